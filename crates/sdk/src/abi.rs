@@ -1,0 +1,366 @@
+//! The C ABI between the host and a plugin library, specified in `docs/plugin-abi.md`.
+//!
+//! Plugin authors never use this module directly: [`crate::export_plugin!`] generates the two
+//! exported symbols and a vtable whose functions are the generic implementations below. The
+//! host (`mittari-engine`) uses the type definitions to call them.
+//!
+//! Ownership rules, all of which the functions here follow:
+//! - Bytes and tables a plugin hands out were allocated by the plugin and are freed by the
+//!   plugin (`free_bytes`, `free_tables`): host and plugin may use different allocators.
+//! - The input array moves into the plugin (C Data Interface move semantics); its release
+//!   callback belongs to the host, which stays loaded. Output arrays move into the host; their
+//!   release callbacks point into the plugin, which is why the host never unloads a library.
+//! - No panic unwinds across the boundary: each function body runs under `catch_unwind` and a
+//!   panic comes back as an error naming the panic message.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
+use arrow_array::{Array, RecordBatch, StructArray};
+use serde::{Deserialize, Serialize};
+
+use crate::{Input, Metric, MetricError, Params, Scalar, Warning};
+
+/// `extern "C" fn() -> u32`: the ABI version the library implements. The host calls it before
+/// touching anything else in the library.
+pub const ABI_VERSION_SYMBOL: &str = "mittari_plugin_abi_version";
+/// `extern "C" fn() -> *const PluginVTable`: the entry point, called once after the version check.
+pub const ENTRY_SYMBOL: &str = "mittari_plugin_entry";
+
+pub type AbiVersionFn = unsafe extern "C" fn() -> u32;
+pub type EntryFn = unsafe extern "C" fn() -> *const PluginVTable;
+
+/// The call succeeded; the out-parameters hold the result.
+pub const STATUS_OK: u32 = 0;
+/// The call failed; the `out` bytes hold a JSON-encoded [`MetricError`].
+pub const STATUS_ERROR: u32 = 1;
+/// The host passed a null out-pointer; nothing was written.
+pub const STATUS_BAD_CALL: u32 = 2;
+
+/// A byte buffer allocated by the plugin. The host reads it, then hands it back to
+/// [`PluginVTable::free_bytes`].
+#[repr(C)]
+#[derive(Debug)]
+pub struct OwnedBytes {
+    pub ptr: *mut u8,
+    pub len: usize,
+    pub cap: usize,
+}
+
+impl OwnedBytes {
+    pub const fn empty() -> Self {
+        OwnedBytes {
+            ptr: std::ptr::null_mut(),
+            len: 0,
+            cap: 0,
+        }
+    }
+
+    fn from_vec(bytes: Vec<u8>) -> Self {
+        let mut bytes = std::mem::ManuallyDrop::new(bytes);
+        OwnedBytes {
+            ptr: bytes.as_mut_ptr(),
+            len: bytes.len(),
+            cap: bytes.capacity(),
+        }
+    }
+
+    /// # Safety
+    /// `self` must have been written by a plugin function and not yet freed.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        if self.ptr.is_null() {
+            &[]
+        } else {
+            // SAFETY: the plugin wrote ptr/len from a live Vec<u8> that is freed only by free_bytes.
+            unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        }
+    }
+}
+
+/// One result table, as an Arrow C Data Interface struct array and its schema.
+#[repr(C)]
+#[derive(Debug)]
+pub struct OwnedTable {
+    pub array: FFI_ArrowArray,
+    pub schema: FFI_ArrowSchema,
+}
+
+/// The result tables of one computation, allocated by the plugin. The host moves each array and
+/// schema out (leaving released, empty structs behind), then hands the list back to
+/// [`PluginVTable::free_tables`].
+#[repr(C)]
+#[derive(Debug)]
+pub struct OwnedTables {
+    pub ptr: *mut OwnedTable,
+    pub len: usize,
+    pub cap: usize,
+}
+
+impl OwnedTables {
+    pub const fn empty() -> Self {
+        OwnedTables {
+            ptr: std::ptr::null_mut(),
+            len: 0,
+            cap: 0,
+        }
+    }
+}
+
+/// The functions a plugin library provides. Returned by the entry point; lives as long as the
+/// library is loaded.
+#[repr(C)]
+#[derive(Debug)]
+pub struct PluginVTable {
+    /// Equal to the value of the ABI-version symbol.
+    pub abi_version: u32,
+    /// How many metrics the library provides; they are addressed by index `0..count`.
+    pub metric_count: unsafe extern "C" fn() -> usize,
+    /// Writes metric `index`'s descriptor as JSON ([`crate::MetricDescriptor`]) into `out`.
+    pub describe: unsafe extern "C" fn(index: usize, out: *mut OwnedBytes) -> u32,
+    /// Computes metric `index`.
+    /// - `params`/`params_len`: borrowed JSON ([`Params`]).
+    /// - `input_array`/`input_schema`: a struct array whose fields are the input columns; the
+    ///   array moves into the plugin, the schema stays borrowed.
+    /// - on [`STATUS_OK`]: `out_meta` holds JSON ([`ComputeMeta`]) and `out_tables` the tables
+    ///   named in it, in order; on [`STATUS_ERROR`]: `out_meta` holds a JSON [`MetricError`].
+    pub compute: unsafe extern "C" fn(
+        index: usize,
+        params: *const u8,
+        params_len: usize,
+        input_array: *mut FFI_ArrowArray,
+        input_schema: *const FFI_ArrowSchema,
+        out_meta: *mut OwnedBytes,
+        out_tables: *mut OwnedTables,
+    ) -> u32,
+    /// Frees bytes this library handed out.
+    pub free_bytes: unsafe extern "C" fn(bytes: OwnedBytes),
+    /// Frees a table list this library handed out, releasing any array still in it.
+    pub free_tables: unsafe extern "C" fn(tables: OwnedTables),
+}
+
+/// The non-table part of a computation's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComputeMeta {
+    pub scalars: Vec<Scalar>,
+    pub warnings: Vec<Warning>,
+    /// Names of the tables in `out_tables`, in the same order.
+    pub table_names: Vec<String>,
+}
+
+/// The set of metrics a library provides; implemented by [`crate::export_plugin!`].
+pub trait PluginMetrics: 'static {
+    fn metrics() -> &'static [Box<dyn Metric>];
+}
+
+/// The vtable for a plugin's metric set; used by [`crate::export_plugin!`].
+pub const fn vtable<P: PluginMetrics>() -> PluginVTable {
+    PluginVTable {
+        abi_version: crate::ABI_VERSION,
+        metric_count: metric_count::<P>,
+        describe: describe::<P>,
+        compute: compute::<P>,
+        free_bytes,
+        free_tables,
+    }
+}
+
+/// The message of a caught panic, for the error the host reports.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+/// Runs `body`, turning a panic into a `Failed` error.
+fn guarded<T>(body: impl FnOnce() -> Result<T, MetricError>) -> Result<T, MetricError> {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        Err(MetricError::failed(format!(
+            "the plugin panicked: {}",
+            panic_message(payload.as_ref())
+        )))
+    })
+}
+
+fn metric<P: PluginMetrics>(index: usize) -> Result<&'static dyn Metric, MetricError> {
+    P::metrics()
+        .get(index)
+        .map(|m| m.as_ref())
+        .ok_or_else(|| MetricError::failed(format!("no metric at index {index}")))
+}
+
+/// Writes a JSON payload into `out` and returns the status for it.
+///
+/// # Safety
+/// `out` must be null or valid for writes.
+unsafe fn write_json(out: *mut OwnedBytes, result: Result<Vec<u8>, MetricError>) -> u32 {
+    if out.is_null() {
+        return STATUS_BAD_CALL;
+    }
+    let (status, bytes) = match result {
+        Ok(bytes) => (STATUS_OK, bytes),
+        Err(error) => (
+            STATUS_ERROR,
+            // Serializing a MetricError (strings and integers) cannot fail; an empty buffer
+            // tells the host the error was lost rather than aborting here.
+            serde_json::to_vec(&error).unwrap_or_default(),
+        ),
+    };
+    // SAFETY: checked non-null; the caller guarantees it is valid for writes.
+    unsafe { out.write(OwnedBytes::from_vec(bytes)) };
+    status
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, MetricError> {
+    serde_json::to_vec(value).map_err(|e| MetricError::failed(format!("cannot encode json: {e}")))
+}
+
+unsafe extern "C" fn metric_count<P: PluginMetrics>() -> usize {
+    // A panic while building the metric list means the library provides none.
+    catch_unwind(|| P::metrics().len()).unwrap_or(0)
+}
+
+unsafe extern "C" fn describe<P: PluginMetrics>(index: usize, out: *mut OwnedBytes) -> u32 {
+    let result = guarded(|| to_json(&metric::<P>(index)?.descriptor()));
+    // SAFETY: the host passes a valid out-pointer (or null, which write_json refuses).
+    unsafe { write_json(out, result) }
+}
+
+unsafe extern "C" fn compute<P: PluginMetrics>(
+    index: usize,
+    params: *const u8,
+    params_len: usize,
+    input_array: *mut FFI_ArrowArray,
+    input_schema: *const FFI_ArrowSchema,
+    out_meta: *mut OwnedBytes,
+    out_tables: *mut OwnedTables,
+) -> u32 {
+    if out_meta.is_null() || out_tables.is_null() {
+        return STATUS_BAD_CALL;
+    }
+    // Take ownership of the input before anything can fail, so it is released exactly once.
+    let array = (!input_array.is_null())
+        // SAFETY: the host passes a valid, initialized array that moves to us.
+        .then(|| unsafe { FFI_ArrowArray::from_raw(input_array) });
+    let result = guarded(|| {
+        let metric = metric::<P>(index)?;
+        let params: Params = if params.is_null() {
+            Params::new()
+        } else {
+            // SAFETY: the host guarantees params..params+len is a live byte slice for the call.
+            let bytes = unsafe { std::slice::from_raw_parts(params, params_len) };
+            serde_json::from_slice(bytes)
+                .map_err(|e| MetricError::failed(format!("cannot decode parameters: {e}")))?
+        };
+        let (Some(array), false) = (array, input_schema.is_null()) else {
+            return Err(MetricError::failed("the host passed no input table"));
+        };
+        // SAFETY: array and schema come from the host's to_ffi of one struct array.
+        let data = unsafe { from_ffi(array, &*input_schema) }
+            .map_err(|e| MetricError::failed(format!("cannot import the input table: {e}")))?;
+        let batch = RecordBatch::from(StructArray::from(data));
+        let output = metric.compute(&Input::new(&batch), &params)?;
+
+        let mut table_names = Vec::with_capacity(output.tables.len());
+        let mut tables = Vec::with_capacity(output.tables.len());
+        for (name, table) in output.tables {
+            let data = StructArray::from(table).into_data();
+            let (array, schema) = to_ffi(&data).map_err(|e| {
+                MetricError::failed(format!("cannot export result table {name}: {e}"))
+            })?;
+            tables.push(OwnedTable { array, schema });
+            table_names.push(name);
+        }
+        let meta = to_json(&ComputeMeta {
+            scalars: output.scalars,
+            warnings: output.warnings,
+            table_names,
+        })?;
+        Ok((meta, tables))
+    });
+    let meta = match result {
+        Ok((meta, tables)) => {
+            let mut tables = std::mem::ManuallyDrop::new(tables);
+            // SAFETY: checked non-null above; the host guarantees validity for writes.
+            unsafe {
+                out_tables.write(OwnedTables {
+                    ptr: tables.as_mut_ptr(),
+                    len: tables.len(),
+                    cap: tables.capacity(),
+                });
+            }
+            Ok(meta)
+        }
+        Err(error) => {
+            // SAFETY: as above.
+            unsafe { out_tables.write(OwnedTables::empty()) };
+            Err(error)
+        }
+    };
+    // SAFETY: checked non-null above.
+    unsafe { write_json(out_meta, meta) }
+}
+
+unsafe extern "C" fn free_bytes(bytes: OwnedBytes) {
+    if !bytes.ptr.is_null() {
+        // SAFETY: ptr/len/cap came from a Vec<u8> this library leaked in OwnedBytes::from_vec.
+        let _ = catch_unwind(|| drop(unsafe { Vec::from_raw_parts(bytes.ptr, bytes.len, bytes.cap) }));
+    }
+}
+
+unsafe extern "C" fn free_tables(tables: OwnedTables) {
+    if !tables.ptr.is_null() {
+        let tables = AssertUnwindSafe(tables);
+        // SAFETY: ptr/len/cap came from a Vec<OwnedTable> this library leaked in compute;
+        // dropping it releases any array the host did not move out.
+        let _ = catch_unwind(move || {
+            let tables = tables;
+            drop(unsafe { Vec::from_raw_parts(tables.ptr, tables.len, tables.cap) })
+        });
+    }
+}
+
+/// Exports metrics from a plugin library: generates the ABI-version symbol and the entry
+/// point. Invoke it once, at the crate root of a `cdylib`, with an expression per metric:
+///
+/// ```ignore
+/// mittari_sdk::export_plugin!(Nps, Csat::default());
+/// ```
+///
+/// Each expression is evaluated once, on first use, and must implement [`crate::Metric`].
+#[macro_export]
+macro_rules! export_plugin {
+    ($($metric:expr),+ $(,)?) => {
+        #[doc(hidden)]
+        struct __MittariPluginMetrics;
+
+        impl $crate::abi::PluginMetrics for __MittariPluginMetrics {
+            fn metrics() -> &'static [::std::boxed::Box<dyn $crate::Metric>] {
+                static METRICS: ::std::sync::OnceLock<
+                    ::std::vec::Vec<::std::boxed::Box<dyn $crate::Metric>>,
+                > = ::std::sync::OnceLock::new();
+                METRICS.get_or_init(|| {
+                    ::std::vec![$(::std::boxed::Box::new($metric) as ::std::boxed::Box<dyn $crate::Metric>),+]
+                })
+            }
+        }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn mittari_plugin_abi_version() -> u32 {
+            $crate::ABI_VERSION
+        }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn mittari_plugin_entry() -> *const $crate::abi::PluginVTable {
+            static VTABLE: $crate::abi::PluginVTable =
+                $crate::abi::vtable::<__MittariPluginMetrics>();
+            &VTABLE
+        }
+    };
+}

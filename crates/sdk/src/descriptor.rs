@@ -1,0 +1,331 @@
+//! A metric's self-description: what it reads, which parameters it takes, what it returns.
+//! The engine validates every request against it before the plugin is called.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ParamValue;
+
+/// The logical type of an input column or a parameter.
+///
+/// Columns arrive in the plugin as Arrow arrays: `Int64` → `Int64Array`, `Double` →
+/// `Float64Array`, `String` → `StringArray`, `Bool` → `BooleanArray`, `Timestamp` →
+/// `TimestampMicrosecondArray` (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataType {
+    Int64,
+    Double,
+    String,
+    Bool,
+    Timestamp,
+}
+
+impl DataType {
+    /// The lowercase name used in messages and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::Int64 => "int64",
+            DataType::Double => "double",
+            DataType::String => "string",
+            DataType::Bool => "bool",
+            DataType::Timestamp => "timestamp",
+        }
+    }
+
+    /// Whether a `Range` applies to values of this type.
+    pub fn is_numeric(self) -> bool {
+        matches!(self, DataType::Int64 | DataType::Double)
+    }
+}
+
+impl std::fmt::Display for DataType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An inclusive range of allowed numeric values; a missing bound is unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Range {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Range {
+    pub fn contains(&self, value: f64) -> bool {
+        self.min.is_none_or(|min| value >= min) && self.max.is_none_or(|max| value <= max)
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => write!(f, "{min}..={max}"),
+            (Some(min), None) => write!(f, ">= {min}"),
+            (None, Some(max)) => write!(f, "<= {max}"),
+            (None, None) => f.write_str("any value"),
+        }
+    }
+}
+
+/// One input column a metric reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub data_type: DataType,
+    /// A required column must be present and contain no nulls; an optional one may be absent
+    /// or contain nulls.
+    pub required: bool,
+    pub description: String,
+    /// Allowed values of a numeric column.
+    pub range: Option<Range>,
+}
+
+impl ColumnSpec {
+    /// An optional column; call [`ColumnSpec::required`] to require it.
+    pub fn new(name: &str, data_type: DataType, description: &str) -> Self {
+        ColumnSpec {
+            name: name.to_owned(),
+            data_type,
+            required: false,
+            description: description.to_owned(),
+            range: None,
+        }
+    }
+    pub fn int64(name: &str, description: &str) -> Self {
+        Self::new(name, DataType::Int64, description)
+    }
+    pub fn double(name: &str, description: &str) -> Self {
+        Self::new(name, DataType::Double, description)
+    }
+    pub fn string(name: &str, description: &str) -> Self {
+        Self::new(name, DataType::String, description)
+    }
+    pub fn bool(name: &str, description: &str) -> Self {
+        Self::new(name, DataType::Bool, description)
+    }
+    pub fn timestamp(name: &str, description: &str) -> Self {
+        Self::new(name, DataType::Timestamp, description)
+    }
+    #[must_use]
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    /// Restricts values to `min..=max`; the engine rejects a row outside it before the
+    /// plugin is called.
+    #[must_use]
+    pub fn range(mut self, min: f64, max: f64) -> Self {
+        self.range = Some(Range {
+            min: Some(min),
+            max: Some(max),
+        });
+        self
+    }
+    /// Restricts values to `>= min`.
+    #[must_use]
+    pub fn min(mut self, min: f64) -> Self {
+        self.range = Some(Range {
+            min: Some(min),
+            max: self.range.and_then(|r| r.max),
+        });
+        self
+    }
+}
+
+/// One parameter a metric takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParameterSpec {
+    pub name: String,
+    pub data_type: DataType,
+    /// `None` makes the parameter required.
+    pub default: Option<ParamValue>,
+    pub range: Option<Range>,
+    /// For string parameters: the only accepted values (empty: any string).
+    pub allowed_values: Vec<String>,
+    pub description: String,
+}
+
+impl ParameterSpec {
+    /// A required parameter; call [`ParameterSpec::default_value`] to make it optional.
+    pub fn new(name: &str, data_type: DataType, description: &str) -> Self {
+        ParameterSpec {
+            name: name.to_owned(),
+            data_type,
+            default: None,
+            range: None,
+            allowed_values: Vec::new(),
+            description: description.to_owned(),
+        }
+    }
+    pub fn double(name: &str, default: f64, description: &str) -> Self {
+        Self::new(name, DataType::Double, description).default_value(ParamValue::Double(default))
+    }
+    pub fn int64(name: &str, default: i64, description: &str) -> Self {
+        Self::new(name, DataType::Int64, description).default_value(ParamValue::Int64(default))
+    }
+    pub fn string(name: &str, default: &str, description: &str) -> Self {
+        Self::new(name, DataType::String, description)
+            .default_value(ParamValue::String(default.to_owned()))
+    }
+    pub fn bool(name: &str, default: bool, description: &str) -> Self {
+        Self::new(name, DataType::Bool, description).default_value(ParamValue::Bool(default))
+    }
+    #[must_use]
+    pub fn default_value(mut self, value: ParamValue) -> Self {
+        self.default = Some(value);
+        self
+    }
+    #[must_use]
+    pub fn range(mut self, min: f64, max: f64) -> Self {
+        self.range = Some(Range {
+            min: Some(min),
+            max: Some(max),
+        });
+        self
+    }
+    #[must_use]
+    pub fn allowed_values(mut self, values: &[&str]) -> Self {
+        self.allowed_values = values.iter().map(|v| (*v).to_owned()).collect();
+        self
+    }
+    pub fn is_required(&self) -> bool {
+        self.default.is_none()
+    }
+}
+
+/// One scalar result a metric returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    pub name: String,
+    /// For example `%`, `points`, `count`, `currency`.
+    pub unit: String,
+    pub description: String,
+}
+
+impl OutputSpec {
+    pub fn new(name: &str, unit: &str, description: &str) -> Self {
+        OutputSpec {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            description: description.to_owned(),
+        }
+    }
+}
+
+/// One result table a metric may return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSpec {
+    pub name: String,
+    pub description: String,
+}
+
+/// Everything the engine and the clients need to know about a metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricDescriptor {
+    /// Lowercase snake_case, unique across the server.
+    pub name: String,
+    pub version: String,
+    /// One line.
+    pub summary: String,
+    /// The definition, formulas and references.
+    pub description: String,
+    pub inputs: Vec<ColumnSpec>,
+    pub parameters: Vec<ParameterSpec>,
+    pub outputs: Vec<OutputSpec>,
+    pub tables: Vec<TableSpec>,
+}
+
+impl MetricDescriptor {
+    pub fn new(name: &str, version: &str, summary: &str) -> Self {
+        MetricDescriptor {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            summary: summary.to_owned(),
+            description: String::new(),
+            inputs: Vec::new(),
+            parameters: Vec::new(),
+            outputs: Vec::new(),
+            tables: Vec::new(),
+        }
+    }
+    #[must_use]
+    pub fn description(mut self, description: &str) -> Self {
+        self.description = description.to_owned();
+        self
+    }
+    #[must_use]
+    pub fn input(mut self, column: ColumnSpec) -> Self {
+        self.inputs.push(column);
+        self
+    }
+    #[must_use]
+    pub fn parameter(mut self, parameter: ParameterSpec) -> Self {
+        self.parameters.push(parameter);
+        self
+    }
+    #[must_use]
+    pub fn output(mut self, output: OutputSpec) -> Self {
+        self.outputs.push(output);
+        self
+    }
+    #[must_use]
+    pub fn table(mut self, name: &str, description: &str) -> Self {
+        self.tables.push(TableSpec {
+            name: name.to_owned(),
+            description: description.to_owned(),
+        });
+        self
+    }
+
+    pub fn input_column(&self, name: &str) -> Option<&ColumnSpec> {
+        self.inputs.iter().find(|c| c.name == name)
+    }
+    pub fn parameter_spec(&self, name: &str) -> Option<&ParameterSpec> {
+        self.parameters.iter().find(|p| p.name == name)
+    }
+    pub fn output_spec(&self, name: &str) -> Option<&OutputSpec> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+
+    /// Checks the descriptor is self-consistent; the engine refuses a metric whose
+    /// descriptor is not, so every later check can rely on it.
+    pub fn check(&self) -> Result<(), String> {
+        let valid_name = |n: &str| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if !valid_name(&self.name) {
+            return Err(format!(
+                "metric name {:?} must be non-empty lowercase snake_case",
+                self.name
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for name in self.inputs.iter().map(|c| &c.name) {
+            if name.is_empty() || !seen.insert(("input", name)) {
+                return Err(format!("input column {name:?} is empty or declared twice"));
+            }
+        }
+        for name in self.outputs.iter().map(|o| &o.name) {
+            if name.is_empty() || !seen.insert(("output", name)) {
+                return Err(format!("output {name:?} is empty or declared twice"));
+            }
+        }
+        for spec in &self.parameters {
+            if !valid_name(&spec.name) || !seen.insert(("parameter", &spec.name)) {
+                return Err(format!(
+                    "parameter {:?} is not snake_case or is declared twice",
+                    spec.name
+                ));
+            }
+            if let Some(default) = &spec.default {
+                crate::params::check_value(spec, default).map_err(|reason| {
+                    format!("default of parameter {:?} is invalid: {reason}", spec.name)
+                })?;
+            }
+        }
+        Ok(())
+    }
+}

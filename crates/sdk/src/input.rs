@@ -1,0 +1,90 @@
+use arrow_array::{
+    Array, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+
+use crate::MetricError;
+
+/// The input table of one computation, as the plugin receives it: exactly the columns the
+/// descriptor declares that the request provided, already validated (types, nulls in required
+/// columns, declared ranges). With group-by, one group's rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    batch: &'a RecordBatch,
+}
+
+impl<'a> Input<'a> {
+    pub fn new(batch: &'a RecordBatch) -> Self {
+        Input { batch }
+    }
+    pub fn num_rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+    pub fn batch(&self) -> &'a RecordBatch {
+        self.batch
+    }
+    pub fn has_column(&self, name: &str) -> bool {
+        self.batch.column_by_name(name).is_some()
+    }
+
+    fn column<T: Array + 'static>(&self, name: &str, type_name: &str) -> Result<&'a T, MetricError> {
+        let column = self.batch.column_by_name(name).ok_or_else(|| {
+            MetricError::failed(format!(
+                "column {name} is missing from the input; declare it as required in the descriptor"
+            ))
+        })?;
+        column.as_any().downcast_ref::<T>().ok_or_else(|| {
+            MetricError::failed(format!(
+                "column {name} has arrow type {}, expected {type_name}",
+                column.data_type()
+            ))
+        })
+    }
+    fn optional<T: Array + 'static>(
+        &self,
+        name: &str,
+        type_name: &str,
+    ) -> Result<Option<&'a T>, MetricError> {
+        if self.has_column(name) {
+            self.column(name, type_name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn int64(&self, name: &str) -> Result<&'a Int64Array, MetricError> {
+        self.column(name, "int64")
+    }
+    pub fn double(&self, name: &str) -> Result<&'a Float64Array, MetricError> {
+        self.column(name, "double")
+    }
+    pub fn string(&self, name: &str) -> Result<&'a StringArray, MetricError> {
+        self.column(name, "string")
+    }
+    pub fn bool(&self, name: &str) -> Result<&'a BooleanArray, MetricError> {
+        self.column(name, "bool")
+    }
+    /// Microseconds since 1970-01-01T00:00:00Z.
+    pub fn timestamp(&self, name: &str) -> Result<&'a TimestampMicrosecondArray, MetricError> {
+        self.column(name, "timestamp")
+    }
+    /// An optional column: `None` when the request did not provide it.
+    pub fn optional_int64(&self, name: &str) -> Result<Option<&'a Int64Array>, MetricError> {
+        self.optional(name, "int64")
+    }
+    pub fn optional_double(&self, name: &str) -> Result<Option<&'a Float64Array>, MetricError> {
+        self.optional(name, "double")
+    }
+    pub fn optional_string(&self, name: &str) -> Result<Option<&'a StringArray>, MetricError> {
+        self.optional(name, "string")
+    }
+    pub fn optional_bool(&self, name: &str) -> Result<Option<&'a BooleanArray>, MetricError> {
+        self.optional(name, "bool")
+    }
+    pub fn optional_timestamp(
+        &self,
+        name: &str,
+    ) -> Result<Option<&'a TimestampMicrosecondArray>, MetricError> {
+        self.optional(name, "timestamp")
+    }
+}

@@ -1,0 +1,92 @@
+use arrow_array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+/// A confidence interval around a scalar result.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceInterval {
+    pub lower: f64,
+    pub upper: f64,
+    /// For example 0.95.
+    pub level: f64,
+}
+
+/// One named scalar result. Its unit comes from the matching [`crate::OutputSpec`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scalar {
+    pub name: String,
+    /// `None` when the value does not exist for this input; `undefined_reason` says why.
+    pub value: Option<f64>,
+    pub confidence_interval: Option<ConfidenceInterval>,
+    pub undefined_reason: Option<String>,
+}
+
+impl Scalar {
+    pub fn new(name: &str, value: f64) -> Self {
+        Scalar {
+            name: name.to_owned(),
+            value: Some(value),
+            confidence_interval: None,
+            undefined_reason: None,
+        }
+    }
+    /// A result that does not exist for this input, for example a rate with no customers at
+    /// the start of the period.
+    pub fn undefined(name: &str, reason: impl Into<String>) -> Self {
+        Scalar {
+            name: name.to_owned(),
+            value: None,
+            confidence_interval: None,
+            undefined_reason: Some(reason.into()),
+        }
+    }
+    #[must_use]
+    pub fn with_interval(mut self, lower: f64, upper: f64, level: f64) -> Self {
+        self.confidence_interval = Some(ConfidenceInterval {
+            lower,
+            upper,
+            level,
+        });
+        self
+    }
+}
+
+/// A warning about the result, for example a sample too small for the interval to be reliable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// Stable, machine-readable, snake_case.
+    pub code: String,
+    pub message: String,
+}
+
+/// What one computation returns.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub scalars: Vec<Scalar>,
+    /// Named result tables, for example one row per customer.
+    pub tables: Vec<(String, RecordBatch)>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Output {
+    pub fn new() -> Self {
+        Output::default()
+    }
+    #[must_use]
+    pub fn scalar(mut self, scalar: Scalar) -> Self {
+        self.scalars.push(scalar);
+        self
+    }
+    #[must_use]
+    pub fn table(mut self, name: &str, table: RecordBatch) -> Self {
+        self.tables.push((name.to_owned(), table));
+        self
+    }
+    #[must_use]
+    pub fn warning(mut self, code: &str, message: impl Into<String>) -> Self {
+        self.warnings.push(Warning {
+            code: code.to_owned(),
+            message: message.into(),
+        });
+        self
+    }
+}
