@@ -308,7 +308,8 @@ unsafe extern "C" fn compute<P: PluginMetrics>(
 unsafe extern "C" fn free_bytes(bytes: OwnedBytes) {
     if !bytes.ptr.is_null() {
         // SAFETY: ptr/len/cap came from a Vec<u8> this library leaked in OwnedBytes::from_vec.
-        let _ = catch_unwind(|| drop(unsafe { Vec::from_raw_parts(bytes.ptr, bytes.len, bytes.cap) }));
+        let _ =
+            catch_unwind(|| drop(unsafe { Vec::from_raw_parts(bytes.ptr, bytes.len, bytes.cap) }));
     }
 }
 

@@ -32,6 +32,18 @@ impl DataType {
         }
     }
 
+    /// The Arrow type columns of this type have inside a plugin.
+    pub fn arrow_type(self) -> arrow_schema::DataType {
+        use arrow_schema::{DataType as Arrow, TimeUnit};
+        match self {
+            DataType::Int64 => Arrow::Int64,
+            DataType::Double => Arrow::Float64,
+            DataType::String => Arrow::Utf8,
+            DataType::Bool => Arrow::Boolean,
+            DataType::Timestamp => Arrow::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+
     /// Whether a `Range` applies to values of this type.
     pub fn is_numeric(self) -> bool {
         matches!(self, DataType::Int64 | DataType::Double)

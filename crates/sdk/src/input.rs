@@ -27,7 +27,11 @@ impl<'a> Input<'a> {
         self.batch.column_by_name(name).is_some()
     }
 
-    fn column<T: Array + 'static>(&self, name: &str, type_name: &str) -> Result<&'a T, MetricError> {
+    fn column<T: Array + 'static>(
+        &self,
+        name: &str,
+        type_name: &str,
+    ) -> Result<&'a T, MetricError> {
         let column = self.batch.column_by_name(name).ok_or_else(|| {
             MetricError::failed(format!(
                 "column {name} is missing from the input; declare it as required in the descriptor"

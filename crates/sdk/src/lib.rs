@@ -41,6 +41,7 @@ mod metric;
 mod output;
 mod params;
 pub mod stats;
+pub mod time;
 
 pub use arrow_array;
 pub use arrow_array::RecordBatch;

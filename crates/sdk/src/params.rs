@@ -28,18 +28,41 @@ impl ParamValue {
         }
     }
 
-    /// Converts to the type `spec` declares, widening an int64 to a double, and checks the
+    /// Parses text (a command-line `--param` or a configuration string) as a value of `data_type`.
+    pub fn parse(text: &str, data_type: DataType) -> Result<ParamValue, String> {
+        let text = text.trim();
+        match data_type {
+            DataType::Int64 => text
+                .parse()
+                .map(ParamValue::Int64)
+                .map_err(|_| format!("{text:?} is not an integer")),
+            DataType::Double => match text.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(ParamValue::Double(v)),
+                _ => Err(format!("{text:?} is not a finite number")),
+            },
+            DataType::String => Ok(ParamValue::String(text.to_owned())),
+            DataType::Bool => match text.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => Ok(ParamValue::Bool(true)),
+                "false" | "no" | "0" => Ok(ParamValue::Bool(false)),
+                _ => Err(format!("{text:?} is not a boolean; write true or false")),
+            },
+            DataType::Timestamp => crate::time::parse_timestamp(text).map(ParamValue::Timestamp),
+        }
+    }
+
+    /// Converts to the type `spec` declares, widening an int64 to a double and parsing an ISO 8601
+    /// string as a timestamp, and checks the
     /// declared range and allowed values. The error says what is wrong, in lowercase.
     pub fn conform_to(self, spec: &ParameterSpec) -> Result<ParamValue, String> {
         let value = match (spec.data_type, self) {
             // Lossless for every value a user would type; beyond 2^53 a double rounds anyway.
             (DataType::Double, ParamValue::Int64(v)) => ParamValue::Double(v as f64),
+            (DataType::Timestamp, ParamValue::String(text)) => {
+                ParamValue::Timestamp(crate::time::parse_timestamp(&text)?)
+            }
             (expected, value) if value.data_type() == expected => value,
             (expected, value) => {
-                return Err(format!(
-                    "expected {expected}, got {}",
-                    value.data_type()
-                ));
+                return Err(format!("expected {expected}, got {}", value.data_type()));
             }
         };
         check_value(spec, &value)?;
@@ -124,10 +147,7 @@ impl Params {
         pick(value).ok_or_else(|| {
             MetricError::invalid_parameter(
                 name,
-                format!(
-                    "expected {expected}, got {}",
-                    value.data_type()
-                ),
+                format!("expected {expected}, got {}", value.data_type()),
             )
         })
     }
@@ -185,8 +205,16 @@ mod tests {
     #[test]
     fn conform_widens_and_checks() {
         let confidence = || ParameterSpec::double("confidence", 0.95, "").range(0.5, 0.999);
-        check(confidence(), ParamValue::Double(0.9), Ok(ParamValue::Double(0.9)));
-        check(confidence(), ParamValue::Int64(1), Err("1 is outside the allowed range 0.5..=0.999"));
+        check(
+            confidence(),
+            ParamValue::Double(0.9),
+            Ok(ParamValue::Double(0.9)),
+        );
+        check(
+            confidence(),
+            ParamValue::Int64(1),
+            Err("1 is outside the allowed range 0.5..=0.999"),
+        );
         check(
             confidence(),
             ParamValue::Bool(true),
@@ -198,7 +226,11 @@ mod tests {
             Err("NaN is not a finite number"),
         );
         let model = ParameterSpec::string("model", "a", "").allowed_values(&["a", "b"]);
-        check(model.clone(), ParamValue::String("b".into()), Ok(ParamValue::String("b".into())));
+        check(
+            model.clone(),
+            ParamValue::String("b".into()),
+            Ok(ParamValue::String("b".into())),
+        );
         check(
             model,
             ParamValue::String("c".into()),
@@ -213,7 +245,9 @@ mod tests {
 
     #[test]
     fn typed_getters_name_the_parameter() {
-        let params: Params = [("x".to_owned(), ParamValue::Int64(3))].into_iter().collect();
+        let params: Params = [("x".to_owned(), ParamValue::Int64(3))]
+            .into_iter()
+            .collect();
         assert_eq!(params.f64("x"), Ok(3.0));
         assert_eq!(params.i64("x"), Ok(3));
         assert_eq!(

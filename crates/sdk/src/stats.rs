@@ -76,7 +76,10 @@ mod tests {
             (1e-6, -4.753424308822899),
         ] {
             let got = normal_quantile(p).unwrap();
-            assert!((got - expect).abs() <= 2e-9 * expect.abs().max(1.0), "p={p}: {got} vs {expect}");
+            assert!(
+                (got - expect).abs() <= 2e-9 * expect.abs().max(1.0),
+                "p={p}: {got} vs {expect}"
+            );
         }
         assert_eq!(normal_quantile(0.0), None);
         assert_eq!(normal_quantile(1.0), None);

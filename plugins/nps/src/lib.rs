@@ -51,19 +51,30 @@ impl Metric for Nps {
         let mut counts = Counts::default();
         for (row, score) in scores.iter().enumerate() {
             let score = score.ok_or_else(|| {
-                MetricError::invalid_value("score", row, "score is empty; every response needs a score from 0 to 10")
+                MetricError::invalid_value(
+                    "score",
+                    row,
+                    "score is empty; every response needs a score from 0 to 10",
+                )
             })?;
-            counts.add(score).map_err(|message| MetricError::invalid_value("score", row, message))?;
+            counts
+                .add(score)
+                .map_err(|message| MetricError::invalid_value("score", row, message))?;
         }
         let level = params.f64("confidence")?;
-        let z = two_sided_z(level)
-            .ok_or_else(|| MetricError::invalid_parameter("confidence", "must be between 0 and 1"))?;
+        let z = two_sided_z(level).ok_or_else(|| {
+            MetricError::invalid_parameter("confidence", "must be between 0 and 1")
+        })?;
         let summary = counts.summarize(z).ok_or_else(|| {
             MetricError::invalid_input("the input has no responses; nps needs at least one score")
         })?;
 
         let mut output = Output::new()
-            .scalar(Scalar::new("nps", summary.nps).with_interval(summary.ci_lower, summary.ci_upper, level))
+            .scalar(Scalar::new("nps", summary.nps).with_interval(
+                summary.ci_lower,
+                summary.ci_upper,
+                level,
+            ))
             .scalar(Scalar::new("responses", counts.total() as f64))
             .scalar(Scalar::new("promoters", counts.promoters as f64))
             .scalar(Scalar::new("passives", counts.passives as f64))
@@ -98,7 +109,11 @@ impl Counts {
             9..=10 => self.promoters += 1,
             7..=8 => self.passives += 1,
             0..=6 => self.detractors += 1,
-            _ => return Err(format!("score {score} is outside 0..=10; nps scores are integers from 0 to 10")),
+            _ => {
+                return Err(format!(
+                    "score {score} is outside 0..=10; nps scores are integers from 0 to 10"
+                ));
+            }
         }
         Ok(())
     }
@@ -169,16 +184,22 @@ mod tests {
     fn check(scores: &[i64], expect: (f64, f64)) {
         let summary = counts(scores).summarize(Z95).unwrap();
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
-        assert!(close(summary.nps, expect.0), "nps {} != {}", summary.nps, expect.0);
+        assert!(
+            close(summary.nps, expect.0),
+            "nps {} != {}",
+            summary.nps,
+            expect.0
+        );
         assert!(
             close(summary.standard_error, expect.1),
             "se {} != {}",
             summary.standard_error,
             expect.1
         );
-        assert!(
-            close(summary.promoter_share + summary.passive_share + summary.detractor_share, 100.0)
-        );
+        assert!(close(
+            summary.promoter_share + summary.passive_share + summary.detractor_share,
+            100.0
+        ));
     }
 
     #[test]
@@ -188,7 +209,10 @@ mod tests {
         check(&[10, 9, 9, 8, 7, 6, 5, 3, 10, 0], (0.0, 28.284271247461902));
         // 4 promoters, 2 passives, 1 detractor of 7: nps = 300/7 = 42.857142857142854;
         // variance = 5/7 - (3/7)^2 = 26/49; se = 100 * sqrt(26/343) = 27.532210718...
-        check(&[10, 10, 10, 9, 8, 7, 6], (300.0 / 7.0, 100.0 * (26.0f64 / 343.0).sqrt()));
+        check(
+            &[10, 10, 10, 9, 8, 7, 6],
+            (300.0 / 7.0, 100.0 * (26.0f64 / 343.0).sqrt()),
+        );
         // All promoters: nps 100, no variance.
         check(&[9, 10, 9], (100.0, 0.0));
         // All detractors: nps -100.
@@ -200,7 +224,9 @@ mod tests {
     #[test]
     fn interval_is_clamped_to_the_scale() {
         // 9 promoters, 1 detractor: nps 80, variance 1 - 0.64 = 0.36, se = 100 * sqrt(0.036).
-        let summary = counts(&[10, 10, 10, 10, 10, 10, 10, 10, 10, 0]).summarize(Z95).unwrap();
+        let summary = counts(&[10, 10, 10, 10, 10, 10, 10, 10, 10, 0])
+            .summarize(Z95)
+            .unwrap();
         let se = 100.0 * 0.036f64.sqrt();
         // The quantile is accurate to ~1e-9 relative, so interval bounds are checked to 1e-6.
         assert!((summary.ci_lower - (80.0 - Z95 * se)).abs() < 1e-6);
@@ -209,13 +235,22 @@ mod tests {
 
     #[test]
     fn rejects_scores_off_the_scale_and_empty_input() {
-        assert!(Counts::default().add(11).unwrap_err().contains("score 11 is outside 0..=10"));
+        assert!(
+            Counts::default()
+                .add(11)
+                .unwrap_err()
+                .contains("score 11 is outside 0..=10")
+        );
         assert!(Counts::default().add(-1).is_err());
         assert_eq!(Counts::default().summarize(Z95), None);
     }
 
     fn run(scores: Vec<i64>) -> Result<Output, MetricError> {
-        let schema = Arc::new(Schema::new(vec![Field::new("score", mittari_sdk::arrow_schema::DataType::Int64, false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "score",
+            mittari_sdk::arrow_schema::DataType::Int64,
+            false,
+        )]));
         let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(scores))]).unwrap();
         let mut params = Params::new();
         params.insert("confidence", ParamValue::Double(0.95));
@@ -242,7 +277,10 @@ mod tests {
                 "score 11 is outside 0..=10; nps scores are integers from 0 to 10"
             )
         );
-        assert!(matches!(run(vec![]).unwrap_err(), MetricError::InvalidInput { column: None, .. }));
+        assert!(matches!(
+            run(vec![]).unwrap_err(),
+            MetricError::InvalidInput { column: None, .. }
+        ));
         descriptor.check().unwrap();
     }
 }

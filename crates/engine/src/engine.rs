@@ -1,0 +1,642 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{RecordBatch, UInt32Array};
+use mittari_sdk::{ConfidenceInterval, MetricDescriptor, MetricError, Output, ParamValue, Warning};
+use rayon::prelude::*;
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{EngineError, Field, StartupError, Violation};
+use crate::group::{self, GroupKey};
+use crate::plugin::{PluginLibrary, PluginMetric};
+use crate::validate;
+
+/// Plugin libraries are files named `<dll prefix>mittari_plugin_<name><dll suffix>`, for
+/// example `libmittari_plugin_nps.so`: what cargo produces for a crate `mittari-plugin-<name>`.
+/// Discovery loads only such files, so other libraries in the directory (test fixtures,
+/// unrelated code) are never loaded and their initializers never run.
+pub const PLUGIN_FILE_PREFIX: &str = "mittari_plugin_";
+
+/// A configuration value as the admin wrote it; converted to the parameter's declared type
+/// when the engine starts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// What the engine needs from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where plugin libraries are.
+    pub plugin_dir: PathBuf,
+    /// Libraries to load (file names, or names without the platform prefix and suffix such as
+    /// `mittari_plugin_nps`); `None` loads every plugin library in `plugin_dir`.
+    pub libraries: Option<Vec<String>>,
+    /// Metrics to serve; `None` serves every metric loaded.
+    pub enabled_metrics: Option<Vec<String>>,
+    /// Per-metric parameter defaults, overriding the metric's own.
+    pub metric_defaults: BTreeMap<String, BTreeMap<String, ConfigValue>>,
+    /// Computations running at once; more wait in a queue.
+    pub max_concurrent_computations: usize,
+    /// Computations waiting at once; more are refused as overload.
+    pub max_queued_computations: usize,
+}
+
+/// One computation to run.
+#[derive(Debug, Clone)]
+pub struct ComputeRequest {
+    pub metric: String,
+    pub params: BTreeMap<String, ParamValue>,
+    pub input: RecordBatch,
+    pub group_by: Vec<String>,
+}
+
+/// A scalar result with its unit, checked finite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultScalar {
+    pub name: String,
+    pub unit: String,
+    pub value: Option<f64>,
+    pub confidence_interval: Option<ConfidenceInterval>,
+    pub undefined_reason: Option<String>,
+}
+
+/// What a metric returned for one set of rows.
+#[derive(Debug, Clone, Default)]
+pub struct MetricResults {
+    pub scalars: Vec<ResultScalar>,
+    pub tables: Vec<(String, RecordBatch)>,
+    pub warnings: Vec<Warning>,
+}
+
+/// The results of one group.
+#[derive(Debug, Clone)]
+pub struct GroupResults {
+    /// `(column, value)` per group column, in request order; `None` for the null group.
+    pub key: Vec<(String, Option<ParamValue>)>,
+    pub rows: usize,
+    pub results: MetricResults,
+}
+
+/// The outcome of a computation: `results` without group-by, `groups` with it.
+#[derive(Debug, Clone)]
+pub struct ComputeOutcome {
+    pub metric: String,
+    pub rows: usize,
+    pub results: Option<MetricResults>,
+    pub groups: Vec<GroupResults>,
+}
+
+/// A library the engine loaded, or refused, at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LibraryStatus {
+    Loaded { metrics: Vec<String> },
+    Refused { reason: String },
+}
+
+#[derive(Debug)]
+struct MetricEntry {
+    /// The plugin's descriptor with the admin's defaults applied.
+    descriptor: MetricDescriptor,
+    plugin: PluginMetric,
+}
+
+/// The metric engine: the loaded plugins, and the one path every computation takes
+/// (validation, group-by, dispatch, result checks).
+#[derive(Debug)]
+pub struct Engine {
+    metrics: BTreeMap<String, MetricEntry>,
+    libraries: Vec<(PathBuf, LibraryStatus)>,
+    limiter: Limiter,
+}
+
+impl Engine {
+    /// Loads the plugins and validates the configuration against them. Libraries that cannot
+    /// be used are refused (logged, and listed in [`Engine::libraries`]); the engine starts
+    /// with the rest, unless none provides a metric.
+    pub fn load(config: &EngineConfig) -> Result<Engine, StartupError> {
+        if config.max_concurrent_computations == 0 {
+            return Err(StartupError::config(
+                "server.max_concurrent_computations",
+                "must be at least 1",
+            ));
+        }
+        let paths = library_paths(config)?;
+        let mut metrics = BTreeMap::new();
+        let mut libraries = Vec::new();
+        for path in paths {
+            let status = load_library(&path, &mut metrics);
+            match &status {
+                LibraryStatus::Loaded { metrics } => {
+                    tracing::info!(library = %path.display(), metrics = ?metrics, "loaded plugin library");
+                }
+                LibraryStatus::Refused { reason } => {
+                    tracing::error!(library = %path.display(), %reason, "refused plugin library");
+                }
+            }
+            libraries.push((path, status));
+        }
+        if metrics.is_empty() {
+            let detail = if libraries.is_empty() {
+                format!(
+                    "no plugin libraries ({}{PLUGIN_FILE_PREFIX}*{}) found",
+                    std::env::consts::DLL_PREFIX,
+                    std::env::consts::DLL_SUFFIX
+                )
+            } else {
+                libraries
+                    .iter()
+                    .map(|(path, status)| match status {
+                        LibraryStatus::Refused { reason } => {
+                            format!("{}: {reason}", path.display())
+                        }
+                        LibraryStatus::Loaded { .. } => {
+                            format!("{}: provides no metric", path.display())
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            return Err(StartupError::NoMetrics {
+                dir: config.plugin_dir.clone(),
+                detail,
+            });
+        }
+        if let Some(enabled) = &config.enabled_metrics {
+            for name in enabled {
+                if !metrics.contains_key(name) {
+                    return Err(StartupError::config(
+                        "metrics.enabled",
+                        format!(
+                            "metric {name:?} is not provided by any loaded plugin; loaded: {}",
+                            join_keys(&metrics)
+                        ),
+                    ));
+                }
+            }
+            metrics.retain(|name, _| enabled.contains(name));
+        }
+        for (metric, defaults) in &config.metric_defaults {
+            let Some(entry) = metrics.get_mut(metric) else {
+                return Err(StartupError::config(
+                    format!("metrics.defaults.{metric}"),
+                    format!(
+                        "no enabled metric is named {metric:?}; enabled: {}",
+                        join_keys(&metrics)
+                    ),
+                ));
+            };
+            apply_defaults(&mut entry.descriptor, defaults)?;
+        }
+        let limiter = Limiter::new(
+            config.max_concurrent_computations,
+            config.max_queued_computations,
+        );
+        Ok(Engine {
+            metrics,
+            libraries,
+            limiter,
+        })
+    }
+
+    /// The served metrics' descriptors, by name.
+    pub fn metrics(&self) -> impl Iterator<Item = &MetricDescriptor> {
+        self.metrics.values().map(|e| &e.descriptor)
+    }
+
+    /// Every library considered at start-up and what became of it.
+    pub fn libraries(&self) -> &[(PathBuf, LibraryStatus)] {
+        &self.libraries
+    }
+
+    pub fn describe(&self, name: &str) -> Result<&MetricDescriptor, EngineError> {
+        self.entry(name).map(|e| &e.descriptor)
+    }
+
+    /// The file of the library that provides `name`.
+    pub fn library_of(&self, name: &str) -> Option<&Path> {
+        self.metrics.get(name).map(|e| e.plugin.library.path())
+    }
+
+    fn entry(&self, name: &str) -> Result<&MetricEntry, EngineError> {
+        self.metrics
+            .get(name)
+            .ok_or_else(|| EngineError::UnknownMetric {
+                name: name.to_owned(),
+                available: self.metrics.keys().cloned().collect(),
+            })
+    }
+
+    /// Runs a computation on a blocking thread, at most `max_concurrent_computations` at once.
+    /// Refuses with [`EngineError::Overloaded`] when the wait queue is full.
+    pub async fn compute(
+        self: &Arc<Self>,
+        request: ComputeRequest,
+    ) -> Result<ComputeOutcome, EngineError> {
+        // Unknown metrics are refused before queueing: no reason to wait for a permit.
+        self.entry(&request.metric)?;
+        let permit = self.limiter.acquire().await?;
+        let engine = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _permit: OwnedSemaphorePermit = permit;
+            engine.compute_blocking(request)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(EngineError::MetricFailed {
+                metric: "unknown".to_owned(),
+                message: format!("the computation task failed: {e}"),
+            })
+        })
+    }
+
+    /// Runs a computation on the calling thread. Group-by fans out over the rayon pool.
+    pub fn compute_blocking(&self, request: ComputeRequest) -> Result<ComputeOutcome, EngineError> {
+        let started = Instant::now();
+        let entry = self.entry(&request.metric)?;
+        let descriptor = &entry.descriptor;
+        let mut violations = Vec::new();
+        let params = validate::params(descriptor, request.params, &mut violations);
+        validate::group_by(&request.input, &request.group_by, &mut violations);
+        let input = validate::input(descriptor, &request.input, &mut violations);
+        if !violations.is_empty() {
+            validate::truncate(&mut violations);
+            return Err(EngineError::InvalidArgument { violations });
+        }
+        let rows = input.num_rows();
+        let run = |batch: &RecordBatch| -> Result<MetricResults, EngineError> {
+            let output = entry
+                .plugin
+                .compute(batch, &params)
+                .map_err(|e| metric_error(&descriptor.name, e, None))?;
+            check_results(descriptor, output).map_err(|message| EngineError::MetricFailed {
+                metric: descriptor.name.clone(),
+                message,
+            })
+        };
+        let outcome = if request.group_by.is_empty() {
+            ComputeOutcome {
+                metric: descriptor.name.clone(),
+                rows,
+                results: Some(run(&input)?),
+                groups: Vec::new(),
+            }
+        } else {
+            let groups = group::partition(&request.input, &request.group_by);
+            let results: Vec<Result<GroupResults, EngineError>> =
+                groups
+                    .par_iter()
+                    .map(|group| {
+                        let indices = UInt32Array::from(group.rows.clone());
+                        let batch = arrow_select::take::take_record_batch(&input, &indices)
+                            .map_err(|e| EngineError::MetricFailed {
+                                metric: descriptor.name.clone(),
+                                message: format!("cannot select the group's rows: {e}"),
+                            })?;
+                        let output = entry
+                            .plugin
+                            .compute(&batch, &params)
+                            .map_err(|e| metric_error(&descriptor.name, e, Some(group)))?;
+                        let results = check_results(descriptor, output).map_err(|message| {
+                            EngineError::MetricFailed {
+                                metric: descriptor.name.clone(),
+                                message,
+                            }
+                        })?;
+                        Ok(GroupResults {
+                            key: named_key(&request.group_by, &group.key),
+                            rows: group.rows.len(),
+                            results,
+                        })
+                    })
+                    .collect();
+            let groups = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+            ComputeOutcome {
+                metric: descriptor.name.clone(),
+                rows,
+                results: None,
+                groups,
+            }
+        };
+        tracing::debug!(
+            metric = %descriptor.name,
+            rows,
+            groups = outcome.groups.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "computed"
+        );
+        Ok(outcome)
+    }
+}
+
+fn join_keys<V>(map: &BTreeMap<String, V>) -> String {
+    map.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn named_key(columns: &[String], key: &GroupKey) -> Vec<(String, Option<ParamValue>)> {
+    columns.iter().cloned().zip(key.iter().cloned()).collect()
+}
+
+/// Maps a plugin's error to the engine's, translating a row of the plugin's batch (a group's
+/// rows with group-by) back to the request's row.
+fn metric_error(metric: &str, error: MetricError, group: Option<&group::Group>) -> EngineError {
+    match error {
+        MetricError::InvalidInput {
+            column,
+            row,
+            message,
+        } => {
+            let row = row.map(|r| {
+                group
+                    .and_then(|g| g.rows.get(r as usize))
+                    .map_or(r, |&request_row| u64::from(request_row))
+            });
+            let message = match (group, row) {
+                (Some(_), Some(row)) => format!("{message} (row {row} of the request)"),
+                _ => message,
+            };
+            let field = match column {
+                Some(name) => Field::Column { name, row },
+                None => Field::Input,
+            };
+            EngineError::InvalidArgument {
+                violations: vec![Violation::new(field, message)],
+            }
+        }
+        MetricError::InvalidParameter { name, message } => {
+            EngineError::invalid(Field::Parameter { name }, message)
+        }
+        MetricError::Failed { message } => EngineError::MetricFailed {
+            metric: metric.to_owned(),
+            message,
+        },
+    }
+}
+
+/// Holds plugins to their descriptor: every scalar declared and finite, every table declared
+/// and free of NaN and infinity. A plugin that breaks this has a bug; the request fails
+/// rather than a wrong number reaching a client.
+fn check_results(descriptor: &MetricDescriptor, output: Output) -> Result<MetricResults, String> {
+    let mut scalars = Vec::with_capacity(output.scalars.len());
+    for scalar in output.scalars {
+        let Some(spec) = descriptor.output_spec(&scalar.name) else {
+            return Err(format!(
+                "the plugin returned output {:?}, which its descriptor does not declare",
+                scalar.name
+            ));
+        };
+        let finite = scalar.value.is_none_or(f64::is_finite)
+            && scalar.confidence_interval.is_none_or(|ci| {
+                ci.lower.is_finite() && ci.upper.is_finite() && ci.level.is_finite()
+            });
+        if !finite {
+            return Err(format!(
+                "the plugin returned a non-finite value for {}; this is a bug in the plugin",
+                scalar.name
+            ));
+        }
+        let undefined_reason = match (scalar.value, scalar.undefined_reason) {
+            (None, None) => Some("the metric returned no value".to_owned()),
+            (_, reason) => reason,
+        };
+        scalars.push(ResultScalar {
+            name: scalar.name,
+            unit: spec.unit.clone(),
+            value: scalar.value,
+            confidence_interval: scalar.confidence_interval,
+            undefined_reason,
+        });
+    }
+    for (name, table) in &output.tables {
+        if !descriptor.tables.iter().any(|t| &t.name == name) {
+            return Err(format!(
+                "the plugin returned table {name:?}, which its descriptor does not declare"
+            ));
+        }
+        for (field, column) in table.schema().fields().iter().zip(table.columns()) {
+            if let Some(values) = column.as_primitive_opt::<Float64Type>()
+                && values.iter().flatten().any(|v| !v.is_finite())
+            {
+                return Err(format!(
+                    "the plugin returned a non-finite value in column {} of table {name}; this is a bug in the plugin",
+                    field.name()
+                ));
+            }
+        }
+    }
+    Ok(MetricResults {
+        scalars,
+        tables: output.tables,
+        warnings: output.warnings,
+    })
+}
+
+fn library_paths(config: &EngineConfig) -> Result<Vec<PathBuf>, StartupError> {
+    let dir = &config.plugin_dir;
+    if !dir.is_dir() {
+        return Err(StartupError::MissingPluginDir { dir: dir.clone() });
+    }
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    if let Some(libraries) = &config.libraries {
+        return libraries
+            .iter()
+            .map(|name| {
+                let file = if name.ends_with(suffix) {
+                    name.clone()
+                } else {
+                    format!("{prefix}{name}{suffix}")
+                };
+                let path = dir.join(file);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(StartupError::config(
+                        "plugins.libraries",
+                        format!("library {name:?} not found: no file {}", path.display()),
+                    ))
+                }
+            })
+            .collect();
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| StartupError::UnreadablePluginDir {
+        dir: dir.clone(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|path| {
+            path.is_file()
+                && path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|name| {
+                        name.starts_with(&format!("{prefix}{PLUGIN_FILE_PREFIX}"))
+                            && name.ends_with(suffix)
+                    })
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+fn load_library(path: &Path, metrics: &mut BTreeMap<String, MetricEntry>) -> LibraryStatus {
+    let (library, descriptors) = match PluginLibrary::load(path) {
+        Ok(loaded) => loaded,
+        Err(reason) => return LibraryStatus::Refused { reason },
+    };
+    let mut names = Vec::new();
+    for (index, descriptor) in descriptors.into_iter().enumerate() {
+        let descriptor = match descriptor.and_then(|d| d.check().map(|()| d)) {
+            Ok(d) => d,
+            Err(reason) => {
+                tracing::error!(library = %path.display(), index, %reason, "refused metric");
+                continue;
+            }
+        };
+        if let Some(existing) = metrics.get(&descriptor.name) {
+            tracing::error!(
+                library = %path.display(),
+                metric = %descriptor.name,
+                already_from = %existing.plugin.library.path().display(),
+                "refused metric: another library already provides a metric of this name"
+            );
+            continue;
+        }
+        names.push(descriptor.name.clone());
+        let plugin = PluginMetric {
+            library: Arc::clone(&library),
+            index,
+        };
+        metrics.insert(descriptor.name.clone(), MetricEntry { descriptor, plugin });
+    }
+    LibraryStatus::Loaded { metrics: names }
+}
+
+fn apply_defaults(
+    descriptor: &mut MetricDescriptor,
+    defaults: &BTreeMap<String, ConfigValue>,
+) -> Result<(), StartupError> {
+    let metric = descriptor.name.clone();
+    for (name, raw) in defaults {
+        let key = format!("metrics.defaults.{metric}.{name}");
+        let Some(spec) = descriptor.parameters.iter_mut().find(|p| &p.name == name) else {
+            let known: Vec<&str> = descriptor
+                .parameters
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            return Err(StartupError::config(
+                key,
+                format!(
+                    "metric {metric} has no parameter {name}; it has: {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let value = match raw {
+            ConfigValue::Text(text) => ParamValue::parse(text, spec.data_type),
+            ConfigValue::Bool(v) => Ok(ParamValue::Bool(*v)),
+            ConfigValue::Int(v) => Ok(ParamValue::Int64(*v)),
+            ConfigValue::Float(v) => Ok(ParamValue::Double(*v)),
+        }
+        .and_then(|value| value.conform_to(spec))
+        .map_err(|reason| StartupError::config(key, reason))?;
+        spec.default = Some(value);
+    }
+    Ok(())
+}
+
+/// Bounds concurrent computations, with a bounded wait queue in front.
+#[derive(Debug)]
+struct Limiter {
+    permits: Arc<Semaphore>,
+    max_running: usize,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+impl Limiter {
+    fn new(max_running: usize, max_waiting: usize) -> Self {
+        Limiter {
+            permits: Arc::new(Semaphore::new(max_running)),
+            max_running,
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+        }
+    }
+
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, EngineError> {
+        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+            return Ok(permit);
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        // Decrements on every exit, including the caller dropping this future at a deadline.
+        let _waiting = WaitingGuard(&self.waiting);
+        if queued >= self.max_waiting {
+            return Err(EngineError::Overloaded {
+                running: self.max_running - self.permits.available_permits(),
+                queued,
+            });
+        }
+        // The semaphore is never closed.
+        Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| EngineError::Overloaded {
+                running: self.max_running,
+                queued,
+            })
+    }
+}
+
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn limiter_queues_then_refuses() {
+        let limiter = Limiter::new(1, 1);
+        let running = limiter.acquire().await.unwrap();
+        // One may wait...
+        let waiting = limiter.acquire();
+        let mut waiting = Box::pin(waiting);
+        assert!(futures_poll_pending(&mut waiting).await);
+        // ...a second waiter is refused.
+        assert!(matches!(
+            limiter.acquire().await,
+            Err(EngineError::Overloaded {
+                running: 1,
+                queued: 1
+            })
+        ));
+        drop(running);
+        assert!(waiting.await.is_ok());
+        assert_eq!(limiter.waiting.load(Ordering::Acquire), 0);
+    }
+
+    /// Polls a future once; true if it is still pending.
+    async fn futures_poll_pending<F: std::future::Future + Unpin>(future: &mut F) -> bool {
+        tokio::time::timeout(std::time::Duration::from_millis(20), future)
+            .await
+            .is_err()
+    }
+}

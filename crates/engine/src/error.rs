@@ -1,0 +1,109 @@
+use std::path::PathBuf;
+
+/// What a request field violation points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    /// The input table as a whole (for example: no rows).
+    Input,
+    /// An input column, and the 0-based request row when one value is at fault.
+    Column {
+        name: String,
+        row: Option<u64>,
+    },
+    Parameter {
+        name: String,
+    },
+    GroupBy {
+        name: String,
+    },
+}
+
+impl Field {
+    /// The path clients see in `google.rpc.BadRequest.FieldViolation.field`: `input`,
+    /// `input.score`, `input.score[3]`, `parameters.confidence` or `group_by.region`.
+    pub fn path(&self) -> String {
+        match self {
+            Field::Input => "input".to_owned(),
+            Field::Column { name, row: None } => format!("input.{name}"),
+            Field::Column {
+                name,
+                row: Some(row),
+            } => format!("input.{name}[{row}]"),
+            Field::Parameter { name } => format!("parameters.{name}"),
+            Field::GroupBy { name } => format!("group_by.{name}"),
+        }
+    }
+}
+
+/// One thing wrong with a request, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: Field,
+    pub description: String,
+}
+
+impl Violation {
+    pub(crate) fn new(field: Field, description: impl Into<String>) -> Self {
+        Violation {
+            field,
+            description: description.into(),
+        }
+    }
+}
+
+/// Why a request failed. The server maps each variant to one gRPC status code in one place.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown metric {name:?}; this server has: {}", available.join(", "))]
+    UnknownMetric {
+        name: String,
+        available: Vec<String>,
+    },
+    #[error("{}", violations.iter().map(|v| format!("{}: {}", v.field.path(), v.description)).collect::<Vec<_>>().join("; "))]
+    InvalidArgument { violations: Vec<Violation> },
+    #[error("metric {metric} failed: {message}")]
+    MetricFailed { metric: String, message: String },
+    #[error(
+        "the server is busy: {running} computations are running and {queued} are queued; retry with backoff"
+    )]
+    Overloaded { running: usize, queued: usize },
+}
+
+impl EngineError {
+    pub(crate) fn invalid(field: Field, description: impl Into<String>) -> Self {
+        EngineError::InvalidArgument {
+            violations: vec![Violation::new(field, description)],
+        }
+    }
+}
+
+/// Why the engine could not start. Configuration problems name the configuration key.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{key}: {message}")]
+    Config { key: String, message: String },
+    #[error(
+        "plugin directory {} does not exist; build the bundled plugins with `cargo build --workspace` or set plugins.dir",
+        dir.display()
+    )]
+    MissingPluginDir { dir: PathBuf },
+    #[error("cannot read plugin directory {}: {source}", dir.display())]
+    UnreadablePluginDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "no usable metric plugin in {}: {detail}; build the bundled plugins with `cargo build --workspace` or set plugins.dir",
+        dir.display()
+    )]
+    NoMetrics { dir: PathBuf, detail: String },
+}
+
+impl StartupError {
+    pub(crate) fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        StartupError::Config {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}

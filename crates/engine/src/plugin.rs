@@ -1,0 +1,203 @@
+//! Loading plugin libraries and calling through their C ABI. All of the engine's `unsafe`
+//! lives here.
+
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::ffi::{FFI_ArrowArray, from_ffi, to_ffi};
+use arrow_array::{Array, RecordBatch, StructArray};
+use mittari_sdk::abi::{
+    ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, OwnedBytes, OwnedTables,
+    PluginVTable, STATUS_ERROR, STATUS_OK,
+};
+use mittari_sdk::{ABI_VERSION, MetricDescriptor, MetricError, Output, Params};
+
+/// A loaded plugin library.
+///
+/// The library is never unloaded (`ManuallyDrop`): arrays a plugin returns carry release
+/// callbacks into its code and may outlive any handle the engine keeps, and Rust cdylibs do
+/// not reliably support `dlclose` (thread-local destructors). Every [`PluginMetric`] also holds
+/// an `Arc` to its library, so the ownership is visible in the types.
+#[derive(Debug)]
+pub(crate) struct PluginLibrary {
+    path: PathBuf,
+    vtable: &'static PluginVTable,
+    _library: ManuallyDrop<libloading::Library>,
+}
+
+impl PluginLibrary {
+    /// Loads the library at `path`, checks it is a Mittari plugin of this ABI version and
+    /// returns it with the descriptors of its metrics (a metric whose descriptor cannot be
+    /// read is returned as an error message instead).
+    pub(crate) fn load(
+        path: &Path,
+    ) -> Result<(Arc<PluginLibrary>, Vec<Result<MetricDescriptor, String>>), String> {
+        // SAFETY: loading runs the library's initializers. The engine only loads files the
+        // admin named or that follow the plugin naming convention in the plugin directory.
+        let library = unsafe { libloading::Library::new(path) }
+            .map_err(|e| format!("cannot load the library: {e}"))?;
+        // SAFETY: the symbol, if present, has the documented signature of the ABI.
+        let version_fn = unsafe { library.get::<AbiVersionFn>(ABI_VERSION_SYMBOL.as_bytes()) }
+            .map_err(|_| {
+                format!("not a mittari plugin: it does not export {ABI_VERSION_SYMBOL}")
+            })?;
+        // SAFETY: as above; the function takes no arguments and returns a u32.
+        let version = unsafe { version_fn() };
+        if version != ABI_VERSION {
+            return Err(format!(
+                "plugin ABI version {version} does not match the server's ABI version {ABI_VERSION}; rebuild the plugin against this server's mittari-sdk"
+            ));
+        }
+        // SAFETY: a library with the right ABI version exports the entry point with this signature.
+        let entry = unsafe { library.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()) }
+            .map_err(|_| format!("the plugin does not export {ENTRY_SYMBOL}"))?;
+        // SAFETY: the entry point returns a pointer to a static vtable, or null.
+        let vtable = unsafe { entry() };
+        if vtable.is_null() {
+            return Err(format!("{ENTRY_SYMBOL} returned no vtable"));
+        }
+        // SAFETY: non-null and static in a library that is never unloaded.
+        let vtable: &'static PluginVTable = unsafe { &*vtable };
+        if vtable.abi_version != ABI_VERSION {
+            return Err(format!(
+                "the plugin's vtable has ABI version {}, the server's is {ABI_VERSION}",
+                vtable.abi_version
+            ));
+        }
+        let plugin = Arc::new(PluginLibrary {
+            path: path.to_owned(),
+            vtable,
+            _library: ManuallyDrop::new(library),
+        });
+        // SAFETY: vtable functions catch their own panics and take no pointers here.
+        let count = unsafe { (vtable.metric_count)() };
+        let descriptors = (0..count).map(|index| plugin.describe(index)).collect();
+        Ok((plugin, descriptors))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes a plugin-allocated buffer, copies it out and frees it in the plugin.
+    fn take_bytes(&self, bytes: OwnedBytes) -> Vec<u8> {
+        // SAFETY: `bytes` was written by this plugin and is freed right after copying.
+        let copy = unsafe { bytes.as_slice() }.to_vec();
+        // SAFETY: handed back exactly once to the library that allocated it.
+        unsafe { (self.vtable.free_bytes)(bytes) };
+        copy
+    }
+
+    fn describe(&self, index: usize) -> Result<MetricDescriptor, String> {
+        let mut out = OwnedBytes::empty();
+        // SAFETY: `out` is a valid out-pointer for the duration of the call.
+        let status = unsafe { (self.vtable.describe)(index, &mut out) };
+        let bytes = self.take_bytes(out);
+        match status {
+            STATUS_OK => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("metric {index}: cannot decode its descriptor: {e}")),
+            _ => Err(format!(
+                "metric {index}: describe failed: {}",
+                decode_error(&bytes)
+            )),
+        }
+    }
+}
+
+fn decode_error(bytes: &[u8]) -> MetricError {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| {
+        MetricError::failed("the plugin reported an error that could not be decoded")
+    })
+}
+
+/// One metric of a loaded library.
+#[derive(Debug)]
+pub(crate) struct PluginMetric {
+    pub(crate) library: Arc<PluginLibrary>,
+    pub(crate) index: usize,
+}
+
+impl PluginMetric {
+    /// Calls the plugin's compute: the batch crosses as an Arrow C Data Interface struct array,
+    /// the parameters as JSON; result tables come back the same way.
+    pub(crate) fn compute(
+        &self,
+        batch: &RecordBatch,
+        params: &Params,
+    ) -> Result<Output, MetricError> {
+        let vtable = self.library.vtable;
+        let params_json = serde_json::to_vec(params)
+            .map_err(|e| MetricError::failed(format!("cannot encode parameters: {e}")))?;
+        let input = StructArray::from(batch.clone()).into_data();
+        let (mut array, schema) = to_ffi(&input)
+            .map_err(|e| MetricError::failed(format!("cannot export the input table: {e}")))?;
+        let mut meta = OwnedBytes::empty();
+        let mut tables = OwnedTables::empty();
+        // SAFETY: every pointer is valid for the call; `array` moves into the plugin (it leaves
+        // an empty, released struct behind, which drops as a no-op).
+        let status = unsafe {
+            (vtable.compute)(
+                self.index,
+                params_json.as_ptr(),
+                params_json.len(),
+                &mut array,
+                &schema,
+                &mut meta,
+                &mut tables,
+            )
+        };
+        let meta = self.library.take_bytes(meta);
+        let imported = self.import_tables(&tables);
+        // SAFETY: handed back exactly once; arrays we moved out are left empty.
+        unsafe { (vtable.free_tables)(tables) };
+        match status {
+            STATUS_OK => {
+                let meta: ComputeMeta = serde_json::from_slice(&meta).map_err(|e| {
+                    MetricError::failed(format!("cannot decode the plugin's result: {e}"))
+                })?;
+                let tables = imported?;
+                if tables.len() != meta.table_names.len() {
+                    return Err(MetricError::failed(format!(
+                        "the plugin returned {} tables but named {}",
+                        tables.len(),
+                        meta.table_names.len()
+                    )));
+                }
+                Ok(Output {
+                    scalars: meta.scalars,
+                    tables: meta.table_names.into_iter().zip(tables).collect(),
+                    warnings: meta.warnings,
+                })
+            }
+            STATUS_ERROR => Err(decode_error(&meta)),
+            other => Err(MetricError::failed(format!(
+                "the plugin returned unknown status {other}"
+            ))),
+        }
+    }
+
+    fn import_tables(&self, tables: &OwnedTables) -> Result<Vec<RecordBatch>, MetricError> {
+        if tables.ptr.is_null() {
+            return Ok(Vec::new());
+        }
+        (0..tables.len)
+            .map(|i| {
+                // SAFETY: the plugin wrote `len` initialized tables at `ptr`; we move each array
+                // out (leaving an empty one) and borrow its schema until free_tables.
+                let table = unsafe { &mut *tables.ptr.add(i) };
+                let array = unsafe { FFI_ArrowArray::from_raw(&mut table.array) };
+                let data = unsafe { from_ffi(array, &table.schema) }.map_err(|e| {
+                    MetricError::failed(format!("cannot import result table {i}: {e}"))
+                })?;
+                let data = StructArray::from(data);
+                if data.null_count() > 0 {
+                    return Err(MetricError::failed(format!(
+                        "result table {i} has null rows"
+                    )));
+                }
+                Ok(RecordBatch::from(data))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,291 @@
+//! Checks a request against its metric's descriptor before any plugin code runs, and
+//! prepares what the plugin receives: the declared columns in their declared types, and the
+//! complete parameter set.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, RecordBatchOptions};
+use arrow_schema::{DataType as Arrow, Field as ArrowField, Schema, TimeUnit};
+use mittari_sdk::{ColumnSpec, DataType, MetricDescriptor, ParamValue, Params};
+
+use crate::error::{Field, Violation};
+
+/// At most this many violations are reported for one request: enough to fix several
+/// problems per round trip, few enough to read.
+const MAX_VIOLATIONS: usize = 20;
+
+/// The type a column of the request has, in the engine's terms; `None` for an Arrow type the
+/// engine does not accept.
+pub(crate) fn column_type(data_type: &Arrow) -> Option<DataType> {
+    match data_type {
+        Arrow::Int64 => Some(DataType::Int64),
+        Arrow::Float64 => Some(DataType::Double),
+        Arrow::Utf8 => Some(DataType::String),
+        Arrow::Boolean => Some(DataType::Bool),
+        Arrow::Timestamp(TimeUnit::Microsecond, _) => Some(DataType::Timestamp),
+        _ => None,
+    }
+}
+
+/// Completes the parameters: request values, then `defaults` (descriptor defaults with the
+/// admin's configuration applied). Unknown, mistyped, out-of-range and missing required
+/// parameters are violations.
+pub(crate) fn params(
+    descriptor: &MetricDescriptor,
+    given: BTreeMap<String, ParamValue>,
+    violations: &mut Vec<Violation>,
+) -> Params {
+    let mut params = Params::new();
+    for (name, value) in given {
+        let field = Field::Parameter { name: name.clone() };
+        match descriptor.parameter_spec(&name) {
+            None => {
+                let known: Vec<&str> = descriptor
+                    .parameters
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
+                let hint = if known.is_empty() {
+                    format!("metric {} takes no parameters", descriptor.name)
+                } else {
+                    format!("metric {} takes: {}", descriptor.name, known.join(", "))
+                };
+                violations.push(Violation::new(
+                    field,
+                    format!("unknown parameter {name}; {hint}"),
+                ));
+            }
+            Some(spec) => match value.conform_to(spec) {
+                Ok(value) => params.insert(name, value),
+                Err(reason) => violations.push(Violation::new(field, reason)),
+            },
+        }
+    }
+    for spec in &descriptor.parameters {
+        if params.get(&spec.name).is_some() {
+            continue;
+        }
+        match &spec.default {
+            Some(default) => params.insert(spec.name.clone(), default.clone()),
+            None if violations.iter().all(|v| {
+                v.field
+                    != Field::Parameter {
+                        name: spec.name.clone(),
+                    }
+            }) =>
+            {
+                violations.push(Violation::new(
+                    Field::Parameter {
+                        name: spec.name.clone(),
+                    },
+                    format!(
+                        "required parameter {} is missing: {}",
+                        spec.name, spec.description
+                    ),
+                ));
+            }
+            None => {}
+        }
+    }
+    params
+}
+
+/// Checks the group-by columns exist, are named once and are groupable.
+pub(crate) fn group_by(batch: &RecordBatch, columns: &[String], violations: &mut Vec<Violation>) {
+    for (i, name) in columns.iter().enumerate() {
+        let field = Field::GroupBy { name: name.clone() };
+        if columns[..i].contains(name) {
+            violations.push(Violation::new(
+                field,
+                format!("column {name} is named twice in group_by"),
+            ));
+            continue;
+        }
+        match batch.schema().field_with_name(name).map(|f| column_type(f.data_type())) {
+            Err(_) => violations.push(Violation::new(
+                field,
+                format!("column {name} is not in the input; the input has: {}", column_names(batch)),
+            )),
+            Ok(Some(DataType::Double)) => violations.push(Violation::new(
+                field,
+                format!("cannot group by double column {name}; group by a string, int64, bool or timestamp column"),
+            )),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn column_names(batch: &RecordBatch) -> String {
+    let names: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    if names.is_empty() {
+        "no columns".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Checks the input columns against the descriptor and returns the batch the plugin gets:
+/// the declared columns that are present, in declaration order, in their declared types.
+pub(crate) fn input(
+    descriptor: &MetricDescriptor,
+    batch: &RecordBatch,
+    violations: &mut Vec<Violation>,
+) -> RecordBatch {
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for spec in &descriptor.inputs {
+        let Some(column) = batch.column_by_name(&spec.name) else {
+            if spec.required {
+                violations.push(Violation::new(
+                    Field::Column {
+                        name: spec.name.clone(),
+                        row: None,
+                    },
+                    format!(
+                        "required column {} ({}) is missing: {}; the input has: {}",
+                        spec.name,
+                        spec.data_type,
+                        spec.description,
+                        column_names(batch)
+                    ),
+                ));
+            }
+            continue;
+        };
+        if let Some(column) = conform_column(spec, column, violations) {
+            fields.push(ArrowField::new(
+                &spec.name,
+                spec.data_type.arrow_type(),
+                !spec.required,
+            ));
+            columns.push(column);
+        }
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    // The columns come from one batch, so lengths agree and the schema matches by construction.
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+        .unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+}
+
+fn conform_column(
+    spec: &ColumnSpec,
+    column: &ArrayRef,
+    violations: &mut Vec<Violation>,
+) -> Option<ArrayRef> {
+    let field = |row: Option<usize>| Field::Column {
+        name: spec.name.clone(),
+        row: row.map(|r| r as u64),
+    };
+    let actual = column_type(column.data_type());
+    let column: ArrayRef = match (spec.data_type, actual) {
+        (expected, Some(actual)) if expected == actual => match expected {
+            // Normalize any timestamp time zone to the UTC the SDK documents.
+            DataType::Timestamp => Arc::new(
+                column
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .clone()
+                    .with_timezone("UTC"),
+            ),
+            _ => Arc::clone(column),
+        },
+        // Widening int64 to double is lossless for any realistic value.
+        (DataType::Double, Some(DataType::Int64)) => Arc::new(
+            column
+                .as_primitive::<Int64Type>()
+                .unary::<_, Float64Type>(|v| v as f64),
+        ),
+        (expected, actual) => {
+            let actual =
+                actual.map_or_else(|| column.data_type().to_string(), |t| t.name().to_owned());
+            violations.push(Violation::new(
+                field(None),
+                format!(
+                    "column {} must be {expected}, got {actual}: {}",
+                    spec.name, spec.description
+                ),
+            ));
+            return None;
+        }
+    };
+    if spec.required && column.null_count() > 0 {
+        let first = (0..column.len()).find(|&i| column.is_null(i)).unwrap_or(0);
+        violations.push(Violation::new(
+            field(Some(first)),
+            format!(
+                "column {} is required but row {first} is empty ({} empty rows in all); give every row a value",
+                spec.name,
+                column.null_count()
+            ),
+        ));
+        return None;
+    }
+    if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
+        check_finite(spec, doubles, violations);
+    }
+    if let (Some(range), true) = (spec.range, spec.data_type.is_numeric()) {
+        let values: Box<dyn Iterator<Item = (usize, f64)>> =
+            match column.as_primitive_opt::<Int64Type>() {
+                Some(ints) => Box::new(
+                    ints.iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| Some((i, v? as f64))),
+                ),
+                None => Box::new(
+                    column
+                        .as_primitive::<Float64Type>()
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| Some((i, v?))),
+                ),
+            };
+        let mut outside = values.filter(|&(_, v)| v.is_finite() && !range.contains(v));
+        if let Some((row, value)) = outside.next() {
+            let more = outside.count();
+            let also = if more > 0 {
+                format!(" ({more} more rows are outside it too)")
+            } else {
+                String::new()
+            };
+            violations.push(Violation::new(
+                field(Some(row)),
+                format!(
+                    "{} {value} at row {row} is outside the allowed range {range}{also}; {}",
+                    spec.name, spec.description
+                ),
+            ));
+        }
+    }
+    Some(column)
+}
+
+fn check_finite(spec: &ColumnSpec, column: &Float64Array, violations: &mut Vec<Violation>) {
+    let mut bad = column
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.filter(|v| !v.is_finite()).map(|v| (i, v)));
+    if let Some((row, value)) = bad.next() {
+        violations.push(Violation::new(
+            Field::Column {
+                name: spec.name.clone(),
+                row: Some(row as u64),
+            },
+            format!(
+                "{} is {value} at row {row}; every value must be a finite number",
+                spec.name
+            ),
+        ));
+    }
+}
+
+/// Trims a violation list to what is reported.
+pub(crate) fn truncate(violations: &mut Vec<Violation>) {
+    violations.truncate(MAX_VIOLATIONS);
+}
