@@ -43,7 +43,7 @@ pub struct Violation {
 }
 
 impl Violation {
-    pub(crate) fn new(field: Field, description: impl Into<String>) -> Self {
+    pub fn new(field: Field, description: impl Into<String>) -> Self {
         Violation {
             field,
             description: description.into(),

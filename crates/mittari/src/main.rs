@@ -1,1 +1,353 @@
-fn main() {}
+//! `mittari`: the Mittari gRPC server and command-line interface.
+//!
+//! - `mittari serve` runs the gRPC server.
+//! - `mittari metrics [NAME]` lists the metrics, or describes one.
+//! - `mittari compute METRIC --input FILE.csv` computes a metric, with the engine embedded in
+//!   this process, or on a server with `--server`. Both paths build the same
+//!   `mittari.v1.ComputeResponse` and print it the same way.
+
+mod convert;
+mod csv_input;
+mod render;
+mod server;
+mod settings;
+mod status;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use arrow_array::RecordBatch;
+use clap::{Parser, Subcommand, ValueEnum};
+use mittari_engine::{ComputeRequest, Engine, MetricDescriptor, ParamValue};
+use mittari_proto::v1 as pb;
+use mittari_proto::v1::metric_service_client::MetricServiceClient;
+use tonic::Status;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use crate::settings::{Overrides, Settings};
+use crate::status::{ServiceError, to_status};
+
+/// Largest response the CLI accepts from a server.
+const CLIENT_MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(name = "mittari", version, about = "Customer-experience metrics: CLV, retention, NPS, price gap and more, as a gRPC service and a CLI")]
+struct Cli {
+    /// Configuration file (default: ./mittari.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log line format, on standard error. Set the level with RUST_LOG (for example RUST_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC server until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on, HOST:PORT (port 0 picks a free port; the log says which).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<SocketAddr>,
+    },
+    /// List the metrics, or describe one.
+    Metrics {
+        /// The metric to describe.
+        name: Option<String>,
+        /// Ask this server instead of loading the plugins here, e.g. http://127.0.0.1:50051.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Output format (table or json).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Compute a metric over a CSV file.
+    Compute {
+        /// The metric, e.g. nps.
+        metric: String,
+        /// CSV file with a header line; columns are typed by the metric's descriptor.
+        #[arg(long, value_name = "FILE.csv")]
+        input: PathBuf,
+        /// A parameter, repeatable, e.g. --param confidence=0.9.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Compute per group of this column, repeatable.
+        #[arg(long = "group-by", value_name = "COLUMN")]
+        group_by: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Compute on this server instead of in this process, e.g. http://127.0.0.1:50051.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// With --server: inputs with more rows go through ComputeStream in chunks of this size.
+        #[arg(long, value_name = "ROWS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+        chunk_rows: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    init_logging(cli.log_format, default_level);
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { listen } => {
+            let settings = Settings::load(cli.config.as_deref(), &Overrides { listen })?;
+            // Loading runs plugin initializers: done before the runtime starts, never on it.
+            let engine = Arc::new(Engine::load(&settings.engine_config()?)?);
+            runtime()?.block_on(serve(settings, engine))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Metrics { name, server, format } => {
+            let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
+            let rt = runtime()?;
+            let text = match name {
+                None => {
+                    let list = rt.block_on(backend.list())?;
+                    if format == Format::Json { render::metric_list_json(&list) } else { render::metric_list(&list) }
+                }
+                Some(name) => match rt.block_on(backend.describe(&name)) {
+                    Ok(d) => {
+                        let descriptor = convert::descriptor_from_proto(&d);
+                        if format == Format::Json {
+                            render::descriptor_json(&descriptor, &d.library)
+                        } else {
+                            render::descriptor_text(&descriptor, &d.library)
+                        }
+                    }
+                    Err(status) => return Ok(report(&status, None)),
+                },
+            };
+            print(&text)
+        }
+        Command::Compute { metric, input, params, group_by, format, server, chunk_rows } => {
+            let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
+            let rt = runtime()?;
+            let descriptor = match rt.block_on(backend.describe(&metric)) {
+                Ok(d) => convert::descriptor_from_proto(&d),
+                Err(status) => return Ok(report(&status, None)),
+            };
+            let params = parse_params(&params, &descriptor)?;
+            let csv = csv_input::read(&input, &descriptor, &group_by)?;
+            let lines = csv.lines;
+            match rt.block_on(backend.compute(&metric, params, csv.batch, group_by, chunk_rows as usize)) {
+                Ok(response) => print(&match format {
+                    Format::Table => render::table(&response),
+                    Format::Json => render::json(&response),
+                    Format::Csv => render::csv(&response),
+                }),
+                Err(status) => Ok(report(&status, Some((&input, &lines)))),
+            }
+        }
+    }
+}
+
+async fn serve(settings: Settings, engine: Arc<Engine>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+    let addr = listener.local_addr().context("cannot read the bound address")?;
+    let metrics: Vec<String> = engine.metrics().map(|d| d.name.clone()).collect();
+    tracing::info!(%addr, metrics = ?metrics, "listening");
+    server::serve(&settings, engine, listener, server::shutdown_signal()).await
+}
+
+fn print(text: &str) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        // A closed pipe (`| head`) is not an error worth reporting.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to standard output"),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Prints a failed call: the message, then each field violation, with the CSV line of a row.
+fn report(status: &Status, input: Option<(&Path, &[u64])>) -> ExitCode {
+    let mut text = format!("error: {} ({:?})\n", status.message(), status.code());
+    if let Some(bad_request) = status.get_details_bad_request() {
+        for violation in bad_request.field_violations {
+            let row = violation.field.rsplit_once('[').and_then(|(_, r)| r.trim_end_matches(']').parse::<usize>().ok());
+            let location = match (input, row) {
+                (Some((path, lines)), Some(row)) => {
+                    lines.get(row).map_or(String::new(), |line| format!(" ({} line {line})", path.display()))
+                }
+                _ => String::new(),
+            };
+            text.push_str(&format!("  {}{location}: {}\n", violation.field, violation.description));
+        }
+    }
+    eprint!("{text}");
+    ExitCode::FAILURE
+}
+
+/// `--param KEY=VALUE` values typed by the descriptor. An unknown key goes to the engine as a
+/// string, which refuses it with the list of known parameters.
+fn parse_params(raw: &[String], descriptor: &MetricDescriptor) -> anyhow::Result<HashMap<String, pb::Value>> {
+    raw.iter()
+        .map(|item| {
+            let Some((key, text)) = item.split_once('=') else {
+                bail!("--param {item:?} must look like KEY=VALUE");
+            };
+            let key = key.trim();
+            let value = match descriptor.parameter_spec(key) {
+                Some(spec) => ParamValue::parse(text, spec.data_type)
+                    .map_err(|why| anyhow::anyhow!("--param {key}: {why}"))?,
+                None => ParamValue::String(text.to_owned()),
+            };
+            Ok((key.to_owned(), convert::value_to_proto(&value)))
+        })
+        .collect()
+}
+
+/// Where the CLI computes: an engine in this process, or a server.
+enum Backend {
+    Embedded(Arc<Engine>),
+    Remote(MetricServiceClient<Channel>, String),
+}
+
+impl Backend {
+    fn new(config: Option<&Path>, server: Option<&str>) -> anyhow::Result<Backend> {
+        match server {
+            Some(url) => {
+                let endpoint = Channel::from_shared(url.to_owned()).with_context(|| format!("invalid server url {url:?}"))?;
+                let client = MetricServiceClient::new(endpoint.connect_lazy())
+                    .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(CLIENT_MAX_MESSAGE_BYTES);
+                Ok(Backend::Remote(client, url.to_owned()))
+            }
+            None => {
+                let settings = Settings::load(config, &Overrides::default())?;
+                Ok(Backend::Embedded(Arc::new(Engine::load(&settings.engine_config()?)?)))
+            }
+        }
+    }
+
+    fn connection_error(url: &str, status: Status) -> Status {
+        if status.code() == tonic::Code::Unavailable {
+            Status::unavailable(format!("cannot reach the server at {url}: {}; is `mittari serve` running there?", status.message()))
+        } else {
+            status
+        }
+    }
+
+    async fn list(&mut self) -> anyhow::Result<Vec<pb::MetricSummary>> {
+        match self {
+            Backend::Embedded(engine) => Ok(engine
+                .metrics()
+                .map(|d| pb::MetricSummary { name: d.name.clone(), version: d.version.clone(), summary: d.summary.clone() })
+                .collect()),
+            Backend::Remote(client, url) => {
+                let response = client.list_metrics(pb::ListMetricsRequest {}).await.map_err(|s| Self::connection_error(url, s));
+                Ok(response.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner().metrics)
+            }
+        }
+    }
+
+    async fn describe(&mut self, name: &str) -> Result<pb::MetricDescriptor, Status> {
+        match self {
+            Backend::Embedded(engine) => {
+                let descriptor = engine.describe(name).map_err(|e| to_status(&ServiceError::Engine(e)))?;
+                let library = engine.library_of(name).and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                Ok(convert::descriptor_to_proto(descriptor, &library))
+            }
+            Backend::Remote(client, url) => {
+                let response = client.describe_metric(pb::DescribeMetricRequest { name: name.to_owned() }).await;
+                let response = response.map_err(|s| Self::connection_error(url, s))?.into_inner();
+                response.metric.ok_or_else(|| Status::internal("the server sent an empty descriptor"))
+            }
+        }
+    }
+
+    async fn compute(
+        &mut self,
+        metric: &str,
+        parameters: HashMap<String, pb::Value>,
+        batch: RecordBatch,
+        group_by: Vec<String>,
+        chunk_rows: usize,
+    ) -> Result<pb::ComputeResponse, Status> {
+        match self {
+            Backend::Embedded(engine) => {
+                let params = convert::params_from_proto(&parameters).map_err(|e| to_status(&e))?;
+                let request = ComputeRequest { metric: metric.to_owned(), params, input: batch, group_by };
+                let outcome = engine.compute(request).await.map_err(|e| to_status(&ServiceError::Engine(e)))?;
+                Ok(convert::outcome_to_proto(outcome))
+            }
+            Backend::Remote(client, url) if batch.num_rows() <= chunk_rows => {
+                let request = pb::ComputeRequest {
+                    metric: metric.to_owned(),
+                    parameters,
+                    input: Some(convert::batch_to_table(&batch)),
+                    group_by,
+                };
+                Ok(client.compute(request).await.map_err(|s| Self::connection_error(url, s))?.into_inner())
+            }
+            Backend::Remote(client, url) => {
+                let schema = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| pb::ColumnSchema {
+                        name: f.name().clone(),
+                        r#type: convert::arrow_to_proto_type(f.data_type()).into(),
+                    })
+                    .collect();
+                let header = pb::ComputeStreamHeader { metric: metric.to_owned(), parameters, group_by, schema };
+                use pb::compute_stream_request::Message;
+                let mut messages = vec![pb::ComputeStreamRequest { message: Some(Message::Header(header)) }];
+                let mut offset = 0;
+                while offset < batch.num_rows() {
+                    let len = chunk_rows.min(batch.num_rows() - offset);
+                    let chunk = convert::batch_to_table(&batch.slice(offset, len));
+                    messages.push(pb::ComputeStreamRequest { message: Some(Message::Chunk(chunk)) });
+                    offset += len;
+                }
+                let response = client.compute_stream(tokio_stream::iter(messages)).await;
+                Ok(response.map_err(|s| Self::connection_error(url, s))?.into_inner())
+            }
+        }
+    }
+}

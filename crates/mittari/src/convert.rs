@@ -1,0 +1,405 @@
+//! Conversions between the wire types of `mittari.v1` and the engine's Arrow and SDK types.
+//! Tables cross in both directions column by column, without per-row messages.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow_buffer::{BooleanBuffer, NullBuffer};
+use arrow_schema::{Field as ArrowField, Schema};
+use mittari_engine::{
+    ColumnSpec, ComputeOutcome, DataType, EngineError, Field, MetricDescriptor, MetricResults, OutputSpec,
+    ParamValue, ParameterSpec, Range, TableSpec, Violation,
+};
+use mittari_proto::v1 as pb;
+
+use crate::status::ServiceError;
+
+pub(crate) fn data_type_to_proto(data_type: DataType) -> pb::DataType {
+    match data_type {
+        DataType::Int64 => pb::DataType::Int64,
+        DataType::Double => pb::DataType::Double,
+        DataType::String => pb::DataType::String,
+        DataType::Bool => pb::DataType::Bool,
+        DataType::Timestamp => pb::DataType::Timestamp,
+    }
+}
+
+/// The wire type of an Arrow column the CLI or the engine built (always one of the five).
+pub(crate) fn arrow_to_proto_type(data_type: &arrow_schema::DataType) -> pb::DataType {
+    use arrow_schema::DataType as Arrow;
+    match data_type {
+        Arrow::Int64 => pb::DataType::Int64,
+        Arrow::Float64 => pb::DataType::Double,
+        Arrow::Utf8 => pb::DataType::String,
+        Arrow::Boolean => pb::DataType::Bool,
+        Arrow::Timestamp(..) => pb::DataType::Timestamp,
+        _ => pb::DataType::Unspecified,
+    }
+}
+
+pub(crate) fn data_type_from_proto(data_type: pb::DataType) -> Option<DataType> {
+    match data_type {
+        pb::DataType::Int64 => Some(DataType::Int64),
+        pb::DataType::Double => Some(DataType::Double),
+        pb::DataType::String => Some(DataType::String),
+        pb::DataType::Bool => Some(DataType::Bool),
+        pb::DataType::Timestamp => Some(DataType::Timestamp),
+        pb::DataType::Unspecified => None,
+    }
+}
+
+pub(crate) fn value_to_proto(value: &ParamValue) -> pb::Value {
+    use pb::value::Kind;
+    let kind = match value {
+        ParamValue::Int64(v) => Kind::Int64Value(*v),
+        ParamValue::Double(v) => Kind::DoubleValue(*v),
+        ParamValue::String(v) => Kind::StringValue(v.clone()),
+        ParamValue::Bool(v) => Kind::BoolValue(*v),
+        ParamValue::Timestamp(v) => Kind::TimestampValue(*v),
+    };
+    pb::Value { kind: Some(kind) }
+}
+
+pub(crate) fn value_from_proto(value: &pb::Value) -> Option<ParamValue> {
+    use pb::value::Kind;
+    Some(match value.kind.as_ref()? {
+        Kind::Int64Value(v) => ParamValue::Int64(*v),
+        Kind::DoubleValue(v) => ParamValue::Double(*v),
+        Kind::StringValue(v) => ParamValue::String(v.clone()),
+        Kind::BoolValue(v) => ParamValue::Bool(*v),
+        Kind::TimestampValue(v) => ParamValue::Timestamp(*v),
+    })
+}
+
+pub(crate) fn params_from_proto(
+    params: &std::collections::HashMap<String, pb::Value>,
+) -> Result<BTreeMap<String, ParamValue>, ServiceError> {
+    params
+        .iter()
+        .map(|(name, value)| {
+            value_from_proto(value).map(|v| (name.clone(), v)).ok_or_else(|| {
+                invalid(Field::Parameter { name: name.clone() }, format!("parameter {name} has no value; set one of the Value fields"))
+            })
+        })
+        .collect()
+}
+
+fn invalid(field: Field, description: impl Into<String>) -> ServiceError {
+    ServiceError::Engine(EngineError::InvalidArgument { violations: vec![Violation::new(field, description)] })
+}
+
+fn range_to_proto(range: Option<Range>) -> Option<pb::Range> {
+    range.map(|r| pb::Range { min: r.min, max: r.max })
+}
+
+fn range_from_proto(range: Option<&pb::Range>) -> Option<Range> {
+    range.map(|r| Range { min: r.min, max: r.max })
+}
+
+pub(crate) fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::MetricDescriptor {
+    pb::MetricDescriptor {
+        name: descriptor.name.clone(),
+        version: descriptor.version.clone(),
+        summary: descriptor.summary.clone(),
+        description: descriptor.description.clone(),
+        inputs: descriptor
+            .inputs
+            .iter()
+            .map(|c| pb::ColumnSpec {
+                name: c.name.clone(),
+                r#type: data_type_to_proto(c.data_type).into(),
+                required: c.required,
+                description: c.description.clone(),
+                range: range_to_proto(c.range),
+            })
+            .collect(),
+        parameters: descriptor
+            .parameters
+            .iter()
+            .map(|p| pb::ParameterSpec {
+                name: p.name.clone(),
+                r#type: data_type_to_proto(p.data_type).into(),
+                default_value: p.default.as_ref().map(value_to_proto),
+                range: range_to_proto(p.range),
+                allowed_values: p.allowed_values.clone(),
+                description: p.description.clone(),
+                required: p.is_required(),
+            })
+            .collect(),
+        outputs: descriptor
+            .outputs
+            .iter()
+            .map(|o| pb::OutputSpec { name: o.name.clone(), unit: o.unit.clone(), description: o.description.clone() })
+            .collect(),
+        tables: descriptor
+            .tables
+            .iter()
+            .map(|t| pb::TableSpec { name: t.name.clone(), description: t.description.clone() })
+            .collect(),
+        library: library.to_owned(),
+    }
+}
+
+/// The SDK form of a descriptor a server sent, so the CLI types CSV columns and parameters the
+/// same way whether the engine is embedded or remote.
+pub(crate) fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
+    let data_type = |t: i32| pb::DataType::try_from(t).ok().and_then(data_type_from_proto).unwrap_or(DataType::String);
+    MetricDescriptor {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        summary: d.summary.clone(),
+        description: d.description.clone(),
+        inputs: d
+            .inputs
+            .iter()
+            .map(|c| ColumnSpec {
+                name: c.name.clone(),
+                data_type: data_type(c.r#type),
+                required: c.required,
+                description: c.description.clone(),
+                range: range_from_proto(c.range.as_ref()),
+            })
+            .collect(),
+        parameters: d
+            .parameters
+            .iter()
+            .map(|p| ParameterSpec {
+                name: p.name.clone(),
+                data_type: data_type(p.r#type),
+                default: p.default_value.as_ref().and_then(value_from_proto),
+                range: range_from_proto(p.range.as_ref()),
+                allowed_values: p.allowed_values.clone(),
+                description: p.description.clone(),
+            })
+            .collect(),
+        outputs: d.outputs.iter().map(|o| OutputSpec::new(&o.name, &o.unit, &o.description)).collect(),
+        tables: d.tables.iter().map(|t| TableSpec { name: t.name.clone(), description: t.description.clone() }).collect(),
+    }
+}
+
+/// The validity of a column from its wire null mask (bit set = null).
+fn nulls_from_mask(name: &str, mask: &[u8], len: usize) -> Result<Option<NullBuffer>, ServiceError> {
+    if mask.is_empty() {
+        return Ok(None);
+    }
+    if mask.len() != len.div_ceil(8) {
+        return Err(invalid(
+            Field::Column { name: name.to_owned(), row: None },
+            format!("null_mask of column {name} has {} bytes; {len} rows need {}", mask.len(), len.div_ceil(8)),
+        ));
+    }
+    let is_null = BooleanBuffer::new(mask.to_vec().into(), 0, len);
+    let nulls = NullBuffer::new(!&is_null);
+    Ok((nulls.null_count() > 0).then_some(nulls))
+}
+
+fn mask_from_nulls(nulls: Option<&NullBuffer>) -> Vec<u8> {
+    match nulls {
+        Some(nulls) if nulls.null_count() > 0 => {
+            let mut mask = vec![0u8; nulls.len().div_ceil(8)];
+            for row in (0..nulls.len()).filter(|&r| nulls.is_null(r)) {
+                mask[row / 8] |= 1 << (row % 8);
+            }
+            mask
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn column_to_array(column: &pb::Column) -> Result<(DataType, ArrayRef), ServiceError> {
+    use pb::column::Values;
+    let name = &column.name;
+    let Some(values) = &column.values else {
+        return Err(invalid(
+            Field::Column { name: name.clone(), row: None },
+            format!("column {name} has no values; set one of int64_values, double_values, string_values, bool_values or timestamp_values"),
+        ));
+    };
+    Ok(match values {
+        Values::Int64Values(v) => {
+            let nulls = nulls_from_mask(name, &column.null_mask, v.values.len())?;
+            (DataType::Int64, Arc::new(Int64Array::new(v.values.clone().into(), nulls)) as ArrayRef)
+        }
+        Values::DoubleValues(v) => {
+            let nulls = nulls_from_mask(name, &column.null_mask, v.values.len())?;
+            (DataType::Double, Arc::new(Float64Array::new(v.values.clone().into(), nulls)))
+        }
+        Values::TimestampValues(v) => {
+            let nulls = nulls_from_mask(name, &column.null_mask, v.values.len())?;
+            let array = TimestampMicrosecondArray::new(v.values.clone().into(), nulls).with_timezone("UTC");
+            (DataType::Timestamp, Arc::new(array))
+        }
+        Values::BoolValues(v) => {
+            let nulls = nulls_from_mask(name, &column.null_mask, v.values.len())?;
+            let values = BooleanBuffer::from(v.values.as_slice());
+            (DataType::Bool, Arc::new(BooleanArray::new(values, nulls)))
+        }
+        Values::StringValues(v) => {
+            let nulls = nulls_from_mask(name, &column.null_mask, v.values.len())?;
+            let array: StringArray = v
+                .values
+                .iter()
+                .enumerate()
+                .map(|(i, s)| nulls.as_ref().is_none_or(|n| n.is_valid(i)).then_some(s.as_str()))
+                .collect();
+            (DataType::String, Arc::new(array))
+        }
+    })
+}
+
+/// A wire table as an Arrow batch. Columns must have distinct names and equal lengths.
+pub(crate) fn table_to_batch(table: &pb::Table) -> Result<RecordBatch, ServiceError> {
+    let mut seen = HashSet::new();
+    let mut fields = Vec::with_capacity(table.columns.len());
+    let mut arrays = Vec::with_capacity(table.columns.len());
+    for column in &table.columns {
+        if column.name.is_empty() {
+            return Err(invalid(Field::Input, "a column has no name; give every column a name"));
+        }
+        if !seen.insert(column.name.as_str()) {
+            let name = column.name.clone();
+            return Err(invalid(Field::Column { name: name.clone(), row: None }, format!("column {name} appears twice; send each column once")));
+        }
+        let (data_type, array) = column_to_array(column)?;
+        if let Some(first) = arrays.first().map(|a: &ArrayRef| a.len())
+            && array.len() != first
+        {
+            return Err(invalid(
+                Field::Column { name: column.name.clone(), row: None },
+                format!("column {} has {} values but column {} has {first}; every column needs one value per row", column.name, array.len(), table.columns[0].name),
+            ));
+        }
+        fields.push(ArrowField::new(&column.name, data_type.arrow_type(), true));
+        arrays.push(array);
+    }
+    let rows = arrays.first().map_or(0, |a| a.len());
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
+        .map_err(|e| invalid(Field::Input, format!("the input table is inconsistent: {e}")))
+}
+
+/// An Arrow batch as a wire table. Columns of the five wire types only; the engine guarantees
+/// that of plugin result tables, and the CLI builds batches from them.
+pub(crate) fn batch_to_table(batch: &RecordBatch) -> pb::Table {
+    use pb::column::Values;
+    let columns = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, array)| {
+            let values = if let Some(a) = array.as_primitive_opt::<Int64Type>() {
+                Values::Int64Values(pb::Int64Values { values: a.values().to_vec() })
+            } else if let Some(a) = array.as_primitive_opt::<Float64Type>() {
+                Values::DoubleValues(pb::DoubleValues { values: a.values().to_vec() })
+            } else if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
+                Values::TimestampValues(pb::Int64Values { values: a.values().to_vec() })
+            } else if let Some(a) = array.as_boolean_opt() {
+                Values::BoolValues(pb::BoolValues { values: a.values().iter().collect() })
+            } else if let Some(a) = array.as_string_opt::<i32>() {
+                Values::StringValues(pb::StringValues { values: a.iter().map(|s| s.unwrap_or_default().to_owned()).collect() })
+            } else {
+                // Unreachable for checked batches; a column of strings says what happened.
+                Values::StringValues(pb::StringValues { values: vec![format!("unsupported type {}", field.data_type()); array.len()] })
+            };
+            pb::Column { name: field.name().clone(), values: Some(values), null_mask: mask_from_nulls(array.logical_nulls().as_ref()) }
+        })
+        .collect();
+    pb::Table { columns }
+}
+
+fn results_to_proto(results: MetricResults) -> pb::Results {
+    pb::Results {
+        scalars: results
+            .scalars
+            .into_iter()
+            .map(|s| pb::Scalar {
+                name: s.name,
+                value: s.value,
+                unit: s.unit,
+                confidence_interval: s
+                    .confidence_interval
+                    .map(|ci| pb::ConfidenceInterval { lower: ci.lower, upper: ci.upper, level: ci.level }),
+                undefined_reason: s.undefined_reason.unwrap_or_default(),
+            })
+            .collect(),
+        tables: results
+            .tables
+            .iter()
+            .map(|(name, batch)| pb::ResultTable { name: name.clone(), table: Some(batch_to_table(batch)) })
+            .collect(),
+        warnings: results
+            .warnings
+            .into_iter()
+            .map(|w| pb::Warning { code: w.code, message: w.message })
+            .collect(),
+    }
+}
+
+pub(crate) fn outcome_to_proto(outcome: ComputeOutcome) -> pb::ComputeResponse {
+    pb::ComputeResponse {
+        metric: outcome.metric,
+        results: outcome.results.map(results_to_proto),
+        groups: outcome
+            .groups
+            .into_iter()
+            .map(|g| pb::GroupResults {
+                key: g
+                    .key
+                    .into_iter()
+                    .map(|(column, value)| pb::GroupKey { column, value: value.as_ref().map(value_to_proto) })
+                    .collect(),
+                results: Some(results_to_proto(g.results)),
+                rows: g.rows as u64,
+            })
+            .collect(),
+        rows: outcome.rows as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, values: pb::column::Values, null_mask: Vec<u8>) -> pb::Column {
+        pb::Column { name: name.to_owned(), values: Some(values), null_mask }
+    }
+
+    #[test]
+    fn tables_round_trip_with_nulls() {
+        use pb::column::Values;
+        let table = pb::Table {
+            columns: vec![
+                column("a", Values::Int64Values(pb::Int64Values { values: vec![1, 0, 3] }), vec![0b010]),
+                column("b", Values::DoubleValues(pb::DoubleValues { values: vec![0.5, 1.5, 2.5] }), vec![]),
+                column("c", Values::StringValues(pb::StringValues { values: vec!["x".into(), "".into(), "z".into()] }), vec![0b010]),
+                column("d", Values::BoolValues(pb::BoolValues { values: vec![true, false, true] }), vec![]),
+                column("e", Values::TimestampValues(pb::Int64Values { values: vec![0, 1, 2] }), vec![0b100]),
+            ],
+        };
+        let batch = table_to_batch(&table).unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        assert_eq!(batch.column(0).null_count(), 1);
+        assert_eq!(batch_to_table(&batch), table);
+    }
+
+    #[test]
+    fn malformed_tables_are_invalid_arguments() {
+        use pb::column::Values;
+        let check = |table: pb::Table, expect: &str| {
+            let error = table_to_batch(&table).unwrap_err().to_string();
+            assert!(error.contains(expect), "{error:?} lacks {expect:?}");
+        };
+        let ints = |v: Vec<i64>| Values::Int64Values(pb::Int64Values { values: v });
+        check(pb::Table { columns: vec![column("a", ints(vec![1]), vec![]), column("a", ints(vec![1]), vec![])] }, "appears twice");
+        check(pb::Table { columns: vec![column("a", ints(vec![1]), vec![]), column("b", ints(vec![1, 2]), vec![])] }, "has 2 values but column a has 1");
+        check(pb::Table { columns: vec![column("a", ints(vec![1]), vec![1, 0])] }, "null_mask of column a has 2 bytes");
+        check(pb::Table { columns: vec![pb::Column { name: "a".into(), values: None, null_mask: vec![] }] }, "has no values");
+    }
+}
