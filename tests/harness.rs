@@ -1,1 +1,245 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Harness for the end-to-end tests: runs the real `mittari` binary with real plugin
+//! libraries, on an ephemeral loopback port, in a scratch directory, and stops it afterwards.
+//!
+//! The binary and the plugin libraries are the ones `cargo build --workspace` put next to the
+//! test executable's `deps/` directory; the README's test command builds them first.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use mittari_proto::v1::metric_service_client::MetricServiceClient;
+use tonic::transport::Channel;
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `target/<profile>`: where cargo put the binary and the plugin libraries.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test executable>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_owned()
+}
+
+fn built(path: PathBuf) -> PathBuf {
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first with `cargo build --workspace && cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+pub fn mittari_bin() -> PathBuf {
+    built(target_dir().join(format!("mittari{}", std::env::consts::EXE_SUFFIX)))
+}
+
+/// The library cargo built for crate `name` (dashes as underscores), e.g. `mittari_plugin_nps`.
+pub fn library(name: &str) -> PathBuf {
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    built(target_dir().join(format!("{prefix}{name}{suffix}")))
+}
+
+/// A plugin directory with the given libraries installed under plugin names: `(crate library,
+/// installed name)`, e.g. `("mittari_testplugin_wrong_abi", "mittari_plugin_wrong_abi")`.
+pub fn plugin_dir(plugins: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    for (source, installed) in plugins {
+        std::fs::copy(
+            library(source),
+            dir.path().join(format!("{prefix}{installed}{suffix}")),
+        )
+        .expect("copy plugin");
+    }
+    dir
+}
+
+/// Every bundled plugin plus the misbehaving test plugin.
+pub const STANDARD_PLUGINS: &[(&str, &str)] = &[
+    ("mittari_plugin_nps", "mittari_plugin_nps"),
+    (
+        "mittari_testplugin_misbehaving",
+        "mittari_plugin_misbehaving",
+    ),
+];
+
+/// A running `mittari serve`. Killed on drop if still running.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    _plugins: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(STANDARD_PLUGINS, &[])
+    }
+
+    /// Starts a server with these plugins and extra `MITTARI__…` environment variables.
+    pub fn start_with(plugins: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
+        let dir = plugin_dir(plugins);
+        let mut command = Command::new(mittari_bin());
+        command
+            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            // The scratch directory has no mittari.toml, so only the environment configures.
+            .current_dir(dir.path())
+            .env("MITTARI__PLUGINS__DIR", dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn mittari serve");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = addr_tx.send(addr);
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let addr = match addr_rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start listening; its log:\n{}",
+                    logs.lock().expect("log lock").join("\n")
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            logs,
+            _plugins: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to server")
+    }
+
+    pub async fn client(&self) -> MetricServiceClient<Channel> {
+        MetricServiceClient::new(self.channel().await)
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        self.child.wait().expect("wait for server")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address of a `listening` JSON log line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = value.get("fields")?;
+    if fields.get("message")?.as_str()? != "listening" {
+        return None;
+    }
+    fields.get("addr")?.as_str()?.parse().ok()
+}
+
+/// Runs `mittari` with `args` in `dir` with the environment given, returning (exit status,
+/// stdout, stderr).
+pub fn run_cli(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut command = Command::new(mittari_bin());
+    command.args(args).current_dir(dir).stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run mittari");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The repository root, for example data.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repository")
+        .to_owned()
+}
+
+/// Waits for a process to exit within `timeout`, starting a server that must refuse to start.
+pub fn start_expecting_failure(
+    plugins: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> (ExitStatus, String) {
+    let dir = plugin_dir(plugins);
+    let mut command = Command::new(mittari_bin());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("MITTARI__PLUGINS__DIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn mittari serve");
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let output = child.wait_with_output().expect("output");
+            return (status, String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("server started although it should have refused to");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -13,8 +13,8 @@ use arrow_array::{
 use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{Field as ArrowField, Schema};
 use mittari_engine::{
-    ColumnSpec, ComputeOutcome, DataType, EngineError, Field, MetricDescriptor, MetricResults, OutputSpec,
-    ParamValue, ParameterSpec, Range, TableSpec, Violation,
+    ColumnSpec, ComputeOutcome, DataType, EngineError, Field, MetricDescriptor, MetricResults,
+    OutputSpec, ParamValue, ParameterSpec, Range, TableSpec, Violation,
 };
 use mittari_proto::v1 as pb;
 
@@ -83,26 +83,42 @@ pub(crate) fn params_from_proto(
     params
         .iter()
         .map(|(name, value)| {
-            value_from_proto(value).map(|v| (name.clone(), v)).ok_or_else(|| {
-                invalid(Field::Parameter { name: name.clone() }, format!("parameter {name} has no value; set one of the Value fields"))
-            })
+            value_from_proto(value)
+                .map(|v| (name.clone(), v))
+                .ok_or_else(|| {
+                    invalid(
+                        Field::Parameter { name: name.clone() },
+                        format!("parameter {name} has no value; set one of the Value fields"),
+                    )
+                })
         })
         .collect()
 }
 
 fn invalid(field: Field, description: impl Into<String>) -> ServiceError {
-    ServiceError::Engine(EngineError::InvalidArgument { violations: vec![Violation::new(field, description)] })
+    ServiceError::Engine(EngineError::InvalidArgument {
+        violations: vec![Violation::new(field, description)],
+    })
 }
 
 fn range_to_proto(range: Option<Range>) -> Option<pb::Range> {
-    range.map(|r| pb::Range { min: r.min, max: r.max })
+    range.map(|r| pb::Range {
+        min: r.min,
+        max: r.max,
+    })
 }
 
 fn range_from_proto(range: Option<&pb::Range>) -> Option<Range> {
-    range.map(|r| Range { min: r.min, max: r.max })
+    range.map(|r| Range {
+        min: r.min,
+        max: r.max,
+    })
 }
 
-pub(crate) fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::MetricDescriptor {
+pub(crate) fn descriptor_to_proto(
+    descriptor: &MetricDescriptor,
+    library: &str,
+) -> pb::MetricDescriptor {
     pb::MetricDescriptor {
         name: descriptor.name.clone(),
         version: descriptor.version.clone(),
@@ -135,12 +151,19 @@ pub(crate) fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) 
         outputs: descriptor
             .outputs
             .iter()
-            .map(|o| pb::OutputSpec { name: o.name.clone(), unit: o.unit.clone(), description: o.description.clone() })
+            .map(|o| pb::OutputSpec {
+                name: o.name.clone(),
+                unit: o.unit.clone(),
+                description: o.description.clone(),
+            })
             .collect(),
         tables: descriptor
             .tables
             .iter()
-            .map(|t| pb::TableSpec { name: t.name.clone(), description: t.description.clone() })
+            .map(|t| pb::TableSpec {
+                name: t.name.clone(),
+                description: t.description.clone(),
+            })
             .collect(),
         library: library.to_owned(),
     }
@@ -149,7 +172,12 @@ pub(crate) fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) 
 /// The SDK form of a descriptor a server sent, so the CLI types CSV columns and parameters the
 /// same way whether the engine is embedded or remote.
 pub(crate) fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
-    let data_type = |t: i32| pb::DataType::try_from(t).ok().and_then(data_type_from_proto).unwrap_or(DataType::String);
+    let data_type = |t: i32| {
+        pb::DataType::try_from(t)
+            .ok()
+            .and_then(data_type_from_proto)
+            .unwrap_or(DataType::String)
+    };
     MetricDescriptor {
         name: d.name.clone(),
         version: d.version.clone(),
@@ -178,20 +206,42 @@ pub(crate) fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescripto
                 description: p.description.clone(),
             })
             .collect(),
-        outputs: d.outputs.iter().map(|o| OutputSpec::new(&o.name, &o.unit, &o.description)).collect(),
-        tables: d.tables.iter().map(|t| TableSpec { name: t.name.clone(), description: t.description.clone() }).collect(),
+        outputs: d
+            .outputs
+            .iter()
+            .map(|o| OutputSpec::new(&o.name, &o.unit, &o.description))
+            .collect(),
+        tables: d
+            .tables
+            .iter()
+            .map(|t| TableSpec {
+                name: t.name.clone(),
+                description: t.description.clone(),
+            })
+            .collect(),
     }
 }
 
 /// The validity of a column from its wire null mask (bit set = null).
-fn nulls_from_mask(name: &str, mask: &[u8], len: usize) -> Result<Option<NullBuffer>, ServiceError> {
+fn nulls_from_mask(
+    name: &str,
+    mask: &[u8],
+    len: usize,
+) -> Result<Option<NullBuffer>, ServiceError> {
     if mask.is_empty() {
         return Ok(None);
     }
     if mask.len() != len.div_ceil(8) {
         return Err(invalid(
-            Field::Column { name: name.to_owned(), row: None },
-            format!("null_mask of column {name} has {} bytes; {len} rows need {}", mask.len(), len.div_ceil(8)),
+            Field::Column {
+                name: name.to_owned(),
+                row: None,
+            },
+            format!(
+                "null_mask of column {name} has {} bytes; {len} rows need {}",
+                mask.len(),
+                len.div_ceil(8)
+            ),
         ));
     }
     let is_null = BooleanBuffer::new(mask.to_vec().into(), 0, len);
@@ -217,22 +267,34 @@ fn column_to_array(column: &pb::Column) -> Result<(DataType, ArrayRef), ServiceE
     let name = &column.name;
     let Some(values) = &column.values else {
         return Err(invalid(
-            Field::Column { name: name.clone(), row: None },
-            format!("column {name} has no values; set one of int64_values, double_values, string_values, bool_values or timestamp_values"),
+            Field::Column {
+                name: name.clone(),
+                row: None,
+            },
+            format!(
+                "column {name} has no values; set one of int64_values, double_values, string_values, bool_values or timestamp_values"
+            ),
         ));
     };
     Ok(match values {
         Values::Int64Values(v) => {
             let nulls = nulls_from_mask(name, &column.null_mask, v.values.len())?;
-            (DataType::Int64, Arc::new(Int64Array::new(v.values.clone().into(), nulls)) as ArrayRef)
+            (
+                DataType::Int64,
+                Arc::new(Int64Array::new(v.values.clone().into(), nulls)) as ArrayRef,
+            )
         }
         Values::DoubleValues(v) => {
             let nulls = nulls_from_mask(name, &column.null_mask, v.values.len())?;
-            (DataType::Double, Arc::new(Float64Array::new(v.values.clone().into(), nulls)))
+            (
+                DataType::Double,
+                Arc::new(Float64Array::new(v.values.clone().into(), nulls)),
+            )
         }
         Values::TimestampValues(v) => {
             let nulls = nulls_from_mask(name, &column.null_mask, v.values.len())?;
-            let array = TimestampMicrosecondArray::new(v.values.clone().into(), nulls).with_timezone("UTC");
+            let array =
+                TimestampMicrosecondArray::new(v.values.clone().into(), nulls).with_timezone("UTC");
             (DataType::Timestamp, Arc::new(array))
         }
         Values::BoolValues(v) => {
@@ -246,7 +308,12 @@ fn column_to_array(column: &pb::Column) -> Result<(DataType, ArrayRef), ServiceE
                 .values
                 .iter()
                 .enumerate()
-                .map(|(i, s)| nulls.as_ref().is_none_or(|n| n.is_valid(i)).then_some(s.as_str()))
+                .map(|(i, s)| {
+                    nulls
+                        .as_ref()
+                        .is_none_or(|n| n.is_valid(i))
+                        .then_some(s.as_str())
+                })
                 .collect();
             (DataType::String, Arc::new(array))
         }
@@ -260,19 +327,36 @@ pub(crate) fn table_to_batch(table: &pb::Table) -> Result<RecordBatch, ServiceEr
     let mut arrays = Vec::with_capacity(table.columns.len());
     for column in &table.columns {
         if column.name.is_empty() {
-            return Err(invalid(Field::Input, "a column has no name; give every column a name"));
+            return Err(invalid(
+                Field::Input,
+                "a column has no name; give every column a name",
+            ));
         }
         if !seen.insert(column.name.as_str()) {
             let name = column.name.clone();
-            return Err(invalid(Field::Column { name: name.clone(), row: None }, format!("column {name} appears twice; send each column once")));
+            return Err(invalid(
+                Field::Column {
+                    name: name.clone(),
+                    row: None,
+                },
+                format!("column {name} appears twice; send each column once"),
+            ));
         }
         let (data_type, array) = column_to_array(column)?;
         if let Some(first) = arrays.first().map(|a: &ArrayRef| a.len())
             && array.len() != first
         {
             return Err(invalid(
-                Field::Column { name: column.name.clone(), row: None },
-                format!("column {} has {} values but column {} has {first}; every column needs one value per row", column.name, array.len(), table.columns[0].name),
+                Field::Column {
+                    name: column.name.clone(),
+                    row: None,
+                },
+                format!(
+                    "column {} has {} values but column {} has {first}; every column needs one value per row",
+                    column.name,
+                    array.len(),
+                    table.columns[0].name
+                ),
             ));
         }
         fields.push(ArrowField::new(&column.name, data_type.arrow_type(), true));
@@ -280,8 +364,14 @@ pub(crate) fn table_to_batch(table: &pb::Table) -> Result<RecordBatch, ServiceEr
     }
     let rows = arrays.first().map_or(0, |a| a.len());
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
-        .map_err(|e| invalid(Field::Input, format!("the input table is inconsistent: {e}")))
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options).map_err(
+        |e| {
+            invalid(
+                Field::Input,
+                format!("the input table is inconsistent: {e}"),
+            )
+        },
+    )
 }
 
 /// An Arrow batch as a wire table. Columns of the five wire types only; the engine guarantees
@@ -295,20 +385,36 @@ pub(crate) fn batch_to_table(batch: &RecordBatch) -> pb::Table {
         .zip(batch.columns())
         .map(|(field, array)| {
             let values = if let Some(a) = array.as_primitive_opt::<Int64Type>() {
-                Values::Int64Values(pb::Int64Values { values: a.values().to_vec() })
+                Values::Int64Values(pb::Int64Values {
+                    values: a.values().to_vec(),
+                })
             } else if let Some(a) = array.as_primitive_opt::<Float64Type>() {
-                Values::DoubleValues(pb::DoubleValues { values: a.values().to_vec() })
+                Values::DoubleValues(pb::DoubleValues {
+                    values: a.values().to_vec(),
+                })
             } else if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
-                Values::TimestampValues(pb::Int64Values { values: a.values().to_vec() })
+                Values::TimestampValues(pb::Int64Values {
+                    values: a.values().to_vec(),
+                })
             } else if let Some(a) = array.as_boolean_opt() {
-                Values::BoolValues(pb::BoolValues { values: a.values().iter().collect() })
+                Values::BoolValues(pb::BoolValues {
+                    values: a.values().iter().collect(),
+                })
             } else if let Some(a) = array.as_string_opt::<i32>() {
-                Values::StringValues(pb::StringValues { values: a.iter().map(|s| s.unwrap_or_default().to_owned()).collect() })
+                Values::StringValues(pb::StringValues {
+                    values: a.iter().map(|s| s.unwrap_or_default().to_owned()).collect(),
+                })
             } else {
                 // Unreachable for checked batches; a column of strings says what happened.
-                Values::StringValues(pb::StringValues { values: vec![format!("unsupported type {}", field.data_type()); array.len()] })
+                Values::StringValues(pb::StringValues {
+                    values: vec![format!("unsupported type {}", field.data_type()); array.len()],
+                })
             };
-            pb::Column { name: field.name().clone(), values: Some(values), null_mask: mask_from_nulls(array.logical_nulls().as_ref()) }
+            pb::Column {
+                name: field.name().clone(),
+                values: Some(values),
+                null_mask: mask_from_nulls(array.logical_nulls().as_ref()),
+            }
         })
         .collect();
     pb::Table { columns }
@@ -323,21 +429,29 @@ fn results_to_proto(results: MetricResults) -> pb::Results {
                 name: s.name,
                 value: s.value,
                 unit: s.unit,
-                confidence_interval: s
-                    .confidence_interval
-                    .map(|ci| pb::ConfidenceInterval { lower: ci.lower, upper: ci.upper, level: ci.level }),
+                confidence_interval: s.confidence_interval.map(|ci| pb::ConfidenceInterval {
+                    lower: ci.lower,
+                    upper: ci.upper,
+                    level: ci.level,
+                }),
                 undefined_reason: s.undefined_reason.unwrap_or_default(),
             })
             .collect(),
         tables: results
             .tables
             .iter()
-            .map(|(name, batch)| pb::ResultTable { name: name.clone(), table: Some(batch_to_table(batch)) })
+            .map(|(name, batch)| pb::ResultTable {
+                name: name.clone(),
+                table: Some(batch_to_table(batch)),
+            })
             .collect(),
         warnings: results
             .warnings
             .into_iter()
-            .map(|w| pb::Warning { code: w.code, message: w.message })
+            .map(|w| pb::Warning {
+                code: w.code,
+                message: w.message,
+            })
             .collect(),
     }
 }
@@ -353,7 +467,10 @@ pub(crate) fn outcome_to_proto(outcome: ComputeOutcome) -> pb::ComputeResponse {
                 key: g
                     .key
                     .into_iter()
-                    .map(|(column, value)| pb::GroupKey { column, value: value.as_ref().map(value_to_proto) })
+                    .map(|(column, value)| pb::GroupKey {
+                        column,
+                        value: value.as_ref().map(value_to_proto),
+                    })
                     .collect(),
                 results: Some(results_to_proto(g.results)),
                 rows: g.rows as u64,
@@ -368,7 +485,11 @@ mod tests {
     use super::*;
 
     fn column(name: &str, values: pb::column::Values, null_mask: Vec<u8>) -> pb::Column {
-        pb::Column { name: name.to_owned(), values: Some(values), null_mask }
+        pb::Column {
+            name: name.to_owned(),
+            values: Some(values),
+            null_mask,
+        }
     }
 
     #[test]
@@ -376,11 +497,41 @@ mod tests {
         use pb::column::Values;
         let table = pb::Table {
             columns: vec![
-                column("a", Values::Int64Values(pb::Int64Values { values: vec![1, 0, 3] }), vec![0b010]),
-                column("b", Values::DoubleValues(pb::DoubleValues { values: vec![0.5, 1.5, 2.5] }), vec![]),
-                column("c", Values::StringValues(pb::StringValues { values: vec!["x".into(), "".into(), "z".into()] }), vec![0b010]),
-                column("d", Values::BoolValues(pb::BoolValues { values: vec![true, false, true] }), vec![]),
-                column("e", Values::TimestampValues(pb::Int64Values { values: vec![0, 1, 2] }), vec![0b100]),
+                column(
+                    "a",
+                    Values::Int64Values(pb::Int64Values {
+                        values: vec![1, 0, 3],
+                    }),
+                    vec![0b010],
+                ),
+                column(
+                    "b",
+                    Values::DoubleValues(pb::DoubleValues {
+                        values: vec![0.5, 1.5, 2.5],
+                    }),
+                    vec![],
+                ),
+                column(
+                    "c",
+                    Values::StringValues(pb::StringValues {
+                        values: vec!["x".into(), "".into(), "z".into()],
+                    }),
+                    vec![0b010],
+                ),
+                column(
+                    "d",
+                    Values::BoolValues(pb::BoolValues {
+                        values: vec![true, false, true],
+                    }),
+                    vec![],
+                ),
+                column(
+                    "e",
+                    Values::TimestampValues(pb::Int64Values {
+                        values: vec![0, 1, 2],
+                    }),
+                    vec![0b100],
+                ),
             ],
         };
         let batch = table_to_batch(&table).unwrap();
@@ -397,9 +548,39 @@ mod tests {
             assert!(error.contains(expect), "{error:?} lacks {expect:?}");
         };
         let ints = |v: Vec<i64>| Values::Int64Values(pb::Int64Values { values: v });
-        check(pb::Table { columns: vec![column("a", ints(vec![1]), vec![]), column("a", ints(vec![1]), vec![])] }, "appears twice");
-        check(pb::Table { columns: vec![column("a", ints(vec![1]), vec![]), column("b", ints(vec![1, 2]), vec![])] }, "has 2 values but column a has 1");
-        check(pb::Table { columns: vec![column("a", ints(vec![1]), vec![1, 0])] }, "null_mask of column a has 2 bytes");
-        check(pb::Table { columns: vec![pb::Column { name: "a".into(), values: None, null_mask: vec![] }] }, "has no values");
+        check(
+            pb::Table {
+                columns: vec![
+                    column("a", ints(vec![1]), vec![]),
+                    column("a", ints(vec![1]), vec![]),
+                ],
+            },
+            "appears twice",
+        );
+        check(
+            pb::Table {
+                columns: vec![
+                    column("a", ints(vec![1]), vec![]),
+                    column("b", ints(vec![1, 2]), vec![]),
+                ],
+            },
+            "has 2 values but column a has 1",
+        );
+        check(
+            pb::Table {
+                columns: vec![column("a", ints(vec![1]), vec![1, 0])],
+            },
+            "null_mask of column a has 2 bytes",
+        );
+        check(
+            pb::Table {
+                columns: vec![pb::Column {
+                    name: "a".into(),
+                    values: None,
+                    null_mask: vec![],
+                }],
+            },
+            "has no values",
+        );
     }
 }

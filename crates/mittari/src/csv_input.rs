@@ -8,7 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray, TimestampMicrosecondArray};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
+    TimestampMicrosecondArray,
+};
 use arrow_schema::{Field, Schema};
 use mittari_engine::{DataType, MetricDescriptor, ParamValue};
 
@@ -20,14 +23,29 @@ pub(crate) struct CsvInput {
     pub(crate) lines: Vec<u64>,
 }
 
-pub(crate) fn read(path: &Path, descriptor: &MetricDescriptor, group_by: &[String]) -> anyhow::Result<CsvInput> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open input file {}", path.display()))?;
+pub(crate) fn read(
+    path: &Path,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+) -> anyhow::Result<CsvInput> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open input file {}", path.display()))?;
     read_from(file, &path.display().to_string(), descriptor, group_by)
 }
 
-fn read_from(reader: impl std::io::Read, source: &str, descriptor: &MetricDescriptor, group_by: &[String]) -> anyhow::Result<CsvInput> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(reader);
-    let headers = reader.headers().with_context(|| format!("{source}: cannot read the header line"))?.clone();
+fn read_from(
+    reader: impl std::io::Read,
+    source: &str,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+) -> anyhow::Result<CsvInput> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{source}: cannot read the header line"))?
+        .clone();
     for (i, name) in headers.iter().enumerate() {
         if headers.iter().take(i).any(|h| h == name) {
             bail!("{source}: line 1: column {name} appears twice in the header");
@@ -48,7 +66,10 @@ fn read_from(reader: impl std::io::Read, source: &str, descriptor: &MetricDescri
         let record = record.with_context(|| format!("{source}: cannot read the file as CSV"))?;
         lines.push(record.position().map_or(0, |p| p.line()));
         for (column, (index, _, _)) in cells.iter_mut().zip(&selected) {
-            let cell = record.get(*index).filter(|c| !c.is_empty()).map(str::to_owned);
+            let cell = record
+                .get(*index)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned);
             column.push(cell);
         }
     }
@@ -57,7 +78,10 @@ fn read_from(reader: impl std::io::Read, source: &str, descriptor: &MetricDescri
     for ((_, name, declared), column) in selected.iter().zip(cells) {
         let data_type = declared.unwrap_or_else(|| infer(&column));
         let array = parse_column(&column, data_type).map_err(|(row, why)| {
-            anyhow::anyhow!("{source}: line {}: column {name}: {why}", lines.get(row).copied().unwrap_or(0))
+            anyhow::anyhow!(
+                "{source}: line {}: column {name}: {why}",
+                lines.get(row).copied().unwrap_or(0)
+            )
         })?;
         fields.push(Field::new(name, data_type.arrow_type(), true));
         arrays.push(array);
@@ -69,24 +93,71 @@ fn read_from(reader: impl std::io::Read, source: &str, descriptor: &MetricDescri
 }
 
 fn infer(column: &[Option<String>]) -> DataType {
-    if column.iter().flatten().all(|c| c.parse::<i64>().is_ok()) { DataType::Int64 } else { DataType::String }
+    if column.iter().flatten().all(|c| c.parse::<i64>().is_ok()) {
+        DataType::Int64
+    } else {
+        DataType::String
+    }
 }
 
-fn parse_column(column: &[Option<String>], data_type: DataType) -> Result<ArrayRef, (usize, String)> {
-    let parse = |row: usize, cell: &str| ParamValue::parse(cell, data_type).map_err(|why| (row, why));
+fn parse_column(
+    column: &[Option<String>],
+    data_type: DataType,
+) -> Result<ArrayRef, (usize, String)> {
+    let parse =
+        |row: usize, cell: &str| ParamValue::parse(cell, data_type).map_err(|why| (row, why));
     let values = column
         .iter()
         .enumerate()
         .map(|(row, cell)| cell.as_deref().map(|c| parse(row, c)).transpose())
         .collect::<Result<Vec<Option<ParamValue>>, _>>()?;
     Ok(match data_type {
-        DataType::Int64 => Arc::new(values.iter().map(|v| match v { Some(ParamValue::Int64(x)) => Some(*x), _ => None }).collect::<Int64Array>()),
-        DataType::Double => Arc::new(values.iter().map(|v| match v { Some(ParamValue::Double(x)) => Some(*x), _ => None }).collect::<Float64Array>()),
-        DataType::Bool => Arc::new(values.iter().map(|v| match v { Some(ParamValue::Bool(x)) => Some(*x), _ => None }).collect::<BooleanArray>()),
-        DataType::Timestamp => Arc::new(
-            values.iter().map(|v| match v { Some(ParamValue::Timestamp(x)) => Some(*x), _ => None }).collect::<TimestampMicrosecondArray>().with_timezone("UTC"),
+        DataType::Int64 => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(ParamValue::Int64(x)) => Some(*x),
+                    _ => None,
+                })
+                .collect::<Int64Array>(),
         ),
-        DataType::String => Arc::new(values.iter().map(|v| match v { Some(ParamValue::String(x)) => Some(x.as_str()), _ => None }).collect::<StringArray>()),
+        DataType::Double => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(ParamValue::Double(x)) => Some(*x),
+                    _ => None,
+                })
+                .collect::<Float64Array>(),
+        ),
+        DataType::Bool => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(ParamValue::Bool(x)) => Some(*x),
+                    _ => None,
+                })
+                .collect::<BooleanArray>(),
+        ),
+        DataType::Timestamp => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(ParamValue::Timestamp(x)) => Some(*x),
+                    _ => None,
+                })
+                .collect::<TimestampMicrosecondArray>()
+                .with_timezone("UTC"),
+        ),
+        DataType::String => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(ParamValue::String(x)) => Some(x.as_str()),
+                    _ => None,
+                })
+                .collect::<StringArray>(),
+        ),
     })
 }
 
@@ -104,7 +175,10 @@ mod tests {
 
     fn check(csv: &str, group_by: &[&str], expect: Result<&[(&str, DataType, usize)], &str>) {
         let group_by: Vec<String> = group_by.iter().map(|s| (*s).to_owned()).collect();
-        match (read_from(csv.as_bytes(), "in.csv", &descriptor(), &group_by), expect) {
+        match (
+            read_from(csv.as_bytes(), "in.csv", &descriptor(), &group_by),
+            expect,
+        ) {
             (Ok(input), Ok(columns)) => {
                 let got: Vec<(String, arrow_schema::DataType, usize)> = input
                     .batch
@@ -114,11 +188,15 @@ mod tests {
                     .zip(input.batch.columns())
                     .map(|(f, c)| (f.name().clone(), f.data_type().clone(), c.null_count()))
                     .collect();
-                let want: Vec<(String, arrow_schema::DataType, usize)> =
-                    columns.iter().map(|(n, t, nulls)| ((*n).to_owned(), t.arrow_type(), *nulls)).collect();
+                let want: Vec<(String, arrow_schema::DataType, usize)> = columns
+                    .iter()
+                    .map(|(n, t, nulls)| ((*n).to_owned(), t.arrow_type(), *nulls))
+                    .collect();
                 assert_eq!(got, want);
             }
-            (Err(error), Err(expect)) => assert!(error.to_string().contains(expect), "{error} lacks {expect}"),
+            (Err(error), Err(expect)) => {
+                assert!(error.to_string().contains(expect), "{error} lacks {expect}")
+            }
             (got, want) => panic!("got {got:?}, want {want:?}"),
         }
     }
@@ -128,10 +206,23 @@ mod tests {
         check(
             "score,region,year,note,at\n9,fi,2024,x,2024-01-31\n,se,2023,y,\n",
             &["region", "year"],
-            Ok(&[("score", DataType::Int64, 1), ("region", DataType::String, 0), ("year", DataType::Int64, 0), ("at", DataType::Timestamp, 1)]),
+            Ok(&[
+                ("score", DataType::Int64, 1),
+                ("region", DataType::String, 0),
+                ("year", DataType::Int64, 0),
+                ("at", DataType::Timestamp, 1),
+            ]),
         );
-        check("score\n9\nten\n", &[], Err("in.csv: line 3: column score: \"ten\" is not an integer"));
-        check("score,at\n9,31.1.2024\n", &[], Err("in.csv: line 2: column at:"));
+        check(
+            "score\n9\nten\n",
+            &[],
+            Err("in.csv: line 3: column score: \"ten\" is not an integer"),
+        );
+        check(
+            "score,at\n9,31.1.2024\n",
+            &[],
+            Err("in.csv: line 2: column at:"),
+        );
         check("score,score\n1,2\n", &[], Err("column score appears twice"));
     }
 }

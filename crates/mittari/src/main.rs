@@ -37,7 +37,11 @@ use crate::status::{ServiceError, to_status};
 const CLIENT_MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
 
 #[derive(Debug, Parser)]
-#[command(name = "mittari", version, about = "Customer-experience metrics: CLV, retention, NPS, price gap and more, as a gRPC service and a CLI")]
+#[command(
+    name = "mittari",
+    version,
+    about = "Customer-experience metrics: CLV, retention, NPS, price gap and more, as a gRPC service and a CLI"
+)]
 struct Cli {
     /// Configuration file (default: ./mittari.toml if present).
     #[arg(long, global = true, value_name = "FILE")]
@@ -107,7 +111,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     init_logging(cli.log_format, default_level);
     match run(cli) {
         Ok(code) => code,
@@ -121,7 +129,9 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -129,7 +139,10 @@ fn init_logging(format: LogFormat, default_level: &str) {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -141,13 +154,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(serve(settings, engine))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Metrics { name, server, format } => {
+        Command::Metrics {
+            name,
+            server,
+            format,
+        } => {
             let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
             let rt = runtime()?;
             let text = match name {
                 None => {
                     let list = rt.block_on(backend.list())?;
-                    if format == Format::Json { render::metric_list_json(&list) } else { render::metric_list(&list) }
+                    if format == Format::Json {
+                        render::metric_list_json(&list)
+                    } else {
+                        render::metric_list(&list)
+                    }
                 }
                 Some(name) => match rt.block_on(backend.describe(&name)) {
                     Ok(d) => {
@@ -163,7 +184,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             print(&text)
         }
-        Command::Compute { metric, input, params, group_by, format, server, chunk_rows } => {
+        Command::Compute {
+            metric,
+            input,
+            params,
+            group_by,
+            format,
+            server,
+            chunk_rows,
+        } => {
             let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
             let rt = runtime()?;
             let descriptor = match rt.block_on(backend.describe(&metric)) {
@@ -173,7 +202,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let params = parse_params(&params, &descriptor)?;
             let csv = csv_input::read(&input, &descriptor, &group_by)?;
             let lines = csv.lines;
-            match rt.block_on(backend.compute(&metric, params, csv.batch, group_by, chunk_rows as usize)) {
+            match rt.block_on(backend.compute(
+                &metric,
+                params,
+                csv.batch,
+                group_by,
+                chunk_rows as usize,
+            )) {
                 Ok(response) => print(&match format {
                     Format::Table => render::table(&response),
                     Format::Json => render::json(&response),
@@ -189,7 +224,9 @@ async fn serve(settings: Settings, engine: Arc<Engine>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
-    let addr = listener.local_addr().context("cannot read the bound address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     let metrics: Vec<String> = engine.metrics().map(|d| d.name.clone()).collect();
     tracing::info!(%addr, metrics = ?metrics, "listening");
     server::serve(&settings, engine, listener, server::shutdown_signal()).await
@@ -197,26 +234,44 @@ async fn serve(settings: Settings, engine: Arc<Engine>) -> anyhow::Result<()> {
 
 fn print(text: &str) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         // A closed pipe (`| head`) is not an error worth reporting.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to standard output"),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
         _ => Ok(ExitCode::SUCCESS),
     }
 }
 
 /// Prints a failed call: the message, then each field violation, with the CSV line of a row.
 fn report(status: &Status, input: Option<(&Path, &[u64])>) -> ExitCode {
-    let mut text = format!("error: {} ({:?})\n", status.message(), status.code());
-    if let Some(bad_request) = status.get_details_bad_request() {
+    let bad_request = status
+        .get_details_bad_request()
+        .filter(|b| !b.field_violations.is_empty());
+    let mut text = match &bad_request {
+        // The message repeats the violations; listed one per line they read better.
+        Some(_) => format!("error: invalid argument ({:?}):\n", status.code()),
+        None => format!("error: {} ({:?})\n", status.message(), status.code()),
+    };
+    if let Some(bad_request) = bad_request {
         for violation in bad_request.field_violations {
-            let row = violation.field.rsplit_once('[').and_then(|(_, r)| r.trim_end_matches(']').parse::<usize>().ok());
+            let row = violation
+                .field
+                .rsplit_once('[')
+                .and_then(|(_, r)| r.trim_end_matches(']').parse::<usize>().ok());
             let location = match (input, row) {
-                (Some((path, lines)), Some(row)) => {
-                    lines.get(row).map_or(String::new(), |line| format!(" ({} line {line})", path.display()))
-                }
+                (Some((path, lines)), Some(row)) => lines.get(row).map_or(String::new(), |line| {
+                    format!(" ({} line {line})", path.display())
+                }),
                 _ => String::new(),
             };
-            text.push_str(&format!("  {}{location}: {}\n", violation.field, violation.description));
+            text.push_str(&format!(
+                "  {}{location}: {}\n",
+                violation.field, violation.description
+            ));
         }
     }
     eprint!("{text}");
@@ -225,7 +280,10 @@ fn report(status: &Status, input: Option<(&Path, &[u64])>) -> ExitCode {
 
 /// `--param KEY=VALUE` values typed by the descriptor. An unknown key goes to the engine as a
 /// string, which refuses it with the list of known parameters.
-fn parse_params(raw: &[String], descriptor: &MetricDescriptor) -> anyhow::Result<HashMap<String, pb::Value>> {
+fn parse_params(
+    raw: &[String],
+    descriptor: &MetricDescriptor,
+) -> anyhow::Result<HashMap<String, pb::Value>> {
     raw.iter()
         .map(|item| {
             let Some((key, text)) = item.split_once('=') else {
@@ -252,7 +310,8 @@ impl Backend {
     fn new(config: Option<&Path>, server: Option<&str>) -> anyhow::Result<Backend> {
         match server {
             Some(url) => {
-                let endpoint = Channel::from_shared(url.to_owned()).with_context(|| format!("invalid server url {url:?}"))?;
+                let endpoint = Channel::from_shared(url.to_owned())
+                    .with_context(|| format!("invalid server url {url:?}"))?;
                 let client = MetricServiceClient::new(endpoint.connect_lazy())
                     .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(CLIENT_MAX_MESSAGE_BYTES);
@@ -260,14 +319,19 @@ impl Backend {
             }
             None => {
                 let settings = Settings::load(config, &Overrides::default())?;
-                Ok(Backend::Embedded(Arc::new(Engine::load(&settings.engine_config()?)?)))
+                Ok(Backend::Embedded(Arc::new(Engine::load(
+                    &settings.engine_config()?,
+                )?)))
             }
         }
     }
 
     fn connection_error(url: &str, status: Status) -> Status {
         if status.code() == tonic::Code::Unavailable {
-            Status::unavailable(format!("cannot reach the server at {url}: {}; is `mittari serve` running there?", status.message()))
+            Status::unavailable(format!(
+                "cannot reach the server at {url}: {}; is `mittari serve` running there?",
+                status.message()
+            ))
         } else {
             status
         }
@@ -277,11 +341,21 @@ impl Backend {
         match self {
             Backend::Embedded(engine) => Ok(engine
                 .metrics()
-                .map(|d| pb::MetricSummary { name: d.name.clone(), version: d.version.clone(), summary: d.summary.clone() })
+                .map(|d| pb::MetricSummary {
+                    name: d.name.clone(),
+                    version: d.version.clone(),
+                    summary: d.summary.clone(),
+                })
                 .collect()),
             Backend::Remote(client, url) => {
-                let response = client.list_metrics(pb::ListMetricsRequest {}).await.map_err(|s| Self::connection_error(url, s));
-                Ok(response.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner().metrics)
+                let response = client
+                    .list_metrics(pb::ListMetricsRequest {})
+                    .await
+                    .map_err(|s| Self::connection_error(url, s));
+                Ok(response
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner()
+                    .metrics)
             }
         }
     }
@@ -289,14 +363,28 @@ impl Backend {
     async fn describe(&mut self, name: &str) -> Result<pb::MetricDescriptor, Status> {
         match self {
             Backend::Embedded(engine) => {
-                let descriptor = engine.describe(name).map_err(|e| to_status(&ServiceError::Engine(e)))?;
-                let library = engine.library_of(name).and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                let descriptor = engine
+                    .describe(name)
+                    .map_err(|e| to_status(&ServiceError::Engine(e)))?;
+                let library = engine
+                    .library_of(name)
+                    .and_then(|p| p.file_name())
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 Ok(convert::descriptor_to_proto(descriptor, &library))
             }
             Backend::Remote(client, url) => {
-                let response = client.describe_metric(pb::DescribeMetricRequest { name: name.to_owned() }).await;
-                let response = response.map_err(|s| Self::connection_error(url, s))?.into_inner();
-                response.metric.ok_or_else(|| Status::internal("the server sent an empty descriptor"))
+                let response = client
+                    .describe_metric(pb::DescribeMetricRequest {
+                        name: name.to_owned(),
+                    })
+                    .await;
+                let response = response
+                    .map_err(|s| Self::connection_error(url, s))?
+                    .into_inner();
+                response
+                    .metric
+                    .ok_or_else(|| Status::internal("the server sent an empty descriptor"))
             }
         }
     }
@@ -312,8 +400,16 @@ impl Backend {
         match self {
             Backend::Embedded(engine) => {
                 let params = convert::params_from_proto(&parameters).map_err(|e| to_status(&e))?;
-                let request = ComputeRequest { metric: metric.to_owned(), params, input: batch, group_by };
-                let outcome = engine.compute(request).await.map_err(|e| to_status(&ServiceError::Engine(e)))?;
+                let request = ComputeRequest {
+                    metric: metric.to_owned(),
+                    params,
+                    input: batch,
+                    group_by,
+                };
+                let outcome = engine
+                    .compute(request)
+                    .await
+                    .map_err(|e| to_status(&ServiceError::Engine(e)))?;
                 Ok(convert::outcome_to_proto(outcome))
             }
             Backend::Remote(client, url) if batch.num_rows() <= chunk_rows => {
@@ -323,7 +419,11 @@ impl Backend {
                     input: Some(convert::batch_to_table(&batch)),
                     group_by,
                 };
-                Ok(client.compute(request).await.map_err(|s| Self::connection_error(url, s))?.into_inner())
+                Ok(client
+                    .compute(request)
+                    .await
+                    .map_err(|s| Self::connection_error(url, s))?
+                    .into_inner())
             }
             Backend::Remote(client, url) => {
                 let schema = batch
@@ -335,18 +435,29 @@ impl Backend {
                         r#type: convert::arrow_to_proto_type(f.data_type()).into(),
                     })
                     .collect();
-                let header = pb::ComputeStreamHeader { metric: metric.to_owned(), parameters, group_by, schema };
+                let header = pb::ComputeStreamHeader {
+                    metric: metric.to_owned(),
+                    parameters,
+                    group_by,
+                    schema,
+                };
                 use pb::compute_stream_request::Message;
-                let mut messages = vec![pb::ComputeStreamRequest { message: Some(Message::Header(header)) }];
+                let mut messages = vec![pb::ComputeStreamRequest {
+                    message: Some(Message::Header(header)),
+                }];
                 let mut offset = 0;
                 while offset < batch.num_rows() {
                     let len = chunk_rows.min(batch.num_rows() - offset);
                     let chunk = convert::batch_to_table(&batch.slice(offset, len));
-                    messages.push(pb::ComputeStreamRequest { message: Some(Message::Chunk(chunk)) });
+                    messages.push(pb::ComputeStreamRequest {
+                        message: Some(Message::Chunk(chunk)),
+                    });
                     offset += len;
                 }
                 let response = client.compute_stream(tokio_stream::iter(messages)).await;
-                Ok(response.map_err(|s| Self::connection_error(url, s))?.into_inner())
+                Ok(response
+                    .map_err(|s| Self::connection_error(url, s))?
+                    .into_inner())
             }
         }
     }

@@ -58,12 +58,18 @@ fn table_json(table: &pb::Table) -> Json {
         None => 0,
     });
     let cell = |column: &pb::Column, row: usize| -> Json {
-        if column.null_mask.get(row / 8).is_some_and(|b| b & (1 << (row % 8)) != 0) {
+        if column
+            .null_mask
+            .get(row / 8)
+            .is_some_and(|b| b & (1 << (row % 8)) != 0)
+        {
             return Json::Null;
         }
         match &column.values {
             Some(Values::Int64Values(v)) => json!(v.values[row]),
-            Some(Values::TimestampValues(v)) => json!(mittari_sdk::time::format_timestamp(v.values[row])),
+            Some(Values::TimestampValues(v)) => {
+                json!(mittari_sdk::time::format_timestamp(v.values[row]))
+            }
             Some(Values::DoubleValues(v)) => number(v.values[row]),
             Some(Values::StringValues(v)) => json!(v.values[row]),
             Some(Values::BoolValues(v)) => json!(v.values[row]),
@@ -72,7 +78,15 @@ fn table_json(table: &pb::Table) -> Json {
     };
     Json::Array(
         (0..rows)
-            .map(|row| Json::Object(table.columns.iter().map(|c| (c.name.clone(), cell(c, row))).collect()))
+            .map(|row| {
+                Json::Object(
+                    table
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.clone(), cell(c, row)))
+                        .collect(),
+                )
+            })
             .collect(),
     )
 }
@@ -81,7 +95,13 @@ fn results_json(results: &pb::Results) -> Map<String, Json> {
     let mut out = Map::new();
     out.insert(
         "results".into(),
-        Json::Object(results.scalars.iter().map(|s| (s.name.clone(), s.value.map_or(Json::Null, number))).collect()),
+        Json::Object(
+            results
+                .scalars
+                .iter()
+                .map(|s| (s.name.clone(), s.value.map_or(Json::Null, number)))
+                .collect(),
+        ),
     );
     let intervals: Map<String, Json> = results
         .scalars
@@ -103,18 +123,42 @@ fn results_json(results: &pb::Results) -> Map<String, Json> {
     if !undefined.is_empty() {
         out.insert("undefined".into(), Json::Object(undefined));
     }
-    out.insert("units".into(), Json::Object(results.scalars.iter().map(|s| (s.name.clone(), json!(s.unit))).collect()));
+    out.insert(
+        "units".into(),
+        Json::Object(
+            results
+                .scalars
+                .iter()
+                .map(|s| (s.name.clone(), json!(s.unit)))
+                .collect(),
+        ),
+    );
     if !results.tables.is_empty() {
         out.insert(
             "tables".into(),
             Json::Object(
-                results.tables.iter().map(|t| (t.name.clone(), t.table.as_ref().map_or(Json::Null, table_json))).collect(),
+                results
+                    .tables
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.name.clone(),
+                            t.table.as_ref().map_or(Json::Null, table_json),
+                        )
+                    })
+                    .collect(),
             ),
         );
     }
     out.insert(
         "warnings".into(),
-        Json::Array(results.warnings.iter().map(|w| json!({"code": w.code, "message": w.message})).collect()),
+        Json::Array(
+            results
+                .warnings
+                .iter()
+                .map(|w| json!({"code": w.code, "message": w.message}))
+                .collect(),
+        ),
     );
     out
 }
@@ -134,7 +178,12 @@ pub(crate) fn json(response: &pb::ComputeResponse) -> String {
                 let mut group = Map::new();
                 group.insert(
                     "key".into(),
-                    Json::Object(g.key.iter().map(|k| (k.column.clone(), value_json(k.value.as_ref()))).collect()),
+                    Json::Object(
+                        g.key
+                            .iter()
+                            .map(|k| (k.column.clone(), value_json(k.value.as_ref())))
+                            .collect(),
+                    ),
                 );
                 group.insert("rows".into(), json!(g.rows));
                 if let Some(results) = &g.results {
@@ -153,24 +202,44 @@ pub(crate) fn json(response: &pb::ComputeResponse) -> String {
 /// Columns aligned under their headers.
 fn aligned(headers: &[String], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..headers.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].chars().count()]).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([headers[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in std::iter::once(headers).chain(rows.iter().map(Vec::as_slice)) {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     out
 }
 
 fn interval_text(scalar: &pb::Scalar) -> String {
-    scalar.confidence_interval.as_ref().map_or(String::new(), |ci| {
-        format!("{}% [{}, {}]", human(ci.level * 100.0), human(ci.lower), human(ci.upper))
-    })
+    scalar
+        .confidence_interval
+        .as_ref()
+        .map_or(String::new(), |ci| {
+            format!(
+                "{}% [{}, {}]",
+                human(ci.level * 100.0),
+                human(ci.lower),
+                human(ci.upper)
+            )
+        })
 }
 
 fn scalar_text(scalar: &pb::Scalar) -> String {
-    scalar.value.map_or_else(|| format!("undefined: {}", scalar.undefined_reason), human)
+    scalar
+        .value
+        .map_or_else(|| format!("undefined: {}", scalar.undefined_reason), human)
 }
 
 fn warnings_text(out: &mut String, prefix: &str, warnings: &[pb::Warning]) {
@@ -186,7 +255,14 @@ pub(crate) fn table(response: &pb::ComputeResponse) -> String {
         let rows: Vec<Vec<String>> = results
             .scalars
             .iter()
-            .map(|s| vec![s.name.clone(), scalar_text(s), s.unit.clone(), interval_text(s)])
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    scalar_text(s),
+                    s.unit.clone(),
+                    interval_text(s),
+                ]
+            })
             .collect();
         out.push_str(&aligned(&headers, &rows));
         for t in &results.tables {
@@ -198,26 +274,45 @@ pub(crate) fn table(response: &pb::ComputeResponse) -> String {
     if let Some(first) = response.groups.first() {
         let mut headers: Vec<String> = first.key.iter().map(|k| k.column.clone()).collect();
         headers.push("rows".into());
-        let scalars = first.results.as_ref().map_or(&[][..], |r| r.scalars.as_slice());
+        let scalars = first
+            .results
+            .as_ref()
+            .map_or(&[][..], |r| r.scalars.as_slice());
         headers.extend(scalars.iter().map(|s| s.name.clone()));
         let rows: Vec<Vec<String>> = response
             .groups
             .iter()
             .map(|g| {
-                let mut row: Vec<String> = g.key.iter().map(|k| match &k.value {
-                    None => "(null)".to_owned(),
-                    v => value_text(v.as_ref()),
-                }).collect();
+                let mut row: Vec<String> = g
+                    .key
+                    .iter()
+                    .map(|k| match &k.value {
+                        None => "(null)".to_owned(),
+                        v => value_text(v.as_ref()),
+                    })
+                    .collect();
                 row.push(g.rows.to_string());
-                row.extend(g.results.iter().flat_map(|r| r.scalars.iter().map(scalar_text)));
+                row.extend(
+                    g.results
+                        .iter()
+                        .flat_map(|r| r.scalars.iter().map(scalar_text)),
+                );
                 row
             })
             .collect();
         out.push_str(&aligned(&headers, &rows));
         for g in &response.groups {
-            let key: Vec<String> = g.key.iter().map(|k| format!("{}={}", k.column, value_text(k.value.as_ref()))).collect();
+            let key: Vec<String> = g
+                .key
+                .iter()
+                .map(|k| format!("{}={}", k.column, value_text(k.value.as_ref())))
+                .collect();
             if let Some(results) = &g.results {
-                warnings_text(&mut out, &format!(" [{}]", key.join(", ")), &results.warnings);
+                warnings_text(
+                    &mut out,
+                    &format!(" [{}]", key.join(", ")),
+                    &results.warnings,
+                );
             }
         }
     }
@@ -225,7 +320,9 @@ pub(crate) fn table(response: &pb::ComputeResponse) -> String {
 }
 
 fn json_rows_table(table: Option<&pb::Table>) -> String {
-    let Some(table) = table else { return String::new() };
+    let Some(table) = table else {
+        return String::new();
+    };
     let headers: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
     let rows: Vec<Vec<String>> = match table_json(table) {
         Json::Array(rows) => rows
@@ -248,7 +345,11 @@ fn json_rows_table(table: Option<&pb::Table>) -> String {
 }
 
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
 }
 
 /// One row (per group) of scalar outputs, with interval bounds as `<name>_lower`/`<name>_upper`.
@@ -286,17 +387,26 @@ pub(crate) fn csv(response: &pb::ComputeResponse) -> String {
         row.extend(cells);
         lines.push(row);
     }
-    lines.iter().map(|l| l.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",") + "\n").collect()
+    lines
+        .iter()
+        .map(|l| l.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",") + "\n")
+        .collect()
 }
 
 pub(crate) fn metric_list(metrics: &[pb::MetricSummary]) -> String {
     let headers = ["metric", "version", "summary"].map(String::from);
-    let rows: Vec<Vec<String>> = metrics.iter().map(|m| vec![m.name.clone(), m.version.clone(), m.summary.clone()]).collect();
+    let rows: Vec<Vec<String>> = metrics
+        .iter()
+        .map(|m| vec![m.name.clone(), m.version.clone(), m.summary.clone()])
+        .collect();
     aligned(&headers, &rows)
 }
 
 pub(crate) fn metric_list_json(metrics: &[pb::MetricSummary]) -> String {
-    let list: Vec<Json> = metrics.iter().map(|m| json!({"name": m.name, "version": m.version, "summary": m.summary})).collect();
+    let list: Vec<Json> = metrics
+        .iter()
+        .map(|m| json!({"name": m.name, "version": m.version, "summary": m.summary}))
+        .collect();
     serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"
 }
 
@@ -327,26 +437,56 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
             ]
         })
         .collect();
-    out.push_str(&aligned(&["column", "type", "", "range", "meaning"].map(String::from), &rows));
+    out.push_str(&aligned(
+        &["column", "type", "", "range", "meaning"].map(String::from),
+        &rows,
+    ));
     if !d.parameters.is_empty() {
         let _ = writeln!(out, "\nparameters:");
         let rows: Vec<Vec<String>> = d
             .parameters
             .iter()
             .map(|p| {
-                let allowed = if p.allowed_values.is_empty() { p.range.map_or(String::new(), |r| r.to_string()) } else { p.allowed_values.join("|") };
-                let default = p.default.as_ref().map_or("(required)".to_owned(), |v| v.to_string());
-                vec![p.name.clone(), p.data_type.to_string(), default, allowed, p.description.clone()]
+                let allowed = if p.allowed_values.is_empty() {
+                    p.range.map_or(String::new(), |r| r.to_string())
+                } else {
+                    p.allowed_values.join("|")
+                };
+                let default = p
+                    .default
+                    .as_ref()
+                    .map_or("(required)".to_owned(), |v| v.to_string());
+                vec![
+                    p.name.clone(),
+                    p.data_type.to_string(),
+                    default,
+                    allowed,
+                    p.description.clone(),
+                ]
             })
             .collect();
-        out.push_str(&aligned(&["parameter", "type", "default", "allowed", "meaning"].map(String::from), &rows));
+        out.push_str(&aligned(
+            &["parameter", "type", "default", "allowed", "meaning"].map(String::from),
+            &rows,
+        ));
     }
     let _ = writeln!(out, "\noutputs:");
-    let rows: Vec<Vec<String>> = d.outputs.iter().map(|o| vec![o.name.clone(), o.unit.clone(), o.description.clone()]).collect();
-    out.push_str(&aligned(&["output", "unit", "meaning"].map(String::from), &rows));
+    let rows: Vec<Vec<String>> = d
+        .outputs
+        .iter()
+        .map(|o| vec![o.name.clone(), o.unit.clone(), o.description.clone()])
+        .collect();
+    out.push_str(&aligned(
+        &["output", "unit", "meaning"].map(String::from),
+        &rows,
+    ));
     if !d.tables.is_empty() {
         let _ = writeln!(out, "\nresult tables:");
-        let rows: Vec<Vec<String>> = d.tables.iter().map(|t| vec![t.name.clone(), t.description.clone()]).collect();
+        let rows: Vec<Vec<String>> = d
+            .tables
+            .iter()
+            .map(|t| vec![t.name.clone(), t.description.clone()])
+            .collect();
         out.push_str(&aligned(&["table", "meaning"].map(String::from), &rows));
     }
     out

@@ -29,7 +29,10 @@ pub(crate) struct MetricServer {
 
 impl MetricServer {
     pub(crate) fn new(engine: Arc<Engine>, max_stream_bytes: u64) -> Self {
-        MetricServer { engine, max_stream_bytes }
+        MetricServer {
+            engine,
+            max_stream_bytes,
+        }
     }
 
     async fn compute(
@@ -41,14 +44,21 @@ impl MetricServer {
     ) -> Result<pb::ComputeResponse, ServiceError> {
         let started = Instant::now();
         let rows = input.num_rows();
-        let request = ComputeRequest { metric: metric.clone(), params: convert::params_from_proto(params)?, input, group_by };
+        let request = ComputeRequest {
+            metric: metric.clone(),
+            params: convert::params_from_proto(params)?,
+            input,
+            group_by,
+        };
         let result = self.engine.compute(request).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         match &result {
             Ok(outcome) => {
                 tracing::info!(%metric, rows, groups = outcome.groups.len(), elapsed_ms, "computed metric")
             }
-            Err(error) => tracing::info!(%metric, rows, elapsed_ms, %error, "computation refused or failed"),
+            Err(error) => {
+                tracing::info!(%metric, rows, elapsed_ms, %error, "computation refused or failed")
+            }
         }
         Ok(convert::outcome_to_proto(result?))
     }
@@ -60,7 +70,9 @@ impl MetricServer {
     ) -> Result<(pb::ComputeStreamHeader, RecordBatch), Status> {
         use pb::compute_stream_request::Message;
         let header = match stream.message().await? {
-            Some(pb::ComputeStreamRequest { message: Some(Message::Header(header)) }) => header,
+            Some(pb::ComputeStreamRequest {
+                message: Some(Message::Header(header)),
+            }) => header,
             _ => {
                 return Err(ServiceError::BadStream(
                     "the first ComputeStream message must carry a header with the metric and the schema".to_owned(),
@@ -72,9 +84,14 @@ impl MetricServer {
             .schema
             .iter()
             .map(|c| {
-                let data_type = pb::DataType::try_from(c.r#type).ok().and_then(convert::data_type_from_proto);
+                let data_type = pb::DataType::try_from(c.r#type)
+                    .ok()
+                    .and_then(convert::data_type_from_proto);
                 data_type.map(|t| (c.name.clone(), t)).ok_or_else(|| {
-                    ServiceError::BadStream(format!("header column {} has no data type; set schema[].type", c.name))
+                    ServiceError::BadStream(format!(
+                        "header column {} has no data type; set schema[].type",
+                        c.name
+                    ))
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -82,14 +99,22 @@ impl MetricServer {
         let mut bytes: u64 = 0;
         let mut index = 0usize;
         while let Some(message) = stream.next().await {
-            let chunk = match message?.message {
-                Some(Message::Chunk(chunk)) => chunk,
-                _ => return Err(ServiceError::BadStream(format!("message {} of the stream must be a chunk; only the first carries a header", index + 1)).into()),
-            };
+            let chunk =
+                match message?.message {
+                    Some(Message::Chunk(chunk)) => chunk,
+                    _ => return Err(ServiceError::BadStream(format!(
+                        "message {} of the stream must be a chunk; only the first carries a header",
+                        index + 1
+                    ))
+                    .into()),
+                };
             index += 1;
             bytes += prost::Message::encoded_len(&chunk) as u64;
             if bytes > self.max_stream_bytes {
-                return Err(ServiceError::StreamTooLarge { limit: self.max_stream_bytes }.into());
+                return Err(ServiceError::StreamTooLarge {
+                    limit: self.max_stream_bytes,
+                }
+                .into());
             }
             let names: Vec<&str> = chunk.columns.iter().map(|c| c.name.as_str()).collect();
             let expected: Vec<&str> = schema.iter().map(|(n, _)| n.as_str()).collect();
@@ -113,22 +138,32 @@ impl MetricServer {
             }
             batches.push(batch);
         }
-        let fields: Vec<arrow_schema::Field> =
-            schema.iter().map(|(name, t)| arrow_schema::Field::new(name, t.arrow_type(), true)).collect();
+        let fields: Vec<arrow_schema::Field> = schema
+            .iter()
+            .map(|(name, t)| arrow_schema::Field::new(name, t.arrow_type(), true))
+            .collect();
         let arrow_schema = Arc::new(arrow_schema::Schema::new(fields));
-        let input = arrow_select::concat::concat_batches(&arrow_schema, &batches)
-            .map_err(|e| ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}")))?;
+        let input = arrow_select::concat::concat_batches(&arrow_schema, &batches).map_err(|e| {
+            ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}"))
+        })?;
         Ok((header, input))
     }
 }
 
 #[tonic::async_trait]
 impl MetricService for MetricServer {
-    async fn list_metrics(&self, _request: Request<pb::ListMetricsRequest>) -> Result<Response<pb::ListMetricsResponse>, Status> {
+    async fn list_metrics(
+        &self,
+        _request: Request<pb::ListMetricsRequest>,
+    ) -> Result<Response<pb::ListMetricsResponse>, Status> {
         let metrics = self
             .engine
             .metrics()
-            .map(|d| pb::MetricSummary { name: d.name.clone(), version: d.version.clone(), summary: d.summary.clone() })
+            .map(|d| pb::MetricSummary {
+                name: d.name.clone(),
+                version: d.version.clone(),
+                summary: d.summary.clone(),
+            })
             .collect();
         Ok(Response::new(pb::ListMetricsResponse { metrics }))
     }
@@ -139,14 +174,31 @@ impl MetricService for MetricServer {
     ) -> Result<Response<pb::DescribeMetricResponse>, Status> {
         let name = request.into_inner().name;
         let descriptor = self.engine.describe(&name).map_err(ServiceError::from)?;
-        let library = self.engine.library_of(&name).and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Response::new(pb::DescribeMetricResponse { metric: Some(convert::descriptor_to_proto(descriptor, &library)) }))
+        let library = self
+            .engine
+            .library_of(&name)
+            .and_then(|p| p.file_name())
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Response::new(pb::DescribeMetricResponse {
+            metric: Some(convert::descriptor_to_proto(descriptor, &library)),
+        }))
     }
 
-    async fn compute(&self, request: Request<pb::ComputeRequest>) -> Result<Response<pb::ComputeResponse>, Status> {
+    async fn compute(
+        &self,
+        request: Request<pb::ComputeRequest>,
+    ) -> Result<Response<pb::ComputeResponse>, Status> {
         let request = request.into_inner();
         let input = convert::table_to_batch(&request.input.unwrap_or_default())?;
-        let response = MetricServer::compute(self, request.metric, &request.parameters, input, request.group_by).await?;
+        let response = MetricServer::compute(
+            self,
+            request.metric,
+            &request.parameters,
+            input,
+            request.group_by,
+        )
+        .await?;
         Ok(Response::new(response))
     }
 
@@ -155,7 +207,14 @@ impl MetricService for MetricServer {
         request: Request<Streaming<pb::ComputeStreamRequest>>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
         let (header, input) = self.read_stream(request.into_inner()).await?;
-        let response = MetricServer::compute(self, header.metric, &header.parameters, input, header.group_by).await?;
+        let response = MetricServer::compute(
+            self,
+            header.metric,
+            &header.parameters,
+            input,
+            header.group_by,
+        )
+        .await?;
         Ok(Response::new(response))
     }
 }
@@ -169,28 +228,40 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let max_message = settings.server.max_message_bytes;
-    let metric_service = MetricServiceServer::new(MetricServer::new(engine, settings.server.max_stream_bytes))
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+    let metric_service =
+        MetricServiceServer::new(MetricServer::new(engine, settings.server.max_stream_bytes))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<MetricServiceServer<MetricServer>>().await;
+    health
+        .set_serving::<MetricServiceServer<MetricServer>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(mittari_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1().context("cannot build the reflection service")?;
-    let reflection_v1alpha = reflection().build_v1alpha().context("cannot build the reflection service")?;
+    let reflection_v1 = reflection()
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("cannot build the reflection service")?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
     let health_on_stop = health.clone();
     let signal = async move {
         shutdown.await;
-        tracing::info!(grace_seconds = grace.as_secs(), "shutting down: refusing new connections, finishing in-flight requests");
-        health_on_stop.set_not_serving::<MetricServiceServer<MetricServer>>().await;
+        tracing::info!(
+            grace_seconds = grace.as_secs(),
+            "shutting down: refusing new connections, finishing in-flight requests"
+        );
+        health_on_stop
+            .set_not_serving::<MetricServiceServer<MetricServer>>()
+            .await;
         let _ = stop_tx.send(());
     };
     let server = tonic::transport::Server::builder()

@@ -47,7 +47,8 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             max_message_bytes: 64 * 1024 * 1024,
             max_stream_bytes: 4 * 1024 * 1024 * 1024,
-            max_concurrent_computations: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_concurrent_computations: std::thread::available_parallelism()
+                .map_or(2, |n| n.get()),
             max_queued_computations: 256,
             shutdown_grace_seconds: 30,
         }
@@ -96,7 +97,8 @@ impl Settings {
                 if !path.is_file() {
                     bail!("configuration file {} does not exist", path.display());
                 }
-                builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+                builder =
+                    builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
             }
             None => {
                 builder = builder.add_source(
@@ -106,8 +108,10 @@ impl Settings {
                 );
             }
         }
-        let env: config::Map<String, String> =
-            env.into_iter().filter(|(k, _)| k.starts_with("MITTARI__")).collect();
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("MITTARI__"))
+            .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("MITTARI")
                 .prefix_separator("__")
@@ -133,13 +137,18 @@ impl Settings {
     fn validate(&self) -> anyhow::Result<()> {
         let server = &self.server;
         if server.max_message_bytes < 1024 {
-            bail!("invalid configuration: server.max_message_bytes must be at least 1024, got {}", server.max_message_bytes);
+            bail!(
+                "invalid configuration: server.max_message_bytes must be at least 1024, got {}",
+                server.max_message_bytes
+            );
         }
         if server.max_concurrent_computations == 0 {
             bail!("invalid configuration: server.max_concurrent_computations must be at least 1");
         }
         if server.max_stream_bytes < server.max_message_bytes as u64 {
-            bail!("invalid configuration: server.max_stream_bytes must be at least server.max_message_bytes");
+            bail!(
+                "invalid configuration: server.max_stream_bytes must be at least server.max_message_bytes"
+            );
         }
         Ok(())
     }
@@ -149,7 +158,8 @@ impl Settings {
         if let Some(dir) = &self.plugins.dir {
             return Ok(dir.clone());
         }
-        let exe = std::env::current_exe().context("cannot locate the mittari executable to find its plugins")?;
+        let exe = std::env::current_exe()
+            .context("cannot locate the mittari executable to find its plugins")?;
         exe.parent()
             .map(Path::to_owned)
             .context("the mittari executable has no parent directory; set plugins.dir")
@@ -195,7 +205,10 @@ mod tests {
         assert_eq!(s.server.listen.port(), 6000);
         assert_eq!(s.server.max_queued_computations, 3);
         assert_eq!(s.metrics.enabled, Some(vec!["nps".to_owned()]));
-        assert_eq!(s.metrics.defaults["nps"]["confidence"], ConfigValue::Float(0.9));
+        assert_eq!(
+            s.metrics.defaults["nps"]["confidence"],
+            ConfigValue::Float(0.9)
+        );
 
         let env = [
             ("MITTARI__SERVER__LISTEN", "127.0.0.1:7000"),
@@ -204,10 +217,18 @@ mod tests {
         ];
         let s = load(toml, &env, Overrides::default()).unwrap();
         assert_eq!(s.server.listen.port(), 7000);
-        assert_eq!(s.metrics.enabled, Some(vec!["nps".to_owned(), "csat".to_owned()]));
-        assert_eq!(s.metrics.defaults["nps"]["confidence"], ConfigValue::Float(0.8));
+        assert_eq!(
+            s.metrics.enabled,
+            Some(vec!["nps".to_owned(), "csat".to_owned()])
+        );
+        assert_eq!(
+            s.metrics.defaults["nps"]["confidence"],
+            ConfigValue::Float(0.8)
+        );
 
-        let flags = Overrides { listen: Some("127.0.0.1:8000".parse().unwrap()) };
+        let flags = Overrides {
+            listen: Some("127.0.0.1:8000".parse().unwrap()),
+        };
         let s = load(toml, &env, flags).unwrap();
         assert_eq!(s.server.listen.port(), 8000);
     }
@@ -216,12 +237,19 @@ mod tests {
     fn errors_name_the_key() {
         let check = |toml: &str, env: &[(&str, &str)], expect: &str| {
             let error = format!("{:#}", load(toml, env, Overrides::default()).unwrap_err());
-            assert!(error.contains(expect), "{error:?} does not mention {expect:?}");
+            assert!(
+                error.contains(expect),
+                "{error:?} does not mention {expect:?}"
+            );
         };
         check("[server]\nlisten_on = \"x\"", &[], "listen_on");
         check("[server]\nlisten = \"not an address\"", &[], "listen");
         check("[serve]\nlisten = \"127.0.0.1:1\"", &[], "serve");
-        check("", &[("MITTARI__SERVER__MAX_CONCURRENT_COMPUTATIONS", "0")], "server.max_concurrent_computations");
+        check(
+            "",
+            &[("MITTARI__SERVER__MAX_CONCURRENT_COMPUTATIONS", "0")],
+            "server.max_concurrent_computations",
+        );
         check("", &[("MITTARI__SERVER__PORT", "1")], "port");
     }
 }

@@ -15,7 +15,9 @@ pub(crate) const ERROR_DOMAIN: &str = "mittari.v1";
 pub(crate) enum ServiceError {
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("the streamed input exceeds the server's limit of {limit} bytes; split it into several requests or raise server.max_stream_bytes")]
+    #[error(
+        "the streamed input exceeds the server's limit of {limit} bytes; split it into several requests or raise server.max_stream_bytes"
+    )]
     StreamTooLarge { limit: u64 },
     #[error("{0}")]
     BadStream(String),
@@ -30,13 +32,24 @@ pub(crate) fn to_status(error: &ServiceError) -> Status {
     match error {
         ServiceError::Engine(EngineError::UnknownMetric { name, .. }) => {
             let mut details = ErrorDetails::new();
-            details.set_error_info("UNKNOWN_METRIC", ERROR_DOMAIN, HashMap::from([("metric".to_owned(), name.clone())]));
-            details.set_resource_info("metric", name, "", "list the available metrics with ListMetrics");
+            details.set_error_info(
+                "UNKNOWN_METRIC",
+                ERROR_DOMAIN,
+                HashMap::from([("metric".to_owned(), name.clone())]),
+            );
+            details.set_resource_info(
+                "metric",
+                name,
+                "",
+                "list the available metrics with ListMetrics",
+            );
             Status::with_error_details(Code::NotFound, message, details)
         }
         ServiceError::Engine(EngineError::InvalidArgument { violations }) => {
-            let field_violations: Vec<FieldViolation> =
-                violations.iter().map(|v| FieldViolation::new(v.field.path(), &v.description)).collect();
+            let field_violations: Vec<FieldViolation> = violations
+                .iter()
+                .map(|v| FieldViolation::new(v.field.path(), &v.description))
+                .collect();
             let mut details = ErrorDetails::with_bad_request(field_violations);
             // The first violation's facts as metadata, for clients that read ErrorInfo only.
             let mut metadata = HashMap::new();
@@ -63,9 +76,11 @@ pub(crate) fn to_status(error: &ServiceError) -> Status {
         }
         ServiceError::BadStream(_) => Status::invalid_argument(message),
         ServiceError::Engine(EngineError::MetricFailed { .. }) => Status::internal(message),
-        ServiceError::Engine(EngineError::Overloaded { .. }) => {
-            Status::with_error_details(Code::ResourceExhausted, message, ErrorDetails::with_retry_info(Some(Duration::from_secs(1))))
-        }
+        ServiceError::Engine(EngineError::Overloaded { .. }) => Status::with_error_details(
+            Code::ResourceExhausted,
+            message,
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
+        ),
         ServiceError::StreamTooLarge { .. } => Status::resource_exhausted(message),
     }
 }

@@ -219,6 +219,23 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, MetricError> {
     serde_json::to_vec(value).map_err(|e| MetricError::failed(format!("cannot encode json: {e}")))
 }
 
+/// JSON has no NaN or infinity (serde_json writes them as null, which would read back as
+/// "undefined"), so a non-finite scalar is refused here, where the bug can still be named.
+fn check_finite(scalars: &[Scalar]) -> Result<(), MetricError> {
+    for scalar in scalars {
+        let interval = scalar.confidence_interval.map_or(true, |ci| {
+            ci.lower.is_finite() && ci.upper.is_finite() && ci.level.is_finite()
+        });
+        if !scalar.value.is_none_or(f64::is_finite) || !interval {
+            return Err(MetricError::failed(format!(
+                "the metric returned a non-finite value for {}; return Scalar::undefined with a reason instead",
+                scalar.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 unsafe extern "C" fn metric_count<P: PluginMetrics>() -> usize {
     // A panic while building the metric list means the library provides none.
     catch_unwind(|| P::metrics().len()).unwrap_or(0)
@@ -264,6 +281,7 @@ unsafe extern "C" fn compute<P: PluginMetrics>(
             .map_err(|e| MetricError::failed(format!("cannot import the input table: {e}")))?;
         let batch = RecordBatch::from(StructArray::from(data));
         let output = metric.compute(&Input::new(&batch), &params)?;
+        check_finite(&output.scalars)?;
 
         let mut table_names = Vec::with_capacity(output.tables.len());
         let mut tables = Vec::with_capacity(output.tables.len());

@@ -131,7 +131,8 @@ impl Counts {
         let n = n as f64;
         let p_promoter = self.promoters as f64 / n;
         let p_detractor = self.detractors as f64 / n;
-        let difference = p_promoter - p_detractor;
+        // From the integer difference, so that e.g. 1 promoter and 4 detractors of 5 is exactly -60.
+        let difference = (self.promoters as f64 - self.detractors as f64) / n;
         // Clamped at zero: rounding can push an exact zero variance (all one class) a hair below.
         let variance = ((p_promoter + p_detractor) - difference * difference).max(0.0);
         let nps = 100.0 * difference;
@@ -215,6 +216,11 @@ mod tests {
         );
         // All promoters: nps 100, no variance.
         check(&[9, 10, 9], (100.0, 0.0));
+        // 1 promoter, 4 detractors: exactly -60 (not -60.00000000000001 from 100 * (0.2 - 0.8)).
+        check(
+            &[10, 0, 3, 5, 6],
+            (-60.0, 100.0 * ((1.0 - 0.36f64) / 5.0).sqrt()),
+        );
         // All detractors: nps -100.
         check(&[0, 6], (-100.0, 0.0));
         // Boundaries: 6 is a detractor, 7 and 8 passives, 9 a promoter.

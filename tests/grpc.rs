@@ -1,0 +1,796 @@
+//! The gRPC API end to end: the real server binary, real plugin libraries, a real client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mittari_e2e::{Server, start_expecting_failure};
+use mittari_proto::v1 as pb;
+use pb::column::Values;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn int_column(name: &str, values: &[i64]) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        values: Some(Values::Int64Values(pb::Int64Values {
+            values: values.to_vec(),
+        })),
+        null_mask: vec![],
+    }
+}
+
+fn string_column(name: &str, values: &[&str]) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        values: Some(Values::StringValues(pb::StringValues {
+            values: values.iter().map(|s| (*s).into()).collect(),
+        })),
+        null_mask: vec![],
+    }
+}
+
+/// 4 promoters, 2 passives, 4 detractors: nps 0, se 100 * sqrt(0.08). North: 3 promoters and
+/// 2 passives (nps 60); south: 1 promoter, 4 detractors (nps -60).
+fn survey() -> pb::Table {
+    pb::Table {
+        columns: vec![
+            int_column("score", &[10, 9, 9, 8, 7, 6, 5, 3, 10, 0]),
+            string_column(
+                "region",
+                &[
+                    "north", "north", "north", "north", "north", "south", "south", "south",
+                    "south", "south",
+                ],
+            ),
+        ],
+    }
+}
+
+fn request(metric: &str, input: pb::Table) -> pb::ComputeRequest {
+    pb::ComputeRequest {
+        metric: metric.into(),
+        parameters: HashMap::new(),
+        input: Some(input),
+        group_by: vec![],
+    }
+}
+
+fn scalar(results: &pb::Results, name: &str) -> f64 {
+    results
+        .scalars
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.value)
+        .unwrap_or_else(|| panic!("no scalar {name}"))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[tokio::test]
+async fn lists_and_describes_metrics() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let list = client
+        .list_metrics(pb::ListMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = list.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["nps", "test_panics", "test_returns_nan", "test_sleeps"]
+    );
+    assert!(list.metrics[0].summary.contains("Net Promoter Score"));
+
+    let nps = client
+        .describe_metric(pb::DescribeMetricRequest { name: "nps".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .metric
+        .unwrap();
+    assert_eq!(nps.inputs.len(), 1);
+    let score = &nps.inputs[0];
+    assert_eq!(
+        (score.name.as_str(), score.r#type(), score.required),
+        ("score", pb::DataType::Int64, true)
+    );
+    assert_eq!(
+        score.range,
+        Some(pb::Range {
+            min: Some(0.0),
+            max: Some(10.0)
+        })
+    );
+    let confidence = &nps.parameters[0];
+    assert_eq!(confidence.name, "confidence");
+    assert_eq!(
+        confidence.default_value.as_ref().unwrap().kind,
+        Some(pb::value::Kind::DoubleValue(0.95))
+    );
+    assert!(
+        nps.outputs
+            .iter()
+            .any(|o| o.name == "standard_error" && o.unit == "points")
+    );
+    assert!(nps.library.contains("mittari_plugin_nps"));
+
+    let missing = client
+        .describe_metric(pb::DescribeMetricRequest { name: "npx".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert!(
+        missing.message().contains("unknown metric \"npx\""),
+        "{}",
+        missing.message()
+    );
+}
+
+#[tokio::test]
+async fn computes_nps_whole_and_grouped() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let response = client
+        .compute(request("nps", survey()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.rows, 10);
+    let results = response.results.unwrap();
+    assert!(close(scalar(&results, "nps"), 0.0));
+    assert!(close(
+        scalar(&results, "standard_error"),
+        100.0 * 0.08f64.sqrt()
+    ));
+    assert_eq!(scalar(&results, "promoters"), 4.0);
+    let ci = results.scalars[0].confidence_interval.unwrap();
+    assert_eq!(ci.level, 0.95);
+    assert!((ci.upper - 1.959963984540054 * 100.0 * 0.08f64.sqrt()).abs() < 1e-6);
+    assert_eq!(results.warnings[0].code, "small_sample");
+
+    let mut grouped = request("nps", survey());
+    grouped.group_by = vec!["region".into()];
+    let response = client.compute(grouped).await.unwrap().into_inner();
+    assert!(response.results.is_none());
+    let got: Vec<(String, u64, f64)> = response
+        .groups
+        .iter()
+        .map(|g| {
+            let key = match g.key[0].value.as_ref().unwrap().kind.as_ref().unwrap() {
+                pb::value::Kind::StringValue(s) => s.clone(),
+                other => panic!("unexpected key {other:?}"),
+            };
+            (key, g.rows, scalar(g.results.as_ref().unwrap(), "nps"))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("north".to_owned(), 5, 60.0),
+            ("south".to_owned(), 5, -60.0)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn compute_stream_matches_unary() {
+    use pb::compute_stream_request::Message;
+    let server = Server::start();
+    let mut client = server.client().await;
+    let mut unary = request("nps", survey());
+    unary.group_by = vec!["region".into()];
+    let expected = client.compute(unary).await.unwrap().into_inner();
+
+    let header = pb::ComputeStreamHeader {
+        metric: "nps".into(),
+        parameters: HashMap::new(),
+        group_by: vec!["region".into()],
+        schema: vec![
+            pb::ColumnSchema {
+                name: "score".into(),
+                r#type: pb::DataType::Int64.into(),
+            },
+            pb::ColumnSchema {
+                name: "region".into(),
+                r#type: pb::DataType::String.into(),
+            },
+        ],
+    };
+    let table = survey();
+    let chunk = |from: usize, to: usize| {
+        let Some(Values::Int64Values(scores)) = &table.columns[0].values else {
+            unreachable!()
+        };
+        let Some(Values::StringValues(regions)) = &table.columns[1].values else {
+            unreachable!()
+        };
+        let regions: Vec<&str> = regions.values[from..to]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        pb::Table {
+            columns: vec![
+                int_column("score", &scores.values[from..to]),
+                string_column("region", &regions),
+            ],
+        }
+    };
+    let messages = vec![
+        pb::ComputeStreamRequest {
+            message: Some(Message::Header(header.clone())),
+        },
+        pb::ComputeStreamRequest {
+            message: Some(Message::Chunk(chunk(0, 3))),
+        },
+        pb::ComputeStreamRequest {
+            message: Some(Message::Chunk(chunk(3, 7))),
+        },
+        pb::ComputeStreamRequest {
+            message: Some(Message::Chunk(chunk(7, 10))),
+        },
+    ];
+    let streamed = client
+        .compute_stream(tokio_stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(streamed, expected);
+
+    // A stream that does not start with a header, and a chunk with other columns, are refused.
+    let no_header = vec![pb::ComputeStreamRequest {
+        message: Some(Message::Chunk(chunk(0, 3))),
+    }];
+    let error = client
+        .compute_stream(tokio_stream::iter(no_header))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    let wrong_columns = vec![
+        pb::ComputeStreamRequest {
+            message: Some(Message::Header(header)),
+        },
+        pb::ComputeStreamRequest {
+            message: Some(Message::Chunk(pb::Table {
+                columns: vec![int_column("score", &[1])],
+            })),
+        },
+    ];
+    let error = client
+        .compute_stream(tokio_stream::iter(wrong_columns))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(
+        error.message().contains("chunk 1 has columns [score]"),
+        "{}",
+        error.message()
+    );
+}
+
+/// Each case: a request, the expected code, and for INVALID_ARGUMENT the expected first field
+/// violation path and a fragment of its description.
+#[tokio::test]
+async fn bad_requests_get_precise_statuses() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let with_param = |name: &str, value: pb::value::Kind| {
+        let mut r = request("nps", survey());
+        r.parameters
+            .insert(name.into(), pb::Value { kind: Some(value) });
+        r
+    };
+    let mut grouped_by_missing = request("nps", survey());
+    grouped_by_missing.group_by = vec!["country".into()];
+    let cases: Vec<(pb::ComputeRequest, Code, Option<(&str, &str)>)> = vec![
+        (request("npx", survey()), Code::NotFound, None),
+        (
+            request(
+                "nps",
+                pb::Table {
+                    columns: vec![int_column("score", &[10, 11, 3])],
+                },
+            ),
+            Code::InvalidArgument,
+            Some((
+                "input.score[1]",
+                "score 11 at row 1 is outside the allowed range 0..=10",
+            )),
+        ),
+        (
+            request(
+                "nps",
+                pb::Table {
+                    columns: vec![int_column("rating", &[10])],
+                },
+            ),
+            Code::InvalidArgument,
+            Some(("input.score", "required column score (int64) is missing")),
+        ),
+        (
+            request(
+                "nps",
+                pb::Table {
+                    columns: vec![string_column("score", &["10"])],
+                },
+            ),
+            Code::InvalidArgument,
+            Some(("input.score", "column score must be int64, got string")),
+        ),
+        (
+            request(
+                "nps",
+                pb::Table {
+                    columns: vec![pb::Column {
+                        null_mask: vec![0b10],
+                        ..int_column("score", &[10, 0])
+                    }],
+                },
+            ),
+            Code::InvalidArgument,
+            Some(("input.score[1]", "row 1 is empty")),
+        ),
+        (
+            request(
+                "nps",
+                pb::Table {
+                    columns: vec![int_column("score", &[])],
+                },
+            ),
+            Code::InvalidArgument,
+            Some(("input", "no responses")),
+        ),
+        (
+            with_param("confidence", pb::value::Kind::DoubleValue(1.5)),
+            Code::InvalidArgument,
+            Some(("parameters.confidence", "outside the allowed range")),
+        ),
+        (
+            with_param("confidence", pb::value::Kind::StringValue("high".into())),
+            Code::InvalidArgument,
+            Some(("parameters.confidence", "expected double, got string")),
+        ),
+        (
+            with_param("colour", pb::value::Kind::BoolValue(true)),
+            Code::InvalidArgument,
+            Some((
+                "parameters.colour",
+                "unknown parameter colour; metric nps takes: confidence",
+            )),
+        ),
+        (
+            grouped_by_missing,
+            Code::InvalidArgument,
+            Some((
+                "group_by.country",
+                "column country is not in the input; the input has: score, region",
+            )),
+        ),
+        (
+            request(
+                "test_panics",
+                pb::Table {
+                    columns: vec![int_column("value", &[1])],
+                },
+            ),
+            Code::Internal,
+            None,
+        ),
+        (
+            request(
+                "test_returns_nan",
+                pb::Table {
+                    columns: vec![int_column("value", &[1])],
+                },
+            ),
+            Code::Internal,
+            None,
+        ),
+    ];
+    for (request, code, violation) in cases {
+        let metric = request.metric.clone();
+        let status = client.compute(request).await.unwrap_err();
+        assert_eq!(status.code(), code, "{metric}: {}", status.message());
+        assert!(
+            status
+                .message()
+                .chars()
+                .next()
+                .is_some_and(|c| !c.is_uppercase()),
+            "message not lowercase: {}",
+            status.message()
+        );
+        if let Some((field, fragment)) = violation {
+            let details = status.get_error_details();
+            let bad_request = details
+                .bad_request()
+                .unwrap_or_else(|| panic!("{metric}: no BadRequest in {status:?}"));
+            let first = &bad_request.field_violations[0];
+            assert_eq!(first.field, field, "{}", status.message());
+            assert!(
+                first.description.contains(fragment),
+                "{:?} lacks {fragment:?}",
+                first.description
+            );
+            let info = details.error_info().expect("ErrorInfo");
+            assert_eq!(info.domain, "mittari.v1");
+            assert_eq!(info.metadata.get("field").map(String::as_str), Some(field));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_row_error_inside_a_group_names_the_request_row() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    // Rows 0..=2 are group "a", row 3 is group "b" and has no score: the violation must name
+    // row 3 of the request, not row 0 of its group.
+    let mut r = request(
+        "nps",
+        pb::Table {
+            columns: vec![
+                pb::Column {
+                    null_mask: vec![0b1000],
+                    ..int_column("score", &[10, 9, 8, 0])
+                },
+                string_column("segment", &["a", "a", "a", "b"]),
+            ],
+        },
+    );
+    r.group_by = vec!["segment".into()];
+    let status = client.compute(r).await.unwrap_err();
+    assert_eq!(
+        status.get_details_bad_request().unwrap().field_violations[0].field,
+        "input.score[3]"
+    );
+}
+
+#[tokio::test]
+async fn survives_a_panicking_plugin() {
+    let mut server = Server::start();
+    let mut client = server.client().await;
+    for _ in 0..3 {
+        let status = client
+            .compute(request(
+                "test_panics",
+                pb::Table {
+                    columns: vec![int_column("value", &[1])],
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            status.message().contains("deliberate panic in test_panics"),
+            "{}",
+            status.message()
+        );
+    }
+    let response = client
+        .compute(request("nps", survey()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        scalar(response.results.as_ref().unwrap(), "responses"),
+        10.0
+    );
+    assert!(server.is_running());
+}
+
+#[tokio::test]
+async fn refuses_bad_libraries_and_serves_the_rest() {
+    let server = Server::start_with(
+        &[
+            ("mittari_plugin_nps", "mittari_plugin_nps"),
+            ("mittari_testplugin_wrong_abi", "mittari_plugin_wrong_abi"),
+            (
+                "mittari_testplugin_not_a_plugin",
+                "mittari_plugin_not_a_plugin",
+            ),
+        ],
+        &[],
+    );
+    let mut client = server.client().await;
+    let list = client
+        .list_metrics(pb::ListMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        list.metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>(),
+        ["nps"]
+    );
+    let logs = server.logs().join("\n");
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("refused plugin library"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{logs}");
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("mittari_plugin_wrong_abi")
+                && l.contains("plugin ABI version 9999 does not match")),
+        "{logs}"
+    );
+    assert!(
+        refused.iter().any(
+            |l| l.contains("mittari_plugin_not_a_plugin") && l.contains("not a mittari plugin")
+        ),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn health_and_reflection_v1_and_v1alpha() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let server = Server::start();
+    let channel = server.channel().await;
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "mittari.v1.MetricService"] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+    }
+
+    macro_rules! reflect {
+        ($version:ident) => {{
+            use tonic_reflection::pb::$version::ServerReflectionRequest;
+            use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+            let mut client = ServerReflectionClient::new(channel.clone());
+            let requests = vec![
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::ListServices(String::new())),
+                },
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::FileContainingSymbol(
+                        "mittari.v1.MetricService".into(),
+                    )),
+                },
+            ];
+            let mut responses = client
+                .server_reflection_info(tokio_stream::iter(requests))
+                .await
+                .unwrap()
+                .into_inner();
+            let Some(MessageResponse::ListServicesResponse(list)) =
+                responses.message().await.unwrap().unwrap().message_response
+            else {
+                panic!("expected a service list");
+            };
+            let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            assert!(
+                names.contains(&"mittari.v1.MetricService".to_owned()),
+                "{names:?}"
+            );
+            assert!(
+                names.contains(&"grpc.health.v1.Health".to_owned()),
+                "{names:?}"
+            );
+            let Some(MessageResponse::FileDescriptorResponse(files)) =
+                responses.message().await.unwrap().unwrap().message_response
+            else {
+                panic!("expected a file descriptor");
+            };
+            let file = <prost_types_like::FileDescriptorProto as prost::Message>::decode(
+                files.file_descriptor_proto[0].as_slice(),
+            )
+            .unwrap();
+            assert_eq!(file.package.as_deref(), Some("mittari.v1"));
+        }};
+    }
+    reflect!(v1);
+    reflect!(v1alpha);
+}
+
+/// Just the fields of `google.protobuf.FileDescriptorProto` the test reads.
+mod prost_types_like {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct FileDescriptorProto {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(string, optional, tag = "2")]
+        pub package: Option<String>,
+    }
+}
+
+fn sleep_request(millis: i64) -> pb::ComputeRequest {
+    let mut r = request(
+        "test_sleeps",
+        pb::Table {
+            columns: vec![int_column("value", &[1, 2])],
+        },
+    );
+    r.parameters.insert(
+        "millis".into(),
+        pb::Value {
+            kind: Some(pb::value::Kind::Int64Value(millis)),
+        },
+    );
+    r
+}
+
+#[tokio::test]
+async fn overload_is_resource_exhausted() {
+    let server = Server::start_with(
+        mittari_e2e::STANDARD_PLUGINS,
+        &[
+            ("MITTARI__SERVER__MAX_CONCURRENT_COMPUTATIONS", "1"),
+            ("MITTARI__SERVER__MAX_QUEUED_COMPUTATIONS", "1"),
+        ],
+    );
+    let client = server.client().await;
+    // One runs, one waits, the rest are refused at once.
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { client.compute(sleep_request(1500)).await })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for call in calls {
+        codes.push(match call.await.unwrap() {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        });
+    }
+    codes.sort_by_key(|c| *c as i32);
+    assert_eq!(
+        codes,
+        [
+            Code::Ok,
+            Code::Ok,
+            Code::ResourceExhausted,
+            Code::ResourceExhausted
+        ]
+    );
+}
+
+#[tokio::test]
+async fn deadlines_are_honoured() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let mut request = tonic::Request::new(sleep_request(3000));
+    request.set_timeout(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let status = client.compute(request).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let call = tokio::spawn(async move { client.compute(sleep_request(1500)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let response = call
+        .await
+        .unwrap()
+        .expect("the in-flight request completes")
+        .into_inner();
+    assert_eq!(scalar(response.results.as_ref().unwrap(), "rows"), 2.0);
+}
+
+#[tokio::test]
+async fn configuration_sets_defaults_and_enabled_metrics() {
+    let server = Server::start_with(
+        mittari_e2e::STANDARD_PLUGINS,
+        &[
+            ("MITTARI__METRICS__ENABLED", "nps,test_sleeps"),
+            ("MITTARI__METRICS__DEFAULTS__NPS__CONFIDENCE", "0.9"),
+        ],
+    );
+    let mut client = server.client().await;
+    let list = client
+        .list_metrics(pb::ListMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        list.metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>(),
+        ["nps", "test_sleeps"]
+    );
+    let nps = client
+        .describe_metric(pb::DescribeMetricRequest { name: "nps".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .metric
+        .unwrap();
+    assert_eq!(
+        nps.parameters[0].default_value.as_ref().unwrap().kind,
+        Some(pb::value::Kind::DoubleValue(0.9))
+    );
+    let response = client
+        .compute(request("nps", survey()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        response.results.unwrap().scalars[0]
+            .confidence_interval
+            .unwrap()
+            .level,
+        0.9
+    );
+    let disabled = client
+        .compute(request("test_panics", survey()))
+        .await
+        .unwrap_err();
+    assert_eq!(disabled.code(), Code::NotFound);
+}
+
+/// Start-up problems stop the server with a message naming the cause.
+#[test]
+fn refuses_to_start_on_bad_configuration() {
+    let nps = &[("mittari_plugin_nps", "mittari_plugin_nps")][..];
+    let cases: Vec<(&[(&str, &str)], Vec<(&str, &str)>, &str)> = vec![
+        (
+            nps,
+            vec![("MITTARI__SERVER__LISTN", "127.0.0.1:1")],
+            "unknown field `listn`",
+        ),
+        (
+            nps,
+            vec![("MITTARI__METRICS__ENABLED", "nps,npx")],
+            "metrics.enabled: metric \"npx\" is not provided",
+        ),
+        (
+            nps,
+            vec![("MITTARI__METRICS__DEFAULTS__NPS__CONFIDENCE", "2")],
+            "metrics.defaults.nps.confidence: 2 is outside the allowed range",
+        ),
+        (
+            nps,
+            vec![("MITTARI__METRICS__DEFAULTS__NPS__COLOUR", "red")],
+            "metrics.defaults.nps.colour: metric nps has no parameter colour",
+        ),
+        (
+            nps,
+            vec![("MITTARI__PLUGINS__DIR", "/nonexistent/plugins")],
+            "plugin directory /nonexistent/plugins does not exist",
+        ),
+        (&[], vec![], "no usable metric plugin"),
+        (
+            &[("mittari_testplugin_wrong_abi", "mittari_plugin_wrong_abi")],
+            vec![],
+            "plugin ABI version 9999",
+        ),
+    ];
+    for (plugins, env, expect) in cases {
+        let (status, stderr) = start_expecting_failure(plugins, &env);
+        assert!(!status.success(), "{env:?}");
+        assert!(
+            stderr.contains(expect),
+            "{env:?}: {stderr:?} lacks {expect:?}"
+        );
+    }
+}

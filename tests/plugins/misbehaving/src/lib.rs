@@ -1,0 +1,57 @@
+//! Test fixture: metrics with the bugs a server must survive. A panic, a NaN result, and a
+//! slow computation (for overload, deadline and graceful-shutdown tests).
+#![forbid(unsafe_code)]
+
+use mittari_sdk::prelude::*;
+
+struct Panics;
+
+impl Metric for Panics {
+    fn descriptor(&self) -> MetricDescriptor {
+        MetricDescriptor::new(
+            "test_panics",
+            "0.0.0",
+            "panics on every compute (test fixture)",
+        )
+        .input(ColumnSpec::int64("value", "any integer"))
+        .output(OutputSpec::new("never", "count", "never returned"))
+    }
+    fn compute(&self, _input: &Input<'_>, _params: &Params) -> Result<Output, MetricError> {
+        panic!("deliberate panic in test_panics")
+    }
+}
+
+struct ReturnsNan;
+
+impl Metric for ReturnsNan {
+    fn descriptor(&self) -> MetricDescriptor {
+        MetricDescriptor::new("test_returns_nan", "0.0.0", "returns NaN (test fixture)")
+            .input(ColumnSpec::int64("value", "any integer"))
+            .output(OutputSpec::new("value", "count", "always NaN"))
+    }
+    fn compute(&self, _input: &Input<'_>, _params: &Params) -> Result<Output, MetricError> {
+        Ok(Output::new().scalar(Scalar::new("value", f64::NAN)))
+    }
+}
+
+struct Sleeps;
+
+impl Metric for Sleeps {
+    fn descriptor(&self) -> MetricDescriptor {
+        MetricDescriptor::new(
+            "test_sleeps",
+            "0.0.0",
+            "sleeps, then counts rows (test fixture)",
+        )
+        .input(ColumnSpec::int64("value", "any integer"))
+        .parameter(ParameterSpec::int64("millis", 1000, "how long to sleep").range(0.0, 60_000.0))
+        .output(OutputSpec::new("rows", "count", "rows in the input"))
+    }
+    fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
+        let millis = params.i64("millis")?;
+        std::thread::sleep(std::time::Duration::from_millis(millis.unsigned_abs()));
+        Ok(Output::new().scalar(Scalar::new("rows", input.num_rows() as f64)))
+    }
+}
+
+mittari_sdk::export_plugin!(Panics, ReturnsNan, Sleeps);
