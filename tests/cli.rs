@@ -1,2 +1,207 @@
+//! The `mittari` CLI end to end: embedded engine and `--server` give identical output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-fn main() {}
+
+use std::path::Path;
+
+use mittari_e2e::{Server, repo_root, run_cli};
+
+const SURVEY: &str = "respondent,region,score\n1,north,10\n2,north,9\n3,north,9\n4,north,8\n5,north,7\n\
+                      6,south,6\n7,south,5\n8,south,3\n9,south,10\n10,south,0\n";
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Runs `mittari` in a scratch directory (no mittari.toml) and expects success.
+fn mittari(dir: &Path, args: &[&str]) -> String {
+    let (status, stdout, stderr) = run_cli(args, dir, &[]);
+    assert!(status.success(), "mittari {args:?} failed: {stderr}");
+    stdout
+}
+
+#[test]
+fn embedded_and_server_paths_print_identical_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "survey.csv", SURVEY);
+    let server = Server::start();
+    let url = server.url();
+    let variants: [&[&str]; 4] = [
+        &[],
+        &["--group-by", "region"],
+        &["--param", "confidence=0.9"],
+        &["--group-by", "region", "--param", "confidence=0.8"],
+    ];
+    for extra in variants {
+        for format in ["json", "table", "csv"] {
+            let mut args = vec!["compute", "nps", "--input", &input, "--format", format];
+            args.extend_from_slice(extra);
+            let embedded = mittari(dir.path(), &args);
+            let mut remote = args.clone();
+            remote.extend_from_slice(&["--server", &url]);
+            assert_eq!(
+                mittari(dir.path(), &remote),
+                embedded,
+                "unary, {format}, {extra:?}"
+            );
+            // Three rows per chunk: the input goes through ComputeStream.
+            remote.extend_from_slice(&["--chunk-rows", "3"]);
+            assert_eq!(
+                mittari(dir.path(), &remote),
+                embedded,
+                "streamed, {format}, {extra:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn json_output_has_plain_names_and_exact_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "survey.csv", SURVEY);
+    let out: serde_json::Value = serde_json::from_str(&mittari(
+        dir.path(),
+        &["compute", "nps", "--input", &input, "--format", "json"],
+    ))
+    .unwrap();
+    // 4 promoters, 2 passives, 4 detractors of 10: nps 0, se = 100 * sqrt(0.8 / 10).
+    assert_eq!(out["metric"], "nps");
+    assert_eq!(out["rows"], 10);
+    assert_eq!(out["results"]["nps"], 0);
+    assert_eq!(out["results"]["responses"], 10);
+    assert_eq!(out["results"]["promoters"], 4);
+    assert_eq!(out["results"]["passives"], 2);
+    assert_eq!(out["results"]["detractors"], 4);
+    let se = out["results"]["standard_error"].as_f64().unwrap();
+    assert!((se - 28.284271247461902).abs() < 1e-12, "{se}");
+    assert_eq!(out["confidence_intervals"]["nps"]["level"], 0.95);
+    assert_eq!(out["units"]["nps"], "points");
+
+    let grouped: serde_json::Value = serde_json::from_str(&mittari(
+        dir.path(),
+        &[
+            "compute",
+            "nps",
+            "--input",
+            &input,
+            "--format",
+            "json",
+            "--group-by",
+            "region",
+        ],
+    ))
+    .unwrap();
+    let groups = grouped["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["key"]["region"], "north");
+    assert_eq!(groups[0]["results"]["nps"], 60);
+    assert_eq!(groups[1]["key"]["region"], "south");
+    assert_eq!(groups[1]["results"]["nps"], -60);
+}
+
+/// Each case: CSV text, extra arguments, and fragments the error output must contain.
+#[test]
+fn bad_input_fails_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[&str], &[&str]); 5] = [
+        (
+            "score\n10\nten\n",
+            &[],
+            &["bad.csv: line 3: column score: \"ten\" is not an integer"],
+        ),
+        (
+            "score\n10\n11\n",
+            &[],
+            &[
+                "input.score[1]",
+                "bad.csv line 3",
+                "score 11 at row 1 is outside the allowed range 0..=10",
+            ],
+        ),
+        (
+            "rating\n10\n",
+            &[],
+            &["input.score", "required column score (int64) is missing"],
+        ),
+        ("score\n", &[], &["input: the input has no responses"]),
+        (
+            "score\n10\n",
+            &["--param", "confidence=lots"],
+            &["--param confidence: \"lots\" is not a finite number"],
+        ),
+    ];
+    for (csv, extra, expect) in cases {
+        let input = write(dir.path(), "bad.csv", csv);
+        let mut args = vec!["compute", "nps", "--input", input.as_str()];
+        args.extend_from_slice(extra);
+        let (status, stdout, stderr) = run_cli(&args, dir.path(), &[]);
+        assert!(!status.success(), "{csv:?} succeeded: {stdout}");
+        for fragment in expect {
+            assert!(
+                stderr.contains(fragment),
+                "{csv:?}: {stderr:?} lacks {fragment:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn metrics_lists_and_describes() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = mittari(dir.path(), &["metrics"]);
+    assert!(list.lines().any(|l| l.starts_with("nps ")), "{list}");
+    let describe = mittari(dir.path(), &["metrics", "nps"]);
+    for fragment in [
+        "score",
+        "int64",
+        "required",
+        "0..=10",
+        "confidence",
+        "0.95",
+        "standard_error",
+    ] {
+        assert!(describe.contains(fragment), "{describe} lacks {fragment}");
+    }
+    let (status, _, stderr) = run_cli(&["metrics", "npx"], dir.path(), &[]);
+    assert!(!status.success());
+    assert!(stderr.contains("unknown metric \"npx\""), "{stderr}");
+}
+
+#[test]
+fn missing_plugins_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_cli(
+        &["metrics"],
+        dir.path(),
+        &[("MITTARI__PLUGINS__DIR", "/nonexistent/plugins")],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("plugin directory /nonexistent/plugins does not exist; build the bundled plugins with `cargo build --workspace`"), "{stderr}");
+    let empty = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_cli(
+        &["metrics"],
+        dir.path(),
+        &[("MITTARI__PLUGINS__DIR", empty.path().to_str().unwrap())],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("no usable metric plugin"), "{stderr}");
+}
+
+#[test]
+fn the_readme_example_runs() {
+    let example = repo_root().join("examples/data/nps.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let out = mittari(
+        dir.path(),
+        &[
+            "compute",
+            "nps",
+            "--input",
+            example.to_str().unwrap(),
+            "--group-by",
+            "region",
+        ],
+    );
+    assert!(out.starts_with("nps over "), "{out}");
+}

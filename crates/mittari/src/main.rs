@@ -159,8 +159,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             server,
             format,
         } => {
-            let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
             let rt = runtime()?;
+            // A lazily connecting channel needs the runtime's reactor when it is made.
+            let _runtime = rt.enter();
+            let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
             let text = match name {
                 None => {
                     let list = rt.block_on(backend.list())?;
@@ -193,8 +195,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             server,
             chunk_rows,
         } => {
-            let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
             let rt = runtime()?;
+            // A lazily connecting channel needs the runtime's reactor when it is made.
+            let _runtime = rt.enter();
+            let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
             let descriptor = match rt.block_on(backend.describe(&metric)) {
                 Ok(d) => convert::descriptor_from_proto(&d),
                 Err(status) => return Ok(report(&status, None)),
