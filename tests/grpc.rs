@@ -271,8 +271,14 @@ async fn compute_stream_matches_unary() {
     );
 }
 
-/// Each case: a request, the expected code, and for INVALID_ARGUMENT the expected first field
-/// violation path and a fragment of its description.
+/// A request, the expected code, and for INVALID_ARGUMENT the expected first field violation
+/// path and a fragment of its description.
+type BadRequestCase = (
+    pb::ComputeRequest,
+    Code,
+    Option<(&'static str, &'static str)>,
+);
+
 #[tokio::test]
 async fn bad_requests_get_precise_statuses() {
     let server = Server::start();
@@ -285,7 +291,7 @@ async fn bad_requests_get_precise_statuses() {
     };
     let mut grouped_by_missing = request("nps", survey());
     grouped_by_missing.group_by = vec!["country".into()];
-    let cases: Vec<(pb::ComputeRequest, Code, Option<(&str, &str)>)> = vec![
+    let cases: Vec<BadRequestCase> = vec![
         (request("npx", survey()), Code::NotFound, None),
         (
             request(
@@ -603,11 +609,11 @@ async fn health_and_reflection_v1_and_v1alpha() {
 /// Just the fields of `google.protobuf.FileDescriptorProto` the test reads.
 mod prost_types_like {
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct FileDescriptorProto {
+    pub(crate) struct FileDescriptorProto {
         #[prost(string, optional, tag = "1")]
-        pub name: Option<String>,
+        pub(crate) name: Option<String>,
         #[prost(string, optional, tag = "2")]
-        pub package: Option<String>,
+        pub(crate) package: Option<String>,
     }
 }
 
@@ -748,11 +754,18 @@ async fn configuration_sets_defaults_and_enabled_metrics() {
     assert_eq!(disabled.code(), Code::NotFound);
 }
 
+/// Plugins to install, environment, and a fragment of the expected error.
+type StartCase = (
+    &'static [(&'static str, &'static str)],
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+);
+
 /// Start-up problems stop the server with a message naming the cause.
 #[test]
 fn refuses_to_start_on_bad_configuration() {
     let nps = &[("mittari_plugin_nps", "mittari_plugin_nps")][..];
-    let cases: Vec<(&[(&str, &str)], Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<StartCase> = vec![
         (
             nps,
             vec![("MITTARI__SERVER__LISTN", "127.0.0.1:1")],

@@ -13,6 +13,9 @@ use mittari_sdk::abi::{
 };
 use mittari_sdk::{ABI_VERSION, MetricDescriptor, MetricError, Output, Params};
 
+/// A metric's descriptor, or why it could not be read.
+pub(crate) type DescribeResult = Result<MetricDescriptor, String>;
+
 /// A loaded plugin library.
 ///
 /// The library is never unloaded (`ManuallyDrop`): arrays a plugin returns carry release
@@ -30,9 +33,7 @@ impl PluginLibrary {
     /// Loads the library at `path`, checks it is a Mittari plugin of this ABI version and
     /// returns it with the descriptors of its metrics (a metric whose descriptor cannot be
     /// read is returned as an error message instead).
-    pub(crate) fn load(
-        path: &Path,
-    ) -> Result<(Arc<PluginLibrary>, Vec<Result<MetricDescriptor, String>>), String> {
+    pub(crate) fn load(path: &Path) -> Result<(Arc<PluginLibrary>, Vec<DescribeResult>), String> {
         // SAFETY: loading runs the library's initializers. The engine only loads files the
         // admin named or that follow the plugin naming convention in the plugin directory.
         let library = unsafe { libloading::Library::new(path) }

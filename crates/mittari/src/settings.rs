@@ -234,6 +234,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mittari.example.toml");
+        let s = Settings::load_from(Some(&example), &Overrides::default(), Vec::new()).unwrap();
+        assert_eq!(s.server.listen.port(), 50051);
+        assert_eq!(
+            s.metrics.defaults["nps"]["confidence"],
+            ConfigValue::Float(0.95)
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let check = |toml: &str, env: &[(&str, &str)], expect: &str| {
             let error = format!("{:#}", load(toml, env, Overrides::default()).unwrap_err());

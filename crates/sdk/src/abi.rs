@@ -223,9 +223,9 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, MetricError> {
 /// "undefined"), so a non-finite scalar is refused here, where the bug can still be named.
 fn check_finite(scalars: &[Scalar]) -> Result<(), MetricError> {
     for scalar in scalars {
-        let interval = scalar.confidence_interval.map_or(true, |ci| {
-            ci.lower.is_finite() && ci.upper.is_finite() && ci.level.is_finite()
-        });
+        let interval = scalar
+            .confidence_interval
+            .is_none_or(|ci| ci.lower.is_finite() && ci.upper.is_finite() && ci.level.is_finite());
         if !scalar.value.is_none_or(f64::is_finite) || !interval {
             return Err(MetricError::failed(format!(
                 "the metric returned a non-finite value for {}; return Scalar::undefined with a reason instead",
