@@ -8,7 +8,7 @@
 //!    engine has already validated against that descriptor;
 //! 2. invoke [`export_plugin!`] once with every metric the library provides.
 //!
-//! ```ignore
+//! ```
 //! use mittari_sdk::prelude::*;
 //!
 //! struct OrderCount;
