@@ -689,10 +689,12 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     let server = Server::start();
     let mut client = server.client().await;
     let call = tokio::spawn(async move { client.compute(sleep_request(1500)).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = tokio::task::spawn_blocking(move || server.terminate())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        server.wait_for_log("computing metric");
+        server.terminate()
+    })
+    .await
+    .unwrap();
     assert!(status.success(), "{status:?}");
     let response = call
         .await
@@ -806,4 +808,30 @@ fn refuses_to_start_on_bad_configuration() {
             "{env:?}: {stderr:?} lacks {expect:?}"
         );
     }
+}
+
+/// A client in another language with only stock tooling (Python grpcio + grpcio-reflection,
+/// v1alpha reflection) lists, describes and computes, and reads the field violation of a
+/// score of 11. `.ci/run` installs that client in a throwaway virtualenv and names its
+/// interpreter in MITTARI_STOCK_CLIENT_PYTHON.
+#[test]
+fn stock_python_client_via_reflection() {
+    let Ok(python) = std::env::var("MITTARI_STOCK_CLIENT_PYTHON") else {
+        eprintln!("skipped: MITTARI_STOCK_CLIENT_PYTHON is not set (.ci/run sets it)");
+        return;
+    };
+    let server = Server::start();
+    let script = mittari_e2e::repo_root().join("tests/stock_client.py");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(server.addr.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
 }

@@ -94,7 +94,8 @@ impl Server {
             // The scratch directory has no mittari.toml, so only the environment configures.
             .current_dir(dir.path())
             .env("MITTARI__PLUGINS__DIR", dir.path())
-            .env("RUST_LOG", "info")
+            // Debug for the server's own lines: tests wait on "computing metric".
+            .env("RUST_LOG", "info,mittari=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -152,8 +153,17 @@ impl Server {
         self.logs.lock().expect("log lock").clone()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Waits until a log line contains `fragment`.
+    pub fn wait_for_log(&self, fragment: &str) {
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        while !self.logs().iter().any(|l| l.contains(fragment)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line with {fragment:?}:\n{}",
+                self.logs().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits for the process to exit.

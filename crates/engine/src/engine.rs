@@ -247,6 +247,7 @@ impl Engine {
         self.entry(&request.metric)?;
         let permit = self.limiter.acquire().await?;
         let engine = Arc::clone(self);
+        let metric = request.metric.clone();
         tokio::task::spawn_blocking(move || {
             let _permit: OwnedSemaphorePermit = permit;
             engine.compute_blocking(request)
@@ -254,7 +255,7 @@ impl Engine {
         .await
         .unwrap_or_else(|e| {
             Err(EngineError::MetricFailed {
-                metric: "unknown".to_owned(),
+                metric,
                 message: format!("the computation task failed: {e}"),
             })
         })
@@ -268,7 +269,13 @@ impl Engine {
         let mut violations = Vec::new();
         let params = validate::params(descriptor, request.params, &mut violations);
         validate::group_by(&request.input, &request.group_by, &mut violations);
-        let input = validate::input(descriptor, &request.input, &mut violations);
+        let input =
+            validate::input(descriptor, &request.input, &mut violations).map_err(|message| {
+                EngineError::MetricFailed {
+                    metric: descriptor.name.clone(),
+                    message,
+                }
+            })?;
         if !violations.is_empty() {
             validate::truncate(&mut violations);
             return Err(EngineError::InvalidArgument { violations });

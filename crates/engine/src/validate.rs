@@ -138,7 +138,7 @@ pub(crate) fn input(
     descriptor: &MetricDescriptor,
     batch: &RecordBatch,
     violations: &mut Vec<Violation>,
-) -> RecordBatch {
+) -> Result<RecordBatch, String> {
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for spec in &descriptor.inputs {
@@ -170,9 +170,10 @@ pub(crate) fn input(
         }
     }
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    // The columns come from one batch, so lengths agree and the schema matches by construction.
+    // The columns come from one batch, so this cannot fail; if it ever did, the request fails
+    // rather than the plugin computing over a different table.
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
-        .unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+        .map_err(|e| format!("cannot assemble the validated input: {e}"))
 }
 
 fn conform_column(
@@ -288,4 +289,203 @@ fn check_finite(spec: &ColumnSpec, column: &Float64Array, violations: &mut Vec<V
 /// Trims a violation list to what is reported.
 pub(crate) fn truncate(violations: &mut Vec<Violation>) {
     violations.truncate(MAX_VIOLATIONS);
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{Int64Array, StringArray};
+    use mittari_sdk::ParameterSpec;
+
+    use super::*;
+
+    fn descriptor() -> MetricDescriptor {
+        MetricDescriptor::new("m", "1", "test")
+            .input(
+                ColumnSpec::int64("score", "a score")
+                    .required()
+                    .range(0.0, 10.0),
+            )
+            .input(ColumnSpec::double("amount", "an amount"))
+            .parameter(ParameterSpec::double("level", 0.95, "a level").range(0.5, 0.999))
+            .parameter(ParameterSpec::new("since", DataType::Timestamp, "a start"))
+    }
+
+    fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    /// Validates `columns` against the test descriptor and returns the violation paths and
+    /// descriptions, or the projected schema's (name, type) pairs when there are none.
+    fn check_input(
+        columns: Vec<(&str, ArrayRef)>,
+        expect: Result<Vec<(&str, Arrow)>, Vec<(&str, &str)>>,
+    ) {
+        let mut violations = Vec::new();
+        let projected = input(&descriptor(), &batch(columns), &mut violations).unwrap();
+        match expect {
+            Ok(schema) => {
+                assert_eq!(violations, vec![]);
+                let got: Vec<(String, Arrow)> = projected
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect();
+                let want: Vec<(String, Arrow)> =
+                    schema.into_iter().map(|(n, t)| (n.to_owned(), t)).collect();
+                assert_eq!(got, want);
+            }
+            Err(expected) => {
+                assert_eq!(violations.len(), expected.len(), "{violations:?}");
+                for (violation, (path, fragment)) in violations.iter().zip(expected) {
+                    assert_eq!(violation.field.path(), path);
+                    assert!(
+                        violation.description.contains(fragment),
+                        "{:?} lacks {fragment:?}",
+                        violation.description
+                    );
+                }
+            }
+        }
+    }
+
+    fn ints(values: Vec<Option<i64>>) -> ArrayRef {
+        Arc::new(Int64Array::from(values))
+    }
+
+    #[test]
+    fn input_columns() {
+        // Declared columns only, in declaration order; int64 widened to double.
+        check_input(
+            vec![
+                ("note", Arc::new(StringArray::from(vec!["x"]))),
+                ("amount", ints(vec![Some(3)])),
+                ("score", ints(vec![Some(7)])),
+            ],
+            Ok(vec![("score", Arrow::Int64), ("amount", Arrow::Float64)]),
+        );
+        check_input(
+            vec![("amount", ints(vec![Some(3)]))],
+            Err(vec![(
+                "input.score",
+                "required column score (int64) is missing",
+            )]),
+        );
+        check_input(
+            vec![("score", Arc::new(StringArray::from(vec!["7"])))],
+            Err(vec![(
+                "input.score",
+                "column score must be int64, got string",
+            )]),
+        );
+        check_input(
+            vec![("score", ints(vec![Some(1), None, None]))],
+            Err(vec![(
+                "input.score[1]",
+                "row 1 is empty (2 empty rows in all)",
+            )]),
+        );
+        check_input(
+            vec![("score", ints(vec![Some(1), Some(11), Some(-1), Some(12)]))],
+            Err(vec![(
+                "input.score[1]",
+                "score 11 at row 1 is outside the allowed range 0..=10 (2 more rows are outside it too)",
+            )]),
+        );
+        check_input(
+            vec![
+                ("score", ints(vec![Some(1), Some(2)])),
+                (
+                    "amount",
+                    Arc::new(Float64Array::from(vec![1.0, f64::INFINITY])),
+                ),
+            ],
+            Err(vec![(
+                "input.amount[1]",
+                "amount is inf at row 1; every value must be a finite number",
+            )]),
+        );
+    }
+
+    fn check_params(
+        given: Vec<(&str, ParamValue)>,
+        expect: Result<Vec<(&str, ParamValue)>, Vec<(&str, &str)>>,
+    ) {
+        let mut violations = Vec::new();
+        let given = given.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let got = params(&descriptor(), given, &mut violations);
+        match expect {
+            Ok(want) => {
+                assert_eq!(violations, vec![]);
+                assert_eq!(
+                    got,
+                    want.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                );
+            }
+            Err(expected) => {
+                let got: Vec<(String, &str)> = violations
+                    .iter()
+                    .map(|v| (v.field.path(), v.description.as_str()))
+                    .collect();
+                assert_eq!(got.len(), expected.len(), "{got:?}");
+                for ((path, description), (want_path, fragment)) in got.iter().zip(expected) {
+                    assert_eq!(path, want_path);
+                    assert!(
+                        description.contains(fragment),
+                        "{description:?} lacks {fragment:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parameters() {
+        // Defaults fill in; strings parse as timestamps; ints widen to doubles.
+        check_params(
+            vec![("since", ParamValue::String("2024-01-31".into()))],
+            Ok(vec![
+                ("level", ParamValue::Double(0.95)),
+                ("since", ParamValue::Timestamp(1_706_659_200_000_000)),
+            ]),
+        );
+        check_params(
+            vec![
+                ("since", ParamValue::Timestamp(0)),
+                ("level", ParamValue::Double(0.9)),
+            ],
+            Ok(vec![
+                ("level", ParamValue::Double(0.9)),
+                ("since", ParamValue::Timestamp(0)),
+            ]),
+        );
+        check_params(
+            vec![],
+            Err(vec![(
+                "parameters.since",
+                "required parameter since is missing",
+            )]),
+        );
+        check_params(
+            vec![
+                ("since", ParamValue::Timestamp(0)),
+                ("colour", ParamValue::Bool(true)),
+                ("level", ParamValue::Int64(2)),
+            ],
+            Err(vec![
+                (
+                    "parameters.colour",
+                    "unknown parameter colour; metric m takes: level, since",
+                ),
+                (
+                    "parameters.level",
+                    "2 is outside the allowed range 0.5..=0.999",
+                ),
+            ]),
+        );
+        check_params(
+            vec![("since", ParamValue::String("yesterday".into()))],
+            Err(vec![("parameters.since", "not an ISO 8601 date")]),
+        );
+    }
 }

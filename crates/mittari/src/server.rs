@@ -44,6 +44,7 @@ impl MetricServer {
     ) -> Result<pb::ComputeResponse, ServiceError> {
         let started = Instant::now();
         let rows = input.num_rows();
+        tracing::debug!(%metric, rows, "computing metric");
         let request = ComputeRequest {
             metric: metric.clone(),
             params: convert::params_from_proto(params)?,
