@@ -298,6 +298,9 @@ mod tests {
 
     use super::*;
 
+    /// What a check expects: the result's items, or violations as (field path, fragment).
+    type Expect<T> = Result<Vec<T>, Vec<(&'static str, &'static str)>>;
+
     fn descriptor() -> MetricDescriptor {
         MetricDescriptor::new("m", "1", "test")
             .input(
@@ -316,10 +319,7 @@ mod tests {
 
     /// Validates `columns` against the test descriptor and returns the violation paths and
     /// descriptions, or the projected schema's (name, type) pairs when there are none.
-    fn check_input(
-        columns: Vec<(&str, ArrayRef)>,
-        expect: Result<Vec<(&str, Arrow)>, Vec<(&str, &str)>>,
-    ) {
+    fn check_input(columns: Vec<(&str, ArrayRef)>, expect: Expect<(&str, Arrow)>) {
         let mut violations = Vec::new();
         let projected = input(&descriptor(), &batch(columns), &mut violations).unwrap();
         match expect {
@@ -407,10 +407,7 @@ mod tests {
         );
     }
 
-    fn check_params(
-        given: Vec<(&str, ParamValue)>,
-        expect: Result<Vec<(&str, ParamValue)>, Vec<(&str, &str)>>,
-    ) {
+    fn check_params(given: Vec<(&str, ParamValue)>, expect: Expect<(&str, ParamValue)>) {
         let mut violations = Vec::new();
         let given = given.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let got = params(&descriptor(), given, &mut violations);
