@@ -88,20 +88,8 @@ impl Server {
     /// Starts a server with these plugins and extra `MITTARI__…` environment variables.
     pub fn start_with(plugins: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
         let dir = plugin_dir(plugins);
-        let mut command = Command::new(mittari_bin());
-        command
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
-            // The scratch directory has no mittari.toml, so only the environment configures.
-            .current_dir(dir.path())
-            .env("MITTARI__PLUGINS__DIR", dir.path())
-            // Debug for the server's own lines: tests wait on "computing metric".
-            .env("RUST_LOG", "info,mittari=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
+        let mut command = serve_command(dir.path(), env);
+        command.args(["--log-format", "json"]);
         let mut child = command.spawn().expect("spawn mittari serve");
         let stderr = child.stderr.take().expect("stderr piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -222,23 +210,32 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// Waits for a process to exit within `timeout`, starting a server that must refuse to start.
-pub fn start_expecting_failure(
-    plugins: &[(&str, &str)],
-    env: &[(&str, &str)],
-) -> (ExitStatus, String) {
-    let dir = plugin_dir(plugins);
+/// `mittari serve` on an ephemeral loopback port, in `dir` (which has no mittari.toml, so only
+/// the environment configures it), loading plugins from `dir`, with stderr piped.
+fn serve_command(dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(mittari_bin());
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env("MITTARI__PLUGINS__DIR", dir.path())
+        .current_dir(dir)
+        .env("MITTARI__PLUGINS__DIR", dir)
+        // Debug for the server's own lines: tests wait on "computing metric".
+        .env("RUST_LOG", "info,mittari=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }
+    command
+}
+
+/// Starts a server that must refuse to start, and returns its exit status and stderr.
+pub fn start_expecting_failure(
+    plugins: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> (ExitStatus, String) {
+    let dir = plugin_dir(plugins);
+    let mut command = serve_command(dir.path(), env);
     let mut child = command.spawn().expect("spawn mittari serve");
     let deadline = std::time::Instant::now() + START_TIMEOUT;
     loop {
