@@ -70,6 +70,7 @@ pub(crate) fn params(
         }
         match &spec.default {
             Some(default) => params.insert(spec.name.clone(), default.clone()),
+            None if !spec.required => {}
             None if violations.iter().all(|v| {
                 v.field
                     != Field::Parameter {

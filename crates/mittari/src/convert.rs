@@ -204,6 +204,7 @@ pub(crate) fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescripto
                 range: range_from_proto(p.range.as_ref()),
                 allowed_values: p.allowed_values.clone(),
                 description: p.description.clone(),
+                required: p.required,
             })
             .collect(),
         outputs: d

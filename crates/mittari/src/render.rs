@@ -452,10 +452,11 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
                 } else {
                     p.allowed_values.join("|")
                 };
-                let default = p
-                    .default
-                    .as_ref()
-                    .map_or("(required)".to_owned(), |v| v.to_string());
+                let default = match (&p.default, p.required) {
+                    (Some(v), _) => v.to_string(),
+                    (None, true) => "(required)".to_owned(),
+                    (None, false) => "(optional)".to_owned(),
+                };
                 vec![
                     p.name.clone(),
                     p.data_type.to_string(),

@@ -150,8 +150,11 @@ impl ColumnSpec {
 pub struct ParameterSpec {
     pub name: String,
     pub data_type: DataType,
-    /// `None` makes the parameter required.
+    /// The value used when a request gives none.
     pub default: Option<ParamValue>,
+    /// A required parameter must be given (it has no default); an optional one without a
+    /// default is simply absent from [`crate::Params`] when not given.
+    pub required: bool,
     pub range: Option<Range>,
     /// For string parameters: the only accepted values (empty: any string).
     pub allowed_values: Vec<String>,
@@ -159,12 +162,14 @@ pub struct ParameterSpec {
 }
 
 impl ParameterSpec {
-    /// A required parameter; call [`ParameterSpec::default_value`] to make it optional.
+    /// A required parameter; call [`ParameterSpec::default_value`] to give it a default, or
+    /// [`ParameterSpec::optional`] to let requests leave it out.
     pub fn new(name: &str, data_type: DataType, description: &str) -> Self {
         ParameterSpec {
             name: name.to_owned(),
             data_type,
             default: None,
+            required: true,
             range: None,
             allowed_values: Vec::new(),
             description: description.to_owned(),
@@ -186,6 +191,13 @@ impl ParameterSpec {
     #[must_use]
     pub fn default_value(mut self, value: ParamValue) -> Self {
         self.default = Some(value);
+        self.required = false;
+        self
+    }
+    /// Lets requests leave the parameter out; the metric then sees no value for it.
+    #[must_use]
+    pub fn optional(mut self) -> Self {
+        self.required = false;
         self
     }
     #[must_use]
@@ -202,7 +214,7 @@ impl ParameterSpec {
         self
     }
     pub fn is_required(&self) -> bool {
-        self.default.is_none()
+        self.required
     }
 }
 
@@ -329,6 +341,12 @@ impl MetricDescriptor {
             if !valid_name(&spec.name) || !seen.insert(("parameter", &spec.name)) {
                 return Err(format!(
                     "parameter {:?} is not snake_case or is declared twice",
+                    spec.name
+                ));
+            }
+            if spec.required && spec.default.is_some() {
+                return Err(format!(
+                    "parameter {:?} is required but has a default",
                     spec.name
                 ));
             }

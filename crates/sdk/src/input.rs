@@ -72,6 +72,26 @@ impl<'a> Input<'a> {
     pub fn timestamp(&self, name: &str) -> Result<&'a TimestampMicrosecondArray, MetricError> {
         self.column(name, "timestamp")
     }
+    /// Checks that a string column (say, `customer_id`) names each value once, for inputs of one
+    /// row per entity. The error names the repeated row and the first one.
+    pub fn check_unique(&self, name: &str) -> Result<(), MetricError> {
+        let column = self.string(name)?;
+        let mut first_row = std::collections::HashMap::with_capacity(column.len());
+        for (row, value) in column.iter().enumerate() {
+            let Some(value) = value else { continue };
+            if let Some(first) = first_row.insert(value, row) {
+                return Err(MetricError::invalid_value(
+                    name,
+                    row,
+                    format!(
+                        "{name} {value:?} appears again (first at row {first}); give one row per {name}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// An optional column: `None` when the request did not provide it.
     pub fn optional_int64(&self, name: &str) -> Result<Option<&'a Int64Array>, MetricError> {
         self.optional(name, "int64")

@@ -179,6 +179,15 @@ impl Params {
             _ => None,
         })
     }
+    /// An optional double parameter: `None` when the request did not give it.
+    pub fn optional_f64(&self, name: &str) -> Result<Option<f64>, MetricError> {
+        if self.0.contains_key(name) {
+            self.f64(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Microseconds since 1970-01-01T00:00:00Z.
     pub fn timestamp_micros(&self, name: &str) -> Result<i64, MetricError> {
         self.typed(name, DataType::Timestamp, |v| match v {

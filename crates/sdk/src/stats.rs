@@ -60,6 +60,34 @@ pub fn two_sided_z(level: f64) -> Option<f64> {
     normal_quantile(0.5 + level / 2.0)
 }
 
+/// The `q` quantile (0..=1) of sorted values by linear interpolation between order statistics
+/// (Hyndman & Fan type 7, the default of R's `quantile` and NumPy's `percentile`). `None` for
+/// no values.
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let position = q.clamp(0.0, 1.0) * last as f64;
+    let below = position.floor() as usize;
+    let above = (below + 1).min(last);
+    let fraction = position - below as f64;
+    Some(sorted[below] + fraction * (sorted[above] - sorted[below]))
+}
+
+/// The Wilson score interval for a proportion of `successes` in `n` trials, at critical value
+/// `z` (Wilson 1927; recommended over the normal interval by Brown, Cai & DasGupta 2001).
+/// `None` when `n` is zero.
+pub fn wilson_interval(successes: u64, n: u64, z: f64) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let n = n as f64;
+    let p = successes as f64 / n;
+    let z2 = z * z;
+    let denominator = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denominator;
+    let half = z / denominator * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    Some(((center - half).max(0.0), (center + half).min(1.0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +112,30 @@ mod tests {
         assert_eq!(normal_quantile(0.0), None);
         assert_eq!(normal_quantile(1.0), None);
         assert_eq!(normal_quantile(f64::NAN), None);
+    }
+
+    #[test]
+    fn quantiles_match_type_7() {
+        // numpy.percentile([1, 2, 3, 4, 10], [50, 90]) = [3.0, 7.6]
+        let values = [1.0, 2.0, 3.0, 4.0, 10.0];
+        assert_eq!(quantile_sorted(&values, 0.5), Some(3.0));
+        assert!((quantile_sorted(&values, 0.9).unwrap() - 7.6).abs() < 1e-12);
+        assert_eq!(quantile_sorted(&[5.0], 0.9), Some(5.0));
+        assert_eq!(quantile_sorted(&[], 0.5), None);
+    }
+
+    #[test]
+    fn wilson_matches_published_values() {
+        // 8 of 10 at z = 1.96: (0.4902, 0.9433) as tabulated by Newcombe (1998), method 3.
+        let (lo, hi) = wilson_interval(8, 10, 1.96).unwrap();
+        assert!(
+            (lo - 0.4902).abs() < 5e-5 && (hi - 0.9433).abs() < 5e-5,
+            "{lo} {hi}"
+        );
+        // 0 of 10: lower bound 0, upper 0.2775 (Newcombe 1998).
+        let (lo, hi) = wilson_interval(0, 10, 1.96).unwrap();
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.2775).abs() < 5e-5, "{hi}");
+        assert_eq!(wilson_interval(0, 0, 1.96), None);
     }
 }

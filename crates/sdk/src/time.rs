@@ -50,6 +50,21 @@ fn number(text: &str, what: &str) -> Result<u32, String> {
         .map_err(|_| format!("{what} {text:?} is out of range"))
 }
 
+/// Microseconds per day, for converting durations.
+pub const MICROS_PER_DAY: i64 = SECONDS_PER_DAY * MICROS_PER_SECOND;
+
+/// The calendar date (year, month 1-12, day 1-31) of a timestamp, in UTC.
+pub fn date_of(micros: i64) -> (i64, u32, u32) {
+    civil_from_days(micros.div_euclid(MICROS_PER_DAY))
+}
+
+/// Midnight UTC of a calendar date; months past 12 roll into later years.
+pub fn date_micros(year: i64, month: u32, day: u32) -> i64 {
+    let months = year * 12 + i64::from(month) - 1;
+    let (year, month) = (months.div_euclid(12), (months.rem_euclid(12) + 1) as u32);
+    days_from_civil(year, month, day) * MICROS_PER_DAY
+}
+
 /// Parses an ISO 8601 date or timestamp into microseconds since the Unix epoch.
 pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     let text = text.trim();
@@ -180,6 +195,26 @@ mod tests {
         check("31.1.2024", Err("not an ISO 8601"));
         check("2024-01-31T25:00:00Z", Err("not a time of day"));
         check("", Err("not an ISO 8601"));
+    }
+
+    #[test]
+    fn calendar_helpers() {
+        let t = parse_timestamp("2024-02-29T13:00:00Z").unwrap();
+        assert_eq!(date_of(t), (2024, 2, 29));
+        assert_eq!(
+            date_micros(2024, 2, 29),
+            parse_timestamp("2024-02-29").unwrap()
+        );
+        // Month 13 of 2024 is January 2025; month 15 March 2025.
+        assert_eq!(
+            date_micros(2024, 13, 1),
+            parse_timestamp("2025-01-01").unwrap()
+        );
+        assert_eq!(
+            date_micros(2024, 15, 1),
+            parse_timestamp("2025-03-01").unwrap()
+        );
+        assert_eq!(date_of(-1), (1969, 12, 31));
     }
 
     #[test]
