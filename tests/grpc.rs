@@ -4,7 +4,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mittari_e2e::{Server, start_expecting_failure};
+use mittari_e2e::{Server, standard_plugins, start_expecting_failure};
+
+/// `start_with` for owned plugin pairs.
+fn start_with(plugins: &[(String, String)], env: &[(&str, &str)]) -> Server {
+    let plugins: Vec<(&str, &str)> = plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    Server::start_with(&plugins, env)
+}
 use mittari_proto::v1 as pb;
 use pb::column::Values;
 use tonic::Code;
@@ -81,9 +90,20 @@ async fn lists_and_describes_metrics() {
     let names: Vec<&str> = list.metrics.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(
         names,
-        ["nps", "test_panics", "test_returns_nan", "test_sleeps"]
+        [
+            "aov",
+            "clv",
+            "csat",
+            "cx_value",
+            "nps",
+            "price_gap",
+            "retention",
+            "test_panics",
+            "test_returns_nan",
+            "test_sleeps"
+        ]
     );
-    assert!(list.metrics[0].summary.contains("Net Promoter Score"));
+    assert!(list.metrics[4].summary.contains("Net Promoter Score"));
 
     let nps = client
         .describe_metric(pb::DescribeMetricRequest { name: "nps".into() })
@@ -635,8 +655,8 @@ fn sleep_request(millis: i64) -> pb::ComputeRequest {
 
 #[tokio::test]
 async fn overload_is_resource_exhausted() {
-    let server = Server::start_with(
-        mittari_e2e::STANDARD_PLUGINS,
+    let server = start_with(
+        &standard_plugins(),
         &[
             ("MITTARI__SERVER__MAX_CONCURRENT_COMPUTATIONS", "1"),
             ("MITTARI__SERVER__MAX_QUEUED_COMPUTATIONS", "1"),
@@ -706,8 +726,8 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 
 #[tokio::test]
 async fn configuration_sets_defaults_and_enabled_metrics() {
-    let server = Server::start_with(
-        mittari_e2e::STANDARD_PLUGINS,
+    let server = start_with(
+        &standard_plugins(),
         &[
             ("MITTARI__METRICS__ENABLED", "nps,test_sleeps"),
             ("MITTARI__METRICS__DEFAULTS__NPS__CONFIDENCE", "0.9"),

@@ -62,14 +62,34 @@ pub fn plugin_dir(plugins: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// Every bundled plugin the build produced (`mittari_plugin_*` next to the binary), by library
+/// name, installed under its own name.
+pub fn bundled_plugins() -> Vec<(String, String)> {
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let mut names: Vec<String> = std::fs::read_dir(target_dir())
+        .expect("read target dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| Some(f.strip_prefix(prefix)?.strip_suffix(suffix)?.to_owned()))
+        .filter(|name| name.starts_with("mittari_plugin_"))
+        .collect();
+    names.sort();
+    assert!(
+        !names.is_empty(),
+        "no plugin libraries in {}: run `cargo build --workspace` first",
+        target_dir().display()
+    );
+    names.into_iter().map(|n| (n.clone(), n)).collect()
+}
+
 /// Every bundled plugin plus the misbehaving test plugin.
-pub const STANDARD_PLUGINS: &[(&str, &str)] = &[
-    ("mittari_plugin_nps", "mittari_plugin_nps"),
-    (
-        "mittari_testplugin_misbehaving",
-        "mittari_plugin_misbehaving",
-    ),
-];
+pub fn standard_plugins() -> Vec<(String, String)> {
+    let mut plugins = bundled_plugins();
+    plugins.push((
+        "mittari_testplugin_misbehaving".to_owned(),
+        "mittari_plugin_misbehaving".to_owned(),
+    ));
+    plugins
+}
 
 /// A running `mittari serve`. Killed on drop if still running.
 #[derive(Debug)]
@@ -82,7 +102,12 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
-        Self::start_with(STANDARD_PLUGINS, &[])
+        let plugins = standard_plugins();
+        let plugins: Vec<(&str, &str)> = plugins
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        Self::start_with(&plugins, &[])
     }
 
     /// Starts a server with these plugins and extra `MITTARI__…` environment variables.
