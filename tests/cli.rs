@@ -205,3 +205,231 @@ fn the_readme_example_runs() {
     );
     assert!(out.starts_with("nps over "), "{out}");
 }
+
+/// One bad-input case: metric, CSV, extra arguments, and fragments the error must contain.
+type BadCase = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// The documented errors of every metric, embedded and through a server alike: the field
+/// path names the column and request row, or the parameter.
+#[test]
+fn each_metric_refuses_bad_input_precisely() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    let url = server.url();
+    const PERIOD: &[&str] = &[
+        "--param",
+        "period_start=2024-01-01",
+        "--param",
+        "period_end=2025-01-01",
+    ];
+    let cases: &[BadCase] = &[
+        (
+            "price_gap",
+            "quantity,target_price,realized_price\n1,10,9\n-2,10,9\n",
+            &[],
+            &[
+                "input.quantity[1]",
+                "line 3",
+                "outside the allowed range >= 0",
+            ],
+        ),
+        (
+            "price_gap",
+            "quantity,target_price,realized_price\n1,-10,9\n",
+            &[],
+            &["input.target_price[0]"],
+        ),
+        (
+            "price_gap",
+            "quantity,target_price,realized_price\n",
+            &[],
+            &["input: the input has no order lines"],
+        ),
+        (
+            "csat",
+            "score\n5\n6\n",
+            &[],
+            &[
+                "input.score[1]",
+                "line 3",
+                "score 6 is outside the scale 1..=5",
+            ],
+        ),
+        (
+            "csat",
+            "score\n5\n",
+            &["--param", "satisfied_min=1"],
+            &["parameters.satisfied_min", "must be above scale_min 1"],
+        ),
+        (
+            "aov",
+            "customer_id,timestamp,amount\na,2024-01-01,-5\n",
+            &[],
+            &["input.amount[0]"],
+        ),
+        (
+            "aov",
+            "customer_id,timestamp,amount\na,2024-01-01,5\nb,,5\n",
+            &[],
+            &["input.timestamp[1]", "row 1 is empty"],
+        ),
+        (
+            "cx_value",
+            "customer_id,score,revenue,retained\na,9,10,true\na,3,5,false\n",
+            &[],
+            &[
+                "input.customer_id[1]",
+                "\"a\" appears again (first at row 0)",
+            ],
+        ),
+        (
+            "cx_value",
+            "customer_id,score,revenue,retained\na,9,10,true\n",
+            &["--param", "best_min=5"],
+            &["parameters.best_min", "must be greater than worst_max 6"],
+        ),
+        (
+            "cx_value",
+            "customer_id,score,revenue,retained\na,9,10,maybe\n",
+            &[],
+            &["line 2: column retained: \"maybe\" is not a boolean"],
+        ),
+        (
+            "retention",
+            "customer_id,start,end\na,2023-01-01,\nb,2024-05-01,2024-04-01\n",
+            PERIOD,
+            &[
+                "input.end[1]",
+                "line 3",
+                "end 2024-04-01 precedes start 2024-05-01",
+            ],
+        ),
+        (
+            "retention",
+            "customer_id,start,end\na,2024-06-01,\n",
+            PERIOD,
+            &["input: no customer was active at period_start 2024-01-01"],
+        ),
+        (
+            "retention",
+            "customer_id,start,end\na,2023-01-01,\n",
+            &[
+                "--param",
+                "period_start=2024-01-01",
+                "--param",
+                "period_end=2023-01-01",
+            ],
+            &["parameters.period_end", "is not after period_start"],
+        ),
+        (
+            "retention",
+            "customer_id,start,end\na,2023-01-01,\n",
+            &["--param", "period_start=2024-01-01"],
+            &[
+                "parameters.period_end",
+                "required parameter period_end is missing",
+            ],
+        ),
+        (
+            "retention",
+            "customer_id,start,end\na,2023-01-01,\n",
+            &[
+                "--param",
+                "period_start=2024-01-01",
+                "--param",
+                "period_end=2024-12-31",
+                "--param",
+                "cohort_period=week",
+            ],
+            &[
+                "parameters.cohort_period",
+                "\"week\" is not one of the allowed values: month, quarter",
+            ],
+        ),
+        (
+            "clv",
+            "customer_id,timestamp,amount\na,2024-01-01,5\n",
+            &["--param", "model=simple"],
+            &[
+                "parameters.lifespan",
+                "model simple needs the expected customer lifespan",
+            ],
+        ),
+        (
+            "clv",
+            "customer_id,timestamp,amount\na,2024-01-01,5\n",
+            &["--param", "model=simple", "--param", "lifespan=3"],
+            &[
+                "input.timestamp",
+                "all transactions are at the same instant",
+            ],
+        ),
+        (
+            "clv",
+            "customer_id,timestamp,amount,margin\na,2024-01-01,5,1.5\n",
+            &[],
+            &["input.margin[0]", "outside the allowed range 0..=1"],
+        ),
+        (
+            "clv",
+            "customer_id,timestamp,amount\na,2024-01-01,5\n",
+            &["--param", "model=retention"],
+            &[
+                "parameters.retention",
+                "model retention needs the annual retention probability",
+            ],
+        ),
+    ];
+    for (metric, csv, extra, expect) in cases {
+        let input = write(dir.path(), "bad.csv", csv);
+        for server in [None, Some(url.as_str())] {
+            let mut args = vec!["compute", metric, "--input", input.as_str()];
+            args.extend_from_slice(extra);
+            if let Some(url) = server {
+                args.extend(["--server", url]);
+            }
+            let (status, stdout, stderr) = run_cli(&args, dir.path(), &[]);
+            assert!(!status.success(), "{metric} {csv:?} succeeded: {stdout}");
+            for fragment in *expect {
+                assert!(
+                    stderr.contains(fragment),
+                    "{metric} {csv:?} {extra:?} (server: {server:?}): {stderr:?} lacks {fragment:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_metric_groups_through_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "lines.csv",
+        "region,quantity,target_price,realized_price\nnorth,10,100,90\nnorth,5,200,200\nsouth,2,50,55\n",
+    );
+    let out: serde_json::Value = serde_json::from_str(&mittari(
+        dir.path(),
+        &[
+            "compute",
+            "price_gap",
+            "--input",
+            &input,
+            "--group-by",
+            "region",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let groups = out["groups"].as_array().unwrap();
+    assert_eq!(groups[0]["key"]["region"], "north");
+    assert_eq!(groups[0]["results"]["discount_total"], 100);
+    assert_eq!(groups[1]["key"]["region"], "south");
+    assert_eq!(groups[1]["results"]["premium_total"], 10);
+}
