@@ -6,6 +6,7 @@ Standard library only; seeded, so the files only change when this script does.
 """
 import csv
 import random
+from datetime import date, timedelta
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -42,9 +43,124 @@ def nps_survey(rng: random.Random) -> None:
         writer.writerows(rows)
 
 
+def day(start: date, offset: float) -> date:
+    return start + timedelta(days=int(offset))
+
+
+def customers_and_transactions(rng: random.Random) -> None:
+    """A subscription-style customer base, 2022-2024.
+
+    retention.csv: one row per customer (start, end, revenue, plan). Each month a customer
+    leaves with a plan-dependent probability, so pro customers stay longer.
+    transactions.csv: the purchases of the same customers (amount, margin, channel), with
+    order sizes and purchase rates that vary by customer.
+    """
+    monthly_churn = {"basic": 0.05, "pro": 0.02}
+    first, last = date(2022, 1, 1), date(2024, 12, 31)
+    customers, transactions = [], []
+    for i in range(1, 401):
+        plan = rng.choices(["basic", "pro"], weights=[7, 3])[0]
+        start = day(first, rng.uniform(0, (last - first).days))
+        end = None
+        months = 0
+        while True:
+            months += 1
+            moment = day(start, months * 30.44)
+            if moment > last:
+                break
+            if rng.random() < monthly_churn[plan]:
+                end = moment
+                break
+        customer = f"c{i:04d}"
+        rate = rng.uniform(0.5, 3.0) * (1.5 if plan == "pro" else 1.0)  # purchases a month
+        mean_order = rng.lognormvariate(3.6, 0.5)
+        margin = round(rng.uniform(0.2, 0.45), 2)
+        channel = rng.choices(["web", "store", "phone"], weights=[5, 3, 2])[0]
+        revenue = 0.0
+        t = start
+        stop = end or last
+        while True:
+            t = day(t, rng.expovariate(rate / 30.44) + 1)
+            if t >= stop:
+                break
+            amount = round(rng.lognormvariate(0, 0.4) * mean_order, 2)
+            revenue += amount
+            transactions.append((customer, t.isoformat(), amount, margin, channel))
+        customers.append((customer, start.isoformat(), end.isoformat() if end else "", round(revenue, 2), plan))
+    with open(DATA / "retention.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["customer_id", "start", "end", "revenue", "plan"])
+        writer.writerows(customers)
+    transactions.sort(key=lambda row: (row[1], row[0]))
+    with open(DATA / "transactions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["customer_id", "timestamp", "amount", "margin", "channel"])
+        writer.writerows(transactions)
+
+
+def order_lines(rng: random.Random) -> None:
+    """order_lines.csv: 1000 B2B order lines against a price list; sales reps discount more in
+    some regions and for large quantities, and a few lines sell above list."""
+    price_list = {"widget": 120.0, "gadget": 80.0, "gizmo": 45.0, "sprocket": 15.0, "doohickey": 250.0}
+    depth = {"north": 0.04, "south": 0.10, "east": 0.07, "west": 0.02}
+    rows = []
+    for line in range(1, 1001):
+        product = rng.choice(sorted(price_list))
+        region = rng.choice(sorted(depth))
+        quantity = rng.choice([1, 1, 2, 5, 10, 20, 50])
+        target = price_list[product]
+        u = rng.random()
+        if u < 0.1:
+            realized = target * (1 + rng.uniform(0.01, 0.08))  # rush orders, small premium
+        elif u < 0.5:
+            realized = target
+        else:
+            realized = target * (1 - min(0.4, rng.expovariate(1 / depth[region]) + 0.002 * quantity))
+        timestamp = day(date(2024, 1, 1), rng.uniform(0, 365)).isoformat()
+        rows.append((f"L{line:05d}", f"k{rng.randint(1, 60):03d}", product, region, timestamp, quantity, target, round(realized, 2)))
+    with open(DATA / "order_lines.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["line_id", "customer_id", "product", "region", "timestamp", "quantity", "target_price", "realized_price"])
+        writer.writerows(rows)
+
+
+def csat_survey(rng: random.Random) -> None:
+    """csat.csv: 400 post-contact satisfaction answers on 1-5, by support channel."""
+    weights = {"chat": [2, 3, 10, 35, 50], "email": [6, 9, 20, 35, 30], "phone": [4, 6, 15, 40, 35]}
+    rows = []
+    for ticket in range(1, 401):
+        channel = rng.choice(sorted(weights))
+        rows.append((f"t{ticket:04d}", channel, rng.choices([1, 2, 3, 4, 5], weights=weights[channel])[0]))
+    with open(DATA / "csat.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ticket_id", "channel", "score"])
+        writer.writerows(rows)
+
+
+def cx_customers(rng: random.Random) -> None:
+    """cx.csv: 600 customers with their NPS answer, revenue in the year and whether they renewed.
+    Better experiences go with higher spend and renewal, as the published studies report."""
+    rows = []
+    for i in range(1, 601):
+        score = rng.choices(range(11), weights=[2, 1, 2, 3, 4, 6, 8, 12, 16, 20, 16])[0]
+        tier = 0 if score <= 6 else (2 if score >= 9 else 1)
+        revenue = round(rng.lognormvariate(6.0 + 0.45 * tier, 0.6), 2)
+        renewed = rng.random() < [0.45, 0.62, 0.76][tier]
+        segment = rng.choice(["smb", "mid", "enterprise"])
+        rows.append((f"c{i:04d}", segment, score, revenue, "true" if renewed else "false"))
+    with open(DATA / "cx.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["customer_id", "segment", "score", "revenue", "retained"])
+        writer.writerows(rows)
+
+
 def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     nps_survey(random.Random(20261122))
+    customers_and_transactions(random.Random(20261123))
+    order_lines(random.Random(20261124))
+    csat_survey(random.Random(20261125))
+    cx_customers(random.Random(20261126))
 
 
 if __name__ == "__main__":

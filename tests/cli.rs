@@ -188,22 +188,26 @@ fn missing_plugins_are_a_clear_error() {
     assert!(stderr.contains("no usable metric plugin"), "{stderr}");
 }
 
+/// Every `cargo run -- compute …` line in the README runs (as the built binary) from the
+/// repository root and prints a result.
 #[test]
-fn the_readme_example_runs() {
-    let example = repo_root().join("examples/data/nps.csv");
-    let dir = tempfile::tempdir().unwrap();
-    let out = mittari(
-        dir.path(),
-        &[
-            "compute",
-            "nps",
-            "--input",
-            example.to_str().unwrap(),
-            "--group-by",
-            "region",
-        ],
-    );
-    assert!(out.starts_with("nps over "), "{out}");
+fn the_readme_examples_run() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let mut commands = Vec::new();
+    for line in readme.lines() {
+        for (i, _) in line.match_indices("cargo run -- compute ") {
+            let rest = &line[i + "cargo run -- ".len()..];
+            let command = rest.split('`').next().unwrap();
+            commands.push(command.to_owned());
+        }
+    }
+    assert!(commands.len() >= 8, "{commands:?}");
+    for command in commands {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let (status, stdout, stderr) = run_cli(&args, &repo_root(), &[]);
+        assert!(status.success(), "{command}: {stderr}");
+        assert!(stdout.contains(" over "), "{command}: {stdout}");
+    }
 }
 
 /// One bad-input case: metric, CSV, extra arguments, and fragments the error must contain.

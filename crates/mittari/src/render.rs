@@ -319,6 +319,10 @@ pub(crate) fn table(response: &pb::ComputeResponse) -> String {
     out
 }
 
+/// Result-table rows shown in table format; the rest are counted, and `--format json` or
+/// `--format csv` gives them all.
+const TABLE_ROWS_SHOWN: usize = 20;
+
 fn json_rows_table(table: Option<&pb::Table>) -> String {
     let Some(table) = table else {
         return String::new();
@@ -341,7 +345,12 @@ fn json_rows_table(table: Option<&pb::Table>) -> String {
             .collect(),
         _ => Vec::new(),
     };
-    aligned(&headers, &rows)
+    let hidden = rows.len().saturating_sub(TABLE_ROWS_SHOWN);
+    let mut text = aligned(&headers, &rows[..rows.len() - hidden]);
+    if hidden > 0 {
+        let _ = writeln!(text, "… {hidden} more rows (--format json shows them all)");
+    }
+    text
 }
 
 fn csv_field(text: &str) -> String {
