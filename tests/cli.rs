@@ -437,3 +437,55 @@ fn every_metric_groups_through_the_engine() {
     assert_eq!(groups[1]["key"]["region"], "south");
     assert_eq!(groups[1]["results"]["premium_total"], 10);
 }
+
+/// The retention example exactly: S = 1000, E = 900, N = 200 gives retention 70 % and
+/// churn 30 %. 1000 customers at the start of 2024, 300 of whom leave mid-year, and 200 who
+/// join in March and stay; embedded and through a server.
+#[test]
+fn retention_rule_of_thumb_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("customer_id,start,end\n");
+    for i in 0..1000 {
+        let end = if i < 300 { "2024-06-30" } else { "" };
+        csv.push_str(&format!("old{i},2023-01-01,{end}\n"));
+    }
+    for i in 0..200 {
+        csv.push_str(&format!("new{i},2024-03-01,\n"));
+    }
+    let input = write(dir.path(), "customers.csv", &csv);
+    let server = Server::start();
+    let url = server.url();
+    let args = [
+        "compute",
+        "retention",
+        "--input",
+        &input,
+        "--param",
+        "period_start=2024-01-01",
+        "--param",
+        "period_end=2025-01-01",
+        "--format",
+        "json",
+    ];
+    let mut remote = args.to_vec();
+    remote.extend(["--server", &url]);
+    for args in [&args[..], &remote[..]] {
+        let out: serde_json::Value = serde_json::from_str(&mittari(dir.path(), args)).unwrap();
+        let results = &out["results"];
+        assert_eq!(
+            (
+                &results["customers_at_start"],
+                &results["customers_at_end"],
+                &results["new_customers"]
+            ),
+            (
+                &serde_json::json!(1000),
+                &serde_json::json!(900),
+                &serde_json::json!(200)
+            )
+        );
+        assert_eq!(results["retention_rate"], 70);
+        assert_eq!(results["churn_rate"], 30);
+        assert_eq!(results["churned_customers"], 300);
+    }
+}

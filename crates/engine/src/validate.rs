@@ -312,6 +312,7 @@ mod tests {
             .input(ColumnSpec::double("amount", "an amount"))
             .parameter(ParameterSpec::double("level", 0.95, "a level").range(0.5, 0.999))
             .parameter(ParameterSpec::new("since", DataType::Timestamp, "a start"))
+            .parameter(ParameterSpec::new("cap", DataType::Double, "a cap").optional())
     }
 
     fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
@@ -464,6 +465,18 @@ mod tests {
                 "required parameter since is missing",
             )]),
         );
+        // An optional parameter without a default is absent unless given, then conformed.
+        check_params(
+            vec![
+                ("since", ParamValue::Timestamp(0)),
+                ("cap", ParamValue::Int64(3)),
+            ],
+            Ok(vec![
+                ("cap", ParamValue::Double(3.0)),
+                ("level", ParamValue::Double(0.95)),
+                ("since", ParamValue::Timestamp(0)),
+            ]),
+        );
         check_params(
             vec![
                 ("since", ParamValue::Timestamp(0)),
@@ -473,7 +486,7 @@ mod tests {
             Err(vec![
                 (
                     "parameters.colour",
-                    "unknown parameter colour; metric m takes: level, since",
+                    "unknown parameter colour; metric m takes: level, since, cap",
                 ),
                 (
                     "parameters.level",
