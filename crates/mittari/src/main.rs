@@ -164,6 +164,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             // A lazily connecting channel needs the runtime's reactor when it is made.
             let _runtime = rt.enter();
+            if format == Format::Csv {
+                bail!("--format csv is not available for metrics; use table or json");
+            }
             let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
             let text = match name {
                 None => {

@@ -61,7 +61,8 @@ impl MetricServer {
                 tracing::info!(%metric, rows, elapsed_ms, %error, "computation refused or failed")
             }
         }
-        Ok(convert::outcome_to_proto(result?))
+        let outcome = result?;
+        off_runtime(move || Ok(convert::outcome_to_proto(outcome))).await
     }
 
     /// Reads a `ComputeStream` call: the header, then chunks with the header's columns.
@@ -127,7 +128,7 @@ impl MetricServer {
                 ))
                 .into());
             }
-            let batch = convert::table_to_batch(&chunk)?;
+            let batch = off_runtime(move || convert::table_to_batch(&chunk)).await?;
             for ((name, declared), field) in schema.iter().zip(batch.schema().fields()) {
                 if &declared.arrow_type() != field.data_type() {
                     return Err(ServiceError::BadStream(format!(
@@ -144,9 +145,12 @@ impl MetricServer {
             .map(|(name, t)| arrow_schema::Field::new(name, t.arrow_type(), true))
             .collect();
         let arrow_schema = Arc::new(arrow_schema::Schema::new(fields));
-        let input = arrow_select::concat::concat_batches(&arrow_schema, &batches).map_err(|e| {
-            ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}"))
-        })?;
+        let input = off_runtime(move || {
+            arrow_select::concat::concat_batches(&arrow_schema, &batches).map_err(|e| {
+                ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}"))
+            })
+        })
+        .await?;
         Ok((header, input))
     }
 }
@@ -191,7 +195,8 @@ impl MetricService for MetricServer {
         request: Request<pb::ComputeRequest>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
         let request = request.into_inner();
-        let input = convert::table_to_batch(&request.input.unwrap_or_default())?;
+        let table = request.input.unwrap_or_default();
+        let input = off_runtime(move || convert::table_to_batch(&table)).await?;
         let response = MetricServer::compute(
             self,
             request.metric,
@@ -218,6 +223,18 @@ impl MetricService for MetricServer {
         .await?;
         Ok(Response::new(response))
     }
+}
+
+/// Runs work proportional to a message's size (decoding a table, concatenating chunks,
+/// encoding results) on a blocking thread, so large messages never stall the async runtime.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ServiceError::Internal(format!(
+            "a conversion task failed: {e}"
+        )))
+    })
 }
 
 /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish for up

@@ -21,6 +21,9 @@ pub(crate) enum ServiceError {
     StreamTooLarge { limit: u64 },
     #[error("{0}")]
     BadStream(String),
+    /// A failure of the server itself, not of the request or a metric.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Maps an error to its gRPC status:
@@ -75,7 +78,9 @@ pub(crate) fn to_status(error: &ServiceError) -> Status {
             Status::with_error_details(Code::InvalidArgument, message, details)
         }
         ServiceError::BadStream(_) => Status::invalid_argument(message),
-        ServiceError::Engine(EngineError::MetricFailed { .. }) => Status::internal(message),
+        ServiceError::Engine(EngineError::MetricFailed { .. }) | ServiceError::Internal(_) => {
+            Status::internal(message)
+        }
         ServiceError::Engine(EngineError::Overloaded { .. }) => Status::with_error_details(
             Code::ResourceExhausted,
             message,
