@@ -62,6 +62,17 @@ pub fn plugin_dir(plugins: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// The metrics the bundled plugins provide, in name order.
+pub const BUNDLED_METRICS: &[&str] = &[
+    "aov",
+    "clv",
+    "csat",
+    "cx_value",
+    "nps",
+    "price_gap",
+    "retention",
+];
+
 /// Every bundled plugin the build produced (`mittari_plugin_*` next to the binary), by library
 /// name, installed under its own name.
 pub fn bundled_plugins() -> Vec<(String, String)> {
