@@ -1,0 +1,17 @@
+//! Customer-base models from Fader & Hardie's papers, fitted by maximum likelihood.
+//!
+//! Each model's log-likelihood is written once, generic over [`ad::Real`]: evaluated in `f64`
+//! it gives values, in [`ad::Dual`] its exact gradient (forward-mode automatic
+//! differentiation, no finite differences). [`optimize::fit`] maximizes it by BFGS on
+//! log-parameters, so every parameter stays positive, and reports standard errors, the
+//! log-likelihood, iterations and whether it converged. Metric plugins use this crate; it
+//! depends on nothing of Mittari's.
+
+pub mod ad;
+pub mod optimize;
+pub mod sbg;
+pub mod special;
+#[doc(hidden)]
+pub mod testing;
+
+pub use optimize::{Fit, FitError, LogLikelihood, fit};
