@@ -154,6 +154,30 @@ def cx_customers(rng: random.Random) -> None:
         writer.writerows(rows)
 
 
+def subscription_cohorts(rng: random.Random) -> None:
+    """cohorts.csv: yearly subscriber cohorts 2018-2022, observed to 2024, each customer with a
+    personal churn probability drawn from Beta(0.9, 2.2): the shifted-beta-geometric model's
+    own assumptions, so retention_forecast can recover them."""
+    rows = []
+    for year in range(2018, 2023):
+        size = rng.randint(800, 1500)
+        last = 2024 - year
+        active = [0] * (last + 1)
+        for _ in range(size):
+            theta = rng.betavariate(0.9, 2.2)
+            period = 0
+            while period <= last:
+                active[period] += 1
+                if rng.random() < theta:
+                    break
+                period += 1
+        rows += [(year, period, count) for period, count in enumerate(active)]
+    with open(DATA / "cohorts.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["cohort", "period", "active"])
+        writer.writerows(rows)
+
+
 def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     nps_survey(random.Random(20261122))
@@ -161,6 +185,7 @@ def main() -> None:
     order_lines(random.Random(20261124))
     csat_survey(random.Random(20261125))
     cx_customers(random.Random(20261126))
+    subscription_cohorts(random.Random(20261127))
 
 
 if __name__ == "__main__":

@@ -388,6 +388,36 @@ fn each_metric_refuses_bad_input_precisely() {
                 "model retention needs the annual retention probability",
             ],
         ),
+        (
+            "retention_forecast",
+            "period,active\n0,100\n1,80\n1,70\n2,60\n",
+            &[],
+            &["input.period[2]", "period 1 appears again (first at row 1)"],
+        ),
+        (
+            "retention_forecast",
+            "period,active\n0,100\n2,80\n3,70\n",
+            &[],
+            &["input.period", "period 1 is missing"],
+        ),
+        (
+            "retention_forecast",
+            "period,active\n0,100\n1,80\n2,90\n",
+            &[],
+            &["input.active[2]", "line 4", "more than the 80 of period 1"],
+        ),
+        (
+            "retention_forecast",
+            "period,active\n0,100\n1,100\n2,100\n",
+            &[],
+            &["input.active", "no churn to fit"],
+        ),
+        (
+            "retention_forecast",
+            "period,active\n0,100\n1,80\n",
+            &[],
+            &["input.period", "at least two later periods"],
+        ),
     ];
     for (metric, csv, extra, expect) in cases {
         let input = write(dir.path(), "bad.csv", csv);

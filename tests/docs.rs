@@ -3,7 +3,9 @@
 //! A metric page's examples are fenced blocks: ```` ```csv example ```` is an input file (named
 //! by the `--input` of the commands after it), each ```` ```sh example ```` one `mittari
 //! compute` command, and the ```` ```json example ```` after it the expected `results` (every
-//! key given must match exactly; others are not checked).
+//! key given must match exactly, or for estimates given as `{"approx": x, "tolerance": t}`
+//! within t of x, e.g. a published value to its published precision; other keys are not
+//! checked).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -86,12 +88,26 @@ fn metric_docs_worked_examples_hold() {
                             .as_object()
                             .expect("expected results are an object")
                         {
-                            assert_eq!(
-                                &out["results"][key],
-                                want,
-                                "{}: {command} (server: {server:?}): {key}",
+                            let got = &out["results"][key];
+                            let context = format!(
+                                "{}: {command} (server: {server:?}): {key} = {got}",
                                 page.display()
                             );
+                            match (
+                                want.get("approx").and_then(|v| v.as_f64()),
+                                want.get("tolerance").and_then(|v| v.as_f64()),
+                            ) {
+                                (Some(approx), Some(tolerance)) => {
+                                    let got = got
+                                        .as_f64()
+                                        .unwrap_or_else(|| panic!("{context}: not a number"));
+                                    assert!(
+                                        (got - approx).abs() <= tolerance,
+                                        "{context}: expected {approx} ± {tolerance}"
+                                    );
+                                }
+                                _ => assert_eq!(got, want, "{context}"),
+                            }
                         }
                     }
                     examples += 1;

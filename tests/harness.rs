@@ -71,6 +71,7 @@ pub const BUNDLED_METRICS: &[&str] = &[
     "nps",
     "price_gap",
     "retention",
+    "retention_forecast",
 ];
 
 /// Every bundled plugin the build produced (`mittari_plugin_*` next to the binary), by library

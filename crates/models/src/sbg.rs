@@ -18,7 +18,9 @@ pub struct Cohort {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CohortError {
-    #[error("the cohort needs its size at period 0 and at least one later period")]
+    #[error(
+        "the cohort needs its size at period 0 and at least two later periods: one period identifies only the mean churn probability, not alpha and beta"
+    )]
     TooShort,
     #[error("period {period} has {active} active customers, more than the {previous} of period {}; the sBG model assumes customers who leave never return", period - 1)]
     Increasing {
@@ -35,7 +37,7 @@ pub enum CohortError {
 impl Cohort {
     /// `active[t]` customers active at period t, for t = 0..=k, never increasing.
     pub fn new(active: Vec<f64>) -> Result<Cohort, CohortError> {
-        if active.len() < 2 {
+        if active.len() < 3 {
             return Err(CohortError::TooShort);
         }
         if active[0].is_nan() || active[0] <= 0.0 {
@@ -244,7 +246,10 @@ mod tests {
         assert_eq!(derl(2.0, 3.0, 0.0), Some(3.0));
         // S(t) ≈ 12 t⁻² here, so discounting at d removes about 12 d ln(1/d) ≈ 0.011 of it.
         let near = derl(2.0, 3.0, 1e-4).unwrap();
-        assert!(near < 3.0 && near > 3.0 - 2.0 * 12.0 * 1e-4 * (1e4f64).ln(), "{near}");
+        assert!(
+            near < 3.0 && near > 3.0 - 2.0 * 12.0 * 1e-4 * (1e4f64).ln(),
+            "{near}"
+        );
         // A homogeneous-like cohort (α, β large, θ = 0.2): S(t) = 0.8^t, so
         // DERL = Σ 0.8^t / 1.1^(t−1) = 0.8 / (1 − 0.8/1.1) = 2.9333…
         let d = derl(2e6, 8e6, 0.1).unwrap();
@@ -254,12 +259,12 @@ mod tests {
 
     #[test]
     fn refuses_unusable_cohorts() {
-        assert_eq!(Cohort::new(vec![100.0]), Err(CohortError::TooShort));
-        assert_eq!(Cohort::new(vec![0.0, 0.0]), Err(CohortError::Empty));
+        assert_eq!(Cohort::new(vec![100.0, 80.0]), Err(CohortError::TooShort));
+        assert_eq!(Cohort::new(vec![0.0, 0.0, 0.0]), Err(CohortError::Empty));
         assert!(matches!(
             Cohort::new(vec![100.0, 80.0, 90.0]),
             Err(CohortError::Increasing { period: 2, .. })
         ));
-        assert_eq!(Cohort::new(vec![100.0, 100.0]), Err(CohortError::NoChurn));
+        assert_eq!(Cohort::new(vec![100.0, 100.0, 100.0]), Err(CohortError::NoChurn));
     }
 }

@@ -1,0 +1,262 @@
+//! Retention forecast for contractual businesses: fits the shifted-beta-geometric model
+//! (Fader & Hardie 2007) to a cohort's active counts and projects its survival and retention
+//! rates, expected lifetime and discounted expected residual lifetime.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use mittari_models::sbg::{self, Cohort, CohortError};
+use mittari_sdk::arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array};
+use mittari_sdk::prelude::*;
+
+struct RetentionForecast;
+
+/// The cohort's active counts by period, from rows in any order; errors name the row.
+fn counts(periods: &[i64], active: &[i64]) -> Result<Vec<f64>, MetricError> {
+    let Some(&last) = periods.iter().max() else {
+        return Err(MetricError::invalid_input(
+            "the input has no rows; give the cohort's active customers at periods 0, 1, 2, …",
+        ));
+    };
+    let mut by_period: Vec<Option<(usize, i64)>> =
+        vec![None; usize::try_from(last).unwrap_or(0) + 1];
+    for (row, (&period, &count)) in periods.iter().zip(active).enumerate() {
+        let slot = &mut by_period[usize::try_from(period).unwrap_or(0)];
+        if let Some((first, _)) = slot {
+            return Err(MetricError::invalid_value(
+                "period",
+                row,
+                format!(
+                    "period {period} appears again (first at row {first}); give one row per period"
+                ),
+            ));
+        }
+        *slot = Some((row, count));
+    }
+    if let Some(missing) = by_period.iter().position(Option::is_none) {
+        return Err(MetricError::invalid_column(
+            "period",
+            format!(
+                "period {missing} is missing; give every period from 0 (the cohort's size) to {last}"
+            ),
+        ));
+    }
+    let ordered: Vec<(usize, i64)> = by_period.into_iter().flatten().collect();
+    let values: Vec<f64> = ordered.iter().map(|&(_, c)| c as f64).collect();
+    Cohort::new(values.clone()).map_err(|e| match e {
+        CohortError::Increasing { period, .. } => {
+            MetricError::invalid_value("active", ordered[period].0, e.to_string())
+        }
+        CohortError::TooShort => MetricError::invalid_column("period", e.to_string()),
+        CohortError::Empty => MetricError::invalid_value("active", ordered[0].0, e.to_string()),
+        CohortError::NoChurn => MetricError::invalid_column("active", e.to_string()),
+    })?;
+    Ok(values)
+}
+
+impl Metric for RetentionForecast {
+    fn descriptor(&self) -> MetricDescriptor {
+        MetricDescriptor::new(
+            "retention_forecast",
+            env!("CARGO_PKG_VERSION"),
+            "contractual retention forecast: the shifted-beta-geometric model fitted to a cohort",
+        )
+        .description(
+            "One row per period: the cohort's customers still active at period 0 (its size), 1, 2, …. Each customer \
+             leaves at the end of a period with a probability theta that is constant for them and varies across \
+             customers as Beta(alpha, beta) (Fader & Hardie 2007, How to project customer retention). Fitted by maximum \
+             likelihood with exact gradients; standard errors from the Hessian. Survival S(t) = S(t-1) (beta + t - 1) / \
+             (alpha + beta + t - 1); the retention rate (beta + t - 1) / (alpha + beta + t - 1) rises with t as the \
+             loyal customers remain. expected_lifetime = (alpha + beta - 1) / (alpha - 1) periods (infinite when alpha \
+             <= 1); derl = sum over t >= 1 of S(t) / (1 + discount_rate)^(t-1), the discounted expected residual \
+             lifetime of a new customer in periods (Fader & Hardie 2010): multiply by the margin per period to value \
+             a customer. Several cohorts: put them in one table and use group_by on the cohort column.",
+        )
+        .input(ColumnSpec::int64("period", "periods since acquisition: 0, 1, 2, … (0 is the cohort's size)").required().min(0.0))
+        .input(ColumnSpec::int64("active", "customers of the cohort still active at that period").required().min(0.0))
+        .parameter(ParameterSpec::int64("horizon", 12, "periods to project beyond the last observed one").range(0.0, 1000.0))
+        .parameter(ParameterSpec::double("discount_rate", 0.1, "discount rate per period for derl").range(0.0, 1.0))
+        .output(OutputSpec::new("alpha", "parameter", "alpha of the Beta distribution of churn probabilities"))
+        .output(OutputSpec::new("beta", "parameter", "beta of the Beta distribution of churn probabilities"))
+        .output(OutputSpec::new("alpha_se", "parameter", "standard error of alpha"))
+        .output(OutputSpec::new("beta_se", "parameter", "standard error of beta"))
+        .output(OutputSpec::new("log_likelihood", "log-likelihood", "maximized log-likelihood"))
+        .output(OutputSpec::new("iterations", "count", "optimizer iterations"))
+        .output(OutputSpec::new("cohort_size", "count", "customers at period 0"))
+        .output(OutputSpec::new("periods_observed", "count", "last observed period"))
+        .output(OutputSpec::new("mean_churn_probability", "%", "alpha / (alpha + beta) * 100: the churn probability of a new customer"))
+        .output(OutputSpec::new("next_retention_rate", "%", "fitted retention rate of the first unobserved period"))
+        .output(OutputSpec::new("projected_survival", "%", "fitted share of the cohort active at the end of the horizon"))
+        .output(OutputSpec::new("expected_lifetime", "periods", "mean number of periods a customer stays"))
+        .output(OutputSpec::new("derl", "periods", "discounted expected residual lifetime of a new customer"))
+        .table(
+            "curve",
+            "per period to the end of the horizon: observed and fitted survival %, observed and fitted retention rate %, whether projected",
+        )
+    }
+
+    fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
+        let periods = input.int64("period")?;
+        let active = input.int64("active")?;
+        let observed = counts(periods.values(), active.values())?;
+        let cohort =
+            Cohort::new(observed.clone()).map_err(|e| MetricError::invalid_input(e.to_string()))?;
+        let fit = sbg::fit_cohort(&cohort).map_err(|e| {
+            MetricError::invalid_input(format!("the sBG model cannot be fitted: {e}"))
+        })?;
+        if !fit.converged {
+            return Err(MetricError::invalid_input(format!(
+                "the sBG fit did not converge ({}); the cohort may not follow the model",
+                fit.status
+            )));
+        }
+        let [alpha, beta] = fit.params;
+        let last = cohort.periods();
+        let horizon = usize::try_from(params.i64("horizon")?).unwrap_or(0);
+        let discount_rate = params.f64("discount_rate")?;
+        let fitted = sbg::survival(alpha, beta, last + horizon);
+        let mut output = Output::new()
+            .scalar(Scalar::new("alpha", alpha))
+            .scalar(Scalar::new("beta", beta));
+        output = match fit.standard_errors {
+            Some([alpha_se, beta_se]) => output
+                .scalar(Scalar::new("alpha_se", alpha_se))
+                .scalar(Scalar::new("beta_se", beta_se)),
+            None => {
+                let reason = "the Hessian at the estimate is not negative definite";
+                output
+                    .scalar(Scalar::undefined("alpha_se", reason))
+                    .scalar(Scalar::undefined("beta_se", reason))
+            }
+        };
+        output = output
+            .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
+            .scalar(Scalar::new("iterations", fit.iterations as f64))
+            .scalar(Scalar::new("cohort_size", observed[0]))
+            .scalar(Scalar::new("periods_observed", last as f64))
+            .scalar(Scalar::new("mean_churn_probability", 100.0 * alpha / (alpha + beta)))
+            .scalar(Scalar::new("next_retention_rate", 100.0 * sbg::retention_rate(alpha, beta, last + 1)))
+            .scalar(Scalar::new("projected_survival", 100.0 * fitted[last + horizon]))
+            .scalar(match sbg::expected_lifetime(alpha, beta) {
+                Some(lifetime) => Scalar::new("expected_lifetime", lifetime),
+                None => Scalar::undefined(
+                    "expected_lifetime",
+                    format!("alpha {alpha:.4} <= 1: the lifetime distribution's tail is too heavy for a finite mean"),
+                ),
+            })
+            .scalar(match sbg::derl(alpha, beta, discount_rate) {
+                Some(derl) => Scalar::new("derl", derl),
+                None => Scalar::undefined("derl", "the discounted sum does not converge; use a discount_rate above 0"),
+            });
+        if observed.len() < 5 {
+            output = output.warning(
+                "few_periods",
+                format!("only {last} observed periods after period 0: alpha and beta are weakly identified (see alpha_se, beta_se); projections are uncertain"),
+            );
+        }
+        Ok(output.table("curve", curve_table(&observed, &fitted, alpha, beta)?))
+    }
+}
+
+fn curve_table(
+    observed: &[f64],
+    fitted: &[f64],
+    alpha: f64,
+    beta: f64,
+) -> Result<RecordBatch, MetricError> {
+    let size = observed[0];
+    let observed_at = |t: usize| observed.get(t).copied();
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "period",
+            Arc::new((0..fitted.len()).map(|t| t as i64).collect::<Int64Array>()),
+        ),
+        (
+            "observed_active",
+            Arc::new(
+                (0..fitted.len())
+                    .map(|t| observed_at(t).map(|a| a as i64))
+                    .collect::<Int64Array>(),
+            ),
+        ),
+        (
+            "observed_survival",
+            Arc::new(
+                (0..fitted.len())
+                    .map(|t| observed_at(t).map(|a| 100.0 * a / size))
+                    .collect::<Float64Array>(),
+            ),
+        ),
+        (
+            "fitted_survival",
+            Arc::new(fitted.iter().map(|s| 100.0 * s).collect::<Float64Array>()),
+        ),
+        (
+            "observed_retention",
+            Arc::new(
+                (0..fitted.len())
+                    .map(
+                        |t| match (t.checked_sub(1).and_then(observed_at), observed_at(t)) {
+                            (Some(previous), Some(now)) if previous > 0.0 => {
+                                Some(100.0 * now / previous)
+                            }
+                            _ => None,
+                        },
+                    )
+                    .collect::<Float64Array>(),
+            ),
+        ),
+        (
+            "fitted_retention",
+            Arc::new(
+                (0..fitted.len())
+                    .map(|t| (t > 0).then(|| 100.0 * sbg::retention_rate(alpha, beta, t)))
+                    .collect::<Float64Array>(),
+            ),
+        ),
+        (
+            "projected",
+            Arc::new(
+                (0..fitted.len())
+                    .map(|t| Some(t >= observed.len()))
+                    .collect::<BooleanArray>(),
+            ),
+        ),
+    ];
+    RecordBatch::try_from_iter(columns)
+        .map_err(|e| MetricError::failed(format!("cannot build the curve table: {e}")))
+}
+
+mittari_sdk::export_plugin!(RetentionForecast);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(periods: &[i64], active: &[i64], expect: Result<Vec<f64>, &str>) {
+        match (counts(periods, active), expect) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Err(error), Err(fragment)) => assert!(error.to_string().contains(fragment), "{error}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn orders_and_checks_the_counts() {
+        check(&[2, 0, 1], &[50, 100, 70], Ok(vec![100.0, 70.0, 50.0]));
+        check(
+            &[0, 1, 1],
+            &[100, 70, 60],
+            Err("column period, row 2: period 1 appears again (first at row 1)"),
+        );
+        check(&[0, 2], &[100, 70], Err("period 1 is missing"));
+        check(
+            &[0, 1, 2],
+            &[100, 70, 80],
+            Err("column active, row 2: period 2 has 80 active customers, more than the 70"),
+        );
+        check(&[0, 1, 2], &[100, 100, 100], Err("no churn to fit"));
+        check(&[0, 1], &[100, 80], Err("at least two later periods"));
+        check(&[], &[], Err("the input has no rows"));
+    }
+}
