@@ -9,6 +9,8 @@ use crate::special;
 /// A number a log-likelihood can be computed in.
 pub trait Real:
     Copy
+    + Send
+    + Sync
     + Add<Output = Self>
     + Sub<Output = Self>
     + Mul<Output = Self>

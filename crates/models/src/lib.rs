@@ -8,7 +8,10 @@
 //! depends on nothing of Mittari's.
 
 pub mod ad;
+pub mod bgnbd;
+pub mod hyp2f1;
 pub mod optimize;
+pub mod rfm;
 pub mod sbg;
 pub mod special;
 #[doc(hidden)]

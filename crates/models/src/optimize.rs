@@ -5,7 +5,12 @@ use crate::ad::{Dual, Real};
 
 /// Stop when every gradient component of the mean negative log-likelihood (with respect to
 /// the log-parameters) is below this.
-const GRADIENT_TOLERANCE: f64 = 1e-9;
+const GRADIENT_TOLERANCE: f64 = 1e-8;
+/// A gradient this small counts as converged when rounding stops the objective from
+/// decreasing (its floor is about 1e-9 for sums over thousands of customers).
+const STALL_GRADIENT_TOLERANCE: f64 = 1e-5;
+/// Iterations without a relative decrease above 1e-15 that count as a stall.
+const STALL_ITERATIONS: usize = 3;
 const MAX_ITERATIONS: usize = 1000;
 
 /// A model's log-likelihood, generic over the number type so one implementation gives values
@@ -81,6 +86,7 @@ pub fn fit<const N: usize>(
     let mut status = format!("stopped after {MAX_ITERATIONS} iterations without converging");
     let mut converged = false;
     let mut iterations = 0;
+    let mut stalled = 0;
     for iteration in 1..=MAX_ITERATIONS {
         iterations = iteration;
         if g.iter().all(|x| x.abs() < GRADIENT_TOLERANCE) {
@@ -113,7 +119,7 @@ pub fn fit<const N: usize>(
         let Some((next, fn_, gn)) = accepted else {
             // No decrease possible along a descent direction: at a minimum to machine precision
             // when the gradient is small, otherwise stuck.
-            if g.iter().all(|x| x.abs() < 1e-5) {
+            if g.iter().all(|x| x.abs() < STALL_GRADIENT_TOLERANCE) {
                 converged = true;
                 status = "converged: no further decrease possible (gradient small)".to_owned();
             } else {
@@ -135,9 +141,26 @@ pub fn fit<const N: usize>(
                 }
             }
         }
+        stalled = if f - fn_ <= 1e-15 * f.abs() {
+            stalled + 1
+        } else {
+            0
+        };
         phi = next;
         f = fn_;
         g = gn;
+        if stalled >= STALL_ITERATIONS {
+            let largest = g.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            converged = largest < STALL_GRADIENT_TOLERANCE;
+            status = if converged {
+                "converged: the likelihood stopped improving at machine precision".to_owned()
+            } else {
+                format!(
+                    "stalled: the likelihood stopped improving with the gradient still at {largest:.2e}"
+                )
+            };
+            break;
+        }
     }
     let params = phi.map(f64::exp);
     Ok(Fit {

@@ -265,6 +265,9 @@ mod tests {
             Cohort::new(vec![100.0, 80.0, 90.0]),
             Err(CohortError::Increasing { period: 2, .. })
         ));
-        assert_eq!(Cohort::new(vec![100.0, 100.0, 100.0]), Err(CohortError::NoChurn));
+        assert_eq!(
+            Cohort::new(vec![100.0, 100.0, 100.0]),
+            Err(CohortError::NoChurn)
+        );
     }
 }
