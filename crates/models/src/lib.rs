@@ -9,6 +9,7 @@
 
 pub mod ad;
 pub mod bgnbd;
+pub mod gamma_gamma;
 pub mod hyp2f1;
 pub mod optimize;
 pub mod rfm;
