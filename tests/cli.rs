@@ -418,6 +418,74 @@ fn each_metric_refuses_bad_input_precisely() {
             &[],
             &["input.period", "at least two later periods"],
         ),
+        (
+            "clv",
+            "frequency,recency,T\n2,30,20\n",
+            &["--param", "model=bgnbd"],
+            &["input.recency[0]", "recency 30 exceeds T 20"],
+        ),
+        (
+            "clv",
+            "frequency,recency,T\n0,3,20\n",
+            &["--param", "model=bgnbd"],
+            &["input.recency[0]", "without repeat purchases recency is 0"],
+        ),
+        (
+            "clv",
+            "frequency,recency,T\n1.5,3,20\n",
+            &["--param", "model=bgnbd"],
+            &["input.frequency[0]", "not a whole number"],
+        ),
+        (
+            "clv",
+            "frequency,recency,T\n1,3,20\n",
+            &[
+                "--param",
+                "model=bgnbd",
+                "--param",
+                "spend_model=gamma_gamma",
+            ],
+            &[
+                "parameters.spend_model",
+                "gamma_gamma needs monetary values",
+            ],
+        ),
+        (
+            "clv",
+            "frequency,recency,T\n1,3,20\n",
+            &[
+                "--param",
+                "model=bgnbd",
+                "--param",
+                "holdout_start=2024-01-01",
+            ],
+            &[
+                "parameters.holdout_start",
+                "a holdout needs a transaction log",
+            ],
+        ),
+        (
+            "clv",
+            "frequency,recency,T\n1,3,20\n",
+            &[],
+            &[
+                "input: model historic needs a transaction log with columns customer_id, timestamp and amount",
+            ],
+        ),
+        (
+            "clv",
+            "customer_id,timestamp,amount\na,2024-01-01,5\n",
+            &[
+                "--param",
+                "model=bgnbd",
+                "--param",
+                "holdout_start=2025-01-01",
+            ],
+            &[
+                "parameters.holdout_start",
+                "must be before the end of observation",
+            ],
+        ),
     ];
     for (metric, csv, extra, expect) in cases {
         let input = write(dir.path(), "bad.csv", csv);
@@ -518,4 +586,48 @@ fn retention_rule_of_thumb_through_the_cli() {
         assert_eq!(results["churn_rate"], 30);
         assert_eq!(results["churned_customers"], 300);
     }
+}
+
+/// A holdout split through the predictive model: fitted before the holdout, compared in it.
+#[test]
+fn clv_holdout_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = repo_root().join("examples/data/transactions.csv");
+    let out: serde_json::Value = serde_json::from_str(&mittari(
+        dir.path(),
+        &[
+            "compute",
+            "clv",
+            "--input",
+            input.to_str().unwrap(),
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "holdout_start=2024-07-01",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let results = &out["results"];
+    let (actual, predicted) = (
+        results["holdout_purchases"].as_f64().unwrap(),
+        results["predicted_holdout_purchases"].as_f64().unwrap(),
+    );
+    assert!(actual > 0.0 && predicted > 0.0, "{results}");
+    assert!(
+        out["undefined"]["clv"]
+            .as_str()
+            .unwrap()
+            .contains("spend_model=gamma_gamma")
+    );
+    let customers = out["tables"]["customers"].as_array().unwrap();
+    assert!(customers[0].get("holdout_purchases").is_some());
+    // The customers table comes highest expected purchases first.
+    let first = customers[0]["expected_purchases"].as_f64().unwrap();
+    assert!(
+        customers
+            .iter()
+            .all(|c| c["expected_purchases"].as_f64().unwrap() <= first)
+    );
 }

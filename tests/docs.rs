@@ -1,7 +1,8 @@
 //! The worked examples in `docs/metrics/*.md` hold, embedded and through a server.
 //!
 //! A metric page's examples are fenced blocks: ```` ```csv example ```` is an input file (named
-//! by the `--input` of the commands after it), each ```` ```sh example ```` one `mittari
+//! by the `--input` of the command after it; without one, `--input` names a file of the
+//! repository), each ```` ```sh example ```` one `mittari
 //! compute` command, and the ```` ```json example ```` after it the expected `results` (every
 //! key given must match exactly, or for estimates given as `{"approx": x, "tolerance": t}`
 //! within t of x, e.g. a published value to its published precision; other keys are not
@@ -70,11 +71,16 @@ fn metric_docs_worked_examples_hold() {
                         .skip_while(|a| *a != "--input")
                         .nth(1)
                         .expect("--input FILE");
-                    std::fs::write(
-                        dir.path().join(input),
-                        csv.as_deref().expect("a csv example before the command"),
-                    )
-                    .unwrap();
+                    match csv.take() {
+                        Some(csv) => std::fs::write(dir.path().join(input), csv).unwrap(),
+                        // Not given inline: a file of the repository, e.g. tests/data/cdnow_summary.csv.
+                        None if !dir.path().join(input).exists() => {
+                            let target = dir.path().join(input);
+                            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                            std::fs::copy(repo_root().join(input), target).unwrap();
+                        }
+                        None => {}
+                    }
                     command = Some(line);
                 }
                 "json example" => {

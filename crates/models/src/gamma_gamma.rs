@@ -123,16 +123,30 @@ mod tests {
         assert_eq!(spend.x.len(), 946);
         assert!(fit.converged, "{}", fit.status);
         // p and q to the published precision (half a unit of the last digit).
-        assert!((gg.p - 6.25).abs() <= 0.005 && (gg.q - 3.74).abs() <= 0.005, "{gg:?}");
+        assert!(
+            (gg.p - 6.25).abs() <= 0.005 && (gg.q - 3.74).abs() <= 0.005,
+            "{gg:?}"
+        );
         // γ: the maximum is at 15.4477, where `lifetimes` 0.11.3 also lands (p 6.2488025,
         // q 3.7445885, ν 15.4477481); the published 15.44 has a lower likelihood (−4055.9247
         // against −4055.9232), so the paper's optimizer stopped short of the maximum.
-        for (got, lifetimes) in [(gg.p, 6.248_802_5), (gg.q, 3.744_588_5), (gg.gamma, 15.447_748)] {
-            assert!((got - lifetimes).abs() < 1e-5 * lifetimes, "{got} vs lifetimes {lifetimes}");
+        for (got, lifetimes) in [
+            (gg.p, 6.248_802_5),
+            (gg.q, 3.744_588_5),
+            (gg.gamma, 15.447_748),
+        ] {
+            assert!(
+                (got - lifetimes).abs() < 1e-5 * lifetimes,
+                "{got} vs lifetimes {lifetimes}"
+            );
         }
         assert!((gg.gamma - 15.44).abs() < 0.01);
         let published = spend.log_likelihood(&[6.25, 3.74, 15.44]);
-        assert!(fit.log_likelihood > published, "{} <= {published}", fit.log_likelihood);
+        assert!(
+            fit.log_likelihood > published,
+            "{} <= {published}",
+            fit.log_likelihood
+        );
         // The weighted average lies between the population mean and the customer's own mean.
         let population = gg.expected_mean_value(0.0, 0.0).unwrap();
         let own = gg.expected_mean_value(2.0, 22.35).unwrap();

@@ -1,219 +1,91 @@
-//! Customer lifetime value from a transaction log, in three descriptive forms (`model`):
+//! Customer lifetime value, from a transaction log or a summary of one.
 //!
-//! - `historic`: the margin each customer has earned so far;
-//! - `simple`: average order value × purchases per year × gross margin × expected lifespan;
-//! - `retention`: m × r / (1 + d − r), the discounted margin of a customer retained each year
-//!   with probability r (Gupta & Lehmann 2003).
+//! Descriptive models (`descriptive.rs`): `historic` (margin earned so far), `simple` (average
+//! order value × purchases per year × margin × lifespan) and `retention` (m × r / (1 + d − r),
+//! Gupta & Lehmann 2003). Predictive models (`predictive.rs`): `bgnbd` (Fader, Hardie & Lee
+//! 2005) for purchases, with `spend_model=gamma_gamma` for their value.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod descriptive;
+mod predictive;
 
-use mittari_sdk::arrow_array::{
-    Array as _, ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
-};
+use mittari_sdk::arrow_array::{Float64Array, StringArray, TimestampMicrosecondArray};
 use mittari_sdk::prelude::*;
-use mittari_sdk::stats::quantile_sorted;
-use mittari_sdk::time::MICROS_PER_DAY;
 
 struct Clv;
 
-/// Days in a year, for turning the observed time span into years.
-const DAYS_PER_YEAR: f64 = 365.25;
-
-/// One customer's transactions, summarized.
-#[derive(Debug, Clone, PartialEq)]
-struct CustomerValue {
-    id: String,
-    orders: u64,
-    revenue: f64,
-    /// Margin earned: Σ amount × margin.
-    value: f64,
-    first: i64,
-    last: i64,
+/// The transaction-log columns, checked present and without empty cells.
+pub(crate) struct Transactions<'a> {
+    pub(crate) customer: &'a StringArray,
+    pub(crate) timestamp: &'a TimestampMicrosecondArray,
+    pub(crate) amount: &'a Float64Array,
 }
 
-/// The transaction log, summarized per customer, with totals.
-#[derive(Debug, Clone, PartialEq)]
-struct Summary {
-    /// Highest value first; ties by id.
-    customers: Vec<CustomerValue>,
-    orders: u64,
-    revenue: f64,
-    value: f64,
-    /// Time from the first to the last transaction, in years.
-    span_years: f64,
+pub(crate) fn transactions<'a>(
+    input: &Input<'a>,
+    model: &str,
+) -> Result<Transactions<'a>, MetricError> {
+    let missing: Vec<&str> = ["customer_id", "timestamp", "amount"]
+        .into_iter()
+        .filter(|c| !input.has_column(c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(MetricError::invalid_input(format!(
+            "model {model} needs a transaction log with columns customer_id, timestamp and amount; missing: {}",
+            missing.join(", ")
+        )));
+    }
+    let columns = Transactions {
+        customer: input.string("customer_id")?,
+        timestamp: input.timestamp("timestamp")?,
+        amount: input.double("amount")?,
+    };
+    no_empty_cells(input, &["customer_id", "timestamp", "amount"])?;
+    Ok(columns)
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Transaction<'a> {
-    customer: &'a str,
-    timestamp: i64,
-    amount: f64,
-    margin: f64,
-}
-
-fn summarize<'a>(transactions: impl Iterator<Item = Transaction<'a>>) -> Option<Summary> {
-    let mut by_customer: HashMap<&str, CustomerValue> = HashMap::new();
-    let (mut first, mut last) = (i64::MAX, i64::MIN);
-    for t in transactions {
-        first = first.min(t.timestamp);
-        last = last.max(t.timestamp);
-        let c = by_customer
-            .entry(t.customer)
-            .or_insert_with(|| CustomerValue {
-                id: t.customer.to_owned(),
-                orders: 0,
-                revenue: 0.0,
-                value: 0.0,
-                first: t.timestamp,
-                last: t.timestamp,
-            });
-        c.orders += 1;
-        c.revenue += t.amount;
-        c.value += t.amount * t.margin;
-        c.first = c.first.min(t.timestamp);
-        c.last = c.last.max(t.timestamp);
+/// Fails on the first empty cell of the named columns, naming the row.
+pub(crate) fn no_empty_cells(input: &Input<'_>, columns: &[&str]) -> Result<(), MetricError> {
+    use mittari_sdk::arrow_array::Array as _;
+    for &name in columns {
+        if let Some(column) = input.batch().column_by_name(name)
+            && let Some(row) = (0..column.len()).find(|&i| column.is_null(i))
+        {
+            return Err(MetricError::invalid_value(
+                name,
+                row,
+                format!("{name} is empty; give every row a value"),
+            ));
+        }
     }
-    if by_customer.is_empty() {
-        return None;
-    }
-    let mut customers: Vec<CustomerValue> = by_customer.into_values().collect();
-    customers.sort_by(|a, b| b.value.total_cmp(&a.value).then_with(|| a.id.cmp(&b.id)));
-    Some(Summary {
-        orders: customers.iter().map(|c| c.orders).sum(),
-        revenue: customers.iter().map(|c| c.revenue).sum(),
-        value: customers.iter().map(|c| c.value).sum(),
-        span_years: (last - first) as f64 / MICROS_PER_DAY as f64 / DAYS_PER_YEAR,
-        customers,
-    })
-}
-
-impl Summary {
-    fn n(&self) -> f64 {
-        self.customers.len() as f64
-    }
-
-    /// The share of all value earned by the top 10 % of customers (at least one customer).
-    fn top_decile_share(&self) -> Option<f64> {
-        let top = self.customers.len().div_ceil(10);
-        let value: f64 = self.customers[..top].iter().map(|c| c.value).sum();
-        (self.value > 0.0).then(|| 100.0 * value / self.value)
-    }
-
-    fn median_value(&self) -> Option<f64> {
-        let mut values: Vec<f64> = self.customers.iter().map(|c| c.value).collect();
-        values.sort_by(f64::total_cmp);
-        quantile_sorted(&values, 0.5)
-    }
-
-    fn customer_table(&self) -> Result<RecordBatch, MetricError> {
-        let c = &self.customers;
-        let timestamps = |f: fn(&CustomerValue) -> i64| {
-            Arc::new(
-                c.iter()
-                    .map(|c| Some(f(c)))
-                    .collect::<TimestampMicrosecondArray>()
-                    .with_timezone("UTC"),
-            ) as ArrayRef
-        };
-        let columns: Vec<(&str, ArrayRef)> = vec![
-            (
-                "customer_id",
-                Arc::new(
-                    c.iter()
-                        .map(|c| Some(c.id.as_str()))
-                        .collect::<StringArray>(),
-                ),
-            ),
-            (
-                "orders",
-                Arc::new(c.iter().map(|c| c.orders as i64).collect::<Int64Array>()),
-            ),
-            (
-                "revenue",
-                Arc::new(c.iter().map(|c| c.revenue).collect::<Float64Array>()),
-            ),
-            (
-                "value",
-                Arc::new(c.iter().map(|c| c.value).collect::<Float64Array>()),
-            ),
-            ("first_purchase", timestamps(|c| c.first)),
-            ("last_purchase", timestamps(|c| c.last)),
-        ];
-        RecordBatch::try_from_iter(columns)
-            .map_err(|e| MetricError::failed(format!("cannot build the customers table: {e}")))
-    }
-}
-
-/// m × r / (1 + d − r): the value of a customer who yields margin m a year, is retained with
-/// probability r each year and whose future margin is discounted at rate d (margin received at
-/// the end of each year, first year included).
-fn retention_clv(annual_margin: f64, retention: f64, discount_rate: f64) -> f64 {
-    annual_margin * retention / (1.0 + discount_rate - retention)
-}
-
-/// Average order value × purchases per customer per year × gross margin × lifespan in years.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct SimpleClv {
-    aov: f64,
-    frequency: f64,
-    margin: f64,
-    clv: f64,
-}
-
-fn simple_clv(summary: &Summary, lifespan: f64) -> Result<SimpleClv, MetricError> {
-    if summary.span_years <= 0.0 {
-        return Err(MetricError::invalid_column(
-            "timestamp",
-            "all transactions are at the same instant, so no purchase frequency per year can be derived; give transactions spanning a period",
-        ));
-    }
-    if summary.revenue <= 0.0 {
-        return Err(MetricError::invalid_column(
-            "amount",
-            "total revenue is zero, so no gross margin can be derived",
-        ));
-    }
-    let aov = summary.revenue / summary.orders as f64;
-    let frequency = summary.orders as f64 / summary.n() / summary.span_years;
-    let margin = summary.value / summary.revenue;
-    Ok(SimpleClv {
-        aov,
-        frequency,
-        margin,
-        clv: aov * frequency * margin * lifespan,
-    })
+    Ok(())
 }
 
 impl Metric for Clv {
     fn descriptor(&self) -> MetricDescriptor {
-        MetricDescriptor::new("clv", env!("CARGO_PKG_VERSION"), "customer lifetime value from transactions: historic, simple or retention model")
+        MetricDescriptor::new("clv", env!("CARGO_PKG_VERSION"), "customer lifetime value: historic, simple, retention or BG/NBD model")
             .description(
-                "Transactions (customer_id, timestamp, amount, optional margin as a fraction) give each customer's \
-                 margin: amount * margin, with the margin parameter where there is no margin column (default 1: values \
-                 are revenue). model=historic: the margin each customer has earned so far; clv is the mean per customer, \
-                 clv_median its median, clv_total the sum, top_decile_share the share of the total earned by the top 10% \
-                 of customers (at least one); the customers table lists every customer, highest value first. \
-                 model=simple: clv = aov * purchase_frequency * gross margin * lifespan, where aov = revenue / orders, \
-                 purchase_frequency = orders / customers / years observed (first to last transaction, 365.25-day \
-                 years) and the gross margin = total margin / revenue. model=retention: clv = m * r / (1 + d - r) \
-                 (Gupta & Lehmann 2003) with r = retention, d = discount_rate and m = annual_margin, or when that is not \
-                 given, the margin per customer per year observed. clv_total = clv * customers.",
+                "Input is either a transaction log (customer_id, timestamp, amount, optional margin as a fraction) or,                  for model=bgnbd only, a summary with one row per customer (frequency, recency, T, optional                  monetary_value, optional weight = number of identical customers: the column names of Python's                  lifetimes). The metric tells them apart by the columns present. A transaction's margin is amount *                  margin (the margin parameter where there is no margin column; the default 1 makes values revenue).                  model=historic: the margin each customer has earned so far; clv is the mean per customer, clv_median                  its median, clv_total the sum, top_decile_share the share earned by the top 10% of customers.                  model=simple: clv = aov * purchase_frequency * gross margin * lifespan (years observed from first to                  last transaction). model=retention: clv = m * r / (1 + d - r) (Gupta & Lehmann 2003), m =                  annual_margin or the margin per customer per year observed. model=bgnbd: the BG/NBD model (Fader,                  Hardie & Lee 2005) fitted by maximum likelihood: a transaction log is first summarized (repeat                  purchases counted on distinct days or Monday-to-Sunday weeks, time_unit); per customer, P(alive) and                  expected purchases over the horizon; with spend_model=gamma_gamma (Fader, Hardie & Lee 2005, RFM and                  CLV) the expected value per purchase, and clv = expected margin over the horizon, discounted monthly                  at the annual discount_rate. With holdout_start, the model is fitted on the transactions before it                  and its predictions for the holdout are compared with what customers bought there.",
             )
-            .input(ColumnSpec::string("customer_id", "the buying customer").required())
-            .input(ColumnSpec::timestamp("timestamp", "when the transaction happened").required())
-            .input(ColumnSpec::double("amount", "transaction value (net of returns)").required().min(0.0))
+            .input(ColumnSpec::string("customer_id", "the buying customer (transaction log; optional label for a summary)"))
+            .input(ColumnSpec::timestamp("timestamp", "when the transaction happened (transaction log)"))
+            .input(ColumnSpec::double("amount", "transaction value, net of returns (transaction log)").min(0.0))
             .input(ColumnSpec::double("margin", "gross margin of the transaction as a fraction of amount").range(0.0, 1.0))
+            .input(ColumnSpec::double("frequency", "repeat purchases (summary)").min(0.0))
+            .input(ColumnSpec::double("recency", "time from the first to the last purchase, in time units (summary)").min(0.0))
+            .input(ColumnSpec::double("T", "time from the first purchase to the end of observation, in time units (summary)").min(0.0))
+            .input(ColumnSpec::double("monetary_value", "mean value of the repeat purchases (summary)").min(0.0))
+            .input(ColumnSpec::double("weight", "number of identical customers this summary row stands for (summary)").min(0.0))
             .parameter(
-                ParameterSpec::string("model", "historic", "historic, simple or retention").allowed_values(&["historic", "simple", "retention"]),
+                ParameterSpec::string("model", "historic", "historic, simple, retention or bgnbd")
+                    .allowed_values(&["historic", "simple", "retention", "bgnbd"]),
             )
             .parameter(ParameterSpec::double("margin", 1.0, "gross margin as a fraction, for rows without a margin value").range(0.0, 1.0))
             .parameter(ParameterSpec::new("lifespan", DataType::Double, "expected customer lifespan in years (model=simple)").optional().range(0.0, 200.0))
             .parameter(
                 ParameterSpec::new("retention", DataType::Double, "annual retention probability r (model=retention)").optional().range(0.0, 0.999),
             )
-            .parameter(ParameterSpec::double("discount_rate", 0.1, "annual discount rate d (model=retention)").range(0.0, 1.0))
+            .parameter(ParameterSpec::double("discount_rate", 0.1, "annual discount rate d (models retention and bgnbd)").range(0.0, 1.0))
             .parameter(
                 ParameterSpec::new(
                     "annual_margin",
@@ -223,198 +95,65 @@ impl Metric for Clv {
                 .optional()
                 .range(0.0, 1e12),
             )
+            .parameter(
+                ParameterSpec::string("spend_model", "none", "model of the value per purchase (model=bgnbd): none or gamma_gamma")
+                    .allowed_values(&["none", "gamma_gamma"]),
+            )
+            .parameter(ParameterSpec::double("horizon", 52.0, "prediction horizon in time units (model=bgnbd)").range(0.0, 100_000.0))
+            .parameter(
+                ParameterSpec::string("time_unit", "week", "grain of purchases and time: day or week (model=bgnbd)").allowed_values(&["day", "week"]),
+            )
+            .parameter(
+                ParameterSpec::new("observation_end", DataType::Timestamp, "end of observation of a transaction log; default: its last timestamp")
+                    .optional(),
+            )
+            .parameter(
+                ParameterSpec::new("holdout_start", DataType::Timestamp, "start of a holdout period for validating the predictions (model=bgnbd)")
+                    .optional(),
+            )
+            .parameter(ParameterSpec::int64("top", 0, "rows of the customers table, highest value first; 0 for all").range(0.0, 1e12))
             .output(OutputSpec::new("clv", "currency", "lifetime value per customer"))
             .output(OutputSpec::new("clv_total", "currency", "lifetime value of all customers"))
             .output(OutputSpec::new("clv_median", "currency", "median value per customer (historic)"))
             .output(OutputSpec::new("top_decile_share", "%", "share of the total value from the top 10% of customers (historic)"))
             .output(OutputSpec::new("customers", "count", "distinct customers"))
-            .output(OutputSpec::new("revenue", "currency", "sum of amounts"))
+            .output(OutputSpec::new("revenue", "currency", "sum of amounts (transaction log)"))
             .output(OutputSpec::new("aov", "currency", "average order value (simple)"))
             .output(OutputSpec::new("purchase_frequency", "per year", "purchases per customer per year (simple)"))
             .output(OutputSpec::new("gross_margin", "fraction", "total margin / revenue (simple)"))
             .output(OutputSpec::new("annual_margin", "currency", "annual margin per customer m (retention)"))
-            .table("customers", "per customer: orders, revenue, value (margin earned), first and last purchase (historic)")
+            .output(OutputSpec::new("r", "parameter", "BG/NBD: shape of the purchase-rate distribution"))
+            .output(OutputSpec::new("alpha", "parameter", "BG/NBD: scale of the purchase-rate distribution, in time units"))
+            .output(OutputSpec::new("a", "parameter", "BG/NBD: dropout-probability distribution, Beta(a, b)"))
+            .output(OutputSpec::new("b", "parameter", "BG/NBD: dropout-probability distribution, Beta(a, b)"))
+            .output(OutputSpec::new("r_se", "parameter", "standard error of r"))
+            .output(OutputSpec::new("alpha_se", "parameter", "standard error of alpha"))
+            .output(OutputSpec::new("a_se", "parameter", "standard error of a"))
+            .output(OutputSpec::new("b_se", "parameter", "standard error of b"))
+            .output(OutputSpec::new("log_likelihood", "log-likelihood", "BG/NBD log-likelihood at the estimate"))
+            .output(OutputSpec::new("iterations", "count", "BG/NBD optimizer iterations"))
+            .output(OutputSpec::new("expected_purchases", "count", "expected purchases of all customers over the horizon (bgnbd)"))
+            .output(OutputSpec::new("p", "parameter", "Gamma-Gamma: shape of a customer's transaction values"))
+            .output(OutputSpec::new("q", "parameter", "Gamma-Gamma: shape of the distribution of customers' scales"))
+            .output(OutputSpec::new("gamma", "parameter", "Gamma-Gamma: scale of the distribution of customers' scales"))
+            .output(OutputSpec::new("p_se", "parameter", "standard error of p"))
+            .output(OutputSpec::new("q_se", "parameter", "standard error of q"))
+            .output(OutputSpec::new("gamma_se", "parameter", "standard error of gamma"))
+            .output(OutputSpec::new("spend_log_likelihood", "log-likelihood", "Gamma-Gamma log-likelihood at the estimate"))
+            .output(OutputSpec::new("expected_spend", "currency", "mean expected value per purchase over customers (gamma_gamma)"))
+            .output(OutputSpec::new("holdout_purchases", "count", "purchases (distinct periods) customers made in the holdout"))
+            .output(OutputSpec::new("predicted_holdout_purchases", "count", "BG/NBD prediction of the holdout purchases"))
+            .table("customers", "per customer: historic value (historic), or P(alive), expected purchases, spend and clv (bgnbd)")
+            .table("purchase_curve", "bgnbd: expected cumulative purchases of a new customer and of as many new customers as the input has")
+            .table("purchase_distribution", "bgnbd: probability that a new customer makes n purchases within the horizon")
     }
 
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
-        let ids = input.string("customer_id")?;
-        let timestamps = input.timestamp("timestamp")?;
-        let amounts = input.double("amount")?;
-        let margins = input.optional_double("margin")?;
-        let default_margin = params.f64("margin")?;
-        let transactions = (0..input.num_rows()).map(|i| Transaction {
-            customer: ids.value(i),
-            timestamp: timestamps.value(i),
-            amount: amounts.value(i),
-            margin: margins
-                .filter(|m| m.is_valid(i))
-                .map_or(default_margin, |m| m.value(i)),
-        });
-        let summary = summarize(transactions).ok_or_else(|| {
-            MetricError::invalid_input("the input has no transactions; clv needs at least one")
-        })?;
-        let n = summary.n();
-        let common = |output: Output, clv: f64| {
-            output
-                .scalar(Scalar::new("clv", clv))
-                .scalar(Scalar::new("clv_total", clv * n))
-                .scalar(Scalar::new("customers", n))
-                .scalar(Scalar::new("revenue", summary.revenue))
-        };
         match params.str("model")? {
-            "simple" => {
-                let lifespan = params.optional_f64("lifespan")?.ok_or_else(|| {
-                    MetricError::invalid_parameter("lifespan", "model simple needs the expected customer lifespan in years, e.g. lifespan=3")
-                })?;
-                let simple = simple_clv(&summary, lifespan)?;
-                Ok(common(Output::new(), simple.clv)
-                    .scalar(Scalar::new("aov", simple.aov))
-                    .scalar(Scalar::new("purchase_frequency", simple.frequency))
-                    .scalar(Scalar::new("gross_margin", simple.margin)))
-            }
-            "retention" => {
-                let retention = params.optional_f64("retention")?.ok_or_else(|| {
-                    MetricError::invalid_parameter("retention", "model retention needs the annual retention probability, e.g. retention=0.8")
-                })?;
-                let annual_margin = match params.optional_f64("annual_margin")? {
-                    Some(m) => m,
-                    None if summary.span_years > 0.0 => summary.value / n / summary.span_years,
-                    None => {
-                        return Err(MetricError::invalid_parameter(
-                            "annual_margin",
-                            "all transactions are at the same instant, so no annual margin can be derived; give annual_margin",
-                        ));
-                    }
-                };
-                let clv = retention_clv(annual_margin, retention, params.f64("discount_rate")?);
-                Ok(common(Output::new(), clv).scalar(Scalar::new("annual_margin", annual_margin)))
-            }
-            _ => {
-                let top_share = match summary.top_decile_share() {
-                    Some(share) => Scalar::new("top_decile_share", share),
-                    None => Scalar::undefined("top_decile_share", "the total value is zero"),
-                };
-                let median = summary.median_value().unwrap_or(0.0);
-                Ok(Output::new()
-                    .scalar(Scalar::new("clv", summary.value / n))
-                    .scalar(Scalar::new("clv_total", summary.value))
-                    .scalar(Scalar::new("clv_median", median))
-                    .scalar(top_share)
-                    .scalar(Scalar::new("customers", n))
-                    .scalar(Scalar::new("revenue", summary.revenue))
-                    .table("customers", summary.customer_table()?))
-            }
+            "bgnbd" => predictive::compute(input, params),
+            _ => descriptive::compute(input, params),
         }
     }
 }
 
 mittari_sdk::export_plugin!(Clv);
-
-#[cfg(test)]
-mod tests {
-    use mittari_sdk::time::parse_timestamp;
-
-    use super::*;
-
-    /// The docs' worked example: a buys 100 (2021-01-01) and 300 (2023-06-01), b buys 200
-    /// (2022-03-01) and 200 (2025-01-01): 4 orders, revenue 800, over exactly 4 years (1461 days).
-    fn example(margin: f64) -> Summary {
-        let rows = [
-            ("a", "2021-01-01", 100.0),
-            ("a", "2023-06-01", 300.0),
-            ("b", "2022-03-01", 200.0),
-            ("b", "2025-01-01", 200.0),
-        ];
-        summarize(rows.iter().map(|&(customer, at, amount)| Transaction {
-            customer,
-            timestamp: parse_timestamp(at).unwrap(),
-            amount,
-            margin,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn historic() {
-        let s = example(0.25);
-        // Each customer earned 400 * 0.25 = 100: mean 100, median 100, total 200; the top 10%
-        // is one customer of two: 50% of the value.
-        assert_eq!(
-            (s.orders, s.revenue, s.value, s.span_years),
-            (4, 800.0, 200.0, 4.0)
-        );
-        assert_eq!(s.median_value(), Some(100.0));
-        assert_eq!(s.top_decile_share(), Some(50.0));
-        assert_eq!(
-            s.customers
-                .iter()
-                .map(|c| c.id.as_str())
-                .collect::<Vec<_>>(),
-            ["a", "b"]
-        );
-    }
-
-    #[test]
-    fn simple() {
-        // aov 800 / 4 = 200; frequency 4 orders / 2 customers / 4 years = 0.5 a year;
-        // margin 0.25; lifespan 10: clv = 200 * 0.5 * 0.25 * 10 = 250.
-        let simple = simple_clv(&example(0.25), 10.0).unwrap();
-        assert_eq!(
-            simple,
-            SimpleClv {
-                aov: 200.0,
-                frequency: 0.5,
-                margin: 0.25,
-                clv: 250.0
-            }
-        );
-    }
-
-    #[test]
-    fn retention_formula() {
-        // The issue's example: m = 100, r = 0.8, d = 0.1: 100 * 0.8 / 0.3 = 266.666...
-        assert!((retention_clv(100.0, 0.8, 0.1) - 800.0 / 3.0).abs() < 1e-12);
-        // No discounting, r = 0.5: m * 0.5 / 0.5 = m (one expected future year).
-        assert_eq!(retention_clv(100.0, 0.5, 0.0), 100.0);
-        assert_eq!(retention_clv(100.0, 0.0, 0.1), 0.0);
-    }
-
-    #[test]
-    fn top_decile_takes_at_least_one_customer_and_rounds_up() {
-        let summary = |values: &[f64]| {
-            let rows: Vec<(String, f64)> = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (format!("c{i:02}"), *v))
-                .collect();
-            summarize(rows.iter().map(|(c, v)| Transaction {
-                customer: c,
-                timestamp: 0,
-                amount: *v,
-                margin: 1.0,
-            }))
-            .unwrap()
-        };
-        // 11 customers: the top 10% is 2 customers (ceil(1.1)): (50 + 40) / 100.
-        let s = summary(&[50.0, 40.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0]);
-        assert_eq!(s.top_decile_share(), Some(90.0));
-        assert_eq!(summary(&[0.0]).top_decile_share(), None);
-    }
-
-    #[test]
-    fn simple_needs_a_time_span() {
-        let s = summarize(
-            [Transaction {
-                customer: "a",
-                timestamp: 0,
-                amount: 10.0,
-                margin: 1.0,
-            }]
-            .into_iter(),
-        )
-        .unwrap();
-        assert!(
-            matches!(simple_clv(&s, 3.0), Err(MetricError::InvalidInput { column: Some(c), .. }) if c == "timestamp")
-        );
-    }
-}
