@@ -51,40 +51,45 @@ fn read_from(
             bail!("{source}: line 1: column {name} appears twice in the header");
         }
     }
-    // (index in the file, name, declared type or None for an inferred group column)
-    let mut selected: Vec<(usize, String, Option<DataType>)> = Vec::new();
+    // (index in the file, name, cells typed as declared, or strings for an inferred group column)
+    let mut selected: Vec<(usize, String, Cells)> = Vec::new();
     for (index, name) in headers.iter().enumerate() {
         if let Some(spec) = descriptor.input_column(name) {
-            selected.push((index, name.to_owned(), Some(spec.data_type)));
+            selected.push((index, name.to_owned(), Cells::new(spec.data_type)));
         } else if group_by.iter().any(|g| g == name) {
-            selected.push((index, name.to_owned(), None));
+            selected.push((index, name.to_owned(), Cells::new(DataType::String)));
         }
     }
-    let mut cells: Vec<Vec<Option<String>>> = vec![Vec::new(); selected.len()];
+    let inferred: Vec<bool> = headers
+        .iter()
+        .map(|h| descriptor.input_column(h).is_none())
+        .collect();
     let mut lines = Vec::new();
-    for record in reader.records() {
-        let record = record.with_context(|| format!("{source}: cannot read the file as CSV"))?;
-        lines.push(record.position().map_or(0, |p| p.line()));
-        for (column, (index, _, _)) in cells.iter_mut().zip(&selected) {
-            let cell = record
-                .get(*index)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned);
-            column.push(cell);
+    // One record, reused: a row costs no allocation beyond its string cells.
+    let mut record = csv::StringRecord::new();
+    while reader
+        .read_record(&mut record)
+        .with_context(|| format!("{source}: cannot read the file as CSV"))?
+    {
+        let line = record.position().map_or(0, |p| p.line());
+        lines.push(line);
+        for (index, name, cells) in &mut selected {
+            let cell = record.get(*index).filter(|c| !c.is_empty());
+            cells
+                .push(cell)
+                .map_err(|why| anyhow::anyhow!("{source}: line {line}: column {name}: {why}"))?;
         }
     }
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
-    for ((_, name, declared), column) in selected.iter().zip(cells) {
-        let data_type = declared.unwrap_or_else(|| infer(&column));
-        let array = parse_column(&column, data_type).map_err(|(row, why)| {
-            anyhow::anyhow!(
-                "{source}: line {}: column {name}: {why}",
-                lines.get(row).copied().unwrap_or(0)
-            )
-        })?;
-        fields.push(Field::new(name, data_type.arrow_type(), true));
-        arrays.push(array);
+    for (index, name, cells) in selected {
+        let cells = if inferred[index] {
+            cells.infer_integers()
+        } else {
+            cells
+        };
+        fields.push(Field::new(&name, cells.data_type().arrow_type(), true));
+        arrays.push(cells.into_array());
     }
     let options = RecordBatchOptions::new().with_row_count(Some(lines.len()));
     let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
@@ -92,73 +97,84 @@ fn read_from(
     Ok(CsvInput { batch, lines })
 }
 
-fn infer(column: &[Option<String>]) -> DataType {
-    if column.iter().flatten().all(|c| c.parse::<i64>().is_ok()) {
-        DataType::Int64
-    } else {
-        DataType::String
-    }
+/// A column's cells, parsed as its type while the file is read.
+enum Cells {
+    Int64(Vec<Option<i64>>),
+    Double(Vec<Option<f64>>),
+    String(Vec<Option<String>>),
+    Bool(Vec<Option<bool>>),
+    Timestamp(Vec<Option<i64>>),
 }
 
-fn parse_column(
-    column: &[Option<String>],
-    data_type: DataType,
-) -> Result<ArrayRef, (usize, String)> {
-    let parse =
-        |row: usize, cell: &str| ParamValue::parse(cell, data_type).map_err(|why| (row, why));
-    let values = column
-        .iter()
-        .enumerate()
-        .map(|(row, cell)| cell.as_deref().map(|c| parse(row, c)).transpose())
-        .collect::<Result<Vec<Option<ParamValue>>, _>>()?;
-    Ok(match data_type {
-        DataType::Int64 => Arc::new(
-            values
-                .iter()
-                .map(|v| match v {
-                    Some(ParamValue::Int64(x)) => Some(*x),
-                    _ => None,
-                })
-                .collect::<Int64Array>(),
-        ),
-        DataType::Double => Arc::new(
-            values
-                .iter()
-                .map(|v| match v {
-                    Some(ParamValue::Double(x)) => Some(*x),
-                    _ => None,
-                })
-                .collect::<Float64Array>(),
-        ),
-        DataType::Bool => Arc::new(
-            values
-                .iter()
-                .map(|v| match v {
-                    Some(ParamValue::Bool(x)) => Some(*x),
-                    _ => None,
-                })
-                .collect::<BooleanArray>(),
-        ),
-        DataType::Timestamp => Arc::new(
-            values
-                .iter()
-                .map(|v| match v {
-                    Some(ParamValue::Timestamp(x)) => Some(*x),
-                    _ => None,
-                })
-                .collect::<TimestampMicrosecondArray>()
-                .with_timezone("UTC"),
-        ),
-        DataType::String => Arc::new(
-            values
-                .iter()
-                .map(|v| match v {
-                    Some(ParamValue::String(x)) => Some(x.as_str()),
-                    _ => None,
-                })
-                .collect::<StringArray>(),
-        ),
-    })
+impl Cells {
+    fn new(data_type: DataType) -> Cells {
+        match data_type {
+            DataType::Int64 => Cells::Int64(Vec::new()),
+            DataType::Double => Cells::Double(Vec::new()),
+            DataType::String => Cells::String(Vec::new()),
+            DataType::Bool => Cells::Bool(Vec::new()),
+            DataType::Timestamp => Cells::Timestamp(Vec::new()),
+        }
+    }
+
+    fn data_type(&self) -> DataType {
+        match self {
+            Cells::Int64(_) => DataType::Int64,
+            Cells::Double(_) => DataType::Double,
+            Cells::String(_) => DataType::String,
+            Cells::Bool(_) => DataType::Bool,
+            Cells::Timestamp(_) => DataType::Timestamp,
+        }
+    }
+
+    /// Appends a cell (`None` when empty), parsed as the column's type.
+    fn push(&mut self, cell: Option<&str>) -> Result<(), String> {
+        if let Cells::String(values) = self {
+            values.push(cell.map(str::to_owned));
+            return Ok(());
+        }
+        let value = cell
+            .map(|c| ParamValue::parse(c, self.data_type()))
+            .transpose()?;
+        match (self, value) {
+            (Cells::Int64(v), Some(ParamValue::Int64(x)))
+            | (Cells::Timestamp(v), Some(ParamValue::Timestamp(x))) => v.push(Some(x)),
+            (Cells::Double(v), Some(ParamValue::Double(x))) => v.push(Some(x)),
+            (Cells::Bool(v), Some(ParamValue::Bool(x))) => v.push(Some(x)),
+            (Cells::Int64(v) | Cells::Timestamp(v), _) => v.push(None),
+            (Cells::Double(v), _) => v.push(None),
+            (Cells::Bool(v), _) => v.push(None),
+            (Cells::String(_), _) => {}
+        }
+        Ok(())
+    }
+
+    /// A group-by column the metric does not declare: int64 when every cell is an integer.
+    fn infer_integers(self) -> Cells {
+        match self {
+            Cells::String(values) if values.iter().flatten().all(|c| c.parse::<i64>().is_ok()) => {
+                Cells::Int64(
+                    values
+                        .iter()
+                        .map(|c| c.as_deref().and_then(|c| c.parse().ok()))
+                        .collect(),
+                )
+            }
+            other => other,
+        }
+    }
+
+    fn into_array(self) -> ArrayRef {
+        match self {
+            Cells::Int64(v) => Arc::new(Int64Array::from(v)),
+            Cells::Double(v) => Arc::new(Float64Array::from(v)),
+            Cells::String(v) => Arc::new(StringArray::from(v)),
+            Cells::Bool(v) => Arc::new(BooleanArray::from(v)),
+            Cells::Timestamp(v) => {
+                Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

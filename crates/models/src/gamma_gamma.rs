@@ -10,11 +10,13 @@
 use crate::ad::Real;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
 
-/// Customers with at least one repeat purchase: (x, z̄).
+/// Customers with at least one repeat purchase: (x, z̄), each row standing for `weight`
+/// identical customers.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Spend {
     pub x: Vec<f64>,
     pub mean_value: Vec<f64>,
+    pub weight: Vec<f64>,
 }
 
 impl LogLikelihood<3> for Spend {
@@ -24,17 +26,18 @@ impl LogLikelihood<3> for Spend {
         let [p, q, gamma] = *params;
         let shared = q * gamma.ln() - q.ln_gamma();
         let mut total = R::constant(0.0);
-        for (&x, &z) in self.x.iter().zip(&self.mean_value) {
+        for ((&x, &z), &w) in self.x.iter().zip(&self.mean_value).zip(&self.weight) {
             let px = p * x;
-            total = total + (px + q).ln_gamma() - px.ln_gamma() + (px - 1.0) * z.ln() + px * x.ln()
+            let ll = (px + q).ln_gamma() - px.ln_gamma() + (px - 1.0) * z.ln() + px * x.ln()
                 - (px + q) * (gamma + x * z).ln()
                 + shared;
+            total = total + ll * w;
         }
         total
     }
 
     fn observations(&self) -> f64 {
-        self.x.len() as f64
+        self.weight.iter().sum()
     }
 }
 
@@ -63,39 +66,54 @@ pub enum SpendError {
     Fit(#[from] FitError),
 }
 
-/// Fits the model to the customers with x ≥ 1 and a positive mean value.
+/// Fits the model to the customers with x ≥ 1 and a positive mean value, from
+/// `(x, z̄, weight)` rows.
 pub fn fit_spend(
-    rows: impl Iterator<Item = (f64, f64)>,
+    rows: impl Iterator<Item = (f64, f64, f64)>,
 ) -> Result<(GammaGamma, Fit<3>, Spend), SpendError> {
     let mut spend = Spend::default();
-    for (x, z) in rows.filter(|&(x, z)| x >= 1.0 && z > 0.0) {
+    for (x, z, w) in rows.filter(|&(x, z, w)| x >= 1.0 && z > 0.0 && w > 0.0) {
         spend.x.push(x);
         spend.mean_value.push(z);
+        spend.weight.push(w);
     }
     if spend.x.is_empty() {
         return Err(SpendError::NoRepeatBuyers);
     }
-    let mean = spend.mean_value.iter().sum::<f64>() / spend.x.len() as f64;
+    let mean = spend
+        .mean_value
+        .iter()
+        .zip(&spend.weight)
+        .map(|(z, w)| z * w)
+        .sum::<f64>()
+        / spend.observations();
     let fit = fit(&spend, [1.0, 2.0, mean.max(1e-6)])?;
     let [p, q, gamma] = fit.params;
     Ok((GammaGamma { p, q, gamma }, fit, spend))
 }
 
-/// Pearson correlation of frequency and mean value among repeat buyers: the model assumes 0.
+/// Weighted Pearson correlation of frequency and mean value among repeat buyers: the model
+/// assumes 0.
 pub fn frequency_value_correlation(spend: &Spend) -> Option<f64> {
-    let n = spend.x.len() as f64;
+    let n = spend.observations();
     if n < 3.0 {
         return None;
     }
-    let (mx, mz) = (
-        spend.x.iter().sum::<f64>() / n,
-        spend.mean_value.iter().sum::<f64>() / n,
-    );
+    let rows = || {
+        spend
+            .x
+            .iter()
+            .zip(&spend.mean_value)
+            .zip(&spend.weight)
+            .map(|((x, z), w)| (*x, *z, *w))
+    };
+    let mx = rows().map(|(x, _, w)| x * w).sum::<f64>() / n;
+    let mz = rows().map(|(_, z, w)| z * w).sum::<f64>() / n;
     let (mut sxz, mut sxx, mut szz) = (0.0, 0.0, 0.0);
-    for (x, z) in spend.x.iter().zip(&spend.mean_value) {
-        sxz += (x - mx) * (z - mz);
-        sxx += (x - mx) * (x - mx);
-        szz += (z - mz) * (z - mz);
+    for (x, z, w) in rows() {
+        sxz += w * (x - mx) * (z - mz);
+        sxx += w * (x - mx) * (x - mx);
+        szz += w * (z - mz) * (z - mz);
     }
     (sxx > 0.0 && szz > 0.0).then(|| sxz / (sxx * szz).sqrt())
 }
@@ -104,13 +122,13 @@ pub fn frequency_value_correlation(spend: &Spend) -> Option<f64> {
 mod tests {
     use super::*;
 
-    fn cdnow() -> Vec<(f64, f64)> {
+    fn cdnow() -> Vec<(f64, f64, f64)> {
         include_str!("../../../tests/data/cdnow_summary.csv")
             .lines()
             .skip(1)
             .map(|line| {
                 let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
-                (f[1], f[4])
+                (f[1], f[4], 1.0)
             })
             .collect()
     }
@@ -154,6 +172,28 @@ mod tests {
         // Fader & Hardie (2013) note the CDNOW correlation is weak (0.11).
         let rho = frequency_value_correlation(&spend).unwrap();
         assert!(rho.abs() < 0.2, "{rho}");
+    }
+
+    /// A row of weight 2 is the same evidence as two identical rows.
+    #[test]
+    fn weights_count_as_repeated_rows() {
+        let rows = cdnow();
+        let doubled = rows
+            .iter()
+            .flat_map(|&(x, z, _)| [(x, z, 1.0), (x, z, 1.0)]);
+        let weighted = rows.iter().map(|&(x, z, _)| (x, z, 2.0));
+        let (a, fa, sa) = fit_spend(doubled).unwrap();
+        let (b, fb, sb) = fit_spend(weighted).unwrap();
+        assert!(
+            (a.p - b.p).abs() < 1e-6 * a.p && (a.gamma - b.gamma).abs() < 1e-6 * a.gamma,
+            "{a:?} vs {b:?}"
+        );
+        assert!((fa.log_likelihood - fb.log_likelihood).abs() < 1e-6 * fa.log_likelihood.abs());
+        let (ra, rb) = (
+            frequency_value_correlation(&sa).unwrap(),
+            frequency_value_correlation(&sb).unwrap(),
+        );
+        assert!((ra - rb).abs() < 1e-12, "{ra} vs {rb}");
     }
 
     #[test]

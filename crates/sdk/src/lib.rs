@@ -52,7 +52,7 @@ pub use descriptor::{
 pub use error::MetricError;
 pub use input::Input;
 pub use metric::Metric;
-pub use output::{ConfidenceInterval, Output, Scalar, Warning};
+pub use output::{ConfidenceInterval, Output, Scalar, Warning, result_table};
 pub use params::{ParamValue, Params};
 
 /// The version of the plugin ABI this SDK implements. The host refuses a library whose
@@ -64,6 +64,6 @@ pub mod prelude {
     pub use crate::{
         ColumnSpec, ConfidenceInterval, DataType, Input, Metric, MetricDescriptor, MetricError,
         OutputSpec, ParamValue, ParameterSpec, Params, Range, RecordBatch, Scalar, TableSpec,
-        Warning, output::Output,
+        Warning, output::Output, result_table,
     };
 }

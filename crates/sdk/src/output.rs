@@ -1,4 +1,4 @@
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch};
 use serde::{Deserialize, Serialize};
 
 /// A confidence interval around a scalar result.
@@ -56,6 +56,15 @@ pub struct Warning {
     /// Stable, machine-readable, snake_case.
     pub code: String,
     pub message: String,
+}
+
+/// Builds a result table from named columns of equal length; the error names the table.
+pub fn result_table(
+    name: &str,
+    columns: Vec<(&str, ArrayRef)>,
+) -> Result<RecordBatch, crate::MetricError> {
+    RecordBatch::try_from_iter(columns)
+        .map_err(|e| crate::MetricError::failed(format!("cannot build the {name} table: {e}")))
 }
 
 /// What one computation returns.

@@ -133,8 +133,7 @@ impl Summary {
             ("first_purchase", timestamps(|c| c.first)),
             ("last_purchase", timestamps(|c| c.last)),
         ];
-        RecordBatch::try_from_iter(columns)
-            .map_err(|e| MetricError::failed(format!("cannot build the customers table: {e}")))
+        result_table("customers", columns)
     }
 }
 

@@ -227,15 +227,15 @@ struct Prediction {
     predicted_holdout: Option<f64>,
 }
 
-/// Σ over monthly steps to the horizon of the expected purchases in the step, times the value
-/// per purchase, discounted at the annual rate to the end of the step.
+/// Expected purchases to the horizon, undiscounted and discounted: Σ over monthly steps of the
+/// expected purchases in the step, discounted at the annual rate to the end of the step.
 fn discounted_purchases(
     model: &BgNbd,
     c: &Customer,
     horizon: f64,
     unit: TimeUnit,
     discount_rate: f64,
-) -> Option<f64> {
+) -> Option<(f64, f64)> {
     let days_per_unit = match unit {
         TimeUnit::Day => 1.0,
         TimeUnit::Week => 7.0,
@@ -251,7 +251,8 @@ fn discounted_purchases(
         total += (cumulative - previous) / (1.0 + discount_rate).powf(years);
         previous = cumulative;
     }
-    Some(total)
+    // The last step ends at the horizon: `previous` is the undiscounted expectation there.
+    Some((previous, total))
 }
 
 pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
@@ -283,14 +284,12 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                     "gamma_gamma needs monetary values: a transaction log, or a monetary_value column in the summary",
                 ));
             }
-            // Repeat buyers weigh in as many times as their summary row stands for.
+            // Each summary row weighs in as the number of customers it stands for.
             let rows = history
                 .customers
                 .iter()
                 .filter_map(|c| Some((c.x, c.monetary_value?, c.weight)));
-            let expanded =
-                rows.flat_map(|(x, m, w)| std::iter::repeat_n((x, m), w.round() as usize));
-            let (gg, gg_fit, spend) = gamma_gamma::fit_spend(expanded).map_err(|e| match e {
+            let (gg, gg_fit, spend) = gamma_gamma::fit_spend(rows).map_err(|e| match e {
                 gamma_gamma::SpendError::Fit(e) => fit_error("Gamma-Gamma", e),
                 other => MetricError::invalid_input(other.to_string()),
             })?;
@@ -308,16 +307,18 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .customers
         .par_iter()
         .map(|c| {
-            let expected_purchases = model.expected_purchases(horizon, c.x, c.t_x, c.t)?;
-            let expected_spend = match gg {
-                Some(gg) => Some(gg.expected_mean_value(c.x, c.monetary_value.unwrap_or(0.0))?),
-                None => None,
-            };
-            let clv = match expected_spend {
-                Some(value) => Some(
-                    discounted_purchases(&model, c, horizon, unit, discount_rate)? * value * margin,
+            let (expected_purchases, expected_spend, clv) = match gg {
+                Some(gg) => {
+                    let value = gg.expected_mean_value(c.x, c.monetary_value.unwrap_or(0.0))?;
+                    let (expected, discounted) =
+                        discounted_purchases(&model, c, horizon, unit, discount_rate)?;
+                    (expected, Some(value), Some(discounted * value * margin))
+                }
+                None => (
+                    model.expected_purchases(horizon, c.x, c.t_x, c.t)?,
+                    None,
+                    None,
                 ),
-                None => None,
             };
             let predicted_holdout = match history.holdout_length {
                 Some(length) => Some(model.expected_purchases(length, c.x, c.t_x, c.t)?),
@@ -410,11 +411,6 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         ))
 }
 
-fn table(columns: Vec<(&str, ArrayRef)>, name: &str) -> Result<RecordBatch, MetricError> {
-    RecordBatch::try_from_iter(columns)
-        .map_err(|e| MetricError::failed(format!("cannot build the {name} table: {e}")))
-}
-
 /// Every customer (or the `top` ones), highest CLV first, or most expected purchases without a
 /// spend model.
 fn customer_table(
@@ -470,7 +466,7 @@ fn customer_table(
             float(&|i| predictions[i].predicted_holdout),
         ));
     }
-    table(columns, "customers")
+    result_table("customers", columns)
 }
 
 /// E[X(t)] of one new customer and of as many new customers as the input has, t = 0 to the horizon.
@@ -488,7 +484,8 @@ fn purchase_curve(model: &BgNbd, horizon: f64, customers: f64) -> Result<RecordB
         .map(|&t| model.population_expected_purchases(t))
         .collect::<Option<_>>()
         .ok_or_else(|| MetricError::failed("the purchase curve did not converge"))?;
-    table(
+    result_table(
+        "purchase_curve",
         vec![
             ("t", Arc::new(Float64Array::from(times))),
             (
@@ -505,7 +502,6 @@ fn purchase_curve(model: &BgNbd, horizon: f64, customers: f64) -> Result<RecordB
                 ),
             ),
         ],
-        "purchase_curve",
     )
 }
 
@@ -521,7 +517,8 @@ fn purchase_distribution(model: &BgNbd, horizon: f64) -> Result<RecordBatch, Met
             keep
         })
         .collect();
-    table(
+    result_table(
+        "purchase_distribution",
         vec![
             (
                 "purchases",
@@ -529,6 +526,5 @@ fn purchase_distribution(model: &BgNbd, horizon: f64) -> Result<RecordBatch, Met
             ),
             ("probability", Arc::new(Float64Array::from(kept))),
         ],
-        "purchase_distribution",
     )
 }

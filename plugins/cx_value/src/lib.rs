@@ -225,8 +225,7 @@ impl Metric for CxValue {
                 Arc::new(tiers.iter().map(|t| t.revenue).collect::<Float64Array>()),
             ),
         ];
-        let table = RecordBatch::try_from_iter(columns)
-            .map_err(|e| MetricError::failed(format!("cannot build the tiers table: {e}")))?;
+        let table = result_table("tiers", columns)?;
         Ok(output
             .scalar(scalar("spend_uplift", comparison.spend_uplift))
             .scalar(scalar("retention_gap", comparison.retention_gap))

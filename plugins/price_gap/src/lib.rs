@@ -211,8 +211,7 @@ fn breakdown(
             ),
         ),
     ];
-    RecordBatch::try_from_iter(columns)
-        .map_err(|e| MetricError::failed(format!("cannot build table {column}: {e}")))
+    result_table(column, columns)
 }
 
 mittari_sdk::export_plugin!(PriceGap);

@@ -182,8 +182,7 @@ fn cohort_table(rows: &[CohortRow]) -> Result<RecordBatch, MetricError> {
             ),
         ),
     ];
-    RecordBatch::try_from_iter(columns)
-        .map_err(|e| MetricError::failed(format!("cannot build the cohorts table: {e}")))
+    result_table("cohorts", columns)
 }
 
 impl Metric for Retention {

@@ -223,8 +223,7 @@ fn curve_table(
             ),
         ),
     ];
-    RecordBatch::try_from_iter(columns)
-        .map_err(|e| MetricError::failed(format!("cannot build the curve table: {e}")))
+    result_table("curve", columns)
 }
 
 mittari_sdk::export_plugin!(RetentionForecast);
