@@ -41,6 +41,23 @@ pub trait Real:
         };
         high + ((low - high).exp() + 1.0).ln()
     }
+
+    /// ln(1 − e^self) for self < 0, accurate near 0 and for very negative self.
+    fn ln_one_minus_exp(self) -> Self;
+
+    /// ln(e^self − e^other) for self > other, without overflow.
+    fn log_sub_exp(self, other: Self) -> Self {
+        self + (other - self).ln_one_minus_exp()
+    }
+}
+
+/// ln(1 − e^x), choosing expm1 or ln1p by where each is accurate (Mächler 2012).
+fn ln_one_minus_exp(x: f64) -> f64 {
+    if x > -std::f64::consts::LN_2 {
+        (-x.exp_m1()).ln()
+    } else {
+        (-x.exp()).ln_1p()
+    }
 }
 
 impl Real for f64 {
@@ -58,6 +75,9 @@ impl Real for f64 {
     }
     fn ln_gamma(self) -> Self {
         special::ln_gamma(self)
+    }
+    fn ln_one_minus_exp(self) -> Self {
+        ln_one_minus_exp(self)
     }
 }
 
@@ -104,6 +124,10 @@ impl<const N: usize> Real for Dual<N> {
     }
     fn ln_gamma(self) -> Self {
         self.chain(special::ln_gamma(self.value), special::digamma(self.value))
+    }
+    fn ln_one_minus_exp(self) -> Self {
+        // d/dx ln(1 − e^x) = −e^x / (1 − e^x) = 1 / (1 − e^−x) = −1 / expm1(−x).
+        self.chain(ln_one_minus_exp(self.value), -1.0 / (-self.value).exp_m1())
     }
 }
 
@@ -219,6 +243,8 @@ mod tests {
     fn f<R: Real>(x: R, y: R) -> R {
         (x * y + x / y - y * 2.0).exp().ln() + x.ln_gamma() + (-x).exp() * (y + 1.0) - x.ln_beta(y)
             + x.log_add_exp(y)
+            + (x + 1.0).log_sub_exp(y)
+            + (-y).ln_one_minus_exp()
     }
 
     #[test]
@@ -245,5 +271,11 @@ mod tests {
     fn log_add_exp_does_not_overflow() {
         assert_eq!(1000.0f64.log_add_exp(1000.0), 1000.0 + 2f64.ln());
         assert_eq!((-1000.0f64).log_add_exp(0.0), 0.0);
+        // ln(e^1000 − e^999) = 1000 + ln(1 − 1/e).
+        let got = 1000.0f64.log_sub_exp(999.0);
+        assert!((got - (1000.0 + (1.0 - (-1.0f64).exp()).ln())).abs() < 1e-12);
+        // Near 0 and far below it, where the naive ln(1 − e^x) loses every digit.
+        assert!(((-1e-20f64).ln_one_minus_exp() - (1e-20f64).ln()).abs() < 1e-12);
+        assert_eq!((-50.0f64).ln_one_minus_exp(), -(-50.0f64).exp());
     }
 }

@@ -5,133 +5,123 @@
 //! purchase they become inactive with probability p, p ~ Beta(a, b). A customer's history is
 //! (x repeat purchases, the last at t_x, observed for T since the first).
 
-use rayon::prelude::*;
-
 use crate::ad::Real;
 use crate::hyp2f1::hyp2f1;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
+use crate::purchase::{Histories, PurchaseModel, par_sum};
+use crate::special::ln_gamma;
 
-/// Customer histories (x, t_x, T), identical ones merged with a weight.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Histories {
-    pub x: Vec<f64>,
-    pub t_x: Vec<f64>,
-    pub t: Vec<f64>,
-    pub weight: Vec<f64>,
+/// When a customer can drop out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// BG/NBD: after each repeat purchase, so a customer without one is surely alive.
+    Bg,
+    /// MBG/NBD (Batislam, Denizel & Filiztekin 2007): also right after the first purchase,
+    /// so customers who never came back can be counted as gone.
+    Modified,
 }
 
-impl Histories {
-    /// Merges identical (x, t_x, T) into one row with the summed weight: fitting cost then
-    /// grows with the number of distinct histories, not customers.
-    pub fn compress(rows: impl Iterator<Item = (f64, f64, f64, f64)>) -> Histories {
-        let mut index: std::collections::HashMap<[u64; 3], usize> =
-            std::collections::HashMap::new();
-        let mut out = Histories::default();
-        for (x, t_x, t, w) in rows {
-            let key = [x.to_bits(), t_x.to_bits(), t.to_bits()];
-            match index.get(&key) {
-                Some(&i) => out.weight[i] += w,
-                None => {
-                    index.insert(key, out.x.len());
-                    out.x.push(x);
-                    out.t_x.push(t_x);
-                    out.t.push(t);
-                    out.weight.push(w);
-                }
-            }
+impl Variant {
+    /// Dropout opportunities before the (x+1)th survives, less x: 0 for BG/NBD, 1 for MBG/NBD.
+    /// Every MBG/NBD formula is the BG/NBD one with b + 1 for b, and a dropout term at x = 0.
+    fn shift(self) -> f64 {
+        match self {
+            Variant::Bg => 0.0,
+            Variant::Modified => 1.0,
         }
-        out
     }
 
-    pub fn len(&self) -> usize {
-        self.x.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.x.is_empty()
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Bg => "BG/NBD",
+            Variant::Modified => "MBG/NBD",
+        }
     }
 }
 
-/// Rows per parallel task.
-const CHUNK: usize = 4096;
+/// The likelihood of histories under one variant.
+struct Likelihood<'a> {
+    histories: &'a Histories,
+    variant: Variant,
+}
 
-impl LogLikelihood<4> for Histories {
-    /// ln L = ln Γ(r+x) − ln Γ(r) + r ln α + ln B(a, b+x) − ln B(a, b)
-    ///        + ln[(α+T)^−(r+x) + 1{x>0} a/(b+x−1) (α+t_x)^−(r+x)], in log-sum-exp form.
+impl LogLikelihood<4> for Likelihood<'_> {
+    /// ln L = ln Γ(r+x) − ln Γ(r) + r ln α + ln B(a, b+k+x) − ln B(a, b)
+    ///        + ln[(α+T)^−(r+x) + 1{x+k>0} a/(b+k+x−1) (α+t_x)^−(r+x)], in log-sum-exp form,
+    /// k = 0 (BG/NBD) or 1 (MBG/NBD).
     fn log_likelihood<R: Real>(&self, params: &[R; 4]) -> R {
         let [r, alpha, a, b] = *params;
+        let h = self.histories;
+        let k = self.variant.shift();
         let shared = r.ln_gamma() * -1.0 + r * alpha.ln() + (a + b).ln_gamma() - b.ln_gamma();
         let ln_a = a.ln();
-        let sum = |range: std::ops::Range<usize>| {
+        let body = par_sum(h.len(), |range| {
             let mut total = R::constant(0.0);
             for i in range {
-                let (x, t_x, t, w) = (self.x[i], self.t_x[i], self.t[i], self.weight[i]);
+                let (x, t_x, t, w) = (h.x[i], h.t_x[i], h.t[i], h.weight[i]);
                 let rx = r + x;
-                let mut ll = rx.ln_gamma() + (b + x).ln_gamma() - (a + b + x).ln_gamma();
+                let bx = b + (x + k);
+                let mut ll = rx.ln_gamma() + bx.ln_gamma() - (a + bx).ln_gamma();
                 let alive = -(rx * (alpha + t).ln());
                 ll = ll
-                    + if x > 0.0 {
-                        alive.log_add_exp(ln_a - (b + (x - 1.0)).ln() - rx * (alpha + t_x).ln())
+                    + if x + k > 0.0 {
+                        alive.log_add_exp(ln_a - (bx - 1.0).ln() - rx * (alpha + t_x).ln())
                     } else {
                         alive
                     };
                 total = total + ll * w;
             }
             total
-        };
-        let rows = self.len();
-        let body = if rows <= CHUNK {
-            sum(0..rows)
-        } else {
-            (0..rows.div_ceil(CHUNK))
-                .into_par_iter()
-                .map(|c| sum(c * CHUNK..((c + 1) * CHUNK).min(rows)))
-                .reduce(|| R::constant(0.0), |p, q| p + q)
-        };
-        body + shared * self.weight.iter().sum::<f64>()
+        });
+        body + shared * h.customers()
     }
 
     fn observations(&self) -> f64 {
-        self.weight.iter().sum()
+        self.histories.customers()
     }
 }
 
-/// Fitted BG/NBD parameters.
+/// Fitted BG/NBD or MBG/NBD parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BgNbd {
     pub r: f64,
     pub alpha: f64,
     pub a: f64,
     pub b: f64,
+    pub variant: Variant,
 }
 
-/// Fits the BG/NBD model. Starting values: r = 1, α = mean T (so λ starts near one purchase
-/// per observation span), a = b = 1.
-pub fn fit_histories(histories: &Histories) -> Result<(BgNbd, Fit<4>), FitError> {
-    let total: f64 = histories.weight.iter().sum();
-    let mean_t = histories
-        .t
-        .iter()
-        .zip(&histories.weight)
-        .map(|(t, w)| t * w)
-        .sum::<f64>()
-        / total.max(1.0);
-    let fit = fit(histories, [1.0, mean_t.max(1e-3), 1.0, 1.0])?;
+/// Fits the BG/NBD or MBG/NBD model. Starting values: r = 1, α = mean T (so λ starts near one
+/// purchase per observation span), a = b = 1.
+pub fn fit_histories(histories: &Histories, variant: Variant) -> Result<(BgNbd, Fit<4>), FitError> {
+    let likelihood = Likelihood { histories, variant };
+    let fit = fit(&likelihood, [1.0, histories.mean_t().max(1e-3), 1.0, 1.0])?;
     let [r, alpha, a, b] = fit.params;
-    Ok((BgNbd { r, alpha, a, b }, fit))
+    Ok((
+        BgNbd {
+            r,
+            alpha,
+            a,
+            b,
+            variant,
+        },
+        fit,
+    ))
 }
 
 impl BgNbd {
-    /// ln of a/(b+x−1) · ((α+T)/(α+t_x))^(r+x): the odds that the customer is inactive.
+    /// ln of a/(b+k+x−1) · ((α+T)/(α+t_x))^(r+x): the odds that the customer is inactive.
     fn ln_dropout_odds(&self, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        (x > 0.0).then(|| {
-            self.a.ln() - (self.b + x - 1.0).ln()
+        let k = self.variant.shift();
+        (x + k > 0.0).then(|| {
+            self.a.ln() - (self.b + k + x - 1.0).ln()
                 + (self.r + x) * ((self.alpha + t).ln() - (self.alpha + t_x).ln())
         })
     }
+}
 
-    /// P(active at T | x, t_x, T).
-    pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
+impl PurchaseModel for BgNbd {
+    fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
         match self.ln_dropout_odds(x, t_x, t) {
             None => 1.0,
             // 1 / (1 + e^L), without overflow for large L.
@@ -140,12 +130,13 @@ impl BgNbd {
         }
     }
 
-    /// E[purchases in (T, T + horizon] | x, t_x, T] (FHL 2005, eq. 10), with the ₂F₁ taken by
-    /// Euler's transformation: ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x) = (1−z)^(a−1) ·
+    /// FHL 2005, eq. 10 (b + 1 for b under MBG/NBD), with the ₂F₁ taken by Euler's
+    /// transformation: ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x) = (1−z)^(a−1) ·
     /// ₂F₁(a+b−r−1, a−1; a+b+x−1; z), z = horizon/(α+T+horizon), a series with small
     /// numerators that stays finite for any number of purchases.
-    pub fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        let BgNbd { r, alpha, a, b } = *self;
+    fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
+        let BgNbd { r, alpha, a, b, .. } = *self;
+        let b = b + self.variant.shift();
         if horizon <= 0.0 {
             return Some(0.0);
         }
@@ -163,42 +154,51 @@ impl BgNbd {
         value.is_finite().then_some(value.max(0.0))
     }
 
-    /// E[X(t)]: expected purchases of a randomly chosen customer in (0, t] (FHL 2005, eq. 7),
-    /// the same formula with no history.
-    pub fn population_expected_purchases(&self, t: f64) -> Option<f64> {
+    /// FHL 2005, eq. 7: the conditional expectation with no history (x = t_x = T = 0), which
+    /// under MBG/NBD is b/(a−1)·[…] (Batislam et al. 2007, eq. 8).
+    fn population_expected_purchases(&self, t: f64) -> Option<f64> {
         self.expected_purchases(t, 0.0, 0.0, 0.0)
     }
 
-    /// P(X(t) = n) for a randomly chosen customer (FHL 2005, eq. 8), for n = 0..=max_n.
-    pub fn purchase_distribution(&self, t: f64, max_n: usize) -> Vec<f64> {
-        use crate::special::ln_gamma;
-        let BgNbd { r, alpha, a, b } = *self;
+    /// P(X(t) = n) (FHL 2005, eq. 8; k = 1 for MBG/NBD): the customer is still active after
+    /// n + k dropout chances and bought exactly n times by t, or dropped at chance n + k after
+    /// surviving the others, having bought at least n times:
+    /// B(a, b+n+k)/B(a, b) NBD(n) + 1{n+k>0} B(a+1, b+n+k−1)/B(a, b) P(NBD ≥ n), with
+    /// NBD(j) = Γ(r+j)/(Γ(r) j!) (α/(α+t))^r (t/(α+t))^j.
+    fn purchase_distribution(&self, t: f64, max_n: usize) -> Vec<f64> {
+        let BgNbd { r, alpha, a, b, .. } = *self;
+        let k = self.variant.shift();
         let ln_beta = |p: f64, q: f64| ln_gamma(p) + ln_gamma(q) - ln_gamma(p + q);
         let ln_ab = ln_beta(a, b);
         let ln_stay = r * (alpha / (alpha + t)).ln();
         let ln_z = (t / (alpha + t)).ln();
-        // ln of Γ(r+j)/(Γ(r) j!) (t/(α+t))^j (α/(α+t))^r: the NBD probability of j purchases.
         let ln_nbd =
             |j: f64| ln_gamma(r + j) - ln_gamma(r) - ln_gamma(j + 1.0) + ln_stay + j * ln_z;
+        // P(NBD ≤ n − 1), updated as n grows.
         let mut nbd_cdf = 0.0;
         (0..=max_n)
             .map(|n| {
                 let n_f = n as f64;
-                let mut p = (ln_beta(a, b + n_f) - ln_ab + ln_nbd(n_f)).exp();
-                if n > 0 {
-                    p += (ln_beta(a + 1.0, b + n_f - 1.0) - ln_ab).exp() * (1.0 - nbd_cdf);
+                let mut p = (ln_beta(a, b + n_f + k) - ln_ab + ln_nbd(n_f)).exp();
+                if n_f + k > 0.0 {
+                    p += (ln_beta(a + 1.0, b + n_f + k - 1.0) - ln_ab).exp() * (1.0 - nbd_cdf);
                 }
                 nbd_cdf += ln_nbd(n_f).exp();
                 p
             })
             .collect()
     }
+}
 
+impl BgNbd {
     /// Simulates one customer for `t` time units (for tests and benchmarks): returns (x, t_x).
     #[doc(hidden)]
     pub fn simulate(&self, rng: &mut crate::testing::Rng, t: f64) -> (f64, f64) {
         let lambda = rng.gamma(self.r) / self.alpha;
         let p = rng.beta(self.a, self.b);
+        if self.variant == Variant::Modified && rng.uniform() < p {
+            return (0.0, 0.0);
+        }
         let (mut now, mut x, mut t_x) = (0.0, 0.0, 0.0);
         loop {
             now += -rng.uniform().ln() / lambda;
@@ -217,6 +217,7 @@ impl BgNbd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::purchase::PurchaseModel;
 
     /// The CDNOW sample of Fader, Hardie & Lee (2005): 2357 customers, 39-week calibration.
     fn cdnow() -> Histories {
@@ -230,7 +231,7 @@ mod tests {
     /// FHL (2005) report r = 0.243, α = 4.414, a = 0.793, b = 2.426 and LL = −9582.4.
     #[test]
     fn reproduces_the_published_cdnow_estimates() {
-        let (p, fit) = fit_histories(&cdnow()).unwrap();
+        let (p, fit) = fit_histories(&cdnow(), Variant::Bg).unwrap();
         assert!(fit.converged, "{}", fit.status);
         for (got, want) in [(p.r, 0.243), (p.alpha, 4.414), (p.a, 0.793), (p.b, 2.426)] {
             assert!((got - want).abs() < 0.0006, "{got} vs {want}: {p:?}");
@@ -252,6 +253,7 @@ mod tests {
             alpha: 4.414,
             a: 0.793,
             b: 2.426,
+            variant: Variant::Bg,
         };
         // A customer with no repeat purchase is alive for sure in this model.
         assert_eq!(p.p_alive(0.0, 0.0, 38.86), 1.0);
@@ -282,38 +284,90 @@ mod tests {
         assert!((mean - expected).abs() < 1e-4, "{mean} vs {expected}");
     }
 
-    /// Parameter recovery on 30 000 simulated customers, within 4 standard errors.
+    /// MBG/NBD on CDNOW, against lifetimes 0.11.3's ModifiedBetaGeoFitter (no paper fits it
+    /// to CDNOW): r = 0.5248, α = 6.183, a = 0.8914, b = 1.614.
     #[test]
-    fn recovers_simulated_parameters() {
-        let truth = BgNbd {
-            r: 0.5,
-            alpha: 6.0,
-            a: 0.8,
-            b: 2.5,
+    fn modified_variant_matches_lifetimes_on_cdnow() {
+        let (p, fit) = fit_histories(&cdnow(), Variant::Modified).unwrap();
+        assert!(fit.converged, "{}", fit.status);
+        for (got, want) in [(p.r, 0.5248), (p.alpha, 6.183), (p.a, 0.8914), (p.b, 1.614)] {
+            assert!((got - want).abs() < 5e-4 * want, "{got} vs {want}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn modified_variant_predictions() {
+        let p = BgNbd {
+            r: 0.525,
+            alpha: 6.183,
+            a: 0.891,
+            b: 1.614,
+            variant: Variant::Modified,
         };
-        let mut rng = crate::testing::Rng::new(11);
-        let histories = Histories::compress((0..30_000).map(|i| {
-            let t = 20.0 + (i % 30) as f64; // staggered acquisition: T from 20 to 49
+        // lifetimes 0.11.3 at the same parameters.
+        let alive = p.p_alive(2.0, 30.43, 38.86);
+        assert!((alive - 0.706_202_265_118_487_3).abs() < 1e-10, "{alive}");
+        // Unlike BG/NBD, a customer who never came back may be gone.
+        let silent = p.p_alive(0.0, 0.0, 38.86);
+        assert!((silent - 0.389_735_080_918_762_9).abs() < 1e-10, "{silent}");
+        let e = p.expected_purchases(39.0, 2.0, 30.43, 38.86).unwrap();
+        assert!((e - 1.262_960_623_267_343_2).abs() < 1e-9, "{e}");
+        // E[X(t)] = b/(a−1)·[…] (Batislam et al. 2007), as lifetimes computes it at its own
+        // estimates, and the mean of the purchase distribution, derived separately.
+        let lifetimes = BgNbd {
+            r: 0.524_837_725_567_662_3,
+            alpha: 6.182_988_479_133_949,
+            a: 0.891_356_280_931_140_3,
+            b: 1.614_000_025_672_142_5,
+            variant: Variant::Modified,
+        };
+        let population = lifetimes.population_expected_purchases(39.0).unwrap();
+        assert!(
+            (population - 1.182_283_795_288_278_8).abs() < 1e-10,
+            "{population}"
+        );
+        let dist = p.purchase_distribution(39.0, 400);
+        let total: f64 = dist.iter().sum();
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
+        let mean: f64 = dist.iter().enumerate().map(|(n, q)| n as f64 * q).sum();
+        let expected = p.population_expected_purchases(39.0).unwrap();
+        assert!((mean - expected).abs() < 1e-4, "{mean} vs {expected}");
+    }
+
+    /// Fits simulated customers (T staggered from 20 to 49) and checks every estimate is
+    /// within 4 standard errors of the truth.
+    fn check_recovery(truth: BgNbd, customers: usize, seed: u64) {
+        let mut rng = crate::testing::Rng::new(seed);
+        let histories = Histories::compress((0..customers).map(|i| {
+            let t = 20.0 + (i % 30) as f64;
             let (x, t_x) = truth.simulate(&mut rng, t);
             (x, t_x, t, 1.0)
         }));
-        let (p, fit) = fit_histories(&histories).unwrap();
+        let (p, fit) = fit_histories(&histories, truth.variant).unwrap();
         assert!(fit.converged, "{}", fit.status);
         let se = fit.standard_errors.unwrap();
-        for (i, (got, want)) in [
-            (p.r, truth.r),
-            (p.alpha, truth.alpha),
-            (p.a, truth.a),
-            (p.b, truth.b),
-        ]
-        .iter()
-        .enumerate()
-        {
+        let got = [p.r, p.alpha, p.a, p.b];
+        let want = [truth.r, truth.alpha, truth.a, truth.b];
+        for i in 0..4 {
             assert!(
-                (got - want).abs() < 4.0 * se[i],
-                "param {i}: {got} vs {want} ± {}",
-                se[i]
+                (got[i] - want[i]).abs() < 4.0 * se[i],
+                "{:?} param {i}: {got:?} vs {want:?} ± {se:?}",
+                truth.variant
             );
+        }
+    }
+
+    #[test]
+    fn recovers_simulated_parameters() {
+        for variant in [Variant::Bg, Variant::Modified] {
+            let truth = BgNbd {
+                r: 0.5,
+                alpha: 6.0,
+                a: 0.8,
+                b: 2.5,
+                variant,
+            };
+            check_recovery(truth, 30_000, 11);
         }
     }
 }

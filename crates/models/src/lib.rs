@@ -8,10 +8,13 @@
 //! depends on nothing of Mittari's.
 
 pub mod ad;
+pub mod bgbb;
 pub mod bgnbd;
 pub mod gamma_gamma;
 pub mod hyp2f1;
 pub mod optimize;
+pub mod pareto_nbd;
+pub mod purchase;
 pub mod rfm;
 pub mod sbg;
 pub mod special;
@@ -19,3 +22,4 @@ pub mod special;
 pub mod testing;
 
 pub use optimize::{Fit, FitError, LogLikelihood, fit};
+pub use purchase::{Histories, PurchaseModel};

@@ -1,0 +1,92 @@
+//! What the continuous-time purchase models (BG/NBD, MBG/NBD, Pareto/NBD) share: customer
+//! histories (x repeat purchases, the last at t_x, observed for T), the parallel sum their
+//! likelihoods use, and the predictions every one of them makes.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::ad::Real;
+
+/// Customer histories (x, t_x, T), identical ones merged with a weight.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Histories {
+    pub x: Vec<f64>,
+    pub t_x: Vec<f64>,
+    pub t: Vec<f64>,
+    pub weight: Vec<f64>,
+}
+
+impl Histories {
+    /// Merges identical (x, t_x, T) into one row with the summed weight: fitting cost then
+    /// grows with the number of distinct histories, not customers.
+    pub fn compress(rows: impl Iterator<Item = (f64, f64, f64, f64)>) -> Histories {
+        let mut index: HashMap<[u64; 3], usize> = HashMap::new();
+        let mut out = Histories::default();
+        for (x, t_x, t, w) in rows {
+            let key = [x.to_bits(), t_x.to_bits(), t.to_bits()];
+            match index.get(&key) {
+                Some(&i) => out.weight[i] += w,
+                None => {
+                    index.insert(key, out.x.len());
+                    out.x.push(x);
+                    out.t_x.push(t_x);
+                    out.t.push(t);
+                    out.weight.push(w);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty()
+    }
+
+    /// Σ weights: the number of customers.
+    pub fn customers(&self) -> f64 {
+        self.weight.iter().sum()
+    }
+
+    /// Weighted mean of T, a natural time scale for starting values.
+    pub fn mean_t(&self) -> f64 {
+        let total = self.customers();
+        self.t
+            .iter()
+            .zip(&self.weight)
+            .map(|(t, w)| t * w)
+            .sum::<f64>()
+            / total.max(1.0)
+    }
+}
+
+/// Rows per parallel task: large enough that scheduling costs nothing next to the work.
+const CHUNK: usize = 4096;
+
+/// Σ of `part(range)` over 0..rows, split into chunks summed in parallel on all cores.
+pub(crate) fn par_sum<R: Real>(rows: usize, part: impl Fn(Range<usize>) -> R + Sync) -> R {
+    if rows <= CHUNK {
+        return part(0..rows);
+    }
+    (0..rows.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| part(c * CHUNK..((c + 1) * CHUNK).min(rows)))
+        .reduce(|| R::constant(0.0), |p, q| p + q)
+}
+
+/// The predictions of a fitted purchase model. Times are in the model's time units.
+pub trait PurchaseModel: Sync {
+    /// P(the customer is still active at T | x, t_x, T).
+    fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64;
+    /// E[purchases in (T, T + horizon] | x, t_x, T]; `None` if a series did not converge.
+    fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64>;
+    /// E[X(t)]: expected repeat purchases of a new customer in (0, t].
+    fn population_expected_purchases(&self, t: f64) -> Option<f64>;
+    /// P(X(t) = n) for a new customer, n = 0..=max_n.
+    fn purchase_distribution(&self, t: f64, max_n: usize) -> Vec<f64>;
+}
