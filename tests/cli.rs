@@ -486,6 +486,53 @@ fn each_metric_refuses_bad_input_precisely() {
                 "must be before the end of observation",
             ],
         ),
+        (
+            "clv",
+            "frequency,recency,T\n1,3,20\n",
+            &[
+                "--param",
+                "model=pareto_nbd",
+                "--param",
+                "observation_end=2024-01-01",
+            ],
+            &["parameters.observation_end", "applies to a transaction log"],
+        ),
+        (
+            "clv",
+            "frequency,recency,T\n1,3,20\n",
+            &["--param", "model=bgbb"],
+            &[
+                "model bgbb needs one row per customer",
+                "missing: n_periods",
+            ],
+        ),
+        (
+            "clv",
+            "frequency,recency,n_periods\n0,0,6\n3,2,6\n",
+            &["--param", "model=bgbb"],
+            &[
+                "input.frequency[1]",
+                "line 3",
+                "more than the 2 opportunities",
+            ],
+        ),
+        (
+            "clv",
+            "frequency,recency,n_periods\n1,7,6\n",
+            &["--param", "model=bgbb"],
+            &["input.recency[0]", "after the last opportunity observed"],
+        ),
+        (
+            "clv",
+            "frequency,recency,n_periods\n1,1,6\n",
+            &[
+                "--param",
+                "model=bgbb",
+                "--param",
+                "spend_model=gamma_gamma",
+            ],
+            &["parameters.spend_model", "predicts transactions only"],
+        ),
     ];
     for (metric, csv, extra, expect) in cases {
         let input = write(dir.path(), "bad.csv", csv);
@@ -630,4 +677,138 @@ fn clv_holdout_validation() {
             .iter()
             .all(|c| c["expected_purchases"].as_f64().unwrap() <= first)
     );
+}
+
+/// Every predictive model through the CLI, on the datasets of the papers: the published
+/// estimates to 3 significant digits, the printed parameters with their standard errors, the
+/// printed customers cut to `top`, and the full table in CSV and Parquet.
+#[test]
+fn clv_models_reproduce_the_papers_and_write_every_customer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = repo_root().join("tests/data");
+    let cdnow = data.join("cdnow_summary.csv");
+    let donations = data.join("donations.csv");
+    // (model, input, published estimates)
+    type Case<'a> = (&'a str, &'a Path, &'a [(&'a str, f64)]);
+    let cases: &[Case] = &[
+        // Fader, Hardie & Lee (2005).
+        (
+            "bgnbd",
+            &cdnow,
+            &[("r", 0.243), ("alpha", 4.414), ("a", 0.793), ("b", 2.426)],
+        ),
+        // Fader, Hardie & Lee (2005), the MATLAB note.
+        (
+            "pareto_nbd",
+            &cdnow,
+            &[
+                ("r", 0.553),
+                ("alpha", 10.58),
+                ("s", 0.606),
+                ("beta", 11.67),
+            ],
+        ),
+        // No paper fits MBG/NBD to CDNOW; lifetimes 0.11.3 finds these.
+        (
+            "mbgnbd",
+            &cdnow,
+            &[("r", 0.525), ("alpha", 6.183), ("a", 0.891), ("b", 1.614)],
+        ),
+        // Fader, Hardie & Shang (2010).
+        (
+            "bgbb",
+            &donations,
+            &[
+                ("alpha", 1.204),
+                ("beta", 0.750),
+                ("gamma", 0.657),
+                ("delta", 2.783),
+            ],
+        ),
+    ];
+    for &(model, input, published) in cases {
+        let model_param = format!("model={model}");
+        let mut args = vec![
+            "compute",
+            "clv",
+            "--input",
+            input.to_str().unwrap(),
+            "--param",
+            &model_param,
+        ];
+        if model != "bgbb" {
+            args.extend(["--param", "spend_model=gamma_gamma"]);
+        }
+        let json: serde_json::Value = serde_json::from_str(&mittari(
+            dir.path(),
+            &[&args[..], &["--format", "json"]].concat(),
+        ))
+        .unwrap();
+        for &(name, want) in published {
+            let got = json["results"][name].as_f64().unwrap();
+            assert!(
+                (got - want).abs() < 5e-4 * want.max(1.0),
+                "{model} {name}: {got} vs {want}"
+            );
+            assert!(json["results"][format!("{name}_se")].as_f64().unwrap() > 0.0);
+        }
+        let csv_path = dir.path().join(format!("{model}.csv"));
+        let parquet_path = dir.path().join(format!("{model}.parquet"));
+        for path in [&csv_path, &parquet_path] {
+            let printed = mittari(
+                dir.path(),
+                &[
+                    &args[..],
+                    &["--param", "top=3", "--output", path.to_str().unwrap()],
+                ]
+                .concat(),
+            );
+            let (first, _) = published[0];
+            assert!(
+                printed
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{first} ")) && l.contains("± ")),
+                "{model}: {printed}"
+            );
+            let customers = json["tables"]["customers"].as_array().unwrap().len();
+            assert!(
+                printed.contains(&format!("… {} more rows", customers - 3)),
+                "{model}: {printed}"
+            );
+        }
+        let rows = json["tables"]["customers"].as_array().unwrap();
+        let text = std::fs::read_to_string(&csv_path).unwrap();
+        assert_eq!(text.lines().count(), rows.len() + 1, "{model}");
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let expected_header: Vec<&str> = rows[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(header.len(), expected_header.len(), "{model}: {header:?}");
+        // The first written row is the top customer, exactly as JSON gives it.
+        let first: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+        let p_alive = header.iter().position(|h| *h == "p_alive").unwrap();
+        assert_eq!(
+            first[p_alive].parse::<f64>().unwrap(),
+            rows[0]["p_alive"].as_f64().unwrap()
+        );
+
+        let file = std::fs::File::open(&parquet_path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<_> = reader.map(Result::unwrap).collect();
+        let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(total, rows.len(), "{model}");
+        let names: Vec<String> = batches[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, header, "{model}");
+    }
 }

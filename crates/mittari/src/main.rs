@@ -8,13 +8,15 @@
 
 mod convert;
 mod csv_input;
+mod output;
+mod progress;
 mod render;
 mod server;
 mod settings;
 mod status;
 
 use std::collections::HashMap;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,6 +108,13 @@ enum Command {
         /// With --server: inputs with more rows go through ComputeStream in chunks of this size.
         #[arg(long, value_name = "ROWS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
         chunk_rows: u64,
+        /// Also write a result table, every row, to FILE.csv or FILE.parquet (e.g. clv's
+        /// customers). A `top` parameter then limits only the rows printed.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The result table --output writes; default: the metric's first.
+        #[arg(long, value_name = "NAME", requires = "output")]
+        output_table: Option<String>,
     },
 }
 
@@ -199,7 +208,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             server,
             chunk_rows,
+            output,
+            output_table,
         } => {
+            if let Some(path) = &output {
+                output::check_path(path)?;
+            }
             let rt = runtime()?;
             // A lazily connecting channel needs the runtime's reactor when it is made.
             let _runtime = rt.enter();
@@ -208,24 +222,65 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(d) => convert::descriptor_from_proto(&d),
                 Err(status) => return Ok(report(&status, None)),
             };
-            let params = parse_params(&params, &descriptor)?;
+            let mut params = parse_params(&params, &descriptor)?;
+            // --output writes every row, so `top` stops limiting the result and limits the
+            // printed table instead.
+            let printed_rows = match output {
+                Some(_) => take_top(&mut params),
+                None => None,
+            };
+            let progress = progress::Progress::start(
+                std::io::stderr().is_terminal() && format != Format::Json,
+                &format!("reading {}", input.display()),
+            );
             let csv = csv_input::read(&input, &descriptor, &group_by)?;
             let lines = csv.lines;
-            match rt.block_on(backend.compute(
+            progress.phase(&match &server {
+                Some(url) => format!("computing {metric} on {url}"),
+                None => format!("computing {metric}"),
+            });
+            let response = match rt.block_on(backend.compute(
                 &metric,
                 params,
                 csv.batch,
                 group_by,
                 chunk_rows as usize,
             )) {
-                Ok(response) => print(&match format {
-                    Format::Table => render::table(&response),
-                    Format::Json => render::json(&response),
-                    Format::Csv => render::csv(&response),
-                }),
-                Err(status) => Ok(report(&status, Some((&input, &lines)))),
+                Ok(response) => response,
+                Err(status) => {
+                    drop(progress);
+                    return Ok(report(&status, Some((&input, &lines))));
+                }
+            };
+            let mut written = None;
+            if let Some(path) = &output {
+                progress.phase(&format!("writing {}", path.display()));
+                let (table, rows) = output::write(&response, output_table.as_deref(), path)?;
+                drop(progress);
+                eprintln!("wrote {rows} rows of {table} to {}", path.display());
+                written = Some(table);
+            } else {
+                drop(progress);
             }
+            let limit = written.as_deref().zip(printed_rows);
+            print(&match format {
+                Format::Table => render::table(&response, limit),
+                Format::Json => render::json(&response),
+                Format::Csv => render::csv(&response),
+            })
         }
+    }
+}
+
+/// Removes a positive integer `top` parameter, returning it.
+fn take_top(params: &mut HashMap<String, pb::Value>) -> Option<usize> {
+    match params.get("top").and_then(|v| v.kind.as_ref()) {
+        Some(pb::value::Kind::Int64Value(n)) if *n > 0 => {
+            let n = usize::try_from(*n).ok();
+            params.remove("top");
+            n
+        }
+        _ => None,
     }
 }
 

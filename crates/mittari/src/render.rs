@@ -40,7 +40,7 @@ fn value_json(value: Option<&pb::Value>) -> Json {
     }
 }
 
-fn value_text(value: Option<&pb::Value>) -> String {
+pub(crate) fn value_text(value: Option<&pb::Value>) -> String {
     match value_json(value) {
         Json::Null => String::new(),
         Json::String(s) => s,
@@ -48,15 +48,21 @@ fn value_text(value: Option<&pb::Value>) -> String {
     }
 }
 
-fn table_json(table: &pb::Table) -> Json {
+fn table_rows(table: &pb::Table) -> usize {
     use pb::column::Values;
-    let rows = table.columns.first().map_or(0, |c| match &c.values {
+    table.columns.first().map_or(0, |c| match &c.values {
         Some(Values::Int64Values(v) | Values::TimestampValues(v)) => v.values.len(),
         Some(Values::DoubleValues(v)) => v.values.len(),
         Some(Values::StringValues(v)) => v.values.len(),
         Some(Values::BoolValues(v)) => v.values.len(),
         None => 0,
-    });
+    })
+}
+
+/// The first `limit` rows of a table as JSON objects (all of them with `usize::MAX`).
+fn table_json(table: &pb::Table, limit: usize) -> Json {
+    use pb::column::Values;
+    let rows = table_rows(table);
     let cell = |column: &pb::Column, row: usize| -> Json {
         if column
             .null_mask
@@ -77,7 +83,7 @@ fn table_json(table: &pb::Table) -> Json {
         }
     };
     Json::Array(
-        (0..rows)
+        (0..rows.min(limit))
             .map(|row| {
                 Json::Object(
                     table
@@ -143,7 +149,9 @@ fn results_json(results: &pb::Results) -> Map<String, Json> {
                     .map(|t| {
                         (
                             t.name.clone(),
-                            t.table.as_ref().map_or(Json::Null, table_json),
+                            t.table
+                                .as_ref()
+                                .map_or(Json::Null, |t| table_json(t, usize::MAX)),
                         )
                     })
                     .collect(),
@@ -248,26 +256,45 @@ fn warnings_text(out: &mut String, prefix: &str, warnings: &[pb::Warning]) {
     }
 }
 
-pub(crate) fn table(response: &pb::ComputeResponse) -> String {
+/// The report for a terminal. Result tables show their first [`TABLE_ROWS_SHOWN`] rows, or
+/// `limit`'s number for the table it names; a scalar `<name>_se` is shown as `± se` beside
+/// `<name>` rather than on its own line.
+pub(crate) fn table(response: &pb::ComputeResponse, limit: Option<(&str, usize)>) -> String {
     let mut out = format!("{} over {} rows\n", response.metric, response.rows);
     if let Some(results) = &response.results {
         let headers = ["output", "value", "unit", "interval"].map(String::from);
+        let standard_error = |name: &str| {
+            results
+                .scalars
+                .iter()
+                .find(|s| s.name.strip_suffix("_se") == Some(name))
+                .and_then(|s| s.value)
+        };
+        let is_shown_beside = |s: &pb::Scalar| {
+            s.name.strip_suffix("_se").is_some_and(|base| {
+                s.value.is_some() && results.scalars.iter().any(|o| o.name == base)
+            })
+        };
         let rows: Vec<Vec<String>> = results
             .scalars
             .iter()
+            .filter(|s| !is_shown_beside(s))
             .map(|s| {
-                vec![
-                    s.name.clone(),
-                    scalar_text(s),
-                    s.unit.clone(),
-                    interval_text(s),
-                ]
+                let interval = match standard_error(&s.name) {
+                    Some(se) => format!("± {} (standard error)", human(se)),
+                    None => interval_text(s),
+                };
+                vec![s.name.clone(), scalar_text(s), s.unit.clone(), interval]
             })
             .collect();
         out.push_str(&aligned(&headers, &rows));
         for t in &results.tables {
             let _ = writeln!(out, "\n{}:", t.name);
-            out.push_str(&json_rows_table(t.table.as_ref()));
+            let shown = match limit {
+                Some((name, rows)) if name == t.name => rows,
+                _ => TABLE_ROWS_SHOWN,
+            };
+            out.push_str(&json_rows_table(t.table.as_ref(), shown));
         }
         warnings_text(&mut out, "", &results.warnings);
     }
@@ -323,12 +350,13 @@ pub(crate) fn table(response: &pb::ComputeResponse) -> String {
 /// `--format csv` gives them all.
 const TABLE_ROWS_SHOWN: usize = 20;
 
-fn json_rows_table(table: Option<&pb::Table>) -> String {
+fn json_rows_table(table: Option<&pb::Table>, shown: usize) -> String {
     let Some(table) = table else {
         return String::new();
     };
     let headers: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-    let rows: Vec<Vec<String>> = match table_json(table) {
+    let total = table_rows(table);
+    let rows: Vec<Vec<String>> = match table_json(table, shown) {
         Json::Array(rows) => rows
             .iter()
             .map(|row| {
@@ -345,10 +373,13 @@ fn json_rows_table(table: Option<&pb::Table>) -> String {
             .collect(),
         _ => Vec::new(),
     };
-    let hidden = rows.len().saturating_sub(TABLE_ROWS_SHOWN);
-    let mut text = aligned(&headers, &rows[..rows.len() - hidden]);
+    let hidden = total - rows.len();
+    let mut text = aligned(&headers, &rows);
     if hidden > 0 {
-        let _ = writeln!(text, "… {hidden} more rows (--format json shows them all)");
+        let _ = writeln!(
+            text,
+            "… {hidden} more rows (--format json or --output FILE.csv gives them all)"
+        );
     }
     text
 }

@@ -1,4 +1,4 @@
-//! The BG/BB model of repeat transactions at discrete opportunities (Fader, Hardie & Berger
+//! The BG/BB model of repeat transactions at discrete opportunities (Fader, Hardie & Shang
 //! 2010, "Customer-base analysis in a discrete-time noncontractual setting", Marketing Science
 //! 29(6)): yearly donations, annual events, renewals that may lapse silently.
 //!
@@ -53,7 +53,7 @@ impl Opportunities {
     }
 }
 
-/// ln of the likelihood of one history, less ln B(α, β) + ln B(γ, δ) (FHB 2010, eq. 5):
+/// ln of the likelihood of one history, less ln B(α, β) + ln B(γ, δ) (FHS 2010, eq. 5):
 /// B(α+x, β+n−x) B(γ, δ+n) for a customer active throughout, plus, for each opportunity
 /// t_x + i (i = 0 … n−t_x−1) after which they may have dropped out unseen,
 /// B(α+x, β+t_x−x+i) B(γ+1, δ+t_x+i).
@@ -125,7 +125,7 @@ impl BgBb {
         ln_unnormalized(&self.params(), x, t_x, n) - alpha.ln_beta(beta) - gamma.ln_beta(delta)
     }
 
-    /// P(active at opportunity n+1 | x, t_x, n) (FHB 2010, eq. 11):
+    /// P(active at opportunity n+1 | x, t_x, n) (FHS 2010, eq. 11):
     /// B(α+x, β+n−x)/B(α, β) · B(γ, δ+n+1)/B(γ, δ) / L.
     pub fn p_alive(&self, x: f64, t_x: f64, n: f64) -> f64 {
         let BgBb {
@@ -141,7 +141,7 @@ impl BgBb {
         ln.exp().min(1.0)
     }
 
-    /// E[transactions in opportunities n+1 … n+future | x, t_x, n] (FHB 2010, eq. 13):
+    /// E[transactions in opportunities n+1 … n+future | x, t_x, n] (FHS 2010, eq. 13):
     /// 1/L · B(α+x+1, β+n−x)/B(α, β) · δ/(γ−1) · Γ(γ+δ)/Γ(1+δ)
     ///     · [Γ(1+δ+n)/Γ(γ+δ+n) − Γ(1+δ+n+future)/Γ(γ+δ+n+future)],
     /// in logs. At γ = 1 the bracket over γ − 1 is 0/0 with a finite limit; γ is moved off 1
@@ -170,7 +170,7 @@ impl BgBb {
         (ln_front.exp() * bracket).max(0.0)
     }
 
-    /// E[X(n)]: expected transactions of a new customer in n opportunities (FHB 2010, eq. 8):
+    /// E[X(n)]: expected transactions of a new customer in n opportunities (FHS 2010, eq. 8):
     /// α/(α+β) · δ/(γ−1) · [1 − Γ(γ+δ)/Γ(γ+δ+n) · Γ(1+δ+n)/Γ(1+δ)].
     pub fn population_expected_transactions(&self, n: f64) -> f64 {
         self.expected_transactions(n, 0.0, 0.0, 0.0)
@@ -199,7 +199,7 @@ impl BgBb {
 mod tests {
     use super::*;
 
-    /// The donations data of FHB (2010): 11 104 first-time supporters of a nonprofit in 1995,
+    /// The donations data of FHS (2010): 11 104 first-time supporters of a nonprofit in 1995,
     /// followed over six yearly opportunities.
     fn donations() -> Opportunities {
         let text = include_str!("../../../tests/data/donations.csv");
@@ -209,7 +209,7 @@ mod tests {
         }))
     }
 
-    /// FHB (2010) report α = 1.204, β = 0.750, γ = 0.657, δ = 2.783, LL = −33 225.6.
+    /// FHS (2010) report α = 1.204, β = 0.750, γ = 0.657, δ = 2.783, LL = −33 225.6.
     #[test]
     fn reproduces_the_published_donation_estimates() {
         let data = donations();

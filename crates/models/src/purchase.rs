@@ -68,15 +68,18 @@ impl Histories {
 /// Rows per parallel task: large enough that scheduling costs nothing next to the work.
 const CHUNK: usize = 4096;
 
-/// Σ of `part(range)` over 0..rows, split into chunks summed in parallel on all cores.
+/// Σ of `part(range)` over 0..rows, split into chunks computed in parallel on all cores. The
+/// chunk sums are added in chunk order, so the result is the same bits on every run, however
+/// the work was scheduled.
 pub(crate) fn par_sum<R: Real>(rows: usize, part: impl Fn(Range<usize>) -> R + Sync) -> R {
     if rows <= CHUNK {
         return part(0..rows);
     }
-    (0..rows.div_ceil(CHUNK))
+    let sums: Vec<R> = (0..rows.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| part(c * CHUNK..((c + 1) * CHUNK).min(rows)))
-        .reduce(|| R::constant(0.0), |p, q| p + q)
+        .collect();
+    sums.into_iter().fold(R::constant(0.0), |p, q| p + q)
 }
 
 /// The predictions of a fitted purchase model. Times are in the model's time units.

@@ -3,10 +3,13 @@
 //! Descriptive models (`descriptive.rs`): `historic` (margin earned so far), `simple` (average
 //! order value × purchases per year × margin × lifespan) and `retention` (m × r / (1 + d − r),
 //! Gupta & Lehmann 2003). Predictive models (`predictive.rs`): `bgnbd` (Fader, Hardie & Lee
-//! 2005) for purchases, with `spend_model=gamma_gamma` for their value.
+//! 2005), `mbgnbd` (Batislam et al. 2007) and `pareto_nbd` (Schmittlein et al. 1987) for
+//! purchases in continuous time, with `spend_model=gamma_gamma` for their value; and
+//! (`discrete.rs`) `bgbb` (Fader, Hardie & Shang 2010) for discrete opportunities.
 #![forbid(unsafe_code)]
 
 mod descriptive;
+mod discrete;
 mod predictive;
 
 use mittari_sdk::arrow_array::{Float64Array, StringArray, TimestampMicrosecondArray};
@@ -63,9 +66,9 @@ pub(crate) fn no_empty_cells(input: &Input<'_>, columns: &[&str]) -> Result<(), 
 
 impl Metric for Clv {
     fn descriptor(&self) -> MetricDescriptor {
-        MetricDescriptor::new("clv", env!("CARGO_PKG_VERSION"), "customer lifetime value: historic, simple, retention or BG/NBD model")
+        MetricDescriptor::new("clv", env!("CARGO_PKG_VERSION"), "customer lifetime value: historic, simple, retention, or the BG/NBD, MBG/NBD, Pareto/NBD and BG/BB models")
             .description(
-                "Input is either a transaction log (customer_id, timestamp, amount, optional margin as a fraction) or,                  for model=bgnbd only, a summary with one row per customer (frequency, recency, T, optional                  monetary_value, optional weight = number of identical customers: the column names of Python's                  lifetimes). The metric tells them apart by the columns present. A transaction's margin is amount *                  margin (the margin parameter where there is no margin column; the default 1 makes values revenue).                  model=historic: the margin each customer has earned so far; clv is the mean per customer, clv_median                  its median, clv_total the sum, top_decile_share the share earned by the top 10% of customers.                  model=simple: clv = aov * purchase_frequency * gross margin * lifespan (years observed from first to                  last transaction). model=retention: clv = m * r / (1 + d - r) (Gupta & Lehmann 2003), m =                  annual_margin or the margin per customer per year observed. model=bgnbd: the BG/NBD model (Fader,                  Hardie & Lee 2005) fitted by maximum likelihood: a transaction log is first summarized (repeat                  purchases counted on distinct days or Monday-to-Sunday weeks, time_unit); per customer, P(alive) and                  expected purchases over the horizon; with spend_model=gamma_gamma (Fader, Hardie & Lee 2005, RFM and                  CLV) the expected value per purchase, and clv = expected margin over the horizon, discounted monthly                  at the annual discount_rate. With holdout_start, the model is fitted on the transactions before it                  and its predictions for the holdout are compared with what customers bought there.",
+                "Input is either a transaction log (customer_id, timestamp, amount, optional margin as a fraction) or,                  for the predictive models bgnbd, mbgnbd and pareto_nbd, a summary with one row per customer (frequency, recency, T, optional                  monetary_value, optional weight = number of identical customers: the column names of Python's                  lifetimes). The metric tells them apart by the columns present. A transaction's margin is amount *                  margin (the margin parameter where there is no margin column; the default 1 makes values revenue).                  model=historic: the margin each customer has earned so far; clv is the mean per customer, clv_median                  its median, clv_total the sum, top_decile_share the share earned by the top 10% of customers.                  model=simple: clv = aov * purchase_frequency * gross margin * lifespan (years observed from first to                  last transaction). model=retention: clv = m * r / (1 + d - r) (Gupta & Lehmann 2003), m =                  annual_margin or the margin per customer per year observed. model=bgnbd, mbgnbd or pareto_nbd: the BG/NBD (Fader,                  Hardie & Lee 2005), MBG/NBD (Batislam, Denizel & Filiztekin 2007) or Pareto/NBD (Schmittlein, Morrison & Colombo 1987) model fitted by maximum likelihood: a transaction log is first summarized (repeat                  purchases counted on distinct days or Monday-to-Sunday weeks, time_unit); per customer, P(alive) and                  expected purchases over the horizon; with spend_model=gamma_gamma (Fader, Hardie & Lee 2005, RFM and                  CLV) the expected value per purchase, and clv = expected margin over the horizon, discounted monthly                  at the annual discount_rate. With holdout_start, the model is fitted on the transactions before it                  and its predictions for the holdout are compared with what customers bought there. model=bgbb: the BG/BB                  model (Fader, Hardie & Shang 2010) of transactions at discrete opportunities (yearly donations,                  renewals); input one row per customer or group with frequency (transactions), recency (the                  opportunity of the last one, 0 without any), n_periods (opportunities observed) and optional weight;                  horizon is then a number of future opportunities. Fit parameters are reported under the papers'                  names with standard errors from the Hessian; a fit that does not converge is an error.",
             )
             .input(ColumnSpec::string("customer_id", "the buying customer (transaction log; optional label for a summary)"))
             .input(ColumnSpec::timestamp("timestamp", "when the transaction happened (transaction log)"))
@@ -76,16 +79,17 @@ impl Metric for Clv {
             .input(ColumnSpec::double("T", "time from the first purchase to the end of observation, in time units (summary)").min(0.0))
             .input(ColumnSpec::double("monetary_value", "mean value of the repeat purchases (summary)").min(0.0))
             .input(ColumnSpec::double("weight", "number of identical customers this summary row stands for (summary)").min(0.0))
+            .input(ColumnSpec::double("n_periods", "transaction opportunities observed (bgbb)").min(0.0))
             .parameter(
-                ParameterSpec::string("model", "historic", "historic, simple, retention or bgnbd")
-                    .allowed_values(&["historic", "simple", "retention", "bgnbd"]),
+                ParameterSpec::string("model", "historic", "historic, simple, retention, bgnbd, mbgnbd, pareto_nbd or bgbb")
+                    .allowed_values(&["historic", "simple", "retention", "bgnbd", "mbgnbd", "pareto_nbd", "bgbb"]),
             )
             .parameter(ParameterSpec::double("margin", 1.0, "gross margin as a fraction, for rows without a margin value").range(0.0, 1.0))
             .parameter(ParameterSpec::new("lifespan", DataType::Double, "expected customer lifespan in years (model=simple)").optional().range(0.0, 200.0))
             .parameter(
                 ParameterSpec::new("retention", DataType::Double, "annual retention probability r (model=retention)").optional().range(0.0, 0.999),
             )
-            .parameter(ParameterSpec::double("discount_rate", 0.1, "annual discount rate d (models retention and bgnbd)").range(0.0, 1.0))
+            .parameter(ParameterSpec::double("discount_rate", 0.1, "annual discount rate d (model retention, and the value of predicted purchases)").range(0.0, 1.0))
             .parameter(
                 ParameterSpec::new(
                     "annual_margin",
@@ -96,19 +100,19 @@ impl Metric for Clv {
                 .range(0.0, 1e12),
             )
             .parameter(
-                ParameterSpec::string("spend_model", "none", "model of the value per purchase (model=bgnbd): none or gamma_gamma")
+                ParameterSpec::string("spend_model", "none", "model of the value per purchase (bgnbd, mbgnbd, pareto_nbd): none or gamma_gamma")
                     .allowed_values(&["none", "gamma_gamma"]),
             )
-            .parameter(ParameterSpec::double("horizon", 52.0, "prediction horizon in time units (model=bgnbd)").range(0.0, 100_000.0))
+            .parameter(ParameterSpec::double("horizon", 52.0, "prediction horizon in time units (bgnbd, mbgnbd, pareto_nbd) or future opportunities (bgbb)").range(0.0, 100_000.0))
             .parameter(
-                ParameterSpec::string("time_unit", "week", "grain of purchases and time: day or week (model=bgnbd)").allowed_values(&["day", "week"]),
+                ParameterSpec::string("time_unit", "week", "grain of purchases and time of a transaction log: day or week (bgnbd, mbgnbd, pareto_nbd)").allowed_values(&["day", "week"]),
             )
             .parameter(
                 ParameterSpec::new("observation_end", DataType::Timestamp, "end of observation of a transaction log; default: its last timestamp")
                     .optional(),
             )
             .parameter(
-                ParameterSpec::new("holdout_start", DataType::Timestamp, "start of a holdout period for validating the predictions (model=bgnbd)")
+                ParameterSpec::new("holdout_start", DataType::Timestamp, "start of a holdout period for validating the predictions (bgnbd, mbgnbd, pareto_nbd)")
                     .optional(),
             )
             .parameter(ParameterSpec::int64("top", 0, "rows of the customers table, highest value first; 0 for all").range(0.0, 1e12))
@@ -122,20 +126,26 @@ impl Metric for Clv {
             .output(OutputSpec::new("purchase_frequency", "per year", "purchases per customer per year (simple)"))
             .output(OutputSpec::new("gross_margin", "fraction", "total margin / revenue (simple)"))
             .output(OutputSpec::new("annual_margin", "currency", "annual margin per customer m (retention)"))
-            .output(OutputSpec::new("r", "parameter", "BG/NBD: shape of the purchase-rate distribution"))
-            .output(OutputSpec::new("alpha", "parameter", "BG/NBD: scale of the purchase-rate distribution, in time units"))
-            .output(OutputSpec::new("a", "parameter", "BG/NBD: dropout-probability distribution, Beta(a, b)"))
-            .output(OutputSpec::new("b", "parameter", "BG/NBD: dropout-probability distribution, Beta(a, b)"))
+            .output(OutputSpec::new("r", "parameter", "(M)BG/NBD, Pareto/NBD: shape of the purchase-rate distribution, Gamma(r, alpha)"))
+            .output(OutputSpec::new("alpha", "parameter", "(M)BG/NBD, Pareto/NBD: rate of the purchase-rate distribution, in time units; BG/BB: transaction probability, Beta(alpha, beta)"))
+            .output(OutputSpec::new("a", "parameter", "(M)BG/NBD: dropout-probability distribution, Beta(a, b)"))
+            .output(OutputSpec::new("b", "parameter", "(M)BG/NBD: dropout-probability distribution, Beta(a, b)"))
+            .output(OutputSpec::new("s", "parameter", "Pareto/NBD: shape of the dropout-rate distribution, Gamma(s, beta)"))
+            .output(OutputSpec::new("beta", "parameter", "Pareto/NBD: rate of the dropout-rate distribution, in time units; BG/BB: transaction probability, Beta(alpha, beta)"))
+            .output(OutputSpec::new("delta", "parameter", "BG/BB: dropout probability, Beta(gamma, delta)"))
             .output(OutputSpec::new("r_se", "parameter", "standard error of r"))
             .output(OutputSpec::new("alpha_se", "parameter", "standard error of alpha"))
             .output(OutputSpec::new("a_se", "parameter", "standard error of a"))
             .output(OutputSpec::new("b_se", "parameter", "standard error of b"))
-            .output(OutputSpec::new("log_likelihood", "log-likelihood", "BG/NBD log-likelihood at the estimate"))
-            .output(OutputSpec::new("iterations", "count", "BG/NBD optimizer iterations"))
-            .output(OutputSpec::new("expected_purchases", "count", "expected purchases of all customers over the horizon (bgnbd)"))
+            .output(OutputSpec::new("s_se", "parameter", "standard error of s"))
+            .output(OutputSpec::new("beta_se", "parameter", "standard error of beta"))
+            .output(OutputSpec::new("delta_se", "parameter", "standard error of delta"))
+            .output(OutputSpec::new("log_likelihood", "log-likelihood", "purchase model log-likelihood at the estimate"))
+            .output(OutputSpec::new("iterations", "count", "purchase model optimizer iterations"))
+            .output(OutputSpec::new("expected_purchases", "count", "expected purchases of all customers over the horizon (predictive models)"))
             .output(OutputSpec::new("p", "parameter", "Gamma-Gamma: shape of a customer's transaction values"))
             .output(OutputSpec::new("q", "parameter", "Gamma-Gamma: shape of the distribution of customers' scales"))
-            .output(OutputSpec::new("gamma", "parameter", "Gamma-Gamma: scale of the distribution of customers' scales"))
+            .output(OutputSpec::new("gamma", "parameter", "Gamma-Gamma: scale of the distribution of customers' scales; BG/BB: dropout probability, Beta(gamma, delta)"))
             .output(OutputSpec::new("p_se", "parameter", "standard error of p"))
             .output(OutputSpec::new("q_se", "parameter", "standard error of q"))
             .output(OutputSpec::new("gamma_se", "parameter", "standard error of gamma"))
@@ -143,14 +153,15 @@ impl Metric for Clv {
             .output(OutputSpec::new("expected_spend", "currency", "mean expected value per purchase over customers (gamma_gamma)"))
             .output(OutputSpec::new("holdout_purchases", "count", "purchases (distinct periods) customers made in the holdout"))
             .output(OutputSpec::new("predicted_holdout_purchases", "count", "BG/NBD prediction of the holdout purchases"))
-            .table("customers", "per customer: historic value (historic), or P(alive), expected purchases, spend and clv (bgnbd)")
-            .table("purchase_curve", "bgnbd: expected cumulative purchases of a new customer and of as many new customers as the input has")
-            .table("purchase_distribution", "bgnbd: probability that a new customer makes n purchases within the horizon")
+            .table("customers", "per customer: historic value (historic), or P(alive), expected purchases, spend and clv (predictive models)")
+            .table("purchase_curve", "predictive models: expected cumulative purchases of a new customer and of as many new customers as the input has")
+            .table("purchase_distribution", "bgnbd, mbgnbd, pareto_nbd: probability that a new customer makes n purchases within the horizon")
     }
 
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
         match params.str("model")? {
-            "bgnbd" => predictive::compute(input, params),
+            "bgnbd" | "mbgnbd" | "pareto_nbd" => predictive::compute(input, params),
+            "bgbb" => discrete::compute(input, params),
             _ => descriptive::compute(input, params),
         }
     }

@@ -1,11 +1,12 @@
-//! The predictive CLV model: BG/NBD for purchases, Gamma-Gamma for their value.
+//! The predictive CLV models: BG/NBD, MBG/NBD or Pareto/NBD for purchases, Gamma-Gamma for
+//! their value.
 
 use std::sync::Arc;
 
-use mittari_models::bgnbd::{self, BgNbd, Histories};
+use mittari_models::bgnbd::{self, Variant};
 use mittari_models::gamma_gamma::{self, GammaGamma};
 use mittari_models::rfm::{self, TimeUnit};
-use mittari_models::{Fit, FitError};
+use mittari_models::{Fit, FitError, Histories, PurchaseModel, pareto_nbd};
 use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array, StringArray};
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
@@ -62,6 +63,12 @@ fn from_summary(input: &Input<'_>, params: &Params) -> Result<History, MetricErr
         return Err(MetricError::invalid_parameter(
             "holdout_start",
             "a holdout needs a transaction log; a summary has no transactions to split",
+        ));
+    }
+    if params.get("observation_end").is_some() {
+        return Err(MetricError::invalid_parameter(
+            "observation_end",
+            "a summary is already measured to its end of observation (its T column); observation_end applies to a transaction log",
         ));
     }
     crate::no_empty_cells(input, &["frequency", "recency", "T"])?;
@@ -130,7 +137,7 @@ fn from_transactions(
     params: &Params,
     unit: TimeUnit,
 ) -> Result<History, MetricError> {
-    let columns = crate::transactions(input, "bgnbd")?;
+    let columns = crate::transactions(input, params.str("model")?)?;
     let last = columns
         .timestamp
         .values()
@@ -183,13 +190,55 @@ fn from_transactions(
     })
 }
 
-fn fit_error(model: &str, error: FitError) -> MetricError {
+/// A fitted purchase model, with its parameters' names as the papers write them.
+struct PurchaseFit {
+    model: Box<dyn PurchaseModel>,
+    fit: Fit<4>,
+    names: [&'static str; 4],
+}
+
+fn fit_purchases(name: &str, histories: &Histories) -> Result<PurchaseFit, MetricError> {
+    let (model, fit, names, label): (Box<dyn PurchaseModel>, _, _, _) = match name {
+        "pareto_nbd" => {
+            let (model, fit) =
+                pareto_nbd::fit_histories(histories).map_err(|e| fit_error("Pareto/NBD", e))?;
+            (
+                Box::new(model),
+                fit,
+                ["r", "alpha", "s", "beta"],
+                "Pareto/NBD",
+            )
+        }
+        _ => {
+            let variant = if name == "mbgnbd" {
+                Variant::Modified
+            } else {
+                Variant::Bg
+            };
+            let (model, fit) = bgnbd::fit_histories(histories, variant)
+                .map_err(|e| fit_error(variant.name(), e))?;
+            (
+                Box::new(model),
+                fit,
+                ["r", "alpha", "a", "b"],
+                variant.name(),
+            )
+        }
+    };
+    check_converged(label, &fit)?;
+    Ok(PurchaseFit { model, fit, names })
+}
+
+pub(crate) fn fit_error(model: &str, error: FitError) -> MetricError {
     MetricError::invalid_input(format!(
         "the {model} model cannot be fitted to this input: {error}"
     ))
 }
 
-fn check_converged<const N: usize>(model: &str, fit: &Fit<N>) -> Result<(), MetricError> {
+pub(crate) fn check_converged<const N: usize>(
+    model: &str,
+    fit: &Fit<N>,
+) -> Result<(), MetricError> {
     if fit.converged {
         Ok(())
     } else {
@@ -200,7 +249,11 @@ fn check_converged<const N: usize>(model: &str, fit: &Fit<N>) -> Result<(), Metr
     }
 }
 
-fn with_errors<const N: usize>(mut output: Output, names: [&str; N], fit: &Fit<N>) -> Output {
+pub(crate) fn with_errors<const N: usize>(
+    mut output: Output,
+    names: [&str; N],
+    fit: &Fit<N>,
+) -> Output {
     for (i, name) in names.iter().enumerate() {
         output = output.scalar(Scalar::new(name, fit.params[i]));
     }
@@ -230,7 +283,7 @@ struct Prediction {
 /// Expected purchases to the horizon, undiscounted and discounted: Σ over monthly steps of the
 /// expected purchases in the step, discounted at the annual rate to the end of the step.
 fn discounted_purchases(
-    model: &BgNbd,
+    model: &dyn PurchaseModel,
     c: &Customer,
     horizon: f64,
     unit: TimeUnit,
@@ -273,17 +326,20 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             .iter()
             .map(|c| (c.x, c.t_x, c.t, c.weight)),
     );
-    let (model, fit) = bgnbd::fit_histories(&histories).map_err(|e| fit_error("BG/NBD", e))?;
-    check_converged("BG/NBD", &fit)?;
+    let spend_model = params.str("spend_model")?;
+    // Refuse what cannot work before the fit, which may take a while.
+    if spend_model == "gamma_gamma" && history.customers.iter().all(|c| c.monetary_value.is_none())
+    {
+        return Err(MetricError::invalid_parameter(
+            "spend_model",
+            "gamma_gamma needs monetary values: a transaction log, or a monetary_value column in the summary",
+        ));
+    }
+    let PurchaseFit { model, fit, names } = fit_purchases(params.str("model")?, &histories)?;
+    let model = model.as_ref();
 
-    let spend = match params.str("spend_model")? {
+    let spend = match spend_model {
         "gamma_gamma" => {
-            if history.customers.iter().all(|c| c.monetary_value.is_none()) {
-                return Err(MetricError::invalid_parameter(
-                    "spend_model",
-                    "gamma_gamma needs monetary values: a transaction log, or a monetary_value column in the summary",
-                ));
-            }
             // Each summary row weighs in as the number of customers it stands for.
             let rows = history
                 .customers
@@ -311,7 +367,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 Some(gg) => {
                     let value = gg.expected_mean_value(c.x, c.monetary_value.unwrap_or(0.0))?;
                     let (expected, discounted) =
-                        discounted_purchases(&model, c, horizon, unit, discount_rate)?;
+                        discounted_purchases(model, c, horizon, unit, discount_rate)?;
                     (expected, Some(value), Some(discounted * value * margin))
                 }
                 None => (
@@ -348,7 +404,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             .map(|(p, w)| f(p).map(|v| v * w))
             .sum::<Option<f64>>()
     };
-    let mut output = with_errors(Output::new(), ["r", "alpha", "a", "b"], &fit)
+    let mut output = with_errors(Output::new(), names, &fit)
         .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
         .scalar(Scalar::new("iterations", fit.iterations as f64))
         .scalar(Scalar::new("customers", total_weight))
@@ -403,11 +459,11 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .table("customers", customer_table(&history, &predictions, top)?)
         .table(
             "purchase_curve",
-            purchase_curve(&model, horizon, total_weight)?,
+            purchase_curve(model, horizon, total_weight)?,
         )
         .table(
             "purchase_distribution",
-            purchase_distribution(&model, horizon)?,
+            purchase_distribution(model, horizon)?,
         ))
 }
 
@@ -470,7 +526,11 @@ fn customer_table(
 }
 
 /// E[X(t)] of one new customer and of as many new customers as the input has, t = 0 to the horizon.
-fn purchase_curve(model: &BgNbd, horizon: f64, customers: f64) -> Result<RecordBatch, MetricError> {
+fn purchase_curve(
+    model: &dyn PurchaseModel,
+    horizon: f64,
+    customers: f64,
+) -> Result<RecordBatch, MetricError> {
     let step = (horizon / CURVE_POINTS).max(1.0);
     let mut times = Vec::new();
     let mut t = 0.0;
@@ -506,7 +566,10 @@ fn purchase_curve(model: &BgNbd, horizon: f64, customers: f64) -> Result<RecordB
 }
 
 /// P(X(horizon) = n) for a new customer, n = 0 until the probabilities left are below 1e-6.
-fn purchase_distribution(model: &BgNbd, horizon: f64) -> Result<RecordBatch, MetricError> {
+fn purchase_distribution(
+    model: &dyn PurchaseModel,
+    horizon: f64,
+) -> Result<RecordBatch, MetricError> {
     let probabilities = model.purchase_distribution(horizon, 1000);
     let mut cumulative = 0.0;
     let kept: Vec<f64> = probabilities

@@ -1,0 +1,231 @@
+//! `--output FILE`: one result table of a response, every row, as CSV or Parquet. The printed
+//! report stays short; the file is what analysts load into their next tool.
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use mittari_proto::v1 as pb;
+
+use crate::convert;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FileFormat {
+    Csv,
+    Parquet,
+}
+
+fn file_format(path: &Path) -> anyhow::Result<FileFormat> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("csv") => Ok(FileFormat::Csv),
+        Some("parquet" | "pq") => Ok(FileFormat::Parquet),
+        _ => bail!(
+            "--output {} must end in .csv or .parquet, which says the format to write",
+            path.display()
+        ),
+    }
+}
+
+/// Checks `--output` before any work is done, so a typo does not cost a long fit.
+pub(crate) fn check_path(path: &Path) -> anyhow::Result<()> {
+    file_format(path).map(|_| ())
+}
+
+/// Writes the result table `name` (default: the first) to `path`, with a group's key columns
+/// in front of its rows when the response is grouped. Returns the table's name and rows.
+pub(crate) fn write(
+    response: &pb::ComputeResponse,
+    name: Option<&str>,
+    path: &Path,
+) -> anyhow::Result<(String, usize)> {
+    let format = file_format(path)?;
+    let whole = std::iter::once((Vec::new(), response.results.as_ref()));
+    let groups = response.groups.iter().map(|group| {
+        let key = group
+            .key
+            .iter()
+            .map(|k| {
+                (
+                    k.column.clone(),
+                    crate::render::value_text(k.value.as_ref()),
+                )
+            })
+            .collect();
+        (key, group.results.as_ref())
+    });
+    let mut parts: Vec<(Vec<(String, String)>, &pb::ResultTable)> = Vec::new();
+    let mut available: Vec<&str> = Vec::new();
+    for (key, results) in whole.chain(groups) {
+        let tables = results.map_or(&[][..], |r| r.tables.as_slice());
+        available.extend(tables.iter().map(|t| t.name.as_str()));
+        let chosen = match name {
+            Some(name) => tables.iter().find(|t| t.name == name),
+            None => tables.first(),
+        };
+        if let Some(table) = chosen {
+            parts.push((key, table));
+        }
+    }
+    let Some(table_name) = parts.first().map(|(_, t)| t.name.clone()) else {
+        available.sort_unstable();
+        available.dedup();
+        // Without a name the first table is taken, so only a missing name can leave tables.
+        if available.is_empty() {
+            bail!(
+                "{} returned no result table to write to --output",
+                response.metric
+            );
+        }
+        bail!(
+            "{} returned no table {}; --output-table can be {}",
+            response.metric,
+            name.unwrap_or_default(),
+            available.join(", ")
+        );
+    };
+    let mut batches = Vec::with_capacity(parts.len());
+    for (key, table) in parts {
+        let batch = convert::table_to_batch(table.table.as_ref().unwrap_or(&pb::Table::default()))
+            .map_err(|e| anyhow::anyhow!("result table {table_name} is malformed: {e}"))?;
+        batches.push(with_key(batch, &key)?);
+    }
+    let schema = batches[0].schema();
+    if let Some(other) = batches.iter().find(|b| b.schema() != schema) {
+        bail!(
+            "the groups' {table_name} tables have different columns ({:?} and {:?}); write one group at a time",
+            column_names(&schema),
+            column_names(&other.schema())
+        );
+    }
+    let batch = arrow_select::concat::concat_batches(&schema, &batches)
+        .context("cannot join the groups' tables")?;
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let written = match format {
+        FileFormat::Csv => write_csv(&batch, file),
+        FileFormat::Parquet => write_parquet(&batch, file),
+    };
+    written.with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((table_name, batch.num_rows()))
+}
+
+fn column_names(schema: &Schema) -> Vec<&str> {
+    schema.fields().iter().map(|f| f.name().as_str()).collect()
+}
+
+/// The group key as leading text columns, the same value on every row.
+fn with_key(batch: RecordBatch, key: &[(String, String)]) -> anyhow::Result<RecordBatch> {
+    if key.is_empty() {
+        return Ok(batch);
+    }
+    let rows = batch.num_rows();
+    let mut fields: Vec<Field> = key
+        .iter()
+        .map(|(column, _)| Field::new(column, DataType::Utf8, true))
+        .collect();
+    let mut columns: Vec<ArrayRef> = key
+        .iter()
+        .map(|(_, value)| Arc::new(StringArray::from(vec![value.as_str(); rows])) as ArrayRef)
+        .collect();
+    fields.extend(batch.schema().fields().iter().map(|f| f.as_ref().clone()));
+    columns.extend(batch.columns().iter().cloned());
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .context("a group key column has the name of a table column")
+}
+
+fn write_csv(batch: &RecordBatch, file: File) -> anyhow::Result<()> {
+    let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+    writer.write_record(column_names(&batch.schema()))?;
+    let mut record = Vec::with_capacity(batch.num_columns());
+    for row in 0..batch.num_rows() {
+        record.clear();
+        for column in batch.columns() {
+            record.push(cell(column.as_ref(), row)?);
+        }
+        writer.write_record(&record)?;
+    }
+    writer.into_inner().map_err(|e| e.into_error())?.flush()?;
+    Ok(())
+}
+
+/// A cell as CSV text: empty for null, floats in Rust's shortest round-trip form, timestamps
+/// in ISO 8601 (what `--input` reads back).
+fn cell(column: &dyn Array, row: usize) -> anyhow::Result<String> {
+    if column.is_null(row) {
+        return Ok(String::new());
+    }
+    let any = column.as_any();
+    if let Some(a) = any.downcast_ref::<Float64Array>() {
+        return Ok(a.value(row).to_string());
+    }
+    if let Some(a) = any.downcast_ref::<Int64Array>() {
+        return Ok(a.value(row).to_string());
+    }
+    if let Some(a) = any.downcast_ref::<StringArray>() {
+        return Ok(a.value(row).to_owned());
+    }
+    if let Some(a) = any.downcast_ref::<BooleanArray>() {
+        return Ok(a.value(row).to_string());
+    }
+    if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
+        return Ok(mittari_sdk::time::format_timestamp(a.value(row)));
+    }
+    bail!(
+        "a column of type {} cannot be written as CSV",
+        column.data_type()
+    )
+}
+
+fn write_parquet(batch: &RecordBatch, file: File) -> anyhow::Result<()> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+    // Timestamps are written as UTC instants, which is what the wire type means.
+    let schema = Arc::new(Schema::new(
+        batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                    f.as_ref().clone().with_data_type(DataType::Timestamp(
+                        TimeUnit::Microsecond,
+                        Some("UTC".into()),
+                    ))
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        batch
+            .columns()
+            .iter()
+            .map(
+                |c| match c.as_any().downcast_ref::<TimestampMicrosecondArray>() {
+                    Some(t) => Arc::new(t.clone().with_timezone("UTC")) as ArrayRef,
+                    None => c.clone(),
+                },
+            )
+            .collect(),
+    )?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(properties))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! BG/BB: repeat transactions at discrete opportunities (Fader, Hardie & Shang 2010), from a
+//! summary with one row per customer or per group of identical customers.
+
+use std::sync::Arc;
+
+use mittari_models::bgbb::{self, Opportunities};
+use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array};
+use mittari_sdk::prelude::*;
+
+use crate::predictive::{check_converged, fit_error, with_errors};
+
+/// Opportunities a history may span: the likelihood sums over each one after the last
+/// transaction, so this bounds the work per customer.
+const MAX_PERIODS: f64 = 100_000.0;
+
+struct Row {
+    x: f64,
+    t_x: f64,
+    n: f64,
+    weight: f64,
+    input_row: usize,
+}
+
+fn whole(column: &str, row: usize, value: f64) -> Result<(), MetricError> {
+    if value.fract() == 0.0 {
+        Ok(())
+    } else {
+        Err(MetricError::invalid_value(
+            column,
+            row,
+            format!("{column} {value} is not a whole number of opportunities"),
+        ))
+    }
+}
+
+fn read(input: &Input<'_>) -> Result<Vec<Row>, MetricError> {
+    let missing: Vec<&str> = ["frequency", "recency", "n_periods"]
+        .into_iter()
+        .filter(|c| !input.has_column(c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(MetricError::invalid_input(format!(
+            "model bgbb needs one row per customer with columns frequency, recency (the opportunity of the last transaction, 0 without any) and n_periods (opportunities observed); missing: {}",
+            missing.join(", ")
+        )));
+    }
+    crate::no_empty_cells(input, &["frequency", "recency", "n_periods"])?;
+    let (x, t_x, n) = (
+        input.double("frequency")?,
+        input.double("recency")?,
+        input.double("n_periods")?,
+    );
+    let weight = input.optional_double("weight")?;
+    let mut rows = Vec::with_capacity(input.num_rows());
+    for row in 0..input.num_rows() {
+        let (x, t_x, n) = (x.value(row), t_x.value(row), n.value(row));
+        whole("frequency", row, x)?;
+        whole("recency", row, t_x)?;
+        whole("n_periods", row, n)?;
+        if n > MAX_PERIODS {
+            return Err(MetricError::invalid_value(
+                "n_periods",
+                row,
+                format!(
+                    "n_periods {n} is more than {MAX_PERIODS} opportunities; use a continuous-time model (bgnbd, pareto_nbd) for such histories"
+                ),
+            ));
+        }
+        if t_x > n {
+            return Err(MetricError::invalid_value(
+                "recency",
+                row,
+                format!("recency {t_x} is after the last opportunity observed (n_periods {n})"),
+            ));
+        }
+        if x > t_x {
+            return Err(MetricError::invalid_value(
+                "frequency",
+                row,
+                format!(
+                    "frequency {x} is more than the {t_x} opportunities up to the last transaction (recency)"
+                ),
+            ));
+        }
+        if (x == 0.0) != (t_x == 0.0) {
+            return Err(MetricError::invalid_value(
+                "recency",
+                row,
+                format!(
+                    "recency is {t_x} with frequency {x}; recency is 0 exactly when there was no transaction"
+                ),
+            ));
+        }
+        let weight = weight
+            .filter(|w| w.is_valid(row))
+            .map_or(1.0, |w| w.value(row));
+        if weight > 0.0 {
+            rows.push(Row {
+                x,
+                t_x,
+                n,
+                weight,
+                input_row: row,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
+    if params.str("spend_model")? != "none" {
+        return Err(MetricError::invalid_parameter(
+            "spend_model",
+            "model bgbb predicts transactions only; value them with the mean amount per transaction, or use bgnbd with gamma_gamma",
+        ));
+    }
+    let rows = read(input)?;
+    if rows.is_empty() {
+        return Err(MetricError::invalid_input(
+            "the input has no customers to fit",
+        ));
+    }
+    let data = Opportunities::compress(rows.iter().map(|r| (r.x, r.t_x, r.n, r.weight)));
+    let (model, fit) = bgbb::fit_opportunities(&data).map_err(|e| fit_error("BG/BB", e))?;
+    check_converged("BG/BB", &fit)?;
+    let future = params.f64("horizon")?;
+    let alive: Vec<f64> = rows
+        .iter()
+        .map(|r| model.p_alive(r.x, r.t_x, r.n))
+        .collect();
+    let expected: Vec<f64> = rows
+        .iter()
+        .map(|r| model.expected_transactions(future, r.x, r.t_x, r.n))
+        .collect();
+    let customers: f64 = rows.iter().map(|r| r.weight).sum();
+    let total: f64 = rows.iter().zip(&expected).map(|(r, e)| r.weight * e).sum();
+
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&i, &j| expected[j].total_cmp(&expected[i]).then(i.cmp(&j)));
+    let top = usize::try_from(params.i64("top")?).unwrap_or(0);
+    if top > 0 {
+        order.truncate(top);
+    }
+    let float = |f: &dyn Fn(usize) -> f64| {
+        Arc::new(order.iter().map(|&i| f(i)).collect::<Float64Array>()) as ArrayRef
+    };
+    let table = result_table(
+        "customers",
+        vec![
+            (
+                "row",
+                Arc::new(
+                    order
+                        .iter()
+                        .map(|&i| rows[i].input_row as i64)
+                        .collect::<Int64Array>(),
+                ),
+            ),
+            ("frequency", float(&|i| rows[i].x)),
+            ("recency", float(&|i| rows[i].t_x)),
+            ("n_periods", float(&|i| rows[i].n)),
+            ("weight", float(&|i| rows[i].weight)),
+            ("p_alive", float(&|i| alive[i])),
+            ("expected_purchases", float(&|i| expected[i])),
+        ],
+    )?;
+    // E[X(n)] of a new customer over as many opportunities as the longest history plus the
+    // horizon (at most about 200 points): the curve the model fits and projects.
+    let longest = rows.iter().map(|r| r.n).fold(0.0, f64::max) + future;
+    let step = (longest / 200.0).ceil().max(1.0);
+    let mut points: Vec<f64> = (0..)
+        .map(|i| i as f64 * step)
+        .take_while(|&n| n < longest)
+        .collect();
+    points.push(longest);
+    let curve: Vec<f64> = points
+        .iter()
+        .map(|&n| model.population_expected_transactions(n))
+        .collect();
+    let curve = result_table(
+        "purchase_curve",
+        vec![
+            ("t", Arc::new(Float64Array::from(points))),
+            (
+                "expected_purchases_per_customer",
+                Arc::new(Float64Array::from(curve.clone())),
+            ),
+            (
+                "expected_purchases_all",
+                Arc::new(
+                    curve
+                        .iter()
+                        .map(|e| e * customers)
+                        .collect::<Float64Array>(),
+                ),
+            ),
+        ],
+    )?;
+    Ok(
+        with_errors(Output::new(), ["alpha", "beta", "gamma", "delta"], &fit)
+            .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
+            .scalar(Scalar::new("iterations", fit.iterations as f64))
+            .scalar(Scalar::new("customers", customers))
+            .scalar(Scalar::new("expected_purchases", total))
+            .table("customers", table)
+            .table("purchase_curve", curve),
+    )
+}
