@@ -25,15 +25,18 @@ impl LogLikelihood<3> for Spend {
     fn log_likelihood<R: Real>(&self, params: &[R; 3]) -> R {
         let [p, q, gamma] = *params;
         let shared = q * gamma.ln() - q.ln_gamma();
-        let mut total = R::constant(0.0);
-        for ((&x, &z), &w) in self.x.iter().zip(&self.mean_value).zip(&self.weight) {
-            let px = p * x;
-            let ll = (px + q).ln_gamma() - px.ln_gamma() + (px - 1.0) * z.ln() + px * x.ln()
-                - (px + q) * (gamma + x * z).ln()
-                + shared;
-            total = total + ll * w;
-        }
-        total
+        let body = crate::purchase::par_sum(self.x.len(), |range| {
+            let mut total = R::constant(0.0);
+            for i in range {
+                let (x, z, w) = (self.x[i], self.mean_value[i], self.weight[i]);
+                let px = p * x;
+                let ll = (px + q).ln_gamma() - px.ln_gamma() + (px - 1.0) * z.ln() + px * x.ln()
+                    - (px + q) * (gamma + x * z).ln();
+                total = total + ll * w;
+            }
+            total
+        });
+        body + shared * self.observations()
     }
 
     fn observations(&self) -> f64 {

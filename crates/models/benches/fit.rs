@@ -1,0 +1,260 @@
+//! Timings and peak memory of the model fits and the RFM summary, for BENCHMARKS.md.
+//!
+//! ```text
+//! cargo bench -p mittari-models --bench fit -- simulate CUSTOMERS SUMMARY.csv LOG.csv [LOG_ROWS]
+//! cargo bench -p mittari-models --bench fit -- fit SUMMARY.csv [MODELS]
+//! cargo bench -p mittari-models --bench fit -- rfm LOG.csv
+//! ```
+//!
+//! `simulate` draws customers from BG/NBD and Gamma-Gamma at CDNOW-like parameters, purchases
+//! on days over a 39-week window with a 12-week acquisition period, and writes their
+//! lifetimes-style summary (weeks, at day resolution) and, for the first LOG_ROWS
+//! transactions' customers, the transaction log. `fit` and `rfm` print one JSON object per
+//! measurement: seconds (median of 3 runs), estimates, log-likelihood, and the process's peak
+//! resident memory so far.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::time::Instant;
+
+use mittari_models::bgnbd::{self, Variant};
+use mittari_models::rfm::{self, TimeUnit};
+use mittari_models::testing::Rng;
+use mittari_models::{Histories, gamma_gamma, pareto_nbd};
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// 2024-01-01 in days since 1970-01-01.
+const START_DAY: i64 = 19_723;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("simulate") => simulate(
+            args[1].parse().unwrap(),
+            &args[2],
+            &args[3],
+            args.get(4).map_or(1_000_000, |n| n.parse().unwrap()),
+        ),
+        Some("fit") => fit(
+            &args[1],
+            args.get(2)
+                .map_or("bgnbd,pareto_nbd,gamma_gamma", String::as_str),
+        ),
+        Some("rfm") => summarize(&args[1]),
+        _ => eprintln!(
+            "usage: fit.rs simulate N SUMMARY.csv LOG.csv [LOG_ROWS] | fit SUMMARY.csv [MODELS] | rfm LOG.csv"
+        ),
+    }
+}
+
+/// Peak resident set size of this process, in MiB (Linux).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn median_of_3<T>(mut run: impl FnMut() -> T) -> (f64, T) {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        let start = Instant::now();
+        last = Some(run());
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    (times[1], last.unwrap())
+}
+
+fn simulate(customers: usize, summary_path: &str, log_path: &str, log_rows: usize) {
+    let (r, alpha, a, b) = (0.243, 4.414, 0.793, 2.426);
+    let (p, q, gamma) = (6.25, 3.74, 15.44);
+    let window = 39.0 * 7.0; // days
+    let mut rng = Rng::new(2005);
+    let mut summary = BufWriter::new(File::create(summary_path).unwrap());
+    let mut log = BufWriter::new(File::create(log_path).unwrap());
+    writeln!(summary, "customer_id,frequency,recency,T,monetary_value").unwrap();
+    writeln!(log, "customer_id,timestamp,amount").unwrap();
+    let mut logged = 0;
+    let mut days: Vec<(i64, f64)> = Vec::new();
+    for id in 0..customers {
+        let first = (rng.uniform() * 84.0).floor();
+        let lambda = rng.gamma(r) / alpha / 7.0; // per day
+        let dropout = rng.beta(a, b);
+        let nu = rng.gamma(q) / gamma;
+        let spend = |rng: &mut Rng| (rng.gamma(p) / nu * 100.0).round() / 100.0;
+        days.clear();
+        days.push((first as i64, spend(&mut rng)));
+        let mut now = first;
+        loop {
+            now += -rng.uniform().ln() / lambda;
+            if now >= window {
+                break;
+            }
+            let day = now.floor() as i64;
+            let amount = spend(&mut rng);
+            // Several purchases on one day are one purchase period, their amounts summed.
+            match days.last_mut() {
+                Some(last) if last.0 == day => last.1 += amount,
+                _ => days.push((day, amount)),
+            }
+            if rng.uniform() < dropout {
+                break;
+            }
+        }
+        let x = days.len() - 1;
+        let last = days.last().unwrap().0 as f64;
+        let mean = if x > 0 {
+            days[1..].iter().map(|d| d.1).sum::<f64>() / x as f64
+        } else {
+            0.0
+        };
+        writeln!(
+            summary,
+            "c{id},{x},{},{},{}",
+            (last - first) / 7.0,
+            (window - 1.0 - first) / 7.0,
+            (mean * 100.0).round() / 100.0
+        )
+        .unwrap();
+        if logged < log_rows {
+            for &(day, amount) in &days {
+                let (y, m, d) = civil_from_days(START_DAY + day);
+                writeln!(log, "c{id},{y:04}-{m:02}-{d:02},{amount:.2}").unwrap();
+                logged += 1;
+            }
+        }
+    }
+}
+
+/// Howard Hinnant's civil-from-days.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn fit(path: &str, models: &str) {
+    let start = Instant::now();
+    let mut rows: Vec<(f64, f64, f64, f64)> = Vec::new();
+    for line in BufReader::new(File::open(path).unwrap()).lines().skip(1) {
+        let line = line.unwrap();
+        let mut f = line.split(',').skip(1).map(|v| v.parse::<f64>().unwrap());
+        rows.push((
+            f.next().unwrap(),
+            f.next().unwrap(),
+            f.next().unwrap(),
+            f.next().unwrap(),
+        ));
+    }
+    println!(
+        r#"{{"step": "read", "customers": {}, "seconds": {:.3}, "peak_rss_mib": {:.0}}}"#,
+        rows.len(),
+        start.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+    for model in models.split(',') {
+        let (seconds, (params, ll, iterations, converged, distinct)): (
+            f64,
+            (Vec<f64>, f64, usize, bool, usize),
+        ) = match model {
+            "bgnbd" | "mbgnbd" | "pareto_nbd" => median_of_3(|| {
+                let h = Histories::compress(rows.iter().map(|&(x, t_x, t, _)| (x, t_x, t, 1.0)));
+                let (params, fit) = match model {
+                    "pareto_nbd" => {
+                        let (p, f) = pareto_nbd::fit_histories(&h).unwrap();
+                        (vec![p.r, p.alpha, p.s, p.beta], f)
+                    }
+                    _ => {
+                        let variant = if model == "bgnbd" {
+                            Variant::Bg
+                        } else {
+                            Variant::Modified
+                        };
+                        let (p, f) = bgnbd::fit_histories(&h, variant).unwrap();
+                        (vec![p.r, p.alpha, p.a, p.b], f)
+                    }
+                };
+                (
+                    params,
+                    fit.log_likelihood,
+                    fit.iterations,
+                    fit.converged,
+                    h.len(),
+                )
+            }),
+            "gamma_gamma" => median_of_3(|| {
+                let (p, f, spend) =
+                    gamma_gamma::fit_spend(rows.iter().map(|&(x, _, _, m)| (x, m, 1.0))).unwrap();
+                (
+                    vec![p.p, p.q, p.gamma],
+                    f.log_likelihood,
+                    f.iterations,
+                    f.converged,
+                    spend.x.len(),
+                )
+            }),
+            other => panic!("unknown model {other}"),
+        };
+        println!(
+            r#"{{"step": "fit", "model": "{model}", "seconds": {seconds:.3}, "params": {params:?}, "log_likelihood": {ll}, "iterations": {iterations}, "converged": {converged}, "rows_fitted": {distinct}, "peak_rss_mib": {:.0}}}"#,
+            peak_rss_mib()
+        );
+    }
+}
+
+fn summarize(path: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let rows: Vec<(&str, i64, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let mut f = line.split(',');
+            let id = f.next().unwrap();
+            let date = f.next().unwrap();
+            let (y, m, d) = (
+                date[0..4].parse().unwrap(),
+                date[5..7].parse().unwrap(),
+                date[8..10].parse().unwrap(),
+            );
+            (
+                id,
+                days_from_civil(y, m, d) * MICROS_PER_DAY,
+                f.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let end = rows.iter().map(|r| r.1).max().unwrap();
+    let (seconds, customers) =
+        median_of_3(|| rfm::summarize(rows.iter().copied(), TimeUnit::Day, end, None).len());
+    println!(
+        r#"{{"step": "rfm", "rows": {}, "customers": {customers}, "seconds": {seconds:.3}, "peak_rss_mib": {:.0}}}"#,
+        rows.len(),
+        peak_rss_mib()
+    );
+}
