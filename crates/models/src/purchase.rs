@@ -93,3 +93,18 @@ pub trait PurchaseModel: Sync {
     /// P(X(t) = n) for a new customer, n = 0..=max_n.
     fn purchase_distribution(&self, t: f64, max_n: usize) -> Vec<f64>;
 }
+
+/// [`par_sum`] for several plain sums at once, in the same deterministic order.
+pub(crate) fn par_sums<const K: usize>(
+    rows: usize,
+    part: impl Fn(Range<usize>) -> [f64; K] + Sync,
+) -> [f64; K] {
+    let chunks: Vec<[f64; K]> = (0..rows.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| part(c * CHUNK..((c + 1) * CHUNK).min(rows)))
+        .collect();
+    chunks.into_iter().fold([0.0; K], |mut total, chunk| {
+        total.iter_mut().zip(chunk).for_each(|(t, c)| *t += c);
+        total
+    })
+}

@@ -22,8 +22,8 @@ const CURVE_POINTS: f64 = 200.0;
 /// One customer's history, from either input form.
 #[derive(Debug, Clone, PartialEq)]
 struct Customer {
-    /// The customer_id, or the row number of a summary without one.
-    label: Label,
+    /// The input row that names the customer: its first transaction, or its summary row.
+    row: usize,
     x: f64,
     t_x: f64,
     t: f64,
@@ -32,15 +32,12 @@ struct Customer {
     holdout_frequency: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Label {
-    Id(String),
-    Row(usize),
-}
-
-/// The customers, and the holdout length in time units when there is a holdout.
-struct History {
+/// The customers, their names (the input's customer_id column, read by `Customer::row`, so
+/// ids are not copied per customer), and the holdout length in time units when there is a
+/// holdout.
+struct History<'a> {
     customers: Vec<Customer>,
+    ids: Option<&'a StringArray>,
     holdout_length: Option<f64>,
 }
 
@@ -58,7 +55,7 @@ fn is_summary(input: &Input<'_>) -> bool {
         .all(|c| input.has_column(c))
 }
 
-fn from_summary(input: &Input<'_>, params: &Params) -> Result<History, MetricError> {
+fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, MetricError> {
     if params.get("holdout_start").is_some() {
         return Err(MetricError::invalid_parameter(
             "holdout_start",
@@ -79,7 +76,7 @@ fn from_summary(input: &Input<'_>, params: &Params) -> Result<History, MetricErr
     );
     let monetary = input.optional_double("monetary_value")?;
     let weight = input.optional_double("weight")?;
-    let labels = input.optional_string("customer_id")?;
+    let ids = input.optional_string("customer_id")?;
     let mut customers = Vec::with_capacity(input.num_rows());
     for row in 0..input.num_rows() {
         let (x, t_x, t) = (x.value(row), t_x.value(row), t.value(row));
@@ -115,9 +112,7 @@ fn from_summary(input: &Input<'_>, params: &Params) -> Result<History, MetricErr
             continue;
         }
         customers.push(Customer {
-            label: labels
-                .filter(|l| l.is_valid(row))
-                .map_or(Label::Row(row), |l| Label::Id(l.value(row).to_owned())),
+            row,
             x,
             t_x,
             t,
@@ -128,15 +123,16 @@ fn from_summary(input: &Input<'_>, params: &Params) -> Result<History, MetricErr
     }
     Ok(History {
         customers,
+        ids,
         holdout_length: None,
     })
 }
 
-fn from_transactions(
-    input: &Input<'_>,
+fn from_transactions<'a>(
+    input: &Input<'a>,
     params: &Params,
     unit: TimeUnit,
-) -> Result<History, MetricError> {
+) -> Result<History<'a>, MetricError> {
     let columns = crate::transactions(input, params.str("model")?)?;
     let last = columns
         .timestamp
@@ -173,7 +169,7 @@ fn from_transactions(
     let customers = summaries
         .into_iter()
         .map(|s| Customer {
-            label: Label::Id(columns.customer.value(s.first_row).to_owned()),
+            row: s.first_row,
             x: s.frequency,
             t_x: s.recency,
             t: s.t,
@@ -186,6 +182,7 @@ fn from_transactions(
         holdout_start.map(|start| (unit.period(observation_end) - unit.period(start)) as f64);
     Ok(History {
         customers,
+        ids: Some(columns.customer),
         holdout_length,
     })
 }
@@ -489,18 +486,22 @@ fn customer_table(
         Arc::new(order.iter().map(|&i| f(i)).collect::<Float64Array>()) as ArrayRef
     };
     let mut columns: Vec<(&str, ArrayRef)> = Vec::new();
-    if c.iter().any(|c| matches!(c.label, Label::Id(_))) {
-        let ids = order.iter().map(|&i| match &c[i].label {
-            Label::Id(id) => Some(id.clone()),
-            Label::Row(row) => Some(format!("row {row}")),
-        });
-        columns.push(("customer_id", Arc::new(ids.collect::<StringArray>())));
-    } else {
-        let rows = order.iter().map(|&i| match c[i].label {
-            Label::Row(row) => row as i64,
-            Label::Id(_) => i as i64,
-        });
-        columns.push(("row", Arc::new(rows.collect::<Int64Array>())));
+    match history.ids {
+        Some(ids) => {
+            let names = order.iter().map(|&i| {
+                let row = c[i].row;
+                Some(if ids.is_valid(row) {
+                    ids.value(row).to_owned()
+                } else {
+                    format!("row {row}")
+                })
+            });
+            columns.push(("customer_id", Arc::new(names.collect::<StringArray>())));
+        }
+        None => {
+            let rows = order.iter().map(|&i| c[i].row as i64);
+            columns.push(("row", Arc::new(rows.collect::<Int64Array>())));
+        }
     }
     columns.push(("frequency", float(&|i| Some(c[i].x))));
     columns.push(("recency", float(&|i| Some(c[i].t_x))));
