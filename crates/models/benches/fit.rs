@@ -13,7 +13,12 @@
 //! measurement: seconds (median of 3 runs), estimates, log-likelihood, and the process's peak
 //! resident memory so far.
 // A bench binary reports on standard output and may stop at the first bad input.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};

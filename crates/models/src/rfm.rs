@@ -10,6 +10,32 @@
 //! - `monetary_value`: the mean amount of the repeat periods (0 without repeats).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use rayon::prelude::*;
+
+/// FxHash (rustc's hasher): customer ids are not attacker-chosen keys of a long-lived table,
+/// and SipHash costs more than the rest of the summary.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Microseconds in a day.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -61,9 +87,9 @@ pub fn summarize<'a>(
 ) -> Vec<CustomerSummary> {
     let calibration_end = holdout_start.unwrap_or(i64::MAX);
     // (customer index, period, amount, in holdout)
-    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let mut ids: HashMap<&str, u32, BuildHasherDefault<FxHasher>> = HashMap::default();
     let mut first_rows = Vec::new();
-    let mut rows: Vec<(u32, i64, f64, bool)> = Vec::new();
+    let mut rows: Vec<(u32, i64, f64, bool)> = Vec::with_capacity(transactions.size_hint().0);
     for (row, (customer, timestamp, amount)) in transactions.enumerate() {
         if timestamp > observation_end {
             continue;
@@ -80,40 +106,63 @@ pub fn summarize<'a>(
             timestamp >= calibration_end,
         ));
     }
-    rows.sort_unstable_by_key(|&(id, period, _, _)| (id, period));
-    let end_period = unit.period(holdout_start.unwrap_or(observation_end));
-    let mut summaries = Vec::with_capacity(first_rows.len());
-    let mut start = 0;
-    while start < rows.len() {
-        let id = rows[start].0;
-        let end = rows[start..]
-            .iter()
-            .position(|r| r.0 != id)
-            .map_or(rows.len(), |n| start + n);
-        summaries.push(summarize_customer(
-            &rows[start..end],
-            end_period,
-            holdout_start.is_some(),
-            first_rows[id as usize],
-        ));
-        start = end;
+    // Group rows by customer with a counting sort (ids are dense, 0..customers), then
+    // summarize customers in parallel, each sorting its own few rows by period.
+    let customers = first_rows.len();
+    let mut offsets = vec![0usize; customers + 1];
+    for &(id, ..) in &rows {
+        offsets[id as usize + 1] += 1;
     }
-    // Customers whose first purchase falls in the holdout have no calibration history.
-    summaries.retain(Option::is_some);
-    let mut summaries: Vec<CustomerSummary> = summaries.into_iter().flatten().collect();
-    summaries.sort_unstable_by_key(|s| s.first_row);
-    summaries
+    for i in 0..customers {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut next = offsets.clone();
+    let mut grouped = vec![(0u32, 0i64, 0.0f64, false); rows.len()];
+    for row in rows {
+        let slot = &mut next[row.0 as usize];
+        grouped[*slot] = row;
+        *slot += 1;
+    }
+    let mut slices: Vec<&mut [(u32, i64, f64, bool)]> = Vec::with_capacity(customers);
+    let mut rest = grouped.as_mut_slice();
+    for i in 0..customers {
+        let (head, tail) = rest.split_at_mut(offsets[i + 1] - offsets[i]);
+        slices.push(head);
+        rest = tail;
+    }
+    let end_period = unit.period(holdout_start.unwrap_or(observation_end));
+    let holdout = holdout_start.is_some();
+    // Ids were given in order of first appearance, so customers come out in that order.
+    slices
+        .into_par_iter()
+        .enumerate()
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |scratch, (id, rows)| {
+                rows.sort_unstable_by_key(|r| r.1);
+                summarize_customer(rows, end_period, holdout, first_rows[id], scratch)
+            },
+        )
+        .collect::<Vec<_>>()
+        .into_iter()
+        // Customers whose first purchase falls in the holdout have no calibration history.
+        .flatten()
+        .collect()
 }
 
+/// One customer's summary from their rows sorted by period; `scratch` is reused between
+/// customers to save allocations.
 fn summarize_customer(
     rows: &[(u32, i64, f64, bool)],
     end_period: i64,
     holdout: bool,
     first_row: usize,
+    scratch: &mut (Vec<(i64, f64)>, Vec<i64>),
 ) -> Option<CustomerSummary> {
-    // Per-period amounts of the calibration part; rows are sorted by period.
-    let mut periods: Vec<(i64, f64)> = Vec::new();
-    let mut holdout_periods: Vec<i64> = Vec::new();
+    // Per-period amounts of the calibration part.
+    let (periods, holdout_periods) = scratch;
+    periods.clear();
+    holdout_periods.clear();
     for &(_, period, amount, in_holdout) in rows {
         if in_holdout {
             if holdout_periods.last() != Some(&period) {
