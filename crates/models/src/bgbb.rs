@@ -7,8 +7,6 @@
 //! θ ~ Beta(γ, δ). A history is (x transactions in n opportunities, the last at opportunity
 //! t_x; t_x = 0 without any).
 
-use std::collections::HashMap;
-
 use crate::ad::Real;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
 use crate::special::ln_gamma;
@@ -26,22 +24,14 @@ impl Opportunities {
     /// Merges identical (x, t_x, n) histories; with few opportunities there are few distinct
     /// ones (28 for n = 6), whatever the number of customers.
     pub fn compress(rows: impl Iterator<Item = (f64, f64, f64, f64)>) -> Opportunities {
-        let mut index: HashMap<[u64; 3], usize> = HashMap::new();
-        let mut out = Opportunities::default();
-        for (x, t_x, n, w) in rows {
-            let key = [x.to_bits(), t_x.to_bits(), n.to_bits()];
-            match index.get(&key) {
-                Some(&i) => out.weight[i] += w,
-                None => {
-                    index.insert(key, out.x.len());
-                    out.x.push(x);
-                    out.t_x.push(t_x);
-                    out.n.push(n);
-                    out.weight.push(w);
-                }
-            }
+        let (keys, weight) =
+            crate::purchase::merge_identical(rows.map(|(x, t_x, n, w)| ([x, t_x, n], w)));
+        Opportunities {
+            x: keys.iter().map(|k| k[0]).collect(),
+            t_x: keys.iter().map(|k| k[1]).collect(),
+            n: keys.iter().map(|k| k[2]).collect(),
+            weight,
         }
-        out
     }
 
     pub fn len(&self) -> usize {

@@ -8,7 +8,7 @@
 use crate::ad::Real;
 use crate::hyp2f1::hyp2f1;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
-use crate::purchase::{Histories, PurchaseModel, par_sum};
+use crate::purchase::{Histories, PurchaseModel, alive_given_ln_odds, par_sum};
 use crate::special::ln_gamma;
 
 /// When a customer can drop out.
@@ -122,12 +122,8 @@ impl BgNbd {
 
 impl PurchaseModel for BgNbd {
     fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
-        match self.ln_dropout_odds(x, t_x, t) {
-            None => 1.0,
-            // 1 / (1 + e^L), without overflow for large L.
-            Some(l) if l > 0.0 => (-l).exp() / (1.0 + (-l).exp()),
-            Some(l) => 1.0 / (1.0 + l.exp()),
-        }
+        self.ln_dropout_odds(x, t_x, t)
+            .map_or(1.0, alive_given_ln_odds)
     }
 
     /// FHL 2005, eq. 10 (b + 1 for b under MBG/NBD), with the ₂F₁ taken by Euler's

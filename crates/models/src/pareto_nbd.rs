@@ -10,7 +10,7 @@
 use crate::ad::Real;
 use crate::hyp2f1::ln_hyp2f1_c_is_a_plus_1;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
-use crate::purchase::{Histories, PurchaseModel, par_sum};
+use crate::purchase::{Histories, PurchaseModel, alive_given_ln_odds, par_sum};
 
 /// Fitted Pareto/NBD parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -146,11 +146,8 @@ impl ParetoNbd {
 
 impl PurchaseModel for ParetoNbd {
     fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
-        match self.ln_dropout_odds(x, t_x, t) {
-            None => 1.0,
-            Some(l) if l > 0.0 => (-l).exp() / (1.0 + (-l).exp()),
-            Some(l) => 1.0 / (1.0 + l.exp()),
-        }
+        self.ln_dropout_odds(x, t_x, t)
+            .map_or(1.0, alive_given_ln_odds)
     }
 
     /// (r+x)(β+T) / ((α+T)(s−1)) · [1 − ((β+T)/(β+T+t))^(s−1)] · P(alive) (FHL 2005 note,

@@ -22,22 +22,13 @@ impl Histories {
     /// Merges identical (x, t_x, T) into one row with the summed weight: fitting cost then
     /// grows with the number of distinct histories, not customers.
     pub fn compress(rows: impl Iterator<Item = (f64, f64, f64, f64)>) -> Histories {
-        let mut index: HashMap<[u64; 3], usize> = HashMap::new();
-        let mut out = Histories::default();
-        for (x, t_x, t, w) in rows {
-            let key = [x.to_bits(), t_x.to_bits(), t.to_bits()];
-            match index.get(&key) {
-                Some(&i) => out.weight[i] += w,
-                None => {
-                    index.insert(key, out.x.len());
-                    out.x.push(x);
-                    out.t_x.push(t_x);
-                    out.t.push(t);
-                    out.weight.push(w);
-                }
-            }
+        let (keys, weight) = merge_identical(rows.map(|(x, t_x, t, w)| ([x, t_x, t], w)));
+        Histories {
+            x: keys.iter().map(|k| k[0]).collect(),
+            t_x: keys.iter().map(|k| k[1]).collect(),
+            t: keys.iter().map(|k| k[2]).collect(),
+            weight,
         }
-        out
     }
 
     pub fn len(&self) -> usize {
@@ -63,6 +54,35 @@ impl Histories {
             .sum::<f64>()
             / total.max(1.0)
     }
+}
+
+/// P(alive) = 1 / (1 + e^L) from the log-odds L of having dropped out, without overflow for
+/// large L.
+pub(crate) fn alive_given_ln_odds(l: f64) -> f64 {
+    if l > 0.0 {
+        (-l).exp() / (1.0 + (-l).exp())
+    } else {
+        1.0 / (1.0 + l.exp())
+    }
+}
+
+/// Merges rows with identical keys, summing their weights; keys keep their first order.
+pub(crate) fn merge_identical<const K: usize>(
+    rows: impl Iterator<Item = ([f64; K], f64)>,
+) -> (Vec<[f64; K]>, Vec<f64>) {
+    let mut index: HashMap<[u64; K], usize> = HashMap::new();
+    let (mut keys, mut weights) = (Vec::new(), Vec::new());
+    for (key, w) in rows {
+        match index.entry(key.map(f64::to_bits)) {
+            std::collections::hash_map::Entry::Occupied(i) => weights[*i.get()] += w,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(keys.len());
+                keys.push(key);
+                weights.push(w);
+            }
+        }
+    }
+    (keys, weights)
 }
 
 /// Rows per parallel task: large enough that scheduling costs nothing next to the work.
