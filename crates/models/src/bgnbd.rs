@@ -214,15 +214,7 @@ impl BgNbd {
 mod tests {
     use super::*;
     use crate::purchase::PurchaseModel;
-
-    /// The CDNOW sample of Fader, Hardie & Lee (2005): 2357 customers, 39-week calibration.
-    fn cdnow() -> Histories {
-        let text = include_str!("../../../tests/data/cdnow_summary.csv");
-        Histories::compress(text.lines().skip(1).map(|line| {
-            let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
-            (f[1], f[2], f[3], 1.0)
-        }))
-    }
+    use crate::testing::{cdnow, check_distribution};
 
     /// FHL (2005) report r = 0.243, α = 4.414, a = 0.793, b = 2.426 and LL = −9582.4.
     #[test]
@@ -272,12 +264,7 @@ mod tests {
         let lapsed = p.p_alive(400.0, 38.0, 38.86);
         assert!((lapsed - 0.141).abs() < 1e-3, "{lapsed}");
         // The purchase distribution sums to one and its mean matches E[X(t)].
-        let dist = p.purchase_distribution(39.0, 400);
-        let total: f64 = dist.iter().sum();
-        assert!((total - 1.0).abs() < 1e-6, "{total}");
-        let mean: f64 = dist.iter().enumerate().map(|(n, q)| n as f64 * q).sum();
-        let expected = p.population_expected_purchases(39.0).unwrap();
-        assert!((mean - expected).abs() < 1e-4, "{mean} vs {expected}");
+        check_distribution(&p, 39.0, 400);
     }
 
     /// MBG/NBD on CDNOW, against lifetimes 0.11.3's ModifiedBetaGeoFitter (no paper fits it
@@ -322,12 +309,7 @@ mod tests {
             (population - 1.182_283_795_288_278_8).abs() < 1e-10,
             "{population}"
         );
-        let dist = p.purchase_distribution(39.0, 400);
-        let total: f64 = dist.iter().sum();
-        assert!((total - 1.0).abs() < 1e-6, "{total}");
-        let mean: f64 = dist.iter().enumerate().map(|(n, q)| n as f64 * q).sum();
-        let expected = p.population_expected_purchases(39.0).unwrap();
-        assert!((mean - expected).abs() < 1e-4, "{mean} vs {expected}");
+        check_distribution(&p, 39.0, 400);
     }
 
     /// Fits simulated customers (T staggered from 20 to 49) and checks every estimate is

@@ -24,11 +24,13 @@ pub struct ParetoNbd {
 /// ln A₀ (FHL 2005 note, eq. 19–20): A₀ = ∫ over the possible dropout times between t_x and
 /// T, written with ₂F₁(r+s+x, b; r+s+x+1; ·), b = s+1 when α ≥ β and r+x otherwise, as
 /// ₂F₁(…; |α−β|/(max+t_x)) / (max+t_x)^(r+s+x) − ₂F₁(…; |α−β|/(max+T)) / (max+T)^(r+s+x).
-/// Both terms are taken in log space and subtracted by log-sub-exp. `None` when t_x = T
-/// (A₀ = 0: no time to drop out unseen) or a series did not converge.
-fn ln_a0<R: Real>(r: R, alpha: R, s: R, beta: R, x: f64, t_x: f64, t: f64) -> Option<R> {
+/// Both terms are taken in log space and subtracted by log-sub-exp. `Some(None)` when A₀ is
+/// zero (t_x = T: no time to drop out unseen) or negligible (rounding leaves the two terms
+/// equal); `None` when a series did not converge.
+#[allow(clippy::option_option)]
+fn ln_a0<R: Real>(r: R, alpha: R, s: R, beta: R, x: f64, t_x: f64, t: f64) -> Option<Option<R>> {
     if t_x >= t {
-        return None;
+        return Some(None);
     }
     let (max, gap, b) = if alpha.value() >= beta.value() {
         (alpha, alpha - beta, s + 1.0)
@@ -41,8 +43,7 @@ fn ln_a0<R: Real>(r: R, alpha: R, s: R, beta: R, x: f64, t_x: f64, t: f64) -> Op
         Some(ln_hyp2f1_c_is_a_plus_1(k, b, gap / base)? - k * base.ln())
     };
     let (early, late) = (term(t_x)?, term(t)?);
-    // Rounding can leave the two equal when T − t_x is negligible; A₀ is then negligible too.
-    (early.value() > late.value()).then(|| early.log_sub_exp(late))
+    Some((early.value() > late.value()).then(|| early.log_sub_exp(late)))
 }
 
 struct Likelihood<'a>(&'a Histories);
@@ -61,16 +62,12 @@ impl LogLikelihood<4> for Likelihood<'_> {
                 let (x, t_x, t, w) = (h.x[i], h.t_x[i], h.t[i], h.weight[i]);
                 let rx = r + x;
                 let alive = -(rx * (alpha + t).ln()) - s * (beta + t).ln();
-                let tail = if t_x < t {
-                    match ln_a0(r, alpha, s, beta, x, t_x, t) {
-                        Some(a0) => alive.log_add_exp(ln_s - (rx + s).ln() + a0),
-                        // A series that does not converge makes the point unacceptable to
-                        // the line search, never a wrong number.
-                        None if t_x < t => R::constant(f64::NAN),
-                        None => alive,
-                    }
-                } else {
-                    alive
+                let tail = match ln_a0(r, alpha, s, beta, x, t_x, t) {
+                    Some(Some(a0)) => alive.log_add_exp(ln_s - (rx + s).ln() + a0),
+                    Some(None) => alive,
+                    // A series that does not converge makes the point unacceptable to the
+                    // line search, never a wrong number.
+                    None => R::constant(f64::NAN),
                 };
                 total = total + (rx.ln_gamma() + tail) * w;
             }
@@ -106,11 +103,15 @@ const GAUSS_LEGENDRE_8: [(f64, f64); 8] = [
 const PANELS: usize = 32;
 
 impl ParetoNbd {
-    /// ln of the odds that the customer is inactive: s/(r+s+x) (α+T)^(r+x) (β+T)^s A₀.
-    fn ln_dropout_odds(&self, x: f64, t_x: f64, t: f64) -> Option<f64> {
+    /// ln of the odds that the customer is inactive: s/(r+s+x) (α+T)^(r+x) (β+T)^s A₀;
+    /// `Some(None)` when A₀ is zero (the odds are 0), `None` when a series did not converge.
+    #[allow(clippy::option_option)]
+    fn ln_dropout_odds(&self, x: f64, t_x: f64, t: f64) -> Option<Option<f64>> {
         let ParetoNbd { r, alpha, s, beta } = *self;
         let a0 = ln_a0(r, alpha, s, beta, x, t_x, t)?;
-        Some(s.ln() - (r + s + x).ln() + (r + x) * (alpha + t).ln() + s * (beta + t).ln() + a0)
+        Some(a0.map(|a0| {
+            s.ln() - (r + s + x).ln() + (r + x) * (alpha + t).ln() + s * (beta + t).ln() + a0
+        }))
     }
 
     /// ln NBD(j; τ) for j = 0..=max_n: the Poisson-Gamma probabilities of j purchases in τ.
@@ -146,8 +147,12 @@ impl ParetoNbd {
 
 impl PurchaseModel for ParetoNbd {
     fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
-        self.ln_dropout_odds(x, t_x, t)
-            .map_or(1.0, alive_given_ln_odds)
+        match self.ln_dropout_odds(x, t_x, t) {
+            Some(odds) => odds.map_or(1.0, alive_given_ln_odds),
+            // NaN, not a guess: expected_purchases then returns None, and the engine refuses
+            // a non-finite table value.
+            None => f64::NAN,
+        }
     }
 
     /// (r+x)(β+T) / ((α+T)(s−1)) · [1 − ((β+T)/(β+T+t))^(s−1)] · P(alive) (FHL 2005 note,
@@ -205,14 +210,7 @@ impl PurchaseModel for ParetoNbd {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cdnow() -> Histories {
-        let text = include_str!("../../../tests/data/cdnow_summary.csv");
-        Histories::compress(text.lines().skip(1).map(|line| {
-            let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
-            (f[1], f[2], f[3], 1.0)
-        }))
-    }
+    use crate::testing::{cdnow, check_distribution};
 
     const PUBLISHED: ParetoNbd = ParetoNbd {
         r: 0.553,
@@ -260,7 +258,8 @@ mod tests {
         );
         // A customer seen only at T = 0 has had no time to drop out.
         assert_eq!(p.p_alive(0.0, 0.0, 0.0), 1.0);
-        let distribution = p.purchase_distribution(39.0, 2000);
+        // The distribution sums to one with E[X(t)] as its mean, and matches quadrature.
+        let distribution = check_distribution(&p, 39.0, 2000);
         for (n, want) in [
             (0, 0.593_625_031_602_384),
             (2, 0.082_487_184_116_316_59),
@@ -272,14 +271,22 @@ mod tests {
                 distribution[n]
             );
         }
-        let total: f64 = distribution.iter().sum();
-        assert!((total - 1.0).abs() < 1e-6, "{total}");
-        let mean: f64 = distribution
-            .iter()
-            .enumerate()
-            .map(|(n, q)| n as f64 * q)
-            .sum();
-        assert!((mean - population).abs() < 1e-4, "{mean} vs {population}");
+    }
+
+    /// A last purchase a rounding error before T gives (nearly) the likelihood of one exactly
+    /// at T, never NaN: A₀ is then zero or negligible, which is not a failed series.
+    #[test]
+    fn last_purchase_at_the_end_is_continuous() {
+        let p = PUBLISHED;
+        let at = |t_x: f64| {
+            let h = Histories::compress([(2.0, t_x, 38.86, 1.0)].into_iter());
+            Likelihood(&h).log_likelihood(&[p.r, p.alpha, p.s, p.beta])
+        };
+        for gap in [0.0, 1e-15, 1e-12, 1e-9] {
+            let ll = at(38.86 - gap);
+            assert!((ll - at(38.86)).abs() < 1e-6, "gap {gap}: {ll}");
+            assert!(p.p_alive(2.0, 38.86 - gap, 38.86) > 0.999_999, "gap {gap}");
+        }
     }
 
     /// Heavy buyers, where a direct evaluation of the ₂F₁ terms overflows, against the

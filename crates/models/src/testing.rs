@@ -44,3 +44,34 @@ impl Rng {
         x / (x + self.gamma(b))
     }
 }
+
+/// The CDNOW sample of Fader, Hardie & Lee (2005): 2357 customers, 39-week calibration.
+#[cfg(test)]
+pub(crate) fn cdnow() -> crate::Histories {
+    let text = include_str!("../../../tests/data/cdnow_summary.csv");
+    crate::Histories::compress(text.lines().skip(1).map(|line| {
+        let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        (f[1], f[2], f[3], 1.0)
+    }))
+}
+
+/// Checks that a model's P(X(t) = n), n ≤ max_n, sums to one and has E[X(t)] as its mean:
+/// two formulas derived separately must agree. Returns the distribution.
+#[cfg(test)]
+pub(crate) fn check_distribution(
+    model: &dyn crate::PurchaseModel,
+    t: f64,
+    max_n: usize,
+) -> Vec<f64> {
+    let distribution = model.purchase_distribution(t, max_n);
+    let total: f64 = distribution.iter().sum();
+    assert!((total - 1.0).abs() < 1e-6, "{total}");
+    let mean: f64 = distribution
+        .iter()
+        .enumerate()
+        .map(|(n, q)| n as f64 * q)
+        .sum();
+    let expected = model.population_expected_purchases(t).unwrap();
+    assert!((mean - expected).abs() < 1e-4, "{mean} vs {expected}");
+    distribution
+}
