@@ -256,8 +256,20 @@ fn summarize(path: &str) {
         })
         .collect();
     let end = rows.iter().map(|r| r.1).max().unwrap();
-    let (seconds, customers) =
-        median_of_3(|| rfm::summarize(rows.iter().copied(), TimeUnit::Day, end, None).len());
+    let timestamps: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let amounts: Vec<f64> = rows.iter().map(|r| r.2).collect();
+    let (seconds, customers) = median_of_3(|| {
+        rfm::summarize(
+            |i| rows[i].0,
+            &timestamps,
+            &amounts,
+            TimeUnit::Day,
+            end,
+            None,
+        )
+        .unwrap()
+        .len()
+    });
     println!(
         r#"{{"step": "rfm", "rows": {}, "customers": {customers}, "seconds": {seconds:.3}, "peak_rss_mib": {:.0}}}"#,
         rows.len(),

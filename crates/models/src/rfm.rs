@@ -9,32 +9,95 @@
 //! - `T`: periods from the first purchase to the end of observation;
 //! - `monetary_value`: the mean amount of the repeat periods (0 without repeats).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use rayon::prelude::*;
 
-/// FxHash (rustc's hasher): customer ids are not attacker-chosen keys of a long-lived table,
-/// and SipHash costs more than the rest of the summary.
-#[derive(Default)]
-struct FxHasher(u64);
+/// A customer id as the partition tables see it, without a pointer into the input: ids of
+/// up to 16 bytes are held whole, so finding a customer never reads the input's strings
+/// again; longer ids keep their first 8 bytes and their hash, and are compared in full (by
+/// row) only when those agree.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct IdKey {
+    words: [u64; 2],
+    /// The id's length, or [`LONG`] for ids longer than 16 bytes.
+    len: u8,
+}
 
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
-        }
-        for &byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+/// [`IdKey::len`] of an id longer than 16 bytes.
+const LONG: u8 = 17;
+
+impl IdKey {
+    fn new(id: &str) -> IdKey {
+        let bytes = id.as_bytes();
+        let len = bytes.len();
+        // For up to 16 bytes, two words that with the length determine the id: its first and
+        // last 8 (or 4) bytes, overlapping for shorter ids, loaded without a byte loop.
+        let words = if len > 16 {
+            [word(&bytes[..8]), hash_long(bytes)]
+        } else if len >= 8 {
+            [word(&bytes[..8]), word(&bytes[len - 8..])]
+        } else if len >= 4 {
+            [word(&bytes[..4]), word(&bytes[len - 4..])]
+        } else if len > 0 {
+            let spread = u64::from(bytes[0])
+                | u64::from(bytes[len / 2]) << 8
+                | u64::from(bytes[len - 1]) << 16;
+            [spread, 0]
+        } else {
+            [0, 0]
+        };
+        IdKey {
+            words,
+            len: len.min(usize::from(LONG)) as u8,
         }
     }
 
-    fn finish(&self) -> u64 {
-        self.0
+    /// Customer ids are not attacker-chosen keys of a long-lived table, so speed matters
+    /// more than resistance to flooding. The high bits pick the partition and hashbrown's
+    /// tag, the low ones the bucket.
+    fn hash(self) -> u64 {
+        fold_mul(
+            self.words[0] ^ SEED_A ^ u64::from(self.len),
+            self.words[1] ^ SEED_B,
+        )
     }
+}
+
+const SEED_A: u64 = 0x9e37_79b9_7f4a_7c15;
+const SEED_B: u64 = 0xd6e8_feb8_6659_fd93;
+
+/// The bytes of `bytes` (at most 8) as a little-endian word.
+fn word(bytes: &[u8]) -> u64 {
+    let mut buffer = [0u8; 8];
+    buffer[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(buffer)
+}
+
+/// The 128-bit product folded to 64 bits: every input bit reaches both high and low bits.
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// A hash of an id longer than 16 bytes, 16 bytes a step.
+fn hash_long(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    let mut hash = len as u64;
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        hash = fold_mul(
+            word(&block[..8]) ^ SEED_A ^ hash,
+            word(&block[8..]) ^ SEED_B,
+        );
+    }
+    // The last 16 bytes, overlapping the blocks when the length is not a multiple of 16.
+    let tail = &bytes[len.saturating_sub(16)..];
+    let last = tail.len().saturating_sub(8);
+    fold_mul(
+        word(&tail[..8.min(tail.len())]) ^ SEED_B ^ hash,
+        word(&tail[last..]) ^ SEED_A,
+    )
 }
 
 /// Microseconds in a day.
@@ -60,104 +123,251 @@ impl TimeUnit {
     }
 }
 
-/// One customer's summary.
-#[derive(Debug, Clone, PartialEq)]
+/// One customer's summary; times are whole periods of the chosen unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CustomerSummary {
     /// Index of the customer's first row in the input.
-    pub first_row: usize,
-    pub frequency: f64,
-    pub recency: f64,
-    pub t: f64,
+    pub first_row: u32,
+    pub frequency: u32,
+    pub recency: u32,
+    pub t: u32,
     pub monetary_value: f64,
     /// With a holdout split: periods with a purchase in the holdout.
-    pub holdout_frequency: Option<f64>,
+    pub holdout_frequency: Option<u32>,
 }
 
-/// Summarizes transactions `(customer key, timestamp in µs, amount)`, observed up to and
-/// including `observation_end`. With `holdout_start`, the summary covers the calibration
-/// period (transactions before `holdout_start`, with T measured to it) and counts each
-/// customer's purchase periods in the holdout; customers whose first purchase is in the
-/// holdout are left out. Transactions after `observation_end` are ignored. Customers come
-/// back in order of first appearance in the input.
-pub fn summarize<'a>(
-    transactions: impl Iterator<Item = (&'a str, i64, f64)>,
+/// Why a transaction log cannot be summarized.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SummaryError {
+    /// Rows are numbered with 32 bits, which halves the memory the summary moves around.
+    #[error("the transaction log has {rows} rows; at most 4294967295 can be summarized at once")]
+    TooManyRows { rows: usize },
+}
+
+/// One transaction on its way to its customer's summary: (customer index within its
+/// partition, period, amount, in the holdout).
+type Row = (u32, i32, f64, bool);
+
+/// A transaction as read, in order, from the input: everything its partition needs, so
+/// summarizing a partition reads its own list and, for ids longer than 16 bytes, the ids.
+struct Transaction {
+    key: IdKey,
+    in_holdout: bool,
+    row: u32,
+    period: i32,
+    amount: f64,
+}
+
+/// A partition's customer: its key, hash and first row.
+struct Seen {
+    key: IdKey,
+    hash: u64,
+    first_row: u32,
+}
+
+/// Summarizes a transaction log given as columns: row `i` is customer `customer(i)`, at
+/// `timestamps[i]` (µs since the epoch, UTC), for `amounts[i]`; both slices have one entry per
+/// row. Transactions after `observation_end` are ignored. With `holdout_start`, the summary
+/// covers the calibration period (transactions before `holdout_start`, with T measured to it)
+/// and counts each customer's purchase periods in the holdout; customers whose first purchase
+/// is in the holdout are left out. Customers come back in order of first appearance.
+///
+/// The work runs on all cores: rows are read in parallel chunks and scattered into partitions
+/// by the hash of their id, so each partition's customers are found in a table small enough
+/// for the cache, and partitions are summarized independently.
+pub fn summarize<'a, C>(
+    customer: C,
+    timestamps: &[i64],
+    amounts: &[f64],
     unit: TimeUnit,
     observation_end: i64,
     holdout_start: Option<i64>,
-) -> Vec<CustomerSummary> {
-    let calibration_end = holdout_start.unwrap_or(i64::MAX);
-    // (customer index, period, amount, in holdout)
-    let mut ids: HashMap<&str, u32, BuildHasherDefault<FxHasher>> = HashMap::default();
-    let mut first_rows = Vec::new();
-    let mut rows: Vec<(u32, i64, f64, bool)> = Vec::with_capacity(transactions.size_hint().0);
-    for (row, (customer, timestamp, amount)) in transactions.enumerate() {
-        if timestamp > observation_end {
-            continue;
-        }
-        let next = ids.len() as u32;
-        let id = *ids.entry(customer).or_insert_with(|| {
-            first_rows.push(row);
-            next
-        });
-        rows.push((
-            id,
-            unit.period(timestamp),
-            amount,
-            timestamp >= calibration_end,
-        ));
+) -> Result<Vec<CustomerSummary>, SummaryError>
+where
+    C: Fn(usize) -> &'a str + Sync,
+{
+    debug_assert_eq!(timestamps.len(), amounts.len());
+    let rows = timestamps.len().min(amounts.len());
+    if u32::try_from(rows).is_err() {
+        return Err(SummaryError::TooManyRows { rows });
     }
-    // Group rows by customer with a counting sort (ids are dense, 0..customers), then
-    // summarize customers in parallel, each sorting its own few rows by period.
-    let customers = first_rows.len();
+    // About 4 000 rows a partition keeps a partition's table in the cache; the cap bounds the
+    // per-chunk partition lists.
+    let partition_bits = (rows / 4096).max(1).ilog2().min(12);
+    let partitions = 1usize << partition_bits;
+    let partition_of = |hash: u64| ((hash >> 32) as usize) & (partitions - 1);
+    let chunk_rows = (rows / (4 * rayon::current_num_threads())).max(16_384);
+    let calibration_end = holdout_start.unwrap_or(i64::MAX);
+
+    // Each chunk of rows lists its rows by partition, in row order, so a partition reads its
+    // rows in the order of the input by going through the chunks in order.
+    let chunks: Vec<Vec<Vec<Transaction>>> = (0..rows)
+        .into_par_iter()
+        .step_by(chunk_rows)
+        .map(|start| {
+            let expected = chunk_rows / partitions + chunk_rows / partitions / 8;
+            let mut lists: Vec<Vec<Transaction>> = (0..partitions)
+                .map(|_| Vec::with_capacity(expected))
+                .collect();
+            for row in start..(start + chunk_rows).min(rows) {
+                let timestamp = timestamps[row];
+                if timestamp > observation_end {
+                    continue;
+                }
+                let key = IdKey::new(customer(row));
+                lists[partition_of(key.hash())].push(Transaction {
+                    key,
+                    in_holdout: timestamp >= calibration_end,
+                    row: row as u32,
+                    // Days since 1970 fit an i32 for any i64 of microseconds.
+                    period: unit.period(timestamp) as i32,
+                    amount: amounts[row],
+                });
+            }
+            lists
+        })
+        .collect();
+
+    let end_period = unit.period(holdout_start.unwrap_or(observation_end));
+    let holdout = holdout_start.is_some();
+    let same_customer = |seen: &Seen, t: &Transaction| {
+        seen.key == t.key
+            && (seen.key.len < LONG
+                || customer(seen.first_row as usize) == customer(t.row as usize))
+    };
+    let summarized: Vec<Vec<CustomerSummary>> = (0..partitions)
+        .into_par_iter()
+        .map_init(
+            || {
+                (
+                    HashTable::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    (Vec::new(), Vec::new()),
+                )
+            },
+            |(table, seen, partition_rows, grouped, scratch), partition| {
+                table.clear();
+                seen.clear();
+                partition_rows.clear();
+                for t in chunks.iter().flat_map(|lists| &lists[partition]) {
+                    let hash = t.key.hash();
+                    let id = match table.entry(
+                        hash,
+                        |&id: &u32| same_customer(&seen[id as usize], t),
+                        |&id| seen[id as usize].hash,
+                    ) {
+                        Entry::Occupied(entry) => *entry.get(),
+                        Entry::Vacant(entry) => {
+                            let id = seen.len() as u32;
+                            seen.push(Seen {
+                                key: t.key,
+                                hash,
+                                first_row: t.row,
+                            });
+                            entry.insert(id);
+                            id
+                        }
+                    };
+                    partition_rows.push((id, t.period, t.amount, t.in_holdout));
+                }
+                group_by_customer(partition_rows, seen.len(), grouped)
+                    .zip(seen.iter())
+                    .filter_map(|(rows, seen)| {
+                        rows.sort_unstable_by_key(|r| r.1);
+                        summarize_customer(rows, end_period, holdout, seen.first_row, scratch)
+                    })
+                    .collect()
+            },
+        )
+        .collect();
+    drop(chunks);
+
+    // Back to the order of first appearance. Each partition's customers are already in that
+    // order, so marking each first row with its partition says which partition the next
+    // customer comes from. Blocks of rows are put in order in parallel, each starting from
+    // the partitions' positions after the blocks before it.
+    let mut partition_at = vec![u16::MAX; rows];
+    for (partition, summaries) in summarized.iter().enumerate() {
+        for summary in summaries {
+            partition_at[summary.first_row as usize] = partition as u16;
+        }
+    }
+    let block_rows = (rows / (4 * rayon::current_num_threads())).max(65_536);
+    let counts: Vec<Vec<usize>> = partition_at
+        .par_chunks(block_rows)
+        .map(|block| {
+            let mut counts = vec![0; partitions];
+            for &partition in block.iter().filter(|&&p| p != u16::MAX) {
+                counts[usize::from(partition)] += 1;
+            }
+            counts
+        })
+        .collect();
+    let mut starts = Vec::with_capacity(counts.len());
+    let mut next = vec![0; partitions];
+    for block in &counts {
+        starts.push(next.clone());
+        for (next, count) in next.iter_mut().zip(block) {
+            *next += count;
+        }
+    }
+    Ok(partition_at
+        .par_chunks(block_rows)
+        .zip(starts)
+        .flat_map_iter(|(block, mut next)| {
+            let summarized = &summarized;
+            block
+                .iter()
+                .filter(|&&p| p != u16::MAX)
+                .map(move |&partition| {
+                    let partition = usize::from(partition);
+                    next[partition] += 1;
+                    summarized[partition][next[partition] - 1]
+                })
+        })
+        .collect::<Vec<_>>())
+}
+
+/// Groups `rows` by customer index (dense, `0..customers`) with a counting sort into
+/// `grouped`, keeping each customer's rows in input order; yields each customer's rows.
+fn group_by_customer<'g>(
+    rows: &[Row],
+    customers: usize,
+    grouped: &'g mut Vec<Row>,
+) -> impl Iterator<Item = &'g mut [Row]> {
     let mut offsets = vec![0usize; customers + 1];
-    for &(id, ..) in &rows {
+    for &(id, ..) in rows {
         offsets[id as usize + 1] += 1;
     }
     for i in 0..customers {
         offsets[i + 1] += offsets[i];
     }
+    grouped.clear();
+    grouped.resize(rows.len(), (0, 0, 0.0, false));
     let mut next = offsets.clone();
-    let mut grouped = vec![(0u32, 0i64, 0.0f64, false); rows.len()];
-    for row in rows {
+    for &row in rows {
         let slot = &mut next[row.0 as usize];
         grouped[*slot] = row;
         *slot += 1;
     }
-    let mut slices: Vec<&mut [(u32, i64, f64, bool)]> = Vec::with_capacity(customers);
     let mut rest = grouped.as_mut_slice();
-    for i in 0..customers {
-        let (head, tail) = rest.split_at_mut(offsets[i + 1] - offsets[i]);
-        slices.push(head);
+    (0..customers).map(move |i| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(offsets[i + 1] - offsets[i]);
         rest = tail;
-    }
-    let end_period = unit.period(holdout_start.unwrap_or(observation_end));
-    let holdout = holdout_start.is_some();
-    // Ids were given in order of first appearance, so customers come out in that order.
-    slices
-        .into_par_iter()
-        .enumerate()
-        .map_init(
-            || (Vec::new(), Vec::new()),
-            |scratch, (id, rows)| {
-                rows.sort_unstable_by_key(|r| r.1);
-                summarize_customer(rows, end_period, holdout, first_rows[id], scratch)
-            },
-        )
-        .collect::<Vec<_>>()
-        .into_iter()
-        // Customers whose first purchase falls in the holdout have no calibration history.
-        .flatten()
-        .collect()
+        head
+    })
 }
 
 /// One customer's summary from their rows sorted by period; `scratch` is reused between
 /// customers to save allocations.
 fn summarize_customer(
-    rows: &[(u32, i64, f64, bool)],
+    rows: &[Row],
     end_period: i64,
     holdout: bool,
-    first_row: usize,
-    scratch: &mut (Vec<(i64, f64)>, Vec<i64>),
+    first_row: u32,
+    scratch: &mut (Vec<(i32, f64)>, Vec<i32>),
 ) -> Option<CustomerSummary> {
     // Per-period amounts of the calibration part.
     let (periods, holdout_periods) = scratch;
@@ -183,22 +393,139 @@ fn summarize_customer(
     } else {
         repeats.iter().map(|(_, a)| a).sum::<f64>() / repeats.len() as f64
     };
+    // Periods are days or weeks since 1970 in an i32 and `first` ≤ `last` ≤ `end_period`,
+    // so the differences fit a u32.
     Some(CustomerSummary {
         first_row,
-        frequency: repeats.len() as f64,
-        recency: (last - first) as f64,
-        t: (end_period - first) as f64,
+        frequency: repeats.len() as u32,
+        recency: (last - first) as u32,
+        t: (end_period - i64::from(first)) as u32,
         monetary_value,
-        holdout_frequency: holdout.then_some(holdout_periods.len() as f64),
+        holdout_frequency: holdout.then_some(holdout_periods.len() as u32),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn day(n: i64) -> i64 {
         n * MICROS_PER_DAY
+    }
+
+    fn summarize_rows(
+        rows: &[(&str, i64, f64)],
+        unit: TimeUnit,
+        observation_end: i64,
+        holdout_start: Option<i64>,
+    ) -> Vec<CustomerSummary> {
+        let timestamps: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let amounts: Vec<f64> = rows.iter().map(|r| r.2).collect();
+        summarize(
+            |i| rows[i].0,
+            &timestamps,
+            &amounts,
+            unit,
+            observation_end,
+            holdout_start,
+        )
+        .unwrap()
+    }
+
+    /// The definitions applied literally, one customer at a time: the reference for the
+    /// partitioned, parallel summary.
+    fn summarize_naively(
+        rows: &[(&str, i64, f64)],
+        unit: TimeUnit,
+        observation_end: i64,
+        holdout_start: Option<i64>,
+    ) -> Vec<CustomerSummary> {
+        let mut order: Vec<&str> = Vec::new();
+        let mut rows_of: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (row, &(id, at, _)) in rows.iter().enumerate() {
+            if at <= observation_end {
+                rows_of
+                    .entry(id)
+                    .or_insert_with(|| {
+                        order.push(id);
+                        Vec::new()
+                    })
+                    .push(row);
+            }
+        }
+        let calibration_end = holdout_start.unwrap_or(i64::MAX);
+        let end = unit.period(holdout_start.unwrap_or(observation_end));
+        order
+            .into_iter()
+            .filter_map(|id| {
+                let mine = &rows_of[id];
+                let first_row = mine[0];
+                let mut periods = std::collections::BTreeMap::new();
+                let mut holdout_periods = std::collections::BTreeSet::new();
+                for &(_, at, amount) in mine.iter().map(|&row| &rows[row]) {
+                    if at >= calibration_end {
+                        holdout_periods.insert(unit.period(at));
+                    } else {
+                        *periods.entry(unit.period(at)).or_insert(0.0) += amount;
+                    }
+                }
+                let (&first, _) = periods.first_key_value()?;
+                let (&last, _) = periods.last_key_value()?;
+                let repeats: Vec<f64> = periods.values().skip(1).copied().collect();
+                Some(CustomerSummary {
+                    first_row: first_row as u32,
+                    frequency: repeats.len() as u32,
+                    recency: (last - first) as u32,
+                    t: (end - first) as u32,
+                    monetary_value: if repeats.is_empty() {
+                        0.0
+                    } else {
+                        repeats.iter().sum::<f64>() / repeats.len() as f64
+                    },
+                    holdout_frequency: holdout_start.map(|_| holdout_periods.len() as u32),
+                })
+            })
+            .collect()
+    }
+
+    /// Enough rows for many partitions and chunks, with customers spread over the whole log,
+    /// several transactions in one period, transactions after the end and in the holdout.
+    #[test]
+    fn partitioned_summary_equals_the_definitions() {
+        let mut rng = crate::testing::Rng::new(7);
+        // Ids of every length class the partition tables tell apart: 0 to 3 bytes, 4 to 7,
+        // 8 to 16, and longer ids that share their length and first 8 bytes.
+        let ids: Vec<String> = (0..3000)
+            .map(|i| match i % 5 {
+                0 => format!("{}", i % 1000),
+                1 => format!("c{}", i * 7919 % 3001),
+                2 => format!("customer-{}", i * 7919 % 3001),
+                3 => format!("customer-{:0>20}", i),
+                _ => format!("customer-{:0>20}-{}", i % 7, i),
+            })
+            .chain([String::new()])
+            .collect();
+        let rows: Vec<(&str, i64, f64)> = (0..60_000)
+            .map(|_| {
+                let id = &ids[(rng.uniform() * ids.len() as f64) as usize];
+                let at = (rng.uniform() * 400.0 * MICROS_PER_DAY as f64) as i64;
+                (id.as_str(), at, (rng.uniform() * 100.0).round() / 4.0)
+            })
+            .collect();
+        for (unit, end, holdout) in [
+            (TimeUnit::Day, day(380), None),
+            (TimeUnit::Week, day(400), None),
+            (TimeUnit::Week, day(390), Some(day(300))),
+        ] {
+            let fast = summarize_rows(&rows, unit, end, holdout);
+            assert_eq!(
+                fast.len(),
+                summarize_naively(&rows, unit, end, holdout).len()
+            );
+            assert_eq!(fast, summarize_naively(&rows, unit, end, holdout));
+        }
     }
 
     #[test]
@@ -226,16 +553,16 @@ mod tests {
             ("a", day(3), 5.0),
             ("a", day(10), 7.0),
         ];
-        let s = summarize(rows.into_iter(), TimeUnit::Day, day(12), None);
+        let s = summarize_rows(&rows, TimeUnit::Day, day(12), None);
         assert_eq!(s.len(), 2);
         // a: periods 0 (30), 3 (5), 10 (7): 2 repeats, recency 10, T 12, mean repeat 6.
         assert_eq!(
             (s[0].frequency, s[0].recency, s[0].t, s[0].monetary_value),
-            (2.0, 10.0, 12.0, 6.0)
+            (2, 10, 12, 6.0)
         );
         assert_eq!(
             (s[1].frequency, s[1].recency, s[1].t, s[1].monetary_value),
-            (0.0, 0.0, 8.0, 0.0)
+            (0, 0, 8, 0.0)
         );
         assert_eq!(s[0].holdout_frequency, None);
     }
@@ -250,11 +577,11 @@ mod tests {
             ("b", day(25), 1.0), // first purchase in the holdout: left out
             ("a", day(40), 1.0), // after observation end: ignored
         ];
-        let s = summarize(rows.into_iter(), TimeUnit::Day, day(30), Some(day(20)));
+        let s = summarize_rows(&rows, TimeUnit::Day, day(30), Some(day(20)));
         assert_eq!(s.len(), 1);
         assert_eq!(
             (s[0].frequency, s[0].recency, s[0].t, s[0].holdout_frequency),
-            (1.0, 5.0, 20.0, Some(2.0))
+            (1, 5, 20, Some(2))
         );
     }
 }

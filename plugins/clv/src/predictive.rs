@@ -158,24 +158,25 @@ fn from_transactions<'a>(
         }
         None => None,
     };
-    let rows = (0..input.num_rows()).map(|i| {
-        (
-            columns.customer.value(i),
-            columns.timestamp.value(i),
-            columns.amount.value(i),
-        )
-    });
-    let summaries = rfm::summarize(rows, unit, observation_end, holdout_start);
+    let summaries = rfm::summarize(
+        |i| columns.customer.value(i),
+        columns.timestamp.values(),
+        columns.amount.values(),
+        unit,
+        observation_end,
+        holdout_start,
+    )
+    .map_err(|e| MetricError::invalid_input(e.to_string()))?;
     let customers = summaries
         .into_iter()
         .map(|s| Customer {
-            row: s.first_row,
-            x: s.frequency,
-            t_x: s.recency,
-            t: s.t,
+            row: s.first_row as usize,
+            x: f64::from(s.frequency),
+            t_x: f64::from(s.recency),
+            t: f64::from(s.t),
             monetary_value: Some(s.monetary_value),
             weight: 1.0,
-            holdout_frequency: s.holdout_frequency,
+            holdout_frequency: s.holdout_frequency.map(f64::from),
         })
         .collect();
     let holdout_length =
