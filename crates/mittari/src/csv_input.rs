@@ -3,17 +3,24 @@
 //! Columns the metric declares are parsed as their declared type; group-by columns the metric
 //! does not declare are int64 when every cell is an integer, string otherwise; other columns are
 //! not sent. An empty cell is null. A bad cell is an error naming the file, line and column.
+//!
+//! Reading is often the largest part of a whole `compute` on a big file, so a file without a
+//! single quote character, whose records are then exactly its lines, is cut at line ends and
+//! its pieces parsed in parallel. A file with quotes is parsed in one piece, because a quoted
+//! cell may hold a line end.
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arrow_array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
-    TimestampMicrosecondArray,
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, StringArray};
 use arrow_schema::{Field, Schema};
 use mittari_engine::{DataType, MetricDescriptor, ParamValue};
+use rayon::prelude::*;
 
 /// A CSV file as a batch, with the file line of every row for error messages.
 #[derive(Debug)]
@@ -33,16 +40,32 @@ pub(crate) fn read(
     read_from(file, &path.display().to_string(), descriptor, group_by)
 }
 
+/// A column of the file that is sent: its position in a record, name and type.
+struct Column {
+    index: usize,
+    name: String,
+    data_type: DataType,
+    /// A group-by column the metric does not declare, read as strings and typed afterwards.
+    inferred: bool,
+}
+
+/// Pieces smaller than this are not worth a thread.
+const MIN_PIECE_BYTES: usize = 1 << 20;
+
 fn read_from(
-    reader: impl std::io::Read,
+    mut reader: impl Read,
     source: &str,
     descriptor: &MetricDescriptor,
     group_by: &[String],
 ) -> anyhow::Result<CsvInput> {
-    let mut reader = csv::ReaderBuilder::new()
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{source}: cannot read the file"))?;
+    let mut header_reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_reader(reader);
-    let headers = reader
+        .from_reader(bytes.as_slice());
+    let headers = header_reader
         .headers()
         .with_context(|| format!("{source}: cannot read the header line"))?
         .clone();
@@ -51,45 +74,56 @@ fn read_from(
             bail!("{source}: line 1: column {name} appears twice in the header");
         }
     }
-    // (index in the file, name, cells typed as declared, or strings for an inferred group column)
-    let mut selected: Vec<(usize, String, Cells)> = Vec::new();
+    let mut columns = Vec::new();
     for (index, name) in headers.iter().enumerate() {
         if let Some(spec) = descriptor.input_column(name) {
-            selected.push((index, name.to_owned(), Cells::new(spec.data_type)));
+            columns.push(Column {
+                index,
+                name: name.to_owned(),
+                data_type: spec.data_type,
+                inferred: false,
+            });
         } else if group_by.iter().any(|g| g == name) {
-            selected.push((index, name.to_owned(), Cells::new(DataType::String)));
+            columns.push(Column {
+                index,
+                name: name.to_owned(),
+                data_type: DataType::String,
+                inferred: true,
+            });
         }
     }
-    let inferred: Vec<bool> = headers
-        .iter()
-        .map(|h| descriptor.input_column(h).is_none())
+    let position = header_reader.position();
+    let body = &bytes[(position.byte() as usize).min(bytes.len())..];
+    let pieces = pieces(body, position.line());
+    let shape = FileShape {
+        source,
+        columns: &columns,
+        width: headers.len(),
+    };
+    let parsed: Vec<anyhow::Result<Parsed>> = pieces
+        .into_par_iter()
+        .map(|(piece, first_line)| shape.parse(piece, first_line))
         .collect();
-    let mut lines = Vec::new();
-    // One record, reused: a row costs no allocation beyond its string cells.
-    let mut record = csv::StringRecord::new();
-    while reader
-        .read_record(&mut record)
-        .with_context(|| format!("{source}: cannot read the file as CSV"))?
-    {
-        let line = record.position().map_or(0, |p| p.line());
-        lines.push(line);
-        for (index, name, cells) in &mut selected {
-            let cell = record.get(*index).filter(|c| !c.is_empty());
-            cells
-                .push(cell)
-                .map_err(|why| anyhow::anyhow!("{source}: line {line}: column {name}: {why}"))?;
-        }
-    }
+    // The first bad line of the file, whichever piece it is in.
+    let parsed = parsed
+        .into_iter()
+        .collect::<anyhow::Result<Vec<Parsed>>>()?;
+
+    let lines: Vec<u64> = parsed
+        .iter()
+        .flat_map(|p| p.lines.iter().copied())
+        .collect();
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
-    for (index, name, cells) in selected {
-        let cells = if inferred[index] {
-            cells.infer_integers()
-        } else {
-            cells
-        };
-        fields.push(Field::new(&name, cells.data_type().arrow_type(), true));
-        arrays.push(cells.into_array());
+    for (i, column) in columns.iter().enumerate() {
+        let parts: Vec<&dyn Array> = parsed.iter().map(|p| p.arrays[i].as_ref()).collect();
+        let mut array = arrow_select::concat::concat(&parts)
+            .with_context(|| format!("{source}: cannot assemble column {}", column.name))?;
+        if column.inferred {
+            array = integers_if_all_are(array);
+        }
+        fields.push(Field::new(&column.name, array.data_type().clone(), true));
+        arrays.push(array);
     }
     let options = RecordBatchOptions::new().with_row_count(Some(lines.len()));
     let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
@@ -97,23 +131,144 @@ fn read_from(
     Ok(CsvInput { batch, lines })
 }
 
+/// Cuts the body of the file (after the header, which ends before line `first_line`) into
+/// pieces of whole records, each with the file line it starts on: at line ends when the file
+/// has no quotes, else one piece.
+fn pieces(body: &[u8], first_line: u64) -> Vec<(&[u8], u64)> {
+    let wanted = body.len() / MIN_PIECE_BYTES;
+    if wanted < 2 || body.contains(&b'"') {
+        return vec![(body, first_line)];
+    }
+    let count = wanted.min(4 * rayon::current_num_threads());
+    let mut pieces = Vec::with_capacity(count);
+    let mut start = 0;
+    for i in 1..=count {
+        let end = if i == count {
+            body.len()
+        } else {
+            let target = (body.len() * i / count).max(start);
+            body[target..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(body.len(), |at| target + at + 1)
+        };
+        if end > start {
+            pieces.push(&body[start..end]);
+        }
+        start = end;
+    }
+    let newlines: Vec<u64> = pieces
+        .par_iter()
+        .map(|piece| piece.iter().filter(|&&b| b == b'\n').count() as u64)
+        .collect();
+    let mut line = first_line;
+    pieces
+        .into_iter()
+        .zip(newlines)
+        .map(|(piece, newlines)| {
+            let starts_at = line;
+            line += newlines;
+            (piece, starts_at)
+        })
+        .collect()
+}
+
+/// What every piece's parser needs to know about the file.
+struct FileShape<'a> {
+    source: &'a str,
+    columns: &'a [Column],
+    /// Fields in the header: every record must have as many.
+    width: usize,
+}
+
+/// A piece of the file, parsed: one array per sent column, and each row's file line.
+struct Parsed {
+    arrays: Vec<ArrayRef>,
+    lines: Vec<u64>,
+}
+
+impl FileShape<'_> {
+    fn parse(&self, piece: &[u8], first_line: u64) -> anyhow::Result<Parsed> {
+        let source = self.source;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(piece);
+        // A rough row count from the first line's length, to size the columns once.
+        let estimate = piece
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(1, |len| piece.len() / (len + 1) + 1);
+        let mut cells: Vec<Cells> = self
+            .columns
+            .iter()
+            .map(|c| Cells::new(c.data_type, estimate))
+            .collect();
+        let mut lines = Vec::with_capacity(estimate);
+        // One record, reused: a row costs no allocation.
+        let mut record = csv::ByteRecord::new();
+        loop {
+            let more = reader.read_byte_record(&mut record).map_err(|e| {
+                let line = e
+                    .position()
+                    .map_or(first_line, |p| first_line + p.line() - 1);
+                anyhow::anyhow!("{source}: line {line}: cannot read the file as CSV: {e}")
+            })?;
+            if !more {
+                break;
+            }
+            let line = first_line + record.position().map_or(0, |p| p.line() - 1);
+            if record.len() != self.width {
+                bail!(
+                    "{source}: line {line}: {} cells, but the header names {} columns; give every row one cell per column",
+                    record.len(),
+                    self.width
+                );
+            }
+            lines.push(line);
+            for (column, cells) in self.columns.iter().zip(&mut cells) {
+                let cell = record.get(column.index).unwrap_or_default();
+                let cell = std::str::from_utf8(cell)
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "{source}: line {line}: column {}: the cell is not UTF-8 text",
+                            column.name
+                        )
+                    })?
+                    .trim();
+                cells
+                    .push((!cell.is_empty()).then_some(cell))
+                    .map_err(|why| {
+                        anyhow::anyhow!("{source}: line {line}: column {}: {why}", column.name)
+                    })?;
+            }
+        }
+        Ok(Parsed {
+            arrays: cells.into_iter().map(Cells::finish).collect(),
+            lines,
+        })
+    }
+}
+
 /// A column's cells, parsed as its type while the file is read.
 enum Cells {
-    Int64(Vec<Option<i64>>),
-    Double(Vec<Option<f64>>),
-    String(Vec<Option<String>>),
-    Bool(Vec<Option<bool>>),
-    Timestamp(Vec<Option<i64>>),
+    Int64(Int64Builder),
+    Double(Float64Builder),
+    String(StringBuilder),
+    Bool(BooleanBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
 }
 
 impl Cells {
-    fn new(data_type: DataType) -> Cells {
+    fn new(data_type: DataType, rows: usize) -> Cells {
         match data_type {
-            DataType::Int64 => Cells::Int64(Vec::new()),
-            DataType::Double => Cells::Double(Vec::new()),
-            DataType::String => Cells::String(Vec::new()),
-            DataType::Bool => Cells::Bool(Vec::new()),
-            DataType::Timestamp => Cells::Timestamp(Vec::new()),
+            DataType::Int64 => Cells::Int64(Int64Builder::with_capacity(rows)),
+            DataType::Double => Cells::Double(Float64Builder::with_capacity(rows)),
+            DataType::String => Cells::String(StringBuilder::with_capacity(rows, rows * 8)),
+            DataType::Bool => Cells::Bool(BooleanBuilder::with_capacity(rows)),
+            DataType::Timestamp => {
+                Cells::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows))
+            }
         }
     }
 
@@ -129,51 +284,64 @@ impl Cells {
 
     /// Appends a cell (`None` when empty), parsed as the column's type.
     fn push(&mut self, cell: Option<&str>) -> Result<(), String> {
-        if let Cells::String(values) = self {
-            values.push(cell.map(str::to_owned));
+        let Some(cell) = cell else {
+            match self {
+                Cells::Int64(b) => b.append_null(),
+                Cells::Double(b) => b.append_null(),
+                Cells::String(b) => b.append_null(),
+                Cells::Bool(b) => b.append_null(),
+                Cells::Timestamp(b) => b.append_null(),
+            }
+            return Ok(());
+        };
+        if let Cells::String(b) = self {
+            b.append_value(cell);
             return Ok(());
         }
-        let value = cell
-            .map(|c| ParamValue::parse(c, self.data_type()))
-            .transpose()?;
+        let value = ParamValue::parse(cell, self.data_type())?;
         match (self, value) {
-            (Cells::Int64(v), Some(ParamValue::Int64(x)))
-            | (Cells::Timestamp(v), Some(ParamValue::Timestamp(x))) => v.push(Some(x)),
-            (Cells::Double(v), Some(ParamValue::Double(x))) => v.push(Some(x)),
-            (Cells::Bool(v), Some(ParamValue::Bool(x))) => v.push(Some(x)),
-            (Cells::Int64(v) | Cells::Timestamp(v), _) => v.push(None),
-            (Cells::Double(v), _) => v.push(None),
-            (Cells::Bool(v), _) => v.push(None),
-            (Cells::String(_), _) => {}
+            (Cells::Int64(b), ParamValue::Int64(x)) => b.append_value(x),
+            (Cells::Timestamp(b), ParamValue::Timestamp(x)) => b.append_value(x),
+            (Cells::Double(b), ParamValue::Double(x)) => b.append_value(x),
+            (Cells::Bool(b), ParamValue::Bool(x)) => b.append_value(x),
+            (cells, value) => {
+                return Err(format!(
+                    "parsed {value} as {}, not {}; this is a bug",
+                    value.data_type(),
+                    cells.data_type()
+                ));
+            }
         }
         Ok(())
     }
 
-    /// A group-by column the metric does not declare: int64 when every cell is an integer.
-    fn infer_integers(self) -> Cells {
+    fn finish(self) -> ArrayRef {
         match self {
-            Cells::String(values) if values.iter().flatten().all(|c| c.parse::<i64>().is_ok()) => {
-                Cells::Int64(
-                    values
-                        .iter()
-                        .map(|c| c.as_deref().and_then(|c| c.parse().ok()))
-                        .collect(),
-                )
-            }
-            other => other,
+            Cells::Int64(mut b) => Arc::new(b.finish()),
+            Cells::Double(mut b) => Arc::new(b.finish()),
+            Cells::String(mut b) => Arc::new(b.finish()),
+            Cells::Bool(mut b) => Arc::new(b.finish()),
+            Cells::Timestamp(mut b) => Arc::new(b.finish().with_timezone("UTC")),
         }
     }
+}
 
-    fn into_array(self) -> ArrayRef {
-        match self {
-            Cells::Int64(v) => Arc::new(Int64Array::from(v)),
-            Cells::Double(v) => Arc::new(Float64Array::from(v)),
-            Cells::String(v) => Arc::new(StringArray::from(v)),
-            Cells::Bool(v) => Arc::new(BooleanArray::from(v)),
-            Cells::Timestamp(v) => {
-                Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
-            }
-        }
+/// A group-by column the metric does not declare: int64 when every cell is an integer.
+fn integers_if_all_are(array: ArrayRef) -> ArrayRef {
+    let Some(strings) = array.as_any().downcast_ref::<StringArray>() else {
+        return array;
+    };
+    let integers: Option<Int64Array> = strings
+        .iter()
+        .map(|cell| match cell {
+            Some(cell) => cell.parse::<i64>().ok().map(Some),
+            None => Some(None),
+        })
+        .collect::<Option<Vec<Option<i64>>>>()
+        .map(Int64Array::from);
+    match integers {
+        Some(integers) => Arc::new(integers),
+        None => array,
     }
 }
 
@@ -240,5 +408,60 @@ mod tests {
             Err("in.csv: line 2: column at:"),
         );
         check("score,score\n1,2\n", &[], Err("column score appears twice"));
+        check(
+            "score,at\n9\n",
+            &[],
+            Err("in.csv: line 2: 1 cells, but the header names 2 columns"),
+        );
+        check(
+            "score,at\n9,\"2024-01-31\"\n\"1\n0\",\n",
+            &[],
+            Err("in.csv: line 3: column score: \"1\\n0\" is not an integer"),
+        );
+    }
+
+    /// A file big enough to be cut into pieces parses to the same rows, in order, with the
+    /// same lines as one read in one piece, and a bad cell deep in it names its own line.
+    #[test]
+    fn pieces_of_a_big_file_read_as_one() {
+        let rows = 300_000;
+        let mut csv = String::from("score,note,at\n");
+        for i in 0..rows {
+            csv.push_str(&format!("{i},n{i},2024-01-{:02}\n", 1 + i % 28));
+        }
+        assert!(pieces(csv.as_bytes(), 2).len() > 1);
+        let input = read_from(csv.as_bytes(), "in.csv", &descriptor(), &[]).unwrap();
+        let scores = input
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(scores.len(), rows);
+        assert!(
+            scores
+                .values()
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v == i as i64)
+        );
+        assert!(
+            input
+                .lines
+                .iter()
+                .enumerate()
+                .all(|(i, &l)| l == i as u64 + 2)
+        );
+
+        let bad_row = rows - 12_345;
+        let bad = csv.replacen(&format!("\n{bad_row},"), "\nten,", 1);
+        let error = read_from(bad.as_bytes(), "in.csv", &descriptor(), &[]).unwrap_err();
+        let line = bad_row + 2;
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("in.csv: line {line}: column score: \"ten\"")),
+            "{error}"
+        );
     }
 }
