@@ -24,14 +24,22 @@ impl Opportunities {
     /// Merges identical (x, t_x, n) histories; with few opportunities there are few distinct
     /// ones (28 for n = 6), whatever the number of customers.
     pub fn compress(rows: impl Iterator<Item = (f64, f64, f64, f64)>) -> Opportunities {
-        let (keys, weight) =
-            crate::purchase::merge_identical(rows.map(|(x, t_x, n, w)| ([x, t_x, n], w)));
-        Opportunities {
-            x: keys.iter().map(|k| k[0]).collect(),
-            t_x: keys.iter().map(|k| k[1]).collect(),
-            n: keys.iter().map(|k| k[2]).collect(),
-            weight,
-        }
+        Opportunities::compress_indexed(rows).0
+    }
+
+    /// [`Opportunities::compress`], also giving for each input row the index of its merged
+    /// history, so per-customer predictions can be computed once per distinct history.
+    pub fn compress_indexed(
+        rows: impl Iterator<Item = (f64, f64, f64, f64)>,
+    ) -> (Opportunities, Vec<u32>) {
+        let merged = crate::purchase::merge_identical(rows.map(|(x, t_x, n, w)| ([x, t_x, n], w)));
+        let opportunities = Opportunities {
+            x: merged.keys.iter().map(|k| k[0]).collect(),
+            t_x: merged.keys.iter().map(|k| k[1]).collect(),
+            n: merged.keys.iter().map(|k| k[2]).collect(),
+            weight: merged.weights,
+        };
+        (opportunities, merged.index)
     }
 
     pub fn len(&self) -> usize {

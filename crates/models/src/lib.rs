@@ -11,6 +11,7 @@ pub mod ad;
 pub mod bgbb;
 pub mod bgnbd;
 pub mod gamma_gamma;
+mod hash;
 pub mod hyp2f1;
 pub mod optimize;
 pub mod pareto_nbd;

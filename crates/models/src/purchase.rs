@@ -2,8 +2,10 @@
 //! histories (x repeat purchases, the last at t_x, observed for T), the parallel sum their
 //! likelihoods use, and the predictions every one of them makes.
 
-use std::collections::HashMap;
 use std::ops::Range;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use rayon::prelude::*;
 
@@ -22,13 +24,22 @@ impl Histories {
     /// Merges identical (x, t_x, T) into one row with the summed weight: fitting cost then
     /// grows with the number of distinct histories, not customers.
     pub fn compress(rows: impl Iterator<Item = (f64, f64, f64, f64)>) -> Histories {
-        let (keys, weight) = merge_identical(rows.map(|(x, t_x, t, w)| ([x, t_x, t], w)));
-        Histories {
-            x: keys.iter().map(|k| k[0]).collect(),
-            t_x: keys.iter().map(|k| k[1]).collect(),
-            t: keys.iter().map(|k| k[2]).collect(),
-            weight,
-        }
+        Histories::compress_indexed(rows).0
+    }
+
+    /// [`Histories::compress`], also giving for each input row the index of its merged
+    /// history, so per-customer predictions can be computed once per distinct history.
+    pub fn compress_indexed(
+        rows: impl Iterator<Item = (f64, f64, f64, f64)>,
+    ) -> (Histories, Vec<u32>) {
+        let merged = merge_identical(rows.map(|(x, t_x, t, w)| ([x, t_x, t], w)));
+        let histories = Histories {
+            x: merged.keys.iter().map(|k| k[0]).collect(),
+            t_x: merged.keys.iter().map(|k| k[1]).collect(),
+            t: merged.keys.iter().map(|k| k[2]).collect(),
+            weight: merged.weights,
+        };
+        (histories, merged.index)
     }
 
     pub fn len(&self) -> usize {
@@ -69,20 +80,43 @@ pub(crate) fn alive_given_ln_odds(l: f64) -> f64 {
 /// Merges rows with identical keys, summing their weights; keys keep their first order.
 pub(crate) fn merge_identical<const K: usize>(
     rows: impl Iterator<Item = ([f64; K], f64)>,
-) -> (Vec<[f64; K]>, Vec<f64>) {
-    let mut index: HashMap<[u64; K], usize> = HashMap::new();
-    let (mut keys, mut weights) = (Vec::new(), Vec::new());
+) -> Merged<K> {
+    let mut table: HashTable<u32> = HashTable::new();
+    let mut merged = Merged {
+        keys: Vec::new(),
+        weights: Vec::new(),
+        index: Vec::with_capacity(rows.size_hint().0),
+    };
+    let hash = |key: &[f64; K]| crate::hash::hash_words(&key.map(f64::to_bits));
+    let same =
+        |a: &[f64; K], b: &[f64; K]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
     for (key, w) in rows {
-        match index.entry(key.map(f64::to_bits)) {
-            std::collections::hash_map::Entry::Occupied(i) => weights[*i.get()] += w,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(keys.len());
-                keys.push(key);
-                weights.push(w);
+        let keys = &merged.keys;
+        let slot = match table.entry(
+            hash(&key),
+            |&i| same(&keys[i as usize], &key),
+            |&i| hash(&keys[i as usize]),
+        ) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
+                let slot = keys.len() as u32;
+                entry.insert(slot);
+                merged.keys.push(key);
+                merged.weights.push(0.0);
+                slot
             }
-        }
+        };
+        merged.weights[slot as usize] += w;
+        merged.index.push(slot);
     }
-    (keys, weights)
+    merged
+}
+
+/// Distinct keys in order of first appearance, their summed weights, and each input row's key.
+pub(crate) struct Merged<const K: usize> {
+    pub(crate) keys: Vec<[f64; K]>,
+    pub(crate) weights: Vec<f64>,
+    pub(crate) index: Vec<u32>,
 }
 
 /// Rows per parallel task: large enough that scheduling costs nothing next to the work.
@@ -127,4 +161,25 @@ pub(crate) fn par_sums<const K: usize>(
         total.iter_mut().zip(chunk).for_each(|(t, c)| *t += c);
         total
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_histories_merge_in_order_of_first_appearance() {
+        let rows = [
+            (2.0, 5.0, 9.0, 1.0),
+            (0.0, 0.0, 9.0, 1.0),
+            (2.0, 5.0, 9.0, 3.0),
+            (0.0, 0.0, 8.0, 1.0),
+            (0.0, 0.0, 9.0, 0.5),
+        ];
+        let (h, index) = Histories::compress_indexed(rows.into_iter());
+        assert_eq!(h.x, [2.0, 0.0, 0.0]);
+        assert_eq!(h.t, [9.0, 9.0, 8.0]);
+        assert_eq!(h.weight, [4.0, 1.5, 1.0]);
+        assert_eq!(index, [0, 1, 0, 2, 1]);
+    }
 }

@@ -13,6 +13,8 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use rayon::prelude::*;
 
+use crate::hash::{SEED_A, SEED_B, fold_mul, word};
+
 /// A customer id as the partition tables see it, without a pointer into the input: ids of
 /// up to 16 bytes are held whole, so finding a customer never reads the input's strings
 /// again; longer ids keep their first 8 bytes and their hash, and are compared in full (by
@@ -62,22 +64,6 @@ impl IdKey {
             self.words[1] ^ SEED_B,
         )
     }
-}
-
-const SEED_A: u64 = 0x9e37_79b9_7f4a_7c15;
-const SEED_B: u64 = 0xd6e8_feb8_6659_fd93;
-
-/// The bytes of `bytes` (at most 8) as a little-endian word.
-fn word(bytes: &[u8]) -> u64 {
-    let mut buffer = [0u8; 8];
-    buffer[..bytes.len()].copy_from_slice(bytes);
-    u64::from_le_bytes(buffer)
-}
-
-/// The 128-bit product folded to 64 bits: every input bit reaches both high and low bits.
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let product = u128::from(a) * u128::from(b);
-    (product as u64) ^ ((product >> 64) as u64)
 }
 
 /// A hash of an id longer than 16 bytes, 16 bytes a step.

@@ -7,6 +7,7 @@ use mittari_models::bgnbd::{self, Variant};
 use mittari_models::gamma_gamma::{self, GammaGamma};
 use mittari_models::rfm::{self, TimeUnit};
 use mittari_models::{Fit, FitError, Histories, PurchaseModel, pareto_nbd};
+use mittari_sdk::arrow_array::builder::StringBuilder;
 use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array, StringArray};
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
@@ -19,26 +20,29 @@ const CORRELATION_WARNING: f64 = 0.3;
 /// Points of the purchase curve at most.
 const CURVE_POINTS: f64 = 200.0;
 
-/// One customer's history, from either input form.
-#[derive(Debug, Clone, PartialEq)]
-struct Customer {
-    /// The input row that names the customer: its first transaction, or its summary row.
-    row: usize,
-    x: f64,
-    t_x: f64,
-    t: f64,
-    monetary_value: Option<f64>,
-    weight: f64,
-    holdout_frequency: Option<f64>,
-}
-
-/// The customers, their names (the input's customer_id column, read by `Customer::row`, so
-/// ids are not copied per customer), and the holdout length in time units when there is a
-/// holdout.
+/// The customers' histories, from either input form, a column each (customer i is entry i of
+/// every column: the work on them is column-wise); their names (the input's customer_id
+/// column, read by `row`, so ids are not copied); and the holdout length in time units when
+/// there is a holdout.
+#[derive(Default)]
 struct History<'a> {
-    customers: Vec<Customer>,
+    /// The input row that names the customer: its first transaction, or its summary row.
+    row: Vec<usize>,
+    x: Vec<f64>,
+    t_x: Vec<f64>,
+    t: Vec<f64>,
+    monetary_value: Vec<Option<f64>>,
+    weight: Vec<f64>,
+    /// With a holdout: purchase periods in the holdout.
+    holdout_frequency: Option<Vec<f64>>,
     ids: Option<&'a StringArray>,
     holdout_length: Option<f64>,
+}
+
+impl History<'_> {
+    fn len(&self) -> usize {
+        self.x.len()
+    }
 }
 
 fn time_unit(params: &Params) -> Result<TimeUnit, MetricError> {
@@ -76,8 +80,10 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
     );
     let monetary = input.optional_double("monetary_value")?;
     let weight = input.optional_double("weight")?;
-    let ids = input.optional_string("customer_id")?;
-    let mut customers = Vec::with_capacity(input.num_rows());
+    let mut history = History {
+        ids: input.optional_string("customer_id")?,
+        ..History::default()
+    };
     for row in 0..input.num_rows() {
         let (x, t_x, t) = (x.value(row), t_x.value(row), t.value(row));
         if x.fract() != 0.0 {
@@ -111,21 +117,16 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
         if weight == 0.0 {
             continue;
         }
-        customers.push(Customer {
-            row,
-            x,
-            t_x,
-            t,
-            monetary_value: monetary.filter(|m| m.is_valid(row)).map(|m| m.value(row)),
-            weight,
-            holdout_frequency: None,
-        });
+        history.row.push(row);
+        history.x.push(x);
+        history.t_x.push(t_x);
+        history.t.push(t);
+        history
+            .monetary_value
+            .push(monetary.filter(|m| m.is_valid(row)).map(|m| m.value(row)));
+        history.weight.push(weight);
     }
-    Ok(History {
-        customers,
-        ids,
-        holdout_length: None,
-    })
+    Ok(history)
 }
 
 fn from_transactions<'a>(
@@ -167,24 +168,22 @@ fn from_transactions<'a>(
         holdout_start,
     )
     .map_err(|e| MetricError::invalid_input(e.to_string()))?;
-    let customers = summaries
-        .into_iter()
-        .map(|s| Customer {
-            row: s.first_row as usize,
-            x: f64::from(s.frequency),
-            t_x: f64::from(s.recency),
-            t: f64::from(s.t),
-            monetary_value: Some(s.monetary_value),
-            weight: 1.0,
-            holdout_frequency: s.holdout_frequency.map(f64::from),
-        })
-        .collect();
-    let holdout_length =
-        holdout_start.map(|start| (unit.period(observation_end) - unit.period(start)) as f64);
     Ok(History {
-        customers,
+        row: summaries.iter().map(|s| s.first_row as usize).collect(),
+        x: summaries.iter().map(|s| f64::from(s.frequency)).collect(),
+        t_x: summaries.iter().map(|s| f64::from(s.recency)).collect(),
+        t: summaries.iter().map(|s| f64::from(s.t)).collect(),
+        monetary_value: summaries.iter().map(|s| Some(s.monetary_value)).collect(),
+        weight: vec![1.0; summaries.len()],
+        holdout_frequency: holdout_start.map(|_| {
+            summaries
+                .iter()
+                .map(|s| s.holdout_frequency.map_or(0.0, f64::from))
+                .collect()
+        }),
         ids: Some(columns.customer),
-        holdout_length,
+        holdout_length: holdout_start
+            .map(|start| (unit.period(observation_end) - unit.period(start)) as f64),
     })
 }
 
@@ -268,25 +267,33 @@ pub(crate) fn with_errors<const N: usize>(
     output
 }
 
-/// Per-customer predictions.
-#[derive(Debug, Clone, Copy, Default)]
-struct Prediction {
+/// The purchase model's predictions for one distinct history.
+struct HistoryPrediction {
     p_alive: f64,
     expected_purchases: f64,
-    expected_spend: Option<f64>,
-    clv: Option<f64>,
+    /// Expected purchases to the horizon discounted month by month (with a spend model).
+    discounted_purchases: f64,
     predicted_holdout: Option<f64>,
 }
 
-/// Expected purchases to the horizon, undiscounted and discounted: Σ over monthly steps of the
+/// Per-customer predictions, a column each, in the order of [`History`]'s columns.
+struct Predictions {
+    p_alive: Vec<f64>,
+    expected_purchases: Vec<f64>,
+    /// With a spend model: expected average order value and CLV.
+    spend: Option<(Vec<f64>, Vec<f64>)>,
+    predicted_holdout: Option<Vec<f64>>,
+}
+
+/// Expected purchases to the horizon, discounted: Σ over monthly steps of the
 /// expected purchases in the step, discounted at the annual rate to the end of the step.
 fn discounted_purchases(
     model: &dyn PurchaseModel,
-    c: &Customer,
+    (x, t_x, t): (f64, f64, f64),
     horizon: f64,
     unit: TimeUnit,
     discount_rate: f64,
-) -> Option<(f64, f64)> {
+) -> Option<f64> {
     let days_per_unit = match unit {
         TimeUnit::Day => 1.0,
         TimeUnit::Week => 7.0,
@@ -297,13 +304,12 @@ fn discounted_purchases(
     let mut at = 0.0;
     while at < horizon {
         at = (at + step).min(horizon);
-        let cumulative = model.expected_purchases(at, c.x, c.t_x, c.t)?;
+        let cumulative = model.expected_purchases(at, x, t_x, t)?;
         let years = at * days_per_unit / DAYS_PER_YEAR;
         total += (cumulative - previous) / (1.0 + discount_rate).powf(years);
         previous = cumulative;
     }
-    // The last step ends at the horizon: `previous` is the undiscounted expectation there.
-    Some((previous, total))
+    Some(total)
 }
 
 pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
@@ -313,21 +319,22 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     } else {
         from_transactions(input, params, unit)?
     };
-    if history.customers.is_empty() {
+    if history.len() == 0 {
         return Err(MetricError::invalid_input(
             "the input has no customers to fit",
         ));
     }
-    let histories = Histories::compress(
-        history
-            .customers
-            .iter()
-            .map(|c| (c.x, c.t_x, c.t, c.weight)),
-    );
+    let (histories, history_of) = Histories::compress_indexed((0..history.len()).map(|i| {
+        (
+            history.x[i],
+            history.t_x[i],
+            history.t[i],
+            history.weight[i],
+        )
+    }));
     let spend_model = params.str("spend_model")?;
     // Refuse what cannot work before the fit, which may take a while.
-    if spend_model == "gamma_gamma" && history.customers.iter().all(|c| c.monetary_value.is_none())
-    {
+    if spend_model == "gamma_gamma" && history.monetary_value.iter().all(Option::is_none) {
         return Err(MetricError::invalid_parameter(
             "spend_model",
             "gamma_gamma needs monetary values: a transaction log, or a monetary_value column in the summary",
@@ -339,10 +346,9 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let spend = match spend_model {
         "gamma_gamma" => {
             // Each summary row weighs in as the number of customers it stands for.
-            let rows = history
-                .customers
-                .iter()
-                .filter_map(|c| Some((c.x, c.monetary_value?, c.weight)));
+            let rows = (0..history.len()).filter_map(|i| {
+                Some((history.x[i], history.monetary_value[i]?, history.weight[i]))
+            });
             let (gg, gg_fit, spend) = gamma_gamma::fit_spend(rows).map_err(|e| match e {
                 gamma_gamma::SpendError::Fit(e) => fit_error("Gamma-Gamma", e),
                 other => MetricError::invalid_input(other.to_string()),
@@ -357,68 +363,96 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let margin = params.f64("margin")?;
     let discount_rate = params.f64("discount_rate")?;
     let gg: Option<GammaGamma> = spend.as_ref().map(|(gg, _, _)| *gg);
-    let predictions: Vec<Prediction> = history
-        .customers
-        .par_iter()
-        .map(|c| {
-            let (expected_purchases, expected_spend, clv) = match gg {
-                Some(gg) => {
-                    let value = gg.expected_mean_value(c.x, c.monetary_value.unwrap_or(0.0))?;
-                    let (expected, discounted) =
-                        discounted_purchases(model, c, horizon, unit, discount_rate)?;
-                    (expected, Some(value), Some(discounted * value * margin))
-                }
-                None => (
-                    model.expected_purchases(horizon, c.x, c.t_x, c.t)?,
-                    None,
-                    None,
-                ),
-            };
-            let predicted_holdout = match history.holdout_length {
-                Some(length) => Some(model.expected_purchases(length, c.x, c.t_x, c.t)?),
-                None => None,
-            };
-            Some(Prediction {
-                p_alive: model.p_alive(c.x, c.t_x, c.t),
-                expected_purchases,
-                expected_spend,
-                clv,
-                predicted_holdout,
+    let failed = || {
+        MetricError::failed(
+            "a prediction did not converge (hypergeometric series); report this input",
+        )
+    };
+    // What the purchase model predicts depends on the history alone: computed once per
+    // distinct history, which many customers share.
+    let per_history: Vec<HistoryPrediction> = (0..histories.len())
+        .into_par_iter()
+        .map(|h| {
+            let (x, t_x, t) = (histories.x[h], histories.t_x[h], histories.t[h]);
+            Some(HistoryPrediction {
+                p_alive: model.p_alive(x, t_x, t),
+                expected_purchases: model.expected_purchases(horizon, x, t_x, t)?,
+                discounted_purchases: match gg {
+                    Some(_) => {
+                        discounted_purchases(model, (x, t_x, t), horizon, unit, discount_rate)?
+                    }
+                    None => 0.0,
+                },
+                predicted_holdout: match history.holdout_length {
+                    Some(length) => Some(model.expected_purchases(length, x, t_x, t)?),
+                    None => None,
+                },
             })
         })
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| {
-            MetricError::failed(
-                "a prediction did not converge (hypergeometric series); report this input",
-            )
-        })?;
-
-    let weights: Vec<f64> = history.customers.iter().map(|c| c.weight).collect();
-    let total_weight: f64 = weights.iter().sum();
-    let weighted = |f: &dyn Fn(&Prediction) -> Option<f64>| -> Option<f64> {
-        predictions
-            .iter()
-            .zip(&weights)
-            .map(|(p, w)| f(p).map(|v| v * w))
-            .sum::<Option<f64>>()
+        .ok_or_else(failed)?;
+    let gather = |f: fn(&HistoryPrediction) -> f64| -> Vec<f64> {
+        history_of
+            .par_iter()
+            .map(|&h| f(&per_history[h as usize]))
+            .collect()
     };
+    let spend_columns = match gg {
+        Some(gg) => {
+            if gg.expected_mean_value(0.0, 0.0).is_none() {
+                return Err(MetricError::invalid_input(format!(
+                    "the Gamma-Gamma fit has q = {:.4} <= 1, so mean spend has no finite expectation; the spend data may not follow the model",
+                    gg.q
+                )));
+            }
+            // Finite for q > 1; a NaN would be refused by the engine, never shown.
+            let value: Vec<f64> = history
+                .x
+                .par_iter()
+                .zip(&history.monetary_value)
+                .map(|(&x, m)| {
+                    gg.expected_mean_value(x, m.unwrap_or(0.0))
+                        .unwrap_or(f64::NAN)
+                })
+                .collect();
+            let clv = value
+                .par_iter()
+                .zip(&history_of)
+                .map(|(value, &h)| per_history[h as usize].discounted_purchases * value * margin)
+                .collect();
+            Some((value, clv))
+        }
+        None => None,
+    };
+    let predictions = Predictions {
+        p_alive: gather(|p| p.p_alive),
+        expected_purchases: gather(|p| p.expected_purchases),
+        spend: spend_columns,
+        predicted_holdout: history
+            .holdout_length
+            .map(|_| gather(|p| p.predicted_holdout.unwrap_or(0.0))),
+    };
+
+    let total_weight: f64 = history.weight.iter().sum();
+    let weighted =
+        |column: &[f64]| -> f64 { column.iter().zip(&history.weight).map(|(v, w)| v * w).sum() };
     let mut output = with_errors(Output::new(), names, &fit)
         .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
         .scalar(Scalar::new("iterations", fit.iterations as f64))
         .scalar(Scalar::new("customers", total_weight))
         .scalar(Scalar::new(
             "expected_purchases",
-            weighted(&|p| Some(p.expected_purchases)).unwrap_or(0.0),
+            weighted(&predictions.expected_purchases),
         ));
-    match &spend {
-        Some((_, gg_fit, correlation)) => {
+    match spend.as_ref().zip(predictions.spend.as_ref()) {
+        Some(((_, gg_fit, correlation), (value, clv))) => {
             output = with_errors(output, ["p", "q", "gamma"], gg_fit)
                 .scalar(Scalar::new("spend_log_likelihood", gg_fit.log_likelihood))
                 .scalar(Scalar::new(
                     "expected_spend",
-                    weighted(&|p| p.expected_spend).unwrap_or(0.0) / total_weight,
+                    weighted(value) / total_weight,
                 ));
-            let clv_total = weighted(&|p| p.clv).unwrap_or(0.0);
+            let clv_total = weighted(clv);
             output = output
                 .scalar(Scalar::new("clv", clv_total / total_weight))
                 .scalar(Scalar::new("clv_total", clv_total));
@@ -439,17 +473,16 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 .scalar(Scalar::undefined("clv_total", reason));
         }
     }
-    if history.holdout_length.is_some() {
-        let actual: f64 = history
-            .customers
-            .iter()
-            .map(|c| c.holdout_frequency.unwrap_or(0.0) * c.weight)
-            .sum();
+    if let Some(holdout_frequency) = &history.holdout_frequency {
+        let actual = weighted(holdout_frequency);
         output = output
             .scalar(Scalar::new("holdout_purchases", actual))
             .scalar(Scalar::new(
                 "predicted_holdout_purchases",
-                weighted(&|p| p.predicted_holdout).unwrap_or(0.0),
+                predictions
+                    .predicted_holdout
+                    .as_deref()
+                    .map_or(0.0, weighted),
             ));
     }
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
@@ -469,62 +502,102 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
 /// spend model.
 fn customer_table(
     history: &History,
-    predictions: &[Prediction],
+    predictions: &Predictions,
     top: usize,
 ) -> Result<RecordBatch, MetricError> {
-    let mut order: Vec<usize> = (0..predictions.len()).collect();
-    let key = |i: usize| {
-        predictions[i]
-            .clv
-            .unwrap_or(predictions[i].expected_purchases)
+    let value = match &predictions.spend {
+        Some((_, clv)) => clv,
+        None => &predictions.expected_purchases,
     };
-    order.sort_by(|&i, &j| key(j).total_cmp(&key(i)).then(i.cmp(&j)));
-    if top > 0 {
-        order.truncate(top);
+    // Highest value first, ties in input order: a total order, so the unstable parallel
+    // sort gives the same table every run.
+    let mut ranked: Vec<(f64, u32)> = value
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v, i as u32))
+        .collect();
+    let by_value = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if top > 0 && top < ranked.len() {
+        ranked.select_nth_unstable_by(top - 1, by_value);
+        ranked.truncate(top);
     }
-    let c = &history.customers;
-    let float = |f: &dyn Fn(usize) -> Option<f64>| {
-        Arc::new(order.iter().map(|&i| f(i)).collect::<Float64Array>()) as ArrayRef
-    };
-    let mut columns: Vec<(&str, ArrayRef)> = Vec::new();
+    ranked.par_sort_unstable_by(by_value);
+    let order: Vec<u32> = ranked.into_iter().map(|(_, i)| i).collect();
+
+    // Each column is gathered from one contiguous input-order column, in parallel.
+    let mut sources: Vec<(&str, Source)> = vec![
+        ("frequency", Source::Values(&history.x)),
+        ("recency", Source::Values(&history.t_x)),
+        ("T", Source::Values(&history.t)),
+        ("monetary_value", Source::Optional(&history.monetary_value)),
+        ("p_alive", Source::Values(&predictions.p_alive)),
+        (
+            "expected_purchases",
+            Source::Values(&predictions.expected_purchases),
+        ),
+    ];
+    if let Some((value, clv)) = &predictions.spend {
+        sources.push(("expected_spend", Source::Values(value)));
+        sources.push(("clv", Source::Values(clv)));
+    }
+    if let (Some(actual), Some(predicted)) =
+        (&history.holdout_frequency, &predictions.predicted_holdout)
+    {
+        sources.push(("holdout_purchases", Source::Values(actual)));
+        sources.push(("predicted_holdout_purchases", Source::Values(predicted)));
+    }
+    let gathered: Vec<(&str, ArrayRef)> = sources
+        .into_par_iter()
+        .map(|(name, source)| (name, source.gather(&order)))
+        .collect();
+
+    let mut columns: Vec<(&str, ArrayRef)> = Vec::with_capacity(gathered.len() + 1);
     match history.ids {
         Some(ids) => {
-            let names = order.iter().map(|&i| {
-                let row = c[i].row;
-                Some(if ids.is_valid(row) {
-                    ids.value(row).to_owned()
+            let mut names = StringBuilder::with_capacity(order.len(), 16 * order.len());
+            for &i in &order {
+                let row = history.row[i as usize];
+                if ids.is_valid(row) {
+                    names.append_value(ids.value(row));
                 } else {
-                    format!("row {row}")
-                })
-            });
-            columns.push(("customer_id", Arc::new(names.collect::<StringArray>())));
+                    names.append_value(format!("row {row}"));
+                }
+            }
+            columns.push(("customer_id", Arc::new(names.finish())));
         }
         None => {
-            let rows = order.iter().map(|&i| c[i].row as i64);
+            let rows = order.iter().map(|&i| history.row[i as usize] as i64);
             columns.push(("row", Arc::new(rows.collect::<Int64Array>())));
         }
     }
-    columns.push(("frequency", float(&|i| Some(c[i].x))));
-    columns.push(("recency", float(&|i| Some(c[i].t_x))));
-    columns.push(("T", float(&|i| Some(c[i].t))));
-    columns.push(("monetary_value", float(&|i| c[i].monetary_value)));
-    columns.push(("p_alive", float(&|i| Some(predictions[i].p_alive))));
-    columns.push((
-        "expected_purchases",
-        float(&|i| Some(predictions[i].expected_purchases)),
-    ));
-    if predictions.iter().any(|p| p.clv.is_some()) {
-        columns.push(("expected_spend", float(&|i| predictions[i].expected_spend)));
-        columns.push(("clv", float(&|i| predictions[i].clv)));
-    }
-    if history.holdout_length.is_some() {
-        columns.push(("holdout_purchases", float(&|i| c[i].holdout_frequency)));
-        columns.push((
-            "predicted_holdout_purchases",
-            float(&|i| predictions[i].predicted_holdout),
-        ));
-    }
+    columns.extend(gathered);
     result_table("customers", columns)
+}
+
+/// A per-customer column in input order, to be gathered into the table's order.
+enum Source<'a> {
+    Values(&'a [f64]),
+    /// With empty cells (a summary without monetary values for some rows).
+    Optional(&'a [Option<f64>]),
+}
+
+impl Source<'_> {
+    fn gather(&self, order: &[u32]) -> ArrayRef {
+        match self {
+            Source::Values(values) => Arc::new(Float64Array::from(
+                order
+                    .iter()
+                    .map(|&i| values[i as usize])
+                    .collect::<Vec<f64>>(),
+            )),
+            Source::Optional(values) => Arc::new(
+                order
+                    .iter()
+                    .map(|&i| values[i as usize])
+                    .collect::<Float64Array>(),
+            ),
+        }
+    }
 }
 
 /// E[X(t)] of one new customer and of as many new customers as the input has, t = 0 to the horizon.
