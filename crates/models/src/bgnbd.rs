@@ -8,7 +8,7 @@
 use crate::ad::Real;
 use crate::hyp2f1::hyp2f1;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
-use crate::purchase::{Histories, PurchaseModel, alive_given_ln_odds, par_sum};
+use crate::purchase::{Distinct, Histories, PurchaseModel, alive_given_ln_odds, par_sum};
 use crate::special::ln_gamma;
 
 /// When a customer can drop out.
@@ -43,29 +43,64 @@ impl Variant {
 struct Likelihood<'a> {
     histories: &'a Histories,
     variant: Variant,
+    x: Distinct,
+    t_x: Distinct,
+    t: Distinct,
+}
+
+impl<'a> Likelihood<'a> {
+    fn new(histories: &'a Histories, variant: Variant) -> Likelihood<'a> {
+        Likelihood {
+            histories,
+            variant,
+            x: Distinct::of(&histories.x),
+            t_x: Distinct::of(&histories.t_x),
+            t: Distinct::of(&histories.t),
+        }
+    }
 }
 
 impl LogLikelihood<4> for Likelihood<'_> {
     /// ln L = ln Γ(r+x) − ln Γ(r) + r ln α + ln B(a, b+k+x) − ln B(a, b)
     ///        + ln[(α+T)^−(r+x) + 1{x+k>0} a/(b+k+x−1) (α+t_x)^−(r+x)], in log-sum-exp form,
-    /// k = 0 (BG/NBD) or 1 (MBG/NBD).
+    /// k = 0 (BG/NBD) or 1 (MBG/NBD). The gamma functions and logarithms of one x, t_x or T
+    /// are computed once per distinct value, leaving one log-sum-exp per history.
     fn log_likelihood<R: Real>(&self, params: &[R; 4]) -> R {
         let [r, alpha, a, b] = *params;
         let h = self.histories;
         let k = self.variant.shift();
         let shared = r.ln_gamma() * -1.0 + r * alpha.ln() + (a + b).ln_gamma() - b.ln_gamma();
         let ln_a = a.ln();
+        // Per distinct x: ln Γ(r+x) + ln Γ(b+k+x) − ln Γ(a+b+k+x), and ln(b+k+x−1) where used.
+        let per_x: Vec<(R, R)> = self
+            .x
+            .values
+            .iter()
+            .map(|&x| {
+                let bx = b + (x + k);
+                let gammas = (r + x).ln_gamma() + bx.ln_gamma() - (a + bx).ln_gamma();
+                let ln_bx_1 = if x + k > 0.0 {
+                    (bx - 1.0).ln()
+                } else {
+                    R::constant(0.0)
+                };
+                (gammas, ln_bx_1)
+            })
+            .collect();
+        let ln_alpha_t: Vec<R> = self.t.values.iter().map(|&t| (alpha + t).ln()).collect();
+        let ln_alpha_t_x: Vec<R> = self.t_x.values.iter().map(|&t| (alpha + t).ln()).collect();
         let body = par_sum(h.len(), |range| {
             let mut total = R::constant(0.0);
             for i in range {
-                let (x, t_x, t, w) = (h.x[i], h.t_x[i], h.t[i], h.weight[i]);
+                let (x, w) = (h.x[i], h.weight[i]);
+                let (gammas, ln_bx_1) = per_x[self.x.index[i] as usize];
                 let rx = r + x;
-                let bx = b + (x + k);
-                let mut ll = rx.ln_gamma() + bx.ln_gamma() - (a + bx).ln_gamma();
-                let alive = -(rx * (alpha + t).ln());
-                ll = ll
+                let alive = -(rx * ln_alpha_t[self.t.index[i] as usize]);
+                let ll = gammas
                     + if x + k > 0.0 {
-                        alive.log_add_exp(ln_a - (bx - 1.0).ln() - rx * (alpha + t_x).ln())
+                        alive.log_add_exp(
+                            ln_a - ln_bx_1 - rx * ln_alpha_t_x[self.t_x.index[i] as usize],
+                        )
                     } else {
                         alive
                     };
@@ -94,7 +129,7 @@ pub struct BgNbd {
 /// Fits the BG/NBD or MBG/NBD model. Starting values: r = 1, α = mean T (so λ starts near one
 /// purchase per observation span), a = b = 1.
 pub fn fit_histories(histories: &Histories, variant: Variant) -> Result<(BgNbd, Fit<4>), FitError> {
-    let likelihood = Likelihood { histories, variant };
+    let likelihood = Likelihood::new(histories, variant);
     let fit = fit(&likelihood, [1.0, histories.mean_t().max(1e-3), 1.0, 1.0])?;
     let [r, alpha, a, b] = fit.params;
     Ok((

@@ -67,6 +67,32 @@ impl Histories {
     }
 }
 
+/// The distinct values of a column and each row's index into them: a likelihood term that
+/// depends on one value alone is computed once per distinct value (customer bases have a few
+/// hundred distinct frequencies or observation times, and hundreds of thousands of histories).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Distinct {
+    pub(crate) values: Vec<f64>,
+    pub(crate) index: Vec<u32>,
+}
+
+impl Distinct {
+    pub(crate) fn of(column: &[f64]) -> Distinct {
+        let mut values = column.to_vec();
+        values.sort_unstable_by(f64::total_cmp);
+        values.dedup_by(|a, b| a.to_bits() == b.to_bits());
+        let index = column
+            .iter()
+            .map(|v| {
+                values
+                    .binary_search_by(|probe| probe.total_cmp(v))
+                    .map_or(0, |i| i as u32)
+            })
+            .collect();
+        Distinct { values, index }
+    }
+}
+
 /// P(alive) = 1 / (1 + e^L) from the log-odds L of having dropped out, without overflow for
 /// large L.
 pub(crate) fn alive_given_ln_odds(l: f64) -> f64 {
