@@ -6,6 +6,7 @@ use std::sync::Arc;
 use mittari_models::bgbb::{self, Opportunities};
 use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array};
 use mittari_sdk::prelude::*;
+use rayon::prelude::*;
 
 use crate::predictive::{check_converged, fit_error, with_errors};
 
@@ -120,18 +121,25 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             "the input has no customers to fit",
         ));
     }
-    let data = Opportunities::compress(rows.iter().map(|r| (r.x, r.t_x, r.n, r.weight)));
+    let (data, history_of) =
+        Opportunities::compress_indexed(rows.iter().map(|r| (r.x, r.t_x, r.n, r.weight)));
     let (model, fit) = bgbb::fit_opportunities(&data).map_err(|e| fit_error("BG/BB", e))?;
     check_converged("BG/BB", &fit)?;
     let future = params.f64("horizon")?;
-    let alive: Vec<f64> = rows
-        .iter()
-        .map(|r| model.p_alive(r.x, r.t_x, r.n))
+    // Predictions depend on the history alone: once per distinct history (few, for few
+    // opportunities), then looked up per row.
+    let per_history: Vec<(f64, f64)> = (0..data.len())
+        .into_par_iter()
+        .map(|h| {
+            let (x, t_x, n) = (data.x[h], data.t_x[h], data.n[h]);
+            (
+                model.p_alive(x, t_x, n),
+                model.expected_transactions(future, x, t_x, n),
+            )
+        })
         .collect();
-    let expected: Vec<f64> = rows
-        .iter()
-        .map(|r| model.expected_transactions(future, r.x, r.t_x, r.n))
-        .collect();
+    let (alive, expected): (Vec<f64>, Vec<f64>) =
+        history_of.iter().map(|&h| per_history[h as usize]).unzip();
     let customers: f64 = rows.iter().map(|r| r.weight).sum();
     let total: f64 = rows.iter().zip(&expected).map(|(r, e)| r.weight * e).sum();
 
