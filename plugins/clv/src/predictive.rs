@@ -80,7 +80,14 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
     );
     let monetary = input.optional_double("monetary_value")?;
     let weight = input.optional_double("weight")?;
+    let rows = input.num_rows();
     let mut history = History {
+        row: Vec::with_capacity(rows),
+        x: Vec::with_capacity(rows),
+        t_x: Vec::with_capacity(rows),
+        t: Vec::with_capacity(rows),
+        monetary_value: Vec::with_capacity(rows),
+        weight: Vec::with_capacity(rows),
         ids: input.optional_string("customer_id")?,
         ..History::default()
     };
