@@ -8,7 +8,7 @@ use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array};
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
 
-use crate::predictive::{check_converged, fit_error, with_errors};
+use crate::predictive::{check_converged, curve_table, fit_error, rank, with_errors};
 
 /// Opportunities a history may span: the likelihood sums over each one after the last
 /// transaction, so this bounds the work per customer.
@@ -143,12 +143,11 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let customers: f64 = rows.iter().map(|r| r.weight).sum();
     let total: f64 = rows.iter().zip(&expected).map(|(r, e)| r.weight * e).sum();
 
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&i, &j| expected[j].total_cmp(&expected[i]).then(i.cmp(&j)));
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
-    if top > 0 {
-        order.truncate(top);
-    }
+    let order: Vec<usize> = rank(&expected, top)
+        .into_iter()
+        .map(|i| i as usize)
+        .collect();
     let float = |f: &dyn Fn(usize) -> f64| {
         Arc::new(order.iter().map(|&i| f(i)).collect::<Float64Array>()) as ArrayRef
     };
@@ -185,25 +184,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .iter()
         .map(|&n| model.population_expected_transactions(n))
         .collect();
-    let curve = result_table(
-        "purchase_curve",
-        vec![
-            ("t", Arc::new(Float64Array::from(points))),
-            (
-                "expected_purchases_per_customer",
-                Arc::new(Float64Array::from(curve.clone())),
-            ),
-            (
-                "expected_purchases_all",
-                Arc::new(
-                    curve
-                        .iter()
-                        .map(|e| e * customers)
-                        .collect::<Float64Array>(),
-                ),
-            ),
-        ],
-    )?;
+    let curve = curve_table(points, curve, customers)?;
     Ok(
         with_errors(Output::new(), ["alpha", "beta", "gamma", "delta"], &fit)
             .scalar(Scalar::new("log_likelihood", fit.log_likelihood))

@@ -292,7 +292,7 @@ struct Predictions {
     predicted_holdout: Option<Vec<f64>>,
 }
 
-/// Expected purchases to the horizon, discounted: Σ over monthly steps of the
+/// Expected purchases to the horizon, undiscounted and discounted: Σ over monthly steps of the
 /// expected purchases in the step, discounted at the annual rate to the end of the step.
 fn discounted_purchases(
     model: &dyn PurchaseModel,
@@ -300,7 +300,7 @@ fn discounted_purchases(
     horizon: f64,
     unit: TimeUnit,
     discount_rate: f64,
-) -> Option<f64> {
+) -> Option<(f64, f64)> {
     let days_per_unit = match unit {
         TimeUnit::Day => 1.0,
         TimeUnit::Week => 7.0,
@@ -316,7 +316,8 @@ fn discounted_purchases(
         total += (cumulative - previous) / (1.0 + discount_rate).powf(years);
         previous = cumulative;
     }
-    Some(total)
+    // The last step ends at the horizon: `previous` is the undiscounted expectation there.
+    Some((previous, total))
 }
 
 pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
@@ -381,15 +382,15 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .into_par_iter()
         .map(|h| {
             let (x, t_x, t) = (histories.x[h], histories.t_x[h], histories.t[h]);
+            // Discounting steps to the horizon, so it gives the undiscounted total as well.
+            let (expected_purchases, discounted_purchases) = match gg {
+                Some(_) => discounted_purchases(model, (x, t_x, t), horizon, unit, discount_rate)?,
+                None => (model.expected_purchases(horizon, x, t_x, t)?, 0.0),
+            };
             Some(HistoryPrediction {
                 p_alive: model.p_alive(x, t_x, t),
-                expected_purchases: model.expected_purchases(horizon, x, t_x, t)?,
-                discounted_purchases: match gg {
-                    Some(_) => {
-                        discounted_purchases(model, (x, t_x, t), horizon, unit, discount_rate)?
-                    }
-                    None => 0.0,
-                },
+                expected_purchases,
+                discounted_purchases,
                 predicted_holdout: match history.holdout_length {
                     Some(length) => Some(model.expected_purchases(length, x, t_x, t)?),
                     None => None,
@@ -512,24 +513,13 @@ fn customer_table(
     predictions: &Predictions,
     top: usize,
 ) -> Result<RecordBatch, MetricError> {
-    let value = match &predictions.spend {
-        Some((_, clv)) => clv,
-        None => &predictions.expected_purchases,
-    };
-    // Highest value first, ties in input order: a total order, so the unstable parallel
-    // sort gives the same table every run.
-    let mut ranked: Vec<(f64, u32)> = value
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (v, i as u32))
-        .collect();
-    let by_value = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    if top > 0 && top < ranked.len() {
-        ranked.select_nth_unstable_by(top - 1, by_value);
-        ranked.truncate(top);
-    }
-    ranked.par_sort_unstable_by(by_value);
-    let order: Vec<u32> = ranked.into_iter().map(|(_, i)| i).collect();
+    let order = rank(
+        match &predictions.spend {
+            Some((_, clv)) => clv,
+            None => &predictions.expected_purchases,
+        },
+        top,
+    );
 
     // Each column is gathered from one contiguous input-order column, in parallel.
     let mut sources: Vec<(&str, Source)> = vec![
@@ -581,6 +571,24 @@ fn customer_table(
     result_table("customers", columns)
 }
 
+/// Row indices by value, highest first, ties in input order; only the `top` ones when `top`
+/// is positive. Ties broken by index make the order total, so the unstable parallel sort
+/// gives the same table every run.
+pub(crate) fn rank(values: &[f64], top: usize) -> Vec<u32> {
+    let mut ranked: Vec<(f64, u32)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v, i as u32))
+        .collect();
+    let by_value = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if top > 0 && top < ranked.len() {
+        ranked.select_nth_unstable_by(top - 1, by_value);
+        ranked.truncate(top);
+    }
+    ranked.par_sort_unstable_by(by_value);
+    ranked.into_iter().map(|(_, i)| i).collect()
+}
+
 /// A per-customer column in input order, to be gathered into the table's order.
 enum Source<'a> {
     Values(&'a [f64]),
@@ -626,23 +634,26 @@ fn purchase_curve(
         .map(|&t| model.population_expected_purchases(t))
         .collect::<Option<_>>()
         .ok_or_else(|| MetricError::failed("the purchase curve did not converge"))?;
+    curve_table(times, per_customer, customers)
+}
+
+/// The `purchase_curve` table: at each time, expected purchases of one new customer and of
+/// as many new customers as the input has.
+pub(crate) fn curve_table(
+    times: Vec<f64>,
+    per_customer: Vec<f64>,
+    customers: f64,
+) -> Result<RecordBatch, MetricError> {
+    let all: Float64Array = per_customer.iter().map(|e| e * customers).collect();
     result_table(
         "purchase_curve",
         vec![
             ("t", Arc::new(Float64Array::from(times))),
             (
                 "expected_purchases_per_customer",
-                Arc::new(Float64Array::from(per_customer.clone())),
+                Arc::new(Float64Array::from(per_customer)),
             ),
-            (
-                "expected_purchases_all",
-                Arc::new(
-                    per_customer
-                        .iter()
-                        .map(|e| e * customers)
-                        .collect::<Float64Array>(),
-                ),
-            ),
+            ("expected_purchases_all", Arc::new(all)),
         ],
     )
 }
