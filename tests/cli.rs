@@ -239,7 +239,7 @@ fn each_metric_refuses_bad_input_precisely() {
             &[
                 "input.quantity[1]",
                 "line 3",
-                "outside the allowed range >= 0",
+                "outside the allowed range 0..=1e15",
             ],
         ),
         (

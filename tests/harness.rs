@@ -124,8 +124,22 @@ impl Server {
 
     /// Starts a server with these plugins and extra `MITTARI__…` environment variables.
     pub fn start_with(plugins: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
+        Self::start_limited(plugins, env, None)
+    }
+
+    /// Starts a server whose address space is limited to `address_space` bytes
+    /// (`RLIMIT_AS`): a request that makes it allocate more fails the allocation, which aborts
+    /// the server and fails the test, instead of swapping the machine.
+    pub fn start_limited(
+        plugins: &[(&str, &str)],
+        env: &[(&str, &str)],
+        address_space: Option<u64>,
+    ) -> Server {
         let dir = plugin_dir(plugins);
         let mut command = serve_command(dir.path(), env);
+        if let Some(limit) = address_space {
+            limit_address_space(&mut command, limit);
+        }
         command.args(["--log-format", "json"]);
         let mut child = command.spawn().expect("spawn mittari serve");
         let stderr = child.stderr.take().expect("stderr piped");
@@ -212,6 +226,31 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+#[cfg(unix)]
+fn limit_address_space(command: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt as _;
+    // glibc reserves 64 MiB of address space per malloc arena; a few arenas keep the limit
+    // about memory actually used rather than about thread count.
+    command.env("MALLOC_ARENA_MAX", "2");
+    let limit = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: bytes as libc::rlim_t,
+    };
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+#[cfg(not(unix))]
+fn limit_address_space(_command: &mut Command, _bytes: u64) {}
 
 /// The address of a `listening` JSON log line.
 fn listening_addr(line: &str) -> Option<SocketAddr> {

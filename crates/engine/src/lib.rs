@@ -21,6 +21,7 @@ mod engine;
 mod error;
 mod group;
 mod plugin;
+pub mod probe;
 mod validate;
 
 pub use engine::{

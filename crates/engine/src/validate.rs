@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, RecordBatchOptions};
+use arrow_array::{
+    Array, ArrayRef, Float64Array, RecordBatch, RecordBatchOptions, TimestampMicrosecondArray,
+};
 use arrow_schema::{DataType as Arrow, Field as ArrowField, Schema, TimeUnit};
-use mittari_sdk::{ColumnSpec, DataType, MetricDescriptor, ParamValue, Params};
+use mittari_sdk::{ColumnSpec, DataType, MetricDescriptor, ParamValue, Params, time};
 
 use crate::error::{Field, Violation};
 
@@ -232,6 +234,9 @@ fn conform_column(
     if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
         check_finite(spec, doubles, violations);
     }
+    if let Some(timestamps) = column.as_primitive_opt::<TimestampMicrosecondType>() {
+        check_timestamps(spec, timestamps, violations);
+    }
     if let (Some(range), true) = (spec.range, spec.data_type.is_numeric()) {
         let values: Box<dyn Iterator<Item = (usize, f64)>> =
             match column.as_primitive_opt::<Int64Type>() {
@@ -283,6 +288,28 @@ fn check_finite(spec: &ColumnSpec, column: &Float64Array, violations: &mut Vec<V
                 "{} is {value} at row {row}; every value must be a finite number",
                 spec.name
             ),
+        ));
+    }
+}
+
+/// Timestamps outside years 1 to 9999 are refused, so that no metric meets calendar arithmetic
+/// that overflows (see `mittari_sdk::time::MIN_TIMESTAMP`).
+fn check_timestamps(
+    spec: &ColumnSpec,
+    column: &TimestampMicrosecondArray,
+    violations: &mut Vec<Violation>,
+) {
+    let bad = column
+        .iter()
+        .enumerate()
+        .find_map(|(i, v)| Some((i, time::check_timestamp(v?).err()?)));
+    if let Some((row, why)) = bad {
+        violations.push(Violation::new(
+            Field::Column {
+                name: spec.name.clone(),
+                row: Some(row as u64),
+            },
+            format!("{} at row {row}: {why}", spec.name),
         ));
     }
 }

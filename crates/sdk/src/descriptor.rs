@@ -71,7 +71,15 @@ impl Range {
 
 impl std::fmt::Display for Range {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.min, self.max) {
+        // 1e15, not 1000000000000000: bounds like MAX_QUANTITY read at a glance.
+        let bound = |v: f64| {
+            if v.abs() >= 1e9 {
+                format!("{v:e}")
+            } else {
+                v.to_string()
+            }
+        };
+        match (self.min.map(bound), self.max.map(bound)) {
             (Some(min), Some(max)) => write!(f, "{min}..={max}"),
             (Some(min), None) => write!(f, ">= {min}"),
             (None, Some(max)) => write!(f, "<= {max}"),
@@ -79,6 +87,12 @@ impl std::fmt::Display for Range {
         }
     }
 }
+
+/// The largest magnitude a metric accepts in a double column holding an amount, a count or a
+/// duration: 10^15 (a quadrillion). Sums of billions of such values and products of two of them
+/// stay far below `f64::MAX` (1.8e308), so a metric's arithmetic on them cannot overflow into
+/// infinity; the engine refuses a larger value with its column and row before the metric runs.
+pub const MAX_QUANTITY: f64 = 1e15;
 
 /// One input column a metric reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +123,10 @@ impl ColumnSpec {
     }
     pub fn double(name: &str, description: &str) -> Self {
         Self::new(name, DataType::Double, description)
+    }
+    /// A double column of non-negative amounts, counts or durations, at most [`MAX_QUANTITY`].
+    pub fn quantity(name: &str, description: &str) -> Self {
+        Self::double(name, description).range(0.0, MAX_QUANTITY)
     }
     pub fn string(name: &str, description: &str) -> Self {
         Self::new(name, DataType::String, description)

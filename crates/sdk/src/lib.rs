@@ -47,7 +47,8 @@ pub use arrow_array;
 pub use arrow_array::RecordBatch;
 pub use arrow_schema;
 pub use descriptor::{
-    ColumnSpec, DataType, MetricDescriptor, OutputSpec, ParameterSpec, Range, TableSpec,
+    ColumnSpec, DataType, MAX_QUANTITY, MetricDescriptor, OutputSpec, ParameterSpec, Range,
+    TableSpec,
 };
 pub use error::MetricError;
 pub use input::Input;
@@ -62,8 +63,8 @@ pub const ABI_VERSION: u32 = 1;
 /// Imports for a plugin crate: `use mittari_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ColumnSpec, ConfidenceInterval, DataType, Input, Metric, MetricDescriptor, MetricError,
-        OutputSpec, ParamValue, ParameterSpec, Params, Range, RecordBatch, Scalar, TableSpec,
-        Warning, output::Output, result_table,
+        ColumnSpec, ConfidenceInterval, DataType, Input, MAX_QUANTITY, Metric, MetricDescriptor,
+        MetricError, OutputSpec, ParamValue, ParameterSpec, Params, Range, RecordBatch, Scalar,
+        TableSpec, Warning, output::Output, result_table,
     };
 }

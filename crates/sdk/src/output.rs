@@ -39,6 +39,22 @@ impl Scalar {
             undefined_reason: Some(reason.into()),
         }
     }
+    /// `100 · part / whole`, or undefined: with `zero_reason` when `whole` is not positive, and
+    /// saying so when `whole` is so small next to `part` that the percentage overflows.
+    pub fn percent(name: &str, part: f64, whole: f64, zero_reason: &str) -> Self {
+        if whole <= 0.0 {
+            return Scalar::undefined(name, zero_reason);
+        }
+        let value = 100.0 * part / whole;
+        if value.is_finite() {
+            Scalar::new(name, value)
+        } else {
+            Scalar::undefined(
+                name,
+                format!("{part} is too large next to {whole} for a finite percentage"),
+            )
+        }
+    }
     #[must_use]
     pub fn with_interval(mut self, lower: f64, upper: f64, level: f64) -> Self {
         self.confidence_interval = Some(ConfidenceInterval {

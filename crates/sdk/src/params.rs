@@ -104,6 +104,9 @@ pub(crate) fn check_value(spec: &ParameterSpec, value: &ParamValue) -> Result<()
             return Err(format!("{v} is outside the allowed range {range}"));
         }
     }
+    if let ParamValue::Timestamp(micros) = value {
+        crate::time::check_timestamp(*micros)?;
+    }
     if let ParamValue::String(s) = value
         && !spec.allowed_values.is_empty()
         && !spec.allowed_values.iter().any(|a| a == s)

@@ -53,6 +53,27 @@ fn number(text: &str, what: &str) -> Result<u32, String> {
 /// Microseconds per day, for converting durations.
 pub const MICROS_PER_DAY: i64 = SECONDS_PER_DAY * MICROS_PER_SECOND;
 
+/// 0001-01-01T00:00:00Z, the earliest timestamp a metric receives.
+///
+/// The engine refuses timestamps outside years 1 to 9999 (the years ISO 8601 writes with four
+/// digits) in columns and parameters before a plugin runs. Within them, differences of
+/// timestamps, month counts and calendar arithmetic cannot overflow an `i64`, so a metric
+/// need not guard every subtraction against the ±292 000 years microseconds could span.
+pub const MIN_TIMESTAMP: i64 = -62_135_596_800_000_000;
+/// 9999-12-31T23:59:59.999999Z, the latest timestamp a metric receives (see [`MIN_TIMESTAMP`]).
+pub const MAX_TIMESTAMP: i64 = 253_402_300_799_999_999;
+
+/// Why `micros` is outside the timestamps a metric accepts, if it is.
+pub fn check_timestamp(micros: i64) -> Result<(), String> {
+    if (MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&micros) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{micros} microseconds since 1970 is outside years 1 to 9999 (0001-01-01 to 9999-12-31T23:59:59.999999Z)"
+        ))
+    }
+}
+
 /// The calendar date (year, month 1-12, day 1-31) of a timestamp, in UTC.
 pub fn date_of(micros: i64) -> (i64, u32, u32) {
     civil_from_days(micros.div_euclid(MICROS_PER_DAY))

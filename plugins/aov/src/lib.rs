@@ -43,7 +43,7 @@ impl Metric for Aov {
             )
             .input(ColumnSpec::string("customer_id", "the customer who placed the order").required())
             .input(ColumnSpec::timestamp("timestamp", "when the order was placed (not used in the computation; useful for group_by)").required())
-            .input(ColumnSpec::double("amount", "order value").required().min(0.0))
+            .input(ColumnSpec::quantity("amount", "order value").required())
             .output(OutputSpec::new("aov", "currency", "revenue / orders"))
             .output(OutputSpec::new("median_order_value", "currency", "median order amount"))
             .output(OutputSpec::new("p90_order_value", "currency", "90th percentile of order amounts"))

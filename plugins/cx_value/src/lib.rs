@@ -69,10 +69,13 @@ fn compare(worst: &Tier, best: &Tier) -> Comparison {
     let retention = both(worst.retention(), best.retention());
     Comparison {
         spend_uplift: means.and_then(|(w, b)| {
-            if w > 0.0 {
-                Ok((b / w - 1.0) * 100.0)
-            } else {
+            let uplift = (b / w - 1.0) * 100.0;
+            if w <= 0.0 {
                 Err("the worst tier has no revenue, so no ratio to it exists")
+            } else if !uplift.is_finite() {
+                Err("the worst tier's revenue is too small next to the best tier's for a finite ratio")
+            } else {
+                Ok(uplift)
             }
         }),
         retention_gap: retention.map(|(w, b)| (b - w) * 100.0),
@@ -106,8 +109,8 @@ impl Metric for CxValue {
              metric measures it for your own customers.",
         )
         .input(ColumnSpec::string("customer_id", "the customer; one row each").required())
-        .input(ColumnSpec::double("score", "experience score, e.g. an NPS answer 0-10 or a CSAT answer").required())
-        .input(ColumnSpec::double("revenue", "the customer's revenue in the period").required().min(0.0))
+        .input(ColumnSpec::double("score", "experience score, e.g. an NPS answer 0-10 or a CSAT answer").required().range(-MAX_QUANTITY, MAX_QUANTITY))
+        .input(ColumnSpec::quantity("revenue", "the customer's revenue in the period").required())
         .input(ColumnSpec::bool("retained", "still a customer at the end of the period").required())
         .parameter(ParameterSpec::double("worst_max", 6.0, "scores up to this form the worst tier").range(-1e9, 1e9))
         .parameter(ParameterSpec::double("best_min", 9.0, "scores from this form the best tier").range(-1e9, 1e9));
@@ -295,6 +298,14 @@ mod tests {
         assert!(c.spend_uplift.unwrap_err().contains("no revenue"));
         assert_eq!(c.retention_gap, Ok(0.0));
         assert_eq!(c.revenue_at_stake, Ok(10.0));
+        // A worst tier with a denormal mean revenue: the ratio overflows, and says so.
+        let tiny_worst = tiers(
+            [(1.0, 5e-324, true), (9.0, 1e15, true)].into_iter(),
+            6.0,
+            9.0,
+        );
+        let c = compare(&tiny_worst[0], &tiny_worst[2]);
+        assert!(c.spend_uplift.unwrap_err().contains("too small"));
     }
 
     #[test]

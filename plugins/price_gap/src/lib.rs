@@ -25,9 +25,9 @@ impl Metric for PriceGap {
                  share_below_target = lines below target / lines * 100. \
                  With product or customer_id columns, result tables list the largest gaps per product and per customer.",
             )
-            .input(ColumnSpec::double("quantity", "units sold on the line").required().min(0.0))
-            .input(ColumnSpec::double("target_price", "list or target price per unit").required().min(0.0))
-            .input(ColumnSpec::double("realized_price", "price per unit actually paid").required().min(0.0))
+            .input(ColumnSpec::quantity("quantity", "units sold on the line").required())
+            .input(ColumnSpec::quantity("target_price", "list or target price per unit").required())
+            .input(ColumnSpec::quantity("realized_price", "price per unit actually paid").required())
             .input(ColumnSpec::string("customer_id", "the buying customer; enables the by_customer table"))
             .input(ColumnSpec::string("product", "the product sold; enables the by_product table"))
             .input(ColumnSpec::timestamp("timestamp", "when the line was sold (not used in the computation; useful for group_by)"))
@@ -68,17 +68,12 @@ impl Metric for PriceGap {
             .scalar(Scalar::new("premium_total", total.premium))
             .scalar(Scalar::new("net_gap", total.discount - total.premium))
             .scalar(total.realization_scalar())
-            .scalar(if total.discounted_target > 0.0 {
-                Scalar::new(
-                    "average_discount_pct",
-                    100.0 * total.discount / total.discounted_target,
-                )
-            } else {
-                Scalar::undefined(
-                    "average_discount_pct",
-                    "no line was sold below its target price",
-                )
-            })
+            .scalar(Scalar::percent(
+                "average_discount_pct",
+                total.discount,
+                total.discounted_target,
+                "no line was sold below its target price",
+            ))
             .scalar(Scalar::new(
                 "share_below_target",
                 100.0 * total.lines_below as f64 / total.lines as f64,
@@ -138,17 +133,18 @@ impl Gap {
     }
 
     fn realization(&self) -> Option<f64> {
-        (self.target_revenue > 0.0).then(|| 100.0 * self.realized_revenue / self.target_revenue)
+        (self.target_revenue > 0.0)
+            .then(|| 100.0 * self.realized_revenue / self.target_revenue)
+            .filter(|v| v.is_finite())
     }
 
     fn realization_scalar(&self) -> Scalar {
-        match self.realization() {
-            Some(v) => Scalar::new("price_realization", v),
-            None => Scalar::undefined(
-                "price_realization",
-                "target revenue is zero: every line has quantity or target price 0",
-            ),
-        }
+        Scalar::percent(
+            "price_realization",
+            self.realized_revenue,
+            self.target_revenue,
+            "target revenue is zero: every line has quantity or target price 0",
+        )
     }
 }
 

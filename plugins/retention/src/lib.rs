@@ -66,30 +66,41 @@ enum CohortPeriod {
     Quarter,
 }
 
+/// The cohorts table has at most this many rows: a century of monthly cohorts fits
+/// (1 200 cohorts, 720 600 rows); a start date centuries before period_end does not.
+const MAX_COHORT_ROWS: i64 = 1_000_000;
+
+/// Months since year 0: `year * 12 + month - 1` of the month containing `t`.
+fn month_index(t: i64) -> i64 {
+    let (year, month, _) = date_of(t);
+    year * 12 + i64::from(month) - 1
+}
+
+/// Midnight UTC on the first day of month `index` (see [`month_index`]).
+fn month_start(index: i64) -> i64 {
+    date_micros(index.div_euclid(12), index.rem_euclid(12) as u32 + 1, 1)
+}
+
 impl CohortPeriod {
-    fn months(self) -> u32 {
+    fn months(self) -> i64 {
         match self {
             CohortPeriod::Month => 1,
             CohortPeriod::Quarter => 3,
         }
     }
 
-    /// The (year, first month) of the period containing `t`.
-    fn containing(self, t: i64) -> (i64, u32) {
-        let (year, month, _) = date_of(t);
-        (year, month - (month - 1) % self.months())
+    /// The month index of the first month of the period containing `t`.
+    fn containing(self, t: i64) -> i64 {
+        let index = month_index(t);
+        index - index.rem_euclid(self.months())
     }
 
-    fn label(self, (year, month): (i64, u32)) -> String {
+    fn label(self, first_month: i64) -> String {
+        let (year, month) = (first_month.div_euclid(12), first_month.rem_euclid(12) + 1);
         match self {
             CohortPeriod::Month => format!("{year:04}-{month:02}"),
             CohortPeriod::Quarter => format!("{year:04}-Q{}", (month - 1) / 3 + 1),
         }
-    }
-
-    /// The start of the period `k` periods after the one starting at (year, month).
-    fn boundary(self, (year, month): (i64, u32), k: u32) -> i64 {
-        date_micros(year, month + k * self.months(), 1)
     }
 }
 
@@ -105,33 +116,88 @@ struct CohortRow {
 /// For every acquisition period up to `period_end`, the customers acquired in it and how many
 /// are active k = 1, 2, … periods after its start, while that instant is at or before
 /// `period_end`.
-fn cohorts(customers: &[Customer], period_end: i64, period: CohortPeriod) -> Vec<CohortRow> {
-    let mut by_cohort: BTreeMap<(i64, u32), Vec<&Customer>> = BTreeMap::new();
-    for c in customers.iter().filter(|c| c.start <= period_end) {
-        by_cohort
-            .entry(period.containing(c.start))
-            .or_default()
-            .push(c);
-    }
-    let mut rows = Vec::new();
-    for (key, members) in by_cohort {
-        let mut age = 1;
-        loop {
-            let at = period.boundary(key, age);
-            if at > period_end {
-                break;
-            }
-            rows.push(CohortRow {
-                cohort: period.label(key),
-                cohort_start: period.boundary(key, 0),
-                age,
-                customers: members.len() as u64,
-                active: members.iter().filter(|c| c.active_at(at)).count() as u64,
-            });
-            age += 1;
+///
+/// A member of a cohort starting at month m is active at the boundary of age k ≥ 1 (the start
+/// of month m + k·p) exactly when it has no end or ends after that boundary, so each member
+/// is active for a prefix of ages: counting members by their last active age and summing from
+/// the oldest age down costs one pass over the members and one over the ages, whatever the span.
+fn cohorts(
+    customers: &[Customer],
+    period_end: i64,
+    period: CohortPeriod,
+) -> Result<Vec<CohortRow>, MetricError> {
+    let months = period.months();
+    // The boundary at month index b lies at or before period_end exactly when b <= last_month.
+    let last_month = month_index(period_end);
+    let mut by_cohort: BTreeMap<i64, (usize, Vec<&Customer>)> = BTreeMap::new();
+    for (row, c) in customers.iter().enumerate() {
+        if c.start <= period_end {
+            let entry = by_cohort
+                .entry(period.containing(c.start))
+                .or_insert_with(|| (row, Vec::new()));
+            entry.1.push(c);
         }
     }
-    rows
+    let ages_of = |first_month: i64| (last_month - first_month) / months;
+    let total: i64 = by_cohort.keys().map(|&first| ages_of(first)).sum();
+    if total > MAX_COHORT_ROWS
+        && let Some((&first, &(row, _))) = by_cohort.first_key_value()
+    {
+        return Err(MetricError::invalid_value(
+            "start",
+            row,
+            format!(
+                "the cohorts table would have {total} rows, more than {MAX_COHORT_ROWS}: the earliest cohort, {}, \
+                 is {} periods before period_end {}; check this start date, or use cohort_period=quarter",
+                period.label(first),
+                ages_of(first),
+                format_timestamp(period_end)
+            ),
+        ));
+    }
+    let mut rows = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for (first, (_, members)) in by_cohort {
+        let ages = ages_of(first);
+        // last_active[a]: members whose last active age is a (0: not active at any age).
+        let mut last_active = vec![0u64; usize::try_from(ages).unwrap_or(0) + 1];
+        for c in &members {
+            let last = match c.end {
+                None => ages,
+                Some(end) => {
+                    // The last month whose start is strictly before `end`.
+                    let month = month_index(end);
+                    let before = if month_start(month) < end {
+                        month
+                    } else {
+                        month - 1
+                    };
+                    (before - first).div_euclid(months).clamp(0, ages)
+                }
+            };
+            last_active[last as usize] += 1;
+        }
+        let mut active_rows = Vec::with_capacity(last_active.len().saturating_sub(1));
+        let mut active = 0;
+        for age in (1..last_active.len()).rev() {
+            active += last_active[age];
+            active_rows.push((age, active));
+        }
+        let cohort = period.label(first);
+        let cohort_start = month_start(first);
+        rows.extend(
+            active_rows
+                .into_iter()
+                .rev()
+                .map(|(age, active)| CohortRow {
+                    cohort: cohort.clone(),
+                    cohort_start,
+                    age: age as u32,
+                    customers: members.len() as u64,
+                    active,
+                }),
+        );
+    }
+    Ok(rows)
 }
 
 fn cohort_table(rows: &[CohortRow]) -> Result<RecordBatch, MetricError> {
@@ -201,7 +267,7 @@ impl Metric for Retention {
             .input(ColumnSpec::string("customer_id", "the customer; one row each").required())
             .input(ColumnSpec::timestamp("start", "when the customer relationship began").required())
             .input(ColumnSpec::timestamp("end", "when it ended; empty while still a customer"))
-            .input(ColumnSpec::double("revenue", "the customer's revenue, used to value churn").min(0.0))
+            .input(ColumnSpec::quantity("revenue", "the customer's revenue, used to value churn"))
             .parameter(ParameterSpec::new("period_start", DataType::Timestamp, "start of the period (ISO 8601)"))
             .parameter(ParameterSpec::new("period_end", DataType::Timestamp, "end of the period (ISO 8601), after period_start"))
             .parameter(ParameterSpec::string("cohort_period", "month", "acquisition period of the cohorts table").allowed_values(&["month", "quarter"]))
@@ -285,7 +351,7 @@ impl Metric for Retention {
             .scalar(Scalar::new("net_change", counts.at_end as f64 - s))
             .table(
                 "cohorts",
-                cohort_table(&cohorts(&customers, period_end, cohort_period))?,
+                cohort_table(&cohorts(&customers, period_end, cohort_period)?)?,
             );
         if revenue.is_some() && counts.churned_without_revenue > 0 {
             output = output.warning(
@@ -375,7 +441,7 @@ mod tests {
             customer("2024-01-20", None, 0.0),               // Jan cohort, stays
             customer("2024-02-01", Some("2024-03-01"), 0.0), // Feb cohort, leaves exactly at Mar 1
         ];
-        let rows = cohorts(&customers, t("2024-03-01"), CohortPeriod::Month);
+        let rows = cohorts(&customers, t("2024-03-01"), CohortPeriod::Month).unwrap();
         let got: Vec<(&str, u32, u64, u64)> = rows
             .iter()
             .map(|r| (r.cohort.as_str(), r.age, r.customers, r.active))
@@ -391,11 +457,42 @@ mod tests {
         );
         assert_eq!(rows[0].cohort_start, t("2024-01-01"));
 
-        let rows = cohorts(&customers, t("2024-07-01"), CohortPeriod::Quarter);
+        let rows = cohorts(&customers, t("2024-07-01"), CohortPeriod::Quarter).unwrap();
         let got: Vec<(&str, u32, u64, u64)> = rows
             .iter()
             .map(|r| (r.cohort.as_str(), r.age, r.customers, r.active))
             .collect();
         assert_eq!(got, [("2024-Q1", 1, 3, 1), ("2024-Q1", 2, 3, 1)]);
+    }
+
+    #[test]
+    fn cohorts_table_size_is_bounded_before_it_is_built() {
+        // Two cohorts eight millennia apart: 215 676 rows, each computed.
+        let customers = [
+            customer("2024-01-10", None, 0.0),
+            customer("0001-01-01", None, 0.0),
+        ];
+        let rows = cohorts(&customers, t("9999-01-01"), CohortPeriod::Month).unwrap();
+        assert_eq!(rows.len(), 119_976 + 95_700);
+        assert!(rows.iter().all(|r| r.active == 1 && r.customers == 1));
+        // A cohort every month of the first century: billions of rows, refused at the
+        // earliest cohort's row.
+        let mut customers = vec![customer("2024-01-10", None, 0.0)];
+        for year in 1..=100 {
+            for month in 1..=12 {
+                customers.push(customer(&format!("{year:04}-{month:02}-01"), None, 0.0));
+            }
+        }
+        let error = cohorts(&customers, t("9999-01-01"), CohortPeriod::Month).unwrap_err();
+        let MetricError::InvalidInput {
+            column,
+            row,
+            message,
+        } = error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!((column.as_deref(), row), (Some("start"), Some(1)));
+        assert!(message.contains("0001-01"), "{message}");
     }
 }

@@ -18,10 +18,17 @@ fn counts(periods: &[i64], active: &[i64]) -> Result<Vec<f64>, MetricError> {
             "the input has no rows; give the cohort's active customers at periods 0, 1, 2, …",
         ));
     };
-    let mut by_period: Vec<Option<(usize, i64)>> =
-        vec![None; usize::try_from(last).unwrap_or(0) + 1];
+    // Every period from 0 to the last needs a row, so with n rows only periods below n can
+    // be complete; a later one means one of 0..n is missing, which is reported below. The
+    // table is sized by the rows, never by a period value, however large.
+    let mut by_period: Vec<Option<(usize, i64)>> = vec![None; periods.len()];
     for (row, (&period, &count)) in periods.iter().zip(active).enumerate() {
-        let slot = &mut by_period[usize::try_from(period).unwrap_or(0)];
+        let Some(slot) = usize::try_from(period)
+            .ok()
+            .and_then(|p| by_period.get_mut(p))
+        else {
+            continue;
+        };
         if let Some((first, _)) = slot {
             return Err(MetricError::invalid_value(
                 "period",

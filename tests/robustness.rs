@@ -1,0 +1,356 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! No request takes the server down: extreme but well-typed inputs for every bundled metric
+//! (generated from its descriptor by `mittari_engine::probe`), sent to a real server whose
+//! address space is limited, must each come back as a result or INVALID_ARGUMENT, in bounded
+//! time, with the server still serving.
+
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use mittari_e2e::{BUNDLED_METRICS, Server, bundled_plugins, target_dir};
+use mittari_engine::{Engine, EngineConfig, ParamValue};
+use mittari_proto::v1 as pb;
+use tonic::Code;
+
+/// The server may use this much address space; the worst requests of the original probe asked
+/// for 5 GB to 48 GB.
+const ADDRESS_SPACE: u64 = 3 << 30;
+/// Generated requests per metric.
+const CASES_PER_METRIC: usize = 150;
+/// No single request may take longer than this (debug build, two cores).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+fn value(value: &ParamValue) -> pb::Value {
+    use pb::value::Kind;
+    pb::Value {
+        kind: Some(match value {
+            ParamValue::Int64(v) => Kind::Int64Value(*v),
+            ParamValue::Double(v) => Kind::DoubleValue(*v),
+            ParamValue::String(v) => Kind::StringValue(v.clone()),
+            ParamValue::Bool(v) => Kind::BoolValue(*v),
+            ParamValue::Timestamp(v) => Kind::TimestampValue(*v),
+        }),
+    }
+}
+
+/// The wire form of a generated table, as a client builds it.
+fn table(batch: &RecordBatch) -> pb::Table {
+    use pb::column::Values;
+    let schema = batch.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, array)| {
+            let values = if let Some(a) = array.as_primitive_opt::<Int64Type>() {
+                Values::Int64Values(pb::Int64Values {
+                    values: a.values().to_vec(),
+                })
+            } else if let Some(a) = array.as_primitive_opt::<Float64Type>() {
+                Values::DoubleValues(pb::DoubleValues {
+                    values: a.values().to_vec(),
+                })
+            } else if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
+                Values::TimestampValues(pb::Int64Values {
+                    values: a.values().to_vec(),
+                })
+            } else if let Some(a) = array.as_boolean_opt() {
+                Values::BoolValues(pb::BoolValues {
+                    values: a.values().iter().collect(),
+                })
+            } else {
+                let a = array.as_string::<i32>();
+                Values::StringValues(pb::StringValues {
+                    values: a.iter().map(|s| s.unwrap_or_default().to_owned()).collect(),
+                })
+            };
+            let mut null_mask = Vec::new();
+            if array.null_count() > 0 {
+                null_mask = vec![0u8; array.len().div_ceil(8)];
+                for row in (0..array.len()).filter(|&r| array.is_null(r)) {
+                    null_mask[row / 8] |= 1 << (row % 8);
+                }
+            }
+            pb::Column {
+                name: field.name().clone(),
+                values: Some(values),
+                null_mask,
+            }
+        })
+        .collect();
+    pb::Table { columns }
+}
+
+fn bundled_engine() -> Engine {
+    let libraries = bundled_plugins()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    Engine::load(&EngineConfig {
+        plugin_dir: target_dir(),
+        libraries: Some(libraries),
+        enabled_metrics: None,
+        metric_defaults: Default::default(),
+        max_concurrent_computations: 1,
+        max_queued_computations: 1,
+    })
+    .expect("load the bundled plugins")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_inputs_get_a_result_or_invalid_argument() {
+    let plugins = bundled_plugins();
+    let plugins: Vec<(&str, &str)> = plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let mut server = Server::start_limited(&plugins, &[], Some(ADDRESS_SPACE));
+    let mut client = server.client().await.max_decoding_message_size(64 << 20);
+    let engine = bundled_engine();
+    let mut failures = Vec::new();
+    for metric in BUNDLED_METRICS {
+        let descriptor = engine.describe(metric).unwrap();
+        for case in mittari_engine::probe::extreme_cases(descriptor, 20261123, CASES_PER_METRIC) {
+            let mut request = tonic::Request::new(pb::ComputeRequest {
+                metric: metric.to_string(),
+                parameters: case
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), value(v)))
+                    .collect(),
+                input: Some(table(&case.input)),
+                group_by: case.group_by.clone(),
+            });
+            request.set_timeout(REQUEST_DEADLINE);
+            let started = Instant::now();
+            let outcome = client.compute(request).await;
+            let elapsed = started.elapsed();
+            match outcome {
+                Ok(_) => {}
+                Err(status) if status.code() == Code::InvalidArgument => {}
+                Err(status) => {
+                    failures.push(format!(
+                        "{}: {:?} after {elapsed:.1?}: {}",
+                        case.label,
+                        status.code(),
+                        status.message().chars().take(300).collect::<String>()
+                    ));
+                    if !server.is_running() {
+                        panic!(
+                            "the server died; failures so far:\n{}\nits log ends:\n{}",
+                            failures.join("\n"),
+                            tail(&server.logs())
+                        );
+                    }
+                    if status.code() == Code::Unavailable {
+                        client = server.client().await.max_decoding_message_size(64 << 20);
+                    }
+                }
+            }
+        }
+    }
+    assert!(server.is_running());
+    assert!(
+        failures.is_empty(),
+        "{} generated requests failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn tail(logs: &[String]) -> String {
+    logs[logs.len().saturating_sub(10)..].join("\n")
+}
+
+fn ints(name: &str, values: &[i64]) -> pb::Column {
+    pb::Column {
+        name: name.to_owned(),
+        values: Some(pb::column::Values::Int64Values(pb::Int64Values {
+            values: values.to_vec(),
+        })),
+        null_mask: Vec::new(),
+    }
+}
+
+fn doubles(name: &str, values: &[f64]) -> pb::Column {
+    pb::Column {
+        name: name.to_owned(),
+        values: Some(pb::column::Values::DoubleValues(pb::DoubleValues {
+            values: values.to_vec(),
+        })),
+        null_mask: Vec::new(),
+    }
+}
+
+fn timestamps(name: &str, values: &[i64]) -> pb::Column {
+    pb::Column {
+        name: name.to_owned(),
+        values: Some(pb::column::Values::TimestampValues(pb::Int64Values {
+            values: values.to_vec(),
+        })),
+        null_mask: Vec::new(),
+    }
+}
+
+fn strings(name: &str, values: &[&str]) -> pb::Column {
+    pb::Column {
+        name: name.to_owned(),
+        values: Some(pb::column::Values::StringValues(pb::StringValues {
+            values: values.iter().map(|s| s.to_string()).collect(),
+        })),
+        null_mask: Vec::new(),
+    }
+}
+
+const MONTH: i64 = 30 * 86_400 * 1_000_000;
+
+/// (metric, input columns, parameters, the field the INVALID_ARGUMENT must name).
+type ProbeRequest = (
+    &'static str,
+    Vec<pb::Column>,
+    Vec<(&'static str, pb::Value)>,
+    &'static str,
+);
+
+/// The requests of the reliability probe that crashed the server, exhausted its memory or
+/// burned its CPU: each is now a quick INVALID_ARGUMENT naming the value at fault, on a server
+/// limited to a fraction of the memory they used to take.
+#[tokio::test]
+async fn the_probes_crashing_requests_are_invalid_arguments() {
+    let plugins = bundled_plugins();
+    let plugins: Vec<(&str, &str)> = plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let mut server = Server::start_limited(&plugins, &[], Some(ADDRESS_SPACE));
+    let mut client = server.client().await;
+    let ids: Vec<String> = (0..16).map(|i| format!("c{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let near_min: Vec<i64> = (0..16).map(|i| i64::MIN + i * MONTH).collect();
+    let bgbb_rows = 10;
+    let cases: Vec<ProbeRequest> = vec![
+        (
+            "retention_forecast",
+            vec![
+                ints("period", &[0, 2_000_000_000]),
+                ints("active", &[100, 50]),
+            ],
+            vec![],
+            "input.period",
+        ),
+        (
+            "retention_forecast",
+            vec![ints("period", &[0, i64::MAX]), ints("active", &[100, 50])],
+            vec![],
+            "input.period",
+        ),
+        (
+            "retention",
+            vec![strings("customer_id", &ids), timestamps("start", &near_min)],
+            vec![
+                ("period_start", value(&ParamValue::Timestamp(0))),
+                ("period_end", value(&ParamValue::Timestamp(MONTH))),
+            ],
+            "input.start[0]",
+        ),
+        (
+            "retention",
+            vec![
+                strings("customer_id", &["a", "b"]),
+                timestamps("start", &[0, 2 * MONTH]),
+            ],
+            vec![
+                ("period_start", value(&ParamValue::Timestamp(MONTH))),
+                ("period_end", value(&ParamValue::Timestamp(i64::MAX))),
+            ],
+            "parameters.period_end",
+        ),
+        (
+            "clv",
+            vec![
+                doubles("frequency", &vec![3.0; bgbb_rows]),
+                doubles(
+                    "recency",
+                    &(0..bgbb_rows).map(|i| 5.0 + i as f64).collect::<Vec<_>>(),
+                ),
+                doubles(
+                    "n_periods",
+                    &(0..bgbb_rows)
+                        .map(|i| 99_990.0 + i as f64)
+                        .collect::<Vec<_>>(),
+                ),
+            ],
+            vec![("model", value(&ParamValue::String("bgbb".into())))],
+            "input.n_periods",
+        ),
+        (
+            "price_gap",
+            vec![
+                doubles("quantity", &[1.0, 2.0]),
+                doubles("target_price", &[1e308, 1e308]),
+                doubles("realized_price", &[1.0, 1.0]),
+            ],
+            vec![],
+            "input.target_price[0]",
+        ),
+        (
+            "aov",
+            vec![
+                strings("customer_id", &["a", "b"]),
+                timestamps("timestamp", &[0, 0]),
+                doubles("amount", &[1e308, 1e308]),
+            ],
+            vec![],
+            "input.amount[0]",
+        ),
+        (
+            "clv",
+            vec![
+                strings("customer_id", &["a", "a", "b"]),
+                timestamps("timestamp", &[i64::MIN, 0, i64::MAX]),
+                doubles("amount", &[10.0, 20.0, 30.0]),
+            ],
+            vec![
+                ("model", value(&ParamValue::String("simple".into()))),
+                ("lifespan", value(&ParamValue::Double(3.0))),
+            ],
+            "input.timestamp[0]",
+        ),
+    ];
+    for (metric, columns, parameters, field) in cases {
+        let mut request = tonic::Request::new(pb::ComputeRequest {
+            metric: metric.to_owned(),
+            parameters: parameters
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            input: Some(pb::Table { columns }),
+            group_by: Vec::new(),
+        });
+        request.set_timeout(Duration::from_secs(10));
+        let started = Instant::now();
+        let status = client.compute(request).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{metric} {field}: {}",
+            status.message()
+        );
+        let details = tonic_types::StatusExt::get_details_bad_request(&status)
+            .unwrap_or_else(|| panic!("{metric}: no BadRequest in {status:?}"));
+        assert_eq!(
+            details.field_violations[0].field,
+            field,
+            "{}",
+            status.message()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{metric} {field} took {:?}",
+            started.elapsed()
+        );
+        assert!(server.is_running(), "{metric} {field} stopped the server");
+    }
+}
