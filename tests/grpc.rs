@@ -502,6 +502,34 @@ async fn survives_a_panicking_plugin() {
 }
 
 #[tokio::test]
+async fn loads_and_serves_a_plugin_of_abi_version_1() {
+    let server = Server::start_with(
+        &[
+            ("mittari_plugin_nps", "mittari_plugin_nps"),
+            ("mittari_testplugin_abi_v1", "mittari_plugin_abi_v1"),
+        ],
+        &[],
+    );
+    let mut client = server.client().await;
+    let response = client
+        .compute(request(
+            "test_v1_rows",
+            pb::Table {
+                columns: vec![int_column("value", &[1, 2, 3])],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(scalar(response.results.as_ref().unwrap(), "rows"), 3.0);
+    let logs = server.logs().join("\n");
+    assert!(
+        logs.contains("plugin library of an older ABI: its computations cannot be cancelled"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
 async fn refuses_bad_libraries_and_serves_the_rest() {
     let server = Server::start_with(
         &[
@@ -537,7 +565,7 @@ async fn refuses_bad_libraries_and_serves_the_rest() {
         refused
             .iter()
             .any(|l| l.contains("mittari_plugin_wrong_abi")
-                && l.contains("plugin ABI version 9999 does not match")),
+                && l.contains("plugin ABI version 9999 is not one this server loads")),
         "{logs}"
     );
     assert!(
@@ -696,6 +724,81 @@ async fn deadlines_are_honoured() {
         "{status:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn an_abandoned_computation_stops_and_frees_its_slot() {
+    let server = start_with(
+        &standard_plugins(),
+        &[("MITTARI__SERVER__MAX_CONCURRENT_COMPUTATIONS", "1")],
+    );
+    let mut client = server.client().await;
+    let mut request = tonic::Request::new(sleep_request(30_000));
+    request.set_timeout(Duration::from_millis(300));
+    let status = client.compute(request).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    let server = tokio::task::spawn_blocking(move || {
+        server.wait_for_log("the client gave up; cancelling its computation");
+        server
+    })
+    .await
+    .unwrap();
+    // The only heavy slot is free again well before the abandoned 30 s would have ended.
+    let started = std::time::Instant::now();
+    let response = client
+        .compute(sleep_request(10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(scalar(response.results.as_ref().unwrap(), "rows"), 2.0);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(server);
+}
+
+#[tokio::test]
+async fn light_requests_are_not_delayed_by_heavy_ones() {
+    let server = start_with(
+        &standard_plugins(),
+        &[("MITTARI__SERVER__MAX_CONCURRENT_COMPUTATIONS", "1")],
+    );
+    let client = server.client().await;
+    // One heavy computation holds the heavy lane's only slot, another waits for it.
+    let heavy: Vec<_> = (0..2)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { client.compute(sleep_request(3000)).await })
+        })
+        .collect();
+    let server = tokio::task::spawn_blocking(move || {
+        server.wait_for_log("computing metric");
+        server
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let response = client
+        .clone()
+        .compute(request("nps", survey()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.results.is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a light request waited {:?} behind heavy ones",
+        started.elapsed()
+    );
+    for call in heavy {
+        call.await.unwrap().unwrap();
+    }
+    drop(server);
 }
 
 #[tokio::test]

@@ -95,6 +95,7 @@ fn bundled_engine() -> Engine {
         metric_defaults: Default::default(),
         max_concurrent_computations: 1,
         max_queued_computations: 1,
+        light_request_max_rows: 0,
     })
     .expect("load the bundled plugins")
 }
@@ -353,4 +354,74 @@ async fn the_probes_crashing_requests_are_invalid_arguments() {
         );
         assert!(server.is_running(), "{metric} {field} stopped the server");
     }
+}
+
+/// A Pareto/NBD fit whose client's deadline passes stops using the CPU within a second,
+/// measured on the server process's CPU time: the cancellation flag reaches the optimizer.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_model_fit_stops_when_its_client_gives_up() {
+    let plugins = bundled_plugins();
+    let plugins: Vec<(&str, &str)> = plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let server = Server::start_limited(&plugins, &[], Some(ADDRESS_SPACE));
+    let mut client = server.client().await.max_encoding_message_size(64 << 20);
+    // 20 000 customers with distinct fractional histories: many seconds of fitting in a debug
+    // build, a fraction of a second per likelihood evaluation.
+    let customers = 20_000;
+    let frequency: Vec<f64> = (0..customers).map(|i| (i % 7) as f64).collect();
+    let recency: Vec<f64> = (0..customers)
+        .map(|i| {
+            if i % 7 == 0 {
+                0.0
+            } else {
+                1.0 + (i % 997) as f64 * 0.031
+            }
+        })
+        .collect();
+    let t: Vec<f64> = recency
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r + 0.5 + (i % 1013) as f64 * 0.017)
+        .collect();
+    let mut request = tonic::Request::new(pb::ComputeRequest {
+        metric: "clv".to_owned(),
+        parameters: [(
+            "model".to_owned(),
+            value(&ParamValue::String("pareto_nbd".into())),
+        )]
+        .into(),
+        input: Some(pb::Table {
+            columns: vec![
+                doubles("frequency", &frequency),
+                doubles("recency", &recency),
+                doubles("T", &t),
+            ],
+        }),
+        group_by: Vec::new(),
+    });
+    request.set_timeout(Duration::from_millis(1500));
+    let before = server.cpu_seconds();
+    let status = client.compute(request).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    let during = server.cpu_seconds() - before;
+    assert!(
+        during > 0.5,
+        "the fit used only {during:.2} CPU-s before the deadline"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let settled = server.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.cpu_seconds() - settled;
+    assert!(
+        after < 0.2,
+        "the server used {after:.2} CPU-s in the 2 s after the fit's client gave up; its log ends:\n{}",
+        tail(&server.logs())
+    );
+    server.wait_for_log("the client gave up; cancelling its computation");
 }

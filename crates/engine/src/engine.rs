@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use arrow_array::cast::AsArray;
@@ -50,6 +50,9 @@ pub struct EngineConfig {
     pub max_concurrent_computations: usize,
     /// Computations waiting at once; more are refused as overload.
     pub max_queued_computations: usize,
+    /// A request of at most this many rows to a metric not declared expensive is light: it
+    /// runs in its own lane, so heavy computations never delay it.
+    pub light_request_max_rows: usize,
 }
 
 /// One computation to run.
@@ -59,6 +62,36 @@ pub struct ComputeRequest {
     pub params: BTreeMap<String, ParamValue>,
     pub input: RecordBatch,
     pub group_by: Vec<String>,
+    /// Set it to stop the computation: the engine checks it between groups and passes it to
+    /// the plugin, which checks it between units of work. [`Engine::compute`] sets it itself
+    /// when its future is dropped (the client gave up).
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl ComputeRequest {
+    /// A request that nothing has cancelled yet.
+    pub fn new(
+        metric: impl Into<String>,
+        params: BTreeMap<String, ParamValue>,
+        input: RecordBatch,
+        group_by: Vec<String>,
+    ) -> Self {
+        ComputeRequest {
+            metric: metric.into(),
+            params,
+            input,
+            group_by,
+            cancel: Arc::default(),
+        }
+    }
+}
+
+/// Which lane a computation runs in: light requests have slots of their own, so a few heavy
+/// computations cannot starve them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Light,
+    Heavy,
 }
 
 /// A scalar result with its unit, checked finite.
@@ -118,6 +151,7 @@ pub struct Engine {
     metrics: BTreeMap<String, MetricEntry>,
     libraries: Vec<(PathBuf, LibraryStatus)>,
     limiter: Limiter,
+    light_request_max_rows: usize,
 }
 
 impl Engine {
@@ -206,6 +240,7 @@ impl Engine {
             metrics,
             libraries,
             limiter,
+            light_request_max_rows: config.light_request_max_rows,
         })
     }
 
@@ -237,20 +272,43 @@ impl Engine {
             })
     }
 
-    /// Runs a computation on a blocking thread, at most `max_concurrent_computations` at once.
-    /// Refuses with [`EngineError::Overloaded`] when the wait queue is full.
+    /// The lane a request runs in: heavy when its metric is declared expensive or its input
+    /// has more than `light_request_max_rows` rows.
+    pub fn lane(&self, request: &ComputeRequest) -> Result<Lane, EngineError> {
+        let entry = self.entry(&request.metric)?;
+        Ok(
+            if entry.descriptor.expensive || request.input.num_rows() > self.light_request_max_rows
+            {
+                Lane::Heavy
+            } else {
+                Lane::Light
+            },
+        )
+    }
+
+    /// Runs a computation on a blocking thread, at most `max_concurrent_computations` at once
+    /// in each lane. Refuses with [`EngineError::Overloaded`] when the wait queue is full.
+    ///
+    /// Dropping the returned future (a client's deadline, cancel or disconnect) sets the
+    /// request's cancellation flag, so the computation stops soon after instead of running to
+    /// its end for nobody.
     pub async fn compute(
         self: &Arc<Self>,
         request: ComputeRequest,
     ) -> Result<ComputeOutcome, EngineError> {
         // Unknown metrics are refused before queueing: no reason to wait for a permit.
-        self.entry(&request.metric)?;
-        let permit = self.limiter.acquire().await?;
+        let lane = self.lane(&request)?;
+        let permit = self.limiter.acquire(lane).await?;
         let engine = Arc::clone(self);
         let metric = request.metric.clone();
-        tokio::task::spawn_blocking(move || {
+        let abandon = AbandonOnDrop {
+            cancel: Some(Arc::clone(&request.cancel)),
+            metric: metric.clone(),
+            started: Instant::now(),
+        };
+        let result = tokio::task::spawn_blocking(move || {
             let _permit: OwnedSemaphorePermit = permit;
-            engine.compute_blocking(request)
+            engine.compute_blocking_in(request, lane)
         })
         .await
         .unwrap_or_else(|e| {
@@ -258,12 +316,26 @@ impl Engine {
                 metric,
                 message: format!("the computation task failed: {e}"),
             })
-        })
+        });
+        abandon.finished();
+        result
     }
 
     /// Runs a computation on the calling thread. Group-by fans out over the rayon pool.
     pub fn compute_blocking(&self, request: ComputeRequest) -> Result<ComputeOutcome, EngineError> {
+        self.compute_blocking_in(request, Lane::Heavy)
+    }
+
+    /// Runs a computation on the calling thread: the groups of a heavy request in parallel on
+    /// the rayon pool, those of a light one in order (they are small, and the pool may be busy
+    /// with heavy work).
+    fn compute_blocking_in(
+        &self,
+        request: ComputeRequest,
+        lane: Lane,
+    ) -> Result<ComputeOutcome, EngineError> {
         let started = Instant::now();
+        let cancel: &AtomicBool = &request.cancel;
         let entry = self.entry(&request.metric)?;
         let descriptor = &entry.descriptor;
         let mut violations = Vec::new();
@@ -284,7 +356,7 @@ impl Engine {
         let run = |batch: &RecordBatch| -> Result<MetricResults, EngineError> {
             let output = entry
                 .plugin
-                .compute(batch, &params)
+                .compute(batch, &params, cancel)
                 .map_err(|e| metric_error(&descriptor.name, e, None))?;
             check_results(descriptor, output).map_err(|message| EngineError::MetricFailed {
                 metric: descriptor.name.clone(),
@@ -300,33 +372,38 @@ impl Engine {
             }
         } else {
             let groups = group::partition(&request.input, &request.group_by);
-            let results: Vec<Result<GroupResults, EngineError>> =
-                groups
-                    .par_iter()
-                    .map(|group| {
-                        let indices = UInt32Array::from(group.rows.clone());
-                        let batch = arrow_select::take::take_record_batch(&input, &indices)
-                            .map_err(|e| EngineError::MetricFailed {
-                                metric: descriptor.name.clone(),
-                                message: format!("cannot select the group's rows: {e}"),
-                            })?;
-                        let output = entry
-                            .plugin
-                            .compute(&batch, &params)
-                            .map_err(|e| metric_error(&descriptor.name, e, Some(group)))?;
-                        let results = check_results(descriptor, output).map_err(|message| {
-                            EngineError::MetricFailed {
-                                metric: descriptor.name.clone(),
-                                message,
-                            }
-                        })?;
-                        Ok(GroupResults {
-                            key: named_key(&request.group_by, &group.key),
-                            rows: group.rows.len(),
-                            results,
-                        })
-                    })
-                    .collect();
+            let run_group = |group: &group::Group| -> Result<GroupResults, EngineError> {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(EngineError::Cancelled);
+                }
+                let indices = UInt32Array::from(group.rows.clone());
+                let batch =
+                    arrow_select::take::take_record_batch(&input, &indices).map_err(|e| {
+                        EngineError::MetricFailed {
+                            metric: descriptor.name.clone(),
+                            message: format!("cannot select the group's rows: {e}"),
+                        }
+                    })?;
+                let output = entry
+                    .plugin
+                    .compute(&batch, &params, cancel)
+                    .map_err(|e| metric_error(&descriptor.name, e, Some(group)))?;
+                let results = check_results(descriptor, output).map_err(|message| {
+                    EngineError::MetricFailed {
+                        metric: descriptor.name.clone(),
+                        message,
+                    }
+                })?;
+                Ok(GroupResults {
+                    key: named_key(&request.group_by, &group.key),
+                    rows: group.rows.len(),
+                    results,
+                })
+            };
+            let results: Vec<Result<GroupResults, EngineError>> = match lane {
+                Lane::Heavy => groups.par_iter().map(run_group).collect(),
+                Lane::Light => groups.iter().map(run_group).collect(),
+            };
             let groups = results.into_iter().collect::<Result<Vec<_>, _>>()?;
             ComputeOutcome {
                 metric: descriptor.name.clone(),
@@ -387,6 +464,34 @@ fn metric_error(metric: &str, error: MetricError, group: Option<&group::Group>) 
             metric: metric.to_owned(),
             message,
         },
+        MetricError::Cancelled => EngineError::Cancelled,
+    }
+}
+
+/// Sets a computation's cancellation flag if the future awaiting it is dropped before it
+/// finished: the client gave up, so the work stops instead of running on for nobody.
+struct AbandonOnDrop {
+    cancel: Option<Arc<AtomicBool>>,
+    metric: String,
+    started: Instant,
+}
+
+impl AbandonOnDrop {
+    fn finished(mut self) {
+        self.cancel = None;
+    }
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            cancel.store(true, Ordering::Relaxed);
+            tracing::info!(
+                metric = %self.metric,
+                elapsed_ms = self.started.elapsed().as_secs_f64() * 1e3,
+                "the client gave up; cancelling its computation"
+            );
+        }
     }
 }
 
@@ -564,10 +669,11 @@ fn apply_defaults(
     Ok(())
 }
 
-/// Bounds concurrent computations, with a bounded wait queue in front.
+/// Bounds concurrent computations per lane, with a bounded wait queue in front of both.
 #[derive(Debug)]
 struct Limiter {
-    permits: Arc<Semaphore>,
+    light: Arc<Semaphore>,
+    heavy: Arc<Semaphore>,
     max_running: usize,
     waiting: AtomicUsize,
     max_waiting: usize,
@@ -576,15 +682,20 @@ struct Limiter {
 impl Limiter {
     fn new(max_running: usize, max_waiting: usize) -> Self {
         Limiter {
-            permits: Arc::new(Semaphore::new(max_running)),
+            light: Arc::new(Semaphore::new(max_running)),
+            heavy: Arc::new(Semaphore::new(max_running)),
             max_running,
             waiting: AtomicUsize::new(0),
             max_waiting,
         }
     }
 
-    async fn acquire(&self) -> Result<OwnedSemaphorePermit, EngineError> {
-        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+    async fn acquire(&self, lane: Lane) -> Result<OwnedSemaphorePermit, EngineError> {
+        let permits = match lane {
+            Lane::Light => &self.light,
+            Lane::Heavy => &self.heavy,
+        };
+        if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
             return Ok(permit);
         }
         let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
@@ -592,12 +703,12 @@ impl Limiter {
         let _waiting = WaitingGuard(&self.waiting);
         if queued >= self.max_waiting {
             return Err(EngineError::Overloaded {
-                running: self.max_running - self.permits.available_permits(),
+                running: self.max_running - permits.available_permits(),
                 queued,
             });
         }
         // The semaphore is never closed.
-        Arc::clone(&self.permits)
+        Arc::clone(permits)
             .acquire_owned()
             .await
             .map_err(|_| EngineError::Overloaded {
@@ -622,14 +733,16 @@ mod tests {
     #[tokio::test]
     async fn limiter_queues_then_refuses() {
         let limiter = Limiter::new(1, 1);
-        let running = limiter.acquire().await.unwrap();
+        let running = limiter.acquire(Lane::Heavy).await.unwrap();
+        // The light lane has slots of its own.
+        assert!(limiter.acquire(Lane::Light).await.is_ok());
         // One may wait...
-        let waiting = limiter.acquire();
+        let waiting = limiter.acquire(Lane::Heavy);
         let mut waiting = Box::pin(waiting);
         assert!(futures_poll_pending(&mut waiting).await);
         // ...a second waiter is refused.
         assert!(matches!(
-            limiter.acquire().await,
+            limiter.acquire(Lane::Heavy).await,
             Err(EngineError::Overloaded {
                 running: 1,
                 queued: 1

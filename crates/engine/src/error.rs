@@ -67,6 +67,9 @@ pub enum EngineError {
         "the server is busy: {running} computations are running and {queued} are queued; retry with backoff"
     )]
     Overloaded { running: usize, queued: usize },
+    /// The computation was cancelled, normally because its client gave up.
+    #[error("the computation was cancelled")]
+    Cancelled,
 }
 
 impl EngineError {

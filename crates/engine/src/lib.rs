@@ -25,8 +25,8 @@ pub mod probe;
 mod validate;
 
 pub use engine::{
-    ComputeOutcome, ComputeRequest, ConfigValue, Engine, EngineConfig, GroupResults, LibraryStatus,
-    MetricResults, PLUGIN_FILE_PREFIX, ResultScalar,
+    ComputeOutcome, ComputeRequest, ConfigValue, Engine, EngineConfig, GroupResults, Lane,
+    LibraryStatus, MetricResults, PLUGIN_FILE_PREFIX, ResultScalar,
 };
 pub use error::{EngineError, Field, StartupError, Violation};
 pub use mittari_sdk::{

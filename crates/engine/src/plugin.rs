@@ -4,12 +4,13 @@
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use arrow_array::ffi::{FFI_ArrowArray, from_ffi, to_ffi};
 use arrow_array::{Array, RecordBatch, StructArray};
 use mittari_sdk::abi::{
-    ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, OwnedBytes, OwnedTables,
-    PluginVTable, STATUS_ERROR, STATUS_OK,
+    self, ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, OwnedBytes,
+    OwnedTables, PluginVTable, STATUS_ERROR, STATUS_OK,
 };
 use mittari_sdk::{ABI_VERSION, MetricDescriptor, MetricError, Output, Params};
 
@@ -25,8 +26,43 @@ pub(crate) type DescribeResult = Result<MetricDescriptor, String>;
 #[derive(Debug)]
 pub(crate) struct PluginLibrary {
     path: PathBuf,
-    vtable: &'static PluginVTable,
+    vtable: VTable,
     _library: ManuallyDrop<libloading::Library>,
+}
+
+/// The vtable of a library, by its ABI version. Both versions share every function but
+/// `compute`, at the same offsets.
+#[derive(Debug, Clone, Copy)]
+enum VTable {
+    V1(&'static abi::v1::PluginVTable),
+    V2(&'static PluginVTable),
+}
+
+impl VTable {
+    fn metric_count(self) -> unsafe extern "C" fn() -> usize {
+        match self {
+            VTable::V1(v) => v.metric_count,
+            VTable::V2(v) => v.metric_count,
+        }
+    }
+    fn describe(self) -> unsafe extern "C" fn(usize, *mut OwnedBytes) -> u32 {
+        match self {
+            VTable::V1(v) => v.describe,
+            VTable::V2(v) => v.describe,
+        }
+    }
+    fn free_bytes(self) -> unsafe extern "C" fn(OwnedBytes) {
+        match self {
+            VTable::V1(v) => v.free_bytes,
+            VTable::V2(v) => v.free_bytes,
+        }
+    }
+    fn free_tables(self) -> unsafe extern "C" fn(OwnedTables) {
+        match self {
+            VTable::V1(v) => v.free_tables,
+            VTable::V2(v) => v.free_tables,
+        }
+    }
 }
 
 impl PluginLibrary {
@@ -45,9 +81,10 @@ impl PluginLibrary {
             })?;
         // SAFETY: as above; the function takes no arguments and returns a u32.
         let version = unsafe { version_fn() };
-        if version != ABI_VERSION {
+        if version != ABI_VERSION && version != abi::v1::ABI_VERSION {
             return Err(format!(
-                "plugin ABI version {version} does not match the server's ABI version {ABI_VERSION}; rebuild the plugin against this server's mittari-sdk"
+                "plugin ABI version {version} is not one this server loads ({}, {ABI_VERSION}); rebuild the plugin against this server's mittari-sdk",
+                abi::v1::ABI_VERSION
             ));
         }
         // SAFETY: a library with the right ABI version exports the entry point with this signature.
@@ -58,13 +95,30 @@ impl PluginLibrary {
         if vtable.is_null() {
             return Err(format!("{ENTRY_SYMBOL} returned no vtable"));
         }
-        // SAFETY: non-null and static in a library that is never unloaded.
-        let vtable: &'static PluginVTable = unsafe { &*vtable };
-        if vtable.abi_version != ABI_VERSION {
+        // SAFETY: non-null and static in a library that is never unloaded; the vtable has the
+        // layout of the version the library declared, which both begin with `abi_version`.
+        let vtable = unsafe {
+            if version == ABI_VERSION {
+                VTable::V2(&*vtable)
+            } else {
+                VTable::V1(&*vtable.cast::<abi::v1::PluginVTable>())
+            }
+        };
+        let vtable_version = match vtable {
+            VTable::V1(v) => v.abi_version,
+            VTable::V2(v) => v.abi_version,
+        };
+        if vtable_version != version {
             return Err(format!(
-                "the plugin's vtable has ABI version {}, the server's is {ABI_VERSION}",
-                vtable.abi_version
+                "the plugin's vtable has ABI version {vtable_version}, its version symbol says {version}"
             ));
+        }
+        if version != ABI_VERSION {
+            tracing::warn!(
+                library = %path.display(),
+                abi_version = version,
+                "plugin library of an older ABI: its computations cannot be cancelled; rebuild it against this server's mittari-sdk"
+            );
         }
         let plugin = Arc::new(PluginLibrary {
             path: path.to_owned(),
@@ -72,7 +126,7 @@ impl PluginLibrary {
             _library: ManuallyDrop::new(library),
         });
         // SAFETY: vtable functions catch their own panics and take no pointers here.
-        let count = unsafe { (vtable.metric_count)() };
+        let count = unsafe { (vtable.metric_count())() };
         let descriptors = (0..count).map(|index| plugin.describe(index)).collect();
         Ok((plugin, descriptors))
     }
@@ -86,14 +140,14 @@ impl PluginLibrary {
         // SAFETY: `bytes` was written by this plugin and is freed right after copying.
         let copy = unsafe { bytes.as_slice() }.to_vec();
         // SAFETY: handed back exactly once to the library that allocated it.
-        unsafe { (self.vtable.free_bytes)(bytes) };
+        unsafe { (self.vtable.free_bytes())(bytes) };
         copy
     }
 
     fn describe(&self, index: usize) -> Result<MetricDescriptor, String> {
         let mut out = OwnedBytes::empty();
         // SAFETY: `out` is a valid out-pointer for the duration of the call.
-        let status = unsafe { (self.vtable.describe)(index, &mut out) };
+        let status = unsafe { (self.vtable.describe())(index, &mut out) };
         let bytes = self.take_bytes(out);
         match status {
             STATUS_OK => serde_json::from_slice(&bytes)
@@ -121,11 +175,13 @@ pub(crate) struct PluginMetric {
 
 impl PluginMetric {
     /// Calls the plugin's compute: the batch crosses as an Arrow C Data Interface struct array,
-    /// the parameters as JSON; result tables come back the same way.
+    /// the parameters as JSON; result tables come back the same way. A plugin of ABI version 2
+    /// polls `cancel`; one of version 1 runs to its end.
     pub(crate) fn compute(
         &self,
         batch: &RecordBatch,
         params: &Params,
+        cancel: &AtomicBool,
     ) -> Result<Output, MetricError> {
         let vtable = self.library.vtable;
         let params_json = serde_json::to_vec(params)
@@ -138,20 +194,32 @@ impl PluginMetric {
         // SAFETY: every pointer is valid for the call; `array` moves into the plugin (it leaves
         // an empty, released struct behind, which drops as a no-op).
         let status = unsafe {
-            (vtable.compute)(
-                self.index,
-                params_json.as_ptr(),
-                params_json.len(),
-                &mut array,
-                &schema,
-                &mut meta,
-                &mut tables,
-            )
+            match vtable {
+                VTable::V2(v) => (v.compute)(
+                    self.index,
+                    params_json.as_ptr(),
+                    params_json.len(),
+                    &mut array,
+                    &schema,
+                    cancel,
+                    &mut meta,
+                    &mut tables,
+                ),
+                VTable::V1(v) => (v.compute)(
+                    self.index,
+                    params_json.as_ptr(),
+                    params_json.len(),
+                    &mut array,
+                    &schema,
+                    &mut meta,
+                    &mut tables,
+                ),
+            }
         };
         let meta = self.library.take_bytes(meta);
         let imported = self.import_tables(&tables);
         // SAFETY: handed back exactly once; arrays we moved out are left empty.
-        unsafe { (vtable.free_tables)(tables) };
+        unsafe { (vtable.free_tables())(tables) };
         match status {
             STATUS_OK => {
                 let meta: ComputeMeta = serde_json::from_slice(&meta).map_err(|e| {

@@ -166,6 +166,7 @@ pub(crate) fn descriptor_to_proto(
             })
             .collect(),
         library: library.to_owned(),
+        expensive: descriptor.expensive,
     }
 }
 
@@ -220,6 +221,7 @@ pub(crate) fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescripto
                 description: t.description.clone(),
             })
             .collect(),
+        expensive: d.expensive,
     }
 }
 

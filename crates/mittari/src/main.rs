@@ -464,12 +464,7 @@ impl Backend {
         match self {
             Backend::Embedded(engine) => {
                 let params = convert::params_from_proto(&parameters).map_err(|e| to_status(&e))?;
-                let request = ComputeRequest {
-                    metric: metric.to_owned(),
-                    params,
-                    input: batch,
-                    group_by,
-                };
+                let request = ComputeRequest::new(metric, params, batch, group_by);
                 let outcome = engine
                     .compute(request)
                     .await

@@ -45,12 +45,12 @@ impl MetricServer {
         let started = Instant::now();
         let rows = input.num_rows();
         tracing::debug!(%metric, rows, "computing metric");
-        let request = ComputeRequest {
-            metric: metric.clone(),
-            params: convert::params_from_proto(params)?,
+        let request = ComputeRequest::new(
+            metric.clone(),
+            convert::params_from_proto(params)?,
             input,
             group_by,
-        };
+        );
         let result = self.engine.compute(request).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         match &result {

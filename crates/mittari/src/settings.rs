@@ -39,6 +39,9 @@ pub(crate) struct ServerSettings {
     pub(crate) max_queued_computations: usize,
     /// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.
     pub(crate) shutdown_grace_seconds: u64,
+    /// Requests of at most this many rows to metrics not declared expensive run in a lane of
+    /// their own, so heavy computations never delay them.
+    pub(crate) light_request_max_rows: usize,
 }
 
 impl Default for ServerSettings {
@@ -51,6 +54,7 @@ impl Default for ServerSettings {
                 .map_or(2, |n| n.get()),
             max_queued_computations: 256,
             shutdown_grace_seconds: 30,
+            light_request_max_rows: 10_000,
         }
     }
 }
@@ -173,6 +177,7 @@ impl Settings {
             metric_defaults: self.metrics.defaults.clone(),
             max_concurrent_computations: self.server.max_concurrent_computations,
             max_queued_computations: self.server.max_queued_computations,
+            light_request_max_rows: self.server.light_request_max_rows,
         })
     }
 }

@@ -87,6 +87,7 @@ pub(crate) fn to_status(error: &ServiceError) -> Status {
             ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
         ),
         ServiceError::StreamTooLarge { .. } => Status::resource_exhausted(message),
+        ServiceError::Engine(EngineError::Cancelled) => Status::cancelled(message),
     }
 }
 

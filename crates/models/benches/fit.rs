@@ -22,6 +22,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use mittari_models::bgnbd::{self, Variant};
@@ -193,7 +194,8 @@ fn fit(path: &str, models: &str) {
                 let h = Histories::compress(rows.iter().map(|&(x, t_x, t, _)| (x, t_x, t, 1.0)));
                 let (params, fit) = match model {
                     "pareto_nbd" => {
-                        let (p, f) = pareto_nbd::fit_histories(&h).unwrap();
+                        let (p, f) =
+                            pareto_nbd::fit_histories(&h, &AtomicBool::new(false)).unwrap();
                         (vec![p.r, p.alpha, p.s, p.beta], f)
                     }
                     _ => {
@@ -202,7 +204,8 @@ fn fit(path: &str, models: &str) {
                         } else {
                             Variant::Modified
                         };
-                        let (p, f) = bgnbd::fit_histories(&h, variant).unwrap();
+                        let (p, f) =
+                            bgnbd::fit_histories(&h, variant, &AtomicBool::new(false)).unwrap();
                         (vec![p.r, p.alpha, p.a, p.b], f)
                     }
                 };
@@ -215,8 +218,11 @@ fn fit(path: &str, models: &str) {
                 )
             }),
             "gamma_gamma" => median_of_3(|| {
-                let (p, f, spend) =
-                    gamma_gamma::fit_spend(rows.iter().map(|&(x, _, _, m)| (x, m, 1.0))).unwrap();
+                let (p, f, spend) = gamma_gamma::fit_spend(
+                    rows.iter().map(|&(x, _, _, m)| (x, m, 1.0)),
+                    &AtomicBool::new(false),
+                )
+                .unwrap();
                 (
                     vec![p.p, p.q, p.gamma],
                     f.log_likelihood,

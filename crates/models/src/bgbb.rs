@@ -7,6 +7,8 @@
 //! θ ~ Beta(γ, δ). A history is (x transactions in n opportunities, the last at opportunity
 //! t_x; t_x = 0 without any).
 
+use std::sync::atomic::AtomicBool;
+
 use crate::ad::Real;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
 use crate::special::ln_gamma;
@@ -118,8 +120,11 @@ pub struct BgBb {
 }
 
 /// Fits the BG/BB model, starting from α = β = γ = δ = 1 (uniform p and θ).
-pub fn fit_opportunities(data: &Opportunities) -> Result<(BgBb, Fit<4>), FitError> {
-    let fit = fit(data, [1.0; 4])?;
+pub fn fit_opportunities(
+    data: &Opportunities,
+    cancel: &AtomicBool,
+) -> Result<(BgBb, Fit<4>), FitError> {
+    let fit = fit(data, [1.0; 4], cancel)?;
     let [alpha, beta, gamma, delta] = fit.params;
     Ok((
         BgBb {
@@ -236,7 +241,7 @@ mod tests {
     fn reproduces_the_published_donation_estimates() {
         let data = donations();
         assert_eq!(data.observations(), 11_104.0);
-        let (p, fit) = fit_opportunities(&data).unwrap();
+        let (p, fit) = fit_opportunities(&data, &AtomicBool::new(false)).unwrap();
         assert!(fit.converged, "{}", fit.status);
         for (got, want) in [
             (p.alpha, 1.204),
@@ -322,7 +327,7 @@ mod tests {
             let (x, t_x) = truth.simulate(&mut rng, 8);
             (x, t_x, 8.0, 1.0)
         }));
-        let (p, fit) = fit_opportunities(&data).unwrap();
+        let (p, fit) = fit_opportunities(&data, &AtomicBool::new(false)).unwrap();
         assert!(fit.converged, "{}", fit.status);
         let se = fit.standard_errors.unwrap();
         for (i, (got, want)) in p.params().iter().zip(truth.params()).enumerate() {

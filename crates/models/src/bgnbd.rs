@@ -5,6 +5,8 @@
 //! purchase they become inactive with probability p, p ~ Beta(a, b). A customer's history is
 //! (x repeat purchases, the last at t_x, observed for T since the first).
 
+use std::sync::atomic::AtomicBool;
+
 use crate::ad::Real;
 use crate::hyp2f1::hyp2f1;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
@@ -128,9 +130,17 @@ pub struct BgNbd {
 
 /// Fits the BG/NBD or MBG/NBD model. Starting values: r = 1, α = mean T (so λ starts near one
 /// purchase per observation span), a = b = 1.
-pub fn fit_histories(histories: &Histories, variant: Variant) -> Result<(BgNbd, Fit<4>), FitError> {
+pub fn fit_histories(
+    histories: &Histories,
+    variant: Variant,
+    cancel: &AtomicBool,
+) -> Result<(BgNbd, Fit<4>), FitError> {
     let likelihood = Likelihood::new(histories, variant);
-    let fit = fit(&likelihood, [1.0, histories.mean_t().max(1e-3), 1.0, 1.0])?;
+    let fit = fit(
+        &likelihood,
+        [1.0, histories.mean_t().max(1e-3), 1.0, 1.0],
+        cancel,
+    )?;
     let [r, alpha, a, b] = fit.params;
     Ok((
         BgNbd {
@@ -254,7 +264,7 @@ mod tests {
     /// FHL (2005) report r = 0.243, α = 4.414, a = 0.793, b = 2.426 and LL = −9582.4.
     #[test]
     fn reproduces_the_published_cdnow_estimates() {
-        let (p, fit) = fit_histories(&cdnow(), Variant::Bg).unwrap();
+        let (p, fit) = fit_histories(&cdnow(), Variant::Bg, &AtomicBool::new(false)).unwrap();
         assert!(fit.converged, "{}", fit.status);
         for (got, want) in [(p.r, 0.243), (p.alpha, 4.414), (p.a, 0.793), (p.b, 2.426)] {
             assert!((got - want).abs() < 0.0006, "{got} vs {want}: {p:?}");
@@ -306,7 +316,7 @@ mod tests {
     /// to CDNOW): r = 0.5248, α = 6.183, a = 0.8914, b = 1.614.
     #[test]
     fn modified_variant_matches_lifetimes_on_cdnow() {
-        let (p, fit) = fit_histories(&cdnow(), Variant::Modified).unwrap();
+        let (p, fit) = fit_histories(&cdnow(), Variant::Modified, &AtomicBool::new(false)).unwrap();
         assert!(fit.converged, "{}", fit.status);
         for (got, want) in [(p.r, 0.5248), (p.alpha, 6.183), (p.a, 0.8914), (p.b, 1.614)] {
             assert!((got - want).abs() < 5e-4 * want, "{got} vs {want}: {p:?}");
@@ -356,7 +366,7 @@ mod tests {
             let (x, t_x) = truth.simulate(&mut rng, t);
             (x, t_x, t, 1.0)
         }));
-        let (p, fit) = fit_histories(&histories, truth.variant).unwrap();
+        let (p, fit) = fit_histories(&histories, truth.variant, &AtomicBool::new(false)).unwrap();
         assert!(fit.converged, "{}", fit.status);
         let se = fit.standard_errors.unwrap();
         let got = [p.r, p.alpha, p.a, p.b];

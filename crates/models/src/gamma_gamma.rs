@@ -7,6 +7,8 @@
 //! value is a weighted average of the population mean and the customer's own mean. The model
 //! assumes spend is independent of purchase frequency: check the correlation.
 
+use std::sync::atomic::AtomicBool;
+
 use crate::ad::Real;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
 
@@ -120,6 +122,7 @@ pub enum SpendError {
 /// `(x, z̄, weight)` rows.
 pub fn fit_spend(
     rows: impl Iterator<Item = (f64, f64, f64)>,
+    cancel: &AtomicBool,
 ) -> Result<(GammaGamma, Fit<3>, Spend), SpendError> {
     let mut spend = Spend::default();
     for (x, z, w) in rows.filter(|&(x, z, w)| x >= 1.0 && z > 0.0 && w > 0.0) {
@@ -137,7 +140,7 @@ pub fn fit_spend(
         .map(|(z, w)| z * w)
         .sum::<f64>()
         / spend.observations();
-    let fit = fit(&Likelihood::new(&spend), [1.0, 2.0, mean.max(1e-6)])?;
+    let fit = fit(&Likelihood::new(&spend), [1.0, 2.0, mean.max(1e-6)], cancel)?;
     let [p, q, gamma] = fit.params;
     Ok((GammaGamma { p, q, gamma }, fit, spend))
 }
@@ -187,7 +190,7 @@ mod tests {
     /// CDNOW customers with repeat purchases.
     #[test]
     fn reproduces_the_published_cdnow_estimates() {
-        let (gg, fit, spend) = fit_spend(cdnow().into_iter()).unwrap();
+        let (gg, fit, spend) = fit_spend(cdnow().into_iter(), &AtomicBool::new(false)).unwrap();
         assert_eq!(spend.x.len(), 946);
         assert!(fit.converged, "{}", fit.status);
         // p and q to the published precision (half a unit of the last digit).
@@ -288,8 +291,8 @@ mod tests {
             .iter()
             .flat_map(|&(x, z, _)| [(x, z, 1.0), (x, z, 1.0)]);
         let weighted = rows.iter().map(|&(x, z, _)| (x, z, 2.0));
-        let (a, fa, sa) = fit_spend(doubled).unwrap();
-        let (b, fb, sb) = fit_spend(weighted).unwrap();
+        let (a, fa, sa) = fit_spend(doubled, &AtomicBool::new(false)).unwrap();
+        let (b, fb, sb) = fit_spend(weighted, &AtomicBool::new(false)).unwrap();
         assert!(
             (a.p - b.p).abs() < 1e-6 * a.p && (a.gamma - b.gamma).abs() < 1e-6 * a.gamma,
             "{a:?} vs {b:?}"

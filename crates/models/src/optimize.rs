@@ -1,6 +1,8 @@
 //! Maximum likelihood: BFGS on log-parameters (so every parameter stays positive) with exact
 //! gradients, then standard errors from the Hessian of the log-likelihood.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::ad::{Dual, Real};
 
 /// Stop when every gradient component of the mean negative log-likelihood (with respect to
@@ -43,6 +45,9 @@ pub enum FitError {
     NotFiniteAtStart,
     #[error("the model has no observations to fit")]
     NoObservations,
+    /// The caller set the cancellation flag; checked before every evaluation of the likelihood.
+    #[error("the fit was cancelled")]
+    Cancelled,
 }
 
 /// Mean negative log-likelihood and its gradient with respect to the log-parameters φ (θ = e^φ).
@@ -66,11 +71,15 @@ fn dot<const N: usize>(a: &[f64; N], b: &[f64; N]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Maximizes the log-likelihood from `start` (natural scale, all positive).
+/// Maximizes the log-likelihood from `start` (natural scale, all positive). Gives up with
+/// [`FitError::Cancelled`] soon after `cancel` is set: it is read before every evaluation of
+/// the likelihood, the unit of work of a fit.
 pub fn fit<const N: usize>(
     model: &impl LogLikelihood<N>,
     start: [f64; N],
+    cancel: &AtomicBool,
 ) -> Result<Fit<N>, FitError> {
+    let cancelled = || cancel.load(Ordering::Relaxed);
     let scale = model.observations();
     if scale.is_nan() || scale <= 0.0 {
         return Err(FitError::NoObservations);
@@ -89,6 +98,9 @@ pub fn fit<const N: usize>(
     let mut stalled = 0;
     for iteration in 1..=MAX_ITERATIONS {
         iterations = iteration;
+        if cancelled() {
+            return Err(FitError::Cancelled);
+        }
         if g.iter().all(|x| x.abs() < GRADIENT_TOLERANCE) {
             converged = true;
             status = "converged: gradient below tolerance".to_owned();
@@ -108,6 +120,9 @@ pub fn fit<const N: usize>(
         let slope = dot(&direction, &g);
         let mut accepted = None;
         for _ in 0..60 {
+            if cancelled() {
+                return Err(FitError::Cancelled);
+            }
             let candidate: [f64; N] = std::array::from_fn(|i| phi[i] + step * direction[i]);
             let (fc, gc) = objective(model, &candidate, scale);
             if fc.is_finite() && gc.iter().all(|x| x.is_finite()) && fc <= f + 1e-4 * step * slope {
@@ -285,7 +300,7 @@ mod tests {
             }
         }
         let k = (lo * hi).sqrt();
-        let fit = fit(&model, [1.0, 1.0]).unwrap();
+        let fit = fit(&model, [1.0, 1.0], &AtomicBool::new(false)).unwrap();
         assert!(fit.converged, "{}", fit.status);
         assert!(
             (fit.params[0] - k).abs() < 1e-7 * k,

@@ -7,6 +7,8 @@
 //! is exponential with rate μ, μ ~ Gamma(s, β). Unlike BG/NBD, a customer can drop out at any
 //! time, not only right after a purchase.
 
+use std::sync::atomic::AtomicBool;
+
 use crate::ad::Real;
 use crate::hyp2f1::ln_hyp2f1_c_is_a_plus_1;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
@@ -82,9 +84,12 @@ impl LogLikelihood<4> for Likelihood<'_> {
 }
 
 /// Fits the Pareto/NBD model. Starting values: r = s = 1, α = β = mean T.
-pub fn fit_histories(histories: &Histories) -> Result<(ParetoNbd, Fit<4>), FitError> {
+pub fn fit_histories(
+    histories: &Histories,
+    cancel: &AtomicBool,
+) -> Result<(ParetoNbd, Fit<4>), FitError> {
     let scale = histories.mean_t().max(1e-3);
-    let fit = fit(&Likelihood(histories), [1.0, scale, 1.0, scale])?;
+    let fit = fit(&Likelihood(histories), [1.0, scale, 1.0, scale], cancel)?;
     let [r, alpha, s, beta] = fit.params;
     Ok((ParetoNbd { r, alpha, s, beta }, fit))
 }
@@ -223,7 +228,7 @@ mod tests {
     /// report r = 0.553, α = 10.578, s = 0.606, β = 11.669 and LL = −9595.0 on CDNOW.
     #[test]
     fn reproduces_the_published_cdnow_estimates() {
-        let (p, fit) = fit_histories(&cdnow()).unwrap();
+        let (p, fit) = fit_histories(&cdnow(), &AtomicBool::new(false)).unwrap();
         assert!(fit.converged, "{}", fit.status);
         for (got, want, tolerance) in [
             (p.r, PUBLISHED.r, 0.0006),
@@ -350,7 +355,7 @@ mod tests {
             let (x, t_x) = truth.simulate(&mut rng, t);
             (x, t_x, t, 1.0)
         }));
-        let (p, fit) = fit_histories(&histories).unwrap();
+        let (p, fit) = fit_histories(&histories, &AtomicBool::new(false)).unwrap();
         assert!(fit.converged, "{}", fit.status);
         let se = fit.standard_errors.unwrap();
         let got = [p.r, p.alpha, p.s, p.beta];

@@ -7,6 +7,8 @@
 //! survival S(t) = P(T > t) = S(t − 1) · (β + t − 1) / (α + β + t − 1), S(0) = 1. The retention
 //! rate S(t) / S(t − 1) rises with t: heterogeneity, not learning, as the low-θ customers remain.
 
+use std::sync::atomic::AtomicBool;
+
 use crate::ad::Real;
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
 
@@ -87,8 +89,8 @@ impl LogLikelihood<2> for Cohort {
 }
 
 /// Fits α and β to a cohort.
-pub fn fit_cohort(cohort: &Cohort) -> Result<Fit<2>, FitError> {
-    fit(cohort, [1.0, 1.0])
+pub fn fit_cohort(cohort: &Cohort, cancel: &AtomicBool) -> Result<Fit<2>, FitError> {
+    fit(cohort, [1.0, 1.0], cancel)
 }
 
 /// S(0), S(1), …, S(periods).
@@ -155,7 +157,7 @@ mod tests {
     fn reproduces_the_published_estimates() {
         for (data, alpha, beta) in [(&REGULAR, 0.704, 1.182), (&HIGH_END, 0.668, 3.806)] {
             let cohort = Cohort::new(data[..8].to_vec()).unwrap();
-            let fit = fit_cohort(&cohort).unwrap();
+            let fit = fit_cohort(&cohort, &AtomicBool::new(false)).unwrap();
             assert!(fit.converged, "{}", fit.status);
             assert!(
                 (fit.params[0] - alpha).abs() < 0.0005,
@@ -176,7 +178,11 @@ mod tests {
     #[test]
     fn projects_the_held_out_years() {
         for data in [&REGULAR, &HIGH_END] {
-            let fit = fit_cohort(&Cohort::new(data[..8].to_vec()).unwrap()).unwrap();
+            let fit = fit_cohort(
+                &Cohort::new(data[..8].to_vec()).unwrap(),
+                &AtomicBool::new(false),
+            )
+            .unwrap();
             let curve = survival(fit.params[0], fit.params[1], 12);
             for t in 8..=12 {
                 let observed = data[t] / 1000.0;
@@ -195,7 +201,7 @@ mod tests {
     fn recovers_known_parameters() {
         let (alpha, beta) = (1.3, 2.5);
         let expected: Vec<f64> = survival(alpha, beta, 10).iter().map(|s| s * 1e6).collect();
-        let fit = fit_cohort(&Cohort::new(expected).unwrap()).unwrap();
+        let fit = fit_cohort(&Cohort::new(expected).unwrap(), &AtomicBool::new(false)).unwrap();
         assert!(
             (fit.params[0] - alpha).abs() < 1e-6 && (fit.params[1] - beta).abs() < 1e-6,
             "{:?}",
@@ -220,7 +226,7 @@ mod tests {
                 active[10] += 1.0;
             }
         }
-        let fit = fit_cohort(&Cohort::new(active).unwrap()).unwrap();
+        let fit = fit_cohort(&Cohort::new(active).unwrap(), &AtomicBool::new(false)).unwrap();
         let se = fit.standard_errors.unwrap();
         // Within four standard errors (a 1-in-15 000 chance of failing for a correct fit).
         assert!(

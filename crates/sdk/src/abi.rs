@@ -15,6 +15,7 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::AtomicBool;
 
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use arrow_array::{Array, RecordBatch, StructArray};
@@ -122,6 +123,10 @@ pub struct PluginVTable {
     /// - `params`/`params_len`: borrowed JSON ([`Params`]).
     /// - `input_array`/`input_schema`: a struct array whose fields are the input columns; the
     ///   array moves into the plugin, the schema stays borrowed.
+    /// - `cancel`: a one-byte flag (C11 `atomic_bool`), valid for the call, that the host sets
+    ///   from another thread when the client gives up; the plugin reads it with relaxed loads
+    ///   between units of work and may return early with [`MetricError::Cancelled`]. Null means
+    ///   never cancelled.
     /// - on [`STATUS_OK`]: `out_meta` holds JSON ([`ComputeMeta`]) and `out_tables` the tables
     ///   named in it, in order; on [`STATUS_ERROR`]: `out_meta` holds a JSON [`MetricError`].
     pub compute: unsafe extern "C" fn(
@@ -130,6 +135,7 @@ pub struct PluginVTable {
         params_len: usize,
         input_array: *mut FFI_ArrowArray,
         input_schema: *const FFI_ArrowSchema,
+        cancel: *const AtomicBool,
         out_meta: *mut OwnedBytes,
         out_tables: *mut OwnedTables,
     ) -> u32,
@@ -137,6 +143,35 @@ pub struct PluginVTable {
     pub free_bytes: unsafe extern "C" fn(bytes: OwnedBytes),
     /// Frees a table list this library handed out, releasing any array still in it.
     pub free_tables: unsafe extern "C" fn(tables: OwnedTables),
+}
+
+/// ABI version 1, which hosts still load: the same vtable but for a `compute` without the
+/// cancellation flag. Such a plugin runs every computation to its end.
+pub mod v1 {
+    use super::{FFI_ArrowArray, FFI_ArrowSchema, OwnedBytes, OwnedTables};
+
+    /// `mittari_plugin_abi_version` of a version-1 library.
+    pub const ABI_VERSION: u32 = 1;
+
+    /// The vtable of a version-1 library: [`super::PluginVTable`] with the old `compute`.
+    #[repr(C)]
+    #[derive(Debug)]
+    pub struct PluginVTable {
+        pub abi_version: u32,
+        pub metric_count: unsafe extern "C" fn() -> usize,
+        pub describe: unsafe extern "C" fn(index: usize, out: *mut OwnedBytes) -> u32,
+        pub compute: unsafe extern "C" fn(
+            index: usize,
+            params: *const u8,
+            params_len: usize,
+            input_array: *mut FFI_ArrowArray,
+            input_schema: *const FFI_ArrowSchema,
+            out_meta: *mut OwnedBytes,
+            out_tables: *mut OwnedTables,
+        ) -> u32,
+        pub free_bytes: unsafe extern "C" fn(bytes: OwnedBytes),
+        pub free_tables: unsafe extern "C" fn(tables: OwnedTables),
+    }
 }
 
 /// The non-table part of a computation's result.
@@ -253,6 +288,7 @@ unsafe extern "C" fn compute<P: PluginMetrics>(
     params_len: usize,
     input_array: *mut FFI_ArrowArray,
     input_schema: *const FFI_ArrowSchema,
+    cancel: *const AtomicBool,
     out_meta: *mut OwnedBytes,
     out_tables: *mut OwnedTables,
 ) -> u32 {
@@ -280,7 +316,12 @@ unsafe extern "C" fn compute<P: PluginMetrics>(
         let data = unsafe { from_ffi(array, &*input_schema) }
             .map_err(|e| MetricError::failed(format!("cannot import the input table: {e}")))?;
         let batch = RecordBatch::from(StructArray::from(data));
-        let output = metric.compute(&Input::new(&batch), &params)?;
+        // SAFETY: the host keeps the flag alive for the call; null means never cancelled.
+        let input = match unsafe { cancel.as_ref() } {
+            Some(cancel) => Input::cancellable(&batch, cancel),
+            None => Input::new(&batch),
+        };
+        let output = metric.compute(&input, &params)?;
         check_finite(&output.scalars)?;
 
         let mut table_names = Vec::with_capacity(output.tables.len());

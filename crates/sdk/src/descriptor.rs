@@ -276,6 +276,11 @@ pub struct MetricDescriptor {
     pub parameters: Vec<ParameterSpec>,
     pub outputs: Vec<OutputSpec>,
     pub tables: Vec<TableSpec>,
+    /// The metric may take seconds even on a small input (a model fit, say). The server runs
+    /// such computations apart from cheap ones, so they never delay a quick request; see
+    /// [`MetricDescriptor::expensive`].
+    #[serde(default)]
+    pub expensive: bool,
 }
 
 impl MetricDescriptor {
@@ -289,7 +294,16 @@ impl MetricDescriptor {
             parameters: Vec::new(),
             outputs: Vec::new(),
             tables: Vec::new(),
+            expensive: false,
         }
+    }
+    /// Declares that a computation may take seconds however small its input: the server then
+    /// schedules it with the heavy computations, never beside the quick ones. Leave it off for
+    /// metrics whose cost grows with the rows alone.
+    #[must_use]
+    pub fn expensive(mut self) -> Self {
+        self.expensive = true;
+        self
     }
     #[must_use]
     pub fn description(mut self, description: &str) -> Self {

@@ -22,6 +22,9 @@ pub enum MetricError {
     /// The metric itself failed: a bug or an unexpected condition, not the caller's fault.
     #[error("{message}")]
     Failed { message: String },
+    /// The computation stopped because the host cancelled it ([`crate::Input::check_cancelled`]).
+    #[error("the computation was cancelled")]
+    Cancelled,
 }
 
 fn describe_input(column: &Option<String>, row: &Option<u64>, message: &str) -> String {

@@ -1,3 +1,5 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use arrow_array::{
     Array, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -5,17 +7,52 @@ use arrow_array::{
 
 use crate::MetricError;
 
+/// The flag of a computation nobody can cancel.
+static NEVER_CANCELLED: AtomicBool = AtomicBool::new(false);
+
 /// The input table of one computation, as the plugin receives it: exactly the columns the
 /// descriptor declares that the request provided, already validated (types, nulls in required
 /// columns, declared ranges). With group-by, one group's rows.
+///
+/// It also carries the computation's cancellation flag, which the host sets when the client
+/// gives up (deadline, cancel, disconnect): long-running work checks it with
+/// [`Input::check_cancelled`] between steps (iterations, groups, every few thousand rows), so an
+/// abandoned request stops using the CPU within a second.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
     batch: &'a RecordBatch,
+    cancel: &'a AtomicBool,
 }
 
 impl<'a> Input<'a> {
+    /// An input that is never cancelled (tests, and hosts of ABI version 1).
     pub fn new(batch: &'a RecordBatch) -> Self {
-        Input { batch }
+        Input {
+            batch,
+            cancel: &NEVER_CANCELLED,
+        }
+    }
+    /// An input whose computation stops when `cancel` is set.
+    pub fn cancellable(batch: &'a RecordBatch, cancel: &'a AtomicBool) -> Self {
+        Input { batch, cancel }
+    }
+    /// Whether the host has given up on this computation.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+    /// `Err(MetricError::Cancelled)` once the host has given up on this computation: return it
+    /// with `?` from long-running loops.
+    pub fn check_cancelled(&self) -> Result<(), MetricError> {
+        if self.is_cancelled() {
+            Err(MetricError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+    /// The cancellation flag itself, for code that polls it away from the `Input` (a model
+    /// fit's optimizer, say).
+    pub fn cancellation(&self) -> &'a AtomicBool {
+        self.cancel
     }
     pub fn num_rows(&self) -> usize {
         self.batch.num_rows()

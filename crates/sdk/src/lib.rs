@@ -56,9 +56,10 @@ pub use metric::Metric;
 pub use output::{ConfidenceInterval, Output, Scalar, Warning, result_table};
 pub use params::{ParamValue, Params};
 
-/// The version of the plugin ABI this SDK implements. The host refuses a library whose
-/// `mittari_plugin_abi_version` returns anything else.
-pub const ABI_VERSION: u32 = 1;
+/// The version of the plugin ABI this SDK implements: 2, whose `compute` takes a cancellation
+/// flag. The host also loads libraries of version 1 ([`abi::v1`]), which cannot be cancelled,
+/// and refuses any other version.
+pub const ABI_VERSION: u32 = 2;
 
 /// Imports for a plugin crate: `use mittari_sdk::prelude::*;`.
 pub mod prelude {

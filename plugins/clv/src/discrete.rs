@@ -139,7 +139,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             ),
         ));
     }
-    let (model, fit) = bgbb::fit_opportunities(&data).map_err(|e| fit_error("BG/BB", e))?;
+    let (model, fit) =
+        bgbb::fit_opportunities(&data, input.cancellation()).map_err(|e| fit_error("BG/BB", e))?;
     check_converged("BG/BB", &fit)?;
     let future = params.f64("horizon")?;
     // Predictions depend on the history alone: once per distinct history (few, for few

@@ -2,6 +2,7 @@
 //! their value.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use mittari_models::bgnbd::{self, Variant};
 use mittari_models::gamma_gamma::{self, GammaGamma};
@@ -201,11 +202,15 @@ struct PurchaseFit {
     names: [&'static str; 4],
 }
 
-fn fit_purchases(name: &str, histories: &Histories) -> Result<PurchaseFit, MetricError> {
+fn fit_purchases(
+    name: &str,
+    histories: &Histories,
+    cancel: &AtomicBool,
+) -> Result<PurchaseFit, MetricError> {
     let (model, fit, names, label): (Box<dyn PurchaseModel>, _, _, _) = match name {
         "pareto_nbd" => {
-            let (model, fit) =
-                pareto_nbd::fit_histories(histories).map_err(|e| fit_error("Pareto/NBD", e))?;
+            let (model, fit) = pareto_nbd::fit_histories(histories, cancel)
+                .map_err(|e| fit_error("Pareto/NBD", e))?;
             (
                 Box::new(model),
                 fit,
@@ -219,7 +224,7 @@ fn fit_purchases(name: &str, histories: &Histories) -> Result<PurchaseFit, Metri
             } else {
                 Variant::Bg
             };
-            let (model, fit) = bgnbd::fit_histories(histories, variant)
+            let (model, fit) = bgnbd::fit_histories(histories, variant, cancel)
                 .map_err(|e| fit_error(variant.name(), e))?;
             (
                 Box::new(model),
@@ -234,9 +239,12 @@ fn fit_purchases(name: &str, histories: &Histories) -> Result<PurchaseFit, Metri
 }
 
 pub(crate) fn fit_error(model: &str, error: FitError) -> MetricError {
-    MetricError::invalid_input(format!(
-        "the {model} model cannot be fitted to this input: {error}"
-    ))
+    match error {
+        FitError::Cancelled => MetricError::Cancelled,
+        error => MetricError::invalid_input(format!(
+            "the {model} model cannot be fitted to this input: {error}"
+        )),
+    }
 }
 
 pub(crate) fn check_converged<const N: usize>(
@@ -348,7 +356,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             "gamma_gamma needs monetary values: a transaction log, or a monetary_value column in the summary",
         ));
     }
-    let PurchaseFit { model, fit, names } = fit_purchases(params.str("model")?, &histories)?;
+    let PurchaseFit { model, fit, names } =
+        fit_purchases(params.str("model")?, &histories, input.cancellation())?;
     let model = model.as_ref();
 
     let spend = match spend_model {
@@ -357,10 +366,11 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             let rows = (0..history.len()).filter_map(|i| {
                 Some((history.x[i], history.monetary_value[i]?, history.weight[i]))
             });
-            let (gg, gg_fit, spend) = gamma_gamma::fit_spend(rows).map_err(|e| match e {
-                gamma_gamma::SpendError::Fit(e) => fit_error("Gamma-Gamma", e),
-                other => MetricError::invalid_input(other.to_string()),
-            })?;
+            let (gg, gg_fit, spend) =
+                gamma_gamma::fit_spend(rows, input.cancellation()).map_err(|e| match e {
+                    gamma_gamma::SpendError::Fit(e) => fit_error("Gamma-Gamma", e),
+                    other => MetricError::invalid_input(other.to_string()),
+                })?;
             check_converged("Gamma-Gamma", &gg_fit)?;
             Some((gg, gg_fit, gamma_gamma::frequency_value_correlation(&spend)))
         }
@@ -377,28 +387,39 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         )
     };
     // What the purchase model predicts depends on the history alone: computed once per
-    // distinct history, which many customers share.
+    // distinct history, which many customers share. A dozen series per history: worth a
+    // check of the cancellation flag each.
     let per_history: Vec<HistoryPrediction> = (0..histories.len())
         .into_par_iter()
         .map(|h| {
+            input.check_cancelled()?;
             let (x, t_x, t) = (histories.x[h], histories.t_x[h], histories.t[h]);
             // Discounting steps to the horizon, so it gives the undiscounted total as well.
             let (expected_purchases, discounted_purchases) = match gg {
-                Some(_) => discounted_purchases(model, (x, t_x, t), horizon, unit, discount_rate)?,
-                None => (model.expected_purchases(horizon, x, t_x, t)?, 0.0),
+                Some(_) => discounted_purchases(model, (x, t_x, t), horizon, unit, discount_rate)
+                    .ok_or_else(failed)?,
+                None => (
+                    model
+                        .expected_purchases(horizon, x, t_x, t)
+                        .ok_or_else(failed)?,
+                    0.0,
+                ),
             };
-            Some(HistoryPrediction {
+            Ok(HistoryPrediction {
                 p_alive: model.p_alive(x, t_x, t),
                 expected_purchases,
                 discounted_purchases,
                 predicted_holdout: match history.holdout_length {
-                    Some(length) => Some(model.expected_purchases(length, x, t_x, t)?),
+                    Some(length) => Some(
+                        model
+                            .expected_purchases(length, x, t_x, t)
+                            .ok_or_else(failed)?,
+                    ),
                     None => None,
                 },
             })
         })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(failed)?;
+        .collect::<Result<Vec<_>, MetricError>>()?;
     let gather = |f: fn(&HistoryPrediction) -> f64| -> Vec<f64> {
         history_of
             .par_iter()

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use mittari_models::FitError;
 use mittari_models::sbg::{self, Cohort, CohortError};
 use mittari_sdk::arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array};
 use mittari_sdk::prelude::*;
@@ -68,6 +69,7 @@ impl Metric for RetentionForecast {
             env!("CARGO_PKG_VERSION"),
             "contractual retention forecast: the shifted-beta-geometric model fitted to a cohort",
         )
+        .expensive()
         .description(
             "One row per period: the cohort's customers still active at period 0 (its size), 1, 2, …. Each customer \
              leaves at the end of a period with a probability theta that is constant for them and varies across \
@@ -108,8 +110,9 @@ impl Metric for RetentionForecast {
         let observed = counts(periods.values(), active.values())?;
         let cohort =
             Cohort::new(observed.clone()).map_err(|e| MetricError::invalid_input(e.to_string()))?;
-        let fit = sbg::fit_cohort(&cohort).map_err(|e| {
-            MetricError::invalid_input(format!("the sBG model cannot be fitted: {e}"))
+        let fit = sbg::fit_cohort(&cohort, input.cancellation()).map_err(|e| match e {
+            FitError::Cancelled => MetricError::Cancelled,
+            e => MetricError::invalid_input(format!("the sBG model cannot be fitted: {e}")),
         })?;
         if !fit.converged {
             return Err(MetricError::invalid_input(format!(

@@ -41,15 +41,20 @@ impl Metric for Sleeps {
         MetricDescriptor::new(
             "test_sleeps",
             "0.0.0",
-            "sleeps, then counts rows (test fixture)",
+            "sleeps, then counts rows; stops early when cancelled (test fixture)",
         )
+        .expensive()
         .input(ColumnSpec::int64("value", "any integer"))
         .parameter(ParameterSpec::int64("millis", 1000, "how long to sleep").range(0.0, 60_000.0))
         .output(OutputSpec::new("rows", "count", "rows in the input"))
     }
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
-        let millis = params.i64("millis")?;
-        std::thread::sleep(std::time::Duration::from_millis(millis.unsigned_abs()));
+        let until = std::time::Instant::now()
+            + std::time::Duration::from_millis(params.i64("millis")?.unsigned_abs());
+        while std::time::Instant::now() < until {
+            input.check_cancelled()?;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         Ok(Output::new().scalar(Scalar::new("rows", input.num_rows() as f64)))
     }
 }
