@@ -529,6 +529,84 @@ async fn loads_and_serves_a_plugin_of_abi_version_1() {
     );
 }
 
+/// The grace period bounds the process's exit, even with a computation that ignores
+/// cancellation (an ABI version-1 plugin) still running.
+#[tokio::test]
+async fn sigterm_exits_within_the_grace_period() {
+    let server = Server::start_with(
+        &[
+            ("mittari_plugin_nps", "mittari_plugin_nps"),
+            ("mittari_testplugin_abi_v1", "mittari_plugin_abi_v1"),
+        ],
+        &[("MITTARI__SERVER__SHUTDOWN_GRACE_SECONDS", "1")],
+    );
+    let mut client = server.client().await;
+    let mut sleep = request(
+        "test_v1_sleeps",
+        pb::Table {
+            columns: vec![int_column("value", &[1])],
+        },
+    );
+    sleep.parameters.insert(
+        "millis".into(),
+        pb::Value {
+            kind: Some(pb::value::Kind::Int64Value(60_000)),
+        },
+    );
+    let call = tokio::spawn(async move { client.compute(sleep).await });
+    let (status, elapsed) = tokio::task::spawn_blocking(move || {
+        server.wait_for_log("computing metric");
+        let started = std::time::Instant::now();
+        let status = server.terminate();
+        (status, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "the server took {elapsed:?} to exit with a 1 s grace period"
+    );
+    assert!(call.await.unwrap().is_err());
+}
+
+/// Idle sockets cannot lock clients out: beyond `max_connections` new ones are closed at
+/// once, and silent ones are closed after the handshake timeout, after which clients get in.
+#[tokio::test]
+async fn a_flood_of_idle_connections_is_bounded_and_logged() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let server = start_with(
+        &standard_plugins(),
+        &[
+            ("MITTARI__SERVER__MAX_CONNECTIONS", "16"),
+            ("MITTARI__SERVER__HANDSHAKE_TIMEOUT_SECONDS", "1"),
+        ],
+    );
+    let idle: Vec<std::net::TcpStream> = (0..64)
+        .filter_map(|_| std::net::TcpStream::connect(server.addr).ok())
+        .collect();
+    assert!(idle.len() >= 16);
+    let server = tokio::task::spawn_blocking(move || {
+        server.wait_for_log("connection limit reached");
+        server
+    })
+    .await
+    .unwrap();
+    // The idle sockets stay open on our side, but the server closed them after a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let response = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", server.logs().join("\n")))
+        .into_inner();
+    assert_eq!(response.status(), ServingStatus::Serving);
+    drop(idle);
+}
+
 #[tokio::test]
 async fn refuses_bad_libraries_and_serves_the_rest() {
     let server = Server::start_with(

@@ -8,6 +8,7 @@
 
 mod convert;
 mod csv_input;
+mod incoming;
 mod output;
 mod progress;
 mod render;
@@ -34,6 +35,10 @@ use tonic_types::StatusExt;
 
 use crate::settings::{Overrides, Settings};
 use crate::status::{ServiceError, to_status};
+
+/// After the shutdown grace period, how long cancelled computations get to return before the
+/// process exits anyway.
+const SHUTDOWN_LEFTOVER_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Largest response the CLI accepts from a server.
 const CLIENT_MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
@@ -162,7 +167,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = Settings::load(cli.config.as_deref(), &Overrides { listen })?;
             // Loading runs plugin initializers: done before the runtime starts, never on it.
             let engine = Arc::new(Engine::load(&settings.engine_config()?)?);
-            runtime()?.block_on(serve(settings, engine))?;
+            let runtime = runtime()?;
+            let served = runtime.block_on(serve(settings, engine));
+            // The grace period is over: requests still running were cancelled when the server
+            // dropped them, but a computation that does not poll its flag (an ABI version-1
+            // plugin) would keep a plain runtime drop waiting for it. The process ends now.
+            runtime.shutdown_timeout(SHUTDOWN_LEFTOVER_WAIT);
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Metrics {

@@ -12,10 +12,10 @@ use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_server::{MetricService, MetricServiceServer};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert;
+use crate::incoming::{self, ConnectionLimits};
 use crate::settings::Settings;
 use crate::status::ServiceError;
 
@@ -268,11 +268,22 @@ pub(crate) async fn serve(
         .build_v1alpha()
         .context("cannot build the reflection service")?;
 
+    let server_settings = &settings.server;
+    let keepalive = Duration::from_secs(server_settings.keepalive_seconds);
+    let (connections, accept_task) = incoming::incoming(
+        listener,
+        ConnectionLimits {
+            max_connections: server_settings.max_connections,
+            handshake_timeout: Duration::from_secs(server_settings.handshake_timeout_seconds),
+            tcp_keepalive: keepalive,
+        },
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
+    let grace = Duration::from_secs(server_settings.shutdown_grace_seconds);
     let health_on_stop = health.clone();
     let signal = async move {
         shutdown.await;
+        accept_task.abort();
         tracing::info!(
             grace_seconds = grace.as_secs(),
             "shutting down: refusing new connections, finishing in-flight requests"
@@ -283,16 +294,18 @@ pub(crate) async fn serve(
         let _ = stop_tx.send(());
     };
     let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10).min(keepalive)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(metric_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(connections, signal);
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result.context("the gRPC server failed")?,
         () = async { let _ = stop_rx.await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish within the grace period; stopping anyway");
+            tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish within the grace period; cancelling them and stopping");
         }
     }
     tracing::info!("server stopped");

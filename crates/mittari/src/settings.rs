@@ -42,6 +42,12 @@ pub(crate) struct ServerSettings {
     /// Requests of at most this many rows to metrics not declared expensive run in a lane of
     /// their own, so heavy computations never delay them.
     pub(crate) light_request_max_rows: usize,
+    /// Open connections at most; more are closed as they arrive.
+    pub(crate) max_connections: usize,
+    /// A connection that sends nothing for this long after it opens is closed.
+    pub(crate) handshake_timeout_seconds: u64,
+    /// Interval of TCP keepalive and HTTP/2 pings, which find dead peers.
+    pub(crate) keepalive_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -55,6 +61,10 @@ impl Default for ServerSettings {
             max_queued_computations: 256,
             shutdown_grace_seconds: 30,
             light_request_max_rows: 10_000,
+            // Below the usual 1 024 file descriptors, with room for plugins and files.
+            max_connections: 512,
+            handshake_timeout_seconds: 10,
+            keepalive_seconds: 30,
         }
     }
 }
@@ -148,6 +158,18 @@ impl Settings {
         }
         if server.max_concurrent_computations == 0 {
             bail!("invalid configuration: server.max_concurrent_computations must be at least 1");
+        }
+        for (key, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            (
+                "server.handshake_timeout_seconds",
+                server.handshake_timeout_seconds,
+            ),
+            ("server.keepalive_seconds", server.keepalive_seconds),
+        ] {
+            if value == 0 {
+                bail!("invalid configuration: {key} must be at least 1");
+            }
         }
         if server.max_stream_bytes < server.max_message_bytes as u64 {
             bail!(

@@ -23,12 +23,34 @@ impl Metric for Rows {
     }
 }
 
+/// Sleeps without looking at any cancellation flag, as a version-1 plugin must.
+struct Sleeps;
+
+impl Metric for Sleeps {
+    fn descriptor(&self) -> MetricDescriptor {
+        MetricDescriptor::new(
+            "test_v1_sleeps",
+            "0.0.0",
+            "sleeps, uncancellable (ABI version 1 fixture)",
+        )
+        .expensive()
+        .input(ColumnSpec::int64("value", "any integer"))
+        .parameter(ParameterSpec::int64("millis", 1000, "how long to sleep").range(0.0, 600_000.0))
+        .output(OutputSpec::new("rows", "count", "rows in the input"))
+    }
+    fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
+        let millis = params.i64("millis")?.unsigned_abs();
+        std::thread::sleep(std::time::Duration::from_millis(millis));
+        Ok(Output::new().scalar(Scalar::new("rows", input.num_rows() as f64)))
+    }
+}
+
 struct Metrics;
 
 impl PluginMetrics for Metrics {
     fn metrics() -> &'static [Box<dyn Metric>] {
         static METRICS: std::sync::OnceLock<Vec<Box<dyn Metric>>> = std::sync::OnceLock::new();
-        METRICS.get_or_init(|| vec![Box::new(Rows)])
+        METRICS.get_or_init(|| vec![Box::new(Rows), Box::new(Sleeps)])
     }
 }
 
