@@ -96,6 +96,7 @@ fn bundled_engine() -> Engine {
         max_concurrent_computations: 1,
         max_queued_computations: 1,
         light_request_max_rows: 0,
+        max_groups: 1,
     })
     .expect("load the bundled plugins")
 }

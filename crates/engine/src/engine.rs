@@ -53,6 +53,8 @@ pub struct EngineConfig {
     /// A request of at most this many rows to a metric not declared expensive is light: it
     /// runs in its own lane, so heavy computations never delay it.
     pub light_request_max_rows: usize,
+    /// Groups one request may form with group-by; more are refused before any is computed.
+    pub max_groups: usize,
 }
 
 /// One computation to run.
@@ -152,6 +154,7 @@ pub struct Engine {
     libraries: Vec<(PathBuf, LibraryStatus)>,
     limiter: Limiter,
     light_request_max_rows: usize,
+    max_groups: usize,
 }
 
 impl Engine {
@@ -241,6 +244,7 @@ impl Engine {
             libraries,
             limiter,
             light_request_max_rows: config.light_request_max_rows,
+            max_groups: config.max_groups,
         })
     }
 
@@ -270,6 +274,36 @@ impl Engine {
                 name: name.to_owned(),
                 available: self.metrics.keys().cloned().collect(),
             })
+    }
+
+    /// Checks what can be checked of a request before its rows arrive (a `ComputeStream`
+    /// header): the metric exists, the parameters are valid, and the declared columns have
+    /// the metric's types and include the group-by columns. `schema` is the declared input
+    /// schema; the rows are checked again, with the same code, when they have arrived.
+    pub fn check_header(
+        &self,
+        metric: &str,
+        params: BTreeMap<String, ParamValue>,
+        schema: arrow_schema::SchemaRef,
+        group_by: &[String],
+    ) -> Result<(), EngineError> {
+        let descriptor = &self.entry(metric)?.descriptor;
+        let empty = RecordBatch::new_empty(schema);
+        let mut violations = Vec::new();
+        validate::params(descriptor, params, &mut violations);
+        validate::group_by(&empty, group_by, &mut violations);
+        validate::input(descriptor, &empty, &mut violations).map_err(|message| {
+            EngineError::MetricFailed {
+                metric: descriptor.name.clone(),
+                message,
+            }
+        })?;
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            validate::truncate(&mut violations);
+            Err(EngineError::InvalidArgument { violations })
+        }
     }
 
     /// The lane a request runs in: heavy when its metric is declared expensive or its input
@@ -372,6 +406,19 @@ impl Engine {
             }
         } else {
             let groups = group::partition(&request.input, &request.group_by);
+            if groups.len() > self.max_groups {
+                return Err(EngineError::invalid(
+                    Field::GroupBy {
+                        name: request.group_by.join(","),
+                    },
+                    format!(
+                        "group_by {} forms {} groups, more than this server computes in one request ({}, server.max_groups); group by fewer or coarser columns",
+                        request.group_by.join(", "),
+                        groups.len(),
+                        self.max_groups
+                    ),
+                ));
+            }
             let run_group = |group: &group::Group| -> Result<GroupResults, EngineError> {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(EngineError::Cancelled);

@@ -97,7 +97,7 @@ pub(crate) fn write(
     };
     let mut batches = Vec::with_capacity(parts.len());
     for (key, table) in parts {
-        let batch = convert::table_to_batch(table.table.as_ref().unwrap_or(&pb::Table::default()))
+        let batch = convert::table_to_batch(table.table.clone().unwrap_or_default())
             .map_err(|e| anyhow::anyhow!("result table {table_name} is malformed: {e}"))?;
         batches.push(with_key(batch, &key)?);
     }

@@ -1,56 +1,79 @@
 //! The gRPC server: `mittari.v1.MetricService`, `grpc.health.v1.Health`, and server reflection
 //! (v1 and v1alpha), with graceful shutdown.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arrow_array::RecordBatch;
-use mittari_engine::{ComputeRequest, Engine};
+use mittari_engine::{ComputeRequest, Engine, ParamValue};
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_server::{MetricService, MetricServiceServer};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert;
 use crate::incoming::{self, ConnectionLimits};
 use crate::settings::Settings;
-use crate::status::ServiceError;
+use crate::status::{self, ServiceError, user_text};
 
 /// The `MetricService` implementation: decodes requests, hands them to the engine, encodes
 /// the outcome. All computation happens in the engine, off the async runtime.
 #[derive(Debug)]
 pub(crate) struct MetricServer {
     engine: Arc<Engine>,
-    max_stream_bytes: u64,
+    limits: RequestLimits,
+    /// Streamed input held in memory by all calls together, in KiB permits.
+    buffered: Arc<Semaphore>,
 }
 
+/// Bounds on one request, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestLimits {
+    pub(crate) max_stream_bytes: u64,
+    pub(crate) max_buffered_stream_bytes: u64,
+    pub(crate) max_message_bytes: usize,
+}
+
+impl RequestLimits {
+    fn from(settings: &Settings) -> Self {
+        RequestLimits {
+            max_stream_bytes: settings.server.max_stream_bytes,
+            max_buffered_stream_bytes: settings.server.max_buffered_stream_bytes,
+            max_message_bytes: settings.server.max_message_bytes,
+        }
+    }
+}
+
+/// Input bytes are counted against the buffer budget in units of this size.
+const BUDGET_UNIT: u64 = 1024;
+
 impl MetricServer {
-    pub(crate) fn new(engine: Arc<Engine>, max_stream_bytes: u64) -> Self {
+    pub(crate) fn new(engine: Arc<Engine>, limits: RequestLimits) -> Self {
+        let units = (limits.max_buffered_stream_bytes / BUDGET_UNIT)
+            .clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
         MetricServer {
             engine,
-            max_stream_bytes,
+            limits,
+            buffered: Arc::new(Semaphore::new(units)),
         }
     }
 
     async fn compute(
         &self,
         metric: String,
-        params: &std::collections::HashMap<String, pb::Value>,
+        params: BTreeMap<String, ParamValue>,
         input: RecordBatch,
         group_by: Vec<String>,
     ) -> Result<pb::ComputeResponse, ServiceError> {
         let started = Instant::now();
         let rows = input.num_rows();
         tracing::debug!(%metric, rows, "computing metric");
-        let request = ComputeRequest::new(
-            metric.clone(),
-            convert::params_from_proto(params)?,
-            input,
-            group_by,
-        );
+        let request = ComputeRequest::new(metric.clone(), params, input, group_by);
         let result = self.engine.compute(request).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         match &result {
@@ -62,24 +85,39 @@ impl MetricServer {
             }
         }
         let outcome = result?;
-        off_runtime(move || Ok(convert::outcome_to_proto(outcome))).await
+        let limit = self.limits.max_message_bytes;
+        off_runtime(move || {
+            let response = convert::outcome_to_proto(outcome);
+            let bytes = prost::Message::encoded_len(&response);
+            if bytes > limit {
+                return Err(ServiceError::ResponseTooLarge { bytes, limit });
+            }
+            Ok(response)
+        })
+        .await
     }
 
-    /// Reads a `ComputeStream` call: the header, then chunks with the header's columns.
+    /// Reads a `ComputeStream` call: the header, checked before any chunk is read, then chunks
+    /// with the header's columns, each converted to Arrow as it arrives and counted against
+    /// the stream's limit and the server's buffer budget. The permits returned hold the budget
+    /// until the computation is done with the input.
     async fn read_stream(
         &self,
         mut stream: Streaming<pb::ComputeStreamRequest>,
-    ) -> Result<(pb::ComputeStreamHeader, RecordBatch), Status> {
+    ) -> Result<StreamedInput, ServiceError> {
         use pb::compute_stream_request::Message;
-        let header = match stream.message().await? {
+        let header = match stream
+            .message()
+            .await
+            .map_err(ServiceError::from_transport)?
+        {
             Some(pb::ComputeStreamRequest {
                 message: Some(Message::Header(header)),
             }) => header,
             _ => {
                 return Err(ServiceError::BadStream(
                     "the first ComputeStream message must carry a header with the metric and the schema".to_owned(),
-                )
-                .into());
+                ));
             }
         };
         let schema: Vec<(String, mittari_engine::DataType)> = header
@@ -92,67 +130,105 @@ impl MetricServer {
                 data_type.map(|t| (c.name.clone(), t)).ok_or_else(|| {
                     ServiceError::BadStream(format!(
                         "header column {} has no data type; set schema[].type",
-                        c.name
+                        user_text(&c.name)
                     ))
                 })
             })
             .collect::<Result<_, _>>()?;
+        let fields: Vec<arrow_schema::Field> = schema
+            .iter()
+            .map(|(name, t)| arrow_schema::Field::new(name, t.arrow_type(), true))
+            .collect();
+        let mut names = std::collections::HashSet::new();
+        if let Some((name, _)) = schema.iter().find(|(name, _)| !names.insert(name)) {
+            return Err(ServiceError::BadStream(format!(
+                "header column {} appears twice; declare each column once",
+                user_text(name)
+            )));
+        }
+        let arrow_schema = Arc::new(arrow_schema::Schema::new(fields));
+        let params = convert::params_from_proto(&header.parameters)?;
+        // Everything the header decides is refused now, before the client uploads the rows.
+        self.engine.check_header(
+            &header.metric,
+            params.clone(),
+            Arc::clone(&arrow_schema),
+            &header.group_by,
+        )?;
         let mut batches = Vec::new();
+        let mut budget: Option<OwnedSemaphorePermit> = None;
         let mut bytes: u64 = 0;
         let mut index = 0usize;
         while let Some(message) = stream.next().await {
-            let chunk =
-                match message?.message {
-                    Some(Message::Chunk(chunk)) => chunk,
-                    _ => return Err(ServiceError::BadStream(format!(
-                        "message {} of the stream must be a chunk; only the first carries a header",
-                        index + 1
-                    ))
-                    .into()),
-                };
+            let message = message.map_err(ServiceError::from_transport)?;
+            let Some(Message::Chunk(chunk)) = message.message else {
+                return Err(ServiceError::BadStream(format!(
+                    "message {} of the stream must be a chunk; only the first carries a header",
+                    index + 1
+                )));
+            };
             index += 1;
-            bytes += prost::Message::encoded_len(&chunk) as u64;
-            if bytes > self.max_stream_bytes {
+            let chunk_bytes = prost::Message::encoded_len(&chunk) as u64;
+            bytes += chunk_bytes;
+            if bytes > self.limits.max_stream_bytes {
                 return Err(ServiceError::StreamTooLarge {
-                    limit: self.max_stream_bytes,
-                }
-                .into());
+                    limit: self.limits.max_stream_bytes,
+                });
+            }
+            let units = u32::try_from(chunk_bytes.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
+            let Ok(permit) = Arc::clone(&self.buffered).try_acquire_many_owned(units) else {
+                return Err(ServiceError::Busy(format!(
+                    "the server is holding as much streamed input as it may ({} bytes, server.max_buffered_stream_bytes)",
+                    self.limits.max_buffered_stream_bytes
+                )));
+            };
+            match &mut budget {
+                Some(held) => held.merge(permit),
+                None => budget = Some(permit),
             }
             let names: Vec<&str> = chunk.columns.iter().map(|c| c.name.as_str()).collect();
             let expected: Vec<&str> = schema.iter().map(|(n, _)| n.as_str()).collect();
             if names != expected {
                 return Err(ServiceError::BadStream(format!(
                     "chunk {index} has columns [{}] but the header declares [{}]; send the header's columns, in order",
-                    names.join(", "),
-                    expected.join(", ")
-                ))
-                .into());
+                    user_text(&names.join(", ")),
+                    user_text(&expected.join(", "))
+                )));
             }
-            let batch = off_runtime(move || convert::table_to_batch(&chunk)).await?;
+            let batch = off_runtime(move || convert::table_to_batch(chunk)).await?;
             for ((name, declared), field) in schema.iter().zip(batch.schema().fields()) {
                 if &declared.arrow_type() != field.data_type() {
                     return Err(ServiceError::BadStream(format!(
-                        "chunk {index}: column {name} holds {} values but the header declares {declared}",
+                        "chunk {index}: column {} holds {} values but the header declares {declared}",
+                        user_text(name),
                         field.data_type()
-                    ))
-                    .into());
+                    )));
                 }
             }
             batches.push(batch);
         }
-        let fields: Vec<arrow_schema::Field> = schema
-            .iter()
-            .map(|(name, t)| arrow_schema::Field::new(name, t.arrow_type(), true))
-            .collect();
-        let arrow_schema = Arc::new(arrow_schema::Schema::new(fields));
         let input = off_runtime(move || {
             arrow_select::concat::concat_batches(&arrow_schema, &batches).map_err(|e| {
                 ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}"))
             })
         })
         .await?;
-        Ok((header, input))
+        Ok(StreamedInput {
+            header,
+            params,
+            input,
+            _budget: budget,
+        })
     }
+}
+
+/// A `ComputeStream` call's input, read and checked, holding its share of the buffer budget.
+#[derive(Debug)]
+struct StreamedInput {
+    header: pb::ComputeStreamHeader,
+    params: BTreeMap<String, ParamValue>,
+    input: RecordBatch,
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 #[tonic::async_trait]
@@ -195,16 +271,11 @@ impl MetricService for MetricServer {
         request: Request<pb::ComputeRequest>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
         let request = request.into_inner();
+        let params = convert::params_from_proto(&request.parameters)?;
         let table = request.input.unwrap_or_default();
-        let input = off_runtime(move || convert::table_to_batch(&table)).await?;
-        let response = MetricServer::compute(
-            self,
-            request.metric,
-            &request.parameters,
-            input,
-            request.group_by,
-        )
-        .await?;
+        let input = off_runtime(move || convert::table_to_batch(table)).await?;
+        let response =
+            MetricServer::compute(self, request.metric, params, input, request.group_by).await?;
         Ok(Response::new(response))
     }
 
@@ -212,13 +283,13 @@ impl MetricService for MetricServer {
         &self,
         request: Request<Streaming<pb::ComputeStreamRequest>>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
-        let (header, input) = self.read_stream(request.into_inner()).await?;
+        let streamed = self.read_stream(request.into_inner()).await?;
         let response = MetricServer::compute(
             self,
-            header.metric,
-            &header.parameters,
-            input,
-            header.group_by,
+            streamed.header.metric,
+            streamed.params,
+            streamed.input,
+            streamed.header.group_by,
         )
         .await?;
         Ok(Response::new(response))
@@ -247,7 +318,7 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let max_message = settings.server.max_message_bytes;
     let metric_service =
-        MetricServiceServer::new(MetricServer::new(engine, settings.server.max_stream_bytes))
+        MetricServiceServer::new(MetricServer::new(engine, RequestLimits::from(settings)))
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
 
@@ -294,6 +365,9 @@ pub(crate) async fn serve(
         let _ = stop_tx.send(());
     };
     let server = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            status::remap_wire_codes::<tonic::body::Body>,
+        ))
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(Duration::from_secs(10).min(keepalive)))
         .add_service(health_service)

@@ -42,6 +42,10 @@ pub(crate) struct ServerSettings {
     /// Requests of at most this many rows to metrics not declared expensive run in a lane of
     /// their own, so heavy computations never delay them.
     pub(crate) light_request_max_rows: usize,
+    /// Groups one request may form with group-by.
+    pub(crate) max_groups: usize,
+    /// Input bytes all `ComputeStream` calls together may hold in memory at once.
+    pub(crate) max_buffered_stream_bytes: u64,
     /// Open connections at most; more are closed as they arrive.
     pub(crate) max_connections: usize,
     /// A connection that sends nothing for this long after it opens is closed.
@@ -61,6 +65,8 @@ impl Default for ServerSettings {
             max_queued_computations: 256,
             shutdown_grace_seconds: 30,
             light_request_max_rows: 10_000,
+            max_groups: 100_000,
+            max_buffered_stream_bytes: 1024 * 1024 * 1024,
             // Below the usual 1 024 file descriptors, with room for plugins and files.
             max_connections: 512,
             handshake_timeout_seconds: 10,
@@ -166,6 +172,7 @@ impl Settings {
                 server.handshake_timeout_seconds,
             ),
             ("server.keepalive_seconds", server.keepalive_seconds),
+            ("server.max_groups", server.max_groups as u64),
         ] {
             if value == 0 {
                 bail!("invalid configuration: {key} must be at least 1");
@@ -200,6 +207,7 @@ impl Settings {
             max_concurrent_computations: self.server.max_concurrent_computations,
             max_queued_computations: self.server.max_queued_computations,
             light_request_max_rows: self.server.light_request_max_rows,
+            max_groups: self.server.max_groups,
         })
     }
 }

@@ -21,6 +21,16 @@ pub(crate) enum ServiceError {
     StreamTooLarge { limit: u64 },
     #[error("{0}")]
     BadStream(String),
+    /// A shared resource is used up for now; the client should retry later.
+    #[error("{0}; retry with backoff")]
+    Busy(String),
+    #[error(
+        "the result is {bytes} bytes, more than the server sends in one message ({limit}, server.max_message_bytes); ask for fewer groups or rows (for example a top parameter)"
+    )]
+    ResponseTooLarge { bytes: usize, limit: usize },
+    /// A failure reading the request off the wire, already a status.
+    #[error("{}", .0.message())]
+    Transport(Status),
     /// A failure of the server itself, not of the request or a metric.
     #[error("internal error: {0}")]
     Internal(String),
@@ -86,9 +96,78 @@ pub(crate) fn to_status(error: &ServiceError) -> Status {
             message,
             ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
         ),
-        ServiceError::StreamTooLarge { .. } => Status::resource_exhausted(message),
+        ServiceError::StreamTooLarge { .. } | ServiceError::ResponseTooLarge { .. } => {
+            Status::resource_exhausted(message)
+        }
+        ServiceError::Busy(_) => Status::with_error_details(
+            Code::ResourceExhausted,
+            message,
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
+        ),
+        ServiceError::Transport(status) => status.clone(),
         ServiceError::Engine(EngineError::Cancelled) => Status::cancelled(message),
     }
+}
+
+impl ServiceError {
+    /// A status from reading a request off the wire, with the codes gRPC clients expect: a
+    /// message over the size limit is RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE), a message
+    /// that is not valid protobuf INVALID_ARGUMENT (tonic says INTERNAL).
+    pub(crate) fn from_transport(status: Status) -> ServiceError {
+        ServiceError::Transport(wire_status(status))
+    }
+}
+
+/// See [`ServiceError::from_transport`].
+pub(crate) fn wire_status(status: Status) -> Status {
+    match status.code() {
+        Code::OutOfRange if status.message().contains("message length too large") => {
+            Status::resource_exhausted(format!(
+                "{}; split the input with ComputeStream or raise server.max_message_bytes",
+                status.message()
+            ))
+        }
+        Code::Internal if status.message().contains("failed to decode") => {
+            Status::invalid_argument(format!(
+                "the request is not a valid protobuf message: {}",
+                status.message()
+            ))
+        }
+        _ => status,
+    }
+}
+
+/// [`wire_status`] for statuses tonic answers itself, before a handler runs (a unary request
+/// that is too large or not protobuf): rewrites the status of a trailers-only response.
+pub(crate) fn remap_wire_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let code = status.code();
+    let remapped = wire_status(status);
+    if remapped.code() != code {
+        // Only fails for a message that cannot be a header value; the original then stays.
+        let _ = remapped.add_header(response.headers_mut());
+    }
+    response
+}
+
+/// Longest piece of a client's text quoted back in a message or a log line.
+const MAX_QUOTED_CHARS: usize = 120;
+
+/// A client-supplied string (a metric or column name) fit to quote in a message or a log
+/// line: control characters escaped, so it cannot forge lines, and cut to
+/// [`MAX_QUOTED_CHARS`], so a 10 MB name is not echoed back.
+pub(crate) fn user_text(text: &str) -> String {
+    let mut quoted: String = text
+        .chars()
+        .take(MAX_QUOTED_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(MAX_QUOTED_CHARS).is_some() {
+        quoted.push_str(&format!("… ({} bytes)", text.len()));
+    }
+    quoted
 }
 
 impl From<ServiceError> for Status {

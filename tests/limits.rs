@@ -1,0 +1,251 @@
+//! Requests are bounded before their memory is spent: a stream's header is checked before its
+//! rows are uploaded, streamed input shares a budget, group counts and response sizes are
+//! limited, and malformed or oversize messages get the codes gRPC clients expect.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mittari_e2e::{Server, bundled_plugins};
+use mittari_proto::v1 as pb;
+use pb::column::Values;
+use pb::compute_stream_request::Message;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn start(env: &[(&str, &str)]) -> Server {
+    let plugins = bundled_plugins();
+    let plugins: Vec<(&str, &str)> = plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    Server::start_with(&plugins, env)
+}
+
+fn scores(values: Vec<i64>) -> pb::Column {
+    pb::Column {
+        name: "score".into(),
+        values: Some(Values::Int64Values(pb::Int64Values { values })),
+        null_mask: vec![],
+    }
+}
+
+fn regions(values: Vec<String>) -> pb::Column {
+    pb::Column {
+        name: "region".into(),
+        values: Some(Values::StringValues(pb::StringValues { values })),
+        null_mask: vec![],
+    }
+}
+
+/// The status of a call that must fail; a success is reported without its (large) body.
+fn refused<T>(outcome: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status {
+    match outcome {
+        Ok(_) => panic!("the call succeeded"),
+        Err(status) => status,
+    }
+}
+
+fn header(metric: &str, parameters: HashMap<String, pb::Value>) -> pb::ComputeStreamRequest {
+    pb::ComputeStreamRequest {
+        message: Some(Message::Header(pb::ComputeStreamHeader {
+            metric: metric.into(),
+            parameters,
+            group_by: vec![],
+            schema: vec![pb::ColumnSchema {
+                name: "score".into(),
+                r#type: pb::DataType::Int64.into(),
+            }],
+        })),
+    }
+}
+
+/// A stream whose header is refused gets its answer at once, while the client still holds
+/// the rest of the upload: nothing after the header is read.
+#[tokio::test]
+async fn a_stream_header_is_checked_before_its_rows() {
+    let server = start(&[]);
+    let mut client = server.client().await;
+    let confidence = pb::Value {
+        kind: Some(pb::value::Kind::DoubleValue(7.0)),
+    };
+    let cases = [
+        (header("no_such_metric", HashMap::new()), Code::NotFound),
+        (
+            header(
+                "nps",
+                HashMap::from([("confidence".to_owned(), confidence)]),
+            ),
+            Code::InvalidArgument,
+        ),
+    ];
+    for (first, code) in cases {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        sender.send(first).await.unwrap();
+        let started = Instant::now();
+        let status = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.compute_stream(tokio_stream::wrappers::ReceiverStream::new(receiver)),
+        )
+        .await
+        .expect("answered without waiting for the rows")
+        .unwrap_err();
+        assert_eq!(status.code(), code, "{}", status.message());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(sender);
+    }
+}
+
+#[tokio::test]
+async fn streamed_input_shares_a_memory_budget() {
+    let server = start(&[("MITTARI__SERVER__MAX_BUFFERED_STREAM_BYTES", "65536")]);
+    let mut client = server.client().await;
+    let chunk = pb::ComputeStreamRequest {
+        message: Some(Message::Chunk(pb::Table {
+            columns: vec![scores(vec![9; 100_000])],
+        })),
+    };
+    let status = refused(
+        client
+            .compute_stream(tokio_stream::iter(vec![
+                header("nps", HashMap::new()),
+                chunk,
+            ]))
+            .await,
+    );
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status
+            .message()
+            .contains("server.max_buffered_stream_bytes"),
+        "{}",
+        status.message()
+    );
+    assert!(status.get_details_retry_info().is_some());
+}
+
+#[tokio::test]
+async fn groups_and_responses_are_bounded() {
+    let server = start(&[
+        ("MITTARI__SERVER__MAX_GROUPS", "1000"),
+        ("MITTARI__SERVER__MAX_MESSAGE_BYTES", "65536"),
+        ("MITTARI__SERVER__MAX_STREAM_BYTES", "65536"),
+    ]);
+    let mut client = server.client().await;
+    let grouped = |groups: usize| pb::ComputeRequest {
+        metric: "nps".into(),
+        parameters: HashMap::new(),
+        input: Some(pb::Table {
+            columns: vec![
+                scores(vec![9; groups]),
+                regions((0..groups).map(|i| format!("r{i}")).collect()),
+            ],
+        }),
+        group_by: vec!["region".into()],
+    };
+    // More groups than allowed: refused before any is computed, naming the key.
+    let status = refused(client.compute(grouped(1001)).await);
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(
+        status.message().contains("server.max_groups"),
+        "{}",
+        status.message()
+    );
+    // Allowed groups whose results exceed a message: RESOURCE_EXHAUSTED, not a transport error.
+    let status = refused(client.compute(grouped(1000)).await);
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("server.max_message_bytes"),
+        "{}",
+        status.message()
+    );
+}
+
+/// Messages tonic refuses before a handler runs get the codes gRPC clients expect.
+#[tokio::test]
+async fn oversize_and_malformed_messages_get_grpc_codes() {
+    let server = start(&[("MITTARI__SERVER__MAX_MESSAGE_BYTES", "65536")]);
+    let mut client = server.client().await.max_encoding_message_size(1 << 24);
+    let big = pb::ComputeRequest {
+        metric: "nps".into(),
+        parameters: HashMap::new(),
+        input: Some(pb::Table {
+            columns: vec![scores(vec![9; 100_000])],
+        }),
+        group_by: vec![],
+    };
+    let status = refused(client.compute(big).await);
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
+
+    // Bytes that are not a ComputeRequest: field 1 (metric) with a length past the end.
+    let mut raw = tonic::client::Grpc::new(server.channel().await);
+    raw.ready().await.unwrap();
+    let status = raw
+        .unary(
+            tonic::Request::new(vec![0x0a, 0xff, 0x01, b'x']),
+            http::uri::PathAndQuery::from_static("/mittari.v1.MetricService/Compute"),
+            RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+}
+
+/// Sends bytes as they are; decodes nothing (the calls here fail).
+#[derive(Debug, Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut as _;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ();
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<()>, tonic::Status> {
+        use bytes::Buf as _;
+        src.advance(src.remaining());
+        Ok(Some(()))
+    }
+}
