@@ -607,6 +607,71 @@ async fn a_flood_of_idle_connections_is_bounded_and_logged() {
     drop(idle);
 }
 
+/// Damaged plugin files are refused by name before they are mapped, and replacing a loaded
+/// library in place (`cp new.so plugins/`) does not touch the running server, which loaded a
+/// private copy.
+#[tokio::test]
+async fn damaged_and_replaced_plugin_files_cannot_crash_the_server() {
+    let nps = mittari_e2e::library("mittari_plugin_nps");
+    let bytes = std::fs::read(&nps).unwrap();
+    let server = Server::start_with(&[("mittari_plugin_nps", "mittari_plugin_nps")], &[]);
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let installed = server
+        .plugin_dir()
+        .join(format!("{prefix}mittari_plugin_nps{suffix}"));
+    // Overwrite in place, as cp does: same inode, new contents (another plugin's library).
+    std::fs::copy(mittari_e2e::library("mittari_plugin_csat"), &installed).unwrap();
+    let mut client = server.client().await;
+    let response = client.compute(request("nps", survey())).await.unwrap();
+    assert_eq!(
+        scalar(response.get_ref().results.as_ref().unwrap(), "nps"),
+        0.0
+    );
+    drop(server);
+
+    // Truncated copies of a real library are refused at load, by file, with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, length) in [("tiny", 1024), ("half", bytes.len() / 2)] {
+        std::fs::write(
+            dir.path()
+                .join(format!("{prefix}mittari_plugin_truncated_{name}{suffix}")),
+            &bytes[..length],
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path()
+            .join(format!("{prefix}mittari_plugin_nps{suffix}")),
+        &bytes,
+    )
+    .unwrap();
+    let server = Server::start_in(dir, &[]);
+    let logs = server.logs().join("\n");
+    for name in ["tiny", "half"] {
+        assert!(
+            logs.lines().any(|l| l.contains("refused plugin library")
+                && l.contains(&format!("mittari_plugin_truncated_{name}"))
+                && l.contains("truncated")),
+            "{logs}"
+        );
+    }
+    let mut client = server.client().await;
+    assert!(client.compute(request("nps", survey())).await.is_ok());
+}
+
+#[test]
+fn plugin_libraries_are_confined_to_the_plugin_directory() {
+    let (status, stderr) = start_expecting_failure(
+        &[("mittari_plugin_nps", "mittari_plugin_nps")],
+        &[("MITTARI__PLUGINS__LIBRARIES", "../../usr/lib/libevil.so")],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("plugins.libraries") && stderr.contains("allow_libraries_outside_dir"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn refuses_bad_libraries_and_serves_the_rest() {
     let server = Server::start_with(

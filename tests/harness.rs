@@ -135,7 +135,19 @@ impl Server {
         env: &[(&str, &str)],
         address_space: Option<u64>,
     ) -> Server {
-        let dir = plugin_dir(plugins);
+        Self::start_in_limited(plugin_dir(plugins), env, address_space)
+    }
+
+    /// Starts a server on a plugin directory the caller prepared.
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        Self::start_in_limited(dir, env, None)
+    }
+
+    fn start_in_limited(
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        address_space: Option<u64>,
+    ) -> Server {
         let mut command = serve_command(dir.path(), env);
         if let Some(limit) = address_space {
             limit_address_space(&mut command, limit);
@@ -170,6 +182,11 @@ impl Server {
             logs,
             _plugins: dir,
         }
+    }
+
+    /// The plugin directory the server loaded from.
+    pub fn plugin_dir(&self) -> &Path {
+        self._plugins.path()
     }
 
     pub fn url(&self) -> String {

@@ -91,6 +91,7 @@ fn bundled_engine() -> Engine {
     Engine::load(&EngineConfig {
         plugin_dir: target_dir(),
         libraries: Some(libraries),
+        allow_libraries_outside_dir: false,
         enabled_metrics: None,
         metric_defaults: Default::default(),
         max_concurrent_computations: 1,

@@ -42,6 +42,9 @@ pub struct EngineConfig {
     /// Libraries to load (file names, or names without the platform prefix and suffix such as
     /// `mittari_plugin_nps`); `None` loads every plugin library in `plugin_dir`.
     pub libraries: Option<Vec<String>>,
+    /// Let `libraries` name files outside `plugin_dir` (paths); off, a name with a path
+    /// separator or `..` is refused.
+    pub allow_libraries_outside_dir: bool,
     /// Metrics to serve; `None` serves every metric loaded.
     pub enabled_metrics: Option<Vec<String>>,
     /// Per-metric parameter defaults, overriding the metric's own.
@@ -135,8 +138,14 @@ pub struct ComputeOutcome {
 /// A library the engine loaded, or refused, at start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LibraryStatus {
-    Loaded { metrics: Vec<String> },
-    Refused { reason: String },
+    /// Loaded from a private copy of contents with this SHA-256 (hex).
+    Loaded {
+        metrics: Vec<String>,
+        sha256: String,
+    },
+    Refused {
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -152,6 +161,9 @@ struct MetricEntry {
 pub struct Engine {
     metrics: BTreeMap<String, MetricEntry>,
     libraries: Vec<(PathBuf, LibraryStatus)>,
+    /// Private copies of the loaded libraries (see `staging`). The files are removed with the
+    /// engine; the mappings of loaded libraries outlive them.
+    _staging: tempfile::TempDir,
     limiter: Limiter,
     light_request_max_rows: usize,
     max_groups: usize,
@@ -169,13 +181,17 @@ impl Engine {
             ));
         }
         let paths = library_paths(config)?;
+        let staging = tempfile::Builder::new()
+            .prefix("mittari-plugins-")
+            .tempdir()
+            .map_err(|source| StartupError::Staging { source })?;
         let mut metrics = BTreeMap::new();
         let mut libraries = Vec::new();
         for path in paths {
-            let status = load_library(&path, &mut metrics);
+            let status = load_library(&path, staging.path(), &mut metrics);
             match &status {
-                LibraryStatus::Loaded { metrics } => {
-                    tracing::info!(library = %path.display(), metrics = ?metrics, "loaded plugin library");
+                LibraryStatus::Loaded { metrics, sha256 } => {
+                    tracing::info!(library = %path.display(), %sha256, metrics = ?metrics, "loaded plugin library");
                 }
                 LibraryStatus::Refused { reason } => {
                     tracing::error!(library = %path.display(), %reason, "refused plugin library");
@@ -242,6 +258,7 @@ impl Engine {
         Ok(Engine {
             metrics,
             libraries,
+            _staging: staging,
             limiter,
             light_request_max_rows: config.light_request_max_rows,
             max_groups: config.max_groups,
@@ -610,6 +627,18 @@ fn library_paths(config: &EngineConfig) -> Result<Vec<PathBuf>, StartupError> {
         return libraries
             .iter()
             .map(|name| {
+                let escapes = Path::new(name).components().count() != 1
+                    || name.contains(['/', '\\'])
+                    || name == "..";
+                if escapes && !config.allow_libraries_outside_dir {
+                    return Err(StartupError::config(
+                        "plugins.libraries",
+                        format!(
+                            "library {name:?} is a path; list file names in plugins.dir ({}), or set plugins.allow_libraries_outside_dir = true",
+                            dir.display()
+                        ),
+                    ));
+                }
                 let file = if name.ends_with(suffix) {
                     name.clone()
                 } else {
@@ -649,8 +678,16 @@ fn library_paths(config: &EngineConfig) -> Result<Vec<PathBuf>, StartupError> {
     Ok(paths)
 }
 
-fn load_library(path: &Path, metrics: &mut BTreeMap<String, MetricEntry>) -> LibraryStatus {
-    let (library, descriptors) = match PluginLibrary::load(path) {
+fn load_library(
+    path: &Path,
+    staging: &Path,
+    metrics: &mut BTreeMap<String, MetricEntry>,
+) -> LibraryStatus {
+    let staged = match crate::staging::stage(path, staging) {
+        Ok(staged) => staged,
+        Err(reason) => return LibraryStatus::Refused { reason },
+    };
+    let (library, descriptors) = match PluginLibrary::load(path, &staged) {
         Ok(loaded) => loaded,
         Err(reason) => return LibraryStatus::Refused { reason },
     };
@@ -679,7 +716,10 @@ fn load_library(path: &Path, metrics: &mut BTreeMap<String, MetricEntry>) -> Lib
         };
         metrics.insert(descriptor.name.clone(), MetricEntry { descriptor, plugin });
     }
-    LibraryStatus::Loaded { metrics: names }
+    LibraryStatus::Loaded {
+        metrics: names,
+        sha256: library.sha256().to_owned(),
+    }
 }
 
 fn apply_defaults(

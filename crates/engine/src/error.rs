@@ -90,6 +90,10 @@ pub enum StartupError {
         dir.display()
     )]
     MissingPluginDir { dir: PathBuf },
+    #[error(
+        "cannot create a private directory for plugin copies: {source}; set TMPDIR to a writable directory"
+    )]
+    Staging { source: std::io::Error },
     #[error("cannot read plugin directory {}: {source}", dir.display())]
     UnreadablePluginDir {
         dir: PathBuf,

@@ -22,6 +22,7 @@ mod error;
 mod group;
 mod plugin;
 pub mod probe;
+mod staging;
 mod validate;
 
 pub use engine::{

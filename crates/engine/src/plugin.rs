@@ -14,6 +14,8 @@ use mittari_sdk::abi::{
 };
 use mittari_sdk::{ABI_VERSION, MetricDescriptor, MetricError, Output, Params};
 
+use crate::staging::Staged;
+
 /// A metric's descriptor, or why it could not be read.
 pub(crate) type DescribeResult = Result<MetricDescriptor, String>;
 
@@ -25,7 +27,10 @@ pub(crate) type DescribeResult = Result<MetricDescriptor, String>;
 /// an `Arc` to its library, so the ownership is visible in the types.
 #[derive(Debug)]
 pub(crate) struct PluginLibrary {
+    /// The admin's file.
     path: PathBuf,
+    /// SHA-256 of the contents loaded.
+    sha256: String,
     vtable: VTable,
     _library: ManuallyDrop<libloading::Library>,
 }
@@ -69,10 +74,14 @@ impl PluginLibrary {
     /// Loads the library at `path`, checks it is a Mittari plugin of this ABI version and
     /// returns it with the descriptors of its metrics (a metric whose descriptor cannot be
     /// read is returned as an error message instead).
-    pub(crate) fn load(path: &Path) -> Result<(Arc<PluginLibrary>, Vec<DescribeResult>), String> {
+    pub(crate) fn load(
+        path: &Path,
+        staged: &Staged,
+    ) -> Result<(Arc<PluginLibrary>, Vec<DescribeResult>), String> {
         // SAFETY: loading runs the library's initializers. The engine only loads files the
-        // admin named or that follow the plugin naming convention in the plugin directory.
-        let library = unsafe { libloading::Library::new(path) }
+        // admin named or that follow the plugin naming convention in the plugin directory,
+        // from the private copy `staging` checked (complete, of this platform's format).
+        let library = unsafe { libloading::Library::new(&staged.path) }
             .map_err(|e| format!("cannot load the library: {e}"))?;
         // SAFETY: the symbol, if present, has the documented signature of the ABI.
         let version_fn = unsafe { library.get::<AbiVersionFn>(ABI_VERSION_SYMBOL.as_bytes()) }
@@ -122,6 +131,7 @@ impl PluginLibrary {
         }
         let plugin = Arc::new(PluginLibrary {
             path: path.to_owned(),
+            sha256: staged.sha256.clone(),
             vtable,
             _library: ManuallyDrop::new(library),
         });
@@ -133,6 +143,11 @@ impl PluginLibrary {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// SHA-256 of the library's contents, hex.
+    pub(crate) fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// Takes a plugin-allocated buffer, copies it out and frees it in the plugin.

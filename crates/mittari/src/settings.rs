@@ -83,6 +83,8 @@ pub(crate) struct PluginSettings {
     pub(crate) dir: Option<PathBuf>,
     /// Libraries to load; default: every `*mittari_plugin_*` library in `dir`.
     pub(crate) libraries: Option<Vec<String>>,
+    /// Let `libraries` name paths outside `dir`.
+    pub(crate) allow_libraries_outside_dir: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -202,6 +204,7 @@ impl Settings {
         Ok(EngineConfig {
             plugin_dir: self.plugin_dir()?,
             libraries: self.plugins.libraries.clone(),
+            allow_libraries_outside_dir: self.plugins.allow_libraries_outside_dir,
             enabled_metrics: self.metrics.enabled.clone(),
             metric_defaults: self.metrics.defaults.clone(),
             max_concurrent_computations: self.server.max_concurrent_computations,

@@ -1,0 +1,183 @@
+//! Plugin files are checked and copied before they are loaded.
+//!
+//! `dlopen` maps the file it is given: a library truncated on disk faults (SIGBUS) when a page
+//! past its end is first touched, and one overwritten in place (`cp new.so plugins/`) changes
+//! under the running server, which then crashes. So the engine never loads the admin's file
+//! itself. It reads it once, checks that it is a complete shared library of this platform
+//! (every segment the loader maps lies within the file), and writes it to a private staging
+//! directory under the SHA-256 of its contents, from where it is loaded. The admin's file may
+//! then change or vanish without affecting the server; a changed library has another hash, so
+//! another path, which `dlopen` (caching by path) loads as a new library.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Larger files are refused before being read: no plugin is a gigabyte.
+const MAX_LIBRARY_BYTES: u64 = 1 << 30;
+
+/// A library as staged for loading.
+#[derive(Debug, Clone)]
+pub(crate) struct Staged {
+    /// The private copy to load.
+    pub(crate) path: PathBuf,
+    /// SHA-256 of the contents, hex.
+    pub(crate) sha256: String,
+}
+
+/// Checks `original` and copies it into `dir` under its content hash.
+pub(crate) fn stage(original: &Path, dir: &Path) -> Result<Staged, String> {
+    let size = std::fs::metadata(original)
+        .map_err(|e| format!("cannot read the library: {e}"))?
+        .len();
+    if size > MAX_LIBRARY_BYTES {
+        return Err(format!(
+            "the file is {size} bytes, more than a plugin library may be ({MAX_LIBRARY_BYTES})"
+        ));
+    }
+    let bytes = std::fs::read(original).map_err(|e| format!("cannot read the library: {e}"))?;
+    check_format(&bytes)?;
+    let sha256: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = format!(
+        "{}{sha256}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let path = dir.join(name);
+    if !path.exists() {
+        // Written under a temporary name and renamed, so a half-written copy is never loaded.
+        let mut file = tempfile::NamedTempFile::new_in(dir)
+            .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.as_file().sync_all())
+            .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
+        file.persist(&path)
+            .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
+    }
+    Ok(Staged { path, sha256 })
+}
+
+/// Refuses anything but a complete shared library of this platform's format.
+fn check_format(bytes: &[u8]) -> Result<(), String> {
+    use object::FileKind;
+    let kind = FileKind::parse(bytes).map_err(|_| {
+        format!(
+            "not a shared library: {} bytes that are not an ELF, Mach-O or PE file",
+            bytes.len()
+        )
+    })?;
+    let native = if cfg!(target_os = "macos") {
+        matches!(
+            kind,
+            FileKind::MachO32 | FileKind::MachO64 | FileKind::MachOFat32 | FileKind::MachOFat64
+        )
+    } else if cfg!(windows) {
+        matches!(kind, FileKind::Pe32 | FileKind::Pe64)
+    } else {
+        matches!(kind, FileKind::Elf32 | FileKind::Elf64)
+    };
+    if !native {
+        return Err(format!(
+            "not a shared library for this platform ({kind:?} file on {})",
+            std::env::consts::OS
+        ));
+    }
+    match kind {
+        FileKind::Elf64 => check_elf::<object::elf::FileHeader64<object::Endianness>>(bytes),
+        FileKind::Elf32 => check_elf::<object::elf::FileHeader32<object::Endianness>>(bytes),
+        _ => object::File::parse(bytes)
+            .map(|_| ())
+            .map_err(|e| format!("damaged library: {e}")),
+    }
+}
+
+/// An ELF shared object whose program headers, loadable segments and section headers all lie
+/// within the file: what the loader maps, it can read.
+fn check_elf<Elf>(bytes: &[u8]) -> Result<(), String>
+where
+    Elf: object::read::elf::FileHeader<Endian = object::Endianness>,
+{
+    use object::read::elf::ProgramHeader as _;
+    let truncated = |what: &str, e: object::read::Error| {
+        format!(
+            "damaged or truncated library ({} bytes): {what}: {e}",
+            bytes.len()
+        )
+    };
+    let header = Elf::parse(bytes).map_err(|e| truncated("ELF header", e))?;
+    let endian = header.endian().map_err(|e| truncated("ELF header", e))?;
+    if header.e_type(endian) != object::elf::ET_DYN {
+        return Err("an ELF file, but not a shared library (ET_DYN)".to_owned());
+    }
+    let segments = header
+        .program_headers(endian, bytes)
+        .map_err(|e| truncated("program headers", e))?;
+    for segment in segments {
+        if segment.p_type(endian) == object::elf::PT_LOAD {
+            let (offset, size) = segment.file_range(endian);
+            if offset
+                .checked_add(size)
+                .is_none_or(|end| end > bytes.len() as u64)
+            {
+                return Err(format!(
+                    "damaged or truncated library ({} bytes): a loadable segment spans bytes {offset}..{}",
+                    bytes.len(),
+                    offset.saturating_add(size)
+                ));
+            }
+        }
+    }
+    header
+        .sections(endian, bytes)
+        .map_err(|e| truncated("section headers", e))?;
+    Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A real shared library is on every Linux system: the C library this process loaded.
+    fn libc_path() -> PathBuf {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+            .map(PathBuf::from)
+            .unwrap()
+    }
+
+    #[test]
+    fn complete_libraries_pass_and_damaged_files_are_named() {
+        let library = std::fs::read(libc_path()).unwrap();
+        assert_eq!(check_format(&library), Ok(()));
+        for cut in [0, 16, 1000, library.len() / 2, library.len() - 1] {
+            let error = check_format(&library[..cut]).unwrap_err();
+            assert!(
+                error.contains("truncated") || error.contains("not a shared library"),
+                "{cut}: {error}"
+            );
+        }
+        assert!(check_format(b"#!/bin/sh\necho hi\n").is_err());
+    }
+
+    #[test]
+    fn copies_are_content_addressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = stage(&libc_path(), dir.path()).unwrap();
+        assert_eq!(staged.sha256.len(), 64);
+        assert!(staged.path.ends_with(format!("lib{}.so", staged.sha256)));
+        assert_eq!(
+            std::fs::read(&staged.path).unwrap(),
+            std::fs::read(libc_path()).unwrap()
+        );
+        // Staging the same contents again reuses the copy.
+        assert_eq!(stage(&libc_path(), dir.path()).unwrap().path, staged.path);
+    }
+}
