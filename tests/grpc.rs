@@ -468,6 +468,91 @@ async fn a_row_error_inside_a_group_names_the_request_row() {
     );
 }
 
+/// Logs are structured records free of client text: names that could forge a line or flood
+/// one are refused without being echoed, cell values stay out of info-level lines, and a
+/// plugin's panic is a record with its location, not raw text on standard error.
+#[tokio::test]
+async fn logs_stay_structured_and_free_of_client_text() {
+    let server = start_with(&standard_plugins(), &[("RUST_LOG", "info")]);
+    let mut client = server.client().await.max_encoding_message_size(64 << 20);
+    let forged = "nps\n{\"level\":\"ERROR\",\"fields\":{\"message\":\"forged\"}}";
+    let huge = "m".repeat(10 << 20);
+    for metric in [forged, huge.as_str()] {
+        let status = client.compute(request(metric, survey())).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().len() < 1000,
+            "{} bytes",
+            status.message().len()
+        );
+    }
+    // A repeated customer id: the client is told which; the log says only where.
+    let retention = pb::ComputeRequest {
+        metric: "retention".into(),
+        parameters: HashMap::from([
+            (
+                "period_start".to_owned(),
+                pb::Value {
+                    kind: Some(pb::value::Kind::TimestampValue(0)),
+                },
+            ),
+            (
+                "period_end".to_owned(),
+                pb::Value {
+                    kind: Some(pb::value::Kind::TimestampValue(86_400_000_000)),
+                },
+            ),
+        ]),
+        input: Some(pb::Table {
+            columns: vec![
+                string_column("customer_id", &["alice@example.com", "alice@example.com"]),
+                pb::Column {
+                    name: "start".into(),
+                    values: Some(Values::TimestampValues(pb::Int64Values {
+                        values: vec![0, 0],
+                    })),
+                    null_mask: vec![],
+                },
+            ],
+        }),
+        group_by: vec![],
+    };
+    let status = client.compute(retention).await.unwrap_err();
+    assert!(
+        status.message().contains("alice@example.com"),
+        "{}",
+        status.message()
+    );
+    let status = client
+        .compute(request(
+            "test_panics",
+            pb::Table {
+                columns: vec![int_column("value", &[1])],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("misbehaving/src/lib.rs"),
+        "{}",
+        status.message()
+    );
+    let server = tokio::task::spawn_blocking(move || {
+        server.wait_for_log("test_panics");
+        server
+    })
+    .await
+    .unwrap();
+    let logs = server.logs();
+    for line in &logs {
+        let record: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON record: {line}"));
+        assert_ne!(record["fields"]["message"], "forged", "{line}");
+        assert!(line.len() < 4096, "a {} byte log line", line.len());
+        assert!(!line.contains("alice@example.com"), "{line}");
+    }
+}
+
 #[tokio::test]
 async fn survives_a_panicking_plugin() {
     let mut server = Server::start();

@@ -30,6 +30,7 @@ pub use engine::{
     LibraryStatus, MetricResults, PLUGIN_FILE_PREFIX, ResultScalar,
 };
 pub use error::{EngineError, Field, StartupError, Violation};
+pub use mittari_sdk::abi::panic_message;
 pub use mittari_sdk::{
     ColumnSpec, ConfidenceInterval, DataType, MetricDescriptor, OutputSpec, ParamValue,
     ParameterSpec, Range, TableSpec, Warning,

@@ -77,12 +77,44 @@ pub(crate) fn value_from_proto(value: &pb::Value) -> Option<ParamValue> {
     })
 }
 
+/// Longest name (metric, parameter, column) a request may use.
+const MAX_NAME_BYTES: usize = 256;
+
+/// Refuses a name a client sent that is too long or holds control characters, before it can
+/// reach an error message or a log line: a megabyte name is not echoed back, and a newline in
+/// one cannot forge a log line. The field names the kind of name, never the name itself.
+pub(crate) fn check_name(
+    what: &str,
+    field: impl Fn() -> Field,
+    name: &str,
+) -> Result<(), ServiceError> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(invalid(
+            field(),
+            format!(
+                "a {what} name of {} bytes; names are at most {MAX_NAME_BYTES} bytes",
+                name.len()
+            ),
+        ));
+    }
+    if let Some(at) = name.find(char::is_control) {
+        return Err(invalid(
+            field(),
+            format!(
+                "a {what} name with a control character at byte {at}; names are printable text"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn params_from_proto(
     params: &std::collections::HashMap<String, pb::Value>,
 ) -> Result<BTreeMap<String, ParamValue>, ServiceError> {
     params
         .iter()
         .map(|(name, value)| {
+            check_name("parameter", || Field::Input, name)?;
             value_from_proto(value)
                 .map(|v| (name.clone(), v))
                 .ok_or_else(|| {
@@ -337,6 +369,7 @@ pub(crate) fn table_to_batch(table: pb::Table) -> Result<RecordBatch, ServiceErr
         .unwrap_or_default();
     for column in table.columns {
         let name = column.name.clone();
+        check_name("column", || Field::Input, &name)?;
         if name.is_empty() {
             return Err(invalid(
                 Field::Input,

@@ -152,6 +152,17 @@ fn init_logging(format: LogFormat, default_level: &str) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    // A panic of the server's own code becomes a log record in the chosen format, not raw
+    // text on standard error. (Plugins' panics are caught at the boundary and reported as
+    // errors; their own hook records only the location.)
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let message = mittari_engine::panic_message(info.payload());
+        tracing::error!(%location, message, "panic");
+    }));
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

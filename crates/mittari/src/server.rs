@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arrow_array::RecordBatch;
-use mittari_engine::{ComputeRequest, Engine, ParamValue};
+use mittari_engine::{ComputeRequest, Engine, EngineError, Field, ParamValue};
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_server::{MetricService, MetricServiceServer};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::convert;
 use crate::incoming::{self, ConnectionLimits};
@@ -70,21 +70,9 @@ impl MetricServer {
         input: RecordBatch,
         group_by: Vec<String>,
     ) -> Result<pb::ComputeResponse, ServiceError> {
-        let started = Instant::now();
-        let rows = input.num_rows();
-        tracing::debug!(%metric, rows, "computing metric");
-        let request = ComputeRequest::new(metric.clone(), params, input, group_by);
-        let result = self.engine.compute(request).await;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-        match &result {
-            Ok(outcome) => {
-                tracing::info!(%metric, rows, groups = outcome.groups.len(), elapsed_ms, "computed metric")
-            }
-            Err(error) => {
-                tracing::info!(%metric, rows, elapsed_ms, %error, "computation refused or failed")
-            }
-        }
-        let outcome = result?;
+        tracing::debug!(%metric, rows = input.num_rows(), "computing metric");
+        let request = ComputeRequest::new(metric, params, input, group_by);
+        let outcome = self.engine.compute(request).await?;
         let limit = self.limits.max_message_bytes;
         off_runtime(move || {
             let response = convert::outcome_to_proto(outcome);
@@ -104,6 +92,7 @@ impl MetricServer {
     async fn read_stream(
         &self,
         mut stream: Streaming<pb::ComputeStreamRequest>,
+        metric: &mut String,
     ) -> Result<StreamedInput, ServiceError> {
         use pb::compute_stream_request::Message;
         let header = match stream
@@ -120,10 +109,13 @@ impl MetricServer {
                 ));
             }
         };
+        metric.clone_from(&header.metric);
+        check_names(&header.metric, &header.group_by)?;
         let schema: Vec<(String, mittari_engine::DataType)> = header
             .schema
             .iter()
             .map(|c| {
+                convert::check_name("column", || Field::Input, &c.name)?;
                 let data_type = pb::DataType::try_from(c.r#type)
                     .ok()
                     .and_then(convert::data_type_from_proto);
@@ -254,6 +246,7 @@ impl MetricService for MetricServer {
         request: Request<pb::DescribeMetricRequest>,
     ) -> Result<Response<pb::DescribeMetricResponse>, Status> {
         let name = request.into_inner().name;
+        convert::check_name("metric", || Field::Input, &name)?;
         let descriptor = self.engine.describe(&name).map_err(ServiceError::from)?;
         let library = self
             .engine
@@ -270,29 +263,93 @@ impl MetricService for MetricServer {
         &self,
         request: Request<pb::ComputeRequest>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
+        let started = Instant::now();
         let request = request.into_inner();
-        let params = convert::params_from_proto(&request.parameters)?;
-        let table = request.input.unwrap_or_default();
-        let input = off_runtime(move || convert::table_to_batch(table)).await?;
-        let response =
-            MetricServer::compute(self, request.metric, params, input, request.group_by).await?;
-        Ok(Response::new(response))
+        let metric = request.metric.clone();
+        let result = async {
+            check_names(&request.metric, &request.group_by)?;
+            let params = convert::params_from_proto(&request.parameters)?;
+            let table = request.input.unwrap_or_default();
+            let input = off_runtime(move || convert::table_to_batch(table)).await?;
+            MetricServer::compute(self, request.metric, params, input, request.group_by).await
+        }
+        .await;
+        audit("Compute", &metric, started, &result);
+        result.map(Response::new).map_err(Status::from)
     }
 
     async fn compute_stream(
         &self,
         request: Request<Streaming<pb::ComputeStreamRequest>>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
-        let streamed = self.read_stream(request.into_inner()).await?;
-        let response = MetricServer::compute(
-            self,
-            streamed.header.metric,
-            streamed.params,
-            streamed.input,
-            streamed.header.group_by,
-        )
-        .await?;
-        Ok(Response::new(response))
+        let started = Instant::now();
+        let mut metric = String::new();
+        let result = async {
+            let streamed = self.read_stream(request.into_inner(), &mut metric).await?;
+            MetricServer::compute(
+                self,
+                streamed.header.metric,
+                streamed.params,
+                streamed.input,
+                streamed.header.group_by,
+            )
+            .await
+        }
+        .await;
+        audit("ComputeStream", &metric, started, &result);
+        result.map(Response::new).map_err(Status::from)
+    }
+}
+
+/// Refuses request names (metric, group-by columns) that are too long or hold control
+/// characters; parameter and column names are checked where they are decoded.
+fn check_names(metric: &str, group_by: &[String]) -> Result<(), ServiceError> {
+    convert::check_name("metric", || Field::Input, metric)?;
+    for name in group_by {
+        convert::check_name("group-by column", || Field::Input, name)?;
+    }
+    Ok(())
+}
+
+/// One line per computation at info level: the RPC, the metric, the outcome's code, its size
+/// and duration, and for a refusal the fields at fault. Never cell values: error messages may
+/// quote them (a repeated customer id, say), so they are logged at debug only.
+fn audit(
+    rpc: &str,
+    metric: &str,
+    started: Instant,
+    result: &Result<pb::ComputeResponse, ServiceError>,
+) {
+    let metric = user_text(metric);
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    match result {
+        Ok(response) => tracing::info!(
+            rpc,
+            %metric,
+            code = ?Code::Ok,
+            rows = response.rows,
+            groups = response.groups.len(),
+            elapsed_ms,
+            "computed metric"
+        ),
+        Err(error) => {
+            let status = status::to_status(error);
+            let fields: Vec<String> = match error {
+                ServiceError::Engine(EngineError::InvalidArgument { violations }) => {
+                    violations.iter().map(|v| v.field.path()).collect()
+                }
+                _ => Vec::new(),
+            };
+            tracing::info!(
+                rpc,
+                %metric,
+                code = ?status.code(),
+                fields = ?fields,
+                elapsed_ms,
+                "computation refused or failed"
+            );
+            tracing::debug!(rpc, %metric, message = status.message(), "refusal message");
+        }
     }
 }
 

@@ -211,11 +211,38 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Runs `body`, turning a panic into a `Failed` error.
+thread_local! {
+    /// Where the last panic on this thread happened, recorded by the plugin's panic hook.
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Replaces the plugin's panic hook (its own, as a cdylib has its own standard library) with
+/// one that prints nothing and records where the panic happened. Every panic in a plugin
+/// function is caught and becomes an error naming its message and location, which the host
+/// logs as a structured record; the default hook would write raw lines to standard error,
+/// past `--log-format json`. Called by the entry point that [`crate::export_plugin!`]
+/// generates.
+pub fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            PANIC_LOCATION.with(|slot| *slot.borrow_mut() = location);
+        }));
+    });
+}
+
+/// Runs `body`, turning a panic into a `Failed` error with the panic's message and location.
 fn guarded<T>(body: impl FnOnce() -> Result<T, MetricError>) -> Result<T, MetricError> {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        let location = PANIC_LOCATION
+            .with(|slot| slot.borrow_mut().take())
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
         Err(MetricError::failed(format!(
-            "the plugin panicked: {}",
+            "the plugin panicked{location}: {}",
             panic_message(payload.as_ref())
         )))
     })
@@ -420,6 +447,7 @@ macro_rules! export_plugin {
         pub extern "C" fn mittari_plugin_entry() -> *const $crate::abi::PluginVTable {
             static VTABLE: $crate::abi::PluginVTable =
                 $crate::abi::vtable::<__MittariPluginMetrics>();
+            $crate::abi::install_panic_hook();
             &VTABLE
         }
     };
