@@ -812,3 +812,61 @@ fn clv_models_reproduce_the_papers_and_write_every_customer() {
         assert_eq!(names, header, "{model}");
     }
 }
+
+/// The CLI never destroys or misreads data silently: results are not written over the input,
+/// an open quote is an error at its line, a stream of zeros is refused at once, and a server
+/// asked for over https is not sent data in clear text.
+#[test]
+fn the_cli_refuses_what_would_lose_or_leak_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "survey.csv", SURVEY);
+    let link = dir.path().join("link.csv");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    let unbalanced = write(
+        dir.path(),
+        "unbalanced.csv",
+        "score,region\n10,\"north\n9,south\n8,south\n",
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["compute", "nps", "--input", &input, "--output", &input],
+            "is the input file",
+        ),
+        (
+            vec![
+                "compute",
+                "nps",
+                "--input",
+                &input,
+                "--output",
+                link.to_str().unwrap(),
+            ],
+            "is the input file",
+        ),
+        (
+            vec!["compute", "nps", "--input", &unbalanced],
+            "unbalanced.csv: line 2: a quote opens here and is never closed",
+        ),
+        (
+            vec!["compute", "nps", "--input", "/dev/zero"],
+            "/dev/zero: line 1: a NUL byte at byte 0",
+        ),
+        (
+            vec![
+                "compute",
+                "nps",
+                "--input",
+                &input,
+                "--server",
+                "https://127.0.0.1:9",
+            ],
+            "https:// is refused rather than sent in clear text",
+        ),
+    ];
+    for (args, expect) in cases {
+        let (status, _, stderr) = run_cli(&args, dir.path(), &[]);
+        assert!(!status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), SURVEY);
+}

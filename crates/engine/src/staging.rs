@@ -52,8 +52,9 @@ pub(crate) fn stage(original: &Path, dir: &Path) -> Result<Staged, String> {
         // Written under a temporary name and renamed, so a half-written copy is never loaded.
         let mut file = tempfile::NamedTempFile::new_in(dir)
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
+        // No fsync: the copy is loaded from the page cache at once and deleted at exit; it
+        // never needs to survive a crash.
         file.write_all(&bytes)
-            .and_then(|()| file.as_file().sync_all())
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
         file.persist(&path)
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;

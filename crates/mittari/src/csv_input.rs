@@ -51,17 +51,92 @@ struct Column {
 
 /// Pieces smaller than this are not worth a thread.
 const MIN_PIECE_BYTES: usize = 1 << 20;
+/// The header line must end within this many bytes.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+/// The file is read in blocks of this size, each checked before the next is read.
+const READ_BLOCK_BYTES: usize = 8 << 20;
+
+/// Reads the whole input, block by block, refusing what is not CSV text as soon as it shows:
+/// a NUL byte (a binary file, or `/dev/zero`, which would otherwise fill the memory), or a first
+/// line that does not end within [`MAX_HEADER_BYTES`].
+fn read_text(mut reader: impl Read, source: &str) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut header_ends = false;
+    loop {
+        let start = bytes.len();
+        bytes.resize(start + READ_BLOCK_BYTES, 0);
+        let read = loop {
+            match reader.read(&mut bytes[start..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                result => break result,
+            }
+        }
+        .with_context(|| format!("{source}: cannot read the file"))?;
+        bytes.truncate(start + read);
+        if read == 0 {
+            return Ok(bytes);
+        }
+        let block = &bytes[start..];
+        if let Some(at) = block.iter().position(|&b| b == 0) {
+            let offset = start + at;
+            let line = 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
+            bail!(
+                "{source}: line {line}: a NUL byte at byte {offset}; this is not a CSV text file"
+            );
+        }
+        header_ends = header_ends || block.contains(&b'\n');
+        if !header_ends && bytes.len() > MAX_HEADER_BYTES {
+            bail!(
+                "{source}: line 1: the header line is longer than {MAX_HEADER_BYTES} bytes; this is not a CSV file with a header line"
+            );
+        }
+    }
+}
+
+/// The line where a quoted cell opens that never closes, if any: the csv parser would
+/// otherwise read the rest of the file as that one cell and silently lose its rows. Follows
+/// the parser's rules: a quote quotes only at the start of a cell, `""` inside a quoted cell is
+/// a quote, and a quote elsewhere is text.
+fn unclosed_quote(bytes: &[u8]) -> Option<u64> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        CellStart,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let (mut state, mut line, mut opened_at) = (State::CellStart, 1, 0);
+    for &b in bytes {
+        if b == b'\n' {
+            line += 1;
+        }
+        state = match (state, b) {
+            (State::CellStart, b'"') => {
+                opened_at = line;
+                State::Quoted
+            }
+            (State::Quoted, b'"') => State::QuoteInQuoted,
+            (State::Quoted, _) => State::Quoted,
+            (State::QuoteInQuoted, b'"') => State::Quoted,
+            (_, b',' | b'\n') => State::CellStart,
+            _ => State::Unquoted,
+        };
+    }
+    (state == State::Quoted).then_some(opened_at)
+}
 
 fn read_from(
-    mut reader: impl Read,
+    reader: impl Read,
     source: &str,
     descriptor: &MetricDescriptor,
     group_by: &[String],
 ) -> anyhow::Result<CsvInput> {
-    let mut bytes = Vec::new();
-    reader
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("{source}: cannot read the file"))?;
+    let bytes = read_text(reader, source)?;
+    if let Some(line) = unclosed_quote(&bytes) {
+        bail!(
+            "{source}: line {line}: a quote opens here and is never closed; close it, or double a quote inside a quoted cell (\"\")"
+        );
+    }
     let mut header_reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(bytes.as_slice());
@@ -108,6 +183,8 @@ fn read_from(
     let parsed = parsed
         .into_iter()
         .collect::<anyhow::Result<Vec<Parsed>>>()?;
+    // The text is parsed: free it before the columns are assembled.
+    drop(bytes);
 
     let lines: Vec<u64> = parsed
         .iter()
@@ -116,9 +193,14 @@ fn read_from(
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for (i, column) in columns.iter().enumerate() {
-        let parts: Vec<&dyn Array> = parsed.iter().map(|p| p.arrays[i].as_ref()).collect();
-        let mut array = arrow_select::concat::concat(&parts)
-            .with_context(|| format!("{source}: cannot assemble column {}", column.name))?;
+        let mut array = match parsed.as_slice() {
+            [one] => Arc::clone(&one.arrays[i]),
+            _ => {
+                let parts: Vec<&dyn Array> = parsed.iter().map(|p| p.arrays[i].as_ref()).collect();
+                arrow_select::concat::concat(&parts)
+                    .with_context(|| format!("{source}: cannot assemble column {}", column.name))?
+            }
+        };
         if column.inferred {
             array = integers_if_all_are(array);
         }
@@ -418,6 +500,41 @@ mod tests {
             &[],
             Err("in.csv: line 3: column score: \"1\\n0\" is not an integer"),
         );
+        // A quote left open would swallow the rest of the file into one cell.
+        check(
+            "score,region\n10,\"north\n9,south\n8,east\n",
+            &["region"],
+            Err("in.csv: line 2: a quote opens here and is never closed"),
+        );
+        // Quotes that close, doubled quotes inside a quoted cell and a quote inside an
+        // unquoted cell are all fine.
+        check(
+            "score,region\n10,\"a \"\"b\"\" c\"\n9,12\" pizza\n",
+            &["region"],
+            Ok(&[
+                ("score", DataType::Int64, 0),
+                ("region", DataType::String, 0),
+            ]),
+        );
+        // Binary data is refused at its first NUL byte, before the rest is read.
+        check(
+            "score\n1\n\0\0\0",
+            &[],
+            Err("in.csv: line 3: a NUL byte at byte 8"),
+        );
+    }
+
+    #[test]
+    fn an_endless_input_is_refused_early() {
+        let endless = std::io::repeat(b'x');
+        let error = read_from(endless, "/dev/x", &descriptor(), &[]).unwrap_err();
+        assert!(
+            error.to_string().contains("the header line is longer than"),
+            "{error}"
+        );
+        let zeros = std::io::repeat(0);
+        let error = read_from(zeros, "/dev/zero", &descriptor(), &[]).unwrap_err();
+        assert!(error.to_string().contains("NUL byte at byte 0"), "{error}");
     }
 
     /// A file big enough to be cut into pieces parses to the same rows, in order, with the

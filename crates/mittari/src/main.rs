@@ -235,6 +235,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             if let Some(path) = &output {
                 output::check_path(path)?;
+                if same_file(path, &input) {
+                    bail!(
+                        "--output {} is the input file; writing results there would destroy the data: choose another file",
+                        path.display()
+                    );
+                }
             }
             let rt = runtime()?;
             // A lazily connecting channel needs the runtime's reactor when it is made.
@@ -291,6 +297,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Format::Csv => render::csv(&response),
             })
         }
+    }
+}
+
+/// Whether two paths name one existing file (the same path, a symlink or a hard link to it).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok()
     }
 }
 
@@ -396,6 +418,12 @@ impl Backend {
     fn new(config: Option<&Path>, server: Option<&str>) -> anyhow::Result<Backend> {
         match server {
             Some(url) => {
+                // Never send data in clear text to a server the user asked to reach over TLS.
+                if !url.starts_with("http://") {
+                    bail!(
+                        "--server {url:?}: only http:// servers can be reached; this build has no TLS client, so https:// is refused rather than sent in clear text (use http:// on a trusted network, or a TLS-terminating proxy)"
+                    );
+                }
                 let endpoint = Channel::from_shared(url.to_owned())
                     .with_context(|| format!("invalid server url {url:?}"))?;
                 let client = MetricServiceClient::new(endpoint.connect_lazy())
@@ -523,18 +551,21 @@ impl Backend {
                     schema,
                 };
                 use pb::compute_stream_request::Message;
-                let mut messages = vec![pb::ComputeStreamRequest {
+                let header = pb::ComputeStreamRequest {
                     message: Some(Message::Header(header)),
-                }];
-                let mut offset = 0;
-                while offset < batch.num_rows() {
-                    let len = chunk_rows.min(batch.num_rows() - offset);
-                    let chunk = convert::batch_to_table(&batch.slice(offset, len));
-                    messages.push(pb::ComputeStreamRequest {
-                        message: Some(Message::Chunk(chunk)),
-                    });
-                    offset += len;
-                }
+                };
+                // Chunks are encoded as they are sent, not all before: the input is held once,
+                // as Arrow, not a second time as protobuf.
+                let rows = batch.num_rows();
+                let chunks = (0..rows).step_by(chunk_rows).map(move |offset| {
+                    let len = chunk_rows.min(rows - offset);
+                    pb::ComputeStreamRequest {
+                        message: Some(Message::Chunk(convert::batch_to_table(
+                            &batch.slice(offset, len),
+                        ))),
+                    }
+                });
+                let messages = std::iter::once(header).chain(chunks);
                 let response = client.compute_stream(tokio_stream::iter(messages)).await;
                 Ok(response
                     .map_err(|s| Self::connection_error(url, s))?
