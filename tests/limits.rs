@@ -157,6 +157,7 @@ async fn groups_and_responses_are_bounded() {
         status.message()
     );
     // Allowed groups whose results exceed a message: RESOURCE_EXHAUSTED, not a transport error.
+    // (Before that, more rows or text than allowed is refused by its own key.)
     let status = refused(client.compute(grouped(1000)).await);
     assert_eq!(
         status.code(),
@@ -169,6 +170,32 @@ async fn groups_and_responses_are_bounded() {
         "{}",
         status.message()
     );
+}
+
+#[tokio::test]
+async fn rows_and_text_per_request_are_bounded() {
+    let server = start(&[
+        ("MITTARI__SERVER__MAX_ROWS", "1000"),
+        ("MITTARI__SERVER__MAX_STRING_BYTES", "4000"),
+    ]);
+    let mut client = server.client().await;
+    let survey = |rows: usize, id_bytes: usize| pb::ComputeRequest {
+        metric: "nps".into(),
+        parameters: HashMap::new(),
+        input: Some(pb::Table {
+            columns: vec![
+                scores(vec![9; rows]),
+                regions((0..rows).map(|i| format!("{i:0id_bytes$}")).collect()),
+            ],
+        }),
+        group_by: vec![],
+    };
+    for (rows, id_bytes, key) in [(1001, 1, "server.max_rows"), (500, 10, "server.max_string_bytes")] {
+        let status = refused(client.compute(survey(rows, id_bytes)).await);
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(status.message().contains(key), "{}", status.message());
+    }
+    assert!(client.compute(survey(1000, 4)).await.is_ok());
 }
 
 /// Messages tonic refuses before a handler runs get the codes gRPC clients expect.

@@ -98,6 +98,8 @@ fn bundled_engine() -> Engine {
         max_queued_computations: 1,
         light_request_max_rows: 0,
         max_groups: 1,
+        max_rows: 1,
+        max_string_bytes: 1,
     })
     .expect("load the bundled plugins")
 }

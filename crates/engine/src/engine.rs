@@ -58,6 +58,10 @@ pub struct EngineConfig {
     pub light_request_max_rows: usize,
     /// Groups one request may form with group-by; more are refused before any is computed.
     pub max_groups: usize,
+    /// Rows one request may have.
+    pub max_rows: usize,
+    /// Bytes of string data (all string cells together) one request may have.
+    pub max_string_bytes: usize,
 }
 
 /// One computation to run.
@@ -167,6 +171,8 @@ pub struct Engine {
     limiter: Limiter,
     light_request_max_rows: usize,
     max_groups: usize,
+    max_rows: usize,
+    max_string_bytes: usize,
 }
 
 impl Engine {
@@ -262,6 +268,8 @@ impl Engine {
             limiter,
             light_request_max_rows: config.light_request_max_rows,
             max_groups: config.max_groups,
+            max_rows: config.max_rows,
+            max_string_bytes: config.max_string_bytes,
         })
     }
 
@@ -323,6 +331,36 @@ impl Engine {
         }
     }
 
+    /// Refuses an input larger than the configured bounds, naming the bound and its key.
+    fn check_size(&self, input: &RecordBatch) -> Result<(), EngineError> {
+        let rows = input.num_rows();
+        if rows > self.max_rows {
+            return Err(EngineError::invalid(
+                Field::Input,
+                format!(
+                    "the input has {rows} rows, more than this server computes in one request ({}, server.max_rows); split it, or aggregate first",
+                    self.max_rows
+                ),
+            ));
+        }
+        let string_bytes: usize = input
+            .columns()
+            .iter()
+            .filter_map(|c| c.as_string_opt::<i32>())
+            .map(|s| s.value_data().len())
+            .sum();
+        if string_bytes > self.max_string_bytes {
+            return Err(EngineError::invalid(
+                Field::Input,
+                format!(
+                    "the input has {string_bytes} bytes of text, more than this server accepts in one request ({}, server.max_string_bytes); send shorter ids, or split the input",
+                    self.max_string_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The lane a request runs in: heavy when its metric is declared expensive or its input
     /// has more than `light_request_max_rows` rows.
     pub fn lane(&self, request: &ComputeRequest) -> Result<Lane, EngineError> {
@@ -347,8 +385,9 @@ impl Engine {
         self: &Arc<Self>,
         request: ComputeRequest,
     ) -> Result<ComputeOutcome, EngineError> {
-        // Unknown metrics are refused before queueing: no reason to wait for a permit.
+        // Unknown metrics and oversize inputs are refused before queueing.
         let lane = self.lane(&request)?;
+        self.check_size(&request.input)?;
         let permit = self.limiter.acquire(lane).await?;
         let engine = Arc::clone(self);
         let metric = request.metric.clone();
@@ -374,6 +413,7 @@ impl Engine {
 
     /// Runs a computation on the calling thread. Group-by fans out over the rayon pool.
     pub fn compute_blocking(&self, request: ComputeRequest) -> Result<ComputeOutcome, EngineError> {
+        self.check_size(&request.input)?;
         self.compute_blocking_in(request, Lane::Heavy)
     }
 

@@ -44,6 +44,10 @@ pub(crate) struct ServerSettings {
     pub(crate) light_request_max_rows: usize,
     /// Groups one request may form with group-by.
     pub(crate) max_groups: usize,
+    /// Rows one request may have.
+    pub(crate) max_rows: usize,
+    /// Bytes of string data one request may have.
+    pub(crate) max_string_bytes: usize,
     /// Input bytes all `ComputeStream` calls together may hold in memory at once.
     pub(crate) max_buffered_stream_bytes: u64,
     /// Open connections at most; more are closed as they arrive.
@@ -66,6 +70,8 @@ impl Default for ServerSettings {
             shutdown_grace_seconds: 30,
             light_request_max_rows: 10_000,
             max_groups: 100_000,
+            max_rows: 200_000_000,
+            max_string_bytes: 2 * 1024 * 1024 * 1024,
             max_buffered_stream_bytes: 1024 * 1024 * 1024,
             // Below the usual 1 024 file descriptors, with room for plugins and files.
             max_connections: 512,
@@ -211,6 +217,8 @@ impl Settings {
             max_queued_computations: self.server.max_queued_computations,
             light_request_max_rows: self.server.light_request_max_rows,
             max_groups: self.server.max_groups,
+            max_rows: self.server.max_rows,
+            max_string_bytes: self.server.max_string_bytes,
         })
     }
 }
