@@ -190,7 +190,10 @@ async fn rows_and_text_per_request_are_bounded() {
         }),
         group_by: vec![],
     };
-    for (rows, id_bytes, key) in [(1001, 1, "server.max_rows"), (500, 10, "server.max_string_bytes")] {
+    for (rows, id_bytes, key) in [
+        (1001, 1, "server.max_rows"),
+        (500, 10, "server.max_string_bytes"),
+    ] {
         let status = refused(client.compute(survey(rows, id_bytes)).await);
         assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
         assert!(status.message().contains(key), "{}", status.message());

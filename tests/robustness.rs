@@ -169,44 +169,40 @@ fn tail(logs: &[String]) -> String {
     logs[logs.len().saturating_sub(10)..].join("\n")
 }
 
-fn ints(name: &str, values: &[i64]) -> pb::Column {
+fn column(name: &str, values: pb::column::Values) -> pb::Column {
     pb::Column {
         name: name.to_owned(),
-        values: Some(pb::column::Values::Int64Values(pb::Int64Values {
-            values: values.to_vec(),
-        })),
+        values: Some(values),
         null_mask: Vec::new(),
     }
+}
+
+fn ints(name: &str, values: &[i64]) -> pb::Column {
+    let values = pb::Int64Values {
+        values: values.to_vec(),
+    };
+    column(name, pb::column::Values::Int64Values(values))
 }
 
 fn doubles(name: &str, values: &[f64]) -> pb::Column {
-    pb::Column {
-        name: name.to_owned(),
-        values: Some(pb::column::Values::DoubleValues(pb::DoubleValues {
-            values: values.to_vec(),
-        })),
-        null_mask: Vec::new(),
-    }
+    let values = pb::DoubleValues {
+        values: values.to_vec(),
+    };
+    column(name, pb::column::Values::DoubleValues(values))
 }
 
 fn timestamps(name: &str, values: &[i64]) -> pb::Column {
-    pb::Column {
-        name: name.to_owned(),
-        values: Some(pb::column::Values::TimestampValues(pb::Int64Values {
-            values: values.to_vec(),
-        })),
-        null_mask: Vec::new(),
-    }
+    let values = pb::Int64Values {
+        values: values.to_vec(),
+    };
+    column(name, pb::column::Values::TimestampValues(values))
 }
 
 fn strings(name: &str, values: &[&str]) -> pb::Column {
-    pb::Column {
-        name: name.to_owned(),
-        values: Some(pb::column::Values::StringValues(pb::StringValues {
-            values: values.iter().map(|s| s.to_string()).collect(),
-        })),
-        null_mask: Vec::new(),
-    }
+    let values = pb::StringValues {
+        values: values.iter().map(|s| s.to_string()).collect(),
+    };
+    column(name, pb::column::Values::StringValues(values))
 }
 
 const MONTH: i64 = 30 * 86_400 * 1_000_000;

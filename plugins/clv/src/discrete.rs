@@ -14,8 +14,9 @@ use crate::predictive::{check_converged, curve_table, fit_error, rank, with_erro
 /// transaction, so this bounds the work per customer.
 const MAX_PERIODS: f64 = 100_000.0;
 /// Terms of one likelihood evaluation over all distinct histories (see
-/// `bgbb::likelihood_terms`): a whole fit at this bound takes about 1.4 s on one core
-/// (measured: 2.7 s for twice as many terms, 10 histories of 100 000 opportunities).
+/// `bgbb::likelihood_terms`). A fit at this bound takes seconds on one core (measured: 2.7 CPU-s
+/// for 5 histories of 100 000 opportunities, release build); it runs in the heavy lane and
+/// stops when cancelled.
 const MAX_LIKELIHOOD_TERMS: f64 = 500_000.0;
 
 struct Row {
