@@ -757,6 +757,41 @@ fn plugin_libraries_are_confined_to_the_plugin_directory() {
     );
 }
 
+/// Out of file descriptors, the accept loop backs off instead of spinning, says why, and
+/// serves again once descriptors are free.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let server = Server::start_with_open_files(
+        &[("mittari_plugin_nps", "mittari_plugin_nps")],
+        &[("MITTARI__SERVER__HANDSHAKE_TIMEOUT_SECONDS", "1")],
+        64,
+    );
+    let idle: Vec<std::net::TcpStream> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(server.addr).ok())
+        .collect();
+    let server = tokio::task::spawn_blocking(move || {
+        server.wait_for_log("cannot accept connections; backing off");
+        server
+    })
+    .await
+    .unwrap();
+    let before = server.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = server.cpu_seconds() - before;
+    assert!(spent < 0.5, "the accept loop used {spent:.2} CPU-s in 2 s");
+    drop(idle);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut health = HealthClient::new(server.channel().await);
+    health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn refuses_bad_libraries_and_serves_the_rest() {
     let server = Server::start_with(

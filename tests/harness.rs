@@ -135,23 +135,38 @@ impl Server {
         env: &[(&str, &str)],
         address_space: Option<u64>,
     ) -> Server {
-        Self::start_in_limited(plugin_dir(plugins), env, address_space)
+        let limits = ProcessLimits {
+            address_space,
+            open_files: None,
+        };
+        Self::start_in_limited(plugin_dir(plugins), env, limits)
+    }
+
+    /// Starts a server that may hold at most `open_files` file descriptors (`RLIMIT_NOFILE`).
+    pub fn start_with_open_files(
+        plugins: &[(&str, &str)],
+        env: &[(&str, &str)],
+        open_files: u64,
+    ) -> Server {
+        let limits = ProcessLimits {
+            address_space: None,
+            open_files: Some(open_files),
+        };
+        Self::start_in_limited(plugin_dir(plugins), env, limits)
     }
 
     /// Starts a server on a plugin directory the caller prepared.
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
-        Self::start_in_limited(dir, env, None)
+        Self::start_in_limited(dir, env, ProcessLimits::default())
     }
 
     fn start_in_limited(
         dir: tempfile::TempDir,
         env: &[(&str, &str)],
-        address_space: Option<u64>,
+        limits: ProcessLimits,
     ) -> Server {
         let mut command = serve_command(dir.path(), env);
-        if let Some(limit) = address_space {
-            limit_address_space(&mut command, limit);
-        }
+        limit_process(&mut command, limits);
         command.args(["--log-format", "json"]);
         let mut child = command.spawn().expect("spawn mittari serve");
         let stderr = child.stderr.take().expect("stderr piped");
@@ -265,30 +280,50 @@ impl Drop for Server {
     }
 }
 
+/// Resource limits for a server process.
+#[derive(Debug, Default, Clone, Copy)]
+struct ProcessLimits {
+    address_space: Option<u64>,
+    open_files: Option<u64>,
+}
+
 #[cfg(unix)]
-fn limit_address_space(command: &mut Command, bytes: u64) {
+fn limit_process(command: &mut Command, limits: ProcessLimits) {
     use std::os::unix::process::CommandExt as _;
-    // glibc reserves 64 MiB of address space per malloc arena; a few arenas keep the limit
-    // about memory actually used rather than about thread count.
-    command.env("MALLOC_ARENA_MAX", "2");
-    let limit = libc::rlimit {
-        rlim_cur: bytes as libc::rlim_t,
-        rlim_max: bytes as libc::rlim_t,
+    if limits.address_space.is_some() {
+        // glibc reserves 64 MiB of address space per malloc arena; a few arenas keep the limit
+        // about memory actually used rather than about thread count.
+        command.env("MALLOC_ARENA_MAX", "2");
+    }
+    let rlimit = |value: u64| libc::rlimit {
+        rlim_cur: value as libc::rlim_t,
+        rlim_max: value as libc::rlim_t,
     };
+    let set: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = [
+        limits.address_space.map(|v| (libc::RLIMIT_AS, rlimit(v))),
+        limits.open_files.map(|v| (libc::RLIMIT_NOFILE, rlimit(v))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if set.is_empty() {
+        return;
+    }
     // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(move || {
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
+            for (resource, limit) in &set {
+                if libc::setrlimit(*resource, limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
+            Ok(())
         });
     }
 }
 
 #[cfg(not(unix))]
-fn limit_address_space(_command: &mut Command, _bytes: u64) {}
+fn limit_process(_command: &mut Command, _limits: ProcessLimits) {}
 
 /// The address of a `listening` JSON log line.
 fn listening_addr(line: &str) -> Option<SocketAddr> {
