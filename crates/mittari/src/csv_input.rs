@@ -4,10 +4,16 @@
 //! does not declare are int64 when every cell is an integer, string otherwise; other columns are
 //! not sent. An empty cell is null. A bad cell is an error naming the file, line and column.
 //!
-//! Reading is often the largest part of a whole `compute` on a big file, so a file without a
-//! single quote character, whose records are then exactly its lines, is cut at line ends and
-//! its pieces parsed in parallel. A file with quotes is parsed in one piece, because a quoted
-//! cell may hold a line end.
+//! The file is read in blocks of whole records (about 32 MiB of text at a time, quotes
+//! followed across blocks), so its text is never held whole: what stays is the Arrow columns,
+//! grown block by block. Reading is often the largest part of a whole `compute` on a big file,
+//! so a block without a single quote character, whose records are then exactly its lines, is
+//! cut at line ends and its pieces parsed in parallel; a block with quotes is parsed in one
+//! piece, because a quoted cell may hold a line end.
+//!
+//! What is not CSV text is refused as soon as it shows (a NUL byte, a header line or a record
+//! that never ends, a quote that is never closed), so `/dev/zero` or a binary file ends with a
+//! clear error instead of filling the memory.
 
 use std::io::Read;
 use std::path::Path;
@@ -53,76 +59,206 @@ struct Column {
 const MIN_PIECE_BYTES: usize = 1 << 20;
 /// The header line must end within this many bytes.
 const MAX_HEADER_BYTES: usize = 1 << 20;
-/// The file is read in blocks of this size, each checked before the next is read.
-const READ_BLOCK_BYTES: usize = 8 << 20;
+/// The file is read and parsed in blocks of about this size: the text in memory at once.
+#[cfg(not(test))]
+const BLOCK_BYTES: usize = 32 << 20;
+/// Small blocks in tests, so that every test file crosses block boundaries.
+#[cfg(test)]
+const BLOCK_BYTES: usize = 4096;
+/// A single record may not be longer than this (a quote left open would otherwise grow one
+/// record over the whole file).
+const MAX_RECORD_BYTES: usize = 64 << 20;
 
-/// Reads the whole input, block by block, refusing what is not CSV text as soon as it shows:
-/// a NUL byte (a binary file, or `/dev/zero`, which would otherwise fill the memory), or a first
-/// line that does not end within [`MAX_HEADER_BYTES`].
-fn read_text(mut reader: impl Read, source: &str) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    let mut header_ends = false;
-    loop {
-        let start = bytes.len();
-        bytes.resize(start + READ_BLOCK_BYTES, 0);
+/// Cuts a byte stream into blocks of whole records, following quotes across blocks, and
+/// refuses what is not CSV text as soon as it shows: a NUL byte (a binary file, or
+/// `/dev/zero`), a header line that does not end within [`MAX_HEADER_BYTES`], a record longer
+/// than [`MAX_RECORD_BYTES`], and a quote that opens a cell and never closes.
+struct Blocks<R> {
+    reader: R,
+    source: String,
+    /// Bytes read and not yet handed out: the start of an unfinished record.
+    pending: Vec<u8>,
+    /// Where the quote scan of `pending` stopped, and the state there.
+    scanned: usize,
+    quotes: Quotes,
+    /// End of the last whole record in `pending`, and the line after it.
+    boundary: usize,
+    boundary_line: u64,
+    /// End of the first record of the input (the header), and the line after it.
+    header_end: Option<(usize, u64)>,
+    /// The file line `pending` starts on, and bytes handed out before it.
+    first_line: u64,
+    consumed: u64,
+    done: bool,
+}
+
+/// The csv parser's quoting, byte by byte: a quote quotes only at the start of a cell, `""`
+/// inside a quoted cell is a quote, and a quote elsewhere is text.
+#[derive(Debug, Clone, Copy)]
+struct Quotes {
+    state: QuoteState,
+    line: u64,
+    opened_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum QuoteState {
+    CellStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+impl<R: Read> Blocks<R> {
+    fn new(reader: R, source: &str) -> Self {
+        Blocks {
+            reader,
+            source: source.to_owned(),
+            pending: Vec::new(),
+            scanned: 0,
+            quotes: Quotes {
+                state: QuoteState::CellStart,
+                line: 1,
+                opened_at: 0,
+            },
+            boundary: 0,
+            boundary_line: 1,
+            header_end: None,
+            first_line: 1,
+            consumed: 0,
+            done: false,
+        }
+    }
+
+    /// Reads at most `BLOCK_BYTES` more; false at the end of the input.
+    fn fill(&mut self) -> anyhow::Result<bool> {
+        let source = &self.source;
+        let start = self.pending.len();
+        self.pending.resize(start + BLOCK_BYTES, 0);
         let read = loop {
-            match reader.read(&mut bytes[start..]) {
+            match self.reader.read(&mut self.pending[start..]) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 result => break result,
             }
         }
         .with_context(|| format!("{source}: cannot read the file"))?;
-        bytes.truncate(start + read);
-        if read == 0 {
-            return Ok(bytes);
-        }
-        let block = &bytes[start..];
-        if let Some(at) = block.iter().position(|&b| b == 0) {
-            let offset = start + at;
-            let line = 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
+        self.pending.truncate(start + read);
+        if let Some(at) = self.pending[start..].iter().position(|&b| b == 0) {
+            let line = self.quotes.line
+                + self.pending[self.scanned..start + at]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count() as u64;
+            let offset = self.consumed + (start + at) as u64;
             bail!(
                 "{source}: line {line}: a NUL byte at byte {offset}; this is not a CSV text file"
             );
         }
-        header_ends = header_ends || block.contains(&b'\n');
-        if !header_ends && bytes.len() > MAX_HEADER_BYTES {
-            bail!(
-                "{source}: line 1: the header line is longer than {MAX_HEADER_BYTES} bytes; this is not a CSV file with a header line"
-            );
-        }
-    }
-}
-
-/// The line where a quoted cell opens that never closes, if any: the csv parser would
-/// otherwise read the rest of the file as that one cell and silently lose its rows. Follows
-/// the parser's rules: a quote quotes only at the start of a cell, `""` inside a quoted cell is
-/// a quote, and a quote elsewhere is text.
-fn unclosed_quote(bytes: &[u8]) -> Option<u64> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        CellStart,
-        Unquoted,
-        Quoted,
-        QuoteInQuoted,
-    }
-    let (mut state, mut line, mut opened_at) = (State::CellStart, 1, 0);
-    for &b in bytes {
-        if b == b'\n' {
-            line += 1;
-        }
-        state = match (state, b) {
-            (State::CellStart, b'"') => {
-                opened_at = line;
-                State::Quoted
+        let new = &self.pending[self.scanned..];
+        let quoting = matches!(
+            self.quotes.state,
+            QuoteState::Quoted | QuoteState::QuoteInQuoted
+        );
+        if !quoting && !new.contains(&b'"') {
+            // No quotes: records end at line ends, and the scan is a count of them.
+            let q = &mut self.quotes;
+            let start_line = q.line;
+            q.line += new.iter().filter(|&&b| b == b'\n').count() as u64;
+            if let Some(last) = new.iter().rposition(|&b| b == b'\n') {
+                self.boundary = self.scanned + last + 1;
+                self.boundary_line = q.line;
+                if self.header_end.is_none() && self.consumed == 0 {
+                    let first = new.iter().position(|&b| b == b'\n').unwrap_or(last);
+                    self.header_end = Some((self.scanned + first + 1, start_line + 1));
+                }
             }
-            (State::Quoted, b'"') => State::QuoteInQuoted,
-            (State::Quoted, _) => State::Quoted,
-            (State::QuoteInQuoted, b'"') => State::Quoted,
-            (_, b',' | b'\n') => State::CellStart,
-            _ => State::Unquoted,
-        };
+            if let Some(&last) = new.last() {
+                q.state = match last {
+                    b'\n' | b',' => QuoteState::CellStart,
+                    _ => QuoteState::Unquoted,
+                };
+            }
+            self.scanned = self.pending.len();
+            return Ok(read > 0);
+        }
+        for (i, &b) in self.pending[self.scanned..].iter().enumerate() {
+            let q = &mut self.quotes;
+            if b == b'\n' {
+                q.line += 1;
+            }
+            q.state = match (q.state, b) {
+                (QuoteState::CellStart, b'"') => {
+                    q.opened_at = q.line;
+                    QuoteState::Quoted
+                }
+                (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
+                (QuoteState::Quoted, _) => QuoteState::Quoted,
+                (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
+                (_, b',' | b'\n') => QuoteState::CellStart,
+                _ => QuoteState::Unquoted,
+            };
+            if b == b'\n' && q.state == QuoteState::CellStart {
+                self.boundary = self.scanned + i + 1;
+                self.boundary_line = q.line;
+                if self.header_end.is_none() && self.consumed == 0 {
+                    self.header_end = Some((self.boundary, q.line));
+                }
+            }
+        }
+        self.scanned = self.pending.len();
+        Ok(read > 0)
     }
-    (state == State::Quoted).then_some(opened_at)
+
+    /// The header line, as the text it is in (the header record and what follows it).
+    fn header(&mut self) -> anyhow::Result<()> {
+        while self.header_end.is_none() && !self.done {
+            if self.pending.len() > MAX_HEADER_BYTES {
+                bail!(
+                    "{}: line 1: the header line is longer than {MAX_HEADER_BYTES} bytes; this is not a CSV file with a header line",
+                    self.source
+                );
+            }
+            self.done = !self.fill()?;
+        }
+        Ok(())
+    }
+
+    /// The next block of whole records and the file line it starts on; `None` at the end.
+    fn next_block(&mut self) -> anyhow::Result<Option<(Vec<u8>, u64)>> {
+        while !self.done && self.boundary < BLOCK_BYTES {
+            if self.pending.len() - self.boundary > MAX_RECORD_BYTES {
+                bail!(
+                    "{}: line {}: a record longer than {MAX_RECORD_BYTES} bytes; is a quote left open?",
+                    self.source,
+                    self.boundary_line
+                );
+            }
+            self.done = !self.fill()?;
+        }
+        if self.done {
+            if self.quotes.state == QuoteState::Quoted {
+                bail!(
+                    "{}: line {}: a quote opens here and is never closed; close it, or double a quote inside a quoted cell (\"\")",
+                    self.source,
+                    self.quotes.opened_at
+                );
+            }
+            // The last record may lack a line end.
+            self.boundary = self.pending.len();
+            self.boundary_line = self.quotes.line;
+        }
+        if self.boundary == 0 {
+            return Ok(None);
+        }
+        let rest = self.pending.split_off(self.boundary);
+        let block = std::mem::replace(&mut self.pending, rest);
+        let first_line = self.first_line;
+        self.consumed += block.len() as u64;
+        self.first_line = self.boundary_line;
+        self.scanned -= self.boundary;
+        self.boundary = 0;
+        Ok(Some((block, first_line)))
+    }
 }
 
 fn read_from(
@@ -131,19 +267,20 @@ fn read_from(
     descriptor: &MetricDescriptor,
     group_by: &[String],
 ) -> anyhow::Result<CsvInput> {
-    let bytes = read_text(reader, source)?;
-    if let Some(line) = unclosed_quote(&bytes) {
-        bail!(
-            "{source}: line {line}: a quote opens here and is never closed; close it, or double a quote inside a quoted cell (\"\")"
-        );
-    }
+    let mut blocks = Blocks::new(reader, source);
+    blocks.header()?;
+    // The header is the first record; the body starts on the line after it.
+    let (header_end, body_line) = blocks
+        .header_end
+        .unwrap_or((blocks.pending.len(), blocks.quotes.line + 1));
     let mut header_reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_reader(bytes.as_slice());
+        .from_reader(&blocks.pending[..header_end]);
     let headers = header_reader
         .headers()
         .with_context(|| format!("{source}: cannot read the header line"))?
         .clone();
+    drop(header_reader);
     for (i, name) in headers.iter().enumerate() {
         if headers.iter().take(i).any(|h| h == name) {
             bail!("{source}: line 1: column {name} appears twice in the header");
@@ -167,40 +304,37 @@ fn read_from(
             });
         }
     }
-    let position = header_reader.position();
-    let body = &bytes[(position.byte() as usize).min(bytes.len())..];
-    let pieces = pieces(body, position.line());
     let shape = FileShape {
         source,
         columns: &columns,
         width: headers.len(),
     };
-    let parsed: Vec<anyhow::Result<Parsed>> = pieces
-        .into_par_iter()
-        .map(|(piece, first_line)| shape.parse(piece, first_line))
-        .collect();
-    // The first bad line of the file, whichever piece it is in.
-    let parsed = parsed
-        .into_iter()
-        .collect::<anyhow::Result<Vec<Parsed>>>()?;
-    // The text is parsed: free it before the columns are assembled.
-    drop(bytes);
-
-    let lines: Vec<u64> = parsed
-        .iter()
-        .flat_map(|p| p.lines.iter().copied())
-        .collect();
+    let mut cells: Vec<Cells> = columns.iter().map(|c| Cells::new(c.data_type, 0)).collect();
+    let mut lines: Vec<u64> = Vec::new();
+    let mut header_pending = true;
+    while let Some((block, first_line)) = blocks.next_block()? {
+        let (body, first_line) = if std::mem::take(&mut header_pending) {
+            (&block[header_end.min(block.len())..], body_line)
+        } else {
+            (&block[..], first_line)
+        };
+        let parsed: Vec<anyhow::Result<Parsed>> = pieces(body, first_line)
+            .into_par_iter()
+            .map(|(piece, first_line)| shape.parse(piece, first_line))
+            .collect();
+        // The first bad line of the block, whichever piece it is in.
+        for part in parsed {
+            let part = part?;
+            for (cells, array) in cells.iter_mut().zip(&part.arrays) {
+                cells.append(array)?;
+            }
+            lines.extend_from_slice(&part.lines);
+        }
+    }
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
-    for (i, column) in columns.iter().enumerate() {
-        let mut array = match parsed.as_slice() {
-            [one] => Arc::clone(&one.arrays[i]),
-            _ => {
-                let parts: Vec<&dyn Array> = parsed.iter().map(|p| p.arrays[i].as_ref()).collect();
-                arrow_select::concat::concat(&parts)
-                    .with_context(|| format!("{source}: cannot assemble column {}", column.name))?
-            }
-        };
+    for (column, cells) in columns.iter().zip(cells) {
+        let mut array = cells.finish();
         if column.inferred {
             array = integers_if_all_are(array);
         }
@@ -348,9 +482,9 @@ impl Cells {
             DataType::Double => Cells::Double(Float64Builder::with_capacity(rows)),
             DataType::String => Cells::String(StringBuilder::with_capacity(rows, rows * 8)),
             DataType::Bool => Cells::Bool(BooleanBuilder::with_capacity(rows)),
-            DataType::Timestamp => {
-                Cells::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows))
-            }
+            DataType::Timestamp => Cells::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            ),
         }
     }
 
@@ -397,13 +531,29 @@ impl Cells {
         Ok(())
     }
 
+    /// Appends a parsed piece of the same column.
+    fn append(&mut self, array: &ArrayRef) -> anyhow::Result<()> {
+        use arrow_array::cast::AsArray as _;
+        use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+        match self {
+            Cells::Int64(b) => b.append_array(array.as_primitive::<Int64Type>()),
+            Cells::Double(b) => b.append_array(array.as_primitive::<Float64Type>()),
+            Cells::String(b) => b
+                .append_array(array.as_string::<i32>())
+                .context("a column of text too large to hold")?,
+            Cells::Bool(b) => b.append_array(array.as_boolean()),
+            Cells::Timestamp(b) => b.append_array(array.as_primitive::<TimestampMicrosecondType>()),
+        }
+        Ok(())
+    }
+
     fn finish(self) -> ArrayRef {
         match self {
             Cells::Int64(mut b) => Arc::new(b.finish()),
             Cells::Double(mut b) => Arc::new(b.finish()),
             Cells::String(mut b) => Arc::new(b.finish()),
             Cells::Bool(mut b) => Arc::new(b.finish()),
-            Cells::Timestamp(mut b) => Arc::new(b.finish().with_timezone("UTC")),
+            Cells::Timestamp(mut b) => Arc::new(b.finish()),
         }
     }
 }
@@ -578,6 +728,52 @@ mod tests {
             error
                 .to_string()
                 .starts_with(&format!("in.csv: line {line}: column score: \"ten\"")),
+            "{error}"
+        );
+    }
+
+    /// Records cut by block boundaries, quoted cells holding line ends and quotes, all read as
+    /// one file: every row, in order, with the right line, and a bad cell's own line.
+    #[test]
+    fn records_across_blocks_read_as_one() {
+        let rows = 5_000;
+        let mut csv = String::from("score,note\n");
+        let mut line = 2;
+        let mut lines = Vec::new();
+        for i in 0..rows {
+            lines.push(line);
+            if i % 7 == 0 {
+                csv.push_str(&format!("{i},\"two\nlines, \"\"quoted\"\"\"\n"));
+                line += 2;
+            } else {
+                csv.push_str(&format!("{i},plain {i}\n"));
+                line += 1;
+            }
+        }
+        assert!(csv.len() > 10 * BLOCK_BYTES);
+        let input = read_from(csv.as_bytes(), "in.csv", &descriptor(), &[]).unwrap();
+        let scores = input
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(scores.len(), rows);
+        assert!(
+            scores
+                .values()
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v == i as i64)
+        );
+        assert_eq!(input.lines, lines);
+        let bad = csv.replace("4321,plain 4321", "x4321,plain 4321");
+        let error = read_from(bad.as_bytes(), "in.csv", &descriptor(), &[]).unwrap_err();
+        let line = lines[4321];
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("in.csv: line {line}: column score")),
             "{error}"
         );
     }
