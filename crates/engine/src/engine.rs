@@ -167,7 +167,7 @@ pub struct Engine {
     libraries: Vec<(PathBuf, LibraryStatus)>,
     /// Private copies of the loaded libraries (see `staging`). The files are removed with the
     /// engine; the mappings of loaded libraries outlive them.
-    _staging: tempfile::TempDir,
+    _staging: crate::staging::StagingDir,
     limiter: Limiter,
     light_request_max_rows: usize,
     max_groups: usize,
@@ -187,10 +187,7 @@ impl Engine {
             ));
         }
         let paths = library_paths(config)?;
-        let staging = tempfile::Builder::new()
-            .prefix("mittari-plugins-")
-            .tempdir()
-            .map_err(|source| StartupError::Staging { source })?;
+        let staging = crate::staging::StagingDir::create().map_err(|source| StartupError::Staging { source })?;
         let mut metrics = BTreeMap::new();
         let mut libraries = Vec::new();
         for path in paths {

@@ -8,11 +8,108 @@
 //! directory under the SHA-256 of its contents, from where it is loaded. The admin's file may
 //! then change or vanish without affecting the server; a changed library has another hash, so
 //! another path, which `dlopen` (caching by path) loads as a new library.
+//!
+//! The staging directory is removed when the engine is dropped. A process that is killed
+//! (SIGKILL, the OOM killer) cannot remove it, and a debug build's plugins take hundreds of
+//! megabytes, so every staging directory holds a lock for its owner's lifetime and each start
+//! removes the directories whose owner is gone.
 
+use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+/// Staging directories are named `mittari-plugins-XXXXXX` in the system's temporary directory.
+const STAGING_PREFIX: &str = "mittari-plugins-";
+/// Held (locked) by the process owning the directory.
+const LOCK_FILE: &str = ".owner.lock";
+/// A directory is only judged this long after it was last written: a process that has just
+/// created its own has not locked it yet.
+const SWEEP_MIN_AGE: Duration = Duration::from_secs(60);
+
+/// The private directory this process loads libraries from, removed on drop.
+#[derive(Debug)]
+pub(crate) struct StagingDir {
+    dir: tempfile::TempDir,
+    /// Locked while this process lives; the lock dies with it, however it ends.
+    _lock: File,
+}
+
+impl StagingDir {
+    /// Creates and locks this process's staging directory, and starts removing those left by
+    /// processes that no longer run.
+    pub(crate) fn create() -> std::io::Result<StagingDir> {
+        // In the background: after many killed runs there may be gigabytes to delete, and a
+        // restart after a crash should not wait for them.
+        let sweeper = std::thread::Builder::new()
+            .name("staging-sweep".to_owned())
+            .spawn(|| {
+                let removed = sweep_stale(&std::env::temp_dir());
+                if removed > 0 {
+                    tracing::info!(
+                        directories = removed,
+                        "removed plugin staging directories left by processes that ended without cleaning up"
+                    );
+                }
+            });
+        if let Err(e) = sweeper {
+            tracing::debug!(error = %e, "cannot start the staging directory sweep");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(STAGING_PREFIX)
+            .tempdir()?;
+        let lock = File::create(dir.path().join(LOCK_FILE))?;
+        lock.try_lock().map_err(std::io::Error::from)?;
+        Ok(StagingDir { dir, _lock: lock })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Removes the staging directories in `temp` whose owner has ended (their lock is free) and
+/// returns how many. Directories of other users, or that cannot be judged, are left alone.
+fn sweep_stale(temp: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let old_enough = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_dir())
+            .and_then(|m| m.modified().ok())
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age >= SWEEP_MIN_AGE);
+        if !old_enough {
+            continue;
+        }
+        let owner_gone = match File::open(path.join(LOCK_FILE)) {
+            // Free lock: nobody holds it. Held: a running process owns the directory.
+            Ok(lock) => lock.try_lock().is_ok(),
+            // No lock file in a directory this old: left by a process that died while
+            // creating it, or by a version without locks.
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        };
+        if owner_gone {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::debug!(directory = %path.display(), error = %e, "cannot remove a stale plugin staging directory");
+                }
+            }
+        }
+    }
+    removed
+}
 
 /// Larger files are refused before being read: no plugin is a gigabyte.
 const MAX_LIBRARY_BYTES: u64 = 1 << 30;
@@ -152,6 +249,46 @@ mod tests {
             .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
             .map(PathBuf::from)
             .unwrap()
+    }
+
+    #[test]
+    fn staging_directories_of_ended_processes_are_removed_and_live_ones_kept() {
+        let temp = tempfile::tempdir().unwrap();
+        let aged = |path: &Path| {
+            let old = std::time::SystemTime::now() - SWEEP_MIN_AGE * 2;
+            File::open(path).unwrap().set_modified(old).unwrap();
+        };
+        let make = |name: &str| {
+            let dir = temp.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("libcopy.so"), b"x").unwrap();
+            dir
+        };
+        // Ended owner: the lock file exists, nobody holds it.
+        let ended = make("mittari-plugins-ended");
+        File::create(ended.join(LOCK_FILE)).unwrap();
+        aged(&ended);
+        // Live owner: the lock is held (by this test, as the owning process would).
+        let live = make("mittari-plugins-live");
+        let held = File::create(live.join(LOCK_FILE)).unwrap();
+        held.lock().unwrap();
+        aged(&live);
+        // Just created, not locked yet: too young to judge.
+        let young = make("mittari-plugins-young");
+        // Not ours.
+        let other = make("other-dir");
+        aged(&other);
+        // Left without a lock file.
+        let lockless = make("mittari-plugins-lockless");
+        aged(&lockless);
+
+        assert_eq!(sweep_stale(temp.path()), 2);
+        assert!(!ended.exists());
+        assert!(!lockless.exists());
+        for kept in [&live, &young, &other] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
+        drop(held);
     }
 
     #[test]
