@@ -187,7 +187,8 @@ impl Engine {
             ));
         }
         let paths = library_paths(config)?;
-        let staging = crate::staging::StagingDir::create().map_err(|source| StartupError::Staging { source })?;
+        let staging = crate::staging::StagingDir::create()
+            .map_err(|source| StartupError::Staging { source })?;
         let mut metrics = BTreeMap::new();
         let mut libraries = Vec::new();
         for path in paths {

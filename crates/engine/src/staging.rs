@@ -57,9 +57,7 @@ impl StagingDir {
         if let Err(e) = sweeper {
             tracing::debug!(error = %e, "cannot start the staging directory sweep");
         }
-        let dir = tempfile::Builder::new()
-            .prefix(STAGING_PREFIX)
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix(STAGING_PREFIX).tempdir()?;
         let lock = File::create(dir.path().join(LOCK_FILE))?;
         lock.try_lock().map_err(std::io::Error::from)?;
         Ok(StagingDir { dir, _lock: lock })
@@ -78,7 +76,11 @@ fn sweep_stale(temp: &Path) -> usize {
     };
     let mut removed = 0;
     for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
             continue;
         }
         let path = entry.path();

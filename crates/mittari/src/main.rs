@@ -6,6 +6,7 @@
 //!   this process, or on a server with `--server`. Both paths build the same
 //!   `mittari.v1.ComputeResponse` and print it the same way.
 
+mod allocator;
 mod convert;
 mod csv_input;
 mod incoming;
@@ -175,6 +176,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen } => {
+            allocator::return_freed_memory();
             let settings = Settings::load(cli.config.as_deref(), &Overrides { listen })?;
             // Loading runs plugin initializers: done before the runtime starts, never on it.
             let engine = Arc::new(Engine::load(&settings.engine_config()?)?);
