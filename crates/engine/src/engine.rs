@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{RecordBatch, UInt32Array};
 use mittari_sdk::{ConfidenceInterval, MetricDescriptor, MetricError, Output, ParamValue, Warning};
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -442,6 +442,11 @@ impl Engine {
             return Err(EngineError::InvalidArgument { violations });
         }
         let rows = input.num_rows();
+        // Encoded once: every group's call takes the same parameters.
+        let params = serde_json::to_vec(&params).map_err(|e| EngineError::MetricFailed {
+            metric: descriptor.name.clone(),
+            message: format!("cannot encode parameters: {e}"),
+        })?;
         let run = |batch: &RecordBatch| -> Result<MetricResults, EngineError> {
             let output = entry
                 .plugin
@@ -460,48 +465,45 @@ impl Engine {
                 groups: Vec::new(),
             }
         } else {
-            let groups = group::partition(&request.input, &request.group_by);
-            if groups.len() > self.max_groups {
-                return Err(EngineError::invalid(
-                    Field::GroupBy {
-                        name: request.group_by.join(","),
-                    },
-                    format!(
-                        "group_by {} forms {} groups, more than this server computes in one request ({}, server.max_groups); group by fewer or coarser columns",
-                        request.group_by.join(", "),
-                        groups.len(),
-                        self.max_groups
-                    ),
-                ));
-            }
-            let run_group = |group: &group::Group| -> Result<GroupResults, EngineError> {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(EngineError::Cancelled);
-                }
-                let indices = UInt32Array::from(group.rows.clone());
-                let batch =
-                    arrow_select::take::take_record_batch(&input, &indices).map_err(|e| {
-                        EngineError::MetricFailed {
+            let groups = group::partition(&request.input, &request.group_by, self.max_groups)
+                .map_err(|too_many| {
+                    EngineError::invalid(
+                        Field::GroupBy {
+                            name: request.group_by.join(","),
+                        },
+                        format!(
+                            "group_by {} forms more groups than this server computes in one request ({}, server.max_groups); group by fewer or coarser columns",
+                            request.group_by.join(", "),
+                            too_many.limit
+                        ),
+                    )
+                })?;
+            let run_group =
+                |group: &group::Group| -> Result<GroupResults, EngineError> {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Err(EngineError::Cancelled);
+                    }
+                    let batch = arrow_select::take::take_record_batch(&input, &group.rows)
+                        .map_err(|e| EngineError::MetricFailed {
                             metric: descriptor.name.clone(),
                             message: format!("cannot select the group's rows: {e}"),
+                        })?;
+                    let output = entry
+                        .plugin
+                        .compute(&batch, &params, cancel)
+                        .map_err(|e| metric_error(&descriptor.name, e, Some(group)))?;
+                    let results = check_results(descriptor, output).map_err(|message| {
+                        EngineError::MetricFailed {
+                            metric: descriptor.name.clone(),
+                            message,
                         }
                     })?;
-                let output = entry
-                    .plugin
-                    .compute(&batch, &params, cancel)
-                    .map_err(|e| metric_error(&descriptor.name, e, Some(group)))?;
-                let results = check_results(descriptor, output).map_err(|message| {
-                    EngineError::MetricFailed {
-                        metric: descriptor.name.clone(),
-                        message,
-                    }
-                })?;
-                Ok(GroupResults {
-                    key: named_key(&request.group_by, &group.key),
-                    rows: group.rows.len(),
-                    results,
-                })
-            };
+                    Ok(GroupResults {
+                        key: named_key(&request.group_by, &group.key),
+                        rows: group.rows.len(),
+                        results,
+                    })
+                };
             let results: Vec<Result<GroupResults, EngineError>> = match lane {
                 Lane::Heavy => groups.par_iter().map(run_group).collect(),
                 Lane::Light => groups.iter().map(run_group).collect(),
@@ -544,7 +546,7 @@ fn metric_error(metric: &str, error: MetricError, group: Option<&group::Group>) 
         } => {
             let row = row.map(|r| {
                 group
-                    .and_then(|g| g.rows.get(r as usize))
+                    .and_then(|g| g.rows.values().get(r as usize))
                     .map_or(r, |&request_row| u64::from(request_row))
             });
             let message = match (group, row) {

@@ -1,11 +1,17 @@
 //! Group-by, implemented once for every metric: rows are partitioned by the values of the
 //! group columns and the metric runs once per partition.
+//!
+//! Partitioning is linear in the rows and allocates per group only the key it returns: rows
+//! are hashed by their key parts into a table of group numbers (compared against each group's
+//! first row, so no key is built to look one up), the groups are ordered by key, and the rows
+//! are placed group after group into one index buffer that every group slices.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow_buffer::ScalarBuffer;
 use mittari_sdk::{DataType, ParamValue};
 
 use crate::validate::column_type;
@@ -17,11 +23,13 @@ pub(crate) type GroupKey = Vec<Option<ParamValue>>;
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) key: GroupKey,
-    pub(crate) rows: Vec<u32>,
+    /// A slice of the partition's shared index buffer.
+    pub(crate) rows: UInt32Array,
 }
 
-/// The hashable form of one key part; strings borrow from the batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// One key part, borrowing strings from the batch. Within one column every non-null part has
+/// the same variant, so the derived order is the key order: null first, then ascending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Part<'a> {
     Null,
     Int(i64),
@@ -58,54 +66,92 @@ fn part(column: &ArrayRef, row: usize) -> Part<'_> {
     }
 }
 
+/// More groups than the request may form: partitioning stopped at `limit + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooManyGroups {
+    pub(crate) limit: usize,
+}
+
 /// Partitions the rows of `batch` by `columns` (all validated to exist and be groupable).
-/// Groups are ordered by key: nulls first, then ascending values.
-pub(crate) fn partition(batch: &RecordBatch, columns: &[String]) -> Vec<Group> {
+/// Groups are ordered by key: nulls first, then ascending values. Stops as soon as more than
+/// `max_groups` groups form, before their keys are built.
+pub(crate) fn partition(
+    batch: &RecordBatch,
+    columns: &[String],
+    max_groups: usize,
+) -> Result<Vec<Group>, TooManyGroups> {
     let arrays: Vec<&ArrayRef> = columns
         .iter()
         .filter_map(|c| batch.column_by_name(c))
         .collect();
-    let mut groups: HashMap<Vec<Part<'_>>, Vec<u32>> = HashMap::new();
-    let mut key = Vec::with_capacity(arrays.len());
+    let parts = |row: usize| arrays.iter().map(move |a| part(a, row));
+    let same_key = |a: usize, b: usize| parts(a).eq(parts(b));
+    let hasher = foldhash::fast::RandomState::default();
+    let hash_of = |row: usize| {
+        let mut state = hasher.build_hasher();
+        parts(row).for_each(|p| p.hash(&mut state));
+        state.finish()
+    };
+    // The group of each row, and each group's first row (its key's representative).
+    let mut group_of_row: Vec<u32> = Vec::with_capacity(batch.num_rows());
+    let mut first_rows: Vec<usize> = Vec::new();
+    let mut table: hashbrown::HashTable<u32> = hashbrown::HashTable::new();
     for row in 0..batch.num_rows() {
-        key.clear();
-        key.extend(arrays.iter().map(|a| part(a, row)));
-        match groups.get_mut(key.as_slice()) {
-            Some(rows) => rows.push(row as u32),
+        let hash = hash_of(row);
+        let group = match table.find(hash, |&g| same_key(first_rows[g as usize], row)) {
+            Some(&group) => group,
             None => {
-                groups.insert(key.clone(), vec![row as u32]);
+                if first_rows.len() == max_groups {
+                    return Err(TooManyGroups { limit: max_groups });
+                }
+                let group = first_rows.len() as u32;
+                first_rows.push(row);
+                table.insert_unique(hash, group, |&g| hash_of(first_rows[g as usize]));
+                group
             }
-        }
-    }
-    let mut groups: Vec<Group> = groups
-        .into_iter()
-        .map(|(key, rows)| Group {
-            key: key.into_iter().map(Part::to_value).collect(),
-            rows,
-        })
-        .collect();
-    groups.sort_by(|a, b| compare_keys(&a.key, &b.key));
-    groups
-}
-
-fn compare_keys(a: &GroupKey, b: &GroupKey) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    for (x, y) in a.iter().zip(b) {
-        let order = match (x, y) {
-            (None, None) => Ordering::Equal,
-            (None, Some(_)) => Ordering::Less,
-            (Some(_), None) => Ordering::Greater,
-            (Some(ParamValue::Int64(x)), Some(ParamValue::Int64(y)))
-            | (Some(ParamValue::Timestamp(x)), Some(ParamValue::Timestamp(y))) => x.cmp(y),
-            (Some(ParamValue::String(x)), Some(ParamValue::String(y))) => x.cmp(y),
-            (Some(ParamValue::Bool(x)), Some(ParamValue::Bool(y))) => x.cmp(y),
-            _ => Ordering::Equal,
         };
-        if order != Ordering::Equal {
-            return order;
-        }
+        group_of_row.push(group);
     }
-    Ordering::Equal
+    drop(table);
+    // Groups in key order, and each group's position in that order.
+    let mut order: Vec<u32> = (0..first_rows.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (a, b) = (first_rows[a as usize], first_rows[b as usize]);
+        parts(a).cmp(parts(b))
+    });
+    let mut rank = vec![0u32; order.len()];
+    for (position, &group) in order.iter().enumerate() {
+        rank[group as usize] = position as u32;
+    }
+    // Counting sort of the rows by their group's rank; rows stay ascending within a group.
+    let mut starts = vec![0usize; order.len() + 1];
+    for &group in &group_of_row {
+        starts[rank[group as usize] as usize + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut next = starts.clone();
+    let mut rows = vec![0u32; group_of_row.len()];
+    for (row, &group) in group_of_row.iter().enumerate() {
+        let slot = &mut next[rank[group as usize] as usize];
+        rows[*slot] = row as u32;
+        *slot += 1;
+    }
+    let rows = ScalarBuffer::from(rows);
+    Ok(order
+        .iter()
+        .enumerate()
+        .map(|(position, &group)| Group {
+            key: parts(first_rows[group as usize])
+                .map(Part::to_value)
+                .collect(),
+            rows: UInt32Array::new(
+                rows.slice(starts[position], starts[position + 1] - starts[position]),
+                None,
+            ),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -137,8 +183,12 @@ mod tests {
             ],
         )
         .unwrap();
-        let groups = partition(&batch, &["region".to_owned(), "year".to_owned()]);
-        let got: Vec<(GroupKey, Vec<u32>)> = groups.into_iter().map(|g| (g.key, g.rows)).collect();
+        let columns = ["region".to_owned(), "year".to_owned()];
+        let groups = partition(&batch, &columns, 4).unwrap();
+        let got: Vec<(GroupKey, Vec<u32>)> = groups
+            .into_iter()
+            .map(|g| (g.key, g.rows.values().to_vec()))
+            .collect();
         let s = |v: &str| Some(ParamValue::String(v.to_owned()));
         let y = |v: i64| Some(ParamValue::Int64(v));
         assert_eq!(
@@ -149,6 +199,10 @@ mod tests {
                 (vec![s("fi"), y(2024)], vec![0, 4]),
                 (vec![s("se"), y(2024)], vec![1]),
             ]
+        );
+        assert_eq!(
+            partition(&batch, &columns, 3).unwrap_err(),
+            TooManyGroups { limit: 3 }
         );
     }
 }

@@ -12,7 +12,7 @@ use mittari_sdk::abi::{
     self, ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, OwnedBytes,
     OwnedTables, PluginVTable, STATUS_ERROR, STATUS_OK,
 };
-use mittari_sdk::{ABI_VERSION, MetricDescriptor, MetricError, Output, Params};
+use mittari_sdk::{ABI_VERSION, MetricDescriptor, MetricError, Output};
 
 use crate::staging::Staged;
 
@@ -190,17 +190,15 @@ pub(crate) struct PluginMetric {
 
 impl PluginMetric {
     /// Calls the plugin's compute: the batch crosses as an Arrow C Data Interface struct array,
-    /// the parameters as JSON; result tables come back the same way. A plugin of ABI version 2
+    /// the parameters as JSON (encoded once per request by the caller); result tables come back the same way. A plugin of ABI version 2
     /// polls `cancel`; one of version 1 runs to its end.
     pub(crate) fn compute(
         &self,
         batch: &RecordBatch,
-        params: &Params,
+        params_json: &[u8],
         cancel: &AtomicBool,
     ) -> Result<Output, MetricError> {
         let vtable = self.library.vtable;
-        let params_json = serde_json::to_vec(params)
-            .map_err(|e| MetricError::failed(format!("cannot encode parameters: {e}")))?;
         let input = StructArray::from(batch.clone()).into_data();
         let (mut array, schema) = to_ffi(&input)
             .map_err(|e| MetricError::failed(format!("cannot export the input table: {e}")))?;

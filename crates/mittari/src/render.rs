@@ -384,53 +384,160 @@ fn json_rows_table(table: Option<&pb::Table>, shown: usize) -> String {
     text
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
+/// Appends `text` as one CSV field, quoted when it holds a delimiter, quote or line break.
+fn push_csv_field(out: &mut String, text: &str) {
+    if text.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&text.replace('"', "\"\""));
+        out.push('"');
     } else {
-        text.to_owned()
+        out.push_str(text);
+    }
+}
+
+/// Appends a number as the JSON output writes it: integral values as integers, others in
+/// their shortest exact form.
+fn push_number(out: &mut String, value: f64) {
+    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
+        out.push_str(itoa::Buffer::new().format(value as i64));
+    } else {
+        out.push_str(ryu::Buffer::new().format(value));
     }
 }
 
 /// One row (per group) of scalar outputs, with interval bounds as `<name>_lower`/`<name>_upper`.
+/// The columns are every scalar any group returned, in order of first appearance, with bounds
+/// when any group has an interval for it; a cell a group does not have stays empty, so every
+/// row has the header's columns.
 pub(crate) fn csv(response: &pb::ComputeResponse) -> String {
-    let exact = |v: Option<f64>| v.map_or(String::new(), |v| number(v).to_string());
-    let scalar_columns = |results: &pb::Results| -> (Vec<String>, Vec<String>) {
-        let mut headers = Vec::new();
-        let mut cells = Vec::new();
-        for s in &results.scalars {
-            headers.push(s.name.clone());
-            cells.push(exact(s.value));
-            if let Some(ci) = &s.confidence_interval {
-                headers.extend([format!("{}_lower", s.name), format!("{}_upper", s.name)]);
-                cells.extend([exact(Some(ci.lower)), exact(Some(ci.upper))]);
+    let all_results = || {
+        response
+            .results
+            .iter()
+            .chain(response.groups.iter().filter_map(|g| g.results.as_ref()))
+    };
+    // (name, has an interval somewhere)
+    let mut columns: Vec<(&str, bool)> = Vec::new();
+    let mut column_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for results in all_results() {
+        for (position, scalar) in results.scalars.iter().enumerate() {
+            // Groups usually return the same scalars in the same order: no lookup needed.
+            let index = match columns.get(position) {
+                Some((name, _)) if *name == scalar.name => position,
+                _ => *column_of.entry(&scalar.name).or_insert_with(|| {
+                    columns.push((&scalar.name, false));
+                    columns.len() - 1
+                }),
+            };
+            columns[index].1 |= scalar.confidence_interval.is_some();
+        }
+    }
+    let mut out = String::new();
+    let write_header = |out: &mut String, leading: &[&str]| {
+        let mut fields: Vec<String> = leading.iter().map(|f| (*f).to_owned()).collect();
+        for (name, interval) in &columns {
+            fields.push((*name).to_owned());
+            if *interval {
+                fields.extend([format!("{name}_lower"), format!("{name}_upper")]);
             }
         }
-        (headers, cells)
-    };
-    let mut lines: Vec<Vec<String>> = Vec::new();
-    if let Some(results) = &response.results {
-        let (headers, cells) = scalar_columns(results);
-        lines.push(headers);
-        lines.push(cells);
-    }
-    for (i, g) in response.groups.iter().enumerate() {
-        let (headers, cells) = g.results.as_ref().map(scalar_columns).unwrap_or_default();
-        if i == 0 {
-            let mut h: Vec<String> = g.key.iter().map(|k| k.column.clone()).collect();
-            h.push("rows".into());
-            h.extend(headers);
-            lines.push(h);
+        for (i, field) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_csv_field(out, field);
         }
-        let mut row: Vec<String> = g.key.iter().map(|k| value_text(k.value.as_ref())).collect();
-        row.push(g.rows.to_string());
-        row.extend(cells);
-        lines.push(row);
+        out.push('\n');
+    };
+    let mut cells: Vec<Option<&pb::Scalar>> = vec![None; columns.len()];
+    if let Some(results) = &response.results {
+        write_header(&mut out, &[]);
+        let start = out.len();
+        write_scalars(&mut out, &columns, &column_of, Some(results), &mut cells);
+        // Without leading key columns the row begins with the first scalar, not a comma.
+        if out[start..].starts_with(',') {
+            out.remove(start);
+        }
     }
-    lines
-        .iter()
-        .map(|l| l.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",") + "\n")
-        .collect()
+    if let Some(first) = response.groups.first() {
+        let mut leading: Vec<&str> = first.key.iter().map(|k| k.column.as_str()).collect();
+        leading.push("rows");
+        write_header(&mut out, &leading);
+        out.reserve(response.groups.len() * (16 + 12 * columns.len()));
+        for group in &response.groups {
+            for (i, key) in group.key.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_value(&mut out, key.value.as_ref());
+            }
+            if !group.key.is_empty() {
+                out.push(',');
+            }
+            out.push_str(itoa::Buffer::new().format(group.rows));
+            write_scalars(
+                &mut out,
+                &columns,
+                &column_of,
+                group.results.as_ref(),
+                &mut cells,
+            );
+        }
+    }
+    out
+}
+
+/// Appends one row's scalar cells (each after a comma) in `columns` order, and the line end.
+fn write_scalars<'a>(
+    out: &mut String,
+    columns: &[(&str, bool)],
+    column_of: &std::collections::HashMap<&str, usize>,
+    results: Option<&'a pb::Results>,
+    cells: &mut [Option<&'a pb::Scalar>],
+) {
+    cells.iter_mut().for_each(|c| *c = None);
+    for (position, scalar) in results.iter().flat_map(|r| r.scalars.iter().enumerate()) {
+        let index = match columns.get(position) {
+            Some((name, _)) if *name == scalar.name => position,
+            _ => column_of[scalar.name.as_str()],
+        };
+        cells[index] = Some(scalar);
+    }
+    for (cell, (_, interval)) in cells.iter().zip(columns) {
+        out.push(',');
+        if let Some(value) = cell.and_then(|s| s.value) {
+            push_number(out, value);
+        }
+        if *interval {
+            let ci = cell.and_then(|s| s.confidence_interval.as_ref());
+            out.push(',');
+            if let Some(ci) = ci {
+                push_number(out, ci.lower);
+            }
+            out.push(',');
+            if let Some(ci) = ci {
+                push_number(out, ci.upper);
+            }
+        }
+    }
+    out.push('\n');
+}
+
+/// Appends a group key's value as a CSV field, as [`value_text`] writes it.
+fn push_value(out: &mut String, value: Option<&pb::Value>) {
+    use pb::value::Kind;
+    match value.and_then(|v| v.kind.as_ref()) {
+        None => {}
+        Some(Kind::Int64Value(v)) => out.push_str(itoa::Buffer::new().format(*v)),
+        Some(Kind::DoubleValue(v)) => push_number(out, *v),
+        Some(Kind::StringValue(v)) => push_csv_field(out, v),
+        Some(Kind::BoolValue(v)) => {
+            let _ = write!(out, "{v}");
+        }
+        Some(Kind::TimestampValue(v)) => {
+            out.push_str(&mittari_sdk::time::format_timestamp(*v));
+        }
+    }
 }
 
 pub(crate) fn metric_list(metrics: &[pb::MetricSummary]) -> String {
@@ -531,4 +638,93 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
         out.push_str(&aligned(&["table", "meaning"].map(String::from), &rows));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(name: &str, value: Option<f64>, interval: Option<(f64, f64)>) -> pb::Scalar {
+        pb::Scalar {
+            name: name.to_owned(),
+            value,
+            unit: String::new(),
+            confidence_interval: interval.map(|(lower, upper)| pb::ConfidenceInterval {
+                lower,
+                upper,
+                level: 0.95,
+            }),
+            undefined_reason: String::new(),
+        }
+    }
+
+    fn group(key: &str, scalars: Vec<pb::Scalar>) -> pb::GroupResults {
+        pb::GroupResults {
+            key: vec![pb::GroupKey {
+                column: "region".to_owned(),
+                value: Some(pb::Value {
+                    kind: Some(pb::value::Kind::StringValue(key.to_owned())),
+                }),
+            }],
+            results: Some(pb::Results {
+                scalars,
+                tables: Vec::new(),
+                warnings: Vec::new(),
+            }),
+            rows: 2,
+        }
+    }
+
+    fn check_csv(response: pb::ComputeResponse, expect: &str) {
+        assert_eq!(csv(&response), expect);
+    }
+
+    #[test]
+    fn csv_rows_keep_the_header_columns_when_groups_differ() {
+        let groups = vec![
+            // No interval, no `b`: empty cells where the others have them.
+            group("a,b", vec![scalar("nps", Some(40.0), None)]),
+            group(
+                "north",
+                vec![
+                    scalar("nps", Some(-12.5), Some((-30.25, 5.0))),
+                    scalar("b", Some(1e-300), None),
+                ],
+            ),
+            // Another order, and an undefined value.
+            group(
+                "south",
+                vec![scalar("b", Some(3.0), None), scalar("nps", None, None)],
+            ),
+        ];
+        check_csv(
+            pb::ComputeResponse {
+                metric: "nps".to_owned(),
+                results: None,
+                groups,
+                rows: 6,
+            },
+            "region,rows,nps,nps_lower,nps_upper,b\n\
+             \"a,b\",2,40,,,\n\
+             north,2,-12.5,-30.25,5,1e-300\n\
+             south,2,,,,3\n",
+        );
+    }
+
+    #[test]
+    fn csv_without_groups_is_one_header_and_one_row() {
+        check_csv(
+            pb::ComputeResponse {
+                metric: "nps".to_owned(),
+                results: Some(pb::Results {
+                    scalars: vec![scalar("nps", Some(25.0), Some((-1.5, 51.5)))],
+                    tables: Vec::new(),
+                    warnings: Vec::new(),
+                }),
+                groups: Vec::new(),
+                rows: 4,
+            },
+            "nps,nps_lower,nps_upper\n25,-1.5,51.5\n",
+        );
+    }
 }

@@ -16,7 +16,11 @@ pub struct Scalar {
     pub name: String,
     /// `None` when the value does not exist for this input; `undefined_reason` says why.
     pub value: Option<f64>,
+    // Absent rather than null when unset: one result per group crosses the plugin boundary,
+    // and the empty fields were a third of its bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence_interval: Option<ConfidenceInterval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undefined_reason: Option<String>,
 }
 
