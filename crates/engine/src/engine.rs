@@ -75,6 +75,10 @@ pub struct ComputeRequest {
     /// the plugin, which checks it between units of work. [`Engine::compute`] sets it itself
     /// when its future is dropped (the client gave up).
     pub cancel: Arc<AtomicBool>,
+    /// The largest result the caller can send on (a server's message limit). Results whose
+    /// encoding certainly exceeds it ([`MetricResults::wire_bytes_lower_bound`]) are refused
+    /// as they accumulate, without computing the remaining groups.
+    pub max_result_bytes: Option<usize>,
 }
 
 impl ComputeRequest {
@@ -91,6 +95,7 @@ impl ComputeRequest {
             input,
             group_by,
             cancel: Arc::default(),
+            max_result_bytes: None,
         }
     }
 }
@@ -121,6 +126,62 @@ pub struct MetricResults {
     pub warnings: Vec<Warning>,
 }
 
+impl MetricResults {
+    /// Bytes the results take at the least in any encoding that writes every name, text and
+    /// value (a double as 8 bytes, any other value as at least 1; interval bounds of zero may
+    /// be left out); the protobuf response is larger still, by its tags and lengths.
+    pub fn wire_bytes_lower_bound(&self) -> usize {
+        let scalars: usize = self
+            .scalars
+            .iter()
+            .map(|s| {
+                s.name.len()
+                    + s.unit.len()
+                    + s.value.map_or(0, |_| 8)
+                    + s.confidence_interval.map_or(0, |ci| {
+                        // Zero bounds may be left out of an encoding.
+                        [ci.lower, ci.upper, ci.level]
+                            .iter()
+                            .filter(|v| **v != 0.0)
+                            .count()
+                            * 8
+                    })
+                    + s.undefined_reason.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        let warnings: usize = self
+            .warnings
+            .iter()
+            .map(|w| w.code.len() + w.message.len())
+            .sum();
+        let tables: usize = self
+            .tables
+            .iter()
+            .map(|(name, table)| {
+                let rows = table.num_rows();
+                name.len()
+                    + table
+                        .schema()
+                        .fields()
+                        .iter()
+                        .zip(table.columns())
+                        .map(|(field, column)| {
+                            field.name().len()
+                                + match column.data_type() {
+                                    arrow_schema::DataType::Float64 => 8 * rows,
+                                    arrow_schema::DataType::Utf8 => {
+                                        column.as_string::<i32>().value_data().len() + rows
+                                    }
+                                    _ => rows,
+                                }
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        scalars + warnings + tables
+    }
+}
+
 /// The results of one group.
 #[derive(Debug, Clone)]
 pub struct GroupResults {
@@ -128,6 +189,26 @@ pub struct GroupResults {
     pub key: Vec<(String, Option<ParamValue>)>,
     pub rows: usize,
     pub results: MetricResults,
+}
+
+impl GroupResults {
+    /// [`MetricResults::wire_bytes_lower_bound`] with the group's key and row count.
+    pub fn wire_bytes_lower_bound(&self) -> usize {
+        let key: usize = self
+            .key
+            .iter()
+            .map(|(column, value)| {
+                column.len()
+                    + match value {
+                        Some(ParamValue::String(v)) => v.len(),
+                        Some(ParamValue::Double(_)) => 8,
+                        Some(_) => 1,
+                        None => 0,
+                    }
+            })
+            .sum();
+        key + 1 + self.results.wire_bytes_lower_bound()
+    }
 }
 
 /// The outcome of a computation: `results` without group-by, `groups` with it.
@@ -457,11 +538,25 @@ impl Engine {
                 message,
             })
         };
+        // Bytes of results so far, checked against the caller's limit as they accumulate.
+        let result_bytes = AtomicUsize::new(0);
+        let count_result_bytes = |bytes: usize| -> Result<(), EngineError> {
+            let total = result_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            match request.max_result_bytes {
+                Some(limit) if total > limit => Err(EngineError::ResultTooLarge {
+                    at_least: total,
+                    limit,
+                }),
+                _ => Ok(()),
+            }
+        };
         let outcome = if request.group_by.is_empty() {
+            let results = run(&input)?;
+            count_result_bytes(results.wire_bytes_lower_bound())?;
             ComputeOutcome {
                 metric: descriptor.name.clone(),
                 rows,
-                results: Some(run(&input)?),
+                results: Some(results),
                 groups: Vec::new(),
             }
         } else {

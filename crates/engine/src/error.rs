@@ -67,6 +67,10 @@ pub enum EngineError {
         "the server is busy: {running} computations are running and {queued} are queued; retry with backoff"
     )]
     Overloaded { running: usize, queued: usize },
+    /// The results grew past the size the caller can accept
+    /// ([`crate::ComputeRequest::max_result_bytes`]); the rest was not computed.
+    #[error("the result needs at least {at_least} bytes, more than the caller accepts ({limit})")]
+    ResultTooLarge { at_least: usize, limit: usize },
     /// The computation was cancelled, normally because its client gave up.
     #[error("the computation was cancelled")]
     Cancelled,

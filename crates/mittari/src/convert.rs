@@ -527,6 +527,96 @@ pub(crate) fn outcome_to_proto(outcome: ComputeOutcome) -> pb::ComputeResponse {
 mod tests {
     use super::*;
 
+    /// The engine refuses results by a lower bound of their encoded size: the bound must never
+    /// exceed what the protobuf encoding takes, or a result that fits would be refused.
+    #[test]
+    fn result_size_bound_is_below_the_encoded_size() {
+        use mittari_engine::{GroupResults, ResultScalar};
+        use mittari_sdk::{ConfidenceInterval, Warning};
+        // xorshift: deterministic cases without a dependency.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let text = |next: &mut dyn FnMut(u64) -> u64| "é".repeat(next(4) as usize);
+        let number = |next: &mut dyn FnMut(u64) -> u64| [0.0, -0.0, 1.5, 1e300][next(4) as usize];
+        for _ in 0..2000 {
+            let scalars = (0..next(4))
+                .map(|_| ResultScalar {
+                    name: text(&mut next),
+                    unit: text(&mut next),
+                    value: (next(2) == 0).then(|| number(&mut next)),
+                    confidence_interval: (next(2) == 0).then(|| ConfidenceInterval {
+                        lower: number(&mut next),
+                        upper: number(&mut next),
+                        level: number(&mut next),
+                    }),
+                    undefined_reason: (next(2) == 0).then(|| text(&mut next)),
+                })
+                .collect();
+            let warnings = (0..next(3))
+                .map(|_| Warning {
+                    code: text(&mut next),
+                    message: text(&mut next),
+                })
+                .collect();
+            let rows = next(40) as usize;
+            let columns: Vec<(String, ArrayRef)> = vec![
+                (
+                    text(&mut next),
+                    Arc::new(Float64Array::from(vec![0.0; rows])),
+                ),
+                (text(&mut next), Arc::new(Int64Array::from(vec![0; rows]))),
+                (text(&mut next), Arc::new(StringArray::from(vec![""; rows]))),
+                (
+                    text(&mut next),
+                    Arc::new(BooleanArray::from(vec![false; rows])),
+                ),
+            ];
+            let columns: Vec<(String, ArrayRef)> = columns
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, array))| (format!("{name}{i}"), array))
+                .collect();
+            let tables = if next(2) == 0 {
+                vec![(
+                    text(&mut next),
+                    RecordBatch::try_from_iter(columns).unwrap(),
+                )]
+            } else {
+                Vec::new()
+            };
+            let key_value = match next(5) {
+                0 => None,
+                1 => Some(ParamValue::Int64(0)),
+                2 => Some(ParamValue::Bool(false)),
+                3 => Some(ParamValue::Double(0.0)),
+                _ => Some(ParamValue::String(text(&mut next))),
+            };
+            let group = GroupResults {
+                key: vec![(text(&mut next), key_value)],
+                rows: 1 + next(5) as usize,
+                results: MetricResults {
+                    scalars,
+                    tables,
+                    warnings,
+                },
+            };
+            let bound = group.wire_bytes_lower_bound();
+            let outcome = ComputeOutcome {
+                metric: String::new(),
+                rows: 0,
+                results: None,
+                groups: vec![group.clone()],
+            };
+            let encoded = prost::Message::encoded_len(&outcome_to_proto(outcome).groups[0]);
+            assert!(bound <= encoded, "{bound} > {encoded}: {group:?}");
+        }
+    }
+
     fn column(name: &str, values: pb::column::Values, null_mask: Vec<u8>) -> pb::Column {
         pb::Column {
             name: name.to_owned(),

@@ -71,9 +71,18 @@ impl MetricServer {
         group_by: Vec<String>,
     ) -> Result<pb::ComputeResponse, ServiceError> {
         tracing::debug!(%metric, rows = input.num_rows(), "computing metric");
-        let request = ComputeRequest::new(metric, params, input, group_by);
-        let outcome = self.engine.compute(request).await?;
         let limit = self.limits.max_message_bytes;
+        let mut request = ComputeRequest::new(metric, params, input, group_by);
+        // Refused as soon as the results certainly exceed one message, not after all of them
+        // are computed and encoded.
+        request.max_result_bytes = Some(limit);
+        let outcome = self.engine.compute(request).await.map_err(|e| match e {
+            EngineError::ResultTooLarge { at_least, limit } => ServiceError::ResponseTooLarge {
+                bytes: at_least,
+                limit,
+            },
+            other => ServiceError::Engine(other),
+        })?;
         off_runtime(move || {
             let response = convert::outcome_to_proto(outcome);
             let bytes = prost::Message::encoded_len(&response);

@@ -25,7 +25,7 @@ pub(crate) enum ServiceError {
     #[error("{0}; retry with backoff")]
     Busy(String),
     #[error(
-        "the result is {bytes} bytes, more than the server sends in one message ({limit}, server.max_message_bytes); ask for fewer groups or rows (for example a top parameter)"
+        "the result needs at least {bytes} bytes, more than the server sends in one message ({limit}, server.max_message_bytes); ask for fewer groups or rows (for example a top parameter)"
     )]
     ResponseTooLarge { bytes: usize, limit: usize },
     /// A failure reading the request off the wire, already a status.
@@ -106,6 +106,11 @@ pub(crate) fn to_status(error: &ServiceError) -> Status {
         ),
         ServiceError::Transport(status) => status.clone(),
         ServiceError::Engine(EngineError::Cancelled) => Status::cancelled(message),
+        // Servers set the limit and map this to ResponseTooLarge; a caller without a limit
+        // never sees it.
+        ServiceError::Engine(EngineError::ResultTooLarge { .. }) => {
+            Status::resource_exhausted(message)
+        }
     }
 }
 
