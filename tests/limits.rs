@@ -159,6 +159,40 @@ async fn memory_of_a_large_request_is_returned() {
         retained >> 20,
         idle >> 20
     );
+
+    // Many small results (one per group) are freed into the middle of the allocator's heaps;
+    // an idle moment after the request they are returned too.
+    const GROUPS: usize = 40_000;
+    let response = client
+        .max_decoding_message_size(64 << 20)
+        .compute(pb::ComputeRequest {
+            metric: "nps".into(),
+            parameters: HashMap::new(),
+            input: Some(pb::Table {
+                columns: vec![
+                    scores(vec![9; GROUPS]),
+                    regions((0..GROUPS).map(|i| format!("r{i}")).collect()),
+                ],
+            }),
+            group_by: vec!["region".into()],
+        })
+        .await
+        .expect("nps over 40 000 groups");
+    assert_eq!(response.into_inner().groups.len(), GROUPS);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let retained = loop {
+        let retained = server.resident_bytes().saturating_sub(idle);
+        if retained < 24 << 20 || std::time::Instant::now() > deadline {
+            break retained;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        retained < 24 << 20,
+        "{} MiB stay resident 10 s after a 40 000-group request (idle: {} MiB)",
+        retained >> 20,
+        idle >> 20
+    );
 }
 
 #[tokio::test]
@@ -199,6 +233,19 @@ async fn groups_and_responses_are_bounded() {
     );
     assert!(
         status.message().contains("server.max_message_bytes"),
+        "{}",
+        status.message()
+    );
+    // Refused once the groups computed so far pass the limit, not after all 1000 (about 430
+    // bytes each, some 6.5 times the limit): the size it reports is just past the limit.
+    let reported: usize = status
+        .message()
+        .strip_prefix("the result needs at least ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|bytes| bytes.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {:?}", status.message()));
+    assert!(
+        (65536..2 * 65536).contains(&reported),
         "{}",
         status.message()
     );

@@ -593,17 +593,21 @@ impl Engine {
                             message,
                         }
                     })?;
-                    Ok(GroupResults {
+                    let group = GroupResults {
                         key: named_key(&request.group_by, &group.key),
                         rows: group.rows.len(),
                         results,
-                    })
+                    };
+                    count_result_bytes(group.wire_bytes_lower_bound())?;
+                    Ok(group)
                 };
-            let results: Vec<Result<GroupResults, EngineError>> = match lane {
-                Lane::Heavy => groups.par_iter().map(run_group).collect(),
-                Lane::Light => groups.iter().map(run_group).collect(),
+            // The first error stops the other groups (a result over the caller's limit, a
+            // cancellation, a metric failure): no work is done for a request already failed.
+            // With several failing groups in parallel, which one is reported may vary.
+            let groups: Vec<GroupResults> = match lane {
+                Lane::Heavy => groups.par_iter().map(run_group).collect::<Result<_, _>>()?,
+                Lane::Light => groups.iter().map(run_group).collect::<Result<_, _>>()?,
             };
-            let groups = results.into_iter().collect::<Result<Vec<_>, _>>()?;
             ComputeOutcome {
                 metric: descriptor.name.clone(),
                 rows,

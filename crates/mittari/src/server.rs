@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::allocator::Trimmer;
 use crate::convert;
 use crate::incoming::{self, ConnectionLimits};
 use crate::settings::Settings;
@@ -29,7 +30,12 @@ pub(crate) struct MetricServer {
     limits: RequestLimits,
     /// Streamed input held in memory by all calls together, in KiB permits.
     buffered: Arc<Semaphore>,
+    trimmer: Trimmer,
 }
+
+/// Requests with at least this many rows leave enough freed memory behind to be worth
+/// returning to the system ([`Trimmer`]).
+const LARGE_REQUEST_ROWS: usize = 10_000;
 
 /// Bounds on one request, from `[server]`.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +59,7 @@ impl RequestLimits {
 const BUDGET_UNIT: u64 = 1024;
 
 impl MetricServer {
+    /// Needs a runtime: it starts the memory trimmer's task.
     pub(crate) fn new(engine: Arc<Engine>, limits: RequestLimits) -> Self {
         let units = (limits.max_buffered_stream_bytes / BUDGET_UNIT)
             .clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
@@ -60,6 +67,7 @@ impl MetricServer {
             engine,
             limits,
             buffered: Arc::new(Semaphore::new(units)),
+            trimmer: Trimmer::start(),
         }
     }
 
@@ -71,6 +79,22 @@ impl MetricServer {
         group_by: Vec<String>,
     ) -> Result<pb::ComputeResponse, ServiceError> {
         tracing::debug!(%metric, rows = input.num_rows(), "computing metric");
+        let large = input.num_rows() >= LARGE_REQUEST_ROWS;
+        let result = self.compute_outcome(metric, params, input, group_by).await;
+        if large {
+            // Acted on a moment later, when the response is sent and freed too.
+            self.trimmer.after_large_request();
+        }
+        result
+    }
+
+    async fn compute_outcome(
+        &self,
+        metric: String,
+        params: BTreeMap<String, ParamValue>,
+        input: RecordBatch,
+        group_by: Vec<String>,
+    ) -> Result<pb::ComputeResponse, ServiceError> {
         let limit = self.limits.max_message_bytes;
         let mut request = ComputeRequest::new(metric, params, input, group_by);
         // Refused as soon as the results certainly exceed one message, not after all of them
