@@ -7,6 +7,7 @@
 //!   `mittari.v1.ComputeResponse` and print it the same way.
 
 mod allocator;
+mod auth;
 mod convert;
 mod csv_input;
 mod incoming;
@@ -31,6 +32,9 @@ use mittari_engine::{ComputeRequest, Engine, MetricDescriptor, ParamValue};
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_client::MetricServiceClient;
 use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
@@ -72,6 +76,28 @@ enum Format {
     Table,
     Json,
     Csv,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a fresh token, and the configuration block that admits it (holding only its
+    /// SHA-256). Clients send it as `authorization: Bearer <token>`; the CLI reads it from the
+    /// MITTARI_TOKEN environment variable.
+    New {
+        /// The token's name, as the server's audit log shows it.
+        name: String,
+        /// What the token may do, repeatable.
+        #[arg(long = "scope", value_enum, default_values_t = [TokenScope::Compute])]
+        scopes: Vec<TokenScope>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum TokenScope {
+    /// List, describe and compute metrics.
+    Compute,
+    /// Administer the server.
+    Admin,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +147,11 @@ enum Command {
         /// The result table --output writes; default: the metric's first.
         #[arg(long, value_name = "NAME", requires = "output")]
         output_table: Option<String>,
+    },
+    /// Manage the bearer tokens a server admits.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
 }
 
@@ -188,6 +219,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.shutdown_timeout(SHUTDOWN_LEFTOVER_WAIT);
             served?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command: TokenCommand::New { name, scopes },
+        } => {
+            let scopes: Vec<auth::Scope> = scopes
+                .iter()
+                .map(|s| match s {
+                    TokenScope::Compute => auth::Scope::Compute,
+                    TokenScope::Admin => auth::Scope::Admin,
+                })
+                .collect();
+            let (token, config) = auth::new_token(&name, &scopes).map_err(anyhow::Error::msg)?;
+            print(&format!(
+                "# the token (shown once; hand it to the client as a secret, e.g. MITTARI_TOKEN):\n{token}\n# for the server's configuration file:\n{config}"
+            ))
         }
         Command::Metrics {
             name,
@@ -331,6 +377,13 @@ fn take_top(params: &mut HashMap<String, pb::Value>) -> Option<usize> {
 }
 
 async fn serve(settings: Settings, engine: Arc<Engine>) -> anyhow::Result<()> {
+    let tokens = settings.tokens()?;
+    auth::check_exposure(
+        settings.server.listen,
+        &tokens,
+        settings.auth.allow_anonymous,
+    )
+    .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -339,7 +392,14 @@ async fn serve(settings: Settings, engine: Arc<Engine>) -> anyhow::Result<()> {
         .context("cannot read the bound address")?;
     let metrics: Vec<String> = engine.metrics().map(|d| d.name.clone()).collect();
     tracing::info!(%addr, metrics = ?metrics, "listening");
-    server::serve(&settings, engine, listener, server::shutdown_signal()).await
+    server::serve(
+        &settings,
+        tokens,
+        engine,
+        listener,
+        server::shutdown_signal(),
+    )
+    .await
 }
 
 fn print(text: &str) -> anyhow::Result<ExitCode> {
@@ -410,10 +470,50 @@ fn parse_params(
         .collect()
 }
 
+/// Sends `authorization: Bearer $MITTARI_TOKEN` with every call when the variable is set. The
+/// token is read from the environment, not a flag, so it does not show in process listings.
+#[derive(Clone)]
+struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl BearerToken {
+    const VARIABLE: &str = "MITTARI_TOKEN";
+
+    fn from_env() -> anyhow::Result<Self> {
+        let Some(token) = std::env::var_os(Self::VARIABLE) else {
+            return Ok(BearerToken(None));
+        };
+        let mut value: MetadataValue<Ascii> = token
+            .to_str()
+            .and_then(|t| format!("Bearer {}", t.trim()).parse().ok())
+            .with_context(|| {
+                format!(
+                    "{} holds characters a token cannot have; use the token `mittari token new` printed",
+                    Self::VARIABLE
+                )
+            })?;
+        value.set_sensitive(true);
+        Ok(BearerToken(Some(value)))
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// Where the CLI computes: an engine in this process, or a server.
 enum Backend {
     Embedded(Arc<Engine>),
-    Remote(MetricServiceClient<Channel>, String),
+    Remote(
+        Box<MetricServiceClient<InterceptedService<Channel, BearerToken>>>,
+        String,
+    ),
 }
 
 impl Backend {
@@ -428,10 +528,13 @@ impl Backend {
                 }
                 let endpoint = Channel::from_shared(url.to_owned())
                     .with_context(|| format!("invalid server url {url:?}"))?;
-                let client = MetricServiceClient::new(endpoint.connect_lazy())
-                    .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(CLIENT_MAX_MESSAGE_BYTES);
-                Ok(Backend::Remote(client, url.to_owned()))
+                let client = MetricServiceClient::with_interceptor(
+                    endpoint.connect_lazy(),
+                    BearerToken::from_env()?,
+                )
+                .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(CLIENT_MAX_MESSAGE_BYTES);
+                Ok(Backend::Remote(Box::new(client), url.to_owned()))
             }
             None => {
                 let settings = Settings::load(config, &Overrides::default())?;

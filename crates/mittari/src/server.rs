@@ -17,6 +17,7 @@ use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::allocator::Trimmer;
+use crate::auth::{AuthLayer, Caller, Tokens};
 use crate::convert;
 use crate::incoming::{self, ConnectionLimits};
 use crate::settings::Settings;
@@ -297,6 +298,7 @@ impl MetricService for MetricServer {
         request: Request<pb::ComputeRequest>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
         let started = Instant::now();
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let metric = request.metric.clone();
         let result = async {
@@ -307,7 +309,7 @@ impl MetricService for MetricServer {
             MetricServer::compute(self, request.metric, params, input, request.group_by).await
         }
         .await;
-        audit("Compute", &metric, started, &result);
+        audit("Compute", &caller, &metric, started, &result);
         result.map(Response::new).map_err(Status::from)
     }
 
@@ -316,6 +318,7 @@ impl MetricService for MetricServer {
         request: Request<Streaming<pb::ComputeStreamRequest>>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
         let started = Instant::now();
+        let caller = caller_of(&request);
         let mut metric = String::new();
         let result = async {
             let streamed = self.read_stream(request.into_inner(), &mut metric).await?;
@@ -329,9 +332,18 @@ impl MetricService for MetricServer {
             .await
         }
         .await;
-        audit("ComputeStream", &metric, started, &result);
+        audit("ComputeStream", &caller, &metric, started, &result);
         result.map(Response::new).map_err(Status::from)
     }
+}
+
+/// The name of the caller's token, set by the auth layer.
+fn caller_of<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or("anonymous", Caller::name)
+        .to_owned()
 }
 
 /// Refuses request names (metric, group-by columns) that are too long or hold control
@@ -349,6 +361,7 @@ fn check_names(metric: &str, group_by: &[String]) -> Result<(), ServiceError> {
 /// quote them (a repeated customer id, say), so they are logged at debug only.
 fn audit(
     rpc: &str,
+    caller: &str,
     metric: &str,
     started: Instant,
     result: &Result<pb::ComputeResponse, ServiceError>,
@@ -358,6 +371,7 @@ fn audit(
     match result {
         Ok(response) => tracing::info!(
             rpc,
+            caller,
             %metric,
             code = ?Code::Ok,
             rows = response.rows,
@@ -375,6 +389,7 @@ fn audit(
             };
             tracing::info!(
                 rpc,
+                caller,
                 %metric,
                 code = ?status.code(),
                 fields = ?fields,
@@ -402,6 +417,7 @@ async fn off_runtime<T: Send + 'static>(
 /// to `server.shutdown_grace_seconds`.
 pub(crate) async fn serve(
     settings: &Settings,
+    tokens: Tokens,
     engine: Arc<Engine>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -458,6 +474,7 @@ pub(crate) async fn serve(
         .layer(tower::util::MapResponseLayer::new(
             status::remap_wire_codes::<tonic::body::Body>,
         ))
+        .layer(AuthLayer::new(tokens))
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(Duration::from_secs(10).min(keepalive)))
         .add_service(health_service)

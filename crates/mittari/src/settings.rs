@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use mittari_engine::{ConfigValue, EngineConfig};
+
+use crate::auth::{AuthSettings, Tokens};
 use serde::Deserialize;
 
 /// The file read when `--config` is not given, if it exists in the working directory.
@@ -22,6 +24,8 @@ pub(crate) struct Settings {
     pub(crate) plugins: PluginSettings,
     #[serde(default)]
     pub(crate) metrics: MetricSettings,
+    #[serde(default)]
+    pub(crate) auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,7 +195,13 @@ impl Settings {
                 "invalid configuration: server.max_stream_bytes must be at least server.max_message_bytes"
             );
         }
+        self.tokens()?;
         Ok(())
+    }
+
+    /// The configured tokens, validated.
+    pub(crate) fn tokens(&self) -> anyhow::Result<Tokens> {
+        Tokens::from_settings(&self.auth).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
     }
 
     /// The plugin directory: configured, or the directory of the running executable.

@@ -1,0 +1,460 @@
+//! Bearer-token authentication with scopes, for every gRPC call in one place.
+//!
+//! Tokens are configured by name with the SHA-256 of the token, never the token itself
+//! (`mittari token new NAME` makes one). A call presents `authorization: Bearer <token>`; the
+//! layer hashes it and compares the hash with every configured one in constant time. A call
+//! without a usable token is UNAUTHENTICATED, one whose token lacks the scope the method needs
+//! PERMISSION_DENIED. The token's name travels with the request (a [`Caller`] extension) into
+//! the audit log. With no tokens configured every call is anonymous, which the server allows
+//! only on a loopback address unless `auth.allow_anonymous` says otherwise ([`check_exposure`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::Status;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Scope {
+    /// List and describe metrics, compute them.
+    Compute,
+    /// Administer the server.
+    Admin,
+}
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenSettings {
+    pub(crate) name: String,
+    /// SHA-256 of the token, 64 hex digits.
+    pub(crate) sha256: String,
+    pub(crate) scopes: Vec<Scope>,
+}
+
+/// The `[auth]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthSettings {
+    pub(crate) tokens: Vec<TokenSettings>,
+    /// Serve calls without a token on an address other than loopback.
+    pub(crate) allow_anonymous: bool,
+    /// Require a token for the health and reflection services too (by default they are open,
+    /// as load balancers and tools like grpcurl expect).
+    pub(crate) protect_health_and_reflection: bool,
+}
+
+/// Who made a call: the name of the token it presented, or anonymous.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Caller {
+    Token(String),
+    Anonymous,
+}
+
+impl Caller {
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Caller::Token(name) => name,
+            Caller::Anonymous => "anonymous",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Token {
+    name: String,
+    sha256: [u8; 32],
+    scopes: Vec<Scope>,
+}
+
+/// The configured tokens, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct Tokens {
+    tokens: Arc<Vec<Token>>,
+    protect_health_and_reflection: bool,
+}
+
+impl Tokens {
+    /// Validates `[auth]`: names present, unique and printable; hashes 64 hex digits; scopes
+    /// given.
+    pub(crate) fn from_settings(settings: &AuthSettings) -> Result<Tokens, String> {
+        let mut tokens = Vec::with_capacity(settings.tokens.len());
+        for (index, token) in settings.tokens.iter().enumerate() {
+            let at = format!("auth.tokens[{index}]");
+            let name_ok = !token.name.is_empty()
+                && token.name.len() <= 64
+                && token
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !name_ok {
+                return Err(format!(
+                    "{at}.name must be 1 to 64 letters, digits, '-', '_' or '.'"
+                ));
+            }
+            if tokens.iter().any(|t: &Token| t.name == token.name) {
+                return Err(format!("{at}.name {:?} is used twice", token.name));
+            }
+            let sha256 = decode_sha256(&token.sha256).ok_or_else(|| {
+                format!(
+                    "{at}.sha256 must be the 64 hex digits of the token's SHA-256 (as `mittari token new` prints), not the token"
+                )
+            })?;
+            if token.scopes.is_empty() {
+                return Err(format!(
+                    "{at}.scopes is empty; give \"compute\", \"admin\" or both"
+                ));
+            }
+            tokens.push(Token {
+                name: token.name.clone(),
+                sha256,
+                scopes: token.scopes.clone(),
+            });
+        }
+        Ok(Tokens {
+            tokens: Arc::new(tokens),
+            protect_health_and_reflection: settings.protect_health_and_reflection,
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Who presents `authorization` (the header's value, if any) for a call that needs
+    /// `scope` (`None`: an open service).
+    fn authorize(
+        &self,
+        authorization: Option<&[u8]>,
+        scope: Option<Scope>,
+    ) -> Result<Caller, Status> {
+        let Some(scope) = scope else {
+            return Ok(Caller::Anonymous);
+        };
+        if self.tokens.is_empty() {
+            return Ok(Caller::Anonymous);
+        }
+        let Some(header) = authorization else {
+            return Err(Status::unauthenticated(
+                "this server requires a token: send the metadata `authorization: Bearer <token>`",
+            ));
+        };
+        let presented = header
+            .strip_prefix(b"Bearer ")
+            .or_else(|| header.strip_prefix(b"bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
+            })?;
+        let digest: [u8; 32] = Sha256::digest(presented.trim_ascii()).into();
+        // Every configured hash is compared, whether or not one matched before.
+        let mut found: Option<&Token> = None;
+        for token in self.tokens.iter() {
+            if bool::from(token.sha256.ct_eq(&digest)) {
+                found = Some(token);
+            }
+        }
+        let Some(token) = found else {
+            return Err(Status::unauthenticated(
+                "the token is not valid for this server",
+            ));
+        };
+        if !token.scopes.contains(&scope) {
+            return Err(Status::permission_denied(format!(
+                "token {:?} lacks the {} scope this call needs",
+                token.name,
+                match scope {
+                    Scope::Compute => "compute",
+                    Scope::Admin => "admin",
+                }
+            )));
+        }
+        Ok(Caller::Token(token.name.clone()))
+    }
+
+    /// The scope a gRPC method path needs; `None` for open services.
+    fn scope_of(&self, path: &str) -> Option<Scope> {
+        let open = path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.");
+        if open && !self.protect_health_and_reflection {
+            None
+        } else {
+            Some(Scope::Compute)
+        }
+    }
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        let digit = |c: u8| (c as char).to_digit(16);
+        *byte = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+/// Refuses to serve anonymous calls beyond loopback unless the admin said so.
+pub(crate) fn check_exposure(
+    listen: SocketAddr,
+    tokens: &Tokens,
+    allow_anonymous: bool,
+) -> Result<(), String> {
+    if !tokens.is_empty() || listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if allow_anonymous {
+        tracing::warn!(
+            %listen,
+            "serving calls without tokens beyond loopback (auth.allow_anonymous = true): anyone who reaches this address can compute"
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "server.listen {listen} is not a loopback address and no auth.tokens are configured, so anyone reaching it could compute: add a token (`mittari token new NAME` prints one and its configuration), listen on 127.0.0.1, or set auth.allow_anonymous = true"
+    ))
+}
+
+/// A fresh token and the configuration block that admits it.
+pub(crate) fn new_token(name: &str, scopes: &[Scope]) -> Result<(String, String), String> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| format!("cannot get random bytes: {e}"))?;
+    let token: String = std::iter::once("mittari_".to_owned())
+        .chain(secret.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    let settings = AuthSettings {
+        tokens: vec![TokenSettings {
+            name: name.to_owned(),
+            sha256: Sha256::digest(token.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            scopes: scopes.to_vec(),
+        }],
+        ..AuthSettings::default()
+    };
+    // Validated as the server will: a name it would refuse is refused now.
+    Tokens::from_settings(&settings)?;
+    let token_settings = &settings.tokens[0];
+    let scopes = scopes
+        .iter()
+        .map(|s| match s {
+            Scope::Compute => "\"compute\"",
+            Scope::Admin => "\"admin\"",
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = format!(
+        "[[auth.tokens]]\nname = \"{}\"\nsha256 = \"{}\"\nscopes = [{scopes}]\n",
+        token_settings.name, token_settings.sha256
+    );
+    Ok((token, config))
+}
+
+/// The tower layer that authorizes every call before it reaches a service.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthLayer {
+    tokens: Tokens,
+}
+
+impl AuthLayer {
+    pub(crate) fn new(tokens: Tokens) -> Self {
+        AuthLayer { tokens }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authorize {
+            inner,
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Authorize<S> {
+    inner: S,
+    tokens: Tokens,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Authorize<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let scope = self.tokens.scope_of(request.uri().path());
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes);
+        match self.tokens.authorize(authorization, scope) {
+            Ok(caller) => {
+                // The token is not needed past this point; it is not kept with the request.
+                request.headers_mut().remove(http::header::AUTHORIZATION);
+                request.extensions_mut().insert(caller);
+                Box::pin(self.inner.call(request))
+            }
+            Err(status) => {
+                tracing::info!(
+                    path = request.uri().path(),
+                    code = ?status.code(),
+                    "refused a call: {}",
+                    status.message()
+                );
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(entries: &[(&str, &str, &[Scope])]) -> Result<Tokens, String> {
+        Tokens::from_settings(&AuthSettings {
+            tokens: entries
+                .iter()
+                .map(|(name, token, scopes)| TokenSettings {
+                    name: (*name).to_owned(),
+                    sha256: Sha256::digest(token.as_bytes())
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                    scopes: scopes.to_vec(),
+                })
+                .collect(),
+            ..AuthSettings::default()
+        })
+    }
+
+    #[test]
+    fn calls_are_authorized_by_token_and_scope() {
+        let tokens = tokens(&[
+            ("reports", "secret-a", &[Scope::Compute]),
+            ("ops", "secret-b", &[Scope::Admin]),
+        ])
+        .unwrap();
+        let check = |header: Option<&str>, path: &str, expect: Result<&str, tonic::Code>| {
+            let got = tokens
+                .authorize(header.map(str::as_bytes), tokens.scope_of(path))
+                .map(|caller| caller.name().to_owned())
+                .map_err(|status| status.code());
+            assert_eq!(got, expect.map(str::to_owned), "{header:?} {path}");
+        };
+        let compute = "/mittari.v1.MetricService/Compute";
+        check(Some("Bearer secret-a"), compute, Ok("reports"));
+        check(None, compute, Err(tonic::Code::Unauthenticated));
+        check(
+            Some("Bearer nope"),
+            compute,
+            Err(tonic::Code::Unauthenticated),
+        );
+        check(Some("secret-a"), compute, Err(tonic::Code::Unauthenticated));
+        check(
+            Some("Bearer secret-b"),
+            compute,
+            Err(tonic::Code::PermissionDenied),
+        );
+        check(None, "/grpc.health.v1.Health/Check", Ok("anonymous"));
+        check(
+            None,
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            Ok("anonymous"),
+        );
+    }
+
+    #[test]
+    fn configuration_mistakes_are_named() {
+        let check = |result: Result<Tokens, String>, expect: &str| {
+            let error = result.unwrap_err();
+            assert!(error.contains(expect), "{error}");
+        };
+        check(
+            tokens(&[("a", "x", &[Scope::Compute]), ("a", "y", &[Scope::Compute])]),
+            "auth.tokens[1].name \"a\" is used twice",
+        );
+        check(
+            tokens(&[("a b", "x", &[Scope::Compute])]),
+            "auth.tokens[0].name",
+        );
+        check(tokens(&[("a", "x", &[])]), "auth.tokens[0].scopes is empty");
+        let mut settings = AuthSettings::default();
+        settings.tokens.push(TokenSettings {
+            name: "a".into(),
+            sha256: "mittari_0123".into(),
+            scopes: vec![Scope::Compute],
+        });
+        check(
+            Tokens::from_settings(&settings),
+            "auth.tokens[0].sha256 must be",
+        );
+    }
+
+    #[test]
+    fn anonymous_service_is_confined_to_loopback_unless_allowed() {
+        let none = tokens(&[]).unwrap();
+        let some = tokens(&[("a", "x", &[Scope::Compute])]).unwrap();
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(check_exposure(addr("127.0.0.1:1"), &none, false).is_ok());
+        assert!(check_exposure(addr("[::1]:1"), &none, false).is_ok());
+        assert!(check_exposure(addr("0.0.0.0:1"), &none, false).is_err());
+        assert!(check_exposure(addr("10.1.2.3:1"), &none, false).is_err());
+        assert!(check_exposure(addr("0.0.0.0:1"), &none, true).is_ok());
+        assert!(check_exposure(addr("0.0.0.0:1"), &some, false).is_ok());
+    }
+
+    #[test]
+    fn new_tokens_are_admitted_by_the_configuration_printed_with_them() {
+        let (token, config) = new_token("reports", &[Scope::Compute]).unwrap();
+        assert!(
+            token.starts_with("mittari_") && token.len() == 8 + 64,
+            "{token}"
+        );
+        let parsed: toml_block::Config = toml_block::parse(&config);
+        let tokens = Tokens::from_settings(&parsed.auth).unwrap();
+        let header = format!("Bearer {token}");
+        let caller = tokens
+            .authorize(Some(header.as_bytes()), Some(Scope::Compute))
+            .unwrap();
+        assert_eq!(caller, Caller::Token("reports".into()));
+        assert!(new_token("two words", &[Scope::Compute]).is_err());
+    }
+
+    mod toml_block {
+        #[derive(serde::Deserialize)]
+        pub(super) struct Config {
+            pub(super) auth: super::AuthSettings,
+        }
+
+        pub(super) fn parse(text: &str) -> Config {
+            config::Config::builder()
+                .add_source(config::File::from_str(text, config::FileFormat::Toml))
+                .build()
+                .unwrap()
+                .try_deserialize()
+                .unwrap()
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Bearer tokens against the real server: tokens made by `mittari token new` and configured by
+//! their hash admit exactly their scopes on every RPC; health and reflection stay open; the CLI
+//! sends MITTARI_TOKEN; and a server without tokens refuses to listen beyond loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mittari_e2e::{Server, plugin_dir, repo_root, run_cli, standard_plugins};
+use mittari_proto::v1 as pb;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+
+/// `mittari token new NAME --scope SCOPE`: the token and the configuration block it printed.
+fn new_token(name: &str, scope: &str) -> (String, String) {
+    let (status, stdout, stderr) =
+        run_cli(&["token", "new", name, "--scope", scope], &repo_root(), &[]);
+    assert!(status.success(), "{stderr}");
+    let token = stdout
+        .lines()
+        .find(|l| l.starts_with("mittari_"))
+        .expect("a token line")
+        .to_owned();
+    let config = stdout
+        .split_once("[[auth.tokens]]")
+        .map(|(_, rest)| format!("[[auth.tokens]]{rest}"))
+        .expect("a configuration block");
+    assert!(
+        !config.contains(&token),
+        "the configuration holds the token itself"
+    );
+    (token, config)
+}
+
+fn start_with_tokens(config: &str) -> Server {
+    let plugins = standard_plugins();
+    let plugins: Vec<(&str, &str)> = plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let dir = plugin_dir(&plugins);
+    // The server runs in this directory and reads ./mittari.toml.
+    std::fs::write(dir.path().join("mittari.toml"), config).unwrap();
+    Server::start_in(dir, &[])
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+#[tokio::test]
+async fn tokens_admit_their_scopes_on_every_rpc() {
+    let (compute_token, compute_config) = new_token("reports", "compute");
+    let (admin_token, admin_config) = new_token("ops", "admin");
+    let server = start_with_tokens(&format!("{compute_config}\n{admin_config}"));
+    let mut client = server.client().await;
+    let nps = || pb::ComputeRequest {
+        metric: "nps".into(),
+        parameters: Default::default(),
+        input: Some(pb::Table {
+            columns: vec![pb::Column {
+                name: "score".into(),
+                values: Some(pb::column::Values::Int64Values(pb::Int64Values {
+                    values: vec![10, 9, 3],
+                })),
+                null_mask: Vec::new(),
+            }],
+        }),
+        group_by: Vec::new(),
+    };
+    let cases: [(Option<&str>, Result<(), Code>); 4] = [
+        (None, Err(Code::Unauthenticated)),
+        (Some("mittari_not-a-token"), Err(Code::Unauthenticated)),
+        (Some(admin_token.as_str()), Err(Code::PermissionDenied)),
+        (Some(compute_token.as_str()), Ok(())),
+    ];
+    for (token, expect) in cases {
+        let outcomes = [
+            client
+                .list_metrics(with_token(pb::ListMetricsRequest::default(), token))
+                .await
+                .map(|_| ()),
+            client
+                .describe_metric(with_token(
+                    pb::DescribeMetricRequest { name: "nps".into() },
+                    token,
+                ))
+                .await
+                .map(|_| ()),
+            client.compute(with_token(nps(), token)).await.map(|_| ()),
+            client
+                .compute_stream(with_token(
+                    tokio_stream::iter(vec![pb::ComputeStreamRequest {
+                        message: Some(pb::compute_stream_request::Message::Header(
+                            pb::ComputeStreamHeader {
+                                metric: "nps".into(),
+                                ..Default::default()
+                            },
+                        )),
+                    }]),
+                    token,
+                ))
+                .await
+                .map(|_| ()),
+        ];
+        for (rpc, outcome) in ["ListMetrics", "DescribeMetric", "Compute", "ComputeStream"]
+            .iter()
+            .zip(outcomes)
+        {
+            match (&expect, outcome) {
+                (Ok(()), Ok(())) => {}
+                // A stream of only a header is refused by the metric, past authentication.
+                (Ok(()), Err(status)) if *rpc == "ComputeStream" => {
+                    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+                }
+                (Err(code), Err(status)) => {
+                    assert_eq!(
+                        status.code(),
+                        *code,
+                        "{rpc} {token:?}: {}",
+                        status.message()
+                    );
+                }
+                (expect, outcome) => panic!("{rpc} {token:?}: {outcome:?}, expected {expect:?}"),
+            }
+        }
+    }
+    // Health stays open without a token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health without a token");
+    // The audit line names the token, never the token itself.
+    let logs = server.logs().join("\n");
+    assert!(logs.contains("\"caller\":\"reports\""), "{logs}");
+    assert!(!logs.contains(&compute_token) && !logs.contains(&admin_token));
+
+    // The CLI sends MITTARI_TOKEN.
+    let url = server.url();
+    let args = ["metrics", "--server", url.as_str()];
+    let (status, _, stderr) = run_cli(&args, &repo_root(), &[]);
+    assert!(!status.success());
+    assert!(stderr.contains("requires a token"), "{stderr}");
+    let (status, stdout, stderr) =
+        run_cli(&args, &repo_root(), &[("MITTARI_TOKEN", &compute_token)]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("nps"), "{stdout}");
+}
+
+#[test]
+fn without_tokens_the_server_stays_on_loopback() {
+    let plugins = standard_plugins();
+    let plugins: Vec<(&str, &str)> = plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let dir = plugin_dir(&plugins);
+    let plugin_dir = dir.path().to_str().unwrap();
+    // Refused before it binds: nothing listens beyond loopback during the test.
+    let (status, _, stderr) = run_cli(
+        &["serve", "--listen", "0.0.0.0:0"],
+        dir.path(),
+        &[("MITTARI__PLUGINS__DIR", plugin_dir)],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("not a loopback address and no auth.tokens are configured")
+            && stderr.contains("auth.allow_anonymous"),
+        "{stderr}"
+    );
+}
