@@ -39,6 +39,21 @@ fn regions(values: Vec<String>) -> pb::Column {
 }
 
 /// The status of a call that must fail; a success is reported without its (large) body.
+/// NPS of one promoter in each of `groups` regions, grouped by region.
+fn nps_by_region(groups: usize) -> pb::ComputeRequest {
+    pb::ComputeRequest {
+        metric: "nps".into(),
+        parameters: HashMap::new(),
+        input: Some(pb::Table {
+            columns: vec![
+                scores(vec![9; groups]),
+                regions((0..groups).map(|i| format!("r{i}")).collect()),
+            ],
+        }),
+        group_by: vec!["region".into()],
+    }
+}
+
 fn refused<T>(outcome: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status {
     match outcome {
         Ok(_) => panic!("the call succeeded"),
@@ -165,17 +180,7 @@ async fn memory_of_a_large_request_is_returned() {
     const GROUPS: usize = 40_000;
     let response = client
         .max_decoding_message_size(64 << 20)
-        .compute(pb::ComputeRequest {
-            metric: "nps".into(),
-            parameters: HashMap::new(),
-            input: Some(pb::Table {
-                columns: vec![
-                    scores(vec![9; GROUPS]),
-                    regions((0..GROUPS).map(|i| format!("r{i}")).collect()),
-                ],
-            }),
-            group_by: vec!["region".into()],
-        })
+        .compute(nps_by_region(GROUPS))
         .await
         .expect("nps over 40 000 groups");
     assert_eq!(response.into_inner().groups.len(), GROUPS);
@@ -203,17 +208,7 @@ async fn groups_and_responses_are_bounded() {
         ("MITTARI__SERVER__MAX_STREAM_BYTES", "65536"),
     ]);
     let mut client = server.client().await;
-    let grouped = |groups: usize| pb::ComputeRequest {
-        metric: "nps".into(),
-        parameters: HashMap::new(),
-        input: Some(pb::Table {
-            columns: vec![
-                scores(vec![9; groups]),
-                regions((0..groups).map(|i| format!("r{i}")).collect()),
-            ],
-        }),
-        group_by: vec!["region".into()],
-    };
+    let grouped = nps_by_region;
     // More groups than allowed: refused before any is computed, naming the key.
     let status = refused(client.compute(grouped(1001)).await);
     assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
