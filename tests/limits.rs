@@ -54,6 +54,12 @@ fn nps_by_region(groups: usize) -> pb::ComputeRequest {
     }
 }
 
+/// A refusal with `code` whose message names the configuration `key` that bounds it.
+fn check_refusal(status: &tonic::Status, code: Code, key: &str) {
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(status.message().contains(key), "{}", status.message());
+}
+
 fn refused<T>(outcome: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status {
     match outcome {
         Ok(_) => panic!("the call succeeded"),
@@ -128,18 +134,10 @@ async fn streamed_input_shares_a_memory_budget() {
             ]))
             .await,
     );
-    assert_eq!(
-        status.code(),
+    check_refusal(
+        &status,
         Code::ResourceExhausted,
-        "{}",
-        status.message()
-    );
-    assert!(
-        status
-            .message()
-            .contains("server.max_buffered_stream_bytes"),
-        "{}",
-        status.message()
+        "server.max_buffered_stream_bytes",
     );
     assert!(status.get_details_retry_info().is_some());
 }
@@ -211,26 +209,11 @@ async fn groups_and_responses_are_bounded() {
     let grouped = nps_by_region;
     // More groups than allowed: refused before any is computed, naming the key.
     let status = refused(client.compute(grouped(1001)).await);
-    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-    assert!(
-        status.message().contains("server.max_groups"),
-        "{}",
-        status.message()
-    );
+    check_refusal(&status, Code::InvalidArgument, "server.max_groups");
     // Allowed groups whose results exceed a message: RESOURCE_EXHAUSTED, not a transport error.
     // (Before that, more rows or text than allowed is refused by its own key.)
     let status = refused(client.compute(grouped(1000)).await);
-    assert_eq!(
-        status.code(),
-        Code::ResourceExhausted,
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("server.max_message_bytes"),
-        "{}",
-        status.message()
-    );
+    check_refusal(&status, Code::ResourceExhausted, "server.max_message_bytes");
     // Refused once the groups computed so far pass the limit, not after all 1000 (about 430
     // bytes each, some 6.5 times the limit): the size it reports is just past the limit.
     let reported: usize = status
@@ -269,8 +252,7 @@ async fn rows_and_text_per_request_are_bounded() {
         (500, 10, "server.max_string_bytes"),
     ] {
         let status = refused(client.compute(survey(rows, id_bytes)).await);
-        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-        assert!(status.message().contains(key), "{}", status.message());
+        check_refusal(&status, Code::InvalidArgument, key);
     }
     assert!(client.compute(survey(1000, 4)).await.is_ok());
 }

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-/// Staging directories are named `mittari-plugins-XXXXXX` in the system's temporary directory.
+/// Staging directories are named `mittari-plugins-` and a random suffix, in the system's temporary
+/// directory.
 const STAGING_PREFIX: &str = "mittari-plugins-";
 /// Held (locked) by the process owning the directory.
 const LOCK_FILE: &str = ".owner.lock";

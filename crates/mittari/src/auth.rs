@@ -20,13 +20,23 @@ use subtle::ConstantTimeEq;
 use tonic::Status;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Scope {
-    /// List and describe metrics, compute them.
+    /// List, describe and compute metrics.
     Compute,
     /// Administer the server.
     Admin,
+}
+
+impl Scope {
+    /// The name in configuration files and messages.
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Compute => "compute",
+            Scope::Admin => "admin",
+        }
+    }
 }
 
 /// One `[[auth.tokens]]` entry.
@@ -169,10 +179,7 @@ impl Tokens {
             return Err(Status::permission_denied(format!(
                 "token {:?} lacks the {} scope this call needs",
                 token.name,
-                match scope {
-                    Scope::Compute => "compute",
-                    Scope::Admin => "admin",
-                }
+                scope.as_str()
             )));
         }
         Ok(Caller::Token(token.name.clone()))
@@ -246,10 +253,7 @@ pub(crate) fn new_token(name: &str, scopes: &[Scope]) -> Result<(String, String)
     let token_settings = &settings.tokens[0];
     let scopes = scopes
         .iter()
-        .map(|s| match s {
-            Scope::Compute => "\"compute\"",
-            Scope::Admin => "\"admin\"",
-        })
+        .map(|s| format!("\"{}\"", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
     let config = format!(

@@ -698,20 +698,7 @@ mod tests {
         }
         assert!(pieces(csv.as_bytes(), 2).len() > 1);
         let input = read_from(csv.as_bytes(), "in.csv", &descriptor(), &[]).unwrap();
-        let scores = input
-            .batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        assert_eq!(scores.len(), rows);
-        assert!(
-            scores
-                .values()
-                .iter()
-                .enumerate()
-                .all(|(i, &v)| v == i as i64)
-        );
+        check_counting_scores(&input, rows);
         assert!(
             input
                 .lines
@@ -729,6 +716,24 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("in.csv: line {line}: column score: \"ten\"")),
             "{error}"
+        );
+    }
+
+    /// The first column holds 0, 1, … `rows - 1`: every row read, in order.
+    fn check_counting_scores(input: &CsvInput, rows: usize) {
+        let scores = input
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(scores.len(), rows);
+        assert!(
+            scores
+                .values()
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v == i as i64)
         );
     }
 
@@ -752,20 +757,7 @@ mod tests {
         }
         assert!(csv.len() > 10 * BLOCK_BYTES);
         let input = read_from(csv.as_bytes(), "in.csv", &descriptor(), &[]).unwrap();
-        let scores = input
-            .batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        assert_eq!(scores.len(), rows);
-        assert!(
-            scores
-                .values()
-                .iter()
-                .enumerate()
-                .all(|(i, &v)| v == i as i64)
-        );
+        check_counting_scores(&input, rows);
         assert_eq!(input.lines, lines);
         let bad = csv.replace("4321,plain 4321", "x4321,plain 4321");
         let error = read_from(bad.as_bytes(), "in.csv", &descriptor(), &[]).unwrap_err();

@@ -87,17 +87,9 @@ enum TokenCommand {
         /// The token's name, as the server's audit log shows it.
         name: String,
         /// What the token may do, repeatable.
-        #[arg(long = "scope", value_enum, default_values_t = [TokenScope::Compute])]
-        scopes: Vec<TokenScope>,
+        #[arg(long = "scope", value_enum, default_values_t = [auth::Scope::Compute])]
+        scopes: Vec<auth::Scope>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
-enum TokenScope {
-    /// List, describe and compute metrics.
-    Compute,
-    /// Administer the server.
-    Admin,
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,13 +215,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token {
             command: TokenCommand::New { name, scopes },
         } => {
-            let scopes: Vec<auth::Scope> = scopes
-                .iter()
-                .map(|s| match s {
-                    TokenScope::Compute => auth::Scope::Compute,
-                    TokenScope::Admin => auth::Scope::Admin,
-                })
-                .collect();
             let (token, config) = auth::new_token(&name, &scopes).map_err(anyhow::Error::msg)?;
             print(&format!(
                 "# the token (shown once; hand it to the client as a secret, e.g. MITTARI_TOKEN):\n{token}\n# for the server's configuration file:\n{config}"

@@ -11,11 +11,15 @@ use mittari_engine::MetricDescriptor;
 
 /// An integral value prints as an integer (`"responses": 10`), any other as a float.
 fn number(value: f64) -> Json {
-    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
-        json!(value as i64)
-    } else {
-        json!(value)
+    match as_integer(value) {
+        Some(integer) => json!(integer),
+        None => json!(value),
     }
+}
+
+/// The value as an integer when it is one exactly representable (|v| < 2⁵³).
+fn as_integer(value: f64) -> Option<i64> {
+    (value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0).then_some(value as i64)
 }
 
 /// A number for people: integers as such, others to 4 decimals without trailing zeros.
@@ -398,10 +402,9 @@ fn push_csv_field(out: &mut String, text: &str) {
 /// Appends a number as the JSON output writes it: integral values as integers, others in
 /// their shortest exact form.
 fn push_number(out: &mut String, value: f64) {
-    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
-        out.push_str(itoa::Buffer::new().format(value as i64));
-    } else {
-        out.push_str(ryu::Buffer::new().format(value));
+    match as_integer(value) {
+        Some(integer) => out.push_str(itoa::Buffer::new().format(integer)),
+        None => out.push_str(ryu::Buffer::new().format(value)),
     }
 }
 
