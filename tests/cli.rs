@@ -858,9 +858,22 @@ fn the_cli_refuses_what_would_lose_or_leak_data() {
                 "--input",
                 &input,
                 "--server",
-                "https://127.0.0.1:9",
+                "http://127.0.0.1:9",
+                "--ca-cert",
+                &input,
             ],
-            "https:// is refused rather than sent in clear text",
+            "--ca-cert and --client-cert need an https:// server; http://127.0.0.1:9 would be reached in clear text",
+        ),
+        (
+            vec![
+                "compute",
+                "nps",
+                "--input",
+                &input,
+                "--server",
+                "ftp://127.0.0.1:9",
+            ],
+            "--server \"ftp://127.0.0.1:9\" must start with http:// or https://",
         ),
     ];
     for (args, expect) in cases {

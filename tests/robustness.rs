@@ -93,6 +93,7 @@ fn bundled_engine() -> Engine {
         libraries: Some(libraries),
         allow_libraries_outside_dir: false,
         enabled_metrics: None,
+        metric_choices: Default::default(),
         metric_defaults: Default::default(),
         max_concurrent_computations: 1,
         max_queued_computations: 1,

@@ -8,10 +8,15 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let file = proto_root.join("mittari/v1/metrics.proto");
-    println!("cargo:rerun-if-changed={}", file.display());
+    let files = [
+        proto_root.join("mittari/v1/metrics.proto"),
+        proto_root.join("mittari/admin/v1/admin.proto"),
+    ];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
 
-    let descriptors = protox::compile([&file], [&proto_root])?;
+    let descriptors = protox::compile(&files, [&proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("mittari_descriptor.bin"),

@@ -1,15 +1,15 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use mittari_sdk::{ConfidenceInterval, MetricDescriptor, MetricError, Output, ParamValue, Warning};
 use rayon::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{EngineError, Field, StartupError, Violation};
@@ -25,7 +25,7 @@ pub const PLUGIN_FILE_PREFIX: &str = "mittari_plugin_";
 
 /// A configuration value as the admin wrote it; converted to the parameter's declared type
 /// when the engine starts.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum ConfigValue {
     Bool(bool),
@@ -47,6 +47,8 @@ pub struct EngineConfig {
     pub allow_libraries_outside_dir: bool,
     /// Metrics to serve; `None` serves every metric loaded.
     pub enabled_metrics: Option<Vec<String>>,
+    /// The admin's run-time choices (metric → enabled), applied after `enabled_metrics`.
+    pub metric_choices: BTreeMap<String, bool>,
     /// Per-metric parameter defaults, overriding the metric's own.
     pub metric_defaults: BTreeMap<String, BTreeMap<String, ConfigValue>>,
     /// Computations running at once; more wait in a queue.
@@ -218,42 +220,90 @@ pub struct ComputeOutcome {
     pub rows: usize,
     pub results: Option<MetricResults>,
     pub groups: Vec<GroupResults>,
+    /// Where the time went, for the server's telemetry.
+    pub timings: Timings,
 }
 
-/// A library the engine loaded, or refused, at start-up.
+/// How long a computation waited for a slot, and then ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub queued: std::time::Duration,
+    pub computing: std::time::Duration,
+}
+
+/// Computations running and waiting right now, over both lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    pub running: usize,
+    pub queued: usize,
+}
+
+/// A library the engine loaded, or refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LibraryStatus {
     /// Loaded from a private copy of contents with this SHA-256 (hex).
     Loaded {
         metrics: Vec<String>,
         sha256: String,
+        abi_version: u32,
     },
     Refused {
         reason: String,
     },
 }
 
-#[derive(Debug)]
+/// A library file the engine considered, and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LibraryRecord {
+    /// The admin's file.
+    pub path: PathBuf,
+    pub status: LibraryStatus,
+    /// When these contents were first loaded by this process (a reload that finds the same
+    /// contents keeps the time).
+    pub loaded_at: SystemTime,
+}
+
+#[derive(Debug, Clone)]
 struct MetricEntry {
     /// The plugin's descriptor with the admin's defaults applied.
     descriptor: MetricDescriptor,
     plugin: PluginMetric,
 }
 
-/// The metric engine: the loaded plugins, and the one path every computation takes
-/// (validation, group-by, dispatch, result checks).
+/// What every generation of the engine shares: the computation slots (a reload must not let
+/// old and new requests together run more than the configured number) and the staging
+/// directory of library copies.
 #[derive(Debug)]
-pub struct Engine {
-    metrics: BTreeMap<String, MetricEntry>,
-    libraries: Vec<(PathBuf, LibraryStatus)>,
-    /// Private copies of the loaded libraries (see `staging`). The files are removed with the
-    /// engine; the mappings of loaded libraries outlive them.
-    _staging: crate::staging::StagingDir,
+struct Shared {
     limiter: Limiter,
+    /// Private copies of the loaded libraries (see `staging`). The files are removed when the
+    /// last engine is dropped; the mappings of loaded libraries outlive them.
+    staging: crate::staging::StagingDir,
+}
+
+/// Per-request bounds, from the configuration.
+#[derive(Debug, Clone, Copy)]
+struct RequestBounds {
     light_request_max_rows: usize,
     max_groups: usize,
     max_rows: usize,
     max_string_bytes: usize,
+}
+
+/// The metric engine: the loaded plugins, and the one path every computation takes
+/// (validation, group-by, dispatch, result checks).
+///
+/// An engine is immutable. Run-time changes (a reload, a metric enabled or disabled) build a
+/// new engine that shares the computation slots and loaded libraries with this one; the
+/// server swaps it in for new requests while requests in flight finish on the old one.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// Every metric loaded, enabled or not.
+    metrics: BTreeMap<String, MetricEntry>,
+    enabled: BTreeSet<String>,
+    libraries: Vec<LibraryRecord>,
+    shared: Arc<Shared>,
+    bounds: RequestBounds,
 }
 
 impl Engine {
@@ -267,22 +317,81 @@ impl Engine {
                 "must be at least 1",
             ));
         }
-        let paths = library_paths(config)?;
         let staging = crate::staging::StagingDir::create()
             .map_err(|source| StartupError::Staging { source })?;
+        let shared = Arc::new(Shared {
+            limiter: Limiter::new(
+                config.max_concurrent_computations,
+                config.max_queued_computations,
+            ),
+            staging,
+        });
+        Self::load_into(config, shared, &[])
+    }
+
+    /// A new engine from `config`, for a reload: the plugin directory is read again, new and
+    /// changed libraries are loaded (a changed file has other contents, so it is loaded from
+    /// another copy, beside the old version), and the metric settings are applied again.
+    ///
+    /// Unlike [`Engine::load`], any library that cannot be loaded refuses the whole reload, so
+    /// the running engine stays exactly as it is. The computation slots are this engine's:
+    /// `max_concurrent_computations` and `max_queued_computations` change only at a restart.
+    pub fn reload(&self, config: &EngineConfig) -> Result<Engine, StartupError> {
+        let engine = Self::load_into(config, Arc::clone(&self.shared), &self.libraries)?;
+        let refused: Vec<String> = engine
+            .libraries
+            .iter()
+            .filter_map(|record| match &record.status {
+                LibraryStatus::Refused { reason } => {
+                    Some(format!("{}: {reason}", record.path.display()))
+                }
+                LibraryStatus::Loaded { .. } => None,
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(StartupError::RefusedLibraries {
+                count: refused.len(),
+                detail: refused.join("; "),
+            });
+        }
+        Ok(engine)
+    }
+
+    fn load_into(
+        config: &EngineConfig,
+        shared: Arc<Shared>,
+        previous: &[LibraryRecord],
+    ) -> Result<Engine, StartupError> {
+        let paths = library_paths(config)?;
         let mut metrics = BTreeMap::new();
         let mut libraries = Vec::new();
         for path in paths {
-            let status = load_library(&path, staging.path(), &mut metrics);
+            let status = load_library(&path, shared.staging.path(), &mut metrics);
+            let known = previous.iter().find(|old| match (&old.status, &status) {
+                (
+                    LibraryStatus::Loaded { sha256: old, .. },
+                    LibraryStatus::Loaded { sha256: new, .. },
+                ) => old == new,
+                _ => false,
+            });
             match &status {
-                LibraryStatus::Loaded { metrics, sha256 } => {
-                    tracing::info!(library = %path.display(), %sha256, metrics = ?metrics, "loaded plugin library");
+                LibraryStatus::Loaded { .. } if known.is_some() => {}
+                LibraryStatus::Loaded {
+                    metrics,
+                    sha256,
+                    abi_version,
+                } => {
+                    tracing::info!(library = %path.display(), %sha256, abi_version, metrics = ?metrics, "loaded plugin library");
                 }
                 LibraryStatus::Refused { reason } => {
                     tracing::error!(library = %path.display(), %reason, "refused plugin library");
                 }
             }
-            libraries.push((path, status));
+            libraries.push(LibraryRecord {
+                path,
+                status,
+                loaded_at: known.map_or_else(SystemTime::now, |old| old.loaded_at),
+            });
         }
         if metrics.is_empty() {
             let detail = if libraries.is_empty() {
@@ -294,12 +403,12 @@ impl Engine {
             } else {
                 libraries
                     .iter()
-                    .map(|(path, status)| match status {
+                    .map(|record| match &record.status {
                         LibraryStatus::Refused { reason } => {
-                            format!("{}: {reason}", path.display())
+                            format!("{}: {reason}", record.path.display())
                         }
                         LibraryStatus::Loaded { .. } => {
-                            format!("{}: provides no metric", path.display())
+                            format!("{}: provides no metric", record.path.display())
                         }
                     })
                     .collect::<Vec<_>>()
@@ -310,9 +419,9 @@ impl Engine {
                 detail,
             });
         }
-        if let Some(enabled) = &config.enabled_metrics {
-            for name in enabled {
-                if !metrics.contains_key(name) {
+        let mut enabled: BTreeSet<String> = match &config.enabled_metrics {
+            Some(names) => {
+                if let Some(name) = names.iter().find(|name| !metrics.contains_key(*name)) {
                     return Err(StartupError::config(
                         "metrics.enabled",
                         format!(
@@ -321,44 +430,88 @@ impl Engine {
                         ),
                     ));
                 }
+                names.iter().cloned().collect()
             }
-            metrics.retain(|name, _| enabled.contains(name));
+            None => metrics.keys().cloned().collect(),
+        };
+        // The admin's run-time choices name metrics of plugins that may since have gone:
+        // those are ignored, not fatal.
+        for (name, on) in &config.metric_choices {
+            if !metrics.contains_key(name) {
+                tracing::warn!(metric = %name, "the metric state file names a metric no loaded plugin provides; ignored");
+            } else if *on {
+                enabled.insert(name.clone());
+            } else {
+                enabled.remove(name);
+            }
         }
         for (metric, defaults) in &config.metric_defaults {
             let Some(entry) = metrics.get_mut(metric) else {
                 return Err(StartupError::config(
                     format!("metrics.defaults.{metric}"),
                     format!(
-                        "no enabled metric is named {metric:?}; enabled: {}",
+                        "no loaded metric is named {metric:?}; loaded: {}",
                         join_keys(&metrics)
                     ),
                 ));
             };
             apply_defaults(&mut entry.descriptor, defaults)?;
         }
-        let limiter = Limiter::new(
-            config.max_concurrent_computations,
-            config.max_queued_computations,
-        );
         Ok(Engine {
             metrics,
+            enabled,
             libraries,
-            _staging: staging,
-            limiter,
-            light_request_max_rows: config.light_request_max_rows,
-            max_groups: config.max_groups,
-            max_rows: config.max_rows,
-            max_string_bytes: config.max_string_bytes,
+            shared,
+            bounds: RequestBounds {
+                light_request_max_rows: config.light_request_max_rows,
+                max_groups: config.max_groups,
+                max_rows: config.max_rows,
+                max_string_bytes: config.max_string_bytes,
+            },
         })
+    }
+
+    /// This engine with one metric enabled or disabled; requests already running keep the
+    /// engine they started on.
+    pub fn with_metric_enabled(&self, name: &str, enabled: bool) -> Result<Engine, EngineError> {
+        if !self.metrics.contains_key(name) {
+            return Err(EngineError::UnknownMetric {
+                name: name.to_owned(),
+                available: self.metrics.keys().cloned().collect(),
+            });
+        }
+        let mut engine = self.clone();
+        if enabled {
+            engine.enabled.insert(name.to_owned());
+        } else {
+            engine.enabled.remove(name);
+        }
+        Ok(engine)
+    }
+
+    /// Every loaded metric's descriptor, and whether it is served.
+    pub fn all_metrics(&self) -> impl Iterator<Item = (&MetricDescriptor, bool)> {
+        self.metrics
+            .iter()
+            .map(|(name, e)| (&e.descriptor, self.enabled.contains(name)))
+    }
+
+    /// Computations running and waiting now, over this engine and every engine it was
+    /// reloaded from (they share the slots).
+    pub fn current_load(&self) -> Load {
+        self.shared.limiter.load()
     }
 
     /// The served metrics' descriptors, by name.
     pub fn metrics(&self) -> impl Iterator<Item = &MetricDescriptor> {
-        self.metrics.values().map(|e| &e.descriptor)
+        self.enabled
+            .iter()
+            .filter_map(|name| self.metrics.get(name))
+            .map(|e| &e.descriptor)
     }
 
-    /// Every library considered at start-up and what became of it.
-    pub fn libraries(&self) -> &[(PathBuf, LibraryStatus)] {
+    /// Every library considered and what became of it.
+    pub fn libraries(&self) -> &[LibraryRecord] {
         &self.libraries
     }
 
@@ -372,12 +525,18 @@ impl Engine {
     }
 
     fn entry(&self, name: &str) -> Result<&MetricEntry, EngineError> {
-        self.metrics
-            .get(name)
-            .ok_or_else(|| EngineError::UnknownMetric {
+        let available = || self.enabled.iter().cloned().collect();
+        match self.metrics.get(name) {
+            Some(entry) if self.enabled.contains(name) => Ok(entry),
+            Some(_) => Err(EngineError::MetricDisabled {
                 name: name.to_owned(),
-                available: self.metrics.keys().cloned().collect(),
-            })
+                available: available(),
+            }),
+            None => Err(EngineError::UnknownMetric {
+                name: name.to_owned(),
+                available: available(),
+            }),
+        }
     }
 
     /// Checks what can be checked of a request before its rows arrive (a `ComputeStream`
@@ -413,12 +572,12 @@ impl Engine {
     /// Refuses an input larger than the configured bounds, naming the bound and its key.
     fn check_size(&self, input: &RecordBatch) -> Result<(), EngineError> {
         let rows = input.num_rows();
-        if rows > self.max_rows {
+        if rows > self.bounds.max_rows {
             return Err(EngineError::invalid(
                 Field::Input,
                 format!(
                     "the input has {rows} rows, more than this server computes in one request ({}, server.max_rows); split it, or aggregate first",
-                    self.max_rows
+                    self.bounds.max_rows
                 ),
             ));
         }
@@ -428,12 +587,12 @@ impl Engine {
             .filter_map(|c| c.as_string_opt::<i32>())
             .map(|s| s.value_data().len())
             .sum();
-        if string_bytes > self.max_string_bytes {
+        if string_bytes > self.bounds.max_string_bytes {
             return Err(EngineError::invalid(
                 Field::Input,
                 format!(
                     "the input has {string_bytes} bytes of text, more than this server accepts in one request ({}, server.max_string_bytes); send shorter ids, or split the input",
-                    self.max_string_bytes
+                    self.bounds.max_string_bytes
                 ),
             ));
         }
@@ -445,7 +604,8 @@ impl Engine {
     pub fn lane(&self, request: &ComputeRequest) -> Result<Lane, EngineError> {
         let entry = self.entry(&request.metric)?;
         Ok(
-            if entry.descriptor.expensive || request.input.num_rows() > self.light_request_max_rows
+            if entry.descriptor.expensive
+                || request.input.num_rows() > self.bounds.light_request_max_rows
             {
                 Lane::Heavy
             } else {
@@ -467,8 +627,12 @@ impl Engine {
         // Unknown metrics and oversize inputs are refused before queueing.
         let lane = self.lane(&request)?;
         self.check_size(&request.input)?;
-        let permit = self.limiter.acquire(lane).await?;
+        let queued_at = Instant::now();
+        let permit = self.shared.limiter.acquire(lane).await?;
+        let queued = queued_at.elapsed();
         let engine = Arc::clone(self);
+        // The request's span (its request id) follows the work onto the blocking thread.
+        let span = tracing::Span::current();
         let metric = request.metric.clone();
         let abandon = AbandonOnDrop {
             cancel: Some(Arc::clone(&request.cancel)),
@@ -477,7 +641,14 @@ impl Engine {
         };
         let result = tokio::task::spawn_blocking(move || {
             let _permit: OwnedSemaphorePermit = permit;
-            engine.compute_blocking_in(request, lane)
+            let _span = span.enter();
+            let started = Instant::now();
+            let mut outcome = engine.compute_blocking_in(request, lane)?;
+            outcome.timings = Timings {
+                queued,
+                computing: started.elapsed(),
+            };
+            Ok(outcome)
         })
         .await
         .unwrap_or_else(|e| {
@@ -558,9 +729,10 @@ impl Engine {
                 rows,
                 results: Some(results),
                 groups: Vec::new(),
+                timings: Timings::default(),
             }
         } else {
-            let groups = group::partition(&request.input, &request.group_by, self.max_groups)
+            let groups = group::partition(&request.input, &request.group_by, self.bounds.max_groups)
                 .map_err(|too_many| {
                     EngineError::invalid(
                         Field::GroupBy {
@@ -613,6 +785,7 @@ impl Engine {
                 rows,
                 results: None,
                 groups,
+                timings: Timings::default(),
             }
         };
         tracing::debug!(
@@ -858,6 +1031,7 @@ fn load_library(
     LibraryStatus::Loaded {
         metrics: names,
         sha256: library.sha256().to_owned(),
+        abi_version: library.abi_version(),
     }
 }
 
@@ -913,6 +1087,14 @@ impl Limiter {
             max_running,
             waiting: AtomicUsize::new(0),
             max_waiting,
+        }
+    }
+
+    fn load(&self) -> Load {
+        let free = self.light.available_permits() + self.heavy.available_permits();
+        Load {
+            running: (2 * self.max_running).saturating_sub(free),
+            queued: self.waiting.load(Ordering::Acquire),
         }
     }
 

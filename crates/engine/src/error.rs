@@ -59,6 +59,11 @@ pub enum EngineError {
         name: String,
         available: Vec<String>,
     },
+    #[error("metric {name:?} is disabled on this server (an admin can enable it); enabled: {}", available.join(", "))]
+    MetricDisabled {
+        name: String,
+        available: Vec<String>,
+    },
     #[error("{}", violations.iter().map(|v| format!("{}: {}", v.field.path(), v.description)).collect::<Vec<_>>().join("; "))]
     InvalidArgument { violations: Vec<Violation> },
     #[error("metric {metric} failed: {message}")]
@@ -108,6 +113,8 @@ pub enum StartupError {
         dir.display()
     )]
     NoMetrics { dir: PathBuf, detail: String },
+    #[error("refused plugin libraries: {detail}")]
+    RefusedLibraries { count: usize, detail: String },
 }
 
 impl StartupError {

@@ -27,7 +27,7 @@ mod validate;
 
 pub use engine::{
     ComputeOutcome, ComputeRequest, ConfigValue, Engine, EngineConfig, GroupResults, Lane,
-    LibraryStatus, MetricResults, PLUGIN_FILE_PREFIX, ResultScalar,
+    LibraryRecord, LibraryStatus, Load, MetricResults, PLUGIN_FILE_PREFIX, ResultScalar, Timings,
 };
 pub use error::{EngineError, Field, StartupError, Violation};
 pub use mittari_sdk::abi::panic_message;

@@ -145,6 +145,14 @@ impl PluginLibrary {
         &self.path
     }
 
+    /// The plugin ABI version the library implements.
+    pub(crate) fn abi_version(&self) -> u32 {
+        match self.vtable {
+            VTable::V1(v) => v.abi_version,
+            VTable::V2(v) => v.abi_version,
+        }
+    }
+
     /// SHA-256 of the library's contents, hex.
     pub(crate) fn sha256(&self) -> &str {
         &self.sha256
@@ -182,7 +190,7 @@ fn decode_error(bytes: &[u8]) -> MetricError {
 }
 
 /// One metric of a loaded library.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PluginMetric {
     pub(crate) library: Arc<PluginLibrary>,
     pub(crate) index: usize,

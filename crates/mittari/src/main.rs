@@ -1,22 +1,16 @@
 //! `mittari`: the Mittari gRPC server and command-line interface.
 //!
-//! - `mittari serve` runs the gRPC server.
+//! - `mittari serve` runs the gRPC server (the `mittari-server` crate).
 //! - `mittari metrics [NAME]` lists the metrics, or describes one.
 //! - `mittari compute METRIC --input FILE.csv` computes a metric, with the engine embedded in
 //!   this process, or on a server with `--server`. Both paths build the same
 //!   `mittari.v1.ComputeResponse` and print it the same way.
+//! - `mittari admin …` administers a running server; `mittari token new` makes a token.
 
-mod allocator;
-mod auth;
-mod convert;
 mod csv_input;
-mod incoming;
 mod output;
 mod progress;
 mod render;
-mod server;
-mod settings;
-mod status;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -29,17 +23,17 @@ use anyhow::{Context, bail};
 use arrow_array::RecordBatch;
 use clap::{Parser, Subcommand, ValueEnum};
 use mittari_engine::{ComputeRequest, Engine, MetricDescriptor, ParamValue};
+use mittari_proto::admin::v1 as admin_pb;
+use mittari_proto::admin::v1::admin_service_client::AdminServiceClient;
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_client::MetricServiceClient;
+use mittari_server::{Overrides, Scope, ServiceError, Settings, convert, to_status};
 use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
-
-use crate::settings::{Overrides, Settings};
-use crate::status::{ServiceError, to_status};
 
 /// After the shutdown grace period, how long cancelled computations get to return before the
 /// process exits anyway.
@@ -86,9 +80,89 @@ enum TokenCommand {
     New {
         /// The token's name, as the server's audit log shows it.
         name: String,
-        /// What the token may do, repeatable.
-        #[arg(long = "scope", value_enum, default_values_t = [auth::Scope::Compute])]
-        scopes: Vec<auth::Scope>,
+        /// What the token may do, repeatable: compute (list, describe, compute) or admin.
+        #[arg(long = "scope", default_values_t = [Scope::Compute])]
+        scopes: Vec<Scope>,
+    },
+}
+
+/// How to reach a server. A token, if the server needs one, is read from MITTARI_TOKEN.
+#[derive(Debug, Clone, clap::Args)]
+struct ServerArgs {
+    /// The server, e.g. http://127.0.0.1:50051, or https://… for TLS.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// With https://: the CA certificate (PEM) that signed the server's certificate; default:
+    /// the system's trusted roots.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    ca_cert: Option<PathBuf>,
+    /// With https:// and a server that requires client certificates: this client's
+    /// certificate (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["server", "client_key"])]
+    client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+}
+
+/// Same as [`ServerArgs`], with the server required.
+#[derive(Debug, Clone, clap::Args)]
+struct AdminTarget {
+    /// The server to administer, e.g. http://127.0.0.1:50051 (with a token of the admin scope
+    /// in MITTARI_TOKEN when the server has tokens).
+    #[arg(long, value_name = "URL")]
+    server: String,
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+}
+
+impl AdminTarget {
+    fn server_args(&self) -> ServerArgs {
+        ServerArgs {
+            server: Some(self.server.clone()),
+            ca_cert: self.ca_cert.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// List the plugin libraries: path, SHA-256, ABI version, metrics, enabled, loaded when.
+    Plugins {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Output format (table or json).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Re-read the configuration file and the plugin directory and swap them in, or refuse
+    /// with the reasons and change nothing (same as SIGHUP).
+    Reload {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Serve a metric again, at once and after restarts.
+    Enable {
+        metric: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Stop serving a metric, at once and after restarts.
+    Disable {
+        metric: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Print the server's effective configuration (token hashes redacted).
+    Config {
+        #[command(flatten)]
+        target: AdminTarget,
     },
 }
 
@@ -104,9 +178,9 @@ enum Command {
     Metrics {
         /// The metric to describe.
         name: Option<String>,
-        /// Ask this server instead of loading the plugins here, e.g. http://127.0.0.1:50051.
-        #[arg(long, value_name = "URL")]
-        server: Option<String>,
+        /// Ask a server (--server URL) instead of loading the plugins here.
+        #[command(flatten)]
+        remote: ServerArgs,
         /// Output format (table or json).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -126,9 +200,9 @@ enum Command {
         group_by: Vec<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
-        /// Compute on this server instead of in this process, e.g. http://127.0.0.1:50051.
-        #[arg(long, value_name = "URL")]
-        server: Option<String>,
+        /// Compute on a server (--server URL) instead of in this process.
+        #[command(flatten)]
+        remote: ServerArgs,
         /// With --server: inputs with more rows go through ComputeStream in chunks of this size.
         #[arg(long, value_name = "ROWS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
         chunk_rows: u64,
@@ -144,6 +218,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Administer a running server: plugins, reload, enable, disable, config.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
     },
 }
 
@@ -199,12 +278,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen } => {
-            allocator::return_freed_memory();
-            let settings = Settings::load(cli.config.as_deref(), &Overrides { listen })?;
+            mittari_server::return_freed_memory();
+            let overrides = Overrides { listen };
+            let settings = Settings::load(cli.config.as_deref(), &overrides)?;
             // Loading runs plugin initializers: done before the runtime starts, never on it.
-            let engine = Arc::new(Engine::load(&settings.engine_config()?)?);
+            let engine = Engine::load(&settings.engine_config()?)?;
             let runtime = runtime()?;
-            let served = runtime.block_on(serve(settings, engine));
+            let served = runtime.block_on(serve(settings, overrides, engine));
             // The grace period is over: requests still running were cancelled when the server
             // dropped them, but a computation that does not poll its flag (an ABI version-1
             // plugin) would keep a plain runtime drop waiting for it. The process ends now.
@@ -215,14 +295,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token {
             command: TokenCommand::New { name, scopes },
         } => {
-            let (token, config) = auth::new_token(&name, &scopes).map_err(anyhow::Error::msg)?;
+            let (token, config) =
+                mittari_server::new_token(&name, &scopes).map_err(anyhow::Error::msg)?;
             print(&format!(
                 "# the token (shown once; hand it to the client as a secret, e.g. MITTARI_TOKEN):\n{token}\n# for the server's configuration file:\n{config}"
             ))
         }
+        Command::Admin { command } => admin(command),
         Command::Metrics {
             name,
-            server,
+            remote,
             format,
         } => {
             let rt = runtime()?;
@@ -231,7 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if format == Format::Csv {
                 bail!("--format csv is not available for metrics; use table or json");
             }
-            let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
+            let mut backend = Backend::new(cli.config.as_deref(), &remote)?;
             let text = match name {
                 None => {
                     let list = rt.block_on(backend.list())?;
@@ -261,7 +343,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             params,
             group_by,
             format,
-            server,
+            remote,
             chunk_rows,
             output,
             output_table,
@@ -278,7 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             // A lazily connecting channel needs the runtime's reactor when it is made.
             let _runtime = rt.enter();
-            let mut backend = Backend::new(cli.config.as_deref(), server.as_deref())?;
+            let mut backend = Backend::new(cli.config.as_deref(), &remote)?;
             let descriptor = match rt.block_on(backend.describe(&metric)) {
                 Ok(d) => convert::descriptor_from_proto(&d),
                 Err(status) => return Ok(report(&status, None)),
@@ -296,7 +378,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let csv = csv_input::read(&input, &descriptor, &group_by)?;
             let lines = csv.lines;
-            progress.phase(&match &server {
+            progress.phase(&match &remote.server {
                 Some(url) => format!("computing {metric} on {url}"),
                 None => format!("computing {metric}"),
             });
@@ -361,14 +443,7 @@ fn take_top(params: &mut HashMap<String, pb::Value>) -> Option<usize> {
     }
 }
 
-async fn serve(settings: Settings, engine: Arc<Engine>) -> anyhow::Result<()> {
-    let tokens = settings.tokens()?;
-    auth::check_exposure(
-        settings.server.listen,
-        &tokens,
-        settings.auth.allow_anonymous,
-    )
-    .map_err(anyhow::Error::msg)?;
+async fn serve(settings: Settings, overrides: Overrides, engine: Engine) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -377,14 +452,15 @@ async fn serve(settings: Settings, engine: Arc<Engine>) -> anyhow::Result<()> {
         .context("cannot read the bound address")?;
     let metrics: Vec<String> = engine.metrics().map(|d| d.name.clone()).collect();
     tracing::info!(%addr, metrics = ?metrics, "listening");
-    server::serve(
-        &settings,
-        tokens,
+    mittari_server::serve(
+        settings,
+        overrides,
         engine,
         listener,
-        server::shutdown_signal(),
+        mittari_server::shutdown_signal(),
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 fn print(text: &str) -> anyhow::Result<ExitCode> {
@@ -455,6 +531,124 @@ fn parse_params(
         .collect()
 }
 
+/// A lazily connecting channel to `--server`: plain for http://, TLS for https:// (trusting
+/// --ca-cert, or the system's roots), with a client certificate for mutual TLS.
+fn connect(remote: &ServerArgs) -> anyhow::Result<Channel> {
+    let Some(url) = remote.server.as_deref() else {
+        bail!("no --server given");
+    };
+    let endpoint = Channel::from_shared(url.to_owned())
+        .with_context(|| format!("invalid server url {url:?}"))?;
+    let endpoint = if url.starts_with("https://") {
+        let read = |flag: &str, path: &Path| {
+            std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))
+        };
+        let mut tls = ClientTlsConfig::new();
+        tls = match &remote.ca_cert {
+            Some(path) => tls.ca_certificate(Certificate::from_pem(read("--ca-cert", path)?)),
+            None => tls.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&remote.client_cert, &remote.client_key) {
+            tls = tls.identity(Identity::from_pem(
+                read("--client-cert", cert)?,
+                read("--client-key", key)?,
+            ));
+        }
+        endpoint
+            .tls_config(tls)
+            .with_context(|| format!("cannot set up TLS for {url}"))?
+    } else if url.starts_with("http://") {
+        if remote.ca_cert.is_some() || remote.client_cert.is_some() {
+            bail!(
+                "--ca-cert and --client-cert need an https:// server; {url} would be reached in clear text"
+            );
+        }
+        endpoint
+    } else {
+        bail!("--server {url:?} must start with http:// or https://");
+    };
+    Ok(endpoint.connect_lazy())
+}
+
+/// `mittari admin …`: one call to the server's admin service, printed.
+fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    // A lazily connecting channel needs the runtime's reactor when it is made.
+    let _runtime = rt.enter();
+    let target = match &command {
+        AdminCommand::Plugins { target, .. }
+        | AdminCommand::Reload { target }
+        | AdminCommand::Enable { target, .. }
+        | AdminCommand::Disable { target, .. }
+        | AdminCommand::Config { target } => target.server_args(),
+    };
+    let url = target.server.clone().unwrap_or_default();
+    let mut client =
+        AdminServiceClient::with_interceptor(connect(&target)?, BearerToken::from_env()?);
+    let enable = matches!(command, AdminCommand::Enable { .. });
+    let result: Result<String, Status> = rt.block_on(async {
+        Ok(match command {
+            AdminCommand::Plugins { format, .. } => {
+                let libraries = client
+                    .list_plugins(admin_pb::ListPluginsRequest {})
+                    .await?
+                    .into_inner()
+                    .libraries;
+                match format {
+                    Format::Json => render::libraries_json(&libraries),
+                    _ => render::libraries(&libraries),
+                }
+            }
+            AdminCommand::Reload { .. } => {
+                let reloaded = client
+                    .reload(admin_pb::ReloadRequest {})
+                    .await?
+                    .into_inner();
+                let mut text = render::libraries(&reloaded.libraries);
+                if !reloaded.restart_required.is_empty() {
+                    text.push_str(&format!(
+                        "\nchanged, but applied only at a restart: {}\n",
+                        reloaded.restart_required.join(", ")
+                    ));
+                }
+                text
+            }
+            AdminCommand::Enable { metric, .. } | AdminCommand::Disable { metric, .. } => {
+                let enabled = enable;
+                let response = client
+                    .set_metric_enabled(admin_pb::SetMetricEnabledRequest {
+                        name: metric.clone(),
+                        enabled,
+                    })
+                    .await?
+                    .into_inner();
+                format!(
+                    "{metric} {} (recorded in {})\n",
+                    if enabled { "enabled" } else { "disabled" },
+                    response.state_file
+                )
+            }
+            AdminCommand::Config { .. } => {
+                let config = client
+                    .get_config(admin_pb::GetConfigRequest {})
+                    .await?
+                    .into_inner();
+                let mut text = String::new();
+                if !config.file.is_empty() {
+                    text.push_str(&format!("# configuration file: {}\n", config.file));
+                }
+                text.push_str(&format!("# metric state file: {}\n", config.state_file));
+                text.push_str(&config.toml);
+                text
+            }
+        })
+    });
+    match result {
+        Ok(text) => print(&text),
+        Err(status) => Ok(report(&Backend::connection_error(&url, status), None)),
+    }
+}
+
 /// Sends `authorization: Bearer $MITTARI_TOKEN` with every call when the variable is set. The
 /// token is read from the environment, not a flag, so it does not show in process listings.
 #[derive(Clone)]
@@ -502,19 +696,11 @@ enum Backend {
 }
 
 impl Backend {
-    fn new(config: Option<&Path>, server: Option<&str>) -> anyhow::Result<Backend> {
-        match server {
+    fn new(config: Option<&Path>, remote: &ServerArgs) -> anyhow::Result<Backend> {
+        match &remote.server {
             Some(url) => {
-                // Never send data in clear text to a server the user asked to reach over TLS.
-                if !url.starts_with("http://") {
-                    bail!(
-                        "--server {url:?}: only http:// servers can be reached; this build has no TLS client, so https:// is refused rather than sent in clear text (use http:// on a trusted network, or a TLS-terminating proxy)"
-                    );
-                }
-                let endpoint = Channel::from_shared(url.to_owned())
-                    .with_context(|| format!("invalid server url {url:?}"))?;
                 let client = MetricServiceClient::with_interceptor(
-                    endpoint.connect_lazy(),
+                    connect(remote)?,
                     BearerToken::from_env()?,
                 )
                 .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)

@@ -14,7 +14,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use mittari_proto::v1 as pb;
 
-use crate::convert;
+use mittari_server::convert;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum FileFormat {

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use mittari_proto::admin::v1 as admin_pb;
 use mittari_proto::v1 as pb;
 use serde_json::{Map, Value as Json, json};
 
@@ -556,6 +557,81 @@ pub(crate) fn metric_list_json(metrics: &[pb::MetricSummary]) -> String {
     let list: Vec<Json> = metrics
         .iter()
         .map(|m| json!({"name": m.name, "version": m.version, "summary": m.summary}))
+        .collect();
+    serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"
+}
+
+/// When a library was loaded, as the CLI prints timestamps (UTC).
+fn loaded_at(library: &admin_pb::PluginLibrary) -> String {
+    library.loaded_at.map_or(String::new(), |t| {
+        mittari_sdk::time::format_timestamp(t.seconds.saturating_mul(1_000_000))
+    })
+}
+
+/// The admin's plugin list: a line per metric (a library without metrics gets one line).
+pub(crate) fn libraries(libraries: &[admin_pb::PluginLibrary]) -> String {
+    let headers = [
+        "library",
+        "sha256",
+        "abi",
+        "metric",
+        "version",
+        "enabled",
+        "loaded at",
+    ]
+    .map(String::from);
+    let mut rows = Vec::new();
+    for library in libraries {
+        let file = std::path::Path::new(&library.path)
+            .file_name()
+            .map_or(library.path.clone(), |f| f.to_string_lossy().into_owned());
+        let sha = library
+            .sha256
+            .get(..12)
+            .unwrap_or(&library.sha256)
+            .to_owned();
+        if !library.refused_reason.is_empty() {
+            rows.push(vec![
+                file,
+                String::new(),
+                String::new(),
+                format!("refused: {}", library.refused_reason),
+                String::new(),
+                String::new(),
+                loaded_at(library),
+            ]);
+            continue;
+        }
+        for metric in &library.metrics {
+            rows.push(vec![
+                file.clone(),
+                sha.clone(),
+                library.abi_version.to_string(),
+                metric.name.clone(),
+                metric.version.clone(),
+                if metric.enabled { "yes" } else { "no" }.to_owned(),
+                loaded_at(library),
+            ]);
+        }
+    }
+    aligned(&headers, &rows)
+}
+
+pub(crate) fn libraries_json(libraries: &[admin_pb::PluginLibrary]) -> String {
+    let list: Vec<Json> = libraries
+        .iter()
+        .map(|l| {
+            json!({
+                "path": l.path,
+                "sha256": l.sha256,
+                "abi_version": l.abi_version,
+                "metrics": l.metrics.iter().map(|m| json!({
+                    "name": m.name, "version": m.version, "enabled": m.enabled,
+                })).collect::<Vec<_>>(),
+                "loaded_at": loaded_at(l),
+                "refused_reason": l.refused_reason,
+            })
+        })
         .collect();
     serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"
 }

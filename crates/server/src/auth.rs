@@ -14,15 +14,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::Status;
 
+use crate::state::ServerState;
+
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Scope {
+pub enum Scope {
     /// List, describe and compute metrics.
     Compute,
     /// Administer the server.
@@ -31,7 +33,7 @@ pub(crate) enum Scope {
 
 impl Scope {
     /// The name in configuration files and messages.
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Scope::Compute => "compute",
             Scope::Admin => "admin",
@@ -39,41 +41,61 @@ impl Scope {
     }
 }
 
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Scope, String> {
+        match text {
+            "compute" => Ok(Scope::Compute),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!("unknown scope {other:?}; use compute or admin")),
+        }
+    }
+}
+
 /// One `[[auth.tokens]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TokenSettings {
-    pub(crate) name: String,
+pub struct TokenSettings {
+    pub name: String,
     /// SHA-256 of the token, 64 hex digits.
-    pub(crate) sha256: String,
-    pub(crate) scopes: Vec<Scope>,
+    pub sha256: String,
+    pub scopes: Vec<Scope>,
 }
 
 /// The `[auth]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct AuthSettings {
-    pub(crate) tokens: Vec<TokenSettings>,
+pub struct AuthSettings {
+    pub tokens: Vec<TokenSettings>,
     /// Serve calls without a token on an address other than loopback.
-    pub(crate) allow_anonymous: bool,
+    pub allow_anonymous: bool,
     /// Require a token for the health and reflection services too (by default they are open,
     /// as load balancers and tools like grpcurl expect).
-    pub(crate) protect_health_and_reflection: bool,
+    pub protect_health_and_reflection: bool,
 }
 
-/// Who made a call: the name of the token it presented, or anonymous.
+/// Who made a call: the name of the token it presented (or anonymous), and whether it may
+/// administer the server, which decides what error messages may reveal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Caller {
-    Token(String),
-    Anonymous,
+pub(crate) struct Caller {
+    name: Option<String>,
+    admin: bool,
 }
 
 impl Caller {
     pub(crate) fn name(&self) -> &str {
-        match self {
-            Caller::Token(name) => name,
-            Caller::Anonymous => "anonymous",
-        }
+        self.name.as_deref().unwrap_or("anonymous")
+    }
+
+    pub(crate) fn is_admin(&self) -> bool {
+        self.admin
     }
 }
 
@@ -86,7 +108,7 @@ struct Token {
 
 /// The configured tokens, validated.
 #[derive(Debug, Clone)]
-pub(crate) struct Tokens {
+pub struct Tokens {
     tokens: Arc<Vec<Token>>,
     protect_health_and_reflection: bool,
 }
@@ -94,7 +116,7 @@ pub(crate) struct Tokens {
 impl Tokens {
     /// Validates `[auth]`: names present, unique and printable; hashes 64 hex digits; scopes
     /// given.
-    pub(crate) fn from_settings(settings: &AuthSettings) -> Result<Tokens, String> {
+    pub fn from_settings(settings: &AuthSettings) -> Result<Tokens, String> {
         let mut tokens = Vec::with_capacity(settings.tokens.len());
         for (index, token) in settings.tokens.iter().enumerate() {
             let at = format!("auth.tokens[{index}]");
@@ -134,7 +156,7 @@ impl Tokens {
         })
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
 
@@ -145,12 +167,20 @@ impl Tokens {
         authorization: Option<&[u8]>,
         scope: Option<Scope>,
     ) -> Result<Caller, Status> {
-        let Some(scope) = scope else {
-            return Ok(Caller::Anonymous);
-        };
+        // Without tokens every caller may do everything (the server then listens on loopback
+        // only, or the admin allowed anonymous calls).
         if self.tokens.is_empty() {
-            return Ok(Caller::Anonymous);
+            return Ok(Caller {
+                name: None,
+                admin: true,
+            });
         }
+        let Some(scope) = scope else {
+            return Ok(Caller {
+                name: None,
+                admin: false,
+            });
+        };
         let Some(header) = authorization else {
             return Err(Status::unauthenticated(
                 "this server requires a token: send the metadata `authorization: Bearer <token>`",
@@ -182,7 +212,10 @@ impl Tokens {
                 scope.as_str()
             )));
         }
-        Ok(Caller::Token(token.name.clone()))
+        Ok(Caller {
+            name: Some(token.name.clone()),
+            admin: token.scopes.contains(&Scope::Admin),
+        })
     }
 
     /// The scope a gRPC method path needs; `None` for open services.
@@ -190,6 +223,8 @@ impl Tokens {
         let open = path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.");
         if open && !self.protect_health_and_reflection {
             None
+        } else if path.starts_with("/mittari.admin.") {
+            Some(Scope::Admin)
         } else {
             Some(Scope::Compute)
         }
@@ -213,9 +248,11 @@ fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
 pub(crate) fn check_exposure(
     listen: SocketAddr,
     tokens: &Tokens,
+    mutual_tls: bool,
     allow_anonymous: bool,
 ) -> Result<(), String> {
-    if !tokens.is_empty() || listen.ip().is_loopback() {
+    // Client certificates authenticate callers as tokens do.
+    if !tokens.is_empty() || mutual_tls || listen.ip().is_loopback() {
         return Ok(());
     }
     if allow_anonymous {
@@ -226,12 +263,12 @@ pub(crate) fn check_exposure(
         return Ok(());
     }
     Err(format!(
-        "server.listen {listen} is not a loopback address and no auth.tokens are configured, so anyone reaching it could compute: add a token (`mittari token new NAME` prints one and its configuration), listen on 127.0.0.1, or set auth.allow_anonymous = true"
+        "server.listen {listen} is not a loopback address and no auth.tokens are configured, so anyone reaching it could compute: add a token (`mittari token new NAME` prints one and its configuration), require client certificates (server.tls.client_ca), listen on 127.0.0.1, or set auth.allow_anonymous = true"
     ))
 }
 
 /// A fresh token and the configuration block that admits it.
-pub(crate) fn new_token(name: &str, scopes: &[Scope]) -> Result<(String, String), String> {
+pub fn new_token(name: &str, scopes: &[Scope]) -> Result<(String, String), String> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| format!("cannot get random bytes: {e}"))?;
     let token: String = std::iter::once("mittari_".to_owned())
@@ -263,15 +300,17 @@ pub(crate) fn new_token(name: &str, scopes: &[Scope]) -> Result<(String, String)
     Ok((token, config))
 }
 
-/// The tower layer that authorizes every call before it reaches a service.
+/// The tower layer that authorizes every call before it reaches a service, with the tokens of
+/// the moment (a reload swaps them). Callers without the admin scope get error messages with
+/// file-system paths hidden.
 #[derive(Debug, Clone)]
 pub(crate) struct AuthLayer {
-    tokens: Tokens,
+    state: Arc<ServerState>,
 }
 
 impl AuthLayer {
-    pub(crate) fn new(tokens: Tokens) -> Self {
-        AuthLayer { tokens }
+    pub(crate) fn new(state: Arc<ServerState>) -> Self {
+        AuthLayer { state }
     }
 }
 
@@ -281,7 +320,7 @@ impl<S> tower::Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Authorize {
             inner,
-            tokens: self.tokens.clone(),
+            state: Arc::clone(&self.state),
         }
     }
 }
@@ -289,7 +328,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub(crate) struct Authorize<S> {
     inner: S,
-    tokens: Tokens,
+    state: Arc<ServerState>,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Authorize<S>
@@ -307,17 +346,27 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let scope = self.tokens.scope_of(request.uri().path());
+        let tokens = self.state.tokens();
+        let scope = tokens.scope_of(request.uri().path());
         let authorization = request
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(http::HeaderValue::as_bytes);
-        match self.tokens.authorize(authorization, scope) {
+        match tokens.authorize(authorization, scope) {
             Ok(caller) => {
                 // The token is not needed past this point; it is not kept with the request.
                 request.headers_mut().remove(http::header::AUTHORIZATION);
+                let admin = caller.is_admin();
                 request.extensions_mut().insert(caller);
-                Box::pin(self.inner.call(request))
+                let response = self.inner.call(request);
+                Box::pin(async move {
+                    let response = response.await?;
+                    Ok(if admin {
+                        response
+                    } else {
+                        crate::status::hide_paths_in_response(response)
+                    })
+                })
             }
             Err(status) => {
                 tracing::info!(
@@ -381,6 +430,14 @@ mod tests {
             compute,
             Err(tonic::Code::PermissionDenied),
         );
+        let reload = "/mittari.admin.v1.AdminService/Reload";
+        check(Some("Bearer secret-b"), reload, Ok("ops"));
+        check(
+            Some("Bearer secret-a"),
+            reload,
+            Err(tonic::Code::PermissionDenied),
+        );
+        check(None, reload, Err(tonic::Code::Unauthenticated));
         check(None, "/grpc.health.v1.Health/Check", Ok("anonymous"));
         check(
             None,
@@ -421,12 +478,17 @@ mod tests {
         let none = tokens(&[]).unwrap();
         let some = tokens(&[("a", "x", &[Scope::Compute])]).unwrap();
         let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert!(check_exposure(addr("127.0.0.1:1"), &none, false).is_ok());
-        assert!(check_exposure(addr("[::1]:1"), &none, false).is_ok());
-        assert!(check_exposure(addr("0.0.0.0:1"), &none, false).is_err());
-        assert!(check_exposure(addr("10.1.2.3:1"), &none, false).is_err());
-        assert!(check_exposure(addr("0.0.0.0:1"), &none, true).is_ok());
-        assert!(check_exposure(addr("0.0.0.0:1"), &some, false).is_ok());
+        let check = |listen: &str, tokens: &Tokens, mutual_tls, allow_anonymous, expect_ok| {
+            let got = check_exposure(addr(listen), tokens, mutual_tls, allow_anonymous);
+            assert_eq!(got.is_ok(), expect_ok, "{listen} {got:?}");
+        };
+        check("127.0.0.1:1", &none, false, false, true);
+        check("[::1]:1", &none, false, false, true);
+        check("0.0.0.0:1", &none, false, false, false);
+        check("10.1.2.3:1", &none, false, false, false);
+        check("0.0.0.0:1", &none, false, true, true);
+        check("0.0.0.0:1", &none, true, false, true);
+        check("0.0.0.0:1", &some, false, false, true);
     }
 
     #[test]
@@ -442,7 +504,8 @@ mod tests {
         let caller = tokens
             .authorize(Some(header.as_bytes()), Some(Scope::Compute))
             .unwrap();
-        assert_eq!(caller, Caller::Token("reports".into()));
+        assert_eq!(caller.name(), "reports");
+        assert!(!caller.is_admin());
         assert!(new_token("two words", &[Scope::Compute]).is_err());
     }
 

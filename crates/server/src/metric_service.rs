@@ -1,33 +1,31 @@
-//! The gRPC server: `mittari.v1.MetricService`, `grpc.health.v1.Health`, and server reflection
-//! (v1 and v1alpha), with graceful shutdown.
+//! `mittari.v1.MetricService`: decodes requests, hands them to the engine of the moment,
+//! encodes the outcome, and writes one audit line per computation.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context;
 use arrow_array::RecordBatch;
 use mittari_engine::{ComputeRequest, Engine, EngineError, Field, ParamValue};
 use mittari_proto::v1 as pb;
-use mittari_proto::v1::metric_service_server::{MetricService, MetricServiceServer};
-use tokio::net::TcpListener;
+use mittari_proto::v1::metric_service_server::MetricService;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::allocator::Trimmer;
-use crate::auth::{AuthLayer, Caller, Tokens};
+use crate::auth::Caller;
 use crate::convert;
-use crate::incoming::{self, ConnectionLimits};
 use crate::settings::Settings;
+use crate::state::ServerState;
 use crate::status::{self, ServiceError, user_text};
+use crate::telemetry::RequestContext;
 
 /// The `MetricService` implementation: decodes requests, hands them to the engine, encodes
 /// the outcome. All computation happens in the engine, off the async runtime.
 #[derive(Debug)]
 pub(crate) struct MetricServer {
-    engine: Arc<Engine>,
+    state: Arc<ServerState>,
     limits: RequestLimits,
     /// Streamed input held in memory by all calls together, in KiB permits.
     buffered: Arc<Semaphore>,
@@ -47,7 +45,7 @@ pub(crate) struct RequestLimits {
 }
 
 impl RequestLimits {
-    fn from(settings: &Settings) -> Self {
+    pub(crate) fn from(settings: &Settings) -> Self {
         RequestLimits {
             max_stream_bytes: settings.server.max_stream_bytes,
             max_buffered_stream_bytes: settings.server.max_buffered_stream_bytes,
@@ -61,11 +59,11 @@ const BUDGET_UNIT: u64 = 1024;
 
 impl MetricServer {
     /// Needs a runtime: it starts the memory trimmer's task.
-    pub(crate) fn new(engine: Arc<Engine>, limits: RequestLimits) -> Self {
+    pub(crate) fn new(state: Arc<ServerState>, limits: RequestLimits) -> Self {
         let units = (limits.max_buffered_stream_bytes / BUDGET_UNIT)
             .clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
         MetricServer {
-            engine,
+            state,
             limits,
             buffered: Arc::new(Semaphore::new(units)),
             trimmer: Trimmer::start(),
@@ -74,6 +72,7 @@ impl MetricServer {
 
     async fn compute(
         &self,
+        engine: &Arc<Engine>,
         metric: String,
         params: BTreeMap<String, ParamValue>,
         input: RecordBatch,
@@ -81,7 +80,9 @@ impl MetricServer {
     ) -> Result<pb::ComputeResponse, ServiceError> {
         tracing::debug!(%metric, rows = input.num_rows(), "computing metric");
         let large = input.num_rows() >= LARGE_REQUEST_ROWS;
-        let result = self.compute_outcome(metric, params, input, group_by).await;
+        let result = self
+            .compute_outcome(engine, metric, params, input, group_by)
+            .await;
         if large {
             // Acted on a moment later, when the response is sent and freed too.
             self.trimmer.after_large_request();
@@ -91,6 +92,7 @@ impl MetricServer {
 
     async fn compute_outcome(
         &self,
+        engine: &Arc<Engine>,
         metric: String,
         params: BTreeMap<String, ParamValue>,
         input: RecordBatch,
@@ -101,13 +103,16 @@ impl MetricServer {
         // Refused as soon as the results certainly exceed one message, not after all of them
         // are computed and encoded.
         request.max_result_bytes = Some(limit);
-        let outcome = self.engine.compute(request).await.map_err(|e| match e {
+        let outcome = engine.compute(request).await.map_err(|e| match e {
             EngineError::ResultTooLarge { at_least, limit } => ServiceError::ResponseTooLarge {
                 bytes: at_least,
                 limit,
             },
             other => ServiceError::Engine(other),
         })?;
+        self.state
+            .telemetry
+            .computed(&outcome.metric, outcome.rows, outcome.timings);
         off_runtime(move || {
             let response = convert::outcome_to_proto(outcome);
             let bytes = prost::Message::encoded_len(&response);
@@ -125,6 +130,7 @@ impl MetricServer {
     /// until the computation is done with the input.
     async fn read_stream(
         &self,
+        engine: &Engine,
         mut stream: Streaming<pb::ComputeStreamRequest>,
         metric: &mut String,
     ) -> Result<StreamedInput, ServiceError> {
@@ -175,7 +181,7 @@ impl MetricServer {
         let arrow_schema = Arc::new(arrow_schema::Schema::new(fields));
         let params = convert::params_from_proto(&header.parameters)?;
         // Everything the header decides is refused now, before the client uploads the rows.
-        self.engine.check_header(
+        engine.check_header(
             &header.metric,
             params.clone(),
             Arc::clone(&arrow_schema),
@@ -264,7 +270,8 @@ impl MetricService for MetricServer {
         _request: Request<pb::ListMetricsRequest>,
     ) -> Result<Response<pb::ListMetricsResponse>, Status> {
         let metrics = self
-            .engine
+            .state
+            .engine()
             .metrics()
             .map(|d| pb::MetricSummary {
                 name: d.name.clone(),
@@ -279,11 +286,15 @@ impl MetricService for MetricServer {
         &self,
         request: Request<pb::DescribeMetricRequest>,
     ) -> Result<Response<pb::DescribeMetricResponse>, Status> {
+        let context = request.extensions().get::<RequestContext>().cloned();
         let name = request.into_inner().name;
         convert::check_name("metric", || Field::Input, &name)?;
-        let descriptor = self.engine.describe(&name).map_err(ServiceError::from)?;
-        let library = self
-            .engine
+        let engine = self.state.engine();
+        let descriptor = engine.describe(&name).map_err(ServiceError::from)?;
+        if let Some(context) = context {
+            context.set_metric(&name);
+        }
+        let library = engine
             .library_of(&name)
             .and_then(|p| p.file_name())
             .map(|f| f.to_string_lossy().into_owned())
@@ -299,17 +310,21 @@ impl MetricService for MetricServer {
     ) -> Result<Response<pb::ComputeResponse>, Status> {
         let started = Instant::now();
         let caller = caller_of(&request);
+        let context = request.extensions().get::<RequestContext>().cloned();
         let request = request.into_inner();
         let metric = request.metric.clone();
+        let engine = self.state.engine();
         let result = async {
             check_names(&request.metric, &request.group_by)?;
             let params = convert::params_from_proto(&request.parameters)?;
             let table = request.input.unwrap_or_default();
             let input = off_runtime(move || convert::table_to_batch(table)).await?;
-            MetricServer::compute(self, request.metric, params, input, request.group_by).await
+            self.compute(&engine, request.metric, params, input, request.group_by)
+                .await
         }
         .await;
         audit("Compute", &caller, &metric, started, &result);
+        label(context, &engine, &metric);
         result.map(Response::new).map_err(Status::from)
     }
 
@@ -319,11 +334,15 @@ impl MetricService for MetricServer {
     ) -> Result<Response<pb::ComputeResponse>, Status> {
         let started = Instant::now();
         let caller = caller_of(&request);
+        let context = request.extensions().get::<RequestContext>().cloned();
         let mut metric = String::new();
+        let engine = self.state.engine();
         let result = async {
-            let streamed = self.read_stream(request.into_inner(), &mut metric).await?;
-            MetricServer::compute(
-                self,
+            let streamed = self
+                .read_stream(&engine, request.into_inner(), &mut metric)
+                .await?;
+            self.compute(
+                &engine,
                 streamed.header.metric,
                 streamed.params,
                 streamed.input,
@@ -333,7 +352,18 @@ impl MetricService for MetricServer {
         }
         .await;
         audit("ComputeStream", &caller, &metric, started, &result);
+        label(context, &engine, &metric);
         result.map(Response::new).map_err(Status::from)
+    }
+}
+
+/// Labels the call's telemetry with its metric, if the engine serves one of that name (a
+/// client's made-up names never become labels).
+fn label(context: Option<RequestContext>, engine: &Engine, metric: &str) {
+    if let Some(context) = context
+        && engine.describe(metric).is_ok()
+    {
+        context.set_metric(metric);
     }
 }
 
@@ -411,112 +441,4 @@ async fn off_runtime<T: Send + 'static>(
             "a conversion task failed: {e}"
         )))
     })
-}
-
-/// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish for up
-/// to `server.shutdown_grace_seconds`.
-pub(crate) async fn serve(
-    settings: &Settings,
-    tokens: Tokens,
-    engine: Arc<Engine>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let max_message = settings.server.max_message_bytes;
-    let metric_service =
-        MetricServiceServer::new(MetricServer::new(engine, RequestLimits::from(settings)))
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(max_message);
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<MetricServiceServer<MetricServer>>()
-        .await;
-
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(mittari_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .context("cannot build the reflection service")?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .context("cannot build the reflection service")?;
-
-    let server_settings = &settings.server;
-    let keepalive = Duration::from_secs(server_settings.keepalive_seconds);
-    let (connections, accept_task) = incoming::incoming(
-        listener,
-        ConnectionLimits {
-            max_connections: server_settings.max_connections,
-            handshake_timeout: Duration::from_secs(server_settings.handshake_timeout_seconds),
-            tcp_keepalive: keepalive,
-        },
-    );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let grace = Duration::from_secs(server_settings.shutdown_grace_seconds);
-    let health_on_stop = health.clone();
-    let signal = async move {
-        shutdown.await;
-        accept_task.abort();
-        tracing::info!(
-            grace_seconds = grace.as_secs(),
-            "shutting down: refusing new connections, finishing in-flight requests"
-        );
-        health_on_stop
-            .set_not_serving::<MetricServiceServer<MetricServer>>()
-            .await;
-        let _ = stop_tx.send(());
-    };
-    let server = tonic::transport::Server::builder()
-        .layer(tower::util::MapResponseLayer::new(
-            status::remap_wire_codes::<tonic::body::Body>,
-        ))
-        .layer(AuthLayer::new(tokens))
-        .http2_keepalive_interval(Some(keepalive))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10).min(keepalive)))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(metric_service)
-        .serve_with_incoming_shutdown(connections, signal);
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => result.context("the gRPC server failed")?,
-        () = async { let _ = stop_rx.await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish within the grace period; cancelling them and stopping");
-        }
-    }
-    tracing::info!("server stopped");
-    Ok(())
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!(signal = "SIGINT", "received shutdown signal"),
-        () = terminate => tracing::info!(signal = "SIGTERM", "received shutdown signal"),
-    }
 }

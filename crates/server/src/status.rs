@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use mittari_engine::{EngineError, Field};
+
+use crate::state::ChangeError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
@@ -12,7 +14,7 @@ pub(crate) const ERROR_DOMAIN: &str = "mittari.v1";
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ServiceError {
+pub enum ServiceError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(
@@ -34,19 +36,28 @@ pub(crate) enum ServiceError {
     /// A failure of the server itself, not of the request or a metric.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An admin's change (reload, metric switch) that was refused.
+    #[error(transparent)]
+    Change(#[from] crate::state::ChangeError),
 }
 
 /// Maps an error to its gRPC status:
 /// unknown metric → NOT_FOUND; bad input or parameter → INVALID_ARGUMENT with
 /// `google.rpc.BadRequest` field violations and a `google.rpc.ErrorInfo`; a failing or panicking
 /// plugin → INTERNAL; overload or too large an input → RESOURCE_EXHAUSTED.
-pub(crate) fn to_status(error: &ServiceError) -> Status {
+pub fn to_status(error: &ServiceError) -> Status {
     let message = error.to_string();
     match error {
-        ServiceError::Engine(EngineError::UnknownMetric { name, .. }) => {
+        ServiceError::Engine(
+            EngineError::UnknownMetric { name, .. } | EngineError::MetricDisabled { name, .. },
+        ) => {
+            let reason = match error {
+                ServiceError::Engine(EngineError::MetricDisabled { .. }) => "METRIC_DISABLED",
+                _ => "UNKNOWN_METRIC",
+            };
             let mut details = ErrorDetails::new();
             details.set_error_info(
-                "UNKNOWN_METRIC",
+                reason,
                 ERROR_DOMAIN,
                 HashMap::from([("metric".to_owned(), name.clone())]),
             );
@@ -105,6 +116,11 @@ pub(crate) fn to_status(error: &ServiceError) -> Status {
             ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
         ),
         ServiceError::Transport(status) => status.clone(),
+        ServiceError::Change(change) => match change {
+            ChangeError::Metric(engine) => to_status(&ServiceError::Engine(engine.clone())),
+            ChangeError::Config(_) | ChangeError::Engine(_) => Status::failed_precondition(message),
+            ChangeError::Internal(_) => Status::internal(message),
+        },
         ServiceError::Engine(EngineError::Cancelled) => Status::cancelled(message),
         // Servers set the limit and map this to ResponseTooLarge; a caller without a limit
         // never sees it.
@@ -178,5 +194,114 @@ pub(crate) fn user_text(text: &str) -> String {
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Status {
         to_status(&error)
+    }
+}
+
+/// A message fit for a caller without the admin scope: every absolute file-system path in it
+/// is replaced by `<path>`. Paths tell an attacker how the host is laid out, and only admins
+/// need them (to fix a plugin or a configuration file).
+pub(crate) fn hide_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (index, word) in text.split(' ').enumerate() {
+        if index > 0 {
+            out.push(' ');
+        }
+        // A path may be quoted or bracketed: keep what surrounds it.
+        let start = word
+            .find(|c: char| !matches!(c, '"' | '\'' | '(' | '[' | '`'))
+            .unwrap_or(word.len());
+        let core = &word[start..];
+        let is_path = core.len() > 1
+            && (core.starts_with('/') || core.starts_with("~/"))
+            && core[1..].contains(|c: char| c.is_alphanumeric());
+        if is_path {
+            let end = core
+                .rfind(|c: char| !matches!(c, '"' | '\'' | ')' | ']' | '`' | ',' | ';' | ':' | '.'))
+                .map_or(core.len(), |i| {
+                    i + core[i..].chars().next().map_or(1, char::len_utf8)
+                });
+            out.push_str(&word[..start]);
+            out.push_str("<path>");
+            out.push_str(&core[end..]);
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+/// [`hide_paths`] applied to the status of a trailers-only response (every error Mittari's
+/// services return), its message and its field violations.
+pub(crate) fn hide_paths_in_response<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let hidden_message = hide_paths(status.message());
+    let mut details = status.get_error_details();
+    let mut changed = hidden_message != status.message();
+    if let Some(bad_request) = details.bad_request() {
+        let mut violations = bad_request.field_violations.clone();
+        for violation in &mut violations {
+            let hidden = hide_paths(&violation.description);
+            changed |= hidden != violation.description;
+            violation.description = hidden;
+        }
+        details.set_bad_request(violations);
+    }
+    if changed {
+        let hidden = Status::with_error_details(status.code(), hidden_message, details);
+        response.headers_mut().remove("grpc-status-details-bin");
+        // Only fails for a message that cannot be a header value; the status is then replaced
+        // by one that says no more than its code.
+        if hidden.add_header(response.headers_mut()).is_err() {
+            let _ = Status::new(status.code(), "the error message was withheld")
+                .add_header(response.headers_mut());
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_hidden_and_the_rest_kept() {
+        let check = |text: &str, expect: &str| assert_eq!(hide_paths(text), expect, "{text}");
+        check(
+            "cannot read /etc/mittari/plugins/libx.so: denied",
+            "cannot read <path>: denied",
+        );
+        check(
+            "library \"/opt/p/lib.so\" failed",
+            "library \"<path>\" failed",
+        );
+        check("(see /tmp/x).", "(see <path>).");
+        check("churn = 100 / S", "churn = 100 / S");
+        check(
+            "input.score[3]: must be 0–10",
+            "input.score[3]: must be 0–10",
+        );
+        check("home ~/plugins/x.so", "home <path>");
+        check("", "");
+    }
+
+    #[test]
+    fn paths_are_hidden_in_statuses_and_their_violations() {
+        let details = ErrorDetails::with_bad_request(vec![FieldViolation::new(
+            "input",
+            "cannot open /srv/data/x.csv",
+        )]);
+        let status = Status::with_error_details(
+            Code::InvalidArgument,
+            "metric failed at /home/u/src/lib.rs:3",
+            details,
+        );
+        let response = hide_paths_in_response(status.into_http::<()>());
+        let status = Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "metric failed at <path>");
+        let violations = status.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].description, "cannot open <path>");
     }
 }

@@ -20,7 +20,7 @@ use mittari_proto::v1 as pb;
 
 use crate::status::ServiceError;
 
-pub(crate) fn data_type_to_proto(data_type: DataType) -> pb::DataType {
+pub fn data_type_to_proto(data_type: DataType) -> pb::DataType {
     match data_type {
         DataType::Int64 => pb::DataType::Int64,
         DataType::Double => pb::DataType::Double,
@@ -31,7 +31,7 @@ pub(crate) fn data_type_to_proto(data_type: DataType) -> pb::DataType {
 }
 
 /// The wire type of an Arrow column the CLI or the engine built (always one of the five).
-pub(crate) fn arrow_to_proto_type(data_type: &arrow_schema::DataType) -> pb::DataType {
+pub fn arrow_to_proto_type(data_type: &arrow_schema::DataType) -> pb::DataType {
     use arrow_schema::DataType as Arrow;
     match data_type {
         Arrow::Int64 => pb::DataType::Int64,
@@ -43,7 +43,7 @@ pub(crate) fn arrow_to_proto_type(data_type: &arrow_schema::DataType) -> pb::Dat
     }
 }
 
-pub(crate) fn data_type_from_proto(data_type: pb::DataType) -> Option<DataType> {
+pub fn data_type_from_proto(data_type: pb::DataType) -> Option<DataType> {
     match data_type {
         pb::DataType::Int64 => Some(DataType::Int64),
         pb::DataType::Double => Some(DataType::Double),
@@ -54,7 +54,7 @@ pub(crate) fn data_type_from_proto(data_type: pb::DataType) -> Option<DataType> 
     }
 }
 
-pub(crate) fn value_to_proto(value: &ParamValue) -> pb::Value {
+pub fn value_to_proto(value: &ParamValue) -> pb::Value {
     use pb::value::Kind;
     let kind = match value {
         ParamValue::Int64(v) => Kind::Int64Value(*v),
@@ -66,7 +66,7 @@ pub(crate) fn value_to_proto(value: &ParamValue) -> pb::Value {
     pb::Value { kind: Some(kind) }
 }
 
-pub(crate) fn value_from_proto(value: &pb::Value) -> Option<ParamValue> {
+pub fn value_from_proto(value: &pb::Value) -> Option<ParamValue> {
     use pb::value::Kind;
     Some(match value.kind.as_ref()? {
         Kind::Int64Value(v) => ParamValue::Int64(*v),
@@ -83,11 +83,7 @@ const MAX_NAME_BYTES: usize = 256;
 /// Refuses a name a client sent that is too long or holds control characters, before it can
 /// reach an error message or a log line: a megabyte name is not echoed back, and a newline in
 /// one cannot forge a log line. The field names the kind of name, never the name itself.
-pub(crate) fn check_name(
-    what: &str,
-    field: impl Fn() -> Field,
-    name: &str,
-) -> Result<(), ServiceError> {
+pub fn check_name(what: &str, field: impl Fn() -> Field, name: &str) -> Result<(), ServiceError> {
     if name.len() > MAX_NAME_BYTES {
         return Err(invalid(
             field(),
@@ -108,7 +104,7 @@ pub(crate) fn check_name(
     Ok(())
 }
 
-pub(crate) fn params_from_proto(
+pub fn params_from_proto(
     params: &std::collections::HashMap<String, pb::Value>,
 ) -> Result<BTreeMap<String, ParamValue>, ServiceError> {
     params
@@ -147,10 +143,7 @@ fn range_from_proto(range: Option<&pb::Range>) -> Option<Range> {
     })
 }
 
-pub(crate) fn descriptor_to_proto(
-    descriptor: &MetricDescriptor,
-    library: &str,
-) -> pb::MetricDescriptor {
+pub fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::MetricDescriptor {
     pb::MetricDescriptor {
         name: descriptor.name.clone(),
         version: descriptor.version.clone(),
@@ -204,7 +197,7 @@ pub(crate) fn descriptor_to_proto(
 
 /// The SDK form of a descriptor a server sent, so the CLI types CSV columns and parameters the
 /// same way whether the engine is embedded or remote.
-pub(crate) fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
+pub fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
     let data_type = |t: i32| {
         pb::DataType::try_from(t)
             .ok()
@@ -358,7 +351,7 @@ fn column_to_array(column: pb::Column) -> Result<(DataType, ArrayRef), ServiceEr
 /// A wire table as an Arrow batch. Columns must have distinct names and equal lengths. The
 /// table is consumed, so numbers move into the batch and strings are freed column by column:
 /// a large request is held about once, not twice.
-pub(crate) fn table_to_batch(table: pb::Table) -> Result<RecordBatch, ServiceError> {
+pub fn table_to_batch(table: pb::Table) -> Result<RecordBatch, ServiceError> {
     let mut seen = HashSet::new();
     let mut fields = Vec::with_capacity(table.columns.len());
     let mut arrays = Vec::with_capacity(table.columns.len());
@@ -418,7 +411,7 @@ pub(crate) fn table_to_batch(table: pb::Table) -> Result<RecordBatch, ServiceErr
 /// An Arrow batch as a wire table. Columns of the five wire types only; the engine guarantees
 /// that of plugin result tables, and the CLI builds batches from them.
 /// Columns are converted in parallel: a million-row result is a copy per column.
-pub(crate) fn batch_to_table(batch: &RecordBatch) -> pb::Table {
+pub fn batch_to_table(batch: &RecordBatch) -> pb::Table {
     use pb::column::Values;
     use rayon::prelude::*;
     let schema = batch.schema();
@@ -499,7 +492,7 @@ fn results_to_proto(results: MetricResults) -> pb::Results {
     }
 }
 
-pub(crate) fn outcome_to_proto(outcome: ComputeOutcome) -> pb::ComputeResponse {
+pub fn outcome_to_proto(outcome: ComputeOutcome) -> pb::ComputeResponse {
     pb::ComputeResponse {
         metric: outcome.metric,
         results: outcome.results.map(results_to_proto),
@@ -532,7 +525,7 @@ mod tests {
     #[test]
     fn result_size_bound_is_below_the_encoded_size() {
         use mittari_engine::{GroupResults, ResultScalar};
-        use mittari_sdk::{ConfidenceInterval, Warning};
+        use mittari_engine::{ConfidenceInterval, Warning};
         // xorshift: deterministic cases without a dependency.
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move |n: u64| {
@@ -611,6 +604,7 @@ mod tests {
                 rows: 0,
                 results: None,
                 groups: vec![group.clone()],
+                timings: mittari_engine::Timings::default(),
             };
             let encoded = prost::Message::encoded_len(&outcome_to_proto(outcome).groups[0]);
             assert!(bound <= encoded, "{bound} > {encoded}: {group:?}");

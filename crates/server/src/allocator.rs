@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Sets the allocator's thresholds for a long-running server (see the module docs).
-pub(crate) fn return_freed_memory() {
+pub fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         /// glibc's default, fixed rather than adaptive.

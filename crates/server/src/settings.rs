@@ -1,0 +1,490 @@
+//! Server and CLI configuration: built-in defaults < `mittari.toml` (or `--config FILE`) <
+//! environment variables `MITTARI__SECTION__KEY` < command-line flags. Validated once, here;
+//! an unknown key or an invalid value stops start-up with a message naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mittari_engine::{ConfigValue, EngineConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{AuthSettings, Tokens};
+
+/// The file read when `--config` is not given, if it exists in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "mittari.toml";
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError(message.into())
+    }
+}
+
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(ConfigError::new(format!($($arg)*)))
+    };
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub plugins: PluginSettings,
+    #[serde(default)]
+    pub metrics: MetricSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// The configuration file read, if any: `Reload` reads it again, and the metric state
+    /// file lives beside it.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+    /// Metrics the admin enabled or disabled at run time (`SetMetricEnabled`), read from
+    /// [`Settings::state_file`].
+    #[serde(skip)]
+    pub state: MetricState,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest total input of one `ComputeStream` call, in bytes.
+    pub max_stream_bytes: u64,
+    /// Computations running at once (default: the number of CPU cores).
+    pub max_concurrent_computations: usize,
+    /// Computations waiting for a slot; beyond this, requests get RESOURCE_EXHAUSTED.
+    pub max_queued_computations: usize,
+    /// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.
+    pub shutdown_grace_seconds: u64,
+    /// Requests of at most this many rows to metrics not declared expensive run in a lane of
+    /// their own, so heavy computations never delay them.
+    pub light_request_max_rows: usize,
+    /// Groups one request may form with group-by.
+    pub max_groups: usize,
+    /// Rows one request may have.
+    pub max_rows: usize,
+    /// Bytes of string data one request may have.
+    pub max_string_bytes: usize,
+    /// Input bytes all `ComputeStream` calls together may hold in memory at once.
+    pub max_buffered_stream_bytes: u64,
+    /// Open connections at most; more are closed as they arrive.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long after it opens is closed.
+    pub handshake_timeout_seconds: u64,
+    /// Interval of TCP keepalive and HTTP/2 pings, which find dead peers.
+    pub keepalive_seconds: u64,
+    /// Address of the Prometheus metrics endpoint (plain HTTP, `GET /metrics`); off when unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// TLS for the gRPC listener; plain text when unset.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[server.tls]`: the server's certificate chain and key, and for mutual TLS the CA that
+/// signs client certificates.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file: the server's certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM file: the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM file of CA certificates: when set, every client must present a certificate
+    /// signed by one of them (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            max_message_bytes: 64 * 1024 * 1024,
+            max_stream_bytes: 4 * 1024 * 1024 * 1024,
+            max_concurrent_computations: std::thread::available_parallelism()
+                .map_or(2, |n| n.get()),
+            max_queued_computations: 256,
+            shutdown_grace_seconds: 30,
+            light_request_max_rows: 10_000,
+            max_groups: 100_000,
+            max_rows: 200_000_000,
+            max_string_bytes: 2 * 1024 * 1024 * 1024,
+            max_buffered_stream_bytes: 1024 * 1024 * 1024,
+            // Below the usual 1 024 file descriptors, with room for plugins and files.
+            max_connections: 512,
+            handshake_timeout_seconds: 10,
+            keepalive_seconds: 30,
+            metrics_listen: None,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// Directory of the plugin libraries (default: the directory of the `mittari` executable,
+    /// where cargo puts the workspace's plugins).
+    pub dir: Option<PathBuf>,
+    /// Libraries to load; default: every `*mittari_plugin_*` library in `dir`.
+    pub libraries: Option<Vec<String>>,
+    /// Let `libraries` name paths outside `dir`.
+    pub allow_libraries_outside_dir: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricSettings {
+    /// Metrics to serve; default: every metric the plugins provide.
+    pub enabled: Option<Vec<String>>,
+    /// `[metrics.defaults.<metric>]` tables: parameter defaults per metric.
+    pub defaults: BTreeMap<String, BTreeMap<String, ConfigValue>>,
+    /// Where `SetMetricEnabled` records the admin's choices; default: `mittari.state.toml`
+    /// beside the configuration file (or in the working directory without one).
+    pub state_file: Option<PathBuf>,
+}
+
+/// The admin's run-time choices of metrics, kept in the state file. They win over
+/// `metrics.enabled` for the metrics they name: they are the newer decision.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricState {
+    pub enabled: std::collections::BTreeSet<String>,
+    pub disabled: std::collections::BTreeSet<String>,
+}
+
+impl MetricState {
+    /// Records one choice, replacing an earlier one for the same metric.
+    pub fn set(&mut self, metric: &str, enabled: bool) {
+        let (add, remove) = if enabled {
+            (&mut self.enabled, &mut self.disabled)
+        } else {
+            (&mut self.disabled, &mut self.enabled)
+        };
+        remove.remove(metric);
+        add.insert(metric.to_owned());
+    }
+
+    /// Writes the state atomically (a temporary file renamed over the old one), so a crash
+    /// leaves the old state or the new, never half of one.
+    pub fn write(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = toml::to_string(self)
+            .map_err(|e| ConfigError::new(format!("cannot encode the metric state: {e}")))?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let write = || -> std::io::Result<()> {
+            let mut file = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::Write::write_all(
+                &mut file,
+                format!(
+                    "# Written by mittari (SetMetricEnabled); wins over metrics.enabled.\n{text}"
+                )
+                .as_bytes(),
+            )?;
+            file.as_file().sync_all()?;
+            file.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(|e| {
+            ConfigError::new(format!(
+                "cannot write the metric state file {}: {e}; set metrics.state_file to a writable path",
+                path.display()
+            ))
+        })
+    }
+
+    fn read(path: &Path) -> Result<MetricState, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(MetricState::default()),
+            Err(e) => {
+                bail!("cannot read the metric state file {}: {e}", path.display())
+            }
+        };
+        toml::from_str(&text).map_err(|e| {
+            ConfigError::new(format!(
+                "metric state file {} is not valid: {e}; fix or delete it",
+                path.display()
+            ))
+        })
+    }
+}
+
+/// Overrides from command-line flags, the highest layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+}
+
+impl Settings {
+    /// Loads the layers. `file` is `--config`; without it `mittari.toml` is read if present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        Self::load_from(file, overrides, std::env::vars())
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        let file = match file {
+            Some(path) if !path.is_file() => {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            Some(path) => Some(path.to_owned()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        // Absolute, so a reload finds the same file whatever the working directory is then.
+        let file = file.map(|p| std::path::absolute(&p).unwrap_or(p));
+        if let Some(path) = &file {
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("MITTARI__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("MITTARI")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("metrics.enabled")
+                .with_list_parse_key("plugins.libraries")
+                .source(Some(env)),
+        );
+        if let Some(listen) = overrides.listen {
+            builder = builder
+                .set_override("server.listen", listen.to_string())
+                .map_err(|e| ConfigError::new(e.to_string()))?;
+        }
+        let mut settings: Settings = builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError::new(e.to_string()))?;
+        settings.file = file;
+        settings.validate()?;
+        settings.state = MetricState::read(&settings.state_file())?;
+        Ok(settings)
+    }
+
+    /// Where the admin's run-time metric choices are kept.
+    pub fn state_file(&self) -> PathBuf {
+        if let Some(path) = &self.metrics.state_file {
+            return path.clone();
+        }
+        let dir = self
+            .file
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
+        dir.join("mittari.state.toml")
+    }
+
+    /// The effective configuration as TOML, with the token hashes redacted: enough for an
+    /// admin to see what the server runs with, nothing that helps an attacker.
+    pub fn redacted_toml(&self) -> Result<String, ConfigError> {
+        let mut shown = self.clone();
+        for token in &mut shown.auth.tokens {
+            token.sha256 = "<redacted>".to_owned();
+        }
+        toml::to_string(&shown)
+            .map_err(|e| ConfigError::new(format!("cannot encode the configuration: {e}")))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        if server.max_message_bytes < 1024 {
+            bail!(
+                "server.max_message_bytes must be at least 1024, got {}",
+                server.max_message_bytes
+            );
+        }
+        if server.max_concurrent_computations == 0 {
+            bail!("server.max_concurrent_computations must be at least 1");
+        }
+        for (key, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            (
+                "server.handshake_timeout_seconds",
+                server.handshake_timeout_seconds,
+            ),
+            ("server.keepalive_seconds", server.keepalive_seconds),
+            ("server.max_groups", server.max_groups as u64),
+        ] {
+            if value == 0 {
+                bail!("{key} must be at least 1");
+            }
+        }
+        if server.max_stream_bytes < server.max_message_bytes as u64 {
+            bail!("server.max_stream_bytes must be at least server.max_message_bytes");
+        }
+        if server.metrics_listen == Some(server.listen) {
+            bail!(
+                "server.metrics_listen must differ from server.listen ({})",
+                server.listen
+            );
+        }
+        if let Some(tls) = &server.tls {
+            for (key, path) in [
+                ("server.tls.cert", Some(&tls.cert)),
+                ("server.tls.key", Some(&tls.key)),
+                ("server.tls.client_ca", tls.client_ca.as_ref()),
+            ] {
+                if let Some(path) = path.filter(|p| !p.is_file()) {
+                    bail!("{key}: file {} does not exist", path.display());
+                }
+            }
+        }
+        self.tokens()?;
+        Ok(())
+    }
+
+    /// The configured tokens, validated.
+    pub fn tokens(&self) -> Result<Tokens, ConfigError> {
+        Tokens::from_settings(&self.auth).map_err(ConfigError::new)
+    }
+
+    /// The plugin directory: configured, or the directory of the running executable.
+    pub fn plugin_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.plugins.dir {
+            return Ok(dir.clone());
+        }
+        let exe = std::env::current_exe().map_err(|e| {
+            ConfigError::new(format!(
+                "cannot locate the mittari executable to find its plugins: {e}; set plugins.dir"
+            ))
+        })?;
+        exe.parent().map(Path::to_owned).ok_or_else(|| {
+            ConfigError::new("the mittari executable has no parent directory; set plugins.dir")
+        })
+    }
+
+    pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
+        Ok(EngineConfig {
+            plugin_dir: self.plugin_dir()?,
+            libraries: self.plugins.libraries.clone(),
+            allow_libraries_outside_dir: self.plugins.allow_libraries_outside_dir,
+            enabled_metrics: self.metrics.enabled.clone(),
+            metric_choices: self
+                .state
+                .enabled
+                .iter()
+                .map(|m| (m.clone(), true))
+                .chain(self.state.disabled.iter().map(|m| (m.clone(), false)))
+                .collect(),
+            metric_defaults: self.metrics.defaults.clone(),
+            max_concurrent_computations: self.server.max_concurrent_computations,
+            max_queued_computations: self.server.max_queued_computations,
+            light_request_max_rows: self.server.light_request_max_rows,
+            max_groups: self.server.max_groups,
+            max_rows: self.server.max_rows,
+            max_string_bytes: self.server.max_string_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn load(
+        toml: &str,
+        env: &[(&str, &str)],
+        overrides: Overrides,
+    ) -> Result<Settings, Box<dyn std::error::Error>> {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile()?;
+        file.write_all(toml.as_bytes())?;
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Ok(Settings::load_from(Some(file.path()), &overrides, env)?)
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let toml = r#"
+            [server]
+            listen = "127.0.0.1:6000"
+            max_queued_computations = 3
+            [metrics]
+            enabled = ["nps"]
+            [metrics.defaults.nps]
+            confidence = 0.9
+        "#;
+        let s = load(toml, &[], Overrides::default()).unwrap();
+        assert_eq!(s.server.listen.port(), 6000);
+        assert_eq!(s.server.max_queued_computations, 3);
+        assert_eq!(s.metrics.enabled, Some(vec!["nps".to_owned()]));
+        assert_eq!(
+            s.metrics.defaults["nps"]["confidence"],
+            ConfigValue::Float(0.9)
+        );
+
+        let env = [
+            ("MITTARI__SERVER__LISTEN", "127.0.0.1:7000"),
+            ("MITTARI__METRICS__ENABLED", "nps,csat"),
+            ("MITTARI__METRICS__DEFAULTS__NPS__CONFIDENCE", "0.8"),
+        ];
+        let s = load(toml, &env, Overrides::default()).unwrap();
+        assert_eq!(s.server.listen.port(), 7000);
+        assert_eq!(
+            s.metrics.enabled,
+            Some(vec!["nps".to_owned(), "csat".to_owned()])
+        );
+        assert_eq!(
+            s.metrics.defaults["nps"]["confidence"],
+            ConfigValue::Float(0.8)
+        );
+
+        let flags = Overrides {
+            listen: Some("127.0.0.1:8000".parse().unwrap()),
+        };
+        let s = load(toml, &env, flags).unwrap();
+        assert_eq!(s.server.listen.port(), 8000);
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mittari.example.toml");
+        let s = Settings::load_from(Some(&example), &Overrides::default(), Vec::new()).unwrap();
+        assert_eq!(s.server.listen.port(), 50051);
+        assert_eq!(
+            s.metrics.defaults["nps"]["confidence"],
+            ConfigValue::Float(0.95)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let check = |toml: &str, env: &[(&str, &str)], expect: &str| {
+            let error = format!("{:#}", load(toml, env, Overrides::default()).unwrap_err());
+            assert!(
+                error.contains(expect),
+                "{error:?} does not mention {expect:?}"
+            );
+        };
+        check("[server]\nlisten_on = \"x\"", &[], "listen_on");
+        check("[server]\nlisten = \"not an address\"", &[], "listen");
+        check("[serve]\nlisten = \"127.0.0.1:1\"", &[], "serve");
+        check(
+            "",
+            &[("MITTARI__SERVER__MAX_CONCURRENT_COMPUTATIONS", "0")],
+            "server.max_concurrent_computations",
+        );
+        check("", &[("MITTARI__SERVER__PORT", "1")], "port");
+    }
+}
