@@ -4,14 +4,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mittari_e2e::{Server, plugin_dir, repo_root, run_cli, standard_plugins};
+use mittari_proto::admin::v1 as admin_pb;
+use mittari_proto::admin::v1::admin_service_client::AdminServiceClient;
 use mittari_proto::v1 as pb;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 
-/// `mittari token new NAME --scope SCOPE`: the token and the configuration block it printed.
-fn new_token(name: &str, scope: &str) -> (String, String) {
-    let (status, stdout, stderr) =
-        run_cli(&["token", "new", name, "--scope", scope], &repo_root(), &[]);
+/// `mittari token new NAME --scope SCOPE…`: the token and the configuration block it printed.
+fn new_token(name: &str, scopes: &[&str]) -> (String, String) {
+    let mut args = vec!["token", "new", name];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let (status, stdout, stderr) = run_cli(&args, &repo_root(), &[]);
     assert!(status.success(), "{stderr}");
     let token = stdout
         .lines()
@@ -52,9 +57,10 @@ fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn tokens_admit_their_scopes_on_every_rpc() {
-    let (compute_token, compute_config) = new_token("reports", "compute");
-    let (admin_token, admin_config) = new_token("ops", "admin");
-    let server = start_with_tokens(&format!("{compute_config}\n{admin_config}"));
+    let (compute_token, compute_config) = new_token("reports", &["compute"]);
+    let (admin_token, admin_config) = new_token("ops", &["admin"]);
+    let (root_token, root_config) = new_token("root", &["compute", "admin"]);
+    let server = start_with_tokens(&format!("{compute_config}\n{admin_config}\n{root_config}"));
     let mut client = server.client().await;
     let nps = || pb::ComputeRequest {
         metric: "nps".into(),
@@ -127,6 +133,94 @@ async fn tokens_admit_their_scopes_on_every_rpc() {
             }
         }
     }
+    // The admin service admits only the admin scope.
+    let mut admin = AdminServiceClient::new(server.channel().await);
+    let cases: [(Option<&str>, Result<(), Code>); 4] = [
+        (None, Err(Code::Unauthenticated)),
+        (Some("mittari_not-a-token"), Err(Code::Unauthenticated)),
+        (Some(compute_token.as_str()), Err(Code::PermissionDenied)),
+        (Some(admin_token.as_str()), Ok(())),
+    ];
+    for (token, expect) in cases {
+        let outcomes = [
+            admin
+                .list_plugins(with_token(admin_pb::ListPluginsRequest {}, token))
+                .await
+                .map(|_| ()),
+            admin
+                .reload(with_token(admin_pb::ReloadRequest {}, token))
+                .await
+                .map(|_| ()),
+            admin
+                .set_metric_enabled(with_token(
+                    admin_pb::SetMetricEnabledRequest {
+                        name: "nps".into(),
+                        enabled: true,
+                    },
+                    token,
+                ))
+                .await
+                .map(|_| ()),
+            admin
+                .get_config(with_token(admin_pb::GetConfigRequest {}, token))
+                .await
+                .map(|_| ()),
+        ];
+        for (rpc, outcome) in ["ListPlugins", "Reload", "SetMetricEnabled", "GetConfig"]
+            .iter()
+            .zip(outcomes)
+        {
+            assert_eq!(
+                outcome.as_ref().map(|_| ()).map_err(|s| s.code()),
+                expect,
+                "{rpc} {token:?}: {outcome:?}"
+            );
+        }
+    }
+    // The configuration shown to admins holds no token hash.
+    let config = admin
+        .get_config(with_token(
+            admin_pb::GetConfigRequest {},
+            Some(&admin_token),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .toml;
+    assert!(
+        config.contains("<redacted>") && config.contains("name = \"reports\""),
+        "{config}"
+    );
+    for block in [&compute_config, &admin_config, &root_config] {
+        let hash = block.split('"').nth(3).unwrap();
+        assert_eq!(hash.len(), 64, "{block}");
+        assert!(!config.contains(hash), "{config}");
+    }
+
+    // A server's file paths reach only admins.
+    let leak = |token: &str| {
+        let mut client = client.clone();
+        let token = token.to_owned();
+        async move {
+            let mut request = nps();
+            request.metric = "test_leaks_path".into();
+            request.input.as_mut().unwrap().columns[0].name = "value".into();
+            let status = client
+                .compute(with_token(request, Some(&token)))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Internal, "{}", status.message());
+            status.message().to_owned()
+        }
+    };
+    let hidden = leak(&compute_token).await;
+    assert!(
+        hidden.contains("cannot open <path>: no such file") && !hidden.contains("/srv"),
+        "{hidden}"
+    );
+    let shown = leak(&root_token).await;
+    assert!(shown.contains("/srv/mittari/secret/lookup.csv"), "{shown}");
+
     // Health stays open without a token.
     let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
     health

@@ -89,7 +89,12 @@ async fn lists_and_describes_metrics() {
         .into_inner();
     let names: Vec<&str> = list.metrics.iter().map(|m| m.name.as_str()).collect();
     let mut expected = mittari_e2e::BUNDLED_METRICS.to_vec();
-    expected.extend(["test_panics", "test_returns_nan", "test_sleeps"]);
+    expected.extend([
+        "test_leaks_path",
+        "test_panics",
+        "test_returns_nan",
+        "test_sleeps",
+    ]);
     assert_eq!(names, expected);
     let nps_summary = &list
         .metrics

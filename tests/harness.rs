@@ -382,7 +382,7 @@ fn serve_command(dir: &Path, env: &[(&str, &str)]) -> Command {
         .current_dir(dir)
         .env("MITTARI__PLUGINS__DIR", dir)
         // Debug for the server's own lines: tests wait on "computing metric".
-        .env("RUST_LOG", "info,mittari=debug")
+        .env("RUST_LOG", "info,mittari=debug,mittari_server=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

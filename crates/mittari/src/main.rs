@@ -444,9 +444,7 @@ fn take_top(params: &mut HashMap<String, pb::Value>) -> Option<usize> {
 }
 
 async fn serve(settings: Settings, overrides: Overrides, engine: Engine) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(settings.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+    let listener = mittari_server::bind(&settings).await?;
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;

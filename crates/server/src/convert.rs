@@ -524,8 +524,8 @@ mod tests {
     /// exceed what the protobuf encoding takes, or a result that fits would be refused.
     #[test]
     fn result_size_bound_is_below_the_encoded_size() {
-        use mittari_engine::{GroupResults, ResultScalar};
         use mittari_engine::{ConfidenceInterval, Warning};
+        use mittari_engine::{GroupResults, ResultScalar};
         // xorshift: deterministic cases without a dependency.
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move |n: u64| {

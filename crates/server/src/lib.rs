@@ -33,7 +33,7 @@ mod telemetry;
 
 pub use allocator::return_freed_memory;
 pub use auth::{AuthSettings, Scope, TokenSettings, new_token};
-pub use serve::{ServeError, serve, shutdown_signal};
+pub use serve::{ServeError, bind, serve, shutdown_signal};
 pub use settings::{
     ConfigError, DEFAULT_CONFIG_FILE, MetricSettings, MetricState, Overrides, PluginSettings,
     ServerSettings, Settings, TlsSettings,

@@ -37,6 +37,34 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Binds the gRPC listener of `settings`, after checking that the address is not open to
+/// anonymous callers beyond loopback (so such an address is never listened on, even briefly).
+pub async fn bind(settings: &Settings) -> Result<TcpListener, ServeError> {
+    check_exposure(settings, settings.server.listen)?;
+    TcpListener::bind(settings.server.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            key: "server.listen",
+            addr: settings.server.listen,
+            source,
+        })
+}
+
+fn check_exposure(settings: &Settings, listen: std::net::SocketAddr) -> Result<(), ConfigError> {
+    let mutual_tls = settings
+        .server
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some());
+    auth::check_exposure(
+        listen,
+        &settings.tokens()?,
+        mutual_tls,
+        settings.auth.allow_anonymous,
+    )
+    .map_err(ConfigError::new)
+}
+
 /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish for up
 /// to `server.shutdown_grace_seconds`. `overrides` are the command-line flags the settings
 /// were loaded with; a reload applies them again.
@@ -48,14 +76,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let tokens = settings.tokens()?;
-    let mutual_tls = settings
-        .server
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.client_ca.is_some());
     let listen = listener.local_addr().unwrap_or(settings.server.listen);
-    auth::check_exposure(listen, &tokens, mutual_tls, settings.auth.allow_anonymous)
-        .map_err(ConfigError::new)?;
+    check_exposure(&settings, listen)?;
     let tls = settings.server.tls.as_ref().map(tls_config).transpose()?;
     let metrics_listener = telemetry::bind_metrics(settings.server.metrics_listen)
         .await
@@ -71,7 +93,9 @@ pub async fn serve(
         .count();
     let server_settings = settings.server.clone();
     let limits = RequestLimits::from(&settings);
-    let state = Arc::new(ServerState::new(settings, overrides, tokens, engine));
+    let state = Arc::new(ServerState::new(
+        settings, overrides, listen, tokens, engine,
+    ));
     state.telemetry.libraries_refused(refused);
 
     let max_message = server_settings.max_message_bytes;
@@ -126,8 +150,9 @@ pub async fn serve(
     };
 
     if let Some(listener) = metrics_listener {
-        let addr = listener.local_addr().ok();
-        tracing::info!(metrics_addr = ?addr, "serving Prometheus metrics at /metrics");
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(metrics_addr = %addr, "serving Prometheus metrics at /metrics");
+        }
         let state = Arc::clone(&state);
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move {
@@ -143,7 +168,9 @@ pub async fn serve(
 
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| ConfigError::new(format!("server.tls: {e}")))?;
     }
     let server = builder
         .layer(TelemetryLayer::new(Arc::clone(&state)))

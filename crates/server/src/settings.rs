@@ -332,7 +332,7 @@ impl Settings {
         if server.max_stream_bytes < server.max_message_bytes as u64 {
             bail!("server.max_stream_bytes must be at least server.max_message_bytes");
         }
-        if server.metrics_listen == Some(server.listen) {
+        if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {
             bail!(
                 "server.metrics_listen must differ from server.listen ({})",
                 server.listen

@@ -20,6 +20,8 @@ pub struct ServerState {
     settings: ArcSwap<Settings>,
     /// The command-line flags the server started with: a reload applies them again.
     overrides: Overrides,
+    /// The address the server listens on.
+    listen: std::net::SocketAddr,
     /// Changes are made one at a time (each reads the state it replaces).
     changing: tokio::sync::Mutex<()>,
     pub(crate) telemetry: Telemetry,
@@ -58,10 +60,12 @@ impl ServerState {
     pub(crate) fn new(
         settings: Settings,
         overrides: Overrides,
+        listen: std::net::SocketAddr,
         tokens: Tokens,
         engine: Engine,
     ) -> Self {
         ServerState {
+            listen,
             engine: ArcSwap::from_pointee(engine),
             tokens: ArcSwap::from_pointee(tokens),
             settings: ArcSwap::from_pointee(settings),
@@ -107,10 +111,13 @@ impl ServerState {
         let current = self.settings();
         let settings = Settings::load(current.file.as_deref(), &self.overrides)?;
         let tokens = settings.tokens()?;
+        // The listener and its TLS stay as they are: the new settings must not open them to
+        // anonymous callers (a reload that drops the last token on a public address is
+        // refused).
         auth::check_exposure(
-            current.server.listen,
+            self.listen,
             &tokens,
-            settings
+            current
                 .server
                 .tls
                 .as_ref()

@@ -1,5 +1,6 @@
-//! Test fixture: metrics with the bugs a server must survive. A panic, a NaN result, and a
-//! slow computation (for overload, deadline and graceful-shutdown tests).
+//! Test fixture: metrics with the bugs a server must survive. A panic, a NaN result, a slow
+//! computation (for overload, deadline and graceful-shutdown tests), and an error message
+//! that names a file on the server (which only admins may see).
 #![forbid(unsafe_code)]
 
 use mittari_sdk::prelude::*;
@@ -59,4 +60,24 @@ impl Metric for Sleeps {
     }
 }
 
-mittari_sdk::export_plugin!(Panics, ReturnsNan, Sleeps);
+struct LeaksPath;
+
+impl Metric for LeaksPath {
+    fn descriptor(&self) -> MetricDescriptor {
+        MetricDescriptor::new(
+            "test_leaks_path",
+            "0.0.0",
+            "fails with a message naming a server file (test fixture)",
+        )
+        .input(ColumnSpec::int64("value", "any integer"))
+        .output(OutputSpec::new("never", "count", "never returned"))
+    }
+
+    fn compute(&self, _input: &Input<'_>, _params: &Params) -> Result<Output, MetricError> {
+        Err(MetricError::failed(
+            "cannot open /srv/mittari/secret/lookup.csv: no such file",
+        ))
+    }
+}
+
+mittari_sdk::export_plugin!(Panics, ReturnsNan, Sleeps, LeaksPath);

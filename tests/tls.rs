@@ -1,0 +1,194 @@
+//! TLS and mutual TLS against the real server, with certificates the test makes (`rcgen`):
+//! the CLI reaches an https:// server that its --ca-cert vouches for, and nothing else; a
+//! server that requires client certificates admits only clients with one its CA signed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use mittari_e2e::{Server, bundled_plugins, plugin_dir, run_cli};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+/// A certificate authority that writes PEM files into a directory.
+struct Authority {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    dir: PathBuf,
+    name: &'static str,
+}
+
+impl Authority {
+    fn new(dir: &Path, name: &'static str) -> Authority {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), issuer.pem()).unwrap();
+        Authority {
+            issuer,
+            dir: dir.to_owned(),
+            name,
+        }
+    }
+
+    fn cert_file(&self) -> PathBuf {
+        self.dir.join(format!("{}.pem", self.name))
+    }
+
+    /// Issues a certificate for `names`, returning the (certificate, key) files.
+    fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        let (cert_path, key_path) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+fn start_with_config(config: &str) -> Server {
+    let plugins = bundled_plugins();
+    let plugins: Vec<(&str, &str)> = plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let dir = plugin_dir(&plugins);
+    std::fs::write(dir.path().join("mittari.toml"), config).unwrap();
+    Server::start_in(dir, &[])
+}
+
+fn tls_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> String {
+    let mut config = format!(
+        "[server.tls]\ncert = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    if let Some(ca) = client_ca {
+        config.push_str(&format!("client_ca = {:?}\n", ca.display().to_string()));
+    }
+    config
+}
+
+/// `mittari metrics` against `url` with extra flags: Ok(stdout) or Err(stderr).
+fn list_metrics(url: &str, flags: &[&str]) -> Result<String, String> {
+    let mut args = vec!["metrics", "--server", url];
+    args.extend_from_slice(flags);
+    let (status, stdout, stderr) = run_cli(&args, Path::new("."), &[]);
+    if status.success() {
+        Ok(stdout)
+    } else {
+        Err(stderr)
+    }
+}
+
+#[test]
+fn tls_serves_clients_that_trust_its_authority() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = Authority::new(files.path(), "ca");
+    let (cert, key) = ca.issue("server", &["localhost", "127.0.0.1"]);
+    let server = start_with_config(&tls_config(&cert, &key, None));
+    let url = format!("https://127.0.0.1:{}", server.addr.port());
+    let ca_file = ca.cert_file();
+    let ca_flag = ca_file.to_str().unwrap();
+
+    let listed = list_metrics(&url, &["--ca-cert", ca_flag]).unwrap();
+    assert!(listed.contains("nps"), "{listed}");
+    // Without the CA, the server's certificate is not trusted (the system roots do not
+    // know this test's authority).
+    let error = list_metrics(&url, &[]).unwrap_err();
+    assert!(error.contains("cannot reach the server"), "{error}");
+    // Another authority does not vouch for it either.
+    let other = Authority::new(files.path(), "other");
+    let other_file = other.cert_file();
+    let error = list_metrics(&url, &["--ca-cert", other_file.to_str().unwrap()]).unwrap_err();
+    assert!(error.contains("cannot reach the server"), "{error}");
+    // Plain text to a TLS port is no conversation.
+    let plain = format!("http://127.0.0.1:{}", server.addr.port());
+    assert!(list_metrics(&plain, &[]).is_err());
+}
+
+#[test]
+fn mutual_tls_admits_only_clients_with_a_certificate_its_authority_signed() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = Authority::new(files.path(), "ca");
+    let (cert, key) = ca.issue("server", &["localhost", "127.0.0.1"]);
+    let clients = Authority::new(files.path(), "clients");
+    let (client_cert, client_key) = clients.issue("client", &["reports"]);
+    let stranger_ca = Authority::new(files.path(), "stranger-ca");
+    let (stranger_cert, stranger_key) = stranger_ca.issue("stranger", &["stranger"]);
+    let server = start_with_config(&tls_config(&cert, &key, Some(&clients.cert_file())));
+    let url = format!("https://127.0.0.1:{}", server.addr.port());
+    let ca_file = ca.cert_file();
+    let ca_flag = ca_file.to_str().unwrap();
+    let identity = |cert: &Path, key: &Path| {
+        vec![
+            "--ca-cert".to_owned(),
+            ca_flag.to_owned(),
+            "--client-cert".to_owned(),
+            cert.to_str().unwrap().to_owned(),
+            "--client-key".to_owned(),
+            key.to_str().unwrap().to_owned(),
+        ]
+    };
+
+    let flags = identity(&client_cert, &client_key);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let listed = list_metrics(&url, &flags).unwrap();
+    assert!(listed.contains("nps"), "{listed}");
+    // The CLI computes over mutual TLS too.
+    let input = mittari_e2e::repo_root().join("examples/data/nps.csv");
+    let mut args = vec![
+        "compute",
+        "nps",
+        "--input",
+        input.to_str().unwrap(),
+        "--server",
+        &url,
+    ];
+    args.extend_from_slice(&flags);
+    let (status, stdout, stderr) = run_cli(&args, Path::new("."), &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("nps"), "{stdout}");
+
+    assert!(list_metrics(&url, &["--ca-cert", ca_flag]).is_err());
+    let flags = identity(&stranger_cert, &stranger_key);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    assert!(list_metrics(&url, &flags).is_err());
+    assert!(server.logs().iter().all(|l| !l.contains("panic")));
+}
+
+#[test]
+fn unusable_tls_files_stop_the_start_naming_the_key() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = Authority::new(files.path(), "ca");
+    let (cert, _key) = ca.issue("server", &["localhost"]);
+    let not_a_key = files.path().join("not-a-key.pem");
+    std::fs::write(&not_a_key, "hello").unwrap();
+    let missing = files.path().join("missing.pem");
+    for (config, expect) in [
+        (tls_config(&cert, &not_a_key, None), "server.tls.key: "),
+        (tls_config(&cert, &missing, None), "server.tls.key: file"),
+        (tls_config(&cert, &cert, Some(&not_a_key)), "server.tls."),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mittari.toml"), &config).unwrap();
+        let (status, _, stderr) = run_cli(
+            &["serve", "--listen", "127.0.0.1:0"],
+            dir.path(),
+            &[(
+                "MITTARI__PLUGINS__DIR",
+                mittari_e2e::target_dir().to_str().unwrap(),
+            )],
+        );
+        assert!(!status.success(), "{config}");
+        assert!(stderr.contains(expect), "{config}: {stderr}");
+    }
+}
