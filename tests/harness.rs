@@ -271,15 +271,26 @@ impl Server {
     /// The server's resident memory now, from `/proc/PID/status`.
     #[cfg(target_os = "linux")]
     pub fn resident_bytes(&self) -> u64 {
+        self.status_kib("VmRSS:") * 1024
+    }
+
+    /// The part of [`Server::resident_bytes`] the process allocated (heap, stacks), without
+    /// the pages of mapped files such as its code, from `/proc/PID/status`.
+    #[cfg(target_os = "linux")]
+    pub fn anonymous_resident_bytes(&self) -> u64 {
+        self.status_kib("RssAnon:") * 1024
+    }
+
+    #[cfg(target_os = "linux")]
+    fn status_kib(&self, key: &str) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
-        let kib: u64 = status
+        status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().strip_suffix("kB"))
             .and_then(|v| v.trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status");
-        kib * 1024
+            .unwrap_or_else(|| panic!("{key} in /proc/PID/status"))
     }
 
     pub fn is_running(&mut self) -> bool {

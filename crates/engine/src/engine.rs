@@ -1069,54 +1069,69 @@ fn apply_defaults(
     Ok(())
 }
 
-/// Bounds concurrent computations per lane, with a bounded wait queue in front of both.
+/// Bounds concurrent computations per lane, each with a bounded wait queue of its own: heavy
+/// computations queueing up must not use up the places light requests wait in.
 #[derive(Debug)]
 struct Limiter {
-    light: Arc<Semaphore>,
-    heavy: Arc<Semaphore>,
+    light: LaneSlots,
+    heavy: LaneSlots,
     max_running: usize,
-    waiting: AtomicUsize,
     max_waiting: usize,
+}
+
+#[derive(Debug)]
+struct LaneSlots {
+    running: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+impl LaneSlots {
+    fn new(max_running: usize) -> Self {
+        LaneSlots {
+            running: Arc::new(Semaphore::new(max_running)),
+            waiting: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Limiter {
     fn new(max_running: usize, max_waiting: usize) -> Self {
         Limiter {
-            light: Arc::new(Semaphore::new(max_running)),
-            heavy: Arc::new(Semaphore::new(max_running)),
+            light: LaneSlots::new(max_running),
+            heavy: LaneSlots::new(max_running),
             max_running,
-            waiting: AtomicUsize::new(0),
             max_waiting,
         }
     }
 
     fn load(&self) -> Load {
-        let free = self.light.available_permits() + self.heavy.available_permits();
+        let free = self.light.running.available_permits() + self.heavy.running.available_permits();
         Load {
             running: (2 * self.max_running).saturating_sub(free),
-            queued: self.waiting.load(Ordering::Acquire),
+            queued: self.light.waiting.load(Ordering::Acquire)
+                + self.heavy.waiting.load(Ordering::Acquire),
         }
     }
 
     async fn acquire(&self, lane: Lane) -> Result<OwnedSemaphorePermit, EngineError> {
-        let permits = match lane {
+        let slots = match lane {
             Lane::Light => &self.light,
             Lane::Heavy => &self.heavy,
         };
-        if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
+        if let Ok(permit) = Arc::clone(&slots.running).try_acquire_owned() {
             return Ok(permit);
         }
-        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let queued = slots.waiting.fetch_add(1, Ordering::AcqRel);
         // Decrements on every exit, including the caller dropping this future at a deadline.
-        let _waiting = WaitingGuard(&self.waiting);
+        let _waiting = WaitingGuard(&slots.waiting);
         if queued >= self.max_waiting {
             return Err(EngineError::Overloaded {
-                running: self.max_running - permits.available_permits(),
+                running: self.max_running - slots.running.available_permits(),
                 queued,
             });
         }
         // The semaphore is never closed.
-        Arc::clone(permits)
+        Arc::clone(&slots.running)
             .acquire_owned()
             .await
             .map_err(|_| EngineError::Overloaded {
@@ -1156,9 +1171,15 @@ mod tests {
                 queued: 1
             })
         ));
+        // The light lane has a queue of its own, which heavy waiters do not use up.
+        let light_running = limiter.acquire(Lane::Light).await.unwrap();
+        let mut light_waiting = Box::pin(limiter.acquire(Lane::Light));
+        assert!(futures_poll_pending(&mut light_waiting).await);
+        drop(light_running);
         drop(running);
         assert!(waiting.await.is_ok());
-        assert_eq!(limiter.waiting.load(Ordering::Acquire), 0);
+        assert!(light_waiting.await.is_ok());
+        assert_eq!(limiter.load().queued, 0);
     }
 
     /// Polls a future once; true if it is still pending.

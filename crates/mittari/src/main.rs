@@ -39,6 +39,9 @@ use tonic_types::StatusExt;
 /// process exits anyway.
 const SHUTDOWN_LEFTOVER_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Threads for blocking work (see `runtime`).
+const BLOCKING_THREADS: usize = 64;
+
 /// Largest response the CLI accepts from a server.
 const CLIENT_MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
 
@@ -270,6 +273,11 @@ fn init_logging(format: LogFormat, default_level: &str) {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        // Blocking work is computations (bounded by the lanes) and conversions of one
+        // message each: a few dozen threads keep both cores busy, where tokio's default of 512
+        // lets a burst of a thousand clients start hundreds of threads whose stacks and
+        // allocator arenas stay resident after it.
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -12,7 +12,9 @@
 //! Millions of small blocks (one request's per-group results) are freed into the middle of
 //! the arenas, which only shrink from the top: 500 MB stayed resident after a refused
 //! 1 000 000-group request. After a large request the server therefore asks the allocator,
-//! a moment later, to return every free page ([`Trimmer`]): 18 MB then stay.
+//! a moment later, to return every free page ([`Trimmer`]): 18 MB then stay. Closed
+//! connections do the same: after 1 000 clients had come and gone, 62 MB stayed resident
+//! on a server that started at 33 MB before it trimmed after them.
 //!
 //! This is process-wide and covers plugins too: they allocate through the same C library.
 
@@ -39,7 +41,7 @@ pub fn return_freed_memory() {
 }
 
 /// Returns free heap pages to the system in the seconds after a large request ended, off the
-/// async runtime. Requests mark themselves with [`Trimmer::after_large_request`].
+/// async runtime, when [`Trimmer::after_release`] says some was freed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Trimmer {
     /// Trims still to do, one per tick.
@@ -74,7 +76,10 @@ impl Trimmer {
         trimmer
     }
 
-    pub(crate) fn after_large_request(&self) {
+    /// Asks for free pages to be returned at the next ticks: called after something released
+    /// much memory (a large request, a closed connection). Cheap; trims happen at most once a
+    /// tick, whatever the number of calls.
+    pub(crate) fn after_release(&self) {
         self.pending
             .store(Self::TRIMS_PER_REQUEST, Ordering::Relaxed);
     }

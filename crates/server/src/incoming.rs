@@ -25,12 +25,55 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::allocator::Trimmer;
+
 /// How connections are bounded.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionLimits {
     pub(crate) max_connections: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) tcp_keepalive: Duration,
+}
+
+/// Raises the process's soft limit of open files to its hard limit, as long-running network
+/// servers do: every connection holds a descriptor, and the usual soft default (1 024) is
+/// below what `server.max_connections` may allow. Warns when even the hard limit leaves too
+/// little room for `max_connections`.
+pub(crate) fn raise_open_file_limit(max_connections: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // Descriptors besides connections: plugins, files, the runtime's own.
+        const RESERVED: u64 = 64;
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+        let soft = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+            limit.rlim_cur
+        };
+        if soft < max_connections as u64 + RESERVED {
+            tracing::warn!(
+                open_file_limit = soft,
+                max_connections,
+                "the open file limit leaves too little room for server.max_connections; connections beyond it fail with EMFILE (raise `ulimit -n`, or lower max_connections)"
+            );
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = max_connections;
 }
 
 /// Repeated warnings (limit hit, accept failing) are logged at most this often, with a count.
@@ -43,6 +86,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) struct Connection {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    /// A closed connection frees its buffers: the trimmer then returns them to the system.
+    trimmer: Trimmer,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.trimmer.after_release();
+    }
 }
 
 impl Connection {
@@ -106,9 +157,10 @@ impl AsyncWrite for Connection {
 pub(crate) fn incoming(
     listener: TcpListener,
     limits: ConnectionLimits,
+    trimmer: Trimmer,
 ) -> (ReceiverStream<io::Result<Connection>>, JoinHandle<()>) {
     let (ready_tx, ready_rx) = mpsc::channel(64);
-    let task = tokio::spawn(accept_loop(listener, limits, ready_tx));
+    let task = tokio::spawn(accept_loop(listener, limits, trimmer, ready_tx));
     (ReceiverStream::new(ready_rx), task)
 }
 
@@ -134,6 +186,7 @@ impl Throttle {
 async fn accept_loop(
     listener: TcpListener,
     limits: ConnectionLimits,
+    trimmer: Trimmer,
     ready: mpsc::Sender<io::Result<Connection>>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -177,13 +230,13 @@ async fn accept_loop(
             tracing::debug!(%peer, %error, "cannot configure an accepted socket; closing it");
             continue;
         }
-        let ready = ready.clone();
         tokio::spawn(handshake(
             stream,
             peer,
             slot,
             limits.handshake_timeout,
-            ready,
+            trimmer.clone(),
+            ready.clone(),
         ));
     }
 }
@@ -211,6 +264,7 @@ async fn handshake(
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     timeout: Duration,
+    trimmer: Trimmer,
     ready: mpsc::Sender<io::Result<Connection>>,
 ) {
     // `readable()` may report readiness spuriously (a new socket starts out "ready"); peeking
@@ -222,6 +276,7 @@ async fn handshake(
                 .send(Ok(Connection {
                     stream,
                     _slot: slot,
+                    trimmer,
                 }))
                 .await;
         }
@@ -259,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn accepted_sockets_have_nodelay_and_keepalive() {
         let (listener, addr) = listener().await;
-        let (mut incoming, task) = incoming(listener, limits(4));
+        let (mut incoming, task) = incoming(listener, limits(4), Trimmer::default());
         let mut client = TcpStream::connect(addr).await.unwrap();
         client.write_all(b"PRI").await.unwrap();
         let connection = incoming.next().await.unwrap().unwrap();
@@ -275,7 +330,7 @@ mod tests {
     #[tokio::test]
     async fn silent_connections_time_out_and_the_limit_holds() {
         let (listener, addr) = listener().await;
-        let (mut incoming, task) = incoming(listener, limits(2));
+        let (mut incoming, task) = incoming(listener, limits(2), Trimmer::default());
         // Two silent connections take both slots; a third is closed at once.
         let _silent: Vec<TcpStream> = vec![
             TcpStream::connect(addr).await.unwrap(),

@@ -58,15 +58,14 @@ impl RequestLimits {
 const BUDGET_UNIT: u64 = 1024;
 
 impl MetricServer {
-    /// Needs a runtime: it starts the memory trimmer's task.
-    pub(crate) fn new(state: Arc<ServerState>, limits: RequestLimits) -> Self {
+    pub(crate) fn new(state: Arc<ServerState>, limits: RequestLimits, trimmer: Trimmer) -> Self {
         let units = (limits.max_buffered_stream_bytes / BUDGET_UNIT)
             .clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
         MetricServer {
             state,
             limits,
             buffered: Arc::new(Semaphore::new(units)),
-            trimmer: Trimmer::start(),
+            trimmer,
         }
     }
 
@@ -85,7 +84,7 @@ impl MetricServer {
             .await;
         if large {
             // Acted on a moment later, when the response is sent and freed too.
-            self.trimmer.after_large_request();
+            self.trimmer.after_release();
         }
         result
     }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::admin_service::AdminServer;
+use crate::allocator::Trimmer;
 use crate::auth::{self, AuthLayer};
 use crate::incoming::{self, ConnectionLimits};
 use crate::metric_service::{MetricServer, RequestLimits};
@@ -99,9 +100,14 @@ pub async fn serve(
     state.telemetry.libraries_refused(refused);
 
     let max_message = server_settings.max_message_bytes;
-    let metric_service = MetricServiceServer::new(MetricServer::new(Arc::clone(&state), limits))
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+    let trimmer = Trimmer::start();
+    let metric_service = MetricServiceServer::new(MetricServer::new(
+        Arc::clone(&state),
+        limits,
+        trimmer.clone(),
+    ))
+    .max_decoding_message_size(max_message)
+    .max_encoding_message_size(max_message);
     let admin_service = AdminServiceServer::new(AdminServer::new(Arc::clone(&state)));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -122,6 +128,7 @@ pub async fn serve(
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
     let keepalive = Duration::from_secs(server_settings.keepalive_seconds);
+    incoming::raise_open_file_limit(server_settings.max_connections);
     let (connections, accept_task) = incoming::incoming(
         listener,
         ConnectionLimits {
@@ -129,6 +136,7 @@ pub async fn serve(
             handshake_timeout: Duration::from_secs(server_settings.handshake_timeout_seconds),
             tcp_keepalive: keepalive,
         },
+        trimmer,
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grace = Duration::from_secs(server_settings.shutdown_grace_seconds);
