@@ -526,4 +526,92 @@ mod tests {
             Err(vec![("parameters.since", "not an ISO 8601 date")]),
         );
     }
+
+    mod properties {
+        use std::sync::Arc;
+
+        use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray};
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn column() -> impl Strategy<Value = (String, ArrayRef)> {
+            let name = prop_oneof![
+                Just("score".to_owned()),
+                Just("amount".to_owned()),
+                "[a-z]{1,4}"
+            ];
+            let array = prop_oneof![
+                proptest::collection::vec(proptest::option::of(any::<i64>()), 0..12)
+                    .prop_map(|v| Arc::new(Int64Array::from(v)) as ArrayRef),
+                proptest::collection::vec(proptest::option::of(any::<f64>()), 0..12)
+                    .prop_map(|v| Arc::new(Float64Array::from(v)) as ArrayRef),
+                proptest::collection::vec(proptest::option::of(".{0,4}"), 0..12)
+                    .prop_map(|v| Arc::new(StringArray::from(v)) as ArrayRef),
+                proptest::collection::vec(proptest::option::of(any::<bool>()), 0..12)
+                    .prop_map(|v| Arc::new(BooleanArray::from(v)) as ArrayRef),
+            ];
+            (name, array)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any table, typed or not, with nulls, NaN and infinities anywhere: validation
+            /// projects the declared columns or says what is wrong, field by field; it never
+            /// panics, and what passes holds no null where a value is required.
+            #[test]
+            fn arbitrary_tables_validate_or_name_the_fault(
+                columns in proptest::collection::vec(column(), 0..4),
+                rows in 0usize..12,
+            ) {
+                let mut seen = std::collections::HashSet::new();
+                let columns: Vec<(String, ArrayRef)> = columns
+                    .into_iter()
+                    .filter(|(name, _)| seen.insert(name.clone()))
+                    .map(|(name, array)| {
+                        let len = array.len().min(rows);
+                        (name, array.slice(0, len))
+                    })
+                    .collect();
+                let Some(len) = columns.iter().map(|(_, a)| a.len()).min() else {
+                    return Ok(());
+                };
+                let columns: Vec<(String, ArrayRef)> = columns
+                    .into_iter()
+                    .map(|(name, array)| (name, array.slice(0, len)))
+                    .collect();
+                let batch = RecordBatch::try_from_iter(columns).unwrap();
+                let mut violations = Vec::new();
+                let projected = input(&descriptor(), &batch, &mut violations);
+                prop_assert!(violations.iter().all(|v| !v.description.is_empty()));
+                if let (Ok(projected), true) = (projected, violations.is_empty()) {
+                    let score = projected.column_by_name("score");
+                    prop_assert!(score.is_some_and(|s| s.null_count() == 0));
+                }
+            }
+
+            /// Any parameter values: a complete parameter set, or violations naming them.
+            #[test]
+            fn arbitrary_parameters_validate_or_name_the_fault(
+                level in proptest::option::of(any::<f64>()),
+                since in proptest::option::of(any::<i64>()),
+                extra in proptest::option::of("[a-z]{1,5}"),
+            ) {
+                let mut given = BTreeMap::new();
+                if let Some(level) = level {
+                    given.insert("level".to_owned(), ParamValue::Double(level));
+                }
+                if let Some(since) = since {
+                    given.insert("since".to_owned(), ParamValue::Timestamp(since));
+                }
+                if let Some(extra) = extra {
+                    given.insert(extra, ParamValue::Bool(true));
+                }
+                let mut violations = Vec::new();
+                let _ = params(&descriptor(), given, &mut violations);
+                prop_assert!(violations.iter().all(|v| v.field.path().starts_with("parameters.")));
+            }
+        }
+    }
 }

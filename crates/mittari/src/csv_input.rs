@@ -769,4 +769,66 @@ mod tests {
             "{error}"
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Text that looks like the CSV users have: the descriptor's column names, other
+        /// names, separators, quotes, decimal commas, dates and line ends in any order.
+        fn csv_like() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just("score".to_owned()),
+                Just("at".to_owned()),
+                Just(",".to_owned()),
+                Just(";".to_owned()),
+                Just("\t".to_owned()),
+                Just("\"".to_owned()),
+                Just("\n".to_owned()),
+                Just("\r\n".to_owned()),
+                Just("31.12.2024".to_owned()),
+                Just("2024-01-02T03:04:05Z".to_owned()),
+                Just("1,5".to_owned()),
+                "-?[0-9]{1,20}",
+                ".{0,3}",
+            ];
+            proptest::collection::vec(piece, 0..40).prop_map(|p| p.concat().into_bytes())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Arbitrary bytes: a typed table, or an error naming the file; never a panic.
+            #[test]
+            fn arbitrary_bytes_read_or_fail_clearly(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                if let Err(error) = read_from(bytes.as_slice(), "in.csv", &descriptor(), &[]) {
+                    prop_assert!(format!("{error:#}").contains("in.csv"), "{error:#}");
+                }
+            }
+
+            /// CSV-like text: every row read has the declared types, or the error names the
+            /// file (and a line, when one is at fault).
+            #[test]
+            fn csv_like_text_reads_or_fails_clearly(bytes in csv_like()) {
+                match read_from(bytes.as_slice(), "in.csv", &descriptor(), &[]) {
+                    Ok(input) => {
+                        let schema = input.batch.schema();
+                        for field in schema.fields() {
+                            let declared = descriptor()
+                                .inputs
+                                .iter()
+                                .find(|c| c.name == *field.name())
+                                .map(|c| c.data_type.arrow_type());
+                            prop_assert_eq!(declared.as_ref(), Some(field.data_type()));
+                        }
+                        prop_assert_eq!(input.lines.len(), input.batch.num_rows());
+                    }
+                    Err(error) => {
+                        prop_assert!(format!("{error:#}").contains("in.csv"), "{error:#}");
+                    }
+                }
+            }
+        }
+    }
 }

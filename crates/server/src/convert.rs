@@ -710,4 +710,71 @@ mod tests {
             "has no values",
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use prost::Message as _;
+
+        use super::*;
+
+        fn column() -> impl Strategy<Value = pb::Column> {
+            use pb::column::Values;
+            let values = prop_oneof![
+                proptest::collection::vec(any::<i64>(), 0..20)
+                    .prop_map(|values| Values::Int64Values(pb::Int64Values { values })),
+                proptest::collection::vec(any::<f64>(), 0..20)
+                    .prop_map(|values| Values::DoubleValues(pb::DoubleValues { values })),
+                proptest::collection::vec(".{0,8}", 0..20)
+                    .prop_map(|values| Values::StringValues(pb::StringValues { values })),
+                proptest::collection::vec(any::<bool>(), 0..20)
+                    .prop_map(|values| Values::BoolValues(pb::BoolValues { values })),
+                proptest::collection::vec(any::<i64>(), 0..20)
+                    .prop_map(|values| Values::TimestampValues(pb::Int64Values { values })),
+            ];
+            (
+                "[a-z_]{0,6}",
+                proptest::option::of(values),
+                proptest::collection::vec(any::<u8>(), 0..4),
+            )
+                .prop_map(|(name, values, null_mask)| pb::Column {
+                    name,
+                    values,
+                    null_mask,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Bytes off the wire: decoded or refused, then converted or refused, never a panic.
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(request) = pb::ComputeRequest::decode(bytes.as_slice()) {
+                    let _ = params_from_proto(&request.parameters);
+                    let _ = table_to_batch(request.input.unwrap_or_default());
+                }
+            }
+
+            /// Well-typed tables of any shape: a batch with the declared columns and rows, or a
+            /// field violation naming a column.
+            #[test]
+            fn arbitrary_tables_convert_or_name_the_column(columns in proptest::collection::vec(column(), 0..5)) {
+                let table = pb::Table { columns: columns.clone() };
+                match table_to_batch(table) {
+                    Ok(batch) => {
+                        prop_assert_eq!(batch.num_columns(), columns.len());
+                        let schema = batch.schema();
+                        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                        let expected: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+                        prop_assert_eq!(names, expected);
+                    }
+                    Err(ServiceError::Engine(EngineError::InvalidArgument { violations })) => {
+                        prop_assert!(!violations.is_empty());
+                        prop_assert!(violations.iter().all(|v| !v.description.is_empty()));
+                    }
+                    Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+                }
+            }
+        }
+    }
 }
