@@ -468,6 +468,51 @@ mod tests {
         );
     }
 
+    /// Every key the server reads is shown in the example, set or commented out.
+    #[test]
+    fn the_example_names_every_key() {
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mittari.example.toml"),
+        )
+        .unwrap();
+        let mut settings = load("", &[], Overrides::default()).unwrap();
+        settings.server.metrics_listen = Some("127.0.0.1:9464".parse().unwrap());
+        settings.server.tls = Some(TlsSettings {
+            cert: "c".into(),
+            key: "k".into(),
+            client_ca: Some("a".into()),
+        });
+        settings.metrics.state_file = Some("s".into());
+        settings.plugins.dir = Some("d".into());
+        settings.plugins.libraries = Some(Vec::new());
+        settings.metrics.enabled = Some(Vec::new());
+        let table = toml::Table::try_from(&settings).unwrap();
+        let mut missing = Vec::new();
+        for (section, value) in &table {
+            let Some(keys) = value.as_table() else {
+                continue;
+            };
+            for (key, value) in keys {
+                let keys: Vec<String> = match value.as_table() {
+                    Some(inner) if key != "defaults" => inner.keys().cloned().collect(),
+                    _ => vec![key.clone()],
+                };
+                for key in keys {
+                    let shown = example.lines().any(|line| {
+                        let line = line.trim_start_matches(['#', ' ']);
+                        line.starts_with(&format!("{key} ="))
+                            || line.starts_with(&format!("[{section}.{key}"))
+                            || line.starts_with(&format!("[[{section}.{key}]]"))
+                    });
+                    if !shown {
+                        missing.push(format!("{section}.{key}"));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "mittari.example.toml lacks {missing:?}");
+    }
+
     #[test]
     fn errors_name_the_key() {
         let check = |toml: &str, env: &[(&str, &str)], expect: &str| {
