@@ -112,7 +112,16 @@ impl MetricServer {
         self.state
             .telemetry
             .computed(&outcome.metric, outcome.rows, outcome.timings);
-        off_runtime(move || {
+        let size = outcome
+            .results
+            .as_ref()
+            .map_or(0, |r| r.wire_bytes_lower_bound())
+            + outcome
+                .groups
+                .iter()
+                .map(|g| g.wire_bytes_lower_bound())
+                .sum::<usize>();
+        off_runtime(size, move || {
             let response = convert::outcome_to_proto(outcome);
             let bytes = prost::Message::encoded_len(&response);
             if bytes > limit {
@@ -226,7 +235,8 @@ impl MetricServer {
                     user_text(&expected.join(", "))
                 )));
             }
-            let batch = off_runtime(move || convert::table_to_batch(chunk)).await?;
+            let batch =
+                off_runtime(table_cells(&chunk), move || convert::table_to_batch(chunk)).await?;
             for ((name, declared), field) in schema.iter().zip(batch.schema().fields()) {
                 if &declared.arrow_type() != field.data_type() {
                     return Err(ServiceError::BadStream(format!(
@@ -238,7 +248,7 @@ impl MetricServer {
             }
             batches.push(batch);
         }
-        let input = off_runtime(move || {
+        let input = off_runtime(usize::MAX, move || {
             arrow_select::concat::concat_batches(&arrow_schema, &batches).map_err(|e| {
                 ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}"))
             })
@@ -317,7 +327,8 @@ impl MetricService for MetricServer {
             check_names(&request.metric, &request.group_by)?;
             let params = convert::params_from_proto(&request.parameters)?;
             let table = request.input.unwrap_or_default();
-            let input = off_runtime(move || convert::table_to_batch(table)).await?;
+            let input =
+                off_runtime(table_cells(&table), move || convert::table_to_batch(table)).await?;
             self.compute(&engine, request.metric, params, input, request.group_by)
                 .await
         }
@@ -430,14 +441,39 @@ fn audit(
     }
 }
 
+/// Work on fewer values than this (table cells, result bytes) takes microseconds: it runs in
+/// place, where a hop to a blocking thread and back would cost more than the work.
+const SMALL_WORK: usize = 16 * 1024;
+
 /// Runs work proportional to a message's size (decoding a table, concatenating chunks,
-/// encoding results) on a blocking thread, so large messages never stall the async runtime.
+/// encoding results) of `size` units on a blocking thread, so large messages never stall the
+/// async runtime; small work runs in place.
 async fn off_runtime<T: Send + 'static>(
+    size: usize,
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
+    if size < SMALL_WORK {
+        return work();
+    }
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
         Err(ServiceError::Internal(format!(
             "a conversion task failed: {e}"
         )))
     })
+}
+
+/// Values in a wire table (its size for [`off_runtime`]).
+fn table_cells(table: &pb::Table) -> usize {
+    use pb::column::Values;
+    table
+        .columns
+        .iter()
+        .map(|c| match &c.values {
+            Some(Values::Int64Values(v) | Values::TimestampValues(v)) => v.values.len(),
+            Some(Values::DoubleValues(v)) => v.values.len(),
+            Some(Values::BoolValues(v)) => v.values.len(),
+            Some(Values::StringValues(v)) => v.values.len(),
+            None => 0,
+        })
+        .sum()
 }
