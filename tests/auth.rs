@@ -3,7 +3,9 @@
 //! sends MITTARI_TOKEN; and a server without tokens refuses to listen beyond loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mittari_e2e::{Server, plugin_dir, repo_root, run_cli, standard_plugins};
+use mittari_e2e::{
+    Server, borrowed, nps_request, plugin_dir, repo_root, run_cli, standard_plugins,
+};
 use mittari_proto::admin::v1 as admin_pb;
 use mittari_proto::admin::v1::admin_service_client::AdminServiceClient;
 use mittari_proto::v1 as pb;
@@ -35,15 +37,7 @@ fn new_token(name: &str, scopes: &[&str]) -> (String, String) {
 }
 
 fn start_with_tokens(config: &str) -> Server {
-    let plugins = standard_plugins();
-    let plugins: Vec<(&str, &str)> = plugins
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let dir = plugin_dir(&plugins);
-    // The server runs in this directory and reads ./mittari.toml.
-    std::fs::write(dir.path().join("mittari.toml"), config).unwrap();
-    Server::start_in(dir, &[])
+    Server::start_with_config(&borrowed(&standard_plugins()), config)
 }
 
 fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
@@ -62,20 +56,7 @@ async fn tokens_admit_their_scopes_on_every_rpc() {
     let (root_token, root_config) = new_token("root", &["compute", "admin"]);
     let server = start_with_tokens(&format!("{compute_config}\n{admin_config}\n{root_config}"));
     let mut client = server.client().await;
-    let nps = || pb::ComputeRequest {
-        metric: "nps".into(),
-        parameters: Default::default(),
-        input: Some(pb::Table {
-            columns: vec![pb::Column {
-                name: "score".into(),
-                values: Some(pb::column::Values::Int64Values(pb::Int64Values {
-                    values: vec![10, 9, 3],
-                })),
-                null_mask: Vec::new(),
-            }],
-        }),
-        group_by: Vec::new(),
-    };
+    let nps = || nps_request(vec![10, 9, 3]);
     let cases: [(Option<&str>, Result<(), Code>); 4] = [
         (None, Err(Code::Unauthenticated)),
         (Some("mittari_not-a-token"), Err(Code::Unauthenticated)),

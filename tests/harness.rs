@@ -12,6 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_client::MetricServiceClient;
 use tonic::transport::Channel;
 
@@ -153,6 +154,14 @@ impl Server {
             open_files: Some(open_files),
         };
         Self::start_in_limited(plugin_dir(plugins), env, limits)
+    }
+
+    /// Starts a server with these plugins and `config` as its `mittari.toml` (the server runs
+    /// in the plugin directory and reads it from there).
+    pub fn start_with_config(plugins: &[(&str, &str)], config: &str) -> Server {
+        let dir = plugin_dir(plugins);
+        std::fs::write(dir.path().join("mittari.toml"), config).expect("write mittari.toml");
+        Self::start_in(dir, &[])
     }
 
     /// Starts a server on a plugin directory the caller prepared.
@@ -423,4 +432,33 @@ pub fn start_expecting_failure(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A wire column of integers.
+pub fn int_column(name: &str, values: Vec<i64>) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        values: Some(pb::column::Values::Int64Values(pb::Int64Values { values })),
+        null_mask: Vec::new(),
+    }
+}
+
+/// A `Compute` request of NPS over these scores.
+pub fn nps_request(scores: Vec<i64>) -> pb::ComputeRequest {
+    pb::ComputeRequest {
+        metric: "nps".into(),
+        parameters: Default::default(),
+        input: Some(pb::Table {
+            columns: vec![int_column("score", scores)],
+        }),
+        group_by: Vec::new(),
+    }
+}
+
+/// `(library, installed name)` pairs as [`plugin_dir`] takes them, borrowed from owned ones.
+pub fn borrowed(plugins: &[(String, String)]) -> Vec<(&str, &str)> {
+    plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect()
 }

@@ -23,11 +23,7 @@ fn start(env: &[(&str, &str)]) -> Server {
 }
 
 fn scores(values: Vec<i64>) -> pb::Column {
-    pb::Column {
-        name: "score".into(),
-        values: Some(Values::Int64Values(pb::Int64Values { values })),
-        null_mask: vec![],
-    }
+    mittari_e2e::int_column("score", values)
 }
 
 fn regions(values: Vec<String>) -> pb::Column {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mittari_e2e::{Server, plugin_dir};
+use mittari_e2e::{Server, int_column, nps_request, plugin_dir};
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_client::MetricServiceClient;
 use tonic::Code;
@@ -21,11 +21,7 @@ const HEAVY_MILLIS: i64 = 200;
 
 fn int_table(name: &str, values: Vec<i64>) -> Option<pb::Table> {
     Some(pb::Table {
-        columns: vec![pb::Column {
-            name: name.into(),
-            values: Some(pb::column::Values::Int64Values(pb::Int64Values { values })),
-            null_mask: Vec::new(),
-        }],
+        columns: vec![int_column(name, values)],
     })
 }
 
@@ -44,12 +40,7 @@ fn request(heavy: bool) -> pb::ComputeRequest {
             group_by: Vec::new(),
         }
     } else {
-        pb::ComputeRequest {
-            metric: "nps".into(),
-            parameters: Default::default(),
-            input: int_table("score", vec![10, 9, 8, 7, 3, 10, 0, 6, 9, 10]),
-            group_by: Vec::new(),
-        }
+        nps_request(vec![10, 9, 8, 7, 3, 10, 0, 6, 9, 10])
     }
 }
 

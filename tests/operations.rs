@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mittari_e2e::{Server, library, plugin_dir, run_cli};
+use mittari_e2e::{Server, int_column, library, plugin_dir, run_cli};
 use mittari_proto::admin::v1 as admin_pb;
 use mittari_proto::admin::v1::admin_service_client::AdminServiceClient;
 use mittari_proto::v1 as pb;
@@ -26,26 +26,11 @@ fn plugin_file(dir: &Path, name: &str) -> std::path::PathBuf {
 /// A server whose plugin directory holds `plugins` (library names) and a `mittari.toml`.
 fn start(plugins: &[&str], config: &str) -> Server {
     let plugins: Vec<(&str, &str)> = plugins.iter().map(|p| (*p, *p)).collect();
-    let dir = plugin_dir(&plugins);
-    std::fs::write(dir.path().join("mittari.toml"), config).unwrap();
-    Server::start_in(dir, &[])
+    Server::start_with_config(&plugins, config)
 }
 
 fn nps_request() -> pb::ComputeRequest {
-    pb::ComputeRequest {
-        metric: "nps".into(),
-        parameters: Default::default(),
-        input: Some(pb::Table {
-            columns: vec![pb::Column {
-                name: "score".into(),
-                values: Some(pb::column::Values::Int64Values(pb::Int64Values {
-                    values: vec![10, 9, 8, 7, 3, 10, 0, 6, 9, 10],
-                })),
-                null_mask: Vec::new(),
-            }],
-        }),
-        group_by: Vec::new(),
-    }
+    mittari_e2e::nps_request(vec![10, 9, 8, 7, 3, 10, 0, 6, 9, 10])
 }
 
 async fn metric_names(client: &mut MetricServiceClient<Channel>) -> Vec<String> {
@@ -260,13 +245,7 @@ async fn requests_in_flight_finish_on_the_library_they_started_with() {
             )]
             .into(),
             input: Some(pb::Table {
-                columns: vec![pb::Column {
-                    name: "value".into(),
-                    values: Some(pb::column::Values::Int64Values(pb::Int64Values {
-                        values: vec![1, 2, 3],
-                    })),
-                    null_mask: Vec::new(),
-                }],
+                columns: vec![int_column("value", vec![1, 2, 3])],
             }),
             group_by: Vec::new(),
         };

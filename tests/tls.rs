@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mittari_e2e::{Server, bundled_plugins, plugin_dir, run_cli};
+use mittari_e2e::{Server, borrowed, bundled_plugins, run_cli};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -55,14 +55,7 @@ impl Authority {
 }
 
 fn start_with_config(config: &str) -> Server {
-    let plugins = bundled_plugins();
-    let plugins: Vec<(&str, &str)> = plugins
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let dir = plugin_dir(&plugins);
-    std::fs::write(dir.path().join("mittari.toml"), config).unwrap();
-    Server::start_in(dir, &[])
+    Server::start_with_config(&borrowed(&bundled_plugins()), config)
 }
 
 fn tls_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> String {

@@ -69,14 +69,6 @@ pub(crate) fn libraries_to_proto(engine: &Engine) -> Vec<pb::PluginLibrary> {
         .collect()
 }
 
-fn caller_of<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<Caller>()
-        .map_or("anonymous", Caller::name)
-        .to_owned()
-}
-
 #[tonic::async_trait]
 impl AdminService for AdminServer {
     async fn list_plugins(
@@ -92,7 +84,7 @@ impl AdminService for AdminServer {
         &self,
         request: Request<pb::ReloadRequest>,
     ) -> Result<Response<pb::ReloadResponse>, Status> {
-        let caller = caller_of(&request);
+        let caller = Caller::name_of(&request);
         match self.state.reload().await {
             Ok(reloaded) => {
                 let engine = self.state.engine();
@@ -114,7 +106,7 @@ impl AdminService for AdminServer {
         &self,
         request: Request<pb::SetMetricEnabledRequest>,
     ) -> Result<Response<pb::SetMetricEnabledResponse>, Status> {
-        let caller = caller_of(&request);
+        let caller = Caller::name_of(&request);
         let request = request.into_inner();
         crate::convert::check_name("metric", || mittari_engine::Field::Input, &request.name)?;
         match self

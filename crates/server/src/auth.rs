@@ -97,6 +97,15 @@ impl Caller {
     pub(crate) fn is_admin(&self) -> bool {
         self.admin
     }
+
+    /// The name of the caller of `request`, as the auth layer recorded it.
+    pub(crate) fn name_of<T>(request: &tonic::Request<T>) -> String {
+        request
+            .extensions()
+            .get::<Caller>()
+            .map_or("anonymous", Caller::name)
+            .to_owned()
+    }
 }
 
 #[derive(Debug)]

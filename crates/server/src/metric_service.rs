@@ -78,25 +78,9 @@ impl MetricServer {
         group_by: Vec<String>,
     ) -> Result<pb::ComputeResponse, ServiceError> {
         tracing::debug!(%metric, rows = input.num_rows(), "computing metric");
-        let large = input.num_rows() >= LARGE_REQUEST_ROWS;
-        let result = self
-            .compute_outcome(engine, metric, params, input, group_by)
-            .await;
-        if large {
-            // Acted on a moment later, when the response is sent and freed too.
-            self.trimmer.after_release();
-        }
-        result
-    }
-
-    async fn compute_outcome(
-        &self,
-        engine: &Arc<Engine>,
-        metric: String,
-        params: BTreeMap<String, ParamValue>,
-        input: RecordBatch,
-        group_by: Vec<String>,
-    ) -> Result<pb::ComputeResponse, ServiceError> {
+        // When the computation ends, however it ends; acted on a moment later, when the
+        // response is sent and freed too.
+        let _trim = (input.num_rows() >= LARGE_REQUEST_ROWS).then(|| TrimWhenDone(&self.trimmer));
         let limit = self.limits.max_message_bytes;
         let mut request = ComputeRequest::new(metric, params, input, group_by);
         // Refused as soon as the results certainly exceed one message, not after all of them
@@ -112,15 +96,20 @@ impl MetricServer {
         self.state
             .telemetry
             .computed(&outcome.metric, outcome.rows, outcome.timings);
-        let size = outcome
-            .results
-            .as_ref()
-            .map_or(0, |r| r.wire_bytes_lower_bound())
-            + outcome
-                .groups
-                .iter()
-                .map(|g| g.wire_bytes_lower_bound())
-                .sum::<usize>();
+        // Measuring costs a pass over the groups: many groups are large work anyway.
+        let size = if outcome.groups.len() >= SMALL_WORK {
+            usize::MAX
+        } else {
+            outcome
+                .results
+                .as_ref()
+                .map_or(0, |r| r.wire_bytes_lower_bound())
+                + outcome
+                    .groups
+                    .iter()
+                    .map(|g| g.wire_bytes_lower_bound())
+                    .sum::<usize>()
+        };
         off_runtime(size, move || {
             let response = convert::outcome_to_proto(outcome);
             let bytes = prost::Message::encoded_len(&response);
@@ -263,6 +252,15 @@ impl MetricServer {
     }
 }
 
+/// Asks for freed memory to be returned when dropped.
+struct TrimWhenDone<'a>(&'a Trimmer);
+
+impl Drop for TrimWhenDone<'_> {
+    fn drop(&mut self) {
+        self.0.after_release();
+    }
+}
+
 /// A `ComputeStream` call's input, read and checked, holding its share of the buffer budget.
 #[derive(Debug)]
 struct StreamedInput {
@@ -318,7 +316,7 @@ impl MetricService for MetricServer {
         request: Request<pb::ComputeRequest>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
         let started = Instant::now();
-        let caller = caller_of(&request);
+        let caller = Caller::name_of(&request);
         let context = request.extensions().get::<RequestContext>().cloned();
         let request = request.into_inner();
         let metric = request.metric.clone();
@@ -343,7 +341,7 @@ impl MetricService for MetricServer {
         request: Request<Streaming<pb::ComputeStreamRequest>>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
         let started = Instant::now();
-        let caller = caller_of(&request);
+        let caller = Caller::name_of(&request);
         let context = request.extensions().get::<RequestContext>().cloned();
         let mut metric = String::new();
         let engine = self.state.engine();
@@ -375,15 +373,6 @@ fn label(context: Option<RequestContext>, engine: &Engine, metric: &str) {
     {
         context.set_metric(metric);
     }
-}
-
-/// The name of the caller's token, set by the auth layer.
-fn caller_of<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<Caller>()
-        .map_or("anonymous", Caller::name)
-        .to_owned()
 }
 
 /// Refuses request names (metric, group-by columns) that are too long or hold control
