@@ -211,6 +211,16 @@ async fn tokens_admit_their_scopes_on_every_rpc() {
     // The audit line names the token, never the token itself.
     let logs = server.logs().join("\n");
     assert!(logs.contains("\"caller\":\"reports\""), "{logs}");
+    // Every call of the metric and admin services has its line, naming the caller.
+    for (rpc, caller) in [
+        ("ListMetrics", "reports"),
+        ("DescribeMetric", "reports"),
+        ("ListPlugins", "ops"),
+        ("GetConfig", "ops"),
+    ] {
+        let line = format!("\"rpc\":\"{rpc}\",\"caller\":\"{caller}\"");
+        assert!(logs.contains(&line), "no {line} in {logs}");
+    }
     assert!(!logs.contains(&compute_token) && !logs.contains(&admin_token));
 
     // The CLI sends MITTARI_TOKEN.

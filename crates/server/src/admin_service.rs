@@ -73,8 +73,13 @@ pub(crate) fn libraries_to_proto(engine: &Engine) -> Vec<pb::PluginLibrary> {
 impl AdminService for AdminServer {
     async fn list_plugins(
         &self,
-        _request: Request<pb::ListPluginsRequest>,
+        request: Request<pb::ListPluginsRequest>,
     ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        tracing::info!(
+            rpc = "ListPlugins",
+            caller = Caller::name_of(&request),
+            "listed plugins"
+        );
         Ok(Response::new(pb::ListPluginsResponse {
             libraries: libraries_to_proto(&self.state.engine()),
         }))
@@ -129,8 +134,13 @@ impl AdminService for AdminServer {
 
     async fn get_config(
         &self,
-        _request: Request<pb::GetConfigRequest>,
+        request: Request<pb::GetConfigRequest>,
     ) -> Result<Response<pb::GetConfigResponse>, Status> {
+        tracing::info!(
+            rpc = "GetConfig",
+            caller = Caller::name_of(&request),
+            "showed the configuration"
+        );
         let settings = self.state.settings();
         let toml = settings
             .redacted_toml()

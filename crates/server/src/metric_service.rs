@@ -274,8 +274,13 @@ struct StreamedInput {
 impl MetricService for MetricServer {
     async fn list_metrics(
         &self,
-        _request: Request<pb::ListMetricsRequest>,
+        request: Request<pb::ListMetricsRequest>,
     ) -> Result<Response<pb::ListMetricsResponse>, Status> {
+        tracing::info!(
+            rpc = "ListMetrics",
+            caller = Caller::name_of(&request),
+            "listed metrics"
+        );
         let metrics = self
             .state
             .engine()
@@ -294,10 +299,21 @@ impl MetricService for MetricServer {
         request: Request<pb::DescribeMetricRequest>,
     ) -> Result<Response<pb::DescribeMetricResponse>, Status> {
         let context = request.extensions().get::<RequestContext>().cloned();
+        let caller = Caller::name_of(&request);
         let name = request.into_inner().name;
         convert::check_name("metric", || Field::Input, &name)?;
         let engine = self.state.engine();
-        let descriptor = engine.describe(&name).map_err(ServiceError::from)?;
+        let described = engine.describe(&name).map_err(ServiceError::from);
+        tracing::info!(
+            rpc = "DescribeMetric",
+            caller,
+            metric = %user_text(&name),
+            code = ?described
+                .as_ref()
+                .map_or_else(|e| status::to_status(e).code(), |_| Code::Ok),
+            "described metric"
+        );
+        let descriptor = described?;
         if let Some(context) = context {
             context.set_metric(&name);
         }
