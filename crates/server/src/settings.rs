@@ -291,7 +291,9 @@ impl Settings {
             .as_deref()
             .and_then(Path::parent)
             .unwrap_or(Path::new("."));
-        dir.join("mittari.state.toml")
+        let path = dir.join("mittari.state.toml");
+        // Absolute, as messages show it and so a later working directory does not move it.
+        std::path::absolute(&path).unwrap_or(path)
     }
 
     /// The effective configuration as TOML, with the token hashes redacted: enough for an
