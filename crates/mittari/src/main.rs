@@ -95,6 +95,24 @@ struct ServerArgs {
     /// The server, e.g. http://127.0.0.1:50051, or https://… for TLS.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// The server to administer, with a token of the admin scope in MITTARI_TOKEN when the server
+/// has tokens.
+#[derive(Debug, Clone, clap::Args)]
+struct AdminTarget {
+    /// The server, e.g. http://127.0.0.1:50051, or https://… for TLS.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS options for an https:// server.
+#[derive(Debug, Clone, clap::Args)]
+struct TlsArgs {
     /// With https://: the CA certificate (PEM) that signed the server's certificate; default:
     /// the system's trusted roots.
     #[arg(long, value_name = "FILE", requires = "server")]
@@ -106,32 +124,6 @@ struct ServerArgs {
     /// The private key (PEM) of --client-cert.
     #[arg(long, value_name = "FILE", requires = "client_cert")]
     client_key: Option<PathBuf>,
-}
-
-/// Same as [`ServerArgs`], with the server required.
-#[derive(Debug, Clone, clap::Args)]
-struct AdminTarget {
-    /// The server to administer, e.g. http://127.0.0.1:50051 (with a token of the admin scope
-    /// in MITTARI_TOKEN when the server has tokens).
-    #[arg(long, value_name = "URL")]
-    server: String,
-    #[arg(long, value_name = "FILE")]
-    ca_cert: Option<PathBuf>,
-    #[arg(long, value_name = "FILE", requires = "client_key")]
-    client_cert: Option<PathBuf>,
-    #[arg(long, value_name = "FILE", requires = "client_cert")]
-    client_key: Option<PathBuf>,
-}
-
-impl AdminTarget {
-    fn server_args(&self) -> ServerArgs {
-        ServerArgs {
-            server: Some(self.server.clone()),
-            ca_cert: self.ca_cert.clone(),
-            client_cert: self.client_cert.clone(),
-            client_key: self.client_key.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,12 +144,14 @@ enum AdminCommand {
     },
     /// Serve a metric again, at once and after restarts.
     Enable {
+        /// The metric, e.g. nps.
         metric: String,
         #[command(flatten)]
         target: AdminTarget,
     },
     /// Stop serving a metric, at once and after restarts.
     Disable {
+        /// The metric, e.g. nps.
         metric: String,
         #[command(flatten)]
         target: AdminTarget,
@@ -222,7 +216,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Administer a running server: plugins, reload, enable, disable, config.
+    /// Administer a running server: plugins, reload, enable, disable, config. A server with
+    /// tokens needs one of the admin scope in MITTARI_TOKEN.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
@@ -539,10 +534,7 @@ fn parse_params(
 
 /// A lazily connecting channel to `--server`: plain for http://, TLS for https:// (trusting
 /// --ca-cert, or the system's roots), with a client certificate for mutual TLS.
-fn connect(remote: &ServerArgs) -> anyhow::Result<Channel> {
-    let Some(url) = remote.server.as_deref() else {
-        bail!("no --server given");
-    };
+fn connect(url: &str, remote: &TlsArgs) -> anyhow::Result<Channel> {
     let endpoint = Channel::from_shared(url.to_owned())
         .with_context(|| format!("invalid server url {url:?}"))?;
     let endpoint = if url.starts_with("https://") {
@@ -586,11 +578,11 @@ fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
         | AdminCommand::Reload { target }
         | AdminCommand::Enable { target, .. }
         | AdminCommand::Disable { target, .. }
-        | AdminCommand::Config { target } => target.server_args(),
+        | AdminCommand::Config { target } => target.clone(),
     };
-    let url = target.server.clone().unwrap_or_default();
+    let url = target.server;
     let mut client =
-        AdminServiceClient::with_interceptor(connect(&target)?, BearerToken::from_env()?);
+        AdminServiceClient::with_interceptor(connect(&url, &target.tls)?, BearerToken::from_env()?);
     let enable = matches!(command, AdminCommand::Enable { .. });
     let result: Result<String, Status> = rt.block_on(async {
         Ok(match command {
@@ -706,7 +698,7 @@ impl Backend {
         match &remote.server {
             Some(url) => {
                 let client = MetricServiceClient::with_interceptor(
-                    connect(remote)?,
+                    connect(url, &remote.tls)?,
                     BearerToken::from_env()?,
                 )
                 .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)
