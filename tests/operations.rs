@@ -23,6 +23,44 @@ fn plugin_file(dir: &Path, name: &str) -> std::path::PathBuf {
     dir.join(format!("{prefix}{name}{suffix}"))
 }
 
+/// Copies the built library `name` into the plugin directory `dir`.
+fn install(dir: &Path, name: &str) {
+    std::fs::copy(library(name), plugin_file(dir, name)).unwrap();
+}
+
+/// Gives the library at `path` other contents (the same code with bytes appended): a new
+/// version as far as its SHA-256 goes.
+fn change_library(path: &Path) {
+    let mut changed = std::fs::read(path).unwrap();
+    changed.extend_from_slice(b"version 2");
+    std::fs::write(path, changed).unwrap();
+}
+
+async fn reload(
+    admin: &mut AdminServiceClient<Channel>,
+) -> Result<admin_pb::ReloadResponse, tonic::Status> {
+    admin
+        .reload(admin_pb::ReloadRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Reloads, expecting a refusal whose message names `fragment`.
+async fn refused_reload(admin: &mut AdminServiceClient<Channel>, fragment: &str) {
+    let refused = reload(admin).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "{}",
+        refused.message()
+    );
+    assert!(
+        refused.message().contains(fragment),
+        "{} lacks {fragment:?}",
+        refused.message()
+    );
+}
+
 /// A server whose plugin directory holds `plugins` (library names) and a `mittari.toml`.
 fn start(plugins: &[&str], config: &str) -> Server {
     let plugins: Vec<(&str, &str)> = plugins.iter().map(|p| (*p, *p)).collect();
@@ -93,16 +131,8 @@ async fn reloads_apply_valid_changes_and_refuse_the_rest_while_clients_compute()
     assert_eq!(metric_names(&mut client).await, ["csat", "nps"]);
 
     // A new library in the directory is served after a reload.
-    std::fs::copy(
-        library("mittari_plugin_aov"),
-        plugin_file(&dir, "mittari_plugin_aov"),
-    )
-    .unwrap();
-    let reloaded = admin
-        .reload(admin_pb::ReloadRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    install(&dir, "mittari_plugin_aov");
+    let reloaded = reload(&mut admin).await.unwrap();
     assert!(reloaded.restart_required.is_empty(), "{reloaded:?}");
     assert_eq!(metric_names(&mut client).await, ["aov", "csat", "nps"]);
 
@@ -110,10 +140,8 @@ async fn reloads_apply_valid_changes_and_refuse_the_rest_while_clients_compute()
     // (here: the same code with bytes appended) have another SHA-256.
     let nps_file = plugin_file(&dir, "mittari_plugin_nps");
     let old_sha = library_sha(&mut admin, "libmittari_plugin_nps.so").await;
-    let mut changed = std::fs::read(&nps_file).unwrap();
-    changed.extend_from_slice(b"version 2");
-    std::fs::write(&nps_file, changed).unwrap();
-    admin.reload(admin_pb::ReloadRequest {}).await.unwrap();
+    change_library(&nps_file);
+    reload(&mut admin).await.unwrap();
     let new_sha = library_sha(&mut admin, "libmittari_plugin_nps.so").await;
     assert!(
         !new_sha.is_empty() && new_sha != old_sha,
@@ -123,23 +151,9 @@ async fn reloads_apply_valid_changes_and_refuse_the_rest_while_clients_compute()
     // A broken configuration is refused, with the reason, and nothing changes.
     let config = dir.join("mittari.toml");
     std::fs::write(&config, "[metrics.defaults.nps]\nconfidence = 2.5\n").unwrap();
-    let refused = admin.reload(admin_pb::ReloadRequest {}).await.unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(
-        refused
-            .message()
-            .contains("metrics.defaults.nps.confidence"),
-        "{}",
-        refused.message()
-    );
+    refused_reload(&mut admin, "metrics.defaults.nps.confidence").await;
     std::fs::write(&config, "[server\n").unwrap();
-    let refused = admin.reload(admin_pb::ReloadRequest {}).await.unwrap_err();
-    assert_eq!(
-        refused.code(),
-        Code::FailedPrecondition,
-        "{}",
-        refused.message()
-    );
+    refused_reload(&mut admin, "invalid configuration").await;
     assert_eq!(metric_names(&mut client).await, ["aov", "csat", "nps"]);
     let described = client
         .describe_metric(pb::DescribeMetricRequest { name: "nps".into() })
@@ -160,13 +174,7 @@ async fn reloads_apply_valid_changes_and_refuse_the_rest_while_clients_compute()
     std::fs::write(&config, "[metrics.defaults.nps]\nconfidence = 0.9\n").unwrap();
     let broken = plugin_file(&dir, "mittari_plugin_broken");
     std::fs::write(&broken, b"\x7fELF not really").unwrap();
-    let refused = admin.reload(admin_pb::ReloadRequest {}).await.unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(
-        refused.message().contains("libmittari_plugin_broken"),
-        "{}",
-        refused.message()
-    );
+    refused_reload(&mut admin, "libmittari_plugin_broken").await;
     assert_eq!(
         library_sha(&mut admin, "libmittari_plugin_nps.so").await,
         new_sha
@@ -179,19 +187,11 @@ async fn reloads_apply_valid_changes_and_refuse_the_rest_while_clients_compute()
         "[server]\nmax_connections = 100\n[metrics.defaults.nps]\nconfidence = 0.9\n",
     )
     .unwrap();
-    let reloaded = admin
-        .reload(admin_pb::ReloadRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let reloaded = reload(&mut admin).await.unwrap();
     assert_eq!(reloaded.restart_required, ["server.max_connections"]);
 
     // SIGHUP reloads too.
-    std::fs::copy(
-        library("mittari_plugin_price_gap"),
-        plugin_file(&dir, "mittari_plugin_price_gap"),
-    )
-    .unwrap();
+    install(&dir, "mittari_plugin_price_gap");
     // SAFETY: kill only sends a signal to the test's own child process.
     assert_eq!(
         unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) },
@@ -252,10 +252,8 @@ async fn requests_in_flight_finish_on_the_library_they_started_with() {
         client.compute(request).await
     });
     server.wait_for_log("computing metric");
-    let mut changed = std::fs::read(&file).unwrap();
-    changed.extend_from_slice(b"version 2");
-    std::fs::write(&file, changed).unwrap();
-    admin.reload(admin_pb::ReloadRequest {}).await.unwrap();
+    change_library(&file);
+    reload(&mut admin).await.unwrap();
     let new_sha = library_sha(&mut admin, "libmittari_plugin_misbehaving.so").await;
     assert_ne!(old_sha, new_sha);
     let response = sleeping.await.unwrap().unwrap().into_inner();

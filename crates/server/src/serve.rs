@@ -13,7 +13,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::admin_service::AdminServer;
 use crate::allocator::Trimmer;
-use crate::auth::{self, AuthLayer};
+use crate::auth::{self, AuthLayer, Tokens};
 use crate::incoming::{self, ConnectionLimits};
 use crate::metric_service::{MetricServer, RequestLimits};
 use crate::settings::{ConfigError, Overrides, Settings, TlsSettings};
@@ -41,7 +41,7 @@ pub enum ServeError {
 /// Binds the gRPC listener of `settings`, after checking that the address is not open to
 /// anonymous callers beyond loopback (so such an address is never listened on, even briefly).
 pub async fn bind(settings: &Settings) -> Result<TcpListener, ServeError> {
-    check_exposure(settings, settings.server.listen)?;
+    check_exposure(settings, &settings.tokens()?, settings.server.listen)?;
     TcpListener::bind(settings.server.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -51,16 +51,15 @@ pub async fn bind(settings: &Settings) -> Result<TcpListener, ServeError> {
         })
 }
 
-fn check_exposure(settings: &Settings, listen: std::net::SocketAddr) -> Result<(), ConfigError> {
-    let mutual_tls = settings
-        .server
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.client_ca.is_some());
+fn check_exposure(
+    settings: &Settings,
+    tokens: &Tokens,
+    listen: std::net::SocketAddr,
+) -> Result<(), ConfigError> {
     auth::check_exposure(
         listen,
-        &settings.tokens()?,
-        mutual_tls,
+        tokens,
+        settings.server.requires_client_certificates(),
         settings.auth.allow_anonymous,
     )
     .map_err(ConfigError::new)
@@ -78,7 +77,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let tokens = settings.tokens()?;
     let listen = listener.local_addr().unwrap_or(settings.server.listen);
-    check_exposure(&settings, listen)?;
+    check_exposure(&settings, &tokens, listen)?;
     let tls = settings.server.tls.as_ref().map(tls_config).transpose()?;
     let metrics_listener = telemetry::bind_metrics(settings.server.metrics_listen)
         .await

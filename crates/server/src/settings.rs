@@ -104,6 +104,14 @@ pub struct TlsSettings {
     pub client_ca: Option<PathBuf>,
 }
 
+impl ServerSettings {
+    /// Whether callers must present a client certificate (mutual TLS), which authenticates
+    /// them as a token does.
+    pub fn requires_client_certificates(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {

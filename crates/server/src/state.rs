@@ -117,11 +117,7 @@ impl ServerState {
         auth::check_exposure(
             self.listen,
             &tokens,
-            current
-                .server
-                .tls
-                .as_ref()
-                .is_some_and(|t| t.client_ca.is_some()),
+            current.server.requires_client_certificates(),
             settings.auth.allow_anonymous,
         )
         .map_err(ConfigError::new)?;
