@@ -175,23 +175,28 @@ async fn computes_nps_whole_and_grouped() {
     grouped.group_by = vec!["region".into()];
     let response = client.compute(grouped).await.unwrap().into_inner();
     assert!(response.results.is_none());
-    let got: Vec<(String, u64, f64)> = response
-        .groups
-        .iter()
-        .map(|g| {
-            let key = match g.key[0].value.as_ref().unwrap().kind.as_ref().unwrap() {
-                pb::value::Kind::StringValue(s) => s.clone(),
-                other => panic!("unexpected key {other:?}"),
-            };
-            (key, g.rows, scalar(g.results.as_ref().unwrap(), "nps"))
-        })
-        .collect();
+    let grouped = response.grouped.unwrap();
+    let keys = match grouped.keys[0].values.as_ref().unwrap() {
+        pb::column::Values::StringValues(v) => v.values.clone(),
+        other => panic!("unexpected keys {other:?}"),
+    };
+    assert_eq!(grouped.keys[0].name, "region");
+    assert_eq!(keys, ["north", "south"]);
+    assert_eq!(grouped.rows, [5, 5]);
+    let nps = grouped.scalars.iter().find(|c| c.name == "nps").unwrap();
     assert_eq!(
-        got,
-        [
-            ("north".to_owned(), 5, 60.0),
-            ("south".to_owned(), 5, -60.0)
-        ]
+        (nps.values.as_slice(), nps.unit.as_str()),
+        (&[60.0, -60.0][..], "points")
+    );
+    assert!(nps.undefined.is_empty());
+    let intervals = nps.confidence_intervals.as_ref().unwrap();
+    assert_eq!(intervals.level, [0.95, 0.95]);
+    // Both groups have 5 responses, under the small-sample threshold: one warning, two groups.
+    assert_eq!(grouped.warnings.len(), 1);
+    assert_eq!(grouped.warnings[0].groups, [0, 1]);
+    assert_eq!(
+        grouped.warnings[0].warning.as_ref().unwrap().code,
+        "small_sample"
     );
 }
 
@@ -591,32 +596,58 @@ async fn survives_a_panicking_plugin() {
     assert!(server.is_running());
 }
 
+/// Plugins of ABI versions 1 and 2 (no `compute_groups`) still load, and group-by still works
+/// through them: the engine calls them once per group and builds the same columns.
 #[tokio::test]
-async fn loads_and_serves_a_plugin_of_abi_version_1() {
+async fn loads_and_groups_through_plugins_of_older_abis() {
     let server = Server::start_with(
         &[
             ("mittari_plugin_nps", "mittari_plugin_nps"),
             ("mittari_testplugin_abi_v1", "mittari_plugin_abi_v1"),
+            ("mittari_testplugin_abi_v2", "mittari_plugin_abi_v2"),
         ],
         &[],
     );
     let mut client = server.client().await;
-    let response = client
-        .compute(request(
-            "test_v1_rows",
-            pb::Table {
-                columns: vec![int_column("value", &[1, 2, 3])],
+    let table = || pb::Table {
+        columns: vec![
+            int_column("value", &[1, 2, 3]),
+            pb::Column {
+                name: "region".into(),
+                values: Some(pb::column::Values::StringValues(pb::StringValues {
+                    values: vec!["b".into(), "a".into(), "b".into()],
+                })),
+                null_mask: Vec::new(),
             },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(scalar(response.results.as_ref().unwrap(), "rows"), 3.0);
+        ],
+    };
+    for metric in ["test_v1_rows", "test_v2_rows"] {
+        let response = client
+            .compute(request(metric, table()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(scalar(response.results.as_ref().unwrap(), "rows"), 3.0);
+        let mut grouped = request(metric, table());
+        grouped.group_by = vec!["region".into()];
+        let grouped = client
+            .compute(grouped)
+            .await
+            .unwrap()
+            .into_inner()
+            .grouped
+            .unwrap();
+        assert_eq!(grouped.rows, [1, 2], "{metric}");
+        let rows = grouped.scalars.iter().find(|c| c.name == "rows").unwrap();
+        assert_eq!(rows.values, [1.0, 2.0], "{metric}");
+    }
     let logs = server.logs().join("\n");
-    assert!(
-        logs.contains("plugin library of an older ABI: its computations cannot be cancelled"),
-        "{logs}"
-    );
+    for expected in [
+        "plugin library of ABI version 1: its computations cannot be cancelled",
+        "plugin library of ABI version 2: it runs once per group",
+    ] {
+        assert!(logs.contains(expected), "{expected}: {logs}");
+    }
 }
 
 /// The grace period bounds the process's exit, even with a computation that ignores

@@ -61,10 +61,10 @@ def main(address: str) -> None:
     print("Compute nps:", results["nps"], "se", results["standard_error"])
 
     grouped = call("Compute", {"metric": "nps", "input": table, "group_by": ["region"]})
-    by_region = {
-        g["key"][0]["value"]["string_value"]: next(s["value"] for s in g["results"]["scalars"] if s["name"] == "nps")
-        for g in grouped["groups"]
-    }
+    columns = grouped["grouped"]
+    regions = columns["keys"][0]["string_values"]["values"]
+    nps_column = next(c for c in columns["scalars"] if c["name"] == "nps")
+    by_region = dict(zip(regions, nps_column["values"]))
     assert by_region == {"north": 60.0, "south": -60.0}, by_region
     print("Compute nps by region:", by_region)
 

@@ -4,16 +4,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use mittari_sdk::{ConfidenceInterval, MetricDescriptor, MetricError, Output, ParamValue, Warning};
+use arrow_array::{RecordBatch, UInt32Array};
+use mittari_sdk::grouped::{GroupedBuilder, GroupedOutput};
+use mittari_sdk::{
+    ConfidenceInterval, MetricDescriptor, MetricError, Output, OutputSpec, ParamValue, Scalar,
+    Warning,
+};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{EngineError, Field, StartupError, Violation};
-use crate::group::{self, GroupKey};
+use crate::group::{self, PartitionError};
+use crate::grouped::{self, GroupedResults};
 use crate::plugin::{PluginLibrary, PluginMetric};
 use crate::validate;
 
@@ -120,6 +125,28 @@ pub struct ResultScalar {
     pub undefined_reason: Option<String>,
 }
 
+/// The least bytes a result table takes on the wire: its column names, 8 bytes per double
+/// and at least 1 per other value.
+pub(crate) fn table_bytes_lower_bound(table: &RecordBatch) -> usize {
+    let rows = table.num_rows();
+    table
+        .schema()
+        .fields()
+        .iter()
+        .zip(table.columns())
+        .map(|(field, column)| {
+            field.name().len()
+                + match column.data_type() {
+                    arrow_schema::DataType::Float64 => 8 * rows,
+                    arrow_schema::DataType::Utf8 => {
+                        column.as_string::<i32>().value_data().len() + rows
+                    }
+                    _ => rows,
+                }
+        })
+        .sum()
+}
+
 /// What a metric returned for one set of rows.
 #[derive(Debug, Clone, Default)]
 pub struct MetricResults {
@@ -159,67 +186,19 @@ impl MetricResults {
         let tables: usize = self
             .tables
             .iter()
-            .map(|(name, table)| {
-                let rows = table.num_rows();
-                name.len()
-                    + table
-                        .schema()
-                        .fields()
-                        .iter()
-                        .zip(table.columns())
-                        .map(|(field, column)| {
-                            field.name().len()
-                                + match column.data_type() {
-                                    arrow_schema::DataType::Float64 => 8 * rows,
-                                    arrow_schema::DataType::Utf8 => {
-                                        column.as_string::<i32>().value_data().len() + rows
-                                    }
-                                    _ => rows,
-                                }
-                        })
-                        .sum::<usize>()
-            })
+            .map(|(name, table)| name.len() + table_bytes_lower_bound(table))
             .sum();
         scalars + warnings + tables
     }
 }
 
-/// The results of one group.
-#[derive(Debug, Clone)]
-pub struct GroupResults {
-    /// `(column, value)` per group column, in request order; `None` for the null group.
-    pub key: Vec<(String, Option<ParamValue>)>,
-    pub rows: usize,
-    pub results: MetricResults,
-}
-
-impl GroupResults {
-    /// [`MetricResults::wire_bytes_lower_bound`] with the group's key and row count.
-    pub fn wire_bytes_lower_bound(&self) -> usize {
-        let key: usize = self
-            .key
-            .iter()
-            .map(|(column, value)| {
-                column.len()
-                    + match value {
-                        Some(ParamValue::String(v)) => v.len(),
-                        Some(ParamValue::Double(_)) => 8,
-                        Some(_) => 1,
-                        None => 0,
-                    }
-            })
-            .sum();
-        key + 1 + self.results.wire_bytes_lower_bound()
-    }
-}
-
-/// The outcome of a computation: `results` without group-by, `groups` with it.
+/// The outcome of a computation: `results` without group-by, `grouped` with it.
 #[derive(Debug, Clone)]
 pub struct ComputeOutcome {
     pub metric: String,
     pub rows: usize,
     pub results: Option<MetricResults>,
-    pub groups: Vec<GroupResults>,
+    pub grouped: Option<GroupedResults>,
     /// Where the time went, for the server's telemetry.
     pub timings: Timings,
 }
@@ -703,7 +682,7 @@ impl Engine {
             let output = entry
                 .plugin
                 .compute(batch, &params, cancel)
-                .map_err(|e| metric_error(&descriptor.name, e, None))?;
+                .map_err(|e| metric_error(&descriptor.name, e, RowsOf::Request))?;
             check_results(descriptor, output).map_err(|message| EngineError::MetricFailed {
                 metric: descriptor.name.clone(),
                 message,
@@ -728,70 +707,109 @@ impl Engine {
                 metric: descriptor.name.clone(),
                 rows,
                 results: Some(results),
-                groups: Vec::new(),
+                grouped: None,
                 timings: Timings::default(),
             }
         } else {
-            let groups = group::partition(&request.input, &request.group_by, self.bounds.max_groups)
-                .map_err(|too_many| {
-                    EngineError::invalid(
-                        Field::GroupBy {
-                            name: request.group_by.join(","),
-                        },
-                        format!(
-                            "group_by {} forms more groups than this server computes in one request ({}, server.max_groups); group by fewer or coarser columns",
-                            request.group_by.join(", "),
-                            too_many.limit
+            let partition =
+                group::partition(&request.input, &request.group_by, self.bounds.max_groups)
+                    .map_err(|e| match e {
+                        PartitionError::TooManyGroups { limit } => EngineError::invalid(
+                            Field::GroupBy {
+                                name: request.group_by.join(","),
+                            },
+                            format!(
+                                "group_by {} forms more groups than this server computes in one request ({limit}, server.max_groups); group by fewer or coarser columns",
+                                request.group_by.join(", "),
+                            ),
                         ),
-                    )
-                })?;
-            let run_group =
-                |group: &group::Group| -> Result<GroupResults, EngineError> {
-                    if cancel.load(Ordering::Relaxed) {
-                        return Err(EngineError::Cancelled);
-                    }
-                    let batch = arrow_select::take::take_record_batch(&input, &group.rows)
-                        .map_err(|e| EngineError::MetricFailed {
+                        PartitionError::Keys(message) => EngineError::MetricFailed {
                             metric: descriptor.name.clone(),
-                            message: format!("cannot select the group's rows: {e}"),
-                        })?;
-                    let output = entry
-                        .plugin
-                        .compute(&batch, &params, cancel)
-                        .map_err(|e| metric_error(&descriptor.name, e, Some(group)))?;
-                    let results = check_results(descriptor, output).map_err(|message| {
-                        EngineError::MetricFailed {
-                            metric: descriptor.name.clone(),
-                            message,
-                        }
+                            message: format!("cannot take the group keys: {message}"),
+                        },
                     })?;
-                    let group = GroupResults {
-                        key: named_key(&request.group_by, &group.key),
-                        rows: group.rows.len(),
-                        results,
-                    };
-                    count_result_bytes(group.wire_bytes_lower_bound())?;
-                    Ok(group)
+            // A run of consecutive groups: one call for a plugin that computes groups (ABI
+            // version 3), else one call per group collected into the same columns.
+            let run_part = |groups: std::ops::Range<usize>| -> Result<GroupedOutput, EngineError> {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(EngineError::Cancelled);
+                }
+                let failed = |message: String| EngineError::MetricFailed {
+                    metric: descriptor.name.clone(),
+                    message,
                 };
+                let mut output = if entry.plugin.computes_groups() {
+                    let (rows, starts) = partition.rows_of(groups);
+                    entry
+                        .plugin
+                        .compute_groups(&input, &params, rows, &starts, cancel)
+                        .map_err(|e| metric_error(&descriptor.name, e, RowsOf::GroupInRequest))?
+                } else {
+                    let mut builder = GroupedBuilder::new();
+                    for group in groups {
+                        if cancel.load(Ordering::Relaxed) {
+                            return Err(EngineError::Cancelled);
+                        }
+                        let rows = partition.rows(group);
+                        let batch = arrow_select::take::take_record_batch(&input, &rows)
+                            .map_err(|e| failed(format!("cannot select the group's rows: {e}")))?;
+                        let output = entry
+                            .plugin
+                            .compute(&batch, &params, cancel)
+                            .map_err(|e| metric_error(&descriptor.name, e, RowsOf::Group(&rows)))?;
+                        builder.push(output).map_err(failed)?;
+                    }
+                    builder.finish()
+                };
+                grouped::check(descriptor, &mut output).map_err(failed)?;
+                count_result_bytes(grouped::part_bytes_lower_bound(&output))?;
+                Ok(output)
+            };
+            let count = partition.len();
+            // Small parts for few groups (each may be a model fit), large ones for many; the
+            // result's size is checked after each part, so a part bounds the overshoot.
+            let part_size = match lane {
+                Lane::Heavy => (count / (8 * rayon::current_num_threads())).clamp(1, 1024),
+                Lane::Light => 64,
+            };
+            let parts = (0..count)
+                .step_by(part_size)
+                .map(|start| start..(start + part_size).min(count));
             // The first error stops the other groups (a result over the caller's limit, a
             // cancellation, a metric failure): no work is done for a request already failed.
             // With several failing groups in parallel, which one is reported may vary.
-            let groups: Vec<GroupResults> = match lane {
-                Lane::Heavy => groups.par_iter().map(run_group).collect::<Result<_, _>>()?,
-                Lane::Light => groups.iter().map(run_group).collect::<Result<_, _>>()?,
+            let parts: Vec<GroupedOutput> = match lane {
+                Lane::Heavy => parts
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map(run_part)
+                    .collect::<Result<_, _>>()?,
+                Lane::Light => parts.map(run_part).collect::<Result<_, _>>()?,
             };
+            let mut joined = GroupedBuilder::new();
+            for part in parts {
+                joined.append(part);
+            }
+            let sizes = partition.sizes(0..count);
+            let grouped = GroupedResults::new(descriptor, partition.keys, sizes, joined.finish());
+            if let Some(limit) = request.max_result_bytes {
+                let at_least = grouped.wire_bytes_lower_bound();
+                if at_least > limit {
+                    return Err(EngineError::ResultTooLarge { at_least, limit });
+                }
+            }
             ComputeOutcome {
                 metric: descriptor.name.clone(),
                 rows,
                 results: None,
-                groups,
+                grouped: Some(grouped),
                 timings: Timings::default(),
             }
         };
         tracing::debug!(
             metric = %descriptor.name,
             rows,
-            groups = outcome.groups.len(),
+            groups = outcome.grouped.as_ref().map_or(0, GroupedResults::len),
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "computed"
         );
@@ -803,26 +821,37 @@ fn join_keys<V>(map: &BTreeMap<String, V>) -> String {
     map.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
-fn named_key(columns: &[String], key: &GroupKey) -> Vec<(String, Option<ParamValue>)> {
-    columns.iter().cloned().zip(key.iter().cloned()).collect()
+/// What a row in a plugin's error counts.
+#[derive(Clone, Copy)]
+enum RowsOf<'a> {
+    /// The request's rows (no group-by).
+    Request,
+    /// The rows of one group, given by their request rows.
+    Group(&'a UInt32Array),
+    /// The request's rows, reported from within a group.
+    GroupInRequest,
 }
 
 /// Maps a plugin's error to the engine's, translating a row of the plugin's batch (a group's
 /// rows with group-by) back to the request's row.
-fn metric_error(metric: &str, error: MetricError, group: Option<&group::Group>) -> EngineError {
+fn metric_error(metric: &str, error: MetricError, rows_of: RowsOf<'_>) -> EngineError {
     match error {
         MetricError::InvalidInput {
             column,
             row,
             message,
         } => {
-            let row = row.map(|r| {
-                group
-                    .and_then(|g| g.rows.values().get(r as usize))
-                    .map_or(r, |&request_row| u64::from(request_row))
+            let row = row.map(|r| match rows_of {
+                RowsOf::Group(rows) => rows
+                    .values()
+                    .get(r as usize)
+                    .map_or(r, |&request_row| u64::from(request_row)),
+                RowsOf::Request | RowsOf::GroupInRequest => r,
             });
-            let message = match (group, row) {
-                (Some(_), Some(row)) => format!("{message} (row {row} of the request)"),
+            let message = match (rows_of, row) {
+                (RowsOf::Group(_) | RowsOf::GroupInRequest, Some(row)) => {
+                    format!("{message} (row {row} of the request)")
+                }
                 _ => message,
             };
             let field = match column {
@@ -875,38 +904,73 @@ impl Drop for AbandonOnDrop {
 /// and free of NaN and infinity. A plugin that breaks this has a bug; the request fails
 /// rather than a wrong number reaching a client.
 fn check_results(descriptor: &MetricDescriptor, output: Output) -> Result<MetricResults, String> {
+    check_tables(
+        descriptor,
+        output
+            .tables
+            .iter()
+            .map(|(name, table)| (name.as_str(), table)),
+    )?;
     let mut scalars = Vec::with_capacity(output.scalars.len());
     for scalar in output.scalars {
-        let Some(spec) = descriptor.output_spec(&scalar.name) else {
-            return Err(format!(
-                "the plugin returned output {:?}, which its descriptor does not declare",
-                scalar.name
-            ));
-        };
-        let finite = scalar.value.is_none_or(f64::is_finite)
-            && scalar.confidence_interval.is_none_or(|ci| {
-                ci.lower.is_finite() && ci.upper.is_finite() && ci.level.is_finite()
-            });
-        if !finite {
-            return Err(format!(
-                "the plugin returned a non-finite value for {}; this is a bug in the plugin",
-                scalar.name
-            ));
-        }
+        let unit = check_scalar(descriptor, &scalar)?.unit.clone();
         let undefined_reason = match (scalar.value, scalar.undefined_reason) {
             (None, None) => Some("the metric returned no value".to_owned()),
             (_, reason) => reason,
         };
         scalars.push(ResultScalar {
             name: scalar.name,
-            unit: spec.unit.clone(),
+            unit,
             value: scalar.value,
             confidence_interval: scalar.confidence_interval,
             undefined_reason,
         });
     }
-    for (name, table) in &output.tables {
-        if !descriptor.tables.iter().any(|t| &t.name == name) {
+    Ok(MetricResults {
+        scalars,
+        tables: output.tables,
+        warnings: output.warnings,
+    })
+}
+
+/// Checks one scalar against the descriptor: declared, and finite. Returns its declaration.
+fn check_scalar<'d>(
+    descriptor: &'d MetricDescriptor,
+    scalar: &Scalar,
+) -> Result<&'d OutputSpec, String> {
+    let spec = declared_output(descriptor, &scalar.name)?;
+    let finite = scalar.value.is_none_or(f64::is_finite)
+        && scalar
+            .confidence_interval
+            .is_none_or(|ci| ci.lower.is_finite() && ci.upper.is_finite() && ci.level.is_finite());
+    if !finite {
+        return Err(not_finite(&scalar.name));
+    }
+    Ok(spec)
+}
+
+/// The declaration of output `name`, or the error for a plugin that returned it undeclared.
+pub(crate) fn declared_output<'d>(
+    descriptor: &'d MetricDescriptor,
+    name: &str,
+) -> Result<&'d OutputSpec, String> {
+    descriptor.output_spec(name).ok_or_else(|| {
+        format!("the plugin returned output {name:?}, which its descriptor does not declare")
+    })
+}
+
+/// The error for a plugin that returned a non-finite value for output `name`.
+pub(crate) fn not_finite(name: &str) -> String {
+    format!("the plugin returned a non-finite value for {name}; this is a bug in the plugin")
+}
+
+/// Checks result tables against the descriptor: declared, and free of NaN and infinity.
+pub(crate) fn check_tables<'t>(
+    descriptor: &MetricDescriptor,
+    tables: impl IntoIterator<Item = (&'t str, &'t RecordBatch)>,
+) -> Result<(), String> {
+    for (name, table) in tables {
+        if !descriptor.tables.iter().any(|t| t.name == name) {
             return Err(format!(
                 "the plugin returned table {name:?}, which its descriptor does not declare"
             ));
@@ -922,11 +986,7 @@ fn check_results(descriptor: &MetricDescriptor, output: Output) -> Result<Metric
             }
         }
     }
-    Ok(MetricResults {
-        scalars,
-        tables: output.tables,
-        warnings: output.warnings,
-    })
+    Ok(())
 }
 
 fn library_paths(config: &EngineConfig) -> Result<Vec<PathBuf>, StartupError> {

@@ -1,30 +1,64 @@
 //! Group-by, implemented once for every metric: rows are partitioned by the values of the
 //! group columns and the metric runs once per partition.
 //!
-//! Partitioning is linear in the rows and allocates per group only the key it returns: rows
-//! are hashed by their key parts into a table of group numbers (compared against each group's
-//! first row, so no key is built to look one up), the groups are ordered by key, and the rows
-//! are placed group after group into one index buffer that every group slices.
+//! Partitioning is linear in the rows and allocates nothing per group: rows are hashed by
+//! their key parts into a table of group numbers (compared against each group's first row, so
+//! no key is built to look one up), the groups are ordered by key, and the rows are placed
+//! group after group into one index buffer that every group slices. The keys come out as
+//! columns, taken from each group's first row.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, PrimitiveArray, RecordBatch, StringArray, UInt32Array,
+};
 use arrow_buffer::ScalarBuffer;
-use mittari_sdk::{DataType, ParamValue};
+use mittari_sdk::DataType;
 
 use crate::validate::column_type;
 
-/// One group's key: the value of each group column (`None` for null), in the order given.
-pub(crate) type GroupKey = Vec<Option<ParamValue>>;
-
-/// A group's key and the request rows that belong to it, in ascending order.
+/// The groups of a request: each group's rows, in ascending order, and its key.
 #[derive(Debug)]
-pub(crate) struct Group {
-    pub(crate) key: GroupKey,
-    /// A slice of the partition's shared index buffer.
-    pub(crate) rows: UInt32Array,
+pub(crate) struct Partition {
+    /// The rows of every group, group after group.
+    rows: ScalarBuffer<u32>,
+    /// Group `i`'s rows are `rows[starts[i]..starts[i + 1]]`.
+    starts: Vec<usize>,
+    /// The key columns: entry `i` is group `i`'s value of each group column, in request order.
+    pub(crate) keys: Vec<(String, ArrayRef)>,
+}
+
+impl Partition {
+    pub(crate) fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Group `group`'s rows, ascending.
+    pub(crate) fn rows(&self, group: usize) -> UInt32Array {
+        let (start, end) = (self.starts[group], self.starts[group + 1]);
+        UInt32Array::new(self.rows.slice(start, end - start), None)
+    }
+
+    /// The rows of the groups in `groups`, group after group, and the offset of each group's
+    /// first row in them (one more offset than groups): what `compute_groups` takes.
+    pub(crate) fn rows_of(&self, groups: std::ops::Range<usize>) -> (&[u32], Vec<u64>) {
+        let first = self.starts[groups.start];
+        let starts = self.starts[groups.start..=groups.end]
+            .iter()
+            .map(|&s| (s - first) as u64)
+            .collect();
+        (&self.rows[first..self.starts[groups.end]], starts)
+    }
+
+    /// The number of rows in each group.
+    pub(crate) fn sizes(&self, groups: std::ops::Range<usize>) -> Vec<u64> {
+        self.starts[groups.start..=groups.end]
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as u64)
+            .collect()
+    }
 }
 
 /// One key part, borrowing strings from the batch. Within one column every non-null part has
@@ -38,38 +72,46 @@ enum Part<'a> {
     Timestamp(i64),
 }
 
-impl Part<'_> {
-    fn to_value(self) -> Option<ParamValue> {
+/// A group column, its type resolved once rather than per row.
+enum KeyColumn<'a> {
+    Int(&'a PrimitiveArray<Int64Type>),
+    Str(&'a StringArray),
+    Bool(&'a BooleanArray),
+    Timestamp(&'a PrimitiveArray<TimestampMicrosecondType>),
+    /// Validation refuses other group column types before partitioning.
+    Unsupported,
+}
+
+impl<'a> KeyColumn<'a> {
+    fn new(column: &'a ArrayRef) -> Self {
+        match column_type(column.data_type()) {
+            Some(DataType::Int64) => KeyColumn::Int(column.as_primitive()),
+            Some(DataType::String) => KeyColumn::Str(column.as_string()),
+            Some(DataType::Bool) => KeyColumn::Bool(column.as_boolean()),
+            Some(DataType::Timestamp) => KeyColumn::Timestamp(column.as_primitive()),
+            Some(DataType::Double) | None => KeyColumn::Unsupported,
+        }
+    }
+
+    fn part(&self, row: usize) -> Part<'a> {
         match self {
-            Part::Null => None,
-            Part::Int(v) => Some(ParamValue::Int64(v)),
-            Part::Str(v) => Some(ParamValue::String(v.to_owned())),
-            Part::Bool(v) => Some(ParamValue::Bool(v)),
-            Part::Timestamp(v) => Some(ParamValue::Timestamp(v)),
+            KeyColumn::Int(a) if a.is_valid(row) => Part::Int(a.value(row)),
+            KeyColumn::Str(a) if a.is_valid(row) => Part::Str(a.value(row)),
+            KeyColumn::Bool(a) if a.is_valid(row) => Part::Bool(a.value(row)),
+            KeyColumn::Timestamp(a) if a.is_valid(row) => Part::Timestamp(a.value(row)),
+            _ => Part::Null,
         }
     }
 }
 
-fn part(column: &ArrayRef, row: usize) -> Part<'_> {
-    if column.is_null(row) {
-        return Part::Null;
-    }
-    match column_type(column.data_type()) {
-        Some(DataType::Int64) => Part::Int(column.as_primitive::<Int64Type>().value(row)),
-        Some(DataType::String) => Part::Str(column.as_string::<i32>().value(row)),
-        Some(DataType::Bool) => Part::Bool(column.as_boolean().value(row)),
-        Some(DataType::Timestamp) => {
-            Part::Timestamp(column.as_primitive::<TimestampMicrosecondType>().value(row))
-        }
-        // Validation refuses other group column types before partitioning.
-        Some(DataType::Double) | None => Part::Null,
-    }
-}
-
-/// More groups than the request may form: partitioning stopped at `limit + 1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TooManyGroups {
-    pub(crate) limit: usize,
+/// Why rows could not be partitioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PartitionError {
+    /// More groups than the request may form: partitioning stopped at `limit + 1`.
+    TooManyGroups { limit: usize },
+    /// The key columns could not be taken (an Arrow error, which validated columns do not
+    /// cause).
+    Keys(String),
 }
 
 /// Partitions the rows of `batch` by `columns` (all validated to exist and be groupable).
@@ -79,34 +121,38 @@ pub(crate) fn partition(
     batch: &RecordBatch,
     columns: &[String],
     max_groups: usize,
-) -> Result<Vec<Group>, TooManyGroups> {
+) -> Result<Partition, PartitionError> {
     let arrays: Vec<&ArrayRef> = columns
         .iter()
         .filter_map(|c| batch.column_by_name(c))
         .collect();
-    let parts = |row: usize| arrays.iter().map(move |a| part(a, row));
+    let key_columns: Vec<KeyColumn<'_>> = arrays.iter().map(|a| KeyColumn::new(a)).collect();
+    let parts = |row: usize| key_columns.iter().map(move |c| c.part(row));
     let same_key = |a: usize, b: usize| parts(a).eq(parts(b));
     let hasher = foldhash::fast::RandomState::default();
-    let hash_of = |row: usize| {
-        let mut state = hasher.build_hasher();
-        parts(row).for_each(|p| p.hash(&mut state));
-        state.finish()
-    };
+    // Each row's hash, computed once: growing the table rehashes every group's first row.
+    let hashes: Vec<u64> = (0..batch.num_rows())
+        .map(|row| {
+            let mut state = hasher.build_hasher();
+            parts(row).for_each(|p| p.hash(&mut state));
+            state.finish()
+        })
+        .collect();
     // The group of each row, and each group's first row (its key's representative).
     let mut group_of_row: Vec<u32> = Vec::with_capacity(batch.num_rows());
     let mut first_rows: Vec<usize> = Vec::new();
     let mut table: hashbrown::HashTable<u32> = hashbrown::HashTable::new();
     for row in 0..batch.num_rows() {
-        let hash = hash_of(row);
+        let hash = hashes[row];
         let group = match table.find(hash, |&g| same_key(first_rows[g as usize], row)) {
             Some(&group) => group,
             None => {
                 if first_rows.len() == max_groups {
-                    return Err(TooManyGroups { limit: max_groups });
+                    return Err(PartitionError::TooManyGroups { limit: max_groups });
                 }
                 let group = first_rows.len() as u32;
                 first_rows.push(row);
-                table.insert_unique(hash, group, |&g| hash_of(first_rows[g as usize]));
+                table.insert_unique(hash, group, |&g| hashes[first_rows[g as usize]]);
                 group
             }
         };
@@ -138,20 +184,23 @@ pub(crate) fn partition(
         rows[*slot] = row as u32;
         *slot += 1;
     }
-    let rows = ScalarBuffer::from(rows);
-    Ok(order
+    // Each group's key is its first row's: the key columns are those rows, taken in order.
+    let first_rows =
+        UInt32Array::from_iter_values(order.iter().map(|&g| first_rows[g as usize] as u32));
+    let keys = columns
         .iter()
-        .enumerate()
-        .map(|(position, &group)| Group {
-            key: parts(first_rows[group as usize])
-                .map(Part::to_value)
-                .collect(),
-            rows: UInt32Array::new(
-                rows.slice(starts[position], starts[position + 1] - starts[position]),
-                None,
-            ),
+        .zip(&arrays)
+        .map(|(name, array)| {
+            arrow_select::take::take(array.as_ref(), &first_rows, None)
+                .map(|keys| (name.clone(), keys))
         })
-        .collect())
+        .collect::<Result<_, _>>()
+        .map_err(|e| PartitionError::Keys(e.to_string()))?;
+    Ok(Partition {
+        rows: ScalarBuffer::from(rows),
+        starts,
+        keys,
+    })
 }
 
 #[cfg(test)]
@@ -184,25 +233,34 @@ mod tests {
         )
         .unwrap();
         let columns = ["region".to_owned(), "year".to_owned()];
-        let groups = partition(&batch, &columns, 4).unwrap();
-        let got: Vec<(GroupKey, Vec<u32>)> = groups
-            .into_iter()
-            .map(|g| (g.key, g.rows.values().to_vec()))
+        let partition = partition(&batch, &columns, 4).unwrap();
+        let groups: Vec<Vec<u32>> = (0..partition.len())
+            .map(|g| partition.rows(g).values().to_vec())
             .collect();
-        let s = |v: &str| Some(ParamValue::String(v.to_owned()));
-        let y = |v: i64| Some(ParamValue::Int64(v));
+        assert_eq!(groups, vec![vec![3], vec![2], vec![0, 4], vec![1]]);
+        let regions = partition.keys[0].1.as_string::<i32>();
+        let years = partition.keys[1].1.as_primitive::<Int64Type>();
+        let keys: Vec<(Option<&str>, i64)> = (0..4)
+            .map(|g| {
+                (
+                    regions.is_valid(g).then(|| regions.value(g)),
+                    years.value(g),
+                )
+            })
+            .collect();
         assert_eq!(
-            got,
+            keys,
             vec![
-                (vec![None, y(2024)], vec![3]),
-                (vec![s("fi"), y(2023)], vec![2]),
-                (vec![s("fi"), y(2024)], vec![0, 4]),
-                (vec![s("se"), y(2024)], vec![1]),
+                (None, 2024),
+                (Some("fi"), 2023),
+                (Some("fi"), 2024),
+                (Some("se"), 2024)
             ]
         );
+        assert_eq!(partition.keys[0].0, "region");
         assert_eq!(
-            partition(&batch, &columns, 3).unwrap_err(),
-            TooManyGroups { limit: 3 }
+            super::partition(&batch, &columns, 3).unwrap_err(),
+            PartitionError::TooManyGroups { limit: 3 }
         );
     }
 }

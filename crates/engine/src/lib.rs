@@ -20,17 +20,20 @@
 mod engine;
 mod error;
 mod group;
+mod grouped;
 mod plugin;
 pub mod probe;
 mod staging;
 mod validate;
 
 pub use engine::{
-    ComputeOutcome, ComputeRequest, ConfigValue, Engine, EngineConfig, GroupResults, Lane,
-    LibraryRecord, LibraryStatus, Load, MetricResults, PLUGIN_FILE_PREFIX, ResultScalar, Timings,
+    ComputeOutcome, ComputeRequest, ConfigValue, Engine, EngineConfig, Lane, LibraryRecord,
+    LibraryStatus, Load, MetricResults, PLUGIN_FILE_PREFIX, ResultScalar, Timings,
 };
 pub use error::{EngineError, Field, StartupError, Violation};
+pub use grouped::GroupedResults;
 pub use mittari_sdk::abi::panic_message;
+pub use mittari_sdk::grouped::{ConfidenceIntervals, GroupTable, GroupedWarning, ScalarColumn};
 pub use mittari_sdk::{
     ColumnSpec, ConfidenceInterval, DataType, MetricDescriptor, OutputSpec, ParamValue,
     ParameterSpec, Range, TableSpec, Warning,

@@ -9,9 +9,10 @@ use std::sync::atomic::AtomicBool;
 use arrow_array::ffi::{FFI_ArrowArray, from_ffi, to_ffi};
 use arrow_array::{Array, RecordBatch, StructArray};
 use mittari_sdk::abi::{
-    self, ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, OwnedBytes,
-    OwnedTables, PluginVTable, STATUS_ERROR, STATUS_OK,
+    self, ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, GroupedMeta,
+    OwnedBytes, OwnedTables, PluginVTable, STATUS_ERROR, STATUS_OK,
 };
+use mittari_sdk::grouped::GroupedOutput;
 use mittari_sdk::{ABI_VERSION, MetricDescriptor, MetricError, Output};
 
 use crate::staging::Staged;
@@ -35,37 +36,50 @@ pub(crate) struct PluginLibrary {
     _library: ManuallyDrop<libloading::Library>,
 }
 
-/// The vtable of a library, by its ABI version. Both versions share every function but
-/// `compute`, at the same offsets.
+/// The vtable of a library, by its ABI version. Every version has the functions of the one
+/// before at the same offsets; version 2 added the cancellation flag to `compute`, version 3
+/// added `compute_groups`.
 #[derive(Debug, Clone, Copy)]
 enum VTable {
     V1(&'static abi::v1::PluginVTable),
-    V2(&'static PluginVTable),
+    V2(&'static abi::v2::PluginVTable),
+    V3(&'static PluginVTable),
 }
 
 impl VTable {
+    fn abi_version(self) -> u32 {
+        match self {
+            VTable::V1(v) => v.abi_version,
+            VTable::V2(v) => v.abi_version,
+            VTable::V3(v) => v.abi_version,
+        }
+    }
     fn metric_count(self) -> unsafe extern "C" fn() -> usize {
         match self {
             VTable::V1(v) => v.metric_count,
             VTable::V2(v) => v.metric_count,
+            VTable::V3(v) => v.metric_count,
         }
     }
     fn describe(self) -> unsafe extern "C" fn(usize, *mut OwnedBytes) -> u32 {
         match self {
             VTable::V1(v) => v.describe,
             VTable::V2(v) => v.describe,
+            VTable::V3(v) => v.describe,
         }
     }
     fn free_bytes(self) -> unsafe extern "C" fn(OwnedBytes) {
         match self {
             VTable::V1(v) => v.free_bytes,
             VTable::V2(v) => v.free_bytes,
+            VTable::V3(v) => v.free_bytes,
         }
     }
     fn free_tables(self) -> unsafe extern "C" fn(OwnedTables) {
         match self {
             VTable::V1(v) => v.free_tables,
             VTable::V2(v) => v.free_tables,
+            VTable::V3(v) => v.free_tables,
         }
     }
 }
@@ -90,10 +104,11 @@ impl PluginLibrary {
             })?;
         // SAFETY: as above; the function takes no arguments and returns a u32.
         let version = unsafe { version_fn() };
-        if version != ABI_VERSION && version != abi::v1::ABI_VERSION {
+        if ![abi::v1::ABI_VERSION, abi::v2::ABI_VERSION, ABI_VERSION].contains(&version) {
             return Err(format!(
-                "plugin ABI version {version} is not one this server loads ({}, {ABI_VERSION}); rebuild the plugin against this server's mittari-sdk",
-                abi::v1::ABI_VERSION
+                "plugin ABI version {version} is not one this server loads ({}, {}, {ABI_VERSION}); rebuild the plugin against this server's mittari-sdk",
+                abi::v1::ABI_VERSION,
+                abi::v2::ABI_VERSION,
             ));
         }
         // SAFETY: a library with the right ABI version exports the entry point with this signature.
@@ -107,26 +122,29 @@ impl PluginLibrary {
         // SAFETY: non-null and static in a library that is never unloaded; the vtable has the
         // layout of the version the library declared, which both begin with `abi_version`.
         let vtable = unsafe {
-            if version == ABI_VERSION {
-                VTable::V2(&*vtable)
-            } else {
-                VTable::V1(&*vtable.cast::<abi::v1::PluginVTable>())
+            match version {
+                ABI_VERSION => VTable::V3(&*vtable),
+                abi::v2::ABI_VERSION => VTable::V2(&*vtable.cast::<abi::v2::PluginVTable>()),
+                _ => VTable::V1(&*vtable.cast::<abi::v1::PluginVTable>()),
             }
         };
-        let vtable_version = match vtable {
-            VTable::V1(v) => v.abi_version,
-            VTable::V2(v) => v.abi_version,
-        };
+        let vtable_version = vtable.abi_version();
         if vtable_version != version {
             return Err(format!(
                 "the plugin's vtable has ABI version {vtable_version}, its version symbol says {version}"
             ));
         }
-        if version != ABI_VERSION {
+        if version == abi::v1::ABI_VERSION {
             tracing::warn!(
                 library = %path.display(),
                 abi_version = version,
-                "plugin library of an older ABI: its computations cannot be cancelled; rebuild it against this server's mittari-sdk"
+                "plugin library of ABI version 1: its computations cannot be cancelled and run once per group; rebuild it against this server's mittari-sdk"
+            );
+        } else if version == abi::v2::ABI_VERSION {
+            tracing::info!(
+                library = %path.display(),
+                abi_version = version,
+                "plugin library of ABI version 2: it runs once per group; rebuild it against this server's mittari-sdk for faster group-by"
             );
         }
         let plugin = Arc::new(PluginLibrary {
@@ -147,10 +165,7 @@ impl PluginLibrary {
 
     /// The plugin ABI version the library implements.
     pub(crate) fn abi_version(&self) -> u32 {
-        match self.vtable {
-            VTable::V1(v) => v.abi_version,
-            VTable::V2(v) => v.abi_version,
-        }
+        self.vtable.abi_version()
     }
 
     /// SHA-256 of the library's contents, hex.
@@ -216,7 +231,8 @@ impl PluginMetric {
         // an empty, released struct behind, which drops as a no-op).
         let status = unsafe {
             match vtable {
-                VTable::V2(v) => (v.compute)(
+                VTable::V3(PluginVTable { compute, .. })
+                | VTable::V2(abi::v2::PluginVTable { compute, .. }) => compute(
                     self.index,
                     params_json.as_ptr(),
                     params_json.len(),
@@ -259,6 +275,74 @@ impl PluginMetric {
                     tables: meta.table_names.into_iter().zip(tables).collect(),
                     warnings: meta.warnings,
                 })
+            }
+            STATUS_ERROR => Err(decode_error(&meta)),
+            other => Err(MetricError::failed(format!(
+                "the plugin returned unknown status {other}"
+            ))),
+        }
+    }
+
+    /// Whether the plugin computes many groups in one call (ABI version 3).
+    pub(crate) fn computes_groups(&self) -> bool {
+        matches!(self.library.vtable, VTable::V3(_))
+    }
+
+    /// Calls the plugin's `compute_groups` (ABI version 3): the whole batch crosses once, with
+    /// the groups' rows; the results come back as columns. Rows in errors are the batch's.
+    pub(crate) fn compute_groups(
+        &self,
+        batch: &RecordBatch,
+        params_json: &[u8],
+        group_rows: &[u32],
+        group_starts: &[u64],
+        cancel: &AtomicBool,
+    ) -> Result<GroupedOutput, MetricError> {
+        let VTable::V3(vtable) = self.library.vtable else {
+            return Err(MetricError::failed(
+                "the plugin's ABI version has no compute_groups",
+            ));
+        };
+        let groups = group_starts.len().saturating_sub(1);
+        let input = StructArray::from(batch.clone()).into_data();
+        let (mut array, schema) = to_ffi(&input)
+            .map_err(|e| MetricError::failed(format!("cannot export the input table: {e}")))?;
+        let mut meta = OwnedBytes::empty();
+        let mut tables = OwnedTables::empty();
+        // SAFETY: every pointer is valid for the call, the slices hold the lengths passed, and
+        // `group_starts` has `groups + 1` entries; `array` moves into the plugin.
+        let status = unsafe {
+            (vtable.compute_groups)(
+                self.index,
+                params_json.as_ptr(),
+                params_json.len(),
+                &mut array,
+                &schema,
+                group_rows.as_ptr(),
+                group_rows.len(),
+                group_starts.as_ptr(),
+                groups,
+                cancel,
+                &mut meta,
+                &mut tables,
+            )
+        };
+        let meta = self.library.take_bytes(meta);
+        let imported = self.import_tables(&tables);
+        // SAFETY: handed back exactly once; arrays we moved out are left empty.
+        unsafe { (vtable.free_tables)(tables) };
+        match status {
+            STATUS_OK => {
+                let meta: GroupedMeta = serde_json::from_slice(&meta).map_err(|e| {
+                    MetricError::failed(format!("cannot decode the plugin's grouped result: {e}"))
+                })?;
+                if meta.groups != groups {
+                    return Err(MetricError::failed(format!(
+                        "the plugin returned results for {} groups, not {groups}",
+                        meta.groups
+                    )));
+                }
+                meta.join(imported?)
             }
             STATUS_ERROR => Err(decode_error(&meta)),
             other => Err(MetricError::failed(format!(

@@ -51,30 +51,44 @@ pub(crate) fn write(
     path: &Path,
 ) -> anyhow::Result<(String, usize)> {
     let format = file_format(path)?;
-    let whole = std::iter::once((Vec::new(), response.results.as_ref()));
-    let groups = response.groups.iter().map(|group| {
-        let key = group
-            .key
-            .iter()
-            .map(|k| {
-                (
-                    k.column.clone(),
-                    crate::render::value_text(k.value.as_ref()),
-                )
+    // Each result table with its group's key as text (none without group-by).
+    let whole = response
+        .results
+        .iter()
+        .flat_map(|r| r.tables.iter().cloned())
+        .map(|table| (None, Vec::new(), table));
+    let groups = response.grouped.iter().flat_map(|grouped| {
+        crate::render::group_views(grouped)
+            .enumerate()
+            .flat_map(|(index, group)| {
+                let key: Vec<(String, String)> = group
+                    .key
+                    .into_iter()
+                    .map(|(column, value)| (column, crate::render::value_text(value.as_ref())))
+                    .collect();
+                group
+                    .results
+                    .tables
+                    .into_iter()
+                    .map(move |table| (Some(index), key.clone(), table))
             })
-            .collect();
-        (key, group.results.as_ref())
     });
-    let mut parts: Vec<(Vec<(String, String)>, &pb::ResultTable)> = Vec::new();
-    let mut available: Vec<&str> = Vec::new();
-    for (key, results) in whole.chain(groups) {
-        let tables = results.map_or(&[][..], |r| r.tables.as_slice());
-        available.extend(tables.iter().map(|t| t.name.as_str()));
+    let mut parts: Vec<(Vec<(String, String)>, pb::ResultTable)> = Vec::new();
+    let mut available: Vec<String> = Vec::new();
+    let mut first_of_group = true;
+    let mut last_group = None;
+    for (group, key, table) in whole.chain(groups) {
+        // Without a name, the first table of each group (or of the whole input) is taken.
+        if last_group != Some(group) {
+            first_of_group = true;
+            last_group = Some(group);
+        }
+        available.push(table.name.clone());
         let chosen = match name {
-            Some(name) => tables.iter().find(|t| t.name == name),
-            None => tables.first(),
+            Some(name) => table.name == name,
+            None => std::mem::replace(&mut first_of_group, false),
         };
-        if let Some(table) = chosen {
+        if chosen {
             parts.push((key, table));
         }
     }
@@ -97,7 +111,7 @@ pub(crate) fn write(
     };
     let mut batches = Vec::with_capacity(parts.len());
     for (key, table) in parts {
-        let batch = convert::table_to_batch(table.table.clone().unwrap_or_default())
+        let batch = convert::table_to_batch(table.table.unwrap_or_default())
             .map_err(|e| anyhow::anyhow!("result table {table_name} is malformed: {e}"))?;
         batches.push(with_key(batch, &key)?);
     }

@@ -69,11 +69,7 @@ fn table_json(table: &pb::Table, limit: usize) -> Json {
     use pb::column::Values;
     let rows = table_rows(table);
     let cell = |column: &pb::Column, row: usize| -> Json {
-        if column
-            .null_mask
-            .get(row / 8)
-            .is_some_and(|b| b & (1 << (row % 8)) != 0)
-        {
+        if is_null(column, row) {
             return Json::Null;
         }
         match &column.values {
@@ -183,10 +179,8 @@ pub(crate) fn json(response: &pb::ComputeResponse) -> String {
     if let Some(results) = &response.results {
         out.extend(results_json(results));
     }
-    if !response.groups.is_empty() {
-        let groups = response
-            .groups
-            .iter()
+    if let Some(grouped) = &response.grouped {
+        let groups = group_views(grouped)
             .map(|g| {
                 let mut group = Map::new();
                 group.insert(
@@ -194,14 +188,12 @@ pub(crate) fn json(response: &pb::ComputeResponse) -> String {
                     Json::Object(
                         g.key
                             .iter()
-                            .map(|k| (k.column.clone(), value_json(k.value.as_ref())))
+                            .map(|(column, value)| (column.clone(), value_json(value.as_ref())))
                             .collect(),
                     ),
                 );
                 group.insert("rows".into(), json!(g.rows));
-                if let Some(results) = &g.results {
-                    group.extend(results_json(results));
-                }
+                group.extend(results_json(&g.results));
                 Json::Object(group)
             })
             .collect();
@@ -303,50 +295,38 @@ pub(crate) fn table(response: &pb::ComputeResponse, limit: Option<(&str, usize)>
         }
         warnings_text(&mut out, "", &results.warnings);
     }
-    if let Some(first) = response.groups.first() {
-        let mut headers: Vec<String> = first.key.iter().map(|k| k.column.clone()).collect();
+    if let Some(grouped) = &response.grouped {
+        let mut headers: Vec<String> = grouped.keys.iter().map(|k| k.name.clone()).collect();
         headers.push("rows".into());
-        let scalars = first
-            .results
-            .as_ref()
-            .map_or(&[][..], |r| r.scalars.as_slice());
-        headers.extend(scalars.iter().map(|s| s.name.clone()));
-        let rows: Vec<Vec<String>> = response
-            .groups
-            .iter()
+        headers.extend(grouped.scalars.iter().map(|c| c.name.clone()));
+        let mut warnings = String::new();
+        let rows: Vec<Vec<String>> = group_views(grouped)
             .map(|g| {
                 let mut row: Vec<String> = g
                     .key
                     .iter()
-                    .map(|k| match &k.value {
+                    .map(|(_, value)| match value {
                         None => "(null)".to_owned(),
                         v => value_text(v.as_ref()),
                     })
                     .collect();
                 row.push(g.rows.to_string());
-                row.extend(
-                    g.results
-                        .iter()
-                        .flat_map(|r| r.scalars.iter().map(scalar_text)),
+                row.extend(g.results.scalars.iter().map(scalar_text));
+                let key: Vec<String> = g
+                    .key
+                    .iter()
+                    .map(|(column, value)| format!("{column}={}", value_text(value.as_ref())))
+                    .collect();
+                warnings_text(
+                    &mut warnings,
+                    &format!(" [{}]", key.join(", ")),
+                    &g.results.warnings,
                 );
                 row
             })
             .collect();
         out.push_str(&aligned(&headers, &rows));
-        for g in &response.groups {
-            let key: Vec<String> = g
-                .key
-                .iter()
-                .map(|k| format!("{}={}", k.column, value_text(k.value.as_ref())))
-                .collect();
-            if let Some(results) = &g.results {
-                warnings_text(
-                    &mut out,
-                    &format!(" [{}]", key.join(", ")),
-                    &results.warnings,
-                );
-            }
-        }
+        out.push_str(&warnings);
     }
     out
 }
@@ -409,139 +389,245 @@ fn push_number(out: &mut String, value: f64) {
     }
 }
 
-/// One row (per group) of scalar outputs, with interval bounds as `<name>_lower`/`<name>_upper`.
-/// The columns are every scalar any group returned, in order of first appearance, with bounds
-/// when any group has an interval for it; a cell a group does not have stays empty, so every
-/// row has the header's columns.
+/// Scalar outputs as CSV: one row over the whole input, or one per group led by the group's
+/// key and row count. A scalar with an interval gets `<name>_lower` and `<name>_upper` columns
+/// (empty for a group without one); an undefined value is an empty cell.
 pub(crate) fn csv(response: &pb::ComputeResponse) -> String {
-    let all_results = || {
-        response
-            .results
-            .iter()
-            .chain(response.groups.iter().filter_map(|g| g.results.as_ref()))
-    };
-    // (name, has an interval somewhere)
-    let mut columns: Vec<(&str, bool)> = Vec::new();
-    let mut column_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for results in all_results() {
-        for (position, scalar) in results.scalars.iter().enumerate() {
-            // Groups usually return the same scalars in the same order: no lookup needed.
-            let index = match columns.get(position) {
-                Some((name, _)) if *name == scalar.name => position,
-                _ => *column_of.entry(&scalar.name).or_insert_with(|| {
-                    columns.push((&scalar.name, false));
-                    columns.len() - 1
-                }),
-            };
-            columns[index].1 |= scalar.confidence_interval.is_some();
-        }
-    }
     let mut out = String::new();
-    let write_header = |out: &mut String, leading: &[&str]| {
-        let mut fields: Vec<String> = leading.iter().map(|f| (*f).to_owned()).collect();
-        for (name, interval) in &columns {
-            fields.push((*name).to_owned());
-            if *interval {
-                fields.extend([format!("{name}_lower"), format!("{name}_upper")]);
-            }
-        }
-        for (i, field) in fields.iter().enumerate() {
+    if let Some(results) = &response.results {
+        let columns: Vec<(&str, bool)> = results
+            .scalars
+            .iter()
+            .map(|s| (s.name.as_str(), s.confidence_interval.is_some()))
+            .collect();
+        write_csv_header(&mut out, &[], &columns);
+        for (i, scalar) in results.scalars.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            push_csv_field(out, field);
+            if let Some(value) = scalar.value {
+                push_number(&mut out, value);
+            }
+            if let Some(ci) = &scalar.confidence_interval {
+                out.push(',');
+                push_number(&mut out, ci.lower);
+                out.push(',');
+                push_number(&mut out, ci.upper);
+            }
         }
         out.push('\n');
-    };
-    let mut cells: Vec<Option<&pb::Scalar>> = vec![None; columns.len()];
-    if let Some(results) = &response.results {
-        write_header(&mut out, &[]);
-        let start = out.len();
-        write_scalars(&mut out, &columns, &column_of, Some(results), &mut cells);
-        // Without leading key columns the row begins with the first scalar, not a comma.
-        if out[start..].starts_with(',') {
-            out.remove(start);
-        }
     }
-    if let Some(first) = response.groups.first() {
-        let mut leading: Vec<&str> = first.key.iter().map(|k| k.column.as_str()).collect();
+    if let Some(grouped) = &response.grouped {
+        let columns: Vec<(&str, bool)> = grouped
+            .scalars
+            .iter()
+            .map(|c| (c.name.as_str(), c.confidence_intervals.is_some()))
+            .collect();
+        let mut leading: Vec<&str> = grouped.keys.iter().map(|k| k.name.as_str()).collect();
         leading.push("rows");
-        write_header(&mut out, &leading);
-        out.reserve(response.groups.len() * (16 + 12 * columns.len()));
-        for group in &response.groups {
-            for (i, key) in group.key.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_value(&mut out, key.value.as_ref());
-            }
-            if !group.key.is_empty() {
+        write_csv_header(&mut out, &leading, &columns);
+        out.reserve(grouped.rows.len() * (16 + 12 * columns.len()));
+        for (group, rows) in grouped.rows.iter().enumerate() {
+            for key in &grouped.keys {
+                push_cell(&mut out, key, group);
                 out.push(',');
             }
-            out.push_str(itoa::Buffer::new().format(group.rows));
-            write_scalars(
-                &mut out,
-                &columns,
-                &column_of,
-                group.results.as_ref(),
-                &mut cells,
-            );
+            out.push_str(itoa::Buffer::new().format(*rows));
+            for column in &grouped.scalars {
+                out.push(',');
+                if let Some(value) = column_scalar_value(column, group) {
+                    push_number(&mut out, value);
+                }
+                if let Some(ci) = &column.confidence_intervals {
+                    let has = ci.level.get(group).is_some_and(|l| *l != 0.0);
+                    for bound in [&ci.lower, &ci.upper] {
+                        out.push(',');
+                        if let Some(value) = bound.get(group).filter(|_| has) {
+                            push_number(&mut out, *value);
+                        }
+                    }
+                }
+            }
+            out.push('\n');
         }
     }
     out
 }
 
-/// Appends one row's scalar cells (each after a comma) in `columns` order, and the line end.
-fn write_scalars<'a>(
-    out: &mut String,
-    columns: &[(&str, bool)],
-    column_of: &std::collections::HashMap<&str, usize>,
-    results: Option<&'a pb::Results>,
-    cells: &mut [Option<&'a pb::Scalar>],
-) {
-    cells.iter_mut().for_each(|c| *c = None);
-    for (position, scalar) in results.iter().flat_map(|r| r.scalars.iter().enumerate()) {
-        let index = match columns.get(position) {
-            Some((name, _)) if *name == scalar.name => position,
-            _ => column_of[scalar.name.as_str()],
-        };
-        cells[index] = Some(scalar);
-    }
-    for (cell, (_, interval)) in cells.iter().zip(columns) {
-        out.push(',');
-        if let Some(value) = cell.and_then(|s| s.value) {
-            push_number(out, value);
-        }
+fn write_csv_header(out: &mut String, leading: &[&str], columns: &[(&str, bool)]) {
+    let mut fields: Vec<String> = leading.iter().map(|f| (*f).to_owned()).collect();
+    for (name, interval) in columns {
+        fields.push((*name).to_owned());
         if *interval {
-            let ci = cell.and_then(|s| s.confidence_interval.as_ref());
-            out.push(',');
-            if let Some(ci) = ci {
-                push_number(out, ci.lower);
-            }
-            out.push(',');
-            if let Some(ci) = ci {
-                push_number(out, ci.upper);
-            }
+            fields.extend([format!("{name}_lower"), format!("{name}_upper")]);
         }
+    }
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_csv_field(out, field);
     }
     out.push('\n');
 }
 
-/// Appends a group key's value as a CSV field, as [`value_text`] writes it.
-fn push_value(out: &mut String, value: Option<&pb::Value>) {
-    use pb::value::Kind;
-    match value.and_then(|v| v.kind.as_ref()) {
-        None => {}
-        Some(Kind::Int64Value(v)) => out.push_str(itoa::Buffer::new().format(*v)),
-        Some(Kind::DoubleValue(v)) => push_number(out, *v),
-        Some(Kind::StringValue(v)) => push_csv_field(out, v),
-        Some(Kind::BoolValue(v)) => {
-            let _ = write!(out, "{v}");
-        }
-        Some(Kind::TimestampValue(v)) => {
-            out.push_str(&mittari_sdk::time::format_timestamp(*v));
-        }
+/// Whether row `row` of a wire column is null.
+fn is_null(column: &pb::Column, row: usize) -> bool {
+    column
+        .null_mask
+        .get(row / 8)
+        .is_some_and(|b| b & (1 << (row % 8)) != 0)
+}
+
+/// Appends row `row` of a wire column as a CSV field, as [`value_text`] writes it.
+fn push_cell(out: &mut String, column: &pb::Column, row: usize) {
+    use pb::column::Values;
+    if is_null(column, row) {
+        return;
     }
+    match &column.values {
+        Some(Values::Int64Values(v)) => {
+            if let Some(v) = v.values.get(row) {
+                out.push_str(itoa::Buffer::new().format(*v));
+            }
+        }
+        Some(Values::TimestampValues(v)) => {
+            if let Some(v) = v.values.get(row) {
+                out.push_str(&mittari_sdk::time::format_timestamp(*v));
+            }
+        }
+        Some(Values::DoubleValues(v)) => {
+            if let Some(v) = v.values.get(row) {
+                push_number(out, *v);
+            }
+        }
+        Some(Values::StringValues(v)) => {
+            if let Some(v) = v.values.get(row) {
+                push_csv_field(out, v);
+            }
+        }
+        Some(Values::BoolValues(v)) => {
+            if let Some(v) = v.values.get(row) {
+                out.push_str(if *v { "true" } else { "false" });
+            }
+        }
+        None => {}
+    }
+}
+
+/// Row `row` of a wire column as a value; `None` for null.
+fn column_value(column: &pb::Column, row: usize) -> Option<pb::Value> {
+    use pb::column::Values;
+    use pb::value::Kind;
+    if is_null(column, row) {
+        return None;
+    }
+    let kind = match column.values.as_ref()? {
+        Values::Int64Values(v) => Kind::Int64Value(*v.values.get(row)?),
+        Values::TimestampValues(v) => Kind::TimestampValue(*v.values.get(row)?),
+        Values::DoubleValues(v) => Kind::DoubleValue(*v.values.get(row)?),
+        Values::StringValues(v) => Kind::StringValue(v.values.get(row)?.clone()),
+        Values::BoolValues(v) => Kind::BoolValue(*v.values.get(row)?),
+    };
+    Some(pb::Value { kind: Some(kind) })
+}
+
+/// Group `group`'s value in a scalar column; `None` when undefined.
+fn column_scalar_value(column: &pb::ScalarColumn, group: usize) -> Option<f64> {
+    match column.undefined.get(group) {
+        Some(&reason) if reason != 0 => None,
+        _ => column.values.get(group).copied(),
+    }
+}
+
+/// Group `group` of a scalar column as a scalar.
+fn column_scalar(column: &pb::ScalarColumn, group: usize) -> pb::Scalar {
+    let undefined_reason = match column.undefined.get(group) {
+        Some(&reason) if reason != 0 => column
+            .undefined_reasons
+            .get(reason as usize - 1)
+            .cloned()
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let confidence_interval = column.confidence_intervals.as_ref().and_then(|ci| {
+        let level = *ci.level.get(group)?;
+        (level != 0.0).then(|| pb::ConfidenceInterval {
+            lower: ci.lower.get(group).copied().unwrap_or_default(),
+            upper: ci.upper.get(group).copied().unwrap_or_default(),
+            level,
+        })
+    });
+    pb::Scalar {
+        name: column.name.clone(),
+        value: column_scalar_value(column, group),
+        unit: column.unit.clone(),
+        confidence_interval,
+        undefined_reason,
+    }
+}
+
+/// One group of columnar grouped results, as the renderings that print group by group use it.
+pub(crate) struct GroupView {
+    /// `(column, value)` per group column; `None` for the null group.
+    pub(crate) key: Vec<(String, Option<pb::Value>)>,
+    pub(crate) rows: u64,
+    pub(crate) results: pb::Results,
+}
+
+/// The groups of `grouped`, in order; one pass over the columns, warnings and tables.
+pub(crate) fn group_views(grouped: &pb::GroupedResults) -> impl Iterator<Item = GroupView> + '_ {
+    // (group, warning) pairs and tables, by group; sorting is stable, so each group's
+    // warnings and tables keep their order.
+    let mut warnings: Vec<(u32, usize)> = grouped
+        .warnings
+        .iter()
+        .enumerate()
+        .flat_map(|(w, gw)| gw.groups.iter().map(move |&g| (g, w)))
+        .collect();
+    warnings.sort_by_key(|&(group, _)| group);
+    let mut tables: Vec<&pb::GroupTable> = grouped.tables.iter().collect();
+    tables.sort_by_key(|t| t.group);
+    let (mut next_warning, mut next_table) = (0, 0);
+    grouped.rows.iter().enumerate().map(move |(group, &rows)| {
+        let mut results = pb::Results {
+            scalars: grouped
+                .scalars
+                .iter()
+                .map(|c| column_scalar(c, group))
+                .collect(),
+            ..pb::Results::default()
+        };
+        while let Some(&(g, w)) = warnings.get(next_warning)
+            && g as usize <= group
+        {
+            if g as usize == group {
+                let warning = grouped.warnings[w].warning.clone().unwrap_or_default();
+                results.warnings.push(warning);
+            }
+            next_warning += 1;
+        }
+        while let Some(table) = tables.get(next_table)
+            && table.group as usize <= group
+        {
+            if table.group as usize == group {
+                results.tables.push(pb::ResultTable {
+                    name: table.name.clone(),
+                    table: table.table.clone(),
+                });
+            }
+            next_table += 1;
+        }
+        GroupView {
+            key: grouped
+                .keys
+                .iter()
+                .map(|k| (k.name.clone(), column_value(k, group)))
+                .collect(),
+            rows,
+            results,
+        }
+    })
 }
 
 pub(crate) fn metric_list(metrics: &[pb::MetricSummary]) -> String {
@@ -737,20 +823,49 @@ mod tests {
         }
     }
 
-    fn group(key: &str, scalars: Vec<pb::Scalar>) -> pb::GroupResults {
-        pb::GroupResults {
-            key: vec![pb::GroupKey {
-                column: "region".to_owned(),
-                value: Some(pb::Value {
-                    kind: Some(pb::value::Kind::StringValue(key.to_owned())),
-                }),
+    /// NPS by region over three groups: `"a,b"` has no interval and no `b`, `north` has both,
+    /// `south` has no NPS value; the first and last groups carry a warning.
+    fn grouped() -> pb::GroupedResults {
+        use pb::column::Values;
+        pb::GroupedResults {
+            keys: vec![pb::Column {
+                name: "region".to_owned(),
+                values: Some(Values::StringValues(pb::StringValues {
+                    values: vec!["a,b".to_owned(), "north".to_owned(), "south".to_owned()],
+                })),
+                null_mask: Vec::new(),
             }],
-            results: Some(pb::Results {
-                scalars,
-                tables: Vec::new(),
-                warnings: Vec::new(),
-            }),
-            rows: 2,
+            rows: vec![2, 2, 2],
+            scalars: vec![
+                pb::ScalarColumn {
+                    name: "nps".to_owned(),
+                    unit: "points".to_owned(),
+                    values: vec![40.0, -12.5, 0.0],
+                    undefined: vec![0, 0, 1],
+                    undefined_reasons: vec!["no responses".to_owned()],
+                    confidence_intervals: Some(pb::ConfidenceIntervals {
+                        lower: vec![0.0, -30.25, 0.0],
+                        upper: vec![0.0, 5.0, 0.0],
+                        level: vec![0.0, 0.95, 0.0],
+                    }),
+                },
+                pb::ScalarColumn {
+                    name: "b".to_owned(),
+                    unit: String::new(),
+                    values: vec![0.0, 1e-300, 3.0],
+                    undefined: vec![1, 0, 0],
+                    undefined_reasons: vec!["no value".to_owned()],
+                    confidence_intervals: None,
+                },
+            ],
+            warnings: vec![pb::GroupedWarning {
+                warning: Some(pb::Warning {
+                    code: "small_sample".to_owned(),
+                    message: "only 2".to_owned(),
+                }),
+                groups: vec![0, 2],
+            }],
+            tables: Vec::new(),
         }
     }
 
@@ -759,34 +874,57 @@ mod tests {
     }
 
     #[test]
-    fn csv_rows_keep_the_header_columns_when_groups_differ() {
-        let groups = vec![
-            // No interval, no `b`: empty cells where the others have them.
-            group("a,b", vec![scalar("nps", Some(40.0), None)]),
-            group(
-                "north",
-                vec![
-                    scalar("nps", Some(-12.5), Some((-30.25, 5.0))),
-                    scalar("b", Some(1e-300), None),
-                ],
-            ),
-            // Another order, and an undefined value.
-            group(
-                "south",
-                vec![scalar("b", Some(3.0), None), scalar("nps", None, None)],
-            ),
-        ];
+    fn csv_has_a_row_per_group_with_empty_cells_for_what_a_group_lacks() {
         check_csv(
             pb::ComputeResponse {
                 metric: "nps".to_owned(),
                 results: None,
-                groups,
+                grouped: Some(grouped()),
                 rows: 6,
             },
             "region,rows,nps,nps_lower,nps_upper,b\n\
              \"a,b\",2,40,,,\n\
              north,2,-12.5,-30.25,5,1e-300\n\
              south,2,,,,3\n",
+        );
+    }
+
+    #[test]
+    fn group_views_give_each_group_its_scalars_and_warnings() {
+        let grouped = grouped();
+        let views: Vec<(String, Vec<String>, usize)> = group_views(&grouped)
+            .map(|g| {
+                (
+                    value_text(g.key[0].1.as_ref()),
+                    g.results
+                        .scalars
+                        .iter()
+                        .map(|s| {
+                            let text =
+                                format!("{}={} {}", s.name, scalar_text(s), interval_text(s));
+                            text.trim_end().to_owned()
+                        })
+                        .collect(),
+                    g.results.warnings.len(),
+                )
+            })
+            .collect();
+        let s = |v: &[&str]| v.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            views,
+            vec![
+                ("a,b".to_owned(), s(&["nps=40", "b=undefined: no value"]), 1),
+                (
+                    "north".to_owned(),
+                    s(&["nps=-12.5 95% [-30.25, 5]", "b=0"]),
+                    0
+                ),
+                (
+                    "south".to_owned(),
+                    s(&["nps=undefined: no responses", "b=3"]),
+                    1
+                ),
+            ]
         );
     }
 
@@ -800,7 +938,7 @@ mod tests {
                     tables: Vec::new(),
                     warnings: Vec::new(),
                 }),
-                groups: Vec::new(),
+                grouped: None,
                 rows: 4,
             },
             "nps,nps_lower,nps_upper\n25,-1.5,51.5\n",

@@ -17,10 +17,17 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::AtomicBool;
 
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
-use arrow_array::{Array, RecordBatch, StructArray};
+use arrow_array::types::{Float64Type, UInt32Type};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StructArray, UInt32Array};
 use serde::{Deserialize, Serialize};
 
+use crate::grouped::{
+    ConfidenceIntervals, GroupTable, GroupedBuilder, GroupedOutput, GroupedWarning, ScalarColumn,
+};
 use crate::{Input, Metric, MetricError, Params, Scalar, Warning};
 
 /// `extern "C" fn() -> u32`: the ABI version the library implements. The host calls it before
@@ -143,6 +150,63 @@ pub struct PluginVTable {
     pub free_bytes: unsafe extern "C" fn(bytes: OwnedBytes),
     /// Frees a table list this library handed out, releasing any array still in it.
     pub free_tables: unsafe extern "C" fn(tables: OwnedTables),
+    /// Computes metric `index` once per group, in one call (ABI version 3): a request with a
+    /// million groups makes a few hundred calls rather than a million.
+    /// - `params`, `input_array`, `input_schema`, `cancel`: as for `compute`; the input holds
+    ///   the rows of every group.
+    /// - `group_rows`/`group_rows_len`: row indices into the input, group after group;
+    ///   `group_starts` has `groups + 1` offsets into them: group `g`'s rows are
+    ///   `group_rows[group_starts[g]..group_starts[g + 1]]`. Both borrowed for the call.
+    /// - on [`STATUS_OK`]: `out_meta` holds JSON ([`GroupedMeta`]) and `out_tables` the scalar
+    ///   columns as one table (when the meta has any), then the result tables it names; on
+    ///   [`STATUS_ERROR`]: a JSON [`MetricError`] whose row, if any, is a row of the input
+    ///   (not of the group).
+    pub compute_groups: unsafe extern "C" fn(
+        index: usize,
+        params: *const u8,
+        params_len: usize,
+        input_array: *mut FFI_ArrowArray,
+        input_schema: *const FFI_ArrowSchema,
+        group_rows: *const u32,
+        group_rows_len: usize,
+        group_starts: *const u64,
+        groups: usize,
+        cancel: *const AtomicBool,
+        out_meta: *mut OwnedBytes,
+        out_tables: *mut OwnedTables,
+    ) -> u32,
+}
+
+/// ABI version 2, which hosts still load: the vtable without `compute_groups`. The host calls
+/// such a plugin once per group.
+pub mod v2 {
+    use std::sync::atomic::AtomicBool;
+
+    use super::{FFI_ArrowArray, FFI_ArrowSchema, OwnedBytes, OwnedTables};
+
+    /// `mittari_plugin_abi_version` of a version-2 library.
+    pub const ABI_VERSION: u32 = 2;
+
+    /// The vtable of a version-2 library: [`super::PluginVTable`] up to `free_tables`.
+    #[repr(C)]
+    #[derive(Debug)]
+    pub struct PluginVTable {
+        pub abi_version: u32,
+        pub metric_count: unsafe extern "C" fn() -> usize,
+        pub describe: unsafe extern "C" fn(index: usize, out: *mut OwnedBytes) -> u32,
+        pub compute: unsafe extern "C" fn(
+            index: usize,
+            params: *const u8,
+            params_len: usize,
+            input_array: *mut FFI_ArrowArray,
+            input_schema: *const FFI_ArrowSchema,
+            cancel: *const AtomicBool,
+            out_meta: *mut OwnedBytes,
+            out_tables: *mut OwnedTables,
+        ) -> u32,
+        pub free_bytes: unsafe extern "C" fn(bytes: OwnedBytes),
+        pub free_tables: unsafe extern "C" fn(tables: OwnedTables),
+    }
 }
 
 /// ABI version 1, which hosts still load: the same vtable but for a `compute` without the
@@ -183,6 +247,176 @@ pub struct ComputeMeta {
     pub table_names: Vec<String>,
 }
 
+/// The non-table part of a `compute_groups` result. The scalar columns travel as one table of
+/// float64 and uint32 columns, for each scalar column in order: its values; its `undefined`
+/// entries, if `undefined`; and its interval `lower`, `upper` and `level`, if `intervals`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupedMeta {
+    pub groups: usize,
+    pub columns: Vec<ColumnMeta>,
+    pub warnings: Vec<GroupedWarning>,
+    /// The group and name of each result table after the scalar table, in order.
+    pub table_groups: Vec<u32>,
+    pub table_names: Vec<String>,
+}
+
+/// One scalar column of a [`GroupedMeta`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnMeta {
+    pub name: String,
+    pub undefined_reasons: Vec<String>,
+    pub undefined: bool,
+    pub intervals: bool,
+}
+
+impl GroupedMeta {
+    /// Splits grouped results into what crosses the boundary: the meta, the scalar table (when
+    /// there are scalar columns) and the result tables.
+    pub fn split(output: GroupedOutput) -> (GroupedMeta, Option<RecordBatch>, Vec<RecordBatch>) {
+        let mut columns = Vec::with_capacity(output.scalars.len());
+        let mut arrays: Vec<(String, ArrayRef)> = Vec::new();
+        for (i, c) in output.scalars.into_iter().enumerate() {
+            columns.push(ColumnMeta {
+                name: c.name,
+                undefined_reasons: c.undefined_reasons,
+                undefined: !c.undefined.is_empty(),
+                intervals: c.confidence_intervals.is_some(),
+            });
+            arrays.push((format!("{i}"), Arc::new(Float64Array::from(c.values))));
+            if !c.undefined.is_empty() {
+                arrays.push((
+                    format!("{i}.undefined"),
+                    Arc::new(UInt32Array::from(c.undefined)),
+                ));
+            }
+            if let Some(ci) = c.confidence_intervals {
+                for (bound, values) in [
+                    ("lower", ci.lower),
+                    ("upper", ci.upper),
+                    ("level", ci.level),
+                ] {
+                    arrays.push((format!("{i}.{bound}"), Arc::new(Float64Array::from(values))));
+                }
+            }
+        }
+        let scalars = if arrays.is_empty() {
+            None
+        } else {
+            // Columns of equal length, of names made unique above: cannot fail.
+            RecordBatch::try_from_iter(arrays).ok()
+        };
+        let (table_groups, (table_names, tables)): (Vec<u32>, (Vec<String>, Vec<RecordBatch>)) =
+            output
+                .tables
+                .into_iter()
+                .map(|t| (t.group, (t.name, t.table)))
+                .unzip();
+        let meta = GroupedMeta {
+            groups: output.groups,
+            columns,
+            warnings: output.warnings,
+            table_groups,
+            table_names,
+        };
+        (meta, scalars, tables)
+    }
+
+    /// Joins what [`GroupedMeta::split`] split, checking the shapes the meta promises.
+    pub fn join(self, mut tables: Vec<RecordBatch>) -> Result<GroupedOutput, MetricError> {
+        let bad = |what: String| MetricError::failed(format!("malformed grouped result: {what}"));
+        let expected = usize::from(!self.columns.is_empty()) + self.table_names.len();
+        if tables.len() != expected || self.table_groups.len() != self.table_names.len() {
+            return Err(bad(format!(
+                "{} tables for {} scalar columns and {} result tables",
+                tables.len(),
+                self.columns.len(),
+                self.table_names.len()
+            )));
+        }
+        let result_tables = tables.split_off(usize::from(!self.columns.is_empty()));
+        let mut arrays = tables
+            .first()
+            .map(|t| t.columns().to_vec())
+            .unwrap_or_default()
+            .into_iter();
+        let groups = self.groups;
+        let next_f64 = |arrays: &mut std::vec::IntoIter<ArrayRef>,
+                        what: &str|
+         -> Result<Vec<f64>, MetricError> {
+            let array = arrays
+                .next()
+                .ok_or_else(|| bad(format!("no {what} column")))?;
+            let values = array
+                .as_primitive_opt::<Float64Type>()
+                .filter(|a| a.len() == groups && a.null_count() == 0)
+                .ok_or_else(|| bad(format!("{what} is not {groups} float64 values")))?;
+            Ok(values.values().to_vec())
+        };
+        let mut scalars = Vec::with_capacity(self.columns.len());
+        for column in self.columns {
+            let values = next_f64(&mut arrays, &column.name)?;
+            let undefined = if column.undefined {
+                let array = arrays
+                    .next()
+                    .ok_or_else(|| bad("no undefined column".into()))?;
+                let undefined = array
+                    .as_primitive_opt::<UInt32Type>()
+                    .filter(|a| a.len() == self.groups && a.null_count() == 0)
+                    .ok_or_else(|| bad(format!("undefined of {} is malformed", column.name)))?;
+                if undefined
+                    .values()
+                    .iter()
+                    .any(|&r| r as usize > column.undefined_reasons.len())
+                {
+                    return Err(bad(format!("undefined of {} names no reason", column.name)));
+                }
+                undefined.values().to_vec()
+            } else {
+                Vec::new()
+            };
+            let confidence_intervals = if column.intervals {
+                Some(ConfidenceIntervals {
+                    lower: next_f64(&mut arrays, "lower")?,
+                    upper: next_f64(&mut arrays, "upper")?,
+                    level: next_f64(&mut arrays, "level")?,
+                })
+            } else {
+                None
+            };
+            scalars.push(ScalarColumn {
+                name: column.name,
+                unit: String::new(),
+                values,
+                undefined,
+                undefined_reasons: column.undefined_reasons,
+                confidence_intervals,
+            });
+        }
+        if self
+            .warnings
+            .iter()
+            .flat_map(|w| &w.groups)
+            .chain(&self.table_groups)
+            .any(|&g| g as usize >= self.groups)
+        {
+            return Err(bad("a warning or table names a group out of range".into()));
+        }
+        let tables = self
+            .table_groups
+            .into_iter()
+            .zip(self.table_names)
+            .zip(result_tables)
+            .map(|((group, name), table)| GroupTable { group, name, table })
+            .collect();
+        Ok(GroupedOutput {
+            groups: self.groups,
+            scalars,
+            warnings: self.warnings,
+            tables,
+        })
+    }
+}
+
 /// The set of metrics a library provides; implemented by [`crate::export_plugin!`].
 pub trait PluginMetrics: 'static {
     fn metrics() -> &'static [Box<dyn Metric>];
@@ -197,6 +431,7 @@ pub const fn vtable<P: PluginMetrics>() -> PluginVTable {
         compute: compute::<P>,
         free_bytes,
         free_tables,
+        compute_groups: compute_groups::<P>,
     }
 }
 
@@ -309,6 +544,84 @@ unsafe extern "C" fn describe<P: PluginMetrics>(index: usize, out: *mut OwnedByt
     unsafe { write_json(out, result) }
 }
 
+/// Decodes the host's parameter JSON; null means none.
+///
+/// # Safety
+/// `params..params + len` must be a live byte slice for the call (or `params` null).
+unsafe fn decode_params(params: *const u8, len: usize) -> Result<Params, MetricError> {
+    if params.is_null() {
+        return Ok(Params::new());
+    }
+    // SAFETY: the host guarantees params..params+len is a live byte slice for the call.
+    let bytes = unsafe { std::slice::from_raw_parts(params, len) };
+    serde_json::from_slice(bytes)
+        .map_err(|e| MetricError::failed(format!("cannot decode parameters: {e}")))
+}
+
+/// Imports the host's input table (already moved out of the host's struct).
+///
+/// # Safety
+/// `schema` must be null or the schema of `array`, valid for the call.
+unsafe fn import_input(
+    array: Option<FFI_ArrowArray>,
+    schema: *const FFI_ArrowSchema,
+) -> Result<RecordBatch, MetricError> {
+    let (Some(array), false) = (array, schema.is_null()) else {
+        return Err(MetricError::failed("the host passed no input table"));
+    };
+    // SAFETY: array and schema come from the host's to_ffi of one struct array.
+    let data = unsafe { from_ffi(array, &*schema) }
+        .map_err(|e| MetricError::failed(format!("cannot import the input table: {e}")))?;
+    Ok(RecordBatch::from(StructArray::from(data)))
+}
+
+fn export_tables(
+    tables: impl IntoIterator<Item = (String, RecordBatch)>,
+) -> Result<Vec<OwnedTable>, MetricError> {
+    tables
+        .into_iter()
+        .map(|(name, table)| {
+            let data = StructArray::from(table).into_data();
+            let (array, schema) = to_ffi(&data).map_err(|e| {
+                MetricError::failed(format!("cannot export result table {name}: {e}"))
+            })?;
+            Ok(OwnedTable { array, schema })
+        })
+        .collect()
+}
+
+/// Writes a computation's result into the out-parameters and returns its status.
+///
+/// # Safety
+/// Both pointers must be non-null and valid for writes.
+unsafe fn write_result(
+    result: Result<(Vec<u8>, Vec<OwnedTable>), MetricError>,
+    out_meta: *mut OwnedBytes,
+    out_tables: *mut OwnedTables,
+) -> u32 {
+    let meta = match result {
+        Ok((meta, tables)) => {
+            let mut tables = std::mem::ManuallyDrop::new(tables);
+            // SAFETY: the caller guarantees validity for writes.
+            unsafe {
+                out_tables.write(OwnedTables {
+                    ptr: tables.as_mut_ptr(),
+                    len: tables.len(),
+                    cap: tables.capacity(),
+                });
+            }
+            Ok(meta)
+        }
+        Err(error) => {
+            // SAFETY: as above.
+            unsafe { out_tables.write(OwnedTables::empty()) };
+            Err(error)
+        }
+    };
+    // SAFETY: as above.
+    unsafe { write_json(out_meta, meta) }
+}
+
 unsafe extern "C" fn compute<P: PluginMetrics>(
     index: usize,
     params: *const u8,
@@ -328,21 +641,9 @@ unsafe extern "C" fn compute<P: PluginMetrics>(
         .then(|| unsafe { FFI_ArrowArray::from_raw(input_array) });
     let result = guarded(|| {
         let metric = metric::<P>(index)?;
-        let params: Params = if params.is_null() {
-            Params::new()
-        } else {
-            // SAFETY: the host guarantees params..params+len is a live byte slice for the call.
-            let bytes = unsafe { std::slice::from_raw_parts(params, params_len) };
-            serde_json::from_slice(bytes)
-                .map_err(|e| MetricError::failed(format!("cannot decode parameters: {e}")))?
-        };
-        let (Some(array), false) = (array, input_schema.is_null()) else {
-            return Err(MetricError::failed("the host passed no input table"));
-        };
-        // SAFETY: array and schema come from the host's to_ffi of one struct array.
-        let data = unsafe { from_ffi(array, &*input_schema) }
-            .map_err(|e| MetricError::failed(format!("cannot import the input table: {e}")))?;
-        let batch = RecordBatch::from(StructArray::from(data));
+        // SAFETY: the host passes a live parameter slice and the input's schema.
+        let params = unsafe { decode_params(params, params_len) }?;
+        let batch = unsafe { import_input(array, input_schema) }?;
         // SAFETY: the host keeps the flag alive for the call; null means never cancelled.
         let input = match unsafe { cancel.as_ref() } {
             Some(cancel) => Input::cancellable(&batch, cancel),
@@ -350,17 +651,9 @@ unsafe extern "C" fn compute<P: PluginMetrics>(
         };
         let output = metric.compute(&input, &params)?;
         check_finite(&output.scalars)?;
-
-        let mut table_names = Vec::with_capacity(output.tables.len());
-        let mut tables = Vec::with_capacity(output.tables.len());
-        for (name, table) in output.tables {
-            let data = StructArray::from(table).into_data();
-            let (array, schema) = to_ffi(&data).map_err(|e| {
-                MetricError::failed(format!("cannot export result table {name}: {e}"))
-            })?;
-            tables.push(OwnedTable { array, schema });
-            table_names.push(name);
-        }
+        let (table_names, tables): (Vec<String>, Vec<RecordBatch>) =
+            output.tables.into_iter().unzip();
+        let tables = export_tables(table_names.iter().cloned().zip(tables))?;
         let meta = to_json(&ComputeMeta {
             scalars: output.scalars,
             warnings: output.warnings,
@@ -368,27 +661,110 @@ unsafe extern "C" fn compute<P: PluginMetrics>(
         })?;
         Ok((meta, tables))
     });
-    let meta = match result {
-        Ok((meta, tables)) => {
-            let mut tables = std::mem::ManuallyDrop::new(tables);
-            // SAFETY: checked non-null above; the host guarantees validity for writes.
-            unsafe {
-                out_tables.write(OwnedTables {
-                    ptr: tables.as_mut_ptr(),
-                    len: tables.len(),
-                    cap: tables.capacity(),
-                });
+    // SAFETY: checked non-null above; the host guarantees validity for writes.
+    unsafe { write_result(result, out_meta, out_tables) }
+}
+
+/// A group's error with its row translated from the group's table to the input's.
+fn in_input_rows(error: MetricError, group_rows: &[u32]) -> MetricError {
+    match error {
+        MetricError::InvalidInput {
+            column,
+            row: Some(row),
+            message,
+        } => MetricError::InvalidInput {
+            column,
+            row: Some(
+                group_rows
+                    .get(row as usize)
+                    .map_or(row, |&input_row| u64::from(input_row)),
+            ),
+            message,
+        },
+        other => other,
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the C ABI's signature
+unsafe extern "C" fn compute_groups<P: PluginMetrics>(
+    index: usize,
+    params: *const u8,
+    params_len: usize,
+    input_array: *mut FFI_ArrowArray,
+    input_schema: *const FFI_ArrowSchema,
+    group_rows: *const u32,
+    group_rows_len: usize,
+    group_starts: *const u64,
+    groups: usize,
+    cancel: *const AtomicBool,
+    out_meta: *mut OwnedBytes,
+    out_tables: *mut OwnedTables,
+) -> u32 {
+    if out_meta.is_null() || out_tables.is_null() {
+        return STATUS_BAD_CALL;
+    }
+    // Take ownership of the input before anything can fail, so it is released exactly once.
+    let array = (!input_array.is_null())
+        // SAFETY: the host passes a valid, initialized array that moves to us.
+        .then(|| unsafe { FFI_ArrowArray::from_raw(input_array) });
+    let result = guarded(|| {
+        let metric = metric::<P>(index)?;
+        // SAFETY: the host passes a live parameter slice and the input's schema.
+        let params = unsafe { decode_params(params, params_len) }?;
+        let batch = unsafe { import_input(array, input_schema) }?;
+        if group_starts.is_null() || (group_rows.is_null() && group_rows_len > 0) {
+            return Err(MetricError::failed("the host passed no groups"));
+        }
+        // SAFETY: the host passes `groups + 1` offsets and `group_rows_len` row indices, live
+        // for the call; a null `group_rows` only with no rows.
+        let starts = unsafe { std::slice::from_raw_parts(group_starts, groups + 1) };
+        let rows: &[u32] = if group_rows.is_null() {
+            &[]
+        } else {
+            unsafe { std::slice::from_raw_parts(group_rows, group_rows_len) }
+        };
+        // SAFETY: the host keeps the flag alive for the call; null means never cancelled.
+        let cancel = unsafe { cancel.as_ref() };
+        let mut builder = GroupedBuilder::new();
+        for group in 0..groups {
+            if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Err(MetricError::Cancelled);
             }
-            Ok(meta)
+            let group_rows = usize::try_from(starts[group])
+                .ok()
+                .zip(usize::try_from(starts[group + 1]).ok())
+                .and_then(|(start, end)| rows.get(start..end))
+                .ok_or_else(|| {
+                    MetricError::failed(format!(
+                        "the host passed group {group}'s rows out of range"
+                    ))
+                })?;
+            let indices = UInt32Array::from(group_rows.to_vec());
+            let group_batch =
+                arrow_select::take::take_record_batch(&batch, &indices).map_err(|e| {
+                    MetricError::failed(format!("cannot select group {group}'s rows: {e}"))
+                })?;
+            let input = match cancel {
+                Some(cancel) => Input::cancellable(&group_batch, cancel),
+                None => Input::new(&group_batch),
+            };
+            let output = metric
+                .compute(&input, &params)
+                .map_err(|e| in_input_rows(e, group_rows))?;
+            check_finite(&output.scalars)?;
+            builder.push(output).map_err(MetricError::failed)?;
         }
-        Err(error) => {
-            // SAFETY: as above.
-            unsafe { out_tables.write(OwnedTables::empty()) };
-            Err(error)
-        }
-    };
-    // SAFETY: checked non-null above.
-    unsafe { write_json(out_meta, meta) }
+        let (meta, scalars, tables) = GroupedMeta::split(builder.finish());
+        let tables = export_tables(
+            scalars
+                .map(|t| ("scalars".to_owned(), t))
+                .into_iter()
+                .chain(meta.table_names.iter().cloned().zip(tables)),
+        )?;
+        Ok((to_json(&meta)?, tables))
+    });
+    // SAFETY: checked non-null above; the host guarantees validity for writes.
+    unsafe { write_result(result, out_meta, out_tables) }
 }
 
 unsafe extern "C" fn free_bytes(bytes: OwnedBytes) {

@@ -36,6 +36,7 @@
 pub mod abi;
 mod descriptor;
 mod error;
+pub mod grouped;
 mod input;
 mod metric;
 mod output;
@@ -56,10 +57,11 @@ pub use metric::Metric;
 pub use output::{ConfidenceInterval, Output, Scalar, Warning, result_table};
 pub use params::{ParamValue, Params};
 
-/// The version of the plugin ABI this SDK implements: 2, whose `compute` takes a cancellation
-/// flag. The host also loads libraries of version 1 ([`abi::v1`]), which cannot be cancelled,
-/// and refuses any other version.
-pub const ABI_VERSION: u32 = 2;
+/// The version of the plugin ABI this SDK implements: 3, which computes many groups in one
+/// call (`compute_groups`). The host also loads libraries of version 2 ([`abi::v2`], called
+/// once per group) and 1 ([`abi::v1`], which cannot be cancelled either), and refuses any
+/// other version.
+pub const ABI_VERSION: u32 = 3;
 
 /// Imports for a plugin crate: `use mittari_sdk::prelude::*;`.
 pub mod prelude {

@@ -71,7 +71,7 @@ impl Scalar {
 }
 
 /// A warning about the result, for example a sample too small for the interval to be reliable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Warning {
     /// Stable, machine-readable, snake_case.
     pub code: String,

@@ -13,8 +13,8 @@ use arrow_array::{
 use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{Field as ArrowField, Schema};
 use mittari_engine::{
-    ColumnSpec, ComputeOutcome, DataType, EngineError, Field, MetricDescriptor, MetricResults,
-    OutputSpec, ParamValue, ParameterSpec, Range, TableSpec, Violation,
+    ColumnSpec, ComputeOutcome, DataType, EngineError, Field, GroupedResults, MetricDescriptor,
+    MetricResults, OutputSpec, ParamValue, ParameterSpec, Range, TableSpec, Violation,
 };
 use mittari_proto::v1 as pb;
 
@@ -412,48 +412,51 @@ pub fn table_to_batch(table: pb::Table) -> Result<RecordBatch, ServiceError> {
 /// that of plugin result tables, and the CLI builds batches from them.
 /// Columns are converted in parallel: a million-row result is a copy per column.
 pub fn batch_to_table(batch: &RecordBatch) -> pb::Table {
-    use pb::column::Values;
     use rayon::prelude::*;
     let schema = batch.schema();
     let columns = schema
         .fields()
         .par_iter()
         .zip(batch.columns())
-        .map(|(field, array)| {
-            let values = if let Some(a) = array.as_primitive_opt::<Int64Type>() {
-                Values::Int64Values(pb::Int64Values {
-                    values: a.values().to_vec(),
-                })
-            } else if let Some(a) = array.as_primitive_opt::<Float64Type>() {
-                Values::DoubleValues(pb::DoubleValues {
-                    values: a.values().to_vec(),
-                })
-            } else if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
-                Values::TimestampValues(pb::Int64Values {
-                    values: a.values().to_vec(),
-                })
-            } else if let Some(a) = array.as_boolean_opt() {
-                Values::BoolValues(pb::BoolValues {
-                    values: a.values().iter().collect(),
-                })
-            } else if let Some(a) = array.as_string_opt::<i32>() {
-                Values::StringValues(pb::StringValues {
-                    values: a.iter().map(|s| s.unwrap_or_default().to_owned()).collect(),
-                })
-            } else {
-                // Unreachable for checked batches; a column of strings says what happened.
-                Values::StringValues(pb::StringValues {
-                    values: vec![format!("unsupported type {}", field.data_type()); array.len()],
-                })
-            };
-            pb::Column {
-                name: field.name().clone(),
-                values: Some(values),
-                null_mask: mask_from_nulls(array.logical_nulls().as_ref()),
-            }
-        })
+        .map(|(field, array)| array_to_column(field.name(), array))
         .collect();
     pb::Table { columns }
+}
+
+/// An Arrow array as a wire column (of the five wire types; see [`batch_to_table`]).
+fn array_to_column(name: &str, array: &ArrayRef) -> pb::Column {
+    use pb::column::Values;
+    let values = if let Some(a) = array.as_primitive_opt::<Int64Type>() {
+        Values::Int64Values(pb::Int64Values {
+            values: a.values().to_vec(),
+        })
+    } else if let Some(a) = array.as_primitive_opt::<Float64Type>() {
+        Values::DoubleValues(pb::DoubleValues {
+            values: a.values().to_vec(),
+        })
+    } else if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
+        Values::TimestampValues(pb::Int64Values {
+            values: a.values().to_vec(),
+        })
+    } else if let Some(a) = array.as_boolean_opt() {
+        Values::BoolValues(pb::BoolValues {
+            values: a.values().iter().collect(),
+        })
+    } else if let Some(a) = array.as_string_opt::<i32>() {
+        Values::StringValues(pb::StringValues {
+            values: a.iter().map(|s| s.unwrap_or_default().to_owned()).collect(),
+        })
+    } else {
+        // Unreachable for checked batches; a column of strings says what happened.
+        Values::StringValues(pb::StringValues {
+            values: vec![format!("unsupported type {}", array.data_type()); array.len()],
+        })
+    };
+    pb::Column {
+        name: name.to_owned(),
+        values: Some(values),
+        null_mask: mask_from_nulls(array.logical_nulls().as_ref()),
+    }
 }
 
 fn results_to_proto(results: MetricResults) -> pb::Results {
@@ -492,26 +495,58 @@ fn results_to_proto(results: MetricResults) -> pb::Results {
     }
 }
 
+fn grouped_to_proto(grouped: GroupedResults) -> pb::GroupedResults {
+    pb::GroupedResults {
+        keys: grouped
+            .keys
+            .iter()
+            .map(|(name, array)| array_to_column(name, array))
+            .collect(),
+        rows: grouped.rows,
+        scalars: grouped
+            .scalars
+            .into_iter()
+            .map(|c| pb::ScalarColumn {
+                name: c.name,
+                unit: c.unit,
+                values: c.values,
+                undefined: c.undefined,
+                undefined_reasons: c.undefined_reasons,
+                confidence_intervals: c.confidence_intervals.map(|ci| pb::ConfidenceIntervals {
+                    lower: ci.lower,
+                    upper: ci.upper,
+                    level: ci.level,
+                }),
+            })
+            .collect(),
+        warnings: grouped
+            .warnings
+            .into_iter()
+            .map(|w| pb::GroupedWarning {
+                warning: Some(pb::Warning {
+                    code: w.warning.code,
+                    message: w.warning.message,
+                }),
+                groups: w.groups,
+            })
+            .collect(),
+        tables: grouped
+            .tables
+            .into_iter()
+            .map(|t| pb::GroupTable {
+                group: t.group,
+                name: t.name,
+                table: Some(batch_to_table(&t.table)),
+            })
+            .collect(),
+    }
+}
+
 pub fn outcome_to_proto(outcome: ComputeOutcome) -> pb::ComputeResponse {
     pb::ComputeResponse {
         metric: outcome.metric,
         results: outcome.results.map(results_to_proto),
-        groups: outcome
-            .groups
-            .into_iter()
-            .map(|g| pb::GroupResults {
-                key: g
-                    .key
-                    .into_iter()
-                    .map(|(column, value)| pb::GroupKey {
-                        column,
-                        value: value.as_ref().map(value_to_proto),
-                    })
-                    .collect(),
-                results: Some(results_to_proto(g.results)),
-                rows: g.rows as u64,
-            })
-            .collect(),
+        grouped: outcome.grouped.map(grouped_to_proto),
         rows: outcome.rows as u64,
     }
 }
@@ -523,9 +558,11 @@ mod tests {
     /// The engine refuses results by a lower bound of their encoded size: the bound must never
     /// exceed what the protobuf encoding takes, or a result that fits would be refused.
     #[test]
-    fn result_size_bound_is_below_the_encoded_size() {
-        use mittari_engine::{ConfidenceInterval, Warning};
-        use mittari_engine::{GroupResults, ResultScalar};
+    fn result_size_bounds_are_below_the_encoded_size() {
+        use mittari_engine::{
+            ConfidenceInterval, ConfidenceIntervals, GroupTable, GroupedWarning, ResultScalar,
+            ScalarColumn, Warning,
+        };
         // xorshift: deterministic cases without a dependency.
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move |n: u64| {
@@ -536,7 +573,25 @@ mod tests {
         };
         let text = |next: &mut dyn FnMut(u64) -> u64| "é".repeat(next(4) as usize);
         let number = |next: &mut dyn FnMut(u64) -> u64| [0.0, -0.0, 1.5, 1e300][next(4) as usize];
-        for _ in 0..2000 {
+        let table = |next: &mut dyn FnMut(u64) -> u64| {
+            let rows = next(40) as usize;
+            let columns: Vec<(String, ArrayRef)> = vec![
+                (text(next), Arc::new(Float64Array::from(vec![0.0; rows]))),
+                (text(next), Arc::new(Int64Array::from(vec![0; rows]))),
+                (text(next), Arc::new(StringArray::from(vec![""; rows]))),
+                (text(next), Arc::new(BooleanArray::from(vec![false; rows]))),
+            ];
+            let columns = columns
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, array))| (format!("{name}{i}"), array));
+            RecordBatch::try_from_iter(columns).unwrap()
+        };
+        let warning = |next: &mut dyn FnMut(u64) -> u64| Warning {
+            code: text(next),
+            message: text(next),
+        };
+        for _ in 0..1000 {
             let scalars = (0..next(4))
                 .map(|_| ResultScalar {
                     name: text(&mut next),
@@ -550,64 +605,63 @@ mod tests {
                     undefined_reason: (next(2) == 0).then(|| text(&mut next)),
                 })
                 .collect();
-            let warnings = (0..next(3))
-                .map(|_| Warning {
-                    code: text(&mut next),
-                    message: text(&mut next),
+            let results = MetricResults {
+                scalars,
+                tables: (0..next(2))
+                    .map(|_| (text(&mut next), table(&mut next)))
+                    .collect(),
+                warnings: (0..next(3)).map(|_| warning(&mut next)).collect(),
+            };
+            let bound = results.wire_bytes_lower_bound();
+            let encoded = prost::Message::encoded_len(&results_to_proto(results.clone()));
+            assert!(bound <= encoded, "{bound} > {encoded}: {results:?}");
+
+            let groups = next(5) as usize;
+            let key: ArrayRef = match next(4) {
+                0 => Arc::new(Int64Array::from(vec![0; groups])),
+                1 => Arc::new(BooleanArray::from(vec![None; groups])),
+                2 => Arc::new(Float64Array::from(vec![0.0; groups])),
+                _ => Arc::new(StringArray::from(vec![text(&mut next); groups])),
+            };
+            let scalars = (0..next(3))
+                .map(|_| ScalarColumn {
+                    name: text(&mut next),
+                    unit: text(&mut next),
+                    values: (0..groups).map(|_| number(&mut next)).collect(),
+                    undefined: if next(2) == 0 {
+                        (0..groups).map(|_| next(2) as u32).collect()
+                    } else {
+                        Vec::new()
+                    },
+                    undefined_reasons: vec![text(&mut next)],
+                    confidence_intervals: (next(2) == 0).then(|| ConfidenceIntervals {
+                        lower: (0..groups).map(|_| number(&mut next)).collect(),
+                        upper: (0..groups).map(|_| number(&mut next)).collect(),
+                        level: (0..groups).map(|_| number(&mut next)).collect(),
+                    }),
                 })
                 .collect();
-            let rows = next(40) as usize;
-            let columns: Vec<(String, ArrayRef)> = vec![
-                (
-                    text(&mut next),
-                    Arc::new(Float64Array::from(vec![0.0; rows])),
-                ),
-                (text(&mut next), Arc::new(Int64Array::from(vec![0; rows]))),
-                (text(&mut next), Arc::new(StringArray::from(vec![""; rows]))),
-                (
-                    text(&mut next),
-                    Arc::new(BooleanArray::from(vec![false; rows])),
-                ),
-            ];
-            let columns: Vec<(String, ArrayRef)> = columns
-                .into_iter()
-                .enumerate()
-                .map(|(i, (name, array))| (format!("{name}{i}"), array))
-                .collect();
-            let tables = if next(2) == 0 {
-                vec![(
-                    text(&mut next),
-                    RecordBatch::try_from_iter(columns).unwrap(),
-                )]
-            } else {
-                Vec::new()
+            let grouped = GroupedResults {
+                keys: vec![(text(&mut next), key)],
+                rows: (0..groups).map(|_| next(1000)).collect(),
+                scalars,
+                warnings: (0..next(3))
+                    .map(|_| GroupedWarning {
+                        warning: warning(&mut next),
+                        groups: (0..groups as u32).collect(),
+                    })
+                    .collect(),
+                tables: (0..groups.min(next(3) as usize))
+                    .map(|group| GroupTable {
+                        group: group as u32,
+                        name: text(&mut next),
+                        table: table(&mut next),
+                    })
+                    .collect(),
             };
-            let key_value = match next(5) {
-                0 => None,
-                1 => Some(ParamValue::Int64(0)),
-                2 => Some(ParamValue::Bool(false)),
-                3 => Some(ParamValue::Double(0.0)),
-                _ => Some(ParamValue::String(text(&mut next))),
-            };
-            let group = GroupResults {
-                key: vec![(text(&mut next), key_value)],
-                rows: 1 + next(5) as usize,
-                results: MetricResults {
-                    scalars,
-                    tables,
-                    warnings,
-                },
-            };
-            let bound = group.wire_bytes_lower_bound();
-            let outcome = ComputeOutcome {
-                metric: String::new(),
-                rows: 0,
-                results: None,
-                groups: vec![group.clone()],
-                timings: mittari_engine::Timings::default(),
-            };
-            let encoded = prost::Message::encoded_len(&outcome_to_proto(outcome).groups[0]);
-            assert!(bound <= encoded, "{bound} > {encoded}: {group:?}");
+            let bound = grouped.wire_bytes_lower_bound();
+            let encoded = prost::Message::encoded_len(&grouped_to_proto(grouped.clone()));
+            assert!(bound <= encoded, "{bound} > {encoded}: {grouped:?}");
         }
     }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use mittari_engine::{ComputeRequest, Engine, EngineError, Field, ParamValue};
+use mittari_engine::{
+    ComputeRequest, Engine, EngineError, Field, GroupedResults, MetricResults, ParamValue,
+};
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_server::MetricService;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -96,20 +98,14 @@ impl MetricServer {
         self.state
             .telemetry
             .computed(&outcome.metric, outcome.rows, outcome.timings);
-        // Measuring costs a pass over the groups: many groups are large work anyway.
-        let size = if outcome.groups.len() >= SMALL_WORK {
-            usize::MAX
-        } else {
-            outcome
-                .results
+        let size = outcome
+            .results
+            .as_ref()
+            .map_or(0, MetricResults::wire_bytes_lower_bound)
+            + outcome
+                .grouped
                 .as_ref()
-                .map_or(0, |r| r.wire_bytes_lower_bound())
-                + outcome
-                    .groups
-                    .iter()
-                    .map(|g| g.wire_bytes_lower_bound())
-                    .sum::<usize>()
-        };
+                .map_or(0, GroupedResults::wire_bytes_lower_bound);
         off_runtime(size, move || {
             let response = convert::outcome_to_proto(outcome);
             let bytes = prost::Message::encoded_len(&response);
@@ -420,7 +416,7 @@ fn audit(
             %metric,
             code = ?Code::Ok,
             rows = response.rows,
-            groups = response.groups.len(),
+            groups = response.grouped.as_ref().map_or(0, |g| g.rows.len()),
             elapsed_ms,
             "computed metric"
         ),

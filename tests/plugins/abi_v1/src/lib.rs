@@ -1,6 +1,6 @@
 //! Test fixture: a plugin built for ABI version 1, whose `compute` takes no cancellation flag.
-//! Hosts of version 2 still load it; its computations just cannot be cancelled. The version-1
-//! vtable wraps the SDK's version-2 functions, passing "never cancelled".
+//! Hosts of version 3 still load it; its computations just cannot be cancelled. The version-1
+//! vtable wraps the SDK's version-3 functions, passing "never cancelled".
 
 use mittari_sdk::abi::{self, OwnedBytes, OwnedTables, PluginMetrics};
 use mittari_sdk::arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
@@ -54,9 +54,9 @@ impl PluginMetrics for Metrics {
     }
 }
 
-const V2: abi::PluginVTable = abi::vtable::<Metrics>();
+const V3: abi::PluginVTable = abi::vtable::<Metrics>();
 
-/// Version 1's compute: version 2's without the flag.
+/// Version 1's compute: the current one without the flag.
 unsafe extern "C" fn compute_v1(
     index: usize,
     params: *const u8,
@@ -68,7 +68,7 @@ unsafe extern "C" fn compute_v1(
 ) -> u32 {
     // SAFETY: the arguments are the host's, passed on unchanged; null means never cancelled.
     unsafe {
-        (V2.compute)(
+        (V3.compute)(
             index,
             params,
             params_len,
@@ -83,11 +83,11 @@ unsafe extern "C" fn compute_v1(
 
 static VTABLE: abi::v1::PluginVTable = abi::v1::PluginVTable {
     abi_version: abi::v1::ABI_VERSION,
-    metric_count: V2.metric_count,
-    describe: V2.describe,
+    metric_count: V3.metric_count,
+    describe: V3.describe,
     compute: compute_v1,
-    free_bytes: V2.free_bytes,
-    free_tables: V2.free_tables,
+    free_bytes: V3.free_bytes,
+    free_tables: V3.free_tables,
 };
 
 #[unsafe(no_mangle)]
