@@ -9,7 +9,9 @@
 //!   types, nulls, ranges, parameters) before plugin code runs; the plugin receives only its
 //!   declared columns, in their declared types, and a complete parameter set.
 //! - **Group-by**: implemented here, once: rows are partitioned by the group columns and the
-//!   metric runs per group, in parallel, so every metric gets per-segment results.
+//!   metric runs per group, in parallel runs of consecutive groups (one plugin call per run
+//!   for ABI-3 plugins), so every metric gets per-segment results. They come back as columns
+//!   ([`GroupedResults`]), which keeps a million groups to a few hundred MB.
 //! - **Dispatch**: CPU-bound work runs on blocking threads, at most a configured number at
 //!   once, behind a bounded queue; results are checked against the descriptor (declared
 //!   outputs only, never NaN or infinity) before they leave the engine.

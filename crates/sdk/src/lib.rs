@@ -30,7 +30,8 @@
 //! The macro generates the C ABI described in `docs/plugin-abi.md`: an ABI-version symbol the
 //! host checks first, and an entry point returning a `#[repr(C)]` vtable. Table data crosses
 //! the boundary through the Arrow C Data Interface (zero-copy); the small descriptor,
-//! parameters and scalar results cross as JSON. Every exported function catches panics and
+//! parameters and scalar results cross as JSON, except the scalar results of many groups,
+//! which cross as Arrow columns ([`grouped`]). Every exported function catches panics and
 //! reports them as errors, so a bug in a metric fails one request, never the server.
 
 pub mod abi;
