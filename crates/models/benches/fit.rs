@@ -1,15 +1,18 @@
 //! Timings and peak memory of the model fits and the RFM summary, for BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p mittari-models --bench fit -- simulate CUSTOMERS SUMMARY.csv LOG.csv [LOG_ROWS]
+//! cargo bench -p mittari-models --bench fit -- simulate [--shape=day|log] CUSTOMERS SUMMARY.csv LOG.csv [LOG_ROWS]
 //! cargo bench -p mittari-models --bench fit -- fit SUMMARY.csv [MODELS]
 //! cargo bench -p mittari-models --bench fit -- rfm LOG.csv
 //! ```
 //!
-//! `simulate` draws customers from BG/NBD and Gamma-Gamma at CDNOW-like parameters, purchases
-//! on days over a 39-week window with a 12-week acquisition period, and writes their
-//! lifetimes-style summary (weeks, at day resolution) and, for the first LOG_ROWS
-//! transactions' customers, the transaction log. `fit` and `rfm` print one JSON object per
+//! `simulate` draws customers from BG/NBD and Gamma-Gamma at CDNOW-like parameters and writes
+//! their lifetimes-style summary (in weeks) and, for the first LOG_ROWS transactions'
+//! customers, the transaction log. Two shapes of data:
+//! - `day` (the default): purchases on days over a 39-week window with a 12-week acquisition
+//!   period, as in CDNOW; many customers share a history (about 1 in 10 is distinct).
+//! - `log`: purchases timestamped to the second, customers acquired over three years and
+//!   observed over four, as in a transaction log; nearly every history is distinct. `fit` and `rfm` print one JSON object per
 //! measurement: seconds (median of 3 runs), estimates, log-likelihood, and the process's peak
 //! resident memory so far.
 // A bench binary reports on standard output and may stop at the first bad input.
@@ -39,8 +42,15 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    let shape = match std::env::args().find_map(|a| a.strip_prefix("--shape=").map(str::to_owned)) {
+        None => Shape::Day,
+        Some(s) if s == "day" => Shape::Day,
+        Some(s) if s == "log" => Shape::Log,
+        Some(other) => panic!("--shape={other}: the shapes are day and log"),
+    };
     match args.first().map(String::as_str) {
         Some("simulate") => simulate(
+            shape,
             args[1].parse().unwrap(),
             &args[2],
             &args[3],
@@ -82,61 +92,92 @@ fn median_of_3<T>(mut run: impl FnMut() -> T) -> (f64, T) {
     (times[1], last.unwrap())
 }
 
-fn simulate(customers: usize, summary_path: &str, log_path: &str, log_rows: usize) {
+/// The shape of simulated data.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// Day resolution, 39 weeks, 12 weeks of acquisition.
+    Day,
+    /// Second resolution, four years, three years of acquisition.
+    Log,
+}
+
+const SECONDS_PER_DAY: f64 = 86_400.0;
+
+fn simulate(shape: Shape, customers: usize, summary_path: &str, log_path: &str, log_rows: usize) {
     let (r, alpha, a, b) = (0.243, 4.414, 0.793, 2.426);
     let (p, q, gamma) = (6.25, 3.74, 15.44);
-    let window = 39.0 * 7.0; // days
+    // In days: the observation window, the acquisition period, and the time resolution.
+    let (window, acquisition, resolution) = match shape {
+        Shape::Day => (39.0 * 7.0, 84.0, 1.0),
+        Shape::Log => (4.0 * 365.25, 3.0 * 365.25, 1.0 / SECONDS_PER_DAY),
+    };
+    let quantize = |day: f64| (day / resolution).floor() * resolution;
     let mut rng = Rng::new(2005);
     let mut summary = BufWriter::new(File::create(summary_path).unwrap());
     let mut log = BufWriter::new(File::create(log_path).unwrap());
     writeln!(summary, "customer_id,frequency,recency,T,monetary_value").unwrap();
     writeln!(log, "customer_id,timestamp,amount").unwrap();
     let mut logged = 0;
-    let mut days: Vec<(i64, f64)> = Vec::new();
+    // (time in days, quantized; amount) of each purchase period.
+    let mut purchases: Vec<(f64, f64)> = Vec::new();
     for id in 0..customers {
-        let first = (rng.uniform() * 84.0).floor();
+        let first = quantize(rng.uniform() * acquisition);
         let lambda = rng.gamma(r) / alpha / 7.0; // per day
         let dropout = rng.beta(a, b);
         let nu = rng.gamma(q) / gamma;
         let spend = |rng: &mut Rng| (rng.gamma(p) / nu * 100.0).round() / 100.0;
-        days.clear();
-        days.push((first as i64, spend(&mut rng)));
+        purchases.clear();
+        purchases.push((first, spend(&mut rng)));
         let mut now = first;
         loop {
             now += -rng.uniform().ln() / lambda;
             if now >= window {
                 break;
             }
-            let day = now.floor() as i64;
+            let time = quantize(now);
             let amount = spend(&mut rng);
-            // Several purchases on one day are one purchase period, their amounts summed.
-            match days.last_mut() {
-                Some(last) if last.0 == day => last.1 += amount,
-                _ => days.push((day, amount)),
+            // Several purchases in one period (a day, or a second) are one purchase, their
+            // amounts summed.
+            match purchases.last_mut() {
+                Some(last) if last.0 == time => last.1 += amount,
+                _ => purchases.push((time, amount)),
             }
             if rng.uniform() < dropout {
                 break;
             }
         }
-        let x = days.len() - 1;
-        let last = days.last().unwrap().0 as f64;
+        let x = purchases.len() - 1;
+        let last = purchases.last().unwrap().0;
         let mean = if x > 0 {
-            days[1..].iter().map(|d| d.1).sum::<f64>() / x as f64
+            purchases[1..].iter().map(|d| d.1).sum::<f64>() / x as f64
         } else {
             0.0
         };
+        // The summary's T runs to the last period observed: the window's last day, or second.
         writeln!(
             summary,
             "c{id},{x},{},{},{}",
             (last - first) / 7.0,
-            (window - 1.0 - first) / 7.0,
+            (window - resolution - first) / 7.0,
             (mean * 100.0).round() / 100.0
         )
         .unwrap();
         if logged < log_rows {
-            for &(day, amount) in &days {
-                let (y, m, d) = civil_from_days(START_DAY + day);
-                writeln!(log, "c{id},{y:04}-{m:02}-{d:02},{amount:.2}").unwrap();
+            for &(time, amount) in &purchases {
+                let day = time.floor();
+                let (y, m, d) = civil_from_days(START_DAY + day as i64);
+                match shape {
+                    Shape::Day => writeln!(log, "c{id},{y:04}-{m:02}-{d:02},{amount:.2}"),
+                    Shape::Log => {
+                        let second = ((time - day) * SECONDS_PER_DAY).round() as i64;
+                        let (hh, mm, ss) = (second / 3600, second / 60 % 60, second % 60);
+                        writeln!(
+                            log,
+                            "c{id},{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z,{amount:.2}"
+                        )
+                    }
+                }
+                .unwrap();
                 logged += 1;
             }
         }
@@ -254,9 +295,15 @@ fn summarize(path: &str) {
                 date[5..7].parse().unwrap(),
                 date[8..10].parse().unwrap(),
             );
+            // `2024-01-31` or `2024-01-31T12:34:56Z`.
+            let seconds: i64 = date.get(11..19).map_or(0, |time| {
+                time.split(':')
+                    .map(|n| n.parse::<i64>().unwrap())
+                    .fold(0, |total, n| total * 60 + n)
+            });
             (
                 id,
-                days_from_civil(y, m, d) * MICROS_PER_DAY,
+                days_from_civil(y, m, d) * MICROS_PER_DAY + seconds * 1_000_000,
                 f.next().unwrap().parse().unwrap(),
             )
         })
