@@ -12,9 +12,10 @@
 //! - `day` (the default): purchases on days over a 39-week window with a 12-week acquisition
 //!   period, as in CDNOW; many customers share a history (about 1 in 10 is distinct).
 //! - `log`: purchases timestamped to the second, customers acquired over three years and
-//!   observed over four, as in a transaction log; nearly every history is distinct. `fit` and `rfm` print one JSON object per
-//! measurement: seconds (median of 3 runs), estimates, log-likelihood, and the process's peak
-//! resident memory so far.
+//!   observed over four, as in a transaction log; nearly every history is distinct.
+//!
+//! `fit` and `rfm` print one JSON object per measurement: seconds (median of 3 runs),
+//! estimates, log-likelihood, and the process's peak resident memory so far.
 // A bench binary reports on standard output and may stop at the first bad input.
 #![allow(
     clippy::unwrap_used,
