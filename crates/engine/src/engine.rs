@@ -20,6 +20,7 @@ use crate::error::{EngineError, Field, StartupError, Violation};
 use crate::group::{self, PartitionError};
 use crate::grouped::{self, GroupedResults};
 use crate::plugin::{PluginLibrary, PluginMetric};
+use crate::staging::Staged;
 use crate::validate;
 
 /// Plugin libraries are files named `<dll prefix>mittari_plugin_<name><dll suffix>`, for
@@ -342,10 +343,17 @@ impl Engine {
         previous: &[LibraryRecord],
     ) -> Result<Engine, StartupError> {
         let paths = library_paths(config)?;
+        // Staging reads, checks, hashes and copies each file (tens of MB for a release build):
+        // on every core. Loading stays in path order, which decides between two libraries
+        // that provide a metric of one name.
+        let staged: Vec<Result<Staged, String>> = paths
+            .par_iter()
+            .map(|path| crate::staging::stage(path, shared.staging.path()))
+            .collect();
         let mut metrics = BTreeMap::new();
         let mut libraries = Vec::new();
-        for path in paths {
-            let status = load_library(&path, shared.staging.path(), &mut metrics);
+        for (path, staged) in paths.into_iter().zip(staged) {
+            let status = load_library(&path, staged, &mut metrics);
             let known = previous.iter().find(|old| match (&old.status, &status) {
                 (
                     LibraryStatus::Loaded { sha256: old, .. },
@@ -1052,10 +1060,10 @@ fn library_paths(config: &EngineConfig) -> Result<Vec<PathBuf>, StartupError> {
 
 fn load_library(
     path: &Path,
-    staging: &Path,
+    staged: Result<Staged, String>,
     metrics: &mut BTreeMap<String, MetricEntry>,
 ) -> LibraryStatus {
-    let staged = match crate::staging::stage(path, staging) {
+    let staged = match staged {
         Ok(staged) => staged,
         Err(reason) => return LibraryStatus::Refused { reason },
     };

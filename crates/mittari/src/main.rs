@@ -409,11 +409,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 drop(progress);
             }
             let limit = written.as_deref().zip(printed_rows);
-            print(&match format {
-                Format::Table => render::table(&response, limit),
-                Format::Json => render::json(&response),
-                Format::Csv => render::csv(&response),
-            })
+            match format {
+                Format::Table => print(&render::table(&response, limit)),
+                Format::Json => print_with(|out| render::write_json(&response, out)),
+                Format::Csv => print(&render::csv(&response)),
+            }
         }
     }
 }
@@ -465,11 +465,18 @@ async fn serve(settings: Settings, overrides: Overrides, engine: Engine) -> anyh
 }
 
 fn print(text: &str) -> anyhow::Result<ExitCode> {
+    print_with(|out| {
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    })
+}
+
+/// Writes to standard output with `write`, which flushes what it writes.
+fn print_with(
+    write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match write(&mut stdout) {
         // A closed pipe (`| head`) is not an error worth reporting.
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(e).context("cannot write to standard output")

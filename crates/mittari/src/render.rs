@@ -3,10 +3,14 @@
 //! identical by construction.
 
 use std::fmt::Write as _;
+use std::io::Write;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use mittari_proto::admin::v1 as admin_pb;
 use mittari_proto::v1 as pb;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 
 use mittari_engine::MetricDescriptor;
 
@@ -98,110 +102,228 @@ fn table_json(table: &pb::Table, limit: usize) -> Json {
     )
 }
 
-fn results_json(results: &pb::Results) -> Map<String, Json> {
-    let mut out = Map::new();
-    out.insert(
-        "results".into(),
-        Json::Object(
-            results
-                .scalars
-                .iter()
-                .map(|s| (s.name.clone(), s.value.map_or(Json::Null, number)))
-                .collect(),
-        ),
-    );
-    let intervals: Map<String, Json> = results
-        .scalars
-        .iter()
-        .filter_map(|s| {
-            let ci = s.confidence_interval.as_ref()?;
-            Some((s.name.clone(), json!({"lower": number(ci.lower), "upper": number(ci.upper), "level": number(ci.level)})))
-        })
-        .collect();
-    if !intervals.is_empty() {
-        out.insert("confidence_intervals".into(), Json::Object(intervals));
+/// A number as JSON output writes it: integral values as integers, others as floats.
+fn serialize_number<S: Serializer>(value: f64, serializer: S) -> Result<S::Ok, S::Error> {
+    match as_integer(value) {
+        Some(integer) => serializer.serialize_i64(integer),
+        None => serializer.serialize_f64(value),
     }
-    let undefined: Map<String, Json> = results
-        .scalars
-        .iter()
-        .filter(|s| s.value.is_none())
-        .map(|s| (s.name.clone(), json!(s.undefined_reason)))
-        .collect();
-    if !undefined.is_empty() {
-        out.insert("undefined".into(), Json::Object(undefined));
-    }
-    out.insert(
-        "units".into(),
-        Json::Object(
-            results
-                .scalars
-                .iter()
-                .map(|s| (s.name.clone(), json!(s.unit)))
-                .collect(),
-        ),
-    );
-    if !results.tables.is_empty() {
-        out.insert(
-            "tables".into(),
-            Json::Object(
-                results
-                    .tables
-                    .iter()
-                    .map(|t| {
-                        (
-                            t.name.clone(),
-                            t.table
-                                .as_ref()
-                                .map_or(Json::Null, |t| table_json(t, usize::MAX)),
-                        )
-                    })
-                    .collect(),
-            ),
-        );
-    }
-    out.insert(
-        "warnings".into(),
-        Json::Array(
-            results
-                .warnings
-                .iter()
-                .map(|w| json!({"code": w.code, "message": w.message}))
-                .collect(),
-        ),
-    );
-    out
 }
 
-pub(crate) fn json(response: &pb::ComputeResponse) -> String {
-    let mut out = Map::new();
-    out.insert("metric".into(), json!(response.metric));
-    out.insert("rows".into(), json!(response.rows));
-    if let Some(results) = &response.results {
-        out.extend(results_json(results));
+// The response is serialized straight from the protobuf columns, never through a
+// `serde_json::Value` tree: a million-row result table would be tens of millions of small
+// allocations. Each wrapper below writes one piece.
+
+/// A typed value; null when absent.
+struct ValueJson<'a>(Option<&'a pb::Value>);
+
+impl Serialize for ValueJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use pb::value::Kind;
+        match self.0.and_then(|v| v.kind.as_ref()) {
+            None => serializer.serialize_none(),
+            Some(Kind::Int64Value(v)) => serializer.serialize_i64(*v),
+            Some(Kind::DoubleValue(v)) => serialize_number(*v, serializer),
+            Some(Kind::StringValue(v)) => serializer.serialize_str(v),
+            Some(Kind::BoolValue(v)) => serializer.serialize_bool(*v),
+            Some(Kind::TimestampValue(v)) => {
+                serializer.serialize_str(&mittari_sdk::time::format_timestamp(*v))
+            }
+        }
     }
-    if let Some(grouped) = &response.grouped {
-        let groups = group_views(grouped)
-            .map(|g| {
-                let mut group = Map::new();
-                group.insert(
-                    "key".into(),
-                    Json::Object(
-                        g.key
-                            .iter()
-                            .map(|(column, value)| (column.clone(), value_json(value.as_ref())))
-                            .collect(),
-                    ),
-                );
-                group.insert("rows".into(), json!(g.rows));
-                group.extend(results_json(&g.results));
-                Json::Object(group)
-            })
-            .collect();
-        out.insert("groups".into(), Json::Array(groups));
+}
+
+/// One cell of a wire column; null when the row is null.
+struct CellJson<'a>(&'a pb::Column, usize);
+
+impl Serialize for CellJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use pb::column::Values;
+        let CellJson(column, row) = *self;
+        if is_null(column, row) {
+            return serializer.serialize_none();
+        }
+        match &column.values {
+            Some(Values::Int64Values(v)) => match v.values.get(row) {
+                Some(v) => serializer.serialize_i64(*v),
+                None => serializer.serialize_none(),
+            },
+            Some(Values::TimestampValues(v)) => match v.values.get(row) {
+                Some(v) => serializer.serialize_str(&mittari_sdk::time::format_timestamp(*v)),
+                None => serializer.serialize_none(),
+            },
+            Some(Values::DoubleValues(v)) => match v.values.get(row) {
+                Some(v) => serialize_number(*v, serializer),
+                None => serializer.serialize_none(),
+            },
+            Some(Values::StringValues(v)) => match v.values.get(row) {
+                Some(v) => serializer.serialize_str(v),
+                None => serializer.serialize_none(),
+            },
+            Some(Values::BoolValues(v)) => match v.values.get(row) {
+                Some(v) => serializer.serialize_bool(*v),
+                None => serializer.serialize_none(),
+            },
+            None => serializer.serialize_none(),
+        }
     }
-    let mut text = serde_json::to_string_pretty(&Json::Object(out)).unwrap_or_default();
-    text.push('\n');
-    text
+}
+
+/// A table's rows, each an object from column name to cell.
+struct TableJson<'a>(&'a pb::Table);
+
+/// One row of a table.
+struct RowJson<'a>(&'a pb::Table, usize);
+
+impl Serialize for RowJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.columns.len()))?;
+        for column in &self.0.columns {
+            map.serialize_entry(&column.name, &CellJson(column, self.1))?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for TableJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let rows = table_rows(self.0);
+        let mut seq = serializer.serialize_seq(Some(rows))?;
+        for row in 0..rows {
+            seq.serialize_element(&RowJson(self.0, row))?;
+        }
+        seq.end()
+    }
+}
+
+/// An object with an entry per scalar that `entry` gives a value for.
+struct ScalarsJson<'a>(&'a [pb::Scalar], fn(&pb::Scalar) -> Option<Json>);
+
+impl Serialize for ScalarsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for scalar in self.0 {
+            if let Some(value) = (self.1)(scalar) {
+                map.serialize_entry(&scalar.name, &value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Result tables by name.
+struct TablesJson<'a>(&'a [pb::ResultTable]);
+
+impl Serialize for TablesJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for t in self.0 {
+            match &t.table {
+                Some(table) => map.serialize_entry(&t.name, &TableJson(table))?,
+                None => map.serialize_entry(&t.name, &Json::Null)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// Writes the entries of one set of results (scalars, intervals, undefined reasons, units,
+/// tables, warnings) into the enclosing object.
+fn results_entries<M: SerializeMap>(map: &mut M, results: &pb::Results) -> Result<(), M::Error> {
+    let scalars = results.scalars.as_slice();
+    map.serialize_entry(
+        "results",
+        &ScalarsJson(scalars, |s| Some(s.value.map_or(Json::Null, number))),
+    )?;
+    if scalars.iter().any(|s| s.confidence_interval.is_some()) {
+        let interval = |s: &pb::Scalar| {
+            let ci = s.confidence_interval.as_ref()?;
+            Some(
+                json!({"lower": number(ci.lower), "upper": number(ci.upper), "level": number(ci.level)}),
+            )
+        };
+        map.serialize_entry("confidence_intervals", &ScalarsJson(scalars, interval))?;
+    }
+    if scalars.iter().any(|s| s.value.is_none()) {
+        let reason = |s: &pb::Scalar| s.value.is_none().then(|| json!(s.undefined_reason));
+        map.serialize_entry("undefined", &ScalarsJson(scalars, reason))?;
+    }
+    map.serialize_entry("units", &ScalarsJson(scalars, |s| Some(json!(s.unit))))?;
+    if !results.tables.is_empty() {
+        map.serialize_entry("tables", &TablesJson(&results.tables))?;
+    }
+    let warnings: Vec<Json> = results
+        .warnings
+        .iter()
+        .map(|w| json!({"code": w.code, "message": w.message}))
+        .collect();
+    map.serialize_entry("warnings", &warnings)
+}
+
+/// A group's key: an object from group column to value.
+struct KeyJson<'a>(&'a [(String, Option<pb::Value>)]);
+
+impl Serialize for KeyJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (column, value) in self.0 {
+            map.serialize_entry(column, &ValueJson(value.as_ref()))?;
+        }
+        map.end()
+    }
+}
+
+/// One group: its key, its rows and its results' entries.
+struct GroupJson(GroupView);
+
+impl Serialize for GroupJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("key", &KeyJson(&self.0.key))?;
+        map.serialize_entry("rows", &self.0.rows)?;
+        results_entries(&mut map, &self.0.results)?;
+        map.end()
+    }
+}
+
+/// The groups of a response, one object each.
+struct GroupsJson<'a>(&'a pb::GroupedResults);
+
+impl Serialize for GroupsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.rows.len()))?;
+        for group in group_views(self.0) {
+            seq.serialize_element(&GroupJson(group))?;
+        }
+        seq.end()
+    }
+}
+
+/// The whole response: metric, rows, the results' entries, and the groups.
+struct ResponseJson<'a>(&'a pb::ComputeResponse);
+
+impl Serialize for ResponseJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let response = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("metric", &response.metric)?;
+        map.serialize_entry("rows", &response.rows)?;
+        if let Some(results) = &response.results {
+            results_entries(&mut map, results)?;
+        }
+        if let Some(grouped) = &response.grouped {
+            map.serialize_entry("groups", &GroupsJson(grouped))?;
+        }
+        map.end()
+    }
+}
+
+/// Writes the response as pretty-printed JSON, and a line end.
+pub(crate) fn write_json(response: &pb::ComputeResponse, out: impl Write) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+    serde_json::to_writer_pretty(&mut out, &ResponseJson(response))?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// Columns aligned under their headers.
