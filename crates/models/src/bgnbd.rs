@@ -46,8 +46,9 @@ struct Likelihood<'a> {
     histories: &'a Histories,
     variant: Variant,
     x: Distinct,
-    t_x: Distinct,
-    t: Distinct,
+    /// The distinct t_x and T, where they repeat enough for tables to pay.
+    t_x: Option<Distinct>,
+    t: Option<Distinct>,
 }
 
 impl<'a> Likelihood<'a> {
@@ -55,9 +56,39 @@ impl<'a> Likelihood<'a> {
         Likelihood {
             histories,
             variant,
+            // Purchase counts repeat in any data: a few hundred distinct values at most.
             x: Distinct::of(&histories.x),
-            t_x: Distinct::of(&histories.t_x),
-            t: Distinct::of(&histories.t),
+            t_x: Distinct::if_repeated(&histories.t_x),
+            t: Distinct::if_repeated(&histories.t),
+        }
+    }
+}
+
+/// ln(α + v) for each row's v: from a table of the distinct values when there is one, else
+/// computed for the row.
+struct LnAlphaPlus<'a, R> {
+    alpha: R,
+    column: &'a [f64],
+    table: Option<(Vec<R>, &'a [u32])>,
+}
+
+impl<'a, R: Real> LnAlphaPlus<'a, R> {
+    fn new(alpha: R, column: &'a [f64], distinct: Option<&'a Distinct>) -> Self {
+        let table = distinct.map(|d| {
+            let logs = d.values.iter().map(|&v| (alpha + v).ln()).collect();
+            (logs, d.index.as_slice())
+        });
+        LnAlphaPlus {
+            alpha,
+            column,
+            table,
+        }
+    }
+
+    fn at(&self, row: usize) -> R {
+        match &self.table {
+            Some((logs, index)) => logs[index[row] as usize],
+            None => (self.alpha + self.column[row]).ln(),
         }
     }
 }
@@ -65,8 +96,9 @@ impl<'a> Likelihood<'a> {
 impl LogLikelihood<4> for Likelihood<'_> {
     /// ln L = ln Γ(r+x) − ln Γ(r) + r ln α + ln B(a, b+k+x) − ln B(a, b)
     ///        + ln[(α+T)^−(r+x) + 1{x+k>0} a/(b+k+x−1) (α+t_x)^−(r+x)], in log-sum-exp form,
-    /// k = 0 (BG/NBD) or 1 (MBG/NBD). The gamma functions and logarithms of one x, t_x or T
-    /// are computed once per distinct value, leaving one log-sum-exp per history.
+    /// k = 0 (BG/NBD) or 1 (MBG/NBD). The gamma functions of one x are computed once per
+    /// distinct x, and the logarithms of one t_x or T once per distinct value where values
+    /// repeat (else per history), leaving one log-sum-exp per history.
     fn log_likelihood<R: Real>(&self, params: &[R; 4]) -> R {
         let [r, alpha, a, b] = *params;
         let h = self.histories;
@@ -89,20 +121,18 @@ impl LogLikelihood<4> for Likelihood<'_> {
                 (gammas, ln_bx_1)
             })
             .collect();
-        let ln_alpha_t: Vec<R> = self.t.values.iter().map(|&t| (alpha + t).ln()).collect();
-        let ln_alpha_t_x: Vec<R> = self.t_x.values.iter().map(|&t| (alpha + t).ln()).collect();
+        let ln_alpha_t = LnAlphaPlus::new(alpha, &h.t, self.t.as_ref());
+        let ln_alpha_t_x = LnAlphaPlus::new(alpha, &h.t_x, self.t_x.as_ref());
         let body = par_sum(h.len(), |range| {
             let mut total = R::constant(0.0);
             for i in range {
                 let (x, w) = (h.x[i], h.weight[i]);
                 let (gammas, ln_bx_1) = per_x[self.x.index[i] as usize];
                 let rx = r + x;
-                let alive = -(rx * ln_alpha_t[self.t.index[i] as usize]);
+                let alive = -(rx * ln_alpha_t.at(i));
                 let ll = gammas
                     + if x + k > 0.0 {
-                        alive.log_add_exp(
-                            ln_a - ln_bx_1 - rx * ln_alpha_t_x[self.t_x.index[i] as usize],
-                        )
+                        alive.log_add_exp(ln_a - ln_bx_1 - rx * ln_alpha_t_x.at(i))
                     } else {
                         alive
                     };

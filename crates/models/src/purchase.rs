@@ -67,6 +67,9 @@ impl Histories {
     }
 }
 
+/// Rows per distinct value below which a per-value table is not worth building.
+const ROWS_PER_TABLE_ENTRY: usize = 4;
+
 /// The distinct values of a column and each row's index into them: a likelihood term that
 /// depends on one value alone is computed once per distinct value (customer bases have a few
 /// hundred distinct frequencies or observation times, and hundreds of thousands of histories).
@@ -77,6 +80,15 @@ pub(crate) struct Distinct {
 }
 
 impl Distinct {
+    /// The distinct values of `column` if they repeat enough for a table to pay: on average
+    /// at least [`ROWS_PER_TABLE_ENTRY`] rows per value. Otherwise `None`, and the term is
+    /// computed per row: a lookup into a table larger than the caches costs as much as the
+    /// logarithm it saves (timestamps to the second make nearly every value distinct).
+    pub(crate) fn if_repeated(column: &[f64]) -> Option<Distinct> {
+        let distinct = Distinct::of(column);
+        (distinct.values.len() * ROWS_PER_TABLE_ENTRY <= column.len()).then_some(distinct)
+    }
+
     pub(crate) fn of(column: &[f64]) -> Distinct {
         let mut values = column.to_vec();
         values.sort_unstable_by(f64::total_cmp);
