@@ -213,8 +213,9 @@ pub(crate) struct PluginMetric {
 
 impl PluginMetric {
     /// Calls the plugin's compute: the batch crosses as an Arrow C Data Interface struct array,
-    /// the parameters as JSON (encoded once per request by the caller); result tables come back the same way. A plugin of ABI version 2
-    /// polls `cancel`; one of version 1 runs to its end.
+    /// the parameters as JSON (encoded once per request by the caller); result tables come
+    /// back the same way. A plugin of ABI version 2 or 3 polls `cancel`; one of version 1 runs
+    /// to its end.
     pub(crate) fn compute(
         &self,
         batch: &RecordBatch,
