@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use arrow_array::ffi::{FFI_ArrowArray, from_ffi, to_ffi};
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use arrow_array::{Array, RecordBatch, StructArray};
 use mittari_sdk::abi::{
     self, ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, GroupedMeta,
@@ -212,6 +212,41 @@ pub(crate) struct PluginMetric {
 }
 
 impl PluginMetric {
+    /// Makes one computing call: exports `batch`, lets `call` invoke the plugin with the
+    /// exported array and schema and the out-parameters, then takes the result (meta bytes and
+    /// tables) out of the plugin's memory and hands its buffers back. The error of a failed
+    /// call is decoded here.
+    fn call(
+        &self,
+        batch: &RecordBatch,
+        call: impl FnOnce(
+            &mut FFI_ArrowArray,
+            &FFI_ArrowSchema,
+            &mut OwnedBytes,
+            &mut OwnedTables,
+        ) -> u32,
+    ) -> Result<(Vec<u8>, Vec<RecordBatch>), MetricError> {
+        let input = StructArray::from(batch.clone()).into_data();
+        let (mut array, schema) = to_ffi(&input)
+            .map_err(|e| MetricError::failed(format!("cannot export the input table: {e}")))?;
+        let mut meta = OwnedBytes::empty();
+        let mut tables = OwnedTables::empty();
+        // `array` moves into the plugin (it leaves an empty, released struct behind, which
+        // drops as a no-op).
+        let status = call(&mut array, &schema, &mut meta, &mut tables);
+        let meta = self.library.take_bytes(meta);
+        let imported = self.import_tables(&tables);
+        // SAFETY: handed back exactly once; arrays we moved out are left empty.
+        unsafe { (self.library.vtable.free_tables())(tables) };
+        match status {
+            STATUS_OK => Ok((meta, imported?)),
+            STATUS_ERROR => Err(decode_error(&meta)),
+            other => Err(MetricError::failed(format!(
+                "the plugin returned unknown status {other}"
+            ))),
+        }
+    }
+
     /// Calls the plugin's compute: the batch crosses as an Arrow C Data Interface struct array,
     /// the parameters as JSON (encoded once per request by the caller); result tables come
     /// back the same way. A plugin of ABI version 2 or 3 polls `cancel`; one of version 1 runs
@@ -222,66 +257,47 @@ impl PluginMetric {
         params_json: &[u8],
         cancel: &AtomicBool,
     ) -> Result<Output, MetricError> {
-        let vtable = self.library.vtable;
-        let input = StructArray::from(batch.clone()).into_data();
-        let (mut array, schema) = to_ffi(&input)
-            .map_err(|e| MetricError::failed(format!("cannot export the input table: {e}")))?;
-        let mut meta = OwnedBytes::empty();
-        let mut tables = OwnedTables::empty();
-        // SAFETY: every pointer is valid for the call; `array` moves into the plugin (it leaves
-        // an empty, released struct behind, which drops as a no-op).
-        let status = unsafe {
-            match vtable {
-                VTable::V3(PluginVTable { compute, .. })
-                | VTable::V2(abi::v2::PluginVTable { compute, .. }) => compute(
-                    self.index,
-                    params_json.as_ptr(),
-                    params_json.len(),
-                    &mut array,
-                    &schema,
-                    cancel,
-                    &mut meta,
-                    &mut tables,
-                ),
-                VTable::V1(v) => (v.compute)(
-                    self.index,
-                    params_json.as_ptr(),
-                    params_json.len(),
-                    &mut array,
-                    &schema,
-                    &mut meta,
-                    &mut tables,
-                ),
-            }
-        };
-        let meta = self.library.take_bytes(meta);
-        let imported = self.import_tables(&tables);
-        // SAFETY: handed back exactly once; arrays we moved out are left empty.
-        unsafe { (vtable.free_tables())(tables) };
-        match status {
-            STATUS_OK => {
-                let meta: ComputeMeta = serde_json::from_slice(&meta).map_err(|e| {
-                    MetricError::failed(format!("cannot decode the plugin's result: {e}"))
-                })?;
-                let tables = imported?;
-                if tables.len() != meta.table_names.len() {
-                    return Err(MetricError::failed(format!(
-                        "the plugin returned {} tables but named {}",
-                        tables.len(),
-                        meta.table_names.len()
-                    )));
+        let (meta, tables) = self.call(batch, |array, schema, meta, tables| {
+            // SAFETY: every pointer is valid for the call.
+            unsafe {
+                match self.library.vtable {
+                    VTable::V3(PluginVTable { compute, .. })
+                    | VTable::V2(abi::v2::PluginVTable { compute, .. }) => compute(
+                        self.index,
+                        params_json.as_ptr(),
+                        params_json.len(),
+                        array,
+                        schema,
+                        cancel,
+                        meta,
+                        tables,
+                    ),
+                    VTable::V1(v) => (v.compute)(
+                        self.index,
+                        params_json.as_ptr(),
+                        params_json.len(),
+                        array,
+                        schema,
+                        meta,
+                        tables,
+                    ),
                 }
-                Ok(Output {
-                    scalars: meta.scalars,
-                    tables: meta.table_names.into_iter().zip(tables).collect(),
-                    warnings: meta.warnings,
-                })
             }
-            STATUS_ERROR => Err(decode_error(&meta)),
-            other => Err(MetricError::failed(format!(
-                "the plugin returned unknown status {other}"
-            ))),
+        })?;
+        let meta: ComputeMeta = serde_json::from_slice(&meta)
+            .map_err(|e| MetricError::failed(format!("cannot decode the plugin's result: {e}")))?;
+        if tables.len() != meta.table_names.len() {
+            return Err(MetricError::failed(format!(
+                "the plugin returned {} tables but named {}",
+                tables.len(),
+                meta.table_names.len()
+            )));
         }
+        Ok(Output {
+            scalars: meta.scalars,
+            tables: meta.table_names.into_iter().zip(tables).collect(),
+            warnings: meta.warnings,
+        })
     }
 
     /// Whether the plugin computes many groups in one call (ABI version 3).
@@ -305,51 +321,36 @@ impl PluginMetric {
             ));
         };
         let groups = group_starts.len().saturating_sub(1);
-        let input = StructArray::from(batch.clone()).into_data();
-        let (mut array, schema) = to_ffi(&input)
-            .map_err(|e| MetricError::failed(format!("cannot export the input table: {e}")))?;
-        let mut meta = OwnedBytes::empty();
-        let mut tables = OwnedTables::empty();
-        // SAFETY: every pointer is valid for the call, the slices hold the lengths passed, and
-        // `group_starts` has `groups + 1` entries; `array` moves into the plugin.
-        let status = unsafe {
-            (vtable.compute_groups)(
-                self.index,
-                params_json.as_ptr(),
-                params_json.len(),
-                &mut array,
-                &schema,
-                group_rows.as_ptr(),
-                group_rows.len(),
-                group_starts.as_ptr(),
-                groups,
-                cancel,
-                &mut meta,
-                &mut tables,
-            )
-        };
-        let meta = self.library.take_bytes(meta);
-        let imported = self.import_tables(&tables);
-        // SAFETY: handed back exactly once; arrays we moved out are left empty.
-        unsafe { (vtable.free_tables)(tables) };
-        match status {
-            STATUS_OK => {
-                let meta: GroupedMeta = serde_json::from_slice(&meta).map_err(|e| {
-                    MetricError::failed(format!("cannot decode the plugin's grouped result: {e}"))
-                })?;
-                if meta.groups != groups {
-                    return Err(MetricError::failed(format!(
-                        "the plugin returned results for {} groups, not {groups}",
-                        meta.groups
-                    )));
-                }
-                meta.join(imported?)
+        let (meta, tables) = self.call(batch, |array, schema, meta, tables| {
+            // SAFETY: every pointer is valid for the call, the slices hold the lengths passed,
+            // and `group_starts` has `groups + 1` entries.
+            unsafe {
+                (vtable.compute_groups)(
+                    self.index,
+                    params_json.as_ptr(),
+                    params_json.len(),
+                    array,
+                    schema,
+                    group_rows.as_ptr(),
+                    group_rows.len(),
+                    group_starts.as_ptr(),
+                    groups,
+                    cancel,
+                    meta,
+                    tables,
+                )
             }
-            STATUS_ERROR => Err(decode_error(&meta)),
-            other => Err(MetricError::failed(format!(
-                "the plugin returned unknown status {other}"
-            ))),
+        })?;
+        let meta: GroupedMeta = serde_json::from_slice(&meta).map_err(|e| {
+            MetricError::failed(format!("cannot decode the plugin's grouped result: {e}"))
+        })?;
+        if meta.groups != groups {
+            return Err(MetricError::failed(format!(
+                "the plugin returned results for {} groups, not {groups}",
+                meta.groups
+            )));
         }
+        meta.join(tables)
     }
 
     fn import_tables(&self, tables: &OwnedTables) -> Result<Vec<RecordBatch>, MetricError> {
