@@ -6,12 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch};
 use mittari_e2e::{BUNDLED_METRICS, Server, bundled_plugins, target_dir};
 use mittari_engine::{Engine, EngineConfig, ParamValue};
 use mittari_proto::v1 as pb;
+use mittari_server::convert;
 use tonic::Code;
 
 /// The server may use this much address space; the worst requests of the original probe asked
@@ -21,67 +19,6 @@ const ADDRESS_SPACE: u64 = 3 << 30;
 const CASES_PER_METRIC: usize = 150;
 /// No single request may take longer than this (debug build, two cores).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
-
-fn value(value: &ParamValue) -> pb::Value {
-    use pb::value::Kind;
-    pb::Value {
-        kind: Some(match value {
-            ParamValue::Int64(v) => Kind::Int64Value(*v),
-            ParamValue::Double(v) => Kind::DoubleValue(*v),
-            ParamValue::String(v) => Kind::StringValue(v.clone()),
-            ParamValue::Bool(v) => Kind::BoolValue(*v),
-            ParamValue::Timestamp(v) => Kind::TimestampValue(*v),
-        }),
-    }
-}
-
-/// The wire form of a generated table, as a client builds it.
-fn table(batch: &RecordBatch) -> pb::Table {
-    use pb::column::Values;
-    let schema = batch.schema();
-    let columns = schema
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(field, array)| {
-            let values = if let Some(a) = array.as_primitive_opt::<Int64Type>() {
-                Values::Int64Values(pb::Int64Values {
-                    values: a.values().to_vec(),
-                })
-            } else if let Some(a) = array.as_primitive_opt::<Float64Type>() {
-                Values::DoubleValues(pb::DoubleValues {
-                    values: a.values().to_vec(),
-                })
-            } else if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
-                Values::TimestampValues(pb::Int64Values {
-                    values: a.values().to_vec(),
-                })
-            } else if let Some(a) = array.as_boolean_opt() {
-                Values::BoolValues(pb::BoolValues {
-                    values: a.values().iter().collect(),
-                })
-            } else {
-                let a = array.as_string::<i32>();
-                Values::StringValues(pb::StringValues {
-                    values: a.iter().map(|s| s.unwrap_or_default().to_owned()).collect(),
-                })
-            };
-            let mut null_mask = Vec::new();
-            if array.null_count() > 0 {
-                null_mask = vec![0u8; array.len().div_ceil(8)];
-                for row in (0..array.len()).filter(|&r| array.is_null(r)) {
-                    null_mask[row / 8] |= 1 << (row % 8);
-                }
-            }
-            pb::Column {
-                name: field.name().clone(),
-                values: Some(values),
-                null_mask,
-            }
-        })
-        .collect();
-    pb::Table { columns }
-}
 
 fn bundled_engine() -> Engine {
     let libraries = bundled_plugins()
@@ -124,9 +61,9 @@ async fn extreme_inputs_get_a_result_or_invalid_argument() {
                 parameters: case
                     .params
                     .iter()
-                    .map(|(k, v)| (k.clone(), value(v)))
+                    .map(|(k, v)| (k.clone(), convert::value_to_proto(v)))
                     .collect(),
-                input: Some(table(&case.input)),
+                input: Some(convert::batch_to_table(&case.input)),
                 group_by: case.group_by.clone(),
             });
             request.set_timeout(REQUEST_DEADLINE);
@@ -252,8 +189,14 @@ async fn the_probes_crashing_requests_are_invalid_arguments() {
             "retention",
             vec![strings("customer_id", &ids), timestamps("start", &near_min)],
             vec![
-                ("period_start", value(&ParamValue::Timestamp(0))),
-                ("period_end", value(&ParamValue::Timestamp(MONTH))),
+                (
+                    "period_start",
+                    convert::value_to_proto(&ParamValue::Timestamp(0)),
+                ),
+                (
+                    "period_end",
+                    convert::value_to_proto(&ParamValue::Timestamp(MONTH)),
+                ),
             ],
             "input.start[0]",
         ),
@@ -264,8 +207,14 @@ async fn the_probes_crashing_requests_are_invalid_arguments() {
                 timestamps("start", &[0, 2 * MONTH]),
             ],
             vec![
-                ("period_start", value(&ParamValue::Timestamp(MONTH))),
-                ("period_end", value(&ParamValue::Timestamp(i64::MAX))),
+                (
+                    "period_start",
+                    convert::value_to_proto(&ParamValue::Timestamp(MONTH)),
+                ),
+                (
+                    "period_end",
+                    convert::value_to_proto(&ParamValue::Timestamp(i64::MAX)),
+                ),
             ],
             "parameters.period_end",
         ),
@@ -284,7 +233,10 @@ async fn the_probes_crashing_requests_are_invalid_arguments() {
                         .collect::<Vec<_>>(),
                 ),
             ],
-            vec![("model", value(&ParamValue::String("bgbb".into())))],
+            vec![(
+                "model",
+                convert::value_to_proto(&ParamValue::String("bgbb".into())),
+            )],
             "input.n_periods",
         ),
         (
@@ -315,8 +267,14 @@ async fn the_probes_crashing_requests_are_invalid_arguments() {
                 doubles("amount", &[10.0, 20.0, 30.0]),
             ],
             vec![
-                ("model", value(&ParamValue::String("simple".into()))),
-                ("lifespan", value(&ParamValue::Double(3.0))),
+                (
+                    "model",
+                    convert::value_to_proto(&ParamValue::String("simple".into())),
+                ),
+                (
+                    "lifespan",
+                    convert::value_to_proto(&ParamValue::Double(3.0)),
+                ),
             ],
             "input.timestamp[0]",
         ),
@@ -391,7 +349,7 @@ async fn a_model_fit_stops_when_its_client_gives_up() {
         metric: "clv".to_owned(),
         parameters: [(
             "model".to_owned(),
-            value(&ParamValue::String("pareto_nbd".into())),
+            convert::value_to_proto(&ParamValue::String("pareto_nbd".into())),
         )]
         .into(),
         input: Some(pb::Table {

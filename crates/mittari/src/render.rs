@@ -37,16 +37,9 @@ fn human(value: f64) -> String {
     }
 }
 
+/// A value as the JSON output writes it (see [`ValueJson`]).
 fn value_json(value: Option<&pb::Value>) -> Json {
-    use pb::value::Kind;
-    match value.and_then(|v| v.kind.as_ref()) {
-        None => Json::Null,
-        Some(Kind::Int64Value(v)) => json!(v),
-        Some(Kind::DoubleValue(v)) => number(*v),
-        Some(Kind::StringValue(v)) => json!(v),
-        Some(Kind::BoolValue(v)) => json!(v),
-        Some(Kind::TimestampValue(v)) => json!(mittari_sdk::time::format_timestamp(*v)),
-    }
+    serde_json::to_value(ValueJson(value)).unwrap_or(Json::Null)
 }
 
 pub(crate) fn value_text(value: Option<&pb::Value>) -> String {
@@ -70,22 +63,9 @@ fn table_rows(table: &pb::Table) -> usize {
 
 /// The first `limit` rows of a table as JSON objects (all of them with `usize::MAX`).
 fn table_json(table: &pb::Table, limit: usize) -> Json {
-    use pb::column::Values;
     let rows = table_rows(table);
     let cell = |column: &pb::Column, row: usize| -> Json {
-        if is_null(column, row) {
-            return Json::Null;
-        }
-        match &column.values {
-            Some(Values::Int64Values(v)) => json!(v.values[row]),
-            Some(Values::TimestampValues(v)) => {
-                json!(mittari_sdk::time::format_timestamp(v.values[row]))
-            }
-            Some(Values::DoubleValues(v)) => number(v.values[row]),
-            Some(Values::StringValues(v)) => json!(v.values[row]),
-            Some(Values::BoolValues(v)) => json!(v.values[row]),
-            None => Json::Null,
-        }
+        serde_json::to_value(CellJson(column, row)).unwrap_or(Json::Null)
     };
     Json::Array(
         (0..rows.min(limit))
