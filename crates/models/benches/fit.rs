@@ -4,6 +4,7 @@
 //! cargo bench -p mittari-models --bench fit -- simulate [--shape=day|log] CUSTOMERS SUMMARY.csv LOG.csv [LOG_ROWS]
 //! cargo bench -p mittari-models --bench fit -- fit SUMMARY.csv [MODELS]
 //! cargo bench -p mittari-models --bench fit -- rfm LOG.csv
+//! cargo bench -p mittari-models --bench fit -- limits
 //! ```
 //!
 //! `simulate` draws customers from BG/NBD and Gamma-Gamma at CDNOW-like parameters and writes
@@ -63,6 +64,7 @@ fn main() {
                 .map_or("bgnbd,pareto_nbd,gamma_gamma", String::as_str),
         ),
         Some("rfm") => summarize(&args[1]),
+        Some("limits") => limits(),
         _ => eprintln!(
             "usage: fit.rs simulate N SUMMARY.csv LOG.csv [LOG_ROWS] | fit SUMMARY.csv [MODELS] | rfm LOG.csv"
         ),
@@ -228,10 +230,7 @@ fn fit(path: &str, models: &str) {
         peak_rss_mib()
     );
     for model in models.split(',') {
-        let (seconds, (params, ll, iterations, converged, distinct)): (
-            f64,
-            (Vec<f64>, f64, usize, bool, usize),
-        ) = match model {
+        let (seconds, (params, fitted, distinct)): (f64, (Vec<f64>, Fitted, usize)) = match model {
             "bgnbd" | "mbgnbd" | "pareto_nbd" => median_of_3(|| {
                 let h = Histories::compress(rows.iter().map(|&(x, t_x, t, _)| (x, t_x, t, 1.0)));
                 let (params, fit) = match model {
@@ -251,13 +250,7 @@ fn fit(path: &str, models: &str) {
                         (vec![p.r, p.alpha, p.a, p.b], f)
                     }
                 };
-                (
-                    params,
-                    fit.log_likelihood,
-                    fit.iterations,
-                    fit.converged,
-                    h.len(),
-                )
+                (params, Fitted::of(&fit), h.len())
             }),
             "gamma_gamma" => median_of_3(|| {
                 let (p, f, spend) = gamma_gamma::fit_spend(
@@ -265,20 +258,37 @@ fn fit(path: &str, models: &str) {
                     &AtomicBool::new(false),
                 )
                 .unwrap();
-                (
-                    vec![p.p, p.q, p.gamma],
-                    f.log_likelihood,
-                    f.iterations,
-                    f.converged,
-                    spend.x.len(),
-                )
+                (vec![p.p, p.q, p.gamma], Fitted::of(&f), spend.x.len())
             }),
             other => panic!("unknown model {other}"),
         };
         println!(
-            r#"{{"step": "fit", "model": "{model}", "seconds": {seconds:.3}, "params": {params:?}, "log_likelihood": {ll}, "iterations": {iterations}, "converged": {converged}, "rows_fitted": {distinct}, "peak_rss_mib": {:.0}}}"#,
+            r#"{{"step": "fit", "model": "{model}", "seconds": {seconds:.3}, "params": {params:?}, "log_likelihood": {}, "iterations": {}, "evaluations": {}, "converged": {}, "rows_fitted": {distinct}, "peak_rss_mib": {:.0}}}"#,
+            fitted.log_likelihood,
+            fitted.iterations,
+            fitted.evaluations,
+            fitted.converged,
             peak_rss_mib()
         );
+    }
+}
+
+/// What a measurement reports of a fit besides its estimates.
+struct Fitted {
+    log_likelihood: f64,
+    iterations: usize,
+    evaluations: usize,
+    converged: bool,
+}
+
+impl Fitted {
+    fn of<const N: usize>(fit: &mittari_models::Fit<N>) -> Fitted {
+        Fitted {
+            log_likelihood: fit.log_likelihood,
+            iterations: fit.iterations,
+            evaluations: fit.evaluations,
+            converged: fit.converged,
+        }
     }
 }
 
@@ -329,4 +339,73 @@ fn summarize(path: &str) {
         rows.len(),
         peak_rss_mib()
     );
+}
+
+/// The machine's limits that bound a likelihood pass: memory bandwidth reading a column far
+/// larger than the caches (one core, then all), and the throughput of `ln` and `exp` on data in
+/// L1, libm's against the vectorized ones the fits use.
+fn limits() {
+    use rayon::prelude::*;
+    let column: Vec<f64> = (0..64 << 20).map(|i| 1.0 + (i % 1000) as f64).collect();
+    let bytes = (column.len() * 8) as f64;
+    let (one, _) = median_of_3(|| std::hint::black_box(sum_lanes(&column)));
+    let (all, _) = median_of_3(|| {
+        let sums: Vec<f64> = column.par_chunks(1 << 20).map(sum_lanes).collect();
+        std::hint::black_box(sums)
+    });
+    println!(
+        r#"{{"step": "memory", "bytes": {bytes}, "one_core_gb_per_s": {:.1}, "all_cores_gb_per_s": {:.1}}}"#,
+        bytes / one / 1e9,
+        bytes / all / 1e9
+    );
+    let inputs: Vec<f64> = (0..4096).map(|i| 0.5 + i as f64 * 0.37).collect();
+    let small: Vec<f64> = (0..4096).map(|i| -20.0 + i as f64 * 0.005).collect();
+    let rounds = 2000;
+    type Kernel = fn(&[f64], &mut [f64]);
+    let kernels: [(&str, &[f64], Kernel); 4] = [
+        ("libm_ln", &inputs, |x, out| {
+            out.iter_mut().zip(x).for_each(|(o, x)| *o = x.ln())
+        }),
+        ("vmath_ln", &inputs, vmath_ln),
+        ("libm_exp", &small, |x, out| {
+            out.iter_mut().zip(x).for_each(|(o, x)| *o = x.exp())
+        }),
+        ("vmath_exp", &small, vmath_exp),
+    ];
+    for (name, x, kernel) in kernels {
+        let mut out = vec![0.0; x.len()];
+        let (seconds, _) = median_of_3(|| {
+            for _ in 0..rounds {
+                kernel(std::hint::black_box(x), &mut out);
+            }
+        });
+        println!(
+            r#"{{"step": "throughput", "function": "{name}", "ns_per_value_one_core": {:.2}}}"#,
+            seconds * 1e9 / (rounds * x.len()) as f64
+        );
+    }
+}
+
+fn sum_lanes(column: &[f64]) -> f64 {
+    let mut lanes = [0.0; 8];
+    for chunk in column.chunks_exact(8) {
+        for l in 0..8 {
+            lanes[l] += chunk[l];
+        }
+    }
+    lanes.iter().sum()
+}
+
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn vmath_ln(x: &[f64], out: &mut [f64]) {
+    out.iter_mut()
+        .zip(x)
+        .for_each(|(o, x)| *o = mittari_models::vmath::ln(*x));
+}
+
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn vmath_exp(x: &[f64], out: &mut [f64]) {
+    out.iter_mut()
+        .zip(x)
+        .for_each(|(o, x)| *o = mittari_models::vmath::exp(*x));
 }

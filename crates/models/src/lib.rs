@@ -21,6 +21,7 @@ pub mod sbg;
 pub mod special;
 #[doc(hidden)]
 pub mod testing;
+pub mod vmath;
 
 pub use optimize::{Fit, FitError, LogLikelihood, fit};
 pub use purchase::{Histories, PurchaseModel};

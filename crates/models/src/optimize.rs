@@ -22,6 +22,14 @@ pub trait LogLikelihood<const N: usize> {
     fn log_likelihood<R: Real>(&self, params: &[R; N]) -> R;
     /// Σ weightᵢ: the number of observations, to scale the objective.
     fn observations(&self) -> f64;
+    /// The log-likelihood and its gradient in the natural parameters: by default by dual
+    /// numbers through [`Self::log_likelihood`]. A model whose fit time matters writes its
+    /// hot loop's derivatives out instead, and tests them against this default.
+    fn value_and_gradient(&self, params: &[f64; N]) -> (f64, [f64; N]) {
+        let duals: [Dual<N>; N] = std::array::from_fn(|i| Dual::variable(params[i], i));
+        let ll = self.log_likelihood(&duals);
+        (ll.value, ll.gradient)
+    }
 }
 
 /// The outcome of a fit. `converged` false means the optimizer stopped for `status`; the
@@ -33,6 +41,9 @@ pub struct Fit<const N: usize> {
     pub standard_errors: Option<[f64; N]>,
     pub log_likelihood: f64,
     pub iterations: usize,
+    /// Evaluations of the likelihood and its gradient by the optimizer (iterations plus line
+    /// search steps), the unit of a fit's cost.
+    pub evaluations: usize,
     pub converged: bool,
     pub status: String,
 }
@@ -56,15 +67,13 @@ fn objective<const N: usize>(
     phi: &[f64; N],
     scale: f64,
 ) -> (f64, [f64; N]) {
-    let params: [Dual<N>; N] = std::array::from_fn(|i| {
-        let theta = phi[i].exp();
-        // dθ/dφ = θ: seeding the derivative with θ gives the gradient in φ directly.
-        let mut d = Dual::variable(theta, i);
-        d.gradient[i] = theta;
-        d
-    });
-    let ll = model.log_likelihood(&params);
-    (-ll.value / scale, ll.gradient.map(|g| -g / scale))
+    let theta = phi.map(f64::exp);
+    let (value, gradient) = model.value_and_gradient(&theta);
+    // dθ/dφ = θ.
+    (
+        -value / scale,
+        std::array::from_fn(|i| -gradient[i] * theta[i] / scale),
+    )
 }
 
 fn dot<const N: usize>(a: &[f64; N], b: &[f64; N]) -> f64 {
@@ -85,6 +94,7 @@ pub fn fit<const N: usize>(
         return Err(FitError::NoObservations);
     }
     let mut phi = start.map(f64::ln);
+    let mut evaluations = 1;
     let (mut f, mut g) = objective(model, &phi, scale);
     if !f.is_finite() || g.iter().any(|x| !x.is_finite()) {
         return Err(FitError::NotFiniteAtStart);
@@ -124,6 +134,7 @@ pub fn fit<const N: usize>(
                 return Err(FitError::Cancelled);
             }
             let candidate: [f64; N] = std::array::from_fn(|i| phi[i] + step * direction[i]);
+            evaluations += 1;
             let (fc, gc) = objective(model, &candidate, scale);
             if fc.is_finite() && gc.iter().all(|x| x.is_finite()) && fc <= f + 1e-4 * step * slope {
                 accepted = Some((candidate, fc, gc));
@@ -183,6 +194,7 @@ pub fn fit<const N: usize>(
         params,
         log_likelihood: -f * scale,
         iterations,
+        evaluations,
         converged,
         status,
     })
@@ -190,8 +202,7 @@ pub fn fit<const N: usize>(
 
 /// Gradient of the log-likelihood with respect to the natural parameters.
 fn gradient<const N: usize>(model: &impl LogLikelihood<N>, params: &[f64; N]) -> [f64; N] {
-    let duals: [Dual<N>; N] = std::array::from_fn(|i| Dual::variable(params[i], i));
-    model.log_likelihood(&duals).gradient
+    model.value_and_gradient(params).1
 }
 
 /// √diag((−H)⁻¹), with H the Hessian of the log-likelihood in the natural parameters, by

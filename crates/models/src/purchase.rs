@@ -67,44 +67,6 @@ impl Histories {
     }
 }
 
-/// Rows per distinct value below which a per-value table is not worth building.
-const ROWS_PER_TABLE_ENTRY: usize = 4;
-
-/// The distinct values of a column and each row's index into them: a likelihood term that
-/// depends on one value alone is computed once per distinct value (customer bases have a few
-/// hundred distinct frequencies or observation times, and hundreds of thousands of histories).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Distinct {
-    pub(crate) values: Vec<f64>,
-    pub(crate) index: Vec<u32>,
-}
-
-impl Distinct {
-    /// The distinct values of `column` if they repeat enough for a table to pay: on average
-    /// at least [`ROWS_PER_TABLE_ENTRY`] rows per value. Otherwise `None`, and the term is
-    /// computed per row: a lookup into a table larger than the caches costs as much as the
-    /// logarithm it saves (timestamps to the second make nearly every value distinct).
-    pub(crate) fn if_repeated(column: &[f64]) -> Option<Distinct> {
-        let distinct = Distinct::of(column);
-        (distinct.values.len() * ROWS_PER_TABLE_ENTRY <= column.len()).then_some(distinct)
-    }
-
-    pub(crate) fn of(column: &[f64]) -> Distinct {
-        let mut values = column.to_vec();
-        values.sort_unstable_by(f64::total_cmp);
-        values.dedup_by(|a, b| a.to_bits() == b.to_bits());
-        let index = column
-            .iter()
-            .map(|v| {
-                values
-                    .binary_search_by(|probe| probe.total_cmp(v))
-                    .map_or(0, |i| i as u32)
-            })
-            .collect();
-        Distinct { values, index }
-    }
-}
-
 /// P(alive) = 1 / (1 + e^L) from the log-odds L of having dropped out, without overflow for
 /// large L.
 pub(crate) fn alive_given_ln_odds(l: f64) -> f64 {
@@ -172,6 +134,190 @@ pub(crate) fn par_sum<R: Real>(rows: usize, part: impl Fn(Range<usize>) -> R + S
         .map(|c| part(c * CHUNK..((c + 1) * CHUNK).min(rows)))
         .collect();
     sums.into_iter().fold(R::constant(0.0), |p, q| p + q)
+}
+
+/// Histories reordered so that equal purchase counts x are contiguous: a likelihood pass then
+/// hoists every term that depends on x alone out of its loop over rows, and reads each column
+/// in memory order (the tables of distinct values this replaced cost a cache miss per row
+/// once timestamps to the second made nearly every value distinct).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct ByFrequency {
+    /// Each distinct x, ascending.
+    pub(crate) groups: Vec<FrequencyGroup>,
+    pub(crate) t_x: Vec<f64>,
+    pub(crate) t: Vec<f64>,
+    pub(crate) weight: Vec<f64>,
+    /// Pieces of at most [`CHUNK`] rows of one group each: the parallel tasks of a pass.
+    pieces: Vec<(usize, Range<usize>)>,
+}
+
+/// The histories of one purchase count.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FrequencyGroup {
+    pub(crate) x: f64,
+    /// Its rows in [`ByFrequency`]'s columns.
+    pub(crate) rows: Range<usize>,
+    /// Σ weight: the customers with this x.
+    pub(crate) weight: f64,
+}
+
+impl ByFrequency {
+    /// A counting sort by x: linear in the rows, stable within a group.
+    pub(crate) fn new(h: &Histories) -> ByFrequency {
+        let mut slots: HashTable<u32> = HashTable::new();
+        let mut values: Vec<f64> = Vec::new();
+        let hash = |v: f64| crate::hash::hash_words(&[v.to_bits()]);
+        let slot_of: Vec<u32> =
+            h.x.iter()
+                .map(|&x| {
+                    let found = slots.entry(
+                        hash(x),
+                        |&s| values[s as usize].to_bits() == x.to_bits(),
+                        |&s| hash(values[s as usize]),
+                    );
+                    match found {
+                        Entry::Occupied(entry) => *entry.get(),
+                        Entry::Vacant(entry) => {
+                            values.push(x);
+                            *entry.insert(values.len() as u32 - 1).get()
+                        }
+                    }
+                })
+                .collect();
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_unstable_by(|&i, &j| values[i].total_cmp(&values[j]));
+        let mut counts = vec![0usize; values.len()];
+        let mut weights = vec![0.0; values.len()];
+        for (&slot, &w) in slot_of.iter().zip(&h.weight) {
+            counts[slot as usize] += 1;
+            weights[slot as usize] += w;
+        }
+        let mut next = vec![0usize; values.len()];
+        let mut start = 0;
+        let mut groups = Vec::with_capacity(values.len());
+        for &slot in &order {
+            next[slot] = start;
+            groups.push(FrequencyGroup {
+                x: values[slot],
+                rows: start..start + counts[slot],
+                weight: weights[slot],
+            });
+            start += counts[slot];
+        }
+        let mut position = vec![0usize; h.len()];
+        for (row, &slot) in slot_of.iter().enumerate() {
+            position[row] = next[slot as usize];
+            next[slot as usize] += 1;
+        }
+        let permute = |column: &[f64]| {
+            let mut out = vec![0.0; column.len()];
+            for (&p, &v) in position.iter().zip(column) {
+                out[p] = v;
+            }
+            out
+        };
+        let pieces = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, group)| {
+                group
+                    .rows
+                    .clone()
+                    .step_by(CHUNK)
+                    .map(move |s| (g, s..(s + CHUNK).min(group.rows.end)))
+            })
+            .collect();
+        ByFrequency {
+            t_x: permute(&h.t_x),
+            t: permute(&h.t),
+            weight: permute(&h.weight),
+            groups,
+            pieces,
+        }
+    }
+
+    /// Σ of `piece(group, rows)` over pieces of every group, computed in parallel and added in
+    /// a fixed order, so the result is the same bits on every run.
+    pub(crate) fn par_sums<const K: usize>(
+        &self,
+        piece: impl Fn(&FrequencyGroup, Range<usize>) -> [f64; K] + Sync,
+    ) -> [f64; K] {
+        let sums: Vec<[f64; K]> = self
+            .pieces
+            .par_iter()
+            .map(|(g, rows)| piece(&self.groups[*g], rows.clone()))
+            .collect();
+        sums.into_iter().fold([0.0; K], |mut total, part| {
+            total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+            total
+        })
+    }
+}
+
+/// Σ `row(values)` over the rows of `columns` (all of one length), K sums at once. Rows are
+/// computed a block at a time into buffers, a loop without dependencies between iterations
+/// that the compiler vectorizes (inlined into a caller compiled for AVX2 by `multiversion`,
+/// four rows per instruction), then summed into four running sums per output. The order of
+/// additions is fixed by the code, so every instruction set gives the same bits.
+/// Rows per block of a vectorized pass: its buffers stay in L1.
+pub(crate) const BLOCK: usize = 64;
+
+/// out[i] = f(columns[..][i]) for the rows of `columns` (at most `out.len()`): a loop the
+/// compiler vectorizes when `f` is branch-free.
+#[inline(always)]
+pub(crate) fn map_into<const C: usize>(
+    out: &mut [f64],
+    columns: [&[f64]; C],
+    f: impl Fn([f64; C]) -> f64,
+) {
+    let n = columns.first().map_or(0, |c| c.len()).min(out.len());
+    let columns = columns.map(|c| &c[..n]);
+    for (i, o) in out[..n].iter_mut().enumerate() {
+        let mut values = [0.0; C];
+        for (value, column) in values.iter_mut().zip(&columns) {
+            *value = column[i];
+        }
+        *o = f(values);
+    }
+}
+
+#[inline(always)]
+pub(crate) fn lane_sums<const C: usize, const K: usize>(
+    columns: [&[f64]; C],
+    row: impl Fn([f64; C]) -> [f64; K],
+) -> [f64; K] {
+    const LANES: usize = 4;
+    let n = columns.first().map_or(0, |c| c.len());
+    let mut sums = [[0.0; LANES]; K];
+    let mut out = [[0.0; BLOCK]; K];
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        let block = columns.map(|c| &c[start..start + len]);
+        for j in 0..len {
+            let mut values = [0.0; C];
+            for (value, column) in values.iter_mut().zip(&block) {
+                *value = column[j];
+            }
+            let results = row(values);
+            for (o, result) in out.iter_mut().zip(results) {
+                o[j] = result;
+            }
+        }
+        for (sum, o) in sums.iter_mut().zip(&out) {
+            let mut chunks = o[..len].chunks_exact(LANES);
+            for chunk in &mut chunks {
+                for l in 0..LANES {
+                    sum[l] += chunk[l];
+                }
+            }
+            for (l, value) in chunks.remainder().iter().enumerate() {
+                sum[l] += value;
+            }
+        }
+        start += len;
+    }
+    sums.map(|lanes| (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
 }
 
 /// The predictions of a fitted purchase model. Times are in the model's time units.
