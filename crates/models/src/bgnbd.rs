@@ -9,13 +9,14 @@ use std::sync::atomic::AtomicBool;
 
 use std::ops::Range;
 
-use crate::ad::{Dual, Real};
+use crate::ad::Real;
 use crate::hyp2f1::hyp2f1;
-use crate::optimize::{Fit, FitError, LogLikelihood, fit};
+use crate::optimize::{Fit, FitError, LogLikelihood, SecondOrder, fit};
 use crate::purchase::{
-    BLOCK, ByFrequency, Histories, PurchaseModel, alive_given_ln_odds, lane_sums, map_into, par_sum,
+    BLOCK, ByFrequency, FrequencyGroup, Histories, PurchaseModel, alive_given_ln_odds, lane_sums,
+    map_into, par_sum,
 };
-use crate::special::ln_gamma;
+use crate::special::{digamma, ln_gamma, trigamma};
 use crate::vmath;
 
 /// When a customer can drop out.
@@ -63,29 +64,68 @@ impl<'a> Likelihood<'a> {
         }
     }
 
-    /// Σ over one group's rows of ln[(α+T)^−(r+x) + e^c (α+t_x)^−(r+x)] (c = ln a −
-    /// ln(b+k+x−1)) and its derivatives: [value, ∂/∂r, ∂/∂α, Σ weight · P(dropped)], which
-    /// with ∂/∂a = P/a and ∂/∂b = −P/(b+k+x−1) gives the whole gradient. Per row: three
-    /// logarithms, one exponential and three divisions, all in SIMD lanes.
-    fn repeat_buyers(&self, rows: Range<usize>, alpha: f64, rx: f64, c: f64) -> [f64; 4] {
-        let b = &self.by_x;
-        let columns = [&b.t[rows.clone()], &b.t_x[rows.clone()], &b.weight[rows]];
-        let [value, by_rx, by_alpha, dropped] = repeat_buyer_sums(columns, alpha, rx, c);
-        [value, -by_rx, -rx * by_alpha, dropped]
+    /// One group's rows' part of the value, gradient and Hessian (added into `total`).
+    fn add_group(
+        &self,
+        total: &mut SecondOrder<4>,
+        group: &FrequencyGroup,
+        rows: Range<usize>,
+        params: &[f64; 4],
+    ) {
+        let [r, alpha, a, b] = *params;
+        let k = self.variant.shift();
+        let rx = r + group.x;
+        let by_x = &self.by_x;
+        let (t, w) = (&by_x.t[rows.clone()], &by_x.weight[rows.clone()]);
+        let g = &mut total.gradient;
+        let h = &mut total.hessian;
+        if group.x + k > 0.0 {
+            let bx_1 = b + k + group.x - 1.0;
+            let [value, s_r, s_alpha, s_p, s_alpha2, q, q1, q2, q11, q12, q22] =
+                repeat_buyer_sums([t, &by_x.t_x[rows], w], alpha, rx, a.ln() - bx_1.ln());
+            total.value += value;
+            g[0] -= s_r;
+            g[1] -= rx * s_alpha;
+            g[2] += s_p / a;
+            g[3] -= s_p / bx_1;
+            h[0][0] += q11;
+            h[0][1] += -s_alpha + rx * q12;
+            h[1][1] += rx * s_alpha2 + rx * rx * q22;
+            h[2][2] += (q - s_p) / (a * a);
+            h[3][3] += (s_p + q) / (bx_1 * bx_1);
+            h[2][3] -= q / (a * bx_1);
+            h[0][2] += q1 / a;
+            h[0][3] -= q1 / bx_1;
+            h[1][2] += rx * q2 / a;
+            h[1][3] -= rx * q2 / bx_1;
+        } else {
+            let [ln_sum, inv_sum, inv2_sum] = surely_alive_sums([t, w], alpha);
+            total.value -= rx * ln_sum;
+            g[0] -= ln_sum;
+            g[1] -= rx * inv_sum;
+            h[0][1] -= inv_sum;
+            h[1][1] += rx * inv2_sum;
+        }
     }
 }
 
-/// [`Likelihood::repeat_buyers`]' loop. With B = c − (r+x) ln(α+t_x) and A = −(r+x) ln(α+T),
-/// ln(e^A + e^B) = max(A, B) + ln(1 + e^−|A−B|), and p = e^B/(e^A+e^B) weighs the
-/// derivatives of B against those of A.
+/// The sums over a group's rows of repeat buyers (x + k > 0) that its part of the value,
+/// gradient and Hessian is made of. Per row, with A = −(r+x) ln(α+T) (still active) and
+/// B = c − (r+x) ln(α+t_x), c = ln a − ln(b+k+x−1) (dropped out after the last purchase):
+/// ln(e^A + e^B) = max(A, B) + ln(1 + e^−|A−B|); p = e^B/(e^A+e^B) weighs B's derivatives
+/// against A's, and q = p(1−p) carries the curvature of the mixture,
+/// ∇²lse = (1−p)∇²A + p∇²B + q (∇B−∇A)(∇B−∇A)ᵀ. With δ₁ = ln(α+T) − ln(α+t_x) and
+/// δ₂ = 1/(α+T) − 1/(α+t_x), the weighted sums are [lse, (1−p) ln(α+T) + p ln(α+t_x),
+/// (1−p)/(α+T) + p/(α+t_x), p, (1−p)/(α+T)² + p/(α+t_x)², q, qδ₁, qδ₂, qδ₁², qδ₁δ₂, qδ₂²].
+/// Per row: three logarithms, one exponential and three divisions, in SIMD lanes.
 ///
 /// The rows go a block at a time through one small loop per transcendental function: each
 /// loop keeps its constants in registers and its iterations independent, where one loop over
 /// all four ran out of registers and waited on its own latency.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn repeat_buyer_sums(columns: [&[f64]; 3], alpha: f64, rx: f64, c: f64) -> [f64; 4] {
+fn repeat_buyer_sums(columns: [&[f64]; 3], alpha: f64, rx: f64, c: f64) -> [f64; 11] {
     let [t, t_x, w] = columns;
-    let mut sums = [0.0; 4];
+    let mut sums = [0.0; 11];
     for start in (0..t.len()).step_by(BLOCK) {
         let rows = start..(start + BLOCK).min(t.len());
         let (t, t_x, w) = (&t[rows.clone()], &t_x[rows.clone()], &w[rows]);
@@ -110,13 +150,22 @@ fn repeat_buyer_sums(columns: [&[f64]; 3], alpha: f64, rx: f64, c: f64) -> [f64;
                 let larger = if d > 0.0 { dropped } else { alive };
                 let share = 1.0 / (1.0 + e);
                 let p = if d > 0.0 { share } else { e * share };
+                let wq = w * e * share * share;
                 let inv_t = 1.0 / (alpha + t);
                 let inv_t_x = 1.0 / (alpha + t_x);
+                let (d1, d2) = (ln_t - ln_t_x, inv_t - inv_t_x);
                 [
                     w * (larger + ln_1_e),
-                    w * (ln_t + p * (ln_t_x - ln_t)),
-                    w * (inv_t + p * (inv_t_x - inv_t)),
+                    w * (ln_t - p * d1),
+                    w * (inv_t - p * d2),
                     w * p,
+                    w * (inv_t * inv_t + p * (inv_t_x * inv_t_x - inv_t * inv_t)),
+                    wq,
+                    wq * d1,
+                    wq * d2,
+                    wq * d1 * d1,
+                    wq * d1 * d2,
+                    wq * d2 * d2,
                 ]
             },
         );
@@ -125,14 +174,17 @@ fn repeat_buyer_sums(columns: [&[f64]; 3], alpha: f64, rx: f64, c: f64) -> [f64;
     sums
 }
 
-/// The same sums for customers who cannot have dropped out (x = 0 under BG/NBD):
-/// [Σ w ln(α+T), Σ w/(α+T)].
+/// The sums for customers who cannot have dropped out (x = 0 under BG/NBD), whose term is
+/// A alone: [Σ w ln(α+T), Σ w/(α+T), Σ w/(α+T)²].
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn surely_alive_sums(columns: [&[f64]; 2], alpha: f64) -> [f64; 2] {
+fn surely_alive_sums(columns: [&[f64]; 2], alpha: f64) -> [f64; 3] {
     lane_sums(
         columns,
         #[inline(always)]
-        |[t, w]| [w * vmath::ln(alpha + t), w / (alpha + t)],
+        |[t, w]| {
+            let inv = 1.0 / (alpha + t);
+            [w * vmath::ln(alpha + t), w * inv, w * inv * inv]
+        },
     )
 }
 
@@ -167,40 +219,73 @@ impl LogLikelihood<4> for Likelihood<'_> {
         body + shared * h.customers()
     }
 
-    /// The terms of x alone (gamma functions) once per distinct x by dual numbers, weighted by
-    /// that x's customers; the per-row log-sum-exp with its derivatives written out.
     fn value_and_gradient(&self, params: &[f64; 4]) -> (f64, [f64; 4]) {
-        let [r, alpha, a, b] = *params;
-        let k = self.variant.shift();
-        let [dr, dalpha, da, db]: [Dual<4>; 4] =
-            std::array::from_fn(|i| Dual::variable(params[i], i));
-        let shared = (dr.ln_gamma() * -1.0 + dr * dalpha.ln() + (da + db).ln_gamma()
-            - db.ln_gamma())
-            * self.histories.customers();
-        let gammas = self.by_x.groups.iter().fold(shared, |total, g| {
-            let bx = db + (g.x + k);
-            total + ((dr + g.x).ln_gamma() + bx.ln_gamma() - (da + bx).ln_gamma()) * g.weight
-        });
-        let rows = self.by_x.par_sums(|g, rows| {
-            let rx = r + g.x;
-            if g.x + k > 0.0 {
-                let bx_1 = b + k + g.x - 1.0;
-                let [value, by_r, by_alpha, dropped] =
-                    self.repeat_buyers(rows, alpha, rx, a.ln() - bx_1.ln());
-                [value, by_r, by_alpha, dropped / a, -dropped / bx_1]
-            } else {
-                let b = &self.by_x;
-                let [ln_sum, inv_sum] =
-                    surely_alive_sums([&b.t[rows.clone()], &b.weight[rows]], alpha);
-                [-rx * ln_sum, -ln_sum, -rx * inv_sum, 0.0, 0.0]
-            }
-        });
-        let gradient = std::array::from_fn(|i| gammas.gradient[i] + rows[i + 1]);
-        (gammas.value + rows[0], gradient)
+        let all = self.second_order(params);
+        (all.value, all.gradient)
+    }
+
+    fn value_gradient_hessian(&self, params: &[f64; 4]) -> Option<SecondOrder<4>> {
+        Some(self.second_order(params))
     }
 
     fn observations(&self) -> f64 {
         self.histories.customers()
+    }
+}
+
+impl Likelihood<'_> {
+    /// The terms of x alone (gamma functions) once per distinct x, weighted by that x's
+    /// customers; the per-row log-sum-exp by [`repeat_buyer_sums`], in parallel over pieces of
+    /// groups. Every derivative is written out (the tests hold them to dual numbers and to
+    /// differences of the gradient).
+    fn second_order(&self, params: &[f64; 4]) -> SecondOrder<4> {
+        let [r, alpha, a, b] = *params;
+        let k = self.variant.shift();
+        let n = self.histories.customers();
+        // N (−ln Γ(r) + r ln α + ln Γ(a+b) − ln Γ(b)).
+        let mut total = SecondOrder {
+            value: n * (-ln_gamma(r) + r * alpha.ln() + ln_gamma(a + b) - ln_gamma(b)),
+            gradient: [
+                n * (-digamma(r) + alpha.ln()),
+                n * r / alpha,
+                n * digamma(a + b),
+                n * (digamma(a + b) - digamma(b)),
+            ],
+            hessian: [[0.0; 4]; 4],
+        };
+        let h = &mut total.hessian;
+        h[0][0] = -n * trigamma(r);
+        h[0][1] = n / alpha;
+        h[1][1] = -n * r / (alpha * alpha);
+        h[2][2] = n * trigamma(a + b);
+        h[2][3] = n * trigamma(a + b);
+        h[3][3] = n * (trigamma(a + b) - trigamma(b));
+        // Σ_x W_x (ln Γ(r+x) + ln Γ(b+k+x) − ln Γ(a+b+k+x)).
+        for group in &self.by_x.groups {
+            let (x, w) = (group.x, group.weight);
+            let bx = b + k + x;
+            total.value += w * (ln_gamma(r + x) + ln_gamma(bx) - ln_gamma(a + bx));
+            let g = &mut total.gradient;
+            g[0] += w * digamma(r + x);
+            g[2] -= w * digamma(a + bx);
+            g[3] += w * (digamma(bx) - digamma(a + bx));
+            let h = &mut total.hessian;
+            let (tri_abx, tri_bx) = (trigamma(a + bx), trigamma(bx));
+            h[0][0] += w * trigamma(r + x);
+            h[2][2] -= w * tri_abx;
+            h[2][3] -= w * tri_abx;
+            h[3][3] += w * (tri_bx - tri_abx);
+        }
+        let pieces = self.by_x.par_pieces(|group, rows| {
+            let mut part = SecondOrder::zero();
+            self.add_group(&mut part, group, rows, params);
+            part
+        });
+        for part in pieces {
+            total.add(&part);
+        }
+        total.symmetrize_upper();
+        total
     }
 }
 
@@ -344,6 +429,7 @@ impl BgNbd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ad::Dual;
     use crate::purchase::PurchaseModel;
     use crate::testing::{cdnow, check_distribution};
 
@@ -466,11 +552,12 @@ mod tests {
         }
     }
 
-    /// The written-out gradient against dual numbers through the row-by-row likelihood, on
-    /// both variants, on coarse (merged) and fine (distinct) histories, and on parameters far
-    /// from and near the maximum, where the log-sum-exp leans to either side.
+    /// The written-out gradient against dual numbers through the row-by-row likelihood, and
+    /// the written-out Hessian against central differences of that gradient: on both
+    /// variants, on coarse (merged) and fine (distinct) histories, and on parameters far from
+    /// and near the maximum, where the log-sum-exp leans to either side.
     #[test]
-    fn hand_derived_gradient_matches_dual_numbers() {
+    fn hand_derived_derivatives_match_dual_numbers_and_differences() {
         let mut rng = crate::testing::Rng::new(5);
         let truth = BgNbd {
             r: 0.4,
@@ -506,6 +593,26 @@ mod tests {
                     close(*got, want),
                     "{variant:?} {params:?} ∂{i}: {got} vs {want}"
                 );
+            }
+            let hessian = likelihood.second_order(&params).hessian;
+            for j in 0..4 {
+                let step = 1e-5 * params[j];
+                let at = |sign: f64| {
+                    let mut p = params;
+                    p[j] += sign * step;
+                    likelihood.value_and_gradient(&p).1
+                };
+                let (up, down) = (at(1.0), at(-1.0));
+                for i in 0..4 {
+                    let difference = (up[i] - down[i]) / (2.0 * step);
+                    let scale = hessian[i][i].abs().max(hessian[j][j].abs()).sqrt()
+                        * difference.abs().sqrt();
+                    assert!(
+                        (hessian[i][j] - difference).abs() <= 1e-5 * scale.max(1.0),
+                        "{variant:?} {params:?} ∂²{i}{j}: {} vs {difference}",
+                        hessian[i][j]
+                    );
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
-//! Maximum likelihood: BFGS on log-parameters (so every parameter stays positive) with exact
-//! gradients, then standard errors from the Hessian of the log-likelihood.
+//! Maximum likelihood on log-parameters (so every parameter stays positive): Newton steps where
+//! the model writes out its Hessian, BFGS on exact gradients otherwise; then standard errors
+//! from the Hessian of the log-likelihood.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -29,6 +30,49 @@ pub trait LogLikelihood<const N: usize> {
         let duals: [Dual<N>; N] = std::array::from_fn(|i| Dual::variable(params[i], i));
         let ll = self.log_likelihood(&duals);
         (ll.value, ll.gradient)
+    }
+    /// The value, gradient and Hessian in the natural parameters, for a model that writes its
+    /// second derivatives out: the optimizer then takes Newton steps (a handful where BFGS
+    /// needs twenty) and reads the standard errors off the last Hessian. `None` by default.
+    fn value_gradient_hessian(&self, _params: &[f64; N]) -> Option<SecondOrder<N>> {
+        None
+    }
+}
+
+/// A log-likelihood with its first and second derivatives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SecondOrder<const N: usize> {
+    pub value: f64,
+    pub gradient: [f64; N],
+    pub hessian: [[f64; N]; N],
+}
+
+impl<const N: usize> SecondOrder<N> {
+    pub fn zero() -> Self {
+        SecondOrder {
+            value: 0.0,
+            gradient: [0.0; N],
+            hessian: [[0.0; N]; N],
+        }
+    }
+
+    pub fn add(&mut self, other: &SecondOrder<N>) {
+        self.value += other.value;
+        for i in 0..N {
+            self.gradient[i] += other.gradient[i];
+            for j in 0..N {
+                self.hessian[i][j] += other.hessian[i][j];
+            }
+        }
+    }
+
+    /// Copies the upper triangle onto the lower, for sums that fill only i ≤ j.
+    pub fn symmetrize_upper(&mut self) {
+        for i in 0..N {
+            for j in 0..i {
+                self.hessian[i][j] = self.hessian[j][i];
+            }
+        }
     }
 }
 
@@ -61,19 +105,104 @@ pub enum FitError {
     Cancelled,
 }
 
-/// Mean negative log-likelihood and its gradient with respect to the log-parameters φ (θ = e^φ).
+/// The objective at one point: the mean negative log-likelihood and its gradient with respect
+/// to the log-parameters φ (θ = e^φ), and the Hessians where the model gives them.
+struct Point<const N: usize> {
+    f: f64,
+    g: [f64; N],
+    /// ∇²f in φ, for Newton steps.
+    hessian: Option<[[f64; N]; N]>,
+    /// ∇² ln L in θ, for the standard errors.
+    natural_hessian: Option<[[f64; N]; N]>,
+}
+
+impl<const N: usize> Point<N> {
+    fn is_finite(&self) -> bool {
+        self.f.is_finite() && self.g.iter().all(|x| x.is_finite())
+    }
+}
+
 fn objective<const N: usize>(
     model: &impl LogLikelihood<N>,
     phi: &[f64; N],
     scale: f64,
-) -> (f64, [f64; N]) {
+) -> Point<N> {
     let theta = phi.map(f64::exp);
-    let (value, gradient) = model.value_and_gradient(&theta);
-    // dθ/dφ = θ.
-    (
-        -value / scale,
-        std::array::from_fn(|i| -gradient[i] * theta[i] / scale),
-    )
+    let (value, gradient, natural_hessian) = match model.value_gradient_hessian(&theta) {
+        Some(all) => (all.value, all.gradient, Some(all.hessian)),
+        None => {
+            let (value, gradient) = model.value_and_gradient(&theta);
+            (value, gradient, None)
+        }
+    };
+    // dθ/dφ = θ, so ∂f/∂φᵢ = θᵢ ∂f/∂θᵢ and ∂²f/∂φᵢ∂φⱼ = θᵢθⱼ ∂²f/∂θᵢ∂θⱼ + δᵢⱼ θᵢ ∂f/∂θᵢ.
+    let hessian = natural_hessian.map(|h| {
+        std::array::from_fn(|i| {
+            std::array::from_fn(|j| {
+                let diagonal = if i == j { theta[i] * gradient[i] } else { 0.0 };
+                -(theta[i] * theta[j] * h[i][j] + diagonal) / scale
+            })
+        })
+    });
+    Point {
+        f: -value / scale,
+        g: std::array::from_fn(|i| -gradient[i] * theta[i] / scale),
+        hessian,
+        natural_hessian,
+    }
+}
+
+/// The Newton direction −H⁻¹g, with H damped toward the identity (H + μI, μ growing) until it
+/// is positive definite and the step descends: far from the maximum the likelihood need not
+/// be concave.
+fn newton_direction<const N: usize>(hessian: &[[f64; N]; N], g: &[f64; N]) -> Option<[f64; N]> {
+    let scale = (0..N)
+        .fold(0.0f64, |m, i| m.max(hessian[i][i].abs()))
+        .max(1e-12);
+    let mut damping = 0.0;
+    for _ in 0..40 {
+        let mut damped = *hessian;
+        (0..N).for_each(|i| damped[i][i] += damping);
+        if let Some(direction) = solve_positive_definite(damped, g.map(|x| -x))
+            && dot(&direction, g) < 0.0
+        {
+            return Some(direction);
+        }
+        damping = if damping == 0.0 {
+            1e-8 * scale
+        } else {
+            damping * 10.0
+        };
+    }
+    None
+}
+
+/// Solves A x = b for a symmetric positive definite A by Cholesky; `None` when A is not.
+fn solve_positive_definite<const N: usize>(a: [[f64; N]; N], b: [f64; N]) -> Option<[f64; N]> {
+    let mut l = [[0.0; N]; N];
+    for i in 0..N {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            if i == j {
+                let d = a[i][i] - sum;
+                if d.is_nan() || d <= 0.0 || d.is_infinite() {
+                    return None;
+                }
+                l[i][i] = d.sqrt();
+            } else {
+                l[i][j] = (a[i][j] - sum) / l[j][j];
+            }
+        }
+    }
+    let mut y = [0.0; N];
+    for i in 0..N {
+        y[i] = (b[i] - (0..i).map(|k| l[i][k] * y[k]).sum::<f64>()) / l[i][i];
+    }
+    let mut x = [0.0; N];
+    for i in (0..N).rev() {
+        x[i] = (y[i] - (i + 1..N).map(|k| l[k][i] * x[k]).sum::<f64>()) / l[i][i];
+    }
+    Some(x)
 }
 
 fn dot<const N: usize>(a: &[f64; N], b: &[f64; N]) -> f64 {
@@ -95,13 +224,17 @@ pub fn fit<const N: usize>(
     }
     let mut phi = start.map(f64::ln);
     let mut evaluations = 1;
-    let (mut f, mut g) = objective(model, &phi, scale);
-    if !f.is_finite() || g.iter().any(|x| !x.is_finite()) {
+    let mut point = objective(model, &phi, scale);
+    if !point.is_finite() {
         return Err(FitError::NotFiniteAtStart);
     }
-    // Inverse Hessian approximation, starting from the identity.
-    let mut h = [[0.0; N]; N];
-    (0..N).for_each(|i| h[i][i] = 1.0);
+    // BFGS' inverse Hessian approximation, starting from the identity; unused by Newton steps.
+    let identity = || {
+        let mut h = [[0.0; N]; N];
+        (0..N).for_each(|i| h[i][i] = 1.0);
+        h
+    };
+    let mut inverse = identity();
     let mut status = format!("stopped after {MAX_ITERATIONS} iterations without converging");
     let mut converged = false;
     let mut iterations = 0;
@@ -111,17 +244,19 @@ pub fn fit<const N: usize>(
         if cancelled() {
             return Err(FitError::Cancelled);
         }
+        let g = point.g;
         if g.iter().all(|x| x.abs() < GRADIENT_TOLERANCE) {
             converged = true;
             status = "converged: gradient below tolerance".to_owned();
             iterations = iteration - 1;
             break;
         }
-        let mut direction: [f64; N] = std::array::from_fn(|i| -dot(&h[i], &g));
+        let newton = point.hessian.as_ref().and_then(|h| newton_direction(h, &g));
+        let mut direction =
+            newton.unwrap_or_else(|| std::array::from_fn(|i| -dot(&inverse[i], &g)));
         if dot(&direction, &g) >= 0.0 {
             // Not a descent direction: restart from steepest descent.
-            h = [[0.0; N]; N];
-            (0..N).for_each(|i| h[i][i] = 1.0);
+            inverse = identity();
             direction = g.map(|x| -x);
         }
         // Backtracking line search (Armijo), capping the step in log space at 5 (a factor e^5).
@@ -135,14 +270,14 @@ pub fn fit<const N: usize>(
             }
             let candidate: [f64; N] = std::array::from_fn(|i| phi[i] + step * direction[i]);
             evaluations += 1;
-            let (fc, gc) = objective(model, &candidate, scale);
-            if fc.is_finite() && gc.iter().all(|x| x.is_finite()) && fc <= f + 1e-4 * step * slope {
-                accepted = Some((candidate, fc, gc));
+            let next = objective(model, &candidate, scale);
+            if next.is_finite() && next.f <= point.f + 1e-4 * step * slope {
+                accepted = Some((candidate, next));
                 break;
             }
             step *= 0.5;
         }
-        let Some((next, fn_, gn)) = accepted else {
+        let Some((next_phi, next)) = accepted else {
             // No decrease possible along a descent direction: at a minimum to machine precision
             // when the gradient is small, otherwise stuck.
             if g.iter().all(|x| x.abs() < STALL_GRADIENT_TOLERANCE) {
@@ -153,30 +288,29 @@ pub fn fit<const N: usize>(
             }
             break;
         };
-        let s: [f64; N] = std::array::from_fn(|i| next[i] - phi[i]);
-        let y: [f64; N] = std::array::from_fn(|i| gn[i] - g[i]);
+        let s: [f64; N] = std::array::from_fn(|i| next_phi[i] - phi[i]);
+        let y: [f64; N] = std::array::from_fn(|i| next.g[i] - g[i]);
         let sy = dot(&s, &y);
         if sy > 1e-12 {
             // BFGS update of the inverse Hessian.
-            let hy: [f64; N] = std::array::from_fn(|i| dot(&h[i], &y));
+            let hy: [f64; N] = std::array::from_fn(|i| dot(&inverse[i], &y));
             let yhy = dot(&y, &hy);
             for i in 0..N {
                 for j in 0..N {
-                    h[i][j] +=
+                    inverse[i][j] +=
                         (sy + yhy) * s[i] * s[j] / (sy * sy) - (hy[i] * s[j] + s[i] * hy[j]) / sy;
                 }
             }
         }
-        stalled = if f - fn_ <= 1e-15 * f.abs() {
+        stalled = if point.f - next.f <= 1e-15 * point.f.abs() {
             stalled + 1
         } else {
             0
         };
-        phi = next;
-        f = fn_;
-        g = gn;
+        phi = next_phi;
+        point = next;
         if stalled >= STALL_ITERATIONS {
-            let largest = g.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let largest = point.g.iter().fold(0.0f64, |m, x| m.max(x.abs()));
             converged = largest < STALL_GRADIENT_TOLERANCE;
             status = if converged {
                 "converged: the likelihood stopped improving at machine precision".to_owned()
@@ -189,10 +323,14 @@ pub fn fit<const N: usize>(
         }
     }
     let params = phi.map(f64::exp);
+    let standard_errors = match point.natural_hessian {
+        Some(hessian) => errors_from_hessian(hessian),
+        None => standard_errors(model, &params),
+    };
     Ok(Fit {
-        standard_errors: standard_errors(model, &params),
+        standard_errors,
         params,
-        log_likelihood: -f * scale,
+        log_likelihood: -point.f * scale,
         iterations,
         evaluations,
         converged,
@@ -223,6 +361,12 @@ fn standard_errors<const N: usize>(
             hessian[i][j] = (gu[i] - gd[i]) / (2.0 * h);
         }
     }
+    errors_from_hessian(hessian)
+}
+
+/// √diag((−H)⁻¹) for the Hessian H of the log-likelihood in the natural parameters; `None`
+/// unless −H is positive definite.
+fn errors_from_hessian<const N: usize>(hessian: [[f64; N]; N]) -> Option<[f64; N]> {
     // Symmetrize, negate: the observed information matrix.
     let mut information = [[0.0; N]; N];
     for i in 0..N {

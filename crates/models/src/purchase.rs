@@ -21,8 +21,10 @@ pub struct Histories {
 }
 
 impl Histories {
-    /// Merges identical (x, t_x, T) into one row with the summed weight: fitting cost then
-    /// grows with the number of distinct histories, not customers.
+    /// Merges identical (x, t_x, T) into one row with the summed weight, where that removes at
+    /// least half the rows: fitting cost then grows with the number of distinct histories, not
+    /// customers. (Where nearly every history is distinct, merging would cost more than it
+    /// saves; see `merge_identical`.)
     pub fn compress(rows: impl Iterator<Item = (f64, f64, f64, f64)>) -> Histories {
         Histories::compress_indexed(rows).0
     }
@@ -77,29 +79,53 @@ pub(crate) fn alive_given_ln_odds(l: f64) -> f64 {
     }
 }
 
+/// Inputs smaller than this are always merged: the table then fits in the caches and costs
+/// little whatever the data.
+const ALWAYS_MERGE_BELOW: usize = 1 << 16;
+/// Merge only if it would remove at least this share of the rows.
+const MERGE_WHEN_REMOVING: f64 = 0.5;
+
 /// Merges rows with identical keys, summing their weights; keys keep their first order.
+///
+/// Merging pays on coarse data (purchases on days, a few hundred distinct frequencies and
+/// observation times: a million customers have about 100 000 distinct histories) and costs on
+/// fine data (timestamps to the second make nearly every history distinct), where its
+/// hash-table insert per row, the table outgrowing the caches, costs more than the per-row
+/// work of a whole fit. So it is decided from the data: the distinct keys are counted first by
+/// a pass of linear counting (a bitmap of hashes, Whang et al. 1990, within about 1 % at this
+/// load), and if merging would remove less than half the rows, every row is kept as it is.
 pub(crate) fn merge_identical<const K: usize>(
     rows: impl Iterator<Item = ([f64; K], f64)>,
 ) -> Merged<K> {
+    let (keys, weights): (Vec<[f64; K]>, Vec<f64>) = rows.unzip();
+    let hash = |key: &[f64; K]| crate::hash::hash_words(&key.map(f64::to_bits));
+    if keys.len() >= ALWAYS_MERGE_BELOW
+        && estimate_distinct(&keys, hash) > (1.0 - MERGE_WHEN_REMOVING) * keys.len() as f64
+    {
+        return Merged {
+            index: (0..keys.len() as u32).collect(),
+            keys,
+            weights,
+        };
+    }
     let mut table: HashTable<u32> = HashTable::new();
     let mut merged = Merged {
         keys: Vec::new(),
         weights: Vec::new(),
-        index: Vec::with_capacity(rows.size_hint().0),
+        index: Vec::with_capacity(keys.len()),
     };
-    let hash = |key: &[f64; K]| crate::hash::hash_words(&key.map(f64::to_bits));
     let same =
         |a: &[f64; K], b: &[f64; K]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
-    for (key, w) in rows {
-        let keys = &merged.keys;
+    for (key, w) in keys.into_iter().zip(weights) {
+        let distinct = &merged.keys;
         let slot = match table.entry(
             hash(&key),
-            |&i| same(&keys[i as usize], &key),
-            |&i| hash(&keys[i as usize]),
+            |&i| same(&distinct[i as usize], &key),
+            |&i| hash(&distinct[i as usize]),
         ) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
-                let slot = keys.len() as u32;
+                let slot = distinct.len() as u32;
                 entry.insert(slot);
                 merged.keys.push(key);
                 merged.weights.push(0.0);
@@ -110,6 +136,21 @@ pub(crate) fn merge_identical<const K: usize>(
         merged.index.push(slot);
     }
     merged
+}
+
+/// The number of distinct keys by linear counting: hash each into a bitmap of m ≥ 2n bits;
+/// with a share V of bits still clear, about −m ln V distinct keys were set.
+fn estimate_distinct<K>(keys: &[K], hash: impl Fn(&K) -> u64) -> f64 {
+    let bits = (2 * keys.len()).next_power_of_two().max(64);
+    let shift = 64 - bits.trailing_zeros();
+    let mut bitmap = vec![0u64; bits / 64];
+    for key in keys {
+        let bit = (hash(key) >> shift) as usize;
+        bitmap[bit / 64] |= 1 << (bit % 64);
+    }
+    let set: u32 = bitmap.iter().map(|w| w.count_ones()).sum();
+    let clear = (bits as f64 - f64::from(set)).max(1.0) / bits as f64;
+    -(bits as f64) * clear.ln()
 }
 
 /// Distinct keys in order of first appearance, their summed weights, and each input row's key.
@@ -236,21 +277,16 @@ impl ByFrequency {
         }
     }
 
-    /// Σ of `piece(group, rows)` over pieces of every group, computed in parallel and added in
-    /// a fixed order, so the result is the same bits on every run.
-    pub(crate) fn par_sums<const K: usize>(
+    /// `piece(group, rows)` for pieces of every group, computed in parallel, in a fixed order
+    /// (adding them in that order gives the same bits on every run).
+    pub(crate) fn par_pieces<T: Send>(
         &self,
-        piece: impl Fn(&FrequencyGroup, Range<usize>) -> [f64; K] + Sync,
-    ) -> [f64; K] {
-        let sums: Vec<[f64; K]> = self
-            .pieces
+        piece: impl Fn(&FrequencyGroup, Range<usize>) -> T + Sync,
+    ) -> Vec<T> {
+        self.pieces
             .par_iter()
             .map(|(g, rows)| piece(&self.groups[*g], rows.clone()))
-            .collect();
-        sums.into_iter().fold([0.0; K], |mut total, part| {
-            total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
-            total
-        })
+            .collect()
     }
 }
 
@@ -350,6 +386,39 @@ pub(crate) fn par_sums<const K: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Large inputs are merged when that removes at least half the rows, and kept as they are
+    /// otherwise; the estimate of distinct keys is within a few percent either way.
+    #[test]
+    fn merging_is_decided_from_the_share_of_distinct_histories() {
+        let check = |distinct: usize, rows: usize, merged: bool| {
+            let keys: Vec<[f64; 3]> = (0..rows)
+                .map(|i| [(i % distinct) as f64, 0.5, 39.0])
+                .collect();
+            let estimate =
+                estimate_distinct(&keys, |k| crate::hash::hash_words(&k.map(f64::to_bits)));
+            assert!(
+                (estimate - distinct as f64).abs() < 0.03 * distinct as f64,
+                "{estimate} vs {distinct}"
+            );
+            let (h, index) =
+                Histories::compress_indexed(keys.iter().map(|k| (k[0], k[1], k[2], 1.0)));
+            assert_eq!(h.len(), if merged { distinct } else { rows });
+            assert_eq!(h.customers(), rows as f64);
+            assert_eq!(
+                index[rows - 1] as usize,
+                if merged {
+                    (rows - 1) % distinct
+                } else {
+                    rows - 1
+                }
+            );
+        };
+        check(40_000, 200_000, true);
+        check(90_000, 200_000, true);
+        check(110_000, 200_000, false);
+        check(200_000, 200_000, false);
+    }
 
     #[test]
     fn identical_histories_merge_in_order_of_first_appearance() {
