@@ -4,19 +4,20 @@ Run through bench/run.sh, which builds Mittari in release mode and installs life
 throwaway virtualenv. Not part of CI: it takes minutes and needs PyPI.
 
 Measures, for 1 000 000 simulated customers (BG/NBD and Gamma-Gamma at CDNOW-like
-parameters, daily purchases over 39 weeks):
-  - the fits alone: BG/NBD, Pareto/NBD, Gamma-Gamma (Mittari: median of 3 runs);
+parameters) in each data shape of the fit bench (`day`: purchases on days over 39 weeks;
+`log`: timestamps to the second, acquisition over three years, observation over four):
+  - the fits: BG/NBD, Gamma-Gamma, Pareto/NBD; lifetimes and PyMC-Marketing (`fit(method="map")`,
+    in its own virtualenv, through bench/pymc_fit.py) as a user runs them, reading the CSV
+    included; Mittari's fit alone (median of 3 runs);
   - the RFM summary of a 1 000 000-row transaction log;
-  - the whole `mittari compute` process, CSV reading included;
-  - peak memory of fitting 10 000 000 customers.
-and checks that the estimates agree to 4 significant digits.
+  - the whole `mittari compute clv` process, CSV reading included, in each output format;
+and reports the largest relative difference between the estimates.
 """
 
 import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from lifetimes.utils import summary_data_from_transaction_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MITTARI = os.path.join(ROOT, "target", "release", "mittari")
+PYMC_PYTHON = os.path.join(ROOT, "target", "bench-venv-pymc", "bin", "python")
 
 
 def bench(*args):
@@ -62,102 +64,116 @@ def timed(f):
     return time.perf_counter() - start, value
 
 
-def same_to_4_digits(a, b):
-    return all(float(f"{x:.4g}") == float(f"{y:.4g}") for x, y in zip(a, b))
-
-
 def relative_gap(a, b):
     return max(abs(x - y) / abs(y) for x, y in zip(a, b))
+
+
+def pymc(summary, models):
+    """PyMC-Marketing's MAP fits (bench/pymc_fit.py in its own virtualenv), or {} without it."""
+    if not os.path.exists(PYMC_PYTHON):
+        print("# PyMC-Marketing's virtualenv is missing: run through bench/run.sh", flush=True)
+        return {}
+    script = os.path.join(ROOT, "bench", "pymc_fit.py")
+    # PyTensor compiles each model's graph on first use and caches it: warm the cache on a
+    # small file, so the timed run measures fitting as a user's second session would.
+    warm = summary + ".head.csv"
+    with open(summary) as source, open(warm, "w") as head:
+        head.writelines(line for _, line in zip(range(2001), source))
+    subprocess.run([PYMC_PYTHON, script, warm, models], cwd=ROOT, check=True, capture_output=True)
+    out = subprocess.run(
+        [PYMC_PYTHON, script, summary, models],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    return {r["model"]: r for r in (json.loads(l) for l in out.splitlines() if l.startswith("{"))}
+
+
+def one_shape(args, shape, work):
+    summary = os.path.join(work, f"{shape}_summary.csv")
+    log = os.path.join(work, f"{shape}_log.csv")
+    bench("simulate", f"--shape={shape}", str(args.customers), summary, log, str(args.log_rows))
+    rust = {r["model"]: r for r in bench("fit", summary) if r["step"] == "fit"}
+    rust_rfm = bench("rfm", log)[0]
+    data = pd.read_csv(summary)
+    distinct = len(data[["frequency", "recency", "T"]].drop_duplicates())
+    print(f"\n## shape {shape}: {len(data)} customers, {distinct} distinct histories", flush=True)
+    models = "bgnbd,gamma_gamma" + ("" if args.skip_pareto else ",pareto_nbd")
+    peers = pymc(summary, models)
+    rows = []
+
+    def compare(name, key, lifetimes_seconds, lifetimes_params):
+        ours = rust[key]
+        peer = peers.get(key)
+        rows.append((name, lifetimes_seconds, peer["seconds"] if peer else None, ours["seconds"],
+                     relative_gap(ours["params"], lifetimes_params),
+                     relative_gap(ours["params"], peer["params"]) if peer else None))
+        print(f"{name}: lifetimes {lifetimes_seconds:.2f} s {np.round(lifetimes_params, 6).tolist()}; "
+              f"PyMC-Marketing {peer['seconds'] if peer else float('nan'):.2f} s "
+              f"{np.round(peer['params'], 6).tolist() if peer else ''}; "
+              f"mittari {ours['seconds']:.3f} s {np.round(ours['params'], 6).tolist()} "
+              f"({ours['iterations']} iterations, {ours['evaluations']} evaluations)", flush=True)
+
+    # lifetimes as a user runs it: read the CSV, then fit.
+    def lifetimes_bgnbd():
+        frame = pd.read_csv(summary)
+        return BetaGeoFitter().fit(frame.frequency, frame.recency, frame["T"])
+    seconds, bg = timed(lifetimes_bgnbd)
+    compare("BG/NBD", "bgnbd", seconds, [bg.params_[k] for k in ("r", "alpha", "a", "b")])
+
+    def lifetimes_gg():
+        frame = pd.read_csv(summary)
+        repeat = frame[frame.frequency > 0]
+        return GammaGammaFitter().fit(repeat.frequency, repeat.monetary_value)
+    gg_seconds, gg = timed(lifetimes_gg)
+    compare("Gamma-Gamma", "gamma_gamma", gg_seconds, [gg.params_[k] for k in ("p", "q", "v")])
+
+    if not args.skip_pareto:
+        def lifetimes_pareto():
+            frame = pd.read_csv(summary)
+            return ParetoNBDFitter().fit(frame.frequency, frame.recency, frame["T"])
+        seconds, pn = timed(lifetimes_pareto)
+        compare("Pareto/NBD", "pareto_nbd", seconds, [pn.params_[k] for k in ("r", "alpha", "s", "beta")])
+
+    transactions = pd.read_csv(log, parse_dates=["timestamp"])
+    seconds, _ = timed(lambda: summary_data_from_transaction_data(
+        transactions, "customer_id", "timestamp", monetary_value_col="amount", freq="D"))
+    print(f"RFM summary of {rust_rfm['rows']} rows: lifetimes {seconds:.2f} s, mittari {rust_rfm['seconds']:.3f} s", flush=True)
+
+    print(f"\n| fit ({shape} shape, read + fit for the peers) | lifetimes (s) | PyMC-Marketing MAP (s) | Mittari fit (s) | vs lifetimes | vs PyMC | largest relative difference: lifetimes, PyMC |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, lt, pm, mt, gap_lt, gap_pm in rows:
+        pm_text = f"{pm:.2f}" if pm is not None else "—"
+        versus_pm = f"{pm / mt:.0f}×" if pm is not None else "—"
+        gap_pm_text = f"{gap_pm:.1e}" if gap_pm is not None else "—"
+        print(f"| {name} | {lt:.2f} | {pm_text} | {mt:.3f} | {lt / mt:.0f}× | {versus_pm} | {gap_lt:.1e}, {gap_pm_text} |")
+
+    lifetimes_bg = rows[0][1]
+    print(f"\nWhole process, `mittari compute clv` ({shape} shape), median of 3:")
+    for label, extra, reference in [
+        ("bgnbd (default report)", ["--param", "model=bgnbd", "--input", summary],
+         (lifetimes_bg, "lifetimes' read + fit")),
+        ("bgnbd + gamma_gamma", ["--param", "model=bgnbd", "--param", "spend_model=gamma_gamma", "--input", summary],
+         (lifetimes_bg + gg_seconds, "lifetimes' two reads + fits")),
+        ("bgnbd, --format json", ["--param", "model=bgnbd", "--format", "json", "--input", summary], None),
+        ("bgnbd, --format csv", ["--param", "model=bgnbd", "--format", "csv", "--input", summary], None),
+    ]:
+        seconds, rss = whole_process("clv", *extra)
+        versus = f"; {reference[1]} {reference[0]:.1f} s ({reference[0] / seconds:.1f}×)" if reference else ""
+        print(f"- {label}: {seconds:.2f} s, peak {rss:.0f} MiB{versus}", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--log-rows", type=int, default=1_000_000)
-    parser.add_argument("--memory-customers", type=int, default=10_000_000)
-    parser.add_argument("--skip-pareto", action="store_true", help="skip lifetimes' slow Pareto/NBD fit")
+    parser.add_argument("--shapes", default="day,log", help="data shapes to measure: day, log or both")
+    parser.add_argument("--skip-pareto", action="store_true", help="skip the slow Pareto/NBD fits of the peers")
     args = parser.parse_args()
     work = os.path.join(ROOT, "target", "bench")
     os.makedirs(work, exist_ok=True)
-    summary = os.path.join(work, "summary.csv")
-    log = os.path.join(work, "log.csv")
-
     print(f"# machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"lifetimes {lifetimes.__version__}, numpy {np.__version__}, pandas {pd.__version__}", flush=True)
-    bench("simulate", str(args.customers), summary, log, str(args.log_rows))
-    rust = {r["model"]: r for r in bench("fit", summary) if r["step"] == "fit"}
-    rust_rfm = bench("rfm", log)[0]
-
-    data = pd.read_csv(summary)
-    rows = []
-
-    def compare(name, lifetimes_seconds, lifetimes_params, rust_result):
-        speedup = lifetimes_seconds / rust_result["seconds"]
-        agree = same_to_4_digits(rust_result["params"], lifetimes_params)
-        gap = relative_gap(rust_result["params"], lifetimes_params)
-        rows.append((name, lifetimes_seconds, rust_result["seconds"], speedup, agree, gap))
-        print(f"{name}: lifetimes {lifetimes_seconds:.2f} s, mittari {rust_result['seconds']:.3f} s, "
-              f"{speedup:.0f}x; lifetimes {np.round(lifetimes_params, 6).tolist()} "
-              f"mittari {np.round(rust_result['params'], 6).tolist()}; 4 digits equal: {agree}", flush=True)
-
-    seconds, bg = timed(lambda: BetaGeoFitter().fit(data.frequency, data.recency, data["T"]))
-    compare("BG/NBD fit", seconds, [bg.params_[k] for k in ("r", "alpha", "a", "b")], rust["bgnbd"])
-
-    repeat = data[data.frequency > 0]
-    seconds, gg = timed(lambda: GammaGammaFitter().fit(repeat.frequency, repeat.monetary_value))
-    compare("Gamma-Gamma fit", seconds, [gg.params_[k] for k in ("p", "q", "v")], rust["gamma_gamma"])
-
-    if not args.skip_pareto:
-        seconds, pn = timed(lambda: ParetoNBDFitter().fit(data.frequency, data.recency, data["T"]))
-        compare("Pareto/NBD fit", seconds, [pn.params_[k] for k in ("r", "alpha", "s", "beta")], rust["pareto_nbd"])
-
-    transactions = pd.read_csv(log, parse_dates=["timestamp"])
-    seconds, _ = timed(lambda: summary_data_from_transaction_data(
-        transactions, "customer_id", "timestamp", monetary_value_col="amount", freq="D"))
-    rows.append(("RFM summary", seconds, rust_rfm["seconds"], seconds / rust_rfm["seconds"], None, None))
-    print(f"RFM summary of {rust_rfm['rows']} rows: lifetimes {seconds:.2f} s, mittari {rust_rfm['seconds']:.3f} s", flush=True)
-
-    print("\n| measurement | lifetimes (s) | Mittari (s) | speed-up | estimates equal to 4 digits | largest relative difference |")
-    print("| --- | ---: | ---: | ---: | --- | ---: |")
-    for name, lt, mt, speedup, agree, gap in rows:
-        agree_text = "" if agree is None else ("yes" if agree else "no")
-        gap_text = "" if gap is None else f"{gap:.1e}"
-        print(f"| {name} | {lt:.2f} | {mt:.3f} | {speedup:.0f}× | {agree_text} | {gap_text} |")
-
-    # lifetimes doing the whole job of `mittari compute clv --param model=bgnbd`: read the CSV,
-    # fit, predict P(alive) and expected purchases over the default 52-week horizon for every
-    # customer, rank them.
-    def lifetimes_whole_bgnbd():
-        frame = pd.read_csv(summary)
-        model = BetaGeoFitter().fit(frame.frequency, frame.recency, frame["T"])
-        frame["p_alive"] = model.conditional_probability_alive(frame.frequency, frame.recency, frame["T"])
-        frame["expected_purchases"] = model.conditional_expected_number_of_purchases_up_to_time(
-            52, frame.frequency, frame.recency, frame["T"])
-        return frame.sort_values("expected_purchases", ascending=False)
-    lifetimes_whole, _ = timed(lifetimes_whole_bgnbd)
-    print(f"lifetimes, whole BG/NBD job (read CSV, fit, predict every customer, rank): {lifetimes_whole:.2f} s", flush=True)
-
-    print("\nWhole process, `mittari compute clv` (CSV reading, fit, predictions for every customer):")
-    bg_total = rows[0][1] + rows[1][1]
-    for label, extra, reference in [
-        ("bgnbd, summary input", ["--param", "model=bgnbd", "--input", summary],
-         (lifetimes_whole, "lifetimes' whole job")),
-        ("bgnbd + gamma_gamma, summary input", ["--param", "model=bgnbd", "--param", "spend_model=gamma_gamma", "--input", summary],
-         (bg_total, "lifetimes' two fits alone")),
-        ("pareto_nbd, summary input", ["--param", "model=pareto_nbd", "--input", summary], None),
-        ("bgnbd, transaction log input", ["--param", "model=bgnbd", "--param", "time_unit=day", "--input", log], None),
-    ]:
-        seconds, rss = whole_process("clv", *extra)
-        versus = f"; {reference[1]} {reference[0]:.1f} s ({reference[0] / seconds:.0f}×)" if reference else ""
-        print(f"- {label}: {seconds:.2f} s, peak {rss:.0f} MiB{versus}")
-
-    if args.memory_customers:
-        big = os.path.join(work, "summary_big.csv")
-        bench("simulate", str(args.memory_customers), big, os.path.join(work, "log_unused.csv"), "0")
-        fit = [r for r in bench("fit", big, "bgnbd") if r["step"] == "fit"][0]
-        seconds, rss = whole_process("clv", "--param", "model=bgnbd", "--param", "spend_model=gamma_gamma", "--input", big, runs=1)
-        print(f"\n{args.memory_customers} customers: BG/NBD fit {fit['seconds']:.2f} s, bench peak {fit['peak_rss_mib']:.0f} MiB; "
-              f"whole `mittari compute clv` {seconds:.1f} s, peak {rss:.0f} MiB")
+    for shape in args.shapes.split(","):
+        one_shape(args, shape, work)
 
 
 if __name__ == "__main__":

@@ -232,7 +232,12 @@ fn fit(path: &str, models: &str) {
     for model in models.split(',') {
         let (seconds, (params, fitted, distinct)): (f64, (Vec<f64>, Fitted, usize)) = match model {
             "bgnbd" | "mbgnbd" | "pareto_nbd" => median_of_3(|| {
+                let merging = Instant::now();
                 let h = Histories::compress(rows.iter().map(|&(x, t_x, t, _)| (x, t_x, t, 1.0)));
+                eprintln!(
+                    r#"{{"step": "merge", "model": "{model}", "seconds": {:.3}}}"#,
+                    merging.elapsed().as_secs_f64()
+                );
                 let (params, fit) = match model {
                     "pareto_nbd" => {
                         let (p, f) =

@@ -34,14 +34,18 @@ impl Opportunities {
     pub fn compress_indexed(
         rows: impl Iterator<Item = (f64, f64, f64, f64)>,
     ) -> (Opportunities, Vec<u32>) {
-        let merged = crate::purchase::merge_identical(rows.map(|(x, t_x, n, w)| ([x, t_x, n], w)));
+        let crate::purchase::Merged {
+            keys: [x, t_x, n],
+            weights,
+            index,
+        } = crate::purchase::merge_identical(rows);
         let opportunities = Opportunities {
-            x: merged.keys.iter().map(|k| k[0]).collect(),
-            t_x: merged.keys.iter().map(|k| k[1]).collect(),
-            n: merged.keys.iter().map(|k| k[2]).collect(),
-            weight: merged.weights,
+            x,
+            t_x,
+            n,
+            weight: weights,
         };
-        (opportunities, merged.index)
+        (opportunities, index)
     }
 
     pub fn len(&self) -> usize {

@@ -34,14 +34,18 @@ impl Histories {
     pub fn compress_indexed(
         rows: impl Iterator<Item = (f64, f64, f64, f64)>,
     ) -> (Histories, Vec<u32>) {
-        let merged = merge_identical(rows.map(|(x, t_x, t, w)| ([x, t_x, t], w)));
+        let Merged {
+            keys: [x, t_x, t],
+            weights,
+            index,
+        } = merge_identical(rows);
         let histories = Histories {
-            x: merged.keys.iter().map(|k| k[0]).collect(),
-            t_x: merged.keys.iter().map(|k| k[1]).collect(),
-            t: merged.keys.iter().map(|k| k[2]).collect(),
-            weight: merged.weights,
+            x,
+            t_x,
+            t,
+            weight: weights,
         };
-        (histories, merged.index)
+        (histories, index)
     }
 
     pub fn len(&self) -> usize {
@@ -94,45 +98,46 @@ const MERGE_WHEN_REMOVING: f64 = 0.5;
 /// work of a whole fit. So it is decided from the data: the distinct keys are counted first by
 /// a pass of linear counting (a bitmap of hashes, Whang et al. 1990, within about 1 % at this
 /// load), and if merging would remove less than half the rows, every row is kept as it is.
-pub(crate) fn merge_identical<const K: usize>(
-    rows: impl Iterator<Item = ([f64; K], f64)>,
-) -> Merged<K> {
-    let (keys, weights): (Vec<[f64; K]>, Vec<f64>) = rows.unzip();
-    let hash = |key: &[f64; K]| crate::hash::hash_words(&key.map(f64::to_bits));
-    if keys.len() >= ALWAYS_MERGE_BELOW
-        && estimate_distinct(&keys, hash) > (1.0 - MERGE_WHEN_REMOVING) * keys.len() as f64
+pub(crate) fn merge_identical(rows: impl Iterator<Item = (f64, f64, f64, f64)>) -> Merged {
+    let mut columns = Merged::with_capacity(rows.size_hint().0);
+    for (a, b, c, w) in rows {
+        columns.keys[0].push(a);
+        columns.keys[1].push(b);
+        columns.keys[2].push(c);
+        columns.weights.push(w);
+    }
+    let n = columns.weights.len();
+    let key = |i: usize| columns.keys.each_ref().map(|k| k[i].to_bits());
+    let hash = |i: usize| crate::hash::hash_words(&key(i));
+    if n >= ALWAYS_MERGE_BELOW
+        && estimate_distinct(n, hash) > (1.0 - MERGE_WHEN_REMOVING) * n as f64
     {
-        return Merged {
-            index: (0..keys.len() as u32).collect(),
-            keys,
-            weights,
-        };
+        columns.index = (0..n as u32).collect();
+        return columns;
     }
     let mut table: HashTable<u32> = HashTable::new();
-    let mut merged = Merged {
-        keys: Vec::new(),
-        weights: Vec::new(),
-        index: Vec::with_capacity(keys.len()),
-    };
-    let same =
-        |a: &[f64; K], b: &[f64; K]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
-    for (key, w) in keys.into_iter().zip(weights) {
-        let distinct = &merged.keys;
+    let mut merged = Merged::with_capacity(0);
+    merged.index.reserve(n);
+    for row in 0..n {
+        let row_key = key(row);
+        let distinct = &merged;
         let slot = match table.entry(
-            hash(&key),
-            |&i| same(&distinct[i as usize], &key),
-            |&i| hash(&distinct[i as usize]),
+            hash(row),
+            |&i| distinct.key(i as usize) == row_key,
+            |&i| crate::hash::hash_words(&distinct.key(i as usize)),
         ) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
-                let slot = distinct.len() as u32;
+                let slot = merged.weights.len() as u32;
                 entry.insert(slot);
-                merged.keys.push(key);
+                for (column, value) in merged.keys.iter_mut().zip(&columns.keys) {
+                    column.push(value[row]);
+                }
                 merged.weights.push(0.0);
                 slot
             }
         };
-        merged.weights[slot as usize] += w;
+        merged.weights[slot as usize] += columns.weights[row];
         merged.index.push(slot);
     }
     merged
@@ -140,24 +145,55 @@ pub(crate) fn merge_identical<const K: usize>(
 
 /// The number of distinct keys by linear counting: hash each into a bitmap of m ≥ 2n bits;
 /// with a share V of bits still clear, about −m ln V distinct keys were set.
-fn estimate_distinct<K>(keys: &[K], hash: impl Fn(&K) -> u64) -> f64 {
-    let bits = (2 * keys.len()).next_power_of_two().max(64);
+fn estimate_distinct(n: usize, hash: impl Fn(usize) -> u64 + Sync) -> f64 {
+    let bits = (2 * n).next_power_of_two().max(64);
     let shift = 64 - bits.trailing_zeros();
-    let mut bitmap = vec![0u64; bits / 64];
-    for key in keys {
-        let bit = (hash(key) >> shift) as usize;
-        bitmap[bit / 64] |= 1 << (bit % 64);
-    }
+    let words = bits / 64;
+    // A bitmap per worker, or-ed together: setting bits commutes, so the estimate does not
+    // depend on the scheduling.
+    let bitmap = (0..n)
+        .into_par_iter()
+        .with_min_len(1 << 16)
+        .fold(
+            || vec![0u64; words],
+            |mut bitmap, row| {
+                let bit = (hash(row) >> shift) as usize;
+                bitmap[bit / 64] |= 1 << (bit % 64);
+                bitmap
+            },
+        )
+        .reduce(
+            || vec![0u64; words],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a |= b);
+                a
+            },
+        );
     let set: u32 = bitmap.iter().map(|w| w.count_ones()).sum();
     let clear = (bits as f64 - f64::from(set)).max(1.0) / bits as f64;
     -(bits as f64) * clear.ln()
 }
 
-/// Distinct keys in order of first appearance, their summed weights, and each input row's key.
-pub(crate) struct Merged<const K: usize> {
-    pub(crate) keys: Vec<[f64; K]>,
+/// Distinct keys (three columns) in order of first appearance, their summed weights, and each
+/// input row's key.
+pub(crate) struct Merged {
+    pub(crate) keys: [Vec<f64>; 3],
     pub(crate) weights: Vec<f64>,
     pub(crate) index: Vec<u32>,
+}
+
+impl Merged {
+    fn with_capacity(rows: usize) -> Merged {
+        Merged {
+            keys: std::array::from_fn(|_| Vec::with_capacity(rows)),
+            weights: Vec::with_capacity(rows),
+            index: Vec::new(),
+        }
+    }
+
+    fn key(&self, row: usize) -> [u64; 3] {
+        self.keys.each_ref().map(|k| k[row].to_bits())
+    }
 }
 
 /// Rows per parallel task: large enough that scheduling costs nothing next to the work.
@@ -192,6 +228,51 @@ pub(crate) struct ByFrequency {
     pieces: Vec<(usize, Range<usize>)>,
 }
 
+/// Largest purchase count looked up in a direct table rather than hashed.
+const DIRECT_VALUES: usize = 1 << 16;
+
+/// The distinct values of `column` (in order of first appearance) and each row's index into
+/// them. Purchase counts are small whole numbers, indexed directly; anything else is hashed.
+fn distinct_values(column: &[f64]) -> (Vec<f64>, Vec<u32>) {
+    let small_whole = |v: f64| v >= 0.0 && v < DIRECT_VALUES as f64 && v.fract() == 0.0;
+    let mut values: Vec<f64> = Vec::new();
+    if column.iter().all(|&v| small_whole(v)) {
+        let mut slot_of_value = vec![u32::MAX; DIRECT_VALUES];
+        let slots = column
+            .iter()
+            .map(|&v| {
+                let slot = &mut slot_of_value[v as usize];
+                if *slot == u32::MAX {
+                    *slot = values.len() as u32;
+                    values.push(v);
+                }
+                *slot
+            })
+            .collect();
+        return (values, slots);
+    }
+    let mut table: HashTable<u32> = HashTable::new();
+    let hash = |v: f64| crate::hash::hash_words(&[v.to_bits()]);
+    let slots = column
+        .iter()
+        .map(|&v| {
+            let found = table.entry(
+                hash(v),
+                |&s| values[s as usize].to_bits() == v.to_bits(),
+                |&s| hash(values[s as usize]),
+            );
+            match found {
+                Entry::Occupied(entry) => *entry.get(),
+                Entry::Vacant(entry) => {
+                    values.push(v);
+                    *entry.insert(values.len() as u32 - 1).get()
+                }
+            }
+        })
+        .collect();
+    (values, slots)
+}
+
 /// The histories of one purchase count.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FrequencyGroup {
@@ -205,26 +286,7 @@ pub(crate) struct FrequencyGroup {
 impl ByFrequency {
     /// A counting sort by x: linear in the rows, stable within a group.
     pub(crate) fn new(h: &Histories) -> ByFrequency {
-        let mut slots: HashTable<u32> = HashTable::new();
-        let mut values: Vec<f64> = Vec::new();
-        let hash = |v: f64| crate::hash::hash_words(&[v.to_bits()]);
-        let slot_of: Vec<u32> =
-            h.x.iter()
-                .map(|&x| {
-                    let found = slots.entry(
-                        hash(x),
-                        |&s| values[s as usize].to_bits() == x.to_bits(),
-                        |&s| hash(values[s as usize]),
-                    );
-                    match found {
-                        Entry::Occupied(entry) => *entry.get(),
-                        Entry::Vacant(entry) => {
-                            values.push(x);
-                            *entry.insert(values.len() as u32 - 1).get()
-                        }
-                    }
-                })
-                .collect();
+        let (values, slot_of) = distinct_values(&h.x);
         let mut order: Vec<usize> = (0..values.len()).collect();
         order.sort_unstable_by(|&i, &j| values[i].total_cmp(&values[j]));
         let mut counts = vec![0usize; values.len()];
@@ -245,18 +307,20 @@ impl ByFrequency {
             });
             start += counts[slot];
         }
-        let mut position = vec![0usize; h.len()];
-        for (row, &slot) in slot_of.iter().enumerate() {
-            position[row] = next[slot as usize];
-            next[slot as usize] += 1;
-        }
+        // One scattering pass per column (in parallel), each row to the next place of its group.
         let permute = |column: &[f64]| {
             let mut out = vec![0.0; column.len()];
-            for (&p, &v) in position.iter().zip(column) {
-                out[p] = v;
+            let mut next = next.clone();
+            for (&slot, &v) in slot_of.iter().zip(column) {
+                out[next[slot as usize]] = v;
+                next[slot as usize] += 1;
             }
             out
         };
+        let ((t_x, t), weight) = rayon::join(
+            || rayon::join(|| permute(&h.t_x), || permute(&h.t)),
+            || permute(&h.weight),
+        );
         let pieces = groups
             .iter()
             .enumerate()
@@ -269,9 +333,9 @@ impl ByFrequency {
             })
             .collect();
         ByFrequency {
-            t_x: permute(&h.t_x),
-            t: permute(&h.t),
-            weight: permute(&h.weight),
+            t_x,
+            t,
+            weight,
             groups,
             pieces,
         }
@@ -395,8 +459,9 @@ mod tests {
             let keys: Vec<[f64; 3]> = (0..rows)
                 .map(|i| [(i % distinct) as f64, 0.5, 39.0])
                 .collect();
-            let estimate =
-                estimate_distinct(&keys, |k| crate::hash::hash_words(&k.map(f64::to_bits)));
+            let estimate = estimate_distinct(rows, |i| {
+                crate::hash::hash_words(&keys[i].map(f64::to_bits))
+            });
             assert!(
                 (estimate - distinct as f64).abs() < 0.03 * distinct as f64,
                 "{estimate} vs {distinct}"
