@@ -91,7 +91,12 @@ def one_shape(args, shape, work):
     summary = os.path.join(work, f"{shape}_summary.csv")
     log = os.path.join(work, f"{shape}_log.csv")
     bench("simulate", f"--shape={shape}", str(args.customers), summary, log, str(args.log_rows))
-    rust = {r["model"]: r for r in bench("fit", summary) if r["step"] == "fit"}
+    measured = bench("fit", summary, "bgnbd,mbgnbd,pareto_nbd,gamma_gamma" if not args.skip_pareto else "bgnbd,mbgnbd,gamma_gamma")
+    rust = {r["model"]: r for r in measured if r["step"] == "fit"}
+    for r in measured:
+        if r["step"] == "merge":
+            print(f"mittari {r['model']}: merging (or deciding not to) {r['seconds']:.3f} s, fit {r['fit_seconds']:.3f} s, "
+                  f"{rust[r['model']]['evaluations']} evaluations", flush=True)
     rust_rfm = bench("rfm", log)[0]
     data = pd.read_csv(summary)
     distinct = len(data[["frequency", "recency", "T"]].drop_duplicates())
@@ -138,6 +143,8 @@ def one_shape(args, shape, work):
         transactions, "customer_id", "timestamp", monetary_value_col="amount", freq="D"))
     print(f"RFM summary of {rust_rfm['rows']} rows: lifetimes {seconds:.2f} s, mittari {rust_rfm['seconds']:.3f} s", flush=True)
 
+    mbg = rust["mbgnbd"]
+    print(f"MBG/NBD: mittari {mbg['seconds']:.3f} s ({mbg['iterations']} iterations, {mbg['evaluations']} evaluations)", flush=True)
     print(f"\n| fit ({shape} shape, read + fit for the peers) | lifetimes (s) | PyMC-Marketing MAP (s) | Mittari fit (s) | vs lifetimes | vs PyMC | largest relative difference: lifetimes, PyMC |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for name, lt, pm, mt, gap_lt, gap_pm in rows:
@@ -155,6 +162,8 @@ def one_shape(args, shape, work):
          (lifetimes_bg + gg_seconds, "lifetimes' two reads + fits")),
         ("bgnbd, --format json", ["--param", "model=bgnbd", "--format", "json", "--input", summary], None),
         ("bgnbd, --format csv", ["--param", "model=bgnbd", "--format", "csv", "--input", summary], None),
+        ("bgnbd, --output FILE.parquet", ["--param", "model=bgnbd", "--input", summary,
+                                          "--output", os.path.join(work, "customers.parquet")], None),
     ]:
         seconds, rss = whole_process("clv", *extra)
         versus = f"; {reference[1]} {reference[0]:.1f} s ({reference[0] / seconds:.1f}×)" if reference else ""
