@@ -268,6 +268,11 @@ pub fn fit<const N: usize>(
             if cancelled() {
                 return Err(FitError::Cancelled);
             }
+            // A decrease smaller than the objective's rounding cannot be seen: halving further
+            // only spends evaluations (near the maximum, where the gradient is at its noise floor).
+            if (step * slope).abs() < 1e-15 * point.f.abs() {
+                break;
+            }
             let candidate: [f64; N] = std::array::from_fn(|i| phi[i] + step * direction[i]);
             evaluations += 1;
             let next = objective(model, &candidate, scale);
