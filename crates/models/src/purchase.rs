@@ -115,32 +115,35 @@ pub(crate) fn merge_identical(rows: impl Iterator<Item = (f64, f64, f64, f64)>) 
         columns.index = (0..n as u32).collect();
         return columns;
     }
+    // The distinct keys side by side while merging: comparing with one is one cache line.
     let mut table: HashTable<u32> = HashTable::new();
-    let mut merged = Merged::with_capacity(0);
-    merged.index.reserve(n);
+    let mut distinct: Vec<[u64; 3]> = Vec::new();
+    let mut weights: Vec<f64> = Vec::new();
+    let mut index = Vec::with_capacity(n);
     for row in 0..n {
         let row_key = key(row);
-        let distinct = &merged;
         let slot = match table.entry(
             hash(row),
-            |&i| distinct.key(i as usize) == row_key,
-            |&i| crate::hash::hash_words(&distinct.key(i as usize)),
+            |&i| distinct[i as usize] == row_key,
+            |&i| crate::hash::hash_words(&distinct[i as usize]),
         ) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
-                let slot = merged.weights.len() as u32;
+                let slot = distinct.len() as u32;
                 entry.insert(slot);
-                for (column, value) in merged.keys.iter_mut().zip(&columns.keys) {
-                    column.push(value[row]);
-                }
-                merged.weights.push(0.0);
+                distinct.push(row_key);
+                weights.push(0.0);
                 slot
             }
         };
-        merged.weights[slot as usize] += columns.weights[row];
-        merged.index.push(slot);
+        weights[slot as usize] += columns.weights[row];
+        index.push(slot);
     }
-    merged
+    Merged {
+        keys: std::array::from_fn(|k| distinct.iter().map(|d| f64::from_bits(d[k])).collect()),
+        weights,
+        index,
+    }
 }
 
 /// The number of distinct keys by linear counting: hash each into a bitmap of m ≥ 2n bits;
@@ -189,10 +192,6 @@ impl Merged {
             weights: Vec::with_capacity(rows),
             index: Vec::new(),
         }
-    }
-
-    fn key(&self, row: usize) -> [u64; 3] {
-        self.keys.each_ref().map(|k| k[row].to_bits())
     }
 }
 
