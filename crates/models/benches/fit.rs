@@ -389,6 +389,22 @@ fn limits() {
             seconds * 1e9 / (rounds * x.len()) as f64
         );
     }
+    parse_throughput();
+}
+
+/// Decimal text to f64 at the standard library's speed (the CSV readers' per-cell floor).
+fn parse_throughput() {
+    let text: Vec<String> = (0..1_000_000)
+        .map(|i| format!("{:.4}", 1.0 + (i % 9973) as f64 * 0.0137))
+        .collect();
+    let (seconds, _) = median_of_3(|| {
+        let total: f64 = text.iter().map(|t| t.parse::<f64>().unwrap_or(0.0)).sum();
+        std::hint::black_box(total)
+    });
+    println!(
+        r#"{{"step": "throughput", "function": "parse_f64", "ns_per_value_one_core": {:.2}}}"#,
+        seconds * 1e9 / text.len() as f64
+    );
 }
 
 fn sum_lanes(column: &[f64]) -> f64 {
