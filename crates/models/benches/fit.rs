@@ -379,14 +379,26 @@ fn limits() {
     ];
     for (name, x, kernel) in kernels {
         let mut out = vec![0.0; x.len()];
-        let (seconds, _) = median_of_3(|| {
+        let (one, _) = median_of_3(|| {
             for _ in 0..rounds {
                 kernel(std::hint::black_box(x), &mut out);
             }
         });
+        // Every core at once, each on its own copy: what a parallel pass can get.
+        let threads = rayon::current_num_threads();
+        let (all, _) = median_of_3(|| {
+            (0..threads).into_par_iter().for_each(|_| {
+                let mut out = vec![0.0; x.len()];
+                for _ in 0..rounds {
+                    kernel(std::hint::black_box(x), &mut out);
+                }
+            })
+        });
+        let values = (rounds * x.len()) as f64;
         println!(
-            r#"{{"step": "throughput", "function": "{name}", "ns_per_value_one_core": {:.2}}}"#,
-            seconds * 1e9 / (rounds * x.len()) as f64
+            r#"{{"step": "throughput", "function": "{name}", "ns_per_value_one_core": {:.2}, "ns_per_value_all_cores": {:.2}}}"#,
+            one * 1e9 / values,
+            all * 1e9 / (values * threads as f64)
         );
     }
     parse_throughput();
