@@ -5,6 +5,7 @@
 //! cargo bench -p mittari-models --bench fit -- fit SUMMARY.csv [MODELS]
 //! cargo bench -p mittari-models --bench fit -- rfm LOG.csv
 //! cargo bench -p mittari-models --bench fit -- limits
+//! cargo bench -p mittari-models --bench fit -- rfm-chunked LOG.csv [CHUNK_ROWS]
 //! ```
 //!
 //! `simulate` draws customers from BG/NBD and Gamma-Gamma at CDNOW-like parameters and writes
@@ -65,6 +66,10 @@ fn main() {
         ),
         Some("rfm") => summarize(&args[1]),
         Some("limits") => limits(),
+        Some("rfm-chunked") => summarize_in_chunks(
+            &args[1],
+            args.get(2).map_or(1_000_000, |n| n.parse().unwrap()),
+        ),
         _ => eprintln!(
             "usage: fit.rs simulate N SUMMARY.csv LOG.csv [LOG_ROWS] | fit SUMMARY.csv [MODELS] | rfm LOG.csv"
         ),
@@ -297,33 +302,91 @@ impl Fitted {
     }
 }
 
+/// A log far larger than memory: read in chunks of `chunk_rows`, summarized chunk by chunk
+/// (`rfm::ChunkedSummary`), then fitted by BG/NBD; reports time and peak memory of each step.
+fn summarize_in_chunks(path: &str, chunk_rows: usize) {
+    let start = Instant::now();
+    let mut summary = rfm::ChunkedSummary::new(TimeUnit::Day, None);
+    let mut lines = BufReader::with_capacity(1 << 20, File::open(path).unwrap()).lines();
+    lines.next();
+    let (mut ids, mut ends, mut timestamps, mut amounts) =
+        (String::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rows = 0u64;
+    loop {
+        ids.clear();
+        ends.clear();
+        timestamps.clear();
+        amounts.clear();
+        for line in lines.by_ref().take(chunk_rows) {
+            let line = line.unwrap();
+            let (id, timestamp, amount) = parse_log_line(&line);
+            ids.push_str(id);
+            ends.push(ids.len());
+            timestamps.push(timestamp);
+            amounts.push(amount);
+        }
+        if timestamps.is_empty() {
+            break;
+        }
+        rows += timestamps.len() as u64;
+        let id = |i: usize| &ids[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+        summary.push(id, &timestamps, &amounts).unwrap();
+    }
+    let customers = summary.customers();
+    let summaries = summary.finish();
+    let summarized = start.elapsed().as_secs_f64();
+    println!(
+        r#"{{"step": "rfm_chunked", "rows": {rows}, "chunk_rows": {chunk_rows}, "customers": {customers}, "seconds": {summarized:.2}, "peak_rss_mib": {:.0}}}"#,
+        peak_rss_mib()
+    );
+    // Days to weeks, as the summaries the other measurements fit.
+    let histories = Histories::compress(summaries.iter().map(|s| {
+        (
+            f64::from(s.frequency),
+            f64::from(s.recency) / 7.0,
+            f64::from(s.t) / 7.0,
+            1.0,
+        )
+    }));
+    drop(summaries);
+    let fitting = Instant::now();
+    let (p, fit) = bgnbd::fit_histories(&histories, Variant::Bg, &AtomicBool::new(false)).unwrap();
+    println!(
+        r#"{{"step": "fit_after_chunks", "model": "bgnbd", "customers": {customers}, "rows_fitted": {}, "seconds": {:.2}, "params": {:?}, "converged": {}, "total_seconds": {:.2}, "peak_rss_mib": {:.0}}}"#,
+        histories.len(),
+        fitting.elapsed().as_secs_f64(),
+        [p.r, p.alpha, p.a, p.b],
+        fit.converged,
+        start.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+}
+
+/// `c1,2024-01-31,12.5` or `c1,2024-01-31T12:34:56Z,12.5`: (id, µs since the epoch, amount).
+fn parse_log_line(line: &str) -> (&str, i64, f64) {
+    let mut f = line.split(',');
+    let id = f.next().unwrap();
+    let date = f.next().unwrap();
+    let (y, m, d) = (
+        date[0..4].parse().unwrap(),
+        date[5..7].parse().unwrap(),
+        date[8..10].parse().unwrap(),
+    );
+    let seconds: i64 = date.get(11..19).map_or(0, |time| {
+        time.split(':')
+            .map(|n| n.parse::<i64>().unwrap())
+            .fold(0, |total, n| total * 60 + n)
+    });
+    (
+        id,
+        days_from_civil(y, m, d) * MICROS_PER_DAY + seconds * 1_000_000,
+        f.next().unwrap().parse().unwrap(),
+    )
+}
+
 fn summarize(path: &str) {
     let text = std::fs::read_to_string(path).unwrap();
-    let rows: Vec<(&str, i64, f64)> = text
-        .lines()
-        .skip(1)
-        .map(|line| {
-            let mut f = line.split(',');
-            let id = f.next().unwrap();
-            let date = f.next().unwrap();
-            let (y, m, d) = (
-                date[0..4].parse().unwrap(),
-                date[5..7].parse().unwrap(),
-                date[8..10].parse().unwrap(),
-            );
-            // `2024-01-31` or `2024-01-31T12:34:56Z`.
-            let seconds: i64 = date.get(11..19).map_or(0, |time| {
-                time.split(':')
-                    .map(|n| n.parse::<i64>().unwrap())
-                    .fold(0, |total, n| total * 60 + n)
-            });
-            (
-                id,
-                days_from_civil(y, m, d) * MICROS_PER_DAY + seconds * 1_000_000,
-                f.next().unwrap().parse().unwrap(),
-            )
-        })
-        .collect();
+    let rows: Vec<(&str, i64, f64)> = text.lines().skip(1).map(parse_log_line).collect();
     let end = rows.iter().map(|r| r.1).max().unwrap();
     let timestamps: Vec<i64> = rows.iter().map(|r| r.1).collect();
     let amounts: Vec<f64> = rows.iter().map(|r| r.2).collect();

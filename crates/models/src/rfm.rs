@@ -391,6 +391,169 @@ fn summarize_customer(
     })
 }
 
+/// An RFM summary built a chunk of rows at a time, for logs too large to hold in memory: it
+/// keeps each customer's state (first and last purchase period, repeat periods, repeat
+/// spend), never their rows, so memory grows with the customers, not the transactions.
+///
+/// Each customer's rows must come in time order, as in a log sorted by time (or grouped by
+/// customer and sorted within); a row earlier than its customer's last purchase period is
+/// refused with [`ChunkError::OutOfOrder`], since counting distinct periods would otherwise need
+/// every period kept. With that order, the result equals [`summarize`]'s without a holdout.
+pub struct ChunkedSummary {
+    unit: TimeUnit,
+    observation_end: Option<i64>,
+    /// The latest transaction read, the end of observation when none was given.
+    latest: i64,
+    table: HashTable<u32>,
+    customers: Vec<Customer>,
+    /// Ids longer than 16 bytes, whole: their [`IdKey`] holds only a prefix and a hash.
+    long_ids: Vec<Box<str>>,
+    rows: u64,
+}
+
+impl std::fmt::Debug for ChunkedSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkedSummary")
+            .field("customers", &self.customers.len())
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+/// One customer's running summary.
+struct Customer {
+    key: IdKey,
+    /// Index into [`ChunkedSummary::long_ids`] for a long id.
+    long_id: u32,
+    first_row: u32,
+    first_period: i32,
+    last_period: i32,
+    repeat_periods: u32,
+    repeat_spend: f64,
+}
+
+/// Why a chunk cannot be added.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChunkError {
+    #[error(
+        "row {row}: customer {customer} has a purchase before one already read; a log read in chunks must be sorted by time"
+    )]
+    OutOfOrder { row: u64, customer: String },
+    #[error("the transaction log has more than 4294967295 rows")]
+    TooManyRows,
+}
+
+impl ChunkedSummary {
+    /// A summary counting periods of `unit`, ignoring transactions after `observation_end`
+    /// (µs since the epoch, UTC), to which T is measured; without one, T is measured to the
+    /// latest transaction of the log.
+    pub fn new(unit: TimeUnit, observation_end: Option<i64>) -> ChunkedSummary {
+        ChunkedSummary {
+            unit,
+            observation_end,
+            latest: i64::MIN,
+            table: HashTable::new(),
+            customers: Vec::new(),
+            long_ids: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Adds the next rows of the log: row `i` of the chunk is customer `customer(i)`, at
+    /// `timestamps[i]`, for `amounts[i]`.
+    pub fn push<'a>(
+        &mut self,
+        customer: impl Fn(usize) -> &'a str,
+        timestamps: &[i64],
+        amounts: &[f64],
+    ) -> Result<(), ChunkError> {
+        let unit = self.unit;
+        for (i, (&at, &amount)) in timestamps.iter().zip(amounts).enumerate() {
+            let row = self.rows + i as u64;
+            if self.observation_end.is_some_and(|end| at > end) {
+                continue;
+            }
+            self.latest = self.latest.max(at);
+            let first_row = u32::try_from(row).map_err(|_| ChunkError::TooManyRows)?;
+            let period = unit.period(at) as i32;
+            let id = customer(i);
+            let key = IdKey::new(id);
+            let (customers, long_ids) = (&self.customers, &self.long_ids);
+            let same = |slot: &u32| {
+                let known = &customers[*slot as usize];
+                known.key == key && (key.len != LONG || &*long_ids[known.long_id as usize] == id)
+            };
+            match self.table.entry(key.hash(), same, |slot| {
+                customers[*slot as usize].key.hash()
+            }) {
+                Entry::Occupied(entry) => {
+                    let known = &mut self.customers[*entry.get() as usize];
+                    if period < known.last_period {
+                        return Err(ChunkError::OutOfOrder {
+                            row,
+                            customer: id.to_owned(),
+                        });
+                    }
+                    if period > known.last_period {
+                        known.repeat_periods += 1;
+                        known.last_period = period;
+                    }
+                    if period != known.first_period {
+                        known.repeat_spend += amount;
+                    }
+                }
+                Entry::Vacant(entry) => {
+                    let long_id = if key.len == LONG {
+                        self.long_ids.push(id.into());
+                        (self.long_ids.len() - 1) as u32
+                    } else {
+                        u32::MAX
+                    };
+                    entry.insert(self.customers.len() as u32);
+                    self.customers.push(Customer {
+                        key,
+                        long_id,
+                        first_row,
+                        first_period: period,
+                        last_period: period,
+                        repeat_periods: 0,
+                        repeat_spend: 0.0,
+                    });
+                }
+            }
+        }
+        self.rows += timestamps.len().min(amounts.len()) as u64;
+        Ok(())
+    }
+
+    /// The customers read so far.
+    pub fn customers(&self) -> usize {
+        self.customers.len()
+    }
+
+    /// The summaries, customers in order of first appearance.
+    pub fn finish(self) -> Vec<CustomerSummary> {
+        let unit = self.unit;
+        let end = unit.period(self.observation_end.unwrap_or(self.latest)) as i32;
+        drop(self.table);
+        self.customers
+            .into_iter()
+            .map(|c| CustomerSummary {
+                first_row: c.first_row,
+                frequency: c.repeat_periods,
+                recency: (c.last_period - c.first_period) as u32,
+                t: (end - c.first_period) as u32,
+                monetary_value: if c.repeat_periods == 0 {
+                    0.0
+                } else {
+                    c.repeat_spend / f64::from(c.repeat_periods)
+                },
+                holdout_frequency: None,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -512,6 +675,51 @@ mod tests {
             );
             assert_eq!(fast, summarize_naively(&rows, unit, end, holdout));
         }
+    }
+
+    /// A log sorted by time, read in chunks of every size, gives the summary of the whole;
+    /// a row out of time order for its customer is refused.
+    #[test]
+    fn chunked_summary_equals_the_whole_one() {
+        let mut rng = crate::testing::Rng::new(11);
+        let ids: Vec<String> = (0..800)
+            .map(|i| match i % 3 {
+                0 => format!("c{i}"),
+                1 => format!("customer-{i:0>12}"),
+                _ => format!("customer-{:0>20}-{}", i % 5, i),
+            })
+            .collect();
+        let mut rows: Vec<(&str, i64, f64)> = (0..20_000)
+            .map(|_| {
+                let id = &ids[(rng.uniform() * ids.len() as f64) as usize];
+                let at = (rng.uniform() * 200.0 * MICROS_PER_DAY as f64) as i64;
+                (id.as_str(), at, (rng.uniform() * 100.0).round() / 4.0)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.1);
+        for (unit, end) in [(TimeUnit::Day, day(190)), (TimeUnit::Week, day(200))] {
+            let whole = summarize_rows(&rows, unit, end, None);
+            for chunk in [1, 7, 4096, rows.len()] {
+                let mut chunked = ChunkedSummary::new(unit, Some(end));
+                for part in rows.chunks(chunk) {
+                    let timestamps: Vec<i64> = part.iter().map(|r| r.1).collect();
+                    let amounts: Vec<f64> = part.iter().map(|r| r.2).collect();
+                    chunked.push(|i| part[i].0, &timestamps, &amounts).unwrap();
+                }
+                assert_eq!(chunked.customers(), whole.len());
+                assert_eq!(chunked.finish(), whole, "chunks of {chunk}");
+            }
+        }
+        let mut chunked = ChunkedSummary::new(TimeUnit::Day, None);
+        chunked.push(|_| "a", &[day(5)], &[1.0]).unwrap();
+        chunked.push(|_| "b", &[day(1)], &[1.0]).unwrap();
+        assert_eq!(
+            chunked.push(|_| "a", &[day(4)], &[1.0]),
+            Err(ChunkError::OutOfOrder {
+                row: 2,
+                customer: "a".to_owned()
+            })
+        );
     }
 
     #[test]
