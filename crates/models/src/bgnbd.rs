@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::ops::Range;
 
 use crate::ad::Real;
-use crate::hyp2f1::hyp2f1;
+use crate::hyp2f1::hyp2f1_at;
 use crate::optimize::{Fit, FitError, LogLikelihood, SecondOrder, fit};
 use crate::purchase::{
     BLOCK, ByFrequency, FrequencyGroup, Histories, PurchaseModel, alive_given_ln_odds, lane_sums,
@@ -347,23 +347,46 @@ impl PurchaseModel for BgNbd {
     /// ₂F₁(a+b−r−1, a−1; a+b+x−1; z), z = horizon/(α+T+horizon), a series with small
     /// numerators that stays finite for any number of purchases.
     fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
+        self.expected_purchases_at(&[horizon], x, t_x, t)
+            .and_then(|values| values.first().copied())
+    }
+
+    /// The ₂F₁ of every horizon shares its coefficients ([`hyp2f1_at`]), and P(alive) is
+    /// computed once.
+    fn expected_purchases_at(
+        &self,
+        horizons: &[f64],
+        x: f64,
+        t_x: f64,
+        t: f64,
+    ) -> Option<Vec<f64>> {
         let BgNbd { r, alpha, a, b, .. } = *self;
         let b = b + self.variant.shift();
-        if horizon <= 0.0 {
-            return Some(0.0);
-        }
         // a = 1 exactly is a removable singularity; step off it.
         let a = if (a - 1.0).abs() < 1e-9 {
             1.0 + 1e-9
         } else {
             a
         };
-        let z = horizon / (alpha + t + horizon);
-        let series = hyp2f1(a + b - r - 1.0, a - 1.0, a + b + x - 1.0, z)?;
-        let bracket = 1.0 - (1.0 - z).powf(a - 1.0) * series;
-        let numerator = (a + b + x - 1.0) / (a - 1.0) * bracket;
-        let value = numerator * self.p_alive(x, t_x, t);
-        value.is_finite().then_some(value.max(0.0))
+        let zs: Vec<f64> = horizons
+            .iter()
+            .map(|&h| if h > 0.0 { h / (alpha + t + h) } else { 0.0 })
+            .collect();
+        let series = hyp2f1_at(a + b - r - 1.0, a - 1.0, a + b + x - 1.0, &zs)?;
+        let alive = self.p_alive(x, t_x, t);
+        horizons
+            .iter()
+            .zip(zs.iter().zip(series))
+            .map(|(&h, (&z, series))| {
+                if h <= 0.0 {
+                    return Some(0.0);
+                }
+                let bracket = 1.0 - (1.0 - z).powf(a - 1.0) * series;
+                let numerator = (a + b + x - 1.0) / (a - 1.0) * bracket;
+                let value = numerator * alive;
+                value.is_finite().then_some(value.max(0.0))
+            })
+            .collect()
     }
 
     /// FHL 2005, eq. 7: the conditional expectation with no history (x = t_x = T = 0), which
@@ -470,6 +493,14 @@ mod tests {
         assert!((alive - 0.72657857).abs() < 1e-8, "{alive}");
         let e = p.expected_purchases(39.0, 2.0, 30.43, 38.86).unwrap();
         assert!((e - 1.226028174767135).abs() < 1e-9, "{e}");
+        // Several horizons at once (shared series coefficients): 0 at 0, the same value at 39,
+        // rising with the horizon.
+        let many = p
+            .expected_purchases_at(&[0.0, 4.0, 13.0, 39.0, 52.0], 2.0, 30.43, 38.86)
+            .unwrap();
+        assert_eq!(many[0], 0.0);
+        assert!((many[3] - 1.226028174767135).abs() < 1e-9, "{many:?}");
+        assert!(many.windows(2).all(|w| w[0] < w[1]), "{many:?}");
         // A heavy buyer (400 repeats, the last at T): the untransformed formula, evaluated by
         // mpmath at 60 digits, gives 342.8843223813223; direct f64 evaluation would overflow.
         let heavy = p.expected_purchases(52.0, 400.0, 38.86, 38.86).unwrap();

@@ -425,6 +425,21 @@ pub trait PurchaseModel: Sync {
     fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64;
     /// E[purchases in (T, T + horizon] | x, t_x, T]; `None` if a series did not converge.
     fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64>;
+    /// [`Self::expected_purchases`] at several horizons of one customer (a CLV discounted
+    /// month by month asks for a dozen). A model whose series share their coefficients across
+    /// horizons computes them once; the results are the same bits either way.
+    fn expected_purchases_at(
+        &self,
+        horizons: &[f64],
+        x: f64,
+        t_x: f64,
+        t: f64,
+    ) -> Option<Vec<f64>> {
+        horizons
+            .iter()
+            .map(|&h| self.expected_purchases(h, x, t_x, t))
+            .collect()
+    }
     /// E[X(t)]: expected repeat purchases of a new customer in (0, t].
     fn population_expected_purchases(&self, t: f64) -> Option<f64>;
     /// P(X(t) = n) for a new customer, n = 0..=max_n.

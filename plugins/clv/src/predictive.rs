@@ -300,32 +300,55 @@ struct Predictions {
     predicted_holdout: Option<Vec<f64>>,
 }
 
-/// Expected purchases to the horizon, undiscounted and discounted: Σ over monthly steps of the
-/// expected purchases in the step, discounted at the annual rate to the end of the step.
-fn discounted_purchases(
-    model: &dyn PurchaseModel,
-    (x, t_x, t): (f64, f64, f64),
-    horizon: f64,
-    unit: TimeUnit,
-    discount_rate: f64,
-) -> Option<(f64, f64)> {
-    let days_per_unit = match unit {
-        TimeUnit::Day => 1.0,
-        TimeUnit::Week => 7.0,
-    };
-    let step = DAYS_PER_MONTH / days_per_unit;
-    let mut total = 0.0;
-    let mut previous = 0.0;
-    let mut at = 0.0;
-    while at < horizon {
-        at = (at + step).min(horizon);
-        let cumulative = model.expected_purchases(at, x, t_x, t)?;
-        let years = at * days_per_unit / DAYS_PER_YEAR;
-        total += (cumulative - previous) / (1.0 + discount_rate).powf(years);
-        previous = cumulative;
+/// The monthly steps to the horizon (in time units) and each step's discount factor at the
+/// annual rate, to the end of the step: the same for every customer, so computed once.
+struct DiscountSteps {
+    ends: Vec<f64>,
+    factors: Vec<f64>,
+}
+
+impl DiscountSteps {
+    fn new(horizon: f64, unit: TimeUnit, discount_rate: f64) -> DiscountSteps {
+        let days_per_unit = match unit {
+            TimeUnit::Day => 1.0,
+            TimeUnit::Week => 7.0,
+        };
+        let step = DAYS_PER_MONTH / days_per_unit;
+        let mut ends = Vec::new();
+        let mut at = 0.0;
+        while at < horizon {
+            at = (at + step).min(horizon);
+            ends.push(at);
+        }
+        let factors = ends
+            .iter()
+            .map(|at| {
+                (1.0 + discount_rate)
+                    .powf(at * days_per_unit / DAYS_PER_YEAR)
+                    .recip()
+            })
+            .collect();
+        DiscountSteps { ends, factors }
     }
-    // The last step ends at the horizon: `previous` is the undiscounted expectation there.
-    Some((previous, total))
+
+    /// Expected purchases to the horizon, undiscounted and discounted: Σ over the steps of the
+    /// expected purchases in the step times its discount factor. All the steps' expectations
+    /// come from one call: their series share coefficients.
+    fn purchases(
+        &self,
+        model: &dyn PurchaseModel,
+        (x, t_x, t): (f64, f64, f64),
+    ) -> Option<(f64, f64)> {
+        let cumulative = model.expected_purchases_at(&self.ends, x, t_x, t)?;
+        let mut total = 0.0;
+        let mut previous = 0.0;
+        for (expected, factor) in cumulative.iter().zip(&self.factors) {
+            total += (expected - previous) * factor;
+            previous = *expected;
+        }
+        // The last step ends at the horizon: `previous` is the undiscounted expectation there.
+        Some((previous, total))
+    }
 }
 
 pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
@@ -386,6 +409,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             "a prediction did not converge (hypergeometric series); report this input",
         )
     };
+    let discount_steps = DiscountSteps::new(horizon, unit, discount_rate);
     // What the purchase model predicts depends on the history alone: computed once per
     // distinct history, which many customers share. A dozen series per history: worth a
     // check of the cancellation flag each.
@@ -396,7 +420,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             let (x, t_x, t) = (histories.x[h], histories.t_x[h], histories.t[h]);
             // Discounting steps to the horizon, so it gives the undiscounted total as well.
             let (expected_purchases, discounted_purchases) = match gg {
-                Some(_) => discounted_purchases(model, (x, t_x, t), horizon, unit, discount_rate)
+                Some(_) => discount_steps
+                    .purchases(model, (x, t_x, t))
                     .ok_or_else(failed)?,
                 None => (
                     model
