@@ -154,9 +154,11 @@ fn estimate_distinct(n: usize, hash: impl Fn(usize) -> u64 + Sync) -> f64 {
     let words = bits / 64;
     // A bitmap per worker, or-ed together: setting bits commutes, so the estimate does not
     // depend on the scheduling.
+    // At most about four pieces a core, so at most that many bitmaps exist at once.
+    let piece = (n / (4 * rayon::current_num_threads())).max(1 << 16);
     let bitmap = (0..n)
         .into_par_iter()
-        .with_min_len(1 << 16)
+        .with_min_len(piece)
         .fold(
             || vec![0u64; words],
             |mut bitmap, row| {
