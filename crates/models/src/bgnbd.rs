@@ -326,6 +326,59 @@ pub fn fit_histories(
 }
 
 impl BgNbd {
+    /// FHL 2005, eq. 10 (b + 1 for b under MBG/NBD) at each horizon, into `out`, with the
+    /// ₂F₁ taken by Euler's transformation: ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x) =
+    /// (1−z)^(a−1) · ₂F₁(a+b−r−1, a−1; a+b+x−1; z), z = horizon/(α+T+horizon), a series with
+    /// small numerators that stays finite for any number of purchases. The horizons' series
+    /// share their coefficients ([`hyp2f1_at`]) and P(alive) is computed once; nothing is
+    /// allocated, as this runs once per customer.
+    fn expected_purchases_into(
+        &self,
+        horizons: &[f64],
+        x: f64,
+        t_x: f64,
+        t: f64,
+        out: &mut [f64],
+    ) -> Option<()> {
+        let BgNbd { r, alpha, a, b, .. } = *self;
+        let b = b + self.variant.shift();
+        // a = 1 exactly is a removable singularity; step off it.
+        let a = if (a - 1.0).abs() < 1e-9 {
+            1.0 + 1e-9
+        } else {
+            a
+        };
+        let alive = self.p_alive(x, t_x, t);
+        for (horizons, out) in horizons.chunks(16).zip(out.chunks_mut(16)) {
+            let n = horizons.len();
+            let mut zs = [0.0; 16];
+            for (z, &h) in zs.iter_mut().zip(horizons) {
+                *z = if h > 0.0 { h / (alpha + t + h) } else { 0.0 };
+            }
+            let mut series = [0.0; 16];
+            hyp2f1_at(
+                a + b - r - 1.0,
+                a - 1.0,
+                a + b + x - 1.0,
+                &zs[..n],
+                &mut series[..n],
+            )?;
+            for (((value, &h), &z), &series) in out.iter_mut().zip(horizons).zip(&zs).zip(&series) {
+                *value = if h <= 0.0 {
+                    0.0
+                } else {
+                    let bracket = 1.0 - (1.0 - z).powf(a - 1.0) * series;
+                    let expected = (a + b + x - 1.0) / (a - 1.0) * bracket * alive;
+                    if !expected.is_finite() {
+                        return None;
+                    }
+                    expected.max(0.0)
+                };
+            }
+        }
+        Some(())
+    }
+
     /// ln of a/(b+k+x−1) · ((α+T)/(α+t_x))^(r+x): the odds that the customer is inactive.
     fn ln_dropout_odds(&self, x: f64, t_x: f64, t: f64) -> Option<f64> {
         let k = self.variant.shift();
@@ -342,17 +395,13 @@ impl PurchaseModel for BgNbd {
             .map_or(1.0, alive_given_ln_odds)
     }
 
-    /// FHL 2005, eq. 10 (b + 1 for b under MBG/NBD), with the ₂F₁ taken by Euler's
-    /// transformation: ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x) = (1−z)^(a−1) ·
-    /// ₂F₁(a+b−r−1, a−1; a+b+x−1; z), z = horizon/(α+T+horizon), a series with small
-    /// numerators that stays finite for any number of purchases.
+    /// FHL 2005, eq. 10, by [`BgNbd::expected_purchases_into`].
     fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        self.expected_purchases_at(&[horizon], x, t_x, t)
-            .and_then(|values| values.first().copied())
+        let mut value = [0.0];
+        self.expected_purchases_into(&[horizon], x, t_x, t, &mut value)?;
+        Some(value[0])
     }
 
-    /// The ₂F₁ of every horizon shares its coefficients ([`hyp2f1_at`]), and P(alive) is
-    /// computed once.
     fn expected_purchases_at(
         &self,
         horizons: &[f64],
@@ -360,33 +409,9 @@ impl PurchaseModel for BgNbd {
         t_x: f64,
         t: f64,
     ) -> Option<Vec<f64>> {
-        let BgNbd { r, alpha, a, b, .. } = *self;
-        let b = b + self.variant.shift();
-        // a = 1 exactly is a removable singularity; step off it.
-        let a = if (a - 1.0).abs() < 1e-9 {
-            1.0 + 1e-9
-        } else {
-            a
-        };
-        let zs: Vec<f64> = horizons
-            .iter()
-            .map(|&h| if h > 0.0 { h / (alpha + t + h) } else { 0.0 })
-            .collect();
-        let series = hyp2f1_at(a + b - r - 1.0, a - 1.0, a + b + x - 1.0, &zs)?;
-        let alive = self.p_alive(x, t_x, t);
-        horizons
-            .iter()
-            .zip(zs.iter().zip(series))
-            .map(|(&h, (&z, series))| {
-                if h <= 0.0 {
-                    return Some(0.0);
-                }
-                let bracket = 1.0 - (1.0 - z).powf(a - 1.0) * series;
-                let numerator = (a + b + x - 1.0) / (a - 1.0) * bracket;
-                let value = numerator * alive;
-                value.is_finite().then_some(value.max(0.0))
-            })
-            .collect()
+        let mut values = vec![0.0; horizons.len()];
+        self.expected_purchases_into(horizons, x, t_x, t, &mut values)?;
+        Some(values)
     }
 
     /// FHL 2005, eq. 7: the conditional expectation with no history (x = t_x = T = 0), which

@@ -228,7 +228,8 @@ pub fn fit<const N: usize>(
     if !point.is_finite() {
         return Err(FitError::NotFiniteAtStart);
     }
-    // BFGS' inverse Hessian approximation, starting from the identity; unused by Newton steps.
+    // BFGS' inverse Hessian approximation, starting from the identity: the direction where
+    // there is no Hessian, or where a damped Newton step does not descend.
     let identity = || {
         let mut h = [[0.0; N]; N];
         (0..N).for_each(|i| h[i][i] = 1.0);
