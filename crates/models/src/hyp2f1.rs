@@ -83,7 +83,8 @@ pub fn ln_hyp2f1_c_is_a_plus_1<R: Real>(a: R, b: R, z: R) -> Option<R> {
     let denominator = a + 1.0;
     let mut term = R::constant(1.0);
     let mut sum = R::constant(1.0);
-    let mut converged = z.value() == 0.0;
+    // At z = 0 one term still runs: its value is zero, its derivative in z is not.
+    let mut converged = false;
     for k in 0..MAX_TERMS {
         if converged {
             break;

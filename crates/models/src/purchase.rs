@@ -342,6 +342,27 @@ impl ByFrequency {
         }
     }
 
+    /// Sorts the rows of each parallel piece by t_x, for a pass whose per-row work grows with
+    /// t_x's distance from T (the Pareto/NBD series: a block of rows then needs about as many
+    /// terms as each of its rows, not as its worst). Sums over the rows do not depend on their
+    /// order beyond rounding, and the order is fixed, so results stay the same on every run.
+    pub(crate) fn sort_pieces_by_t_x(&mut self) {
+        let sorted: Vec<[Vec<f64>; 3]> = self
+            .pieces
+            .par_iter()
+            .map(|(_, rows)| {
+                let mut order: Vec<usize> = rows.clone().collect();
+                order.sort_by(|&i, &j| self.t_x[i].total_cmp(&self.t_x[j]));
+                [&self.t_x, &self.t, &self.weight].map(|c| order.iter().map(|&i| c[i]).collect())
+            })
+            .collect();
+        for ((_, rows), [t_x, t, weight]) in self.pieces.iter().zip(sorted) {
+            self.t_x[rows.clone()].copy_from_slice(&t_x);
+            self.t[rows.clone()].copy_from_slice(&t);
+            self.weight[rows.clone()].copy_from_slice(&weight);
+        }
+    }
+
     /// `piece(group, rows)` for pieces of every group, computed in parallel, in a fixed order
     /// (adding them in that order gives the same bits on every run).
     pub(crate) fn par_pieces<T: Send>(
