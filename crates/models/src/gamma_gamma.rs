@@ -35,19 +35,25 @@ struct Likelihood<'a> {
     spend: &'a Spend,
     /// (x, Σ weight, Σ weight · ln z̄) per distinct x.
     by_frequency: Vec<(f64, f64, f64)>,
+    /// Σ weight.
+    customers: f64,
 }
 
 impl<'a> Likelihood<'a> {
     fn new(spend: &'a Spend) -> Self {
-        let mut groups: std::collections::BTreeMap<u64, (f64, f64, f64)> = Default::default();
-        for ((&x, &z), &w) in spend.x.iter().zip(&spend.mean_value).zip(&spend.weight) {
-            let group = groups.entry(x.to_bits()).or_insert((x, 0.0, 0.0));
+        let (values, slot_of) = crate::purchase::distinct_values(&spend.x);
+        let mut by_frequency: Vec<(f64, f64, f64)> =
+            values.iter().map(|&x| (x, 0.0, 0.0)).collect();
+        for ((&slot, &z), &w) in slot_of.iter().zip(&spend.mean_value).zip(&spend.weight) {
+            let group = &mut by_frequency[slot as usize];
             group.1 += w;
             group.2 += w * z.ln();
         }
+        by_frequency.sort_by(|a, b| a.0.total_cmp(&b.0));
         Likelihood {
             spend,
-            by_frequency: groups.into_values().collect(),
+            by_frequency,
+            customers: spend.observations(),
         }
     }
 }
@@ -72,25 +78,38 @@ impl LogLikelihood<3> for Likelihood<'_> {
         // in gradient. One f64 logarithm per customer instead of a dual-number one.
         let g = gamma.value();
         let [s1, s2, s3, s4] = crate::purchase::par_sums(s.x.len(), |range| {
-            let mut sums = [0.0; 4];
-            for i in range {
-                let (x, w) = (s.x[i], s.weight[i]);
-                let base = g + x * s.mean_value[i];
-                let (ln, inverse) = (base.ln() * w, w / base);
-                sums[0] += x * ln;
-                sums[1] += ln;
-                sums[2] += x * inverse;
-                sums[3] += inverse;
-            }
-            sums
+            customer_sums(
+                [
+                    &s.x[range.clone()],
+                    &s.mean_value[range.clone()],
+                    &s.weight[range],
+                ],
+                g,
+            )
         });
         let per_customer = -(p * s1 + q * s2) + (gamma - g) * -(p.value() * s3 + q.value() * s4);
-        per_frequency + per_customer + (q * gamma.ln() - q.ln_gamma()) * s.observations()
+        per_frequency + per_customer + (q * gamma.ln() - q.ln_gamma()) * self.customers
     }
 
     fn observations(&self) -> f64 {
-        self.spend.observations()
+        self.customers
     }
+}
+
+/// [S₁, S₂, S₃, S₄] of [`Likelihood::log_likelihood`] over some customers: one logarithm and
+/// one division each, in SIMD lanes (a vectorized `ln`, compiled for AVX2 where the CPU has
+/// it).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn customer_sums(columns: [&[f64]; 3], gamma: f64) -> [f64; 4] {
+    crate::purchase::lane_sums(
+        columns,
+        #[inline(always)]
+        |[x, mean_value, w]| {
+            let base = gamma + x * mean_value;
+            let (ln, inverse) = (crate::vmath::ln(base) * w, w / base);
+            [x * ln, ln, x * inverse, inverse]
+        },
+    )
 }
 
 /// Fitted Gamma-Gamma parameters.

@@ -234,7 +234,7 @@ const DIRECT_VALUES: usize = 1 << 16;
 
 /// The distinct values of `column` (in order of first appearance) and each row's index into
 /// them. Purchase counts are small whole numbers, indexed directly; anything else is hashed.
-fn distinct_values(column: &[f64]) -> (Vec<f64>, Vec<u32>) {
+pub(crate) fn distinct_values(column: &[f64]) -> (Vec<f64>, Vec<u32>) {
     let small_whole = |v: f64| v >= 0.0 && v < DIRECT_VALUES as f64 && v.fract() == 0.0;
     let mut values: Vec<f64> = Vec::new();
     if column.iter().all(|&v| small_whole(v)) {
