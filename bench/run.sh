@@ -2,8 +2,8 @@
 # Mittari against lifetimes and PyMC-Marketing: builds Mittari in release mode, installs
 # lifetimes 0.11.3 and PyMC-Marketing 0.19.2 in two throwaway virtualenvs under target/ (their
 # dependencies conflict), and runs bench/compare_lifetimes.py with any arguments given here.
-# Takes many minutes (the peers' Pareto/NBD fits are slow; --skip-pareto leaves them out); not
-# part of CI.
+# Takes many minutes (the peers' Pareto/NBD fits are slow, so they fit the first 20 000
+# customers; --skip-pareto leaves them out); not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace
