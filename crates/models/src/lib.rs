@@ -2,9 +2,9 @@
 //!
 //! Each model's log-likelihood is written once, generic over [`ad::Real`]: evaluated in `f64`
 //! it gives values, in [`ad::Dual`] its exact gradient (forward-mode automatic
-//! differentiation, no finite differences). Where fit time matters (BG/NBD on millions of
-//! distinct histories) a model also writes out its gradient and Hessian over SIMD lanes
-//! ([`vmath`]), tested against the dual numbers. [`optimize::fit`] maximizes on
+//! differentiation, no finite differences). Where fit time matters (BG/NBD and Pareto/NBD on
+//! millions of distinct histories) a model also writes out its gradient (BG/NBD also its
+//! Hessian) over SIMD lanes ([`vmath`]), tested against the dual numbers. [`optimize::fit`] maximizes on
 //! log-parameters, so every parameter stays positive: Newton steps where the model gives its
 //! Hessian, BFGS otherwise. It reports standard errors, the log-likelihood, iterations,
 //! evaluations and whether it converged. Metric plugins use this crate; it depends on nothing
