@@ -170,6 +170,7 @@ fn series_coefficients(a: f64, b: f64, z_top: f64) -> Option<Vec<[f64; 4]>> {
     Some(terms)
 }
 
+/// The largest of a term's value and its a- and b-derivatives: what the stopping rule bounds.
 fn significance(term: &[f64; 4]) -> f64 {
     term[0].max(term[1].abs()).max(term[2].abs())
 }
@@ -381,8 +382,7 @@ fn row_sums(
         }
     }
     let constants = [max, other, a, b];
-    let mut sums = [0.0; 5];
-    let parts = lane_sums(
+    lane_sums(
         [
             t_x,
             t,
@@ -467,9 +467,7 @@ fn row_sums(
             }
             out
         },
-    );
-    sums.iter_mut().zip(parts).for_each(|(s, v)| *s += v);
-    sums
+    )
 }
 
 impl Likelihood<'_> {
