@@ -128,6 +128,16 @@ impl Evaluation {
     fn gap(&self) -> f64 {
         (self.alpha - self.beta).abs()
     }
+
+    /// The series' a = r+s+x and b for customers with x repeat purchases.
+    fn series_shape(&self, x: f64) -> (f64, f64) {
+        let b = if self.alpha_is_max {
+            self.s + 1.0
+        } else {
+            self.r + x
+        };
+        (self.r + self.s + x, b)
+    }
 }
 
 /// Series terms are summed until (j+1)·|term| falls below this, relative to the sum (≥ 1).
@@ -241,8 +251,7 @@ fn group_gradient(
     w: &[f64],
 ) -> Option<[f64; 5]> {
     let x = group.x;
-    let a = e.r + e.s + x;
-    let b = if e.alpha_is_max { e.s + 1.0 } else { e.r + x };
+    let (a, b) = e.series_shape(x);
     let (max, gap) = (e.max(), e.gap());
     let earliest = t_x.iter().fold(f64::INFINITY, |m, &v| m.min(v));
     let coefficients = series_coefficients(a, b, gap / (max + earliest.max(0.0)))?;
@@ -261,7 +270,7 @@ fn group_gradient(
         let mut late = [[0.0; BLOCK]; 4];
         series_block(&coefficients, &z_early, &mut early);
         series_block(&coefficients, &z_late, &mut late);
-        let block = row_sums(e, x, b, [t_x, t, w], &early, &late, n);
+        let block = row_sums(e, x, [t_x, t, w], &early, &late, n);
         sums.iter_mut().zip(block).for_each(|(s, v)| *s += v);
     }
     sums.iter().all(|v| v.is_finite()).then_some(sums)
@@ -275,7 +284,6 @@ fn group_gradient(
 fn row_sums(
     e: Evaluation,
     x: f64,
-    b: f64,
     columns: [&[f64]; 3],
     early: &[[f64; BLOCK]; 4],
     late: &[[f64; BLOCK]; 4],
@@ -294,7 +302,7 @@ fn row_sums(
     } else {
         (beta, alpha)
     };
-    let a = r + s + x;
+    let (a, b) = e.series_shape(x);
     let ln_s_over_a = s.ln() - a.ln();
     let rx = r + x;
     let mut ln_max_t = [0.0; BLOCK];
