@@ -122,7 +122,9 @@ fn bad_input_fails_with_file_line_and_column() {
         (
             "rating\n10\n",
             &[],
-            &["input.score", "required column score (int64) is missing"],
+            &[
+                "bad.csv: nps needs a column score; its columns are rating; if it has another name here, map it with --column score=NAME",
+            ],
         ),
         ("score\n", &[], &["input: the input has no responses"]),
         (

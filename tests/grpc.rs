@@ -53,6 +53,7 @@ fn survey() -> pb::Table {
                 ],
             ),
         ],
+        ..Default::default()
     }
 }
 
@@ -62,6 +63,7 @@ fn request(metric: &str, input: pb::Table) -> pb::ComputeRequest {
         parameters: HashMap::new(),
         input: Some(input),
         group_by: vec![],
+        ..Default::default()
     }
 }
 
@@ -223,6 +225,7 @@ async fn compute_stream_matches_unary() {
                 r#type: pb::DataType::String.into(),
             },
         ],
+        ..Default::default()
     };
     let table = survey();
     let chunk = |from: usize, to: usize| {
@@ -241,6 +244,7 @@ async fn compute_stream_matches_unary() {
                 int_column("score", &scores.values[from..to]),
                 string_column("region", &regions),
             ],
+            ..Default::default()
         }
     };
     let messages = vec![
@@ -280,6 +284,7 @@ async fn compute_stream_matches_unary() {
         pb::ComputeStreamRequest {
             message: Some(Message::Chunk(pb::Table {
                 columns: vec![int_column("score", &[1])],
+                ..Default::default()
             })),
         },
     ];
@@ -322,6 +327,7 @@ async fn bad_requests_get_precise_statuses() {
                 "nps",
                 pb::Table {
                     columns: vec![int_column("score", &[10, 11, 3])],
+                    ..Default::default()
                 },
             ),
             Code::InvalidArgument,
@@ -335,6 +341,7 @@ async fn bad_requests_get_precise_statuses() {
                 "nps",
                 pb::Table {
                     columns: vec![int_column("rating", &[10])],
+                    ..Default::default()
                 },
             ),
             Code::InvalidArgument,
@@ -345,6 +352,7 @@ async fn bad_requests_get_precise_statuses() {
                 "nps",
                 pb::Table {
                     columns: vec![string_column("score", &["10"])],
+                    ..Default::default()
                 },
             ),
             Code::InvalidArgument,
@@ -358,6 +366,7 @@ async fn bad_requests_get_precise_statuses() {
                         null_mask: vec![0b10],
                         ..int_column("score", &[10, 0])
                     }],
+                    ..Default::default()
                 },
             ),
             Code::InvalidArgument,
@@ -368,6 +377,7 @@ async fn bad_requests_get_precise_statuses() {
                 "nps",
                 pb::Table {
                     columns: vec![int_column("score", &[])],
+                    ..Default::default()
                 },
             ),
             Code::InvalidArgument,
@@ -404,6 +414,7 @@ async fn bad_requests_get_precise_statuses() {
                 "test_panics",
                 pb::Table {
                     columns: vec![int_column("value", &[1])],
+                    ..Default::default()
                 },
             ),
             Code::Internal,
@@ -414,6 +425,7 @@ async fn bad_requests_get_precise_statuses() {
                 "test_returns_nan",
                 pb::Table {
                     columns: vec![int_column("value", &[1])],
+                    ..Default::default()
                 },
             ),
             Code::Internal,
@@ -468,6 +480,7 @@ async fn a_row_error_inside_a_group_names_the_request_row() {
                 },
                 string_column("segment", &["a", "a", "a", "b"]),
             ],
+            ..Default::default()
         },
     );
     r.group_by = vec!["segment".into()];
@@ -524,8 +537,10 @@ async fn logs_stay_structured_and_free_of_client_text() {
                     null_mask: vec![],
                 },
             ],
+            ..Default::default()
         }),
         group_by: vec![],
+        ..Default::default()
     };
     let status = client.compute(retention).await.unwrap_err();
     assert!(
@@ -538,6 +553,7 @@ async fn logs_stay_structured_and_free_of_client_text() {
             "test_panics",
             pb::Table {
                 columns: vec![int_column("value", &[1])],
+                ..Default::default()
             },
         ))
         .await
@@ -573,6 +589,7 @@ async fn survives_a_panicking_plugin() {
                 "test_panics",
                 pb::Table {
                     columns: vec![int_column("value", &[1])],
+                    ..Default::default()
                 },
             ))
             .await
@@ -620,6 +637,7 @@ async fn loads_and_groups_through_plugins_of_older_abis() {
                 null_mask: Vec::new(),
             },
         ],
+        ..Default::default()
     };
     for metric in ["test_v1_rows", "test_v2_rows"] {
         let response = client
@@ -666,6 +684,7 @@ async fn sigterm_exits_within_the_grace_period() {
         "test_v1_sleeps",
         pb::Table {
             columns: vec![int_column("value", &[1])],
+            ..Default::default()
         },
     );
     sleep.parameters.insert(
@@ -963,6 +982,7 @@ fn sleep_request(millis: i64) -> pb::ComputeRequest {
         "test_sleeps",
         pb::Table {
             columns: vec![int_column("value", &[1, 2])],
+            ..Default::default()
         },
     );
     r.parameters.insert(
@@ -1226,18 +1246,29 @@ fn refuses_to_start_on_bad_configuration() {
     }
 }
 
-/// A client in another language with only stock tooling (Python grpcio + grpcio-reflection,
-/// v1alpha reflection) lists, describes and computes, and reads the field violation of a
-/// score of 11. `.ci/run` installs that client in a throwaway virtualenv and names its
-/// interpreter in MITTARI_STOCK_CLIENT_PYTHON.
-#[test]
-fn stock_python_client_via_reflection() {
-    let Ok(python) = std::env::var("MITTARI_STOCK_CLIENT_PYTHON") else {
-        eprintln!("skipped: MITTARI_STOCK_CLIENT_PYTHON is not set (.ci/run sets it)");
+/// The interpreter `.ci/run` prepares for the Python clients (grpcio, grpcio-reflection and
+/// pyarrow in a throwaway virtualenv), named in MITTARI_STOCK_CLIENT_PYTHON. Without it a test
+/// skips, except under CI, where it fails.
+fn client_python() -> Option<String> {
+    match std::env::var("MITTARI_STOCK_CLIENT_PYTHON") {
+        Ok(python) => Some(python),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("MITTARI_STOCK_CLIENT_PYTHON is not set under CI: .ci/run sets it")
+        }
+        Err(_) => {
+            eprintln!("skipped: MITTARI_STOCK_CLIENT_PYTHON is not set (.ci/run sets it)");
+            None
+        }
+    }
+}
+
+/// Runs a Python client script against a fresh server; it must print "all checks passed".
+fn run_python_client(script: &str) {
+    let Some(python) = client_python() else {
         return;
     };
     let server = Server::start();
-    let script = mittari_e2e::repo_root().join("tests/stock_client.py");
+    let script = mittari_e2e::repo_root().join(script);
     let output = std::process::Command::new(python)
         .arg(script)
         .arg(server.addr.to_string())
@@ -1250,4 +1281,19 @@ fn stock_python_client_via_reflection() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+/// A client in another language with only stock tooling (Python grpcio + grpcio-reflection,
+/// v1alpha reflection) lists, describes and computes, and reads the field violation of a
+/// score of 11.
+#[test]
+fn stock_python_client_via_reflection() {
+    run_python_client("tests/stock_client.py");
+}
+
+/// A pyarrow client sends Arrow IPC (one message and streamed chunks) and reads Arrow results
+/// back, and gets field violations for a bad value and a bad text timestamp.
+#[test]
+fn pyarrow_client_sends_and_receives_arrow() {
+    run_python_client("tests/arrow_client.py");
 }

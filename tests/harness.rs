@@ -450,8 +450,10 @@ pub fn nps_request(scores: Vec<i64>) -> pb::ComputeRequest {
         parameters: Default::default(),
         input: Some(pb::Table {
             columns: vec![int_column("score", scores)],
+            ..Default::default()
         }),
         group_by: Vec::new(),
+        ..Default::default()
     }
 }
 

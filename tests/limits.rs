@@ -45,8 +45,10 @@ fn nps_by_region(groups: usize) -> pb::ComputeRequest {
                 scores(vec![9; groups]),
                 regions((0..groups).map(|i| format!("r{i}")).collect()),
             ],
+            ..Default::default()
         }),
         group_by: vec!["region".into()],
+        ..Default::default()
     }
 }
 
@@ -73,6 +75,7 @@ fn header(metric: &str, parameters: HashMap<String, pb::Value>) -> pb::ComputeSt
                 name: "score".into(),
                 r#type: pb::DataType::Int64.into(),
             }],
+            ..Default::default()
         })),
     }
 }
@@ -120,6 +123,7 @@ async fn streamed_input_shares_a_memory_budget() {
     let chunk = pb::ComputeStreamRequest {
         message: Some(Message::Chunk(pb::Table {
             columns: vec![scores(vec![9; 100_000])],
+            ..Default::default()
         })),
     };
     let status = refused(
@@ -151,6 +155,7 @@ async fn memory_of_a_large_request_is_returned() {
     let chunks = (0..CHUNKS).map(|i| pb::ComputeStreamRequest {
         message: Some(Message::Chunk(pb::Table {
             columns: vec![scores(vec![(i % 11) as i64; CHUNK_ROWS])],
+            ..Default::default()
         })),
     });
     let response = client
@@ -240,8 +245,10 @@ async fn rows_and_text_per_request_are_bounded() {
                 scores(vec![9; rows]),
                 regions((0..rows).map(|i| format!("{i:0id_bytes$}")).collect()),
             ],
+            ..Default::default()
         }),
         group_by: vec![],
+        ..Default::default()
     };
     for (rows, id_bytes, key) in [
         (1001, 1, "server.max_rows"),
@@ -263,8 +270,10 @@ async fn oversize_and_malformed_messages_get_grpc_codes() {
         parameters: HashMap::new(),
         input: Some(pb::Table {
             columns: vec![scores(vec![9; 100_000])],
+            ..Default::default()
         }),
         group_by: vec![],
+        ..Default::default()
     };
     let status = refused(client.compute(big).await);
     assert_eq!(

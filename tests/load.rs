@@ -22,6 +22,7 @@ const HEAVY_MILLIS: i64 = 200;
 fn int_table(name: &str, values: Vec<i64>) -> Option<pb::Table> {
     Some(pb::Table {
         columns: vec![int_column(name, values)],
+        ..Default::default()
     })
 }
 
@@ -38,6 +39,7 @@ fn request(heavy: bool) -> pb::ComputeRequest {
             .into(),
             input: int_table("value", vec![1, 2, 3]),
             group_by: Vec::new(),
+            ..Default::default()
         }
     } else {
         nps_request(vec![10, 9, 8, 7, 3, 10, 0, 6, 9, 10])

@@ -246,8 +246,10 @@ async fn requests_in_flight_finish_on_the_library_they_started_with() {
             .into(),
             input: Some(pb::Table {
                 columns: vec![int_column("value", vec![1, 2, 3])],
+                ..Default::default()
             }),
             group_by: Vec::new(),
+            ..Default::default()
         };
         client.compute(request).await
     });

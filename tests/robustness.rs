@@ -65,6 +65,7 @@ async fn extreme_inputs_get_a_result_or_invalid_argument() {
                     .collect(),
                 input: Some(convert::batch_to_table(&case.input)),
                 group_by: case.group_by.clone(),
+                ..Default::default()
             });
             request.set_timeout(REQUEST_DEADLINE);
             let started = Instant::now();
@@ -286,8 +287,12 @@ async fn the_probes_crashing_requests_are_invalid_arguments() {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
-            input: Some(pb::Table { columns }),
+            input: Some(pb::Table {
+                columns,
+                ..Default::default()
+            }),
             group_by: Vec::new(),
+            ..Default::default()
         });
         request.set_timeout(Duration::from_secs(10));
         let started = Instant::now();
@@ -358,8 +363,10 @@ async fn a_model_fit_stops_when_its_client_gives_up() {
                 doubles("recency", &recency),
                 doubles("T", &t),
             ],
+            ..Default::default()
         }),
         group_by: Vec::new(),
+        ..Default::default()
     });
     request.set_timeout(Duration::from_millis(1500));
     let before = server.cpu_seconds();

@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
     tonic_prost_build::configure()
+        // Arrow IPC payloads stay the received buffer: decoded without a copy.
+        .bytes(".mittari.v1.Table.arrow_ipc")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

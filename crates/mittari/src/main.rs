@@ -2,12 +2,12 @@
 //!
 //! - `mittari serve` runs the gRPC server (the `mittari-server` crate).
 //! - `mittari metrics [NAME]` lists the metrics, or describes one.
-//! - `mittari compute METRIC --input FILE.csv` computes a metric, with the engine embedded in
+//! - `mittari compute METRIC --input FILE` computes a metric over CSV, Parquet, Arrow IPC or
+//!   JSON Lines (read by the `mittari-io` crate), with the engine embedded in
 //!   this process, or on a server with `--server`. Both paths build the same
 //!   `mittari.v1.ComputeResponse` and print it the same way.
 //! - `mittari admin …` administers a running server; `mittari token new` makes a token.
 
-mod csv_input;
 mod output;
 mod progress;
 mod render;
@@ -182,13 +182,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Compute a metric over a CSV file.
+    /// Compute a metric over a CSV, Parquet, Arrow IPC or JSON Lines file.
     Compute {
         /// The metric, e.g. nps.
         metric: String,
-        /// CSV file with a header line; columns are typed by the metric's descriptor.
-        #[arg(long, value_name = "FILE.csv")]
-        input: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
         /// A parameter, repeatable, e.g. --param confidence=0.9.
         #[arg(long = "param", value_name = "KEY=VALUE")]
         params: Vec<String>,
@@ -222,6 +221,84 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+/// An input batch as a wire table in Arrow IPC.
+fn arrow_table(batch: &RecordBatch) -> Result<pb::Table, Status> {
+    let arrow_ipc = convert::batch_to_ipc(batch)
+        .map_err(|e| Status::internal(format!("cannot encode the input as Arrow IPC: {e}")))?;
+    Ok(pb::Table {
+        arrow_ipc,
+        ..Default::default()
+    })
+}
+
+/// Where a metric's input comes from and how it is read.
+#[derive(Debug, clap::Args)]
+struct InputArgs {
+    /// The input: a .csv (.tsv, .txt), .parquet, .arrow (Arrow IPC file or stream), .arrows or
+    /// .jsonl file, or - for standard input. Columns are typed by the metric's descriptor.
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    /// The input's format, when its extension does not say it (standard input is recognized
+    /// by its first bytes otherwise): csv, parquet, arrow, arrows or jsonl.
+    #[arg(long, value_name = "FORMAT")]
+    input_format: Option<mittari_io::Format>,
+    /// Read the input's column SOURCE as the metric's column NAME, e.g.
+    /// --column customer_id=asiakasnro; repeatable.
+    #[arg(long = "column", value_name = "NAME=SOURCE")]
+    columns: Vec<mittari_io::ColumnMapping>,
+    /// The CSV delimiter: one character, or tab; default: the one the header line uses most of
+    /// , ; tab |.
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    delimiter: Option<u8>,
+    /// Numbers are written with a decimal comma (12,50 or 1.234,50); the default when the
+    /// delimiter is ;.
+    #[arg(long, conflicts_with = "decimal_point")]
+    decimal_comma: bool,
+    /// Numbers are written with a decimal point, also in a file delimited by ;.
+    #[arg(long)]
+    decimal_point: bool,
+    /// The format of dates and timestamps written as text, in chrono's strftime syntax, e.g.
+    /// %d.%m.%Y or "%d/%m/%Y %H:%M"; default: ISO 8601. Times without an offset are UTC.
+    #[arg(long, value_name = "FORMAT", value_parser = mittari_io::DateFormat::new)]
+    date_format: Option<mittari_io::DateFormat>,
+}
+
+impl InputArgs {
+    fn source(&self) -> mittari_io::Source<'_> {
+        if self.input.as_os_str() == "-" {
+            mittari_io::Source::Stdin
+        } else {
+            mittari_io::Source::Path(&self.input)
+        }
+    }
+
+    fn options(&self) -> mittari_io::ReadOptions {
+        mittari_io::ReadOptions {
+            format: self.input_format,
+            delimiter: self.delimiter,
+            decimal: if self.decimal_comma {
+                Some(mittari_io::DecimalSeparator::Comma)
+            } else if self.decimal_point {
+                Some(mittari_io::DecimalSeparator::Point)
+            } else {
+                None
+            },
+            date_format: self.date_format.clone(),
+            columns: self.columns.clone(),
+        }
+    }
+}
+
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" => Ok(b'\t'),
+        _ if text.len() == 1 && text.is_ascii() && text != "\"" => Ok(text.as_bytes()[0]),
+        _ => Err(format!(
+            "{text:?} is not a one-character delimiter (or tab)"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -353,7 +430,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             if let Some(path) = &output {
                 output::check_path(path)?;
-                if same_file(path, &input) {
+                if same_file(path, &input.input) {
                     bail!(
                         "--output {} is the input file; writing results there would destroy the data: choose another file",
                         path.display()
@@ -377,10 +454,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let progress = progress::Progress::start(
                 std::io::stderr().is_terminal() && format != Format::Json,
-                &format!("reading {}", input.display()),
+                &format!("reading {}", input.source().name()),
             );
-            let csv = csv_input::read(&input, &descriptor, &group_by)?;
-            let lines = csv.lines;
+            let table = mittari_io::read(input.source(), &descriptor, &group_by, &input.options())?;
             progress.phase(&match &remote.server {
                 Some(url) => format!("computing {metric} on {url}"),
                 None => format!("computing {metric}"),
@@ -388,14 +464,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let response = match rt.block_on(backend.compute(
                 &metric,
                 params,
-                csv.batch,
+                table.batch,
                 group_by,
                 chunk_rows as usize,
             )) {
                 Ok(response) => response,
                 Err(status) => {
                     drop(progress);
-                    return Ok(report(&status, Some((&input, &lines))));
+                    return Ok(report(
+                        &status,
+                        Some((&input.source().name(), &table.origins)),
+                    ));
                 }
             };
             let mut written = None;
@@ -485,8 +564,8 @@ fn print_with(
     }
 }
 
-/// Prints a failed call: the message, then each field violation, with the CSV line of a row.
-fn report(status: &Status, input: Option<(&Path, &[u64])>) -> ExitCode {
+/// Prints a failed call: the message, then each field violation, with the input's line or row.
+fn report(status: &Status, input: Option<(&str, &mittari_io::Origins)>) -> ExitCode {
     let bad_request = status
         .get_details_bad_request()
         .filter(|b| !b.field_violations.is_empty());
@@ -502,9 +581,9 @@ fn report(status: &Status, input: Option<(&Path, &[u64])>) -> ExitCode {
                 .rsplit_once('[')
                 .and_then(|(_, r)| r.trim_end_matches(']').parse::<usize>().ok());
             let location = match (input, row) {
-                (Some((path, lines)), Some(row)) => lines.get(row).map_or(String::new(), |line| {
-                    format!(" ({} line {line})", path.display())
-                }),
+                (Some((name, origins)), Some(row)) => origins
+                    .of(row)
+                    .map_or(String::new(), |at| format!(" ({name} {at})")),
                 _ => String::new(),
             };
             text.push_str(&format!(
@@ -800,14 +879,20 @@ impl Backend {
                     .compute(request)
                     .await
                     .map_err(|e| to_status(&ServiceError::Engine(e)))?;
-                Ok(convert::outcome_to_proto(outcome))
+                Ok(convert::outcome_to_proto(
+                    outcome,
+                    pb::TableEncoding::Columns,
+                ))
             }
+            // The input goes as Arrow IPC: the server reads the columns without a per-value
+            // decode; the results come back as protobuf columns, which the report reads.
             Backend::Remote(client, url) if batch.num_rows() <= chunk_rows => {
                 let request = pb::ComputeRequest {
                     metric: metric.to_owned(),
                     parameters,
-                    input: Some(convert::batch_to_table(&batch)),
+                    input: Some(arrow_table(&batch)?),
                     group_by,
+                    ..Default::default()
                 };
                 Ok(client
                     .compute(request)
@@ -816,38 +901,45 @@ impl Backend {
                     .into_inner())
             }
             Backend::Remote(client, url) => {
-                let schema = batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| pb::ColumnSchema {
-                        name: f.name().clone(),
-                        r#type: convert::arrow_to_proto_type(f.data_type()).into(),
-                    })
-                    .collect();
+                // No schema in the header: the chunks are Arrow IPC streams, which carry theirs.
                 let header = pb::ComputeStreamHeader {
                     metric: metric.to_owned(),
                     parameters,
                     group_by,
-                    schema,
+                    ..Default::default()
                 };
                 use pb::compute_stream_request::Message;
                 let header = pb::ComputeStreamRequest {
                     message: Some(Message::Header(header)),
                 };
                 // Chunks are encoded as they are sent, not all before: the input is held once,
-                // as Arrow, not a second time as protobuf.
+                // as Arrow, not a second time encoded. A chunk that cannot be encoded ends the
+                // stream, and the error is reported after it.
                 let rows = batch.num_rows();
-                let chunks = (0..rows).step_by(chunk_rows).map(move |offset| {
-                    let len = chunk_rows.min(rows - offset);
-                    pb::ComputeStreamRequest {
-                        message: Some(Message::Chunk(convert::batch_to_table(
-                            &batch.slice(offset, len),
-                        ))),
-                    }
-                });
+                let failed = Arc::new(std::sync::Mutex::new(None));
+                let failure = Arc::clone(&failed);
+                let chunks = (0..rows)
+                    .step_by(chunk_rows)
+                    .map_while(move |offset| {
+                        let len = chunk_rows.min(rows - offset);
+                        match arrow_table(&batch.slice(offset, len)) {
+                            Ok(table) => Some(table),
+                            Err(status) => {
+                                if let Ok(mut slot) = failure.lock() {
+                                    *slot = Some(status);
+                                }
+                                None
+                            }
+                        }
+                    })
+                    .map(|table| pb::ComputeStreamRequest {
+                        message: Some(Message::Chunk(table)),
+                    });
                 let messages = std::iter::once(header).chain(chunks);
                 let response = client.compute_stream(tokio_stream::iter(messages)).await;
+                if let Some(status) = failed.lock().ok().and_then(|mut slot| slot.take()) {
+                    return Err(status);
+                }
                 Ok(response
                     .map_err(|s| Self::connection_error(url, s))?
                     .into_inner())

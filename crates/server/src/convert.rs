@@ -352,6 +352,21 @@ fn column_to_array(column: pb::Column) -> Result<(DataType, ArrayRef), ServiceEr
 /// table is consumed, so numbers move into the batch and strings are freed column by column:
 /// a large request is held about once, not twice.
 pub fn table_to_batch(table: pb::Table) -> Result<RecordBatch, ServiceError> {
+    if !table.arrow_ipc.is_empty() {
+        if !table.columns.is_empty() {
+            return Err(invalid(
+                Field::Input,
+                "a table has both columns and arrow_ipc; send one encoding",
+            ));
+        }
+        let (schema, batches) = ipc_to_batches(table.arrow_ipc)?;
+        return arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| {
+            invalid(
+                Field::Input,
+                format!("cannot assemble the Arrow batches: {e}"),
+            )
+        });
+    }
     let mut seen = HashSet::new();
     let mut fields = Vec::with_capacity(table.columns.len());
     let mut arrays = Vec::with_capacity(table.columns.len());
@@ -410,6 +425,59 @@ pub fn table_to_batch(table: pb::Table) -> Result<RecordBatch, ServiceError> {
 
 /// An Arrow batch as a wire table. Columns of the five wire types only; the engine guarantees
 /// that of plugin result tables, and the CLI builds batches from them.
+/// An Arrow IPC stream's schema and batches, decoded from the received buffer: the batches'
+/// buffers are slices of it unless they are misaligned.
+pub fn ipc_to_batches(
+    bytes: bytes::Bytes,
+) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>), ServiceError> {
+    let fail = |e: arrow_schema::ArrowError| {
+        invalid(
+            Field::Input,
+            format!(
+                "arrow_ipc is not an Arrow IPC stream: {e}; write it with pyarrow.ipc.new_stream or arrow's StreamWriter"
+            ),
+        )
+    };
+    let mut buffer = arrow_buffer::Buffer::from(bytes);
+    let mut decoder = arrow_ipc::reader::StreamDecoder::new();
+    let mut batches = Vec::new();
+    while !buffer.is_empty() {
+        if let Some(batch) = decoder.decode(&mut buffer).map_err(fail)? {
+            batches.push(batch);
+        }
+    }
+    decoder.finish().map_err(fail)?;
+    let schema = decoder
+        .schema()
+        .ok_or_else(|| invalid(Field::Input, "arrow_ipc holds no schema message"))?;
+    Ok((schema, batches))
+}
+
+/// A batch as an Arrow IPC stream: its schema message and one record batch.
+pub fn batch_to_ipc(batch: &RecordBatch) -> Result<bytes::Bytes, arrow_schema::ArrowError> {
+    let mut bytes = Vec::with_capacity(batch.get_array_memory_size() + 1024);
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema())?;
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(bytes::Bytes::from(bytes))
+}
+
+/// A result table in the encoding the client asked for.
+fn encode_table(batch: &RecordBatch, encoding: pb::TableEncoding) -> pb::Table {
+    match encoding {
+        pb::TableEncoding::Columns => batch_to_table(batch),
+        // Writing to memory fails only for types IPC cannot hold, which results never have.
+        pb::TableEncoding::ArrowIpc => match batch_to_ipc(batch) {
+            Ok(arrow_ipc) => pb::Table {
+                columns: Vec::new(),
+                arrow_ipc,
+            },
+            Err(_) => batch_to_table(batch),
+        },
+    }
+}
+
 /// Columns are converted in parallel: a million-row result is a copy per column.
 pub fn batch_to_table(batch: &RecordBatch) -> pb::Table {
     use rayon::prelude::*;
@@ -420,7 +488,10 @@ pub fn batch_to_table(batch: &RecordBatch) -> pb::Table {
         .zip(batch.columns())
         .map(|(field, array)| array_to_column(field.name(), array))
         .collect();
-    pb::Table { columns }
+    pb::Table {
+        columns,
+        arrow_ipc: bytes::Bytes::new(),
+    }
 }
 
 /// An Arrow array as a wire column (of the five wire types; see [`batch_to_table`]).
@@ -459,7 +530,7 @@ fn array_to_column(name: &str, array: &ArrayRef) -> pb::Column {
     }
 }
 
-fn results_to_proto(results: MetricResults) -> pb::Results {
+fn results_to_proto(results: MetricResults, encoding: pb::TableEncoding) -> pb::Results {
     pb::Results {
         scalars: results
             .scalars
@@ -481,7 +552,7 @@ fn results_to_proto(results: MetricResults) -> pb::Results {
             .iter()
             .map(|(name, batch)| pb::ResultTable {
                 name: name.clone(),
-                table: Some(batch_to_table(batch)),
+                table: Some(encode_table(batch, encoding)),
             })
             .collect(),
         warnings: results
@@ -495,7 +566,7 @@ fn results_to_proto(results: MetricResults) -> pb::Results {
     }
 }
 
-fn grouped_to_proto(grouped: GroupedResults) -> pb::GroupedResults {
+fn grouped_to_proto(grouped: GroupedResults, encoding: pb::TableEncoding) -> pb::GroupedResults {
     pb::GroupedResults {
         keys: grouped
             .keys
@@ -536,17 +607,21 @@ fn grouped_to_proto(grouped: GroupedResults) -> pb::GroupedResults {
             .map(|t| pb::GroupTable {
                 group: t.group,
                 name: t.name,
-                table: Some(batch_to_table(&t.table)),
+                table: Some(encode_table(&t.table, encoding)),
             })
             .collect(),
     }
 }
 
-pub fn outcome_to_proto(outcome: ComputeOutcome) -> pb::ComputeResponse {
+/// The response to a computation, its result tables in `encoding`.
+pub fn outcome_to_proto(
+    outcome: ComputeOutcome,
+    encoding: pb::TableEncoding,
+) -> pb::ComputeResponse {
     pb::ComputeResponse {
         metric: outcome.metric,
-        results: outcome.results.map(results_to_proto),
-        grouped: outcome.grouped.map(grouped_to_proto),
+        results: outcome.results.map(|r| results_to_proto(r, encoding)),
+        grouped: outcome.grouped.map(|g| grouped_to_proto(g, encoding)),
         rows: outcome.rows as u64,
     }
 }
@@ -613,7 +688,10 @@ mod tests {
                 warnings: (0..next(3)).map(|_| warning(&mut next)).collect(),
             };
             let bound = results.wire_bytes_lower_bound();
-            let encoded = prost::Message::encoded_len(&results_to_proto(results.clone()));
+            let encoded = prost::Message::encoded_len(&results_to_proto(
+                results.clone(),
+                pb::TableEncoding::Columns,
+            ));
             assert!(bound <= encoded, "{bound} > {encoded}: {results:?}");
 
             let groups = next(5) as usize;
@@ -660,7 +738,10 @@ mod tests {
                     .collect(),
             };
             let bound = grouped.wire_bytes_lower_bound();
-            let encoded = prost::Message::encoded_len(&grouped_to_proto(grouped.clone()));
+            let encoded = prost::Message::encoded_len(&grouped_to_proto(
+                grouped.clone(),
+                pb::TableEncoding::Columns,
+            ));
             assert!(bound <= encoded, "{bound} > {encoded}: {grouped:?}");
         }
     }
@@ -714,6 +795,7 @@ mod tests {
                     vec![0b100],
                 ),
             ],
+            ..Default::default()
         };
         let batch = table_to_batch(table.clone()).unwrap();
         assert_eq!(batch.num_rows(), 3);
@@ -735,6 +817,7 @@ mod tests {
                     column("a", ints(vec![1]), vec![]),
                     column("a", ints(vec![1]), vec![]),
                 ],
+                ..Default::default()
             },
             "appears twice",
         );
@@ -744,12 +827,14 @@ mod tests {
                     column("a", ints(vec![1]), vec![]),
                     column("b", ints(vec![1, 2]), vec![]),
                 ],
+                ..Default::default()
             },
             "has 2 values but column a has 1",
         );
         check(
             pb::Table {
                 columns: vec![column("a", ints(vec![1]), vec![1, 0])],
+                ..Default::default()
             },
             "null_mask of column a has 2 bytes",
         );
@@ -760,6 +845,7 @@ mod tests {
                     values: None,
                     null_mask: vec![],
                 }],
+                ..Default::default()
             },
             "has no values",
         );
@@ -813,7 +899,10 @@ mod tests {
             /// field violation naming a column.
             #[test]
             fn arbitrary_tables_convert_or_name_the_column(columns in proptest::collection::vec(column(), 0..5)) {
-                let table = pb::Table { columns: columns.clone() };
+                let table = pb::Table {
+                    columns: columns.clone(),
+                    ..Default::default()
+                };
                 match table_to_batch(table) {
                     Ok(batch) => {
                         prop_assert_eq!(batch.num_columns(), columns.len());

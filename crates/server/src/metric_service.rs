@@ -78,6 +78,7 @@ impl MetricServer {
         params: BTreeMap<String, ParamValue>,
         input: RecordBatch,
         group_by: Vec<String>,
+        encoding: pb::TableEncoding,
     ) -> Result<pb::ComputeResponse, ServiceError> {
         tracing::debug!(%metric, rows = input.num_rows(), "computing metric");
         // When the computation ends, however it ends; acted on a moment later, when the
@@ -107,7 +108,7 @@ impl MetricServer {
                 .as_ref()
                 .map_or(0, GroupedResults::wire_bytes_lower_bound);
         off_runtime(size, move || {
-            let response = convert::outcome_to_proto(outcome);
+            let response = convert::outcome_to_proto(outcome, encoding);
             let bytes = prost::Message::encoded_len(&response);
             if bytes > limit {
                 return Err(ServiceError::ResponseTooLarge { bytes, limit });
@@ -115,6 +116,111 @@ impl MetricServer {
             Ok(response)
         })
         .await
+    }
+
+    /// Counts a chunk against the stream's limit and takes its share of the server's buffer
+    /// budget, held in `budget` until the computation is done with the input.
+    fn hold(
+        &self,
+        chunk: &pb::Table,
+        bytes: &mut u64,
+        budget: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), ServiceError> {
+        let chunk_bytes = prost::Message::encoded_len(chunk) as u64;
+        *bytes += chunk_bytes;
+        if *bytes > self.limits.max_stream_bytes {
+            return Err(ServiceError::StreamTooLarge {
+                limit: self.limits.max_stream_bytes,
+            });
+        }
+        let units = u32::try_from(chunk_bytes.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
+        let Ok(permit) = Arc::clone(&self.buffered).try_acquire_many_owned(units) else {
+            return Err(ServiceError::Busy(format!(
+                "the server is holding as much streamed input as it may ({} bytes, server.max_buffered_stream_bytes)",
+                self.limits.max_buffered_stream_bytes
+            )));
+        };
+        match budget {
+            Some(held) => held.merge(permit),
+            None => *budget = Some(permit),
+        }
+        Ok(())
+    }
+
+    /// Reads a `ComputeStream` call whose chunks are Arrow IPC streams: each conformed to the
+    /// metric as it arrives; the first chunk's columns are checked as a header's would be, and
+    /// every later chunk must have the same.
+    async fn read_arrow_stream(
+        &self,
+        engine: &Engine,
+        header: pb::ComputeStreamHeader,
+        mut stream: Streaming<pb::ComputeStreamRequest>,
+    ) -> Result<StreamedInput, ServiceError> {
+        use pb::compute_stream_request::Message;
+        let params = convert::params_from_proto(&header.parameters)?;
+        let reader = ArrowInput::new(engine, &header.metric, &header.group_by)?;
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut budget: Option<OwnedSemaphorePermit> = None;
+        let mut bytes: u64 = 0;
+        let mut rows: u64 = 0;
+        let mut index = 0usize;
+        while let Some(message) = stream.next().await {
+            let message = message.map_err(ServiceError::from_transport)?;
+            let Some(Message::Chunk(chunk)) = message.message else {
+                return Err(ServiceError::BadStream(format!(
+                    "message {} of the stream must be a chunk; only the first carries a header",
+                    index + 1
+                )));
+            };
+            index += 1;
+            self.hold(&chunk, &mut bytes, &mut budget)?;
+            if chunk.arrow_ipc.is_empty() {
+                return Err(ServiceError::BadStream(format!(
+                    "chunk {index} has no arrow_ipc, but the header has no schema, which means Arrow chunks; declare the schema in the header to send columns"
+                )));
+            }
+            let chunk_reader = reader.clone();
+            let first_row = rows + 1;
+            let batch = off_runtime(chunk.arrow_ipc.len(), move || {
+                chunk_reader.read_from(chunk, first_row)
+            })
+            .await?;
+            rows += batch.num_rows() as u64;
+            match batches.first() {
+                None => engine.check_header(
+                    &header.metric,
+                    params.clone(),
+                    batch.schema(),
+                    &header.group_by,
+                )?,
+                Some(first) if first.schema() != batch.schema() => {
+                    return Err(ServiceError::BadStream(format!(
+                        "chunk {index} has columns [{}] but the first chunk has [{}]; send the same columns in every chunk",
+                        user_text(&column_list(&batch)),
+                        user_text(&column_list(first)),
+                    )));
+                }
+                Some(_) => {}
+            }
+            batches.push(batch);
+        }
+        let Some(schema) = batches.first().map(RecordBatch::schema) else {
+            return Err(ServiceError::BadStream(
+                "the stream has a header but no chunk; send the rows in Arrow chunks".to_owned(),
+            ));
+        };
+        let input = off_runtime(usize::MAX, move || {
+            arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| {
+                ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}"))
+            })
+        })
+        .await?;
+        Ok(StreamedInput {
+            header,
+            params,
+            input,
+            _budget: budget,
+        })
     }
 
     /// Reads a `ComputeStream` call: the header, checked before any chunk is read, then chunks
@@ -144,6 +250,9 @@ impl MetricServer {
         };
         metric.clone_from(&header.metric);
         check_names(&header.metric, &header.group_by)?;
+        if header.schema.is_empty() {
+            return self.read_arrow_stream(engine, header, stream).await;
+        }
         let schema: Vec<(String, mittari_engine::DataType)> = header
             .schema
             .iter()
@@ -193,24 +302,7 @@ impl MetricServer {
                 )));
             };
             index += 1;
-            let chunk_bytes = prost::Message::encoded_len(&chunk) as u64;
-            bytes += chunk_bytes;
-            if bytes > self.limits.max_stream_bytes {
-                return Err(ServiceError::StreamTooLarge {
-                    limit: self.limits.max_stream_bytes,
-                });
-            }
-            let units = u32::try_from(chunk_bytes.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
-            let Ok(permit) = Arc::clone(&self.buffered).try_acquire_many_owned(units) else {
-                return Err(ServiceError::Busy(format!(
-                    "the server is holding as much streamed input as it may ({} bytes, server.max_buffered_stream_bytes)",
-                    self.limits.max_buffered_stream_bytes
-                )));
-            };
-            match &mut budget {
-                Some(held) => held.merge(permit),
-                None => budget = Some(permit),
-            }
+            self.hold(&chunk, &mut bytes, &mut budget)?;
             let names: Vec<&str> = chunk.columns.iter().map(|c| c.name.as_str()).collect();
             let expected: Vec<&str> = schema.iter().map(|(n, _)| n.as_str()).collect();
             if names != expected {
@@ -336,11 +428,23 @@ impl MetricService for MetricServer {
         let result = async {
             check_names(&request.metric, &request.group_by)?;
             let params = convert::params_from_proto(&request.parameters)?;
+            let encoding = request.result_encoding();
             let table = request.input.unwrap_or_default();
-            let input =
-                off_runtime(table_cells(&table), move || convert::table_to_batch(table)).await?;
-            self.compute(&engine, request.metric, params, input, request.group_by)
-                .await
+            let input = if table.arrow_ipc.is_empty() {
+                off_runtime(table_cells(&table), move || convert::table_to_batch(table)).await?
+            } else {
+                let reader = ArrowInput::new(&engine, &request.metric, &request.group_by)?;
+                off_runtime(table.arrow_ipc.len(), move || reader.read(table)).await?
+            };
+            self.compute(
+                &engine,
+                request.metric,
+                params,
+                input,
+                request.group_by,
+                encoding,
+            )
+            .await
         }
         .await;
         audit("Compute", &caller, &metric, started, &result);
@@ -361,12 +465,14 @@ impl MetricService for MetricServer {
             let streamed = self
                 .read_stream(&engine, request.into_inner(), &mut metric)
                 .await?;
+            let encoding = streamed.header.result_encoding();
             self.compute(
                 &engine,
                 streamed.header.metric,
                 streamed.params,
                 streamed.input,
                 streamed.header.group_by,
+                encoding,
             )
             .await
         }
@@ -461,6 +567,100 @@ async fn off_runtime<T: Send + 'static>(
             "a conversion task failed: {e}"
         )))
     })
+}
+
+/// Reads Arrow IPC tables for one metric: decoded, then conformed to the metric's declared
+/// column types (and the group-by columns) by `mittari-io`, as a file would be.
+#[derive(Debug, Clone)]
+struct ArrowInput {
+    descriptor: Arc<mittari_engine::MetricDescriptor>,
+    group_by: Vec<String>,
+}
+
+impl ArrowInput {
+    fn new(engine: &Engine, metric: &str, group_by: &[String]) -> Result<ArrowInput, ServiceError> {
+        Ok(ArrowInput {
+            descriptor: Arc::new(engine.describe(metric)?.clone()),
+            group_by: group_by.to_vec(),
+        })
+    }
+
+    /// One table's batches conformed and joined; `first_row` is its first row in the input.
+    fn read_from(&self, table: pb::Table, first_row: u64) -> Result<RecordBatch, ServiceError> {
+        if !table.columns.is_empty() {
+            return Err(ServiceError::BadStream(
+                "a table has both columns and arrow_ipc; send one encoding".to_owned(),
+            ));
+        }
+        let (_, batches) = convert::ipc_to_batches(table.arrow_ipc)?;
+        let mut row = first_row;
+        let mut conformed = Vec::with_capacity(batches.len());
+        for batch in &batches {
+            conformed.push(
+                mittari_io::conform(batch, "input", &self.descriptor, &self.group_by, row)
+                    .map_err(read_error)?,
+            );
+            row += batch.num_rows() as u64;
+        }
+        match conformed.first() {
+            None => Err(ServiceError::Engine(EngineError::InvalidArgument {
+                violations: vec![mittari_engine::Violation::new(
+                    Field::Input,
+                    "arrow_ipc holds a schema but no record batch; send at least one",
+                )],
+            })),
+            Some(first) => arrow_select::concat::concat_batches(&first.schema(), &conformed)
+                .map_err(|e| ServiceError::Internal(format!("cannot join Arrow batches: {e}"))),
+        }
+    }
+
+    fn read(&self, table: pb::Table) -> Result<RecordBatch, ServiceError> {
+        self.read_from(table, 1)
+    }
+}
+
+/// An Arrow input the metric cannot read, as the field at fault and what to do.
+fn read_error(error: mittari_io::ReadError) -> ServiceError {
+    use mittari_engine::Violation;
+    use mittari_io::{Location, ReadError};
+    let violation = match error {
+        ReadError::At {
+            at,
+            column,
+            message,
+            ..
+        } => {
+            let row = match at {
+                Location::Row(row) | Location::Line(row) => row.saturating_sub(1),
+            };
+            match column {
+                Some(name) => Violation::new(
+                    Field::Column {
+                        name,
+                        row: Some(row),
+                    },
+                    message,
+                ),
+                None => Violation::new(Field::Input, format!("row {}: {message}", row + 1)),
+            }
+        }
+        ReadError::Input { message, .. } => Violation::new(Field::Input, message),
+        ReadError::Io { source, .. } => Violation::new(Field::Input, source.to_string()),
+    };
+    ServiceError::Engine(EngineError::InvalidArgument {
+        violations: vec![violation],
+    })
+}
+
+/// "name: type, …" of a batch's columns.
+fn column_list(batch: &RecordBatch) -> String {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Values in a wire table (its size for [`off_runtime`]).

@@ -1,8 +1,13 @@
-//! Reads a CSV file into an Arrow batch, typing each column by the metric's descriptor.
+//! CSV in any locale, read into an Arrow batch typed by the metric's descriptor.
+//!
+//! The dialect comes from the file: the delimiter (`,` `;` tab or `|`) is the one the header
+//! line uses most, a `;` file has a decimal comma (`12,50`, `1.234,50`) as spreadsheets in
+//! comma locales write it, a UTF-8 byte order mark is skipped and CRLF line ends are line ends.
+//! Options override each: the delimiter, the decimal separator and the date format.
 //!
 //! Columns the metric declares are parsed as their declared type; group-by columns the metric
 //! does not declare are int64 when every cell is an integer, string otherwise; other columns are
-//! not sent. An empty cell is null. A bad cell is an error naming the file, line and column.
+//! not read. An empty cell is null. A bad cell is an error naming the file, line and column.
 //!
 //! The file is read in blocks of whole records (about 32 MiB of text at a time, quotes
 //! followed across blocks), so its text is never held whole: what stays is the Arrow columns,
@@ -16,37 +21,31 @@
 //! clear error instead of filling the memory.
 
 use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, StringArray};
 use arrow_schema::{Field, Schema};
-use mittari_engine::{DataType, MetricDescriptor, ParamValue};
+use mittari_sdk::{DataType, MetricDescriptor};
 use rayon::prelude::*;
 
-/// A CSV file as a batch, with the file line of every row for error messages.
-#[derive(Debug)]
-pub(crate) struct CsvInput {
-    pub(crate) batch: RecordBatch,
-    /// `lines[row]` is the 1-based line of the file that row came from.
-    pub(crate) lines: Vec<u64>,
+use crate::cells::{Cells, DateFormat, DecimalSeparator, Dialect};
+use crate::columns::{ColumnMapping, select};
+use crate::error::{Location, ReadError};
+use crate::{Origins, Table};
+
+/// How a CSV input is read; `None` is "from the file".
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CsvOptions<'a> {
+    pub(crate) delimiter: Option<u8>,
+    pub(crate) decimal: Option<DecimalSeparator>,
+    pub(crate) date_format: Option<&'a DateFormat>,
+    pub(crate) mappings: &'a [ColumnMapping],
 }
 
-pub(crate) fn read(
-    path: &Path,
-    descriptor: &MetricDescriptor,
-    group_by: &[String],
-) -> anyhow::Result<CsvInput> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open input file {}", path.display()))?;
-    read_from(file, &path.display().to_string(), descriptor, group_by)
-}
+/// The delimiters a header line is searched for, in the order that breaks a tie.
+pub(crate) const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 
-/// A column of the file that is sent: its position in a record, name and type.
+/// A column of the file that is read: its position in a record, name and type.
 struct Column {
     index: usize,
     name: String,
@@ -68,6 +67,7 @@ const BLOCK_BYTES: usize = 4096;
 /// A single record may not be longer than this (a quote left open would otherwise grow one
 /// record over the whole file).
 const MAX_RECORD_BYTES: usize = 64 << 20;
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
 /// Cuts a byte stream into blocks of whole records, following quotes across blocks, and
 /// refuses what is not CSV text as soon as it shows: a NUL byte (a binary file, or
@@ -76,6 +76,8 @@ const MAX_RECORD_BYTES: usize = 64 << 20;
 struct Blocks<R> {
     reader: R,
     source: String,
+    /// Known once the header line has been read; bytes are scanned for quotes from then on.
+    delimiter: Option<u8>,
     /// Bytes read and not yet handed out: the start of an unfinished record.
     pending: Vec<u8>,
     /// Where the quote scan of `pending` stopped, and the state there.
@@ -86,9 +88,11 @@ struct Blocks<R> {
     boundary_line: u64,
     /// End of the first record of the input (the header), and the line after it.
     header_end: Option<(usize, u64)>,
-    /// The file line `pending` starts on, and bytes handed out before it.
+    /// The file line `pending` starts on, and bytes handed out (or skipped) before it.
     first_line: u64,
     consumed: u64,
+    /// Whether a byte order mark was skipped: nothing has been handed out yet otherwise.
+    skipped_bom: bool,
     done: bool,
 }
 
@@ -114,6 +118,7 @@ impl<R: Read> Blocks<R> {
         Blocks {
             reader,
             source: source.to_owned(),
+            delimiter: None,
             pending: Vec::new(),
             scanned: 0,
             quotes: Quotes {
@@ -126,13 +131,13 @@ impl<R: Read> Blocks<R> {
             header_end: None,
             first_line: 1,
             consumed: 0,
+            skipped_bom: false,
             done: false,
         }
     }
 
     /// Reads at most `BLOCK_BYTES` more; false at the end of the input.
-    fn fill(&mut self) -> anyhow::Result<bool> {
-        let source = &self.source;
+    fn fill(&mut self) -> Result<bool, ReadError> {
         let start = self.pending.len();
         self.pending.resize(start + BLOCK_BYTES, 0);
         let read = loop {
@@ -141,7 +146,7 @@ impl<R: Read> Blocks<R> {
                 result => break result,
             }
         }
-        .with_context(|| format!("{source}: cannot read the file"))?;
+        .map_err(|e| ReadError::io(&self.source, "cannot read the file", e))?;
         self.pending.truncate(start + read);
         if let Some(at) = self.pending[start..].iter().position(|&b| b == 0) {
             let line = self.quotes.line
@@ -150,10 +155,22 @@ impl<R: Read> Blocks<R> {
                     .filter(|&&b| b == b'\n')
                     .count() as u64;
             let offset = self.consumed + (start + at) as u64;
-            bail!(
-                "{source}: line {line}: a NUL byte at byte {offset}; this is not a CSV text file"
-            );
+            return Err(ReadError::at(
+                &self.source,
+                Location::Line(line),
+                format!("a NUL byte at byte {offset}; this is not a CSV text file"),
+            ));
         }
+        if self.delimiter.is_some() {
+            self.scan();
+        }
+        Ok(read > 0)
+    }
+
+    /// Follows quotes over the bytes read since the last scan, finding record ends.
+    fn scan(&mut self) {
+        let delimiter = self.delimiter.unwrap_or(b',');
+        let at_start = self.consumed == 0 || self.skipped_bom && self.consumed == 3;
         let new = &self.pending[self.scanned..];
         let quoting = matches!(
             self.quotes.state,
@@ -167,19 +184,20 @@ impl<R: Read> Blocks<R> {
             if let Some(last) = new.iter().rposition(|&b| b == b'\n') {
                 self.boundary = self.scanned + last + 1;
                 self.boundary_line = q.line;
-                if self.header_end.is_none() && self.consumed == 0 {
+                if self.header_end.is_none() && at_start {
                     let first = new.iter().position(|&b| b == b'\n').unwrap_or(last);
                     self.header_end = Some((self.scanned + first + 1, start_line + 1));
                 }
             }
             if let Some(&last) = new.last() {
-                q.state = match last {
-                    b'\n' | b',' => QuoteState::CellStart,
-                    _ => QuoteState::Unquoted,
+                q.state = if last == b'\n' || last == delimiter {
+                    QuoteState::CellStart
+                } else {
+                    QuoteState::Unquoted
                 };
             }
             self.scanned = self.pending.len();
-            return Ok(read > 0);
+            return;
         }
         for (i, &b) in self.pending[self.scanned..].iter().enumerate() {
             let q = &mut self.quotes;
@@ -194,54 +212,82 @@ impl<R: Read> Blocks<R> {
                 (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
                 (QuoteState::Quoted, _) => QuoteState::Quoted,
                 (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
-                (_, b',' | b'\n') => QuoteState::CellStart,
+                (_, b'\n') => QuoteState::CellStart,
+                (_, b) if b == delimiter => QuoteState::CellStart,
                 _ => QuoteState::Unquoted,
             };
             if b == b'\n' && q.state == QuoteState::CellStart {
                 self.boundary = self.scanned + i + 1;
                 self.boundary_line = q.line;
-                if self.header_end.is_none() && self.consumed == 0 {
+                if self.header_end.is_none() && at_start {
                     self.header_end = Some((self.boundary, q.line));
                 }
             }
         }
         self.scanned = self.pending.len();
-        Ok(read > 0)
     }
 
-    /// The header line, as the text it is in (the header record and what follows it).
-    fn header(&mut self) -> anyhow::Result<()> {
-        while self.header_end.is_none() && !self.done {
+    /// Reads up to the end of the header line, skipping a byte order mark, and settles the
+    /// delimiter: the one given, or the one the header line uses most.
+    fn header(&mut self, delimiter: Option<u8>) -> Result<u8, ReadError> {
+        while !self.done && !self.pending.contains(&b'\n') {
             if self.pending.len() > MAX_HEADER_BYTES {
-                bail!(
-                    "{}: line 1: the header line is longer than {MAX_HEADER_BYTES} bytes; this is not a CSV file with a header line",
-                    self.source
-                );
+                return Err(ReadError::at(
+                    &self.source,
+                    Location::Line(1),
+                    format!(
+                        "the header line is longer than {MAX_HEADER_BYTES} bytes; this is not a CSV file with a header line"
+                    ),
+                ));
             }
             self.done = !self.fill()?;
         }
-        Ok(())
+        if self.pending.starts_with(BYTE_ORDER_MARK) {
+            self.pending.drain(..BYTE_ORDER_MARK.len());
+            self.consumed = BYTE_ORDER_MARK.len() as u64;
+            self.skipped_bom = true;
+        }
+        let first_line = self
+            .pending
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let delimiter = delimiter.unwrap_or_else(|| detect_delimiter(first_line));
+        self.delimiter = Some(delimiter);
+        self.scan();
+        // A quoted header cell may hold a line end: read on to the header record's end.
+        while self.header_end.is_none() && !self.done {
+            if self.pending.len() > MAX_HEADER_BYTES {
+                return Err(ReadError::at(
+                    &self.source,
+                    Location::Line(1),
+                    format!("the header record is longer than {MAX_HEADER_BYTES} bytes"),
+                ));
+            }
+            self.done = !self.fill()?;
+        }
+        Ok(delimiter)
     }
 
     /// The next block of whole records and the file line it starts on; `None` at the end.
-    fn next_block(&mut self) -> anyhow::Result<Option<(Vec<u8>, u64)>> {
+    fn next_block(&mut self) -> Result<Option<(Vec<u8>, u64)>, ReadError> {
         while !self.done && self.boundary < BLOCK_BYTES {
             if self.pending.len() - self.boundary > MAX_RECORD_BYTES {
-                bail!(
-                    "{}: line {}: a record longer than {MAX_RECORD_BYTES} bytes; is a quote left open?",
-                    self.source,
-                    self.boundary_line
-                );
+                return Err(ReadError::at(
+                    &self.source,
+                    Location::Line(self.boundary_line),
+                    format!("a record longer than {MAX_RECORD_BYTES} bytes; is a quote left open?"),
+                ));
             }
             self.done = !self.fill()?;
         }
         if self.done {
             if self.quotes.state == QuoteState::Quoted {
-                bail!(
-                    "{}: line {}: a quote opens here and is never closed; close it, or double a quote inside a quoted cell (\"\")",
-                    self.source,
-                    self.quotes.opened_at
-                );
+                return Err(ReadError::at(
+                    &self.source,
+                    Location::Line(self.quotes.opened_at),
+                    "a quote opens here and is never closed; close it, or double a quote inside a quoted cell (\"\")",
+                ));
             }
             // The last record may lack a line end.
             self.boundary = self.pending.len();
@@ -261,53 +307,81 @@ impl<R: Read> Blocks<R> {
     }
 }
 
-fn read_from(
+/// The delimiter a header line uses most, outside quotes; `,` for a one-column file.
+fn detect_delimiter(line: &[u8]) -> u8 {
+    let mut counts = [0usize; DELIMITERS.len()];
+    let mut quoted = false;
+    for &b in line {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(i) = DELIMITERS.iter().position(|&d| d == b) {
+            counts[i] += 1;
+        }
+    }
+    let mut best = 0;
+    for i in 1..DELIMITERS.len() {
+        if counts[i] > counts[best] {
+            best = i;
+        }
+    }
+    DELIMITERS[best]
+}
+
+/// Reads CSV text into a table of the columns `descriptor` declares and `group_by` names.
+pub(crate) fn read(
     reader: impl Read,
     source: &str,
     descriptor: &MetricDescriptor,
     group_by: &[String],
-) -> anyhow::Result<CsvInput> {
+    options: &CsvOptions<'_>,
+) -> Result<Table, ReadError> {
     let mut blocks = Blocks::new(reader, source);
-    blocks.header()?;
+    let delimiter = blocks.header(options.delimiter)?;
     // The header is the first record; the body starts on the line after it.
     let (header_end, body_line) = blocks
         .header_end
         .unwrap_or((blocks.pending.len(), blocks.quotes.line + 1));
     let mut header_reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
         .trim(csv::Trim::All)
         .from_reader(&blocks.pending[..header_end]);
-    let headers = header_reader
+    let headers: Vec<String> = header_reader
         .headers()
-        .with_context(|| format!("{source}: cannot read the header line"))?
-        .clone();
+        .map_err(|e| {
+            ReadError::at(
+                source,
+                Location::Line(1),
+                format!("cannot read the header line: {e}"),
+            )
+        })?
+        .iter()
+        .map(str::to_owned)
+        .collect();
     drop(header_reader);
-    for (i, name) in headers.iter().enumerate() {
-        if headers.iter().take(i).any(|h| h == name) {
-            bail!("{source}: line 1: column {name} appears twice in the header");
-        }
-    }
-    let mut columns = Vec::new();
-    for (index, name) in headers.iter().enumerate() {
-        if let Some(spec) = descriptor.input_column(name) {
-            columns.push(Column {
-                index,
-                name: name.to_owned(),
-                data_type: spec.data_type,
-                inferred: false,
-            });
-        } else if group_by.iter().any(|g| g == name) {
-            columns.push(Column {
-                index,
-                name: name.to_owned(),
-                data_type: DataType::String,
-                inferred: true,
-            });
-        }
-    }
+    let columns: Vec<Column> = select(&headers, descriptor, group_by, options.mappings)
+        .map_err(|message| ReadError::input(source, message))?
+        .into_iter()
+        .map(|s| Column {
+            index: s.index,
+            name: s.name,
+            data_type: s.data_type.unwrap_or(DataType::String),
+            inferred: s.data_type.is_none(),
+        })
+        .collect();
+    let decimal = options.decimal.unwrap_or(if delimiter == b';' {
+        DecimalSeparator::CommaForSemicolon
+    } else {
+        DecimalSeparator::Point
+    });
     let shape = FileShape {
         source,
         columns: &columns,
         width: headers.len(),
+        delimiter,
+        dialect: Dialect {
+            decimal,
+            date_format: options.date_format.cloned(),
+        },
     };
     let mut cells: Vec<Cells> = columns.iter().map(|c| Cells::new(c.data_type, 0)).collect();
     let mut lines: Vec<u64> = Vec::new();
@@ -318,15 +392,17 @@ fn read_from(
         } else {
             (&block[..], first_line)
         };
-        let parsed: Vec<anyhow::Result<Parsed>> = pieces(body, first_line)
+        let parsed: Vec<Result<Parsed, ReadError>> = pieces(body, first_line)
             .into_par_iter()
             .map(|(piece, first_line)| shape.parse(piece, first_line))
             .collect();
         // The first bad line of the block, whichever piece it is in.
         for part in parsed {
             let part = part?;
-            for (cells, array) in cells.iter_mut().zip(&part.arrays) {
-                cells.append(array)?;
+            for ((cells, array), column) in cells.iter_mut().zip(&part.arrays).zip(&columns) {
+                cells.append(array).map_err(|why| {
+                    ReadError::input(source, format!("column {}: {why}", column.name))
+                })?;
             }
             lines.extend_from_slice(&part.lines);
         }
@@ -343,8 +419,11 @@ fn read_from(
     }
     let options = RecordBatchOptions::new().with_row_count(Some(lines.len()));
     let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
-        .with_context(|| format!("{source}: cannot assemble the table"))?;
-    Ok(CsvInput { batch, lines })
+        .map_err(|e| ReadError::input(source, format!("cannot assemble the table: {e}")))?;
+    Ok(Table {
+        batch,
+        origins: Origins::Lines(lines),
+    })
 }
 
 /// Cuts the body of the file (after the header, which ends before line `first_line`) into
@@ -395,20 +474,23 @@ struct FileShape<'a> {
     columns: &'a [Column],
     /// Fields in the header: every record must have as many.
     width: usize,
+    delimiter: u8,
+    dialect: Dialect,
 }
 
-/// A piece of the file, parsed: one array per sent column, and each row's file line.
+/// A piece of the file, parsed: one array per read column, and each row's file line.
 struct Parsed {
     arrays: Vec<ArrayRef>,
     lines: Vec<u64>,
 }
 
 impl FileShape<'_> {
-    fn parse(&self, piece: &[u8], first_line: u64) -> anyhow::Result<Parsed> {
+    fn parse(&self, piece: &[u8], first_line: u64) -> Result<Parsed, ReadError> {
         let source = self.source;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .delimiter(self.delimiter)
             .from_reader(piece);
         // A rough row count from the first line's length, to size the columns once.
         let estimate = piece
@@ -428,34 +510,45 @@ impl FileShape<'_> {
                 let line = e
                     .position()
                     .map_or(first_line, |p| first_line + p.line() - 1);
-                anyhow::anyhow!("{source}: line {line}: cannot read the file as CSV: {e}")
+                ReadError::at(
+                    source,
+                    Location::Line(line),
+                    format!("cannot read the file as CSV: {e}"),
+                )
             })?;
             if !more {
                 break;
             }
             let line = first_line + record.position().map_or(0, |p| p.line() - 1);
             if record.len() != self.width {
-                bail!(
-                    "{source}: line {line}: {} cells, but the header names {} columns; give every row one cell per column",
-                    record.len(),
-                    self.width
-                );
+                let delimiter = char::from(self.delimiter).escape_default();
+                return Err(ReadError::at(
+                    source,
+                    Location::Line(line),
+                    format!(
+                        "{} cells, but the header names {} columns; give every row one cell per column (the delimiter is '{delimiter}')",
+                        record.len(),
+                        self.width
+                    ),
+                ));
             }
             lines.push(line);
             for (column, cells) in self.columns.iter().zip(&mut cells) {
                 let cell = record.get(column.index).unwrap_or_default();
                 let cell = std::str::from_utf8(cell)
                     .map_err(|_| {
-                        anyhow::anyhow!(
-                            "{source}: line {line}: column {}: the cell is not UTF-8 text",
-                            column.name
+                        ReadError::cell(
+                            source,
+                            Location::Line(line),
+                            &column.name,
+                            "the cell is not UTF-8 text; save the file as UTF-8",
                         )
                     })?
                     .trim();
                 cells
-                    .push((!cell.is_empty()).then_some(cell))
+                    .push((!cell.is_empty()).then_some(cell), &self.dialect)
                     .map_err(|why| {
-                        anyhow::anyhow!("{source}: line {line}: column {}: {why}", column.name)
+                        ReadError::cell(source, Location::Line(line), &column.name, why)
                     })?;
             }
         }
@@ -463,98 +556,6 @@ impl FileShape<'_> {
             arrays: cells.into_iter().map(Cells::finish).collect(),
             lines,
         })
-    }
-}
-
-/// A column's cells, parsed as its type while the file is read.
-enum Cells {
-    Int64(Int64Builder),
-    Double(Float64Builder),
-    String(StringBuilder),
-    Bool(BooleanBuilder),
-    Timestamp(TimestampMicrosecondBuilder),
-}
-
-impl Cells {
-    fn new(data_type: DataType, rows: usize) -> Cells {
-        match data_type {
-            DataType::Int64 => Cells::Int64(Int64Builder::with_capacity(rows)),
-            DataType::Double => Cells::Double(Float64Builder::with_capacity(rows)),
-            DataType::String => Cells::String(StringBuilder::with_capacity(rows, rows * 8)),
-            DataType::Bool => Cells::Bool(BooleanBuilder::with_capacity(rows)),
-            DataType::Timestamp => Cells::Timestamp(
-                TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            ),
-        }
-    }
-
-    fn data_type(&self) -> DataType {
-        match self {
-            Cells::Int64(_) => DataType::Int64,
-            Cells::Double(_) => DataType::Double,
-            Cells::String(_) => DataType::String,
-            Cells::Bool(_) => DataType::Bool,
-            Cells::Timestamp(_) => DataType::Timestamp,
-        }
-    }
-
-    /// Appends a cell (`None` when empty), parsed as the column's type.
-    fn push(&mut self, cell: Option<&str>) -> Result<(), String> {
-        let Some(cell) = cell else {
-            match self {
-                Cells::Int64(b) => b.append_null(),
-                Cells::Double(b) => b.append_null(),
-                Cells::String(b) => b.append_null(),
-                Cells::Bool(b) => b.append_null(),
-                Cells::Timestamp(b) => b.append_null(),
-            }
-            return Ok(());
-        };
-        if let Cells::String(b) = self {
-            b.append_value(cell);
-            return Ok(());
-        }
-        let value = ParamValue::parse(cell, self.data_type())?;
-        match (self, value) {
-            (Cells::Int64(b), ParamValue::Int64(x)) => b.append_value(x),
-            (Cells::Timestamp(b), ParamValue::Timestamp(x)) => b.append_value(x),
-            (Cells::Double(b), ParamValue::Double(x)) => b.append_value(x),
-            (Cells::Bool(b), ParamValue::Bool(x)) => b.append_value(x),
-            (cells, value) => {
-                return Err(format!(
-                    "parsed {value} as {}, not {}; this is a bug",
-                    value.data_type(),
-                    cells.data_type()
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Appends a parsed piece of the same column.
-    fn append(&mut self, array: &ArrayRef) -> anyhow::Result<()> {
-        use arrow_array::cast::AsArray as _;
-        use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
-        match self {
-            Cells::Int64(b) => b.append_array(array.as_primitive::<Int64Type>()),
-            Cells::Double(b) => b.append_array(array.as_primitive::<Float64Type>()),
-            Cells::String(b) => b
-                .append_array(array.as_string::<i32>())
-                .context("a column of text too large to hold")?,
-            Cells::Bool(b) => b.append_array(array.as_boolean()),
-            Cells::Timestamp(b) => b.append_array(array.as_primitive::<TimestampMicrosecondType>()),
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> ArrayRef {
-        match self {
-            Cells::Int64(mut b) => Arc::new(b.finish()),
-            Cells::Double(mut b) => Arc::new(b.finish()),
-            Cells::String(mut b) => Arc::new(b.finish()),
-            Cells::Bool(mut b) => Arc::new(b.finish()),
-            Cells::Timestamp(mut b) => Arc::new(b.finish()),
-        }
     }
 }
 
@@ -579,9 +580,18 @@ fn integers_if_all_are(array: ArrayRef) -> ArrayRef {
 
 #[cfg(test)]
 mod tests {
-    use mittari_engine::ColumnSpec;
+    use mittari_sdk::ColumnSpec;
 
     use super::*;
+
+    fn read_from(
+        reader: impl Read,
+        source: &str,
+        descriptor: &MetricDescriptor,
+        group_by: &[String],
+    ) -> Result<Table, ReadError> {
+        read(reader, source, descriptor, group_by, &CsvOptions::default())
+    }
 
     fn descriptor() -> MetricDescriptor {
         MetricDescriptor::new("m", "1", "test")
@@ -701,7 +711,9 @@ mod tests {
         check_counting_scores(&input, rows);
         assert!(
             input
-                .lines
+                .origins
+                .lines()
+                .unwrap()
                 .iter()
                 .enumerate()
                 .all(|(i, &l)| l == i as u64 + 2)
@@ -720,7 +732,7 @@ mod tests {
     }
 
     /// The first column holds 0, 1, … `rows - 1`: every row read, in order.
-    fn check_counting_scores(input: &CsvInput, rows: usize) {
+    fn check_counting_scores(input: &Table, rows: usize) {
         let scores = input
             .batch
             .column(0)
@@ -758,7 +770,7 @@ mod tests {
         assert!(csv.len() > 10 * BLOCK_BYTES);
         let input = read_from(csv.as_bytes(), "in.csv", &descriptor(), &[]).unwrap();
         check_counting_scores(&input, rows);
-        assert_eq!(input.lines, lines);
+        assert_eq!(input.origins.lines().unwrap(), lines);
         let bad = csv.replace("4321,plain 4321", "x4321,plain 4321");
         let error = read_from(bad.as_bytes(), "in.csv", &descriptor(), &[]).unwrap_err();
         let line = lines[4321];
@@ -822,7 +834,7 @@ mod tests {
                                 .map(|c| c.data_type.arrow_type());
                             prop_assert_eq!(declared.as_ref(), Some(field.data_type()));
                         }
-                        prop_assert_eq!(input.lines.len(), input.batch.num_rows());
+                        prop_assert_eq!(input.origins.lines().unwrap().len(), input.batch.num_rows());
                     }
                     Err(error) => {
                         prop_assert!(format!("{error:#}").contains("in.csv"), "{error:#}");

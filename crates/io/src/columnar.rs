@@ -1,0 +1,487 @@
+//! Parquet, Arrow IPC and JSON Lines: batches from the arrow-rs readers, conformed to the
+//! types the metric declares.
+//!
+//! A column whose type already is (or widens without loss to) the declared one is cast; a
+//! text column is parsed cell by cell in the reader's dialect, as CSV is; anything else is
+//! refused with the column's type in the file. A value that does not convert is an error
+//! naming its row.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray as _;
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_cast::CastOptions;
+use arrow_schema::{DataType as Arrow, Field, Schema, SchemaRef, TimeUnit};
+use mittari_sdk::{DataType, MetricDescriptor};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::ChunkReader;
+use rayon::prelude::*;
+
+use crate::cells::{Cells, Dialect};
+use crate::columns::{ColumnMapping, Selected, select};
+use crate::error::{Location, ReadError};
+
+/// Rows per batch asked of the readers.
+const BATCH_ROWS: usize = 64 * 1024;
+/// Records a JSON Lines input's column types are inferred from.
+const JSON_INFER_RECORDS: usize = 1000;
+
+/// Turns an input's batches into batches of the read columns, named and typed for the metric.
+#[derive(Debug)]
+pub(crate) struct Conformer<'a> {
+    source: &'a str,
+    /// Each read column's name in the input, and what it becomes.
+    columns: Vec<(String, Selected)>,
+    schema: SchemaRef,
+    dialect: &'a Dialect,
+}
+
+impl<'a> Conformer<'a> {
+    pub(crate) fn new(
+        source: &'a str,
+        input: &Schema,
+        descriptor: &MetricDescriptor,
+        group_by: &[String],
+        mappings: &[ColumnMapping],
+        dialect: &'a Dialect,
+    ) -> Result<Conformer<'a>, ReadError> {
+        let header: Vec<String> = input.fields().iter().map(|f| f.name().clone()).collect();
+        let selected = select(&header, descriptor, group_by, mappings)
+            .map_err(|message| ReadError::input(source, message))?;
+        let mut fields = Vec::with_capacity(selected.len());
+        for column in &selected {
+            let from = input.field(column.index).data_type();
+            let to = target_type(from, column.data_type).ok_or_else(|| {
+                ReadError::input(
+                    source,
+                    format!(
+                        "column {} is {from} in the input; {}",
+                        header[column.index],
+                        match column.data_type {
+                            Some(t) => format!(
+                                "{} needs {} ({}): store it as such, or as text",
+                                descriptor.name,
+                                t.name(),
+                                t.arrow_type()
+                            ),
+                            None =>
+                                "a group-by column must be text, an integer, a boolean or a date"
+                                    .to_owned(),
+                        }
+                    ),
+                )
+            })?;
+            fields.push(Field::new(&column.name, to, true));
+        }
+        Ok(Conformer {
+            source,
+            columns: selected
+                .into_iter()
+                .map(|s| (header[s.index].clone(), s))
+                .collect(),
+            schema: Arc::new(Schema::new(fields)),
+            dialect,
+        })
+    }
+
+    /// The input's names of the read columns.
+    fn source_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|(name, _)| name.as_str())
+    }
+
+    pub(crate) fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// One batch of the input, whose first row is row `first_row` (1-based) of the input.
+    pub(crate) fn conform(
+        &self,
+        batch: &RecordBatch,
+        first_row: u64,
+    ) -> Result<RecordBatch, ReadError> {
+        let mut arrays = Vec::with_capacity(self.columns.len());
+        for ((source_name, column), field) in self.columns.iter().zip(self.schema.fields()) {
+            let array = batch.column_by_name(source_name).ok_or_else(|| {
+                ReadError::input(
+                    self.source,
+                    format!("column {source_name} is missing from a later batch"),
+                )
+            })?;
+            let converted = convert(array, column.data_type, field.data_type(), self.dialect)
+                .map_err(|(row, message)| {
+                    ReadError::cell(
+                        self.source,
+                        Location::Row(first_row + row as u64),
+                        &column.name,
+                        message,
+                    )
+                })?;
+            arrays.push(converted);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)
+            .map_err(|e| ReadError::input(self.source, format!("cannot assemble the table: {e}")))
+    }
+}
+
+/// The Arrow type a column of type `from` is read as: the declared type, or for a group-by
+/// column text or int64. `None` when it cannot be.
+fn target_type(from: &Arrow, declared: Option<DataType>) -> Option<Arrow> {
+    let from = match from {
+        Arrow::Dictionary(_, value) => value.as_ref(),
+        other => other,
+    };
+    let text = matches!(from, Arrow::Utf8 | Arrow::LargeUtf8 | Arrow::Utf8View);
+    let integer = from.is_integer();
+    let number = from.is_numeric();
+    let ok = match declared {
+        None => {
+            return if integer {
+                Some(Arrow::Int64)
+            } else if text || matches!(from, Arrow::Boolean | Arrow::Date32 | Arrow::Date64) {
+                Some(Arrow::Utf8)
+            } else {
+                None
+            };
+        }
+        Some(DataType::String) => text || integer || matches!(from, Arrow::Boolean),
+        Some(DataType::Int64) => text || number,
+        Some(DataType::Double) => text || number,
+        Some(DataType::Bool) => text || matches!(from, Arrow::Boolean),
+        Some(DataType::Timestamp) => {
+            text || matches!(from, Arrow::Timestamp(..) | Arrow::Date32 | Arrow::Date64)
+        }
+    };
+    ok.then(|| declared.map_or(Arrow::Utf8, DataType::arrow_type))
+}
+
+/// Converts a column; the error is the 0-based row and what is wrong there.
+fn convert(
+    array: &ArrayRef,
+    declared: Option<DataType>,
+    to: &Arrow,
+    dialect: &Dialect,
+) -> Result<ArrayRef, (usize, String)> {
+    let from = array.data_type();
+    let text = matches!(from, Arrow::Utf8 | Arrow::LargeUtf8 | Arrow::Utf8View)
+        || matches!(from, Arrow::Dictionary(_, v) if matches!(v.as_ref(), Arrow::Utf8 | Arrow::LargeUtf8 | Arrow::Utf8View));
+    if text && let Some(declared) = declared.filter(|t| *t != DataType::String) {
+        return parse_text(array, declared, dialect);
+    }
+    if from == to {
+        return Ok(array.clone());
+    }
+    if matches!(declared, Some(DataType::Timestamp)) {
+        return instants(array);
+    }
+    if matches!(declared, Some(DataType::Int64))
+        && from.is_floating() | matches!(from, Arrow::Decimal128(..) | Arrow::Decimal256(..))
+    {
+        return integers_from_numbers(array);
+    }
+    let cast = arrow_cast::cast_with_options(array, to, &CastOptions::default())
+        .map_err(|e| (0, format!("cannot convert {from} to {to}: {e}")))?;
+    // A lossy cast leaves a null where a value was: that row is the error.
+    if cast.null_count() > array.null_count() {
+        let row = (0..array.len())
+            .find(|&i| array.is_valid(i) && cast.is_null(i))
+            .unwrap_or_default();
+        return Err((row, format!("the {from} value does not fit in {to}")));
+    }
+    if let Some(doubles) = cast.as_primitive_opt::<arrow_array::types::Float64Type>()
+        && let Some(row) =
+            (0..doubles.len()).find(|&i| doubles.is_valid(i) && !doubles.value(i).is_finite())
+    {
+        return Err((
+            row,
+            format!("{} is not a finite number", doubles.value(row)),
+        ));
+    }
+    Ok(cast)
+}
+
+/// Timestamps of any unit and zone, and dates, as UTC microseconds. Arrow stores every
+/// timestamp as an instant since the epoch in UTC (the zone only says how to show it), so this
+/// is a change of unit; nanoseconds are rounded down to the microsecond.
+fn instants(array: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
+    use arrow_array::types::*;
+    let micros: Vec<Option<Option<i64>>> = match array.data_type() {
+        Arrow::Timestamp(TimeUnit::Second, _) => {
+            scaled(array.as_primitive::<TimestampSecondType>(), |s| {
+                s.checked_mul(1_000_000)
+            })
+        }
+        Arrow::Timestamp(TimeUnit::Millisecond, _) => {
+            scaled(array.as_primitive::<TimestampMillisecondType>(), |ms| {
+                ms.checked_mul(1_000)
+            })
+        }
+        Arrow::Timestamp(TimeUnit::Microsecond, _) => {
+            scaled(array.as_primitive::<TimestampMicrosecondType>(), Some)
+        }
+        Arrow::Timestamp(TimeUnit::Nanosecond, _) => {
+            scaled(array.as_primitive::<TimestampNanosecondType>(), |ns| {
+                Some(ns.div_euclid(1_000))
+            })
+        }
+        Arrow::Date32 => scaled(array.as_primitive::<Date32Type>(), |days| {
+            i64::from(days).checked_mul(86_400_000_000)
+        }),
+        Arrow::Date64 => scaled(array.as_primitive::<Date64Type>(), |ms| {
+            ms.checked_mul(1_000)
+        }),
+        other => return Err((0, format!("{other} is not a timestamp or a date"))),
+    };
+    let mut stamps = arrow_array::builder::TimestampMicrosecondBuilder::with_capacity(micros.len())
+        .with_timezone("UTC");
+    for (row, value) in micros.into_iter().enumerate() {
+        match value {
+            Some(Some(micros)) => {
+                mittari_sdk::time::check_timestamp(micros).map_err(|why| (row, why))?;
+                stamps.append_value(micros);
+            }
+            Some(None) => return Err((row, "the timestamp is out of range".to_owned())),
+            None => stamps.append_null(),
+        }
+    }
+    Ok(Arc::new(stamps.finish()))
+}
+
+/// Each valid value through `f` (`None` inside when it overflows); nulls stay `None`.
+fn scaled<T: arrow_array::types::ArrowPrimitiveType>(
+    array: &arrow_array::PrimitiveArray<T>,
+    f: impl Fn(T::Native) -> Option<i64>,
+) -> Vec<Option<Option<i64>>> {
+    array.iter().map(|value| value.map(&f)).collect()
+}
+
+/// Text cells parsed as `declared`, as CSV cells are: trimmed, empty is null.
+fn parse_text(
+    array: &ArrayRef,
+    declared: DataType,
+    dialect: &Dialect,
+) -> Result<ArrayRef, (usize, String)> {
+    let strings = arrow_cast::cast(array, &Arrow::Utf8).map_err(|e| (0, e.to_string()))?;
+    let strings = strings.as_string::<i32>();
+    let mut cells = Cells::new(declared, strings.len());
+    for (row, cell) in strings.iter().enumerate() {
+        let cell = cell.map(str::trim).filter(|c| !c.is_empty());
+        cells.push(cell, dialect).map_err(|why| (row, why))?;
+    }
+    Ok(cells.finish())
+}
+
+/// Floats or decimals that must be whole numbers to be read as int64.
+fn integers_from_numbers(array: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
+    let doubles = arrow_cast::cast(array, &Arrow::Float64).map_err(|e| (0, e.to_string()))?;
+    let doubles = doubles.as_primitive::<arrow_array::types::Float64Type>();
+    let mut integers = arrow_array::builder::Int64Builder::with_capacity(doubles.len());
+    for (row, value) in doubles.iter().enumerate() {
+        match value {
+            None => integers.append_null(),
+            // 2⁶³ is exact in f64, so the comparison is too.
+            Some(x) if x.fract() == 0.0 && x >= -(2f64.powi(63)) && x < 2f64.powi(63) => {
+                integers.append_value(x as i64)
+            }
+            Some(x) => return Err((row, format!("{x} is not an integer"))),
+        }
+    }
+    Ok(Arc::new(integers.finish()))
+}
+
+/// The conformed batches of a whole input and their schema.
+pub(crate) struct Batches {
+    pub(crate) schema: SchemaRef,
+    pub(crate) batches: Vec<RecordBatch>,
+}
+
+/// Reads a Parquet file (opened once per row group), only the read columns, its row groups in
+/// parallel.
+pub(crate) fn read_parquet<T: ChunkReader + 'static>(
+    open: impl Fn() -> Result<T, ReadError> + Sync,
+    source: &str,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    mappings: &[ColumnMapping],
+    dialect: &Dialect,
+) -> Result<Batches, ReadError> {
+    let fail = |e: parquet::errors::ParquetError| {
+        ReadError::input(source, format!("cannot read the file as Parquet: {e}"))
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(fail)?;
+    let conformer = Conformer::new(
+        source,
+        builder.schema(),
+        descriptor,
+        group_by,
+        mappings,
+        dialect,
+    )?;
+    let roots: Vec<usize> = conformer
+        .source_names()
+        .filter_map(|name| builder.schema().index_of(name).ok())
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let metadata = builder.metadata().clone();
+    let mut first_rows = Vec::with_capacity(metadata.num_row_groups());
+    let mut rows = 1u64;
+    for group in metadata.row_groups() {
+        first_rows.push(rows);
+        rows += group.num_rows().max(0) as u64;
+    }
+    let parts: Vec<Result<Vec<RecordBatch>, ReadError>> = first_rows
+        .par_iter()
+        .enumerate()
+        .map(|(group, &first_row)| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
+                .map_err(fail)?
+                .with_row_groups(vec![group])
+                .with_projection(mask.clone())
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(fail)?;
+            let mut row = first_row;
+            let mut batches = Vec::new();
+            for batch in reader {
+                let batch = batch.map_err(|e| {
+                    ReadError::input(source, format!("cannot read row group {group}: {e}"))
+                })?;
+                batches.push(conformer.conform(&batch, row)?);
+                row += batch.num_rows() as u64;
+            }
+            Ok(batches)
+        })
+        .collect();
+    let mut batches = Vec::new();
+    for part in parts {
+        batches.extend(part?);
+    }
+    Ok(Batches {
+        schema: conformer.schema(),
+        batches,
+    })
+}
+
+/// Reads an Arrow IPC file (random access, `ARROW1` magic) or stream.
+pub(crate) fn read_ipc(
+    reader: impl Read,
+    file: bool,
+    source: &str,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    mappings: &[ColumnMapping],
+    dialect: &Dialect,
+) -> Result<Batches, ReadError> {
+    let fail = |e: arrow_schema::ArrowError| {
+        ReadError::input(source, format!("cannot read the input as Arrow IPC: {e}"))
+    };
+    let reader: Box<dyn arrow_array::RecordBatchReader> = if file {
+        // The file reader seeks to the footer: read whole (it is the input the metric holds).
+        let mut bytes = Vec::new();
+        BufReader::new(reader)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ReadError::io(source, "cannot read the file", e))?;
+        Box::new(
+            arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+                .map_err(fail)?,
+        )
+    } else {
+        Box::new(
+            arrow_ipc::reader::StreamReader::try_new(BufReader::new(reader), None).map_err(fail)?,
+        )
+    };
+    let schema = reader.schema();
+    let conformer = Conformer::new(source, &schema, descriptor, group_by, mappings, dialect)?;
+    let mut batches = Vec::new();
+    let mut row = 1;
+    for batch in reader {
+        let batch = batch.map_err(fail)?;
+        batches.push(conformer.conform(&batch, row)?);
+        row += batch.num_rows() as u64;
+    }
+    Ok(Batches {
+        schema: conformer.schema(),
+        batches,
+    })
+}
+
+/// Reads JSON Lines: one object per line, its column types inferred from the first records
+/// and then set to the declared types; a declared column that holds text is parsed.
+pub(crate) fn read_json_lines(
+    reader: impl Read,
+    source: &str,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    mappings: &[ColumnMapping],
+    dialect: &Dialect,
+) -> Result<Batches, ReadError> {
+    let mut reader = BufReader::new(reader);
+    // The first records are read once for their types and then decoded with the rest.
+    let mut prefix = Vec::new();
+    let mut records = 0;
+    while records < JSON_INFER_RECORDS {
+        let read = reader
+            .read_until(b'\n', &mut prefix)
+            .map_err(|e| ReadError::io(source, "cannot read the file", e))?;
+        if read == 0 {
+            break;
+        }
+        records += 1;
+    }
+    let (inferred, _) = arrow_json::reader::infer_json_schema(std::io::Cursor::new(&prefix), None)
+        .map_err(|e| {
+            ReadError::input(source, format!("cannot read the input as JSON Lines: {e}"))
+        })?;
+    // Declared columns are decoded as their type, or as text when the input holds text; the
+    // conformer then parses the text.
+    let fields: Vec<Field> = inferred
+        .fields()
+        .iter()
+        .map(|field| {
+            let name = mappings
+                .iter()
+                .find(|m| &m.source == field.name())
+                .map_or(field.name().as_str(), |m| m.name.as_str());
+            let data_type = match descriptor.input_column(name).map(|c| c.data_type) {
+                Some(DataType::Timestamp | DataType::String) => Arrow::Utf8,
+                Some(_) if field.data_type() == &Arrow::Utf8 => Arrow::Utf8,
+                Some(declared) => declared.arrow_type(),
+                None => field.data_type().clone(),
+            };
+            Field::new(field.name(), data_type, true)
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let conformer = Conformer::new(source, &schema, descriptor, group_by, mappings, dialect)?;
+    let decoder = arrow_json::ReaderBuilder::new(schema)
+        .with_batch_size(BATCH_ROWS)
+        .with_coerce_primitive(true)
+        .build(BufReader::new(std::io::Cursor::new(prefix).chain(reader)))
+        .map_err(|e| {
+            ReadError::input(source, format!("cannot read the input as JSON Lines: {e}"))
+        })?;
+    let mut batches = Vec::new();
+    let mut row = 1;
+    for batch in decoder {
+        let batch = batch.map_err(|e| {
+            ReadError::input(
+                source,
+                format!("cannot read the records from record {row} on as JSON Lines: {e}"),
+            )
+        })?;
+        batches.push(conformer.conform(&batch, row)?);
+        row += batch.num_rows() as u64;
+    }
+    Ok(Batches {
+        schema: conformer.schema(),
+        batches,
+    })
+}
+
+/// Opens a file for the columnar readers.
+pub(crate) fn open(path: &std::path::Path, source: &str) -> Result<File, ReadError> {
+    File::open(path).map_err(|e| ReadError::io(source, "cannot open the file", e))
+}

@@ -1,0 +1,342 @@
+//! Mittari's data formats: inputs read into Arrow batches typed for a metric, and result
+//! tables written back.
+//!
+//! Data stays where users have it. A CSV file from a spreadsheet in a comma locale
+//! (`customer_id;timestamp;amount` with `12,50` and `31.12.2024`), a Parquet file from a data
+//! lake, an Arrow IPC file or stream from a pyarrow or polars service, and JSON Lines from a
+//! log all read into the same typed batch, with the columns renamed to the metric's inputs
+//! (`--column customer_id=asiakasnro`). Only the columns the metric declares (and the group-by
+//! ones) are read, and they are converted to the declared types as they are read, so a wrong
+//! cell is reported with its file, line or row, and column — never passed on as a null or NaN.
+//!
+//! The CLI and the server share these readers, so a file reads the same wherever it is sent.
+
+mod cells;
+mod columnar;
+mod columns;
+mod csv;
+mod error;
+mod write;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use mittari_sdk::MetricDescriptor;
+
+pub use cells::{DateFormat, DecimalSeparator};
+pub use columns::ColumnMapping;
+pub use error::{Location, ReadError};
+pub use write::{OutputFormat, WriteError, write_batch};
+
+/// The input formats, each known by its extension or named with `--input-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.csv`, `.tsv`, `.txt`: delimiter and decimal separator from the header line.
+    Csv,
+    /// `.parquet`, `.pq`.
+    Parquet,
+    /// `.arrow`, `.feather`, `.ipc`: an Arrow IPC file, or a stream under the same names.
+    Arrow,
+    /// `.arrows`: an Arrow IPC stream.
+    ArrowStream,
+    /// `.jsonl`, `.ndjson`, `.json`: one JSON object per line.
+    JsonLines,
+}
+
+impl Format {
+    /// The names `--input-format` takes.
+    pub const NAMES: &'static str = "csv, parquet, arrow, arrows, jsonl";
+
+    /// The format a path's extension names.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match extension.as_str() {
+            "csv" | "tsv" | "txt" => Format::Csv,
+            "parquet" | "pq" => Format::Parquet,
+            "arrow" | "feather" | "ipc" => Format::Arrow,
+            "arrows" => Format::ArrowStream,
+            "jsonl" | "ndjson" | "json" => Format::JsonLines,
+            _ => return None,
+        })
+    }
+
+    /// The format of data that starts with `head`: Parquet, Arrow IPC file and stream have
+    /// magic bytes, JSON Lines starts with `{`; anything else is taken for CSV.
+    pub fn sniff(head: &[u8]) -> Format {
+        let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+        if head.starts_with(b"PAR1") {
+            Format::Parquet
+        } else if head.starts_with(b"ARROW1") {
+            Format::Arrow
+        } else if head.starts_with(&[0xFF, 0xFF, 0xFF, 0xFF]) {
+            Format::ArrowStream
+        } else if head.trim_ascii_start().starts_with(b"{") {
+            Format::JsonLines
+        } else {
+            Format::Csv
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Format, String> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "csv" | "tsv" => Format::Csv,
+            "parquet" => Format::Parquet,
+            "arrow" | "ipc" | "feather" => Format::Arrow,
+            "arrows" | "arrow-stream" => Format::ArrowStream,
+            "jsonl" | "ndjson" | "json" => Format::JsonLines,
+            _ => {
+                return Err(format!(
+                    "{name:?} is not an input format; use one of {}",
+                    Format::NAMES
+                ));
+            }
+        })
+    }
+}
+
+/// How an input is read. `None` (and empty) means "from the input itself".
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// The format; by default from the extension, or from the first bytes.
+    pub format: Option<Format>,
+    /// The CSV delimiter; by default the one the header line uses most of `,` `;` tab `|`.
+    pub delimiter: Option<u8>,
+    /// The decimal separator of CSV and text numbers; by default a comma when the delimiter
+    /// is `;`, else a point.
+    pub decimal: Option<DecimalSeparator>,
+    /// The format of dates and timestamps held as text; by default ISO 8601.
+    pub date_format: Option<DateFormat>,
+    /// Input columns under the metric's names.
+    pub columns: Vec<ColumnMapping>,
+}
+
+/// Where an input comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Path(&'a Path),
+    Stdin,
+}
+
+impl Source<'_> {
+    /// The name errors give the input.
+    pub fn name(&self) -> String {
+        match self {
+            Source::Path(path) => path.display().to_string(),
+            Source::Stdin => "standard input".to_owned(),
+        }
+    }
+}
+
+/// An input read for a metric, with where each row came from.
+#[derive(Debug)]
+pub struct Table {
+    pub batch: RecordBatch,
+    pub origins: Origins,
+}
+
+/// Where a table's rows came from, for messages about a row.
+#[derive(Debug)]
+pub enum Origins {
+    /// `lines[row]` is the 1-based line of a text file that row came from.
+    Lines(Vec<u64>),
+    /// Row `i` is row `i + 1` of the input.
+    Rows,
+}
+
+impl Origins {
+    /// Where row `row` (0-based) of the table came from.
+    pub fn of(&self, row: usize) -> Option<Location> {
+        match self {
+            Origins::Lines(lines) => lines.get(row).map(|&line| Location::Line(line)),
+            Origins::Rows => Some(Location::Row(row as u64 + 1)),
+        }
+    }
+
+    /// The lines of a text input.
+    pub fn lines(&self) -> Option<&[u64]> {
+        match self {
+            Origins::Lines(lines) => Some(lines),
+            Origins::Rows => None,
+        }
+    }
+}
+
+/// Reads `source` into a table of the columns `descriptor` declares (as the declared types)
+/// and the `group_by` columns, renamed by `options.columns`.
+pub fn read(
+    source: Source<'_>,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    options: &ReadOptions,
+) -> Result<Table, ReadError> {
+    let name = source.name();
+    match source {
+        Source::Path(path) => {
+            let format = match options.format.or_else(|| Format::from_path(path)) {
+                Some(format) => format,
+                None => {
+                    let mut head = [0u8; 8];
+                    let read = columnar::open(path, &name)?
+                        .read(&mut head)
+                        .map_err(|e| ReadError::io(&name, "cannot read the file", e))?;
+                    Format::sniff(&head[..read])
+                }
+            };
+            if format == Format::Parquet {
+                let dialect = dialect(options);
+                let batches = columnar::read_parquet(
+                    || columnar::open(path, &name),
+                    &name,
+                    descriptor,
+                    group_by,
+                    &options.columns,
+                    &dialect,
+                )?;
+                return assemble(&name, batches);
+            }
+            let file = columnar::open(path, &name)?;
+            read_stream(file, format, &name, descriptor, group_by, options)
+        }
+        Source::Stdin => {
+            let mut stdin = BufReader::with_capacity(1 << 20, std::io::stdin().lock());
+            let format = match options.format {
+                Some(format) => format,
+                None => Format::sniff(
+                    stdin
+                        .fill_buf()
+                        .map_err(|e| ReadError::io(&name, "cannot read", e))?,
+                ),
+            };
+            if format == Format::Parquet {
+                // Parquet's footer is at the end: standard input is read whole first.
+                let mut bytes = Vec::new();
+                stdin
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| ReadError::io(&name, "cannot read", e))?;
+                let bytes = bytes::Bytes::from(bytes);
+                let dialect = dialect(options);
+                let batches = columnar::read_parquet(
+                    || Ok(bytes.clone()),
+                    &name,
+                    descriptor,
+                    group_by,
+                    &options.columns,
+                    &dialect,
+                )?;
+                return assemble(&name, batches);
+            }
+            read_stream(stdin, format, &name, descriptor, group_by, options)
+        }
+    }
+}
+
+/// Conforms a batch a client sent (a gRPC `Table.arrow_ipc`) to the columns `descriptor`
+/// declares and `group_by` names, as a file's batches are; `first_row` (1-based) is the
+/// batch's first row in the client's table, for errors. Text cells are read in ISO 8601 with a
+/// decimal point.
+pub fn conform(
+    batch: &RecordBatch,
+    input_name: &str,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    first_row: u64,
+) -> Result<RecordBatch, ReadError> {
+    let dialect = dialect(&ReadOptions::default());
+    columnar::Conformer::new(
+        input_name,
+        &batch.schema(),
+        descriptor,
+        group_by,
+        &[],
+        &dialect,
+    )?
+    .conform(batch, first_row)
+}
+
+/// Reads a format that streams: CSV, Arrow IPC, JSON Lines.
+fn read_stream(
+    mut reader: impl Read,
+    format: Format,
+    name: &str,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    options: &ReadOptions,
+) -> Result<Table, ReadError> {
+    match format {
+        Format::Csv => csv::read(
+            reader,
+            name,
+            descriptor,
+            group_by,
+            &csv::CsvOptions {
+                delimiter: options.delimiter,
+                decimal: options.decimal,
+                date_format: options.date_format.as_ref(),
+                mappings: &options.columns,
+            },
+        ),
+        Format::Arrow | Format::ArrowStream => {
+            // `.arrow` names both IPC forms: the file form starts with its magic.
+            let mut head = [0u8; 6];
+            let mut filled = 0;
+            while filled < head.len() {
+                match reader.read(&mut head[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ReadError::io(name, "cannot read", e)),
+                }
+            }
+            let file = &head[..filled] == b"ARROW1";
+            let dialect = dialect(options);
+            let batches = columnar::read_ipc(
+                std::io::Cursor::new(head[..filled].to_vec()).chain(reader),
+                file,
+                name,
+                descriptor,
+                group_by,
+                &options.columns,
+                &dialect,
+            )?;
+            assemble(name, batches)
+        }
+        Format::JsonLines => {
+            let dialect = dialect(options);
+            let batches = columnar::read_json_lines(
+                reader,
+                name,
+                descriptor,
+                group_by,
+                &options.columns,
+                &dialect,
+            )?;
+            assemble(name, batches)
+        }
+        Format::Parquet => Err(ReadError::input(name, "parquet is not read as a stream")),
+    }
+}
+
+/// The dialect of text cells in a columnar input: a decimal comma only when asked for.
+fn dialect(options: &ReadOptions) -> cells::Dialect {
+    cells::Dialect {
+        decimal: options.decimal.unwrap_or(DecimalSeparator::Point),
+        date_format: options.date_format.clone(),
+    }
+}
+
+fn assemble(name: &str, batches: columnar::Batches) -> Result<Table, ReadError> {
+    let batch = arrow_select::concat::concat_batches(&batches.schema, &batches.batches)
+        .map_err(|e| ReadError::input(name, format!("cannot assemble the table: {e}")))?;
+    Ok(Table {
+        batch,
+        origins: Origins::Rows,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! The readers end to end: every format and dialect into the same typed table.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, Date32Array, Decimal128Array, Float64Array, Int32Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampNanosecondArray,
+};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use mittari_sdk::{ColumnSpec, MetricDescriptor};
+
+use crate::*;
+
+fn descriptor() -> MetricDescriptor {
+    MetricDescriptor::new("clv", "1", "test")
+        .input(ColumnSpec::string("customer_id", "").required())
+        .input(ColumnSpec::timestamp("timestamp", "").required())
+        .input(ColumnSpec::double("amount", ""))
+}
+
+/// The table as `name=value` cells, a line per row.
+fn render(batch: &RecordBatch) -> String {
+    let schema = batch.schema();
+    // Arrow formats a zone by name only with chrono-tz: the instants are shown in UTC.
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(
+            |c| match c.as_any().downcast_ref::<TimestampMicrosecondArray>() {
+                Some(t) => Arc::new(t.clone().with_timezone_opt(None::<String>)) as ArrayRef,
+                None => c.clone(),
+            },
+        )
+        .collect();
+    let formatters: Vec<ArrayFormatter<'_>> = columns
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).unwrap())
+        .collect();
+    (0..batch.num_rows())
+        .map(|row| {
+            schema
+                .fields()
+                .iter()
+                .zip(&formatters)
+                .map(|(f, c)| format!("{}={}", f.name(), c.value(row)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads `bytes` as the file `name` with the flags given as `--flag value` text, and compares
+/// the table (or the error) with `expect`.
+fn check(name: &str, bytes: &[u8], flags: &[&str], group_by: &[&str], expect: Result<&str, &str>) {
+    let mut options = ReadOptions::default();
+    for flag in flags {
+        let (flag, value) = flag.split_once(' ').unwrap();
+        match flag {
+            "--date-format" => options.date_format = Some(DateFormat::new(value).unwrap()),
+            "--column" => options.columns.push(value.parse().unwrap()),
+            "--delimiter" => options.delimiter = Some(value.as_bytes()[0]),
+            "--decimal" if value == "comma" => options.decimal = Some(DecimalSeparator::Comma),
+            "--decimal" => options.decimal = Some(DecimalSeparator::Point),
+            _ => panic!("unknown flag {flag}"),
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let group_by: Vec<String> = group_by.iter().map(|s| (*s).to_owned()).collect();
+    let got = read(Source::Path(&path), &descriptor(), &group_by, &options);
+    match (got, expect) {
+        (Ok(table), Ok(want)) => assert_eq!(render(&table.batch), want, "{name}"),
+        (Err(error), Err(want)) => {
+            let error = error.to_string().replace(&path.display().to_string(), name);
+            assert!(error.contains(want), "{name}: {error}\nlacks {want}");
+        }
+        (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+    }
+}
+
+const EXPECTED: &str = "customer_id=a timestamp=2024-12-31T00:00:00 amount=1234.5\n\
+                        customer_id=b timestamp=2025-01-02T00:00:00 amount=-0.25";
+
+#[test]
+fn csv_dialects_read_the_same() {
+    let iso = "customer_id,timestamp,amount\na,2024-12-31,1234.5\nb,2025-01-02,-0.25\n";
+    check("in.csv", iso.as_bytes(), &[], &[], Ok(EXPECTED));
+    // A Finnish spreadsheet: semicolons, decimal commas with thousands, day.month.year, a
+    // byte order mark and CRLF line ends.
+    let finnish =
+        "\u{feff}customer_id;timestamp;amount\r\na;31.12.2024;1.234,5\r\nb;2.1.2025;-0,25\r\n";
+    check(
+        "fi.csv",
+        finnish.as_bytes(),
+        &["--date-format %d.%m.%Y"],
+        &[],
+        Ok(EXPECTED),
+    );
+    check(
+        "fi.csv",
+        finnish.as_bytes(),
+        &[],
+        &[],
+        Err(
+            "fi.csv: line 2: column timestamp: \"31.12.2024\" is not an ISO 8601 date or timestamp",
+        ),
+    );
+    check(
+        "fi.csv",
+        finnish.as_bytes(),
+        &[],
+        &[],
+        Err("pass --date-format %d.%m.%Y"),
+    );
+    let tabs = "customer_id\ttimestamp\tamount\na\t2024-12-31\t1234.5\nb\t2025-01-02\t-0.25\n";
+    check("in.tsv", tabs.as_bytes(), &[], &[], Ok(EXPECTED));
+    let pipes = "customer_id|timestamp|amount\na|2024-12-31|1234.5\nb|2025-01-02|-0.25\n";
+    check("in.txt", pipes.as_bytes(), &[], &[], Ok(EXPECTED));
+    // Semicolons with decimal points, said with a flag; quoted cells holding the delimiter.
+    let points = "customer_id;timestamp;amount\n\"a;1\";2024-12-31;1234.5\nb;2025-01-02;-0.25\n";
+    check(
+        "in.csv",
+        points.as_bytes(),
+        &["--decimal point"],
+        &[],
+        Ok(&EXPECTED.replace("customer_id=a ", "customer_id=a;1 ")),
+    );
+    check(
+        "in.csv",
+        points.as_bytes(),
+        &[],
+        &[],
+        Err(
+            "in.csv: line 2: column amount: \"1234.5\" is not a number with a decimal comma (1234,5 or 1.234,5); the file is read with a decimal comma because its delimiter is ';': pass --decimal-point",
+        ),
+    );
+    // Source columns under other names.
+    let renamed = "asiakasnro;pvm;summa;alue\na;31.12.2024;1234,5;x\nb;02.01.2025;-0,25;y\n";
+    check(
+        "fi.csv",
+        renamed.as_bytes(),
+        &[
+            "--date-format %d.%m.%Y",
+            "--column customer_id=asiakasnro",
+            "--column timestamp=pvm",
+            "--column amount=summa",
+        ],
+        &[],
+        Ok(EXPECTED),
+    );
+    check(
+        "fi.csv",
+        renamed.as_bytes(),
+        &["--column customer_id=asiakasnro"],
+        &[],
+        Err("fi.csv: clv needs a column timestamp; its columns are asiakasnro, pvm, summa, alue"),
+    );
+}
+
+/// The same two rows in the types a pyarrow or Spark writer picks: integers for ids,
+/// nanosecond timestamps without a zone, dates, decimals.
+fn typed_batch() -> RecordBatch {
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("customer_id", Arc::new(StringArray::from(vec!["a", "b"]))),
+        (
+            "timestamp",
+            Arc::new(TimestampNanosecondArray::from(vec![
+                1_735_603_200_000_000_000,
+                1_735_776_000_000_000_000,
+            ])),
+        ),
+        (
+            "amount",
+            Arc::new(
+                Decimal128Array::from(vec![123_450, -25])
+                    .with_precision_and_scale(12, 2)
+                    .unwrap(),
+            ),
+        ),
+        ("region", Arc::new(Int32Array::from(vec![7, 8]))),
+        ("day", Arc::new(Date32Array::from(vec![20_088, 20_090]))),
+    ];
+    RecordBatch::try_from_iter(columns).unwrap()
+}
+
+fn parquet_bytes(batch: &RecordBatch) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1))
+        .build();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+    bytes
+}
+
+fn ipc_bytes(batch: &RecordBatch, file: bool) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if file {
+        let mut writer =
+            arrow_ipc::writer::FileWriter::try_new(&mut bytes, &batch.schema()).unwrap();
+        writer.write(batch).unwrap();
+        writer.finish().unwrap();
+    } else {
+        let mut writer =
+            arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema()).unwrap();
+        writer.write(batch).unwrap();
+        writer.finish().unwrap();
+    }
+    bytes
+}
+
+#[test]
+fn columnar_formats_read_the_same() {
+    let batch = typed_batch();
+    let with_region = "customer_id=a timestamp=2024-12-31T00:00:00 amount=1234.5 region=7\n\
+                       customer_id=b timestamp=2025-01-02T00:00:00 amount=-0.25 region=8";
+    for (name, bytes) in [
+        ("in.parquet", parquet_bytes(&batch)),
+        ("in.arrow", ipc_bytes(&batch, true)),
+        ("stream.arrow", ipc_bytes(&batch, false)),
+        ("in.arrows", ipc_bytes(&batch, false)),
+        // No extension: known by the magic bytes.
+        ("in", parquet_bytes(&batch)),
+    ] {
+        check(name, &bytes, &[], &["region"], Ok(with_region));
+        check(name, &bytes, &[], &[], Ok(EXPECTED));
+    }
+    // A date column read as the timestamp, by mapping.
+    check(
+        "in.parquet",
+        &parquet_bytes(&batch.project(&[0, 4, 2]).unwrap()),
+        &["--column timestamp=day"],
+        &[],
+        Ok(EXPECTED),
+    );
+    // A column of the wrong type is refused with its type; a value that does not fit names
+    // its row.
+    let wrong: Vec<(&str, ArrayRef)> = vec![
+        (
+            "customer_id",
+            Arc::new(StringArray::from(vec!["a", "b", "c"])),
+        ),
+        (
+            "timestamp",
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0])),
+        ),
+    ];
+    check(
+        "in.parquet",
+        &parquet_bytes(&RecordBatch::try_from_iter(wrong).unwrap()),
+        &[],
+        &[],
+        Err("in.parquet: column timestamp is Float64 in the input; clv needs timestamp"),
+    );
+    let text: Vec<(&str, ArrayRef)> = vec![
+        (
+            "customer_id",
+            Arc::new(StringArray::from(vec!["a", "b", "c"])),
+        ),
+        (
+            "timestamp",
+            Arc::new(StringArray::from(vec![
+                "2024-12-31",
+                "2025-01-02",
+                "31.12.2024",
+            ])),
+        ),
+    ];
+    check(
+        "in.parquet",
+        &parquet_bytes(&RecordBatch::try_from_iter(text).unwrap()),
+        &[],
+        &[],
+        Err("in.parquet: row 3: column timestamp: \"31.12.2024\" is not an ISO 8601 date"),
+    );
+}
+
+#[test]
+fn json_lines_read_like_csv() {
+    let lines = "{\"customer_id\": \"a\", \"timestamp\": \"2024-12-31\", \"amount\": 1234.5, \"note\": [1]}\n\
+                 \n\
+                 {\"customer_id\": \"b\", \"timestamp\": \"2025-01-02T00:00:00Z\", \"amount\": -0.25}\n";
+    check("in.jsonl", lines.as_bytes(), &[], &[], Ok(EXPECTED));
+    let text_amount = "{\"customer_id\": \"a\", \"timestamp\": \"2024-12-31\", \"amount\": \"1.234,5\"}\n\
+                       {\"customer_id\": \"b\", \"timestamp\": \"2025-01-02\", \"amount\": \"-0,25\"}\n";
+    check(
+        "in.ndjson",
+        text_amount.as_bytes(),
+        &["--decimal comma"],
+        &[],
+        Ok(EXPECTED),
+    );
+    check(
+        "in.jsonl",
+        b"{\"customer_id\": 1, \"timestamp\": \"yesterday\"}\n",
+        &[],
+        &[],
+        Err("in.jsonl: row 1: column timestamp: \"yesterday\" is not an ISO 8601 date"),
+    );
+}
