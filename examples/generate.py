@@ -96,6 +96,45 @@ def customers_and_transactions(rng: random.Random) -> None:
         writer = csv.writer(f)
         writer.writerow(["customer_id", "timestamp", "amount", "margin", "channel"])
         writer.writerows(transactions)
+    finnish_export(transactions)
+    parquet_copy(transactions)
+
+
+def finnish_export(transactions: list) -> None:
+    """transactions_fi.csv: the same purchases as a spreadsheet in a Finnish locale exports
+    them: semicolons, decimal commas, day.month.year dates and the columns' Finnish names."""
+    with open(DATA / "transactions_fi.csv", "w", newline="", encoding="utf-8-sig") as f:
+        writer = csv.writer(f, delimiter=";", lineterminator="\r\n")
+        writer.writerow(["asiakasnro", "pvm", "summa", "kate", "kanava"])
+        for customer, when, amount, margin, channel in transactions:
+            d = date.fromisoformat(when)
+            writer.writerow(
+                [customer, f"{d.day}.{d.month}.{d.year}", f"{amount:.2f}".replace(".", ","), str(margin).replace(".", ","), channel]
+            )
+
+
+def parquet_copy(transactions: list) -> None:
+    """transactions.parquet: the same purchases as a data lake holds them (dates as dates,
+    amounts as decimals). Written only where pyarrow is installed; the file is checked in."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        print("pyarrow is not installed: transactions.parquet left as it is")
+        return
+    from decimal import Decimal
+
+    columns = list(zip(*transactions))
+    table = pa.table(
+        {
+            "customer_id": pa.array(columns[0]),
+            "timestamp": pa.array([date.fromisoformat(d) for d in columns[1]], pa.date32()),
+            "amount": pa.array([Decimal(f"{a:.2f}") for a in columns[2]], pa.decimal128(12, 2)),
+            "margin": pa.array(columns[3], pa.float64()),
+            "channel": pa.array(columns[4]).dictionary_encode(),
+        }
+    )
+    pq.write_table(table, DATA / "transactions.parquet", compression="zstd", row_group_size=4096)
 
 
 def order_lines(rng: random.Random) -> None:
