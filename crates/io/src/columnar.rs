@@ -29,6 +29,17 @@ const BATCH_ROWS: usize = 64 * 1024;
 /// Records a JSON Lines input's column types are inferred from.
 const JSON_INFER_RECORDS: usize = 1000;
 
+/// What is read from a columnar input, and how its text cells are parsed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wanted<'a> {
+    /// The input's name in errors.
+    pub(crate) source: &'a str,
+    pub(crate) descriptor: &'a MetricDescriptor,
+    pub(crate) group_by: &'a [String],
+    pub(crate) mappings: &'a [ColumnMapping],
+    pub(crate) dialect: &'a Dialect,
+}
+
 /// Turns an input's batches into batches of the read columns, named and typed for the metric.
 #[derive(Debug)]
 pub(crate) struct Conformer<'a> {
@@ -40,14 +51,14 @@ pub(crate) struct Conformer<'a> {
 }
 
 impl<'a> Conformer<'a> {
-    pub(crate) fn new(
-        source: &'a str,
-        input: &Schema,
-        descriptor: &MetricDescriptor,
-        group_by: &[String],
-        mappings: &[ColumnMapping],
-        dialect: &'a Dialect,
-    ) -> Result<Conformer<'a>, ReadError> {
+    pub(crate) fn new(wanted: Wanted<'a>, input: &Schema) -> Result<Conformer<'a>, ReadError> {
+        let Wanted {
+            source,
+            descriptor,
+            group_by,
+            mappings,
+            dialect,
+        } = wanted;
         let header: Vec<String> = input.fields().iter().map(|f| f.name().clone()).collect();
         let selected = select(&header, descriptor, group_by, mappings)
             .map_err(|message| ReadError::input(source, message))?;
@@ -302,24 +313,14 @@ pub(crate) struct Batches {
 /// parallel.
 pub(crate) fn read_parquet<T: ChunkReader + 'static>(
     open: impl Fn() -> Result<T, ReadError> + Sync,
-    source: &str,
-    descriptor: &MetricDescriptor,
-    group_by: &[String],
-    mappings: &[ColumnMapping],
-    dialect: &Dialect,
+    wanted: Wanted<'_>,
 ) -> Result<Batches, ReadError> {
+    let source = wanted.source;
     let fail = |e: parquet::errors::ParquetError| {
         ReadError::input(source, format!("cannot read the file as Parquet: {e}"))
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(fail)?;
-    let conformer = Conformer::new(
-        source,
-        builder.schema(),
-        descriptor,
-        group_by,
-        mappings,
-        dialect,
-    )?;
+    let conformer = Conformer::new(wanted, builder.schema())?;
     let roots: Vec<usize> = conformer
         .source_names()
         .filter_map(|name| builder.schema().index_of(name).ok())
@@ -369,12 +370,9 @@ pub(crate) fn read_parquet<T: ChunkReader + 'static>(
 pub(crate) fn read_ipc(
     reader: impl Read,
     file: bool,
-    source: &str,
-    descriptor: &MetricDescriptor,
-    group_by: &[String],
-    mappings: &[ColumnMapping],
-    dialect: &Dialect,
+    wanted: Wanted<'_>,
 ) -> Result<Batches, ReadError> {
+    let source = wanted.source;
     let fail = |e: arrow_schema::ArrowError| {
         ReadError::input(source, format!("cannot read the input as Arrow IPC: {e}"))
     };
@@ -394,7 +392,7 @@ pub(crate) fn read_ipc(
         )
     };
     let schema = reader.schema();
-    let conformer = Conformer::new(source, &schema, descriptor, group_by, mappings, dialect)?;
+    let conformer = Conformer::new(wanted, &schema)?;
     let mut batches = Vec::new();
     let mut row = 1;
     for batch in reader {
@@ -410,14 +408,13 @@ pub(crate) fn read_ipc(
 
 /// Reads JSON Lines: one object per line, its column types inferred from the first records
 /// and then set to the declared types; a declared column that holds text is parsed.
-pub(crate) fn read_json_lines(
-    reader: impl Read,
-    source: &str,
-    descriptor: &MetricDescriptor,
-    group_by: &[String],
-    mappings: &[ColumnMapping],
-    dialect: &Dialect,
-) -> Result<Batches, ReadError> {
+pub(crate) fn read_json_lines(reader: impl Read, wanted: Wanted<'_>) -> Result<Batches, ReadError> {
+    let Wanted {
+        source,
+        descriptor,
+        mappings,
+        ..
+    } = wanted;
     let mut reader = BufReader::new(reader);
     // The first records are read once for their types and then decoded with the rest.
     let mut prefix = Vec::new();
@@ -455,7 +452,7 @@ pub(crate) fn read_json_lines(
         })
         .collect();
     let schema = Arc::new(Schema::new(fields));
-    let conformer = Conformer::new(source, &schema, descriptor, group_by, mappings, dialect)?;
+    let conformer = Conformer::new(wanted, &schema)?;
     let decoder = arrow_json::ReaderBuilder::new(schema)
         .with_batch_size(BATCH_ROWS)
         .with_coerce_primitive(true)

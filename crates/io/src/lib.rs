@@ -189,14 +189,8 @@ pub fn read(
             };
             if format == Format::Parquet {
                 let dialect = dialect(options);
-                let batches = columnar::read_parquet(
-                    || columnar::open(path, &name),
-                    &name,
-                    descriptor,
-                    group_by,
-                    &options.columns,
-                    &dialect,
-                )?;
+                let wanted = wanted(&name, descriptor, group_by, options, &dialect);
+                let batches = columnar::read_parquet(|| columnar::open(path, &name), wanted)?;
                 return assemble(&name, batches);
             }
             let file = columnar::open(path, &name)?;
@@ -220,14 +214,8 @@ pub fn read(
                     .map_err(|e| ReadError::io(&name, "cannot read", e))?;
                 let bytes = bytes::Bytes::from(bytes);
                 let dialect = dialect(options);
-                let batches = columnar::read_parquet(
-                    || Ok(bytes.clone()),
-                    &name,
-                    descriptor,
-                    group_by,
-                    &options.columns,
-                    &dialect,
-                )?;
+                let wanted = wanted(&name, descriptor, group_by, options, &dialect);
+                let batches = columnar::read_parquet(|| Ok(bytes.clone()), wanted)?;
                 return assemble(&name, batches);
             }
             read_stream(stdin, format, &name, descriptor, group_by, options)
@@ -247,15 +235,14 @@ pub fn conform(
     first_row: u64,
 ) -> Result<RecordBatch, ReadError> {
     let dialect = dialect(&ReadOptions::default());
-    columnar::Conformer::new(
-        input_name,
-        &batch.schema(),
+    let wanted = columnar::Wanted {
+        source: input_name,
         descriptor,
         group_by,
-        &[],
-        &dialect,
-    )?
-    .conform(batch, first_row)
+        mappings: &[],
+        dialect: &dialect,
+    };
+    columnar::Conformer::new(wanted, &batch.schema())?.conform(batch, first_row)
 }
 
 /// Reads a format that streams: CSV, Arrow IPC, JSON Lines.
@@ -297,11 +284,7 @@ fn read_stream(
             let batches = columnar::read_ipc(
                 std::io::Cursor::new(head[..filled].to_vec()).chain(reader),
                 file,
-                name,
-                descriptor,
-                group_by,
-                &options.columns,
-                &dialect,
+                wanted(name, descriptor, group_by, options, &dialect),
             )?;
             assemble(name, batches)
         }
@@ -309,11 +292,7 @@ fn read_stream(
             let dialect = dialect(options);
             let batches = columnar::read_json_lines(
                 reader,
-                name,
-                descriptor,
-                group_by,
-                &options.columns,
-                &dialect,
+                wanted(name, descriptor, group_by, options, &dialect),
             )?;
             assemble(name, batches)
         }
@@ -326,6 +305,22 @@ fn dialect(options: &ReadOptions) -> cells::Dialect {
     cells::Dialect {
         decimal: options.decimal.unwrap_or(DecimalSeparator::Point),
         date_format: options.date_format.clone(),
+    }
+}
+
+fn wanted<'a>(
+    source: &'a str,
+    descriptor: &'a MetricDescriptor,
+    group_by: &'a [String],
+    options: &'a ReadOptions,
+    dialect: &'a cells::Dialect,
+) -> columnar::Wanted<'a> {
+    columnar::Wanted {
+        source,
+        descriptor,
+        group_by,
+        mappings: &options.columns,
+        dialect,
     }
 }
 

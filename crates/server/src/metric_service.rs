@@ -118,6 +118,31 @@ impl MetricServer {
         .await
     }
 
+    /// The stream's next chunk (the `index`-th, counted here), held against the limits; `None`
+    /// at the end of the stream.
+    async fn next_chunk(
+        &self,
+        stream: &mut Streaming<pb::ComputeStreamRequest>,
+        index: &mut usize,
+        bytes: &mut u64,
+        budget: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<Option<pb::Table>, ServiceError> {
+        use pb::compute_stream_request::Message;
+        let Some(message) = stream.next().await else {
+            return Ok(None);
+        };
+        let message = message.map_err(ServiceError::from_transport)?;
+        let Some(Message::Chunk(chunk)) = message.message else {
+            return Err(ServiceError::BadStream(format!(
+                "message {} of the stream must be a chunk; only the first carries a header",
+                *index + 1
+            )));
+        };
+        *index += 1;
+        self.hold(&chunk, bytes, budget)?;
+        Ok(Some(chunk))
+    }
+
     /// Counts a chunk against the stream's limit and takes its share of the server's buffer
     /// budget, held in `budget` until the computation is done with the input.
     fn hold(
@@ -156,7 +181,6 @@ impl MetricServer {
         header: pb::ComputeStreamHeader,
         mut stream: Streaming<pb::ComputeStreamRequest>,
     ) -> Result<StreamedInput, ServiceError> {
-        use pb::compute_stream_request::Message;
         let params = convert::params_from_proto(&header.parameters)?;
         let reader = ArrowInput::new(engine, &header.metric, &header.group_by)?;
         let mut batches: Vec<RecordBatch> = Vec::new();
@@ -164,16 +188,10 @@ impl MetricServer {
         let mut bytes: u64 = 0;
         let mut rows: u64 = 0;
         let mut index = 0usize;
-        while let Some(message) = stream.next().await {
-            let message = message.map_err(ServiceError::from_transport)?;
-            let Some(Message::Chunk(chunk)) = message.message else {
-                return Err(ServiceError::BadStream(format!(
-                    "message {} of the stream must be a chunk; only the first carries a header",
-                    index + 1
-                )));
-            };
-            index += 1;
-            self.hold(&chunk, &mut bytes, &mut budget)?;
+        while let Some(chunk) = self
+            .next_chunk(&mut stream, &mut index, &mut bytes, &mut budget)
+            .await?
+        {
             if chunk.arrow_ipc.is_empty() {
                 return Err(ServiceError::BadStream(format!(
                     "chunk {index} has no arrow_ipc, but the header has no schema, which means Arrow chunks; declare the schema in the header to send columns"
@@ -293,16 +311,10 @@ impl MetricServer {
         let mut budget: Option<OwnedSemaphorePermit> = None;
         let mut bytes: u64 = 0;
         let mut index = 0usize;
-        while let Some(message) = stream.next().await {
-            let message = message.map_err(ServiceError::from_transport)?;
-            let Some(Message::Chunk(chunk)) = message.message else {
-                return Err(ServiceError::BadStream(format!(
-                    "message {} of the stream must be a chunk; only the first carries a header",
-                    index + 1
-                )));
-            };
-            index += 1;
-            self.hold(&chunk, &mut bytes, &mut budget)?;
+        while let Some(chunk) = self
+            .next_chunk(&mut stream, &mut index, &mut bytes, &mut budget)
+            .await?
+        {
             let names: Vec<&str> = chunk.columns.iter().map(|c| c.name.as_str()).collect();
             let expected: Vec<&str> = schema.iter().map(|(n, _)| n.as_str()).collect();
             if names != expected {
