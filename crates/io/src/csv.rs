@@ -91,8 +91,9 @@ struct Blocks<R> {
     /// The file line `pending` starts on, and bytes handed out (or skipped) before it.
     first_line: u64,
     consumed: u64,
-    /// Whether a byte order mark was skipped: nothing has been handed out yet otherwise.
-    skipped_bom: bool,
+    /// Bytes of a byte order mark skipped at the start (0 or 3): `consumed` is this until the
+    /// first block is handed out.
+    bom_bytes: u64,
     done: bool,
 }
 
@@ -131,7 +132,7 @@ impl<R: Read> Blocks<R> {
             header_end: None,
             first_line: 1,
             consumed: 0,
-            skipped_bom: false,
+            bom_bytes: 0,
             done: false,
         }
     }
@@ -170,7 +171,7 @@ impl<R: Read> Blocks<R> {
     /// Follows quotes over the bytes read since the last scan, finding record ends.
     fn scan(&mut self) {
         let delimiter = self.delimiter.unwrap_or(b',');
-        let at_start = self.consumed == 0 || self.skipped_bom && self.consumed == 3;
+        let at_start = self.consumed == self.bom_bytes;
         let new = &self.pending[self.scanned..];
         let quoting = matches!(
             self.quotes.state,
@@ -244,8 +245,8 @@ impl<R: Read> Blocks<R> {
         }
         if self.pending.starts_with(BYTE_ORDER_MARK) {
             self.pending.drain(..BYTE_ORDER_MARK.len());
-            self.consumed = BYTE_ORDER_MARK.len() as u64;
-            self.skipped_bom = true;
+            self.bom_bytes = BYTE_ORDER_MARK.len() as u64;
+            self.consumed = self.bom_bytes;
         }
         let first_line = self
             .pending

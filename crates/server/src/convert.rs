@@ -30,19 +30,6 @@ pub fn data_type_to_proto(data_type: DataType) -> pb::DataType {
     }
 }
 
-/// The wire type of an Arrow column the CLI or the engine built (always one of the five).
-pub fn arrow_to_proto_type(data_type: &arrow_schema::DataType) -> pb::DataType {
-    use arrow_schema::DataType as Arrow;
-    match data_type {
-        Arrow::Int64 => pb::DataType::Int64,
-        Arrow::Float64 => pb::DataType::Double,
-        Arrow::Utf8 => pb::DataType::String,
-        Arrow::Boolean => pb::DataType::Bool,
-        Arrow::Timestamp(..) => pb::DataType::Timestamp,
-        _ => pb::DataType::Unspecified,
-    }
-}
-
 pub fn data_type_from_proto(data_type: pb::DataType) -> Option<DataType> {
     match data_type {
         pb::DataType::Int64 => Some(DataType::Int64),

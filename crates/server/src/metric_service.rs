@@ -227,12 +227,7 @@ impl MetricServer {
                 "the stream has a header but no chunk; send the rows in Arrow chunks".to_owned(),
             ));
         };
-        let input = off_runtime(usize::MAX, move || {
-            arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| {
-                ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}"))
-            })
-        })
-        .await?;
+        let input = join_chunks(schema, batches).await?;
         Ok(StreamedInput {
             header,
             params,
@@ -337,12 +332,7 @@ impl MetricServer {
             }
             batches.push(batch);
         }
-        let input = off_runtime(usize::MAX, move || {
-            arrow_select::concat::concat_batches(&arrow_schema, &batches).map_err(|e| {
-                ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}"))
-            })
-        })
-        .await?;
+        let input = join_chunks(arrow_schema, batches).await?;
         Ok(StreamedInput {
             header,
             params,
@@ -662,6 +652,19 @@ fn read_error(error: mittari_io::ReadError) -> ServiceError {
     ServiceError::Engine(EngineError::InvalidArgument {
         violations: vec![violation],
     })
+}
+
+/// A stream's chunks as one batch, joined off the runtime.
+async fn join_chunks(
+    schema: arrow_schema::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<RecordBatch, ServiceError> {
+    off_runtime(usize::MAX, move || {
+        arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| {
+            ServiceError::BadStream(format!("cannot assemble the streamed chunks: {e}"))
+        })
+    })
+    .await
 }
 
 /// "name: type, …" of a batch's columns.
