@@ -1067,7 +1067,9 @@ fn load_library(
         Ok(staged) => staged,
         Err(reason) => return LibraryStatus::Refused { reason },
     };
-    let (library, descriptors) = match PluginLibrary::load(path, &staged) {
+    let loaded = PluginLibrary::load(path, &staged);
+    crate::staging::release(&staged);
+    let (library, descriptors) = match loaded {
         Ok(loaded) => loaded,
         Err(reason) => return LibraryStatus::Refused { reason },
     };

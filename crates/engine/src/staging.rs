@@ -9,10 +9,12 @@
 //! then change or vanish without affecting the server; a changed library has another hash, so
 //! another path, which `dlopen` (caching by path) loads as a new library.
 //!
-//! The staging directory is removed when the engine is dropped. A process that is killed
-//! (SIGKILL, the OOM killer) cannot remove it, and a debug build's plugins take hundreds of
-//! megabytes, so every staging directory holds a lock for its owner's lifetime and each start
-//! removes the directories whose owner is gone.
+//! On Unix the copy is unlinked as soon as `dlopen` has mapped it (`release`): the mapping
+//! keeps the contents alive, and a process that is killed (SIGKILL, the OOM killer) leaves no
+//! copies behind — a debug build's plugins take hundreds of megabytes, and test suites that kill
+//! servers filled CI's disk with them. The directory itself is removed when the engine is
+//! dropped; it holds a lock for its owner's lifetime, and each start removes the directories
+//! whose owner is gone (and, on other platforms, the copies in them).
 
 use std::fs::File;
 use std::io::Write as _;
@@ -160,6 +162,19 @@ pub(crate) fn stage(original: &Path, dir: &Path) -> Result<Staged, String> {
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
     }
     Ok(Staged { path, sha256 })
+}
+
+/// Removes the staged copy once `dlopen` has mapped it (or refused it). On Unix a mapped file
+/// stays readable after its last link is gone; staging the same contents again writes a new
+/// copy under the same name, which the loader, matching names first, answers with the library
+/// it already holds. Windows cannot delete a loaded library, so there the copy stays until the
+/// directory is removed.
+pub(crate) fn release(staged: &Staged) {
+    if cfg!(unix) {
+        if let Err(e) = std::fs::remove_file(&staged.path) {
+            tracing::debug!(copy = %staged.path.display(), error = %e, "cannot remove a staged plugin copy");
+        }
+    }
 }
 
 /// Refuses anything but a complete shared library of this platform's format.
@@ -319,6 +334,23 @@ mod tests {
             std::fs::read(libc_path()).unwrap()
         );
         // Staging the same contents again reuses the copy.
+        assert_eq!(stage(&libc_path(), dir.path()).unwrap().path, staged.path);
+    }
+
+    #[test]
+    fn a_released_copy_is_gone_from_disk_and_still_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = stage(&libc_path(), dir.path()).unwrap();
+        // SAFETY: the C library is already loaded in this process; this maps it once more.
+        let library = unsafe { libloading::Library::new(&staged.path) }.unwrap();
+        release(&staged);
+        assert!(!staged.path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // SAFETY: getpid has this signature and no preconditions.
+        let getpid = unsafe { library.get::<unsafe extern "C" fn() -> i32>(b"getpid") }.unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { getpid() } as u32, std::process::id());
+        // Staged again after release, the same contents get the same name back.
         assert_eq!(stage(&libc_path(), dir.path()).unwrap().path, staged.path);
     }
 }
