@@ -170,10 +170,11 @@ pub(crate) fn stage(original: &Path, dir: &Path) -> Result<Staged, String> {
 /// it already holds. Windows cannot delete a loaded library, so there the copy stays until the
 /// directory is removed.
 pub(crate) fn release(staged: &Staged) {
-    if cfg!(unix) {
-        if let Err(e) = std::fs::remove_file(&staged.path) {
-            tracing::debug!(copy = %staged.path.display(), error = %e, "cannot remove a staged plugin copy");
-        }
+    if !cfg!(unix) {
+        return;
+    }
+    if let Err(e) = std::fs::remove_file(&staged.path) {
+        tracing::debug!(copy = %staged.path.display(), error = %e, "cannot remove a staged plugin copy");
     }
 }
 
