@@ -16,6 +16,7 @@ mod columnar;
 mod columns;
 mod csv;
 mod error;
+mod pg;
 mod write;
 
 use std::io::{BufRead, BufReader, Read};
@@ -27,6 +28,9 @@ use mittari_sdk::MetricDescriptor;
 pub use cells::{DateFormat, DecimalSeparator};
 pub use columns::ColumnMapping;
 pub use error::{Location, ReadError};
+pub use pg::{
+    Connection, PostgresQuery, is_postgres_url, quote_identifier, quote_qualified, redact_url,
+};
 pub use write::{OutputFormat, WriteError, write_batch};
 
 /// The input formats, each known by its extension or named with `--input-format`.
@@ -116,10 +120,15 @@ pub struct ReadOptions {
 }
 
 /// Where an input comes from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Source<'a> {
     Path(&'a Path),
     Stdin,
+    /// A PostgreSQL database (`postgres://…`) and what to read from it.
+    Postgres {
+        url: &'a str,
+        query: PostgresQuery,
+    },
 }
 
 impl Source<'_> {
@@ -128,6 +137,7 @@ impl Source<'_> {
         match self {
             Source::Path(path) => path.display().to_string(),
             Source::Stdin => "standard input".to_owned(),
+            Source::Postgres { url, .. } => redact_url(url),
         }
     }
 }
@@ -219,6 +229,10 @@ pub fn read(
                 return assemble(&name, batches);
             }
             read_stream(stdin, format, &name, descriptor, group_by, options)
+        }
+        Source::Postgres { url, query } => {
+            let batches = pg::read(url, &query, descriptor, group_by, options)?;
+            assemble(&name, batches)
         }
     }
 }

@@ -187,7 +187,7 @@ enum Command {
         /// The metric, e.g. nps.
         metric: String,
         #[command(flatten)]
-        input: InputArgs,
+        input: Box<InputArgs>,
         /// A parameter, repeatable, e.g. --param confidence=0.9.
         #[arg(long = "param", value_name = "KEY=VALUE")]
         params: Vec<String>,
@@ -237,9 +237,17 @@ fn arrow_table(batch: &RecordBatch) -> Result<pb::Table, Status> {
 #[derive(Debug, clap::Args)]
 struct InputArgs {
     /// The input: a .csv (.tsv, .txt), .parquet, .arrow (Arrow IPC file or stream), .arrows or
-    /// .jsonl file, or - for standard input. Columns are typed by the metric's descriptor.
-    #[arg(long, value_name = "FILE")]
+    /// .jsonl file, - for standard input, or a PostgreSQL database
+    /// (postgres://user@host:port/db, with --query or --table; the password from PGPASSWORD).
+    /// Columns are typed by the metric's descriptor.
+    #[arg(long, value_name = "FILE|URL")]
     input: PathBuf,
+    /// The query whose rows are the input, with a postgres:// input.
+    #[arg(long, value_name = "SQL", conflicts_with = "table")]
+    query: Option<String>,
+    /// The table or view (schema.name) to read, with a postgres:// input.
+    #[arg(long, value_name = "NAME")]
+    table: Option<String>,
     /// The input's format, when its extension does not say it (standard input is recognized
     /// by its first bytes otherwise): csv, parquet, arrow, arrows or jsonl.
     #[arg(long, value_name = "FORMAT")]
@@ -266,12 +274,28 @@ struct InputArgs {
 }
 
 impl InputArgs {
-    fn source(&self) -> mittari_io::Source<'_> {
-        if self.input.as_os_str() == "-" {
-            mittari_io::Source::Stdin
-        } else {
-            mittari_io::Source::Path(&self.input)
-        }
+    fn source(&self) -> anyhow::Result<mittari_io::Source<'_>> {
+        let url = self
+            .input
+            .to_str()
+            .filter(|s| mittari_io::is_postgres_url(s));
+        let query = match (&self.query, &self.table) {
+            (Some(sql), _) => Some(mittari_io::PostgresQuery::Sql(sql.clone())),
+            (None, Some(table)) => Some(mittari_io::PostgresQuery::Table(table.clone())),
+            (None, None) => None,
+        };
+        Ok(match (url, query) {
+            (Some(url), Some(query)) => mittari_io::Source::Postgres { url, query },
+            (Some(url), None) => bail!(
+                "--input {}: a database input needs --query \"SELECT …\" or --table NAME",
+                mittari_io::redact_url(url)
+            ),
+            (None, Some(_)) => bail!(
+                "--query and --table read from a database: give --input postgres://user@host/db"
+            ),
+            (None, None) if self.input.as_os_str() == "-" => mittari_io::Source::Stdin,
+            (None, None) => mittari_io::Source::Path(&self.input),
+        })
     }
 
     fn options(&self) -> mittari_io::ReadOptions {
@@ -452,11 +476,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(_) => take_top(&mut params),
                 None => None,
             };
+            let source = input.source()?;
+            let source_name = source.name();
             let progress = progress::Progress::start(
                 std::io::stderr().is_terminal() && format != Format::Json,
-                &format!("reading {}", input.source().name()),
+                &format!("reading {source_name}"),
             );
-            let table = mittari_io::read(input.source(), &descriptor, &group_by, &input.options())?;
+            let table = mittari_io::read(source, &descriptor, &group_by, &input.options())?;
             progress.phase(&match &remote.server {
                 Some(url) => format!("computing {metric} on {url}"),
                 None => format!("computing {metric}"),
@@ -471,10 +497,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(response) => response,
                 Err(status) => {
                     drop(progress);
-                    return Ok(report(
-                        &status,
-                        Some((&input.source().name(), &table.origins)),
-                    ));
+                    return Ok(report(&status, Some((&source_name, &table.origins))));
                 }
             };
             let mut written = None;
