@@ -1249,22 +1249,9 @@ fn refuses_to_start_on_bad_configuration() {
 /// The interpreter `.ci/run` prepares for the Python clients (grpcio, grpcio-reflection and
 /// pyarrow in a throwaway virtualenv), named in MITTARI_STOCK_CLIENT_PYTHON. Without it a test
 /// skips, except under CI, where it fails.
-fn client_python() -> Option<String> {
-    match std::env::var("MITTARI_STOCK_CLIENT_PYTHON") {
-        Ok(python) => Some(python),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("MITTARI_STOCK_CLIENT_PYTHON is not set under CI: .ci/run sets it")
-        }
-        Err(_) => {
-            eprintln!("skipped: MITTARI_STOCK_CLIENT_PYTHON is not set (.ci/run sets it)");
-            None
-        }
-    }
-}
-
 /// Runs a Python client script against a fresh server; it must print "all checks passed".
 fn run_python_client(script: &str) {
-    let Some(python) = client_python() else {
+    let Some(python) = mittari_e2e::client_python() else {
         return;
     };
     let server = Server::start();

@@ -387,6 +387,21 @@ pub fn run_cli(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, 
     )
 }
 
+/// The Python interpreter with the cross-language clients' packages (grpcio, pyarrow,
+/// datafusion), which .ci/run installs; `None` (the test skips) outside CI without it.
+pub fn client_python() -> Option<String> {
+    match std::env::var("MITTARI_STOCK_CLIENT_PYTHON") {
+        Ok(python) => Some(python),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("MITTARI_STOCK_CLIENT_PYTHON is not set under CI: .ci/run sets it")
+        }
+        Err(_) => {
+            eprintln!("skipped: MITTARI_STOCK_CLIENT_PYTHON is not set (.ci/run sets it)");
+            None
+        }
+    }
+}
+
 /// The repository root, for example data.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

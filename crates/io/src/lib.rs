@@ -17,6 +17,7 @@ mod columns;
 mod csv;
 mod error;
 mod pg;
+mod sql;
 mod write;
 
 use std::io::{BufRead, BufReader, Read};
@@ -31,6 +32,7 @@ pub use error::{Location, ReadError};
 pub use pg::{
     Connection, PostgresQuery, is_postgres_url, quote_identifier, quote_qualified, redact_url,
 };
+pub use sql::{PeriodUnit, RfmQuery, SqlDialect, rfm_query};
 pub use write::{OutputFormat, WriteError, write_batch};
 
 /// The input formats, each known by its extension or named with `--input-format`.

@@ -302,3 +302,65 @@ fn json_lines_read_like_csv() {
         Err("in.jsonl: row 1: column timestamp: \"yesterday\" is not an ISO 8601 date"),
     );
 }
+
+/// The RFM query in each dialect: identifiers quoted its way, integer arithmetic its way; the
+/// PostgreSQL and DataFusion queries are run against Mittari's summary in tests/databases.rs.
+#[test]
+fn rfm_sql_speaks_each_dialect() {
+    let query = RfmQuery {
+        table: "shop.orders",
+        customer_id: "asiakas",
+        timestamp: "pvm",
+        amount: "summa",
+        unit: PeriodUnit::Week,
+        observation_end: None,
+        holdout_start: Some(1_719_792_000_000_000),
+    };
+    let check = |dialect: SqlDialect, expect: &[&str]| {
+        let sql = rfm_query(dialect, &query).unwrap();
+        for part in expect {
+            assert!(sql.contains(part), "{dialect:?}: {part:?} not in\n{sql}");
+        }
+    };
+    check(
+        SqlDialect::Postgres,
+        &[
+            "FROM \"shop\".\"orders\"",
+            "EXTRACT(EPOCH FROM \"pvm\")",
+            "(micros) % 86400000000",
+            "s.end_period - s.first_period AS \"T\"",
+            "d.micros >= 1719792000000000",
+            // 2024-07-01 is day 19 905, a Monday: week (19 905 + 3) / 7 = 2 844.
+            "CAST(2844 AS BIGINT) AS end_period",
+        ],
+    );
+    check(
+        SqlDialect::DataFusion,
+        &["CAST(CAST(\"pvm\" AS TIMESTAMP(6)) AS BIGINT)"],
+    );
+    check(
+        SqlDialect::Spark,
+        &[
+            "SET spark.sql.session.timeZone = UTC;",
+            "FROM `shop`.`orders`",
+            "unix_micros(CAST(`pvm` AS TIMESTAMP))",
+            ") div 86400000000",
+        ],
+    );
+    check(
+        SqlDialect::BigQuery,
+        &[
+            "UNIX_MICROS(CAST(`pvm` AS TIMESTAMP))",
+            "DIV(micros - MOD(MOD(micros, 86400000000) + 86400000000, 86400000000), 86400000000)",
+            "AS FLOAT64",
+        ],
+    );
+    let late = RfmQuery {
+        observation_end: Some(1_700_000_000_000_000),
+        ..query
+    };
+    assert_eq!(
+        rfm_query(SqlDialect::Postgres, &late).unwrap_err(),
+        "the holdout must start before the end of observation"
+    );
+}

@@ -164,6 +164,41 @@ enum AdminCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum SqlCommand {
+    /// The RFM summary of a transaction log (one row per customer: frequency, recency, T,
+    /// monetary_value, and holdout_frequency with --holdout-start), exactly as the clv
+    /// metric's predictive models summarize it; feed its result to `compute clv` as a summary.
+    Rfm {
+        /// postgres, datafusion, spark or bigquery.
+        #[arg(long, value_parser = clap::value_parser!(mittari_io::SqlDialect))]
+        dialect: mittari_io::SqlDialect,
+        /// The table or view, optionally qualified (schema.orders).
+        #[arg(long, value_name = "NAME")]
+        table: String,
+        /// The table's column for customer_id, timestamp or amount, e.g.
+        /// --column customer_id=asiakasnro; repeatable.
+        #[arg(long = "column", value_name = "NAME=SOURCE")]
+        columns: Vec<mittari_io::ColumnMapping>,
+        /// Count purchases on distinct days or Monday-to-Sunday weeks (clv's time_unit).
+        #[arg(long, default_value = "week", value_parser = clap::value_parser!(mittari_io::PeriodUnit))]
+        time_unit: mittari_io::PeriodUnit,
+        /// The end of observation (ISO 8601, UTC unless an offset is given); default: the
+        /// latest transaction.
+        #[arg(long, value_name = "TIMESTAMP", value_parser = parse_instant)]
+        observation_end: Option<i64>,
+        /// The start of a holdout period: the summary covers the time before it and counts
+        /// each customer's purchase periods in it.
+        #[arg(long, value_name = "TIMESTAMP", value_parser = parse_instant)]
+        holdout_start: Option<i64>,
+    },
+}
+
+/// An instant as clv's timestamp parameters take it, in µs since 1970 (UTC).
+fn parse_instant(text: &str) -> Result<i64, String> {
+    mittari_sdk::time::parse_timestamp(text)
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gRPC server until SIGTERM or Ctrl-C.
     Serve {
@@ -182,7 +217,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Compute a metric over a CSV, Parquet, Arrow IPC or JSON Lines file.
+    /// Compute a metric over a CSV, Parquet, Arrow IPC or JSON Lines file, or a PostgreSQL
+    /// query.
     Compute {
         /// The metric, e.g. nps.
         metric: String,
@@ -209,6 +245,11 @@ enum Command {
         /// The result table --output writes; default: the metric's first.
         #[arg(long, value_name = "NAME", requires = "output")]
         output_table: Option<String>,
+    },
+    /// Print SQL that computes in a database or warehouse what Mittari computes in process.
+    Sql {
+        #[command(subcommand)]
+        command: SqlCommand,
     },
     /// Manage the bearer tokens a server admits.
     Token {
@@ -406,6 +447,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ))
         }
         Command::Admin { command } => admin(command),
+        Command::Sql {
+            command:
+                SqlCommand::Rfm {
+                    dialect,
+                    table,
+                    columns,
+                    time_unit,
+                    observation_end,
+                    holdout_start,
+                },
+        } => {
+            let source = |name: &str| {
+                columns
+                    .iter()
+                    .find(|m| m.name == name)
+                    .map_or(name.to_owned(), |m| m.source.clone())
+            };
+            for mapping in &columns {
+                if !["customer_id", "timestamp", "amount"].contains(&mapping.name.as_str()) {
+                    bail!(
+                        "--column {}: the summary reads customer_id, timestamp and amount",
+                        mapping.name
+                    );
+                }
+            }
+            let (customer_id, timestamp, amount) =
+                (source("customer_id"), source("timestamp"), source("amount"));
+            let sql = mittari_io::rfm_query(
+                dialect,
+                &mittari_io::RfmQuery {
+                    table: &table,
+                    customer_id: &customer_id,
+                    timestamp: &timestamp,
+                    amount: &amount,
+                    unit: time_unit,
+                    observation_end,
+                    holdout_start,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("--holdout-start: {e}"))?;
+            print(&sql)
+        }
         Command::Metrics {
             name,
             remote,

@@ -1,5 +1,6 @@
-//! PostgreSQL in, against a real server: a throwaway cluster per test (see
-//! `postgres_cluster.rs`), loaded with data, read by the CLI and by `mittari-io`.
+//! Data where it lives: PostgreSQL in, against a real server (a throwaway cluster per test, see
+//! `postgres_cluster.rs`), and the RFM summary's SQL run by PostgreSQL and DataFusion against
+//! Mittari's own summary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write as _;
@@ -395,4 +396,304 @@ fn the_readme_database_example_runs() {
         last = String::from_utf8_lossy(&output.stdout).into_owned();
     }
     assert!(last.contains(" over "), "{last}");
+}
+
+/// A transaction log shaped like a shop's: customers acquired over six years, timestamps to
+/// the second, amounts in quarters (exact in binary, so sums agree to the bit), and the edge
+/// cases of the summary's definitions placed on purpose.
+fn generated_log() -> Vec<(String, i64, f64)> {
+    const DAY: i64 = 86_400_000_000;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let start = 1_546_300_800_000_000i64; // 2019-01-01
+    let span_seconds = 6 * 365 * 86_400;
+    let mut rows = Vec::new();
+    for customer in 0..400 {
+        let id = format!("k{customer:04}");
+        let first = start + (next() % span_seconds) as i64 * 1_000_000;
+        for _ in 0..1 + next() % 9 {
+            let at = first + (next() % (400 * 86_400)) as i64 * 1_000_000;
+            rows.push((id.clone(), at, (next() % 2_000) as f64 / 4.0));
+        }
+    }
+    let at = |text: &str| mittari_sdk::time::parse_timestamp(text).unwrap();
+    for (id, when, amount) in [
+        // Same day twice, at its first and last second: one period.
+        ("same-day", "2023-05-10T00:00:00Z", 10.0),
+        ("same-day", "2023-05-10T23:59:59Z", 2.5),
+        ("same-day", "2023-05-20T12:00:00Z", 4.0),
+        // Sunday's last second and Monday's first: two weeks.
+        ("week-edge", "2023-06-11T23:59:59Z", 1.0),
+        ("week-edge", "2023-06-12T00:00:00Z", 1.0),
+        // Before 1970: floor division, not truncation.
+        ("before-1970", "1969-12-31T23:59:59Z", 3.0),
+        ("before-1970", "1970-01-01T00:00:00Z", 3.0),
+        // At the ends used below: observation end is inclusive, the holdout starts at its
+        // start, a second later is outside.
+        ("at-end", "2024-09-30T00:00:00Z", 5.0),
+        ("at-end", "2024-12-31T00:00:00Z", 5.0),
+        ("after-end", "2024-10-01T00:00:00Z", 7.0),
+        ("after-end", "2024-12-31T00:00:01Z", 7.0),
+        ("holdout-only", "2024-07-01T00:00:00Z", 8.0),
+        // Around the spring DST change in Helsinki (03:00 local did not exist on
+        // 2024-03-31): instants, unaffected by the session's zone.
+        ("dst", "2024-03-31T00:59:59Z", 1.25),
+        ("dst", "2024-03-31T01:00:00Z", 1.25),
+        ("dst", "2024-10-27T00:30:00Z", 1.25),
+    ] {
+        rows.push((id.to_owned(), at(when), amount));
+    }
+    debug_assert!(rows.iter().all(|r| r.1 % DAY != 1));
+    rows
+}
+
+/// One way of summarizing: the unit, the bounds, and the timestamp column (an instant, a local
+/// timestamp read as UTC, or a date).
+#[derive(Debug, Clone, Copy)]
+struct RfmCase {
+    unit: mittari_io::PeriodUnit,
+    observation_end: Option<i64>,
+    holdout_start: Option<i64>,
+    column: &'static str,
+}
+
+fn rfm_cases() -> Vec<RfmCase> {
+    use mittari_io::PeriodUnit;
+    let at = |text: &str| Some(mittari_sdk::time::parse_timestamp(text).unwrap());
+    let mut cases = Vec::new();
+    for unit in [PeriodUnit::Day, PeriodUnit::Week] {
+        for (observation_end, holdout_start) in [
+            (None, None),
+            (at("2024-12-31T00:00:00Z"), None),
+            (at("2024-12-31T00:00:00Z"), at("2024-07-01T00:00:00Z")),
+            (None, at("2024-10-01T00:00:00Z")),
+        ] {
+            for column in ["at", "at_local", "day"] {
+                cases.push(RfmCase {
+                    unit,
+                    observation_end,
+                    holdout_start,
+                    column,
+                });
+            }
+        }
+    }
+    cases
+}
+
+impl RfmCase {
+    fn sql(&self, dialect: mittari_io::SqlDialect, table: &str) -> String {
+        mittari_io::rfm_query(
+            dialect,
+            &mittari_io::RfmQuery {
+                table,
+                customer_id: "who",
+                timestamp: self.column,
+                amount: "total",
+                unit: self.unit,
+                observation_end: self.observation_end,
+                holdout_start: self.holdout_start,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Mittari's own summary of `log`, a line per customer in id order.
+    fn expected(&self, log: &[(String, i64, f64)]) -> Vec<String> {
+        use mittari_models::rfm::{self, TimeUnit};
+        let ids: Vec<&str> = log.iter().map(|r| r.0.as_str()).collect();
+        let amounts: Vec<f64> = log.iter().map(|r| r.2).collect();
+        let timestamps: Vec<i64> = log
+            .iter()
+            .map(|r| match self.column {
+                "day" => r.1.div_euclid(86_400_000_000) * 86_400_000_000,
+                _ => r.1,
+            })
+            .collect();
+        let end = self
+            .observation_end
+            .unwrap_or(*timestamps.iter().max().unwrap());
+        let unit = match self.unit {
+            mittari_io::PeriodUnit::Day => TimeUnit::Day,
+            mittari_io::PeriodUnit::Week => TimeUnit::Week,
+        };
+        let summaries = rfm::summarize(
+            |i| ids[i],
+            &timestamps,
+            &amounts,
+            unit,
+            end,
+            self.holdout_start,
+        )
+        .unwrap();
+        let mut lines: Vec<String> = summaries
+            .iter()
+            .map(|s| {
+                summary_line(
+                    ids[s.first_row as usize],
+                    [s.frequency, s.recency, s.t].map(i64::from),
+                    s.monetary_value,
+                    s.holdout_frequency.map(i64::from),
+                )
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    fn check(&self, got: Vec<String>, expected: &[String], sql: &str) {
+        assert_eq!(got.len(), expected.len(), "{self:?}");
+        for (got, expected) in got.iter().zip(expected) {
+            assert_eq!(got, expected, "{self:?}\n{sql}");
+        }
+    }
+}
+
+fn summary_line(id: &str, counts: [i64; 3], monetary_value: f64, holdout: Option<i64>) -> String {
+    let [frequency, recency, t] = counts;
+    format!("{id} {frequency} {recency} {t} {monetary_value:?} {holdout:?}")
+}
+
+#[test]
+fn the_rfm_sql_computes_mittaris_summary_in_postgres() {
+    let Some(cluster) = PostgresCluster::start() else {
+        return;
+    };
+    let log = generated_log();
+    let mut client = cluster.client();
+    client
+        .batch_execute(
+            "CREATE TABLE log (who text, at timestamptz, at_local timestamp, day date, total numeric(12, 2))",
+        )
+        .unwrap();
+    let mut writer = client
+        .copy_in("COPY log (who, at, at_local, day, total) FROM STDIN (FORMAT csv)")
+        .unwrap();
+    for (id, micros, amount) in &log {
+        let instant = chrono::DateTime::from_timestamp_micros(*micros).unwrap();
+        writeln!(
+            writer,
+            "{id},{}Z,{},{},{amount}",
+            instant.format("%Y-%m-%dT%H:%M:%S%.6f"),
+            instant.format("%Y-%m-%d %H:%M:%S%.6f"),
+            instant.format("%Y-%m-%d"),
+        )
+        .unwrap();
+    }
+    writer.finish().unwrap();
+    // Local-time columns are read as UTC whatever the session's zone: DST changes nothing.
+    client
+        .batch_execute("ALTER DATABASE postgres SET TimeZone = 'Europe/Helsinki'")
+        .unwrap();
+    let mut client = cluster.client();
+    for case in rfm_cases() {
+        let sql = case.sql(mittari_io::SqlDialect::Postgres, "public.log");
+        let got = client
+            .query(sql.as_str(), &[])
+            .unwrap()
+            .iter()
+            .map(|row| {
+                summary_line(
+                    row.get(0),
+                    [1, 2, 3].map(|i| row.get::<_, i64>(i)),
+                    row.get(4),
+                    case.holdout_start.map(|_| row.get::<_, i64>(5)),
+                )
+            })
+            .collect();
+        case.check(got, &case.expected(&log), &sql);
+    }
+}
+
+/// Runs every case's query for `dialect` in `engine` (tests/sql_engines.py) over the
+/// generated log as Parquet, and compares with Mittari's summary.
+fn check_rfm_in(engine: &str, dialect: mittari_io::SqlDialect) {
+    use arrow_array::{Date32Array, Float64Array, StringArray};
+    let Some(python) = mittari_e2e::client_python() else {
+        return;
+    };
+    let log = generated_log();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.parquet");
+    let micros: Vec<i64> = log.iter().map(|r| r.1).collect();
+    let batch = RecordBatch::try_from_iter([
+        (
+            "who",
+            Arc::new(StringArray::from_iter_values(log.iter().map(|r| &r.0))) as ArrayRef,
+        ),
+        (
+            "at",
+            Arc::new(TimestampMicrosecondArray::from(micros.clone()).with_timezone("UTC")),
+        ),
+        // Without a zone: DataFusion's timestamp, Spark's TIMESTAMP_NTZ.
+        (
+            "at_local",
+            Arc::new(TimestampMicrosecondArray::from(micros.clone())),
+        ),
+        (
+            "day",
+            Arc::new(Date32Array::from_iter_values(
+                micros.iter().map(|m| m.div_euclid(86_400_000_000) as i32),
+            )),
+        ),
+        (
+            "total",
+            Arc::new(Float64Array::from_iter_values(log.iter().map(|r| r.2))),
+        ),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let cases = rfm_cases();
+    let queries: Vec<String> = cases.iter().map(|case| case.sql(dialect, "log")).collect();
+    let mut child = std::process::Command::new(python)
+        .arg(repo_root().join("tests/sql_engines.py"))
+        .arg(engine)
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), &queries).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{engine}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Vec<Vec<Vec<serde_json::Value>>> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results.len(), cases.len());
+    for ((case, rows), sql) in cases.iter().zip(results).zip(&queries) {
+        let got = rows
+            .iter()
+            .map(|row| {
+                summary_line(
+                    row[0].as_str().unwrap(),
+                    [1, 2, 3].map(|i| row[i].as_i64().unwrap()),
+                    row[4].as_f64().unwrap(),
+                    case.holdout_start.map(|_| row[5].as_i64().unwrap()),
+                )
+            })
+            .collect();
+        case.check(got, &case.expected(&log), sql);
+    }
+}
+
+#[test]
+fn the_rfm_sql_computes_mittaris_summary_in_datafusion() {
+    check_rfm_in("datafusion", mittari_io::SqlDialect::DataFusion);
+}
+
+#[test]
+fn the_rfm_sql_computes_mittaris_summary_in_spark() {
+    check_rfm_in("spark", mittari_io::SqlDialect::Spark);
 }

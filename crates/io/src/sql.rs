@@ -1,0 +1,267 @@
+//! The RFM summary as SQL, for the engine that holds the data.
+//!
+//! A transaction log of billions of rows need not leave its warehouse: the predictive CLV
+//! models need only one row per customer, and that summary is a `GROUP BY` any SQL engine runs
+//! at scale. [`rfm_query`] writes the query that computes exactly what Mittari's own summary
+//! (`mittari_models::rfm::summarize`) computes, in the dialect of PostgreSQL, DataFusion,
+//! Spark or BigQuery:
+//!
+//! - instants become UTC microseconds since 1970 first (a `timestamp` or `date` without a zone
+//!   is taken as UTC, as Mittari reads it), so the session's time zone and daylight saving
+//!   never move a purchase to another day;
+//! - periods are days, or Monday-to-Sunday weeks, counted with floor division on integers
+//!   (exact for any instant, also before 1970);
+//! - transactions after the observation end are ignored; with a holdout, the calibration part
+//!   is before its start, T is measured to it, and the holdout's distinct periods are counted;
+//! - frequency counts the distinct periods after the first, recency and T are in whole periods,
+//!   and monetary_value is the mean of the repeat periods' totals, divided in floating point
+//!   as Mittari does (0 without repeats).
+//!
+//! Sums are the engine's: with amounts that are not exact binary fractions (cents), a
+//! customer's total may differ from Mittari's in the last bit, as any two sums in another order
+//! may.
+
+use std::fmt::Write as _;
+
+/// The SQL engines the summary is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlDialect {
+    Postgres,
+    DataFusion,
+    Spark,
+    BigQuery,
+}
+
+impl SqlDialect {
+    pub const NAMES: &'static str = "postgres, datafusion, spark, bigquery";
+
+    fn quote(self, name: &str) -> String {
+        match self {
+            SqlDialect::Postgres | SqlDialect::DataFusion => crate::pg::quote_identifier(name),
+            SqlDialect::Spark | SqlDialect::BigQuery => format!("`{}`", name.replace('`', "\\`")),
+        }
+    }
+
+    /// A possibly qualified table name, each part quoted.
+    fn table(self, name: &str) -> String {
+        name.split('.')
+            .map(|part| self.quote(part))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// The expression for a column's instant as UTC microseconds since 1970 (a BIGINT).
+    fn micros(self, column: &str) -> String {
+        match self {
+            // EXTRACT(EPOCH …) is exact numeric (PostgreSQL 14 and later) and, for `timestamp`
+            // and `date`, the nominal seconds: the value read as UTC.
+            SqlDialect::Postgres => {
+                format!("CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)")
+            }
+            SqlDialect::DataFusion => {
+                format!("CAST(CAST({column} AS TIMESTAMP(6)) AS BIGINT)")
+            }
+            // With the session in UTC (the query sets it), dates and TIMESTAMP_NTZ are cast at
+            // midnight UTC.
+            SqlDialect::Spark => format!("unix_micros(CAST({column} AS TIMESTAMP))"),
+            // DATE and DATETIME cast to TIMESTAMP in UTC, BigQuery's default zone.
+            SqlDialect::BigQuery => format!("UNIX_MICROS(CAST({column} AS TIMESTAMP))"),
+        }
+    }
+
+    /// `a mod b` for a positive `b`, in the dialect (the sign of `a` where it is negative).
+    fn modulo(self, a: &str, b: i64) -> String {
+        match self {
+            SqlDialect::BigQuery => format!("MOD({a}, {b})"),
+            _ => format!("({a}) % {b}"),
+        }
+    }
+
+    /// Integer division of an exact multiple.
+    fn exact_div(self, a: &str, b: i64) -> String {
+        match self {
+            SqlDialect::BigQuery => format!("DIV({a}, {b})"),
+            SqlDialect::Spark => format!("({a}) div {b}"),
+            _ => format!("({a}) / {b}"),
+        }
+    }
+
+    /// ⌊a / b⌋ for a positive `b`, exact for negative `a` too: (a − ((a mod b) + b) mod b) / b.
+    fn floor_div(self, a: &str, b: i64) -> String {
+        let remainder = self.modulo(&format!("{} + {b}", self.modulo(a, b)), b);
+        self.exact_div(&format!("{a} - {remainder}"), b)
+    }
+
+    fn double(self) -> &'static str {
+        match self {
+            SqlDialect::Postgres => "DOUBLE PRECISION",
+            SqlDialect::BigQuery => "FLOAT64",
+            SqlDialect::DataFusion | SqlDialect::Spark => "DOUBLE",
+        }
+    }
+}
+
+impl std::str::FromStr for SqlDialect {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<SqlDialect, String> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => SqlDialect::Postgres,
+            "datafusion" => SqlDialect::DataFusion,
+            "spark" | "sparksql" => SqlDialect::Spark,
+            "bigquery" => SqlDialect::BigQuery,
+            _ => {
+                return Err(format!(
+                    "{name:?} is not a SQL dialect; use one of {}",
+                    SqlDialect::NAMES
+                ));
+            }
+        })
+    }
+}
+
+/// The grain purchases are counted at, as the clv metric's `time_unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeriodUnit {
+    Day,
+    /// Monday to Sunday.
+    Week,
+}
+
+impl std::str::FromStr for PeriodUnit {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<PeriodUnit, String> {
+        match name {
+            "day" => Ok(PeriodUnit::Day),
+            "week" => Ok(PeriodUnit::Week),
+            _ => Err(format!("{name:?} is not a time unit; use day or week")),
+        }
+    }
+}
+
+/// Microseconds in a day.
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// What the summary is computed from and how.
+#[derive(Debug, Clone)]
+pub struct RfmQuery<'a> {
+    /// The table (or view), optionally qualified: `sales.orders`, `project.dataset.orders`.
+    pub table: &'a str,
+    /// The source columns holding the customer, the instant and the amount.
+    pub customer_id: &'a str,
+    pub timestamp: &'a str,
+    pub amount: &'a str,
+    pub unit: PeriodUnit,
+    /// µs since 1970, UTC; by default the latest transaction.
+    pub observation_end: Option<i64>,
+    /// µs since 1970, UTC.
+    pub holdout_start: Option<i64>,
+}
+
+/// The query returning one row per customer: `customer_id`, `frequency`, `recency`, `T`,
+/// `monetary_value` and, with a holdout, `holdout_frequency`; ordered by customer.
+pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, String> {
+    if let (Some(end), Some(start)) = (query.observation_end, query.holdout_start)
+        && start >= end
+    {
+        return Err("the holdout must start before the end of observation".to_owned());
+    }
+    let q = |name: &str| dialect.quote(name);
+    // A day's period: the day itself, or its Monday-to-Sunday week (1970-01-01 was a
+    // Thursday: day + 3 puts Mondays at multiples of 7).
+    let period = |day: &str| match query.unit {
+        PeriodUnit::Day => day.to_owned(),
+        PeriodUnit::Week => dialect.floor_div(&format!("{day} + 3"), 7),
+    };
+    let period_of_micros = |micros: i64| {
+        let day = micros.div_euclid(MICROS_PER_DAY);
+        match query.unit {
+            PeriodUnit::Day => day,
+            PeriodUnit::Week => (day + 3).div_euclid(7),
+        }
+    };
+    let unit = match query.unit {
+        PeriodUnit::Day => "day",
+        PeriodUnit::Week => "week",
+    };
+    let mut sql = String::new();
+    let _ = writeln!(
+        sql,
+        "-- Mittari's RFM summary of {} by {unit}: one row per customer, as the clv metric's transaction log summary.",
+        query.table
+    );
+    if dialect == SqlDialect::Spark {
+        sql.push_str("SET spark.sql.session.timeZone = UTC;\n");
+    }
+    let _ = writeln!(
+        sql,
+        "WITH tx AS (\n  SELECT {} AS customer_id, {} AS micros, {} AS amount\n  FROM {}\n  WHERE {} IS NOT NULL\n),",
+        q(query.customer_id),
+        dialect.micros(&q(query.timestamp)),
+        q(query.amount),
+        dialect.table(query.table),
+        q(query.timestamp),
+    );
+    let _ = writeln!(
+        sql,
+        "days AS (\n  SELECT customer_id, micros, {} AS day, amount\n  FROM tx\n),",
+        dialect.floor_div("micros", MICROS_PER_DAY),
+    );
+    // T is measured to the holdout's start, or to the end of observation.
+    let bounds = match (query.observation_end, query.holdout_start) {
+        (Some(end), start) => format!(
+            "SELECT CAST({end} AS BIGINT) AS observation_end, CAST({} AS BIGINT) AS end_period",
+            period_of_micros(start.unwrap_or(end))
+        ),
+        (None, Some(start)) => format!(
+            "SELECT MAX(micros) AS observation_end, CAST({} AS BIGINT) AS end_period FROM days",
+            period_of_micros(start)
+        ),
+        (None, None) => format!(
+            "SELECT MAX(micros) AS observation_end, {} AS end_period FROM days",
+            period("MAX(day)")
+        ),
+    };
+    let _ = writeln!(sql, "bounds AS (\n  {bounds}\n),");
+    let in_holdout = match query.holdout_start {
+        Some(start) => format!("d.micros >= {start}"),
+        None => "FALSE".to_owned(),
+    };
+    let _ = writeln!(
+        sql,
+        "timed AS (\n  SELECT d.customer_id, {} AS period, d.amount, {in_holdout} AS in_holdout, bounds.end_period\n  FROM days d CROSS JOIN bounds\n  WHERE d.micros <= bounds.observation_end\n),",
+        period("d.day"),
+    );
+    let _ = writeln!(
+        sql,
+        "calibration AS (\n  SELECT customer_id, period, SUM(amount) AS amount, MIN(end_period) AS end_period\n  FROM timed\n  WHERE NOT in_holdout\n  GROUP BY customer_id, period\n),"
+    );
+    let _ = writeln!(
+        sql,
+        "spans AS (\n  SELECT customer_id, MIN(period) AS first_period, MAX(period) AS last_period, COUNT(*) AS periods, MIN(end_period) AS end_period\n  FROM calibration\n  GROUP BY customer_id\n),"
+    );
+    let double = dialect.double();
+    let _ = write!(
+        sql,
+        "summary AS (\n  SELECT c.customer_id,\n    s.periods - 1 AS frequency,\n    s.last_period - s.first_period AS recency,\n    s.end_period - s.first_period AS {t},\n    CASE WHEN s.periods > 1\n      THEN CAST(SUM(CASE WHEN c.period > s.first_period THEN c.amount ELSE 0 END) AS {double}) / (s.periods - 1)\n      ELSE CAST(0 AS {double}) END AS monetary_value\n  FROM calibration c JOIN spans s ON c.customer_id = s.customer_id\n  GROUP BY c.customer_id, s.periods, s.first_period, s.last_period, s.end_period\n)",
+        t = q("T"),
+    );
+    match query.holdout_start {
+        None => {
+            let _ = write!(
+                sql,
+                "\nSELECT customer_id, frequency, recency, {t}, monetary_value\nFROM summary\nORDER BY customer_id\n",
+                t = q("T")
+            );
+        }
+        Some(_) => {
+            let _ = write!(
+                sql,
+                ",\nholdout AS (\n  SELECT customer_id, COUNT(DISTINCT period) AS holdout_frequency\n  FROM timed\n  WHERE in_holdout\n  GROUP BY customer_id\n)\nSELECT s.customer_id, s.frequency, s.recency, s.{t}, s.monetary_value,\n  COALESCE(h.holdout_frequency, 0) AS holdout_frequency\nFROM summary s LEFT JOIN holdout h ON s.customer_id = h.customer_id\nORDER BY s.customer_id\n",
+                t = q("T")
+            );
+        }
+    }
+    Ok(sql)
+}
