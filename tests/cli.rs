@@ -903,18 +903,7 @@ fn every_input_format_gives_the_same_result() {
         path("transactions.parquet"),
         path("transactions_fi.csv"),
     );
-    let model = [
-        "--param",
-        "model=bgnbd",
-        "--param",
-        "spend_model=gamma_gamma",
-        "--param",
-        "margin=0.3",
-        "--group-by",
-        "channel",
-        "--format",
-        "json",
-    ];
+    let model = mittari_e2e::CLV_BY_CHANNEL;
     let server = Server::start();
     let url = server.url();
     let mut outputs = Vec::new();
@@ -922,22 +911,12 @@ fn every_input_format_gives_the_same_result() {
         for input in [
             vec!["--input", csv.as_str()],
             vec!["--input", parquet.as_str()],
-            vec![
-                "--input",
-                finnish.as_str(),
-                "--column",
-                "customer_id=asiakasnro",
-                "--column",
-                "timestamp=pvm",
-                "--column",
-                "amount=summa",
-                "--column",
-                "margin=kate",
-                "--column",
-                "channel=kanava",
-                "--date-format",
-                "%d.%m.%Y",
-            ],
+            [
+                ["--input", finnish.as_str()].as_slice(),
+                &mittari_e2e::FINNISH_COLUMNS,
+                &["--date-format", "%d.%m.%Y"],
+            ]
+            .concat(),
         ] {
             let mut args = vec!["compute", "clv"];
             args.extend(input);

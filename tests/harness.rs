@@ -402,6 +402,35 @@ pub fn client_python() -> Option<String> {
     }
 }
 
+/// `compute clv` arguments the input-format tests share: BG/NBD with Gamma-Gamma spend, by
+/// channel, as JSON.
+pub const CLV_BY_CHANNEL: [&str; 10] = [
+    "--param",
+    "model=bgnbd",
+    "--param",
+    "spend_model=gamma_gamma",
+    "--param",
+    "margin=0.3",
+    "--group-by",
+    "channel",
+    "--format",
+    "json",
+];
+
+/// The Finnish example's column names mapped to the clv metric's.
+pub const FINNISH_COLUMNS: [&str; 10] = [
+    "--column",
+    "customer_id=asiakasnro",
+    "--column",
+    "timestamp=pvm",
+    "--column",
+    "amount=summa",
+    "--column",
+    "margin=kate",
+    "--column",
+    "channel=kanava",
+];
+
 /// The repository root, for example data.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -101,15 +101,7 @@ impl PostgresCluster {
             if let Some(status) = self.child.try_wait().expect("poll postgres") {
                 panic!("postgres exited with {status}: {}", self.log());
             }
-            if postgres::Config::new()
-                .host("127.0.0.1")
-                .port(self.port)
-                .user(USER)
-                .password(PASSWORD)
-                .dbname("postgres")
-                .connect(postgres::NoTls)
-                .is_ok()
-            {
+            if self.config().connect(postgres::NoTls).is_ok() {
                 return;
             }
             assert!(
@@ -133,14 +125,20 @@ impl PostgresCluster {
 
     /// A client for loading data.
     pub fn client(&self) -> postgres::Client {
-        postgres::Config::new()
+        self.config()
+            .connect(postgres::NoTls)
+            .expect("connect to the test cluster")
+    }
+
+    fn config(&self) -> postgres::Config {
+        let mut config = postgres::Config::new();
+        config
             .host("127.0.0.1")
             .port(self.port)
             .user(USER)
             .password(PASSWORD)
-            .dbname("postgres")
-            .connect(postgres::NoTls)
-            .expect("connect to the test cluster")
+            .dbname("postgres");
+        config
     }
 }
 
