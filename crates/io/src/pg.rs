@@ -139,20 +139,6 @@ impl Connection {
         &self.name
     }
 
-    /// Runs `sql` and returns its rows as one batch of the columns it returns, typed as
-    /// `read` maps them; for small results such as a pushed-down summary.
-    pub fn query_batches(&mut self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), ReadError> {
-        let statement = self.prepare(sql)?;
-        let columns = plan(&self.name, statement.columns().iter(), |_| true)?;
-        let schema = schema_of(&columns);
-        let mut batches = Vec::new();
-        self.copy_out(sql, &columns, |batch, _| {
-            batches.push(batch);
-            Ok(())
-        })?;
-        Ok((schema, batches))
-    }
-
     fn prepare(&mut self, sql: &str) -> Result<postgres::Statement, ReadError> {
         self.client
             .prepare(sql)
