@@ -59,7 +59,7 @@ impl PostgresQuery {
 }
 
 /// `sales.orders` as `"sales"."orders"`: each part quoted, so a name is never read as SQL.
-pub fn quote_qualified(name: &str) -> String {
+pub(crate) fn quote_qualified(name: &str) -> String {
     name.split('.')
         .map(quote_identifier)
         .collect::<Vec<_>>()
@@ -67,7 +67,7 @@ pub fn quote_qualified(name: &str) -> String {
 }
 
 /// A SQL identifier in double quotes, inner quotes doubled.
-pub fn quote_identifier(name: &str) -> String {
+pub(crate) fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -93,7 +93,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// An open connection, with the name errors give it.
-pub struct Connection {
+pub(crate) struct Connection {
     client: postgres::Client,
     name: String,
 }
@@ -109,7 +109,7 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connects to the database `url` names (`postgres://user[:password]@host[:port]/db`,
     /// or the key=value form), taking the password from `PGPASSWORD` when the URL has none.
-    pub fn open(url: &str) -> Result<Connection, ReadError> {
+    pub(crate) fn open(url: &str) -> Result<Connection, ReadError> {
         let name = redact_url(url);
         let mut config: postgres::Config = url.parse().map_err(|e| {
             ReadError::input(&name, format!("not a PostgreSQL connection string: {e}"))
@@ -132,11 +132,6 @@ impl Connection {
             .connect(tls)
             .map_err(|e| ReadError::input(&name, format!("cannot connect: {}", describe(&e))))?;
         Ok(Connection { client, name })
-    }
-
-    /// The name errors give this database: its URL without the password.
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     fn prepare(&mut self, sql: &str) -> Result<postgres::Statement, ReadError> {
