@@ -466,8 +466,30 @@ fn each_metric_refuses_bad_input_precisely() {
             ],
             &[
                 "parameters.holdout_start",
-                "a holdout needs a transaction log",
+                "give its holdout as frequency_holdout and duration_holdout columns",
             ],
+        ),
+        (
+            "clv",
+            "frequency,recency,T,frequency_holdout\n1,3,20,2\n",
+            &["--param", "model=bgnbd"],
+            &["needs both frequency_holdout and duration_holdout"],
+        ),
+        (
+            "clv",
+            "frequency,recency,T,frequency_holdout,duration_holdout\n1,3,20,2,8\n0,0,9,1,9\n",
+            &["--param", "model=bgnbd"],
+            &[
+                "input.duration_holdout[1]",
+                "line 3",
+                "9 here but 8 on the first row",
+            ],
+        ),
+        (
+            "clv",
+            "frequency,recency,T,frequency_holdout,duration_holdout\n1,3,20,0.5,8\n",
+            &["--param", "model=bgnbd"],
+            &["input.frequency_holdout[0]", "not a whole number"],
         ),
         (
             "clv",
@@ -682,6 +704,65 @@ fn clv_holdout_validation() {
             .iter()
             .all(|c| c["expected_purchases"].as_f64().unwrap() <= first)
     );
+
+    // The same split as a summary with lifetimes' holdout columns (what `mittari sql rfm
+    // --holdout-start` computes in a database) gives the same fit and holdout comparison. The
+    // holdout runs from 2024-07-01's week to the week of the log's last day.
+    let week = |date: &str| {
+        let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .unwrap()
+            .signed_duration_since(chrono::NaiveDate::default())
+            .num_days();
+        (day + 3).div_euclid(7)
+    };
+    let log = std::fs::read_to_string(&input).unwrap();
+    let last = log.lines().skip(1).map(|l| &l[6..16]).max().unwrap();
+    let duration = week(last) - week("2024-07-01");
+    let mut summary =
+        String::from("customer_id,frequency,recency,T,frequency_holdout,duration_holdout\n");
+    for c in customers {
+        summary.push_str(&format!(
+            "{},{},{},{},{},{duration}\n",
+            c["customer_id"].as_str().unwrap(),
+            c["frequency"],
+            c["recency"],
+            c["T"],
+            c["holdout_purchases"]
+        ));
+    }
+    let path = dir.path().join("summary.csv");
+    std::fs::write(&path, summary).unwrap();
+    let from_summary: serde_json::Value = serde_json::from_str(&mittari(
+        dir.path(),
+        &[
+            "compute",
+            "clv",
+            "--input",
+            path.to_str().unwrap(),
+            "--param",
+            "model=bgnbd",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    for name in [
+        "r",
+        "alpha",
+        "a",
+        "b",
+        "holdout_purchases",
+        "predicted_holdout_purchases",
+    ] {
+        let (got, expected) = (
+            from_summary["results"][name].as_f64().unwrap(),
+            results[name].as_f64().unwrap(),
+        );
+        assert!(
+            (got - expected).abs() < 1e-6 * expected,
+            "{name}: {got} != {expected}"
+        );
+    }
 }
 
 /// Every predictive model through the CLI, on the datasets of the papers: the published

@@ -78,6 +78,57 @@ fn a_table_a_query_and_the_csv_give_the_same_result() {
     assert_eq!(from_query, from_csv);
 }
 
+/// With the log in PostgreSQL and one of clv's predictive models, the RFM summary is computed
+/// in the database (the log says so) and the result is the one of reading the rows
+/// (`--no-pushdown`): by day and by week, with a holdout or an observation end, from a table
+/// and from a query with renamed columns.
+#[test]
+fn the_summary_is_pushed_down_to_postgres_with_the_same_result() {
+    let Some(cluster) = PostgresCluster::start() else {
+        return;
+    };
+    load_orders(&cluster);
+    let url = cluster.url();
+    let dir = tempfile::tempdir().unwrap();
+    let finnish_query = "SELECT * FROM tilaukset WHERE summa IS NOT NULL";
+    let mut from_query = vec!["--input", &url, "--query", finnish_query];
+    // All but channel, which clv does not read without --group-by.
+    from_query.extend(&mittari_e2e::FINNISH_COLUMNS[..8]);
+    let from_table = ["--input", url.as_str(), "--table", "public.orders"];
+    let cases: [(&[&str], &[&str]); 4] = [
+        (
+            &from_table,
+            &["model=bgnbd", "time_unit=day", "holdout_start=2024-10-01"],
+        ),
+        (
+            &from_table,
+            &["model=mbgnbd", "observation_end=2024-06-30T12:00:00Z"],
+        ),
+        (&from_query, &["model=bgnbd", "holdout_start=2024-07-01"]),
+        (&from_query, &["model=pareto_nbd", "time_unit=day"]),
+    ];
+    const PUSHED_DOWN: &str = "summarizing the transaction log in the database";
+    for (input, params) in cases {
+        let mut args = vec!["compute", "clv", "--format", "json"];
+        args.extend(input);
+        for param in ["spend_model=gamma_gamma", "margin=0.3"]
+            .iter()
+            .chain(params)
+        {
+            args.extend(["--param", param]);
+        }
+        let env = [("PGPASSWORD", PASSWORD), ("RUST_LOG", "mittari_io=info")];
+        let (status, pushed, log) = run_cli(&args, dir.path(), &env);
+        assert!(status.success(), "{args:?}: {log}");
+        assert!(log.contains(PUSHED_DOWN), "{args:?}: {log}");
+        args.push("--no-pushdown");
+        let (status, read, log) = run_cli(&args, dir.path(), &env);
+        assert!(status.success(), "{args:?}: {log}");
+        assert!(!log.contains(PUSHED_DOWN), "{args:?}: {log}");
+        mittari_e2e::assert_same_result(&pushed, &read);
+    }
+}
+
 #[test]
 fn the_cli_names_what_is_wrong_and_never_the_password() {
     let Some(cluster) = PostgresCluster::start() else {
@@ -472,13 +523,15 @@ impl RfmCase {
         mittari_io::rfm_query(
             dialect,
             &mittari_io::RfmQuery {
-                table,
+                from: mittari_io::Relation::Table(table),
                 customer_id: "who",
                 timestamp: self.column,
                 amount: "total",
-                unit: self.unit,
-                observation_end: self.observation_end,
-                holdout_start: self.holdout_start,
+                periods: mittari_io::RfmPeriods {
+                    unit: self.unit,
+                    observation_end: self.observation_end,
+                    holdout_start: self.holdout_start,
+                },
             },
         )
         .unwrap()
@@ -519,7 +572,10 @@ impl RfmCase {
                     ids[s.first_row as usize],
                     [s.frequency, s.recency, s.t].map(i64::from),
                     s.monetary_value,
-                    s.holdout_frequency.map(i64::from),
+                    self.holdout_start.map(|start| {
+                        let frequency = i64::from(s.holdout_frequency.unwrap_or(0));
+                        (frequency, unit.period(end) - unit.period(start))
+                    }),
                 )
             })
             .collect();
@@ -535,7 +591,13 @@ impl RfmCase {
     }
 }
 
-fn summary_line(id: &str, counts: [i64; 3], monetary_value: f64, holdout: Option<i64>) -> String {
+/// A summary row as text; `holdout` is its frequency_holdout and duration_holdout.
+fn summary_line(
+    id: &str,
+    counts: [i64; 3],
+    monetary_value: f64,
+    holdout: Option<(i64, i64)>,
+) -> String {
     let [frequency, recency, t] = counts;
     format!("{id} {frequency} {recency} {t} {monetary_value:?} {holdout:?}")
 }
@@ -583,7 +645,8 @@ fn the_rfm_sql_computes_mittaris_summary_in_postgres() {
                     row.get(0),
                     [1, 2, 3].map(|i| row.get::<_, i64>(i)),
                     row.get(4),
-                    case.holdout_start.map(|_| row.get::<_, i64>(5)),
+                    case.holdout_start
+                        .map(|_| (row.get::<_, i64>(5), row.get::<_, i64>(6))),
                 )
             })
             .collect();
@@ -591,18 +654,12 @@ fn the_rfm_sql_computes_mittaris_summary_in_postgres() {
     }
 }
 
-/// Runs every case's query for `dialect` in `engine` (tests/sql_engines.py) over the
-/// generated log as Parquet, and compares with Mittari's summary.
-fn check_rfm_in(engine: &str, dialect: mittari_io::SqlDialect) {
+/// The generated log with its instant as a UTC timestamp (`at`), a local one (`at_local`) and
+/// a date (`day`): DataFusion's timestamp and Spark's TIMESTAMP_NTZ are without a zone.
+fn log_batch(log: &[(String, i64, f64)]) -> RecordBatch {
     use arrow_array::{Date32Array, Float64Array, StringArray};
-    let Some(python) = mittari_e2e::client_python() else {
-        return;
-    };
-    let log = generated_log();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("log.parquet");
     let micros: Vec<i64> = log.iter().map(|r| r.1).collect();
-    let batch = RecordBatch::try_from_iter([
+    RecordBatch::try_from_iter([
         (
             "who",
             Arc::new(StringArray::from_iter_values(log.iter().map(|r| &r.0))) as ArrayRef,
@@ -611,7 +668,6 @@ fn check_rfm_in(engine: &str, dialect: mittari_io::SqlDialect) {
             "at",
             Arc::new(TimestampMicrosecondArray::from(micros.clone()).with_timezone("UTC")),
         ),
-        // Without a zone: DataFusion's timestamp, Spark's TIMESTAMP_NTZ.
         (
             "at_local",
             Arc::new(TimestampMicrosecondArray::from(micros.clone())),
@@ -627,11 +683,199 @@ fn check_rfm_in(engine: &str, dialect: mittari_io::SqlDialect) {
             Arc::new(Float64Array::from_iter_values(log.iter().map(|r| r.2))),
         ),
     ])
-    .unwrap();
-    let file = std::fs::File::create(&path).unwrap();
+    .unwrap()
+}
+
+fn write_parquet(batch: &RecordBatch, path: &std::path::Path) {
+    let file = std::fs::File::create(path).unwrap();
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
+    writer.write(batch).unwrap();
     writer.close().unwrap();
+}
+
+/// The summary Mittari's DataFusion computes over a pattern of Parquet files (the log split
+/// in three) equals Mittari's own summary, case by case.
+#[test]
+fn the_rfm_summary_runs_in_process_in_datafusion_over_a_parquet_pattern() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+    let log = generated_log();
+    let dir = tempfile::tempdir().unwrap();
+    let batch = log_batch(&log);
+    let third = batch.num_rows() / 3;
+    for (i, offset) in [0, third, 2 * third].into_iter().enumerate() {
+        let length = if i == 2 {
+            batch.num_rows() - offset
+        } else {
+            third
+        };
+        let path = dir.path().join(format!("part-{i}.parquet"));
+        write_parquet(&batch.slice(offset, length), &path);
+    }
+    let pattern = format!("{}/part-*.parquet", dir.path().display());
+    let descriptor = MetricDescriptor::new("summary", "1", "test")
+        .input(ColumnSpec::string("customer_id", ""))
+        .input(ColumnSpec::double("frequency", ""))
+        .input(ColumnSpec::double("recency", ""))
+        .input(ColumnSpec::double("T", ""))
+        .input(ColumnSpec::double("monetary_value", ""))
+        .input(ColumnSpec::double("frequency_holdout", ""))
+        .input(ColumnSpec::double("duration_holdout", ""));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let lake = runtime
+        .block_on(mittari_lake::Lake::open(&pattern))
+        .unwrap();
+    for case in rfm_cases() {
+        let options = ReadOptions {
+            columns: [
+                "customer_id=who",
+                &format!("timestamp={}", case.column),
+                "amount=total",
+            ]
+            .iter()
+            .map(|m| m.parse().unwrap())
+            .collect(),
+            ..ReadOptions::default()
+        };
+        let periods = mittari_io::RfmPeriods {
+            unit: case.unit,
+            observation_end: case.observation_end,
+            holdout_start: case.holdout_start,
+        };
+        let table = runtime
+            .block_on(lake.read_rfm_summary(&descriptor, &options, periods))
+            .unwrap()
+            .unwrap();
+        let batch = table.batch;
+        let ids = batch
+            .column_by_name("customer_id")
+            .unwrap()
+            .as_string::<i32>();
+        let number = |name: &str, row: usize| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .value(row)
+        };
+        let got = (0..batch.num_rows())
+            .map(|row| {
+                summary_line(
+                    ids.value(row),
+                    ["frequency", "recency", "T"].map(|c| number(c, row) as i64),
+                    number("monetary_value", row),
+                    case.holdout_start.map(|_| {
+                        (
+                            number("frequency_holdout", row) as i64,
+                            number("duration_holdout", row) as i64,
+                        )
+                    }),
+                )
+            })
+            .collect();
+        case.check(got, &case.expected(&log), &format!("{case:?}"));
+    }
+}
+
+/// `--input 'orders/*.parquet'`: the transactions split over files by year. clv's predictive
+/// models summarize in DataFusion (the log says so) and give the result of summarizing the
+/// CSV here; a metric that reads rows (clv historic) gets them all, with --column renames.
+#[test]
+fn a_parquet_pattern_gives_the_results_of_the_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = repo_root().join("examples/data/transactions.csv");
+    let descriptor = MetricDescriptor::new("orders", "1", "test")
+        .input(ColumnSpec::string("customer_id", ""))
+        .input(ColumnSpec::timestamp("timestamp", ""))
+        .input(ColumnSpec::double("amount", ""))
+        .input(ColumnSpec::double("margin", ""));
+    let orders = mittari_io::read(
+        Source::Path(&csv),
+        &descriptor,
+        &[],
+        &ReadOptions::default(),
+    )
+    .unwrap()
+    .batch;
+    std::fs::create_dir(dir.path().join("orders")).unwrap();
+    // Renamed as a lake would have them, a file per 3 000 rows.
+    let renamed = RecordBatch::try_new(
+        Arc::new(mittari_sdk::arrow_schema::Schema::new(
+            ["asiakas", "aika", "summa", "kate"]
+                .iter()
+                .zip(orders.schema().fields())
+                .map(|(name, field)| field.as_ref().clone().with_name(*name))
+                .collect::<Vec<_>>(),
+        )),
+        orders.columns().to_vec(),
+    )
+    .unwrap();
+    for (i, offset) in (0..renamed.num_rows()).step_by(3_000).enumerate() {
+        let length = 3_000.min(renamed.num_rows() - offset);
+        let path = dir.path().join(format!("orders/part-{i}.parquet"));
+        write_parquet(&renamed.slice(offset, length), &path);
+    }
+    let columns = [
+        "--column",
+        "customer_id=asiakas",
+        "--column",
+        "timestamp=aika",
+        "--column",
+        "amount=summa",
+        "--column",
+        "margin=kate",
+    ];
+    const SUMMARIZED: &str = "summarizing the transaction log in DataFusion";
+    let run = |input: &str, params: &[&str], renamed: bool| {
+        let mut args = vec!["compute", "clv", "--format", "json", "--input", input];
+        if renamed {
+            args.extend(columns);
+        }
+        for param in params {
+            args.extend(["--param", param]);
+        }
+        let (status, stdout, stderr) =
+            run_cli(&args, dir.path(), &[("RUST_LOG", "mittari_lake=info")]);
+        assert!(status.success(), "{args:?}: {stderr}");
+        (stdout, stderr.contains(SUMMARIZED))
+    };
+    let csv = csv.to_str().unwrap();
+    for params in [
+        &[
+            "model=bgnbd",
+            "spend_model=gamma_gamma",
+            "holdout_start=2024-07-01",
+        ][..],
+        &["model=pareto_nbd", "time_unit=day"],
+    ] {
+        let (lake, summarized) = run("orders/*.parquet", params, true);
+        assert!(summarized, "{params:?}");
+        let (here, _) = run(csv, params, false);
+        mittari_e2e::assert_same_result(&lake, &here);
+    }
+    let (lake, summarized) = run("orders/*.parquet", &["model=historic"], true);
+    assert!(!summarized);
+    let (here, _) = run(csv, &["model=historic"], false);
+    mittari_e2e::assert_same_result(&lake, &here);
+    let (status, _, stderr) = run_cli(
+        &["compute", "clv", "--input", "nothing/*.parquet"],
+        dir.path(),
+        &[],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("no file matches the pattern"), "{stderr}");
+}
+
+/// Runs every case's query for `dialect` in `engine` (tests/sql_engines.py) over the
+/// generated log as Parquet, and compares with Mittari's summary.
+fn check_rfm_in(engine: &str, dialect: mittari_io::SqlDialect) {
+    let Some(python) = mittari_e2e::client_python() else {
+        return;
+    };
+    let log = generated_log();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.parquet");
+    write_parquet(&log_batch(&log), &path);
 
     let cases = rfm_cases();
     let queries: Vec<String> = cases.iter().map(|case| case.sql(dialect, "log")).collect();
@@ -661,17 +905,13 @@ fn check_rfm_in(engine: &str, dialect: mittari_io::SqlDialect) {
                     row[0].as_str().unwrap(),
                     [1, 2, 3].map(|i| row[i].as_i64().unwrap()),
                     row[4].as_f64().unwrap(),
-                    case.holdout_start.map(|_| row[5].as_i64().unwrap()),
+                    case.holdout_start
+                        .map(|_| (row[5].as_i64().unwrap(), row[6].as_i64().unwrap())),
                 )
             })
             .collect();
         case.check(got, &case.expected(&log), sql);
     }
-}
-
-#[test]
-fn the_rfm_sql_computes_mittaris_summary_in_datafusion() {
-    check_rfm_in("datafusion", mittari_io::SqlDialect::DataFusion);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Runs SQL on DataFusion or Spark over a Parquet file, for tests/databases.rs.
+"""Runs SQL on Spark over a Parquet file, for tests/databases.rs (DataFusion runs in process).
 
-Usage: sql_engines.py datafusion|spark FILE.parquet < queries.json. The Parquet file is
+Usage: sql_engines.py spark FILE.parquet < queries.json. The Parquet file is
 registered as the table `log`; each query in the JSON list (a script of statements separated
 by ";" at a line's end, "--" comments allowed) is run, and the rows of each query's last
 statement are printed as one JSON list of lists.
@@ -17,14 +17,6 @@ def statements(script):
         ).strip()
         if body:
             yield body
-
-
-def datafusion_runner(path):
-    import datafusion
-
-    ctx = datafusion.SessionContext()
-    ctx.register_parquet("log", path)
-    return lambda sql: [list(row.values()) for row in ctx.sql(sql).to_arrow_table().to_pylist()]
 
 
 def spark_runner(path):
@@ -46,7 +38,7 @@ def spark_runner(path):
 
 def main():
     engine, path = sys.argv[1], sys.argv[2]
-    run = {"datafusion": datafusion_runner, "spark": spark_runner}[engine](path)
+    run = {"spark": spark_runner}[engine](path)
     results = []
     for script in json.load(sys.stdin):
         rows = None

@@ -75,6 +75,28 @@ impl ReadError {
         }
     }
 
+    /// The error with `hint` after its message (`…; hint`).
+    pub(crate) fn with_hint(self, hint: &str) -> ReadError {
+        match self {
+            ReadError::Input { input, message } => ReadError::Input {
+                input,
+                message: format!("{message}; {hint}"),
+            },
+            ReadError::At {
+                input,
+                at,
+                column,
+                message,
+            } => ReadError::At {
+                input,
+                at,
+                column,
+                message: format!("{message}; {hint}"),
+            },
+            io @ ReadError::Io { .. } => io,
+        }
+    }
+
     pub(crate) fn io(input: &str, what: &'static str, source: std::io::Error) -> ReadError {
         ReadError::Io {
             input: input.to_owned(),

@@ -30,7 +30,7 @@ pub use cells::{DateFormat, DecimalSeparator};
 pub use columns::ColumnMapping;
 pub use error::{Location, ReadError};
 pub use pg::{PostgresQuery, is_postgres_url, redact_url};
-pub use sql::{PeriodUnit, RfmQuery, SqlDialect, rfm_query};
+pub use sql::{PeriodUnit, Relation, RfmPeriods, RfmQuery, SqlDialect, rfm_query};
 pub use write::{OutputFormat, WriteError, write_batch};
 
 /// The input formats, each known by its extension or named with `--input-format`.
@@ -237,6 +237,27 @@ pub fn read(
     }
 }
 
+/// Reads the RFM summary of the transaction log `source` holds, computed where the log is
+/// stored, as the columns of `descriptor`'s summary input (see
+/// [`mittari_sdk::RfmSummaryInput`]): only one row per customer travels. `None` when the
+/// source cannot summarize (a file is read and summarized here) or its columns are not a log.
+pub fn read_rfm_summary(
+    source: &Source<'_>,
+    descriptor: &MetricDescriptor,
+    options: &ReadOptions,
+    periods: RfmPeriods,
+) -> Result<Option<Table>, ReadError> {
+    match source {
+        Source::Path(_) | Source::Stdin => Ok(None),
+        Source::Postgres { url, query } => {
+            match pg::read_rfm_summary(url, query, descriptor, options, periods)? {
+                Some(batches) => assemble(&source.name(), batches).map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
 /// Conforms a batch a client sent (a gRPC `Table.arrow_ipc`) to the columns `descriptor`
 /// declares and `group_by` names, as a file's batches are; `first_row` (1-based) is the
 /// batch's first row in the client's table, for errors. Text cells are read in ISO 8601 with a
@@ -257,6 +278,37 @@ pub fn conform(
         dialect: &dialect,
     };
     columnar::Conformer::new(wanted, &batch.schema())?.conform(batch, first_row)
+}
+
+/// Reads the batches another reader produced (a query engine over a data lake) as a file's:
+/// the columns `descriptor` declares and `group_by` names, renamed by `options.columns`,
+/// converted to the declared types; rows are numbered across the batches for errors.
+pub fn read_batches(
+    name: &str,
+    schema: &arrow_schema::Schema,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    options: &ReadOptions,
+) -> Result<Table, ReadError> {
+    let dialect = dialect(options);
+    let conformer = columnar::Conformer::new(
+        wanted(name, descriptor, group_by, options, &dialect),
+        schema,
+    )?;
+    let mut first_row = 1;
+    let mut conformed = Vec::new();
+    for batch in batches {
+        conformed.push(conformer.conform(&batch, first_row)?);
+        first_row += batch.num_rows() as u64;
+    }
+    assemble(
+        name,
+        columnar::Batches {
+            schema: conformer.schema(),
+            batches: conformed,
+        },
+    )
 }
 
 /// Reads a format that streams: CSV, Arrow IPC, JSON Lines.

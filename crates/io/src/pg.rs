@@ -30,8 +30,9 @@ use postgres::types::{Kind, Type};
 
 use crate::cells::Dialect;
 use crate::columnar::{Batches, Conformer, Wanted};
-use crate::columns::select;
+use crate::columns::{ColumnMapping, select};
 use crate::error::{Location, ReadError};
+use crate::sql::{Relation, RfmPeriods, RfmQuery, SqlDialect, rfm_query};
 use crate::{DecimalSeparator, ReadOptions};
 
 /// Rows gathered before they are converted as one batch.
@@ -199,15 +200,97 @@ pub(crate) fn read(
     options: &ReadOptions,
 ) -> Result<Batches, ReadError> {
     let mut connection = Connection::open(url)?;
-    let name = connection.name.clone();
     let source = query.sql();
     let statement = connection.prepare(&source)?;
-    let header: Vec<String> = statement
+    read_statement(
+        &mut connection,
+        &source,
+        &statement,
+        descriptor,
+        group_by,
+        &options.columns,
+    )
+}
+
+/// Computes the RFM summary of the transaction log `query` returns in the database and reads
+/// it, as the columns of `descriptor`'s summary input; `None` when the query's columns are not
+/// a log (no customer_id, timestamp and amount under `options.columns`' names).
+pub(crate) fn read_rfm_summary(
+    url: &str,
+    query: &PostgresQuery,
+    descriptor: &MetricDescriptor,
+    options: &ReadOptions,
+    periods: RfmPeriods,
+) -> Result<Option<Batches>, ReadError> {
+    let mut connection = Connection::open(url)?;
+    let source = query.sql();
+    let header = column_names(&connection.prepare(&source)?);
+    // A query the metric cannot read is read as rows, which says why.
+    let Ok(selected) = select(&header, descriptor, &[], &options.columns) else {
+        return Ok(None);
+    };
+    let source_of = |name: &str| {
+        selected
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| header[s.index].as_str())
+    };
+    let (Some(customer_id), Some(timestamp), Some(amount)) = (
+        source_of("customer_id"),
+        source_of("timestamp"),
+        source_of("amount"),
+    ) else {
+        return Ok(None);
+    };
+    let summary = rfm_query(
+        SqlDialect::Postgres,
+        &RfmQuery {
+            from: Relation::Query(&source),
+            customer_id,
+            timestamp,
+            amount,
+            periods,
+        },
+    )
+    .map_err(|message| ReadError::input(&connection.name, message))?;
+    tracing::info!(
+        input = %connection.name,
+        time_unit = ?periods.unit,
+        "summarizing the transaction log in the database"
+    );
+    let statement = connection
+        .prepare(&summary)
+        .map_err(|e| e.with_hint(PUSHDOWN_HINT))?;
+    read_statement(&mut connection, &summary, &statement, descriptor, &[], &[])
+        .map(Some)
+        .map_err(|e| e.with_hint(PUSHDOWN_HINT))
+}
+
+/// What to do when the database cannot summarize a log.
+const PUSHDOWN_HINT: &str =
+    "the RFM summary runs in the database; --no-pushdown reads the rows and summarizes them here";
+
+fn column_names(statement: &postgres::Statement) -> Vec<String> {
+    statement
         .columns()
         .iter()
         .map(|c| c.name().to_owned())
-        .collect();
-    let wanted_columns = select(&header, descriptor, group_by, &options.columns)
+        .collect()
+}
+
+/// Streams the rows of the prepared `source` as batches of the columns `descriptor` declares
+/// and `group_by` names, renamed by `mappings`.
+fn read_statement(
+    connection: &mut Connection,
+    source: &str,
+    statement: &postgres::Statement,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    mappings: &[ColumnMapping],
+) -> Result<Batches, ReadError> {
+    let name = connection.name.clone();
+    let header = column_names(statement);
+    let wanted_columns = select(&header, descriptor, group_by, mappings)
         .map_err(|message| ReadError::input(&name, message))?;
     let wanted_indices: Vec<usize> = wanted_columns.iter().map(|c| c.index).collect();
     let columns = plan(&name, statement.columns().iter(), |index| {
@@ -223,12 +306,12 @@ pub(crate) fn read(
         source: &name,
         descriptor,
         group_by,
-        mappings: &options.columns,
+        mappings,
         dialect: &dialect,
     };
     let conformer = Conformer::new(wanted, &schema_of(&columns))?;
     let mut batches = Vec::new();
-    connection.copy_out(&source, &columns, |batch, first_row| {
+    connection.copy_out(source, &columns, |batch, first_row| {
         batches.push(conformer.conform(&batch, first_row)?);
         Ok(())
     })?;

@@ -23,6 +23,8 @@
 
 use std::fmt::Write as _;
 
+use mittari_sdk::{MetricDescriptor, ParamValue};
+
 /// The SQL engines the summary is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlDialect {
@@ -143,15 +145,19 @@ impl std::str::FromStr for PeriodUnit {
 /// Microseconds in a day.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-/// What the summary is computed from and how.
-#[derive(Debug, Clone)]
-pub struct RfmQuery<'a> {
-    /// The table (or view), optionally qualified: `sales.orders`, `project.dataset.orders`.
-    pub table: &'a str,
-    /// The source columns holding the customer, the instant and the amount.
-    pub customer_id: &'a str,
-    pub timestamp: &'a str,
-    pub amount: &'a str,
+/// Where a transaction log is read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Relation<'a> {
+    /// A table (or view), optionally qualified: `sales.orders`, `project.dataset.orders`.
+    Table(&'a str),
+    /// A query, read as a subquery.
+    Query(&'a str),
+}
+
+/// How a log is summarized: the clv metric's `time_unit`, `observation_end` and
+/// `holdout_start`.
+#[derive(Debug, Clone, Copy)]
+pub struct RfmPeriods {
     pub unit: PeriodUnit,
     /// µs since 1970, UTC; by default the latest transaction.
     pub observation_end: Option<i64>,
@@ -159,10 +165,71 @@ pub struct RfmQuery<'a> {
     pub holdout_start: Option<i64>,
 }
 
+impl RfmPeriods {
+    /// How a request summarizes its log, when `descriptor` reads an RFM summary in place of
+    /// the log for the request's parameters (`param` looks one up; absent ones take the
+    /// descriptor's defaults); `None` when the metric needs the log itself.
+    pub fn of_request(
+        descriptor: &MetricDescriptor,
+        param: impl Fn(&str) -> Option<ParamValue>,
+    ) -> Result<Option<RfmPeriods>, String> {
+        let Some(summary) = &descriptor.rfm_summary else {
+            return Ok(None);
+        };
+        let value =
+            |name: &str| param(name).or_else(|| descriptor.parameter_spec(name)?.default.clone());
+        match value(&summary.parameter) {
+            Some(ParamValue::String(choice)) if summary.applies_to(&choice) => {}
+            _ => return Ok(None),
+        }
+        let instant = |name: &str| match value(name) {
+            None => Ok(None),
+            Some(ParamValue::Timestamp(micros)) => Ok(Some(micros)),
+            Some(other) => Err(format!(
+                "{name} must be a timestamp, not a {}",
+                other.data_type()
+            )),
+        };
+        let unit = match value("time_unit") {
+            None => PeriodUnit::Week,
+            Some(ParamValue::String(name)) => name.parse()?,
+            Some(other) => {
+                return Err(format!(
+                    "time_unit must be day or week, not a {}",
+                    other.data_type()
+                ));
+            }
+        };
+        Ok(Some(RfmPeriods {
+            unit,
+            observation_end: instant("observation_end")?,
+            holdout_start: instant("holdout_start")?,
+        }))
+    }
+}
+
+/// What the summary is computed from and how.
+#[derive(Debug, Clone)]
+pub struct RfmQuery<'a> {
+    pub from: Relation<'a>,
+    /// The source columns holding the customer, the instant and the amount.
+    pub customer_id: &'a str,
+    pub timestamp: &'a str,
+    pub amount: &'a str,
+    pub periods: RfmPeriods,
+}
+
 /// The query returning one row per customer: `customer_id`, `frequency`, `recency`, `T`,
-/// `monetary_value` and, with a holdout, `holdout_frequency`; ordered by customer.
+/// `monetary_value` and, with a holdout, `frequency_holdout` (its distinct periods) and
+/// `duration_holdout` (its length in periods), as Python's lifetimes names them; ordered by
+/// customer. It is the summary the clv metric reads in place of the log.
 pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, String> {
-    if let (Some(end), Some(start)) = (query.observation_end, query.holdout_start)
+    let RfmPeriods {
+        unit,
+        observation_end,
+        holdout_start,
+    } = query.periods;
+    if let (Some(end), Some(start)) = (observation_end, holdout_start)
         && start >= end
     {
         return Err("the holdout must start before the end of observation".to_owned());
@@ -170,26 +237,29 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
     let q = |name: &str| dialect.quote(name);
     // A day's period: the day itself, or its Monday-to-Sunday week (1970-01-01 was a
     // Thursday: day + 3 puts Mondays at multiples of 7).
-    let period = |day: &str| match query.unit {
+    let period = |day: &str| match unit {
         PeriodUnit::Day => day.to_owned(),
         PeriodUnit::Week => dialect.floor_div(&format!("{day} + 3"), 7),
     };
     let period_of_micros = |micros: i64| {
         let day = micros.div_euclid(MICROS_PER_DAY);
-        match query.unit {
+        match unit {
             PeriodUnit::Day => day,
             PeriodUnit::Week => (day + 3).div_euclid(7),
         }
     };
-    let unit = match query.unit {
+    let unit_name = match unit {
         PeriodUnit::Day => "day",
         PeriodUnit::Week => "week",
     };
     let mut sql = String::new();
+    let (described, from) = match query.from {
+        Relation::Table(table) => (table, dialect.table(table)),
+        Relation::Query(sql) => ("a query", format!("(\n{sql}\n  ) AS mittari_log")),
+    };
     let _ = writeln!(
         sql,
-        "-- Mittari's RFM summary of {} by {unit}: one row per customer, as the clv metric's transaction log summary.",
-        query.table
+        "-- Mittari's RFM summary of {described} by {unit_name}: one row per customer, as the clv metric's transaction log summary.",
     );
     if dialect == SqlDialect::Spark {
         sql.push_str("SET spark.sql.session.timeZone = UTC;\n");
@@ -200,7 +270,7 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
         q(query.customer_id),
         dialect.micros(&q(query.timestamp)),
         q(query.amount),
-        dialect.table(query.table),
+        from,
         q(query.timestamp),
     );
     let _ = writeln!(
@@ -208,23 +278,35 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
         "days AS (\n  SELECT customer_id, micros, {} AS day, amount\n  FROM tx\n),",
         dialect.floor_div("micros", MICROS_PER_DAY),
     );
-    // T is measured to the holdout's start, or to the end of observation.
-    let bounds = match (query.observation_end, query.holdout_start) {
-        (Some(end), start) => format!(
-            "SELECT CAST({end} AS BIGINT) AS observation_end, CAST({} AS BIGINT) AS end_period",
-            period_of_micros(start.unwrap_or(end))
-        ),
-        (None, Some(start)) => format!(
-            "SELECT MAX(micros) AS observation_end, CAST({} AS BIGINT) AS end_period FROM days",
-            period_of_micros(start)
-        ),
+    // T is measured to the holdout's start, or to the end of observation; the holdout lasts
+    // from its start's period to the end's.
+    let bounds = match (observation_end, holdout_start) {
+        (Some(end), start) => {
+            let end_period = period_of_micros(start.unwrap_or(end));
+            let duration = start.map_or(String::new(), |_| {
+                format!(
+                    ", CAST({} AS BIGINT) AS duration_holdout",
+                    period_of_micros(end) - end_period
+                )
+            });
+            format!(
+                "SELECT CAST({end} AS BIGINT) AS observation_end, CAST({end_period} AS BIGINT) AS end_period{duration}"
+            )
+        }
+        (None, Some(start)) => {
+            let start_period = period_of_micros(start);
+            format!(
+                "SELECT MAX(micros) AS observation_end, CAST({start_period} AS BIGINT) AS end_period, {} - {start_period} AS duration_holdout FROM days",
+                period("MAX(day)")
+            )
+        }
         (None, None) => format!(
             "SELECT MAX(micros) AS observation_end, {} AS end_period FROM days",
             period("MAX(day)")
         ),
     };
     let _ = writeln!(sql, "bounds AS (\n  {bounds}\n),");
-    let in_holdout = match query.holdout_start {
+    let in_holdout = match holdout_start {
         Some(start) => format!("d.micros >= {start}"),
         None => "FALSE".to_owned(),
     };
@@ -247,7 +329,7 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
         "summary AS (\n  SELECT c.customer_id,\n    s.periods - 1 AS frequency,\n    s.last_period - s.first_period AS recency,\n    s.end_period - s.first_period AS {t},\n    CASE WHEN s.periods > 1\n      THEN CAST(SUM(CASE WHEN c.period > s.first_period THEN c.amount ELSE 0 END) AS {double}) / (s.periods - 1)\n      ELSE CAST(0 AS {double}) END AS monetary_value\n  FROM calibration c JOIN spans s ON c.customer_id = s.customer_id\n  GROUP BY c.customer_id, s.periods, s.first_period, s.last_period, s.end_period\n)",
         t = q("T"),
     );
-    match query.holdout_start {
+    match holdout_start {
         None => {
             let _ = write!(
                 sql,
@@ -258,7 +340,7 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
         Some(_) => {
             let _ = write!(
                 sql,
-                ",\nholdout AS (\n  SELECT customer_id, COUNT(DISTINCT period) AS holdout_frequency\n  FROM timed\n  WHERE in_holdout\n  GROUP BY customer_id\n)\nSELECT s.customer_id, s.frequency, s.recency, s.{t}, s.monetary_value,\n  COALESCE(h.holdout_frequency, 0) AS holdout_frequency\nFROM summary s LEFT JOIN holdout h ON s.customer_id = h.customer_id\nORDER BY s.customer_id\n",
+                ",\nholdout AS (\n  SELECT customer_id, COUNT(DISTINCT period) AS frequency_holdout\n  FROM timed\n  WHERE in_holdout\n  GROUP BY customer_id\n)\nSELECT s.customer_id, s.frequency, s.recency, s.{t}, s.monetary_value,\n  COALESCE(h.frequency_holdout, 0) AS frequency_holdout, b.duration_holdout\nFROM summary s CROSS JOIN bounds b LEFT JOIN holdout h ON s.customer_id = h.customer_id\nORDER BY s.customer_id\n",
                 t = q("T")
             );
         }

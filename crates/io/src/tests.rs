@@ -308,13 +308,15 @@ fn json_lines_read_like_csv() {
 #[test]
 fn rfm_sql_speaks_each_dialect() {
     let query = RfmQuery {
-        table: "shop.orders",
+        from: Relation::Table("shop.orders"),
         customer_id: "asiakas",
         timestamp: "pvm",
         amount: "summa",
-        unit: PeriodUnit::Week,
-        observation_end: None,
-        holdout_start: Some(1_719_792_000_000_000),
+        periods: RfmPeriods {
+            unit: PeriodUnit::Week,
+            observation_end: None,
+            holdout_start: Some(1_719_792_000_000_000),
+        },
     };
     let check = |dialect: SqlDialect, expect: &[&str]| {
         let sql = rfm_query(dialect, &query).unwrap();
@@ -356,7 +358,10 @@ fn rfm_sql_speaks_each_dialect() {
         ],
     );
     let late = RfmQuery {
-        observation_end: Some(1_700_000_000_000_000),
+        periods: RfmPeriods {
+            observation_end: Some(1_700_000_000_000_000),
+            ..query.periods
+        },
         ..query
     };
     assert_eq!(

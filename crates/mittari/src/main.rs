@@ -278,9 +278,10 @@ fn arrow_table(batch: &RecordBatch) -> Result<pb::Table, Status> {
 #[derive(Debug, clap::Args)]
 struct InputArgs {
     /// The input: a .csv (.tsv, .txt), .parquet, .arrow (Arrow IPC file or stream), .arrows or
-    /// .jsonl file, - for standard input, or a PostgreSQL database
-    /// (postgres://user@host:port/db, with --query or --table; the password from PGPASSWORD).
-    /// Columns are typed by the metric's descriptor.
+    /// .jsonl file, - for standard input, a pattern of Parquet files read by DataFusion
+    /// ('orders/*.parquet', quoted), or a PostgreSQL database (postgres://user@host:port/db,
+    /// with --query or --table; the password from PGPASSWORD). Columns are typed by the
+    /// metric's descriptor.
     #[arg(long, value_name = "FILE|URL")]
     input: PathBuf,
     /// The query whose rows are the input, with a postgres:// input.
@@ -289,6 +290,11 @@ struct InputArgs {
     /// The table or view (schema.name) to read, with a postgres:// input.
     #[arg(long, value_name = "NAME")]
     table: Option<String>,
+    /// With a postgres:// input or a Parquet pattern and a metric that reads an RFM summary
+    /// (clv's predictive models), read the rows and summarize them here instead of in the
+    /// database or DataFusion.
+    #[arg(long)]
+    no_pushdown: bool,
     /// The input's format, when its extension does not say it (standard input is recognized
     /// by its first bytes otherwise): csv, parquet, arrow, arrows or jsonl.
     #[arg(long, value_name = "FORMAT")]
@@ -337,6 +343,12 @@ impl InputArgs {
             (None, None) if self.input.as_os_str() == "-" => mittari_io::Source::Stdin,
             (None, None) => mittari_io::Source::Path(&self.input),
         })
+    }
+
+    /// The pattern of Parquet files (`orders/*.parquet`) the input names, if it is one.
+    fn pattern(&self) -> Option<&str> {
+        let input = self.input.to_str()?;
+        (!mittari_io::is_postgres_url(input) && mittari_lake::is_pattern(input)).then_some(input)
     }
 
     fn options(&self) -> mittari_io::ReadOptions {
@@ -477,13 +489,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let sql = mittari_io::rfm_query(
                 dialect,
                 &mittari_io::RfmQuery {
-                    table: &table,
+                    from: mittari_io::Relation::Table(&table),
                     customer_id: &customer_id,
                     timestamp: &timestamp,
                     amount: &amount,
-                    unit: time_unit,
-                    observation_end,
-                    holdout_start,
+                    periods: mittari_io::RfmPeriods {
+                        unit: time_unit,
+                        observation_end,
+                        holdout_start,
+                    },
                 },
             )
             .map_err(|e| anyhow::anyhow!("--holdout-start: {e}"))?;
@@ -565,7 +579,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::io::stderr().is_terminal() && format != Format::Json,
                 &format!("reading {source_name}"),
             );
-            let table = mittari_io::read(source, &descriptor, &group_by, &input.options())?;
+            let options = input.options();
+            // Where the log is in a database or a data lake, its summary is computed there and
+            // only one row per customer travels; per-group summaries are not pushed down.
+            let periods = if input.no_pushdown || !group_by.is_empty() {
+                None
+            } else {
+                mittari_io::RfmPeriods::of_request(&descriptor, |name| {
+                    params.get(name).and_then(convert::value_from_proto)
+                })
+                .map_err(|e| anyhow::anyhow!("--param {e}"))?
+            };
+            let lake = match input.pattern() {
+                Some(pattern) => Some(rt.block_on(mittari_lake::Lake::open(pattern))?),
+                None => None,
+            };
+            let summary = match (periods, &lake) {
+                (None, _) => None,
+                (Some(periods), Some(lake)) => {
+                    rt.block_on(lake.read_rfm_summary(&descriptor, &options, periods))?
+                }
+                (Some(periods), None) => {
+                    mittari_io::read_rfm_summary(&source, &descriptor, &options, periods)?
+                }
+            };
+            let table = match (summary, &lake) {
+                (Some(summary), _) => {
+                    // The summary has applied them.
+                    params.remove("observation_end");
+                    params.remove("holdout_start");
+                    summary
+                }
+                (None, Some(lake)) => rt.block_on(lake.read(&descriptor, &group_by, &options))?,
+                (None, None) => mittari_io::read(source, &descriptor, &group_by, &options)?,
+            };
             progress.phase(&match &remote.server {
                 Some(url) => format!("computing {metric} on {url}"),
                 None => format!("computing {metric}"),

@@ -262,6 +262,29 @@ pub struct TableSpec {
     pub description: String,
 }
 
+/// Says that a metric can read the RFM summary of a transaction log in place of the log, when
+/// its `parameter` has one of `values` (clv's `model` being `bgnbd`, say). A client whose data
+/// sits in a database or a data lake can then have the summary computed there (`mittari sql
+/// rfm`), so only one row per customer travels.
+///
+/// The summary is that of `mittari_models::rfm`: columns `customer_id`, `frequency`, `recency`,
+/// `T`, `monetary_value` and, with a holdout, `frequency_holdout` and `duration_holdout` (the
+/// names of Python's lifetimes). The metric's `time_unit` (`day` or `week`), `observation_end`
+/// and `holdout_start` parameters, where it has them, say how the log is summarized: a client
+/// that summarizes applies them itself and does not pass on the last two.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RfmSummaryInput {
+    pub parameter: String,
+    pub values: Vec<String>,
+}
+
+impl RfmSummaryInput {
+    /// Whether the summary suffices for a request whose `parameter` is `value`.
+    pub fn applies_to(&self, value: &str) -> bool {
+        self.values.iter().any(|v| v == value)
+    }
+}
+
 /// Everything the engine and the clients need to know about a metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricDescriptor {
@@ -281,6 +304,9 @@ pub struct MetricDescriptor {
     /// [`MetricDescriptor::expensive`].
     #[serde(default)]
     pub expensive: bool,
+    /// When the metric can read an RFM summary in place of a transaction log.
+    #[serde(default)]
+    pub rfm_summary: Option<RfmSummaryInput>,
 }
 
 impl MetricDescriptor {
@@ -295,7 +321,18 @@ impl MetricDescriptor {
             outputs: Vec::new(),
             tables: Vec::new(),
             expensive: false,
+            rfm_summary: None,
         }
+    }
+    /// Declares that the metric reads the RFM summary of a transaction log in place of the log
+    /// when `parameter` has one of `values`; see [`RfmSummaryInput`].
+    #[must_use]
+    pub fn reads_rfm_summary(mut self, parameter: &str, values: &[&str]) -> Self {
+        self.rfm_summary = Some(RfmSummaryInput {
+            parameter: parameter.to_owned(),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        });
+        self
     }
     /// Declares that a computation may take seconds however small its input: the server then
     /// schedules it with the heavy computations, never beside the quick ones. Leave it off for
@@ -386,6 +423,22 @@ impl MetricDescriptor {
                 crate::params::check_value(spec, default).map_err(|reason| {
                     format!("default of parameter {:?} is invalid: {reason}", spec.name)
                 })?;
+            }
+        }
+        if let Some(summary) = &self.rfm_summary {
+            if self.parameter_spec(&summary.parameter).is_none() {
+                return Err(format!(
+                    "the RFM summary input depends on parameter {:?}, which is not declared",
+                    summary.parameter
+                ));
+            }
+            if let Some(missing) = ["customer_id", "frequency", "recency", "T"]
+                .into_iter()
+                .find(|c| self.input_column(c).is_none())
+            {
+                return Err(format!(
+                    "a metric that reads an RFM summary declares the summary's columns; {missing:?} is not declared"
+                ));
             }
         }
         Ok(())

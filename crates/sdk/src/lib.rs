@@ -50,7 +50,7 @@ pub use arrow_array::RecordBatch;
 pub use arrow_schema;
 pub use descriptor::{
     ColumnSpec, DataType, MAX_QUANTITY, MetricDescriptor, OutputSpec, ParameterSpec, Range,
-    TableSpec,
+    RfmSummaryInput, TableSpec,
 };
 pub use error::MetricError;
 pub use input::Input;

@@ -14,7 +14,8 @@ use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{Field as ArrowField, Schema};
 use mittari_engine::{
     ColumnSpec, ComputeOutcome, DataType, EngineError, Field, GroupedResults, MetricDescriptor,
-    MetricResults, OutputSpec, ParamValue, ParameterSpec, Range, TableSpec, Violation,
+    MetricResults, OutputSpec, ParamValue, ParameterSpec, Range, RfmSummaryInput, TableSpec,
+    Violation,
 };
 use mittari_proto::v1 as pb;
 
@@ -179,6 +180,13 @@ pub fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::
             .collect(),
         library: library.to_owned(),
         expensive: descriptor.expensive,
+        rfm_summary: descriptor
+            .rfm_summary
+            .as_ref()
+            .map(|summary| pb::RfmSummaryInput {
+                parameter: summary.parameter.clone(),
+                values: summary.values.clone(),
+            }),
     }
 }
 
@@ -234,6 +242,10 @@ pub fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
             })
             .collect(),
         expensive: d.expensive,
+        rfm_summary: d.rfm_summary.as_ref().map(|summary| RfmSummaryInput {
+            parameter: summary.parameter.clone(),
+            values: summary.values.clone(),
+        }),
     }
 }
 

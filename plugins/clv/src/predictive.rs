@@ -64,7 +64,7 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
     if params.get("holdout_start").is_some() {
         return Err(MetricError::invalid_parameter(
             "holdout_start",
-            "a holdout needs a transaction log; a summary has no transactions to split",
+            "a summary has no transactions to split; give its holdout as frequency_holdout and duration_holdout columns (mittari sql rfm --holdout-start writes them)",
         ));
     }
     if params.get("observation_end").is_some() {
@@ -81,6 +81,7 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
     );
     let monetary = input.optional_double("monetary_value")?;
     let weight = input.optional_double("weight")?;
+    let holdout = summary_holdout(input)?;
     let rows = input.num_rows();
     let mut history = History {
         row: Vec::with_capacity(rows),
@@ -90,7 +91,8 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
         monetary_value: Vec::with_capacity(rows),
         weight: Vec::with_capacity(rows),
         ids: input.optional_string("customer_id")?,
-        ..History::default()
+        holdout_frequency: holdout.map(|_| Vec::with_capacity(rows)),
+        holdout_length: holdout.map(|(_, length)| length),
     };
     for row in 0..input.num_rows() {
         let (x, t_x, t) = (x.value(row), t_x.value(row), t.value(row));
@@ -133,8 +135,52 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
             .monetary_value
             .push(monetary.filter(|m| m.is_valid(row)).map(|m| m.value(row)));
         history.weight.push(weight);
+        if let (Some(frequencies), Some((column, _))) = (&mut history.holdout_frequency, holdout) {
+            let frequency = column.value(row);
+            if frequency.fract() != 0.0 {
+                return Err(MetricError::invalid_value(
+                    "frequency_holdout",
+                    row,
+                    format!("frequency_holdout {frequency} is not a whole number of purchases"),
+                ));
+            }
+            frequencies.push(frequency);
+        }
     }
     Ok(history)
+}
+
+/// A summary's holdout: its purchases column and its length in time units, which one
+/// holdout has on every row.
+fn summary_holdout<'a>(input: &Input<'a>) -> Result<Option<(&'a Float64Array, f64)>, MetricError> {
+    let (frequency, duration) = (
+        input.optional_double("frequency_holdout")?,
+        input.optional_double("duration_holdout")?,
+    );
+    let (frequency, duration) = match (frequency, duration) {
+        (None, None) => return Ok(None),
+        (Some(frequency), Some(duration)) => (frequency, duration),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(MetricError::invalid_input(
+                "a summary's holdout needs both frequency_holdout and duration_holdout columns",
+            ));
+        }
+    };
+    crate::no_empty_cells(input, &["frequency_holdout", "duration_holdout"])?;
+    let Some(length) = (!duration.is_empty()).then(|| duration.value(0)) else {
+        return Ok(Some((frequency, 0.0)));
+    };
+    if let Some(row) = (0..duration.len()).find(|&row| duration.value(row) != length) {
+        return Err(MetricError::invalid_value(
+            "duration_holdout",
+            row,
+            format!(
+                "duration_holdout is {} here but {length} on the first row; one holdout has one length",
+                duration.value(row)
+            ),
+        ));
+    }
+    Ok(Some((frequency, length)))
 }
 
 fn from_transactions<'a>(
