@@ -208,7 +208,11 @@ fn the_readme_examples_run() {
     }
     assert!(commands.len() >= 8, "{commands:?}");
     for command in commands {
-        let args: Vec<&str> = command.split_whitespace().collect();
+        // Quoted as a shell needs them ('examples/data/*.parquet'), none with a space.
+        let args: Vec<&str> = command
+            .split_whitespace()
+            .map(|arg| arg.trim_matches('\''))
+            .collect();
         let (status, stdout, stderr) = run_cli(&args, &repo_root(), &[]);
         assert!(status.success(), "{command}: {stderr}");
         assert!(stdout.contains(" over "), "{command}: {stdout}");
