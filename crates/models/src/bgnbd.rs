@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::ops::Range;
 
 use crate::ad::Real;
-use crate::hyp2f1::hyp2f1_at;
+use crate::hyp2f1::{hyp2f1_at, ln_hyp2f1_positive};
 use crate::optimize::{Fit, FitError, LogLikelihood, SecondOrder, fit};
 use crate::purchase::{
     BLOCK, ByFrequency, FrequencyGroup, Histories, PurchaseModel, alive_given_ln_odds, lane_sums,
@@ -356,18 +356,28 @@ impl BgNbd {
                 *z = if h > 0.0 { h / (alpha + t + h) } else { 0.0 };
             }
             let mut series = [0.0; 16];
-            hyp2f1_at(
+            let euler = hyp2f1_at(
                 a + b - r - 1.0,
                 a - 1.0,
                 a + b + x - 1.0,
                 &zs[..n],
                 &mut series[..n],
-            )?;
+            );
             for (((value, &h), &z), &series) in out.iter_mut().zip(horizons).zip(&zs).zip(&series) {
                 *value = if h <= 0.0 {
                     0.0
                 } else {
-                    let bracket = 1.0 - (1.0 - z).powf(a - 1.0) * series;
+                    let bracket = match euler {
+                        Some(()) => 1.0 - (1.0 - z).powf(a - 1.0) * series,
+                        // With a and b in the millions the transformed series overflows;
+                        // the untransformed one, ((α+T)/(α+T+t))^(r+x) ₂F₁(r+x, b+x;
+                        // a+b+x−1; z), has positive terms and is summed in log space.
+                        None => {
+                            let ln_power = (r + x) * (1.0 - z).ln();
+                            let ln_series = ln_hyp2f1_positive(r + x, b + x, a + b + x - 1.0, z)?;
+                            -(ln_power + ln_series).exp_m1()
+                        }
+                    };
                     let expected = (a + b + x - 1.0) / (a - 1.0) * bracket * alive;
                     if !expected.is_finite() {
                         return None;
@@ -538,6 +548,37 @@ mod tests {
         assert!((lapsed - 0.141).abs() < 1e-3, "{lapsed}");
         // The purchase distribution sums to one and its mean matches E[X(t)].
         check_distribution(&p, 39.0, 400);
+    }
+
+    /// With a and b in the millions the dropout probability is the same p = a/(a+b) for every
+    /// customer, and eq. 10 tends to P(alive)/p · (1 − ((α+T)/(α+T+p·t))^(r+x)): purchases at
+    /// rate λ until a dropout at rate λp, λ ~ Gamma(r+x, α+T). Parameters as a fit to a log
+    /// without dropout heterogeneity gave them (this once failed with "did not converge").
+    #[test]
+    fn predictions_tend_to_the_fixed_dropout_limit() {
+        let p = BgNbd {
+            r: 6.287911149179464,
+            alpha: 753.3749509551268,
+            a: 56898033.62740824,
+            b: 195015233.1591005,
+            variant: Variant::Bg,
+        };
+        let dropout = p.a / (p.a + p.b);
+        for (x, t_x, t, horizon) in [
+            (0.0, 0.0, 0.0, 365.0),
+            (3.0, 200.0, 700.0, 365.0),
+            (40.0, 690.0, 700.0, 3650.0),
+            (1.0, 5.0, 2900.0, 30.0),
+        ] {
+            let got = p.expected_purchases(horizon, x, t_x, t).unwrap();
+            let base = p.alpha + t;
+            let want = p.p_alive(x, t_x, t) / dropout
+                * (1.0 - (base / (base + dropout * horizon)).powf(p.r + x));
+            assert!(
+                (got - want).abs() <= 1e-6 * want,
+                "{x} {t_x} {t} {horizon}: {got} vs {want}"
+            );
+        }
     }
 
     /// MBG/NBD on CDNOW, against lifetimes 0.11.3's ModifiedBetaGeoFitter (no paper fits it
