@@ -92,10 +92,15 @@ async fn lists_and_describes_metrics() {
     let names: Vec<&str> = list.metrics.iter().map(|m| m.name.as_str()).collect();
     let mut expected = mittari_e2e::BUNDLED_METRICS.to_vec();
     expected.extend([
+        "test_aborts",
         "test_leaks_path",
+        "test_nondeterministic",
         "test_panics",
         "test_returns_nan",
+        "test_run_on",
         "test_sleeps",
+        "test_undeclared_output",
+        "test_wrong_row",
     ]);
     assert_eq!(names, expected);
     let nps_summary = &list

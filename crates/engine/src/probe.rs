@@ -49,6 +49,108 @@ pub fn extreme_cases(descriptor: &MetricDescriptor, seed: u64, count: usize) -> 
         .collect()
 }
 
+/// How a shape lays out a column, `None` leaving it out.
+type LayoutOf = fn(&ColumnSpec) -> Option<Layout>;
+
+/// Requests of the shapes every metric meets, with ordinary values: no rows, one row, every
+/// optional column null, every string key the same, and `large_rows` rows (once with the
+/// required columns, once with every column; the last two cases). Labels name the shape.
+pub fn shaped_cases(descriptor: &MetricDescriptor, large_rows: usize) -> Vec<ProbeCase> {
+    let mut rng = SplitMix(0x5EED);
+    let shapes: [(&str, usize, LayoutOf); 6] = [
+        ("required columns", 0, |spec| {
+            spec.required.then_some(Layout::Ordinary)
+        }),
+        ("every column", 1, |_| Some(Layout::Ordinary)),
+        ("optional columns all null", 16, |spec| {
+            Some(if spec.required {
+                Layout::Ordinary
+            } else {
+                Layout::Null
+            })
+        }),
+        ("one key repeated", 64, |spec| {
+            Some(if spec.data_type == DataType::String {
+                Layout::Constant
+            } else {
+                Layout::Ordinary
+            })
+        }),
+        ("required columns", large_rows, |spec| {
+            spec.required.then_some(Layout::Ordinary)
+        }),
+        ("every column", large_rows, |_| Some(Layout::Ordinary)),
+    ];
+    shapes
+        .into_iter()
+        .map(|(shape, rows, layout_of)| {
+            let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = descriptor
+                .inputs
+                .iter()
+                .filter_map(|spec| {
+                    let layout = layout_of(spec)?;
+                    Some((
+                        Field::new(&spec.name, spec.data_type.arrow_type(), true),
+                        column(spec, layout, rows, &mut rng),
+                    ))
+                })
+                .unzip();
+            let rows_text = if rows == 1 {
+                "1 row".to_owned()
+            } else {
+                format!("{rows} rows")
+            };
+            let label = format!("{}: {rows_text}, {shape}", descriptor.name);
+            ProbeCase {
+                label,
+                params: required_parameters(descriptor),
+                input: batch(fields, columns, rows),
+                group_by: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Ordinary values for the required parameters that have no default: numbers at the low end
+/// of their range, the first allowed string, and timestamps a year apart from 2023-01-01 in
+/// declaration order (so a period_start comes before its period_end).
+fn required_parameters(descriptor: &MetricDescriptor) -> BTreeMap<String, ParamValue> {
+    const YEAR_MICROS: i64 = 365 * 86_400 * 1_000_000;
+    let mut next_timestamp = 1_672_531_200_000_000; // 2023-01-01
+    let mut params = BTreeMap::new();
+    for spec in descriptor
+        .parameters
+        .iter()
+        .filter(|p| p.required && p.default.is_none())
+    {
+        let (low, _) = ordinary_bounds(spec.range);
+        let value = match spec.data_type {
+            DataType::Int64 => ParamValue::Int64(low.ceil() as i64),
+            DataType::Double => ParamValue::Double(low),
+            DataType::Bool => ParamValue::Bool(false),
+            DataType::String => match spec.allowed_values.first() {
+                Some(first) => ParamValue::String(first.clone()),
+                None => ParamValue::String("a".to_owned()),
+            },
+            DataType::Timestamp => {
+                next_timestamp += YEAR_MICROS;
+                ParamValue::Timestamp(next_timestamp - YEAR_MICROS)
+            }
+        };
+        params.insert(spec.name.clone(), value);
+    }
+    params
+}
+
+fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>, rows: usize) -> RecordBatch {
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+}
+
 /// How a column's values are laid out over the rows.
 #[derive(Debug, Clone, Copy)]
 enum Layout {
@@ -60,6 +162,10 @@ enum Layout {
     Ascending,
     /// Every row null (optional columns only).
     Null,
+    /// Values a shop's data would have: spread over the declared range (or 0..1000), timestamps
+    /// to the second over three years, a distinct string key per row (one row per customer;
+    /// repeated keys are a shape of their own).
+    Ordinary,
 }
 
 fn generate(descriptor: &MetricDescriptor, rng: &mut SplitMix, mut label: String) -> ProbeCase {
@@ -100,23 +206,27 @@ fn generate(descriptor: &MetricDescriptor, rng: &mut SplitMix, mut label: String
             params.insert(spec.name.clone(), value);
         }
     }
-    label.push_str(&format!(": {rows} rows, {}", described.join(", ")));
+    label.push_str(&format!(": {rows} rows"));
+    if !described.is_empty() {
+        label.push_str(&format!(", {}", described.join(", ")));
+    }
     if !group_by.is_empty() {
         label.push_str(&format!(", group by {}", group_by.join(",")));
     }
-    let schema = Arc::new(Schema::new(fields));
-    let input = RecordBatch::try_new_with_options(
-        schema,
-        columns,
-        &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
-    )
-    .unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())));
     ProbeCase {
         label,
         params,
-        input,
+        input: batch(fields, columns, rows),
         group_by,
     }
+}
+
+/// Where ordinary values of a column with `range` lie: 0 to 1000 clipped to the range, or the
+/// first 1000 above its minimum when that is above 1000 (always within the range).
+fn ordinary_bounds(range: Option<Range>) -> (f64, f64) {
+    let (min, max) = bounds(range, -1e15, 1e15);
+    let low = min.max(0.0).min(max);
+    (low, max.min(low + 1000.0))
 }
 
 fn bounds(range: Option<Range>, low: f64, high: f64) -> (f64, f64) {
@@ -221,6 +331,11 @@ fn column(spec: &ColumnSpec, layout: Layout, rows: usize, rng: &mut SplitMix) ->
                     Layout::Constant => Some(start),
                     Layout::Mixed => Some(*rng.pick(&pool)),
                     Layout::Ascending => Some(start.saturating_add(row as i64).min(max)),
+                    Layout::Ordinary => {
+                        let (low, high) = ordinary_bounds(spec.range);
+                        let (low, high) = (low.ceil() as i64, high.floor() as i64);
+                        Some(low + rng.below((high - low + 1).max(1) as u64) as i64)
+                    }
                 })
                 .collect();
             Arc::new(Int64Array::from(values))
@@ -235,6 +350,10 @@ fn column(spec: &ColumnSpec, layout: Layout, rows: usize, rng: &mut SplitMix) ->
                     Layout::Constant => Some(start),
                     Layout::Mixed => Some(*rng.pick(&pool)),
                     Layout::Ascending => Some((start + row as f64).min(max)),
+                    Layout::Ordinary => {
+                        let (low, high) = ordinary_bounds(spec.range);
+                        Some(low + (high - low) * rng.unit())
+                    }
                 })
                 .collect();
             Arc::new(Float64Array::from(values))
@@ -250,6 +369,10 @@ fn column(spec: &ColumnSpec, layout: Layout, rows: usize, rng: &mut SplitMix) ->
                     Layout::Ascending => {
                         Some(start.saturating_add(MONTH_MICROS.saturating_mul(row as i64)))
                     }
+                    // 2022-01-01 plus up to three years, to the second.
+                    Layout::Ordinary => {
+                        Some((1_640_995_200 + rng.below(3 * 365 * 86_400) as i64) * 1_000_000)
+                    }
                 })
                 .collect();
             Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
@@ -263,6 +386,7 @@ fn column(spec: &ColumnSpec, layout: Layout, rows: usize, rng: &mut SplitMix) ->
                     Layout::Mixed => Some(rng.pick(&pool).clone()),
                     // Distinct keys, as ids are.
                     Layout::Ascending => Some(format!("id-{row}")),
+                    Layout::Ordinary => Some(format!("k{row}")),
                 })
                 .collect();
             Arc::new(StringArray::from(values))
@@ -274,6 +398,7 @@ fn column(spec: &ColumnSpec, layout: Layout, rows: usize, rng: &mut SplitMix) ->
                     Layout::Constant => Some(true),
                     Layout::Mixed => Some(rng.below(2) == 0),
                     Layout::Ascending => Some(row % 2 == 1),
+                    Layout::Ordinary => Some(rng.below(2) == 0),
                 })
                 .collect();
             Arc::new(BooleanArray::from(values))
@@ -321,6 +446,11 @@ impl SplitMix {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {

@@ -39,6 +39,7 @@ mod descriptor;
 mod error;
 pub mod grouped;
 mod input;
+mod lint;
 mod metric;
 mod output;
 mod params;
@@ -54,6 +55,7 @@ pub use descriptor::{
 };
 pub use error::MetricError;
 pub use input::Input;
+pub use lint::KNOWN_UNITS;
 pub use metric::Metric;
 pub use output::{ConfidenceInterval, Output, Scalar, Warning, result_table};
 pub use params::{ParamValue, Params};

@@ -69,9 +69,7 @@ impl Metric for Clv {
         MetricDescriptor::new("clv", env!("CARGO_PKG_VERSION"), "customer lifetime value: historic, simple, retention, or the BG/NBD, MBG/NBD, Pareto/NBD and BG/BB models")
             .expensive()
             .reads_rfm_summary("model", &["bgnbd", "mbgnbd", "pareto_nbd"])
-            .description(
-                "Input is either a transaction log (customer_id, timestamp, amount, optional margin as a fraction) or,                  for the predictive models bgnbd, mbgnbd and pareto_nbd, a summary with one row per customer (frequency, recency, T, optional                  monetary_value, optional weight = number of identical customers, and for a holdout frequency_holdout and duration_holdout: the column names of Python's                  lifetimes). The metric tells them apart by the columns present. A transaction's margin is amount *                  margin (the margin parameter where there is no margin column; the default 1 makes values revenue).                  model=historic: the margin each customer has earned so far; clv is the mean per customer, clv_median                  its median, clv_total the sum, top_decile_share the share earned by the top 10% of customers.                  model=simple: clv = aov * purchase_frequency * gross margin * lifespan (years observed from first to                  last transaction). model=retention: clv = m * r / (1 + d - r) (Gupta & Lehmann 2003), m =                  annual_margin or the margin per customer per year observed. model=bgnbd, mbgnbd or pareto_nbd: the BG/NBD (Fader,                  Hardie & Lee 2005), MBG/NBD (Batislam, Denizel & Filiztekin 2007) or Pareto/NBD (Schmittlein, Morrison & Colombo 1987) model fitted by maximum likelihood: a transaction log is first summarized (repeat                  purchases counted on distinct days or Monday-to-Sunday weeks, time_unit); per customer, P(alive) and                  expected purchases over the horizon; with spend_model=gamma_gamma (Fader, Hardie & Lee 2005, RFM and                  CLV) the expected value per purchase, and clv = expected margin over the horizon, discounted monthly                  at the annual discount_rate. With holdout_start, the model is fitted on the transactions before it                  and its predictions for the holdout are compared with what customers bought there. model=bgbb: the BG/BB                  model (Fader, Hardie & Shang 2010) of transactions at discrete opportunities (yearly donations,                  renewals); input one row per customer or group with frequency (transactions), recency (the                  opportunity of the last one, 0 without any), n_periods (opportunities observed) and optional weight;                  horizon is then a number of future opportunities. Fit parameters are reported under the papers'                  names with standard errors from the Hessian; a fit that does not converge is an error.",
-            )
+            .description(DESCRIPTION)
             .input(ColumnSpec::string("customer_id", "the buying customer (transaction log; optional label for a summary)"))
             .input(ColumnSpec::timestamp("timestamp", "when the transaction happened (transaction log)"))
             .input(ColumnSpec::quantity("amount", "transaction value, net of returns (transaction log)"))
@@ -172,3 +170,34 @@ impl Metric for Clv {
 }
 
 mittari_sdk::export_plugin!(Clv);
+
+/// `clv`'s description: one string, joined with single spaces.
+const DESCRIPTION: &str = concat!(
+    "Input is either a transaction log (customer_id, timestamp, amount, optional margin as a ",
+    "fraction) or, for the predictive models bgnbd, mbgnbd and pareto_nbd, a summary with one ",
+    "row per customer (frequency, recency, T, optional monetary_value, optional weight = ",
+    "number of identical customers, and for a holdout frequency_holdout and duration_holdout: ",
+    "the column names of Python's lifetimes). The metric tells them apart by the columns ",
+    "present. A transaction's margin is amount * margin (the margin parameter where there is ",
+    "no margin column; the default 1 makes values revenue). model=historic: the margin each ",
+    "customer has earned so far; clv is the mean per customer, clv_median its median, ",
+    "clv_total the sum, top_decile_share the share earned by the top 10% of customers. ",
+    "model=simple: clv = aov * purchase_frequency * gross margin * lifespan (years observed ",
+    "from first to last transaction). model=retention: clv = m * r / (1 + d - r) (Gupta & ",
+    "Lehmann 2003), m = annual_margin or the margin per customer per year observed. ",
+    "model=bgnbd, mbgnbd or pareto_nbd: the BG/NBD (Fader, Hardie & Lee 2005), MBG/NBD ",
+    "(Batislam, Denizel & Filiztekin 2007) or Pareto/NBD (Schmittlein, Morrison & Colombo ",
+    "1987) model fitted by maximum likelihood: a transaction log is first summarized (repeat ",
+    "purchases counted on distinct days or Monday-to-Sunday weeks, time_unit); per customer, ",
+    "P(alive) and expected purchases over the horizon; with spend_model=gamma_gamma (Fader, ",
+    "Hardie & Lee 2005, RFM and CLV) the expected value per purchase, and clv = expected ",
+    "margin over the horizon, discounted monthly at the annual discount_rate. With ",
+    "holdout_start, the model is fitted on the transactions before it and its predictions for ",
+    "the holdout are compared with what customers bought there. model=bgbb: the BG/BB model ",
+    "(Fader, Hardie & Shang 2010) of transactions at discrete opportunities (yearly ",
+    "donations, renewals); input one row per customer or group with frequency (transactions), ",
+    "recency (the opportunity of the last one, 0 without any), n_periods (opportunities ",
+    "observed) and optional weight; horizon is then a number of future opportunities. Fit ",
+    "parameters are reported under the papers' names with standard errors from the Hessian; a ",
+    "fit that does not converge is an error.",
+);

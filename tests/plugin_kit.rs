@@ -1,0 +1,214 @@
+//! The plugin kit against the real binary, real libraries and real cargo: `plugin new` makes
+//! a crate that its README's three commands build, test, check and install in a running
+//! server; `plugin check` passes every bundled plugin and fails the misbehaving fixture with
+//! each of its misbehaviours named, surviving the one that aborts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use mittari_e2e::{Server, bundled_plugins, library, plugin_dir, repo_root, run_cli, target_dir};
+
+/// The README's commands from its "Build, check, install" block, one per line.
+fn readme_commands(readme: &str) -> Vec<String> {
+    let block = readme
+        .split("## Build, check, install")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the generated README has a Build, check, install block");
+    block.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_new_plugin_builds_passes_its_tests_and_the_check_and_serves_after_a_reload() {
+    let work = tempfile::tempdir().unwrap();
+    let crate_dir = work.path().join("orders");
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "plugin",
+            "new",
+            "order_share",
+            "--path",
+            crate_dir.to_str().unwrap(),
+        ],
+        work.path(),
+        &[],
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    let readme = std::fs::read_to_string(crate_dir.join("README.md")).unwrap();
+    let commands = readme_commands(&readme);
+    assert_eq!(commands.len(), 3, "{readme}");
+
+    // A server already running, as in the README: the new library arrives by a reload.
+    let server = Server::start_in(
+        plugin_dir(&[("mittari_plugin_nps", "mittari_plugin_nps")]),
+        &[],
+    );
+    // The crate's target directory outlives the test (a link into the workspace's), so a
+    // second run reuses the compiled SDK.
+    let cargo_target = target_dir().join("plugin-new-test");
+    std::fs::create_dir_all(&cargo_target).unwrap();
+    std::os::unix::fs::symlink(&cargo_target, crate_dir.join("target")).unwrap();
+    let mittari = mittari_e2e::mittari_bin();
+    for command in &commands {
+        let command = command
+            .replace("PLUGIN_DIR", server.plugin_dir().to_str().unwrap())
+            .replace("URL", &server.url());
+        let output = Command::new("sh")
+            .args(["-c", &command])
+            .current_dir(&crate_dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    mittari.parent().unwrap().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "`{command}` failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if command.starts_with("mittari plugin check") {
+            let report = String::from_utf8_lossy(&output.stdout);
+            assert!(report.contains("\npassed: "), "{report}");
+        }
+    }
+
+    // Served: 2 of 4 orders reach 100.
+    let orders = work.path().join("orders.csv");
+    std::fs::write(&orders, "amount\n50\n100\n150\n20\n").unwrap();
+    let url = server.url();
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "compute",
+            "order_share",
+            "--input",
+            orders.to_str().unwrap(),
+            "--server",
+            &url,
+        ],
+        work.path(),
+        &[],
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    let share: Vec<&str> = stdout
+        .lines()
+        .find(|line| line.starts_with("share "))
+        .map(|line| line.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(share[..], ["share", "50", "%"], "{stdout}");
+}
+
+/// Rows of the large requests: a tenth of the default, as the test build is unoptimized.
+const LARGE_ROWS: &str = "100000";
+
+#[test]
+fn every_bundled_plugin_passes_the_check() {
+    let mut failures = Vec::new();
+    for (name, _) in bundled_plugins() {
+        let path = library(&name);
+        let path = path.to_str().unwrap();
+        let (status, stdout, stderr) = run_cli(
+            &["plugin", "check", path, "--large-rows", LARGE_ROWS],
+            &repo_root(),
+            &[],
+        );
+        if !status.success() || !stdout.contains("\npassed: ") {
+            failures.push(format!("{name}: {status}\n{stdout}{stderr}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_misbehaving_fixture_fails_with_each_misbehaviour_named() {
+    let path = library("mittari_testplugin_misbehaving");
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "plugin",
+            "check",
+            path.to_str().unwrap(),
+            "--large-rows",
+            "1000",
+            "--generated",
+            "5",
+            "--timeout",
+            "3",
+        ],
+        &repo_root(),
+        &[],
+    );
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    // (metric, what the report must say about it)
+    let expect = [
+        (
+            "test_aborts",
+            "FAIL  the process died (11 requests; the first below): killed by signal 6 (SIGABRT",
+        ),
+        (
+            "test_panics",
+            "FAIL  panics (11 requests; the first below): the plugin panicked at tests/plugins/misbehaving/src/lib.rs",
+        ),
+        (
+            "test_returns_nan",
+            "FAIL  returns NaN or infinity (11 requests; the first below): the metric returned a non-finite value for value",
+        ),
+        (
+            "test_undeclared_output",
+            "FAIL  undeclared output (11 requests; the first below): the plugin returned output \"row_count\", which its descriptor does not declare",
+        ),
+        ("test_wrong_row", "FAIL  wrong row index ("),
+        (
+            "test_wrong_row",
+            "an error names row 1 of \"value\", but the request has 1 rows",
+        ),
+        (
+            "test_nondeterministic",
+            "FAIL  not deterministic (6 requests; the first below): the same request gave two different results",
+        ),
+        (
+            "test_leaks_path",
+            "FAIL  internal error where a result or a clear error was due (11 requests; the first below): cannot open",
+        ),
+        (
+            "test_sleeps",
+            "FAIL  hangs: no answer after 3 s (plugin check --timeout)",
+        ),
+        (
+            "test_run_on",
+            "FAIL  descriptor: description: has a run of 18 spaces at byte 29",
+        ),
+        (
+            "test_run_on",
+            "output \"rows\": unit \"items\" is not one of %, count",
+        ),
+        (
+            "test_panics",
+            "FAIL  descriptor: description: the description is missing",
+        ),
+    ];
+    for (metric, fragment) in expect {
+        let section = section(&stdout, metric);
+        assert!(
+            section.contains(fragment),
+            "{metric}: no {fragment:?} in\n{section}\n\nwhole report:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("\nFAILED: "), "{stdout}");
+}
+
+/// The report's lines about `metric`: its heading line and the indented lines after it.
+fn section(report: &str, metric: &str) -> String {
+    let mut lines = report.lines().skip_while(|line| *line != metric);
+    let heading = lines
+        .next()
+        .unwrap_or_else(|| panic!("no section for {metric} in\n{report}"));
+    let body: Vec<&str> = lines.take_while(|line| line.starts_with(' ')).collect();
+    format!("{heading}\n{}", body.join("\n"))
+}
