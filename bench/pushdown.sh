@@ -43,11 +43,14 @@ measure() {
     local label=$1
     shift
     for run in 1 2; do
-        local start end
-        start=$(date +%s.%N)
-        "$mittari" compute clv --param model=bgnbd --param time_unit=day --param top=1 "$@" >/dev/null
-        end=$(date +%s.%N)
-        printf '%-44s run %d: %6.2f s\n' "$label" "$run" "$(echo "$end - $start" | bc)"
+        local measured
+        if ! /usr/bin/time -o "$work/time" -f '%e %M' "$mittari" compute clv --param model=bgnbd \
+            --param time_unit=day --param top=1 "$@" >/dev/null 2>"$work/stderr"; then
+            printf '%-44s run %d: failed: %s\n' "$label" "$run" "$(grep -v INFO "$work/stderr" | tr '\n' ' ')"
+            continue
+        fi
+        measured=$(cat "$work/time")
+        printf '%-44s run %d: %6.2f s, peak memory %5d MB\n' "$label" "$run" "${measured% *}" "$((${measured#* } / 1024))"
     done
 }
 echo "log: $rows rows, $(wc -c <"$work/log.csv") bytes as CSV"
