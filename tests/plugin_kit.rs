@@ -1,7 +1,9 @@
 //! The plugin kit against the real binary, real libraries and real cargo: `plugin new` makes
 //! a crate that its README's three commands build, test, check and install in a running
 //! server; `plugin check` passes every bundled plugin and fails the misbehaving fixture with
-//! each of its misbehaviours named, surviving the one that aborts.
+//! each of its misbehaviours named, surviving the one that aborts; the C header is what
+//! cbindgen makes of the SDK, and a plugin written in C against it loads, passes the check and
+//! computes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
@@ -211,4 +213,104 @@ fn section(report: &str, metric: &str) -> String {
         .unwrap_or_else(|| panic!("no section for {metric} in\n{report}"));
     let body: Vec<&str> = lines.take_while(|line| line.starts_with(' ')).collect();
     format!("{heading}\n{}", body.join("\n"))
+}
+
+/// `include/mittari_plugin.h` is cbindgen's output for `crates/sdk` with
+/// `include/cbindgen.toml`: regenerate it after an ABI change with this test's output.
+#[test]
+fn the_c_header_is_what_cbindgen_makes_of_the_sdk() {
+    let root = repo_root();
+    let config = cbindgen::Config::from_file(root.join("include/cbindgen.toml")).unwrap();
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_crate(root.join("crates/sdk"))
+        .generate()
+        .unwrap();
+    let mut generated = Vec::new();
+    bindings.write(&mut generated);
+    let generated = String::from_utf8(generated).unwrap();
+    let checked_in = std::fs::read_to_string(root.join("include/mittari_plugin.h")).unwrap();
+    if generated != checked_in {
+        let fresh = target_dir().join("mittari_plugin.h");
+        std::fs::write(&fresh, &generated).unwrap();
+        panic!(
+            "include/mittari_plugin.h is not what cbindgen makes of crates/sdk; the fresh one is {}: copy it over if the ABI change is meant",
+            fresh.display()
+        );
+    }
+}
+
+#[test]
+fn a_plugin_written_in_c_loads_passes_the_check_and_computes() {
+    let root = repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let library = dir.path().join(format!(
+        "{}mittari_plugin_repeat_purchase_rate{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let built = Command::new(&compiler)
+        .args([
+            "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+        ])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg("-o")
+        .arg(&library)
+        .arg(root.join("examples/c_plugin/repeat_purchase_rate.c"))
+        .output()
+        .unwrap_or_else(|e| panic!("the system C compiler ({compiler}) does not run: {e}"));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "plugin",
+            "check",
+            library.to_str().unwrap(),
+            "--large-rows",
+            LARGE_ROWS,
+        ],
+        &root,
+        &[],
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ABI version 2, symbols present, metrics: repeat_purchase_rate"),
+        "{stdout}"
+    );
+
+    // a and c order again: 2 of 4 customers; by region, n: a, b, c once each; s: a, c twice, d.
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(
+        &orders,
+        "customer_id,region\na,n\nb,n\na,s\nc,s\nc,s\nc,n\nd,s\n",
+    )
+    .unwrap();
+    let plugins = [("MITTARI__PLUGINS__DIR", dir.path().to_str().unwrap())];
+    let compute = |extra: &[&str]| {
+        let mut args = vec![
+            "compute",
+            "repeat_purchase_rate",
+            "--input",
+            orders.to_str().unwrap(),
+            "--format",
+            "csv",
+        ];
+        args.extend(extra);
+        let (status, stdout, stderr) = run_cli(&args, dir.path(), &plugins);
+        assert!(status.success(), "{stdout}{stderr}");
+        stdout
+    };
+    let whole = compute(&[]);
+    assert_eq!(whole, "repeat_purchase_rate,customers\n50,4\n");
+    let by_region = compute(&["--group-by", "region"]);
+    assert_eq!(
+        by_region,
+        "region,rows,repeat_purchase_rate,customers\nn,3,0,3\ns,4,33.333333333333336,3\n"
+    );
 }
