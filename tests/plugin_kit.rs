@@ -205,6 +205,32 @@ fn the_misbehaving_fixture_fails_with_each_misbehaviour_named() {
     assert!(stdout.contains("\nFAILED: "), "{stdout}");
 }
 
+#[test]
+fn libraries_that_are_not_plugins_of_this_abi_fail_the_check_with_the_reason() {
+    for (fixture, reason) in [
+        (
+            "mittari_testplugin_wrong_abi",
+            "plugin ABI version 9999 is not one this server loads (1, 2, 3); rebuild the plugin against this server's mittari-sdk\n",
+        ),
+        (
+            "mittari_testplugin_not_a_plugin",
+            "not a mittari plugin: it does not export mittari_plugin_abi_version\n",
+        ),
+    ] {
+        let path = library(fixture);
+        let (status, stdout, stderr) = run_cli(
+            &["plugin", "check", path.to_str().unwrap()],
+            &repo_root(),
+            &[],
+        );
+        assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("  FAIL  refused: {}: {reason}", path.display())),
+            "{stdout}"
+        );
+    }
+}
+
 /// The report's lines about `metric`: its heading line and the indented lines after it.
 fn section(report: &str, metric: &str) -> String {
     let mut lines = report.lines().skip_while(|line| *line != metric);

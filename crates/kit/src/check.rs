@@ -206,7 +206,11 @@ pub fn run_worker(
             send(&Message::Library {
                 abi_version: None,
                 metrics: Vec::new(),
-                refused: Some(error.to_string()),
+                // The server's advice (build the bundled plugins) is not for this library.
+                refused: Some(match error {
+                    mittari_engine::StartupError::NoMetrics { detail, .. } => detail,
+                    other => other.to_string(),
+                }),
                 tasks: 0,
             })?;
             return Ok(());
