@@ -37,13 +37,7 @@ pub fn new_plugin(
     sdk: &SdkSource,
     lockfile: Option<&Path>,
 ) -> Result<Vec<PathBuf>, ScaffoldError> {
-    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !name.ends_with('_')
-        && !name.contains("__");
-    if !valid {
+    if !mittari_sdk::is_snake_case(name) {
         return Err(ScaffoldError::BadName {
             name: name.to_owned(),
         });
@@ -289,5 +283,46 @@ pub fn sdk_of_this_build() -> (SdkSource, Option<PathBuf>) {
             SdkSource::Version(env!("CARGO_PKG_VERSION").to_owned()),
             None,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_directories_are_checked_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = SdkSource::Version("0.1.0".to_owned());
+        for bad in ["Orders", "2nd_rate", "order-share", "share_", "a__b", ""] {
+            let error = new_plugin(bad, &dir.path().join("x"), &sdk, None).unwrap_err();
+            assert!(
+                matches!(error, ScaffoldError::BadName { .. }),
+                "{bad}: {error}"
+            );
+        }
+        assert!(!dir.path().join("x").exists());
+        std::fs::write(dir.path().join("taken"), "").unwrap();
+        let error = new_plugin("order_share", dir.path(), &sdk, None).unwrap_err();
+        assert!(matches!(error, ScaffoldError::NotEmpty(_)), "{error}");
+    }
+
+    #[test]
+    fn the_crate_is_named_after_the_metric() {
+        let dir = tempfile::tempdir().unwrap();
+        let crate_dir = dir.path().join("orders");
+        let sdk = SdkSource::Version("0.1.0".to_owned());
+        let written = new_plugin("order_share", &crate_dir, &sdk, None).unwrap();
+        assert_eq!(written.len(), 4);
+        let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("name = \"mittari-plugin-order-share\""),
+            "{manifest}"
+        );
+        assert!(manifest.contains("mittari-sdk = \"0.1.0\""), "{manifest}");
+        let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("pub struct OrderShare;"), "{lib}");
+        assert!(lib.contains("\"order_share\","), "{lib}");
+        assert!(!lib.contains("{name}") && !lib.contains("{Type}"), "{lib}");
     }
 }

@@ -55,7 +55,7 @@ pub use descriptor::{
 };
 pub use error::MetricError;
 pub use input::Input;
-pub use lint::KNOWN_UNITS;
+pub use lint::{KNOWN_UNITS, is_snake_case};
 pub use metric::Metric;
 pub use output::{ConfidenceInterval, Output, Scalar, Warning, result_table};
 pub use params::{ParamValue, Params};

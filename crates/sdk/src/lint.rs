@@ -184,7 +184,9 @@ fn range_problem(what: &str, data_type: DataType, range: Option<Range>) -> Optio
     }
 }
 
-fn is_snake_case(name: &str) -> bool {
+/// Whether `name` is lowercase snake_case as metric, parameter and output names are: a letter
+/// first, then lowercase letters, digits and single underscores, no trailing underscore.
+pub fn is_snake_case(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
