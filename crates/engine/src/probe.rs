@@ -49,6 +49,9 @@ pub fn extreme_cases(descriptor: &MetricDescriptor, seed: u64, count: usize) -> 
         .collect()
 }
 
+/// How many requests [`shaped_cases`] makes.
+pub const SHAPES: usize = 6;
+
 /// How a shape lays out a column, `None` leaving it out.
 type LayoutOf = fn(&ColumnSpec) -> Option<Layout>;
 
@@ -57,7 +60,7 @@ type LayoutOf = fn(&ColumnSpec) -> Option<Layout>;
 /// required columns, once with every column; the last two cases). Labels name the shape.
 pub fn shaped_cases(descriptor: &MetricDescriptor, large_rows: usize) -> Vec<ProbeCase> {
     let mut rng = SplitMix(0x5EED);
-    let shapes: [(&str, usize, LayoutOf); 6] = [
+    let shapes: [(&str, usize, LayoutOf); SHAPES] = [
         ("required columns", 0, |spec| {
             spec.required.then_some(Layout::Ordinary)
         }),

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mittari_engine::probe::{ProbeCase, extreme_cases, shaped_cases};
+use mittari_engine::probe::{ProbeCase, SHAPES, extreme_cases, shaped_cases};
 use mittari_engine::{
     ComputeRequest, Engine, EngineConfig, EngineError, Field, LibraryStatus, MetricDescriptor,
 };
@@ -140,28 +140,33 @@ impl Task {
     }
 }
 
-fn tasks(engine: &Engine, options: &CheckOptions) -> Vec<Task> {
-    let mut tasks = Vec::new();
-    for descriptor in engine.metrics() {
-        let metric = descriptor.name.clone();
-        tasks.push(Task::Lint(descriptor.clone()));
-        tasks.extend(
-            shaped_cases(descriptor, options.large_rows)
-                .into_iter()
-                .map(|case| Task::Shaped {
-                    case,
-                    metric: metric.clone(),
-                }),
-        );
-        tasks.extend(
-            extreme_cases(descriptor, options.seed, options.generated)
-                .into_iter()
-                .map(|case| Task::Generated {
-                    case,
-                    metric: metric.clone(),
-                }),
-        );
-    }
+/// Tasks per metric: the lint, the shaped requests, the generated ones.
+fn tasks_per_metric(options: &CheckOptions) -> usize {
+    1 + SHAPES + options.generated
+}
+
+/// `descriptor`'s tasks, in order. Generating them costs time (two requests of
+/// `large_rows`), so a worker resuming after a crash generates only the current metric's.
+fn metric_tasks(descriptor: &MetricDescriptor, options: &CheckOptions) -> Vec<Task> {
+    let metric = descriptor.name.clone();
+    let mut tasks = vec![Task::Lint(descriptor.clone())];
+    tasks.extend(
+        shaped_cases(descriptor, options.large_rows)
+            .into_iter()
+            .map(|case| Task::Shaped {
+                case,
+                metric: metric.clone(),
+            }),
+    );
+    tasks.extend(
+        extreme_cases(descriptor, options.seed, options.generated)
+            .into_iter()
+            .map(|case| Task::Generated {
+                case,
+                metric: metric.clone(),
+            }),
+    );
+    debug_assert_eq!(tasks.len(), tasks_per_metric(options));
     tasks
 }
 
@@ -223,14 +228,26 @@ pub fn run_worker(
             LibraryStatus::Loaded { abi_version, .. } => Some(abi_version),
             LibraryStatus::Refused { .. } => None,
         });
-    let tasks = tasks(&engine, options);
+    let per_metric = tasks_per_metric(options);
     send(&Message::Library {
         abi_version,
         metrics: engine.metrics().map(|d| d.name.clone()).collect(),
         refused: None,
-        tasks: tasks.len(),
+        tasks: engine.metrics().count() * per_metric,
     })?;
-    for (index, task) in tasks.into_iter().enumerate().skip(from) {
+    let tasks = engine
+        .metrics()
+        .enumerate()
+        .filter(|(position, _)| (position + 1) * per_metric > from)
+        .flat_map(|(position, descriptor)| {
+            let first = position * per_metric;
+            metric_tasks(descriptor, options)
+                .into_iter()
+                .enumerate()
+                .map(move |(offset, task)| (first + offset, task))
+        })
+        .skip_while(|(index, _)| *index < from);
+    for (index, task) in tasks {
         send(&Message::Start {
             index,
             metric: task.metric().to_owned(),
