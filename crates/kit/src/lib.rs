@@ -15,4 +15,4 @@ mod check;
 mod scaffold;
 
 pub use check::{CheckOptions, CheckSummary, WorkerError, check_library, run_worker};
-pub use scaffold::{ScaffoldError, SdkSource, new_plugin, sdk_of_this_build};
+pub use scaffold::{ScaffoldError, SdkSource, new_plugin, sdk_in_checkout, sdk_of_this_build};

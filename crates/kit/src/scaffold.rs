@@ -270,20 +270,29 @@ from the same directory. The guide to the SDK and the binary interface is `docs/
 in the Mittari repository.
 "#;
 
-/// The SDK this build of Mittari was made with, and its checkout's `Cargo.lock`: by path when
-/// the checkout is still where it was built, else by version.
+/// The SDK crate at `sdk` (a checkout's `crates/sdk`), by its canonical path, and the
+/// checkout's `Cargo.lock` if it has one.
+pub fn sdk_in_checkout(sdk: &Path) -> std::io::Result<(SdkSource, Option<PathBuf>)> {
+    let sdk = sdk.canonicalize()?;
+    if !sdk.join("Cargo.toml").is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no Cargo.toml there: give the checkout's crates/sdk",
+        ));
+    }
+    let lockfile = sdk.join("../../Cargo.lock");
+    Ok((SdkSource::Path(sdk), lockfile.is_file().then_some(lockfile)))
+}
+
+/// The SDK this build of Mittari was made with: by path when the checkout is still where it
+/// was built, else by version.
 pub fn sdk_of_this_build() -> (SdkSource, Option<PathBuf>) {
-    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    match checkout.join("crates/sdk").canonicalize() {
-        Ok(sdk) if sdk.join("Cargo.toml").is_file() => {
-            let lockfile = checkout.join("Cargo.lock");
-            (SdkSource::Path(sdk), lockfile.is_file().then_some(lockfile))
-        }
-        _ => (
+    sdk_in_checkout(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk")).unwrap_or_else(|_| {
+        (
             SdkSource::Version(env!("CARGO_PKG_VERSION").to_owned()),
             None,
-        ),
-    }
+        )
+    })
 }
 
 #[cfg(test)]

@@ -513,21 +513,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 PathBuf::from(format!("mittari-plugin-{}", name.replace('_', "-")))
             });
             let (sdk, lockfile) = match sdk {
-                Some(sdk) => {
-                    let sdk = sdk
-                        .canonicalize()
-                        .with_context(|| format!("--sdk {}", sdk.display()))?;
-                    let lockfile = sdk.join("../../Cargo.lock");
-                    (
-                        mittari_kit::SdkSource::Path(sdk),
-                        lockfile.is_file().then_some(lockfile),
-                    )
-                }
+                Some(sdk) => mittari_kit::sdk_in_checkout(&sdk)
+                    .with_context(|| format!("--sdk {}", sdk.display()))?,
                 None => mittari_kit::sdk_of_this_build(),
             };
             mittari_kit::new_plugin(&name, &dir, &sdk, lockfile.as_deref())?;
             print(&format!(
-                "wrote the plugin crate for metric {name} to {}; see its README.md to build, check and install it",
+                "wrote the plugin crate for metric {name} to {}; see its README.md to build, check and install it\n",
                 dir.display()
             ))
         }
