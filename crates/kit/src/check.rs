@@ -91,7 +91,6 @@ enum Verdict {
     Passed { clear_error: bool },
     /// A large request: passed, with its cost.
     Measured {
-        rows: usize,
         /// The error's first violation, when the answer was a clear error.
         clear_error: Option<String>,
         seconds: f64,
@@ -309,7 +308,6 @@ fn run_twice(engine: &Engine, metric: &str, case: &ProbeCase, large_rows: usize)
             ),
         ),
         Ok(_) if large => Verdict::Measured {
-            rows,
             clear_error,
             seconds,
             peak_bytes,

@@ -15,4 +15,6 @@ mod check;
 mod scaffold;
 
 pub use check::{CheckOptions, CheckSummary, WorkerError, check_library, run_worker};
-pub use scaffold::{ScaffoldError, SdkSource, new_plugin, sdk_in_checkout, sdk_of_this_build};
+pub use scaffold::{
+    ScaffoldError, SdkSource, crate_name, new_plugin, sdk_in_checkout, sdk_of_this_build,
+};

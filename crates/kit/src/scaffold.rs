@@ -28,6 +28,12 @@ pub enum ScaffoldError {
     },
 }
 
+/// The package name of metric `name`'s plugin crate, which makes cargo name its library
+/// `mittari_plugin_<name>`, the prefix a server loads.
+pub fn crate_name(name: &str) -> String {
+    format!("mittari-plugin-{}", name.replace('_', "-"))
+}
+
 /// Writes the crate for metric `name` into `dir` (created; it must not exist or be empty).
 /// `lockfile`, a checkout's `Cargo.lock`, pins the generated crate to the versions the SDK
 /// was tested with. Returns the files written.
@@ -45,7 +51,7 @@ pub fn new_plugin(
     if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(ScaffoldError::NotEmpty(dir.to_owned()));
     }
-    let crate_name = format!("mittari-plugin-{}", name.replace('_', "-"));
+    let crate_name = crate_name(name);
     let library = format!(
         "{}mittari_plugin_{name}{}",
         std::env::consts::DLL_PREFIX,

@@ -293,7 +293,8 @@ enum Command {
         #[command(subcommand)]
         command: SqlCommand,
     },
-    /// For plugin authors: check a plugin library before a server loads it.
+    /// For plugin authors: start a plugin crate, or check a plugin library before a server
+    /// loads it.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
@@ -509,9 +510,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::New { name, path, sdk },
         } => {
-            let dir = path.unwrap_or_else(|| {
-                PathBuf::from(format!("mittari-plugin-{}", name.replace('_', "-")))
-            });
+            let dir = path.unwrap_or_else(|| PathBuf::from(mittari_kit::crate_name(&name)));
             let (sdk, lockfile) = match sdk {
                 Some(sdk) => mittari_kit::sdk_in_checkout(&sdk)
                     .with_context(|| format!("--sdk {}", sdk.display()))?,
