@@ -13,10 +13,11 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 def nps_survey(rng: random.Random) -> None:
-    """300 answers to "how likely are you to recommend us?" (0-10), by region and channel.
+    """300 answers to "how likely are you to recommend us?" (0-10) in 2024, by region and channel.
 
     Each region has its own mix of promoters, passives and detractors, so NPS differs by
-    segment the way it does in real surveys.
+    segment the way it does in real surveys. The answer dates come from a generator of their
+    own, so adding them left the scores as they were.
     """
     mix = {  # region: (share of promoters, share of passives); the rest are detractors
         "north": (0.55, 0.30),
@@ -37,10 +38,16 @@ def nps_survey(rng: random.Random) -> None:
         else:
             score = rng.choices(range(0, 7), weights=[1, 1, 1, 2, 2, 3, 4])[0]
         rows.append((f"r{respondent:04d}", region, channel, score))
+    rows = with_answer_dates(rows, random.Random(20261128))
     with open(DATA / "nps.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["respondent", "region", "channel", "score"])
+        writer.writerow(["respondent", "region", "channel", "score", "timestamp"])
         writer.writerows(rows)
+
+
+def with_answer_dates(rows: list, rng: random.Random) -> list:
+    """Each row with a day of 2024 it was answered on, as a last column."""
+    return [row + (date(2024, 1, 1) + timedelta(days=rng.randrange(366)),) for row in rows]
 
 
 def day(start: date, offset: float) -> date:
@@ -164,15 +171,16 @@ def order_lines(rng: random.Random) -> None:
 
 
 def csat_survey(rng: random.Random) -> None:
-    """csat.csv: 400 post-contact satisfaction answers on 1-5, by support channel."""
+    """csat.csv: 400 post-contact satisfaction answers on 1-5 in 2024, by support channel."""
     weights = {"chat": [2, 3, 10, 35, 50], "email": [6, 9, 20, 35, 30], "phone": [4, 6, 15, 40, 35]}
     rows = []
     for ticket in range(1, 401):
         channel = rng.choice(sorted(weights))
         rows.append((f"t{ticket:04d}", channel, rng.choices([1, 2, 3, 4, 5], weights=weights[channel])[0]))
+    rows = with_answer_dates(rows, random.Random(20261129))
     with open(DATA / "csat.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["ticket_id", "channel", "score"])
+        writer.writerow(["ticket_id", "channel", "score", "timestamp"])
         writer.writerows(rows)
 
 

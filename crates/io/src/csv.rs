@@ -329,15 +329,23 @@ fn detect_delimiter(line: &[u8]) -> u8 {
 }
 
 /// Reads CSV text into a table of the columns `descriptor` declares and `group_by` names.
-pub(crate) fn read(
+/// The column names of a CSV input's header line.
+pub(crate) fn header_names(
     reader: impl Read,
     source: &str,
-    descriptor: &MetricDescriptor,
-    group_by: &[String],
-    options: &CsvOptions<'_>,
-) -> Result<Table, ReadError> {
+    delimiter: Option<u8>,
+) -> Result<Vec<String>, ReadError> {
     let mut blocks = Blocks::new(reader, source);
-    let delimiter = blocks.header(options.delimiter)?;
+    Ok(header_of(&mut blocks, delimiter)?.1)
+}
+
+/// Reads the header record: the delimiter, the column names, where the header ends in
+/// `blocks.pending` and the body's first line.
+fn header_of<R: Read>(
+    blocks: &mut Blocks<R>,
+    delimiter: Option<u8>,
+) -> Result<(u8, Vec<String>, usize, u64), ReadError> {
+    let delimiter = blocks.header(delimiter)?;
     // The header is the first record; the body starts on the line after it.
     let (header_end, body_line) = blocks
         .header_end
@@ -350,7 +358,7 @@ pub(crate) fn read(
         .headers()
         .map_err(|e| {
             ReadError::at(
-                source,
+                &blocks.source,
                 Location::Line(1),
                 format!("cannot read the header line: {e}"),
             )
@@ -358,7 +366,18 @@ pub(crate) fn read(
         .iter()
         .map(str::to_owned)
         .collect();
-    drop(header_reader);
+    Ok((delimiter, headers, header_end, body_line))
+}
+
+pub(crate) fn read(
+    reader: impl Read,
+    source: &str,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    options: &CsvOptions<'_>,
+) -> Result<Table, ReadError> {
+    let mut blocks = Blocks::new(reader, source);
+    let (delimiter, headers, header_end, body_line) = header_of(&mut blocks, options.delimiter)?;
     let columns: Vec<Column> = select(&headers, descriptor, group_by, options.mappings)
         .map_err(|message| ReadError::input(source, message))?
         .into_iter()

@@ -237,6 +237,81 @@ pub fn read(
     }
 }
 
+/// The names of a file's columns, under the names `options.columns` gives them: the header
+/// of a CSV file, the schema of Parquet and Arrow IPC, the keys of JSON Lines' first object.
+/// For a caller that picks what to compute from what an input has (`mittari report`).
+pub fn column_names(path: &Path, options: &ReadOptions) -> Result<Vec<String>, ReadError> {
+    let name = path.display().to_string();
+    let mut file = columnar::open(path, &name)?;
+    let format = match options.format.or_else(|| Format::from_path(path)) {
+        Some(format) => format,
+        None => {
+            let mut head = [0u8; 8];
+            let read = file
+                .read(&mut head)
+                .map_err(|e| ReadError::io(&name, "cannot read the file", e))?;
+            file = columnar::open(path, &name)?;
+            Format::sniff(&head[..read])
+        }
+    };
+    let names: Vec<String> = match format {
+        Format::Csv => csv::header_names(file, &name, options.delimiter)?,
+        Format::Parquet => {
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| {
+                        ReadError::input(&name, format!("cannot read the file as Parquet: {e}"))
+                    })?;
+            field_names(builder.schema())
+        }
+        Format::Arrow | Format::ArrowStream => {
+            let fail = |e: arrow_schema::ArrowError| {
+                ReadError::input(&name, format!("cannot read the input as Arrow IPC: {e}"))
+            };
+            match arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None) {
+                Ok(reader) => field_names(&reader.schema()),
+                Err(_) => {
+                    let file = columnar::open(path, &name)?;
+                    let reader =
+                        arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+                            .map_err(fail)?;
+                    field_names(&reader.schema())
+                }
+            }
+        }
+        Format::JsonLines => {
+            let mut first = String::new();
+            BufReader::new(file)
+                .read_line(&mut first)
+                .map_err(|e| ReadError::io(&name, "cannot read the file", e))?;
+            match serde_json::from_str::<serde_json::Value>(&first) {
+                Ok(serde_json::Value::Object(object)) => object.keys().cloned().collect(),
+                _ => {
+                    return Err(ReadError::at(
+                        &name,
+                        Location::Line(1),
+                        "the first line is not a JSON object",
+                    ));
+                }
+            }
+        }
+    };
+    Ok(names
+        .into_iter()
+        .map(|column| {
+            options
+                .columns
+                .iter()
+                .find(|mapping| mapping.source == column)
+                .map_or(column, |mapping| mapping.name.clone())
+        })
+        .collect())
+}
+
+fn field_names(schema: &arrow_schema::Schema) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
 /// Reads the RFM summary of the transaction log `source` holds, computed where the log is
 /// stored, as the columns of `descriptor`'s summary input (see
 /// [`mittari_sdk::RfmSummaryInput`]): only one row per customer travels. `None` when the

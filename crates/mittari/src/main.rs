@@ -288,6 +288,30 @@ enum Command {
         #[arg(long, value_name = "NAME", requires = "output")]
         output_table: Option<String>,
     },
+    /// Write one self-contained HTML page with the numbers and charts of every metric the
+    /// input's columns allow: retention cohorts and forecasts, CLV, NPS and CSAT by segment and
+    /// month, what discounts cost, the value of experience.
+    Report {
+        #[command(flatten)]
+        input: Box<InputArgs>,
+        /// A parameter, repeatable, e.g. --param holdout_start=2024-07-01; it goes to every
+        /// reported metric that takes it.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Break NPS, CSAT and retention down by this column, repeatable; default: every
+        /// column with 2 to 20 distinct values that the metric does not read.
+        #[arg(long = "group-by", value_name = "COLUMN")]
+        group_by: Vec<String>,
+        /// Report only this metric, repeatable; default: every metric the columns allow.
+        #[arg(long = "metric", value_name = "METRIC")]
+        metrics: Vec<String>,
+        /// The HTML file to write.
+        #[arg(long, value_name = "FILE.html")]
+        output: PathBuf,
+        /// Also write each chart as DIR/NAME.svg, for slides.
+        #[arg(long, value_name = "DIR")]
+        charts: Option<PathBuf>,
+    },
     /// Print SQL that computes in a database or warehouse what Mittari computes in process.
     Sql {
         #[command(subcommand)]
@@ -611,6 +635,66 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .map_err(|e| anyhow::anyhow!("--holdout-start: {e}"))?;
             print(&sql)
+        }
+        Command::Report {
+            input,
+            params,
+            group_by,
+            metrics,
+            output,
+            charts,
+        } => {
+            let mittari_io::Source::Path(path) = input.source()? else {
+                bail!(
+                    "mittari report reads a file (CSV, Parquet, Arrow IPC or JSON Lines), once \
+                     per metric; save a database query's rows or standard input to a file first"
+                );
+            };
+            if input.pattern().is_some() {
+                bail!(
+                    "--input {}: mittari report reads one file, not a pattern of files",
+                    path.display()
+                );
+            }
+            if same_file(&output, path) {
+                bail!(
+                    "--output {} is the input file; writing the report there would destroy the \
+                     data: choose another file",
+                    output.display()
+                );
+            }
+            let params = params
+                .iter()
+                .map(|item| match item.split_once('=') {
+                    Some((key, value)) => Ok((key.trim().to_owned(), value.to_owned())),
+                    None => Err(anyhow::anyhow!("--param {item:?} must look like KEY=VALUE")),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let request = mittari_report::Request {
+                input: path.to_owned(),
+                options: input.options(),
+                params,
+                group_by,
+                metrics,
+            };
+            let settings = Settings::load(cli.config.as_deref(), &Overrides::default())?;
+            let engine = Engine::load(&settings.engine_config()?)?;
+            let report = mittari_report::build(&engine, &request)?;
+            let written = mittari_report::write(&report, &output, charts.as_deref())?;
+            eprintln!(
+                "wrote {} ({} sections, {} charts){}",
+                output.display(),
+                report.sections.len(),
+                report.charts().count(),
+                match &charts {
+                    Some(dir) => format!("; {written} charts as SVG in {}", dir.display()),
+                    None => String::new(),
+                }
+            );
+            for (metric, reason) in &report.not_computed {
+                eprintln!("not computed: {metric}: {reason}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Metrics {
             name,

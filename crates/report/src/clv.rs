@@ -1,0 +1,829 @@
+//! Customer lifetime value from a transaction log: the fitted purchase model's P(alive) and
+//! expected purchases over frequency × recency, calibration against a holdout, the cumulative
+//! tracking curve, and how value is spread across customers. Average order value too.
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, RecordBatch};
+use mittari_engine::{MetricResults, ParamValue};
+use mittari_models::PurchaseModel;
+use mittari_models::bgnbd::{BgNbd, Variant};
+use mittari_models::pareto_nbd::ParetoNbd;
+
+use crate::chart::{self, Axes, Chart, Series};
+use crate::context::{Context, Skip};
+use crate::page::{Numbers, Section, format_value, grouped};
+use crate::table;
+
+const DAY_MICROS: i64 = 86_400_000_000;
+/// Rows and columns of a frequency × recency matrix at most; wider histories are binned.
+const MATRIX_CELLS: usize = 36;
+/// Calibration frequencies shown one by one; higher ones are pooled.
+const HOLDOUT_BINS: usize = 8;
+
+pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
+    let descriptor = cx.descriptor("clv", &["customer_id", "timestamp", "amount"])?;
+    let defaults = [
+        ("model", "bgnbd".to_owned()),
+        ("spend_model", "gamma_gamma".to_owned()),
+    ];
+    // Every customer's value goes into the distribution, whatever --param top says.
+    let params = cx.params(descriptor, &defaults, &["top"])?;
+    let log = cx.read(descriptor, &[])?;
+    let outcome = cx.compute("clv", &params, log.clone(), &[])?;
+    let results = outcome.results.ok_or(Skip::NotApplicable)?;
+    let model_name = match params.get("model") {
+        Some(ParamValue::String(name)) => name.clone(),
+        _ => "historic".to_owned(),
+    };
+    let model = fitted_model(&model_name, &results);
+    let unit = match params.get("time_unit") {
+        Some(ParamValue::String(unit)) if unit == "day" => TimeUnit::Day,
+        _ => TimeUnit::Week,
+    };
+    let instant = |key: &str| match params.get(key) {
+        Some(ParamValue::Timestamp(at)) => Some(*at),
+        _ => None,
+    };
+    let holdout_start = instant("holdout_start");
+    let customers = table::result_table(&results, "customers");
+    let mut numbers = vec![Numbers::outputs(
+        format!("{} transactions, model {model_name}", outcome.rows),
+        descriptor,
+        &results,
+        &[
+            "customers",
+            "clv_total",
+            "clv",
+            "expected_purchases",
+            "expected_spend",
+            "holdout_purchases",
+            "predicted_holdout_purchases",
+            "r",
+            "alpha",
+            "a",
+            "b",
+            "s",
+            "beta",
+            "p",
+            "q",
+            "gamma",
+        ],
+    )];
+    let mut charts = Vec::new();
+    if let (Some(model), Some(customers)) = (&model, customers) {
+        let horizon = match params.get("horizon") {
+            Some(ParamValue::Double(h)) => *h,
+            _ => 52.0,
+        };
+        charts.extend(matrices(model.as_ref(), customers, horizon, unit)?);
+        if holdout_start.is_some() {
+            if let Some(chart) = holdout_chart(customers)? {
+                charts.push(chart);
+            }
+        }
+        let end = instant("observation_end").or_else(|| latest(&log));
+        if let Some(end) = end {
+            let calibration_end = holdout_start.unwrap_or(end + 1);
+            if let Some(tracking) = tracking(&log, unit, calibration_end, end, model.as_ref()) {
+                charts.push(tracking_chart(&tracking, unit, holdout_start)?);
+            }
+        }
+    }
+    if let Some(customers) = customers {
+        let values: Vec<f64> = table::numbers(customers, "clv")
+            .into_iter()
+            .flatten()
+            .collect();
+        if let Some(spread) = Distribution::of(&values) {
+            numbers.push(Numbers {
+                caption: "How value is spread".into(),
+                header: vec!["measure".into(), "value".into()],
+                rows: vec![
+                    vec![
+                        "top 10 % of customers' share of value".into(),
+                        format_value(Some(spread.top_decile_share), "%"),
+                    ],
+                    vec!["Gini coefficient".into(), grouped(spread.gini, 3)],
+                ],
+            });
+            charts.push(decile_chart(&spread)?);
+            charts.push(lorenz_chart(&spread)?);
+        }
+    }
+    Ok(vec![Section {
+        id: "clv".into(),
+        title: "Customer lifetime value".into(),
+        lead: format!(
+            "Customer lifetime value by the {model_name} model{spend}: each customer's \
+             purchases so far (how many, and how recent the last) tell how likely they are to \
+             still be a customer and how much they will buy, and so what they are worth. \
+             Values are margins when the data has a margin column or --param margin is given, \
+             otherwise revenue, discounted at the discount rate.",
+            spend = match params.get("spend_model") {
+                Some(ParamValue::String(s)) if s == "gamma_gamma" => " with Gamma-Gamma spend",
+                _ => "",
+            }
+        ),
+        numbers,
+        charts,
+    }])
+}
+
+/// The purchase model the plugin fitted, rebuilt from its parameters.
+fn fitted_model(name: &str, results: &MetricResults) -> Option<Box<dyn PurchaseModel>> {
+    let get = |key: &str| table::scalar(results, key);
+    match name {
+        "bgnbd" | "mbgnbd" => Some(Box::new(BgNbd {
+            r: get("r")?,
+            alpha: get("alpha")?,
+            a: get("a")?,
+            b: get("b")?,
+            variant: if name == "bgnbd" {
+                Variant::Bg
+            } else {
+                Variant::Modified
+            },
+        })),
+        "pareto_nbd" => Some(Box::new(ParetoNbd {
+            r: get("r")?,
+            alpha: get("alpha")?,
+            s: get("s")?,
+            beta: get("beta")?,
+        })),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TimeUnit {
+    Day,
+    Week,
+}
+
+impl TimeUnit {
+    fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Day => "day",
+            TimeUnit::Week => "week",
+        }
+    }
+
+    /// The period an instant falls in, as the RFM summary counts them: days, or
+    /// Monday-to-Sunday weeks (1970-01-01 was a Thursday, so weeks start 3 days before it).
+    fn period(self, micros: i64) -> i64 {
+        let day = micros.div_euclid(DAY_MICROS);
+        match self {
+            TimeUnit::Day => day,
+            TimeUnit::Week => (day + 3).div_euclid(7),
+        }
+    }
+
+    /// The first day of period `period`, as `2024-03-04`.
+    fn label(self, period: f64) -> String {
+        let period = period.round() as i64;
+        let day = match self {
+            TimeUnit::Day => period,
+            TimeUnit::Week => 7 * period - 3,
+        };
+        chrono::DateTime::from_timestamp(day * 86_400, 0)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// The latest timestamp of the log.
+fn latest(log: &RecordBatch) -> Option<i64> {
+    log.column_by_name("timestamp")?
+        .as_primitive::<TimestampMicrosecondType>()
+        .iter()
+        .flatten()
+        .max()
+}
+
+/// Steps that cover `0..=max` in at most [`MATRIX_CELLS`] values.
+fn axis_steps(max: f64) -> Vec<f64> {
+    let max = max.max(0.0).ceil();
+    let step = (max / (MATRIX_CELLS - 1) as f64).ceil().max(1.0);
+    let mut steps = Vec::new();
+    let mut v = 0.0;
+    while v <= max {
+        steps.push(v);
+        v += step;
+    }
+    steps
+}
+
+/// P(alive) and expected purchases over a grid of frequency × recency, for a customer
+/// observed as long as the longest-observed one (T = the largest T). Impossible histories
+/// (more repeat periods than periods of recency) are blank.
+fn matrices(
+    model: &dyn PurchaseModel,
+    customers: &RecordBatch,
+    horizon: f64,
+    unit: TimeUnit,
+) -> Result<Vec<Chart>, Skip> {
+    let t = table::numbers(customers, "T")
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max);
+    let max_frequency = table::numbers(customers, "frequency")
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max);
+    if t <= 0.0 {
+        return Ok(Vec::new());
+    }
+    let recencies = axis_steps(t);
+    // Highest frequency at the top.
+    let frequencies: Vec<f64> = axis_steps(max_frequency).into_iter().rev().collect();
+    let possible = |x: f64, t_x: f64| t_x >= x && (x > 0.0 || t_x == 0.0);
+    let grid = |f: &dyn Fn(f64, f64) -> Option<f64>| -> Vec<Vec<Option<f64>>> {
+        frequencies
+            .iter()
+            .map(|&x| {
+                recencies
+                    .iter()
+                    .map(|&t_x| if possible(x, t_x) { f(x, t_x) } else { None })
+                    .collect()
+            })
+            .collect()
+    };
+    let alive = grid(&|x, t_x| Some(model.p_alive(x, t_x, t)).filter(|p| p.is_finite()));
+    let expected = grid(&|x, t_x| {
+        model
+            .expected_purchases(horizon, x, t_x, t)
+            .filter(|e| e.is_finite())
+    });
+    let x_labels: Vec<String> = recencies.iter().map(|v| format!("{v}")).collect();
+    let y_labels: Vec<String> = frequencies.iter().map(|v| format!("{v}")).collect();
+    let unit = unit.name();
+    let axes_x = format!("recency: {unit}s from first to last purchase");
+    let axes = (axes_x.as_str(), "frequency: repeat purchases");
+    Ok(vec![
+        Chart {
+            svg: chart::heatmap(
+                "clv-p-alive",
+                axes,
+                &x_labels,
+                &y_labels,
+                &alive,
+                "P(alive)",
+            )?,
+            id: "clv-p-alive".into(),
+            title: "Probability a customer is still active".into(),
+            caption: format!(
+                "P(alive) for a customer first seen {t} {unit}s ago, by how often (up) and how \
+                 recently (right) they bought. Frequent buyers who have not bought for a long \
+                 time (upper left) have most likely left. Blank cells are histories that cannot \
+                 happen."
+            ),
+        },
+        Chart {
+            svg: chart::heatmap(
+                "clv-expected-purchases",
+                axes,
+                &x_labels,
+                &y_labels,
+                &expected,
+                "purchases",
+            )?,
+            id: "clv-expected-purchases".into(),
+            title: format!("Expected purchases in the next {horizon} {unit}s"),
+            caption: format!(
+                "The purchases the model expects in the next {horizon} {unit}s from a customer \
+                 first seen {t} {unit}s ago, by frequency and recency: the best customers \
+                 bought often and recently (upper right)."
+            ),
+        },
+    ])
+}
+
+/// Mean holdout purchases by calibration frequency, observed against predicted.
+fn holdout_chart(customers: &RecordBatch) -> Result<Option<Chart>, Skip> {
+    let frequency = table::numbers(customers, "frequency");
+    let actual = table::numbers(customers, "holdout_purchases");
+    let predicted = table::numbers(customers, "predicted_holdout_purchases");
+    let Some(bins) = holdout_bins(&frequency, &actual, &predicted) else {
+        return Ok(None);
+    };
+    let labels: Vec<String> = (0..bins.len())
+        .map(|i| {
+            if i + 1 == HOLDOUT_BINS {
+                format!("{i}+")
+            } else {
+                i.to_string()
+            }
+        })
+        .collect();
+    let id = "clv-holdout";
+    Ok(Some(Chart {
+        svg: chart::bars(
+            id,
+            "mean purchases in the holdout",
+            &labels,
+            &[
+                ("observed".into(), bins.iter().map(|b| b.0).collect()),
+                ("predicted".into(), bins.iter().map(|b| b.1).collect()),
+            ],
+        )?,
+        id: id.into(),
+        title: "Calibration against the holdout".into(),
+        caption: "Customers grouped by their repeat purchases before the holdout: the purchases \
+                  they made in the holdout on average, against the model's prediction made \
+                  without seeing them. Bars of equal height mean the model predicts well."
+            .into(),
+    }))
+}
+
+/// (mean observed, mean predicted) holdout purchases per calibration frequency 0, 1, …, with
+/// the last bin pooling [`HOLDOUT_BINS`] − 1 and more; `None` without holdout columns.
+fn holdout_bins(
+    frequency: &[Option<f64>],
+    actual: &[Option<f64>],
+    predicted: &[Option<f64>],
+) -> Option<Vec<(f64, f64)>> {
+    let mut sums = vec![(0.0, 0.0, 0usize); HOLDOUT_BINS];
+    for ((x, a), p) in frequency.iter().zip(actual).zip(predicted) {
+        let (Some(x), Some(a), Some(p)) = (x, a, p) else {
+            continue;
+        };
+        let bin = (*x as usize).min(HOLDOUT_BINS - 1);
+        sums[bin].0 += a;
+        sums[bin].1 += p;
+        sums[bin].2 += 1;
+    }
+    let last = sums.iter().rposition(|s| s.2 > 0)?;
+    Some(
+        sums[..=last]
+            .iter()
+            .map(|&(a, p, n)| {
+                if n == 0 {
+                    (0.0, 0.0)
+                } else {
+                    (a / n as f64, p / n as f64)
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Cumulative repeat purchases by period: observed, and what the model expects of the same
+/// customers joining when they did.
+#[derive(Debug, Clone, PartialEq)]
+struct Tracking {
+    periods: Vec<i64>,
+    observed: Vec<f64>,
+    expected: Vec<f64>,
+}
+
+/// The tracking curve of the customers who joined before `calibration_end`, up to `end`.
+/// Repeat purchases count distinct periods after a customer's first, as the model does.
+fn tracking(
+    log: &RecordBatch,
+    unit: TimeUnit,
+    calibration_end: i64,
+    end: i64,
+    model: &dyn PurchaseModel,
+) -> Option<Tracking> {
+    let ids = log.column_by_name("customer_id")?.as_string_opt::<i32>()?;
+    let times = log
+        .column_by_name("timestamp")?
+        .as_primitive::<TimestampMicrosecondType>();
+    let mut first: HashMap<&str, i64> = HashMap::new();
+    for row in 0..log.num_rows() {
+        if ids.is_null(row) || times.is_null(row) || times.value(row) > end {
+            continue;
+        }
+        let at = times.value(row);
+        first
+            .entry(ids.value(row))
+            .and_modify(|f| *f = (*f).min(at))
+            .or_insert(at);
+    }
+    first.retain(|_, at| *at < calibration_end);
+    let mut periods_of: HashMap<&str, Vec<i64>> = HashMap::new();
+    for row in 0..log.num_rows() {
+        if ids.is_null(row) || times.is_null(row) || times.value(row) > end {
+            continue;
+        }
+        let id = ids.value(row);
+        if first.contains_key(id) {
+            periods_of
+                .entry(id)
+                .or_default()
+                .push(unit.period(times.value(row)));
+        }
+    }
+    let start = first.values().map(|&at| unit.period(at)).min()?;
+    let last = unit.period(end);
+    let span = usize::try_from(last - start + 1).ok()?;
+    let mut births = vec![0.0f64; span];
+    let mut repeats = vec![0.0f64; span];
+    for periods in periods_of.values_mut() {
+        periods.sort_unstable();
+        periods.dedup();
+        let birth = periods[0];
+        births[(birth - start) as usize] += 1.0;
+        for &p in &periods[1..] {
+            repeats[(p - start) as usize] += 1.0;
+        }
+    }
+    // E[X(t)] of a new customer, t = 0..span.
+    let curve: Vec<f64> = (0..span)
+        .map(|t| model.population_expected_purchases(t as f64))
+        .collect::<Option<Vec<f64>>>()?;
+    let mut observed = Vec::with_capacity(span);
+    let mut expected = Vec::with_capacity(span);
+    let mut total = 0.0;
+    for p in 0..span {
+        total += repeats[p];
+        observed.push(total);
+        expected.push((0..=p).map(|b| births[b] * curve[p - b]).sum());
+    }
+    Some(Tracking {
+        periods: (start..=last).collect(),
+        observed,
+        expected,
+    })
+}
+
+fn tracking_chart(
+    tracking: &Tracking,
+    unit: TimeUnit,
+    holdout_start: Option<i64>,
+) -> Result<Chart, Skip> {
+    let points = |values: &[f64]| -> Vec<(f64, f64)> {
+        tracking
+            .periods
+            .iter()
+            .zip(values)
+            .map(|(&p, &v)| (p as f64, v))
+            .collect()
+    };
+    let series = [
+        Series {
+            name: "observed".into(),
+            points: points(&tracking.observed),
+            color: 0,
+            dashed: false,
+            dots: false,
+        },
+        Series {
+            name: "model".into(),
+            points: points(&tracking.expected),
+            color: 1,
+            dashed: true,
+            dots: false,
+        },
+    ];
+    let top = tracking
+        .observed
+        .iter()
+        .chain(&tracking.expected)
+        .fold(0.0f64, |a, &b| a.max(b));
+    let label = |v: f64| unit.label(v);
+    let rule = holdout_start.map(|at| (unit.period(at) as f64, " holdout"));
+    let id = "clv-tracking";
+    Ok(Chart {
+        svg: chart::lines(
+            id,
+            &Axes {
+                x: unit.name(),
+                y: "cumulative repeat purchases",
+                rule,
+                x_label: Some(&label),
+            },
+            &series,
+            0.0..top * 1.05 + 1.0,
+        )?,
+        id: id.into(),
+        title: "Tracking: repeat purchases over time".into(),
+        caption: format!(
+            "Cumulative repeat purchases ({}s with a purchase after a customer's first) of the \
+             customers who joined {}: observed, and what the model expects of customers joining \
+             when they did.{}",
+            unit.name(),
+            if holdout_start.is_some() {
+                "before the holdout"
+            } else {
+                "in the data"
+            },
+            if holdout_start.is_some() {
+                " Right of the rule the model has not seen the purchases it predicts."
+            } else {
+                ""
+            }
+        ),
+    })
+}
+
+/// How value is spread over customers.
+#[derive(Debug, Clone, PartialEq)]
+struct Distribution {
+    /// Share of the total (%) of each tenth of customers, the most valuable first.
+    deciles: Vec<f64>,
+    /// (share of customers, share of value) from the least valuable up, both in %.
+    lorenz: Vec<(f64, f64)>,
+    top_decile_share: f64,
+    gini: f64,
+}
+
+/// Points a Lorenz curve is drawn with at most.
+const LORENZ_POINTS: usize = 200;
+
+impl Distribution {
+    /// `None` for fewer than 10 customers or no positive total.
+    fn of(values: &[f64]) -> Option<Distribution> {
+        let n = values.len();
+        let total: f64 = values.iter().sum();
+        if n < 10 || total <= 0.0 || !total.is_finite() {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        // Tenths as equal as can be: the first n % 10 have one customer more.
+        let mut deciles = Vec::with_capacity(10);
+        let mut at = 0;
+        for d in 0..10 {
+            let len = n / 10 + usize::from(d < n % 10);
+            deciles.push(100.0 * sorted[at..at + len].iter().sum::<f64>() / total);
+            at += len;
+        }
+        sorted.reverse();
+        let mut lorenz = vec![(0.0, 0.0)];
+        let mut cumulative = 0.0;
+        let mut area = 0.0;
+        let step = n.div_ceil(LORENZ_POINTS).max(1);
+        for (i, v) in sorted.iter().enumerate() {
+            let before = cumulative;
+            cumulative += v;
+            // Trapezoids under the curve, in shares.
+            area += (before + cumulative) / (2.0 * total * n as f64);
+            if (i + 1) % step == 0 || i + 1 == n {
+                lorenz.push((
+                    100.0 * (i + 1) as f64 / n as f64,
+                    100.0 * cumulative / total,
+                ));
+            }
+        }
+        Some(Distribution {
+            top_decile_share: deciles[0],
+            deciles,
+            lorenz,
+            gini: 1.0 - 2.0 * area,
+        })
+    }
+}
+
+fn decile_chart(spread: &Distribution) -> Result<Chart, Skip> {
+    let labels: Vec<String> = (1..=10).map(|d| format!("{}", d * 10)).collect();
+    let id = "clv-deciles";
+    Ok(Chart {
+        svg: chart::bars(
+            id,
+            "share of total value (%)",
+            &labels,
+            &[("share".into(), spread.deciles.clone())],
+        )?,
+        id: id.into(),
+        title: "Value by decile of customers".into(),
+        caption: format!(
+            "Customers ranked by lifetime value and cut into tenths, the most valuable first \
+             (10 = the top 10 %): the share of all value each tenth holds. The top tenth holds \
+             {}.",
+            format_value(Some(spread.top_decile_share), "%")
+        ),
+    })
+}
+
+fn lorenz_chart(spread: &Distribution) -> Result<Chart, Skip> {
+    let series = [
+        Series {
+            name: "customers".into(),
+            points: spread.lorenz.clone(),
+            color: 0,
+            dashed: false,
+            dots: false,
+        },
+        Series {
+            name: "equal value".into(),
+            points: vec![(0.0, 0.0), (100.0, 100.0)],
+            color: 7,
+            dashed: true,
+            dots: false,
+        },
+    ];
+    let id = "clv-lorenz";
+    Ok(Chart {
+        svg: chart::lines(
+            id,
+            &Axes {
+                x: "share of customers, least valuable first (%)",
+                y: "share of value (%)",
+                ..Axes::default()
+            },
+            &series,
+            0.0..100.0,
+        )?,
+        id: id.into(),
+        title: "Lorenz curve of lifetime value".into(),
+        caption: format!(
+            "How unequal value is: the curve's height at x is the share of value held by the \
+             least valuable x % of customers. The further it sags below the diagonal, the more \
+             value sits with few customers (Gini coefficient {}).",
+            grouped(spread.gini, 3)
+        ),
+    })
+}
+
+/// Average order value: numbers only (its distribution is in the CLV section).
+pub(crate) fn aov(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
+    let descriptor = cx.descriptor("aov", &["customer_id", "timestamp", "amount"])?;
+    let params = cx.params(descriptor, &[], &[])?;
+    let outcome = cx.compute("aov", &params, cx.read(descriptor, &[])?, &[])?;
+    let results = outcome.results.ok_or(Skip::NotApplicable)?;
+    Ok(vec![Section {
+        id: "aov".into(),
+        title: "Average order value".into(),
+        lead: "What an order is worth: the mean, and the median and 90th percentile, which a \
+               few very large orders do not move."
+            .into(),
+        numbers: vec![Numbers::outputs(
+            format!("{} orders", outcome.rows),
+            descriptor,
+            &results,
+            &[
+                "aov",
+                "median_order_value",
+                "p90_order_value",
+                "orders",
+                "customers",
+                "orders_per_customer",
+                "revenue",
+            ],
+        )],
+        charts: Vec::new(),
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, StringArray, TimestampMicrosecondArray};
+
+    use super::*;
+
+    #[test]
+    fn deciles_lorenz_and_gini_by_hand() {
+        // 20 customers: two worth 45 each, eighteen worth 0.5: total 99.
+        let mut values = vec![45.0, 45.0];
+        values.extend([0.5; 18]);
+        let spread = Distribution::of(&values).unwrap_or_else(|| panic!("a distribution"));
+        assert!((spread.top_decile_share - 100.0 * 90.0 / 99.0).abs() < 1e-12);
+        assert!((spread.deciles[1] - 100.0 / 99.0).abs() < 1e-12);
+        assert!((spread.deciles.iter().sum::<f64>() - 100.0).abs() < 1e-12);
+        // Gini of the sorted values by the mean-difference formula:
+        // sum over pairs |xi - xj| / (2 n² mean) = 2·2·18·44.5 / (2·400·4.95) = 0.80909…
+        assert!((spread.gini - 2.0 * 2.0 * 18.0 * 44.5 / (2.0 * 400.0 * 4.95)).abs() < 1e-12);
+        assert_eq!(spread.lorenz.first(), Some(&(0.0, 0.0)));
+        assert_eq!(spread.lorenz.last(), Some(&(100.0, 100.0)));
+        assert!((spread.lorenz[18].1 - 100.0 * 9.0 / 99.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn too_few_or_worthless_customers_have_no_distribution() {
+        assert_eq!(Distribution::of(&[1.0; 9]), None);
+        assert_eq!(Distribution::of(&[0.0; 20]), None);
+    }
+
+    #[test]
+    fn tenths_of_uneven_counts_differ_by_one_customer() {
+        // 12 customers of value 1: tenths of 2, 2, then eight of 1.
+        let spread = Distribution::of(&[1.0; 12]).unwrap_or_else(|| panic!("a distribution"));
+        let expect: Vec<f64> = [2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+            .iter()
+            .map(|v| 100.0 * v / 12.0)
+            .collect();
+        assert_eq!(spread.deciles, expect);
+        assert!(spread.gini.abs() < 1e-12);
+    }
+
+    #[test]
+    fn weeks_start_on_monday() {
+        let at = |date: &str| {
+            chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .and_hms_opt(12, 0, 0)
+                .unwrap_or_else(|| panic!("noon"))
+                .and_utc()
+                .timestamp_micros()
+        };
+        let week = TimeUnit::Week;
+        // 2024-03-04 is a Monday, 2024-03-10 the Sunday after.
+        assert_eq!(week.period(at("2024-03-04")), week.period(at("2024-03-10")));
+        assert_eq!(
+            week.period(at("2024-03-04")),
+            week.period(at("2024-03-03")) + 1
+        );
+        assert_eq!(
+            week.label(week.period(at("2024-03-07")) as f64),
+            "2024-03-04"
+        );
+        assert_eq!(
+            TimeUnit::Day.label(TimeUnit::Day.period(at("1969-12-31")) as f64),
+            "1969-12-31"
+        );
+    }
+
+    #[test]
+    fn holdout_bins_pool_the_frequent_buyers() {
+        let f = [Some(0.0), Some(0.0), Some(1.0), Some(9.0), Some(7.0), None];
+        let a = [
+            Some(0.0),
+            Some(1.0),
+            Some(2.0),
+            Some(5.0),
+            Some(3.0),
+            Some(1.0),
+        ];
+        let p = [
+            Some(0.5),
+            Some(0.5),
+            Some(1.5),
+            Some(6.0),
+            Some(2.0),
+            Some(1.0),
+        ];
+        let bins = holdout_bins(&f, &a, &p).unwrap_or_else(|| panic!("bins"));
+        assert_eq!(bins.len(), HOLDOUT_BINS);
+        assert_eq!(bins[0], (0.5, 0.5));
+        assert_eq!(bins[1], (2.0, 1.5));
+        assert_eq!(bins[2], (0.0, 0.0));
+        assert_eq!(bins[7], (4.0, 4.0));
+        assert_eq!(holdout_bins(&[None], &[None], &[None]), None);
+    }
+
+    /// E[X(t)] = t: a model under which every customer makes one repeat purchase per period.
+    struct OnePerPeriod;
+
+    impl PurchaseModel for OnePerPeriod {
+        fn p_alive(&self, _: f64, _: f64, _: f64) -> f64 {
+            1.0
+        }
+        fn expected_purchases(&self, horizon: f64, _: f64, _: f64, _: f64) -> Option<f64> {
+            Some(horizon)
+        }
+        fn population_expected_purchases(&self, t: f64) -> Option<f64> {
+            Some(t)
+        }
+        fn purchase_distribution(&self, _: f64, _: usize) -> Vec<f64> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn the_tracking_curve_counts_repeat_days_of_customers_who_joined_in_calibration() {
+        let day = |d: i64| 19_723 * DAY_MICROS + d * DAY_MICROS + 3_600_000_000;
+        // a joins on day 0 and buys again on days 0 (same day: not a repeat), 2 and 3;
+        // b joins on day 1 and buys on day 3; c joins on day 3, after calibration ends.
+        let rows = [
+            ("a", 0),
+            ("a", 0),
+            ("b", 1),
+            ("a", 2),
+            ("a", 3),
+            ("b", 3),
+            ("c", 3),
+        ];
+        let log = RecordBatch::try_from_iter([
+            (
+                "customer_id",
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+            ),
+            (
+                "timestamp",
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| day(r.1)))
+                        .with_timezone("UTC"),
+                ) as ArrayRef,
+            ),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let tracking = tracking(
+            &log,
+            TimeUnit::Day,
+            day(3) - 7_200_000_000,
+            day(3),
+            &OnePerPeriod,
+        )
+        .unwrap_or_else(|| panic!("a curve"));
+        assert_eq!(tracking.periods, vec![19_723, 19_724, 19_725, 19_726]);
+        assert_eq!(tracking.observed, vec![0.0, 0.0, 1.0, 3.0]);
+        // a expects t repeats t days after day 0, b t − 1 after day 1.
+        assert_eq!(tracking.expected, vec![0.0, 1.0, 3.0, 5.0]);
+    }
+}

@@ -1,0 +1,250 @@
+//! What every section needs: the input's columns, the user's parameters, reading the input
+//! for a metric and computing it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashSet};
+
+use arrow_array::{Array, RecordBatch};
+use mittari_engine::{
+    ComputeOutcome, ComputeRequest, Engine, EngineError, MetricDescriptor, ParamValue,
+};
+
+use crate::{ReportError, Request};
+
+/// Segments with more distinct values than this are not a breakdown a chart can show.
+const MAX_SEGMENTS: usize = 20;
+
+/// Why a section was left out.
+#[derive(Debug)]
+pub(crate) enum Skip {
+    /// The input lacks the metric's columns, or the build lacks the metric.
+    NotApplicable,
+    /// The engine refused the input (CSAT's scale on 0–10 answers).
+    Failed(EngineError),
+    /// The report cannot be made at all.
+    Error(ReportError),
+}
+
+impl From<ReportError> for Skip {
+    fn from(e: ReportError) -> Skip {
+        Skip::Error(e)
+    }
+}
+
+impl From<crate::ChartError> for Skip {
+    fn from(e: crate::ChartError) -> Skip {
+        Skip::Error(ReportError::Chart(e))
+    }
+}
+
+pub(crate) struct Context<'a> {
+    engine: &'a Engine,
+    request: &'a Request,
+    columns: Vec<String>,
+    used_params: RefCell<HashSet<String>>,
+    rows: Cell<usize>,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(
+        engine: &'a Engine,
+        request: &'a Request,
+    ) -> Result<Context<'a>, ReportError> {
+        for metric in &request.metrics {
+            if !crate::reportable_metrics().any(|m| m == metric) {
+                return Err(ReportError::UnknownMetric {
+                    metric: metric.clone(),
+                    message: format!(
+                        "the report lays out {}",
+                        crate::reportable_metrics().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+            if engine.describe(metric).is_err() {
+                return Err(ReportError::UnknownMetric {
+                    metric: metric.clone(),
+                    message: "this build has no such plugin loaded".to_owned(),
+                });
+            }
+        }
+        let columns = mittari_io::column_names(&request.input, &request.options)?;
+        Ok(Context {
+            engine,
+            request,
+            columns,
+            used_params: RefCell::default(),
+            rows: Cell::new(0),
+        })
+    }
+
+    pub(crate) fn input_name(&self) -> String {
+        self.request.input.display().to_string()
+    }
+
+    pub(crate) fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The most rows any metric read: the input's rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows.get()
+    }
+
+    pub(crate) fn wanted(&self, metric: &str) -> bool {
+        self.request.metrics.is_empty() || self.named(metric)
+    }
+
+    pub(crate) fn named(&self, metric: &str) -> bool {
+        self.request.metrics.iter().any(|m| m == metric)
+    }
+
+    pub(crate) fn has(&self, column: &str) -> bool {
+        self.columns.iter().any(|c| c == column)
+    }
+
+    /// The metric's descriptor when the build has it and the input has every column in
+    /// `needs`.
+    pub(crate) fn descriptor(
+        &self,
+        metric: &str,
+        needs: &[&str],
+    ) -> Result<&'a MetricDescriptor, Skip> {
+        let descriptor = self
+            .engine
+            .describe(metric)
+            .map_err(|_| Skip::NotApplicable)?;
+        if needs.iter().all(|c| self.has(c)) {
+            Ok(descriptor)
+        } else {
+            Err(Skip::NotApplicable)
+        }
+    }
+
+    /// The value the user gave parameter `key`, as text.
+    pub(crate) fn user_param(&self, key: &str) -> Option<&str> {
+        self.request
+            .params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The parameters for `descriptor`: the user's (each parameter it declares), then
+    /// `defaults` for the ones the user did not give. `ignored` are the user's parameters this
+    /// section overrides (a report shows every customer, whatever `top` says).
+    pub(crate) fn params(
+        &self,
+        descriptor: &MetricDescriptor,
+        defaults: &[(&str, String)],
+        ignored: &[&str],
+    ) -> Result<BTreeMap<String, ParamValue>, Skip> {
+        let mut params = BTreeMap::new();
+        for (key, text) in &self.request.params {
+            let Some(spec) = descriptor.parameter_spec(key) else {
+                continue;
+            };
+            self.used_params.borrow_mut().insert(key.clone());
+            if ignored.contains(&key.as_str()) {
+                continue;
+            }
+            let value = ParamValue::parse(text, spec.data_type).map_err(|message| {
+                Skip::Error(ReportError::Param {
+                    key: key.clone(),
+                    message,
+                })
+            })?;
+            params.insert(key.clone(), value);
+        }
+        for (key, text) in defaults {
+            if params.contains_key(*key) {
+                continue;
+            }
+            if let Some(spec) = descriptor.parameter_spec(key) {
+                let value = ParamValue::parse(text, spec.data_type).map_err(|message| {
+                    Skip::Error(ReportError::Param {
+                        key: (*key).to_owned(),
+                        message,
+                    })
+                })?;
+                params.insert((*key).to_owned(), value);
+            }
+        }
+        Ok(params)
+    }
+
+    /// Every parameter the user gave went to some metric.
+    pub(crate) fn check_params_used(&self) -> Result<(), ReportError> {
+        let used = self.used_params.borrow();
+        match self.request.params.iter().find(|(k, _)| !used.contains(k)) {
+            Some((key, _)) => Err(ReportError::Param {
+                key: key.clone(),
+                message: "no metric in this report takes it".to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The input's columns `descriptor` declares, and `group_by`, typed for the metric.
+    pub(crate) fn read(
+        &self,
+        descriptor: &MetricDescriptor,
+        group_by: &[String],
+    ) -> Result<RecordBatch, Skip> {
+        let table = mittari_io::read(
+            mittari_io::Source::Path(&self.request.input),
+            descriptor,
+            group_by,
+            &self.request.options,
+        )
+        .map_err(|e| Skip::Error(ReportError::Read(e)))?;
+        self.rows.set(self.rows.get().max(table.batch.num_rows()));
+        Ok(table.batch)
+    }
+
+    pub(crate) fn compute(
+        &self,
+        metric: &str,
+        params: &BTreeMap<String, ParamValue>,
+        input: RecordBatch,
+        group_by: &[String],
+    ) -> Result<ComputeOutcome, Skip> {
+        self.engine
+            .compute_blocking(ComputeRequest::new(
+                metric,
+                params.clone(),
+                input,
+                group_by.to_vec(),
+            ))
+            .map_err(Skip::Failed)
+    }
+
+    /// The columns to break `descriptor`'s metric down by: `--group-by`, or else every column
+    /// the metric does not read with 2 to 20 distinct values (region, channel, plan).
+    pub(crate) fn segments(&self, descriptor: &MetricDescriptor) -> Result<Vec<String>, Skip> {
+        if !self.request.group_by.is_empty() {
+            return Ok(self.request.group_by.clone());
+        }
+        let candidates: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|c| {
+                c.as_str() != "timestamp" && !descriptor.inputs.iter().any(|i| &i.name == *c)
+            })
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = self.read(descriptor, &candidates)?;
+        Ok(candidates
+            .into_iter()
+            .filter(|name| {
+                batch.column_by_name(name).is_some_and(|column| {
+                    let distinct = crate::table::distinct_texts(column.as_ref(), MAX_SEGMENTS + 1);
+                    (2..=MAX_SEGMENTS).contains(&distinct.len()) && column.null_count() == 0
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,183 @@
+//! `mittari report`: the metrics an input allows, with their numbers and charts, as one
+//! self-contained HTML page a manager can read without help.
+//!
+//! Analysts and managers want to look, not read tables: a cohort heatmap, a retention curve,
+//! who is still alive, what discounts cost by product. The report picks the metrics whose
+//! required columns the input has (or the ones asked for), computes them through the same
+//! [`Engine`] as `mittari compute` (so its numbers are the plugins' numbers), and lays each
+//! out as a section: a sentence on what it means, a table of numbers, and charts drawn by
+//! plotters as inline SVG. The page needs no network and no script to view; every chart is
+//! also available on its own (`--charts DIR`) for slides.
+//!
+//! Invariants:
+//! - Every number in the report comes from a plugin's result, or from a model the plugin
+//!   fitted, evaluated with `mittari-models` at the parameters the plugin returned (P(alive)
+//!   matrices, the tracking curve); the report re-derives only shares and sums of result
+//!   rows.
+//! - A metric chosen automatically that the data does not suit (CSAT on a 0–10 scale) is
+//!   listed under "not computed" with the engine's reason; one named with `--metric` that
+//!   fails is an error. Data that cannot be read is always an error, with its file, line and
+//!   column.
+
+mod chart;
+mod clv;
+mod context;
+mod cx;
+mod page;
+mod pricing;
+mod retention;
+mod survey;
+mod table;
+
+use std::path::{Path, PathBuf};
+
+pub use chart::{Chart, ChartError};
+use mittari_engine::{Engine, EngineError};
+pub use page::{Numbers, Section};
+
+/// What to report on.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// A CSV, Parquet, Arrow IPC or JSON Lines file (read once per metric).
+    pub input: PathBuf,
+    pub options: mittari_io::ReadOptions,
+    /// `KEY=VALUE` parameters; each goes to every reported metric that declares it.
+    pub params: Vec<(String, String)>,
+    /// Segments to break NPS, CSAT and retention down by; by default every column with 2 to
+    /// 20 distinct values that the metric does not read itself.
+    pub group_by: Vec<String>,
+    /// Metrics to report; by default every metric the input's columns allow.
+    pub metrics: Vec<String>,
+}
+
+/// A report: sections in a fixed order, and the metrics left out with why.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub input: String,
+    pub rows: usize,
+    pub sections: Vec<Section>,
+    pub not_computed: Vec<(String, String)>,
+}
+
+impl Report {
+    /// The page: one HTML file with its style and charts inline.
+    pub fn html(&self) -> String {
+        page::html(self)
+    }
+
+    /// Every chart of the report, in page order.
+    pub fn charts(&self) -> impl Iterator<Item = &Chart> {
+        self.sections.iter().flat_map(|s| s.charts.iter())
+    }
+}
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Read(#[from] mittari_io::ReadError),
+    #[error("{metric}: {source}")]
+    Metric {
+        metric: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("--param {key}: {message}")]
+    Param { key: String, message: String },
+    #[error("--metric {metric}: {message}")]
+    UnknownMetric { metric: String, message: String },
+    #[error(
+        "{input}: none of its columns ({columns}) is what a metric reads; name them with --column NAME=SOURCE, e.g. --column customer_id=asiakasnro"
+    )]
+    NothingToReport { input: String, columns: String },
+    #[error(transparent)]
+    Chart(#[from] ChartError),
+    #[error("{path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Computes every section `request` allows with `engine` (in this process).
+pub fn build(engine: &Engine, request: &Request) -> Result<Report, ReportError> {
+    let cx = context::Context::new(engine, request)?;
+    let mut sections = Vec::new();
+    let mut not_computed = Vec::new();
+    for (metric, make) in SECTIONS {
+        if !cx.wanted(metric) {
+            continue;
+        }
+        match make(&cx) {
+            Ok(mut made) => sections.append(&mut made),
+            Err(context::Skip::NotApplicable) => {}
+            Err(context::Skip::Failed(reason)) if cx.named(metric) => {
+                return Err(ReportError::Metric {
+                    metric: metric.to_owned(),
+                    source: reason,
+                });
+            }
+            Err(context::Skip::Failed(reason)) => {
+                not_computed.push((metric.to_owned(), reason.to_string()));
+            }
+            Err(context::Skip::Error(e)) => return Err(e),
+        }
+    }
+    cx.check_params_used()?;
+    if sections.is_empty() && not_computed.is_empty() {
+        return Err(ReportError::NothingToReport {
+            input: cx.input_name(),
+            columns: cx.columns().join(", "),
+        });
+    }
+    Ok(Report {
+        input: cx.input_name(),
+        rows: cx.rows(),
+        sections,
+        not_computed,
+    })
+}
+
+type MakeSections = fn(&context::Context<'_>) -> Result<Vec<Section>, context::Skip>;
+
+/// The metrics a report can show, in page order.
+const SECTIONS: [(&str, MakeSections); 8] = [
+    ("retention", retention::retention),
+    ("retention_forecast", retention::forecast),
+    ("clv", clv::clv),
+    ("aov", clv::aov),
+    ("nps", survey::nps),
+    ("csat", survey::csat),
+    ("cx_value", cx::cx_value),
+    ("price_gap", pricing::price_gap),
+];
+
+/// The metrics `mittari report` knows how to lay out.
+pub fn reportable_metrics() -> impl Iterator<Item = &'static str> {
+    SECTIONS.iter().map(|(name, _)| *name)
+}
+
+/// Writes the page to `path` and, with `charts`, each chart as `charts/<id>.svg`.
+pub fn write(report: &Report, path: &Path, charts: Option<&Path>) -> Result<usize, ReportError> {
+    let write = |path: &Path, text: &str| {
+        std::fs::write(path, text).map_err(|source| ReportError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    write(path, &report.html())?;
+    let Some(dir) = charts else {
+        return Ok(0);
+    };
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut written = 0;
+    for chart in report.charts() {
+        write(&dir.join(format!("{}.svg", chart.id)), &chart.svg)?;
+        written += 1;
+    }
+    Ok(written)
+}

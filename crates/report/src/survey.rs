@@ -1,0 +1,336 @@
+//! NPS and CSAT: the score with its interval, by segment, and month by month when the
+//! answers have a `timestamp`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use mittari_engine::{ColumnSpec, DataType, MetricDescriptor, ParamValue};
+
+use crate::chart::{self, Chart};
+use crate::context::{Context, Skip};
+use crate::page::{Numbers, Section, format_value};
+use crate::table;
+
+struct Survey {
+    metric: &'static str,
+    title: &'static str,
+    lead: &'static str,
+    /// The headline output, which has the interval.
+    headline: &'static str,
+    unit: &'static str,
+    /// Outputs shown under the headline.
+    details: &'static [&'static str],
+    /// Whether answers from `min` to `max` look like this survey's, for choosing between NPS
+    /// and CSAT when the input only says `score`.
+    suits: fn(&BTreeMap<String, ParamValue>, Option<(i64, i64)>) -> bool,
+}
+
+/// NPS answers go up to 10; answers that all fit a 1–5 scale are CSAT's.
+fn suits_nps(_: &BTreeMap<String, ParamValue>, range: Option<(i64, i64)>) -> bool {
+    range.is_some_and(|(_, max)| max > 5)
+}
+
+/// Answers within the CSAT scale (`scale_min`..=`scale_max`, 1–5 unless set).
+fn suits_csat(params: &BTreeMap<String, ParamValue>, range: Option<(i64, i64)>) -> bool {
+    let bound = |key: &str, default: i64| match params.get(key) {
+        Some(ParamValue::Int64(v)) => *v,
+        _ => default,
+    };
+    range.is_some_and(|(min, max)| bound("scale_min", 1) <= min && max <= bound("scale_max", 5))
+}
+
+/// The lowest and highest score, `None` without any.
+fn score_range(batch: &RecordBatch) -> Option<(i64, i64)> {
+    let scores = batch
+        .column_by_name("score")?
+        .as_primitive_opt::<Int64Type>()?;
+    let min = scores.iter().flatten().min()?;
+    let max = scores.iter().flatten().max()?;
+    Some((min, max))
+}
+
+const NPS: Survey = Survey {
+    metric: "nps",
+    title: "Net Promoter Score",
+    lead: "NPS is the share of promoters (answers 9–10) minus the share of detractors (0–6), \
+           from −100 to 100. The bars are the interval the true score lies in at the stated \
+           confidence: segments whose bars overlap may not really differ.",
+    headline: "nps",
+    unit: "points",
+    suits: suits_nps,
+    details: &[
+        "responses",
+        "promoter_share",
+        "passive_share",
+        "detractor_share",
+        "standard_error",
+    ],
+};
+
+const CSAT: Survey = Survey {
+    metric: "csat",
+    title: "Customer satisfaction (CSAT)",
+    lead: "CSAT is the share of answers in the top boxes of the scale. The bars are its \
+           Wilson interval: with few answers a segment's score is uncertain, and the bars \
+           say how much.",
+    headline: "csat",
+    unit: "%",
+    suits: suits_csat,
+    details: &["responses", "satisfied", "mean_score"],
+};
+
+pub(crate) fn nps(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
+    survey(cx, &NPS)
+}
+
+pub(crate) fn csat(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
+    survey(cx, &CSAT)
+}
+
+fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
+    let descriptor = cx.descriptor(survey.metric, &["score"])?;
+    let params = cx.params(descriptor, &[], &[])?;
+    let input = cx.read(descriptor, &[])?;
+    if !cx.named(survey.metric) && !(survey.suits)(&params, score_range(&input)) {
+        return Err(Skip::NotApplicable);
+    }
+    let outcome = cx.compute(survey.metric, &params, input, &[])?;
+    let results = outcome.results.ok_or(Skip::NotApplicable)?;
+    let unit_of = |name: &str| descriptor.output_spec(name).map_or("", |o| o.unit.as_str());
+    let mut rows = vec![vec![
+        survey.headline.to_owned(),
+        format_value(table::scalar(&results, survey.headline), survey.unit),
+        table::interval(&results, survey.headline).map_or_else(String::new, |(low, _, high)| {
+            format!(
+                "{} to {}",
+                format_value(Some(low), survey.unit),
+                format_value(Some(high), survey.unit)
+            )
+        }),
+    ]];
+    for name in survey.details {
+        rows.push(vec![
+            (*name).to_owned(),
+            format_value(table::scalar(&results, name), unit_of(name)),
+            String::new(),
+        ]);
+    }
+    let mut section = Section {
+        id: survey.metric.to_owned(),
+        title: survey.title.to_owned(),
+        lead: survey.lead.to_owned(),
+        numbers: vec![Numbers {
+            caption: format!("All {} answers", outcome.rows),
+            header: vec!["output".into(), "value".into(), "interval".into()],
+            rows,
+        }],
+        charts: Vec::new(),
+    };
+    for segment in cx.segments(descriptor)? {
+        let group_by = [segment.clone()];
+        let outcome = cx.compute(
+            survey.metric,
+            &params,
+            cx.read(descriptor, &group_by)?,
+            &group_by,
+        )?;
+        let Some(grouped) = outcome.grouped else {
+            continue;
+        };
+        let mut points: Vec<(String, (f64, f64, f64), Option<f64>)> = table::group_labels(&grouped)
+            .into_iter()
+            .zip(table::group_intervals(&grouped, survey.headline))
+            .zip(table::group_values(&grouped, "responses"))
+            .filter_map(|((label, interval), responses)| Some((label, interval?, responses)))
+            .collect();
+        // Best first, as a ranking reads.
+        points.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+        section.numbers.push(Numbers {
+            caption: format!("By {segment}"),
+            header: vec![
+                segment.clone(),
+                survey.headline.to_owned(),
+                "interval".into(),
+                "responses".into(),
+            ],
+            rows: points
+                .iter()
+                .map(|(label, (low, mid, high), responses)| {
+                    vec![
+                        label.clone(),
+                        format_value(Some(*mid), survey.unit),
+                        format!(
+                            "{} to {}",
+                            format_value(Some(*low), survey.unit),
+                            format_value(Some(*high), survey.unit)
+                        ),
+                        format_value(*responses, "count"),
+                    ]
+                })
+                .collect(),
+        });
+        let labels: Vec<String> = points.iter().map(|p| p.0.clone()).collect();
+        let values: Vec<(f64, f64, f64)> = points.iter().map(|p| p.1).collect();
+        let id = format!("{}-by-{}", survey.metric, slug(&segment));
+        section.charts.push(Chart {
+            svg: chart::intervals(&id, &y_desc(survey), &labels, &values)?,
+            id,
+            title: format!("{} by {segment}", survey.headline.to_uppercase()),
+            caption: format!(
+                "{} per {segment} with its interval, best first.",
+                survey.headline.to_uppercase()
+            ),
+        });
+    }
+    if cx.has("timestamp") {
+        section
+            .charts
+            .push(monthly(cx, survey, descriptor, &params)?);
+    }
+    Ok(vec![section])
+}
+
+fn y_desc(survey: &Survey) -> String {
+    match survey.unit {
+        "%" => format!("{} (%)", survey.headline.to_uppercase()),
+        _ => survey.headline.to_uppercase(),
+    }
+}
+
+/// The score month by month (by the answers' `timestamp`), with its interval.
+fn monthly(
+    cx: &Context<'_>,
+    survey: &Survey,
+    descriptor: &MetricDescriptor,
+    params: &BTreeMap<String, ParamValue>,
+) -> Result<Chart, Skip> {
+    let mut with_time = descriptor.clone();
+    with_time.inputs.push(ColumnSpec::new(
+        "timestamp",
+        DataType::Timestamp,
+        "when the answer was given",
+    ));
+    let batch = cx.read(&with_time, &[])?;
+    let (scores, months) = by_month(&batch);
+    let input = RecordBatch::try_from_iter([
+        ("score", Arc::new(scores) as ArrayRef),
+        ("month", Arc::new(months) as ArrayRef),
+    ])
+    .map_err(|e| {
+        Skip::Error(crate::ReportError::Chart(chart::ChartError::new(
+            "monthly",
+            e.to_string(),
+        )))
+    })?;
+    let group_by = ["month".to_owned()];
+    let outcome = cx.compute(survey.metric, params, input, &group_by)?;
+    let grouped = outcome.grouped.ok_or(Skip::NotApplicable)?;
+    // Month keys (2024-03) sort as time does.
+    let mut points: Vec<(String, (f64, f64, f64))> = table::group_labels(&grouped)
+        .into_iter()
+        .zip(table::group_intervals(&grouped, survey.headline))
+        .filter_map(|(label, interval)| Some((label, interval?)))
+        .collect();
+    points.sort_by(|a, b| a.0.cmp(&b.0));
+    let labels: Vec<String> = points.iter().map(|p| p.0.clone()).collect();
+    let values: Vec<(f64, f64, f64)> = points.iter().map(|p| p.1).collect();
+    let id = format!("{}-by-month", survey.metric);
+    Ok(Chart {
+        svg: chart::intervals(&id, &y_desc(survey), &labels, &values)?,
+        id,
+        title: format!("{} by month", survey.headline.to_uppercase()),
+        caption: format!(
+            "{} of each month's answers with its interval; a month with few answers has a \
+             wide bar.",
+            survey.headline.to_uppercase()
+        ),
+    })
+}
+
+/// Scores and their month (`2024-03`, UTC) for the answers that have a timestamp.
+fn by_month(batch: &RecordBatch) -> (Int64Array, StringArray) {
+    let (Some(score), Some(time)) = (
+        batch.column_by_name("score"),
+        batch.column_by_name("timestamp"),
+    ) else {
+        return (
+            Int64Array::from(Vec::<i64>::new()),
+            StringArray::from(Vec::<String>::new()),
+        );
+    };
+    let score = score.as_primitive::<Int64Type>();
+    let time = time.as_primitive::<TimestampMicrosecondType>();
+    let mut scores = Vec::new();
+    let mut months = Vec::new();
+    for row in 0..batch.num_rows() {
+        if time.is_null(row) {
+            continue;
+        }
+        let Some(at) = chrono::DateTime::from_timestamp_micros(time.value(row)) else {
+            continue;
+        };
+        scores.push((!score.is_null(row)).then(|| score.value(row)));
+        months.push(at.format("%Y-%m").to_string());
+    }
+    (Int64Array::from(scores), StringArray::from(months))
+}
+
+/// A column name as part of an id: lowercase letters, digits and dashes.
+pub(crate) fn slug(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::TimestampMicrosecondArray;
+
+    #[test]
+    fn answers_are_put_in_their_month() {
+        let day = 86_400_000_000i64;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "score",
+                Arc::new(Int64Array::from(vec![Some(9), None, Some(3), Some(7)])) as ArrayRef,
+            ),
+            (
+                "timestamp",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        Some(19_723 * day),     // 2024-01-01
+                        Some(19_754 * day - 1), // 2024-01-31T23:59:59.999999
+                        None,
+                        Some(19_754 * day), // 2024-02-01
+                    ])
+                    .with_timezone("UTC"),
+                ) as ArrayRef,
+            ),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (scores, months) = by_month(&batch);
+        assert_eq!(
+            scores.iter().collect::<Vec<_>>(),
+            vec![Some(9), None, Some(7)]
+        );
+        assert_eq!(
+            months.iter().collect::<Vec<_>>(),
+            vec![Some("2024-01"), Some("2024-01"), Some("2024-02")]
+        );
+    }
+
+    #[test]
+    fn ids_are_slugs() {
+        assert_eq!(slug("Region Name"), "region-name");
+    }
+}

@@ -1,0 +1,526 @@
+//! `mittari report` end to end: the report of every shipped example data set, opened in a
+//! real browser (Debian's Chromium, driven over the DevTools protocol), which must log no
+//! error, fetch nothing but the file, and draw every chart. Screenshots of each report and
+//! chart are saved to `target/report-screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use mittari_e2e::{repo_root, run_cli, target_dir};
+use serde_json::{Value, json};
+
+/// An example data set, the report's extra arguments, and the charts it must have.
+struct Example {
+    name: &'static str,
+    args: &'static [&'static str],
+    charts: &'static [&'static str],
+}
+
+/// The README's report commands, in its order.
+const EXAMPLES: [Example; 7] = [
+    Example {
+        name: "nps",
+        args: &["--input", "examples/data/nps.csv"],
+        charts: &["nps-by-region", "nps-by-channel", "nps-by-month"],
+    },
+    Example {
+        name: "csat",
+        args: &["--input", "examples/data/csat.csv"],
+        charts: &["csat-by-channel", "csat-by-month"],
+    },
+    Example {
+        name: "retention",
+        args: &["--input", "examples/data/retention.csv"],
+        charts: &[
+            "retention-by-plan",
+            "retention-cohorts",
+            "retention-curves",
+            "retention-sbg",
+        ],
+    },
+    Example {
+        name: "cohorts",
+        args: &["--input", "examples/data/cohorts.csv"],
+        charts: &["forecast-cohorts", "forecast-sbg"],
+    },
+    Example {
+        name: "transactions",
+        args: &[
+            "--input",
+            "examples/data/transactions.csv",
+            "--param",
+            "holdout_start=2024-07-01",
+        ],
+        charts: &[
+            "clv-p-alive",
+            "clv-expected-purchases",
+            "clv-holdout",
+            "clv-tracking",
+            "clv-deciles",
+            "clv-lorenz",
+        ],
+    },
+    Example {
+        name: "order_lines",
+        args: &["--input", "examples/data/order_lines.csv"],
+        charts: &["price-gap-by-product", "price-gap-by-customer"],
+    },
+    Example {
+        name: "cx",
+        args: &["--input", "examples/data/cx.csv"],
+        charts: &[
+            "nps-by-segment",
+            "nps-by-retained",
+            "cx-spend-by-tier",
+            "cx-retention-by-tier",
+        ],
+    },
+];
+
+fn screenshots() -> PathBuf {
+    let dir = target_dir().join("report-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `mittari report` on an example, returns the page and the charts directory.
+fn report(example: &Example, out: &Path) -> (PathBuf, PathBuf) {
+    let html = out.join(format!("{}.html", example.name));
+    let charts = out.join(format!("{}-charts", example.name));
+    let mut args = vec!["report"];
+    args.extend_from_slice(example.args);
+    args.extend_from_slice(&[
+        "--output",
+        html.to_str().unwrap(),
+        "--charts",
+        charts.to_str().unwrap(),
+    ]);
+    let (status, _, stderr) = run_cli(&args, &repo_root(), &[]);
+    assert!(status.success(), "mittari {args:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!("{} charts", example.charts.len())),
+        "{}: {stderr}",
+        example.name
+    );
+    (html, charts)
+}
+
+#[test]
+fn every_example_reports_with_its_charts_and_opens_cleanly_in_chromium() {
+    let out = tempfile::tempdir().unwrap();
+    let browser = Browser::launch();
+    for example in &EXAMPLES {
+        let (html, charts_dir) = report(example, out.path());
+        let page = std::fs::read_to_string(&html).unwrap();
+        // Self-contained: nothing to fetch, nothing to run.
+        let without_namespace = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+        for reference in ["http:", "https:", "src=", "<script", "<link", "@import"] {
+            assert!(
+                !without_namespace.contains(reference),
+                "{}: the page has {reference}",
+                example.name
+            );
+        }
+        let files: BTreeSet<String> = std::fs::read_dir(&charts_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let expected: BTreeSet<String> = example
+            .charts
+            .iter()
+            .map(|id| format!("{id}.svg"))
+            .collect();
+        assert_eq!(files, expected, "{}", example.name);
+        if let Some(browser) = &browser {
+            browser.check_page(&html, example);
+        }
+    }
+}
+
+impl Browser {
+    /// Opens the page, checks its log, its requests and its charts, and saves screenshots.
+    fn check_page(&self, html: &Path, example: &Example) {
+        let mut session = self.session();
+        let url = format!("file://{}", html.display());
+        session.call("Page.navigate", json!({ "url": url }));
+        session.wait_for("Page.loadEventFired");
+        let drawn = session.evaluate(
+            "JSON.stringify({
+               declared: Number(document.body.dataset.charts),
+               figures: [...document.querySelectorAll('figure.chart')].map(f => {
+                 const svg = f.querySelector('svg');
+                 const box = svg ? svg.getBoundingClientRect() : { width: 0, height: 0 };
+                 return {
+                   id: f.id,
+                   width: box.width,
+                   height: box.height,
+                   marks: svg ? svg.querySelectorAll('rect, path, circle, polyline, line, polygon').length : 0,
+                   labels: svg ? svg.querySelectorAll('text').length : 0,
+                   top: f.getBoundingClientRect().top + window.scrollY,
+                   left: f.getBoundingClientRect().left,
+                   figure_width: f.getBoundingClientRect().width,
+                   figure_height: f.getBoundingClientRect().height,
+                 };
+               }),
+               page_height: document.documentElement.scrollHeight,
+             })",
+        );
+        let drawn: Value = serde_json::from_str(drawn.as_str().unwrap()).unwrap();
+        let figures = drawn["figures"].as_array().unwrap();
+        let ids: Vec<String> = figures
+            .iter()
+            .map(|f| {
+                f["id"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("chart-")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids, example.charts, "{}", example.name);
+        assert_eq!(drawn["declared"], json!(example.charts.len()));
+        for figure in figures {
+            let id = figure["id"].as_str().unwrap();
+            assert!(
+                figure["width"].as_f64().unwrap() > 300.0
+                    && figure["height"].as_f64().unwrap() > 150.0,
+                "{}: {id} was laid out at {figure}",
+                example.name
+            );
+            assert!(
+                figure["marks"].as_u64().unwrap() >= 5 && figure["labels"].as_u64().unwrap() >= 3,
+                "{}: {id} drew too little: {figure}",
+                example.name
+            );
+        }
+        let dir = screenshots();
+        let height = drawn["page_height"].as_f64().unwrap();
+        session.screenshot(
+            &dir.join(format!("{}.png", example.name)),
+            (0.0, 0.0, 1100.0, height),
+        );
+        for figure in figures {
+            let clip = (
+                figure["left"].as_f64().unwrap(),
+                figure["top"].as_f64().unwrap(),
+                figure["figure_width"].as_f64().unwrap(),
+                figure["figure_height"].as_f64().unwrap(),
+            );
+            let id = figure["id"].as_str().unwrap().trim_start_matches("chart-");
+            session.screenshot(&dir.join(format!("{}-{id}.png", example.name)), clip);
+        }
+        let problems: Vec<&Value> = session
+            .events
+            .iter()
+            .filter(|e| match e["method"].as_str() {
+                Some("Runtime.exceptionThrown") => true,
+                Some("Runtime.consoleAPICalled") => {
+                    matches!(
+                        e["params"]["type"].as_str(),
+                        Some("error" | "warning" | "assert")
+                    )
+                }
+                Some("Log.entryAdded") => {
+                    matches!(
+                        e["params"]["entry"]["level"].as_str(),
+                        Some("error" | "warning")
+                    )
+                }
+                _ => false,
+            })
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "{}: the console has {problems:?}",
+            example.name
+        );
+        let requests: Vec<&str> = session
+            .events
+            .iter()
+            .filter(|e| e["method"] == "Network.requestWillBeSent")
+            .filter_map(|e| e["params"]["request"]["url"].as_str())
+            .collect();
+        assert_eq!(
+            requests,
+            vec![url.as_str()],
+            "{}: the page fetched more",
+            example.name
+        );
+        session.close();
+    }
+}
+
+#[test]
+fn report_errors_name_what_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.html");
+    let out = out.to_str().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "respondent,score\nr1,9\nr2,nine\n").unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--input", "examples/data/nps.csv", "--metric", "csat"],
+            "csat: input.score[0]: score 7 is outside the scale 1..=5",
+        ),
+        (
+            &["--input", "examples/data/nps.csv", "--param", "horizon=5"],
+            "--param horizon: no metric in this report takes it",
+        ),
+        (
+            &["--input", "examples/data/nps.csv", "--metric", "sales"],
+            "--metric sales: the report lays out retention, retention_forecast, clv",
+        ),
+        (
+            &["--input", bad.to_str().unwrap()],
+            "bad.csv: line 3: column score:",
+        ),
+        (&["--input", "README.md"], "none of its columns"),
+    ];
+    for (args, expect) in cases {
+        let mut all = vec!["report"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--output", out]);
+        let (status, _, stderr) = run_cli(&all, &repo_root(), &[]);
+        assert!(!status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// The numbers in the report are the plugins' own: NPS by region as `mittari compute` prints it.
+#[test]
+fn report_numbers_are_the_computed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (html, _) = report(&EXAMPLES[0], dir.path());
+    let page = std::fs::read_to_string(html).unwrap();
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "compute",
+            "nps",
+            "--input",
+            "examples/data/nps.csv",
+            "--group-by",
+            "region",
+            "--format",
+            "json",
+        ],
+        &repo_root(),
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    let computed: Value = serde_json::from_str(&stdout).unwrap();
+    for group in computed["groups"].as_array().unwrap() {
+        let region = group["key"]["region"].as_str().unwrap();
+        let nps = group["results"]["nps"].as_f64().unwrap();
+        // One decimal, a true minus sign, as the report prints points.
+        let digits = format!("{:.1}", nps.abs());
+        let sign = if nps < 0.0 && digits != "0.0" {
+            "−"
+        } else {
+            ""
+        };
+        let cell = format!("<td>{region}</td><td>{sign}{digits}</td>");
+        assert!(page.contains(&cell), "{cell} is not in the report");
+    }
+}
+
+/// Debian's Chromium in headless mode, driven over the DevTools protocol; `None` (the test
+/// checks the files only) outside CI when it is not installed.
+struct Browser {
+    process: Child,
+    endpoint: String,
+    _profile: tempfile::TempDir,
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long any one DevTools answer or event may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Browser {
+    fn launch() -> Option<Browser> {
+        let binary = std::env::var("MITTARI_CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_owned());
+        if !Path::new(&binary).exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{binary} is not installed (CI=true): .ci/run installs Debian's chromium"
+            );
+            eprintln!("skipped the browser checks: {binary} is not installed");
+            return None;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        // The flags keep a headless Chromium from reaching out to the network on its own.
+        let mut process = Command::new(&binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let stderr = BufReader::new(process.stderr.take().unwrap());
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(at) = line.find("ws://") {
+                    let _ = send.send(line[at..].trim().to_owned());
+                }
+            }
+        });
+        let endpoint = receive
+            .recv_timeout(STEP_TIMEOUT)
+            .expect("chromium printed no DevTools endpoint");
+        Some(Browser {
+            process,
+            endpoint,
+            _profile: profile,
+        })
+    }
+
+    /// A new tab, attached, with the page, runtime, log and network domains enabled.
+    fn session(&self) -> Session {
+        let url = tungstenite::http::Uri::try_from(self.endpoint.as_str()).unwrap();
+        let address = format!("{}:{}", url.host().unwrap(), url.port_u16().unwrap());
+        let stream = TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        let (socket, _) = tungstenite::client(self.endpoint.as_str(), stream).unwrap();
+        let mut session = Session {
+            socket,
+            next_id: 0,
+            session_id: None,
+            target_id: String::new(),
+            events: Vec::new(),
+        };
+        let target = session.call("Target.createTarget", json!({ "url": "about:blank" }));
+        session.target_id = target["targetId"].as_str().unwrap().to_owned();
+        let attached = session.call(
+            "Target.attachToTarget",
+            json!({ "targetId": session.target_id, "flatten": true }),
+        );
+        session.session_id = Some(attached["sessionId"].as_str().unwrap().to_owned());
+        for domain in ["Page", "Runtime", "Log", "Network"] {
+            session.call(&format!("{domain}.enable"), json!({}));
+        }
+        session.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 1100, "height": 900, "deviceScaleFactor": 1, "mobile": false }),
+        );
+        session
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// One tab's DevTools session; events are kept for the checks.
+struct Session {
+    socket: tungstenite::WebSocket<TcpStream>,
+    next_id: u64,
+    session_id: Option<String>,
+    target_id: String,
+    events: Vec<Value>,
+}
+
+impl Session {
+    fn receive(&mut self) -> Value {
+        loop {
+            match self.socket.read().expect("a DevTools message") {
+                tungstenite::Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                tungstenite::Message::Close(_) => panic!("chromium closed the DevTools socket"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends a command and waits for its answer, keeping the events that come before it.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({ "id": id, "method": method, "params": params });
+        if let Some(session) = &self.session_id {
+            message["sessionId"] = json!(session);
+        }
+        self.socket
+            .send(tungstenite::Message::text(message.to_string()))
+            .unwrap();
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while Instant::now() < deadline {
+            let reply = self.receive();
+            if reply["id"] == json!(id) {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+            self.events.push(reply);
+        }
+        panic!("{method}: no answer in {STEP_TIMEOUT:?}");
+    }
+
+    fn wait_for(&mut self, method: &str) {
+        if self.events.iter().any(|e| e["method"] == method) {
+            return;
+        }
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while Instant::now() < deadline {
+            let event = self.receive();
+            let found = event["method"] == method;
+            self.events.push(event);
+            if found {
+                return;
+            }
+        }
+        panic!("no {method} in {STEP_TIMEOUT:?}");
+    }
+
+    fn evaluate(&mut self, expression: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true }),
+        );
+        assert!(result.get("exceptionDetails").is_none(), "{result}");
+        result["result"]["value"].clone()
+    }
+
+    fn screenshot(&mut self, path: &Path, (x, y, width, height): (f64, f64, f64, f64)) {
+        let shot = self.call(
+            "Page.captureScreenshot",
+            json!({
+                "format": "png",
+                "captureBeyondViewport": true,
+                "clip": { "x": x, "y": y, "width": width, "height": height, "scale": 1 },
+            }),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{}", path.display());
+        std::fs::write(path, png).unwrap();
+    }
+
+    fn close(mut self) {
+        let target = self.target_id.clone();
+        self.session_id = None;
+        self.call("Target.closeTarget", json!({ "targetId": target }));
+    }
+}
