@@ -138,14 +138,96 @@ fn every_example_reports_with_its_charts_and_opens_cleanly_in_chromium() {
             .collect();
         assert_eq!(files, expected, "{}", example.name);
         if let Some(browser) = &browser {
-            browser.check_page(&html, example);
+            check_page(&browser.open(&html, Some(example.name)), example);
         }
     }
 }
 
+/// What a page did in the browser.
+struct Findings {
+    url: String,
+    /// `data-charts` on the body: the charts the report says it has.
+    declared: Value,
+    /// Each `figure.chart`: its id, the size its SVG was laid out at, the marks and labels
+    /// drawn, and where it is on the page.
+    figures: Vec<Value>,
+    /// Exceptions, console errors and warnings, and log errors and warnings.
+    problems: Vec<Value>,
+    /// Every URL the page requested, itself included.
+    requests: Vec<String>,
+}
+
+fn check_page(findings: &Findings, example: &Example) {
+    let name = example.name;
+    let ids: Vec<&str> = findings
+        .figures
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().trim_start_matches("chart-"))
+        .collect();
+    assert_eq!(ids, example.charts, "{name}");
+    assert_eq!(findings.declared, json!(example.charts.len()), "{name}");
+    for figure in &findings.figures {
+        let id = figure["id"].as_str().unwrap();
+        assert!(
+            figure["width"].as_f64().unwrap() > 300.0 && figure["height"].as_f64().unwrap() > 150.0,
+            "{name}: {id} was laid out at {figure}"
+        );
+        assert!(
+            figure["marks"].as_u64().unwrap() >= 5 && figure["labels"].as_u64().unwrap() >= 3,
+            "{name}: {id} drew too little: {figure}"
+        );
+    }
+    assert!(
+        findings.problems.is_empty(),
+        "{name}: the console has {:?}",
+        findings.problems
+    );
+    assert_eq!(
+        findings.requests,
+        vec![findings.url.clone()],
+        "{name}: the page fetched more"
+    );
+}
+
+/// The checks above see what they look for: a page with a script error, a console error, a
+/// fetch and an empty chart fails each of them.
+#[test]
+fn the_browser_checks_see_errors_fetches_and_empty_charts() {
+    let Some(browser) = Browser::launch() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("broken.html");
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html><html><body data-charts=\"2\">\
+         <figure class=\"chart\" id=\"chart-empty\"><svg width=\"600\" height=\"300\"></svg></figure>\
+         <img src=\"http://127.0.0.1:9/logo.png\">\
+         <script>console.error('drawing failed'); notAFunction();</script>\
+         </body></html>",
+    )
+    .unwrap();
+    let findings = browser.open(&page, None);
+    assert_eq!(findings.declared, json!(2));
+    assert_eq!(findings.figures.len(), 1);
+    assert_eq!(findings.figures[0]["marks"], json!(0));
+    let problems = serde_json::to_string(&findings.problems).unwrap();
+    assert!(problems.contains("drawing failed"), "{problems}");
+    assert!(problems.contains("notAFunction"), "{problems}");
+    assert!(
+        findings
+            .requests
+            .iter()
+            .any(|r| r == "http://127.0.0.1:9/logo.png"),
+        "{:?}",
+        findings.requests
+    );
+}
+
 impl Browser {
-    /// Opens the page, checks its log, its requests and its charts, and saves screenshots.
-    fn check_page(&self, html: &Path, example: &Example) {
+    /// Opens the page and reports what it did; with `screenshots`, saves the page and each
+    /// chart as `target/report-screenshots/<name>[-<chart>].png`.
+    fn open(&self, html: &Path, screenshots_of: Option<&str>) -> Findings {
         let mut session = self.session();
         let url = format!("file://{}", html.display());
         session.call("Page.navigate", json!({ "url": url }));
@@ -156,66 +238,43 @@ impl Browser {
                figures: [...document.querySelectorAll('figure.chart')].map(f => {
                  const svg = f.querySelector('svg');
                  const box = svg ? svg.getBoundingClientRect() : { width: 0, height: 0 };
+                 const at = f.getBoundingClientRect();
                  return {
                    id: f.id,
                    width: box.width,
                    height: box.height,
                    marks: svg ? svg.querySelectorAll('rect, path, circle, polyline, line, polygon').length : 0,
                    labels: svg ? svg.querySelectorAll('text').length : 0,
-                   top: f.getBoundingClientRect().top + window.scrollY,
-                   left: f.getBoundingClientRect().left,
-                   figure_width: f.getBoundingClientRect().width,
-                   figure_height: f.getBoundingClientRect().height,
+                   clip: [at.left, at.top + window.scrollY, at.width, at.height],
                  };
                }),
                page_height: document.documentElement.scrollHeight,
              })",
         );
         let drawn: Value = serde_json::from_str(drawn.as_str().unwrap()).unwrap();
-        let figures = drawn["figures"].as_array().unwrap();
-        let ids: Vec<String> = figures
-            .iter()
-            .map(|f| {
-                f["id"]
-                    .as_str()
+        let figures = drawn["figures"].as_array().unwrap().clone();
+        let page_height = drawn["page_height"].as_f64().unwrap();
+        if let Some(name) = screenshots_of {
+            let dir = screenshots();
+            session.screenshot(
+                &dir.join(format!("{name}.png")),
+                [0.0, 0.0, 1100.0, page_height],
+            );
+            for figure in &figures {
+                let clip: Vec<f64> = figure["clip"]
+                    .as_array()
                     .unwrap()
-                    .trim_start_matches("chart-")
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(ids, example.charts, "{}", example.name);
-        assert_eq!(drawn["declared"], json!(example.charts.len()));
-        for figure in figures {
-            let id = figure["id"].as_str().unwrap();
-            assert!(
-                figure["width"].as_f64().unwrap() > 300.0
-                    && figure["height"].as_f64().unwrap() > 150.0,
-                "{}: {id} was laid out at {figure}",
-                example.name
-            );
-            assert!(
-                figure["marks"].as_u64().unwrap() >= 5 && figure["labels"].as_u64().unwrap() >= 3,
-                "{}: {id} drew too little: {figure}",
-                example.name
-            );
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                let id = figure["id"].as_str().unwrap().trim_start_matches("chart-");
+                session.screenshot(
+                    &dir.join(format!("{name}-{id}.png")),
+                    [clip[0], clip[1], clip[2], clip[3]],
+                );
+            }
         }
-        let dir = screenshots();
-        let height = drawn["page_height"].as_f64().unwrap();
-        session.screenshot(
-            &dir.join(format!("{}.png", example.name)),
-            (0.0, 0.0, 1100.0, height),
-        );
-        for figure in figures {
-            let clip = (
-                figure["left"].as_f64().unwrap(),
-                figure["top"].as_f64().unwrap(),
-                figure["figure_width"].as_f64().unwrap(),
-                figure["figure_height"].as_f64().unwrap(),
-            );
-            let id = figure["id"].as_str().unwrap().trim_start_matches("chart-");
-            session.screenshot(&dir.join(format!("{}-{id}.png", example.name)), clip);
-        }
-        let problems: Vec<&Value> = session
+        let problems = session
             .events
             .iter()
             .filter(|e| match e["method"].as_str() {
@@ -234,25 +293,23 @@ impl Browser {
                 }
                 _ => false,
             })
+            .cloned()
             .collect();
-        assert!(
-            problems.is_empty(),
-            "{}: the console has {problems:?}",
-            example.name
-        );
-        let requests: Vec<&str> = session
+        let requests = session
             .events
             .iter()
             .filter(|e| e["method"] == "Network.requestWillBeSent")
             .filter_map(|e| e["params"]["request"]["url"].as_str())
+            .map(str::to_owned)
             .collect();
-        assert_eq!(
-            requests,
-            vec![url.as_str()],
-            "{}: the page fetched more",
-            example.name
-        );
         session.close();
+        Findings {
+            url,
+            declared: drawn["declared"].clone(),
+            figures,
+            problems,
+            requests,
+        }
     }
 }
 
@@ -502,7 +559,7 @@ impl Session {
         result["result"]["value"].clone()
     }
 
-    fn screenshot(&mut self, path: &Path, (x, y, width, height): (f64, f64, f64, f64)) {
+    fn screenshot(&mut self, path: &Path, [x, y, width, height]: [f64; 4]) {
         let shot = self.call(
             "Page.captureScreenshot",
             json!({
@@ -522,5 +579,26 @@ impl Session {
         let target = self.target_id.clone();
         self.session_id = None;
         self.call("Target.closeTarget", json!({ "targetId": target }));
+    }
+}
+
+/// The README's report commands are the examples this test opens in the browser.
+#[test]
+fn the_readme_shows_the_report_of_each_example() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let commands: Vec<Vec<String>> = readme
+        .lines()
+        .filter_map(|line| {
+            let at = line.find("cargo run -- report ")?;
+            let command = line[at + "cargo run -- ".len()..].split('`').next()?;
+            Some(command.split_whitespace().map(str::to_owned).collect())
+        })
+        .collect();
+    assert_eq!(commands.len(), EXAMPLES.len(), "{commands:?}");
+    for example in &EXAMPLES {
+        let mut expected = vec!["report".to_owned()];
+        expected.extend(example.args.iter().map(|a| (*a).to_owned()));
+        expected.extend(["--output".to_owned(), format!("{}.html", example.name)]);
+        assert!(commands.contains(&expected), "README lacks {expected:?}");
     }
 }

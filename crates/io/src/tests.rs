@@ -369,3 +369,42 @@ fn rfm_sql_speaks_each_dialect() {
         "the holdout must start before the end of observation"
     );
 }
+
+/// Column names of every format, renamed by `--column`.
+#[test]
+fn column_names_of_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = typed_batch();
+    let all = ["customer_id", "timestamp", "amount", "region", "day"];
+    let files: [(&str, Vec<u8>); 7] = [
+        ("in.parquet", parquet_bytes(&batch)),
+        ("in.arrow", ipc_bytes(&batch, true)),
+        ("stream.arrow", ipc_bytes(&batch, false)),
+        ("in.arrows", ipc_bytes(&batch, false)),
+        ("in", parquet_bytes(&batch)),
+        (
+            "in.csv",
+            "\u{feff}customer_id;timestamp;amount;region;\"day\"\n".into(),
+        ),
+        (
+            "in.jsonl",
+            "{\"customer_id\":\"a\",\"timestamp\":1,\"amount\":2,\"region\":3,\"day\":4}\n".into(),
+        ),
+    ];
+    for (name, bytes) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let names = crate::column_names(&path, &crate::ReadOptions::default()).unwrap();
+        assert_eq!(names, all, "{name}");
+        let mapped = crate::ReadOptions {
+            columns: vec!["when=timestamp".parse().unwrap()],
+            ..Default::default()
+        };
+        let names = crate::column_names(&path, &mapped).unwrap();
+        assert_eq!(names[1], "when", "{name}");
+    }
+    let missing = crate::column_names(&dir.path().join("none.csv"), &crate::ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("none.csv"), "{missing}");
+}

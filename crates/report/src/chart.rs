@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// A drawn chart: its id (the file name under `--charts`), title, caption and SVG.
 #[derive(Debug, Clone)]
@@ -77,6 +78,8 @@ pub(crate) struct Axes<'a> {
     pub(crate) rule: Option<(f64, &'a str)>,
     /// Formats x-axis labels; numbers as they are when `None`.
     pub(crate) x_label: Option<&'a dyn Fn(f64) -> String>,
+    /// Where the legend goes: the corner the lines leave empty (upper left for rising ones).
+    pub(crate) legend_left: bool,
 }
 
 type Result<T> = std::result::Result<T, ChartError>;
@@ -184,9 +187,11 @@ pub(crate) fn lines(
                     .map_err(&fail)?
             };
             let c = color(s.color);
-            drawn.label(s.name.clone()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-            });
+            if !s.name.is_empty() {
+                drawn.label(s.name.clone()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            }
             if s.dots {
                 chart
                     .draw_series(
@@ -197,10 +202,14 @@ pub(crate) fn lines(
                     .map_err(&fail)?;
             }
         }
-        if series.len() > 1 {
+        if series.iter().filter(|s| !s.name.is_empty()).count() > 1 {
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
+                .position(if axes.legend_left {
+                    SeriesLabelPosition::UpperLeft
+                } else {
+                    SeriesLabelPosition::UpperRight
+                })
                 .background_style(WHITE.mix(0.85))
                 .border_style(RGBColor(200, 200, 200))
                 .label_font((FONT, 13))
@@ -234,7 +243,11 @@ pub(crate) fn bars(
     series: &[(String, Vec<f64>)],
 ) -> Result<String> {
     let fail = fail(name);
-    let y = padded_range(series.iter().flat_map(|s| s.1.iter().copied()), Some(0.0));
+    let mut y = padded_range(series.iter().flat_map(|s| s.1.iter().copied()), Some(0.0));
+    if series.len() > 1 {
+        // Room above the bars for the legend.
+        y.end += (y.end - y.start) * 0.2;
+    }
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
@@ -388,14 +401,6 @@ pub(crate) fn intervals(
                 ErrorBar::new_vertical(i as f64, low, mid, high, color(0).stroke_width(2), 14)
             }))
             .map_err(&fail)?;
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &(_, mid, _))| Circle::new((i as f64, mid), 5, color(0).filled())),
-            )
-            .map_err(&fail)?;
         root.present().map_err(&fail)?;
     }
     Ok(svg)
@@ -484,6 +489,28 @@ pub(crate) fn heatmap(
                 })
             }))
             .map_err(&fail)?;
+        if nx <= MAX_LABELLED_CELLS && ny <= MAX_LABELLED_CELLS {
+            // Few cells: each says its value, as a cohort table does.
+            chart
+                .draw_series(cells.iter().enumerate().flat_map(|(row, line)| {
+                    let y = (ny - 1 - row) as f64;
+                    line.iter().enumerate().filter_map(move |(x, v)| {
+                        v.map(|v| {
+                            let light = (v - low) / (high - low).max(f64::MIN_POSITIVE) > 0.6;
+                            let ink = if light { BLACK } else { WHITE };
+                            Text::new(
+                                cell_label(v),
+                                (x as f64, y),
+                                (FONT, 11)
+                                    .into_font()
+                                    .color(&ink)
+                                    .pos(Pos::new(HPos::Center, VPos::Center)),
+                            )
+                        })
+                    })
+                }))
+                .map_err(&fail)?;
+        }
         let mut bar = ChartBuilder::on(&scale)
             .margin_top(14)
             .margin_bottom(58)
@@ -513,6 +540,18 @@ pub(crate) fn heatmap(
         root.present().map_err(&fail)?;
     }
     Ok(svg)
+}
+
+/// Heatmaps with at most this many rows and columns print each cell's value.
+const MAX_LABELLED_CELLS: usize = 16;
+
+/// A heatmap cell's value: whole numbers from 10 up, two digits below.
+fn cell_label(v: f64) -> String {
+    if v.abs() >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// An axis label: whole numbers without decimals, others with as few as tell them apart.
@@ -571,7 +610,9 @@ mod tests {
         assert_eq!(padded_range([10.0, 20.0], Some(0.0)), 0.0..21.2);
         assert_eq!(padded_range([-10.0, 10.0], None), -11.2..11.2);
         assert_eq!(padded_range([f64::NAN], None), 0.0..1.0);
-        assert_eq!(padded_range([5.0], None), -0.3..10.3);
+        // One value: a band of 6 % of it either side.
+        let single = padded_range([5.0], None);
+        assert!((single.start - 4.7).abs() < 1e-12 && (single.end - 5.3).abs() < 1e-12);
     }
 
     #[test]
@@ -591,7 +632,7 @@ mod tests {
                 ("x", "y"),
                 &categories,
                 &categories,
-                &[vec![Some(1.0), None, Some(2.0)]; 3],
+                &vec![vec![Some(1.0), None, Some(2.0)]; 3],
                 "value",
             ),
             lines(

@@ -79,10 +79,10 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             _ => 52.0,
         };
         charts.extend(matrices(model.as_ref(), customers, horizon, unit)?);
-        if holdout_start.is_some() {
-            if let Some(chart) = holdout_chart(customers)? {
-                charts.push(chart);
-            }
+        if holdout_start.is_some()
+            && let Some(chart) = holdout_chart(customers)?
+        {
+            charts.push(chart);
         }
         let end = instant("observation_end").or_else(|| latest(&log));
         if let Some(end) = end {
@@ -345,7 +345,7 @@ fn holdout_bins(
     actual: &[Option<f64>],
     predicted: &[Option<f64>],
 ) -> Option<Vec<(f64, f64)>> {
-    let mut sums = vec![(0.0, 0.0, 0usize); HOLDOUT_BINS];
+    let mut sums = [(0.0, 0.0, 0usize); HOLDOUT_BINS];
     for ((x, a), p) in frequency.iter().zip(actual).zip(predicted) {
         let (Some(x), Some(a), Some(p)) = (x, a, p) else {
             continue;
@@ -495,6 +495,7 @@ fn tracking_chart(
                 y: "cumulative repeat purchases",
                 rule,
                 x_label: Some(&label),
+                legend_left: true,
             },
             &series,
             0.0..top * 1.05 + 1.0,
@@ -623,6 +624,7 @@ fn lorenz_chart(spread: &Distribution) -> Result<Chart, Skip> {
             &Axes {
                 x: "share of customers, least valuable first (%)",
                 y: "share of value (%)",
+                legend_left: true,
                 ..Axes::default()
             },
             &series,

@@ -128,6 +128,8 @@ table { border-collapse: collapse; margin: 12px 0 20px; font-variant-numeric: ta
 caption { text-align: left; font-weight: 600; padding-bottom: 4px; }
 th, td { padding: 4px 12px; border-bottom: 1px solid #e5e5e5; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
+td { white-space: nowrap; }
+td.text, th.text { text-align: left; white-space: normal; color: #555; }
 th { background: #f4f6f8; }
 figure.chart { margin: 16px 0 28px; break-inside: avoid; }
 figure.chart h3 { font-size: 17px; margin: 0 0 6px; }
@@ -214,14 +216,22 @@ fn numbers_html(out: &mut String, numbers: &Numbers) {
         "<table>\n<caption>{}</caption>\n<thead><tr>",
         escape(&numbers.caption)
     );
-    for cell in &numbers.header {
-        let _ = write!(out, "<th>{}</th>", escape(cell));
+    // Explanations read as text, not as figures.
+    let class = |column: usize| {
+        if numbers.header.get(column).is_some_and(|h| h == "meaning") {
+            " class=\"text\""
+        } else {
+            ""
+        }
+    };
+    for (column, cell) in numbers.header.iter().enumerate() {
+        let _ = write!(out, "<th{}>{}</th>", class(column), escape(cell));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
     for row in &numbers.rows {
         out.push_str("<tr>");
-        for cell in row {
-            let _ = write!(out, "<td>{}</td>", escape(cell));
+        for (column, cell) in row.iter().enumerate() {
+            let _ = write!(out, "<td{}>{}</td>", class(column), escape(cell));
         }
         out.push_str("</tr>\n");
     }

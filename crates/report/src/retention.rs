@@ -439,14 +439,15 @@ fn fit_chart(id: &str, fits: &[Fit], kind: &str) -> Result<Chart, Skip> {
     let mut series = Vec::new();
     for (i, fit) in fits.iter().enumerate() {
         series.push(Series {
-            name: format!("{} observed", fit.label),
+            name: fit.label.clone(),
             points: fit.observed.clone(),
             color: i,
             dashed: false,
             dots: true,
         });
         series.push(Series {
-            name: format!("{} sBG fit", fit.label),
+            // The caption says dashed lines are the fits; one legend entry per cohort.
+            name: String::new(),
             points: fit.fitted.clone(),
             color: i,
             dashed: true,

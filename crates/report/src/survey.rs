@@ -14,6 +14,11 @@ use crate::context::{Context, Skip};
 use crate::page::{Numbers, Section, format_value};
 use crate::table;
 
+type Params = BTreeMap<String, ParamValue>;
+
+/// A value with its interval: (lower, value, upper).
+type Interval = (f64, f64, f64);
+
 struct Survey {
     metric: &'static str,
     title: &'static str,
@@ -25,16 +30,16 @@ struct Survey {
     details: &'static [&'static str],
     /// Whether answers from `min` to `max` look like this survey's, for choosing between NPS
     /// and CSAT when the input only says `score`.
-    suits: fn(&BTreeMap<String, ParamValue>, Option<(i64, i64)>) -> bool,
+    suits: fn(&Params, Option<(i64, i64)>) -> bool,
 }
 
 /// NPS answers go up to 10; answers that all fit a 1–5 scale are CSAT's.
-fn suits_nps(_: &BTreeMap<String, ParamValue>, range: Option<(i64, i64)>) -> bool {
+fn suits_nps(_: &Params, range: Option<(i64, i64)>) -> bool {
     range.is_some_and(|(_, max)| max > 5)
 }
 
 /// Answers within the CSAT scale (`scale_min`..=`scale_max`, 1–5 unless set).
-fn suits_csat(params: &BTreeMap<String, ParamValue>, range: Option<(i64, i64)>) -> bool {
+fn suits_csat(params: &Params, range: Option<(i64, i64)>) -> bool {
     let bound = |key: &str, default: i64| match params.get(key) {
         Some(ParamValue::Int64(v)) => *v,
         _ => default,
@@ -104,11 +109,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         survey.headline.to_owned(),
         format_value(table::scalar(&results, survey.headline), survey.unit),
         table::interval(&results, survey.headline).map_or_else(String::new, |(low, _, high)| {
-            format!(
-                "{} to {}",
-                format_value(Some(low), survey.unit),
-                format_value(Some(high), survey.unit)
-            )
+            interval_text(low, high, survey.unit)
         }),
     ]];
     for name in survey.details {
@@ -140,7 +141,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         let Some(grouped) = outcome.grouped else {
             continue;
         };
-        let mut points: Vec<(String, (f64, f64, f64), Option<f64>)> = table::group_labels(&grouped)
+        let mut points: Vec<(String, Interval, Option<f64>)> = table::group_labels(&grouped)
             .into_iter()
             .zip(table::group_intervals(&grouped, survey.headline))
             .zip(table::group_values(&grouped, "responses"))
@@ -162,18 +163,14 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
                     vec![
                         label.clone(),
                         format_value(Some(*mid), survey.unit),
-                        format!(
-                            "{} to {}",
-                            format_value(Some(*low), survey.unit),
-                            format_value(Some(*high), survey.unit)
-                        ),
+                        interval_text(*low, *high, survey.unit),
                         format_value(*responses, "count"),
                     ]
                 })
                 .collect(),
         });
         let labels: Vec<String> = points.iter().map(|p| p.0.clone()).collect();
-        let values: Vec<(f64, f64, f64)> = points.iter().map(|p| p.1).collect();
+        let values: Vec<Interval> = points.iter().map(|p| p.1).collect();
         let id = format!("{}-by-{}", survey.metric, slug(&segment));
         section.charts.push(Chart {
             svg: chart::intervals(&id, &y_desc(survey), &labels, &values)?,
@@ -191,6 +188,14 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
             .push(monthly(cx, survey, descriptor, &params)?);
     }
     Ok(vec![section])
+}
+
+fn interval_text(low: f64, high: f64, unit: &str) -> String {
+    format!(
+        "{} to {}",
+        format_value(Some(low), unit),
+        format_value(Some(high), unit)
+    )
 }
 
 fn y_desc(survey: &Survey) -> String {
@@ -229,14 +234,14 @@ fn monthly(
     let outcome = cx.compute(survey.metric, params, input, &group_by)?;
     let grouped = outcome.grouped.ok_or(Skip::NotApplicable)?;
     // Month keys (2024-03) sort as time does.
-    let mut points: Vec<(String, (f64, f64, f64))> = table::group_labels(&grouped)
+    let mut points: Vec<(String, Interval)> = table::group_labels(&grouped)
         .into_iter()
         .zip(table::group_intervals(&grouped, survey.headline))
         .filter_map(|(label, interval)| Some((label, interval?)))
         .collect();
     points.sort_by(|a, b| a.0.cmp(&b.0));
     let labels: Vec<String> = points.iter().map(|p| p.0.clone()).collect();
-    let values: Vec<(f64, f64, f64)> = points.iter().map(|p| p.1).collect();
+    let values: Vec<Interval> = points.iter().map(|p| p.1).collect();
     let id = format!("{}-by-month", survey.metric);
     Ok(Chart {
         svg: chart::intervals(&id, &y_desc(survey), &labels, &values)?,
