@@ -93,6 +93,7 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         }
     }
     if let Some(customers) = customers {
+        numbers.push(top_customers(customers));
         let values: Vec<f64> = table::numbers(customers, "clv")
             .into_iter()
             .flatten()
@@ -130,6 +131,54 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         numbers,
         charts,
     }])
+}
+
+/// Customers the top table lists.
+const TOP_CUSTOMERS: usize = 10;
+
+/// The most valuable customers, with what the model says of them.
+fn top_customers(customers: &RecordBatch) -> Numbers {
+    let ids = table::texts(customers, "customer_id");
+    let clv = table::numbers(customers, "clv");
+    let mut order: Vec<usize> = (0..customers.num_rows())
+        .filter(|&i| clv[i].is_some())
+        .collect();
+    order.sort_by(|&a, &b| clv[b].unwrap_or(0.0).total_cmp(&clv[a].unwrap_or(0.0)));
+    order.truncate(TOP_CUSTOMERS);
+    let columns: Vec<(&str, &str)> = [
+        ("frequency", "count"),
+        ("recency", "count"),
+        ("T", "count"),
+        ("p_alive", "parameter"),
+        ("expected_purchases", "periods"),
+        ("clv", "currency"),
+    ]
+    .into_iter()
+    .filter(|(name, _)| customers.column_by_name(name).is_some())
+    .collect();
+    let values: Vec<Vec<Option<f64>>> = columns
+        .iter()
+        .map(|(name, _)| table::numbers(customers, name))
+        .collect();
+    let mut header = vec!["customer".to_owned()];
+    header.extend(columns.iter().map(|(name, _)| (*name).to_owned()));
+    Numbers {
+        caption: format!("The {} most valuable customers", order.len()),
+        header,
+        rows: order
+            .iter()
+            .map(|&i| {
+                let mut row = vec![ids.get(i).cloned().unwrap_or_default()];
+                row.extend(
+                    columns
+                        .iter()
+                        .zip(&values)
+                        .map(|((_, unit), column)| format_value(column[i], unit)),
+                );
+                row
+            })
+            .collect(),
+    }
 }
 
 /// The purchase model the plugin fitted, rebuilt from its parameters.
@@ -392,44 +441,44 @@ fn tracking(
     let times = log
         .column_by_name("timestamp")?
         .as_primitive::<TimestampMicrosecondType>();
-    let mut first: HashMap<&str, i64> = HashMap::new();
+    // One hashing pass numbers the customers; the rest works on numbers.
+    let mut index: HashMap<&str, u32> = HashMap::new();
+    let mut first: Vec<i64> = Vec::new();
+    let mut rows: Vec<(u32, i64)> = Vec::with_capacity(log.num_rows());
     for row in 0..log.num_rows() {
         if ids.is_null(row) || times.is_null(row) || times.value(row) > end {
             continue;
         }
         let at = times.value(row);
-        first
-            .entry(ids.value(row))
-            .and_modify(|f| *f = (*f).min(at))
-            .or_insert(at);
-    }
-    first.retain(|_, at| *at < calibration_end);
-    let mut periods_of: HashMap<&str, Vec<i64>> = HashMap::new();
-    for row in 0..log.num_rows() {
-        if ids.is_null(row) || times.is_null(row) || times.value(row) > end {
-            continue;
+        let next = first.len() as u32;
+        let customer = *index.entry(ids.value(row)).or_insert(next);
+        if customer == next {
+            first.push(at);
         }
-        let id = ids.value(row);
-        if first.contains_key(id) {
-            periods_of
-                .entry(id)
-                .or_default()
-                .push(unit.period(times.value(row)));
-        }
+        first[customer as usize] = first[customer as usize].min(at);
+        rows.push((customer, at));
     }
-    let start = first.values().map(|&at| unit.period(at)).min()?;
+    // (customer, period) of each purchase of a customer who joined in calibration, once.
+    let mut purchases: Vec<(u32, i64)> = rows
+        .into_iter()
+        .filter(|&(customer, _)| first[customer as usize] < calibration_end)
+        .map(|(customer, at)| (customer, unit.period(at)))
+        .collect();
+    purchases.sort_unstable();
+    purchases.dedup();
+    let start = purchases.iter().map(|p| p.1).min()?;
     let last = unit.period(end);
     let span = usize::try_from(last - start + 1).ok()?;
     let mut births = vec![0.0f64; span];
     let mut repeats = vec![0.0f64; span];
-    for periods in periods_of.values_mut() {
-        periods.sort_unstable();
-        periods.dedup();
-        let birth = periods[0];
-        births[(birth - start) as usize] += 1.0;
-        for &p in &periods[1..] {
-            repeats[(p - start) as usize] += 1.0;
-        }
+    for (i, &(customer, period)) in purchases.iter().enumerate() {
+        // Sorted by customer, then period: a customer's first row is their first period.
+        let slot = if i == 0 || purchases[i - 1].0 != customer {
+            &mut births
+        } else {
+            &mut repeats
+        };
+        slot[(period - start) as usize] += 1.0;
     }
     // E[X(t)] of a new customer, t = 0..span.
     let curve: Vec<f64> = (0..span)

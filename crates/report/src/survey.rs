@@ -104,6 +104,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
     }
     let outcome = cx.compute(survey.metric, &params, input, &[])?;
     let results = outcome.results.ok_or(Skip::NotApplicable)?;
+    let interval_header = table::interval_header(&results, survey.headline);
     let unit_of = |name: &str| descriptor.output_spec(name).map_or("", |o| o.unit.as_str());
     let mut rows = vec![vec![
         survey.headline.to_owned(),
@@ -125,7 +126,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         lead: survey.lead.to_owned(),
         numbers: vec![Numbers {
             caption: format!("All {} answers", outcome.rows),
-            header: vec!["output".into(), "value".into(), "interval".into()],
+            header: vec!["output".into(), "value".into(), interval_header.clone()],
             rows,
         }],
         charts: Vec::new(),
@@ -154,7 +155,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
             header: vec![
                 segment.clone(),
                 survey.headline.to_owned(),
-                "interval".into(),
+                interval_header.clone(),
                 "responses".into(),
             ],
             rows: points

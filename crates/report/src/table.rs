@@ -37,8 +37,25 @@ pub(crate) fn texts(batch: &RecordBatch, name: &str) -> Vec<String> {
     let Some(column) = batch.column_by_name(name) else {
         return Vec::new();
     };
+    if let Some(strings) = column.as_string_opt::<i32>() {
+        return strings
+            .iter()
+            .map(|v| v.unwrap_or_default().to_owned())
+            .collect();
+    }
+    let options = arrow_cast::display::FormatOptions::default();
+    let Ok(formatter) = arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
+    else {
+        return vec![String::new(); column.len()];
+    };
     (0..column.len())
-        .map(|row| text_at(column.as_ref(), row).unwrap_or_default())
+        .map(|row| {
+            if column.is_null(row) {
+                String::new()
+            } else {
+                formatter.value(row).to_string()
+            }
+        })
         .collect()
 }
 
@@ -93,6 +110,19 @@ pub(crate) fn interval(results: &MetricResults, name: &str) -> Option<(f64, f64,
     let s = results.scalars.iter().find(|s| s.name == name)?;
     let ci = s.confidence_interval?;
     Some((ci.lower, s.value?, ci.upper))
+}
+
+/// The confidence level of ungrouped results' scalar `name`'s interval, as "95 % interval".
+pub(crate) fn interval_header(results: &MetricResults, name: &str) -> String {
+    results
+        .scalars
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.confidence_interval)
+        .map_or_else(
+            || "interval".to_owned(),
+            |ci| format!("{} % interval", crate::page::grouped(100.0 * ci.level, 0)),
+        )
 }
 
 /// Ungrouped results' table `name`.
