@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -124,41 +125,125 @@ pub(crate) fn padded_range(
     start..end
 }
 
-/// Lines over a numeric x axis, with a legend when there is more than one.
+type Area<'b> = DrawingArea<SVGBackend<'b>, plotters::coord::Shift>;
+type Plot<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws a chart into SVG text: a white canvas, `draw`'s marks, and nothing else.
+fn svg(name: &str, draw: impl FnOnce(&Area<'_>) -> Result<()>) -> Result<String> {
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(fail(name))?;
+        draw(&root)?;
+        root.present().map_err(fail(name))?;
+    }
+    Ok(text)
+}
+
+/// What a chart's axes say, and which grid lines it has.
+struct Mesh<'a> {
+    x_desc: &'a str,
+    y_desc: &'a str,
+    x_label: &'a dyn Fn(&f64) -> String,
+    y_label: &'a dyn Fn(&f64) -> String,
+    /// How many labels each axis has at most.
+    labels: (usize, usize),
+    /// Whether the grid has vertical and horizontal lines.
+    grid: (bool, bool),
+    /// Room for the y-axis labels, in pixels.
+    y_label_width: u32,
+    /// Blank space around the plot, in pixels.
+    margin: u32,
+}
+
+fn plain(v: &f64) -> String {
+    number_label(*v)
+}
+
+impl<'a> Mesh<'a> {
+    fn numbers(x_desc: &'a str, y_desc: &'a str) -> Mesh<'a> {
+        Mesh {
+            x_desc,
+            y_desc,
+            x_label: &plain,
+            y_label: &plain,
+            labels: (10, 10),
+            grid: (true, true),
+            y_label_width: 64,
+            margin: 14,
+        }
+    }
+}
+
+/// A plot over `x` × `y` in `area`, its axes and grid drawn in the report's style.
+fn plot<'a, 'b>(
+    name: &str,
+    area: &'a Area<'b>,
+    (x, y): (Range<f64>, Range<f64>),
+    mesh: &Mesh<'_>,
+) -> Result<Plot<'a, 'b>> {
+    let mut chart = ChartBuilder::on(area)
+        .margin(mesh.margin)
+        .x_label_area_size(44)
+        .y_label_area_size(mesh.y_label_width)
+        .build_cartesian_2d(x, y)
+        .map_err(fail(name))?;
+    let mut style = chart.configure_mesh();
+    style
+        .x_desc(mesh.x_desc)
+        .y_desc(mesh.y_desc)
+        .x_labels(mesh.labels.0)
+        .y_labels(mesh.labels.1)
+        .x_label_formatter(mesh.x_label)
+        .y_label_formatter(mesh.y_label)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .light_line_style(RGBColor(235, 235, 235));
+    if !mesh.grid.0 {
+        style.disable_x_mesh();
+    }
+    if !mesh.grid.1 {
+        style.disable_y_mesh();
+    }
+    style.draw().map_err(fail(name))?;
+    Ok(chart)
+}
+
+/// The legend of the labelled series, in the upper left or right corner.
+fn legend<'a, 'b: 'a>(name: &str, chart: &mut Plot<'a, 'b>, left: bool) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(if left {
+            SeriesLabelPosition::UpperLeft
+        } else {
+            SeriesLabelPosition::UpperRight
+        })
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font((FONT, 13))
+        .draw()
+        .map_err(fail(name))
+}
+
+/// Lines over a numeric x axis, with a legend when more than one is named.
 pub(crate) fn lines(
     name: &str,
     axes: &Axes<'_>,
     series: &[Series],
     y: Range<f64>,
 ) -> Result<String> {
-    let fail = fail(name);
     let x = padded_range(
         series.iter().flat_map(|s| s.points.iter().map(|p| p.0)),
         None,
     );
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(&fail)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x.clone(), y.clone())
-            .map_err(&fail)?;
-        let plain = |v: &f64| number_label(*v);
-        let custom = |v: &f64| axes.x_label.map_or_else(|| number_label(*v), |f| f(*v));
-        chart
-            .configure_mesh()
-            .x_desc(axes.x)
-            .y_desc(axes.y)
-            .x_label_formatter(&custom)
-            .y_label_formatter(&plain)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(&fail)?;
+    let x_label = |v: &f64| axes.x_label.map_or_else(|| number_label(*v), |f| f(*v));
+    let mesh = Mesh {
+        x_label: &x_label,
+        ..Mesh::numbers(axes.x, axes.y)
+    };
+    svg(name, |root| {
+        let fail = fail(name);
+        let mut chart = plot(name, root, (x, y.clone()), &mesh)?;
         if let Some((at, label)) = axes.rule {
             let grey = RGBColor(120, 120, 120);
             chart
@@ -203,22 +288,10 @@ pub(crate) fn lines(
             }
         }
         if series.iter().filter(|s| !s.name.is_empty()).count() > 1 {
-            chart
-                .configure_series_labels()
-                .position(if axes.legend_left {
-                    SeriesLabelPosition::UpperLeft
-                } else {
-                    SeriesLabelPosition::UpperRight
-                })
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(200, 200, 200))
-                .label_font((FONT, 13))
-                .draw()
-                .map_err(&fail)?;
+            legend(name, &mut chart, axes.legend_left)?;
         }
-        root.present().map_err(&fail)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// The label of category `v` on an axis where category `i` sits at `i`: plotters places its
@@ -242,36 +315,20 @@ pub(crate) fn bars(
     categories: &[String],
     series: &[(String, Vec<f64>)],
 ) -> Result<String> {
-    let fail = fail(name);
     let mut y = padded_range(series.iter().flat_map(|s| s.1.iter().copied()), Some(0.0));
     if series.len() > 1 {
         // Room above the bars for the legend.
         y.end += (y.end - y.start) * 0.2;
     }
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(&fail)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(category_range(categories.len()), y.clone())
-            .map_err(&fail)?;
-        let category = |v: &f64| category_label(*v, categories);
-        let plain = |v: &f64| number_label(*v);
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(y_desc)
-            .x_labels(categories.len())
-            .x_label_formatter(&category)
-            .y_label_formatter(&plain)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(&fail)?;
+    let category = |v: &f64| category_label(*v, categories);
+    let mesh = Mesh {
+        x_label: &category,
+        labels: (categories.len(), 10),
+        grid: (false, true),
+        ..Mesh::numbers("", y_desc)
+    };
+    svg(name, |root| {
+        let mut chart = plot(name, root, (category_range(categories.len()), y), &mesh)?;
         // Bars of one category share 80 % of its width.
         let width = 0.8 / series.len().max(1) as f64;
         for (s, (label, values)) in series.iter().enumerate() {
@@ -281,23 +338,27 @@ pub(crate) fn bars(
                     let left = i as f64 - 0.4 + width * s as f64;
                     Rectangle::new([(left, 0.0), (left + width * 0.92, v)], c.filled())
                 }))
-                .map_err(&fail)?
+                .map_err(fail(name))?
                 .label(label.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
         if series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(200, 200, 200))
-                .label_font((FONT, 13))
-                .draw()
-                .map_err(&fail)?;
+            legend(name, &mut chart, false)?;
         }
-        root.present().map_err(&fail)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
+}
+
+/// Room for category labels of up to 24 characters at 8 pixels each.
+fn label_width(labels: &[String], extra: u32) -> u32 {
+    labels
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 24) as u32
+        * 8
+        + extra
 }
 
 /// Horizontal bars, largest first from the top: a ranking (price gaps by product).
@@ -307,52 +368,28 @@ pub(crate) fn ranked_bars(
     categories: &[String],
     values: &[f64],
 ) -> Result<String> {
-    let fail = fail(name);
-    let x = padded_range(values.iter().copied(), Some(0.0));
     let n = categories.len();
     // The first category is drawn at the top.
     let reversed: Vec<String> = categories.iter().rev().cloned().collect();
-    let label_width = categories
-        .iter()
-        .map(|c| c.chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 24) as u32
-        * 8
-        + 12;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(&fail)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(label_width)
-            .build_cartesian_2d(x.clone(), category_range(n))
-            .map_err(&fail)?;
-        let category = |v: &f64| category_label(*v, &reversed);
-        let plain = |v: &f64| number_label(*v);
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .x_desc(x_desc)
-            .y_labels(n)
-            .y_label_formatter(&category)
-            .x_label_formatter(&plain)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(&fail)?;
+    let category = |v: &f64| category_label(*v, &reversed);
+    let mesh = Mesh {
+        y_label: &category,
+        labels: (10, n),
+        grid: (true, false),
+        y_label_width: label_width(categories, 12),
+        ..Mesh::numbers(x_desc, "")
+    };
+    let x = padded_range(values.iter().copied(), Some(0.0));
+    svg(name, |root| {
+        let mut chart = plot(name, root, (x, category_range(n)), &mesh)?;
         chart
             .draw_series(values.iter().enumerate().map(|(i, &v)| {
                 let row = (n - 1 - i) as f64;
                 Rectangle::new([(0.0, row - 0.38), (v, row + 0.38)], color(0).filled())
             }))
-            .map_err(&fail)?;
-        root.present().map_err(&fail)?;
-    }
-    Ok(svg)
+            .map_err(fail(name))?;
+        Ok(())
+    })
 }
 
 /// A value per category with its interval as an error bar (NPS by region).
@@ -362,32 +399,22 @@ pub(crate) fn intervals(
     categories: &[String],
     points: &[(f64, f64, f64)],
 ) -> Result<String> {
-    let fail = fail(name);
     let y = padded_range(points.iter().flat_map(|&(low, _, high)| [low, high]), None);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(&fail)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(category_range(categories.len()), y.clone())
-            .map_err(&fail)?;
-        let category = |v: &f64| category_label(*v, categories);
-        let plain = |v: &f64| number_label(*v);
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(y_desc)
-            .x_labels(categories.len())
-            .x_label_formatter(&category)
-            .y_label_formatter(&plain)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(&fail)?;
+    let category = |v: &f64| category_label(*v, categories);
+    let mesh = Mesh {
+        x_label: &category,
+        labels: (categories.len(), 10),
+        grid: (false, true),
+        ..Mesh::numbers("", y_desc)
+    };
+    svg(name, |root| {
+        let fail = fail(name);
+        let mut chart = plot(
+            name,
+            root,
+            (category_range(categories.len()), y.clone()),
+            &mesh,
+        )?;
         if y.start < 0.0 && y.end > 0.0 {
             chart
                 .draw_series(std::iter::once(PathElement::new(
@@ -401,9 +428,8 @@ pub(crate) fn intervals(
                 ErrorBar::new_vertical(i as f64, low, mid, high, color(0).stroke_width(2), 14)
             }))
             .map_err(&fail)?;
-        root.present().map_err(&fail)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Cells coloured by value (viridis) over two categorical axes, with a colour scale; `None`
@@ -416,117 +442,84 @@ pub(crate) fn heatmap(
     cells: &[Vec<Option<f64>>],
     value_desc: &str,
 ) -> Result<String> {
-    let fail = fail(name);
-    let values = cells.iter().flatten().flatten().copied();
-    let range = padded_range(values, None);
+    let values = || cells.iter().flatten().flatten().copied();
     let (low, high) = (
-        cells
-            .iter()
-            .flatten()
-            .flatten()
-            .copied()
-            .fold(f64::INFINITY, f64::min),
-        cells
-            .iter()
-            .flatten()
-            .flatten()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max),
+        values().fold(f64::INFINITY, f64::min),
+        values().fold(f64::NEG_INFINITY, f64::max),
     );
     let (low, high) = if low.is_finite() && high > low {
         (low, high)
     } else {
+        let range = padded_range(values(), None);
         (range.start, range.end)
     };
     let (nx, ny) = (x_labels.len(), y_labels.len());
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(&fail)?;
+    // Row 0 at the top, as a table reads.
+    let reversed: Vec<String> = y_labels.iter().rev().cloned().collect();
+    let x_category = |v: &f64| category_label(*v, x_labels);
+    let y_category = |v: &f64| category_label(*v, &reversed);
+    let mesh = Mesh {
+        x_label: &x_category,
+        y_label: &y_category,
+        labels: (nx.min(24), ny.min(24)),
+        grid: (false, false),
+        y_label_width: label_width(y_labels, 40),
+        ..Mesh::numbers(axes.0, axes.1)
+    };
+    let scale_mesh = Mesh {
+        labels: (0, 10),
+        grid: (false, false),
+        y_label_width: 40,
+        margin: 4,
+        ..Mesh::numbers("", "")
+    };
+    svg(name, |root| {
+        let fail = fail(name);
         let (main, scale) = root.split_horizontally(WIDTH - 96);
-        let y_label_width = y_labels
-            .iter()
-            .map(|c| c.chars().count())
-            .max()
-            .unwrap_or(4)
-            .clamp(3, 16) as u32
-            * 8
-            + 40;
-        let mut chart = ChartBuilder::on(&main)
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(y_label_width)
-            .build_cartesian_2d(category_range(nx), category_range(ny))
-            .map_err(&fail)?;
-        // Row 0 at the top, as a table reads.
-        let reversed: Vec<String> = y_labels.iter().rev().cloned().collect();
-        let x_category = |v: &f64| category_label(*v, x_labels);
-        let y_category = |v: &f64| category_label(*v, &reversed);
+        let mut chart = plot(name, &main, (category_range(nx), category_range(ny)), &mesh)?;
+        let cell = |row: usize, x: usize, v: f64| ((x as f64), (ny - 1 - row) as f64, v);
+        let filled = || {
+            cells.iter().enumerate().flat_map(move |(row, line)| {
+                line.iter()
+                    .enumerate()
+                    .filter_map(move |(x, v)| v.map(|v| cell(row, x, v)))
+            })
+        };
         chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_desc(axes.0)
-            .y_desc(axes.1)
-            .x_labels(nx.min(24))
-            .y_labels(ny.min(24))
-            .x_label_formatter(&x_category)
-            .y_label_formatter(&y_category)
-            .label_style((FONT, 12))
-            .axis_desc_style((FONT, 14))
-            .draw()
-            .map_err(&fail)?;
-        chart
-            .draw_series(cells.iter().enumerate().flat_map(|(row, line)| {
-                let y = (ny - 1 - row) as f64;
-                line.iter().enumerate().filter_map(move |(x, v)| {
-                    v.map(|v| {
-                        let x = x as f64;
-                        Rectangle::new(
-                            [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
-                            ViridisRGB::get_color_normalized(v, low, high).filled(),
-                        )
-                    })
-                })
+            .draw_series(filled().map(|(x, y, v)| {
+                Rectangle::new(
+                    [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
+                    ViridisRGB::get_color_normalized(v, low, high).filled(),
+                )
             }))
             .map_err(&fail)?;
         if nx <= MAX_LABELLED_CELLS && ny <= MAX_LABELLED_CELLS {
             // Few cells: each says its value, as a cohort table does.
             chart
-                .draw_series(cells.iter().enumerate().flat_map(|(row, line)| {
-                    let y = (ny - 1 - row) as f64;
-                    line.iter().enumerate().filter_map(move |(x, v)| {
-                        v.map(|v| {
-                            let light = (v - low) / (high - low).max(f64::MIN_POSITIVE) > 0.6;
-                            let ink = if light { BLACK } else { WHITE };
-                            Text::new(
-                                cell_label(v),
-                                (x as f64, y),
-                                (FONT, 11)
-                                    .into_font()
-                                    .color(&ink)
-                                    .pos(Pos::new(HPos::Center, VPos::Center)),
-                            )
-                        })
-                    })
+                .draw_series(filled().map(|(x, y, v)| {
+                    let light = (v - low) / (high - low).max(f64::MIN_POSITIVE) > 0.6;
+                    let ink = if light { BLACK } else { WHITE };
+                    Text::new(
+                        cell_label(v),
+                        (x, y),
+                        (FONT, 11)
+                            .into_font()
+                            .color(&ink)
+                            .pos(Pos::new(HPos::Center, VPos::Center)),
+                    )
                 }))
                 .map_err(&fail)?;
         }
-        let mut bar = ChartBuilder::on(&scale)
-            .margin_top(14)
-            .margin_bottom(58)
-            .margin_right(8)
-            .y_label_area_size(52)
-            .caption(value_desc, (FONT, 12))
-            .build_cartesian_2d(0.0..1.0, low..high)
+        let scale = scale.margin(10, 0, 0, 8);
+        scale
+            .draw(&Text::new(
+                value_desc.to_owned(),
+                (8, 14),
+                (FONT, 12).into_font(),
+            ))
             .map_err(&fail)?;
-        let plain = |v: &f64| number_label(*v);
-        bar.configure_mesh()
-            .disable_mesh()
-            .disable_x_axis()
-            .y_label_formatter(&plain)
-            .label_style((FONT, 12))
-            .draw()
-            .map_err(&fail)?;
+        let scale = scale.margin(26, 10, 0, 0);
+        let mut bar = plot(name, &scale, (0.0..1.0, low..high), &scale_mesh)?;
         let steps = 64;
         bar.draw_series((0..steps).map(|i| {
             let a = low + (high - low) * i as f64 / steps as f64;
@@ -537,9 +530,8 @@ pub(crate) fn heatmap(
             )
         }))
         .map_err(&fail)?;
-        root.present().map_err(&fail)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Heatmaps with at most this many rows and columns print each cell's value.

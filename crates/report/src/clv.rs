@@ -50,7 +50,13 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     let holdout_start = instant("holdout_start");
     let customers = table::result_table(&results, "customers");
     let mut numbers = vec![Numbers::outputs(
-        format!("{} transactions, model {model_name}", outcome.rows),
+        match cx.user_param("holdout_start") {
+            Some(start) => format!(
+                "{} transactions, model {model_name} fitted on the purchases before {start}",
+                outcome.rows
+            ),
+            None => format!("{} transactions, model {model_name}", outcome.rows),
+        },
         descriptor,
         &results,
         &[

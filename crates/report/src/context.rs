@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use arrow_array::{Array, RecordBatch};
 use mittari_engine::{
-    ComputeOutcome, ComputeRequest, Engine, EngineError, MetricDescriptor, ParamValue,
+    ComputeOutcome, ComputeRequest, Engine, EngineError, GroupedResults, MetricDescriptor,
+    ParamValue,
 };
 
 use crate::{ReportError, Request};
@@ -217,6 +218,21 @@ impl<'a> Context<'a> {
                 group_by.to_vec(),
             ))
             .map_err(Skip::Failed)
+    }
+
+    /// `metric` computed per value of the input's column `segment`; `None` when the engine
+    /// answered without groups.
+    pub(crate) fn compute_by(
+        &self,
+        descriptor: &MetricDescriptor,
+        params: &BTreeMap<String, ParamValue>,
+        segment: &str,
+    ) -> Result<Option<GroupedResults>, Skip> {
+        let group_by = [segment.to_owned()];
+        let input = self.read(descriptor, &group_by)?;
+        Ok(self
+            .compute(&descriptor.name, params, input, &group_by)?
+            .grouped)
     }
 
     /// The columns to break `descriptor`'s metric down by: `--group-by`, or else every column

@@ -85,14 +85,7 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     )];
     let mut charts = Vec::new();
     for segment in cx.segments(descriptor)? {
-        let group_by = [segment.clone()];
-        let outcome = cx.compute(
-            "retention",
-            &params,
-            cx.read(descriptor, &group_by)?,
-            &group_by,
-        )?;
-        let Some(grouped) = outcome.grouped else {
+        let Some(grouped) = cx.compute_by(descriptor, &params, &segment)? else {
             continue;
         };
         let (numbers, chart) = retention_by(&segment, &grouped)?;
@@ -248,16 +241,7 @@ fn survival_curves(id: &str, cohorts: &[Cohort], kind: &str) -> Result<Chart, Sk
         })
         .collect();
     Ok(Chart {
-        svg: chart::lines(
-            id,
-            &Axes {
-                x: &format!("{kind}s since joining"),
-                y: "active (%)",
-                ..Axes::default()
-            },
-            &series,
-            0.0..105.0,
-        )?,
+        svg: survival_lines(id, kind, &series)?,
         id: id.to_owned(),
         title: "Survival curves".into(),
         caption: format!(
@@ -273,6 +257,20 @@ fn survival_curves(id: &str, cohorts: &[Cohort], kind: &str) -> Result<Chart, Sk
             }
         ),
     })
+}
+
+/// Lines of the share of customers active (0–100 %) by periods since joining.
+fn survival_lines(id: &str, kind: &str, series: &[Series]) -> Result<String, chart::ChartError> {
+    chart::lines(
+        id,
+        &Axes {
+            x: &format!("{kind}s since joining"),
+            y: "active (%)",
+            ..Axes::default()
+        },
+        series,
+        0.0..105.0,
+    )
 }
 
 /// Up to `n` items, evenly spread over `items`, first and last included.
@@ -338,6 +336,8 @@ fn retention_by(segment: &str, grouped: &GroupedResults) -> Result<(Numbers, Cha
 #[derive(Clone)]
 struct Fit {
     label: String,
+    /// Customers at period 0.
+    size: Option<f64>,
     observed: Vec<(f64, f64)>,
     fitted: Vec<(f64, f64)>,
     last_observed: f64,
@@ -352,8 +352,8 @@ const FIT_OUTPUTS: [(&str, &str); 5] = [
     ("derl", "periods"),
 ];
 
-/// The shifted-beta-geometric model fitted to each cohort observed for three periods or more
-/// (the oldest [`MAX_FITS`], evenly spread); `Ok(Err(reason))` when the engine refused.
+/// The shifted-beta-geometric model fitted to up to [`MAX_FITS`] cohorts, evenly spread over
+/// those observed long enough; `Ok(Err(reason))` when the engine refused.
 fn sbg_fits(
     cx: &Context<'_>,
     cohorts: &[Cohort],
@@ -361,9 +361,12 @@ fn sbg_fits(
     let Ok(descriptor) = cx.descriptor("retention_forecast", &[]) else {
         return Ok(Ok(None));
     };
+    // Cohorts observed for at least half as long as the oldest (and four periods): a fit to
+    // the first two or three periods of a young cohort says little.
+    let longest = cohorts.iter().map(|c| c.active.len()).max().unwrap_or(0);
     let observed: Vec<Cohort> = cohorts
         .iter()
-        .filter(|c| c.active.len() >= 4)
+        .filter(|c| c.active.len() >= (longest / 2).max(4))
         .cloned()
         .collect();
     let chosen = spread(&observed, MAX_FITS);
@@ -426,6 +429,10 @@ fn fits_of(grouped: &GroupedResults) -> Vec<Fit> {
             let last_observed = observed.last().map_or(0.0, |p| p.0);
             Some(Fit {
                 label,
+                size: table::numbers(curve, "observed_active")
+                    .first()
+                    .copied()
+                    .flatten(),
                 fitted: pairs(&fitted),
                 observed,
                 last_observed,
@@ -455,16 +462,7 @@ fn fit_chart(id: &str, fits: &[Fit], kind: &str) -> Result<Chart, Skip> {
         });
     }
     Ok(Chart {
-        svg: chart::lines(
-            id,
-            &Axes {
-                x: &format!("{kind}s since joining"),
-                y: "active (%)",
-                ..Axes::default()
-            },
-            &series,
-            0.0..105.0,
-        )?,
+        svg: survival_lines(id, kind, &series)?,
         id: id.to_owned(),
         title: "Shifted-beta-geometric fit and projection".into(),
         caption: format!(
@@ -480,7 +478,9 @@ fn fit_numbers(fits: &[Fit]) -> Numbers {
     let mut header = vec!["cohort".to_owned(), "observed periods".to_owned()];
     header.extend(FIT_OUTPUTS.iter().map(|(name, _)| (*name).to_owned()));
     Numbers {
-        caption: "Shifted-beta-geometric fit per cohort".into(),
+        caption: "Shifted-beta-geometric fit per cohort (very large alpha and beta: the cohort's \
+                  customers leave at much the same rate)"
+            .into(),
         header,
         rows: fits
             .iter()
@@ -519,29 +519,32 @@ pub(crate) fn forecast(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     }
     let cohorts: Vec<Cohort> = fits
         .iter()
-        .map(|f| Cohort {
-            label: f.label.clone(),
-            size: 100.0,
-            active: f
-                .observed
-                .iter()
-                .map(|&(period, share)| (period as i64, share))
-                .collect(),
+        .map(|f| {
+            let size = f.size.unwrap_or(100.0);
+            Cohort {
+                label: f.label.clone(),
+                size,
+                active: f
+                    .observed
+                    .iter()
+                    .map(|&(period, share)| (period as i64, share * size / 100.0))
+                    .collect(),
+            }
         })
         .collect();
     let shown: Vec<Fit> = spread(&fits, MAX_CURVES);
     let mut charts = vec![survival_heatmap("forecast-cohorts", &cohorts, "period")?];
     charts.push(fit_chart("forecast-sbg", &shown, "period")?);
-    let by = if group_by.is_empty() {
-        String::new()
+    let fitted_to = if group_by.is_empty() {
+        "the cohort".to_owned()
     } else {
-        format!(" by {}", group_by.join(", "))
+        format!("each {} separately", group_by.join(" and "))
     };
     Ok(vec![Section {
         id: "retention-forecast".into(),
         title: "Retention forecast".into(),
         lead: format!(
-            "The shifted-beta-geometric model (Fader & Hardie 2007) fitted to each cohort{by}: \
+            "The shifted-beta-geometric model (Fader & Hardie 2007) fitted to {fitted_to}: \
              every customer leaves at the end of a period with a probability of their own, and \
              those probabilities vary across customers as a Beta(alpha, beta) distribution. \
              The fit projects survival beyond the periods observed; DERL is the discounted \
@@ -568,6 +571,10 @@ fn fits_of_one(results: &MetricResults) -> Vec<Fit> {
     let observed = pairs("observed_survival");
     vec![Fit {
         label: "all".into(),
+        size: table::numbers(curve, "observed_active")
+            .first()
+            .copied()
+            .flatten(),
         last_observed: observed.last().map_or(0.0, |p| p.0),
         fitted: pairs("fitted_survival"),
         observed,

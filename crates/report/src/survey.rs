@@ -132,14 +132,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         charts: Vec::new(),
     };
     for segment in cx.segments(descriptor)? {
-        let group_by = [segment.clone()];
-        let outcome = cx.compute(
-            survey.metric,
-            &params,
-            cx.read(descriptor, &group_by)?,
-            &group_by,
-        )?;
-        let Some(grouped) = outcome.grouped else {
+        let Some(grouped) = cx.compute_by(descriptor, &params, &segment)? else {
             continue;
         };
         let mut points: Vec<(String, Interval, Option<f64>)> = table::group_labels(&grouped)
