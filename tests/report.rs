@@ -345,7 +345,7 @@ fn report_errors_name_what_to_change() {
         all.extend_from_slice(&["--output", out]);
         let (status, _, stderr) = run_cli(&all, &repo_root(), &[]);
         assert!(!status.success(), "{args:?} succeeded");
-        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert_eq!(stderr.matches(expect).count(), 1, "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }

@@ -76,12 +76,9 @@ impl Report {
 pub enum ReportError {
     #[error(transparent)]
     Read(#[from] mittari_io::ReadError),
-    #[error("{metric}: {source}")]
-    Metric {
-        metric: String,
-        #[source]
-        source: EngineError,
-    },
+    /// The engine's message is part of this one, not a separate source, so it prints once.
+    #[error("{metric}: {reason}")]
+    Metric { metric: String, reason: EngineError },
     #[error("--param {key}: {message}")]
     Param { key: String, message: String },
     #[error("--metric {metric}: {message}")]
@@ -92,11 +89,10 @@ pub enum ReportError {
     NothingToReport { input: String, columns: String },
     #[error(transparent)]
     Chart(#[from] ChartError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Write {
         path: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -115,7 +111,7 @@ pub fn build(engine: &Engine, request: &Request) -> Result<Report, ReportError> 
             Err(context::Skip::Failed(reason)) if cx.named(metric) => {
                 return Err(ReportError::Metric {
                     metric: metric.to_owned(),
-                    source: reason,
+                    reason,
                 });
             }
             Err(context::Skip::Failed(reason)) => {
@@ -161,18 +157,18 @@ pub fn reportable_metrics() -> impl Iterator<Item = &'static str> {
 /// Writes the page to `path` and, with `charts`, each chart as `charts/<id>.svg`.
 pub fn write(report: &Report, path: &Path, charts: Option<&Path>) -> Result<usize, ReportError> {
     let write = |path: &Path, text: &str| {
-        std::fs::write(path, text).map_err(|source| ReportError::Write {
+        std::fs::write(path, text).map_err(|error| ReportError::Write {
             path: path.display().to_string(),
-            source,
+            error,
         })
     };
     write(path, &report.html())?;
     let Some(dir) = charts else {
         return Ok(0);
     };
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+    std::fs::create_dir_all(dir).map_err(|error| ReportError::Write {
         path: dir.display().to_string(),
-        source,
+        error,
     })?;
     let mut written = 0;
     for chart in report.charts() {
