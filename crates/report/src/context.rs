@@ -192,11 +192,17 @@ impl<'a> Context<'a> {
         descriptor: &MetricDescriptor,
         group_by: &[String],
     ) -> Result<RecordBatch, Skip> {
+        // `--column` maps columns for every metric of the report; each metric reads its own.
+        let mut options = self.request.options.clone();
+        options.columns.retain(|mapping| {
+            group_by.contains(&mapping.name)
+                || descriptor.inputs.iter().any(|c| c.name == mapping.name)
+        });
         let table = mittari_io::read(
             mittari_io::Source::Path(&self.request.input),
             descriptor,
             group_by,
-            &self.request.options,
+            &options,
         )
         .map_err(|e| Skip::Error(ReportError::Read(e)))?;
         self.rows.set(self.rows.get().max(table.batch.num_rows()));
