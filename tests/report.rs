@@ -610,15 +610,26 @@ fn every_format_and_locale_gives_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
     let page = |input: &str, extra: &[&str]| {
         let out = dir.path().join("page.html");
-        let mut args = vec!["report", "--input", input, "--output", out.to_str().unwrap()];
+        let mut args = vec![
+            "report",
+            "--input",
+            input,
+            "--output",
+            out.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let (status, _, stderr) = run_cli(&args, &repo_root(), &[]);
         assert!(status.success(), "{args:?}: {stderr}");
-        std::fs::read_to_string(out).unwrap().replace(input, "INPUT")
+        std::fs::read_to_string(out)
+            .unwrap()
+            .replace(input, "INPUT")
     };
     let expected = page("examples/data/transactions.csv", &[]);
     let mut finnish = vec!["--date-format", "%d.%m.%Y"];
     finnish.extend_from_slice(&mittari_e2e::FINNISH_COLUMNS);
-    assert_eq!(page("examples/data/transactions_fi.csv", &finnish), expected);
+    assert_eq!(
+        page("examples/data/transactions_fi.csv", &finnish),
+        expected
+    );
     assert_eq!(page("examples/data/transactions.parquet", &[]), expected);
 }

@@ -49,7 +49,27 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     };
     let holdout_start = instant("holdout_start");
     let customers = table::result_table(&results, "customers");
-    let mut numbers = vec![Numbers::outputs(
+    let mut section = Section::new(
+        "clv",
+        "Customer lifetime value",
+        format!(
+            "Customer lifetime value by the {model_name} model{spend}: each customer's \
+             purchases so far (how many, and how recent the last) tell how likely they are to \
+             still be a customer and how much they will buy, and so what they are worth. \
+             Values are margins when the data has a margin column or --param margin is given, \
+             otherwise revenue, discounted at the discount rate.",
+            spend = match params.get("spend_model") {
+                Some(ParamValue::String(s)) if s == "gamma_gamma" => " with Gamma-Gamma spend",
+                _ => "",
+            }
+        ),
+    );
+    section.headline(
+        "lifetime value of all customers",
+        table::scalar(&results, "clv_total"),
+        "currency",
+    );
+    section.numbers(Numbers::outputs(
         match cx.user_param("holdout_start") {
             Some(start) => format!(
                 "{} transactions, model {model_name} fitted on the purchases before {start}",
@@ -77,35 +97,43 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             "q",
             "gamma",
         ],
-    )];
-    let mut charts = Vec::new();
+    ));
+    if let Some(customers) = customers {
+        section.numbers(top_customers(customers));
+    }
     if let (Some(model), Some(customers)) = (&model, customers) {
         let horizon = match params.get("horizon") {
             Some(ParamValue::Double(h)) => *h,
             _ => 52.0,
         };
-        charts.extend(matrices(model.as_ref(), customers, horizon, unit)?);
+        for chart in matrices(model.as_ref(), customers, horizon, unit)? {
+            section.chart(chart);
+        }
         if holdout_start.is_some()
             && let Some(chart) = holdout_chart(customers)?
         {
-            charts.push(chart);
+            section.chart(chart);
         }
         let end = instant("observation_end").or_else(|| latest(&log));
         if let Some(end) = end {
             let calibration_end = holdout_start.unwrap_or(end + 1);
             if let Some(tracking) = tracking(&log, unit, calibration_end, end, model.as_ref()) {
-                charts.push(tracking_chart(&tracking, unit, holdout_start)?);
+                section.chart(tracking_chart(&tracking, unit, holdout_start)?);
             }
         }
     }
     if let Some(customers) = customers {
-        numbers.push(top_customers(customers));
         let values: Vec<f64> = table::numbers(customers, "clv")
             .into_iter()
             .flatten()
             .collect();
         if let Some(spread) = Distribution::of(&values) {
-            numbers.push(Numbers {
+            section.headline(
+                "of value with the top 10 % of customers",
+                Some(spread.top_decile_share),
+                "%",
+            );
+            section.numbers(Numbers {
                 caption: "How value is spread".into(),
                 header: vec!["measure".into(), "value".into()],
                 rows: vec![
@@ -116,27 +144,11 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
                     vec!["Gini coefficient".into(), grouped(spread.gini, 3)],
                 ],
             });
-            charts.push(decile_chart(&spread)?);
-            charts.push(lorenz_chart(&spread)?);
+            section.chart(decile_chart(&spread)?);
+            section.chart(lorenz_chart(&spread)?);
         }
     }
-    Ok(vec![Section {
-        id: "clv".into(),
-        title: "Customer lifetime value".into(),
-        lead: format!(
-            "Customer lifetime value by the {model_name} model{spend}: each customer's \
-             purchases so far (how many, and how recent the last) tell how likely they are to \
-             still be a customer and how much they will buy, and so what they are worth. \
-             Values are margins when the data has a margin column or --param margin is given, \
-             otherwise revenue, discounted at the discount rate.",
-            spend = match params.get("spend_model") {
-                Some(ParamValue::String(s)) if s == "gamma_gamma" => " with Gamma-Gamma spend",
-                _ => "",
-            }
-        ),
-        numbers,
-        charts,
-    }])
+    Ok(vec![section])
 }
 
 /// Customers the top table lists.
@@ -702,28 +714,32 @@ pub(crate) fn aov(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     let params = cx.params(descriptor, &[], &[])?;
     let outcome = cx.compute("aov", &params, cx.read(descriptor, &[])?, &[])?;
     let results = outcome.results.ok_or(Skip::NotApplicable)?;
-    Ok(vec![Section {
-        id: "aov".into(),
-        title: "Average order value".into(),
-        lead: "What an order is worth: the mean, and the median and 90th percentile, which a \
-               few very large orders do not move."
-            .into(),
-        numbers: vec![Numbers::outputs(
-            format!("{} orders", outcome.rows),
-            descriptor,
-            &results,
-            &[
-                "aov",
-                "median_order_value",
-                "p90_order_value",
-                "orders",
-                "customers",
-                "orders_per_customer",
-                "revenue",
-            ],
-        )],
-        charts: Vec::new(),
-    }])
+    let mut section = Section::new(
+        "aov",
+        "Average order value",
+        "What an order is worth: the mean, and the median and 90th percentile, which a few \
+         very large orders do not move.",
+    );
+    section.headline(
+        "average order value",
+        table::scalar(&results, "aov"),
+        "currency",
+    );
+    section.numbers(Numbers::outputs(
+        format!("{} orders", outcome.rows),
+        descriptor,
+        &results,
+        &[
+            "aov",
+            "median_order_value",
+            "p90_order_value",
+            "orders",
+            "customers",
+            "orders_per_customer",
+            "revenue",
+        ],
+    ));
+    Ok(vec![section])
 }
 
 #[cfg(test)]

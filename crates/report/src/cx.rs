@@ -61,15 +61,28 @@ pub(crate) fn cx_value(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
                 .into(),
         });
     }
-    Ok(vec![Section {
-        id: "cx-value".into(),
-        title: "The money value of customer experience".into(),
-        lead: "Customers are put in tiers by their experience score (by default NPS answers: \
+    let mut section = Section::of(
+        (
+            "cx-value",
+            "The money value of customer experience",
+            "Customers are put in tiers by their experience score (by default NPS answers: \
                worst 0–6, best 9–10). The gap in spend and retention between the best and the \
                worst tier is what a better experience is worth; revenue at stake is what the \
                worst tier would add if it spent and stayed like the best."
-            .into(),
-        numbers: vec![numbers],
+                .to_owned(),
+        ),
+        vec![numbers],
         charts,
-    }])
+    );
+    section.headline(
+        "spend uplift of the best experience",
+        table::scalar(&results, "spend_uplift"),
+        "%",
+    );
+    section.headline(
+        "revenue at stake in the worst tier",
+        table::scalar(&results, "revenue_at_stake"),
+        "currency",
+    );
+    Ok(vec![section])
 }

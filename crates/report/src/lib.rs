@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 pub use chart::{Chart, ChartError};
 use mittari_engine::{Engine, EngineError};
-pub use page::{Numbers, Section};
+pub use page::{Block, Numbers, Section};
 
 /// What to report on.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ impl Report {
 
     /// Every chart of the report, in page order.
     pub fn charts(&self) -> impl Iterator<Item = &Chart> {
-        self.sections.iter().flat_map(|s| s.charts.iter())
+        self.sections.iter().flat_map(Section::charts)
     }
 }
 
@@ -90,10 +90,7 @@ pub enum ReportError {
     #[error(transparent)]
     Chart(#[from] ChartError),
     #[error("{path}: {error}")]
-    Write {
-        path: String,
-        error: std::io::Error,
-    },
+    Write { path: String, error: std::io::Error },
 }
 
 /// Computes every section `request` allows with `engine` (in this process).

@@ -13,8 +13,66 @@ pub struct Section {
     pub title: String,
     /// What the numbers mean for the business, in a sentence or two.
     pub lead: String,
-    pub numbers: Vec<Numbers>,
-    pub charts: Vec<Chart>,
+    /// The section's key figures for the top of the page: (what, value).
+    pub headline: Vec<(String, String)>,
+    /// Tables and charts in page order, each table before the chart drawn from it.
+    pub blocks: Vec<Block>,
+}
+
+/// A part of a section.
+#[derive(Debug, Clone)]
+pub enum Block {
+    Numbers(Numbers),
+    Chart(Chart),
+}
+
+impl Section {
+    pub(crate) fn new(id: &str, title: &str, lead: impl Into<String>) -> Section {
+        Section {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            lead: lead.into(),
+            headline: Vec::new(),
+            blocks: Vec::new(),
+        }
+    }
+
+    /// A section of tables followed by charts.
+    pub(crate) fn of(
+        (id, title, lead): (&str, &str, String),
+        numbers: Vec<Numbers>,
+        charts: Vec<Chart>,
+    ) -> Section {
+        let mut section = Section::new(id, title, lead);
+        section
+            .blocks
+            .extend(numbers.into_iter().map(Block::Numbers));
+        section.blocks.extend(charts.into_iter().map(Block::Chart));
+        section
+    }
+
+    pub(crate) fn numbers(&mut self, numbers: Numbers) {
+        self.blocks.push(Block::Numbers(numbers));
+    }
+
+    pub(crate) fn chart(&mut self, chart: Chart) {
+        self.blocks.push(Block::Chart(chart));
+    }
+
+    /// A key figure, when the metric gave it.
+    pub(crate) fn headline(&mut self, what: &str, value: Option<f64>, unit: &str) {
+        if value.is_some() {
+            self.headline
+                .push((what.to_owned(), format_value(value, unit)));
+        }
+    }
+
+    pub fn charts(&self) -> impl Iterator<Item = &Chart> {
+        self.blocks.iter().filter_map(|b| match b {
+            Block::Chart(chart) => Some(chart),
+            Block::Numbers(_) => None,
+        })
+    }
 }
 
 /// A small table of numbers, already formatted.
@@ -136,6 +194,11 @@ figure.chart h3 { font-size: 17px; margin: 0 0 6px; }
 figure.chart svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { max-width: 760px; font-size: 14px; }
 .notes li { margin-bottom: 4px; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 12px 0 8px; }
+.card { display: flex; flex-direction: column; min-width: 150px; padding: 10px 14px;
+  border: 1px solid #d8dde3; border-radius: 6px; color: inherit; text-decoration: none; }
+.card .value { font-size: 24px; font-weight: 600; color: #0072b2; white-space: nowrap; }
+.card .what { font-size: 13px; color: #555; }
 @media print { nav { display: none; } h2 { break-before: page; } }
 ";
 
@@ -166,6 +229,7 @@ pub(crate) fn html(report: &Report) -> String {
         out.push_str("<li><a href=\"#not-computed\">Not computed</a></li>\n");
     }
     out.push_str("</ul>\n</nav>\n");
+    glance_html(&mut out, report);
     for section in &report.sections {
         let _ = write!(
             out,
@@ -174,10 +238,14 @@ pub(crate) fn html(report: &Report) -> String {
             escape(&section.title),
             escape(&section.lead)
         );
-        for numbers in &section.numbers {
-            numbers_html(&mut out, numbers);
-        }
-        for chart in &section.charts {
+        for block in &section.blocks {
+            let chart = match block {
+                Block::Numbers(numbers) => {
+                    numbers_html(&mut out, numbers);
+                    continue;
+                }
+                Block::Chart(chart) => chart,
+            };
             let _ = write!(
                 out,
                 "<figure class=\"chart\" id=\"chart-{id}\">\n<h3>{title}</h3>\n{svg}\n\
@@ -208,6 +276,27 @@ pub(crate) fn html(report: &Report) -> String {
     }
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// The sections' key figures as cards, each linking to its section.
+fn glance_html(out: &mut String, report: &Report) {
+    if report.sections.iter().all(|s| s.headline.is_empty()) {
+        return;
+    }
+    out.push_str("<section class=\"glance\">\n<h2>At a glance</h2>\n<div class=\"cards\">\n");
+    for section in &report.sections {
+        for (what, value) in &section.headline {
+            let _ = writeln!(
+                out,
+                "<a class=\"card\" href=\"#{}\"><span class=\"value\">{}</span>\
+                 <span class=\"what\">{}</span></a>",
+                section.id,
+                escape(value),
+                escape(what)
+            );
+        }
+    }
+    out.push_str("</div>\n</section>\n");
 }
 
 fn numbers_html(out: &mut String, numbers: &Numbers) {

@@ -53,15 +53,28 @@ pub(crate) fn price_gap(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             ),
         });
     }
-    Ok(vec![Section {
-        id: "price-gap".into(),
-        title: "What discounts cost".into(),
-        lead: "The price gap is the target (list) price minus the price realized, times the \
+    let mut section = Section::of(
+        (
+            "price-gap",
+            "What discounts cost",
+            "The price gap is the target (list) price minus the price realized, times the \
                quantity sold: the money given away in discounts, set against the premiums \
                earned above target. Price realization is realized revenue as a share of \
                target revenue."
-            .into(),
-        numbers: vec![numbers],
+                .to_owned(),
+        ),
+        vec![numbers],
         charts,
-    }])
+    );
+    section.headline(
+        "given away in discounts",
+        table::scalar(&results, "discount_total"),
+        "currency",
+    );
+    section.headline(
+        "price realization",
+        table::scalar(&results, "price_realization"),
+        "%",
+    );
+    Ok(vec![section])
 }

@@ -54,7 +54,7 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
                 .map(|(_, v)| v.clone())
         })
     };
-    let mut lead = format!(
+    let lead = format!(
         "Retention rate = (E − N) / S: of the S customers at the start of the period, the share \
          still customers at its end (E customers at the end, N of them new). The period is {} \
          to {}{}. Below, each acquisition cohort's customers are followed from the period they \
@@ -68,7 +68,18 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             ""
         }
     );
-    let mut section_numbers = vec![Numbers::outputs(
+    let mut section = Section::new("retention", "Retention and churn", lead);
+    section.headline(
+        "retention rate",
+        table::scalar(&results, "retention_rate"),
+        "%",
+    );
+    section.headline(
+        "revenue lost to churn",
+        table::scalar(&results, "churned_revenue"),
+        "currency",
+    );
+    section.numbers(Numbers::outputs(
         format!("{} customers", outcome.rows),
         descriptor,
         &results,
@@ -82,39 +93,32 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             "churned_revenue",
             "net_change",
         ],
-    )];
-    let mut charts = Vec::new();
+    ));
     for segment in cx.segments(descriptor)? {
         let Some(grouped) = cx.compute_by(descriptor, &params, &segment)? else {
             continue;
         };
         let (numbers, chart) = retention_by(&segment, &grouped)?;
-        section_numbers.push(numbers);
-        charts.push(chart);
+        section.numbers(numbers);
+        section.chart(chart);
     }
     let cohorts = cohorts_of(&results);
     let kind = period("cohort_period").unwrap_or_else(|| "month".to_owned());
     if !cohorts.is_empty() {
-        charts.push(survival_heatmap("retention-cohorts", &cohorts, &kind)?);
-        charts.push(survival_curves("retention-curves", &cohorts, &kind)?);
+        section.chart(survival_heatmap("retention-cohorts", &cohorts, &kind)?);
+        section.chart(survival_curves("retention-curves", &cohorts, &kind)?);
         match sbg_fits(cx, &cohorts)? {
             Ok(Some(fits)) => {
-                charts.push(fit_chart("retention-sbg", &fits, &kind)?);
-                section_numbers.push(fit_numbers(&fits));
+                section.numbers(fit_numbers(&fits));
+                section.chart(fit_chart("retention-sbg", &fits, &kind)?);
             }
             Ok(None) => {}
-            Err(reason) => lead.push_str(&format!(
+            Err(reason) => section.lead.push_str(&format!(
                 " The shifted-beta-geometric fit to the cohorts was not made: {reason}."
             )),
         }
     }
-    Ok(vec![Section {
-        id: "retention".into(),
-        title: "Retention and churn".into(),
-        lead,
-        numbers: section_numbers,
-        charts,
-    }])
+    Ok(vec![section])
 }
 
 /// `period_start`, `period_end` (the 12 months up to the first of the month after the latest
@@ -540,19 +544,22 @@ pub(crate) fn forecast(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     } else {
         format!("each {} separately", group_by.join(" and "))
     };
-    Ok(vec![Section {
-        id: "retention-forecast".into(),
-        title: "Retention forecast".into(),
-        lead: format!(
-            "The shifted-beta-geometric model (Fader & Hardie 2007) fitted to {fitted_to}: \
+    let section = Section::of(
+        (
+            "retention-forecast",
+            "Retention forecast",
+            format!(
+                "The shifted-beta-geometric model (Fader & Hardie 2007) fitted to {fitted_to}: \
              every customer leaves at the end of a period with a probability of their own, and \
              those probabilities vary across customers as a Beta(alpha, beta) distribution. \
              The fit projects survival beyond the periods observed; DERL is the discounted \
              expected residual lifetime of a new customer."
+            ),
         ),
-        numbers: vec![fit_numbers(&fits)],
+        vec![fit_numbers(&fits)],
         charts,
-    }])
+    );
+    Ok(vec![section])
 }
 
 /// The fit of an ungrouped `retention_forecast` result.

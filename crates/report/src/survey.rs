@@ -22,6 +22,8 @@ type Interval = (f64, f64, f64);
 struct Survey {
     metric: &'static str,
     title: &'static str,
+    /// The headline's name at the top of the page.
+    title_short: &'static str,
     lead: &'static str,
     /// The headline output, which has the interval.
     headline: &'static str,
@@ -60,6 +62,7 @@ fn score_range(batch: &RecordBatch) -> Option<(i64, i64)> {
 const NPS: Survey = Survey {
     metric: "nps",
     title: "Net Promoter Score",
+    title_short: "Net Promoter Score",
     lead: "NPS is the share of promoters (answers 9–10) minus the share of detractors (0–6), \
            from −100 to 100. The bars are the interval the true score lies in at the stated \
            confidence: segments whose bars overlap may not really differ.",
@@ -78,6 +81,7 @@ const NPS: Survey = Survey {
 const CSAT: Survey = Survey {
     metric: "csat",
     title: "Customer satisfaction (CSAT)",
+    title_short: "satisfied (CSAT)",
     lead: "CSAT is the share of answers in the top boxes of the scale. The bars are its \
            Wilson interval: with few answers a segment's score is uncertain, and the bars \
            say how much.",
@@ -120,17 +124,17 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
             String::new(),
         ]);
     }
-    let mut section = Section {
-        id: survey.metric.to_owned(),
-        title: survey.title.to_owned(),
-        lead: survey.lead.to_owned(),
-        numbers: vec![Numbers {
-            caption: format!("All {} answers", outcome.rows),
-            header: vec!["output".into(), "value".into(), interval_header.clone()],
-            rows,
-        }],
-        charts: Vec::new(),
-    };
+    let mut section = Section::new(survey.metric, survey.title, survey.lead);
+    section.headline(
+        survey.title_short,
+        table::scalar(&results, survey.headline),
+        survey.unit,
+    );
+    section.numbers(Numbers {
+        caption: format!("All {} answers", outcome.rows),
+        header: vec!["output".into(), "value".into(), interval_header.clone()],
+        rows,
+    });
     for segment in cx.segments(descriptor)? {
         let Some(grouped) = cx.compute_by(descriptor, &params, &segment)? else {
             continue;
@@ -143,7 +147,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
             .collect();
         // Best first, as a ranking reads.
         points.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
-        section.numbers.push(Numbers {
+        section.numbers(Numbers {
             caption: format!("By {segment}"),
             header: vec![
                 segment.clone(),
@@ -166,7 +170,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         let labels: Vec<String> = points.iter().map(|p| p.0.clone()).collect();
         let values: Vec<Interval> = points.iter().map(|p| p.1).collect();
         let id = format!("{}-by-{}", survey.metric, slug(&segment));
-        section.charts.push(Chart {
+        section.chart(Chart {
             svg: chart::intervals(&id, &y_desc(survey), &labels, &values)?,
             id,
             title: format!("{} by {segment}", survey.headline.to_uppercase()),
@@ -177,9 +181,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         });
     }
     if cx.has("timestamp") {
-        section
-            .charts
-            .push(monthly(cx, survey, descriptor, &params)?);
+        section.chart(monthly(cx, survey, descriptor, &params)?);
     }
     Ok(vec![section])
 }
