@@ -633,3 +633,44 @@ fn every_format_and_locale_gives_the_same_report() {
     );
     assert_eq!(page("examples/data/transactions.parquet", &[]), expected);
 }
+
+/// `--server` computes on a server and gives the same page as the engine in this process.
+#[test]
+fn a_report_computed_on_a_server_is_the_same() {
+    let server = mittari_e2e::Server::start_with(
+        &mittari_e2e::borrowed(&mittari_e2e::bundled_plugins()),
+        &[],
+    );
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    for example in &EXAMPLES {
+        let page = |remote: &[&str]| {
+            let out = dir.path().join(format!("{}.html", example.name));
+            let mut args = vec!["report", "--output", out.to_str().unwrap()];
+            args.extend_from_slice(example.args);
+            args.extend_from_slice(remote);
+            let (status, _, stderr) = run_cli(&args, &repo_root(), &[]);
+            assert!(status.success(), "{args:?}: {stderr}");
+            std::fs::read_to_string(out).unwrap()
+        };
+        assert_eq!(page(&["--server", &url]), page(&[]), "{}", example.name);
+    }
+    let (status, _, stderr) = run_cli(
+        &[
+            "report",
+            "--input",
+            "examples/data/nps.csv",
+            "--output",
+            dir.path().join("x.html").to_str().unwrap(),
+            "--server",
+            "http://127.0.0.1:9",
+        ],
+        &repo_root(),
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("cannot reach the server at http://127.0.0.1:9"),
+        "{stderr}"
+    );
+}

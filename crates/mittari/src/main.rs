@@ -311,6 +311,9 @@ enum Command {
         /// Also write each chart as DIR/NAME.svg, for slides.
         #[arg(long, value_name = "DIR")]
         charts: Option<PathBuf>,
+        /// Compute on a server (--server URL) instead of in this process.
+        #[command(flatten)]
+        remote: ServerArgs,
     },
     /// Print SQL that computes in a database or warehouse what Mittari computes in process.
     Sql {
@@ -643,6 +646,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             metrics,
             output,
             charts,
+            remote,
         } => {
             let mittari_io::Source::Path(path) = input.source()? else {
                 bail!(
@@ -677,9 +681,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 group_by,
                 metrics,
             };
-            let settings = Settings::load(cli.config.as_deref(), &Overrides::default())?;
-            let engine = Engine::load(&settings.engine_config()?)?;
-            let report = mittari_report::build(&engine, &request)?;
+            let report = if remote.server.is_some() {
+                let runtime = runtime()?;
+                // A lazily connecting channel needs the runtime's reactor when it is made.
+                let backend = {
+                    let _runtime = runtime.enter();
+                    Backend::new(cli.config.as_deref(), &remote)?
+                };
+                let remote = RemoteReport {
+                    runtime,
+                    backend: std::cell::RefCell::new(backend),
+                };
+                mittari_report::build(&remote, &request)?
+            } else {
+                let settings = Settings::load(cli.config.as_deref(), &Overrides::default())?;
+                let engine = Engine::load(&settings.engine_config()?)?;
+                mittari_report::build(&engine, &request)?
+            };
             let written = mittari_report::write(&report, &output, charts.as_deref())?;
             eprintln!(
                 "wrote {} ({} sections, {} charts){}",
@@ -1117,6 +1135,52 @@ impl Interceptor for BearerToken {
 }
 
 /// Where the CLI computes: an engine in this process, or a server.
+/// `mittari report --server`: the report's computations on a server, one call at a time.
+struct RemoteReport {
+    runtime: tokio::runtime::Runtime,
+    backend: std::cell::RefCell<Backend>,
+}
+
+/// Rows per `ComputeStream` chunk for the report's inputs, as `compute`'s default.
+const REPORT_CHUNK_ROWS: usize = 50_000;
+
+impl mittari_report::Backend for RemoteReport {
+    fn describe(&self, metric: &str) -> Result<Option<MetricDescriptor>, mittari_report::Refusal> {
+        match self
+            .runtime
+            .block_on(self.backend.borrow_mut().describe(metric))
+        {
+            Ok(descriptor) => Ok(Some(convert::descriptor_from_proto(&descriptor))),
+            // Unknown or disabled there: the report leaves it out.
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(mittari_report::Refusal(status.message().to_owned())),
+        }
+    }
+
+    fn compute(
+        &self,
+        request: ComputeRequest,
+    ) -> Result<mittari_engine::ComputeOutcome, mittari_report::Refusal> {
+        let params = request
+            .params
+            .iter()
+            .map(|(key, value)| (key.clone(), convert::value_to_proto(value)))
+            .collect();
+        let response = self
+            .runtime
+            .block_on(self.backend.borrow_mut().compute(
+                &request.metric,
+                params,
+                request.input,
+                request.group_by,
+                REPORT_CHUNK_ROWS,
+            ))
+            .map_err(|status| mittari_report::Refusal(status.message().to_owned()))?;
+        convert::outcome_from_proto(response)
+            .map_err(|e| mittari_report::Refusal(format!("the server's answer: {e}")))
+    }
+}
+
 enum Backend {
     Embedded(Arc<Engine>),
     Remote(

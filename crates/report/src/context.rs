@@ -2,15 +2,14 @@
 //! for a metric and computing it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use arrow_array::{Array, RecordBatch};
 use mittari_engine::{
-    ComputeOutcome, ComputeRequest, Engine, EngineError, GroupedResults, MetricDescriptor,
-    ParamValue,
+    ComputeOutcome, ComputeRequest, GroupedResults, MetricDescriptor, ParamValue,
 };
 
-use crate::{ReportError, Request};
+use crate::{Backend, Refusal, ReportError, Request};
 
 /// Segments with more distinct values than this are not a breakdown a chart can show.
 const MAX_SEGMENTS: usize = 20;
@@ -20,8 +19,8 @@ const MAX_SEGMENTS: usize = 20;
 pub(crate) enum Skip {
     /// The input lacks the metric's columns, or the build lacks the metric.
     NotApplicable,
-    /// The engine refused the input (CSAT's scale on 0–10 answers).
-    Failed(EngineError),
+    /// The backend refused the input (CSAT's scale on 0–10 answers).
+    Failed(Refusal),
     /// The report cannot be made at all.
     Error(ReportError),
 }
@@ -39,8 +38,10 @@ impl From<crate::ChartError> for Skip {
 }
 
 pub(crate) struct Context<'a> {
-    engine: &'a Engine,
+    backend: &'a dyn Backend,
     request: &'a Request,
+    /// The descriptors of the reportable metrics the backend has.
+    descriptors: HashMap<&'static str, MetricDescriptor>,
     columns: Vec<String>,
     used_params: RefCell<HashSet<String>>,
     rows: Cell<usize>,
@@ -48,9 +49,15 @@ pub(crate) struct Context<'a> {
 
 impl<'a> Context<'a> {
     pub(crate) fn new(
-        engine: &'a Engine,
+        backend: &'a dyn Backend,
         request: &'a Request,
     ) -> Result<Context<'a>, ReportError> {
+        let mut descriptors = HashMap::new();
+        for metric in crate::reportable_metrics() {
+            if let Some(descriptor) = backend.describe(metric).map_err(ReportError::Backend)? {
+                descriptors.insert(metric, descriptor);
+            }
+        }
         for metric in &request.metrics {
             if !crate::reportable_metrics().any(|m| m == metric) {
                 return Err(ReportError::UnknownMetric {
@@ -61,17 +68,18 @@ impl<'a> Context<'a> {
                     ),
                 });
             }
-            if engine.describe(metric).is_err() {
+            if !descriptors.contains_key(metric.as_str()) {
                 return Err(ReportError::UnknownMetric {
                     metric: metric.clone(),
-                    message: "this build has no such plugin loaded".to_owned(),
+                    message: "the plugin is not loaded (or disabled) here".to_owned(),
                 });
             }
         }
         let columns = mittari_io::column_names(&request.input, &request.options)?;
         Ok(Context {
-            engine,
+            backend,
             request,
+            descriptors,
             columns,
             used_params: RefCell::default(),
             rows: Cell::new(0),
@@ -109,11 +117,8 @@ impl<'a> Context<'a> {
         &self,
         metric: &str,
         needs: &[&str],
-    ) -> Result<&'a MetricDescriptor, Skip> {
-        let descriptor = self
-            .engine
-            .describe(metric)
-            .map_err(|_| Skip::NotApplicable)?;
+    ) -> Result<&MetricDescriptor, Skip> {
+        let descriptor = self.descriptors.get(metric).ok_or(Skip::NotApplicable)?;
         if needs.iter().all(|c| self.has(c)) {
             Ok(descriptor)
         } else {
@@ -216,8 +221,8 @@ impl<'a> Context<'a> {
         input: RecordBatch,
         group_by: &[String],
     ) -> Result<ComputeOutcome, Skip> {
-        self.engine
-            .compute_blocking(ComputeRequest::new(
+        self.backend
+            .compute(ComputeRequest::new(
                 metric,
                 params.clone(),
                 input,

@@ -3,21 +3,21 @@
 //!
 //! Analysts and managers want to look, not read tables: a cohort heatmap, a retention curve,
 //! who is still alive, what discounts cost by product. The report picks the metrics whose
-//! required columns the input has (or the ones asked for), computes them through the same
-//! [`Engine`] as `mittari compute` (so its numbers are the plugins' numbers), and lays each
-//! out as a section: a sentence on what it means, a table of numbers, and charts drawn by
-//! plotters as inline SVG. The page needs no network and no script to view; every chart is
-//! also available on its own (`--charts DIR`) for slides.
+//! required columns the input has (or the ones asked for) and computes them through a
+//! [`Backend`]: the same [`Engine`] as `mittari compute`, or a server. It lays each out as a
+//! section: a sentence on what it means, tables of numbers, and charts drawn by plotters as
+//! inline SVG, with the key figures of every section at the top. The page needs no network
+//! and no script to view; every chart is also available on its own (`--charts DIR`) for
+//! slides.
 //!
 //! Invariants:
 //! - Every number in the report comes from a plugin's result, or from a model the plugin
 //!   fitted, evaluated with `mittari-models` at the parameters the plugin returned (P(alive)
-//!   matrices, the tracking curve); the report re-derives only shares and sums of result
-//!   rows.
-//! - A metric chosen automatically that the data does not suit (CSAT on a 0–10 scale) is
-//!   listed under "not computed" with the engine's reason; one named with `--metric` that
-//!   fails is an error. Data that cannot be read is always an error, with its file, line and
-//!   column.
+//!   matrices, the tracking curve); the report re-derives only shares, sums and orderings of
+//!   result rows.
+//! - A metric chosen automatically that the backend refuses is listed under "Not computed"
+//!   with the refusal; one named with `--metric` that is refused is an error. Data that
+//!   cannot be read is always an error, with its file, line and column.
 
 mod chart;
 mod clv;
@@ -32,7 +32,7 @@ mod table;
 use std::path::{Path, PathBuf};
 
 pub use chart::{Chart, ChartError};
-use mittari_engine::{Engine, EngineError};
+use mittari_engine::{ComputeOutcome, ComputeRequest, Engine, MetricDescriptor};
 pub use page::{Block, Numbers, Section};
 
 /// What to report on.
@@ -76,9 +76,11 @@ impl Report {
 pub enum ReportError {
     #[error(transparent)]
     Read(#[from] mittari_io::ReadError),
-    /// The engine's message is part of this one, not a separate source, so it prints once.
+    /// The refusal's message is part of this one, not a separate source, so it prints once.
     #[error("{metric}: {reason}")]
-    Metric { metric: String, reason: EngineError },
+    Metric { metric: String, reason: Refusal },
+    #[error("{0}")]
+    Backend(Refusal),
     #[error("--param {key}: {message}")]
     Param { key: String, message: String },
     #[error("--metric {metric}: {message}")]
@@ -93,9 +95,32 @@ pub enum ReportError {
     Write { path: String, error: std::io::Error },
 }
 
-/// Computes every section `request` allows with `engine` (in this process).
-pub fn build(engine: &Engine, request: &Request) -> Result<Report, ReportError> {
-    let cx = context::Context::new(engine, request)?;
+/// Where a report's metrics are computed: the engine in this process, or a server.
+pub trait Backend {
+    /// The metric's descriptor; `Ok(None)` when the backend has no such metric.
+    fn describe(&self, metric: &str) -> Result<Option<MetricDescriptor>, Refusal>;
+    fn compute(&self, request: ComputeRequest) -> Result<ComputeOutcome, Refusal>;
+}
+
+/// Why a backend did not compute: its message, which says what to change.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+impl Backend for Engine {
+    fn describe(&self, metric: &str) -> Result<Option<MetricDescriptor>, Refusal> {
+        Ok(Engine::describe(self, metric).ok().cloned())
+    }
+
+    fn compute(&self, request: ComputeRequest) -> Result<ComputeOutcome, Refusal> {
+        self.compute_blocking(request)
+            .map_err(|e| Refusal(e.to_string()))
+    }
+}
+
+/// Computes every section `request` allows with `backend`.
+pub fn build(backend: &dyn Backend, request: &Request) -> Result<Report, ReportError> {
+    let cx = context::Context::new(backend, request)?;
     let mut sections = Vec::new();
     let mut not_computed = Vec::new();
     for (metric, make) in SECTIONS {

@@ -13,9 +13,10 @@ use arrow_array::{
 use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{Field as ArrowField, Schema};
 use mittari_engine::{
-    ColumnSpec, ComputeOutcome, DataType, EngineError, Field, GroupedResults, MetricDescriptor,
-    MetricResults, OutputSpec, ParamValue, ParameterSpec, Range, RfmSummaryInput, TableSpec,
-    Violation,
+    ColumnSpec, ComputeOutcome, ConfidenceInterval, ConfidenceIntervals, DataType, EngineError,
+    Field, GroupTable, GroupedResults, GroupedWarning, MetricDescriptor, MetricResults, OutputSpec,
+    ParamValue, ParameterSpec, Range, ResultScalar, RfmSummaryInput, ScalarColumn, TableSpec,
+    Violation, Warning,
 };
 use mittari_proto::v1 as pb;
 
@@ -625,6 +626,116 @@ pub fn outcome_to_proto(
     }
 }
 
+/// A server's response as the engine's outcome, for a client that reads results as the
+/// engine gives them (`mittari report --server`). The inverse of [`outcome_to_proto`]; the
+/// timings stay the server's own.
+pub fn outcome_from_proto(response: pb::ComputeResponse) -> Result<ComputeOutcome, ServiceError> {
+    let table = |table: Option<pb::Table>| table_to_batch(table.unwrap_or_default());
+    let results = match response.results {
+        None => None,
+        Some(results) => Some(MetricResults {
+            scalars: results
+                .scalars
+                .into_iter()
+                .map(|s| ResultScalar {
+                    name: s.name,
+                    unit: s.unit,
+                    value: s.value,
+                    confidence_interval: s.confidence_interval.map(|ci| ConfidenceInterval {
+                        lower: ci.lower,
+                        upper: ci.upper,
+                        level: ci.level,
+                    }),
+                    undefined_reason: (!s.undefined_reason.is_empty())
+                        .then_some(s.undefined_reason),
+                })
+                .collect(),
+            tables: results
+                .tables
+                .into_iter()
+                .map(|t| Ok((t.name, table(t.table)?)))
+                .collect::<Result<_, ServiceError>>()?,
+            warnings: results
+                .warnings
+                .into_iter()
+                .map(|w| Warning {
+                    code: w.code,
+                    message: w.message,
+                })
+                .collect(),
+        }),
+    };
+    let grouped = match response.grouped {
+        None => None,
+        Some(grouped) => {
+            let keys = table_to_batch(pb::Table {
+                columns: grouped.keys,
+                ..Default::default()
+            })?;
+            Some(GroupedResults {
+                keys: keys
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(keys.columns())
+                    .map(|(field, column)| (field.name().clone(), Arc::clone(column)))
+                    .collect(),
+                rows: grouped.rows,
+                scalars: grouped
+                    .scalars
+                    .into_iter()
+                    .map(|c| ScalarColumn {
+                        name: c.name,
+                        unit: c.unit,
+                        values: c.values,
+                        undefined: c.undefined,
+                        undefined_reasons: c.undefined_reasons,
+                        confidence_intervals: c.confidence_intervals.map(|ci| {
+                            ConfidenceIntervals {
+                                lower: ci.lower,
+                                upper: ci.upper,
+                                level: ci.level,
+                            }
+                        }),
+                    })
+                    .collect(),
+                warnings: grouped
+                    .warnings
+                    .into_iter()
+                    .map(|w| {
+                        let warning = w.warning.unwrap_or_default();
+                        GroupedWarning {
+                            warning: Warning {
+                                code: warning.code,
+                                message: warning.message,
+                            },
+                            groups: w.groups,
+                        }
+                    })
+                    .collect(),
+                tables: grouped
+                    .tables
+                    .into_iter()
+                    .map(|t| {
+                        Ok(GroupTable {
+                            group: t.group,
+                            name: t.name,
+                            table: table(t.table)?,
+                        })
+                    })
+                    .collect::<Result<_, ServiceError>>()?,
+            })
+        }
+    };
+    Ok(ComputeOutcome {
+        metric: response.metric,
+        rows: response.rows as usize,
+        results,
+        grouped,
+        timings: Default::default(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,6 +853,100 @@ mod tests {
                 pb::TableEncoding::Columns,
             ));
             assert!(bound <= encoded, "{bound} > {encoded}: {grouped:?}");
+        }
+    }
+
+    /// What the server sends, read back, is what the engine gave it.
+    #[test]
+    fn outcomes_round_trip_through_the_wire() {
+        // Wire columns are all nullable.
+        let table = RecordBatch::try_from_iter_with_nullable([
+            (
+                "n",
+                Arc::new(Float64Array::from(vec![Some(1.5), None])) as ArrayRef,
+                true,
+            ),
+            (
+                "k",
+                Arc::new(Int64Array::from(vec![3, -4])) as ArrayRef,
+                true,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![None, Some("é")])) as ArrayRef,
+                true,
+            ),
+            (
+                "b",
+                Arc::new(BooleanArray::from(vec![true, false])) as ArrayRef,
+                true,
+            ),
+        ])
+        .unwrap();
+        let warning = Warning {
+            code: "small_sample".into(),
+            message: "only 2 rows".into(),
+        };
+        let outcome = ComputeOutcome {
+            metric: "m".into(),
+            rows: 7,
+            results: Some(MetricResults {
+                scalars: vec![
+                    ResultScalar {
+                        name: "a".into(),
+                        unit: "%".into(),
+                        value: Some(2.5),
+                        confidence_interval: Some(ConfidenceInterval {
+                            lower: 1.0,
+                            upper: 4.0,
+                            level: 0.95,
+                        }),
+                        undefined_reason: None,
+                    },
+                    ResultScalar {
+                        name: "b".into(),
+                        unit: "count".into(),
+                        value: None,
+                        confidence_interval: None,
+                        undefined_reason: Some("no rows".into()),
+                    },
+                ],
+                tables: vec![("t".into(), table.clone())],
+                warnings: vec![warning.clone()],
+            }),
+            grouped: Some(GroupedResults {
+                keys: vec![(
+                    "region".into(),
+                    Arc::new(StringArray::from(vec![None, Some("north")])) as ArrayRef,
+                )],
+                rows: vec![3, 4],
+                scalars: vec![ScalarColumn {
+                    name: "a".into(),
+                    unit: "%".into(),
+                    values: vec![0.0, 2.5],
+                    undefined: vec![1, 0],
+                    undefined_reasons: vec!["no rows".into()],
+                    confidence_intervals: Some(ConfidenceIntervals {
+                        lower: vec![0.0, 1.0],
+                        upper: vec![0.0, 4.0],
+                        level: vec![0.0, 0.95],
+                    }),
+                }],
+                warnings: vec![GroupedWarning {
+                    warning,
+                    groups: vec![1],
+                }],
+                tables: vec![GroupTable {
+                    group: 1,
+                    name: "t".into(),
+                    table,
+                }],
+            }),
+            timings: Default::default(),
+        };
+        for encoding in [pb::TableEncoding::Columns, pb::TableEncoding::ArrowIpc] {
+            let back = outcome_from_proto(outcome_to_proto(outcome.clone(), encoding)).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{outcome:?}"), "{encoding:?}");
         }
     }
 
