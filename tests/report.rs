@@ -320,7 +320,7 @@ fn report_errors_name_what_to_change() {
     let out = out.to_str().unwrap();
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "respondent,score\nr1,9\nr2,nine\n").unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--input", "examples/data/nps.csv", "--metric", "csat"],
             "csat: input.score[0]: score 7 is outside the scale 1..=5",
@@ -338,6 +338,10 @@ fn report_errors_name_what_to_change() {
             "bad.csv: line 3: column score:",
         ),
         (&["--input", "README.md"], "none of its columns"),
+        (
+            &["--input", "postgres://analyst:secret@127.0.0.1/shop"],
+            "--input postgres://analyst@127.0.0.1/shop: mittari report reads one file",
+        ),
     ];
     for (args, expect) in cases {
         let mut all = vec!["report"];

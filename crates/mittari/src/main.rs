@@ -293,7 +293,7 @@ enum Command {
     /// month, what discounts cost, the value of experience.
     Report {
         #[command(flatten)]
-        input: Box<InputArgs>,
+        input: Box<ReportInputArgs>,
         /// A parameter, repeatable, e.g. --param holdout_start=2024-07-01; it goes to every
         /// reported metric that takes it.
         #[arg(long = "param", value_name = "KEY=VALUE")]
@@ -370,6 +370,24 @@ struct InputArgs {
     /// database or DataFusion.
     #[arg(long)]
     no_pushdown: bool,
+    #[command(flatten)]
+    reading: ReadingArgs,
+}
+
+/// `mittari report`'s input: one file.
+#[derive(Debug, clap::Args)]
+struct ReportInputArgs {
+    /// The input: a .csv (.tsv, .txt), .parquet, .arrow (Arrow IPC file or stream), .arrows or
+    /// .jsonl file, read once per metric. Columns are typed by each metric's descriptor.
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    #[command(flatten)]
+    reading: ReadingArgs,
+}
+
+/// How a file's cells are read: its format, names, delimiter, decimal separator and dates.
+#[derive(Debug, clap::Args)]
+struct ReadingArgs {
     /// The input's format, when its extension does not say it (standard input is recognized
     /// by its first bytes otherwise): csv, parquet, arrow, arrows or jsonl.
     #[arg(long, value_name = "FORMAT")]
@@ -426,6 +444,12 @@ impl InputArgs {
         (!mittari_io::is_postgres_url(input) && mittari_lake::is_pattern(input)).then_some(input)
     }
 
+    fn options(&self) -> mittari_io::ReadOptions {
+        self.reading.options()
+    }
+}
+
+impl ReadingArgs {
     fn options(&self) -> mittari_io::ReadOptions {
         mittari_io::ReadOptions {
             format: self.input_format,
@@ -648,16 +672,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             charts,
             remote,
         } => {
-            let mittari_io::Source::Path(path) = input.source()? else {
+            let path = input.input.as_path();
+            let text = path.to_string_lossy();
+            if text == "-" || mittari_io::is_postgres_url(&text) || mittari_lake::is_pattern(&text)
+            {
                 bail!(
-                    "mittari report reads a file (CSV, Parquet, Arrow IPC or JSON Lines), once \
-                     per metric; save a database query's rows or standard input to a file first"
-                );
-            };
-            if input.pattern().is_some() {
-                bail!(
-                    "--input {}: mittari report reads one file, not a pattern of files",
-                    path.display()
+                    "--input {}: mittari report reads one file (CSV, Parquet, Arrow IPC or JSON \
+                     Lines), once per metric; save standard input, a database query's rows or \
+                     a pattern's files to one file first",
+                    mittari_io::redact_url(&text)
                 );
             }
             if same_file(&output, path) {
@@ -676,7 +699,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let request = mittari_report::Request {
                 input: path.to_owned(),
-                options: input.options(),
+                options: input.reading.options(),
                 params,
                 group_by,
                 metrics,
