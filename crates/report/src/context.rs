@@ -231,26 +231,40 @@ impl<'a> Context<'a> {
             .map_err(Skip::Failed)
     }
 
-    /// `metric` computed per value of the input's column `segment`; `None` when the engine
-    /// answered without groups.
+    /// `descriptor`'s metric computed per value of the column `segment` of `segments`.
     pub(crate) fn compute_by(
         &self,
         descriptor: &MetricDescriptor,
         params: &BTreeMap<String, ParamValue>,
+        segments: &Segments,
         segment: &str,
     ) -> Result<Option<GroupedResults>, Skip> {
-        let group_by = [segment.to_owned()];
-        let input = self.read(descriptor, &group_by)?;
+        let Some(input) = &segments.input else {
+            return Ok(None);
+        };
+        // The engine passes the metric its declared columns only; the other segments' columns
+        // in the batch are not sent to it.
         Ok(self
-            .compute(&descriptor.name, params, input, &group_by)?
+            .compute(
+                &descriptor.name,
+                params,
+                input.clone(),
+                &[segment.to_owned()],
+            )?
             .grouped)
     }
 
     /// The columns to break `descriptor`'s metric down by: `--group-by`, or else every column
-    /// the metric does not read with 2 to 20 distinct values (region, channel, plan).
-    pub(crate) fn segments(&self, descriptor: &MetricDescriptor) -> Result<Vec<String>, Skip> {
+    /// the metric does not read with 2 to 20 distinct values (region, channel, plan); and the
+    /// input read once with all of them.
+    pub(crate) fn segments(&self, descriptor: &MetricDescriptor) -> Result<Segments, Skip> {
         if !self.request.group_by.is_empty() {
-            return Ok(self.request.group_by.clone());
+            let names = self.request.group_by.clone();
+            let input = self.read(descriptor, &names)?;
+            return Ok(Segments {
+                names,
+                input: Some(input),
+            });
         }
         let candidates: Vec<String> = self
             .columns
@@ -261,17 +275,30 @@ impl<'a> Context<'a> {
             .cloned()
             .collect();
         if candidates.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Segments {
+                names: Vec::new(),
+                input: None,
+            });
         }
-        let batch = self.read(descriptor, &candidates)?;
-        Ok(candidates
+        let input = self.read(descriptor, &candidates)?;
+        let names = candidates
             .into_iter()
             .filter(|name| {
-                batch.column_by_name(name).is_some_and(|column| {
+                input.column_by_name(name).is_some_and(|column| {
                     let distinct = crate::table::distinct_texts(column.as_ref(), MAX_SEGMENTS + 1);
                     (2..=MAX_SEGMENTS).contains(&distinct.len()) && column.null_count() == 0
                 })
             })
-            .collect())
+            .collect();
+        Ok(Segments {
+            names,
+            input: Some(input),
+        })
     }
+}
+
+/// The columns a metric is broken down by, and the input read with them.
+pub(crate) struct Segments {
+    pub(crate) names: Vec<String>,
+    pub(crate) input: Option<RecordBatch>,
 }

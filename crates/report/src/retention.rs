@@ -94,11 +94,12 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             "net_change",
         ],
     ));
-    for segment in cx.segments(descriptor)? {
-        let Some(grouped) = cx.compute_by(descriptor, &params, &segment)? else {
+    let segments = cx.segments(descriptor)?;
+    for segment in &segments.names {
+        let Some(grouped) = cx.compute_by(descriptor, &params, &segments, segment)? else {
             continue;
         };
-        let (numbers, chart) = retention_by(&segment, &grouped)?;
+        let (numbers, chart) = retention_by(segment, &grouped)?;
         section.numbers(numbers);
         section.chart(chart);
     }
@@ -510,8 +511,12 @@ fn fit_numbers(fits: &[Fit]) -> Numbers {
 pub(crate) fn forecast(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     let descriptor = cx.descriptor("retention_forecast", &["period", "active"])?;
     let params = cx.params(descriptor, &[], &[])?;
-    let group_by = cx.segments(descriptor)?;
-    let batch = cx.read(descriptor, &group_by)?;
+    let segments = cx.segments(descriptor)?;
+    let group_by = segments.names;
+    let batch = match segments.input {
+        Some(input) => input,
+        None => cx.read(descriptor, &[])?,
+    };
     let outcome = cx.compute("retention_forecast", &params, batch, &group_by)?;
     let fits = match (&outcome.grouped, &outcome.results) {
         (Some(grouped), _) => fits_of(grouped),

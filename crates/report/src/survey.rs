@@ -135,8 +135,9 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         header: vec!["output".into(), "value".into(), interval_header.clone()],
         rows,
     });
-    for segment in cx.segments(descriptor)? {
-        let Some(grouped) = cx.compute_by(descriptor, &params, &segment)? else {
+    let segments = cx.segments(descriptor)?;
+    for segment in &segments.names {
+        let Some(grouped) = cx.compute_by(descriptor, &params, &segments, segment)? else {
             continue;
         };
         let mut points: Vec<(String, Interval, Option<f64>)> = table::group_labels(&grouped)
@@ -169,7 +170,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         });
         let labels: Vec<String> = points.iter().map(|p| p.0.clone()).collect();
         let values: Vec<Interval> = points.iter().map(|p| p.1).collect();
-        let id = format!("{}-by-{}", survey.metric, slug(&segment));
+        let id = format!("{}-by-{}", survey.metric, slug(segment));
         section.chart(Chart {
             svg: chart::intervals(&id, &y_desc(survey), &labels, &values)?,
             id,
