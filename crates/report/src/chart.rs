@@ -173,6 +173,16 @@ impl<'a> Mesh<'a> {
             margin: 14,
         }
     }
+
+    /// Categories along x (labelled by `label`), numbers up y, horizontal grid lines only.
+    fn over_categories(label: &'a dyn Fn(&f64) -> String, n: usize, y_desc: &'a str) -> Mesh<'a> {
+        Mesh {
+            x_label: label,
+            labels: (n, 10),
+            grid: (false, true),
+            ..Mesh::numbers("", y_desc)
+        }
+    }
 }
 
 /// A plot over `x` × `y` in `area`, its axes and grid drawn in the report's style.
@@ -321,12 +331,7 @@ pub(crate) fn bars(
         y.end += (y.end - y.start) * 0.2;
     }
     let category = |v: &f64| category_label(*v, categories);
-    let mesh = Mesh {
-        x_label: &category,
-        labels: (categories.len(), 10),
-        grid: (false, true),
-        ..Mesh::numbers("", y_desc)
-    };
+    let mesh = Mesh::over_categories(&category, categories.len(), y_desc);
     svg(name, |root| {
         let mut chart = plot(name, root, (category_range(categories.len()), y), &mesh)?;
         // Bars of one category share 80 % of its width.
@@ -401,12 +406,7 @@ pub(crate) fn intervals(
 ) -> Result<String> {
     let y = padded_range(points.iter().flat_map(|&(low, _, high)| [low, high]), None);
     let category = |v: &f64| category_label(*v, categories);
-    let mesh = Mesh {
-        x_label: &category,
-        labels: (categories.len(), 10),
-        grid: (false, true),
-        ..Mesh::numbers("", y_desc)
-    };
+    let mesh = Mesh::over_categories(&category, categories.len(), y_desc);
     svg(name, |root| {
         let fail = fail(name);
         let mut chart = plot(

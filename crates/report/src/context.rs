@@ -221,6 +221,27 @@ impl<'a> Context<'a> {
         input: RecordBatch,
         group_by: &[String],
     ) -> Result<ComputeOutcome, Skip> {
+        // Only the columns the computation uses: a batch read with every segment column would
+        // otherwise travel whole to a server for each one.
+        let input = match self.descriptors.get(metric) {
+            Some(descriptor) => {
+                let used: Vec<usize> = input
+                    .schema()
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| {
+                        group_by.contains(f.name())
+                            || descriptor.inputs.iter().any(|c| c.name == *f.name())
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                input
+                    .project(&used)
+                    .map_err(|e| Skip::Error(ReportError::Backend(Refusal(e.to_string()))))?
+            }
+            None => input,
+        };
         self.backend
             .compute(ComputeRequest::new(
                 metric,
@@ -239,11 +260,7 @@ impl<'a> Context<'a> {
         segments: &Segments,
         segment: &str,
     ) -> Result<Option<GroupedResults>, Skip> {
-        let Some(input) = &segments.input else {
-            return Ok(None);
-        };
-        // The engine passes the metric its declared columns only; the other segments' columns
-        // in the batch are not sent to it.
+        let input = &segments.input;
         Ok(self
             .compute(
                 &descriptor.name,
@@ -256,15 +273,12 @@ impl<'a> Context<'a> {
 
     /// The columns to break `descriptor`'s metric down by: `--group-by`, or else every column
     /// the metric does not read with 2 to 20 distinct values (region, channel, plan); and the
-    /// input read once with all of them.
+    /// input, read once with all of them, for the metric overall and per segment.
     pub(crate) fn segments(&self, descriptor: &MetricDescriptor) -> Result<Segments, Skip> {
         if !self.request.group_by.is_empty() {
             let names = self.request.group_by.clone();
             let input = self.read(descriptor, &names)?;
-            return Ok(Segments {
-                names,
-                input: Some(input),
-            });
+            return Ok(Segments { names, input });
         }
         let candidates: Vec<String> = self
             .columns
@@ -274,12 +288,6 @@ impl<'a> Context<'a> {
             })
             .cloned()
             .collect();
-        if candidates.is_empty() {
-            return Ok(Segments {
-                names: Vec::new(),
-                input: None,
-            });
-        }
         let input = self.read(descriptor, &candidates)?;
         let names = candidates
             .into_iter()
@@ -290,15 +298,13 @@ impl<'a> Context<'a> {
                 })
             })
             .collect();
-        Ok(Segments {
-            names,
-            input: Some(input),
-        })
+        Ok(Segments { names, input })
     }
 }
 
-/// The columns a metric is broken down by, and the input read with them.
+/// The columns a metric is broken down by, and the input read with them: one batch for every
+/// computation ([`Context::compute`] sends each only the columns it uses).
 pub(crate) struct Segments {
     pub(crate) names: Vec<String>,
-    pub(crate) input: Option<RecordBatch>,
+    pub(crate) input: RecordBatch,
 }

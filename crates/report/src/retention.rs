@@ -41,7 +41,8 @@ impl Cohort {
 
 pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     let descriptor = cx.descriptor("retention", &["customer_id", "start"])?;
-    let batch = cx.read(descriptor, &[])?;
+    let segments = cx.segments(descriptor)?;
+    let batch = segments.input.clone();
     let defaults = default_period(&batch);
     let params = cx.params(descriptor, &defaults, &[])?;
     let outcome = cx.compute("retention", &params, batch, &[])?;
@@ -94,7 +95,6 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             "net_change",
         ],
     ));
-    let segments = cx.segments(descriptor)?;
     for segment in &segments.names {
         let Some(grouped) = cx.compute_by(descriptor, &params, &segments, segment)? else {
             continue;
@@ -512,11 +512,7 @@ pub(crate) fn forecast(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     let descriptor = cx.descriptor("retention_forecast", &["period", "active"])?;
     let params = cx.params(descriptor, &[], &[])?;
     let segments = cx.segments(descriptor)?;
-    let group_by = segments.names;
-    let batch = match segments.input {
-        Some(input) => input,
-        None => cx.read(descriptor, &[])?,
-    };
+    let (group_by, batch) = (segments.names, segments.input);
     let outcome = cx.compute("retention_forecast", &params, batch, &group_by)?;
     let fits = match (&outcome.grouped, &outcome.results) {
         (Some(grouped), _) => fits_of(grouped),

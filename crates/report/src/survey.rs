@@ -102,7 +102,8 @@ pub(crate) fn csat(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
 fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
     let descriptor = cx.descriptor(survey.metric, &["score"])?;
     let params = cx.params(descriptor, &[], &[])?;
-    let input = cx.read(descriptor, &[])?;
+    let segments = cx.segments(descriptor)?;
+    let input = segments.input.clone();
     if !cx.named(survey.metric) && !(survey.suits)(&params, score_range(&input)) {
         return Err(Skip::NotApplicable);
     }
@@ -135,7 +136,6 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         header: vec!["output".into(), "value".into(), interval_header.clone()],
         rows,
     });
-    let segments = cx.segments(descriptor)?;
     for segment in &segments.names {
         let Some(grouped) = cx.compute_by(descriptor, &params, &segments, segment)? else {
             continue;

@@ -10,53 +10,39 @@ use mittari_engine::{GroupedResults, MetricResults};
 /// The distinct values of `column` as text, sorted, stopping at `limit` of them.
 pub(crate) fn distinct_texts(column: &dyn Array, limit: usize) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
-    for row in 0..column.len() {
-        if let Some(text) = text_at(column, row) {
-            seen.insert(text);
-            if seen.len() >= limit {
-                break;
-            }
+    for text in cell_texts(column).flatten() {
+        seen.insert(text);
+        if seen.len() >= limit {
+            break;
         }
     }
     seen
 }
 
-/// Cell `row` as text: `None` for a null.
-pub(crate) fn text_at(column: &dyn Array, row: usize) -> Option<String> {
-    if column.is_null(row) {
-        return None;
-    }
-    let options = arrow_cast::display::FormatOptions::default();
-    arrow_cast::display::ArrayFormatter::try_new(column, &options)
-        .ok()
-        .map(|f| f.value(row).to_string())
+/// Each cell of `column` as text, `None` for a null, formatted by one formatter for the
+/// column (making one per cell cost more than the rest of a million-row report).
+pub(crate) fn cell_texts(column: &dyn Array) -> impl Iterator<Item = Option<String>> + '_ {
+    let formatter = arrow_cast::display::ArrayFormatter::try_new(
+        column,
+        &arrow_cast::display::FormatOptions::default(),
+    )
+    .ok();
+    (0..column.len()).map(move |row| {
+        if column.is_null(row) {
+            return None;
+        }
+        formatter.as_ref().map(|f| f.value(row).to_string())
+    })
 }
 
 /// A column as text, nulls empty.
 pub(crate) fn texts(batch: &RecordBatch, name: &str) -> Vec<String> {
-    let Some(column) = batch.column_by_name(name) else {
-        return Vec::new();
-    };
-    if let Some(strings) = column.as_string_opt::<i32>() {
-        return strings
-            .iter()
-            .map(|v| v.unwrap_or_default().to_owned())
-            .collect();
+    match batch.column_by_name(name) {
+        Some(column) => cell_texts(column.as_ref())
+            .map(Option::unwrap_or_default)
+            .collect(),
+        None => Vec::new(),
     }
-    let options = arrow_cast::display::FormatOptions::default();
-    let Ok(formatter) = arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
-    else {
-        return vec![String::new(); column.len()];
-    };
-    (0..column.len())
-        .map(|row| {
-            if column.is_null(row) {
-                String::new()
-            } else {
-                formatter.value(row).to_string()
-            }
-        })
-        .collect()
 }
 
 /// A numeric column as doubles; nulls (and a missing column) as `None`.
@@ -136,14 +122,19 @@ pub(crate) fn result_table<'a>(results: &'a MetricResults, name: &str) -> Option
 
 /// The group keys as text (`north`, or `north / web` for two columns), in the results' order.
 pub(crate) fn group_labels(grouped: &GroupedResults) -> Vec<String> {
+    let keys: Vec<Vec<String>> = grouped
+        .keys
+        .iter()
+        .map(|(_, column)| {
+            cell_texts(column.as_ref())
+                .map(|text| text.unwrap_or_else(|| "(none)".to_owned()))
+                .collect()
+        })
+        .collect();
     (0..grouped.len())
         .map(|group| {
-            grouped
-                .keys
-                .iter()
-                .map(|(_, column)| {
-                    text_at(column.as_ref(), group).unwrap_or_else(|| "(none)".to_owned())
-                })
+            keys.iter()
+                .map(|key| key[group].as_str())
                 .collect::<Vec<_>>()
                 .join(" / ")
         })

@@ -268,6 +268,23 @@ mod tests {
         check(&[(1.0, 0.0, 7.0)], (0.0, 7.0, None));
     }
 
+    /// A breakdown table's (key, discount) rows.
+    fn keys_and_discounts(table: &RecordBatch) -> Vec<(String, f64)> {
+        let names = table
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let discount = table
+            .column(3)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        (0..table.num_rows())
+            .map(|row| (names.value(row).to_owned(), discount.value(row)))
+            .collect()
+    }
+
     /// The selected top rows are those a full sort gives, in its order, ties broken by key.
     #[test]
     fn selecting_the_top_rows_agrees_with_sorting_them_all() {
@@ -289,21 +306,7 @@ mod tests {
         sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
         for top in [1, 5, 39, 40, 60] {
             let table = breakdown("product", &keys, &lines, top).unwrap();
-            let got: Vec<(String, f64)> = (0..table.num_rows())
-                .map(|row| {
-                    let name = table
-                        .column(0)
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .unwrap();
-                    let discount = table
-                        .column(3)
-                        .as_any()
-                        .downcast_ref::<Float64Array>()
-                        .unwrap();
-                    (name.value(row).to_owned(), discount.value(row))
-                })
-                .collect();
+            let got = keys_and_discounts(&table);
             let expect: Vec<(String, f64)> = sorted
                 .iter()
                 .take(top)
@@ -339,18 +342,7 @@ mod tests {
         ];
         let keys = StringArray::from(vec![Some("a"), Some("b"), Some("a"), None]);
         let table = breakdown("product", &keys, &lines, 1).unwrap();
-        assert_eq!(table.num_rows(), 1);
-        let names = table
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
-        let discount = table
-            .column(3)
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
         // b: 9 of discount; a: 5 + 2 = 7.
-        assert_eq!((names.value(0), discount.value(0)), ("b", 9.0));
+        assert_eq!(keys_and_discounts(&table), vec![("b".to_owned(), 9.0)]);
     }
 }
