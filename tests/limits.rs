@@ -118,7 +118,10 @@ async fn a_stream_header_is_checked_before_its_rows() {
 
 #[tokio::test]
 async fn streamed_input_shares_a_memory_budget() {
-    let server = start(&[("MITTARI__SERVER__MAX_BUFFERED_STREAM_BYTES", "65536")]);
+    let server = start(&[
+        ("MITTARI__SERVER__MAX_INPUT_MEMORY_BYTES", "262144"),
+        ("MITTARI__SERVER__MAX_MESSAGE_BYTES", "262144"),
+    ]);
     let mut client = server.client().await;
     let chunk = pb::ComputeStreamRequest {
         message: Some(Message::Chunk(pb::Table {
@@ -137,7 +140,7 @@ async fn streamed_input_shares_a_memory_budget() {
     check_refusal(
         &status,
         Code::ResourceExhausted,
-        "server.max_buffered_stream_bytes",
+        "server.max_input_memory_bytes",
     );
     assert!(status.get_details_retry_info().is_some());
 }

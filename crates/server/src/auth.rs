@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::Status;
 
+use crate::incoming::{PeerInfo, Throttle};
 use crate::state::ServerState;
 
 /// What a token may do.
@@ -315,11 +316,15 @@ pub fn new_token(name: &str, scopes: &[Scope]) -> Result<(String, String), Strin
 #[derive(Debug, Clone)]
 pub(crate) struct AuthLayer {
     state: Arc<ServerState>,
+    refusals: Arc<std::sync::Mutex<Throttle>>,
 }
 
 impl AuthLayer {
     pub(crate) fn new(state: Arc<ServerState>) -> Self {
-        AuthLayer { state }
+        AuthLayer {
+            state,
+            refusals: Arc::default(),
+        }
     }
 }
 
@@ -330,6 +335,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         Authorize {
             inner,
             state: Arc::clone(&self.state),
+            refusals: Arc::clone(&self.refusals),
         }
     }
 }
@@ -338,6 +344,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub(crate) struct Authorize<S> {
     inner: S,
     state: Arc<ServerState>,
+    refusals: Arc<std::sync::Mutex<Throttle>>,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Authorize<S>
@@ -362,7 +369,17 @@ where
             .get(http::header::AUTHORIZATION)
             .map(http::HeaderValue::as_bytes);
         match tokens.authorize(authorization, scope) {
-            Ok(caller) => {
+            Ok(mut caller) => {
+                // A caller with a client certificate (mutual TLS) and no token is named by the
+                // certificate's subject in audit lines.
+                if caller.name.is_none()
+                    && let Some(subject) = request
+                        .extensions()
+                        .get::<PeerInfo>()
+                        .and_then(|peer| peer.certificate_subject.as_deref())
+                {
+                    caller.name = Some(format!("certificate {subject}"));
+                }
                 // The token is not needed past this point; it is not kept with the request.
                 request.headers_mut().remove(http::header::AUTHORIZATION);
                 let admin = caller.is_admin();
@@ -378,12 +395,23 @@ where
                 })
             }
             Err(status) => {
-                tracing::info!(
-                    path = request.uri().path(),
-                    code = ?status.code(),
-                    "refused a call: {}",
-                    status.message()
-                );
+                // Refusals are logged at most once per interval with a count, so an attacker
+                // does not decide the log's volume; the path is not logged (it is the client's
+                // text), only its scope.
+                let logged = self
+                    .refusals
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .hit();
+                if let Some(count) = logged {
+                    tracing::info!(
+                        scope = scope.map_or("open", Scope::as_str),
+                        code = ?status.code(),
+                        refused_since_last_line = count,
+                        "refused a call: {}",
+                        status.message()
+                    );
+                }
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }
         }

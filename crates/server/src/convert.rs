@@ -20,6 +20,7 @@ use mittari_engine::{
 };
 use mittari_proto::v1 as pb;
 
+use crate::ipc_check::{self, IpcCheckError, IpcLimits, IpcSize};
 use crate::status::ServiceError;
 
 pub fn data_type_to_proto(data_type: DataType) -> pb::DataType {
@@ -359,7 +360,7 @@ pub fn table_to_batch(table: pb::Table) -> Result<RecordBatch, ServiceError> {
                 "a table has both columns and arrow_ipc; send one encoding",
             ));
         }
-        let (schema, batches) = ipc_to_batches(table.arrow_ipc)?;
+        let (schema, batches) = ipc_to_batches(table.arrow_ipc, &IpcLimits::ANSWERS, |_| Ok(()))?;
         return arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| {
             invalid(
                 Field::Input,
@@ -426,31 +427,59 @@ pub fn table_to_batch(table: pb::Table) -> Result<RecordBatch, ServiceError> {
 /// An Arrow batch as a wire table. Columns of the five wire types only; the engine guarantees
 /// that of plugin result tables, and the CLI builds batches from them.
 /// An Arrow IPC stream's schema and batches, decoded from the received buffer: the batches'
-/// buffers are slices of it unless they are misaligned.
+/// buffers are slices of it unless they are misaligned or compressed.
+///
+/// Every size the stream claims is checked against `limits` first ([`crate::ipc_check`]),
+/// and `reserve` is given what decoding will allocate before anything is; it may refuse. A
+/// stream arrow-rs still rejects, or panics on, is an invalid argument.
 pub fn ipc_to_batches(
     bytes: bytes::Bytes,
+    limits: &IpcLimits,
+    reserve: impl FnOnce(IpcSize) -> Result<(), ServiceError>,
 ) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>), ServiceError> {
+    let size = ipc_check::check(&bytes, limits).map_err(|e| match e {
+        IpcCheckError::TooLarge(message) => invalid(Field::Input, message),
+        other => invalid(Field::Input, other.to_string()),
+    })?;
+    reserve(size)?;
     let fail = |e: arrow_schema::ArrowError| {
         invalid(
             Field::Input,
             format!(
-                "arrow_ipc is not an Arrow IPC stream: {e}; write it with pyarrow.ipc.new_stream or arrow's StreamWriter"
+                "arrow_ipc is not a valid Arrow IPC stream: {e}; write it with pyarrow.ipc.new_stream or arrow's StreamWriter"
             ),
         )
     };
-    let mut buffer = arrow_buffer::Buffer::from(bytes);
-    let mut decoder = arrow_ipc::reader::StreamDecoder::new();
-    let mut batches = Vec::new();
-    while !buffer.is_empty() {
-        if let Some(batch) = decoder.decode(&mut buffer).map_err(fail)? {
-            batches.push(batch);
+    let decode = move || {
+        let mut buffer = arrow_buffer::Buffer::from(bytes);
+        let mut decoder = arrow_ipc::reader::StreamDecoder::new();
+        let mut batches = Vec::new();
+        while !buffer.is_empty() {
+            if let Some(batch) = decoder.decode(&mut buffer).map_err(fail)? {
+                batches.push(batch);
+            }
         }
-    }
-    decoder.finish().map_err(fail)?;
-    let schema = decoder
-        .schema()
-        .ok_or_else(|| invalid(Field::Input, "arrow_ipc holds no schema message"))?;
-    Ok((schema, batches))
+        decoder.finish().map_err(fail)?;
+        let schema = decoder
+            .schema()
+            .ok_or_else(|| invalid(Field::Input, "arrow_ipc holds no schema message"))?;
+        Ok((schema, batches))
+    };
+    // arrow-rs panics on some inconsistent streams the check above lets through (a schema
+    // it cannot represent, say); such a stream is the client's error, not a crash.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "an inconsistency the decoder could not name".to_owned());
+        Err(invalid(
+            Field::Input,
+            format!(
+                "arrow_ipc is not a valid Arrow IPC stream ({reason}); write it with pyarrow.ipc.new_stream or arrow's StreamWriter"
+            ),
+        ))
+    })
 }
 
 /// A batch as an Arrow IPC stream: its schema message and one record batch.

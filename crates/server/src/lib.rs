@@ -22,8 +22,10 @@
 mod admin_service;
 mod allocator;
 mod auth;
+mod budget;
 pub mod convert;
 mod incoming;
+pub mod ipc_check;
 mod metric_service;
 mod serve;
 mod settings;

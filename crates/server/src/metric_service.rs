@@ -11,13 +11,14 @@ use mittari_engine::{
 };
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_server::MetricService;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::allocator::Trimmer;
 use crate::auth::Caller;
+use crate::budget::CallBudget;
 use crate::convert;
+use crate::ipc_check::IpcLimits;
 use crate::settings::Settings;
 use crate::state::ServerState;
 use crate::status::{self, ServiceError, user_text};
@@ -29,8 +30,6 @@ use crate::telemetry::RequestContext;
 pub(crate) struct MetricServer {
     state: Arc<ServerState>,
     limits: RequestLimits,
-    /// Streamed input held in memory by all calls together, in KiB permits.
-    buffered: Arc<Semaphore>,
     trimmer: Trimmer,
 }
 
@@ -42,33 +41,49 @@ const LARGE_REQUEST_ROWS: usize = 10_000;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestLimits {
     pub(crate) max_stream_bytes: u64,
-    pub(crate) max_buffered_stream_bytes: u64,
     pub(crate) max_message_bytes: usize,
+    pub(crate) allow_compressed_arrow: bool,
 }
 
 impl RequestLimits {
     pub(crate) fn from(settings: &Settings) -> Self {
         RequestLimits {
             max_stream_bytes: settings.server.max_stream_bytes,
-            max_buffered_stream_bytes: settings.server.max_buffered_stream_bytes,
             max_message_bytes: settings.server.max_message_bytes,
+            allow_compressed_arrow: settings.server.allow_compressed_arrow,
         }
     }
 }
 
-/// Input bytes are counted against the buffer budget in units of this size.
-const BUDGET_UNIT: u64 = 1024;
-
 impl MetricServer {
     pub(crate) fn new(state: Arc<ServerState>, limits: RequestLimits, trimmer: Trimmer) -> Self {
-        let units = (limits.max_buffered_stream_bytes / BUDGET_UNIT)
-            .clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
         MetricServer {
             state,
             limits,
-            buffered: Arc::new(Semaphore::new(units)),
             trimmer,
         }
+    }
+
+    /// How an Arrow input of this call is read: the request limits of the moment (a reload
+    /// changes `max_rows` and `max_string_bytes`) and the call's memory budget.
+    fn arrow_input(
+        &self,
+        engine: &Engine,
+        metric: &str,
+        group_by: &[String],
+        budget: &CallBudget,
+    ) -> Result<ArrowInput, ServiceError> {
+        let settings = self.state.settings();
+        Ok(ArrowInput {
+            descriptor: Arc::new(engine.describe(metric)?.clone()),
+            group_by: group_by.to_vec(),
+            limits: IpcLimits {
+                max_rows: settings.server.max_rows as u64,
+                allow_compressed: self.limits.allow_compressed_arrow,
+            },
+            max_string_bytes: settings.server.max_string_bytes as u64,
+            budget: budget.clone(),
+        })
     }
 
     async fn compute(
@@ -125,7 +140,6 @@ impl MetricServer {
         stream: &mut Streaming<pb::ComputeStreamRequest>,
         index: &mut usize,
         bytes: &mut u64,
-        budget: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<Option<pb::Table>, ServiceError> {
         use pb::compute_stream_request::Message;
         let Some(message) = stream.next().await else {
@@ -139,37 +153,13 @@ impl MetricServer {
             )));
         };
         *index += 1;
-        self.hold(&chunk, bytes, budget)?;
-        Ok(Some(chunk))
-    }
-
-    /// Counts a chunk against the stream's limit and takes its share of the server's buffer
-    /// budget, held in `budget` until the computation is done with the input.
-    fn hold(
-        &self,
-        chunk: &pb::Table,
-        bytes: &mut u64,
-        budget: &mut Option<OwnedSemaphorePermit>,
-    ) -> Result<(), ServiceError> {
-        let chunk_bytes = prost::Message::encoded_len(chunk) as u64;
-        *bytes += chunk_bytes;
+        *bytes += prost::Message::encoded_len(&chunk) as u64;
         if *bytes > self.limits.max_stream_bytes {
             return Err(ServiceError::StreamTooLarge {
                 limit: self.limits.max_stream_bytes,
             });
         }
-        let units = u32::try_from(chunk_bytes.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
-        let Ok(permit) = Arc::clone(&self.buffered).try_acquire_many_owned(units) else {
-            return Err(ServiceError::Busy(format!(
-                "the server is holding as much streamed input as it may ({} bytes, server.max_buffered_stream_bytes)",
-                self.limits.max_buffered_stream_bytes
-            )));
-        };
-        match budget {
-            Some(held) => held.merge(permit),
-            None => *budget = Some(permit),
-        }
-        Ok(())
+        Ok(Some(chunk))
     }
 
     /// Reads a `ComputeStream` call whose chunks are Arrow IPC streams: each conformed to the
@@ -180,18 +170,15 @@ impl MetricServer {
         engine: &Engine,
         header: pb::ComputeStreamHeader,
         mut stream: Streaming<pb::ComputeStreamRequest>,
+        budget: &CallBudget,
     ) -> Result<StreamedInput, ServiceError> {
         let params = convert::params_from_proto(&header.parameters)?;
-        let reader = ArrowInput::new(engine, &header.metric, &header.group_by)?;
+        let reader = self.arrow_input(engine, &header.metric, &header.group_by, budget)?;
         let mut batches: Vec<RecordBatch> = Vec::new();
-        let mut budget: Option<OwnedSemaphorePermit> = None;
         let mut bytes: u64 = 0;
         let mut rows: u64 = 0;
         let mut index = 0usize;
-        while let Some(chunk) = self
-            .next_chunk(&mut stream, &mut index, &mut bytes, &mut budget)
-            .await?
-        {
+        while let Some(chunk) = self.next_chunk(&mut stream, &mut index, &mut bytes).await? {
             if chunk.arrow_ipc.is_empty() {
                 return Err(ServiceError::BadStream(format!(
                     "chunk {index} has no arrow_ipc, but the header has no schema, which means Arrow chunks; declare the schema in the header to send columns"
@@ -232,19 +219,19 @@ impl MetricServer {
             header,
             params,
             input,
-            _budget: budget,
         })
     }
 
     /// Reads a `ComputeStream` call: the header, checked before any chunk is read, then chunks
     /// with the header's columns, each converted to Arrow as it arrives and counted against
-    /// the stream's limit and the server's buffer budget. The permits returned hold the budget
-    /// until the computation is done with the input.
+    /// the stream's limit and reserved in the call's memory budget, which holds it until the
+    /// computation is done with the input.
     async fn read_stream(
         &self,
         engine: &Engine,
         mut stream: Streaming<pb::ComputeStreamRequest>,
         metric: &mut String,
+        budget: &CallBudget,
     ) -> Result<StreamedInput, ServiceError> {
         use pb::compute_stream_request::Message;
         let header = match stream
@@ -262,9 +249,15 @@ impl MetricServer {
             }
         };
         metric.clone_from(&header.metric);
-        check_names(&header.metric, &header.group_by)?;
+        check_request_shape(
+            &header.metric,
+            &header.group_by,
+            header.parameters.len(),
+            None,
+        )?;
+        check_count("header column", header.schema.len(), MAX_INPUT_COLUMNS)?;
         if header.schema.is_empty() {
-            return self.read_arrow_stream(engine, header, stream).await;
+            return self.read_arrow_stream(engine, header, stream, budget).await;
         }
         let schema: Vec<(String, mittari_engine::DataType)> = header
             .schema
@@ -303,13 +296,9 @@ impl MetricServer {
             &header.group_by,
         )?;
         let mut batches = Vec::new();
-        let mut budget: Option<OwnedSemaphorePermit> = None;
         let mut bytes: u64 = 0;
         let mut index = 0usize;
-        while let Some(chunk) = self
-            .next_chunk(&mut stream, &mut index, &mut bytes, &mut budget)
-            .await?
-        {
+        while let Some(chunk) = self.next_chunk(&mut stream, &mut index, &mut bytes).await? {
             let names: Vec<&str> = chunk.columns.iter().map(|c| c.name.as_str()).collect();
             let expected: Vec<&str> = schema.iter().map(|(n, _)| n.as_str()).collect();
             if names != expected {
@@ -319,6 +308,7 @@ impl MetricServer {
                     user_text(&expected.join(", "))
                 )));
             }
+            budget.grow(table_decoded_bytes(&chunk), "a chunk")?;
             let batch =
                 off_runtime(table_cells(&chunk), move || convert::table_to_batch(chunk)).await?;
             for ((name, declared), field) in schema.iter().zip(batch.schema().fields()) {
@@ -337,7 +327,6 @@ impl MetricServer {
             header,
             params,
             input,
-            _budget: budget,
         })
     }
 }
@@ -351,13 +340,13 @@ impl Drop for TrimWhenDone<'_> {
     }
 }
 
-/// A `ComputeStream` call's input, read and checked, holding its share of the buffer budget.
+/// A `ComputeStream` call's input, read and checked (its memory is reserved in the call's
+/// budget).
 #[derive(Debug)]
 struct StreamedInput {
     header: pb::ComputeStreamHeader,
     params: BTreeMap<String, ParamValue>,
     input: RecordBatch,
-    _budget: Option<OwnedSemaphorePermit>,
 }
 
 #[tonic::async_trait]
@@ -424,18 +413,26 @@ impl MetricService for MetricServer {
         let started = Instant::now();
         let caller = Caller::name_of(&request);
         let context = request.extensions().get::<RequestContext>().cloned();
+        let budget = CallBudget::of(&request);
         let request = request.into_inner();
         let metric = request.metric.clone();
         let engine = self.state.engine();
         let result = async {
-            check_names(&request.metric, &request.group_by)?;
+            check_request_shape(
+                &request.metric,
+                &request.group_by,
+                request.parameters.len(),
+                request.input.as_ref(),
+            )?;
             let params = convert::params_from_proto(&request.parameters)?;
             let encoding = request.result_encoding();
             let table = request.input.unwrap_or_default();
             let input = if table.arrow_ipc.is_empty() {
+                budget.grow(table_decoded_bytes(&table), "the input")?;
                 off_runtime(table_cells(&table), move || convert::table_to_batch(table)).await?
             } else {
-                let reader = ArrowInput::new(&engine, &request.metric, &request.group_by)?;
+                let reader =
+                    self.arrow_input(&engine, &request.metric, &request.group_by, &budget)?;
                 off_runtime(table.arrow_ipc.len(), move || reader.read(table)).await?
             };
             self.compute(
@@ -461,11 +458,12 @@ impl MetricService for MetricServer {
         let started = Instant::now();
         let caller = Caller::name_of(&request);
         let context = request.extensions().get::<RequestContext>().cloned();
+        let budget = CallBudget::of(&request);
         let mut metric = String::new();
         let engine = self.state.engine();
         let result = async {
             let streamed = self
-                .read_stream(&engine, request.into_inner(), &mut metric)
+                .read_stream(&engine, request.into_inner(), &mut metric, &budget)
                 .await?;
             let encoding = streamed.header.result_encoding();
             self.compute(
@@ -495,12 +493,44 @@ fn label(context: Option<RequestContext>, engine: &Engine, metric: &str) {
     }
 }
 
-/// Refuses request names (metric, group-by columns) that are too long or hold control
-/// characters; parameter and column names are checked where they are decoded.
-fn check_names(metric: &str, group_by: &[String]) -> Result<(), ServiceError> {
+/// Group-by columns one request may name.
+pub(crate) const MAX_GROUP_BY: usize = 32;
+/// Input columns one request may have.
+pub(crate) const MAX_INPUT_COLUMNS: usize = 1024;
+/// Parameters one request may set.
+pub(crate) const MAX_PARAMETERS: usize = 256;
+
+/// Refuses a request whose shape is out of bounds before any per-name work: too many group-by
+/// columns, input columns or parameters (counted, not read), then names (metric, group-by
+/// columns) that are too long or hold control characters. Parameter and column names are
+/// checked where they are decoded.
+fn check_request_shape(
+    metric: &str,
+    group_by: &[String],
+    parameters: usize,
+    input: Option<&pb::Table>,
+) -> Result<(), ServiceError> {
+    check_count("group-by column", group_by.len(), MAX_GROUP_BY)?;
+    check_count("parameter", parameters, MAX_PARAMETERS)?;
+    if let Some(input) = input {
+        check_count("input column", input.columns.len(), MAX_INPUT_COLUMNS)?;
+    }
     convert::check_name("metric", || Field::Input, metric)?;
     for name in group_by {
         convert::check_name("group-by column", || Field::Input, name)?;
+    }
+    Ok(())
+}
+
+/// Refuses more than `limit` items of a kind in one request.
+fn check_count(what: &str, count: usize, limit: usize) -> Result<(), ServiceError> {
+    if count > limit {
+        return Err(ServiceError::Engine(EngineError::InvalidArgument {
+            violations: vec![mittari_engine::Violation::new(
+                Field::Input,
+                format!("the request has {count} {what}s; a request may have at most {limit}"),
+            )],
+        }));
     }
     Ok(())
 }
@@ -571,22 +601,19 @@ async fn off_runtime<T: Send + 'static>(
     })
 }
 
-/// Reads Arrow IPC tables for one metric: decoded, then conformed to the metric's declared
-/// column types (and the group-by columns) by `mittari-io`, as a file would be.
+/// Reads Arrow IPC tables for one metric: checked and decoded within the limits and the call's
+/// budget, then conformed to the metric's declared column types (and the group-by columns) by
+/// `mittari-io`, as a file would be.
 #[derive(Debug, Clone)]
 struct ArrowInput {
     descriptor: Arc<mittari_engine::MetricDescriptor>,
     group_by: Vec<String>,
+    limits: IpcLimits,
+    max_string_bytes: u64,
+    budget: CallBudget,
 }
 
 impl ArrowInput {
-    fn new(engine: &Engine, metric: &str, group_by: &[String]) -> Result<ArrowInput, ServiceError> {
-        Ok(ArrowInput {
-            descriptor: Arc::new(engine.describe(metric)?.clone()),
-            group_by: group_by.to_vec(),
-        })
-    }
-
     /// One table's batches conformed and joined; `first_row` is its first row in the input.
     fn read_from(&self, table: pb::Table, first_row: u64) -> Result<RecordBatch, ServiceError> {
         if !table.columns.is_empty() {
@@ -594,7 +621,21 @@ impl ArrowInput {
                 "a table has both columns and arrow_ipc; send one encoding".to_owned(),
             ));
         }
-        let (_, batches) = convert::ipc_to_batches(table.arrow_ipc)?;
+        let (schema, batches) = convert::ipc_to_batches(table.arrow_ipc, &self.limits, |size| {
+            self.budget
+                .grow(size.decoded_bytes, "the decoded Arrow input")
+        })?;
+        check_count("input column", schema.fields().len(), MAX_INPUT_COLUMNS)?;
+        // Dictionary-encoded text becomes plain text when conformed: its expanded size is
+        // counted against the request's text limit and reserved before it is built.
+        let expanded: u64 = batches.iter().map(dictionary_text_bytes).sum();
+        if expanded > self.max_string_bytes {
+            return Err(convert_invalid(format!(
+                "the dictionary-encoded columns expand to {expanded} bytes of text, more than the server's limit of {} (server.max_string_bytes); send fewer rows per request",
+                self.max_string_bytes
+            )));
+        }
+        self.budget.grow(expanded, "the expanded dictionary text")?;
         let mut row = first_row;
         let mut conformed = Vec::with_capacity(batches.len());
         for batch in &batches {
@@ -605,12 +646,9 @@ impl ArrowInput {
             row += batch.num_rows() as u64;
         }
         match conformed.first() {
-            None => Err(ServiceError::Engine(EngineError::InvalidArgument {
-                violations: vec![mittari_engine::Violation::new(
-                    Field::Input,
-                    "arrow_ipc holds a schema but no record batch; send at least one",
-                )],
-            })),
+            None => Err(convert_invalid(
+                "arrow_ipc holds a schema but no record batch; send at least one".to_owned(),
+            )),
             Some(first) => arrow_select::concat::concat_batches(&first.schema(), &conformed)
                 .map_err(|e| ServiceError::Internal(format!("cannot join Arrow batches: {e}"))),
         }
@@ -619,6 +657,65 @@ impl ArrowInput {
     fn read(&self, table: pb::Table) -> Result<RecordBatch, ServiceError> {
         self.read_from(table, 1)
     }
+}
+
+fn convert_invalid(message: String) -> ServiceError {
+    ServiceError::Engine(EngineError::InvalidArgument {
+        violations: vec![mittari_engine::Violation::new(Field::Input, message)],
+    })
+}
+
+/// Bytes of text the dictionary-encoded string columns of `batch` hold once expanded: the sum
+/// over rows of the length of the value each key points to, read from the offsets without
+/// building anything.
+fn dictionary_text_bytes(batch: &RecordBatch) -> u64 {
+    use arrow_array::cast::AsArray as _;
+    use arrow_array::types::{
+        ArrowDictionaryKeyType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+        UInt32Type, UInt64Type,
+    };
+    use arrow_array::{Array, DictionaryArray};
+    fn expanded<K: ArrowDictionaryKeyType>(array: &DictionaryArray<K>) -> u64 {
+        let values = array.values();
+        let length = |index: usize| -> u64 {
+            if let Some(strings) = values.as_string_opt::<i32>() {
+                strings.value_length(index).max(0) as u64
+            } else if let Some(strings) = values.as_string_opt::<i64>() {
+                strings.value_length(index).max(0) as u64
+            } else if let Some(bytes) = values.as_binary_opt::<i32>() {
+                bytes.value_length(index).max(0) as u64
+            } else {
+                0
+            }
+        };
+        let count = values.len();
+        array
+            .keys()
+            .iter()
+            .flatten()
+            .filter_map(arrow_buffer::ArrowNativeType::to_usize)
+            .filter(|&key| key < count)
+            .map(length)
+            .sum()
+    }
+    batch
+        .columns()
+        .iter()
+        .map(|column| match column.data_type() {
+            arrow_schema::DataType::Dictionary(key, _) => match key.as_ref() {
+                arrow_schema::DataType::Int8 => expanded(column.as_dictionary::<Int8Type>()),
+                arrow_schema::DataType::Int16 => expanded(column.as_dictionary::<Int16Type>()),
+                arrow_schema::DataType::Int32 => expanded(column.as_dictionary::<Int32Type>()),
+                arrow_schema::DataType::Int64 => expanded(column.as_dictionary::<Int64Type>()),
+                arrow_schema::DataType::UInt8 => expanded(column.as_dictionary::<UInt8Type>()),
+                arrow_schema::DataType::UInt16 => expanded(column.as_dictionary::<UInt16Type>()),
+                arrow_schema::DataType::UInt32 => expanded(column.as_dictionary::<UInt32Type>()),
+                arrow_schema::DataType::UInt64 => expanded(column.as_dictionary::<UInt64Type>()),
+                _ => 0,
+            },
+            _ => 0,
+        })
+        .sum()
 }
 
 /// An Arrow input the metric cannot read, as the field at fault and what to do.
@@ -676,6 +773,31 @@ fn column_list(batch: &RecordBatch) -> String {
         .map(|f| format!("{}: {}", f.name(), f.data_type()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Bytes a wire table takes as Arrow arrays: eight per number, one per flag, the text and four
+/// offset bytes per string, and a validity bitmap per column.
+fn table_decoded_bytes(table: &pb::Table) -> u64 {
+    use pb::column::Values;
+    table
+        .columns
+        .iter()
+        .map(|c| {
+            let (count, text) = match &c.values {
+                Some(Values::Int64Values(v) | Values::TimestampValues(v)) => {
+                    (v.values.len(), 7 * v.values.len())
+                }
+                Some(Values::DoubleValues(v)) => (v.values.len(), 7 * v.values.len()),
+                Some(Values::BoolValues(v)) => (v.values.len(), 0),
+                Some(Values::StringValues(v)) => (
+                    v.values.len(),
+                    v.values.iter().map(|s| s.len() + 3).sum::<usize>(),
+                ),
+                None => (0, 0),
+            };
+            (count + text + count.div_ceil(8)) as u64
+        })
+        .sum()
 }
 
 /// Values in a wire table (its size for [`off_runtime`]).

@@ -9,11 +9,11 @@ use mittari_engine::{Engine, LibraryStatus};
 use mittari_proto::admin::v1::admin_service_server::AdminServiceServer;
 use mittari_proto::v1::metric_service_server::MetricServiceServer;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::admin_service::AdminServer;
 use crate::allocator::Trimmer;
 use crate::auth::{self, AuthLayer, Tokens};
+use crate::budget::{BudgetLayer, MemoryBudget};
 use crate::incoming::{self, ConnectionLimits};
 use crate::metric_service::{MetricServer, RequestLimits};
 use crate::settings::{ConfigError, Overrides, Settings, TlsSettings};
@@ -78,7 +78,7 @@ pub async fn serve(
     let tokens = settings.tokens()?;
     let listen = listener.local_addr().unwrap_or(settings.server.listen);
     check_exposure(&settings, &tokens, listen)?;
-    let tls = settings.server.tls.as_ref().map(tls_config).transpose()?;
+    let tls = settings.server.tls.as_ref().map(tls_acceptor).transpose()?;
     let metrics_listener = telemetry::bind_metrics(settings.server.metrics_listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -99,6 +99,10 @@ pub async fn serve(
     state.telemetry.libraries_refused(refused);
 
     let max_message = server_settings.max_message_bytes;
+    let budget = MemoryBudget::new(
+        server_settings.max_input_memory_bytes,
+        server_settings.max_input_memory_bytes_per_caller,
+    );
     let trimmer = Trimmer::start();
     let metric_service = MetricServiceServer::new(MetricServer::new(
         Arc::clone(&state),
@@ -132,8 +136,10 @@ pub async fn serve(
         listener,
         ConnectionLimits {
             max_connections: server_settings.max_connections,
+            max_per_address: server_settings.max_connections_per_address,
             handshake_timeout: Duration::from_secs(server_settings.handshake_timeout_seconds),
             tcp_keepalive: keepalive,
+            tls,
         },
         trimmer,
     );
@@ -173,18 +179,20 @@ pub async fn serve(
         stopped(stop_rx.clone()),
     ));
 
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder
-            .tls_config(tls)
-            .map_err(|e| ConfigError::new(format!("server.tls: {e}")))?;
-    }
-    let server = builder
+    // TLS is terminated in `incoming`, so the whole handshake is under its timeout.
+    let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(server_settings.max_concurrent_streams))
+        .http2_max_header_list_size(Some(server_settings.max_header_list_bytes))
+        .http2_max_pending_accept_reset_streams(Some(server_settings.max_pending_reset_streams))
         .layer(TelemetryLayer::new(Arc::clone(&state)))
         .layer(tower::util::MapResponseLayer::new(
             status::remap_wire_codes::<tonic::body::Body>,
         ))
         .layer(AuthLayer::new(Arc::clone(&state)))
+        .layer(BudgetLayer::new(
+            budget,
+            Duration::from_secs(server_settings.upload_idle_timeout_seconds),
+        ))
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(Duration::from_secs(10).min(keepalive)))
         .add_service(health_service)
@@ -205,42 +213,79 @@ pub async fn serve(
     Ok(())
 }
 
-/// The listener's TLS from `[server.tls]`: read and checked now, so a bad file stops the
-/// start with the key that names it.
-fn tls_config(tls: &TlsSettings) -> Result<ServerTlsConfig, ConfigError> {
+/// The listener's TLS from `[server.tls]`: read and checked now (certificates present, the
+/// key matching the certificate, the client CA usable), so a bad file stops the start with
+/// the key that names it instead of failing the first handshake.
+fn tls_acceptor(tls: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor, ConfigError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let read = |key: &str, path: &std::path::Path| {
         std::fs::read(path)
             .map_err(|e| ConfigError::new(format!("{key}: cannot read {}: {e}", path.display())))
     };
-    let cert = read("server.tls.cert", &tls.cert)?;
-    let key = read("server.tls.key", &tls.key)?;
-    for (name, pem, marker) in [
-        ("server.tls.cert", &cert, "CERTIFICATE"),
-        ("server.tls.key", &key, "PRIVATE KEY"),
-    ] {
-        if !String::from_utf8_lossy(pem).contains(marker) {
+    let certificates = |key: &str, path: &std::path::Path| {
+        let pem = read(key, path)?;
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                ConfigError::new(format!("{key}: {} is not valid PEM: {e}", path.display()))
+            })?;
+        if certificates.is_empty() {
             return Err(ConfigError::new(format!(
-                "{name}: {} holds no PEM {marker} block",
-                if name.ends_with("cert") {
-                    tls.cert.display()
-                } else {
-                    tls.key.display()
-                }
+                "{key}: {} holds no PEM CERTIFICATE block",
+                path.display()
             )));
         }
-    }
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-    if let Some(ca) = &tls.client_ca {
-        let pem = read("server.tls.client_ca", ca)?;
-        if !String::from_utf8_lossy(&pem).contains("CERTIFICATE") {
-            return Err(ConfigError::new(format!(
-                "server.tls.client_ca: {} holds no PEM CERTIFICATE block",
-                ca.display()
-            )));
+        Ok(certificates)
+    };
+    let chain = certificates("server.tls.cert", &tls.cert)?;
+    let key = PrivateKeyDer::from_pem_slice(&read("server.tls.key", &tls.key)?).map_err(|e| {
+        ConfigError::new(format!(
+            "server.tls.key: {} holds no PEM PRIVATE KEY block ({e})",
+            tls.key.display()
+        ))
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new(format!("server.tls: {e}")))?;
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in certificates("server.tls.client_ca", path)? {
+                roots.add(certificate).map_err(|e| {
+                    ConfigError::new(format!(
+                        "server.tls.client_ca: {} holds a certificate that cannot be a CA: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| {
+                ConfigError::new(format!("server.tls.client_ca: {}: {e}", path.display()))
+            })?;
+            builder.with_client_cert_verifier(verifier)
         }
-        config = config.client_ca_root(Certificate::from_pem(pem));
-    }
-    Ok(config)
+    };
+    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
+        let reason = match e {
+            rustls::Error::InconsistentKeys(_) => format!(
+                "the private key in {} does not belong to the certificate in {}",
+                tls.key.display(),
+                tls.cert.display()
+            ),
+            other => other.to_string(),
+        };
+        ConfigError::new(format!("server.tls: {reason}"))
+    })?;
+    // gRPC is HTTP/2 only.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Reloads on every `SIGHUP`, as the admin service's `Reload` does, until the server stops.

@@ -76,12 +76,32 @@ pub struct ServerSettings {
     pub max_rows: usize,
     /// Bytes of string data one request may have.
     pub max_string_bytes: usize,
-    /// Input bytes all `ComputeStream` calls together may hold in memory at once.
-    pub max_buffered_stream_bytes: u64,
+    /// Input memory all calls together may hold at once: messages being received and inputs
+    /// decoded (unary and streamed). `max_buffered_stream_bytes` is its former name.
+    #[serde(alias = "max_buffered_stream_bytes")]
+    pub max_input_memory_bytes: u64,
+    /// The share of `max_input_memory_bytes` one caller (a token, or an anonymous address)
+    /// may hold.
+    pub max_input_memory_bytes_per_caller: u64,
+    /// A request body that sends nothing for this long is ended (DEADLINE_EXCEEDED), freeing
+    /// what it holds of the input memory.
+    pub upload_idle_timeout_seconds: u64,
+    /// Whether Arrow IPC input may have LZ4- or ZSTD-compressed bodies.
+    pub allow_compressed_arrow: bool,
     /// Open connections at most; more are closed as they arrive.
     pub max_connections: usize,
-    /// A connection that sends nothing for this long after it opens is closed.
+    /// Open connections from one IP address at most.
+    pub max_connections_per_address: usize,
+    /// A connection must complete its TLS handshake (with TLS) and send the HTTP/2 preface and
+    /// its SETTINGS within this long after it opens, or it is closed.
     pub handshake_timeout_seconds: u64,
+    /// Concurrent calls (HTTP/2 streams) on one connection.
+    pub max_concurrent_streams: u32,
+    /// Largest header block of one call, in bytes (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE).
+    pub max_header_list_bytes: u32,
+    /// Streams a client may reset before the server handles them, per connection; more
+    /// (a "rapid reset" flood) close the connection.
+    pub max_pending_reset_streams: usize,
     /// Interval of TCP keepalive and HTTP/2 pings, which find dead peers.
     pub keepalive_seconds: u64,
     /// Address of the Prometheus metrics endpoint (plain HTTP, `GET /metrics`); off when unset.
@@ -126,10 +146,17 @@ impl Default for ServerSettings {
             max_groups: 100_000,
             max_rows: 200_000_000,
             max_string_bytes: 2 * 1024 * 1024 * 1024,
-            max_buffered_stream_bytes: 1024 * 1024 * 1024,
+            max_input_memory_bytes: 1024 * 1024 * 1024,
+            max_input_memory_bytes_per_caller: 512 * 1024 * 1024,
+            upload_idle_timeout_seconds: 30,
+            allow_compressed_arrow: false,
             // Below the usual 1 024 file descriptors, with room for plugins and files.
             max_connections: 512,
+            max_connections_per_address: 128,
             handshake_timeout_seconds: 10,
+            max_concurrent_streams: 100,
+            max_header_list_bytes: 16 * 1024,
+            max_pending_reset_streams: 20,
             keepalive_seconds: 30,
             metrics_listen: None,
             tls: None,
@@ -334,10 +361,43 @@ impl Settings {
             ),
             ("server.keepalive_seconds", server.keepalive_seconds),
             ("server.max_groups", server.max_groups as u64),
+            (
+                "server.max_connections_per_address",
+                server.max_connections_per_address as u64,
+            ),
+            (
+                "server.upload_idle_timeout_seconds",
+                server.upload_idle_timeout_seconds,
+            ),
+            (
+                "server.max_input_memory_bytes_per_caller",
+                server.max_input_memory_bytes_per_caller,
+            ),
+            (
+                "server.max_concurrent_streams",
+                u64::from(server.max_concurrent_streams),
+            ),
+            (
+                "server.max_pending_reset_streams",
+                server.max_pending_reset_streams as u64,
+            ),
         ] {
             if value == 0 {
                 bail!("{key} must be at least 1");
             }
+        }
+        if server.max_input_memory_bytes < server.max_message_bytes as u64 {
+            bail!(
+                "server.max_input_memory_bytes ({}) must be at least server.max_message_bytes ({}), or no message of the largest size could ever be received",
+                server.max_input_memory_bytes,
+                server.max_message_bytes
+            );
+        }
+        if server.max_header_list_bytes < 1024 {
+            bail!(
+                "server.max_header_list_bytes must be at least 1024, got {}",
+                server.max_header_list_bytes
+            );
         }
         if server.max_stream_bytes < server.max_message_bytes as u64 {
             bail!("server.max_stream_bytes must be at least server.max_message_bytes");

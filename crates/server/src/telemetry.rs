@@ -32,21 +32,78 @@ pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest request id accepted from a caller; a longer or unprintable one is replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// Every method the server serves: the only values the `rpc` label takes, besides `unknown`.
+/// A client's path never becomes a label, so callers (authenticated or not) cannot grow the
+/// exposition or write into it.
+pub(crate) const SERVED_RPCS: &[&str] = &[
+    "/mittari.v1.MetricService/ListMetrics",
+    "/mittari.v1.MetricService/DescribeMetric",
+    "/mittari.v1.MetricService/Compute",
+    "/mittari.v1.MetricService/ComputeStream",
+    "/mittari.admin.v1.AdminService/ListPlugins",
+    "/mittari.admin.v1.AdminService/Reload",
+    "/mittari.admin.v1.AdminService/SetMetricEnabled",
+    "/mittari.admin.v1.AdminService/GetConfig",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// The `rpc` label of a request path: the served method, or `unknown`.
+fn rpc_label(path: &str) -> &'static str {
+    SERVED_RPCS
+        .iter()
+        .find(|rpc| **rpc == path)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// A label value written with the escapes the text format requires (`\`, `\"`, `\n`):
+/// prometheus-client writes label values as given, and one quote would make a standard parser
+/// reject the whole scrape.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct LabelText(String);
+
+impl From<&str> for LabelText {
+    fn from(text: &str) -> Self {
+        LabelText(text.to_owned())
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for LabelText {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    rpc: String,
-    metric: String,
+    rpc: &'static str,
+    metric: LabelText,
     code: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
-    rpc: String,
+    rpc: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MetricLabels {
-    metric: String,
+    metric: LabelText,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -170,7 +227,7 @@ impl Telemetry {
     /// A successful computation's size and timings.
     pub(crate) fn computed(&self, metric: &str, rows: usize, timings: Timings) {
         let labels = MetricLabels {
-            metric: metric.to_owned(),
+            metric: metric.into(),
         };
         self.rows.get_or_create(&labels).inc_by(rows as u64);
         self.plugin_seconds
@@ -192,19 +249,17 @@ impl Telemetry {
             .inc();
     }
 
-    fn answered(&self, rpc: &str, metric: &str, code: i32, elapsed: Duration) {
+    fn answered(&self, rpc: &'static str, metric: &str, code: i32, elapsed: Duration) {
         let code = tonic::Code::from_i32(code);
         self.requests
             .get_or_create(&RequestLabels {
-                rpc: rpc.to_owned(),
-                metric: metric.to_owned(),
+                rpc,
+                metric: metric.into(),
                 code: format!("{code:?}"),
             })
             .inc();
         self.latency
-            .get_or_create(&RpcLabels {
-                rpc: rpc.to_owned(),
-            })
+            .get_or_create(&RpcLabels { rpc })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -286,7 +341,7 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|id| valid_request_id(id))
             .map_or_else(|| self.state.telemetry.new_request_id(), str::to_owned);
-        let rpc = request.uri().path().to_owned();
+        let rpc = rpc_label(request.uri().path());
         let context = RequestContext {
             metric: Arc::new(OnceLock::new()),
         };
@@ -307,11 +362,6 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            let rpc = if code == tonic::Code::Unimplemented as i32 {
-                "unknown"
-            } else {
-                rpc.as_str()
-            };
             let metric = context.metric.get().map_or("", String::as_str);
             state
                 .telemetry
@@ -331,37 +381,117 @@ fn valid_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+/// Connections the metrics endpoint serves at once; more are closed as they arrive. Part of
+/// the descriptors reserved beside `server.max_connections`.
+pub(crate) const METRICS_MAX_CONNECTIONS: usize = 16;
+/// A scrape must send its request within this long, and read the answer within as long again.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest request head the endpoint reads.
+const METRICS_MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// Serves `GET /metrics` (plain HTTP/1.1, one request per connection) on `listener` until
+/// `shutdown` completes. Bounded like the gRPC listener: at most
+/// [`METRICS_MAX_CONNECTIONS`] connections, each closed when its request or the answer's
+/// delivery takes longer than [`METRICS_TIMEOUT`], so idle sockets cannot use up the
+/// process's file descriptors.
 pub(crate) async fn serve_metrics(
     listener: tokio::net::TcpListener,
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::http::{StatusCode, header};
-    let exposition = move || {
+    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_MAX_CONNECTIONS));
+    let mut at_limit = crate::incoming::Throttle::default();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(%error, "cannot accept a metrics connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if let Some(count) = at_limit.hit() {
+                tracing::warn!(
+                    limit = METRICS_MAX_CONNECTIONS,
+                    refused = count,
+                    "the metrics endpoint's connection limit is reached; closing new connections"
+                );
+            }
+            continue;
+        };
         let state = Arc::clone(&state);
-        async move {
+        tokio::spawn(async move {
+            if let Err(error) = answer_scrape(stream, &state).await {
+                tracing::debug!(%error, "a metrics connection ended without an answer");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Reads one request head and answers it.
+async fn answer_scrape(
+    mut stream: tokio::net::TcpStream,
+    state: &ServerState,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+    let mut head = Vec::with_capacity(1024);
+    tokio::time::timeout(METRICS_TIMEOUT, async {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            if head.len() > METRICS_MAX_REQUEST_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "request head too long",
+                ));
+            }
+            let read = stream.read(&mut buf).await?;
+            if read == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            head.extend_from_slice(&buf[..read]);
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| timed_out())??;
+    let (status, content_type, body) =
+        if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
             match state.telemetry.encode(state.engine().current_load()) {
                 Ok(text) => (
-                    StatusCode::OK,
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     text,
                 ),
                 Err(_) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    "cannot encode the metrics".to_owned(),
+                    "500 Internal Server Error",
+                    "text/plain; charset=utf-8",
+                    "cannot encode the metrics\n".to_owned(),
                 ),
             }
-        }
-    };
-    let app = axum::Router::new().route("/metrics", axum::routing::get(exposition));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+        } else {
+            (
+                "404 Not Found",
+                "text/plain; charset=utf-8",
+                "this endpoint serves GET /metrics only\n".to_owned(),
+            )
+        };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::time::timeout(METRICS_TIMEOUT, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await
+    .map_err(|_| timed_out())?
 }
 
 /// Binds the metrics listener, if one is configured.
