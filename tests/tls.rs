@@ -40,10 +40,12 @@ impl Authority {
     fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, file);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
         let (cert_path, key_path) = (
             self.dir.join(format!("{file}.pem")),
             self.dir.join(format!("{file}.key")),
@@ -97,12 +99,21 @@ fn tls_serves_clients_that_trust_its_authority() {
     // Without the CA, the server's certificate is not trusted (the system roots do not
     // know this test's authority).
     let error = list_metrics(&url, &[]).unwrap_err();
-    assert!(error.contains("cannot reach the server"), "{error}");
+    assert!(
+        error.contains("does not trust") && error.contains("pass --ca-cert FILE"),
+        "{error}"
+    );
     // Another authority does not vouch for it either.
     let other = Authority::new(files.path(), "other");
     let other_file = other.cert_file();
     let error = list_metrics(&url, &["--ca-cert", other_file.to_str().unwrap()]).unwrap_err();
-    assert!(error.contains("cannot reach the server"), "{error}");
+    assert!(error.contains("pass --ca-cert FILE"), "{error}");
+    // A key where the CA certificate belongs is named as such, not as an unknown issuer.
+    let error = list_metrics(&url, &["--ca-cert", key.to_str().unwrap()]).unwrap_err();
+    assert!(
+        error.contains("--ca-cert") && error.contains("holds no PEM CERTIFICATE block"),
+        "{error}"
+    );
     // Plain text to a TLS port is no conversation.
     let plain = format!("http://127.0.0.1:{}", server.addr.port());
     assert!(list_metrics(&plain, &[]).is_err());
@@ -151,10 +162,23 @@ fn mutual_tls_admits_only_clients_with_a_certificate_its_authority_signed() {
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("nps"), "{stdout}");
 
-    assert!(list_metrics(&url, &["--ca-cert", ca_flag]).is_err());
+    // The audit line names the caller by its certificate's subject, not "anonymous".
+    server.wait_for_log("certificate CN=client");
+
+    // A missing or refused client certificate is named as the likely cause, with what to pass
+    // (not the bare "transport error" the transport reports).
+    let error = list_metrics(&url, &["--ca-cert", ca_flag]).unwrap_err();
+    assert!(
+        error.contains("server.tls.client_ca") && error.contains("--client-cert"),
+        "{error}"
+    );
     let flags = identity(&stranger_cert, &stranger_key);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    assert!(list_metrics(&url, &flags).is_err());
+    let error = list_metrics(&url, &flags).unwrap_err();
+    assert!(
+        error.contains("server.tls.client_ca") && error.contains("--client-cert"),
+        "{error}"
+    );
     assert!(server.logs().iter().all(|l| !l.contains("panic")));
 }
 
@@ -163,6 +187,7 @@ fn unusable_tls_files_stop_the_start_naming_the_key() {
     let files = tempfile::tempdir().unwrap();
     let ca = Authority::new(files.path(), "ca");
     let (cert, _key) = ca.issue("server", &["localhost"]);
+    let (_other_cert, other_key) = ca.issue("other", &["localhost"]);
     let not_a_key = files.path().join("not-a-key.pem");
     std::fs::write(&not_a_key, "hello").unwrap();
     let missing = files.path().join("missing.pem");
@@ -170,6 +195,11 @@ fn unusable_tls_files_stop_the_start_naming_the_key() {
         (tls_config(&cert, &not_a_key, None), "server.tls.key: "),
         (tls_config(&cert, &missing, None), "server.tls.key: file"),
         (tls_config(&cert, &cert, Some(&not_a_key)), "server.tls."),
+        // A key of another certificate: refused at start, not at the first handshake.
+        (
+            tls_config(&cert, &other_key, None),
+            "does not belong to the certificate",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("mittari.toml"), &config).unwrap();

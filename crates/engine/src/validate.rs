@@ -98,9 +98,11 @@ pub(crate) fn params(
 
 /// Checks the group-by columns exist, are named once and are groupable.
 pub(crate) fn group_by(batch: &RecordBatch, columns: &[String], violations: &mut Vec<Violation>) {
-    for (i, name) in columns.iter().enumerate() {
+    // Linear in the names: a request naming many columns costs no more than reading them.
+    let mut seen = std::collections::HashSet::with_capacity(columns.len());
+    for name in columns {
         let field = Field::GroupBy { name: name.clone() };
-        if columns[..i].contains(name) {
+        if !seen.insert(name.as_str()) {
             violations.push(Violation::new(
                 field,
                 format!("column {name} is named twice in group_by"),
@@ -122,17 +124,26 @@ pub(crate) fn group_by(batch: &RecordBatch, columns: &[String], violations: &mut
 }
 
 fn column_names(batch: &RecordBatch) -> String {
-    let names: Vec<String> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    if names.is_empty() {
+    let schema = batch.schema();
+    if schema.fields().is_empty() {
         "no columns".to_owned()
     } else {
-        names.join(", ")
+        capped_list(schema.fields().iter().map(|f| f.name().as_str()))
     }
+}
+
+/// Items listed in one message at most; the rest are counted ("and 99 990 more"), so a request
+/// with thousands of columns gets a readable error that fits in gRPC metadata.
+pub(crate) const MAX_LISTED: usize = 20;
+
+/// `items` joined with ", ", the first [`MAX_LISTED`] of them and a count of the rest.
+pub(crate) fn capped_list<'a>(items: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let total = items.len();
+    let mut text = items.take(MAX_LISTED).collect::<Vec<_>>().join(", ");
+    if total > MAX_LISTED {
+        text.push_str(&format!(" and {} more", total - MAX_LISTED));
+    }
+    text
 }
 
 /// Checks the input columns against the descriptor and returns the batch the plugin gets:

@@ -1005,24 +1005,81 @@ fn parse_params(
         .collect()
 }
 
+/// Whether a call failed because its connection broke, rather than with the server's answer.
+fn is_broken_connection(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+    ) && !status.metadata().contains_key("grpc-status")
+        && [
+            "transport error",
+            "operation was canceled",
+            "connection reset",
+            "broken pipe",
+            "connection error",
+            "h2 protocol error",
+        ]
+        .iter()
+        .any(|text| status.message().contains(text))
+}
+
+/// Whether the host of `url` is a loopback address or `localhost`.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        // [::1]:50051
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The PEM file of a TLS flag, refused when it holds no block of the kind the flag needs (a
+/// key given as --ca-cert, say), which TLS would otherwise report only as an unknown issuer.
+fn read_pem(flag: &str, path: &Path, marker: &str) -> anyhow::Result<Vec<u8>> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+    if !String::from_utf8_lossy(&pem).contains(&format!("-----BEGIN {marker}"))
+        && !(marker == "PRIVATE KEY" && String::from_utf8_lossy(&pem).contains(" PRIVATE KEY-----"))
+    {
+        bail!(
+            "{flag}: {} holds no PEM {marker} block; {flag} takes {}",
+            path.display(),
+            if marker == "CERTIFICATE" {
+                "a certificate (-----BEGIN CERTIFICATE-----)"
+            } else {
+                "a private key (-----BEGIN PRIVATE KEY-----)"
+            }
+        );
+    }
+    Ok(pem)
+}
+
 /// A lazily connecting channel to `--server`: plain for http://, TLS for https:// (trusting
 /// --ca-cert, or the system's roots), with a client certificate for mutual TLS.
 fn connect(url: &str, remote: &TlsArgs) -> anyhow::Result<Channel> {
     let endpoint = Channel::from_shared(url.to_owned())
         .with_context(|| format!("invalid server url {url:?}"))?;
     let endpoint = if url.starts_with("https://") {
-        let read = |flag: &str, path: &Path| {
-            std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))
-        };
         let mut tls = ClientTlsConfig::new();
         tls = match &remote.ca_cert {
-            Some(path) => tls.ca_certificate(Certificate::from_pem(read("--ca-cert", path)?)),
+            Some(path) => tls.ca_certificate(Certificate::from_pem(read_pem(
+                "--ca-cert",
+                path,
+                "CERTIFICATE",
+            )?)),
             None => tls.with_native_roots(),
         };
         if let (Some(cert), Some(key)) = (&remote.client_cert, &remote.client_key) {
             tls = tls.identity(Identity::from_pem(
-                read("--client-cert", cert)?,
-                read("--client-key", key)?,
+                read_pem("--client-cert", cert, "CERTIFICATE")?,
+                read_pem("--client-key", key, "PRIVATE KEY")?,
             ));
         }
         endpoint
@@ -1054,8 +1111,10 @@ fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
         | AdminCommand::Config { target } => target.clone(),
     };
     let url = target.server;
-    let mut client =
-        AdminServiceClient::with_interceptor(connect(&url, &target.tls)?, BearerToken::from_env()?);
+    let mut client = AdminServiceClient::with_interceptor(
+        connect(&url, &target.tls)?,
+        BearerToken::for_server(&url)?,
+    );
     let enable = matches!(command, AdminCommand::Enable { .. });
     let result: Result<String, Status> = rt.block_on(async {
         Ok(match command {
@@ -1128,10 +1187,19 @@ struct BearerToken(Option<MetadataValue<Ascii>>);
 impl BearerToken {
     const VARIABLE: &str = "MITTARI_TOKEN";
 
-    fn from_env() -> anyhow::Result<Self> {
+    /// The token to send to the server at `url`; refused when it would cross the network in
+    /// clear text (an http:// URL whose host is not loopback).
+    fn for_server(url: &str) -> anyhow::Result<Self> {
         let Some(token) = std::env::var_os(Self::VARIABLE) else {
             return Ok(BearerToken(None));
         };
+        if url.starts_with("http://") && !is_loopback_url(url) {
+            bail!(
+                "{} would travel in clear text to {url}: use an https:// server URL (the server's [server.tls]), or unset {} to call without a token",
+                Self::VARIABLE,
+                Self::VARIABLE
+            );
+        }
         let mut value: MetadataValue<Ascii> = token
             .to_str()
             .and_then(|t| format!("Bearer {}", t.trim()).parse().ok())
@@ -1218,7 +1286,7 @@ impl Backend {
             Some(url) => {
                 let client = MetricServiceClient::with_interceptor(
                     connect(url, &remote.tls)?,
-                    BearerToken::from_env()?,
+                    BearerToken::for_server(url)?,
                 )
                 .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(CLIENT_MAX_MESSAGE_BYTES);
@@ -1234,11 +1302,55 @@ impl Backend {
     }
 
     fn connection_error(url: &str, status: Status) -> Status {
-        if status.code() == tonic::Code::Unavailable {
+        // The transport's reasons are in the error's sources, not its message.
+        let mut reasons = status.message().to_owned();
+        let mut source = std::error::Error::source(&status);
+        while let Some(error) = source {
+            let text = error.to_string();
+            if !reasons.contains(&text) {
+                reasons.push_str(&format!(": {text}"));
+            }
+            source = error.source();
+        }
+        let refused_certificate = [
+            "CertificateRequired",
+            "BadCertificate",
+            "UnknownCA",
+            "certificate required",
+            "bad certificate",
+            "unknown ca",
+        ]
+        .iter()
+        .any(|reason| reasons.contains(reason));
+        if refused_certificate {
+            Status::unavailable(format!(
+                "the server at {url} refused this client's certificate ({reasons}): pass --client-cert and --client-key with a certificate signed by the CA the server trusts (server.tls.client_ca)"
+            ))
+        } else if status.code() == tonic::Code::Unavailable && reasons.contains("UnknownIssuer") {
+            Status::unavailable(format!(
+                "the server at {url} presented a certificate this client does not trust ({reasons}): pass --ca-cert FILE with the CA that signed the server's certificate"
+            ))
+        } else if status.code() == tonic::Code::Unavailable {
             Status::unavailable(format!(
                 "cannot reach the server at {url}: {}; is `mittari serve` running there?",
                 status.message()
             ))
+        } else if url.starts_with("https://") && is_broken_connection(&status) {
+            // With TLS 1.3 a server that refuses the client's certificate says so in an alert
+            // the client may read only after its request failed: the reasons then name no
+            // certificate, but a refused one is the likely cause.
+            Status::new(
+                status.code(),
+                format!(
+                    "the TLS connection to {url} broke before the server answered ({reasons}); if the server requires client certificates (server.tls.client_ca), it refused this client's: pass --client-cert and --client-key with a certificate signed by that CA"
+                ),
+            )
+        } else if status.message() == "transport error" {
+            // The connection broke: the reasons are the news, not the two words.
+            Status::new(
+                status.code(),
+                format!("the connection to {url} failed ({reasons})"),
+            )
         } else {
             status
         }

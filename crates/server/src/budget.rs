@@ -95,6 +95,13 @@ impl Reservation {
             return Ok(());
         }
         let budget = &self.budget;
+        // More than the caller's share can never fit: no use retrying.
+        if bytes > budget.per_caller {
+            return Err(ServiceError::InputTooLarge(format!(
+                "{what} needs {bytes} bytes of input memory, more than one caller may hold ({} bytes, server.max_input_memory_bytes_per_caller of server.max_input_memory_bytes); send it in smaller requests",
+                budget.per_caller
+            )));
+        }
         let mut held = budget.held.lock().unwrap_or_else(PoisonError::into_inner);
         let caller_held = held.by_caller.get(&self.caller).copied().unwrap_or(0);
         let refuse = |scope: &str, limit: u64, key: &str| {
@@ -385,8 +392,13 @@ mod tests {
         let budget = MemoryBudget::new(100, 60);
         let mut a = budget.reservation("a");
         let mut b = budget.reservation("b");
+        let never = a.grow(61, "x").unwrap_err();
+        assert!(matches!(never, ServiceError::InputTooLarge(_)), "{never}");
         a.grow(50, "x").unwrap();
-        assert!(a.grow(20, "x").is_err(), "a's share is 60");
+        assert!(
+            matches!(a.grow(20, "x"), Err(ServiceError::Busy(_))),
+            "a's share is 60"
+        );
         b.grow(50, "x").unwrap();
         let refused = b.grow(1, "y").unwrap_err().to_string();
         assert!(
@@ -445,7 +457,10 @@ mod tests {
         let mut header = vec![0u8];
         header.extend_from_slice(&u32::MAX.to_be_bytes());
         let refused = body.account(&header).unwrap_err();
-        assert!(matches!(refused, ServiceError::Busy(_)), "{refused}");
+        assert!(
+            matches!(refused, ServiceError::InputTooLarge(_)),
+            "{refused}"
+        );
         assert_eq!(budget.held(), 0);
     }
 }

@@ -23,6 +23,9 @@ pub enum ServiceError {
     StreamTooLarge { limit: u64 },
     #[error("{0}")]
     BadStream(String),
+    /// An input that needs more memory than the server's budget could ever give it.
+    #[error("{0}")]
+    InputTooLarge(String),
     /// A shared resource is used up for now; the client should retry later.
     #[error("{0}; retry with backoff")]
     Busy(String),
@@ -107,9 +110,9 @@ pub fn to_status(error: &ServiceError) -> Status {
             message,
             ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
         ),
-        ServiceError::StreamTooLarge { .. } | ServiceError::ResponseTooLarge { .. } => {
-            Status::resource_exhausted(message)
-        }
+        ServiceError::StreamTooLarge { .. }
+        | ServiceError::ResponseTooLarge { .. }
+        | ServiceError::InputTooLarge(_) => Status::resource_exhausted(message),
         ServiceError::Busy(_) => Status::with_error_details(
             Code::ResourceExhausted,
             message,

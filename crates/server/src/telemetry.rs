@@ -564,4 +564,59 @@ mod tests {
         assert!(text.contains("mittari_build_info{version="), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
+
+    #[test]
+    fn client_paths_never_become_labels_and_label_values_are_escaped() {
+        let telemetry = Telemetry::new();
+        for i in 0..1000 {
+            telemetry.answered(
+                rpc_label(&format!("/random/{i}")),
+                "",
+                16,
+                Duration::from_millis(1),
+            );
+        }
+        telemetry.answered(
+            rpc_label("/inj\",metric=\"nps\",code=\"Ok"),
+            "a\"b\\c\nd",
+            16,
+            Duration::from_millis(1),
+        );
+        let text = telemetry
+            .encode(mittari_engine::Load {
+                running: 0,
+                queued: 0,
+            })
+            .unwrap();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("mittari_requests_total{"))
+            .count();
+        assert_eq!(series, 2, "{text}");
+        assert!(
+            text.contains(
+                r#"mittari_requests_total{rpc="unknown",metric="",code="Unauthenticated"} 1000"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{rpc="unknown",metric="a\"b\\c\nd",code="Unauthenticated"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("inj"), "{text}");
+        // Every method of Mittari's services is labelled by its own name.
+        let set: prost_types::FileDescriptorSet =
+            prost::Message::decode(mittari_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let mut methods = 0;
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                    assert_eq!(rpc_label(&path), path);
+                    methods += 1;
+                }
+            }
+        }
+        assert_eq!(methods, 8);
+    }
 }
