@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 pub mod postgres_cluster;
+pub mod raw_h2;
 
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_client::MetricServiceClient;
@@ -248,6 +249,18 @@ impl Server {
         }
     }
 
+    /// The Prometheus endpoint's address (`server.metrics_listen`), from the server's log.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.wait_for_log("serving Prometheus metrics");
+        self.logs()
+            .iter()
+            .find_map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).ok()?;
+                value["fields"]["metrics_addr"].as_str()?.parse().ok()
+            })
+            .expect("a metrics_addr in the log")
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(mut self) -> ExitStatus {
         let status = Command::new("kill")
@@ -290,6 +303,12 @@ impl Server {
     #[cfg(target_os = "linux")]
     pub fn anonymous_resident_bytes(&self) -> u64 {
         self.status_kib("RssAnon:") * 1024
+    }
+
+    /// The most memory the process has had resident so far (VmHWM).
+    #[cfg(target_os = "linux")]
+    pub fn peak_resident_bytes(&self) -> u64 {
+        self.status_kib("VmHWM:") * 1024
     }
 
     #[cfg(target_os = "linux")]

@@ -355,15 +355,7 @@ async fn operators_get_prometheus_metrics_and_request_ids() {
         &["mittari_plugin_nps"],
         "[server]\nmetrics_listen = \"127.0.0.1:0\"\n",
     );
-    server.wait_for_log("serving Prometheus metrics");
-    let metrics_addr = server
-        .logs()
-        .iter()
-        .find_map(|line| {
-            let value: serde_json::Value = serde_json::from_str(line).ok()?;
-            Some(value["fields"]["metrics_addr"].as_str()?.to_owned())
-        })
-        .unwrap();
+    let metrics_addr = server.metrics_addr().to_string();
     let mut client = server.client().await;
     let mut request = tonic::Request::new(nps_request());
     request
