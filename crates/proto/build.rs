@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Arrow IPC payloads stay the received buffer: decoded without a copy.
         .bytes(".mittari.v1.Table.arrow_ipc")
+        // Row-carrying requests reserve their decoded size before prost decodes them.
+        .codec_path("crate::bounded::BoundedCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

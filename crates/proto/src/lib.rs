@@ -6,6 +6,8 @@
 //! bindings from the same file, or discover it at run time through server reflection, for
 //! which [`FILE_DESCRIPTOR_SET`] is served.
 
+pub mod bounded;
+
 /// Messages and the `MetricService` client and server of package `mittari.v1`.
 pub mod v1 {
     #![allow(missing_docs, unreachable_pub, missing_debug_implementations)]

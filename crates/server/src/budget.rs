@@ -66,6 +66,7 @@ impl MemoryBudget {
             budget: Arc::clone(&self.inner),
             caller: Arc::from(caller),
             bytes: 0,
+            decoded_messages: 0,
         }
     }
 
@@ -86,6 +87,8 @@ pub(crate) struct Reservation {
     budget: Arc<Inner>,
     caller: Arc<str>,
     bytes: u64,
+    /// Of `bytes`, what decoded protobuf messages hold until the service has converted them.
+    decoded_messages: u64,
 }
 
 impl Reservation {
@@ -168,6 +171,23 @@ impl CallBudget {
         self.lock().grow(bytes, what)
     }
 
+    /// Reserves what prost is about to allocate for a decoded request message (see
+    /// `mittari_proto::bounded`), until [`CallBudget::release_decoded`].
+    fn reserve_decoded(&self, bytes: u64) -> Result<(), ServiceError> {
+        let mut reservation = self.lock();
+        reservation.grow(bytes, "the decoded request message")?;
+        reservation.decoded_messages += bytes;
+        Ok(())
+    }
+
+    /// The service has converted the decoded messages and dropped them: their reservation is
+    /// returned.
+    pub(crate) fn release_decoded(&self) {
+        let mut reservation = self.lock();
+        let decoded = std::mem::take(&mut reservation.decoded_messages);
+        reservation.shrink(decoded);
+    }
+
     /// The budget of `request`, as [`BudgetLayer`] attached it; a call that bypassed the layer
     /// (unit tests) gets a reservation of its own.
     pub(crate) fn of<T>(request: &tonic::Request<T>) -> CallBudget {
@@ -243,6 +263,17 @@ where
             idle: Box::pin(tokio::time::sleep(self.layer.idle_timeout)),
         });
         let response = self.inner.call(http::Request::from_parts(parts, body));
+        let reserve = {
+            let budget = budget.clone();
+            mittari_proto::bounded::DecodeReserve(Arc::new(move |bytes| {
+                budget
+                    .reserve_decoded(bytes)
+                    .map_err(|e| crate::status::to_status(&e))
+            }))
+        };
+        // The request's messages are decoded while this future is polled: the codec finds the
+        // call's budget here.
+        let response = mittari_proto::bounded::DECODE_RESERVE.scope(reserve, response);
         Box::pin(async move {
             let response = response.await;
             // Held until the handler has answered: what it reserved is freed with the call.

@@ -190,6 +190,7 @@ impl MetricServer {
                 chunk_reader.read_from(chunk, first_row)
             })
             .await?;
+            budget.release_decoded();
             rows += batch.num_rows() as u64;
             match batches.first() {
                 None => engine.check_header(
@@ -311,6 +312,7 @@ impl MetricServer {
             budget.grow(table_decoded_bytes(&chunk), "a chunk")?;
             let batch =
                 off_runtime(table_cells(&chunk), move || convert::table_to_batch(chunk)).await?;
+            budget.release_decoded();
             for ((name, declared), field) in schema.iter().zip(batch.schema().fields()) {
                 if &declared.arrow_type() != field.data_type() {
                     return Err(ServiceError::BadStream(format!(
@@ -435,6 +437,7 @@ impl MetricService for MetricServer {
                     self.arrow_input(&engine, &request.metric, &request.group_by, &budget)?;
                 off_runtime(table.arrow_ipc.len(), move || reader.read(table)).await?
             };
+            budget.release_decoded();
             self.compute(
                 &engine,
                 request.metric,
