@@ -971,6 +971,28 @@ fn the_cli_refuses_what_would_lose_or_leak_data() {
         assert!(!status.success(), "{args:?} succeeded");
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
     }
+    // A token is never sent in clear text beyond loopback (refused before any connection;
+    // 192.0.2.1 is a documentation address no test reaches).
+    for args in [
+        vec![
+            "compute",
+            "nps",
+            "--input",
+            &input,
+            "--server",
+            "http://192.0.2.1:50051",
+        ],
+        vec!["metrics", "--server", "http://192.0.2.1:50051"],
+        vec!["admin", "plugins", "--server", "http://192.0.2.1:50051"],
+    ] {
+        let (status, _, stderr) = run_cli(&args, dir.path(), &[("MITTARI_TOKEN", "secret")]);
+        assert!(!status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains("MITTARI_TOKEN would travel in clear text to http://192.0.2.1:50051"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("secret"), "{stderr}");
+    }
     assert_eq!(std::fs::read_to_string(&input).unwrap(), SURVEY);
 }
 

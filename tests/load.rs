@@ -129,6 +129,8 @@ async fn a_thousand_clients_get_answers_or_retry_hints_and_memory_returns() {
         plugin_dir(&plugins),
         &[
             ("MITTARI__SERVER__MAX_CONNECTIONS", "1500"),
+            // Every client here comes from 127.0.0.1.
+            ("MITTARI__SERVER__MAX_CONNECTIONS_PER_ADDRESS", "1500"),
             ("MITTARI__SERVER__MAX_CONCURRENT_COMPUTATIONS", "2"),
             ("MITTARI__SERVER__MAX_QUEUED_COMPUTATIONS", "64"),
         ],

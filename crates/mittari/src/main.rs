@@ -1492,3 +1492,25 @@ impl Backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_url;
+
+    #[test]
+    fn loopback_urls_are_told_from_remote_ones() {
+        for (url, loopback) in [
+            ("http://127.0.0.1:50051", true),
+            ("http://127.5.0.1:50051/", true),
+            ("http://localhost:50051", true),
+            ("http://LOCALHOST", true),
+            ("http://[::1]:50051", true),
+            ("http://10.0.0.1:50051", false),
+            ("http://mittari.internal:50051", false),
+            ("http://127.0.0.1.example.com:50051", false),
+            ("http://[2001:db8::1]:50051", false),
+        ] {
+            assert_eq!(is_loopback_url(url), loopback, "{url}");
+        }
+    }
+}

@@ -129,6 +129,17 @@ const fn grown(size: u64) -> u64 {
 }
 /// A `String` or `Vec<u8>`'s header on the heap of its container.
 const STRING: u64 = 24;
+/// The heap bytes of a decoded string or byte field of `len` bytes: a `Vec<u8>` reserves at
+/// least 8 bytes once it holds any.
+const fn text(len: u64) -> u64 {
+    if len == 0 {
+        0
+    } else if len < 8 {
+        8
+    } else {
+        len
+    }
+}
 /// A `Column` struct in `Table.columns`.
 const COLUMN: u64 = 128;
 
@@ -175,27 +186,27 @@ pub fn decoded_size(bytes: &[u8], shape: Shape) -> u64 {
                     (Shape::ComputeRequest, 4) | (Shape::StreamHeader, 3) => grown(STRING) + len,
                     (Shape::ComputeRequest | Shape::StreamHeader, 2) => {
                         // A parameter: key and value, strings at most as long as the entry.
-                        2 * STRING + len + 64
+                        2 * STRING + 2 * text(len) + 64
                     }
                     (Shape::ComputeStreamRequest, 1) => decoded_size(payload, Shape::StreamHeader),
                     (Shape::ComputeStreamRequest, 2) => decoded_size(payload, Shape::Table),
-                    (Shape::StreamHeader, 4) => grown(64) + len,
+                    (Shape::StreamHeader, 4) => grown(64) + text(len),
                     (Shape::Table, 1) => grown(COLUMN) + decoded_size(payload, Shape::Column),
                     // arrow_ipc: a slice of the received buffer.
                     (Shape::Table, 2) => 0,
-                    (Shape::Column, 1 | 7) => len,
+                    (Shape::Column, 1 | 7) => text(len),
                     (Shape::Column, 2 | 6) => decoded_size(payload, Shape::Numbers(8)),
                     (Shape::Column, 3) => decoded_size(payload, Shape::Doubles),
                     (Shape::Column, 4) => decoded_size(payload, Shape::StringValues),
                     (Shape::Column, 5) => decoded_size(payload, Shape::Numbers(1)),
-                    (Shape::StringValues, 1) => grown(STRING) + len,
+                    (Shape::StringValues, 1) => grown(STRING) + text(len),
                     // Packed numbers: one value per varint (a byte below 0x80 ends one), or
                     // per 8 bytes of doubles.
                     (Shape::Numbers(size), 1) => {
                         grown(size) * payload.iter().filter(|b| **b < 0x80).count() as u64
                     }
                     (Shape::Doubles, 1) => grown(8) * (len / 8),
-                    _ => len,
+                    _ => text(len),
                 };
             }
             _ => break,

@@ -180,6 +180,17 @@ impl CallBudget {
         Ok(())
     }
 
+    /// The call's input is done with and its answer is encoded: only the answer's `bytes` stay
+    /// reserved, until the response has been sent (or its connection dropped), so answers a
+    /// client does not read count against the budget too.
+    pub(crate) fn hold_only(&self, bytes: u64, what: &str) -> Result<(), ServiceError> {
+        let mut reservation = self.lock();
+        let held = reservation.bytes;
+        reservation.shrink(held);
+        reservation.decoded_messages = 0;
+        reservation.grow(bytes, what)
+    }
+
     /// The service has converted the decoded messages and dropped them: their reservation is
     /// returned.
     pub(crate) fn release_decoded(&self) {
@@ -239,7 +250,10 @@ pub(crate) struct Budgeted<S> {
 
 impl<S> tower::Service<http::Request<tonic::body::Body>> for Budgeted<S>
 where
-    S: tower::Service<http::Request<tonic::body::Body>>,
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        >,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -275,10 +289,15 @@ where
         // call's budget here.
         let response = mittari_proto::bounded::DECODE_RESERVE.scope(reserve, response);
         Box::pin(async move {
-            let response = response.await;
-            // Held until the handler has answered: what it reserved is freed with the call.
-            drop(budget);
-            response
+            // What the handler still holds (its encoded answer) is held until the response
+            // body is sent or dropped.
+            let response = response.await?;
+            Ok(response.map(|body| {
+                tonic::body::Body::new(HeldBody {
+                    inner: body,
+                    _budget: budget,
+                })
+            }))
         })
     }
 }
@@ -403,6 +422,32 @@ impl http_body::Body for BudgetedBody {
             }
             other => other,
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that keeps its call's reservation until it is dropped.
+struct HeldBody {
+    inner: tonic::body::Body,
+    _budget: CallBudget,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

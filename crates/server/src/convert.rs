@@ -437,11 +437,10 @@ pub fn ipc_to_batches(
     limits: &IpcLimits,
     reserve: impl FnOnce(IpcSize) -> Result<(), ServiceError>,
 ) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>), ServiceError> {
-    let size = ipc_check::check(&bytes, limits).map_err(|e| match e {
-        IpcCheckError::TooLarge(message) => invalid(Field::Input, message),
-        other => invalid(Field::Input, other.to_string()),
-    })?;
-    reserve(size)?;
+    let refused = |e: IpcCheckError| invalid(Field::Input, e.to_string());
+    let checked = ipc_check::check(&bytes, limits).map_err(refused)?;
+    reserve(checked.size)?;
+    checked.prove(&bytes).map_err(refused)?;
     let fail = |e: arrow_schema::ArrowError| {
         invalid(
             Field::Input,

@@ -13,8 +13,8 @@
 //! - rows per batch, all batches' rows, and every field node's length are at most
 //!   `server.max_rows`;
 //! - compressed bodies are refused unless `server.allow_compressed_arrow` is set; then each
-//!   buffer's claimed length counts towards the decoded size, and an LZ4 frame is
-//!   decompressed into nothing first, bounded by its claim, to prove it holds no more;
+//!   buffer's claimed length counts towards the decoded size, and (once that is reserved) an
+//!   LZ4 frame is decompressed into nothing, bounded by its claim, to prove it holds no more;
 //! - the decoded size (decompressed buffers and the copy the conversion to the metric's
 //!   types makes) is returned, so the caller can reserve it from the memory budget first.
 //!
@@ -71,13 +71,69 @@ pub enum IpcCheckError {
 }
 
 const CONTINUATION: u32 = 0xFFFF_FFFF;
+/// What an LZ4 frame decoder allocates for itself, whatever the frame: two blocks of the
+/// largest block size (4 MiB). Counted once per input that has LZ4 buffers.
+const LZ4_DECODER_BYTES: u64 = 8 << 20;
 /// Bytes of a compressed buffer's uncompressed-length prefix.
 const PREFIX: usize = 8;
 
-/// Walks the IPC stream in `bytes` and checks every size it claims against `limits`.
-pub fn check(bytes: &[u8], limits: &IpcLimits) -> Result<IpcSize, IpcCheckError> {
+/// An IPC stream whose metadata passed [`check`]: its size, and the LZ4 frames still to be
+/// proved against their claims ([`Checked::prove`]) once their decoder's memory is reserved.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    pub size: IpcSize,
+    lz4_frames: Vec<Lz4Frame>,
+}
+
+#[derive(Debug, Clone)]
+struct Lz4Frame {
+    message: usize,
+    buffer: usize,
+    /// The frame's bytes in the stream, after the length prefix.
+    start: usize,
+    end: usize,
+    claimed: u64,
+}
+
+impl Checked {
+    /// Decompresses each LZ4 frame into nothing, bounded by its claim, to prove it holds no
+    /// more than it claims (arrow-rs decompresses LZ4 to its true length and only then
+    /// compares). `bytes` are the bytes [`check`] was given.
+    pub fn prove(&self, bytes: &[u8]) -> Result<(), IpcCheckError> {
+        for frame in &self.lz4_frames {
+            let data = bytes.get(frame.start..frame.end).unwrap_or_default();
+            let decoder = lz4_flex::frame::FrameDecoder::new(data);
+            let fail = |what: String| {
+                IpcCheckError::Malformed(format!(
+                    "message {}: compressed buffer {}: {what}",
+                    frame.message, frame.buffer
+                ))
+            };
+            let actual = std::io::copy(&mut decoder.take(frame.claimed + 1), &mut std::io::sink())
+                .map_err(|e| fail(format!("not a valid LZ4 frame: {e}")))?;
+            if actual != frame.claimed {
+                return Err(fail(format!(
+                    "claims {} bytes decompressed but holds {}",
+                    frame.claimed,
+                    if actual > frame.claimed {
+                        "more".to_owned()
+                    } else {
+                        actual.to_string()
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Walks the IPC stream in `bytes` and checks every size its metadata and length prefixes
+/// claim against `limits`, allocating nothing for them.
+pub fn check(bytes: &[u8], limits: &IpcLimits) -> Result<Checked, IpcCheckError> {
     let malformed = |what: String| IpcCheckError::Malformed(what);
     let mut size = IpcSize::default();
+    let mut lz4_frames = Vec::new();
+    let mut lz4 = false;
     let mut at = 0usize;
     let mut index = 0usize;
     while at < bytes.len() {
@@ -101,7 +157,7 @@ pub fn check(bytes: &[u8], limits: &IpcLimits) -> Result<IpcSize, IpcCheckError>
         };
         if metadata_len == 0 {
             // End of stream: nothing after it is read.
-            return Ok(size);
+            break;
         }
         let metadata_len = usize::try_from(metadata_len)
             .ok()
@@ -210,6 +266,7 @@ pub fn check(bytes: &[u8], limits: &IpcLimits) -> Result<IpcSize, IpcCheckError>
                 if !limits.allow_compressed {
                     return Err(IpcCheckError::CompressionRefused(name));
                 }
+                lz4 |= compression.codec() == CompressionType::LZ4_FRAME;
                 Some(compression.codec())
             }
         };
@@ -228,20 +285,34 @@ pub fn check(bytes: &[u8], limits: &IpcLimits) -> Result<IpcSize, IpcCheckError>
             if let Some(codec) = codec
                 && !data.is_empty()
             {
-                let claimed = compressed_claim(data, codec).map_err(|e| {
+                let claimed = compressed_claim(data).map_err(|e| {
                     malformed(format!("message {index}: compressed buffer {number}: {e}"))
                 })?;
                 size.decoded_bytes = size.decoded_bytes.saturating_add(claimed);
+                if codec == CompressionType::LZ4_FRAME && claimed > 0 {
+                    // Where `data` starts in `bytes`: both are slices of it.
+                    let start = data.as_ptr() as usize - bytes.as_ptr() as usize;
+                    lz4_frames.push(Lz4Frame {
+                        message: index,
+                        buffer: number,
+                        start: start + PREFIX,
+                        end: start + data.len(),
+                        claimed,
+                    });
+                }
             }
         }
     }
-    Ok(size)
+    if lz4 {
+        size.decoded_bytes = size.decoded_bytes.saturating_add(LZ4_DECODER_BYTES);
+    }
+    Ok(Checked { size, lz4_frames })
 }
 
-/// The decompressed length a compressed buffer claims, after proving that an LZ4 frame holds
-/// no more (arrow-rs decompresses LZ4 to its true length and only then compares; ZSTD it
-/// decompresses into a buffer of the claimed size, which bounds it).
-fn compressed_claim(data: &[u8], codec: CompressionType) -> Result<u64, String> {
+/// The decompressed length a compressed buffer claims in its prefix (0 when it is stored
+/// uncompressed or empty). ZSTD is decompressed by arrow-rs into a buffer of the claimed size,
+/// which bounds it; LZ4 frames are proved by [`Checked::prove`].
+fn compressed_claim(data: &[u8]) -> Result<u64, String> {
     let prefix: [u8; PREFIX] = data
         .get(..PREFIX)
         .and_then(|p| p.try_into().ok())
@@ -251,23 +322,7 @@ fn compressed_claim(data: &[u8], codec: CompressionType) -> Result<u64, String> 
         // Stored uncompressed (a slice of the body), or empty.
         return Ok(0);
     }
-    let claimed = u64::try_from(claimed).map_err(|_| format!("invalid length {claimed}"))?;
-    if codec == CompressionType::LZ4_FRAME {
-        let frame = lz4_flex::frame::FrameDecoder::new(&data[PREFIX..]);
-        let actual = std::io::copy(&mut frame.take(claimed + 1), &mut std::io::sink())
-            .map_err(|e| format!("not a valid LZ4 frame: {e}"))?;
-        if actual != claimed {
-            return Err(format!(
-                "claims {claimed} bytes decompressed but holds {}",
-                if actual > claimed {
-                    "more".to_owned()
-                } else {
-                    actual.to_string()
-                }
-            ));
-        }
-    }
-    Ok(claimed)
+    u64::try_from(claimed).map_err(|_| format!("invalid length {claimed}"))
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {

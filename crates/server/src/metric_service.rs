@@ -94,6 +94,7 @@ impl MetricServer {
         input: RecordBatch,
         group_by: Vec<String>,
         encoding: pb::TableEncoding,
+        budget: &CallBudget,
     ) -> Result<pb::ComputeResponse, ServiceError> {
         tracing::debug!(%metric, rows = input.num_rows(), "computing metric");
         // When the computation ends, however it ends; acted on a moment later, when the
@@ -122,12 +123,15 @@ impl MetricServer {
                 .grouped
                 .as_ref()
                 .map_or(0, GroupedResults::wire_bytes_lower_bound);
+        let budget = budget.clone();
         off_runtime(size, move || {
             let response = convert::outcome_to_proto(outcome, encoding);
             let bytes = prost::Message::encoded_len(&response);
             if bytes > limit {
                 return Err(ServiceError::ResponseTooLarge { bytes, limit });
             }
+            // Encoded once more by tonic: twice its size until sent.
+            budget.hold_only(2 * bytes as u64, "the result")?;
             Ok(response)
         })
         .await
@@ -445,6 +449,7 @@ impl MetricService for MetricServer {
                 input,
                 request.group_by,
                 encoding,
+                &budget,
             )
             .await
         }
@@ -476,6 +481,7 @@ impl MetricService for MetricServer {
                 streamed.input,
                 streamed.header.group_by,
                 encoding,
+                &budget,
             )
             .await
         }
