@@ -215,3 +215,46 @@ fn unusable_tls_files_stop_the_start_naming_the_key() {
         assert!(stderr.contains(expect), "{config}: {stderr}");
     }
 }
+
+/// 512 sockets that each send the first byte of a TLS handshake and idle keep no client out for
+/// longer than the handshake timeout: the whole TLS handshake is bounded by it.
+#[test]
+fn idle_tls_handshakes_keep_no_client_out_beyond_the_handshake_timeout() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = Authority::new(files.path(), "ca");
+    let (cert, key) = ca.issue("server", &["localhost", "127.0.0.1"]);
+    let config = format!(
+        "[server]\nhandshake_timeout_seconds = 2\n\n{}",
+        tls_config(&cert, &key, None)
+    );
+    let server = start_with_config(&config);
+    let url = format!("https://127.0.0.1:{}", server.addr.port());
+    let ca_file = ca.cert_file();
+    let mut idle = Vec::new();
+    for _ in 0..512 {
+        if let Ok(mut socket) = std::net::TcpStream::connect(server.addr) {
+            let _ = std::io::Write::write_all(&mut socket, &[0x16]);
+            idle.push(socket);
+        }
+    }
+    let started = std::time::Instant::now();
+    loop {
+        match list_metrics(&url, &["--ca-cert", ca_file.to_str().unwrap()]) {
+            Ok(listed) => {
+                assert!(listed.contains("nps"), "{listed}");
+                break;
+            }
+            Err(error) => assert!(
+                started.elapsed() < std::time::Duration::from_secs(6),
+                "no client got in for {:?}: {error}",
+                started.elapsed()
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    eprintln!(
+        "a TLS client got in {:.2} s after 512 idle handshakes",
+        started.elapsed().as_secs_f64()
+    );
+    drop(idle);
+}

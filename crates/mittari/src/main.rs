@@ -1045,9 +1045,14 @@ fn is_loopback_url(url: &str) -> bool {
 fn read_pem(flag: &str, path: &Path, marker: &str) -> anyhow::Result<Vec<u8>> {
     let pem =
         std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))?;
-    if !String::from_utf8_lossy(&pem).contains(&format!("-----BEGIN {marker}"))
-        && !(marker == "PRIVATE KEY" && String::from_utf8_lossy(&pem).contains(" PRIVATE KEY-----"))
-    {
+    let text = String::from_utf8_lossy(&pem);
+    // Keys come as "PRIVATE KEY", "RSA PRIVATE KEY" or "EC PRIVATE KEY" blocks.
+    let found = if marker == "PRIVATE KEY" {
+        text.contains(" PRIVATE KEY-----")
+    } else {
+        text.contains(&format!("-----BEGIN {marker}-----"))
+    };
+    if !found {
         bail!(
             "{flag}: {} holds no PEM {marker} block; {flag} takes {}",
             path.display(),

@@ -89,19 +89,16 @@ impl MetricServer {
     async fn compute(
         &self,
         engine: &Arc<Engine>,
-        metric: String,
-        params: BTreeMap<String, ParamValue>,
-        input: RecordBatch,
-        group_by: Vec<String>,
+        mut request: ComputeRequest,
         encoding: pb::TableEncoding,
         budget: &CallBudget,
     ) -> Result<pb::ComputeResponse, ServiceError> {
-        tracing::debug!(%metric, rows = input.num_rows(), "computing metric");
+        let rows = request.input.num_rows();
+        tracing::debug!(metric = %request.metric, rows, "computing metric");
         // When the computation ends, however it ends; acted on a moment later, when the
         // response is sent and freed too.
-        let _trim = (input.num_rows() >= LARGE_REQUEST_ROWS).then(|| TrimWhenDone(&self.trimmer));
+        let _trim = (rows >= LARGE_REQUEST_ROWS).then(|| TrimWhenDone(&self.trimmer));
         let limit = self.limits.max_message_bytes;
-        let mut request = ComputeRequest::new(metric, params, input, group_by);
         // Refused as soon as the results certainly exceed one message, not after all of them
         // are computed and encoded.
         request.max_result_bytes = Some(limit);
@@ -442,16 +439,8 @@ impl MetricService for MetricServer {
                 off_runtime(table.arrow_ipc.len(), move || reader.read(table)).await?
             };
             budget.release_decoded();
-            self.compute(
-                &engine,
-                request.metric,
-                params,
-                input,
-                request.group_by,
-                encoding,
-                &budget,
-            )
-            .await
+            let request = ComputeRequest::new(request.metric, params, input, request.group_by);
+            self.compute(&engine, request, encoding, &budget).await
         }
         .await;
         audit("Compute", &caller, &metric, started, &result);
@@ -474,16 +463,13 @@ impl MetricService for MetricServer {
                 .read_stream(&engine, request.into_inner(), &mut metric, &budget)
                 .await?;
             let encoding = streamed.header.result_encoding();
-            self.compute(
-                &engine,
+            let request = ComputeRequest::new(
                 streamed.header.metric,
                 streamed.params,
                 streamed.input,
                 streamed.header.group_by,
-                encoding,
-                &budget,
-            )
-            .await
+            );
+            self.compute(&engine, request, encoding, &budget).await
         }
         .await;
         audit("ComputeStream", &caller, &metric, started, &result);
