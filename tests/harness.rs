@@ -390,6 +390,26 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     fields.get("addr")?.as_str()?.parse().ok()
 }
 
+/// Raises this test process's soft limit of open files to its hard limit (tests that open many
+/// sockets), and fails the test when even that is below `needed`.
+pub fn raise_open_file_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(
+        limit.rlim_cur >= needed,
+        "the open file limit ({}) is below the {needed} this test needs",
+        limit.rlim_cur
+    );
+}
+
 /// Runs `mittari` with `args` in `dir` with the environment given, returning (exit status,
 /// stdout, stderr).
 pub fn run_cli(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, String, String) {

@@ -11,7 +11,7 @@ use arrow_array::{ArrayRef, DictionaryArray, Int64Array, RecordBatch, StringArra
 use arrow_ipc::CompressionType;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use mittari_e2e::raw_h2::{self, Connection};
-use mittari_e2e::{Server, bundled_plugins, nps_request};
+use mittari_e2e::{Server, borrowed, bundled_plugins, nps_request, raise_open_file_limit};
 use mittari_proto::v1 as pb;
 use pb::compute_stream_request::Message;
 use tonic::Code;
@@ -21,12 +21,7 @@ use tonic::Code;
 const ADDRESS_SPACE: u64 = 3 << 30;
 
 fn start(env: &[(&str, &str)]) -> Server {
-    let plugins = bundled_plugins();
-    let plugins: Vec<(&str, &str)> = plugins
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    Server::start_limited(&plugins, env, Some(ADDRESS_SPACE))
+    Server::start_limited(&borrowed(&bundled_plugins()), env, Some(ADDRESS_SPACE))
 }
 
 /// The server is alive and answers an honest request.
@@ -335,24 +330,9 @@ async fn a_request_shape_is_bounded_before_any_per_name_work() {
     assert_healthy(&mut server).await;
 }
 
-/// Lets this process hold as many sockets as its hard limit allows.
-fn raise_own_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 #[tokio::test]
 async fn slowloris_sockets_keep_no_client_out_beyond_the_handshake_timeout() {
-    raise_own_open_file_limit();
+    raise_open_file_limit(2600);
     let timeout = 2;
     let mut server = start(&[("MITTARI__SERVER__HANDSHAKE_TIMEOUT_SECONDS", "2")]);
     // 512 sockets that each send one byte of the preface and then idle.
@@ -489,13 +469,8 @@ async fn stalled_uploads_give_their_memory_back() {
 fn start_with_token() -> Server {
     let (_token, config) =
         mittari_server::new_token("probe", &[mittari_server::Scope::Compute]).expect("a token");
-    let plugins = bundled_plugins();
-    let plugins: Vec<(&str, &str)> = plugins
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
     let config = format!("[server]\nmetrics_listen = \"127.0.0.1:0\"\n\n{config}");
-    Server::start_with_config(&plugins, &config)
+    Server::start_with_config(&borrowed(&bundled_plugins()), &config)
 }
 
 fn scrape(server: &Server) -> String {
@@ -568,16 +543,11 @@ async fn unauthenticated_paths_never_grow_or_break_the_metrics() {
 
 #[tokio::test]
 async fn idle_sockets_on_the_metrics_endpoint_leave_the_service_alone() {
-    raise_own_open_file_limit();
+    raise_open_file_limit(2600);
     // With 1 024 descriptors, 2 000 idle sockets held by the metrics endpoint would leave the
     // server none for its gRPC clients.
-    let plugins = bundled_plugins();
-    let plugins: Vec<(&str, &str)> = plugins
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
     let mut server = Server::start_with_open_files(
-        &plugins,
+        &borrowed(&bundled_plugins()),
         &[
             ("MITTARI__SERVER__METRICS_LISTEN", "127.0.0.1:0"),
             ("MITTARI__SERVER__MAX_CONNECTIONS", "256"),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mittari_e2e::{Server, int_column, nps_request, plugin_dir};
+use mittari_e2e::{Server, int_column, nps_request, plugin_dir, raise_open_file_limit};
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_client::MetricServiceClient;
 use tonic::Code;
@@ -44,26 +44,6 @@ fn request(heavy: bool) -> pb::ComputeRequest {
     } else {
         nps_request(vec![10, 9, 8, 7, 3, 10, 0, 6, 9, 10])
     }
-}
-
-/// The test process and the server it starts each hold a descriptor per connection: the soft
-/// limit is raised to the hard one (the server raises its own).
-fn raise_open_file_limit(needed: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    assert!(
-        limit.rlim_cur >= needed,
-        "the open file limit ({}) is below the {needed} this test needs",
-        limit.rlim_cur
-    );
 }
 
 /// `CLIENTS` clients, each on its own connection, compute for `duration`: the outcomes by
