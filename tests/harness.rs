@@ -167,6 +167,23 @@ impl Server {
         Self::start_in(dir, &[])
     }
 
+    /// Starts a server with `config` as its `mittari.toml`, limited to `address_space` bytes
+    /// and `open_files` descriptors when given.
+    pub fn start_with_config_limited(
+        plugins: &[(&str, &str)],
+        config: &str,
+        address_space: Option<u64>,
+        open_files: Option<u64>,
+    ) -> Server {
+        let dir = plugin_dir(plugins);
+        std::fs::write(dir.path().join("mittari.toml"), config).expect("write mittari.toml");
+        let limits = ProcessLimits {
+            address_space,
+            open_files,
+        };
+        Self::start_in_limited(dir, &[], limits)
+    }
+
     /// Starts a server on a plugin directory the caller prepared.
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         Self::start_in_limited(dir, env, ProcessLimits::default())

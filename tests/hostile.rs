@@ -470,7 +470,12 @@ fn start_with_token() -> Server {
     let (_token, config) =
         mittari_server::new_token("probe", &[mittari_server::Scope::Compute]).expect("a token");
     let config = format!("[server]\nmetrics_listen = \"127.0.0.1:0\"\n\n{config}");
-    Server::start_with_config(&borrowed(&bundled_plugins()), &config)
+    Server::start_with_config_limited(
+        &borrowed(&bundled_plugins()),
+        &config,
+        Some(ADDRESS_SPACE),
+        None,
+    )
 }
 
 fn scrape(server: &Server) -> String {
@@ -546,13 +551,11 @@ async fn idle_sockets_on_the_metrics_endpoint_leave_the_service_alone() {
     raise_open_file_limit(2600);
     // With 1 024 descriptors, 2 000 idle sockets held by the metrics endpoint would leave the
     // server none for its gRPC clients.
-    let mut server = Server::start_with_open_files(
+    let mut server = Server::start_with_config_limited(
         &borrowed(&bundled_plugins()),
-        &[
-            ("MITTARI__SERVER__METRICS_LISTEN", "127.0.0.1:0"),
-            ("MITTARI__SERVER__MAX_CONNECTIONS", "256"),
-        ],
-        1024,
+        "[server]\nmetrics_listen = \"127.0.0.1:0\"\nmax_connections = 256\n",
+        Some(ADDRESS_SPACE),
+        Some(1024),
     );
     let addr = server.metrics_addr();
     let mut idle = Vec::new();

@@ -227,7 +227,12 @@ fn idle_tls_handshakes_keep_no_client_out_beyond_the_handshake_timeout() {
         "[server]\nhandshake_timeout_seconds = 2\n\n{}",
         tls_config(&cert, &key, None)
     );
-    let server = start_with_config(&config);
+    let server = Server::start_with_config_limited(
+        &borrowed(&bundled_plugins()),
+        &config,
+        Some(3 << 30),
+        None,
+    );
     let url = format!("https://127.0.0.1:{}", server.addr.port());
     let ca_file = ca.cert_file();
     let mut idle = Vec::new();
