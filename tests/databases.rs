@@ -48,10 +48,9 @@ fn mittari(cluster: &PostgresCluster, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server and psql; .ci/run installs them and runs this with --ignored"]
 fn a_table_a_query_and_the_csv_give_the_same_result() {
-    let Some(cluster) = PostgresCluster::start() else {
-        return;
-    };
+    let cluster = PostgresCluster::start();
     load_orders(&cluster);
     let url = cluster.url();
     let csv = repo_root().join("examples/data/transactions.csv");
@@ -83,10 +82,9 @@ fn a_table_a_query_and_the_csv_give_the_same_result() {
 /// (`--no-pushdown`): by day and by week, with a holdout or an observation end, from a table
 /// and from a query with renamed columns.
 #[test]
+#[ignore = "needs a PostgreSQL server and psql; .ci/run installs them and runs this with --ignored"]
 fn the_summary_is_pushed_down_to_postgres_with_the_same_result() {
-    let Some(cluster) = PostgresCluster::start() else {
-        return;
-    };
+    let cluster = PostgresCluster::start();
     load_orders(&cluster);
     let url = cluster.url();
     let dir = tempfile::tempdir().unwrap();
@@ -130,10 +128,9 @@ fn the_summary_is_pushed_down_to_postgres_with_the_same_result() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server and psql; .ci/run installs them and runs this with --ignored"]
 fn the_cli_names_what_is_wrong_and_never_the_password() {
-    let Some(cluster) = PostgresCluster::start() else {
-        return;
-    };
+    let cluster = PostgresCluster::start();
     load_orders(&cluster);
     let url = cluster.url();
     let with_password = url.replace("mittari@", &format!("mittari:{PASSWORD}@"));
@@ -240,10 +237,9 @@ fn render(batch: &RecordBatch) -> String {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server and psql; .ci/run installs them and runs this with --ignored"]
 fn postgres_types_map_to_the_declared_ones() {
-    let Some(cluster) = PostgresCluster::start() else {
-        return;
-    };
+    let cluster = PostgresCluster::start();
     cluster
         .client()
         .batch_execute(
@@ -351,10 +347,9 @@ fn postgres_types_map_to_the_declared_ones() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server and psql; .ci/run installs them and runs this with --ignored"]
 fn a_large_query_streams_in_batches() {
-    let Some(cluster) = PostgresCluster::start() else {
-        return;
-    };
+    let cluster = PostgresCluster::start();
     let url = cluster
         .url()
         .replace("mittari@", &format!("mittari:{PASSWORD}@"));
@@ -390,10 +385,9 @@ fn a_large_query_streams_in_batches() {
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server and psql; .ci/run installs them and runs this with --ignored"]
 fn the_readme_database_example_runs() {
-    let Some(cluster) = PostgresCluster::start() else {
-        return;
-    };
+    let cluster = PostgresCluster::start();
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let commands: Vec<String> = readme
         .lines()
@@ -406,14 +400,10 @@ fn the_readme_database_example_runs() {
         .collect();
     assert_eq!(commands.len(), 2, "{commands:?}");
     let psql = std::process::Command::new("psql").arg("--version").output();
-    if psql.is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "psql is not installed (CI=true): .ci/run installs PostgreSQL's client with the server"
-        );
-        eprintln!("skipped: psql is not installed");
-        return;
-    }
+    assert!(
+        psql.is_ok(),
+        "psql is not installed: .ci/run installs PostgreSQL's client with the server"
+    );
     let mut last = String::new();
     for command in &commands {
         let output = std::process::Command::new("sh")
@@ -603,10 +593,9 @@ fn summary_line(
 }
 
 #[test]
+#[ignore = "needs a PostgreSQL server and psql; .ci/run installs them and runs this with --ignored"]
 fn the_rfm_sql_computes_mittaris_summary_in_postgres() {
-    let Some(cluster) = PostgresCluster::start() else {
-        return;
-    };
+    let cluster = PostgresCluster::start();
     let log = generated_log();
     let mut client = cluster.client();
     client
@@ -869,9 +858,7 @@ fn a_parquet_pattern_gives_the_results_of_the_csv() {
 /// Runs every case's query for `dialect` in `engine` (tests/sql_engines.py) over the
 /// generated log as Parquet, and compares with Mittari's summary.
 fn check_rfm_in(engine: &str, dialect: mittari_io::SqlDialect) {
-    let Some(python) = mittari_e2e::client_python() else {
-        return;
-    };
+    let python = mittari_e2e::client_python();
     let log = generated_log();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log.parquet");
@@ -915,6 +902,7 @@ fn check_rfm_in(engine: &str, dialect: mittari_io::SqlDialect) {
 }
 
 #[test]
+#[ignore = "needs Java and the Python packages pyspark and pyarrow (MITTARI_STOCK_CLIENT_PYTHON); .ci/run installs them and runs this with --ignored"]
 fn the_rfm_sql_computes_mittaris_summary_in_spark() {
     check_rfm_in("spark", mittari_io::SqlDialect::Spark);
 }
