@@ -20,20 +20,25 @@ fn new_token(name: &str, scopes: &[&str]) -> (String, String) {
     }
     let (status, stdout, stderr) = run_cli(&args, &repo_root(), &[]);
     assert!(status.success(), "{stderr}");
-    let token = stdout
+    // The secret goes to standard error, the configuration to standard output: `>> mittari.toml`
+    // appends a valid block and never the token.
+    let token = stderr
         .lines()
         .find(|l| l.starts_with("mittari_"))
-        .expect("a token line")
+        .expect("a token line on standard error")
         .to_owned();
-    let config = stdout
-        .split_once("[[auth.tokens]]")
-        .map(|(_, rest)| format!("[[auth.tokens]]{rest}"))
-        .expect("a configuration block");
     assert!(
-        !config.contains(&token),
-        "the configuration holds the token itself"
+        !stdout.contains(&token),
+        "standard output holds the token itself"
     );
-    (token, config)
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.is_empty() || l.starts_with('#') || !l.contains("mittari_")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[[auth.tokens]]"), "{stdout}");
+    (token, stdout)
 }
 
 fn start_with_tokens(config: &str) -> Server {
@@ -228,7 +233,18 @@ async fn tokens_admit_their_scopes_on_every_rpc() {
     let args = ["metrics", "--server", url.as_str()];
     let (status, _, stderr) = run_cli(&args, &repo_root(), &[]);
     assert!(!status.success());
-    assert!(stderr.contains("requires a token"), "{stderr}");
+    assert!(
+        stderr.contains("requires a token") && stderr.contains("set MITTARI_TOKEN"),
+        "{stderr}"
+    );
+    // The start line says what protects the listener.
+    assert!(
+        server.logs().iter().any(|l| l.contains("\"listening\"")
+            && l.contains("\"tls\":\"off\"")
+            && l.contains("\"tokens\":3")),
+        "{}",
+        server.logs().join("\n")
+    );
     let (status, stdout, stderr) =
         run_cli(&args, &repo_root(), &[("MITTARI_TOKEN", &compute_token)]);
     assert!(status.success(), "{stderr}");

@@ -1039,3 +1039,29 @@ fn every_input_format_gives_the_same_result() {
         assert_eq!(output, &outputs[0], "variant {i} differs");
     }
 }
+
+/// `--server` takes the address as the server logs it (`127.0.0.1:PORT`) on loopback, and asks
+/// for a scheme elsewhere; an unknown metric is answered with the closest one.
+#[test]
+fn the_server_address_as_logged_is_accepted_on_loopback() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let address = server.addr.to_string();
+    let (status, stdout, stderr) = run_cli(&["metrics", "--server", &address], dir.path(), &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("nps"), "{stdout}");
+    let (status, _, stderr) = run_cli(&["metrics", "--server", "192.0.2.1:50051"], dir.path(), &[]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("has no scheme: write https://192.0.2.1:50051"),
+        "{stderr}"
+    );
+    let input = write(dir.path(), "survey.csv", SURVEY);
+    for server_args in [vec![], vec!["--server", address.as_str()]] {
+        let mut args = vec!["compute", "npss", "--input", &input];
+        args.extend(&server_args);
+        let (status, _, stderr) = run_cli(&args, dir.path(), &[]);
+        assert!(!status.success());
+        assert!(stderr.contains("(did you mean nps?)"), "{stderr}");
+    }
+}

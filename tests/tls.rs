@@ -114,9 +114,13 @@ fn tls_serves_clients_that_trust_its_authority() {
         error.contains("--ca-cert") && error.contains("holds no PEM CERTIFICATE block"),
         "{error}"
     );
-    // Plain text to a TLS port is no conversation.
+    // Plain text to a TLS port is no conversation, and the error says what to use.
     let plain = format!("http://127.0.0.1:{}", server.addr.port());
-    assert!(list_metrics(&plain, &[]).is_err());
+    let error = list_metrics(&plain, &[]).unwrap_err();
+    assert!(
+        error.contains("if the server uses TLS (server.tls), use https://"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -51,10 +51,29 @@ impl Violation {
     }
 }
 
+/// " (did you mean nps?)" for the served name closest to `name`, when one is close: a typo
+/// (`npss`, `NPS`, `retension`) is answered with the fix.
+fn closest(name: &str, available: &[String]) -> String {
+    let wanted = name.to_lowercase();
+    available
+        .iter()
+        .map(|candidate| {
+            (
+                strsim::jaro_winkler(&candidate.to_lowercase(), &wanted),
+                candidate,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or_else(String::new, |(_, candidate)| {
+            format!(" (did you mean {candidate}?)")
+        })
+}
+
 /// Why a request failed. The server maps each variant to one gRPC status code in one place.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EngineError {
-    #[error("unknown metric {name:?}; this server has: {}", available.join(", "))]
+    #[error("unknown metric {name:?}{}; this server has: {}", closest(name, available), available.join(", "))]
     UnknownMetric {
         name: String,
         available: Vec<String>,
@@ -122,6 +141,38 @@ impl StartupError {
         StartupError::Config {
             key: key.into(),
             message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_metric_is_answered_with_the_closest_served_one() {
+        let available: Vec<String> = ["nps", "csat", "retention", "retention_forecast", "clv"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        for (name, expect) in [
+            ("npss", Some("nps")),
+            ("NPS", Some("nps")),
+            ("retension", Some("retention")),
+            ("order_share", None),
+        ] {
+            let message = EngineError::UnknownMetric {
+                name: name.to_owned(),
+                available: available.clone(),
+            }
+            .to_string();
+            match expect {
+                Some(fix) => assert!(
+                    message.contains(&format!("(did you mean {fix}?)")),
+                    "{message}"
+                ),
+                None => assert!(!message.contains("did you mean"), "{message}"),
+            }
         }
     }
 }

@@ -553,8 +553,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let (token, config) =
                 mittari_server::new_token(&name, &scopes).map_err(anyhow::Error::msg)?;
+            // The configuration block on standard output, so `>> mittari.toml` appends exactly
+            // it; the secret on standard error, where a redirection does not take it along.
+            eprintln!(
+                "the token (shown once; hand it to the client as a secret, e.g. in MITTARI_TOKEN):\n{token}\n"
+            );
             print(&format!(
-                "# the token (shown once; hand it to the client as a secret, e.g. MITTARI_TOKEN):\n{token}\n# for the server's configuration file:\n{config}"
+                "# token {name}, made by `mittari token new`: only its SHA-256 is stored here\n{config}"
             ))
         }
         Command::Admin { command } => admin(command),
@@ -918,7 +923,14 @@ async fn serve(settings: Settings, overrides: Overrides, engine: Engine) -> anyh
         .local_addr()
         .context("cannot read the bound address")?;
     let metrics: Vec<String> = engine.metrics().map(|d| d.name.clone()).collect();
-    tracing::info!(%addr, metrics = ?metrics, "listening");
+    // What protects the listener, at a glance.
+    let tls = match &settings.server.tls {
+        None => "off",
+        Some(tls) if tls.client_ca.is_some() => "on, client certificates required",
+        Some(_) => "on",
+    };
+    let tokens = settings.auth.tokens.len();
+    tracing::info!(%addr, tls, tokens, metrics = ?metrics, "listening");
     mittari_server::serve(
         settings,
         overrides,
@@ -1023,6 +1035,21 @@ fn is_broken_connection(status: &Status) -> bool {
         .any(|text| status.message().contains(text))
 }
 
+/// `url` with its scheme: `HOST:PORT` as the server logs it is taken as `http://HOST:PORT`
+/// when the host is loopback (plain text never leaves the machine); elsewhere the user says
+/// which.
+fn with_scheme(url: &str) -> anyhow::Result<String> {
+    if url.contains("://") {
+        return Ok(url.to_owned());
+    }
+    if is_loopback_url(url) {
+        return Ok(format!("http://{url}"));
+    }
+    bail!(
+        "--server {url:?} has no scheme: write https://{url} for a server with TLS, or http://{url} for plain text"
+    );
+}
+
 /// Whether the host of `url` is a loopback address or `localhost`.
 fn is_loopback_url(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -1069,6 +1096,7 @@ fn read_pem(flag: &str, path: &Path, marker: &str) -> anyhow::Result<Vec<u8>> {
 /// A lazily connecting channel to `--server`: plain for http://, TLS for https:// (trusting
 /// --ca-cert, or the system's roots), with a client certificate for mutual TLS.
 fn connect(url: &str, remote: &TlsArgs) -> anyhow::Result<Channel> {
+    let url = &with_scheme(url)?;
     let endpoint = Channel::from_shared(url.to_owned())
         .with_context(|| format!("invalid server url {url:?}"))?;
     let endpoint = if url.starts_with("https://") {
@@ -1115,7 +1143,7 @@ fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
         | AdminCommand::Disable { target, .. }
         | AdminCommand::Config { target } => target.clone(),
     };
-    let url = target.server;
+    let url = with_scheme(&target.server)?;
     let mut client = AdminServiceClient::with_interceptor(
         connect(&url, &target.tls)?,
         BearerToken::for_server(&url)?,
@@ -1198,6 +1226,7 @@ impl BearerToken {
         let Some(token) = std::env::var_os(Self::VARIABLE) else {
             return Ok(BearerToken(None));
         };
+        let url = &with_scheme(url)?;
         if url.starts_with("http://") && !is_loopback_url(url) {
             bail!(
                 "{} would travel in clear text to {url}: use an https:// server URL (the server's [server.tls]), or unset {} to call without a token",
@@ -1289,6 +1318,7 @@ impl Backend {
     fn new(config: Option<&Path>, remote: &ServerArgs) -> anyhow::Result<Backend> {
         match &remote.server {
             Some(url) => {
+                let url = &with_scheme(url)?;
                 let client = MetricServiceClient::with_interceptor(
                     connect(url, &remote.tls)?,
                     BearerToken::for_server(url)?,
@@ -1350,6 +1380,18 @@ impl Backend {
                     "the TLS connection to {url} broke before the server answered ({reasons}); if the server requires client certificates (server.tls.client_ca), it refused this client's: pass --client-cert and --client-key with a certificate signed by that CA"
                 ),
             )
+        } else if url.starts_with("http://") && is_broken_connection(&status) {
+            Status::new(
+                status.code(),
+                format!(
+                    "the connection to {url} broke before the server answered ({reasons}); if the server uses TLS (server.tls), use https:// and --ca-cert FILE"
+                ),
+            )
+        } else if status.code() == tonic::Code::Unauthenticated {
+            Status::unauthenticated(format!(
+                "{}; set MITTARI_TOKEN to a token this server admits (`mittari token new NAME` makes one and the configuration block that admits it)",
+                status.message()
+            ))
         } else if status.message() == "transport error" {
             // The connection broke: the reasons are the news, not the two words.
             Status::new(
@@ -1500,7 +1542,7 @@ impl Backend {
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback_url;
+    use super::{is_loopback_url, with_scheme};
 
     #[test]
     fn loopback_urls_are_told_from_remote_ones() {
@@ -1514,8 +1556,23 @@ mod tests {
             ("http://mittari.internal:50051", false),
             ("http://127.0.0.1.example.com:50051", false),
             ("http://[2001:db8::1]:50051", false),
+            ("127.0.0.1:50051", true),
         ] {
             assert_eq!(is_loopback_url(url), loopback, "{url}");
         }
+    }
+
+    #[test]
+    fn a_server_address_without_scheme_is_plain_text_on_loopback_only() {
+        assert_eq!(
+            with_scheme("127.0.0.1:50051").unwrap(),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            with_scheme("https://10.0.0.1:50051").unwrap(),
+            "https://10.0.0.1:50051"
+        );
+        let refused = with_scheme("10.0.0.1:50051").unwrap_err().to_string();
+        assert!(refused.contains("https://10.0.0.1:50051"), "{refused}");
     }
 }
