@@ -1065,3 +1065,27 @@ fn the_server_address_as_logged_is_accepted_on_loopback() {
         assert!(stderr.contains("(did you mean nps?)"), "{stderr}");
     }
 }
+
+/// A missing value in a CRLF file (a spreadsheet export) is reported on its own line, as in an
+/// LF file.
+#[test]
+fn a_missing_value_in_a_crlf_file_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for ending in ["\n", "\r\n"] {
+        let text = [
+            "respondent,region,score",
+            "1,north,10",
+            "2,north,9",
+            "3,south,",
+            "4,south,8",
+        ]
+        .join(ending);
+        let input = write(dir.path(), "missing.csv", &text);
+        let (status, _, stderr) = run_cli(&["compute", "nps", "--input", &input], dir.path(), &[]);
+        assert!(!status.success());
+        assert!(
+            stderr.contains("missing.csv line 4)"),
+            "{ending:?}: {stderr}"
+        );
+    }
+}

@@ -504,6 +504,44 @@ struct Parsed {
     lines: Vec<u64>,
 }
 
+/// The line a byte offset of a piece is on, for offsets that only grow: counts the line ends
+/// between one call and the next, so a piece costs one pass whatever its records.
+struct LineCounter<'a> {
+    piece: &'a [u8],
+    counted_to: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(piece: &'a [u8], first_line: u64) -> Self {
+        LineCounter {
+            piece,
+            counted_to: 0,
+            line: first_line,
+        }
+    }
+
+    /// The line of the record that starts at `byte`. A record never starts with a line end:
+    /// after a CRLF record the csv crate places the next one at the `\n` it has not read yet,
+    /// which belongs to the line before.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut start = usize::try_from(byte)
+            .unwrap_or(usize::MAX)
+            .min(self.piece.len());
+        if self.piece.get(start) == Some(&b'\n') {
+            start += 1;
+        }
+        if start > self.counted_to {
+            self.line += self.piece[self.counted_to..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            self.counted_to = start;
+        }
+        self.line
+    }
+}
+
 impl FileShape<'_> {
     fn parse(&self, piece: &[u8], first_line: u64) -> Result<Parsed, ReadError> {
         let source = self.source;
@@ -525,11 +563,15 @@ impl FileShape<'_> {
         let mut lines = Vec::with_capacity(estimate);
         // One record, reused: a row costs no allocation.
         let mut record = csv::ByteRecord::new();
+        // Lines are counted here from the records' byte offsets: the csv crate counts a CRLF
+        // line end only when it reads the next record, so its line numbers run one low after
+        // every CRLF line (each spreadsheet export).
+        let mut lines_before = LineCounter::new(piece, first_line);
         loop {
             let more = reader.read_byte_record(&mut record).map_err(|e| {
                 let line = e
                     .position()
-                    .map_or(first_line, |p| first_line + p.line() - 1);
+                    .map_or(first_line, |p| lines_before.line_at(p.byte()));
                 ReadError::at(
                     source,
                     Location::Line(line),
@@ -539,7 +581,9 @@ impl FileShape<'_> {
             if !more {
                 break;
             }
-            let line = first_line + record.position().map_or(0, |p| p.line() - 1);
+            let line = record
+                .position()
+                .map_or(first_line, |p| lines_before.line_at(p.byte()));
             if record.len() != self.width {
                 let delimiter = char::from(self.delimiter).escape_default();
                 return Err(ReadError::at(

@@ -408,3 +408,52 @@ fn column_names_of_every_format() {
         .to_string();
     assert!(missing.contains("none.csv"), "{missing}");
 }
+
+/// Error positions are the same lines in LF, CRLF (every spreadsheet export) and BOM files,
+/// for a bad cell, a row of the wrong width, a cell after a quoted line break, and a bad cell
+/// far into a file read in several pieces.
+#[test]
+fn error_lines_are_the_same_for_every_line_end() {
+    let body = [
+        "customer_id,timestamp,amount",
+        "a,2024-12-31,1",
+        "b,2025-01-02,2",
+        "c,2025-01-03,x",
+    ];
+    let wide = [
+        "customer_id,timestamp,amount",
+        "a,2024-12-31,1",
+        "b,2025-01-02,2,3",
+    ];
+    let quoted = [
+        "customer_id,timestamp,amount",
+        "\"a",
+        "a\",2024-12-31,1",
+        "b,2025-01-02,x",
+    ];
+    let mut long = vec!["customer_id,timestamp,amount".to_owned()];
+    long.extend((0..300_000).map(|i| format!("c{i},2024-12-31,{i}")));
+    long.push("z,2024-12-31,x".to_owned());
+    let long_lines = long.len();
+    let long: Vec<&str> = long.iter().map(String::as_str).collect();
+    let cases: [(&[&str], String); 4] = [
+        (&body, "line 4: column amount: \"x\"".to_owned()),
+        (
+            &wide,
+            "line 3: 4 cells, but the header names 3 columns".to_owned(),
+        ),
+        (&quoted, "line 4: column amount: \"x\"".to_owned()),
+        (&long, format!("line {long_lines}: column amount: \"x\"")),
+    ];
+    for (lines, expect) in &cases {
+        for (ending, bom) in [
+            ("\n", ""),
+            ("\r\n", ""),
+            ("\n", "\u{feff}"),
+            ("\r\n", "\u{feff}"),
+        ] {
+            let text = format!("{bom}{}{ending}", lines.join(ending));
+            check("in.csv", text.as_bytes(), &[], &[], Err(expect));
+        }
+    }
+}
