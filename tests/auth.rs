@@ -142,6 +142,7 @@ async fn tokens_admit_their_scopes_on_every_rpc() {
                     admin_pb::SetMetricEnabledRequest {
                         name: "nps".into(),
                         enabled: true,
+                        reset: false,
                     },
                     token,
                 ))

@@ -325,12 +325,40 @@ async fn metrics_switched_at_run_time_stay_switched_after_a_restart() {
     assert!(status.success(), "{stderr}");
     assert_eq!(metric_names(&mut client).await, ["csat", "nps"]);
     client.compute(nps_request()).await.unwrap();
+    // Reset forgets the recorded choice: the configuration (which names no metrics, so serves
+    // every one) decides again, and the state file no longer names nps.
+    let (status, _, stderr) = run_cli(
+        &["admin", "disable", "nps", "--server", &url],
+        Path::new("."),
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    assert_eq!(metric_names(&mut client).await, ["csat"]);
+    let (status, stdout, stderr) = run_cli(
+        &["admin", "reset", "nps", "--server", &url],
+        Path::new("."),
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("nps enabled as the configuration says"),
+        "{stdout}"
+    );
+    assert_eq!(metric_names(&mut client).await, ["csat", "nps"]);
+    assert!(
+        !std::fs::read_to_string(&state_file)
+            .unwrap()
+            .contains("nps"),
+        "{}",
+        std::fs::read_to_string(&state_file).unwrap()
+    );
     // An unknown metric is refused.
     let mut admin = AdminServiceClient::new(server.channel().await);
     let refused = admin
         .set_metric_enabled(admin_pb::SetMetricEnabledRequest {
             name: "no_such_metric".into(),
             enabled: true,
+            reset: false,
         })
         .await
         .unwrap_err();

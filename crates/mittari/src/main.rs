@@ -156,6 +156,14 @@ enum AdminCommand {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// Forget what enable or disable recorded for a metric: the configuration
+    /// (metrics.enabled) decides again, at once.
+    Reset {
+        /// The metric, e.g. nps.
+        metric: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Print the server's effective configuration (token hashes redacted).
     Config {
         #[command(flatten)]
@@ -1141,6 +1149,7 @@ fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
         | AdminCommand::Reload { target }
         | AdminCommand::Enable { target, .. }
         | AdminCommand::Disable { target, .. }
+        | AdminCommand::Reset { target, .. }
         | AdminCommand::Config { target } => target.clone(),
     };
     let url = with_scheme(&target.server)?;
@@ -1177,17 +1186,32 @@ fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
                 text
             }
             AdminCommand::Enable { metric, .. } | AdminCommand::Disable { metric, .. } => {
-                let enabled = enable;
                 let response = client
                     .set_metric_enabled(admin_pb::SetMetricEnabledRequest {
                         name: metric.clone(),
-                        enabled,
+                        enabled: enable,
+                        reset: false,
                     })
                     .await?
                     .into_inner();
                 format!(
-                    "{metric} {} (recorded in {})\n",
-                    if enabled { "enabled" } else { "disabled" },
+                    "{metric} {} (recorded in {}; `mittari admin reset {metric}` lets the configuration decide again)\n",
+                    if response.enabled { "enabled" } else { "disabled" },
+                    response.state_file
+                )
+            }
+            AdminCommand::Reset { metric, .. } => {
+                let response = client
+                    .set_metric_enabled(admin_pb::SetMetricEnabledRequest {
+                        name: metric.clone(),
+                        enabled: false,
+                        reset: true,
+                    })
+                    .await?
+                    .into_inner();
+                format!(
+                    "{metric} {} as the configuration says (its recorded choice removed from {})\n",
+                    if response.enabled { "enabled" } else { "disabled" },
                     response.state_file
                 )
             }

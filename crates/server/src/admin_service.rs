@@ -114,15 +114,13 @@ impl AdminService for AdminServer {
         let caller = Caller::name_of(&request);
         let request = request.into_inner();
         crate::convert::check_name("metric", || mittari_engine::Field::Input, &request.name)?;
-        match self
-            .state
-            .set_metric_enabled(&request.name, request.enabled)
-            .await
-        {
-            Ok(file) => {
-                tracing::info!(%caller, metric = %request.name, enabled = request.enabled, state_file = %file.display(), "metric switched");
+        let choice = (!request.reset).then_some(request.enabled);
+        match self.state.set_metric_enabled(&request.name, choice).await {
+            Ok((file, enabled)) => {
+                tracing::info!(%caller, metric = %request.name, enabled, reset = request.reset, state_file = %file.display(), "metric switched");
                 Ok(Response::new(pb::SetMetricEnabledResponse {
                     state_file: file.display().to_string(),
+                    enabled,
                 }))
             }
             Err(error) => {

@@ -209,6 +209,12 @@ impl MetricState {
         add.insert(metric.to_owned());
     }
 
+    /// Forgets the choice recorded for `metric`: the configuration decides again.
+    pub fn forget(&mut self, metric: &str) {
+        self.enabled.remove(metric);
+        self.disabled.remove(metric);
+    }
+
     /// Writes the state atomically (a temporary file renamed over the old one), so a crash
     /// leaves the old state or the new, never half of one.
     pub fn write(&self, path: &Path) -> Result<(), ConfigError> {

@@ -133,15 +133,30 @@ impl ServerState {
 
     /// Enables or disables a metric for new requests, after recording the choice in the
     /// state file (so a failed write changes nothing). Returns the file.
+    /// `enabled: None` forgets the recorded choice: the metric is then served as
+    /// `metrics.enabled` says. Returns the file and whether the metric is served now.
     pub(crate) async fn set_metric_enabled(
         &self,
         metric: &str,
-        enabled: bool,
-    ) -> Result<PathBuf, ChangeError> {
+        enabled: Option<bool>,
+    ) -> Result<(PathBuf, bool), ChangeError> {
         let _one_at_a_time = self.changing.lock().await;
-        let engine = self.engine().with_metric_enabled(metric, enabled)?;
         let mut settings = Settings::clone(&self.settings());
-        settings.state.set(metric, enabled);
+        let enabled = match enabled {
+            Some(enabled) => {
+                settings.state.set(metric, enabled);
+                enabled
+            }
+            None => {
+                settings.state.forget(metric);
+                settings
+                    .metrics
+                    .enabled
+                    .as_ref()
+                    .is_none_or(|listed| listed.iter().any(|m| m == metric))
+            }
+        };
+        let engine = self.engine().with_metric_enabled(metric, enabled)?;
         let path = settings.state_file();
         let (state, file) = (settings.state.clone(), path.clone());
         tokio::task::spawn_blocking(move || state.write(&file))
@@ -149,7 +164,7 @@ impl ServerState {
             .map_err(|e| ChangeError::Internal(format!("the state file task failed: {e}")))??;
         self.engine.store(Arc::new(engine));
         self.settings.store(Arc::new(settings));
-        Ok(path)
+        Ok((path, enabled))
     }
 }
 
