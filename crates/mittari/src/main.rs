@@ -735,11 +735,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 mittari_report::build(&engine, &request)?
             };
             let written = mittari_report::write(&report, &output, charts.as_deref())?;
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
             eprintln!(
-                "wrote {} ({} sections, {} charts){}",
+                "wrote {} ({}, {}){}",
                 output.display(),
-                report.sections.len(),
-                report.charts().count(),
+                plural(report.sections.len(), "section", "sections"),
+                plural(report.charts().count(), "chart", "charts"),
                 match &charts {
                     Some(dir) => format!("; {written} charts as SVG in {}", dir.display()),
                     None => String::new(),

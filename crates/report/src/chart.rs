@@ -174,13 +174,19 @@ impl<'a> Mesh<'a> {
         }
     }
 
-    /// Categories along x (labelled by `label`), numbers up y, horizontal grid lines only.
-    fn over_categories(label: &'a dyn Fn(&f64) -> String, n: usize, y_desc: &'a str) -> Mesh<'a> {
+    /// Categories along x (labelled by `label`, titled `x_desc`), numbers up y, horizontal
+    /// grid lines only.
+    fn over_categories(
+        label: &'a dyn Fn(&f64) -> String,
+        n: usize,
+        x_desc: &'a str,
+        y_desc: &'a str,
+    ) -> Mesh<'a> {
         Mesh {
             x_label: label,
             labels: (n, 10),
             grid: (false, true),
-            ..Mesh::numbers("", y_desc)
+            ..Mesh::numbers(x_desc, y_desc)
         }
     }
 }
@@ -321,7 +327,7 @@ fn category_range(n: usize) -> Range<f64> {
 /// Vertical bars, one per category, in one or a few series side by side.
 pub(crate) fn bars(
     name: &str,
-    y_desc: &str,
+    (x_desc, y_desc): (&str, &str),
     categories: &[String],
     series: &[(String, Vec<f64>)],
 ) -> Result<String> {
@@ -331,7 +337,7 @@ pub(crate) fn bars(
         y.end += (y.end - y.start) * 0.2;
     }
     let category = |v: &f64| category_label(*v, categories);
-    let mesh = Mesh::over_categories(&category, categories.len(), y_desc);
+    let mesh = Mesh::over_categories(&category, categories.len(), x_desc, y_desc);
     svg(name, |root| {
         let mut chart = plot(name, root, (category_range(categories.len()), y), &mesh)?;
         // Bars of one category share 80 % of its width.
@@ -400,13 +406,13 @@ pub(crate) fn ranked_bars(
 /// A value per category with its interval as an error bar (NPS by region).
 pub(crate) fn intervals(
     name: &str,
-    y_desc: &str,
+    (x_desc, y_desc): (&str, &str),
     categories: &[String],
     points: &[(f64, f64, f64)],
 ) -> Result<String> {
     let y = padded_range(points.iter().flat_map(|&(low, _, high)| [low, high]), None);
     let category = |v: &f64| category_label(*v, categories);
-    let mesh = Mesh::over_categories(&category, categories.len(), y_desc);
+    let mesh = Mesh::over_categories(&category, categories.len(), x_desc, y_desc);
     svg(name, |root| {
         let fail = fail(name);
         let mut chart = plot(
@@ -608,17 +614,42 @@ mod tests {
     }
 
     #[test]
+    fn bars_and_intervals_title_both_axes() {
+        let categories: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        for svg in [
+            bars(
+                "bars",
+                ("tier", "share"),
+                &categories,
+                &[("s".into(), vec![1.0, 2.0])],
+            ),
+            intervals(
+                "intervals",
+                ("tier", "share"),
+                &categories,
+                &[(0.0, 1.0, 2.0); 2],
+            ),
+        ] {
+            let svg = svg.unwrap();
+            assert!(
+                svg.contains("\ntier\n</text>") && svg.contains("\nshare\n</text>"),
+                "{svg}"
+            );
+        }
+    }
+
+    #[test]
     fn every_kind_of_chart_draws_marks() {
         let categories: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let drawn = [
             bars(
                 "bars",
-                "y",
+                ("x", "y"),
                 &categories,
                 &[("s".into(), vec![1.0, 2.0, 3.0])],
             ),
             ranked_bars("ranked", "x", &categories, &[3.0, 2.0, 1.0]),
-            intervals("intervals", "y", &categories, &[(-1.0, 0.0, 1.0); 3]),
+            intervals("intervals", ("x", "y"), &categories, &[(-1.0, 0.0, 1.0); 3]),
             heatmap(
                 "heatmap",
                 ("x", "y"),
@@ -643,6 +674,7 @@ mod tests {
         for svg in drawn {
             let svg = svg.unwrap_or_else(|e| panic!("{e}"));
             assert!(svg.starts_with("<svg"), "{svg}");
+
             assert!(
                 svg.matches("<rect").count() + svg.matches("<circle").count() >= 3,
                 "{svg}"

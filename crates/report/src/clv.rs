@@ -389,7 +389,10 @@ fn holdout_chart(customers: &RecordBatch) -> Result<Option<Chart>, Skip> {
     Ok(Some(Chart {
         svg: chart::bars(
             id,
-            "mean purchases in the holdout",
+            (
+                "purchases in the calibration period",
+                "mean purchases in the holdout",
+            ),
             &labels,
             &[
                 ("observed".into(), bins.iter().map(|b| b.0).collect()),
@@ -652,7 +655,10 @@ fn decile_chart(spread: &Distribution) -> Result<Chart, Skip> {
     Ok(Chart {
         svg: chart::bars(
             id,
-            "share of total value (%)",
+            (
+                "customers by lifetime value, most valuable tenth first (top %)",
+                "share of total value (%)",
+            ),
             &labels,
             &[("share".into(), spread.deciles.clone())],
         )?,

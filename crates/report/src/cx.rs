@@ -36,7 +36,7 @@ pub(crate) fn cx_value(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         charts.push(Chart {
             svg: chart::bars(
                 &id,
-                "mean revenue per customer",
+                ("experience tier", "mean revenue per customer"),
                 &names,
                 &[("mean revenue".into(), mean("mean_revenue"))],
             )?,
@@ -50,7 +50,7 @@ pub(crate) fn cx_value(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         charts.push(Chart {
             svg: chart::bars(
                 &id,
-                "retained (%)",
+                ("experience tier", "retained (%)"),
                 &names,
                 &[("retained".into(), mean("retention_pct"))],
             )?,

@@ -320,7 +320,7 @@ fn retention_by(segment: &str, grouped: &GroupedResults) -> Result<(Numbers, Cha
     let chart = Chart {
         svg: chart::bars(
             &id,
-            "retention rate (%)",
+            (segment, "retention rate (%)"),
             &labels,
             &[(
                 "retention rate".into(),

@@ -172,7 +172,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         let values: Vec<Interval> = points.iter().map(|p| p.1).collect();
         let id = format!("{}-by-{}", survey.metric, slug(segment));
         section.chart(Chart {
-            svg: chart::intervals(&id, &y_desc(survey), &labels, &values)?,
+            svg: chart::intervals(&id, (segment, &y_desc(survey)), &labels, &values)?,
             id,
             title: format!("{} by {segment}", survey.headline.to_uppercase()),
             caption: format!(
@@ -241,7 +241,7 @@ fn monthly(
     let values: Vec<Interval> = points.iter().map(|p| p.1).collect();
     let id = format!("{}-by-month", survey.metric);
     Ok(Chart {
-        svg: chart::intervals(&id, &y_desc(survey), &labels, &values)?,
+        svg: chart::intervals(&id, ("month", &y_desc(survey)), &labels, &values)?,
         id,
         title: format!("{} by month", survey.headline.to_uppercase()),
         caption: format!(
