@@ -117,6 +117,15 @@ fn every_example_reports_with_its_charts() {
     for example in &EXAMPLES {
         let (html, charts_dir) = report(example, out.path());
         let page = std::fs::read_to_string(&html).unwrap();
+        // A survey's card at the top says how sure its score is.
+        let card = match example.name {
+            "nps" => Some("Net Promoter Score, 95 % interval "),
+            "csat" => Some("satisfied (CSAT), 95 % interval "),
+            _ => None,
+        };
+        if let Some(card) = card {
+            assert!(page.contains(card), "{}: no {card:?} card", example.name);
+        }
         // Self-contained: nothing to fetch, nothing to run.
         let without_namespace = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
         for reference in ["http:", "https:", "src=", "<script", "<link", "@import"] {

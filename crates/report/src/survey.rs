@@ -126,11 +126,18 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         ]);
     }
     let mut section = Section::new(survey.metric, survey.title, survey.lead);
-    section.headline(
-        survey.title_short,
-        table::scalar(&results, survey.headline),
-        survey.unit,
-    );
+    // The card carries the interval too: a score of 4.8 whose interval is -1.7 to 11.3 is
+    // not a finding that it is positive.
+    let card = match table::interval(&results, survey.headline) {
+        Some((low, _, high)) => format!(
+            "{}, {} {}",
+            survey.title_short,
+            interval_header,
+            interval_text(low, high, survey.unit)
+        ),
+        None => survey.title_short.to_owned(),
+    };
+    section.headline(&card, table::scalar(&results, survey.headline), survey.unit);
     section.numbers(Numbers {
         caption: format!("All {} answers", outcome.rows),
         header: vec!["output".into(), "value".into(), interval_header.clone()],
