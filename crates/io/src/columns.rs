@@ -46,11 +46,6 @@ pub(crate) fn select(
     group_by: &[String],
     mappings: &[ColumnMapping],
 ) -> Result<Vec<Selected>, String> {
-    for (i, name) in header.iter().enumerate() {
-        if header[..i].contains(name) {
-            return Err(format!("column {name} appears twice in the header"));
-        }
-    }
     for (i, mapping) in mappings.iter().enumerate() {
         if !header.contains(&mapping.source) {
             return Err(format!(
@@ -86,6 +81,26 @@ pub(crate) fn select(
             .find(|m| &m.source == source)
             .map_or_else(|| source.clone(), |m| m.name.clone())
     };
+    // A name twice in the header is an error only where it is read: a spreadsheet's two
+    // "notes" columns do not stop a metric that reads neither.
+    let mut first_at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (index, source) in header.iter().enumerate() {
+        let Some(&first) = first_at.get(source.as_str()) else {
+            first_at.insert(source, index);
+            continue;
+        };
+        let name = name_of(source);
+        if descriptor.input_column(&name).is_some()
+            || group_by.contains(&name)
+            || mappings.iter().any(|m| &m.source == source)
+        {
+            return Err(format!(
+                "column {source} appears twice in the header (columns {} and {}); rename one of them",
+                first + 1,
+                index + 1
+            ));
+        }
+    }
     let mut selected: Vec<Selected> = Vec::new();
     for (index, source) in header.iter().enumerate() {
         let name = name_of(source);
@@ -229,7 +244,19 @@ mod tests {
             &[],
             Err("--group-by regoin: the input has no column regoin"),
         );
-        check("customer_id,customer_id", &[], &[], Err("appears twice"));
+        check(
+            "customer_id,amount,customer_id",
+            &[],
+            &[],
+            Err("column customer_id appears twice in the header (columns 1 and 3)"),
+        );
+        // Twice, but never read: no error.
+        check(
+            "customer_id,note,amount,note",
+            &[],
+            &[],
+            Ok("customer_id<-customer_id amount<-amount"),
+        );
         assert!("customer_id".parse::<ColumnMapping>().is_err());
     }
 }
