@@ -1030,9 +1030,14 @@ fn parse_params(
 
 /// Whether a call failed because its connection broke, rather than with the server's answer.
 fn is_broken_connection(status: &Status) -> bool {
+    // tonic reports an HTTP/2 protocol error (the TLS server closing on a plain-text preface,
+    // say) as INTERNAL, a reset as CANCELLED or UNKNOWN, a refused connection as UNAVAILABLE.
     matches!(
         status.code(),
-        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+        tonic::Code::Unavailable
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
     ) && !status.metadata().contains_key("grpc-status")
         && [
             "transport error",
