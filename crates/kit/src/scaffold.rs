@@ -107,7 +107,8 @@ pub fn new_plugin(
                 .replace("{name}", name)
                 .replace("{crate_name}", &crate_name)
                 .replace("{library}", &library)
-                .replace("{sdk_note}", &sdk_note),
+                .replace("{sdk_note}", &sdk_note)
+                .replace("{mittari}", &mittari_command()),
         ),
         (".gitignore", "/target\n".to_owned()),
     ];
@@ -255,9 +256,12 @@ It computes the share of orders whose amount reaches a threshold; make it yours 
 
 ```sh
 cargo build --release && cargo test --release
-mittari plugin check target/release/{library}
-cp target/release/{library} PLUGIN_DIR/ && mittari admin reload --server URL
+{mittari} plugin check target/release/{library}
+cp target/release/{library} PLUGIN_DIR/ && {mittari} admin reload --server URL
 ```
+
+(`{mittari}` is the `mittari` that wrote this crate; with `mittari` on your `PATH`, e.g. after
+`cargo install --path crates/mittari` in the Mittari checkout, `mittari` does the same.)
 
 `mittari plugin check` loads the library in a child process and sends it what a server's
 clients may send (no rows, one row, 1 000 000 rows, a few hundred generated extreme requests);
@@ -267,14 +271,33 @@ server's `plugins.dir` (by default the directory of the `mittari` executable); a
 running loads the library when it starts. Then:
 
 ```sh
-mittari metrics {name} --server URL
-mittari compute {name} --input orders.csv --param threshold=50 --server URL
+{mittari} metrics {name} --server URL
+{mittari} compute {name} --input orders.csv --param threshold=50 --server URL
 ```
 
 Without `--server`, `mittari compute` runs the engine in its own process and loads the plugins
 from the same directory. The guide to the SDK and the binary interface is `docs/plugin-abi.md`
 in the Mittari repository.
 "#;
+
+/// How the generated README calls `mittari`: the executable running now, by its absolute path
+/// (quoted for the shell when it needs to be), so its commands run as written from the new
+/// crate's directory, where a checkout's `cargo run --` does not reach; `mittari` when the
+/// running executable cannot be found.
+fn mittari_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "mittari".to_owned();
+    };
+    let path = exe.display().to_string();
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+    if plain {
+        path
+    } else {
+        format!("'{}'", path.replace('\'', "'\\''"))
+    }
+}
 
 /// The SDK crate at `sdk` (a checkout's `crates/sdk`), by its canonical path, and the
 /// checkout's `Cargo.lock` if it has one.
