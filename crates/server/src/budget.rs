@@ -275,6 +275,7 @@ where
             framing: Framing::default(),
             idle_timeout: self.layer.idle_timeout,
             idle: Box::pin(tokio::time::sleep(self.layer.idle_timeout)),
+            waiting: false,
         });
         let response = self.inner.call(http::Request::from_parts(parts, body));
         let reserve = {
@@ -334,6 +335,9 @@ struct BudgetedBody {
     framing: Framing,
     idle_timeout: Duration,
     idle: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the last poll found no data: the idle time runs only while the body waits for
+    /// the client, not while the service is busy and does not poll it.
+    waiting: bool,
 }
 
 impl BudgetedBody {
@@ -400,6 +404,11 @@ impl http_body::Body for BudgetedBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                }
                 if this.idle.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
                         "the request stalled: no data for {} s (server.upload_idle_timeout_seconds); send the rest of the input without pausing",
@@ -409,8 +418,7 @@ impl http_body::Body for BudgetedBody {
                 Poll::Pending
             }
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = tokio::time::Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
+                this.waiting = false;
                 if let Some(data) = frame.data_ref() {
                     let chunk = data.chunk();
                     // A frame's data is one contiguous chunk (hyper's `Bytes`).
@@ -496,6 +504,7 @@ mod tests {
             framing: Framing::default(),
             idle_timeout: Duration::from_secs(1),
             idle: Box::pin(tokio::time::sleep(Duration::from_secs(1))),
+            waiting: false,
         }
     }
 
@@ -524,6 +533,48 @@ mod tests {
         frame.extend(message(20));
         body.account(&frame).unwrap();
         assert_eq!(budget.held(), 0);
+    }
+
+    /// A request body whose client sends nothing.
+    struct Silent;
+
+    impl http_body::Body for Silent {
+        type Data = bytes::Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    fn poll_once(body: &mut BudgetedBody) -> Poll<Option<Result<Frame<bytes::Bytes>, Status>>> {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        http_body::Body::poll_frame(Pin::new(body), &mut cx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_time_spent_waiting_for_the_client_counts_as_idle() {
+        let budget = MemoryBudget::new(1000, 1000);
+        let mut body = body(&budget);
+        body.inner = tonic::body::Body::new(Silent);
+        // The service is busy for 5 s and does not poll: that is not the client's idleness.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(poll_once(&mut body).is_pending());
+        tokio::time::advance(Duration::from_millis(900)).await;
+        assert!(poll_once(&mut body).is_pending());
+        // A second of waiting in all: the upload has stalled.
+        tokio::time::advance(Duration::from_millis(200)).await;
+        match poll_once(&mut body) {
+            Poll::Ready(Some(Err(status))) => {
+                assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+                assert!(status.message().contains("upload_idle_timeout_seconds"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]
