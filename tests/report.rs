@@ -126,6 +126,16 @@ fn every_example_reports_with_its_charts() {
         if let Some(card) = card {
             assert!(page.contains(card), "{}: no {card:?} card", example.name);
         }
+        // The transactions have a margin column, which the predictive model does not read: the
+        // page must say its values are revenue, never call them margin.
+        if example.name == "transactions" {
+            for text in [
+                "Values are revenue, not margin",
+                "lifetime value of all customers (revenue)",
+            ] {
+                assert!(page.contains(text), "no {text:?} in the page");
+            }
+        }
         // Self-contained: nothing to fetch, nothing to run.
         let without_namespace = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
         for reference in ["http:", "https:", "src=", "<script", "<link", "@import"] {
@@ -688,4 +698,35 @@ fn a_report_computed_on_a_server_is_the_same() {
         stderr.contains("cannot reach the server at http://127.0.0.1:9"),
         "{stderr}"
     );
+}
+
+/// With `--param margin`, the CLV values are margin, and the page says so.
+#[test]
+fn clv_values_say_whether_they_are_revenue_or_margin() {
+    let out = tempfile::tempdir().unwrap();
+    let html = out.path().join("margin.html");
+    let (status, _, stderr) = run_cli(
+        &[
+            "report",
+            "--input",
+            "examples/data/transactions.csv",
+            "--metric",
+            "clv",
+            "--param",
+            "margin=0.3",
+            "--output",
+            html.to_str().unwrap(),
+        ],
+        &repo_root(),
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    for text in [
+        "Values are margin: 30 % of each purchase",
+        "lifetime value of all customers (margin)",
+    ] {
+        assert!(page.contains(text), "no {text:?} in the page");
+    }
+    assert!(!page.contains("revenue, not margin"));
 }

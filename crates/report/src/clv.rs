@@ -2,7 +2,7 @@
 //! expected purchases over frequency × recency, calibration against a holdout, the cumulative
 //! tracking curve, and how value is spread across customers. Average order value too.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
@@ -22,6 +22,51 @@ const DAY_MICROS: i64 = 86_400_000_000;
 const MATRIX_CELLS: usize = 36;
 /// Calibration frequencies shown one by one; higher ones are pooled.
 const HOLDOUT_BINS: usize = 8;
+
+/// What the values of `model` are, for the section's lead and its card: the predictive models
+/// value purchases at `--param margin` (1, revenue, by default) and do not read a margin
+/// column; the descriptive ones use the column. A reader must never take revenue for margin.
+fn value_basis(model: &str, params: &BTreeMap<String, ParamValue>) -> (String, &'static str) {
+    let predictive = matches!(model, "bgnbd" | "mbgnbd" | "pareto_nbd" | "bgbb");
+    if !predictive {
+        return (
+            "margin when the data has a margin column or --param margin is given, otherwise \
+             revenue"
+                .to_owned(),
+            "margin or revenue, see below",
+        );
+    }
+    let discount = match params.get("discount_rate") {
+        Some(ParamValue::Double(d)) => *d,
+        _ => 0.1,
+    };
+    let percent = |fraction: f64| {
+        let p = 100.0 * fraction;
+        if (p - p.round()).abs() < 1e-9 {
+            format!("{p:.0}")
+        } else {
+            format!("{p:.1}")
+        }
+    };
+    let discounted = format!("discounted at {} % a year", percent(discount));
+    match params.get("margin") {
+        Some(ParamValue::Double(m)) if *m < 1.0 => (
+            format!(
+                "margin: {} % of each purchase's amount (--param margin), {discounted}",
+                percent(*m)
+            ),
+            "margin",
+        ),
+        _ => (
+            format!(
+                "revenue, not margin: the {model} model values purchases at --param margin (1 \
+                 by default) and does not read a margin column; pass --param margin=0.3 for \
+                 a 30 % margin; {discounted}",
+            ),
+            "revenue",
+        ),
+    }
+}
 
 pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     let descriptor = cx.descriptor("clv", &["customer_id", "timestamp", "amount"])?;
@@ -49,6 +94,7 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     };
     let holdout_start = instant("holdout_start");
     let customers = table::result_table(&results, "customers");
+    let (basis, card) = value_basis(&model_name, &params);
     let mut section = Section::new(
         "clv",
         "Customer lifetime value",
@@ -56,8 +102,7 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             "Customer lifetime value by the {model_name} model{spend}: each customer's \
              purchases so far (how many, and how recent the last) tell how likely they are to \
              still be a customer and how much they will buy, and so what they are worth. \
-             Values are margins when the data has a margin column or --param margin is given, \
-             otherwise revenue, discounted at the discount rate.",
+             Values are {basis}.",
             spend = match params.get("spend_model") {
                 Some(ParamValue::String(s)) if s == "gamma_gamma" => " with Gamma-Gamma spend",
                 _ => "",
@@ -65,7 +110,7 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         ),
     );
     section.headline(
-        "lifetime value of all customers",
+        &format!("lifetime value of all customers ({card})"),
         table::scalar(&results, "clv_total"),
         "currency",
     );
