@@ -78,6 +78,15 @@ fn a_new_plugin_builds_passes_its_tests_and_the_check_and_serves_after_a_reload(
             let report = String::from_utf8_lossy(&output.stdout);
             assert!(report.contains("\npassed: "), "{report}");
         }
+        if command.contains(" admin reload ") {
+            // The reload says what it changed.
+            let said = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                said.contains("library loaded: ")
+                    && said.contains("metric now served: order_share"),
+                "{said}"
+            );
+        }
     }
 
     // Served: 2 of 4 orders reach 100.

@@ -1180,11 +1180,18 @@ fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             AdminCommand::Reload { .. } => {
+                // What was served before, to say what the reload changed.
+                let before = client
+                    .list_plugins(admin_pb::ListPluginsRequest {})
+                    .await?
+                    .into_inner()
+                    .libraries;
                 let reloaded = client
                     .reload(admin_pb::ReloadRequest {})
                     .await?
                     .into_inner();
-                let mut text = render::libraries(&reloaded.libraries);
+                let mut text = reload_summary(&before, &reloaded.libraries);
+                text.push_str(&render::libraries(&reloaded.libraries));
                 if !reloaded.restart_required.is_empty() {
                     text.push_str(&format!(
                         "\nchanged, but applied only at a restart: {}\n",
@@ -1242,6 +1249,53 @@ fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
         Ok(text) => print(&text),
         Err(status) => Ok(report(&Backend::connection_error(&url, status), None)),
     }
+}
+
+/// What a reload changed, a line each: libraries loaded, replaced (new contents) or gone, and
+/// metrics now served or no longer served; "nothing changed" when nothing did.
+fn reload_summary(before: &[admin_pb::PluginLibrary], after: &[admin_pb::PluginLibrary]) -> String {
+    use std::collections::BTreeMap;
+    let libraries = |libraries: &[admin_pb::PluginLibrary]| -> BTreeMap<String, String> {
+        libraries
+            .iter()
+            .map(|l| (l.path.clone(), l.sha256.clone()))
+            .collect()
+    };
+    let served = |libraries: &[admin_pb::PluginLibrary]| -> std::collections::BTreeSet<String> {
+        libraries
+            .iter()
+            .flat_map(|l| &l.metrics)
+            .filter(|m| m.enabled)
+            .map(|m| m.name.clone())
+            .collect()
+    };
+    let (old, new) = (libraries(before), libraries(after));
+    let mut lines = Vec::new();
+    for (path, sha) in &new {
+        match old.get(path) {
+            None => lines.push(format!("library loaded: {path}")),
+            Some(previous) if previous != sha => {
+                lines.push(format!("library replaced (new contents): {path}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for path in old.keys().filter(|p| !new.contains_key(*p)) {
+        lines.push(format!("library no longer listed: {path}"));
+    }
+    let (was, is) = (served(before), served(after));
+    for metric in is.difference(&was) {
+        lines.push(format!("metric now served: {metric}"));
+    }
+    for metric in was.difference(&is) {
+        lines.push(format!("metric no longer served: {metric}"));
+    }
+    if lines.is_empty() {
+        lines.push("nothing changed in the plugins and metrics".to_owned());
+    }
+    let mut text = lines.join("\n");
+    text.push_str("\n\n");
+    text
 }
 
 /// Sends `authorization: Bearer $MITTARI_TOKEN` with every call when the variable is set. The
@@ -1592,6 +1646,40 @@ mod tests {
         ] {
             assert_eq!(is_loopback_url(url), loopback, "{url}");
         }
+    }
+
+    #[test]
+    fn a_reload_says_what_it_changed() {
+        use mittari_proto::admin::v1 as admin_pb;
+        let library = |path: &str, sha: &str, metrics: &[(&str, bool)]| admin_pb::PluginLibrary {
+            path: path.to_owned(),
+            sha256: sha.to_owned(),
+            metrics: metrics
+                .iter()
+                .map(|(name, enabled)| admin_pb::PluginMetric {
+                    name: (*name).to_owned(),
+                    version: "1".to_owned(),
+                    enabled: *enabled,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let before = [
+            library("a.so", "1", &[("nps", true)]),
+            library("b.so", "2", &[("csat", true)]),
+        ];
+        assert_eq!(
+            super::reload_summary(&before, &before),
+            "nothing changed in the plugins and metrics\n\n"
+        );
+        let after = [
+            library("a.so", "9", &[("nps", true)]),
+            library("c.so", "3", &[("order_share", true)]),
+        ];
+        assert_eq!(
+            super::reload_summary(&before, &after),
+            "library replaced (new contents): a.so\nlibrary loaded: c.so\nlibrary no longer listed: b.so\nmetric now served: order_share\nmetric no longer served: csat\n\n"
+        );
     }
 
     #[test]
