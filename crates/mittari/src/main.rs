@@ -1109,10 +1109,10 @@ fn read_pem(flag: &str, path: &Path, marker: &str) -> anyhow::Result<Vec<u8>> {
     Ok(pem)
 }
 
-/// A lazily connecting channel to `--server`: plain for http://, TLS for https:// (trusting
-/// --ca-cert, or the system's roots), with a client certificate for mutual TLS.
+/// A lazily connecting channel to `--server` (a URL [`with_scheme`] gave): plain for http://,
+/// TLS for https:// (trusting --ca-cert, or the system's roots), with a client certificate
+/// for mutual TLS.
 fn connect(url: &str, remote: &TlsArgs) -> anyhow::Result<Channel> {
-    let url = &with_scheme(url)?;
     let endpoint = Channel::from_shared(url.to_owned())
         .with_context(|| format!("invalid server url {url:?}"))?;
     let endpoint = if url.starts_with("https://") {
@@ -1166,6 +1166,7 @@ fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
         BearerToken::for_server(&url)?,
     );
     let enable = matches!(command, AdminCommand::Enable { .. });
+    let reset = matches!(command, AdminCommand::Reset { .. });
     let result: Result<String, Status> = rt.block_on(async {
         Ok(match command {
             AdminCommand::Plugins { format, .. } => {
@@ -1200,35 +1201,28 @@ fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
                 }
                 text
             }
-            AdminCommand::Enable { metric, .. } | AdminCommand::Disable { metric, .. } => {
+            AdminCommand::Enable { metric, .. }
+            | AdminCommand::Disable { metric, .. }
+            | AdminCommand::Reset { metric, .. } => {
                 let response = client
                     .set_metric_enabled(admin_pb::SetMetricEnabledRequest {
                         name: metric.clone(),
                         enabled: enable,
-                        reset: false,
+                        reset,
                     })
                     .await?
                     .into_inner();
-                format!(
-                    "{metric} {} (recorded in {}; `mittari admin reset {metric}` lets the configuration decide again)\n",
-                    if response.enabled { "enabled" } else { "disabled" },
-                    response.state_file
-                )
-            }
-            AdminCommand::Reset { metric, .. } => {
-                let response = client
-                    .set_metric_enabled(admin_pb::SetMetricEnabledRequest {
-                        name: metric.clone(),
-                        enabled: false,
-                        reset: true,
-                    })
-                    .await?
-                    .into_inner();
-                format!(
-                    "{metric} {} as the configuration says (its recorded choice removed from {})\n",
-                    if response.enabled { "enabled" } else { "disabled" },
-                    response.state_file
-                )
+                let now = if response.enabled { "enabled" } else { "disabled" };
+                let file = response.state_file;
+                if reset {
+                    format!(
+                        "{metric} {now} as the configuration says (its recorded choice removed from {file})\n"
+                    )
+                } else {
+                    format!(
+                        "{metric} {now} (recorded in {file}; `mittari admin reset {metric}` lets the configuration decide again)\n"
+                    )
+                }
             }
             AdminCommand::Config { .. } => {
                 let config = client
@@ -1312,7 +1306,6 @@ impl BearerToken {
         let Some(token) = std::env::var_os(Self::VARIABLE) else {
             return Ok(BearerToken(None));
         };
-        let url = &with_scheme(url)?;
         if url.starts_with("http://") && !is_loopback_url(url) {
             bail!(
                 "{} would travel in clear text to {url}: use an https:// server URL (the server's [server.tls]), or unset {} to call without a token",

@@ -46,8 +46,6 @@ impl IpcLimits {
 /// What an IPC stream will need once decoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IpcSize {
-    /// Rows of all record batches.
-    pub rows: u64,
     /// Bytes the decoded batches and their conversion may allocate beyond the received
     /// bytes: decompressed buffers, plus eight bytes per value of every column (the copy that
     /// casting to the metric's types makes at most).
@@ -132,6 +130,7 @@ impl Checked {
 pub fn check(bytes: &[u8], limits: &IpcLimits) -> Result<Checked, IpcCheckError> {
     let malformed = |what: String| IpcCheckError::Malformed(what);
     let mut size = IpcSize::default();
+    let mut rows_in_all = 0u64;
     let mut lz4_frames = Vec::new();
     let mut lz4 = false;
     let mut at = 0usize;
@@ -217,8 +216,8 @@ pub fn check(bytes: &[u8], limits: &IpcLimits) -> Result<Checked, IpcCheckError>
         let rows = u64::try_from(batch.length())
             .map_err(|_| malformed(format!("message {index} has a negative row count")))?;
         if is_record_batch {
-            size.rows = size.rows.saturating_add(rows);
-            if size.rows > limits.max_rows {
+            rows_in_all = rows_in_all.saturating_add(rows);
+            if rows_in_all > limits.max_rows {
                 return Err(IpcCheckError::TooLarge(format!(
                     "arrow_ipc holds more than {} rows, the server's limit (server.max_rows); split the input into several requests",
                     limits.max_rows
