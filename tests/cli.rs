@@ -216,7 +216,126 @@ fn the_readme_examples_run() {
         let (status, stdout, stderr) = run_cli(&args, &repo_root(), &[]);
         assert!(status.success(), "{command}: {stderr}");
         assert!(stdout.contains(" over "), "{command}: {stdout}");
+        // The README passes no parameter that changes nothing.
+        assert!(!stdout.contains("parameter_ignored"), "{command}: {stdout}");
     }
+}
+
+/// A parameter given that changes nothing for the model asked for is a warning naming it and
+/// why, never silence; one that matters is not.
+#[test]
+fn parameters_that_change_nothing_are_warnings() {
+    let root = repo_root();
+    let warnings = |args: &[&str]| -> Vec<String> {
+        let mut all = vec![
+            "compute",
+            "clv",
+            "--input",
+            "examples/data/transactions.csv",
+            "--format",
+            "json",
+        ];
+        all.extend_from_slice(args);
+        let out: serde_json::Value = serde_json::from_str(&mittari(&root, &all)).unwrap();
+        out["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .map(|w| {
+                        format!(
+                            "{}: {}",
+                            w["code"].as_str().unwrap(),
+                            w["message"].as_str().unwrap()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let check = |args: &[&str], expect: &[&str]| {
+        let got = warnings(args);
+        let ignored: Vec<&String> = got
+            .iter()
+            .filter(|w| w.starts_with("parameter_ignored") || w.starts_with("clv_is_revenue"))
+            .collect();
+        assert_eq!(ignored.len(), expect.len(), "{args:?}: {got:#?}");
+        for (got, expect) in ignored.iter().zip(expect) {
+            assert!(got.contains(expect), "{args:?}: {got:?} lacks {expect:?}");
+        }
+    };
+    // The file has a margin column with every row filled: margin=0.3 fills in nothing.
+    check(
+        &[
+            "--param",
+            "model=simple",
+            "--param",
+            "margin=0.3",
+            "--param",
+            "lifespan=3",
+        ],
+        &[
+            "parameter_ignored: margin=0.3 has no effect here: every row has a value in the margin column",
+        ],
+    );
+    check(&["--param", "model=simple", "--param", "lifespan=3"], &[]);
+    check(
+        &["--param", "horizon=10", "--param", "lifespan=2"],
+        &[
+            "lifespan has no effect here: it applies to model simple, and this is model historic",
+            "horizon=10 has no effect here",
+        ],
+    );
+    check(
+        &[
+            "--param",
+            "model=retention",
+            "--param",
+            "retention=0.8",
+            "--param",
+            "annual_margin=100",
+            "--param",
+            "margin=0.5",
+        ],
+        &["margin=0.5 has no effect here: annual_margin is given"],
+    );
+    // Without a spend model the predictive models value nothing: margin and discounting do
+    // nothing; with one, the value is revenue unless margin is given, and it says so.
+    check(
+        &[
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "margin=0.3",
+            "--param",
+            "discount_rate=0.05",
+        ],
+        &[
+            "discount_rate=0.05 has no effect here: without spend_model=gamma_gamma",
+            "margin=0.3 has no effect here",
+        ],
+    );
+    check(
+        &[
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "spend_model=gamma_gamma",
+        ],
+        &[
+            "clv_is_revenue: clv and clv_total are revenue, not margin: model bgnbd values purchases at the margin parameter",
+        ],
+    );
+    check(
+        &[
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "spend_model=gamma_gamma",
+            "--param",
+            "margin=0.3",
+        ],
+        &[],
+    );
 }
 
 /// One bad-input case: metric, CSV, extra arguments, and fragments the error must contain.
@@ -1088,4 +1207,174 @@ fn a_missing_value_in_a_crlf_file_names_its_line() {
             "{ending:?}: {stderr}"
         );
     }
+}
+
+/// Fits that cannot identify their parameters are flagged with every reason, the parameters
+/// named, and each with its interval; fits that can are not. Three customers drive the BG/NBD
+/// and Pareto/NBD to a limit of the model (r and α growing together without bound, P(alive)
+/// = 1) where the fit used to report r = 19 446 749 as an estimate; Pareto/NBD used to take
+/// minutes there.
+#[test]
+fn fits_that_identify_nothing_are_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(repo_root().join("examples/data/transactions.csv")).unwrap();
+    let three: String = example
+        .lines()
+        .filter(|l| {
+            l.starts_with("customer_id,")
+                || ["c0001,", "c0002,", "c0003,"]
+                    .iter()
+                    .any(|c| l.starts_with(c))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let three = write(dir.path(), "three.csv", &three);
+    let warnings = |out: &serde_json::Value| -> Vec<(String, String)> {
+        out["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .map(|w| {
+                        (
+                            w["code"].as_str().unwrap().to_owned(),
+                            w["message"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (model, label, parameters) in [
+        ("bgnbd", "BG/NBD", "(r, alpha, a, b)"),
+        ("pareto_nbd", "Pareto/NBD", "(r, alpha, s, beta)"),
+    ] {
+        let out: serde_json::Value = serde_json::from_str(&mittari(
+            dir.path(),
+            &[
+                "compute",
+                "clv",
+                "--input",
+                &three,
+                "--param",
+                &format!("model={model}"),
+                "--format",
+                "json",
+            ],
+        ))
+        .unwrap();
+        let flagged: Vec<(String, String)> = warnings(&out)
+            .into_iter()
+            .filter(|(code, _)| code == "fit_not_identified")
+            .collect();
+        assert_eq!(flagged.len(), 1, "{model}: {out}");
+        let message = &flagged[0].1;
+        for fragment in [
+            format!("the {label} fit does not identify its parameters {parameters}"),
+            "3 customers are too few to estimate 4 parameters (at least 40 are needed)".to_owned(),
+            "reached the edge of the range the fit searches".to_owned(),
+            "read them as no finding".to_owned(),
+        ] {
+            assert!(
+                message.contains(&fragment),
+                "{model}: no {fragment:?} in {message}"
+            );
+        }
+        let r = out["results"]["r"].as_f64().unwrap();
+        assert!(
+            r <= 1.000_001e6,
+            "{model}: r = {r} is past the searched range"
+        );
+    }
+    // The terminal shows the warning before the tables, where it is read.
+    let text = mittari(
+        dir.path(),
+        &[
+            "compute",
+            "clv",
+            "--input",
+            &three,
+            "--param",
+            "model=bgnbd",
+        ],
+    );
+    let warning = text
+        .find("warning: the BG/NBD fit does not identify")
+        .expect(&text);
+    assert!(warning < text.find("customers:").unwrap(), "{text}");
+
+    // The example log identifies both fits: no warning, and intervals on the parameters.
+    let out: serde_json::Value = serde_json::from_str(&mittari(
+        &repo_root(),
+        &[
+            "compute",
+            "clv",
+            "--input",
+            "examples/data/transactions.csv",
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "spend_model=gamma_gamma",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert!(
+        warnings(&out)
+            .iter()
+            .all(|(code, _)| !code.ends_with("fit_not_identified")),
+        "{out}"
+    );
+    let r = &out["confidence_intervals"]["r"];
+    assert!(
+        r["lower"].as_f64().unwrap() < out["results"]["r"].as_f64().unwrap(),
+        "{r}"
+    );
+    assert_eq!(r["level"], 0.95);
+
+    // sBG: a cohort that keeps 60 % every period shows no heterogeneity to estimate.
+    let constant = write(
+        dir.path(),
+        "constant.csv",
+        "period,active\n0,100\n1,60\n2,36\n3,22\n",
+    );
+    let out: serde_json::Value = serde_json::from_str(&mittari(
+        dir.path(),
+        &[
+            "compute",
+            "retention_forecast",
+            "--input",
+            &constant,
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let flagged: Vec<String> = warnings(&out)
+        .into_iter()
+        .filter(|(code, _)| code == "fit_not_identified")
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(flagged.len(), 1, "{out}");
+    assert!(
+        flagged[0].contains("the standard error is larger than the estimate for alpha"),
+        "{}",
+        flagged[0]
+    );
+    let out: serde_json::Value = serde_json::from_str(&mittari(
+        &repo_root(),
+        &[
+            "compute",
+            "retention_forecast",
+            "--input",
+            "examples/data/cohorts.csv",
+            "--group-by",
+            "cohort",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert!(!out.to_string().contains("fit_not_identified"), "{out}");
 }

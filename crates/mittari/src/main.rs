@@ -295,6 +295,10 @@ enum Command {
         /// The result table --output writes; default: the metric's first.
         #[arg(long, value_name = "NAME", requires = "output")]
         output_table: Option<String>,
+        /// Print grouped tables at full width; by default a table wider than the terminal
+        /// is split into panels that fit, each repeating the group columns.
+        #[arg(long)]
+        wide: bool,
     },
     /// Write one self-contained HTML page with the numbers and charts of every metric the
     /// input's columns allow: retention cohorts and forecasts, CLV, NPS and CSAT by segment and
@@ -798,6 +802,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chunk_rows,
             output,
             output_table,
+            wide,
         } => {
             if let Some(path) = &output {
                 output::check_path(path)?;
@@ -892,7 +897,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let limit = written.as_deref().zip(printed_rows);
             match format {
-                Format::Table => print(&render::table(&response, limit)),
+                Format::Table => print(&render::table(
+                    &response,
+                    limit,
+                    (!wide).then(terminal_width).flatten(),
+                )),
                 Format::Json => print_with(|out| render::write_json(&response, out)),
                 Format::Csv => print(&render::csv(&response)),
             }
@@ -951,6 +960,26 @@ async fn serve(settings: Settings, overrides: Overrides, engine: Engine) -> anyh
     )
     .await?;
     Ok(())
+}
+
+/// The width to fit printed tables in: `COLUMNS` when set, else the terminal's when standard
+/// output is one; `None` (no limit) when writing to a file or a pipe.
+fn terminal_width() -> Option<usize> {
+    if let Some(columns) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0)
+    {
+        return Some(columns);
+    }
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(&stdout)
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&columns| columns > 0)
 }
 
 fn print(text: &str) -> anyhow::Result<ExitCode> {

@@ -358,7 +358,11 @@ fn warnings_text(out: &mut String, prefix: &str, warnings: &[pb::Warning]) {
 /// The report for a terminal. Result tables show their first [`TABLE_ROWS_SHOWN`] rows, or
 /// `limit`'s number for the table it names; a scalar `<name>_se` is shown as `± se` beside
 /// `<name>` rather than on its own line.
-pub(crate) fn table(response: &pb::ComputeResponse, limit: Option<(&str, usize)>) -> String {
+pub(crate) fn table(
+    response: &pb::ComputeResponse,
+    limit: Option<(&str, usize)>,
+    width: Option<usize>,
+) -> String {
     let mut out = format!("{} over {} rows\n", response.metric, response.rows);
     if let Some(results) = &response.results {
         let headers = ["output", "value", "unit", "interval"].map(String::from);
@@ -379,14 +383,17 @@ pub(crate) fn table(response: &pb::ComputeResponse, limit: Option<(&str, usize)>
             .iter()
             .filter(|s| !is_shown_beside(s))
             .map(|s| {
-                let interval = match standard_error(&s.name) {
-                    Some(se) => format!("± {} (standard error)", human(se)),
-                    None => interval_text(s),
+                let interval = match (standard_error(&s.name), interval_text(s)) {
+                    (Some(se), ci) if ci.is_empty() => format!("± {} (standard error)", human(se)),
+                    (Some(se), ci) => format!("{ci}, ± {} (standard error)", human(se)),
+                    (None, ci) => ci,
                 };
                 vec![s.name.clone(), scalar_text(s), s.unit.clone(), interval]
             })
             .collect();
         out.push_str(&aligned(&headers, &rows));
+        // Before the tables, which can be long: a warning is about the numbers above.
+        warnings_text(&mut out, "", &results.warnings);
         for t in &results.tables {
             let _ = writeln!(out, "\n{}:", t.name);
             let shown = match limit {
@@ -395,40 +402,162 @@ pub(crate) fn table(response: &pb::ComputeResponse, limit: Option<(&str, usize)>
             };
             out.push_str(&json_rows_table(t.table.as_ref(), shown));
         }
-        warnings_text(&mut out, "", &results.warnings);
     }
     if let Some(grouped) = &response.grouped {
-        let mut headers: Vec<String> = grouped.keys.iter().map(|k| k.name.clone()).collect();
-        headers.push("rows".into());
-        headers.extend(grouped.scalars.iter().map(|c| c.name.clone()));
-        let mut warnings = String::new();
-        let rows: Vec<Vec<String>> = group_views(grouped)
-            .map(|g| {
-                let mut row: Vec<String> = g
-                    .key
-                    .iter()
-                    .map(|(_, value)| match value {
-                        None => "(null)".to_owned(),
-                        v => value_text(v.as_ref()),
-                    })
-                    .collect();
-                row.push(g.rows.to_string());
-                row.extend(g.results.scalars.iter().map(scalar_text));
-                let key: Vec<String> = g
-                    .key
-                    .iter()
-                    .map(|(column, value)| format!("{column}={}", value_text(value.as_ref())))
-                    .collect();
-                warnings_text(
-                    &mut warnings,
-                    &format!(" [{}]", key.join(", ")),
-                    &g.results.warnings,
-                );
-                row
-            })
-            .collect();
+        out.push_str(&grouped_table(grouped, width));
+    }
+    out
+}
+
+/// A column of the grouped table: its name, unit (or interval level) line and cells.
+struct GroupedColumn {
+    name: String,
+    unit: String,
+    cells: Vec<String>,
+}
+
+/// `n` in superscript digits, for footnote marks.
+fn superscript(n: usize) -> String {
+    const DIGITS: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+    n.to_string()
+        .bytes()
+        .map(|b| DIGITS[usize::from(b - b'0')])
+        .collect()
+}
+
+/// One row per group: its key, its rows, each output with its unit on the line under the
+/// name and, where the output has intervals, an interval column beside it. An undefined value
+/// is `undefined` with a footnote mark, its reason once under the table. With a `width`, the
+/// outputs are split into panels no wider (each repeating the key columns), as R prints a wide
+/// data frame; the warnings follow.
+fn grouped_table(grouped: &pb::GroupedResults, width: Option<usize>) -> String {
+    let views: Vec<GroupView> = group_views(grouped).collect();
+    let mut keys: Vec<GroupedColumn> = grouped
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(k, key)| GroupedColumn {
+            name: key.name.clone(),
+            unit: String::new(),
+            cells: views
+                .iter()
+                .map(|g| match &g.key[k].1 {
+                    None => "(null)".to_owned(),
+                    v => value_text(v.as_ref()),
+                })
+                .collect(),
+        })
+        .collect();
+    keys.push(GroupedColumn {
+        name: "rows".into(),
+        unit: "count".into(),
+        cells: views.iter().map(|g| g.rows.to_string()).collect(),
+    });
+    // Footnotes: each distinct reason once, with the outputs it is given for, numbered in
+    // order of appearance.
+    let mut notes: Vec<(Vec<String>, String)> = Vec::new();
+    // Each output with its interval column, kept together when panels split.
+    let mut outputs: Vec<Vec<GroupedColumn>> = Vec::new();
+    for (c, column) in grouped.scalars.iter().enumerate() {
+        let mut cells = Vec::with_capacity(views.len());
+        let mut intervals = Vec::with_capacity(views.len());
+        let mut level = None;
+        for g in &views {
+            let scalar = &g.results.scalars[c];
+            cells.push(match scalar.value {
+                Some(value) => human(value),
+                None => {
+                    let reason = &scalar.undefined_reason;
+                    let n = match notes.iter().position(|(_, r)| r == reason) {
+                        Some(i) => i,
+                        None => {
+                            notes.push((Vec::new(), reason.clone()));
+                            notes.len() - 1
+                        }
+                    };
+                    if !notes[n].0.contains(&column.name) {
+                        notes[n].0.push(column.name.clone());
+                    }
+                    format!("undefined{}", superscript(n + 1))
+                }
+            });
+            intervals.push(match &scalar.confidence_interval {
+                Some(ci) if ci.level > 0.0 => {
+                    level.get_or_insert(ci.level);
+                    format!("[{}, {}]", human(ci.lower), human(ci.upper))
+                }
+                _ => String::new(),
+            });
+        }
+        let mut group = vec![GroupedColumn {
+            name: column.name.clone(),
+            unit: column.unit.clone(),
+            cells,
+        }];
+        if let Some(level) = level {
+            group.push(GroupedColumn {
+                name: format!("{} interval", column.name),
+                unit: format!("{}%", human(100.0 * level)),
+                cells: intervals,
+            });
+        }
+        outputs.push(group);
+    }
+    let column_width = |c: &GroupedColumn| {
+        c.cells
+            .iter()
+            .map(|s| s.chars().count())
+            .chain([c.name.chars().count(), c.unit.chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let span = |columns: &[&GroupedColumn]| -> usize {
+        columns.iter().map(|c| column_width(c) + 2).sum::<usize>()
+    };
+    // Panels of outputs, each within `width` beside the key columns (at least one output
+    // each, however wide).
+    let key_refs: Vec<&GroupedColumn> = keys.iter().collect();
+    let mut panels: Vec<Vec<&GroupedColumn>> = Vec::new();
+    let mut current: Vec<&GroupedColumn> = Vec::new();
+    for group in &outputs {
+        let refs: Vec<&GroupedColumn> = group.iter().collect();
+        let fits = width.is_none_or(|w| span(&key_refs) + span(&current) + span(&refs) <= w);
+        if !fits && !current.is_empty() {
+            panels.push(std::mem::take(&mut current));
+        }
+        current.extend(refs);
+    }
+    panels.push(current);
+    let mut out = String::new();
+    for (p, panel) in panels.iter().enumerate() {
+        if p > 0 {
+            out.push('\n');
+        }
+        let columns: Vec<&GroupedColumn> = key_refs.iter().chain(panel).copied().collect();
+        let headers: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let mut rows: Vec<Vec<String>> = vec![columns.iter().map(|c| c.unit.clone()).collect()];
+        rows.extend((0..views.len()).map(|g| columns.iter().map(|c| c.cells[g].clone()).collect()));
         out.push_str(&aligned(&headers, &rows));
-        out.push_str(&warnings);
+    }
+    for (n, (outputs, reason)) in notes.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{} {} undefined: {reason}",
+            superscript(n + 1),
+            outputs.join(", ")
+        );
+    }
+    for g in &views {
+        let key: Vec<String> = g
+            .key
+            .iter()
+            .map(|(column, value)| format!("{column}={}", value_text(value.as_ref())))
+            .collect();
+        warnings_text(
+            &mut out,
+            &format!(" [{}]", key.join(", ")),
+            &g.results.warnings,
+        );
     }
     out
 }
@@ -969,6 +1098,53 @@ mod tests {
             }],
             tables: Vec::new(),
         }
+    }
+
+    fn check_grouped_table(width: Option<usize>, expect: &str) {
+        let response = pb::ComputeResponse {
+            metric: "nps".to_owned(),
+            results: None,
+            grouped: Some(grouped()),
+            rows: 6,
+        };
+        assert_eq!(table(&response, None, width), expect);
+    }
+
+    #[test]
+    fn grouped_tables_keep_units_and_intervals_and_footnote_undefined_values() {
+        check_grouped_table(
+            None,
+            "nps over 6 rows\n\
+             region  rows   nps         nps interval  b\n\
+             \x20       count  points      95%\n\
+             a,b     2      40                        undefined²\n\
+             north   2      -12.5       [-30.25, 5]   0\n\
+             south   2      undefined¹                3\n\
+             ¹ nps undefined: no responses\n\
+             ² b undefined: no value\n\
+             warning [region=a,b]: only 2 (small_sample)\n\
+             warning [region=south]: only 2 (small_sample)\n",
+        );
+        // Narrower than the whole: the outputs go to panels that fit, each with the keys.
+        check_grouped_table(
+            Some(40),
+            "nps over 6 rows\n\
+             region  rows   nps         nps interval\n\
+             \x20       count  points      95%\n\
+             a,b     2      40\n\
+             north   2      -12.5       [-30.25, 5]\n\
+             south   2      undefined¹\n\
+             \n\
+             region  rows   b\n\
+             \x20       count\n\
+             a,b     2      undefined²\n\
+             north   2      0\n\
+             south   2      3\n\
+             ¹ nps undefined: no responses\n\
+             ² b undefined: no value\n\
+             warning [region=a,b]: only 2 (small_sample)\n\
+             warning [region=south]: only 2 (small_sample)\n",
+        );
     }
 
     fn check_csv(response: pb::ComputeResponse, expect: &str) {

@@ -16,6 +16,7 @@ pub mod bgnbd;
 pub mod gamma_gamma;
 mod hash;
 pub mod hyp2f1;
+pub mod identification;
 pub mod optimize;
 pub mod pareto_nbd;
 pub mod purchase;
@@ -26,5 +27,6 @@ pub mod special;
 pub mod testing;
 pub mod vmath;
 
+pub use identification::Support;
 pub use optimize::{Fit, FitError, LogLikelihood, fit};
 pub use purchase::{Histories, PurchaseModel};

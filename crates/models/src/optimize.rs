@@ -15,6 +15,12 @@ const STALL_GRADIENT_TOLERANCE: f64 = 1e-5;
 /// Iterations without a relative decrease above 1e-15 that count as a stall.
 const STALL_ITERATIONS: usize = 3;
 const MAX_ITERATIONS: usize = 1000;
+/// How far, in log space, a parameter may move from its start: a factor 10⁶ either way. The
+/// starts are scaled to the data, so a real estimate is far inside; a parameter that reaches
+/// the edge is running off to a limit of the model (a gamma or beta mixing distribution
+/// collapsing to a point, a rate going to zero), where the likelihood is flat and each
+/// evaluation of the series slows down. The fit stops there and says so ([`Fit::at_boundary`]).
+const LOG_RANGE: f64 = 13.815_510_557_964_274;
 
 /// A model's log-likelihood, generic over the number type so one implementation gives values
 /// and exact gradients.
@@ -90,6 +96,16 @@ pub struct Fit<const N: usize> {
     pub evaluations: usize,
     pub converged: bool,
     pub status: String,
+    /// Which parameters ended at the edge of the searched range (a factor 10⁶ from the start):
+    /// the data cannot pin them down, and they are reported as found there, not estimated.
+    pub at_boundary: [bool; N],
+}
+
+impl<const N: usize> Fit<N> {
+    /// Whether any parameter ended at the edge of the searched range.
+    pub fn reached_boundary(&self) -> bool {
+        self.at_boundary.iter().any(|&b| b)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -223,6 +239,15 @@ pub fn fit<const N: usize>(
         return Err(FitError::NoObservations);
     }
     let mut phi = start.map(f64::ln);
+    let lower = phi.map(|p| p - LOG_RANGE);
+    let upper = phi.map(|p| p + LOG_RANGE);
+    // A coordinate at an edge whose gradient pushes it further out is held there: it takes no
+    // part in the step or in the test for convergence (a projected gradient).
+    let held = |phi: &[f64; N], g: &[f64; N]| -> [bool; N] {
+        std::array::from_fn(|i| {
+            (phi[i] >= upper[i] && g[i] < 0.0) || (phi[i] <= lower[i] && g[i] > 0.0)
+        })
+    };
     let mut evaluations = 1;
     let mut point = objective(model, &phi, scale);
     if !point.is_finite() {
@@ -245,7 +270,8 @@ pub fn fit<const N: usize>(
         if cancelled() {
             return Err(FitError::Cancelled);
         }
-        let g = point.g;
+        let fixed = held(&phi, &point.g);
+        let g: [f64; N] = std::array::from_fn(|i| if fixed[i] { 0.0 } else { point.g[i] });
         if g.iter().all(|x| x.abs() < GRADIENT_TOLERANCE) {
             converged = true;
             status = "converged: gradient below tolerance".to_owned();
@@ -255,6 +281,9 @@ pub fn fit<const N: usize>(
         let newton = point.hessian.as_ref().and_then(|h| newton_direction(h, &g));
         let mut direction =
             newton.unwrap_or_else(|| std::array::from_fn(|i| -dot(&inverse[i], &g)));
+        (0..N)
+            .filter(|&i| fixed[i])
+            .for_each(|i| direction[i] = 0.0);
         if dot(&direction, &g) >= 0.0 {
             // Not a descent direction: restart from steepest descent.
             inverse = identity();
@@ -274,10 +303,13 @@ pub fn fit<const N: usize>(
             if (step * slope).abs() < 1e-15 * point.f.abs() {
                 break;
             }
-            let candidate: [f64; N] = std::array::from_fn(|i| phi[i] + step * direction[i]);
+            let candidate: [f64; N] =
+                std::array::from_fn(|i| (phi[i] + step * direction[i]).clamp(lower[i], upper[i]));
             evaluations += 1;
             let next = objective(model, &candidate, scale);
-            if next.is_finite() && next.f <= point.f + 1e-4 * step * slope {
+            // The decrease expected of the step actually taken, which an edge may have shortened.
+            let moved: [f64; N] = std::array::from_fn(|i| candidate[i] - phi[i]);
+            if next.is_finite() && next.f <= point.f + 1e-4 * dot(&moved, &g) {
                 accepted = Some((candidate, next));
                 break;
             }
@@ -295,7 +327,7 @@ pub fn fit<const N: usize>(
             break;
         };
         let s: [f64; N] = std::array::from_fn(|i| next_phi[i] - phi[i]);
-        let y: [f64; N] = std::array::from_fn(|i| next.g[i] - g[i]);
+        let y: [f64; N] = std::array::from_fn(|i| next.g[i] - point.g[i]);
         let sy = dot(&s, &y);
         if sy > 1e-12 {
             // BFGS update of the inverse Hessian.
@@ -316,7 +348,10 @@ pub fn fit<const N: usize>(
         phi = next_phi;
         point = next;
         if stalled >= STALL_ITERATIONS {
-            let largest = point.g.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let fixed = held(&phi, &point.g);
+            let largest = (0..N)
+                .filter(|&i| !fixed[i])
+                .fold(0.0f64, |m, i| m.max(point.g[i].abs()));
             converged = largest < STALL_GRADIENT_TOLERANCE;
             status = if converged {
                 "converged: the likelihood stopped improving at machine precision".to_owned()
@@ -329,6 +364,7 @@ pub fn fit<const N: usize>(
         }
     }
     let params = phi.map(f64::exp);
+    let at_boundary = std::array::from_fn(|i| phi[i] <= lower[i] || phi[i] >= upper[i]);
     let standard_errors = match point.natural_hessian {
         Some(hessian) => errors_from_hessian(hessian),
         None => standard_errors(model, &params),
@@ -341,6 +377,7 @@ pub fn fit<const N: usize>(
         evaluations,
         converged,
         status,
+        at_boundary,
     })
 }
 
@@ -440,6 +477,26 @@ mod tests {
         fn observations(&self) -> f64 {
             self.n
         }
+    }
+
+    /// Draws that are all equal: the gamma's MLE is at k → ∞ (no spread), with λ = k / 2.
+    /// The fit must stop at the edge of its range, say so, and keep the mean right.
+    #[test]
+    fn a_maximum_at_infinity_stops_at_the_edge() {
+        let model = Gamma {
+            n: 100.0,
+            sum: 200.0,
+            sum_ln: 100.0 * 2f64.ln(),
+        };
+        let fit = fit(&model, [1.0, 1.0], &AtomicBool::new(false)).unwrap();
+        assert!(fit.at_boundary[0], "{fit:?}");
+        assert!(fit.reached_boundary());
+        assert!((fit.params[0] - 1e6).abs() < 1e-3, "{fit:?}");
+        assert!(
+            (fit.params[0] / fit.params[1] - 2.0).abs() < 1e-3,
+            "{fit:?}"
+        );
+        assert!(fit.iterations < 100, "{fit:?}");
     }
 
     #[test]

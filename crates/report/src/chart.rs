@@ -438,27 +438,49 @@ pub(crate) fn intervals(
     })
 }
 
-/// Cells coloured by value (viridis) over two categorical axes, with a colour scale; `None`
-/// cells (not observed, or impossible) stay blank.
+/// Values whose spread is below this share of their magnitude are one colour: a scale
+/// stretched over less would show rounding as a finding (every tick reading "1.00").
+const LEAST_COLOURED_SPREAD: f64 = 0.01;
+
+/// The values the colour scale runs between: `domain` when the quantity has a natural range
+/// (a probability, a percentage), else the data's, but never narrower than
+/// [`LEAST_COLOURED_SPREAD`] of their magnitude.
+fn colour_domain(
+    values: impl Iterator<Item = f64> + Clone,
+    domain: Option<(f64, f64)>,
+) -> (f64, f64) {
+    if let Some(domain) = domain {
+        return domain;
+    }
+    let (low, high) = (
+        values.clone().fold(f64::INFINITY, f64::min),
+        values.clone().fold(f64::NEG_INFINITY, f64::max),
+    );
+    if !low.is_finite() || !high.is_finite() {
+        let range = padded_range(values, None);
+        return (range.start, range.end);
+    }
+    let least = LEAST_COLOURED_SPREAD * low.abs().max(high.abs()).max(1e-9);
+    if high - low >= least {
+        (low, high)
+    } else {
+        let middle = (low + high) / 2.0;
+        (middle - least / 2.0, middle + least / 2.0)
+    }
+}
+
+/// Cells coloured by value (viridis) over two categorical axes, with a colour scale running
+/// over `domain` (or the values'); `None` cells (not observed, or impossible) stay blank.
 pub(crate) fn heatmap(
     name: &str,
     axes: (&str, &str),
     x_labels: &[String],
     y_labels: &[String],
     cells: &[Vec<Option<f64>>],
-    value_desc: &str,
+    (value_desc, domain): (&str, Option<(f64, f64)>),
 ) -> Result<String> {
     let values = || cells.iter().flatten().flatten().copied();
-    let (low, high) = (
-        values().fold(f64::INFINITY, f64::min),
-        values().fold(f64::NEG_INFINITY, f64::max),
-    );
-    let (low, high) = if low.is_finite() && high > low {
-        (low, high)
-    } else {
-        let range = padded_range(values(), None);
-        (range.start, range.end)
-    };
+    let (low, high) = colour_domain(values(), domain);
     let (nx, ny) = (x_labels.len(), y_labels.len());
     // Row 0 at the top, as a table reads.
     let reversed: Vec<String> = y_labels.iter().rev().cloned().collect();
@@ -639,6 +661,22 @@ mod tests {
     }
 
     #[test]
+    fn colour_scales_never_stretch_over_rounding() {
+        let check = |values: &[f64], domain, expect: (f64, f64)| {
+            let (low, high) = colour_domain(values.iter().copied(), domain);
+            assert!(
+                (low - expect.0).abs() < 1e-12 && (high - expect.1).abs() < 1e-12,
+                "{values:?}: ({low}, {high}), expected {expect:?}"
+            );
+        };
+        // P(alive) of a degenerate fit: all but 1, differing in the fifth decimal.
+        check(&[0.99991, 0.99999, 1.0], Some((0.0, 1.0)), (0.0, 1.0));
+        check(&[0.99991, 0.99999, 1.0], None, (0.994955, 1.004955));
+        check(&[2.0, 5.0], None, (2.0, 5.0));
+        check(&[-3.0, -3.0], None, (-3.015, -2.985));
+    }
+
+    #[test]
     fn every_kind_of_chart_draws_marks() {
         let categories: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let drawn = [
@@ -656,7 +694,7 @@ mod tests {
                 &categories,
                 &categories,
                 &vec![vec![Some(1.0), None, Some(2.0)]; 3],
-                "value",
+                ("value", None),
             ),
             lines(
                 "lines",

@@ -109,11 +109,23 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             }
         ),
     );
-    section.headline(
-        &format!("lifetime value of all customers ({card})"),
-        table::scalar(&results, "clv_total"),
-        "currency",
-    );
+    for warning in &results.warnings {
+        section.warn(&warning.message);
+    }
+    // A fit that does not identify its parameters gives numbers but no finding: its table
+    // is shown with the warning, and nothing that follows from it is drawn or put among the
+    // key figures. The purchase model's predictions stand without the spend model; values
+    // need both.
+    let warned = |code: &str| results.warnings.iter().any(|w| w.code == code);
+    let identified = !warned("fit_not_identified");
+    let valued = identified && !warned("spend_fit_not_identified");
+    if valued {
+        section.headline(
+            &format!("lifetime value of all customers ({card})"),
+            table::scalar(&results, "clv_total"),
+            "currency",
+        );
+    }
     section.numbers(Numbers::outputs(
         match cx.user_param("holdout_start") {
             Some(start) => format!(
@@ -143,7 +155,10 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             "gamma",
         ],
     ));
-    if let Some(customers) = customers {
+    if !identified {
+        return Ok(vec![section]);
+    }
+    if let Some(customers) = customers.filter(|_| valued) {
         section.numbers(top_customers(customers));
     }
     if let (Some(model), Some(customers)) = (&model, customers) {
@@ -166,6 +181,9 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
                 section.chart(tracking_chart(&tracking, unit, holdout_start)?);
             }
         }
+    }
+    if !valued {
+        return Ok(vec![section]);
     }
     if let Some(customers) = customers {
         let values: Vec<f64> = table::numbers(customers, "clv")
@@ -382,7 +400,7 @@ fn matrices(
                 &x_labels,
                 &y_labels,
                 &alive,
-                "P(alive)",
+                ("P(alive)", Some((0.0, 1.0))),
             )?,
             id: "clv-p-alive".into(),
             title: "Probability a customer is still active".into(),
@@ -400,7 +418,7 @@ fn matrices(
                 &x_labels,
                 &y_labels,
                 &expected,
-                "purchases",
+                ("purchases", None),
             )?,
             id: "clv-expected-purchases".into(),
             title: format!("Expected purchases in the next {horizon} {unit}s"),

@@ -15,6 +15,8 @@ pub struct Section {
     pub lead: String,
     /// The section's key figures for the top of the page: (what, value).
     pub headline: Vec<(String, String)>,
+    /// The metric's warnings, in words, shown under the lead before any number.
+    pub warnings: Vec<String>,
     /// Tables and charts in page order, each table before the chart drawn from it.
     pub blocks: Vec<Block>,
 }
@@ -33,6 +35,7 @@ impl Section {
             title: title.to_owned(),
             lead: lead.into(),
             headline: Vec::new(),
+            warnings: Vec::new(),
             blocks: Vec::new(),
         }
     }
@@ -49,6 +52,11 @@ impl Section {
             .extend(numbers.into_iter().map(Block::Numbers));
         section.blocks.extend(charts.into_iter().map(Block::Chart));
         section
+    }
+
+    /// A warning a reader must see before the numbers.
+    pub(crate) fn warn(&mut self, message: impl Into<String>) {
+        self.warnings.push(message.into());
     }
 
     pub(crate) fn numbers(&mut self, numbers: Numbers) {
@@ -85,28 +93,56 @@ pub struct Numbers {
 
 impl Numbers {
     /// Scalar outputs `names` of `results` with their meaning from the descriptor; outputs
-    /// the results lack are left out, undefined ones say why.
+    /// the results lack are left out, undefined ones say why. A column of intervals is added
+    /// when any of them has one.
     pub(crate) fn outputs(
         caption: impl Into<String>,
         descriptor: &mittari_engine::MetricDescriptor,
         results: &mittari_engine::MetricResults,
         names: &[&str],
     ) -> Numbers {
-        let rows = names
+        let shown: Vec<(&mittari_engine::ResultScalar, &mittari_engine::OutputSpec)> = names
             .iter()
             .filter_map(|name| {
                 let scalar = results.scalars.iter().find(|s| s.name == *name)?;
-                let spec = descriptor.output_spec(name)?;
-                let value = match (&scalar.value, &scalar.undefined_reason) {
-                    (None, Some(reason)) => format!("undefined: {reason}"),
-                    _ => format_value(scalar.value, &spec.unit),
-                };
-                Some(vec![(*name).to_owned(), value, spec.description.clone()])
+                Some((scalar, descriptor.output_spec(name)?))
             })
             .collect();
+        let intervals = shown.iter().any(|(s, _)| s.confidence_interval.is_some());
+        let rows =
+            shown
+                .iter()
+                .map(|(scalar, spec)| {
+                    let value = match (&scalar.value, &scalar.undefined_reason) {
+                        (None, Some(reason)) => format!("undefined: {reason}"),
+                        _ => format_value(scalar.value, &spec.unit),
+                    };
+                    let mut row = vec![scalar.name.clone(), value];
+                    if intervals {
+                        row.push(scalar.confidence_interval.as_ref().map_or_else(
+                            String::new,
+                            |ci| {
+                                format!(
+                                    "{} % interval {} to {}",
+                                    grouped(100.0 * ci.level, 0),
+                                    format_value(Some(ci.lower), &spec.unit),
+                                    format_value(Some(ci.upper), &spec.unit)
+                                )
+                            },
+                        ));
+                    }
+                    row.push(spec.description.clone());
+                    row
+                })
+                .collect();
+        let mut header = vec!["output".to_owned(), "value".to_owned()];
+        if intervals {
+            header.push("interval".to_owned());
+        }
+        header.push("meaning".to_owned());
         Numbers {
             caption: caption.into(),
-            header: vec!["output".into(), "value".into(), "meaning".into()],
+            header,
             rows,
         }
     }
@@ -194,6 +230,8 @@ figure.chart h3 { font-size: 17px; margin: 0 0 6px; }
 figure.chart svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { max-width: 760px; font-size: 14px; }
 .notes li { margin-bottom: 4px; }
+.warning { max-width: 820px; border-left: 4px solid #d55e00; background: #fdf3ec;
+  padding: 8px 12px; margin: 10px 0; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 12px 0 8px; }
 .card { display: flex; flex-direction: column; min-width: 150px; padding: 10px 14px;
   border: 1px solid #d8dde3; border-radius: 6px; color: inherit; text-decoration: none; }
@@ -238,6 +276,13 @@ pub(crate) fn html(report: &Report) -> String {
             escape(&section.title),
             escape(&section.lead)
         );
+        for warning in &section.warnings {
+            let _ = writeln!(
+                out,
+                "<p class=\"warning\" role=\"note\"><strong>Warning:</strong> {}</p>",
+                escape(warning)
+            );
+        }
         for block in &section.blocks {
             let chart = match block {
                 Block::Numbers(numbers) => {

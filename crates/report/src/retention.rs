@@ -110,8 +110,12 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         section.chart(survival_curves("retention-curves", &cohorts, &kind)?);
         match sbg_fits(cx, &cohorts)? {
             Ok(Some(fits)) => {
+                let (drawn, warnings) = identified_fits(&fits);
+                warnings.into_iter().for_each(|w| section.warn(w));
                 section.numbers(fit_numbers(&fits));
-                section.chart(fit_chart("retention-sbg", &fits, &kind)?);
+                if !drawn.is_empty() {
+                    section.chart(fit_chart("retention-sbg", &drawn, &kind)?);
+                }
             }
             Ok(None) => {}
             Err(reason) => section.lead.push_str(&format!(
@@ -220,7 +224,7 @@ fn survival_heatmap(id: &str, cohorts: &[Cohort], kind: &str) -> Result<Chart, S
             &ages,
             &labels,
             &cells,
-            "active (%)",
+            ("active (%)", Some((0.0, 100.0))),
         )?,
         id: id.to_owned(),
         title: "Survival by cohort".into(),
@@ -347,6 +351,28 @@ struct Fit {
     fitted: Vec<(f64, f64)>,
     last_observed: f64,
     numbers: Vec<Option<f64>>,
+    /// Why the fit does not identify its parameters, when it does not: it is then listed,
+    /// marked, and neither drawn nor projected as a finding.
+    not_identified: Option<String>,
+}
+
+const NOT_IDENTIFIED: &str = "fit_not_identified";
+
+/// The fits a chart may draw, and a warning for each fit it must not.
+fn identified_fits(fits: &[Fit]) -> (Vec<Fit>, Vec<String>) {
+    let warnings = fits
+        .iter()
+        .filter_map(|f| {
+            let reason = f.not_identified.as_ref()?;
+            Some(format!("cohort {}: {reason}", f.label))
+        })
+        .collect();
+    let drawn = fits
+        .iter()
+        .filter(|f| f.not_identified.is_none())
+        .cloned()
+        .collect();
+    (drawn, warnings)
 }
 
 const FIT_OUTPUTS: [(&str, &str); 5] = [
@@ -411,6 +437,13 @@ fn sbg_fits(
 /// The fits of `retention_forecast` results grouped by cohort.
 fn fits_of(grouped: &GroupedResults) -> Vec<Fit> {
     let labels = table::group_labels(grouped);
+    let not_identified = |g: usize| {
+        grouped
+            .warnings
+            .iter()
+            .find(|w| w.warning.code == NOT_IDENTIFIED && w.groups.contains(&(g as u32)))
+            .map(|w| w.warning.message.clone())
+    };
     let values: Vec<Vec<Option<f64>>> = FIT_OUTPUTS
         .iter()
         .map(|(name, _)| table::group_values(grouped, name))
@@ -442,6 +475,7 @@ fn fits_of(grouped: &GroupedResults) -> Vec<Fit> {
                 observed,
                 last_observed,
                 numbers: values.iter().map(|v| v[g]).collect(),
+                not_identified: not_identified(g),
             })
         })
         .collect()
@@ -490,10 +524,11 @@ fn fit_numbers(fits: &[Fit]) -> Numbers {
         rows: fits
             .iter()
             .map(|fit| {
-                let mut row = vec![
-                    fit.label.clone(),
-                    format_value(Some(fit.last_observed), "count"),
-                ];
+                let label = match fit.not_identified {
+                    Some(_) => format!("{} (not identified, see the warning)", fit.label),
+                    None => fit.label.clone(),
+                };
+                let mut row = vec![label, format_value(Some(fit.last_observed), "count")];
                 row.extend(
                     FIT_OUTPUTS
                         .iter()
@@ -537,15 +572,18 @@ pub(crate) fn forecast(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             }
         })
         .collect();
-    let shown: Vec<Fit> = spread(&fits, MAX_CURVES);
+    let (drawn, warnings) = identified_fits(&fits);
+    let shown: Vec<Fit> = spread(&drawn, MAX_CURVES);
     let mut charts = vec![survival_heatmap("forecast-cohorts", &cohorts, "period")?];
-    charts.push(fit_chart("forecast-sbg", &shown, "period")?);
+    if !shown.is_empty() {
+        charts.push(fit_chart("forecast-sbg", &shown, "period")?);
+    }
     let fitted_to = if group_by.is_empty() {
         "the cohort".to_owned()
     } else {
         format!("each {} separately", group_by.join(" and "))
     };
-    let section = Section::of(
+    let mut section = Section::of(
         (
             "retention-forecast",
             "Retention forecast",
@@ -560,6 +598,7 @@ pub(crate) fn forecast(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         vec![fit_numbers(&fits)],
         charts,
     );
+    warnings.into_iter().for_each(|w| section.warn(w));
     Ok(vec![section])
 }
 
@@ -590,6 +629,11 @@ fn fits_of_one(results: &MetricResults) -> Vec<Fit> {
             .iter()
             .map(|(name, _)| table::scalar(results, name))
             .collect(),
+        not_identified: results
+            .warnings
+            .iter()
+            .find(|w| w.code == NOT_IDENTIFIED)
+            .map(|w| w.message.clone()),
     }]
 }
 

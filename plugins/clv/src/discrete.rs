@@ -8,7 +8,11 @@ use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array};
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
 
-use crate::predictive::{check_converged, curve_table, fit_error, rank, with_errors};
+use crate::predictive::{
+    CUSTOMERS_PER_PARAMETER, REPEATERS_PER_PARAMETER, check_converged, curve_table, fit_error,
+    rank, with_errors,
+};
+use mittari_models::Support;
 
 /// Opportunities a history may span: the likelihood sums over each one after the last
 /// transaction, so this bounds the work per customer.
@@ -203,13 +207,26 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .map(|&n| model.population_expected_transactions(n))
         .collect();
     let curve = curve_table(points, curve, customers)?;
-    Ok(
-        with_errors(Output::new(), ["alpha", "beta", "gamma", "delta"], &fit)
-            .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
-            .scalar(Scalar::new("iterations", fit.iterations as f64))
-            .scalar(Scalar::new("customers", customers))
-            .scalar(Scalar::new("expected_purchases", total))
-            .table("customers", table)
-            .table("purchase_curve", curve),
+    let repeat_buyers: f64 = rows.iter().filter(|r| r.x > 0.0).map(|r| r.weight).sum();
+    let support = [
+        Support::per_parameter("customers", customers, CUSTOMERS_PER_PARAMETER, 4),
+        Support::per_parameter(
+            "customers with a transaction",
+            repeat_buyers,
+            REPEATERS_PER_PARAMETER,
+            4,
+        ),
+    ];
+    Ok(with_errors(
+        Output::new(),
+        ("BG/BB", ["alpha", "beta", "gamma", "delta"]),
+        &fit,
+        &support,
     )
+    .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
+    .scalar(Scalar::new("iterations", fit.iterations as f64))
+    .scalar(Scalar::new("customers", customers))
+    .scalar(Scalar::new("expected_purchases", total))
+    .table("customers", table)
+    .table("purchase_curve", curve))
 }

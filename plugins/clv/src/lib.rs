@@ -161,12 +161,147 @@ impl Metric for Clv {
     }
 
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
-        match params.str("model")? {
+        let model = params.str("model")?;
+        let output = match model {
             "bgnbd" | "mbgnbd" | "pareto_nbd" => predictive::compute(input, params),
             "bgbb" => discrete::compute(input, params),
             _ => descriptive::compute(input, params),
-        }
+        }?;
+        let output = ignored_parameters(model, input, params)?.into_iter().fold(
+            output,
+            |output, (name, why)| {
+                output.warning(
+                    "parameter_ignored",
+                    format!("{name} has no effect here: {why}"),
+                )
+            },
+        );
+        Ok(match clv_is_revenue(model, params)? {
+            Some(message) => output.warning("clv_is_revenue", message),
+            None => output,
+        })
     }
+}
+
+/// Whether a parameter was given: an optional one is present; one with a default differs from
+/// it (the host fills defaults in, so a default given explicitly cannot be told apart, and
+/// changes nothing anyway).
+fn given(params: &Params, name: &str) -> Result<Option<String>, MetricError> {
+    Ok(match name {
+        "margin" => Some(params.f64("margin")?)
+            .filter(|m| *m != 1.0)
+            .map(|m| format!("margin={m}")),
+        "discount_rate" => Some(params.f64("discount_rate")?)
+            .filter(|d| *d != 0.1)
+            .map(|d| format!("discount_rate={d}")),
+        "horizon" => Some(params.f64("horizon")?)
+            .filter(|h| *h != 52.0)
+            .map(|h| format!("horizon={h}")),
+        "spend_model" => Some(params.str("spend_model")?)
+            .filter(|s| *s != "none")
+            .map(|s| format!("spend_model={s}")),
+        "time_unit" => Some(params.str("time_unit")?)
+            .filter(|u| *u != "week")
+            .map(|u| format!("time_unit={u}")),
+        "top" => Some(params.i64("top")?)
+            .filter(|t| *t != 0)
+            .map(|t| format!("top={t}")),
+        other => params.get(other).map(|_| other.to_owned()),
+    })
+}
+
+/// The parameters given that change nothing for `model` on this input, each with why: a
+/// parameter that silently does nothing misleads more than one that is refused.
+fn ignored_parameters(
+    model: &str,
+    input: &Input<'_>,
+    params: &Params,
+) -> Result<Vec<(String, String)>, MetricError> {
+    let predictive = matches!(model, "bgnbd" | "mbgnbd" | "pareto_nbd");
+    let valued = predictive && params.str("spend_model")? != "none";
+    let mut ignored = Vec::new();
+    let mut unless = |name: &str, applies: bool, why: String| -> Result<(), MetricError> {
+        if !applies && let Some(shown) = given(params, name)? {
+            ignored.push((shown, why));
+        }
+        Ok(())
+    };
+    let only = |models: &str| format!("it applies to model {models}, and this is model {model}");
+    unless("lifespan", model == "simple", only("simple"))?;
+    unless("retention", model == "retention", only("retention"))?;
+    unless("annual_margin", model == "retention", only("retention"))?;
+    unless(
+        "spend_model",
+        predictive,
+        only("bgnbd, mbgnbd or pareto_nbd"),
+    )?;
+    unless("time_unit", predictive, only("bgnbd, mbgnbd or pareto_nbd"))?;
+    unless(
+        "holdout_start",
+        predictive,
+        only("bgnbd, mbgnbd or pareto_nbd"),
+    )?;
+    unless(
+        "observation_end",
+        predictive,
+        only("bgnbd, mbgnbd or pareto_nbd"),
+    )?;
+    unless(
+        "horizon",
+        predictive || model == "bgbb",
+        only("bgnbd, mbgnbd, pareto_nbd or bgbb"),
+    )?;
+    unless(
+        "top",
+        predictive || matches!(model, "historic" | "bgbb"),
+        format!("model {model} has no customers table"),
+    )?;
+    unless(
+        "discount_rate",
+        valued || model == "retention",
+        if predictive {
+            "without spend_model=gamma_gamma no value is computed to discount".to_owned()
+        } else {
+            only("retention, or a predictive model with spend_model=gamma_gamma")
+        },
+    )?;
+    let full_margin_column = input
+        .optional_double("margin")?
+        .is_some_and(|m| mittari_sdk::arrow_array::Array::null_count(m) == 0);
+    let margin_applies = match model {
+        "bgbb" => false,
+        "retention" => params.get("annual_margin").is_none() && !full_margin_column,
+        "historic" | "simple" => !full_margin_column,
+        _ => valued,
+    };
+    let margin_why = match model {
+        "bgbb" => "model bgbb predicts transactions, not value".to_owned(),
+        "retention" if params.get("annual_margin").is_some() => {
+            "annual_margin is given, so the transactions' margins are not used".to_owned()
+        }
+        "historic" | "simple" | "retention" => {
+            "every row has a value in the margin column, and margin only fills in rows without one"
+                .to_owned()
+        }
+        _ => "without spend_model=gamma_gamma no value is computed".to_owned(),
+    };
+    unless("margin", margin_applies, margin_why)?;
+    Ok(ignored)
+}
+
+/// The predictive models value purchases at the margin parameter for every customer and do
+/// not read a margin column (per-transaction margins are not part of the RFM summary they fit,
+/// nor of the summary a database computes for them). At the default margin of 1 their values
+/// are revenue: say so with the values, whatever the input's columns, or a reader takes
+/// revenue for margin.
+fn clv_is_revenue(model: &str, params: &Params) -> Result<Option<String>, MetricError> {
+    let predictive = matches!(model, "bgnbd" | "mbgnbd" | "pareto_nbd");
+    if !predictive || params.str("spend_model")? == "none" || params.f64("margin")? != 1.0 {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "clv and clv_total are revenue, not margin: model {model} values purchases at the margin parameter (1 by default) and does not read a margin column; pass --param margin=F to value them at a margin rate F"
+    )))
 }
 
 mittari_sdk::export_plugin!(Clv);
@@ -198,6 +333,9 @@ const DESCRIPTION: &str = concat!(
     "donations, renewals); input one row per customer or group with frequency (transactions), ",
     "recency (the opportunity of the last one, 0 without any), n_periods (opportunities ",
     "observed) and optional weight; horizon is then a number of future opportunities. Fit ",
-    "parameters are reported under the papers' names with standard errors from the Hessian; a ",
-    "fit that does not converge is an error.",
+    "parameters are reported under the papers' names with standard errors from the Hessian and ",
+    "95% intervals; a fit that does not converge is an error, and one that does not identify its ",
+    "parameters (too few customers, a parameter at the edge of its range, standard errors ",
+    "larger than the estimates) is flagged with the warning fit_not_identified. A parameter ",
+    "that changes nothing for the model asked for is a warning, parameter_ignored.",
 );

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use mittari_models::bgnbd::{self, Variant};
 use mittari_models::gamma_gamma::{self, GammaGamma};
+use mittari_models::identification::{self, Support};
 use mittari_models::rfm::{self, TimeUnit};
 use mittari_models::{Fit, FitError, Histories, PurchaseModel, pareto_nbd};
 use mittari_sdk::arrow_array::builder::StringBuilder;
@@ -18,6 +19,11 @@ const DAYS_PER_YEAR: f64 = 365.25;
 const DAYS_PER_MONTH: f64 = DAYS_PER_YEAR / 12.0;
 /// |correlation| of frequency and spend above which the Gamma-Gamma assumption is doubtful.
 const CORRELATION_WARNING: f64 = 0.3;
+/// Customers per parameter a fit needs before its parameters can be taken as estimates, and
+/// repeat buyers per parameter: a rule of thumb (ten events per parameter, as for regression
+/// models), documented in docs/models.md; the standard errors catch what it lets through.
+pub(crate) const CUSTOMERS_PER_PARAMETER: f64 = 10.0;
+pub(crate) const REPEATERS_PER_PARAMETER: f64 = 5.0;
 /// Points of the purchase curve at most.
 const CURVE_POINTS: f64 = 200.0;
 
@@ -246,6 +252,7 @@ struct PurchaseFit {
     model: Box<dyn PurchaseModel>,
     fit: Fit<4>,
     names: [&'static str; 4],
+    label: &'static str,
 }
 
 fn fit_purchases(
@@ -281,7 +288,12 @@ fn fit_purchases(
         }
     };
     check_converged(label, &fit)?;
-    Ok(PurchaseFit { model, fit, names })
+    Ok(PurchaseFit {
+        model,
+        fit,
+        names,
+        label,
+    })
 }
 
 pub(crate) fn fit_error(model: &str, error: FitError) -> MetricError {
@@ -293,11 +305,14 @@ pub(crate) fn fit_error(model: &str, error: FitError) -> MetricError {
     }
 }
 
+/// Refuses a fit that stopped short of a maximum inside the parameter space. A fit that stopped
+/// at the edge of the range it searches is kept: it is the model's limiting case, and
+/// [`with_errors`] flags it as not identified rather than hiding it behind an error.
 pub(crate) fn check_converged<const N: usize>(
     model: &str,
     fit: &Fit<N>,
 ) -> Result<(), MetricError> {
-    if fit.converged {
+    if fit.converged || fit.reached_boundary() {
         Ok(())
     } else {
         Err(MetricError::invalid_input(format!(
@@ -307,13 +322,28 @@ pub(crate) fn check_converged<const N: usize>(
     }
 }
 
+/// z of a two-sided 95 % interval.
+const Z_95: f64 = 1.959_963_984_540_054;
+
+/// The fit's parameters, each with its 95 % Wald interval on the log scale, and their standard
+/// errors; with a `fit_not_identified` warning (`spend_fit_not_identified` for Gamma-Gamma)
+/// naming the parameters and every reason when the data do not determine them (`support`:
+/// how much data of each kind the fit had).
 pub(crate) fn with_errors<const N: usize>(
     mut output: Output,
-    names: [&str; N],
+    (model, names): (&str, [&str; N]),
     fit: &Fit<N>,
+    support: &[Support],
 ) -> Output {
     for (i, name) in names.iter().enumerate() {
-        output = output.scalar(Scalar::new(name, fit.params[i]));
+        let estimate = Scalar::new(name, fit.params[i]);
+        let interval = fit
+            .standard_errors
+            .and_then(|se| identification::log_wald_interval(fit.params[i], se[i], Z_95));
+        output = output.scalar(match interval {
+            Some((lower, upper)) => estimate.with_interval(lower, upper, 0.95),
+            None => estimate,
+        });
     }
     for (i, name) in names.iter().enumerate() {
         let se_name = format!("{name}_se");
@@ -325,7 +355,17 @@ pub(crate) fn with_errors<const N: usize>(
             ),
         });
     }
-    output
+    // The spend model's warning has a code of its own: the purchase predictions stand
+    // without it, the values do not.
+    let code = if model == "Gamma-Gamma" {
+        "spend_fit_not_identified"
+    } else {
+        "fit_not_identified"
+    };
+    match identification::message(model, fit, names, support) {
+        Some(message) => output.warning(code, message),
+        None => output,
+    }
 }
 
 /// The purchase model's predictions for one distinct history.
@@ -425,8 +465,12 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             "gamma_gamma needs monetary values: a transaction log, or a monetary_value column in the summary",
         ));
     }
-    let PurchaseFit { model, fit, names } =
-        fit_purchases(params.str("model")?, &histories, input.cancellation())?;
+    let PurchaseFit {
+        model,
+        fit,
+        names,
+        label,
+    } = fit_purchases(params.str("model")?, &histories, input.cancellation())?;
     let model = model.as_ref();
 
     let spend = match spend_model {
@@ -441,7 +485,13 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                     other => MetricError::invalid_input(other.to_string()),
                 })?;
             check_converged("Gamma-Gamma", &gg_fit)?;
-            Some((gg, gg_fit, gamma_gamma::frequency_value_correlation(&spend)))
+            let repeat_buyers: f64 = spend.weight.iter().sum();
+            Some((
+                gg,
+                gg_fit,
+                gamma_gamma::frequency_value_correlation(&spend),
+                repeat_buyers,
+            ))
         }
         _ => None,
     };
@@ -449,7 +499,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let horizon = params.f64("horizon")?;
     let margin = params.f64("margin")?;
     let discount_rate = params.f64("discount_rate")?;
-    let gg: Option<GammaGamma> = spend.as_ref().map(|(gg, _, _)| *gg);
+    let gg: Option<GammaGamma> = spend.as_ref().map(|(gg, ..)| *gg);
     let failed = || {
         MetricError::failed(
             "a prediction did not converge (hypergeometric series); report this input",
@@ -536,7 +586,18 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let total_weight: f64 = history.weight.iter().sum();
     let weighted =
         |column: &[f64]| -> f64 { column.iter().zip(&history.weight).map(|(v, w)| v * w).sum() };
-    let mut output = with_errors(Output::new(), names, &fit)
+    let repeat_buyers: f64 = histories
+        .x
+        .iter()
+        .zip(&histories.weight)
+        .filter(|&(&x, _)| x > 0.0)
+        .map(|(_, w)| w)
+        .sum();
+    let support = [
+        Support::per_parameter("customers", total_weight, CUSTOMERS_PER_PARAMETER, 4),
+        Support::per_parameter("repeat buyers", repeat_buyers, REPEATERS_PER_PARAMETER, 4),
+    ];
+    let mut output = with_errors(Output::new(), (label, names), &fit, &support)
         .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
         .scalar(Scalar::new("iterations", fit.iterations as f64))
         .scalar(Scalar::new("customers", total_weight))
@@ -545,13 +606,24 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             weighted(&predictions.expected_purchases),
         ));
     match spend.as_ref().zip(predictions.spend.as_ref()) {
-        Some(((_, gg_fit, correlation), (value, clv))) => {
-            output = with_errors(output, ["p", "q", "gamma"], gg_fit)
-                .scalar(Scalar::new("spend_log_likelihood", gg_fit.log_likelihood))
-                .scalar(Scalar::new(
-                    "expected_spend",
-                    weighted(value) / total_weight,
-                ));
+        Some(((_, gg_fit, correlation, repeat_buyers), (value, clv))) => {
+            let support = [Support::per_parameter(
+                "repeat buyers",
+                *repeat_buyers,
+                CUSTOMERS_PER_PARAMETER,
+                3,
+            )];
+            output = with_errors(
+                output,
+                ("Gamma-Gamma", ["p", "q", "gamma"]),
+                gg_fit,
+                &support,
+            )
+            .scalar(Scalar::new("spend_log_likelihood", gg_fit.log_likelihood))
+            .scalar(Scalar::new(
+                "expected_spend",
+                weighted(value) / total_weight,
+            ));
             let clv_total = weighted(clv);
             output = output
                 .scalar(Scalar::new("clv", clv_total / total_weight))

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use mittari_models::FitError;
+use mittari_models::identification::{self, Support};
 use mittari_models::sbg::{self, Cohort, CohortError};
 use mittari_sdk::arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array};
 use mittari_sdk::prelude::*;
@@ -114,7 +115,9 @@ impl Metric for RetentionForecast {
             FitError::Cancelled => MetricError::Cancelled,
             e => MetricError::invalid_input(format!("the sBG model cannot be fitted: {e}")),
         })?;
-        if !fit.converged {
+        // A fit that stopped at the edge of its range is the model's limiting case (no
+        // heterogeneity): kept, and flagged below as not identified.
+        if !fit.converged && !fit.reached_boundary() {
             return Err(MetricError::invalid_input(format!(
                 "the sBG fit did not converge ({}); the cohort may not follow the model",
                 fit.status
@@ -125,9 +128,25 @@ impl Metric for RetentionForecast {
         let horizon = usize::try_from(params.i64("horizon")?).unwrap_or(0);
         let discount_rate = params.f64("discount_rate")?;
         let fitted = sbg::survival(alpha, beta, last + horizon);
-        let mut output = Output::new()
-            .scalar(Scalar::new("alpha", alpha))
-            .scalar(Scalar::new("beta", beta));
+        let support = [
+            Support::per_parameter("customers at the start", observed[0], 10.0, 2),
+            Support::per_parameter("observed periods after the start", last as f64, 1.0, 2),
+        ];
+        let mut output = Output::new();
+        for (i, name) in ["alpha", "beta"].into_iter().enumerate() {
+            let estimate = Scalar::new(name, fit.params[i]);
+            output = output.scalar(
+                match fit.standard_errors.and_then(|se| {
+                    identification::log_wald_interval(fit.params[i], se[i], 1.959_963_984_540_054)
+                }) {
+                    Some((lower, upper)) => estimate.with_interval(lower, upper, 0.95),
+                    None => estimate,
+                },
+            );
+        }
+        if let Some(message) = identification::message("sBG", &fit, ["alpha", "beta"], &support) {
+            output = output.warning("fit_not_identified", message);
+        }
         output = match fit.standard_errors {
             Some([alpha_se, beta_se]) => output
                 .scalar(Scalar::new("alpha_se", alpha_se))

@@ -1,0 +1,264 @@
+//! Whether a fit identified its parameters, or only ran until it stopped.
+//!
+//! A maximum-likelihood fit always returns numbers. On a handful of customers, or data with no
+//! heterogeneity for a mixing distribution to describe, those numbers are not estimates: the
+//! likelihood is flat along some direction, the optimizer walks off towards a limit of the
+//! model (r and α of a gamma growing together without bound, say), and predictions from there
+//! look precise (P(alive) = 1 for everyone) while meaning nothing. The signs are standard: the
+//! estimate at the edge of the searched range, an observed information matrix that is not
+//! positive definite, standard errors larger than the estimates (a Wald interval on the log
+//! scale that spans more than a factor e⁴ ≈ 50), or fewer observations than the parameters
+//! can be learnt from. [`problems`] lists those it finds, in words a reader can act on.
+//! docs/models.md cites the sources (Pawitan, *In All Likelihood*, ch. 9; Fader & Hardie's
+//! notes on the BG/NBD's and sBG's limiting cases).
+
+use crate::optimize::Fit;
+
+/// How much data a fit had of one kind, and how much it needs to identify its parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Support {
+    /// What was counted, plural: "customers", "repeat buyers", "periods".
+    pub what: &'static str,
+    pub count: f64,
+    pub needed: f64,
+}
+
+impl Support {
+    /// `per_parameter` observations of a kind for each of the model's `parameters`.
+    pub fn per_parameter(
+        what: &'static str,
+        count: f64,
+        per_parameter: f64,
+        parameters: usize,
+    ) -> Support {
+        Support {
+            what,
+            count,
+            needed: per_parameter * parameters as f64,
+        }
+    }
+}
+
+/// Why a fit's parameters are not identified, each reason a sentence without a final full
+/// stop; empty when none is found. `names` are the parameters' names as the papers write them.
+pub fn problems<const N: usize>(
+    fit: &Fit<N>,
+    names: [&str; N],
+    support: &[Support],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for s in support {
+        if s.count < s.needed {
+            problems.push(format!(
+                "{} {} are too few to estimate {N} parameters (at least {} are needed)",
+                format_count(s.count),
+                s.what,
+                format_count(s.needed),
+            ));
+        }
+    }
+    let edge: Vec<String> = (0..N)
+        .filter(|&i| fit.at_boundary[i])
+        .map(|i| format!("{} = {}", names[i], format_value(fit.params[i])))
+        .collect();
+    if !edge.is_empty() {
+        problems.push(format!(
+            "{} reached the edge of the range the fit searches: the data cannot pin {} down, and the model is at a limiting case",
+            edge.join(", "),
+            if edge.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    if !fit.converged {
+        problems.push(format!("the fit did not converge ({})", fit.status));
+    }
+    match fit.standard_errors {
+        None => problems.push(
+            "the likelihood is flat at the estimate (its curvature is not negative definite), so the parameters have no standard errors".to_owned(),
+        ),
+        Some(se) => {
+            let wide: Vec<String> = (0..N)
+                .filter(|&i| imprecise(se[i], fit.params[i]))
+                .map(|i| {
+                    format!(
+                        "{} = {} ± {}",
+                        names[i],
+                        format_value(fit.params[i]),
+                        format_value(se[i])
+                    )
+                })
+                .collect();
+            if !wide.is_empty() {
+                problems.push(format!(
+                    "the standard error is larger than the estimate for {}",
+                    wide.join(", ")
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// One message for a reader, `None` when the fit identified its parameters: which parameters
+/// of `model` are not estimates, every reason, and that what follows from them is no finding.
+pub fn message<const N: usize>(
+    model: &str,
+    fit: &Fit<N>,
+    names: [&str; N],
+    support: &[Support],
+) -> Option<String> {
+    let problems = problems(fit, names, support);
+    if problems.is_empty() {
+        return None;
+    }
+    let which = unidentified(fit, names, support);
+    Some(format!(
+        "the {model} fit does not identify {} ({}): {}. Its predictions follow from parameters the data do not determine; read them as no finding, and fit more data",
+        if which.len() == 1 {
+            "its parameter"
+        } else {
+            "its parameters"
+        },
+        which.join(", "),
+        problems.join("; ")
+    ))
+}
+
+/// The names of the parameters a reader should not take as estimates: those at the edge or
+/// with a standard error larger than the value, or all of them when there are no standard
+/// errors or the data are too few.
+pub fn unidentified<const N: usize>(
+    fit: &Fit<N>,
+    names: [&str; N],
+    support: &[Support],
+) -> Vec<String> {
+    let all = || names.iter().map(|n| (*n).to_owned()).collect();
+    if support.iter().any(|s| s.count < s.needed) || !fit.converged {
+        return all();
+    }
+    match fit.standard_errors {
+        None => all(),
+        Some(se) => (0..N)
+            .filter(|&i| fit.at_boundary[i] || imprecise(se[i], fit.params[i]))
+            .map(|i| names[i].to_owned())
+            .collect(),
+    }
+}
+
+/// The Wald interval of a positive parameter at `level`, on the log scale (where the fit
+/// works, and where the interval stays positive): θ · exp(± z · se / θ).
+pub fn log_wald_interval(estimate: f64, se: f64, z: f64) -> Option<(f64, f64)> {
+    if !(estimate > 0.0 && se.is_finite() && se >= 0.0) {
+        return None;
+    }
+    let half = z * se / estimate;
+    let (lower, upper) = (estimate * (-half).exp(), estimate * half.exp());
+    (lower.is_finite() && upper.is_finite()).then_some((lower, upper))
+}
+
+/// A standard error larger than its estimate, or not a number.
+fn imprecise(se: f64, estimate: f64) -> bool {
+    use std::cmp::Ordering::{Equal, Less};
+    !matches!(se.partial_cmp(&estimate), Some(Less | Equal))
+}
+
+fn format_count(count: f64) -> String {
+    if count.fract() == 0.0 {
+        format!("{count:.0}")
+    } else {
+        format!("{count:.1}")
+    }
+}
+
+/// Four significant digits, in scientific notation when very large or small.
+fn format_value(value: f64) -> String {
+    if value != 0.0 && !(1e-3..1e6).contains(&value.abs()) {
+        format!("{value:.3e}")
+    } else {
+        let digits = (3 - value.abs().log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{value:.digits$}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit(params: [f64; 2], se: Option<[f64; 2]>, at_boundary: [bool; 2]) -> Fit<2> {
+        Fit {
+            params,
+            standard_errors: se,
+            log_likelihood: -1.0,
+            iterations: 1,
+            evaluations: 1,
+            converged: true,
+            status: "converged".to_owned(),
+            at_boundary,
+        }
+    }
+
+    fn check(fit: Fit<2>, support: &[Support], expect: &[&str], unidentified_expect: &[&str]) {
+        assert_eq!(problems(&fit, ["a", "b"], support), expect);
+        assert_eq!(unidentified(&fit, ["a", "b"], support), unidentified_expect);
+    }
+
+    #[test]
+    fn a_well_identified_fit_has_no_problems() {
+        let enough = Support::per_parameter("customers", 1000.0, 10.0, 2);
+        check(
+            fit([0.5, 2.0], Some([0.05, 0.3]), [false; 2]),
+            &[enough],
+            &[],
+            &[],
+        );
+    }
+
+    #[test]
+    fn each_sign_of_a_fit_that_identified_nothing_is_named() {
+        let few = Support::per_parameter("customers", 3.0, 10.0, 2);
+        check(
+            fit([0.5, 2.0], Some([0.05, 0.3]), [false; 2]),
+            &[few],
+            &["3 customers are too few to estimate 2 parameters (at least 20 are needed)"],
+            &["a", "b"],
+        );
+        check(
+            fit([1e6, 2.0], Some([0.05, 0.3]), [true, false]),
+            &[],
+            &[
+                "a = 1.000e6 reached the edge of the range the fit searches: the data cannot pin it down, and the model is at a limiting case",
+            ],
+            &["a"],
+        );
+        check(
+            fit([0.5, 2.0], None, [false; 2]),
+            &[],
+            &[
+                "the likelihood is flat at the estimate (its curvature is not negative definite), so the parameters have no standard errors",
+            ],
+            &["a", "b"],
+        );
+        check(
+            fit([0.5, 2.0], Some([0.05, 2.5]), [false; 2]),
+            &[],
+            &["the standard error is larger than the estimate for b = 2.000 ± 2.500"],
+            &["b"],
+        );
+        // A NaN standard error is not small.
+        check(
+            fit([0.5, 2.0], Some([f64::NAN, 0.1]), [false; 2]),
+            &[],
+            &["the standard error is larger than the estimate for a = 0.5000 ± NaN"],
+            &["a"],
+        );
+    }
+
+    #[test]
+    fn log_wald_intervals_stay_positive_and_multiply_symmetrically() {
+        let (lower, upper) = log_wald_interval(2.0, 0.2, 1.959_963_984_540_054).unwrap();
+        assert!((lower * upper - 4.0).abs() < 1e-12);
+        assert!((upper / 2.0 - (1.959_963_984_540_054_f64 * 0.1).exp()).abs() < 1e-12);
+        assert_eq!(log_wald_interval(0.0, 0.2, 1.96), None);
+        assert_eq!(log_wald_interval(1.0, f64::INFINITY, 1.96), None);
+        assert_eq!(log_wald_interval(1.0, 1e6, 1.96), None);
+    }
+}
