@@ -197,8 +197,15 @@ fn the_readme_examples_run() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let mut commands = Vec::new();
     for line in readme.lines() {
-        for (i, _) in line.match_indices("cargo run -- compute ") {
-            let rest = &line[i + "cargo run -- ".len()..];
+        for (i, _) in line.match_indices("-- compute ") {
+            if !line[..i].trim_end().ends_with("cargo run")
+                && !line[..i]
+                    .trim_end()
+                    .ends_with("cargo run --features mittari/lake")
+            {
+                continue;
+            }
+            let rest = &line[i + "-- ".len()..];
             let command = rest.split('`').next().unwrap();
             // The database examples run against a real server in tests/postgres.rs.
             if !command.contains("$DATABASE_URL") {
@@ -619,7 +626,7 @@ fn each_metric_refuses_bad_input_precisely() {
             "frequency,recency,T\n1,3,20\n",
             &[],
             &[
-                "input: model historic needs a transaction log with columns customer_id, timestamp and amount",
+                "input.customer_id: model historic needs a transaction log with columns customer_id, timestamp and amount",
             ],
         ),
         (
@@ -1377,4 +1384,135 @@ fn fits_that_identify_nothing_are_flagged() {
     ))
     .unwrap();
     assert!(!out.to_string().contains("fit_not_identified"), "{out}");
+}
+
+/// `--on-missing skip` leaves out rows with an empty cell in a column the metric reads or
+/// groups by, and the result says how many and where the first was; without it the metric
+/// refuses them as before.
+#[test]
+fn on_missing_skip_leaves_rows_out_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // CRLF, as a spreadsheet writes it: the first skipped row is on line 3.
+    let input = write(
+        dir.path(),
+        "survey.csv",
+        "respondent,region,score\r\n1,north,9\r\n2,north,\r\n3,south,3\r\n4,,10\r\n5,south,10\r\n",
+    );
+    let (status, _, stderr) = run_cli(&["compute", "nps", "--input", &input], dir.path(), &[]);
+    assert!(!status.success());
+    assert!(stderr.contains("line 3"), "{stderr}");
+
+    let out: serde_json::Value = serde_json::from_str(&mittari(
+        dir.path(),
+        &[
+            "compute",
+            "nps",
+            "--input",
+            &input,
+            "--on-missing",
+            "skip",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    // Only row 2 (line 3) lacks a score (the region is not read ungrouped): 9, 3, 10, 10 →
+    // 3 promoters, 1 detractor of 4.
+    assert_eq!(out["results"]["responses"], 4, "{out}");
+    assert_eq!(out["results"]["nps"], 50, "{out}");
+    let skipped = out["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["code"] == "rows_skipped")
+        .unwrap_or_else(|| panic!("no rows_skipped in {out}"));
+    assert_eq!(
+        skipped["message"],
+        format!(
+            "1 row with an empty cell in a column the metric reads or groups by was left out (--on-missing skip) (the first: {input} line 3, column score)"
+        ),
+        "{out}"
+    );
+    // Grouped by region: the row without a region is left out too, and the warning is
+    // about every group, said once.
+    let text = mittari(
+        dir.path(),
+        &[
+            "compute",
+            "nps",
+            "--input",
+            &input,
+            "--on-missing",
+            "skip",
+            "--group-by",
+            "region",
+        ],
+    );
+    assert!(
+        text.contains("warning [every group]: 2 rows with an empty cell"),
+        "{text}"
+    );
+    assert_eq!(text.matches("rows_skipped").count(), 1, "{text}");
+}
+
+/// A metric that finds a column missing gets the same help as one the reader finds missing:
+/// the file's columns and the --column that maps one.
+#[test]
+fn a_missing_column_lists_the_files_columns_for_every_metric() {
+    let (status, _, stderr) = run_cli(
+        &["compute", "clv", "--input", "examples/data/nps.csv"],
+        &repo_root(),
+        &[],
+    );
+    assert!(!status.success());
+    for fragment in [
+        "input.customer_id: model historic needs a transaction log with columns customer_id, timestamp and amount; missing: customer_id, amount",
+        "examples/data/nps.csv has columns respondent, region, channel, score, timestamp: if one of them holds customer_id, map it with --column customer_id=NAME",
+    ] {
+        assert!(stderr.contains(fragment), "no {fragment:?} in {stderr}");
+    }
+}
+
+/// One's own plugins live in a directory of their own, listed in `plugins.extra_dirs`, and are
+/// loaded beside the bundled ones; with `plugins.libraries` the setting would change nothing,
+/// and start-up says so.
+#[test]
+fn own_plugins_load_from_extra_dirs() {
+    let bundled = mittari_e2e::plugin_dir(&[("mittari_plugin_nps", "mittari_plugin_nps")]);
+    let own = mittari_e2e::plugin_dir(&[("mittari_plugin_csat", "mittari_plugin_csat")]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "mittari.toml",
+        &format!(
+            "[plugins]\ndir = {:?}\nextra_dirs = [{:?}]\n",
+            bundled.path(),
+            own.path()
+        ),
+    );
+    let listed = mittari(dir.path(), &["--config", &config, "metrics"]);
+    let names: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["csat", "nps"], "{listed}");
+
+    let conflicting = write(
+        dir.path(),
+        "both.toml",
+        &format!(
+            "[plugins]\ndir = {:?}\nlibraries = [\"mittari_plugin_nps\"]\nextra_dirs = [{:?}]\n",
+            bundled.path(),
+            own.path()
+        ),
+    );
+    let (status, _, stderr) = run_cli(&["--config", &conflicting, "metrics"], dir.path(), &[]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains(
+            "plugins.extra_dirs would change nothing: plugins.libraries names every library to load"
+        ),
+        "{stderr}"
+    );
 }

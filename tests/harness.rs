@@ -78,20 +78,26 @@ pub const BUNDLED_METRICS: &[&str] = &[
     "retention_forecast",
 ];
 
-/// Every bundled plugin the build produced (`mittari_plugin_*` next to the binary), by library
-/// name, installed under its own name.
+/// Every bundled plugin (`mittari_plugin_<metric>` next to the binary, one per
+/// [`BUNDLED_METRICS`]), by library name, installed under its own name. Only these: a plugin
+/// of one's own left in the build output is not part of the tests.
 pub fn bundled_plugins() -> Vec<(String, String)> {
     let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-    let mut names: Vec<String> = std::fs::read_dir(target_dir())
-        .expect("read target dir")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|f| Some(f.strip_prefix(prefix)?.strip_suffix(suffix)?.to_owned()))
-        .filter(|name| name.starts_with("mittari_plugin_"))
+    let names: Vec<String> = BUNDLED_METRICS
+        .iter()
+        .map(|metric| format!("mittari_plugin_{metric}"))
         .collect();
-    names.sort();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| {
+            !target_dir()
+                .join(format!("{prefix}{name}{suffix}"))
+                .is_file()
+        })
+        .collect();
     assert!(
-        !names.is_empty(),
-        "no plugin libraries in {}: run `cargo build --workspace` first",
+        missing.is_empty(),
+        "no plugin libraries {missing:?} in {}: run `cargo build --workspace` first",
         target_dir().display()
     );
     names.into_iter().map(|n| (n.clone(), n)).collect()

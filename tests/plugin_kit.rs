@@ -112,6 +112,57 @@ fn a_new_plugin_builds_passes_its_tests_and_the_check_and_serves_after_a_reload(
         .map(|line| line.split_whitespace().collect())
         .unwrap_or_default();
     assert_eq!(share[..], ["share", "50", "%"], "{stdout}");
+
+    // The report has no layout of its own for it: named, it gets the generic section.
+    let page = work.path().join("orders.html");
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "report",
+            "--input",
+            orders.to_str().unwrap(),
+            "--metric",
+            "order_share",
+            "--param",
+            "threshold=50",
+            "--server",
+            &url,
+            "--output",
+            page.to_str().unwrap(),
+        ],
+        work.path(),
+        &[],
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    let page = std::fs::read_to_string(&page).unwrap();
+    for text in [
+        "<h2>order_share</h2>",
+        "share of orders at or above a threshold",
+        // 3 of 4 orders reach 50.
+        "<td>share</td><td>75.0 %</td>",
+    ] {
+        assert!(page.contains(text), "no {text:?} in\n{page}");
+    }
+    assert!(!page.contains("none of its columns"), "{page}");
+
+    // Not named: the input has every column it requires (amount), so the report has it too,
+    // at its default threshold of 100 (2 of 4 orders).
+    let page = work.path().join("auto.html");
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "report",
+            "--input",
+            orders.to_str().unwrap(),
+            "--server",
+            &url,
+            "--output",
+            page.to_str().unwrap(),
+        ],
+        work.path(),
+        &[],
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(page.contains("<td>share</td><td>50.0 %</td>"), "{page}");
 }
 
 /// Rows of the large requests: a tenth of the default, as the test build is unoptimized.

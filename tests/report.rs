@@ -356,7 +356,7 @@ fn report_errors_name_what_to_change() {
         ),
         (
             &["--input", "examples/data/nps.csv", "--metric", "sales"],
-            "--metric sales: the report lays out retention, retention_forecast, clv",
+            "--metric sales: no metric of that name is loaded (or enabled) here",
         ),
         (
             &["--input", bad.to_str().unwrap()],

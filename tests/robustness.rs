@@ -27,6 +27,7 @@ fn bundled_engine() -> Engine {
         .collect();
     Engine::load(&EngineConfig {
         plugin_dir: target_dir(),
+        extra_plugin_dirs: Vec::new(),
         libraries: Some(libraries),
         allow_libraries_outside_dir: false,
         enabled_metrics: None,

@@ -45,6 +45,9 @@ pub enum ConfigValue {
 pub struct EngineConfig {
     /// Where plugin libraries are.
     pub plugin_dir: PathBuf,
+    /// More directories whose plugin libraries are loaded too (with `libraries` unset): one's
+    /// own plugins kept apart from the build output the bundled ones are in.
+    pub extra_plugin_dirs: Vec<PathBuf>,
     /// Libraries to load (file names, or names without the platform prefix and suffix such as
     /// `mittari_plugin_nps`); `None` loads every plugin library in `plugin_dir`.
     pub libraries: Option<Vec<String>>,
@@ -1036,8 +1039,21 @@ fn library_paths(config: &EngineConfig) -> Result<Vec<PathBuf>, StartupError> {
             })
             .collect();
     }
+    let mut paths = plugin_files(dir)?;
+    for extra in &config.extra_plugin_dirs {
+        if !extra.is_dir() {
+            return Err(StartupError::MissingPluginDir { dir: extra.clone() });
+        }
+        paths.extend(plugin_files(extra)?);
+    }
+    Ok(paths)
+}
+
+/// The plugin libraries in `dir` (`*mittari_plugin_*`), in name order.
+fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, StartupError> {
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     let entries = std::fs::read_dir(dir).map_err(|source| StartupError::UnreadablePluginDir {
-        dir: dir.clone(),
+        dir: dir.to_owned(),
         source,
     })?;
     let mut paths: Vec<PathBuf> = entries

@@ -156,6 +156,8 @@ pub enum Origins {
     Lines(Vec<u64>),
     /// Row `i` is row `i + 1` of the input.
     Rows,
+    /// `rows[row]` is the 1-based row of the input that row came from (rows were dropped).
+    Kept(Vec<u64>),
 }
 
 impl Origins {
@@ -164,6 +166,7 @@ impl Origins {
         match self {
             Origins::Lines(lines) => lines.get(row).map(|&line| Location::Line(line)),
             Origins::Rows => Some(Location::Row(row as u64 + 1)),
+            Origins::Kept(rows) => rows.get(row).map(|&row| Location::Row(row)),
         }
     }
 
@@ -171,8 +174,84 @@ impl Origins {
     pub fn lines(&self) -> Option<&[u64]> {
         match self {
             Origins::Lines(lines) => Some(lines),
-            Origins::Rows => None,
+            Origins::Rows | Origins::Kept(_) => None,
         }
+    }
+}
+
+/// Rows [`Table::without_empty_cells`] dropped: how many, and the first one's origin and
+/// column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub rows: usize,
+    pub first: Option<(Location, String)>,
+}
+
+impl Table {
+    /// The table without the rows that have an empty cell in any of `columns` (those it
+    /// lacks are ignored), their origins kept in step, and what was dropped: `--on-missing
+    /// skip`, for analyses where a row without a value can be left out.
+    pub fn without_empty_cells(
+        self,
+        input: &str,
+        columns: &[String],
+    ) -> Result<(Table, Skipped), ReadError> {
+        let batch = &self.batch;
+        let checked: Vec<(&String, &arrow_array::ArrayRef)> = columns
+            .iter()
+            .filter_map(|name| Some((name, batch.column_by_name(name)?)))
+            .filter(|(_, column)| column.null_count() > 0)
+            .collect();
+        if checked.is_empty() {
+            return Ok((
+                self,
+                Skipped {
+                    rows: 0,
+                    first: None,
+                },
+            ));
+        }
+        let keep: Vec<bool> = (0..batch.num_rows())
+            .map(|row| checked.iter().all(|(_, column)| column.is_valid(row)))
+            .collect();
+        let first = keep.iter().position(|kept| !kept).and_then(|row| {
+            let (name, _) = checked.iter().find(|(_, column)| column.is_null(row))?;
+            Some((self.origins.of(row)?, (*name).clone()))
+        });
+        let rows = keep.iter().filter(|kept| !**kept).count();
+        let mask = arrow_array::BooleanArray::from(keep.clone());
+        let filtered = arrow_select::filter::filter_record_batch(batch, &mask).map_err(|e| {
+            ReadError::input(input, format!("cannot drop the rows with empty cells: {e}"))
+        })?;
+        let origins = match self.origins {
+            Origins::Lines(lines) => Origins::Lines(
+                lines
+                    .into_iter()
+                    .zip(&keep)
+                    .filter_map(|(line, kept)| kept.then_some(line))
+                    .collect(),
+            ),
+            // Row numbers of the input: kept as lines are, 1-based.
+            Origins::Rows => Origins::Kept(
+                keep.iter()
+                    .enumerate()
+                    .filter_map(|(row, kept)| kept.then_some(row as u64 + 1))
+                    .collect(),
+            ),
+            Origins::Kept(rows) => Origins::Kept(
+                rows.into_iter()
+                    .zip(&keep)
+                    .filter_map(|(row, kept)| kept.then_some(row))
+                    .collect(),
+            ),
+        };
+        Ok((
+            Table {
+                batch: filtered,
+                origins,
+            },
+            Skipped { rows, first },
+        ))
     }
 }
 

@@ -177,6 +177,7 @@ fn engine_config(library: &Path, options: &CheckOptions) -> EngineConfig {
     let library = library.as_path();
     EngineConfig {
         plugin_dir: library.parent().map(Path::to_owned).unwrap_or_default(),
+        extra_plugin_dirs: Vec::new(),
         libraries: Some(vec![library.display().to_string()]),
         allow_libraries_outside_dir: true,
         enabled_metrics: None,
@@ -350,7 +351,12 @@ fn compute(
             let rows = case.input.num_rows() as u64;
             for violation in &violations {
                 if let Field::Column { name, row } = &violation.field {
-                    if case.input.column_by_name(name).is_none() {
+                    // A column the request lacks may be named only as missing: one the metric
+                    // declares, and no row of it.
+                    let declared = engine
+                        .describe(metric)
+                        .is_ok_and(|d| d.inputs.iter().any(|c| &c.name == name));
+                    if case.input.column_by_name(name).is_none() && (row.is_some() || !declared) {
                         return Err(Verdict::failed(
                             "wrong column",
                             format!(

@@ -266,9 +266,11 @@ cp target/release/{library} PLUGIN_DIR/ && {mittari} admin reload --server URL
 `mittari plugin check` loads the library in a child process and sends it what a server's
 clients may send (no rows, one row, 1 000 000 rows, a few hundred generated extreme requests);
 it fails on a panic, an abort, NaN, an undeclared output, a wrong row index, a hang or two
-different results for the same request, and on descriptor problems. `PLUGIN_DIR` is the
-server's `plugins.dir` (by default the directory of the `mittari` executable); a server not yet
-running loads the library when it starts. Then:
+different results for the same request, and on descriptor problems. `PLUGIN_DIR` is a
+directory of your own plugins that the server's configuration lists in `plugins.extra_dirs`
+(not the build output of the Mittari checkout, the default `plugins.dir`, where builds and the
+checkout's own tests expect only the bundled plugins); a server not yet running loads the
+library when it starts. Then:
 
 ```sh
 {mittari} metrics {name} --server URL
@@ -276,7 +278,7 @@ running loads the library when it starts. Then:
 ```
 
 Without `--server`, `mittari compute` runs the engine in its own process and loads the plugins
-from the same directory. The guide to the SDK and the binary interface is `docs/plugin-abi.md`
+from the same directories (`--config FILE` for the configuration that lists yours). The guide to the SDK and the binary interface is `docs/plugin-abi.md`
 in the Mittari repository.
 "#;
 

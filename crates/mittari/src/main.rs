@@ -8,6 +8,7 @@
 //!   `mittari.v1.ComputeResponse` and print it the same way.
 //! - `mittari admin …` administers a running server; `mittari token new` makes a token.
 
+mod lake;
 mod output;
 mod progress;
 mod render;
@@ -66,6 +67,15 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+/// What `compute` does with a row that has an empty cell in a column the metric reads.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum OnMissing {
+    /// Refuse the input, naming the first such cell (the metric decides; the default).
+    Error,
+    /// Leave such rows out and say how many in the result (warning rows_skipped).
+    Skip,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -299,6 +309,10 @@ enum Command {
         /// is split into panels that fit, each repeating the group columns.
         #[arg(long)]
         wide: bool,
+        /// Rows with an empty cell in a column the metric reads or groups by: `error` lets
+        /// the metric refuse them, `skip` leaves them out and counts them in the result.
+        #[arg(long, value_enum, default_value_t = OnMissing::Error)]
+        on_missing: OnMissing,
     },
     /// Write one self-contained HTML page with the numbers and charts of every metric the
     /// input's columns allow: retention cohorts and forecasts, CLV, NPS and CSAT by segment and
@@ -453,7 +467,7 @@ impl InputArgs {
     /// The pattern of Parquet files (`orders/*.parquet`) the input names, if it is one.
     fn pattern(&self) -> Option<&str> {
         let input = self.input.to_str()?;
-        (!mittari_io::is_postgres_url(input) && mittari_lake::is_pattern(input)).then_some(input)
+        (!mittari_io::is_postgres_url(input) && lake::is_pattern(input)).then_some(input)
     }
 
     fn options(&self) -> mittari_io::ReadOptions {
@@ -691,8 +705,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let path = input.input.as_path();
             let text = path.to_string_lossy();
-            if text == "-" || mittari_io::is_postgres_url(&text) || mittari_lake::is_pattern(&text)
-            {
+            if text == "-" || mittari_io::is_postgres_url(&text) || lake::is_pattern(&text) {
                 bail!(
                     "--input {}: mittari report reads one file (CSV, Parquet, Arrow IPC or JSON \
                      Lines), once per metric; save standard input, a database query's rows or \
@@ -803,6 +816,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             output_table,
             wide,
+            on_missing,
         } => {
             if let Some(path) = &output {
                 output::check_path(path)?;
@@ -837,16 +851,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = input.options();
             // Where the log is in a database or a data lake, its summary is computed there and
             // only one row per customer travels; per-group summaries are not pushed down.
-            let periods = if input.no_pushdown || !group_by.is_empty() {
-                None
-            } else {
-                mittari_io::RfmPeriods::of_request(&descriptor, |name| {
-                    params.get(name).and_then(convert::value_from_proto)
-                })
-                .map_err(|e| anyhow::anyhow!("--param {e}"))?
-            };
+            // Rows left out for empty cells are left out of the rows read, so a summary
+            // computed at the source (which would count them) is not used then.
+            let periods =
+                if input.no_pushdown || !group_by.is_empty() || on_missing == OnMissing::Skip {
+                    None
+                } else {
+                    mittari_io::RfmPeriods::of_request(&descriptor, |name| {
+                        params.get(name).and_then(convert::value_from_proto)
+                    })
+                    .map_err(|e| anyhow::anyhow!("--param {e}"))?
+                };
             let lake = match input.pattern() {
-                Some(pattern) => Some(rt.block_on(mittari_lake::Lake::open(pattern))?),
+                Some(pattern) => Some(rt.block_on(lake::Lake::open(pattern))?),
                 None => None,
             };
             let summary = match (periods, &lake) {
@@ -868,6 +885,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, Some(lake)) => rt.block_on(lake.read(&descriptor, &group_by, &options))?,
                 (None, None) => mittari_io::read(source, &descriptor, &group_by, &options)?,
             };
+            let (table, skipped) = match on_missing {
+                OnMissing::Error => (table, None),
+                OnMissing::Skip => {
+                    let read: Vec<String> = descriptor
+                        .inputs
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .chain(group_by.iter().cloned())
+                        .collect();
+                    let (table, skipped) = table.without_empty_cells(&source_name, &read)?;
+                    (table, Some(skipped))
+                }
+            };
             progress.phase(&match &remote.server {
                 Some(url) => format!("computing {metric} on {url}"),
                 None => format!("computing {metric}"),
@@ -882,9 +912,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(response) => response,
                 Err(status) => {
                     drop(progress);
-                    return Ok(report(&status, Some((&source_name, &table.origins))));
+                    // The file's own columns, for a column the metric found missing: read
+                    // again only now, from the header or schema.
+                    let file_columns = match input.source() {
+                        Ok(mittari_io::Source::Path(path)) => {
+                            mittari_io::column_names(path, &options).ok()
+                        }
+                        _ => None,
+                    };
+                    return Ok(report(
+                        &status,
+                        Some((&source_name, &table.origins, file_columns.as_deref())),
+                    ));
                 }
             };
+            let mut response = response;
+            if let Some(skipped) = skipped.filter(|s| s.rows > 0) {
+                add_warning(&mut response, rows_skipped_warning(&source_name, &skipped));
+            }
             let mut written = None;
             if let Some(path) = &output {
                 progress.phase(&format!("writing {}", path.display()));
@@ -962,6 +1007,37 @@ async fn serve(settings: Settings, overrides: Overrides, engine: Engine) -> anyh
     Ok(())
 }
 
+/// The warning that `--on-missing skip` left rows out.
+fn rows_skipped_warning(source: &str, skipped: &mittari_io::Skipped) -> pb::Warning {
+    let first = skipped
+        .first
+        .as_ref()
+        .map(|(at, column)| format!(" (the first: {source} {at}, column {column})"))
+        .unwrap_or_default();
+    pb::Warning {
+        code: "rows_skipped".to_owned(),
+        message: format!(
+            "{} {} with an empty cell in a column the metric reads or groups by {} left out (--on-missing skip){first}",
+            skipped.rows,
+            if skipped.rows == 1 { "row" } else { "rows" },
+            if skipped.rows == 1 { "was" } else { "were" },
+        ),
+    }
+}
+
+/// Adds a warning about the whole input to a response: to its results, or to every group.
+fn add_warning(response: &mut pb::ComputeResponse, warning: pb::Warning) {
+    if let Some(results) = response.results.as_mut() {
+        results.warnings.push(warning);
+    } else if let Some(grouped) = response.grouped.as_mut() {
+        let groups = (0..grouped.rows.len() as u32).collect();
+        grouped.warnings.push(pb::GroupedWarning {
+            warning: Some(warning),
+            groups,
+        });
+    }
+}
+
 /// The width to fit printed tables in: `COLUMNS` when set, else the terminal's when standard
 /// output is one; `None` (no limit) when writing to a file or a pipe.
 fn terminal_width() -> Option<usize> {
@@ -1004,7 +1080,14 @@ fn print_with(
 }
 
 /// Prints a failed call: the message, then each field violation, with the input's line or row.
-fn report(status: &Status, input: Option<(&str, &mittari_io::Origins)>) -> ExitCode {
+/// A failed call's status for a person: the message, or each field violation on its line
+/// with the file and line of its row; for a column the metric found missing (`input.NAME`,
+/// no row) that the file lacks, the file's columns and how to map one, as the reader says for
+/// a required column.
+fn report(
+    status: &Status,
+    input: Option<(&str, &mittari_io::Origins, Option<&[String]>)>,
+) -> ExitCode {
     let bad_request = status
         .get_details_bad_request()
         .filter(|b| !b.field_violations.is_empty());
@@ -1020,13 +1103,28 @@ fn report(status: &Status, input: Option<(&str, &mittari_io::Origins)>) -> ExitC
                 .rsplit_once('[')
                 .and_then(|(_, r)| r.trim_end_matches(']').parse::<usize>().ok());
             let location = match (input, row) {
-                (Some((name, origins)), Some(row)) => origins
+                (Some((name, origins, _)), Some(row)) => origins
                     .of(row)
                     .map_or(String::new(), |at| format!(" ({name} {at})")),
                 _ => String::new(),
             };
+            let missing_column = violation
+                .field
+                .strip_prefix("input.")
+                .filter(|column| !column.contains('['));
+            let help = match (input, missing_column) {
+                (Some((name, _, Some(columns))), Some(column))
+                    if !columns.iter().any(|c| c == column) =>
+                {
+                    format!(
+                        "; {name} has columns {}: if one of them holds {column}, map it with --column {column}=NAME",
+                        columns.join(", ")
+                    )
+                }
+                _ => String::new(),
+            };
             text.push_str(&format!(
-                "  {}{location}: {}\n",
+                "  {}{location}: {}{help}\n",
                 violation.field, violation.description
             ));
         }
@@ -1388,6 +1486,13 @@ impl mittari_report::Backend for RemoteReport {
             Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
             Err(status) => Err(mittari_report::Refusal(status.message().to_owned())),
         }
+    }
+
+    fn metric_names(&self) -> Result<Vec<String>, mittari_report::Refusal> {
+        self.runtime
+            .block_on(self.backend.borrow_mut().list())
+            .map(|metrics| metrics.into_iter().map(|m| m.name).collect())
+            .map_err(|e| mittari_report::Refusal(format!("{e:#}")))
     }
 
     fn compute(

@@ -547,18 +547,36 @@ fn grouped_table(grouped: &pb::GroupedResults, width: Option<usize>) -> String {
             outputs.join(", ")
         );
     }
+    // A warning about every group (about the input as a whole) once; others per group.
+    let everywhere = |w: &pb::Warning| {
+        views.len() > 1
+            && grouped
+                .warnings
+                .iter()
+                .any(|gw| gw.warning.as_ref() == Some(w) && gw.groups.len() == views.len())
+    };
+    let shared: Vec<pb::Warning> = grouped
+        .warnings
+        .iter()
+        .filter_map(|gw| gw.warning.clone())
+        .filter(|w| everywhere(w))
+        .collect();
     for g in &views {
         let key: Vec<String> = g
             .key
             .iter()
             .map(|(column, value)| format!("{column}={}", value_text(value.as_ref())))
             .collect();
-        warnings_text(
-            &mut out,
-            &format!(" [{}]", key.join(", ")),
-            &g.results.warnings,
-        );
+        let own: Vec<pb::Warning> = g
+            .results
+            .warnings
+            .iter()
+            .filter(|w| !everywhere(w))
+            .cloned()
+            .collect();
+        warnings_text(&mut out, &format!(" [{}]", key.join(", ")), &own);
     }
+    warnings_text(&mut out, " [every group]", &shared);
     out
 }
 

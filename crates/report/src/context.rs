@@ -40,8 +40,12 @@ impl From<crate::ChartError> for Skip {
 pub(crate) struct Context<'a> {
     backend: &'a dyn Backend,
     request: &'a Request,
-    /// The descriptors of the reportable metrics the backend has.
-    descriptors: HashMap<&'static str, MetricDescriptor>,
+    /// The descriptors of the reportable metrics the backend has, and of the other metrics
+    /// (plugins') named with `--metric`.
+    descriptors: HashMap<String, MetricDescriptor>,
+    /// Metrics named with `--metric` that the report has no layout of its own for: each gets
+    /// the generic section, in the order named.
+    plugins: Vec<String>,
     columns: Vec<String>,
     used_params: RefCell<HashSet<String>>,
     rows: Cell<usize>,
@@ -55,35 +59,67 @@ impl<'a> Context<'a> {
         let mut descriptors = HashMap::new();
         for metric in crate::reportable_metrics() {
             if let Some(descriptor) = backend.describe(metric).map_err(ReportError::Backend)? {
-                descriptors.insert(metric, descriptor);
+                descriptors.insert(metric.to_owned(), descriptor);
             }
         }
+        let mut plugins = Vec::new();
         for metric in &request.metrics {
-            if !crate::reportable_metrics().any(|m| m == metric) {
-                return Err(ReportError::UnknownMetric {
-                    metric: metric.clone(),
-                    message: format!(
-                        "the report lays out {}",
-                        crate::reportable_metrics().collect::<Vec<_>>().join(", ")
-                    ),
-                });
+            let reportable = crate::reportable_metrics().any(|m| m == metric);
+            if !reportable
+                && !plugins.contains(metric)
+                && let Some(descriptor) = backend.describe(metric).map_err(ReportError::Backend)?
+            {
+                descriptors.insert(metric.clone(), descriptor);
+                plugins.push(metric.clone());
             }
             if !descriptors.contains_key(metric.as_str()) {
                 return Err(ReportError::UnknownMetric {
                     metric: metric.clone(),
-                    message: "the plugin is not loaded (or disabled) here".to_owned(),
+                    message: if reportable {
+                        "the plugin is not loaded (or disabled) here".to_owned()
+                    } else {
+                        "no metric of that name is loaded (or enabled) here; `mittari metrics` lists them".to_owned()
+                    },
                 });
             }
         }
         let columns = mittari_io::column_names(&request.input, &request.options)?;
+        if request.metrics.is_empty() {
+            // By default, also every other metric whose required columns the input has (under
+            // their own names or as --column maps them): a plugin reads what it declares.
+            let present = |name: &str| {
+                columns.iter().any(|c| c == name)
+                    || request.options.columns.iter().any(|m| m.name == name)
+            };
+            for name in backend.metric_names().map_err(ReportError::Backend)? {
+                if crate::reportable_metrics().any(|m| m == name) || plugins.contains(&name) {
+                    continue;
+                }
+                let Some(descriptor) = backend.describe(&name).map_err(ReportError::Backend)?
+                else {
+                    continue;
+                };
+                let mut required = descriptor.inputs.iter().filter(|c| c.required).peekable();
+                if required.peek().is_some() && required.all(|c| present(&c.name)) {
+                    descriptors.insert(name.clone(), descriptor);
+                    plugins.push(name);
+                }
+            }
+        }
         Ok(Context {
             backend,
             request,
             descriptors,
+            plugins,
             columns,
             used_params: RefCell::default(),
             rows: Cell::new(0),
         })
+    }
+
+    /// The metrics named with `--metric` that get the generic section.
+    pub(crate) fn plugins(&self) -> &[String] {
+        &self.plugins
     }
 
     pub(crate) fn input_name(&self) -> String {

@@ -15,6 +15,10 @@
 //!   fitted, evaluated with `mittari-models` at the parameters the plugin returned (P(alive)
 //!   matrices, the tracking curve); the report re-derives only shares, sums and orderings of
 //!   result rows.
+//! - A metric the report has no layout of its own for (a third party's plugin), named with
+//!   `--metric` or, by default, whose required columns the input has, gets a generic section from its descriptor: its scalars with units and
+//!   intervals, each result table, and a chart of each table with a label column and a numeric
+//!   one.
 //! - A metric chosen automatically that the backend refuses is listed under "Not computed"
 //!   with the refusal; one named with `--metric` that is refused is an error. Data that
 //!   cannot be read is always an error, with its file, line and column.
@@ -23,6 +27,7 @@ mod chart;
 mod clv;
 mod context;
 mod cx;
+mod generic;
 mod page;
 mod pricing;
 mod retention;
@@ -99,6 +104,8 @@ pub enum ReportError {
 pub trait Backend {
     /// The metric's descriptor; `Ok(None)` when the backend has no such metric.
     fn describe(&self, metric: &str) -> Result<Option<MetricDescriptor>, Refusal>;
+    /// The names of the metrics the backend serves.
+    fn metric_names(&self) -> Result<Vec<String>, Refusal>;
     fn compute(&self, request: ComputeRequest) -> Result<ComputeOutcome, Refusal>;
 }
 
@@ -110,6 +117,10 @@ pub struct Refusal(pub String);
 impl Backend for Engine {
     fn describe(&self, metric: &str) -> Result<Option<MetricDescriptor>, Refusal> {
         Ok(Engine::describe(self, metric).ok().cloned())
+    }
+
+    fn metric_names(&self) -> Result<Vec<String>, Refusal> {
+        Ok(self.metrics().map(|d| d.name.clone()).collect())
     }
 
     fn compute(&self, request: ComputeRequest) -> Result<ComputeOutcome, Refusal> {
@@ -139,6 +150,22 @@ pub fn build(backend: &dyn Backend, request: &Request) -> Result<Report, ReportE
             Err(context::Skip::Failed(reason)) => {
                 not_computed.push((metric.to_owned(), reason.to_string()));
             }
+            Err(context::Skip::Error(e)) => return Err(e),
+        }
+    }
+    for metric in cx.plugins() {
+        match generic::section(&cx, metric) {
+            Ok(section) => sections.push(section),
+            Err(context::Skip::Failed(reason)) if cx.named(metric) => {
+                return Err(ReportError::Metric {
+                    metric: metric.clone(),
+                    reason,
+                });
+            }
+            Err(context::Skip::Failed(reason)) => {
+                not_computed.push((metric.clone(), reason.to_string()));
+            }
+            Err(context::Skip::NotApplicable) => {}
             Err(context::Skip::Error(e)) => return Err(e),
         }
     }

@@ -170,6 +170,9 @@ pub struct PluginSettings {
     /// Directory of the plugin libraries (default: the directory of the `mittari` executable,
     /// where cargo puts the workspace's plugins).
     pub dir: Option<PathBuf>,
+    /// More directories whose `*mittari_plugin_*` libraries are loaded too: keep your own
+    /// plugins here, apart from the build output the bundled ones are in.
+    pub extra_dirs: Vec<PathBuf>,
     /// Libraries to load; default: every `*mittari_plugin_*` library in `dir`.
     pub libraries: Option<Vec<String>>,
     /// Let `libraries` name paths outside `dir`.
@@ -349,6 +352,11 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.plugins.libraries.is_some() && !self.plugins.extra_dirs.is_empty() {
+            bail!(
+                "plugins.extra_dirs would change nothing: plugins.libraries names every library to load; list the extra ones there by path (with plugins.allow_libraries_outside_dir = true), or drop plugins.libraries"
+            );
+        }
         let server = &self.server;
         if server.max_message_bytes < 1024 {
             bail!(
@@ -452,6 +460,7 @@ impl Settings {
     pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
         Ok(EngineConfig {
             plugin_dir: self.plugin_dir()?,
+            extra_plugin_dirs: self.plugins.extra_dirs.clone(),
             libraries: self.plugins.libraries.clone(),
             allow_libraries_outside_dir: self.plugins.allow_libraries_outside_dir,
             enabled_metrics: self.metrics.enabled.clone(),

@@ -32,11 +32,15 @@ pub(crate) fn transactions<'a>(
         .into_iter()
         .filter(|c| !input.has_column(c))
         .collect();
-    if !missing.is_empty() {
-        return Err(MetricError::invalid_input(format!(
-            "model {model} needs a transaction log with columns customer_id, timestamp and amount; missing: {}",
-            missing.join(", ")
-        )));
+    if let Some(first) = missing.first() {
+        // Named as the column at fault, so a client can say which of its columns to map.
+        return Err(MetricError::invalid_column(
+            first,
+            format!(
+                "model {model} needs a transaction log with columns customer_id, timestamp and amount; missing: {}",
+                missing.join(", ")
+            ),
+        ));
     }
     let columns = Transactions {
         customer: input.string("customer_id")?,
