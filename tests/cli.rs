@@ -1224,19 +1224,11 @@ fn a_missing_value_in_a_crlf_file_names_its_line() {
 #[test]
 fn fits_that_identify_nothing_are_flagged() {
     let dir = tempfile::tempdir().unwrap();
-    let example =
-        std::fs::read_to_string(repo_root().join("examples/data/transactions.csv")).unwrap();
-    let three: String = example
-        .lines()
-        .filter(|l| {
-            l.starts_with("customer_id,")
-                || ["c0001,", "c0002,", "c0003,"]
-                    .iter()
-                    .any(|c| l.starts_with(c))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let three = write(dir.path(), "three.csv", &three);
+    let three = write(
+        dir.path(),
+        "three.csv",
+        &mittari_e2e::example_log_of(&["c0001", "c0002", "c0003"]),
+    );
     let warnings = |out: &serde_json::Value| -> Vec<(String, String)> {
         out["warnings"]
             .as_array()

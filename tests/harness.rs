@@ -676,3 +676,20 @@ pub fn assert_same_result(got: &str, expected: &str) {
     }
     same(&normalized(got), &normalized(expected), "result");
 }
+
+/// The example purchase log (`examples/data/transactions.csv`) of only these customers, as CSV
+/// text with its header: a log too small for a model to identify anything.
+pub fn example_log_of(customers: &[&str]) -> String {
+    let example = std::fs::read_to_string(repo_root().join("examples/data/transactions.csv"))
+        .expect("read the example log");
+    example
+        .lines()
+        .filter(|line| {
+            line.starts_with("customer_id,")
+                || line
+                    .split_once(',')
+                    .is_some_and(|(id, _)| customers.contains(&id))
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}

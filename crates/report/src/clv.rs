@@ -109,7 +109,12 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             }
         ),
     );
-    for warning in &results.warnings {
+    // The lead already says what the values are.
+    for warning in results
+        .warnings
+        .iter()
+        .filter(|w| w.code != "clv_is_revenue")
+    {
         section.warn(&warning.message);
     }
     // A fit that does not identify its parameters gives numbers but no finding: its table

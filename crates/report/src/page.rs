@@ -123,7 +123,7 @@ impl Numbers {
                             String::new,
                             |ci| {
                                 format!(
-                                    "{} % interval {} to {}",
+                                    "{} %: {} to {}",
                                     grouped(100.0 * ci.level, 0),
                                     format_value(Some(ci.lower), &spec.unit),
                                     format_value(Some(ci.upper), &spec.unit)
@@ -183,6 +183,14 @@ pub(crate) fn format_value(value: Option<f64>, unit: &str) -> String {
 fn significant(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
         return format!("{v}");
+    }
+    // Beyond what digits can show readably: 4 significant digits and a power of ten.
+    if !(1e-4..1e9).contains(&v.abs()) {
+        let text = format!("{:.3e}", v.abs());
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let sign = if v < 0.0 { "−" } else { "" };
+        let exponent = exponent.replace('-', "−");
+        return format!("{sign}{mantissa} × 10^{exponent}");
     }
     let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
     grouped(v, digits)
@@ -391,6 +399,10 @@ mod tests {
         check(Some(0.66012), "parameter", "0.6601");
         check(Some(17.8941), "parameter", "17.89");
         check(Some(4467.3), "parameter", "4\u{2009}467");
+        // An interval of a parameter the data do not pin down spans hundreds of decades.
+        check(Some(9.414_446_9e184), "parameter", "9.414 × 10^184");
+        check(Some(1.062e-173), "parameter", "1.062 × 10^−173");
+        check(Some(-2.5e12), "parameter", "−2.500 × 10^12");
         check(None, "count", "–");
     }
 
