@@ -7,11 +7,20 @@
 //!   this process, or on a server with `--server`. Both paths build the same
 //!   `mittari.v1.ComputeResponse` and print it the same way.
 //! - `mittari admin …` administers a running server; `mittari token new` makes a token.
+//!
+//! Each command is a module of `commands/`; this file parses the command line, dispatches, and
+//! holds what the commands share.
 
+mod commands;
 mod lake;
 mod output;
 mod progress;
 mod render;
+
+use commands::admin::AdminCommand;
+use commands::plugin::PluginCommand;
+use commands::sql::SqlCommand;
+use commands::token::TokenCommand;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -85,20 +94,6 @@ enum Format {
     Csv,
 }
 
-#[derive(Debug, Subcommand)]
-enum TokenCommand {
-    /// Print a fresh token, and the configuration block that admits it (holding only its
-    /// SHA-256). Clients send it as `authorization: Bearer <token>`; the CLI reads it from the
-    /// MITTARI_TOKEN environment variable.
-    New {
-        /// The token's name, as the server's audit log shows it.
-        name: String,
-        /// What the token may do, repeatable: compute (list, describe, compute) or admin.
-        #[arg(long = "scope", default_values_t = [Scope::Compute])]
-        scopes: Vec<Scope>,
-    },
-}
-
 /// How to reach a server. A token, if the server needs one, is read from MITTARI_TOKEN.
 #[derive(Debug, Clone, clap::Args)]
 struct ServerArgs {
@@ -136,123 +131,6 @@ struct TlsArgs {
     client_key: Option<PathBuf>,
 }
 
-#[derive(Debug, Subcommand)]
-enum AdminCommand {
-    /// List the plugin libraries: path, SHA-256, ABI version, metrics, enabled, loaded when.
-    Plugins {
-        #[command(flatten)]
-        target: AdminTarget,
-        /// Output format (table or json).
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
-    /// Re-read the configuration file and the plugin directory and swap them in, or refuse
-    /// with the reasons and change nothing (same as SIGHUP).
-    Reload {
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Serve a metric again, at once and after restarts.
-    Enable {
-        /// The metric, e.g. nps.
-        metric: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Stop serving a metric, at once and after restarts.
-    Disable {
-        /// The metric, e.g. nps.
-        metric: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Forget what enable or disable recorded for a metric: the configuration
-    /// (metrics.enabled) decides again, at once.
-    Reset {
-        /// The metric, e.g. nps.
-        metric: String,
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Print the server's effective configuration (token hashes redacted).
-    Config {
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum PluginCommand {
-    /// Write a plugin crate for metric NAME: a working metric with one input, one parameter
-    /// and one output, unit tests, and a README with the commands to build, check and install
-    /// it. It builds, passes its tests and loads in a server with no edit.
-    New {
-        /// The metric's name, lowercase snake_case (e.g. repeat_rate).
-        name: String,
-        /// Where to write the crate (default: ./mittari-plugin-NAME).
-        #[arg(long, value_name = "DIR")]
-        path: Option<PathBuf>,
-        /// A Mittari checkout's crates/sdk to depend on (default: the one this mittari was
-        /// built from, if it is still there; else the SDK's version on crates.io).
-        #[arg(long, value_name = "DIR")]
-        sdk: Option<PathBuf>,
-    },
-    /// Load a plugin library in a child process and send its metrics what a server's clients
-    /// may send: no rows, one row, null optional columns, one key repeated, 1 000 000 rows
-    /// (timed, twice for determinism) and seeded extreme requests. Reports the ABI version,
-    /// descriptor problems and every request answered with a panic, an abort, NaN, an
-    /// undeclared output or a wrong row index; exits non-zero on any.
-    Check {
-        /// The plugin library (.so, .dylib or .dll).
-        library: PathBuf,
-        /// Seed of the generated extreme requests; a failure names its seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Generated extreme requests per metric.
-        #[arg(long, value_name = "COUNT", default_value_t = 200)]
-        generated: usize,
-        /// Rows of the two large requests.
-        #[arg(long, value_name = "ROWS", default_value_t = 1_000_000)]
-        large_rows: usize,
-        /// Seconds one request may take before the plugin is reported as hanging.
-        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-        timeout: u64,
-        /// Run as the checking child process from this task on (used by the check itself).
-        #[arg(long, hide = true, value_name = "INDEX")]
-        worker_from: Option<usize>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum SqlCommand {
-    /// The RFM summary of a transaction log (one row per customer: frequency, recency, T,
-    /// monetary_value, and holdout_frequency with --holdout-start), exactly as the clv
-    /// metric's predictive models summarize it; feed its result to `compute clv` as a summary.
-    Rfm {
-        /// postgres, datafusion, spark or bigquery.
-        #[arg(long, value_parser = clap::value_parser!(mittari_io::SqlDialect))]
-        dialect: mittari_io::SqlDialect,
-        /// The table or view, optionally qualified (schema.orders).
-        #[arg(long, value_name = "NAME")]
-        table: String,
-        /// The table's column for customer_id, timestamp or amount, e.g.
-        /// --column customer_id=asiakasnro; repeatable.
-        #[arg(long = "column", value_name = "NAME=SOURCE")]
-        columns: Vec<mittari_io::ColumnMapping>,
-        /// Count purchases on distinct days or Monday-to-Sunday weeks (clv's time_unit).
-        #[arg(long, default_value = "week", value_parser = clap::value_parser!(mittari_io::PeriodUnit))]
-        time_unit: mittari_io::PeriodUnit,
-        /// The end of observation (ISO 8601, UTC unless an offset is given); default: the
-        /// latest transaction.
-        #[arg(long, value_name = "TIMESTAMP", value_parser = parse_instant)]
-        observation_end: Option<i64>,
-        /// The start of a holdout period: the summary covers the time before it and counts
-        /// each customer's purchase periods in it.
-        #[arg(long, value_name = "TIMESTAMP", value_parser = parse_instant)]
-        holdout_start: Option<i64>,
-    },
-}
-
 /// An instant as clv's timestamp parameters take it, in µs since 1970 (UTC).
 fn parse_instant(text: &str) -> Result<i64, String> {
     mittari_sdk::time::parse_timestamp(text)
@@ -261,86 +139,16 @@ fn parse_instant(text: &str) -> Result<i64, String> {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gRPC server until SIGTERM or Ctrl-C.
-    Serve {
-        /// Address to listen on, HOST:PORT (port 0 picks a free port; the log says which).
-        #[arg(long, value_name = "HOST:PORT")]
-        listen: Option<SocketAddr>,
-    },
+    Serve(commands::serve::ServeArgs),
     /// List the metrics, or describe one.
-    Metrics {
-        /// The metric to describe.
-        name: Option<String>,
-        /// Ask a server (--server URL) instead of loading the plugins here.
-        #[command(flatten)]
-        remote: ServerArgs,
-        /// Output format (table or json).
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
+    Metrics(commands::metrics::MetricsArgs),
     /// Compute a metric over a CSV, Parquet, Arrow IPC or JSON Lines file, or a PostgreSQL
     /// query.
-    Compute {
-        /// The metric, e.g. nps.
-        metric: String,
-        #[command(flatten)]
-        input: Box<InputArgs>,
-        /// A parameter, repeatable, e.g. --param confidence=0.9.
-        #[arg(long = "param", value_name = "KEY=VALUE")]
-        params: Vec<String>,
-        /// Compute per group of this column, repeatable.
-        #[arg(long = "group-by", value_name = "COLUMN")]
-        group_by: Vec<String>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Compute on a server (--server URL) instead of in this process.
-        #[command(flatten)]
-        remote: ServerArgs,
-        /// With --server: inputs with more rows go through ComputeStream in chunks of this size.
-        #[arg(long, value_name = "ROWS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
-        chunk_rows: u64,
-        /// Also write a result table, every row, to FILE.csv or FILE.parquet (e.g. clv's
-        /// customers). A `top` parameter then limits only the rows printed.
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// The result table --output writes; default: the metric's first.
-        #[arg(long, value_name = "NAME", requires = "output")]
-        output_table: Option<String>,
-        /// Print grouped tables at full width; by default a table wider than the terminal
-        /// is split into panels that fit, each repeating the group columns.
-        #[arg(long)]
-        wide: bool,
-        /// Rows with an empty cell in a column the metric reads or groups by: `error` lets
-        /// the metric refuse them, `skip` leaves them out and counts them in the result.
-        #[arg(long, value_enum, default_value_t = OnMissing::Error)]
-        on_missing: OnMissing,
-    },
+    Compute(commands::compute::ComputeArgs),
     /// Write one self-contained HTML page with the numbers and charts of every metric the
     /// input's columns allow: retention cohorts and forecasts, CLV, NPS and CSAT by segment and
     /// month, what discounts cost, the value of experience.
-    Report {
-        #[command(flatten)]
-        input: Box<ReportInputArgs>,
-        /// A parameter, repeatable, e.g. --param holdout_start=2024-07-01; it goes to every
-        /// reported metric that takes it.
-        #[arg(long = "param", value_name = "KEY=VALUE")]
-        params: Vec<String>,
-        /// Break NPS, CSAT and retention down by this column, repeatable; default: every
-        /// column with 2 to 20 distinct values that the metric does not read.
-        #[arg(long = "group-by", value_name = "COLUMN")]
-        group_by: Vec<String>,
-        /// Report only this metric, repeatable; default: every metric the columns allow.
-        #[arg(long = "metric", value_name = "METRIC")]
-        metrics: Vec<String>,
-        /// The HTML file to write.
-        #[arg(long, value_name = "FILE.html")]
-        output: PathBuf,
-        /// Also write each chart as DIR/NAME.svg, for slides.
-        #[arg(long, value_name = "DIR")]
-        charts: Option<PathBuf>,
-        /// Compute on a server (--server URL) instead of in this process.
-        #[command(flatten)]
-        remote: ServerArgs,
-    },
+    Report(commands::report::ReportArgs),
     /// Print SQL that computes in a database or warehouse what Mittari computes in process.
     Sql {
         #[command(subcommand)]
@@ -559,398 +367,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen } => {
-            mittari_server::return_freed_memory();
-            let overrides = Overrides { listen };
-            let settings = Settings::load(cli.config.as_deref(), &overrides)?;
-            // Loading runs plugin initializers: done before the runtime starts, never on it.
-            let engine = Engine::load(&settings.engine_config()?)?;
-            let runtime = runtime()?;
-            let served = runtime.block_on(serve(settings, overrides, engine));
-            // The grace period is over: requests still running were cancelled when the server
-            // dropped them, but a computation that does not poll its flag (an ABI version-1
-            // plugin) would keep a plain runtime drop waiting for it. The process ends now.
-            runtime.shutdown_timeout(SHUTDOWN_LEFTOVER_WAIT);
-            served?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Token {
-            command: TokenCommand::New { name, scopes },
-        } => {
-            let (token, config) =
-                mittari_server::new_token(&name, &scopes).map_err(anyhow::Error::msg)?;
-            // The configuration block on standard output, so `>> mittari.toml` appends exactly
-            // it; the secret on standard error, where a redirection does not take it along.
-            eprintln!(
-                "the token (shown once; hand it to the client as a secret, e.g. in MITTARI_TOKEN):\n{token}\n"
-            );
-            print(&format!(
-                "# token {name}, made by `mittari token new`: only its SHA-256 is stored here\n{config}"
-            ))
-        }
-        Command::Admin { command } => admin(command),
-        Command::Plugin {
-            command: PluginCommand::New { name, path, sdk },
-        } => {
-            let dir = path.unwrap_or_else(|| PathBuf::from(mittari_kit::crate_name(&name)));
-            let (sdk, lockfile) = match sdk {
-                Some(sdk) => mittari_kit::sdk_in_checkout(&sdk)
-                    .with_context(|| format!("--sdk {}", sdk.display()))?,
-                None => mittari_kit::sdk_of_this_build(),
-            };
-            mittari_kit::new_plugin(&name, &dir, &sdk, lockfile.as_deref())?;
-            print(&format!(
-                "wrote the plugin crate for metric {name} to {}; see its README.md to build, check and install it\n",
-                dir.display()
-            ))
-        }
-        Command::Plugin {
-            command:
-                PluginCommand::Check {
-                    library,
-                    seed,
-                    generated,
-                    large_rows,
-                    timeout,
-                    worker_from,
-                },
-        } => {
-            let options = mittari_kit::CheckOptions {
-                seed,
-                generated,
-                large_rows,
-                timeout: std::time::Duration::from_secs(timeout),
-            };
-            if let Some(from) = worker_from {
-                mittari_kit::run_worker(&library, &options, from, &mut std::io::stdout().lock())?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let exe = std::env::current_exe().context("cannot find the mittari executable")?;
-            let worker = || {
-                let mut command = std::process::Command::new(&exe);
-                command
-                    .args(["plugin", "check"])
-                    .arg(&library)
-                    .args(["--seed", &seed.to_string()])
-                    .args(["--generated", &generated.to_string()])
-                    .args(["--large-rows", &large_rows.to_string()])
-                    .args(["--timeout", &timeout.to_string()]);
-                command
-            };
-            let summary = mittari_kit::check_library(
-                &library,
-                &options,
-                &worker,
-                &mut std::io::stdout().lock(),
-            )
-            .with_context(|| format!("cannot check {}", library.display()))?;
-            Ok(if summary.failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        Command::Sql {
-            command:
-                SqlCommand::Rfm {
-                    dialect,
-                    table,
-                    columns,
-                    time_unit,
-                    observation_end,
-                    holdout_start,
-                },
-        } => {
-            let source = |name: &str| {
-                columns
-                    .iter()
-                    .find(|m| m.name == name)
-                    .map_or(name.to_owned(), |m| m.source.clone())
-            };
-            for mapping in &columns {
-                if !["customer_id", "timestamp", "amount"].contains(&mapping.name.as_str()) {
-                    bail!(
-                        "--column {}: the summary reads customer_id, timestamp and amount",
-                        mapping.name
-                    );
-                }
-            }
-            let (customer_id, timestamp, amount) =
-                (source("customer_id"), source("timestamp"), source("amount"));
-            let sql = mittari_io::rfm_query(
-                dialect,
-                &mittari_io::RfmQuery {
-                    from: mittari_io::Relation::Table(&table),
-                    customer_id: &customer_id,
-                    timestamp: &timestamp,
-                    amount: &amount,
-                    periods: mittari_io::RfmPeriods {
-                        unit: time_unit,
-                        observation_end,
-                        holdout_start,
-                    },
-                },
-            )
-            .map_err(|e| anyhow::anyhow!("--holdout-start: {e}"))?;
-            print(&sql)
-        }
-        Command::Report {
-            input,
-            params,
-            group_by,
-            metrics,
-            output,
-            charts,
-            remote,
-        } => {
-            let path = input.input.as_path();
-            let text = path.to_string_lossy();
-            if text == "-" || mittari_io::is_postgres_url(&text) || lake::is_pattern(&text) {
-                bail!(
-                    "--input {}: mittari report reads one file (CSV, Parquet, Arrow IPC or JSON \
-                     Lines), once per metric; save standard input, a database query's rows or \
-                     a pattern's files to one file first",
-                    mittari_io::redact_url(&text)
-                );
-            }
-            if same_file(&output, path) {
-                bail!(
-                    "--output {} is the input file; writing the report there would destroy the \
-                     data: choose another file",
-                    output.display()
-                );
-            }
-            let params = params
-                .iter()
-                .map(|item| match item.split_once('=') {
-                    Some((key, value)) => Ok((key.trim().to_owned(), value.to_owned())),
-                    None => Err(anyhow::anyhow!("--param {item:?} must look like KEY=VALUE")),
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let request = mittari_report::Request {
-                input: path.to_owned(),
-                options: input.reading.options(),
-                params,
-                group_by,
-                metrics,
-            };
-            let report = if remote.server.is_some() {
-                let runtime = runtime()?;
-                // A lazily connecting channel needs the runtime's reactor when it is made.
-                let backend = {
-                    let _runtime = runtime.enter();
-                    Backend::new(cli.config.as_deref(), &remote)?
-                };
-                let remote = RemoteReport {
-                    runtime,
-                    backend: std::cell::RefCell::new(backend),
-                };
-                mittari_report::build(&remote, &request)?
-            } else {
-                let settings = Settings::load(cli.config.as_deref(), &Overrides::default())?;
-                let engine = Engine::load(&settings.engine_config()?)?;
-                mittari_report::build(&engine, &request)?
-            };
-            let written = mittari_report::write(&report, &output, charts.as_deref())?;
-            let plural = |n: usize, one: &str, many: &str| {
-                format!("{n} {}", if n == 1 { one } else { many })
-            };
-            eprintln!(
-                "wrote {} ({}, {}){}",
-                output.display(),
-                plural(report.sections.len(), "section", "sections"),
-                plural(report.charts().count(), "chart", "charts"),
-                match &charts {
-                    Some(dir) => format!("; {written} charts as SVG in {}", dir.display()),
-                    None => String::new(),
-                }
-            );
-            for (metric, reason) in &report.not_computed {
-                eprintln!("not computed: {metric}: {reason}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Metrics {
-            name,
-            remote,
-            format,
-        } => {
-            let rt = runtime()?;
-            // A lazily connecting channel needs the runtime's reactor when it is made.
-            let _runtime = rt.enter();
-            if format == Format::Csv {
-                bail!("--format csv is not available for metrics; use table or json");
-            }
-            let mut backend = Backend::new(cli.config.as_deref(), &remote)?;
-            let text = match name {
-                None => {
-                    let list = rt.block_on(backend.list())?;
-                    if format == Format::Json {
-                        render::metric_list_json(&list)
-                    } else {
-                        render::metric_list(&list)
-                    }
-                }
-                Some(name) => match rt.block_on(backend.describe(&name)) {
-                    Ok(d) => {
-                        let descriptor = convert::descriptor_from_proto(&d);
-                        if format == Format::Json {
-                            render::descriptor_json(&descriptor, &d.library)
-                        } else {
-                            render::descriptor_text(&descriptor, &d.library)
-                        }
-                    }
-                    Err(status) => return Ok(report(&status, None)),
-                },
-            };
-            print(&text)
-        }
-        Command::Compute {
-            metric,
-            input,
-            params,
-            group_by,
-            format,
-            remote,
-            chunk_rows,
-            output,
-            output_table,
-            wide,
-            on_missing,
-        } => {
-            if let Some(path) = &output {
-                output::check_path(path)?;
-                if same_file(path, &input.input) {
-                    bail!(
-                        "--output {} is the input file; writing results there would destroy the data: choose another file",
-                        path.display()
-                    );
-                }
-            }
-            let rt = runtime()?;
-            // A lazily connecting channel needs the runtime's reactor when it is made.
-            let _runtime = rt.enter();
-            let mut backend = Backend::new(cli.config.as_deref(), &remote)?;
-            let descriptor = match rt.block_on(backend.describe(&metric)) {
-                Ok(d) => convert::descriptor_from_proto(&d),
-                Err(status) => return Ok(report(&status, None)),
-            };
-            let mut params = parse_params(&params, &descriptor)?;
-            // --output writes every row, so `top` stops limiting the result and limits the
-            // printed table instead.
-            let printed_rows = match output {
-                Some(_) => take_top(&mut params),
-                None => None,
-            };
-            let source = input.source()?;
-            let source_name = source.name();
-            let progress = progress::Progress::start(
-                std::io::stderr().is_terminal() && format != Format::Json,
-                &format!("reading {source_name}"),
-            );
-            let options = input.options();
-            // Where the log is in a database or a data lake, its summary is computed there and
-            // only one row per customer travels; per-group summaries are not pushed down.
-            // Rows left out for empty cells are left out of the rows read, so a summary
-            // computed at the source (which would count them) is not used then.
-            let periods =
-                if input.no_pushdown || !group_by.is_empty() || on_missing == OnMissing::Skip {
-                    None
-                } else {
-                    mittari_io::RfmPeriods::of_request(&descriptor, |name| {
-                        params.get(name).and_then(convert::value_from_proto)
-                    })
-                    .map_err(|e| anyhow::anyhow!("--param {e}"))?
-                };
-            let lake = match input.pattern() {
-                Some(pattern) => Some(rt.block_on(lake::Lake::open(pattern))?),
-                None => None,
-            };
-            let summary = match (periods, &lake) {
-                (None, _) => None,
-                (Some(periods), Some(lake)) => {
-                    rt.block_on(lake.read_rfm_summary(&descriptor, &options, periods))?
-                }
-                (Some(periods), None) => {
-                    mittari_io::read_rfm_summary(&source, &descriptor, &options, periods)?
-                }
-            };
-            let table = match (summary, &lake) {
-                (Some(summary), _) => {
-                    // The summary has applied them.
-                    params.remove("observation_end");
-                    params.remove("holdout_start");
-                    summary
-                }
-                (None, Some(lake)) => rt.block_on(lake.read(&descriptor, &group_by, &options))?,
-                (None, None) => mittari_io::read(source, &descriptor, &group_by, &options)?,
-            };
-            let (table, skipped) = match on_missing {
-                OnMissing::Error => (table, None),
-                OnMissing::Skip => {
-                    let read: Vec<String> = descriptor
-                        .inputs
-                        .iter()
-                        .map(|c| c.name.clone())
-                        .chain(group_by.iter().cloned())
-                        .collect();
-                    let (table, skipped) = table.without_empty_cells(&source_name, &read)?;
-                    (table, Some(skipped))
-                }
-            };
-            progress.phase(&match &remote.server {
-                Some(url) => format!("computing {metric} on {url}"),
-                None => format!("computing {metric}"),
-            });
-            let response = match rt.block_on(backend.compute(
-                &metric,
-                params,
-                table.batch,
-                group_by,
-                chunk_rows as usize,
-            )) {
-                Ok(response) => response,
-                Err(status) => {
-                    drop(progress);
-                    // The file's own columns, for a column the metric found missing: read
-                    // again only now, from the header or schema.
-                    let file_columns = match input.source() {
-                        Ok(mittari_io::Source::Path(path)) => {
-                            mittari_io::column_names(path, &options).ok()
-                        }
-                        _ => None,
-                    };
-                    return Ok(report(
-                        &status,
-                        Some((&source_name, &table.origins, file_columns.as_deref())),
-                    ));
-                }
-            };
-            let mut response = response;
-            if let Some(skipped) = skipped.filter(|s| s.rows > 0) {
-                add_warning(&mut response, rows_skipped_warning(&source_name, &skipped));
-            }
-            let mut written = None;
-            if let Some(path) = &output {
-                progress.phase(&format!("writing {}", path.display()));
-                let (table, rows) = output::write(&response, output_table.as_deref(), path)?;
-                drop(progress);
-                eprintln!("wrote {rows} rows of {table} to {}", path.display());
-                written = Some(table);
-            } else {
-                drop(progress);
-            }
-            let limit = written.as_deref().zip(printed_rows);
-            match format {
-                Format::Table => print(&render::table(
-                    &response,
-                    limit,
-                    (!wide).then(terminal_width).flatten(),
-                )),
-                Format::Json => print_with(|out| render::write_json(&response, out)),
-                Format::Csv => print(&render::csv(&response)),
-            }
-        }
+        Command::Serve(args) => commands::serve::run(cli.config.as_deref(), args),
+        Command::Token { command } => commands::token::run(command),
+        Command::Admin { command } => commands::admin::run(command),
+        Command::Plugin { command } => commands::plugin::run(command),
+        Command::Sql { command } => commands::sql::run(command),
+        Command::Report(args) => commands::report::run(cli.config.as_deref(), args),
+        Command::Metrics(args) => commands::metrics::run(cli.config.as_deref(), args),
+        Command::Compute(args) => commands::compute::run(cli.config.as_deref(), args),
     }
 }
 
@@ -1272,151 +696,6 @@ fn connect(url: &str, remote: &TlsArgs) -> anyhow::Result<Channel> {
         bail!("--server {url:?} must start with http:// or https://");
     };
     Ok(endpoint.connect_lazy())
-}
-
-/// `mittari admin …`: one call to the server's admin service, printed.
-fn admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
-    let rt = runtime()?;
-    // A lazily connecting channel needs the runtime's reactor when it is made.
-    let _runtime = rt.enter();
-    let target = match &command {
-        AdminCommand::Plugins { target, .. }
-        | AdminCommand::Reload { target }
-        | AdminCommand::Enable { target, .. }
-        | AdminCommand::Disable { target, .. }
-        | AdminCommand::Reset { target, .. }
-        | AdminCommand::Config { target } => target.clone(),
-    };
-    let url = with_scheme(&target.server)?;
-    let mut client = AdminServiceClient::with_interceptor(
-        connect(&url, &target.tls)?,
-        BearerToken::for_server(&url)?,
-    );
-    let enable = matches!(command, AdminCommand::Enable { .. });
-    let reset = matches!(command, AdminCommand::Reset { .. });
-    let result: Result<String, Status> = rt.block_on(async {
-        Ok(match command {
-            AdminCommand::Plugins { format, .. } => {
-                let libraries = client
-                    .list_plugins(admin_pb::ListPluginsRequest {})
-                    .await?
-                    .into_inner()
-                    .libraries;
-                match format {
-                    Format::Json => render::libraries_json(&libraries),
-                    _ => render::libraries(&libraries),
-                }
-            }
-            AdminCommand::Reload { .. } => {
-                // What was served before, to say what the reload changed.
-                let before = client
-                    .list_plugins(admin_pb::ListPluginsRequest {})
-                    .await?
-                    .into_inner()
-                    .libraries;
-                let reloaded = client
-                    .reload(admin_pb::ReloadRequest {})
-                    .await?
-                    .into_inner();
-                let mut text = reload_summary(&before, &reloaded.libraries);
-                text.push_str(&render::libraries(&reloaded.libraries));
-                if !reloaded.restart_required.is_empty() {
-                    text.push_str(&format!(
-                        "\nchanged, but applied only at a restart: {}\n",
-                        reloaded.restart_required.join(", ")
-                    ));
-                }
-                text
-            }
-            AdminCommand::Enable { metric, .. }
-            | AdminCommand::Disable { metric, .. }
-            | AdminCommand::Reset { metric, .. } => {
-                let response = client
-                    .set_metric_enabled(admin_pb::SetMetricEnabledRequest {
-                        name: metric.clone(),
-                        enabled: enable,
-                        reset,
-                    })
-                    .await?
-                    .into_inner();
-                let now = if response.enabled { "enabled" } else { "disabled" };
-                let file = response.state_file;
-                if reset {
-                    format!(
-                        "{metric} {now} as the configuration says (its recorded choice removed from {file})\n"
-                    )
-                } else {
-                    format!(
-                        "{metric} {now} (recorded in {file}; `mittari admin reset {metric}` lets the configuration decide again)\n"
-                    )
-                }
-            }
-            AdminCommand::Config { .. } => {
-                let config = client
-                    .get_config(admin_pb::GetConfigRequest {})
-                    .await?
-                    .into_inner();
-                let mut text = String::new();
-                if !config.file.is_empty() {
-                    text.push_str(&format!("# configuration file: {}\n", config.file));
-                }
-                text.push_str(&format!("# metric state file: {}\n", config.state_file));
-                text.push_str(&config.toml);
-                text
-            }
-        })
-    });
-    match result {
-        Ok(text) => print(&text),
-        Err(status) => Ok(report(&Backend::connection_error(&url, status), None)),
-    }
-}
-
-/// What a reload changed, a line each: libraries loaded, replaced (new contents) or gone, and
-/// metrics now served or no longer served; "nothing changed" when nothing did.
-fn reload_summary(before: &[admin_pb::PluginLibrary], after: &[admin_pb::PluginLibrary]) -> String {
-    use std::collections::BTreeMap;
-    let libraries = |libraries: &[admin_pb::PluginLibrary]| -> BTreeMap<String, String> {
-        libraries
-            .iter()
-            .map(|l| (l.path.clone(), l.sha256.clone()))
-            .collect()
-    };
-    let served = |libraries: &[admin_pb::PluginLibrary]| -> std::collections::BTreeSet<String> {
-        libraries
-            .iter()
-            .flat_map(|l| &l.metrics)
-            .filter(|m| m.enabled)
-            .map(|m| m.name.clone())
-            .collect()
-    };
-    let (old, new) = (libraries(before), libraries(after));
-    let mut lines = Vec::new();
-    for (path, sha) in &new {
-        match old.get(path) {
-            None => lines.push(format!("library loaded: {path}")),
-            Some(previous) if previous != sha => {
-                lines.push(format!("library replaced (new contents): {path}"));
-            }
-            Some(_) => {}
-        }
-    }
-    for path in old.keys().filter(|p| !new.contains_key(*p)) {
-        lines.push(format!("library no longer listed: {path}"));
-    }
-    let (was, is) = (served(before), served(after));
-    for metric in is.difference(&was) {
-        lines.push(format!("metric now served: {metric}"));
-    }
-    for metric in was.difference(&is) {
-        lines.push(format!("metric no longer served: {metric}"));
-    }
-    if lines.is_empty() {
-        lines.push("nothing changed in the plugins and metrics".to_owned());
-    }
-    let mut text = lines.join("\n");
-    text.push_str("\n\n");
-    text
 }
 
 /// Sends `authorization: Bearer $MITTARI_TOKEN` with every call when the variable is set. The
@@ -1796,7 +1075,7 @@ mod tests {
             library("b.so", "2", &[("csat", true)]),
         ];
         assert_eq!(
-            super::reload_summary(&before, &before),
+            crate::commands::admin::reload_summary(&before, &before),
             "nothing changed in the plugins and metrics\n\n"
         );
         let after = [
@@ -1804,7 +1083,7 @@ mod tests {
             library("c.so", "3", &[("order_share", true)]),
         ];
         assert_eq!(
-            super::reload_summary(&before, &after),
+            crate::commands::admin::reload_summary(&before, &after),
             "library replaced (new contents): a.so\nlibrary loaded: c.so\nlibrary no longer listed: b.so\nmetric now served: order_share\nmetric no longer served: csat\n\n"
         );
     }

@@ -1,0 +1,106 @@
+//! `mittari report`: one HTML page of the metrics an input allows.
+
+use crate::*;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReportArgs {
+    #[command(flatten)]
+    input: Box<ReportInputArgs>,
+    /// A parameter, repeatable, e.g. --param holdout_start=2024-07-01; it goes to every
+    /// reported metric that takes it.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Break NPS, CSAT and retention down by this column, repeatable; default: every
+    /// column with 2 to 20 distinct values that the metric does not read.
+    #[arg(long = "group-by", value_name = "COLUMN")]
+    group_by: Vec<String>,
+    /// Report only this metric, repeatable; default: every metric the columns allow.
+    #[arg(long = "metric", value_name = "METRIC")]
+    metrics: Vec<String>,
+    /// The HTML file to write.
+    #[arg(long, value_name = "FILE.html")]
+    output: PathBuf,
+    /// Also write each chart as DIR/NAME.svg, for slides.
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
+    /// Compute on a server (--server URL) instead of in this process.
+    #[command(flatten)]
+    remote: ServerArgs,
+}
+
+pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let ReportArgs {
+        input,
+        params,
+        group_by,
+        metrics,
+        output,
+        charts,
+        remote,
+    } = args;
+    let path = input.input.as_path();
+    let text = path.to_string_lossy();
+    if text == "-" || mittari_io::is_postgres_url(&text) || lake::is_pattern(&text) {
+        bail!(
+            "--input {}: mittari report reads one file (CSV, Parquet, Arrow IPC or JSON \
+                 Lines), once per metric; save standard input, a database query's rows or \
+                 a pattern's files to one file first",
+            mittari_io::redact_url(&text)
+        );
+    }
+    if same_file(&output, path) {
+        bail!(
+            "--output {} is the input file; writing the report there would destroy the \
+                 data: choose another file",
+            output.display()
+        );
+    }
+    let params = params
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((key, value)) => Ok((key.trim().to_owned(), value.to_owned())),
+            None => Err(anyhow::anyhow!("--param {item:?} must look like KEY=VALUE")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let request = mittari_report::Request {
+        input: path.to_owned(),
+        options: input.reading.options(),
+        params,
+        group_by,
+        metrics,
+    };
+    let report = if remote.server.is_some() {
+        let runtime = runtime()?;
+        // A lazily connecting channel needs the runtime's reactor when it is made.
+        let backend = {
+            let _runtime = runtime.enter();
+            Backend::new(config, &remote)?
+        };
+        let remote = RemoteReport {
+            runtime,
+            backend: std::cell::RefCell::new(backend),
+        };
+        mittari_report::build(&remote, &request)?
+    } else {
+        let settings = Settings::load(config, &Overrides::default())?;
+        let engine = Engine::load(&settings.engine_config()?)?;
+        mittari_report::build(&engine, &request)?
+    };
+    let written = mittari_report::write(&report, &output, charts.as_deref())?;
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    eprintln!(
+        "wrote {} ({}, {}){}",
+        output.display(),
+        plural(report.sections.len(), "section", "sections"),
+        plural(report.charts().count(), "chart", "charts"),
+        match &charts {
+            Some(dir) => format!("; {written} charts as SVG in {}", dir.display()),
+            None => String::new(),
+        }
+    );
+    for (metric, reason) in &report.not_computed {
+        eprintln!("not computed: {metric}: {reason}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
