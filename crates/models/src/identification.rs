@@ -252,6 +252,98 @@ mod tests {
         );
     }
 
+    /// The check on real fits: CDNOW's published BG/NBD and Pareto/NBD fits identify their
+    /// parameters; simulated customer bases of 2 000 do too, seed after seed (no false alarm);
+    /// three customers, and a thousand customers who all buy at one rate and never leave (no
+    /// heterogeneity for the gamma to describe), do not.
+    #[test]
+    fn real_and_simulated_fits_are_judged_as_they_are() {
+        use crate::bgnbd::{self, BgNbd, Variant};
+        use crate::purchase::Histories;
+        use std::sync::atomic::AtomicBool;
+        let cancel = AtomicBool::new(false);
+        let support = |h: &Histories| {
+            let repeaters: f64 =
+                h.x.iter()
+                    .zip(&h.weight)
+                    .filter(|&(&x, _)| x > 0.0)
+                    .map(|(_, w)| w)
+                    .sum();
+            [
+                Support::per_parameter("customers", h.customers(), 10.0, 4),
+                Support::per_parameter("repeat buyers", repeaters, 5.0, 4),
+            ]
+        };
+        let names = ["r", "alpha", "a", "b"];
+        let cdnow = crate::testing::cdnow();
+        let (_, fit) = bgnbd::fit_histories(&cdnow, Variant::Bg, &cancel).unwrap();
+        assert_eq!(
+            problems(&fit, names, &support(&cdnow)),
+            Vec::<String>::new()
+        );
+        let (_, fit) = crate::pareto_nbd::fit_histories(&cdnow, &cancel).unwrap();
+        assert_eq!(
+            problems(&fit, ["r", "alpha", "s", "beta"], &support(&cdnow)),
+            Vec::<String>::new()
+        );
+
+        let truth = BgNbd {
+            r: 0.24,
+            alpha: 4.41,
+            a: 0.79,
+            b: 2.43,
+            variant: Variant::Bg,
+        };
+        for seed in 1..=5 {
+            let mut rng = crate::testing::Rng::new(seed);
+            let histories = Histories::compress((0..2000).map(|i| {
+                let t = 20.0 + (i % 30) as f64;
+                let (x, t_x) = truth.simulate(&mut rng, t);
+                (x, t_x, t, 1.0)
+            }));
+            let (_, fit) = bgnbd::fit_histories(&histories, Variant::Bg, &cancel).unwrap();
+            assert_eq!(
+                problems(&fit, names, &support(&histories)),
+                Vec::<String>::new(),
+                "seed {seed}: {fit:?}"
+            );
+        }
+
+        let three = Histories::compress(
+            [
+                (7.0, 12.0, 12.0, 1.0),
+                (2.0, 3.0, 12.0, 1.0),
+                (20.0, 46.0, 99.0, 1.0),
+            ]
+            .into_iter(),
+        );
+        let (_, fit) = bgnbd::fit_histories(&three, Variant::Bg, &cancel).unwrap();
+        let found = problems(&fit, names, &support(&three));
+        assert!(found[0].starts_with("3 customers are too few"), "{found:?}");
+        assert!(fit.params.iter().all(|p| *p < 1e7), "{fit:?}");
+
+        // One purchase rate for everyone (0.5 a week, weekly periods), no one leaving: the
+        // gamma of purchase rates collapses to a point, r and α grow together to the edge.
+        let mut rng = crate::testing::Rng::new(11);
+        let homogeneous = Histories::compress((0..1000).map(|i| {
+            let t = 30.0 + (i % 20) as f64;
+            let (mut at, mut x, mut last) = (0.0, -1.0, 0.0);
+            while at <= t {
+                x += 1.0;
+                last = at;
+                at += -(1.0 - rng.uniform()).ln() / 0.5;
+            }
+            (x, last, t, 1.0)
+        }));
+        let (_, fit) = bgnbd::fit_histories(&homogeneous, Variant::Bg, &cancel).unwrap();
+        let found = problems(&fit, names, &support(&homogeneous));
+        assert!(
+            found.iter().any(|p| p.contains("reached the edge")),
+            "{found:?} {fit:?}"
+        );
+        assert!(unidentified(&fit, names, &support(&homogeneous)).contains(&"r".to_owned()));
+    }
+
     #[test]
     fn log_wald_intervals_stay_positive_and_multiply_symmetrically() {
         let (lower, upper) = log_wald_interval(2.0, 0.2, 1.959_963_984_540_054).unwrap();

@@ -21,6 +21,8 @@ const MAX_ITERATIONS: usize = 1000;
 /// collapsing to a point, a rate going to zero), where the likelihood is flat and each
 /// evaluation of the series slows down. The fit stops there and says so ([`Fit::at_boundary`]).
 const LOG_RANGE: f64 = 13.815_510_557_964_274;
+/// How close to the edge, in log space, a parameter counts as at it: 1 %.
+const EDGE_TOLERANCE: f64 = 0.01;
 
 /// A model's log-likelihood, generic over the number type so one implementation gives values
 /// and exact gradients.
@@ -364,7 +366,11 @@ pub fn fit<const N: usize>(
         }
     }
     let params = phi.map(f64::exp);
-    let at_boundary = std::array::from_fn(|i| phi[i] <= lower[i] || phi[i] >= upper[i]);
+    // Within 1 % of an edge counts as at it: a flat likelihood lets the optimizer stop just
+    // short of where it was heading.
+    let at_boundary = std::array::from_fn(|i| {
+        phi[i] <= lower[i] + EDGE_TOLERANCE || phi[i] >= upper[i] - EDGE_TOLERANCE
+    });
     let standard_errors = match point.natural_hessian {
         Some(hessian) => errors_from_hessian(hessian),
         None => standard_errors(model, &params),
