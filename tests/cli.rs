@@ -15,6 +15,23 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// Runs `mittari` in a scratch directory (no mittari.toml) and expects success.
+/// The (code, message) of each warning of a `--format json` result.
+fn warnings_of(out: &serde_json::Value) -> Vec<(String, String)> {
+    out["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .map(|w| {
+                    (
+                        w["code"].as_str().unwrap().to_owned(),
+                        w["message"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn mittari(dir: &Path, args: &[&str]) -> String {
     let (status, stdout, stderr) = run_cli(args, dir, &[]);
     assert!(status.success(), "mittari {args:?} failed: {stderr}");
@@ -244,20 +261,10 @@ fn parameters_that_change_nothing_are_warnings() {
         ];
         all.extend_from_slice(args);
         let out: serde_json::Value = serde_json::from_str(&mittari(&root, &all)).unwrap();
-        out["warnings"]
-            .as_array()
-            .map(|w| {
-                w.iter()
-                    .map(|w| {
-                        format!(
-                            "{}: {}",
-                            w["code"].as_str().unwrap(),
-                            w["message"].as_str().unwrap()
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        warnings_of(&out)
+            .into_iter()
+            .map(|(code, message)| format!("{code}: {message}"))
+            .collect()
     };
     let check = |args: &[&str], expect: &[&str]| {
         let got = warnings(args);
@@ -1229,21 +1236,7 @@ fn fits_that_identify_nothing_are_flagged() {
         "three.csv",
         &mittari_e2e::example_log_of(&["c0001", "c0002", "c0003"]),
     );
-    let warnings = |out: &serde_json::Value| -> Vec<(String, String)> {
-        out["warnings"]
-            .as_array()
-            .map(|w| {
-                w.iter()
-                    .map(|w| {
-                        (
-                            w["code"].as_str().unwrap().to_owned(),
-                            w["message"].as_str().unwrap().to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let warnings = warnings_of;
     for (model, label, parameters) in [
         ("bgnbd", "BG/NBD", "(r, alpha, a, b)"),
         ("pareto_nbd", "Pareto/NBD", "(r, alpha, s, beta)"),
