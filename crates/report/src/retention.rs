@@ -517,8 +517,8 @@ fn fit_numbers(fits: &[Fit]) -> Numbers {
     let mut header = vec!["cohort".to_owned(), "observed periods".to_owned()];
     header.extend(FIT_OUTPUTS.iter().map(|(name, _)| (*name).to_owned()));
     Numbers {
-        caption: "Shifted-beta-geometric fit per cohort (very large alpha and beta: the cohort's \
-                  customers leave at much the same rate)"
+        caption: "Shifted-beta-geometric fit per cohort; a cohort whose fit does not identify \
+                  alpha and beta (see the warnings) is marked, and its curve is not drawn"
             .into(),
         header,
         rows: fits
