@@ -1,4 +1,5 @@
-//! `mittari compute`: read an input, compute a metric here or on a server, print or write the result.
+//! `mittari compute`: read an input, compute a metric here or on a server, print or write
+//! the result.
 
 use crate::*;
 
