@@ -1236,7 +1236,6 @@ fn fits_that_identify_nothing_are_flagged() {
         "three.csv",
         &mittari_e2e::example_log_of(&["c0001", "c0002", "c0003"]),
     );
-    let warnings = warnings_of;
     for (model, label, parameters) in [
         ("bgnbd", "BG/NBD", "(r, alpha, a, b)"),
         ("pareto_nbd", "Pareto/NBD", "(r, alpha, s, beta)"),
@@ -1255,7 +1254,7 @@ fn fits_that_identify_nothing_are_flagged() {
             ],
         ))
         .unwrap();
-        let flagged: Vec<(String, String)> = warnings(&out)
+        let flagged: Vec<(String, String)> = warnings_of(&out)
             .into_iter()
             .filter(|(code, _)| code == "fit_not_identified")
             .collect();
@@ -1313,7 +1312,7 @@ fn fits_that_identify_nothing_are_flagged() {
     ))
     .unwrap();
     assert!(
-        warnings(&out)
+        warnings_of(&out)
             .iter()
             .all(|(code, _)| !code.ends_with("fit_not_identified")),
         "{out}"
@@ -1343,7 +1342,7 @@ fn fits_that_identify_nothing_are_flagged() {
         ],
     ))
     .unwrap();
-    let flagged: Vec<String> = warnings(&out)
+    let flagged: Vec<String> = warnings_of(&out)
         .into_iter()
         .filter(|(code, _)| code == "fit_not_identified")
         .map(|(_, m)| m)

@@ -114,26 +114,19 @@ fn a_new_plugin_builds_passes_its_tests_and_the_check_and_serves_after_a_reload(
     assert_eq!(share[..], ["share", "50", "%"], "{stdout}");
 
     // The report has no layout of its own for it: named, it gets the generic section.
-    let page = work.path().join("orders.html");
-    let (status, stdout, stderr) = run_cli(
-        &[
-            "report",
-            "--input",
-            orders.to_str().unwrap(),
-            "--metric",
-            "order_share",
-            "--param",
-            "threshold=50",
-            "--server",
-            &url,
-            "--output",
-            page.to_str().unwrap(),
-        ],
-        work.path(),
-        &[],
+    let report = |name: &str, extra: &[&str]| {
+        let page = work.path().join(name);
+        let mut args = vec!["report", "--input", orders.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--server", &url, "--output", page.to_str().unwrap()]);
+        let (status, stdout, stderr) = run_cli(&args, work.path(), &[]);
+        assert!(status.success(), "{stdout}{stderr}");
+        std::fs::read_to_string(&page).unwrap()
+    };
+    let page = report(
+        "orders.html",
+        &["--metric", "order_share", "--param", "threshold=50"],
     );
-    assert!(status.success(), "{stdout}{stderr}");
-    let page = std::fs::read_to_string(&page).unwrap();
     for text in [
         "<h2>order_share</h2>",
         "share of orders at or above a threshold",
@@ -146,22 +139,7 @@ fn a_new_plugin_builds_passes_its_tests_and_the_check_and_serves_after_a_reload(
 
     // Not named: the input has every column it requires (amount), so the report has it too,
     // at its default threshold of 100 (2 of 4 orders).
-    let page = work.path().join("auto.html");
-    let (status, stdout, stderr) = run_cli(
-        &[
-            "report",
-            "--input",
-            orders.to_str().unwrap(),
-            "--server",
-            &url,
-            "--output",
-            page.to_str().unwrap(),
-        ],
-        work.path(),
-        &[],
-    );
-    assert!(status.success(), "{stdout}{stderr}");
-    let page = std::fs::read_to_string(&page).unwrap();
+    let page = report("auto.html", &[]);
     assert!(page.contains("<td>share</td><td>50.0 %</td>"), "{page}");
 }
 

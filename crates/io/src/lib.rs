@@ -29,7 +29,7 @@ use mittari_sdk::MetricDescriptor;
 pub use cells::{DateFormat, DecimalSeparator};
 pub use columns::ColumnMapping;
 pub use error::{Location, ReadError};
-pub use pg::{PostgresQuery, is_postgres_url, redact_url};
+pub use pg::{PostgresQuery, is_pattern, is_postgres_url, redact_url};
 pub use sql::{PeriodUnit, Relation, RfmPeriods, RfmQuery, SqlDialect, rfm_query};
 pub use write::{OutputFormat, WriteError, write_batch};
 

@@ -72,6 +72,12 @@ pub(crate) fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Whether an `--input` is a pattern of files (`orders/*.parquet`, `year=*/part-?.parquet`)
+/// rather than one file; `mittari-lake` reads those.
+pub fn is_pattern(input: &str) -> bool {
+    input.contains(['*', '?', '['])
+}
+
 /// Whether an `--input` names a PostgreSQL database rather than a file.
 pub fn is_postgres_url(input: &str) -> bool {
     input.starts_with("postgres://") || input.starts_with("postgresql://")

@@ -25,11 +25,9 @@ use mittari_sdk::MetricDescriptor;
 /// The name the lake's table has in the queries.
 const TABLE: &str = "lake";
 
-/// Whether an `--input` is a pattern of files (`orders/*.parquet`, `year=*/part-?.parquet`)
-/// rather than one file.
-pub fn is_pattern(input: &str) -> bool {
-    input.contains(['*', '?', '['])
-}
+/// Whether an `--input` is a pattern of files: `mittari-io` decides, so a binary built without
+/// this crate still recognizes one.
+pub use mittari_io::is_pattern;
 
 /// A pattern of Parquet files, registered with a DataFusion session as one table.
 pub struct Lake {

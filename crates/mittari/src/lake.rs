@@ -9,12 +9,6 @@
 #[cfg(feature = "lake")]
 pub(crate) use mittari_lake::Lake;
 
-/// Whether `--input` is a pattern of files rather than one file: the same test as the lake
-/// crate's, so a build without it still recognizes one and says what to do.
-pub(crate) fn is_pattern(input: &str) -> bool {
-    input.contains(['*', '?', '['])
-}
-
 #[cfg(not(feature = "lake"))]
 pub(crate) use without::Lake;
 

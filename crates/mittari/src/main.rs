@@ -275,7 +275,7 @@ impl InputArgs {
     /// The pattern of Parquet files (`orders/*.parquet`) the input names, if it is one.
     fn pattern(&self) -> Option<&str> {
         let input = self.input.to_str()?;
-        (!mittari_io::is_postgres_url(input) && lake::is_pattern(input)).then_some(input)
+        (!mittari_io::is_postgres_url(input) && mittari_io::is_pattern(input)).then_some(input)
     }
 
     fn options(&self) -> mittari_io::ReadOptions {

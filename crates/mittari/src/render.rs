@@ -548,18 +548,11 @@ fn grouped_table(grouped: &pb::GroupedResults, width: Option<usize>) -> String {
         );
     }
     // A warning about every group (about the input as a whole) once; others per group.
-    let everywhere = |w: &pb::Warning| {
-        views.len() > 1
-            && grouped
-                .warnings
-                .iter()
-                .any(|gw| gw.warning.as_ref() == Some(w) && gw.groups.len() == views.len())
-    };
     let shared: Vec<pb::Warning> = grouped
         .warnings
         .iter()
+        .filter(|gw| views.len() > 1 && gw.groups.len() == views.len())
         .filter_map(|gw| gw.warning.clone())
-        .filter(|w| everywhere(w))
         .collect();
     for g in &views {
         let key: Vec<String> = g
@@ -571,7 +564,7 @@ fn grouped_table(grouped: &pb::GroupedResults, width: Option<usize>) -> String {
             .results
             .warnings
             .iter()
-            .filter(|w| !everywhere(w))
+            .filter(|w| !shared.contains(w))
             .cloned()
             .collect();
         warnings_text(&mut out, &format!(" [{}]", key.join(", ")), &own);

@@ -39,63 +39,83 @@ impl Support {
     }
 }
 
-/// Why a fit's parameters are not identified, each reason a sentence without a final full
-/// stop; empty when none is found. `names` are the parameters' names as the papers write them.
-pub fn problems<const N: usize>(
-    fit: &Fit<N>,
-    names: [&str; N],
-    support: &[Support],
-) -> Vec<String> {
+/// What [`assess`] found: every reason, and the parameters it makes no estimates of.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Assessment {
+    /// Each reason a sentence without a final full stop; empty when none is found.
+    pub problems: Vec<String>,
+    /// The parameters a reader should not take as estimates: those at the edge or with a
+    /// standard error larger than the value, or all of them when the data are too few, the
+    /// fit did not converge or there are no standard errors.
+    pub unidentified: Vec<String>,
+}
+
+/// Whether `fit` identified its parameters (`names`, as the papers write them), given how
+/// much data of each kind it had. One pass decides both the reasons and the parameters, so
+/// the two never disagree.
+pub fn assess<const N: usize>(fit: &Fit<N>, names: [&str; N], support: &[Support]) -> Assessment {
     let mut problems = Vec::new();
-    for s in support {
-        if s.count < s.needed {
-            problems.push(format!(
-                "{} {} are too few to estimate {N} parameters (at least {} are needed)",
-                format_count(s.count),
-                s.what,
-                format_count(s.needed),
-            ));
-        }
+    let too_few: Vec<&Support> = support.iter().filter(|s| s.count < s.needed).collect();
+    for s in &too_few {
+        problems.push(format!(
+            "{} {} are too few to estimate {N} parameters (at least {} are needed)",
+            format_count(s.count),
+            s.what,
+            format_count(s.needed),
+        ));
     }
-    let edge: Vec<String> = (0..N)
-        .filter(|&i| fit.at_boundary[i])
-        .map(|i| format!("{} = {}", names[i], format_value(fit.params[i])))
-        .collect();
+    let edge: Vec<usize> = (0..N).filter(|&i| fit.at_boundary[i]).collect();
     if !edge.is_empty() {
+        let shown: Vec<String> = edge
+            .iter()
+            .map(|&i| format!("{} = {}", names[i], format_value(fit.params[i])))
+            .collect();
         problems.push(format!(
             "{} reached the edge of the range the fit searches: the data cannot pin {} down, and the model is at a limiting case",
-            edge.join(", "),
+            shown.join(", "),
             if edge.len() == 1 { "it" } else { "them" }
         ));
     }
     if !fit.converged {
         problems.push(format!("the fit did not converge ({})", fit.status));
     }
-    match fit.standard_errors {
-        None => problems.push(
-            "the likelihood is flat at the estimate (its curvature is not negative definite), so the parameters have no standard errors".to_owned(),
-        ),
-        Some(se) => {
-            let wide: Vec<String> = (0..N)
-                .filter(|&i| imprecise(se[i], fit.params[i]))
-                .map(|i| {
-                    format!(
-                        "{} = {} ± {}",
-                        names[i],
-                        format_value(fit.params[i]),
-                        format_value(se[i])
-                    )
-                })
-                .collect();
-            if !wide.is_empty() {
-                problems.push(format!(
-                    "the standard error is larger than the estimate for {}",
-                    wide.join(", ")
-                ));
-            }
+    let wide: Vec<usize> = match fit.standard_errors {
+        None => {
+            problems.push(
+                "the likelihood is flat at the estimate (its curvature is not negative definite), so the parameters have no standard errors".to_owned(),
+            );
+            Vec::new()
         }
+        Some(se) => (0..N)
+            .filter(|&i| imprecise(se[i], fit.params[i]))
+            .collect(),
+    };
+    if let (Some(se), false) = (fit.standard_errors, wide.is_empty()) {
+        let shown: Vec<String> = wide
+            .iter()
+            .map(|&i| {
+                format!(
+                    "{} = {} ± {}",
+                    names[i],
+                    format_value(fit.params[i]),
+                    format_value(se[i])
+                )
+            })
+            .collect();
+        problems.push(format!(
+            "the standard error is larger than the estimate for {}",
+            shown.join(", ")
+        ));
     }
-    problems
+    let whole_fit = !too_few.is_empty() || !fit.converged || fit.standard_errors.is_none();
+    let unidentified = (0..N)
+        .filter(|i| whole_fit || edge.contains(i) || wide.contains(i))
+        .map(|i| names[i].to_owned())
+        .collect();
+    Assessment {
+        problems,
+        unidentified,
+    }
 }
 
 /// One message for a reader, `None` when the fit identified its parameters: which parameters
@@ -106,42 +126,35 @@ pub fn message<const N: usize>(
     names: [&str; N],
     support: &[Support],
 ) -> Option<String> {
-    let problems = problems(fit, names, support);
+    let Assessment {
+        problems,
+        unidentified,
+    } = assess(fit, names, support);
     if problems.is_empty() {
         return None;
     }
-    let which = unidentified(fit, names, support);
     Some(format!(
         "the {model} fit does not identify {} ({}): {}. Its predictions follow from parameters the data do not determine; read them as no finding, and fit more data",
-        if which.len() == 1 {
+        if unidentified.len() == 1 {
             "its parameter"
         } else {
             "its parameters"
         },
-        which.join(", "),
+        unidentified.join(", "),
         problems.join("; ")
     ))
 }
 
-/// The names of the parameters a reader should not take as estimates: those at the edge or
-/// with a standard error larger than the value, or all of them when there are no standard
-/// errors or the data are too few.
-pub fn unidentified<const N: usize>(
-    fit: &Fit<N>,
-    names: [&str; N],
-    support: &[Support],
-) -> Vec<String> {
-    let all = || names.iter().map(|n| (*n).to_owned()).collect();
-    if support.iter().any(|s| s.count < s.needed) || !fit.converged {
-        return all();
-    }
-    match fit.standard_errors {
-        None => all(),
-        Some(se) => (0..N)
-            .filter(|&i| fit.at_boundary[i] || imprecise(se[i], fit.params[i]))
-            .map(|i| names[i].to_owned())
-            .collect(),
-    }
+/// z of a two-sided 95 % interval, for [`log_wald_interval`].
+pub const Z_95: f64 = 1.959_963_984_540_054;
+
+/// Each parameter's 95 % [`log_wald_interval`]; `None` where there is no standard error or
+/// the interval overflows.
+pub fn intervals_95<const N: usize>(fit: &Fit<N>) -> [Option<(f64, f64)>; N] {
+    std::array::from_fn(|i| {
+        fit.standard_errors
+            .and_then(|se| log_wald_interval(fit.params[i], se[i], Z_95))
+    })
 }
 
 /// The Wald interval of a positive parameter at `level`, on the log scale (where the fit
@@ -197,8 +210,9 @@ mod tests {
     }
 
     fn check(fit: Fit<2>, support: &[Support], expect: &[&str], unidentified_expect: &[&str]) {
-        assert_eq!(problems(&fit, ["a", "b"], support), expect);
-        assert_eq!(unidentified(&fit, ["a", "b"], support), unidentified_expect);
+        let found = assess(&fit, ["a", "b"], support);
+        assert_eq!(found.problems, expect);
+        assert_eq!(found.unidentified, unidentified_expect);
     }
 
     #[test]
@@ -278,12 +292,12 @@ mod tests {
         let cdnow = crate::testing::cdnow();
         let (_, fit) = bgnbd::fit_histories(&cdnow, Variant::Bg, &cancel).unwrap();
         assert_eq!(
-            problems(&fit, names, &support(&cdnow)),
+            assess(&fit, names, &support(&cdnow)).problems,
             Vec::<String>::new()
         );
         let (_, fit) = crate::pareto_nbd::fit_histories(&cdnow, &cancel).unwrap();
         assert_eq!(
-            problems(&fit, ["r", "alpha", "s", "beta"], &support(&cdnow)),
+            assess(&fit, ["r", "alpha", "s", "beta"], &support(&cdnow)).problems,
             Vec::<String>::new()
         );
 
@@ -303,7 +317,7 @@ mod tests {
             }));
             let (_, fit) = bgnbd::fit_histories(&histories, Variant::Bg, &cancel).unwrap();
             assert_eq!(
-                problems(&fit, names, &support(&histories)),
+                assess(&fit, names, &support(&histories)).problems,
                 Vec::<String>::new(),
                 "seed {seed}: {fit:?}"
             );
@@ -318,7 +332,7 @@ mod tests {
             .into_iter(),
         );
         let (_, fit) = bgnbd::fit_histories(&three, Variant::Bg, &cancel).unwrap();
-        let found = problems(&fit, names, &support(&three));
+        let found = assess(&fit, names, &support(&three)).problems;
         assert!(found[0].starts_with("3 customers are too few"), "{found:?}");
         assert!(fit.params.iter().all(|p| *p < 1e7), "{fit:?}");
 
@@ -336,19 +350,22 @@ mod tests {
             (x, last, t, 1.0)
         }));
         let (_, fit) = bgnbd::fit_histories(&homogeneous, Variant::Bg, &cancel).unwrap();
-        let found = problems(&fit, names, &support(&homogeneous));
+        let found = assess(&fit, names, &support(&homogeneous));
         assert!(
-            found.iter().any(|p| p.contains("reached the edge")),
+            found
+                .problems
+                .iter()
+                .any(|p| p.contains("reached the edge")),
             "{found:?} {fit:?}"
         );
-        assert!(unidentified(&fit, names, &support(&homogeneous)).contains(&"r".to_owned()));
+        assert!(found.unidentified.contains(&"r".to_owned()));
     }
 
     #[test]
     fn log_wald_intervals_stay_positive_and_multiply_symmetrically() {
-        let (lower, upper) = log_wald_interval(2.0, 0.2, 1.959_963_984_540_054).unwrap();
+        let (lower, upper) = log_wald_interval(2.0, 0.2, Z_95).unwrap();
         assert!((lower * upper - 4.0).abs() < 1e-12);
-        assert!((upper / 2.0 - (1.959_963_984_540_054_f64 * 0.1).exp()).abs() < 1e-12);
+        assert!((upper / 2.0 - (Z_95 * 0.1).exp()).abs() < 1e-12);
         assert_eq!(log_wald_interval(0.0, 0.2, 1.96), None);
         assert_eq!(log_wald_interval(1.0, f64::INFINITY, 1.96), None);
         assert_eq!(log_wald_interval(1.0, 1e6, 1.96), None);

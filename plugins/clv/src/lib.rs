@@ -187,31 +187,22 @@ impl Metric for Clv {
     }
 }
 
-/// Whether a parameter was given: an optional one is present; one with a default differs from
-/// it (the host fills defaults in, so a default given explicitly cannot be told apart, and
-/// changes nothing anyway).
-fn given(params: &Params, name: &str) -> Result<Option<String>, MetricError> {
-    Ok(match name {
-        "margin" => Some(params.f64("margin")?)
-            .filter(|m| *m != 1.0)
-            .map(|m| format!("margin={m}")),
-        "discount_rate" => Some(params.f64("discount_rate")?)
-            .filter(|d| *d != 0.1)
-            .map(|d| format!("discount_rate={d}")),
-        "horizon" => Some(params.f64("horizon")?)
-            .filter(|h| *h != 52.0)
-            .map(|h| format!("horizon={h}")),
-        "spend_model" => Some(params.str("spend_model")?)
-            .filter(|s| *s != "none")
-            .map(|s| format!("spend_model={s}")),
-        "time_unit" => Some(params.str("time_unit")?)
-            .filter(|u| *u != "week")
-            .map(|u| format!("time_unit={u}")),
-        "top" => Some(params.i64("top")?)
-            .filter(|t| *t != 0)
-            .map(|t| format!("top={t}")),
-        other => params.get(other).map(|_| other.to_owned()),
-    })
+/// Whether a parameter was given, as the warning shows it: an optional one is present; one
+/// with a default differs from it, as `name=value` (the host fills defaults in, so a default
+/// given explicitly cannot be told apart, and changes nothing anyway). The defaults are the
+/// descriptor's, built once.
+fn given(params: &Params, name: &str) -> Option<String> {
+    static DESCRIPTOR: std::sync::OnceLock<MetricDescriptor> = std::sync::OnceLock::new();
+    let value = params.get(name)?;
+    let default = DESCRIPTOR
+        .get_or_init(|| Clv.descriptor())
+        .parameter_spec(name)
+        .and_then(|spec| spec.default.as_ref());
+    match default {
+        Some(default) if default == value => None,
+        Some(_) => Some(format!("{name}={value}")),
+        None => Some(name.to_owned()),
+    }
 }
 
 /// The parameters given that change nothing for `model` on this input, each with why: a
@@ -224,42 +215,41 @@ fn ignored_parameters(
     let predictive = matches!(model, "bgnbd" | "mbgnbd" | "pareto_nbd");
     let valued = predictive && params.str("spend_model")? != "none";
     let mut ignored = Vec::new();
-    let mut unless = |name: &str, applies: bool, why: String| -> Result<(), MetricError> {
-        if !applies && let Some(shown) = given(params, name)? {
+    let mut unless = |name: &str, applies: bool, why: String| {
+        if !applies && let Some(shown) = given(params, name) {
             ignored.push((shown, why));
         }
-        Ok(())
     };
     let only = |models: &str| format!("it applies to model {models}, and this is model {model}");
-    unless("lifespan", model == "simple", only("simple"))?;
-    unless("retention", model == "retention", only("retention"))?;
-    unless("annual_margin", model == "retention", only("retention"))?;
+    unless("lifespan", model == "simple", only("simple"));
+    unless("retention", model == "retention", only("retention"));
+    unless("annual_margin", model == "retention", only("retention"));
     unless(
         "spend_model",
         predictive,
         only("bgnbd, mbgnbd or pareto_nbd"),
-    )?;
-    unless("time_unit", predictive, only("bgnbd, mbgnbd or pareto_nbd"))?;
+    );
+    unless("time_unit", predictive, only("bgnbd, mbgnbd or pareto_nbd"));
     unless(
         "holdout_start",
         predictive,
         only("bgnbd, mbgnbd or pareto_nbd"),
-    )?;
+    );
     unless(
         "observation_end",
         predictive,
         only("bgnbd, mbgnbd or pareto_nbd"),
-    )?;
+    );
     unless(
         "horizon",
         predictive || model == "bgbb",
         only("bgnbd, mbgnbd, pareto_nbd or bgbb"),
-    )?;
+    );
     unless(
         "top",
         predictive || matches!(model, "historic" | "bgbb"),
         format!("model {model} has no customers table"),
-    )?;
+    );
     unless(
         "discount_rate",
         valued || model == "retention",
@@ -268,7 +258,7 @@ fn ignored_parameters(
         } else {
             only("retention, or a predictive model with spend_model=gamma_gamma")
         },
-    )?;
+    );
     let full_margin_column = input
         .optional_double("margin")?
         .is_some_and(|m| mittari_sdk::arrow_array::Array::null_count(m) == 0);
@@ -289,7 +279,7 @@ fn ignored_parameters(
         }
         _ => "without spend_model=gamma_gamma no value is computed".to_owned(),
     };
-    unless("margin", margin_applies, margin_why)?;
+    unless("margin", margin_applies, margin_why);
     Ok(ignored)
 }
 

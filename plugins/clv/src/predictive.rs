@@ -322,9 +322,6 @@ pub(crate) fn check_converged<const N: usize>(
     }
 }
 
-/// z of a two-sided 95 % interval.
-const Z_95: f64 = 1.959_963_984_540_054;
-
 /// The fit's parameters, each with its 95 % Wald interval on the log scale, and their standard
 /// errors; with a `fit_not_identified` warning (`spend_fit_not_identified` for Gamma-Gamma)
 /// naming the parameters and every reason when the data do not determine them (`support`:
@@ -335,12 +332,10 @@ pub(crate) fn with_errors<const N: usize>(
     fit: &Fit<N>,
     support: &[Support],
 ) -> Output {
+    let intervals = identification::intervals_95(fit);
     for (i, name) in names.iter().enumerate() {
         let estimate = Scalar::new(name, fit.params[i]);
-        let interval = fit
-            .standard_errors
-            .and_then(|se| identification::log_wald_interval(fit.params[i], se[i], Z_95));
-        output = output.scalar(match interval {
+        output = output.scalar(match intervals[i] {
             Some((lower, upper)) => estimate.with_interval(lower, upper, 0.95),
             None => estimate,
         });

@@ -133,16 +133,13 @@ impl Metric for RetentionForecast {
             Support::per_parameter("observed periods after the start", last as f64, 1.0, 2),
         ];
         let mut output = Output::new();
+        let intervals = identification::intervals_95(&fit);
         for (i, name) in ["alpha", "beta"].into_iter().enumerate() {
             let estimate = Scalar::new(name, fit.params[i]);
-            output = output.scalar(
-                match fit.standard_errors.and_then(|se| {
-                    identification::log_wald_interval(fit.params[i], se[i], 1.959_963_984_540_054)
-                }) {
-                    Some((lower, upper)) => estimate.with_interval(lower, upper, 0.95),
-                    None => estimate,
-                },
-            );
+            output = output.scalar(match intervals[i] {
+                Some((lower, upper)) => estimate.with_interval(lower, upper, 0.95),
+                None => estimate,
+            });
         }
         if let Some(message) = identification::message("sBG", &fit, ["alpha", "beta"], &support) {
             output = output.warning("fit_not_identified", message);

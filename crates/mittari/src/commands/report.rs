@@ -40,7 +40,7 @@ pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<Exi
     } = args;
     let path = input.input.as_path();
     let text = path.to_string_lossy();
-    if text == "-" || mittari_io::is_postgres_url(&text) || lake::is_pattern(&text) {
+    if text == "-" || mittari_io::is_postgres_url(&text) || mittari_io::is_pattern(&text) {
         bail!(
             "--input {}: mittari report reads one file (CSV, Parquet, Arrow IPC or JSON \
                  Lines), once per metric; save standard input, a database query's rows or \
