@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::ops::Range;
 
 use crate::ad::Real;
-use crate::hyp2f1::{hyp2f1_at, ln_hyp2f1_positive};
+use crate::hyp2f1::{connects, hyp2f1_at, hyp2f1_near_one, hyp2f1_short, ln_hyp2f1_positive};
 use crate::optimize::{Fit, FitError, LogLikelihood, SecondOrder, fit};
 use crate::purchase::{
     BLOCK, ByFrequency, FrequencyGroup, Histories, PurchaseModel, alive_given_ln_odds, lane_sums,
@@ -327,17 +327,19 @@ pub fn fit_histories(
 
 impl BgNbd {
     /// FHL 2005, eq. 10 (b + 1 for b under MBG/NBD) at each horizon, into `out`, with the
+    /// P(alive) factor given (1 for the expectation of a customer known to be alive), and the
     /// ₂F₁ taken by Euler's transformation: ₂F₁(r+x, b+x; a+b+x−1; z) (1−z)^(r+x) =
     /// (1−z)^(a−1) · ₂F₁(a+b−r−1, a−1; a+b+x−1; z), z = horizon/(α+T+horizon), a series with
-    /// small numerators that stays finite for any number of purchases. The horizons' series
-    /// share their coefficients ([`hyp2f1_at`]) and P(alive) is computed once; nothing is
-    /// allocated, as this runs once per customer.
+    /// small numerators that stays finite for any number of purchases. Near z = 1 (horizons
+    /// long beside α + T) and with few purchases that series is long, and the connection
+    /// formula in 1 − z takes its place ([`hyp2f1_short`]). The other horizons' series share
+    /// their coefficients ([`hyp2f1_at`]); nothing is allocated, as this runs once per customer.
     fn expected_purchases_into(
         &self,
         horizons: &[f64],
         x: f64,
-        t_x: f64,
         t: f64,
+        alive: f64,
         out: &mut [f64],
     ) -> Option<()> {
         let BgNbd { r, alpha, a, b, .. } = *self;
@@ -348,31 +350,38 @@ impl BgNbd {
         } else {
             a
         };
-        let alive = self.p_alive(x, t_x, t);
+        let (sa, sb, sc) = (a + b - r - 1.0, a - 1.0, a + b + x - 1.0);
         for (horizons, out) in horizons.chunks(16).zip(out.chunks_mut(16)) {
             let n = horizons.len();
             let mut zs = [0.0; 16];
-            for (z, &h) in zs.iter_mut().zip(horizons) {
-                *z = if h > 0.0 { h / (alpha + t + h) } else { 0.0 };
+            let mut near: [Option<f64>; 16] = [None; 16];
+            // The series summed side by side: z, or 0 (no work) where the connection formula
+            // gave the value.
+            let mut direct_zs = [0.0; 16];
+            for i in 0..n {
+                let h = horizons[i];
+                zs[i] = if h > 0.0 { h / (alpha + t + h) } else { 0.0 };
+                if connects(sa, sb, sc, zs[i]) {
+                    near[i] = hyp2f1_near_one(sa, sb, sc, zs[i]);
+                }
+                if near[i].is_none() {
+                    direct_zs[i] = zs[i];
+                }
             }
             let mut series = [0.0; 16];
-            let euler = hyp2f1_at(
-                a + b - r - 1.0,
-                a - 1.0,
-                a + b + x - 1.0,
-                &zs[..n],
-                &mut series[..n],
-            );
-            for (((value, &h), &z), &series) in out.iter_mut().zip(horizons).zip(&zs).zip(&series) {
-                *value = if h <= 0.0 {
+            let euler = hyp2f1_at(sa, sb, sc, &direct_zs[..n], &mut series[..n]);
+            for i in 0..n {
+                let (h, z) = (horizons[i], zs[i]);
+                out[i] = if h <= 0.0 {
                     0.0
                 } else {
-                    let bracket = match euler {
-                        Some(()) => 1.0 - (1.0 - z).powf(a - 1.0) * series,
+                    let bracket = match (near[i], euler) {
+                        (Some(f), _) => 1.0 - (1.0 - z).powf(a - 1.0) * f,
+                        (None, Some(())) => 1.0 - (1.0 - z).powf(a - 1.0) * series[i],
                         // With a and b in the millions the transformed series overflows;
                         // the untransformed one, ((α+T)/(α+T+t))^(r+x) ₂F₁(r+x, b+x;
                         // a+b+x−1; z), has positive terms and is summed in log space.
-                        None => {
+                        (None, None) => {
                             let ln_power = (r + x) * (1.0 - z).ln();
                             let ln_series = ln_hyp2f1_positive(r + x, b + x, a + b + x - 1.0, z)?;
                             -(ln_power + ln_series).exp_m1()
@@ -408,7 +417,7 @@ impl PurchaseModel for BgNbd {
     /// FHL 2005, eq. 10, by [`BgNbd::expected_purchases_into`].
     fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
         let mut value = [0.0];
-        self.expected_purchases_into(&[horizon], x, t_x, t, &mut value)?;
+        self.expected_purchases_into(&[horizon], x, t, self.p_alive(x, t_x, t), &mut value)?;
         Some(value[0])
     }
 
@@ -420,8 +429,56 @@ impl PurchaseModel for BgNbd {
         t: f64,
     ) -> Option<Vec<f64>> {
         let mut values = vec![0.0; horizons.len()];
-        self.expected_purchases_into(horizons, x, t_x, t, &mut values)?;
+        self.expected_purchases_into(horizons, x, t, self.p_alive(x, t_x, t), &mut values)?;
         Some(values)
+    }
+
+    fn expected_purchases_if_alive_at(
+        &self,
+        horizons: &[f64],
+        x: f64,
+        t: f64,
+    ) -> Option<Vec<f64>> {
+        let mut values = vec![0.0; horizons.len()];
+        self.expected_purchases_into(horizons, x, t, 1.0, &mut values)?;
+        Some(values)
+    }
+
+    /// 1 − P(alive) · (1 − ((α+T)/(α+T+w))^(r+x)): a customer gone buys nothing; one alive,
+    /// with λ ~ Gamma(r+x, α+T) given the history, buys nothing in w with probability
+    /// E[e^(−λw)]. Dropping out happens only at purchases, so it does not enter (under
+    /// MBG/NBD neither, with its posterior of λ unchanged).
+    fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
+        let alive = self.p_alive(x, t_x, t);
+        let buys = -(-(self.r + x) * (window.max(0.0) / (self.alpha + t)).ln_1p()).exp_m1();
+        let value = 1.0 - alive * buys;
+        value.is_finite().then(|| value.clamp(0.0, 1.0))
+    }
+
+    /// P(alive) · E[e^(−λpw)]: alive at T, the customer makes Poisson(λw) purchases in w and
+    /// survives each with probability 1 − p, so stays with probability e^(−λpw). Over
+    /// λ ~ Gamma(r+x, α+T) that is (1 + pw/(α+T))^(−(r+x)), and over p ~ Beta(a, b+x)
+    /// (b+x+1 under MBG/NBD) given survival so far, ₂F₁(r+x, a; a+b+x; −w/(α+T)): by Pfaff's
+    /// transformation ((α+T)/(α+T+w))^a ₂F₁(a+b−r, a; a+b+x; z), z = w/(α+T+w).
+    fn p_alive_at(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
+        let alive = self.p_alive(x, t_x, t);
+        if window <= 0.0 {
+            return Some(alive);
+        }
+        let BgNbd { r, alpha, a, b, .. } = *self;
+        let b = b + self.variant.shift();
+        let ln_stay = -(window / (alpha + t)).ln_1p();
+        let z = window / (alpha + t + window);
+        let value = match hyp2f1_short(a + b - r, a, a + b + x, z) {
+            Some(series) => alive * (a * ln_stay).exp() * series,
+            // a and b in the millions: the other Pfaff form, ((α+T)/(α+T+w))^(r+x)
+            // ₂F₁(r+x, b+x; a+b+x; z), has positive terms and is summed in log space.
+            None => {
+                let ln_series = ln_hyp2f1_positive(r + x, b + x, a + b + x, z)?;
+                alive * ((r + x) * ln_stay + ln_series).exp()
+            }
+        };
+        value.is_finite().then(|| value.clamp(0.0, alive))
     }
 
     /// FHL 2005, eq. 7: the conditional expectation with no history (x = t_x = T = 0), which
@@ -489,7 +546,9 @@ mod tests {
     use super::*;
     use crate::ad::Dual;
     use crate::purchase::PurchaseModel;
-    use crate::testing::{cdnow, check_distribution};
+    use crate::discount::Discounting;
+    use crate::hyp2f1::hyp2f1;
+    use crate::testing::{Followed, cdnow, check_calibration, check_distribution};
 
     /// FHL (2005) report r = 0.243, α = 4.414, a = 0.793, b = 2.426 and LL = −9582.4.
     #[test]
@@ -548,6 +607,128 @@ mod tests {
         assert!((lapsed - 0.141).abs() < 1e-3, "{lapsed}");
         // The purchase distribution sums to one and its mean matches E[X(t)].
         check_distribution(&p, 39.0, 400);
+    }
+
+    /// P(no purchase in w), P(alive at T+w) and DERT at CDNOW's published parameters, under
+    /// BG/NBD and MBG/NBD, against mpmath (25 digits): the defining integrals over the
+    /// posterior of p (and, for DERT, of λ) by quadrature, E[λ/(δ+λp)] at δ = ln(1.1)·7/365.25
+    /// a week (10 % a year).
+    #[test]
+    fn churn_predictions_and_dert_match_mpmath() {
+        let discounting = Discounting::new(Discounting::continuous_rate(0.1, 7.0)).unwrap();
+        // (variant, x, t_x, T, w, P(alive at T+w), P(no purchase), DERT if alive)
+        let cases = [
+            (Variant::Bg, 2.0, 30.43, 4.0, 0.704_631_076_615_994_9, 0.869_305_676_215_283, 8.769_516_832_117_061),
+            (Variant::Bg, 2.0, 30.43, 52.0, 0.531_646_189_416_300_7, 0.397_158_622_911_694_6, 8.769_516_832_117_061),
+            (Variant::Bg, 0.0, 0.0, 52.0, 0.943_871_581_634_944_3, 0.825_491_093_585_163_3, 1.303_893_567_379_287_6),
+            (Variant::Bg, 10.0, 35.0, 52.0, 0.504_376_876_734_247_9, 0.153_319_864_057_618_5, 32.976_444_194_982_745),
+            (Variant::Modified, 2.0, 30.43, 52.0, 0.591_301_605_398_097_2, 0.357_465_273_693_543_9, 9.610_812_349_319_738),
+            (Variant::Modified, 0.0, 0.0, 4.0, 0.634_614_461_905_464_6, 0.986_455_730_628_825_9, 1.461_313_959_830_353_4),
+            (Variant::Modified, 10.0, 35.0, 4.0, 0.814_827_642_384_394, 0.489_195_439_914_731_2, 34.301_976_901_308_34),
+        ];
+        for (variant, x, t_x, w, alive_at, none, dert) in cases {
+            let p = BgNbd {
+                r: 0.243,
+                alpha: 4.414,
+                a: 0.793,
+                b: 2.426,
+                variant,
+            };
+            let t = 38.86;
+            let close = |what: &str, got: f64, want: f64, tolerance: f64| {
+                assert!(
+                    (got - want).abs() < tolerance * want,
+                    "{variant:?} x={x} w={w} {what}: {got} vs {want}"
+                );
+            };
+            close("P(alive at T+w)", p.p_alive_at(w, x, t_x, t).unwrap(), alive_at, 1e-12);
+            close("P(no purchase)", p.p_no_purchase(w, x, t_x, t).unwrap(), none, 1e-14);
+            close("DERT", p.dert_if_alive(&discounting, x, t).unwrap(), dert, 1e-9);
+            assert_eq!(p.p_alive_at(0.0, x, t_x, t), Some(p.p_alive(x, t_x, t)));
+            assert_eq!(p.p_no_purchase(0.0, x, t_x, t), Some(1.0));
+        }
+    }
+
+    /// Long horizons (z near 1), where the connection formula in 1 − z replaces the series,
+    /// agree with the series summed to the end; and the expectation without P(alive) is the
+    /// one with it, divided.
+    #[test]
+    fn long_horizons_agree_with_the_series() {
+        let p = BgNbd {
+            r: 0.243,
+            alpha: 4.414,
+            a: 0.793,
+            b: 2.426,
+            variant: Variant::Bg,
+        };
+        for (x, t_x) in [(0.0, 0.0), (1.0, 20.0), (3.0, 30.0)] {
+            for horizon in [100.0, 1000.0, 20_000.0] {
+                let got = p.expected_purchases(horizon, x, t_x, 38.86).unwrap();
+                let (a, b) = (p.a, p.b);
+                let z = horizon / (p.alpha + 38.86 + horizon);
+                let series = hyp2f1(a + b - p.r - 1.0, a - 1.0, a + b + x - 1.0, z).unwrap();
+                let want = (a + b + x - 1.0) / (a - 1.0)
+                    * (1.0 - (1.0 - z).powf(a - 1.0) * series)
+                    * p.p_alive(x, t_x, 38.86);
+                assert!((got - want).abs() < 1e-9 * want, "x={x} {horizon}: {got} vs {want}");
+                let if_alive = p.expected_purchases_if_alive_at(&[horizon], x, 38.86).unwrap()[0];
+                assert!((if_alive * p.p_alive(x, t_x, 38.86) - got).abs() < 1e-12 * got);
+            }
+        }
+    }
+
+    /// Customers simulated from the model and followed for 26 weeks past T = 39 buy and stay
+    /// as P(no purchase) and P(alive at T+w) say, under both variants.
+    #[test]
+    fn churn_predictions_match_simulated_customers() {
+        for variant in [Variant::Bg, Variant::Modified] {
+            let p = BgNbd {
+                r: 0.8,
+                alpha: 6.0,
+                a: 1.2,
+                b: 3.5,
+                variant,
+            };
+            let mut rng = crate::testing::Rng::new(17);
+            let (t, w) = (39.0, 26.0);
+            let followed: Vec<Followed> = (0..40_000).map(|_| p.follow(&mut rng, t, w)).collect();
+            check_calibration(&p, &followed, t, w);
+        }
+    }
+
+    impl BgNbd {
+        /// One customer simulated to T + w, with the history at T and what followed.
+        fn follow(&self, rng: &mut crate::testing::Rng, t: f64, w: f64) -> Followed {
+            let lambda = rng.gamma(self.r) / self.alpha;
+            let p = rng.beta(self.a, self.b);
+            let mut followed = Followed {
+                x: 0.0,
+                t_x: 0.0,
+                bought_in_window: false,
+                alive_after_window: true,
+            };
+            if self.variant == Variant::Modified && rng.uniform() < p {
+                followed.alive_after_window = false;
+                return followed;
+            }
+            let mut now = 0.0;
+            loop {
+                now += -rng.uniform().ln() / lambda;
+                if now > t + w {
+                    return followed;
+                }
+                if now <= t {
+                    followed.x += 1.0;
+                    followed.t_x = now;
+                } else {
+                    followed.bought_in_window = true;
+                }
+                if rng.uniform() < p {
+                    followed.alive_after_window = false;
+                    return followed;
+                }
+            }
+        }
     }
 
     /// With a and b in the millions the dropout probability is the same p = a/(a+b) for every

@@ -13,6 +13,7 @@
 pub mod ad;
 pub mod bgbb;
 pub mod bgnbd;
+pub mod discount;
 pub mod gamma_gamma;
 mod hash;
 pub mod hyp2f1;
@@ -27,6 +28,7 @@ pub mod special;
 pub mod testing;
 pub mod vmath;
 
+pub use discount::Discounting;
 pub use identification::Support;
 pub use optimize::{Fit, FitError, LogLikelihood, fit};
 pub use purchase::{Histories, PurchaseModel};

@@ -12,7 +12,8 @@ use std::sync::atomic::AtomicBool;
 use std::ops::Range;
 
 use crate::ad::Real;
-use crate::hyp2f1::ln_hyp2f1_c_is_a_plus_1;
+use crate::discount::Discounting;
+use crate::hyp2f1::{hyp2f1_short, ln_hyp2f1_c_is_a_plus_1};
 use crate::optimize::{Fit, FitError, LogLikelihood, fit};
 use crate::purchase::{
     BLOCK, ByFrequency, FrequencyGroup, Histories, PurchaseModel, alive_given_ln_odds, lane_sums,
@@ -597,6 +598,39 @@ impl ParetoNbd {
     }
 }
 
+impl ParetoNbd {
+    /// E[X(T, T+horizon) | alive at T] = (r+x)(β+T) / ((α+T)(s−1)) · [1 − ((β+T)/(β+T+t))^(s−1)],
+    /// the bracket over s − 1 taken by expm1 so s = 1 is no singularity (its limit is
+    /// ln((β+T+t)/(β+T))).
+    fn expected_if_alive(&self, horizon: f64, x: f64, t: f64) -> f64 {
+        let ParetoNbd { r, alpha, s, beta } = *self;
+        if horizon <= 0.0 {
+            return 0.0;
+        }
+        let span = (horizon / (beta + t)).ln_1p();
+        let shape = if (s - 1.0).abs() < 1e-12 {
+            span
+        } else {
+            -(-(s - 1.0) * span).exp_m1() / (s - 1.0)
+        };
+        (r + x) * (beta + t) / (alpha + t) * shape
+    }
+}
+
+/// E[λ/(λ+μ)] for independent λ ~ Gamma(a₁, rate b₁) and μ ~ Gamma(a₂, rate b₂). With
+/// B = G₁/(G₁+G₂) ~ Beta(a₁, a₂) for the unit-rate gammas and k = b₁/b₂, λ/(λ+μ) =
+/// B/(B + k(1−B)), whose expectation is by Euler's integral a₁/(a₁+a₂) ₂F₁(1, a₂; a₁+a₂+1; 1−k)
+/// for k ≤ 1, and a₁/(k(a₁+a₂)) ₂F₁(1, a₁+1; a₁+a₂+1; 1−1/k) for k > 1: arguments in [0, 1).
+fn purchase_share(a1: f64, b1: f64, a2: f64, b2: f64) -> Option<f64> {
+    let k = b1 / b2;
+    let mean = a1 / (a1 + a2);
+    if k <= 1.0 {
+        Some(mean * hyp2f1_short(1.0, a2, a1 + a2 + 1.0, 1.0 - k)?)
+    } else {
+        Some(mean / k * hyp2f1_short(1.0, a1 + 1.0, a1 + a2 + 1.0, 1.0 - 1.0 / k)?)
+    }
+}
+
 impl PurchaseModel for ParetoNbd {
     fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
         match self.ln_dropout_odds(x, t_x, t) {
@@ -608,20 +642,64 @@ impl PurchaseModel for ParetoNbd {
     }
 
     /// (r+x)(β+T) / ((α+T)(s−1)) · [1 − ((β+T)/(β+T+t))^(s−1)] · P(alive) (FHL 2005 note,
-    /// eq. 41), the bracket over s − 1 taken by expm1 so s = 1 is no singularity (its limit
-    /// is ln((β+T+t)/(β+T))).
+    /// eq. 41), by [`ParetoNbd::expected_if_alive`].
     fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        let ParetoNbd { r, alpha, s, beta } = *self;
         if horizon <= 0.0 {
             return Some(0.0);
         }
-        let span = (horizon / (beta + t)).ln_1p();
-        let shape = if (s - 1.0).abs() < 1e-12 {
-            span
-        } else {
-            -(-(s - 1.0) * span).exp_m1() / (s - 1.0)
-        };
-        let value = (r + x) * (beta + t) / (alpha + t) * shape * self.p_alive(x, t_x, t);
+        let value = self.expected_if_alive(horizon, x, t) * self.p_alive(x, t_x, t);
+        value.is_finite().then_some(value)
+    }
+
+    fn expected_purchases_if_alive_at(
+        &self,
+        horizons: &[f64],
+        x: f64,
+        t: f64,
+    ) -> Option<Vec<f64>> {
+        horizons
+            .iter()
+            .map(|&h| {
+                let value = self.expected_if_alive(h, x, t);
+                value.is_finite().then_some(value)
+            })
+            .collect()
+    }
+
+    /// 1 − P(alive) · E[λ/(λ+μ) (1 − e^(−(λ+μ)w))]: alive at T, with λ ~ Gamma(r+x, α+T) and
+    /// μ ~ Gamma(s, β+T) independent given the history, the customer's first event after T
+    /// comes at rate λ + μ and is a purchase with probability λ/(λ+μ). The expectation is
+    /// E[λ/(λ+μ)] at the rates (α+T, β+T) less ((α+T)/(α+T+w))^(r+x) ((β+T)/(β+T+w))^s times
+    /// the same at (α+T+w, β+T+w): e^(−(λ+μ)w) tilts each gamma to a rate larger by w
+    /// ([`purchase_share`]).
+    fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
+        let ParetoNbd { r, alpha, s, beta } = *self;
+        let alive = self.p_alive(x, t_x, t);
+        let w = window.max(0.0);
+        let now = purchase_share(r + x, alpha + t, s, beta + t)?;
+        let tilt = -(r + x) * (w / (alpha + t)).ln_1p() - s * (w / (beta + t)).ln_1p();
+        let later = purchase_share(r + x, alpha + t + w, s, beta + t + w)?;
+        let value = 1.0 - alive * (now - tilt.exp() * later);
+        value.is_finite().then(|| value.clamp(0.0, 1.0))
+    }
+
+    /// P(alive) · ((β+T)/(β+T+w))^s: given alive at T, μ ~ Gamma(s, β+T), and the customer
+    /// lives on through w with probability E[e^(−μw)].
+    fn p_alive_at(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
+        let alive = self.p_alive(x, t_x, t);
+        let value = alive * (-self.s * (window.max(0.0) / (self.beta + t)).ln_1p()).exp();
+        value.is_finite().then_some(value)
+    }
+
+    /// E[λ/(μ+δ)] = (r+x)/(α+T) · E[1/(μ+δ)] for λ ~ Gamma(r+x, α+T) and μ ~ Gamma(s, β+T)
+    /// independent: the closed form of Fader, Hardie & Lee (2005, "RFM and CLV", eq. 2),
+    /// whose Ψ(s, s; δ(β+T)) factor is E[1/(μ+δ)] = ∫₀^∞ e^(−δv) ((β+T)/(β+T+v))^s dv,
+    /// taken by [`Discounting`].
+    fn dert_if_alive(&self, discounting: &Discounting, x: f64, t: f64) -> Option<f64> {
+        let ParetoNbd { r, alpha, s, beta } = *self;
+        let b = beta + t;
+        let inverse = discounting.integrate(|v| (-s * (v / b).ln_1p()).exp());
+        let value = (r + x) / (alpha + t) * inverse;
         value.is_finite().then_some(value)
     }
 
@@ -662,7 +740,7 @@ impl PurchaseModel for ParetoNbd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{cdnow, check_distribution};
+    use crate::testing::{Followed, cdnow, check_calibration, check_distribution};
 
     const PUBLISHED: ParetoNbd = ParetoNbd {
         r: 0.553,
@@ -670,6 +748,81 @@ mod tests {
         s: 0.606,
         beta: 11.669,
     };
+
+    /// P(alive at T+w), P(no purchase in w) and DERT at CDNOW's published parameters against
+    /// mpmath (25 digits): P(no purchase) by 2-D quadrature over the posterior gammas of λ and
+    /// μ, DERT by Fader, Hardie & Lee's closed form (2005, "RFM and CLV", eq. 2) with mpmath's
+    /// Tricomi Ψ(s, s; δ(β+T)), at δ = ln(1.1)·7/365.25 a week.
+    #[test]
+    fn churn_predictions_and_dert_match_mpmath() {
+        let p = PUBLISHED;
+        let discounting = Discounting::new(Discounting::continuous_rate(0.1, 7.0)).unwrap();
+        // (x, t_x, w, P(alive at T+w), P(no purchase), DERT if alive), T = 38.86
+        let cases = [
+            (2.0, 30.43, 4.0, 0.829_951_834_824_054_9, 0.846_863_594_948_415, 9.405_167_003_094_333),
+            (2.0, 30.43, 52.0, 0.566_077_719_054_002_3, 0.368_483_205_604_691_5, 9.405_167_003_094_333),
+            (0.0, 0.0, 4.0, 0.281_963_652_140_418_8, 0.987_845_351_845_134_1, 2.037_233_588_997_714_8),
+            (0.0, 0.0, 52.0, 0.192_316_390_376_583_2, 0.920_095_951_614_796_4, 2.037_233_588_997_714_8),
+            (10.0, 35.0, 52.0, 0.603_959_533_285_285_6, 0.122_371_720_923_134_6, 38.876_900_659_480_804),
+        ];
+        for (x, t_x, w, alive_at, none, dert) in cases {
+            let t = 38.86;
+            let close = |what: &str, got: f64, want: f64, tolerance: f64| {
+                assert!(
+                    (got - want).abs() < tolerance * want,
+                    "x={x} w={w} {what}: {got} vs {want}"
+                );
+            };
+            close("P(alive at T+w)", p.p_alive_at(w, x, t_x, t).unwrap(), alive_at, 1e-10);
+            close("P(no purchase)", p.p_no_purchase(w, x, t_x, t).unwrap(), none, 1e-10);
+            let closed_form = p.dert_if_alive(&discounting, x, t).unwrap();
+            close("DERT", closed_form, dert, 1e-9);
+            // The generic route, δ ∫ e^(−δu) E[X(u) | alive] du, gives the same number.
+            let expected = p.expected_purchases_if_alive_at(discounting.times(), x, t).unwrap();
+            let generic = discounting.rate() * discounting.integral(&expected);
+            close("DERT by E[X]", generic, dert, 1e-9);
+        }
+    }
+
+    /// Customers simulated from the model and followed for 26 weeks past T = 39 buy and stay
+    /// as P(no purchase) and P(alive at T+w) say.
+    #[test]
+    fn churn_predictions_match_simulated_customers() {
+        let p = ParetoNbd {
+            r: 0.9,
+            alpha: 7.0,
+            s: 0.8,
+            beta: 12.0,
+        };
+        let mut rng = crate::testing::Rng::new(23);
+        let (t, w) = (39.0, 26.0);
+        let followed: Vec<Followed> = (0..40_000)
+            .map(|_| {
+                let lambda = rng.gamma(p.r) / p.alpha;
+                let death = -rng.uniform().ln() / (rng.gamma(p.s) / p.beta);
+                let mut f = Followed {
+                    x: 0.0,
+                    t_x: 0.0,
+                    bought_in_window: false,
+                    alive_after_window: death > t + w,
+                };
+                let mut now = 0.0;
+                loop {
+                    now += -rng.uniform().ln() / lambda;
+                    if now > death.min(t + w) {
+                        return f;
+                    }
+                    if now <= t {
+                        f.x += 1.0;
+                        f.t_x = now;
+                    } else {
+                        f.bought_in_window = true;
+                    }
+                }
+            })
+            .collect();
+        check_calibration(&p, &followed, t, w);
+    }
 
     /// Fader, Hardie & Lee (2005), "A note on implementing the Pareto/NBD model in MATLAB",
     /// report r = 0.553, α = 10.578, s = 0.606, β = 11.669 and LL = −9595.0 on CDNOW.

@@ -10,6 +10,7 @@ use hashbrown::hash_table::Entry;
 use rayon::prelude::*;
 
 use crate::ad::Real;
+use crate::discount::Discounting;
 
 /// Customer histories (x, t_x, T), identical ones merged with a weight.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -462,6 +463,25 @@ pub trait PurchaseModel: Sync {
             .iter()
             .map(|&h| self.expected_purchases(h, x, t_x, t))
             .collect()
+    }
+    /// E[purchases in (T, T + horizon] | alive at T, x, T] at each horizon: the conditional
+    /// expectation without its P(alive) factor. It depends on x and T alone (t_x enters only
+    /// through P(alive)), so customers sharing them share it.
+    fn expected_purchases_if_alive_at(&self, horizons: &[f64], x: f64, t: f64)
+    -> Option<Vec<f64>>;
+    /// P(no purchase in (T, T + window] | x, t_x, T): the usual definition of a lapsed
+    /// customer where no contract says when one leaves.
+    fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64>;
+    /// P(still active at T + window | x, t_x, T).
+    fn p_alive_at(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64>;
+    /// Discounted expected residual transactions of a customer alive at T: E[Σ over purchases
+    /// after T of e^{−δ(τ−T)} | alive at T, x, T], so that DERT = P(alive) × this. By default
+    /// δ ∫₀^∞ e^{−δu} E[X(T, T+u) | alive] du (integrating ∫ e^{−δu} dE[X] by parts), taken
+    /// numerically ([`Discounting`]); a model with a closed form overrides it.
+    fn dert_if_alive(&self, discounting: &Discounting, x: f64, t: f64) -> Option<f64> {
+        let expected = self.expected_purchases_if_alive_at(discounting.times(), x, t)?;
+        let value = discounting.rate() * discounting.integral(&expected);
+        value.is_finite().then_some(value)
     }
     /// E[X(t)]: expected repeat purchases of a new customer in (0, t].
     fn population_expected_purchases(&self, t: f64) -> Option<f64>;

@@ -89,24 +89,100 @@ fn hash_long(bytes: &[u8]) -> u64 {
 /// Microseconds in a day.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-/// The grain at which purchases are counted.
+/// Days in a mean (Julian) year: the length of a year, a quarter and a month where a rate is
+/// converted between time units.
+pub const DAYS_PER_YEAR: f64 = 365.25;
+
+/// The grain at which purchases are counted: repeat purchases are distinct periods with a
+/// purchase, and times are whole periods. All periods are UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeUnit {
+    Hour,
     Day,
     /// Monday to Sunday, as pandas' `W` periods.
     Week,
+    /// Calendar months: January is one period, February the next, whatever their lengths.
+    Month,
+    /// Calendar quarters: January–March, April–June, July–September, October–December.
+    Quarter,
+    /// Calendar years.
+    Year,
 }
 
 impl TimeUnit {
+    /// Every unit, finest first.
+    pub const ALL: [TimeUnit; 6] = [
+        TimeUnit::Hour,
+        TimeUnit::Day,
+        TimeUnit::Week,
+        TimeUnit::Month,
+        TimeUnit::Quarter,
+        TimeUnit::Year,
+    ];
+
+    /// The unit's name as the `time_unit` parameter spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Hour => "hour",
+            TimeUnit::Day => "day",
+            TimeUnit::Week => "week",
+            TimeUnit::Month => "month",
+            TimeUnit::Quarter => "quarter",
+            TimeUnit::Year => "year",
+        }
+    }
+
+    /// The unit named `name`, as [`Self::name`] spells it.
+    pub fn from_name(name: &str) -> Option<TimeUnit> {
+        TimeUnit::ALL.into_iter().find(|u| u.name() == name)
+    }
+
+    /// The mean length of a period in days (a month is a twelfth of a mean year): for
+    /// converting rates, such as an annual discount rate, to the unit.
+    pub fn days(self) -> f64 {
+        match self {
+            TimeUnit::Hour => 1.0 / 24.0,
+            TimeUnit::Day => 1.0,
+            TimeUnit::Week => 7.0,
+            TimeUnit::Month => DAYS_PER_YEAR / 12.0,
+            TimeUnit::Quarter => DAYS_PER_YEAR / 4.0,
+            TimeUnit::Year => DAYS_PER_YEAR,
+        }
+    }
+
     /// The index of the period containing `micros` (UTC).
     pub fn period(self, micros: i64) -> i64 {
         let day = micros.div_euclid(MICROS_PER_DAY);
         match self {
+            TimeUnit::Hour => micros.div_euclid(MICROS_PER_HOUR),
             TimeUnit::Day => day,
             // 1970-01-01 was a Thursday: day + 3 puts Mondays at multiples of 7.
             TimeUnit::Week => (day + 3).div_euclid(7),
+            TimeUnit::Month => month_of_day(day),
+            TimeUnit::Quarter => month_of_day(day).div_euclid(3),
+            TimeUnit::Year => month_of_day(day).div_euclid(12),
         }
     }
+}
+
+/// Microseconds in an hour.
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// The calendar month of a day (days since 1970-01-01), counted from January 1970: the
+/// proleptic Gregorian calendar by Hinnant's `civil_from_days` (eras of 400 years, years
+/// counted from March so the leap day ends them), in whole-number arithmetic that SQL can
+/// repeat exactly (`mittari sql rfm` does).
+pub fn month_of_day(day: i64) -> i64 {
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March: 0 is March, 11 February.
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    // A March-based year y and month mp is the calendar month 12 y + mp + 2 (March = 2).
+    12 * (year_of_era + 400 * era) + month_from_march + 2 - 12 * 1970
 }
 
 /// One customer's summary; times are whole periods of the chosen unit.
@@ -667,6 +743,10 @@ mod tests {
             (TimeUnit::Day, day(380), None),
             (TimeUnit::Week, day(400), None),
             (TimeUnit::Week, day(390), Some(day(300))),
+            (TimeUnit::Hour, day(390), Some(day(300))),
+            (TimeUnit::Month, day(390), Some(day(300))),
+            (TimeUnit::Quarter, day(400), None),
+            (TimeUnit::Year, day(400), None),
         ] {
             let fast = summarize_rows(&rows, unit, end, holdout);
             assert_eq!(
@@ -697,7 +777,12 @@ mod tests {
             })
             .collect();
         rows.sort_by_key(|r| r.1);
-        for (unit, end) in [(TimeUnit::Day, day(190)), (TimeUnit::Week, day(200))] {
+        for (unit, end) in [
+            (TimeUnit::Day, day(190)),
+            (TimeUnit::Week, day(200)),
+            (TimeUnit::Month, day(200)),
+            (TimeUnit::Hour, day(150)),
+        ] {
             let whole = summarize_rows(&rows, unit, end, None);
             for chunk in [1, 7, 4096, rows.len()] {
                 let mut chunked = ChunkedSummary::new(unit, Some(end));
@@ -720,6 +805,46 @@ mod tests {
                 customer: "a".to_owned()
             })
         );
+    }
+
+    /// Calendar periods against dates counted by hand: months of 28 to 31 days, leap years
+    /// (2000 was one, 1900 and 2100 are not), days before 1970, and hours.
+    #[test]
+    fn calendar_periods() {
+        // Days since 1970-01-01 of some dates, and their month since January 1970.
+        let check = |unit: TimeUnit, days: i64, want: i64| {
+            assert_eq!(unit.period(day(days)), want, "{unit:?} of day {days}");
+            assert_eq!(
+                unit.period(day(days) + MICROS_PER_DAY - 1),
+                want,
+                "{unit:?} of the end of day {days}"
+            );
+        };
+        check(TimeUnit::Month, 0, 0); // 1970-01-01
+        check(TimeUnit::Month, 30, 0); // 1970-01-31
+        check(TimeUnit::Month, 31, 1); // 1970-02-01
+        check(TimeUnit::Month, 58, 1); // 1970-02-28
+        check(TimeUnit::Month, 59, 2); // 1970-03-01
+        check(TimeUnit::Month, -1, -1); // 1969-12-31
+        check(TimeUnit::Month, 11_016, 361); // 2000-02-29: (2000 − 1970)·12 + 1
+        check(TimeUnit::Month, 11_017, 362); // 2000-03-01
+        check(TimeUnit::Month, -25_508, -838); // 1900-03-01: 1900 was no leap year
+        check(TimeUnit::Month, -25_509, -839); // 1900-02-28
+        check(TimeUnit::Month, 47_541, 1562); // 2100-03-01
+        check(TimeUnit::Month, 47_540, 1561); // 2100-02-28
+        check(TimeUnit::Month, 20_454, 672); // 2026-01-01
+        check(TimeUnit::Quarter, 20_454, 224); // 2026 Q1
+        check(TimeUnit::Quarter, 20_453, 223); // 2025-12-31, Q4
+        check(TimeUnit::Quarter, 20_544, 225); // 2026-04-01
+        check(TimeUnit::Year, 20_453, 55);
+        check(TimeUnit::Year, 20_454, 56);
+        check(TimeUnit::Year, -1, -1);
+        assert_eq!(TimeUnit::Hour.period(day(1) - 1), 23);
+        assert_eq!(TimeUnit::Hour.period(day(1)), 24);
+        assert_eq!(TimeUnit::Hour.period(-1), -1);
+        for unit in TimeUnit::ALL {
+            assert_eq!(TimeUnit::from_name(unit.name()), Some(unit));
+        }
     }
 
     #[test]

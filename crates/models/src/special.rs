@@ -31,6 +31,21 @@ pub fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
 }
 
+/// 1/Γ(x) for any real x as (sign, ln|1/Γ(x)|): sign is 0 at the poles of Γ (x = 0, −1, −2,
+/// …), where 1/Γ is zero, and −1 where Γ is negative (x < 0 between −2k−1 and −2k). For the
+/// connection formulas of ₂F₁, whose coefficients have Γ of negative arguments.
+pub fn recip_gamma_signed(x: f64) -> (f64, f64) {
+    if x > 0.0 {
+        return (1.0, -ln_gamma(x));
+    }
+    if x.fract() == 0.0 {
+        return (0.0, f64::NEG_INFINITY);
+    }
+    // 1/Γ(x) = sin(πx) Γ(1 − x) / π, with Γ(1 − x) > 0.
+    let sine = (PI * x).sin();
+    (sine.signum(), sine.abs().ln() + ln_gamma(1.0 - x) - PI.ln())
+}
+
 /// ψ(x) = d/dx ln Γ(x), for x > 0: recurrence up to x ≥ 10, then the asymptotic series
 /// (truncation error below 1e-14 there).
 pub fn digamma(mut x: f64) -> f64 {

@@ -75,3 +75,54 @@ pub(crate) fn check_distribution(
     assert!((mean - expected).abs() < 1e-4, "{mean} vs {expected}");
     distribution
 }
+
+/// A simulated customer followed past the end of calibration T: the history at T, and what
+/// happened in the window after it.
+#[cfg(test)]
+pub(crate) struct Followed {
+    pub(crate) x: f64,
+    pub(crate) t_x: f64,
+    pub(crate) bought_in_window: bool,
+    pub(crate) alive_after_window: bool,
+}
+
+/// Checks a model's P(no purchase in (T, T+w]) and P(alive at T+w) against what customers
+/// simulated from it did: in each group of customers by x (0, 1–3, 4 or more), the mean
+/// prediction is within four standard errors of the share observed. An independent check of
+/// both derivations: the simulation follows the model's story, not its formulas.
+#[cfg(test)]
+pub(crate) fn check_calibration(
+    model: &dyn crate::PurchaseModel,
+    followed: &[Followed],
+    t: f64,
+    window: f64,
+) {
+    let groups: [(&str, fn(f64) -> bool); 3] = [
+        ("x = 0", |x| x == 0.0),
+        ("x in 1..=3", |x| (1.0..=3.0).contains(&x)),
+        ("x >= 4", |x| x >= 4.0),
+    ];
+    for (name, member) in groups {
+        let members: Vec<&Followed> = followed.iter().filter(|f| member(f.x)).collect();
+        let n = members.len() as f64;
+        assert!(n >= 500.0, "{name}: only {n} simulated customers");
+        let check = |what: &str, predicted: f64, observed: f64| {
+            let se = (predicted * (1.0 - predicted) / n).sqrt().max(1e-3);
+            assert!(
+                (predicted - observed).abs() < 4.0 * se,
+                "{name}, {what}: predicted {predicted:.4}, observed {observed:.4} (se {se:.4})"
+            );
+        };
+        let mean = |f: &dyn Fn(&Followed) -> f64| members.iter().map(|m| f(m)).sum::<f64>() / n;
+        check(
+            "P(no purchase in the window)",
+            mean(&|m| model.p_no_purchase(window, m.x, m.t_x, t).unwrap()),
+            mean(&|m| f64::from(u8::from(!m.bought_in_window))),
+        );
+        check(
+            "P(alive after the window)",
+            mean(&|m| model.p_alive_at(window, m.x, m.t_x, t).unwrap()),
+            mean(&|m| f64::from(u8::from(m.alive_after_window))),
+        );
+    }
+}
