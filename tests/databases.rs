@@ -478,17 +478,17 @@ fn generated_log() -> Vec<(String, i64, f64)> {
 /// timestamp read as UTC, or a date).
 #[derive(Debug, Clone, Copy)]
 struct RfmCase {
-    unit: mittari_io::PeriodUnit,
+    unit: mittari_io::TimeUnit,
     observation_end: Option<i64>,
     holdout_start: Option<i64>,
     column: &'static str,
 }
 
 fn rfm_cases() -> Vec<RfmCase> {
-    use mittari_io::PeriodUnit;
+    use mittari_io::TimeUnit;
     let at = |text: &str| Some(mittari_sdk::time::parse_timestamp(text).unwrap());
     let mut cases = Vec::new();
-    for unit in [PeriodUnit::Day, PeriodUnit::Week] {
+    for unit in [TimeUnit::Day, TimeUnit::Week] {
         for (observation_end, holdout_start) in [
             (None, None),
             (at("2024-12-31T00:00:00Z"), None),
@@ -496,6 +496,24 @@ fn rfm_cases() -> Vec<RfmCase> {
             (None, at("2024-10-01T00:00:00Z")),
         ] {
             for column in ["at", "at_local", "day"] {
+                cases.push(RfmCase {
+                    unit,
+                    observation_end,
+                    holdout_start,
+                    column,
+                });
+            }
+        }
+    }
+    // The calendar units and hours: their arithmetic differs from days', the bounds' does not.
+    for unit in [
+        TimeUnit::Hour,
+        TimeUnit::Month,
+        TimeUnit::Quarter,
+        TimeUnit::Year,
+    ] {
+        for (observation_end, holdout_start) in [(None, None), (None, at("2024-10-01T00:00:00Z"))] {
+            for column in ["at", "day"] {
                 cases.push(RfmCase {
                     unit,
                     observation_end,
@@ -529,7 +547,7 @@ impl RfmCase {
 
     /// Mittari's own summary of `log`, a line per customer in id order.
     fn expected(&self, log: &[(String, i64, f64)]) -> Vec<String> {
-        use mittari_models::rfm::{self, TimeUnit};
+        use mittari_models::rfm;
         let ids: Vec<&str> = log.iter().map(|r| r.0.as_str()).collect();
         let amounts: Vec<f64> = log.iter().map(|r| r.2).collect();
         let timestamps: Vec<i64> = log
@@ -542,10 +560,7 @@ impl RfmCase {
         let end = self
             .observation_end
             .unwrap_or(*timestamps.iter().max().unwrap());
-        let unit = match self.unit {
-            mittari_io::PeriodUnit::Day => TimeUnit::Day,
-            mittari_io::PeriodUnit::Week => TimeUnit::Week,
-        };
+        let unit = self.unit;
         let summaries = rfm::summarize(
             |i| ids[i],
             &timestamps,

@@ -29,8 +29,9 @@ use mittari_sdk::MetricDescriptor;
 pub use cells::{DateFormat, DecimalSeparator};
 pub use columns::ColumnMapping;
 pub use error::{Location, ReadError};
+pub use mittari_models::rfm::TimeUnit;
 pub use pg::{PostgresQuery, is_pattern, is_postgres_url, redact_url};
-pub use sql::{PeriodUnit, Relation, RfmPeriods, RfmQuery, SqlDialect, rfm_query};
+pub use sql::{Relation, RfmPeriods, RfmQuery, SqlDialect, rfm_query};
 pub use write::{OutputFormat, WriteError, write_batch};
 
 /// The input formats, each known by its extension or named with `--input-format`.

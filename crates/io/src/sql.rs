@@ -23,6 +23,7 @@
 
 use std::fmt::Write as _;
 
+use mittari_models::rfm::TimeUnit;
 use mittari_sdk::{MetricDescriptor, ParamValue};
 
 /// The SQL engines the summary is written for.
@@ -122,28 +123,41 @@ impl std::str::FromStr for SqlDialect {
     }
 }
 
-/// The grain purchases are counted at, as the clv metric's `time_unit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeriodUnit {
-    Day,
-    /// Monday to Sunday.
-    Week,
-}
-
-impl std::str::FromStr for PeriodUnit {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<PeriodUnit, String> {
-        match name {
-            "day" => Ok(PeriodUnit::Day),
-            "week" => Ok(PeriodUnit::Week),
-            _ => Err(format!("{name:?} is not a time unit; use day or week")),
-        }
-    }
-}
-
 /// Microseconds in a day.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Microseconds in an hour.
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// The calendar month (from January 1970) of a day expression (days since 1970-01-01), as
+/// `mittari_models::rfm::month_of_day` computes it: Hinnant's `civil_from_days` in whole
+/// numbers. Only the era may be negative (days before the year 0); the rest are
+/// non-negative, where SQL's truncating division is the floor.
+fn month_of_day(dialect: SqlDialect, day: &str) -> String {
+    let div = |a: &str, b: i64| dialect.exact_div(a, b);
+    let z = format!("({day} + 719468)");
+    let era = format!("({})", dialect.floor_div(&z, 146_097));
+    let doe = format!("({z} - {era} * 146097)");
+    let yoe = format!(
+        "({})",
+        div(
+            &format!(
+                "{doe} - {} + {} - {}",
+                div(&doe, 1460),
+                div(&doe, 36_524),
+                div(&doe, 146_096)
+            ),
+            365
+        )
+    );
+    let doy = format!(
+        "({doe} - (365 * {yoe} + {} - {}))",
+        div(&yoe, 4),
+        div(&yoe, 100)
+    );
+    let month_from_march = div(&format!("5 * {doy} + 2"), 153);
+    format!("(12 * ({yoe} + 400 * {era}) + {month_from_march} + 2 - 23640)")
+}
 
 /// Where a transaction log is read from.
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +172,7 @@ pub enum Relation<'a> {
 /// `holdout_start`.
 #[derive(Debug, Clone, Copy)]
 pub struct RfmPeriods {
-    pub unit: PeriodUnit,
+    pub unit: TimeUnit,
     /// µs since 1970, UTC; by default the latest transaction.
     pub observation_end: Option<i64>,
     /// µs since 1970, UTC.
@@ -191,11 +205,11 @@ impl RfmPeriods {
             )),
         };
         let unit = match value("time_unit") {
-            None => PeriodUnit::Week,
+            None => TimeUnit::Week,
             Some(ParamValue::String(name)) => name.parse()?,
             Some(other) => {
                 return Err(format!(
-                    "time_unit must be day or week, not a {}",
+                    "time_unit must be the name of a time unit, not a {}",
                     other.data_type()
                 ));
             }
@@ -235,23 +249,19 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
         return Err("the holdout must start before the end of observation".to_owned());
     }
     let q = |name: &str| dialect.quote(name);
-    // A day's period: the day itself, or its Monday-to-Sunday week (1970-01-01 was a
-    // Thursday: day + 3 puts Mondays at multiples of 7).
-    let period = |day: &str| match unit {
-        PeriodUnit::Day => day.to_owned(),
-        PeriodUnit::Week => dialect.floor_div(&format!("{day} + 3"), 7),
+    // An instant's period, from its microseconds and its day: the exact whole-number
+    // arithmetic of `TimeUnit::period`, so the summary equals the in-process one.
+    let period = |micros: &str, day: &str| match unit {
+        TimeUnit::Hour => dialect.floor_div(micros, MICROS_PER_HOUR),
+        TimeUnit::Day => day.to_owned(),
+        // 1970-01-01 was a Thursday: day + 3 puts Mondays at multiples of 7.
+        TimeUnit::Week => dialect.floor_div(&format!("{day} + 3"), 7),
+        TimeUnit::Month => month_of_day(dialect, day),
+        TimeUnit::Quarter => dialect.floor_div(&month_of_day(dialect, day), 3),
+        TimeUnit::Year => dialect.floor_div(&month_of_day(dialect, day), 12),
     };
-    let period_of_micros = |micros: i64| {
-        let day = micros.div_euclid(MICROS_PER_DAY);
-        match unit {
-            PeriodUnit::Day => day,
-            PeriodUnit::Week => (day + 3).div_euclid(7),
-        }
-    };
-    let unit_name = match unit {
-        PeriodUnit::Day => "day",
-        PeriodUnit::Week => "week",
-    };
+    let period_of_micros = |micros: i64| unit.period(micros);
+    let unit_name = unit.name();
     let mut sql = String::new();
     let (described, from) = match query.from {
         Relation::Table(table) => (table, dialect.table(table)),
@@ -297,12 +307,12 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
             let start_period = period_of_micros(start);
             format!(
                 "SELECT MAX(micros) AS observation_end, CAST({start_period} AS BIGINT) AS end_period, {} - {start_period} AS duration_holdout FROM days",
-                period("MAX(day)")
+                period("MAX(micros)", "MAX(day)")
             )
         }
         (None, None) => format!(
             "SELECT MAX(micros) AS observation_end, {} AS end_period FROM days",
-            period("MAX(day)")
+            period("MAX(micros)", "MAX(day)")
         ),
     };
     let _ = writeln!(sql, "bounds AS (\n  {bounds}\n),");
@@ -313,7 +323,7 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
     let _ = writeln!(
         sql,
         "timed AS (\n  SELECT d.customer_id, {} AS period, d.amount, {in_holdout} AS in_holdout, bounds.end_period\n  FROM days d CROSS JOIN bounds\n  WHERE d.micros <= bounds.observation_end\n),",
-        period("d.day"),
+        period("d.micros", "d.day"),
     );
     let _ = writeln!(
         sql,

@@ -313,7 +313,7 @@ fn rfm_sql_speaks_each_dialect() {
         timestamp: "pvm",
         amount: "summa",
         periods: RfmPeriods {
-            unit: PeriodUnit::Week,
+            unit: TimeUnit::Week,
             observation_end: None,
             holdout_start: Some(1_719_792_000_000_000),
         },

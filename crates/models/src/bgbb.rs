@@ -414,8 +414,16 @@ mod tests {
             compared += 1;
             let (x, t_x, n, m) = (f64::from(x), f64::from(t_x), n as f64, m as f64);
             for (what, predicted, observed) in [
-                ("no transaction", p.p_no_purchase(m, x, t_x, n), 1.0 - transacted / customers),
-                ("active at n + m", p.p_alive_at(m, x, t_x, n), active / customers),
+                (
+                    "no transaction",
+                    p.p_no_purchase(m, x, t_x, n),
+                    1.0 - transacted / customers,
+                ),
+                (
+                    "active at n + m",
+                    p.p_alive_at(m, x, t_x, n),
+                    active / customers,
+                ),
             ] {
                 let se = (predicted * (1.0 - predicted) / customers).sqrt().max(1e-3);
                 assert!(
@@ -424,7 +432,10 @@ mod tests {
                 );
             }
         }
-        assert!(compared >= 10, "only {compared} histories had enough customers");
+        assert!(
+            compared >= 10,
+            "only {compared} histories had enough customers"
+        );
         assert_eq!(p.p_alive_at(1.0, 2.0, 4.0, 6.0), p.p_alive(2.0, 4.0, 6.0));
         assert_eq!(p.p_no_purchase(0.0, 2.0, 4.0, 6.0), 1.0);
     }

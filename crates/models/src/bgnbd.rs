@@ -433,12 +433,7 @@ impl PurchaseModel for BgNbd {
         Some(values)
     }
 
-    fn expected_purchases_if_alive_at(
-        &self,
-        horizons: &[f64],
-        x: f64,
-        t: f64,
-    ) -> Option<Vec<f64>> {
+    fn expected_purchases_if_alive_at(&self, horizons: &[f64], x: f64, t: f64) -> Option<Vec<f64>> {
         let mut values = vec![0.0; horizons.len()];
         self.expected_purchases_into(horizons, x, t, 1.0, &mut values)?;
         Some(values)
@@ -545,9 +540,9 @@ impl BgNbd {
 mod tests {
     use super::*;
     use crate::ad::Dual;
-    use crate::purchase::PurchaseModel;
     use crate::discount::Discounting;
     use crate::hyp2f1::hyp2f1;
+    use crate::purchase::PurchaseModel;
     use crate::testing::{Followed, cdnow, check_calibration, check_distribution};
 
     /// FHL (2005) report r = 0.243, α = 4.414, a = 0.793, b = 2.426 and LL = −9582.4.
@@ -618,13 +613,69 @@ mod tests {
         let discounting = Discounting::new(Discounting::continuous_rate(0.1, 7.0)).unwrap();
         // (variant, x, t_x, T, w, P(alive at T+w), P(no purchase), DERT if alive)
         let cases = [
-            (Variant::Bg, 2.0, 30.43, 4.0, 0.704_631_076_615_994_9, 0.869_305_676_215_283, 8.769_516_832_117_061),
-            (Variant::Bg, 2.0, 30.43, 52.0, 0.531_646_189_416_300_7, 0.397_158_622_911_694_6, 8.769_516_832_117_061),
-            (Variant::Bg, 0.0, 0.0, 52.0, 0.943_871_581_634_944_3, 0.825_491_093_585_163_3, 1.303_893_567_379_287_6),
-            (Variant::Bg, 10.0, 35.0, 52.0, 0.504_376_876_734_247_9, 0.153_319_864_057_618_5, 32.976_444_194_982_745),
-            (Variant::Modified, 2.0, 30.43, 52.0, 0.591_301_605_398_097_2, 0.357_465_273_693_543_9, 9.610_812_349_319_738),
-            (Variant::Modified, 0.0, 0.0, 4.0, 0.634_614_461_905_464_6, 0.986_455_730_628_825_9, 1.461_313_959_830_353_4),
-            (Variant::Modified, 10.0, 35.0, 4.0, 0.814_827_642_384_394, 0.489_195_439_914_731_2, 34.301_976_901_308_34),
+            (
+                Variant::Bg,
+                2.0,
+                30.43,
+                4.0,
+                0.704_631_076_615_994_9,
+                0.869_305_676_215_283,
+                8.769_516_832_117_061,
+            ),
+            (
+                Variant::Bg,
+                2.0,
+                30.43,
+                52.0,
+                0.531_646_189_416_300_7,
+                0.397_158_622_911_694_6,
+                8.769_516_832_117_061,
+            ),
+            (
+                Variant::Bg,
+                0.0,
+                0.0,
+                52.0,
+                0.943_871_581_634_944_3,
+                0.825_491_093_585_163_3,
+                1.303_893_567_379_287_6,
+            ),
+            (
+                Variant::Bg,
+                10.0,
+                35.0,
+                52.0,
+                0.504_376_876_734_247_9,
+                0.153_319_864_057_618_5,
+                32.976_444_194_982_745,
+            ),
+            (
+                Variant::Modified,
+                2.0,
+                30.43,
+                52.0,
+                0.591_301_605_398_097_2,
+                0.357_465_273_693_543_9,
+                9.610_812_349_319_738,
+            ),
+            (
+                Variant::Modified,
+                0.0,
+                0.0,
+                4.0,
+                0.634_614_461_905_464_6,
+                0.986_455_730_628_825_9,
+                1.461_313_959_830_353_4,
+            ),
+            (
+                Variant::Modified,
+                10.0,
+                35.0,
+                4.0,
+                0.814_827_642_384_394,
+                0.489_195_439_914_731_2,
+                34.301_976_901_308_34,
+            ),
         ];
         for (variant, x, t_x, w, alive_at, none, dert) in cases {
             let p = BgNbd {
@@ -641,9 +692,24 @@ mod tests {
                     "{variant:?} x={x} w={w} {what}: {got} vs {want}"
                 );
             };
-            close("P(alive at T+w)", p.p_alive_at(w, x, t_x, t).unwrap(), alive_at, 1e-12);
-            close("P(no purchase)", p.p_no_purchase(w, x, t_x, t).unwrap(), none, 1e-14);
-            close("DERT", p.dert_if_alive(&discounting, x, t).unwrap(), dert, 1e-9);
+            close(
+                "P(alive at T+w)",
+                p.p_alive_at(w, x, t_x, t).unwrap(),
+                alive_at,
+                1e-12,
+            );
+            close(
+                "P(no purchase)",
+                p.p_no_purchase(w, x, t_x, t).unwrap(),
+                none,
+                1e-14,
+            );
+            close(
+                "DERT",
+                p.dert_if_alive(&discounting, x, t).unwrap(),
+                dert,
+                1e-9,
+            );
             assert_eq!(p.p_alive_at(0.0, x, t_x, t), Some(p.p_alive(x, t_x, t)));
             assert_eq!(p.p_no_purchase(0.0, x, t_x, t), Some(1.0));
         }
@@ -670,11 +736,67 @@ mod tests {
                 let want = (a + b + x - 1.0) / (a - 1.0)
                     * (1.0 - (1.0 - z).powf(a - 1.0) * series)
                     * p.p_alive(x, t_x, 38.86);
-                assert!((got - want).abs() < 1e-9 * want, "x={x} {horizon}: {got} vs {want}");
-                let if_alive = p.expected_purchases_if_alive_at(&[horizon], x, 38.86).unwrap()[0];
+                assert!(
+                    (got - want).abs() < 1e-9 * want,
+                    "x={x} {horizon}: {got} vs {want}"
+                );
+                let if_alive = p
+                    .expected_purchases_if_alive_at(&[horizon], x, 38.86)
+                    .unwrap()[0];
                 assert!((if_alive * p.p_alive(x, t_x, 38.86) - got).abs() < 1e-12 * got);
             }
         }
+    }
+
+    /// Over a grid of parameters (dropout probabilities with mean 0.03 to 0.5, concentrated or
+    /// spread; purchase rates scaled to T or not) and histories, the sums that switch to the
+    /// connection formula near z = 1 agree with the power series summed to the end: E[X] if
+    /// alive at horizons up to 400 T, and P(alive at T+w).
+    #[test]
+    fn connection_formula_agrees_with_the_series_across_parameters() {
+        let mut checked = 0;
+        for (r, alpha) in [(0.243, 4.414), (4.33, 11.98), (1.5, 80.0)] {
+            for (a, b) in [(0.793, 2.426), (2.24, 73.05), (1.7, 1.2), (30.0, 60.0)] {
+                let p = BgNbd {
+                    r,
+                    alpha,
+                    a,
+                    b,
+                    variant: Variant::Bg,
+                };
+                for x in [0.0, 1.0, 3.0, 12.0] {
+                    let t = 40.0;
+                    for horizon in [30.0, 400.0, 16_000.0] {
+                        let z = horizon / (alpha + t + horizon);
+                        let close = |what: &str, got: f64, want: f64| {
+                            assert!(
+                                (got - want).abs() <= 1e-9 * want.abs().max(1e-12),
+                                "{what} r={r} alpha={alpha} a={a} b={b} x={x} horizon={horizon}: {got} vs {want}"
+                            );
+                        };
+                        if let Some(series) = hyp2f1(a + b - r - 1.0, a - 1.0, a + b + x - 1.0, z) {
+                            let want = (a + b + x - 1.0) / (a - 1.0)
+                                * (1.0 - (1.0 - z).powf(a - 1.0) * series);
+                            let got =
+                                p.expected_purchases_if_alive_at(&[horizon], x, t).unwrap()[0];
+                            close("E[X | alive]", got, want);
+                            checked += 1;
+                        }
+                        if let Some(series) = hyp2f1(a + b - r, a, a + b + x, z) {
+                            let alive = p.p_alive(x, 0.5 * t, t);
+                            let want = alive * (1.0 - z).powf(a) * series;
+                            close(
+                                "P(alive at T+w)",
+                                p.p_alive_at(horizon, x, 0.5 * t, t).unwrap(),
+                                want,
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 250, "only {checked} comparisons");
     }
 
     /// Customers simulated from the model and followed for 26 weeks past T = 39 buy and stay

@@ -651,12 +651,7 @@ impl PurchaseModel for ParetoNbd {
         value.is_finite().then_some(value)
     }
 
-    fn expected_purchases_if_alive_at(
-        &self,
-        horizons: &[f64],
-        x: f64,
-        t: f64,
-    ) -> Option<Vec<f64>> {
+    fn expected_purchases_if_alive_at(&self, horizons: &[f64], x: f64, t: f64) -> Option<Vec<f64>> {
         horizons
             .iter()
             .map(|&h| {
@@ -759,11 +754,46 @@ mod tests {
         let discounting = Discounting::new(Discounting::continuous_rate(0.1, 7.0)).unwrap();
         // (x, t_x, w, P(alive at T+w), P(no purchase), DERT if alive), T = 38.86
         let cases = [
-            (2.0, 30.43, 4.0, 0.829_951_834_824_054_9, 0.846_863_594_948_415, 9.405_167_003_094_333),
-            (2.0, 30.43, 52.0, 0.566_077_719_054_002_3, 0.368_483_205_604_691_5, 9.405_167_003_094_333),
-            (0.0, 0.0, 4.0, 0.281_963_652_140_418_8, 0.987_845_351_845_134_1, 2.037_233_588_997_714_8),
-            (0.0, 0.0, 52.0, 0.192_316_390_376_583_2, 0.920_095_951_614_796_4, 2.037_233_588_997_714_8),
-            (10.0, 35.0, 52.0, 0.603_959_533_285_285_6, 0.122_371_720_923_134_6, 38.876_900_659_480_804),
+            (
+                2.0,
+                30.43,
+                4.0,
+                0.829_951_834_824_054_9,
+                0.846_863_594_948_415,
+                9.405_167_003_094_333,
+            ),
+            (
+                2.0,
+                30.43,
+                52.0,
+                0.566_077_719_054_002_3,
+                0.368_483_205_604_691_5,
+                9.405_167_003_094_333,
+            ),
+            (
+                0.0,
+                0.0,
+                4.0,
+                0.281_963_652_140_418_8,
+                0.987_845_351_845_134_1,
+                2.037_233_588_997_714_8,
+            ),
+            (
+                0.0,
+                0.0,
+                52.0,
+                0.192_316_390_376_583_2,
+                0.920_095_951_614_796_4,
+                2.037_233_588_997_714_8,
+            ),
+            (
+                10.0,
+                35.0,
+                52.0,
+                0.603_959_533_285_285_6,
+                0.122_371_720_923_134_6,
+                38.876_900_659_480_804,
+            ),
         ];
         for (x, t_x, w, alive_at, none, dert) in cases {
             let t = 38.86;
@@ -773,12 +803,24 @@ mod tests {
                     "x={x} w={w} {what}: {got} vs {want}"
                 );
             };
-            close("P(alive at T+w)", p.p_alive_at(w, x, t_x, t).unwrap(), alive_at, 1e-10);
-            close("P(no purchase)", p.p_no_purchase(w, x, t_x, t).unwrap(), none, 1e-10);
+            close(
+                "P(alive at T+w)",
+                p.p_alive_at(w, x, t_x, t).unwrap(),
+                alive_at,
+                1e-10,
+            );
+            close(
+                "P(no purchase)",
+                p.p_no_purchase(w, x, t_x, t).unwrap(),
+                none,
+                1e-10,
+            );
             let closed_form = p.dert_if_alive(&discounting, x, t).unwrap();
             close("DERT", closed_form, dert, 1e-9);
             // The generic route, δ ∫ e^(−δu) E[X(u) | alive] du, gives the same number.
-            let expected = p.expected_purchases_if_alive_at(discounting.times(), x, t).unwrap();
+            let expected = p
+                .expected_purchases_if_alive_at(discounting.times(), x, t)
+                .unwrap();
             let generic = discounting.rate() * discounting.integral(&expected);
             close("DERT by E[X]", generic, dert, 1e-9);
         }

@@ -467,8 +467,7 @@ pub trait PurchaseModel: Sync {
     /// E[purchases in (T, T + horizon] | alive at T, x, T] at each horizon: the conditional
     /// expectation without its P(alive) factor. It depends on x and T alone (t_x enters only
     /// through P(alive)), so customers sharing them share it.
-    fn expected_purchases_if_alive_at(&self, horizons: &[f64], x: f64, t: f64)
-    -> Option<Vec<f64>>;
+    fn expected_purchases_if_alive_at(&self, horizons: &[f64], x: f64, t: f64) -> Option<Vec<f64>>;
     /// P(no purchase in (T, T + window] | x, t_x, T): the usual definition of a lapsed
     /// customer where no contract says when one leaves.
     fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64>;

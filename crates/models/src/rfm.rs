@@ -165,6 +165,19 @@ impl TimeUnit {
     }
 }
 
+impl std::str::FromStr for TimeUnit {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<TimeUnit, String> {
+        TimeUnit::from_name(name).ok_or_else(|| {
+            format!(
+                "{name:?} is not a time unit; use one of {}",
+                TimeUnit::ALL.map(TimeUnit::name).join(", ")
+            )
+        })
+    }
+}
+
 /// Microseconds in an hour.
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 

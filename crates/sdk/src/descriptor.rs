@@ -260,6 +260,17 @@ impl OutputSpec {
 pub struct TableSpec {
     pub name: String,
     pub description: String,
+    /// Its columns, each with its unit and meaning, where the metric declares them (a table
+    /// whose columns depend on the input, such as one per group, may not). Absent in the
+    /// descriptors of plugins built before it existed.
+    #[serde(default)]
+    pub columns: Vec<OutputSpec>,
+}
+
+impl TableSpec {
+    pub fn column(&self, name: &str) -> Option<&OutputSpec> {
+        self.columns.iter().find(|c| c.name == name)
+    }
 }
 
 /// Says that a metric can read the RFM summary of a transaction log in place of the log, when
@@ -367,6 +378,22 @@ impl MetricDescriptor {
         self.tables.push(TableSpec {
             name: name.to_owned(),
             description: description.to_owned(),
+            columns: Vec::new(),
+        });
+        self
+    }
+    /// A table with its columns declared, each with its unit.
+    #[must_use]
+    pub fn table_with_columns(
+        mut self,
+        name: &str,
+        description: &str,
+        columns: impl IntoIterator<Item = OutputSpec>,
+    ) -> Self {
+        self.tables.push(TableSpec {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            columns: columns.into_iter().collect(),
         });
         self
     }

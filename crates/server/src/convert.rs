@@ -178,6 +178,15 @@ pub fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::
             .map(|t| pb::TableSpec {
                 name: t.name.clone(),
                 description: t.description.clone(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| pb::OutputSpec {
+                        name: c.name.clone(),
+                        unit: c.unit.clone(),
+                        description: c.description.clone(),
+                    })
+                    .collect(),
             })
             .collect(),
         library: library.to_owned(),
@@ -241,6 +250,11 @@ pub fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
             .map(|t| TableSpec {
                 name: t.name.clone(),
                 description: t.description.clone(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| OutputSpec::new(&c.name, &c.unit, &c.description))
+                    .collect(),
             })
             .collect(),
         expensive: d.expensive,

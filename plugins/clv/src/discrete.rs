@@ -148,22 +148,35 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         bgbb::fit_opportunities(&data, input.cancellation()).map_err(|e| fit_error("BG/BB", e))?;
     check_converged("BG/BB", &fit)?;
     let future = params.f64("horizon")?;
+    let window = match params.get("churn_window") {
+        Some(_) => params.f64("churn_window")?,
+        None => future,
+    };
     // Predictions depend on the history alone: once per distinct history (few, for few
     // opportunities), then looked up per row.
-    let per_history: Vec<(f64, f64)> = (0..data.len())
+    let per_history: Vec<[f64; 4]> = (0..data.len())
         .into_par_iter()
         .map(|h| {
             let (x, t_x, n) = (data.x[h], data.t_x[h], data.n[h]);
-            (
+            [
                 model.p_alive(x, t_x, n),
                 model.expected_transactions(future, x, t_x, n),
-            )
+                model.p_no_purchase(window, x, t_x, n),
+                model.p_alive_at(window, x, t_x, n),
+            ]
         })
         .collect();
-    let (alive, expected): (Vec<f64>, Vec<f64>) =
-        history_of.iter().map(|&h| per_history[h as usize]).unzip();
+    let column = |k: usize| -> Vec<f64> {
+        history_of
+            .iter()
+            .map(|&h| per_history[h as usize][k])
+            .collect()
+    };
+    let (alive, expected, no_purchase, alive_at_end) = (column(0), column(1), column(2), column(3));
     let customers: f64 = rows.iter().map(|r| r.weight).sum();
-    let total: f64 = rows.iter().zip(&expected).map(|(r, e)| r.weight * e).sum();
+    let weighted =
+        |values: &[f64]| -> f64 { rows.iter().zip(values).map(|(r, v)| r.weight * v).sum() };
+    let total = weighted(&expected);
 
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
     let order: Vec<usize> = rank(&expected, top)
@@ -191,6 +204,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             ("weight", float(&|i| rows[i].weight)),
             ("p_alive", float(&|i| alive[i])),
             ("expected_purchases", float(&|i| expected[i])),
+            ("p_no_purchase", float(&|i| no_purchase[i])),
+            ("p_alive_at_window_end", float(&|i| alive_at_end[i])),
         ],
     )?;
     // E[X(n)] of a new customer over as many opportunities as the longest history plus the
@@ -227,6 +242,12 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     .scalar(Scalar::new("iterations", fit.iterations as f64))
     .scalar(Scalar::new("customers", customers))
     .scalar(Scalar::new("expected_purchases", total))
+    .scalar(Scalar::new("expected_active", weighted(&alive)))
+    .scalar(Scalar::new("expected_lapsing", weighted(&no_purchase)))
+    .scalar(Scalar::new(
+        "expected_dropouts",
+        weighted(&alive) - weighted(&alive_at_end),
+    ))
     .table("customers", table)
     .table("purchase_curve", curve))
 }

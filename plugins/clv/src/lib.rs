@@ -95,7 +95,7 @@ impl Metric for Clv {
             .parameter(
                 ParameterSpec::new("retention", DataType::Double, "annual retention probability r (model=retention)").optional().range(0.0, 0.999),
             )
-            .parameter(ParameterSpec::double("discount_rate", 0.1, "annual discount rate d (model retention, and the value of predicted purchases)").range(0.0, 1.0))
+            .parameter(ParameterSpec::double("discount_rate", 0.1, "annual discount rate d (model retention, the value of predicted purchases, and DERT, continuously at ln(1 + d) a year)").range(0.0, 1.0))
             .parameter(
                 ParameterSpec::new(
                     "annual_margin",
@@ -111,7 +111,7 @@ impl Metric for Clv {
             )
             .parameter(ParameterSpec::double("horizon", 52.0, "prediction horizon in time units (bgnbd, mbgnbd, pareto_nbd) or future opportunities (bgbb)").range(0.0, 100_000.0))
             .parameter(
-                ParameterSpec::string("time_unit", "week", "grain of purchases and time of a transaction log: day or week (bgnbd, mbgnbd, pareto_nbd)").allowed_values(&["day", "week"]),
+                ParameterSpec::string("time_unit", "week", "grain of purchases and time of a transaction log: hour, day, week (Monday to Sunday), month, quarter or year, calendar periods in UTC (bgnbd, mbgnbd, pareto_nbd)").allowed_values(&["hour", "day", "week", "month", "quarter", "year"]),
             )
             .parameter(
                 ParameterSpec::new("observation_end", DataType::Timestamp, "end of observation of a transaction log; default: its last timestamp")
@@ -120,6 +120,11 @@ impl Metric for Clv {
             .parameter(
                 ParameterSpec::new("holdout_start", DataType::Timestamp, "start of a holdout period for validating the predictions (bgnbd, mbgnbd, pareto_nbd)")
                     .optional(),
+            )
+            .parameter(
+                ParameterSpec::new("churn_window", DataType::Double, "window w of p_no_purchase and p_alive_at_window_end, in time units (bgnbd, mbgnbd, pareto_nbd) or opportunities (bgbb); default: horizon")
+                    .optional()
+                    .range(0.0, 100_000.0),
             )
             .parameter(ParameterSpec::int64("top", 0, "rows of the customers table, highest value first; 0 for all").range(0.0, 1e12))
             .output(OutputSpec::new("clv", "currency", "lifetime value per customer"))
@@ -157,9 +162,14 @@ impl Metric for Clv {
             .output(OutputSpec::new("gamma_se", "parameter", "standard error of gamma"))
             .output(OutputSpec::new("spend_log_likelihood", "log-likelihood", "Gamma-Gamma log-likelihood at the estimate"))
             .output(OutputSpec::new("expected_spend", "currency", "mean expected value per purchase over customers (gamma_gamma)"))
+            .output(OutputSpec::new("expected_active", "customers", "expected customers still active at the end of observation, the sum of P(alive) (predictive models)"))
+            .output(OutputSpec::new("expected_lapsing", "customers", "expected customers who make no purchase in the churn window, the sum of p_no_purchase: the non-contractual churn count (predictive models)"))
+            .output(OutputSpec::new("expected_dropouts", "customers", "expected customers active now who drop out within the churn window (predictive models)"))
+            .output(OutputSpec::new("dert_total", "transactions", "discounted expected residual transactions of all customers, no horizon (bgnbd, mbgnbd, pareto_nbd)"))
+            .output(OutputSpec::new("residual_value_total", "currency", "the value of all purchases to come, no horizon: the sum of dert x expected_spend x margin (gamma_gamma)"))
             .output(OutputSpec::new("holdout_purchases", "count", "purchases (distinct periods) customers made in the holdout"))
             .output(OutputSpec::new("predicted_holdout_purchases", "count", "BG/NBD prediction of the holdout purchases"))
-            .table("customers", "per customer: historic value (historic), or P(alive), expected purchases, spend and clv (predictive models)")
+            .table_with_columns("customers", "per customer: historic value (historic), or P(alive), expected purchases, spend and clv (predictive models)", customer_columns())
             .table("purchase_curve", "predictive models: expected cumulative purchases of a new customer and of as many new customers as the input has")
             .table("purchase_distribution", "bgnbd, mbgnbd, pareto_nbd: probability that a new customer makes n purchases within the horizon")
     }
@@ -185,6 +195,32 @@ impl Metric for Clv {
             None => output,
         })
     }
+}
+
+/// The columns the customers table may have, by model; each model returns those it computes.
+fn customer_columns() -> Vec<OutputSpec> {
+    [
+        ("customer_id", "id", "the customer (or `row`: the input row, where the input has no customer_id)"),
+        ("frequency", "count", "repeat purchases: distinct time units with a purchase after the first (predictive models); transactions (bgbb)"),
+        ("recency", "time units", "from the first purchase to the last (predictive models); the opportunity of the last transaction (bgbb)"),
+        ("T", "time units", "from the first purchase to the end of observation (predictive models)"),
+        ("n_periods", "opportunities", "opportunities observed (bgbb)"),
+        ("weight", "customers", "identical customers the row stands for (bgbb)"),
+        ("monetary_value", "currency", "mean value of the repeat purchases (predictive models)"),
+        ("clv", "currency", "margin earned so far (historic); expected margin to the horizon, discounted monthly (gamma_gamma)"),
+        ("p_alive", "probability", "P(the customer is still active at the end of observation; bgbb: at the next opportunity)"),
+        ("expected_purchases", "transactions", "expected purchases over the horizon (time units, or opportunities for bgbb)"),
+        ("p_no_purchase", "probability", "P(no purchase in the churn window after the end of observation)"),
+        ("p_alive_at_window_end", "probability", "P(still active at the end of the churn window; bgbb: at its last opportunity)"),
+        ("dert", "transactions", "discounted expected residual transactions: all purchases to come, no horizon, discounted continuously at discount_rate (bgnbd, mbgnbd, pareto_nbd)"),
+        ("expected_spend", "currency", "expected value of one purchase (gamma_gamma)"),
+        ("residual_value", "currency", "dert x expected_spend x margin: the value of all purchases to come, as CLVTools' predicted CLV (gamma_gamma)"),
+        ("holdout_purchases", "transactions", "purchases (distinct time units) in the holdout"),
+        ("predicted_holdout_purchases", "transactions", "the model's expected purchases in the holdout"),
+    ]
+    .into_iter()
+    .map(|(name, unit, description)| OutputSpec::new(name, unit, description))
+    .collect()
 }
 
 /// Whether a parameter was given, as the warning shows it: an optional one is present; one
@@ -252,12 +288,13 @@ fn ignored_parameters(
     );
     unless(
         "discount_rate",
-        valued || model == "retention",
-        if predictive {
-            "without spend_model=gamma_gamma no value is computed to discount".to_owned()
-        } else {
-            only("retention, or a predictive model with spend_model=gamma_gamma")
-        },
+        predictive || model == "retention",
+        only("retention, bgnbd, mbgnbd or pareto_nbd"),
+    );
+    unless(
+        "churn_window",
+        predictive || model == "bgbb",
+        only("bgnbd, mbgnbd, pareto_nbd or bgbb"),
     );
     let full_margin_column = input
         .optional_double("margin")?
@@ -317,10 +354,15 @@ const DESCRIPTION: &str = concat!(
     "model=bgnbd, mbgnbd or pareto_nbd: the BG/NBD (Fader, Hardie & Lee 2005), MBG/NBD ",
     "(Batislam, Denizel & Filiztekin 2007) or Pareto/NBD (Schmittlein, Morrison & Colombo ",
     "1987) model fitted by maximum likelihood: a transaction log is first summarized (repeat ",
-    "purchases counted on distinct days or Monday-to-Sunday weeks, time_unit); per customer, ",
-    "P(alive) and expected purchases over the horizon; with spend_model=gamma_gamma (Fader, ",
+    "purchases counted in distinct hours, days, Monday-to-Sunday weeks, calendar months, ",
+    "quarters or years, time_unit); per customer, P(alive), expected purchases over the ",
+    "horizon, P(no purchase in the churn window) and P(alive at its end), and DERT, the ",
+    "discounted expected residual transactions with no horizon (continuous discounting at ",
+    "ln(1 + discount_rate) a year; Pareto/NBD in Fader, Hardie & Lee's closed form, BG/NBD and ",
+    "MBG/NBD by numerical integration); with spend_model=gamma_gamma (Fader, ",
     "Hardie & Lee 2005, RFM and CLV) the expected value per purchase, and clv = expected ",
-    "margin over the horizon, discounted monthly at the annual discount_rate. With ",
+    "margin over the horizon, discounted monthly at the annual discount_rate, and ",
+    "residual_value = dert x expected spend x margin (CLVTools' predicted CLV). With ",
     "holdout_start, the model is fitted on the transactions before it and its predictions for ",
     "the holdout are compared with what customers bought there. model=bgbb: the BG/BB model ",
     "(Fader, Hardie & Shang 2010) of transactions at discrete opportunities (yearly ",

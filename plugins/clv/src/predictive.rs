@@ -7,15 +7,14 @@ use std::sync::atomic::AtomicBool;
 use mittari_models::bgnbd::{self, Variant};
 use mittari_models::gamma_gamma::{self, GammaGamma};
 use mittari_models::identification::{self, Support};
-use mittari_models::rfm::{self, TimeUnit};
-use mittari_models::{Fit, FitError, Histories, PurchaseModel, pareto_nbd};
+use mittari_models::rfm::{self, DAYS_PER_YEAR, TimeUnit};
+use mittari_models::{Discounting, Fit, FitError, Histories, PurchaseModel, pareto_nbd};
 use mittari_sdk::arrow_array::builder::StringBuilder;
 use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array, StringArray};
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
 
-/// Days in a year and in a month, for discounting.
-const DAYS_PER_YEAR: f64 = 365.25;
+/// Days in a month, for discounting month by month.
 const DAYS_PER_MONTH: f64 = DAYS_PER_YEAR / 12.0;
 /// |correlation| of frequency and spend above which the Gamma-Gamma assumption is doubtful.
 const CORRELATION_WARNING: f64 = 0.3;
@@ -53,10 +52,9 @@ impl History<'_> {
 }
 
 fn time_unit(params: &Params) -> Result<TimeUnit, MetricError> {
-    Ok(if params.str("time_unit")? == "day" {
-        TimeUnit::Day
-    } else {
-        TimeUnit::Week
+    let name = params.str("time_unit")?;
+    TimeUnit::from_name(name).ok_or_else(|| {
+        MetricError::invalid_parameter("time_unit", format!("{name:?} is not a time unit"))
     })
 }
 
@@ -370,15 +368,31 @@ struct HistoryPrediction {
     /// Expected purchases to the horizon discounted month by month (with a spend model).
     discounted_purchases: f64,
     predicted_holdout: Option<f64>,
+    /// P(no purchase in the churn window), P(alive at its end).
+    p_no_purchase: f64,
+    p_alive_at_window_end: f64,
+    /// Discounted expected residual transactions, with a discount rate.
+    dert: Option<f64>,
 }
 
 /// Per-customer predictions, a column each, in the order of [`History`]'s columns.
 struct Predictions {
     p_alive: Vec<f64>,
     expected_purchases: Vec<f64>,
-    /// With a spend model: expected average order value and CLV.
-    spend: Option<(Vec<f64>, Vec<f64>)>,
+    p_no_purchase: Vec<f64>,
+    p_alive_at_window_end: Vec<f64>,
+    dert: Option<Vec<f64>>,
+    /// With a spend model: expected average order value, CLV to the horizon and, with a
+    /// discount rate, the residual value (DERT × spend × margin).
+    spend: Option<Spend>,
     predicted_holdout: Option<Vec<f64>>,
+}
+
+/// The value columns of a spend model.
+struct Spend {
+    value: Vec<f64>,
+    clv: Vec<f64>,
+    residual_value: Option<Vec<f64>>,
 }
 
 /// The monthly steps to the horizon (in time units) and each step's discount factor at the
@@ -390,10 +404,7 @@ struct DiscountSteps {
 
 impl DiscountSteps {
     fn new(horizon: f64, unit: TimeUnit, discount_rate: f64) -> DiscountSteps {
-        let days_per_unit = match unit {
-            TimeUnit::Day => 1.0,
-            TimeUnit::Week => 7.0,
-        };
+        let days_per_unit = unit.days();
         let step = DAYS_PER_MONTH / days_per_unit;
         let mut ends = Vec::new();
         let mut at = 0.0;
@@ -501,6 +512,17 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         )
     };
     let discount_steps = DiscountSteps::new(horizon, unit, discount_rate);
+    let window = match params.get("churn_window") {
+        Some(_) => params.f64("churn_window")?,
+        None => horizon,
+    };
+    // DERT has no horizon: without discounting it is unbounded for customers who may never
+    // leave, so it needs a positive rate.
+    let discounting = Discounting::new(Discounting::continuous_rate(discount_rate, unit.days()));
+    let dert_if_alive = match &discounting {
+        Some(discounting) => Some(dert_if_alive(model, discounting, &histories, input)?),
+        None => None,
+    };
     // What the purchase model predicts depends on the history alone: computed once per
     // distinct history, which many customers share. A dozen series per history: worth a
     // check of the cancellation flag each.
@@ -521,8 +543,9 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                     0.0,
                 ),
             };
+            let p_alive = model.p_alive(x, t_x, t);
             Ok(HistoryPrediction {
-                p_alive: model.p_alive(x, t_x, t),
+                p_alive,
                 expected_purchases,
                 discounted_purchases,
                 predicted_holdout: match history.holdout_length {
@@ -533,6 +556,9 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                     ),
                     None => None,
                 },
+                p_no_purchase: model.p_no_purchase(window, x, t_x, t).ok_or_else(failed)?,
+                p_alive_at_window_end: model.p_alive_at(window, x, t_x, t).ok_or_else(failed)?,
+                dert: dert_if_alive.as_ref().map(|d| p_alive * d[h]),
             })
         })
         .collect::<Result<Vec<_>, MetricError>>()?;
@@ -542,6 +568,9 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             .map(|&h| f(&per_history[h as usize]))
             .collect()
     };
+    let dert = discounting
+        .is_some()
+        .then(|| gather(|p| p.dert.unwrap_or(0.0)));
     let spend_columns = match gg {
         Some(gg) => {
             if gg.expected_mean_value(0.0, 0.0).is_none() {
@@ -565,13 +594,27 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 .zip(&history_of)
                 .map(|(value, &h)| per_history[h as usize].discounted_purchases * value * margin)
                 .collect();
-            Some((value, clv))
+            let residual_value = dert.as_ref().map(|dert| {
+                value
+                    .par_iter()
+                    .zip(dert)
+                    .map(|(value, dert)| dert * value * margin)
+                    .collect()
+            });
+            Some(Spend {
+                value,
+                clv,
+                residual_value,
+            })
         }
         None => None,
     };
     let predictions = Predictions {
         p_alive: gather(|p| p.p_alive),
         expected_purchases: gather(|p| p.expected_purchases),
+        p_no_purchase: gather(|p| p.p_no_purchase),
+        p_alive_at_window_end: gather(|p| p.p_alive_at_window_end),
+        dert,
         spend: spend_columns,
         predicted_holdout: history
             .holdout_length
@@ -592,6 +635,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         Support::per_parameter("customers", total_weight, CUSTOMERS_PER_PARAMETER, 4),
         Support::per_parameter("repeat buyers", repeat_buyers, REPEATERS_PER_PARAMETER, 4),
     ];
+    let active = weighted(&predictions.p_alive);
     let mut output = with_errors(Output::new(), (label, names), &fit, &support)
         .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
         .scalar(Scalar::new("iterations", fit.iterations as f64))
@@ -599,9 +643,30 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .scalar(Scalar::new(
             "expected_purchases",
             weighted(&predictions.expected_purchases),
+        ))
+        .scalar(Scalar::new("expected_active", active))
+        .scalar(Scalar::new(
+            "expected_lapsing",
+            weighted(&predictions.p_no_purchase),
+        ))
+        .scalar(Scalar::new(
+            "expected_dropouts",
+            active - weighted(&predictions.p_alive_at_window_end),
         ));
+    let no_discount = "discount_rate is 0: without discounting the transactions of customers who may never leave are unbounded";
+    output = output.scalar(match &predictions.dert {
+        Some(dert) => Scalar::new("dert_total", weighted(dert)),
+        None => Scalar::undefined("dert_total", no_discount),
+    });
     match spend.as_ref().zip(predictions.spend.as_ref()) {
-        Some(((_, gg_fit, correlation, repeat_buyers), (value, clv))) => {
+        Some((
+            (_, gg_fit, correlation, repeat_buyers),
+            Spend {
+                value,
+                clv,
+                residual_value,
+            },
+        )) => {
             let support = [Support::per_parameter(
                 "repeat buyers",
                 *repeat_buyers,
@@ -622,7 +687,11 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             let clv_total = weighted(clv);
             output = output
                 .scalar(Scalar::new("clv", clv_total / total_weight))
-                .scalar(Scalar::new("clv_total", clv_total));
+                .scalar(Scalar::new("clv_total", clv_total))
+                .scalar(match residual_value {
+                    Some(residual) => Scalar::new("residual_value_total", weighted(residual)),
+                    None => Scalar::undefined("residual_value_total", no_discount),
+                });
             if let Some(rho) = correlation.filter(|rho| rho.abs() >= CORRELATION_WARNING) {
                 output = output.warning(
                     "frequency_value_correlation",
@@ -637,7 +706,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 "no spend model: add spend_model=gamma_gamma to value the expected purchases";
             output = output
                 .scalar(Scalar::undefined("clv", reason))
-                .scalar(Scalar::undefined("clv_total", reason));
+                .scalar(Scalar::undefined("clv_total", reason))
+                .scalar(Scalar::undefined("residual_value_total", reason));
         }
     }
     if let Some(holdout_frequency) = &history.holdout_frequency {
@@ -665,6 +735,43 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         ))
 }
 
+/// Each distinct history's DERT if alive, computed once per distinct (x, T): it does not
+/// depend on t_x, and many histories share x and T where t_x differs.
+fn dert_if_alive(
+    model: &dyn PurchaseModel,
+    discounting: &Discounting,
+    histories: &Histories,
+    input: &Input<'_>,
+) -> Result<Vec<f64>, MetricError> {
+    let mut slot_of: std::collections::HashMap<(u64, u64), usize> = Default::default();
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    let slots: Vec<usize> = histories
+        .x
+        .iter()
+        .zip(&histories.t)
+        .map(|(&x, &t)| {
+            *slot_of
+                .entry((x.to_bits(), t.to_bits()))
+                .or_insert_with(|| {
+                    pairs.push((x, t));
+                    pairs.len() - 1
+                })
+        })
+        .collect();
+    let values: Vec<f64> = pairs
+        .par_iter()
+        .map(|&(x, t)| {
+            input.check_cancelled()?;
+            model.dert_if_alive(discounting, x, t).ok_or_else(|| {
+                MetricError::failed(
+                    "the discounted expected residual transactions did not converge; report this input",
+                )
+            })
+        })
+        .collect::<Result<_, MetricError>>()?;
+    Ok(slots.into_iter().map(|slot| values[slot]).collect())
+}
+
 /// Every customer (or the `top` ones), highest CLV first, or most expected purchases without a
 /// spend model.
 fn customer_table(
@@ -674,7 +781,7 @@ fn customer_table(
 ) -> Result<RecordBatch, MetricError> {
     let order = rank(
         match &predictions.spend {
-            Some((_, clv)) => clv,
+            Some(spend) => &spend.clv,
             None => &predictions.expected_purchases,
         },
         top,
@@ -692,9 +799,20 @@ fn customer_table(
             Source::Values(&predictions.expected_purchases),
         ),
     ];
-    if let Some((value, clv)) = &predictions.spend {
-        sources.push(("expected_spend", Source::Values(value)));
-        sources.push(("clv", Source::Values(clv)));
+    sources.push(("p_no_purchase", Source::Values(&predictions.p_no_purchase)));
+    sources.push((
+        "p_alive_at_window_end",
+        Source::Values(&predictions.p_alive_at_window_end),
+    ));
+    if let Some(dert) = &predictions.dert {
+        sources.push(("dert", Source::Values(dert)));
+    }
+    if let Some(spend) = &predictions.spend {
+        sources.push(("expected_spend", Source::Values(&spend.value)));
+        sources.push(("clv", Source::Values(&spend.clv)));
+        if let Some(residual) = &spend.residual_value {
+            sources.push(("residual_value", Source::Values(residual)));
+        }
     }
     if let (Some(actual), Some(predicted)) =
         (&history.holdout_frequency, &predictions.predicted_holdout)

@@ -18,9 +18,10 @@ pub(crate) enum SqlCommand {
         /// --column customer_id=asiakasnro; repeatable.
         #[arg(long = "column", value_name = "NAME=SOURCE")]
         columns: Vec<mittari_io::ColumnMapping>,
-        /// Count purchases on distinct days or Monday-to-Sunday weeks (clv's time_unit).
-        #[arg(long, default_value = "week", value_parser = clap::value_parser!(mittari_io::PeriodUnit))]
-        time_unit: mittari_io::PeriodUnit,
+        /// Count purchases in distinct periods: hour, day, week (Monday to Sunday), month, quarter
+        /// or year, all UTC (clv's time_unit).
+        #[arg(long, default_value = "week", value_parser = clap::value_parser!(mittari_io::TimeUnit))]
+        time_unit: mittari_io::TimeUnit,
         /// The end of observation (ISO 8601, UTC unless an offset is given); default: the
         /// latest transaction.
         #[arg(long, value_name = "TIMESTAMP", value_parser = parse_instant)]
