@@ -7,16 +7,18 @@ use std::collections::{BTreeMap, HashMap};
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, RecordBatch};
-use mittari_engine::{MetricResults, ParamValue};
+use mittari_engine::{MetricResults, ParamValue, TableSpec};
 use mittari_models::PurchaseModel;
 use mittari_models::bgnbd::{BgNbd, Variant};
 use mittari_models::pareto_nbd::ParetoNbd;
+use mittari_models::rfm::TimeUnit;
 
 use crate::chart::{self, Axes, Chart, Series};
 use crate::context::{Context, Skip};
 use crate::page::{Numbers, Section, format_value, grouped};
 use crate::table;
 
+#[cfg(test)]
 const DAY_MICROS: i64 = 86_400_000_000;
 /// Rows and columns of a frequency × recency matrix at most; wider histories are binned.
 const MATRIX_CELLS: usize = 36;
@@ -85,7 +87,7 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     };
     let model = fitted_model(&model_name, &results);
     let unit = match params.get("time_unit") {
-        Some(ParamValue::String(unit)) if unit == "day" => TimeUnit::Day,
+        Some(ParamValue::String(unit)) => TimeUnit::from_name(unit).unwrap_or(TimeUnit::Week),
         _ => TimeUnit::Week,
     };
     let instant = |key: &str| match params.get(key) {
@@ -147,6 +149,11 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             "clv",
             "expected_purchases",
             "expected_spend",
+            "residual_value_total",
+            "dert_total",
+            "expected_active",
+            "expected_lapsing",
+            "expected_dropouts",
             "holdout_purchases",
             "predicted_holdout_purchases",
             "r",
@@ -164,7 +171,7 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         return Ok(vec![section]);
     }
     if let Some(customers) = customers.filter(|_| valued) {
-        section.numbers(top_customers(customers));
+        section.numbers(top_customers(customers, descriptor.table_spec("customers")));
     }
     if let (Some(model), Some(customers)) = (&model, customers) {
         let horizon = match params.get("horizon") {
@@ -222,8 +229,9 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
 /// Customers the top table lists.
 const TOP_CUSTOMERS: usize = 10;
 
-/// The most valuable customers, with what the model says of them.
-fn top_customers(customers: &RecordBatch) -> Numbers {
+/// The most valuable customers, with what the model says of them, each column in the unit
+/// the metric declares for it.
+fn top_customers(customers: &RecordBatch, spec: Option<&TableSpec>) -> Numbers {
     let ids = table::texts(customers, "customer_id");
     let clv = table::numbers(customers, "clv");
     let mut order: Vec<usize> = (0..customers.num_rows())
@@ -232,15 +240,23 @@ fn top_customers(customers: &RecordBatch) -> Numbers {
     order.sort_by(|&a, &b| clv[b].unwrap_or(0.0).total_cmp(&clv[a].unwrap_or(0.0)));
     order.truncate(TOP_CUSTOMERS);
     let columns: Vec<(&str, &str)> = [
-        ("frequency", "count"),
-        ("recency", "count"),
-        ("T", "count"),
-        ("p_alive", "parameter"),
-        ("expected_purchases", "periods"),
-        ("clv", "currency"),
+        "frequency",
+        "recency",
+        "T",
+        "p_alive",
+        "p_no_purchase",
+        "expected_purchases",
+        "clv",
+        "residual_value",
     ]
     .into_iter()
-    .filter(|(name, _)| customers.column_by_name(name).is_some())
+    .filter(|name| customers.column_by_name(name).is_some())
+    .map(|name| {
+        let unit = spec
+            .and_then(|spec| spec.column(name))
+            .map_or("", |column| column.unit.as_str());
+        (name, unit)
+    })
     .collect();
     let values: Vec<Vec<Option<f64>>> = columns
         .iter()
@@ -292,40 +308,32 @@ fn fitted_model(name: &str, results: &MetricResults) -> Option<Box<dyn PurchaseM
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum TimeUnit {
-    Day,
-    Week,
-}
-
-impl TimeUnit {
-    fn name(self) -> &'static str {
-        match self {
-            TimeUnit::Day => "day",
-            TimeUnit::Week => "week",
-        }
-    }
-
-    /// The period an instant falls in, as the RFM summary counts them: days, or
-    /// Monday-to-Sunday weeks (1970-01-01 was a Thursday, so weeks start 3 days before it).
-    fn period(self, micros: i64) -> i64 {
-        let day = micros.div_euclid(DAY_MICROS);
-        match self {
-            TimeUnit::Day => day,
-            TimeUnit::Week => (day + 3).div_euclid(7),
-        }
-    }
-
-    /// The first day of period `period`, as `2024-03-04`.
-    fn label(self, period: f64) -> String {
-        let period = period.round() as i64;
-        let day = match self {
-            TimeUnit::Day => period,
-            TimeUnit::Week => 7 * period - 3,
-        };
+/// The start of period `period` of `unit` as a reader names it: `2024-03-04` for a day or
+/// a week (its Monday), `2024-03-04 13:00` for an hour, `2024-03` for a month, `2024 Q1`, `2024`.
+fn period_label(unit: TimeUnit, period: f64) -> String {
+    let period = period.round() as i64;
+    let date = |day: i64, format: &str| {
         chrono::DateTime::from_timestamp(day * 86_400, 0)
-            .map(|d| d.format("%Y-%m-%d").to_string())
+            .map(|d| d.format(format).to_string())
             .unwrap_or_default()
+    };
+    let year_and_month = |month: i64| (1970 + month.div_euclid(12), month.rem_euclid(12) + 1);
+    match unit {
+        TimeUnit::Hour => chrono::DateTime::from_timestamp(period * 3600, 0)
+            .map(|d| d.format("%Y-%m-%d %H:00").to_string())
+            .unwrap_or_default(),
+        TimeUnit::Day => date(period, "%Y-%m-%d"),
+        // 1970-01-01 was a Thursday: week w starts on day 7w − 3, a Monday.
+        TimeUnit::Week => date(7 * period - 3, "%Y-%m-%d"),
+        TimeUnit::Month => {
+            let (year, month) = year_and_month(period);
+            format!("{year}-{month:02}")
+        }
+        TimeUnit::Quarter => {
+            let (year, month) = year_and_month(3 * period);
+            format!("{year} Q{}", (month - 1) / 3 + 1)
+        }
+        TimeUnit::Year => format!("{}", 1970 + period),
     }
 }
 
@@ -622,7 +630,7 @@ fn tracking_chart(
         .iter()
         .chain(&tracking.expected)
         .fold(0.0f64, |a, &b| a.max(b));
-    let label = |v: f64| unit.label(v);
+    let label = |v: f64| period_label(unit, v);
     let rule = holdout_start.map(|at| (unit.period(at) as f64, " holdout"));
     let id = "clv-tracking";
     Ok(Chart {
@@ -876,14 +884,14 @@ mod tests {
             week.period(at("2024-03-04")),
             week.period(at("2024-03-03")) + 1
         );
-        assert_eq!(
-            week.label(week.period(at("2024-03-07")) as f64),
-            "2024-03-04"
-        );
-        assert_eq!(
-            TimeUnit::Day.label(TimeUnit::Day.period(at("1969-12-31")) as f64),
-            "1969-12-31"
-        );
+        let label = |unit: TimeUnit, day: &str| period_label(unit, unit.period(at(day)) as f64);
+        assert_eq!(label(week, "2024-03-07"), "2024-03-04");
+        assert_eq!(label(TimeUnit::Day, "1969-12-31"), "1969-12-31");
+        assert_eq!(label(TimeUnit::Hour, "2024-03-07"), "2024-03-07 12:00");
+        assert_eq!(label(TimeUnit::Month, "2024-02-29"), "2024-02");
+        assert_eq!(label(TimeUnit::Month, "1969-12-31"), "1969-12");
+        assert_eq!(label(TimeUnit::Quarter, "2024-05-07"), "2024 Q2");
+        assert_eq!(label(TimeUnit::Year, "2024-12-31"), "2024");
     }
 
     #[test]
@@ -923,6 +931,20 @@ mod tests {
         }
         fn expected_purchases(&self, horizon: f64, _: f64, _: f64, _: f64) -> Option<f64> {
             Some(horizon)
+        }
+        fn expected_purchases_if_alive_at(
+            &self,
+            horizons: &[f64],
+            _: f64,
+            _: f64,
+        ) -> Option<Vec<f64>> {
+            Some(horizons.to_vec())
+        }
+        fn p_no_purchase(&self, window: f64, _: f64, _: f64, _: f64) -> Option<f64> {
+            Some((-window).exp())
+        }
+        fn p_alive_at(&self, _: f64, _: f64, _: f64, _: f64) -> Option<f64> {
+            Some(1.0)
         }
         fn population_expected_purchases(&self, t: f64) -> Option<f64> {
             Some(t)

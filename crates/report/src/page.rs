@@ -170,11 +170,12 @@ pub(crate) fn format_value(value: Option<f64>, unit: &str) -> String {
         return "–".to_owned();
     };
     match unit {
-        "count" => grouped(v, if v.fract() == 0.0 { 0 } else { 1 }),
+        "count" | "customers" => grouped(v, if v.fract() == 0.0 { 0 } else { 1 }),
         "currency" => grouped(v, 2),
         "%" => format!("{} %", grouped(v, 1)),
         "points" => grouped(v, 1),
-        "periods" | "per year" => grouped(v, 2),
+        "periods" | "per year" | "transactions" | "time units" | "opportunities" => grouped(v, 2),
+        "probability" => grouped(v, 3),
         _ => significant(v),
     }
 }

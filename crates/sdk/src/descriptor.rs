@@ -404,6 +404,9 @@ impl MetricDescriptor {
     pub fn parameter_spec(&self, name: &str) -> Option<&ParameterSpec> {
         self.parameters.iter().find(|p| p.name == name)
     }
+    pub fn table_spec(&self, name: &str) -> Option<&TableSpec> {
+        self.tables.iter().find(|t| t.name == name)
+    }
     pub fn output_spec(&self, name: &str) -> Option<&OutputSpec> {
         self.outputs.iter().find(|o| o.name == name)
     }
