@@ -312,8 +312,9 @@ fn parameters_that_change_nothing_are_warnings() {
         ],
         &["margin=0.5 has no effect here: annual_margin is given"],
     );
-    // Without a spend model the predictive models value nothing: margin and discounting do
-    // nothing; with one, the value is revenue unless margin is given, and it says so.
+    // Without a spend model the predictive models value nothing: margin does nothing (the
+    // discount rate still discounts DERT); with one, the value is revenue unless margin is
+    // given, and it says so. The churn window is the predictive models'.
     check(
         &[
             "--param",
@@ -323,9 +324,18 @@ fn parameters_that_change_nothing_are_warnings() {
             "--param",
             "discount_rate=0.05",
         ],
+        &["margin=0.3 has no effect here"],
+    );
+    check(
         &[
-            "discount_rate=0.05 has no effect here: without spend_model=gamma_gamma",
-            "margin=0.3 has no effect here",
+            "--param",
+            "churn_window=13",
+            "--param",
+            "discount_rate=0.05",
+        ],
+        &[
+            "discount_rate=0.05 has no effect here: it applies to model retention, bgnbd, mbgnbd or pareto_nbd",
+            "churn_window has no effect here",
         ],
     );
     check(

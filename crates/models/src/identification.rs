@@ -200,6 +200,7 @@ mod tests {
         Fit {
             params,
             standard_errors: se,
+            covariance: se.map(|se| [[se[0] * se[0], 0.0], [0.0, se[1] * se[1]]]),
             log_likelihood: -1.0,
             iterations: 1,
             evaluations: 1,

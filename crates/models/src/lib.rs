@@ -26,6 +26,7 @@ pub mod sbg;
 pub mod special;
 #[doc(hidden)]
 pub mod testing;
+pub mod uncertainty;
 pub mod vmath;
 
 pub use discount::Discounting;

@@ -91,6 +91,9 @@ pub struct Fit<const N: usize> {
     pub params: [f64; N],
     /// Standard errors from the inverse Hessian; `None` when the Hessian is not negative definite.
     pub standard_errors: Option<[f64; N]>,
+    /// The estimate's covariance in the natural parameters, (−H)⁻¹: what the delta method
+    /// propagates to predictions. `None` exactly when `standard_errors` is.
+    pub covariance: Option<[[f64; N]; N]>,
     pub log_likelihood: f64,
     pub iterations: usize,
     /// Evaluations of the likelihood and its gradient by the optimizer (iterations plus line
@@ -371,12 +374,13 @@ pub fn fit<const N: usize>(
     let at_boundary = std::array::from_fn(|i| {
         phi[i] <= lower[i] + EDGE_TOLERANCE || phi[i] >= upper[i] - EDGE_TOLERANCE
     });
-    let standard_errors = match point.natural_hessian {
-        Some(hessian) => errors_from_hessian(hessian),
-        None => standard_errors(model, &params),
+    let covariance = match point.natural_hessian {
+        Some(hessian) => covariance_from_hessian(hessian),
+        None => covariance(model, &params),
     };
     Ok(Fit {
-        standard_errors,
+        standard_errors: covariance.map(|c| std::array::from_fn(|i| c[i][i].sqrt())),
+        covariance,
         params,
         log_likelihood: -point.f * scale,
         iterations,
@@ -392,12 +396,12 @@ fn gradient<const N: usize>(model: &impl LogLikelihood<N>, params: &[f64; N]) ->
     model.value_and_gradient(params).1
 }
 
-/// √diag((−H)⁻¹), with H the Hessian of the log-likelihood in the natural parameters, by
-/// central differences of the exact gradient.
-fn standard_errors<const N: usize>(
+/// (−H)⁻¹, with H the Hessian of the log-likelihood in the natural parameters, by central
+/// differences of the exact gradient.
+fn covariance<const N: usize>(
     model: &impl LogLikelihood<N>,
     params: &[f64; N],
-) -> Option<[f64; N]> {
+) -> Option<[[f64; N]; N]> {
     let mut hessian = [[0.0; N]; N];
     for j in 0..N {
         let h = 1e-5 * params[j].abs().max(1e-8);
@@ -410,12 +414,12 @@ fn standard_errors<const N: usize>(
             hessian[i][j] = (gu[i] - gd[i]) / (2.0 * h);
         }
     }
-    errors_from_hessian(hessian)
+    covariance_from_hessian(hessian)
 }
 
-/// √diag((−H)⁻¹) for the Hessian H of the log-likelihood in the natural parameters; `None`
-/// unless −H is positive definite.
-fn errors_from_hessian<const N: usize>(hessian: [[f64; N]; N]) -> Option<[f64; N]> {
+/// (−H)⁻¹ for the Hessian H of the log-likelihood in the natural parameters, symmetrized;
+/// `None` unless −H is positive definite (every variance positive and finite).
+fn covariance_from_hessian<const N: usize>(hessian: [[f64; N]; N]) -> Option<[[f64; N]; N]> {
     // Symmetrize, negate: the observed information matrix.
     let mut information = [[0.0; N]; N];
     for i in 0..N {
@@ -423,15 +427,18 @@ fn errors_from_hessian<const N: usize>(hessian: [[f64; N]; N]) -> Option<[f64; N
             information[i][j] = -(hessian[i][j] + hessian[j][i]) / 2.0;
         }
     }
-    let covariance = invert(information)?;
-    let mut errors = [0.0; N];
+    let mut covariance = invert(information)?;
     for i in 0..N {
         if !covariance[i][i].is_finite() || covariance[i][i] <= 0.0 {
             return None;
         }
-        errors[i] = covariance[i][i].sqrt();
+        for j in 0..i {
+            let mean = (covariance[i][j] + covariance[j][i]) / 2.0;
+            covariance[i][j] = mean;
+            covariance[j][i] = mean;
+        }
     }
-    Some(errors)
+    Some(covariance)
 }
 
 /// Gauss-Jordan inversion with partial pivoting; `None` when singular.
