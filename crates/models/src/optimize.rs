@@ -427,18 +427,13 @@ fn covariance_from_hessian<const N: usize>(hessian: [[f64; N]; N]) -> Option<[[f
             information[i][j] = -(hessian[i][j] + hessian[j][i]) / 2.0;
         }
     }
-    let mut covariance = invert(information)?;
-    for i in 0..N {
-        if !covariance[i][i].is_finite() || covariance[i][i] <= 0.0 {
-            return None;
-        }
-        for j in 0..i {
-            let mean = (covariance[i][j] + covariance[j][i]) / 2.0;
-            covariance[i][j] = mean;
-            covariance[j][i] = mean;
-        }
+    let inverse = invert(information)?;
+    if (0..N).any(|i| !inverse[i][i].is_finite() || inverse[i][i] <= 0.0) {
+        return None;
     }
-    Some(covariance)
+    Some(std::array::from_fn(|i| {
+        std::array::from_fn(|j| (inverse[i][j] + inverse[j][i]) / 2.0)
+    }))
 }
 
 /// Gauss-Jordan inversion with partial pivoting; `None` when singular.

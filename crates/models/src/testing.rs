@@ -97,7 +97,8 @@ pub(crate) fn check_calibration(
     t: f64,
     window: f64,
 ) {
-    let groups: [(&str, fn(f64) -> bool); 3] = [
+    type Member = fn(f64) -> bool;
+    let groups: [(&str, Member); 3] = [
         ("x = 0", |x| x == 0.0),
         ("x in 1..=3", |x| (1.0..=3.0).contains(&x)),
         ("x >= 4", |x| x >= 4.0),

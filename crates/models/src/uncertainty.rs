@@ -120,7 +120,15 @@ pub fn interval(value: f64, variance: f64, z: f64, scale: Scale) -> Option<(f64,
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use rayon::prelude::*;
+
     use super::*;
+    use crate::bgnbd::{self, BgNbd, Variant};
+    use crate::pareto_nbd::{self, ParetoNbd};
+    use crate::testing::Rng;
+    use crate::{Histories, PurchaseModel};
 
     fn fit(params: [f64; 2], covariance: [[f64; 2]; 2]) -> Fit<2> {
         Fit {
@@ -159,6 +167,119 @@ mod tests {
         let (lower, upper) = interval(10.0, variance, 1.645, Scale::Positive).unwrap();
         assert!((upper / 10.0 - (1.645 * 0.022f64.sqrt()).exp()).abs() < 1e-3);
         assert!((lower * upper - 100.0).abs() < 1e-9);
+    }
+
+    /// Coverage, checked rather than assumed: bases of 1 500 customers simulated from known
+    /// parameters and fitted, again and again; the 90 % intervals of P(alive) and of expected
+    /// purchases in 52 weeks for four histories, and of the base's total, cover the value at
+    /// the true parameters 88–92 % of the time overall, and each quantity 86–94 % of the time
+    /// (1 000 bases: a standard error of 0.9 points per quantity).
+    fn check_coverage<M: PurchaseModel>(
+        name: &str,
+        simulate: impl Fn(&mut Rng) -> (f64, f64) + Sync,
+        fit: impl Fn(&Histories) -> (M, Fit<4>) + Sync,
+        model_at: impl Fn([f64; 4]) -> M + Sync,
+        truth: &M,
+    ) {
+        const BASES: u64 = 1000;
+        const Z_90: f64 = 1.644_853_626_951_472_2;
+        let references = [(1.0, 20.0), (3.0, 35.0), (6.0, 38.0), (2.0, 10.0)];
+        let t = 39.0;
+        let quantities = 2 * references.len() + 1;
+        let hits: Vec<Vec<bool>> = (0..BASES)
+            .into_par_iter()
+            .map(|seed| {
+                let mut rng = Rng::new(1_000 + seed);
+                let histories = Histories::compress((0..1500).map(|_| {
+                    let (x, t_x) = simulate(&mut rng);
+                    (x, t_x, t, 1.0)
+                }));
+                let (fitted, fit) = fit(&histories);
+                let covariance =
+                    LogCovariance::of(&fit).unwrap_or_else(|| panic!("{name}: no covariance"));
+                let shifted: Vec<M> = covariance.shifted().into_iter().map(&model_at).collect();
+                let covers = |q: &dyn Fn(&M) -> f64, scale: Scale| {
+                    let value = q(&fitted);
+                    let moved: [f64; 4] = std::array::from_fn(|i| q(&shifted[i]));
+                    let gradient = LogCovariance::<4>::gradient(value, &moved);
+                    let (lower, upper) =
+                        interval(value, covariance.variance(&gradient), Z_90, scale).unwrap();
+                    (lower..=upper).contains(&q(truth))
+                };
+                let mut hits = Vec::with_capacity(quantities);
+                for &(x, t_x) in &references {
+                    hits.push(covers(&|m: &M| m.p_alive(x, t_x, t), Scale::Probability));
+                    hits.push(covers(
+                        &|m: &M| m.expected_purchases(52.0, x, t_x, t).unwrap(),
+                        Scale::Positive,
+                    ));
+                }
+                let total = |m: &M| -> f64 {
+                    (0..histories.len())
+                        .map(|h| {
+                            let (x, t_x, t) = (histories.x[h], histories.t_x[h], histories.t[h]);
+                            histories.weight[h] * m.expected_purchases(52.0, x, t_x, t).unwrap()
+                        })
+                        .sum()
+                };
+                // The truth of the total: these customers' expected purchases at the true
+                // parameters.
+                hits.push(covers(&total, Scale::Positive));
+                hits
+            })
+            .collect();
+        let share = |k: usize| hits.iter().filter(|h| h[k]).count() as f64 / BASES as f64;
+        let overall = (0..quantities).map(share).sum::<f64>() / quantities as f64;
+        let each: Vec<f64> = (0..quantities).map(share).collect();
+        eprintln!("{name}: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
+        assert!(
+            (0.88..=0.92).contains(&overall),
+            "{name}: overall {overall:.3}, each {each:?}"
+        );
+        for (k, share) in each.iter().enumerate() {
+            assert!(
+                (0.86..=0.94).contains(share),
+                "{name}: quantity {k} {share:.3}, each {each:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ninety_percent_intervals_cover_the_truth_ninety_percent_of_the_time() {
+        let never = AtomicBool::new(false);
+        let bg = BgNbd {
+            r: 0.6,
+            alpha: 5.0,
+            a: 0.9,
+            b: 3.0,
+            variant: Variant::Bg,
+        };
+        check_coverage(
+            "BG/NBD",
+            |rng| bg.simulate(rng, 39.0),
+            |h| bgnbd::fit_histories(h, Variant::Bg, &never).unwrap(),
+            |[r, alpha, a, b]| BgNbd {
+                r,
+                alpha,
+                a,
+                b,
+                variant: Variant::Bg,
+            },
+            &bg,
+        );
+        let pnbd = ParetoNbd {
+            r: 0.6,
+            alpha: 8.0,
+            s: 0.7,
+            beta: 10.0,
+        };
+        check_coverage(
+            "Pareto/NBD",
+            |rng| pnbd.simulate(rng, 39.0),
+            |h| pareto_nbd::fit_histories(h, &never).unwrap(),
+            |[r, alpha, s, beta]| ParetoNbd { r, alpha, s, beta },
+            &pnbd,
+        );
     }
 
     #[test]

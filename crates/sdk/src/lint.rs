@@ -24,6 +24,12 @@ pub const KNOWN_UNITS: &[&str] = &[
     "per year",
     "parameter",
     "log-likelihood",
+    "customers",
+    "transactions",
+    "probability",
+    "time units",
+    "opportunities",
+    "id",
 ];
 
 impl MetricDescriptor {
@@ -120,6 +126,28 @@ impl MetricDescriptor {
             }
             if !seen.insert(&table.name) {
                 problems.push(format!("table {:?}: declared twice", table.name));
+            }
+            let mut columns = std::collections::HashSet::new();
+            for column in &table.columns {
+                let what = format!("table {:?} column {:?}", table.name, column.name);
+                if !is_identifier(&column.name) {
+                    problems.push(format!(
+                        "{what}: a column name is letters, digits and underscores, not starting with a digit"
+                    ));
+                }
+                if !columns.insert(&column.name) {
+                    problems.push(format!("{what}: declared twice"));
+                }
+                if !KNOWN_UNITS.contains(&column.unit.as_str()) {
+                    problems.push(format!(
+                        "{what}: unit {:?} is not one of {}",
+                        column.unit,
+                        KNOWN_UNITS.join(", ")
+                    ));
+                }
+                if let Some(problem) = text_problem(&column.description) {
+                    problems.push(format!("{what}: {problem}"));
+                }
             }
         }
         problems
@@ -264,7 +292,7 @@ mod tests {
             |d| d.output(OutputSpec::new("Share", "percent", "share of orders")),
             &[
                 "output \"Share\": names are lowercase snake_case",
-                "output \"Share\": unit \"percent\" is not one of %, count, currency, fraction, ratio, points, score, periods, days, weeks, years, per year, parameter, log-likelihood",
+                "output \"Share\": unit \"percent\" is not one of %, count, currency, fraction, ratio, points, score, periods, days, weeks, years, per year, parameter, log-likelihood, customers, transactions, probability, time units, opportunities, id",
             ],
         );
         check(

@@ -10,6 +10,7 @@
 
 mod descriptive;
 mod discrete;
+mod intervals;
 mod predictive;
 
 use mittari_sdk::arrow_array::{Float64Array, StringArray, TimestampMicrosecondArray};
@@ -126,6 +127,11 @@ impl Metric for Clv {
                     .optional()
                     .range(0.0, 100_000.0),
             )
+            .parameter(
+                ParameterSpec::new("interval", DataType::Double, "confidence level of intervals on every prediction and total, from the fits' uncertainty by the delta method: adds _lower and _upper columns (bgnbd, mbgnbd, pareto_nbd)")
+                    .optional()
+                    .range(0.5, 0.999),
+            )
             .parameter(ParameterSpec::int64("top", 0, "rows of the customers table, highest value first; 0 for all").range(0.0, 1e12))
             .output(OutputSpec::new("clv", "currency", "lifetime value per customer"))
             .output(OutputSpec::new("clv_total", "currency", "lifetime value of all customers"))
@@ -200,7 +206,8 @@ impl Metric for Clv {
 /// The columns the customers table may have, by model; each model returns those it computes.
 fn customer_columns() -> Vec<OutputSpec> {
     [
-        ("customer_id", "id", "the customer (or `row`: the input row, where the input has no customer_id)"),
+        ("customer_id", "id", "the customer"),
+        ("row", "id", "the input row of the customer, where the input has no customer_id"),
         ("frequency", "count", "repeat purchases: distinct time units with a purchase after the first (predictive models); transactions (bgbb)"),
         ("recency", "time units", "from the first purchase to the last (predictive models); the opportunity of the last transaction (bgbb)"),
         ("T", "time units", "from the first purchase to the end of observation (predictive models)"),
@@ -219,9 +226,33 @@ fn customer_columns() -> Vec<OutputSpec> {
         ("predicted_holdout_purchases", "transactions", "the model's expected purchases in the holdout"),
     ]
     .into_iter()
-    .map(|(name, unit, description)| OutputSpec::new(name, unit, description))
+    .flat_map(|(name, unit, description)| {
+        let mut columns = vec![OutputSpec::new(name, unit, description)];
+        if WITH_INTERVALS.contains(&name) {
+            for end in ["lower", "upper"] {
+                columns.push(OutputSpec::new(
+                    &format!("{name}_{end}"),
+                    unit,
+                    &format!("the {end} end of {name}'s interval at the level of the interval parameter (bgnbd, mbgnbd, pareto_nbd with interval)"),
+                ));
+            }
+        }
+        columns
+    })
     .collect()
 }
+
+/// The customers table's columns that get `_lower` and `_upper` columns with `interval`.
+const WITH_INTERVALS: [&str; 8] = [
+    "p_alive",
+    "expected_purchases",
+    "p_no_purchase",
+    "p_alive_at_window_end",
+    "dert",
+    "expected_spend",
+    "clv",
+    "residual_value",
+];
 
 /// Whether a parameter was given, as the warning shows it: an optional one is present; one
 /// with a default differs from it, as `name=value` (the host fills defaults in, so a default
@@ -291,6 +322,7 @@ fn ignored_parameters(
         predictive || model == "retention",
         only("retention, bgnbd, mbgnbd or pareto_nbd"),
     );
+    unless("interval", predictive, only("bgnbd, mbgnbd or pareto_nbd"));
     unless(
         "churn_window",
         predictive || model == "bgbb",

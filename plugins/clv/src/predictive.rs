@@ -4,15 +4,19 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use mittari_models::bgnbd::{self, Variant};
+use mittari_models::bgnbd::{self, BgNbd, Variant};
 use mittari_models::gamma_gamma::{self, GammaGamma};
 use mittari_models::identification::{self, Support};
+use mittari_models::pareto_nbd::{self, ParetoNbd};
 use mittari_models::rfm::{self, DAYS_PER_YEAR, TimeUnit};
-use mittari_models::{Discounting, Fit, FitError, Histories, PurchaseModel, pareto_nbd};
+use mittari_models::uncertainty::{LogCovariance, Scale};
+use mittari_models::{Discounting, Fit, FitError, Histories, PurchaseModel};
 use mittari_sdk::arrow_array::builder::StringBuilder;
 use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array, StringArray};
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
+
+use crate::intervals::{self, Bounds, Level, PurchaseSide, SpendSide, Spread};
 
 /// Days in a month, for discounting month by month.
 const DAYS_PER_MONTH: f64 = DAYS_PER_YEAR / 12.0;
@@ -245,12 +249,16 @@ fn from_transactions<'a>(
     })
 }
 
+/// The model at other parameters (the intervals' shifted ones, or a bootstrap draw's).
+pub(crate) type Rebuild = Box<dyn Fn([f64; 4]) -> Box<dyn PurchaseModel> + Sync>;
+
 /// A fitted purchase model, with its parameters' names as the papers write them.
 struct PurchaseFit {
     model: Box<dyn PurchaseModel>,
     fit: Fit<4>,
     names: [&'static str; 4],
     label: &'static str,
+    rebuild: Rebuild,
 }
 
 fn fit_purchases(
@@ -258,7 +266,8 @@ fn fit_purchases(
     histories: &Histories,
     cancel: &AtomicBool,
 ) -> Result<PurchaseFit, MetricError> {
-    let (model, fit, names, label): (Box<dyn PurchaseModel>, _, _, _) = match name {
+    let (model, fit, names, label, rebuild): (Box<dyn PurchaseModel>, _, _, _, Rebuild) = match name
+    {
         "pareto_nbd" => {
             let (model, fit) = pareto_nbd::fit_histories(histories, cancel)
                 .map_err(|e| fit_error("Pareto/NBD", e))?;
@@ -267,6 +276,7 @@ fn fit_purchases(
                 fit,
                 ["r", "alpha", "s", "beta"],
                 "Pareto/NBD",
+                Box::new(|[r, alpha, s, beta]| Box::new(ParetoNbd { r, alpha, s, beta })),
             )
         }
         _ => {
@@ -282,6 +292,15 @@ fn fit_purchases(
                 fit,
                 ["r", "alpha", "a", "b"],
                 variant.name(),
+                Box::new(move |[r, alpha, a, b]| {
+                    Box::new(BgNbd {
+                        r,
+                        alpha,
+                        a,
+                        b,
+                        variant,
+                    })
+                }),
             )
         }
     };
@@ -291,6 +310,7 @@ fn fit_purchases(
         fit,
         names,
         label,
+        rebuild,
     })
 }
 
@@ -362,7 +382,7 @@ pub(crate) fn with_errors<const N: usize>(
 }
 
 /// The purchase model's predictions for one distinct history.
-struct HistoryPrediction {
+pub(crate) struct HistoryPrediction {
     p_alive: f64,
     expected_purchases: f64,
     /// Expected purchases to the horizon discounted month by month (with a spend model).
@@ -373,6 +393,94 @@ struct HistoryPrediction {
     p_alive_at_window_end: f64,
     /// Discounted expected residual transactions, with a discount rate.
     dert: Option<f64>,
+}
+
+impl HistoryPrediction {
+    /// The predictions whose uncertainty is propagated, in the order of [`Field`].
+    pub(crate) fn fields(&self) -> [f64; FIELDS] {
+        [
+            self.p_alive,
+            self.expected_purchases,
+            self.discounted_purchases,
+            self.p_no_purchase,
+            self.p_alive_at_window_end,
+            self.dert.unwrap_or(0.0),
+            self.predicted_holdout.unwrap_or(0.0),
+        ]
+    }
+}
+
+/// The fields of [`HistoryPrediction::fields`].
+pub(crate) const FIELDS: usize = 7;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    PAlive = 0,
+    Expected = 1,
+    Discounted = 2,
+    NoPurchase = 3,
+    AliveAtEnd = 4,
+    Dert = 5,
+}
+
+/// What a purchase model is asked for each distinct history: the same questions of the fitted
+/// model and, for the intervals, of the models at shifted parameters.
+pub(crate) struct Predictor<'a> {
+    horizon: f64,
+    window: f64,
+    /// Monthly discounting to the horizon, where a spend model values the purchases.
+    steps: Option<&'a DiscountSteps>,
+    holdout_length: Option<f64>,
+    histories: &'a Histories,
+}
+
+impl Predictor<'_> {
+    /// The predictions for distinct history `h`, with `dert_if_alive` the model's table of
+    /// [`dert_if_alive`] where DERT is computed.
+    pub(crate) fn predict(
+        &self,
+        model: &dyn PurchaseModel,
+        dert_if_alive: Option<&[f64]>,
+        h: usize,
+    ) -> Result<HistoryPrediction, MetricError> {
+        let failed = || {
+            MetricError::failed(
+                "a prediction did not converge (hypergeometric series); report this input",
+            )
+        };
+        let histories = self.histories;
+        let (x, t_x, t) = (histories.x[h], histories.t_x[h], histories.t[h]);
+        // Discounting steps to the horizon, so it gives the undiscounted total as well.
+        let (expected_purchases, discounted_purchases) = match self.steps {
+            Some(steps) => steps.purchases(model, (x, t_x, t)).ok_or_else(failed)?,
+            None => (
+                model
+                    .expected_purchases(self.horizon, x, t_x, t)
+                    .ok_or_else(failed)?,
+                0.0,
+            ),
+        };
+        let p_alive = model.p_alive(x, t_x, t);
+        Ok(HistoryPrediction {
+            p_alive,
+            expected_purchases,
+            discounted_purchases,
+            predicted_holdout: match self.holdout_length {
+                Some(length) => Some(
+                    model
+                        .expected_purchases(length, x, t_x, t)
+                        .ok_or_else(failed)?,
+                ),
+                None => None,
+            },
+            p_no_purchase: model
+                .p_no_purchase(self.window, x, t_x, t)
+                .ok_or_else(failed)?,
+            p_alive_at_window_end: model
+                .p_alive_at(self.window, x, t_x, t)
+                .ok_or_else(failed)?,
+            dert: dert_if_alive.map(|d| p_alive * d[h]),
+        })
+    }
 }
 
 /// Per-customer predictions, a column each, in the order of [`History`]'s columns.
@@ -386,6 +494,8 @@ struct Predictions {
     /// discount rate, the residual value (DERT × spend × margin).
     spend: Option<Spend>,
     predicted_holdout: Option<Vec<f64>>,
+    /// With intervals: each column's lower and upper ends, by the column's name.
+    bounds: Vec<(&'static str, Bounds)>,
 }
 
 /// The value columns of a spend model.
@@ -397,7 +507,7 @@ struct Spend {
 
 /// The monthly steps to the horizon (in time units) and each step's discount factor at the
 /// annual rate, to the end of the step: the same for every customer, so computed once.
-struct DiscountSteps {
+pub(crate) struct DiscountSteps {
     ends: Vec<f64>,
     factors: Vec<f64>,
 }
@@ -476,6 +586,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         fit,
         names,
         label,
+        rebuild,
     } = fit_purchases(params.str("model")?, &histories, input.cancellation())?;
     let model = model.as_ref();
 
@@ -506,11 +617,14 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let margin = params.f64("margin")?;
     let discount_rate = params.f64("discount_rate")?;
     let gg: Option<GammaGamma> = spend.as_ref().map(|(gg, ..)| *gg);
-    let failed = || {
-        MetricError::failed(
-            "a prediction did not converge (hypergeometric series); report this input",
-        )
-    };
+    if let Some(gg) = gg
+        && gg.expected_mean_value(0.0, 0.0).is_none()
+    {
+        return Err(MetricError::invalid_input(format!(
+            "the Gamma-Gamma fit has q = {:.4} <= 1, so mean spend has no finite expectation; the spend data may not follow the model",
+            gg.q
+        )));
+    }
     let discount_steps = DiscountSteps::new(horizon, unit, discount_rate);
     let window = match params.get("churn_window") {
         Some(_) => params.f64("churn_window")?,
@@ -519,9 +633,16 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     // DERT has no horizon: without discounting it is unbounded for customers who may never
     // leave, so it needs a positive rate.
     let discounting = Discounting::new(Discounting::continuous_rate(discount_rate, unit.days()));
-    let dert_if_alive = match &discounting {
+    let dert_table = match &discounting {
         Some(discounting) => Some(dert_if_alive(model, discounting, &histories, input)?),
         None => None,
+    };
+    let predictor = Predictor {
+        horizon,
+        window,
+        steps: gg.is_some().then_some(&discount_steps),
+        holdout_length: history.holdout_length,
+        histories: &histories,
     };
     // What the purchase model predicts depends on the history alone: computed once per
     // distinct history, which many customers share. A dozen series per history: worth a
@@ -530,36 +651,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .into_par_iter()
         .map(|h| {
             input.check_cancelled()?;
-            let (x, t_x, t) = (histories.x[h], histories.t_x[h], histories.t[h]);
-            // Discounting steps to the horizon, so it gives the undiscounted total as well.
-            let (expected_purchases, discounted_purchases) = match gg {
-                Some(_) => discount_steps
-                    .purchases(model, (x, t_x, t))
-                    .ok_or_else(failed)?,
-                None => (
-                    model
-                        .expected_purchases(horizon, x, t_x, t)
-                        .ok_or_else(failed)?,
-                    0.0,
-                ),
-            };
-            let p_alive = model.p_alive(x, t_x, t);
-            Ok(HistoryPrediction {
-                p_alive,
-                expected_purchases,
-                discounted_purchases,
-                predicted_holdout: match history.holdout_length {
-                    Some(length) => Some(
-                        model
-                            .expected_purchases(length, x, t_x, t)
-                            .ok_or_else(failed)?,
-                    ),
-                    None => None,
-                },
-                p_no_purchase: model.p_no_purchase(window, x, t_x, t).ok_or_else(failed)?,
-                p_alive_at_window_end: model.p_alive_at(window, x, t_x, t).ok_or_else(failed)?,
-                dert: dert_if_alive.as_ref().map(|d| p_alive * d[h]),
-            })
+            predictor.predict(model, dert_table.as_deref(), h)
         })
         .collect::<Result<Vec<_>, MetricError>>()?;
     let gather = |f: fn(&HistoryPrediction) -> f64| -> Vec<f64> {
@@ -571,45 +663,38 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let dert = discounting
         .is_some()
         .then(|| gather(|p| p.dert.unwrap_or(0.0)));
-    let spend_columns = match gg {
-        Some(gg) => {
-            if gg.expected_mean_value(0.0, 0.0).is_none() {
-                return Err(MetricError::invalid_input(format!(
-                    "the Gamma-Gamma fit has q = {:.4} <= 1, so mean spend has no finite expectation; the spend data may not follow the model",
-                    gg.q
-                )));
-            }
-            // Finite for q > 1; a NaN would be refused by the engine, never shown.
-            let value: Vec<f64> = history
-                .x
-                .par_iter()
-                .zip(&history.monetary_value)
-                .map(|(&x, m)| {
-                    gg.expected_mean_value(x, m.unwrap_or(0.0))
-                        .unwrap_or(f64::NAN)
-                })
-                .collect();
-            let clv = value
-                .par_iter()
-                .zip(&history_of)
-                .map(|(value, &h)| per_history[h as usize].discounted_purchases * value * margin)
-                .collect();
-            let residual_value = dert.as_ref().map(|dert| {
-                value
-                    .par_iter()
-                    .zip(dert)
-                    .map(|(value, dert)| dert * value * margin)
-                    .collect()
-            });
-            Some(Spend {
-                value,
-                clv,
-                residual_value,
+    // Finite for q > 1; a NaN would be refused by the engine, never shown.
+    let spend_values: Option<Vec<f64>> = gg.map(|gg| {
+        history
+            .x
+            .par_iter()
+            .zip(&history.monetary_value)
+            .map(|(&x, m)| {
+                gg.expected_mean_value(x, m.unwrap_or(0.0))
+                    .unwrap_or(f64::NAN)
             })
+            .collect()
+    });
+    let spend_columns = spend_values.map(|value| {
+        let clv = value
+            .par_iter()
+            .zip(&history_of)
+            .map(|(value, &h)| per_history[h as usize].discounted_purchases * value * margin)
+            .collect();
+        let residual_value = dert.as_ref().map(|dert| {
+            value
+                .par_iter()
+                .zip(dert)
+                .map(|(value, dert)| dert * value * margin)
+                .collect()
+        });
+        Spend {
+            value,
+            clv,
+            residual_value,
         }
-        None => None,
-    };
-    let predictions = Predictions {
+    });
+    let mut predictions = Predictions {
         p_alive: gather(|p| p.p_alive),
         expected_purchases: gather(|p| p.expected_purchases),
         p_no_purchase: gather(|p| p.p_no_purchase),
@@ -619,7 +704,67 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         predicted_holdout: history
             .holdout_length
             .map(|_| gather(|p| p.predicted_holdout.unwrap_or(0.0))),
+        bounds: Vec::new(),
     };
+
+    // Intervals, where asked for and where the fits have covariances.
+    let level = Level::of(params)?;
+    let mut unavailable: Vec<String> = Vec::new();
+    let spread = match level {
+        None => None,
+        Some(_) => match LogCovariance::of(&fit) {
+            None => {
+                unavailable.push(format!(
+                    "the {label} fit has no covariance (its Hessian is not negative definite), so nothing it predicts has an interval"
+                ));
+                None
+            }
+            Some(covariance) => {
+                let spend_covariance = spend.as_ref().and_then(|(_, gg_fit, ..)| {
+                    let covariance = LogCovariance::of(gg_fit);
+                    if covariance.is_none() {
+                        unavailable.push("the Gamma-Gamma fit has no covariance, so expected spend and the values have no interval".to_owned());
+                    }
+                    covariance
+                });
+                let spend_side = match (&spend_covariance, &predictions.spend) {
+                    (Some(covariance), Some(spend)) => Some(SpendSide {
+                        covariance: covariance.clone(),
+                        values: &spend.value,
+                        x: &history.x,
+                        monetary_value: &history.monetary_value,
+                        margin,
+                    }),
+                    _ => None,
+                };
+                let purchase = PurchaseSide {
+                    covariance,
+                    rebuild: &rebuild,
+                    predictor: &predictor,
+                    discounting: discounting.as_ref(),
+                    histories: &histories,
+                    per_history: &per_history,
+                };
+                Some(intervals::spread(
+                    &purchase,
+                    spend_side.as_ref(),
+                    &history_of,
+                    &history.weight,
+                    input,
+                )?)
+            }
+        },
+    };
+    if let (Some(level), Some(spread)) = (level, &spread) {
+        predictions.bounds =
+            customer_bounds(spread, level, &predictions, &per_history, &history_of);
+    }
+    // A scalar with its interval where there is one.
+    let with = |scalar: Scalar, variance: Option<f64>, scale: Scale| match level {
+        Some(level) => level.scalar(scalar, variance, scale),
+        None => scalar,
+    };
+    let total_of = |field: Field| spread.as_ref().map(|s| s.total(field));
 
     let total_weight: f64 = history.weight.iter().sum();
     let weighted =
@@ -640,22 +785,39 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
         .scalar(Scalar::new("iterations", fit.iterations as f64))
         .scalar(Scalar::new("customers", total_weight))
-        .scalar(Scalar::new(
-            "expected_purchases",
-            weighted(&predictions.expected_purchases),
+        .scalar(with(
+            Scalar::new(
+                "expected_purchases",
+                weighted(&predictions.expected_purchases),
+            ),
+            total_of(Field::Expected),
+            Scale::Positive,
         ))
-        .scalar(Scalar::new("expected_active", active))
-        .scalar(Scalar::new(
-            "expected_lapsing",
-            weighted(&predictions.p_no_purchase),
+        .scalar(with(
+            Scalar::new("expected_active", active),
+            total_of(Field::PAlive),
+            Scale::Positive,
         ))
-        .scalar(Scalar::new(
-            "expected_dropouts",
-            active - weighted(&predictions.p_alive_at_window_end),
+        .scalar(with(
+            Scalar::new("expected_lapsing", weighted(&predictions.p_no_purchase)),
+            total_of(Field::NoPurchase),
+            Scale::Positive,
+        ))
+        .scalar(with(
+            Scalar::new(
+                "expected_dropouts",
+                active - weighted(&predictions.p_alive_at_window_end),
+            ),
+            spread.as_ref().map(|s| s.dropouts()),
+            Scale::Positive,
         ));
     let no_discount = "discount_rate is 0: without discounting the transactions of customers who may never leave are unbounded";
     output = output.scalar(match &predictions.dert {
-        Some(dert) => Scalar::new("dert_total", weighted(dert)),
+        Some(dert) => with(
+            Scalar::new("dert_total", weighted(dert)),
+            total_of(Field::Dert),
+            Scale::Positive,
+        ),
         None => Scalar::undefined("dert_total", no_discount),
     });
     match spend.as_ref().zip(predictions.spend.as_ref()) {
@@ -673,6 +835,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 CUSTOMERS_PER_PARAMETER,
                 3,
             )];
+            let clv_variance = spread.as_ref().and_then(|s| s.clv_total());
             output = with_errors(
                 output,
                 ("Gamma-Gamma", ["p", "q", "gamma"]),
@@ -680,16 +843,29 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 &support,
             )
             .scalar(Scalar::new("spend_log_likelihood", gg_fit.log_likelihood))
-            .scalar(Scalar::new(
-                "expected_spend",
-                weighted(value) / total_weight,
+            .scalar(with(
+                Scalar::new("expected_spend", weighted(value) / total_weight),
+                spread.as_ref().and_then(|s| s.spend_mean()),
+                Scale::Positive,
             ));
             let clv_total = weighted(clv);
             output = output
-                .scalar(Scalar::new("clv", clv_total / total_weight))
-                .scalar(Scalar::new("clv_total", clv_total))
+                .scalar(with(
+                    Scalar::new("clv", clv_total / total_weight),
+                    clv_variance.map(|v| v / (total_weight * total_weight)),
+                    Scale::Positive,
+                ))
+                .scalar(with(
+                    Scalar::new("clv_total", clv_total),
+                    clv_variance,
+                    Scale::Positive,
+                ))
                 .scalar(match residual_value {
-                    Some(residual) => Scalar::new("residual_value_total", weighted(residual)),
+                    Some(residual) => with(
+                        Scalar::new("residual_value_total", weighted(residual)),
+                        spread.as_ref().and_then(|s| s.residual_total()),
+                        Scale::Positive,
+                    ),
                     None => Scalar::undefined("residual_value_total", no_discount),
                 });
             if let Some(rho) = correlation.filter(|rho| rho.abs() >= CORRELATION_WARNING) {
@@ -722,6 +898,9 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                     .map_or(0.0, weighted),
             ));
     }
+    for reason in unavailable {
+        output = output.warning("interval_unavailable", reason);
+    }
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
     Ok(output
         .table("customers", customer_table(&history, &predictions, top)?)
@@ -735,9 +914,84 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         ))
 }
 
+/// The per-customer columns' interval ends, by column name.
+fn customer_bounds(
+    spread: &Spread,
+    level: Level,
+    predictions: &Predictions,
+    per_history: &[HistoryPrediction],
+    history_of: &[u32],
+) -> Vec<(&'static str, Bounds)> {
+    let mut bounds = Vec::new();
+    let mut purchase = |name: &'static str, field: Field, values: &[f64], scale: Scale| {
+        bounds.push((
+            name,
+            spread.history_bounds(field, values, history_of, level, scale),
+        ));
+    };
+    purchase(
+        "p_alive",
+        Field::PAlive,
+        &predictions.p_alive,
+        Scale::Probability,
+    );
+    purchase(
+        "expected_purchases",
+        Field::Expected,
+        &predictions.expected_purchases,
+        Scale::Positive,
+    );
+    purchase(
+        "p_no_purchase",
+        Field::NoPurchase,
+        &predictions.p_no_purchase,
+        Scale::Probability,
+    );
+    purchase(
+        "p_alive_at_window_end",
+        Field::AliveAtEnd,
+        &predictions.p_alive_at_window_end,
+        Scale::Probability,
+    );
+    if let Some(dert) = &predictions.dert {
+        purchase("dert", Field::Dert, dert, Scale::Positive);
+    }
+    if let Some(spend) = &predictions.spend {
+        if let Some(ends) = spread.spend_bounds(&spend.value, level) {
+            bounds.push(("expected_spend", ends));
+        }
+        let of_history = |field: Field| {
+            move |k: usize| per_history[history_of[k] as usize].fields()[field as usize]
+        };
+        if let Some(ends) = spread.value_bounds(
+            &spend.clv,
+            Field::Discounted,
+            of_history(Field::Discounted),
+            &spend.value,
+            history_of,
+            level,
+        ) {
+            bounds.push(("clv", ends));
+        }
+        if let Some(residual) = &spend.residual_value
+            && let Some(ends) = spread.value_bounds(
+                residual,
+                Field::Dert,
+                of_history(Field::Dert),
+                &spend.value,
+                history_of,
+                level,
+            )
+        {
+            bounds.push(("residual_value", ends));
+        }
+    }
+    bounds
+}
+
 /// Each distinct history's DERT if alive, computed once per distinct (x, T): it does not
 /// depend on t_x, and many histories share x and T where t_x differs.
-fn dert_if_alive(
+pub(crate) fn dert_if_alive(
     model: &dyn PurchaseModel,
     discounting: &Discounting,
     histories: &Histories,
@@ -820,12 +1074,24 @@ fn customer_table(
         sources.push(("holdout_purchases", Source::Values(actual)));
         sources.push(("predicted_holdout_purchases", Source::Values(predicted)));
     }
-    let gathered: Vec<(&str, ArrayRef)> = sources
+    // Each column with an interval is followed by its lower and upper ends.
+    let sources: Vec<(String, Source)> = sources
+        .into_iter()
+        .flat_map(|(name, source)| {
+            let mut columns = vec![(name.to_owned(), source)];
+            if let Some((_, (lower, upper))) = predictions.bounds.iter().find(|(n, _)| *n == name) {
+                columns.push((format!("{name}_lower"), Source::Optional(lower)));
+                columns.push((format!("{name}_upper"), Source::Optional(upper)));
+            }
+            columns
+        })
+        .collect();
+    let gathered: Vec<(String, ArrayRef)> = sources
         .into_par_iter()
         .map(|(name, source)| (name, source.gather(&order)))
         .collect();
 
-    let mut columns: Vec<(&str, ArrayRef)> = Vec::with_capacity(gathered.len() + 1);
+    let mut columns: Vec<(String, ArrayRef)> = Vec::with_capacity(gathered.len() + 1);
     match history.ids {
         Some(ids) => {
             // Reading ids in rank order is a random access per customer: done in parallel
@@ -852,15 +1118,21 @@ fn customer_table(
                     MetricError::failed(format!("the customer ids do not fit one column: {e}"))
                 })?;
             }
-            columns.push(("customer_id", Arc::new(names.finish())));
+            columns.push(("customer_id".to_owned(), Arc::new(names.finish())));
         }
         None => {
             let rows = order.iter().map(|&i| history.row[i as usize] as i64);
-            columns.push(("row", Arc::new(rows.collect::<Int64Array>())));
+            columns.push(("row".to_owned(), Arc::new(rows.collect::<Int64Array>())));
         }
     }
     columns.extend(gathered);
-    result_table("customers", columns)
+    result_table(
+        "customers",
+        columns
+            .iter()
+            .map(|(name, column)| (name.as_str(), column.clone()))
+            .collect(),
+    )
 }
 
 /// Row indices by value, highest first, ties in input order; only the `top` ones when `top`
