@@ -1510,3 +1510,137 @@ fn own_plugins_load_from_extra_dirs() {
         "{stderr}"
     );
 }
+
+/// With `interval`, every per-customer prediction is followed by its ends, which hold it and
+/// stay in range, widen with the level, and the totals carry theirs: a total's interval is far
+/// narrower than the sum of the customers' (their errors come from one set of parameters and
+/// partly cancel). The churn columns: P(no purchase) falls as the window grows, and P(alive at
+/// the window's end) is at most P(alive). Calendar months count as time units.
+#[test]
+fn predictions_carry_intervals_and_churn_probabilities() {
+    let root = repo_root();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "compute",
+            "clv",
+            "--input",
+            "examples/data/transactions.csv",
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "spend_model=gamma_gamma",
+            "--param",
+            "margin=0.3",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&mittari(&root, &args)).unwrap()
+    };
+    let at_90 = run(&["--param", "interval=0.9", "--param", "churn_window=13"]);
+    let at_99 = run(&["--param", "interval=0.99", "--param", "churn_window=13"]);
+    let customers =
+        |out: &serde_json::Value| out["tables"]["customers"].as_array().unwrap().clone();
+    let (c90, c99) = (customers(&at_90), customers(&at_99));
+    assert_eq!(c90.len(), 385);
+    let number = |row: &serde_json::Value, column: &str| {
+        row[column]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{column} in {row}"))
+    };
+    let columns = [
+        ("p_alive", true),
+        ("expected_purchases", false),
+        ("p_no_purchase", true),
+        ("p_alive_at_window_end", true),
+        ("dert", false),
+        ("expected_spend", false),
+        ("clv", false),
+        ("residual_value", false),
+    ];
+    let mut widened = 0;
+    for (row90, row99) in c90.iter().zip(&c99) {
+        assert_eq!(row90["customer_id"], row99["customer_id"]);
+        for (column, probability) in columns {
+            let value = number(row90, column);
+            let (lower, upper) = (
+                number(row90, &format!("{column}_lower")),
+                number(row90, &format!("{column}_upper")),
+            );
+            assert!(
+                lower <= value && value <= upper,
+                "{column}: {lower} {value} {upper} in {row90}"
+            );
+            assert!(lower >= 0.0 && (!probability || upper <= 1.0), "{row90}");
+            let (lower99, upper99) = (
+                number(row99, &format!("{column}_lower")),
+                number(row99, &format!("{column}_upper")),
+            );
+            assert!(lower99 <= lower && upper <= upper99, "{column}: {row99}");
+            widened += usize::from(upper99 - lower99 > upper - lower);
+        }
+        assert!(number(row90, "p_alive_at_window_end") <= number(row90, "p_alive") + 1e-12);
+    }
+    assert!(
+        widened > 385 * 6,
+        "only {widened} intervals widened at 99 %"
+    );
+    // The total's interval, against the customers': on the log scale, a sum's gradient is the
+    // value-weighted mean of the customers' log gradients, so its spread is at most their
+    // value-weighted mean spread, and less where their errors differ in direction. Adding the
+    // customers' intervals would give the mean itself.
+    let total = &at_90["confidence_intervals"]["clv_total"];
+    assert_eq!(total["level"], 0.9);
+    let spread = (total["upper"].as_f64().unwrap() / total["lower"].as_f64().unwrap()).ln();
+    let value: f64 = c90.iter().map(|row| number(row, "clv")).sum();
+    let mean_spread: f64 = c90
+        .iter()
+        .map(|row| {
+            number(row, "clv") / value * (number(row, "clv_upper") / number(row, "clv_lower")).ln()
+        })
+        .sum();
+    assert!(
+        spread > 0.0 && spread < 0.95 * mean_spread,
+        "{spread} vs {mean_spread}"
+    );
+    for name in [
+        "expected_purchases",
+        "expected_active",
+        "expected_lapsing",
+        "expected_dropouts",
+        "dert_total",
+        "expected_spend",
+        "clv",
+        "residual_value_total",
+    ] {
+        let interval = &at_90["confidence_intervals"][name];
+        let value = at_90["results"][name].as_f64().unwrap();
+        assert!(
+            interval["lower"].as_f64().unwrap() <= value
+                && value <= interval["upper"].as_f64().unwrap(),
+            "{name}: {interval} around {value}"
+        );
+    }
+    // A longer window: fewer customers without a purchase in it.
+    let longer = run(&["--param", "churn_window=52"]);
+    let lapsing = |out: &serde_json::Value| out["results"]["expected_lapsing"].as_f64().unwrap();
+    assert!(
+        lapsing(&longer) < lapsing(&at_90),
+        "{} vs {}",
+        lapsing(&longer),
+        lapsing(&at_90)
+    );
+    assert!(customers(&longer)[0].get("p_alive_lower").is_none());
+    // Calendar months: the same customers, the longest observed about as many months as
+    // weeks × 7 / 30.44.
+    let monthly = run(&["--param", "time_unit=month", "--param", "horizon=12"]);
+    let months = customers(&monthly);
+    assert_eq!(months.len(), 385);
+    let longest =
+        |rows: &[serde_json::Value]| rows.iter().map(|row| number(row, "T")).fold(0.0, f64::max);
+    let (in_months, in_weeks) = (longest(&months), longest(&c90));
+    assert!(
+        (in_months - in_weeks * 7.0 / 30.4375).abs() <= 1.5,
+        "{in_months} months, {in_weeks} weeks"
+    );
+}

@@ -102,7 +102,12 @@ pub fn interval(value: f64, variance: f64, z: f64, scale: Scale) -> Option<(f64,
             let half = z * variance.sqrt() * slope;
             let logit = (value / (1.0 - value)).ln();
             let logistic = |l: f64| 1.0 / (1.0 + (-l).exp());
-            Some((logistic(logit - half), logistic(logit + half)))
+            // Mathematically the ends hold the value; the round trip through the logit can
+            // lose its last bit near 0 or 1.
+            Some((
+                logistic(logit - half).min(value),
+                logistic(logit + half).max(value),
+            ))
         }
         Scale::Positive => {
             if value < 0.0 {
@@ -113,7 +118,9 @@ pub fn interval(value: f64, variance: f64, z: f64, scale: Scale) -> Option<(f64,
             }
             let half = z * variance.sqrt() / value;
             let (lower, upper) = (value * (-half).exp(), value * half.exp());
-            upper.is_finite().then_some((lower, upper))
+            upper
+                .is_finite()
+                .then_some((lower.min(value), upper.max(value)))
         }
     }
 }
