@@ -8,6 +8,7 @@
 //! (`discrete.rs`) `bgbb` (Fader, Hardie & Shang 2010) for discrete opportunities.
 #![forbid(unsafe_code)]
 
+mod bootstrap;
 mod descriptive;
 mod discrete;
 mod intervals;
@@ -132,6 +133,11 @@ impl Metric for Clv {
                     .optional()
                     .range(0.5, 0.999),
             )
+            .parameter(
+                ParameterSpec::string("uncertainty", "delta", "how intervals are computed: delta (the delta method on the fits' covariances) or bootstrap (resample customers, refit, predict: CLVTools' method)")
+                    .allowed_values(&["delta", "bootstrap"]),
+            )
+            .parameter(ParameterSpec::int64("bootstrap_draws", 100, "draws of uncertainty=bootstrap").range(10.0, 10_000.0))
             .parameter(ParameterSpec::int64("top", 0, "rows of the customers table, highest value first; 0 for all").range(0.0, 1e12))
             .output(OutputSpec::new("clv", "currency", "lifetime value per customer"))
             .output(OutputSpec::new("clv_total", "currency", "lifetime value of all customers"))
@@ -323,6 +329,17 @@ fn ignored_parameters(
         only("retention, bgnbd, mbgnbd or pareto_nbd"),
     );
     unless("interval", predictive, only("bgnbd, mbgnbd or pareto_nbd"));
+    let intervals = predictive && params.get("interval").is_some();
+    unless(
+        "uncertainty",
+        intervals,
+        "it applies where interval is given, to model bgnbd, mbgnbd or pareto_nbd".to_owned(),
+    );
+    unless(
+        "bootstrap_draws",
+        intervals && params.str("uncertainty")? == "bootstrap",
+        "it applies with interval and uncertainty=bootstrap".to_owned(),
+    );
     unless(
         "churn_window",
         predictive || model == "bgbb",

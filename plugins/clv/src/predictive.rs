@@ -16,6 +16,7 @@ use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array, S
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
 
+use crate::bootstrap;
 use crate::intervals::{self, Bounds, Level, PurchaseSide, SpendSide, Spread};
 
 /// Days in a month, for discounting month by month.
@@ -312,6 +313,21 @@ fn fit_purchases(
         label,
         rebuild,
     })
+}
+
+/// The purchase model fitted to `histories` where the fit converges inside the parameter
+/// space: a bootstrap draw's, which is left out otherwise.
+pub(crate) fn fit_purchase_model(
+    name: &str,
+    histories: &Histories,
+    cancel: &AtomicBool,
+) -> Result<Box<dyn PurchaseModel>, MetricError> {
+    let fitted = fit_purchases(name, histories, cancel)?;
+    if fitted.fit.converged && !fitted.fit.reached_boundary() {
+        Ok(fitted.model)
+    } else {
+        Err(MetricError::invalid_input(fitted.fit.status))
+    }
 }
 
 pub(crate) fn fit_error(model: &str, error: FitError) -> MetricError {
@@ -709,9 +725,73 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
 
     // Intervals, where asked for and where the fits have covariances.
     let level = Level::of(params)?;
+    let bootstrapped = level.is_some() && params.str("uncertainty")? == "bootstrap";
     let mut unavailable: Vec<String> = Vec::new();
+    let mut bootstrap_totals: Vec<(&str, (f64, f64))> = Vec::new();
+    let mut bootstrap_failures = None;
+    // Resampling a fit the data do not determine refits to the same edge of the parameter
+    // space, draw after draw (and a Pareto/NBD fit there sums series of hundreds of
+    // thousands of terms): no bootstrap then, and the delta method's first-order intervals
+    // are what remains.
+    let unidentified: Vec<&str> = [
+        (
+            label,
+            identification::assess(&fit, names, &purchase_support(&histories))
+                .unidentified
+                .is_empty(),
+        ),
+        (
+            "Gamma-Gamma",
+            spend.as_ref().is_none_or(|(_, gg_fit, _, repeat_buyers)| {
+                identification::assess(gg_fit, ["p", "q", "gamma"], &spend_support(*repeat_buyers))
+                    .unidentified
+                    .is_empty()
+            }),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, identified)| !identified)
+    .map(|(model, _)| model)
+    .collect();
+    if bootstrapped && !unidentified.is_empty() {
+        unavailable.push(format!(
+            "the {} fit does not identify its parameters, so resampling would refit to the same edge of the parameter space draw after draw: no bootstrap intervals (uncertainty=delta gives first-order ones)",
+            unidentified.join(" and ")
+        ));
+    }
+    if let (Some(level), true) = (level, bootstrapped && unidentified.is_empty()) {
+        let top = usize::try_from(params.i64("top")?).unwrap_or(0);
+        let kept = rank(
+            match &predictions.spend {
+                Some(spend) => &spend.clv,
+                None => &predictions.expected_purchases,
+            },
+            top,
+        );
+        let inputs = bootstrap::Inputs {
+            model: params.str("model")?,
+            histories: &histories,
+            history_of: &history_of,
+            weight: &history.weight,
+            x: &history.x,
+            monetary_value: &history.monetary_value,
+            valued: gg.is_some(),
+            margin,
+            predictor: &predictor,
+            discounting: discounting.as_ref(),
+            kept: &kept,
+        };
+        let draws = usize::try_from(params.i64("bootstrap_draws")?).unwrap_or(0);
+        let outcome = bootstrap::bootstrap(&inputs, draws, level, input)?;
+        predictions.bounds = outcome.columns;
+        bootstrap_totals = outcome.totals;
+        if outcome.fitted < outcome.draws {
+            bootstrap_failures = Some((outcome.draws - outcome.fitted, outcome.draws));
+        }
+    }
     let spread = match level {
         None => None,
+        Some(_) if bootstrapped => None,
         Some(_) => match LogCovariance::of(&fit) {
             None => {
                 unavailable.push(format!(
@@ -759,9 +839,16 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         predictions.bounds =
             customer_bounds(spread, level, &predictions, &per_history, &history_of);
     }
-    // A scalar with its interval where there is one.
+    // A scalar with its interval where there is one: the bootstrap's percentiles, or the
+    // delta method's from the variance.
     let with = |scalar: Scalar, variance: Option<f64>, scale: Scale| match level {
-        Some(level) => level.scalar(scalar, variance, scale),
+        Some(level) => match bootstrap_totals
+            .iter()
+            .find(|(name, _)| *name == scalar.name)
+        {
+            Some((_, (lower, upper))) => scalar.with_interval(*lower, *upper, level.level),
+            None => level.scalar(scalar, variance, scale),
+        },
         None => scalar,
     };
     let total_of = |field: Field| spread.as_ref().map(|s| s.total(field));
@@ -769,17 +856,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let total_weight: f64 = history.weight.iter().sum();
     let weighted =
         |column: &[f64]| -> f64 { column.iter().zip(&history.weight).map(|(v, w)| v * w).sum() };
-    let repeat_buyers: f64 = histories
-        .x
-        .iter()
-        .zip(&histories.weight)
-        .filter(|&(&x, _)| x > 0.0)
-        .map(|(_, w)| w)
-        .sum();
-    let support = [
-        Support::per_parameter("customers", total_weight, CUSTOMERS_PER_PARAMETER, 4),
-        Support::per_parameter("repeat buyers", repeat_buyers, REPEATERS_PER_PARAMETER, 4),
-    ];
+    let support = purchase_support(&histories);
     let active = weighted(&predictions.p_alive);
     let mut output = with_errors(Output::new(), (label, names), &fit, &support)
         .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
@@ -829,12 +906,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 residual_value,
             },
         )) => {
-            let support = [Support::per_parameter(
-                "repeat buyers",
-                *repeat_buyers,
-                CUSTOMERS_PER_PARAMETER,
-                3,
-            )];
+            let support = spend_support(*repeat_buyers);
             let clv_variance = spread.as_ref().and_then(|s| s.clv_total());
             output = with_errors(
                 output,
@@ -901,6 +973,15 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     for reason in unavailable {
         output = output.warning("interval_unavailable", reason);
     }
+    if let Some((failed, draws)) = bootstrap_failures {
+        output = output.warning(
+            "bootstrap_draws_failed",
+            format!(
+                "{failed} of {draws} bootstrap draws could not be fitted (no maximum inside the parameter space) and are left out; the intervals come from the other {}",
+                draws - failed
+            ),
+        );
+    }
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
     Ok(output
         .table("customers", customer_table(&history, &predictions, top)?)
@@ -912,6 +993,32 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             "purchase_distribution",
             purchase_distribution(model, horizon)?,
         ))
+}
+
+/// How much data of each kind the purchase fit had, for the identification check.
+fn purchase_support(histories: &Histories) -> [Support; 2] {
+    let customers = histories.customers();
+    let repeat_buyers: f64 = histories
+        .x
+        .iter()
+        .zip(&histories.weight)
+        .filter(|&(&x, _)| x > 0.0)
+        .map(|(_, w)| w)
+        .sum();
+    [
+        Support::per_parameter("customers", customers, CUSTOMERS_PER_PARAMETER, 4),
+        Support::per_parameter("repeat buyers", repeat_buyers, REPEATERS_PER_PARAMETER, 4),
+    ]
+}
+
+/// How much data the spend fit had: its repeat buyers.
+fn spend_support(repeat_buyers: f64) -> [Support; 1] {
+    [Support::per_parameter(
+        "repeat buyers",
+        repeat_buyers,
+        CUSTOMERS_PER_PARAMETER,
+        3,
+    )]
 }
 
 /// The per-customer columns' interval ends, by column name.

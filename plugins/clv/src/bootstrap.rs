@@ -1,0 +1,299 @@
+//! Intervals by the bootstrap (`uncertainty=bootstrap`): resample the customers with
+//! replacement, refit both models, predict every customer again with the draw's parameters,
+//! and take the percentiles of the draws (Efron & Tibshirani 1993, ch. 13). This is CLVTools'
+//! method (`predict(..., uncertainty = "boots")`), so the two can be compared on the same data;
+//! it needs no covariance and no linearization, at the cost of a fit and a full set of
+//! predictions per draw.
+//!
+//! Every draw predicts the customers of the input (not the resampled ones): its sums are the
+//! same base's totals under other parameters, as the delta method's are.
+
+use std::sync::atomic::AtomicBool;
+
+use mittari_models::gamma_gamma::{self, GammaGamma};
+use mittari_models::{Discounting, Histories, PurchaseModel};
+use mittari_sdk::prelude::*;
+use rand::rngs::SmallRng;
+use rand::{Rng as _, SeedableRng};
+use rayon::prelude::*;
+
+use crate::intervals::{Bounds, Level};
+use crate::predictive::{FIELDS, Field, Predictor, dert_if_alive, fit_purchase_model};
+
+/// Bytes the kept draws of the customers' predictions may take (f32 values): beyond, the
+/// request is refused with what to change.
+const MAX_KEPT_BYTES: usize = 1 << 30;
+/// The draws' seed: the same input gives the same intervals on every run.
+const SEED: u64 = 0x6d69_7474_6172_6921;
+
+/// What a bootstrap needs from the request.
+pub(crate) struct Inputs<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) histories: &'a Histories,
+    pub(crate) history_of: &'a [u32],
+    /// Per customer: weight, frequency and mean value (for the spend refit).
+    pub(crate) weight: &'a [f64],
+    pub(crate) x: &'a [f64],
+    pub(crate) monetary_value: &'a [Option<f64>],
+    /// Whether a spend model values the purchases.
+    pub(crate) valued: bool,
+    pub(crate) margin: f64,
+    pub(crate) predictor: &'a Predictor<'a>,
+    pub(crate) discounting: Option<&'a Discounting>,
+    /// The customers whose intervals are kept (the table's rows), in any order.
+    pub(crate) kept: &'a [u32],
+}
+
+/// The per-customer columns a bootstrap gives ends to, in the order of [`Draw::kept`]'s
+/// values per customer.
+pub(crate) const COLUMNS: [&str; 8] = [
+    "p_alive",
+    "expected_purchases",
+    "p_no_purchase",
+    "p_alive_at_window_end",
+    "dert",
+    "expected_spend",
+    "clv",
+    "residual_value",
+];
+/// The totals a bootstrap gives intervals to (`clv` is the mean per customer).
+pub(crate) const TOTALS: [&str; 9] = [
+    "expected_purchases",
+    "expected_active",
+    "expected_lapsing",
+    "expected_dropouts",
+    "dert_total",
+    "expected_spend",
+    "clv_total",
+    "residual_value_total",
+    "clv",
+];
+
+/// One draw's predictions for the kept customers (COLUMNS per customer) and its totals.
+struct Draw {
+    kept: Vec<f32>,
+    totals: [f64; 9],
+}
+
+/// The outcome: the ends of each column for every customer (empty for those not kept), the
+/// totals' intervals, and how many draws gave a fit.
+pub(crate) struct Outcome {
+    pub(crate) columns: Vec<(&'static str, Bounds)>,
+    pub(crate) totals: Vec<(&'static str, (f64, f64))>,
+    pub(crate) fitted: usize,
+    pub(crate) draws: usize,
+}
+
+pub(crate) fn bootstrap(
+    inputs: &Inputs<'_>,
+    draws: usize,
+    level: Level,
+    input: &Input<'_>,
+) -> Result<Outcome, MetricError> {
+    let kept_bytes = inputs.kept.len() * COLUMNS.len() * draws * 4;
+    if kept_bytes > MAX_KEPT_BYTES {
+        return Err(MetricError::invalid_parameter(
+            "bootstrap_draws",
+            format!(
+                "{draws} draws for {} customers would keep {:.1} GiB of predictions; ask for fewer draws, fewer customers in the table (top), or uncertainty=delta",
+                inputs.kept.len(),
+                kept_bytes as f64 / f64::from(1 << 30)
+            ),
+        ));
+    }
+    let customers = inputs.weight.len();
+    // Resampling draws customers with probability proportional to their weight (a summary
+    // row standing for several identical customers is drawn as that many), as many as the
+    // input has.
+    let mut cumulative = Vec::with_capacity(customers);
+    let mut total = 0.0;
+    for &w in inputs.weight {
+        total += w;
+        cumulative.push(total);
+    }
+    let size = total.round().max(1.0) as usize;
+    let results: Vec<Option<Draw>> = (0..draws)
+        .into_par_iter()
+        .map(|b| -> Result<Option<Draw>, MetricError> {
+            input.check_cancelled()?;
+            let mut rng =
+                SmallRng::seed_from_u64(SEED ^ (b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut counts = vec![0u32; customers];
+            for _ in 0..size {
+                let at = rng.random::<f64>() * total;
+                let k = cumulative.partition_point(|&c| c <= at).min(customers - 1);
+                counts[k] += 1;
+            }
+            draw(inputs, &counts, input)
+        })
+        .collect::<Result<_, MetricError>>()?;
+    let fitted: Vec<Draw> = results.into_iter().flatten().collect();
+    if fitted.len() < 2 {
+        return Err(MetricError::invalid_input(format!(
+            "only {} of {draws} bootstrap draws could be fitted; the data may be too few for the model",
+            fitted.len()
+        )));
+    }
+    let (low, high) = ((1.0 - level.level) / 2.0, (1.0 + level.level) / 2.0);
+    let mut columns: Vec<(&'static str, Bounds)> = COLUMNS
+        .iter()
+        .map(|&name| (name, (vec![None; customers], vec![None; customers])))
+        .collect();
+    let stride = COLUMNS.len();
+    let ends: Vec<[(f64, f64); 8]> = (0..inputs.kept.len())
+        .into_par_iter()
+        .map(|i| {
+            std::array::from_fn(|c| {
+                let mut values: Vec<f64> = fitted
+                    .iter()
+                    .map(|d| f64::from(d.kept[i * stride + c]))
+                    .collect();
+                (quantile(&mut values, low), quantile(&mut values, high))
+            })
+        })
+        .collect();
+    for (i, &k) in inputs.kept.iter().enumerate() {
+        for (c, (_, (lower, upper))) in columns.iter_mut().enumerate() {
+            let (l, u) = ends[i][c];
+            if l.is_finite() && u.is_finite() {
+                lower[k as usize] = Some(l);
+                upper[k as usize] = Some(u);
+            }
+        }
+    }
+    if !inputs.valued {
+        columns.retain(|(name, _)| !matches!(*name, "expected_spend" | "clv" | "residual_value"));
+    }
+    if inputs.discounting.is_none() {
+        columns.retain(|(name, _)| !matches!(*name, "dert" | "residual_value"));
+    }
+    let totals = TOTALS
+        .iter()
+        .enumerate()
+        .filter(|(t, _)| inputs.valued || *t < 5)
+        .filter(|(t, _)| inputs.discounting.is_some() || !matches!(*t, 4 | 7))
+        .map(|(t, &name)| {
+            let mut values: Vec<f64> = fitted.iter().map(|d| d.totals[t]).collect();
+            (
+                name,
+                (quantile(&mut values, low), quantile(&mut values, high)),
+            )
+        })
+        .collect();
+    Ok(Outcome {
+        columns,
+        totals,
+        fitted: fitted.len(),
+        draws,
+    })
+}
+
+/// One draw: the refits on the resampled customers (`counts` of each), and the predictions of
+/// every customer under them; `None` where a fit fails (it is left out, and counted).
+fn draw(
+    inputs: &Inputs<'_>,
+    counts: &[u32],
+    input: &Input<'_>,
+) -> Result<Option<Draw>, MetricError> {
+    let cancel: &AtomicBool = input.cancellation();
+    let histories = inputs.histories;
+    let mut weight = vec![0.0; histories.len()];
+    for (k, &h) in inputs.history_of.iter().enumerate() {
+        weight[h as usize] += f64::from(counts[k]);
+    }
+    let resampled = Histories {
+        x: histories.x.clone(),
+        t_x: histories.t_x.clone(),
+        t: histories.t.clone(),
+        weight,
+    };
+    let model = match fit_purchase_model(inputs.model, &resampled, cancel) {
+        Ok(model) => model,
+        Err(MetricError::Cancelled) => return Err(MetricError::Cancelled),
+        Err(_) => return Ok(None),
+    };
+    let gg: Option<GammaGamma> = if inputs.valued {
+        let rows = (0..counts.len())
+            .filter_map(|k| Some((inputs.x[k], inputs.monetary_value[k]?, f64::from(counts[k]))));
+        match gamma_gamma::fit_spend(rows, cancel) {
+            Ok((gg, fit, _)) if fit.converged && gg.expected_mean_value(0.0, 0.0).is_some() => {
+                Some(gg)
+            }
+            _ => return Ok(None),
+        }
+    } else {
+        None
+    };
+    let model: &dyn PurchaseModel = model.as_ref();
+    let dert = match inputs.discounting {
+        Some(d) => Some(dert_if_alive(model, d, histories, input)?),
+        None => None,
+    };
+    let per_history: Vec<[f64; FIELDS]> = (0..histories.len())
+        .map(|h| {
+            inputs
+                .predictor
+                .predict(model, dert.as_deref(), h)
+                .map(|p| p.fields())
+        })
+        .collect::<Result<_, MetricError>>()?;
+    let spend = |k: usize| -> f64 {
+        gg.and_then(|gg| {
+            gg.expected_mean_value(inputs.x[k], inputs.monetary_value[k].unwrap_or(0.0))
+        })
+        .unwrap_or(0.0)
+    };
+    let mut totals = [0.0; 9];
+    let mut spend_weight = 0.0;
+    for (k, &h) in inputs.history_of.iter().enumerate() {
+        let (w, f) = (inputs.weight[k], &per_history[h as usize]);
+        totals[0] += w * f[Field::Expected as usize];
+        totals[1] += w * f[Field::PAlive as usize];
+        totals[2] += w * f[Field::NoPurchase as usize];
+        totals[3] += w * (f[Field::PAlive as usize] - f[Field::AliveAtEnd as usize]);
+        totals[4] += w * f[Field::Dert as usize];
+        if gg.is_some() {
+            let s = spend(k);
+            spend_weight += w;
+            totals[5] += w * s;
+            totals[6] += w * f[Field::Discounted as usize] * s * inputs.margin;
+            totals[7] += w * f[Field::Dert as usize] * s * inputs.margin;
+        }
+    }
+    if spend_weight > 0.0 {
+        totals[5] /= spend_weight;
+        totals[8] = totals[6] / spend_weight;
+    }
+    let mut kept = Vec::with_capacity(inputs.kept.len() * COLUMNS.len());
+    for &k in inputs.kept {
+        let k = k as usize;
+        let f = &per_history[inputs.history_of[k] as usize];
+        let s = spend(k);
+        kept.extend(
+            [
+                f[Field::PAlive as usize],
+                f[Field::Expected as usize],
+                f[Field::NoPurchase as usize],
+                f[Field::AliveAtEnd as usize],
+                f[Field::Dert as usize],
+                s,
+                f[Field::Discounted as usize] * s * inputs.margin,
+                f[Field::Dert as usize] * s * inputs.margin,
+            ]
+            .map(|v| v as f32),
+        );
+    }
+    Ok(Some(Draw { kept, totals }))
+}
+
+/// The p-quantile of `values` by linear interpolation between order statistics (R's type 7,
+/// which CLVTools' `quantile` uses). Sorts `values`.
+fn quantile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let at = p * (values.len() - 1) as f64;
+    let (below, fraction) = (at.floor() as usize, at.fract());
+    match values.get(below + 1) {
+        Some(next) => values[below] + fraction * (next - values[below]),
+        None => values[below],
+    }
+}
