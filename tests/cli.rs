@@ -312,9 +312,9 @@ fn parameters_that_change_nothing_are_warnings() {
         ],
         &["margin=0.5 has no effect here: annual_margin is given"],
     );
-    // Without a spend model the predictive models value nothing: margin does nothing (the
-    // discount rate still discounts DERT); with one, the value is revenue unless margin is
-    // given, and it says so. The churn window is the predictive models'.
+    // Without a spend model the predictive models value nothing: margin and discounting do
+    // nothing, unless dert=true asks for discounted purchases; with one, the value is revenue
+    // unless margin is given, and it says so. The churn window is the predictive models'.
     check(
         &[
             "--param",
@@ -324,7 +324,21 @@ fn parameters_that_change_nothing_are_warnings() {
             "--param",
             "discount_rate=0.05",
         ],
-        &["margin=0.3 has no effect here"],
+        &[
+            "discount_rate=0.05 has no effect here: without spend_model=gamma_gamma or dert=true",
+            "margin=0.3 has no effect here",
+        ],
+    );
+    check(
+        &[
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "dert=true",
+            "--param",
+            "discount_rate=0.05",
+        ],
+        &[],
     );
     check(
         &[
@@ -334,7 +348,7 @@ fn parameters_that_change_nothing_are_warnings() {
             "discount_rate=0.05",
         ],
         &[
-            "discount_rate=0.05 has no effect here: it applies to model retention, bgnbd, mbgnbd or pareto_nbd",
+            "discount_rate=0.05 has no effect here: it applies to model retention, or a predictive model",
             "churn_window has no effect here",
         ],
     );
@@ -1537,8 +1551,22 @@ fn predictions_carry_intervals_and_churn_probabilities() {
         args.extend_from_slice(extra);
         serde_json::from_str(&mittari(&root, &args)).unwrap()
     };
-    let at_90 = run(&["--param", "interval=0.9", "--param", "churn_window=13"]);
-    let at_99 = run(&["--param", "interval=0.99", "--param", "churn_window=13"]);
+    let at_90 = run(&[
+        "--param",
+        "interval=0.9",
+        "--param",
+        "churn_window=13",
+        "--param",
+        "dert=true",
+    ]);
+    let at_99 = run(&[
+        "--param",
+        "interval=0.99",
+        "--param",
+        "churn_window=13",
+        "--param",
+        "dert=true",
+    ]);
     let customers =
         |out: &serde_json::Value| out["tables"]["customers"].as_array().unwrap().clone();
     let (c90, c99) = (customers(&at_90), customers(&at_99));
@@ -1667,6 +1695,8 @@ fn bootstrap_intervals_are_reproducible_and_agree_with_the_delta_method() {
             "interval=0.9",
             "--param",
             "top=20",
+            "--param",
+            "dert=true",
             "--format",
             "json",
         ];

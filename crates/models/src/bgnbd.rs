@@ -708,7 +708,7 @@ mod tests {
                 "DERT",
                 p.dert_if_alive(&discounting, x, t).unwrap(),
                 dert,
-                1e-9,
+                1e-8,
             );
             assert_eq!(p.p_alive_at(0.0, x, t_x, t), Some(p.p_alive(x, t_x, t)));
             assert_eq!(p.p_no_purchase(0.0, x, t_x, t), Some(1.0));

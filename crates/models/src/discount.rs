@@ -8,17 +8,21 @@
 //! δu = 40, so a function that changes at any time scale (a knee at the customer's expected
 //! lifetime, much shorter or much longer than 1/δ) is sampled where it changes. For integrands
 //! analytic in a sector around the positive axis, as every expectation here is (their
-//! singularities lie at negative times), the error falls like e^{−2πd/h}: with the step h = 1/3
-//! and a strip half-width d above 1.2 it is below 1e-10 relative, checked in the tests against
-//! closed forms.
+//! singularities lie at negative times), the error falls like e^{−2πd/h}: with the step
+//! h = 0.4 and a strip half-width d of about 1.3 it is about 1e-9 relative, checked in the
+//! tests against closed forms to 1e-8.
 
-/// The step in ln(δu).
-const STEP: f64 = 1.0 / 3.0;
+/// The step in ln(δu): 5/6 of the nodes of a step of 1/3, whose extra digits (1e-10 against
+/// 1e-8) no prediction needs.
+const STEP: f64 = 0.4;
 /// The first node, δu: the part of the integral before it is below 1e-16 of the whole for an
 /// integrand bounded near zero.
 const FIRST: f64 = 1e-16;
 /// The last node, δu: e^{−40} is 4e-18, and the integrands here grow at most linearly.
 const LAST: f64 = 40.0;
+/// The first node worth evaluating for an integrand that vanishes like u at 0 (expected
+/// purchases): the part before it is below (1e-8)² of the whole.
+const FIRST_VANISHING: f64 = 1e-8;
 
 /// The nodes and weights of ∫₀^∞ e^{−δu} g(u) du ≈ Σⱼ wⱼ g(uⱼ) for one rate δ: the same for
 /// every customer, so built once per request.
@@ -75,6 +79,26 @@ impl Discounting {
         self.weights.iter().zip(values).map(|(w, g)| w * g).sum()
     }
 
+    /// The times for an integrand that vanishes like u at 0, such as expected purchases:
+    /// those from δu = 1e-8 on, fewer than [`Self::times`] for the same accuracy.
+    pub fn times_vanishing(&self) -> &[f64] {
+        &self.times[self.first_vanishing()..]
+    }
+
+    /// [`Self::integral`] of values at [`Self::times_vanishing`].
+    pub fn integral_vanishing(&self, values: &[f64]) -> f64 {
+        self.weights[self.first_vanishing()..]
+            .iter()
+            .zip(values)
+            .map(|(w, g)| w * g)
+            .sum()
+    }
+
+    fn first_vanishing(&self) -> usize {
+        self.times
+            .partition_point(|&u| u * self.rate < FIRST_VANISHING * (1.0 - 1e-9))
+    }
+
     /// ∫₀^∞ e^{−δu} g(u) du for a `g` computed at each node.
     pub fn integrate(&self, g: impl Fn(f64) -> f64) -> f64 {
         self.times
@@ -96,7 +120,7 @@ mod tests {
             let rule = Discounting::new(rate).unwrap();
             let check = |got: f64, want: f64| {
                 assert!(
-                    (got - want).abs() <= 1e-10 * want.abs(),
+                    (got - want).abs() <= 1e-8 * want.abs(),
                     "rate {rate}: {got} vs {want}"
                 );
             };
@@ -110,6 +134,11 @@ mod tests {
                     1.0 / rate - 1.0 / (rate + k),
                 );
             }
+            // From 1e-8 on, for an integrand vanishing at 0: ∫ e^{−δu} u du = 1/δ².
+            let times = rule.times_vanishing();
+            assert!(times.len() * 5 < rule.times().len() * 3);
+            let values: Vec<f64> = times.to_vec();
+            check(rule.integral_vanishing(&values), 1.0 / (rate * rate));
             // ∫ e^{−δu} (1 + u/b)^{−1} du = b e^{δb} E₁(δb); at δb = 1, E₁(1) = 0.21938393439552029.
             let b = 1.0 / rate;
             check(

@@ -816,13 +816,13 @@ mod tests {
                 1e-10,
             );
             let closed_form = p.dert_if_alive(&discounting, x, t).unwrap();
-            close("DERT", closed_form, dert, 1e-9);
+            close("DERT", closed_form, dert, 1e-8);
             // The generic route, δ ∫ e^(−δu) E[X(u) | alive] du, gives the same number.
             let expected = p
-                .expected_purchases_if_alive_at(discounting.times(), x, t)
+                .expected_purchases_if_alive_at(discounting.times_vanishing(), x, t)
                 .unwrap();
-            let generic = discounting.rate() * discounting.integral(&expected);
-            close("DERT by E[X]", generic, dert, 1e-9);
+            let generic = discounting.rate() * discounting.integral_vanishing(&expected);
+            close("DERT by E[X]", generic, dert, 1e-8);
         }
     }
 

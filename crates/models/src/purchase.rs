@@ -478,8 +478,8 @@ pub trait PurchaseModel: Sync {
     /// δ ∫₀^∞ e^{−δu} E[X(T, T+u) | alive] du (integrating ∫ e^{−δu} dE[X] by parts), taken
     /// numerically ([`Discounting`]); a model with a closed form overrides it.
     fn dert_if_alive(&self, discounting: &Discounting, x: f64, t: f64) -> Option<f64> {
-        let expected = self.expected_purchases_if_alive_at(discounting.times(), x, t)?;
-        let value = discounting.rate() * discounting.integral(&expected);
+        let expected = self.expected_purchases_if_alive_at(discounting.times_vanishing(), x, t)?;
+        let value = discounting.rate() * discounting.integral_vanishing(&expected);
         value.is_finite().then_some(value)
     }
     /// E[X(t)]: expected repeat purchases of a new customer in (0, t].

@@ -133,6 +133,7 @@ impl Metric for Clv {
                     .optional()
                     .range(0.5, 0.999),
             )
+            .parameter(ParameterSpec::bool("dert", false, "compute dert per customer (discounted expected residual transactions: every purchase to come, no horizon, discounted continuously at discount_rate) and, with a spend model, residual_value (bgnbd, mbgnbd, pareto_nbd)"))
             .parameter(
                 ParameterSpec::string("uncertainty", "delta", "how intervals are computed: delta (the delta method on the fits' covariances) or bootstrap (resample customers, refit, predict: CLVTools' method)")
                     .allowed_values(&["delta", "bootstrap"]),
@@ -177,8 +178,8 @@ impl Metric for Clv {
             .output(OutputSpec::new("expected_active", "customers", "expected customers still active at the end of observation, the sum of P(alive) (predictive models)"))
             .output(OutputSpec::new("expected_lapsing", "customers", "expected customers who make no purchase in the churn window, the sum of p_no_purchase: the non-contractual churn count (predictive models)"))
             .output(OutputSpec::new("expected_dropouts", "customers", "expected customers active now who drop out within the churn window (predictive models)"))
-            .output(OutputSpec::new("dert_total", "transactions", "discounted expected residual transactions of all customers, no horizon (bgnbd, mbgnbd, pareto_nbd)"))
-            .output(OutputSpec::new("residual_value_total", "currency", "the value of all purchases to come, no horizon: the sum of dert x expected_spend x margin (gamma_gamma)"))
+            .output(OutputSpec::new("dert_total", "transactions", "discounted expected residual transactions of all customers, no horizon (dert=true)"))
+            .output(OutputSpec::new("residual_value_total", "currency", "the value of all purchases to come, no horizon: the sum of dert x expected_spend x margin (dert=true with gamma_gamma)"))
             .output(OutputSpec::new("holdout_purchases", "count", "purchases (distinct periods) customers made in the holdout"))
             .output(OutputSpec::new("predicted_holdout_purchases", "count", "BG/NBD prediction of the holdout purchases"))
             .table_with_columns("customers", "per customer: historic value (historic), or P(alive), expected purchases, spend and clv (predictive models)", customer_columns())
@@ -225,9 +226,9 @@ fn customer_columns() -> Vec<OutputSpec> {
         ("expected_purchases", "transactions", "expected purchases over the horizon (time units, or opportunities for bgbb)"),
         ("p_no_purchase", "probability", "P(no purchase in the churn window after the end of observation)"),
         ("p_alive_at_window_end", "probability", "P(still active at the end of the churn window; bgbb: at its last opportunity)"),
-        ("dert", "transactions", "discounted expected residual transactions: all purchases to come, no horizon, discounted continuously at discount_rate (bgnbd, mbgnbd, pareto_nbd)"),
+        ("dert", "transactions", "discounted expected residual transactions: all purchases to come, no horizon, discounted continuously at discount_rate (dert=true)"),
         ("expected_spend", "currency", "expected value of one purchase (gamma_gamma)"),
-        ("residual_value", "currency", "dert x expected_spend x margin: the value of all purchases to come, as CLVTools' predicted CLV (gamma_gamma)"),
+        ("residual_value", "currency", "dert x expected_spend x margin: the value of all purchases to come, as CLVTools' predicted CLV (dert=true with gamma_gamma)"),
         ("holdout_purchases", "transactions", "purchases (distinct time units) in the holdout"),
         ("predicted_holdout_purchases", "transactions", "the model's expected purchases in the holdout"),
     ]
@@ -323,11 +324,17 @@ fn ignored_parameters(
         predictive || matches!(model, "historic" | "bgbb"),
         format!("model {model} has no customers table"),
     );
+    let dert = predictive && params.bool("dert")?;
     unless(
         "discount_rate",
-        predictive || model == "retention",
-        only("retention, bgnbd, mbgnbd or pareto_nbd"),
+        valued || dert || model == "retention",
+        if predictive {
+            "without spend_model=gamma_gamma or dert=true nothing is discounted".to_owned()
+        } else {
+            only("retention, or a predictive model with spend_model=gamma_gamma or dert=true")
+        },
     );
+    unless("dert", predictive, only("bgnbd, mbgnbd or pareto_nbd"));
     unless("interval", predictive, only("bgnbd, mbgnbd or pareto_nbd"));
     let intervals = predictive && params.get("interval").is_some();
     unless(
@@ -405,13 +412,15 @@ const DESCRIPTION: &str = concat!(
     "1987) model fitted by maximum likelihood: a transaction log is first summarized (repeat ",
     "purchases counted in distinct hours, days, Monday-to-Sunday weeks, calendar months, ",
     "quarters or years, time_unit); per customer, P(alive), expected purchases over the ",
-    "horizon, P(no purchase in the churn window) and P(alive at its end), and DERT, the ",
+    "horizon, P(no purchase in the churn window) and P(alive at its end), and with dert=true DERT, the ",
     "discounted expected residual transactions with no horizon (continuous discounting at ",
     "ln(1 + discount_rate) a year; Pareto/NBD in Fader, Hardie & Lee's closed form, BG/NBD and ",
     "MBG/NBD by numerical integration); with spend_model=gamma_gamma (Fader, ",
     "Hardie & Lee 2005, RFM and CLV) the expected value per purchase, and clv = expected ",
     "margin over the horizon, discounted monthly at the annual discount_rate, and ",
-    "residual_value = dert x expected spend x margin (CLVTools' predicted CLV). With ",
+    "with dert=true residual_value = dert x expected spend x margin (CLVTools' predicted CLV). ",
+    "With interval=L every prediction and total has its interval at level L, by the delta ",
+    "method on the fits' covariances or, with uncertainty=bootstrap, by resampling customers. With ",
     "holdout_start, the model is fitted on the transactions before it and its predictions for ",
     "the holdout are compared with what customers bought there. model=bgbb: the BG/BB model ",
     "(Fader, Hardie & Shang 2010) of transactions at discrete opportunities (yearly ",

@@ -648,7 +648,12 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     };
     // DERT has no horizon: without discounting it is unbounded for customers who may never
     // leave, so it needs a positive rate.
-    let discounting = Discounting::new(Discounting::continuous_rate(discount_rate, unit.days()));
+    // DERT is asked for (dert=true): it integrates expected purchases over all time, about
+    // fifty more series per distinct (x, T).
+    let wants_dert = params.bool("dert")?;
+    let discounting = wants_dert
+        .then(|| Discounting::new(Discounting::continuous_rate(discount_rate, unit.days())))
+        .flatten();
     let dert_table = match &discounting {
         Some(discounting) => Some(dert_if_alive(model, discounting, &histories, input)?),
         None => None,
@@ -889,14 +894,19 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             Scale::Positive,
         ));
     let no_discount = "discount_rate is 0: without discounting the transactions of customers who may never leave are unbounded";
-    output = output.scalar(match &predictions.dert {
-        Some(dert) => with(
-            Scalar::new("dert_total", weighted(dert)),
-            total_of(Field::Dert),
-            Scale::Positive,
-        ),
-        None => Scalar::undefined("dert_total", no_discount),
-    });
+    match &predictions.dert {
+        Some(dert) => {
+            output = output.scalar(with(
+                Scalar::new("dert_total", weighted(dert)),
+                total_of(Field::Dert),
+                Scale::Positive,
+            ));
+        }
+        None if wants_dert => {
+            output = output.scalar(Scalar::undefined("dert_total", no_discount));
+        }
+        None => {}
+    }
     match spend.as_ref().zip(predictions.spend.as_ref()) {
         Some((
             (_, gg_fit, correlation, repeat_buyers),
@@ -931,15 +941,20 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                     Scalar::new("clv_total", clv_total),
                     clv_variance,
                     Scale::Positive,
-                ))
-                .scalar(match residual_value {
-                    Some(residual) => with(
+                ));
+            match residual_value {
+                Some(residual) => {
+                    output = output.scalar(with(
                         Scalar::new("residual_value_total", weighted(residual)),
                         spread.as_ref().and_then(|s| s.residual_total()),
                         Scale::Positive,
-                    ),
-                    None => Scalar::undefined("residual_value_total", no_discount),
-                });
+                    ));
+                }
+                None if wants_dert => {
+                    output = output.scalar(Scalar::undefined("residual_value_total", no_discount));
+                }
+                None => {}
+            }
             if let Some(rho) = correlation.filter(|rho| rho.abs() >= CORRELATION_WARNING) {
                 output = output.warning(
                     "frequency_value_correlation",
@@ -954,8 +969,10 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 "no spend model: add spend_model=gamma_gamma to value the expected purchases";
             output = output
                 .scalar(Scalar::undefined("clv", reason))
-                .scalar(Scalar::undefined("clv_total", reason))
-                .scalar(Scalar::undefined("residual_value_total", reason));
+                .scalar(Scalar::undefined("clv_total", reason));
+            if wants_dert {
+                output = output.scalar(Scalar::undefined("residual_value_total", reason));
+            }
         }
     }
     if let Some(holdout_frequency) = &history.holdout_frequency {
