@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::ops::Range;
 
 use crate::ad::Real;
-use crate::hyp2f1::{connects, hyp2f1_at, hyp2f1_near_one, hyp2f1_short, ln_hyp2f1_positive};
+use crate::hyp2f1::{NearOne, connects, hyp2f1_at, hyp2f1_short, ln_hyp2f1_positive};
 use crate::optimize::{Fit, FitError, LogLikelihood, SecondOrder, fit};
 use crate::purchase::{
     BLOCK, ByFrequency, FrequencyGroup, Histories, PurchaseModel, alive_given_ln_odds, lane_sums,
@@ -351,6 +351,8 @@ impl BgNbd {
             a
         };
         let (sa, sb, sc) = (a + b - r - 1.0, a - 1.0, a + b + x - 1.0);
+        // The connection formula's coefficients, once for all the horizons, where it may serve.
+        let mut near_one: Option<Option<NearOne>> = None;
         for (horizons, out) in horizons.chunks(16).zip(out.chunks_mut(16)) {
             let n = horizons.len();
             let mut zs = [0.0; 16];
@@ -362,7 +364,9 @@ impl BgNbd {
                 let h = horizons[i];
                 zs[i] = if h > 0.0 { h / (alpha + t + h) } else { 0.0 };
                 if connects(sa, sb, sc, zs[i]) {
-                    near[i] = hyp2f1_near_one(sa, sb, sc, zs[i]);
+                    near[i] = near_one
+                        .get_or_insert_with(|| NearOne::new(sa, sb, sc))
+                        .and_then(|formula| formula.at(zs[i]));
                 }
                 if near[i].is_none() {
                     direct_zs[i] = zs[i];

@@ -75,46 +75,77 @@ fn series_side_by_side(a: f64, b: f64, c: f64, zs: &[f64], out: &mut [f64]) -> O
 /// digits, so `None` comes back, as it does for a pole of Γ(c) or a series that does not
 /// converge: the caller then sums the direct series.
 pub fn hyp2f1_near_one(a: f64, b: f64, c: f64, z: f64) -> Option<f64> {
-    let m = c - a - b;
-    if (m - m.round()).abs() < 1e-3 {
-        return None;
+    NearOne::new(a, b, c)?.at(z)
+}
+
+/// [`hyp2f1_near_one`] with its gamma-function coefficients computed once, for many z with
+/// the same a, b and c (a customer's horizons).
+#[derive(Debug, Clone, Copy)]
+pub struct NearOne {
+    a: f64,
+    b: f64,
+    c: f64,
+    m: f64,
+    /// Γ(c)Γ(m)/(Γ(c−a)Γ(c−b)), signed.
+    first: f64,
+    /// Γ(c)Γ(−m)/(Γ(a)Γ(b)) as its sign and log.
+    second_sign: f64,
+    ln_second: f64,
+}
+
+impl NearOne {
+    /// `None` where m = c − a − b is within 1e-3 of an integer, or Γ(c) has a pole.
+    pub fn new(a: f64, b: f64, c: f64) -> Option<NearOne> {
+        let m = c - a - b;
+        if (m - m.round()).abs() < 1e-3 {
+            return None;
+        }
+        // Γ(y) as (sign, ln|Γ(y)|); a pole has sign 0 in 1/Γ and is refused where Γ is needed.
+        let gamma = |y: f64| {
+            let (sign, ln_recip) = recip_gamma_signed(y);
+            (sign != 0.0).then_some((sign, -ln_recip))
+        };
+        let (c_sign, ln_c) = gamma(c)?;
+        let (m_sign, ln_m) = gamma(m)?;
+        let (minus_m_sign, ln_minus_m) = gamma(-m)?;
+        let recip = recip_gamma_signed;
+        let ((ca_sign, ln_ca), (cb_sign, ln_cb)) = (recip(c - a), recip(c - b));
+        let ((a_sign, ln_a), (b_sign, ln_b)) = (recip(a), recip(b));
+        Some(NearOne {
+            a,
+            b,
+            c,
+            m,
+            first: c_sign * m_sign * ca_sign * cb_sign * (ln_c + ln_m + ln_ca + ln_cb).exp(),
+            second_sign: c_sign * minus_m_sign * a_sign * b_sign,
+            ln_second: ln_c + ln_minus_m + ln_a + ln_b,
+        })
     }
-    let w = 1.0 - z;
-    // Γ(y) as (sign, ln|Γ(y)|); a pole has sign 0 in 1/Γ and is refused where Γ is needed.
-    let gamma = |y: f64| {
-        let (sign, ln_recip) = recip_gamma_signed(y);
-        (sign != 0.0).then_some((sign, -ln_recip))
-    };
-    let (c_sign, ln_c) = gamma(c)?;
-    let (m_sign, ln_m) = gamma(m)?;
-    let (minus_m_sign, ln_minus_m) = gamma(-m)?;
-    let recip = |y: f64| recip_gamma_signed(y);
-    let ((ca_sign, ln_ca), (cb_sign, ln_cb)) = (recip(c - a), recip(c - b));
-    let ((a_sign, ln_a), (b_sign, ln_b)) = (recip(a), recip(b));
-    let first = c_sign * m_sign * ca_sign * cb_sign * (ln_c + ln_m + ln_ca + ln_cb).exp();
-    let second = c_sign
-        * minus_m_sign
-        * a_sign
-        * b_sign
-        * (ln_c + ln_minus_m + ln_a + ln_b + m * w.ln()).exp();
-    // Each part's largest term, scaled: where they dwarf the value, the sum cancelled (large
-    // a or b with c − a − b small makes the 1 − z series alternate with huge terms), and the
-    // digits left are too few.
-    let (near, near_largest) = if first == 0.0 {
-        (0.0, 0.0)
-    } else {
-        let (sum, largest) = series_with_largest_term(a, b, 1.0 - m, w)?;
-        (first * sum, (first * largest).abs())
-    };
-    let (far, far_largest) = if second == 0.0 {
-        (0.0, 0.0)
-    } else {
-        let (sum, largest) = series_with_largest_term(c - a, c - b, 1.0 + m, w)?;
-        (second * sum, (second * largest).abs())
-    };
-    let value = near + far;
-    let largest = near_largest.max(far_largest).max(near.abs()).max(far.abs());
-    (value.is_finite() && largest <= MAX_CANCELLATION * value.abs()).then_some(value)
+
+    /// ₂F₁(a, b; c; z); `None` where the parts cancel (see [`hyp2f1_near_one`]).
+    pub fn at(&self, z: f64) -> Option<f64> {
+        let NearOne { a, b, c, m, .. } = *self;
+        let w = 1.0 - z;
+        let second = self.second_sign * (self.ln_second + m * w.ln()).exp();
+        // Each part's largest term, scaled: where they dwarf the value, the sum cancelled
+        // (large a or b with c − a − b small makes the 1 − z series alternate with huge
+        // terms), and the digits left are too few.
+        let (near, near_largest) = if self.first == 0.0 {
+            (0.0, 0.0)
+        } else {
+            let (sum, largest) = series_with_largest_term(a, b, 1.0 - m, w)?;
+            (self.first * sum, (self.first * largest).abs())
+        };
+        let (far, far_largest) = if second == 0.0 {
+            (0.0, 0.0)
+        } else {
+            let (sum, largest) = series_with_largest_term(c - a, c - b, 1.0 + m, w)?;
+            (second * sum, (second * largest).abs())
+        };
+        let value = near + far;
+        let largest = near_largest.max(far_largest).max(near.abs()).max(far.abs());
+        (value.is_finite() && largest <= MAX_CANCELLATION * value.abs()).then_some(value)
+    }
 }
 
 /// How much larger than the result its parts may be in [`hyp2f1_near_one`]: 1e4 leaves
