@@ -480,6 +480,20 @@ impl PurchaseModel for BgNbd {
         value.is_finite().then(|| value.clamp(0.0, alive))
     }
 
+    /// A BG/NBD customer alive at T has λ ~ Gamma(r+x, α+T) and p ~ Beta(a, b+x) (b+x+1 under
+    /// MBG/NBD), and from T on buys as a new BG/NBD customer with those parameters: a purchase,
+    /// then a chance to drop out (no dropout at T itself, so the BG/NBD form for both variants).
+    fn purchase_distribution_if_alive(&self, t: f64, x: f64, t_cal: f64, max_n: usize) -> Vec<f64> {
+        BgNbd {
+            r: self.r + x,
+            alpha: self.alpha + t_cal,
+            a: self.a,
+            b: self.b + self.variant.shift() + x,
+            variant: Variant::Bg,
+        }
+        .purchase_distribution(t, max_n)
+    }
+
     /// FHL 2005, eq. 7: the conditional expectation with no history (x = t_x = T = 0), which
     /// under MBG/NBD is b/(a−1)·[…] (Batislam et al. 2007, eq. 8).
     fn population_expected_purchases(&self, t: f64) -> Option<f64> {
@@ -832,6 +846,7 @@ mod tests {
                 t_x: 0.0,
                 bought_in_window: false,
                 alive_after_window: true,
+                purchases_in_window: 0,
             };
             if self.variant == Variant::Modified && rng.uniform() < p {
                 followed.alive_after_window = false;
@@ -848,6 +863,7 @@ mod tests {
                     followed.t_x = now;
                 } else {
                     followed.bought_in_window = true;
+                    followed.purchases_in_window += 1;
                 }
                 if rng.uniform() < p {
                     followed.alive_after_window = false;

@@ -698,6 +698,18 @@ impl PurchaseModel for ParetoNbd {
         value.is_finite().then_some(value)
     }
 
+    /// A Pareto/NBD customer alive at T has λ ~ Gamma(r+x, α+T) and μ ~ Gamma(s, β+T), and,
+    /// lifetimes being memoryless, from T on buys as a new customer with those parameters.
+    fn purchase_distribution_if_alive(&self, t: f64, x: f64, t_cal: f64, max_n: usize) -> Vec<f64> {
+        ParetoNbd {
+            r: self.r + x,
+            alpha: self.alpha + t_cal,
+            s: self.s,
+            beta: self.beta + t_cal,
+        }
+        .purchase_distribution(t, max_n)
+    }
+
     /// E[X(t)] = rβ/(α(s−1)) · [1 − (β/(β+t))^(s−1)]: the conditional expectation with no
     /// history.
     fn population_expected_purchases(&self, t: f64) -> Option<f64> {
@@ -847,6 +859,7 @@ mod tests {
                     t_x: 0.0,
                     bought_in_window: false,
                     alive_after_window: death > t + w,
+                    purchases_in_window: 0,
                 };
                 let mut now = 0.0;
                 loop {
@@ -859,6 +872,7 @@ mod tests {
                         f.t_x = now;
                     } else {
                         f.bought_in_window = true;
+                        f.purchases_in_window += 1;
                     }
                 }
             })

@@ -482,6 +482,11 @@ pub trait PurchaseModel: Sync {
         let value = discounting.rate() * discounting.integral_vanishing(&expected);
         value.is_finite().then_some(value)
     }
+    /// P(X(T, T+t) = n | alive at T, x, T), n = 0..=max_n: what a customer known to be
+    /// alive will buy, which is what a new customer buys under the posterior parameters (the
+    /// future of these models forgets the past but through them). With P(alive) the whole
+    /// distribution is (1 − P(alive))·1{n = 0} + P(alive)·this.
+    fn purchase_distribution_if_alive(&self, t: f64, x: f64, t_cal: f64, max_n: usize) -> Vec<f64>;
     /// E[X(t)]: expected repeat purchases of a new customer in (0, t].
     fn population_expected_purchases(&self, t: f64) -> Option<f64>;
     /// P(X(t) = n) for a new customer, n = 0..=max_n.

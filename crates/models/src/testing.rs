@@ -84,6 +84,8 @@ pub(crate) struct Followed {
     pub(crate) t_x: f64,
     pub(crate) bought_in_window: bool,
     pub(crate) alive_after_window: bool,
+    /// Purchases in the window.
+    pub(crate) purchases_in_window: usize,
 }
 
 /// Checks a model's P(no purchase in (T, T+w]) and P(alive at T+w) against what customers
@@ -124,6 +126,29 @@ pub(crate) fn check_calibration(
             "P(alive after the window)",
             mean(&|m| model.p_alive_at(window, m.x, m.t_x, t).unwrap()),
             mean(&|m| f64::from(u8::from(m.alive_after_window))),
+        );
+        // The conditional distribution of purchases in the window: P(X ≤ 1) and P(X ≤ 3),
+        // mixed over P(alive), against the shares observed; its mean against E[X].
+        for at_most in [1usize, 3] {
+            check(
+                &format!("P(at most {at_most} purchases in the window)"),
+                mean(&|m| {
+                    let alive = model.p_alive(m.x, m.t_x, t);
+                    let q = model.purchase_distribution_if_alive(window, m.x, t, at_most);
+                    1.0 - alive + alive * q.iter().sum::<f64>()
+                }),
+                mean(&|m| f64::from(u8::from(m.purchases_in_window <= at_most))),
+            );
+        }
+        let m = members[0];
+        let q = model.purchase_distribution_if_alive(window, m.x, t, 2000);
+        let alive = model.p_alive(m.x, m.t_x, t);
+        let mean_purchases: f64 = q.iter().enumerate().map(|(n, p)| n as f64 * p).sum();
+        let expected = model.expected_purchases(window, m.x, m.t_x, t).unwrap();
+        assert!(
+            (alive * mean_purchases - expected).abs() < 1e-6 * expected.max(1e-3),
+            "{name}: the distribution's mean {} vs E[X] {expected}",
+            alive * mean_purchases
         );
     }
 }

@@ -45,17 +45,8 @@ pub(crate) struct Inputs<'a> {
 }
 
 /// The per-customer columns a bootstrap gives ends to, in the order of [`Draw::kept`]'s
-/// values per customer.
-pub(crate) const COLUMNS: [&str; 8] = [
-    "p_alive",
-    "expected_purchases",
-    "p_no_purchase",
-    "p_alive_at_window_end",
-    "dert",
-    "expected_spend",
-    "clv",
-    "residual_value",
-];
+/// values per customer: those the table gives intervals.
+const COLUMNS: [&str; 8] = crate::WITH_INTERVALS;
 /// The totals a bootstrap gives intervals to (`clv` is the mean per customer).
 pub(crate) const TOTALS: [&str; 9] = [
     "expected_purchases",

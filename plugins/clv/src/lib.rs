@@ -250,7 +250,7 @@ fn customer_columns() -> Vec<OutputSpec> {
 }
 
 /// The customers table's columns that get `_lower` and `_upper` columns with `interval`.
-const WITH_INTERVALS: [&str; 8] = [
+pub(crate) const WITH_INTERVALS: [&str; 8] = [
     "p_alive",
     "expected_purchases",
     "p_no_purchase",
