@@ -1608,6 +1608,20 @@ fn predictions_carry_intervals_and_churn_probabilities() {
             widened += usize::from(upper99 - lower99 > upper - lower);
         }
         assert!(number(row90, "p_alive_at_window_end") <= number(row90, "p_alive") + 1e-12);
+        // The prediction interval of what the customer will buy: whole purchases, wider at
+        // 99 %. (Not always wider than the expectation's interval: for a customer most likely
+        // gone, 90 % of outcomes are no purchase at all.)
+        let (low, high) = (
+            number(row90, "purchases_lower"),
+            number(row90, "purchases_upper"),
+        );
+        assert!(
+            low.fract() == 0.0 && high.fract() == 0.0 && low <= high,
+            "{row90}"
+        );
+        assert!(
+            number(row99, "purchases_lower") <= low && high <= number(row99, "purchases_upper")
+        );
     }
     assert!(
         widened > 385 * 6,

@@ -244,6 +244,15 @@ fn customer_columns() -> Vec<OutputSpec> {
                 ));
             }
         }
+        if name == "expected_purchases" {
+            for end in ["lower", "upper"] {
+                columns.push(OutputSpec::new(
+                    &format!("purchases_{end}"),
+                    "transactions",
+                    &format!("the {end} end of the prediction interval of the purchases the customer will make over the horizon, at the level of the interval parameter, given the fitted parameters (bgnbd, mbgnbd, pareto_nbd with interval)"),
+                ));
+            }
+        }
         columns
     })
     .collect()

@@ -512,6 +512,8 @@ struct Predictions {
     predicted_holdout: Option<Vec<f64>>,
     /// With intervals: each column's lower and upper ends, by the column's name.
     bounds: Vec<(&'static str, Bounds)>,
+    /// With intervals: each customer's prediction interval of purchases over the horizon.
+    purchase_range: Option<Bounds>,
 }
 
 /// The value columns of a spend model.
@@ -726,10 +728,22 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             .holdout_length
             .map(|_| gather(|p| p.predicted_holdout.unwrap_or(0.0))),
         bounds: Vec::new(),
+        purchase_range: None,
     };
 
     // Intervals, where asked for and where the fits have covariances.
     let level = Level::of(params)?;
+    if let Some(level) = level {
+        predictions.purchase_range = Some(purchase_range(
+            model,
+            &histories,
+            &per_history,
+            &history_of,
+            horizon,
+            level,
+            input,
+        )?);
+    }
     let bootstrapped = level.is_some() && params.str("uncertainty")? == "bootstrap";
     let mut unavailable: Vec<String> = Vec::new();
     let mut bootstrap_totals: Vec<(&str, (f64, f64))> = Vec::new();
@@ -1113,17 +1127,12 @@ fn customer_bounds(
     bounds
 }
 
-/// Each distinct history's DERT if alive, computed once per distinct (x, T): it does not
-/// depend on t_x, and many histories share x and T where t_x differs.
-pub(crate) fn dert_if_alive(
-    model: &dyn PurchaseModel,
-    discounting: &Discounting,
-    histories: &Histories,
-    input: &Input<'_>,
-) -> Result<Vec<f64>, MetricError> {
+/// The distinct (x, T) of the histories, and each history's index into them: what a
+/// customer alive at T will do depends on x and T alone.
+fn distinct_x_and_t(histories: &Histories) -> (Vec<(f64, f64)>, Vec<usize>) {
     let mut slot_of: std::collections::HashMap<(u64, u64), usize> = Default::default();
     let mut pairs: Vec<(f64, f64)> = Vec::new();
-    let slots: Vec<usize> = histories
+    let slots = histories
         .x
         .iter()
         .zip(&histories.t)
@@ -1136,6 +1145,78 @@ pub(crate) fn dert_if_alive(
                 })
         })
         .collect();
+    (pairs, slots)
+}
+
+/// Each customer's prediction interval of the purchases they will make over the horizon: the
+/// (1 − L)/2 and (1 + L)/2 quantiles of P(X = n | history) = (1 − P(alive))·1{n = 0} +
+/// P(alive)·P(X = n | alive), the second a distribution per distinct (x, T), kept only as far
+/// as its cumulative sum needs to reach the upper quantile.
+fn purchase_range(
+    model: &dyn PurchaseModel,
+    histories: &Histories,
+    per_history: &[HistoryPrediction],
+    history_of: &[u32],
+    horizon: f64,
+    level: Level,
+    input: &Input<'_>,
+) -> Result<Bounds, MetricError> {
+    let (low, high) = ((1.0 - level.level) / 2.0, (1.0 + level.level) / 2.0);
+    let (pairs, slots) = distinct_x_and_t(histories);
+    let cumulative: Vec<Option<Vec<f64>>> = pairs
+        .par_iter()
+        .map(|&(x, t)| {
+            input.check_cancelled()?;
+            let expected = model
+                .expected_purchases_if_alive_at(&[horizon], x, t)
+                .map_or(0.0, |e| e[0]);
+            let mut max_n = (expected + 6.0 * expected.sqrt() + 10.0).ceil() as usize;
+            while max_n <= 100_000 {
+                let mut sum = 0.0;
+                let mut cdf: Vec<f64> = Vec::new();
+                for p in model.purchase_distribution_if_alive(horizon, x, t, max_n) {
+                    sum += p;
+                    cdf.push(sum);
+                    if sum >= high {
+                        return Ok(Some(cdf));
+                    }
+                }
+                max_n *= 4;
+            }
+            Ok(None)
+        })
+        .collect::<Result<_, MetricError>>()?;
+    // The first n whose mixed cumulative probability reaches q.
+    let quantile = |cdf: &[f64], alive: f64, q: f64| -> Option<f64> {
+        cdf.iter()
+            .position(|c| (1.0 - alive) + alive * c >= q - 1e-12)
+            .map(|n| n as f64)
+    };
+    let per_history_range: Vec<(Option<f64>, Option<f64>)> = (0..histories.len())
+        .into_par_iter()
+        .map(|h| match &cumulative[slots[h]] {
+            Some(cdf) => {
+                let alive = per_history[h].p_alive;
+                (quantile(cdf, alive, low), quantile(cdf, alive, high))
+            }
+            None => (None, None),
+        })
+        .collect();
+    Ok(history_of
+        .par_iter()
+        .map(|&h| per_history_range[h as usize])
+        .unzip())
+}
+
+/// Each distinct history's DERT if alive, computed once per distinct (x, T): it does not
+/// depend on t_x, and many histories share x and T where t_x differs.
+pub(crate) fn dert_if_alive(
+    model: &dyn PurchaseModel,
+    discounting: &Discounting,
+    histories: &Histories,
+    input: &Input<'_>,
+) -> Result<Vec<f64>, MetricError> {
+    let (pairs, slots) = distinct_x_and_t(histories);
     let values: Vec<f64> = pairs
         .par_iter()
         .map(|&(x, t)| {
@@ -1206,6 +1287,12 @@ fn customer_table(
             if let Some((_, (lower, upper))) = predictions.bounds.iter().find(|(n, _)| *n == name) {
                 columns.push((format!("{name}_lower"), Source::Optional(lower)));
                 columns.push((format!("{name}_upper"), Source::Optional(upper)));
+            }
+            if let ("expected_purchases", Some((lower, upper))) =
+                (name, &predictions.purchase_range)
+            {
+                columns.push(("purchases_lower".to_owned(), Source::Optional(lower)));
+                columns.push(("purchases_upper".to_owned(), Source::Optional(upper)));
             }
             columns
         })
