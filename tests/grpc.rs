@@ -143,6 +143,26 @@ async fn lists_and_describes_metrics() {
             .any(|o| o.name == "standard_error" && o.unit == "points")
     );
     assert!(nps.library.contains("mittari_plugin_nps"));
+    // A table's columns come with their units (clv's customers table declares them).
+    let clv = client
+        .describe_metric(pb::DescribeMetricRequest { name: "clv".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .metric
+        .unwrap();
+    let customers = clv.tables.iter().find(|t| t.name == "customers").unwrap();
+    let unit_of = |name: &str| {
+        customers
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.unit.as_str())
+    };
+    assert_eq!(unit_of("p_alive"), Some("probability"));
+    assert_eq!(unit_of("p_alive_lower"), Some("probability"));
+    assert_eq!(unit_of("purchases_upper"), Some("transactions"));
+    assert_eq!(unit_of("residual_value"), Some("currency"));
 
     let missing = client
         .describe_metric(pb::DescribeMetricRequest { name: "npx".into() })

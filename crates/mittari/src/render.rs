@@ -1043,6 +1043,24 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
             .map(|t| vec![t.name.clone(), t.description.clone()])
             .collect();
         out.push_str(&aligned(&["table", "meaning"].map(String::from), &rows));
+        // The columns of each table that declares them, with their units.
+        for table in d.tables.iter().filter(|t| !t.columns.is_empty()) {
+            let _ = writeln!(
+                out,
+                "
+{} columns:",
+                table.name
+            );
+            let rows: Vec<Vec<String>> = table
+                .columns
+                .iter()
+                .map(|c| vec![c.name.clone(), c.unit.clone(), c.description.clone()])
+                .collect();
+            out.push_str(&aligned(
+                &["column", "unit", "meaning"].map(String::from),
+                &rows,
+            ));
+        }
     }
     out
 }
