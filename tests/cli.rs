@@ -1780,3 +1780,42 @@ fn bootstrap_intervals_are_reproducible_and_agree_with_the_delta_method() {
         );
     }
 }
+
+/// The goodness of fit on CDNOW under BG/NBD: the repeat-purchase histogram observed against
+/// expected (FHL 2005, fig. 3: 1 411 customers without a repeat purchase, about 1 408
+/// expected), and Pearson's χ² on three degrees of freedom.
+#[test]
+fn fits_say_how_well_they_reproduce_the_data() {
+    let root = repo_root();
+    let out: serde_json::Value = serde_json::from_str(&mittari(
+        &root,
+        &[
+            "compute",
+            "clv",
+            "--input",
+            "tests/data/cdnow_summary.csv",
+            "--param",
+            "model=bgnbd",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let rows = out["tables"]["repeat_purchases"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    let column =
+        |name: &str| -> Vec<f64> { rows.iter().map(|r| r[name].as_f64().unwrap()).collect() };
+    let (observed, expected) = (column("observed"), column("expected"));
+    assert_eq!(observed[0], 1411.0);
+    assert_eq!(observed.iter().sum::<f64>(), 2357.0);
+    assert!((expected.iter().sum::<f64>() - 2357.0).abs() < 1e-6);
+    assert!((expected[0] - 1407.68).abs() < 0.01, "{expected:?}");
+    assert_eq!(rows[7]["or_more"], true);
+    let results = &out["results"];
+    assert_eq!(results["chi_square_df"], 3);
+    assert!(
+        (results["chi_square"].as_f64().unwrap() - 4.82).abs() < 0.01,
+        "{results}"
+    );
+    assert!((results["chi_square_p_value"].as_f64().unwrap() - 0.185).abs() < 0.001);
+}

@@ -15,6 +15,7 @@ pub mod bgbb;
 pub mod bgnbd;
 pub mod discount;
 pub mod gamma_gamma;
+pub mod goodness;
 mod hash;
 pub mod hyp2f1;
 pub mod identification;

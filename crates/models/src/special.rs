@@ -46,6 +46,58 @@ pub fn recip_gamma_signed(x: f64) -> (f64, f64) {
     (sine.signum(), sine.abs().ln() + ln_gamma(1.0 - x) - PI.ln())
 }
 
+/// Q(a, x) = Γ(a, x)/Γ(a), the regularized upper incomplete gamma function, for a > 0 and
+/// x ≥ 0: the series of P = 1 − Q below x = a + 1, Legendre's continued fraction (by the
+/// modified Lentz method) above it (Press et al., Numerical Recipes, 3rd ed., §6.2), each
+/// summed to 1e-15. The chi-square survival function is Q(df/2, χ²/2).
+pub fn gamma_q(a: f64, x: f64) -> f64 {
+    if a.is_nan() || a <= 0.0 || x.is_nan() || x < 0.0 {
+        return f64::NAN;
+    }
+    if x == 0.0 {
+        return 1.0;
+    }
+    let ln_front = a * x.ln() - x - ln_gamma(a);
+    if x < a + 1.0 {
+        // P(a, x) = e^(−x) x^a / Γ(a+1) · Σ xⁿ / ((a+1)…(a+n)).
+        let (mut term, mut sum, mut denominator) = (1.0 / a, 1.0 / a, a);
+        for _ in 0..10_000 {
+            denominator += 1.0;
+            term *= x / denominator;
+            sum += term;
+            if term.abs() < sum.abs() * 1e-16 {
+                break;
+            }
+        }
+        (1.0 - sum * ln_front.exp()).max(0.0)
+    } else {
+        const TINY: f64 = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / TINY;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..10_000 {
+            let an = -(i as f64) * (i as f64 - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < TINY {
+                d = TINY;
+            }
+            c = b + an / c;
+            if c.abs() < TINY {
+                c = TINY;
+            }
+            d = 1.0 / d;
+            let delta = d * c;
+            h *= delta;
+            if (delta - 1.0).abs() < 1e-16 {
+                break;
+            }
+        }
+        (ln_front.exp() * h).clamp(0.0, 1.0)
+    }
+}
+
 /// ψ(x) = d/dx ln Γ(x), for x > 0: recurrence up to x ≥ 10, then the asymptotic series
 /// (truncation error below 1e-14 there).
 pub fn digamma(mut x: f64) -> f64 {
@@ -81,6 +133,29 @@ pub fn trigamma(mut x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Against mpmath's regularized upper incomplete gamma (17 digits), on both sides of
+    /// x = a + 1, and the chi-square 5 % point of 6 degrees of freedom.
+    #[test]
+    fn upper_incomplete_gamma() {
+        for (a, x, want) in [
+            (0.5, 0.3, 0.438_578_026_080_999_9),
+            (1.5, 2.0, 0.261_464_129_949_110_6),
+            (3.5, 10.0, 0.005_569_683_072_945_571),
+            (10.0, 3.0, 0.998_897_511_869_884_5),
+            (2.0, 40.0, 1.741_825_244_669_551_5e-16),
+            (25.0, 30.0, 0.157_242_027_238_391_6),
+            (3.0, 12.59 / 2.0, 0.050_029_011_738_915_22),
+        ] {
+            let got = gamma_q(a, x);
+            assert!(
+                (got - want).abs() <= 1e-13 * want,
+                "Q({a}, {x}) = {got}, not {want}"
+            );
+        }
+        assert_eq!(gamma_q(2.0, 0.0), 1.0);
+        assert!(gamma_q(-1.0, 1.0).is_nan());
+    }
 
     fn close(got: f64, want: f64, tolerance: f64) -> bool {
         (got - want).abs() <= tolerance * want.abs().max(1.0)

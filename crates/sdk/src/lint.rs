@@ -30,6 +30,7 @@ pub const KNOWN_UNITS: &[&str] = &[
     "time units",
     "opportunities",
     "id",
+    "statistic",
 ];
 
 impl MetricDescriptor {
@@ -292,7 +293,7 @@ mod tests {
             |d| d.output(OutputSpec::new("Share", "percent", "share of orders")),
             &[
                 "output \"Share\": names are lowercase snake_case",
-                "output \"Share\": unit \"percent\" is not one of %, count, currency, fraction, ratio, points, score, periods, days, weeks, years, per year, parameter, log-likelihood, customers, transactions, probability, time units, opportunities, id",
+                "output \"Share\": unit \"percent\" is not one of %, count, currency, fraction, ratio, points, score, periods, days, weeks, years, per year, parameter, log-likelihood, customers, transactions, probability, time units, opportunities, id, statistic",
             ],
         );
         check(

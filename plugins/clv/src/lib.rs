@@ -180,9 +180,18 @@ impl Metric for Clv {
             .output(OutputSpec::new("expected_dropouts", "customers", "expected customers active now who drop out within the churn window (predictive models)"))
             .output(OutputSpec::new("dert_total", "transactions", "discounted expected residual transactions of all customers, no horizon (dert=true)"))
             .output(OutputSpec::new("residual_value_total", "currency", "the value of all purchases to come, no horizon: the sum of dert x expected_spend x margin (dert=true with gamma_gamma)"))
+            .output(OutputSpec::new("chi_square", "statistic", "Pearson's chi-square of the repeat-purchase histogram, observed against expected, bins pooled to at least five expected (bgnbd, mbgnbd, pareto_nbd)"))
+            .output(OutputSpec::new("chi_square_df", "count", "its degrees of freedom: bins - 1 - 4 parameters"))
+            .output(OutputSpec::new("chi_square_p_value", "probability", "P(chi-square at least this large) if the model were right: small values say it does not reproduce the data"))
             .output(OutputSpec::new("holdout_purchases", "count", "purchases (distinct periods) customers made in the holdout"))
             .output(OutputSpec::new("predicted_holdout_purchases", "count", "BG/NBD prediction of the holdout purchases"))
             .table_with_columns("customers", "per customer: historic value (historic), or P(alive), expected purchases, spend and clv (predictive models)", customer_columns())
+            .table_with_columns("repeat_purchases", "bgnbd, mbgnbd, pareto_nbd: customers by repeat purchases in calibration, observed against the fitted model's expectation", [
+                OutputSpec::new("purchases", "transactions", "repeat purchases, 0 to 7; the last row counts 7 or more"),
+                OutputSpec::new("or_more", "id", "true on the last row, which counts that many purchases or more"),
+                OutputSpec::new("observed", "customers", "customers with that many repeat purchases"),
+                OutputSpec::new("expected", "customers", "the model's expectation: the sum over customers of P(X(T) = n), each at their own T"),
+            ])
             .table("purchase_curve", "predictive models: expected cumulative purchases of a new customer and of as many new customers as the input has")
             .table("purchase_distribution", "bgnbd, mbgnbd, pareto_nbd: probability that a new customer makes n purchases within the horizon")
     }

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use mittari_models::bgnbd::{self, BgNbd, Variant};
 use mittari_models::gamma_gamma::{self, GammaGamma};
+use mittari_models::goodness;
 use mittari_models::identification::{self, Support};
 use mittari_models::pareto_nbd::{self, ParetoNbd};
 use mittari_models::rfm::{self, DAYS_PER_YEAR, TimeUnit};
@@ -1013,8 +1014,25 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             ),
         );
     }
+    // How well the model reproduces the data: customers by repeat purchases, observed against
+    // expected, and Pearson's χ².
+    let histogram = goodness::repeat_purchase_histogram(model, &histories, HISTOGRAM_BINS);
+    output = match goodness::chi_square(&histogram, 4) {
+        Some(test) => output
+            .scalar(Scalar::new("chi_square", test.statistic))
+            .scalar(Scalar::new("chi_square_df", test.degrees_of_freedom as f64))
+            .scalar(Scalar::new("chi_square_p_value", test.p_value)),
+        None => {
+            let reason = "too few customers for five expected in each of more than five bins of repeat purchases";
+            output
+                .scalar(Scalar::undefined("chi_square", reason))
+                .scalar(Scalar::undefined("chi_square_df", reason))
+                .scalar(Scalar::undefined("chi_square_p_value", reason))
+        }
+    };
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
     Ok(output
+        .table("repeat_purchases", histogram_table(&histogram)?)
         .table("customers", customer_table(&history, &predictions, top)?)
         .table(
             "purchase_curve",
@@ -1388,6 +1406,40 @@ impl Source<'_> {
             ),
         }
     }
+}
+
+/// Bins of the repeat-purchase histogram: 0 to 6 and "7 or more", as lifetimes draws it.
+const HISTOGRAM_BINS: usize = 8;
+
+/// The `repeat_purchases` table: customers by repeat purchases in calibration, observed and
+/// expected; the last row counts "that many or more".
+fn histogram_table(histogram: &goodness::RepeatHistogram) -> Result<RecordBatch, MetricError> {
+    let bins = histogram.observed.len();
+    result_table(
+        "repeat_purchases",
+        vec![
+            (
+                "purchases",
+                Arc::new((0..bins as i64).collect::<Int64Array>()),
+            ),
+            (
+                "or_more",
+                Arc::new(
+                    (0..bins)
+                        .map(|n| Some(n + 1 == bins))
+                        .collect::<mittari_sdk::arrow_array::BooleanArray>(),
+                ),
+            ),
+            (
+                "observed",
+                Arc::new(Float64Array::from(histogram.observed.clone())),
+            ),
+            (
+                "expected",
+                Arc::new(Float64Array::from(histogram.expected.clone())),
+            ),
+        ],
+    )
 }
 
 /// E[X(t)] of one new customer and of as many new customers as the input has, t = 0 to the horizon.
