@@ -506,6 +506,12 @@ impl PurchaseModel for BgNbd {
     /// B(a, b+n+k)/B(a, b) NBD(n) + 1{n+k>0} B(a+1, b+n+k−1)/B(a, b) P(NBD ≥ n), with
     /// NBD(j) = Γ(r+j)/(Γ(r) j!) (α/(α+t))^r (t/(α+t))^j.
     fn purchase_distribution(&self, t: f64, max_n: usize) -> Vec<f64> {
+        // No time, no purchase (and 0 · ln 0 below would be NaN).
+        if t <= 0.0 {
+            return (0..=max_n)
+                .map(|n| if n == 0 { 1.0 } else { 0.0 })
+                .collect();
+        }
         let BgNbd { r, alpha, a, b, .. } = *self;
         let k = self.variant.shift();
         let ln_beta = |p: f64, q: f64| ln_gamma(p) + ln_gamma(q) - ln_gamma(p + q);

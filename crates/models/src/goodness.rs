@@ -143,6 +143,11 @@ mod tests {
         eprintln!("CDNOW: {histogram:?}, {test:?}");
         assert_eq!(test.degrees_of_freedom, 3);
         assert!(test.statistic > 0.0 && (0.0..=1.0).contains(&test.p_value));
+        // A customer observed for no time at all (first purchase at the end) expects none.
+        let fresh = Histories::compress([(0.0, 0.0, 0.0, 1.0)].into_iter());
+        let histogram = repeat_purchase_histogram(&model, &fresh, 8);
+        assert_eq!(histogram.expected[0], 1.0);
+        assert!(histogram.expected.iter().all(|e| e.is_finite()));
     }
 
     /// Data simulated from the model pass the test about as often as they should: over 200

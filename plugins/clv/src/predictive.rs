@@ -1031,8 +1031,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         }
     };
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
+    // The customers table first: it is the one `--output FILE` writes.
     Ok(output
-        .table("repeat_purchases", histogram_table(&histogram)?)
         .table("customers", customer_table(&history, &predictions, top)?)
         .table(
             "purchase_curve",
@@ -1041,7 +1041,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .table(
             "purchase_distribution",
             purchase_distribution(model, horizon)?,
-        ))
+        )
+        .table("repeat_purchases", histogram_table(&histogram)?))
 }
 
 /// How much data of each kind the purchase fit had, for the identification check.
