@@ -59,6 +59,7 @@ const EXAMPLES: [Example; 7] = [
         charts: &[
             "clv-p-alive",
             "clv-expected-purchases",
+            "clv-repeat-purchases",
             "clv-holdout",
             "clv-tracking",
         ],

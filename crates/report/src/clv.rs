@@ -181,6 +181,9 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         for chart in matrices(model.as_ref(), customers, horizon, unit)? {
             section.chart(chart);
         }
+        if let Some(chart) = repeat_purchase_chart(&results)? {
+            section.chart(chart);
+        }
         if holdout_start.is_some()
             && let Some(chart) = holdout_chart(customers)?
         {
@@ -482,6 +485,79 @@ fn holdout_chart(customers: &RecordBatch) -> Result<Option<Chart>, Skip> {
                   without seeing them. Bars of equal height mean the model predicts well."
             .into(),
     }))
+}
+
+/// Customers by repeat purchases in calibration, observed against the model's expectation,
+/// with the χ² test in the caption; `None` without the `repeat_purchases` table.
+fn repeat_purchase_chart(results: &MetricResults) -> Result<Option<Chart>, Skip> {
+    let Some(table) = table::result_table(results, "repeat_purchases") else {
+        return Ok(None);
+    };
+    let (observed, expected) = (
+        table::numbers(table, "observed"),
+        table::numbers(table, "expected"),
+    );
+    let bins = observed.len();
+    let labels: Vec<String> = (0..bins)
+        .map(|i| {
+            if i + 1 == bins {
+                format!("{i}+")
+            } else {
+                i.to_string()
+            }
+        })
+        .collect();
+    let test = match (
+        table::scalar(results, "chi_square"),
+        table::scalar(results, "chi_square_df"),
+        table::scalar(results, "chi_square_p_value"),
+    ) {
+        (Some(statistic), Some(df), Some(p)) => format!(
+            " Pearson's χ² = {} on {df} degrees of freedom, p = {}: {}",
+            grouped(statistic, 2),
+            significant_p(p),
+            if p < 0.05 {
+                "the model does not reproduce how often these customers buy (p below 0.05)."
+            } else {
+                "no evidence that the model misses how often these customers buy."
+            }
+        ),
+        _ => " Too few customers for the χ² test.".to_owned(),
+    };
+    let id = "clv-repeat-purchases";
+    Ok(Some(Chart {
+        svg: chart::bars(
+            id,
+            ("repeat purchases in the calibration period", "customers"),
+            &labels,
+            &[
+                (
+                    "observed".into(),
+                    observed.iter().map(|v| v.unwrap_or(0.0)).collect(),
+                ),
+                (
+                    "expected".into(),
+                    expected.iter().map(|v| v.unwrap_or(0.0)).collect(),
+                ),
+            ],
+        )?,
+        id: id.into(),
+        title: "How well the model fits: repeat purchases".into(),
+        caption: format!(
+            "Customers by their number of repeat purchases in the data the model was fitted to, \
+             against the number the fitted model expects (each customer over their own time \
+             observed).{test}"
+        ),
+    }))
+}
+
+/// A p-value as a reader takes it: three decimals, or "below 0.001".
+fn significant_p(p: f64) -> String {
+    if p < 0.001 {
+        "below 0.001".to_owned()
+    } else {
+        format!("{p:.3}")
+    }
 }
 
 /// (mean observed, mean predicted) holdout purchases per calibration frequency 0, 1, …, with
