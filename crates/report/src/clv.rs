@@ -455,15 +455,7 @@ fn holdout_chart(customers: &RecordBatch) -> Result<Option<Chart>, Skip> {
     let Some(bins) = holdout_bins(&frequency, &actual, &predicted) else {
         return Ok(None);
     };
-    let labels: Vec<String> = (0..bins.len())
-        .map(|i| {
-            if i + 1 == HOLDOUT_BINS {
-                format!("{i}+")
-            } else {
-                i.to_string()
-            }
-        })
-        .collect();
+    let labels = open_bin_labels(bins.len());
     let id = "clv-holdout";
     Ok(Some(Chart {
         svg: chart::bars(
@@ -497,16 +489,7 @@ fn repeat_purchase_chart(results: &MetricResults) -> Result<Option<Chart>, Skip>
         table::numbers(table, "observed"),
         table::numbers(table, "expected"),
     );
-    let bins = observed.len();
-    let labels: Vec<String> = (0..bins)
-        .map(|i| {
-            if i + 1 == bins {
-                format!("{i}+")
-            } else {
-                i.to_string()
-            }
-        })
-        .collect();
+    let labels = open_bin_labels(observed.len());
     let test = match (
         table::scalar(results, "chi_square"),
         table::scalar(results, "chi_square_df"),
@@ -549,6 +532,19 @@ fn repeat_purchase_chart(results: &MetricResults) -> Result<Option<Chart>, Skip>
              observed).{test}"
         ),
     }))
+}
+
+/// Labels of purchase-count bins 0, 1, …, the last open: "0", "1", …, "7+".
+fn open_bin_labels(bins: usize) -> Vec<String> {
+    (0..bins)
+        .map(|i| {
+            if i + 1 == bins {
+                format!("{i}+")
+            } else {
+                i.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A p-value as a reader takes it: three decimals, or "below 0.001".
