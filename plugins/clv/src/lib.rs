@@ -187,7 +187,7 @@ impl Metric for Clv {
             .output(OutputSpec::new("predicted_holdout_purchases", "count", "BG/NBD prediction of the holdout purchases"))
             .table_with_columns("customers", "per customer: historic value (historic), or P(alive), expected purchases, spend and clv (predictive models)", customer_columns())
             .table_with_columns("repeat_purchases", "bgnbd, mbgnbd, pareto_nbd: customers by repeat purchases in calibration, observed against the fitted model's expectation", [
-                OutputSpec::new("purchases", "transactions", "repeat purchases, 0 to 7; the last row counts 7 or more"),
+                OutputSpec::new("purchases", "transactions", "repeat purchases, from 0 to at least 7 (as far as nine customers in ten reach, at most 29); the last row counts that many or more"),
                 OutputSpec::new("or_more", "id", "true on the last row, which counts that many purchases or more"),
                 OutputSpec::new("observed", "customers", "customers with that many repeat purchases"),
                 OutputSpec::new("expected", "customers", "the model's expectation: the sum over customers of P(X(T) = n), each at their own T"),

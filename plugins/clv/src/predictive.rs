@@ -1016,7 +1016,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     }
     // How well the model reproduces the data: customers by repeat purchases, observed against
     // expected, and Pearson's χ².
-    let histogram = goodness::repeat_purchase_histogram(model, &histories, HISTOGRAM_BINS);
+    let histogram =
+        goodness::repeat_purchase_histogram(model, &histories, histogram_bins(&histories));
     output = match goodness::chi_square(&histogram, 4) {
         Some(test) => output
             .scalar(Scalar::new("chi_square", test.statistic))
@@ -1409,8 +1410,30 @@ impl Source<'_> {
     }
 }
 
-/// Bins of the repeat-purchase histogram: 0 to 6 and "7 or more", as lifetimes draws it.
-const HISTOGRAM_BINS: usize = 8;
+/// Bins of the repeat-purchase histogram: at least 0 to 6 and "7 or more", as lifetimes draws
+/// it, and as far as nine customers in ten reach where they buy more often (one open bin
+/// holding most customers says little), at most 0 to 28 and "29 or more".
+fn histogram_bins(histories: &Histories) -> usize {
+    const FEWEST: usize = 8;
+    const MOST: usize = 30;
+    let mut by_x: Vec<(f64, f64)> = histories
+        .x
+        .iter()
+        .copied()
+        .zip(histories.weight.iter().copied())
+        .collect();
+    by_x.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = by_x.iter().map(|(_, w)| w).sum();
+    let mut seen = 0.0;
+    let p90 = by_x
+        .iter()
+        .find(|(_, w)| {
+            seen += w;
+            seen >= 0.9 * total
+        })
+        .map_or(0.0, |(x, _)| *x);
+    (p90 as usize + 2).clamp(FEWEST, MOST)
+}
 
 /// The `repeat_purchases` table: customers by repeat purchases in calibration, observed and
 /// expected; the last row counts "that many or more".
