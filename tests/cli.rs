@@ -38,6 +38,13 @@ fn mittari(dir: &Path, args: &[&str]) -> String {
     stdout
 }
 
+/// `mittari compute clv --input INPUT --format json ARGS…` from the repository root, parsed.
+fn clv_json(input: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["compute", "clv", "--input", input, "--format", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&mittari(&repo_root(), &all)).unwrap()
+}
+
 #[test]
 fn embedded_and_server_paths_print_identical_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -1532,24 +1539,17 @@ fn own_plugins_load_from_extra_dirs() {
 /// the window's end) is at most P(alive). Calendar months count as time units.
 #[test]
 fn predictions_carry_intervals_and_churn_probabilities() {
-    let root = repo_root();
     let run = |extra: &[&str]| -> serde_json::Value {
         let mut args = vec![
-            "compute",
-            "clv",
-            "--input",
-            "examples/data/transactions.csv",
             "--param",
             "model=bgnbd",
             "--param",
             "spend_model=gamma_gamma",
             "--param",
             "margin=0.3",
-            "--format",
-            "json",
         ];
         args.extend_from_slice(extra);
-        serde_json::from_str(&mittari(&root, &args)).unwrap()
+        clv_json("examples/data/transactions.csv", &args)
     };
     let at_90 = run(&[
         "--param",
@@ -1692,13 +1692,8 @@ fn predictions_carry_intervals_and_churn_probabilities() {
 /// the same data (each within a factor 2 of its width, and overlapping it).
 #[test]
 fn bootstrap_intervals_are_reproducible_and_agree_with_the_delta_method() {
-    let root = repo_root();
     let run = |extra: &[&str]| -> serde_json::Value {
         let mut args = vec![
-            "compute",
-            "clv",
-            "--input",
-            "examples/data/transactions.csv",
             "--param",
             "model=bgnbd",
             "--param",
@@ -1711,11 +1706,9 @@ fn bootstrap_intervals_are_reproducible_and_agree_with_the_delta_method() {
             "top=20",
             "--param",
             "dert=true",
-            "--format",
-            "json",
         ];
         args.extend_from_slice(extra);
-        serde_json::from_str(&mittari(&root, &args)).unwrap()
+        clv_json("examples/data/transactions.csv", &args)
     };
     let boot = [
         "--param",
@@ -1786,21 +1779,7 @@ fn bootstrap_intervals_are_reproducible_and_agree_with_the_delta_method() {
 /// expected), and Pearson's χ² on three degrees of freedom.
 #[test]
 fn fits_say_how_well_they_reproduce_the_data() {
-    let root = repo_root();
-    let out: serde_json::Value = serde_json::from_str(&mittari(
-        &root,
-        &[
-            "compute",
-            "clv",
-            "--input",
-            "tests/data/cdnow_summary.csv",
-            "--param",
-            "model=bgnbd",
-            "--format",
-            "json",
-        ],
-    ))
-    .unwrap();
+    let out = clv_json("tests/data/cdnow_summary.csv", &["--param", "model=bgnbd"]);
     let rows = out["tables"]["repeat_purchases"].as_array().unwrap();
     assert_eq!(rows.len(), 8);
     let column =

@@ -1,6 +1,7 @@
 //! The predictive CLV models: BG/NBD, MBG/NBD or Pareto/NBD for purchases, Gamma-Gamma for
 //! their value.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -511,8 +512,11 @@ struct Predictions {
     /// discount rate, the residual value (DERT × spend × margin).
     spend: Option<Spend>,
     predicted_holdout: Option<Vec<f64>>,
-    /// With intervals: each column's lower and upper ends, by the column's name.
+    /// With intervals: each column's lower and upper ends, by the column's name; per
+    /// customer, or, from a bootstrap, for the kept customers only (`kept`: each one's
+    /// position in the ends).
     bounds: Vec<(&'static str, Bounds)>,
+    kept: Option<HashMap<u32, usize>>,
     /// With intervals: each customer's prediction interval of purchases over the horizon.
     purchase_range: Option<Bounds>,
 }
@@ -729,6 +733,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             .holdout_length
             .map(|_| gather(|p| p.predicted_holdout.unwrap_or(0.0))),
         bounds: Vec::new(),
+        kept: None,
         purchase_range: None,
     };
 
@@ -804,6 +809,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         let draws = usize::try_from(params.i64("bootstrap_draws")?).unwrap_or(0);
         let outcome = bootstrap::bootstrap(&inputs, draws, level, input)?;
         predictions.bounds = outcome.columns;
+        predictions.kept = Some(kept.iter().enumerate().map(|(i, &k)| (k, i)).collect());
         bootstrap_totals = outcome.totals;
         if outcome.fitted < outcome.draws {
             bootstrap_failures = Some((outcome.draws - outcome.fitted, outcome.draws));
@@ -1305,8 +1311,12 @@ fn customer_table(
         .flat_map(|(name, source)| {
             let mut columns = vec![(name.to_owned(), source)];
             if let Some((_, (lower, upper))) = predictions.bounds.iter().find(|(n, _)| *n == name) {
-                columns.push((format!("{name}_lower"), Source::Optional(lower)));
-                columns.push((format!("{name}_upper"), Source::Optional(upper)));
+                let ends = |values| match &predictions.kept {
+                    Some(position) => Source::Kept(position, values),
+                    None => Source::Optional(values),
+                };
+                columns.push((format!("{name}_lower"), ends(lower)));
+                columns.push((format!("{name}_upper"), ends(upper)));
             }
             if let ("expected_purchases", Some((lower, upper))) =
                 (name, &predictions.purchase_range)
@@ -1389,6 +1399,8 @@ enum Source<'a> {
     Values(&'a [f64]),
     /// With empty cells (a summary without monetary values for some rows).
     Optional(&'a [Option<f64>]),
+    /// Values of some customers only, at each one's position; empty for the others.
+    Kept(&'a HashMap<u32, usize>, &'a [Option<f64>]),
 }
 
 impl Source<'_> {
@@ -1404,6 +1416,12 @@ impl Source<'_> {
                 order
                     .iter()
                     .map(|&i| values[i as usize])
+                    .collect::<Float64Array>(),
+            ),
+            Source::Kept(position, values) => Arc::new(
+                order
+                    .iter()
+                    .map(|i| position.get(i).and_then(|&p| values[p]))
                     .collect::<Float64Array>(),
             ),
         }
