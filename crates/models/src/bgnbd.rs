@@ -299,6 +299,15 @@ pub struct BgNbd {
     pub variant: Variant,
 }
 
+/// The log-likelihood of `histories` in (r, α, a, b) under `variant`, with its written-out
+/// derivatives: what [`crate::covariates`] evaluates once per covariate profile.
+pub(crate) fn likelihood(
+    histories: &Histories,
+    variant: Variant,
+) -> impl LogLikelihood<4> + Sync + '_ {
+    Likelihood::new(histories, variant)
+}
+
 /// Fits the BG/NBD or MBG/NBD model. Starting values: r = 1, α = mean T (so λ starts near one
 /// purchase per observation span), a = b = 1.
 pub fn fit_histories(

@@ -137,6 +137,12 @@ pub enum SpendError {
     Fit(#[from] FitError),
 }
 
+/// The log-likelihood of `spend` in (p, q, γ): what [`crate::covariates`] evaluates once per
+/// covariate profile.
+pub(crate) fn likelihood(spend: &Spend) -> impl LogLikelihood<3> + Sync + '_ {
+    Likelihood::new(spend)
+}
+
 /// Fits the model to the customers with x ≥ 1 and a positive mean value, from
 /// `(x, z̄, weight)` rows.
 pub fn fit_spend(

@@ -13,7 +13,9 @@
 pub mod ad;
 pub mod bgbb;
 pub mod bgnbd;
+pub mod covariates;
 pub mod discount;
+pub mod dynamic;
 pub mod gamma_gamma;
 pub mod goodness;
 mod hash;

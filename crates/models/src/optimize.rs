@@ -465,6 +465,244 @@ fn invert<const N: usize>(mut a: [[f64; N]; N]) -> Option<[[f64; N]; N]> {
     Some(inverse)
 }
 
+/// The outcome of [`maximize`]: a fit whose number of parameters is known only at run time
+/// (covariate models), in the free parameters the objective was given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreeFit {
+    pub params: Vec<f64>,
+    /// (−H)⁻¹ of the log-likelihood in the free parameters, by central differences of the
+    /// exact gradient; `None` when −H is not positive definite (no maximum there).
+    pub covariance: Option<Vec<Vec<f64>>>,
+    pub log_likelihood: f64,
+    /// The largest gradient component of the mean log-likelihood at the end: the first-order
+    /// check, reported so a reader can see it.
+    pub largest_gradient: f64,
+    pub iterations: usize,
+    pub evaluations: usize,
+    /// The gradient is below tolerance and the Hessian negative definite: both the first- and
+    /// the second-order conditions of a maximum hold.
+    pub converged: bool,
+    pub status: String,
+    pub at_boundary: Vec<bool>,
+}
+
+/// Maximizes `log_likelihood(θ)` (it returns the value and its gradient, `None` where it cannot
+/// be evaluated) over free parameters θ within `[lower, upper]`, by BFGS with a backtracking
+/// line search, as [`fit`] does for a fixed number of parameters; then checks the second-order
+/// condition with a Hessian by central differences of the gradient. `observations` scales the
+/// objective to a mean, so the tolerances mean the same for 600 customers as for a million.
+pub fn maximize(
+    log_likelihood: impl Fn(&[f64]) -> Option<(f64, Vec<f64>)>,
+    start: Vec<f64>,
+    bounds: (Vec<f64>, Vec<f64>),
+    observations: f64,
+    cancel: &AtomicBool,
+) -> Result<FreeFit, FitError> {
+    let n = start.len();
+    let (lower, upper) = bounds;
+    if observations.is_nan() || observations <= 0.0 {
+        return Err(FitError::NoObservations);
+    }
+    let cancelled = || cancel.load(Ordering::Relaxed);
+    let objective = |theta: &[f64]| -> Option<(f64, Vec<f64>)> {
+        let (value, gradient) = log_likelihood(theta)?;
+        let g: Vec<f64> = gradient.iter().map(|g| -g / observations).collect();
+        (value.is_finite() && g.iter().all(|x| x.is_finite())).then_some((-value / observations, g))
+    };
+    let dotv = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+    let held = |theta: &[f64], g: &[f64]| -> Vec<bool> {
+        (0..n)
+            .map(|i| (theta[i] >= upper[i] && g[i] < 0.0) || (theta[i] <= lower[i] && g[i] > 0.0))
+            .collect()
+    };
+    let mut theta = start;
+    let mut evaluations = 1;
+    let (mut f, mut g) = objective(&theta).ok_or(FitError::NotFiniteAtStart)?;
+    let identity = || {
+        (0..n)
+            .map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect::<Vec<f64>>())
+            .collect::<Vec<_>>()
+    };
+    let mut inverse = identity();
+    let mut status = format!("stopped after {MAX_ITERATIONS} iterations without converging");
+    let mut first_order = false;
+    let mut iterations = 0;
+    let mut stalled = 0;
+    for iteration in 1..=MAX_ITERATIONS {
+        iterations = iteration;
+        if cancelled() {
+            return Err(FitError::Cancelled);
+        }
+        let fixed = held(&theta, &g);
+        let free_g: Vec<f64> = (0..n).map(|i| if fixed[i] { 0.0 } else { g[i] }).collect();
+        if free_g.iter().all(|x| x.abs() < GRADIENT_TOLERANCE) {
+            first_order = true;
+            status = "gradient below tolerance".to_owned();
+            iterations = iteration - 1;
+            break;
+        }
+        let mut direction: Vec<f64> = (0..n)
+            .map(|i| if fixed[i] { 0.0 } else { -dotv(&inverse[i], &free_g) })
+            .collect();
+        if dotv(&direction, &free_g) >= 0.0 {
+            inverse = identity();
+            direction = free_g.iter().map(|x| -x).collect();
+        }
+        let longest = direction.iter().fold(0.0f64, |m, d| m.max(d.abs()));
+        let mut step = if longest > 5.0 { 5.0 / longest } else { 1.0 };
+        let slope = dotv(&direction, &free_g);
+        let mut accepted = None;
+        for _ in 0..60 {
+            if cancelled() {
+                return Err(FitError::Cancelled);
+            }
+            if (step * slope).abs() < 1e-15 * f.abs() {
+                break;
+            }
+            let candidate: Vec<f64> = (0..n)
+                .map(|i| (theta[i] + step * direction[i]).clamp(lower[i], upper[i]))
+                .collect();
+            evaluations += 1;
+            if let Some((next_f, next_g)) = objective(&candidate) {
+                let moved: Vec<f64> = (0..n).map(|i| candidate[i] - theta[i]).collect();
+                if next_f <= f + 1e-4 * dotv(&moved, &free_g) {
+                    accepted = Some((candidate, next_f, next_g));
+                    break;
+                }
+            }
+            step *= 0.5;
+        }
+        let Some((next_theta, next_f, next_g)) = accepted else {
+            first_order = free_g.iter().all(|x| x.abs() < STALL_GRADIENT_TOLERANCE);
+            status = if first_order {
+                "no further decrease possible (gradient small)".to_owned()
+            } else {
+                "the line search failed: the likelihood surface may be flat or the model a poor fit".to_owned()
+            };
+            break;
+        };
+        let s: Vec<f64> = (0..n).map(|i| next_theta[i] - theta[i]).collect();
+        let y: Vec<f64> = (0..n).map(|i| next_g[i] - g[i]).collect();
+        let sy = dotv(&s, &y);
+        if sy > 1e-12 {
+            let hy: Vec<f64> = (0..n).map(|i| dotv(&inverse[i], &y)).collect();
+            let yhy = dotv(&y, &hy);
+            for i in 0..n {
+                for j in 0..n {
+                    inverse[i][j] +=
+                        (sy + yhy) * s[i] * s[j] / (sy * sy) - (hy[i] * s[j] + s[i] * hy[j]) / sy;
+                }
+            }
+        }
+        stalled = if f - next_f <= 1e-15 * f.abs() { stalled + 1 } else { 0 };
+        theta = next_theta;
+        f = next_f;
+        g = next_g;
+        if stalled >= STALL_ITERATIONS {
+            let fixed = held(&theta, &g);
+            let largest = (0..n)
+                .filter(|&i| !fixed[i])
+                .fold(0.0f64, |m, i| m.max(g[i].abs()));
+            first_order = largest < STALL_GRADIENT_TOLERANCE;
+            status = if first_order {
+                "the likelihood stopped improving at machine precision".to_owned()
+            } else {
+                format!("stalled: the likelihood stopped improving with the gradient still at {largest:.2e}")
+            };
+            break;
+        }
+    }
+    let fixed = held(&theta, &g);
+    let largest_gradient = (0..n)
+        .filter(|&i| !fixed[i])
+        .fold(0.0f64, |m, i| m.max(g[i].abs()));
+    // The second-order check: −H of the log-likelihood by central differences of its exact
+    // gradient, which must be positive definite at a maximum.
+    let mut information = vec![vec![0.0; n]; n];
+    let mut hessian_ok = true;
+    for j in 0..n {
+        if cancelled() {
+            return Err(FitError::Cancelled);
+        }
+        let h = 1e-5 * theta[j].abs().max(1.0);
+        let mut up = theta.clone();
+        let mut down = theta.clone();
+        up[j] += h;
+        down[j] -= h;
+        evaluations += 2;
+        match (objective(&up), objective(&down)) {
+            (Some((_, gu)), Some((_, gd))) => {
+                for i in 0..n {
+                    information[i][j] = (gu[i] - gd[i]) / (2.0 * h) * observations;
+                }
+            }
+            _ => hessian_ok = false,
+        }
+    }
+    let covariance = if hessian_ok { invert_symmetric(&information) } else { None };
+    let at_boundary: Vec<bool> = (0..n)
+        .map(|i| theta[i] <= lower[i] + EDGE_TOLERANCE || theta[i] >= upper[i] - EDGE_TOLERANCE)
+        .collect();
+    let converged = first_order && covariance.is_some();
+    let status = match (first_order, covariance.is_some()) {
+        (true, true) => format!("converged: {status}, Hessian negative definite"),
+        (true, false) => format!("not a maximum: {status}, but the Hessian is not negative definite"),
+        _ => status,
+    };
+    Ok(FreeFit {
+        params: theta,
+        covariance,
+        log_likelihood: -f * observations,
+        largest_gradient,
+        iterations,
+        evaluations,
+        converged,
+        status,
+        at_boundary,
+    })
+}
+
+/// The inverse of a symmetric positive definite matrix (symmetrized first) by Cholesky; `None`
+/// unless it is positive definite with a finite, positive diagonal in the inverse.
+pub fn invert_symmetric(a: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
+    let n = a.len();
+    let mut l = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            let aij = (a[i][j] + a[j][i]) / 2.0;
+            if i == j {
+                let d = aij - sum;
+                if !(d > 0.0 && d.is_finite()) {
+                    return None;
+                }
+                l[i][i] = d.sqrt();
+            } else {
+                l[i][j] = (aij - sum) / l[j][j];
+            }
+        }
+    }
+    // Columns of the inverse: solve L Lᵀ x = eₖ.
+    let mut inverse = vec![vec![0.0; n]; n];
+    for k in 0..n {
+        let mut y = vec![0.0; n];
+        for i in 0..n {
+            let b = f64::from(u8::from(i == k));
+            y[i] = (b - (0..i).map(|m| l[i][m] * y[m]).sum::<f64>()) / l[i][i];
+        }
+        let mut x = vec![0.0; n];
+        for i in (0..n).rev() {
+            x[i] = (y[i] - (i + 1..n).map(|m| l[m][i] * x[m]).sum::<f64>()) / l[i][i];
+        }
+        for (row, value) in inverse.iter_mut().zip(x) {
+            row[k] = value;
+        }
+    }
+    (0..n)
+        .all(|i| inverse[i][i].is_finite() && inverse[i][i] > 0.0)
+        .then_some(inverse)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -527,6 +527,12 @@ impl Likelihood<'_> {
     }
 }
 
+/// The log-likelihood of `histories` in (r, α, s, β), with its written-out gradient: what
+/// [`crate::covariates`] evaluates once per covariate profile.
+pub(crate) fn likelihood(histories: &Histories) -> impl LogLikelihood<4> + Sync + '_ {
+    Likelihood::new(histories)
+}
+
 /// Fits the Pareto/NBD model. Starting values: r = s = 1, α = β = mean T.
 pub fn fit_histories(
     histories: &Histories,

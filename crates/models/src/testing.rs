@@ -152,3 +152,85 @@ pub(crate) fn check_calibration(
         );
     }
 }
+
+/// One apparel customer as CLVTools prepares it (weekly units, estimation end 2006-12-31,
+/// transactions on one day merged): x, t_x, T in weeks and the week (from the customer's first
+/// purchase) of each repeat purchase; with gender and channel.
+#[cfg(test)]
+pub(crate) struct ApparelCustomer {
+    pub id: u32,
+    pub x: f64,
+    pub t_x: f64,
+    pub t: f64,
+    pub repeat_weeks: Vec<usize>,
+    pub first_day: i64,
+    pub gender: f64,
+    pub channel: f64,
+}
+
+/// Days since 1970-01-01 of an ISO date (proleptic Gregorian; Hinnant's days_from_civil).
+#[cfg(test)]
+pub(crate) fn day_of(date: &str) -> i64 {
+    let mut parts = date.split('-').map(|p| p.parse::<i64>().unwrap());
+    let (y, m, d) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// CLVTools' apparel data (tests/data/apparel), prepared as its vignette fits it.
+#[cfg(test)]
+pub(crate) fn apparel() -> Vec<ApparelCustomer> {
+    use std::collections::BTreeMap;
+    let end = day_of("2006-12-31");
+    let mut days: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+    for line in include_str!("../../../tests/data/apparel/transactions.csv").lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        days.entry(f[0].parse().unwrap()).or_default().push(day_of(f[1]));
+    }
+    let mut covariates: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
+    for line in include_str!("../../../tests/data/apparel/static_covariates.csv").lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        covariates.insert(f[0].parse().unwrap(), (f[1].parse().unwrap(), f[2].parse().unwrap()));
+    }
+    days.into_iter()
+        .map(|(id, mut d)| {
+            d.sort_unstable();
+            d.dedup();
+            let first = d[0];
+            let repeats: Vec<i64> = d[1..].iter().copied().filter(|&day| day <= end).collect();
+            let last = repeats.last().copied().unwrap_or(first);
+            let (gender, channel) = covariates[&id];
+            ApparelCustomer {
+                id,
+                x: repeats.len() as f64,
+                t_x: (last - first) as f64 / 7.0,
+                t: (end - first) as f64 / 7.0,
+                repeat_weeks: repeats.iter().map(|&day| ((day - first) / 7) as usize).collect(),
+                first_day: first,
+                gender,
+                channel,
+            }
+        })
+        .collect()
+}
+
+/// The high-season flag of each week starting on a Sunday, by the week's first day.
+#[cfg(test)]
+pub(crate) fn high_season() -> std::collections::BTreeMap<i64, f64> {
+    include_str!("../../../tests/data/apparel/high_season.csv")
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let (week, flag) = line.split_once(',').unwrap();
+            (day_of(week), flag.parse().unwrap())
+        })
+        .collect()
+}
