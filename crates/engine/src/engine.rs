@@ -543,9 +543,9 @@ impl Engine {
         let descriptor = &self.entry(metric)?.descriptor;
         let empty = RecordBatch::new_empty(schema);
         let mut violations = Vec::new();
-        validate::params(descriptor, params, &mut violations);
+        let params = validate::params(descriptor, params, &mut violations);
         validate::group_by(&empty, group_by, &mut violations);
-        validate::input(descriptor, &empty, &mut violations).map_err(|message| {
+        validate::input(descriptor, &empty, &params, &mut violations).map_err(|message| {
             EngineError::MetricFailed {
                 metric: descriptor.name.clone(),
                 message,
@@ -673,7 +673,7 @@ impl Engine {
         let params = validate::params(descriptor, request.params, &mut violations);
         validate::group_by(&request.input, &request.group_by, &mut violations);
         let input =
-            validate::input(descriptor, &request.input, &mut violations).map_err(|message| {
+            validate::input(descriptor, &request.input, &params, &mut violations).map_err(|message| {
                 EngineError::MetricFailed {
                     metric: descriptor.name.clone(),
                     message,

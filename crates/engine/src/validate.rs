@@ -151,6 +151,7 @@ pub(crate) fn capped_list<'a>(items: impl ExactSizeIterator<Item = &'a str>) -> 
 pub(crate) fn input(
     descriptor: &MetricDescriptor,
     batch: &RecordBatch,
+    params: &Params,
     violations: &mut Vec<Violation>,
 ) -> Result<RecordBatch, String> {
     let mut fields = Vec::new();
@@ -183,11 +184,77 @@ pub(crate) fn input(
             columns.push(column);
         }
     }
+    // Columns the parameters name (covariates): passed on in their own type, after the
+    // declared ones.
+    for (parameter, name) in named_columns(descriptor, params) {
+        if descriptor.input_column(&name).is_some() || fields.iter().any(|f| f.name() == &name) {
+            continue;
+        }
+        let field = Field::Column {
+            name: name.clone(),
+            row: None,
+        };
+        let Some(column) = batch.column_by_name(&name) else {
+            violations.push(Violation::new(
+                field,
+                format!(
+                    "parameter {parameter} names column {name}, which the input lacks; the input has: {}",
+                    column_names(batch)
+                ),
+            ));
+            continue;
+        };
+        match column_type(column.data_type()) {
+            Some(data_type) => {
+                if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
+                    check_finite(&ColumnSpec::double(&name, "a named column"), doubles, violations);
+                }
+                // Timestamps in the UTC the SDK documents, as for declared columns.
+                let column: ArrayRef = if data_type == DataType::Timestamp {
+                    Arc::new(
+                        column
+                            .as_primitive::<TimestampMicrosecondType>()
+                            .clone()
+                            .with_timezone("UTC"),
+                    )
+                } else {
+                    Arc::clone(column)
+                };
+                fields.push(ArrowField::new(&name, column.data_type().clone(), true));
+                columns.push(column);
+            }
+            None => violations.push(Violation::new(
+                field,
+                format!(
+                    "column {name} (named by parameter {parameter}) is {}; it must hold numbers, text, booleans or timestamps",
+                    column.data_type()
+                ),
+            )),
+        }
+    }
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     // The columns come from one batch, so this cannot fail; if it ever did, the request fails
     // rather than the plugin computing over a different table.
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
         .map_err(|e| format!("cannot assemble the validated input: {e}"))
+}
+
+/// (parameter, column) for every column the request's parameters name.
+pub(crate) fn named_columns(
+    descriptor: &MetricDescriptor,
+    params: &Params,
+) -> Vec<(String, String)> {
+    let mut named: Vec<(String, String)> = Vec::new();
+    for (parameter, value) in params.iter() {
+        if let ParamValue::String(value) = value {
+            for column in descriptor.named_columns([(parameter.as_str(), value.as_str())]) {
+                if !named.iter().any(|(_, c)| *c == column) {
+                    named.push((parameter.clone(), column));
+                }
+            }
+        }
+    }
+    named
 }
 
 fn conform_column(
@@ -361,7 +428,7 @@ mod tests {
     /// descriptions, or the projected schema's (name, type) pairs when there are none.
     fn check_input(columns: Vec<(&str, ArrayRef)>, expect: Expect<(&str, Arrow)>) {
         let mut violations = Vec::new();
-        let projected = input(&descriptor(), &batch(columns), &mut violations).unwrap();
+        let projected = input(&descriptor(), &batch(columns), &Params::new(), &mut violations).unwrap();
         match expect {
             Ok(schema) => {
                 assert_eq!(violations, vec![]);
@@ -594,7 +661,7 @@ mod tests {
                     .collect();
                 let batch = RecordBatch::try_from_iter(columns).unwrap();
                 let mut violations = Vec::new();
-                let projected = input(&descriptor(), &batch, &mut violations);
+                let projected = input(&descriptor(), &batch, &Params::new(), &mut violations);
                 prop_assert!(violations.iter().all(|v| !v.description.is_empty()));
                 if let (Ok(projected), true) = (projected, violations.is_empty()) {
                     let score = projected.column_by_name("score");

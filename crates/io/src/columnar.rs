@@ -37,6 +37,8 @@ pub(crate) struct Wanted<'a> {
     pub(crate) descriptor: &'a MetricDescriptor,
     pub(crate) group_by: &'a [String],
     pub(crate) mappings: &'a [ColumnMapping],
+    /// (parameter, column) for the columns the request's parameters name.
+    pub(crate) named: &'a [(String, String)],
     pub(crate) dialect: &'a Dialect,
 }
 
@@ -57,10 +59,11 @@ impl<'a> Conformer<'a> {
             descriptor,
             group_by,
             mappings,
+            named,
             dialect,
         } = wanted;
         let header: Vec<String> = input.fields().iter().map(|f| f.name().clone()).collect();
-        let selected = select(&header, descriptor, group_by, mappings)
+        let selected = select(&header, descriptor, group_by, mappings, named)
             .map_err(|message| ReadError::input(source, message))?;
         let mut fields = Vec::with_capacity(selected.len());
         for column in &selected {

@@ -45,7 +45,9 @@ pub(crate) fn select(
     descriptor: &MetricDescriptor,
     group_by: &[String],
     mappings: &[ColumnMapping],
+    named: &[(String, String)],
 ) -> Result<Vec<Selected>, String> {
+    let is_named = |name: &str| named.iter().any(|(_, c)| c == name);
     for (i, mapping) in mappings.iter().enumerate() {
         if !header.contains(&mapping.source) {
             return Err(format!(
@@ -56,7 +58,10 @@ pub(crate) fn select(
                 listing(header, &mapping.source)
             ));
         }
-        if descriptor.input_column(&mapping.name).is_none() && !group_by.contains(&mapping.name) {
+        if descriptor.input_column(&mapping.name).is_none()
+            && !group_by.contains(&mapping.name)
+            && !is_named(&mapping.name)
+        {
             let inputs: Vec<String> = descriptor.inputs.iter().map(|c| c.name.clone()).collect();
             return Err(format!(
                 "--column {}={}: {} is neither an input of {} ({}) nor a --group-by column{}",
@@ -92,6 +97,7 @@ pub(crate) fn select(
         let name = name_of(source);
         if descriptor.input_column(&name).is_some()
             || group_by.contains(&name)
+            || is_named(&name)
             || mappings.iter().any(|m| &m.source == source)
         {
             return Err(format!(
@@ -106,7 +112,7 @@ pub(crate) fn select(
         let name = name_of(source);
         let data_type = match descriptor.input_column(&name) {
             Some(spec) => Some(spec.data_type),
-            None if group_by.contains(&name) => None,
+            None if group_by.contains(&name) || is_named(&name) => None,
             None => continue,
         };
         if let Some(clash) = selected.iter().find(|s| s.name == name) {
@@ -130,6 +136,14 @@ pub(crate) fn select(
                 spec.name,
                 listing(header, &spec.name),
                 spec.name
+            ));
+        }
+    }
+    for (parameter, name) in named {
+        if !present(name) && descriptor.input_column(name).is_none() {
+            return Err(format!(
+                "--param {parameter}: the input has no column {name}{}",
+                listing(header, name)
             ));
         }
     }
@@ -180,7 +194,7 @@ mod tests {
         let header: Vec<String> = header.split(',').map(str::to_owned).collect();
         let group_by: Vec<String> = group_by.iter().map(|s| (*s).to_owned()).collect();
         let mappings: Vec<ColumnMapping> = mappings.iter().map(|m| m.parse().unwrap()).collect();
-        let got = select(&header, &descriptor, &group_by, &mappings).map(|selected| {
+        let got = select(&header, &descriptor, &group_by, &mappings, &[]).map(|selected| {
             selected
                 .iter()
                 .map(|s| format!("{}<-{}", s.name, header[s.index]))

@@ -40,6 +40,8 @@ pub(crate) struct CsvOptions<'a> {
     pub(crate) decimal: Option<DecimalSeparator>,
     pub(crate) date_format: Option<&'a DateFormat>,
     pub(crate) mappings: &'a [ColumnMapping],
+    /// (parameter, column) for the columns the request's parameters name.
+    pub(crate) named: &'a [(String, String)],
 }
 
 /// The delimiters a header line is searched for, in the order that breaks a tie.
@@ -378,7 +380,7 @@ pub(crate) fn read(
 ) -> Result<Table, ReadError> {
     let mut blocks = Blocks::new(reader, source);
     let (delimiter, headers, header_end, body_line) = header_of(&mut blocks, options.delimiter)?;
-    let columns: Vec<Column> = select(&headers, descriptor, group_by, options.mappings)
+    let columns: Vec<Column> = select(&headers, descriptor, group_by, options.mappings, options.named)
         .map_err(|message| ReadError::input(source, message))?
         .into_iter()
         .map(|s| Column {

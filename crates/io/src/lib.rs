@@ -118,6 +118,9 @@ pub struct ReadOptions {
     pub date_format: Option<DateFormat>,
     /// Input columns under the metric's names.
     pub columns: Vec<ColumnMapping>,
+    /// Columns the request's parameters name (`--param covariates=gender,channel`), as
+    /// (parameter, column): read in their own type, like `group_by` columns.
+    pub named_columns: Vec<(String, String)>,
 }
 
 /// Where an input comes from.
@@ -430,6 +433,7 @@ pub fn conform(
         descriptor,
         group_by,
         mappings: &[],
+        named: &[],
         dialect: &dialect,
     };
     columnar::Conformer::new(wanted, &batch.schema())?.conform(batch, first_row)
@@ -486,6 +490,7 @@ fn read_stream(
                 decimal: options.decimal,
                 date_format: options.date_format.as_ref(),
                 mappings: &options.columns,
+                named: &options.named_columns,
             },
         ),
         Format::Arrow | Format::ArrowStream => {
@@ -541,6 +546,7 @@ fn wanted<'a>(
         descriptor,
         group_by,
         mappings: &options.columns,
+        named: &options.named_columns,
         dialect,
     }
 }

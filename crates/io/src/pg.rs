@@ -215,6 +215,7 @@ pub(crate) fn read(
         descriptor,
         group_by,
         &options.columns,
+        &options.named_columns,
     )
 }
 
@@ -232,7 +233,7 @@ pub(crate) fn read_rfm_summary(
     let source = query.sql();
     let header = column_names(&connection.prepare(&source)?);
     // A query the metric cannot read is read as rows, which says why.
-    let Ok(selected) = select(&header, descriptor, &[], &options.columns) else {
+    let Ok(selected) = select(&header, descriptor, &[], &options.columns, &[]) else {
         return Ok(None);
     };
     let source_of = |name: &str| {
@@ -267,7 +268,7 @@ pub(crate) fn read_rfm_summary(
     let statement = connection
         .prepare(&summary)
         .map_err(|e| e.with_hint(PUSHDOWN_HINT))?;
-    read_statement(&mut connection, &summary, &statement, descriptor, &[], &[])
+    read_statement(&mut connection, &summary, &statement, descriptor, &[], &[], &[])
         .map(Some)
         .map_err(|e| e.with_hint(PUSHDOWN_HINT))
 }
@@ -293,10 +294,11 @@ fn read_statement(
     descriptor: &MetricDescriptor,
     group_by: &[String],
     mappings: &[ColumnMapping],
+    named: &[(String, String)],
 ) -> Result<Batches, ReadError> {
     let name = connection.name.clone();
     let header = column_names(statement);
-    let wanted_columns = select(&header, descriptor, group_by, mappings)
+    let wanted_columns = select(&header, descriptor, group_by, mappings, named)
         .map_err(|message| ReadError::input(&name, message))?;
     let wanted_indices: Vec<usize> = wanted_columns.iter().map(|c| c.index).collect();
     let columns = plan(&name, statement.columns().iter(), |index| {
@@ -313,6 +315,7 @@ fn read_statement(
         descriptor,
         group_by,
         mappings,
+        named,
         dialect: &dialect,
     };
     let conformer = Conformer::new(wanted, &schema_of(&columns))?;

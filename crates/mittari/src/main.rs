@@ -297,6 +297,7 @@ impl ReadingArgs {
             },
             date_format: self.date_format.clone(),
             columns: self.columns.clone(),
+            named_columns: Vec::new(),
         }
     }
 }
@@ -559,6 +560,27 @@ fn report(
 
 /// `--param KEY=VALUE` values typed by the descriptor. An unknown key goes to the engine as a
 /// string, which refuses it with the list of known parameters.
+/// (parameter, column) for every column the parameters name (clv's `covariates`): read
+/// beside the metric's declared columns.
+fn named_columns(
+    descriptor: &MetricDescriptor,
+    params: &HashMap<String, pb::Value>,
+) -> Vec<(String, String)> {
+    let mut names: Vec<(&String, &pb::Value)> = params.iter().collect();
+    names.sort_by(|a, b| a.0.cmp(b.0));
+    let mut named: Vec<(String, String)> = Vec::new();
+    for (parameter, value) in names {
+        if let Some(mittari_sdk::ParamValue::String(value)) = convert::value_from_proto(value) {
+            for column in descriptor.named_columns([(parameter.as_str(), value.as_str())]) {
+                if !named.iter().any(|(_, c)| *c == column) {
+                    named.push((parameter.clone(), column));
+                }
+            }
+        }
+    }
+    named
+}
+
 fn parse_params(
     raw: &[String],
     descriptor: &MetricDescriptor,

@@ -177,6 +177,12 @@ pub struct ParameterSpec {
     /// For string parameters: the only accepted values (empty: any string).
     pub allowed_values: Vec<String>,
     pub description: String,
+    /// The value is a comma-separated list of input columns the metric reads besides its
+    /// declared ones (clv's `covariates=gender,channel`): clients read those columns too, and
+    /// the engine checks they exist and passes them through in their own type (int64,
+    /// double, string or bool). Absent in the descriptors of plugins built before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub names_columns: bool,
 }
 
 impl ParameterSpec {
@@ -191,6 +197,16 @@ impl ParameterSpec {
             range: None,
             allowed_values: Vec::new(),
             description: description.to_owned(),
+            names_columns: false,
+        }
+    }
+
+    /// An optional string parameter whose value names input columns, comma-separated (see
+    /// [`ParameterSpec::names_columns`]).
+    pub fn columns(name: &str, description: &str) -> Self {
+        ParameterSpec {
+            names_columns: true,
+            ..Self::new(name, DataType::String, description).optional()
         }
     }
     pub fn double(name: &str, default: f64, description: &str) -> Self {
@@ -400,6 +416,25 @@ impl MetricDescriptor {
 
     pub fn input_column(&self, name: &str) -> Option<&ColumnSpec> {
         self.inputs.iter().find(|c| c.name == name)
+    }
+    /// The input columns named by the request's parameters that name columns
+    /// ([`ParameterSpec::names_columns`]), from `(parameter, value)` pairs, in order and once
+    /// each. Values are comma-separated; spaces around names are ignored.
+    pub fn named_columns<'a>(
+        &self,
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<String> {
+        let mut columns: Vec<String> = Vec::new();
+        for (name, value) in params {
+            if self.parameter_spec(name).is_some_and(|p| p.names_columns) {
+                for column in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                    if !columns.iter().any(|c| c == column) {
+                        columns.push(column.to_owned());
+                    }
+                }
+            }
+        }
+        columns
     }
     pub fn parameter_spec(&self, name: &str) -> Option<&ParameterSpec> {
         self.parameters.iter().find(|p| p.name == name)

@@ -161,6 +161,7 @@ pub fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::
                 allowed_values: p.allowed_values.clone(),
                 description: p.description.clone(),
                 required: p.is_required(),
+                names_columns: p.names_columns,
             })
             .collect(),
         outputs: descriptor
@@ -237,6 +238,7 @@ pub fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
                 allowed_values: p.allowed_values.clone(),
                 description: p.description.clone(),
                 required: p.required,
+                names_columns: p.names_columns,
             })
             .collect(),
         outputs: d

@@ -84,12 +84,18 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
         std::io::stderr().is_terminal() && format != Format::Json,
         &format!("reading {source_name}"),
     );
-    let options = input.options();
+    let mut options = input.options();
+    options.named_columns = named_columns(&descriptor, &params);
     // Where the log is in a database or a data lake, its summary is computed there and
     // only one row per customer travels; per-group summaries are not pushed down.
     // Rows left out for empty cells are left out of the rows read, so a summary
     // computed at the source (which would count them) is not used then.
-    let periods = if input.no_pushdown || !group_by.is_empty() || on_missing == OnMissing::Skip {
+    // Nor are summaries that would need per-customer covariates beside them.
+    let periods = if input.no_pushdown
+        || !group_by.is_empty()
+        || on_missing == OnMissing::Skip
+        || !options.named_columns.is_empty()
+    {
         None
     } else {
         mittari_io::RfmPeriods::of_request(&descriptor, |name| {
@@ -128,6 +134,7 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
                 .iter()
                 .map(|c| c.name.clone())
                 .chain(group_by.iter().cloned())
+                .chain(options.named_columns.iter().map(|(_, c)| c.clone()))
                 .collect();
             let (table, skipped) = table.without_empty_cells(&source_name, &read)?;
             (table, Some(skipped))
