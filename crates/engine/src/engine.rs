@@ -672,13 +672,12 @@ impl Engine {
         let mut violations = Vec::new();
         let params = validate::params(descriptor, request.params, &mut violations);
         validate::group_by(&request.input, &request.group_by, &mut violations);
-        let input =
-            validate::input(descriptor, &request.input, &params, &mut violations).map_err(|message| {
-                EngineError::MetricFailed {
-                    metric: descriptor.name.clone(),
-                    message,
-                }
-            })?;
+        let input = validate::input(descriptor, &request.input, &params, &mut violations).map_err(
+            |message| EngineError::MetricFailed {
+                metric: descriptor.name.clone(),
+                message,
+            },
+        )?;
         if !violations.is_empty() {
             validate::truncate(&mut violations);
             return Err(EngineError::InvalidArgument { violations });

@@ -428,7 +428,13 @@ mod tests {
     /// descriptions, or the projected schema's (name, type) pairs when there are none.
     fn check_input(columns: Vec<(&str, ArrayRef)>, expect: Expect<(&str, Arrow)>) {
         let mut violations = Vec::new();
-        let projected = input(&descriptor(), &batch(columns), &Params::new(), &mut violations).unwrap();
+        let projected = input(
+            &descriptor(),
+            &batch(columns),
+            &Params::new(),
+            &mut violations,
+        )
+        .unwrap();
         match expect {
             Ok(schema) => {
                 assert_eq!(violations, vec![]);

@@ -380,16 +380,22 @@ pub(crate) fn read(
 ) -> Result<Table, ReadError> {
     let mut blocks = Blocks::new(reader, source);
     let (delimiter, headers, header_end, body_line) = header_of(&mut blocks, options.delimiter)?;
-    let columns: Vec<Column> = select(&headers, descriptor, group_by, options.mappings, options.named)
-        .map_err(|message| ReadError::input(source, message))?
-        .into_iter()
-        .map(|s| Column {
-            index: s.index,
-            name: s.name,
-            data_type: s.data_type.unwrap_or(DataType::String),
-            inferred: s.data_type.is_none(),
-        })
-        .collect();
+    let columns: Vec<Column> = select(
+        &headers,
+        descriptor,
+        group_by,
+        options.mappings,
+        options.named,
+    )
+    .map_err(|message| ReadError::input(source, message))?
+    .into_iter()
+    .map(|s| Column {
+        index: s.index,
+        name: s.name,
+        data_type: s.data_type.unwrap_or(DataType::String),
+        inferred: s.data_type.is_none(),
+    })
+    .collect();
     let decimal = options.decimal.unwrap_or(if delimiter == b';' {
         DecimalSeparator::CommaForSemicolon
     } else {

@@ -268,9 +268,17 @@ pub(crate) fn read_rfm_summary(
     let statement = connection
         .prepare(&summary)
         .map_err(|e| e.with_hint(PUSHDOWN_HINT))?;
-    read_statement(&mut connection, &summary, &statement, descriptor, &[], &[], &[])
-        .map(Some)
-        .map_err(|e| e.with_hint(PUSHDOWN_HINT))
+    read_statement(
+        &mut connection,
+        &summary,
+        &statement,
+        descriptor,
+        &[],
+        &[],
+        &[],
+    )
+    .map(Some)
+    .map_err(|e| e.with_hint(PUSHDOWN_HINT))
 }
 
 /// What to do when the database cannot summarize a log.

@@ -209,11 +209,7 @@ impl At<'_> {
         } else {
             (1.0, 0.0, ln_alive)
         };
-        let k = if s0 > 0.0 {
-            share_dropout / s0
-        } else {
-            0.0
-        };
+        let k = if s0 > 0.0 { share_dropout / s0 } else { 0.0 };
         let ln_l = c
             .purchase_sum
             .iter()
@@ -225,8 +221,7 @@ impl At<'_> {
             + r * alpha.ln()
             + s * beta.ln()
             + ln_body;
-        gradient[0] +=
-            digamma(m) - digamma(r) + alpha.ln() - share_alive * pa_t.ln() + k * s_r;
+        gradient[0] += digamma(m) - digamma(r) + alpha.ln() - share_alive * pa_t.ln() + k * s_r;
         gradient[1] += r / alpha - share_alive * m / pa_t + k * s_alpha;
         gradient[2] += beta.ln() - share_alive * pb_t.ln() + share_dropout / s + k * s_s;
         gradient[3] += s / beta - share_alive * s / pb_t + k * s_beta;
@@ -428,7 +423,11 @@ mod tests {
         for c in apparel() {
             let weeks = c.t.ceil() as usize;
             let covariates_of = |week: usize| {
-                [season[&(c.first_day + 7 * week as i64)], c.gender, c.channel]
+                [
+                    season[&(c.first_day + 7 * week as i64)],
+                    c.gender,
+                    c.channel,
+                ]
             };
             let mut segments: Vec<Segment> = Vec::new();
             for week in 0..weeks {
@@ -442,7 +441,10 @@ mod tests {
             let mut purchase_sum = vec![0.0; 3];
             for &week in &c.repeat_weeks {
                 let values = covariates_of(week);
-                purchase_sum.iter_mut().zip(values).for_each(|(s, v)| *s += v);
+                purchase_sum
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(s, v)| *s += v);
             }
             data.customers.push(DynamicCustomer {
                 x: c.x,
@@ -462,7 +464,18 @@ mod tests {
     #[test]
     fn matches_clvtools_likelihood_on_the_apparel_data() {
         let data = apparel_dynamic();
-        let phi = [1.2f64.ln(), 70f64.ln(), 0.8f64.ln(), 40f64.ln(), 0.3, 0.2, 0.5, 0.4, -0.3, 0.7];
+        let phi = [
+            1.2f64.ln(),
+            70f64.ln(),
+            0.8f64.ln(),
+            40f64.ln(),
+            0.3,
+            0.2,
+            0.5,
+            0.4,
+            -0.3,
+            0.7,
+        ];
         let (value, _) = data.log_likelihood(&phi).unwrap();
         assert!((value - -5_829.458_415_556_539).abs() < 1e-8, "{value}");
         let at = data.at(&phi);
@@ -476,7 +489,10 @@ mod tests {
         ] {
             let i = ids.iter().position(|&c| c == id).unwrap();
             let (ll, _) = at.customer(&data.customers[i], &mut [0.0; 10]);
-            assert!((ll - expect).abs() < 1e-10 * expect.abs(), "customer {id}: {ll} vs {expect}");
+            assert!(
+                (ll - expect).abs() < 1e-10 * expect.abs(),
+                "customer {id}: {ll} vs {expect}"
+            );
         }
     }
 
@@ -492,9 +508,9 @@ mod tests {
             let mut down = phi;
             up[k] += h;
             down[k] -= h;
-            let numeric =
-                (data.log_likelihood(&up).unwrap().0 - data.log_likelihood(&down).unwrap().0)
-                    / (2.0 * h);
+            let numeric = (data.log_likelihood(&up).unwrap().0
+                - data.log_likelihood(&down).unwrap().0)
+                / (2.0 * h);
             assert!(
                 (numeric - gradient[k]).abs() < 1e-5 * gradient[k].abs().max(1.0),
                 "{k}: {numeric} vs {}",
@@ -521,7 +537,11 @@ mod tests {
         .unwrap();
         eprintln!("{fit:?} in {:?}", started.elapsed());
         assert!(fit.fit.converged, "{}", fit.fit.status);
-        assert!(fit.fit.log_likelihood >= -5752.63, "{}", fit.fit.log_likelihood);
+        assert!(
+            fit.fit.log_likelihood >= -5752.63,
+            "{}",
+            fit.fit.log_likelihood
+        );
         let edge: Vec<usize> = (0..10).filter(|&i| fit.fit.at_boundary[i]).collect();
         assert_eq!(edge, [7], "{fit:?}");
         // Further out, the likelihood is higher still: no finite maximum in that direction.

@@ -520,7 +520,11 @@ pub fn maximize(
     let (mut f, mut g) = objective(&theta).ok_or(FitError::NotFiniteAtStart)?;
     let identity = || {
         (0..n)
-            .map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect::<Vec<f64>>())
+            .map(|i| {
+                (0..n)
+                    .map(|j| f64::from(u8::from(i == j)))
+                    .collect::<Vec<f64>>()
+            })
             .collect::<Vec<_>>()
     };
     let mut inverse = identity();
@@ -542,7 +546,13 @@ pub fn maximize(
             break;
         }
         let mut direction: Vec<f64> = (0..n)
-            .map(|i| if fixed[i] { 0.0 } else { -dotv(&inverse[i], &free_g) })
+            .map(|i| {
+                if fixed[i] {
+                    0.0
+                } else {
+                    -dotv(&inverse[i], &free_g)
+                }
+            })
             .collect();
         if dotv(&direction, &free_g) >= 0.0 {
             inverse = identity();
@@ -577,7 +587,8 @@ pub fn maximize(
             status = if first_order {
                 "no further decrease possible (gradient small)".to_owned()
             } else {
-                "the line search failed: the likelihood surface may be flat or the model a poor fit".to_owned()
+                "the line search failed: the likelihood surface may be flat or the model a poor fit"
+                    .to_owned()
             };
             break;
         };
@@ -594,7 +605,11 @@ pub fn maximize(
                 }
             }
         }
-        stalled = if f - next_f <= 1e-15 * f.abs() { stalled + 1 } else { 0 };
+        stalled = if f - next_f <= 1e-15 * f.abs() {
+            stalled + 1
+        } else {
+            0
+        };
         theta = next_theta;
         f = next_f;
         g = next_g;
@@ -607,7 +622,9 @@ pub fn maximize(
             status = if first_order {
                 "the likelihood stopped improving at machine precision".to_owned()
             } else {
-                format!("stalled: the likelihood stopped improving with the gradient still at {largest:.2e}")
+                format!(
+                    "stalled: the likelihood stopped improving with the gradient still at {largest:.2e}"
+                )
             };
             break;
         }
@@ -639,14 +656,20 @@ pub fn maximize(
             _ => hessian_ok = false,
         }
     }
-    let covariance = if hessian_ok { invert_symmetric(&information) } else { None };
+    let covariance = if hessian_ok {
+        invert_symmetric(&information)
+    } else {
+        None
+    };
     let at_boundary: Vec<bool> = (0..n)
         .map(|i| theta[i] <= lower[i] + EDGE_TOLERANCE || theta[i] >= upper[i] - EDGE_TOLERANCE)
         .collect();
     let converged = first_order && covariance.is_some();
     let status = match (first_order, covariance.is_some()) {
         (true, true) => format!("converged: {status}, Hessian negative definite"),
-        (true, false) => format!("not a maximum: {status}, but the Hessian is not negative definite"),
+        (true, false) => {
+            format!("not a maximum: {status}, but the Hessian is not negative definite")
+        }
         _ => status,
     };
     Ok(FreeFit {

@@ -191,14 +191,25 @@ pub(crate) fn apparel() -> Vec<ApparelCustomer> {
     use std::collections::BTreeMap;
     let end = day_of("2006-12-31");
     let mut days: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
-    for line in include_str!("../../../tests/data/apparel/transactions.csv").lines().skip(1) {
+    for line in include_str!("../../../tests/data/apparel/transactions.csv")
+        .lines()
+        .skip(1)
+    {
         let f: Vec<&str> = line.split(',').collect();
-        days.entry(f[0].parse().unwrap()).or_default().push(day_of(f[1]));
+        days.entry(f[0].parse().unwrap())
+            .or_default()
+            .push(day_of(f[1]));
     }
     let mut covariates: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
-    for line in include_str!("../../../tests/data/apparel/static_covariates.csv").lines().skip(1) {
+    for line in include_str!("../../../tests/data/apparel/static_covariates.csv")
+        .lines()
+        .skip(1)
+    {
         let f: Vec<&str> = line.split(',').collect();
-        covariates.insert(f[0].parse().unwrap(), (f[1].parse().unwrap(), f[2].parse().unwrap()));
+        covariates.insert(
+            f[0].parse().unwrap(),
+            (f[1].parse().unwrap(), f[2].parse().unwrap()),
+        );
     }
     days.into_iter()
         .map(|(id, mut d)| {
@@ -213,7 +224,10 @@ pub(crate) fn apparel() -> Vec<ApparelCustomer> {
                 x: repeats.len() as f64,
                 t_x: (last - first) as f64 / 7.0,
                 t: (end - first) as f64 / 7.0,
-                repeat_weeks: repeats.iter().map(|&day| ((day - first) / 7) as usize).collect(),
+                repeat_weeks: repeats
+                    .iter()
+                    .map(|&day| ((day - first) / 7) as usize)
+                    .collect(),
                 first_day: first,
                 gender,
                 channel,

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod bootstrap;
+mod covariates;
 mod descriptive;
 mod discrete;
 mod intervals;
@@ -139,6 +140,12 @@ impl Metric for Clv {
                     .allowed_values(&["delta", "bootstrap"]),
             )
             .parameter(ParameterSpec::int64("bootstrap_draws", 100, "draws of uncertainty=bootstrap").range(10.0, 10_000.0))
+            .parameter(ParameterSpec::columns("covariates", "input columns constant per customer that may explain why customers differ, comma-separated, in both the purchase and the attrition process (bgnbd, mbgnbd, pareto_nbd; CLVTools' parameterisation): numbers used as given, text one 0/1 column per level but the first"))
+            .parameter(ParameterSpec::columns("purchase_covariates", "covariates of the purchase process only (instead of covariates)"))
+            .parameter(ParameterSpec::columns("attrition_covariates", "covariates of the attrition process only (instead of covariates)"))
+            .parameter(ParameterSpec::columns("spend_covariates", "covariates of the mean spend per purchase (spend_model=gamma_gamma)"))
+            .parameter(ParameterSpec::double("covariate_penalty", 0.0, "L2 penalty lambda on the coefficients, lambda x sum of squares added to the mean negative log-likelihood (CLVTools' reg.lambdas); 0 for none").range(0.0, 1e6))
+            .parameter(ParameterSpec::bool("equal_covariates", false, "one coefficient per covariate for both processes (CLVTools' constraint); needs covariates=…"))
             .parameter(ParameterSpec::int64("top", 0, "rows of the customers table, highest value first; 0 for all").range(0.0, 1e12))
             .output(OutputSpec::new("clv", "currency", "lifetime value per customer"))
             .output(OutputSpec::new("clv_total", "currency", "lifetime value of all customers"))
@@ -183,6 +190,13 @@ impl Metric for Clv {
             .output(OutputSpec::new("chi_square", "statistic", "Pearson's chi-square of the repeat-purchase histogram, observed against expected, bins pooled to at least five expected (bgnbd, mbgnbd, pareto_nbd)"))
             .output(OutputSpec::new("chi_square_df", "count", "its degrees of freedom: bins - 1 - 4 parameters"))
             .output(OutputSpec::new("chi_square_p_value", "probability", "P(chi-square at least this large) if the model were right: small values say it does not reproduce the data"))
+            .output(OutputSpec::new("log_likelihood_without_covariates", "log-likelihood", "the purchase model's log-likelihood without its covariates (with covariates)"))
+            .output(OutputSpec::new("covariates_lr_statistic", "statistic", "likelihood-ratio statistic of the purchase and attrition covariates: 2 x (log_likelihood - log_likelihood_without_covariates)"))
+            .output(OutputSpec::new("covariates_lr_df", "count", "its degrees of freedom: the number of coefficients"))
+            .output(OutputSpec::new("covariates_lr_p_value", "probability", "P(chi-square at least this large) if the covariates explained nothing: small values say they improve the fit"))
+            .output(OutputSpec::new("spend_covariates_lr_statistic", "statistic", "likelihood-ratio statistic of the spend covariates"))
+            .output(OutputSpec::new("spend_covariates_lr_df", "count", "its degrees of freedom"))
+            .output(OutputSpec::new("spend_covariates_lr_p_value", "probability", "P(chi-square at least this large) if the spend covariates explained nothing"))
             .output(OutputSpec::new("holdout_purchases", "count", "purchases (distinct periods) customers made in the holdout"))
             .output(OutputSpec::new("predicted_holdout_purchases", "count", "BG/NBD prediction of the holdout purchases"))
             .table_with_columns("customers", "per customer: historic value (historic), or P(alive), expected purchases, spend and clv (predictive models)", customer_columns())
@@ -191,6 +205,16 @@ impl Metric for Clv {
                 OutputSpec::new("or_more", "id", "true on the last row, which counts that many purchases or more"),
                 OutputSpec::new("observed", "customers", "customers with that many repeat purchases"),
                 OutputSpec::new("expected", "customers", "the model's expectation: the sum over customers of P(X(T) = n), each at their own T"),
+            ])
+            .table_with_columns("coefficients", "with covariates: each covariate's coefficient per process (CLVTools' parameterisation: purchase rate x exp(coefficient x value); attrition: Pareto/NBD dropout rate, (M)BG/NBD both beta parameters; spend: mean spend)", [
+                OutputSpec::new("process", "id", "purchase, attrition, both (equal_covariates) or spend"),
+                OutputSpec::new("covariate", "id", "the input column, or column=level for a level of a text column (against the first level)"),
+                OutputSpec::new("coefficient", "parameter", "the estimate"),
+                OutputSpec::new("standard_error", "parameter", "its standard error, from the Hessian of the log-likelihood"),
+                OutputSpec::new("z", "statistic", "coefficient / standard_error"),
+                OutputSpec::new("p_value", "probability", "two-sided Wald p-value"),
+                OutputSpec::new("multiplier", "ratio", "exp(coefficient): the factor one unit multiplies the purchase rate, the dropout rate (Pareto/NBD), the dropout distribution's parameters ((M)BG/NBD) or mean spend by"),
+                OutputSpec::new("at_boundary", "id", "true where the coefficient ran to the edge of the searched range: not an estimate"),
             ])
             .table("purchase_curve", "predictive models: expected cumulative purchases of a new customer and of as many new customers as the input has")
             .table("purchase_distribution", "bgnbd, mbgnbd, pareto_nbd: probability that a new customer makes n purchases within the horizon")
@@ -353,6 +377,29 @@ fn ignored_parameters(
         },
     );
     unless("dert", predictive, only("bgnbd, mbgnbd or pareto_nbd"));
+    for name in ["covariates", "purchase_covariates", "attrition_covariates"] {
+        unless(name, predictive, only("bgnbd, mbgnbd or pareto_nbd"));
+    }
+    unless(
+        "spend_covariates",
+        valued,
+        "it applies to a predictive model with spend_model=gamma_gamma".to_owned(),
+    );
+    let with_covariates = predictive
+        && (["covariates", "purchase_covariates", "attrition_covariates"]
+            .iter()
+            .any(|name| params.get(name).is_some())
+            || (valued && params.get("spend_covariates").is_some()));
+    unless(
+        "covariate_penalty",
+        with_covariates,
+        "no covariates are given".to_owned(),
+    );
+    unless(
+        "equal_covariates",
+        with_covariates && params.get("covariates").is_some(),
+        "it applies with covariates=…".to_owned(),
+    );
     unless("interval", predictive, only("bgnbd, mbgnbd or pareto_nbd"));
     let intervals = predictive && params.get("interval").is_some();
     unless(

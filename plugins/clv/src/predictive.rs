@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use mittari_models::bgnbd::{self, BgNbd, Variant};
+use mittari_models::covariates::{CovariateFit, Options, Profile};
 use mittari_models::gamma_gamma::{self, GammaGamma};
 use mittari_models::goodness;
 use mittari_models::identification::{self, Support};
@@ -19,6 +20,7 @@ use mittari_sdk::prelude::*;
 use rayon::prelude::*;
 
 use crate::bootstrap;
+use crate::covariates;
 use crate::intervals::{self, Bounds, Level, PurchaseSide, SpendSide, Spread};
 
 /// Days in a month, for discounting month by month.
@@ -317,6 +319,189 @@ fn fit_purchases(
     })
 }
 
+/// The distinct histories, grouped by covariate profile (one group without covariates): the
+/// histories of each profile are a contiguous range, `model_of` says whose model predicts
+/// each, `history_of` maps customers to histories.
+struct Segments {
+    histories: Histories,
+    history_of: Vec<u32>,
+    /// Each profile's range of histories.
+    parts: Vec<(std::ops::Range<usize>, u32)>,
+    model_of: Vec<u32>,
+}
+
+impl Segments {
+    fn one(histories: Histories, history_of: Vec<u32>) -> Segments {
+        let n = histories.len();
+        Segments {
+            histories,
+            history_of,
+            parts: vec![(0..n, 0)],
+            model_of: vec![0; n],
+        }
+    }
+
+    fn by_profile(history: &History<'_>, design: &covariates::Design) -> Segments {
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); design.profiles.len()];
+        for (customer, &profile) in design.profile_of.iter().enumerate() {
+            members[profile as usize].push(customer);
+        }
+        let mut histories = Histories::default();
+        let mut history_of = vec![0u32; history.len()];
+        let mut parts = Vec::with_capacity(members.len());
+        let mut model_of = Vec::new();
+        for (profile, customers) in members.iter().enumerate() {
+            let (part, index) = Histories::compress_indexed(customers.iter().map(|&i| {
+                (
+                    history.x[i],
+                    history.t_x[i],
+                    history.t[i],
+                    history.weight[i],
+                )
+            }));
+            let start = histories.len();
+            for (&customer, &h) in customers.iter().zip(&index) {
+                history_of[customer] = (start + h as usize) as u32;
+            }
+            histories.x.extend(&part.x);
+            histories.t_x.extend(&part.t_x);
+            histories.t.extend(&part.t);
+            histories.weight.extend(&part.weight);
+            model_of.extend(std::iter::repeat_n(profile as u32, part.len()));
+            parts.push((start..histories.len(), profile as u32));
+        }
+        Segments {
+            histories,
+            history_of,
+            parts,
+            model_of,
+        }
+    }
+
+    fn part(&self, range: &std::ops::Range<usize>) -> Histories {
+        part_of(&self.histories, range)
+    }
+}
+
+/// A copy of the histories in `range`.
+fn part_of(h: &Histories, range: &std::ops::Range<usize>) -> Histories {
+    Histories {
+        x: h.x[range.clone()].to_vec(),
+        t_x: h.t_x[range.clone()].to_vec(),
+        t: h.t[range.clone()].to_vec(),
+        weight: h.weight[range.clone()].to_vec(),
+    }
+}
+
+/// The purchase model with the request's covariates, started from the fit without them.
+fn fit_purchase_covariates(
+    name: &str,
+    start: &Fit<4>,
+    request: &covariates::Request,
+    design: &covariates::Design,
+    segments: &Segments,
+    cancel: &AtomicBool,
+) -> Result<CovariateFit<4>, MetricError> {
+    let profiles: Vec<Profile<Histories>> = segments
+        .parts
+        .iter()
+        .map(|(range, profile)| {
+            let values = &design.profiles[*profile as usize];
+            Profile {
+                purchase: values.purchase.clone(),
+                attrition: values.attrition.clone(),
+                data: segments.part(range),
+            }
+        })
+        .collect();
+    let options = Options {
+        purchase_penalty: request.penalty,
+        attrition_penalty: request.penalty,
+        equal_coefficients: request.equal,
+    };
+    let (label, fitted) = match name {
+        "pareto_nbd" => (
+            "Pareto/NBD",
+            mittari_models::covariates::fit_pareto_nbd(&profiles, start.params, options, cancel),
+        ),
+        _ => {
+            let variant = if name == "mbgnbd" {
+                Variant::Modified
+            } else {
+                Variant::Bg
+            };
+            (
+                variant.name(),
+                mittari_models::covariates::fit_bgnbd(
+                    &profiles,
+                    variant,
+                    start.params,
+                    options,
+                    cancel,
+                ),
+            )
+        }
+    };
+    let fitted = fitted.map_err(|e| fit_error(label, e))?;
+    if !fitted.fit.converged && !fitted.reached_boundary() {
+        return Err(MetricError::invalid_input(format!(
+            "the {label} fit with covariates did not converge ({}); the data may not follow the model",
+            fitted.fit.status
+        )));
+    }
+    Ok(fitted)
+}
+
+/// The Gamma-Gamma model with spend covariates, started from the fit without them; each
+/// profile's customers with repeat purchases.
+fn fit_spend_covariates(
+    start: &Fit<3>,
+    request: &covariates::Request,
+    design: &covariates::Design,
+    history: &History<'_>,
+    cancel: &AtomicBool,
+) -> Result<CovariateFit<3>, MetricError> {
+    let mut profiles: Vec<Profile<gamma_gamma::Spend>> = design
+        .profiles
+        .iter()
+        .map(|values| Profile {
+            purchase: values.spend.clone(),
+            attrition: Vec::new(),
+            data: gamma_gamma::Spend::default(),
+        })
+        .collect();
+    for (i, &profile) in design.profile_of.iter().enumerate() {
+        if let Some(z) = history.monetary_value[i]
+            && history.x[i] >= 1.0
+            && z > 0.0
+            && history.weight[i] > 0.0
+        {
+            let spend = &mut profiles[profile as usize].data;
+            spend.x.push(history.x[i]);
+            spend.mean_value.push(z);
+            spend.weight.push(history.weight[i]);
+        }
+    }
+    profiles.retain(|p| !p.data.x.is_empty());
+    let fitted = mittari_models::covariates::fit_gamma_gamma(
+        &profiles,
+        start.params,
+        Options {
+            purchase_penalty: request.penalty,
+            ..Options::default()
+        },
+        cancel,
+    )
+    .map_err(|e| fit_error("Gamma-Gamma", e))?;
+    if !fitted.fit.converged && !fitted.reached_boundary() {
+        return Err(MetricError::invalid_input(format!(
+            "the Gamma-Gamma fit with covariates did not converge ({}); the spend data may not follow the model",
+            fitted.fit.status
+        )));
+    }
+    Ok(fitted)
+}
+
 /// The purchase model fitted to `histories` where the fit converges inside the parameter
 /// space: a bootstrap draw's, which is left out otherwise.
 pub(crate) fn fit_purchase_model(
@@ -611,8 +796,63 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         label,
         rebuild,
     } = fit_purchases(params.str("model")?, &histories, input.cancellation())?;
-    let model = model.as_ref();
+    // With covariates, customers of one profile share their parameters: the histories are
+    // regrouped by profile, each profile predicted with its own model.
+    let covariate_request = covariates::request(params)?;
+    let design = match &covariate_request {
+        Some(request) => Some(covariates::design(
+            input,
+            request,
+            &history.row,
+            history.ids,
+        )?),
+        None => None,
+    };
+    let segments = match &design {
+        Some(design) => Segments::by_profile(&history, design),
+        None => Segments::one(histories, history_of),
+    };
+    let purchase_covariates = match (&covariate_request, &design) {
+        (Some(request), Some(design))
+            if !(design.purchase.is_empty() && design.attrition.is_empty()) =>
+        {
+            Some(fit_purchase_covariates(
+                params.str("model")?,
+                &fit,
+                request,
+                design,
+                &segments,
+                input.cancellation(),
+            )?)
+        }
+        _ => None,
+    };
+    let (fit, fit_without_covariates) = match &purchase_covariates {
+        Some(covariate_fit) => (covariates::base_fit(covariate_fit), Some(fit)),
+        None => (fit, None),
+    };
+    let models: Vec<Box<dyn PurchaseModel>> = match (&purchase_covariates, &design) {
+        (Some(covariate_fit), Some(design)) => design
+            .profiles
+            .iter()
+            .map(|p| rebuild(covariate_fit.params_for(&p.purchase, &p.attrition)))
+            .collect(),
+        (None, Some(design)) => design
+            .profiles
+            .iter()
+            .map(|_| rebuild(fit.params))
+            .collect(),
+        _ => vec![model],
+    };
+    let model = models[0].as_ref();
+    let Segments {
+        histories,
+        history_of,
+        parts,
+        model_of,
+    } = segments;
 
+    let mut spend_covariates: Option<(CovariateFit<3>, Fit<3>)> = None;
     let spend = match spend_model {
         "gamma_gamma" => {
             // Each summary row weighs in as the number of customers it stands for.
@@ -626,12 +866,23 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 })?;
             check_converged("Gamma-Gamma", &gg_fit)?;
             let repeat_buyers: f64 = spend.weight.iter().sum();
-            Some((
-                gg,
-                gg_fit,
-                gamma_gamma::frequency_value_correlation(&spend),
-                repeat_buyers,
-            ))
+            let correlation = gamma_gamma::frequency_value_correlation(&spend);
+            match (&covariate_request, &design) {
+                (Some(request), Some(design)) if !design.spend.is_empty() => {
+                    let covariate_fit = fit_spend_covariates(
+                        &gg_fit,
+                        request,
+                        design,
+                        &history,
+                        input.cancellation(),
+                    )?;
+                    let base = covariates::base_fit(&covariate_fit);
+                    let [p, q, gamma] = base.params;
+                    spend_covariates = Some((covariate_fit, gg_fit));
+                    Some((GammaGamma { p, q, gamma }, base, correlation, repeat_buyers))
+                }
+                _ => Some((gg, gg_fit, correlation, repeat_buyers)),
+            }
         }
         _ => None,
     };
@@ -662,7 +913,22 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .then(|| Discounting::new(Discounting::continuous_rate(discount_rate, unit.days())))
         .flatten();
     let dert_table = match &discounting {
-        Some(discounting) => Some(dert_if_alive(model, discounting, &histories, input)?),
+        Some(discounting) if parts.len() == 1 => {
+            Some(dert_if_alive(model, discounting, &histories, input)?)
+        }
+        Some(discounting) => {
+            let mut table = Vec::with_capacity(histories.len());
+            for (range, profile) in &parts {
+                let part = part_of(&histories, range);
+                table.extend(dert_if_alive(
+                    models[*profile as usize].as_ref(),
+                    discounting,
+                    &part,
+                    input,
+                )?);
+            }
+            Some(table)
+        }
         None => None,
     };
     let predictor = Predictor {
@@ -679,7 +945,11 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .into_par_iter()
         .map(|h| {
             input.check_cancelled()?;
-            predictor.predict(model, dert_table.as_deref(), h)
+            predictor.predict(
+                models[model_of[h] as usize].as_ref(),
+                dert_table.as_deref(),
+                h,
+            )
         })
         .collect::<Result<Vec<_>, MetricError>>()?;
     let gather = |f: fn(&HistoryPrediction) -> f64| -> Vec<f64> {
@@ -692,12 +962,42 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .is_some()
         .then(|| gather(|p| p.dert.unwrap_or(0.0)));
     // Finite for q > 1; a NaN would be refused by the engine, never shown.
+    // Each profile's spend model where spend has covariates.
+    let spend_models: Option<Vec<GammaGamma>> =
+        spend_covariates
+            .as_ref()
+            .zip(design.as_ref())
+            .map(|((fit, _), design)| {
+                design
+                    .profiles
+                    .iter()
+                    .map(|p| {
+                        let [p, q, gamma] = fit.params_for(&p.spend, &[]);
+                        GammaGamma { p, q, gamma }
+                    })
+                    .collect()
+            });
+    if let Some(models) = &spend_models
+        && let Some(bad) = models
+            .iter()
+            .find(|m| m.expected_mean_value(0.0, 0.0).is_none())
+    {
+        return Err(MetricError::invalid_input(format!(
+            "the Gamma-Gamma fit with covariates has q = {:.4} <= 1, so mean spend has no finite expectation",
+            bad.q
+        )));
+    }
     let spend_values: Option<Vec<f64>> = gg.map(|gg| {
         history
             .x
             .par_iter()
             .zip(&history.monetary_value)
-            .map(|(&x, m)| {
+            .enumerate()
+            .map(|(i, (&x, m))| {
+                let gg = match (&spend_models, &design) {
+                    (Some(models), Some(design)) => models[design.profile_of[i] as usize],
+                    _ => gg,
+                };
                 gg.expected_mean_value(x, m.unwrap_or(0.0))
                     .unwrap_or(f64::NAN)
             })
@@ -738,7 +1038,14 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     };
 
     // Intervals, where asked for and where the fits have covariances.
-    let level = Level::of(params)?;
+    let mut unavailable: Vec<String> = Vec::new();
+    let level = match Level::of(params)? {
+        Some(_) if design.is_some() => {
+            unavailable.push("intervals of fits with covariates are not computed yet: the predictions have no _lower and _upper columns".to_owned());
+            None
+        }
+        level => level,
+    };
     if let Some(level) = level {
         predictions.purchase_range = Some(purchase_range(
             model,
@@ -751,7 +1058,6 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         )?);
     }
     let bootstrapped = level.is_some() && params.str("uncertainty")? == "bootstrap";
-    let mut unavailable: Vec<String> = Vec::new();
     let mut bootstrap_totals: Vec<(&str, (f64, f64))> = Vec::new();
     let mut bootstrap_failures = None;
     // Resampling a fit the data do not determine refits to the same edge of the parameter
@@ -1022,9 +1328,33 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     }
     // How well the model reproduces the data: customers by repeat purchases, observed against
     // expected, and Pearson's χ².
-    let histogram =
-        goodness::repeat_purchase_histogram(model, &histories, histogram_bins(&histories));
-    output = match goodness::chi_square(&histogram, 4) {
+    let bins = histogram_bins(&histories);
+    let histogram = if parts.len() == 1 {
+        goodness::repeat_purchase_histogram(model, &histories, bins)
+    } else {
+        let mut total = goodness::RepeatHistogram {
+            observed: vec![0.0; bins],
+            expected: vec![0.0; bins],
+        };
+        for (range, profile) in &parts {
+            let part = goodness::repeat_purchase_histogram(
+                models[*profile as usize].as_ref(),
+                &part_of(&histories, range),
+                bins,
+            );
+            for (t, p) in total.observed.iter_mut().zip(&part.observed) {
+                *t += p;
+            }
+            for (t, p) in total.expected.iter_mut().zip(&part.expected) {
+                *t += p;
+            }
+        }
+        total
+    };
+    let estimated = 4 + purchase_covariates
+        .as_ref()
+        .map_or(0, |c| c.fit.params.len() - 4);
+    output = match goodness::chi_square(&histogram, estimated) {
         Some(test) => output
             .scalar(Scalar::new("chi_square", test.statistic))
             .scalar(Scalar::new("chi_square_df", test.degrees_of_freedom as f64))
@@ -1037,19 +1367,100 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 .scalar(Scalar::undefined("chi_square_p_value", reason))
         }
     };
+    // A new customer of the base: each profile's model weighted by its customers.
+    let mixture: Vec<(&dyn PurchaseModel, f64)> = match &design {
+        Some(design) => {
+            let mut weights = vec![0.0; design.profiles.len()];
+            for (i, &profile) in design.profile_of.iter().enumerate() {
+                weights[profile as usize] += history.weight[i] / total_weight;
+            }
+            models.iter().map(|m| m.as_ref()).zip(weights).collect()
+        }
+        None => vec![(model, 1.0)],
+    };
+    let mut coefficient_rows = Vec::new();
+    if let (Some(covariate_fit), Some(design), Some(without)) =
+        (&purchase_covariates, &design, &fit_without_covariates)
+    {
+        let shared = covariate_request.as_ref().is_some_and(|r| r.equal)
+            && covariate_fit.purchase.len() == covariate_fit.fit.params.len() - 4;
+        coefficient_rows.extend(covariates::coefficients(
+            covariate_fit,
+            ("purchase", "attrition"),
+            (&design.purchase, &design.attrition),
+            shared,
+        ));
+        output = output.scalar(Scalar::new(
+            "log_likelihood_without_covariates",
+            without.log_likelihood,
+        ));
+        output = likelihood_ratio(
+            output,
+            "covariates_lr",
+            without.log_likelihood,
+            covariate_fit.log_likelihood,
+            covariate_fit.fit.params.len() - 4,
+        );
+    }
+    if let (Some((covariate_fit, without)), Some(design)) = (&spend_covariates, &design) {
+        coefficient_rows.extend(covariates::coefficients(
+            covariate_fit,
+            ("spend", "spend"),
+            (&design.spend, &[]),
+            false,
+        ));
+        output = likelihood_ratio(
+            output,
+            "spend_covariates_lr",
+            without.log_likelihood,
+            covariate_fit.log_likelihood,
+            covariate_fit.fit.params.len() - 3,
+        );
+    }
+    let edge: Vec<String> = coefficient_rows
+        .iter()
+        .filter(|c| c.at_boundary)
+        .map(|c| format!("{} {}", c.process, c.covariate))
+        .collect();
+    if !edge.is_empty() {
+        output = output.warning(
+            "covariate_not_identified",
+            format!(
+                "the coefficient of {} ran to the edge of the searched range (a factor 10^6 on the rate): the likelihood keeps rising toward an infinite effect, so its value and standard error are not estimates (a level held by very few customers, or one that perfectly separates them, does this)",
+                edge.join(", ")
+            ),
+        );
+    }
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
     // The customers table first: it is the one `--output FILE` writes.
-    Ok(output
+    let mut output = output
         .table("customers", customer_table(&history, &predictions, top)?)
         .table(
             "purchase_curve",
-            purchase_curve(model, horizon, total_weight)?,
+            purchase_curve(&mixture, horizon, total_weight)?,
         )
         .table(
             "purchase_distribution",
-            purchase_distribution(model, horizon)?,
-        )
-        .table("repeat_purchases", histogram_table(&histogram)?))
+            purchase_distribution(&mixture, horizon)?,
+        );
+    if !coefficient_rows.is_empty() {
+        output = output.table(
+            "coefficients",
+            covariates::coefficients_table(&coefficient_rows)?,
+        );
+    }
+    Ok(output.table("repeat_purchases", histogram_table(&histogram)?))
+}
+
+/// The likelihood-ratio test of the covariates, as `{prefix}_statistic`, `_df` and `_p_value`.
+fn likelihood_ratio(output: Output, prefix: &str, without: f64, with: f64, df: usize) -> Output {
+    match mittari_models::covariates::likelihood_ratio(without, with, df) {
+        Some((statistic, p)) => output
+            .scalar(Scalar::new(&format!("{prefix}_statistic"), statistic))
+            .scalar(Scalar::new(&format!("{prefix}_df"), df as f64))
+            .scalar(Scalar::new(&format!("{prefix}_p_value"), p)),
+        None => output,
+    }
 }
 
 /// How much data of each kind the purchase fit had, for the identification check.
@@ -1486,7 +1897,7 @@ fn histogram_table(histogram: &goodness::RepeatHistogram) -> Result<RecordBatch,
 
 /// E[X(t)] of one new customer and of as many new customers as the input has, t = 0 to the horizon.
 fn purchase_curve(
-    model: &dyn PurchaseModel,
+    mixture: &[(&dyn PurchaseModel, f64)],
     horizon: f64,
     customers: f64,
 ) -> Result<RecordBatch, MetricError> {
@@ -1500,7 +1911,12 @@ fn purchase_curve(
     times.push(horizon);
     let per_customer: Vec<f64> = times
         .iter()
-        .map(|&t| model.population_expected_purchases(t))
+        .map(|&t| {
+            mixture
+                .iter()
+                .map(|(model, w)| Some(w * model.population_expected_purchases(t)?))
+                .sum::<Option<f64>>()
+        })
         .collect::<Option<_>>()
         .ok_or_else(|| MetricError::failed("the purchase curve did not converge"))?;
     curve_table(times, per_customer, customers)
@@ -1529,10 +1945,18 @@ pub(crate) fn curve_table(
 
 /// P(X(horizon) = n) for a new customer, n = 0 until the probabilities left are below 1e-6.
 fn purchase_distribution(
-    model: &dyn PurchaseModel,
+    mixture: &[(&dyn PurchaseModel, f64)],
     horizon: f64,
 ) -> Result<RecordBatch, MetricError> {
-    let probabilities = model.purchase_distribution(horizon, 1000);
+    let mut probabilities = vec![0.0; 1001];
+    for (model, w) in mixture {
+        for (total, p) in probabilities
+            .iter_mut()
+            .zip(model.purchase_distribution(horizon, 1000))
+        {
+            *total += w * p;
+        }
+    }
     let mut cumulative = 0.0;
     let kept: Vec<f64> = probabilities
         .into_iter()
