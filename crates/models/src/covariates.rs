@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use crate::bgnbd::Variant;
 use crate::gamma_gamma::Spend;
-use crate::optimize::{FitError, FreeFit, LogLikelihood, maximize};
+use crate::optimize::{Evaluated, FitError, FreeFit, LogLikelihood, maximize};
 use crate::purchase::Histories;
 use crate::special::gamma_q;
 
@@ -261,12 +261,12 @@ fn penalized<const N: usize, D: Observed + Sync, L: LogLikelihood<N> + Sync>(
     layout: Layout<N>,
     options: Options,
     phi: &[f64],
-) -> Option<(f64, Vec<f64>)> {
+) -> Option<Evaluated> {
     let n = layout.len();
     let attrition_at = layout.attrition_at();
     let (purchase_links, attrition_links) = layout.links;
     let (base, purchase, attrition) = layout.split(phi);
-    let parts: Vec<Option<(f64, Vec<f64>)>> = profiles
+    let parts: Vec<Option<Evaluated>> = profiles
         .par_iter()
         .zip(likelihoods)
         .map(|(profile, likelihood)| {
@@ -275,35 +275,79 @@ fn penalized<const N: usize, D: Observed + Sync, L: LogLikelihood<N> + Sync>(
                 (purchase_links, &purchase, &profile.purchase),
                 (attrition_links, &attrition, &profile.attrition),
             );
-            let (value, g) = likelihood.value_and_gradient(&theta);
+            let (value, g, h) = match likelihood.value_gradient_hessian(&theta) {
+                Some(second) => (second.value, second.gradient, Some(second.hessian)),
+                None => {
+                    let (value, g) = likelihood.value_and_gradient(&theta);
+                    (value, g, None)
+                }
+            };
             if !value.is_finite() {
                 return None;
             }
-            let mut gradient = vec![0.0; n];
-            // ∂/∂ln θⱼ: θ_pj = θⱼ·(…), so ∂θ_pj/∂ln θⱼ = θ_pj.
-            for j in 0..N {
-                gradient[j] = theta[j] * g[j];
-            }
+            // ψⱼ = ln θ_pj is linear in the free parameters: 1 for ln θⱼ, sign·x for a
+            // coefficient of a process that scales θⱼ. `terms[j]` lists (free parameter,
+            // coefficient).
+            let mut terms: Vec<Vec<(usize, f64)>> = (0..N).map(|j| vec![(j, 1.0)]).collect();
             for (links, values, at) in [
                 (purchase_links, &profile.purchase, N),
                 (attrition_links, &profile.attrition, attrition_at),
             ] {
                 for &(j, sign) in links {
-                    let d = theta[j] * g[j] * sign;
                     for (k, v) in values.iter().enumerate() {
-                        gradient[at + k] += d * v;
+                        terms[j].push((at + k, sign * v));
                     }
                 }
             }
-            Some((value, gradient))
+            // In ψ: ∂/∂ψⱼ = θⱼ gⱼ; ∂²/∂ψᵢ∂ψⱼ = θᵢθⱼ Hᵢⱼ + δᵢⱼ θᵢ gᵢ.
+            let g_psi: [f64; N] = std::array::from_fn(|j| theta[j] * g[j]);
+            let mut gradient = vec![0.0; n];
+            for j in 0..N {
+                for &(a, c) in &terms[j] {
+                    gradient[a] += c * g_psi[j];
+                }
+            }
+            let hessian = h.map(|h| {
+                let mut out = vec![vec![0.0; n]; n];
+                for i in 0..N {
+                    for j in 0..N {
+                        let h_psi =
+                            theta[i] * theta[j] * h[i][j] + if i == j { g_psi[i] } else { 0.0 };
+                        for &(a, ca) in &terms[i] {
+                            for &(b, cb) in &terms[j] {
+                                out[a][b] += ca * cb * h_psi;
+                            }
+                        }
+                    }
+                }
+                out
+            });
+            Some(Evaluated {
+                value,
+                gradient,
+                hessian,
+            })
         })
         .collect();
     let mut value = 0.0;
     let mut gradient = vec![0.0; n];
+    let mut hessian = Some(vec![vec![0.0; n]; n]);
     for part in parts {
-        let (v, g) = part?;
-        value += v;
-        gradient.iter_mut().zip(&g).for_each(|(t, x)| *t += x);
+        let part = part?;
+        value += part.value;
+        gradient
+            .iter_mut()
+            .zip(&part.gradient)
+            .for_each(|(t, x)| *t += x);
+        hessian = match (hessian, part.hessian) {
+            (Some(mut total), Some(h)) => {
+                for (row, add) in total.iter_mut().zip(&h) {
+                    row.iter_mut().zip(add).for_each(|(t, x)| *t += x);
+                }
+                Some(total)
+            }
+            _ => None,
+        };
     }
     // CLVTools' penalty, λ·Σγ² on the mean negative log-likelihood: customers·λ·Σγ² here.
     let customers: f64 = profiles.iter().map(|p| p.data.observed()).sum();
@@ -318,9 +362,16 @@ fn penalized<const N: usize, D: Observed + Sync, L: LogLikelihood<N> + Sync>(
     for (penalty, range) in penalties {
         for k in range {
             gradient[k] -= 2.0 * customers * penalty * phi[k];
+            if let Some(h) = hessian.as_mut() {
+                h[k][k] -= 2.0 * customers * penalty;
+            }
         }
     }
-    Some((value, gradient))
+    Some(Evaluated {
+        value,
+        gradient,
+        hessian,
+    })
 }
 
 fn fit_profiles<const N: usize, D: Observed + Sync, L: LogLikelihood<N> + Sync>(
@@ -681,6 +732,35 @@ mod tests {
                 }
             };
             let (_, gradient) = value(&at);
+            if bg {
+                // BG/NBD writes out its Hessian, and the chain rule carries it through the
+                // profiles: central differences of the gradient agree.
+                let l: Vec<_> = profiles
+                    .iter()
+                    .map(|p| crate::bgnbd::likelihood(&p.data, Variant::Bg))
+                    .collect();
+                let layout = Layout::<4>::new(&profiles, links, options);
+                let hessian = penalized(&profiles, &l, layout, options, &at)
+                    .unwrap()
+                    .hessian
+                    .unwrap();
+                for k in 0..at.len() {
+                    let h = 1e-6;
+                    let mut up = at.to_vec();
+                    let mut down = at.to_vec();
+                    up[k] += h;
+                    down[k] -= h;
+                    let (gu, gd) = (value(&up).1, value(&down).1);
+                    for i in 0..at.len() {
+                        let numeric = (gu[i] - gd[i]) / (2.0 * h);
+                        assert!(
+                            (numeric - hessian[i][k]).abs() < 1e-4 * hessian[i][k].abs().max(1.0),
+                            "H[{i}][{k}]: {numeric} vs {}",
+                            hessian[i][k]
+                        );
+                    }
+                }
+            }
             for k in 0..at.len() {
                 let h = 1e-6;
                 let mut up = at.to_vec();
@@ -705,6 +785,7 @@ mod tests {
         phi: &[f64],
     ) -> (f64, Vec<f64>) {
         let layout = Layout::<N>::new(profiles, links, options);
-        penalized(profiles, likelihoods, layout, options, phi).unwrap()
+        let e = penalized(profiles, likelihoods, layout, options, phi).unwrap();
+        (e.value, e.gradient)
     }
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicBool;
 
 use rayon::prelude::*;
 
-use crate::optimize::{FitError, FreeFit, maximize};
+use crate::optimize::{Evaluated, FitError, FreeFit, maximize};
 use crate::special::{digamma, ln_gamma};
 
 /// One run of time (in model time units, from the customer's first purchase) with constant
@@ -367,7 +367,13 @@ pub fn fit_dynamic(
         upper.push(range);
     }
     let fit = maximize(
-        |phi: &[f64]| data.log_likelihood(phi),
+        |phi: &[f64]| {
+            data.log_likelihood(phi).map(|(value, gradient)| Evaluated {
+                value,
+                gradient,
+                hessian: None,
+            })
+        },
         phi,
         (lower, upper),
         data.customers.len() as f64,

@@ -486,13 +486,23 @@ pub struct FreeFit {
     pub at_boundary: Vec<bool>,
 }
 
-/// Maximizes `log_likelihood(θ)` (it returns the value and its gradient, `None` where it cannot
-/// be evaluated) over free parameters θ within `[lower, upper]`, by BFGS with a backtracking
-/// line search, as [`fit`] does for a fixed number of parameters; then checks the second-order
-/// condition with a Hessian by central differences of the gradient. `observations` scales the
-/// objective to a mean, so the tolerances mean the same for 600 customers as for a million.
+/// A log-likelihood at one point of a [`maximize`] run: its value, gradient and, where the
+/// model writes its second derivatives out, its Hessian.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    pub value: f64,
+    pub gradient: Vec<f64>,
+    pub hessian: Option<Vec<Vec<f64>>>,
+}
+
+/// Maximizes `log_likelihood(θ)` (`None` where it cannot be evaluated) over free parameters θ
+/// within `[lower, upper]`, as [`fit`] does for a fixed number of parameters: damped Newton
+/// steps where it gives its Hessian, BFGS otherwise, with a backtracking line search; then
+/// checks the second-order condition with the Hessian (by central differences of the gradient
+/// where there is none). `observations` scales the objective to a mean, so the tolerances
+/// mean the same for 600 customers as for a million.
 pub fn maximize(
-    log_likelihood: impl Fn(&[f64]) -> Option<(f64, Vec<f64>)>,
+    log_likelihood: impl Fn(&[f64]) -> Option<Evaluated>,
     start: Vec<f64>,
     bounds: (Vec<f64>, Vec<f64>),
     observations: f64,
@@ -504,10 +514,25 @@ pub fn maximize(
         return Err(FitError::NoObservations);
     }
     let cancelled = || cancel.load(Ordering::Relaxed);
-    let objective = |theta: &[f64]| -> Option<(f64, Vec<f64>)> {
-        let (value, gradient) = log_likelihood(theta)?;
+    // The mean negative log-likelihood, its gradient and Hessian.
+    type Point = (f64, Vec<f64>, Option<Vec<Vec<f64>>>);
+    let objective = |theta: &[f64]| -> Option<Point> {
+        let Evaluated {
+            value,
+            gradient,
+            hessian,
+        } = log_likelihood(theta)?;
         let g: Vec<f64> = gradient.iter().map(|g| -g / observations).collect();
-        (value.is_finite() && g.iter().all(|x| x.is_finite())).then_some((-value / observations, g))
+        let h = hessian.map(|h| {
+            h.iter()
+                .map(|row| row.iter().map(|v| -v / observations).collect())
+                .collect()
+        });
+        (value.is_finite() && g.iter().all(|x| x.is_finite())).then_some((
+            -value / observations,
+            g,
+            h,
+        ))
     };
     let dotv = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
     let held = |theta: &[f64], g: &[f64]| -> Vec<bool> {
@@ -517,7 +542,7 @@ pub fn maximize(
     };
     let mut theta = start;
     let mut evaluations = 1;
-    let (mut f, mut g) = objective(&theta).ok_or(FitError::NotFiniteAtStart)?;
+    let (mut f, mut g, mut h) = objective(&theta).ok_or(FitError::NotFiniteAtStart)?;
     let identity = || {
         (0..n)
             .map(|i| {
@@ -545,15 +570,20 @@ pub fn maximize(
             iterations = iteration - 1;
             break;
         }
-        let mut direction: Vec<f64> = (0..n)
-            .map(|i| {
-                if fixed[i] {
-                    0.0
-                } else {
-                    -dotv(&inverse[i], &free_g)
-                }
-            })
-            .collect();
+        let newton = h
+            .as_ref()
+            .and_then(|h| newton_direction_free(h, &free_g, &fixed));
+        let mut direction: Vec<f64> = newton.unwrap_or_else(|| {
+            (0..n)
+                .map(|i| {
+                    if fixed[i] {
+                        0.0
+                    } else {
+                        -dotv(&inverse[i], &free_g)
+                    }
+                })
+                .collect()
+        });
         if dotv(&direction, &free_g) >= 0.0 {
             inverse = identity();
             direction = free_g.iter().map(|x| -x).collect();
@@ -573,16 +603,16 @@ pub fn maximize(
                 .map(|i| (theta[i] + step * direction[i]).clamp(lower[i], upper[i]))
                 .collect();
             evaluations += 1;
-            if let Some((next_f, next_g)) = objective(&candidate) {
+            if let Some((next_f, next_g, next_h)) = objective(&candidate) {
                 let moved: Vec<f64> = (0..n).map(|i| candidate[i] - theta[i]).collect();
                 if next_f <= f + 1e-4 * dotv(&moved, &free_g) {
-                    accepted = Some((candidate, next_f, next_g));
+                    accepted = Some((candidate, next_f, next_g, next_h));
                     break;
                 }
             }
             step *= 0.5;
         }
-        let Some((next_theta, next_f, next_g)) = accepted else {
+        let Some((next_theta, next_f, next_g, next_h)) = accepted else {
             first_order = free_g.iter().all(|x| x.abs() < STALL_GRADIENT_TOLERANCE);
             status = if first_order {
                 "no further decrease possible (gradient small)".to_owned()
@@ -613,6 +643,7 @@ pub fn maximize(
         theta = next_theta;
         f = next_f;
         g = next_g;
+        h = next_h;
         if stalled >= STALL_ITERATIONS {
             let fixed = held(&theta, &g);
             let largest = (0..n)
@@ -637,23 +668,31 @@ pub fn maximize(
     // gradient, which must be positive definite at a maximum.
     let mut information = vec![vec![0.0; n]; n];
     let mut hessian_ok = true;
-    for j in 0..n {
-        if cancelled() {
-            return Err(FitError::Cancelled);
-        }
-        let h = 1e-5 * theta[j].abs().max(1.0);
-        let mut up = theta.clone();
-        let mut down = theta.clone();
-        up[j] += h;
-        down[j] -= h;
-        evaluations += 2;
-        match (objective(&up), objective(&down)) {
-            (Some((_, gu)), Some((_, gd))) => {
-                for i in 0..n {
-                    information[i][j] = (gu[i] - gd[i]) / (2.0 * h) * observations;
-                }
+    if let Some(h) = &h {
+        for i in 0..n {
+            for j in 0..n {
+                information[i][j] = h[i][j] * observations;
             }
-            _ => hessian_ok = false,
+        }
+    } else {
+        for j in 0..n {
+            if cancelled() {
+                return Err(FitError::Cancelled);
+            }
+            let step = 1e-5 * theta[j].abs().max(1.0);
+            let mut up = theta.clone();
+            let mut down = theta.clone();
+            up[j] += step;
+            down[j] -= step;
+            evaluations += 2;
+            match (objective(&up), objective(&down)) {
+                (Some((_, gu, _)), Some((_, gd, _))) => {
+                    for i in 0..n {
+                        information[i][j] = (gu[i] - gd[i]) / (2.0 * step) * observations;
+                    }
+                }
+                _ => hessian_ok = false,
+            }
         }
     }
     let covariance = if hessian_ok {
@@ -683,6 +722,46 @@ pub fn maximize(
         status,
         at_boundary,
     })
+}
+
+/// The Newton direction −H⁻¹g over the coordinates not `fixed`, with H damped toward the
+/// identity until it is positive definite and the step descends (as [`newton_direction`]).
+fn newton_direction_free(hessian: &[Vec<f64>], g: &[f64], fixed: &[bool]) -> Option<Vec<f64>> {
+    let free: Vec<usize> = (0..g.len()).filter(|&i| !fixed[i]).collect();
+    let scale = free
+        .iter()
+        .fold(0.0f64, |m, &i| m.max(hessian[i][i].abs()))
+        .max(1e-12);
+    let mut damping = 0.0;
+    for _ in 0..40 {
+        let a: Vec<Vec<f64>> = free
+            .iter()
+            .map(|&i| {
+                free.iter()
+                    .map(|&j| hessian[i][j] + if i == j { damping } else { 0.0 })
+                    .collect()
+            })
+            .collect();
+        if let Some(inverse) = invert_symmetric(&a) {
+            let mut direction = vec![0.0; g.len()];
+            for (row, &i) in free.iter().enumerate() {
+                direction[i] = -free
+                    .iter()
+                    .enumerate()
+                    .map(|(col, &j)| inverse[row][col] * g[j])
+                    .sum::<f64>();
+            }
+            if direction.iter().zip(g).map(|(d, g)| d * g).sum::<f64>() < 0.0 {
+                return Some(direction);
+            }
+        }
+        damping = if damping == 0.0 {
+            1e-8 * scale
+        } else {
+            damping * 10.0
+        };
+    }
+    None
 }
 
 /// The inverse of a symmetric positive definite matrix (symmetrized first) by Cholesky; `None`
