@@ -560,6 +560,7 @@ mod tests {
         let all = Histories::compress(profiles.iter().flat_map(|p| {
             (0..p.data.len()).map(|i| (p.data.x[i], p.data.t_x[i], p.data.t[i], p.data.weight[i]))
         }));
+        let started = std::time::Instant::now();
         let (plain, plain_fit) = crate::pareto_nbd::fit_histories(&all, &never()).unwrap();
         assert!(
             (plain_fit.log_likelihood - -5_848.098).abs() < 1e-3,
@@ -572,6 +573,7 @@ mod tests {
             &never(),
         )
         .unwrap();
+        eprintln!("without and with covariates: {:?}", started.elapsed());
         assert!(fit.fit.converged, "{}", fit.fit.status);
         // CLVTools' L-BFGS-B stops a little short (its ℓ is 1e-4 lower): the estimates agree
         // to 0.3 %, the standard errors to 1 %.
