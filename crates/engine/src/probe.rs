@@ -204,6 +204,22 @@ fn generate(descriptor: &MetricDescriptor, rng: &mut SplitMix, mut label: String
     }
     let mut params = BTreeMap::new();
     for spec in &descriptor.parameters {
+        if spec.names_columns {
+            // Columns of this input (a covariate the metric must handle in any type), now
+            // and then one it lacks (which validation must refuse).
+            if rng.below(3) == 0 || fields.is_empty() {
+                continue;
+            }
+            let value = match rng.below(4) {
+                0 => "no_such_column".to_owned(),
+                1 => format!("{},{}", rng.pick(&fields).name(), rng.pick(&fields).name()),
+                _ => rng.pick(&fields).name().clone(),
+            };
+            let value = ParamValue::String(value);
+            described.push(format!("{}={value:?}", spec.name));
+            params.insert(spec.name.clone(), value);
+            continue;
+        }
         if let Some(value) = parameter(spec, rng) {
             described.push(format!("{}={value:?}", spec.name));
             params.insert(spec.name.clone(), value);

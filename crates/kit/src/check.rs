@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use mittari_engine::probe::{ProbeCase, SHAPES, extreme_cases, shaped_cases};
 use mittari_engine::{
     ComputeRequest, Engine, EngineConfig, EngineError, Field, LibraryStatus, MetricDescriptor,
+    ParamValue,
 };
 use serde::{Deserialize, Serialize};
 
@@ -353,9 +354,15 @@ fn compute(
                 if let Field::Column { name, row } = &violation.field {
                     // A column the request lacks may be named only as missing: one the metric
                     // declares, and no row of it.
-                    let declared = engine
-                        .describe(metric)
-                        .is_ok_and(|d| d.inputs.iter().any(|c| &c.name == name));
+                    // Or one a parameter of the request names (a covariate), as missing.
+                    let declared = engine.describe(metric).is_ok_and(|d| {
+                        d.inputs.iter().any(|c| &c.name == name)
+                            || d.named_columns(case.params.iter().filter_map(|(k, v)| match v {
+                                ParamValue::String(v) => Some((k.as_str(), v.as_str())),
+                                _ => None,
+                            }))
+                            .contains(name)
+                    });
                     if case.input.column_by_name(name).is_none() && (row.is_some() || !declared) {
                         return Err(Verdict::failed(
                             "wrong column",
