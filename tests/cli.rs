@@ -1963,3 +1963,88 @@ fn covariates_explain_why_customers_differ() {
         );
     }
 }
+
+/// `model=auto` fits the three continuous-time models, shows the comparison, and reports the
+/// one with the lowest BIC (without a holdout) or holdout error per customer (with one),
+/// among those that identify their parameters, saying which and why.
+#[test]
+fn model_auto_compares_and_says_why() {
+    let input = "examples/data/transactions.csv";
+    for holdout in [None, Some("holdout_start=2024-07-01")] {
+        let mut args = vec!["--param", "model=auto"];
+        if let Some(h) = holdout {
+            args.extend(["--param", h]);
+        }
+        let out = clv_json(input, &args);
+        let rows = out["tables"]["model_comparison"].as_array().unwrap();
+        let models: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
+        assert_eq!(models, ["bgnbd", "mbgnbd", "pareto_nbd"]);
+        let fitted: Vec<&serde_json::Value> = rows
+            .iter()
+            .filter(|r| r["log_likelihood"].is_number())
+            .collect();
+        for row in &fitted {
+            let (ll, k) = (
+                row["log_likelihood"].as_f64().unwrap(),
+                row["parameters"].as_f64().unwrap(),
+            );
+            assert!(
+                (row["aic"].as_f64().unwrap() - (2.0 * k - 2.0 * ll)).abs() < 1e-6,
+                "{row}"
+            );
+            let n = out["results"]["customers"].as_f64().unwrap();
+            assert!(
+                (row["bic"].as_f64().unwrap() - (k * n.ln() - 2.0 * ll)).abs() < 1e-6,
+                "{row}"
+            );
+        }
+        let chosen: Vec<&&serde_json::Value> =
+            fitted.iter().filter(|r| r["chosen"] == true).collect();
+        assert_eq!(chosen.len(), 1, "{rows:?}");
+        let chosen = chosen[0];
+        let criterion = if holdout.is_some() {
+            "holdout_mae"
+        } else {
+            "bic"
+        };
+        let identified = fitted.iter().any(|r| r["identified"] == true);
+        let best = fitted
+            .iter()
+            .filter(|r| !identified || r["identified"] == true)
+            .map(|r| r[criterion].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(chosen[criterion].as_f64().unwrap(), best, "{rows:?}");
+        // The results are the chosen model's.
+        assert_eq!(out["results"]["log_likelihood"], chosen["log_likelihood"]);
+        let said = warnings_of(&out);
+        let (_, why) = said
+            .iter()
+            .find(|(code, _)| code == "model_chosen")
+            .unwrap();
+        assert!(why.contains(chosen["model"].as_str().unwrap()), "{why}");
+        assert!(
+            why.contains(if holdout.is_some() {
+                "holdout error"
+            } else {
+                "BIC"
+            }),
+            "{why}"
+        );
+        if holdout.is_some() {
+            // The scalar is the mean over customers of |predicted − actual| in the holdout.
+            let customers = out["tables"]["customers"].as_array().unwrap();
+            let mae = customers
+                .iter()
+                .map(|c| {
+                    (c["predicted_holdout_purchases"].as_f64().unwrap()
+                        - c["holdout_purchases"].as_f64().unwrap())
+                    .abs()
+                })
+                .sum::<f64>()
+                / customers.len() as f64;
+            let reported = out["results"]["holdout_mae"].as_f64().unwrap();
+            assert!((mae - reported).abs() < 1e-9, "{mae} vs {reported}");
+            assert_eq!(chosen["holdout_mae"].as_f64().unwrap(), reported);
+        }
+    }
+}

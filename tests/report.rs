@@ -62,6 +62,7 @@ const EXAMPLES: [Example; 7] = [
             "clv-repeat-purchases",
             "clv-holdout",
             "clv-tracking",
+            "clv-tracking-incremental",
         ],
     },
     Example {

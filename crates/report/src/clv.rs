@@ -81,11 +81,27 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     let log = cx.read(descriptor, &[])?;
     let outcome = cx.compute("clv", &params, log.clone(), &[])?;
     let results = outcome.results.ok_or(Skip::NotApplicable)?;
-    let model_name = match params.get("model") {
+    let mut model_name = match params.get("model") {
         Some(ParamValue::String(name)) => name.clone(),
         _ => "historic".to_owned(),
     };
-    let model = fitted_model(&model_name, &results);
+    // model=auto: the results are the chosen model's.
+    if let Some(comparison) = table::result_table(&results, "model_comparison") {
+        let models = table::texts(comparison, "model");
+        let chosen = table::texts(comparison, "chosen");
+        if let Some(i) = chosen.iter().position(|c| c == "true") {
+            model_name = models[i].clone();
+        }
+    }
+    // With covariates every profile of customers has its own parameters, and the ones
+    // reported are the reference profile's: charts drawn from them alone would describe
+    // nobody in particular, so the model-based charts are left out.
+    let with_covariates = table::result_table(&results, "coefficients").is_some();
+    let model = if with_covariates {
+        None
+    } else {
+        fitted_model(&model_name, &results)
+    };
     let unit = match params.get("time_unit") {
         Some(ParamValue::String(unit)) => TimeUnit::from_name(unit).unwrap_or(TimeUnit::Week),
         _ => TimeUnit::Week,
@@ -173,15 +189,18 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     if let Some(customers) = customers.filter(|_| valued) {
         section.numbers(top_customers(customers, descriptor.table_spec("customers")));
     }
+    if let Some(coefficients) = table::result_table(&results, "coefficients") {
+        section.numbers(coefficient_numbers(coefficients, &results));
+    }
+    if let Some(chart) = repeat_purchase_chart(&results)? {
+        section.chart(chart);
+    }
     if let (Some(model), Some(customers)) = (&model, customers) {
         let horizon = match params.get("horizon") {
             Some(ParamValue::Double(h)) => *h,
             _ => 52.0,
         };
         for chart in matrices(model.as_ref(), customers, horizon, unit)? {
-            section.chart(chart);
-        }
-        if let Some(chart) = repeat_purchase_chart(&results)? {
             section.chart(chart);
         }
         if holdout_start.is_some()
@@ -193,7 +212,8 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         if let Some(end) = end {
             let calibration_end = holdout_start.unwrap_or(end + 1);
             if let Some(tracking) = tracking(&log, unit, calibration_end, end, model.as_ref()) {
-                section.chart(tracking_chart(&tracking, unit, holdout_start)?);
+                section.chart(tracking_chart(&tracking, unit, holdout_start, false)?);
+                section.chart(tracking_chart(&tracking, unit, holdout_start, true)?);
             }
         }
     }
@@ -227,6 +247,73 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         }
     }
     Ok(vec![section])
+}
+
+/// The covariates' coefficients, as a reader asks of them: what multiplies what, how sure,
+/// and whether the covariates improve the fit at all.
+fn coefficient_numbers(coefficients: &RecordBatch, results: &MetricResults) -> Numbers {
+    let process = table::texts(coefficients, "process");
+    let covariate = table::texts(coefficients, "covariate");
+    let multiplier = table::numbers(coefficients, "multiplier");
+    let coefficient = table::numbers(coefficients, "coefficient");
+    let se = table::numbers(coefficients, "standard_error");
+    let p = table::numbers(coefficients, "p_value");
+    let edge = table::texts(coefficients, "at_boundary");
+    let what = |process: &str| match process {
+        "purchase" => "purchase rate",
+        "attrition" => "dropout",
+        "spend" => "spend per purchase",
+        _ => "purchase rate and dropout",
+    };
+    let rows = (0..coefficients.num_rows())
+        .map(|i| {
+            vec![
+                covariate[i].clone(),
+                what(&process[i]).to_owned(),
+                if edge[i] == "true" {
+                    "not identified (at the edge of the range)".to_owned()
+                } else {
+                    format!("× {}", grouped(multiplier[i].unwrap_or(f64::NAN), 3))
+                },
+                format!(
+                    "{} ± {}",
+                    grouped(coefficient[i].unwrap_or(f64::NAN), 3),
+                    se[i].map_or("—".to_owned(), |s| grouped(s, 3))
+                ),
+                p[i].map_or("—".to_owned(), significant_p),
+            ]
+        })
+        .collect();
+    let test = match (
+        table::scalar(results, "covariates_lr_statistic"),
+        table::scalar(results, "covariates_lr_df"),
+        table::scalar(results, "covariates_lr_p_value"),
+    ) {
+        (Some(statistic), Some(df), Some(p)) => format!(
+            "; a likelihood-ratio test of all of them against none: χ² = {} on {} df, p {}",
+            grouped(statistic, 2),
+            df,
+            if p < 0.001 {
+                "below 0.001".to_owned()
+            } else {
+                format!("= {p:.3}")
+            }
+        ),
+        _ => String::new(),
+    };
+    Numbers {
+        caption: format!(
+            "Why customers differ: each covariate multiplies a process by exp(coefficient) per unit (a level against the first level){test}. Each profile of customers has its own parameters, so the charts drawn from one set (P(alive) by history, tracking) are left out"
+        ),
+        header: vec![
+            "covariate".into(),
+            "multiplies".into(),
+            "by".into(),
+            "coefficient ± standard error".into(),
+            "p".into(),
+        ],
+        rows,
+    }
 }
 
 /// Customers the top table lists.
@@ -668,11 +755,30 @@ fn tracking(
     })
 }
 
+/// The tracking chart: cumulative repeat purchases, or with `incremental` those of each
+/// period (the same numbers differenced), where a season or a holdout's drift shows that the
+/// cumulative curve smooths over.
 fn tracking_chart(
     tracking: &Tracking,
     unit: TimeUnit,
     holdout_start: Option<i64>,
+    incremental: bool,
 ) -> Result<Chart, Skip> {
+    let per_period = |values: &[f64]| -> Vec<f64> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i == 0 { v } else { v - values[i - 1] })
+            .collect()
+    };
+    let (observed, expected) = if incremental {
+        (
+            per_period(&tracking.observed),
+            per_period(&tracking.expected),
+        )
+    } else {
+        (tracking.observed.clone(), tracking.expected.clone())
+    };
     let points = |values: &[f64]| -> Vec<(f64, f64)> {
         tracking
             .periods
@@ -684,33 +790,41 @@ fn tracking_chart(
     let series = [
         Series {
             name: "observed".into(),
-            points: points(&tracking.observed),
+            points: points(&observed),
             color: 0,
             dashed: false,
             dots: false,
         },
         Series {
             name: "model".into(),
-            points: points(&tracking.expected),
+            points: points(&expected),
             color: 1,
             dashed: true,
             dots: false,
         },
     ];
-    let top = tracking
-        .observed
+    let top = observed
         .iter()
-        .chain(&tracking.expected)
+        .chain(&expected)
         .fold(0.0f64, |a, &b| a.max(b));
     let label = |v: f64| period_label(unit, v);
     let rule = holdout_start.map(|at| (unit.period(at) as f64, " holdout"));
-    let id = "clv-tracking";
+    let id = if incremental {
+        "clv-tracking-incremental"
+    } else {
+        "clv-tracking"
+    };
+    let y = if incremental {
+        format!("repeat purchases per {}", unit.name())
+    } else {
+        "cumulative repeat purchases".to_owned()
+    };
     Ok(Chart {
         svg: chart::lines(
             id,
             &Axes {
                 x: unit.name(),
-                y: "cumulative repeat purchases",
+                y: &y,
                 rule,
                 x_label: Some(&label),
                 legend_left: true,
@@ -719,11 +833,20 @@ fn tracking_chart(
             0.0..top * 1.05 + 1.0,
         )?,
         id: id.into(),
-        title: "Tracking: repeat purchases over time".into(),
+        title: if incremental {
+            format!("Tracking: repeat purchases per {}", unit.name())
+        } else {
+            "Tracking: repeat purchases over time".into()
+        },
         caption: format!(
-            "Cumulative repeat purchases ({}s with a purchase after a customer's first) of the \
+            "{} repeat purchases ({}s with a purchase after a customer's first) of the \
              customers who joined {}: observed, and what the model expects of customers joining \
-             when they did.{}",
+             when they did.{}{}",
+            if incremental {
+                "Each period's"
+            } else {
+                "Cumulative"
+            },
             unit.name(),
             if holdout_start.is_some() {
                 "before the holdout"
@@ -732,6 +855,11 @@ fn tracking_chart(
             },
             if holdout_start.is_some() {
                 " Right of the rule the model has not seen the purchases it predicts."
+            } else {
+                ""
+            },
+            if incremental {
+                " The last period ends where the data do, so it may be a partial one."
             } else {
                 ""
             }

@@ -239,6 +239,14 @@ impl<'a> Context<'a> {
             group_by.contains(&mapping.name)
                 || descriptor.inputs.iter().any(|c| c.name == mapping.name)
         });
+        // Columns the metric's parameters name (clv's covariates) are read too.
+        for (key, text) in &self.request.params {
+            for column in descriptor.named_columns([(key.as_str(), text.as_str())]) {
+                if !options.named_columns.iter().any(|(_, c)| *c == column) {
+                    options.named_columns.push((key.clone(), column));
+                }
+            }
+        }
         let table = mittari_io::read(
             mittari_io::Source::Path(&self.request.input),
             descriptor,
@@ -261,6 +269,10 @@ impl<'a> Context<'a> {
         // otherwise travel whole to a server for each one.
         let input = match self.descriptors.get(metric) {
             Some(descriptor) => {
+                let named = descriptor.named_columns(params.iter().filter_map(|(k, v)| match v {
+                    ParamValue::String(v) => Some((k.as_str(), v.as_str())),
+                    _ => None,
+                }));
                 let used: Vec<usize> = input
                     .schema()
                     .fields()
@@ -269,6 +281,7 @@ impl<'a> Context<'a> {
                     .filter(|(_, f)| {
                         group_by.contains(f.name())
                             || descriptor.inputs.iter().any(|c| c.name == *f.name())
+                            || named.contains(f.name())
                     })
                     .map(|(i, _)| i)
                     .collect();

@@ -8,6 +8,7 @@
 //! (`discrete.rs`) `bgbb` (Fader, Hardie & Shang 2010) for discrete opportunities.
 #![forbid(unsafe_code)]
 
+mod auto;
 mod bootstrap;
 mod covariates;
 mod descriptive;
@@ -90,8 +91,8 @@ impl Metric for Clv {
             .input(ColumnSpec::quantity("duration_holdout", "length of the holdout in time units, the same on every row (summary with a holdout)"))
             .input(ColumnSpec::quantity("n_periods", "transaction opportunities observed (bgbb)"))
             .parameter(
-                ParameterSpec::string("model", "historic", "historic, simple, retention, bgnbd, mbgnbd, pareto_nbd or bgbb")
-                    .allowed_values(&["historic", "simple", "retention", "bgnbd", "mbgnbd", "pareto_nbd", "bgbb"]),
+                ParameterSpec::string("model", "historic", "historic, simple, retention, bgnbd, mbgnbd, pareto_nbd, bgbb, or auto (fit bgnbd, mbgnbd and pareto_nbd, compare them, and report the one with the lowest holdout error, or BIC without a holdout)")
+                    .allowed_values(&["historic", "simple", "retention", "bgnbd", "mbgnbd", "pareto_nbd", "bgbb", "auto"]),
             )
             .parameter(ParameterSpec::double("margin", 1.0, "gross margin as a fraction, for rows without a margin value").range(0.0, 1.0))
             .parameter(ParameterSpec::new("lifespan", DataType::Double, "expected customer lifespan in years (model=simple)").optional().range(0.0, 200.0))
@@ -190,6 +191,8 @@ impl Metric for Clv {
             .output(OutputSpec::new("chi_square", "statistic", "Pearson's chi-square of the repeat-purchase histogram, observed against expected, bins pooled to at least five expected (bgnbd, mbgnbd, pareto_nbd)"))
             .output(OutputSpec::new("chi_square_df", "count", "its degrees of freedom: bins - 1 - 4 parameters"))
             .output(OutputSpec::new("chi_square_p_value", "probability", "P(chi-square at least this large) if the model were right: small values say it does not reproduce the data"))
+            .output(OutputSpec::new("holdout_mae", "transactions", "mean absolute error of the predicted holdout purchases per customer"))
+            .output(OutputSpec::new("holdout_rmse", "transactions", "root mean squared error of the predicted holdout purchases per customer"))
             .output(OutputSpec::new("log_likelihood_without_covariates", "log-likelihood", "the purchase model's log-likelihood without its covariates (with covariates)"))
             .output(OutputSpec::new("covariates_lr_statistic", "statistic", "likelihood-ratio statistic of the purchase and attrition covariates: 2 x (log_likelihood - log_likelihood_without_covariates)"))
             .output(OutputSpec::new("covariates_lr_df", "count", "its degrees of freedom: the number of coefficients"))
@@ -205,6 +208,20 @@ impl Metric for Clv {
                 OutputSpec::new("or_more", "id", "true on the last row, which counts that many purchases or more"),
                 OutputSpec::new("observed", "customers", "customers with that many repeat purchases"),
                 OutputSpec::new("expected", "customers", "the model's expectation: the sum over customers of P(X(T) = n), each at their own T"),
+            ])
+            .table_with_columns("model_comparison", "model=auto: every continuous-time model fitted to the data, and which was chosen and why", [
+                OutputSpec::new("model", "id", "bgnbd, mbgnbd or pareto_nbd"),
+                OutputSpec::new("chosen", "id", "true for the model whose results these are"),
+                OutputSpec::new("identified", "id", "false where the fit does not identify its parameters (then it is not chosen while another is)"),
+                OutputSpec::new("log_likelihood", "log-likelihood", "at the estimate"),
+                OutputSpec::new("parameters", "count", "estimated parameters k (4, plus any covariate coefficients)"),
+                OutputSpec::new("aic", "statistic", "2k - 2 log-likelihood"),
+                OutputSpec::new("bic", "statistic", "k ln(customers) - 2 log-likelihood: what chooses without a holdout"),
+                OutputSpec::new("chi_square_p_value", "probability", "the repeat-purchase histogram's chi-square test"),
+                OutputSpec::new("holdout_mae", "transactions", "mean absolute error of holdout purchases per customer: what chooses with a holdout"),
+                OutputSpec::new("holdout_rmse", "transactions", "root mean squared error of holdout purchases per customer"),
+                OutputSpec::new("holdout_total_error", "transactions", "predicted minus actual holdout purchases of all customers"),
+                OutputSpec::new("note", "id", "why the model was chosen, or could not be fitted"),
             ])
             .table_with_columns("coefficients", "with covariates: each covariate's coefficient per process (CLVTools' parameterisation: purchase rate x exp(coefficient x value); attrition: Pareto/NBD dropout rate, (M)BG/NBD both beta parameters; spend: mean spend)", [
                 OutputSpec::new("process", "id", "purchase, attrition, both (equal_covariates) or spend"),
@@ -222,11 +239,12 @@ impl Metric for Clv {
 
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
         let model = params.str("model")?;
-        let output = match model {
-            "bgnbd" | "mbgnbd" | "pareto_nbd" => predictive::compute(input, params),
-            "bgbb" => discrete::compute(input, params),
-            _ => descriptive::compute(input, params),
-        }?;
+        let (output, model) = match model {
+            "bgnbd" | "mbgnbd" | "pareto_nbd" => (predictive::compute(input, params)?, model),
+            "auto" => auto::compute(input, params)?,
+            "bgbb" => (discrete::compute(input, params)?, model),
+            _ => (descriptive::compute(input, params)?, model),
+        };
         let output = ignored_parameters(model, input, params)?.into_iter().fold(
             output,
             |output, (name, why)| {

@@ -1313,6 +1313,21 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                     .as_deref()
                     .map_or(0.0, weighted),
             ));
+        // The error per customer, weighted by the customers a row stands for.
+        if let Some(predicted) = &predictions.predicted_holdout {
+            let errors = || {
+                predicted
+                    .iter()
+                    .zip(holdout_frequency)
+                    .zip(&history.weight)
+                    .map(|((p, a), w)| (p - a, *w))
+            };
+            let mae = errors().map(|(e, w)| e.abs() * w).sum::<f64>() / total_weight;
+            let mse = errors().map(|(e, w)| e * e * w).sum::<f64>() / total_weight;
+            output = output
+                .scalar(Scalar::new("holdout_mae", mae))
+                .scalar(Scalar::new("holdout_rmse", mse.sqrt()));
+        }
     }
     for reason in unavailable {
         output = output.warning("interval_unavailable", reason);
