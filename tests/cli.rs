@@ -1589,6 +1589,20 @@ fn predictions_carry_intervals_and_churn_probabilities() {
     let mut widened = 0;
     for (row90, row99) in c90.iter().zip(&c99) {
         assert_eq!(row90["customer_id"], row99["customer_id"]);
+        // The value of the purchases to come: from nothing (where no purchase is likely) up,
+        // and wider at 99 %.
+        let (low, high) = (
+            number(row90, "purchase_value_lower"),
+            number(row90, "purchase_value_upper"),
+        );
+        assert!(0.0 <= low && low <= high, "{row90}");
+        assert!(number(row99, "purchase_value_upper") >= high, "{row99}");
+        // No value exactly where no purchase is within the interval of purchases.
+        assert_eq!(
+            low == 0.0,
+            number(row90, "purchases_lower") == 0.0,
+            "{row90}"
+        );
         for (column, probability) in columns {
             let value = number(row90, column);
             let (lower, upper) = (

@@ -130,9 +130,93 @@ pub fn trigamma(mut x: f64) -> f64 {
         + inv * inv2 * (1.0 / 6.0 - inv2 * (1.0 / 30.0 - inv2 * (1.0 / 42.0 - inv2 / 30.0)))
 }
 
+/// I_x(a, b), the regularized incomplete beta function, for a, b > 0 and 0 ≤ x ≤ 1: the
+/// continued fraction of Numerical Recipes (3rd ed., §6.4) by the modified Lentz method, on
+/// whichever of x and 1 − x makes it converge fast (I_x(a, b) = 1 − I_{1−x}(b, a)).
+pub fn beta_inc(a: f64, b: f64, x: f64) -> f64 {
+    if a.is_nan() || b.is_nan() || x.is_nan() || a <= 0.0 || b <= 0.0 || !(0.0..=1.0).contains(&x) {
+        return f64::NAN;
+    }
+    if x == 0.0 || x == 1.0 {
+        return x;
+    }
+    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        (ln_front.exp() * beta_fraction(a, b, x) / a).clamp(0.0, 1.0)
+    } else {
+        (1.0 - ln_front.exp() * beta_fraction(b, a, 1.0 - x) / b).clamp(0.0, 1.0)
+    }
+}
+
+/// The continued fraction of I_x(a, b) (Numerical Recipes' `betacf`), to 1e-15.
+fn beta_fraction(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..10_000 {
+        let m = f64::from(m);
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let step = d * c;
+        h *= step;
+        if (step - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// mpmath's betainc(a, b, 0, x, regularized=True).
+    #[test]
+    fn incomplete_beta_matches_mpmath() {
+        for (a, b, x, expect) in [
+            (2.0, 3.0, 0.5, 0.6875),
+            (0.5, 0.5, 0.3, 0.369_010_119_565_545),
+            (10.0, 2.5, 0.9, 0.812_186_274_308_856),
+            (30.0, 4.0, 0.7, 0.004_187_133_245_801_89),
+            (0.1, 50.0, 0.001, 0.774_907_183_609_522),
+            (150.0, 3.0, 0.99, 0.804_423_617_145_163),
+        ] {
+            let got = beta_inc(a, b, x);
+            assert!(
+                (got - expect).abs() < 1e-12 * expect.max(1e-3),
+                "I_{x}({a}, {b}) = {got}, not {expect}"
+            );
+        }
+        assert_eq!(beta_inc(2.0, 3.0, 0.0), 0.0);
+        assert_eq!(beta_inc(2.0, 3.0, 1.0), 1.0);
+        assert!(beta_inc(2.0, 3.0, 1.5).is_nan());
+    }
 
     /// Against mpmath's regularized upper incomplete gamma (17 digits), on both sides of
     /// x = a + 1, and the chi-square 5 % point of 6 degrees of freedom.

@@ -295,6 +295,15 @@ fn customer_columns() -> Vec<OutputSpec> {
                 ));
             }
         }
+        if name == "clv" {
+            for end in ["lower", "upper"] {
+                columns.push(OutputSpec::new(
+                    &format!("purchase_value_{end}"),
+                    "currency",
+                    &format!("the {end} end of the prediction interval of the value (margin x spend, not discounted) of the purchases the customer will make over the horizon: their purchase distribution combined with the Gamma-Gamma spend distribution, given the fitted parameters (gamma_gamma with interval)"),
+                ));
+            }
+        }
         if name == "expected_purchases" {
             for end in ["lower", "upper"] {
                 columns.push(OutputSpec::new(

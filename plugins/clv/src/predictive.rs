@@ -12,6 +12,7 @@ use mittari_models::goodness;
 use mittari_models::identification::{self, Support};
 use mittari_models::pareto_nbd::{self, ParetoNbd};
 use mittari_models::rfm::{self, DAYS_PER_YEAR, TimeUnit};
+use mittari_models::special::beta_inc;
 use mittari_models::uncertainty::{LogCovariance, Scale};
 use mittari_models::{Discounting, Fit, FitError, Histories, PurchaseModel};
 use mittari_sdk::arrow_array::builder::StringBuilder;
@@ -704,6 +705,8 @@ struct Predictions {
     kept: Option<HashMap<u32, usize>>,
     /// With intervals: each customer's prediction interval of purchases over the horizon.
     purchase_range: Option<Bounds>,
+    /// With a spend model: the prediction interval of the value of those purchases.
+    value_range: Option<Bounds>,
 }
 
 /// The value columns of a spend model.
@@ -1035,6 +1038,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         bounds: Vec::new(),
         kept: None,
         purchase_range: None,
+        value_range: None,
     };
 
     // Intervals, where asked for and where the fits have covariances.
@@ -1047,15 +1051,34 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         level => level,
     };
     if let Some(level) = level {
+        let (pairs, slots) = distinct_x_and_t(&histories);
+        // The whole distribution where spend is valued (the value's upper tail comes from
+        // every purchase count), else to the upper quantile.
+        let until = if gg.is_some() {
+            1.0 - 1e-9
+        } else {
+            (1.0 + level.level) / 2.0
+        };
+        let alive = alive_distributions(model, &pairs, horizon, until, input)?;
         predictions.purchase_range = Some(purchase_range(
-            model,
-            &histories,
+            &alive,
+            &slots,
             &per_history,
             &history_of,
-            horizon,
             level,
-            input,
-        )?);
+        ));
+        if let Some(gg) = gg {
+            predictions.value_range = Some(value_range(
+                &alive,
+                &slots,
+                &per_history,
+                &history_of,
+                &history,
+                gg,
+                margin,
+                level,
+            ));
+        }
     }
     let bootstrapped = level.is_some() && params.str("uncertainty")? == "bootstrap";
     let mut bootstrap_totals: Vec<(&str, (f64, f64))> = Vec::new();
@@ -1600,22 +1623,16 @@ fn distinct_x_and_t(histories: &Histories) -> (Vec<(f64, f64)>, Vec<usize>) {
     (pairs, slots)
 }
 
-/// Each customer's prediction interval of the purchases they will make over the horizon: the
-/// (1 − L)/2 and (1 + L)/2 quantiles of P(X = n | history) = (1 − P(alive))·1{n = 0} +
-/// P(alive)·P(X = n | alive), the second a distribution per distinct (x, T), kept only as far
-/// as its cumulative sum needs to reach the upper quantile.
-fn purchase_range(
+/// Each distinct (x, T)'s P(n purchases over the horizon | alive), n = 0, 1, …, until the
+/// cumulative probability reaches `until` (`None` where 100 000 purchases do not reach it).
+fn alive_distributions(
     model: &dyn PurchaseModel,
-    histories: &Histories,
-    per_history: &[HistoryPrediction],
-    history_of: &[u32],
+    pairs: &[(f64, f64)],
     horizon: f64,
-    level: Level,
+    until: f64,
     input: &Input<'_>,
-) -> Result<Bounds, MetricError> {
-    let (low, high) = ((1.0 - level.level) / 2.0, (1.0 + level.level) / 2.0);
-    let (pairs, slots) = distinct_x_and_t(histories);
-    let cumulative: Vec<Option<Vec<f64>>> = pairs
+) -> Result<Vec<Option<Vec<f64>>>, MetricError> {
+    pairs
         .par_iter()
         .map(|&(x, t)| {
             input.check_cancelled()?;
@@ -1625,39 +1642,135 @@ fn purchase_range(
             let mut max_n = (expected + 6.0 * expected.sqrt() + 10.0).ceil() as usize;
             while max_n <= 100_000 {
                 let mut sum = 0.0;
-                let mut cdf: Vec<f64> = Vec::new();
+                let mut pmf: Vec<f64> = Vec::new();
                 for p in model.purchase_distribution_if_alive(horizon, x, t, max_n) {
                     sum += p;
-                    cdf.push(sum);
-                    if sum >= high {
-                        return Ok(Some(cdf));
+                    pmf.push(p);
+                    if sum >= until {
+                        return Ok(Some(pmf));
                     }
                 }
                 max_n *= 4;
             }
             Ok(None)
         })
-        .collect::<Result<_, MetricError>>()?;
+        .collect()
+}
+
+/// Each customer's prediction interval of purchases over the horizon: quantiles of
+/// P(X = n) = (1 − P(alive))·1{n = 0} + P(alive)·P(n | alive), from `alive` (each distinct
+/// (x, T)'s P(n | alive), `slots` mapping histories to them).
+fn purchase_range(
+    alive: &[Option<Vec<f64>>],
+    slots: &[usize],
+    per_history: &[HistoryPrediction],
+    history_of: &[u32],
+    level: Level,
+) -> Bounds {
+    let (low, high) = ((1.0 - level.level) / 2.0, (1.0 + level.level) / 2.0);
     // The first n whose mixed cumulative probability reaches q.
-    let quantile = |cdf: &[f64], alive: f64, q: f64| -> Option<f64> {
-        cdf.iter()
-            .position(|c| (1.0 - alive) + alive * c >= q - 1e-12)
-            .map(|n| n as f64)
+    let quantile = |pmf: &[f64], p_alive: f64, q: f64| -> Option<f64> {
+        let mut cumulative = 1.0 - p_alive;
+        for (n, p) in pmf.iter().enumerate() {
+            cumulative += p_alive * p;
+            if cumulative >= q - 1e-12 {
+                return Some(n as f64);
+            }
+        }
+        None
     };
-    let per_history_range: Vec<(Option<f64>, Option<f64>)> = (0..histories.len())
+    let per_history_range: Vec<(Option<f64>, Option<f64>)> = (0..per_history.len())
         .into_par_iter()
-        .map(|h| match &cumulative[slots[h]] {
-            Some(cdf) => {
-                let alive = per_history[h].p_alive;
-                (quantile(cdf, alive, low), quantile(cdf, alive, high))
+        .map(|h| match &alive[slots[h]] {
+            Some(pmf) => {
+                let p_alive = per_history[h].p_alive;
+                (quantile(pmf, p_alive, low), quantile(pmf, p_alive, high))
             }
             None => (None, None),
         })
         .collect();
-    Ok(history_of
+    history_of
         .par_iter()
         .map(|&h| per_history_range[h as usize])
-        .unzip())
+        .unzip()
+}
+
+/// Each customer's prediction interval of the value of the purchases they will make over the
+/// horizon (margin × spend, not discounted): the purchases' distribution combined with
+/// Gamma-Gamma's. Given n purchases and the customer's posterior ν ~ Gamma(a, b) (a = q + px,
+/// b = γ + x z̄; the population's q and γ without repeat purchases), their sum S of n values
+/// Gamma(p, ν) has S/(S + b) ~ Beta(np, a), so
+/// P(S ≤ s) = P(X = 0) + Σₙ P(X = n) I_{s/(s+b)}(np, a); its quantiles by bisection on
+/// u = s/(s + b).
+#[allow(clippy::too_many_arguments)]
+fn value_range(
+    alive: &[Option<Vec<f64>>],
+    slots: &[usize],
+    per_history: &[HistoryPrediction],
+    history_of: &[u32],
+    history: &History<'_>,
+    gg: GammaGamma,
+    margin: f64,
+    level: Level,
+) -> Bounds {
+    let (low, high) = ((1.0 - level.level) / 2.0, (1.0 + level.level) / 2.0);
+    (0..history_of.len())
+        .into_par_iter()
+        .map(|i| {
+            let h = history_of[i] as usize;
+            let Some(pmf) = &alive[slots[h]] else {
+                return (None, None);
+            };
+            let p_alive = per_history[h].p_alive;
+            let (x, z) = (history.x[i], history.monetary_value[i].unwrap_or(0.0));
+            let [lower, upper] = value_quantiles(pmf, p_alive, gg, (x, z), margin, [low, high]);
+            (
+                Some(lower).filter(|v| v.is_finite()),
+                Some(upper).filter(|v| v.is_finite()),
+            )
+        })
+        .unzip()
+}
+
+/// The quantiles `q` of the value (margin × the sum of spend) of one customer's purchases, from
+/// P(n purchases | alive) `pmf`, P(alive), the spend model and the customer's (x, z̄).
+pub(crate) fn value_quantiles(
+    pmf: &[f64],
+    p_alive: f64,
+    gg: GammaGamma,
+    (x, z): (f64, f64),
+    margin: f64,
+    q: [f64; 2],
+) -> [f64; 2] {
+    let (a, b) = if x >= 1.0 && z > 0.0 {
+        (gg.q + gg.p * x, gg.gamma + x * z)
+    } else {
+        (gg.q, gg.gamma)
+    };
+    let none = (1.0 - p_alive) + p_alive * pmf.first().copied().unwrap_or(0.0);
+    let cdf = |u: f64| -> f64 {
+        none + pmf
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(n, p)| p_alive * p * beta_inc(n as f64 * gg.p, a, u))
+            .sum::<f64>()
+    };
+    q.map(|q| {
+        if none >= q {
+            return 0.0;
+        }
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..50 {
+            let mid = 0.5 * (lo + hi);
+            if cdf(mid) >= q {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        margin * b * hi / (1.0 - hi)
+    })
 }
 
 /// Each distinct history's DERT if alive, computed once per distinct (x, T): it does not
@@ -1749,6 +1862,10 @@ fn customer_table(
             {
                 columns.push(("purchases_lower".to_owned(), Source::Optional(lower)));
                 columns.push(("purchases_upper".to_owned(), Source::Optional(upper)));
+            }
+            if let ("clv", Some((lower, upper))) = (name, &predictions.value_range) {
+                columns.push(("purchase_value_lower".to_owned(), Source::Optional(lower)));
+                columns.push(("purchase_value_upper".to_owned(), Source::Optional(upper)));
             }
             columns
         })
@@ -1991,4 +2108,59 @@ fn purchase_distribution(
             ("probability", Arc::new(Float64Array::from(kept))),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mittari_models::testing::Rng;
+
+    /// The value interval's quantiles, derived through the beta distribution, against
+    /// simulated customers: draw alive or not, a purchase count from the pmf, the customer's
+    /// ν from its posterior, then each purchase's value; the empirical 5 % and 95 % points of
+    /// 200 000 draws agree with the computed ones.
+    #[test]
+    fn value_quantiles_match_simulated_customers() {
+        let gg = GammaGamma {
+            p: 3.0,
+            q: 5.0,
+            gamma: 50.0,
+        };
+        let pmf = [0.3, 0.25, 0.2, 0.12, 0.08, 0.05];
+        let (p_alive, x, z, margin) = (0.8, 3.0, 40.0, 0.5);
+        let [lower, upper] = value_quantiles(&pmf, p_alive, gg, (x, z), margin, [0.05, 0.95]);
+        let mut rng = Rng::new(11);
+        let (a, b) = (gg.q + gg.p * x, gg.gamma + x * z);
+        let mut draws: Vec<f64> = (0..200_000)
+            .map(|_| {
+                if rng.uniform() > p_alive {
+                    return 0.0;
+                }
+                let mut u = rng.uniform();
+                let mut n = 0;
+                while n + 1 < pmf.len() && u > pmf[n] {
+                    u -= pmf[n];
+                    n += 1;
+                }
+                let nu = rng.gamma(a) / b;
+                (0..n).map(|_| rng.gamma(gg.p) / nu).sum::<f64>() * margin
+            })
+            .collect();
+        draws.sort_by(f64::total_cmp);
+        let at = |q: f64| draws[(q * draws.len() as f64) as usize];
+        // P(value = 0) = 0.2 + 0.8 × 0.3 = 0.44 > 0.05: the lower end is no purchase at all.
+        assert_eq!(lower, 0.0);
+        assert_eq!(at(0.05), 0.0);
+        assert!(
+            (upper - at(0.95)).abs() < 0.02 * upper,
+            "{upper} vs {}",
+            at(0.95)
+        );
+        let [median, _] = value_quantiles(&pmf, p_alive, gg, (x, z), margin, [0.6, 0.9]);
+        assert!(
+            (median - at(0.6)).abs() < 0.02 * median,
+            "{median} vs {}",
+            at(0.6)
+        );
+    }
 }
