@@ -1904,23 +1904,48 @@ fn covariates_explain_why_customers_differ() {
     }
     assert_eq!(rows[4]["process"], "spend");
     assert_eq!(rows.len(), 5);
-    // Intervals are not computed for covariate fits yet, and say so.
-    let with_interval = clv_json(
-        &input,
-        &[
-            "--param",
-            "model=pareto_nbd",
-            "--param",
-            "covariates=gender",
-            "--param",
-            "interval=0.9",
-        ],
-    );
+    // Delta-method intervals of a covariate fit come from the covariance of all its free
+    // parameters (ln r, ln alpha, ln s, ln beta and the coefficients): every customer's
+    // interval holds their prediction (a point only where the prediction is certain: P(alive)
+    // is 1 for a customer who bought in the last period), and the total has one.
+    let interval_of = |covariates: bool| {
+        let mut args = vec!["--param", "model=pareto_nbd", "--param", "interval=0.9"];
+        if covariates {
+            args.extend(["--param", "covariates=gender"]);
+        }
+        clv_json(&input, &args)
+    };
+    let with_interval = interval_of(true);
     assert!(
         warnings_of(&with_interval)
             .iter()
-            .any(|(code, text)| code == "interval_unavailable" && text.contains("covariates")),
+            .all(|(code, _)| code != "interval_unavailable"),
         "{with_interval}"
+    );
+    for row in with_interval["tables"]["customers"].as_array().unwrap() {
+        for column in ["p_alive", "expected_purchases"] {
+            let value = row[column].as_f64().unwrap();
+            let (lower, upper) = (
+                row[format!("{column}_lower")].as_f64().unwrap(),
+                row[format!("{column}_upper")].as_f64().unwrap(),
+            );
+            assert!(lower <= value && value <= upper, "{column}: {row}");
+            assert!(lower < upper || value == 1.0, "{column}: {row}");
+        }
+    }
+    let total = |out: &serde_json::Value| -> (f64, f64) {
+        let interval = &out["confidence_intervals"]["expected_purchases"];
+        (
+            interval["lower"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{out}")),
+            interval["upper"].as_f64().unwrap(),
+        )
+    };
+    let (with, without) = (total(&with_interval), total(&interval_of(false)));
+    assert!(
+        with.1 - with.0 > 0.0 && without.1 - without.0 > 0.0,
+        "{with:?} {without:?}"
     );
 
     // A covariate that changes within a customer, a column that is not there, and a

@@ -83,6 +83,22 @@ impl<const N: usize> CovariateFit<N> {
         )
     }
 
+    /// The base model's parameters for customers with these covariate values, at free
+    /// parameters `free` (ln of the base parameters, then the coefficients, in the fit's
+    /// order) other than the estimate: what the delta method's shifted points need.
+    pub fn params_at(&self, free: &[f64], purchase: &[f64], attrition: &[f64]) -> [f64; N] {
+        let base: [f64; N] = std::array::from_fn(|j| free[j].exp());
+        let kp = self.purchase.len();
+        let gp = &free[N..N + kp];
+        let shared = free.len() == N + kp && !self.attrition.is_empty();
+        let ga = if shared { gp } else { &free[N + kp..] };
+        scaled(
+            &base,
+            (self.purchase_links, gp, purchase),
+            (self.attrition_links, ga, attrition),
+        )
+    }
+
     /// Whether any parameter ended at the edge of the searched range.
     pub fn reached_boundary(&self) -> bool {
         self.fit.at_boundary.iter().any(|&b| b)
@@ -524,6 +540,7 @@ mod tests {
             likelihood_ratio(plain_fit.log_likelihood, fit.log_likelihood, 2).unwrap();
         assert!(statistic > 20.0 && p < 1e-4, "{statistic} {p}");
         let params = fit.params_for(&[1.0], &[1.0]);
+        assert_eq!(fit.params_at(&fit.fit.params, &[1.0], &[1.0]), params);
         assert!((params[1] - fit.base[1] * (-fit.purchase[0]).exp()).abs() < 1e-12);
     }
 
@@ -667,6 +684,10 @@ mod tests {
         assert!(shared.fit.converged, "{}", shared.fit.status);
         assert_eq!(shared.purchase, shared.attrition);
         assert_eq!(shared.fit.params.len(), 6);
+        assert_eq!(
+            shared.params_at(&shared.fit.params, &[1.0, 0.0], &[1.0, 0.0]),
+            shared.params_for(&[1.0, 0.0], &[1.0, 0.0])
+        );
         assert!(shared.log_likelihood <= free.log_likelihood + 1e-9);
     }
 
@@ -789,5 +810,100 @@ mod tests {
         let layout = Layout::<N>::new(profiles, links, options);
         let e = penalized(profiles, likelihoods, layout, options, phi).unwrap();
         (e.value, e.gradient)
+    }
+
+    /// Coverage of delta-method intervals through the coefficients: 600 bases of 2 × 800
+    /// BG/NBD customers in two profiles (purchase coefficient 0.6, attrition −0.4), fitted with
+    /// the covariate; the 90 % intervals of P(alive) and of expected purchases in 52 weeks of a
+    /// customer of each profile cover the value at the true parameters 87–93 % of the time
+    /// overall.
+    #[test]
+    fn covariate_intervals_cover_the_truth() {
+        use crate::PurchaseModel;
+        use crate::bgnbd::BgNbd;
+        use crate::uncertainty::{FreeCovariance, Scale, interval};
+        use rayon::prelude::*;
+        const Z_90: f64 = 1.644_853_626_951_472_2;
+        let (gp, ga) = (0.6f64, -0.4f64);
+        let base = [0.6, 5.0, 0.9, 3.0];
+        let model = |p: [f64; 4]| BgNbd {
+            r: p[0],
+            alpha: p[1],
+            a: p[2],
+            b: p[3],
+            variant: Variant::Bg,
+        };
+        let truth_of = |x: f64| {
+            model([
+                base[0],
+                base[1] * (-gp * x).exp(),
+                base[2] * (ga * x).exp(),
+                base[3] * (ga * x).exp(),
+            ])
+        };
+        let (x, t_x, t) = (3.0, 30.0, 39.0);
+        let hits: Vec<Vec<bool>> = (0..600u64)
+            .into_par_iter()
+            .map(|seed| {
+                let mut rng = Rng::new(50_000 + seed);
+                let profiles: Vec<Profile<Histories>> = [0.0, 1.0]
+                    .iter()
+                    .map(|&v| {
+                        let truth = truth_of(v);
+                        let rows: Vec<_> = (0..800)
+                            .map(|_| {
+                                let (n, last) = truth.simulate(&mut rng, t);
+                                (n, last, t, 1.0)
+                            })
+                            .collect();
+                        Profile {
+                            purchase: vec![v],
+                            attrition: vec![v],
+                            data: Histories::compress(rows.into_iter()),
+                        }
+                    })
+                    .collect();
+                let fit =
+                    fit_bgnbd(&profiles, Variant::Bg, base, Options::default(), &never()).unwrap();
+                let covariance = FreeCovariance::new(
+                    fit.fit.params.clone(),
+                    fit.fit.covariance.clone().unwrap(),
+                )
+                .unwrap();
+                let shifted = covariance.shifted();
+                let mut hits = Vec::new();
+                for v in [0.0, 1.0] {
+                    let at = |free: &[f64]| model(fit.params_at(free, &[v], &[v]));
+                    let fitted = at(&fit.fit.params);
+                    let moved: Vec<BgNbd> = shifted.iter().map(|p| at(p)).collect();
+                    let truth = truth_of(v);
+                    type Quantity<'q> = &'q dyn Fn(&BgNbd) -> f64;
+                    let quantities: [(Quantity<'_>, Scale); 2] = [
+                        (&|m: &BgNbd| m.p_alive(x, t_x, t), Scale::Probability),
+                        (
+                            &|m: &BgNbd| m.expected_purchases(52.0, x, t_x, t).unwrap(),
+                            Scale::Positive,
+                        ),
+                    ];
+                    for (q, scale) in quantities {
+                        let value = q(&fitted);
+                        let gradient = FreeCovariance::gradient(
+                            value,
+                            &moved.iter().map(q).collect::<Vec<f64>>(),
+                        );
+                        let (lower, upper) =
+                            interval(value, covariance.variance(&gradient), Z_90, scale).unwrap();
+                        hits.push((lower..=upper).contains(&q(&truth)));
+                    }
+                }
+                hits
+            })
+            .collect();
+        let quantities = hits[0].len();
+        let share = |k: usize| hits.iter().filter(|h| h[k]).count() as f64 / hits.len() as f64;
+        let each: Vec<f64> = (0..quantities).map(share).collect();
+        let overall = each.iter().sum::<f64>() / quantities as f64;
+        eprintln!("covariates: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
+        assert!((0.87..=0.93).contains(&overall), "{overall} {each:?}");
     }
 }

@@ -72,6 +72,70 @@ impl<const N: usize> LogCovariance<N> {
     }
 }
 
+/// [`LogCovariance`] for a number of parameters known at run time (a covariate model's ln θ
+/// and coefficients): the free parameters and their covariance, the same shifted points and
+/// gradients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreeCovariance {
+    pub params: Vec<f64>,
+    pub covariance: Vec<Vec<f64>>,
+}
+
+impl FreeCovariance {
+    /// `None` unless the covariance is square, of the parameters' size, with a finite,
+    /// non-negative diagonal.
+    pub fn new(params: Vec<f64>, covariance: Vec<Vec<f64>>) -> Option<FreeCovariance> {
+        let n = params.len();
+        let square = covariance.len() == n && covariance.iter().all(|row| row.len() == n);
+        (square && (0..n).all(|i| covariance[i][i].is_finite() && covariance[i][i] >= 0.0))
+            .then_some(FreeCovariance { params, covariance })
+    }
+
+    /// A fixed-size fit's covariance in its log-parameters.
+    pub fn of_log<const N: usize>(log: &LogCovariance<N>) -> FreeCovariance {
+        FreeCovariance {
+            params: log.params.iter().map(|p| p.ln()).collect(),
+            covariance: log.covariance.iter().map(|row| row.to_vec()).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// The parameter vectors at which a prediction is recomputed: each parameter moved by
+    /// [`STEP`].
+    pub fn shifted(&self) -> Vec<Vec<f64>> {
+        (0..self.params.len())
+            .map(|i| {
+                let mut params = self.params.clone();
+                params[i] += STEP;
+                params
+            })
+            .collect()
+    }
+
+    /// ∇g from g at the estimate and at [`Self::shifted`]'s points.
+    pub fn gradient(value: f64, shifted: &[f64]) -> Vec<f64> {
+        shifted.iter().map(|s| (s - value) / STEP).collect()
+    }
+
+    /// ∇gᵀ Cov ∇g.
+    pub fn variance(&self, gradient: &[f64]) -> f64 {
+        let mut variance = 0.0;
+        for (i, gi) in gradient.iter().enumerate() {
+            for (j, gj) in gradient.iter().enumerate() {
+                variance += gi * self.covariance[i][j] * gj;
+            }
+        }
+        variance.max(0.0)
+    }
+}
+
 /// The scale on which an interval is symmetric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {

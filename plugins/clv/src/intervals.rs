@@ -10,19 +10,27 @@
 
 use mittari_models::Histories;
 use mittari_models::gamma_gamma::GammaGamma;
-use mittari_models::uncertainty::{LogCovariance, Scale, interval};
+use mittari_models::uncertainty::{FreeCovariance, LogCovariance, Scale, interval};
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
 
-use crate::predictive::{FIELDS, Field, HistoryPrediction, Predictor, Rebuild, dert_if_alive};
+use crate::predictive::{FIELDS, Field, HistoryPrediction, Predictor, dert_tables};
 
 /// Histories per parallel task.
 const CHUNK: usize = 4096;
 
+/// Each covariate profile's purchase model at free parameters (ln θ, and any coefficients).
+pub(crate) type RebuildProfiles<'a> =
+    &'a (dyn Fn(&[f64]) -> Vec<Box<dyn mittari_models::PurchaseModel>> + Sync);
+
 /// The purchase fit and what its predictions were made with.
 pub(crate) struct PurchaseSide<'a> {
-    pub(crate) covariance: LogCovariance<4>,
-    pub(crate) rebuild: &'a Rebuild,
+    /// The fit's covariance in its free parameters.
+    pub(crate) covariance: FreeCovariance,
+    pub(crate) rebuild: RebuildProfiles<'a>,
+    /// Each distinct history's profile, and each profile's range of histories.
+    pub(crate) model_of: &'a [u32],
+    pub(crate) parts: &'a [(std::ops::Range<usize>, u32)],
     pub(crate) predictor: &'a Predictor<'a>,
     pub(crate) discounting: Option<&'a mittari_models::Discounting>,
     pub(crate) histories: &'a Histories,
@@ -63,16 +71,17 @@ pub(crate) fn spread(
     weight: &[f64],
     input: &Input<'_>,
 ) -> Result<Spread, MetricError> {
-    let shifted: Vec<Box<dyn mittari_models::PurchaseModel>> = purchase
+    let n = purchase.covariance.len();
+    let shifted: Vec<Vec<Box<dyn mittari_models::PurchaseModel>>> = purchase
         .covariance
         .shifted()
-        .into_iter()
+        .iter()
         .map(|params| (purchase.rebuild)(params))
         .collect();
     let shifted_dert: Vec<Option<Vec<f64>>> = shifted
         .iter()
-        .map(|model| match purchase.discounting {
-            Some(d) => dert_if_alive(model.as_ref(), d, purchase.histories, input).map(Some),
+        .map(|models| match purchase.discounting {
+            Some(d) => dert_tables(models, purchase.parts, purchase.histories, d, input).map(Some),
             None => Ok(None),
         })
         .collect::<Result<_, MetricError>>()?;
@@ -87,8 +96,8 @@ pub(crate) fn spread(
     });
     struct Chunk {
         variances: Vec<[f64; FIELDS]>,
-        sums: [[f64; 4]; FIELDS],
-        valued: [[f64; 4]; 2],
+        sums: [Vec<f64>; FIELDS],
+        valued: [Vec<f64>; 2],
     }
     let chunks: Vec<Chunk> = (0..histories)
         .into_par_iter()
@@ -97,24 +106,26 @@ pub(crate) fn spread(
             input.check_cancelled()?;
             let mut chunk = Chunk {
                 variances: Vec::with_capacity(CHUNK),
-                sums: [[0.0; 4]; FIELDS],
-                valued: [[0.0; 4]; 2],
+                sums: std::array::from_fn(|_| vec![0.0; n]),
+                valued: std::array::from_fn(|_| vec![0.0; n]),
             };
+            let mut moved = vec![[0.0; FIELDS]; n];
             for h in start..(start + CHUNK).min(histories) {
                 let base = purchase.per_history[h].fields();
-                let mut moved = [[0.0; FIELDS]; 4];
-                for (i, model) in shifted.iter().enumerate() {
+                let profile = purchase.model_of[h] as usize;
+                for (i, models) in shifted.iter().enumerate() {
                     moved[i] = purchase
                         .predictor
-                        .predict(model.as_ref(), shifted_dert[i].as_deref(), h)?
+                        .predict(models[profile].as_ref(), shifted_dert[i].as_deref(), h)?
                         .fields();
                 }
-                let gradients: [[f64; 4]; FIELDS] = std::array::from_fn(|f| {
-                    LogCovariance::<4>::gradient(base[f], &std::array::from_fn(|i| moved[i][f]))
+                let gradients: [Vec<f64>; FIELDS] = std::array::from_fn(|f| {
+                    let at: Vec<f64> = moved.iter().map(|m| m[f]).collect();
+                    FreeCovariance::gradient(base[f], &at)
                 });
-                chunk
-                    .variances
-                    .push(gradients.map(|g| purchase.covariance.variance(&g)));
+                chunk.variances.push(std::array::from_fn(|f| {
+                    purchase.covariance.variance(&gradients[f])
+                }));
                 let n = purchase.histories.weight[h];
                 for (sum, gradient) in chunk.sums.iter_mut().zip(&gradients) {
                     add_scaled(sum, gradient, n);
@@ -133,8 +144,8 @@ pub(crate) fn spread(
         })
         .collect::<Result<_, MetricError>>()?;
     // Summed in chunk order: the same bits on every run.
-    let mut sums = [[0.0; 4]; FIELDS];
-    let mut valued = [[0.0; 4]; 2];
+    let mut sums: [Vec<f64>; FIELDS] = std::array::from_fn(|_| vec![0.0; n]);
+    let mut valued: [Vec<f64>; 2] = std::array::from_fn(|_| vec![0.0; n]);
     let mut history_variance = Vec::with_capacity(histories);
     for chunk in chunks {
         history_variance.extend(chunk.variances);
@@ -145,9 +156,9 @@ pub(crate) fn spread(
             add_scaled(total, part, 1.0);
         }
     }
-    let mut totals: [f64; FIELDS] = sums.map(|g| purchase.covariance.variance(&g));
+    let mut totals: [f64; FIELDS] = std::array::from_fn(|f| purchase.covariance.variance(&sums[f]));
     // Dropouts are active now less active at the window's end: one sum, one gradient.
-    let mut dropouts = sums[Field::PAlive as usize];
+    let mut dropouts = sums[Field::PAlive as usize].clone();
     add_scaled(&mut dropouts, &sums[Field::AliveAtEnd as usize], -1.0);
     totals[Field::AliveAtEnd as usize] = purchase.covariance.variance(&dropouts);
 
@@ -203,7 +214,7 @@ pub(crate) fn spread(
     })
 }
 
-fn add_scaled<const N: usize>(sum: &mut [f64; N], gradient: &[f64; N], by: f64) {
+fn add_scaled(sum: &mut [f64], gradient: &[f64], by: f64) {
     for (s, g) in sum.iter_mut().zip(gradient) {
         *s += by * g;
     }

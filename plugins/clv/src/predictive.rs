@@ -13,7 +13,7 @@ use mittari_models::identification::{self, Support};
 use mittari_models::pareto_nbd::{self, ParetoNbd};
 use mittari_models::rfm::{self, DAYS_PER_YEAR, TimeUnit};
 use mittari_models::special::beta_inc;
-use mittari_models::uncertainty::{LogCovariance, Scale};
+use mittari_models::uncertainty::{FreeCovariance, LogCovariance, Scale};
 use mittari_models::{Discounting, Fit, FitError, Histories, PurchaseModel};
 use mittari_sdk::arrow_array::builder::StringBuilder;
 use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array, StringArray};
@@ -916,22 +916,13 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .then(|| Discounting::new(Discounting::continuous_rate(discount_rate, unit.days())))
         .flatten();
     let dert_table = match &discounting {
-        Some(discounting) if parts.len() == 1 => {
-            Some(dert_if_alive(model, discounting, &histories, input)?)
-        }
-        Some(discounting) => {
-            let mut table = Vec::with_capacity(histories.len());
-            for (range, profile) in &parts {
-                let part = part_of(&histories, range);
-                table.extend(dert_if_alive(
-                    models[*profile as usize].as_ref(),
-                    discounting,
-                    &part,
-                    input,
-                )?);
-            }
-            Some(table)
-        }
+        Some(discounting) => Some(dert_tables(
+            &models,
+            &parts,
+            &histories,
+            discounting,
+            input,
+        )?),
         None => None,
     };
     let predictor = Predictor {
@@ -1043,15 +1034,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
 
     // Intervals, where asked for and where the fits have covariances.
     let mut unavailable: Vec<String> = Vec::new();
-    let level = match Level::of(params)? {
-        Some(_) if design.is_some() => {
-            unavailable.push("intervals of fits with covariates are not computed yet: the predictions have no _lower and _upper columns".to_owned());
-            None
-        }
-        level => level,
-    };
+    let level = Level::of(params)?;
     if let Some(level) = level {
-        let (pairs, slots) = distinct_x_and_t(&histories);
         // The whole distribution where spend is valued (the value's upper tail comes from
         // every purchase count), else to the upper quantile.
         let until = if gg.is_some() {
@@ -1059,7 +1043,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         } else {
             (1.0 + level.level) / 2.0
         };
-        let alive = alive_distributions(model, &pairs, horizon, until, input)?;
+        let (alive, slots) = alive_by_part(&models, &parts, &histories, horizon, until, input)?;
         predictions.purchase_range = Some(purchase_range(
             &alive,
             &slots,
@@ -1080,7 +1064,11 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             ));
         }
     }
-    let bootstrapped = level.is_some() && params.str("uncertainty")? == "bootstrap";
+    let mut bootstrapped = level.is_some() && params.str("uncertainty")? == "bootstrap";
+    if bootstrapped && design.is_some() {
+        unavailable.push("bootstrap intervals of fits with covariates are not computed yet: the intervals shown are the delta method's".to_owned());
+        bootstrapped = false;
+    }
     let mut bootstrap_totals: Vec<(&str, (f64, f64))> = Vec::new();
     let mut bootstrap_failures = None;
     // Resampling a fit the data do not determine refits to the same edge of the parameter
@@ -1147,7 +1135,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let spread = match level {
         None => None,
         Some(_) if bootstrapped => None,
-        Some(_) => match LogCovariance::of(&fit) {
+        Some(_) => match purchase_covariance(&fit, purchase_covariates.as_ref()) {
             None => {
                 unavailable.push(format!(
                     "the {label} fit has no covariance (its Hessian is not negative definite), so nothing it predicts has an interval"
@@ -1155,7 +1143,13 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 None
             }
             Some(covariance) => {
+                if spend_covariates.is_some() {
+                    unavailable.push("intervals of expected spend with spend covariates are not computed yet, so expected spend and the values have none".to_owned());
+                }
                 let spend_covariance = spend.as_ref().and_then(|(_, gg_fit, ..)| {
+                    if spend_covariates.is_some() {
+                        return None;
+                    }
                     let covariance = LogCovariance::of(gg_fit);
                     if covariance.is_none() {
                         unavailable.push("the Gamma-Gamma fit has no covariance, so expected spend and the values have no interval".to_owned());
@@ -1172,9 +1166,27 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                     }),
                     _ => None,
                 };
+                let profiles = models.len();
+                let rebuild_profiles = |free: &[f64]| -> Vec<Box<dyn PurchaseModel>> {
+                    match (&purchase_covariates, &design) {
+                        (Some(covariate_fit), Some(design)) => design
+                            .profiles
+                            .iter()
+                            .map(|p| {
+                                rebuild(covariate_fit.params_at(free, &p.purchase, &p.attrition))
+                            })
+                            .collect(),
+                        _ => {
+                            let params: [f64; 4] = std::array::from_fn(|j| free[j].exp());
+                            (0..profiles).map(|_| rebuild(params)).collect()
+                        }
+                    }
+                };
                 let purchase = PurchaseSide {
                     covariance,
-                    rebuild: &rebuild,
+                    rebuild: &rebuild_profiles,
+                    model_of: &model_of,
+                    parts: &parts,
                     predictor: &predictor,
                     discounting: discounting.as_ref(),
                     histories: &histories,
@@ -1501,6 +1513,21 @@ fn likelihood_ratio(output: Output, prefix: &str, without: f64, with: f64, df: u
     }
 }
 
+/// The purchase fit's covariance in its free parameters: ln θ, and with covariates their
+/// coefficients. `None` without one (a Hessian that is not negative definite).
+fn purchase_covariance(
+    fit: &Fit<4>,
+    covariates: Option<&CovariateFit<4>>,
+) -> Option<FreeCovariance> {
+    match covariates {
+        Some(covariate_fit) => FreeCovariance::new(
+            covariate_fit.fit.params.clone(),
+            covariate_fit.fit.covariance.clone()?,
+        ),
+        None => LogCovariance::of(fit).map(|log| FreeCovariance::of_log(&log)),
+    }
+}
+
 /// How much data of each kind the purchase fit had, for the identification check.
 fn purchase_support(histories: &Histories) -> [Support; 2] {
     let customers = histories.customers();
@@ -1730,6 +1757,73 @@ fn value_range(
             )
         })
         .unzip()
+}
+
+/// [`dert_if_alive`] of every distinct history, each by its profile's model.
+pub(crate) fn dert_tables(
+    models: &[Box<dyn PurchaseModel>],
+    parts: &[(std::ops::Range<usize>, u32)],
+    histories: &Histories,
+    discounting: &Discounting,
+    input: &Input<'_>,
+) -> Result<Vec<f64>, MetricError> {
+    if let [(_, profile)] = parts {
+        return dert_if_alive(
+            models[*profile as usize].as_ref(),
+            discounting,
+            histories,
+            input,
+        );
+    }
+    let mut table = Vec::with_capacity(histories.len());
+    for (range, profile) in parts {
+        let part = part_of(histories, range);
+        table.extend(dert_if_alive(
+            models[*profile as usize].as_ref(),
+            discounting,
+            &part,
+            input,
+        )?);
+    }
+    Ok(table)
+}
+
+/// Each part's distinct (x, T) with [`alive_distributions`] by the part's model, and each
+/// history's index into them.
+fn alive_by_part(
+    models: &[Box<dyn PurchaseModel>],
+    parts: &[(std::ops::Range<usize>, u32)],
+    histories: &Histories,
+    horizon: f64,
+    until: f64,
+    input: &Input<'_>,
+) -> Result<(Vec<Option<Vec<f64>>>, Vec<usize>), MetricError> {
+    if let [(_, profile)] = parts {
+        let (pairs, slots) = distinct_x_and_t(histories);
+        let alive = alive_distributions(
+            models[*profile as usize].as_ref(),
+            &pairs,
+            horizon,
+            until,
+            input,
+        )?;
+        return Ok((alive, slots));
+    }
+    let mut alive = Vec::new();
+    let mut slots = Vec::with_capacity(histories.len());
+    for (range, profile) in parts {
+        let (pairs, part_slots) = distinct_x_and_t(&part_of(histories, range));
+        let offset = alive.len();
+        alive.extend(alive_distributions(
+            models[*profile as usize].as_ref(),
+            &pairs,
+            horizon,
+            until,
+            input,
+        )?);
+        slots.extend(part_slots.into_iter().map(|slot| slot + offset));
+    }
+    Ok((alive, slots))
 }
 
 /// The quantiles `q` of the value (margin × the sum of spend) of one customer's purchases, from
