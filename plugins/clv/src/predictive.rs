@@ -1650,6 +1650,9 @@ fn distinct_x_and_t(histories: &Histories) -> (Vec<(f64, f64)>, Vec<usize>) {
     (pairs, slots)
 }
 
+/// One distinct (x, T)'s P(n purchases | alive), n = 0, 1, …; `None` where it could not be had.
+type AliveDistribution = Option<Vec<f64>>;
+
 /// Each distinct (x, T)'s P(n purchases over the horizon | alive), n = 0, 1, …, until the
 /// cumulative probability reaches `until` (`None` where 100 000 purchases do not reach it).
 fn alive_distributions(
@@ -1797,7 +1800,7 @@ fn alive_by_part(
     horizon: f64,
     until: f64,
     input: &Input<'_>,
-) -> Result<(Vec<Option<Vec<f64>>>, Vec<usize>), MetricError> {
+) -> Result<(Vec<AliveDistribution>, Vec<usize>), MetricError> {
     if let [(_, profile)] = parts {
         let (pairs, slots) = distinct_x_and_t(histories);
         let alive = alive_distributions(
