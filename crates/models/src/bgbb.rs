@@ -250,6 +250,52 @@ impl BgBb {
         (1.0 - alive + alive * skip_all).clamp(0.0, 1.0)
     }
 
+    /// P(k transactions at opportunities n+1 … n+m | x, t_x, n, active at n+1), k = 0..=max_k:
+    /// active for J of the m opportunities (as in [`Self::p_no_purchase`]) and transacting at
+    /// each with probability p ~ Beta(α+x, β+n−x), independently of θ: a mixture over J of
+    /// beta-binomials, BB(k; j, α+x, β+n−x) = C(j, k) B(α+x+k, β+n−x+j−k)/B(α+x, β+n−x).
+    pub fn purchase_distribution_if_alive(
+        &self,
+        m: f64,
+        x: f64,
+        n: f64,
+        max_k: usize,
+    ) -> Vec<f64> {
+        let BgBb {
+            alpha,
+            beta,
+            gamma,
+            delta,
+        } = *self;
+        let m = m.floor().max(0.0);
+        let mut distribution = vec![0.0; max_k + 1];
+        if m < 1.0 {
+            distribution[0] = 1.0;
+            return distribution;
+        }
+        let (ax, bx) = (alpha + x, beta + n - x);
+        let ln_p0 = ax.ln_beta(bx);
+        let ln_t0 = gamma.ln_beta(delta + n + 1.0);
+        let whole_m = m as usize;
+        for j in 1..=whole_m {
+            let jf = j as f64;
+            let ln_stay = if j < whole_m {
+                (gamma + 1.0).ln_beta(delta + n + jf) - ln_t0
+            } else {
+                gamma.ln_beta(delta + n + m) - ln_t0
+            };
+            let ln_choose_j = ln_gamma(jf + 1.0);
+            for (k, slot) in distribution.iter_mut().enumerate().take(j.min(max_k) + 1) {
+                let kf = k as f64;
+                let ln_bb = ln_choose_j - ln_gamma(kf + 1.0) - ln_gamma(jf - kf + 1.0)
+                    + (ax + kf).ln_beta(bx + jf - kf)
+                    - ln_p0;
+                *slot += (ln_stay + ln_bb).exp();
+            }
+        }
+        distribution
+    }
+
     /// E[X(n)]: expected transactions of a new customer in n opportunities (FHS 2010, eq. 8):
     /// α/(α+β) · δ/(γ−1) · [1 − Γ(γ+δ)/Γ(γ+δ+n) · Γ(1+δ+n)/Γ(1+δ)].
     pub fn population_expected_transactions(&self, n: f64) -> f64 {
@@ -370,6 +416,74 @@ mod tests {
     /// Customers simulated over six opportunities and followed for three more do what
     /// P(no transaction in the next m) and P(active at n + m) say, history by history (the
     /// few distinct histories each have thousands of customers).
+    /// The distribution of future transactions: it sums to one, its mean is the expected
+    /// transactions, its zero is P(no purchase), and it matches simulated customers count by
+    /// count.
+    #[test]
+    fn purchase_distribution_matches_simulated_customers() {
+        let p = BgBb {
+            alpha: 1.2,
+            beta: 0.75,
+            gamma: 0.66,
+            delta: 2.78,
+        };
+        let (n, m) = (6usize, 4usize);
+        for (x, t_x) in [(0.0, 0.0), (2.0, 4.0), (5.0, 6.0)] {
+            let nf = n as f64;
+            let d = p.purchase_distribution_if_alive(m as f64, x, nf, m);
+            let alive = p.p_alive(x, t_x, nf);
+            assert!((d.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{d:?}");
+            let mean: f64 = d.iter().enumerate().map(|(k, q)| k as f64 * q).sum();
+            let expected = p.expected_transactions(m as f64, x, t_x, nf);
+            assert!((alive * mean - expected).abs() < 1e-9 * expected.max(1.0), "{mean} {expected}");
+            let none = 1.0 - alive + alive * d[0];
+            assert!((none - p.p_no_purchase(m as f64, x, t_x, nf)).abs() < 1e-12);
+        }
+        let mut rng = crate::testing::Rng::new(9);
+        // (x, t_x) → counts of future transactions 0..=m
+        let mut outcomes: std::collections::BTreeMap<(u32, u32), Vec<f64>> = Default::default();
+        for _ in 0..200_000 {
+            let q = rng.beta(p.alpha, p.beta);
+            let theta = rng.beta(p.gamma, p.delta);
+            let (mut x, mut t_x, mut later) = (0u32, 0u32, 0usize);
+            for opportunity in 1..=n + m {
+                if rng.uniform() < theta {
+                    break;
+                }
+                if rng.uniform() < q {
+                    if opportunity <= n {
+                        x += 1;
+                        t_x = opportunity as u32;
+                    } else {
+                        later += 1;
+                    }
+                }
+            }
+            outcomes.entry((x, t_x)).or_insert_with(|| vec![0.0; m + 1])[later] += 1.0;
+        }
+        let mut compared = 0;
+        for ((x, t_x), counts) in outcomes {
+            let customers: f64 = counts.iter().sum();
+            if customers < 2000.0 {
+                continue;
+            }
+            compared += 1;
+            let (x, t_x) = (f64::from(x), f64::from(t_x));
+            let alive = p.p_alive(x, t_x, n as f64);
+            let d = p.purchase_distribution_if_alive(m as f64, x, n as f64, m);
+            for (k, observed) in counts.iter().enumerate() {
+                let predicted = f64::from(u8::from(k == 0)) * (1.0 - alive) + alive * d[k];
+                let se = (predicted * (1.0 - predicted) / customers).sqrt().max(1e-3);
+                assert!(
+                    (predicted - observed / customers).abs() < 4.0 * se,
+                    "x={x} t_x={t_x} k={k}: predicted {predicted:.4}, observed {:.4}",
+                    observed / customers
+                );
+            }
+        }
+        assert!(compared >= 10, "only {compared} histories had enough customers");
+    }
+
     #[test]
     fn churn_predictions_match_simulated_customers() {
         let p = BgBb {
