@@ -2087,3 +2087,59 @@ fn model_auto_compares_and_says_why() {
         }
     }
 }
+
+/// BG/BB's predictions carry intervals too: the delta method on its fit (FHS 2010's donors,
+/// five more years), each customer's range of transactions, and the totals'.
+#[test]
+fn bgbb_predictions_carry_intervals() {
+    let out = clv_json(
+        "tests/data/donations.csv",
+        &[
+            "--param",
+            "model=bgbb",
+            "--param",
+            "horizon=5",
+            "--param",
+            "interval=0.9",
+        ],
+    );
+    let rows = out["tables"]["customers"].as_array().unwrap();
+    assert_eq!(rows.len(), 22);
+    for row in rows {
+        for column in [
+            "p_alive",
+            "expected_purchases",
+            "p_no_purchase",
+            "p_alive_at_window_end",
+        ] {
+            let value = row[column].as_f64().unwrap();
+            let (lower, upper) = (
+                row[format!("{column}_lower")].as_f64().unwrap(),
+                row[format!("{column}_upper")].as_f64().unwrap(),
+            );
+            assert!(lower < value && value < upper, "{column}: {row}");
+        }
+        let (low, high) = (
+            row["purchases_lower"].as_f64().unwrap(),
+            row["purchases_upper"].as_f64().unwrap(),
+        );
+        assert!(0.0 <= low && low <= high && high <= 5.0, "{row}");
+    }
+    // FHS 2010: a donor who gave in all six years is expected to give 3.75 times in the next
+    // five.
+    assert!((rows[0]["expected_purchases"].as_f64().unwrap() - 3.75).abs() < 0.01);
+    for total in [
+        "expected_purchases",
+        "expected_active",
+        "expected_lapsing",
+        "expected_dropouts",
+    ] {
+        let interval = &out["confidence_intervals"][total];
+        let value = out["results"][total].as_f64().unwrap();
+        assert!(
+            interval["lower"].as_f64().unwrap() < value
+                && value < interval["upper"].as_f64().unwrap(),
+            "{total}: {out}"
+        );
+    }
+}

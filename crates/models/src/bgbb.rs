@@ -254,13 +254,7 @@ impl BgBb {
     /// active for J of the m opportunities (as in [`Self::p_no_purchase`]) and transacting at
     /// each with probability p ~ Beta(α+x, β+n−x), independently of θ: a mixture over J of
     /// beta-binomials, BB(k; j, α+x, β+n−x) = C(j, k) B(α+x+k, β+n−x+j−k)/B(α+x, β+n−x).
-    pub fn purchase_distribution_if_alive(
-        &self,
-        m: f64,
-        x: f64,
-        n: f64,
-        max_k: usize,
-    ) -> Vec<f64> {
+    pub fn purchase_distribution_if_alive(&self, m: f64, x: f64, n: f64, max_k: usize) -> Vec<f64> {
         let BgBb {
             alpha,
             beta,
@@ -435,7 +429,10 @@ mod tests {
             assert!((d.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{d:?}");
             let mean: f64 = d.iter().enumerate().map(|(k, q)| k as f64 * q).sum();
             let expected = p.expected_transactions(m as f64, x, t_x, nf);
-            assert!((alive * mean - expected).abs() < 1e-9 * expected.max(1.0), "{mean} {expected}");
+            assert!(
+                (alive * mean - expected).abs() < 1e-9 * expected.max(1.0),
+                "{mean} {expected}"
+            );
             let none = 1.0 - alive + alive * d[0];
             assert!((none - p.p_no_purchase(m as f64, x, t_x, nf)).abs() < 1e-12);
         }
@@ -481,7 +478,79 @@ mod tests {
                 );
             }
         }
-        assert!(compared >= 10, "only {compared} histories had enough customers");
+        assert!(
+            compared >= 10,
+            "only {compared} histories had enough customers"
+        );
+    }
+
+    /// Delta-method intervals of BG/BB's predictions cover: 500 bases of 3 000 customers over
+    /// six opportunities, fitted; the 90 % intervals of P(alive) and expected transactions in
+    /// the next five for three histories cover the values at the true parameters 87–93 % of
+    /// the time overall.
+    #[test]
+    fn ninety_percent_intervals_cover_the_truth() {
+        use crate::uncertainty::{LogCovariance, Scale, interval};
+        use rayon::prelude::*;
+        const Z_90: f64 = 1.644_853_626_951_472_2;
+        let truth = BgBb {
+            alpha: 1.2,
+            beta: 0.75,
+            gamma: 0.66,
+            delta: 2.78,
+        };
+        let histories = [(1.0, 2.0), (3.0, 6.0), (5.0, 6.0)];
+        let hits: Vec<Vec<bool>> = (0..500u64)
+            .into_par_iter()
+            .map(|seed| {
+                let mut rng = crate::testing::Rng::new(70_000 + seed);
+                let data = Opportunities::compress((0..3000).map(|_| {
+                    let (x, t_x) = truth.simulate(&mut rng, 6);
+                    (x, t_x, 6.0, 1.0)
+                }));
+                let (fitted, fit) = fit_opportunities(&data, &AtomicBool::new(false)).unwrap();
+                let covariance = LogCovariance::of(&fit).unwrap();
+                let shifted: Vec<BgBb> = covariance
+                    .shifted()
+                    .iter()
+                    .map(|&[alpha, beta, gamma, delta]| BgBb {
+                        alpha,
+                        beta,
+                        gamma,
+                        delta,
+                    })
+                    .collect();
+                let mut hits = Vec::new();
+                for &(x, t_x) in &histories {
+                    type Quantity<'q> = &'q dyn Fn(&BgBb) -> f64;
+                    let quantities: [(Quantity<'_>, Scale); 2] = [
+                        (&|m: &BgBb| m.p_alive(x, t_x, 6.0), Scale::Probability),
+                        (
+                            &|m: &BgBb| m.expected_transactions(5.0, x, t_x, 6.0),
+                            Scale::Positive,
+                        ),
+                    ];
+                    for (q, scale) in quantities {
+                        let value = q(&fitted);
+                        let gradient = LogCovariance::<4>::gradient(
+                            value,
+                            &std::array::from_fn(|i| q(&shifted[i])),
+                        );
+                        let (lower, upper) =
+                            interval(value, covariance.variance(&gradient), Z_90, scale).unwrap();
+                        hits.push((lower..=upper).contains(&q(&truth)));
+                    }
+                }
+                hits
+            })
+            .collect();
+        let quantities = hits[0].len();
+        let each: Vec<f64> = (0..quantities)
+            .map(|k| hits.iter().filter(|h| h[k]).count() as f64 / hits.len() as f64)
+            .collect();
+        let overall = each.iter().sum::<f64>() / quantities as f64;
+        eprintln!("BG/BB: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
+        assert!((0.87..=0.93).contains(&overall), "{overall} {each:?}");
     }
 
     #[test]

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use mittari_models::bgbb::{self, Opportunities};
+use mittari_models::bgbb::{self, BgBb, Opportunities};
+use mittari_models::uncertainty::{LogCovariance, Scale, interval};
 use mittari_sdk::arrow_array::{Array as _, ArrayRef, Float64Array, Int64Array};
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
 
+use crate::intervals::Level;
 use crate::predictive::{
     CUSTOMERS_PER_PARAMETER, REPEATERS_PER_PARAMETER, check_converged, curve_table, fit_error,
     rank, with_errors,
@@ -154,18 +156,86 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     };
     // Predictions depend on the history alone: once per distinct history (few, for few
     // opportunities), then looked up per row.
+    let predict = |model: &BgBb, h: usize| -> [f64; 4] {
+        let (x, t_x, n) = (data.x[h], data.t_x[h], data.n[h]);
+        [
+            model.p_alive(x, t_x, n),
+            model.expected_transactions(future, x, t_x, n),
+            model.p_no_purchase(window, x, t_x, n),
+            model.p_alive_at(window, x, t_x, n),
+        ]
+    };
     let per_history: Vec<[f64; 4]> = (0..data.len())
         .into_par_iter()
-        .map(|h| {
-            let (x, t_x, n) = (data.x[h], data.t_x[h], data.n[h]);
-            [
-                model.p_alive(x, t_x, n),
-                model.expected_transactions(future, x, t_x, n),
-                model.p_no_purchase(window, x, t_x, n),
-                model.p_alive_at(window, x, t_x, n),
-            ]
-        })
+        .map(|h| predict(&model, h))
         .collect();
+    // Intervals: the delta method on the fit's covariance, each distinct history's four
+    // predictions recomputed at four shifted parameter vectors; and each customer's
+    // prediction interval of transactions from their distribution.
+    let level = Level::of(params)?;
+    let mut unavailable = None;
+    let covariance = match level {
+        Some(_) => {
+            let covariance = LogCovariance::of(&fit);
+            if covariance.is_none() {
+                unavailable = Some("the BG/BB fit has no covariance (its Hessian is not negative definite), so nothing it predicts has an interval".to_owned());
+            }
+            covariance
+        }
+        None => None,
+    };
+    // Per distinct history, each prediction's gradient in the log-parameters.
+    let gradients: Option<Vec<[[f64; 4]; 4]>> = covariance.as_ref().map(|covariance| {
+        let shifted: Vec<BgBb> = covariance
+            .shifted()
+            .iter()
+            .map(|&[alpha, beta, gamma, delta]| BgBb {
+                alpha,
+                beta,
+                gamma,
+                delta,
+            })
+            .collect();
+        (0..data.len())
+            .into_par_iter()
+            .map(|h| {
+                let moved: Vec<[f64; 4]> = shifted.iter().map(|m| predict(m, h)).collect();
+                std::array::from_fn(|f| {
+                    LogCovariance::<4>::gradient(
+                        per_history[h][f],
+                        &std::array::from_fn(|i| moved[i][f]),
+                    )
+                })
+            })
+            .collect()
+    });
+    let purchase_range: Option<Vec<(f64, f64)>> = level.map(|level| {
+        let (low, high) = ((1.0 - level.level) / 2.0, (1.0 + level.level) / 2.0);
+        (0..data.len())
+            .into_par_iter()
+            .map(|h| {
+                let (x, n) = (data.x[h], data.n[h]);
+                let alive = per_history[h][0];
+                let distribution = model.purchase_distribution_if_alive(
+                    future,
+                    x,
+                    n,
+                    future.floor().max(0.0) as usize,
+                );
+                let quantile = |q: f64| -> f64 {
+                    let mut cumulative = 1.0 - alive;
+                    for (k, p) in distribution.iter().enumerate() {
+                        cumulative += alive * p;
+                        if cumulative >= q - 1e-12 {
+                            return k as f64;
+                        }
+                    }
+                    (distribution.len() - 1) as f64
+                };
+                (quantile(low), quantile(high))
+            })
+            .collect()
+    });
     let column = |k: usize| -> Vec<f64> {
         history_of
             .iter()
@@ -208,6 +278,89 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             ("p_alive_at_window_end", float(&|i| alive_at_end[i])),
         ],
     )?;
+    // With intervals: each prediction's ends after it, and the transactions' range.
+    let table = match (level, &covariance, &gradients) {
+        (Some(level), Some(covariance), Some(gradients)) => {
+            let ends = |f: usize, values: &[f64], scale: Scale, upper: bool| -> ArrayRef {
+                Arc::new(
+                    order
+                        .iter()
+                        .map(|&i| {
+                            let h = history_of[i] as usize;
+                            let variance = covariance.variance(&gradients[h][f]);
+                            interval(values[i], variance, level.z, scale)
+                                .map(|(l, u)| if upper { u } else { l })
+                        })
+                        .collect::<Float64Array>(),
+                )
+            };
+            let ranges = purchase_range.as_deref().unwrap_or(&[]);
+            let range = |upper: bool| -> ArrayRef {
+                Arc::new(
+                    order
+                        .iter()
+                        .map(|&i| {
+                            ranges
+                                .get(history_of[i] as usize)
+                                .map(|&(l, u)| if upper { u } else { l })
+                        })
+                        .collect::<Float64Array>(),
+                )
+            };
+            let mut columns: Vec<(String, ArrayRef)> = table
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .zip(table.columns().iter().cloned())
+                .collect();
+            let mut with_ends = Vec::new();
+            for (name, column) in columns.drain(..) {
+                let field = match name.as_str() {
+                    "p_alive" => Some((0, alive.as_slice(), Scale::Probability)),
+                    "expected_purchases" => Some((1, expected.as_slice(), Scale::Positive)),
+                    "p_no_purchase" => Some((2, no_purchase.as_slice(), Scale::Probability)),
+                    "p_alive_at_window_end" => {
+                        Some((3, alive_at_end.as_slice(), Scale::Probability))
+                    }
+                    _ => None,
+                };
+                with_ends.push((name.clone(), column));
+                if let Some((f, values, scale)) = field {
+                    with_ends.push((format!("{name}_lower"), ends(f, values, scale, false)));
+                    with_ends.push((format!("{name}_upper"), ends(f, values, scale, true)));
+                    if name == "expected_purchases" {
+                        with_ends.push(("purchases_lower".to_owned(), range(false)));
+                        with_ends.push(("purchases_upper".to_owned(), range(true)));
+                    }
+                }
+            }
+            result_table(
+                "customers",
+                with_ends
+                    .iter()
+                    .map(|(name, column)| (name.as_str(), Arc::clone(column)))
+                    .collect(),
+            )?
+        }
+        _ => table,
+    };
+    // A total's variance from the summed gradients: the customers' errors move together.
+    let total_variance = |f: &dyn Fn(&[[f64; 4]; 4]) -> [f64; 4]| -> Option<f64> {
+        let (covariance, gradients) = (covariance.as_ref()?, gradients.as_ref()?);
+        let mut sum = [0.0; 4];
+        for (h, g) in gradients.iter().enumerate() {
+            let g = f(g);
+            for (s, v) in sum.iter_mut().zip(g) {
+                *s += data.weight[h] * v;
+            }
+        }
+        Some(covariance.variance(&sum))
+    };
+    let with = |scalar: Scalar, variance: Option<f64>| match level {
+        Some(level) => level.scalar(scalar, variance, Scale::Positive),
+        None => scalar,
+    };
     // E[X(n)] of a new customer over as many opportunities as the longest history plus the
     // horizon (at most about 200 points): the curve the model fits and projects.
     let longest = rows.iter().map(|r| r.n).fold(0.0, f64::max) + future;
@@ -241,13 +394,29 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     .scalar(Scalar::new("log_likelihood", fit.log_likelihood))
     .scalar(Scalar::new("iterations", fit.iterations as f64))
     .scalar(Scalar::new("customers", customers))
-    .scalar(Scalar::new("expected_purchases", total))
-    .scalar(Scalar::new("expected_active", weighted(&alive)))
-    .scalar(Scalar::new("expected_lapsing", weighted(&no_purchase)))
-    .scalar(Scalar::new(
-        "expected_dropouts",
-        weighted(&alive) - weighted(&alive_at_end),
+    .scalar(with(
+        Scalar::new("expected_purchases", total),
+        total_variance(&|g| g[1]),
+    ))
+    .scalar(with(
+        Scalar::new("expected_active", weighted(&alive)),
+        total_variance(&|g| g[0]),
+    ))
+    .scalar(with(
+        Scalar::new("expected_lapsing", weighted(&no_purchase)),
+        total_variance(&|g| g[2]),
+    ))
+    .scalar(with(
+        Scalar::new(
+            "expected_dropouts",
+            weighted(&alive) - weighted(&alive_at_end),
+        ),
+        total_variance(&|g| std::array::from_fn(|i| g[0][i] - g[3][i])),
     ))
     .table("customers", table)
     .table("purchase_curve", curve))
+    .map(|output| match unavailable {
+        Some(reason) => output.warning("interval_unavailable", reason),
+        None => output,
+    })
 }

@@ -131,7 +131,7 @@ impl Metric for Clv {
                     .range(0.0, 100_000.0),
             )
             .parameter(
-                ParameterSpec::new("interval", DataType::Double, "confidence level of intervals on every prediction and total, from the fits' uncertainty by the delta method: adds _lower and _upper columns (bgnbd, mbgnbd, pareto_nbd)")
+                ParameterSpec::new("interval", DataType::Double, "confidence level of intervals on every prediction and total, from the fits' uncertainty by the delta method: adds _lower and _upper columns (bgnbd, mbgnbd, pareto_nbd, bgbb)")
                     .optional()
                     .range(0.5, 0.999),
             )
@@ -427,12 +427,20 @@ fn ignored_parameters(
         with_covariates && params.get("covariates").is_some(),
         "it applies with covariates=…".to_owned(),
     );
-    unless("interval", predictive, only("bgnbd, mbgnbd or pareto_nbd"));
+    unless(
+        "interval",
+        predictive || model == "bgbb",
+        only("bgnbd, mbgnbd, pareto_nbd or bgbb"),
+    );
     let intervals = predictive && params.get("interval").is_some();
     unless(
         "uncertainty",
         intervals,
-        "it applies where interval is given, to model bgnbd, mbgnbd or pareto_nbd".to_owned(),
+        if model == "bgbb" {
+            "bgbb's intervals are the delta method's; the bootstrap applies to bgnbd, mbgnbd or pareto_nbd".to_owned()
+        } else {
+            "it applies where interval is given, to model bgnbd, mbgnbd or pareto_nbd".to_owned()
+        },
     );
     unless(
         "bootstrap_draws",
