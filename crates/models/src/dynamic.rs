@@ -23,6 +23,7 @@ use std::sync::atomic::AtomicBool;
 use rayon::prelude::*;
 
 use crate::optimize::{Evaluated, FitError, FreeFit, maximize};
+use crate::pareto_nbd::GAUSS_LEGENDRE_8;
 use crate::special::{digamma, ln_gamma};
 
 /// One run of time (in model time units, from the customer's first purchase) with constant
@@ -79,18 +80,6 @@ pub struct DynamicFit {
     pub standard_errors: Option<Vec<f64>>,
     pub fit: FreeFit,
 }
-
-/// 8-point Gauss–Legendre nodes and weights on [−1, 1].
-const GAUSS_LEGENDRE_8: [(f64, f64); 8] = [
-    (-0.960_289_856_497_536_2, 0.101_228_536_290_376_26),
-    (-0.796_666_477_413_626_7, 0.222_381_034_453_374_47),
-    (-0.525_532_409_916_329, 0.313_706_645_877_887_3),
-    (-0.183_434_642_495_649_8, 0.362_683_783_378_362),
-    (0.183_434_642_495_649_8, 0.362_683_783_378_362),
-    (0.525_532_409_916_329, 0.313_706_645_877_887_3),
-    (0.796_666_477_413_626_7, 0.222_381_034_453_374_47),
-    (0.960_289_856_497_536_2, 0.101_228_536_290_376_26),
-];
 
 /// The largest change of either power's logarithm across one quadrature panel.
 const PANEL_LOG_CHANGE: f64 = 2.0;
