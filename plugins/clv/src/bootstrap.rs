@@ -291,3 +291,106 @@ fn quantile(values: &mut [f64], p: f64) -> f64 {
         None => values[below],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mittari_models::PurchaseModel;
+    use mittari_models::bgnbd::{BgNbd, Variant};
+    use mittari_models::testing::Rng;
+    use mittari_sdk::arrow_array::RecordBatch;
+    use mittari_sdk::arrow_schema::Schema;
+
+    /// Coverage of the bootstrap's percentile intervals, measured as the delta method's is:
+    /// 200 bases of 800 BG/NBD customers (39 weeks) plus four reference customers, each
+    /// bootstrapped with 100 draws; the 90 % intervals of the references' P(alive) and expected
+    /// purchases in 52 weeks, and of the base's expected purchases. Measured: 86.7 % overall
+    /// (each 83–90.5 %), short of the 88–92 % the delta method reaches on the same kind of data:
+    /// percentile intervals of a few hundred customers' refits are too narrow
+    /// (docs/models.md). The test holds the bootstrap to what it does, 84–93 %, so that a
+    /// change that makes it worse fails.
+    #[test]
+    fn percentile_intervals_cover_the_truth() {
+        let truth = BgNbd {
+            r: 0.6,
+            alpha: 5.0,
+            a: 0.9,
+            b: 3.0,
+            variant: Variant::Bg,
+        };
+        let references = [(1.0, 20.0), (3.0, 35.0), (6.0, 38.0), (2.0, 10.0)];
+        let t = 39.0;
+        let batch = RecordBatch::new_empty(std::sync::Arc::new(Schema::empty()));
+        let input = Input::new(&batch);
+        let level = Level {
+            level: 0.9,
+            z: 1.644_853_626_951_472_2,
+        };
+        let hits: Vec<Vec<bool>> = (0..200u64)
+            .map(|seed| {
+                let mut rng = Rng::new(90_000 + seed);
+                let mut rows: Vec<(f64, f64, f64, f64)> = references
+                    .iter()
+                    .map(|&(x, t_x)| (x, t_x, t, 1.0))
+                    .collect();
+                rows.extend((0..800).map(|_| {
+                    let (x, t_x) = truth.simulate(&mut rng, t);
+                    (x, t_x, t, 1.0)
+                }));
+                let (histories, history_of) = Histories::compress_indexed(rows.iter().copied());
+                let weight = vec![1.0; rows.len()];
+                let x: Vec<f64> = rows.iter().map(|r| r.0).collect();
+                let monetary_value = vec![None; rows.len()];
+                let predictor = Predictor::plain(52.0, 13.0, &histories);
+                let kept: Vec<u32> = (0..references.len() as u32).collect();
+                let inputs = Inputs {
+                    model: "bgnbd",
+                    histories: &histories,
+                    history_of: &history_of,
+                    weight: &weight,
+                    x: &x,
+                    monetary_value: &monetary_value,
+                    valued: false,
+                    margin: 1.0,
+                    predictor: &predictor,
+                    discounting: None,
+                    kept: &kept,
+                };
+                let outcome = bootstrap(&inputs, 100, level, &input).unwrap();
+                let column =
+                    |name: &str| &outcome.columns.iter().find(|(n, _)| *n == name).unwrap().1;
+                let mut hits = Vec::new();
+                for (i, &(x, t_x)) in references.iter().enumerate() {
+                    for (name, value) in [
+                        ("p_alive", truth.p_alive(x, t_x, t)),
+                        (
+                            "expected_purchases",
+                            truth.expected_purchases(52.0, x, t_x, t).unwrap(),
+                        ),
+                    ] {
+                        let (lower, upper) = column(name);
+                        hits.push((lower[i].unwrap()..=upper[i].unwrap()).contains(&value));
+                    }
+                }
+                let total: f64 = rows
+                    .iter()
+                    .map(|&(x, t_x, t, _)| truth.expected_purchases(52.0, x, t_x, t).unwrap())
+                    .sum();
+                let (_, (lower, upper)) = outcome
+                    .totals
+                    .iter()
+                    .find(|(n, _)| *n == "expected_purchases")
+                    .unwrap();
+                hits.push((*lower..=*upper).contains(&total));
+                hits
+            })
+            .collect();
+        let quantities = hits[0].len();
+        let each: Vec<f64> = (0..quantities)
+            .map(|k| hits.iter().filter(|h| h[k]).count() as f64 / hits.len() as f64)
+            .collect();
+        let overall = each.iter().sum::<f64>() / quantities as f64;
+        eprintln!("bootstrap: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
+        assert!((0.84..=0.93).contains(&overall), "{overall} {each:?}");
+    }
+}

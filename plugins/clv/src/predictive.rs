@@ -637,6 +637,21 @@ pub(crate) struct Predictor<'a> {
     histories: &'a Histories,
 }
 
+impl<'a> Predictor<'a> {
+    /// Predictions over `horizon` (and `window` for the churn ones) without discounting or a
+    /// holdout: what a test of the intervals asks.
+    #[cfg(test)]
+    pub(crate) fn plain(horizon: f64, window: f64, histories: &'a Histories) -> Predictor<'a> {
+        Predictor {
+            horizon,
+            window,
+            steps: None,
+            holdout_length: None,
+            histories,
+        }
+    }
+}
+
 impl Predictor<'_> {
     /// The predictions for distinct history `h`, with `dert_if_alive` the model's table of
     /// [`dert_if_alive`] where DERT is computed.
