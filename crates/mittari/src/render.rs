@@ -1001,7 +1001,9 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
             .parameters
             .iter()
             .map(|p| {
-                let allowed = if p.allowed_values.is_empty() {
+                let allowed = if p.names_columns {
+                    "input columns, comma-separated".to_owned()
+                } else if p.allowed_values.is_empty() {
                     p.range.map_or(String::new(), |r| r.to_string())
                 } else {
                     p.allowed_values.join("|")
