@@ -39,6 +39,16 @@ fn string_column(name: &str, values: &[&str]) -> pb::Column {
     }
 }
 
+fn double_column(name: &str, values: &[f64]) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        values: Some(Values::DoubleValues(pb::DoubleValues {
+            values: values.to_vec(),
+        })),
+        null_mask: vec![],
+    }
+}
+
 /// 4 promoters, 2 passives, 4 detractors: nps 0, se 100 * sqrt(0.08). North: 3 promoters and
 /// 2 passives (nps 60); south: 1 promoter, 4 detractors (nps -60).
 fn survey() -> pb::Table {
@@ -1307,4 +1317,104 @@ fn stock_python_client_via_reflection() {
 #[ignore = "needs Python with grpcio and pyarrow (MITTARI_STOCK_CLIENT_PYTHON); .ci/run installs them and runs this with --ignored"]
 fn pyarrow_client_sends_and_receives_arrow() {
     run_python_client("tests/arrow_client.py");
+}
+
+/// Covariates over gRPC: the descriptor says which parameters name columns, a request sends
+/// the covariate column beside the summary and gets the coefficients table, and one naming a
+/// column it did not send is INVALID_ARGUMENT naming the column and the parameter.
+#[tokio::test]
+async fn covariates_travel_as_named_columns() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let clv = client
+        .describe_metric(pb::DescribeMetricRequest { name: "clv".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .metric
+        .unwrap();
+    let named: Vec<&str> = clv
+        .parameters
+        .iter()
+        .filter(|p| p.names_columns)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "covariates",
+            "purchase_covariates",
+            "attrition_covariates",
+            "spend_covariates"
+        ]
+    );
+    // 400 customers in two channels, the "web" ones buying more often.
+    let (mut frequency, mut recency, mut t, mut channel) = (vec![], vec![], vec![], vec![]);
+    for i in 0..400 {
+        let web = i % 2 == 0;
+        let x = f64::from((i * 7 % 5) as u8) + if web { 3.0 } else { 0.0 };
+        frequency.push(x);
+        recency.push(if x > 0.0 {
+            30.0 - f64::from((i % 9) as u8)
+        } else {
+            0.0
+        });
+        t.push(39.0);
+        channel.push(if web { "web" } else { "store" });
+    }
+    let input = pb::Table {
+        columns: vec![
+            double_column("frequency", &frequency),
+            double_column("recency", &recency),
+            double_column("T", &t),
+            string_column("channel", &channel),
+        ],
+        ..Default::default()
+    };
+    let mut ok = request("clv", input.clone());
+    for (key, value) in [("model", "bgnbd"), ("purchase_covariates", "channel")] {
+        ok.parameters.insert(
+            key.into(),
+            pb::Value {
+                kind: Some(pb::value::Kind::StringValue(value.into())),
+            },
+        );
+    }
+    let response = client.compute(ok.clone()).await.unwrap().into_inner();
+    let results = response.results.unwrap();
+    let coefficients = results
+        .tables
+        .iter()
+        .find(|t| t.name == "coefficients")
+        .and_then(|t| t.table.as_ref())
+        .expect("a coefficients table");
+    let covariate = coefficients
+        .columns
+        .iter()
+        .find(|c| c.name == "covariate")
+        .and_then(|c| match &c.values {
+            Some(Values::StringValues(v)) => Some(v.values.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(covariate, ["channel=web"]);
+    assert!(scalar(&results, "covariates_lr_statistic") > 10.0);
+    assert_eq!(scalar(&results, "covariates_lr_df"), 1.0);
+
+    let mut missing = ok;
+    missing.parameters.insert(
+        "purchase_covariates".into(),
+        pb::Value {
+            kind: Some(pb::value::Kind::StringValue("region".into())),
+        },
+    );
+    let status = client.compute(missing).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("parameter purchase_covariates names column region, which the input lacks"),
+        "{}",
+        status.message()
+    );
 }
