@@ -1983,6 +1983,70 @@ fn covariates_explain_why_customers_differ() {
             "covariate region has the same value for every customer",
         ),
     ];
+    // A per-customer table joined in by the CLI gives the same fit as the joined log.
+    let customers = {
+        let mut text = String::from("customer_id,gender,channel\n");
+        let log = std::fs::read_to_string(&input).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in log.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            if seen.insert(f[0].to_owned()) {
+                text.push_str(&format!("{},{},{}\n", f[0], f[3], f[4]));
+            }
+        }
+        write(dir.path(), "customers.csv", &text)
+    };
+    let joined = clv_json(
+        "tests/data/apparel/transactions.csv",
+        &[
+            "--column",
+            "timestamp=date",
+            "--join",
+            &customers,
+            "--param",
+            "model=pareto_nbd",
+            "--param",
+            "time_unit=day",
+            "--param",
+            "observation_end=2006-12-31T23:59:59Z",
+            "--param",
+            "covariates=gender,channel",
+        ],
+    );
+    assert_eq!(
+        joined["results"]["covariates_lr_statistic"],
+        results["covariates_lr_statistic"]
+    );
+    let short = write(
+        dir.path(),
+        "short.csv",
+        &std::fs::read_to_string(&customers)
+            .unwrap()
+            .replacen("\n600,", "\nnobody,", 1),
+    );
+    let (status, _, stderr) = run_cli(
+        &[
+            "compute",
+            "clv",
+            "--input",
+            "tests/data/apparel/transactions.csv",
+            "--column",
+            "timestamp=date",
+            "--join",
+            &short,
+            "--param",
+            "model=pareto_nbd",
+            "--param",
+            "covariates=gender",
+        ],
+        &repo_root(),
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("transactions.csv (line 3184): customer \"600\" is not in --join"),
+        "{stderr}"
+    );
     for (file, param, expect) in cases {
         let args = [
             "compute",

@@ -34,6 +34,11 @@ pub(crate) struct ComputeArgs {
     /// is split into panels that fit, each repeating the group columns.
     #[arg(long)]
     wide: bool,
+    /// A per-customer table (CSV, Parquet, Arrow or JSON Lines, one row per customer_id) to
+    /// take the columns that parameters name from (clv's covariates), joined onto the
+    /// input's rows by customer_id: e.g. --join customers.csv --param covariates=gender.
+    #[arg(long, value_name = "FILE")]
+    join: Option<PathBuf>,
     /// Rows with an empty cell in a column the metric reads or groups by: `error` lets
     /// the metric refuse them, `skip` leaves them out and counts them in the result.
     #[arg(long, value_enum, default_value_t = OnMissing::Error)]
@@ -53,6 +58,7 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
         output_table,
         wide,
         on_missing,
+        join,
     } = args;
     if let Some(path) = &output {
         output::check_path(path)?;
@@ -86,6 +92,11 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
     );
     let mut options = input.options();
     options.named_columns = named_columns(&descriptor, &params);
+    if join.is_some() && options.named_columns.is_empty() {
+        bail!(
+            "--join takes the columns that parameters name (such as clv's covariates) from another file, and no parameter names any"
+        );
+    }
     // Where the log is in a database or a data lake, its summary is computed there and
     // only one row per customer travels; per-group summaries are not pushed down.
     // Rows left out for empty cells are left out of the rows read, so a summary
@@ -116,6 +127,11 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
             mittari_io::read_rfm_summary(&source, &descriptor, &options, periods)?
         }
     };
+    // With --join the named columns come from the joined file, not the input.
+    let mut main_options = options.clone();
+    if join.is_some() {
+        main_options.named_columns.clear();
+    }
     let table = match (summary, &lake) {
         (Some(summary), _) => {
             // The summary has applied them.
@@ -123,8 +139,12 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
             params.remove("holdout_start");
             summary
         }
-        (None, Some(lake)) => rt.block_on(lake.read(&descriptor, &group_by, &options))?,
-        (None, None) => mittari_io::read(source, &descriptor, &group_by, &options)?,
+        (None, Some(lake)) => rt.block_on(lake.read(&descriptor, &group_by, &main_options))?,
+        (None, None) => mittari_io::read(source, &descriptor, &group_by, &main_options)?,
+    };
+    let table = match &join {
+        Some(path) => join_columns(table, &source_name, path, &options.named_columns)?,
+        None => table,
     };
     let (table, skipped) = match on_missing {
         OnMissing::Error => (table, None),
@@ -190,4 +210,103 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
         Format::Json => print_with(|out| render::write_json(&response, out)),
         Format::Csv => print(&render::csv(&response)),
     }
+}
+
+/// The input with the `named` columns of the per-customer table at `path` joined onto its
+/// rows by customer_id. A customer twice in that table, or a customer of the input missing
+/// from it, is an error naming the line.
+fn join_columns(
+    table: mittari_io::Table,
+    input_name: &str,
+    path: &Path,
+    named: &[(String, String)],
+) -> anyhow::Result<mittari_io::Table> {
+    use mittari_sdk::arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
+    let join_name = path.display().to_string();
+    let Some(ids) = table
+        .batch
+        .column_by_name("customer_id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+    else {
+        bail!("--join {join_name}: the input has no customer_id column to join on");
+    };
+    let key = mittari_sdk::MetricDescriptor::new("join", "0", "a per-customer table").input(
+        mittari_sdk::ColumnSpec::string("customer_id", "the customer the row describes").required(),
+    );
+    let options = mittari_io::ReadOptions {
+        named_columns: named.to_vec(),
+        ..mittari_io::ReadOptions::default()
+    };
+    let customers = mittari_io::read(mittari_io::Source::Path(path), &key, &[], &options)?;
+    let Some(customer_ids) = customers
+        .batch
+        .column_by_name("customer_id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+    else {
+        bail!("--join {join_name}: its customer_id column is not text");
+    };
+    let at = |origins: &mittari_io::Origins, row: usize| {
+        origins
+            .of(row)
+            .map_or_else(|| format!("row {}", row + 1), |at| at.to_string())
+    };
+    let mut row_of: HashMap<&str, u32> = HashMap::with_capacity(customer_ids.len());
+    for row in 0..customer_ids.len() {
+        let id = customer_ids.value(row);
+        if let Some(first) = row_of.insert(id, row as u32) {
+            bail!(
+                "--join {join_name}: customer {id:?} appears twice, at {} and {}; give one row per customer",
+                at(&customers.origins, first as usize),
+                at(&customers.origins, row)
+            );
+        }
+    }
+    let mut indices = Vec::with_capacity(ids.len());
+    for row in 0..ids.len() {
+        if ids.is_null(row) {
+            indices.push(None);
+            continue;
+        }
+        match row_of.get(ids.value(row)) {
+            Some(&at) => indices.push(Some(at)),
+            None => bail!(
+                "{input_name} ({}): customer {:?} is not in --join {join_name}; every customer of the input needs a row there",
+                at(&table.origins, row),
+                ids.value(row)
+            ),
+        }
+    }
+    let indices = UInt32Array::from(indices);
+    let schema = table.batch.schema();
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    let mut columns: Vec<ArrayRef> = table.batch.columns().to_vec();
+    for (_, name) in named {
+        let Some(column) = customers.batch.column_by_name(name) else {
+            continue;
+        };
+        let taken = arrow_select::take::take(column.as_ref(), &indices, None)?;
+        let field = std::sync::Arc::new(mittari_sdk::arrow_schema::Field::new(
+            name,
+            taken.data_type().clone(),
+            true,
+        ));
+        match fields.iter().position(|f| f.name() == name) {
+            Some(at) => {
+                fields[at] = field;
+                columns[at] = taken;
+            }
+            None => {
+                fields.push(field);
+                columns.push(taken);
+            }
+        }
+    }
+    let batch = RecordBatch::try_new(
+        std::sync::Arc::new(mittari_sdk::arrow_schema::Schema::new(fields)),
+        columns,
+    )?;
+    Ok(mittari_io::Table {
+        batch,
+        origins: table.origins,
+    })
 }
