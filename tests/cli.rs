@@ -1983,6 +1983,57 @@ fn covariates_explain_why_customers_differ() {
             "covariate region has the same value for every customer",
         ),
     ];
+    // A numeric covariate in a Finnish CSV (`;`, decimal comma) is one coefficient, read as
+    // the number it is, not as one level per value; a text column with more levels than can
+    // be estimated is refused.
+    let finnish = {
+        let log = std::fs::read_to_string(&input).unwrap();
+        let mut text = String::from("customer_id;timestamp;amount;score\n");
+        for line in log.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            let id: u32 = f[0].parse().unwrap();
+            let score = format!("{:.2}", f64::from(id % 17) / 4.0).replace('.', ",");
+            text.push_str(&format!(
+                "{};{};{};{score}\n",
+                f[0],
+                f[1],
+                f[2].replace('.', ",")
+            ));
+        }
+        write(dir.path(), "finnish.csv", &text)
+    };
+    let numeric = clv_json(
+        &finnish,
+        &[
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "purchase_covariates=score",
+        ],
+    );
+    let rows = numeric["tables"]["coefficients"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["covariate"], "score");
+    let (status, _, stderr) = run_cli(
+        &[
+            "compute",
+            "clv",
+            "--input",
+            &input,
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "covariates=customer_id",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("at most 50 levels can be estimated"),
+        "{stderr}"
+    );
+
     // A per-customer table joined in by the CLI gives the same fit as the joined log.
     let customers = {
         let mut text = String::from("customer_id,gender,channel\n");

@@ -54,6 +54,8 @@ struct Column {
     data_type: DataType,
     /// A group-by column the metric does not declare, read as strings and typed afterwards.
     inferred: bool,
+    /// A column a parameter names (a covariate): numbers in the file's dialect become numbers.
+    named: bool,
 }
 
 /// Pieces smaller than this are not worth a thread.
@@ -390,6 +392,8 @@ pub(crate) fn read(
     .map_err(|message| ReadError::input(source, message))?
     .into_iter()
     .map(|s| Column {
+        // A declared column keeps its declared type, whatever names it.
+        named: s.data_type.is_none() && options.named.iter().any(|(_, c)| *c == s.name),
         index: s.index,
         name: s.name,
         data_type: s.data_type.unwrap_or(DataType::String),
@@ -441,6 +445,9 @@ pub(crate) fn read(
         let mut array = cells.finish();
         if column.inferred {
             array = integers_if_all_are(array);
+        }
+        if column.named {
+            array = numbers_if_all_are(array, &shape.dialect);
         }
         fields.push(Field::new(&column.name, array.data_type().clone(), true));
         arrays.push(array);
@@ -632,6 +639,26 @@ impl FileShape<'_> {
 }
 
 /// A group-by column the metric does not declare: int64 when every cell is an integer.
+/// A text column as doubles where every cell is a number in the file's dialect (a covariate
+/// such as 0.25, or 0,25 in a file with a decimal comma); otherwise as it is.
+fn numbers_if_all_are(array: ArrayRef, dialect: &Dialect) -> ArrayRef {
+    let Some(strings) = array.as_any().downcast_ref::<StringArray>() else {
+        return array;
+    };
+    let numbers: Option<arrow_array::Float64Array> = strings
+        .iter()
+        .map(|cell| match cell {
+            Some(cell) => dialect.number(cell).ok().map(Some),
+            None => Some(None),
+        })
+        .collect::<Option<Vec<Option<f64>>>>()
+        .map(arrow_array::Float64Array::from);
+    match numbers {
+        Some(numbers) => Arc::new(numbers),
+        None => array,
+    }
+}
+
 fn integers_if_all_are(array: ArrayRef) -> ArrayRef {
     let Some(strings) = array.as_any().downcast_ref::<StringArray>() else {
         return array;

@@ -160,6 +160,11 @@ pub(crate) struct ProfileValues {
     pub(crate) spend: Vec<f64>,
 }
 
+/// The most levels a text covariate may have: each is a coefficient, and the fit's cost
+/// grows with their square (a column of customer-specific values would otherwise make
+/// thousands).
+const MAX_LEVELS: usize = 50;
+
 /// How one input column becomes design columns.
 enum Encoding {
     Numeric,
@@ -235,7 +240,7 @@ pub(crate) fn design(
         for &row in customer_rows {
             match column.cell(row)? {
                 Cell::Text(t) => {
-                    if !levels.contains(&t) {
+                    if levels.len() <= MAX_LEVELS && !levels.contains(&t) {
                         levels.push(t);
                     }
                 }
@@ -252,6 +257,17 @@ pub(crate) fn design(
                 format!(
                     "covariate {} has the same value for every customer, so it cannot explain why they differ; leave it out",
                     column.name
+                ),
+            ));
+        }
+        if levels.len() > MAX_LEVELS {
+            return Err(MetricError::invalid_column(
+                column.name,
+                format!(
+                    "covariate {} has {} distinct text values or more; as a category that is one coefficient per level, and at most {} levels can be estimated: group its levels, or give it as numbers",
+                    column.name,
+                    levels.len(),
+                    MAX_LEVELS
                 ),
             ));
         }
