@@ -192,7 +192,11 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     if let Some(coefficients) = table::result_table(&results, "coefficients") {
         section.numbers(coefficient_numbers(coefficients, &results));
     }
-    if let Some(chart) = repeat_purchase_chart(&results)? {
+    // Without one model's parameters (covariates), the histogram stands alone; with them it
+    // follows the P(alive) charts.
+    if model.is_none()
+        && let Some(chart) = repeat_purchase_chart(&results)?
+    {
         section.chart(chart);
     }
     if let (Some(model), Some(customers)) = (&model, customers) {
@@ -201,6 +205,9 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             _ => 52.0,
         };
         for chart in matrices(model.as_ref(), customers, horizon, unit)? {
+            section.chart(chart);
+        }
+        if let Some(chart) = repeat_purchase_chart(&results)? {
             section.chart(chart);
         }
         if holdout_start.is_some()
