@@ -141,6 +141,18 @@ pub fn fit_opportunities(
     ))
 }
 
+impl From<[f64; 4]> for BgBb {
+    /// (α, β, γ, δ), the order of the fit's parameters.
+    fn from([alpha, beta, gamma, delta]: [f64; 4]) -> BgBb {
+        BgBb {
+            alpha,
+            beta,
+            gamma,
+            delta,
+        }
+    }
+}
+
 impl BgBb {
     fn params(&self) -> [f64; 4] {
         [self.alpha, self.beta, self.gamma, self.delta]
@@ -510,16 +522,7 @@ mod tests {
                 }));
                 let (fitted, fit) = fit_opportunities(&data, &AtomicBool::new(false)).unwrap();
                 let covariance = LogCovariance::of(&fit).unwrap();
-                let shifted: Vec<BgBb> = covariance
-                    .shifted()
-                    .iter()
-                    .map(|&[alpha, beta, gamma, delta]| BgBb {
-                        alpha,
-                        beta,
-                        gamma,
-                        delta,
-                    })
-                    .collect();
+                let shifted: Vec<BgBb> = covariance.shifted().map(BgBb::from).to_vec();
                 let mut hits = Vec::new();
                 for &(x, t_x) in &histories {
                     type Quantity<'q> = &'q dyn Fn(&BgBb) -> f64;
@@ -544,11 +547,7 @@ mod tests {
                 hits
             })
             .collect();
-        let quantities = hits[0].len();
-        let each: Vec<f64> = (0..quantities)
-            .map(|k| hits.iter().filter(|h| h[k]).count() as f64 / hits.len() as f64)
-            .collect();
-        let overall = each.iter().sum::<f64>() / quantities as f64;
+        let (overall, each) = crate::testing::coverage(&hits);
         eprintln!("BG/BB: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
         assert!((0.87..=0.93).contains(&overall), "{overall} {each:?}");
     }

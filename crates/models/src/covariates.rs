@@ -899,10 +899,7 @@ mod tests {
                 hits
             })
             .collect();
-        let quantities = hits[0].len();
-        let share = |k: usize| hits.iter().filter(|h| h[k]).count() as f64 / hits.len() as f64;
-        let each: Vec<f64> = (0..quantities).map(share).collect();
-        let overall = each.iter().sum::<f64>() / quantities as f64;
+        let (overall, each) = crate::testing::coverage(&hits);
         eprintln!("covariates: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
         assert!((0.87..=0.93).contains(&overall), "{overall} {each:?}");
     }

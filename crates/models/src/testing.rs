@@ -248,3 +248,15 @@ pub(crate) fn high_season() -> std::collections::BTreeMap<i64, f64> {
         })
         .collect()
 }
+
+/// Coverage of intervals over simulated bases: `hits[base][quantity]` says whether that base's
+/// interval of that quantity held the truth. Returns the share over all quantities and each
+/// quantity's share.
+pub fn coverage(hits: &[Vec<bool>]) -> (f64, Vec<f64>) {
+    let quantities = hits.first().map_or(0, Vec::len);
+    let each: Vec<f64> = (0..quantities)
+        .map(|k| hits.iter().filter(|h| h[k]).count() as f64 / hits.len() as f64)
+        .collect();
+    let overall = each.iter().sum::<f64>() / quantities.max(1) as f64;
+    (overall, each)
+}

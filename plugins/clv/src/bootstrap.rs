@@ -385,11 +385,7 @@ mod tests {
                 hits
             })
             .collect();
-        let quantities = hits[0].len();
-        let each: Vec<f64> = (0..quantities)
-            .map(|k| hits.iter().filter(|h| h[k]).count() as f64 / hits.len() as f64)
-            .collect();
-        let overall = each.iter().sum::<f64>() / quantities as f64;
+        let (overall, each) = mittari_models::testing::coverage(&hits);
         eprintln!("bootstrap: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
         assert!((0.84..=0.93).contains(&overall), "{overall} {each:?}");
     }

@@ -186,16 +186,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     };
     // Per distinct history, each prediction's gradient in the log-parameters.
     let gradients: Option<Vec<[[f64; 4]; 4]>> = covariance.as_ref().map(|covariance| {
-        let shifted: Vec<BgBb> = covariance
-            .shifted()
-            .iter()
-            .map(|&[alpha, beta, gamma, delta]| BgBb {
-                alpha,
-                beta,
-                gamma,
-                delta,
-            })
-            .collect();
+        let shifted: Vec<BgBb> = covariance.shifted().map(BgBb::from).to_vec();
         (0..data.len())
             .into_par_iter()
             .map(|h| {
