@@ -81,6 +81,8 @@ pub struct ComputeRequest {
     pub metric: String,
     pub params: BTreeMap<String, ParamValue>,
     pub input: RecordBatch,
+    /// Tables sent beside the input, by name ([`mittari_sdk::TableInputSpec`]).
+    pub tables: Vec<(String, RecordBatch)>,
     pub group_by: Vec<String>,
     /// Set it to stop the computation: the engine checks it between groups and passes it to
     /// the plugin, which checks it between units of work. [`Engine::compute`] sets it itself
@@ -104,6 +106,7 @@ impl ComputeRequest {
             metric: metric.into(),
             params,
             input,
+            tables: Vec::new(),
             group_by,
             cancel: Arc::default(),
             max_result_bytes: None,
@@ -560,31 +563,47 @@ impl Engine {
     }
 
     /// Refuses an input larger than the configured bounds, naming the bound and its key.
-    fn check_size(&self, input: &RecordBatch) -> Result<(), EngineError> {
-        let rows = input.num_rows();
-        if rows > self.bounds.max_rows {
-            return Err(EngineError::invalid(
-                Field::Input,
-                format!(
-                    "the input has {rows} rows, more than this server computes in one request ({}, server.max_rows); split it, or aggregate first",
-                    self.bounds.max_rows
-                ),
-            ));
-        }
-        let string_bytes: usize = input
-            .columns()
-            .iter()
-            .filter_map(|c| c.as_string_opt::<i32>())
-            .map(|s| s.value_data().len())
-            .sum();
-        if string_bytes > self.bounds.max_string_bytes {
-            return Err(EngineError::invalid(
-                Field::Input,
-                format!(
-                    "the input has {string_bytes} bytes of text, more than this server accepts in one request ({}, server.max_string_bytes); send shorter ids, or split the input",
-                    self.bounds.max_string_bytes
-                ),
-            ));
+    fn check_size(&self, request: &ComputeRequest) -> Result<(), EngineError> {
+        let tables = std::iter::once(("the input".to_owned(), Field::Input, &request.input)).chain(
+            request.tables.iter().map(|(name, table)| {
+                (
+                    format!("table input {name}"),
+                    Field::Table {
+                        table: name.clone(),
+                        column: None,
+                        row: None,
+                    },
+                    table,
+                )
+            }),
+        );
+        let mut string_bytes = 0;
+        for (what, field, table) in tables {
+            let rows = table.num_rows();
+            if rows > self.bounds.max_rows {
+                return Err(EngineError::invalid(
+                    field,
+                    format!(
+                        "{what} has {rows} rows, more than this server computes in one request ({}, server.max_rows); split it, or aggregate first",
+                        self.bounds.max_rows
+                    ),
+                ));
+            }
+            string_bytes += table
+                .columns()
+                .iter()
+                .filter_map(|c| c.as_string_opt::<i32>())
+                .map(|s| s.value_data().len())
+                .sum::<usize>();
+            if string_bytes > self.bounds.max_string_bytes {
+                return Err(EngineError::invalid(
+                    field,
+                    format!(
+                        "the request has {string_bytes} bytes of text, more than this server accepts in one request ({}, server.max_string_bytes); send shorter ids, or split the input",
+                        self.bounds.max_string_bytes
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -595,7 +614,9 @@ impl Engine {
         let entry = self.entry(&request.metric)?;
         Ok(
             if entry.descriptor.expensive
-                || request.input.num_rows() > self.bounds.light_request_max_rows
+                || std::iter::once(&request.input)
+                    .chain(request.tables.iter().map(|(_, t)| t))
+                    .any(|t| t.num_rows() > self.bounds.light_request_max_rows)
             {
                 Lane::Heavy
             } else {
@@ -616,7 +637,7 @@ impl Engine {
     ) -> Result<ComputeOutcome, EngineError> {
         // Unknown metrics and oversize inputs are refused before queueing.
         let lane = self.lane(&request)?;
-        self.check_size(&request.input)?;
+        self.check_size(&request)?;
         let queued_at = Instant::now();
         let permit = self.shared.limiter.acquire(lane).await?;
         let queued = queued_at.elapsed();
@@ -653,7 +674,7 @@ impl Engine {
 
     /// Runs a computation on the calling thread. Group-by fans out over the rayon pool.
     pub fn compute_blocking(&self, request: ComputeRequest) -> Result<ComputeOutcome, EngineError> {
-        self.check_size(&request.input)?;
+        self.check_size(&request)?;
         self.compute_blocking_in(request, Lane::Heavy)
     }
 
@@ -672,12 +693,15 @@ impl Engine {
         let mut violations = Vec::new();
         let params = validate::params(descriptor, request.params, &mut violations);
         validate::group_by(&request.input, &request.group_by, &mut violations);
-        let input = validate::input(descriptor, &request.input, &params, &mut violations).map_err(
-            |message| EngineError::MetricFailed {
-                metric: descriptor.name.clone(),
-                message,
-            },
-        )?;
+        let assembly_failed = |message| EngineError::MetricFailed {
+            metric: descriptor.name.clone(),
+            message,
+        };
+        let input = validate::input(descriptor, &request.input, &params, &mut violations)
+            .map_err(assembly_failed)?;
+        let tables =
+            validate::table_inputs(descriptor, &request.tables, &params, &mut violations)
+                .map_err(assembly_failed)?;
         if !violations.is_empty() {
             validate::truncate(&mut violations);
             return Err(EngineError::InvalidArgument { violations });
@@ -691,7 +715,7 @@ impl Engine {
         let run = |batch: &RecordBatch| -> Result<MetricResults, EngineError> {
             let output = entry
                 .plugin
-                .compute(batch, &params, cancel)
+                .compute(batch, &params, &tables, cancel)
                 .map_err(|e| metric_error(&descriptor.name, e, RowsOf::Request))?;
             check_results(descriptor, output).map_err(|message| EngineError::MetricFailed {
                 metric: descriptor.name.clone(),
@@ -752,7 +776,7 @@ impl Engine {
                     let (rows, starts) = partition.rows_of(groups);
                     entry
                         .plugin
-                        .compute_groups(&input, &params, rows, &starts, cancel)
+                        .compute_groups(&input, &params, &tables, rows, &starts, cancel)
                         .map_err(|e| metric_error(&descriptor.name, e, RowsOf::GroupInRequest))?
                 } else {
                     let mut builder = GroupedBuilder::new();
@@ -765,7 +789,7 @@ impl Engine {
                             .map_err(|e| failed(format!("cannot select the group's rows: {e}")))?;
                         let output = entry
                             .plugin
-                            .compute(&batch, &params, cancel)
+                            .compute(&batch, &params, &tables, cancel)
                             .map_err(|e| metric_error(&descriptor.name, e, RowsOf::Group(&rows)))?;
                         builder.push(output).map_err(failed)?;
                     }

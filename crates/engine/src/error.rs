@@ -16,6 +16,13 @@ pub enum Field {
     GroupBy {
         name: String,
     },
+    /// A table input ([`mittari_sdk::TableInputSpec`]) as a whole, or one of its columns, and
+    /// the 0-based row of that table when one value is at fault.
+    Table {
+        table: String,
+        column: Option<String>,
+        row: Option<u64>,
+    },
 }
 
 impl Field {
@@ -31,6 +38,17 @@ impl Field {
             } => format!("input.{name}[{row}]"),
             Field::Parameter { name } => format!("parameters.{name}"),
             Field::GroupBy { name } => format!("group_by.{name}"),
+            Field::Table { table, column, row } => {
+                let mut path = format!("tables.{table}");
+                if let Some(column) = column {
+                    path.push('.');
+                    path.push_str(column);
+                }
+                if let Some(row) = row {
+                    path.push_str(&format!("[{row}]"));
+                }
+                path
+            }
         }
     }
 }

@@ -38,5 +38,5 @@ pub use mittari_sdk::abi::panic_message;
 pub use mittari_sdk::grouped::{ConfidenceIntervals, GroupTable, GroupedWarning, ScalarColumn};
 pub use mittari_sdk::{
     ColumnSpec, ConfidenceInterval, DataType, MetricDescriptor, OutputSpec, ParamValue,
-    ParameterSpec, Range, RfmSummaryInput, TableSpec, Warning,
+    ParameterSpec, Range, RfmSummaryInput, TableInputSpec, TableSpec, Warning,
 };

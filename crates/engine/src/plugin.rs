@@ -10,7 +10,7 @@ use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use arrow_array::{Array, RecordBatch, StructArray};
 use mittari_sdk::abi::{
     self, ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, GroupedMeta,
-    OwnedBytes, OwnedTables, PluginVTable, STATUS_ERROR, STATUS_OK,
+    InputTable, OwnedBytes, OwnedTables, PluginVTable, STATUS_ERROR, STATUS_OK,
 };
 use mittari_sdk::grouped::GroupedOutput;
 use mittari_sdk::{ABI_VERSION, MetricDescriptor, MetricError, Output};
@@ -38,12 +38,13 @@ pub(crate) struct PluginLibrary {
 
 /// The vtable of a library, by its ABI version. Every version has the functions of the one
 /// before at the same offsets; version 2 added the cancellation flag to `compute`, version 3
-/// added `compute_groups`.
+/// added `compute_groups`, version 4 the `_with_tables` forms taking table inputs.
 #[derive(Debug, Clone, Copy)]
 enum VTable {
     V1(&'static abi::v1::PluginVTable),
     V2(&'static abi::v2::PluginVTable),
-    V3(&'static PluginVTable),
+    V3(&'static abi::v3::PluginVTable),
+    V4(&'static PluginVTable),
 }
 
 impl VTable {
@@ -52,6 +53,7 @@ impl VTable {
             VTable::V1(v) => v.abi_version,
             VTable::V2(v) => v.abi_version,
             VTable::V3(v) => v.abi_version,
+            VTable::V4(v) => v.abi_version,
         }
     }
     fn metric_count(self) -> unsafe extern "C" fn() -> usize {
@@ -59,6 +61,7 @@ impl VTable {
             VTable::V1(v) => v.metric_count,
             VTable::V2(v) => v.metric_count,
             VTable::V3(v) => v.metric_count,
+            VTable::V4(v) => v.metric_count,
         }
     }
     fn describe(self) -> unsafe extern "C" fn(usize, *mut OwnedBytes) -> u32 {
@@ -66,6 +69,7 @@ impl VTable {
             VTable::V1(v) => v.describe,
             VTable::V2(v) => v.describe,
             VTable::V3(v) => v.describe,
+            VTable::V4(v) => v.describe,
         }
     }
     fn free_bytes(self) -> unsafe extern "C" fn(OwnedBytes) {
@@ -73,6 +77,7 @@ impl VTable {
             VTable::V1(v) => v.free_bytes,
             VTable::V2(v) => v.free_bytes,
             VTable::V3(v) => v.free_bytes,
+            VTable::V4(v) => v.free_bytes,
         }
     }
     fn free_tables(self) -> unsafe extern "C" fn(OwnedTables) {
@@ -80,6 +85,7 @@ impl VTable {
             VTable::V1(v) => v.free_tables,
             VTable::V2(v) => v.free_tables,
             VTable::V3(v) => v.free_tables,
+            VTable::V4(v) => v.free_tables,
         }
     }
 }
@@ -104,11 +110,19 @@ impl PluginLibrary {
             })?;
         // SAFETY: as above; the function takes no arguments and returns a u32.
         let version = unsafe { version_fn() };
-        if ![abi::v1::ABI_VERSION, abi::v2::ABI_VERSION, ABI_VERSION].contains(&version) {
+        if ![
+            abi::v1::ABI_VERSION,
+            abi::v2::ABI_VERSION,
+            abi::v3::ABI_VERSION,
+            ABI_VERSION,
+        ]
+        .contains(&version)
+        {
             return Err(format!(
-                "plugin ABI version {version} is not one this server loads ({}, {}, {ABI_VERSION}); rebuild the plugin against this server's mittari-sdk",
+                "plugin ABI version {version} is not one this server loads ({}, {}, {}, {ABI_VERSION}); rebuild the plugin against this server's mittari-sdk",
                 abi::v1::ABI_VERSION,
                 abi::v2::ABI_VERSION,
+                abi::v3::ABI_VERSION,
             ));
         }
         // SAFETY: a library with the right ABI version exports the entry point with this signature.
@@ -123,7 +137,8 @@ impl PluginLibrary {
         // layout of the version the library declared, which both begin with `abi_version`.
         let vtable = unsafe {
             match version {
-                ABI_VERSION => VTable::V3(&*vtable),
+                ABI_VERSION => VTable::V4(&*vtable),
+                abi::v3::ABI_VERSION => VTable::V3(&*vtable.cast::<abi::v3::PluginVTable>()),
                 abi::v2::ABI_VERSION => VTable::V2(&*vtable.cast::<abi::v2::PluginVTable>()),
                 _ => VTable::V1(&*vtable.cast::<abi::v1::PluginVTable>()),
             }
@@ -219,9 +234,11 @@ impl PluginMetric {
     fn call(
         &self,
         batch: &RecordBatch,
+        table_inputs: &[(String, RecordBatch)],
         call: impl FnOnce(
             &mut FFI_ArrowArray,
             &FFI_ArrowSchema,
+            &mut [InputTable],
             &mut OwnedBytes,
             &mut OwnedTables,
         ) -> u32,
@@ -229,11 +246,27 @@ impl PluginMetric {
         let input = StructArray::from(batch.clone()).into_data();
         let (mut array, schema) = to_ffi(&input)
             .map_err(|e| MetricError::failed(format!("cannot export the input table: {e}")))?;
+        // Each array moves into the plugin; the names and schemas stay borrowed for the call.
+        let mut exported: Vec<InputTable> = table_inputs
+            .iter()
+            .map(|(name, table)| {
+                let data = StructArray::from(table.clone()).into_data();
+                let (array, schema) = to_ffi(&data).map_err(|e| {
+                    MetricError::failed(format!("cannot export table input {name}: {e}"))
+                })?;
+                Ok(InputTable {
+                    name: name.as_ptr(),
+                    name_len: name.len(),
+                    array,
+                    schema,
+                })
+            })
+            .collect::<Result<_, MetricError>>()?;
         let mut meta = OwnedBytes::empty();
         let mut tables = OwnedTables::empty();
         // `array` moves into the plugin (it leaves an empty, released struct behind, which
         // drops as a no-op).
-        let status = call(&mut array, &schema, &mut meta, &mut tables);
+        let status = call(&mut array, &schema, &mut exported, &mut meta, &mut tables);
         let meta = self.library.take_bytes(meta);
         let imported = self.import_tables(&tables);
         // SAFETY: handed back exactly once; arrays we moved out are left empty.
@@ -255,13 +288,28 @@ impl PluginMetric {
         &self,
         batch: &RecordBatch,
         params_json: &[u8],
+        table_inputs: &[(String, RecordBatch)],
         cancel: &AtomicBool,
     ) -> Result<Output, MetricError> {
-        let (meta, tables) = self.call(batch, |array, schema, meta, tables| {
-            // SAFETY: every pointer is valid for the call.
+        self.check_takes_tables(table_inputs)?;
+        let (meta, tables) = self.call(batch, table_inputs, |array, schema, inputs, meta, tables| {
+            // SAFETY: every pointer is valid for the call, `inputs` holds its length.
             unsafe {
                 match self.library.vtable {
-                    VTable::V3(PluginVTable { compute, .. })
+                    VTable::V4(v) if !inputs.is_empty() => (v.compute_with_tables)(
+                        self.index,
+                        params_json.as_ptr(),
+                        params_json.len(),
+                        array,
+                        schema,
+                        inputs.as_mut_ptr(),
+                        inputs.len(),
+                        cancel,
+                        meta,
+                        tables,
+                    ),
+                    VTable::V4(PluginVTable { compute, .. })
+                    | VTable::V3(abi::v3::PluginVTable { compute, .. })
                     | VTable::V2(abi::v2::PluginVTable { compute, .. }) => compute(
                         self.index,
                         params_json.as_ptr(),
@@ -300,9 +348,22 @@ impl PluginMetric {
         })
     }
 
-    /// Whether the plugin computes many groups in one call (ABI version 3).
+    /// Whether the plugin computes many groups in one call (ABI version 3 and later).
     pub(crate) fn computes_groups(&self) -> bool {
-        matches!(self.library.vtable, VTable::V3(_))
+        matches!(self.library.vtable, VTable::V3(_) | VTable::V4(_))
+    }
+
+    /// Table inputs reach only plugins of ABI version 4; the engine sends them only to metrics
+    /// whose descriptors declare them, which older plugins cannot, so this is a safeguard.
+    fn check_takes_tables(&self, table_inputs: &[(String, RecordBatch)]) -> Result<(), MetricError> {
+        if table_inputs.is_empty() || matches!(self.library.vtable, VTable::V4(_)) {
+            Ok(())
+        } else {
+            Err(MetricError::failed(format!(
+                "the plugin's ABI version {} takes no table inputs; rebuild it against this server's mittari-sdk",
+                self.library.vtable.abi_version()
+            )))
+        }
     }
 
     /// Calls the plugin's `compute_groups` (ABI version 3): the whole batch crosses once, with
@@ -311,34 +372,58 @@ impl PluginMetric {
         &self,
         batch: &RecordBatch,
         params_json: &[u8],
+        table_inputs: &[(String, RecordBatch)],
         group_rows: &[u32],
         group_starts: &[u64],
         cancel: &AtomicBool,
     ) -> Result<GroupedOutput, MetricError> {
-        let VTable::V3(vtable) = self.library.vtable else {
-            return Err(MetricError::failed(
-                "the plugin's ABI version has no compute_groups",
-            ));
+        self.check_takes_tables(table_inputs)?;
+        let compute_groups = match self.library.vtable {
+            VTable::V4(v) => v.compute_groups,
+            VTable::V3(v) => v.compute_groups,
+            _ => {
+                return Err(MetricError::failed(
+                    "the plugin's ABI version has no compute_groups",
+                ));
+            }
         };
         let groups = group_starts.len().saturating_sub(1);
-        let (meta, tables) = self.call(batch, |array, schema, meta, tables| {
+        let (meta, tables) = self.call(batch, table_inputs, |array, schema, inputs, meta, tables| {
             // SAFETY: every pointer is valid for the call, the slices hold the lengths passed,
             // and `group_starts` has `groups + 1` entries.
             unsafe {
-                (vtable.compute_groups)(
-                    self.index,
-                    params_json.as_ptr(),
-                    params_json.len(),
-                    array,
-                    schema,
-                    group_rows.as_ptr(),
-                    group_rows.len(),
-                    group_starts.as_ptr(),
-                    groups,
-                    cancel,
-                    meta,
-                    tables,
-                )
+                match self.library.vtable {
+                    VTable::V4(v) if !inputs.is_empty() => (v.compute_groups_with_tables)(
+                        self.index,
+                        params_json.as_ptr(),
+                        params_json.len(),
+                        array,
+                        schema,
+                        inputs.as_mut_ptr(),
+                        inputs.len(),
+                        group_rows.as_ptr(),
+                        group_rows.len(),
+                        group_starts.as_ptr(),
+                        groups,
+                        cancel,
+                        meta,
+                        tables,
+                    ),
+                    _ => compute_groups(
+                        self.index,
+                        params_json.as_ptr(),
+                        params_json.len(),
+                        array,
+                        schema,
+                        group_rows.as_ptr(),
+                        group_rows.len(),
+                        group_starts.as_ptr(),
+                        groups,
+                        cancel,
+                        meta,
+                        tables,
+                    ),
+                }
             }
         })?;
         let meta: GroupedMeta = serde_json::from_slice(&meta).map_err(|e| {

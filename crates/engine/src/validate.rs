@@ -11,7 +11,9 @@ use arrow_array::{
     Array, ArrayRef, Float64Array, RecordBatch, RecordBatchOptions, TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType as Arrow, Field as ArrowField, Schema, TimeUnit};
-use mittari_sdk::{ColumnSpec, DataType, MetricDescriptor, ParamValue, Params, time};
+use mittari_sdk::{
+    ColumnSpec, DataType, MetricDescriptor, ParamValue, Params, time,
+};
 
 use crate::error::{Field, Violation};
 
@@ -237,6 +239,83 @@ pub(crate) fn input(
     // rather than the plugin computing over a different table.
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
         .map_err(|e| format!("cannot assemble the validated input: {e}"))
+}
+
+/// Checks the request's table inputs against the descriptor's ([`mittari_sdk::TableInputSpec`]) as
+/// [`input`] checks the main input, and returns what the plugin gets, in the descriptor's
+/// order. Violations point into the table (`tables.NAME.column[row]`).
+pub(crate) fn table_inputs(
+    descriptor: &MetricDescriptor,
+    tables: &[(String, RecordBatch)],
+    params: &Params,
+    violations: &mut Vec<Violation>,
+) -> Result<Vec<(String, RecordBatch)>, String> {
+    let table_field = |table: &str| Field::Table {
+        table: table.to_owned(),
+        column: None,
+        row: None,
+    };
+    for (i, (name, _)) in tables.iter().enumerate() {
+        if descriptor.table_input_spec(name).is_none() {
+            let declared: Vec<&str> = descriptor
+                .table_inputs
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect();
+            let hint = if declared.is_empty() {
+                format!("metric {} reads no table inputs", descriptor.name)
+            } else {
+                format!("metric {} reads: {}", descriptor.name, declared.join(", "))
+            };
+            violations.push(Violation::new(
+                table_field(name),
+                format!("unknown table input {name}; {hint}"),
+            ));
+        } else if tables[..i].iter().any(|(n, _)| n == name) {
+            violations.push(Violation::new(
+                table_field(name),
+                format!("table input {name} is sent twice; send it once"),
+            ));
+        }
+    }
+    let mut validated = Vec::new();
+    for spec in &descriptor.table_inputs {
+        let Some((_, batch)) = tables.iter().find(|(n, _)| *n == spec.name) else {
+            if spec.required {
+                violations.push(Violation::new(
+                    table_field(&spec.name),
+                    format!(
+                        "required table input {} is missing: {}",
+                        spec.name, spec.description
+                    ),
+                ));
+            }
+            continue;
+        };
+        // The table checked as a main input of its own: its declared columns, and the
+        // columns the parameters name in it.
+        let Some(as_input) = descriptor.table_as_input(&spec.name) else {
+            continue;
+        };
+        let before = violations.len();
+        let table = input(&as_input, batch, params, violations)?;
+        for violation in &mut violations[before..] {
+            let (column, row) = match &violation.field {
+                Field::Column { name, row } => (Some(name.clone()), *row),
+                _ => (None, None),
+            };
+            violation.field = Field::Table {
+                table: spec.name.clone(),
+                column,
+                row,
+            };
+            violation.description = violation
+                .description
+                .replace("the input", &format!("table input {}", spec.name));
+        }
+        validated.push((spec.name.clone(), table));
+    }
+    Ok(validated)
 }
 
 /// (parameter, column) for every column the request's parameters name.

@@ -513,6 +513,16 @@ fn report(
     status: &Status,
     input: Option<(&str, &mittari_io::Origins, Option<&[String]>)>,
 ) -> ExitCode {
+    report_with_tables(status, input, &[])
+}
+
+/// [`report`] for a request with table inputs: (name, file, where each row came from), so a
+/// fault in one (`tables.NAME.column[row]`) names that file's line.
+fn report_with_tables(
+    status: &Status,
+    input: Option<(&str, &mittari_io::Origins, Option<&[String]>)>,
+    tables: &[(String, String, mittari_io::Origins)],
+) -> ExitCode {
     let bad_request = status
         .get_details_bad_request()
         .filter(|b| !b.field_violations.is_empty());
@@ -527,8 +537,18 @@ fn report(
                 .field
                 .rsplit_once('[')
                 .and_then(|(_, r)| r.trim_end_matches(']').parse::<usize>().ok());
-            let location = match (input, row) {
-                (Some((name, origins, _)), Some(row)) => origins
+            let table = tables.iter().find(|(name, _, _)| {
+                violation
+                    .field
+                    .strip_prefix("tables.")
+                    .and_then(|rest| rest.strip_prefix(name.as_str()))
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            });
+            let location = match (table, input, row) {
+                (Some((_, file, origins)), _, Some(row)) => origins
+                    .of(row)
+                    .map_or(String::new(), |at| format!(" ({file} {at})")),
+                (None, Some((name, origins, _)), Some(row)) => origins
                     .of(row)
                     .map_or(String::new(), |at| format!(" ({name} {at})")),
                 _ => String::new(),
@@ -811,6 +831,7 @@ impl mittari_report::Backend for RemoteReport {
                 &request.metric,
                 params,
                 request.input,
+                request.tables,
                 request.group_by,
                 REPORT_CHUNK_ROWS,
             ))
@@ -974,13 +995,22 @@ impl Backend {
         metric: &str,
         parameters: HashMap<String, pb::Value>,
         batch: RecordBatch,
+        tables: Vec<(String, RecordBatch)>,
         group_by: Vec<String>,
         chunk_rows: usize,
     ) -> Result<pb::ComputeResponse, Status> {
+        // Table inputs travel whole, as Arrow IPC, in the request or the stream's header.
+        let table_messages = || -> Result<HashMap<String, pb::Table>, Status> {
+            tables
+                .iter()
+                .map(|(name, table)| Ok((name.clone(), arrow_table(table)?)))
+                .collect()
+        };
         match self {
             Backend::Embedded(engine) => {
                 let params = convert::params_from_proto(&parameters).map_err(|e| to_status(&e))?;
-                let request = ComputeRequest::new(metric, params, batch, group_by);
+                let mut request = ComputeRequest::new(metric, params, batch, group_by);
+                request.tables = tables;
                 let outcome = engine
                     .compute(request)
                     .await
@@ -998,6 +1028,7 @@ impl Backend {
                     parameters,
                     input: Some(arrow_table(&batch)?),
                     group_by,
+                    tables: table_messages()?,
                     ..Default::default()
                 };
                 Ok(client
@@ -1012,6 +1043,7 @@ impl Backend {
                     metric: metric.to_owned(),
                     parameters,
                     group_by,
+                    tables: table_messages()?,
                     ..Default::default()
                 };
                 use pb::compute_stream_request::Message;

@@ -995,13 +995,43 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
         &["column", "type", "", "range", "meaning"].map(String::from),
         &rows,
     ));
+    // Tables sent beside the input (--table-input NAME=FILE), each with its columns.
+    for table in &d.table_inputs {
+        let _ = writeln!(
+            out,
+            "\ntable input {} ({}; --table-input {}=FILE):\n{}",
+            table.name,
+            if table.required { "required" } else { "optional" },
+            table.name,
+            table.description
+        );
+        let rows: Vec<Vec<String>> = table
+            .columns
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.data_type.to_string(),
+                    if c.required { "required" } else { "optional" }.to_owned(),
+                    c.range.map_or(String::new(), |r| r.to_string()),
+                    c.description.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&aligned(
+            &["column", "type", "", "range", "meaning"].map(String::from),
+            &rows,
+        ));
+    }
     if !d.parameters.is_empty() {
         let _ = writeln!(out, "\nparameters:");
         let rows: Vec<Vec<String>> = d
             .parameters
             .iter()
             .map(|p| {
-                let allowed = if p.names_columns {
+                let allowed = if let Some(table) = p.columns_table.as_ref().filter(|_| p.names_columns) {
+                    format!("columns of {table}, comma-separated")
+                } else if p.names_columns {
                     "input columns, comma-separated".to_owned()
                 } else if p.allowed_values.is_empty() {
                     p.range.map_or(String::new(), |r| r.to_string())

@@ -115,6 +115,18 @@ impl OwnedTables {
     }
 }
 
+/// One table input of a computation (ABI version 4): its name (borrowed UTF-8 bytes) and its
+/// columns as an Arrow C Data Interface struct array, which moves into the plugin (the host
+/// leaves a released, empty struct behind), and its schema, borrowed.
+#[repr(C)]
+#[derive(Debug)]
+pub struct InputTable {
+    pub name: *const u8,
+    pub name_len: usize,
+    pub array: FFI_ArrowArray,
+    pub schema: FFI_ArrowSchema,
+}
+
 /// The functions a plugin library provides. Returned by the entry point; lives as long as the
 /// library is loaded.
 #[repr(C)]
@@ -175,6 +187,86 @@ pub struct PluginVTable {
         out_meta: *mut OwnedBytes,
         out_tables: *mut OwnedTables,
     ) -> u32,
+    /// `compute` with the request's table inputs (ABI version 4): `tables`/`tables_len`, an
+    /// array of [`InputTable`] borrowed for the call whose arrays move into the plugin. The
+    /// host calls it only for a request that sent table inputs.
+    pub compute_with_tables: unsafe extern "C" fn(
+        index: usize,
+        params: *const u8,
+        params_len: usize,
+        input_array: *mut FFI_ArrowArray,
+        input_schema: *const FFI_ArrowSchema,
+        tables: *mut InputTable,
+        tables_len: usize,
+        cancel: *const AtomicBool,
+        out_meta: *mut OwnedBytes,
+        out_tables: *mut OwnedTables,
+    ) -> u32,
+    /// `compute_groups` with the request's table inputs (ABI version 4), passed as to
+    /// `compute_with_tables`; every group's computation sees the whole tables.
+    pub compute_groups_with_tables: unsafe extern "C" fn(
+        index: usize,
+        params: *const u8,
+        params_len: usize,
+        input_array: *mut FFI_ArrowArray,
+        input_schema: *const FFI_ArrowSchema,
+        tables: *mut InputTable,
+        tables_len: usize,
+        group_rows: *const u32,
+        group_rows_len: usize,
+        group_starts: *const u64,
+        groups: usize,
+        cancel: *const AtomicBool,
+        out_meta: *mut OwnedBytes,
+        out_tables: *mut OwnedTables,
+    ) -> u32,
+}
+
+/// ABI version 3, which hosts still load: the vtable without table inputs, a prefix of
+/// [`super::PluginVTable`].
+pub mod v3 {
+    use std::sync::atomic::AtomicBool;
+
+    use super::{FFI_ArrowArray, FFI_ArrowSchema, OwnedBytes, OwnedTables};
+
+    /// `mittari_plugin_abi_version` of a version-3 library.
+    pub const ABI_VERSION: u32 = 3;
+
+    /// The vtable of a version-3 library: [`super::PluginVTable`] up to `compute_groups`.
+    #[repr(C)]
+    #[derive(Debug)]
+    pub struct PluginVTable {
+        pub abi_version: u32,
+        pub metric_count: unsafe extern "C" fn() -> usize,
+        pub describe: unsafe extern "C" fn(index: usize, out: *mut OwnedBytes) -> u32,
+        pub compute: unsafe extern "C" fn(
+            index: usize,
+            params: *const u8,
+            params_len: usize,
+            input_array: *mut FFI_ArrowArray,
+            input_schema: *const FFI_ArrowSchema,
+            cancel: *const AtomicBool,
+            out_meta: *mut OwnedBytes,
+            out_tables: *mut OwnedTables,
+        ) -> u32,
+        pub free_bytes: unsafe extern "C" fn(bytes: OwnedBytes),
+        pub free_tables: unsafe extern "C" fn(tables: OwnedTables),
+        #[allow(clippy::type_complexity)]
+        pub compute_groups: unsafe extern "C" fn(
+            index: usize,
+            params: *const u8,
+            params_len: usize,
+            input_array: *mut FFI_ArrowArray,
+            input_schema: *const FFI_ArrowSchema,
+            group_rows: *const u32,
+            group_rows_len: usize,
+            group_starts: *const u64,
+            groups: usize,
+            cancel: *const AtomicBool,
+            out_meta: *mut OwnedBytes,
+            out_tables: *mut OwnedTables,
+        ) -> u32,
+    }
 }
 
 /// ABI version 2, which hosts still load: the vtable without `compute_groups`. The host calls
@@ -432,6 +524,8 @@ pub const fn vtable<P: PluginMetrics>() -> PluginVTable {
         free_bytes,
         free_tables,
         compute_groups: compute_groups::<P>,
+        compute_with_tables: compute_with_tables::<P>,
+        compute_groups_with_tables: compute_groups_with_tables::<P>,
     }
 }
 
@@ -622,6 +716,61 @@ unsafe fn write_result(
     unsafe { write_json(out_meta, meta) }
 }
 
+/// The table inputs the host passed, each array moved out of the host's list. Every array is
+/// taken before any can fail, so each is released exactly once.
+///
+/// # Safety
+/// `tables` must be null (with `len` 0) or point to `len` initialized [`InputTable`]s, live
+/// for the call, whose arrays move to the plugin and whose names are live UTF-8 slices.
+unsafe fn take_tables(
+    tables: *mut InputTable,
+    len: usize,
+) -> Vec<(*const u8, usize, FFI_ArrowArray, *const FFI_ArrowSchema)> {
+    if tables.is_null() {
+        return Vec::new();
+    }
+    (0..len)
+        .map(|i| {
+            // SAFETY: the caller guarantees `len` live tables; the array moves to us, leaving
+            // a released struct behind as the C Data Interface's move semantics prescribe.
+            let table = unsafe { &mut *tables.add(i) };
+            let array = std::mem::replace(&mut table.array, FFI_ArrowArray::empty());
+            (
+                table.name,
+                table.name_len,
+                array,
+                &raw const table.schema,
+            )
+        })
+        .collect()
+}
+
+/// Imports the tables [`take_tables`] took.
+///
+/// # Safety
+/// As for [`take_tables`]: names and schemas live for the call.
+unsafe fn import_tables(
+    tables: Vec<(*const u8, usize, FFI_ArrowArray, *const FFI_ArrowSchema)>,
+) -> Result<Vec<(String, RecordBatch)>, MetricError> {
+    tables
+        .into_iter()
+        .map(|(name, name_len, array, schema)| {
+            let name = if name.is_null() {
+                ""
+            } else {
+                // SAFETY: the host passes a live name slice for the call.
+                std::str::from_utf8(unsafe { std::slice::from_raw_parts(name, name_len) })
+                    .map_err(|_| MetricError::failed("a table input's name is not UTF-8"))?
+            };
+            // SAFETY: array and schema come from the host's to_ffi of one struct array.
+            let table = unsafe { import_input(Some(array), schema) }.map_err(|e| {
+                MetricError::failed(format!("cannot import table input {name}: {e}"))
+            })?;
+            Ok((name.to_owned(), table))
+        })
+        .collect()
+}
+
 unsafe extern "C" fn compute<P: PluginMetrics>(
     index: usize,
     params: *const u8,
@@ -632,23 +781,58 @@ unsafe extern "C" fn compute<P: PluginMetrics>(
     out_meta: *mut OwnedBytes,
     out_tables: *mut OwnedTables,
 ) -> u32 {
-    if out_meta.is_null() || out_tables.is_null() {
-        return STATUS_BAD_CALL;
+    // SAFETY: passed through from the host, which upholds compute_with_tables' contract.
+    unsafe {
+        compute_with_tables::<P>(
+            index,
+            params,
+            params_len,
+            input_array,
+            input_schema,
+            std::ptr::null_mut(),
+            0,
+            cancel,
+            out_meta,
+            out_tables,
+        )
     }
-    // Take ownership of the input before anything can fail, so it is released exactly once.
+}
+
+#[allow(clippy::too_many_arguments)] // the C ABI's signature
+unsafe extern "C" fn compute_with_tables<P: PluginMetrics>(
+    index: usize,
+    params: *const u8,
+    params_len: usize,
+    input_array: *mut FFI_ArrowArray,
+    input_schema: *const FFI_ArrowSchema,
+    tables: *mut InputTable,
+    tables_len: usize,
+    cancel: *const AtomicBool,
+    out_meta: *mut OwnedBytes,
+    out_tables: *mut OwnedTables,
+) -> u32 {
+    // Take ownership of the inputs before anything can fail, so each is released exactly once.
     let array = (!input_array.is_null())
         // SAFETY: the host passes a valid, initialized array that moves to us.
         .then(|| unsafe { FFI_ArrowArray::from_raw(input_array) });
+    // SAFETY: the host passes `tables_len` live tables (or null).
+    let taken = unsafe { take_tables(tables, tables_len) };
+    if out_meta.is_null() || out_tables.is_null() {
+        return STATUS_BAD_CALL;
+    }
     let result = guarded(|| {
         let metric = metric::<P>(index)?;
         // SAFETY: the host passes a live parameter slice and the input's schema.
         let params = unsafe { decode_params(params, params_len) }?;
         let batch = unsafe { import_input(array, input_schema) }?;
+        // SAFETY: names and schemas live for the call.
+        let tables = unsafe { import_tables(taken) }?;
         // SAFETY: the host keeps the flag alive for the call; null means never cancelled.
         let input = match unsafe { cancel.as_ref() } {
             Some(cancel) => Input::cancellable(&batch, cancel),
             None => Input::new(&batch),
-        };
+        }
+        .with_tables(&tables);
         let output = metric.compute(&input, &params)?;
         check_finite(&output.scalars)?;
         let (table_names, tables): (Vec<String>, Vec<RecordBatch>) =
@@ -700,18 +884,61 @@ unsafe extern "C" fn compute_groups<P: PluginMetrics>(
     out_meta: *mut OwnedBytes,
     out_tables: *mut OwnedTables,
 ) -> u32 {
-    if out_meta.is_null() || out_tables.is_null() {
-        return STATUS_BAD_CALL;
+    // SAFETY: passed through from the host, which upholds the contract of
+    // compute_groups_with_tables.
+    unsafe {
+        compute_groups_with_tables::<P>(
+            index,
+            params,
+            params_len,
+            input_array,
+            input_schema,
+            std::ptr::null_mut(),
+            0,
+            group_rows,
+            group_rows_len,
+            group_starts,
+            groups,
+            cancel,
+            out_meta,
+            out_tables,
+        )
     }
-    // Take ownership of the input before anything can fail, so it is released exactly once.
+}
+
+#[allow(clippy::too_many_arguments)] // the C ABI's signature
+unsafe extern "C" fn compute_groups_with_tables<P: PluginMetrics>(
+    index: usize,
+    params: *const u8,
+    params_len: usize,
+    input_array: *mut FFI_ArrowArray,
+    input_schema: *const FFI_ArrowSchema,
+    tables: *mut InputTable,
+    tables_len: usize,
+    group_rows: *const u32,
+    group_rows_len: usize,
+    group_starts: *const u64,
+    groups: usize,
+    cancel: *const AtomicBool,
+    out_meta: *mut OwnedBytes,
+    out_tables: *mut OwnedTables,
+) -> u32 {
+    // Take ownership of the inputs before anything can fail, so each is released exactly once.
     let array = (!input_array.is_null())
         // SAFETY: the host passes a valid, initialized array that moves to us.
         .then(|| unsafe { FFI_ArrowArray::from_raw(input_array) });
+    // SAFETY: the host passes `tables_len` live tables (or null).
+    let taken = unsafe { take_tables(tables, tables_len) };
+    if out_meta.is_null() || out_tables.is_null() {
+        return STATUS_BAD_CALL;
+    }
     let result = guarded(|| {
         let metric = metric::<P>(index)?;
         // SAFETY: the host passes a live parameter slice and the input's schema.
         let params = unsafe { decode_params(params, params_len) }?;
         let batch = unsafe { import_input(array, input_schema) }?;
+        // SAFETY: names and schemas live for the call.
+        let tables = unsafe { import_tables(taken) }?;
         if group_starts.is_null() || (group_rows.is_null() && group_rows_len > 0) {
             return Err(MetricError::failed("the host passed no groups"));
         }
@@ -747,7 +974,8 @@ unsafe extern "C" fn compute_groups<P: PluginMetrics>(
             let input = match cancel {
                 Some(cancel) => Input::cancellable(&group_batch, cancel),
                 None => Input::new(&group_batch),
-            };
+            }
+            .with_tables(&tables);
             let output = metric
                 .compute(&input, &params)
                 .map_err(|e| in_input_rows(e, group_rows))?;

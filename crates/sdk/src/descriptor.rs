@@ -183,6 +183,11 @@ pub struct ParameterSpec {
     /// double, string or bool). Absent in the descriptors of plugins built before it existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub names_columns: bool,
+    /// With [`ParameterSpec::names_columns`]: the named columns are in this table input
+    /// ([`MetricDescriptor::table_inputs`]) rather than in the main input. Absent in the
+    /// descriptors of plugins built before table inputs existed (ABI version 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns_table: Option<String>,
 }
 
 impl ParameterSpec {
@@ -198,6 +203,7 @@ impl ParameterSpec {
             allowed_values: Vec::new(),
             description: description.to_owned(),
             names_columns: false,
+            columns_table: None,
         }
     }
 
@@ -207,6 +213,14 @@ impl ParameterSpec {
         ParameterSpec {
             names_columns: true,
             ..Self::new(name, DataType::String, description).optional()
+        }
+    }
+    /// An optional string parameter whose value names columns of the table input `table`,
+    /// comma-separated.
+    pub fn columns_of(name: &str, table: &str, description: &str) -> Self {
+        ParameterSpec {
+            columns_table: Some(table.to_owned()),
+            ..Self::columns(name, description)
         }
     }
     pub fn double(name: &str, default: f64, description: &str) -> Self {
@@ -312,6 +326,22 @@ impl RfmSummaryInput {
     }
 }
 
+/// A second table a request may send beside its main input (ABI version 4): clv's
+/// `covariates_over_time`, say, one row per customer and period, which no row of a
+/// transaction log can carry. The engine checks its declared columns as it checks the main
+/// input's, and passes them, with the columns parameters name in it
+/// ([`ParameterSpec::columns_table`]), to the plugin whole: with group-by, every group's call
+/// sees the whole table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableInputSpec {
+    /// Lowercase snake_case, unique among the metric's table inputs.
+    pub name: String,
+    pub description: String,
+    pub columns: Vec<ColumnSpec>,
+    /// A request must send it.
+    pub required: bool,
+}
+
 /// Everything the engine and the clients need to know about a metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricDescriptor {
@@ -334,6 +364,10 @@ pub struct MetricDescriptor {
     /// When the metric can read an RFM summary in place of a transaction log.
     #[serde(default)]
     pub rfm_summary: Option<RfmSummaryInput>,
+    /// Tables a request may send beside its main input. Absent in the descriptors of plugins
+    /// built before ABI version 4.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub table_inputs: Vec<TableInputSpec>,
 }
 
 impl MetricDescriptor {
@@ -349,7 +383,24 @@ impl MetricDescriptor {
             tables: Vec::new(),
             expensive: false,
             rfm_summary: None,
+            table_inputs: Vec::new(),
         }
+    }
+    /// Declares an optional table input; see [`TableInputSpec`].
+    #[must_use]
+    pub fn table_input(
+        mut self,
+        name: &str,
+        description: &str,
+        columns: impl IntoIterator<Item = ColumnSpec>,
+    ) -> Self {
+        self.table_inputs.push(TableInputSpec {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            columns: columns.into_iter().collect(),
+            required: false,
+        });
+        self
     }
     /// Declares that the metric reads the RFM summary of a transaction log in place of the log
     /// when `parameter` has one of `values`; see [`RfmSummaryInput`].
@@ -417,16 +468,49 @@ impl MetricDescriptor {
     pub fn input_column(&self, name: &str) -> Option<&ColumnSpec> {
         self.inputs.iter().find(|c| c.name == name)
     }
-    /// The input columns named by the request's parameters that name columns
+    pub fn table_input_spec(&self, name: &str) -> Option<&TableInputSpec> {
+        self.table_inputs.iter().find(|t| t.name == name)
+    }
+    /// Table input `name` described as if it were a metric's main input: its columns as the
+    /// inputs, the parameters that name columns in it as naming input columns. Readers and
+    /// validators of the main input then read and check the table the same way.
+    pub fn table_as_input(&self, name: &str) -> Option<MetricDescriptor> {
+        let spec = self.table_input_spec(name)?;
+        let mut described = MetricDescriptor::new(&self.name, &self.version, &spec.description);
+        described.inputs = spec.columns.clone();
+        described.parameters = self
+            .parameters
+            .iter()
+            .filter(|p| p.columns_table.as_deref() == Some(name))
+            .map(|p| ParameterSpec {
+                columns_table: None,
+                ..p.clone()
+            })
+            .collect();
+        Some(described)
+    }
+    /// The main input's columns named by the request's parameters that name columns
     /// ([`ParameterSpec::names_columns`]), from `(parameter, value)` pairs, in order and once
     /// each. Values are comma-separated; spaces around names are ignored.
     pub fn named_columns<'a>(
         &self,
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Vec<String> {
+        self.named_columns_in(None, params)
+    }
+    /// As [`MetricDescriptor::named_columns`], for the main input (`table` `None`) or the
+    /// table input `table`.
+    pub fn named_columns_in<'a>(
+        &self,
+        table: Option<&str>,
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<String> {
         let mut columns: Vec<String> = Vec::new();
         for (name, value) in params {
-            if self.parameter_spec(name).is_some_and(|p| p.names_columns) {
+            if self
+                .parameter_spec(name)
+                .is_some_and(|p| p.names_columns && p.columns_table.as_deref() == table)
+            {
                 for column in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
                     if !columns.iter().any(|c| c == column) {
                         columns.push(column.to_owned());
@@ -488,6 +572,35 @@ impl MetricDescriptor {
                 crate::params::check_value(spec, default).map_err(|reason| {
                     format!("default of parameter {:?} is invalid: {reason}", spec.name)
                 })?;
+            }
+        }
+        for table in &self.table_inputs {
+            if !valid_name(&table.name) || !seen.insert(("table input", &table.name)) {
+                return Err(format!(
+                    "table input {:?} is not snake_case or is declared twice",
+                    table.name
+                ));
+            }
+            let mut columns = std::collections::HashSet::new();
+            if let Some(column) = table
+                .columns
+                .iter()
+                .find(|c| c.name.is_empty() || !columns.insert(&c.name))
+            {
+                return Err(format!(
+                    "column {:?} of table input {:?} is empty or declared twice",
+                    column.name, table.name
+                ));
+            }
+        }
+        for spec in &self.parameters {
+            if let Some(table) = &spec.columns_table {
+                if !spec.names_columns || self.table_input_spec(table).is_none() {
+                    return Err(format!(
+                        "parameter {:?} names columns of table input {table:?}, which is not declared (or the parameter does not name columns)",
+                        spec.name
+                    ));
+                }
             }
         }
         if let Some(summary) = &self.rfm_summary {

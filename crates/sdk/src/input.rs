@@ -18,10 +18,14 @@ static NEVER_CANCELLED: AtomicBool = AtomicBool::new(false);
 /// gives up (deadline, cancel, disconnect): long-running work checks it with
 /// [`Input::check_cancelled`] between steps (iterations, groups, every few thousand rows), so an
 /// abandoned request stops using the CPU within a second.
+///
+/// With table inputs ([`crate::TableInputSpec`]), it also carries the tables the request sent
+/// beside its main input, whole (not split by group): [`Input::table`].
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
     batch: &'a RecordBatch,
     cancel: &'a AtomicBool,
+    tables: &'a [(String, RecordBatch)],
 }
 
 impl<'a> Input<'a> {
@@ -30,11 +34,27 @@ impl<'a> Input<'a> {
         Input {
             batch,
             cancel: &NEVER_CANCELLED,
+            tables: &[],
         }
     }
     /// An input whose computation stops when `cancel` is set.
     pub fn cancellable(batch: &'a RecordBatch, cancel: &'a AtomicBool) -> Self {
-        Input { batch, cancel }
+        Input {
+            batch,
+            cancel,
+            tables: &[],
+        }
+    }
+    /// The same input with the request's table inputs, by name.
+    #[must_use]
+    pub fn with_tables(self, tables: &'a [(String, RecordBatch)]) -> Self {
+        Input { tables, ..self }
+    }
+    /// The table input `name` ([`crate::TableInputSpec`]), when the request sent it: its
+    /// declared columns (validated as the main input's are) and the columns parameters name
+    /// in it, every row of it whatever the group.
+    pub fn table(&self, name: &str) -> Option<&'a RecordBatch> {
+        self.tables.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }
     /// Whether the host has given up on this computation.
     pub fn is_cancelled(&self) -> bool {

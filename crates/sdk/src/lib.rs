@@ -51,7 +51,7 @@ pub use arrow_array::RecordBatch;
 pub use arrow_schema;
 pub use descriptor::{
     ColumnSpec, DataType, MAX_QUANTITY, MetricDescriptor, OutputSpec, ParameterSpec, Range,
-    RfmSummaryInput, TableSpec,
+    RfmSummaryInput, TableInputSpec, TableSpec,
 };
 pub use error::MetricError;
 pub use input::Input;
@@ -60,17 +60,18 @@ pub use metric::Metric;
 pub use output::{ConfidenceInterval, Output, Scalar, Warning, result_table};
 pub use params::{ParamValue, Params};
 
-/// The version of the plugin ABI this SDK implements: 3, which computes many groups in one
-/// call (`compute_groups`). The host also loads libraries of version 2 ([`abi::v2`], called
+/// The version of the plugin ABI this SDK implements: 4, whose computations can take table
+/// inputs beside the main input ([`TableInputSpec`]; `compute_with_tables`). The host also
+/// loads libraries of version 3 ([`abi::v3`], without table inputs), 2 ([`abi::v2`], called
 /// once per group) and 1 ([`abi::v1`], which cannot be cancelled either), and refuses any
 /// other version.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Imports for a plugin crate: `use mittari_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         ColumnSpec, ConfidenceInterval, DataType, Input, MAX_QUANTITY, Metric, MetricDescriptor,
         MetricError, OutputSpec, ParamValue, ParameterSpec, Params, Range, RecordBatch, Scalar,
-        TableSpec, Warning, output::Output, result_table,
+        TableInputSpec, TableSpec, Warning, output::Output, result_table,
     };
 }

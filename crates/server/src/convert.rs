@@ -15,8 +15,8 @@ use arrow_schema::{Field as ArrowField, Schema};
 use mittari_engine::{
     ColumnSpec, ComputeOutcome, ConfidenceInterval, ConfidenceIntervals, DataType, EngineError,
     Field, GroupTable, GroupedResults, GroupedWarning, MetricDescriptor, MetricResults, OutputSpec,
-    ParamValue, ParameterSpec, Range, ResultScalar, RfmSummaryInput, ScalarColumn, TableSpec,
-    Violation, Warning,
+    ParamValue, ParameterSpec, Range, ResultScalar, RfmSummaryInput, ScalarColumn, TableInputSpec,
+    TableSpec, Violation, Warning,
 };
 use mittari_proto::v1 as pb;
 
@@ -139,17 +139,7 @@ pub fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::
         version: descriptor.version.clone(),
         summary: descriptor.summary.clone(),
         description: descriptor.description.clone(),
-        inputs: descriptor
-            .inputs
-            .iter()
-            .map(|c| pb::ColumnSpec {
-                name: c.name.clone(),
-                r#type: data_type_to_proto(c.data_type).into(),
-                required: c.required,
-                description: c.description.clone(),
-                range: range_to_proto(c.range),
-            })
-            .collect(),
+        inputs: descriptor.inputs.iter().map(column_spec_to_proto).collect(),
         parameters: descriptor
             .parameters
             .iter()
@@ -162,6 +152,7 @@ pub fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::
                 description: p.description.clone(),
                 required: p.is_required(),
                 names_columns: p.names_columns,
+                columns_table: p.columns_table.clone().unwrap_or_default(),
             })
             .collect(),
         outputs: descriptor
@@ -199,6 +190,26 @@ pub fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::
                 parameter: summary.parameter.clone(),
                 values: summary.values.clone(),
             }),
+        table_inputs: descriptor
+            .table_inputs
+            .iter()
+            .map(|t| pb::TableInputSpec {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                columns: t.columns.iter().map(column_spec_to_proto).collect(),
+                required: t.required,
+            })
+            .collect(),
+    }
+}
+
+fn column_spec_to_proto(c: &ColumnSpec) -> pb::ColumnSpec {
+    pb::ColumnSpec {
+        name: c.name.clone(),
+        r#type: data_type_to_proto(c.data_type).into(),
+        required: c.required,
+        description: c.description.clone(),
+        range: range_to_proto(c.range),
     }
 }
 
@@ -211,22 +222,19 @@ pub fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
             .and_then(data_type_from_proto)
             .unwrap_or(DataType::String)
     };
+    let column_spec = |c: &pb::ColumnSpec| ColumnSpec {
+        name: c.name.clone(),
+        data_type: data_type(c.r#type),
+        required: c.required,
+        description: c.description.clone(),
+        range: range_from_proto(c.range.as_ref()),
+    };
     MetricDescriptor {
         name: d.name.clone(),
         version: d.version.clone(),
         summary: d.summary.clone(),
         description: d.description.clone(),
-        inputs: d
-            .inputs
-            .iter()
-            .map(|c| ColumnSpec {
-                name: c.name.clone(),
-                data_type: data_type(c.r#type),
-                required: c.required,
-                description: c.description.clone(),
-                range: range_from_proto(c.range.as_ref()),
-            })
-            .collect(),
+        inputs: d.inputs.iter().map(column_spec).collect(),
         parameters: d
             .parameters
             .iter()
@@ -239,6 +247,7 @@ pub fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
                 description: p.description.clone(),
                 required: p.required,
                 names_columns: p.names_columns,
+                columns_table: (!p.columns_table.is_empty()).then(|| p.columns_table.clone()),
             })
             .collect(),
         outputs: d
@@ -264,6 +273,16 @@ pub fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
             parameter: summary.parameter.clone(),
             values: summary.values.clone(),
         }),
+        table_inputs: d
+            .table_inputs
+            .iter()
+            .map(|t| TableInputSpec {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                columns: t.columns.iter().map(column_spec).collect(),
+                required: t.required,
+            })
+            .collect(),
     }
 }
 

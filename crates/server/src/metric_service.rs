@@ -86,6 +86,55 @@ impl MetricServer {
         })
     }
 
+    /// Decodes a request's table inputs, each as the main input would be (columns or Arrow
+    /// IPC, within the call's budget), in name order; a fault points into its table.
+    async fn read_tables(
+        &self,
+        engine: &Engine,
+        metric: &str,
+        tables: impl IntoIterator<Item = (String, pb::Table)>,
+        budget: &CallBudget,
+    ) -> Result<Vec<(String, RecordBatch)>, ServiceError> {
+        let mut tables: Vec<(String, pb::Table)> = tables.into_iter().collect();
+        check_count("table input", tables.len(), MAX_TABLE_INPUTS)?;
+        tables.sort_by(|a, b| a.0.cmp(&b.0));
+        let descriptor = engine.describe(metric)?;
+        let mut decoded = Vec::with_capacity(tables.len());
+        for (name, table) in tables {
+            convert::check_name("table input", || Field::Input, &name)?;
+            let read = async {
+                check_count("table column", table.columns.len(), MAX_INPUT_COLUMNS)?;
+                let batch = if table.arrow_ipc.is_empty() {
+                    budget.grow(table_decoded_bytes(&table), "a table input")?;
+                    off_runtime(table_cells(&table), move || convert::table_to_batch(table))
+                        .await?
+                } else {
+                    // Unknown tables are refused by the engine; read them here as they come.
+                    let as_input = descriptor
+                        .table_as_input(&name)
+                        .unwrap_or_else(|| mittari_engine::MetricDescriptor::new(metric, "", ""));
+                    let settings = self.state.settings();
+                    let reader = ArrowInput {
+                        descriptor: Arc::new(as_input),
+                        group_by: Vec::new(),
+                        limits: IpcLimits {
+                            max_rows: settings.server.max_rows as u64,
+                            allow_compressed: self.limits.allow_compressed_arrow,
+                        },
+                        max_string_bytes: settings.server.max_string_bytes as u64,
+                        budget: budget.clone(),
+                    };
+                    off_runtime(table.arrow_ipc.len(), move || reader.read(table)).await?
+                };
+                budget.release_decoded();
+                Ok::<_, ServiceError>(batch)
+            };
+            let batch = read.await.map_err(|e| in_table(e, &name))?;
+            decoded.push((name, batch));
+        }
+        Ok(decoded)
+    }
+
     async fn compute(
         &self,
         engine: &Arc<Engine>,
@@ -439,7 +488,11 @@ impl MetricService for MetricServer {
                 off_runtime(table.arrow_ipc.len(), move || reader.read(table)).await?
             };
             budget.release_decoded();
-            let request = ComputeRequest::new(request.metric, params, input, request.group_by);
+            let tables = self
+                .read_tables(&engine, &request.metric, request.tables, &budget)
+                .await?;
+            let mut request = ComputeRequest::new(request.metric, params, input, request.group_by);
+            request.tables = tables;
             self.compute(&engine, request, encoding, &budget).await
         }
         .await;
@@ -463,12 +516,21 @@ impl MetricService for MetricServer {
                 .read_stream(&engine, request.into_inner(), &mut metric, &budget)
                 .await?;
             let encoding = streamed.header.result_encoding();
-            let request = ComputeRequest::new(
+            let tables = self
+                .read_tables(
+                    &engine,
+                    &streamed.header.metric,
+                    streamed.header.tables,
+                    &budget,
+                )
+                .await?;
+            let mut request = ComputeRequest::new(
                 streamed.header.metric,
                 streamed.params,
                 streamed.input,
                 streamed.header.group_by,
             );
+            request.tables = tables;
             self.compute(&engine, request, encoding, &budget).await
         }
         .await;
@@ -494,6 +556,8 @@ pub(crate) const MAX_GROUP_BY: usize = 32;
 pub(crate) const MAX_INPUT_COLUMNS: usize = 1024;
 /// Parameters one request may set.
 pub(crate) const MAX_PARAMETERS: usize = 256;
+/// Table inputs one request may send (metrics declare one or two).
+pub(crate) const MAX_TABLE_INPUTS: usize = 16;
 
 /// Refuses a request whose shape is out of bounds before any per-name work: too many group-by
 /// columns, input columns or parameters (counted, not read), then names (metric, group-by
@@ -651,6 +715,27 @@ impl ArrowInput {
 
     fn read(&self, table: pb::Table) -> Result<RecordBatch, ServiceError> {
         self.read_from(table, 1)
+    }
+}
+
+/// An error reading table input `table`, pointed into that table.
+fn in_table(error: ServiceError, table: &str) -> ServiceError {
+    match error {
+        ServiceError::Engine(EngineError::InvalidArgument { mut violations }) => {
+            for violation in &mut violations {
+                let (column, row) = match &violation.field {
+                    Field::Column { name, row } => (Some(name.clone()), *row),
+                    _ => (None, None),
+                };
+                violation.field = Field::Table {
+                    table: table.to_owned(),
+                    column,
+                    row,
+                };
+            }
+            ServiceError::Engine(EngineError::InvalidArgument { violations })
+        }
+        other => other,
     }
 }
 

@@ -95,6 +95,15 @@ pub fn to_status(error: &ServiceError) -> Status {
                     Field::GroupBy { name } => {
                         metadata.insert("group_by".to_owned(), name.clone());
                     }
+                    Field::Table { table, column, row } => {
+                        metadata.insert("table".to_owned(), table.clone());
+                        if let Some(column) = column {
+                            metadata.insert("column".to_owned(), column.clone());
+                        }
+                        if let Some(row) = row {
+                            metadata.insert("row".to_owned(), row.to_string());
+                        }
+                    }
                     Field::Input => {}
                 }
             }

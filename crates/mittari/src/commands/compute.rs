@@ -39,6 +39,16 @@ pub(crate) struct ComputeArgs {
     /// input's rows by customer_id: e.g. --join customers.csv --param covariates=gender.
     #[arg(long, value_name = "FILE")]
     join: Option<PathBuf>,
+    /// A table the metric reads beside the input (`mittari metrics NAME` lists them), from a
+    /// CSV, Parquet, Arrow or JSON Lines file, e.g. --table-input
+    /// covariates_over_time=weeks.csv; repeatable. Read with the input's date format and
+    /// decimal separator.
+    #[arg(long = "table-input", value_name = "NAME=FILE")]
+    table_inputs: Vec<String>,
+    /// Read a --table-input file's column SOURCE as that table's column NAME, e.g.
+    /// --table-column covariates_over_time.period_start=week_start; repeatable.
+    #[arg(long = "table-column", value_name = "TABLE.NAME=SOURCE")]
+    table_columns: Vec<String>,
     /// Rows with an empty cell in a column the metric reads or groups by: `error` lets
     /// the metric refuse them, `skip` leaves them out and counts them in the result.
     #[arg(long, value_enum, default_value_t = OnMissing::Error)]
@@ -59,6 +69,8 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
         wide,
         on_missing,
         join,
+        table_inputs,
+        table_columns,
     } = args;
     if let Some(path) = &output {
         output::check_path(path)?;
@@ -97,15 +109,24 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
             "--join takes the columns that parameters name (such as clv's covariates) from another file, and no parameter names any"
         );
     }
+    let tables = read_table_inputs(
+        &descriptor,
+        &params,
+        &table_inputs,
+        &table_columns,
+        &options,
+    )?;
     // Where the log is in a database or a data lake, its summary is computed there and
     // only one row per customer travels; per-group summaries are not pushed down.
     // Rows left out for empty cells are left out of the rows read, so a summary
     // computed at the source (which would count them) is not used then.
-    // Nor are summaries that would need per-customer covariates beside them.
+    // Nor are summaries that would need per-customer covariates beside them, or table
+    // inputs (covariates over time are matched to each purchase).
     let periods = if input.no_pushdown
         || !group_by.is_empty()
         || on_missing == OnMissing::Skip
         || !options.named_columns.is_empty()
+        || !tables.is_empty()
     {
         None
     } else {
@@ -164,10 +185,15 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
         Some(url) => format!("computing {metric} on {url}"),
         None => format!("computing {metric}"),
     });
+    let (table_batches, table_origins): (Vec<_>, Vec<_>) = tables
+        .into_iter()
+        .map(|(name, file, read)| ((name.clone(), read.batch), (name, file, read.origins)))
+        .unzip();
     let response = match rt.block_on(backend.compute(
         &metric,
         params,
         table.batch,
+        table_batches,
         group_by,
         chunk_rows as usize,
     )) {
@@ -180,9 +206,10 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
                 Ok(mittari_io::Source::Path(path)) => mittari_io::column_names(path, &options).ok(),
                 _ => None,
             };
-            return Ok(report(
+            return Ok(report_with_tables(
                 &status,
                 Some((&source_name, &table.origins, file_columns.as_deref())),
+                &table_origins,
             ));
         }
     };
@@ -210,6 +237,94 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
         Format::Json => print_with(|out| render::write_json(&response, out)),
         Format::Csv => print(&render::csv(&response)),
     }
+}
+
+/// Reads the `--table-input NAME=FILE` tables, each typed by the descriptor's table input of
+/// that name and carrying the columns parameters name in it: (name, file, table).
+fn read_table_inputs(
+    descriptor: &MetricDescriptor,
+    params: &HashMap<String, pb::Value>,
+    table_inputs: &[String],
+    table_columns: &[String],
+    main: &mittari_io::ReadOptions,
+) -> anyhow::Result<Vec<(String, String, mittari_io::Table)>> {
+    let declared = || {
+        let names: Vec<&str> = descriptor
+            .table_inputs
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        if names.is_empty() {
+            format!("metric {} reads no table inputs", descriptor.name)
+        } else {
+            format!("metric {} reads: {}", descriptor.name, names.join(", "))
+        }
+    };
+    let mut mappings: Vec<(String, mittari_io::ColumnMapping)> = Vec::new();
+    for text in table_columns {
+        let parsed = text.split_once('.').and_then(|(table, mapping)| {
+            Some((table.trim().to_owned(), mapping.parse::<mittari_io::ColumnMapping>().ok()?))
+        });
+        let Some((table, mapping)) = parsed else {
+            bail!(
+                "--table-column {text:?} must look like TABLE.NAME=SOURCE, e.g. covariates_over_time.period_start=week_start"
+            );
+        };
+        if !table_inputs.iter().any(|t| t.split_once('=').is_some_and(|(n, _)| n.trim() == table)) {
+            bail!("--table-column {text:?} maps a column of table {table}, which no --table-input reads");
+        }
+        mappings.push((table, mapping));
+    }
+    let mut tables: Vec<(String, String, mittari_io::Table)> = Vec::new();
+    for text in table_inputs {
+        let Some((name, file)) = text
+            .split_once('=')
+            .map(|(n, f)| (n.trim(), f.trim()))
+            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+        else {
+            bail!("--table-input {text:?} must look like NAME=FILE, e.g. covariates_over_time=weeks.csv");
+        };
+        let Some(as_input) = descriptor.table_as_input(name) else {
+            bail!("--table-input {name}: unknown table input; {}", declared());
+        };
+        if tables.iter().any(|(n, _, _)| n == name) {
+            bail!("--table-input {name} is given twice; give each table once");
+        }
+        let mut named: Vec<(&str, &str)> = Vec::new();
+        let texts: Vec<(String, String)> = params
+            .iter()
+            .filter_map(|(k, v)| match &v.kind {
+                Some(pb::value::Kind::StringValue(s)) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect();
+        named.extend(texts.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let named_columns = named
+            .iter()
+            .flat_map(|&(parameter, value)| {
+                descriptor
+                    .named_columns_in(Some(name), [(parameter, value)])
+                    .into_iter()
+                    .map(move |column| (parameter.to_owned(), column))
+            })
+            .collect();
+        let options = mittari_io::ReadOptions {
+            decimal: main.decimal,
+            date_format: main.date_format.clone(),
+            columns: mappings
+                .iter()
+                .filter(|(table, _)| table == name)
+                .map(|(_, mapping)| mapping.clone())
+                .collect(),
+            named_columns,
+            ..mittari_io::ReadOptions::default()
+        };
+        let path = Path::new(file);
+        let read = mittari_io::read(mittari_io::Source::Path(path), &as_input, &[], &options)
+            .with_context(|| format!("--table-input {name}"))?;
+        tables.push((name.to_owned(), path.display().to_string(), read));
+    }
+    Ok(tables)
 }
 
 /// The input with the `named` columns of the per-customer table at `path` joined onto its
