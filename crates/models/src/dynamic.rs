@@ -314,6 +314,156 @@ impl DynamicData {
     }
 }
 
+/// One customer's predictions from a dynamic-covariate fit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DynamicPrediction {
+    /// P(alive at T).
+    pub p_alive: f64,
+    /// P(no purchase in (T, T + window]).
+    pub p_no_purchase: f64,
+    /// P(alive at T + window).
+    pub p_alive_at_window_end: f64,
+}
+
+impl DynamicData {
+    /// Each customer's predictions past T, given `future[i]`, the covariate segments of
+    /// customer i from T on (in the same time as the customer's segments, the first
+    /// starting at T) covering at least T + `window` and T + every horizon in `horizons`
+    /// (ascending).
+    ///
+    /// Alive at T, a customer's rates are independent with λ ~ Gamma(r+x, α+A(T)) and
+    /// μ ~ Gamma(s, β+C(T)), so with ΔA and ΔC the increments of A and C past T:
+    /// - E[X(T, T+h) | alive] = (r+x)/(α+A(T)) ∫_T^{T+h} e^{γₚ'x(τ)} (B/(B+ΔC(τ)))^s dτ,
+    ///   B = β+C(T), in closed form within each segment;
+    /// - P(alive at T+w | alive) = (B/(B+ΔC(T+w)))^s;
+    /// - P(no purchase in (T, T+w] | alive) = (A/(A+ΔA(w)))^(r+x) (B/(B+ΔC(w)))^s
+    ///   + s ∫₀^w e^{γₐ'z} B^s (B+ΔC)^−(s+1) (A/(A+ΔA))^(r+x) dτ, A = α+A(T): no purchase
+    ///   before the end or before dropping out, the integral by the likelihood's quadrature.
+    ///
+    /// Returns the predictions and each customer's expected purchases at each horizon
+    /// (P(alive) included), or `None` where a customer's future does not cover them.
+    pub fn predict(
+        &self,
+        fit: &DynamicFit,
+        future: &[Vec<Segment>],
+        horizons: &[f64],
+        window: f64,
+    ) -> Option<Vec<(DynamicPrediction, Vec<f64>)>> {
+        let phi = fit.free_params();
+        let at = self.at(&phi);
+        let rows = self.purchase.len().min(self.attrition.len());
+        self.customers
+            .par_iter()
+            .zip(future)
+            .map(|(c, future)| {
+                let mut scratch = vec![0.0; phi.len()];
+                let (_, p_alive) = at.customer(c, &mut scratch);
+                // A(T), C(T) over the estimation segments.
+                let (mut a_t, mut c_t) = (0.0, 0.0);
+                for seg in &c.segments {
+                    let len = seg.end.min(c.t) - seg.start;
+                    if len > 0.0 {
+                        a_t += at.u[seg.row as usize] * len;
+                        c_t += at.v[seg.row as usize] * len;
+                    }
+                }
+                let m = at.r + c.x;
+                let big_a = at.alpha + a_t;
+                let big_b = at.beta + c_t;
+                let s = at.s;
+                // Walk the future segments, accumulating ΔA, ΔC, the expectation's integral
+                // and the no-purchase integral.
+                let (mut da, mut dc, mut expected) = (0.0f64, 0.0f64, 0.0f64);
+                let mut no_purchase_integral = 0.0;
+                let mut window_state: Option<(f64, f64)> = None;
+                let mut ends = horizons.iter().peekable();
+                let mut at_horizons = Vec::with_capacity(horizons.len());
+                let mut covered = c.t;
+                let last = horizons.iter().copied().fold(window, f64::max);
+                for seg in future {
+                    if seg.start > covered + 1e-9 * covered.max(1.0) || seg.row as usize >= rows {
+                        return None;
+                    }
+                    let (u, v) = (at.u[seg.row as usize], at.v[seg.row as usize]);
+                    let from = seg.start.max(c.t) - c.t;
+                    let to = (seg.end - c.t).min(last);
+                    covered = covered.max(seg.end);
+                    if to <= from {
+                        continue;
+                    }
+                    // Expected purchases if alive, to each horizon inside this segment.
+                    let integral = |from: f64, to: f64, dc0: f64| {
+                        let y0 = big_b + dc0;
+                        let l1 = ((y0 + v * (to - from)) / y0).ln();
+                        let z = (1.0 - s) * l1;
+                        let exprel = if z.abs() < 1e-8 { 1.0 + z / 2.0 } else { z.exp_m1() / z };
+                        u / v * (big_b / y0).powf(s) * y0 * l1 * exprel
+                    };
+                    while let Some(&&h) = ends.peek() {
+                        if h > to {
+                            break;
+                        }
+                        at_horizons.push(expected + integral(from, h.max(from), dc));
+                        ends.next();
+                    }
+                    // The no-purchase integral up to the window's end, by Gauss–Legendre on
+                    // panels, as the likelihood's.
+                    let w_to = to.min(window);
+                    if w_to > from {
+                        let ln_of = |tau: f64| {
+                            let d = tau - from;
+                            (
+                                (big_a + da + u * d).ln(),
+                                (big_b + dc + v * d).ln(),
+                            )
+                        };
+                        let (a0, b0) = ln_of(from);
+                        let (a1, b1) = ln_of(w_to);
+                        let change = (m * (a1 - a0)).max((s + 1.0) * (b1 - b0));
+                        let panels = (change / PANEL_LOG_CHANGE).ceil().clamp(1.0, 1e4) as usize;
+                        let width = (w_to - from) / panels as f64;
+                        for p in 0..panels {
+                            let mid = from + width * (p as f64 + 0.5);
+                            for &(node, weight) in &GAUSS_LEGENDRE_8 {
+                                let (ln_a, ln_b) = ln_of(mid + node * width / 2.0);
+                                no_purchase_integral += weight * width / 2.0
+                                    * v
+                                    * (m * (big_a.ln() - ln_a) + s * big_b.ln()
+                                        - (s + 1.0) * ln_b)
+                                        .exp();
+                            }
+                        }
+                        if w_to >= window && window_state.is_none() {
+                            let d = w_to - from;
+                            window_state = Some((da + u * d, dc + v * d));
+                        }
+                    }
+                    expected += integral(from, to, dc);
+                    let len = to - from;
+                    da += u * len;
+                    dc += v * len;
+                }
+                if at_horizons.len() < horizons.len() || (window > 0.0 && window_state.is_none()) {
+                    return None;
+                }
+                let (da_w, dc_w) = window_state.unwrap_or((0.0, 0.0));
+                let survive = (big_b / (big_b + dc_w)).powf(s);
+                let no_purchase_if_alive =
+                    (big_a / (big_a + da_w)).powf(m) * survive + s * no_purchase_integral;
+                let scale = p_alive * m / big_a;
+                Some((
+                    DynamicPrediction {
+                        p_alive,
+                        p_no_purchase: 1.0 - p_alive + p_alive * no_purchase_if_alive.min(1.0),
+                        p_alive_at_window_end: p_alive * survive,
+                    },
+                    at_horizons.into_iter().map(|e| scale * e).collect(),
+                ))
+            })
+            .collect()
+    }
+}
+
 impl DynamicFit {
     fn free_params(&self) -> Vec<f64> {
         let mut phi = vec![self.r.ln(), self.alpha.ln(), self.s.ln(), self.beta.ln()];
@@ -579,6 +729,102 @@ mod tests {
             );
             assert_eq!(p_alive[i], alive);
         }
+    }
+
+    /// Covariates that never change: the predictions past T are the plain model's at each
+    /// customer's scaled parameters (its own closed forms), to 1e-9; the future is split into
+    /// segments of uneven length to exercise the walk across them.
+    #[test]
+    fn constant_covariates_predict_as_the_static_model() {
+        use crate::PurchaseModel;
+        use crate::pareto_nbd::ParetoNbd;
+        let customers = apparel();
+        let mut data = DynamicData {
+            purchase: vec![vec![0.0], vec![1.0]],
+            attrition: vec![vec![0.0], vec![1.0]],
+            customers: Vec::new(),
+        };
+        let mut future = Vec::new();
+        for c in &customers {
+            let row = c.gender as u32;
+            data.customers.push(DynamicCustomer {
+                x: c.x,
+                t_x: c.t_x,
+                t: c.t,
+                purchase_sum: vec![c.x * c.gender],
+                segments: vec![Segment {
+                    start: 0.0,
+                    end: c.t,
+                    row,
+                }],
+            });
+            future.push(
+                [(0.0, 3.3), (3.3, 20.0), (20.0, 60.0)]
+                    .map(|(a, b)| Segment {
+                        start: c.t + a,
+                        end: c.t + b,
+                        row,
+                    })
+                    .to_vec(),
+            );
+        }
+        let (r, alpha, s, beta, gp, ga): (f64, f64, f64, f64, f64, f64) =
+            (1.8, 90.0, 0.6, 50.0, 0.3, -0.6);
+        let fit = DynamicFit {
+            r,
+            alpha,
+            s,
+            beta,
+            purchase: vec![gp],
+            attrition: vec![ga],
+            standard_errors: None,
+            fit: FreeFit {
+                params: vec![r.ln(), alpha.ln(), s.ln(), beta.ln(), gp, ga],
+                covariance: None,
+                log_likelihood: 0.0,
+                largest_gradient: 0.0,
+                iterations: 0,
+                evaluations: 0,
+                converged: true,
+                status: String::new(),
+                at_boundary: vec![false; 6],
+            },
+        };
+        let (horizons, window) = ([2.0, 10.0, 52.0], 13.0);
+        let predicted = data.predict(&fit, &future, &horizons, window).unwrap();
+        for (c, (p, expected)) in customers.iter().zip(&predicted) {
+            let g = c.gender;
+            let model = ParetoNbd {
+                r,
+                alpha: alpha * (-gp * g).exp(),
+                s,
+                beta: beta * (-ga * g).exp(),
+            };
+            let close = |a: f64, b: f64, what: &str| {
+                assert!((a - b).abs() < 1e-9 * b.abs().max(1.0), "{} {what}: {a} vs {b}", c.id);
+            };
+            close(p.p_alive, model.p_alive(c.x, c.t_x, c.t), "p_alive");
+            close(
+                p.p_alive_at_window_end,
+                model.p_alive_at(window, c.x, c.t_x, c.t).unwrap(),
+                "p_alive_at",
+            );
+            close(
+                p.p_no_purchase,
+                model.p_no_purchase(window, c.x, c.t_x, c.t).unwrap(),
+                "p_no_purchase",
+            );
+            for (h, e) in horizons.iter().zip(expected) {
+                close(
+                    *e,
+                    model.expected_purchases(*h, c.x, c.t_x, c.t).unwrap(),
+                    "expected",
+                );
+            }
+        }
+        // A future that stops short of the horizon predicts nothing.
+        let short: Vec<Vec<Segment>> = future.iter().map(|f| f[..2].to_vec()).collect();
+        assert!(data.predict(&fit, &short, &horizons, window).is_none());
     }
 
     /// The written-out gradient is the derivative of the value (central differences).
