@@ -1333,19 +1333,20 @@ async fn covariates_travel_as_named_columns() {
         .into_inner()
         .metric
         .unwrap();
-    let named: Vec<&str> = clv
+    let named: Vec<(&str, &str)> = clv
         .parameters
         .iter()
         .filter(|p| p.names_columns)
-        .map(|p| p.name.as_str())
+        .map(|p| (p.name.as_str(), p.columns_table.as_str()))
         .collect();
     assert_eq!(
         named,
         [
-            "covariates",
-            "purchase_covariates",
-            "attrition_covariates",
-            "spend_covariates"
+            ("covariates", ""),
+            ("purchase_covariates", ""),
+            ("attrition_covariates", ""),
+            ("dynamic_covariates", "covariates_over_time"),
+            ("spend_covariates", "")
         ]
     );
     // 400 customers in two channels, the "web" ones buying more often.
@@ -1416,5 +1417,186 @@ async fn covariates_travel_as_named_columns() {
             .contains("parameter purchase_covariates names column region, which the input lacks"),
         "{}",
         status.message()
+    );
+}
+
+/// A table input over gRPC (ABI version 4): the descriptor declares clv's
+/// covariates_over_time, a request sends it beside the transaction log in `tables`, and the
+/// dynamic-covariate fit comes back; an undeclared table, or one lacking a declared column, is
+/// INVALID_ARGUMENT pointing into `tables`.
+#[tokio::test]
+async fn table_inputs_travel_beside_the_input() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let clv = client
+        .describe_metric(pb::DescribeMetricRequest { name: "clv".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .metric
+        .unwrap();
+    let tables: Vec<(&str, Vec<&str>)> = clv
+        .table_inputs
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_str(),
+                t.columns.iter().map(|c| c.name.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tables,
+        [("covariates_over_time", vec!["customer_id", "period_start"])]
+    );
+    // CLVTools' apparel data: the transaction log, and week by week to mid-2008 the
+    // high-season flag beside the static gender and channel.
+    let micros = |date: &str| -> i64 {
+        let mut parts = date.split('-').map(|p| p.parse::<i64>().unwrap());
+        let (y, m, d) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        (era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468) * 86_400_000_000
+    };
+    let root = mittari_e2e::repo_root().join("tests/data/apparel");
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
+    let transactions = read("transactions.csv");
+    let (mut ids, mut at, mut amount) = (vec![], vec![], vec![]);
+    for line in transactions.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        ids.push(f[0]);
+        at.push(micros(f[1]));
+        amount.push(f[2].parse::<f64>().unwrap());
+    }
+    let input = pb::Table {
+        columns: vec![
+            string_column("customer_id", &ids),
+            pb::Column {
+                name: "timestamp".into(),
+                values: Some(Values::TimestampValues(pb::Int64Values { values: at })),
+                null_mask: vec![],
+            },
+            double_column("amount", &amount),
+        ],
+        ..Default::default()
+    };
+    let (season, statics) = (read("high_season.csv"), read("static_covariates.csv"));
+    let (mut period_ids, mut period_starts, mut high_season, mut gender, mut channel) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for customer in statics.lines().skip(1) {
+        let f: Vec<&str> = customer.split(',').collect();
+        for week in season.lines().skip(1) {
+            let (start, flag) = week.split_once(',').unwrap();
+            if start <= "2008-06-29" {
+                period_ids.push(f[0]);
+                period_starts.push(micros(start));
+                high_season.push(flag.parse::<i64>().unwrap());
+                gender.push(f[1].parse::<i64>().unwrap());
+                channel.push(f[2].parse::<i64>().unwrap());
+            }
+        }
+    }
+    let periods = |with_start: bool| {
+        let mut columns = vec![string_column("customer_id", &period_ids)];
+        if with_start {
+            columns.push(pb::Column {
+                name: "period_start".into(),
+                values: Some(Values::TimestampValues(pb::Int64Values {
+                    values: period_starts.clone(),
+                })),
+                null_mask: vec![],
+            });
+        }
+        columns.push(int_column("high_season", &high_season));
+        columns.push(int_column("gender", &gender));
+        columns.push(int_column("channel", &channel));
+        pb::Table {
+            columns,
+            ..Default::default()
+        }
+    };
+    let mut ok = request("clv", input);
+    for (key, value) in [
+        ("model", "pareto_nbd"),
+        ("time_unit", "week"),
+        ("observation_end", "2006-12-31"),
+        ("dynamic_covariates", "high_season,gender,channel"),
+    ] {
+        ok.parameters.insert(
+            key.into(),
+            pb::Value {
+                kind: Some(pb::value::Kind::StringValue(value.into())),
+            },
+        );
+    }
+    ok.parameters.insert(
+        "horizon".into(),
+        pb::Value {
+            kind: Some(pb::value::Kind::DoubleValue(52.0)),
+        },
+    );
+    ok.tables
+        .insert("covariates_over_time".into(), periods(true));
+    let response = client.compute(ok.clone()).await.unwrap().into_inner();
+    let results = response.results.unwrap();
+    // The same fit as the CLI's (tests/cli.rs, dynamic_covariates_reproduce_clvtools_fit).
+    assert_eq!(scalar(&results, "customers"), 600.0);
+    assert_eq!(scalar(&results, "covariates_lr_df"), 6.0);
+    assert!((scalar(&results, "log_likelihood") - -5752.6232).abs() < 1e-3);
+    let coefficients = results
+        .tables
+        .iter()
+        .find(|t| t.name == "coefficients")
+        .and_then(|t| t.table.as_ref())
+        .expect("a coefficients table");
+    let estimate = coefficients
+        .columns
+        .iter()
+        .find(|c| c.name == "coefficient")
+        .and_then(|c| match &c.values {
+            Some(Values::DoubleValues(v)) => Some(v.values.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // High season doubles the purchase rate.
+    assert!((estimate[0] - 0.7185).abs() < 1e-3, "{estimate:?}");
+
+    let mut unknown = ok.clone();
+    unknown.tables.insert("nope".into(), periods(true));
+    let status = client.compute(unknown).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["tables.nope"], "{}", status.message());
+
+    let mut lacking = ok;
+    lacking
+        .tables
+        .insert("covariates_over_time".into(), periods(false));
+    let status = client.compute(lacking).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let violation = status
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .remove(0);
+    assert_eq!(violation.field, "tables.covariates_over_time.period_start");
+    assert!(
+        violation
+            .description
+            .contains("table input covariates_over_time has"),
+        "{}",
+        violation.description
     );
 }

@@ -699,9 +699,8 @@ impl Engine {
         };
         let input = validate::input(descriptor, &request.input, &params, &mut violations)
             .map_err(assembly_failed)?;
-        let tables =
-            validate::table_inputs(descriptor, &request.tables, &params, &mut violations)
-                .map_err(assembly_failed)?;
+        let tables = validate::table_inputs(descriptor, &request.tables, &params, &mut violations)
+            .map_err(assembly_failed)?;
         if !violations.is_empty() {
             validate::truncate(&mut violations);
             return Err(EngineError::InvalidArgument { violations });

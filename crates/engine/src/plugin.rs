@@ -292,46 +292,50 @@ impl PluginMetric {
         cancel: &AtomicBool,
     ) -> Result<Output, MetricError> {
         self.check_takes_tables(table_inputs)?;
-        let (meta, tables) = self.call(batch, table_inputs, |array, schema, inputs, meta, tables| {
-            // SAFETY: every pointer is valid for the call, `inputs` holds its length.
-            unsafe {
-                match self.library.vtable {
-                    VTable::V4(v) if !inputs.is_empty() => (v.compute_with_tables)(
-                        self.index,
-                        params_json.as_ptr(),
-                        params_json.len(),
-                        array,
-                        schema,
-                        inputs.as_mut_ptr(),
-                        inputs.len(),
-                        cancel,
-                        meta,
-                        tables,
-                    ),
-                    VTable::V4(PluginVTable { compute, .. })
-                    | VTable::V3(abi::v3::PluginVTable { compute, .. })
-                    | VTable::V2(abi::v2::PluginVTable { compute, .. }) => compute(
-                        self.index,
-                        params_json.as_ptr(),
-                        params_json.len(),
-                        array,
-                        schema,
-                        cancel,
-                        meta,
-                        tables,
-                    ),
-                    VTable::V1(v) => (v.compute)(
-                        self.index,
-                        params_json.as_ptr(),
-                        params_json.len(),
-                        array,
-                        schema,
-                        meta,
-                        tables,
-                    ),
+        let (meta, tables) = self.call(
+            batch,
+            table_inputs,
+            |array, schema, inputs, meta, tables| {
+                // SAFETY: every pointer is valid for the call, `inputs` holds its length.
+                unsafe {
+                    match self.library.vtable {
+                        VTable::V4(v) if !inputs.is_empty() => (v.compute_with_tables)(
+                            self.index,
+                            params_json.as_ptr(),
+                            params_json.len(),
+                            array,
+                            schema,
+                            inputs.as_mut_ptr(),
+                            inputs.len(),
+                            cancel,
+                            meta,
+                            tables,
+                        ),
+                        VTable::V4(PluginVTable { compute, .. })
+                        | VTable::V3(abi::v3::PluginVTable { compute, .. })
+                        | VTable::V2(abi::v2::PluginVTable { compute, .. }) => compute(
+                            self.index,
+                            params_json.as_ptr(),
+                            params_json.len(),
+                            array,
+                            schema,
+                            cancel,
+                            meta,
+                            tables,
+                        ),
+                        VTable::V1(v) => (v.compute)(
+                            self.index,
+                            params_json.as_ptr(),
+                            params_json.len(),
+                            array,
+                            schema,
+                            meta,
+                            tables,
+                        ),
+                    }
                 }
-            }
-        })?;
+            },
+        )?;
         let meta: ComputeMeta = serde_json::from_slice(&meta)
             .map_err(|e| MetricError::failed(format!("cannot decode the plugin's result: {e}")))?;
         if tables.len() != meta.table_names.len() {
@@ -355,7 +359,10 @@ impl PluginMetric {
 
     /// Table inputs reach only plugins of ABI version 4; the engine sends them only to metrics
     /// whose descriptors declare them, which older plugins cannot, so this is a safeguard.
-    fn check_takes_tables(&self, table_inputs: &[(String, RecordBatch)]) -> Result<(), MetricError> {
+    fn check_takes_tables(
+        &self,
+        table_inputs: &[(String, RecordBatch)],
+    ) -> Result<(), MetricError> {
         if table_inputs.is_empty() || matches!(self.library.vtable, VTable::V4(_)) {
             Ok(())
         } else {
@@ -388,44 +395,48 @@ impl PluginMetric {
             }
         };
         let groups = group_starts.len().saturating_sub(1);
-        let (meta, tables) = self.call(batch, table_inputs, |array, schema, inputs, meta, tables| {
-            // SAFETY: every pointer is valid for the call, the slices hold the lengths passed,
-            // and `group_starts` has `groups + 1` entries.
-            unsafe {
-                match self.library.vtable {
-                    VTable::V4(v) if !inputs.is_empty() => (v.compute_groups_with_tables)(
-                        self.index,
-                        params_json.as_ptr(),
-                        params_json.len(),
-                        array,
-                        schema,
-                        inputs.as_mut_ptr(),
-                        inputs.len(),
-                        group_rows.as_ptr(),
-                        group_rows.len(),
-                        group_starts.as_ptr(),
-                        groups,
-                        cancel,
-                        meta,
-                        tables,
-                    ),
-                    _ => compute_groups(
-                        self.index,
-                        params_json.as_ptr(),
-                        params_json.len(),
-                        array,
-                        schema,
-                        group_rows.as_ptr(),
-                        group_rows.len(),
-                        group_starts.as_ptr(),
-                        groups,
-                        cancel,
-                        meta,
-                        tables,
-                    ),
+        let (meta, tables) = self.call(
+            batch,
+            table_inputs,
+            |array, schema, inputs, meta, tables| {
+                // SAFETY: every pointer is valid for the call, the slices hold the lengths passed,
+                // and `group_starts` has `groups + 1` entries.
+                unsafe {
+                    match self.library.vtable {
+                        VTable::V4(v) if !inputs.is_empty() => (v.compute_groups_with_tables)(
+                            self.index,
+                            params_json.as_ptr(),
+                            params_json.len(),
+                            array,
+                            schema,
+                            inputs.as_mut_ptr(),
+                            inputs.len(),
+                            group_rows.as_ptr(),
+                            group_rows.len(),
+                            group_starts.as_ptr(),
+                            groups,
+                            cancel,
+                            meta,
+                            tables,
+                        ),
+                        _ => compute_groups(
+                            self.index,
+                            params_json.as_ptr(),
+                            params_json.len(),
+                            array,
+                            schema,
+                            group_rows.as_ptr(),
+                            group_rows.len(),
+                            group_starts.as_ptr(),
+                            groups,
+                            cancel,
+                            meta,
+                            tables,
+                        ),
+                    }
                 }
-            }
-        })?;
+            },
+        )?;
         let meta: GroupedMeta = serde_json::from_slice(&meta).map_err(|e| {
             MetricError::failed(format!("cannot decode the plugin's grouped result: {e}"))
         })?;

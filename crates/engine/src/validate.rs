@@ -11,9 +11,7 @@ use arrow_array::{
     Array, ArrayRef, Float64Array, RecordBatch, RecordBatchOptions, TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType as Arrow, Field as ArrowField, Schema, TimeUnit};
-use mittari_sdk::{
-    ColumnSpec, DataType, MetricDescriptor, ParamValue, Params, time,
-};
+use mittari_sdk::{ColumnSpec, DataType, MetricDescriptor, ParamValue, Params, time};
 
 use crate::error::{Field, Violation};
 

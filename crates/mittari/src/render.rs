@@ -1001,7 +1001,11 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
             out,
             "\ntable input {} ({}; --table-input {}=FILE):\n{}",
             table.name,
-            if table.required { "required" } else { "optional" },
+            if table.required {
+                "required"
+            } else {
+                "optional"
+            },
             table.name,
             table.description
         );
@@ -1029,15 +1033,16 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
             .parameters
             .iter()
             .map(|p| {
-                let allowed = if let Some(table) = p.columns_table.as_ref().filter(|_| p.names_columns) {
-                    format!("columns of {table}, comma-separated")
-                } else if p.names_columns {
-                    "input columns, comma-separated".to_owned()
-                } else if p.allowed_values.is_empty() {
-                    p.range.map_or(String::new(), |r| r.to_string())
-                } else {
-                    p.allowed_values.join("|")
-                };
+                let allowed =
+                    if let Some(table) = p.columns_table.as_ref().filter(|_| p.names_columns) {
+                        format!("columns of {table}, comma-separated")
+                    } else if p.names_columns {
+                        "input columns, comma-separated".to_owned()
+                    } else if p.allowed_values.is_empty() {
+                        p.range.map_or(String::new(), |r| r.to_string())
+                    } else {
+                        p.allowed_values.join("|")
+                    };
                 let default = match (&p.default, p.required) {
                     (Some(v), _) => v.to_string(),
                     (None, true) => "(required)".to_owned(),

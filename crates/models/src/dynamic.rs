@@ -396,7 +396,11 @@ impl DynamicData {
                         let y0 = big_b + dc0;
                         let l1 = ((y0 + v * (to - from)) / y0).ln();
                         let z = (1.0 - s) * l1;
-                        let exprel = if z.abs() < 1e-8 { 1.0 + z / 2.0 } else { z.exp_m1() / z };
+                        let exprel = if z.abs() < 1e-8 {
+                            1.0 + z / 2.0
+                        } else {
+                            z.exp_m1() / z
+                        };
                         u / v * (big_b / y0).powf(s) * y0 * l1 * exprel
                     };
                     while let Some(&&h) = ends.peek() {
@@ -412,10 +416,7 @@ impl DynamicData {
                     if w_to > from {
                         let ln_of = |tau: f64| {
                             let d = tau - from;
-                            (
-                                (big_a + da + u * d).ln(),
-                                (big_b + dc + v * d).ln(),
-                            )
+                            ((big_a + da + u * d).ln(), (big_b + dc + v * d).ln())
                         };
                         let (a0, b0) = ln_of(from);
                         let (a1, b1) = ln_of(w_to);
@@ -428,8 +429,7 @@ impl DynamicData {
                                 let (ln_a, ln_b) = ln_of(mid + node * width / 2.0);
                                 no_purchase_integral += weight * width / 2.0
                                     * v
-                                    * (m * (big_a.ln() - ln_a) + s * big_b.ln()
-                                        - (s + 1.0) * ln_b)
+                                    * (m * (big_a.ln() - ln_a) + s * big_b.ln() - (s + 1.0) * ln_b)
                                         .exp();
                             }
                         }
@@ -801,7 +801,11 @@ mod tests {
                 beta: beta * (-ga * g).exp(),
             };
             let close = |a: f64, b: f64, what: &str| {
-                assert!((a - b).abs() < 1e-9 * b.abs().max(1.0), "{} {what}: {a} vs {b}", c.id);
+                assert!(
+                    (a - b).abs() < 1e-9 * b.abs().max(1.0),
+                    "{} {what}: {a} vs {b}",
+                    c.id
+                );
             };
             close(p.p_alive, model.p_alive(c.x, c.t_x, c.t), "p_alive");
             close(

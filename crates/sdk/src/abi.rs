@@ -735,12 +735,7 @@ unsafe fn take_tables(
             // a released struct behind as the C Data Interface's move semantics prescribe.
             let table = unsafe { &mut *tables.add(i) };
             let array = std::mem::replace(&mut table.array, FFI_ArrowArray::empty());
-            (
-                table.name,
-                table.name_len,
-                array,
-                &raw const table.schema,
-            )
+            (table.name, table.name_len, array, &raw const table.schema)
         })
         .collect()
 }

@@ -106,8 +106,7 @@ impl MetricServer {
                 check_count("table column", table.columns.len(), MAX_INPUT_COLUMNS)?;
                 let batch = if table.arrow_ipc.is_empty() {
                     budget.grow(table_decoded_bytes(&table), "a table input")?;
-                    off_runtime(table_cells(&table), move || convert::table_to_batch(table))
-                        .await?
+                    off_runtime(table_cells(&table), move || convert::table_to_batch(table)).await?
                 } else {
                     // Unknown tables are refused by the engine; read them here as they come.
                     let as_input = descriptor

@@ -13,6 +13,7 @@ mod bootstrap;
 mod covariates;
 mod descriptive;
 mod discrete;
+mod dynamic;
 mod intervals;
 mod predictive;
 
@@ -144,6 +145,11 @@ impl Metric for Clv {
             .parameter(ParameterSpec::columns("covariates", "input columns constant per customer that may explain why customers differ, comma-separated, in both the purchase and the attrition process (bgnbd, mbgnbd, pareto_nbd; CLVTools' parameterisation): numbers used as given, text one 0/1 column per level but the first"))
             .parameter(ParameterSpec::columns("purchase_covariates", "covariates of the purchase process only (instead of covariates)"))
             .parameter(ParameterSpec::columns("attrition_covariates", "covariates of the attrition process only (instead of covariates)"))
+            .parameter(ParameterSpec::columns_of("dynamic_covariates", dynamic::TABLE, "covariates that change over time, comma-separated columns of the table input covariates_over_time (numbers or booleans), in both the purchase and the dropout process of pareto_nbd (CLVTools' dynamic covariates): seasons, campaigns, contacts; static ones enter as columns constant over a customer's periods"))
+            .table_input(dynamic::TABLE, "with dynamic_covariates: one row per customer and period, every period equally long and without gaps, from each customer's first purchase to the end of calibration plus the horizon (and churn window, holdout); the row holds for its period", [
+                ColumnSpec::string("customer_id", "the customer").required(),
+                ColumnSpec::timestamp("period_start", "the start of the period the row's covariates hold for").required(),
+            ])
             .parameter(ParameterSpec::columns("spend_covariates", "covariates of the mean spend per purchase (spend_model=gamma_gamma)"))
             .parameter(ParameterSpec::double("covariate_penalty", 0.0, "L2 penalty lambda on the coefficients, lambda x sum of squares added to the mean negative log-likelihood (CLVTools' reg.lambdas); 0 for none").range(0.0, 1e6))
             .parameter(ParameterSpec::bool("equal_covariates", false, "one coefficient per covariate for both processes (CLVTools' constraint); needs covariates=…"))
@@ -240,6 +246,9 @@ impl Metric for Clv {
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
         let model = params.str("model")?;
         let (output, model) = match model {
+            _ if params.get("dynamic_covariates").is_some() => {
+                (dynamic::compute(input, params)?, "pareto_nbd")
+            }
             "bgnbd" | "mbgnbd" | "pareto_nbd" => (predictive::compute(input, params)?, model),
             "auto" => auto::compute(input, params)?,
             "bgbb" => (discrete::compute(input, params)?, model),

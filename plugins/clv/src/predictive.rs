@@ -61,7 +61,7 @@ impl History<'_> {
     }
 }
 
-fn time_unit(params: &Params) -> Result<TimeUnit, MetricError> {
+pub(crate) fn time_unit(params: &Params) -> Result<TimeUnit, MetricError> {
     let name = params.str("time_unit")?;
     TimeUnit::from_name(name).ok_or_else(|| {
         MetricError::invalid_parameter("time_unit", format!("{name:?} is not a time unit"))
@@ -739,7 +739,7 @@ pub(crate) struct DiscountSteps {
 }
 
 impl DiscountSteps {
-    fn new(horizon: f64, unit: TimeUnit, discount_rate: f64) -> DiscountSteps {
+    pub(crate) fn new(horizon: f64, unit: TimeUnit, discount_rate: f64) -> DiscountSteps {
         let days_per_unit = unit.days();
         let step = DAYS_PER_MONTH / days_per_unit;
         let mut ends = Vec::new();
@@ -768,6 +768,17 @@ impl DiscountSteps {
         (x, t_x, t): (f64, f64, f64),
     ) -> Option<(f64, f64)> {
         let cumulative = model.expected_purchases_at(&self.ends, x, t_x, t)?;
+        Some(self.discount(&cumulative))
+    }
+
+    /// The steps' ends, in time units from T.
+    pub(crate) fn ends(&self) -> &[f64] {
+        &self.ends
+    }
+
+    /// Expected purchases to the horizon, undiscounted and discounted, from the cumulative
+    /// expectation at each step's end.
+    pub(crate) fn discount(&self, cumulative: &[f64]) -> (f64, f64) {
         let mut total = 0.0;
         let mut previous = 0.0;
         for (expected, factor) in cumulative.iter().zip(&self.factors) {
@@ -775,7 +786,7 @@ impl DiscountSteps {
             previous = *expected;
         }
         // The last step ends at the horizon: `previous` is the undiscounted expectation there.
-        Some((previous, total))
+        (previous, total)
     }
 }
 
@@ -1518,7 +1529,13 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
 }
 
 /// The likelihood-ratio test of the covariates, as `{prefix}_statistic`, `_df` and `_p_value`.
-fn likelihood_ratio(output: Output, prefix: &str, without: f64, with: f64, df: usize) -> Output {
+pub(crate) fn likelihood_ratio(
+    output: Output,
+    prefix: &str,
+    without: f64,
+    with: f64,
+    df: usize,
+) -> Output {
     match mittari_models::covariates::likelihood_ratio(without, with, df) {
         Some((statistic, p)) => output
             .scalar(Scalar::new(&format!("{prefix}_statistic"), statistic))

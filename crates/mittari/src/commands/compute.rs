@@ -263,15 +263,23 @@ fn read_table_inputs(
     let mut mappings: Vec<(String, mittari_io::ColumnMapping)> = Vec::new();
     for text in table_columns {
         let parsed = text.split_once('.').and_then(|(table, mapping)| {
-            Some((table.trim().to_owned(), mapping.parse::<mittari_io::ColumnMapping>().ok()?))
+            Some((
+                table.trim().to_owned(),
+                mapping.parse::<mittari_io::ColumnMapping>().ok()?,
+            ))
         });
         let Some((table, mapping)) = parsed else {
             bail!(
                 "--table-column {text:?} must look like TABLE.NAME=SOURCE, e.g. covariates_over_time.period_start=week_start"
             );
         };
-        if !table_inputs.iter().any(|t| t.split_once('=').is_some_and(|(n, _)| n.trim() == table)) {
-            bail!("--table-column {text:?} maps a column of table {table}, which no --table-input reads");
+        if !table_inputs
+            .iter()
+            .any(|t| t.split_once('=').is_some_and(|(n, _)| n.trim() == table))
+        {
+            bail!(
+                "--table-column {text:?} maps a column of table {table}, which no --table-input reads"
+            );
         }
         mappings.push((table, mapping));
     }
@@ -282,7 +290,9 @@ fn read_table_inputs(
             .map(|(n, f)| (n.trim(), f.trim()))
             .filter(|(n, f)| !n.is_empty() && !f.is_empty())
         else {
-            bail!("--table-input {text:?} must look like NAME=FILE, e.g. covariates_over_time=weeks.csv");
+            bail!(
+                "--table-input {text:?} must look like NAME=FILE, e.g. covariates_over_time=weeks.csv"
+            );
         };
         let Some(as_input) = descriptor.table_as_input(name) else {
             bail!("--table-input {name}: unknown table input; {}", declared());

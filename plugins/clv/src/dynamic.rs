@@ -1,0 +1,728 @@
+//! `dynamic_covariates=…`: Pareto/NBD with covariates that change over time (seasons,
+//! campaigns, marketing contacts), read from the table input `covariates_over_time`, one row
+//! per customer and period (CLVTools' `pnbd` with dynamic covariates; Bachmann, Meierer & Näf
+//! 2021). The fit and the predictions are `mittari_models::dynamic`'s; this module prepares the
+//! data as CLVTools does and presents the results as the other models' are.
+//!
+//! Preparation: time runs continuously from each customer's first purchase, in time units of
+//! `time_unit`'s length (a week is 7 days; a month 30.44); purchases on the same day (the same
+//! hour with `time_unit=hour`) are one purchase, as CLVTools aggregates them. A covariate row
+//! holds from its `period_start` for one period, the interval between consecutive starts,
+//! which must be the same throughout the table. A purchase takes the covariates of the period
+//! it falls in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mittari_models::Histories;
+use mittari_models::dynamic::{DynamicCustomer, DynamicData, Segment, fit_dynamic};
+use mittari_models::gamma_gamma::{self, GammaGamma};
+use mittari_models::pareto_nbd;
+use mittari_models::rfm::TimeUnit;
+use mittari_sdk::arrow_array::cast::AsArray;
+use mittari_sdk::arrow_array::types::{Float64Type, Int64Type};
+use mittari_sdk::arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
+use mittari_sdk::prelude::*;
+
+use crate::covariates::{self, Coefficient};
+use crate::predictive::{self, DiscountSteps};
+
+/// The table input dynamic covariates are read from.
+pub(crate) const TABLE: &str = "covariates_over_time";
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// One customer's purchases: the start of the first purchase's day (or hour), the later
+/// purchase moments, each with its value, in order.
+struct Customer<'a> {
+    id: &'a str,
+    first: i64,
+    repeats: Vec<(i64, f64)>,
+    /// Purchase moments in the holdout.
+    holdout: f64,
+}
+
+pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
+    let model = params.str("model")?;
+    if model != "pareto_nbd" {
+        return Err(MetricError::invalid_parameter(
+            "model",
+            format!(
+                "dynamic_covariates needs model=pareto_nbd, the model with a time-varying form (as in CLVTools); got {model}"
+            ),
+        ));
+    }
+    if ["covariates", "purchase_covariates", "attrition_covariates"]
+        .iter()
+        .any(|name| params.get(name).is_some())
+    {
+        return Err(MetricError::invalid_parameter(
+            "dynamic_covariates",
+            "give static covariates as columns of covariates_over_time too (constant over a customer's periods), not beside dynamic ones",
+        ));
+    }
+    let names: Vec<String> = params
+        .str("dynamic_covariates")?
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() {
+        return Err(MetricError::invalid_parameter(
+            "dynamic_covariates",
+            "name at least one column of covariates_over_time",
+        ));
+    }
+    let Some(table) = input.table(TABLE) else {
+        return Err(MetricError::invalid_parameter(
+            "dynamic_covariates",
+            "dynamic covariates come from the table input covariates_over_time (customer_id, period_start and the covariates), which the request did not send (CLI: --table-input covariates_over_time=FILE)",
+        ));
+    };
+    let unit = predictive::time_unit(params)?;
+    let unit_micros = unit.days() * MICROS_PER_DAY as f64;
+    let moment = if unit == TimeUnit::Hour {
+        MICROS_PER_HOUR
+    } else {
+        MICROS_PER_DAY
+    };
+    let columns = crate::transactions(input, model)?;
+    let last = columns
+        .timestamp
+        .values()
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0);
+    let observation_end = match params.get("observation_end") {
+        Some(_) => params.timestamp_micros("observation_end")?,
+        None => last,
+    };
+    let holdout_start = match params.get("holdout_start") {
+        Some(_) => Some(params.timestamp_micros("holdout_start")?)
+            .filter(|&start| start < observation_end)
+            .ok_or_else(|| {
+                MetricError::invalid_parameter(
+                    "holdout_start",
+                    "holdout_start must be before the end of observation (observation_end, or the last transaction)",
+                )
+            })
+            .map(Some)?,
+        None => None,
+    };
+    let calibration_end = holdout_start.unwrap_or(observation_end);
+    let customers = purchases(
+        &columns,
+        moment,
+        calibration_end,
+        holdout_start,
+        observation_end,
+    );
+    if customers.is_empty() {
+        return Err(MetricError::invalid_input(
+            "no customer made a first purchase before the end of calibration",
+        ));
+    }
+    let time = |at: i64, first: i64| (at - first) as f64 / unit_micros;
+    let horizon = params.f64("horizon")?;
+    let window = match params.get("churn_window") {
+        Some(_) => params.f64("churn_window")?,
+        None => horizon,
+    };
+    let holdout_length = holdout_start.map(|start| time(observation_end, start));
+    let spend_model = params.str("spend_model")?;
+    let discount_steps = DiscountSteps::new(horizon, unit, params.f64("discount_rate")?);
+    let mut horizons: Vec<f64> = vec![horizon];
+    if spend_model == "gamma_gamma" {
+        horizons.extend(discount_steps.ends());
+    }
+    horizons.extend(holdout_length);
+    horizons.sort_by(f64::total_cmp);
+    horizons.dedup();
+    let future_length = horizons.iter().copied().fold(window, f64::max);
+
+    let periods = Periods::read(table, &names, &customers, calibration_end)?;
+    let mut data = DynamicData::default();
+    let mut row_of: HashMap<Vec<u64>, u32> = HashMap::new();
+    let mut futures = Vec::with_capacity(customers.len());
+    for (c, rows) in customers.iter().zip(&periods.of_customer) {
+        let t = time(calibration_end, c.first);
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut future: Vec<Segment> = Vec::new();
+        let mut purchase_sum = vec![0.0; names.len()];
+        let mut repeats = c
+            .repeats
+            .iter()
+            .map(|&(at, _)| time(at, c.first))
+            .peekable();
+        let mut covered = 0.0;
+        for &r in rows {
+            let start = time(periods.starts[r], c.first).max(0.0);
+            let end = time(periods.starts[r] + periods.length, c.first);
+            if end <= 0.0 {
+                continue;
+            }
+            if start > covered + 1e-9 {
+                break;
+            }
+            let values = &periods.values[r];
+            let key: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+            let next = row_of.len() as u32;
+            let row = *row_of.entry(key).or_insert_with(|| {
+                data.purchase.push(values.clone());
+                data.attrition.push(values.clone());
+                next
+            });
+            while let Some(&at) = repeats.peek() {
+                if at >= end {
+                    break;
+                }
+                purchase_sum
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(s, v)| *s += v);
+                repeats.next();
+            }
+            if start < t {
+                push(&mut segments, start, end.min(t), row);
+            }
+            if end > t {
+                push(&mut future, start.max(t), end, row);
+            }
+            covered = end;
+        }
+        let uncovered = |at: f64| {
+            let micros = c.first + (at * unit_micros) as i64;
+            MetricError::invalid_input(format!(
+                "covariates_over_time covers customer {:?} only until {}; it needs periods from the first purchase ({}) to {} (the end of calibration plus the horizon, churn window or holdout): add the customer's periods, including future ones for the predictions",
+                c.id,
+                mittari_sdk::time::format_timestamp(c.first + (covered * unit_micros) as i64),
+                mittari_sdk::time::format_timestamp(c.first),
+                mittari_sdk::time::format_timestamp(micros),
+            ))
+        };
+        if covered < t + future_length - 1e-9 || repeats.peek().is_some() {
+            return Err(uncovered(t + future_length));
+        }
+        let t_x = c.repeats.last().map_or(0.0, |&(at, _)| time(at, c.first));
+        data.customers.push(DynamicCustomer {
+            x: c.repeats.len() as f64,
+            t_x,
+            t,
+            purchase_sum,
+            segments,
+        });
+        futures.push(future);
+    }
+    input.check_cancelled()?;
+
+    // The fit without covariates on the same data: the start, and the likelihood-ratio test's
+    // null model.
+    let histories = Histories::compress(data.customers.iter().map(|c| (c.x, c.t_x, c.t, 1.0)));
+    let (plain, plain_fit) = pareto_nbd::fit_histories(&histories, input.cancellation())
+        .map_err(|e| predictive::fit_error("Pareto/NBD", e))?;
+    predictive::check_converged("Pareto/NBD", &plain_fit)?;
+    let fitted = fit_dynamic(
+        &data,
+        [plain.r, plain.alpha, plain.s, plain.beta],
+        &[],
+        input.cancellation(),
+    )
+    .map_err(|e| match e {
+        mittari_models::dynamic::DynamicError::Fit(e) => predictive::fit_error("Pareto/NBD", e),
+        other => MetricError::failed(other.to_string()),
+    })?;
+    if !fitted.fit.converged {
+        return Err(MetricError::invalid_input(format!(
+            "the Pareto/NBD fit with dynamic covariates did not converge ({}); the data may not follow the model",
+            fitted.fit.status
+        )));
+    }
+    let predicted = data
+        .predict(&fitted, &futures, &horizons, window)
+        .ok_or_else(|| {
+            MetricError::failed("a customer's future periods did not cover the horizon")
+        })?;
+    let at = |h: f64| horizons.iter().position(|&x| x == h).unwrap_or(0);
+
+    let n = customers.len();
+    let mut output = Output::new();
+    let base = [
+        ("r", fitted.r),
+        ("alpha", fitted.alpha),
+        ("s", fitted.s),
+        ("beta", fitted.beta),
+    ];
+    let mut unidentified = Vec::new();
+    for (i, (name, value)) in base.iter().enumerate() {
+        output = output.scalar(Scalar::new(name, *value));
+        match fitted.standard_errors.as_ref().map(|se| se[i]) {
+            Some(se) => {
+                output = output.scalar(Scalar::new(&format!("{name}_se"), se));
+                if se > *value || fitted.fit.at_boundary[i] {
+                    unidentified.push(*name);
+                }
+            }
+            None => unidentified.push(*name),
+        }
+    }
+    if !unidentified.is_empty() {
+        output = output.warning(
+            "fit_not_identified",
+            format!(
+                "the data do not determine {} of the Pareto/NBD fit with dynamic covariates (standard error larger than the estimate, or the estimate at the edge of the searched range): read its predictions as the model's limiting case, not as findings",
+                unidentified.join(", ")
+            ),
+        );
+    }
+    let expected: Vec<f64> = predicted.iter().map(|(_, e)| e[at(horizon)]).collect();
+    let p_alive: Vec<f64> = predicted.iter().map(|(p, _)| p.p_alive).collect();
+    let p_no_purchase: Vec<f64> = predicted.iter().map(|(p, _)| p.p_no_purchase).collect();
+    let alive_at_end: Vec<f64> = predicted
+        .iter()
+        .map(|(p, _)| p.p_alive_at_window_end)
+        .collect();
+    let sum = |v: &[f64]| v.iter().sum::<f64>();
+    output = output
+        .scalar(Scalar::new("log_likelihood", fitted.fit.log_likelihood))
+        .scalar(Scalar::new("iterations", fitted.fit.iterations as f64))
+        .scalar(Scalar::new("customers", n as f64))
+        .scalar(Scalar::new("expected_purchases", sum(&expected)))
+        .scalar(Scalar::new("expected_active", sum(&p_alive)))
+        .scalar(Scalar::new("expected_lapsing", sum(&p_no_purchase)))
+        .scalar(Scalar::new(
+            "expected_dropouts",
+            sum(&p_alive) - sum(&alive_at_end),
+        ))
+        .scalar(Scalar::new(
+            "log_likelihood_without_covariates",
+            plain_fit.log_likelihood,
+        ));
+    let k = names.len();
+    output = predictive::likelihood_ratio(
+        output,
+        "covariates_lr",
+        plain_fit.log_likelihood,
+        fitted.fit.log_likelihood,
+        2 * k,
+    );
+
+    // Spend: Gamma-Gamma on the repeat purchases' mean value, as for the other models.
+    let margin = params.f64("margin")?;
+    let monetary: Vec<f64> = customers
+        .iter()
+        .map(|c| {
+            if c.repeats.is_empty() {
+                0.0
+            } else {
+                c.repeats.iter().map(|&(_, v)| v).sum::<f64>() / c.repeats.len() as f64
+            }
+        })
+        .collect();
+    let mut value_columns: Option<(Vec<f64>, Vec<f64>)> = None;
+    if spend_model == "gamma_gamma" {
+        let (gg, gg_fit, _) = gamma_gamma::fit_spend(
+            data.customers
+                .iter()
+                .zip(&monetary)
+                .map(|(c, &m)| (c.x, m, 1.0)),
+            input.cancellation(),
+        )
+        .map_err(|e| match e {
+            gamma_gamma::SpendError::Fit(e) => predictive::fit_error("Gamma-Gamma", e),
+            other => MetricError::invalid_input(other.to_string()),
+        })?;
+        predictive::check_converged("Gamma-Gamma", &gg_fit)?;
+        let GammaGamma { p, q, gamma } = gg;
+        let spend: Vec<f64> = data
+            .customers
+            .iter()
+            .zip(&monetary)
+            .map(|(c, &m)| gg.expected_mean_value(c.x, m))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                MetricError::invalid_input(format!(
+                    "the Gamma-Gamma fit has q = {q:.4} <= 1, so mean spend has no finite expectation; the spend data may not follow the model"
+                ))
+            })?;
+        let clv: Vec<f64> = predicted
+            .iter()
+            .zip(&spend)
+            .map(|((_, e), s)| {
+                let cumulative: Vec<f64> =
+                    discount_steps.ends().iter().map(|&h| e[at(h)]).collect();
+                discount_steps.discount(&cumulative).1 * s * margin
+            })
+            .collect();
+        let clv_total = sum(&clv);
+        output = output
+            .scalar(Scalar::new("p", p))
+            .scalar(Scalar::new("q", q))
+            .scalar(Scalar::new("gamma", gamma))
+            .scalar(Scalar::new("spend_log_likelihood", gg_fit.log_likelihood))
+            .scalar(Scalar::new("expected_spend", sum(&spend) / n as f64))
+            .scalar(Scalar::new("clv", clv_total / n as f64))
+            .scalar(Scalar::new("clv_total", clv_total));
+        value_columns = Some((spend, clv));
+    }
+    let holdout = holdout_length.map(|length| {
+        let predicted: Vec<f64> = predicted.iter().map(|(_, e)| e[at(length)]).collect();
+        let actual: Vec<f64> = customers.iter().map(|c| c.holdout).collect();
+        (actual, predicted)
+    });
+    if let Some((actual, predicted)) = &holdout {
+        let errors: Vec<f64> = actual.iter().zip(predicted).map(|(a, p)| p - a).collect();
+        output = output
+            .scalar(Scalar::new("holdout_purchases", sum(actual)))
+            .scalar(Scalar::new("predicted_holdout_purchases", sum(predicted)))
+            .scalar(Scalar::new(
+                "holdout_mae",
+                errors.iter().map(|e| e.abs()).sum::<f64>() / n as f64,
+            ))
+            .scalar(Scalar::new(
+                "holdout_rmse",
+                (errors.iter().map(|e| e * e).sum::<f64>() / n as f64).sqrt(),
+            ));
+    }
+    let rows: Vec<Coefficient> = ["purchase", "attrition"]
+        .into_iter()
+        .enumerate()
+        .flat_map(|(process, name)| {
+            let values = if process == 0 {
+                &fitted.purchase
+            } else {
+                &fitted.attrition
+            };
+            let fitted = &fitted;
+            names
+                .iter()
+                .zip(values)
+                .enumerate()
+                .map(move |(l, (covariate, &estimate))| {
+                    let index = 4 + process * k + l;
+                    Coefficient {
+                        process: name,
+                        covariate: covariate.clone(),
+                        estimate,
+                        standard_error: fitted.standard_errors.as_ref().map(|s| s[index]),
+                        at_boundary: fitted.fit.at_boundary[index],
+                    }
+                })
+        })
+        .collect();
+    let edge: Vec<String> = rows
+        .iter()
+        .filter(|c| c.at_boundary)
+        .map(|c| format!("{} {}", c.process, c.covariate))
+        .collect();
+    if !edge.is_empty() {
+        output = output.warning(
+            "covariate_not_identified",
+            format!(
+                "the coefficient of {} ran to the edge of the searched range (a factor 10^6 on the rate): the likelihood keeps rising toward an infinite effect (nobody drops out, or buys, in those periods), so its value and standard error are not estimates",
+                edge.join(", ")
+            ),
+        );
+    }
+    let unavailable: Vec<&str> = ["interval", "dert"]
+        .into_iter()
+        .filter(|name| match *name {
+            "dert" => params.bool("dert").unwrap_or(false),
+            _ => params.get(name).is_some(),
+        })
+        .collect();
+    if !unavailable.is_empty() {
+        output = output.warning(
+            "not_computed",
+            format!(
+                "{} not computed with dynamic covariates yet: the per-customer predictions have no intervals, and DERT would need the covariates to the end of time",
+                unavailable.join(" and ")
+            ),
+        );
+    }
+    let top = usize::try_from(params.i64("top")?).unwrap_or(0);
+    let table = customer_table(
+        &customers,
+        &data,
+        &monetary,
+        (&p_alive, &expected, &p_no_purchase, &alive_at_end),
+        value_columns.as_ref(),
+        holdout.as_ref(),
+        top,
+    )?;
+    Ok(output
+        .table("customers", table)
+        .table("coefficients", covariates::coefficients_table(&rows)?))
+}
+
+/// Appends [start, end) to `segments`, extending the last one where the row is the same.
+fn push(segments: &mut Vec<Segment>, start: f64, end: f64, row: u32) {
+    match segments.last_mut() {
+        Some(last) if last.row == row && (last.end - start).abs() < 1e-9 => last.end = end,
+        _ => segments.push(Segment { start, end, row }),
+    }
+}
+
+/// Each customer's purchase moments (days, or hours), in order of first appearance: those
+/// whose first purchase is after the end of calibration are left out, as in the summary.
+fn purchases<'a>(
+    columns: &crate::Transactions<'a>,
+    moment: i64,
+    calibration_end: i64,
+    holdout_start: Option<i64>,
+    observation_end: i64,
+) -> Vec<Customer<'a>> {
+    let mut by_customer: HashMap<&'a str, Vec<(i64, f64)>> = HashMap::new();
+    let mut order: Vec<&'a str> = Vec::new();
+    for row in 0..columns.customer.len() {
+        let at = columns.timestamp.value(row);
+        if at > observation_end {
+            continue;
+        }
+        let id = columns.customer.value(row);
+        by_customer
+            .entry(id)
+            .or_insert_with(|| {
+                order.push(id);
+                Vec::new()
+            })
+            .push((at, columns.amount.value(row)));
+    }
+    order
+        .into_iter()
+        .filter_map(|id| {
+            let mut rows = by_customer.remove(id)?;
+            rows.sort_by_key(|&(at, _)| at);
+            // One purchase per moment, its value the moment's total.
+            let mut moments: Vec<(i64, f64)> = Vec::new();
+            for (at, amount) in rows {
+                let start = at.div_euclid(moment) * moment;
+                match moments.last_mut() {
+                    Some(last) if last.0 == start => last.1 += amount,
+                    _ => moments.push((start, amount)),
+                }
+            }
+            let first = moments.first()?.0;
+            if first > calibration_end {
+                return None;
+            }
+            let holdout = holdout_start.map_or(0, |start| {
+                moments.iter().filter(|&&(at, _)| at >= start).count()
+            });
+            let repeats = moments[1..]
+                .iter()
+                .copied()
+                .filter(|&(at, _)| at <= calibration_end && holdout_start.is_none_or(|s| at < s))
+                .collect();
+            Some(Customer {
+                id,
+                first,
+                repeats,
+                holdout: holdout as f64,
+            })
+        })
+        .collect()
+}
+
+/// The covariates_over_time table: its periods' starts and covariate values, each customer's
+/// rows in order, and the period length.
+struct Periods {
+    starts: Vec<i64>,
+    values: Vec<Vec<f64>>,
+    length: i64,
+    of_customer: Vec<Vec<usize>>,
+}
+
+impl Periods {
+    fn read(
+        table: &RecordBatch,
+        names: &[String],
+        customers: &[Customer<'_>],
+        calibration_end: i64,
+    ) -> Result<Periods, MetricError> {
+        // A metric error's row is a row of the main input, so a fault in this table names
+        // its row in the message.
+        let bad = |column: &str, row: usize, message: String| {
+            MetricError::invalid_input(format!("{TABLE} row {}, {column}: {message}", row + 1))
+        };
+        let ids = table
+            .column_by_name("customer_id")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| MetricError::failed("covariates_over_time has no text customer_id"))?;
+        let starts = table
+            .column_by_name("period_start")
+            .and_then(|c| {
+                c.as_primitive_opt::<mittari_sdk::arrow_array::types::TimestampMicrosecondType>()
+            })
+            .ok_or_else(|| MetricError::failed("covariates_over_time has no period_start"))?;
+        let mut value_columns: Vec<Vec<f64>> = Vec::with_capacity(names.len());
+        for name in names {
+            let column: &ArrayRef = table.column_by_name(name).ok_or_else(|| {
+                MetricError::invalid_parameter(
+                    "dynamic_covariates",
+                    format!("covariates_over_time has no column {name}"),
+                )
+            })?;
+            let values: Vec<Option<f64>> = if let Some(v) = column.as_primitive_opt::<Float64Type>()
+            {
+                v.iter().collect()
+            } else if let Some(v) = column.as_primitive_opt::<Int64Type>() {
+                v.iter().map(|v| v.map(|v| v as f64)).collect()
+            } else if let Some(v) = column.as_boolean_opt() {
+                v.iter()
+                    .map(|v| v.map(|b| f64::from(u8::from(b))))
+                    .collect()
+            } else {
+                return Err(MetricError::invalid_parameter(
+                    "dynamic_covariates",
+                    format!(
+                        "covariate {name} of covariates_over_time is {}; dynamic covariates must be numbers or booleans (give a text column's levels as 0/1 columns)",
+                        column.data_type()
+                    ),
+                ));
+            };
+            if let Some(row) = values.iter().position(Option::is_none) {
+                return Err(bad(
+                    name,
+                    row,
+                    format!("{name} is empty; give every period a value"),
+                ));
+            }
+            value_columns.push(values.into_iter().map(|v| v.unwrap_or(0.0)).collect());
+        }
+        let wanted: HashMap<&str, usize> = customers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i))
+            .collect();
+        let mut of_customer: Vec<Vec<usize>> = vec![Vec::new(); customers.len()];
+        for row in 0..table.num_rows() {
+            if let Some(&i) = wanted.get(ids.value(row)) {
+                of_customer[i].push(row);
+            }
+        }
+        // The period: the smallest step between a customer's consecutive starts, which every
+        // step must equal.
+        let starts_of = |row: usize| starts.value(row);
+        let mut length: Option<i64> = None;
+        for rows in &mut of_customer {
+            rows.sort_by_key(|&r| starts_of(r));
+            for pair in rows.windows(2) {
+                let step = starts_of(pair[1]) - starts_of(pair[0]);
+                if step == 0 {
+                    return Err(bad(
+                        "period_start",
+                        pair[1],
+                        format!(
+                            "customer {:?} has two rows for the period starting {}; give one row per customer and period",
+                            ids.value(pair[1]),
+                            mittari_sdk::time::format_timestamp(starts_of(pair[1]))
+                        ),
+                    ));
+                }
+                length = Some(length.map_or(step, |l: i64| l.min(step)));
+            }
+        }
+        let Some(length) = length else {
+            return Err(MetricError::invalid_input(
+                "covariates_over_time has at most one period per customer; dynamic covariates need their values period by period",
+            ));
+        };
+        for rows in &of_customer {
+            for pair in rows.windows(2) {
+                let step = starts_of(pair[1]) - starts_of(pair[0]);
+                if step != length {
+                    return Err(bad(
+                        "period_start",
+                        pair[1],
+                        format!(
+                            "customer {:?}: the period starting {} follows one starting {}; periods must be equally long ({} days here) and without gaps",
+                            ids.value(pair[1]),
+                            mittari_sdk::time::format_timestamp(starts_of(pair[1])),
+                            mittari_sdk::time::format_timestamp(starts_of(pair[0])),
+                            length as f64 / MICROS_PER_DAY as f64
+                        ),
+                    ));
+                }
+            }
+        }
+        for (c, rows) in customers.iter().zip(&of_customer) {
+            let covers_first = rows.first().is_some_and(|&r| starts_of(r) <= c.first);
+            if !covers_first {
+                return Err(MetricError::invalid_input(format!(
+                    "covariates_over_time has no period of customer {:?} that contains the first purchase ({}); give every customer's periods from their first purchase to the end of the predictions (calibration ends {})",
+                    c.id,
+                    mittari_sdk::time::format_timestamp(c.first),
+                    mittari_sdk::time::format_timestamp(calibration_end)
+                )));
+            }
+        }
+        let values = (0..table.num_rows())
+            .map(|row| value_columns.iter().map(|c| c[row]).collect())
+            .collect();
+        Ok(Periods {
+            starts: starts.values().to_vec(),
+            values,
+            length,
+            of_customer,
+        })
+    }
+}
+
+type Predictions<'a> = (&'a [f64], &'a [f64], &'a [f64], &'a [f64]);
+
+/// The customers table: the history as the model sees it (days of purchase, continuous time)
+/// and the predictions, highest value first.
+fn customer_table(
+    customers: &[Customer<'_>],
+    data: &DynamicData,
+    monetary: &[f64],
+    (p_alive, expected, p_no_purchase, alive_at_end): Predictions<'_>,
+    value: Option<&(Vec<f64>, Vec<f64>)>,
+    holdout: Option<&(Vec<f64>, Vec<f64>)>,
+    top: usize,
+) -> Result<RecordBatch, MetricError> {
+    let rank: Vec<f64> = value.map_or_else(|| expected.to_vec(), |(_, clv)| clv.clone());
+    let mut order: Vec<usize> = (0..customers.len()).collect();
+    order.sort_by(|&a, &b| rank[b].total_cmp(&rank[a]).then(a.cmp(&b)));
+    if top > 0 {
+        order.truncate(top);
+    }
+    let pick = |v: &[f64]| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(order.iter().map(|&i| v[i])))
+    };
+    let of = |f: fn(&DynamicCustomer) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(
+            order.iter().map(|&i| f(&data.customers[i])),
+        ))
+    };
+    let mut columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "customer_id",
+            Arc::new(StringArray::from_iter_values(
+                order.iter().map(|&i| customers[i].id),
+            )),
+        ),
+        ("frequency", of(|c| c.x)),
+        ("recency", of(|c| c.t_x)),
+        ("T", of(|c| c.t)),
+        ("monetary_value", pick(monetary)),
+    ];
+    if let Some((spend, clv)) = value {
+        columns.push(("clv", pick(clv)));
+        columns.push(("expected_spend", pick(spend)));
+    }
+    columns.extend([
+        ("p_alive", pick(p_alive)),
+        ("expected_purchases", pick(expected)),
+        ("p_no_purchase", pick(p_no_purchase)),
+        ("p_alive_at_window_end", pick(alive_at_end)),
+    ]);
+    if let Some((actual, predicted)) = holdout {
+        columns.push(("holdout_purchases", pick(actual)));
+        columns.push(("predicted_holdout_purchases", pick(predicted)));
+    }
+    result_table("customers", columns)
+}
