@@ -336,8 +336,8 @@ impl DynamicData {
     /// - E[X(T, T+h) | alive] = (r+x)/(α+A(T)) ∫_T^{T+h} e^{γₚ'x(τ)} (B/(B+ΔC(τ)))^s dτ,
     ///   B = β+C(T), in closed form within each segment;
     /// - P(alive at T+w | alive) = (B/(B+ΔC(T+w)))^s;
-    /// - P(no purchase in (T, T+w] | alive) = (A/(A+ΔA(w)))^(r+x) (B/(B+ΔC(w)))^s
-    ///   + s ∫₀^w e^{γₐ'z} B^s (B+ΔC)^−(s+1) (A/(A+ΔA))^(r+x) dτ, A = α+A(T): no purchase
+    /// - P(no purchase in (T, T+w] | alive) = (A/(A+ΔA(w)))^(r+x) (B/(B+ΔC(w)))^s +
+    ///   s ∫₀^w e^{γₐ'z} B^s (B+ΔC)^−(s+1) (A/(A+ΔA))^(r+x) dτ, A = α+A(T): no purchase
     ///   before the end or before dropping out, the integral by the likelihood's quadrature.
     ///
     /// Returns the predictions and each customer's expected purchases at each horizon

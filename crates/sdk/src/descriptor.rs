@@ -594,13 +594,13 @@ impl MetricDescriptor {
             }
         }
         for spec in &self.parameters {
-            if let Some(table) = &spec.columns_table {
-                if !spec.names_columns || self.table_input_spec(table).is_none() {
-                    return Err(format!(
-                        "parameter {:?} names columns of table input {table:?}, which is not declared (or the parameter does not name columns)",
-                        spec.name
-                    ));
-                }
+            if let Some(table) = &spec.columns_table
+                && (!spec.names_columns || self.table_input_spec(table).is_none())
+            {
+                return Err(format!(
+                    "parameter {:?} names columns of table input {table:?}, which is not declared (or the parameter does not name columns)",
+                    spec.name
+                ));
             }
         }
         if let Some(summary) = &self.rfm_summary {
