@@ -46,12 +46,13 @@ struct ArrowArray {
 #endif /* ARROW_C_DATA_INTERFACE */
 
 /**
- * The version of the plugin ABI this SDK implements: 3, which computes many groups in one
- * call (`compute_groups`). The host also loads libraries of version 2 ([`abi::v2`], called
+ * The version of the plugin ABI this SDK implements: 4, whose computations can take table
+ * inputs beside the main input ([`TableInputSpec`]; `compute_with_tables`). The host also
+ * loads libraries of version 3 ([`abi::v3`], without table inputs), 2 ([`abi::v2`], called
  * once per group) and 1 ([`abi::v1`], which cannot be cancelled either), and refuses any
  * other version.
  */
-#define MITTARI_ABI_VERSION 3
+#define MITTARI_ABI_VERSION 4
 
 /**
  * The call succeeded; the out-parameters hold the result.
@@ -96,6 +97,18 @@ typedef struct OwnedTables {
   size_t len;
   size_t cap;
 } OwnedTables;
+
+/**
+ * One table input of a computation (ABI version 4): its name (borrowed UTF-8 bytes) and its
+ * columns as an Arrow C Data Interface struct array, which moves into the plugin (the host
+ * leaves a released, empty struct behind), and its schema, borrowed.
+ */
+typedef struct InputTable {
+  const uint8_t *name;
+  size_t name_len;
+  struct ArrowArray array;
+  struct ArrowSchema schema;
+} InputTable;
 
 /**
  * The functions a plugin library provides. Returned by the entry point; lives as long as the
@@ -167,6 +180,39 @@ typedef struct PluginVTable {
                              const atomic_bool *cancel,
                              struct OwnedBytes *out_meta,
                              struct OwnedTables *out_tables);
+  /**
+   * `compute` with the request's table inputs (ABI version 4): `tables`/`tables_len`, an
+   * array of [`InputTable`] borrowed for the call whose arrays move into the plugin. The
+   * host calls it only for a request that sent table inputs.
+   */
+  uint32_t (*compute_with_tables)(size_t index,
+                                  const uint8_t *params,
+                                  size_t params_len,
+                                  struct ArrowArray *input_array,
+                                  const struct ArrowSchema *input_schema,
+                                  struct InputTable *tables,
+                                  size_t tables_len,
+                                  const atomic_bool *cancel,
+                                  struct OwnedBytes *out_meta,
+                                  struct OwnedTables *out_tables);
+  /**
+   * `compute_groups` with the request's table inputs (ABI version 4), passed as to
+   * `compute_with_tables`; every group's computation sees the whole tables.
+   */
+  uint32_t (*compute_groups_with_tables)(size_t index,
+                                         const uint8_t *params,
+                                         size_t params_len,
+                                         struct ArrowArray *input_array,
+                                         const struct ArrowSchema *input_schema,
+                                         struct InputTable *tables,
+                                         size_t tables_len,
+                                         const uint32_t *group_rows,
+                                         size_t group_rows_len,
+                                         const uint64_t *group_starts,
+                                         size_t groups,
+                                         const atomic_bool *cancel,
+                                         struct OwnedBytes *out_meta,
+                                         struct OwnedTables *out_tables);
 } PluginVTable;
 
 #endif  /* MITTARI_PLUGIN_H */
