@@ -426,22 +426,21 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             ),
         );
     }
-    let unavailable: Vec<&str> = ["interval", "dert"]
+    let mut unavailable: Vec<&str> = ["interval", "dert"]
         .into_iter()
         .filter(|name| match *name {
             "dert" => params.bool("dert").unwrap_or(false),
             _ => params.get(name).is_some(),
         })
         .collect();
-    if !unavailable.is_empty() {
-        output = output.warning(
-            "not_computed",
-            format!(
-                "{} not computed with dynamic covariates yet: the per-customer predictions have no intervals, and DERT would need the covariates to the end of time",
-                unavailable.join(" and ")
-            ),
-        );
-    }
+    unavailable.push("the repeat-purchase histogram with its chi-square, and the purchase curve and distribution of a new customer (whose covariates over time are unknown)");
+    output = output.warning(
+        "not_computed",
+        format!(
+            "not computed with dynamic covariates yet: {}",
+            unavailable.join("; ")
+        ),
+    );
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
     let table = customer_table(
         &customers,
