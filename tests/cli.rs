@@ -2398,3 +2398,53 @@ fn dynamic_covariates_reproduce_clvtools_fit() {
         "{stderr}"
     );
 }
+
+/// `mittari report` sends the table input to the metric that declares it: the CLV section of
+/// a dynamic-covariate fit shows the coefficients and says why the model charts are left out;
+/// a table no reported metric reads is refused.
+#[test]
+fn the_report_reads_table_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = apparel_log(dir.path());
+    let weeks = apparel_weeks(dir.path(), "2008-06-29");
+    let table = format!("covariates_over_time={weeks}");
+    let page = dir.path().join("report.html");
+    let mut args = vec![
+        "report",
+        "--input",
+        input.as_str(),
+        "--metric",
+        "clv",
+        "--output",
+        page.to_str().unwrap(),
+        "--param",
+        "model=pareto_nbd",
+        "--param",
+        "time_unit=week",
+        "--param",
+        "observation_end=2006-12-31",
+        "--param",
+        "dynamic_covariates=high_season,gender,channel",
+        "--table-input",
+        table.as_str(),
+        "--table-column",
+        "covariates_over_time.period_start=week_start",
+    ];
+    mittari(dir.path(), &args);
+    let html = std::fs::read_to_string(&page).unwrap();
+    for expected in [
+        "The covariates change over time (covariates_over_time)",
+        "χ² = 190.95 on 6 df",
+        "not identified (at the edge of the range)",
+    ] {
+        assert!(html.contains(expected), "{expected} is not in the report");
+    }
+    // The same table for a report of NPS alone, which reads none.
+    args[4] = "nps";
+    let (status, _, stderr) = run_cli(&args, dir.path(), &[]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--table-input covariates_over_time: no metric in this report reads it"),
+        "{stderr}"
+    );
+}

@@ -259,6 +259,40 @@ impl Table {
     }
 }
 
+/// Reads the file at `path` as the metric's table input `table` ([`MetricDescriptor::table_as_input`]):
+/// its declared columns typed by the descriptor, and the columns the request's text
+/// parameters (`params`, name and value) name in it. `main` gives the dialect (decimal
+/// separator, date format) the input was read in; `columns` maps the file's names to the
+/// table's. `Ok(None)` when the metric declares no such table.
+pub fn read_table_input<'a>(
+    path: &Path,
+    descriptor: &MetricDescriptor,
+    table: &str,
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    main: &ReadOptions,
+    columns: Vec<ColumnMapping>,
+) -> Result<Option<Table>, ReadError> {
+    let Some(as_input) = descriptor.table_as_input(table) else {
+        return Ok(None);
+    };
+    let mut named_columns: Vec<(String, String)> = Vec::new();
+    for (parameter, value) in params {
+        for column in descriptor.named_columns_in(Some(table), [(parameter, value)]) {
+            if !named_columns.iter().any(|(_, c)| *c == column) {
+                named_columns.push((parameter.to_owned(), column));
+            }
+        }
+    }
+    let options = ReadOptions {
+        decimal: main.decimal,
+        date_format: main.date_format.clone(),
+        columns,
+        named_columns,
+        ..ReadOptions::default()
+    };
+    read(Source::Path(path), &as_input, &[], &options).map(Some)
+}
+
 /// Reads `source` into a table of the columns `descriptor` declares (as the declared types)
 /// and the `group_by` columns, renamed by `options.columns`.
 pub fn read(

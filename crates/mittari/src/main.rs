@@ -578,6 +578,54 @@ fn report_with_tables(
     ExitCode::FAILURE
 }
 
+/// `--table-input NAME=FILE` and `--table-column TABLE.NAME=SOURCE` values: the (name, file)
+/// of each table, once each, and each mapping with its table (one some `--table-input` reads).
+fn parse_table_inputs(
+    table_inputs: &[String],
+    table_columns: &[String],
+) -> anyhow::Result<(
+    Vec<(String, String)>,
+    Vec<(String, mittari_io::ColumnMapping)>,
+)> {
+    let mut files: Vec<(String, String)> = Vec::new();
+    for text in table_inputs {
+        let Some((name, file)) = text
+            .split_once('=')
+            .map(|(n, f)| (n.trim(), f.trim()))
+            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+        else {
+            bail!(
+                "--table-input {text:?} must look like NAME=FILE, e.g. covariates_over_time=weeks.csv"
+            );
+        };
+        if files.iter().any(|(n, _)| n == name) {
+            bail!("--table-input {name} is given twice; give each table once");
+        }
+        files.push((name.to_owned(), file.to_owned()));
+    }
+    let mut mappings: Vec<(String, mittari_io::ColumnMapping)> = Vec::new();
+    for text in table_columns {
+        let parsed = text.split_once('.').and_then(|(table, mapping)| {
+            Some((
+                table.trim().to_owned(),
+                mapping.parse::<mittari_io::ColumnMapping>().ok()?,
+            ))
+        });
+        let Some((table, mapping)) = parsed else {
+            bail!(
+                "--table-column {text:?} must look like TABLE.NAME=SOURCE, e.g. covariates_over_time.period_start=week_start"
+            );
+        };
+        if !files.iter().any(|(n, _)| *n == table) {
+            bail!(
+                "--table-column {text:?} maps a column of table {table}, which no --table-input reads"
+            );
+        }
+        mappings.push((table, mapping));
+    }
+    Ok((files, mappings))
+}
+
 /// `--param KEY=VALUE` values typed by the descriptor. An unknown key goes to the engine as a
 /// string, which refuses it with the list of known parameters.
 /// (parameter, column) for every column the parameters name (clv's `covariates`): read

@@ -190,7 +190,11 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         section.numbers(top_customers(customers, descriptor.table_spec("customers")));
     }
     if let Some(coefficients) = table::result_table(&results, "coefficients") {
-        section.numbers(coefficient_numbers(coefficients, &results));
+        section.numbers(coefficient_numbers(
+            coefficients,
+            &results,
+            params.contains_key("dynamic_covariates"),
+        ));
     }
     // Without one model's parameters (covariates), the histogram stands alone; with them it
     // follows the P(alive) charts.
@@ -258,7 +262,11 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
 
 /// The covariates' coefficients, as a reader asks of them: what multiplies what, how sure,
 /// and whether the covariates improve the fit at all.
-fn coefficient_numbers(coefficients: &RecordBatch, results: &MetricResults) -> Numbers {
+fn coefficient_numbers(
+    coefficients: &RecordBatch,
+    results: &MetricResults,
+    over_time: bool,
+) -> Numbers {
     let process = table::texts(coefficients, "process");
     let covariate = table::texts(coefficients, "covariate");
     let multiplier = table::numbers(coefficients, "multiplier");
@@ -310,7 +318,12 @@ fn coefficient_numbers(coefficients: &RecordBatch, results: &MetricResults) -> N
     };
     Numbers {
         caption: format!(
-            "Why customers differ: each covariate multiplies a process by exp(coefficient) per unit (a level against the first level){test}. Each profile of customers has its own parameters, so the charts drawn from one set (P(alive) by history, tracking) are left out"
+            "Why customers differ: each covariate multiplies a process by exp(coefficient) per unit (a level against the first level){test}. {}, so the charts drawn from one set (P(alive) by history, tracking) are left out",
+            if over_time {
+                "The covariates change over time (covariates_over_time), and with them each customer's rates"
+            } else {
+                "Each profile of customers has its own parameters"
+            }
         ),
         header: vec![
             "covariate".into(),

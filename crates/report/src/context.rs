@@ -48,6 +48,8 @@ pub(crate) struct Context<'a> {
     plugins: Vec<String>,
     columns: Vec<String>,
     used_params: RefCell<HashSet<String>>,
+    /// The table inputs some metric read.
+    used_tables: RefCell<HashSet<String>>,
     rows: Cell<usize>,
 }
 
@@ -113,6 +115,7 @@ impl<'a> Context<'a> {
             plugins,
             columns,
             used_params: RefCell::default(),
+            used_tables: RefCell::default(),
             rows: Cell::new(0),
         })
     }
@@ -215,8 +218,17 @@ impl<'a> Context<'a> {
         Ok(params)
     }
 
-    /// Every parameter the user gave went to some metric.
+    /// Every parameter and table input the user gave went to some metric.
     pub(crate) fn check_params_used(&self) -> Result<(), ReportError> {
+        let tables = self.used_tables.borrow();
+        if let Some((name, _)) = self
+            .request
+            .tables
+            .iter()
+            .find(|(n, _)| !tables.contains(n))
+        {
+            return Err(ReportError::UnusedTable { name: name.clone() });
+        }
         let used = self.used_params.borrow();
         match self.request.params.iter().find(|(k, _)| !used.contains(k)) {
             Some((key, _)) => Err(ReportError::Param {
@@ -291,14 +303,53 @@ impl<'a> Context<'a> {
             }
             None => input,
         };
-        self.backend
-            .compute(ComputeRequest::new(
-                metric,
-                params.clone(),
-                input,
-                group_by.to_vec(),
-            ))
-            .map_err(Skip::Failed)
+        let mut request = ComputeRequest::new(metric, params.clone(), input, group_by.to_vec());
+        if let Some(descriptor) = self.descriptors.get(metric) {
+            request.tables = self.table_inputs(descriptor, params)?;
+        }
+        self.backend.compute(request).map_err(Skip::Failed)
+    }
+
+    /// The `--table-input` tables `descriptor` declares, read for it.
+    fn table_inputs(
+        &self,
+        descriptor: &MetricDescriptor,
+        params: &BTreeMap<String, ParamValue>,
+    ) -> Result<Vec<(String, RecordBatch)>, Skip> {
+        let texts: Vec<(&str, &str)> = params
+            .iter()
+            .filter_map(|(k, v)| match v {
+                ParamValue::String(v) => Some((k.as_str(), v.as_str())),
+                _ => None,
+            })
+            .collect();
+        let mut tables = Vec::new();
+        for (name, path) in &self.request.tables {
+            if descriptor.table_input_spec(name).is_none() {
+                continue;
+            }
+            self.used_tables.borrow_mut().insert(name.clone());
+            let mappings = self
+                .request
+                .table_columns
+                .iter()
+                .filter(|(table, _)| table == name)
+                .map(|(_, mapping)| mapping.clone())
+                .collect();
+            let table = mittari_io::read_table_input(
+                path,
+                descriptor,
+                name,
+                texts.iter().copied(),
+                &self.request.options,
+                mappings,
+            )
+            .map_err(|e| Skip::Error(ReportError::Read(e)))?;
+            if let Some(table) = table {
+                tables.push((name.clone(), table.batch));
+            }
+        }
+        Ok(tables)
     }
 
     /// `descriptor`'s metric computed per value of the column `segment` of `segments`.

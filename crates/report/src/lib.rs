@@ -53,6 +53,10 @@ pub struct Request {
     pub group_by: Vec<String>,
     /// Metrics to report; by default every metric the input's columns allow.
     pub metrics: Vec<String>,
+    /// Table inputs (name, file) sent beside the input to every metric that declares them
+    /// (clv's `covariates_over_time`), and their column mappings (table, mapping).
+    pub tables: Vec<(String, PathBuf)>,
+    pub table_columns: Vec<(String, mittari_io::ColumnMapping)>,
 }
 
 /// A report: sections in a fixed order, and the metrics left out with why.
@@ -88,6 +92,8 @@ pub enum ReportError {
     Backend(Refusal),
     #[error("--param {key}: {message}")]
     Param { key: String, message: String },
+    #[error("--table-input {name}: no metric in this report reads it")]
+    UnusedTable { name: String },
     #[error("--metric {metric}: {message}")]
     UnknownMetric { metric: String, message: String },
     #[error(

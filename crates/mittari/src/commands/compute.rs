@@ -260,47 +260,13 @@ fn read_table_inputs(
             format!("metric {} reads: {}", descriptor.name, names.join(", "))
         }
     };
-    let mut mappings: Vec<(String, mittari_io::ColumnMapping)> = Vec::new();
-    for text in table_columns {
-        let parsed = text.split_once('.').and_then(|(table, mapping)| {
-            Some((
-                table.trim().to_owned(),
-                mapping.parse::<mittari_io::ColumnMapping>().ok()?,
-            ))
-        });
-        let Some((table, mapping)) = parsed else {
-            bail!(
-                "--table-column {text:?} must look like TABLE.NAME=SOURCE, e.g. covariates_over_time.period_start=week_start"
-            );
-        };
-        if !table_inputs
-            .iter()
-            .any(|t| t.split_once('=').is_some_and(|(n, _)| n.trim() == table))
-        {
-            bail!(
-                "--table-column {text:?} maps a column of table {table}, which no --table-input reads"
-            );
-        }
-        mappings.push((table, mapping));
-    }
+    let (files, mappings) = parse_table_inputs(table_inputs, table_columns)?;
     let mut tables: Vec<(String, String, mittari_io::Table)> = Vec::new();
-    for text in table_inputs {
-        let Some((name, file)) = text
-            .split_once('=')
-            .map(|(n, f)| (n.trim(), f.trim()))
-            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
-        else {
-            bail!(
-                "--table-input {text:?} must look like NAME=FILE, e.g. covariates_over_time=weeks.csv"
-            );
-        };
-        let Some(as_input) = descriptor.table_as_input(name) else {
+    for (name, file) in &files {
+        let name = name.as_str();
+        if descriptor.table_input_spec(name).is_none() {
             bail!("--table-input {name}: unknown table input; {}", declared());
-        };
-        if tables.iter().any(|(n, _, _)| n == name) {
-            bail!("--table-input {name} is given twice; give each table once");
         }
-        let mut named: Vec<(&str, &str)> = Vec::new();
         let texts: Vec<(String, String)> = params
             .iter()
             .filter_map(|(k, v)| match &v.kind {
@@ -308,30 +274,21 @@ fn read_table_inputs(
                 _ => None,
             })
             .collect();
-        named.extend(texts.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let named_columns = named
-            .iter()
-            .flat_map(|&(parameter, value)| {
-                descriptor
-                    .named_columns_in(Some(name), [(parameter, value)])
-                    .into_iter()
-                    .map(move |column| (parameter.to_owned(), column))
-            })
-            .collect();
-        let options = mittari_io::ReadOptions {
-            decimal: main.decimal,
-            date_format: main.date_format.clone(),
-            columns: mappings
+        let path = Path::new(file.as_str());
+        let read = mittari_io::read_table_input(
+            path,
+            descriptor,
+            name,
+            texts.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            main,
+            mappings
                 .iter()
                 .filter(|(table, _)| table == name)
                 .map(|(_, mapping)| mapping.clone())
                 .collect(),
-            named_columns,
-            ..mittari_io::ReadOptions::default()
-        };
-        let path = Path::new(file);
-        let read = mittari_io::read(mittari_io::Source::Path(path), &as_input, &[], &options)
-            .with_context(|| format!("--table-input {name}"))?;
+        )
+        .with_context(|| format!("--table-input {name}"))?
+        .ok_or_else(|| anyhow::anyhow!("--table-input {name}: unknown table input"))?;
         tables.push((name.to_owned(), path.display().to_string(), read));
     }
     Ok(tables)

@@ -26,6 +26,15 @@ pub(crate) struct ReportArgs {
     /// Compute on a server (--server URL) instead of in this process.
     #[command(flatten)]
     remote: ServerArgs,
+    /// A table a metric reads beside the input (clv's covariates_over_time with
+    /// --param dynamic_covariates=…), e.g. --table-input covariates_over_time=weeks.csv;
+    /// repeatable.
+    #[arg(long = "table-input", value_name = "NAME=FILE")]
+    table_inputs: Vec<String>,
+    /// Read a --table-input file's column SOURCE as that table's column NAME, e.g.
+    /// --table-column covariates_over_time.period_start=week_start; repeatable.
+    #[arg(long = "table-column", value_name = "TABLE.NAME=SOURCE")]
+    table_columns: Vec<String>,
 }
 
 pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -37,7 +46,10 @@ pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<Exi
         output,
         charts,
         remote,
+        table_inputs,
+        table_columns,
     } = args;
+    let (tables, table_columns) = parse_table_inputs(&table_inputs, &table_columns)?;
     let path = input.input.as_path();
     let text = path.to_string_lossy();
     if text == "-" || mittari_io::is_postgres_url(&text) || mittari_io::is_pattern(&text) {
@@ -68,6 +80,11 @@ pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<Exi
         params,
         group_by,
         metrics,
+        tables: tables
+            .into_iter()
+            .map(|(name, file)| (name, PathBuf::from(file)))
+            .collect(),
+        table_columns,
     };
     let report = if remote.server.is_some() {
         let runtime = runtime()?;
