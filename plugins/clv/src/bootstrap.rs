@@ -10,7 +10,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use mittari_models::gamma_gamma::{self, GammaGamma};
+use mittari_models::gamma_gamma::GammaGamma;
 use mittari_models::{Discounting, Histories, PurchaseModel};
 use mittari_sdk::prelude::*;
 use rand::rngs::SmallRng;
@@ -18,7 +18,7 @@ use rand::{Rng as _, SeedableRng};
 use rayon::prelude::*;
 
 use crate::intervals::{Bounds, Level};
-use crate::predictive::{FIELDS, Field, Predictor, dert_if_alive, fit_purchase_model};
+use crate::predictive::{FIELDS, Field, Predictor, dert_tables};
 
 /// Bytes the kept draws of the customers' predictions may take (f32 values): beyond, the
 /// request is refused with what to change.
@@ -26,9 +26,23 @@ const MAX_KEPT_BYTES: usize = 1 << 30;
 /// The draws' seed: the same input gives the same intervals on every run.
 const SEED: u64 = 0x6d69_7474_6172_6921;
 
+/// Refits the purchase model to resampled histories (their weights the draw's counts): one
+/// model per covariate profile, in the order `model_of` refers to (one without covariates).
+pub(crate) type Refit<'a> =
+    dyn Fn(&Histories, &AtomicBool) -> Result<Vec<Box<dyn PurchaseModel>>, MetricError> + Sync + 'a;
+/// Refits the spend model to the customers drawn (`counts` of each): one per spend profile.
+pub(crate) type SpendRefit<'a> =
+    dyn Fn(&[u32], &AtomicBool) -> Result<Vec<GammaGamma>, MetricError> + Sync + 'a;
+
 /// What a bootstrap needs from the request.
 pub(crate) struct Inputs<'a> {
-    pub(crate) model: &'a str,
+    pub(crate) refit: &'a Refit<'a>,
+    pub(crate) spend_refit: &'a SpendRefit<'a>,
+    /// Each customer's spend profile, with spend covariates.
+    pub(crate) spend_of: Option<&'a [u32]>,
+    /// Each profile's range of histories, and which model predicts each history.
+    pub(crate) parts: &'a [(std::ops::Range<usize>, u32)],
+    pub(crate) model_of: &'a [u32],
     pub(crate) histories: &'a Histories,
     pub(crate) history_of: &'a [u32],
     /// Per customer: weight, frequency and mean value (for the spend refit).
@@ -201,41 +215,43 @@ fn draw(
         t: histories.t.clone(),
         weight,
     };
-    let model = match fit_purchase_model(inputs.model, &resampled, cancel) {
-        Ok(model) => model,
+    let models = match (inputs.refit)(&resampled, cancel) {
+        Ok(models) => models,
         Err(MetricError::Cancelled) => return Err(MetricError::Cancelled),
         Err(_) => return Ok(None),
     };
-    let gg: Option<GammaGamma> = if inputs.valued {
-        let rows = (0..counts.len())
-            .filter_map(|k| Some((inputs.x[k], inputs.monetary_value[k]?, f64::from(counts[k]))));
-        match gamma_gamma::fit_spend(rows, cancel) {
-            Ok((gg, fit, _)) if fit.converged && gg.expected_mean_value(0.0, 0.0).is_some() => {
-                Some(gg)
-            }
-            _ => return Ok(None),
+    let gg: Option<Vec<GammaGamma>> = if inputs.valued {
+        match (inputs.spend_refit)(counts, cancel) {
+            Ok(models) => Some(models),
+            Err(MetricError::Cancelled) => return Err(MetricError::Cancelled),
+            Err(_) => return Ok(None),
         }
     } else {
         None
     };
-    let model: &dyn PurchaseModel = model.as_ref();
     let dert = match inputs.discounting {
-        Some(d) => Some(dert_if_alive(model, d, histories, input)?),
+        Some(d) => Some(dert_tables(&models, inputs.parts, histories, d, input)?),
         None => None,
     };
     let per_history: Vec<[f64; FIELDS]> = (0..histories.len())
         .map(|h| {
             inputs
                 .predictor
-                .predict(model, dert.as_deref(), h)
+                .predict(
+                    models[inputs.model_of[h] as usize].as_ref(),
+                    dert.as_deref(),
+                    h,
+                )
                 .map(|p| p.fields())
         })
         .collect::<Result<_, MetricError>>()?;
     let spend = |k: usize| -> f64 {
-        gg.and_then(|gg| {
-            gg.expected_mean_value(inputs.x[k], inputs.monetary_value[k].unwrap_or(0.0))
-        })
-        .unwrap_or(0.0)
+        gg.as_ref()
+            .and_then(|gg| {
+                let model = gg[inputs.spend_of.map_or(0, |of| of[k] as usize)];
+                model.expected_mean_value(inputs.x[k], inputs.monetary_value[k].unwrap_or(0.0))
+            })
+            .unwrap_or(0.0)
     };
     let mut totals = [0.0; 9];
     let mut spend_weight = 0.0;
@@ -343,8 +359,23 @@ mod tests {
                 let monetary_value = vec![None; rows.len()];
                 let predictor = Predictor::plain(52.0, 13.0, &histories);
                 let kept: Vec<u32> = (0..references.len() as u32).collect();
+                let refit = |h: &Histories, cancel: &AtomicBool| {
+                    let (model, fit) = mittari_models::bgnbd::fit_histories(h, Variant::Bg, cancel)
+                        .map_err(|e| MetricError::invalid_input(e.to_string()))?;
+                    if !fit.converged || fit.reached_boundary() {
+                        return Err(MetricError::invalid_input(fit.status));
+                    }
+                    Ok(vec![Box::new(model) as Box<dyn PurchaseModel>])
+                };
+                let no_spend = |_: &[u32], _: &AtomicBool| Ok(Vec::new());
+                let parts = [(0..histories.len(), 0)];
+                let model_of = vec![0; histories.len()];
                 let inputs = Inputs {
-                    model: "bgnbd",
+                    refit: &refit,
+                    spend_refit: &no_spend,
+                    spend_of: None,
+                    parts: &parts,
+                    model_of: &model_of,
                     histories: &histories,
                     history_of: &history_of,
                     weight: &weight,

@@ -378,10 +378,6 @@ impl Segments {
             model_of,
         }
     }
-
-    fn part(&self, range: &std::ops::Range<usize>) -> Histories {
-        part_of(&self.histories, range)
-    }
 }
 
 /// A copy of the histories in `range`.
@@ -400,18 +396,17 @@ fn fit_purchase_covariates(
     start: &Fit<4>,
     request: &covariates::Request,
     design: &covariates::Design,
-    segments: &Segments,
+    (histories, parts): (&Histories, &[(std::ops::Range<usize>, u32)]),
     cancel: &AtomicBool,
 ) -> Result<CovariateFit<4>, MetricError> {
-    let profiles: Vec<Profile<Histories>> = segments
-        .parts
+    let profiles: Vec<Profile<Histories>> = parts
         .iter()
         .map(|(range, profile)| {
             let values = &design.profiles[*profile as usize];
             Profile {
                 purchase: values.purchase.clone(),
                 attrition: values.attrition.clone(),
-                data: segments.part(range),
+                data: part_of(histories, range),
             }
         })
         .collect();
@@ -459,7 +454,7 @@ fn fit_spend_covariates(
     start: &Fit<3>,
     request: &covariates::Request,
     design: &covariates::Design,
-    history: &History<'_>,
+    (x, monetary_value, weight): (&[f64], &[Option<f64>], &[f64]),
     cancel: &AtomicBool,
 ) -> Result<CovariateFit<3>, MetricError> {
     let mut profiles: Vec<Profile<gamma_gamma::Spend>> = design
@@ -472,15 +467,15 @@ fn fit_spend_covariates(
         })
         .collect();
     for (i, &profile) in design.profile_of.iter().enumerate() {
-        if let Some(z) = history.monetary_value[i]
-            && history.x[i] >= 1.0
+        if let Some(z) = monetary_value[i]
+            && x[i] >= 1.0
             && z > 0.0
-            && history.weight[i] > 0.0
+            && weight[i] > 0.0
         {
             let spend = &mut profiles[profile as usize].data;
-            spend.x.push(history.x[i]);
+            spend.x.push(x[i]);
             spend.mean_value.push(z);
-            spend.weight.push(history.weight[i]);
+            spend.weight.push(weight[i]);
         }
     }
     profiles.retain(|p| !p.data.x.is_empty());
@@ -501,21 +496,6 @@ fn fit_spend_covariates(
         )));
     }
     Ok(fitted)
-}
-
-/// The purchase model fitted to `histories` where the fit converges inside the parameter
-/// space: a bootstrap draw's, which is left out otherwise.
-pub(crate) fn fit_purchase_model(
-    name: &str,
-    histories: &Histories,
-    cancel: &AtomicBool,
-) -> Result<Box<dyn PurchaseModel>, MetricError> {
-    let fitted = fit_purchases(name, histories, cancel)?;
-    if fitted.fit.converged && !fitted.fit.reached_boundary() {
-        Ok(fitted.model)
-    } else {
-        Err(MetricError::invalid_input(fitted.fit.status))
-    }
 }
 
 pub(crate) fn fit_error(model: &str, error: FitError) -> MetricError {
@@ -850,7 +830,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 &fit,
                 request,
                 design,
-                &segments,
+                (&segments.histories, &segments.parts),
                 input.cancellation(),
             )?)
         }
@@ -902,7 +882,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                         &gg_fit,
                         request,
                         design,
-                        &history,
+                        (&history.x, &history.monetary_value, &history.weight),
                         input.cancellation(),
                     )?;
                     let base = covariates::base_fit(&covariate_fit);
@@ -1090,11 +1070,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             ));
         }
     }
-    let mut bootstrapped = level.is_some() && params.str("uncertainty")? == "bootstrap";
-    if bootstrapped && design.is_some() {
-        unavailable.push("bootstrap intervals of fits with covariates are not computed yet: the intervals shown are the delta method's".to_owned());
-        bootstrapped = false;
-    }
+    let bootstrapped = level.is_some() && params.str("uncertainty")? == "bootstrap";
     let mut bootstrap_totals: Vec<(&str, (f64, f64))> = Vec::new();
     let mut bootstrap_failures = None;
     // Resampling a fit the data do not determine refits to the same edge of the parameter
@@ -1136,8 +1112,104 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             },
             top,
         );
+        let name = params.str("model")?;
+        // A draw refits what the request fitted: the purchase model with its covariates (from
+        // the fit without them, as the request's fit started), and the spend model with its.
+        let purchase_refit = |resampled: &Histories,
+                              cancel: &AtomicBool|
+         -> Result<Vec<Box<dyn PurchaseModel>>, MetricError> {
+            match (
+                &purchase_covariates,
+                &design,
+                &covariate_request,
+                &fit_without_covariates,
+            ) {
+                (Some(_), Some(design), Some(request), Some(start)) => {
+                    let refit = fit_purchase_covariates(
+                        name,
+                        start,
+                        request,
+                        design,
+                        (resampled, &parts),
+                        cancel,
+                    )?;
+                    if !refit.fit.converged || refit.reached_boundary() {
+                        return Err(MetricError::invalid_input(refit.fit.status));
+                    }
+                    Ok(design
+                        .profiles
+                        .iter()
+                        .map(|p| rebuild(refit.params_for(&p.purchase, &p.attrition)))
+                        .collect())
+                }
+                _ => {
+                    let refit = fit_purchases(name, resampled, cancel)?;
+                    if !refit.fit.converged || refit.fit.reached_boundary() {
+                        return Err(MetricError::invalid_input(refit.fit.status));
+                    }
+                    Ok((0..models.len())
+                        .map(|_| rebuild(refit.fit.params))
+                        .collect())
+                }
+            }
+        };
+        let spend_refit = |counts: &[u32],
+                           cancel: &AtomicBool|
+         -> Result<Vec<GammaGamma>, MetricError> {
+            let weight: Vec<f64> = counts.iter().map(|&c| f64::from(c)).collect();
+            let models: Vec<GammaGamma> = match (&spend_covariates, &design, &covariate_request) {
+                (Some((_, start)), Some(design), Some(request)) => {
+                    let refit = fit_spend_covariates(
+                        start,
+                        request,
+                        design,
+                        (&history.x, &history.monetary_value, &weight),
+                        cancel,
+                    )?;
+                    if !refit.fit.converged || refit.reached_boundary() {
+                        return Err(MetricError::invalid_input(refit.fit.status));
+                    }
+                    design
+                        .profiles
+                        .iter()
+                        .map(|p| {
+                            let [p, q, gamma] = refit.params_for(&p.spend, &[]);
+                            GammaGamma { p, q, gamma }
+                        })
+                        .collect()
+                }
+                _ => {
+                    let rows = (0..counts.len()).filter_map(|k| {
+                        Some((history.x[k], history.monetary_value[k]?, weight[k]))
+                    });
+                    match gamma_gamma::fit_spend(rows, cancel) {
+                        Ok((gg, fit, _)) if fit.converged => vec![gg],
+                        Err(gamma_gamma::SpendError::Fit(FitError::Cancelled)) => {
+                            return Err(MetricError::Cancelled);
+                        }
+                        _ => return Err(MetricError::invalid_input("the spend refit failed")),
+                    }
+                }
+            };
+            if models
+                .iter()
+                .all(|m| m.expected_mean_value(0.0, 0.0).is_some())
+            {
+                Ok(models)
+            } else {
+                Err(MetricError::invalid_input("the spend refit has q <= 1"))
+            }
+        };
+        let spend_of = match (&spend_covariates, &design) {
+            (Some(_), Some(design)) => Some(design.profile_of.as_slice()),
+            _ => None,
+        };
         let inputs = bootstrap::Inputs {
-            model: params.str("model")?,
+            refit: &purchase_refit,
+            spend_refit: &spend_refit,
+            spend_of,
+            parts: &parts,
+            model_of: &model_of,
             histories: &histories,
             history_of: &history_of,
             weight: &history.weight,
@@ -2243,6 +2315,123 @@ fn purchase_distribution(
 mod tests {
     use super::*;
     use mittari_models::testing::Rng;
+
+    /// Coverage of bootstrap intervals of a fit with covariates: 100 bases of 2 × 400 BG/NBD
+    /// customers in two segments (purchase coefficient 0.6, attrition −0.4, CLVTools'
+    /// parameterisation), each with `covariates=segment`, 90 % intervals by 100 draws that
+    /// refit the covariate model. The intervals of P(alive) and of expected purchases in 52
+    /// weeks of a reference customer of each segment cover the value at the true parameters;
+    /// held, as the bootstrap without covariates is, to 83–94 % (its percentile intervals of a
+    /// few hundred customers' refits run narrow).
+    #[test]
+    fn bootstrap_intervals_with_covariates_cover_the_truth() {
+        use mittari_sdk::arrow_array::{Float64Array, RecordBatch, StringArray};
+        let (gp, ga) = (0.6f64, -0.4f64);
+        let truth_of = |v: f64| BgNbd {
+            r: 0.6,
+            alpha: 5.0 * (-gp * v).exp(),
+            a: 0.9 * (ga * v).exp(),
+            b: 3.0 * (ga * v).exp(),
+            variant: Variant::Bg,
+        };
+        let (x, t_x, t) = (3.0, 30.0, 39.0);
+        let descriptor = crate::Clv.descriptor();
+        let mut params = Params::new();
+        for spec in &descriptor.parameters {
+            if let Some(default) = &spec.default {
+                params.insert(spec.name.clone(), default.clone());
+            }
+        }
+        for (name, value) in [
+            ("model", "bgnbd"),
+            ("covariates", "segment"),
+            ("uncertainty", "bootstrap"),
+        ] {
+            params.insert(name, ParamValue::String(value.into()));
+        }
+        params.insert("interval", ParamValue::Double(0.9));
+        params.insert("bootstrap_draws", ParamValue::Int64(100));
+        params.insert("horizon", ParamValue::Double(52.0));
+        params.insert("spend_model", ParamValue::String("none".into()));
+        let hits: Vec<Vec<bool>> = (0..100u64)
+            .map(|seed| {
+                let mut rng = Rng::new(70_000 + seed);
+                let (mut ids, mut fr, mut rec, mut tt, mut segment) =
+                    (vec![], vec![], vec![], vec![], vec![]);
+                for (v, name) in [(0.0, "a"), (1.0, "b")] {
+                    let truth = truth_of(v);
+                    ids.push(format!("ref-{name}"));
+                    fr.push(x);
+                    rec.push(t_x);
+                    tt.push(t);
+                    segment.push(name);
+                    for i in 0..400 {
+                        let (n, last) = truth.simulate(&mut rng, t);
+                        ids.push(format!("{name}{i}"));
+                        fr.push(n);
+                        rec.push(last);
+                        tt.push(t);
+                        segment.push(name);
+                    }
+                }
+                let batch = RecordBatch::try_from_iter([
+                    ("customer_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+                    ("frequency", Arc::new(Float64Array::from(fr))),
+                    ("recency", Arc::new(Float64Array::from(rec))),
+                    ("T", Arc::new(Float64Array::from(tt))),
+                    ("segment", Arc::new(StringArray::from(segment))),
+                ])
+                .unwrap();
+                let output = compute(&Input::new(&batch), &params).unwrap();
+                assert!(
+                    output
+                        .warnings
+                        .iter()
+                        .all(|w| w.code != "interval_unavailable"),
+                    "{:?}",
+                    output.warnings
+                );
+                let (_, customers) = output
+                    .tables
+                    .iter()
+                    .find(|(name, _)| name == "customers")
+                    .unwrap();
+                let ids = customers["customer_id"]
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap();
+                let column = |name: &str| {
+                    customers[name]
+                        .as_any()
+                        .downcast_ref::<Float64Array>()
+                        .unwrap()
+                        .clone()
+                };
+                let mut hits = Vec::new();
+                for (v, name) in [(0.0, "ref-a"), (1.0, "ref-b")] {
+                    let row = (0..ids.len()).find(|&i| ids.value(i) == name).unwrap();
+                    let truth = truth_of(v);
+                    for (quantity, value) in [
+                        ("p_alive", truth.p_alive(x, t_x, t)),
+                        (
+                            "expected_purchases",
+                            truth.expected_purchases(52.0, x, t_x, t).unwrap(),
+                        ),
+                    ] {
+                        let lower = column(&format!("{quantity}_lower")).value(row);
+                        let upper = column(&format!("{quantity}_upper")).value(row);
+                        hits.push((lower..=upper).contains(&value));
+                    }
+                }
+                hits
+            })
+            .collect();
+        let (overall, each) = mittari_models::testing::coverage(&hits);
+        eprintln!(
+            "bootstrap with covariates: 90 % intervals covered {overall:.3} overall, each {each:.3?}"
+        );
+        assert!((0.83..=0.94).contains(&overall), "{overall} {each:?}");
+    }
 
     /// The value interval's quantiles, derived through the beta distribution, against
     /// simulated customers: draw alive or not, a purchase count from the pmf, the customer's
