@@ -1947,6 +1947,56 @@ fn covariates_explain_why_customers_differ() {
         with.1 - with.0 > 0.0 && without.1 - without.0 > 0.0,
         "{with:?} {without:?}"
     );
+    // With spend covariates, expected spend's interval carries the spend coefficients'
+    // uncertainty (delta method), and the bootstrap refits them per draw: both give every
+    // customer an interval around their own profile's prediction, of similar width.
+    let spend_interval_of = |uncertainty: &str| {
+        clv_json(
+            &input,
+            &[
+                "--param",
+                "model=pareto_nbd",
+                "--param",
+                "spend_model=gamma_gamma",
+                "--param",
+                "spend_covariates=channel",
+                "--param",
+                "interval=0.9",
+                "--param",
+                &format!("uncertainty={uncertainty}"),
+                "--param",
+                "bootstrap_draws=60",
+            ],
+        )
+    };
+    let mut widths = Vec::new();
+    for uncertainty in ["delta", "bootstrap"] {
+        let out = spend_interval_of(uncertainty);
+        assert!(
+            warnings_of(&out)
+                .iter()
+                .all(|(code, _)| code != "interval_unavailable"),
+            "{uncertainty}: {out}"
+        );
+        let rows = out["tables"]["customers"].as_array().unwrap();
+        let mut width = 0.0;
+        for row in rows {
+            let value = row["expected_spend"].as_f64().unwrap();
+            let (lower, upper) = (
+                row["expected_spend_lower"].as_f64().unwrap(),
+                row["expected_spend_upper"].as_f64().unwrap(),
+            );
+            assert!(lower < value && value < upper, "{uncertainty}: {row}");
+            width += (upper - lower) / value;
+        }
+        widths.push(width / rows.len() as f64);
+        assert!(out["confidence_intervals"]["clv_total"]["lower"].is_f64(), "{out}");
+    }
+    eprintln!("relative widths of expected spend's intervals, delta and bootstrap: {widths:?}");
+    assert!(
+        widths[1] / widths[0] > 0.6 && widths[1] / widths[0] < 1.6,
+        "relative widths of expected spend's intervals, delta and bootstrap: {widths:?}"
+    );
 
     // A covariate that changes within a customer, a column that is not there, and a
     // covariate that is the same for everyone are refused, each naming what to fix.

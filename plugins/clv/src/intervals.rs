@@ -10,7 +10,7 @@
 
 use mittari_models::Histories;
 use mittari_models::gamma_gamma::GammaGamma;
-use mittari_models::uncertainty::{FreeCovariance, LogCovariance, Scale, interval};
+use mittari_models::uncertainty::{FreeCovariance, Scale, interval};
 use mittari_sdk::prelude::*;
 use rayon::prelude::*;
 
@@ -39,7 +39,12 @@ pub(crate) struct PurchaseSide<'a> {
 
 /// The spend fit, and each customer's expected spend, frequency and mean value.
 pub(crate) struct SpendSide<'a> {
-    pub(crate) covariance: LogCovariance<3>,
+    /// The spend fit's free parameters (ln p, ln q, ln γ, and any coefficients).
+    pub(crate) covariance: FreeCovariance,
+    /// Each spend profile's model at free parameters (one without spend covariates).
+    pub(crate) models_at: &'a (dyn Fn(&[f64]) -> Vec<GammaGamma> + Sync),
+    /// Each customer's spend profile, with spend covariates.
+    pub(crate) spend_of: Option<&'a [u32]>,
     pub(crate) values: &'a [f64],
     pub(crate) x: &'a [f64],
     pub(crate) monetary_value: &'a [Option<f64>],
@@ -165,35 +170,57 @@ pub(crate) fn spread(
     let (mut spend_variance, mut clv_total, mut residual_total, mut spend_mean) =
         (None, None, None, None);
     if let Some(spend) = spend {
-        let at = |[p, q, gamma]: [f64; 3]| GammaGamma { p, q, gamma };
-        let moved: [GammaGamma; 3] = spend.covariance.shifted().map(at);
-        let per_customer: Vec<(f64, [f64; 3])> = (0..spend.values.len())
-            .into_par_iter()
-            .map(|k| {
-                let (x, m) = (spend.x[k], spend.monetary_value[k].unwrap_or(0.0));
-                let shifted: [f64; 3] =
-                    moved.map(|gg| gg.expected_mean_value(x, m).unwrap_or(f64::NAN));
-                let gradient = LogCovariance::<3>::gradient(spend.values[k], &shifted);
-                (spend.covariance.variance(&gradient), gradient)
+        let moved: Vec<Vec<GammaGamma>> = spend
+            .covariance
+            .shifted()
+            .iter()
+            .map(|free| (spend.models_at)(free))
+            .collect();
+        let n = spend.covariance.len();
+        // Per chunk of customers, in order: each customer's variance, and the chunk's sums of
+        // gradients for the mean spend, the value to the horizon and the residual value.
+        let chunks: Vec<(Vec<f64>, [Vec<f64>; 3])> = (0..spend.values.len())
+            .collect::<Vec<usize>>()
+            .par_chunks(4096)
+            .map(|customers| {
+                let mut variances = Vec::with_capacity(customers.len());
+                let mut sums = [vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+                for &k in customers {
+                    let (x, m) = (spend.x[k], spend.monetary_value[k].unwrap_or(0.0));
+                    let profile = spend.spend_of.map_or(0, |of| of[k] as usize);
+                    let shifted: Vec<f64> = moved
+                        .iter()
+                        .map(|models| {
+                            models[profile]
+                                .expected_mean_value(x, m)
+                                .unwrap_or(f64::NAN)
+                        })
+                        .collect();
+                    let gradient = FreeCovariance::gradient(spend.values[k], &shifted);
+                    variances.push(spend.covariance.variance(&gradient));
+                    let fields = purchase.per_history[history_of[k] as usize].fields();
+                    add_scaled(&mut sums[0], &gradient, weight[k]);
+                    add_scaled(
+                        &mut sums[1],
+                        &gradient,
+                        weight[k] * spend.margin * fields[Field::Discounted as usize],
+                    );
+                    add_scaled(
+                        &mut sums[2],
+                        &gradient,
+                        weight[k] * spend.margin * fields[Field::Dert as usize],
+                    );
+                }
+                (variances, sums)
             })
             .collect();
-        let mut mean = [0.0; 3];
-        let mut clv = [0.0; 3];
-        let mut residual = [0.0; 3];
-        for (k, (_, gradient)) in per_customer.iter().enumerate() {
-            let h = history_of[k] as usize;
-            let fields = purchase.per_history[h].fields();
-            add_scaled(&mut mean, gradient, weight[k]);
-            add_scaled(
-                &mut clv,
-                gradient,
-                weight[k] * spend.margin * fields[Field::Discounted as usize],
-            );
-            add_scaled(
-                &mut residual,
-                gradient,
-                weight[k] * spend.margin * fields[Field::Dert as usize],
-            );
+        let mut variances = Vec::with_capacity(spend.values.len());
+        let [mut mean, mut clv, mut residual] = [vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+        for (chunk, [m, c, r]) in chunks {
+            variances.extend(chunk);
+            add_scaled(&mut mean, &m, 1.0);
+            add_scaled(&mut clv, &c, 1.0);
+            add_scaled(&mut residual, &r, 1.0);
         }
         let customers: f64 = weight.iter().sum();
         spend_mean = Some(spend.covariance.variance(&mean) / (customers * customers));
@@ -201,7 +228,7 @@ pub(crate) fn spread(
             Some(purchase.covariance.variance(&valued[0]) + spend.covariance.variance(&clv));
         residual_total =
             Some(purchase.covariance.variance(&valued[1]) + spend.covariance.variance(&residual));
-        spend_variance = Some(per_customer.into_iter().map(|(v, _)| v).collect());
+        spend_variance = Some(variances);
     }
     Ok(Spread {
         history: history_variance,

@@ -1058,13 +1058,18 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             level,
         ));
         if let Some(gg) = gg {
+            // Each customer's spend model: their profile's with spend covariates.
+            let gg_of = |i: usize| match (&spend_models, &design) {
+                (Some(models), Some(design)) => models[design.profile_of[i] as usize],
+                _ => gg,
+            };
             predictions.value_range = Some(value_range(
                 &alive,
                 &slots,
                 &per_history,
                 &history_of,
                 &history,
-                gg,
+                &gg_of,
                 margin,
                 level,
             ));
@@ -1241,22 +1246,47 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 None
             }
             Some(covariance) => {
-                if spend_covariates.is_some() {
-                    unavailable.push("intervals of expected spend with spend covariates are not computed yet, so expected spend and the values have none".to_owned());
+                // The spend fit's covariance in its free parameters, and each spend profile's
+                // model at shifted ones: with spend covariates, the coefficients' too.
+                let spend_covariance = match (&spend, &spend_covariates) {
+                    (None, _) => None,
+                    (Some(_), Some((covariate_fit, _))) => covariate_fit
+                        .fit
+                        .covariance
+                        .clone()
+                        .and_then(|c| FreeCovariance::new(covariate_fit.fit.params.clone(), c)),
+                    (Some((_, gg_fit, ..)), None) => {
+                        LogCovariance::of(gg_fit).map(|log| FreeCovariance::of_log(&log))
+                    }
+                };
+                if spend.is_some() && spend_covariance.is_none() {
+                    unavailable.push("the Gamma-Gamma fit has no covariance, so expected spend and the values have no interval".to_owned());
                 }
-                let spend_covariance = spend.as_ref().and_then(|(_, gg_fit, ..)| {
-                    if spend_covariates.is_some() {
-                        return None;
+                let spend_models_at = |free: &[f64]| -> Vec<GammaGamma> {
+                    match (&spend_covariates, &design) {
+                        (Some((covariate_fit, _)), Some(design)) => design
+                            .profiles
+                            .iter()
+                            .map(|p| {
+                                let [p, q, gamma] = covariate_fit.params_at(free, &p.spend, &[]);
+                                GammaGamma { p, q, gamma }
+                            })
+                            .collect(),
+                        _ => vec![GammaGamma {
+                            p: free[0].exp(),
+                            q: free[1].exp(),
+                            gamma: free[2].exp(),
+                        }],
                     }
-                    let covariance = LogCovariance::of(gg_fit);
-                    if covariance.is_none() {
-                        unavailable.push("the Gamma-Gamma fit has no covariance, so expected spend and the values have no interval".to_owned());
-                    }
-                    covariance
-                });
-                let spend_side = match (&spend_covariance, &predictions.spend) {
+                };
+                let spend_side = match (spend_covariance, &predictions.spend) {
                     (Some(covariance), Some(spend)) => Some(SpendSide {
-                        covariance: covariance.clone(),
+                        covariance,
+                        models_at: &spend_models_at,
+                        spend_of: match (&spend_covariates, &design) {
+                            (Some(_), Some(design)) => Some(design.profile_of.as_slice()),
+                            _ => None,
+                        },
                         values: &spend.value,
                         x: &history.x,
                         monetary_value: &history.monetary_value,
@@ -1843,7 +1873,7 @@ fn value_range(
     per_history: &[HistoryPrediction],
     history_of: &[u32],
     history: &History<'_>,
-    gg: GammaGamma,
+    gg_of: &(dyn Fn(usize) -> GammaGamma + Sync),
     margin: f64,
     level: Level,
 ) -> Bounds {
@@ -1857,7 +1887,8 @@ fn value_range(
             };
             let p_alive = per_history[h].p_alive;
             let (x, z) = (history.x[i], history.monetary_value[i].unwrap_or(0.0));
-            let [lower, upper] = value_quantiles(pmf, p_alive, gg, (x, z), margin, [low, high]);
+            let [lower, upper] =
+                value_quantiles(pmf, p_alive, gg_of(i), (x, z), margin, [low, high]);
             (
                 Some(lower).filter(|v| v.is_finite()),
                 Some(upper).filter(|v| v.is_finite()),
