@@ -1990,7 +1990,10 @@ fn covariates_explain_why_customers_differ() {
             width += (upper - lower) / value;
         }
         widths.push(width / rows.len() as f64);
-        assert!(out["confidence_intervals"]["clv_total"]["lower"].is_f64(), "{out}");
+        assert!(
+            out["confidence_intervals"]["clv_total"]["lower"].is_f64(),
+            "{out}"
+        );
     }
     eprintln!("relative widths of expected spend's intervals, delta and bootstrap: {widths:?}");
     assert!(

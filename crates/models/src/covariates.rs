@@ -903,4 +903,81 @@ mod tests {
         eprintln!("covariates: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
         assert!((0.87..=0.93).contains(&overall), "{overall} {each:?}");
     }
+
+    /// Coverage of delta-method intervals of expected spend through a spend coefficient: 600
+    /// bases of 2 × 500 Gamma-Gamma customers (p 3, q 6, γ 60; spend coefficient 0.5 on the
+    /// second profile's γ, 1 to 6 repeat purchases each), fitted with the covariate; the 90 %
+    /// intervals of the expected mean spend of a customer of each profile (2 purchases averaging
+    /// 35) cover the value at the true parameters 87–93 % of the time overall.
+    #[test]
+    fn spend_covariate_intervals_cover_the_truth() {
+        use crate::gamma_gamma::{GammaGamma, Spend};
+        use crate::uncertainty::{FreeCovariance, Scale, interval};
+        use rayon::prelude::*;
+        const Z_90: f64 = 1.644_853_626_951_472_2;
+        let (p, q, gamma, coefficient) = (3.0, 6.0, 60.0, 0.5f64);
+        let truth_of = |v: f64| GammaGamma {
+            p,
+            q,
+            gamma: gamma * (coefficient * v).exp(),
+        };
+        let (x, z) = (2.0, 35.0);
+        let hits: Vec<Vec<bool>> = (0..600u64)
+            .into_par_iter()
+            .map(|seed| {
+                let mut rng = Rng::new(80_000 + seed);
+                let profiles: Vec<Profile<Spend>> = [0.0, 1.0]
+                    .iter()
+                    .map(|&v| {
+                        let truth = truth_of(v);
+                        let mut data = Spend::default();
+                        for i in 0..500 {
+                            // ν ~ Gamma(q, rate γ); each value ~ Gamma(p, rate ν).
+                            let nu = rng.gamma(truth.q) / truth.gamma;
+                            let n = 1 + i % 6;
+                            let total: f64 = (0..n).map(|_| rng.gamma(truth.p) / nu).sum();
+                            data.x.push(n as f64);
+                            data.mean_value.push(total / n as f64);
+                            data.weight.push(1.0);
+                        }
+                        Profile {
+                            purchase: vec![v],
+                            attrition: Vec::new(),
+                            data,
+                        }
+                    })
+                    .collect();
+                let fit = fit_gamma_gamma(&profiles, [p, q, gamma], Options::default(), &never())
+                    .unwrap();
+                let covariance = FreeCovariance::new(
+                    fit.fit.params.clone(),
+                    fit.fit.covariance.clone().unwrap(),
+                )
+                .unwrap();
+                let shifted = covariance.shifted();
+                [0.0, 1.0]
+                    .iter()
+                    .map(|&v| {
+                        let at = |free: &[f64]| {
+                            let [p, q, gamma] = fit.params_at(free, &[v], &[]);
+                            GammaGamma { p, q, gamma }
+                                .expected_mean_value(x, z)
+                                .unwrap()
+                        };
+                        let value = at(&fit.fit.params);
+                        let moved: Vec<f64> = shifted.iter().map(|s| at(s)).collect();
+                        let gradient = FreeCovariance::gradient(value, &moved);
+                        let (lower, upper) =
+                            interval(value, covariance.variance(&gradient), Z_90, Scale::Positive)
+                                .unwrap();
+                        let truth = truth_of(v).expected_mean_value(x, z).unwrap();
+                        (lower..=upper).contains(&truth)
+                    })
+                    .collect()
+            })
+            .collect();
+        let (overall, each) = crate::testing::coverage(&hits);
+        eprintln!("spend covariates: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
+        assert!((0.87..=0.93).contains(&overall), "{overall} {each:?}");
+    }
 }
