@@ -2501,3 +2501,119 @@ fn the_report_reads_table_inputs() {
         "{stderr}"
     );
 }
+
+/// sBG with a cohort covariate, on Fader & Hardie's (2007) two published cohorts (regular and
+/// high-end customers, seven years): with one covariate telling the two apart the model is
+/// saturated, so its coefficients are the log ratios of the separate fits' published estimates
+/// (regular α 0.704, β 1.182; high end α 0.668, β 3.806), and the likelihood-ratio test is
+/// that of one α and β for both against one each.
+#[test]
+fn retention_forecast_covariates_reproduce_the_separate_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let regular = [1000, 631, 468, 382, 326, 289, 262, 241];
+    let high_end = [1000, 869, 743, 653, 593, 551, 517, 491];
+    let mut text = String::from("cohort,segment,period,active\n");
+    for (name, counts) in [("r2000", regular), ("h2000", high_end)] {
+        let segment = if name.starts_with('r') {
+            "regular"
+        } else {
+            "high_end"
+        };
+        for (period, active) in counts.iter().enumerate() {
+            text.push_str(&format!("{name},{segment},{period},{active}\n"));
+        }
+    }
+    let input = write(dir.path(), "cohorts.csv", &text);
+    let out: serde_json::Value = serde_json::from_str(&mittari(
+        dir.path(),
+        &[
+            "compute",
+            "retention_forecast",
+            "--input",
+            &input,
+            "--param",
+            "covariates=segment",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let results = &out["results"];
+    let value = |name: &str| {
+        results[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: {results}"))
+    };
+    // The reference is the first level in sorted order: high_end.
+    assert!((value("alpha") - 0.668).abs() < 0.0005, "{results}");
+    assert!((value("beta") - 3.806).abs() < 0.0005, "{results}");
+    let rows = out["tables"]["coefficients"].as_array().unwrap();
+    let expect = [
+        ("alpha", (0.704f64 / 0.668).ln()),
+        ("beta", (1.182f64 / 3.806).ln()),
+    ];
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (row, (process, coefficient)) in rows.iter().zip(expect) {
+        assert_eq!(row["process"], process);
+        assert_eq!(row["covariate"], "segment=regular");
+        assert!(
+            (row["coefficient"].as_f64().unwrap() - coefficient).abs() < 0.001,
+            "{row}"
+        );
+    }
+    assert_eq!(value("cohorts"), 2.0);
+    assert_eq!(value("covariates_lr_df"), 2.0);
+    assert!(value("covariates_lr_p_value") < 1e-10, "{results}");
+    let cohorts = out["tables"]["cohorts"].as_array().unwrap();
+    let regular_row = cohorts.iter().find(|c| c["cohort"] == "r2000").unwrap();
+    assert!(
+        (regular_row["alpha"].as_f64().unwrap() - 0.704).abs() < 0.0005,
+        "{regular_row}"
+    );
+    assert!(
+        (regular_row["beta"].as_f64().unwrap() - 1.182).abs() < 0.0005,
+        "{regular_row}"
+    );
+    // Over both cohorts, weighted by size: the mean of the two churn probabilities.
+    let churn = |a: f64, b: f64| 100.0 * a / (a + b);
+    let mean = (churn(0.704, 1.182) + churn(0.668, 3.806)) / 2.0;
+    assert!(
+        (value("mean_churn_probability") - mean).abs() < 0.05,
+        "{results}"
+    );
+
+    // Several cohorts without covariates, and covariates without a cohort column: refused,
+    // saying what to do.
+    let (status, _, stderr) = run_cli(
+        &["compute", "retention_forecast", "--input", &input],
+        dir.path(),
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("forecast them one by one with group_by cohort"),
+        "{stderr}"
+    );
+    let no_cohort = write(
+        dir.path(),
+        "no_cohort.csv",
+        &text.replace("cohort,segment", "name,segment"),
+    );
+    let (status, _, stderr) = run_cli(
+        &[
+            "compute",
+            "retention_forecast",
+            "--input",
+            &no_cohort,
+            "--param",
+            "covariates=segment",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("give each row's cohort in a cohort column"),
+        "{stderr}"
+    );
+}

@@ -63,6 +63,26 @@ impl Cohort {
     pub fn periods(&self) -> usize {
         self.active.len() - 1
     }
+
+    /// The active counts at periods 0, 1, …, k.
+    pub fn active(&self) -> &[f64] {
+        &self.active
+    }
+
+    /// Customers at period 0.
+    pub fn size(&self) -> f64 {
+        self.active[0]
+    }
+}
+
+impl LogLikelihood<2> for &Cohort {
+    fn log_likelihood<R: Real>(&self, params: &[R; 2]) -> R {
+        (*self).log_likelihood(params)
+    }
+
+    fn observations(&self) -> f64 {
+        (*self).observations()
+    }
 }
 
 impl LogLikelihood<2> for Cohort {
@@ -91,6 +111,28 @@ impl LogLikelihood<2> for Cohort {
 /// Fits α and β to a cohort.
 pub fn fit_cohort(cohort: &Cohort, cancel: &AtomicBool) -> Result<Fit<2>, FitError> {
     fit(cohort, [1.0, 1.0], cancel)
+}
+
+/// Fits one α and β to several cohorts (the sBG model without covariates, the baseline of
+/// [`crate::covariates::fit_sbg`]).
+pub fn fit_cohorts(cohorts: &[Cohort], cancel: &AtomicBool) -> Result<Fit<2>, FitError> {
+    fit(&Pooled(cohorts), [1.0, 1.0], cancel)
+}
+
+/// Cohorts sharing their parameters.
+struct Pooled<'a>(&'a [Cohort]);
+
+impl LogLikelihood<2> for Pooled<'_> {
+    fn log_likelihood<R: Real>(&self, params: &[R; 2]) -> R {
+        self.0
+            .iter()
+            .map(|c| c.log_likelihood(params))
+            .fold(R::constant(0.0), |a, b| a + b)
+    }
+
+    fn observations(&self) -> f64 {
+        self.0.iter().map(Cohort::size).sum()
+    }
 }
 
 /// S(0), S(1), …, S(periods).

@@ -425,7 +425,8 @@ fn sbg_fits(
             e.to_string(),
         )))
     })?;
-    let params = cx.params(descriptor, &[], &[])?;
+    // The report forecasts each cohort on its own; covariates across cohorts are not shown.
+    let params = cx.params(descriptor, &[], &["covariates"])?;
     let group_by = ["cohort".to_owned()];
     match cx.compute("retention_forecast", &params, input, &group_by) {
         Ok(outcome) => Ok(Ok(outcome.grouped.map(|g| fits_of(&g)))),
@@ -545,9 +546,13 @@ fn fit_numbers(fits: &[Fit]) -> Numbers {
 /// the fit with its projection.
 pub(crate) fn forecast(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     let descriptor = cx.descriptor("retention_forecast", &["period", "active"])?;
-    let params = cx.params(descriptor, &[], &[])?;
+    let params = cx.params(descriptor, &[], &["covariates"])?;
     let segments = cx.segments(descriptor)?;
-    let (group_by, batch) = (segments.names, segments.input);
+    let (mut group_by, batch) = (segments.names, segments.input);
+    // Several cohorts in a `cohort` column: each forecast on its own, as the page shows them.
+    if batch.column_by_name("cohort").is_some() && !group_by.iter().any(|g| g == "cohort") {
+        group_by.insert(0, "cohort".to_owned());
+    }
     let outcome = cx.compute("retention_forecast", &params, batch, &group_by)?;
     let fits = match (&outcome.grouped, &outcome.results) {
         (Some(grouped), _) => fits_of(grouped),

@@ -35,6 +35,7 @@
 //! reports them as errors, so a bug in a metric fails one request, never the server.
 
 pub mod abi;
+pub mod covariates;
 mod descriptor;
 mod error;
 pub mod grouped;

@@ -24,8 +24,9 @@ use mittari_sdk::arrow_array::types::{Float64Type, Int64Type};
 use mittari_sdk::arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
 use mittari_sdk::prelude::*;
 
-use crate::covariates::{self, Coefficient};
+use crate::covariates;
 use crate::predictive::{self, DiscountSteps};
+use mittari_sdk::covariates::Coefficient;
 
 /// The table input dynamic covariates are read from.
 pub(crate) const TABLE: &str = "covariates_over_time";

@@ -8,13 +8,28 @@ use std::sync::Arc;
 use mittari_models::FitError;
 use mittari_models::identification::{self, Support};
 use mittari_models::sbg::{self, Cohort, CohortError};
-use mittari_sdk::arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array};
+use mittari_sdk::arrow_array::{Array as _, ArrayRef, BooleanArray, Float64Array, Int64Array};
 use mittari_sdk::prelude::*;
+
+mod covariates;
 
 struct RetentionForecast;
 
 /// The cohort's active counts by period, from rows in any order; errors name the row.
 fn counts(periods: &[i64], active: &[i64]) -> Result<Vec<f64>, MetricError> {
+    let rows: Vec<usize> = (0..periods.len()).collect();
+    counts_of(periods, active, &rows)
+}
+
+/// [`counts`] of the cohort whose rows are `rows`; errors name the input's row.
+pub(crate) fn counts_of(
+    all_periods: &[i64],
+    all_active: &[i64],
+    rows: &[usize],
+) -> Result<Vec<f64>, MetricError> {
+    let periods: Vec<i64> = rows.iter().map(|&r| all_periods[r]).collect();
+    let active: Vec<i64> = rows.iter().map(|&r| all_active[r]).collect();
+    let at = |row: usize| rows[row];
     let Some(&last) = periods.iter().max() else {
         return Err(MetricError::invalid_input(
             "the input has no rows; give the cohort's active customers at periods 0, 1, 2, …",
@@ -24,7 +39,7 @@ fn counts(periods: &[i64], active: &[i64]) -> Result<Vec<f64>, MetricError> {
     // be complete; a later one means one of 0..n is missing, which is reported below. The
     // table is sized by the rows, never by a period value, however large.
     let mut by_period: Vec<Option<(usize, i64)>> = vec![None; periods.len()];
-    for (row, (&period, &count)) in periods.iter().zip(active).enumerate() {
+    for (row, (&period, &count)) in periods.iter().zip(&active).enumerate() {
         let Some(slot) = usize::try_from(period)
             .ok()
             .and_then(|p| by_period.get_mut(p))
@@ -34,9 +49,10 @@ fn counts(periods: &[i64], active: &[i64]) -> Result<Vec<f64>, MetricError> {
         if let Some((first, _)) = slot {
             return Err(MetricError::invalid_value(
                 "period",
-                row,
+                at(row),
                 format!(
-                    "period {period} appears again (first at row {first}); give one row per period"
+                    "period {period} appears again (first at row {}); give one row per period",
+                    at(*first)
                 ),
             ));
         }
@@ -50,7 +66,11 @@ fn counts(periods: &[i64], active: &[i64]) -> Result<Vec<f64>, MetricError> {
             ),
         ));
     }
-    let ordered: Vec<(usize, i64)> = by_period.into_iter().flatten().collect();
+    let ordered: Vec<(usize, i64)> = by_period
+        .into_iter()
+        .flatten()
+        .map(|(row, count)| (at(row), count))
+        .collect();
     let values: Vec<f64> = ordered.iter().map(|&(_, c)| c as f64).collect();
     Cohort::new(values.clone()).map_err(|e| match e {
         CohortError::Increasing { period, .. } => {
@@ -80,10 +100,17 @@ impl Metric for RetentionForecast {
              loyal customers remain. expected_lifetime = (alpha + beta - 1) / (alpha - 1) periods (infinite when alpha \
              <= 1); derl = sum over t >= 1 of S(t) / (1 + discount_rate)^(t-1), the discounted expected residual \
              lifetime of a new customer in periods (Fader & Hardie 2010): multiply by the margin per period to value \
-             a customer. Several cohorts: put them in one table and use group_by on the cohort column.",
+             a customer. Several cohorts: put them in one table and use group_by on the cohort column, or fit them \
+             together with covariates=… (columns constant per cohort: plan, channel, acquisition quarter), which \
+             scales each cohort's alpha and beta by exp(coefficient x value) and reports the coefficients, a \
+             likelihood-ratio test and each cohort's forecast; the headline outputs are then over all cohorts, \
+             weighted by their sizes, and alpha and beta those of the reference (every covariate 0, text at its \
+             first level).",
         )
         .input(ColumnSpec::int64("period", "periods since acquisition: 0, 1, 2, … (0 is the cohort's size)").required().min(0.0))
         .input(ColumnSpec::int64("active", "customers of the cohort still active at that period").required().min(0.0))
+        .input(ColumnSpec::string("cohort", "the cohort the row counts, when the input holds several: fitted together with covariates, else one by one with group_by cohort"))
+        .parameter(ParameterSpec::columns("covariates", "input columns constant per cohort whose effect on churn is estimated, comma-separated: each scales alpha and beta by exp(coefficient x value); numbers as given, text one 0/1 column per level but the first"))
         .parameter(ParameterSpec::int64("horizon", 12, "periods to project beyond the last observed one").range(0.0, 1000.0))
         .parameter(ParameterSpec::double("discount_rate", 0.1, "discount rate per period for derl").range(0.0, 1.0))
         .output(OutputSpec::new("alpha", "parameter", "alpha of the Beta distribution of churn probabilities"))
@@ -99,15 +126,58 @@ impl Metric for RetentionForecast {
         .output(OutputSpec::new("projected_survival", "%", "fitted share of the cohort active at the end of the horizon"))
         .output(OutputSpec::new("expected_lifetime", "periods", "mean number of periods a customer stays"))
         .output(OutputSpec::new("derl", "periods", "discounted expected residual lifetime of a new customer"))
+        .output(OutputSpec::new("cohorts", "count", "cohorts fitted together (with covariates)"))
+        .output(OutputSpec::new("log_likelihood_without_covariates", "log-likelihood", "the cohorts fitted with one alpha and beta (with covariates)"))
+        .output(OutputSpec::new("covariates_lr_statistic", "statistic", "likelihood-ratio statistic of the covariates: 2 x (log_likelihood - log_likelihood_without_covariates)"))
+        .output(OutputSpec::new("covariates_lr_df", "count", "its degrees of freedom: the number of coefficients"))
+        .output(OutputSpec::new("covariates_lr_p_value", "probability", "P(chi-square at least this large) if the covariates explained nothing"))
         .table(
             "curve",
-            "per period to the end of the horizon: observed and fitted survival %, observed and fitted retention rate %, whether projected",
+            "per period to the end of the horizon: observed and fitted survival %, observed and fitted retention rate %, whether projected (with covariates, per cohort)",
         )
+        .table_with_columns("coefficients", "with covariates: each covariate's coefficient on alpha and on beta", [
+            OutputSpec::new("process", "id", "alpha or beta: the Beta distribution parameter the covariate scales (a higher beta, or lower alpha, means less churn)"),
+            OutputSpec::new("covariate", "id", "the input column, or column=level for a level of a text column (against the first level)"),
+            OutputSpec::new("coefficient", "parameter", "the estimate"),
+            OutputSpec::new("standard_error", "parameter", "its standard error, from the Hessian of the log-likelihood"),
+            OutputSpec::new("z", "statistic", "coefficient / standard_error"),
+            OutputSpec::new("p_value", "probability", "two-sided Wald p-value"),
+            OutputSpec::new("multiplier", "ratio", "exp(coefficient): the factor one unit multiplies alpha or beta by"),
+            OutputSpec::new("at_boundary", "id", "true where the coefficient ran to the edge of the searched range: not an estimate"),
+        ])
+        .table_with_columns("cohorts", "with covariates: each cohort's parameters and forecast", [
+            OutputSpec::new("cohort", "id", "the cohort"),
+            OutputSpec::new("cohort_size", "count", "customers at period 0"),
+            OutputSpec::new("periods_observed", "count", "last observed period"),
+            OutputSpec::new("alpha", "parameter", "the cohort's alpha"),
+            OutputSpec::new("beta", "parameter", "the cohort's beta"),
+            OutputSpec::new("mean_churn_probability", "%", "alpha / (alpha + beta) * 100"),
+            OutputSpec::new("next_retention_rate", "%", "fitted retention rate of the cohort's first unobserved period"),
+            OutputSpec::new("projected_survival", "%", "fitted share of the cohort active horizon periods after its last observed one"),
+            OutputSpec::new("expected_lifetime", "periods", "mean number of periods a customer stays (empty when alpha <= 1)"),
+            OutputSpec::new("derl", "periods", "discounted expected residual lifetime of a new customer"),
+        ])
     }
 
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
         let periods = input.int64("period")?;
         let active = input.int64("active")?;
+        if params.get("covariates").is_some() {
+            return covariates::compute(input, params);
+        }
+        if let Some(cohorts) = input.optional_string("cohort")?
+            && let Some(row) = (1..cohorts.len()).find(|&r| cohorts.value(r) != cohorts.value(0))
+        {
+            return Err(MetricError::invalid_value(
+                "cohort",
+                row,
+                format!(
+                    "the input holds several cohorts ({:?} and {:?}); forecast them one by one with group_by cohort, or together with covariates=…",
+                    cohorts.value(0),
+                    cohorts.value(row)
+                ),
+            ));
+        }
         let observed = counts(periods.values(), active.values())?;
         let cohort =
             Cohort::new(observed.clone()).map_err(|e| MetricError::invalid_input(e.to_string()))?;
@@ -250,6 +320,21 @@ fn curve_table(
         ),
     ];
     result_table("curve", columns)
+}
+
+/// Fails on the first empty cell of `column`, naming the row.
+pub(crate) fn no_empty(input: &Input<'_>, column: &str) -> Result<(), MetricError> {
+    use mittari_sdk::arrow_array::Array as _;
+    if let Some(values) = input.batch().column_by_name(column)
+        && let Some(row) = (0..values.len()).find(|&i| values.is_null(i))
+    {
+        return Err(MetricError::invalid_value(
+            column,
+            row,
+            format!("{column} is empty; give every row a value"),
+        ));
+    }
+    Ok(())
 }
 
 mittari_sdk::export_plugin!(RetentionForecast);
