@@ -2617,3 +2617,51 @@ fn retention_forecast_covariates_reproduce_the_separate_fits() {
         "{stderr}"
     );
 }
+
+/// With `interval`, the report draws the most valuable customers' values with their
+/// intervals, saying the level and the method; without it, no such chart.
+#[test]
+fn the_report_draws_the_intervals_it_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = apparel_log(dir.path());
+    let page = dir.path().join("report.html");
+    let report = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            "--input",
+            input.as_str(),
+            "--metric",
+            "clv",
+            "--output",
+            page.to_str().unwrap(),
+            "--param",
+            "model=pareto_nbd",
+            "--param",
+            "time_unit=week",
+            "--param",
+            "observation_end=2006-12-31",
+        ];
+        args.extend_from_slice(extra);
+        mittari(dir.path(), &args);
+        std::fs::read_to_string(&page).unwrap()
+    };
+    let html = report(&["--param", "interval=0.9"]);
+    assert!(
+        html.contains("id=\"chart-clv-top-intervals\""),
+        "no interval chart"
+    );
+    assert!(
+        html.contains("90 % confidence interval, from the delta method"),
+        "the caption does not say the level and method"
+    );
+    let html = report(&[
+        "--param",
+        "interval=0.8",
+        "--param",
+        "uncertainty=bootstrap",
+        "--param",
+        "bootstrap_draws=30",
+    ]);
+    assert!(html.contains("80 % confidence interval, from the percentiles of refits"));
+    assert!(!report(&[]).contains("clv-top-intervals"));
+}

@@ -188,6 +188,9 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     }
     if let Some(customers) = customers.filter(|_| valued) {
         section.numbers(top_customers(customers, descriptor.table_spec("customers")));
+        if let Some(chart) = top_interval_chart(customers, &params, card)? {
+            section.chart(chart);
+        }
     }
     if let Some(coefficients) = table::result_table(&results, "coefficients") {
         section.numbers(coefficient_numbers(
@@ -391,6 +394,70 @@ fn top_customers(customers: &RecordBatch, spec: Option<&TableSpec>) -> Numbers {
             })
             .collect(),
     }
+}
+
+/// The most valuable customers' CLV with its confidence interval (with `interval`), and the
+/// prediction interval of the value of the purchases they will actually make where the
+/// customers table has it: how sure each value is, drawn.
+fn top_interval_chart(
+    customers: &RecordBatch,
+    params: &BTreeMap<String, ParamValue>,
+    card: &str,
+) -> Result<Option<Chart>, Skip> {
+    let (Some(ParamValue::Double(level)), true) = (
+        params.get("interval"),
+        customers.column_by_name("clv_lower").is_some(),
+    ) else {
+        return Ok(None);
+    };
+    let ids = table::texts(customers, "customer_id");
+    let clv = table::numbers(customers, "clv");
+    let (lower, upper) = (
+        table::numbers(customers, "clv_lower"),
+        table::numbers(customers, "clv_upper"),
+    );
+    let mut order: Vec<usize> = (0..customers.num_rows())
+        .filter(|&i| clv[i].is_some() && lower[i].is_some() && upper[i].is_some())
+        .collect();
+    order.sort_by(|&a, &b| clv[b].unwrap_or(0.0).total_cmp(&clv[a].unwrap_or(0.0)));
+    order.truncate(TOP_CUSTOMERS);
+    if order.is_empty() {
+        return Ok(None);
+    }
+    let labels: Vec<String> = order.iter().map(|&i| ids[i].clone()).collect();
+    let points: Vec<(f64, f64, f64)> = order
+        .iter()
+        .map(|&i| {
+            (
+                lower[i].unwrap_or(0.0),
+                clv[i].unwrap_or(0.0),
+                upper[i].unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let method = match params.get("uncertainty") {
+        Some(ParamValue::String(m)) if m == "bootstrap" => {
+            "the percentiles of refits on resampled customers (bootstrap)"
+        }
+        _ => "the delta method on the fits' covariance",
+    };
+    let id = "clv-top-intervals";
+    Ok(Some(Chart {
+        svg: chart::intervals(id, ("customer", "lifetime value"), &labels, &points)?,
+        id: id.into(),
+        title: format!(
+            "How sure the top values are: {:.0} % intervals",
+            100.0 * level
+        ),
+        caption: format!(
+            "The {} most valuable customers' lifetime value ({card}) with its {:.0} % \
+             confidence interval, from {method}: the range the expected value lies in given \
+             how precisely the model's parameters are known. What a customer will actually \
+             spend varies far more (purchase_value_lower and _upper in the customers table).",
+            order.len(),
+            100.0 * level
+        ),
+    }))
 }
 
 /// The purchase model the plugin fitted, rebuilt from its parameters.
