@@ -422,6 +422,10 @@ impl BgNbd {
 }
 
 impl PurchaseModel for BgNbd {
+    fn purchase_rate_if_alive(&self, x: f64, t: f64) -> f64 {
+        (self.r + x) / (self.alpha + t)
+    }
+
     fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
         self.ln_dropout_odds(x, t_x, t)
             .map_or(1.0, alive_given_ln_odds)

@@ -638,6 +638,10 @@ fn purchase_share(a1: f64, b1: f64, a2: f64, b2: f64) -> Option<f64> {
 }
 
 impl PurchaseModel for ParetoNbd {
+    fn purchase_rate_if_alive(&self, x: f64, t: f64) -> f64 {
+        (self.r + x) / (self.alpha + t)
+    }
+
     fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
         match self.ln_dropout_odds(x, t_x, t) {
             Some(odds) => odds.map_or(1.0, alive_given_ln_odds),

@@ -468,6 +468,10 @@ pub trait PurchaseModel: Sync {
     /// expectation without its P(alive) factor. It depends on x and T alone (t_x enters only
     /// through P(alive)), so customers sharing them share it.
     fn expected_purchases_if_alive_at(&self, horizons: &[f64], x: f64, t: f64) -> Option<Vec<f64>>;
+    /// E[λ | alive at T, x, T]: the purchase rate per time unit of a customer known to be
+    /// alive, (r+x)/(α+T) in BG/NBD, MBG/NBD and Pareto/NBD (given alive, λ ~ Gamma(r+x, α+T)).
+    /// P(alive) × this × h is what the customer would buy over h if they never left.
+    fn purchase_rate_if_alive(&self, x: f64, t: f64) -> f64;
     /// P(no purchase in (T, T + window] | x, t_x, T): the usual definition of a lapsed
     /// customer where no contract says when one leaves.
     fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64>;
@@ -560,5 +564,47 @@ mod tests {
         assert_eq!(h.t, [9.0, 9.0, 8.0]);
         assert_eq!(h.weight, [4.0, 1.5, 1.0]);
         assert_eq!(index, [0, 1, 0, 2, 1]);
+    }
+
+    /// The purchase rate of a customer known to be alive is the slope of their expected
+    /// purchases if alive at the start: E[X(T, T+ε) | alive]/ε → E[λ | alive] (BG/NBD, MBG/NBD,
+    /// Pareto/NBD, several histories).
+    #[test]
+    fn the_rate_if_alive_is_the_slope_of_expected_purchases_if_alive() {
+        use crate::bgnbd::{BgNbd, Variant};
+        use crate::pareto_nbd::ParetoNbd;
+        let models: [Box<dyn PurchaseModel>; 3] = [
+            Box::new(BgNbd {
+                r: 0.24,
+                alpha: 4.41,
+                a: 0.79,
+                b: 2.43,
+                variant: Variant::Bg,
+            }),
+            Box::new(BgNbd {
+                r: 0.52,
+                alpha: 6.2,
+                a: 0.9,
+                b: 3.1,
+                variant: Variant::Modified,
+            }),
+            Box::new(ParetoNbd {
+                r: 0.55,
+                alpha: 10.58,
+                s: 0.61,
+                beta: 11.67,
+            }),
+        ];
+        for model in &models {
+            for (x, t) in [(0.0, 5.0), (2.0, 30.0), (12.0, 38.5)] {
+                let eps = 1e-6;
+                let slope = model.expected_purchases_if_alive_at(&[eps], x, t).unwrap()[0] / eps;
+                let rate = model.purchase_rate_if_alive(x, t);
+                assert!(
+                    (slope - rate).abs() < 1e-5 * rate,
+                    "{x} {t}: {slope} vs {rate}"
+                );
+            }
+        }
     }
 }

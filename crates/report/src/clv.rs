@@ -170,6 +170,8 @@ pub(crate) fn clv(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             "expected_active",
             "expected_lapsing",
             "expected_dropouts",
+            "expected_purchases_lost",
+            "churn_cost",
             "holdout_purchases",
             "predicted_holdout_purchases",
             "r",
@@ -1214,6 +1216,9 @@ mod tests {
 
     impl PurchaseModel for OnePerPeriod {
         fn p_alive(&self, _: f64, _: f64, _: f64) -> f64 {
+            1.0
+        }
+        fn purchase_rate_if_alive(&self, _: f64, _: f64) -> f64 {
             1.0
         }
         fn expected_purchases(&self, horizon: f64, _: f64, _: f64, _: f64) -> Option<f64> {

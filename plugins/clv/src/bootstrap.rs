@@ -62,7 +62,7 @@ pub(crate) struct Inputs<'a> {
 /// values per customer: those the table gives intervals.
 const COLUMNS: [&str; 8] = crate::WITH_INTERVALS;
 /// The totals a bootstrap gives intervals to (`clv` is the mean per customer).
-pub(crate) const TOTALS: [&str; 9] = [
+pub(crate) const TOTALS: [&str; 11] = [
     "expected_purchases",
     "expected_active",
     "expected_lapsing",
@@ -72,12 +72,14 @@ pub(crate) const TOTALS: [&str; 9] = [
     "clv_total",
     "residual_value_total",
     "clv",
+    "expected_purchases_lost",
+    "churn_cost",
 ];
 
 /// One draw's predictions for the kept customers (COLUMNS per customer) and its totals.
 struct Draw {
     kept: Vec<f32>,
-    totals: [f64; 9],
+    totals: [f64; 11],
 }
 
 /// The outcome: the ends of each column for the kept customers, in the order of
@@ -178,7 +180,8 @@ pub(crate) fn bootstrap(
     let totals = TOTALS
         .iter()
         .enumerate()
-        .filter(|(t, _)| inputs.valued || *t < 5)
+        // Totals 5 to 8 and 10 are values, which need a spend model.
+        .filter(|(t, _)| inputs.valued || *t < 5 || *t == 9)
         .filter(|(t, _)| inputs.discounting.is_some() || !matches!(*t, 4 | 7))
         .map(|(t, &name)| {
             let mut values: Vec<f64> = fitted.iter().map(|d| d.totals[t]).collect();
@@ -253,7 +256,7 @@ fn draw(
             })
             .unwrap_or(0.0)
     };
-    let mut totals = [0.0; 9];
+    let mut totals = [0.0; 11];
     let mut spend_weight = 0.0;
     for (k, &h) in inputs.history_of.iter().enumerate() {
         let (w, f) = (inputs.weight[k], &per_history[h as usize]);
@@ -262,12 +265,14 @@ fn draw(
         totals[2] += w * f[Field::NoPurchase as usize];
         totals[3] += w * (f[Field::PAlive as usize] - f[Field::AliveAtEnd as usize]);
         totals[4] += w * f[Field::Dert as usize];
+        totals[9] += w * f[Field::Lost as usize];
         if gg.is_some() {
             let s = spend(k);
             spend_weight += w;
             totals[5] += w * s;
             totals[6] += w * f[Field::Discounted as usize] * s * inputs.margin;
             totals[7] += w * f[Field::Dert as usize] * s * inputs.margin;
+            totals[10] += w * f[Field::Lost as usize] * s * inputs.margin;
         }
     }
     if spend_weight > 0.0 {

@@ -434,7 +434,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             _ => params.get(name).is_some(),
         })
         .collect();
-    unavailable.push("the repeat-purchase histogram with its chi-square, and the purchase curve and distribution of a new customer (whose covariates over time are unknown)");
+    unavailable.push("the repeat-purchase histogram with its chi-square, the purchase curve and distribution of a new customer (whose covariates over time are unknown), and the purchases lost to churn (expected_purchases_lost, churn_cost)");
     output = output.warning(
         "not_computed",
         format!(

@@ -64,6 +64,7 @@ pub(crate) struct Spread {
     clv_total: Option<f64>,
     residual_total: Option<f64>,
     spend_mean: Option<f64>,
+    churn_cost: Option<f64>,
     margin: f64,
 }
 
@@ -102,7 +103,7 @@ pub(crate) fn spread(
     struct Chunk {
         variances: Vec<[f64; FIELDS]>,
         sums: [Vec<f64>; FIELDS],
-        valued: [Vec<f64>; 2],
+        valued: [Vec<f64>; 3],
     }
     let chunks: Vec<Chunk> = (0..histories)
         .into_par_iter()
@@ -143,6 +144,7 @@ pub(crate) fn spread(
                         w,
                     );
                     add_scaled(&mut chunk.valued[1], &gradients[Field::Dert as usize], w);
+                    add_scaled(&mut chunk.valued[2], &gradients[Field::Lost as usize], w);
                 }
             }
             Ok(chunk)
@@ -150,7 +152,7 @@ pub(crate) fn spread(
         .collect::<Result<_, MetricError>>()?;
     // Summed in chunk order: the same bits on every run.
     let mut sums: [Vec<f64>; FIELDS] = std::array::from_fn(|_| vec![0.0; n]);
-    let mut valued: [Vec<f64>; 2] = std::array::from_fn(|_| vec![0.0; n]);
+    let mut valued: [Vec<f64>; 3] = std::array::from_fn(|_| vec![0.0; n]);
     let mut history_variance = Vec::with_capacity(histories);
     for chunk in chunks {
         history_variance.extend(chunk.variances);
@@ -167,8 +169,8 @@ pub(crate) fn spread(
     add_scaled(&mut dropouts, &sums[Field::AliveAtEnd as usize], -1.0);
     totals[Field::AliveAtEnd as usize] = purchase.covariance.variance(&dropouts);
 
-    let (mut spend_variance, mut clv_total, mut residual_total, mut spend_mean) =
-        (None, None, None, None);
+    let (mut spend_variance, mut clv_total, mut residual_total, mut spend_mean, mut churn_cost) =
+        (None, None, None, None, None);
     if let Some(spend) = spend {
         let moved: Vec<Vec<GammaGamma>> = spend
             .covariance
@@ -179,12 +181,12 @@ pub(crate) fn spread(
         let n = spend.covariance.len();
         // Per chunk of customers, in order: each customer's variance, and the chunk's sums of
         // gradients for the mean spend, the value to the horizon and the residual value.
-        let chunks: Vec<(Vec<f64>, [Vec<f64>; 3])> = (0..spend.values.len())
+        let chunks: Vec<(Vec<f64>, [Vec<f64>; 4])> = (0..spend.values.len())
             .collect::<Vec<usize>>()
             .par_chunks(4096)
             .map(|customers| {
                 let mut variances = Vec::with_capacity(customers.len());
-                let mut sums = [vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+                let mut sums = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
                 for &k in customers {
                     let (x, m) = (spend.x[k], spend.monetary_value[k].unwrap_or(0.0));
                     let profile = spend.spend_of.map_or(0, |of| of[k] as usize);
@@ -210,18 +212,27 @@ pub(crate) fn spread(
                         &gradient,
                         weight[k] * spend.margin * fields[Field::Dert as usize],
                     );
+                    add_scaled(
+                        &mut sums[3],
+                        &gradient,
+                        weight[k] * spend.margin * fields[Field::Lost as usize],
+                    );
                 }
                 (variances, sums)
             })
             .collect();
         let mut variances = Vec::with_capacity(spend.values.len());
-        let [mut mean, mut clv, mut residual] = [vec![0.0; n], vec![0.0; n], vec![0.0; n]];
-        for (chunk, [m, c, r]) in chunks {
+        let [mut mean, mut clv, mut residual, mut lost] =
+            [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+        for (chunk, [m, c, r, l]) in chunks {
             variances.extend(chunk);
             add_scaled(&mut mean, &m, 1.0);
             add_scaled(&mut clv, &c, 1.0);
             add_scaled(&mut residual, &r, 1.0);
+            add_scaled(&mut lost, &l, 1.0);
         }
+        churn_cost =
+            Some(purchase.covariance.variance(&valued[2]) + spend.covariance.variance(&lost));
         let customers: f64 = weight.iter().sum();
         spend_mean = Some(spend.covariance.variance(&mean) / (customers * customers));
         clv_total =
@@ -237,6 +248,7 @@ pub(crate) fn spread(
         clv_total,
         residual_total,
         spend_mean,
+        churn_cost,
         margin: spend.map_or(1.0, |s| s.margin),
     })
 }
@@ -297,6 +309,11 @@ impl Spread {
 
     pub(crate) fn spend_mean(&self) -> Option<f64> {
         self.spend_mean
+    }
+
+    /// The variance of the value of the purchases lost to churn, summed.
+    pub(crate) fn churn_cost(&self) -> Option<f64> {
+        self.churn_cost
     }
 
     /// The lower and upper ends of a per-customer purchase prediction (`values`, in customer

@@ -192,6 +192,8 @@ impl Metric for Clv {
             .output(OutputSpec::new("expected_active", "customers", "expected customers still active at the end of observation, the sum of P(alive) (predictive models)"))
             .output(OutputSpec::new("expected_lapsing", "customers", "expected customers who make no purchase in the churn window, the sum of p_no_purchase: the non-contractual churn count (predictive models)"))
             .output(OutputSpec::new("expected_dropouts", "customers", "expected customers active now who drop out within the churn window (predictive models)"))
+            .output(OutputSpec::new("expected_purchases_lost", "transactions", "purchases over the horizon lost to churn: what the customers active now would buy if none left (P(alive) x purchase rate if alive x horizon) less the expected purchases (bgnbd, mbgnbd, pareto_nbd)"))
+            .output(OutputSpec::new("churn_cost", "currency", "the value of those lost purchases: expected_purchases_lost x expected spend x margin, summed over customers, not discounted (with gamma_gamma)"))
             .output(OutputSpec::new("dert_total", "transactions", "discounted expected residual transactions of all customers, no horizon (dert=true)"))
             .output(OutputSpec::new("residual_value_total", "currency", "the value of all purchases to come, no horizon: the sum of dert x expected_spend x margin (dert=true with gamma_gamma)"))
             .output(OutputSpec::new("chi_square", "statistic", "Pearson's chi-square of the repeat-purchase histogram, observed against expected, bins pooled to at least five expected (bgnbd, mbgnbd, pareto_nbd)"))
