@@ -884,4 +884,172 @@ mod tests {
         further[7] = -30.0;
         assert!(data.log_likelihood(&further).unwrap().0 > fit.fit.log_likelihood);
     }
+
+    /// Coverage of delta-method intervals of the dynamic model's predictions: 200 bases of 1 000
+    /// customers simulated week by week from a Pareto/NBD whose rates a season flag (13 weeks
+    /// on, 13 off) multiplies (purchase coefficient 0.6, dropout −0.5), observed 52 weeks and
+    /// fitted; the 90 % intervals (the gradient by steps of the free parameters, the covariance
+    /// the fit's) of P(alive), expected purchases in the next 26 weeks and P(alive at their
+    /// end) for two reference histories cover the values at the true parameters 87–93 % of the
+    /// time overall.
+    #[test]
+    fn dynamic_intervals_cover_the_truth() {
+        use crate::testing::Rng;
+        use crate::uncertainty::{FreeCovariance, Scale, interval};
+        const Z_90: f64 = 1.644_853_626_951_472_2;
+        let (r, alpha, s, beta, gp, ga) = (0.8f64, 6.0f64, 0.7f64, 20.0f64, 0.6f64, -0.5f64);
+        let season = |week: usize| f64::from(u8::from((week / 13) % 2 == 1));
+        let t_end = 52.0;
+        // Weekly segments of [from, to), rows 0 (off season) and 1 (on).
+        let weeks = |from: usize, to: usize, shift: f64| -> Vec<Segment> {
+            (from..to)
+                .map(|w| Segment {
+                    start: w as f64 - shift,
+                    end: (w + 1) as f64 - shift,
+                    row: season(w) as u32,
+                })
+                .collect()
+        };
+        let references = [(2.0, 30.0), (6.0, 50.0)];
+        let truth = DynamicFit {
+            r,
+            alpha,
+            s,
+            beta,
+            purchase: vec![gp],
+            attrition: vec![ga],
+            standard_errors: None,
+            fit: FreeFit {
+                params: vec![r.ln(), alpha.ln(), s.ln(), beta.ln(), gp, ga],
+                covariance: None,
+                log_likelihood: 0.0,
+                largest_gradient: 0.0,
+                iterations: 0,
+                evaluations: 0,
+                converged: true,
+                status: String::new(),
+                at_boundary: vec![false; 6],
+            },
+        };
+        let hits: Vec<Vec<bool>> = (0..200u64)
+            .into_par_iter()
+            .map(|seed| {
+                let mut rng = Rng::new(60_000 + seed);
+                let mut data = DynamicData {
+                    purchase: vec![vec![0.0], vec![1.0]],
+                    attrition: vec![vec![0.0], vec![1.0]],
+                    customers: Vec::new(),
+                };
+                // The references first, then the simulated customers; every customer is
+                // acquired at week 0 and observed to 52.
+                for &(x, t_x) in &references {
+                    data.customers.push(DynamicCustomer {
+                        x,
+                        t_x,
+                        t: t_end,
+                        purchase_sum: vec![0.0],
+                        segments: weeks(0, 52, 0.0),
+                    });
+                }
+                for _ in 0..1000 {
+                    let lambda = rng.gamma(r) / alpha;
+                    let mu = rng.gamma(s) / beta;
+                    // Drop out where μ ∫ e^(γₐ z) reaches an Exp(1) draw; buy at the arrivals
+                    // of a unit-rate process in λ ∫ e^(γₚ x) time, while alive.
+                    let mut death_left = -rng.uniform().ln();
+                    let mut next_buy = -rng.uniform().ln();
+                    let (mut x, mut t_x, mut sum) = (0.0, 0.0, 0.0);
+                    let mut alive = true;
+                    for w in 0..52 {
+                        let (u, v) = ((gp * season(w)).exp(), (ga * season(w)).exp());
+                        let mut at = w as f64;
+                        let end = (w + 1) as f64;
+                        while alive && at < end {
+                            let to_death = death_left / (mu * v);
+                            let to_buy = next_buy / (lambda * u);
+                            let step = to_death.min(to_buy).min(end - at);
+                            death_left -= mu * v * step;
+                            next_buy -= lambda * u * step;
+                            at += step;
+                            if death_left <= 1e-12 {
+                                alive = false;
+                            } else if next_buy <= 1e-12 {
+                                x += 1.0;
+                                t_x = at;
+                                sum += season(w);
+                                next_buy = -rng.uniform().ln();
+                            }
+                        }
+                    }
+                    data.customers.push(DynamicCustomer {
+                        x,
+                        t_x,
+                        t: t_end,
+                        purchase_sum: vec![sum],
+                        segments: weeks(0, 52, 0.0),
+                    });
+                }
+                // The references' purchase sums: their purchases in off-season weeks.
+                let fit =
+                    fit_dynamic(&data, [r, alpha, s, beta], &[], &AtomicBool::new(false)).unwrap();
+                let Some(covariance) = fit
+                    .fit
+                    .covariance
+                    .clone()
+                    .and_then(|c| FreeCovariance::new(fit.fit.params.clone(), c))
+                else {
+                    return vec![false; 6];
+                };
+                let only_references = DynamicData {
+                    customers: data.customers[..2].to_vec(),
+                    ..data.clone()
+                };
+                let future: Vec<Vec<Segment>> = (0..2).map(|_| weeks(52, 78, 0.0)).collect();
+                let values = |at: &DynamicFit| -> Vec<[f64; 3]> {
+                    only_references
+                        .predict(at, &future, &[26.0], 26.0)
+                        .unwrap()
+                        .iter()
+                        .map(|(p, e)| [p.p_alive, e[0], p.p_alive_at_window_end])
+                        .collect()
+                };
+                let estimate = values(&fit);
+                let moved: Vec<Vec<[f64; 3]>> = covariance
+                    .shifted()
+                    .iter()
+                    .map(|free| {
+                        let mut at = fit.clone();
+                        at.r = free[0].exp();
+                        at.alpha = free[1].exp();
+                        at.s = free[2].exp();
+                        at.beta = free[3].exp();
+                        at.purchase = vec![free[4]];
+                        at.attrition = vec![free[5]];
+                        values(&at)
+                    })
+                    .collect();
+                let truth_values = values(&truth);
+                let mut hits = Vec::new();
+                for c in 0..2 {
+                    for (q, scale) in [Scale::Probability, Scale::Positive, Scale::Probability]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let at: Vec<f64> = moved.iter().map(|m| m[c][q]).collect();
+                        let gradient = FreeCovariance::gradient(estimate[c][q], &at);
+                        let (lower, upper) =
+                            interval(estimate[c][q], covariance.variance(&gradient), Z_90, scale)
+                                .unwrap();
+                        hits.push((lower..=upper).contains(&truth_values[c][q]));
+                    }
+                }
+                hits
+            })
+            .collect();
+        let (overall, each) = crate::testing::coverage(&hits);
+        eprintln!(
+            "dynamic covariates: 90 % intervals covered {overall:.3} overall, each {each:.3?}"
+        );
+        assert!((0.87..=0.93).contains(&overall), "{overall} {each:?}");
+    }
 }

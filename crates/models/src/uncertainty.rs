@@ -99,6 +99,23 @@ impl FreeCovariance {
         }
     }
 
+    /// The covariance with the parameters marked `fixed` held at their values: their rows and
+    /// columns zeroed. For a coefficient at the edge of the searched range, which is not an
+    /// estimate (the likelihood keeps rising past it), its huge "variance" says nothing about
+    /// the predictions' uncertainty; the intervals are then conditional on it.
+    #[must_use]
+    pub fn holding(mut self, fixed: &[bool]) -> FreeCovariance {
+        for (i, _) in fixed.iter().enumerate().filter(|(_, f)| **f) {
+            if i < self.covariance.len() {
+                for row in &mut self.covariance {
+                    row[i] = 0.0;
+                }
+                self.covariance[i].iter_mut().for_each(|v| *v = 0.0);
+            }
+        }
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.params.len()
     }

@@ -15,16 +15,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mittari_models::Histories;
-use mittari_models::dynamic::{DynamicCustomer, DynamicData, Segment, fit_dynamic};
+use mittari_models::dynamic::{DynamicCustomer, DynamicData, DynamicFit, Segment, fit_dynamic};
 use mittari_models::gamma_gamma::{self, GammaGamma};
 use mittari_models::pareto_nbd;
 use mittari_models::rfm::TimeUnit;
+use mittari_models::uncertainty::{FreeCovariance, Scale, interval};
 use mittari_sdk::arrow_array::cast::AsArray;
 use mittari_sdk::arrow_array::types::{Float64Type, Int64Type};
 use mittari_sdk::arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
 use mittari_sdk::prelude::*;
 
 use crate::covariates;
+use crate::intervals::{Bounds, Level};
 use crate::predictive::{self, DiscountSteps};
 use mittari_sdk::covariates::Coefficient;
 
@@ -247,6 +249,17 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             MetricError::failed("a customer's future periods did not cover the horizon")
         })?;
     let at = |h: f64| horizons.iter().position(|&x| x == h).unwrap_or(0);
+    let level = Level::of(params)?;
+    let spread = match level {
+        Some(_) => Some(spread(
+            &data,
+            &fitted,
+            &predicted,
+            (&futures, &horizons, window),
+            at(horizon),
+        )?),
+        None => None,
+    };
 
     let n = customers.len();
     let mut output = Output::new();
@@ -286,16 +299,34 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .map(|(p, _)| p.p_alive_at_window_end)
         .collect();
     let sum = |v: &[f64]| v.iter().sum::<f64>();
+    // A total with its interval, where there is one.
+    let with = |scalar: Scalar, quantity: Quantity| match (level, &spread) {
+        (Some(level), Some(spread)) => level.scalar(
+            scalar,
+            Some(spread.totals[quantity as usize]),
+            Scale::Positive,
+        ),
+        _ => scalar,
+    };
     output = output
         .scalar(Scalar::new("log_likelihood", fitted.fit.log_likelihood))
         .scalar(Scalar::new("iterations", fitted.fit.iterations as f64))
         .scalar(Scalar::new("customers", n as f64))
-        .scalar(Scalar::new("expected_purchases", sum(&expected)))
-        .scalar(Scalar::new("expected_active", sum(&p_alive)))
-        .scalar(Scalar::new("expected_lapsing", sum(&p_no_purchase)))
-        .scalar(Scalar::new(
-            "expected_dropouts",
-            sum(&p_alive) - sum(&alive_at_end),
+        .scalar(with(
+            Scalar::new("expected_purchases", sum(&expected)),
+            Quantity::Expected,
+        ))
+        .scalar(with(
+            Scalar::new("expected_active", sum(&p_alive)),
+            Quantity::PAlive,
+        ))
+        .scalar(with(
+            Scalar::new("expected_lapsing", sum(&p_no_purchase)),
+            Quantity::NoPurchase,
+        ))
+        .scalar(with(
+            Scalar::new("expected_dropouts", sum(&p_alive) - sum(&alive_at_end)),
+            Quantity::Dropouts,
         ))
         .scalar(Scalar::new(
             "log_likelihood_without_covariates",
@@ -427,13 +458,24 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             ),
         );
     }
-    let mut unavailable: Vec<&str> = ["interval", "dert"]
-        .into_iter()
-        .filter(|name| match *name {
-            "dert" => params.bool("dert").unwrap_or(false),
-            _ => params.get(name).is_some(),
-        })
-        .collect();
+    let mut unavailable: Vec<&str> = Vec::new();
+    if params.bool("dert")? {
+        unavailable.push("dert (it would need the covariates to the end of time)");
+    }
+    if level.is_some() {
+        if value_columns.is_some() {
+            unavailable.push("the intervals of expected spend and clv (those of the purchase predictions are given)");
+        }
+        if fitted.fit.at_boundary.iter().any(|&b| b) {
+            output = output.warning(
+                "interval_conditional",
+                "the intervals hold the coefficients at the edge of the searched range fixed: those are not estimates, and their uncertainty has no finite size",
+            );
+        }
+        if params.str("uncertainty")? == "bootstrap" {
+            unavailable.push("bootstrap intervals (the delta method's are given)");
+        }
+    }
     unavailable.push("the repeat-purchase histogram with its chi-square, the purchase curve and distribution of a new customer (whose covariates over time are unknown), and the purchases lost to churn (expected_purchases_lost, churn_cost)");
     output = output.warning(
         "not_computed",
@@ -443,6 +485,27 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         ),
     );
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
+    let bounds: Option<[Bounds; 4]> = match (level, &spread) {
+        (Some(level), Some(spread)) => Some(std::array::from_fn(|q| {
+            let (values, scale) = match q {
+                0 => (&p_alive, Scale::Probability),
+                1 => (&expected, Scale::Positive),
+                2 => (&p_no_purchase, Scale::Probability),
+                _ => (&alive_at_end, Scale::Probability),
+            };
+            values
+                .iter()
+                .zip(&spread.customers)
+                .map(
+                    |(&value, variances)| match interval(value, variances[q], level.z, scale) {
+                        Some((lower, upper)) => (Some(lower), Some(upper)),
+                        None => (None, None),
+                    },
+                )
+                .unzip()
+        })),
+        _ => None,
+    };
     let table = customer_table(
         &customers,
         &data,
@@ -450,6 +513,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         (&p_alive, &expected, &p_no_purchase, &alive_at_end),
         value_columns.as_ref(),
         holdout.as_ref(),
+        bounds.as_ref(),
         top,
     )?;
     Ok(output
@@ -673,6 +737,119 @@ impl Periods {
 
 type Predictions<'a> = (&'a [f64], &'a [f64], &'a [f64], &'a [f64]);
 
+const LOWER: [&str; 4] = [
+    "p_alive_lower",
+    "expected_purchases_lower",
+    "p_no_purchase_lower",
+    "p_alive_at_window_end_lower",
+];
+const UPPER: [&str; 4] = [
+    "p_alive_upper",
+    "expected_purchases_upper",
+    "p_no_purchase_upper",
+    "p_alive_at_window_end_upper",
+];
+
+/// The predictions that get intervals, in the order of [`Spread::customers`]' entries.
+#[derive(Debug, Clone, Copy)]
+enum Quantity {
+    PAlive = 0,
+    Expected = 1,
+    NoPurchase = 2,
+    /// Per customer P(alive at the window's end); as a total, the dropouts (active now less
+    /// active then).
+    Dropouts = 3,
+}
+
+/// The delta method's variances: per customer, of P(alive), expected purchases to the horizon,
+/// P(no purchase) and P(alive at the window's end); and of their sums (the last as the
+/// dropouts).
+struct Spread {
+    customers: Vec<[f64; 4]>,
+    totals: [f64; 4],
+}
+
+/// Recomputes every customer's predictions at the fit's free parameters (ln r, ln α, ln s,
+/// ln β, the coefficients) each moved by a step, and takes the gradients' variances under the
+/// fit's covariance (its Hessian's inverse), as for the other models.
+fn spread(
+    data: &DynamicData,
+    fitted: &DynamicFit,
+    predicted: &[(mittari_models::dynamic::DynamicPrediction, Vec<f64>)],
+    (futures, horizons, window): (&[Vec<Segment>], &[f64], f64),
+    horizon_at: usize,
+) -> Result<Spread, MetricError> {
+    let covariance = fitted
+        .fit
+        .covariance
+        .clone()
+        .and_then(|c| FreeCovariance::new(fitted.fit.params.clone(), c))
+        .map(|c| c.holding(&fitted.fit.at_boundary))
+        .ok_or_else(|| {
+            MetricError::invalid_input(
+                "the fit with dynamic covariates has no covariance (its Hessian is not negative definite), so nothing it predicts has an interval; leave interval out",
+            )
+        })?;
+    let k = fitted.purchase.len();
+    let fields = |p: &(mittari_models::dynamic::DynamicPrediction, Vec<f64>)| {
+        [
+            p.0.p_alive,
+            p.1[horizon_at],
+            p.0.p_no_purchase,
+            p.0.p_alive_at_window_end,
+        ]
+    };
+    let moved: Vec<Vec<[f64; 4]>> = covariance
+        .shifted()
+        .iter()
+        .map(|free| {
+            let mut at = fitted.clone();
+            at.r = free[0].exp();
+            at.alpha = free[1].exp();
+            at.s = free[2].exp();
+            at.beta = free[3].exp();
+            at.purchase = free[4..4 + k].to_vec();
+            at.attrition = free[4 + k..].to_vec();
+            data.predict(&at, futures, horizons, window)
+                .map(|p| p.iter().map(fields).collect())
+                .ok_or_else(|| {
+                    MetricError::failed("a shifted prediction did not cover the horizon")
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let n = covariance.len();
+    let mut sums = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+    let customers = predicted
+        .iter()
+        .enumerate()
+        .map(|(c, p)| {
+            let base = fields(p);
+            std::array::from_fn(|q| {
+                let at: Vec<f64> = moved.iter().map(|m| m[c][q]).collect();
+                let gradient = FreeCovariance::gradient(base[q], &at);
+                // The dropouts' sum: P(alive) less P(alive at the window's end).
+                let sign = if q == 3 { -1.0 } else { 1.0 };
+                for (s, g) in sums[q].iter_mut().zip(&gradient) {
+                    *s += sign * g;
+                }
+                covariance.variance(&gradient)
+            })
+        })
+        .collect();
+    // Dropouts: Σ P(alive) − Σ P(alive at the window's end), one gradient.
+    let mut dropouts = sums[0].clone();
+    dropouts.iter_mut().zip(&sums[3]).for_each(|(d, s)| *d += s);
+    Ok(Spread {
+        customers,
+        totals: [
+            covariance.variance(&sums[0]),
+            covariance.variance(&sums[1]),
+            covariance.variance(&sums[2]),
+            covariance.variance(&dropouts),
+        ],
+    })
+}
+
 /// The customers table: the history as the model sees it (days of purchase, continuous time)
 /// and the predictions, highest value first.
 fn customer_table(
@@ -682,6 +859,7 @@ fn customer_table(
     (p_alive, expected, p_no_purchase, alive_at_end): Predictions<'_>,
     value: Option<&(Vec<f64>, Vec<f64>)>,
     holdout: Option<&(Vec<f64>, Vec<f64>)>,
+    bounds: Option<&[Bounds; 4]>,
     top: usize,
 ) -> Result<RecordBatch, MetricError> {
     let rank: Vec<f64> = value.map_or_else(|| expected.to_vec(), |(_, clv)| clv.clone());
@@ -714,12 +892,26 @@ fn customer_table(
         columns.push(("clv", pick(clv)));
         columns.push(("expected_spend", pick(spend)));
     }
-    columns.extend([
-        ("p_alive", pick(p_alive)),
-        ("expected_purchases", pick(expected)),
-        ("p_no_purchase", pick(p_no_purchase)),
-        ("p_alive_at_window_end", pick(alive_at_end)),
-    ]);
+    let ends = |q: usize, upper: bool| -> ArrayRef {
+        let (lower_ends, upper_ends) = &bounds.expect("bounds checked by the caller")[q];
+        let ends = if upper { upper_ends } else { lower_ends };
+        Arc::new(order.iter().map(|&i| ends[i]).collect::<Float64Array>())
+    };
+    for (q, (name, values)) in [
+        ("p_alive", p_alive),
+        ("expected_purchases", expected),
+        ("p_no_purchase", p_no_purchase),
+        ("p_alive_at_window_end", alive_at_end),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        columns.push((name, pick(values)));
+        if bounds.is_some() {
+            columns.push((LOWER[q], ends(q, false)));
+            columns.push((UPPER[q], ends(q, true)));
+        }
+    }
     if let Some((actual, predicted)) = holdout {
         columns.push(("holdout_purchases", pick(actual)));
         columns.push(("predicted_holdout_purchases", pick(predicted)));

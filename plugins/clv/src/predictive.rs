@@ -1523,6 +1523,16 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     for reason in unavailable {
         output = output.warning("interval_unavailable", reason);
     }
+    if spread.is_some()
+        && purchase_covariates
+            .as_ref()
+            .is_some_and(|f| f.reached_boundary())
+    {
+        output = output.warning(
+            "interval_conditional",
+            "the intervals hold the coefficients at the edge of the searched range fixed: those are not estimates, and their uncertainty has no finite size",
+        );
+    }
     if let Some((failed, draws)) = bootstrap_failures {
         output = output.warning(
             "bootstrap_draws_failed",
@@ -1682,10 +1692,13 @@ fn purchase_covariance(
     covariates: Option<&CovariateFit<4>>,
 ) -> Option<FreeCovariance> {
     match covariates {
+        // Coefficients at the edge of the searched range are held fixed (see
+        // `FreeCovariance::holding`); the warning covariate_not_identified names them.
         Some(covariate_fit) => FreeCovariance::new(
             covariate_fit.fit.params.clone(),
             covariate_fit.fit.covariance.clone()?,
-        ),
+        )
+        .map(|c| c.holding(&covariate_fit.fit.at_boundary)),
         None => LogCovariance::of(fit).map(|log| FreeCovariance::of_log(&log)),
     }
 }
