@@ -580,13 +580,16 @@ fn report_with_tables(
 
 /// `--table-input NAME=FILE` and `--table-column TABLE.NAME=SOURCE` values: the (name, file)
 /// of each table, once each, and each mapping with its table (one some `--table-input` reads).
+/// (name, file) of each `--table-input`, and (table, mapping) of each `--table-column`.
+type TableInputArgs = (
+    Vec<(String, String)>,
+    Vec<(String, mittari_io::ColumnMapping)>,
+);
+
 fn parse_table_inputs(
     table_inputs: &[String],
     table_columns: &[String],
-) -> anyhow::Result<(
-    Vec<(String, String)>,
-    Vec<(String, mittari_io::ColumnMapping)>,
-)> {
+) -> anyhow::Result<TableInputArgs> {
     let mut files: Vec<(String, String)> = Vec::new();
     for text in table_inputs {
         let Some((name, file)) = text

@@ -507,9 +507,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         _ => None,
     };
     let table = customer_table(
-        &customers,
-        &data,
-        &monetary,
+        (&customers, &data, &monetary),
         (&p_alive, &expected, &p_no_purchase, &alive_at_end),
         value_columns.as_ref(),
         holdout.as_ref(),
@@ -853,9 +851,7 @@ fn spread(
 /// The customers table: the history as the model sees it (days of purchase, continuous time)
 /// and the predictions, highest value first.
 fn customer_table(
-    customers: &[Customer<'_>],
-    data: &DynamicData,
-    monetary: &[f64],
+    (customers, data, monetary): (&[Customer<'_>], &DynamicData, &[f64]),
     (p_alive, expected, p_no_purchase, alive_at_end): Predictions<'_>,
     value: Option<&(Vec<f64>, Vec<f64>)>,
     holdout: Option<&(Vec<f64>, Vec<f64>)>,
@@ -892,8 +888,8 @@ fn customer_table(
         columns.push(("clv", pick(clv)));
         columns.push(("expected_spend", pick(spend)));
     }
-    let ends = |q: usize, upper: bool| -> ArrayRef {
-        let (lower_ends, upper_ends) = &bounds.expect("bounds checked by the caller")[q];
+    let ends = |bounds: &[Bounds; 4], q: usize, upper: bool| -> ArrayRef {
+        let (lower_ends, upper_ends) = &bounds[q];
         let ends = if upper { upper_ends } else { lower_ends };
         Arc::new(order.iter().map(|&i| ends[i]).collect::<Float64Array>())
     };
@@ -907,9 +903,9 @@ fn customer_table(
     .enumerate()
     {
         columns.push((name, pick(values)));
-        if bounds.is_some() {
-            columns.push((LOWER[q], ends(q, false)));
-            columns.push((UPPER[q], ends(q, true)));
+        if let Some(bounds) = bounds {
+            columns.push((LOWER[q], ends(bounds, q, false)));
+            columns.push((UPPER[q], ends(bounds, q, true)));
         }
     }
     if let Some((actual, predicted)) = holdout {
