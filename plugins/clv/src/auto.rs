@@ -84,9 +84,15 @@ pub(crate) fn compute(
     }
     let mut candidates = Vec::new();
     let mut first_error = None;
+    // Each candidate's fits, so the chosen one's full computation does not fit it again.
+    let mut fits: Vec<predictive::Fits> = Vec::new();
     for model in CANDIDATES {
         input.check_cancelled()?;
-        match predictive::compute(input, &candidate_params(params, model, false)) {
+        let mut kept = predictive::Fits::default();
+        let computed =
+            predictive::compute_reusing(input, &candidate_params(params, model, false), &mut kept);
+        fits.push(kept);
+        match computed {
             Ok(output) => {
                 let ll = scalar(&output, "log_likelihood").unwrap_or(f64::NAN);
                 let customers = scalar(&output, "customers").unwrap_or(f64::NAN);
@@ -178,7 +184,15 @@ pub(crate) fn compute(
         why.push_str("; no model identifies its parameters on this data");
     }
     let chosen_model = chosen.model;
-    let output = predictive::compute(input, &candidate_params(params, chosen_model, true))?;
+    let at = CANDIDATES
+        .iter()
+        .position(|&m| m == chosen_model)
+        .unwrap_or(0);
+    let output = predictive::compute_reusing(
+        input,
+        &candidate_params(params, chosen_model, true),
+        &mut fits[at],
+    )?;
     let notes: Vec<Option<String>> = candidates
         .iter()
         .map(|c| match (&c.failed, c.model == chosen_model) {

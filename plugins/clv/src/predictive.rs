@@ -272,18 +272,11 @@ fn fit_purchases(
     histories: &Histories,
     cancel: &AtomicBool,
 ) -> Result<PurchaseFit, MetricError> {
-    let (model, fit, names, label, rebuild): (Box<dyn PurchaseModel>, _, _, _, Rebuild) = match name
-    {
+    let fit = match name {
         "pareto_nbd" => {
-            let (model, fit) = pareto_nbd::fit_histories(histories, cancel)
-                .map_err(|e| fit_error("Pareto/NBD", e))?;
-            (
-                Box::new(model),
-                fit,
-                ["r", "alpha", "s", "beta"],
-                "Pareto/NBD",
-                Box::new(|[r, alpha, s, beta]| Box::new(ParetoNbd { r, alpha, s, beta })),
-            )
+            pareto_nbd::fit_histories(histories, cancel)
+                .map_err(|e| fit_error("Pareto/NBD", e))?
+                .1
         }
         _ => {
             let variant = if name == "mbgnbd" {
@@ -291,11 +284,29 @@ fn fit_purchases(
             } else {
                 Variant::Bg
             };
-            let (model, fit) = bgnbd::fit_histories(histories, variant, cancel)
-                .map_err(|e| fit_error(variant.name(), e))?;
+            bgnbd::fit_histories(histories, variant, cancel)
+                .map_err(|e| fit_error(variant.name(), e))?
+                .1
+        }
+    };
+    purchase_fit(name, fit)
+}
+
+/// The model `name` at a fit's estimates, with what the outputs and intervals need of it.
+fn purchase_fit(name: &str, fit: Fit<4>) -> Result<PurchaseFit, MetricError> {
+    let (names, label, rebuild): ([&'static str; 4], &'static str, Rebuild) = match name {
+        "pareto_nbd" => (
+            ["r", "alpha", "s", "beta"],
+            "Pareto/NBD",
+            Box::new(|[r, alpha, s, beta]| Box::new(ParetoNbd { r, alpha, s, beta })),
+        ),
+        _ => {
+            let variant = if name == "mbgnbd" {
+                Variant::Modified
+            } else {
+                Variant::Bg
+            };
             (
-                Box::new(model),
-                fit,
                 ["r", "alpha", "a", "b"],
                 variant.name(),
                 Box::new(move |[r, alpha, a, b]| {
@@ -312,12 +323,21 @@ fn fit_purchases(
     };
     check_converged(label, &fit)?;
     Ok(PurchaseFit {
-        model,
+        model: rebuild(fit.params),
         fit,
         names,
         label,
         rebuild,
     })
+}
+
+/// The fits of one computation, kept for another on the same data and covariates: model=auto
+/// computes the chosen model's outputs after comparing the candidates, without fitting it
+/// again.
+#[derive(Default)]
+pub(crate) struct Fits {
+    pub(crate) purchase: Option<Fit<4>>,
+    pub(crate) covariates: Option<CovariateFit<4>>,
 }
 
 /// The distinct histories, grouped by covariate profile (one group without covariates): the
@@ -781,6 +801,16 @@ impl DiscountSteps {
 }
 
 pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
+    compute_reusing(input, params, &mut Fits::default())
+}
+
+/// [`compute`], taking the purchase fit (and its covariate fit) from `fits` where a computation
+/// on the same data made them, and leaving this one's there.
+pub(crate) fn compute_reusing(
+    input: &Input<'_>,
+    params: &Params,
+    fits: &mut Fits,
+) -> Result<Output, MetricError> {
     let unit = time_unit(params)?;
     let history = if is_summary(input) {
         from_summary(input, params)?
@@ -814,7 +844,11 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         names,
         label,
         rebuild,
-    } = fit_purchases(params.str("model")?, &histories, input.cancellation())?;
+    } = match fits.purchase.take() {
+        Some(fit) => purchase_fit(params.str("model")?, fit)?,
+        None => fit_purchases(params.str("model")?, &histories, input.cancellation())?,
+    };
+    fits.purchase = Some(fit.clone());
     // With covariates, customers of one profile share their parameters: the histories are
     // regrouped by profile, each profile predicted with its own model.
     let covariate_request = covariates::request(params)?;
@@ -835,14 +869,19 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         (Some(request), Some(design))
             if !(design.purchase.is_empty() && design.attrition.is_empty()) =>
         {
-            Some(fit_purchase_covariates(
-                params.str("model")?,
-                &fit,
-                request,
-                design,
-                (&segments.histories, &segments.parts),
-                input.cancellation(),
-            )?)
+            let covariate_fit = match fits.covariates.take() {
+                Some(kept) => kept,
+                None => fit_purchase_covariates(
+                    params.str("model")?,
+                    &fit,
+                    request,
+                    design,
+                    (&segments.histories, &segments.parts),
+                    input.cancellation(),
+                )?,
+            };
+            fits.covariates = Some(covariate_fit.clone());
+            Some(covariate_fit)
         }
         _ => None,
     };
