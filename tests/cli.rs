@@ -2422,6 +2422,44 @@ fn dynamic_covariates_reproduce_clvtools_fit() {
         );
     }
 
+    // Intervals: the delta method's, and the bootstrap's (refits on resampled customers), both
+    // around every customer's prediction, of the same order of width for the total.
+    let mut with_delta = with_table.clone();
+    with_delta.extend(["--param", "interval=0.9"]);
+    let mut with_boot = with_delta.clone();
+    with_boot.extend([
+        "--param",
+        "uncertainty=bootstrap",
+        "--param",
+        "bootstrap_draws=30",
+    ]);
+    let mut widths = Vec::new();
+    for args in [&with_delta, &with_boot] {
+        let out = clv_json(&input, args);
+        let total = &out["confidence_intervals"]["expected_purchases"];
+        let (lower, upper) = (
+            total["lower"].as_f64().unwrap(),
+            total["upper"].as_f64().unwrap(),
+        );
+        let value = out["results"]["expected_purchases"].as_f64().unwrap();
+        assert!(lower < value && value < upper, "{total}");
+        widths.push((upper - lower) / value);
+        for row in out["tables"]["customers"].as_array().unwrap() {
+            for column in ["p_alive", "expected_purchases", "clv", "expected_spend"] {
+                let v = row[column].as_f64().unwrap();
+                let (l, u) = (
+                    row[format!("{column}_lower")].as_f64().unwrap(),
+                    row[format!("{column}_upper")].as_f64().unwrap(),
+                );
+                assert!(l <= v && v <= u, "{column}: {row}");
+            }
+        }
+    }
+    assert!(
+        widths[1] / widths[0] > 0.5 && widths[1] / widths[0] < 2.0,
+        "relative widths of the total's intervals, delta and bootstrap: {widths:?}"
+    );
+
     // Without the table, and with one that ends before the horizon: refused, saying what to send.
     let mut without = vec!["compute", "clv", "--input", input.as_str()];
     without.extend(args("horizon=52"));

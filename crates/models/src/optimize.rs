@@ -695,14 +695,35 @@ pub fn maximize(
             }
         }
     }
-    let covariance = if hessian_ok {
-        invert_symmetric(&information)
-    } else {
-        None
-    };
+    // A maximum at the edge of the range in some coordinates (the likelihood still rising, or
+    // flat, outward) needs the Hessian negative definite in the others only: the edge ones'
+    // curvature is that of a slope, near zero. Their rows and columns of the covariance are
+    // then zero (they are not estimates; `at_boundary` says so).
     let at_boundary: Vec<bool> = (0..n)
         .map(|i| theta[i] <= lower[i] + EDGE_TOLERANCE || theta[i] >= upper[i] - EDGE_TOLERANCE)
         .collect();
+    let covariance = if !hessian_ok {
+        None
+    } else {
+        invert_symmetric(&information).or_else(|| {
+            let free: Vec<usize> = (0..n).filter(|&i| !at_boundary[i]).collect();
+            if free.len() == n {
+                return None;
+            }
+            let block: Vec<Vec<f64>> = free
+                .iter()
+                .map(|&i| free.iter().map(|&j| information[i][j]).collect())
+                .collect();
+            let inverse = invert_symmetric(&block)?;
+            let mut covariance = vec![vec![0.0; n]; n];
+            for (a, &i) in free.iter().enumerate() {
+                for (b, &j) in free.iter().enumerate() {
+                    covariance[i][j] = inverse[a][b];
+                }
+            }
+            Some(covariance)
+        })
+    };
     let converged = first_order && covariance.is_some();
     let status = match (first_order, covariance.is_some()) {
         (true, true) => format!("converged: {status}, Hessian negative definite"),

@@ -276,10 +276,16 @@ pub fn coefficients_table(
     rows: &[Coefficient],
     two_sided_p: impl Fn(f64) -> f64,
 ) -> Result<RecordBatch, MetricError> {
-    let se: Vec<Option<f64>> = rows.iter().map(|r| r.standard_error).collect();
+    // A coefficient at the edge of the searched range is not an estimate: no standard error,
+    // z or p-value is shown for it.
+    let se: Vec<Option<f64>> = rows
+        .iter()
+        .map(|r| r.standard_error.filter(|_| !r.at_boundary))
+        .collect();
     let z: Vec<Option<f64>> = rows
         .iter()
-        .map(|r| r.standard_error.map(|s| r.estimate / s))
+        .zip(&se)
+        .map(|(r, se)| se.map(|s| r.estimate / s))
         .collect();
     let p: Vec<Option<f64>> = z.iter().map(|z| z.map(&two_sided_p)).collect();
     result_table(

@@ -19,7 +19,7 @@ use mittari_models::dynamic::{DynamicCustomer, DynamicData, DynamicFit, Segment,
 use mittari_models::gamma_gamma::{self, GammaGamma};
 use mittari_models::pareto_nbd;
 use mittari_models::rfm::TimeUnit;
-use mittari_models::uncertainty::{FreeCovariance, Scale, interval};
+use mittari_models::uncertainty::{FreeCovariance, LogCovariance, Scale, interval};
 use mittari_sdk::arrow_array::cast::AsArray;
 use mittari_sdk::arrow_array::types::{Float64Type, Int64Type};
 use mittari_sdk::arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
@@ -250,15 +250,10 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         })?;
     let at = |h: f64| horizons.iter().position(|&x| x == h).unwrap_or(0);
     let level = Level::of(params)?;
-    let spread = match level {
-        Some(_) => Some(spread(
-            &data,
-            &fitted,
-            &predicted,
-            (&futures, &horizons, window),
-            at(horizon),
-        )?),
-        None => None,
+    // Discounted purchases to the horizon, from the expectations at the monthly steps' ends.
+    let discounted_of = |e: &[f64]| -> f64 {
+        let cumulative: Vec<f64> = discount_steps.ends().iter().map(|&h| e[at(h)]).collect();
+        discount_steps.discount(&cumulative).1
     };
 
     let n = customers.len();
@@ -298,10 +293,102 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .iter()
         .map(|(p, _)| p.p_alive_at_window_end)
         .collect();
+    // Spend: Gamma-Gamma on the repeat purchases' mean value, as for the other models.
+    let margin = params.f64("margin")?;
+    let monetary: Vec<f64> = customers
+        .iter()
+        .map(|c| {
+            if c.repeats.is_empty() {
+                0.0
+            } else {
+                c.repeats.iter().map(|&(_, v)| v).sum::<f64>() / c.repeats.len() as f64
+            }
+        })
+        .collect();
+    let spend_fit = if spend_model == "gamma_gamma" {
+        let (gg, gg_fit, _) = gamma_gamma::fit_spend(
+            data.customers
+                .iter()
+                .zip(&monetary)
+                .map(|(c, &m)| (c.x, m, 1.0)),
+            input.cancellation(),
+        )
+        .map_err(|e| match e {
+            gamma_gamma::SpendError::Fit(e) => predictive::fit_error("Gamma-Gamma", e),
+            other => MetricError::invalid_input(other.to_string()),
+        })?;
+        predictive::check_converged("Gamma-Gamma", &gg_fit)?;
+        let spend: Vec<f64> = data
+            .customers
+            .iter()
+            .zip(&monetary)
+            .map(|(c, &m)| gg.expected_mean_value(c.x, m))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                MetricError::invalid_input(format!(
+                    "the Gamma-Gamma fit has q = {:.4} <= 1, so mean spend has no finite expectation; the spend data may not follow the model",
+                    gg.q
+                ))
+            })?;
+        Some((gg, gg_fit, spend))
+    } else {
+        None
+    };
+    let discounted: Vec<f64> = predicted.iter().map(|(_, e)| discounted_of(e)).collect();
+    let spread = match level {
+        Some(_) => Some(spread(
+            &data,
+            &fitted,
+            &predicted,
+            (&futures, &horizons, window),
+            &|p| {
+                [
+                    p.0.p_alive,
+                    p.1[at(horizon)],
+                    p.0.p_no_purchase,
+                    p.0.p_alive_at_window_end,
+                    discounted_of(&p.1),
+                ]
+            },
+            spend_fit
+                .as_ref()
+                .map(|(_, _, spend)| spend.iter().map(|s| s * margin).collect::<Vec<f64>>())
+                .as_deref(),
+        )?),
+        None => None,
+    };
     let sum = |v: &[f64]| v.iter().sum::<f64>();
     // A total with its interval, where there is one.
-    let with = |scalar: Scalar, quantity: Quantity| match (level, &spread) {
-        (Some(level), Some(spread)) => level.scalar(
+    // uncertainty=bootstrap: percentiles of refits on resampled customers, in place of the
+    // delta method's intervals.
+    let boot = match level {
+        Some(level) if params.str("uncertainty")? == "bootstrap" => {
+            let draws = usize::try_from(params.i64("bootstrap_draws")?).unwrap_or(0);
+            Some(bootstrap(
+                (&data, &fitted),
+                (&futures, &horizons, window),
+                &|p| {
+                    [
+                        p.0.p_alive,
+                        p.1[at(horizon)],
+                        p.0.p_no_purchase,
+                        p.0.p_alive_at_window_end,
+                        discounted_of(&p.1),
+                    ]
+                },
+                spend_fit.as_ref().map(|_| (monetary.as_slice(), margin)),
+                (draws, level),
+                input,
+            )?)
+        }
+        _ => None,
+    };
+    let with = |scalar: Scalar, quantity: Quantity| match (level, &spread, &boot) {
+        (Some(level), _, Some(boot)) => {
+            let (lower, upper) = boot.totals[quantity as usize];
+            scalar.with_interval(lower, upper, level.level)
+        }
+        (Some(level), Some(spread), None) => level.scalar(
             scalar,
             Some(spread.totals[quantity as usize]),
             Scale::Positive,
@@ -341,62 +428,129 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         2 * k,
     );
 
-    // Spend: Gamma-Gamma on the repeat purchases' mean value, as for the other models.
-    let margin = params.f64("margin")?;
-    let monetary: Vec<f64> = customers
-        .iter()
-        .map(|c| {
-            if c.repeats.is_empty() {
-                0.0
-            } else {
-                c.repeats.iter().map(|&(_, v)| v).sum::<f64>() / c.repeats.len() as f64
-            }
-        })
-        .collect();
     let mut value_columns: Option<(Vec<f64>, Vec<f64>)> = None;
-    if spend_model == "gamma_gamma" {
-        let (gg, gg_fit, _) = gamma_gamma::fit_spend(
-            data.customers
-                .iter()
-                .zip(&monetary)
-                .map(|(c, &m)| (c.x, m, 1.0)),
-            input.cancellation(),
-        )
-        .map_err(|e| match e {
-            gamma_gamma::SpendError::Fit(e) => predictive::fit_error("Gamma-Gamma", e),
-            other => MetricError::invalid_input(other.to_string()),
-        })?;
-        predictive::check_converged("Gamma-Gamma", &gg_fit)?;
+    let mut value_bounds: Option<[Bounds; 2]> = None;
+    if let Some((gg, gg_fit, spend)) = spend_fit {
         let GammaGamma { p, q, gamma } = gg;
-        let spend: Vec<f64> = data
-            .customers
-            .iter()
-            .zip(&monetary)
-            .map(|(c, &m)| gg.expected_mean_value(c.x, m))
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                MetricError::invalid_input(format!(
-                    "the Gamma-Gamma fit has q = {q:.4} <= 1, so mean spend has no finite expectation; the spend data may not follow the model"
-                ))
-            })?;
-        let clv: Vec<f64> = predicted
+        let clv: Vec<f64> = discounted
             .iter()
             .zip(&spend)
-            .map(|((_, e), s)| {
-                let cumulative: Vec<f64> =
-                    discount_steps.ends().iter().map(|&h| e[at(h)]).collect();
-                discount_steps.discount(&cumulative).1 * s * margin
-            })
+            .map(|(d, s)| d * s * margin)
             .collect();
         let clv_total = sum(&clv);
+        // The spend side of the intervals: each customer's expected spend at the Gamma-Gamma
+        // fit's shifted log-parameters.
+        let spend_spread = match (level, &spread) {
+            (Some(_), Some(_)) => LogCovariance::of(&gg_fit).map(|log| {
+                let covariance = FreeCovariance::of_log(&log);
+                let moved: Vec<GammaGamma> = covariance
+                    .shifted()
+                    .iter()
+                    .map(|f| GammaGamma {
+                        p: f[0].exp(),
+                        q: f[1].exp(),
+                        gamma: f[2].exp(),
+                    })
+                    .collect();
+                let (mut mean, mut valued) = (vec![0.0; 3], vec![0.0; 3]);
+                let variances: Vec<f64> = (0..spend.len())
+                    .map(|c| {
+                        let (x, m) = (data.customers[c].x, monetary[c]);
+                        let at: Vec<f64> = moved
+                            .iter()
+                            .map(|g| g.expected_mean_value(x, m).unwrap_or(f64::NAN))
+                            .collect();
+                        let gradient = FreeCovariance::gradient(spend[c], &at);
+                        for j in 0..3 {
+                            mean[j] += gradient[j];
+                            valued[j] += margin * discounted[c] * gradient[j];
+                        }
+                        covariance.variance(&gradient)
+                    })
+                    .collect();
+                (
+                    variances,
+                    covariance.variance(&mean),
+                    covariance.variance(&valued),
+                )
+            }),
+            _ => None,
+        };
+        if level.is_some() && spend_spread.is_none() {
+            output = output.warning(
+                "interval_unavailable",
+                "the Gamma-Gamma fit has no covariance, so expected spend and the values have no interval",
+            );
+        }
+        let nf = n as f64;
+        let (spend_mean_variance, clv_variance) = match (&spend_spread, &spread) {
+            (Some((_, mean, valued)), Some(spread)) => {
+                (Some(mean / (nf * nf)), Some(spread.totals[4] + valued))
+            }
+            _ => (None, None),
+        };
+        // The bootstrap's ends where it ran (totals 4 to 6: mean spend, clv, clv_total).
+        let with_variance =
+            |scalar: Scalar, variance: Option<f64>, total: usize| match (level, &boot) {
+                (Some(level), Some(boot)) => {
+                    let (lower, upper) = boot.totals[total];
+                    scalar.with_interval(lower, upper, level.level)
+                }
+                (Some(level), None) => level.scalar(scalar, variance, Scale::Positive),
+                (None, _) => scalar,
+            };
         output = output
             .scalar(Scalar::new("p", p))
             .scalar(Scalar::new("q", q))
             .scalar(Scalar::new("gamma", gamma))
             .scalar(Scalar::new("spend_log_likelihood", gg_fit.log_likelihood))
-            .scalar(Scalar::new("expected_spend", sum(&spend) / n as f64))
-            .scalar(Scalar::new("clv", clv_total / n as f64))
-            .scalar(Scalar::new("clv_total", clv_total));
+            .scalar(with_variance(
+                Scalar::new("expected_spend", sum(&spend) / nf),
+                spend_mean_variance,
+                4,
+            ))
+            .scalar(with_variance(
+                Scalar::new("clv", clv_total / nf),
+                clv_variance.map(|v| v / (nf * nf)),
+                5,
+            ))
+            .scalar(with_variance(
+                Scalar::new("clv_total", clv_total),
+                clv_variance,
+                6,
+            ));
+        if let Some(boot) = &boot {
+            value_bounds = Some([boot.customers[4].clone(), boot.customers[5].clone()]);
+        } else if let (Some(level), Some(spread), Some((spend_variances, ..))) =
+            (level, &spread, &spend_spread)
+        {
+            let ends = |value: f64, variance: f64| match interval(
+                value,
+                variance,
+                level.z,
+                Scale::Positive,
+            ) {
+                Some((lower, upper)) => (Some(lower), Some(upper)),
+                None => (None, None),
+            };
+            let spend_ends: Bounds = spend
+                .iter()
+                .zip(spend_variances)
+                .map(|(&s, &v)| ends(s, v))
+                .unzip();
+            // clv = margin × discounted × spend, the fits independent:
+            // var = margin² (S² var(D) + D² var(S)).
+            let clv_ends: Bounds = (0..n)
+                .map(|c| {
+                    let (d, sp) = (discounted[c], spend[c]);
+                    let variance = margin
+                        * margin
+                        * (sp * sp * spread.customers[c][4] + d * d * spend_variances[c]);
+                    ends(clv[c], variance)
+                })
+                .unzip();
+            value_bounds = Some([spend_ends, clv_ends]);
+        }
         value_columns = Some((spend, clv));
     }
     let holdout = holdout_length.map(|length| {
@@ -463,17 +617,22 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         unavailable.push("dert (it would need the covariates to the end of time)");
     }
     if level.is_some() {
-        if value_columns.is_some() {
-            unavailable.push("the intervals of expected spend and clv (those of the purchase predictions are given)");
-        }
         if fitted.fit.at_boundary.iter().any(|&b| b) {
             output = output.warning(
                 "interval_conditional",
                 "the intervals hold the coefficients at the edge of the searched range fixed: those are not estimates, and their uncertainty has no finite size",
             );
         }
-        if params.str("uncertainty")? == "bootstrap" {
-            unavailable.push("bootstrap intervals (the delta method's are given)");
+        if let Some(boot) = boot.as_ref().filter(|b| b.fitted < b.draws) {
+            output = output.warning(
+                "bootstrap_draws_failed",
+                format!(
+                    "{} of {} bootstrap draws could not be fitted and are left out; the intervals come from the other {}",
+                    boot.draws - boot.fitted,
+                    boot.draws,
+                    boot.fitted
+                ),
+            );
         }
     }
     unavailable.push("the repeat-purchase histogram with its chi-square, the purchase curve and distribution of a new customer (whose covariates over time are unknown), and the purchases lost to churn (expected_purchases_lost, churn_cost)");
@@ -485,8 +644,9 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         ),
     );
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
-    let bounds: Option<[Bounds; 4]> = match (level, &spread) {
-        (Some(level), Some(spread)) => Some(std::array::from_fn(|q| {
+    let bounds: Option<[Bounds; 4]> = match (level, &spread, &boot) {
+        (Some(_), _, Some(boot)) => Some(std::array::from_fn(|q| boot.customers[q].clone())),
+        (Some(level), Some(spread), None) => Some(std::array::from_fn(|q| {
             let (values, scale) = match q {
                 0 => (&p_alive, Scale::Probability),
                 1 => (&expected, Scale::Positive),
@@ -511,12 +671,179 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         (&p_alive, &expected, &p_no_purchase, &alive_at_end),
         value_columns.as_ref(),
         holdout.as_ref(),
-        bounds.as_ref(),
+        (bounds.as_ref(), value_bounds.as_ref()),
         top,
     )?;
     Ok(output
         .table("customers", table)
         .table("coefficients", covariates::coefficients_table(&rows)?))
+}
+
+/// The bootstrap's intervals: per customer, the ends of the four purchase predictions, expected
+/// spend and CLV (the last two empty without a spend model); and of the totals, in the order of
+/// [`Quantity`] (active, expected purchases, lapsing, dropouts), then mean spend, mean CLV and
+/// the CLV total.
+struct Boot {
+    customers: [Bounds; 6],
+    totals: [(f64, f64); 7],
+    fitted: usize,
+    draws: usize,
+}
+
+/// Bytes the draws' per-customer values may take.
+const MAX_BOOT_BYTES: usize = 1 << 30;
+
+/// Resamples the customers with replacement, refits the dynamic model (from the estimate) and
+/// the spend model on each draw, predicts every customer of the input under it, and takes the
+/// percentiles (Efron & Tibshirani 1993, ch. 13; as `uncertainty=bootstrap` does for the other
+/// models). A draw whose fit does not converge is left out and counted.
+fn bootstrap(
+    (data, fitted): (&DynamicData, &DynamicFit),
+    (futures, horizons, window): (&[Vec<Segment>], &[f64], f64),
+    fields: &Fields<'_>,
+    spend: Option<(&[f64], f64)>,
+    (draws, level): (usize, Level),
+    input: &Input<'_>,
+) -> Result<Boot, MetricError> {
+    use rand::rngs::SmallRng;
+    use rand::{Rng as _, SeedableRng};
+    use rayon::prelude::*;
+    let n = data.customers.len();
+    if n * draws * 6 * 4 > MAX_BOOT_BYTES {
+        return Err(MetricError::invalid_parameter(
+            "bootstrap_draws",
+            format!(
+                "{draws} draws for {n} customers would keep more than 1 GiB of predictions; ask for fewer draws, or uncertainty=delta"
+            ),
+        ));
+    }
+    let start = [fitted.r, fitted.alpha, fitted.s, fitted.beta];
+    let coefficients: Vec<f64> = fitted
+        .purchase
+        .iter()
+        .chain(&fitted.attrition)
+        .copied()
+        .collect();
+    let results: Vec<Option<(Vec<[f32; 6]>, [f64; 7])>> = (0..draws)
+        .into_par_iter()
+        .map(|b| -> Result<_, MetricError> {
+            input.check_cancelled()?;
+            let mut rng = SmallRng::seed_from_u64(
+                0x6479_6e61_6d69_6321 ^ (b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            let mut counts = vec![0u32; n];
+            for _ in 0..n {
+                counts[rng.random_range(0..n)] += 1;
+            }
+            let resampled = DynamicData {
+                purchase: data.purchase.clone(),
+                attrition: data.attrition.clone(),
+                customers: data
+                    .customers
+                    .iter()
+                    .zip(&counts)
+                    .flat_map(|(c, &k)| std::iter::repeat_n(c, k as usize).cloned())
+                    .collect(),
+            };
+            let Ok(refit) = fit_dynamic(&resampled, start, &coefficients, input.cancellation())
+            else {
+                input.check_cancelled()?;
+                return Ok(None);
+            };
+            if !refit.fit.converged {
+                return Ok(None);
+            }
+            let Some(predicted) = data.predict(&refit, futures, horizons, window) else {
+                return Ok(None);
+            };
+            let gg = match spend {
+                Some((monetary, _)) => {
+                    let rows = data
+                        .customers
+                        .iter()
+                        .zip(monetary)
+                        .zip(&counts)
+                        .map(|((c, &m), &k)| (c.x, m, f64::from(k)));
+                    match gamma_gamma::fit_spend(rows, input.cancellation()) {
+                        Ok((gg, fit, _))
+                            if fit.converged && gg.expected_mean_value(0.0, 0.0).is_some() =>
+                        {
+                            Some(gg)
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                None => None,
+            };
+            let margin = spend.map_or(1.0, |(_, m)| m);
+            let mut totals = [0.0; 7];
+            let per_customer: Vec<[f32; 6]> = predicted
+                .iter()
+                .enumerate()
+                .map(|(c, p)| {
+                    let f = fields(p);
+                    let s = match (gg, spend) {
+                        (Some(gg), Some((monetary, _))) => gg
+                            .expected_mean_value(data.customers[c].x, monetary[c])
+                            .unwrap_or(0.0),
+                        _ => 0.0,
+                    };
+                    let clv = f[4] * s * margin;
+                    totals[0] += f[0];
+                    totals[1] += f[1];
+                    totals[2] += f[2];
+                    totals[3] += f[0] - f[3];
+                    totals[4] += s;
+                    totals[6] += clv;
+                    [f[0], f[1], f[2], f[3], s, clv].map(|v| v as f32)
+                })
+                .collect();
+            totals[4] /= n as f64;
+            totals[5] = totals[6] / n as f64;
+            Ok(Some((per_customer, totals)))
+        })
+        .collect::<Result<_, MetricError>>()?;
+    let kept: Vec<(Vec<[f32; 6]>, [f64; 7])> = results.into_iter().flatten().collect();
+    if kept.len() < 2 {
+        return Err(MetricError::invalid_input(format!(
+            "only {} of {draws} bootstrap draws could be fitted; the data may be too few for the model",
+            kept.len()
+        )));
+    }
+    let (low, high) = ((1.0 - level.level) / 2.0, (1.0 + level.level) / 2.0);
+    let ends = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let at = |p: f64| {
+            let position = p * (values.len() - 1) as f64;
+            let below = position.floor() as usize;
+            let next = values.get(below + 1).copied().unwrap_or(values[below]);
+            values[below] + position.fract() * (next - values[below])
+        };
+        (at(low), at(high))
+    };
+    let customers: [Bounds; 6] = std::array::from_fn(|q| {
+        if q >= 4 && spend.is_none() {
+            return (vec![None; n], vec![None; n]);
+        }
+        (0..n)
+            .into_par_iter()
+            .map(|c| {
+                let mut values: Vec<f64> = kept.iter().map(|d| f64::from(d.0[c][q])).collect();
+                let (l, u) = ends(&mut values);
+                (Some(l), Some(u))
+            })
+            .unzip()
+    });
+    let totals: [(f64, f64); 7] = std::array::from_fn(|t| {
+        let mut values: Vec<f64> = kept.iter().map(|d| d.1[t]).collect();
+        ends(&mut values)
+    });
+    Ok(Boot {
+        customers,
+        totals,
+        fitted: kept.len(),
+        draws,
+    })
 }
 
 /// Appends [start, end) to `segments`, extending the last one where the row is the same.
@@ -760,12 +1087,17 @@ enum Quantity {
 }
 
 /// The delta method's variances: per customer, of P(alive), expected purchases to the horizon,
-/// P(no purchase) and P(alive at the window's end); and of their sums (the last as the
-/// dropouts).
+/// P(no purchase), P(alive at the window's end) and the discounted purchases; and of their sums
+/// (the fourth as the dropouts, the fifth weighted by each customer's value per purchase: the
+/// purchase side of the CLV total's variance).
 struct Spread {
-    customers: Vec<[f64; 4]>,
-    totals: [f64; 4],
+    customers: Vec<[f64; 5]>,
+    totals: [f64; 5],
 }
+
+/// The quantities [`Spread`] takes the variances of, from one customer's prediction.
+type Fields<'a> =
+    dyn Fn(&(mittari_models::dynamic::DynamicPrediction, Vec<f64>)) -> [f64; 5] + Sync + 'a;
 
 /// Recomputes every customer's predictions at the fit's free parameters (ln r, ln α, ln s,
 /// ln β, the coefficients) each moved by a step, and takes the gradients' variances under the
@@ -775,7 +1107,8 @@ fn spread(
     fitted: &DynamicFit,
     predicted: &[(mittari_models::dynamic::DynamicPrediction, Vec<f64>)],
     (futures, horizons, window): (&[Vec<Segment>], &[f64], f64),
-    horizon_at: usize,
+    fields: &Fields<'_>,
+    value_weight: Option<&[f64]>,
 ) -> Result<Spread, MetricError> {
     let covariance = fitted
         .fit
@@ -789,15 +1122,7 @@ fn spread(
             )
         })?;
     let k = fitted.purchase.len();
-    let fields = |p: &(mittari_models::dynamic::DynamicPrediction, Vec<f64>)| {
-        [
-            p.0.p_alive,
-            p.1[horizon_at],
-            p.0.p_no_purchase,
-            p.0.p_alive_at_window_end,
-        ]
-    };
-    let moved: Vec<Vec<[f64; 4]>> = covariance
+    let moved: Vec<Vec<[f64; 5]>> = covariance
         .shifted()
         .iter()
         .map(|free| {
@@ -816,7 +1141,7 @@ fn spread(
         })
         .collect::<Result<_, _>>()?;
     let n = covariance.len();
-    let mut sums = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+    let mut sums: [Vec<f64>; 5] = std::array::from_fn(|_| vec![0.0; n]);
     let customers = predicted
         .iter()
         .enumerate()
@@ -825,10 +1150,15 @@ fn spread(
             std::array::from_fn(|q| {
                 let at: Vec<f64> = moved.iter().map(|m| m[c][q]).collect();
                 let gradient = FreeCovariance::gradient(base[q], &at);
-                // The dropouts' sum: P(alive) less P(alive at the window's end).
-                let sign = if q == 3 { -1.0 } else { 1.0 };
+                // The dropouts' sum: P(alive) less P(alive at the window's end); the
+                // discounted purchases weighted by the customer's value per purchase.
+                let weight = match q {
+                    3 => -1.0,
+                    4 => value_weight.map_or(0.0, |w| w[c]),
+                    _ => 1.0,
+                };
                 for (s, g) in sums[q].iter_mut().zip(&gradient) {
-                    *s += sign * g;
+                    *s += weight * g;
                 }
                 covariance.variance(&gradient)
             })
@@ -844,6 +1174,7 @@ fn spread(
             covariance.variance(&sums[1]),
             covariance.variance(&sums[2]),
             covariance.variance(&dropouts),
+            covariance.variance(&sums[4]),
         ],
     })
 }
@@ -855,7 +1186,7 @@ fn customer_table(
     (p_alive, expected, p_no_purchase, alive_at_end): Predictions<'_>,
     value: Option<&(Vec<f64>, Vec<f64>)>,
     holdout: Option<&(Vec<f64>, Vec<f64>)>,
-    bounds: Option<&[Bounds; 4]>,
+    (bounds, value_bounds): (Option<&[Bounds; 4]>, Option<&[Bounds; 2]>),
     top: usize,
 ) -> Result<RecordBatch, MetricError> {
     let rank: Vec<f64> = value.map_or_else(|| expected.to_vec(), |(_, clv)| clv.clone());
@@ -884,15 +1215,23 @@ fn customer_table(
         ("T", of(|c| c.t)),
         ("monetary_value", pick(monetary)),
     ];
-    if let Some((spend, clv)) = value {
-        columns.push(("clv", pick(clv)));
-        columns.push(("expected_spend", pick(spend)));
-    }
-    let ends = |bounds: &[Bounds; 4], q: usize, upper: bool| -> ArrayRef {
-        let (lower_ends, upper_ends) = &bounds[q];
+    let ends = |bounds: &Bounds, upper: bool| -> ArrayRef {
+        let (lower_ends, upper_ends) = bounds;
         let ends = if upper { upper_ends } else { lower_ends };
         Arc::new(order.iter().map(|&i| ends[i]).collect::<Float64Array>())
     };
+    if let Some((spend, clv)) = value {
+        columns.push(("clv", pick(clv)));
+        if let Some([_, clv_bounds]) = value_bounds {
+            columns.push(("clv_lower", ends(clv_bounds, false)));
+            columns.push(("clv_upper", ends(clv_bounds, true)));
+        }
+        columns.push(("expected_spend", pick(spend)));
+        if let Some([spend_bounds, _]) = value_bounds {
+            columns.push(("expected_spend_lower", ends(spend_bounds, false)));
+            columns.push(("expected_spend_upper", ends(spend_bounds, true)));
+        }
+    }
     for (q, (name, values)) in [
         ("p_alive", p_alive),
         ("expected_purchases", expected),
@@ -904,8 +1243,8 @@ fn customer_table(
     {
         columns.push((name, pick(values)));
         if let Some(bounds) = bounds {
-            columns.push((LOWER[q], ends(bounds, q, false)));
-            columns.push((UPPER[q], ends(bounds, q, true)));
+            columns.push((LOWER[q], ends(&bounds[q], false)));
+            columns.push((UPPER[q], ends(&bounds[q], true)));
         }
     }
     if let Some((actual, predicted)) = holdout {

@@ -235,7 +235,7 @@ impl Metric for Clv {
                 OutputSpec::new("process", "id", "purchase, attrition, both (equal_covariates) or spend"),
                 OutputSpec::new("covariate", "id", "the input column, or column=level for a level of a text column (against the first level)"),
                 OutputSpec::new("coefficient", "parameter", "the estimate"),
-                OutputSpec::new("standard_error", "parameter", "its standard error, from the Hessian of the log-likelihood"),
+                OutputSpec::new("standard_error", "parameter", "its standard error, from the Hessian of the log-likelihood; empty at the edge of the searched range, where the coefficient is not an estimate"),
                 OutputSpec::new("z", "statistic", "coefficient / standard_error"),
                 OutputSpec::new("p_value", "probability", "two-sided Wald p-value"),
                 OutputSpec::new("multiplier", "ratio", "exp(coefficient): the factor one unit multiplies the purchase rate, the dropout rate (Pareto/NBD), the dropout distribution's parameters ((M)BG/NBD) or mean spend by"),

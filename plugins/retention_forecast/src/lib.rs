@@ -139,7 +139,7 @@ impl Metric for RetentionForecast {
             OutputSpec::new("process", "id", "alpha or beta: the Beta distribution parameter the covariate scales (a higher beta, or lower alpha, means less churn)"),
             OutputSpec::new("covariate", "id", "the input column, or column=level for a level of a text column (against the first level)"),
             OutputSpec::new("coefficient", "parameter", "the estimate"),
-            OutputSpec::new("standard_error", "parameter", "its standard error, from the Hessian of the log-likelihood"),
+            OutputSpec::new("standard_error", "parameter", "its standard error, from the Hessian of the log-likelihood; empty at the edge of the searched range, where the coefficient is not an estimate"),
             OutputSpec::new("z", "statistic", "coefficient / standard_error"),
             OutputSpec::new("p_value", "probability", "two-sided Wald p-value"),
             OutputSpec::new("multiplier", "ratio", "exp(coefficient): the factor one unit multiplies alpha or beta by"),
