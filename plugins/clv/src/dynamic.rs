@@ -617,6 +617,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         unavailable.push("dert (it would need the covariates to the end of time)");
     }
     if level.is_some() {
+        unavailable.push("the prediction intervals of purchases and of their value (purchases_lower, purchase_value_lower; the intervals of the expectations are given)");
         if fitted.fit.at_boundary.iter().any(|&b| b) {
             output = output.warning(
                 "interval_conditional",
