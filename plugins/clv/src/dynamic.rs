@@ -691,6 +691,10 @@ struct Boot {
     draws: usize,
 }
 
+/// One bootstrap draw: each customer's six predictions (as [`Boot::customers`]) and the seven
+/// totals.
+type Draw = (Vec<[f32; 6]>, [f64; 7]);
+
 /// Bytes the draws' per-customer values may take.
 const MAX_BOOT_BYTES: usize = 1 << 30;
 
@@ -725,7 +729,7 @@ fn bootstrap(
         .chain(&fitted.attrition)
         .copied()
         .collect();
-    let results: Vec<Option<(Vec<[f32; 6]>, [f64; 7])>> = (0..draws)
+    let results: Vec<Option<Draw>> = (0..draws)
         .into_par_iter()
         .map(|b| -> Result<_, MetricError> {
             input.check_cancelled()?;
@@ -804,7 +808,7 @@ fn bootstrap(
             Ok(Some((per_customer, totals)))
         })
         .collect::<Result<_, MetricError>>()?;
-    let kept: Vec<(Vec<[f32; 6]>, [f64; 7])> = results.into_iter().flatten().collect();
+    let kept: Vec<Draw> = results.into_iter().flatten().collect();
     if kept.len() < 2 {
         return Err(MetricError::invalid_input(format!(
             "only {} of {draws} bootstrap draws could be fitted; the data may be too few for the model",
