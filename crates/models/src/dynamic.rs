@@ -551,6 +551,31 @@ mod tests {
     use crate::optimize::LogLikelihood;
     use crate::testing::{apparel, high_season};
 
+    /// A fit at given parameters, one covariate in each process: what the predictions of a
+    /// known model are computed with.
+    fn fit_at([r, alpha, s, beta]: [f64; 4], gp: f64, ga: f64) -> DynamicFit {
+        DynamicFit {
+            r,
+            alpha,
+            s,
+            beta,
+            purchase: vec![gp],
+            attrition: vec![ga],
+            standard_errors: None,
+            fit: FreeFit {
+                params: vec![r.ln(), alpha.ln(), s.ln(), beta.ln(), gp, ga],
+                covariance: None,
+                log_likelihood: 0.0,
+                largest_gradient: 0.0,
+                iterations: 0,
+                evaluations: 0,
+                converged: true,
+                status: String::new(),
+                at_boundary: vec![false; 6],
+            },
+        }
+    }
+
     /// The apparel customers with High.Season, Gender and Channel as covariates of both
     /// processes, week by week (CLVTools' vignette): each run of weeks with equal covariates
     /// is one segment.
@@ -674,26 +699,7 @@ mod tests {
         let (r, alpha, s, beta, gp, ga): (f64, f64, f64, f64, f64, f64) =
             (1.8, 90.0, 0.6, 50.0, 0.3, -0.6);
         let phi = [r.ln(), alpha.ln(), s.ln(), beta.ln(), gp, ga];
-        let fit = DynamicFit {
-            r,
-            alpha,
-            s,
-            beta,
-            purchase: vec![gp],
-            attrition: vec![ga],
-            standard_errors: None,
-            fit: FreeFit {
-                params: phi.to_vec(),
-                covariance: None,
-                log_likelihood: 0.0,
-                largest_gradient: 0.0,
-                iterations: 0,
-                evaluations: 0,
-                converged: true,
-                status: String::new(),
-                at_boundary: vec![false; 6],
-            },
-        };
+        let fit = fit_at([r, alpha, s, beta], gp, ga);
         let p_alive = data.p_alive(&fit);
         let at = data.at(&phi);
         for (i, c) in customers.iter().enumerate() {
@@ -770,26 +776,7 @@ mod tests {
         }
         let (r, alpha, s, beta, gp, ga): (f64, f64, f64, f64, f64, f64) =
             (1.8, 90.0, 0.6, 50.0, 0.3, -0.6);
-        let fit = DynamicFit {
-            r,
-            alpha,
-            s,
-            beta,
-            purchase: vec![gp],
-            attrition: vec![ga],
-            standard_errors: None,
-            fit: FreeFit {
-                params: vec![r.ln(), alpha.ln(), s.ln(), beta.ln(), gp, ga],
-                covariance: None,
-                log_likelihood: 0.0,
-                largest_gradient: 0.0,
-                iterations: 0,
-                evaluations: 0,
-                converged: true,
-                status: String::new(),
-                at_boundary: vec![false; 6],
-            },
-        };
+        let fit = fit_at([r, alpha, s, beta], gp, ga);
         let (horizons, window) = ([2.0, 10.0, 52.0], 13.0);
         let predicted = data.predict(&fit, &future, &horizons, window).unwrap();
         for (c, (p, expected)) in customers.iter().zip(&predicted) {
@@ -911,26 +898,7 @@ mod tests {
                 .collect()
         };
         let references = [(2.0, 30.0), (6.0, 50.0)];
-        let truth = DynamicFit {
-            r,
-            alpha,
-            s,
-            beta,
-            purchase: vec![gp],
-            attrition: vec![ga],
-            standard_errors: None,
-            fit: FreeFit {
-                params: vec![r.ln(), alpha.ln(), s.ln(), beta.ln(), gp, ga],
-                covariance: None,
-                log_likelihood: 0.0,
-                largest_gradient: 0.0,
-                iterations: 0,
-                evaluations: 0,
-                converged: true,
-                status: String::new(),
-                at_boundary: vec![false; 6],
-            },
-        };
+        let truth = fit_at([r, alpha, s, beta], gp, ga);
         let hits: Vec<Vec<bool>> = (0..200u64)
             .into_par_iter()
             .map(|seed| {

@@ -92,29 +92,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         MICROS_PER_DAY
     };
     let columns = crate::transactions(input, model)?;
-    let last = columns
-        .timestamp
-        .values()
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0);
-    let observation_end = match params.get("observation_end") {
-        Some(_) => params.timestamp_micros("observation_end")?,
-        None => last,
-    };
-    let holdout_start = match params.get("holdout_start") {
-        Some(_) => Some(params.timestamp_micros("holdout_start")?)
-            .filter(|&start| start < observation_end)
-            .ok_or_else(|| {
-                MetricError::invalid_parameter(
-                    "holdout_start",
-                    "holdout_start must be before the end of observation (observation_end, or the last transaction)",
-                )
-            })
-            .map(Some)?,
-        None => None,
-    };
+    let (observation_end, holdout_start) = predictive::observation_window(params, &columns)?;
     let calibration_end = holdout_start.unwrap_or(observation_end);
     let customers = purchases(
         &columns,
@@ -335,21 +313,23 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         None
     };
     let discounted: Vec<f64> = predicted.iter().map(|(_, e)| discounted_of(e)).collect();
+    // What the intervals are of, from one customer's prediction (see `Spread`).
+    let fields = |p: &(mittari_models::dynamic::DynamicPrediction, Vec<f64>)| {
+        [
+            p.0.p_alive,
+            p.1[at(horizon)],
+            p.0.p_no_purchase,
+            p.0.p_alive_at_window_end,
+            discounted_of(&p.1),
+        ]
+    };
     let spread = match level {
         Some(_) => Some(spread(
             &data,
             &fitted,
             &predicted,
             (&futures, &horizons, window),
-            &|p| {
-                [
-                    p.0.p_alive,
-                    p.1[at(horizon)],
-                    p.0.p_no_purchase,
-                    p.0.p_alive_at_window_end,
-                    discounted_of(&p.1),
-                ]
-            },
+            &fields,
             spend_fit
                 .as_ref()
                 .map(|(_, _, spend)| spend.iter().map(|s| s * margin).collect::<Vec<f64>>())
@@ -367,15 +347,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             Some(bootstrap(
                 (&data, &fitted),
                 (&futures, &horizons, window),
-                &|p| {
-                    [
-                        p.0.p_alive,
-                        p.1[at(horizon)],
-                        p.0.p_no_purchase,
-                        p.0.p_alive_at_window_end,
-                        discounted_of(&p.1),
-                    ]
-                },
+                &fields,
                 spend_fit.as_ref().map(|_| (monetary.as_slice(), margin)),
                 (draws, level),
                 input,

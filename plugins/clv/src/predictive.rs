@@ -203,30 +203,7 @@ fn from_transactions<'a>(
     unit: TimeUnit,
 ) -> Result<History<'a>, MetricError> {
     let columns = crate::transactions(input, params.str("model")?)?;
-    let last = columns
-        .timestamp
-        .values()
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0);
-    let observation_end = match params.get("observation_end") {
-        Some(_) => params.timestamp_micros("observation_end")?,
-        None => last,
-    };
-    let holdout_start = match params.get("holdout_start") {
-        Some(_) => {
-            let start = params.timestamp_micros("holdout_start")?;
-            if start >= observation_end {
-                return Err(MetricError::invalid_parameter(
-                    "holdout_start",
-                    "holdout_start must be before the end of observation (observation_end, or the last transaction)",
-                ));
-            }
-            Some(start)
-        }
-        None => None,
-    };
+    let (observation_end, holdout_start) = observation_window(params, &columns)?;
     let summaries = rfm::summarize(
         |i| columns.customer.value(i),
         columns.timestamp.values(),
@@ -253,6 +230,39 @@ fn from_transactions<'a>(
         holdout_length: holdout_start
             .map(|start| (unit.period(observation_end) - unit.period(start)) as f64),
     })
+}
+
+/// The end of observation (`observation_end`, else the last transaction) and the start of the
+/// holdout (`holdout_start`, which must come before the end), in microseconds.
+pub(crate) fn observation_window(
+    params: &Params,
+    columns: &crate::Transactions<'_>,
+) -> Result<(i64, Option<i64>), MetricError> {
+    let last = columns
+        .timestamp
+        .values()
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0);
+    let observation_end = match params.get("observation_end") {
+        Some(_) => params.timestamp_micros("observation_end")?,
+        None => last,
+    };
+    let holdout_start = match params.get("holdout_start") {
+        Some(_) => {
+            let start = params.timestamp_micros("holdout_start")?;
+            if start >= observation_end {
+                return Err(MetricError::invalid_parameter(
+                    "holdout_start",
+                    "holdout_start must be before the end of observation (observation_end, or the last transaction)",
+                ));
+            }
+            Some(start)
+        }
+        None => None,
+    };
+    Ok((observation_end, holdout_start))
 }
 
 /// The model at other parameters (the intervals' shifted ones, or a bootstrap draw's).
