@@ -945,7 +945,10 @@ impl Periods {
                     "dynamic_covariates",
                     format!(
                         "covariate {name} of covariates_over_time is {}; dynamic covariates must be numbers or booleans (give a text column's levels as 0/1 columns)",
-                        column.data_type()
+                        match column.data_type() {
+                            mittari_sdk::arrow_schema::DataType::Utf8 => "text".to_owned(),
+                            other => other.to_string(),
+                        }
                     ),
                 ));
             };
