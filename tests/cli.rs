@@ -2703,3 +2703,95 @@ fn the_report_draws_the_intervals_it_computes() {
     assert!(html.contains("80 % confidence interval, from the percentiles of refits"));
     assert!(!report(&[]).contains("clv-top-intervals"));
 }
+
+/// A covariates_over_time table with a gap, a repeated period, a text covariate, no rows, or a
+/// customer it does not cover is refused, each saying what is wrong and where.
+#[test]
+fn dynamic_covariate_tables_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(
+        dir.path(),
+        "log.csv",
+        "customer_id,timestamp,amount\na,2024-01-01,10\na,2024-01-20,12\nb,2024-01-03,5\nb,2024-02-10,7\nc,2024-01-05,9\n",
+    );
+    // Weekly rows from Monday 2024-01-01 (day 19723), 30 weeks per customer.
+    let weeks =
+        |customers: &str, skip: Option<(char, u32)>, repeat: Option<(char, u32)>, value: &str| {
+            let mut text = String::from("customer_id,period_start,promo\n");
+            for c in customers.chars() {
+                for w in 0..30u32 {
+                    if skip == Some((c, w)) {
+                        continue;
+                    }
+                    let day = 19_723 + 7 * i64::from(w);
+                    let line = format!("{c},{},{value}\n", day_text(day));
+                    text.push_str(&line);
+                    if repeat == Some((c, w)) {
+                        text.push_str(&line);
+                    }
+                }
+            }
+            text
+        };
+    let cases = [
+        (
+            weeks("abc", Some(('b', 5)), None, "1"),
+            "customer \"b\": the period starting 2024-02-12 follows one starting 2024-01-29; periods must be equally long (7 days here) and without gaps",
+        ),
+        (
+            weeks("abc", None, Some(('c', 3)), "1"),
+            "customer \"c\" has two rows for the period starting 2024-01-22",
+        ),
+        (
+            weeks("abc", None, None, "yes"),
+            "covariate promo of covariates_over_time is text",
+        ),
+        (
+            weeks("ab", None, None, "1"),
+            "covariates_over_time has no period of customer \"c\" that contains the first purchase (2024-01-05)",
+        ),
+        (
+            "customer_id,period_start,promo\n".to_owned(),
+            "covariates_over_time has at most one period per customer",
+        ),
+    ];
+    for (i, (table, expected)) in cases.iter().enumerate() {
+        let path = write(dir.path(), &format!("weeks{i}.csv"), table);
+        let (status, _, stderr) = run_cli(
+            &[
+                "compute",
+                "clv",
+                "--input",
+                &log,
+                "--param",
+                "model=pareto_nbd",
+                "--param",
+                "time_unit=week",
+                "--param",
+                "dynamic_covariates=promo",
+                "--param",
+                "horizon=4",
+                "--table-input",
+                &format!("covariates_over_time={path}"),
+            ],
+            dir.path(),
+            &[],
+        );
+        assert!(!status.success(), "case {i}");
+        assert!(stderr.contains(expected), "case {i}: {stderr}");
+    }
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (Hinnant's civil_from_days).
+fn day_text(day: i64) -> String {
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
