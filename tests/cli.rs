@@ -2379,6 +2379,11 @@ fn dynamic_covariates_reproduce_clvtools_fit() {
     assert!(value("log_likelihood") >= -5752.63);
     assert_eq!(value("covariates_lr_df"), 6.0);
     assert!(value("log_likelihood_without_covariates") < value("log_likelihood") - 50.0);
+    // Churn takes purchases away, and with them value.
+    assert!(
+        value("expected_purchases_lost") > 0.0 && value("churn_cost") > 0.0,
+        "{results}"
+    );
     assert_eq!(value("customers"), 600.0);
     let rows = out["tables"]["coefficients"].as_array().unwrap();
     let edge: Vec<(&str, &str)> = rows

@@ -325,6 +325,17 @@ pub struct DynamicPrediction {
     pub p_alive_at_window_end: f64,
 }
 
+/// One customer's predictions from a dynamic-covariate fit, with their expected purchases at
+/// each horizon asked for, and what they would buy by then if they never left: P(alive) ×
+/// E[λ | alive] × ∫ exp(γₚ'x(τ)) dτ, λ's posterior mean (r+x)/(α+A(T)) times the purchase
+/// multipliers' integral over the horizon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicForecast {
+    pub prediction: DynamicPrediction,
+    pub expected: Vec<f64>,
+    pub if_no_churn: Vec<f64>,
+}
+
 impl DynamicData {
     /// Each customer's predictions past T, given `future[i]`, the covariate segments of
     /// customer i from T on (in the same time as the customer's segments, the first
@@ -348,7 +359,7 @@ impl DynamicData {
         future: &[Vec<Segment>],
         horizons: &[f64],
         window: f64,
-    ) -> Option<Vec<(DynamicPrediction, Vec<f64>)>> {
+    ) -> Option<Vec<DynamicForecast>> {
         let phi = fit.free_params();
         let at = self.at(&phi);
         let rows = self.purchase.len().min(self.attrition.len());
@@ -378,6 +389,8 @@ impl DynamicData {
                 let mut window_state: Option<(f64, f64)> = None;
                 let mut ends = horizons.iter().peekable();
                 let mut at_horizons = Vec::with_capacity(horizons.len());
+                // ΔA at each horizon: the purchase multipliers' integral since T.
+                let mut exposure_at = Vec::with_capacity(horizons.len());
                 let mut covered = c.t;
                 let last = horizons.iter().copied().fold(window, f64::max);
                 for seg in future {
@@ -408,6 +421,7 @@ impl DynamicData {
                             break;
                         }
                         at_horizons.push(expected + integral(from, h.max(from), dc));
+                        exposure_at.push(da + u * (h.max(from) - from));
                         ends.next();
                     }
                     // The no-purchase integral up to the window's end, by Gauss–Legendre on
@@ -451,14 +465,15 @@ impl DynamicData {
                 let no_purchase_if_alive =
                     (big_a / (big_a + da_w)).powf(m) * survive + s * no_purchase_integral;
                 let scale = p_alive * m / big_a;
-                Some((
-                    DynamicPrediction {
+                Some(DynamicForecast {
+                    prediction: DynamicPrediction {
                         p_alive,
                         p_no_purchase: 1.0 - p_alive + p_alive * no_purchase_if_alive.min(1.0),
                         p_alive_at_window_end: p_alive * survive,
                     },
-                    at_horizons.into_iter().map(|e| scale * e).collect(),
-                ))
+                    expected: at_horizons.into_iter().map(|e| scale * e).collect(),
+                    if_no_churn: exposure_at.into_iter().map(|a| scale * a).collect(),
+                })
             })
             .collect()
     }
@@ -779,7 +794,8 @@ mod tests {
         let fit = fit_at([r, alpha, s, beta], gp, ga);
         let (horizons, window) = ([2.0, 10.0, 52.0], 13.0);
         let predicted = data.predict(&fit, &future, &horizons, window).unwrap();
-        for (c, (p, expected)) in customers.iter().zip(&predicted) {
+        for (c, forecast) in customers.iter().zip(&predicted) {
+            let (p, expected) = (&forecast.prediction, &forecast.expected);
             let g = c.gender;
             let model = ParetoNbd {
                 r,
@@ -805,6 +821,13 @@ mod tests {
                 model.p_no_purchase(window, c.x, c.t_x, c.t).unwrap(),
                 "p_no_purchase",
             );
+            for (h, n) in horizons.iter().zip(&forecast.if_no_churn) {
+                close(
+                    *n,
+                    p.p_alive * model.purchase_rate_if_alive(c.x, c.t) * h,
+                    "if no churn",
+                );
+            }
             for (h, e) in horizons.iter().zip(expected) {
                 close(
                     *e,
@@ -978,7 +1001,13 @@ mod tests {
                         .predict(at, &future, &[26.0], 26.0)
                         .unwrap()
                         .iter()
-                        .map(|(p, e)| [p.p_alive, e[0], p.p_alive_at_window_end])
+                        .map(|f| {
+                            [
+                                f.prediction.p_alive,
+                                f.expected[0],
+                                f.prediction.p_alive_at_window_end,
+                            ]
+                        })
                         .collect()
                 };
                 let estimate = values(&fit);

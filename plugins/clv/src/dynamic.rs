@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mittari_models::Histories;
-use mittari_models::dynamic::{DynamicCustomer, DynamicData, DynamicFit, Segment, fit_dynamic};
+use mittari_models::dynamic::{
+    DynamicCustomer, DynamicData, DynamicFit, DynamicForecast, Segment, fit_dynamic,
+};
 use mittari_models::gamma_gamma::{self, GammaGamma};
 use mittari_models::pareto_nbd;
 use mittari_models::rfm::TimeUnit;
@@ -264,12 +266,15 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             ),
         );
     }
-    let expected: Vec<f64> = predicted.iter().map(|(_, e)| e[at(horizon)]).collect();
-    let p_alive: Vec<f64> = predicted.iter().map(|(p, _)| p.p_alive).collect();
-    let p_no_purchase: Vec<f64> = predicted.iter().map(|(p, _)| p.p_no_purchase).collect();
+    let expected: Vec<f64> = predicted.iter().map(|f| f.expected[at(horizon)]).collect();
+    let p_alive: Vec<f64> = predicted.iter().map(|f| f.prediction.p_alive).collect();
+    let p_no_purchase: Vec<f64> = predicted
+        .iter()
+        .map(|f| f.prediction.p_no_purchase)
+        .collect();
     let alive_at_end: Vec<f64> = predicted
         .iter()
-        .map(|(p, _)| p.p_alive_at_window_end)
+        .map(|f| f.prediction.p_alive_at_window_end)
         .collect();
     // Spend: Gamma-Gamma on the repeat purchases' mean value, as for the other models.
     let margin = params.f64("margin")?;
@@ -312,15 +317,24 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     } else {
         None
     };
-    let discounted: Vec<f64> = predicted.iter().map(|(_, e)| discounted_of(e)).collect();
+    let discounted: Vec<f64> = predicted
+        .iter()
+        .map(|f| discounted_of(&f.expected))
+        .collect();
+    // Purchases over the horizon lost to churn: what each customer would buy if they never
+    // left, less what they are expected to buy (as for the other models).
+    let lost_of =
+        |f: &DynamicForecast| (f.if_no_churn[at(horizon)] - f.expected[at(horizon)]).max(0.0);
+    let lost: Vec<f64> = predicted.iter().map(lost_of).collect();
     // What the intervals are of, from one customer's prediction (see `Spread`).
-    let fields = |p: &(mittari_models::dynamic::DynamicPrediction, Vec<f64>)| {
+    let fields = |f: &DynamicForecast| {
         [
-            p.0.p_alive,
-            p.1[at(horizon)],
-            p.0.p_no_purchase,
-            p.0.p_alive_at_window_end,
-            discounted_of(&p.1),
+            f.prediction.p_alive,
+            f.expected[at(horizon)],
+            f.prediction.p_no_purchase,
+            f.prediction.p_alive_at_window_end,
+            discounted_of(&f.expected),
+            lost_of(f),
         ]
     };
     let spread = match level {
@@ -357,7 +371,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     };
     let with = |scalar: Scalar, quantity: Quantity| match (level, &spread, &boot) {
         (Some(level), _, Some(boot)) => {
-            let (lower, upper) = boot.totals[quantity as usize];
+            let (lower, upper) = boot.totals[quantity.boot_total()];
             scalar.with_interval(lower, upper, level.level)
         }
         (Some(level), Some(spread), None) => level.scalar(
@@ -386,6 +400,10 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         .scalar(with(
             Scalar::new("expected_dropouts", sum(&p_alive) - sum(&alive_at_end)),
             Quantity::Dropouts,
+        ))
+        .scalar(with(
+            Scalar::new("expected_purchases_lost", sum(&lost)),
+            Quantity::Lost,
         ))
         .scalar(Scalar::new(
             "log_likelihood_without_covariates",
@@ -424,7 +442,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                         gamma: f[2].exp(),
                     })
                     .collect();
-                let (mut mean, mut valued) = (vec![0.0; 3], vec![0.0; 3]);
+                let (mut mean, mut valued, mut lost_valued) =
+                    (vec![0.0; 3], vec![0.0; 3], vec![0.0; 3]);
                 let variances: Vec<f64> = (0..spend.len())
                     .map(|c| {
                         let (x, m) = (data.customers[c].x, monetary[c]);
@@ -436,6 +455,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                         for j in 0..3 {
                             mean[j] += gradient[j];
                             valued[j] += margin * discounted[c] * gradient[j];
+                            lost_valued[j] += margin * lost[c] * gradient[j];
                         }
                         covariance.variance(&gradient)
                     })
@@ -444,6 +464,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                     variances,
                     covariance.variance(&mean),
                     covariance.variance(&valued),
+                    covariance.variance(&lost_valued),
                 )
             }),
             _ => None,
@@ -455,12 +476,15 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             );
         }
         let nf = n as f64;
-        let (spend_mean_variance, clv_variance) = match (&spend_spread, &spread) {
-            (Some((_, mean, valued)), Some(spread)) => {
-                (Some(mean / (nf * nf)), Some(spread.totals[4] + valued))
-            }
-            _ => (None, None),
-        };
+        let (spend_mean_variance, clv_variance, churn_cost_variance) =
+            match (&spend_spread, &spread) {
+                (Some((_, mean, valued, lost_valued)), Some(spread)) => (
+                    Some(mean / (nf * nf)),
+                    Some(spread.totals[4] + valued),
+                    Some(spread.totals[6] + lost_valued),
+                ),
+                _ => (None, None, None),
+            };
         // The bootstrap's ends where it ran (totals 4 to 6: mean spend, clv, clv_total).
         let with_variance =
             |scalar: Scalar, variance: Option<f64>, total: usize| match (level, &boot) {
@@ -490,6 +514,17 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 Scalar::new("clv_total", clv_total),
                 clv_variance,
                 6,
+            ))
+            .scalar(with_variance(
+                Scalar::new(
+                    "churn_cost",
+                    lost.iter()
+                        .zip(&spend)
+                        .map(|(l, s)| l * s * margin)
+                        .sum::<f64>(),
+                ),
+                churn_cost_variance,
+                8,
             ));
         if let Some(boot) = &boot {
             value_bounds = Some([boot.customers[4].clone(), boot.customers[5].clone()]);
@@ -526,7 +561,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         value_columns = Some((spend, clv));
     }
     let holdout = holdout_length.map(|length| {
-        let predicted: Vec<f64> = predicted.iter().map(|(_, e)| e[at(length)]).collect();
+        let predicted: Vec<f64> = predicted.iter().map(|f| f.expected[at(length)]).collect();
         let actual: Vec<f64> = customers.iter().map(|c| c.holdout).collect();
         (actual, predicted)
     });
@@ -608,7 +643,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             );
         }
     }
-    unavailable.push("the repeat-purchase histogram with its chi-square, the purchase curve and distribution of a new customer (whose covariates over time are unknown), and the purchases lost to churn (expected_purchases_lost, churn_cost)");
+    unavailable.push("the repeat-purchase histogram with its chi-square, and the purchase curve and distribution of a new customer (whose covariates over time are unknown)");
     output = output.warning(
         "not_computed",
         format!(
@@ -654,18 +689,18 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
 
 /// The bootstrap's intervals: per customer, the ends of the four purchase predictions, expected
 /// spend and CLV (the last two empty without a spend model); and of the totals, in the order of
-/// [`Quantity`] (active, expected purchases, lapsing, dropouts), then mean spend, mean CLV and
-/// the CLV total.
+/// [`Quantity`] (active, expected purchases, lapsing, dropouts), then mean spend, mean CLV, the
+/// CLV total, the purchases lost to churn and their value.
 struct Boot {
     customers: [Bounds; 6],
-    totals: [(f64, f64); 7],
+    totals: [(f64, f64); 9],
     fitted: usize,
     draws: usize,
 }
 
-/// One bootstrap draw: each customer's six predictions (as [`Boot::customers`]) and the seven
+/// One bootstrap draw: each customer's six predictions (as [`Boot::customers`]) and the nine
 /// totals.
-type Draw = (Vec<[f32; 6]>, [f64; 7]);
+type Draw = (Vec<[f32; 6]>, [f64; 9]);
 
 /// Bytes the draws' per-customer values may take.
 const MAX_BOOT_BYTES: usize = 1 << 30;
@@ -753,7 +788,7 @@ fn bootstrap(
                 None => None,
             };
             let margin = spend.map_or(1.0, |(_, m)| m);
-            let mut totals = [0.0; 7];
+            let mut totals = [0.0; 9];
             let per_customer: Vec<[f32; 6]> = predicted
                 .iter()
                 .enumerate()
@@ -772,6 +807,8 @@ fn bootstrap(
                     totals[3] += f[0] - f[3];
                     totals[4] += s;
                     totals[6] += clv;
+                    totals[7] += f[5];
+                    totals[8] += f[5] * s * margin;
                     [f[0], f[1], f[2], f[3], s, clv].map(|v| v as f32)
                 })
                 .collect();
@@ -811,7 +848,7 @@ fn bootstrap(
             })
             .unzip()
     });
-    let totals: [(f64, f64); 7] = std::array::from_fn(|t| {
+    let totals: [(f64, f64); 9] = std::array::from_fn(|t| {
         let mut values: Vec<f64> = kept.iter().map(|d| d.1[t]).collect();
         ends(&mut values)
     });
@@ -1064,20 +1101,32 @@ enum Quantity {
     /// Per customer P(alive at the window's end); as a total, the dropouts (active now less
     /// active then).
     Dropouts = 3,
+    /// Purchases lost to churn (totals only).
+    Lost = 5,
+}
+
+impl Quantity {
+    /// The total's position among [`Boot::totals`].
+    fn boot_total(self) -> usize {
+        match self {
+            Quantity::Lost => 7,
+            other => other as usize,
+        }
+    }
 }
 
 /// The delta method's variances: per customer, of P(alive), expected purchases to the horizon,
-/// P(no purchase), P(alive at the window's end) and the discounted purchases; and of their sums
-/// (the fourth as the dropouts, the fifth weighted by each customer's value per purchase: the
-/// purchase side of the CLV total's variance).
+/// P(no purchase), P(alive at the window's end), the discounted purchases and the purchases
+/// lost to churn; and of their sums (the fourth as the dropouts, the fifth weighted by each
+/// customer's value per purchase: the purchase side of the CLV total's variance), and a
+/// seventh: the lost purchases so weighted, the purchase side of the churn cost's.
 struct Spread {
-    customers: Vec<[f64; 5]>,
-    totals: [f64; 5],
+    customers: Vec<[f64; 6]>,
+    totals: [f64; 7],
 }
 
 /// The quantities [`Spread`] takes the variances of, from one customer's prediction.
-type Fields<'a> =
-    dyn Fn(&(mittari_models::dynamic::DynamicPrediction, Vec<f64>)) -> [f64; 5] + Sync + 'a;
+type Fields<'a> = dyn Fn(&DynamicForecast) -> [f64; 6] + Sync + 'a;
 
 /// Recomputes every customer's predictions at the fit's free parameters (ln r, ln α, ln s,
 /// ln β, the coefficients) each moved by a step, and takes the gradients' variances under the
@@ -1085,7 +1134,7 @@ type Fields<'a> =
 fn spread(
     data: &DynamicData,
     fitted: &DynamicFit,
-    predicted: &[(mittari_models::dynamic::DynamicPrediction, Vec<f64>)],
+    predicted: &[DynamicForecast],
     (futures, horizons, window): (&[Vec<Segment>], &[f64], f64),
     fields: &Fields<'_>,
     value_weight: Option<&[f64]>,
@@ -1102,7 +1151,7 @@ fn spread(
             )
         })?;
     let k = fitted.purchase.len();
-    let moved: Vec<Vec<[f64; 5]>> = covariance
+    let moved: Vec<Vec<[f64; 6]>> = covariance
         .shifted()
         .iter()
         .map(|free| {
@@ -1121,7 +1170,7 @@ fn spread(
         })
         .collect::<Result<_, _>>()?;
     let n = covariance.len();
-    let mut sums: [Vec<f64>; 5] = std::array::from_fn(|_| vec![0.0; n]);
+    let mut sums: [Vec<f64>; 7] = std::array::from_fn(|_| vec![0.0; n]);
     let customers = predicted
         .iter()
         .enumerate()
@@ -1140,6 +1189,12 @@ fn spread(
                 for (s, g) in sums[q].iter_mut().zip(&gradient) {
                     *s += weight * g;
                 }
+                if q == 5 {
+                    let value = value_weight.map_or(0.0, |w| w[c]);
+                    for (s, g) in sums[6].iter_mut().zip(&gradient) {
+                        *s += value * g;
+                    }
+                }
                 covariance.variance(&gradient)
             })
         })
@@ -1155,6 +1210,8 @@ fn spread(
             covariance.variance(&sums[2]),
             covariance.variance(&dropouts),
             covariance.variance(&sums[4]),
+            covariance.variance(&sums[5]),
+            covariance.variance(&sums[6]),
         ],
     })
 }
