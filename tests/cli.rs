@@ -2450,6 +2450,22 @@ fn dynamic_covariates_reproduce_clvtools_fit() {
         assert!(lower < value && value < upper, "{total}");
         widths.push((upper - lower) / value);
         for row in out["tables"]["customers"].as_array().unwrap() {
+            // The range of what the customer will actually buy: whole counts, from at most
+            // the expectation's ceiling (zero for most) up.
+            let expected = row["expected_purchases"].as_f64().unwrap();
+            let (low, high) = (
+                row["purchases_lower"].as_f64().unwrap(),
+                row["purchases_upper"].as_f64().unwrap(),
+            );
+            assert!(
+                low <= high && low <= expected.ceil() && high.fract() == 0.0,
+                "{row}"
+            );
+            assert!(
+                row["purchase_value_upper"].as_f64().unwrap()
+                    >= row["purchase_value_lower"].as_f64().unwrap(),
+                "{row}"
+            );
             for column in ["p_alive", "expected_purchases", "clv", "expected_spend"] {
                 let v = row[column].as_f64().unwrap();
                 let (l, u) = (

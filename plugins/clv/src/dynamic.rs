@@ -369,6 +369,88 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         }
         _ => None,
     };
+    // Prediction intervals of what each customer will buy over the horizon, and of its value
+    // with a spend model: quantiles of (1 − P(alive))·1{n=0} + P(alive)·P(n | alive), for the
+    // rows the table shows.
+    let ranges: Option<(Bounds, Option<Bounds>)> = match level {
+        Some(level) => {
+            let top = usize::try_from(params.i64("top")?).unwrap_or(0);
+            let rank: Vec<f64> = match &spend_fit {
+                Some((_, _, spend)) => discounted
+                    .iter()
+                    .zip(spend)
+                    .map(|(d, s)| d * s * margin)
+                    .collect(),
+                None => predicted.iter().map(|f| f.expected[at(horizon)]).collect(),
+            };
+            let mut shown = vec![false; n];
+            for c in shown_rows(&rank, top) {
+                shown[c] = true;
+            }
+            let (low, high) = ((1.0 - level.level) / 2.0, (1.0 + level.level) / 2.0);
+            // The whole distribution where spend is valued (the value's tail comes from every
+            // count), else to the upper quantile.
+            let until = if spend_fit.is_some() {
+                1.0 - 1e-9
+            } else {
+                high
+            };
+            let quantile = |pmf: &[f64], p_alive: f64, q: f64| -> Option<f64> {
+                let mut cumulative = 1.0 - p_alive;
+                for (count, p) in pmf.iter().enumerate() {
+                    cumulative += p_alive * p;
+                    if cumulative >= q - 1e-12 {
+                        return Some(count as f64);
+                    }
+                }
+                None
+            };
+            use rayon::prelude::*;
+            let per_customer: Vec<(Ends, Ends)> = (0..n)
+                .into_par_iter()
+                .map(|c| {
+                    let none = ((None, None), (None, None));
+                    if !shown[c] {
+                        return none;
+                    }
+                    let Some(pmf) = data.purchase_distribution_if_alive(
+                        &fitted,
+                        c,
+                        &futures[c],
+                        horizon,
+                        (until, 100_000),
+                    ) else {
+                        return none;
+                    };
+                    let p_alive = predicted[c].prediction.p_alive;
+                    let purchases = (quantile(&pmf, p_alive, low), quantile(&pmf, p_alive, high));
+                    let value = match &spend_fit {
+                        Some((gg, ..)) => {
+                            let [lower, upper] = predictive::value_quantiles(
+                                &pmf,
+                                p_alive,
+                                *gg,
+                                (data.customers[c].x, monetary[c]),
+                                margin,
+                                [low, high],
+                            );
+                            (
+                                Some(lower).filter(|v| v.is_finite()),
+                                Some(upper).filter(|v| v.is_finite()),
+                            )
+                        }
+                        None => (None, None),
+                    };
+                    (purchases, value)
+                })
+                .collect();
+            let (purchases, values): (Vec<_>, Vec<_>) = per_customer.into_iter().unzip();
+            let purchases: Bounds = purchases.into_iter().unzip();
+            let values: Bounds = values.into_iter().unzip();
+            Some((purchases, spend_fit.as_ref().map(|_| values)))
+        }
+        None => None,
+    };
     let with = |scalar: Scalar, quantity: Quantity| match (level, &spread, &boot) {
         (Some(level), _, Some(boot)) => {
             let (lower, upper) = boot.totals[quantity.boot_total()];
@@ -624,7 +706,6 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         unavailable.push("dert (it would need the covariates to the end of time)");
     }
     if level.is_some() {
-        unavailable.push("the prediction intervals of purchases and of their value (purchases_lower, purchase_value_lower; the intervals of the expectations are given)");
         if fitted.fit.at_boundary.iter().any(|&b| b) {
             output = output.warning(
                 "interval_conditional",
@@ -680,6 +761,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
         value_columns.as_ref(),
         holdout.as_ref(),
         (bounds.as_ref(), value_bounds.as_ref()),
+        ranges.as_ref(),
         top,
     )?;
     Ok(output
@@ -858,6 +940,19 @@ fn bootstrap(
         fitted: kept.len(),
         draws,
     })
+}
+
+/// One customer's lower and upper ends of an interval.
+type Ends = (Option<f64>, Option<f64>);
+
+/// The customers the table shows, highest `rank` first: all, or the `top` ones.
+fn shown_rows(rank: &[f64], top: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rank.len()).collect();
+    order.sort_by(|&a, &b| rank[b].total_cmp(&rank[a]).then(a.cmp(&b)));
+    if top > 0 {
+        order.truncate(top);
+    }
+    order
 }
 
 /// Appends [start, end) to `segments`, extending the last one where the row is the same.
@@ -1224,14 +1319,11 @@ fn customer_table(
     value: Option<&(Vec<f64>, Vec<f64>)>,
     holdout: Option<&(Vec<f64>, Vec<f64>)>,
     (bounds, value_bounds): (Option<&[Bounds; 4]>, Option<&[Bounds; 2]>),
+    ranges: Option<&(Bounds, Option<Bounds>)>,
     top: usize,
 ) -> Result<RecordBatch, MetricError> {
     let rank: Vec<f64> = value.map_or_else(|| expected.to_vec(), |(_, clv)| clv.clone());
-    let mut order: Vec<usize> = (0..customers.len()).collect();
-    order.sort_by(|&a, &b| rank[b].total_cmp(&rank[a]).then(a.cmp(&b)));
-    if top > 0 {
-        order.truncate(top);
-    }
+    let order = shown_rows(&rank, top);
     let pick = |v: &[f64]| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(order.iter().map(|&i| v[i])))
     };
@@ -1263,6 +1355,10 @@ fn customer_table(
             columns.push(("clv_lower", ends(clv_bounds, false)));
             columns.push(("clv_upper", ends(clv_bounds, true)));
         }
+        if let Some((_, Some(value_range))) = ranges {
+            columns.push(("purchase_value_lower", ends(value_range, false)));
+            columns.push(("purchase_value_upper", ends(value_range, true)));
+        }
         columns.push(("expected_spend", pick(spend)));
         if let Some([spend_bounds, _]) = value_bounds {
             columns.push(("expected_spend_lower", ends(spend_bounds, false)));
@@ -1282,6 +1378,10 @@ fn customer_table(
         if let Some(bounds) = bounds {
             columns.push((LOWER[q], ends(&bounds[q], false)));
             columns.push((UPPER[q], ends(&bounds[q], true)));
+        }
+        if let (1, Some((purchase_range, _))) = (q, ranges) {
+            columns.push(("purchases_lower", ends(purchase_range, false)));
+            columns.push(("purchases_upper", ends(purchase_range, true)));
         }
     }
     if let Some((actual, predicted)) = holdout {
