@@ -101,6 +101,20 @@ struct At<'a> {
 }
 
 impl At<'_> {
+    /// α + A(T) and β + C(T): the rates of λ's and μ's gamma posteriors given alive at T, A and
+    /// C over the customer's segments to T.
+    fn posterior_rates(&self, c: &DynamicCustomer) -> (f64, f64) {
+        let (mut a_t, mut c_t) = (0.0, 0.0);
+        for seg in &c.segments {
+            let len = seg.end.min(c.t) - seg.start;
+            if len > 0.0 {
+                a_t += self.u[seg.row as usize] * len;
+                c_t += self.v[seg.row as usize] * len;
+            }
+        }
+        (self.alpha + a_t, self.beta + c_t)
+    }
+
     /// ln Lᵢ and its gradient in (r, α, s, β, γₚ, γₐ), added into `gradient`; and P(alive at
     /// T), the alive term's share of Lᵢ.
     fn customer(&self, c: &DynamicCustomer, gradient: &mut [f64]) -> (f64, f64) {
@@ -369,18 +383,8 @@ impl DynamicData {
             .map(|(c, future)| {
                 let mut scratch = vec![0.0; phi.len()];
                 let (_, p_alive) = at.customer(c, &mut scratch);
-                // A(T), C(T) over the estimation segments.
-                let (mut a_t, mut c_t) = (0.0, 0.0);
-                for seg in &c.segments {
-                    let len = seg.end.min(c.t) - seg.start;
-                    if len > 0.0 {
-                        a_t += at.u[seg.row as usize] * len;
-                        c_t += at.v[seg.row as usize] * len;
-                    }
-                }
+                let (big_a, big_b) = at.posterior_rates(c);
                 let m = at.r + c.x;
-                let big_a = at.alpha + a_t;
-                let big_b = at.beta + c_t;
                 let s = at.s;
                 // Walk the future segments, accumulating ΔA, ΔC, the expectation's integral
                 // and the no-purchase integral.
@@ -500,17 +504,8 @@ impl DynamicData {
         let phi = fit.free_params();
         let at = self.at(&phi);
         let customer = self.customers.get(c)?;
-        let (mut a_t, mut c_t) = (0.0, 0.0);
-        for seg in &customer.segments {
-            let len = seg.end.min(customer.t) - seg.start;
-            if len > 0.0 {
-                a_t += at.u[seg.row as usize] * len;
-                c_t += at.v[seg.row as usize] * len;
-            }
-        }
+        let (big_a, big_b) = at.posterior_rates(customer);
         let m = at.r + customer.x;
-        let big_a = at.alpha + a_t;
-        let big_b = at.beta + c_t;
         let s = at.s;
         let rows = self.purchase.len().min(self.attrition.len());
         // ΔA and ΔC at h, to size the distribution: the longest exposure is the widest.

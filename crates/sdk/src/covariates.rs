@@ -269,6 +269,17 @@ pub struct Coefficient {
     pub at_boundary: bool,
 }
 
+/// "process covariate" of each coefficient at the edge of the searched range, joined with
+/// ", "; `None` when there is none. What the warning `covariate_not_identified` names.
+pub fn at_edge(rows: &[Coefficient]) -> Option<String> {
+    let edge: Vec<String> = rows
+        .iter()
+        .filter(|c| c.at_boundary)
+        .map(|c| format!("{} {}", c.process, c.covariate))
+        .collect();
+    (!edge.is_empty()).then(|| edge.join(", "))
+}
+
 /// The `coefficients` table: each covariate's coefficient with its standard error, Wald z,
 /// two-sided p-value, and the factor exp(coefficient) by which one unit of it multiplies the
 /// process's rate (purchase rate, dropout rate or probability scale, mean spend).

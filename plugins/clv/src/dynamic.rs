@@ -687,17 +687,11 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 })
         })
         .collect();
-    let edge: Vec<String> = rows
-        .iter()
-        .filter(|c| c.at_boundary)
-        .map(|c| format!("{} {}", c.process, c.covariate))
-        .collect();
-    if !edge.is_empty() {
+    if let Some(edge) = mittari_sdk::covariates::at_edge(&rows) {
         output = output.warning(
             "covariate_not_identified",
             format!(
-                "the coefficient of {} ran to the edge of the searched range (a factor 10^6 on the rate): the likelihood keeps rising toward an infinite effect (nobody drops out, or buys, in those periods), so its value and standard error are not estimates",
-                edge.join(", ")
+                "the coefficient of {edge} ran to the edge of the searched range (a factor 10^6 on the rate): the likelihood keeps rising toward an infinite effect (nobody drops out, or buys, in those periods), so its value and standard error are not estimates"
             ),
         );
     }

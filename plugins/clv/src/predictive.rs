@@ -1723,17 +1723,11 @@ pub(crate) fn compute_reusing(
             covariate_fit.fit.params.len() - 3,
         );
     }
-    let edge: Vec<String> = coefficient_rows
-        .iter()
-        .filter(|c| c.at_boundary)
-        .map(|c| format!("{} {}", c.process, c.covariate))
-        .collect();
-    if !edge.is_empty() {
+    if let Some(edge) = mittari_sdk::covariates::at_edge(&coefficient_rows) {
         output = output.warning(
             "covariate_not_identified",
             format!(
-                "the coefficient of {} ran to the edge of the searched range (a factor 10^6 on the rate): the likelihood keeps rising toward an infinite effect, so its value and standard error are not estimates (a level held by very few customers, or one that perfectly separates them, does this)",
-                edge.join(", ")
+                "the coefficient of {edge} ran to the edge of the searched range (a factor 10^6 on the rate): the likelihood keeps rising toward an infinite effect, so its value and standard error are not estimates (a level held by very few customers, or one that perfectly separates them, does this)"
             ),
         );
     }

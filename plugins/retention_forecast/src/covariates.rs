@@ -229,17 +229,11 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             });
         }
     }
-    let edge: Vec<String> = rows
-        .iter()
-        .filter(|c| c.at_boundary)
-        .map(|c| format!("{} {}", c.process, c.covariate))
-        .collect();
-    if !edge.is_empty() {
+    if let Some(edge) = mittari_sdk::covariates::at_edge(&rows) {
         output = output.warning(
             "covariate_not_identified",
             format!(
-                "the coefficient of {} ran to the edge of the searched range: its value and standard error are not estimates (a level held by one cohort that never churns, or always does, does this)",
-                edge.join(", ")
+                "the coefficient of {edge} ran to the edge of the searched range: its value and standard error are not estimates (a level held by one cohort that never churns, or always does, does this)"
             ),
         );
     }
