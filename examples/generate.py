@@ -225,6 +225,22 @@ def subscription_cohorts(rng: random.Random) -> None:
         writer.writerows(rows)
 
 
+def published_cohorts() -> None:
+    """cohort_segments.csv: Fader & Hardie's (2007, "How to project customer retention",
+    Table 1) regular and high-end customers, 1000 each, over their first seven years: two
+    cohorts told apart by a segment column, for retention_forecast's covariates."""
+    published = {
+        ("regular-2000", "regular"): [1000, 631, 468, 382, 326, 289, 262, 241],
+        ("high-end-2000", "high_end"): [1000, 869, 743, 653, 593, 551, 517, 491],
+    }
+    with open(DATA / "cohort_segments.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["cohort", "segment", "period", "active"])
+        for (cohort, segment), counts in published.items():
+            for period, active in enumerate(counts):
+                writer.writerow([cohort, segment, period, active])
+
+
 def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     nps_survey(random.Random(20261122))
@@ -233,6 +249,7 @@ def main() -> None:
     csat_survey(random.Random(20261125))
     cx_customers(random.Random(20261126))
     subscription_cohorts(random.Random(20261127))
+    published_cohorts()
 
 
 if __name__ == "__main__":

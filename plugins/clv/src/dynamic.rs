@@ -130,7 +130,8 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
     let mut data = DynamicData::default();
     let mut row_of: HashMap<Vec<u64>, u32> = HashMap::new();
     let mut futures = Vec::with_capacity(customers.len());
-    for (c, rows) in customers.iter().zip(&periods.of_customer) {
+    for (i, c) in customers.iter().enumerate() {
+        let rows = periods.rows_of(i);
         let t = time(calibration_end, c.first);
         let mut segments: Vec<Segment> = Vec::new();
         let mut future: Vec<Segment> = Vec::new();
@@ -1025,6 +1026,18 @@ struct Periods {
     values: Vec<Vec<f64>>,
     length: i64,
     of_customer: Vec<Vec<usize>>,
+    /// Without a customer_id column: one calendar, every customer's rows.
+    shared: Option<Vec<usize>>,
+}
+
+impl Periods {
+    /// Customer `c`'s rows, in order of their starts.
+    fn rows_of(&self, c: usize) -> &[usize] {
+        match &self.shared {
+            Some(rows) => rows,
+            None => &self.of_customer[c],
+        }
+    }
 }
 
 impl Periods {
@@ -1039,10 +1052,13 @@ impl Periods {
         let bad = |column: &str, row: usize, message: String| {
             MetricError::invalid_input(format!("{TABLE} row {}, {column}: {message}", row + 1))
         };
-        let ids = table
-            .column_by_name("customer_id")
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| MetricError::failed("covariates_over_time has no text customer_id"))?;
+        // Without customer_id the table is a calendar every customer shares (a season flag).
+        let ids = match table.column_by_name("customer_id") {
+            Some(column) => Some(column.as_string_opt::<i32>().ok_or_else(|| {
+                MetricError::failed("covariates_over_time's customer_id is not text")
+            })?),
+            None => None,
+        };
         let starts = table
             .column_by_name("period_start")
             .and_then(|c| {
@@ -1092,17 +1108,35 @@ impl Periods {
             .enumerate()
             .map(|(i, c)| (c.id, i))
             .collect();
-        let mut of_customer: Vec<Vec<usize>> = vec![Vec::new(); customers.len()];
-        for row in 0..table.num_rows() {
-            if let Some(&i) = wanted.get(ids.value(row)) {
-                of_customer[i].push(row);
+        let (mut of_customer, mut shared): (Vec<Vec<usize>>, Option<Vec<usize>>) = match ids {
+            Some(ids) => {
+                let mut of_customer = vec![Vec::new(); customers.len()];
+                for row in 0..table.num_rows() {
+                    if let Some(&i) = wanted.get(ids.value(row)) {
+                        of_customer[i].push(row);
+                    }
+                }
+                (of_customer, None)
             }
-        }
+            None => (
+                vec![Vec::new(); customers.len()],
+                Some((0..table.num_rows()).collect()),
+            ),
+        };
+        // Who a fault belongs to: the customer, or the shared calendar.
+        let owner = |i: usize| match ids {
+            Some(_) => format!("customer {:?}", customers[i].id),
+            None => "the calendar (no customer_id column)".to_owned(),
+        };
         // The period: the smallest step between a customer's consecutive starts, which every
         // step must equal.
         let starts_of = |row: usize| starts.value(row);
         let mut length: Option<i64> = None;
-        for rows in &mut of_customer {
+        let lists: Vec<(usize, &mut Vec<usize>)> = match &mut shared {
+            Some(rows) => vec![(0, rows)],
+            None => of_customer.iter_mut().enumerate().collect(),
+        };
+        for (i, rows) in lists {
             rows.sort_by_key(|&r| starts_of(r));
             for pair in rows.windows(2) {
                 let step = starts_of(pair[1]) - starts_of(pair[0]);
@@ -1111,8 +1145,8 @@ impl Periods {
                         "period_start",
                         pair[1],
                         format!(
-                            "customer {:?} has two rows for the period starting {}; give one row per customer and period",
-                            ids.value(pair[1]),
+                            "{} has two rows for the period starting {}; give one row per customer and period",
+                            owner(i),
                             mittari_sdk::time::format_timestamp(starts_of(pair[1]))
                         ),
                     ));
@@ -1125,7 +1159,11 @@ impl Periods {
                 "covariates_over_time has at most one period per customer; dynamic covariates need their values period by period",
             ));
         };
-        for rows in &of_customer {
+        let lists: Vec<(usize, &Vec<usize>)> = match &shared {
+            Some(rows) => vec![(0, rows)],
+            None => of_customer.iter().enumerate().collect(),
+        };
+        for (i, rows) in lists {
             for pair in rows.windows(2) {
                 let step = starts_of(pair[1]) - starts_of(pair[0]);
                 if step != length {
@@ -1133,8 +1171,8 @@ impl Periods {
                         "period_start",
                         pair[1],
                         format!(
-                            "customer {:?}: the period starting {} follows one starting {}; periods must be equally long ({} days here) and without gaps",
-                            ids.value(pair[1]),
+                            "{}: the period starting {} follows one starting {}; periods must be equally long ({} days here) and without gaps",
+                            owner(i),
                             mittari_sdk::time::format_timestamp(starts_of(pair[1])),
                             mittari_sdk::time::format_timestamp(starts_of(pair[0])),
                             length as f64 / MICROS_PER_DAY as f64
@@ -1143,7 +1181,11 @@ impl Periods {
                 }
             }
         }
-        for (c, rows) in customers.iter().zip(&of_customer) {
+        for (i, c) in customers.iter().enumerate() {
+            let rows = match &shared {
+                Some(rows) => rows,
+                None => &of_customer[i],
+            };
             let covers_first = rows.first().is_some_and(|&r| starts_of(r) <= c.first);
             if !covers_first {
                 return Err(MetricError::invalid_input(format!(
@@ -1162,6 +1204,7 @@ impl Periods {
             values,
             length,
             of_customer,
+            shared,
         })
     }
 }

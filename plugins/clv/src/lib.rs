@@ -147,7 +147,7 @@ impl Metric for Clv {
             .parameter(ParameterSpec::columns("attrition_covariates", "covariates of the attrition process only (instead of covariates)"))
             .parameter(ParameterSpec::columns_of("dynamic_covariates", dynamic::TABLE, "covariates that change over time, comma-separated columns of the table input covariates_over_time (numbers or booleans), in both the purchase and the dropout process of pareto_nbd (CLVTools' dynamic covariates): seasons, campaigns, contacts; static ones enter as columns constant over a customer's periods"))
             .table_input(dynamic::TABLE, "with dynamic_covariates: one row per customer and period, every period equally long and without gaps, from each customer's first purchase to the end of calibration plus the horizon (and churn window, holdout); the row holds for its period", [
-                ColumnSpec::string("customer_id", "the customer").required(),
+                ColumnSpec::string("customer_id", "the customer; leave the column out for one calendar every customer shares (a season flag)"),
                 ColumnSpec::timestamp("period_start", "the start of the period the row's covariates hold for").required(),
             ])
             .parameter(ParameterSpec::columns("spend_covariates", "covariates of the mean spend per purchase (spend_model=gamma_gamma)"))
