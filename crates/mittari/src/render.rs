@@ -972,14 +972,9 @@ pub(crate) fn descriptor_json(descriptor: &MetricDescriptor, library: &str) -> S
     serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
 }
 
-pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
-    let mut out = format!("{} {} ({library})\n{}\n", d.name, d.version, d.summary);
-    if !d.description.is_empty() {
-        let _ = writeln!(out, "\n{}", d.description);
-    }
-    let _ = writeln!(out, "\ninput columns:");
-    let rows: Vec<Vec<String>> = d
-        .inputs
+/// Declared columns as an aligned table: name, type, required, range, meaning.
+fn column_table(columns: &[mittari_sdk::ColumnSpec]) -> String {
+    let rows: Vec<Vec<String>> = columns
         .iter()
         .map(|c| {
             vec![
@@ -991,10 +986,19 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
             ]
         })
         .collect();
-    out.push_str(&aligned(
+    aligned(
         &["column", "type", "", "range", "meaning"].map(String::from),
         &rows,
-    ));
+    )
+}
+
+pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
+    let mut out = format!("{} {} ({library})\n{}\n", d.name, d.version, d.summary);
+    if !d.description.is_empty() {
+        let _ = writeln!(out, "\n{}", d.description);
+    }
+    let _ = writeln!(out, "\ninput columns:");
+    out.push_str(&column_table(&d.inputs));
     // Tables sent beside the input (--table-input NAME=FILE), each with its columns.
     for table in &d.table_inputs {
         let _ = writeln!(
@@ -1009,23 +1013,7 @@ pub(crate) fn descriptor_text(d: &MetricDescriptor, library: &str) -> String {
             table.name,
             table.description
         );
-        let rows: Vec<Vec<String>> = table
-            .columns
-            .iter()
-            .map(|c| {
-                vec![
-                    c.name.clone(),
-                    c.data_type.to_string(),
-                    if c.required { "required" } else { "optional" }.to_owned(),
-                    c.range.map_or(String::new(), |r| r.to_string()),
-                    c.description.clone(),
-                ]
-            })
-            .collect();
-        out.push_str(&aligned(
-            &["column", "type", "", "range", "meaning"].map(String::from),
-            &rows,
-        ));
+        out.push_str(&column_table(&table.columns));
     }
     if !d.parameters.is_empty() {
         let _ = writeln!(out, "\nparameters:");

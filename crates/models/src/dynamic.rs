@@ -85,6 +85,21 @@ pub struct DynamicFit {
 /// The largest change of either power's logarithm across one quadrature panel.
 const PANEL_LOG_CHANGE: f64 = 0.5;
 
+/// The nodes τ and weights of 8-point Gauss–Legendre over [lo, hi] cut into panels within which
+/// the integrand's powers change their logarithms by at most [`PANEL_LOG_CHANGE`], `change`
+/// being the largest such change over the whole interval: the rule every integral of this
+/// model is taken by (the likelihood's, and the predictions').
+fn quadrature(lo: f64, hi: f64, change: f64) -> impl Iterator<Item = (f64, f64)> {
+    let panels = (change / PANEL_LOG_CHANGE).ceil().clamp(1.0, 1e4) as usize;
+    let width = (hi - lo) / panels as f64;
+    (0..panels).flat_map(move |p| {
+        let mid = lo + width * (p as f64 + 0.5);
+        GAUSS_LEGENDRE_8
+            .iter()
+            .map(move |&(node, weight)| (mid + node * width / 2.0, weight * width / 2.0))
+    })
+}
+
 /// Parameters at one evaluation, with each covariate row's rate multipliers.
 struct At<'a> {
     r: f64,
@@ -160,29 +175,22 @@ impl At<'_> {
                 let (a_hi, c_hi) = at(hi);
                 let change = (m * ((alpha + a_hi) / (alpha + a_lo)).ln())
                     .max(n * ((beta + c_hi) / (beta + c_lo)).ln());
-                let panels = (change / PANEL_LOG_CHANGE).ceil().clamp(1.0, 1e4) as usize;
-                let width = (hi - lo) / panels as f64;
-                for p in 0..panels {
-                    let mid = lo + width * (p as f64 + 0.5);
-                    for &(node, weight) in &GAUSS_LEGENDRE_8 {
-                        let tau = mid + node * width / 2.0;
-                        let (a, cc) = at(tau);
-                        let (pa, pb) = (alpha + a, beta + cc);
-                        let (ln_pa, ln_pb) = (pa.ln(), pb.ln());
-                        let share =
-                            weight * width / 2.0 * v * (-m * ln_pa - n * ln_pb - ln_f_tx).exp();
-                        s0 += share;
-                        s_r -= share * ln_pa;
-                        s_alpha -= share * m / pa;
-                        s_s -= share * ln_pb;
-                        s_beta -= share * n / pb;
-                        let d = tau - seg.start;
-                        for l in 0..kp {
-                            s_gp[l] -= share * m / pa * (da[l] + u * xp[l] * d);
-                        }
-                        for l in 0..ka {
-                            s_ga[l] += share * (za[l] - n / pb * (dc[l] + v * za[l] * d));
-                        }
+                for (tau, weight) in quadrature(lo, hi, change) {
+                    let (a, cc) = at(tau);
+                    let (pa, pb) = (alpha + a, beta + cc);
+                    let (ln_pa, ln_pb) = (pa.ln(), pb.ln());
+                    let share = weight * v * (-m * ln_pa - n * ln_pb - ln_f_tx).exp();
+                    s0 += share;
+                    s_r -= share * ln_pa;
+                    s_alpha -= share * m / pa;
+                    s_s -= share * ln_pb;
+                    s_beta -= share * n / pb;
+                    let d = tau - seg.start;
+                    for l in 0..kp {
+                        s_gp[l] -= share * m / pa * (da[l] + u * xp[l] * d);
+                    }
+                    for l in 0..ka {
+                        s_ga[l] += share * (za[l] - n / pb * (dc[l] + v * za[l] * d));
                     }
                 }
             }
@@ -439,17 +447,12 @@ impl DynamicData {
                         let (a0, b0) = ln_of(from);
                         let (a1, b1) = ln_of(w_to);
                         let change = (m * (a1 - a0)).max((s + 1.0) * (b1 - b0));
-                        let panels = (change / PANEL_LOG_CHANGE).ceil().clamp(1.0, 1e4) as usize;
-                        let width = (w_to - from) / panels as f64;
-                        for p in 0..panels {
-                            let mid = from + width * (p as f64 + 0.5);
-                            for &(node, weight) in &GAUSS_LEGENDRE_8 {
-                                let (ln_a, ln_b) = ln_of(mid + node * width / 2.0);
-                                no_purchase_integral += weight * width / 2.0
-                                    * v
-                                    * (m * (big_a.ln() - ln_a) + s * big_b.ln() - (s + 1.0) * ln_b)
-                                        .exp();
-                            }
+                        for (tau, weight) in quadrature(from, w_to, change) {
+                            let (ln_a, ln_b) = ln_of(tau);
+                            no_purchase_integral += weight
+                                * v
+                                * (m * (big_a.ln() - ln_a) + s * big_b.ln() - (s + 1.0) * ln_b)
+                                    .exp();
                         }
                         if w_to >= window && window_state.is_none() {
                             let d = w_to - from;
@@ -570,21 +573,17 @@ impl DynamicData {
             let (a0, b0) = ln_of(from);
             let (a1, b1) = ln_of(to);
             let change = (m * (a1 - a0)).max((s + 1.0) * (b1 - b0));
-            let panels = (change / PANEL_LOG_CHANGE).ceil().clamp(1.0, 1e4) as usize;
-            let width = (to - from) / panels as f64;
-            for panel in 0..panels {
-                let mid = from + width * (panel as f64 + 0.5);
-                for &(node, weight) in &GAUSS_LEGENDRE_8 {
-                    let tau = mid + node * width / 2.0;
-                    let d = tau - from;
-                    let (exposure, hazard_base) = (da + u * d, big_b + dc + v * d);
-                    let density = weight * width / 2.0
-                        * s
-                        * v
-                        * (s * big_b.ln() - (s + 1.0) * hazard_base.ln()).exp();
-                    for (p, nb) in pmf.iter_mut().zip(negative_binomial(exposure, len)) {
-                        *p += density * nb;
-                    }
+            for (tau, weight) in quadrature(from, to, change) {
+                let d = tau - from;
+                let (exposure, hazard_base) = (da + u * d, big_b + dc + v * d);
+                let density =
+                    weight * s * v * (s * big_b.ln() - (s + 1.0) * hazard_base.ln()).exp();
+                // NB_n(exposure) by its recurrence, added in place: no allocation per node.
+                let mut term = (m * (big_a / (big_a + exposure)).ln()).exp();
+                let ratio = exposure / (big_a + exposure);
+                for (count, p) in pmf.iter_mut().enumerate() {
+                    *p += density * term;
+                    term *= (m + count as f64) / (count as f64 + 1.0) * ratio;
                 }
             }
             da += u * (to - from);
