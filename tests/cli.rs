@@ -2816,3 +2816,128 @@ fn day_text(day: i64) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
 }
+
+/// Retention from a purchase log: the counts are predicted, N is counted, the contractual
+/// identities hold, the intervals hold their values, and a server gives the same answer.
+#[test]
+fn retention_from_a_purchase_log_is_predicted_with_intervals() {
+    let input = "examples/data/transactions.csv";
+    let args = [
+        "compute",
+        "retention",
+        "--input",
+        input,
+        "--param",
+        "period_start=2024-01-01",
+        "--param",
+        "period_end=2025-01-01",
+        "--param",
+        "interval=0.9",
+        "--format",
+        "json",
+    ];
+    let text = mittari(&repo_root(), &args);
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Each customer's first purchase, from the file itself.
+    let csv = std::fs::read_to_string(repo_root().join(input)).unwrap();
+    let mut first: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for line in csv.lines().skip(1) {
+        let mut cells = line.split(',');
+        let (id, date) = (cells.next().unwrap(), cells.next().unwrap());
+        let seen = first.entry(id).or_insert(date);
+        if date < *seen {
+            *seen = date;
+        }
+    }
+    let before = first.values().filter(|d| **d <= "2024-01-01").count() as f64;
+    let new = first
+        .values()
+        .filter(|d| **d > "2024-01-01" && **d <= "2025-01-01")
+        .count() as f64;
+    let value = |name: &str| json["results"][name].as_f64().unwrap();
+    let (s, e, n) = (
+        value("customers_at_start"),
+        value("customers_at_end"),
+        value("new_customers"),
+    );
+    assert_eq!(n, new);
+    assert!(0.0 < s && s < before, "S {s} of {before} customers");
+    assert!((value("churned_customers") - (s + n - e)).abs() < 1e-9);
+    assert!((value("retention_rate") - 100.0 * (e - n) / s).abs() < 1e-9);
+    assert!((value("churn_rate") + value("retention_rate") - 100.0).abs() < 1e-9);
+    for name in [
+        "customers_at_start",
+        "customers_at_end",
+        "retention_rate",
+        "churn_rate",
+        "churned_customers",
+        "churned_revenue",
+        "net_change",
+    ] {
+        let ci = &json["confidence_intervals"][name];
+        let (lower, upper) = (ci["lower"].as_f64().unwrap(), ci["upper"].as_f64().unwrap());
+        assert!(lower < value(name) && value(name) < upper, "{name}: {ci}");
+        assert_eq!(ci["level"], 0.9);
+    }
+    let codes: Vec<&str> = json["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"churn_predicted"), "{codes:?}");
+    // The example's 385 customers do not pin down the dropout distribution, and it says so.
+    assert!(codes.contains(&"fit_not_identified"), "{codes:?}");
+    let server = Server::start();
+    let url = server.url();
+    let mut remote = args.to_vec();
+    remote.extend_from_slice(&["--server", &url]);
+    assert_eq!(mittari(&repo_root(), &remote), text);
+
+    // One kind of input at a time, and a parameter of the other kind is a warning.
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = write(
+        dir.path(),
+        "mixed.csv",
+        "customer_id,start,timestamp\na,2023-01-01,2023-01-01\n",
+    );
+    let (status, _, stderr) = run_cli(
+        &[
+            "compute",
+            "retention",
+            "--input",
+            &mixed,
+            "--param",
+            "period_start=2024-01-01",
+            "--param",
+            "period_end=2025-01-01",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("both start") && stderr.contains("give one kind of input"),
+        "{stderr}"
+    );
+    let contractual = write(dir.path(), "c.csv", "customer_id,start\na,2023-01-01\n");
+    let out = mittari(
+        dir.path(),
+        &[
+            "compute",
+            "retention",
+            "--input",
+            &contractual,
+            "--param",
+            "period_start=2024-01-01",
+            "--param",
+            "period_end=2025-01-01",
+            "--param",
+            "model=bgnbd",
+        ],
+    );
+    assert!(
+        out.contains("model=bgnbd has no effect here: it applies to a purchase log"),
+        "{out}"
+    );
+}

@@ -431,6 +431,13 @@ impl PurchaseModel for BgNbd {
             .map_or(1.0, alive_given_ln_odds)
     }
 
+    /// A (M)BG/NBD customer drops out only at a purchase (MBG/NBD also at the first), so
+    /// one still there after the last purchase was there at every later time up to T: from
+    /// t_x on the probability is P(alive at T).
+    fn p_alive_back_at(&self, at: f64, x: f64, t_x: f64, t: f64) -> f64 {
+        if at < t_x { 1.0 } else { self.p_alive(x, t_x, t) }
+    }
+
     /// FHL 2005, eq. 10, by [`BgNbd::expected_purchases_into`].
     fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
         let mut value = [0.0];

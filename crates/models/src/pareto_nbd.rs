@@ -651,6 +651,29 @@ impl PurchaseModel for ParetoNbd {
         }
     }
 
+    /// The individual likelihood splits by when the customer dropped out: alive at T
+    /// (λ^x e^{−(λ+μ)T}) or at some τ in (t_x, T] (λ^x μ e^{−(λ+μ)τ}, integrated). The part
+    /// with τ > `at` is the likelihood of the same x and T with the last purchase moved to
+    /// `at`, so P(alive at `at` | data) = L(x, at, T) / L(x, t_x, T) = (1 + odds(at)) /
+    /// (1 + odds(t_x)), the odds of [`ParetoNbd::ln_dropout_odds`]; linear in the integrand,
+    /// the identity survives the gamma mixing.
+    fn p_alive_back_at(&self, at: f64, x: f64, t_x: f64, t: f64) -> f64 {
+        if at <= t_x {
+            return 1.0;
+        }
+        match (
+            self.ln_dropout_odds(x, at.min(t), t),
+            self.ln_dropout_odds(x, t_x, t),
+        ) {
+            (Some(later), Some(now)) => {
+                (crate::purchase::ln_one_plus_odds(later) - crate::purchase::ln_one_plus_odds(now))
+                    .exp()
+                    .min(1.0)
+            }
+            _ => f64::NAN,
+        }
+    }
+
     /// (r+x)(β+T) / ((α+T)(s−1)) · [1 − ((β+T)/(β+T+t))^(s−1)] · P(alive) (FHL 2005 note,
     /// eq. 41), by [`ParetoNbd::expected_if_alive`].
     fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
@@ -777,6 +800,34 @@ mod tests {
         s: 0.606,
         beta: 11.669,
     };
+
+    /// P(alive at an earlier time | the history to T) at CDNOW's published parameters against
+    /// mpmath (20 digits): the ratio of 2-D quadratures over the prior gammas of λ and μ of the
+    /// likelihood with the dropout after that time to the whole likelihood.
+    #[test]
+    fn alive_back_then_matches_mpmath() {
+        let p = PUBLISHED;
+        // (x, t_x, T, at, P(alive at `at` | x, t_x, T))
+        let cases = [
+            (2.0, 30.43, 38.86, 35.0, 0.916_860_949_597_203_1),
+            (0.0, 0.0, 38.86, 10.0, 0.554_970_794_056_244_4),
+            (5.0, 12.0, 38.86, 30.0, 0.097_714_927_113_945_77),
+            (1.0, 2.0, 38.86, 38.0, 0.177_117_635_002_936_5),
+        ];
+        for (x, t_x, t, at, expected) in cases {
+            let got = p.p_alive_back_at(at, x, t_x, t);
+            assert!(
+                ((got - expected) / expected).abs() < 1e-10,
+                "{x} {t_x} {at}: {got} vs {expected}"
+            );
+        }
+        // Before the last purchase certain; at T the usual P(alive).
+        assert_eq!(p.p_alive_back_at(29.0, 2.0, 30.43, 38.86), 1.0);
+        assert_eq!(
+            p.p_alive_back_at(38.86, 2.0, 30.43, 38.86),
+            p.p_alive(2.0, 30.43, 38.86)
+        );
+    }
 
     /// P(alive at T+w), P(no purchase in w) and DERT at CDNOW's published parameters against
     /// mpmath (25 digits): P(no purchase) by 2-D quadrature over the posterior gammas of λ and

@@ -84,6 +84,15 @@ pub(crate) fn alive_given_ln_odds(l: f64) -> f64 {
     }
 }
 
+/// ln(1 + e^l), without overflow for large l; 0 for odds of exactly 0 (`None`).
+pub(crate) fn ln_one_plus_odds(l: Option<f64>) -> f64 {
+    match l {
+        None => 0.0,
+        Some(l) if l > 0.0 => l + (-l).exp().ln_1p(),
+        Some(l) => l.exp().ln_1p(),
+    }
+}
+
 /// Inputs smaller than this are always merged: the table then fits in the caches and costs
 /// little whatever the data.
 const ALWAYS_MERGE_BELOW: usize = 1 << 16;
@@ -477,6 +486,12 @@ pub trait PurchaseModel: Sync {
     fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64>;
     /// P(still active at T + window | x, t_x, T).
     fn p_alive_at(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64>;
+    /// P(still active at an earlier time `at`, 0 ≤ at ≤ T | x, t_x, T): looking back, given
+    /// everything seen up to T. 1 before the last purchase (a later purchase proves the
+    /// customer was there); from t_x on, the share of the likelihood in which the dropout
+    /// comes after `at`. What a past period's churn is counted with where no contract says
+    /// who left; NaN where a series did not converge.
+    fn p_alive_back_at(&self, at: f64, x: f64, t_x: f64, t: f64) -> f64;
     /// Discounted expected residual transactions of a customer alive at T: E[Σ over purchases
     /// after T of e^{−δ(τ−T)} | alive at T, x, T], so that DERT = P(alive) × this. By default
     /// δ ∫₀^∞ e^{−δu} E[X(T, T+u) | alive] du (integrating ∫ e^{−δu} dE[X] by parts), taken

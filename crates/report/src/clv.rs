@@ -1238,6 +1238,9 @@ mod tests {
         fn p_alive_at(&self, _: f64, _: f64, _: f64, _: f64) -> Option<f64> {
             Some(1.0)
         }
+        fn p_alive_back_at(&self, _: f64, _: f64, _: f64, _: f64) -> f64 {
+            1.0
+        }
         fn purchase_distribution_if_alive(&self, _: f64, _: f64, _: f64, _: usize) -> Vec<f64> {
             Vec::new()
         }

@@ -8,7 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use chrono::{DateTime, Datelike, Months, NaiveDate};
-use mittari_engine::{GroupedResults, MetricResults};
+use mittari_engine::{GroupedResults, MetricResults, ParamValue};
 
 use crate::chart::{self, Axes, Chart, Series};
 use crate::context::{Context, Skip};
@@ -40,10 +40,13 @@ impl Cohort {
 }
 
 pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
+    if !cx.has("start") && cx.has("timestamp") {
+        return predicted(cx);
+    }
     let descriptor = cx.descriptor("retention", &["customer_id", "start"])?;
     let segments = cx.segments(descriptor)?;
     let batch = segments.input.clone();
-    let defaults = default_period(&batch);
+    let defaults = default_period(&batch, "start");
     let params = cx.params(descriptor, &defaults, &[])?;
     let outcome = cx.compute("retention", &params, batch, &[])?;
     let results = outcome.results.ok_or(Skip::NotApplicable)?;
@@ -126,10 +129,128 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     Ok(vec![section])
 }
 
+/// The purchase models the retention metric predicts churn with; the clv section's other
+/// models (historic, auto) are its own.
+const PURCHASE_MODELS: [&str; 3] = ["pareto_nbd", "bgnbd", "mbgnbd"];
+
+/// Retention from a purchase log: no contract says who left, so the metric predicts it with a
+/// purchase model, and the section says so before any number.
+fn predicted(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
+    let descriptor = cx.descriptor("retention", &["customer_id", "timestamp"])?;
+    let segments = cx.segments(descriptor)?;
+    let batch = segments.input.clone();
+    let mut defaults = default_period(&batch, "timestamp");
+    defaults.retain(|(k, _)| *k != "cohort_period");
+    // The log is taken as observed to the period's end, and the intervals at 90 %.
+    if let Some((_, end)) = defaults.iter().find(|(k, _)| *k == "period_end").cloned() {
+        defaults.push(("observation_end", end));
+    }
+    defaults.push(("interval", "0.9".to_owned()));
+    let ignored: &[&str] = match cx.user_param("model") {
+        Some(model) if !PURCHASE_MODELS.contains(&model) => &["model", "cohort_period"],
+        _ => &["cohort_period"],
+    };
+    let params = cx.params(descriptor, &defaults, ignored)?;
+    let outcome = cx.compute("retention", &params, batch, &[])?;
+    let results = outcome.results.ok_or(Skip::NotApplicable)?;
+    let param = |key: &str| match params.get(key) {
+        Some(ParamValue::String(s)) => s.clone(),
+        Some(ParamValue::Timestamp(micros)) => DateTime::from_timestamp_micros(*micros)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let model = match param("model").as_str() {
+        "bgnbd" => "BG/NBD",
+        "mbgnbd" => "MBG/NBD",
+        _ => "Pareto/NBD",
+    };
+    let lead = format!(
+        "No contract says when a customer leaves, so who left is predicted: a {model} model \
+         fitted to the purchases up to {end} gives each customer's probability of still being a \
+         customer at the start and at the end of the period, {start} to {end}{default}. S and E \
+         are the expected customers at the start and end, the customers lost their expected \
+         number, and N the customers whose first purchase falls in the period (counted). \
+         Retention rate = (E − N) / S. The intervals cover the numbers that actually happened, \
+         from the fit's uncertainty and each customer's own. The revenue lost is the purchases \
+         so far of the customers lost, each weighted by the probability they left in the period.",
+        start = param("period_start"),
+        end = param("period_end"),
+        default = if cx.user_param("period_start").is_none() {
+            " (the last 12 months of the data; set it with --param period_start=… --param \
+             period_end=…)"
+        } else {
+            ""
+        }
+    );
+    let mut section = Section::new("retention", "Retention and churn, predicted", lead);
+    // The lead says what the counts are; the rest are findings.
+    for warning in results
+        .warnings
+        .iter()
+        .filter(|w| w.code != "churn_predicted")
+    {
+        section.warn(&warning.message);
+    }
+    // A fit that does not identify its parameters gives numbers but no finding: they are
+    // shown in the table beside the warning, never as key figures.
+    if !results
+        .warnings
+        .iter()
+        .any(|w| w.code == "fit_not_identified")
+    {
+        section.headline(
+            "retention rate (predicted)",
+            table::scalar(&results, "retention_rate"),
+            "%",
+        );
+        section.headline(
+            "revenue of customers lost (predicted)",
+            table::scalar(&results, "churned_revenue"),
+            "currency",
+        );
+    }
+    section.numbers(Numbers::outputs(
+        format!("{} purchases", outcome.rows),
+        descriptor,
+        &results,
+        &[
+            "customers_at_start",
+            "customers_at_end",
+            "new_customers",
+            "retention_rate",
+            "churn_rate",
+            "churned_customers",
+            "churned_revenue",
+            "net_change",
+        ],
+    ));
+    for segment in &segments.names {
+        // A model fitted per segment can fail where the whole log's fit did not (a segment
+        // too small to converge): that segment's breakdown is left out, saying why.
+        let grouped = match cx.compute_by(descriptor, &params, &segments, segment) {
+            Ok(Some(grouped)) => grouped,
+            Ok(None) => continue,
+            Err(Skip::Failed(reason)) => {
+                section.warn(format!(
+                    "retention by {segment} was not predicted: a model fitted per {segment} failed: {reason}"
+                ));
+                continue;
+            }
+            Err(other) => return Err(other),
+        };
+        let (numbers, chart) = retention_by(segment, &grouped)?;
+        section.numbers(numbers);
+        section.chart(chart);
+    }
+    Ok(vec![section])
+}
+
 /// `period_start`, `period_end` (the 12 months up to the first of the month after the latest
 /// date in the data) and `cohort_period` (quarters when the customers were acquired over more
 /// than two years, so each cohort has customers enough to read).
-fn default_period(batch: &RecordBatch) -> Vec<(&'static str, String)> {
+fn default_period(batch: &RecordBatch, start: &str) -> Vec<(&'static str, String)> {
     let instants = |name: &str| -> Vec<i64> {
         batch
             .column_by_name(name)
@@ -139,7 +260,7 @@ fn default_period(batch: &RecordBatch) -> Vec<(&'static str, String)> {
             })
             .unwrap_or_default()
     };
-    let starts = instants("start");
+    let starts = instants(start);
     let latest = starts.iter().chain(instants("end").iter()).copied().max();
     let earliest = starts.iter().copied().min();
     let (Some(latest), Some(earliest)) = (
@@ -677,7 +798,7 @@ mod tests {
             ),
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        let got: Vec<String> = default_period(&batch).into_iter().map(|(_, v)| v).collect();
+        let got: Vec<String> = default_period(&batch, "start").into_iter().map(|(_, v)| v).collect();
         assert_eq!(got, expect);
     }
 

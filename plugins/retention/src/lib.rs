@@ -5,7 +5,12 @@
 //! S = active at period_start, E = active at period_end, N = started in (period_start,
 //! period_end] and churned = ended in (period_start, period_end], every customer is counted
 //! consistently: S - E + N = churned, so churn_rate * S / 100 is exactly the churned count.
+//!
+//! Where no contract says who left, the input is a purchase log instead and the same figures
+//! are predicted by a purchase model ([`purchases`]).
 #![forbid(unsafe_code)]
+
+mod purchases;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -255,31 +260,55 @@ impl Metric for Retention {
     fn descriptor(&self) -> MetricDescriptor {
         MetricDescriptor::new("retention", env!("CARGO_PKG_VERSION"), "customer retention and churn over a period, and the revenue lost")
             .description(
-                "One row per customer. A customer is active at instant t when start <= t < end (no end: still a customer). \
-                 S = customers active at period_start, E = active at period_end, N = customers who started in \
-                 (period_start, period_end]. retention_rate = (E - N) / S * 100; churn_rate = 100 - retention_rate. \
-                 churned_customers = customers whose end is in (period_start, period_end], new customers lost in the \
-                 period included, so that churn_rate * S / 100 = churned_customers exactly; churned_revenue sums their \
-                 revenue. A date means midnight UTC: for the whole of 2024 use period_start 2024-01-01 and period_end \
-                 2025-01-01. The cohorts table groups customers by the month or quarter they started in and gives the \
-                 share active 1, 2, ... periods after the start of that month or quarter, up to period_end.",
+                "One row per customer (contractual: start and end say who left), or one row per purchase (a purchase \
+                 log: customer_id, timestamp, amount; churn is then predicted). A customer is active at instant t when \
+                 start <= t < end (no end: still a customer). S = customers active at period_start, E = active at \
+                 period_end, N = customers who started in (period_start, period_end]. retention_rate = (E - N) / S * 100; \
+                 churn_rate = 100 - retention_rate. churned_customers = customers whose end is in (period_start, \
+                 period_end], new customers lost in the period included, so that churn_rate * S / 100 = \
+                 churned_customers exactly; churned_revenue sums their revenue. A date means midnight UTC: for the \
+                 whole of 2024 use period_start 2024-01-01 and period_end 2025-01-01. The cohorts table groups \
+                 customers by the month or quarter they started in and gives the share active 1, 2, ... periods after \
+                 the start of that month or quarter, up to period_end. From a purchase log, a purchase model (model) \
+                 fitted to the log up to observation_end gives each customer's probability of being active at \
+                 period_start and period_end, looking back at a past period or forecasting one, and S, E and \
+                 churned_customers are their expected counts, with intervals that cover the realized counts (interval); \
+                 N counts the customers whose first purchase is in the period.",
             )
-            .input(ColumnSpec::string("customer_id", "the customer; one row each").required())
-            .input(ColumnSpec::timestamp("start", "when the customer relationship began").required())
-            .input(ColumnSpec::timestamp("end", "when it ended; empty while still a customer"))
-            .input(ColumnSpec::quantity("revenue", "the customer's revenue, used to value churn"))
+            .input(ColumnSpec::string("customer_id", "the customer; one row each (contractual), or one row per purchase (purchase log)").required())
+            .input(ColumnSpec::timestamp("start", "when the customer relationship began (contractual)"))
+            .input(ColumnSpec::timestamp("end", "when it ended; empty while still a customer (contractual)"))
+            .input(ColumnSpec::quantity("revenue", "the customer's revenue, used to value churn (contractual)"))
+            .input(ColumnSpec::timestamp("timestamp", "when the purchase happened (purchase log)"))
+            .input(ColumnSpec::quantity("amount", "the purchase's value; a customer's amounts up to observation_end are their revenue, used to value churn (purchase log)"))
             .parameter(ParameterSpec::new("period_start", DataType::Timestamp, "start of the period (ISO 8601)"))
             .parameter(ParameterSpec::new("period_end", DataType::Timestamp, "end of the period (ISO 8601), after period_start"))
-            .parameter(ParameterSpec::string("cohort_period", "month", "acquisition period of the cohorts table").allowed_values(&["month", "quarter"]))
-            .output(OutputSpec::new("customers_at_start", "count", "S: customers active at period_start"))
-            .output(OutputSpec::new("customers_at_end", "count", "E: customers active at period_end"))
-            .output(OutputSpec::new("new_customers", "count", "N: customers who started during the period"))
+            .parameter(ParameterSpec::string("cohort_period", "month", "acquisition period of the cohorts table (contractual)").allowed_values(&["month", "quarter"]))
+            .parameter(
+                ParameterSpec::string("model", "pareto_nbd", "purchase model that predicts who is still active (purchase log): pareto_nbd (dropout at any time), bgnbd or mbgnbd (dropout only right after a purchase)")
+                    .allowed_values(&purchases::MODELS),
+            )
+            .parameter(
+                ParameterSpec::string("time_unit", "week", "grain at which the model counts purchases and time (purchase log): hour, day, week (Monday to Sunday), month, quarter or year, UTC; the period's boundaries count from the start of the unit containing them").allowed_values(&["hour", "day", "week", "month", "quarter", "year"]),
+            )
+            .parameter(
+                ParameterSpec::new("observation_end", DataType::Timestamp, "end of observation of the purchase log, which the model is fitted to; default: its last timestamp (purchase log)")
+                    .optional(),
+            )
+            .parameter(
+                ParameterSpec::new("interval", DataType::Double, "confidence level of intervals on the predicted counts, rates and revenue: the fit's uncertainty and each customer's own (purchase log)")
+                    .optional()
+                    .range(0.5, 0.999),
+            )
+            .output(OutputSpec::new("customers_at_start", "count", "S: customers active at period_start (expected, from a purchase log)"))
+            .output(OutputSpec::new("customers_at_end", "count", "E: customers active at period_end (expected, from a purchase log)"))
+            .output(OutputSpec::new("new_customers", "count", "N: customers who started during the period (first purchase, from a purchase log)"))
             .output(OutputSpec::new("retention_rate", "%", "(E - N) / S * 100"))
             .output(OutputSpec::new("churn_rate", "%", "100 - retention_rate"))
-            .output(OutputSpec::new("churned_customers", "count", "customers lost during the period"))
-            .output(OutputSpec::new("churned_revenue", "currency", "revenue of the customers lost during the period"))
+            .output(OutputSpec::new("churned_customers", "count", "customers lost during the period (expected, from a purchase log)"))
+            .output(OutputSpec::new("churned_revenue", "currency", "revenue of the customers lost during the period (from a purchase log: each customer's purchases up to observation_end, weighted by the probability they left in the period)"))
             .output(OutputSpec::new("net_change", "count", "E - S"))
-            .table("cohorts", "per acquisition cohort and age in periods: cohort size, customers active, retained share %")
+            .table("cohorts", "per acquisition cohort and age in periods: cohort size, customers active, retained share % (contractual)")
     }
 
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
@@ -295,76 +324,178 @@ impl Metric for Retention {
                 ),
             ));
         }
-        let cohort_period = match params.str("cohort_period")? {
-            "quarter" => CohortPeriod::Quarter,
-            _ => CohortPeriod::Month,
+        let setting = Setting::of(input)?;
+        let ignored = ignored_parameters(setting, params);
+        let output = match setting {
+            Setting::Contractual => contractual(input, params, period_start, period_end)?,
+            Setting::PurchaseLog => purchases::compute(input, params, period_start, period_end)?,
         };
-        input.check_unique("customer_id")?;
-        let start = input.timestamp("start")?;
-        let end = input.optional_timestamp("end")?;
-        let revenue = input.optional_double("revenue")?;
-        let mut customers = Vec::with_capacity(input.num_rows());
-        for row in 0..input.num_rows() {
-            let customer = Customer {
-                start: start.value(row),
-                end: end.filter(|e| e.is_valid(row)).map(|e| e.value(row)),
-                revenue: revenue.filter(|r| r.is_valid(row)).map(|r| r.value(row)),
-            };
-            if let Some(end) = customer.end.filter(|&end| end < customer.start) {
-                return Err(MetricError::invalid_value(
-                    "end",
-                    row,
-                    format!(
-                        "end {} precedes start {}; a customer cannot leave before joining",
-                        format_timestamp(end),
-                        format_timestamp(customer.start)
-                    ),
-                ));
-            }
-            customers.push(customer);
-        }
-        let counts = count(&customers, period_start, period_end);
-        if counts.at_start == 0 {
-            return Err(MetricError::invalid_input(format!(
-                "no customer was active at period_start {}, so retention is undefined (it divides by that count); \
-                 choose a period_start when the customer base is not empty",
-                format_timestamp(period_start)
-            )));
-        }
-        let s = counts.at_start as f64;
-        let retention = (counts.at_end as f64 - counts.new as f64) / s * 100.0;
-        let churned_revenue = match revenue {
-            Some(_) => Scalar::new("churned_revenue", counts.churned_revenue),
-            None => Scalar::undefined(
-                "churned_revenue",
-                "the input has no revenue column; add one to value the customers lost",
-            ),
-        };
-        let mut output = Output::new()
-            .scalar(Scalar::new("customers_at_start", s))
-            .scalar(Scalar::new("customers_at_end", counts.at_end as f64))
-            .scalar(Scalar::new("new_customers", counts.new as f64))
-            .scalar(Scalar::new("retention_rate", retention))
-            .scalar(Scalar::new("churn_rate", 100.0 - retention))
-            .scalar(Scalar::new("churned_customers", counts.churned as f64))
-            .scalar(churned_revenue)
-            .scalar(Scalar::new("net_change", counts.at_end as f64 - s))
-            .table(
-                "cohorts",
-                cohort_table(&cohorts(&customers, period_end, cohort_period)?)?,
-            );
-        if revenue.is_some() && counts.churned_without_revenue > 0 {
-            output = output.warning(
-                "missing_revenue",
-                format!(
-                    "{} churned customers have no revenue; churned_revenue counts only the {} that do",
-                    counts.churned_without_revenue,
-                    counts.churned - counts.churned_without_revenue
-                ),
-            );
-        }
-        Ok(output)
+        Ok(ignored.into_iter().fold(output, |output, (name, why)| {
+            output.warning(
+                "parameter_ignored",
+                format!("{name} has no effect here: {why}"),
+            )
+        }))
     }
+}
+
+/// Which input the request has: one row per customer with start (and end), or a purchase log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    Contractual,
+    PurchaseLog,
+}
+
+impl Setting {
+    fn of(input: &Input<'_>) -> Result<Setting, MetricError> {
+        let contractual = ["start", "end", "revenue"]
+            .into_iter()
+            .find(|c| input.has_column(c));
+        let log = ["timestamp", "amount"]
+            .into_iter()
+            .find(|c| input.has_column(c));
+        match (contractual, log) {
+            (Some(_), None) if input.has_column("start") => Ok(Setting::Contractual),
+            (None, Some(_)) if input.has_column("timestamp") => Ok(Setting::PurchaseLog),
+            (Some(c), Some(l)) => Err(MetricError::invalid_column(
+                l,
+                format!(
+                    "the input has both {c} (one row per customer, contractual) and {l} (a purchase log); \
+                     give one kind of input"
+                ),
+            )),
+            (None, Some(_)) => Err(MetricError::invalid_column(
+                "timestamp",
+                "a purchase log needs a timestamp column, when each purchase happened",
+            )),
+            _ => Err(MetricError::invalid_column(
+                "start",
+                "give start (one row per customer: when the relationship began, with end when it ended) \
+                 or timestamp (one row per purchase: churn predicted from the purchase log)",
+            )),
+        }
+    }
+}
+
+/// Whether a parameter was given, as the warning shows it (see the clv metric's `given`).
+fn given(params: &Params, name: &str) -> Option<String> {
+    static DESCRIPTOR: std::sync::OnceLock<MetricDescriptor> = std::sync::OnceLock::new();
+    let value = params.get(name)?;
+    let default = DESCRIPTOR
+        .get_or_init(|| Retention.descriptor())
+        .parameter_spec(name)
+        .and_then(|spec| spec.default.as_ref());
+    match default {
+        Some(default) if default == value => None,
+        Some(_) => Some(format!("{name}={value}")),
+        None => Some(name.to_owned()),
+    }
+}
+
+/// The parameters given that change nothing for this kind of input, each with why.
+fn ignored_parameters(setting: Setting, params: &Params) -> Vec<(String, String)> {
+    let (only_log, only_contractual) = match setting {
+        Setting::Contractual => (
+            ["model", "time_unit", "observation_end", "interval"].as_slice(),
+            [].as_slice(),
+        ),
+        Setting::PurchaseLog => ([].as_slice(), ["cohort_period"].as_slice()),
+    };
+    let mut ignored = Vec::new();
+    for name in only_log {
+        if let Some(shown) = given(params, name) {
+            ignored.push((
+                shown,
+                "it applies to a purchase log (timestamp column), and this input has one row per customer".to_owned(),
+            ));
+        }
+    }
+    for name in only_contractual {
+        if let Some(shown) = given(params, name) {
+            ignored.push((
+                shown,
+                "a purchase log has no cohorts table; it applies to one row per customer with start".to_owned(),
+            ));
+        }
+    }
+    ignored
+}
+
+fn contractual(
+    input: &Input<'_>,
+    params: &Params,
+    period_start: i64,
+    period_end: i64,
+) -> Result<Output, MetricError> {
+    let cohort_period = match params.str("cohort_period")? {
+        "quarter" => CohortPeriod::Quarter,
+        _ => CohortPeriod::Month,
+    };
+    input.check_unique("customer_id")?;
+    let start = input.timestamp("start")?;
+    let end = input.optional_timestamp("end")?;
+    let revenue = input.optional_double("revenue")?;
+    let mut customers = Vec::with_capacity(input.num_rows());
+    for row in 0..input.num_rows() {
+        let customer = Customer {
+            start: start.value(row),
+            end: end.filter(|e| e.is_valid(row)).map(|e| e.value(row)),
+            revenue: revenue.filter(|r| r.is_valid(row)).map(|r| r.value(row)),
+        };
+        if let Some(end) = customer.end.filter(|&end| end < customer.start) {
+            return Err(MetricError::invalid_value(
+                "end",
+                row,
+                format!(
+                    "end {} precedes start {}; a customer cannot leave before joining",
+                    format_timestamp(end),
+                    format_timestamp(customer.start)
+                ),
+            ));
+        }
+        customers.push(customer);
+    }
+    let counts = count(&customers, period_start, period_end);
+    if counts.at_start == 0 {
+        return Err(MetricError::invalid_input(format!(
+            "no customer was active at period_start {}, so retention is undefined (it divides by that count); \
+                 choose a period_start when the customer base is not empty",
+            format_timestamp(period_start)
+        )));
+    }
+    let s = counts.at_start as f64;
+    let retention = (counts.at_end as f64 - counts.new as f64) / s * 100.0;
+    let churned_revenue = match revenue {
+        Some(_) => Scalar::new("churned_revenue", counts.churned_revenue),
+        None => Scalar::undefined(
+            "churned_revenue",
+            "the input has no revenue column; add one to value the customers lost",
+        ),
+    };
+    let mut output = Output::new()
+        .scalar(Scalar::new("customers_at_start", s))
+        .scalar(Scalar::new("customers_at_end", counts.at_end as f64))
+        .scalar(Scalar::new("new_customers", counts.new as f64))
+        .scalar(Scalar::new("retention_rate", retention))
+        .scalar(Scalar::new("churn_rate", 100.0 - retention))
+        .scalar(Scalar::new("churned_customers", counts.churned as f64))
+        .scalar(churned_revenue)
+        .scalar(Scalar::new("net_change", counts.at_end as f64 - s))
+        .table(
+            "cohorts",
+            cohort_table(&cohorts(&customers, period_end, cohort_period)?)?,
+        );
+    if revenue.is_some() && counts.churned_without_revenue > 0 {
+        output = output.warning(
+            "missing_revenue",
+            format!(
+                "{} churned customers have no revenue; churned_revenue counts only the {} that do",
+                counts.churned_without_revenue,
+                counts.churned - counts.churned_without_revenue
+            ),
+        );
+    }
+    Ok(output)
 }
 
 mittari_sdk::export_plugin!(Retention);
