@@ -435,7 +435,11 @@ impl PurchaseModel for BgNbd {
     /// one still there after the last purchase was there at every later time up to T: from
     /// t_x on the probability is P(alive at T).
     fn p_alive_back_at(&self, at: f64, x: f64, t_x: f64, t: f64) -> f64 {
-        if at < t_x { 1.0 } else { self.p_alive(x, t_x, t) }
+        if at < t_x {
+            1.0
+        } else {
+            self.p_alive(x, t_x, t)
+        }
     }
 
     /// FHL 2005, eq. 10, by [`BgNbd::expected_purchases_into`].

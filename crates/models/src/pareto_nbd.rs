@@ -665,11 +665,10 @@ impl PurchaseModel for ParetoNbd {
             self.ln_dropout_odds(x, at.min(t), t),
             self.ln_dropout_odds(x, t_x, t),
         ) {
-            (Some(later), Some(now)) => {
-                (crate::purchase::ln_one_plus_odds(later) - crate::purchase::ln_one_plus_odds(now))
-                    .exp()
-                    .min(1.0)
-            }
+            (Some(later), Some(now)) => (crate::purchase::ln_one_plus_odds(later)
+                - crate::purchase::ln_one_plus_odds(now))
+            .exp()
+            .min(1.0),
             _ => f64::NAN,
         }
     }

@@ -798,7 +798,10 @@ mod tests {
             ),
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        let got: Vec<String> = default_period(&batch, "start").into_iter().map(|(_, v)| v).collect();
+        let got: Vec<String> = default_period(&batch, "start")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
         assert_eq!(got, expect);
     }
 

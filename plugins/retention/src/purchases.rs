@@ -298,12 +298,6 @@ pub(crate) fn figures(
     let fitted = fit(model, &ledger.histories, cancel)?;
     let base = sums(fitted.model.as_ref(), &ledger, bounds);
     let new = ledger.new_customers;
-    if !(base.at_start > 0.0) {
-        return Err(MetricError::invalid_input(
-            "no customer had bought at or before period_start, so retention is undefined (it divides by the \
-             customers at the start); choose a period_start after the first purchases",
-        ));
-    }
     let values = [base.at_start, base.at_end, base.churned_revenue];
     if values.iter().any(|v| !v.is_finite()) {
         return Err(MetricError::invalid_input(format!(
@@ -311,6 +305,12 @@ pub(crate) fn figures(
              try model=bgnbd",
             fitted.label
         )));
+    }
+    if base.at_start <= 0.0 {
+        return Err(MetricError::invalid_input(
+            "no customer had bought at or before period_start, so retention is undefined (it divides by the \
+             customers at the start); choose a period_start after the first purchases",
+        ));
     }
     // ∇ of S, E and the churned revenue in the fit's log-parameters, by forward differences.
     let covariance = LogCovariance::of(&fitted.fit).map(|log| FreeCovariance::of_log(&log));
