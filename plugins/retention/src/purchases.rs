@@ -15,7 +15,6 @@
 //! (alive or not, independent across customers): Σ p(1 − p) and the covariances that follow
 //! from alive-at-the-end implying alive-at-the-start. Sources in docs/models.md.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
 use mittari_models::bgnbd::{self, BgNbd, Variant};
@@ -463,7 +462,7 @@ pub(crate) fn compute(
         None => last,
     };
     // Each customer's first purchase and revenue up to the end of observation.
-    let mut by_id: HashMap<&str, (i64, f64)> = HashMap::new();
+    let mut by_id: hashbrown::HashMap<&str, (i64, f64)> = hashbrown::HashMap::new();
     for row in 0..timestamps.len() {
         let at = timestamps[row];
         if at > observation_end {
