@@ -2937,7 +2937,7 @@ fn retention_from_a_purchase_log_is_predicted_with_intervals() {
         ],
     );
     assert!(
-        out.contains("model=bgnbd has no effect here: it applies to a purchase log"),
+        out.contains("model=\"bgnbd\" has no effect here: it applies to a purchase log"),
         "{out}"
     );
 }

@@ -358,6 +358,18 @@ pub fn read(
 /// of a CSV file, the schema of Parquet and Arrow IPC, the keys of JSON Lines' first object.
 /// For a caller that picks what to compute from what an input has (`mittari report`).
 pub fn column_names(path: &Path, options: &ReadOptions) -> Result<Vec<String>, ReadError> {
+    Ok(column_types(path, options)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// [`column_names`], each with its type where the file declares one (Parquet, Arrow IPC);
+/// `None` for CSV and JSON Lines, whose cells are typed by the metric that reads them.
+pub fn column_types(
+    path: &Path,
+    options: &ReadOptions,
+) -> Result<Vec<(String, Option<arrow_schema::DataType>)>, ReadError> {
     let name = path.display().to_string();
     let mut file = columnar::open(path, &name)?;
     let format = match options.format.or_else(|| Format::from_path(path)) {
@@ -371,8 +383,9 @@ pub fn column_names(path: &Path, options: &ReadOptions) -> Result<Vec<String>, R
             Format::sniff(&head[..read])
         }
     };
-    let names: Vec<String> = match format {
-        Format::Csv => csv::header_names(file, &name, options.delimiter)?,
+    let untyped = |names: Vec<String>| names.into_iter().map(|n| (n, None)).collect();
+    let names: Vec<(String, Option<arrow_schema::DataType>)> = match format {
+        Format::Csv => untyped(csv::header_names(file, &name, options.delimiter)?),
         Format::Parquet => {
             let builder =
                 parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -402,7 +415,7 @@ pub fn column_names(path: &Path, options: &ReadOptions) -> Result<Vec<String>, R
                 .read_line(&mut first)
                 .map_err(|e| ReadError::io(&name, "cannot read the file", e))?;
             match serde_json::from_str::<serde_json::Value>(&first) {
-                Ok(serde_json::Value::Object(object)) => object.keys().cloned().collect(),
+                Ok(serde_json::Value::Object(object)) => untyped(object.keys().cloned().collect()),
                 _ => {
                     return Err(ReadError::at(
                         &name,
@@ -415,18 +428,23 @@ pub fn column_names(path: &Path, options: &ReadOptions) -> Result<Vec<String>, R
     };
     Ok(names
         .into_iter()
-        .map(|column| {
-            options
+        .map(|(column, data_type)| {
+            let column = options
                 .columns
                 .iter()
                 .find(|mapping| mapping.source == column)
-                .map_or(column, |mapping| mapping.name.clone())
+                .map_or(column, |mapping| mapping.name.clone());
+            (column, data_type)
         })
         .collect())
 }
 
-fn field_names(schema: &arrow_schema::Schema) -> Vec<String> {
-    schema.fields().iter().map(|f| f.name().clone()).collect()
+fn field_names(schema: &arrow_schema::Schema) -> Vec<(String, Option<arrow_schema::DataType>)> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), Some(f.data_type().clone())))
+        .collect()
 }
 
 /// Reads the RFM summary of the transaction log `source` holds, computed where the log is

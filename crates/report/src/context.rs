@@ -47,6 +47,8 @@ pub(crate) struct Context<'a> {
     /// the generic section, in the order named.
     plugins: Vec<String>,
     columns: Vec<String>,
+    /// Columns the file types as floating-point or decimal numbers.
+    measurements: Vec<String>,
     used_params: RefCell<HashSet<String>>,
     /// The table inputs some metric read.
     used_tables: RefCell<HashSet<String>>,
@@ -85,7 +87,24 @@ impl<'a> Context<'a> {
                 });
             }
         }
-        let columns = mittari_io::column_names(&request.input, &request.options)?;
+        let typed = mittari_io::column_types(&request.input, &request.options)?;
+        // Measurements (a Parquet file's margin column, say) are never segments: only text,
+        // integers, booleans and dates group.
+        let measurements: Vec<String> = typed
+            .iter()
+            .filter(|(_, t)| {
+                t.as_ref().is_some_and(|t| {
+                    t.is_floating()
+                        || matches!(
+                            t,
+                            arrow_schema::DataType::Decimal128(..)
+                                | arrow_schema::DataType::Decimal256(..)
+                        )
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let columns: Vec<String> = typed.into_iter().map(|(name, _)| name).collect();
         if request.metrics.is_empty() {
             // By default, also every other metric whose required columns the input has (under
             // their own names or as --column maps them): a plugin reads what it declares.
@@ -114,6 +133,7 @@ impl<'a> Context<'a> {
             descriptors,
             plugins,
             columns,
+            measurements,
             used_params: RefCell::default(),
             used_tables: RefCell::default(),
             rows: Cell::new(0),
@@ -384,7 +404,9 @@ impl<'a> Context<'a> {
             .columns
             .iter()
             .filter(|c| {
-                c.as_str() != "timestamp" && !descriptor.inputs.iter().any(|i| &i.name == *c)
+                c.as_str() != "timestamp"
+                    && !self.measurements.contains(c)
+                    && !descriptor.inputs.iter().any(|i| &i.name == *c)
             })
             .cloned()
             .collect();
