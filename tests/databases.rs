@@ -921,3 +921,31 @@ fn check_rfm_in(engine: &str, dialect: mittari_io::SqlDialect) {
 fn the_rfm_sql_computes_mittaris_summary_in_spark() {
     check_rfm_in("spark", mittari_io::SqlDialect::Spark);
 }
+
+/// The model store keeps on PostgreSQL every promise it keeps on SQLite (one suite for both):
+/// versions never reused, aliases that cannot dangle, concurrent fits on separate connections
+/// (as replicas would make them) with distinct versions; and a second open, as a second
+/// replica starting, finds the schema migrated and the models there.
+#[test]
+#[ignore = "needs a PostgreSQL server; .ci/run installs it and runs this with --ignored"]
+fn the_model_store_keeps_its_promises_on_postgres() {
+    let cluster = PostgresCluster::start();
+    let url = format!(
+        "postgres://mittari:{PASSWORD}@127.0.0.1:{}/postgres",
+        cluster.port
+    );
+    let open = || mittari_store::open(&url).unwrap();
+    mittari_store::testing::suite(&open);
+    let replica = open();
+    assert_eq!(replica.list(Some("busy")).unwrap().len(), 20);
+    // The store names itself without the password.
+    assert!(!replica.describe().contains(PASSWORD), "{}", replica.describe());
+    let Err(error) = mittari_store::open(&format!(
+        "postgres://mittari:{PASSWORD}@127.0.0.1:{}/no_such_database",
+        cluster.port
+    )) else {
+        panic!("opened a database that does not exist");
+    };
+    let message = error.to_string();
+    assert!(message.contains("no_such_database") && !message.contains(PASSWORD), "{message}");
+}

@@ -99,6 +99,34 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Connects to the database `url` names (`postgres://user[:password]@host[:port]/db`, or the
+/// key=value form), taking the password from `PGPASSWORD` and the user from `PGUSER` (else
+/// `USER`) when the URL has none, with TLS where the server offers it (the system's root
+/// certificates). Errors are messages without the URL, for the caller to name it (redacted).
+/// Shared by every reader of PostgreSQL and the model store.
+pub fn postgres_client(url: &str) -> Result<postgres::Client, String> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL connection string: {e}"))?;
+    if config.get_password().is_none()
+        && let Ok(password) = std::env::var("PGPASSWORD")
+    {
+        config.password(password);
+    }
+    if config.get_user().is_none()
+        && let Ok(user) = std::env::var("PGUSER").or_else(|_| std::env::var("USER"))
+    {
+        config.user(&user);
+    }
+    config
+        .application_name("mittari")
+        .connect_timeout(CONNECT_TIMEOUT);
+    let tls = tls_connector()?;
+    config
+        .connect(tls)
+        .map_err(|e| format!("cannot connect: {}", describe(&e)))
+}
+
 /// An open connection, with the name errors give it.
 pub(crate) struct Connection {
     client: postgres::Client,
@@ -118,26 +146,7 @@ impl Connection {
     /// or the key=value form), taking the password from `PGPASSWORD` when the URL has none.
     pub(crate) fn open(url: &str) -> Result<Connection, ReadError> {
         let name = redact_url(url);
-        let mut config: postgres::Config = url.parse().map_err(|e| {
-            ReadError::input(&name, format!("not a PostgreSQL connection string: {e}"))
-        })?;
-        if config.get_password().is_none()
-            && let Ok(password) = std::env::var("PGPASSWORD")
-        {
-            config.password(password);
-        }
-        if config.get_user().is_none()
-            && let Ok(user) = std::env::var("PGUSER").or_else(|_| std::env::var("USER"))
-        {
-            config.user(&user);
-        }
-        config
-            .application_name("mittari")
-            .connect_timeout(CONNECT_TIMEOUT);
-        let tls = tls_connector().map_err(|message| ReadError::input(&name, message))?;
-        let client = config
-            .connect(tls)
-            .map_err(|e| ReadError::input(&name, format!("cannot connect: {}", describe(&e))))?;
+        let client = postgres_client(url).map_err(|message| ReadError::input(&name, message))?;
         Ok(Connection { client, name })
     }
 
