@@ -939,7 +939,11 @@ fn the_model_store_keeps_its_promises_on_postgres() {
     let replica = open();
     assert_eq!(replica.list(Some("busy")).unwrap().len(), 20);
     // The store names itself without the password.
-    assert!(!replica.describe().contains(PASSWORD), "{}", replica.describe());
+    assert!(
+        !replica.describe().contains(PASSWORD),
+        "{}",
+        replica.describe()
+    );
     let Err(error) = mittari_store::open(&format!(
         "postgres://mittari:{PASSWORD}@127.0.0.1:{}/no_such_database",
         cluster.port
@@ -947,5 +951,8 @@ fn the_model_store_keeps_its_promises_on_postgres() {
         panic!("opened a database that does not exist");
     };
     let message = error.to_string();
-    assert!(message.contains("no_such_database") && !message.contains(PASSWORD), "{message}");
+    assert!(
+        message.contains("no_such_database") && !message.contains(PASSWORD),
+        "{message}"
+    );
 }

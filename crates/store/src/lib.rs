@@ -99,7 +99,9 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
-    #[error("model {reference} is damaged: its state's SHA-256 is {found}, not the {expected} it was stored with")]
+    #[error(
+        "model {reference} is damaged: its state's SHA-256 is {found}, not the {expected} it was stored with"
+    )]
     Damaged {
         reference: String,
         expected: String,

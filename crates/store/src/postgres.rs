@@ -12,7 +12,7 @@ use crate::sqlite::check_digest;
 use crate::{ModelStore, ModelSummary, NewModel, Reference, StoreError, StoredModel};
 
 /// The advisory lock key the migrations hold ("mittari" in ASCII, as a number).
-const MIGRATION_LOCK: i64 = 0x6d69_7474_6172_69;
+const MIGRATION_LOCK: i64 = 0x006d_6974_7461_7269;
 
 pub(crate) struct PostgresStore {
     client: Mutex<Client>,
@@ -306,9 +306,11 @@ impl ModelStore for PostgresStore {
                 )
                 .map_err(|e| self.fail(&e))?
                 .map(|r| r.get(0));
-            version.map(|v| v as u64).ok_or_else(|| StoreError::NotFound {
-                reference: format!("{name}@{alias}"),
-            })
+            version
+                .map(|v| v as u64)
+                .ok_or_else(|| StoreError::NotFound {
+                    reference: format!("{name}@{alias}"),
+                })
         })
     }
 

@@ -95,7 +95,11 @@ fn migrate(connection: &mut Connection, store: &str) -> Result<(), StoreError> {
         )
         .map_err(fail)?;
     let current: i64 = transaction
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM mittari_schema", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM mittari_schema",
+            [],
+            |r| r.get(0),
+        )
         .map_err(fail)?;
     if current > schema::latest() {
         return Err(StoreError::SchemaTooNew {
@@ -330,9 +334,11 @@ impl ModelStore for SqliteStore {
                 )
                 .optional()
                 .map_err(|e| self.fail(e))?;
-            version.map(|v| v as u64).ok_or_else(|| StoreError::NotFound {
-                reference: format!("{name}@{alias}"),
-            })
+            version
+                .map(|v| v as u64)
+                .ok_or_else(|| StoreError::NotFound {
+                    reference: format!("{name}@{alias}"),
+                })
         })
     }
 
@@ -400,7 +406,9 @@ mod tests {
             panic!("opened");
         };
         assert!(
-            error.to_string().contains("schema version 99, newer than this build's 1"),
+            error
+                .to_string()
+                .contains("schema version 99, newer than this build's 1"),
             "{error}"
         );
     }

@@ -29,7 +29,10 @@ pub fn suite(open: &(dyn Fn() -> Box<dyn ModelStore> + Sync)) {
     assert_eq!(store.put("clv-eu", &model(b"second")).unwrap(), 2);
     assert_eq!(store.put("clv-us", &model(b"other")).unwrap(), 1);
     let latest = store.get(&Reference::Latest("clv-eu".into())).unwrap();
-    assert_eq!((latest.version, latest.model.state.as_slice()), (2, &b"second"[..]));
+    assert_eq!(
+        (latest.version, latest.model.state.as_slice()),
+        (2, &b"second"[..])
+    );
     let first = store.get(&v("clv-eu", 1)).unwrap();
     assert_eq!(first.model, model(b"first"));
     assert!(first.created_at > 0 && first.created_at <= latest.created_at);
@@ -63,7 +66,10 @@ pub fn suite(open: &(dyn Fn() -> Box<dyn ModelStore> + Sync)) {
         store.get(&v("clv-eu", 2)).unwrap().aliases,
         ["production", "staging"]
     );
-    assert_eq!(store.list(Some("clv-eu")).unwrap()[1].aliases, ["production", "staging"]);
+    assert_eq!(
+        store.list(Some("clv-eu")).unwrap()[1].aliases,
+        ["production", "staging"]
+    );
     let missing = store.set_alias("clv-eu", "canary", 9).unwrap_err();
     assert_eq!(
         missing,

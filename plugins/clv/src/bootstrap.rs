@@ -25,6 +25,22 @@ use crate::predictive::{FIELDS, Field, Predictor, dert_tables};
 const MAX_KEPT_BYTES: usize = 1 << 30;
 /// The draws' seed: the same input gives the same intervals on every run.
 const SEED: u64 = 0x6d69_7474_6172_6921;
+/// Draws from which percentile intervals hold their level in simulation (88.6 % at 90 % with
+/// 800; 86.7 % with CLVTools' default of 100, the default here for comparison with it).
+pub(crate) const DRAWS_FOR_LEVEL: usize = 800;
+
+/// The warning for intervals from fewer draws than [`DRAWS_FOR_LEVEL`]: each end is an
+/// estimate of a tail quantile from few draws, and the noise makes the intervals cover less
+/// often than their level says.
+pub(crate) fn few_draws(draws: usize) -> Option<String> {
+    (draws < DRAWS_FOR_LEVEL).then(|| {
+        format!(
+            "percentile intervals from {draws} bootstrap draws cover less often than their level: each end is a \
+             tail quantile estimated from few draws (in simulation, 90 % intervals covered 86.7 % of the time with \
+             100 draws and 88.6 % with 800); give bootstrap_draws={DRAWS_FOR_LEVEL} or more where the level matters"
+        )
+    })
+}
 
 /// Refits the purchase model to resampled histories (their weights the draw's counts): one
 /// model per covariate profile, in the order `model_of` refers to (one without covariates).
@@ -392,7 +408,7 @@ mod tests {
                     discounting: None,
                     kept: &kept,
                 };
-                let outcome = bootstrap(&inputs, 100, level, &input).unwrap();
+                let outcome = bootstrap(&inputs, DRAWS_FOR_LEVEL, level, &input).unwrap();
                 let column =
                     |name: &str| &outcome.columns.iter().find(|(n, _)| *n == name).unwrap().1;
                 let mut hits = Vec::new();
@@ -423,6 +439,8 @@ mod tests {
             .collect();
         let (overall, each) = mittari_models::testing::coverage(&hits);
         eprintln!("bootstrap: 90 % intervals covered {overall:.3} overall, each {each:.3?}");
-        assert!((0.84..=0.93).contains(&overall), "{overall} {each:?}");
+        // 88.6 % measured; 200 bases give the overall share a standard error of about 1.5
+        // points. With 100 draws the same bases covered 86.7 % (see `few_draws`).
+        assert!((0.86..=0.93).contains(&overall), "{overall} {each:?}");
     }
 }

@@ -707,6 +707,12 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
                 "the intervals hold the coefficients at the edge of the searched range fixed: those are not estimates, and their uncertainty has no finite size",
             );
         }
+        if let Some(message) = boot
+            .as_ref()
+            .and_then(|b| crate::bootstrap::few_draws(b.draws))
+        {
+            output = output.warning("bootstrap_draws_few", message);
+        }
         if let Some(boot) = boot.as_ref().filter(|b| b.fitted < b.draws) {
             output = output.warning(
                 "bootstrap_draws_failed",

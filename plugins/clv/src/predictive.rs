@@ -1623,6 +1623,13 @@ pub(crate) fn compute_reusing(
             "the intervals hold the coefficients at the edge of the searched range fixed: those are not estimates, and their uncertainty has no finite size",
         );
     }
+    if bootstrapped
+        && let Some(message) =
+            bootstrap::few_draws(usize::try_from(params.i64("bootstrap_draws")?).unwrap_or(0))
+        && !predictions.bounds.is_empty()
+    {
+        output = output.warning("bootstrap_draws_few", message);
+    }
     if let Some((failed, draws)) = bootstrap_failures {
         output = output.warning(
             "bootstrap_draws_failed",
