@@ -16,6 +16,18 @@ use crate::page::{Numbers, Section, format_value};
 use crate::survey::slug;
 use crate::table;
 
+/// The period's figures, in the order the numbers table shows them.
+const PERIOD_OUTPUTS: [&str; 8] = [
+    "customers_at_start",
+    "customers_at_end",
+    "new_customers",
+    "retention_rate",
+    "churn_rate",
+    "churned_customers",
+    "churned_revenue",
+    "net_change",
+];
+
 /// Cohorts drawn as curves; more would not be told apart.
 const MAX_CURVES: usize = 8;
 /// Cohorts whose shifted-beta-geometric fit is drawn.
@@ -87,16 +99,7 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         format!("{} customers", outcome.rows),
         descriptor,
         &results,
-        &[
-            "customers_at_start",
-            "customers_at_end",
-            "new_customers",
-            "retention_rate",
-            "churn_rate",
-            "churned_customers",
-            "churned_revenue",
-            "net_change",
-        ],
+        &PERIOD_OUTPUTS,
     ));
     for segment in &segments.names {
         let Some(grouped) = cx.compute_by(descriptor, &params, &segments, segment)? else {
@@ -215,16 +218,7 @@ fn predicted(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         format!("{} purchases", outcome.rows),
         descriptor,
         &results,
-        &[
-            "customers_at_start",
-            "customers_at_end",
-            "new_customers",
-            "retention_rate",
-            "churn_rate",
-            "churned_customers",
-            "churned_revenue",
-            "net_change",
-        ],
+        &PERIOD_OUTPUTS,
     ));
     for segment in &segments.names {
         // A model fitted per segment can fail where the whole log's fit did not (a segment

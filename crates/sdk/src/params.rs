@@ -138,6 +138,22 @@ impl Params {
         self.0.iter()
     }
 
+    /// Whether the caller gave parameter `name`, as a warning that it changes nothing shows
+    /// it: an optional one when present (`name`); one with a default when it differs from
+    /// the descriptor's (`name=value`). The host fills defaults in, so a default given
+    /// explicitly cannot be told apart, and changes nothing anyway.
+    pub fn given(&self, name: &str, descriptor: &crate::MetricDescriptor) -> Option<String> {
+        let value = self.get(name)?;
+        match descriptor
+            .parameter_spec(name)
+            .and_then(|spec| spec.default.as_ref())
+        {
+            Some(default) if default == value => None,
+            Some(_) => Some(format!("{name}={value}")),
+            None => Some(name.to_owned()),
+        }
+    }
+
     fn typed<T>(
         &self,
         name: &str,

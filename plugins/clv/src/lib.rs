@@ -341,22 +341,10 @@ pub(crate) const WITH_INTERVALS: [&str; 8] = [
     "residual_value",
 ];
 
-/// Whether a parameter was given, as the warning shows it: an optional one is present; one
-/// with a default differs from it, as `name=value` (the host fills defaults in, so a default
-/// given explicitly cannot be told apart, and changes nothing anyway). The defaults are the
-/// descriptor's, built once.
+/// [`Params::given`] against this metric's descriptor, built once.
 fn given(params: &Params, name: &str) -> Option<String> {
     static DESCRIPTOR: std::sync::OnceLock<MetricDescriptor> = std::sync::OnceLock::new();
-    let value = params.get(name)?;
-    let default = DESCRIPTOR
-        .get_or_init(|| Clv.descriptor())
-        .parameter_spec(name)
-        .and_then(|spec| spec.default.as_ref());
-    match default {
-        Some(default) if default == value => None,
-        Some(_) => Some(format!("{name}={value}")),
-        None => Some(name.to_owned()),
-    }
+    params.given(name, DESCRIPTOR.get_or_init(|| Clv.descriptor()))
 }
 
 /// The parameters given that change nothing for `model` on this input, each with why: a

@@ -377,19 +377,10 @@ impl Setting {
     }
 }
 
-/// Whether a parameter was given, as the warning shows it (see the clv metric's `given`).
+/// [`Params::given`] against this metric's descriptor, built once.
 fn given(params: &Params, name: &str) -> Option<String> {
     static DESCRIPTOR: std::sync::OnceLock<MetricDescriptor> = std::sync::OnceLock::new();
-    let value = params.get(name)?;
-    let default = DESCRIPTOR
-        .get_or_init(|| Retention.descriptor())
-        .parameter_spec(name)
-        .and_then(|spec| spec.default.as_ref());
-    match default {
-        Some(default) if default == value => None,
-        Some(_) => Some(format!("{name}={value}")),
-        None => Some(name.to_owned()),
-    }
+    params.given(name, DESCRIPTOR.get_or_init(|| Retention.descriptor()))
 }
 
 /// The parameters given that change nothing for this kind of input, each with why.
