@@ -2949,3 +2949,79 @@ fn retention_from_a_purchase_log_is_predicted_with_intervals() {
         "{out}"
     );
 }
+
+/// `mittari model`: the store's models listed, shown, aliased, deleted only when no alias
+/// points at them, exported and imported again as the same model; the store from the
+/// configuration file when --store is not given.
+#[test]
+fn model_commands_manage_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("models.db");
+    std::fs::write(
+        dir.path().join("mittari.toml"),
+        format!("[models]\nstore = \"sqlite://{}\"\n", db.display()),
+    )
+    .unwrap();
+    {
+        let store = mittari_store::open(&format!("sqlite://{}", db.display())).unwrap();
+        for state in [&b"first"[..], b"second"] {
+            store
+                .put("clv-eu", &mittari_store::testing::model(state))
+                .unwrap();
+        }
+    }
+    let run = |args: &[&str]| mittari(dir.path(), args);
+    let fails = |args: &[&str]| {
+        let (status, _, stderr) = run_cli(args, dir.path(), &[]);
+        assert!(!status.success(), "{args:?} succeeded");
+        stderr
+    };
+    let listed = run(&["model", "list"]);
+    assert!(listed.starts_with("model"), "{listed}");
+    assert!(
+        listed.contains("clv-eu@1") && listed.contains("clv-eu@2"),
+        "{listed}"
+    );
+    assert_eq!(
+        run(&["model", "alias", "clv-eu", "production", "1"]),
+        "clv-eu@production points at clv-eu@1\n"
+    );
+    assert_eq!(
+        run(&["model", "alias", "clv-eu", "production", "2"]),
+        "clv-eu@production now points at clv-eu@2 (was clv-eu@1)\n"
+    );
+    let shown = run(&["model", "show", "clv-eu@production"]);
+    assert!(
+        shown.contains("clv-eu@2") && shown.contains("aliases         production"),
+        "{shown}"
+    );
+    assert!(shown.contains("state           6 bytes"), "{shown}");
+    let refused = fails(&["model", "delete", "clv-eu@2"]);
+    assert!(
+        refused.contains("clv-eu@2 is what alias production points to"),
+        "{refused}"
+    );
+    assert!(fails(&["model", "delete", "clv-eu"]).contains("give NAME@VERSION"));
+    assert_eq!(run(&["model", "delete", "clv-eu@1"]), "deleted clv-eu@1\n");
+    assert!(fails(&["model", "show", "clv-eu@1"]).contains("no model clv-eu@1"));
+    let file = dir.path().join("clv-eu.json");
+    let file = file.to_str().unwrap();
+    run(&["model", "export", "clv-eu@production", file]);
+    // Into another store (another environment), under another name.
+    let other = format!("sqlite://{}", dir.path().join("other.db").display());
+    assert_eq!(
+        run(&[
+            "model", "import", file, "--name", "clv-fi", "--store", &other
+        ]),
+        format!("stored clv-eu@2 from {file} as clv-fi@1\n")
+    );
+    let store = mittari_store::open(&other).unwrap();
+    let imported = store
+        .get(&mittari_store::Reference::Version("clv-fi".into(), 1))
+        .unwrap();
+    assert_eq!(imported.model, mittari_store::testing::model(b"second"));
+    assert_eq!(
+        run(&["model", "alias", "clv-eu", "production", "--remove"]),
+        "removed clv-eu@production (it pointed at clv-eu@2)\n"
+    );
+}

@@ -160,6 +160,8 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// The fitted models in the model store: list, show, delete, alias, export, import.
+    Model(commands::model::ModelArgs),
     /// Manage the bearer tokens a server admits.
     Token {
         #[command(subcommand)]
@@ -370,6 +372,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => commands::serve::run(cli.config.as_deref(), args),
         Command::Token { command } => commands::token::run(command),
+        Command::Model(args) => commands::model::run(cli.config.as_deref(), args),
         Command::Admin { command } => commands::admin::run(command),
         Command::Plugin { command } => commands::plugin::run(command),
         Command::Sql { command } => commands::sql::run(command),

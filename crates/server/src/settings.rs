@@ -42,6 +42,8 @@ pub struct Settings {
     pub metrics: MetricSettings,
     #[serde(default)]
     pub auth: AuthSettings,
+    #[serde(default)]
+    pub models: ModelSettings,
     /// The configuration file read, if any: `Reload` reads it again, and the metric state
     /// file lives beside it.
     #[serde(skip)]
@@ -189,6 +191,17 @@ pub struct MetricSettings {
     /// Where `SetMetricEnabled` records the admin's choices; default: `mittari.state.toml`
     /// beside the configuration file (or in the working directory without one).
     pub state_file: Option<PathBuf>,
+}
+
+/// `[models]`: where fitted models are kept.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    /// The model store: `sqlite:///var/lib/mittari/models.db` (a file, created if missing) or
+    /// `postgres://user@host/db` (shared by replicas; the password from PGPASSWORD); default:
+    /// `mittari-models.db` beside the configuration file (or in the working directory without
+    /// one).
+    pub store: Option<String>,
 }
 
 /// The admin's run-time choices of metrics, kept in the state file. They win over
@@ -340,6 +353,21 @@ impl Settings {
         std::path::absolute(&path).unwrap_or(path)
     }
 
+    /// The model store's URL: `models.store`, or a SQLite file beside the configuration.
+    pub fn model_store(&self) -> String {
+        if let Some(url) = &self.models.store {
+            return url.clone();
+        }
+        let dir = self
+            .file
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
+        let path = dir.join("mittari-models.db");
+        let path = std::path::absolute(&path).unwrap_or(path);
+        format!("sqlite://{}", path.display())
+    }
+
     /// The effective configuration as TOML, with the token hashes redacted: enough for an
     /// admin to see what the server runs with, nothing that helps an attacker.
     pub fn redacted_toml(&self) -> Result<String, ConfigError> {
@@ -347,11 +375,18 @@ impl Settings {
         for token in &mut shown.auth.tokens {
             token.sha256 = "<redacted>".to_owned();
         }
+        if let Some(url) = &mut shown.models.store {
+            *url = mittari_io::redact_url(url);
+        }
         toml::to_string(&shown)
             .map_err(|e| ConfigError::new(format!("cannot encode the configuration: {e}")))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.models.store {
+            mittari_store::check_url(url)
+                .map_err(|e| ConfigError::new(format!("models.store: {e}")))?;
+        }
         if self.plugins.libraries.is_some() && !self.plugins.extra_dirs.is_empty() {
             bail!(
                 "plugins.extra_dirs would change nothing: plugins.libraries names every library to load; list the extra ones there by path (with plugins.allow_libraries_outside_dir = true), or drop plugins.libraries"
@@ -571,6 +606,7 @@ mod tests {
         settings.plugins.dir = Some("d".into());
         settings.plugins.libraries = Some(Vec::new());
         settings.metrics.enabled = Some(Vec::new());
+        settings.models.store = Some("sqlite://m.db".into());
         let table = toml::Table::try_from(&settings).unwrap();
         let mut missing = Vec::new();
         for (section, value) in &table {
@@ -608,6 +644,12 @@ mod tests {
             );
         };
         check("[server]\nlisten_on = \"x\"", &[], "listen_on");
+        check(
+            "[models]\nstore = \"mysql://db/models\"",
+            &[],
+            "models.store: \"mysql://db/models\" is not a model store; give sqlite:///PATH",
+        );
+        check("[models]\nstore = \"sqlite://\"", &[], "models.store");
         check("[server]\nlisten = \"not an address\"", &[], "listen");
         check("[serve]\nlisten = \"127.0.0.1:1\"", &[], "serve");
         check(

@@ -133,9 +133,28 @@ pub trait ModelStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// Checks that `url` names a store this build can open, without opening it: for validating
+/// a configuration once, at load.
+pub fn check_url(url: &str) -> Result<(), StoreError> {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !path.is_empty() => Ok(()),
+        Some(_) => Err(StoreError::UnknownUrl(url.to_owned())),
+        None if mittari_io::is_postgres_url(url) => {
+            url.parse::<::postgres::Config>().map(|_| ()).map_err(|e| {
+                StoreError::InvalidReference(format!(
+                    "{} is not a PostgreSQL connection string: {e}",
+                    mittari_io::redact_url(url)
+                ))
+            })
+        }
+        None => Err(StoreError::UnknownUrl(mittari_io::redact_url(url))),
+    }
+}
+
 /// Opens (and, where needed, creates and migrates) the store `url` names:
 /// `sqlite:///var/lib/mittari/models.db`, `sqlite://relative/path.db`, or `postgres://…`.
 pub fn open(url: &str) -> Result<Box<dyn ModelStore>, StoreError> {
+    check_url(url)?;
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
             return Err(StoreError::UnknownUrl(url.to_owned()));

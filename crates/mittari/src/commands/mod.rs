@@ -5,6 +5,7 @@
 pub(crate) mod admin;
 pub(crate) mod compute;
 pub(crate) mod metrics;
+pub(crate) mod model;
 pub(crate) mod plugin;
 pub(crate) mod report;
 pub(crate) mod serve;
