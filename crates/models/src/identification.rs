@@ -39,6 +39,33 @@ impl Support {
     }
 }
 
+/// Customers per parameter a fit needs before its parameters can be taken as estimates, and
+/// repeat buyers per parameter: a rule of thumb (ten events per parameter, as for regression
+/// models), documented in docs/models.md; the standard errors catch what it lets through.
+pub const CUSTOMERS_PER_PARAMETER: f64 = 10.0;
+pub const REPEATERS_PER_PARAMETER: f64 = 5.0;
+
+/// How much data a four-parameter purchase model's fit (BG/NBD, MBG/NBD, Pareto/NBD) had: its
+/// customers and its repeat buyers.
+pub fn purchase_support(histories: &crate::Histories) -> [Support; 2] {
+    let repeat_buyers: f64 = histories
+        .x
+        .iter()
+        .zip(&histories.weight)
+        .filter(|&(&x, _)| x > 0.0)
+        .map(|(_, w)| w)
+        .sum();
+    [
+        Support::per_parameter(
+            "customers",
+            histories.customers(),
+            CUSTOMERS_PER_PARAMETER,
+            4,
+        ),
+        Support::per_parameter("repeat buyers", repeat_buyers, REPEATERS_PER_PARAMETER, 4),
+    ]
+}
+
 /// What [`assess`] found: every reason, and the parameters it makes no estimates of.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Assessment {

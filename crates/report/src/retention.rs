@@ -101,14 +101,7 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         &results,
         &PERIOD_OUTPUTS,
     ));
-    for segment in &segments.names {
-        let Some(grouped) = cx.compute_by(descriptor, &params, &segments, segment)? else {
-            continue;
-        };
-        let (numbers, chart) = retention_by(segment, &grouped)?;
-        section.numbers(numbers);
-        section.chart(chart);
-    }
+    by_segment(cx, &mut section, (descriptor, &params), &segments)?;
     let cohorts = cohorts_of(&results);
     let kind = period("cohort_period").unwrap_or_else(|| "month".to_owned());
     if !cohorts.is_empty() {
@@ -220,16 +213,28 @@ fn predicted(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         &results,
         &PERIOD_OUTPUTS,
     ));
+    by_segment(cx, &mut section, (descriptor, &params), &segments)?;
+    Ok(vec![section])
+}
+
+/// The period's figures by each segment column: a table and a chart each. A segment column
+/// whose computation fails (a model fitted per segment that does not converge, a segment with
+/// no customer at the start) is left out, saying why; the section stands without it.
+fn by_segment(
+    cx: &Context<'_>,
+    section: &mut Section,
+    (descriptor, params): (
+        &mittari_engine::MetricDescriptor,
+        &BTreeMap<String, ParamValue>,
+    ),
+    segments: &crate::context::Segments,
+) -> Result<(), Skip> {
     for segment in &segments.names {
-        // A model fitted per segment can fail where the whole log's fit did not (a segment
-        // too small to converge): that segment's breakdown is left out, saying why.
-        let grouped = match cx.compute_by(descriptor, &params, &segments, segment) {
+        let grouped = match cx.compute_by(descriptor, params, segments, segment) {
             Ok(Some(grouped)) => grouped,
             Ok(None) => continue,
             Err(Skip::Failed(reason)) => {
-                section.warn(format!(
-                    "retention by {segment} was not predicted: a model fitted per {segment} failed: {reason}"
-                ));
+                section.warn(format!("retention by {segment} was not computed: {reason}"));
                 continue;
             }
             Err(other) => return Err(other),
@@ -238,7 +243,7 @@ fn predicted(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         section.numbers(numbers);
         section.chart(chart);
     }
-    Ok(vec![section])
+    Ok(())
 }
 
 /// `period_start`, `period_end` (the 12 months up to the first of the month after the latest

@@ -28,11 +28,9 @@ use crate::intervals::{self, Bounds, Level, PurchaseSide, SpendSide, Spread};
 const DAYS_PER_MONTH: f64 = DAYS_PER_YEAR / 12.0;
 /// |correlation| of frequency and spend above which the Gamma-Gamma assumption is doubtful.
 const CORRELATION_WARNING: f64 = 0.3;
-/// Customers per parameter a fit needs before its parameters can be taken as estimates, and
-/// repeat buyers per parameter: a rule of thumb (ten events per parameter, as for regression
-/// models), documented in docs/models.md; the standard errors catch what it lets through.
-pub(crate) const CUSTOMERS_PER_PARAMETER: f64 = 10.0;
-pub(crate) const REPEATERS_PER_PARAMETER: f64 = 5.0;
+pub(crate) use mittari_models::identification::{
+    CUSTOMERS_PER_PARAMETER, REPEATERS_PER_PARAMETER, purchase_support,
+};
 /// Points of the purchase curve at most.
 const CURVE_POINTS: f64 = 200.0;
 
@@ -1792,22 +1790,6 @@ fn purchase_covariance(
         .map(|c| c.holding(&covariate_fit.fit.at_boundary)),
         None => LogCovariance::of(fit).map(|log| FreeCovariance::of_log(&log)),
     }
-}
-
-/// How much data of each kind the purchase fit had, for the identification check.
-fn purchase_support(histories: &Histories) -> [Support; 2] {
-    let customers = histories.customers();
-    let repeat_buyers: f64 = histories
-        .x
-        .iter()
-        .zip(&histories.weight)
-        .filter(|&(&x, _)| x > 0.0)
-        .map(|(_, w)| w)
-        .sum();
-    [
-        Support::per_parameter("customers", customers, CUSTOMERS_PER_PARAMETER, 4),
-        Support::per_parameter("repeat buyers", repeat_buyers, REPEATERS_PER_PARAMETER, 4),
-    ]
 }
 
 /// How much data the spend fit had: its repeat buyers.

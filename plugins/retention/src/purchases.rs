@@ -18,7 +18,7 @@
 use std::sync::atomic::AtomicBool;
 
 use mittari_models::bgnbd::{self, BgNbd, Variant};
-use mittari_models::identification::{self, Support};
+use mittari_models::identification;
 use mittari_models::pareto_nbd::{self, ParetoNbd};
 use mittari_models::rfm::{self, TimeUnit};
 use mittari_models::uncertainty::{FreeCovariance, LogCovariance, Scale, interval};
@@ -27,11 +27,6 @@ use mittari_sdk::arrow_array::{Float64Array, StringArray, TimestampMicrosecondAr
 use mittari_sdk::prelude::*;
 use mittari_sdk::time::format_timestamp;
 use rayon::prelude::*;
-
-/// Customers per parameter, repeat buyers per parameter: below these the fit is flagged as
-/// not identifying its parameters (the clv metric's thresholds).
-const CUSTOMERS_PER_PARAMETER: f64 = 10.0;
-const REPEATERS_PER_PARAMETER: f64 = 5.0;
 
 /// The models this setting offers, as the `model` parameter names them.
 pub(crate) const MODELS: [&str; 3] = ["pareto_nbd", "bgnbd", "mbgnbd"];
@@ -376,30 +371,11 @@ pub(crate) fn figures(
             fitted.label,
             &fitted.fit,
             fitted.names,
-            &support(&ledger.histories),
+            &identification::purchase_support(&ledger.histories),
         ),
         label: fitted.label,
     };
     Ok(figures)
-}
-
-fn support(histories: &Histories) -> [Support; 2] {
-    let repeat_buyers: f64 = histories
-        .x
-        .iter()
-        .zip(&histories.weight)
-        .filter(|&(&x, _)| x > 0.0)
-        .map(|(_, w)| w)
-        .sum();
-    [
-        Support::per_parameter(
-            "customers",
-            histories.customers(),
-            CUSTOMERS_PER_PARAMETER,
-            4,
-        ),
-        Support::per_parameter("repeat buyers", repeat_buyers, REPEATERS_PER_PARAMETER, 4),
-    ]
 }
 
 /// The purchase log's columns: customer_id, timestamp and, for the revenue, amount.
