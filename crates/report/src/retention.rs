@@ -85,22 +85,12 @@ pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
         }
     );
     let mut section = Section::new("retention", "Retention and churn", lead);
-    section.headline(
-        "retention rate",
-        table::scalar(&results, "retention_rate"),
-        "%",
-    );
-    section.headline(
-        "revenue lost to churn",
-        table::scalar(&results, "churned_revenue"),
-        "currency",
-    );
-    section.numbers(Numbers::outputs(
+    period_figures(
+        &mut section,
+        (descriptor, &results),
         format!("{} customers", outcome.rows),
-        descriptor,
-        &results,
-        &PERIOD_OUTPUTS,
-    ));
+        Some(["retention rate", "revenue lost to churn"]),
+    );
     by_segment(cx, &mut section, (descriptor, &params), &segments)?;
     let cohorts = cohorts_of(&results);
     let kind = period("cohort_period").unwrap_or_else(|| "month".to_owned());
@@ -191,30 +181,41 @@ fn predicted(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     }
     // A fit that does not identify its parameters gives numbers but no finding: they are
     // shown in the table beside the warning, never as key figures.
-    if !results
+    let identified = !results
         .warnings
         .iter()
-        .any(|w| w.code == "fit_not_identified")
-    {
-        section.headline(
-            "retention rate (predicted)",
-            table::scalar(&results, "retention_rate"),
-            "%",
-        );
-        section.headline(
-            "revenue of customers lost (predicted)",
-            table::scalar(&results, "churned_revenue"),
-            "currency",
-        );
-    }
-    section.numbers(Numbers::outputs(
+        .any(|w| w.code == "fit_not_identified");
+    period_figures(
+        &mut section,
+        (descriptor, &results),
         format!("{} purchases", outcome.rows),
-        descriptor,
-        &results,
-        &PERIOD_OUTPUTS,
-    ));
+        identified.then_some([
+            "retention rate (predicted)",
+            "revenue of customers lost (predicted)",
+        ]),
+    );
     by_segment(cx, &mut section, (descriptor, &params), &segments)?;
     Ok(vec![section])
+}
+
+/// The period's figures: the retention rate and the revenue lost as key figures (`headlines`
+/// labels them; none where they are no finding), and every figure in a table.
+fn period_figures(
+    section: &mut Section,
+    (descriptor, results): (&mittari_engine::MetricDescriptor, &MetricResults),
+    caption: String,
+    headlines: Option<[&str; 2]>,
+) {
+    if let Some([rate, lost]) = headlines {
+        section.headline(rate, table::scalar(results, "retention_rate"), "%");
+        section.headline(lost, table::scalar(results, "churned_revenue"), "currency");
+    }
+    section.numbers(Numbers::outputs(
+        caption,
+        descriptor,
+        results,
+        &PERIOD_OUTPUTS,
+    ));
 }
 
 /// The period's figures by each segment column: a table and a chart each. A segment column

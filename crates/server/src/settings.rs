@@ -343,13 +343,18 @@ impl Settings {
         if let Some(path) = &self.metrics.state_file {
             return path.clone();
         }
+        self.beside_config("mittari.state.toml")
+    }
+
+    /// The file `name` beside the configuration file, or in the working directory without
+    /// one; absolute, as messages show it and so a later working directory does not move it.
+    fn beside_config(&self, name: &str) -> PathBuf {
         let dir = self
             .file
             .as_deref()
             .and_then(Path::parent)
             .unwrap_or(Path::new("."));
-        let path = dir.join("mittari.state.toml");
-        // Absolute, as messages show it and so a later working directory does not move it.
+        let path = dir.join(name);
         std::path::absolute(&path).unwrap_or(path)
     }
 
@@ -358,14 +363,10 @@ impl Settings {
         if let Some(url) = &self.models.store {
             return url.clone();
         }
-        let dir = self
-            .file
-            .as_deref()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("."));
-        let path = dir.join("mittari-models.db");
-        let path = std::path::absolute(&path).unwrap_or(path);
-        format!("sqlite://{}", path.display())
+        format!(
+            "sqlite://{}",
+            self.beside_config("mittari-models.db").display()
+        )
     }
 
     /// The effective configuration as TOML, with the token hashes redacted: enough for an

@@ -169,15 +169,35 @@ pub fn open(url: &str) -> Result<Box<dyn ModelStore>, StoreError> {
     Err(StoreError::UnknownUrl(mittari_io::redact_url(url)))
 }
 
-/// The hex SHA-256 of a model's state, kept beside it.
-pub(crate) fn digest(state: &[u8]) -> String {
+/// The hex SHA-256 of a model's state, as the store keeps it beside the state and an export
+/// carries it.
+pub fn state_digest(state: &[u8]) -> String {
     use sha2::Digest as _;
-    let hash = sha2::Sha256::digest(state);
-    let mut hex = String::with_capacity(64);
-    for byte in hash {
-        hex.push_str(&format!("{byte:02x}"));
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(state)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// Refuses a state whose digest is not the one stored with it.
+pub(crate) fn check_digest(
+    reference: &Reference,
+    state: &[u8],
+    expected: String,
+) -> Result<(), StoreError> {
+    let found = state_digest(state);
+    if found == expected {
+        Ok(())
+    } else {
+        Err(StoreError::Damaged {
+            reference: reference.to_string(),
+            expected,
+            found,
+        })
     }
-    hex
 }
 
 /// Microseconds since the Unix epoch, now.

@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use postgres::Client;
 
 use crate::schema::{self, Dialect};
-use crate::sqlite::check_digest;
 use crate::{ModelStore, ModelSummary, NewModel, Reference, StoreError, StoredModel};
 
 /// The advisory lock key the migrations hold ("mittari" in ASCII, as a number).
@@ -152,7 +151,7 @@ impl ModelStore for PostgresStore {
                     &model.fingerprint,
                     &model.statistics,
                     &model.state,
-                    &crate::digest(&model.state),
+                    &crate::state_digest(&model.state),
                 ],
             )
             .map_err(|e| self.fail(&e))?;
@@ -201,7 +200,7 @@ impl ModelStore for PostgresStore {
                 statistics: row.get(8),
                 state: row.get(9),
             };
-            check_digest(reference, &model.state, row.get(10))?;
+            crate::check_digest(reference, &model.state, row.get(10))?;
             Ok(StoredModel {
                 name: name.to_owned(),
                 version: version as u64,

@@ -160,7 +160,7 @@ impl ModelStore for SqliteStore {
                     model.fingerprint,
                     model.statistics,
                     model.state,
-                    crate::digest(&model.state),
+                    crate::state_digest(&model.state),
                 ],
             )
             .map_err(|e| self.fail(e))?;
@@ -221,7 +221,7 @@ impl ModelStore for SqliteStore {
                 .map_err(|e| self.fail(e))?;
             let (created_at, model, expected) = row.ok_or_else(not_found)?;
             let version = version as u64;
-            check_digest(reference, &model.state, expected)?;
+            crate::check_digest(reference, &model.state, expected)?;
             Ok(StoredModel {
                 name: name.to_owned(),
                 version,
@@ -344,24 +344,6 @@ impl ModelStore for SqliteStore {
 
     fn describe(&self) -> String {
         format!("sqlite://{}", self.path.display())
-    }
-}
-
-/// Refuses a state whose digest is not the one stored with it.
-pub(crate) fn check_digest(
-    reference: &Reference,
-    state: &[u8],
-    expected: String,
-) -> Result<(), StoreError> {
-    let found = crate::digest(state);
-    if found == expected {
-        Ok(())
-    } else {
-        Err(StoreError::Damaged {
-            reference: reference.to_string(),
-            expected,
-            found,
-        })
     }
 }
 

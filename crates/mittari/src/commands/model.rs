@@ -221,7 +221,7 @@ fn export(model: &StoredModel) -> anyhow::Result<String> {
         "parameters": json(&m.parameters, "parameters")?,
         "fingerprint": json(&m.fingerprint, "input fingerprint")?,
         "statistics": json(&m.statistics, "fit statistics")?,
-        "state_sha256": digest(&m.state),
+        "state_sha256": mittari_store::state_digest(&m.state),
         "state_hex": state,
     });
     Ok(serde_json::to_string_pretty(&document)? + "\n")
@@ -260,7 +260,7 @@ fn import(text: &str) -> anyhow::Result<(String, NewModel)> {
         .collect::<Result<Vec<u8>, _>>()
         .context("its state_hex is not hexadecimal")?;
     let expected = text_of("state_sha256")?;
-    let found = digest(&state);
+    let found = mittari_store::state_digest(&state);
     if found != expected {
         bail!(
             "its state's SHA-256 is {found}, not the {expected} it was exported with: the file is damaged"
@@ -283,16 +283,6 @@ fn import(text: &str) -> anyhow::Result<(String, NewModel)> {
         created_by: text_of("created_by")?,
     };
     Ok((format!("{name}@{version}"), model))
-}
-
-fn digest(state: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(state)
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
 }
 
 #[cfg(test)]
