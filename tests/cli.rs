@@ -3025,3 +3025,122 @@ fn model_commands_manage_the_store() {
         "removed clv-eu@production (it pointed at clv-eu@2)\n"
     );
 }
+
+/// `model fit` stores what `compute` computes, and `model score` with the stored model gives
+/// the fit's own customers the fit's predictions bit for bit (JSON numbers are written in
+/// their shortest exact form, so equal text is equal bits); parameters the fit fixed are
+/// refused, as are models a stored fit cannot hold.
+#[test]
+fn a_stored_model_scores_its_own_customers_as_its_fit_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("models.db").display());
+    let log = repo_root().join("examples/data/transactions.csv");
+    let log = log.to_str().unwrap();
+    let run = |args: &[&str]| -> (bool, String, String) {
+        let mut all = vec!["model", "--store", &store];
+        all.extend_from_slice(args);
+        let (status, stdout, stderr) = run_cli(&all, dir.path(), &[]);
+        (status.success(), stdout, stderr)
+    };
+    let model = [
+        "--param",
+        "model=pareto_nbd",
+        "--param",
+        "spend_model=gamma_gamma",
+    ];
+    let mut fit_args = vec!["fit", "clv", "--name", "clv-eu", "--input", log];
+    fit_args.extend_from_slice(&model);
+    fit_args.extend_from_slice(&["--param", "interval=0.9", "--format", "json"]);
+    let (ok, fitted, stderr) = run(&fit_args);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("stored clv-eu@1 in sqlite://"), "{stderr}");
+    let fitted: serde_json::Value = serde_json::from_str(&fitted).unwrap();
+    let (ok, scored, stderr) = run(&[
+        "score",
+        "clv-eu",
+        "--input",
+        log,
+        "--param",
+        "interval=0.9",
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "{stderr}");
+    let scored: serde_json::Value = serde_json::from_str(&scored).unwrap();
+    let mut compute = vec!["--param", "interval=0.9"];
+    compute.extend_from_slice(&model);
+    let computed = clv_json(log, &compute);
+    for key in ["results", "confidence_intervals", "units", "tables"] {
+        assert_eq!(scored[key], fitted[key], "{key}: scored against fitted");
+        assert_eq!(scored[key], computed[key], "{key}: scored against computed");
+    }
+    let customers = scored["tables"]["customers"].to_string();
+    assert!(customers.contains("p_alive_lower"), "{customers}");
+    let warnings = warnings_of(&scored);
+    assert_eq!(warnings[0].0, "stored_model");
+    assert!(warnings[0].1.contains("clv-eu@1"), "{warnings:?}");
+    assert_eq!(warnings[1..], warnings_of(&fitted)[..]);
+
+    // One new customer, given as a summary, scored without the data the model was fitted on.
+    let summary = write(
+        dir.path(),
+        "one.csv",
+        "customer_id,frequency,recency,T,monetary_value\nnew,0,0,10,0\n",
+    );
+    let (ok, one, stderr) = run(&["score", "clv-eu@1", "--input", &summary, "--format", "json"]);
+    assert!(ok, "{stderr}");
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    let p_alive = one["tables"]["customers"][0]["p_alive"].as_f64().unwrap();
+    assert!(p_alive > 0.0 && p_alive < 1.0, "{one}");
+    // The fit's identification, not the one customer's: the same warning as the fit's.
+    assert!(
+        warnings_of(&one)
+            .iter()
+            .any(|(code, _)| code == "fit_not_identified")
+    );
+
+    for (args, expected) in [
+        (
+            vec!["score", "clv-eu", "--input", log, "--param", "model=bgnbd"],
+            "model clv-eu@1 was fitted with model=\"pareto_nbd\"",
+        ),
+        (
+            vec![
+                "score",
+                "clv-eu",
+                "--input",
+                log,
+                "--param",
+                "interval=0.9",
+                "--param",
+                "uncertainty=bootstrap",
+            ],
+            "a stored model keeps its estimates, not its customers",
+        ),
+        (
+            vec!["fit", "clv", "--name", "x", "--input", log],
+            "model=historic is a formula with nothing to fit",
+        ),
+        (
+            vec![
+                "fit",
+                "clv",
+                "--name",
+                "x",
+                "--input",
+                log,
+                "--param",
+                "model=auto",
+            ],
+            "compute it to see which model it chooses",
+        ),
+        (
+            vec!["score", "clv-eu@7", "--input", log],
+            "no model clv-eu@7",
+        ),
+    ] {
+        let (ok, _, stderr) = run(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -648,8 +648,9 @@ async fn survives_a_panicking_plugin() {
     assert!(server.is_running());
 }
 
-/// Plugins of ABI versions 1 and 2 (no `compute_groups`) still load, and group-by still works
-/// through them: the engine calls them once per group and builds the same columns.
+/// Plugins of ABI versions 1 and 2 (no `compute_groups`) and 4 (no fitted models) still load,
+/// and group-by still works through them: the engine calls the first two once per group and
+/// builds the same columns.
 #[tokio::test]
 async fn loads_and_groups_through_plugins_of_older_abis() {
     let server = Server::start_with(
@@ -657,6 +658,7 @@ async fn loads_and_groups_through_plugins_of_older_abis() {
             ("mittari_plugin_nps", "mittari_plugin_nps"),
             ("mittari_testplugin_abi_v1", "mittari_plugin_abi_v1"),
             ("mittari_testplugin_abi_v2", "mittari_plugin_abi_v2"),
+            ("mittari_testplugin_abi_v4", "mittari_plugin_abi_v4"),
         ],
         &[],
     );
@@ -674,7 +676,7 @@ async fn loads_and_groups_through_plugins_of_older_abis() {
         ],
         ..Default::default()
     };
-    for metric in ["test_v1_rows", "test_v2_rows"] {
+    for metric in ["test_v1_rows", "test_v2_rows", "test_v4_rows"] {
         let response = client
             .compute(request(metric, table()))
             .await

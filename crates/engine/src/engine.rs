@@ -92,6 +92,46 @@ pub struct ComputeRequest {
     /// encoding certainly exceeds it ([`MetricResults::wire_bytes_lower_bound`]) are refused
     /// as they accumulate, without computing the remaining groups.
     pub max_result_bytes: Option<usize>,
+    /// Compute (the default), fit a model to store, or score with a stored one.
+    pub mode: Mode,
+}
+
+/// What a request asks of its metric.
+#[derive(Debug, Clone, Default)]
+pub enum Mode {
+    /// Compute the metric from the input.
+    #[default]
+    Compute,
+    /// Fit the metric's model to the input ([`mittari_sdk::Metric::fit`]): the outcome
+    /// carries the state to store ([`ComputeOutcome::fitted`]) beside the fit's results.
+    Fit,
+    /// Score the input with a stored fit ([`mittari_sdk::Metric::score`]).
+    Score(Arc<StoredFit>),
+}
+
+/// A stored fit handed back for scoring.
+#[derive(Debug, Clone)]
+pub struct StoredFit {
+    /// How callers name it (`clv-eu@3`), for errors.
+    pub reference: String,
+    /// The state `fit` returned.
+    pub state: Vec<u8>,
+    /// The fit's parameters; those the descriptor's `fitting` lists are fixed for scoring.
+    pub params: BTreeMap<String, ParamValue>,
+}
+
+/// What a fit hands its caller to store, beside its results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FittedState {
+    pub state: Vec<u8>,
+    /// The metric's version and the library that fitted it.
+    pub metric_version: String,
+    pub abi_version: u32,
+    pub library_sha256: String,
+    /// Every parameter the fit ran with, defaults included.
+    pub params: BTreeMap<String, ParamValue>,
+    /// What it was fitted on: the plugin's fingerprint with the input's rows.
+    pub fingerprint: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ComputeRequest {
@@ -110,6 +150,7 @@ impl ComputeRequest {
             group_by,
             cancel: Arc::default(),
             max_result_bytes: None,
+            mode: Mode::Compute,
         }
     }
 }
@@ -206,6 +247,8 @@ pub struct ComputeOutcome {
     pub rows: usize,
     pub results: Option<MetricResults>,
     pub grouped: Option<GroupedResults>,
+    /// The state to store, for a fit ([`Mode::Fit`]).
+    pub fitted: Option<FittedState>,
     /// Where the time went, for the server's telemetry.
     pub timings: Timings,
 }
@@ -612,8 +655,10 @@ impl Engine {
     /// has more than `light_request_max_rows` rows.
     pub fn lane(&self, request: &ComputeRequest) -> Result<Lane, EngineError> {
         let entry = self.entry(&request.metric)?;
+        // Scoring with a stored fit pays no fit: it is as light as its input is small.
+        let expensive = entry.descriptor.expensive && !matches!(request.mode, Mode::Score(_));
         Ok(
-            if entry.descriptor.expensive
+            if expensive
                 || std::iter::once(&request.input)
                     .chain(request.tables.iter().map(|(_, t)| t))
                     .any(|t| t.num_rows() > self.bounds.light_request_max_rows)
@@ -691,7 +736,19 @@ impl Engine {
         let entry = self.entry(&request.metric)?;
         let descriptor = &entry.descriptor;
         let mut violations = Vec::new();
-        let params = validate::params(descriptor, request.params, &mut violations);
+        let request_params = match &request.mode {
+            Mode::Compute => request.params,
+            Mode::Fit | Mode::Score(_) => {
+                check_fittable(descriptor, &request.group_by, &mut violations)?;
+                match &request.mode {
+                    Mode::Score(stored) => {
+                        fixed_params(descriptor, stored, request.params, &mut violations)
+                    }
+                    _ => request.params,
+                }
+            }
+        };
+        let params = validate::params(descriptor, request_params, &mut violations);
         validate::group_by(&request.input, &request.group_by, &mut violations);
         let assembly_failed = |message| EngineError::MetricFailed {
             metric: descriptor.name.clone(),
@@ -707,14 +764,83 @@ impl Engine {
         }
         let rows = input.num_rows();
         // Encoded once: every group's call takes the same parameters.
-        let params = serde_json::to_vec(&params).map_err(|e| EngineError::MetricFailed {
+        let params_json = serde_json::to_vec(&params).map_err(|e| EngineError::MetricFailed {
             metric: descriptor.name.clone(),
             message: format!("cannot encode parameters: {e}"),
         })?;
+        let params_json = params_json.as_slice();
+        let failed = |message: String| EngineError::MetricFailed {
+            metric: descriptor.name.clone(),
+            message,
+        };
+        match &request.mode {
+            Mode::Compute => {}
+            Mode::Fit => {
+                let (state, output, mut fingerprint) = entry
+                    .plugin
+                    .fit(&input, params_json, cancel)
+                    .map_err(|e| metric_error(&descriptor.name, e, RowsOf::Request))?;
+                let results = check_results(descriptor, output).map_err(failed)?;
+                fingerprint.insert("rows".to_owned(), rows.into());
+                return Ok(ComputeOutcome {
+                    metric: descriptor.name.clone(),
+                    rows,
+                    results: Some(results),
+                    grouped: None,
+                    fitted: Some(FittedState {
+                        state,
+                        metric_version: descriptor.version.clone(),
+                        abi_version: entry.plugin.library.abi_version(),
+                        library_sha256: entry.plugin.library.sha256().to_owned(),
+                        params: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        fingerprint,
+                    }),
+                    timings: Timings::default(),
+                });
+            }
+            Mode::Score(stored) => {
+                let output = entry
+                    .plugin
+                    .score(&stored.state, &input, params_json, cancel)
+                    .map_err(
+                        |e| match metric_error(&descriptor.name, e, RowsOf::Request) {
+                            EngineError::IncompatibleModel { metric, message } => {
+                                EngineError::IncompatibleModel {
+                                    metric,
+                                    message: format!("model {}: {message}", stored.reference),
+                                }
+                            }
+                            other => other,
+                        },
+                    )?;
+                let mut results = check_results(descriptor, output).map_err(failed)?;
+                // Said with the results: which of the numbers are the stored fit's.
+                results.warnings.insert(
+                    0,
+                    Warning {
+                        code: "stored_model".to_owned(),
+                        message: format!(
+                            "scored with the stored model {}: its parameters and fit statistics are that fit's, on the data it was fitted to; the predictions are this input's customers'",
+                            stored.reference
+                        ),
+                    },
+                );
+                count_bytes(request.max_result_bytes, results.wire_bytes_lower_bound())?;
+                return Ok(ComputeOutcome {
+                    metric: descriptor.name.clone(),
+                    rows,
+                    results: Some(results),
+                    grouped: None,
+                    fitted: None,
+                    timings: Timings::default(),
+                });
+            }
+        }
+        let params = params_json;
         let run = |batch: &RecordBatch| -> Result<MetricResults, EngineError> {
             let output = entry
                 .plugin
-                .compute(batch, &params, &tables, cancel)
+                .compute(batch, params, &tables, cancel)
                 .map_err(|e| metric_error(&descriptor.name, e, RowsOf::Request))?;
             check_results(descriptor, output).map_err(|message| EngineError::MetricFailed {
                 metric: descriptor.name.clone(),
@@ -741,6 +867,7 @@ impl Engine {
                 rows,
                 results: Some(results),
                 grouped: None,
+                fitted: None,
                 timings: Timings::default(),
             }
         } else {
@@ -775,7 +902,7 @@ impl Engine {
                     let (rows, starts) = partition.rows_of(groups);
                     entry
                         .plugin
-                        .compute_groups(&input, &params, &tables, rows, &starts, cancel)
+                        .compute_groups(&input, params, &tables, rows, &starts, cancel)
                         .map_err(|e| metric_error(&descriptor.name, e, RowsOf::GroupInRequest))?
                 } else {
                     let mut builder = GroupedBuilder::new();
@@ -788,7 +915,7 @@ impl Engine {
                             .map_err(|e| failed(format!("cannot select the group's rows: {e}")))?;
                         let output = entry
                             .plugin
-                            .compute(&batch, &params, &tables, cancel)
+                            .compute(&batch, params, &tables, cancel)
                             .map_err(|e| metric_error(&descriptor.name, e, RowsOf::Group(&rows)))?;
                         builder.push(output).map_err(failed)?;
                     }
@@ -836,6 +963,7 @@ impl Engine {
                 rows,
                 results: None,
                 grouped: Some(grouped),
+                fitted: None,
                 timings: Timings::default(),
             }
         };
@@ -848,6 +976,77 @@ impl Engine {
         );
         Ok(outcome)
     }
+}
+
+/// A result's size against the caller's limit.
+fn count_bytes(limit: Option<usize>, at_least: usize) -> Result<(), EngineError> {
+    match limit {
+        Some(limit) if at_least > limit => Err(EngineError::ResultTooLarge { at_least, limit }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses to fit or score with a metric that declares no fitted state, or per group.
+fn check_fittable(
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    violations: &mut Vec<Violation>,
+) -> Result<(), EngineError> {
+    if descriptor.fitting.is_none() {
+        return Err(EngineError::IncompatibleModel {
+            metric: descriptor.name.clone(),
+            message: "this metric has no fitted models; compute it instead".to_owned(),
+        });
+    }
+    if !group_by.is_empty() {
+        violations.push(Violation::new(
+            Field::GroupBy {
+                name: group_by.join(","),
+            },
+            "a model is fitted to, and scores, the whole input; fit one model per segment under its own name",
+        ));
+    }
+    Ok(())
+}
+
+/// The parameters of a scoring request: the fit's values of the parameters the fit fixes
+/// (a request that gives another value is refused), the request's for the others.
+fn fixed_params(
+    descriptor: &MetricDescriptor,
+    stored: &StoredFit,
+    mut params: BTreeMap<String, ParamValue>,
+    violations: &mut Vec<Violation>,
+) -> BTreeMap<String, ParamValue> {
+    let fixed = descriptor.fitting.iter().flat_map(|f| &f.model_parameters);
+    for name in fixed {
+        let fitted = stored.params.get(name);
+        match (params.get(name), fitted) {
+            (Some(given), Some(fitted)) if given != fitted => violations.push(Violation::new(
+                Field::Parameter { name: name.clone() },
+                format!(
+                    "model {} was fitted with {name}={fitted}; a stored model scores with the parameters it was fitted with: leave {name} out, or fit a new model",
+                    stored.reference
+                ),
+            )),
+            (Some(_), None) => violations.push(Violation::new(
+                Field::Parameter { name: name.clone() },
+                format!(
+                    "model {} was fitted without {name}; leave it out, or fit a new model",
+                    stored.reference
+                ),
+            )),
+            _ => {}
+        }
+        match fitted {
+            Some(value) => {
+                params.insert(name.clone(), value.clone());
+            }
+            None => {
+                params.remove(name);
+            }
+        }
+    }
+    params
 }
 
 fn join_keys<V>(map: &BTreeMap<String, V>) -> String {
@@ -903,6 +1102,10 @@ fn metric_error(metric: &str, error: MetricError, rows_of: RowsOf<'_>) -> Engine
             message,
         },
         MetricError::Cancelled => EngineError::Cancelled,
+        MetricError::IncompatibleState { message } => EngineError::IncompatibleModel {
+            metric: metric.to_owned(),
+            message,
+        },
     }
 }
 

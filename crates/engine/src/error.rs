@@ -116,6 +116,10 @@ pub enum EngineError {
     /// The computation was cancelled, normally because its client gave up.
     #[error("the computation was cancelled")]
     Cancelled,
+    /// A stored model this metric cannot score with: fitted by a version whose state it cannot
+    /// read, by another metric, or the metric has no fitted models.
+    #[error("metric {metric}: {message}")]
+    IncompatibleModel { metric: String, message: String },
 }
 
 impl EngineError {

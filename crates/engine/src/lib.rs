@@ -29,14 +29,15 @@ mod staging;
 mod validate;
 
 pub use engine::{
-    ComputeOutcome, ComputeRequest, ConfigValue, Engine, EngineConfig, Lane, LibraryRecord,
-    LibraryStatus, Load, MetricResults, PLUGIN_FILE_PREFIX, ResultScalar, Timings,
+    ComputeOutcome, ComputeRequest, ConfigValue, Engine, EngineConfig, FittedState, Lane,
+    LibraryRecord, LibraryStatus, Load, MetricResults, Mode, PLUGIN_FILE_PREFIX, ResultScalar,
+    StoredFit, Timings,
 };
 pub use error::{EngineError, Field, StartupError, Violation};
 pub use grouped::GroupedResults;
 pub use mittari_sdk::abi::panic_message;
 pub use mittari_sdk::grouped::{ConfidenceIntervals, GroupTable, GroupedWarning, ScalarColumn};
 pub use mittari_sdk::{
-    ColumnSpec, ConfidenceInterval, DataType, MetricDescriptor, OutputSpec, ParamValue,
-    ParameterSpec, Range, RfmSummaryInput, TableInputSpec, TableSpec, Warning,
+    ColumnSpec, ConfidenceInterval, DataType, FittingSpec, MetricDescriptor, OutputSpec,
+    ParamValue, ParameterSpec, Range, RfmSummaryInput, TableInputSpec, TableSpec, Warning,
 };

@@ -9,13 +9,16 @@ use std::sync::atomic::AtomicBool;
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use arrow_array::{Array, RecordBatch, StructArray};
 use mittari_sdk::abi::{
-    self, ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, GroupedMeta,
-    InputTable, OwnedBytes, OwnedTables, PluginVTable, STATUS_ERROR, STATUS_OK,
+    self, ABI_VERSION_SYMBOL, AbiVersionFn, ComputeMeta, ENTRY_SYMBOL, EntryFn, FitMeta,
+    GroupedMeta, InputTable, OwnedBytes, OwnedTables, PluginVTable, STATUS_ERROR, STATUS_OK,
 };
 use mittari_sdk::grouped::GroupedOutput;
 use mittari_sdk::{ABI_VERSION, MetricDescriptor, MetricError, Output};
 
 use crate::staging::Staged;
+
+/// What a fit says it was fitted on ([`mittari_sdk::state::FittedModel::fingerprint`]).
+pub(crate) type Fingerprint = serde_json::Map<String, serde_json::Value>;
 
 /// A metric's descriptor, or why it could not be read.
 pub(crate) type DescribeResult = Result<MetricDescriptor, String>;
@@ -38,13 +41,15 @@ pub(crate) struct PluginLibrary {
 
 /// The vtable of a library, by its ABI version. Every version has the functions of the one
 /// before at the same offsets; version 2 added the cancellation flag to `compute`, version 3
-/// added `compute_groups`, version 4 the `_with_tables` forms taking table inputs.
+/// added `compute_groups`, version 4 the `_with_tables` forms taking table inputs, version 5
+/// `fit` and `score`.
 #[derive(Debug, Clone, Copy)]
 enum VTable {
     V1(&'static abi::v1::PluginVTable),
     V2(&'static abi::v2::PluginVTable),
     V3(&'static abi::v3::PluginVTable),
-    V4(&'static PluginVTable),
+    V4(&'static abi::v4::PluginVTable),
+    V5(&'static PluginVTable),
 }
 
 impl VTable {
@@ -54,6 +59,7 @@ impl VTable {
             VTable::V2(v) => v.abi_version,
             VTable::V3(v) => v.abi_version,
             VTable::V4(v) => v.abi_version,
+            VTable::V5(v) => v.abi_version,
         }
     }
     fn metric_count(self) -> unsafe extern "C" fn() -> usize {
@@ -62,6 +68,7 @@ impl VTable {
             VTable::V2(v) => v.metric_count,
             VTable::V3(v) => v.metric_count,
             VTable::V4(v) => v.metric_count,
+            VTable::V5(v) => v.metric_count,
         }
     }
     fn describe(self) -> unsafe extern "C" fn(usize, *mut OwnedBytes) -> u32 {
@@ -70,6 +77,7 @@ impl VTable {
             VTable::V2(v) => v.describe,
             VTable::V3(v) => v.describe,
             VTable::V4(v) => v.describe,
+            VTable::V5(v) => v.describe,
         }
     }
     fn free_bytes(self) -> unsafe extern "C" fn(OwnedBytes) {
@@ -78,6 +86,7 @@ impl VTable {
             VTable::V2(v) => v.free_bytes,
             VTable::V3(v) => v.free_bytes,
             VTable::V4(v) => v.free_bytes,
+            VTable::V5(v) => v.free_bytes,
         }
     }
     fn free_tables(self) -> unsafe extern "C" fn(OwnedTables) {
@@ -86,6 +95,7 @@ impl VTable {
             VTable::V2(v) => v.free_tables,
             VTable::V3(v) => v.free_tables,
             VTable::V4(v) => v.free_tables,
+            VTable::V5(v) => v.free_tables,
         }
     }
 }
@@ -114,15 +124,17 @@ impl PluginLibrary {
             abi::v1::ABI_VERSION,
             abi::v2::ABI_VERSION,
             abi::v3::ABI_VERSION,
+            abi::v4::ABI_VERSION,
             ABI_VERSION,
         ]
         .contains(&version)
         {
             return Err(format!(
-                "plugin ABI version {version} is not one this server loads ({}, {}, {}, {ABI_VERSION}); rebuild the plugin against this server's mittari-sdk",
+                "plugin ABI version {version} is not one this server loads ({}, {}, {}, {}, {ABI_VERSION}); rebuild the plugin against this server's mittari-sdk",
                 abi::v1::ABI_VERSION,
                 abi::v2::ABI_VERSION,
                 abi::v3::ABI_VERSION,
+                abi::v4::ABI_VERSION,
             ));
         }
         // SAFETY: a library with the right ABI version exports the entry point with this signature.
@@ -137,7 +149,8 @@ impl PluginLibrary {
         // layout of the version the library declared, which both begin with `abi_version`.
         let vtable = unsafe {
             match version {
-                ABI_VERSION => VTable::V4(&*vtable),
+                ABI_VERSION => VTable::V5(&*vtable),
+                abi::v4::ABI_VERSION => VTable::V4(&*vtable.cast::<abi::v4::PluginVTable>()),
                 abi::v3::ABI_VERSION => VTable::V3(&*vtable.cast::<abi::v3::PluginVTable>()),
                 abi::v2::ABI_VERSION => VTable::V2(&*vtable.cast::<abi::v2::PluginVTable>()),
                 _ => VTable::V1(&*vtable.cast::<abi::v1::PluginVTable>()),
@@ -211,6 +224,22 @@ impl PluginLibrary {
             )),
         }
     }
+}
+
+/// A computation's result from its meta and tables, checking the meta names every table.
+fn output_of(meta: ComputeMeta, tables: Vec<RecordBatch>) -> Result<Output, MetricError> {
+    if tables.len() != meta.table_names.len() {
+        return Err(MetricError::failed(format!(
+            "the plugin returned {} tables but named {}",
+            tables.len(),
+            meta.table_names.len()
+        )));
+    }
+    Ok(Output {
+        scalars: meta.scalars,
+        tables: meta.table_names.into_iter().zip(tables).collect(),
+        warnings: meta.warnings,
+    })
 }
 
 fn decode_error(bytes: &[u8]) -> MetricError {
@@ -299,7 +328,14 @@ impl PluginMetric {
                 // SAFETY: every pointer is valid for the call, `inputs` holds its length.
                 unsafe {
                     match self.library.vtable {
-                        VTable::V4(v) if !inputs.is_empty() => (v.compute_with_tables)(
+                        VTable::V5(PluginVTable {
+                            compute_with_tables,
+                            ..
+                        })
+                        | VTable::V4(abi::v4::PluginVTable {
+                            compute_with_tables,
+                            ..
+                        }) if !inputs.is_empty() => compute_with_tables(
                             self.index,
                             params_json.as_ptr(),
                             params_json.len(),
@@ -311,7 +347,8 @@ impl PluginMetric {
                             meta,
                             tables,
                         ),
-                        VTable::V4(PluginVTable { compute, .. })
+                        VTable::V5(PluginVTable { compute, .. })
+                        | VTable::V4(abi::v4::PluginVTable { compute, .. })
                         | VTable::V3(abi::v3::PluginVTable { compute, .. })
                         | VTable::V2(abi::v2::PluginVTable { compute, .. }) => compute(
                             self.index,
@@ -338,23 +375,99 @@ impl PluginMetric {
         )?;
         let meta: ComputeMeta = serde_json::from_slice(&meta)
             .map_err(|e| MetricError::failed(format!("cannot decode the plugin's result: {e}")))?;
-        if tables.len() != meta.table_names.len() {
-            return Err(MetricError::failed(format!(
-                "the plugin returned {} tables but named {}",
-                tables.len(),
-                meta.table_names.len()
-            )));
+        output_of(meta, tables)
+    }
+
+    /// Calls the plugin's `fit` (ABI version 5): the batch and parameters as for `compute`;
+    /// returns the state to store, the fit's results and its fingerprint.
+    pub(crate) fn fit(
+        &self,
+        batch: &RecordBatch,
+        params_json: &[u8],
+        cancel: &AtomicBool,
+    ) -> Result<(Vec<u8>, Output, Fingerprint), MetricError> {
+        let VTable::V5(vtable) = self.library.vtable else {
+            return Err(self.stateless());
+        };
+        let mut state = OwnedBytes::empty();
+        let result = self.call(batch, &[], |array, schema, _, meta, tables| {
+            // SAFETY: every pointer is valid for the call.
+            unsafe {
+                (vtable.fit)(
+                    self.index,
+                    params_json.as_ptr(),
+                    params_json.len(),
+                    array,
+                    schema,
+                    cancel,
+                    &mut state,
+                    meta,
+                    tables,
+                )
+            }
+        });
+        // Taken (and freed in the plugin) whatever the outcome.
+        let state = self.library.take_bytes(state);
+        let (meta, tables) = result?;
+        let meta: FitMeta = serde_json::from_slice(&meta)
+            .map_err(|e| MetricError::failed(format!("cannot decode the plugin's fit: {e}")))?;
+        if state.is_empty() {
+            return Err(MetricError::failed("the plugin's fit returned no state"));
         }
-        Ok(Output {
-            scalars: meta.scalars,
-            tables: meta.table_names.into_iter().zip(tables).collect(),
-            warnings: meta.warnings,
-        })
+        let output = output_of(meta.output, tables)?;
+        Ok((state, output, meta.fingerprint))
+    }
+
+    /// Calls the plugin's `score` (ABI version 5) with a state its `fit` returned.
+    pub(crate) fn score(
+        &self,
+        state: &[u8],
+        batch: &RecordBatch,
+        params_json: &[u8],
+        cancel: &AtomicBool,
+    ) -> Result<Output, MetricError> {
+        let VTable::V5(vtable) = self.library.vtable else {
+            return Err(self.stateless());
+        };
+        let (meta, tables) = self.call(batch, &[], |array, schema, _, meta, tables| {
+            // SAFETY: every pointer is valid for the call; `state` is borrowed for it.
+            unsafe {
+                (vtable.score)(
+                    self.index,
+                    state.as_ptr(),
+                    state.len(),
+                    params_json.as_ptr(),
+                    params_json.len(),
+                    array,
+                    schema,
+                    cancel,
+                    meta,
+                    tables,
+                )
+            }
+        })?;
+        let meta: ComputeMeta = serde_json::from_slice(&meta)
+            .map_err(|e| MetricError::failed(format!("cannot decode the plugin's result: {e}")))?;
+        output_of(meta, tables)
+    }
+
+    /// The error for fitting or scoring with a library that cannot.
+    fn stateless(&self) -> MetricError {
+        MetricError::IncompatibleState {
+            message: format!(
+                "the plugin library {} implements ABI version {}, which has no fitted models; rebuild it against this server's mittari-sdk",
+                self.library.path.display(),
+                self.library.vtable.abi_version()
+            ),
+        }
     }
 
     /// Whether the plugin computes many groups in one call (ABI version 3 and later).
     pub(crate) fn computes_groups(&self) -> bool {
-        matches!(self.library.vtable, VTable::V3(_) | VTable::V4(_))
+        matches!(
+            self.library.vtable,
+            VTable::V3(_) | VTable::V4(_) | VTable::V5(_)
+        )
     }
 
     /// Table inputs reach only plugins of ABI version 4; the engine sends them only to metrics
@@ -363,7 +476,7 @@ impl PluginMetric {
         &self,
         table_inputs: &[(String, RecordBatch)],
     ) -> Result<(), MetricError> {
-        if table_inputs.is_empty() || matches!(self.library.vtable, VTable::V4(_)) {
+        if table_inputs.is_empty() || matches!(self.library.vtable, VTable::V4(_) | VTable::V5(_)) {
             Ok(())
         } else {
             Err(MetricError::failed(format!(
@@ -386,6 +499,7 @@ impl PluginMetric {
     ) -> Result<GroupedOutput, MetricError> {
         self.check_takes_tables(table_inputs)?;
         let compute_groups = match self.library.vtable {
+            VTable::V5(v) => v.compute_groups,
             VTable::V4(v) => v.compute_groups,
             VTable::V3(v) => v.compute_groups,
             _ => {
@@ -403,7 +517,14 @@ impl PluginMetric {
                 // and `group_starts` has `groups + 1` entries.
                 unsafe {
                     match self.library.vtable {
-                        VTable::V4(v) if !inputs.is_empty() => (v.compute_groups_with_tables)(
+                        VTable::V5(PluginVTable {
+                            compute_groups_with_tables,
+                            ..
+                        })
+                        | VTable::V4(abi::v4::PluginVTable {
+                            compute_groups_with_tables,
+                            ..
+                        }) if !inputs.is_empty() => compute_groups_with_tables(
                             self.index,
                             params_json.as_ptr(),
                             params_json.len(),

@@ -32,7 +32,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use arrow_array::RecordBatch;
 use clap::{Parser, Subcommand, ValueEnum};
-use mittari_engine::{ComputeRequest, Engine, MetricDescriptor, ParamValue};
+use mittari_engine::{
+    ComputeRequest, Engine, FittedState, MetricDescriptor, Mode, ParamValue, StoredFit,
+};
 use mittari_proto::admin::v1 as admin_pb;
 use mittari_proto::admin::v1::admin_service_client::AdminServiceClient;
 use mittari_proto::v1 as pb;
@@ -144,7 +146,7 @@ enum Command {
     Metrics(commands::metrics::MetricsArgs),
     /// Compute a metric over a CSV, Parquet, Arrow IPC or JSON Lines file, or a PostgreSQL
     /// query.
-    Compute(commands::compute::ComputeArgs),
+    Compute(commands::compute::ComputeCommand),
     /// Write one self-contained HTML page with the numbers and charts of every metric the
     /// input's columns allow: retention cohorts and forecasts, CLV, NPS and CSAT by segment and
     /// month, what discounts cost, the value of experience.
@@ -378,7 +380,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sql { command } => commands::sql::run(command),
         Command::Report(args) => commands::report::run(cli.config.as_deref(), args),
         Command::Metrics(args) => commands::metrics::run(cli.config.as_deref(), args),
-        Command::Compute(args) => commands::compute::run(cli.config.as_deref(), args),
+        Command::Compute(command) => commands::compute::run(
+            cli.config.as_deref(),
+            &command.metric,
+            command.args,
+            commands::compute::Purpose::Compute,
+        ),
     }
 }
 
@@ -1053,6 +1060,37 @@ impl Backend {
         group_by: Vec<String>,
         chunk_rows: usize,
     ) -> Result<pb::ComputeResponse, Status> {
+        self.run(
+            metric,
+            parameters,
+            batch,
+            tables,
+            group_by,
+            chunk_rows,
+            Mode::Compute,
+        )
+        .await
+        .map(|(response, _)| response)
+    }
+
+    /// Fits a model to store ([`Mode::Fit`], returning its state beside the fit's results),
+    /// scores with a stored one ([`Mode::Score`]), or computes.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &mut self,
+        metric: &str,
+        parameters: HashMap<String, pb::Value>,
+        batch: RecordBatch,
+        tables: Vec<(String, RecordBatch)>,
+        group_by: Vec<String>,
+        chunk_rows: usize,
+        mode: Mode,
+    ) -> Result<(pb::ComputeResponse, Option<FittedState>), Status> {
+        if let (Backend::Remote(_, url), Mode::Fit | Mode::Score(_)) = (&*self, &mode) {
+            return Err(Status::unimplemented(format!(
+                "fitting and scoring stored models on a server ({url}) needs its model service, which this version does not have yet; run the command without --server"
+            )));
+        }
         // Table inputs travel whole, as Arrow IPC, in the request or the stream's header.
         let table_messages = || -> Result<HashMap<String, pb::Table>, Status> {
             tables
@@ -1065,13 +1103,15 @@ impl Backend {
                 let params = convert::params_from_proto(&parameters).map_err(|e| to_status(&e))?;
                 let mut request = ComputeRequest::new(metric, params, batch, group_by);
                 request.tables = tables;
-                let outcome = engine
+                request.mode = mode;
+                let mut outcome = engine
                     .compute(request)
                     .await
                     .map_err(|e| to_status(&ServiceError::Engine(e)))?;
-                Ok(convert::outcome_to_proto(
-                    outcome,
-                    pb::TableEncoding::Columns,
+                let fitted = outcome.fitted.take();
+                Ok((
+                    convert::outcome_to_proto(outcome, pb::TableEncoding::Columns),
+                    fitted,
                 ))
             }
             // The input goes as Arrow IPC: the server reads the columns without a per-value
@@ -1085,11 +1125,14 @@ impl Backend {
                     tables: table_messages()?,
                     ..Default::default()
                 };
-                Ok(client
-                    .compute(request)
-                    .await
-                    .map_err(|s| Self::connection_error(url, s))?
-                    .into_inner())
+                Ok((
+                    client
+                        .compute(request)
+                        .await
+                        .map_err(|s| Self::connection_error(url, s))?
+                        .into_inner(),
+                    None,
+                ))
             }
             Backend::Remote(client, url) => {
                 // No schema in the header: the chunks are Arrow IPC streams, which carry theirs.
@@ -1132,9 +1175,12 @@ impl Backend {
                 if let Some(status) = failed.lock().ok().and_then(|mut slot| slot.take()) {
                     return Err(status);
                 }
-                Ok(response
-                    .map_err(|s| Self::connection_error(url, s))?
-                    .into_inner())
+                Ok((
+                    response
+                        .map_err(|s| Self::connection_error(url, s))?
+                        .into_inner(),
+                    None,
+                ))
             }
         }
     }

@@ -55,13 +55,13 @@ pub fn purchase_support(histories: &crate::Histories) -> [Support; 2] {
         .filter(|&(&x, _)| x > 0.0)
         .map(|(_, w)| w)
         .sum();
+    purchase_support_of(histories.customers(), repeat_buyers)
+}
+
+/// [`purchase_support`] from the counts: what a stored fit keeps of its data.
+pub fn purchase_support_of(customers: f64, repeat_buyers: f64) -> [Support; 2] {
     [
-        Support::per_parameter(
-            "customers",
-            histories.customers(),
-            CUSTOMERS_PER_PARAMETER,
-            4,
-        ),
+        Support::per_parameter("customers", customers, CUSTOMERS_PER_PARAMETER, 4),
         Support::per_parameter("repeat buyers", repeat_buyers, REPEATERS_PER_PARAMETER, 4),
     ]
 }

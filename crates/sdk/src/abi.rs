@@ -220,6 +220,114 @@ pub struct PluginVTable {
         out_meta: *mut OwnedBytes,
         out_tables: *mut OwnedTables,
     ) -> u32,
+    /// Fits metric `index` (ABI version 5) for a metric whose descriptor declares `fitting`.
+    /// Arguments as for `compute`; on [`STATUS_OK`]: `out_state` holds the state to store
+    /// (opaque bytes the plugin reads back in `score`), `out_meta` JSON ([`FitMeta`]) and
+    /// `out_tables` the tables it names; on [`STATUS_ERROR`]: `out_meta` holds a JSON
+    /// [`MetricError`] and `out_state` is empty.
+    pub fit: unsafe extern "C" fn(
+        index: usize,
+        params: *const u8,
+        params_len: usize,
+        input_array: *mut FFI_ArrowArray,
+        input_schema: *const FFI_ArrowSchema,
+        cancel: *const AtomicBool,
+        out_state: *mut OwnedBytes,
+        out_meta: *mut OwnedBytes,
+        out_tables: *mut OwnedTables,
+    ) -> u32,
+    /// Scores with a stored fit (ABI version 5): `state`/`state_len`, borrowed for the call,
+    /// are bytes a `fit` of this metric returned (possibly by an older version of the
+    /// plugin); the other arguments and the result as for `compute`. A state the plugin
+    /// cannot read is an [`MetricError::IncompatibleState`].
+    pub score: unsafe extern "C" fn(
+        index: usize,
+        state: *const u8,
+        state_len: usize,
+        params: *const u8,
+        params_len: usize,
+        input_array: *mut FFI_ArrowArray,
+        input_schema: *const FFI_ArrowSchema,
+        cancel: *const AtomicBool,
+        out_meta: *mut OwnedBytes,
+        out_tables: *mut OwnedTables,
+    ) -> u32,
+}
+
+/// ABI version 4, which hosts still load: the vtable without fitted state, a prefix of
+/// [`super::PluginVTable`].
+pub mod v4 {
+    use std::sync::atomic::AtomicBool;
+
+    use super::{FFI_ArrowArray, FFI_ArrowSchema, InputTable, OwnedBytes, OwnedTables};
+
+    /// `mittari_plugin_abi_version` of a version-4 library.
+    pub const ABI_VERSION: u32 = 4;
+
+    /// The vtable of a version-4 library: [`super::PluginVTable`] up to
+    /// `compute_groups_with_tables`.
+    #[repr(C)]
+    #[derive(Debug)]
+    #[allow(clippy::type_complexity)]
+    pub struct PluginVTable {
+        pub abi_version: u32,
+        pub metric_count: unsafe extern "C" fn() -> usize,
+        pub describe: unsafe extern "C" fn(index: usize, out: *mut OwnedBytes) -> u32,
+        pub compute: unsafe extern "C" fn(
+            index: usize,
+            params: *const u8,
+            params_len: usize,
+            input_array: *mut FFI_ArrowArray,
+            input_schema: *const FFI_ArrowSchema,
+            cancel: *const AtomicBool,
+            out_meta: *mut OwnedBytes,
+            out_tables: *mut OwnedTables,
+        ) -> u32,
+        pub free_bytes: unsafe extern "C" fn(bytes: OwnedBytes),
+        pub free_tables: unsafe extern "C" fn(tables: OwnedTables),
+        pub compute_groups: unsafe extern "C" fn(
+            index: usize,
+            params: *const u8,
+            params_len: usize,
+            input_array: *mut FFI_ArrowArray,
+            input_schema: *const FFI_ArrowSchema,
+            group_rows: *const u32,
+            group_rows_len: usize,
+            group_starts: *const u64,
+            groups: usize,
+            cancel: *const AtomicBool,
+            out_meta: *mut OwnedBytes,
+            out_tables: *mut OwnedTables,
+        ) -> u32,
+        pub compute_with_tables: unsafe extern "C" fn(
+            index: usize,
+            params: *const u8,
+            params_len: usize,
+            input_array: *mut FFI_ArrowArray,
+            input_schema: *const FFI_ArrowSchema,
+            tables: *mut InputTable,
+            tables_len: usize,
+            cancel: *const AtomicBool,
+            out_meta: *mut OwnedBytes,
+            out_tables: *mut OwnedTables,
+        ) -> u32,
+        pub compute_groups_with_tables: unsafe extern "C" fn(
+            index: usize,
+            params: *const u8,
+            params_len: usize,
+            input_array: *mut FFI_ArrowArray,
+            input_schema: *const FFI_ArrowSchema,
+            tables: *mut InputTable,
+            tables_len: usize,
+            group_rows: *const u32,
+            group_rows_len: usize,
+            group_starts: *const u64,
+            groups: usize,
+            cancel: *const AtomicBool,
+            out_meta: *mut OwnedBytes,
+            out_tables: *mut OwnedTables,
+        ) -> u32,
+    }
 }
 
 /// ABI version 3, which hosts still load: the vtable without table inputs, a prefix of
@@ -337,6 +445,15 @@ pub struct ComputeMeta {
     pub warnings: Vec<Warning>,
     /// Names of the tables in `out_tables`, in the same order.
     pub table_names: Vec<String>,
+}
+
+/// The non-table part of a `fit` result: the fit's results as `compute` returns them, and
+/// what the model was fitted on ([`crate::state::FittedModel::fingerprint`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitMeta {
+    #[serde(flatten)]
+    pub output: ComputeMeta,
+    pub fingerprint: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The non-table part of a `compute_groups` result. The scalar columns travel as one table of
@@ -512,6 +629,15 @@ impl GroupedMeta {
 /// The set of metrics a library provides; implemented by [`crate::export_plugin!`].
 pub trait PluginMetrics: 'static {
     fn metrics() -> &'static [Box<dyn Metric>];
+    /// Metric `index`'s name and version, as its descriptor gives them: what a fitted state
+    /// is stamped with. [`crate::export_plugin!`] keeps them after the first call (a
+    /// descriptor takes microseconds to build, and scoring one customer not many more).
+    fn identity(index: usize) -> Option<(String, String)> {
+        Self::metrics().get(index).map(|m| {
+            let d = m.descriptor();
+            (d.name, d.version)
+        })
+    }
 }
 
 /// The vtable for a plugin's metric set; used by [`crate::export_plugin!`].
@@ -526,6 +652,8 @@ pub const fn vtable<P: PluginMetrics>() -> PluginVTable {
         compute_groups: compute_groups::<P>,
         compute_with_tables: compute_with_tables::<P>,
         compute_groups_with_tables: compute_groups_with_tables::<P>,
+        fit: fit::<P>,
+        score: score::<P>,
     }
 }
 
@@ -807,9 +935,8 @@ unsafe extern "C" fn compute_with_tables<P: PluginMetrics>(
     out_tables: *mut OwnedTables,
 ) -> u32 {
     // Take ownership of the inputs before anything can fail, so each is released exactly once.
-    let array = (!input_array.is_null())
-        // SAFETY: the host passes a valid, initialized array that moves to us.
-        .then(|| unsafe { FFI_ArrowArray::from_raw(input_array) });
+    // SAFETY: the host passes a valid, initialized array that moves to us, or null.
+    let array = unsafe { take_input(input_array) };
     // SAFETY: the host passes `tables_len` live tables (or null).
     let taken = unsafe { take_tables(tables, tables_len) };
     if out_meta.is_null() || out_tables.is_null() {
@@ -828,17 +955,133 @@ unsafe extern "C" fn compute_with_tables<P: PluginMetrics>(
             None => Input::new(&batch),
         }
         .with_tables(&tables);
-        let output = metric.compute(&input, &params)?;
-        check_finite(&output.scalars)?;
-        let (table_names, tables): (Vec<String>, Vec<RecordBatch>) =
-            output.tables.into_iter().unzip();
-        let tables = export_tables(table_names.iter().cloned().zip(tables))?;
-        let meta = to_json(&ComputeMeta {
+        let (meta, tables) = encode_output(metric.compute(&input, &params)?)?;
+        Ok((to_json(&meta)?, tables))
+    });
+    // SAFETY: checked non-null above; the host guarantees validity for writes.
+    unsafe { write_result(result, out_meta, out_tables) }
+}
+
+/// Takes the host's input array (before anything can fail, so it is released exactly once).
+///
+/// # Safety
+/// `input_array` must be null or a valid, initialized array that moves to the plugin.
+unsafe fn take_input(input_array: *mut FFI_ArrowArray) -> Option<FFI_ArrowArray> {
+    // SAFETY: the caller passes a valid, initialized array that moves to us.
+    (!input_array.is_null()).then(|| unsafe { FFI_ArrowArray::from_raw(input_array) })
+}
+
+fn identity<P: PluginMetrics>(index: usize) -> Result<(String, String), MetricError> {
+    P::identity(index).ok_or_else(|| MetricError::failed(format!("no metric at index {index}")))
+}
+
+/// The encoded output and tables of a computation, as `compute` and `score` return them.
+fn encode_output(output: crate::Output) -> Result<(ComputeMeta, Vec<OwnedTable>), MetricError> {
+    check_finite(&output.scalars)?;
+    let (table_names, tables): (Vec<String>, Vec<RecordBatch>) = output.tables.into_iter().unzip();
+    let tables = export_tables(table_names.iter().cloned().zip(tables))?;
+    Ok((
+        ComputeMeta {
             scalars: output.scalars,
             warnings: output.warnings,
             table_names,
+        },
+        tables,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)] // the C ABI's signature
+unsafe extern "C" fn fit<P: PluginMetrics>(
+    index: usize,
+    params: *const u8,
+    params_len: usize,
+    input_array: *mut FFI_ArrowArray,
+    input_schema: *const FFI_ArrowSchema,
+    cancel: *const AtomicBool,
+    out_state: *mut OwnedBytes,
+    out_meta: *mut OwnedBytes,
+    out_tables: *mut OwnedTables,
+) -> u32 {
+    // SAFETY: the host passes a valid array that moves to us, or null.
+    let array = unsafe { take_input(input_array) };
+    if out_state.is_null() || out_meta.is_null() || out_tables.is_null() {
+        return STATUS_BAD_CALL;
+    }
+    let result = guarded(|| {
+        let metric = metric::<P>(index)?;
+        let (name, version) = identity::<P>(index)?;
+        // SAFETY: the host passes a live parameter slice and the input's schema.
+        let params = unsafe { decode_params(params, params_len) }?;
+        let batch = unsafe { import_input(array, input_schema) }?;
+        // SAFETY: the host keeps the flag alive for the call; null means never cancelled.
+        let input = match unsafe { cancel.as_ref() } {
+            Some(cancel) => Input::cancellable(&batch, cancel),
+            None => Input::new(&batch),
+        };
+        let fitted = metric.fit(&input, &params)?;
+        let state = crate::state::Envelope::wrap(&name, &version, fitted.format, &fitted.state)?;
+        let (output, tables) = encode_output(fitted.output)?;
+        let meta = to_json(&FitMeta {
+            output,
+            fingerprint: fitted.fingerprint,
         })?;
-        Ok((meta, tables))
+        Ok((state, meta, tables))
+    });
+    let (state, result) = match result {
+        Ok((state, meta, tables)) => (state, Ok((meta, tables))),
+        Err(error) => (Vec::new(), Err(error)),
+    };
+    // SAFETY: checked non-null above; the host guarantees validity for writes.
+    unsafe {
+        out_state.write(OwnedBytes::from_vec(state));
+        write_result(result, out_meta, out_tables)
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the C ABI's signature
+unsafe extern "C" fn score<P: PluginMetrics>(
+    index: usize,
+    state: *const u8,
+    state_len: usize,
+    params: *const u8,
+    params_len: usize,
+    input_array: *mut FFI_ArrowArray,
+    input_schema: *const FFI_ArrowSchema,
+    cancel: *const AtomicBool,
+    out_meta: *mut OwnedBytes,
+    out_tables: *mut OwnedTables,
+) -> u32 {
+    // SAFETY: the host passes a valid array that moves to us, or null.
+    let array = unsafe { take_input(input_array) };
+    if out_meta.is_null() || out_tables.is_null() {
+        return STATUS_BAD_CALL;
+    }
+    let result = guarded(|| {
+        let metric = metric::<P>(index)?;
+        let (name, version) = identity::<P>(index)?;
+        if state.is_null() {
+            return Err(MetricError::failed("the host passed no state"));
+        }
+        // SAFETY: the host passes a live state slice for the call.
+        let bytes = unsafe { std::slice::from_raw_parts(state, state_len) };
+        let (envelope, reader_version) = crate::state::Envelope::open(bytes, &name, &version)?;
+        let stored = crate::state::StoredState {
+            metric: &envelope.metric,
+            metric_version: &envelope.metric_version,
+            format: envelope.format,
+            reader_version,
+            bytes: envelope.state.get().as_bytes(),
+        };
+        // SAFETY: the host passes a live parameter slice and the input's schema.
+        let params = unsafe { decode_params(params, params_len) }?;
+        let batch = unsafe { import_input(array, input_schema) }?;
+        // SAFETY: the host keeps the flag alive for the call; null means never cancelled.
+        let input = match unsafe { cancel.as_ref() } {
+            Some(cancel) => Input::cancellable(&batch, cancel),
+            None => Input::new(&batch),
+        };
+        let (meta, tables) = encode_output(metric.score(&stored, &input, &params)?)?;
+        Ok((to_json(&meta)?, tables))
     });
     // SAFETY: checked non-null above; the host guarantees validity for writes.
     unsafe { write_result(result, out_meta, out_tables) }
@@ -919,9 +1162,8 @@ unsafe extern "C" fn compute_groups_with_tables<P: PluginMetrics>(
     out_tables: *mut OwnedTables,
 ) -> u32 {
     // Take ownership of the inputs before anything can fail, so each is released exactly once.
-    let array = (!input_array.is_null())
-        // SAFETY: the host passes a valid, initialized array that moves to us.
-        .then(|| unsafe { FFI_ArrowArray::from_raw(input_array) });
+    // SAFETY: the host passes a valid, initialized array that moves to us, or null.
+    let array = unsafe { take_input(input_array) };
     // SAFETY: the host passes `tables_len` live tables (or null).
     let taken = unsafe { take_tables(tables, tables_len) };
     if out_meta.is_null() || out_tables.is_null() {
@@ -1032,6 +1274,23 @@ macro_rules! export_plugin {
                 METRICS.get_or_init(|| {
                     ::std::vec![$(::std::boxed::Box::new($metric) as ::std::boxed::Box<dyn $crate::Metric>),+]
                 })
+            }
+            fn identity(index: usize) -> ::std::option::Option<(::std::string::String, ::std::string::String)> {
+                static IDENTITIES: ::std::sync::OnceLock<
+                    ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                > = ::std::sync::OnceLock::new();
+                IDENTITIES
+                    .get_or_init(|| {
+                        Self::metrics()
+                            .iter()
+                            .map(|m| {
+                                let d = m.descriptor();
+                                (d.name, d.version)
+                            })
+                            .collect()
+                    })
+                    .get(index)
+                    .cloned()
             }
         }
 

@@ -368,6 +368,21 @@ pub struct MetricDescriptor {
     /// built before ABI version 4.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub table_inputs: Vec<TableInputSpec>,
+    /// When the metric can be fitted once and scored again ([`crate::Metric::fit`]). Absent
+    /// in the descriptors of plugins built before ABI version 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitting: Option<FittingSpec>,
+}
+
+/// How a fittable metric's stored models behave ([`MetricDescriptor::fitted`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FittingSpec {
+    /// The parameters a fit fixes: scoring uses the fit's values, and refuses a request that
+    /// gives another (the model, its time unit, its covariates…). The other parameters are
+    /// the scoring request's (a horizon, an interval level…).
+    pub model_parameters: Vec<String>,
+    /// What the stored state holds, for `describe`.
+    pub description: String,
 }
 
 impl MetricDescriptor {
@@ -384,7 +399,19 @@ impl MetricDescriptor {
             expensive: false,
             rfm_summary: None,
             table_inputs: Vec::new(),
+            fitting: None,
         }
+    }
+    /// Declares the metric fittable: [`crate::Metric::fit`] returns a state the host stores,
+    /// [`crate::Metric::score`] scores with it. `model_parameters` are the parameters the fit
+    /// fixes (each must be declared); `description` says what the state holds.
+    #[must_use]
+    pub fn fitted(mut self, model_parameters: &[&str], description: &str) -> Self {
+        self.fitting = Some(FittingSpec {
+            model_parameters: model_parameters.iter().map(|&p| p.to_owned()).collect(),
+            description: description.to_owned(),
+        });
+        self
     }
     /// Declares an optional table input; see [`TableInputSpec`].
     #[must_use]
@@ -554,6 +581,16 @@ impl MetricDescriptor {
             if name.is_empty() || !seen.insert(("output", name)) {
                 return Err(format!("output {name:?} is empty or declared twice"));
             }
+        }
+        if let Some(fitting) = &self.fitting
+            && let Some(unknown) = fitting
+                .model_parameters
+                .iter()
+                .find(|name| self.parameter_spec(name).is_none())
+        {
+            return Err(format!(
+                "model parameter {unknown:?} is not a declared parameter"
+            ));
         }
         for spec in &self.parameters {
             if !valid_name(&spec.name) || !seen.insert(("parameter", &spec.name)) {

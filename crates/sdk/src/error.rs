@@ -1,8 +1,8 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a metric could not compute. Returned from [`crate::Metric::compute`]; the server turns
-/// `InvalidInput` and `InvalidParameter` into INVALID_ARGUMENT with a field violation, and
-/// `Failed` into INTERNAL.
+/// `InvalidInput` and `InvalidParameter` into INVALID_ARGUMENT with a field violation,
+/// `IncompatibleState` into FAILED_PRECONDITION and `Failed` into INTERNAL.
 ///
 /// Messages are lowercase, say what is wrong and how to fix it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
@@ -25,6 +25,10 @@ pub enum MetricError {
     /// The computation stopped because the host cancelled it ([`crate::Input::check_cancelled`]).
     #[error("the computation was cancelled")]
     Cancelled,
+    /// A stored model's state that this version of the metric cannot read
+    /// ([`crate::state::StoredState::decode`]); the server answers FAILED_PRECONDITION.
+    #[error("{message}")]
+    IncompatibleState { message: String },
 }
 
 fn describe_input(column: &Option<String>, row: &Option<u64>, message: &str) -> String {

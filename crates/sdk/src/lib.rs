@@ -44,6 +44,7 @@ mod lint;
 mod metric;
 mod output;
 mod params;
+pub mod state;
 pub mod stats;
 pub mod time;
 
@@ -51,8 +52,8 @@ pub use arrow_array;
 pub use arrow_array::RecordBatch;
 pub use arrow_schema;
 pub use descriptor::{
-    ColumnSpec, DataType, MAX_QUANTITY, MetricDescriptor, OutputSpec, ParameterSpec, Range,
-    RfmSummaryInput, TableInputSpec, TableSpec,
+    ColumnSpec, DataType, FittingSpec, MAX_QUANTITY, MetricDescriptor, OutputSpec, ParameterSpec,
+    Range, RfmSummaryInput, TableInputSpec, TableSpec,
 };
 pub use error::MetricError;
 pub use input::Input;
@@ -61,18 +62,21 @@ pub use metric::Metric;
 pub use output::{ConfidenceInterval, Output, Scalar, Warning, result_table};
 pub use params::{ParamValue, Params};
 
-/// The version of the plugin ABI this SDK implements: 4, whose computations can take table
-/// inputs beside the main input ([`TableInputSpec`]; `compute_with_tables`). The host also
-/// loads libraries of version 3 ([`abi::v3`], without table inputs), 2 ([`abi::v2`], called
-/// once per group) and 1 ([`abi::v1`], which cannot be cancelled either), and refuses any
-/// other version.
-pub const ABI_VERSION: u32 = 4;
+/// The version of the plugin ABI this SDK implements: 5, whose metrics can be fitted once and
+/// scored again ([`state`]; `fit` and `score`). The host also loads libraries of version 4
+/// ([`abi::v4`], without fitted state), 3 ([`abi::v3`], without table inputs), 2
+/// ([`abi::v2`], called once per group) and 1 ([`abi::v1`], which cannot be cancelled
+/// either), and refuses any other version.
+pub const ABI_VERSION: u32 = 5;
 
 /// Imports for a plugin crate: `use mittari_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         ColumnSpec, ConfidenceInterval, DataType, Input, MAX_QUANTITY, Metric, MetricDescriptor,
         MetricError, OutputSpec, ParamValue, ParameterSpec, Params, Range, RecordBatch, Scalar,
-        TableInputSpec, TableSpec, Warning, output::Output, result_table,
+        TableInputSpec, TableSpec, Warning,
+        output::Output,
+        result_table,
+        state::{Fitted, FittedModel, StoredState},
     };
 }

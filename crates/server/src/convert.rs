@@ -14,9 +14,9 @@ use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{Field as ArrowField, Schema};
 use mittari_engine::{
     ColumnSpec, ComputeOutcome, ConfidenceInterval, ConfidenceIntervals, DataType, EngineError,
-    Field, GroupTable, GroupedResults, GroupedWarning, MetricDescriptor, MetricResults, OutputSpec,
-    ParamValue, ParameterSpec, Range, ResultScalar, RfmSummaryInput, ScalarColumn, TableInputSpec,
-    TableSpec, Violation, Warning,
+    Field, FittingSpec, GroupTable, GroupedResults, GroupedWarning, MetricDescriptor,
+    MetricResults, OutputSpec, ParamValue, ParameterSpec, Range, ResultScalar, RfmSummaryInput,
+    ScalarColumn, TableInputSpec, TableSpec, Violation, Warning,
 };
 use mittari_proto::v1 as pb;
 
@@ -190,6 +190,10 @@ pub fn descriptor_to_proto(descriptor: &MetricDescriptor, library: &str) -> pb::
                 parameter: summary.parameter.clone(),
                 values: summary.values.clone(),
             }),
+        fitting: descriptor.fitting.as_ref().map(|f| pb::FittingSpec {
+            model_parameters: f.model_parameters.clone(),
+            description: f.description.clone(),
+        }),
         table_inputs: descriptor
             .table_inputs
             .iter()
@@ -272,6 +276,10 @@ pub fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
         rfm_summary: d.rfm_summary.as_ref().map(|summary| RfmSummaryInput {
             parameter: summary.parameter.clone(),
             values: summary.values.clone(),
+        }),
+        fitting: d.fitting.as_ref().map(|f| FittingSpec {
+            model_parameters: f.model_parameters.clone(),
+            description: f.description.clone(),
         }),
         table_inputs: d
             .table_inputs
@@ -795,6 +803,7 @@ pub fn outcome_from_proto(response: pb::ComputeResponse) -> Result<ComputeOutcom
         rows: response.rows as usize,
         results,
         grouped,
+        fitted: None,
         timings: Default::default(),
     })
 }
@@ -1005,6 +1014,7 @@ mod tests {
                     table,
                 }],
             }),
+            fitted: None,
             timings: Default::default(),
         };
         for encoding in [pb::TableEncoding::Columns, pb::TableEncoding::ArrowIpc] {

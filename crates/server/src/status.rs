@@ -134,6 +134,15 @@ pub fn to_status(error: &ServiceError) -> Status {
             ChangeError::Internal(_) => Status::internal(message),
         },
         ServiceError::Engine(EngineError::Cancelled) => Status::cancelled(message),
+        ServiceError::Engine(EngineError::IncompatibleModel { metric, .. }) => {
+            let mut details = ErrorDetails::new();
+            details.set_error_info(
+                "INCOMPATIBLE_MODEL",
+                ERROR_DOMAIN,
+                HashMap::from([("metric".to_owned(), metric.clone())]),
+            );
+            Status::with_error_details(Code::FailedPrecondition, message, details)
+        }
         // Servers set the limit and map this to ResponseTooLarge; a caller without a limit
         // never sees it.
         ServiceError::Engine(EngineError::ResultTooLarge { .. }) => {

@@ -14,6 +14,7 @@ mod covariates;
 mod descriptive;
 mod discrete;
 mod dynamic;
+mod fitted;
 mod intervals;
 mod predictive;
 
@@ -77,6 +78,7 @@ impl Metric for Clv {
     fn descriptor(&self) -> MetricDescriptor {
         MetricDescriptor::new("clv", env!("CARGO_PKG_VERSION"), "customer lifetime value: historic, simple, retention, or the BG/NBD, MBG/NBD, Pareto/NBD and BG/BB models")
             .expensive()
+            .fitted(fitted::MODEL_PARAMETERS, fitted::DESCRIPTION)
             .reads_rfm_summary("model", &["bgnbd", "mbgnbd", "pareto_nbd"])
             .description(DESCRIPTION)
             .input(ColumnSpec::string("customer_id", "the buying customer (transaction log; optional label for a summary)"))
@@ -256,20 +258,45 @@ impl Metric for Clv {
             "bgbb" => (discrete::compute(input, params)?, model),
             _ => (descriptive::compute(input, params)?, model),
         };
-        let output = ignored_parameters(model, input, params)?.into_iter().fold(
-            output,
-            |output, (name, why)| {
-                output.warning(
-                    "parameter_ignored",
-                    format!("{name} has no effect here: {why}"),
-                )
-            },
-        );
-        Ok(match clv_is_revenue(model, params)? {
-            Some(message) => output.warning("clv_is_revenue", message),
-            None => output,
-        })
+        finish(model, input, params, |_, _| Ok(output))
     }
+
+    fn fit(&self, input: &Input<'_>, params: &Params) -> Result<FittedModel, MetricError> {
+        fitted::fit(input, params)
+    }
+
+    fn score(
+        &self,
+        state: &StoredState<'_>,
+        input: &Input<'_>,
+        params: &Params,
+    ) -> Result<Output, MetricError> {
+        fitted::score(state, input, params)
+    }
+}
+
+/// Runs `compute` for `model` and adds the warnings every computation carries: parameters
+/// that change nothing, and CLV that is revenue because no margin was given.
+pub(crate) fn finish(
+    model: &str,
+    input: &Input<'_>,
+    params: &Params,
+    compute: impl FnOnce(&Input<'_>, &Params) -> Result<Output, MetricError>,
+) -> Result<Output, MetricError> {
+    let output = compute(input, params)?;
+    let output = ignored_parameters(model, input, params)?.into_iter().fold(
+        output,
+        |output, (name, why)| {
+            output.warning(
+                "parameter_ignored",
+                format!("{name} has no effect here: {why}"),
+            )
+        },
+    );
+    Ok(match clv_is_revenue(model, params)? {
+        Some(message) => output.warning("clv_is_revenue", message),
+        None => output,
+    })
 }
 
 /// The columns the customers table may have, by model; each model returns those it computes.

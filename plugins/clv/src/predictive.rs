@@ -29,7 +29,7 @@ const DAYS_PER_MONTH: f64 = DAYS_PER_YEAR / 12.0;
 /// |correlation| of frequency and spend above which the Gamma-Gamma assumption is doubtful.
 const CORRELATION_WARNING: f64 = 0.3;
 pub(crate) use mittari_models::identification::{
-    CUSTOMERS_PER_PARAMETER, REPEATERS_PER_PARAMETER, purchase_support,
+    CUSTOMERS_PER_PARAMETER, REPEATERS_PER_PARAMETER, purchase_support, purchase_support_of,
 };
 /// Points of the purchase curve at most.
 const CURVE_POINTS: f64 = 200.0;
@@ -342,10 +342,74 @@ fn purchase_fit(name: &str, fit: Fit<4>) -> Result<PurchaseFit, MetricError> {
 /// The fits of one computation, kept for another on the same data and covariates: model=auto
 /// computes the chosen model's outputs after comparing the candidates, without fitting it
 /// again.
+///
+/// A stored model ([`crate::fitted`]) hands its fits in the same way, with what was counted
+/// of the data they were fitted on: scoring then takes the fit's identification from the fit's
+/// data, not from the customers it scores.
 #[derive(Default)]
 pub(crate) struct Fits {
     pub(crate) purchase: Option<Fit<4>>,
     pub(crate) covariates: Option<CovariateFit<4>>,
+    /// Customers and repeat buyers of the purchase fit's data.
+    pub(crate) purchase_support: Option<(f64, f64)>,
+    pub(crate) spend: Option<SpendFit>,
+    /// Set to have the computation describe its data in `fingerprint` (a fit to be stored).
+    pub(crate) wants_fingerprint: bool,
+    pub(crate) fingerprint: Option<Fingerprint>,
+}
+
+/// What a stored fit was fitted on, beyond its counts.
+#[derive(Debug, Clone)]
+pub(crate) struct Fingerprint {
+    /// SHA-256 of every customer's summary (x, t_x, T, mean spend, weight), in input order.
+    pub(crate) summary_sha256: String,
+    /// The first and last transaction of a log, RFC 3339.
+    pub(crate) span: Option<(String, String)>,
+}
+
+impl Fingerprint {
+    fn of(history: &History<'_>, input: &Input<'_>) -> Fingerprint {
+        use sha2::Digest as _;
+        let mut digest = sha2::Sha256::new();
+        for i in 0..history.len() {
+            for value in [
+                history.x[i],
+                history.t_x[i],
+                history.t[i],
+                history.monetary_value[i].unwrap_or(f64::NAN),
+                history.weight[i],
+            ] {
+                digest.update(value.to_le_bytes());
+            }
+        }
+        let summary_sha256 = digest
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let span = input.timestamp("timestamp").ok().and_then(|column| {
+            let values = column.values();
+            let first = values.iter().min()?;
+            let last = values.iter().max()?;
+            Some((
+                mittari_sdk::time::format_timestamp(*first),
+                mittari_sdk::time::format_timestamp(*last),
+            ))
+        });
+        Fingerprint {
+            summary_sha256,
+            span,
+        }
+    }
+}
+
+/// A Gamma-Gamma fit with what its data showed: the frequency–spend correlation (the model
+/// assumes none) and the repeat buyers it was fitted to.
+#[derive(Debug, Clone)]
+pub(crate) struct SpendFit {
+    pub(crate) fit: Fit<3>,
+    pub(crate) correlation: Option<f64>,
+    pub(crate) repeat_buyers: f64,
 }
 
 /// The distinct histories, grouped by covariate profile (one group without covariates): the
@@ -830,6 +894,9 @@ pub(crate) fn compute_reusing(
             "the input has no customers to fit",
         ));
     }
+    if fits.wants_fingerprint {
+        fits.fingerprint = Some(Fingerprint::of(&history, input));
+    }
     let (histories, history_of) = Histories::compress_indexed((0..history.len()).map(|i| {
         (
             history.x[i],
@@ -911,6 +978,11 @@ pub(crate) fn compute_reusing(
         _ => vec![model],
     };
     let model = models[0].as_ref();
+    let (fit_customers, fit_repeat_buyers) = *fits.purchase_support.get_or_insert_with(|| {
+        let [customers, repeat_buyers] = purchase_support(&segments.histories);
+        (customers.count, repeat_buyers.count)
+    });
+    let fit_support = purchase_support_of(fit_customers, fit_repeat_buyers);
     let Segments {
         histories,
         history_of,
@@ -921,18 +993,37 @@ pub(crate) fn compute_reusing(
     let mut spend_covariates: Option<(CovariateFit<3>, Fit<3>)> = None;
     let spend = match spend_model {
         "gamma_gamma" => {
-            // Each summary row weighs in as the number of customers it stands for.
-            let rows = (0..history.len()).filter_map(|i| {
-                Some((history.x[i], history.monetary_value[i]?, history.weight[i]))
-            });
-            let (gg, gg_fit, spend) =
-                gamma_gamma::fit_spend(rows, input.cancellation()).map_err(|e| match e {
-                    gamma_gamma::SpendError::Fit(e) => fit_error("Gamma-Gamma", e),
-                    other => MetricError::invalid_input(other.to_string()),
-                })?;
+            let SpendFit {
+                fit: gg_fit,
+                correlation,
+                repeat_buyers,
+            } = match fits.spend.take() {
+                Some(kept) => kept,
+                None => {
+                    // Each summary row weighs in as the number of customers it stands for.
+                    let rows = (0..history.len()).filter_map(|i| {
+                        Some((history.x[i], history.monetary_value[i]?, history.weight[i]))
+                    });
+                    let (_, fit, spend) = gamma_gamma::fit_spend(rows, input.cancellation())
+                        .map_err(|e| match e {
+                            gamma_gamma::SpendError::Fit(e) => fit_error("Gamma-Gamma", e),
+                            other => MetricError::invalid_input(other.to_string()),
+                        })?;
+                    SpendFit {
+                        fit,
+                        correlation: gamma_gamma::frequency_value_correlation(&spend),
+                        repeat_buyers: spend.weight.iter().sum(),
+                    }
+                }
+            };
             check_converged("Gamma-Gamma", &gg_fit)?;
-            let repeat_buyers: f64 = spend.weight.iter().sum();
-            let correlation = gamma_gamma::frequency_value_correlation(&spend);
+            fits.spend = Some(SpendFit {
+                fit: gg_fit.clone(),
+                correlation,
+                repeat_buyers,
+            });
+            let [p, q, gamma] = gg_fit.params;
+            let gg = GammaGamma { p, q, gamma };
             match (&covariate_request, &design) {
                 (Some(request), Some(design)) if !design.spend.is_empty() => {
                     let covariate_fit = fit_spend_covariates(
@@ -1183,7 +1274,7 @@ pub(crate) fn compute_reusing(
     let unidentified: Vec<&str> = [
         (
             label,
-            identification::assess(&fit, names, &purchase_support(&histories))
+            identification::assess(&fit, names, &fit_support)
                 .unidentified
                 .is_empty(),
         ),
@@ -1449,7 +1540,7 @@ pub(crate) fn compute_reusing(
     let total_weight: f64 = history.weight.iter().sum();
     let weighted =
         |column: &[f64]| -> f64 { column.iter().zip(&history.weight).map(|(v, w)| v * w).sum() };
-    let support = purchase_support(&histories);
+    let support = fit_support;
     let active = weighted(&predictions.p_alive);
     let mut output = with_errors(Output::new(), (label, names), &fit, &support)
         .scalar(Scalar::new("log_likelihood", fit.log_likelihood))

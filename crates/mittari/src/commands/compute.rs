@@ -4,9 +4,31 @@
 use crate::*;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct ComputeArgs {
+pub(crate) struct ComputeCommand {
     /// The metric, e.g. nps.
-    metric: String,
+    pub(crate) metric: String,
+    #[command(flatten)]
+    pub(crate) args: ComputeArgs,
+}
+
+/// What the command does with its input: compute the metric, fit a model to store, or score
+/// with a stored one.
+pub(crate) enum Purpose<'a> {
+    Compute,
+    /// Fit and store the model as the next version of `name`.
+    Fit {
+        store: &'a dyn mittari_store::ModelStore,
+        name: &'a str,
+    },
+    /// Score with a stored model.
+    Score {
+        model: &'a mittari_store::StoredModel,
+    },
+}
+
+/// The input and how to compute over it: shared by `compute`, `model fit` and `model score`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ComputeArgs {
     #[command(flatten)]
     input: Box<InputArgs>,
     /// A parameter, repeatable, e.g. --param confidence=0.9.
@@ -55,9 +77,13 @@ pub(crate) struct ComputeArgs {
     on_missing: OnMissing,
 }
 
-pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    config: Option<&Path>,
+    metric: &str,
+    args: ComputeArgs,
+    purpose: Purpose<'_>,
+) -> anyhow::Result<ExitCode> {
     let ComputeArgs {
-        metric,
         input,
         params,
         group_by,
@@ -85,7 +111,7 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
     // A lazily connecting channel needs the runtime's reactor when it is made.
     let _runtime = rt.enter();
     let mut backend = Backend::new(config, &remote)?;
-    let descriptor = match rt.block_on(backend.describe(&metric)) {
+    let descriptor = match rt.block_on(backend.describe(metric)) {
         Ok(d) => convert::descriptor_from_proto(&d),
         Err(status) => return Ok(report(&status, None)),
     };
@@ -181,23 +207,47 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
             (table, Some(skipped))
         }
     };
+    let doing = match &purpose {
+        Purpose::Compute => format!("computing {metric}"),
+        Purpose::Fit { name, .. } => format!("fitting {name} ({metric})"),
+        Purpose::Score { model } => format!("scoring with {}@{}", model.name, model.version),
+    };
     progress.phase(&match &remote.server {
-        Some(url) => format!("computing {metric} on {url}"),
-        None => format!("computing {metric}"),
+        Some(url) => format!("{doing} on {url}"),
+        None => doing,
     });
     let (table_batches, table_origins): (Vec<_>, Vec<_>) = tables
         .into_iter()
         .map(|(name, file, read)| ((name.clone(), read.batch), (name, file, read.origins)))
         .unzip();
-    let response = match rt.block_on(backend.compute(
-        &metric,
+    let mode = match &purpose {
+        Purpose::Compute => Mode::Compute,
+        Purpose::Fit { .. } => Mode::Fit,
+        Purpose::Score { model } => Mode::Score(Arc::new(stored_fit(model)?)),
+    };
+    let fit_params = params.clone();
+    let response = match rt.block_on(backend.run(
+        metric,
         params,
         table.batch,
         table_batches,
         group_by,
         chunk_rows as usize,
+        mode,
     )) {
-        Ok(response) => response,
+        Ok((response, fitted)) => {
+            if let (Purpose::Fit { store, name }, Some(fitted)) = (&purpose, fitted) {
+                let model = new_model(metric, &response, fitted)?;
+                let version = store.put(name, &model)?;
+                eprintln!(
+                    "stored {name}@{version} in {}: {metric} {} ({} bytes of state); score with `mittari model score {name}@{version} --input FILE`",
+                    store.describe(),
+                    describe_params(&fit_params),
+                    model.state.len(),
+                );
+            }
+            response
+        }
         Err(status) => {
             drop(progress);
             // The file's own columns, for a column the metric found missing: read
@@ -236,6 +286,74 @@ pub(crate) fn run(config: Option<&Path>, args: ComputeArgs) -> anyhow::Result<Ex
         )),
         Format::Json => print_with(|out| render::write_json(&response, out)),
         Format::Csv => print(&render::csv(&response)),
+    }
+}
+
+/// A stored model as the engine scores with it.
+fn stored_fit(model: &mittari_store::StoredModel) -> anyhow::Result<StoredFit> {
+    let params: std::collections::BTreeMap<String, ParamValue> =
+        serde_json::from_str(&model.model.parameters).with_context(|| {
+            format!(
+                "model {}@{} has parameters this version cannot read",
+                model.name, model.version
+            )
+        })?;
+    Ok(StoredFit {
+        reference: format!("{}@{}", model.name, model.version),
+        state: model.model.state.clone(),
+        params,
+    })
+}
+
+/// What the store keeps of a fit: the state, where it came from, and its statistics (the
+/// fit's scalar results).
+fn new_model(
+    metric: &str,
+    response: &pb::ComputeResponse,
+    fitted: FittedState,
+) -> anyhow::Result<mittari_store::NewModel> {
+    let statistics: serde_json::Map<String, serde_json::Value> = response
+        .results
+        .as_ref()
+        .map(|r| {
+            r.scalars
+                .iter()
+                .filter_map(|s| Some((s.name.clone(), serde_json::Value::from(s.value?))))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(mittari_store::NewModel {
+        metric: metric.to_owned(),
+        metric_version: fitted.metric_version,
+        abi_version: fitted.abi_version,
+        library_sha256: fitted.library_sha256,
+        parameters: serde_json::to_string(&fitted.params)?,
+        fingerprint: serde_json::to_string(&fitted.fingerprint)?,
+        statistics: serde_json::to_string(&statistics)?,
+        state: fitted.state,
+        created_by: local_user(),
+    })
+}
+
+/// Who runs the CLI, as the store records a local fit's author.
+fn local_user() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("local:{user}")
+}
+
+/// The request's parameters for a line of text, `(model="pareto_nbd", …)`, or "(defaults)".
+fn describe_params(params: &HashMap<String, pb::Value>) -> String {
+    let mut named: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| Some(format!("{k}={}", convert::value_from_proto(v)?)))
+        .collect();
+    named.sort();
+    if named.is_empty() {
+        "(defaults)".to_owned()
+    } else {
+        format!("({})", named.join(", "))
     }
 }
 

@@ -1,4 +1,5 @@
-//! `mittari model list|show|delete|alias|export|import`: the fitted models in the model store.
+//! `mittari model fit|score|list|show|delete|alias|export|import`: the fitted models in the
+//! model store.
 
 use std::fmt::Write as _;
 
@@ -18,6 +19,26 @@ pub(crate) struct ModelArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ModelCommand {
+    /// Fit a metric's model to an input and store it as the next version of --name:
+    /// `mittari model fit clv --input log.csv --name clv-eu --param model=pareto_nbd`.
+    /// Prints the fit's results, as `compute` does; the stored model's reference goes to
+    /// standard error.
+    Fit {
+        /// The metric, e.g. clv.
+        metric: String,
+        /// The model's name: lowercase letters, digits, `-` and `_`.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        args: Box<super::compute::ComputeArgs>,
+    },
+    /// Score an input with a stored model (NAME@VERSION, NAME@ALIAS, or NAME for its latest
+    /// version): the results `compute` gives, from the stored fit instead of a new one.
+    Score {
+        reference: String,
+        #[command(flatten)]
+        args: Box<super::compute::ComputeArgs>,
+    },
     /// List the stored models: every version, or one name's.
     List {
         /// Only this model's versions.
@@ -60,6 +81,24 @@ pub(crate) fn run(config: Option<&Path>, args: ModelArgs) -> anyhow::Result<Exit
     let store = mittari_store::open(&url)?;
     let store = store.as_ref();
     let text = match args.command {
+        ModelCommand::Fit { metric, name, args } => {
+            mittari_store::check_name(&name)?;
+            return super::compute::run(
+                config,
+                &metric,
+                *args,
+                super::compute::Purpose::Fit { store, name: &name },
+            );
+        }
+        ModelCommand::Score { reference, args } => {
+            let model = store.get(&reference.parse()?)?;
+            return super::compute::run(
+                config,
+                &model.model.metric.clone(),
+                *args,
+                super::compute::Purpose::Score { model: &model },
+            );
+        }
         ModelCommand::List { name } => list(store, name.as_deref())?,
         ModelCommand::Show { reference } => show(&store.get(&reference.parse()?)?),
         ModelCommand::Delete { reference } => {
