@@ -274,3 +274,58 @@ fn without_tokens_the_server_stays_on_loopback() {
         "{stderr}"
     );
 }
+
+/// ModelService's writes (Fit, DeleteModel, SetAlias) need the `models` scope; reading and
+/// scoring need `compute`. A scope check comes before any store work, and every write's audit
+/// line names the token that made it.
+#[tokio::test]
+async fn model_writes_need_the_models_scope() {
+    use pb::model_service_client::ModelServiceClient;
+    let (compute_token, compute_config) = new_token("crm", &["compute"]);
+    let (models_token, models_config) = new_token("analysts", &["models"]);
+    let server = start_with_tokens(&format!("{compute_config}\n{models_config}"));
+    let mut models = ModelServiceClient::new(server.channel().await);
+    let alias = || pb::SetAliasRequest {
+        name: "clv-eu".into(),
+        alias: "production".into(),
+        version: 1,
+    };
+    let delete = || pb::DeleteModelRequest {
+        reference: "clv-eu@1".into(),
+    };
+    let list = || pb::ListModelsRequest::default();
+    // With the compute scope: reads pass (an empty store), writes are denied.
+    let token = Some(compute_token.as_str());
+    models.list_models(with_token(list(), token)).await.unwrap();
+    for status in [
+        models
+            .set_alias(with_token(alias(), token))
+            .await
+            .unwrap_err(),
+        models
+            .delete_model(with_token(delete(), token))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(
+            status.message().contains("lacks the models scope"),
+            "{status:?}"
+        );
+    }
+    // With the models scope: writes pass authentication (and find no model), reads are denied.
+    let token = Some(models_token.as_str());
+    let status = models
+        .set_alias(with_token(alias(), token))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = models
+        .list_models(with_token(list(), token))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    server.wait_for_log("model store change refused or failed");
+    let logs = server.logs().join("\n");
+    assert!(logs.contains("\"caller\":\"analysts\""), "{logs}");
+}

@@ -938,7 +938,7 @@ async fn health_and_reflection_v1_and_v1alpha() {
     let server = Server::start();
     let channel = server.channel().await;
     let mut health = HealthClient::new(channel.clone());
-    for service in ["", "mittari.v1.MetricService"] {
+    for service in ["", "mittari.v1.MetricService", "mittari.v1.ModelService"] {
         let response = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -979,10 +979,9 @@ async fn health_and_reflection_v1_and_v1alpha() {
                 panic!("expected a service list");
             };
             let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-            assert!(
-                names.contains(&"mittari.v1.MetricService".to_owned()),
-                "{names:?}"
-            );
+            for service in ["mittari.v1.MetricService", "mittari.v1.ModelService"] {
+                assert!(names.contains(&service.to_owned()), "{names:?}");
+            }
             assert!(
                 names.contains(&"grpc.health.v1.Health".to_owned()),
                 "{names:?}"
@@ -1601,4 +1600,278 @@ async fn table_inputs_travel_beside_the_input() {
         "{}",
         violation.description
     );
+}
+
+/// Summaries of `customers` customers, deterministic, with repeat buyers and spend: a base a
+/// BG/NBD and Gamma-Gamma fit identifies.
+fn summary_table(customers: usize) -> pb::Table {
+    let (mut frequency, mut recency, mut t, mut spend) = (vec![], vec![], vec![], vec![]);
+    for i in 0..customers {
+        let x = (i % 7) as f64;
+        frequency.push(x);
+        recency.push(if x > 0.0 { 30.0 - (i % 11) as f64 } else { 0.0 });
+        t.push(39.0 - (i % 3) as f64);
+        spend.push(if x > 0.0 {
+            20.0 + (i % 13) as f64 * 3.5
+        } else {
+            0.0
+        });
+    }
+    pb::Table {
+        columns: vec![
+            double_column("frequency", &frequency),
+            double_column("recency", &recency),
+            double_column("T", &t),
+            double_column("monetary_value", &spend),
+        ],
+        ..Default::default()
+    }
+}
+
+fn text(value: &str) -> pb::Value {
+    pb::Value {
+        kind: Some(pb::value::Kind::StringValue(value.into())),
+    }
+}
+
+/// ModelService end to end: a model fitted from a stream, scored (unary and streamed) with
+/// the fit's own predictions, an alias moved and followed at once, a version an alias points
+/// at kept from deletion, parameters the fit fixed refused, one audit line per change.
+#[tokio::test]
+async fn models_are_fitted_stored_and_scored_over_grpc() {
+    use pb::model_service_client::ModelServiceClient;
+    let server = Server::start();
+    let mut models = ModelServiceClient::new(server.channel().await);
+    let table = summary_table(400);
+    let params: HashMap<String, pb::Value> = [
+        ("model".to_owned(), text("bgnbd")),
+        ("spend_model".to_owned(), text("gamma_gamma")),
+    ]
+    .into();
+    let fit = |name: &str| {
+        use pb::fit_request::Message;
+        let schema = ["frequency", "recency", "T", "monetary_value"]
+            .iter()
+            .map(|name| pb::ColumnSchema {
+                name: (*name).into(),
+                r#type: pb::DataType::Double.into(),
+            })
+            .collect();
+        let header = pb::FitRequest {
+            message: Some(Message::Header(pb::FitHeader {
+                name: name.into(),
+                input: Some(pb::ComputeStreamHeader {
+                    metric: "clv".into(),
+                    parameters: params.clone(),
+                    schema,
+                    ..Default::default()
+                }),
+            })),
+        };
+        // Two chunks of 200 rows.
+        let chunk = |range: std::ops::Range<usize>| pb::FitRequest {
+            message: Some(Message::Chunk(pb::Table {
+                columns: table
+                    .columns
+                    .iter()
+                    .map(|c| match &c.values {
+                        Some(Values::DoubleValues(v)) => {
+                            double_column(&c.name, &v.values[range.clone()])
+                        }
+                        _ => unreachable!(),
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+        };
+        tokio_stream::iter(vec![header, chunk(0..200), chunk(200..400)])
+    };
+    let fitted = models.fit(fit("clv-eu")).await.unwrap().into_inner();
+    let info = fitted.model.unwrap();
+    assert_eq!((info.name.as_str(), info.version), ("clv-eu", 1));
+    assert_eq!(info.metric, "clv");
+    assert!(
+        info.fingerprint_json.contains("\"rows\":400"),
+        "{}",
+        info.fingerprint_json
+    );
+    assert!(
+        info.parameters_json.contains("bgnbd"),
+        "{}",
+        info.parameters_json
+    );
+    let fit_results = fitted.results.unwrap().results.unwrap();
+
+    let score = |reference: &str, params: HashMap<String, pb::Value>| pb::ScoreRequest {
+        model: reference.into(),
+        parameters: params,
+        input: Some(table.clone()),
+        result_encoding: pb::TableEncoding::Columns.into(),
+    };
+    let scored = models
+        .score(score("clv-eu", HashMap::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    let scored_results = scored.results.unwrap();
+    assert_eq!(scored_results.scalars, fit_results.scalars);
+    assert_eq!(scored_results.warnings[1..], fit_results.warnings[..]);
+    assert_eq!(scored_results.tables, fit_results.tables);
+    assert_eq!(scored_results.warnings[0].code, "stored_model");
+    assert!(scored_results.warnings[0].message.contains("clv-eu@1"));
+
+    let streamed = {
+        use pb::score_stream_request::Message;
+        let header = pb::ScoreStreamRequest {
+            message: Some(Message::Header(pb::ScoreStreamHeader {
+                model: "clv-eu@1".into(),
+                input: Some(pb::ComputeStreamHeader {
+                    schema: ["frequency", "recency", "T", "monetary_value"]
+                        .iter()
+                        .map(|name| pb::ColumnSchema {
+                            name: (*name).into(),
+                            r#type: pb::DataType::Double.into(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+            })),
+        };
+        let chunk = pb::ScoreStreamRequest {
+            message: Some(Message::Chunk(table.clone())),
+        };
+        models
+            .score_stream(tokio_stream::iter(vec![header, chunk]))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    assert_eq!(streamed.results.unwrap().tables, fit_results.tables);
+
+    // An alias, moved to a new version and followed at once by this server.
+    let alias = |version: u64| pb::SetAliasRequest {
+        name: "clv-eu".into(),
+        alias: "production".into(),
+        version,
+    };
+    assert_eq!(
+        models
+            .set_alias(alias(1))
+            .await
+            .unwrap()
+            .into_inner()
+            .previous_version,
+        0
+    );
+    let on_production = |models: &mut ModelServiceClient<_>| {
+        let request = score("clv-eu@production", HashMap::new());
+        let mut models = models.clone();
+        async move {
+            let response = models.score(request).await.unwrap().into_inner();
+            response.results.unwrap().warnings[0].message.clone()
+        }
+    };
+    assert!(on_production(&mut models).await.contains("clv-eu@1"));
+    let second = models.fit(fit("clv-eu")).await.unwrap().into_inner();
+    assert_eq!(second.model.unwrap().version, 2);
+    assert_eq!(
+        models
+            .set_alias(alias(2))
+            .await
+            .unwrap()
+            .into_inner()
+            .previous_version,
+        1
+    );
+    assert!(on_production(&mut models).await.contains("clv-eu@2"));
+
+    let status = models
+        .delete_model(pb::DeleteModelRequest {
+            reference: "clv-eu@2".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("alias production points to"),
+        "{status:?}"
+    );
+    models
+        .delete_model(pb::DeleteModelRequest {
+            reference: "clv-eu@1".into(),
+        })
+        .await
+        .unwrap();
+    let status = models
+        .score(score("clv-eu@1", HashMap::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let listed = models
+        .list_models(pb::ListModelsRequest {
+            name: "clv-eu".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    let versions: Vec<u64> = listed.iter().map(|m| m.version).collect();
+    assert_eq!(versions, [2]);
+    assert_eq!(listed[0].aliases, ["production"]);
+
+    // A parameter the fit fixed, given another value: a field violation naming it.
+    let status = models
+        .score(score(
+            "clv-eu",
+            [("model".to_owned(), text("pareto_nbd"))].into(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let violations = status.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(violations[0].field, "parameters.model");
+    assert!(
+        violations[0]
+            .description
+            .contains("was fitted with model=\"bgnbd\"")
+    );
+
+    // A metric without fitted models.
+    let status = {
+        use pb::fit_request::Message;
+        let header = pb::FitRequest {
+            message: Some(Message::Header(pb::FitHeader {
+                name: "nps-model".into(),
+                input: Some(pb::ComputeStreamHeader {
+                    metric: "nps".into(),
+                    ..Default::default()
+                }),
+            })),
+        };
+        let chunk = pb::FitRequest {
+            message: Some(Message::Chunk(pb::Table {
+                columns: vec![int_column("score", &[9, 10, 3])],
+                ..Default::default()
+            })),
+        };
+        models
+            .fit(tokio_stream::iter(vec![header, chunk]))
+            .await
+            .unwrap_err()
+    };
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("has no fitted models"),
+        "{status:?}"
+    );
+
+    let logs = server.logs().join("\n");
+    for audit in [
+        "fitted model version 1 of metric clv",
+        "fitted model version 2 of metric clv",
+        "pointed alias production at version 2 (was 1)",
+        "deleted model version 1",
+    ] {
+        assert!(logs.contains(audit), "{audit}: {logs}");
+    }
 }

@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = [
         proto_root.join("mittari/v1/metrics.proto"),
+        proto_root.join("mittari/v1/models.proto"),
         proto_root.join("mittari/admin/v1/admin.proto"),
     ];
     for file in &files {

@@ -32,13 +32,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use arrow_array::RecordBatch;
 use clap::{Parser, Subcommand, ValueEnum};
-use mittari_engine::{
-    ComputeRequest, Engine, FittedState, MetricDescriptor, Mode, ParamValue, StoredFit,
-};
+use mittari_engine::{ComputeRequest, Engine, FittedState, MetricDescriptor, Mode, ParamValue};
 use mittari_proto::admin::v1 as admin_pb;
 use mittari_proto::admin::v1::admin_service_client::AdminServiceClient;
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_client::MetricServiceClient;
+use mittari_proto::v1::model_service_client::ModelServiceClient;
 use mittari_server::{Overrides, Scope, ServiceError, Settings, convert, to_status};
 use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -382,7 +381,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Metrics(args) => commands::metrics::run(cli.config.as_deref(), args),
         Command::Compute(command) => commands::compute::run(
             cli.config.as_deref(),
-            &command.metric,
+            Some(&command.metric),
             command.args,
             commands::compute::Purpose::Compute,
         ),
@@ -904,9 +903,11 @@ impl mittari_report::Backend for RemoteReport {
 
 enum Backend {
     Embedded(Arc<Engine>),
+    /// A server's metric service, its URL and its model service.
     Remote(
         Box<MetricServiceClient<InterceptedService<Channel, BearerToken>>>,
         String,
+        Box<ModelServiceClient<InterceptedService<Channel, BearerToken>>>,
     ),
 }
 
@@ -915,13 +916,19 @@ impl Backend {
         match &remote.server {
             Some(url) => {
                 let url = &with_scheme(url)?;
-                let client = MetricServiceClient::with_interceptor(
-                    connect(url, &remote.tls)?,
-                    BearerToken::for_server(url)?,
-                )
-                .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(CLIENT_MAX_MESSAGE_BYTES);
-                Ok(Backend::Remote(Box::new(client), url.to_owned()))
+                let channel = connect(url, &remote.tls)?;
+                let token = BearerToken::for_server(url)?;
+                let client = MetricServiceClient::with_interceptor(channel.clone(), token.clone())
+                    .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(CLIENT_MAX_MESSAGE_BYTES);
+                let models = ModelServiceClient::with_interceptor(channel, token)
+                    .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(CLIENT_MAX_MESSAGE_BYTES);
+                Ok(Backend::Remote(
+                    Box::new(client),
+                    url.to_owned(),
+                    Box::new(models),
+                ))
             }
             None => {
                 let settings = Settings::load(config, &Overrides::default())?;
@@ -1009,7 +1016,7 @@ impl Backend {
                     summary: d.summary.clone(),
                 })
                 .collect()),
-            Backend::Remote(client, url) => {
+            Backend::Remote(client, url, _) => {
                 let response = client
                     .list_metrics(pb::ListMetricsRequest {})
                     .await
@@ -1035,7 +1042,7 @@ impl Backend {
                     .unwrap_or_default();
                 Ok(convert::descriptor_to_proto(descriptor, &library))
             }
-            Backend::Remote(client, url) => {
+            Backend::Remote(client, url, _) => {
                 let response = client
                     .describe_metric(pb::DescribeMetricRequest {
                         name: name.to_owned(),
@@ -1086,10 +1093,10 @@ impl Backend {
         chunk_rows: usize,
         mode: Mode,
     ) -> Result<(pb::ComputeResponse, Option<FittedState>), Status> {
-        if let (Backend::Remote(_, url), Mode::Fit | Mode::Score(_)) = (&*self, &mode) {
-            return Err(Status::unimplemented(format!(
-                "fitting and scoring stored models on a server ({url}) needs its model service, which this version does not have yet; run the command without --server"
-            )));
+        if matches!(mode, Mode::Fit | Mode::Score(_)) && matches!(self, Backend::Remote(..)) {
+            return Err(Status::internal(
+                "a stored model is fitted and scored on a server through its model service",
+            ));
         }
         // Table inputs travel whole, as Arrow IPC, in the request or the stream's header.
         let table_messages = || -> Result<HashMap<String, pb::Table>, Status> {
@@ -1116,7 +1123,7 @@ impl Backend {
             }
             // The input goes as Arrow IPC: the server reads the columns without a per-value
             // decode; the results come back as protobuf columns, which the report reads.
-            Backend::Remote(client, url) if batch.num_rows() <= chunk_rows => {
+            Backend::Remote(client, url, _) if batch.num_rows() <= chunk_rows => {
                 let request = pb::ComputeRequest {
                     metric: metric.to_owned(),
                     parameters,
@@ -1134,7 +1141,7 @@ impl Backend {
                     None,
                 ))
             }
-            Backend::Remote(client, url) => {
+            Backend::Remote(client, url, _) => {
                 // No schema in the header: the chunks are Arrow IPC streams, which carry theirs.
                 let header = pb::ComputeStreamHeader {
                     metric: metric.to_owned(),
@@ -1147,29 +1154,10 @@ impl Backend {
                 let header = pb::ComputeStreamRequest {
                     message: Some(Message::Header(header)),
                 };
-                // Chunks are encoded as they are sent, not all before: the input is held once,
-                // as Arrow, not a second time encoded. A chunk that cannot be encoded ends the
-                // stream, and the error is reported after it.
-                let rows = batch.num_rows();
-                let failed = Arc::new(std::sync::Mutex::new(None));
-                let failure = Arc::clone(&failed);
-                let chunks = (0..rows)
-                    .step_by(chunk_rows)
-                    .map_while(move |offset| {
-                        let len = chunk_rows.min(rows - offset);
-                        match arrow_table(&batch.slice(offset, len)) {
-                            Ok(table) => Some(table),
-                            Err(status) => {
-                                if let Ok(mut slot) = failure.lock() {
-                                    *slot = Some(status);
-                                }
-                                None
-                            }
-                        }
-                    })
-                    .map(|table| pb::ComputeStreamRequest {
-                        message: Some(Message::Chunk(table)),
-                    });
+                let (chunks, failed) = arrow_chunks(batch, chunk_rows);
+                let chunks = chunks.map(|table| pb::ComputeStreamRequest {
+                    message: Some(Message::Chunk(table)),
+                });
                 let messages = std::iter::once(header).chain(chunks);
                 let response = client.compute_stream(tokio_stream::iter(messages)).await;
                 if let Some(status) = failed.lock().ok().and_then(|mut slot| slot.take()) {
@@ -1184,6 +1172,140 @@ impl Backend {
             }
         }
     }
+
+    /// Fits a model on the server and stores it there as the next version of `name`.
+    async fn fit_remote(
+        &mut self,
+        name: &str,
+        metric: &str,
+        parameters: HashMap<String, pb::Value>,
+        batch: RecordBatch,
+        chunk_rows: usize,
+    ) -> Result<pb::FitResponse, Status> {
+        let Backend::Remote(_, url, models) = self else {
+            return Err(Status::internal("fit_remote without --server"));
+        };
+        use pb::fit_request::Message;
+        let header = pb::FitRequest {
+            message: Some(Message::Header(pb::FitHeader {
+                name: name.to_owned(),
+                input: Some(pb::ComputeStreamHeader {
+                    metric: metric.to_owned(),
+                    parameters,
+                    ..Default::default()
+                }),
+            })),
+        };
+        let (chunks, failed) = arrow_chunks(batch, chunk_rows);
+        let chunks = chunks.map(|table| pb::FitRequest {
+            message: Some(Message::Chunk(table)),
+        });
+        let response = models
+            .fit(tokio_stream::iter(std::iter::once(header).chain(chunks)))
+            .await;
+        if let Some(status) = failed.lock().ok().and_then(|mut slot| slot.take()) {
+            return Err(status);
+        }
+        Ok(response
+            .map_err(|s| Self::connection_error(url, s))?
+            .into_inner())
+    }
+
+    /// The stored model `reference` names, on the server.
+    async fn model_remote(&mut self, reference: &str) -> Result<pb::ModelInfo, Status> {
+        let Backend::Remote(_, url, models) = self else {
+            return Err(Status::internal("model_remote without --server"));
+        };
+        models
+            .get_model(pb::GetModelRequest {
+                reference: reference.to_owned(),
+            })
+            .await
+            .map_err(|s| Self::connection_error(url, s))?
+            .into_inner()
+            .model
+            .ok_or_else(|| Status::internal("the server sent no model"))
+    }
+
+    /// Scores `batch` on the server with its stored model `reference`: in one message when
+    /// it fits in `chunk_rows`, else streamed.
+    async fn score_remote(
+        &mut self,
+        reference: &str,
+        parameters: HashMap<String, pb::Value>,
+        batch: RecordBatch,
+        chunk_rows: usize,
+    ) -> Result<pb::ComputeResponse, Status> {
+        let Backend::Remote(_, url, models) = self else {
+            return Err(Status::internal("score_remote without --server"));
+        };
+        let response = if batch.num_rows() <= chunk_rows {
+            models
+                .score(pb::ScoreRequest {
+                    model: reference.to_owned(),
+                    parameters,
+                    input: Some(arrow_table(&batch)?),
+                    result_encoding: pb::TableEncoding::Columns.into(),
+                })
+                .await
+        } else {
+            use pb::score_stream_request::Message;
+            let header = pb::ScoreStreamRequest {
+                message: Some(Message::Header(pb::ScoreStreamHeader {
+                    model: reference.to_owned(),
+                    input: Some(pb::ComputeStreamHeader {
+                        parameters,
+                        ..Default::default()
+                    }),
+                })),
+            };
+            let (chunks, failed) = arrow_chunks(batch, chunk_rows);
+            let chunks = chunks.map(|table| pb::ScoreStreamRequest {
+                message: Some(Message::Chunk(table)),
+            });
+            let response = models
+                .score_stream(tokio_stream::iter(std::iter::once(header).chain(chunks)))
+                .await;
+            if let Some(status) = failed.lock().ok().and_then(|mut slot| slot.take()) {
+                return Err(status);
+            }
+            response
+        };
+        Ok(response
+            .map_err(|s| Self::connection_error(url, s))?
+            .into_inner())
+    }
+}
+
+/// `batch` in Arrow IPC chunks of `chunk_rows`, encoded as they are sent, not all before: the
+/// input is held once, as Arrow, not a second time encoded. A chunk that cannot be encoded ends
+/// the chunks, and its error is left in the slot for after the call.
+#[allow(clippy::type_complexity)]
+fn arrow_chunks(
+    batch: RecordBatch,
+    chunk_rows: usize,
+) -> (
+    impl Iterator<Item = pb::Table> + Send + 'static,
+    Arc<std::sync::Mutex<Option<Status>>>,
+) {
+    let rows = batch.num_rows();
+    let failed = Arc::new(std::sync::Mutex::new(None));
+    let failure = Arc::clone(&failed);
+    let chunks = (0..rows)
+        .step_by(chunk_rows.max(1))
+        .map_while(move |offset| {
+            let len = chunk_rows.min(rows - offset);
+            match arrow_table(&batch.slice(offset, len)) {
+                Ok(table) => Some(table),
+                Err(status) => {
+                    if let Ok(mut slot) = failure.lock() {
+                        *slot = Some(status);
+                    }
+                    None
+                }
+            }
+        });
+    (chunks, failed)
 }
 
 #[cfg(test)]

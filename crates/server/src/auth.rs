@@ -30,6 +30,9 @@ pub enum Scope {
     Compute,
     /// Administer the server.
     Admin,
+    /// Fit models, delete model versions and move aliases (ModelService's writes); scoring
+    /// and reading models need `compute`.
+    Models,
 }
 
 impl Scope {
@@ -38,6 +41,7 @@ impl Scope {
         match self {
             Scope::Compute => "compute",
             Scope::Admin => "admin",
+            Scope::Models => "models",
         }
     }
 }
@@ -55,7 +59,10 @@ impl std::str::FromStr for Scope {
         match text {
             "compute" => Ok(Scope::Compute),
             "admin" => Ok(Scope::Admin),
-            other => Err(format!("unknown scope {other:?}; use compute or admin")),
+            "models" => Ok(Scope::Models),
+            other => Err(format!(
+                "unknown scope {other:?}; use compute, models or admin"
+            )),
         }
     }
 }
@@ -151,7 +158,7 @@ impl Tokens {
             })?;
             if token.scopes.is_empty() {
                 return Err(format!(
-                    "{at}.scopes is empty; give \"compute\", \"admin\" or both"
+                    "{at}.scopes is empty; give \"compute\", \"models\", \"admin\" or several"
                 ));
             }
             tokens.push(Token {
@@ -235,11 +242,20 @@ impl Tokens {
             None
         } else if path.starts_with("/mittari.admin.") {
             Some(Scope::Admin)
+        } else if MODEL_WRITES.contains(&path) {
+            Some(Scope::Models)
         } else {
             Some(Scope::Compute)
         }
     }
 }
+
+/// The ModelService methods that change the store: they need the `models` scope.
+const MODEL_WRITES: &[&str] = &[
+    "/mittari.v1.ModelService/Fit",
+    "/mittari.v1.ModelService/DeleteModel",
+    "/mittari.v1.ModelService/SetAlias",
+];
 
 fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
     let hex = hex.as_bytes();

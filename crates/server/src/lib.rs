@@ -3,7 +3,8 @@
 //! The engine computes; this crate makes it a service other teams can put in their critical
 //! path, and the `mittari` binary stays a thin command line over it:
 //!
-//! - **Services**: `mittari.v1.MetricService` ([`metric_service`]), the admin's
+//! - **Services**: `mittari.v1.MetricService` ([`metric_service`]), `mittari.v1.ModelService`
+//!   (`model_service`: fitted models in the store, `models`, scored from a cache), the admin's
 //!   `mittari.admin.v1.AdminService` ([`admin_service`]), `grpc.health.v1.Health` and server
 //!   reflection.
 //! - **The request path**, outermost first: accepted sockets with `TCP_NODELAY`, keepalive
@@ -27,6 +28,8 @@ pub mod convert;
 mod incoming;
 pub mod ipc_check;
 mod metric_service;
+mod model_service;
+mod models;
 mod serve;
 mod settings;
 mod state;
@@ -35,6 +38,8 @@ mod telemetry;
 
 pub use allocator::return_freed_memory;
 pub use auth::{AuthSettings, Scope, TokenSettings, new_token};
+pub use model_service::new_model;
+pub use models::stored_fit;
 pub use serve::{ServeError, bind, serve, shutdown_signal};
 pub use settings::{
     ConfigError, DEFAULT_CONFIG_FILE, MetricSettings, MetricState, Overrides, PluginSettings,

@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use mittari_engine::{
-    ComputeRequest, Engine, EngineError, Field, GroupedResults, MetricResults, ParamValue,
+    ComputeRequest, Engine, EngineError, Field, FittedState, GroupedResults, MetricResults,
+    ParamValue,
 };
 use mittari_proto::v1 as pb;
 use mittari_proto::v1::metric_service_server::MetricService;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::allocator::Trimmer;
@@ -28,7 +29,7 @@ use crate::telemetry::RequestContext;
 /// the outcome. All computation happens in the engine, off the async runtime.
 #[derive(Debug)]
 pub(crate) struct MetricServer {
-    state: Arc<ServerState>,
+    pub(crate) state: Arc<ServerState>,
     limits: RequestLimits,
     trimmer: Trimmer,
 }
@@ -134,13 +135,13 @@ impl MetricServer {
         Ok(decoded)
     }
 
-    async fn compute(
+    pub(crate) async fn compute(
         &self,
         engine: &Arc<Engine>,
         mut request: ComputeRequest,
         encoding: pb::TableEncoding,
         budget: &CallBudget,
-    ) -> Result<pb::ComputeResponse, ServiceError> {
+    ) -> Result<(pb::ComputeResponse, Option<FittedState>), ServiceError> {
         let rows = request.input.num_rows();
         tracing::debug!(metric = %request.metric, rows, "computing metric");
         // When the computation ends, however it ends; acted on a moment later, when the
@@ -150,7 +151,7 @@ impl MetricServer {
         // Refused as soon as the results certainly exceed one message, not after all of them
         // are computed and encoded.
         request.max_result_bytes = Some(limit);
-        let outcome = engine.compute(request).await.map_err(|e| match e {
+        let mut outcome = engine.compute(request).await.map_err(|e| match e {
             EngineError::ResultTooLarge { at_least, limit } => ServiceError::ResponseTooLarge {
                 bytes: at_least,
                 limit,
@@ -169,7 +170,8 @@ impl MetricServer {
                 .as_ref()
                 .map_or(0, GroupedResults::wire_bytes_lower_bound);
         let budget = budget.clone();
-        off_runtime(size, move || {
+        let fitted = outcome.fitted.take();
+        let response = off_runtime(size, move || {
             let response = convert::outcome_to_proto(outcome, encoding);
             let bytes = prost::Message::encoded_len(&response);
             if bytes > limit {
@@ -179,14 +181,36 @@ impl MetricServer {
             budget.hold_only(2 * bytes as u64, "the result")?;
             Ok(response)
         })
-        .await
+        .await?;
+        Ok((response, fitted))
+    }
+
+    /// Decodes the input table of a unary call (protobuf columns or Arrow IPC), held in the
+    /// call's memory budget.
+    pub(crate) async fn decode_input(
+        &self,
+        engine: &Engine,
+        metric: &str,
+        group_by: &[String],
+        table: pb::Table,
+        budget: &CallBudget,
+    ) -> Result<RecordBatch, ServiceError> {
+        let input = if table.arrow_ipc.is_empty() {
+            budget.grow(table_decoded_bytes(&table), "the input")?;
+            off_runtime(table_cells(&table), move || convert::table_to_batch(table)).await?
+        } else {
+            let reader = self.arrow_input(engine, metric, group_by, budget)?;
+            off_runtime(table.arrow_ipc.len(), move || reader.read(table)).await?
+        };
+        budget.release_decoded();
+        Ok(input)
     }
 
     /// The stream's next chunk (the `index`-th, counted here), held against the limits; `None`
     /// at the end of the stream.
     async fn next_chunk(
         &self,
-        stream: &mut Streaming<pb::ComputeStreamRequest>,
+        stream: &mut (impl Stream<Item = Result<pb::ComputeStreamRequest, Status>> + Unpin),
         index: &mut usize,
         bytes: &mut u64,
     ) -> Result<Option<pb::Table>, ServiceError> {
@@ -218,7 +242,7 @@ impl MetricServer {
         &self,
         engine: &Engine,
         header: pb::ComputeStreamHeader,
-        mut stream: Streaming<pb::ComputeStreamRequest>,
+        mut stream: impl Stream<Item = Result<pb::ComputeStreamRequest, Status>> + Unpin,
         budget: &CallBudget,
     ) -> Result<StreamedInput, ServiceError> {
         let params = convert::params_from_proto(&header.parameters)?;
@@ -299,6 +323,18 @@ impl MetricServer {
             }
         };
         metric.clone_from(&header.metric);
+        self.read_chunks(engine, header, stream, budget).await
+    }
+
+    /// Reads the chunks of a stream whose header was read: `ComputeStream`'s, or a
+    /// ModelService stream's (its chunks mapped to `ComputeStreamRequest`s).
+    pub(crate) async fn read_chunks(
+        &self,
+        engine: &Engine,
+        header: pb::ComputeStreamHeader,
+        mut stream: impl Stream<Item = Result<pb::ComputeStreamRequest, Status>> + Unpin,
+        budget: &CallBudget,
+    ) -> Result<StreamedInput, ServiceError> {
         check_request_shape(
             &header.metric,
             &header.group_by,
@@ -394,10 +430,10 @@ impl Drop for TrimWhenDone<'_> {
 /// A `ComputeStream` call's input, read and checked (its memory is reserved in the call's
 /// budget).
 #[derive(Debug)]
-struct StreamedInput {
-    header: pb::ComputeStreamHeader,
-    params: BTreeMap<String, ParamValue>,
-    input: RecordBatch,
+pub(crate) struct StreamedInput {
+    pub(crate) header: pb::ComputeStreamHeader,
+    pub(crate) params: BTreeMap<String, ParamValue>,
+    pub(crate) input: RecordBatch,
 }
 
 #[tonic::async_trait]
@@ -478,21 +514,15 @@ impl MetricService for MetricServer {
             let params = convert::params_from_proto(&request.parameters)?;
             let encoding = request.result_encoding();
             let table = request.input.unwrap_or_default();
-            let input = if table.arrow_ipc.is_empty() {
-                budget.grow(table_decoded_bytes(&table), "the input")?;
-                off_runtime(table_cells(&table), move || convert::table_to_batch(table)).await?
-            } else {
-                let reader =
-                    self.arrow_input(&engine, &request.metric, &request.group_by, &budget)?;
-                off_runtime(table.arrow_ipc.len(), move || reader.read(table)).await?
-            };
-            budget.release_decoded();
+            let input = self
+                .decode_input(&engine, &request.metric, &request.group_by, table, &budget)
+                .await?;
             let tables = self
                 .read_tables(&engine, &request.metric, request.tables, &budget)
                 .await?;
             let mut request = ComputeRequest::new(request.metric, params, input, request.group_by);
             request.tables = tables;
-            self.compute(&engine, request, encoding, &budget).await
+            Ok(self.compute(&engine, request, encoding, &budget).await?.0)
         }
         .await;
         audit("Compute", &caller, &metric, started, &result);
@@ -530,7 +560,7 @@ impl MetricService for MetricServer {
                 streamed.header.group_by,
             );
             request.tables = tables;
-            self.compute(&engine, request, encoding, &budget).await
+            Ok(self.compute(&engine, request, encoding, &budget).await?.0)
         }
         .await;
         audit("ComputeStream", &caller, &metric, started, &result);
@@ -541,7 +571,7 @@ impl MetricService for MetricServer {
 
 /// Labels the call's telemetry with its metric, if the engine serves one of that name (a
 /// client's made-up names never become labels).
-fn label(context: Option<RequestContext>, engine: &Engine, metric: &str) {
+pub(crate) fn label(context: Option<RequestContext>, engine: &Engine, metric: &str) {
     if let Some(context) = context
         && engine.describe(metric).is_ok()
     {
@@ -562,7 +592,7 @@ pub(crate) const MAX_TABLE_INPUTS: usize = 16;
 /// columns, input columns or parameters (counted, not read), then names (metric, group-by
 /// columns) that are too long or hold control characters. Parameter and column names are
 /// checked where they are decoded.
-fn check_request_shape(
+pub(crate) fn check_request_shape(
     metric: &str,
     group_by: &[String],
     parameters: usize,
@@ -596,7 +626,7 @@ fn check_count(what: &str, count: usize, limit: usize) -> Result<(), ServiceErro
 /// One line per computation at info level: the RPC, the metric, the outcome's code, its size
 /// and duration, and for a refusal the fields at fault. Never cell values: error messages may
 /// quote them (a repeated customer id, say), so they are logged at debug only.
-fn audit(
+pub(crate) fn audit(
     rpc: &str,
     caller: &str,
     metric: &str,

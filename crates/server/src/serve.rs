@@ -8,6 +8,7 @@ use std::time::Duration;
 use mittari_engine::{Engine, LibraryStatus};
 use mittari_proto::admin::v1::admin_service_server::AdminServiceServer;
 use mittari_proto::v1::metric_service_server::MetricServiceServer;
+use mittari_proto::v1::model_service_server::ModelServiceServer;
 use tokio::net::TcpListener;
 
 use crate::admin_service::AdminServer;
@@ -16,6 +17,7 @@ use crate::auth::{self, AuthLayer, Tokens};
 use crate::budget::{BudgetLayer, MemoryBudget};
 use crate::incoming::{self, ConnectionLimits};
 use crate::metric_service::{MetricServer, RequestLimits};
+use crate::models::Registry;
 use crate::settings::{ConfigError, Overrides, Settings, TlsSettings};
 use crate::state::ServerState;
 use crate::status;
@@ -34,6 +36,8 @@ pub enum ServeError {
     },
     #[error("cannot build the reflection service: {0}")]
     Reflection(String),
+    #[error("cannot open the model store (models.store): {0}")]
+    ModelStore(#[from] mittari_store::StoreError),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -93,8 +97,17 @@ pub async fn serve(
         .count();
     let server_settings = settings.server.clone();
     let limits = RequestLimits::from(&settings);
+    let store_url = settings.model_store();
+    let store = tokio::task::spawn_blocking(move || mittari_store::open(&store_url))
+        .await
+        .map_err(|e| ServeError::Reflection(format!("the model store task failed: {e}")))??;
+    tracing::info!(store = %store.describe(), "model store open");
+    let registry = Registry::new(
+        store,
+        Duration::from_secs_f64(settings.models.cache_seconds),
+    );
     let state = Arc::new(ServerState::new(
-        settings, overrides, listen, tokens, engine,
+        settings, overrides, listen, tokens, engine, registry,
     ));
     state.telemetry.libraries_refused(refused);
 
@@ -111,11 +124,21 @@ pub async fn serve(
     ))
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(max_message);
+    let model_service = ModelServiceServer::new(MetricServer::new(
+        Arc::clone(&state),
+        limits,
+        trimmer.clone(),
+    ))
+    .max_decoding_message_size(max_message)
+    .max_encoding_message_size(max_message);
     let admin_service = AdminServiceServer::new(AdminServer::new(Arc::clone(&state)));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<MetricServiceServer<MetricServer>>()
+        .await;
+    health
+        .set_serving::<ModelServiceServer<MetricServer>>()
         .await;
 
     let reflection = || {
@@ -155,6 +178,9 @@ pub async fn serve(
         );
         health_on_stop
             .set_not_serving::<MetricServiceServer<MetricServer>>()
+            .await;
+        health_on_stop
+            .set_not_serving::<ModelServiceServer<MetricServer>>()
             .await;
         let _ = stop_tx.send(true);
     };
@@ -199,6 +225,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(metric_service)
+        .add_service(model_service)
         .add_service(admin_service)
         .serve_with_incoming_shutdown(connections, signal);
     tokio::pin!(server);

@@ -194,7 +194,7 @@ pub struct MetricSettings {
 }
 
 /// `[models]`: where fitted models are kept.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSettings {
     /// The model store: `sqlite:///var/lib/mittari/models.db` (a file, created if missing) or
@@ -202,6 +202,19 @@ pub struct ModelSettings {
     /// `mittari-models.db` beside the configuration file (or in the working directory without
     /// one).
     pub store: Option<String>,
+    /// How long a server scores with what a reference resolved to before reading the store
+    /// again: the longest a replica may go on scoring with the version an alias pointed at
+    /// before another replica moved it. Changes made through this server apply at once.
+    pub cache_seconds: f64,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            store: None,
+            cache_seconds: 1.0,
+        }
+    }
 }
 
 /// The admin's run-time choices of metrics, kept in the state file. They win over
@@ -387,6 +400,14 @@ impl Settings {
         if let Some(url) = &self.models.store {
             mittari_store::check_url(url)
                 .map_err(|e| ConfigError::new(format!("models.store: {e}")))?;
+        }
+        if !(self.models.cache_seconds.is_finite()
+            && (0.0..=3600.0).contains(&self.models.cache_seconds))
+        {
+            bail!(
+                "models.cache_seconds must be from 0 (read the store on every call) to 3600; it is {}",
+                self.models.cache_seconds
+            );
         }
         if self.plugins.libraries.is_some() && !self.plugins.extra_dirs.is_empty() {
             bail!(

@@ -25,6 +25,8 @@ pub struct ServerState {
     /// Changes are made one at a time (each reads the state it replaces).
     changing: tokio::sync::Mutex<()>,
     pub(crate) telemetry: Telemetry,
+    /// The model store and the models resolved from it.
+    pub(crate) models: crate::models::Registry,
 }
 
 /// Why a run-time change was refused; the running state is unchanged.
@@ -63,6 +65,7 @@ impl ServerState {
         listen: std::net::SocketAddr,
         tokens: Tokens,
         engine: Engine,
+        models: crate::models::Registry,
     ) -> Self {
         ServerState {
             listen,
@@ -72,6 +75,7 @@ impl ServerState {
             overrides,
             changing: tokio::sync::Mutex::new(()),
             telemetry: Telemetry::new(),
+            models,
         }
     }
 

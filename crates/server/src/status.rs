@@ -36,6 +36,9 @@ pub enum ServiceError {
     /// A failure reading the request off the wire, already a status.
     #[error("{}", .0.message())]
     Transport(Status),
+    /// The model store refused or failed.
+    #[error(transparent)]
+    Store(#[from] mittari_store::StoreError),
     /// A failure of the server itself, not of the request or a metric.
     #[error("internal error: {0}")]
     Internal(String),
@@ -134,6 +137,20 @@ pub fn to_status(error: &ServiceError) -> Status {
             ChangeError::Internal(_) => Status::internal(message),
         },
         ServiceError::Engine(EngineError::Cancelled) => Status::cancelled(message),
+        ServiceError::Store(store) => {
+            use mittari_store::StoreError;
+            let code = match store {
+                StoreError::NotFound { .. } => Code::NotFound,
+                StoreError::Aliased { .. } | StoreError::SchemaTooNew { .. } => {
+                    Code::FailedPrecondition
+                }
+                StoreError::InvalidReference(_) => Code::InvalidArgument,
+                StoreError::Damaged { .. } => Code::DataLoss,
+                StoreError::Database { .. } => Code::Unavailable,
+                StoreError::UnknownUrl(_) => Code::Internal,
+            };
+            Status::new(code, message)
+        }
         ServiceError::Engine(EngineError::IncompatibleModel { metric, .. }) => {
             let mut details = ErrorDetails::new();
             details.set_error_info(

@@ -15,14 +15,17 @@ pub(crate) struct ComputeCommand {
 /// with a stored one.
 pub(crate) enum Purpose<'a> {
     Compute,
-    /// Fit and store the model as the next version of `name`.
+    /// Fit and store the model as the next version of `name`: in `store`, or with --server in
+    /// the server's.
     Fit {
-        store: &'a dyn mittari_store::ModelStore,
+        store: Option<&'a dyn mittari_store::ModelStore>,
         name: &'a str,
     },
-    /// Score with a stored model.
+    /// Score with a stored model: `model` from the local store, or with --server the server's
+    /// model `reference`.
     Score {
-        model: &'a mittari_store::StoredModel,
+        reference: &'a str,
+        model: Option<&'a mittari_store::StoredModel>,
     },
 }
 
@@ -77,9 +80,18 @@ pub(crate) struct ComputeArgs {
     on_missing: OnMissing,
 }
 
+impl ComputeArgs {
+    /// Whether the command runs on a server (--server).
+    pub(crate) fn is_remote(&self) -> bool {
+        self.remote.server.is_some()
+    }
+}
+
+/// Runs the command. `metric` is `None` only to score with a server's stored model, whose
+/// metric the server says.
 pub(crate) fn run(
     config: Option<&Path>,
-    metric: &str,
+    metric: Option<&str>,
     args: ComputeArgs,
     purpose: Purpose<'_>,
 ) -> anyhow::Result<ExitCode> {
@@ -111,6 +123,22 @@ pub(crate) fn run(
     // A lazily connecting channel needs the runtime's reactor when it is made.
     let _runtime = rt.enter();
     let mut backend = Backend::new(config, &remote)?;
+    if !matches!(purpose, Purpose::Compute) && !group_by.is_empty() {
+        bail!(
+            "--group-by: a model is fitted to, and scores, the whole input; fit one model per segment under its own name"
+        );
+    }
+    let metric = match (metric, &purpose) {
+        (Some(metric), _) => metric.to_owned(),
+        (None, Purpose::Score { reference, .. }) => {
+            match rt.block_on(backend.model_remote(reference)) {
+                Ok(model) => model.metric,
+                Err(status) => return Ok(report(&status, None)),
+            }
+        }
+        (None, _) => bail!("no metric to compute"),
+    };
+    let metric = metric.as_str();
     let descriptor = match rt.block_on(backend.describe(metric)) {
         Ok(d) => convert::descriptor_from_proto(&d),
         Err(status) => return Ok(report(&status, None)),
@@ -210,7 +238,7 @@ pub(crate) fn run(
     let doing = match &purpose {
         Purpose::Compute => format!("computing {metric}"),
         Purpose::Fit { name, .. } => format!("fitting {name} ({metric})"),
-        Purpose::Score { model } => format!("scoring with {}@{}", model.name, model.version),
+        Purpose::Score { reference, .. } => format!("scoring with {reference}"),
     };
     progress.phase(&match &remote.server {
         Some(url) => format!("{doing} on {url}"),
@@ -220,34 +248,69 @@ pub(crate) fn run(
         .into_iter()
         .map(|(name, file, read)| ((name.clone(), read.batch), (name, file, read.origins)))
         .unzip();
-    let mode = match &purpose {
-        Purpose::Compute => Mode::Compute,
-        Purpose::Fit { .. } => Mode::Fit,
-        Purpose::Score { model } => Mode::Score(Arc::new(stored_fit(model)?)),
+    let fit_params = describe_params(&params);
+    let chunk_rows = chunk_rows as usize;
+    let stored = |name: &str, version: u64, place: &str, bytes: u64| {
+        eprintln!(
+            "stored {name}@{version} in {place}: {metric} {fit_params} ({bytes} bytes of state); score with `mittari model score {name}@{version} --input FILE`"
+        );
     };
-    let fit_params = params.clone();
-    let response = match rt.block_on(backend.run(
-        metric,
-        params,
-        table.batch,
-        table_batches,
-        group_by,
-        chunk_rows as usize,
-        mode,
-    )) {
-        Ok((response, fitted)) => {
-            if let (Purpose::Fit { store, name }, Some(fitted)) = (&purpose, fitted) {
-                let model = new_model(metric, &response, fitted)?;
-                let version = store.put(name, &model)?;
-                eprintln!(
-                    "stored {name}@{version} in {}: {metric} {} ({} bytes of state); score with `mittari model score {name}@{version} --input FILE`",
-                    store.describe(),
-                    describe_params(&fit_params),
-                    model.state.len(),
-                );
+    let result = match &purpose {
+        Purpose::Fit { name, store: None } => rt
+            .block_on(backend.fit_remote(name, metric, params, table.batch, chunk_rows))
+            .map(|fitted| {
+                if let Some(model) = &fitted.model {
+                    let place = format!(
+                        "the model store of {}",
+                        remote.server.as_deref().unwrap_or("the server")
+                    );
+                    stored(name, model.version, &place, model.state_bytes);
+                }
+                fitted.results.unwrap_or_default()
+            }),
+        Purpose::Score {
+            reference,
+            model: None,
+        } => rt.block_on(backend.score_remote(reference, params, table.batch, chunk_rows)),
+        _ => {
+            let mode = match &purpose {
+                Purpose::Score {
+                    model: Some(model), ..
+                } => Mode::Score(Arc::new(mittari_server::stored_fit(model)?)),
+                Purpose::Fit { .. } => Mode::Fit,
+                _ => Mode::Compute,
+            };
+            match rt.block_on(backend.run(
+                metric,
+                params,
+                table.batch,
+                table_batches,
+                group_by,
+                chunk_rows,
+                mode,
+            )) {
+                Ok((response, fitted)) => {
+                    if let (
+                        Purpose::Fit {
+                            store: Some(store),
+                            name,
+                        },
+                        Some(fitted),
+                    ) = (&purpose, fitted)
+                    {
+                        let model =
+                            mittari_server::new_model(metric, &response, fitted, local_user())?;
+                        let version = store.put(name, &model)?;
+                        stored(name, version, &store.describe(), model.state.len() as u64);
+                    }
+                    Ok(response)
+                }
+                Err(status) => Err(status),
             }
-            response
         }
+    };
+    let response = match result {
+        Ok(response) => response,
         Err(status) => {
             drop(progress);
             // The file's own columns, for a column the metric found missing: read
@@ -287,52 +350,6 @@ pub(crate) fn run(
         Format::Json => print_with(|out| render::write_json(&response, out)),
         Format::Csv => print(&render::csv(&response)),
     }
-}
-
-/// A stored model as the engine scores with it.
-fn stored_fit(model: &mittari_store::StoredModel) -> anyhow::Result<StoredFit> {
-    let params: std::collections::BTreeMap<String, ParamValue> =
-        serde_json::from_str(&model.model.parameters).with_context(|| {
-            format!(
-                "model {}@{} has parameters this version cannot read",
-                model.name, model.version
-            )
-        })?;
-    Ok(StoredFit {
-        reference: format!("{}@{}", model.name, model.version),
-        state: model.model.state.clone(),
-        params,
-    })
-}
-
-/// What the store keeps of a fit: the state, where it came from, and its statistics (the
-/// fit's scalar results).
-fn new_model(
-    metric: &str,
-    response: &pb::ComputeResponse,
-    fitted: FittedState,
-) -> anyhow::Result<mittari_store::NewModel> {
-    let statistics: serde_json::Map<String, serde_json::Value> = response
-        .results
-        .as_ref()
-        .map(|r| {
-            r.scalars
-                .iter()
-                .filter_map(|s| Some((s.name.clone(), serde_json::Value::from(s.value?))))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(mittari_store::NewModel {
-        metric: metric.to_owned(),
-        metric_version: fitted.metric_version,
-        abi_version: fitted.abi_version,
-        library_sha256: fitted.library_sha256,
-        parameters: serde_json::to_string(&fitted.params)?,
-        fingerprint: serde_json::to_string(&fitted.fingerprint)?,
-        statistics: serde_json::to_string(&statistics)?,
-        state: fitted.state,
-        created_by: local_user(),
-    })
 }
 
 /// Who runs the CLI, as the store records a local fit's author.

@@ -74,30 +74,69 @@ const FORMAT: &str = "mittari-model";
 const FORMAT_VERSION: u64 = 1;
 
 pub(crate) fn run(config: Option<&Path>, args: ModelArgs) -> anyhow::Result<ExitCode> {
-    let url = match args.store {
-        Some(url) => url,
-        None => Settings::load(config, &Overrides::default())?.model_store(),
+    let store_url = args.store;
+    let open = || -> anyhow::Result<Box<dyn ModelStore>> {
+        let url = match &store_url {
+            Some(url) => url.clone(),
+            None => Settings::load(config, &Overrides::default())?.model_store(),
+        };
+        Ok(mittari_store::open(&url)?)
     };
-    let store = mittari_store::open(&url)?;
-    let store = store.as_ref();
-    let text = match args.command {
-        ModelCommand::Fit { metric, name, args } => {
+    // On a server (--server), its store: none is opened here.
+    let command = match args.command {
+        ModelCommand::Fit {
+            metric,
+            name,
+            args: compute,
+        } => {
             mittari_store::check_name(&name)?;
+            let store = match compute.is_remote() {
+                true => None,
+                false => Some(open()?),
+            };
             return super::compute::run(
                 config,
-                &metric,
-                *args,
-                super::compute::Purpose::Fit { store, name: &name },
+                Some(&metric),
+                *compute,
+                super::compute::Purpose::Fit {
+                    store: store.as_deref(),
+                    name: &name,
+                },
             );
         }
-        ModelCommand::Score { reference, args } => {
-            let model = store.get(&reference.parse()?)?;
+        ModelCommand::Score {
+            reference,
+            args: compute,
+        } => {
+            if compute.is_remote() {
+                return super::compute::run(
+                    config,
+                    None,
+                    *compute,
+                    super::compute::Purpose::Score {
+                        reference: &reference,
+                        model: None,
+                    },
+                );
+            }
+            let model = open()?.get(&reference.parse()?)?;
             return super::compute::run(
                 config,
-                &model.model.metric.clone(),
-                *args,
-                super::compute::Purpose::Score { model: &model },
+                Some(&model.model.metric),
+                *compute,
+                super::compute::Purpose::Score {
+                    reference: &reference,
+                    model: Some(&model),
+                },
             );
+        }
+        other => other,
+    };
+    let store = open()?;
+    let store = store.as_ref();
+    let text = match command {
+        ModelCommand::Fit { .. } | ModelCommand::Score { .. } => {
+            bail!("fit and score are run above")
         }
         ModelCommand::List { name } => list(store, name.as_deref())?,
         ModelCommand::Show { reference } => show(&store.get(&reference.parse()?)?),

@@ -10,7 +10,8 @@ pub(crate) enum TokenCommand {
     New {
         /// The token's name, as the server's audit log shows it.
         name: String,
-        /// What the token may do, repeatable: compute (list, describe, compute) or admin.
+        /// What the token may do, repeatable: compute (list, describe, compute, read and score
+        /// with stored models), models (fit models, delete versions, move aliases) or admin.
         #[arg(long = "scope", default_values_t = [Scope::Compute])]
         scopes: Vec<Scope>,
     },
