@@ -956,3 +956,96 @@ fn the_model_store_keeps_its_promises_on_postgres() {
         "{message}"
     );
 }
+
+/// Two servers on one PostgreSQL model store, as two replicas: a model fitted on one is
+/// scored on the other with the fit's own predictions, and an alias moved on one is followed
+/// by the other within `models.cache_seconds`.
+#[test]
+#[ignore = "needs a PostgreSQL server; .ci/run installs it and runs this with --ignored"]
+fn a_model_fitted_on_one_replica_is_scored_on_another() {
+    // The cluster's set-up uses the blocking client, outside the runtime.
+    let cluster = PostgresCluster::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(two_replicas(&cluster));
+}
+
+async fn two_replicas(cluster: &PostgresCluster) {
+    use mittari_e2e::{Server, fit_stream, standard_plugins, summary_table, text};
+    use mittari_proto::v1 as pb;
+    use pb::model_service_client::ModelServiceClient;
+    // The password from PGPASSWORD, not the URL: it never shows in a configuration.
+    let url = format!("postgres://mittari@127.0.0.1:{}/postgres", cluster.port);
+    let plugins = standard_plugins();
+    let plugins: Vec<(&str, &str)> = plugins
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let env = [
+        ("MITTARI__MODELS__STORE", url.as_str()),
+        ("MITTARI__MODELS__CACHE_SECONDS", "0.2"),
+        ("PGPASSWORD", PASSWORD),
+    ];
+    let first = Server::start_with(&plugins, &env);
+    let second = Server::start_with(&plugins, &env);
+    let mut on_first = ModelServiceClient::new(first.channel().await);
+    let mut on_second = ModelServiceClient::new(second.channel().await);
+    let table = summary_table(300);
+    let params: std::collections::HashMap<String, pb::Value> = [
+        ("model".to_owned(), text("bgnbd")),
+        ("spend_model".to_owned(), text("gamma_gamma")),
+    ]
+    .into();
+    let fit = || tokio_stream::iter(fit_stream("clv-eu", &table, &params, 1000));
+    let fitted = on_first.fit(fit()).await.unwrap().into_inner();
+    assert_eq!(fitted.model.as_ref().unwrap().version, 1);
+    let score = |reference: &str| pb::ScoreRequest {
+        model: reference.into(),
+        input: Some(table.clone()),
+        ..Default::default()
+    };
+    let scored = on_second
+        .score(score("clv-eu"))
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .unwrap();
+    assert_eq!(
+        scored.tables,
+        fitted.results.unwrap().results.unwrap().tables
+    );
+
+    let alias = |version: u64| pb::SetAliasRequest {
+        name: "clv-eu".into(),
+        alias: "production".into(),
+        version,
+    };
+    on_first.set_alias(alias(1)).await.unwrap();
+    let scored_by = |client: &ModelServiceClient<_>| {
+        let mut client = client.clone();
+        async move {
+            let results = client
+                .score(score("clv-eu@production"))
+                .await
+                .unwrap()
+                .into_inner()
+                .results
+                .unwrap();
+            results.warnings[0].message.clone()
+        }
+    };
+    assert!(scored_by(&on_second).await.contains("clv-eu@1"));
+    on_first.fit(fit()).await.unwrap();
+    on_first.set_alias(alias(2)).await.unwrap();
+    // The second replica polls: within its cache_seconds it follows the alias.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(scored_by(&on_second).await.contains("clv-eu@2"));
+    let listed = on_second
+        .list_models(pb::ListModelsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|m| m.created_by == "anonymous"));
+}

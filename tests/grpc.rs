@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mittari_e2e::{Server, standard_plugins, start_expecting_failure};
+use mittari_e2e::{
+    Server, fit_stream, standard_plugins, start_expecting_failure, summary_table, text,
+};
 
 /// `start_with` for owned plugin pairs.
 fn start_with(plugins: &[(String, String)], env: &[(&str, &str)]) -> Server {
@@ -1602,38 +1604,6 @@ async fn table_inputs_travel_beside_the_input() {
     );
 }
 
-/// Summaries of `customers` customers, deterministic, with repeat buyers and spend: a base a
-/// BG/NBD and Gamma-Gamma fit identifies.
-fn summary_table(customers: usize) -> pb::Table {
-    let (mut frequency, mut recency, mut t, mut spend) = (vec![], vec![], vec![], vec![]);
-    for i in 0..customers {
-        let x = (i % 7) as f64;
-        frequency.push(x);
-        recency.push(if x > 0.0 { 30.0 - (i % 11) as f64 } else { 0.0 });
-        t.push(39.0 - (i % 3) as f64);
-        spend.push(if x > 0.0 {
-            20.0 + (i % 13) as f64 * 3.5
-        } else {
-            0.0
-        });
-    }
-    pb::Table {
-        columns: vec![
-            double_column("frequency", &frequency),
-            double_column("recency", &recency),
-            double_column("T", &t),
-            double_column("monetary_value", &spend),
-        ],
-        ..Default::default()
-    }
-}
-
-fn text(value: &str) -> pb::Value {
-    pb::Value {
-        kind: Some(pb::value::Kind::StringValue(value.into())),
-    }
-}
-
 /// ModelService end to end: a model fitted from a stream, scored (unary and streamed) with
 /// the fit's own predictions, an alias moved and followed at once, a version an alias points
 /// at kept from deletion, parameters the fit fixed refused, one audit line per change.
@@ -1648,44 +1618,7 @@ async fn models_are_fitted_stored_and_scored_over_grpc() {
         ("spend_model".to_owned(), text("gamma_gamma")),
     ]
     .into();
-    let fit = |name: &str| {
-        use pb::fit_request::Message;
-        let schema = ["frequency", "recency", "T", "monetary_value"]
-            .iter()
-            .map(|name| pb::ColumnSchema {
-                name: (*name).into(),
-                r#type: pb::DataType::Double.into(),
-            })
-            .collect();
-        let header = pb::FitRequest {
-            message: Some(Message::Header(pb::FitHeader {
-                name: name.into(),
-                input: Some(pb::ComputeStreamHeader {
-                    metric: "clv".into(),
-                    parameters: params.clone(),
-                    schema,
-                    ..Default::default()
-                }),
-            })),
-        };
-        // Two chunks of 200 rows.
-        let chunk = |range: std::ops::Range<usize>| pb::FitRequest {
-            message: Some(Message::Chunk(pb::Table {
-                columns: table
-                    .columns
-                    .iter()
-                    .map(|c| match &c.values {
-                        Some(Values::DoubleValues(v)) => {
-                            double_column(&c.name, &v.values[range.clone()])
-                        }
-                        _ => unreachable!(),
-                    })
-                    .collect(),
-                ..Default::default()
-            })),
-        };
-        tokio_stream::iter(vec![header, chunk(0..200), chunk(200..400)])
-    };
+    let fit = |name: &str| tokio_stream::iter(fit_stream(name, &table, &params, 200));
     let fitted = models.fit(fit("clv-eu")).await.unwrap().into_inner();
     let info = fitted.model.unwrap();
     assert_eq!((info.name.as_str(), info.version), ("clv-eu", 1));

@@ -548,6 +548,99 @@ pub fn int_column(name: &str, values: Vec<i64>) -> pb::Column {
     }
 }
 
+/// A wire column of doubles.
+pub fn double_column(name: &str, values: &[f64]) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        values: Some(pb::column::Values::DoubleValues(pb::DoubleValues {
+            values: values.to_vec(),
+        })),
+        null_mask: Vec::new(),
+    }
+}
+
+/// A text parameter value.
+pub fn text(value: &str) -> pb::Value {
+    pb::Value {
+        kind: Some(pb::value::Kind::StringValue(value.into())),
+    }
+}
+
+/// RFM summaries of `customers` customers, deterministic, with repeat buyers and spend: a
+/// base a BG/NBD and Gamma-Gamma fit identifies.
+pub fn summary_table(customers: usize) -> pb::Table {
+    let (mut frequency, mut recency, mut t, mut spend) = (vec![], vec![], vec![], vec![]);
+    for i in 0..customers {
+        let x = (i % 7) as f64;
+        frequency.push(x);
+        recency.push(if x > 0.0 { 30.0 - (i % 11) as f64 } else { 0.0 });
+        t.push(39.0 - (i % 3) as f64);
+        spend.push(if x > 0.0 {
+            20.0 + (i % 13) as f64 * 3.5
+        } else {
+            0.0
+        });
+    }
+    pb::Table {
+        columns: vec![
+            double_column("frequency", &frequency),
+            double_column("recency", &recency),
+            double_column("T", &t),
+            double_column("monetary_value", &spend),
+        ],
+        ..Default::default()
+    }
+}
+
+/// The messages of a ModelService `Fit` of clv over `table` (double columns only) as model
+/// `name`: the header, then chunks of `chunk_rows` rows.
+pub fn fit_stream(
+    name: &str,
+    table: &pb::Table,
+    params: &std::collections::HashMap<String, pb::Value>,
+    chunk_rows: usize,
+) -> Vec<pb::FitRequest> {
+    use pb::fit_request::Message;
+    let schema = table
+        .columns
+        .iter()
+        .map(|c| pb::ColumnSchema {
+            name: c.name.clone(),
+            r#type: pb::DataType::Double.into(),
+        })
+        .collect();
+    let header = pb::FitRequest {
+        message: Some(Message::Header(pb::FitHeader {
+            name: name.into(),
+            input: Some(pb::ComputeStreamHeader {
+                metric: "clv".into(),
+                parameters: params.clone(),
+                schema,
+                ..Default::default()
+            }),
+        })),
+    };
+    let doubles = |c: &pb::Column| match &c.values {
+        Some(pb::column::Values::DoubleValues(v)) => v.values.clone(),
+        _ => panic!("fit_stream takes double columns"),
+    };
+    let rows = table.columns.first().map_or(0, |c| doubles(c).len());
+    let chunks = (0..rows).step_by(chunk_rows.max(1)).map(|start| {
+        let end = (start + chunk_rows).min(rows);
+        pb::FitRequest {
+            message: Some(Message::Chunk(pb::Table {
+                columns: table
+                    .columns
+                    .iter()
+                    .map(|c| double_column(&c.name, &doubles(c)[start..end]))
+                    .collect(),
+                ..Default::default()
+            })),
+        }
+    });
+    std::iter::once(header).chain(chunks).collect()
+}
+
 /// A `Compute` request of NPS over these scores.
 pub fn nps_request(scores: Vec<i64>) -> pb::ComputeRequest {
     pb::ComputeRequest {
