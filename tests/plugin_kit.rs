@@ -152,12 +152,19 @@ fn every_bundled_plugin_passes_the_check() {
     for (name, _) in bundled_plugins() {
         let path = library(&name);
         let path = path.to_str().unwrap();
-        let (status, stdout, stderr) = run_cli(
-            &["plugin", "check", path, "--large-rows", LARGE_ROWS],
-            &repo_root(),
-            &[],
-        );
-        if !status.success() || !stdout.contains("\npassed: ") {
+        let mut args = vec!["plugin", "check", path, "--large-rows", LARGE_ROWS];
+        // clv's stored models, fitted to the example log: BG/NBD, MBG/NBD and Pareto/NBD.
+        let fittable = name == "mittari_plugin_clv";
+        if fittable {
+            args.extend(["--fit-input", "examples/data/transactions.csv"]);
+        }
+        let (status, stdout, stderr) = run_cli(&args, &repo_root(), &[]);
+        let round_trips = if fittable {
+            "ok    fit and score: 3 requests fitted, stored and scored again gave the fit's results"
+        } else {
+            "--    fit and score: not run, the metric declares no fitted state"
+        };
+        if !status.success() || !stdout.contains("\npassed: ") || !stdout.contains(round_trips) {
             failures.push(format!("{name}: {status}\n{stdout}{stderr}"));
         }
     }
@@ -375,4 +382,99 @@ fn a_plugin_written_in_c_loads_passes_the_check_and_computes() {
         by_region,
         "region,rows,repeat_purchase_rate,customers\nn,3,0,3\ns,4,33.333333333333336,3\n"
     );
+}
+
+/// The example third-party metric with a stored model (`examples/stateful_plugin`): it passes
+/// the check with its fit and score round trip, and a server fits it on one set of orders and
+/// scores another with the same path as clv's models.
+#[tokio::test]
+async fn a_third_party_metric_with_a_stored_model_fits_and_scores_through_a_server() {
+    use mittari_proto::v1 as pb;
+    use pb::model_service_client::ModelServiceClient;
+    let path = library("mittari_example_order_baseline");
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "plugin",
+            "check",
+            path.to_str().unwrap(),
+            "--large-rows",
+            LARGE_ROWS,
+            "--fit-input",
+            "examples/data/transactions.csv",
+        ],
+        &repo_root(),
+        &[],
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    // The example file and the generated requests with amounts, fitted and scored again.
+    assert!(
+        stdout.contains("ok    fit and score: ")
+            && stdout.contains("requests fitted, stored and scored again gave the fit's results")
+            && !stdout.contains("no request could be fitted"),
+        "{stdout}"
+    );
+
+    let server = Server::start_in(
+        plugin_dir(&[(
+            "mittari_example_order_baseline",
+            "mittari_plugin_order_baseline",
+        )]),
+        &[],
+    );
+    let mut models = ModelServiceClient::new(server.channel().await);
+    let amounts = |values: Vec<f64>| pb::Table {
+        columns: vec![mittari_e2e::double_column("amount", &values)],
+        ..Default::default()
+    };
+    use pb::fit_request::Message;
+    let fit = vec![
+        pb::FitRequest {
+            message: Some(Message::Header(pb::FitHeader {
+                name: "orders-2025".into(),
+                input: Some(pb::ComputeStreamHeader {
+                    metric: "order_baseline".into(),
+                    schema: vec![pb::ColumnSchema {
+                        name: "amount".into(),
+                        r#type: pb::DataType::Double.into(),
+                    }],
+                    ..Default::default()
+                }),
+            })),
+        },
+        pb::FitRequest {
+            // Orders worth 0 to 100: the p-th percentile is p.
+            message: Some(Message::Chunk(amounts((0..=100).map(f64::from).collect()))),
+        },
+    ];
+    let fitted = models
+        .fit(tokio_stream::iter(fit))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fitted.model.unwrap().version, 1);
+    // This week's orders, against last year's baseline: 2 of 4 above its 90th percentile.
+    let scored = models
+        .score(pb::ScoreRequest {
+            model: "orders-2025".into(),
+            input: Some(amounts(vec![50.5, 95.0, 120.0, 10.0])),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .unwrap();
+    let scalar = |name: &str| {
+        scored
+            .scalars
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.value)
+            .unwrap()
+    };
+    assert_eq!(scalar("orders"), 4.0);
+    assert_eq!(scalar("baseline_orders"), 101.0);
+    assert_eq!(scalar("share_above_p90"), 50.0);
+    // Percentiles 10, 50.5, 95 and 100: the median is (50.5 + 95) / 2.
+    assert_eq!(scalar("median_percentile"), 72.75);
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use mittari_engine::probe::{ProbeCase, SHAPES, extreme_cases, shaped_cases};
 use mittari_engine::{
     ComputeRequest, Engine, EngineConfig, EngineError, Field, LibraryStatus, MetricDescriptor,
-    ParamValue,
+    Mode, ParamValue, StoredFit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,10 @@ pub struct CheckOptions {
     pub large_rows: usize,
     /// How long one request may take before the plugin is reported as hanging.
     pub timeout: Duration,
+    /// Data a fittable metric can fit (CSV, Parquet, Arrow or JSON Lines), fitted and scored
+    /// again with each allowed value of the parameters a fit fixes: generated requests seldom
+    /// hold data a model fits.
+    pub fit_input: Option<std::path::PathBuf>,
 }
 
 impl Default for CheckOptions {
@@ -43,6 +47,7 @@ impl Default for CheckOptions {
             generated: 200,
             large_rows: 1_000_000,
             timeout: Duration::from_secs(120),
+            fit_input: None,
         }
     }
 }
@@ -97,6 +102,11 @@ enum Verdict {
         seconds: f64,
         peak_bytes: Option<u64>,
     },
+    /// A fittable metric's fit and score round trips: requests whose fit, stored and scored
+    /// again, gave the fit's own results; requests refused with a clear error.
+    RoundTrips { fitted: usize, refused: usize },
+    /// The metric declares no fitted state: no round trip to run.
+    NotFittable,
     /// `kind` names the misbehaviour (`panics`, `wrong row index`, …); the report groups by it.
     Failed { kind: String, problem: String },
 }
@@ -122,27 +132,37 @@ enum Task {
         case: ProbeCase,
         metric: String,
     },
+    /// Fit each request, then score its input with the state: the results must be the fit's.
+    FitScore {
+        cases: Vec<ProbeCase>,
+        descriptor: MetricDescriptor,
+    },
 }
+
+/// Generated requests a fittable metric is fitted with and scored again.
+const ROUND_TRIPS: usize = 40;
 
 impl Task {
     fn label(&self) -> &str {
         match self {
             Task::Lint(descriptor) => &descriptor.name,
             Task::Shaped { case, .. } | Task::Generated { case, .. } => &case.label,
+            Task::FitScore { .. } => "fit and score",
         }
     }
 
     fn metric(&self) -> &str {
         match self {
-            Task::Lint(descriptor) => &descriptor.name,
+            Task::Lint(descriptor) | Task::FitScore { descriptor, .. } => &descriptor.name,
             Task::Shaped { metric, .. } | Task::Generated { metric, .. } => metric,
         }
     }
 }
 
-/// Tasks per metric: the lint, the shaped requests, the generated ones.
+/// Tasks per metric: the lint, the shaped requests, the generated ones, the fit and score
+/// round trips.
 fn tasks_per_metric(options: &CheckOptions) -> usize {
-    1 + SHAPES + options.generated
+    1 + SHAPES + options.generated + 1
 }
 
 /// `descriptor`'s tasks, in order. Generating them costs time (two requests of
@@ -166,13 +186,78 @@ fn metric_tasks(descriptor: &MetricDescriptor, options: &CheckOptions) -> Vec<Ta
                 metric: metric.clone(),
             }),
     );
+    // The small shaped requests and the first generated ones, fitted and scored again.
+    // Each with every allowed value of the parameters a fit fixes (a model choice), so a
+    // metric whose default fits nothing (clv's historic) is fitted too.
+    let cases = match &descriptor.fitting {
+        Some(fitting) => {
+            let base: Vec<ProbeCase> = fit_input(descriptor, options)
+                .into_iter()
+                .chain(
+                    shaped_cases(descriptor, 0)
+                        .into_iter()
+                        .filter(|case| case.input.num_rows() > 0),
+                )
+                .chain(extreme_cases(descriptor, options.seed, ROUND_TRIPS))
+                .collect();
+            let choices: Vec<(String, ParamValue)> = fitting
+                .model_parameters
+                .iter()
+                .filter_map(|name| descriptor.parameter_spec(name))
+                .flat_map(|spec| {
+                    spec.allowed_values
+                        .iter()
+                        .map(|value| (spec.name.clone(), ParamValue::String(value.clone())))
+                })
+                .collect();
+            let mut cases = base.clone();
+            for case in &base {
+                for (name, value) in &choices {
+                    let mut varied = case.clone();
+                    varied.params.insert(name.clone(), value.clone());
+                    varied.label = format!("{}, {name}={value}", case.label);
+                    cases.push(varied);
+                }
+            }
+            cases
+        }
+        None => Vec::new(),
+    };
+    tasks.push(Task::FitScore {
+        cases,
+        descriptor: descriptor.clone(),
+    });
     debug_assert_eq!(tasks.len(), tasks_per_metric(options));
     tasks
 }
 
+/// The `--fit-input` file as a request, read as the CLI reads an input for the metric. A file
+/// that cannot be read is a request without rows, which the metric refuses as such.
+fn fit_input(descriptor: &MetricDescriptor, options: &CheckOptions) -> Option<ProbeCase> {
+    let path = options.fit_input.as_deref()?;
+    let read = mittari_io::read(
+        mittari_io::Source::Path(path),
+        descriptor,
+        &[],
+        &mittari_io::ReadOptions::default(),
+    );
+    let input = match read {
+        Ok(table) => table.batch,
+        Err(_) => {
+            arrow_array::RecordBatch::new_empty(std::sync::Arc::new(arrow_schema::Schema::empty()))
+        }
+    };
+    Some(ProbeCase {
+        label: format!("{}: {}", descriptor.name, path.display()),
+        params: BTreeMap::new(),
+        input,
+        group_by: Vec::new(),
+    })
+}
+
 /// The engine a check loads `library` into: the server's loading, with limits far above any
 /// generated request.
-fn engine_config(library: &Path, options: &CheckOptions) -> EngineConfig {
+fn engine_config(library: &Path) -> EngineConfig {
     // The engine resolves a relative library against the plugin directory.
     let library = std::fs::canonicalize(library).unwrap_or_else(|_| library.to_owned());
     let library = library.as_path();
@@ -188,7 +273,8 @@ fn engine_config(library: &Path, options: &CheckOptions) -> EngineConfig {
         max_queued_computations: 1,
         light_request_max_rows: 0,
         max_groups: usize::MAX,
-        max_rows: options.large_rows.max(1_000),
+        // The --fit-input file's rows, whatever their number.
+        max_rows: usize::MAX,
         max_string_bytes: usize::MAX,
     }
 }
@@ -206,7 +292,7 @@ pub fn run_worker(
         writeln!(out, "{MARK}{json}")?;
         out.flush()
     };
-    let engine = match Engine::load(&engine_config(library, options)) {
+    let engine = match Engine::load(&engine_config(library)) {
         Ok(engine) => engine,
         Err(error) => {
             send(&Message::Library {
@@ -276,6 +362,13 @@ pub fn run_worker(
                     Err(failed) => failed,
                 };
                 (metric, verdict)
+            }
+            Task::FitScore { cases, descriptor } => {
+                let verdict = match descriptor.fitting {
+                    Some(_) => round_trips(&engine, &descriptor.name, &cases),
+                    None => Verdict::NotFittable,
+                };
+                (descriptor.name, verdict)
             }
         };
         send(&Message::Done {
@@ -406,6 +499,67 @@ fn compute(
     }
 }
 
+/// Fits each case, then scores its input with the fitted state: a fit must give a state its
+/// own metric reads, and scoring must give the fit's results (but for the warning that says
+/// they come from a stored model). A fit refused with a clear error is no round trip.
+fn round_trips(engine: &Engine, metric: &str, cases: &[ProbeCase]) -> Verdict {
+    let (mut fitted, mut refused) = (0, 0);
+    for case in cases {
+        let mut request =
+            ComputeRequest::new(metric, case.params.clone(), case.input.clone(), Vec::new());
+        request.mode = Mode::Fit;
+        let outcome = match engine.compute_blocking(request) {
+            Ok(outcome) => outcome,
+            Err(EngineError::InvalidArgument { .. }) => {
+                refused += 1;
+                continue;
+            }
+            Err(error) => {
+                return Verdict::failed(
+                    "fit failed where a model or a clear error was due",
+                    format!("{}: {error}", case.label),
+                );
+            }
+        };
+        let Some(state) = outcome.fitted else {
+            return Verdict::failed("fit returned no state", case.label.clone());
+        };
+        let stored = StoredFit {
+            reference: format!("{metric}-check@1"),
+            state: state.state,
+            params: state.params,
+        };
+        let mut request =
+            ComputeRequest::new(metric, case.params.clone(), case.input.clone(), Vec::new());
+        request.mode = Mode::Score(std::sync::Arc::new(stored));
+        let scored = match engine.compute_blocking(request) {
+            Ok(scored) => scored,
+            Err(error) => {
+                return Verdict::failed(
+                    "cannot score with its own fit",
+                    format!("{}: {error}", case.label),
+                );
+            }
+        };
+        let mut scored_results = scored.results.unwrap_or_default();
+        scored_results.warnings.retain(|w| w.code != "stored_model");
+        let fit_results = format!("{:?}", outcome.results.unwrap_or_default());
+        if format!("{scored_results:?}") != fit_results {
+            return Verdict::failed(
+                "scoring differs from the fit",
+                format!(
+                    "{}: the fit gave\n        {}\n        and scoring its input with the stored state\n        {}",
+                    case.label,
+                    shorten(&fit_results),
+                    shorten(&format!("{scored_results:?}"))
+                ),
+            );
+        }
+        fitted += 1;
+    }
+    Verdict::RoundTrips { fitted, refused }
+}
+
 /// Resets the process's peak resident memory (Linux) and returns the current resident size.
 fn reset_peak_memory() -> Option<u64> {
     std::fs::write("/proc/self/clear_refs", "5").ok()?;
@@ -471,15 +625,21 @@ struct Report {
 }
 
 impl Report {
+    /// Checks that ran and passed; a check that did not apply (fit and score of a metric
+    /// without fitted state) is neither passed nor failed.
     fn passed(&self) -> usize {
         self.done
             .values()
-            .filter(|(_, _, v)| !matches!(v, Verdict::Failed { .. }))
+            .filter(|(_, _, v)| !matches!(v, Verdict::Failed { .. } | Verdict::NotFittable))
             .count()
     }
 
     fn failed(&self) -> usize {
-        self.done.len() - self.passed() + usize::from(self.refused.is_some())
+        self.done
+            .values()
+            .filter(|(_, _, v)| matches!(v, Verdict::Failed { .. }))
+            .count()
+            + usize::from(self.refused.is_some())
     }
 
     fn write(&self, library: &Path, out: &mut dyn Write) -> std::io::Result<()> {
@@ -522,6 +682,19 @@ impl Report {
                                 bytes as f64 / 1e6
                             )
                         }),
+                    )?,
+                    Verdict::RoundTrips { fitted, refused } => writeln!(
+                        out,
+                        "  ok    fit and score: {fitted} requests fitted, stored and scored again gave the fit's results; {refused} refused with a clear error{}",
+                        if *fitted == 0 {
+                            " (no request could be fitted, so no round trip was run: give --fit-input FILE with data the metric fits)"
+                        } else {
+                            ""
+                        }
+                    )?,
+                    Verdict::NotFittable => writeln!(
+                        out,
+                        "  --    fit and score: not run, the metric declares no fitted state"
                     )?,
                     Verdict::Failed { kind, problem } => {
                         match failures.iter_mut().find(|(k, ..)| k == kind) {

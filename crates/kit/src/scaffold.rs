@@ -280,6 +280,27 @@ library when it starts. Then:
 Without `--server`, `mittari compute` runs the engine in its own process and loads the plugins
 from the same directories (`--config FILE` for the configuration that lists yours). The guide to the SDK and the binary interface is `docs/plugin-abi.md`
 in the Mittari repository.
+
+## A metric with a stored model
+
+A metric that learns something from data (a baseline, a model's parameters) can be fitted once
+and scored again and again, as Mittari's CLV models are: `mittari model fit {name} --name NAME
+--input FILE` stores the fit, `mittari model score NAME --input FILE` scores other data with
+it, and the server's ModelService does both over gRPC. Three steps in `src/lib.rs`:
+
+1. declare it: `.fitted(&["a_parameter_the_fit_fixes"], "what the state holds")` on the
+   descriptor;
+2. give the state a type, `#[derive(serde::Serialize, serde::Deserialize)]` with
+   `impl mittari_sdk::state::Fitted for MyState { const FORMAT: u32 = 1; }` (raise `FORMAT`
+   when the state's meaning changes: a server then refuses old models with a clear error
+   instead of misreading them);
+3. implement `Metric::fit` (return `FittedModel::new(&state, output)`, the output being what
+   `compute` returns for the same request) and `Metric::score` (`state.decode::<MyState>()`,
+   then compute from it).
+
+`examples/stateful_plugin` in the Mittari repository is a complete, tested example, and
+`{mittari} plugin check target/release/{library} --fit-input FILE` checks that scoring the fit's
+own data gives the fit's results.
 "#;
 
 /// How the generated README calls `mittari`: the executable running now, by its absolute path

@@ -38,6 +38,10 @@ pub(crate) enum PluginCommand {
         /// Seconds one request may take before the plugin is reported as hanging.
         #[arg(long, value_name = "SECONDS", default_value_t = 120)]
         timeout: u64,
+        /// Data a fittable metric can fit (CSV, Parquet, Arrow or JSON Lines): fitted, stored
+        /// and scored again with each allowed value of the parameters a fit fixes.
+        #[arg(long, value_name = "FILE")]
+        fit_input: Option<PathBuf>,
         /// Run as the checking child process from this task on (used by the check itself).
         #[arg(long, hide = true, value_name = "INDEX")]
         worker_from: Option<usize>,
@@ -65,6 +69,7 @@ pub(crate) fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             generated,
             large_rows,
             timeout,
+            fit_input,
             worker_from,
         } => {
             let options = mittari_kit::CheckOptions {
@@ -72,6 +77,7 @@ pub(crate) fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 generated,
                 large_rows,
                 timeout: std::time::Duration::from_secs(timeout),
+                fit_input: fit_input.clone(),
             };
             if let Some(from) = worker_from {
                 mittari_kit::run_worker(&library, &options, from, &mut std::io::stdout().lock())?;
@@ -87,6 +93,9 @@ pub(crate) fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                     .args(["--generated", &generated.to_string()])
                     .args(["--large-rows", &large_rows.to_string()])
                     .args(["--timeout", &timeout.to_string()]);
+                if let Some(path) = &fit_input {
+                    command.arg("--fit-input").arg(path);
+                }
                 command
             };
             let summary = mittari_kit::check_library(
