@@ -3099,6 +3099,49 @@ fn a_stored_model_scores_its_own_customers_as_its_fit_did() {
             .any(|(code, _)| code == "fit_not_identified")
     );
 
+    // The report of an input scored with the stored model: its CLV section says so.
+    let page = dir.path().join("report.html");
+    let page_path = page.to_str().unwrap();
+    let (status, _, stderr) = run_cli(
+        &[
+            "report", "--input", log, "--output", page_path, "--metric", "clv", "--model",
+            "clv-eu@1", "--store", &store,
+        ],
+        dir.path(),
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("scored with the stored model clv-eu@1"),
+        "{html}"
+    );
+    assert!(html.contains("Customer lifetime value by the pareto_nbd model"));
+    let (status, _, stderr) = run_cli(
+        &[
+            "report",
+            "--input",
+            log,
+            "--output",
+            page_path,
+            "--metric",
+            "clv",
+            "--model",
+            "clv-eu@1",
+            "--store",
+            &store,
+            "--param",
+            "model=bgnbd",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("the report scores with model clv-eu@1, fitted with model=\"pareto_nbd\""),
+        "{stderr}"
+    );
+
     for (args, expected) in [
         (
             vec!["score", "clv-eu", "--input", log, "--param", "model=bgnbd"],

@@ -32,7 +32,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use arrow_array::RecordBatch;
 use clap::{Parser, Subcommand, ValueEnum};
-use mittari_engine::{ComputeRequest, Engine, FittedState, MetricDescriptor, Mode, ParamValue};
+use mittari_engine::{
+    ComputeRequest, Engine, FittedState, MetricDescriptor, Mode, ParamValue, StoredFit,
+};
 use mittari_proto::admin::v1 as admin_pb;
 use mittari_proto::admin::v1::admin_service_client::AdminServiceClient;
 use mittari_proto::v1 as pb;
@@ -885,17 +887,24 @@ impl mittari_report::Backend for RemoteReport {
             .iter()
             .map(|(key, value)| (key.clone(), convert::value_to_proto(value)))
             .collect();
-        let response = self
-            .runtime
-            .block_on(self.backend.borrow_mut().compute(
+        let mut backend = self.backend.borrow_mut();
+        let response = match &request.mode {
+            Mode::Score(model) => self.runtime.block_on(backend.score_remote(
+                &model.reference,
+                params,
+                request.input,
+                REPORT_CHUNK_ROWS,
+            )),
+            _ => self.runtime.block_on(backend.compute(
                 &request.metric,
                 params,
                 request.input,
                 request.tables,
                 request.group_by,
                 REPORT_CHUNK_ROWS,
-            ))
-            .map_err(|status| mittari_report::Refusal(status.message().to_owned()))?;
+            )),
+        }
+        .map_err(|status| mittari_report::Refusal(status.message().to_owned()))?;
         convert::outcome_from_proto(response)
             .map_err(|e| mittari_report::Refusal(format!("the server's answer: {e}")))
     }

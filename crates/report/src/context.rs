@@ -235,7 +235,36 @@ impl<'a> Context<'a> {
                 params.insert((*key).to_owned(), value);
             }
         }
+        // Scored with a stored model: the parameters its fit fixed are the fit's, whatever
+        // the report's defaults; the user's, when they differ, are refused.
+        if let (Some(model), Some(fitting)) =
+            (self.scoring_model(&descriptor.name), &descriptor.fitting)
+        {
+            for key in &fitting.model_parameters {
+                let fitted = model.fit.params.get(key);
+                let given = self.request.params.iter().any(|(k, _)| k == key);
+                if given && params.get(key) != fitted {
+                    return Err(Skip::Error(ReportError::Param {
+                        key: key.clone(),
+                        message: format!(
+                            "the report scores with model {}, fitted with {key}={}; leave --param {key} out",
+                            model.fit.reference,
+                            fitted.map_or("(none)".to_owned(), ToString::to_string)
+                        ),
+                    }));
+                }
+                match fitted {
+                    Some(value) => params.insert(key.clone(), value.clone()),
+                    None => params.remove(key),
+                };
+            }
+        }
         Ok(params)
+    }
+
+    /// The stored model the report scores `metric` with, if any.
+    pub(crate) fn scoring_model(&self, metric: &str) -> Option<&crate::ScoringModel> {
+        self.request.model.as_ref().filter(|m| m.metric == metric)
     }
 
     /// Every parameter and table input the user gave went to some metric.
@@ -326,6 +355,15 @@ impl<'a> Context<'a> {
         let mut request = ComputeRequest::new(metric, params.clone(), input, group_by.to_vec());
         if let Some(descriptor) = self.descriptors.get(metric) {
             request.tables = self.table_inputs(descriptor, params)?;
+        }
+        if let Some(model) = self.scoring_model(metric) {
+            if !group_by.is_empty() {
+                return Err(Skip::Failed(Refusal(format!(
+                    "a stored model ({}) scores the whole input, not per segment",
+                    model.fit.reference
+                ))));
+            }
+            request.mode = mittari_engine::Mode::Score(std::sync::Arc::clone(&model.fit));
         }
         self.backend.compute(request).map_err(Skip::Failed)
     }

@@ -57,6 +57,18 @@ pub struct Request {
     /// (clv's `covariates_over_time`), and their column mappings (table, mapping).
     pub tables: Vec<(String, PathBuf)>,
     pub table_columns: Vec<(String, mittari_io::ColumnMapping)>,
+    /// A stored model that scores the input in place of a fit (`mittari report --model`):
+    /// its metric's section is the input scored with it.
+    pub model: Option<ScoringModel>,
+}
+
+/// A stored model a report scores with.
+#[derive(Debug, Clone)]
+pub struct ScoringModel {
+    /// The metric that fitted it (clv).
+    pub metric: String,
+    /// Its reference, state and the parameters it was fitted with.
+    pub fit: std::sync::Arc<mittari_engine::StoredFit>,
 }
 
 /// A report: sections in a fixed order, and the metrics left out with why.

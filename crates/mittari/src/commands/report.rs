@@ -35,6 +35,15 @@ pub(crate) struct ReportArgs {
     /// --table-column covariates_over_time.period_start=week_start; repeatable.
     #[arg(long = "table-column", value_name = "TABLE.NAME=SOURCE")]
     table_columns: Vec<String>,
+    /// Score the input with this stored model (NAME@VERSION, NAME@ALIAS or NAME) instead of
+    /// fitting its metric's model to it: the report of new customers under a model fitted
+    /// before. With --server, the server's model.
+    #[arg(long, value_name = "REF")]
+    model: Option<String>,
+    /// The model store --model reads (without --server): sqlite:///PATH or postgres://…;
+    /// default: models.store in the configuration.
+    #[arg(long, value_name = "URL", requires = "model")]
+    store: Option<String>,
 }
 
 pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -48,6 +57,8 @@ pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<Exi
         remote,
         table_inputs,
         table_columns,
+        model,
+        store,
     } = args;
     let (tables, table_columns) = parse_table_inputs(&table_inputs, &table_columns)?;
     let path = input.input.as_path();
@@ -85,14 +96,33 @@ pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<Exi
             .map(|(name, file)| (name, PathBuf::from(file)))
             .collect(),
         table_columns,
+        model: None,
     };
+    let mut request = request;
     let report = if remote.server.is_some() {
         let runtime = runtime()?;
         // A lazily connecting channel needs the runtime's reactor when it is made.
-        let backend = {
+        let mut backend = {
             let _runtime = runtime.enter();
             Backend::new(config, &remote)?
         };
+        if let Some(reference) = &model {
+            let info = runtime
+                .block_on(backend.model_remote(reference))
+                .map_err(|status| anyhow::anyhow!("--model {reference}: {}", status.message()))?;
+            let params = serde_json::from_str(&info.parameters_json).with_context(|| {
+                format!("--model {reference}: the server's model has unreadable parameters")
+            })?;
+            // Every section scores with the version the reference names now.
+            request.model = Some(mittari_report::ScoringModel {
+                metric: info.metric,
+                fit: Arc::new(StoredFit {
+                    reference: format!("{}@{}", info.name, info.version),
+                    state: Vec::new(),
+                    params,
+                }),
+            });
+        }
         let remote = RemoteReport {
             runtime,
             backend: std::cell::RefCell::new(backend),
@@ -100,6 +130,16 @@ pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<Exi
         mittari_report::build(&remote, &request)?
     } else {
         let settings = Settings::load(config, &Overrides::default())?;
+        if let Some(reference) = &model {
+            let url = store.unwrap_or_else(|| settings.model_store());
+            let stored = mittari_store::open(&url)?
+                .get(&reference.parse()?)
+                .with_context(|| format!("--model {reference}"))?;
+            request.model = Some(mittari_report::ScoringModel {
+                metric: stored.model.metric.clone(),
+                fit: Arc::new(mittari_server::stored_fit(&stored)?),
+            });
+        }
         let engine = Engine::load(&settings.engine_config()?)?;
         mittari_report::build(&engine, &request)?
     };
