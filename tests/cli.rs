@@ -3187,3 +3187,85 @@ fn a_stored_model_scores_its_own_customers_as_its_fit_did() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// The model commands with --server act on the server's store through its ModelService, and
+/// print what they print on a local store.
+#[test]
+fn model_commands_work_on_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    let url = server.url();
+    let log = repo_root().join("examples/data/transactions.csv");
+    let log = log.to_str().unwrap();
+    let run = |args: &[&str]| -> String {
+        let mut all = vec!["model"];
+        all.extend_from_slice(args);
+        let (status, stdout, stderr) = run_cli(&all, dir.path(), &[]);
+        assert!(status.success(), "{args:?}: {stderr}");
+        stdout + &stderr
+    };
+    let fitted = run(&[
+        "fit",
+        "clv",
+        "--name",
+        "clv-eu",
+        "--input",
+        log,
+        "--param",
+        "model=bgnbd",
+        "--server",
+        &url,
+    ]);
+    assert!(
+        fitted.contains(&format!("stored clv-eu@1 in the model store of {url}")),
+        "{fitted}"
+    );
+    let listed = run(&["list", "--server", &url]);
+    assert!(
+        listed.starts_with("model") && listed.contains("clv-eu@1") && listed.contains("anonymous"),
+        "{listed}"
+    );
+    assert_eq!(
+        run(&["alias", "clv-eu", "production", "1", "--server", &url]),
+        "clv-eu@production points at clv-eu@1\n"
+    );
+    let shown = run(&["show", "clv-eu@production", "--server", &url]);
+    assert!(shown.contains("aliases         production"), "{shown}");
+    assert!(
+        shown.contains("\"model\":{\"string\":\"bgnbd\"}"),
+        "{shown}"
+    );
+    let scored = run(&[
+        "score",
+        "clv-eu@production",
+        "--input",
+        log,
+        "--server",
+        &url,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        scored.contains("scored with the stored model clv-eu@1"),
+        "{scored}"
+    );
+    assert_eq!(
+        run(&[
+            "alias",
+            "clv-eu",
+            "production",
+            "--remove",
+            "--server",
+            &url
+        ]),
+        "removed clv-eu@production (it pointed at clv-eu@1)\n"
+    );
+    assert_eq!(
+        run(&["delete", "clv-eu@1", "--server", &url]),
+        "deleted clv-eu@1\n"
+    );
+    assert_eq!(
+        run(&["list", "--server", &url]),
+        format!("no models in the model store of {url}\n")
+    );
+}

@@ -1182,6 +1182,16 @@ impl Backend {
         }
     }
 
+    /// The server's model service.
+    fn models(
+        &self,
+    ) -> Result<ModelServiceClient<InterceptedService<Channel, BearerToken>>, Status> {
+        match self {
+            Backend::Remote(_, _, models) => Ok(models.as_ref().clone()),
+            Backend::Embedded(_) => Err(Status::internal("no server to ask")),
+        }
+    }
+
     /// Fits a model on the server and stores it there as the next version of `name`.
     async fn fit_remote(
         &mut self,

@@ -38,7 +38,7 @@ mod telemetry;
 
 pub use allocator::return_freed_memory;
 pub use auth::{AuthSettings, Scope, TokenSettings, new_token};
-pub use model_service::new_model;
+pub use model_service::{model_info_of, new_model, summary_info};
 pub use models::stored_fit;
 pub use serve::{ServeError, bind, serve, shutdown_signal};
 pub use settings::{

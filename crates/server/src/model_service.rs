@@ -69,17 +69,19 @@ fn model_info(
     }
 }
 
-fn stored_info(stored: StoredModel) -> pb::ModelInfo {
+/// A stored model as ModelService describes it (without its state).
+pub fn model_info_of(stored: &StoredModel) -> pb::ModelInfo {
     model_info(
-        stored.name,
+        stored.name.clone(),
         stored.version,
-        stored.aliases,
+        stored.aliases.clone(),
         &stored.model,
         stored.created_at,
     )
 }
 
-fn summary_info(summary: ModelSummary) -> pb::ModelInfo {
+/// A listed model version as ModelService describes it.
+pub fn summary_info(summary: ModelSummary) -> pb::ModelInfo {
     pb::ModelInfo {
         name: summary.name,
         version: summary.version,
@@ -316,7 +318,7 @@ impl ModelService for MetricServer {
             .with_store(move |store| store.get(&reference))
             .await?;
         Ok(Response::new(pb::GetModelResponse {
-            model: Some(stored_info(stored)),
+            model: Some(model_info_of(&stored)),
         }))
     }
 

@@ -43,11 +43,22 @@ pub(crate) enum ModelCommand {
     List {
         /// Only this model's versions.
         name: Option<String>,
+        /// A server's models (--server URL) instead of a store's.
+        #[command(flatten)]
+        remote: ServerArgs,
     },
     /// Show one model: NAME@VERSION, NAME@ALIAS, or NAME for its latest version.
-    Show { reference: String },
+    Show {
+        reference: String,
+        #[command(flatten)]
+        remote: ServerArgs,
+    },
     /// Delete one version, NAME@VERSION; refused while an alias points at it.
-    Delete { reference: String },
+    Delete {
+        reference: String,
+        #[command(flatten)]
+        remote: ServerArgs,
+    },
     /// Point an alias at a version (`mittari model alias clv-eu production 3`), so callers
     /// can pin NAME@ALIAS and an admin moves it; with --remove, take it away.
     Alias {
@@ -58,6 +69,8 @@ pub(crate) enum ModelCommand {
         version: Option<u64>,
         #[arg(long)]
         remove: bool,
+        #[command(flatten)]
+        remote: ServerArgs,
     },
     /// Write a model to a portable file: for back-ups, or to move it to another environment.
     Export { reference: String, file: PathBuf },
@@ -132,21 +145,50 @@ pub(crate) fn run(config: Option<&Path>, args: ModelArgs) -> anyhow::Result<Exit
         }
         other => other,
     };
-    let store = open()?;
-    let store = store.as_ref();
+    let remote = match &command {
+        ModelCommand::List { remote, .. }
+        | ModelCommand::Show { remote, .. }
+        | ModelCommand::Delete { remote, .. }
+        | ModelCommand::Alias { remote, .. } => remote.server.is_some().then_some(remote),
+        _ => None,
+    };
+    let target = match remote {
+        Some(remote) => {
+            let runtime = runtime()?;
+            let backend = {
+                let _runtime = runtime.enter();
+                Backend::new(config, remote)?
+            };
+            Target::Remote(runtime, Box::new(backend))
+        }
+        None => Target::Local(open()?),
+    };
     let text = match command {
         ModelCommand::Fit { .. } | ModelCommand::Score { .. } => {
             bail!("fit and score are run above")
         }
-        ModelCommand::List { name } => list(store, name.as_deref())?,
-        ModelCommand::Show { reference } => show(&store.get(&reference.parse()?)?),
-        ModelCommand::Delete { reference } => {
+        ModelCommand::List { name, .. } => {
+            if let Some(name) = &name {
+                mittari_store::check_name(name)?;
+            }
+            let models = target.list(name.as_deref())?;
+            if models.is_empty() {
+                match name {
+                    Some(name) => format!("no model {name} in {}\n", target.describe()),
+                    None => format!("no models in {}\n", target.describe()),
+                }
+            } else {
+                list(&models)
+            }
+        }
+        ModelCommand::Show { reference, .. } => show(&target.get(&reference)?),
+        ModelCommand::Delete { reference, .. } => {
             let Reference::Version(name, version) = reference.parse()? else {
                 bail!(
                     "delete one version at a time: give NAME@VERSION, as `mittari model list` shows them"
                 );
             };
-            store.delete(&name, version)?;
+            target.delete(&name, version)?;
             format!("deleted {name}@{version}\n")
         }
         ModelCommand::Alias {
@@ -154,12 +196,13 @@ pub(crate) fn run(config: Option<&Path>, args: ModelArgs) -> anyhow::Result<Exit
             alias,
             version,
             remove,
+            ..
         } => match (remove, version) {
             (true, _) => {
-                let was = store.remove_alias(&name, &alias)?;
+                let was = target.set_alias(&name, &alias, None)?.unwrap_or(0);
                 format!("removed {name}@{alias} (it pointed at {name}@{was})\n")
             }
-            (false, Some(version)) => match store.set_alias(&name, &alias, version)? {
+            (false, Some(version)) => match target.set_alias(&name, &alias, Some(version))? {
                 Some(before) if before != version => {
                     format!("{name}@{alias} now points at {name}@{version} (was {name}@{before})\n")
                 }
@@ -168,6 +211,7 @@ pub(crate) fn run(config: Option<&Path>, args: ModelArgs) -> anyhow::Result<Exit
             (false, None) => bail!("give the version the alias points at, or --remove"),
         },
         ModelCommand::Export { reference, file } => {
+            let store = target.local()?;
             let model = store.get(&reference.parse()?)?;
             let document = export(&model)?;
             std::fs::write(&file, document)
@@ -181,6 +225,7 @@ pub(crate) fn run(config: Option<&Path>, args: ModelArgs) -> anyhow::Result<Exit
             )
         }
         ModelCommand::Import { file, name } => {
+            let store = target.local()?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let (original, model) = import(&text)
@@ -196,17 +241,108 @@ pub(crate) fn run(config: Option<&Path>, args: ModelArgs) -> anyhow::Result<Exit
     print(&text)
 }
 
-fn list(store: &dyn ModelStore, name: Option<&str>) -> anyhow::Result<String> {
-    if let Some(name) = name {
-        mittari_store::check_name(name)?;
+/// Where `model list|show|delete|alias` act: a store, or a server's ModelService.
+enum Target {
+    Local(Box<dyn ModelStore>),
+    Remote(tokio::runtime::Runtime, Box<Backend>),
+}
+
+impl Target {
+    fn local(&self) -> anyhow::Result<&dyn ModelStore> {
+        match self {
+            Target::Local(store) => Ok(store.as_ref()),
+            Target::Remote(..) => bail!(
+                "export and import move a model with its state between stores: give --store URL, not --server"
+            ),
+        }
     }
-    let models = store.list(name)?;
-    if models.is_empty() {
-        return Ok(match name {
-            Some(name) => format!("no model {name} in {}\n", store.describe()),
-            None => format!("no models in {}\n", store.describe()),
-        });
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Local(store) => store.describe(),
+            Target::Remote(_, backend) => match backend.as_ref() {
+                Backend::Remote(_, url, _) => format!("the model store of {url}"),
+                Backend::Embedded(_) => "the server's model store".to_owned(),
+            },
+        }
     }
+
+    fn list(&self, name: Option<&str>) -> anyhow::Result<Vec<pb::ModelInfo>> {
+        match self {
+            Target::Local(store) => Ok(store
+                .list(name)?
+                .into_iter()
+                .map(mittari_server::summary_info)
+                .collect()),
+            Target::Remote(runtime, backend) => Ok(runtime
+                .block_on(backend.models()?.list_models(pb::ListModelsRequest {
+                    name: name.unwrap_or_default().to_owned(),
+                }))
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner()
+                .models),
+        }
+    }
+
+    fn get(&self, reference: &str) -> anyhow::Result<pb::ModelInfo> {
+        match self {
+            Target::Local(store) => Ok(mittari_server::model_info_of(
+                &store.get(&reference.parse()?)?,
+            )),
+            Target::Remote(runtime, backend) => runtime
+                .block_on(backend.models()?.get_model(pb::GetModelRequest {
+                    reference: reference.to_owned(),
+                }))
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner()
+                .model
+                .ok_or_else(|| anyhow::anyhow!("the server sent no model")),
+        }
+    }
+
+    fn delete(&self, name: &str, version: u64) -> anyhow::Result<()> {
+        match self {
+            Target::Local(store) => Ok(store.delete(name, version)?),
+            Target::Remote(runtime, backend) => {
+                runtime
+                    .block_on(backend.models()?.delete_model(pb::DeleteModelRequest {
+                        reference: format!("{name}@{version}"),
+                    }))
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Points `alias` at `version`, or removes it (`None`); returns the version it pointed at.
+    fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: Option<u64>,
+    ) -> anyhow::Result<Option<u64>> {
+        match self {
+            Target::Local(store) => Ok(match version {
+                Some(version) => store.set_alias(name, alias, version)?,
+                None => Some(store.remove_alias(name, alias)?),
+            }),
+            Target::Remote(runtime, backend) => {
+                let previous = runtime
+                    .block_on(backend.models()?.set_alias(pb::SetAliasRequest {
+                        name: name.to_owned(),
+                        alias: alias.to_owned(),
+                        version: version.unwrap_or(0),
+                    }))
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner()
+                    .previous_version;
+                Ok((previous > 0).then_some(previous))
+            }
+        }
+    }
+}
+
+fn list(models: &[pb::ModelInfo]) -> String {
     let rows: Vec<[String; 6]> = models
         .iter()
         .map(|m| {
@@ -239,33 +375,32 @@ fn list(store: &dyn ModelStore, name: Option<&str>) -> anyhow::Result<String> {
             .collect();
         let _ = writeln!(text, "{}", cells.join("  ").trim_end());
     }
-    Ok(text)
+    text
 }
 
-fn show(model: &StoredModel) -> String {
-    let m = &model.model;
+fn show(m: &pb::ModelInfo) -> String {
     let mut text = String::new();
     let mut line = |key: &str, value: &str| {
         let _ = writeln!(text, "{key:<15} {value}");
     };
-    line("model", &format!("{}@{}", model.name, model.version));
+    line("model", &format!("{}@{}", m.name, m.version));
     line(
         "aliases",
-        &if model.aliases.is_empty() {
+        &if m.aliases.is_empty() {
             "none".to_owned()
         } else {
-            model.aliases.join(", ")
+            m.aliases.join(", ")
         },
     );
     line("metric", &format!("{} {}", m.metric, m.metric_version));
-    line("created", &format_micros(model.created_at));
+    line("created", &format_micros(m.created_at));
     line("created by", &m.created_by);
     line("plugin ABI", &m.abi_version.to_string());
     line("library sha256", &m.library_sha256);
-    line("parameters", &m.parameters);
-    line("input", &m.fingerprint);
-    line("fit", &m.statistics);
-    line("state", &format!("{} bytes", m.state.len()));
+    line("parameters", &m.parameters_json);
+    line("input", &m.fingerprint_json);
+    line("fit", &m.statistics_json);
+    line("state", &format!("{} bytes", m.state_bytes));
     text
 }
 
