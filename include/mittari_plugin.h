@@ -46,13 +46,13 @@ struct ArrowArray {
 #endif /* ARROW_C_DATA_INTERFACE */
 
 /**
- * The version of the plugin ABI this SDK implements: 4, whose computations can take table
- * inputs beside the main input ([`TableInputSpec`]; `compute_with_tables`). The host also
- * loads libraries of version 3 ([`abi::v3`], without table inputs), 2 ([`abi::v2`], called
- * once per group) and 1 ([`abi::v1`], which cannot be cancelled either), and refuses any
- * other version.
+ * The version of the plugin ABI this SDK implements: 5, whose metrics can be fitted once and
+ * scored again ([`state`]; `fit` and `score`). The host also loads libraries of version 4
+ * ([`abi::v4`], without fitted state), 3 ([`abi::v3`], without table inputs), 2
+ * ([`abi::v2`], called once per group) and 1 ([`abi::v1`], which cannot be cancelled
+ * either), and refuses any other version.
  */
-#define MITTARI_ABI_VERSION 4
+#define MITTARI_ABI_VERSION 5
 
 /**
  * The call succeeded; the out-parameters hold the result.
@@ -213,6 +213,38 @@ typedef struct PluginVTable {
                                          const atomic_bool *cancel,
                                          struct OwnedBytes *out_meta,
                                          struct OwnedTables *out_tables);
+  /**
+   * Fits metric `index` (ABI version 5) for a metric whose descriptor declares `fitting`.
+   * Arguments as for `compute`; on [`STATUS_OK`]: `out_state` holds the state to store
+   * (opaque bytes the plugin reads back in `score`), `out_meta` JSON ([`FitMeta`]) and
+   * `out_tables` the tables it names; on [`STATUS_ERROR`]: `out_meta` holds a JSON
+   * [`MetricError`] and `out_state` is empty.
+   */
+  uint32_t (*fit)(size_t index,
+                  const uint8_t *params,
+                  size_t params_len,
+                  struct ArrowArray *input_array,
+                  const struct ArrowSchema *input_schema,
+                  const atomic_bool *cancel,
+                  struct OwnedBytes *out_state,
+                  struct OwnedBytes *out_meta,
+                  struct OwnedTables *out_tables);
+  /**
+   * Scores with a stored fit (ABI version 5): `state`/`state_len`, borrowed for the call,
+   * are bytes a `fit` of this metric returned (possibly by an older version of the
+   * plugin); the other arguments and the result as for `compute`. A state the plugin
+   * cannot read is an [`MetricError::IncompatibleState`].
+   */
+  uint32_t (*score)(size_t index,
+                    const uint8_t *state,
+                    size_t state_len,
+                    const uint8_t *params,
+                    size_t params_len,
+                    struct ArrowArray *input_array,
+                    const struct ArrowSchema *input_schema,
+                    const atomic_bool *cancel,
+                    struct OwnedBytes *out_meta,
+                    struct OwnedTables *out_tables);
 } PluginVTable;
 
 #endif  /* MITTARI_PLUGIN_H */

@@ -782,6 +782,12 @@ impl Engine {
                     .map_err(|e| metric_error(&descriptor.name, e, RowsOf::Request))?;
                 let results = check_results(descriptor, output).map_err(failed)?;
                 fingerprint.insert("rows".to_owned(), rows.into());
+                tracing::debug!(
+                    metric = %descriptor.name,
+                    rows,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "fitted"
+                );
                 return Ok(ComputeOutcome {
                     metric: descriptor.name.clone(),
                     rows,
@@ -826,6 +832,13 @@ impl Engine {
                     },
                 );
                 count_bytes(request.max_result_bytes, results.wire_bytes_lower_bound())?;
+                tracing::debug!(
+                    metric = %descriptor.name,
+                    model = %stored.reference,
+                    rows,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "scored"
+                );
                 return Ok(ComputeOutcome {
                     metric: descriptor.name.clone(),
                     rows,
