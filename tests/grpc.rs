@@ -1769,6 +1769,32 @@ async fn models_are_fitted_stored_and_scored_over_grpc() {
             .contains("was fitted with model=\"bgnbd\"")
     );
 
+    // A model a newer plugin wrote in a state format this one does not read: refused with
+    // FAILED_PRECONDITION naming both versions, never misread.
+    {
+        let store = mittari_store::open(&format!(
+            "sqlite://{}",
+            server.plugin_dir().join("mittari-models.db").display()
+        ))
+        .unwrap();
+        let mut model = store
+            .get(&mittari_store::Reference::Version("clv-eu".into(), 2))
+            .unwrap()
+            .model;
+        model.state =
+            br#"{"metric":"clv","metric_version":"9.0.0","format":99,"state":{}}"#.to_vec();
+        store.put("clv-future", &model).unwrap();
+    }
+    let status = models
+        .score(score("clv-future", HashMap::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("fitted by clv 9.0.0, and clv 0.1.0 cannot score with it: it is in state format 99, and this version reads format 1"),
+        "{status:?}"
+    );
+
     // A metric without fitted models.
     let status = {
         use pb::fit_request::Message;

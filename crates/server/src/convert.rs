@@ -549,16 +549,28 @@ fn encode_table(batch: &RecordBatch, encoding: pb::TableEncoding) -> pb::Table {
     }
 }
 
-/// Columns are converted in parallel: a million-row result is a copy per column.
+/// Columns of a large table are converted in parallel: a million-row result is a copy per
+/// column. A small one's are converted in place, where handing them to the thread pool (and
+/// waking it) would cost more than the copies: a scored customer's answer is a few small tables.
 pub fn batch_to_table(batch: &RecordBatch) -> pb::Table {
     use rayon::prelude::*;
+    const PARALLEL_ROWS: usize = 1 << 14;
     let schema = batch.schema();
-    let columns = schema
-        .fields()
-        .par_iter()
-        .zip(batch.columns())
-        .map(|(field, array)| array_to_column(field.name(), array))
-        .collect();
+    let columns = if batch.num_rows() < PARALLEL_ROWS {
+        schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(field, array)| array_to_column(field.name(), array))
+            .collect()
+    } else {
+        schema
+            .fields()
+            .par_iter()
+            .zip(batch.columns())
+            .map(|(field, array)| array_to_column(field.name(), array))
+            .collect()
+    };
     pb::Table {
         columns,
         arrow_ipc: bytes::Bytes::new(),

@@ -148,9 +148,11 @@ impl MetricServer {
         // response is sent and freed too.
         let _trim = (rows >= LARGE_REQUEST_ROWS).then(|| TrimWhenDone(&self.trimmer));
         let limit = self.limits.max_message_bytes;
-        // Refused as soon as the results certainly exceed one message, not after all of them
-        // are computed and encoded.
-        request.max_result_bytes = Some(limit);
+        // A fit is stored whatever the size of its results (its tables are then left out of
+        // the answer, below); anything else is refused as soon as its results certainly
+        // exceed one message, not after all of them are computed and encoded.
+        let fitting = matches!(request.mode, mittari_engine::Mode::Fit);
+        request.max_result_bytes = (!fitting).then_some(limit);
         let mut outcome = engine.compute(request).await.map_err(|e| match e {
             EngineError::ResultTooLarge { at_least, limit } => ServiceError::ResponseTooLarge {
                 bytes: at_least,
@@ -172,8 +174,21 @@ impl MetricServer {
         let budget = budget.clone();
         let fitted = outcome.fitted.take();
         let response = off_runtime(size, move || {
-            let response = convert::outcome_to_proto(outcome, encoding);
-            let bytes = prost::Message::encoded_len(&response);
+            let mut response = convert::outcome_to_proto(outcome, encoding);
+            let mut bytes = prost::Message::encoded_len(&response);
+            if bytes > limit
+                && fitting
+                && let Some(results) = response.results.as_mut()
+            {
+                results.tables.clear();
+                results.warnings.push(pb::Warning {
+                    code: "result_tables_left_out".to_owned(),
+                    message: format!(
+                        "the fit's result tables take {bytes} bytes, more than the server sends in one message ({limit}, server.max_message_bytes), so they are left out; the model is stored: score it (ScoreStream, or Score in parts) for every customer's predictions, or fit with top=N for the first N"
+                    ),
+                });
+                bytes = prost::Message::encoded_len(&response);
+            }
             if bytes > limit {
                 return Err(ServiceError::ResponseTooLarge { bytes, limit });
             }

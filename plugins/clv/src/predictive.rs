@@ -31,6 +31,8 @@ const CORRELATION_WARNING: f64 = 0.3;
 pub(crate) use mittari_models::identification::{
     CUSTOMERS_PER_PARAMETER, REPEATERS_PER_PARAMETER, purchase_support, purchase_support_of,
 };
+/// Rows below which the customers table's columns are gathered on the calling thread.
+const PARALLEL_GATHER_ROWS: usize = 1 << 14;
 /// Points of the purchase curve at most.
 const CURVE_POINTS: f64 = 200.0;
 
@@ -2346,10 +2348,20 @@ fn customer_table(
             columns
         })
         .collect();
-    let gathered: Vec<(String, ArrayRef)> = sources
-        .into_par_iter()
-        .map(|(name, source)| (name, source.gather(&order)))
-        .collect();
+    // A column per thread for a large table; in place for a small one, where handing the
+    // columns to the thread pool (and waking it) costs more than gathering them: scoring one
+    // customer with a stored model is a call in a service's request path.
+    let gathered: Vec<(String, ArrayRef)> = if order.len() < PARALLEL_GATHER_ROWS {
+        sources
+            .into_iter()
+            .map(|(name, source)| (name, source.gather(&order)))
+            .collect()
+    } else {
+        sources
+            .into_par_iter()
+            .map(|(name, source)| (name, source.gather(&order)))
+            .collect()
+    };
 
     let mut columns: Vec<(String, ArrayRef)> = Vec::with_capacity(gathered.len() + 1);
     match history.ids {
