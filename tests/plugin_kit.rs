@@ -253,7 +253,7 @@ fn libraries_that_are_not_plugins_of_this_abi_fail_the_check_with_the_reason() {
     for (fixture, reason) in [
         (
             "mittari_testplugin_wrong_abi",
-            "plugin ABI version 9999 is not one this server loads (1, 2, 3, 4); rebuild the plugin against this server's mittari-sdk\n",
+            "plugin ABI version 9999 is not one this server loads (1, 2, 3, 4, 5); rebuild the plugin against this server's mittari-sdk\n",
         ),
         (
             "mittari_testplugin_not_a_plugin",

@@ -672,6 +672,11 @@ mod tests {
             "models.store: \"mysql://db/models\" is not a model store; give sqlite:///PATH",
         );
         check("[models]\nstore = \"sqlite://\"", &[], "models.store");
+        check(
+            "[models]\ncache_seconds = -1.0",
+            &[],
+            "models.cache_seconds",
+        );
         check("[server]\nlisten = \"not an address\"", &[], "listen");
         check("[serve]\nlisten = \"127.0.0.1:1\"", &[], "serve");
         check(

@@ -40,6 +40,13 @@ pub(crate) const SERVED_RPCS: &[&str] = &[
     "/mittari.v1.MetricService/DescribeMetric",
     "/mittari.v1.MetricService/Compute",
     "/mittari.v1.MetricService/ComputeStream",
+    "/mittari.v1.ModelService/Fit",
+    "/mittari.v1.ModelService/GetModel",
+    "/mittari.v1.ModelService/ListModels",
+    "/mittari.v1.ModelService/DeleteModel",
+    "/mittari.v1.ModelService/SetAlias",
+    "/mittari.v1.ModelService/Score",
+    "/mittari.v1.ModelService/ScoreStream",
     "/mittari.admin.v1.AdminService/ListPlugins",
     "/mittari.admin.v1.AdminService/Reload",
     "/mittari.admin.v1.AdminService/SetMetricEnabled",
@@ -617,6 +624,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 8);
+        assert_eq!(methods, 15);
     }
 }
