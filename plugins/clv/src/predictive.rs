@@ -1833,16 +1833,24 @@ pub(crate) fn compute_reusing(
         );
     }
     let top = usize::try_from(params.i64("top")?).unwrap_or(0);
+    let key = design
+        .is_none()
+        .then(|| (label, fit.params.map(f64::to_bits), horizon.to_bits()));
+    let new_customer = new_customer(key, &mixture, horizon)?;
     // The customers table first: it is the one `--output FILE` writes.
     let mut output = output
         .table("customers", customer_table(&history, &predictions, top)?)
         .table(
             "purchase_curve",
-            purchase_curve(&mixture, horizon, total_weight)?,
+            curve_table(
+                new_customer.times.clone(),
+                new_customer.curve.clone(),
+                total_weight,
+            )?,
         )
         .table(
             "purchase_distribution",
-            purchase_distribution(&mixture, horizon)?,
+            distribution_table(new_customer.distribution.clone())?,
         );
     if !coefficient_rows.is_empty() {
         output = output.table(
@@ -2519,11 +2527,58 @@ fn histogram_table(histogram: &goodness::RepeatHistogram) -> Result<RecordBatch,
 }
 
 /// E[X(t)] of one new customer and of as many new customers as the input has, t = 0 to the horizon.
-fn purchase_curve(
+/// What a new customer of one model does, the same for every computation with that model and
+/// horizon: the purchase curve's times and values, and the purchase distribution.
+#[derive(Debug)]
+struct NewCustomer {
+    times: Vec<f64>,
+    curve: Vec<f64>,
+    distribution: Vec<f64>,
+}
+
+/// A model without covariates and a horizon, by their bits: what [`NewCustomer`] depends on.
+type NewCustomerKey = (&'static str, [u64; 4], u64);
+
+/// [`NewCustomer`] of recent models, kept across calls: a stored model scores one customer
+/// after another, and these tables took most of each call (a few hundred ₂F₁ and log-gamma
+/// evaluations for one customer's microseconds). Only models without covariates are kept
+/// (`key` is `None` otherwise); the values are the ones computed, so a call gets the same
+/// bits from the cache as without it.
+fn new_customer(
+    key: Option<NewCustomerKey>,
     mixture: &[(&dyn PurchaseModel, f64)],
     horizon: f64,
-    customers: f64,
-) -> Result<RecordBatch, MetricError> {
+) -> Result<std::sync::Arc<NewCustomer>, MetricError> {
+    use std::sync::{Arc, Mutex};
+    static KEPT: Mutex<Vec<(NewCustomerKey, Arc<NewCustomer>)>> = Mutex::new(Vec::new());
+    const MODELS_KEPT: usize = 32;
+    if let Some(key) = key
+        && let Ok(kept) = KEPT.lock()
+        && let Some((_, hit)) = kept.iter().find(|(k, _)| *k == key)
+    {
+        return Ok(Arc::clone(hit));
+    }
+    let (times, curve) = curve_values(mixture, horizon)?;
+    let computed = Arc::new(NewCustomer {
+        times,
+        curve,
+        distribution: distribution_values(mixture, horizon),
+    });
+    if let Some(key) = key
+        && let Ok(mut kept) = KEPT.lock()
+    {
+        if kept.len() >= MODELS_KEPT {
+            kept.remove(0);
+        }
+        kept.push((key, Arc::clone(&computed)));
+    }
+    Ok(computed)
+}
+
+fn curve_values(
+    mixture: &[(&dyn PurchaseModel, f64)],
+    horizon: f64,
+) -> Result<(Vec<f64>, Vec<f64>), MetricError> {
     let step = (horizon / CURVE_POINTS).max(1.0);
     let mut times = Vec::new();
     let mut t = 0.0;
@@ -2542,7 +2597,7 @@ fn purchase_curve(
         })
         .collect::<Option<_>>()
         .ok_or_else(|| MetricError::failed("the purchase curve did not converge"))?;
-    curve_table(times, per_customer, customers)
+    Ok((times, per_customer))
 }
 
 /// The `purchase_curve` table: at each time, expected purchases of one new customer and of
@@ -2567,10 +2622,7 @@ pub(crate) fn curve_table(
 }
 
 /// P(X(horizon) = n) for a new customer, n = 0 until the probabilities left are below 1e-6.
-fn purchase_distribution(
-    mixture: &[(&dyn PurchaseModel, f64)],
-    horizon: f64,
-) -> Result<RecordBatch, MetricError> {
+fn distribution_values(mixture: &[(&dyn PurchaseModel, f64)], horizon: f64) -> Vec<f64> {
     // The probabilities up to the count where all but 1e-6 of the mass is reached, of at most
     // 1 000 purchases. Each is computed from the ones before it, so the first 64 are the same
     // whatever the maximum: those are tried first, and the rest only when the mass is not
@@ -2602,6 +2654,10 @@ fn purchase_distribution(
             break;
         }
     }
+    kept
+}
+
+fn distribution_table(kept: Vec<f64>) -> Result<RecordBatch, MetricError> {
     result_table(
         "purchase_distribution",
         vec![
