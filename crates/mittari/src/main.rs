@@ -1163,15 +1163,16 @@ impl Backend {
                 let header = pb::ComputeStreamRequest {
                     message: Some(Message::Header(header)),
                 };
-                let (chunks, failed) = arrow_chunks(batch, chunk_rows);
-                let chunks = chunks.map(|table| pb::ComputeStreamRequest {
-                    message: Some(Message::Chunk(table)),
-                });
-                let messages = std::iter::once(header).chain(chunks);
-                let response = client.compute_stream(tokio_stream::iter(messages)).await;
-                if let Some(status) = failed.lock().ok().and_then(|mut slot| slot.take()) {
-                    return Err(status);
-                }
+                let response = send_chunked(
+                    header,
+                    batch,
+                    chunk_rows,
+                    |table| pb::ComputeStreamRequest {
+                        message: Some(Message::Chunk(table)),
+                    },
+                    |messages| client.compute_stream(messages),
+                )
+                .await?;
                 Ok((
                     response
                         .map_err(|s| Self::connection_error(url, s))?
@@ -1215,16 +1216,16 @@ impl Backend {
                 }),
             })),
         };
-        let (chunks, failed) = arrow_chunks(batch, chunk_rows);
-        let chunks = chunks.map(|table| pb::FitRequest {
-            message: Some(Message::Chunk(table)),
-        });
-        let response = models
-            .fit(tokio_stream::iter(std::iter::once(header).chain(chunks)))
-            .await;
-        if let Some(status) = failed.lock().ok().and_then(|mut slot| slot.take()) {
-            return Err(status);
-        }
+        let response = send_chunked(
+            header,
+            batch,
+            chunk_rows,
+            |table| pb::FitRequest {
+                message: Some(Message::Chunk(table)),
+            },
+            |messages| models.fit(messages),
+        )
+        .await?;
         Ok(response
             .map_err(|s| Self::connection_error(url, s))?
             .into_inner())
@@ -1278,21 +1279,47 @@ impl Backend {
                     }),
                 })),
             };
-            let (chunks, failed) = arrow_chunks(batch, chunk_rows);
-            let chunks = chunks.map(|table| pb::ScoreStreamRequest {
-                message: Some(Message::Chunk(table)),
-            });
-            let response = models
-                .score_stream(tokio_stream::iter(std::iter::once(header).chain(chunks)))
-                .await;
-            if let Some(status) = failed.lock().ok().and_then(|mut slot| slot.take()) {
-                return Err(status);
-            }
-            response
+            send_chunked(
+                header,
+                batch,
+                chunk_rows,
+                |table| pb::ScoreStreamRequest {
+                    message: Some(Message::Chunk(table)),
+                },
+                |messages| models.score_stream(messages),
+            )
+            .await?
         };
         Ok(response
             .map_err(|s| Self::connection_error(url, s))?
             .into_inner())
+    }
+}
+
+/// The messages of a client-streaming call: `header`, then `batch` in Arrow IPC chunks of
+/// `chunk_rows` rows (each wrapped by `chunk`).
+type Chunked<M> = tokio_stream::Iter<Box<dyn Iterator<Item = M> + Send>>;
+
+/// Makes a client-streaming call (`call`) with `header` and `batch`'s chunks. A chunk that
+/// could not be encoded ends the stream and is the error (the call's own outcome is then
+/// moot); otherwise the call's outcome.
+async fn send_chunked<M: Send + 'static, R, F>(
+    header: M,
+    batch: RecordBatch,
+    chunk_rows: usize,
+    chunk: fn(pb::Table) -> M,
+    call: impl FnOnce(Chunked<M>) -> F,
+) -> Result<Result<tonic::Response<R>, Status>, Status>
+where
+    F: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+{
+    let (chunks, failed) = arrow_chunks(batch, chunk_rows);
+    let messages: Box<dyn Iterator<Item = M> + Send> =
+        Box::new(std::iter::once(header).chain(chunks.map(chunk)));
+    let response = call(tokio_stream::iter(messages)).await;
+    match failed.lock().ok().and_then(|mut slot| slot.take()) {
+        Some(status) => Err(status),
+        None => Ok(response),
     }
 }
 

@@ -22,27 +22,73 @@ use crate::metric_service::{MetricServer, audit, check_request_shape, label};
 use crate::status::{self, ServiceError, user_text};
 use crate::telemetry::RequestContext;
 
-/// A ModelService stream's messages as `ComputeStream`'s: the header already read, the rest
-/// chunks (a second header is passed on as one, which the chunk reader refuses).
-fn as_compute_stream<T, M>(
-    stream: Streaming<T>,
-    message: impl Fn(T) -> Option<M> + Send + 'static,
-    header: impl Fn(M) -> Option<pb::Table> + Send + 'static,
-) -> impl tokio_stream::Stream<Item = Result<pb::ComputeStreamRequest, Status>> + Unpin
-where
-    T: Send + 'static,
-{
-    use pb::compute_stream_request::Message;
-    stream.map(move |item| {
-        item.map(|m| pb::ComputeStreamRequest {
-            message: match message(m).map(&header) {
-                Some(Some(chunk)) => Some(Message::Chunk(chunk)),
-                // A header where a chunk belongs: refused as "must be a chunk".
-                Some(None) => Some(Message::Header(pb::ComputeStreamHeader::default())),
-                None => None,
-            },
+/// A ModelService stream's message: its header (the first message's) or a chunk.
+trait StreamMessage: Send + 'static {
+    type Header;
+    /// The header, a chunk, or `None` for a message with neither.
+    fn split(self) -> Option<Result<Self::Header, pb::Table>>;
+}
+
+impl StreamMessage for pb::FitRequest {
+    type Header = pb::FitHeader;
+    fn split(self) -> Option<Result<pb::FitHeader, pb::Table>> {
+        use pb::fit_request::Message;
+        self.message.map(|m| match m {
+            Message::Header(header) => Ok(header),
+            Message::Chunk(chunk) => Err(chunk),
         })
-    })
+    }
+}
+
+impl StreamMessage for pb::ScoreStreamRequest {
+    type Header = pb::ScoreStreamHeader;
+    fn split(self) -> Option<Result<pb::ScoreStreamHeader, pb::Table>> {
+        use pb::score_stream_request::Message;
+        self.message.map(|m| match m {
+            Message::Header(header) => Ok(header),
+            Message::Chunk(chunk) => Err(chunk),
+        })
+    }
+}
+
+/// Reads a ModelService stream's header (refused, naming `what` it must carry, when the first
+/// message is not one) and gives the rest as `ComputeStream`'s chunks, for
+/// [`MetricServer::read_chunks`]; a second header is passed on as one, which the chunk reader
+/// refuses as "must be a chunk".
+async fn split_stream<T: StreamMessage>(
+    mut stream: Streaming<T>,
+    rpc: &str,
+    what: &str,
+) -> Result<
+    (
+        T::Header,
+        impl tokio_stream::Stream<Item = Result<pb::ComputeStreamRequest, Status>> + Unpin,
+    ),
+    ServiceError,
+> {
+    use pb::compute_stream_request::Message;
+    let header = match stream
+        .message()
+        .await
+        .map_err(ServiceError::from_transport)?
+        .and_then(StreamMessage::split)
+    {
+        Some(Ok(header)) => header,
+        _ => {
+            return Err(ServiceError::BadStream(format!(
+                "the first {rpc} message must carry a header with {what}"
+            )));
+        }
+    };
+    let chunks = stream.map(|item| {
+        item.map(|m| pb::ComputeStreamRequest {
+            message: m.split().map(|m| match m {
+                Err(chunk) => Message::Chunk(chunk),
+                Ok(_) => Message::Header(pb::ComputeStreamHeader::default()),
+            }),
+        })
+    });
+    Ok((header, chunks))
 }
 
 fn model_info(
@@ -113,7 +159,6 @@ pub fn new_model(
                 .collect()
         })
         .unwrap_or_default();
-    let json = |value: &dyn erased::Json| value.to_json();
     Ok(NewModel {
         metric: metric.to_owned(),
         metric_version: fitted.metric_version,
@@ -127,20 +172,10 @@ pub fn new_model(
     })
 }
 
-mod erased {
-    use crate::status::ServiceError;
-
-    /// JSON of any serializable value, behind one signature.
-    pub(super) trait Json {
-        fn to_json(&self) -> Result<String, ServiceError>;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Result<String, ServiceError> {
-            serde_json::to_string(self)
-                .map_err(|e| ServiceError::Internal(format!("cannot encode the model: {e}")))
-        }
-    }
+/// A model's metadata as the store keeps it: JSON text.
+fn json<T: serde::Serialize>(value: &T) -> Result<String, ServiceError> {
+    serde_json::to_string(value)
+        .map_err(|e| ServiceError::Internal(format!("cannot encode the model: {e}")))
 }
 
 /// Refuses a name the store would refuse, as a field violation.
@@ -205,26 +240,17 @@ impl ModelService for MetricServer {
         &self,
         request: Request<Streaming<pb::FitRequest>>,
     ) -> Result<Response<pb::FitResponse>, Status> {
-        use pb::fit_request::Message;
         let started = Instant::now();
         let caller = Caller::name_of(&request);
         let context = request.extensions().get::<RequestContext>().cloned();
         let budget = CallBudget::of(&request);
         let engine = self.state.engine();
-        let mut stream = request.into_inner();
+        let stream = request.into_inner();
         let mut name = String::new();
         let mut metric = String::new();
         let result = async {
-            let header = match stream.message().await.map_err(ServiceError::from_transport)? {
-                Some(pb::FitRequest {
-                    message: Some(Message::Header(header)),
-                }) => header,
-                _ => {
-                    return Err(ServiceError::BadStream(
-                        "the first Fit message must carry a header with the model's name, the metric and the schema".to_owned(),
-                    ));
-                }
-            };
+            let (header, chunks) =
+                split_stream(stream, "Fit", "the model's name, the metric and the schema").await?;
             name.clone_from(&header.name);
             check_model_name(&header.name)?;
             let input_header = header.input.unwrap_or_default();
@@ -242,11 +268,9 @@ impl ModelService for MetricServer {
                     message: "this metric has no fitted models; compute it instead".to_owned(),
                 }));
             }
-            let chunks = as_compute_stream(stream, |m: pb::FitRequest| m.message, |m| match m {
-                Message::Chunk(chunk) => Some(chunk),
-                Message::Header(_) => None,
-            });
-            let streamed = self.read_chunks(&engine, input_header, chunks, &budget).await?;
+            let streamed = self
+                .read_chunks(&engine, input_header, chunks, &budget)
+                .await?;
             let encoding = streamed.header.result_encoding();
             let mut request = ComputeRequest::new(
                 streamed.header.metric.clone(),
@@ -256,9 +280,8 @@ impl ModelService for MetricServer {
             );
             request.mode = Mode::Fit;
             let (results, fitted) = self.compute(&engine, request, encoding, &budget).await?;
-            let fitted = fitted.ok_or_else(|| {
-                ServiceError::Internal("the fit returned no state".to_owned())
-            })?;
+            let fitted = fitted
+                .ok_or_else(|| ServiceError::Internal("the fit returned no state".to_owned()))?;
             let model = new_model(&streamed.header.metric, &results, fitted, caller.clone())?;
             let store_name = header.name.clone();
             let (version, model) = self
@@ -480,25 +503,16 @@ impl ModelService for MetricServer {
         &self,
         request: Request<Streaming<pb::ScoreStreamRequest>>,
     ) -> Result<Response<pb::ComputeResponse>, Status> {
-        use pb::score_stream_request::Message;
         let started = Instant::now();
         let caller = Caller::name_of(&request);
         let context = request.extensions().get::<RequestContext>().cloned();
         let budget = CallBudget::of(&request);
         let engine = self.state.engine();
-        let mut stream = request.into_inner();
+        let stream = request.into_inner();
         let mut metric = String::new();
         let result = async {
-            let header = match stream.message().await.map_err(ServiceError::from_transport)? {
-                Some(pb::ScoreStreamRequest {
-                    message: Some(Message::Header(header)),
-                }) => header,
-                _ => {
-                    return Err(ServiceError::BadStream(
-                        "the first ScoreStream message must carry a header with the model and the schema".to_owned(),
-                    ));
-                }
-            };
+            let (header, chunks) =
+                split_stream(stream, "ScoreStream", "the model and the schema").await?;
             let model = self.state.models.resolve(&header.model).await?;
             metric.clone_from(&model.metric);
             let mut input_header = header.input.unwrap_or_default();
@@ -517,10 +531,6 @@ impl ModelService for MetricServer {
                 input_header.parameters.len(),
                 None,
             )?;
-            let chunks = as_compute_stream(stream, |m: pb::ScoreStreamRequest| m.message, |m| match m {
-                Message::Chunk(chunk) => Some(chunk),
-                Message::Header(_) => None,
-            });
             let streamed = self.read_chunks(&engine, input_header, chunks, &budget).await?;
             let encoding = streamed.header.result_encoding();
             self.score(&header.model, streamed.params, streamed.input, encoding, &budget, model)
