@@ -3188,6 +3188,107 @@ fn a_stored_model_scores_its_own_customers_as_its_fit_did() {
     }
 }
 
+/// A model with covariates stores each covariate's encoding with its coefficients: its own
+/// customers score as the fit predicted them, a new customer of a level the fit saw scores with
+/// that level's parameters (on an input too small to fit covariates to), and a level the fit
+/// never saw is refused with its file, line and the fit's levels, not scored as the reference.
+#[test]
+fn a_stored_model_with_covariates_keeps_the_fits_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("models.db").display());
+    let log = repo_root().join("examples/data/transactions.csv");
+    let log = log.to_str().unwrap();
+    let run = |args: &[&str]| -> (bool, String, String) {
+        let mut all = vec!["model", "--store", &store];
+        all.extend_from_slice(args);
+        let (status, stdout, stderr) = run_cli(&all, dir.path(), &[]);
+        (status.success(), stdout, stderr)
+    };
+    let model = [
+        "--param",
+        "model=pareto_nbd",
+        "--param",
+        "covariates=channel",
+        "--param",
+        "spend_model=gamma_gamma",
+        "--param",
+        "spend_covariates=channel",
+    ];
+    let mut fit_args = vec!["fit", "clv", "--name", "by-channel", "--input", log];
+    fit_args.extend_from_slice(&model);
+    fit_args.extend_from_slice(&["--format", "json"]);
+    let (ok, fitted, stderr) = run(&fit_args);
+    assert!(ok, "{stderr}");
+    let fitted: serde_json::Value = serde_json::from_str(&fitted).unwrap();
+    // The covariate columns come from the stored model's parameters: none given here.
+    let (ok, scored, stderr) = run(&["score", "by-channel", "--input", log, "--format", "json"]);
+    assert!(ok, "{stderr}");
+    let scored: serde_json::Value = serde_json::from_str(&scored).unwrap();
+    let computed = clv_json(log, &model);
+    for key in ["results", "confidence_intervals", "units", "tables"] {
+        assert_eq!(scored[key], fitted[key], "{key}: scored against fitted");
+        assert_eq!(scored[key], computed[key], "{key}: scored against computed");
+    }
+    assert!(
+        scored["tables"]["coefficients"]
+            .to_string()
+            .contains("channel=web")
+    );
+
+    // The same new customer under two levels: each with its level's parameters.
+    let one = |channel: &str| -> serde_json::Value {
+        let file = write(
+            dir.path(),
+            &format!("{channel}.csv"),
+            &format!(
+                "customer_id,timestamp,amount,margin,channel\nnew,2022-03-01,50,0.4,{channel}\nnew,2022-06-01,70,0.4,{channel}\n"
+            ),
+        );
+        let (ok, out, stderr) = run(&["score", "by-channel", "--input", &file, "--format", "json"]);
+        assert!(ok, "{stderr}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let (store_customer, web_customer) = (one("store"), one("web"));
+    let expected = |v: &serde_json::Value| {
+        v["tables"]["customers"][0]["expected_purchases"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(expected(&store_customer) > 0.0);
+    assert_ne!(expected(&store_customer), expected(&web_customer));
+
+    let unseen = write(
+        dir.path(),
+        "unseen.csv",
+        "customer_id,timestamp,amount,margin,channel\nnew,2022-03-01,50,0.4,store\nother,2022-03-01,50,0.4,tiktok\n",
+    );
+    let (ok, _, stderr) = run(&["score", "by-channel", "--input", &unseen]);
+    assert!(!ok);
+    assert!(stderr.contains("unseen.csv line 3"), "{stderr}");
+    assert!(
+        stderr.contains("\"tiktok\"") && stderr.contains("its levels: phone, store, web"),
+        "{stderr}"
+    );
+    // Covariates that change over time are not stored: refused before fitting.
+    let (ok, _, stderr) = run(&[
+        "fit",
+        "clv",
+        "--name",
+        "dynamic",
+        "--input",
+        log,
+        "--param",
+        "model=pareto_nbd",
+        "--param",
+        "dynamic_covariates=channel",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("not ones that change over time"),
+        "{stderr}"
+    );
+}
+
 /// The model commands with --server act on the server's store through its ModelService, and
 /// print what they print on a local store.
 #[test]
@@ -3268,4 +3369,53 @@ fn model_commands_work_on_a_server() {
         run(&["list", "--server", &url]),
         format!("no models in the model store of {url}\n")
     );
+
+    // Covariates over the wire (Arrow IPC, in one message or in chunks): the columns the
+    // request's parameters name, and when scoring the stored model's, reach the metric; the
+    // fit's own customers score as computing gives them.
+    let covariates = ["--param", "model=bgnbd", "--param", "covariates=channel"];
+    let mut compute = vec![
+        "compute", "clv", "--input", log, "--server", &url, "--format", "json",
+    ];
+    compute.extend_from_slice(&covariates);
+    let (status, computed, stderr) = run_cli(&compute, dir.path(), &[]);
+    assert!(status.success(), "{stderr}");
+    let computed: serde_json::Value = serde_json::from_str(&computed).unwrap();
+    let mut fit = vec![
+        "fit",
+        "clv",
+        "--name",
+        "by-channel",
+        "--input",
+        log,
+        "--server",
+        &url,
+    ];
+    fit.extend_from_slice(&covariates);
+    run(&fit);
+    for chunk_rows in ["1000000", "1000"] {
+        let (status, scored, stderr) = run_cli(
+            &[
+                "model",
+                "score",
+                "by-channel",
+                "--input",
+                log,
+                "--server",
+                &url,
+                "--chunk-rows",
+                chunk_rows,
+                "--format",
+                "json",
+            ],
+            dir.path(),
+            &[],
+        );
+        assert!(status.success(), "{stderr}");
+        let scored: serde_json::Value = serde_json::from_str(&scored).unwrap();
+        assert_eq!(
+            scored["tables"], computed["tables"],
+            "chunks of {chunk_rows} rows"
+        );
+    }
 }

@@ -469,14 +469,15 @@ pub fn read_rfm_summary(
 }
 
 /// Conforms a batch a client sent (a gRPC `Table.arrow_ipc`) to the columns `descriptor`
-/// declares and `group_by` names, as a file's batches are; `first_row` (1-based) is the
+/// declares, `group_by` names and parameters name (`named`: (parameter, column), clv's
+/// covariates), as a file's batches are; `first_row` (1-based) is the
 /// batch's first row in the client's table, for errors. Text cells are read in ISO 8601 with a
 /// decimal point.
 pub fn conform(
     batch: &RecordBatch,
     input_name: &str,
     descriptor: &MetricDescriptor,
-    group_by: &[String],
+    (group_by, named): (&[String], &[(String, String)]),
     first_row: u64,
 ) -> Result<RecordBatch, ReadError> {
     let dialect = dialect(&ReadOptions::default());
@@ -485,7 +486,7 @@ pub fn conform(
         descriptor,
         group_by,
         mappings: &[],
-        named: &[],
+        named,
         dialect: &dialect,
     };
     columnar::Conformer::new(wanted, &batch.schema())?.conform(batch, first_row)

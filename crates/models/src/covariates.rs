@@ -99,6 +99,29 @@ impl<const N: usize> CovariateFit<N> {
         )
     }
 
+    /// A fit put back together from its parts (a stored model): `kind` says how the
+    /// coefficients scale the base parameters, as the fit of that model set them.
+    pub fn from_parts(
+        kind: CovariateModel,
+        base: [f64; N],
+        (purchase, attrition): (Vec<f64>, Vec<f64>),
+        log_likelihood: f64,
+        standard_errors: Option<Vec<f64>>,
+        fit: FreeFit,
+    ) -> CovariateFit<N> {
+        let (purchase_links, attrition_links) = kind.links();
+        CovariateFit {
+            base,
+            purchase,
+            attrition,
+            log_likelihood,
+            standard_errors,
+            fit,
+            purchase_links,
+            attrition_links,
+        }
+    }
+
     /// Whether any parameter ended at the edge of the searched range.
     pub fn reached_boundary(&self) -> bool {
         self.fit.at_boundary.iter().any(|&b| b)
@@ -119,6 +142,27 @@ fn scaled<const N: usize>(
         }
     }
     params
+}
+
+/// The models a [`CovariateFit`] can belong to, for [`CovariateFit::from_parts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CovariateModel {
+    ParetoNbd,
+    /// BG/NBD and MBG/NBD.
+    BgNbd,
+    GammaGamma,
+    ShiftedBetaGeometric,
+}
+
+impl CovariateModel {
+    fn links(self) -> (&'static [Link], &'static [Link]) {
+        match self {
+            CovariateModel::ParetoNbd => (PARETO_PURCHASE, PARETO_ATTRITION),
+            CovariateModel::BgNbd => (BGNBD_PURCHASE, BGNBD_ATTRITION),
+            CovariateModel::GammaGamma => (SPEND, &[]),
+            CovariateModel::ShiftedBetaGeometric => (SBG_ALPHA, SBG_BETA),
+        }
+    }
 }
 
 const PARETO_PURCHASE: &[Link] = &[(1, -1.0)];

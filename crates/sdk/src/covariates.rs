@@ -22,6 +22,17 @@ pub struct Encoded {
     pub names: Vec<Vec<String>>,
     pub profiles: Vec<Vec<Vec<f64>>>,
     pub profile_of: Vec<u32>,
+    /// How each input column was encoded: what encodes other entities the same way later
+    /// (a stored model scoring new customers).
+    pub columns: Vec<ColumnEncoding>,
+}
+
+/// How one covariate column becomes design columns, as a fit saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ColumnEncoding {
+    pub name: String,
+    /// Text levels in sorted order, the first the reference; `None` for numbers.
+    pub levels: Option<Vec<String>>,
 }
 
 /// Which entities the rows describe: each row's entity id, and what an entity is called in
@@ -96,20 +107,23 @@ const MAX_LEVELS: usize = 50;
 /// How one input column becomes design columns.
 enum Encoding {
     Numeric,
-    /// The non-reference levels, each a 0/1 column.
+    /// Every level, the reference first; the others are a 0/1 column each.
     Levels(Vec<String>),
 }
 
 /// Encodes the covariate columns named in `selections` for the entities whose first rows are
 /// `entity_rows`, over `batch`'s rows: with `entities.ids`, every row of an entity must agree
 /// with its first (else an error naming the entity and both values). `parameter` is the
-/// parameter named in errors about the choice of columns.
+/// parameter named in errors about the choice of columns. With `fixed` (a stored fit's
+/// [`Encoded::columns`]) the columns are encoded as the fit encoded them, whatever these
+/// entities' values, and a level the fit never saw is refused (it has no coefficient).
 pub fn encode(
     batch: &RecordBatch,
     selections: &[&[String]],
     entity_rows: &[usize],
     entities: Entities<'_>,
     parameter: &str,
+    fixed: Option<&[ColumnEncoding]>,
 ) -> Result<Encoded, MetricError> {
     let noun = entities.noun;
     let mut names: Vec<&str> = Vec::new();
@@ -157,9 +171,34 @@ pub fn encode(
             }
         }
     }
-    // Each column's encoding, from the entities' values.
+    // Each column's encoding: the fit's, or from the entities' values.
     let mut encodings: Vec<Encoding> = Vec::new();
-    for column in &columns {
+    if let Some(fixed) = fixed {
+        for column in &columns {
+            let kept = fixed
+                .iter()
+                .find(|c| c.name == column.name)
+                .ok_or_else(|| {
+                    MetricError::invalid_parameter(
+                        parameter,
+                        format!(
+                            "the stored fit has no covariate {}; its covariates are {}",
+                            column.name,
+                            fixed
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?;
+            encodings.push(match &kept.levels {
+                None => Encoding::Numeric,
+                Some(levels) => Encoding::Levels(levels.clone()),
+            });
+        }
+    }
+    for column in columns.iter().skip(encodings.len()) {
         let mut levels: Vec<&str> = Vec::new();
         let mut numbers: Vec<f64> = Vec::new();
         for &row in entity_rows {
@@ -200,7 +239,7 @@ pub fn encode(
             Encoding::Numeric
         } else {
             levels.sort_unstable();
-            Encoding::Levels(levels[1..].iter().map(|l| (*l).to_owned()).collect())
+            Encoding::Levels(levels.iter().map(|l| (*l).to_owned()).collect())
         });
     }
     let design_names = |selected: &[String]| -> Vec<String> {
@@ -210,7 +249,7 @@ pub fn encode(
             match &encodings[at] {
                 Encoding::Numeric => out.push(name.clone()),
                 Encoding::Levels(levels) => {
-                    out.extend(levels.iter().map(|l| format!("{name}={l}")));
+                    out.extend(levels[1..].iter().map(|l| format!("{name}={l}")));
                 }
             }
         }
@@ -223,7 +262,35 @@ pub fn encode(
             match (&encodings[at], columns[at].cell(row)?) {
                 (Encoding::Numeric, Cell::Number(v)) => out.push(v),
                 (Encoding::Levels(levels), Cell::Text(t)) => {
-                    out.extend(levels.iter().map(|l| f64::from(u8::from(l == t))));
+                    if !levels.iter().any(|l| l == t) {
+                        return Err(MetricError::invalid_value(
+                            name,
+                            row,
+                            format!(
+                                "covariate {name} is {t:?} at row {row}, a level the stored fit never saw (its levels: {}), so the model has no coefficient for it; score customers of those levels, or fit again with data that has this one",
+                                levels.join(", ")
+                            ),
+                        ));
+                    }
+                    out.extend(levels[1..].iter().map(|l| f64::from(u8::from(l == t))));
+                }
+                (Encoding::Numeric, Cell::Text(_)) if fixed.is_some() => {
+                    return Err(MetricError::invalid_value(
+                        name,
+                        row,
+                        format!(
+                            "covariate {name} is text at row {row}, but the stored fit's {name} was numbers"
+                        ),
+                    ));
+                }
+                (Encoding::Levels(_), Cell::Number(_)) if fixed.is_some() => {
+                    return Err(MetricError::invalid_value(
+                        name,
+                        row,
+                        format!(
+                            "covariate {name} is a number at row {row}, but the stored fit's {name} was text (levels)"
+                        ),
+                    ));
                 }
                 _ => {
                     return Err(MetricError::invalid_value(
@@ -256,6 +323,17 @@ pub fn encode(
         names: selections.iter().map(|s| design_names(s)).collect(),
         profiles,
         profile_of,
+        columns: names
+            .iter()
+            .zip(&encodings)
+            .map(|(name, encoding)| ColumnEncoding {
+                name: (*name).to_owned(),
+                levels: match encoding {
+                    Encoding::Numeric => None,
+                    Encoding::Levels(levels) => Some(levels.clone()),
+                },
+            })
+            .collect(),
     })
 }
 

@@ -72,11 +72,14 @@ impl MetricServer {
         engine: &Engine,
         metric: &str,
         group_by: &[String],
+        named: Named<'_>,
         budget: &CallBudget,
     ) -> Result<ArrowInput, ServiceError> {
         let settings = self.state.settings();
+        let descriptor = engine.describe(metric)?;
         Ok(ArrowInput {
-            descriptor: Arc::new(engine.describe(metric)?.clone()),
+            named: named.columns(descriptor),
+            descriptor: Arc::new(descriptor.clone()),
             group_by: group_by.to_vec(),
             limits: IpcLimits {
                 max_rows: settings.server.max_rows as u64,
@@ -117,6 +120,7 @@ impl MetricServer {
                     let reader = ArrowInput {
                         descriptor: Arc::new(as_input),
                         group_by: Vec::new(),
+                        named: Vec::new(),
                         limits: IpcLimits {
                             max_rows: settings.server.max_rows as u64,
                             allow_compressed: self.limits.allow_compressed_arrow,
@@ -207,6 +211,7 @@ impl MetricServer {
         engine: &Engine,
         metric: &str,
         group_by: &[String],
+        named: Named<'_>,
         table: pb::Table,
         budget: &CallBudget,
     ) -> Result<RecordBatch, ServiceError> {
@@ -214,7 +219,7 @@ impl MetricServer {
             budget.grow(table_decoded_bytes(&table), "the input")?;
             off_runtime(table_cells(&table), move || convert::table_to_batch(table)).await?
         } else {
-            let reader = self.arrow_input(engine, metric, group_by, budget)?;
+            let reader = self.arrow_input(engine, metric, group_by, named, budget)?;
             off_runtime(table.arrow_ipc.len(), move || reader.read(table)).await?
         };
         budget.release_decoded();
@@ -257,11 +262,16 @@ impl MetricServer {
         &self,
         engine: &Engine,
         header: pb::ComputeStreamHeader,
+        stored: Option<&BTreeMap<String, ParamValue>>,
         mut stream: impl Stream<Item = Result<pb::ComputeStreamRequest, Status>> + Unpin,
         budget: &CallBudget,
     ) -> Result<StreamedInput, ServiceError> {
         let params = convert::params_from_proto(&header.parameters)?;
-        let reader = self.arrow_input(engine, &header.metric, &header.group_by, budget)?;
+        let named = Named {
+            requested: &header.parameters,
+            stored,
+        };
+        let reader = self.arrow_input(engine, &header.metric, &header.group_by, named, budget)?;
         let mut batches: Vec<RecordBatch> = Vec::new();
         let mut bytes: u64 = 0;
         let mut rows: u64 = 0;
@@ -338,15 +348,18 @@ impl MetricServer {
             }
         };
         metric.clone_from(&header.metric);
-        self.read_chunks(engine, header, stream, budget).await
+        self.read_chunks(engine, header, None, stream, budget).await
     }
 
     /// Reads the chunks of a stream whose header was read: `ComputeStream`'s, or a
     /// ModelService stream's (its chunks mapped to `ComputeStreamRequest`s).
+    /// `stored` is a stored model's parameters, when scoring: the columns they name are read
+    /// as the request's would be.
     pub(crate) async fn read_chunks(
         &self,
         engine: &Engine,
         header: pb::ComputeStreamHeader,
+        stored: Option<&BTreeMap<String, ParamValue>>,
         mut stream: impl Stream<Item = Result<pb::ComputeStreamRequest, Status>> + Unpin,
         budget: &CallBudget,
     ) -> Result<StreamedInput, ServiceError> {
@@ -358,7 +371,9 @@ impl MetricServer {
         )?;
         check_count("header column", header.schema.len(), MAX_INPUT_COLUMNS)?;
         if header.schema.is_empty() {
-            return self.read_arrow_stream(engine, header, stream, budget).await;
+            return self
+                .read_arrow_stream(engine, header, stored, stream, budget)
+                .await;
         }
         let schema: Vec<(String, mittari_engine::DataType)> = header
             .schema
@@ -530,7 +545,17 @@ impl MetricService for MetricServer {
             let encoding = request.result_encoding();
             let table = request.input.unwrap_or_default();
             let input = self
-                .decode_input(&engine, &request.metric, &request.group_by, table, &budget)
+                .decode_input(
+                    &engine,
+                    &request.metric,
+                    &request.group_by,
+                    Named {
+                        requested: &request.parameters,
+                        stored: None,
+                    },
+                    table,
+                    &budget,
+                )
                 .await?;
             let tables = self
                 .read_tables(&engine, &request.metric, request.tables, &budget)
@@ -704,6 +729,42 @@ async fn off_runtime<T: Send + 'static>(
     })
 }
 
+/// The parameters whose named columns an input keeps: the request's, and when scoring the
+/// stored model's (its covariates).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Named<'a> {
+    pub(crate) requested: &'a std::collections::HashMap<String, pb::Value>,
+    pub(crate) stored: Option<&'a BTreeMap<String, ParamValue>>,
+}
+
+impl Named<'_> {
+    fn columns(&self, descriptor: &mittari_engine::MetricDescriptor) -> Vec<(String, String)> {
+        let requested = self.requested.iter().filter_map(|(name, value)| {
+            match convert::value_from_proto(value) {
+                Some(ParamValue::String(value)) => Some((name.clone(), value)),
+                _ => None,
+            }
+        });
+        let stored = self
+            .stored
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, value)| match value {
+                ParamValue::String(value) => Some((name.clone(), value.clone())),
+                _ => None,
+            });
+        let mut named: Vec<(String, String)> = Vec::new();
+        for (parameter, value) in requested.chain(stored) {
+            for column in descriptor.named_columns([(parameter.as_str(), value.as_str())]) {
+                if !named.iter().any(|(_, c)| *c == column) {
+                    named.push((parameter.clone(), column));
+                }
+            }
+        }
+        named
+    }
+}
+
 /// Reads Arrow IPC tables for one metric: checked and decoded within the limits and the call's
 /// budget, then conformed to the metric's declared column types (and the group-by columns) by
 /// `mittari-io`, as a file would be.
@@ -711,6 +772,9 @@ async fn off_runtime<T: Send + 'static>(
 struct ArrowInput {
     descriptor: Arc<mittari_engine::MetricDescriptor>,
     group_by: Vec<String>,
+    /// (parameter, column) for the columns parameters name (clv's covariates), kept beside
+    /// the declared ones.
+    named: Vec<(String, String)>,
     limits: IpcLimits,
     max_string_bytes: u64,
     budget: CallBudget,
@@ -743,8 +807,14 @@ impl ArrowInput {
         let mut conformed = Vec::with_capacity(batches.len());
         for batch in &batches {
             conformed.push(
-                mittari_io::conform(batch, "input", &self.descriptor, &self.group_by, row)
-                    .map_err(read_error)?,
+                mittari_io::conform(
+                    batch,
+                    "input",
+                    &self.descriptor,
+                    (&self.group_by, &self.named),
+                    row,
+                )
+                .map_err(read_error)?,
             );
             row += batch.num_rows() as u64;
         }

@@ -18,7 +18,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use crate::auth::Caller;
 use crate::budget::CallBudget;
 use crate::convert;
-use crate::metric_service::{MetricServer, audit, check_request_shape, label};
+use crate::metric_service::{MetricServer, Named, audit, check_request_shape, label};
 use crate::status::{self, ServiceError, user_text};
 use crate::telemetry::RequestContext;
 
@@ -269,7 +269,7 @@ impl ModelService for MetricServer {
                 }));
             }
             let streamed = self
-                .read_chunks(&engine, input_header, chunks, &budget)
+                .read_chunks(&engine, input_header, None, chunks, &budget)
                 .await?;
             let encoding = streamed.header.result_encoding();
             let mut request = ComputeRequest::new(
@@ -486,6 +486,10 @@ impl ModelService for MetricServer {
                     &engine,
                     &model.metric,
                     &[],
+                    Named {
+                        requested: &request.parameters,
+                        stored: Some(&model.fit.params),
+                    },
                     request.input.unwrap_or_default(),
                     &budget,
                 )
@@ -531,7 +535,9 @@ impl ModelService for MetricServer {
                 input_header.parameters.len(),
                 None,
             )?;
-            let streamed = self.read_chunks(&engine, input_header, chunks, &budget).await?;
+            let streamed = self
+                .read_chunks(&engine, input_header, Some(&model.fit.params), chunks, &budget)
+                .await?;
             let encoding = streamed.header.result_encoding();
             self.score(&header.model, streamed.params, streamed.input, encoding, &budget, model)
                 .await

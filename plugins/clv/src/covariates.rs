@@ -9,7 +9,7 @@ use mittari_models::covariates::CovariateFit;
 use mittari_models::special::gamma_q;
 
 use mittari_sdk::arrow_array::{RecordBatch, StringArray};
-use mittari_sdk::covariates::Coefficient;
+use mittari_sdk::covariates::{Coefficient, ColumnEncoding};
 use mittari_sdk::{Input, MetricError, Params};
 
 /// The covariate columns of each process, as the request names them.
@@ -90,6 +90,8 @@ pub(crate) struct Design {
     pub(crate) spend: Vec<String>,
     pub(crate) profiles: Vec<ProfileValues>,
     pub(crate) profile_of: Vec<u32>,
+    /// Each covariate column's encoding: what a stored model encodes new customers with.
+    pub(crate) columns: Vec<ColumnEncoding>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -101,12 +103,14 @@ pub(crate) struct ProfileValues {
 
 /// Encodes the covariates of the customers whose rows are `customer_rows` (each customer's
 /// first row, as in the histories) over the input's rows, where `ids` gives each row's
-/// customer (for a transaction log; `None` for a summary, one row per customer).
+/// customer (for a transaction log; `None` for a summary, one row per customer). `fixed` is
+/// a stored fit's encoding, which scoring keeps whatever the scored customers' levels.
 pub(crate) fn design(
     input: &Input<'_>,
     request: &Request,
     customer_rows: &[usize],
     ids: Option<&StringArray>,
+    fixed: Option<&[ColumnEncoding]>,
 ) -> Result<Design, MetricError> {
     let encoded = mittari_sdk::covariates::encode(
         input.batch(),
@@ -117,6 +121,7 @@ pub(crate) fn design(
             noun: "customer",
         },
         "covariates",
+        fixed,
     )?;
     let [purchase, attrition, spend]: [Vec<String>; 3] = encoded
         .names
@@ -136,6 +141,7 @@ pub(crate) fn design(
             })
             .collect(),
         profile_of: encoded.profile_of,
+        columns: encoded.columns,
     })
 }
 

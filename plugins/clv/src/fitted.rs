@@ -10,9 +10,13 @@
 //! same bits).
 
 use mittari_models::Fit;
+use mittari_models::covariates::{CovariateFit, CovariateModel};
+use mittari_models::optimize::FreeFit;
+use mittari_sdk::covariates::ColumnEncoding;
 use mittari_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::covariates;
 use crate::predictive::{self, Fits, SpendFit};
 
 /// The parameters a stored model fixes: the model and what it was fitted with. The others (a
@@ -31,7 +35,7 @@ pub(crate) const MODEL_PARAMETERS: &[&str] = &[
 ];
 
 /// What the stored state holds, for `describe`.
-pub(crate) const DESCRIPTION: &str = "the purchase model's (bgnbd, mbgnbd, pareto_nbd) and the Gamma-Gamma spend model's estimates, standard errors and covariances, with the customers and repeat buyers they were fitted to";
+pub(crate) const DESCRIPTION: &str = "the purchase model's (bgnbd, mbgnbd, pareto_nbd) and the Gamma-Gamma spend model's estimates, standard errors and covariances, with the customers and repeat buyers they were fitted to, and with covariates their coefficients and each covariate's encoding (text levels, the reference first)";
 
 /// A stored CLV model.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,10 +47,112 @@ struct ClvState {
     customers: f64,
     repeat_buyers: f64,
     spend: Option<StoredSpend>,
+    /// The covariates' encoding and fits, where the model has covariates (format 2 on).
+    #[serde(default)]
+    covariates: Option<StoredCovariates>,
 }
 
 impl Fitted for ClvState {
-    const FORMAT: u32 = 1;
+    /// 2: covariates. Format 1 states (no covariates) read as they were.
+    const FORMAT: u32 = 2;
+
+    fn reads(format: u32) -> bool {
+        matches!(format, 1 | 2)
+    }
+}
+
+/// A model's covariates: how the fit encoded each column (its text levels, the reference
+/// first), and the purchase and spend fits with coefficients.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredCovariates {
+    encoding: Vec<ColumnEncoding>,
+    purchase: Option<StoredCovariateFit>,
+    spend: Option<StoredCovariateFit>,
+}
+
+/// A [`CovariateFit`] as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredCovariateFit {
+    base: Vec<f64>,
+    purchase: Vec<f64>,
+    attrition: Vec<f64>,
+    log_likelihood: f64,
+    standard_errors: Option<Vec<f64>>,
+    free_params: Vec<f64>,
+    free_covariance: Option<Vec<Vec<f64>>>,
+    free_log_likelihood: f64,
+    largest_gradient: f64,
+    iterations: usize,
+    evaluations: usize,
+    converged: bool,
+    status: String,
+    at_boundary: Vec<bool>,
+}
+
+impl<const N: usize> From<&CovariateFit<N>> for StoredCovariateFit {
+    fn from(fit: &CovariateFit<N>) -> Self {
+        StoredCovariateFit {
+            base: fit.base.to_vec(),
+            purchase: fit.purchase.clone(),
+            attrition: fit.attrition.clone(),
+            log_likelihood: fit.log_likelihood,
+            standard_errors: fit.standard_errors.clone(),
+            free_params: fit.fit.params.clone(),
+            free_covariance: fit.fit.covariance.clone(),
+            free_log_likelihood: fit.fit.log_likelihood,
+            largest_gradient: fit.fit.largest_gradient,
+            iterations: fit.fit.iterations,
+            evaluations: fit.fit.evaluations,
+            converged: fit.fit.converged,
+            status: fit.fit.status.clone(),
+            at_boundary: fit.fit.at_boundary.clone(),
+        }
+    }
+}
+
+impl StoredCovariateFit {
+    fn to_fit<const N: usize>(&self, kind: CovariateModel) -> Result<CovariateFit<N>, MetricError> {
+        let base: [f64; N] = self.base.as_slice().try_into().map_err(|_| {
+            MetricError::IncompatibleState {
+                message: format!(
+                    "the stored covariate fit has {} base parameters, not the {N} of its model; the model is damaged",
+                    self.base.len()
+                ),
+            }
+        })?;
+        let free = N + self.purchase.len() + self.attrition.len();
+        if self.free_params.len() > free || self.at_boundary.len() != self.free_params.len() {
+            return Err(MetricError::IncompatibleState {
+                message: "the stored covariate fit's parameters do not match its coefficients; the model is damaged".to_owned(),
+            });
+        }
+        Ok(CovariateFit::from_parts(
+            kind,
+            base,
+            (self.purchase.clone(), self.attrition.clone()),
+            self.log_likelihood,
+            self.standard_errors.clone(),
+            FreeFit {
+                params: self.free_params.clone(),
+                covariance: self.free_covariance.clone(),
+                log_likelihood: self.free_log_likelihood,
+                largest_gradient: self.largest_gradient,
+                iterations: self.iterations,
+                evaluations: self.evaluations,
+                converged: self.converged,
+                status: self.status.clone(),
+                at_boundary: self.at_boundary.clone(),
+            },
+        ))
+    }
+}
+
+/// How a purchase model's coefficients scale its parameters.
+fn covariate_model(model: &str) -> CovariateModel {
+    match model {
+        "pareto_nbd" => CovariateModel::ParetoNbd,
+        _ => CovariateModel::BgNbd,
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -153,19 +259,11 @@ fn check_storable(params: &Params) -> Result<&'static str, MetricError> {
             ));
         }
     };
-    for name in [
-        "covariates",
-        "purchase_covariates",
-        "attrition_covariates",
-        "spend_covariates",
-        "dynamic_covariates",
-    ] {
-        if params.get(name).is_some() {
-            return Err(MetricError::invalid_parameter(
-                name,
-                "stored models do not hold covariates yet (each profile's scoring needs the fit's encoding of its levels); compute with covariates instead",
-            ));
-        }
+    if params.get("dynamic_covariates").is_some() {
+        return Err(MetricError::invalid_parameter(
+            "dynamic_covariates",
+            "stored models hold covariates that are constant per customer (covariates, purchase_covariates, attrition_covariates, spend_covariates), not ones that change over time; compute with dynamic_covariates instead",
+        ));
     }
     Ok(model)
 }
@@ -196,6 +294,11 @@ pub(crate) fn fit(input: &Input<'_>, params: &Params) -> Result<FittedModel, Met
             fit: (&s.fit).into(),
             correlation: s.correlation,
             repeat_buyers: s.repeat_buyers,
+        }),
+        covariates: fits.encoding.take().map(|encoding| StoredCovariates {
+            encoding,
+            purchase: fits.covariates.as_ref().map(StoredCovariateFit::from),
+            spend: fits.spend_covariates.as_ref().map(StoredCovariateFit::from),
         }),
     };
     let mut fitted = FittedModel::new(&state, output)?
@@ -245,6 +348,24 @@ pub(crate) fn score(
         },
         ..Fits::default()
     };
+    if let Some(covariates) = &state.covariates {
+        fits.encoding = Some(covariates.encoding.clone());
+        fits.covariates = match &covariates.purchase {
+            Some(fit) => Some(fit.to_fit(covariate_model(&state.model))?),
+            None => None,
+        };
+        fits.spend_covariates = match &covariates.spend {
+            Some(fit) => Some(fit.to_fit(CovariateModel::GammaGamma)?),
+            None => None,
+        };
+    }
+    if state.covariates.is_none() && covariates::request(params)?.is_some() {
+        return Err(MetricError::IncompatibleState {
+            message:
+                "the stored model has no covariates, its parameters name some; the model is damaged"
+                    .to_owned(),
+        });
+    }
     if fits.spend.is_none() && params.str("spend_model")? == "gamma_gamma" {
         return Err(MetricError::IncompatibleState {
             message: "the stored model has no spend model, its parameters say gamma_gamma; the model is damaged".to_owned(),

@@ -355,6 +355,9 @@ fn purchase_fit(name: &str, fit: Fit<4>) -> Result<PurchaseFit, MetricError> {
 pub(crate) struct Fits {
     pub(crate) purchase: Option<Fit<4>>,
     pub(crate) covariates: Option<CovariateFit<4>>,
+    pub(crate) spend_covariates: Option<CovariateFit<3>>,
+    /// How the covariates were encoded, where there are covariates.
+    pub(crate) encoding: Option<Vec<mittari_sdk::covariates::ColumnEncoding>>,
     /// Customers and repeat buyers of the purchase fit's data.
     pub(crate) purchase_support: Option<(f64, f64)>,
     pub(crate) spend: Option<SpendFit>,
@@ -938,9 +941,13 @@ pub(crate) fn compute_reusing(
             request,
             &history.row,
             history.ids,
+            fits.encoding.as_deref(),
         )?),
         None => None,
     };
+    if let Some(design) = &design {
+        fits.encoding = Some(design.columns.clone());
+    }
     let segments = match &design {
         Some(design) => Segments::by_profile(&history, design),
         None => Segments::one(histories, history_of),
@@ -1031,13 +1038,17 @@ pub(crate) fn compute_reusing(
             let gg = GammaGamma { p, q, gamma };
             match (&covariate_request, &design) {
                 (Some(request), Some(design)) if !design.spend.is_empty() => {
-                    let covariate_fit = fit_spend_covariates(
-                        &gg_fit,
-                        request,
-                        design,
-                        (&history.x, &history.monetary_value, &history.weight),
-                        input.cancellation(),
-                    )?;
+                    let covariate_fit = match fits.spend_covariates.take() {
+                        Some(kept) => kept,
+                        None => fit_spend_covariates(
+                            &gg_fit,
+                            request,
+                            design,
+                            (&history.x, &history.monetary_value, &history.weight),
+                            input.cancellation(),
+                        )?,
+                    };
+                    fits.spend_covariates = Some(covariate_fit.clone());
                     let base = covariates::base_fit(&covariate_fit);
                     let [p, q, gamma] = base.params;
                     spend_covariates = Some((covariate_fit, gg_fit));

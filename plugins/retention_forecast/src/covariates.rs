@@ -66,6 +66,7 @@ pub(crate) fn compute(input: &Input<'_>, params: &Params) -> Result<Output, Metr
             noun: "cohort",
         },
         "covariates",
+        None,
     )?;
     let profiles: Vec<Profile<Cohort>> = cohorts
         .iter()

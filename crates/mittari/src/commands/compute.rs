@@ -128,11 +128,16 @@ pub(crate) fn run(
             "--group-by: a model is fitted to, and scores, the whole input; fit one model per segment under its own name"
         );
     }
-    let metric = match (metric, &purpose) {
-        (Some(metric), _) => metric.to_owned(),
+    // A stored model's own parameters (JSON): the columns they name (its covariates) are read
+    // from the input as the fit read them.
+    let (metric, stored_parameters) = match (metric, &purpose) {
+        (Some(metric), Purpose::Score { model, .. }) => {
+            (metric.to_owned(), model.map(|m| m.model.parameters.clone()))
+        }
+        (Some(metric), _) => (metric.to_owned(), None),
         (None, Purpose::Score { reference, .. }) => {
             match rt.block_on(backend.model_remote(reference)) {
-                Ok(model) => model.metric,
+                Ok(model) => (model.metric, Some(model.parameters_json)),
                 Err(status) => return Ok(report(&status, None)),
             }
         }
@@ -158,6 +163,13 @@ pub(crate) fn run(
     );
     let mut options = input.options();
     options.named_columns = named_columns(&descriptor, &params);
+    if let Some(stored) = stored_parameters {
+        for named in stored_named_columns(&descriptor, &stored)? {
+            if !options.named_columns.iter().any(|(_, c)| *c == named.1) {
+                options.named_columns.push(named);
+            }
+        }
+    }
     if join.is_some() && options.named_columns.is_empty() {
         bail!(
             "--join takes the columns that parameters name (such as clv's covariates) from another file, and no parameter names any"
@@ -526,4 +538,26 @@ fn join_columns(
         batch,
         origins: table.origins,
     })
+}
+
+/// (parameter, column) for every column a stored model's parameters (`parameters_json`) name.
+fn stored_named_columns(
+    descriptor: &MetricDescriptor,
+    parameters_json: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let parameters: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(parameters_json)
+            .context("the stored model's parameters are not a JSON object")?;
+    let mut named: Vec<(String, String)> = Vec::new();
+    for (parameter, value) in &parameters {
+        // Each value as the store writes it: {"string": "…"}, {"double": …}…
+        if let Some(value) = value.get("string").and_then(serde_json::Value::as_str) {
+            for column in descriptor.named_columns([(parameter.as_str(), value)]) {
+                if !named.iter().any(|(_, c)| *c == column) {
+                    named.push((parameter.clone(), column));
+                }
+            }
+        }
+    }
+    Ok(named)
 }
