@@ -1791,7 +1791,7 @@ async fn models_are_fitted_stored_and_scored_over_grpc() {
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(
-        status.message().contains("fitted by clv 9.0.0, and clv 0.1.0 cannot score with it: it is in state format 99, and this version reads format 1"),
+        status.message().contains("fitted by clv 9.0.0, and clv 0.1.0 cannot score with it: it is in state format 99, which this version does not read (it writes format 2)"),
         "{status:?}"
     );
 

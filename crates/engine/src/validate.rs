@@ -321,17 +321,10 @@ pub(crate) fn named_columns(
     descriptor: &MetricDescriptor,
     params: &Params,
 ) -> Vec<(String, String)> {
-    let mut named: Vec<(String, String)> = Vec::new();
-    for (parameter, value) in params.iter() {
-        if let ParamValue::String(value) = value {
-            for column in descriptor.named_columns([(parameter.as_str(), value.as_str())]) {
-                if !named.iter().any(|(_, c)| *c == column) {
-                    named.push((parameter.clone(), column));
-                }
-            }
-        }
-    }
-    named
+    descriptor.columns_named_by(params.iter().filter_map(|(parameter, value)| match value {
+        ParamValue::String(value) => Some((parameter.as_str(), value.as_str())),
+        _ => None,
+    }))
 }
 
 fn conform_column(

@@ -648,19 +648,17 @@ fn named_columns(
     descriptor: &MetricDescriptor,
     params: &HashMap<String, pb::Value>,
 ) -> Vec<(String, String)> {
-    let mut names: Vec<(&String, &pb::Value)> = params.iter().collect();
-    names.sort_by(|a, b| a.0.cmp(b.0));
-    let mut named: Vec<(String, String)> = Vec::new();
-    for (parameter, value) in names {
-        if let Some(mittari_sdk::ParamValue::String(value)) = convert::value_from_proto(value) {
-            for column in descriptor.named_columns([(parameter.as_str(), value.as_str())]) {
-                if !named.iter().any(|(_, c)| *c == column) {
-                    named.push((parameter.clone(), column));
-                }
-            }
-        }
-    }
-    named
+    let mut texts: Vec<(&str, String)> = params
+        .iter()
+        .filter_map(
+            |(parameter, value)| match convert::value_from_proto(value) {
+                Some(mittari_sdk::ParamValue::String(value)) => Some((parameter.as_str(), value)),
+                _ => None,
+            },
+        )
+        .collect();
+    texts.sort();
+    descriptor.columns_named_by(texts.iter().map(|(p, v)| (*p, v.as_str())))
 }
 
 fn parse_params(

@@ -525,6 +525,23 @@ impl MetricDescriptor {
     ) -> Vec<String> {
         self.named_columns_in(None, params)
     }
+    /// (parameter, column) for each main-input column the `(parameter, value)` pairs name,
+    /// each column once, with the first parameter that names it: what a reader keeps beside
+    /// the declared columns, and what its errors name.
+    pub fn columns_named_by<'a>(
+        &self,
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<(String, String)> {
+        let mut named: Vec<(String, String)> = Vec::new();
+        for (parameter, value) in params {
+            for column in self.named_columns([(parameter, value)]) {
+                if !named.iter().any(|(_, c)| *c == column) {
+                    named.push((parameter.to_owned(), column));
+                }
+            }
+        }
+        named
+    }
     /// As [`MetricDescriptor::named_columns`], for the main input (`table` `None`) or the
     /// table input `table`.
     pub fn named_columns_in<'a>(

@@ -102,7 +102,7 @@ impl StoredState<'_> {
     pub fn decode<S: Fitted>(&self) -> Result<S, MetricError> {
         if !S::reads(self.format) {
             return Err(self.incompatible(format!(
-                "it is in state format {}, and this version reads format {}",
+                "it is in state format {}, which this version does not read (it writes format {})",
                 self.format,
                 S::FORMAT
             )));
@@ -229,7 +229,7 @@ mod tests {
         let error = stored(bytes, 1).decode::<Model>().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "the model was fitted by m 1.0.0, and m 1.1.0 cannot score with it: it is in state format 1, and this version reads format 2; fit the model again with this version"
+            "the model was fitted by m 1.0.0, and m 1.1.0 cannot score with it: it is in state format 1, which this version does not read (it writes format 2); fit the model again with this version"
         );
         assert!(matches!(error, MetricError::IncompatibleState { .. }));
         let wrapped = Envelope::wrap("other", "3.0.0", 2, bytes).unwrap();

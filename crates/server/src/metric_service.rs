@@ -753,15 +753,8 @@ impl Named<'_> {
                 ParamValue::String(value) => Some((name.clone(), value.clone())),
                 _ => None,
             });
-        let mut named: Vec<(String, String)> = Vec::new();
-        for (parameter, value) in requested.chain(stored) {
-            for column in descriptor.named_columns([(parameter.as_str(), value.as_str())]) {
-                if !named.iter().any(|(_, c)| *c == column) {
-                    named.push((parameter.clone(), column));
-                }
-            }
-        }
-        named
+        let texts: Vec<(String, String)> = requested.chain(stored).collect();
+        descriptor.columns_named_by(texts.iter().map(|(p, v)| (p.as_str(), v.as_str())))
     }
 }
 

@@ -548,16 +548,11 @@ fn stored_named_columns(
     let parameters: std::collections::BTreeMap<String, serde_json::Value> =
         serde_json::from_str(parameters_json)
             .context("the stored model's parameters are not a JSON object")?;
-    let mut named: Vec<(String, String)> = Vec::new();
-    for (parameter, value) in &parameters {
-        // Each value as the store writes it: {"string": "…"}, {"double": …}…
-        if let Some(value) = value.get("string").and_then(serde_json::Value::as_str) {
-            for column in descriptor.named_columns([(parameter.as_str(), value)]) {
-                if !named.iter().any(|(_, c)| *c == column) {
-                    named.push((parameter.clone(), column));
-                }
-            }
-        }
-    }
-    Ok(named)
+    // Each value as the store writes it: {"string": "…"}, {"double": …}…
+    Ok(
+        descriptor.columns_named_by(parameters.iter().filter_map(|(parameter, value)| {
+            let value = value.get("string").and_then(serde_json::Value::as_str)?;
+            Some((parameter.as_str(), value))
+        })),
+    )
 }
