@@ -3026,6 +3026,14 @@ fn model_commands_manage_the_store() {
     );
 }
 
+/// Runs `mittari model --store STORE ARGS` in `dir`: whether it succeeded, stdout, stderr.
+fn run_model(store: &str, dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["model", "--store", store];
+    all.extend_from_slice(args);
+    let (status, stdout, stderr) = run_cli(&all, dir, &[]);
+    (status.success(), stdout, stderr)
+}
+
 /// `model fit` stores what `compute` computes, and `model score` with the stored model gives
 /// the fit's own customers the fit's predictions bit for bit (JSON numbers are written in
 /// their shortest exact form, so equal text is equal bits); parameters the fit fixed are
@@ -3036,12 +3044,7 @@ fn a_stored_model_scores_its_own_customers_as_its_fit_did() {
     let store = format!("sqlite://{}", dir.path().join("models.db").display());
     let log = repo_root().join("examples/data/transactions.csv");
     let log = log.to_str().unwrap();
-    let run = |args: &[&str]| -> (bool, String, String) {
-        let mut all = vec!["model", "--store", &store];
-        all.extend_from_slice(args);
-        let (status, stdout, stderr) = run_cli(&all, dir.path(), &[]);
-        (status.success(), stdout, stderr)
-    };
+    let run = |args: &[&str]| run_model(&store, dir.path(), args);
     let model = [
         "--param",
         "model=pareto_nbd",
@@ -3198,12 +3201,7 @@ fn a_stored_model_with_covariates_keeps_the_fits_encoding() {
     let store = format!("sqlite://{}", dir.path().join("models.db").display());
     let log = repo_root().join("examples/data/transactions.csv");
     let log = log.to_str().unwrap();
-    let run = |args: &[&str]| -> (bool, String, String) {
-        let mut all = vec!["model", "--store", &store];
-        all.extend_from_slice(args);
-        let (status, stdout, stderr) = run_cli(&all, dir.path(), &[]);
-        (status.success(), stdout, stderr)
-    };
+    let run = |args: &[&str]| run_model(&store, dir.path(), args);
     let model = [
         "--param",
         "model=pareto_nbd",
