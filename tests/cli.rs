@@ -3026,6 +3026,42 @@ fn model_commands_manage_the_store() {
     );
 }
 
+/// Fits clv with `model` (and `shared`) as `name` in `store`, scores `log` with it (with
+/// `shared`), and computes it (`model` and `shared`): the scores must equal the fit's answer
+/// and the computation's — results, intervals, units and every table, as JSON text, so bit for
+/// bit. Returns the fit's and the score's JSON and the fit's stderr.
+fn fit_then_score(
+    (store, dir): (&str, &Path),
+    log: &str,
+    name: &str,
+    model: &[&str],
+    shared: &[&str],
+) -> (serde_json::Value, serde_json::Value, String) {
+    let mut fit = vec![
+        "fit", "clv", "--name", name, "--input", log, "--format", "json",
+    ];
+    fit.extend_from_slice(model);
+    fit.extend_from_slice(shared);
+    let (ok, fitted, fit_stderr) = run_model(store, dir, &fit);
+    assert!(ok, "{fit_stderr}");
+    let mut score = vec!["score", name, "--input", log, "--format", "json"];
+    score.extend_from_slice(shared);
+    let (ok, scored, stderr) = run_model(store, dir, &score);
+    assert!(ok, "{stderr}");
+    let (fitted, scored): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&fitted).unwrap(),
+        serde_json::from_str(&scored).unwrap(),
+    );
+    let mut compute = model.to_vec();
+    compute.extend_from_slice(shared);
+    let computed = clv_json(log, &compute);
+    for key in ["results", "confidence_intervals", "units", "tables"] {
+        assert_eq!(scored[key], fitted[key], "{key}: scored against fitted");
+        assert_eq!(scored[key], computed[key], "{key}: scored against computed");
+    }
+    (fitted, scored, fit_stderr)
+}
+
 /// Runs `mittari model --store STORE ARGS` in `dir`: whether it succeeded, stdout, stderr.
 fn run_model(store: &str, dir: &Path, args: &[&str]) -> (bool, String, String) {
     let mut all = vec!["model", "--store", store];
@@ -3051,32 +3087,14 @@ fn a_stored_model_scores_its_own_customers_as_its_fit_did() {
         "--param",
         "spend_model=gamma_gamma",
     ];
-    let mut fit_args = vec!["fit", "clv", "--name", "clv-eu", "--input", log];
-    fit_args.extend_from_slice(&model);
-    fit_args.extend_from_slice(&["--param", "interval=0.9", "--format", "json"]);
-    let (ok, fitted, stderr) = run(&fit_args);
-    assert!(ok, "{stderr}");
-    assert!(stderr.contains("stored clv-eu@1 in sqlite://"), "{stderr}");
-    let fitted: serde_json::Value = serde_json::from_str(&fitted).unwrap();
-    let (ok, scored, stderr) = run(&[
-        "score",
-        "clv-eu",
-        "--input",
+    let (fitted, scored, stderr) = fit_then_score(
+        (&store, dir.path()),
         log,
-        "--param",
-        "interval=0.9",
-        "--format",
-        "json",
-    ]);
-    assert!(ok, "{stderr}");
-    let scored: serde_json::Value = serde_json::from_str(&scored).unwrap();
-    let mut compute = vec!["--param", "interval=0.9"];
-    compute.extend_from_slice(&model);
-    let computed = clv_json(log, &compute);
-    for key in ["results", "confidence_intervals", "units", "tables"] {
-        assert_eq!(scored[key], fitted[key], "{key}: scored against fitted");
-        assert_eq!(scored[key], computed[key], "{key}: scored against computed");
-    }
+        "clv-eu",
+        &model,
+        &["--param", "interval=0.9"],
+    );
+    assert!(stderr.contains("stored clv-eu@1 in sqlite://"), "{stderr}");
     let customers = scored["tables"]["customers"].to_string();
     assert!(customers.contains("p_alive_lower"), "{customers}");
     let warnings = warnings_of(&scored);
@@ -3212,21 +3230,8 @@ fn a_stored_model_with_covariates_keeps_the_fits_encoding() {
         "--param",
         "spend_covariates=channel",
     ];
-    let mut fit_args = vec!["fit", "clv", "--name", "by-channel", "--input", log];
-    fit_args.extend_from_slice(&model);
-    fit_args.extend_from_slice(&["--format", "json"]);
-    let (ok, fitted, stderr) = run(&fit_args);
-    assert!(ok, "{stderr}");
-    let fitted: serde_json::Value = serde_json::from_str(&fitted).unwrap();
-    // The covariate columns come from the stored model's parameters: none given here.
-    let (ok, scored, stderr) = run(&["score", "by-channel", "--input", log, "--format", "json"]);
-    assert!(ok, "{stderr}");
-    let scored: serde_json::Value = serde_json::from_str(&scored).unwrap();
-    let computed = clv_json(log, &model);
-    for key in ["results", "confidence_intervals", "units", "tables"] {
-        assert_eq!(scored[key], fitted[key], "{key}: scored against fitted");
-        assert_eq!(scored[key], computed[key], "{key}: scored against computed");
-    }
+    // The covariate columns come from the stored model's parameters: the score names none.
+    let (_, scored, _) = fit_then_score((&store, dir.path()), log, "by-channel", &model, &[]);
     assert!(
         scored["tables"]["coefficients"]
             .to_string()
