@@ -6,7 +6,7 @@ Standard library only; seeded, so the files only change when this script does.
 """
 import csv
 import random
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -241,6 +241,77 @@ def published_cohorts() -> None:
                 writer.writerow([cohort, segment, period, active])
 
 
+def contact_log(rng: random.Random) -> None:
+    """contacts.csv: a year of customer-service contacts of transactions.csv's customers.
+
+    Customers write, chat or call about a matter (billing, delivery, returns, account); chats
+    and calls are answered in minutes, emails within business hours (08:00-18:00 Helsinki,
+    weekdays); a contact that is not resolved for good brings the customer back on the same
+    matter within days (phone resolves best, email worst). Times are UTC, to the second; the
+    log was exported on 2024-12-31 at 16:00 UTC, so the last contacts are still open.
+    """
+    helsinki = 2  # hours ahead of UTC in winter; summer time is ignored by this generator
+    export = datetime(2024, 12, 31, 16, 0, 0)
+    fixed = {"phone": 0.78, "chat": 0.70, "email": 0.58}  # P(resolved for good at this contact)
+    matters = ["billing", "delivery", "returns", "account"]
+    rows = []
+
+    def business_delay(opened: datetime, hours: float) -> datetime:
+        """`hours` of working time (08-18 local, Mon-Fri) after `opened`."""
+        t = opened
+        left = hours * 3600.0
+        while left > 0:
+            local = t + timedelta(hours=helsinki)
+            open_at = local.replace(hour=8, minute=0, second=0)
+            close_at = local.replace(hour=18, minute=0, second=0)
+            if local.weekday() >= 5 or local >= close_at:
+                t = (open_at + timedelta(days=1)) - timedelta(hours=helsinki)
+                continue
+            if local < open_at:
+                t = open_at - timedelta(hours=helsinki)
+                continue
+            step = min(left, (close_at - local).total_seconds())
+            t += timedelta(seconds=step)
+            left -= step
+        return t
+
+    def contact(customer: str, matter: str, opened: datetime, depth: int) -> None:
+        channel = rng.choices(["chat", "email", "phone"], weights=[5, 3, 2])[0]
+        if channel == "email":
+            response = business_delay(opened, rng.lognormvariate(1.2, 0.9))
+        else:
+            response = opened + timedelta(seconds=int(rng.lognormvariate(4.8, 0.8)))
+        if rng.random() < 0.6 and channel != "email":
+            resolved = response + timedelta(seconds=int(rng.lognormvariate(6.0, 0.6)))
+        else:
+            resolved = business_delay(response, rng.lognormvariate(2.0, 1.1))
+        good = rng.random() < fixed[channel]
+        rows.append([customer, channel, matter, opened, response, resolved])
+        if not good and depth < 3:
+            back = resolved + timedelta(seconds=int(rng.uniform(0.2, 6.0) * 86400))
+            contact(customer, matter, back, depth + 1)
+
+    start = datetime(2024, 1, 1)
+    for _ in range(1100):
+        customer = f"c{rng.randint(1, 400):04d}"
+        day_offset = rng.uniform(0, 365)
+        local_hour = rng.choices(range(24), weights=[1, 1, 1, 1, 1, 2, 4, 8, 12, 14, 14, 13, 12, 13, 13, 12, 11, 10, 9, 8, 6, 4, 2, 1])[0]
+        opened = start + timedelta(days=int(day_offset), hours=local_hour - helsinki, seconds=rng.randrange(3600))
+        contact(customer, rng.choice(matters), opened, 0)
+    rows = [r for r in rows if r[3] <= export]
+    rows.sort(key=lambda r: r[3])
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(DATA / "contacts.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["contact_id", "customer_id", "channel", "matter", "opened_at", "first_response_at", "resolved_at"])
+        for number, (customer, channel, matter, opened, response, resolved) in enumerate(rows, 1):
+            writer.writerow([
+                f"k{number:05d}", customer, channel, matter, stamp(opened),
+                stamp(response) if response <= export else "",
+                stamp(resolved) if resolved <= export else "",
+            ])
+
+
 def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     nps_survey(random.Random(20261122))
@@ -250,6 +321,7 @@ def main() -> None:
     cx_customers(random.Random(20261126))
     subscription_cohorts(random.Random(20261127))
     published_cohorts()
+    contact_log(random.Random(20261207))
 
 
 if __name__ == "__main__":

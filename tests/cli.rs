@@ -456,6 +456,31 @@ fn each_metric_refuses_bad_input_precisely() {
             &["input.timestamp[1]", "row 1 is empty"],
         ),
         (
+            "service",
+            "customer_id,opened_at,resolved_at\na,2024-03-01 09:00,2024-03-01 10:00\nb,2024-03-02 09:00,2024-03-01 10:00\n",
+            &[],
+            &[
+                "input.resolved_at[1]",
+                "line 3",
+                "resolved_at is before opened_at",
+            ],
+        ),
+        (
+            "service",
+            "customer_id,opened_at\na,2024-03-01 09:00\n",
+            &["--param", "business_hours=9-17"],
+            &[
+                "parameters.business_hours",
+                "write opening and closing time as 08:00-16:30",
+            ],
+        ),
+        (
+            "service",
+            "customer_id,opened_at\na,2024-03-01 09:00\n",
+            &["--param", "timezone=Europe/Helsinky"],
+            &["parameters.timezone", "not an IANA time zone"],
+        ),
+        (
             "cx_value",
             "customer_id,score,revenue,retained\na,9,10,true\na,3,5,false\n",
             &[],

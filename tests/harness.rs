@@ -76,6 +76,7 @@ pub const BUNDLED_METRICS: &[&str] = &[
     "price_gap",
     "retention",
     "retention_forecast",
+    "service",
 ];
 
 /// Every bundled plugin (`mittari_plugin_<metric>` next to the binary, one per

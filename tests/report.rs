@@ -23,7 +23,7 @@ struct Example {
 }
 
 /// The README's report commands, in its order.
-const EXAMPLES: [Example; 7] = [
+const EXAMPLES: [Example; 8] = [
     Example {
         name: "nps",
         args: &["--input", "examples/data/nps.csv"],
@@ -80,6 +80,23 @@ const EXAMPLES: [Example; 7] = [
             "cx-retention-by-tier",
         ],
     },
+    Example {
+        name: "contacts",
+        args: &[
+            "--input",
+            "examples/data/contacts.csv",
+            "--param",
+            "business_hours=08:00-18:00",
+            "--param",
+            "timezone=Europe/Helsinki",
+        ],
+        charts: &[
+            "service-by-period-first-contact-resolution",
+            "service-by-period-response-time-median",
+            "service-by-period-response-within-sla",
+            "service-by-channel-first-contact-resolution",
+        ],
+    },
 ];
 
 fn screenshots() -> PathBuf {
@@ -120,6 +137,7 @@ fn every_example_reports_with_its_charts() {
         let card = match example.name {
             "nps" => Some("Net Promoter Score, 95 % interval "),
             "csat" => Some("satisfied (CSAT), 95 % interval "),
+            "contacts" => Some("resolved at first contact, 95 % interval "),
             _ => None,
         };
         if let Some(card) = card {
@@ -130,6 +148,11 @@ fn every_example_reports_with_its_charts() {
         if example.name == "transactions" {
             assert!(page.contains("Values are revenue, not margin"));
             assert!(!page.contains("(margin)"));
+        }
+        // The service page states the rules its times were counted by.
+        if example.name == "contacts" {
+            assert!(page.contains("in business hours (08:00-18:00, mon-fri, Europe/Helsinki)"));
+            assert!(page.contains("By channel (repeats found in any channel)"));
         }
         if example.name == "retention" {
             assert!(

@@ -31,6 +31,7 @@ mod generic;
 mod page;
 mod pricing;
 mod retention;
+mod service;
 mod survey;
 mod table;
 
@@ -205,13 +206,14 @@ pub fn build(backend: &dyn Backend, request: &Request) -> Result<Report, ReportE
 type MakeSections = fn(&context::Context<'_>) -> Result<Vec<Section>, context::Skip>;
 
 /// The metrics a report can show, in page order.
-const SECTIONS: [(&str, MakeSections); 8] = [
+const SECTIONS: [(&str, MakeSections); 9] = [
     ("retention", retention::retention),
     ("retention_forecast", retention::forecast),
     ("clv", clv::clv),
     ("aov", clv::aov),
     ("nps", survey::nps),
     ("csat", survey::csat),
+    ("service", service::service),
     ("cx_value", cx::cx_value),
     ("price_gap", pricing::price_gap),
 ];

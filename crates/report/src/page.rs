@@ -176,6 +176,9 @@ pub(crate) fn format_value(value: Option<f64>, unit: &str) -> String {
         "points" => grouped(v, 1),
         "periods" | "per year" | "transactions" | "time units" | "opportunities" => grouped(v, 2),
         "probability" => grouped(v, 3),
+        // Waiting times read best in minutes below an hour.
+        "hours" if v.abs() < 1.0 => format!("{} min", grouped(60.0 * v, 1)),
+        "hours" => format!("{} h", grouped(v, 1)),
         _ => significant(v),
     }
 }
@@ -227,6 +230,8 @@ h2 { font-size: 22px; margin: 40px 0 6px; border-bottom: 1px solid #ddd; padding
 .meta, figcaption, .lead { color: #555; }
 .lead { max-width: 820px; }
 nav ul { padding-left: 20px; columns: 2; }
+.scroll { max-width: 100%; overflow-x: auto; }
+td small { color: #555; }
 table { border-collapse: collapse; margin: 12px 0 20px; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: 600; padding-bottom: 4px; }
 th, td { padding: 4px 12px; border-bottom: 1px solid #e5e5e5; text-align: right; }
@@ -356,7 +361,7 @@ fn glance_html(out: &mut String, report: &Report) {
 fn numbers_html(out: &mut String, numbers: &Numbers) {
     let _ = write!(
         out,
-        "<table>\n<caption>{}</caption>\n<thead><tr>",
+        "<div class=\"scroll\"><table>\n<caption>{}</caption>\n<thead><tr>",
         escape(&numbers.caption)
     );
     // Explanations read as text, not as figures.
@@ -374,11 +379,25 @@ fn numbers_html(out: &mut String, numbers: &Numbers) {
     for row in &numbers.rows {
         out.push_str("<tr>");
         for (column, cell) in row.iter().enumerate() {
-            let _ = write!(out, "<td{}>{}</td>", class(column), escape(cell));
+            // A second line (an interval under its value) in small print.
+            match cell.split_once('\n') {
+                Some((value, under)) => {
+                    let _ = write!(
+                        out,
+                        "<td{}>{}<br><small>{}</small></td>",
+                        class(column),
+                        escape(value),
+                        escape(under)
+                    );
+                }
+                None => {
+                    let _ = write!(out, "<td{}>{}</td>", class(column), escape(cell));
+                }
+            }
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n");
+    out.push_str("</tbody>\n</table></div>\n");
 }
 
 #[cfg(test)]
