@@ -130,7 +130,9 @@ async fn lists_and_describes_metrics() {
         .into_inner()
         .metric
         .unwrap();
-    assert_eq!(nps.inputs.len(), 1);
+    // score, and the optional survey weight.
+    assert_eq!(nps.inputs.len(), 2);
+    assert!(!nps.inputs[1].required);
     let score = &nps.inputs[0];
     assert_eq!(
         (score.name.as_str(), score.r#type(), score.required),
@@ -207,7 +209,8 @@ async fn computes_nps_whole_and_grouped() {
     assert_eq!(scalar(&results, "promoters"), 4.0);
     let ci = results.scalars[0].confidence_interval.unwrap();
     assert_eq!(ci.level, 0.95);
-    assert!((ci.upper - 1.959963984540054 * 100.0 * 0.08f64.sqrt()).abs() < 1e-6);
+    // The adjusted Wald interval: 4.75 promoters and 4.75 detractors of 13 (docs/metrics/nps.md).
+    assert!((ci.upper - 1.959963984540054 * 100.0 * (9.5f64 / 169.0).sqrt()).abs() < 1e-6);
     assert_eq!(results.warnings[0].code, "small_sample");
 
     let mut grouped = request("nps", survey());

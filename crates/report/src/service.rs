@@ -213,7 +213,10 @@ fn headline(section: &mut Section, results: &MetricResults, name: &str, what: &s
     section.headline(&card, table::scalar(results, name), unit);
 }
 
-/// One row per period or segment: each figure with its interval in brackets.
+/// A figure's values, lower and upper bounds per row, and its unit.
+type FigureColumn = (Vec<Option<f64>>, Vec<Option<f64>>, Vec<Option<f64>>, String);
+
+/// One row per period or segment: each figure with its interval under it.
 fn rows_table(
     caption: &str,
     key: &str,
@@ -227,7 +230,7 @@ fn rows_table(
             .map_or("", |o| o.unit.as_str())
             .to_owned()
     };
-    let columns: Vec<(Vec<Option<f64>>, Vec<Option<f64>>, Vec<Option<f64>>, String)> = ROW_FIGURES
+    let columns: Vec<FigureColumn> = ROW_FIGURES
         .iter()
         .map(|(name, _)| {
             (

@@ -79,13 +79,45 @@ pub fn wilson_interval(successes: u64, n: u64, z: f64) -> Option<(f64, f64)> {
     if n == 0 {
         return None;
     }
-    let n = n as f64;
-    let p = successes as f64 / n;
+    Some(wilson_interval_of(successes as f64 / n as f64, n as f64, z))
+}
+
+/// The Wilson interval of a proportion `p` estimated from an effective sample of `n`
+/// (weighted responses: Kish's effective size, see [`effective_sample_size`]; `n` infinite for
+/// a census, where the interval is `p` itself).
+pub fn wilson_interval_of(p: f64, n: f64, z: f64) -> (f64, f64) {
+    if n.is_infinite() {
+        return (p, p);
+    }
     let z2 = z * z;
     let denominator = 1.0 + z2 / n;
     let center = (p + z2 / (2.0 * n)) / denominator;
     let half = z / denominator * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    Some(((center - half).max(0.0), (center + half).min(1.0)))
+    ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+/// The number of simple random draws a survey's `n` responses are worth for a proportion's
+/// variance: with weights, Kish's effective sample size (Σw)² / Σw² (Kish 1965, §11.7), which is
+/// `n` for equal weights; with the `population` the responses were drawn from (without
+/// replacement), divided by the finite population correction (N − n) / (N − 1) (Cochran 1977,
+/// §2.6): infinite when everyone answered. `None` for no responses, a weight sum that is not
+/// positive, or a population smaller than the responses.
+pub fn effective_sample_size(
+    n: u64,
+    weight_sum: f64,
+    weight_squares: f64,
+    population: Option<u64>,
+) -> Option<f64> {
+    if n == 0 || !(weight_sum > 0.0 && weight_squares > 0.0) {
+        return None;
+    }
+    let kish = weight_sum * weight_sum / weight_squares;
+    match population {
+        None => Some(kish),
+        Some(population) if population < n => None,
+        Some(population) if population == n => Some(f64::INFINITY),
+        Some(population) => Some(kish * (population - 1) as f64 / (population - n) as f64),
+    }
 }
 
 /// The ranks of the order statistics that bound the `q` quantile of a population (0 < q < 1)
@@ -227,5 +259,22 @@ mod tests {
             let coverage = covered as f64 / trials as f64;
             assert!((0.94..0.995).contains(&coverage), "n={n} q={q}: {coverage}");
         }
+    }
+
+    #[test]
+    fn effective_sizes_follow_kish_and_the_population() {
+        // Equal weights: n itself.
+        assert_eq!(effective_sample_size(4, 8.0, 16.0, None), Some(4.0));
+        // Weights 1, 1, 1, 3: (6)^2 / 12 = 3.
+        assert_eq!(effective_sample_size(4, 6.0, 12.0, None), Some(3.0));
+        // 4 of a population of 10: 4 * 9 / 6 = 6.
+        assert_eq!(effective_sample_size(4, 4.0, 4.0, Some(10)), Some(6.0));
+        assert_eq!(
+            effective_sample_size(4, 4.0, 4.0, Some(4)),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(effective_sample_size(4, 4.0, 4.0, Some(3)), None);
+        assert_eq!(effective_sample_size(4, 0.0, 0.0, None), None);
+        assert_eq!(wilson_interval_of(0.7, f64::INFINITY, 1.96), (0.7, 0.7));
     }
 }

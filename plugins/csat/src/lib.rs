@@ -2,8 +2,9 @@
 //! scale, with a Wilson score interval.
 #![forbid(unsafe_code)]
 
+use mittari_sdk::arrow_array::Array;
 use mittari_sdk::prelude::*;
-use mittari_sdk::stats::{two_sided_z, wilson_interval};
+use mittari_sdk::stats::{effective_sample_size, two_sided_z, wilson_interval_of};
 
 struct Csat;
 
@@ -49,11 +50,20 @@ struct Tally {
     responses: u64,
     satisfied: u64,
     score_sum: i64,
+    /// Weight sums: of all responses, of the satisfied ones, of weight × score and of the
+    /// squared weights (all equal to the counts without weights).
+    weight: f64,
+    satisfied_weight: f64,
+    weighted_score_sum: f64,
+    weight_squares: f64,
 }
 
-fn tally(scores: impl Iterator<Item = i64>, scale: Scale) -> Result<Tally, (usize, String)> {
+fn weighted_tally(
+    scores: impl Iterator<Item = (i64, f64)>,
+    scale: Scale,
+) -> Result<Tally, (usize, String)> {
     let mut tally = Tally::default();
-    for (row, score) in scores.enumerate() {
+    for (row, (score, weight)) in scores.enumerate() {
         if score < scale.min || score > scale.max {
             return Err((
                 row,
@@ -63,9 +73,14 @@ fn tally(scores: impl Iterator<Item = i64>, scale: Scale) -> Result<Tally, (usiz
                 ),
             ));
         }
+        let satisfied = score >= scale.satisfied_min;
         tally.responses += 1;
-        tally.satisfied += u64::from(score >= scale.satisfied_min);
+        tally.satisfied += u64::from(satisfied);
         tally.score_sum += score;
+        tally.weight += weight;
+        tally.satisfied_weight += if satisfied { weight } else { 0.0 };
+        tally.weighted_score_sum += weight * score as f64;
+        tally.weight_squares += weight * weight;
     }
     Ok(tally)
 }
@@ -79,14 +94,25 @@ impl Metric for Csat {
                  (Wilson 1927), which stays inside 0..100 and is reliable for small samples and shares near 0 or 100.",
             )
             .input(ColumnSpec::int64("score", "satisfaction score on the scale scale_min..scale_max, one row per response").required())
+            .input(ColumnSpec::quantity("weight", "the response's survey weight; responses count equally without it"))
             .parameter(ParameterSpec::int64("scale_min", 1, "lowest score of the scale").range(-1000.0, 1000.0))
             .parameter(ParameterSpec::int64("scale_max", 5, "highest score of the scale").range(-1000.0, 1000.0))
             .parameter(ParameterSpec::int64("satisfied_min", 4, "lowest score counted as satisfied").range(-1000.0, 1000.0))
             .parameter(ParameterSpec::double("confidence", 0.95, "confidence level of the interval around csat").range(0.5, 0.999))
+            .parameter(
+                ParameterSpec::new("population", DataType::Int64, "the number of customers the responses were drawn from, for the finite population correction; leave it out when they are few of many")
+                    .optional()
+                    .range(1.0, 1e15),
+            )
             .output(OutputSpec::new("csat", "%", "satisfied / responses * 100, with a Wilson interval"))
             .output(OutputSpec::new("responses", "count", "number of responses"))
             .output(OutputSpec::new("satisfied", "count", "responses scoring satisfied_min or more"))
-            .output(OutputSpec::new("mean_score", "score", "mean score"))
+            .output(OutputSpec::new("mean_score", "score", "mean score (weighted with weight)"))
+            .output(OutputSpec::new(
+                "effective_responses",
+                "count",
+                "what the responses are worth as simple random draws: responses, less with unequal weights (Kish), more with the finite population correction",
+            ))
     }
 
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
@@ -96,26 +122,70 @@ impl Metric for Csat {
             MetricError::invalid_parameter("confidence", "must be between 0 and 1")
         })?;
         let scores = input.int64("score")?;
-        let tally = tally(scores.values().iter().copied(), scale)
+        let weights = input.optional_double("weight")?;
+        let mut rows = Vec::with_capacity(scores.len());
+        for row in 0..scores.len() {
+            let weight = match weights {
+                None => 1.0,
+                Some(w) if w.is_valid(row) => w.value(row),
+                Some(_) => {
+                    return Err(MetricError::invalid_value(
+                        "weight",
+                        row,
+                        "weight is empty; give every response a weight, or leave the column out",
+                    ));
+                }
+            };
+            rows.push((scores.value(row), weight));
+        }
+        let tally = weighted_tally(rows.into_iter(), scale)
             .map_err(|(row, message)| MetricError::invalid_value("score", row, message))?;
-        let (lower, upper) =
-            wilson_interval(tally.satisfied, tally.responses, z).ok_or_else(|| {
-                MetricError::invalid_input(
-                    "the input has no responses; csat needs at least one score",
-                )
-            })?;
-        let n = tally.responses as f64;
-        Ok(Output::new()
-            .scalar(
-                Scalar::new("csat", 100.0 * tally.satisfied as f64 / n).with_interval(
-                    100.0 * lower,
-                    100.0 * upper,
-                    level,
+        if tally.responses == 0 {
+            return Err(MetricError::invalid_input(
+                "the input has no responses; csat needs at least one score",
+            ));
+        }
+        let population = match params.get("population") {
+            Some(ParamValue::Int64(n)) => Some(u64::try_from(*n).unwrap_or(0)),
+            _ => None,
+        };
+        if let Some(population) = population.filter(|p| *p < tally.responses) {
+            return Err(MetricError::invalid_parameter(
+                "population",
+                format!(
+                    "population {population} is smaller than the {} responses; give the number of customers the responses were drawn from",
+                    tally.responses
                 ),
+            ));
+        }
+        let n = effective_sample_size(
+            tally.responses,
+            tally.weight,
+            tally.weight_squares,
+            population,
+        )
+        .ok_or_else(|| {
+            MetricError::invalid_value(
+                "weight",
+                0,
+                "the weights sum to zero; at least one response needs a positive weight",
             )
-            .scalar(Scalar::new("responses", n))
+        })?;
+        let share = tally.satisfied_weight / tally.weight;
+        let (lower, upper) = wilson_interval_of(share, n, z);
+        Ok(Output::new()
+            .scalar(Scalar::new("csat", 100.0 * share).with_interval(
+                100.0 * lower,
+                100.0 * upper,
+                level,
+            ))
+            .scalar(Scalar::new("responses", tally.responses as f64))
             .scalar(Scalar::new("satisfied", tally.satisfied as f64))
-            .scalar(Scalar::new("mean_score", tally.score_sum as f64 / n)))
+            .scalar(Scalar::new(
+                "mean_score",
+                tally.weighted_score_sum / tally.weight,
+            ))
+            .scalar(Scalar::new("effective_responses", n)))
     }
 }
 
@@ -124,6 +194,10 @@ mittari_sdk::export_plugin!(Csat);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tally(scores: impl Iterator<Item = i64>, scale: Scale) -> Result<Tally, (usize, String)> {
+        weighted_tally(scores.map(|s| (s, 1.0)), scale)
+    }
 
     const FIVE_POINT: Scale = Scale {
         min: 1,
@@ -165,6 +239,65 @@ mod tests {
             Err((1, "score 6 is outside the scale 1..=5")),
         );
         check(&[0], FIVE_POINT, Err((0, "score 0 is outside")));
+    }
+
+    #[test]
+    fn weights_and_population_set_the_effective_size() {
+        use std::sync::Arc;
+
+        use mittari_sdk::arrow_array::{Float64Array, Int64Array, RecordBatch};
+
+        let run = |weights: Option<Vec<f64>>, population: Option<i64>| {
+            let mut columns: Vec<(&str, Arc<dyn Array>)> =
+                vec![("score", Arc::new(Int64Array::from(vec![5, 1, 4, 2])))];
+            if let Some(w) = weights {
+                columns.push(("weight", Arc::new(Float64Array::from(w))));
+            }
+            let batch = RecordBatch::try_from_iter(columns).unwrap();
+            let mut params: Params = [("scale_min", 1), ("scale_max", 5), ("satisfied_min", 4)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), ParamValue::Int64(v)))
+                .collect();
+            params.insert("confidence", ParamValue::Double(0.95));
+            if let Some(n) = population {
+                params.insert("population", ParamValue::Int64(n));
+            }
+            Csat.compute(&Input::new(&batch), &params)
+        };
+        let value = |output: &Output, name: &str| {
+            output
+                .scalars
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| s.value)
+                .unwrap()
+        };
+        // Weights 3, 1, 1, 3: satisfied (5 and 4) weigh 4 of 8, 50 %; Kish n = 64 / 20 = 3.2;
+        // mean score (15 + 1 + 4 + 6) / 8 = 3.25.
+        let output = run(Some(vec![3.0, 1.0, 1.0, 3.0]), None).unwrap();
+        assert_eq!(value(&output, "csat"), 50.0);
+        assert!((value(&output, "effective_responses") - 3.2).abs() < 1e-12);
+        assert_eq!(value(&output, "mean_score"), 3.25);
+        let ci = output.scalars[0].confidence_interval.unwrap();
+        // The quantile is accurate to ~1e-9 relative, so bounds are checked to 1e-6.
+        let (lo, hi) = wilson_interval_of(0.5, 3.2, 1.959963984540054);
+        assert!((ci.lower - 100.0 * lo).abs() < 1e-6 && (ci.upper - 100.0 * hi).abs() < 1e-6);
+        // 4 of a population of 4: CSAT is known exactly.
+        let census = run(None, Some(4)).unwrap();
+        let ci = census.scalars[0].confidence_interval.unwrap();
+        assert_eq!((ci.lower, ci.upper), (50.0, 50.0));
+        assert!(
+            run(None, Some(3))
+                .unwrap_err()
+                .to_string()
+                .contains("smaller than the 4 responses")
+        );
+        assert!(
+            run(Some(vec![0.0; 4]), None)
+                .unwrap_err()
+                .to_string()
+                .contains("weights sum to zero")
+        );
     }
 
     #[test]
