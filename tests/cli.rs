@@ -3447,3 +3447,57 @@ fn model_commands_work_on_a_server() {
         );
     }
 }
+
+/// NPS segments compared with the rest, embedded and through a server: the difference, its
+/// adjusted Wald interval and the Holm-adjusted p-value, as computed independently in Python
+/// (docs/metrics/nps.md, "Comparisons").
+#[test]
+fn survey_segments_are_compared_with_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("segment,score\n");
+    for score in [10, 10, 9, 9, 8, 7, 6, 5, 3, 0] {
+        csv.push_str(&format!("a,{score}\n"));
+    }
+    for score in [10, 8, 6, 5, 4, 3, 2, 1, 0, 0] {
+        csv.push_str(&format!("b,{score}\n"));
+    }
+    let input = write(dir.path(), "answers.csv", &csv);
+    let server = Server::start();
+    let url = server.url();
+    let args = [
+        "compute",
+        "nps",
+        "--input",
+        &input,
+        "--param",
+        "compare=segment",
+        "--format",
+        "json",
+    ];
+    for remote in [None, Some(url.as_str())] {
+        let mut all = args.to_vec();
+        if let Some(url) = remote {
+            all.extend(["--server", url]);
+        }
+        let out: serde_json::Value = serde_json::from_str(&mittari(dir.path(), &all)).unwrap();
+        let a = &out["tables"]["segments"][0];
+        assert_eq!(
+            (a["segment"].as_str(), a["nps"].as_f64()),
+            (Some("a"), Some(0.0))
+        );
+        assert_eq!(a["rest_nps"], -70.0);
+        assert_eq!(a["difference"], 70.0);
+        let close = |key: &str, want: f64| {
+            let got = a[key].as_f64().unwrap();
+            assert!(
+                (got - want).abs() < 1e-6,
+                "{key}: {got} != {want} ({remote:?})"
+            );
+        };
+        close("difference_lower", -6.893776591713767);
+        close("difference_upper", 114.58608428402147);
+        close("difference_p_value", 0.08229636093145361);
+        close("difference_p_adjusted", 0.16459272186290722);
+        assert_eq!(a["difference_significant"], false);
+    }
+}

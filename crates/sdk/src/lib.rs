@@ -46,6 +46,7 @@ mod output;
 mod params;
 pub mod state;
 pub mod stats;
+pub mod survey;
 pub mod time;
 
 pub use arrow_array;

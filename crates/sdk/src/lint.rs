@@ -18,6 +18,7 @@ pub const KNOWN_UNITS: &[&str] = &[
     "points",
     "score",
     "periods",
+    "hours",
     "days",
     "weeks",
     "years",
@@ -25,6 +26,7 @@ pub const KNOWN_UNITS: &[&str] = &[
     "parameter",
     "log-likelihood",
     "customers",
+    "contacts",
     "transactions",
     "probability",
     "time units",
@@ -293,7 +295,7 @@ mod tests {
             |d| d.output(OutputSpec::new("Share", "percent", "share of orders")),
             &[
                 "output \"Share\": names are lowercase snake_case",
-                "output \"Share\": unit \"percent\" is not one of %, count, currency, fraction, ratio, points, score, periods, days, weeks, years, per year, parameter, log-likelihood, customers, transactions, probability, time units, opportunities, id, statistic",
+                "output \"Share\": unit \"percent\" is not one of %, count, currency, fraction, ratio, points, score, periods, hours, days, weeks, years, per year, parameter, log-likelihood, customers, contacts, transactions, probability, time units, opportunities, id, statistic",
             ],
         );
         check(

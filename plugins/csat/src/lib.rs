@@ -5,6 +5,7 @@
 use mittari_sdk::arrow_array::Array;
 use mittari_sdk::prelude::*;
 use mittari_sdk::stats::{effective_sample_size, two_sided_z, wilson_interval_of};
+use mittari_sdk::survey::{self, Answers, Comparing};
 
 struct Csat;
 
@@ -87,7 +88,7 @@ fn weighted_tally(
 
 impl Metric for Csat {
     fn descriptor(&self) -> MetricDescriptor {
-        MetricDescriptor::new("csat", env!("CARGO_PKG_VERSION"), "customer satisfaction: % of responses in the top boxes")
+        let descriptor = MetricDescriptor::new("csat", env!("CARGO_PKG_VERSION"), "customer satisfaction: % of responses in the top boxes")
             .description(
                 "CSAT = satisfied responses / responses * 100, where a response is satisfied when its score is at least \
                  satisfied_min (default 4 on a 1-5 scale: the top two boxes). The interval is the Wilson score interval \
@@ -112,7 +113,8 @@ impl Metric for Csat {
                 "effective_responses",
                 "count",
                 "what the responses are worth as simple random draws: responses, less with unequal weights (Kish), more with the finite population correction",
-            ))
+            ));
+        comparing(0.0, 0.0).declare(descriptor)
     }
 
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
@@ -124,6 +126,8 @@ impl Metric for Csat {
         let scores = input.int64("score")?;
         let weights = input.optional_double("weight")?;
         let mut rows = Vec::with_capacity(scores.len());
+        let mut categories = Vec::with_capacity(scores.len());
+        let mut row_weights = Vec::with_capacity(scores.len());
         for row in 0..scores.len() {
             let weight = match weights {
                 None => 1.0,
@@ -137,6 +141,9 @@ impl Metric for Csat {
                 }
             };
             rows.push((scores.value(row), weight));
+            // The categories of survey::PROPORTION: satisfied, not.
+            categories.push(usize::from(scores.value(row) < scale.satisfied_min));
+            row_weights.push(weight);
         }
         let tally = weighted_tally(rows.into_iter(), scale)
             .map_err(|(row, message)| MetricError::invalid_value("score", row, message))?;
@@ -173,7 +180,7 @@ impl Metric for Csat {
         })?;
         let share = tally.satisfied_weight / tally.weight;
         let (lower, upper) = wilson_interval_of(share, n, z);
-        Ok(Output::new()
+        let output = Output::new()
             .scalar(Scalar::new("csat", 100.0 * share).with_interval(
                 100.0 * lower,
                 100.0 * upper,
@@ -185,7 +192,25 @@ impl Metric for Csat {
                 "mean_score",
                 tally.weighted_score_sum / tally.weight,
             ))
-            .scalar(Scalar::new("effective_responses", n)))
+            .scalar(Scalar::new("effective_responses", n));
+        let answers = Answers {
+            categories: &categories,
+            weights: &row_weights,
+        };
+        comparing(z, 1.0 - level).tables(input, params, answers, output)
+    }
+}
+
+/// What csat's comparisons compare, at critical value `z` and significance level `alpha`:
+/// differences of proportions by Agresti and Caffo's adjusted Wald interval.
+fn comparing(z: f64, alpha: f64) -> Comparing<'static, 2> {
+    Comparing {
+        score: "csat",
+        unit: "%",
+        scheme: survey::PROPORTION,
+        scale: 100.0,
+        z,
+        alpha,
     }
 }
 
@@ -258,7 +283,13 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), ParamValue::Int64(v)))
                 .collect();
-            params.insert("confidence", ParamValue::Double(0.95));
+            for spec in Csat.descriptor().parameters {
+                if let Some(default) = spec.default
+                    && params.get(&spec.name).is_none()
+                {
+                    params.insert(spec.name, default);
+                }
+            }
             if let Some(n) = population {
                 params.insert("population", ParamValue::Int64(n));
             }
@@ -298,6 +329,12 @@ mod tests {
                 .to_string()
                 .contains("weights sum to zero")
         );
+    }
+
+    #[test]
+    fn the_descriptor_is_clean() {
+        Csat.descriptor().check().unwrap();
+        assert_eq!(Csat.descriptor().lint(), Vec::<String>::new());
     }
 
     #[test]

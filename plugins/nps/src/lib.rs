@@ -13,6 +13,7 @@
 use mittari_sdk::arrow_array::Array;
 use mittari_sdk::prelude::*;
 use mittari_sdk::stats::{effective_sample_size, two_sided_z};
+use mittari_sdk::survey::{self, Answers, Comparing};
 
 /// Below this many (effective) responses the interval is wide; the warning says how wide.
 const SMALL_SAMPLE: f64 = 30.0;
@@ -30,7 +31,7 @@ enum Method {
 
 impl Metric for Nps {
     fn descriptor(&self) -> MetricDescriptor {
-        MetricDescriptor::new(
+        let descriptor = MetricDescriptor::new(
             "nps",
             env!("CARGO_PKG_VERSION"),
             "Net Promoter Score: % promoters (9-10) minus % detractors (0-6)",
@@ -79,13 +80,16 @@ impl Metric for Nps {
             "effective_responses",
             "count",
             "what the responses are worth as simple random draws: responses, less with unequal weights (Kish), more with the finite population correction",
-        ))
+        ));
+        comparing(0.0, 0.0).declare(descriptor)
     }
 
     fn compute(&self, input: &Input<'_>, params: &Params) -> Result<Output, MetricError> {
         let scores = input.int64("score")?;
         let weights = input.optional_double("weight")?;
         let mut counts = Counts::default();
+        let mut categories = Vec::with_capacity(scores.len());
+        let mut row_weights = Vec::with_capacity(scores.len());
         for (row, score) in scores.iter().enumerate() {
             let score = score.ok_or_else(|| {
                 MetricError::invalid_value(
@@ -107,6 +111,13 @@ impl Metric for Nps {
             counts
                 .add(score, weight)
                 .map_err(|message| MetricError::invalid_value("score", row, message))?;
+            // The categories of survey::NPS: promoter, passive, detractor.
+            categories.push(match score {
+                9..=10 => 0,
+                7..=8 => 1,
+                _ => 2,
+            });
+            row_weights.push(weight);
         }
         let level = params.f64("confidence")?;
         let z = two_sided_z(level).ok_or_else(|| {
@@ -177,6 +188,11 @@ impl Metric for Nps {
                 ),
             );
         }
+        let answers = Answers {
+            categories: &categories,
+            weights: &row_weights,
+        };
+        output = comparing(z, 1.0 - level).tables(input, params, answers, output)?;
         if population.is_some() && weights.is_some() {
             output = output.warning(
                 "weights_and_population",
@@ -184,6 +200,18 @@ impl Metric for Nps {
             );
         }
         Ok(output)
+    }
+}
+
+/// What nps's comparisons compare, at critical value `z` and significance level `alpha`.
+fn comparing(z: f64, alpha: f64) -> Comparing<'static, 3> {
+    Comparing {
+        score: "nps",
+        unit: "points",
+        scheme: survey::NPS,
+        scale: 100.0,
+        z,
+        alpha,
     }
 }
 
@@ -468,11 +496,11 @@ mod tests {
         )]));
         let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(scores))]).unwrap();
         let mut params = Params::new();
-        params.insert("confidence", ParamValue::Double(0.95));
-        params.insert(
-            "interval_method",
-            ParamValue::String("adjusted_wald".into()),
-        );
+        for spec in Nps.descriptor().parameters {
+            if let Some(default) = spec.default {
+                params.insert(spec.name, default);
+            }
+        }
         Nps.compute(&Input::new(&batch), &params)
     }
 
@@ -507,5 +535,6 @@ mod tests {
             MetricError::InvalidInput { column: None, .. }
         ));
         descriptor.check().unwrap();
+        assert_eq!(descriptor.lint(), Vec::<String>::new());
     }
 }

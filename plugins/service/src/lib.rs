@@ -17,10 +17,7 @@ mod summary;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mittari_sdk::arrow_array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray,
-};
-use mittari_sdk::arrow_schema::DataType as ArrowType;
+use mittari_sdk::arrow_array::{ArrayRef, Float64Array, StringArray};
 use mittari_sdk::prelude::*;
 use mittari_sdk::stats::two_sided_z;
 
@@ -235,7 +232,7 @@ impl Metric for Service {
     fn descriptor(&self) -> MetricDescriptor {
         let periods = std::iter::once(OutputSpec::new(
             "period",
-            "",
+            "id",
             "the calendar period the contacts were opened in (2024-03, 2024-Q1, 2024-W09), in timezone",
         ))
         .chain(figure_columns());
@@ -557,7 +554,10 @@ fn segments_table(
     let mut order: Vec<Vec<String>> = Vec::new();
     let mut groups: std::collections::HashMap<Vec<String>, Vec<&Facts>> = Default::default();
     for f in facts {
-        let key: Vec<String> = arrays.iter().map(|a| text(a, f.row)).collect();
+        let key: Vec<String> = arrays
+            .iter()
+            .map(|a| mittari_sdk::survey::cell_label(a.as_ref(), f.row))
+            .collect();
         let members = groups.entry(key.clone()).or_default();
         if members.is_empty() {
             order.push(key);
@@ -580,30 +580,6 @@ fn segments_table(
         })
         .collect();
     figure_table("segments", keys, &rows, level)
-}
-
-/// A value of a breakdown column as the segment's label; `(empty)` for a null.
-fn text(array: &ArrayRef, row: usize) -> String {
-    if array.is_null(row) {
-        return "(empty)".to_owned();
-    }
-    let any = array.as_any();
-    match array.data_type() {
-        ArrowType::Utf8 => any
-            .downcast_ref::<StringArray>()
-            .map(|a| a.value(row).to_owned()),
-        ArrowType::Int64 => any
-            .downcast_ref::<Int64Array>()
-            .map(|a| a.value(row).to_string()),
-        ArrowType::Float64 => any
-            .downcast_ref::<Float64Array>()
-            .map(|a| a.value(row).to_string()),
-        ArrowType::Boolean => any
-            .downcast_ref::<BooleanArray>()
-            .map(|a| a.value(row).to_string()),
-        _ => None,
-    }
-    .unwrap_or_default()
 }
 
 /// Key columns, then each figure (and its bounds) of each row's summary.
@@ -652,7 +628,7 @@ mittari_sdk::export_plugin!(Service);
 mod tests {
     use std::sync::Arc;
 
-    use mittari_sdk::arrow_array::{RecordBatch, TimestampMicrosecondArray};
+    use mittari_sdk::arrow_array::{BooleanArray, RecordBatch, TimestampMicrosecondArray};
     use mittari_sdk::arrow_schema::{DataType, Field, Schema, TimeUnit};
 
     use super::*;
@@ -1022,5 +998,6 @@ mod tests {
         );
         assert!(run(&[], vec![], &[]).is_err());
         Service.descriptor().check().unwrap();
+        assert_eq!(Service.descriptor().lint(), Vec::<String>::new());
     }
 }
