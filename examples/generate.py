@@ -312,6 +312,41 @@ def contact_log(rng: random.Random) -> None:
             ])
 
 
+def survey_with_ratings(rng: random.Random) -> None:
+    """survey.csv: 1 200 answers in 2024 from transactions.csv's customers: likelihood to
+    recommend (0-10) and ratings (1-5) of the nine things customers say make service good.
+
+    Ratings share a halo (a customer pleased overall rates everything higher); the score is
+    driven by speed, reliability, personal service and friendliness, hardly by the rest.
+    Email answers rate speed lower; the second half of the year is a little better.
+    """
+    drivers = {  # rating: (effect on the score, mean rating)
+        "efficiency": (0.15, 3.6), "relevance": (0.05, 3.8), "trust": (0.2, 3.9),
+        "ease_of_use": (0.15, 3.7), "friendliness": (0.35, 4.1), "speed": (0.6, 3.2),
+        "reliability": (0.5, 3.5), "personal_service": (0.4, 3.0), "convenience": (0.1, 3.9),
+    }
+    rows = []
+    for i in range(1, 1201):
+        when = date(2024, 1, 1) + timedelta(days=rng.randrange(366))
+        channel = rng.choices(["chat", "email", "phone"], weights=[5, 3, 2])[0]
+        halo = rng.gauss(0, 0.6)
+        ratings = {}
+        latent = 7.4 + (0.4 if when.month > 6 else 0.0)
+        for name, (effect, mean) in drivers.items():
+            own = rng.gauss(0, 0.8) - (0.6 if name == "speed" and channel == "email" else 0.0)
+            value = mean + halo + own
+            ratings[name] = min(5, max(1, round(value)))
+            latent += effect * (value - mean)
+        score = min(10, max(0, round(latent + rng.gauss(0, 1.3))))
+        customer = f"c{rng.randint(1, 400):04d}"
+        rows.append([f"s{i:04d}", customer, when.isoformat(), channel, score] + [ratings[n] for n in drivers])
+    rows.sort(key=lambda r: r[2])
+    with open(DATA / "survey.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["respondent", "customer_id", "timestamp", "channel", "score"] + [f"rating_{n}" for n in drivers])
+        writer.writerows(rows)
+
+
 def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     nps_survey(random.Random(20261122))
@@ -322,6 +357,7 @@ def main() -> None:
     subscription_cohorts(random.Random(20261127))
     published_cohorts()
     contact_log(random.Random(20261207))
+    survey_with_ratings(random.Random(20261208))
 
 
 if __name__ == "__main__":

@@ -130,9 +130,16 @@ async fn lists_and_describes_metrics() {
         .into_inner()
         .metric
         .unwrap();
-    // score, and the optional survey weight.
-    assert_eq!(nps.inputs.len(), 2);
-    assert!(!nps.inputs[1].required);
+    // score, then the optional survey weight and answer time.
+    let inputs: Vec<(&str, bool)> = nps
+        .inputs
+        .iter()
+        .map(|c| (c.name.as_str(), c.required))
+        .collect();
+    assert_eq!(
+        inputs,
+        [("score", true), ("weight", false), ("timestamp", false)]
+    );
     let score = &nps.inputs[0];
     assert_eq!(
         (score.name.as_str(), score.r#type(), score.required),

@@ -72,6 +72,7 @@ pub const BUNDLED_METRICS: &[&str] = &[
     "clv",
     "csat",
     "cx_value",
+    "key_drivers",
     "nps",
     "price_gap",
     "retention",

@@ -23,7 +23,7 @@ struct Example {
 }
 
 /// The README's report commands, in its order.
-const EXAMPLES: [Example; 8] = [
+const EXAMPLES: [Example; 9] = [
     Example {
         name: "nps",
         args: &["--input", "examples/data/nps.csv"],
@@ -79,6 +79,11 @@ const EXAMPLES: [Example; 8] = [
             "cx-spend-by-tier",
             "cx-retention-by-tier",
         ],
+    },
+    Example {
+        name: "survey",
+        args: &["--input", "examples/data/survey.csv"],
+        charts: &["nps-by-channel", "nps-by-month", "key-drivers-importance"],
     },
     Example {
         name: "contacts",
@@ -150,6 +155,12 @@ fn every_example_reports_with_its_charts() {
             assert!(!page.contains("(margin)"));
         }
         // The service page states the rules its times were counted by.
+        // The survey page says what to fix first and which monthly changes are real.
+        if example.name == "survey" {
+            assert!(page.contains("fix first: "), "no fix-first card");
+            assert!(page.contains("Month by month (UTC)"));
+            assert!(page.contains("really different?"));
+        }
         if example.name == "contacts" {
             assert!(page.contains("in business hours (08:00-18:00, mon-fri, Europe/Helsinki)"));
             assert!(page.contains("By channel (repeats found in any channel)"));

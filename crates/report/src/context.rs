@@ -442,7 +442,9 @@ impl<'a> Context<'a> {
             .columns
             .iter()
             .filter(|c| {
+                // Attribute ratings (rating_speed) are measures a survey weighs, not segments.
                 c.as_str() != "timestamp"
+                    && !c.starts_with("rating_")
                     && !self.measurements.contains(c)
                     && !descriptor.inputs.iter().any(|i| &i.name == *c)
             })

@@ -27,6 +27,7 @@ mod chart;
 mod clv;
 mod context;
 mod cx;
+mod drivers;
 mod generic;
 mod page;
 mod pricing;
@@ -206,13 +207,14 @@ pub fn build(backend: &dyn Backend, request: &Request) -> Result<Report, ReportE
 type MakeSections = fn(&context::Context<'_>) -> Result<Vec<Section>, context::Skip>;
 
 /// The metrics a report can show, in page order.
-const SECTIONS: [(&str, MakeSections); 9] = [
+const SECTIONS: [(&str, MakeSections); 10] = [
     ("retention", retention::retention),
     ("retention_forecast", retention::forecast),
     ("clv", clv::clv),
     ("aov", clv::aov),
     ("nps", survey::nps),
     ("csat", survey::csat),
+    ("key_drivers", drivers::key_drivers),
     ("service", service::service),
     ("cx_value", cx::cx_value),
     ("price_gap", pricing::price_gap),

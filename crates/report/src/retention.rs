@@ -53,6 +53,11 @@ impl Cohort {
 
 pub(crate) fn retention(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     if !cx.has("start") && cx.has("timestamp") {
+        // Survey answers (a score per customer and time) are not purchases: predicting who
+        // left from them would be a finding about nothing.
+        if cx.has("score") && !cx.named("retention") {
+            return Err(Skip::NotApplicable);
+        }
         return predicted(cx);
     }
     let descriptor = cx.descriptor("retention", &["customer_id", "start"])?;

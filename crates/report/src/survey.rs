@@ -101,7 +101,8 @@ pub(crate) fn csat(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
 
 fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
     let descriptor = cx.descriptor(survey.metric, &["score"])?;
-    let params = cx.params(descriptor, &[], &[])?;
+    // The report asks for its own comparisons; a period given for the report is its.
+    let params = cx.params(descriptor, &[], &["compare", "pairwise"])?;
     let segments = cx.segments(descriptor)?;
     let input = segments.input.clone();
     if !cx.named(survey.metric) && !(survey.suits)(&params, score_range(&input)) {
@@ -147,6 +148,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         let Some(grouped) = cx.compute_by(descriptor, &params, &segments, segment)? else {
             continue;
         };
+        let against = against_the_rest(cx, survey, &params, &segments.input, segment)?;
         let mut points: Vec<(String, Interval, Option<f64>)> = table::group_labels(&grouped)
             .into_iter()
             .zip(table::group_intervals(&grouped, survey.headline))
@@ -156,21 +158,33 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         // Best first, as a ranking reads.
         points.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
         section.numbers(Numbers {
-            caption: format!("By {segment}"),
+            caption: format!(
+                "By {segment}: each against all other answers, called different only when the \
+                 p-value adjusted for {} comparisons (Holm) is below {}",
+                points.len(),
+                significance_text(&against)
+            ),
             header: vec![
                 segment.clone(),
                 survey.headline.to_owned(),
                 interval_header.clone(),
                 "responses".into(),
+                "vs the rest".into(),
+                "really different?".into(),
             ],
             rows: points
                 .iter()
                 .map(|(label, (low, mid, high), responses)| {
+                    let (versus, verdict) = against
+                        .get(label)
+                        .map_or_else(Default::default, |c| c.texts(survey.unit));
                     vec![
                         label.clone(),
                         format_value(Some(*mid), survey.unit),
                         interval_text(*low, *high, survey.unit),
                         format_value(*responses, "count"),
+                        versus,
+                        verdict,
                     ]
                 })
                 .collect(),
@@ -190,8 +204,221 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
     }
     if cx.has("timestamp") {
         section.chart(monthly(cx, survey, descriptor, &params)?);
+        if let Some(numbers) = month_by_month(cx, survey, descriptor, &params)? {
+            section.numbers(numbers);
+        }
     }
     Ok(vec![section])
+}
+
+/// A difference the plugin tested: its value and interval, adjusted p-value and verdict.
+#[derive(Debug, Clone, Copy)]
+struct Tested {
+    difference: f64,
+    lower: f64,
+    upper: f64,
+    p_adjusted: f64,
+    significant: bool,
+    /// 1 − confidence, for saying what significant means.
+    alpha: f64,
+}
+
+impl Tested {
+    /// "+39.0 (18.9 to 56.4)" and "yes, p = 0.0003" — arrows only on significant changes.
+    fn texts(&self, unit: &str) -> (String, String) {
+        let signed = |v: f64| {
+            let text = format_value(Some(v), unit);
+            if v > 0.0 { format!("+{text}") } else { text }
+        };
+        let versus = format!(
+            "{} ({})",
+            signed(self.difference),
+            interval_text(self.lower, self.upper, unit)
+        );
+        let p = format_p(self.p_adjusted);
+        let verdict = match (self.significant, self.difference > 0.0) {
+            (true, true) => format!("▲ yes, higher (p = {p})"),
+            (true, false) => format!("▼ yes, lower (p = {p})"),
+            (false, _) => format!("no (p = {p})"),
+        };
+        (versus, verdict)
+    }
+}
+
+fn format_p(p: f64) -> String {
+    if p < 0.0001 {
+        "< 0.0001".to_owned()
+    } else if p < 0.01 {
+        format!("{p:.4}")
+    } else {
+        format!("{p:.2}")
+    }
+}
+
+/// "5 %", the significance level the tests used.
+fn significance_text(tested: &BTreeMap<String, Tested>) -> String {
+    let alpha = tested.values().next().map_or(0.05, |t| t.alpha);
+    format!("{} %", crate::page::grouped(100.0 * alpha, 0))
+}
+
+/// The plugin's `segments` table for `segment`: each value against all other answers.
+fn against_the_rest(
+    cx: &Context<'_>,
+    survey: &Survey,
+    params: &Params,
+    input: &RecordBatch,
+    segment: &str,
+) -> Result<BTreeMap<String, Tested>, Skip> {
+    let mut params = params.clone();
+    params.insert("compare".to_owned(), ParamValue::String(segment.to_owned()));
+    let outcome = cx.compute(survey.metric, &params, input.clone(), &[])?;
+    let Some(table) = outcome
+        .results
+        .as_ref()
+        .and_then(|r| table::result_table(r, "segments"))
+    else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(tested_rows(table, "segment", "difference", alpha(&params))
+        .into_iter()
+        .collect())
+}
+
+/// 1 − the confidence level the parameters ask for.
+fn alpha(params: &Params) -> f64 {
+    match params.get("confidence") {
+        Some(ParamValue::Double(level)) => 1.0 - level,
+        _ => 0.05,
+    }
+}
+
+/// (label, tested difference) of each row of a comparison table whose `prefix` columns are
+/// defined.
+fn tested_rows(
+    table: &RecordBatch,
+    label: &str,
+    prefix: &str,
+    alpha: f64,
+) -> Vec<(String, Tested)> {
+    let labels = table::texts(table, label);
+    let column = |suffix: &str| table::numbers(table, &format!("{prefix}{suffix}"));
+    let (values, lower, upper, adjusted, significant) = (
+        column(""),
+        column("_lower"),
+        column("_upper"),
+        column("_p_adjusted"),
+        column("_significant"),
+    );
+    labels
+        .into_iter()
+        .enumerate()
+        .filter_map(|(row, label)| {
+            Some((
+                label,
+                Tested {
+                    difference: values.get(row).copied()??,
+                    lower: lower.get(row).copied()??,
+                    upper: upper.get(row).copied()??,
+                    p_adjusted: adjusted.get(row).copied()??,
+                    significant: significant.get(row).copied()?? > 0.5,
+                    alpha,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Month by month: the score, its change from the month before and from the same month a
+/// year before, each called significant only when it is; and the trend of the last months.
+fn month_by_month(
+    cx: &Context<'_>,
+    survey: &Survey,
+    descriptor: &MetricDescriptor,
+    params: &Params,
+) -> Result<Option<Numbers>, Skip> {
+    let mut params = params.clone();
+    params.insert("period".to_owned(), ParamValue::String("month".to_owned()));
+    let batch = cx.read(descriptor, &[])?;
+    let outcome = cx.compute(survey.metric, &params, batch, &[])?;
+    let Some(results) = outcome.results.as_ref() else {
+        return Ok(None);
+    };
+    let Some(periods) = table::result_table(results, "periods") else {
+        return Ok(None);
+    };
+    let alpha = alpha(&params);
+    let changes: BTreeMap<String, Tested> = tested_rows(periods, "period", "change", alpha)
+        .into_iter()
+        .collect();
+    let year_changes: BTreeMap<String, Tested> =
+        tested_rows(periods, "period", "year_change", alpha)
+            .into_iter()
+            .collect();
+    let labels = table::texts(periods, "period");
+    let scores = table::numbers(periods, survey.headline);
+    let answers = table::numbers(periods, "answers");
+    let rows = labels
+        .iter()
+        .enumerate()
+        .map(|(row, label)| {
+            let mut cells = vec![
+                label.clone(),
+                format_value(answers.get(row).copied().flatten(), "count"),
+                format_value(scores.get(row).copied().flatten(), survey.unit),
+            ];
+            for tested in [&changes, &year_changes] {
+                let (versus, verdict) = tested
+                    .get(label)
+                    .map_or_else(|| ("–".to_owned(), String::new()), |t| t.texts(survey.unit));
+                cells.push(versus);
+                cells.push(verdict);
+            }
+            cells
+        })
+        .collect();
+    let trend = table::result_table(results, "trend").and_then(|t| {
+        let value = |name: &str| table::numbers(t, name).first().copied().flatten();
+        Some((
+            value("slope")?,
+            value("slope_lower")?,
+            value("slope_upper")?,
+            value("p_value")?,
+            value("periods")?,
+        ))
+    });
+    let trend_text = match trend {
+        Some((slope, low, high, p, periods)) => format!(
+            " Over the last {} months the {} moved {} a month ({}; p = {}): {}.",
+            crate::page::grouped(periods, 0),
+            survey.headline.to_uppercase(),
+            format_value(Some(slope), survey.unit),
+            interval_text(low, high, survey.unit),
+            format_p(p),
+            if p < alpha {
+                "a real trend"
+            } else {
+                "no trend that the answers can tell from chance"
+            }
+        ),
+        None => String::new(),
+    };
+    Ok(Some(Numbers {
+        caption: format!(
+            "Month by month (UTC): each change is called real only when its p-value, adjusted \
+             for the number of months compared (Holm), is below {} %.{trend_text}",
+            crate::page::grouped(100.0 * alpha, 0)
+        ),
+        header: vec![
+            "month".into(),
+            "answers".into(),
+            survey.headline.to_owned(),
+            "vs the month before".into(),
+            "real change?".into(),
+            "vs a year before".into(),
+            "real change?".into(),
+        ],
+        rows,
+    }))
 }
 
 fn interval_text(low: f64, high: f64, unit: &str) -> String {
@@ -217,11 +444,13 @@ fn monthly(
     params: &BTreeMap<String, ParamValue>,
 ) -> Result<Chart, Skip> {
     let mut with_time = descriptor.clone();
-    with_time.inputs.push(ColumnSpec::new(
-        "timestamp",
-        DataType::Timestamp,
-        "when the answer was given",
-    ));
+    if with_time.input_column("timestamp").is_none() {
+        with_time.inputs.push(ColumnSpec::new(
+            "timestamp",
+            DataType::Timestamp,
+            "when the answer was given",
+        ));
+    }
     let batch = cx.read(&with_time, &[])?;
     let (scores, months) = by_month(&batch);
     let input = RecordBatch::try_from_iter([

@@ -300,6 +300,19 @@ impl Period {
 /// The tallies of answers by period (index → label and tally), in time order.
 pub type ByPeriod<const K: usize> = BTreeMap<i64, (String, Tally<K>)>;
 
+/// The `effective_responses` output: what the answers are worth as simple random draws
+/// ([`crate::stats::effective_sample_size`]); undefined when everyone in the population answered.
+pub fn effective_responses(n: f64) -> crate::Scalar {
+    if n.is_finite() {
+        crate::Scalar::new("effective_responses", n)
+    } else {
+        crate::Scalar::undefined(
+            "effective_responses",
+            "everyone in the population answered: the answers are the population, not a sample of it",
+        )
+    }
+}
+
 /// A survey's answers, one per row: its category (index into the [`Scheme`]) and weight.
 #[derive(Debug, Clone, Copy)]
 pub struct Answers<'a> {

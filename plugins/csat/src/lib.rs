@@ -192,7 +192,7 @@ impl Metric for Csat {
                 "mean_score",
                 tally.weighted_score_sum / tally.weight,
             ))
-            .scalar(Scalar::new("effective_responses", n));
+            .scalar(survey::effective_responses(n));
         let answers = Answers {
             categories: &categories,
             weights: &row_weights,

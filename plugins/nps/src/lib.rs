@@ -167,10 +167,7 @@ impl Metric for Nps {
             .scalar(Scalar::new("passive_share", summary.passive_share))
             .scalar(Scalar::new("detractor_share", summary.detractor_share))
             .scalar(Scalar::new("standard_error", summary.standard_error))
-            .scalar(Scalar::new(
-                "effective_responses",
-                summary.effective_responses,
-            ));
+            .scalar(survey::effective_responses(summary.effective_responses));
         if summary.effective_responses < SMALL_SAMPLE {
             let effective = if summary.effective_responses == counts.total() as f64 {
                 String::new()
