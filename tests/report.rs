@@ -817,3 +817,102 @@ fn a_fit_that_identifies_nothing_is_said_in_words_not_drawn() {
     );
     assert!(stderr.contains("0 charts"), "{stderr}");
 }
+
+/// The scorecard of the shipped example data: every part, in this order.
+const SCORECARD: &[&str] = &[
+    "scorecard",
+    "--survey",
+    "examples/data/survey.csv",
+    "--csat",
+    "examples/data/csat.csv",
+    "--contacts",
+    "examples/data/contacts.csv",
+    "--purchases",
+    "examples/data/transactions.csv",
+    "--order-lines",
+    "examples/data/order_lines.csv",
+];
+
+/// Runs `mittari scorecard` with `extra` arguments into `out`, returns the page.
+fn scorecard(out: &Path, extra: &[&str]) -> (PathBuf, String) {
+    let html = out.join("scorecard.html");
+    let mut args = SCORECARD.to_vec();
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--output", html.to_str().unwrap()]);
+    let (status, _, stderr) = run_cli(&args, &repo_root(), &[]);
+    assert!(status.success(), "mittari {args:?}: {stderr}");
+    assert!(stderr.contains("(6 parts)"), "{stderr}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    (html, page)
+}
+
+/// The monthly scorecard says in words what the numbers say, claims a change only where the
+/// test holds, shows no finding from a fit that identifies nothing, and is the same computed on
+/// a server.
+#[test]
+fn the_scorecard_words_the_month_and_claims_only_what_holds() {
+    let out = tempfile::tempdir().unwrap();
+    let (_, page) = scorecard(out.path(), &[]);
+    for text in [
+        "<h1>CX scorecard, 2024-12</h1>",
+        "The month in brief: 2024-12",
+        "NPS in 2024-12 was 14.0 (95 % interval",
+        // December's NPS change (+5.3, p = 0.636) is within the noise: said so, no arrow.
+        "a change the answers cannot tell from chance (p = 0.636)",
+        "NPS 2024-12, no real change vs last month",
+        "Customer service resolved",
+        "Discounts cost",
+        "The rating to improve first is speed",
+        // The example's December purchase model identifies nothing: no churn finding.
+        "its churn figures are no finding",
+    ] {
+        assert!(page.contains(text), "the scorecard lacks {text:?}");
+    }
+    assert!(!page.contains("▲ +5.3") && !page.contains("customers were lost"));
+    assert!(
+        !page.contains(">customers lost<"),
+        "a card from an unidentified fit"
+    );
+    // An earlier month, and a month written wrong.
+    let (_, june) = scorecard(out.path(), &["--month", "2024-06"]);
+    assert!(june.contains("The month in brief: 2024-06"));
+    let (status, _, stderr) = run_cli(
+        &[
+            "scorecard",
+            "--survey",
+            "examples/data/survey.csv",
+            "--month",
+            "2024-13",
+            "--output",
+            "x.html",
+        ],
+        &repo_root(),
+        &[],
+    );
+    assert!(
+        !status.success() && stderr.contains("write the month as YYYY-MM"),
+        "{stderr}"
+    );
+    // The same page from a server.
+    let server = mittari_e2e::Server::start_with(
+        &mittari_e2e::borrowed(&mittari_e2e::bundled_plugins()),
+        &[],
+    );
+    let url = server.url();
+    let (_, remote) = scorecard(out.path(), &["--server", &url]);
+    assert_eq!(remote, page);
+}
+
+#[test]
+#[ignore = "needs Chromium (/usr/bin/chromium, or MITTARI_CHROMIUM); .ci/run installs it and runs this with --ignored"]
+fn the_scorecard_opens_cleanly_in_chromium() {
+    let out = tempfile::tempdir().unwrap();
+    let (html, _) = scorecard(out.path(), &[]);
+    let browser = Browser::launch();
+    let example = Example {
+        name: "scorecard",
+        args: SCORECARD,
+        charts: &["key-drivers-importance"],
+    };
+    check_page(&browser.open(&html, Some(example.name)), &example);
+}

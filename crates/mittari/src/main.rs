@@ -152,6 +152,10 @@ enum Command {
     /// input's columns allow: retention cohorts and forecasts, CLV, NPS and CSAT by segment and
     /// month, what discounts cost, the value of experience.
     Report(commands::report::ReportArgs),
+    /// Write the monthly CX scorecard: NPS and CSAT with whether they really changed, customer
+    /// service against its SLAs, customers and revenue lost, what discounts cost, what drives
+    /// the score; each figure with its interval, one HTML page.
+    Scorecard(commands::scorecard::ScorecardArgs),
     /// Print SQL that computes in a database or warehouse what Mittari computes in process.
     Sql {
         #[command(subcommand)]
@@ -380,6 +384,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin { command } => commands::plugin::run(command),
         Command::Sql { command } => commands::sql::run(command),
         Command::Report(args) => commands::report::run(cli.config.as_deref(), args),
+        Command::Scorecard(args) => commands::scorecard::run(cli.config.as_deref(), args),
         Command::Metrics(args) => commands::metrics::run(cli.config.as_deref(), args),
         Command::Compute(command) => commands::compute::run(
             cli.config.as_deref(),

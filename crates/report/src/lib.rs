@@ -32,6 +32,7 @@ mod generic;
 mod page;
 mod pricing;
 mod retention;
+mod scorecard;
 mod service;
 mod survey;
 mod table;
@@ -41,6 +42,7 @@ use std::path::{Path, PathBuf};
 pub use chart::{Chart, ChartError};
 use mittari_engine::{ComputeOutcome, ComputeRequest, Engine, MetricDescriptor};
 pub use page::{Block, Numbers, Section};
+pub use scorecard::{ScorecardRequest, scorecard};
 
 /// What to report on.
 #[derive(Debug, Clone)]
@@ -76,6 +78,8 @@ pub struct ScoringModel {
 /// A report: sections in a fixed order, and the metrics left out with why.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The page's heading: "Customer metrics report", or the scorecard's.
+    pub title: String,
     pub input: String,
     pub rows: usize,
     pub sections: Vec<Section>,
@@ -197,6 +201,7 @@ pub fn build(backend: &dyn Backend, request: &Request) -> Result<Report, ReportE
         });
     }
     Ok(Report {
+        title: "Customer metrics report".to_owned(),
         input: cx.input_name(),
         rows: cx.rows(),
         sections,

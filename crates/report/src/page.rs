@@ -262,8 +262,9 @@ pub(crate) fn html(report: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>Mittari report: {input}</title>\n<style>{STYLE}</style>\n</head>\n\
-         <body data-charts=\"{charts}\">\n<header>\n<h1>Customer metrics report</h1>\n\
+         <body data-charts=\"{charts}\">\n<header>\n<h1>{title}</h1>\n\
          <p class=\"meta\">{input} · {rows} rows · made by mittari {version}</p>\n</header>\n",
+        title = escape(&report.title),
         input = escape(&report.input),
         rows = grouped(report.rows as f64, 0),
         version = env!("CARGO_PKG_VERSION"),

@@ -8,6 +8,7 @@ pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod plugin;
 pub(crate) mod report;
+pub(crate) mod scorecard;
 pub(crate) mod serve;
 pub(crate) mod sql;
 pub(crate) mod token;
