@@ -130,6 +130,44 @@ pub fn trigamma(mut x: f64) -> f64 {
         + inv * inv2 * (1.0 / 6.0 - inv2 * (1.0 / 30.0 - inv2 * (1.0 / 42.0 - inv2 / 30.0)))
 }
 
+/// P(|T| ≥ |t|) for Student's t with `df` degrees of freedom (df > 0):
+/// I_{df/(df+t²)}(df/2, 1/2) (Abramowitz & Stegun 26.7.1 with 26.5.27).
+pub fn student_t_two_sided_p(t: f64, df: f64) -> f64 {
+    if t.is_nan() || df.is_nan() || df <= 0.0 {
+        return f64::NAN;
+    }
+    if t.is_infinite() {
+        return 0.0;
+    }
+    beta_inc(df / 2.0, 0.5, df / (df + t * t))
+}
+
+/// The two-sided critical value of Student's t with `df` degrees of freedom for a confidence
+/// `level` in (0, 1): the t with P(|T| ≥ t) = 1 − level, by bisection on
+/// [`student_t_two_sided_p`] to 1e-12.
+pub fn student_t_quantile(level: f64, df: f64) -> f64 {
+    if !(level > 0.0 && level < 1.0) || df.is_nan() || df <= 0.0 {
+        return f64::NAN;
+    }
+    let target = 1.0 - level;
+    let (mut low, mut high) = (0.0f64, 1.0f64);
+    while student_t_two_sided_p(high, df) > target {
+        high *= 2.0;
+        if high > 1e12 {
+            return f64::INFINITY;
+        }
+    }
+    while high - low > 1e-12 * high.max(1.0) {
+        let middle = (low + high) / 2.0;
+        if student_t_two_sided_p(middle, df) > target {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    (low + high) / 2.0
+}
+
 /// I_x(a, b), the regularized incomplete beta function, for a, b > 0 and 0 ≤ x ≤ 1: the
 /// continued fraction of Numerical Recipes (3rd ed., §6.4) by the modified Lentz method, on
 /// whichever of x and 1 − x makes it converge fast (I_x(a, b) = 1 − I_{1−x}(b, a)).
@@ -297,5 +335,21 @@ mod tests {
                 trigamma(x)
             );
         }
+    }
+
+    #[test]
+    fn student_t_matches_r() {
+        // qt(0.975, c(1, 5, 30)) = 12.706204736174698, 2.5705818356363146, 2.0422724563012373;
+        // 2 * pt(-2, 10) = 0.073388034770740.
+        for (df, want) in [
+            (1.0, 12.706204736174698),
+            (5.0, 2.5705818356363146),
+            (30.0, 2.0422724563012373),
+        ] {
+            let got = student_t_quantile(0.95, df);
+            assert!((got - want).abs() < 1e-9 * want, "df {df}: {got}");
+        }
+        assert!((student_t_two_sided_p(2.0, 10.0) - 0.07338803477074).abs() < 1e-12);
+        assert!(student_t_two_sided_p(f64::INFINITY, 3.0) == 0.0);
     }
 }

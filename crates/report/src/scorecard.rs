@@ -435,6 +435,10 @@ fn service_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Se
         ))));
     };
     let before = previous(month).and_then(|m| row_of(periods, "period", &m));
+    let alpha = match params.get("confidence") {
+        Some(ParamValue::Double(level)) => 1.0 - level,
+        _ => 0.05,
+    };
     let sla = |key: &str, default: f64| match params.get(key) {
         Some(ParamValue::Double(h)) => *h,
         _ => default,
@@ -487,6 +491,30 @@ fn service_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Se
                 ),
                 _ => String::new(),
             };
+            let change = match (
+                cell(periods, &format!("{name}_change"), row),
+                cell(periods, &format!("{name}_change_p_value"), row),
+            ) {
+                (Some(change), Some(p)) => {
+                    let arrow = match (p < alpha, change > 0.0) {
+                        (true, true) => "▲ ",
+                        (true, false) => "▼ ",
+                        (false, _) => "",
+                    };
+                    format!(
+                        "{arrow}{} points, {} ({})",
+                        signed(change, "points"),
+                        if p < alpha {
+                            "a real change"
+                        } else {
+                            "within the noise"
+                        },
+                        p_text(p)
+                    )
+                }
+                _ if name.ends_with("_median") || *name == "backlog" => "not tested".to_owned(),
+                _ => "–".to_owned(),
+            };
             vec![
                 what.clone(),
                 format_value(cell(periods, name, row), unit),
@@ -495,6 +523,7 @@ fn service_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Se
                     || "–".to_owned(),
                     |b| format_value(cell(periods, name, b), unit),
                 ),
+                change,
             ]
         })
         .collect();
@@ -512,8 +541,9 @@ fn service_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Se
         "service",
         &format!("Customer service, {month}"),
         "The month's contacts: resolved at first contact (no repeat within the repeat window), \
-         waiting times and the shares within the SLAs, each with its interval; the month before \
-         is shown for reference, without a test: where the intervals overlap, read no change.",
+         waiting times and the shares within the SLAs, each with its interval. Each share's change \
+         from the month before is tested on its own (an arrow only where it passes); the waiting \
+         times' medians are not tested: where their intervals overlap, read no change.",
     );
     section.headline("resolved at first contact", fcr, "%");
     section.numbers(Numbers {
@@ -523,6 +553,7 @@ fn service_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Se
             "value".into(),
             "95 % interval".into(),
             "month before".into(),
+            "change".into(),
         ],
         rows,
     });
@@ -689,22 +720,111 @@ fn discount_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<S
     Ok(Some((section, vec![Sentence(sentence)])))
 }
 
-/// What drives the score, from the answers up to and including the month.
+/// What drives the score (every answer of the survey file), and which ratings moved in the
+/// month: each rating's mean against the month before, called a move only when its
+/// Holm-adjusted Welch test passes.
 fn drivers_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Sentence>)>, Skip> {
     let sections = crate::drivers::key_drivers(cx)?;
     let Some(mut section) = sections.into_iter().next() else {
         return Ok(None);
     };
-    section.title =
-        format!("What drives the score (every answer in the survey file, {month} included)");
-    let first = section.headline.first().map(|(what, value)| {
-        format!(
+    section.title = format!("What drives the score, and what moved in {month}");
+    let mut said = Vec::new();
+    if let Some((what, value)) = section.headline.first() {
+        said.push(Sentence(format!(
             "The rating to improve first is {} ({value} of what the ratings explain).",
             what.trim_start_matches("fix first: ")
                 .trim_end_matches(" (importance)")
-        )
-    });
-    Ok(Some((section, first.into_iter().map(Sentence).collect())))
+        )));
+    }
+    // The month's moves: the same ratings, by month, without the bootstrap (not needed here).
+    let descriptor = cx.descriptor("key_drivers", &["score", "timestamp"])?;
+    let ratings: Vec<String> = cx
+        .columns()
+        .iter()
+        .filter(|c| c.starts_with("rating_"))
+        .cloned()
+        .collect();
+    let mut params = cx.params(descriptor, &[], &["ratings", "period", "bootstrap"])?;
+    params.insert("ratings".to_owned(), ParamValue::String(ratings.join(",")));
+    params.insert("period".to_owned(), ParamValue::String("month".to_owned()));
+    params.insert("bootstrap".to_owned(), ParamValue::Int64(0));
+    let outcome = cx.compute("key_drivers", &params, cx.read(descriptor, &ratings)?, &[])?;
+    let Some(changes) = outcome
+        .results
+        .as_ref()
+        .and_then(|r| table::result_table(r, "changes"))
+    else {
+        return Ok(Some((section, said)));
+    };
+    let periods = table::texts(changes, "period");
+    let names = table::texts(changes, "rating");
+    let significant = table::numbers(changes, "significant");
+    let label = |name: &str| name.trim_start_matches("rating_").replace('_', " ");
+    let mut rows = Vec::new();
+    let mut moved = Vec::new();
+    for i in (0..periods.len()).filter(|&i| periods[i] == month) {
+        let value = |column: &str| cell(changes, column, i);
+        let real = significant
+            .get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|s| s > 0.5);
+        let change = value("change");
+        let arrow = match (real, change.is_some_and(|c| c > 0.0)) {
+            (true, true) => "▲ ",
+            (true, false) => "▼ ",
+            (false, _) => "",
+        };
+        if real && let Some(change) = change {
+            moved.push(format!(
+                "{} {} {}",
+                label(&names[i]),
+                if change > 0.0 { "up" } else { "down" },
+                format_value(Some(change.abs()), "score")
+            ));
+        }
+        rows.push(vec![
+            label(&names[i]),
+            format_value(value("mean"), "score"),
+            format_value(value("previous_mean"), "score"),
+            change.map_or_else(
+                || "–".to_owned(),
+                |c| format!("{arrow}{}", signed(c, "score")),
+            ),
+            match (value("change_lower"), value("change_upper")) {
+                (Some(l), Some(u)) => format!(
+                    "{} to {}",
+                    format_value(Some(l), "score"),
+                    format_value(Some(u), "score")
+                ),
+                _ => String::new(),
+            },
+            value("p_adjusted").map_or_else(String::new, |p| {
+                format!(
+                    "{} ({}, Holm)",
+                    if real { "moved" } else { "no real move" },
+                    p_text(p)
+                )
+            }),
+        ]);
+    }
+    if !rows.is_empty() {
+        section.numbers(Numbers {
+            caption: format!("Mean ratings in {month} against the month before: a move only where Welch's test, adjusted for the {} ratings (Holm), passes", rows.len()),
+            header: vec!["rating".into(), "mean".into(), "month before".into(), "change".into(), "95 % interval".into(), "verdict".into()],
+            rows,
+        });
+        said.push(Sentence(if moved.is_empty() {
+            "No rating moved beyond chance from the month before.".to_owned()
+        } else {
+            format!(
+                "Ratings that moved from the month before: {}.",
+                moved.join(", ")
+            )
+        }));
+    }
+    Ok(Some((section, said)))
 }
 
 #[cfg(test)]

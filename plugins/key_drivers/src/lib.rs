@@ -11,6 +11,7 @@
 //! importance say where an improvement pays most. Rules and sources:
 //! `docs/metrics/key_drivers.md`.
 
+mod changes;
 mod weights;
 
 use std::sync::Arc;
@@ -57,6 +58,11 @@ impl Metric for KeyDrivers {
         )
         .parameter(ParameterSpec::int64("seed", 1, "seed of the bootstrap's draws: the same seed gives the same intervals").range(0.0, 1e15))
         .parameter(ParameterSpec::double("confidence", 0.95, "confidence level of the intervals").range(0.5, 0.999))
+        .input(ColumnSpec::timestamp("timestamp", "when the answer was given, for period"))
+        .parameter(
+            ParameterSpec::string("period", "none", "week, month or quarter: the changes table, each rating's mean in each period against the period before")
+                .allowed_values(&["none", "week", "month", "quarter"]),
+        )
         .output(OutputSpec::new("r_squared", "ratio", "share of the score's variance the ratings explain together (the weights' sum), bootstrap interval"))
         .output(OutputSpec::new("answers", "count", "answers with the score and every rating, the ones used"))
         .output(OutputSpec::new("ratings", "count", "ratings weighed"))
@@ -74,6 +80,11 @@ impl Metric for KeyDrivers {
                 OutputSpec::new("quadrant", "id", "fix first (important, rated low), keep up (important, rated high), secondary (less important, rated low), possible overkill (less important, rated high)"),
                 OutputSpec::new("priority", "count", "1 for the rating to improve first: fix first, then secondary, keep up and possible overkill, each by importance"),
             ],
+        )
+        .table_with_columns(
+            "changes",
+            "with period: each rating's mean per period against the period before (Welch), adjusted over the ratings (Holm)",
+            changes::columns(),
         )
     }
 
@@ -211,7 +222,24 @@ impl Metric for KeyDrivers {
         ) {
             r_squared = r_squared.with_interval(lower, upper, level);
         }
-        let mut output = Output::new()
+        let mut output = Output::new();
+        if let Some(period) = mittari_sdk::survey::Period::parse(params.str("period")?) {
+            let times = input.optional_timestamp("timestamp")?.ok_or_else(|| {
+                MetricError::invalid_parameter(
+                    "period",
+                    "needs a timestamp column with the time of each answer; map yours with --column timestamp=NAME",
+                )
+            })?;
+            let times: Vec<Option<i64>> = complete
+                .iter()
+                .map(|&r| times.is_valid(r).then(|| times.value(r)))
+                .collect();
+            output = output.table(
+                "changes",
+                changes::changes(&names, &ratings, &times, period, level)?,
+            );
+        }
+        output = output
             .scalar(r_squared)
             .scalar(Scalar::new("answers", complete.len() as f64))
             .scalar(Scalar::new("ratings", p as f64))

@@ -203,6 +203,89 @@ fn within(times: Option<&summary::Times>, column: &str, level: &Level) -> Result
         .ok_or_else(|| "no contact's outcome against the SLA is known yet".to_owned())
 }
 
+/// The rates whose change from the period before the `periods` table tests.
+/// A share of a summary, where the log has what it needs.
+type ShareOf = fn(&Summary) -> Option<summary::Share>;
+
+const TESTED_RATES: [(&str, ShareOf); 3] = [
+    ("first_contact_resolution", |s| {
+        Some(s.first_contact_resolved)
+    }),
+    ("response_within_sla", |s| {
+        s.response.as_ref().map(|t| t.in_sla)
+    }),
+    ("resolution_within_sla", |s| {
+        s.resolution.as_ref().map(|t| t.in_sla)
+    }),
+];
+
+/// The `periods` table's change columns, after the figures.
+fn change_columns() -> Vec<OutputSpec> {
+    let mut columns = Vec::new();
+    for (name, _) in TESTED_RATES {
+        columns.push(OutputSpec::new(
+            &format!("{name}_change"),
+            "points",
+            &format!("{name} minus the period before's, in percentage points"),
+        ));
+        columns.push(OutputSpec::new(
+            &format!("{name}_change_lower"),
+            "points",
+            "lower bound of the change's adjusted Wald interval (Agresti-Caffo)",
+        ));
+        columns.push(OutputSpec::new(
+            &format!("{name}_change_upper"),
+            "points",
+            "upper bound of the change's adjusted Wald interval",
+        ));
+        columns.push(OutputSpec::new(
+            &format!("{name}_change_p_value"),
+            "probability",
+            "two-sided p-value of no change, one comparison on its own",
+        ));
+    }
+    columns
+}
+
+/// Each tested rate's change from the period before, by Agresti and Caffo's adjusted Wald
+/// difference of proportions; empty for the first period or where either is unknown.
+fn change_arrays(rows: &[Summary], level: &Level) -> Vec<(String, ArrayRef)> {
+    let tally = |share: summary::Share| mittari_sdk::survey::Tally::<2> {
+        answers: share.known,
+        weight: [share.hits as f64, (share.known - share.hits) as f64],
+        weight_squares: share.known as f64,
+    };
+    let mut columns = Vec::new();
+    for (name, share) in TESTED_RATES {
+        let differences: Vec<Option<mittari_sdk::survey::Difference>> = (0..rows.len())
+            .map(|i| {
+                let now = share(&rows[i])?;
+                let before = share(rows.get(i.checked_sub(1)?)?)?;
+                mittari_sdk::survey::difference(
+                    &tally(now),
+                    &tally(before),
+                    &mittari_sdk::survey::PROPORTION,
+                    level.z,
+                    100.0,
+                )
+            })
+            .collect();
+        let pick = |f: fn(&mittari_sdk::survey::Difference) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from(
+                differences
+                    .iter()
+                    .map(|d| d.as_ref().map(f))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        columns.push((format!("{name}_change"), pick(|d| d.value)));
+        columns.push((format!("{name}_change_lower"), pick(|d| d.lower)));
+        columns.push((format!("{name}_change_upper"), pick(|d| d.upper)));
+        columns.push((format!("{name}_change_p_value"), pick(|d| d.p_value)));
+    }
+    columns
+}
+
 /// The columns of the `periods` and `segments` tables after their key columns.
 fn figure_columns() -> Vec<OutputSpec> {
     let mut columns = Vec::new();
@@ -235,7 +318,8 @@ impl Metric for Service {
             "id",
             "the calendar period the contacts were opened in (2024-03, 2024-Q1, 2024-W09), in timezone",
         ))
-        .chain(figure_columns());
+        .chain(figure_columns())
+        .chain(change_columns());
         let mut descriptor = MetricDescriptor::new(
             "service",
             env!("CARGO_PKG_VERSION"),
@@ -531,7 +615,22 @@ fn periods_table(
         start = next;
     }
     let key: ArrayRef = Arc::new(StringArray::from(labels));
-    figure_table("periods", vec![("period".to_owned(), key)], &rows, level)
+    let table = figure_table("periods", vec![("period".to_owned(), key)], &rows, level)?;
+    let mut columns: Vec<(String, ArrayRef)> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .zip(table.columns().iter().cloned())
+        .collect();
+    columns.extend(change_arrays(&rows, level));
+    mittari_sdk::result_table(
+        "periods",
+        columns
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.clone()))
+            .collect(),
+    )
 }
 
 /// One row per combination of the breakdown columns' values, in order of first appearance.
@@ -628,7 +727,7 @@ mittari_sdk::export_plugin!(Service);
 mod tests {
     use std::sync::Arc;
 
-    use mittari_sdk::arrow_array::{BooleanArray, RecordBatch, TimestampMicrosecondArray};
+    use mittari_sdk::arrow_array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
     use mittari_sdk::arrow_schema::{DataType, Field, Schema, TimeUnit};
 
     use super::*;
@@ -962,6 +1061,56 @@ mod tests {
             .downcast_ref::<Float64Array>()
             .unwrap();
         assert_eq!(contacts.values().to_vec(), [1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn periods_test_the_change_of_their_rates() {
+        // January: a resolved for good (FCR 1 of 1). February: b chased within the window,
+        // then resolved (1 of 2). March: z, still open. The change is -50 points, tested as
+        // Agresti and Caffo's difference of 1/2 against 1/1.
+        let rows: &[Row] = &[
+            ("a", "2024-01-10T09:00:00Z", "", "2024-01-10T10:00:00Z"),
+            ("b", "2024-02-10T09:00:00Z", "", "2024-02-10T10:00:00Z"),
+            ("b", "2024-02-12T09:00:00Z", "", "2024-02-12T10:00:00Z"),
+            ("z", "2024-03-30T00:00:00Z", "", ""),
+        ];
+        let output = run(rows, vec![], &[]).unwrap();
+        let (_, periods) = output.tables.iter().find(|(n, _)| n == "periods").unwrap();
+        let column = |name: &str| {
+            periods
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .clone()
+        };
+        let tally = |hits: u64, known: u64| mittari_sdk::survey::Tally::<2> {
+            answers: known,
+            weight: [hits as f64, (known - hits) as f64],
+            weight_squares: known as f64,
+        };
+        let z = mittari_sdk::stats::two_sided_z(0.95).unwrap();
+        let want = mittari_sdk::survey::difference(
+            &tally(1, 2),
+            &tally(1, 1),
+            &mittari_sdk::survey::PROPORTION,
+            z,
+            100.0,
+        )
+        .unwrap();
+        assert_eq!(column("first_contact_resolution_change").value(1), -50.0);
+        assert_eq!(
+            column("first_contact_resolution_change_p_value").value(1),
+            want.p_value
+        );
+        assert_eq!(
+            column("first_contact_resolution_change_lower").value(1),
+            want.lower
+        );
+        assert!(column("first_contact_resolution_change").is_null(0));
+        // March's outcome is not known: no change to test.
+        assert!(column("first_contact_resolution_change").is_null(2));
     }
 
     #[test]
