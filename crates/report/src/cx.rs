@@ -18,6 +18,7 @@ pub(crate) fn cx_value(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
             "spend_uplift",
             "retention_gap",
             "revenue_at_stake",
+            "value_per_converted_customer",
             "worst_customers",
             "middle_customers",
             "best_customers",

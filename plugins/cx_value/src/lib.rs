@@ -248,6 +248,11 @@ impl Metric for CxValue {
                 "currency",
                 "revenue gained if the worst tier spent and stayed like the best",
             ))
+            .output(OutputSpec::new(
+                "value_per_converted_customer",
+                "currency",
+                "revenue_at_stake per worst-tier customer: what turning one detractor into a promoter is worth next period",
+            ))
             .table(
                 "tiers",
                 "per tier: customers, mean revenue, retention %, revenue",
@@ -351,6 +356,16 @@ impl Metric for CxValue {
                 "revenue_at_stake",
                 comparison.revenue_at_stake,
                 intervals.revenue_at_stake,
+                level,
+            ))
+            .scalar(with_interval(
+                "value_per_converted_customer",
+                comparison
+                    .revenue_at_stake
+                    .map(|stake| stake / tiers[0].customers as f64),
+                intervals
+                    .revenue_at_stake
+                    .map(|(l, u)| (l / tiers[0].customers as f64, u / tiers[0].customers as f64)),
                 level,
             ))
             .table("tiers", table))
