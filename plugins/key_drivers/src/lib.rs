@@ -290,7 +290,9 @@ struct Bootstrap {
 }
 
 /// `draws` resamples of the answers with replacement, each from its own seeded generator (so a
-/// draw's answers do not depend on how many came before it).
+/// draw's answers do not depend on how many came before it, nor on the thread it ran on), in
+/// parallel. Each draw sums the cross-products of the answers it drew (centred once on the
+/// whole data's means) in one pass, and weighs the correlations they give.
 fn bootstrap(
     input: &Input<'_>,
     ratings: &[&[f64]],
@@ -298,33 +300,71 @@ fn bootstrap(
     draws: usize,
     seed: u64,
 ) -> Result<Bootstrap, MetricError> {
+    use rayon::prelude::*;
     let n = outcome.len();
+    let columns: Vec<&[f64]> = ratings
+        .iter()
+        .copied()
+        .chain(std::iter::once(outcome))
+        .collect();
+    let k = columns.len();
+    // Row-major, centred: one answer's k values side by side for the draw's inner loop.
+    let means: Vec<f64> = columns
+        .iter()
+        .map(|c| c.iter().sum::<f64>() / n as f64)
+        .collect();
+    let mut rows = vec![0.0; n * k];
+    for (j, column) in columns.iter().enumerate() {
+        for (i, v) in column.iter().enumerate() {
+            rows[i * k + j] = v - means[j];
+        }
+    }
+    let results: Vec<Option<Weights>> = (0..draws)
+        .into_par_iter()
+        .map(|draw| -> Result<Option<Weights>, MetricError> {
+            input.check_cancelled()?;
+            let mut rng =
+                SmallRng::seed_from_u64(seed ^ (draw as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            // How often each answer is drawn, then one sequential pass over the answers
+            // weighted by that (random reads of whole rows were the bottleneck).
+            let mut counts = vec![0u32; n];
+            for _ in 0..n {
+                counts[rng.random_range(0..n)] += 1;
+            }
+            let mut sums = vec![0.0; k];
+            let mut cross = vec![vec![0.0; k]; k];
+            for (row, &count) in rows.chunks_exact(k).zip(&counts) {
+                if count == 0 {
+                    continue;
+                }
+                let w = f64::from(count);
+                for j in 0..k {
+                    let weighted = w * row[j];
+                    sums[j] += weighted;
+                    let cross_j = &mut cross[j];
+                    for l in j..k {
+                        cross_j[l] += weighted * row[l];
+                    }
+                }
+            }
+            Ok(weights::from_sums(&sums, &cross, n as f64)
+                .and_then(|r| weights::from_correlations(&r))
+                .ok())
+        })
+        .collect::<Result<_, MetricError>>()?;
     let mut boot = Bootstrap {
         importance: Vec::with_capacity(draws),
         r_squared: Vec::with_capacity(draws),
         failed: 0,
     };
-    let mut sample_ratings: Vec<Vec<f64>> = vec![vec![0.0; n]; ratings.len()];
-    let mut sample_outcome = vec![0.0; n];
-    for draw in 0..draws {
-        input.check_cancelled()?;
-        let mut rng =
-            SmallRng::seed_from_u64(seed ^ (draw as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        for i in 0..n {
-            let row = rng.random_range(0..n);
-            sample_outcome[i] = outcome[row];
-            for (sample, column) in sample_ratings.iter_mut().zip(ratings) {
-                sample[i] = column[row];
-            }
-        }
-        let views: Vec<&[f64]> = sample_ratings.iter().map(Vec::as_slice).collect();
-        match relative_weights(&views, &sample_outcome) {
-            Ok(Weights { raw, r_squared }) => {
+    for result in results {
+        match result {
+            Some(Weights { raw, r_squared }) => {
                 boot.importance
                     .push(raw.iter().map(|w| 100.0 * w / r_squared).collect());
                 boot.r_squared.push(r_squared);
             }
-            Err(_) => boot.failed += 1,
+            None => boot.failed += 1,
         }
     }
     Ok(boot)

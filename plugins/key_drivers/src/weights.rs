@@ -67,6 +67,34 @@ fn correlations(predictors: &[&[f64]], outcome: &[f64]) -> Result<DMatrix<f64>, 
     Ok(r)
 }
 
+/// The correlation matrix from a sample's sums: `sums[j]` = Σ zⱼ and `cross[j][l]` = Σ zⱼ zₗ
+/// (l ≥ j) over `n` rows of columns `z` that were centred on the whole data's means (so the
+/// one-pass sums lose no precision). The last column is the outcome.
+pub(crate) fn from_sums(sums: &[f64], cross: &[Vec<f64>], n: f64) -> Result<DMatrix<f64>, Problem> {
+    let k = sums.len();
+    let mean: Vec<f64> = sums.iter().map(|s| s / n).collect();
+    let covariance = |j: usize, l: usize| {
+        let (a, b) = if j <= l { (j, l) } else { (l, j) };
+        cross[a][b] / n - mean[a] * mean[b]
+    };
+    let sd: Vec<f64> = (0..k).map(|j| covariance(j, j).max(0.0).sqrt()).collect();
+    for (j, &s) in sd.iter().enumerate() {
+        // A column without variance in this sample (every drawn answer the same).
+        if s <= 1e-12 * (1.0 + mean[j].abs()) {
+            return Err(Problem::Constant((j + 1 < k).then_some(j)));
+        }
+    }
+    let mut r = DMatrix::identity(k, k);
+    for j in 0..k {
+        for l in j + 1..k {
+            let value = (covariance(j, l) / (sd[j] * sd[l])).clamp(-1.0, 1.0);
+            r[(j, l)] = value;
+            r[(l, j)] = value;
+        }
+    }
+    Ok(r)
+}
+
 /// Johnson's relative weights of `predictors` (columns of equal length) for `outcome`.
 pub(crate) fn relative_weights(predictors: &[&[f64]], outcome: &[f64]) -> Result<Weights, Problem> {
     from_correlations(&correlations(predictors, outcome)?)
@@ -192,5 +220,26 @@ mod tests {
             relative_weights(&[&x1, &third, &sum], &y),
             Err(Problem::Collinear)
         );
+    }
+
+    #[test]
+    fn sums_give_the_same_weights() {
+        let (x1, x2, y) = columns(0.5, 0.6, 0.3);
+        let direct = relative_weights(&[&x1, &x2], &y).unwrap();
+        let rows: Vec<[f64; 3]> = (0..4).map(|i| [x1[i], x2[i], y[i]]).collect();
+        let mut sums = vec![0.0; 3];
+        let mut cross = vec![vec![0.0; 3]; 3];
+        for row in &rows {
+            for j in 0..3 {
+                sums[j] += row[j];
+                for l in j..3 {
+                    cross[j][l] += row[j] * row[l];
+                }
+            }
+        }
+        let from = from_correlations(&from_sums(&sums, &cross, 4.0).unwrap()).unwrap();
+        for (a, b) in direct.raw.iter().zip(&from.raw) {
+            assert!((a - b).abs() < 1e-12);
+        }
     }
 }
