@@ -666,6 +666,17 @@ fn named_columns(
     descriptor.columns_named_by(texts.iter().map(|(p, v)| (*p, v.as_str())))
 }
 
+/// `--param KEY=VALUE` items as (key, text) pairs, for the commands that give each to every
+/// metric that declares it (`report`, `scorecard`).
+fn key_values(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|item| match item.split_once('=') {
+            Some((key, value)) => Ok((key.trim().to_owned(), value.to_owned())),
+            None => Err(anyhow::anyhow!("--param {item:?} must look like KEY=VALUE")),
+        })
+        .collect()
+}
+
 fn parse_params(
     raw: &[String],
     descriptor: &MetricDescriptor,

@@ -12,6 +12,14 @@ use crate::table;
 const PREFIX: &str = "rating_";
 
 pub(crate) fn key_drivers(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
+    section(cx, None).map(|(section, _)| vec![section])
+}
+
+/// The section, and the plugin's results (with `period`, its `changes` table too).
+pub(crate) fn section(
+    cx: &Context<'_>,
+    period: Option<&str>,
+) -> Result<(Section, mittari_engine::MetricResults), Skip> {
     let descriptor = cx.descriptor("key_drivers", &["score"])?;
     let ratings: Vec<String> = match cx.user_param("ratings") {
         Some(list) => list.split(',').map(|c| c.trim().to_owned()).collect(),
@@ -27,6 +35,9 @@ pub(crate) fn key_drivers(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
     }
     let mut params = cx.params(descriptor, &[], &["ratings"])?;
     params.insert("ratings".to_owned(), ParamValue::String(ratings.join(",")));
+    if let Some(period) = period {
+        params.insert("period".to_owned(), ParamValue::String(period.to_owned()));
+    }
     // The ratings are read beside the score (as extra columns, in their own types).
     let input = cx.read(descriptor, &ratings)?;
     let outcome = cx.compute("key_drivers", &params, input, &[])?;
@@ -112,5 +123,5 @@ pub(crate) fn key_drivers(cx: &Context<'_>) -> Result<Vec<Section>, Skip> {
                 .into(),
         });
     }
-    Ok(vec![section])
+    Ok((section, results))
 }

@@ -724,10 +724,8 @@ fn discount_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<S
 /// month: each rating's mean against the month before, called a move only when its
 /// Holm-adjusted Welch test passes.
 fn drivers_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Sentence>)>, Skip> {
-    let sections = crate::drivers::key_drivers(cx)?;
-    let Some(mut section) = sections.into_iter().next() else {
-        return Ok(None);
-    };
+    // One computation gives the importances and, by month, the ratings' moves.
+    let (mut section, results) = crate::drivers::section(cx, Some("month"))?;
     section.title = format!("What drives the score, and what moved in {month}");
     let mut said = Vec::new();
     if let Some((what, value)) = section.headline.first() {
@@ -737,24 +735,7 @@ fn drivers_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Se
                 .trim_end_matches(" (importance)")
         )));
     }
-    // The month's moves: the same ratings, by month, without the bootstrap (not needed here).
-    let descriptor = cx.descriptor("key_drivers", &["score", "timestamp"])?;
-    let ratings: Vec<String> = cx
-        .columns()
-        .iter()
-        .filter(|c| c.starts_with("rating_"))
-        .cloned()
-        .collect();
-    let mut params = cx.params(descriptor, &[], &["ratings", "period", "bootstrap"])?;
-    params.insert("ratings".to_owned(), ParamValue::String(ratings.join(",")));
-    params.insert("period".to_owned(), ParamValue::String("month".to_owned()));
-    params.insert("bootstrap".to_owned(), ParamValue::Int64(0));
-    let outcome = cx.compute("key_drivers", &params, cx.read(descriptor, &ratings)?, &[])?;
-    let Some(changes) = outcome
-        .results
-        .as_ref()
-        .and_then(|r| table::result_table(r, "changes"))
-    else {
+    let Some(changes) = table::result_table(&results, "changes") else {
         return Ok(Some((section, said)));
     };
     let periods = table::texts(changes, "period");

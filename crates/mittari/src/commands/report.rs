@@ -78,13 +78,7 @@ pub(crate) fn run(config: Option<&Path>, args: ReportArgs) -> anyhow::Result<Exi
             output.display()
         );
     }
-    let params = params
-        .iter()
-        .map(|item| match item.split_once('=') {
-            Some((key, value)) => Ok((key.trim().to_owned(), value.to_owned())),
-            None => Err(anyhow::anyhow!("--param {item:?} must look like KEY=VALUE")),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let params = key_values(&params)?;
     let request = mittari_report::Request {
         input: path.to_owned(),
         options: input.reading.options(),

@@ -76,13 +76,7 @@ pub(crate) fn run(config: Option<&Path>, args: ScorecardArgs) -> anyhow::Result<
     {
         bail!("--month {month:?}: write the month as YYYY-MM, e.g. 2024-12");
     }
-    let params = params
-        .iter()
-        .map(|item| match item.split_once('=') {
-            Some((key, value)) => Ok((key.trim().to_owned(), value.to_owned())),
-            None => Err(anyhow::anyhow!("--param {item:?} must look like KEY=VALUE")),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let params = key_values(&params)?;
     let request = mittari_report::ScorecardRequest {
         survey,
         csat,
