@@ -27,6 +27,9 @@ use summary::{Estimate, Summary};
 
 const MICROS_PER_DAY: f64 = 86_400_000_000.0;
 
+/// The most rows the periods table has: 40 years of weeks.
+const MAX_PERIODS: i64 = 2_100;
+
 /// Below this many known outcomes a proportion's interval is wide; the warning says so.
 const SMALL_SAMPLE: u64 = 30;
 
@@ -478,7 +481,7 @@ impl Metric for Service {
         if let Some(period) = Period::parse(period) {
             output = output.table(
                 "periods",
-                periods_table(&facts, &rules, period, has, &level)?,
+                periods_table(input, &facts, &rules, period, has, &level)?,
             );
         }
         if let Some(columns) = optional_text("breakdown") {
@@ -577,6 +580,7 @@ fn warn_waiting(output: &mut Output, all: &Summary) {
 /// One row per period from the first contact's to as_of's, empty periods included (a month
 /// without contacts still has a backlog).
 fn periods_table(
+    input: &Input<'_>,
     facts: &[Facts],
     rules: &Rules,
     period: Period,
@@ -594,21 +598,50 @@ fn periods_table(
             .or_default()
             .push(f);
     }
+    // Days from the first contact to as_of bound the periods; a far as_of with weeks would
+    // otherwise make a table of hundreds of thousands of empty rows.
+    let span_days = (last - start).num_days();
+    let per_day = match period {
+        Period::Week => 7,
+        Period::Month => 28,
+        Period::Quarter => 90,
+    };
+    if span_days / per_day > MAX_PERIODS {
+        return Err(MetricError::invalid_parameter(
+            "period",
+            format!(
+                "the log's first contact and as_of are {span_days} days apart, more than {MAX_PERIODS} periods of a {}; choose a longer period or an as_of nearer the log",
+                match period {
+                    Period::Week => "week",
+                    Period::Month => "month",
+                    Period::Quarter => "quarter",
+                }
+            ),
+        ));
+    }
+    // The backlog at an instant: contacts opened by then less those resolved by then (a
+    // resolution never precedes its opening), by binary search in sorted times.
+    let mut opened: Vec<i64> = facts.iter().map(|f| f.opened).collect();
+    let mut resolved: Vec<i64> = facts
+        .iter()
+        .filter_map(|f| f.resolved_at.flatten())
+        .collect();
+    opened.sort_unstable();
+    resolved.sort_unstable();
+    let open_at = |t: i64| {
+        (opened.partition_point(|&o| o <= t) - resolved.partition_point(|&r| r <= t)) as u64
+    };
     let mut labels = Vec::new();
     let mut rows = Vec::new();
     while start <= last {
+        input.check_cancelled()?;
         let next = period.next(start);
         let end = calendar.day_start(next).min(rules.as_of);
         let contacts = by_period.get(&start).map_or(&[][..], Vec::as_slice);
         let mut summary = Summary::of(contacts.iter().copied(), has.0, has.1, end);
         // The backlog at a period's end counts every contact open then, opened in it or before.
         if has.1 {
-            summary.backlog = Some(
-                facts
-                    .iter()
-                    .filter(|f| f.opened <= end && f.resolved_at.flatten().is_none_or(|t| t > end))
-                    .count() as u64,
-            );
+            summary.backlog = Some(open_at(end));
         }
         labels.push(period.label(start));
         rows.push(summary);
@@ -1143,6 +1176,13 @@ mod tests {
             error
                 .to_string()
                 .contains("no contact was opened by as_of 1970-01-01"),
+            "{error}"
+        );
+        // An as_of centuries away would make a table of a hundred thousand empty weeks.
+        let far = ParamValue::Timestamp(micros("2400-01-01T00:00:00Z").unwrap());
+        let error = run(rows, vec![], &[("as_of", far), ("period", text("week"))]).unwrap_err();
+        assert!(
+            error.to_string().contains("choose a longer period"),
             "{error}"
         );
         assert!(run(&[], vec![], &[]).is_err());
