@@ -412,7 +412,16 @@ async fn operators_get_prometheus_metrics_and_request_ids() {
             .map(|v| v.len() >= 16),
         Some(true)
     );
-    // The audit line of the call carries its id.
+    // The audit line of the call carries its id. The server writes it as the call ends, which
+    // can be just after the client has the answer: wait for it rather than race it.
+    let audited = |logs: &[String]| {
+        logs.iter()
+            .any(|l| l.contains("computed metric") && l.contains("\"request_id\":\"trace-7f3c\""))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !audited(&server.logs()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let logs = server.logs();
     assert!(
         logs.iter()
