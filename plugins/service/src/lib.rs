@@ -648,21 +648,12 @@ fn periods_table(
         start = next;
     }
     let key: ArrayRef = Arc::new(StringArray::from(labels));
-    let table = figure_table("periods", vec![("period".to_owned(), key)], &rows, level)?;
-    let mut columns: Vec<(String, ArrayRef)> = table
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .zip(table.columns().iter().cloned())
-        .collect();
-    columns.extend(change_arrays(&rows, level));
-    mittari_sdk::result_table(
+    figure_table(
         "periods",
-        columns
-            .iter()
-            .map(|(n, a)| (n.as_str(), a.clone()))
-            .collect(),
+        vec![("period".to_owned(), key)],
+        &rows,
+        level,
+        change_arrays(&rows, level),
     )
 }
 
@@ -711,15 +702,16 @@ fn segments_table(
             )
         })
         .collect();
-    figure_table("segments", keys, &rows, level)
+    figure_table("segments", keys, &rows, level, Vec::new())
 }
 
-/// Key columns, then each figure (and its bounds) of each row's summary.
+/// Key columns, then each figure (and its bounds) of each row's summary, then `extra`.
 fn figure_table(
     name: &str,
     keys: Vec<(String, ArrayRef)>,
     rows: &[Summary],
     level: &Level,
+    extra: Vec<(String, ArrayRef)>,
 ) -> Result<RecordBatch, MetricError> {
     let mut columns: Vec<(String, ArrayRef)> = keys;
     for figure in FIGURES {
@@ -745,6 +737,7 @@ fn figure_table(
             ));
         }
     }
+    columns.extend(extra);
     mittari_sdk::result_table(
         name,
         columns
