@@ -38,6 +38,9 @@ pub struct ScorecardRequest {
     pub params: Vec<(String, String)>,
 }
 
+/// A part of the scorecard for one month: its section and sentences, if its data allow.
+type MonthPart = fn(&Context<'_>, &str) -> Result<Option<(Section, Vec<Sentence>)>, Skip>;
+
 /// One sentence of the summary, written from a part's numbers.
 struct Sentence(String);
 
@@ -107,32 +110,40 @@ pub fn scorecard(backend: &dyn Backend, request: &ScorecardRequest) -> Result<Re
             message: "no survey answer or contact has a time stamp to take the month from; give --month 2024-12".to_owned(),
         });
     };
-    if let Some(file) = &request.contacts {
-        let req = context_request(file, &["service"]);
+    // The parts that read the month. The survey file was counted with NPS already.
+    let monthly: [(&str, &str, &Option<PathBuf>, MonthPart, bool); 4] = [
+        (
+            "customer service",
+            "service",
+            &request.contacts,
+            service_part,
+            true,
+        ),
+        ("churn", "retention", &request.purchases, churn_part, true),
+        (
+            "discounts",
+            "price_gap",
+            &request.order_lines,
+            discount_part,
+            true,
+        ),
+        (
+            "drivers",
+            "key_drivers",
+            &request.survey,
+            drivers_part,
+            false,
+        ),
+    ];
+    for (part, metric, file, make, counted) in monthly {
+        let Some(file) = file else { continue };
+        let req = context_request(file, &[metric]);
         let cx = Context::new(backend, &req)?;
-        let outcome = service_part(&cx, &month);
-        rows += cx.rows();
-        note("customer service", outcome)?;
-    }
-    if let Some(file) = &request.purchases {
-        let req = context_request(file, &["retention"]);
-        let cx = Context::new(backend, &req)?;
-        let outcome = churn_part(&cx, &month);
-        rows += cx.rows();
-        note("churn", outcome)?;
-    }
-    if let Some(file) = &request.order_lines {
-        let req = context_request(file, &["price_gap"]);
-        let cx = Context::new(backend, &req)?;
-        let outcome = discount_part(&cx, &month);
-        rows += cx.rows();
-        note("discounts", outcome)?;
-    }
-    if let Some(file) = &request.survey {
-        let req = context_request(file, &["key_drivers"]);
-        let cx = Context::new(backend, &req)?;
-        let outcome = drivers_part(&cx, &month);
-        note("drivers", outcome)?;
+        let outcome = make(&cx, &month);
+        if counted {
+            rows += cx.rows();
+        }
+        note(part, outcome)?;
     }
     let mut summary = Section::new(
         "summary",

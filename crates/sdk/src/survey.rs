@@ -64,6 +64,18 @@ impl<const K: usize> Default for Tally<K> {
     }
 }
 
+impl Tally<2> {
+    /// `successes` of `n` unweighted answers, for [`PROPORTION`] (a rate known from counts:
+    /// first-contact resolution, customers retained).
+    pub fn proportion(successes: u64, n: u64) -> Tally<2> {
+        Tally {
+            answers: n,
+            weight: [successes as f64, n.saturating_sub(successes) as f64],
+            weight_squares: n as f64,
+        }
+    }
+}
+
 impl<const K: usize> Tally<K> {
     pub fn add(&mut self, category: usize, weight: f64) {
         self.answers += 1;
@@ -897,6 +909,7 @@ mod tests {
         let center = 100.0 * (0.0 - (1.75 - 8.75) / 13.0);
         let se = 100.0 * (var(4.75 / 13.0, 4.75 / 13.0) + var(1.75 / 13.0, 8.75 / 13.0)).sqrt();
         assert!((d.upper - (center + Z95 * se)).abs() < 1e-9);
+        assert_eq!(Tally::proportion(8, 10), tally([8, 2]));
         // The rest of a sample is the sample without the segment.
         let all = tally([5, 3, 12]);
         assert_eq!(all.without(&a), b);

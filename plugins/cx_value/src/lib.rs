@@ -139,14 +139,7 @@ fn intervals(worst: &Tier, best: &Tier, z: f64) -> Intervals {
         let (lower, upper) = (bound(-1.0), bound(1.0));
         (lower.is_finite() && upper.is_finite()).then_some((lower, upper))
     })();
-    let as_tally = |tier: &Tier| Tally::<2> {
-        answers: tier.customers,
-        weight: [
-            tier.retained as f64,
-            (tier.customers - tier.retained) as f64,
-        ],
-        weight_squares: tier.customers as f64,
-    };
+    let as_tally = |tier: &Tier| Tally::proportion(tier.retained, tier.customers);
     let retention_gap = survey::difference(
         &as_tally(best),
         &as_tally(worst),

@@ -253,11 +253,8 @@ fn change_columns() -> Vec<OutputSpec> {
 /// Each tested rate's change from the period before, by Agresti and Caffo's adjusted Wald
 /// difference of proportions; empty for the first period or where either is unknown.
 fn change_arrays(rows: &[Summary], level: &Level) -> Vec<(String, ArrayRef)> {
-    let tally = |share: summary::Share| mittari_sdk::survey::Tally::<2> {
-        answers: share.known,
-        weight: [share.hits as f64, (share.known - share.hits) as f64],
-        weight_squares: share.known as f64,
-    };
+    let tally =
+        |share: summary::Share| mittari_sdk::survey::Tally::proportion(share.hits, share.known);
     let mut columns = Vec::new();
     for (name, share) in TESTED_RATES {
         let differences: Vec<Option<mittari_sdk::survey::Difference>> = (0..rows.len())
@@ -1111,11 +1108,7 @@ mod tests {
                 .unwrap()
                 .clone()
         };
-        let tally = |hits: u64, known: u64| mittari_sdk::survey::Tally::<2> {
-            answers: known,
-            weight: [hits as f64, (known - hits) as f64],
-            weight_squares: known as f64,
-        };
+        let tally = mittari_sdk::survey::Tally::proportion;
         let z = mittari_sdk::stats::two_sided_z(0.95).unwrap();
         let want = mittari_sdk::survey::difference(
             &tally(1, 2),
