@@ -299,6 +299,29 @@ impl Period {
         }
     }
 
+    /// Midnight (UTC) of the first day of period `index` ([`Period::of`]'s index): a Monday,
+    /// the 1st of a month, or the 1st of January, April, July or October.
+    pub fn first_day(self, index: i64) -> i64 {
+        match self {
+            Period::Month => {
+                date_micros(index.div_euclid(12), (index.rem_euclid(12) + 1) as u32, 1)
+            }
+            Period::Quarter => {
+                date_micros(index.div_euclid(4), (index.rem_euclid(4) * 3 + 1) as u32, 1)
+            }
+            Period::Week => (index * 7 - 3) * 86_400_000_000,
+        }
+    }
+
+    /// `week`, `month` or `quarter`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Week => "week",
+            Period::Month => "month",
+            Period::Quarter => "quarter",
+        }
+    }
+
     /// How many periods make a year.
     pub fn per_year(self) -> i64 {
         match self {
@@ -806,14 +829,7 @@ impl<const K: usize> Comparing<'_, K> {
 
 /// The label of period `index` ([`Period::of`]'s index).
 fn period_label(period: Period, index: i64) -> String {
-    let micros = match period {
-        Period::Month => date_micros(index.div_euclid(12), (index.rem_euclid(12) + 1) as u32, 1),
-        Period::Quarter => {
-            date_micros(index.div_euclid(4), (index.rem_euclid(4) * 3 + 1) as u32, 1)
-        }
-        Period::Week => (index * 7 - 3) * 86_400_000_000,
-    };
-    period.of(micros).1
+    period.of(period.first_day(index)).1
 }
 
 /// Rows by label, labels in order of first appearance.
@@ -992,6 +1008,16 @@ mod tests {
         assert_eq!(
             Period::Week.of(at(2024, 1, 8)).0 - Period::Week.of(at(2024, 1, 1)).0,
             1
+        );
+        // Each period's first day is in it, and the day before is in the one before.
+        for period in [Period::Week, Period::Month, Period::Quarter] {
+            let (index, _) = period.of(at(2024, 2, 1));
+            assert_eq!(period.of(period.first_day(index)).0, index);
+            assert_eq!(period.of(period.first_day(index) - 1).0, index - 1);
+        }
+        assert_eq!(
+            Period::Week.first_day(Period::Week.of(at(2024, 2, 1)).0),
+            at(2024, 1, 29)
         );
     }
 }

@@ -1,5 +1,5 @@
-//! Local time: the time zone the service works in, its business hours (elapsed time counted
-//! only while the service is open) and the calendar periods results are reported by.
+//! Local time: the time zone the service works in and its business hours (elapsed time
+//! counted only while the service is open); the periods are the SDK's, counted in local dates.
 //!
 //! Timestamps arrive as instants (microseconds since 1970 UTC). A contact opened on Friday at
 //! 17:55 in Helsinki and answered on Monday at 08:05 waited 62 hours on the clock but ten
@@ -32,62 +32,6 @@ pub(crate) struct BusinessHours {
     /// Monday first.
     days: [bool; 7],
     holidays: BTreeSet<NaiveDate>,
-}
-
-/// A calendar period results are reported by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Period {
-    Week,
-    Month,
-    Quarter,
-}
-
-impl Period {
-    pub(crate) fn parse(text: &str) -> Option<Period> {
-        match text {
-            "week" => Some(Period::Week),
-            "month" => Some(Period::Month),
-            "quarter" => Some(Period::Quarter),
-            _ => None,
-        }
-    }
-
-    /// The first day of the period holding `date`.
-    pub(crate) fn start(self, date: NaiveDate) -> NaiveDate {
-        match self {
-            Period::Week => date - Duration::days(i64::from(date.weekday().num_days_from_monday())),
-            Period::Month => date.with_day(1).unwrap_or(date),
-            Period::Quarter => {
-                let month = (date.month() - 1) / 3 * 3 + 1;
-                NaiveDate::from_ymd_opt(date.year(), month, 1).unwrap_or(date)
-            }
-        }
-    }
-
-    /// The first day of the next period, given the first day of one.
-    pub(crate) fn next(self, start: NaiveDate) -> NaiveDate {
-        match self {
-            Period::Week => start + Duration::days(7),
-            Period::Month => start
-                .checked_add_months(chrono::Months::new(1))
-                .unwrap_or(NaiveDate::MAX),
-            Period::Quarter => start
-                .checked_add_months(chrono::Months::new(3))
-                .unwrap_or(NaiveDate::MAX),
-        }
-    }
-
-    /// `2024-03`, `2024-Q1`, or the ISO week `2024-W09`.
-    pub(crate) fn label(self, start: NaiveDate) -> String {
-        match self {
-            Period::Week => {
-                let week = start.iso_week();
-                format!("{}-W{:02}", week.year(), week.week())
-            }
-            Period::Month => format!("{}-{:02}", start.year(), start.month()),
-            Period::Quarter => format!("{}-Q{}", start.year(), (start.month() - 1) / 3 + 1),
-        }
-    }
 }
 
 impl Calendar {
@@ -358,22 +302,12 @@ mod tests {
     }
 
     #[test]
-    fn periods_and_local_dates() {
+    fn local_dates_and_day_starts() {
         let cal = calendar("Europe/Helsinki", "", None, None);
         // 22:30Z on 31 January is already February in Helsinki.
-        let date = cal.local_date(micros("2024-01-31T22:30:00Z"));
-        assert_eq!(Period::Month.label(Period::Month.start(date)), "2024-02");
         assert_eq!(
-            Period::Quarter.label(Period::Quarter.start(date)),
-            "2024-Q1"
-        );
-        // 2024-02-01 is a Thursday of ISO week 5, which starts on Monday 29 January.
-        let week = Period::Week.start(date);
-        assert_eq!(week, NaiveDate::from_ymd_opt(2024, 1, 29).unwrap());
-        assert_eq!(Period::Week.label(week), "2024-W05");
-        assert_eq!(
-            Period::Month.next(NaiveDate::from_ymd_opt(2024, 12, 1).unwrap()),
-            NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+            cal.local_date(micros("2024-01-31T22:30:00Z")),
+            NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()
         );
         // Helsinki's February starts at 22:00Z on 31 January.
         assert_eq!(

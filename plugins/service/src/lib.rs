@@ -21,8 +21,9 @@ use mittari_sdk::arrow_array::{ArrayRef, Float64Array, StringArray};
 use mittari_sdk::prelude::*;
 use mittari_sdk::stats::two_sided_z;
 
-use calendar::{Calendar, Period};
+use calendar::Calendar;
 use contacts::{Facts, Log, Rules};
+use mittari_sdk::survey::Period;
 use summary::{Estimate, Summary};
 
 const MICROS_PER_DAY: f64 = 86_400_000_000.0;
@@ -585,37 +586,38 @@ fn periods_table(
     level: &Level,
 ) -> Result<RecordBatch, MetricError> {
     let calendar = &rules.calendar;
-    let first = facts.iter().map(|f| f.opened).min().unwrap_or(rules.as_of);
-    let mut start = period.start(calendar.local_date(first));
-    let last = period.start(calendar.local_date(rules.as_of));
-    let mut by_period: BTreeMap<chrono::NaiveDate, Vec<&Facts>> = BTreeMap::new();
-    for f in facts {
-        by_period
-            .entry(period.start(calendar.local_date(f.opened)))
-            .or_default()
-            .push(f);
-    }
-    // Days from the first contact to as_of bound the periods; a far as_of with weeks would
-    // otherwise make a table of hundreds of thousands of empty rows.
-    let span_days = (last - start).num_days();
-    let per_day = match period {
-        Period::Week => 7,
-        Period::Month => 28,
-        Period::Quarter => 90,
+    // A local date as the SDK's periods count it: its midnight, written as if in UTC.
+    let index_of = |instant: i64| {
+        let date = calendar.local_date(instant);
+        period.of(date
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros())
     };
-    if span_days / per_day > MAX_PERIODS {
+    let first = facts.iter().map(|f| f.opened).min().unwrap_or(rules.as_of);
+    let (first, _) = index_of(first);
+    let (last, _) = index_of(rules.as_of);
+    let mut by_period: BTreeMap<i64, Vec<&Facts>> = BTreeMap::new();
+    for f in facts {
+        by_period.entry(index_of(f.opened).0).or_default().push(f);
+    }
+    // A far as_of with weeks would otherwise make a table of hundreds of thousands of empty rows.
+    if last - first >= MAX_PERIODS {
         return Err(MetricError::invalid_parameter(
             "period",
             format!(
-                "the log's first contact and as_of are {span_days} days apart, more than {MAX_PERIODS} periods of a {}; choose a longer period or an as_of nearer the log",
-                match period {
-                    Period::Week => "week",
-                    Period::Month => "month",
-                    Period::Quarter => "quarter",
-                }
+                "the log's first contact and as_of are {} {}s apart, more than {MAX_PERIODS}; choose a longer period or an as_of nearer the log",
+                last - first,
+                period.name()
             ),
         ));
     }
+    // The instant (in the calendar's time zone) a period starts.
+    let starts_at = |index: i64| {
+        let (year, month, day) = mittari_sdk::time::date_of(period.first_day(index));
+        chrono::NaiveDate::from_ymd_opt(year as i32, month, day)
+            .map_or(rules.as_of, |date| calendar.day_start(date))
+    };
     // The backlog at an instant: contacts opened by then less those resolved by then (a
     // resolution never precedes its opening), by binary search in sorted times.
     let mut opened: Vec<i64> = facts.iter().map(|f| f.opened).collect();
@@ -630,19 +632,17 @@ fn periods_table(
     };
     let mut labels = Vec::new();
     let mut rows = Vec::new();
-    while start <= last {
+    for index in first..=last {
         input.check_cancelled()?;
-        let next = period.next(start);
-        let end = calendar.day_start(next).min(rules.as_of);
-        let contacts = by_period.get(&start).map_or(&[][..], Vec::as_slice);
+        let end = starts_at(index + 1).min(rules.as_of);
+        let contacts = by_period.get(&index).map_or(&[][..], Vec::as_slice);
         let mut summary = Summary::of(contacts.iter().copied(), has.0, has.1, end);
         // The backlog at a period's end counts every contact open then, opened in it or before.
         if has.1 {
             summary.backlog = Some(open_at(end));
         }
-        labels.push(period.label(start));
+        labels.push(period.of(period.first_day(index)).1);
         rows.push(summary);
-        start = next;
     }
     let key: ArrayRef = Arc::new(StringArray::from(labels));
     figure_table(
@@ -1084,6 +1084,36 @@ mod tests {
             .downcast_ref::<Float64Array>()
             .unwrap();
         assert_eq!(contacts.values().to_vec(), [1.0, 0.0, 1.0]);
+        // Periods are the calendar's: 22:30Z on 31 December is January in Helsinki, and the
+        // next period after December is January.
+        let rows: &[Row] = &[
+            ("a", "2024-12-31T22:30:00Z", "", ""),
+            ("b", "2024-12-15T12:00:00Z", "", ""),
+        ];
+        let output = run(rows, vec![], &[("timezone", text("Europe/Helsinki"))]).unwrap();
+        let (_, periods) = output.tables.iter().find(|(n, _)| n == "periods").unwrap();
+        let labels = periods
+            .column_by_name("period")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!((labels.value(0), labels.value(1)), ("2024-12", "2025-01"));
+        // Weeks start on Monday: 2024-02-01 (a Thursday) is in ISO week 5.
+        let output = run(
+            &[("a", "2024-02-01T12:00:00Z", "", "")],
+            vec![],
+            &[("period", text("week"))],
+        )
+        .unwrap();
+        let (_, periods) = output.tables.iter().find(|(n, _)| n == "periods").unwrap();
+        let labels = periods
+            .column_by_name("period")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(labels.value(0), "2024-W05");
     }
 
     #[test]
