@@ -115,8 +115,17 @@ impl<const K: usize> Tally<K> {
     /// The adjusted score and the variance of its mean: the categories' shares after adding
     /// the pseudo-answers to an effective sample of Kish's size.
     fn adjusted(&self, scheme: &Scheme<K>) -> Option<(f64, f64)> {
+        let n =
+            effective_sample_size(self.answers, self.total_weight(), self.weight_squares, None)?;
+        Some(self.adjusted_at(scheme, n))
+    }
+
+    /// The adjusted score and the variance of its mean at an effective sample size `n`
+    /// given by the caller (Kish's size with a finite population correction, say): the
+    /// categories' weighted shares of `n` answers plus the scheme's pseudo-answers. The
+    /// adjusted Wald interval of the score is mean ± z √variance.
+    pub fn adjusted_at(&self, scheme: &Scheme<K>, n: f64) -> (f64, f64) {
         let total = self.total_weight();
-        let n = effective_sample_size(self.answers, total, self.weight_squares, None)?;
         let pseudo: f64 = scheme.pseudo.iter().sum();
         let adjusted_n = n + pseudo;
         let shares: Vec<f64> = self
@@ -131,7 +140,7 @@ impl<const K: usize> Tally<K> {
             .zip(scheme.values)
             .map(|(s, v)| s * v * v)
             .sum();
-        Some((mean, (square - mean * mean).max(0.0) / adjusted_n))
+        (mean, (square - mean * mean).max(0.0) / adjusted_n)
     }
 }
 

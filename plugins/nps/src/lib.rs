@@ -270,13 +270,19 @@ impl Counts {
             match method {
                 Method::Wald => (nps - z * standard_error, nps + z * standard_error),
                 Method::AdjustedWald => {
-                    let adjusted_n = n + 3.0;
-                    let promoters = (p_promoter * n + 0.75) / adjusted_n;
-                    let detractors = (p_detractor * n + 0.75) / adjusted_n;
-                    let center = 100.0 * (promoters - detractors);
-                    let half =
-                        100.0 * z * (trinomial_variance(promoters, detractors) / adjusted_n).sqrt();
-                    (center - half, center + half)
+                    // survey::NPS's 0.75 promoters, 1.5 passives and 0.75 detractors added.
+                    let tally = survey::Tally::<3> {
+                        answers: self.total(),
+                        weight: [
+                            self.promoter_weight,
+                            self.passive_weight,
+                            self.detractor_weight,
+                        ],
+                        weight_squares: self.weight_squares,
+                    };
+                    let (mean, variance) = tally.adjusted_at(&survey::NPS, n);
+                    let half = 100.0 * z * variance.sqrt();
+                    (100.0 * mean - half, 100.0 * mean + half)
                 }
             }
         };
