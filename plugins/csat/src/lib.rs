@@ -92,7 +92,10 @@ impl Metric for Csat {
             .description(
                 "CSAT = satisfied responses / responses * 100, where a response is satisfied when its score is at least \
                  satisfied_min (default 4 on a 1-5 scale: the top two boxes). The interval is the Wilson score interval \
-                 (Wilson 1927), which stays inside 0..100 and is reliable for small samples and shares near 0 or 100.",
+                 (Wilson 1927), which stays inside 0..100 and is reliable for small samples and shares near 0 or 100. \
+                 With a weight column the share is weighted and n is Kish's effective sample size; with population, n \
+                 carries the finite population correction. compare, pairwise and period test segments and periods \
+                 against each other (Agresti-Caffo differences, Holm-adjusted p-values).",
             )
             .input(ColumnSpec::int64("score", "satisfaction score on the scale scale_min..scale_max, one row per response").required())
             .input(ColumnSpec::quantity("weight", "the response's survey weight; responses count equally without it"))

@@ -197,8 +197,11 @@ impl Metric for CxValue {
              rest the middle. spend_uplift = (mean revenue best / mean revenue worst - 1) * 100; retention_gap = \
              retention best - retention worst in percentage points; revenue_at_stake = worst customers * (mean revenue \
              best * retention best - mean revenue worst * retention worst): the next-period revenue gained if the worst \
-             tier spent and stayed like the best. Published studies report +140% spend and 74% vs 43% renewal; this \
-             metric measures it for your own customers.",
+             tier spent and stayed like the best; value_per_converted_customer = revenue_at_stake / worst customers. \
+             The three comparisons have intervals at confidence: the delta method on the log ratio of mean \
+             revenues, Agresti and Caffo's adjusted Wald difference of retention shares, and the delta method on \
+             each tier's mean revenue x retention. Published studies report +140% spend and 74% vs 43% renewal; \
+             this metric measures it for your own customers.",
         )
         .input(ColumnSpec::string("customer_id", "the customer; one row each").required())
         .input(ColumnSpec::double("score", "experience score, e.g. an NPS answer 0-10 or a CSAT answer").required().range(-MAX_QUANTITY, MAX_QUANTITY))

@@ -46,7 +46,9 @@ impl Metric for Nps {
              population correction (N - n) / (N - 1) with population). The interval is by default \
              the adjusted Wald interval (Rocks 2016): the same formula after adding 3 to n and 0.75 \
              to promoters and to detractors; interval_method=wald gives NPS +/- z * SE. Both are \
-             clamped to -100..100. Any other input column can be used with group_by to get NPS per segment.",
+             clamped to -100..100. Any other input column can be used with group_by to get NPS per segment; \
+             compare, pairwise and period test segments and periods against each other (adjusted Wald differences, \
+             Holm-adjusted p-values) and give a trend.",
         )
         .input(ColumnSpec::int64("score", "answer on the 0-10 scale, one row per response").required().range(0.0, 10.0))
         .input(ColumnSpec::quantity("weight", "the response's survey weight (e.g. to match the customer base's mix); responses count equally without it"))
