@@ -2,7 +2,8 @@
 //!
 //! A metric page's examples are fenced blocks: ```` ```csv example ```` is an input file (named
 //! by the `--input` of the command after it; without one, `--input` names a file of the
-//! repository), each ```` ```sh example ```` one `mittari
+//! repository), ```` ```csv example FILE ```` a file named FILE (a table input's, say), each
+//! ```` ```sh example ```` one `mittari
 //! compute` command, and the ```` ```json example ```` after it the expected `results` (every
 //! key given must match exactly, or for estimates given as `{"approx": x, "tolerance": t}`
 //! within t of x, e.g. a published value to its published precision; other keys are not
@@ -64,6 +65,10 @@ fn metric_docs_worked_examples_hold() {
         for (info, body) in fenced_blocks(&text) {
             match info.as_str() {
                 "csv example" => csv = Some(body),
+                named if named.starts_with("csv example ") => {
+                    let file = named["csv example ".len()..].trim();
+                    std::fs::write(dir.path().join(file), body).unwrap();
+                }
                 "sh example" => {
                     let line = body.trim().to_owned();
                     let input = line

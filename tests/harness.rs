@@ -71,6 +71,7 @@ pub const BUNDLED_METRICS: &[&str] = &[
     "aov",
     "clv",
     "csat",
+    "cx_outcomes",
     "cx_value",
     "key_drivers",
     "nps",

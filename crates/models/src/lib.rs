@@ -21,6 +21,7 @@ pub mod goodness;
 mod hash;
 pub mod hyp2f1;
 pub mod identification;
+pub mod means;
 pub mod optimize;
 pub mod pareto_nbd;
 pub mod purchase;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mittari_models::special::{student_t_quantile, student_t_two_sided_p};
+use mittari_models::means::{Moments, welch};
 use mittari_sdk::arrow_array::{ArrayRef, BooleanArray, Float64Array, StringArray};
 use mittari_sdk::survey::{Period, holm};
 use mittari_sdk::{MetricError, OutputSpec, RecordBatch, result_table};
@@ -62,18 +62,6 @@ type Row = (
     Option<(f64, f64, f64, f64)>,
 );
 
-/// Mean, sample variance and count of some values.
-fn moments(values: &[f64]) -> (f64, f64, usize) {
-    let n = values.len();
-    let mean = values.iter().sum::<f64>() / n as f64;
-    let variance = if n > 1 {
-        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
-    } else {
-        f64::NAN
-    };
-    (mean, variance, n)
-}
-
 /// Each period's rows of `ratings` (one column per rating, complete answers only) by `times`.
 pub(crate) fn changes(
     names: &[String],
@@ -101,24 +89,14 @@ pub(crate) fn changes(
         let mut p_values = Vec::new();
         let start = rows.len();
         for (name, column) in names.iter().zip(ratings) {
-            let values: Vec<f64> = members.iter().map(|&r| column[r]).collect();
-            let (mean, var, n) = moments(&values);
-            let welch = before.and_then(|(_, previous)| {
-                let old: Vec<f64> = previous.iter().map(|&r| column[r]).collect();
-                let (old_mean, old_var, m) = moments(&old);
-                let (a, b) = (var / n as f64, old_var / m as f64);
-                let se = (a + b).sqrt();
-                if !(se.is_finite() && se > 0.0) {
-                    return None;
-                }
-                // Welch-Satterthwaite degrees of freedom.
-                let df = (a + b).powi(2) / (a * a / (n as f64 - 1.0) + b * b / (m as f64 - 1.0));
-                let change = mean - old_mean;
-                let t = student_t_quantile(level, df);
-                let p = student_t_two_sided_p(change / se, df);
-                Some((old_mean, (change - t * se, change + t * se, p, change)))
+            let values = Moments::of(members.iter().map(|&r| column[r]));
+            let (n, mean) = (values.n(), values.mean().unwrap_or(f64::NAN));
+            let compared = before.and_then(|(_, previous)| {
+                let old = Moments::of(previous.iter().map(|&r| column[r]));
+                let w = welch(&values, &old, level)?;
+                Some((old.mean()?, (w.lower, w.upper, w.p_value, w.difference)))
             });
-            if let Some((_, (_, _, p, _))) = welch {
+            if let Some((_, (_, _, p, _))) = compared {
                 p_values.push(p);
             }
             rows.push((
@@ -126,8 +104,8 @@ pub(crate) fn changes(
                 name.clone(),
                 n as f64,
                 mean,
-                welch.map(|w| w.0),
-                welch.map(|w| (w.1.3, w.1.0, w.1.1, w.1.2)),
+                compared.map(|w| w.0),
+                compared.map(|w| (w.1.3, w.1.0, w.1.1, w.1.2)),
             ));
         }
         let mut holm = holm(&p_values).into_iter();
@@ -181,6 +159,7 @@ mod tests {
     use mittari_sdk::arrow_array::Array;
 
     use super::*;
+    use mittari_models::special::{student_t_quantile, student_t_two_sided_p};
 
     #[test]
     fn welch_by_hand() {

@@ -392,6 +392,16 @@ impl Metric for Service {
         .parameter(
             ParameterSpec::double("confidence", 0.95, "confidence level of every interval").range(0.5, 0.999),
         )
+        .parameter(ParameterSpec::bool(
+            "contacts_table",
+            false,
+            "also return the contacts table: each contact's facts as of as_of (resolved at first contact, repeat, hours), e.g. to join service outcomes to purchases with cx_outcomes",
+        ))
+        .table_with_columns(
+            "contacts",
+            "with contacts_table=true: one row per contact opened by as_of, in input order",
+            contacts_columns(),
+        )
         .table_with_columns(
             "periods",
             "the figures of the contacts opened in each period, oldest first",
@@ -482,6 +492,9 @@ impl Metric for Service {
                 periods_table(input, &facts, &rules, period, has, &level)?,
             );
         }
+        if params.bool("contacts_table")? {
+            output = output.table("contacts", contacts_table(&log, &facts)?);
+        }
         if let Some(columns) = optional_text("breakdown") {
             let columns: Vec<&str> = columns
                 .split(',')
@@ -502,6 +515,96 @@ impl Metric for Service {
         warn_waiting(&mut output, &all);
         Ok(output)
     }
+}
+
+fn contacts_columns() -> Vec<OutputSpec> {
+    vec![
+        OutputSpec::new(
+            "contact_id",
+            "id",
+            "the contact's id, where the log has one",
+        ),
+        OutputSpec::new("customer_id", "id", "the customer who made the contact"),
+        OutputSpec::new("opened_at", "id", "when the contact was opened (UTC)"),
+        OutputSpec::new(
+            "first_contact_resolved",
+            "id",
+            "resolved at first contact; empty while it cannot be told at as_of",
+        ),
+        OutputSpec::new(
+            "repeat",
+            "id",
+            "whether it repeats an earlier contact; empty where the earlier one may be before the log",
+        ),
+        OutputSpec::new(
+            "response_hours",
+            "hours",
+            "hours to the first response; empty while unanswered",
+        ),
+        OutputSpec::new(
+            "resolution_hours",
+            "hours",
+            "hours to resolution; empty while open",
+        ),
+    ]
+}
+
+/// Each contact's facts, for joining service outcomes to other data (cx_outcomes).
+fn contacts_table(log: &Log<'_>, facts: &[Facts]) -> Result<RecordBatch, MetricError> {
+    use mittari_sdk::arrow_array::{BooleanArray, TimestampMicrosecondArray};
+    let mut columns: Vec<(&str, ArrayRef)> = Vec::new();
+    if let Some(ids) = log.contact_id {
+        columns.push((
+            "contact_id",
+            Arc::new(StringArray::from_iter_values(
+                facts.iter().map(|f| ids.value(f.row)),
+            )),
+        ));
+    }
+    columns.extend([
+        (
+            "customer_id",
+            Arc::new(StringArray::from_iter_values(
+                facts.iter().map(|f| log.customer.value(f.row)),
+            )) as ArrayRef,
+        ),
+        (
+            "opened_at",
+            Arc::new(
+                facts
+                    .iter()
+                    .map(|f| Some(f.opened))
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone("UTC"),
+            ),
+        ),
+        (
+            "first_contact_resolved",
+            Arc::new(
+                facts
+                    .iter()
+                    .map(|f| f.first_contact_resolved)
+                    .collect::<BooleanArray>(),
+            ),
+        ),
+        (
+            "repeat",
+            Arc::new(facts.iter().map(|f| f.repeat).collect::<BooleanArray>()),
+        ),
+        (
+            "response_hours",
+            Arc::new(Float64Array::from(
+                facts.iter().map(|f| f.response_hours).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "resolution_hours",
+            Arc::new(Float64Array::from(
+                facts.iter().map(|f| f.resolution_hours).collect::<Vec<_>>(),
+            )),
+        ),
+    ]);
+    result_table("contacts", columns)
 }
 
 /// The log's latest time stamp: the moment it was exported, as near as the data tell.
