@@ -261,8 +261,9 @@ impl Joined {
             warnings.push((
                 "experiences_without_value",
                 format!(
-                    "{} experiences have no {what} and were left out",
-                    self.without_value
+                    "{} without a {what} {} left out",
+                    experiences_count(self.without_value),
+                    were(self.without_value)
                 ),
             ));
         }
@@ -270,8 +271,9 @@ impl Joined {
             warnings.push((
                 "experiences_unmatched",
                 format!(
-                    "{} experiences at or before split are of customers without a purchase by then and were left out ({} of them are of customers who bought later)",
-                    self.unknown_customer + self.answered_later,
+                    "{} at or before split of customers without a purchase by then {} left out ({} of customers who bought later)",
+                    experiences_count(self.unknown_customer + self.answered_later),
+                    were(self.unknown_customer + self.answered_later),
                     self.answered_later
                 ),
             ));
@@ -280,13 +282,25 @@ impl Joined {
             warnings.push((
                 "experiences_after_split",
                 format!(
-                    "{} experiences after split set no tier (tiers come from experiences up to split, so that outcomes follow them)",
-                    self.after_split
+                    "{} after split set no tier (tiers come from experiences up to split, so that outcomes follow them)",
+                    experiences_count(self.after_split)
                 ),
             ));
         }
         warnings
     }
+}
+
+fn experiences_count(n: usize) -> String {
+    if n == 1 {
+        "1 experience".to_owned()
+    } else {
+        format!("{n} experiences")
+    }
+}
+
+fn were(n: usize) -> &'static str {
+    if n == 1 { "was" } else { "were" }
 }
 
 /// Joins the experiences to the log at the window's split.
