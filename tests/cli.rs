@@ -3501,3 +3501,165 @@ fn survey_segments_are_compared_with_the_rest() {
         assert_eq!(a["difference_significant"], false);
     }
 }
+
+/// Experience to money from the logs as kept: survey answers and the contact log's
+/// first-contact resolution joined to the purchase log by cx_outcomes, embedded and through a
+/// server alike; its customers table is clv's covariate; a bad experiences file is named by
+/// file, line and column.
+#[test]
+fn experience_outcomes_join_answers_and_contacts_to_purchases() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    let server = Server::start();
+    let url = server.url();
+    let answers = [
+        "compute",
+        "cx_outcomes",
+        "--input",
+        "examples/data/transactions.csv",
+        "--table-input",
+        "experiences=examples/data/survey.csv",
+        "--param",
+        "split=2024-07-01",
+        "--format",
+        "json",
+    ];
+    let embedded = mittari(&root, &answers);
+    let mut remote = answers.to_vec();
+    remote.extend(["--server", &url]);
+    assert_eq!(embedded, mittari(&root, &remote));
+    let out: serde_json::Value = serde_json::from_str(&embedded).unwrap();
+    let column = |out: &serde_json::Value, table: &str, name: &str| -> Vec<serde_json::Value> {
+        out["tables"][table]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row[name].clone())
+            .collect()
+    };
+    assert_eq!(
+        column(&out, "tiers", "tier"),
+        ["detractor", "passive", "promoter", "none"].map(serde_json::Value::from)
+    );
+    let customers: i64 = column(&out, "tiers", "customers")
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(out["results"]["customers"], customers);
+    // The example's promoters do not differ from its detractors beyond chance: every
+    // comparison says so.
+    let significant = column(&out, "comparisons", "significant");
+    assert!(!significant.is_empty() && significant.iter().all(|s| s == false));
+    assert!(
+        out["confidence_intervals"]["spend_gap"]["lower"]
+            .as_f64()
+            .unwrap()
+            < 0.0
+    );
+
+    // Service outcomes: service's contacts table, written out, as the experiences.
+    let facts = dir.path().join("facts.csv");
+    let facts = facts.to_str().unwrap();
+    mittari(
+        &root,
+        &[
+            "compute",
+            "service",
+            "--input",
+            "examples/data/contacts.csv",
+            "--param",
+            "contacts_table=true",
+            "--output",
+            facts,
+            "--output-table",
+            "contacts",
+        ],
+    );
+    let resolution: serde_json::Value = serde_json::from_str(&mittari(
+        &root,
+        &[
+            "compute",
+            "cx_outcomes",
+            "--input",
+            "examples/data/transactions.csv",
+            "--table-input",
+            &format!("experiences={facts}"),
+            "--table-column",
+            "experiences.outcome=first_contact_resolved",
+            "--table-column",
+            "experiences.timestamp=opened_at",
+            "--param",
+            "split=2024-07-01",
+            "--param",
+            "predict=false",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        column(&resolution, "tiers", "tier"),
+        ["false", "true", "none"].map(serde_json::Value::from)
+    );
+    let codes: Vec<String> = warnings_of(&resolution).into_iter().map(|w| w.0).collect();
+    assert!(
+        codes.contains(&"experiences_without_value".to_owned()),
+        "contacts whose outcome is not known yet are counted: {codes:?}"
+    );
+
+    // The model-based way: each customer's tier as clv's covariate.
+    let tiers_file = dir.path().join("tiers.csv");
+    let tiers_file = tiers_file.to_str().unwrap();
+    let mut with_table = answers[..answers.len() - 2].to_vec();
+    with_table.extend([
+        "--param",
+        "customers_table=true",
+        "--param",
+        "predict=false",
+        "--output",
+        tiers_file,
+        "--output-table",
+        "customers",
+    ]);
+    mittari(&root, &with_table);
+    let clv = clv_json(
+        "examples/data/transactions.csv",
+        &[
+            "--join",
+            tiers_file,
+            "--param",
+            "covariates=tier",
+            "--param",
+            "model=bgnbd",
+            "--param",
+            "holdout_start=2024-07-01",
+            "--param",
+            "top=1",
+        ],
+    );
+    let p = clv["results"]["covariates_lr_p_value"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p), "{clv}");
+
+    let bad = write(
+        dir.path(),
+        "answers.csv",
+        "customer_id,timestamp,score\nc0001,2024-01-05,9\nc0002,2024-13-01,7\n",
+    );
+    let (status, _, stderr) = run_cli(
+        &[
+            "compute",
+            "cx_outcomes",
+            "--input",
+            "examples/data/transactions.csv",
+            "--table-input",
+            &format!("experiences={bad}"),
+        ],
+        &root,
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("answers.csv: line 3: column timestamp"),
+        "{stderr}"
+    );
+}

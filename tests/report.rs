@@ -865,6 +865,14 @@ fn the_scorecard_words_the_month_and_claims_only_what_holds() {
         "The rating to improve first is speed",
         // The example's December purchase model identifies nothing: no churn finding.
         "its churn figures are no finding",
+        // Experience to money: the window of 180 days that ends with the month, tiers from
+        // answers (and contacts) before it; the example's tiers do not differ beyond chance,
+        // and the Gamma-Gamma fit up to the split is not identified, so nothing is predicted.
+        "What customers did after their survey answers",
+        "What customers did after their contacts with customer service",
+        "Customers tiered by their experience up to 2024-07-05: in the 180 days after 2024-07-05, no tier spent or bought again differently from the \u{201c}detractor\u{201d} tier",
+        "differently from the \u{201c}not resolved at first contact\u{201d} tier",
+        "predicted_spend and beyond_history are not given",
     ] {
         assert!(page.contains(text), "the scorecard lacks {text:?}");
     }

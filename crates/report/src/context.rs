@@ -52,6 +52,8 @@ pub(crate) struct Context<'a> {
     used_params: RefCell<HashSet<String>>,
     /// The table inputs some metric read.
     used_tables: RefCell<HashSet<String>>,
+    /// Table inputs computed rather than read (the scorecard's contact facts), by name.
+    computed_tables: Vec<(String, RecordBatch)>,
     rows: Cell<usize>,
 }
 
@@ -136,8 +138,21 @@ impl<'a> Context<'a> {
             measurements,
             used_params: RefCell::default(),
             used_tables: RefCell::default(),
+            computed_tables: Vec::new(),
             rows: Cell::new(0),
         })
+    }
+
+    /// Sends `table` as the table input `name` to every metric that declares it.
+    pub(crate) fn with_table(mut self, name: &str, table: RecordBatch) -> Context<'a> {
+        self.computed_tables.push((name.to_owned(), table));
+        self
+    }
+
+    /// Whether the table input `name` was given (`--table-input`) or computed.
+    pub(crate) fn has_table(&self, name: &str) -> bool {
+        self.request.tables.iter().any(|(n, _)| n == name)
+            || self.computed_tables.iter().any(|(n, _)| n == name)
     }
 
     /// The metrics named with `--metric` that get the generic section.
@@ -407,6 +422,12 @@ impl<'a> Context<'a> {
                 tables.push((name.clone(), table.batch));
             }
         }
+        tables.extend(
+            self.computed_tables
+                .iter()
+                .filter(|(name, _)| descriptor.table_input_spec(name).is_some())
+                .cloned(),
+        );
         Ok(tables)
     }
 

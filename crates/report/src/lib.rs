@@ -212,7 +212,7 @@ pub fn build(backend: &dyn Backend, request: &Request) -> Result<Report, ReportE
 type MakeSections = fn(&context::Context<'_>) -> Result<Vec<Section>, context::Skip>;
 
 /// The metrics a report can show, in page order.
-const SECTIONS: [(&str, MakeSections); 10] = [
+const SECTIONS: [(&str, MakeSections); 11] = [
     ("retention", retention::retention),
     ("retention_forecast", retention::forecast),
     ("clv", clv::clv),
@@ -222,6 +222,7 @@ const SECTIONS: [(&str, MakeSections); 10] = [
     ("key_drivers", drivers::key_drivers),
     ("service", service::service),
     ("cx_value", cx::cx_value),
+    ("cx_outcomes", cx::cx_outcomes),
     ("price_gap", pricing::price_gap),
 ];
 

@@ -145,6 +145,29 @@ pub fn scorecard(backend: &dyn Backend, request: &ScorecardRequest) -> Result<Re
         }
         note(part, outcome)?;
     }
+    // Experience to money: the purchase log with the survey's answers, and with the contact
+    // log's first-contact resolution, as cx_outcomes' experiences.
+    if let Some(purchases) = &request.purchases {
+        let mut req = context_request(purchases, &["cx_outcomes"]);
+        if let Some(survey) = &request.survey {
+            req.tables = vec![("experiences".to_owned(), survey.clone())];
+            let cx = Context::new(backend, &req)?;
+            note("experience to money", answers_part(&cx, &month))?;
+        }
+        if let Some(contacts) = &request.contacts {
+            let facts_request = context_request(contacts, &["service"]);
+            let facts = contact_outcomes(&Context::new(backend, &facts_request)?);
+            let outcome = match facts {
+                Ok(facts) => {
+                    req.tables = Vec::new();
+                    let cx = Context::new(backend, &req)?.with_table("experiences", facts);
+                    resolution_part(&cx, &month)
+                }
+                Err(skip) => Err(skip),
+            };
+            note("first-contact resolution to money", outcome)?;
+        }
+    }
     let mut summary = Section::new(
         "summary",
         &format!("The month in brief: {month}"),
@@ -636,6 +659,96 @@ fn churn_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Sent
         )
     };
     Ok(Some((section, vec![Sentence(sentence)])))
+}
+
+/// cx_outcomes' split for `month`: the outcome window (`window_days`, by default 180) ends
+/// with the month, so the page shows the latest window that is over.
+fn experience_defaults(cx: &Context<'_>, month: &str) -> Result<Vec<(&'static str, String)>, Skip> {
+    let (_, next) = month_bounds(month).ok_or(Skip::NotApplicable)?;
+    let days = cx
+        .user_param("window_days")
+        .and_then(|d| d.parse::<f64>().ok())
+        .unwrap_or(180.0);
+    let end =
+        chrono::NaiveDate::parse_from_str(&next, "%Y-%m-%d").map_err(|_| Skip::NotApplicable)?;
+    let split = end - chrono::Duration::seconds((days * 86_400.0) as i64);
+    Ok(vec![
+        ("split", split.format("%Y-%m-%d").to_string()),
+        ("window_days", format!("{days}")),
+    ])
+}
+
+/// What customers did after their survey answers: promoters, passives and detractors.
+fn answers_part(cx: &Context<'_>, month: &str) -> Result<Option<(Section, Vec<Sentence>)>, Skip> {
+    let defaults = experience_defaults(cx, month)?;
+    let (section, sentence) = crate::cx::outcomes_section(
+        cx,
+        &defaults,
+        "cx-outcomes-answers",
+        "after their survey answers",
+    )?;
+    Ok(Some((section, vec![Sentence(sentence)])))
+}
+
+/// What customers did after a contact resolved, or not, at first contact.
+fn resolution_part(
+    cx: &Context<'_>,
+    month: &str,
+) -> Result<Option<(Section, Vec<Sentence>)>, Skip> {
+    let defaults = experience_defaults(cx, month)?;
+    let (section, sentence) = crate::cx::outcomes_section(
+        cx,
+        &defaults,
+        "cx-outcomes-resolution",
+        "after their contacts with customer service",
+    )?;
+    Ok(Some((section, vec![Sentence(sentence)])))
+}
+
+/// Each contact's first-contact resolution from `service` as cx_outcomes' experiences:
+/// customer_id, timestamp (when opened) and outcome in words; unknown outcomes stay empty.
+fn contact_outcomes(cx: &Context<'_>) -> Result<RecordBatch, Skip> {
+    let descriptor = cx.descriptor("service", &["customer_id", "opened_at"])?;
+    let mut params = cx.params(descriptor, &[], &["period", "breakdown", "contacts_table"])?;
+    params.insert("period".to_owned(), ParamValue::String("none".to_owned()));
+    params.insert("contacts_table".to_owned(), ParamValue::Bool(true));
+    let outcome = cx.compute("service", &params, cx.read(descriptor, &[])?, &[])?;
+    let results = outcome.results.ok_or(Skip::NotApplicable)?;
+    let contacts = table::result_table(&results, "contacts").ok_or(Skip::NotApplicable)?;
+    let column = |name: &str| {
+        contacts.column_by_name(name).cloned().ok_or_else(|| {
+            Skip::Failed(crate::Refusal(format!(
+                "service's contacts table has no {name}"
+            )))
+        })
+    };
+    let resolved = column("first_contact_resolved")?;
+    let resolved = resolved
+        .as_any()
+        .downcast_ref::<arrow_array::BooleanArray>()
+        .ok_or_else(|| {
+            Skip::Failed(crate::Refusal(
+                "first_contact_resolved is not true/false".to_owned(),
+            ))
+        })?;
+    let words: StringArray = resolved
+        .iter()
+        .map(|r| {
+            r.map(|r| {
+                if r {
+                    "resolved at first contact"
+                } else {
+                    "not resolved at first contact"
+                }
+            })
+        })
+        .collect();
+    RecordBatch::try_from_iter([
+        ("customer_id", column("customer_id")?),
+        ("timestamp", column("opened_at")?),
+        ("outcome", Arc::new(words) as ArrayRef),
+    ])
+    .map_err(|e| Skip::Failed(crate::Refusal(e.to_string())))
 }
 
 /// `2024-12` → (`2024-12-01`, `2025-01-01`).

@@ -292,7 +292,8 @@ fn worked_example_by_hand() {
     );
     let unmatched = &output.warnings[1].message;
     assert!(
-        unmatched.starts_with("2 experiences") && unmatched.contains("(1 of customers who bought later)"),
+        unmatched.starts_with("2 experiences")
+            && unmatched.contains("(1 of customers who bought later)"),
         "{unmatched}"
     );
     let window = table(&output, "window");
