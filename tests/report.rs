@@ -23,7 +23,7 @@ struct Example {
 }
 
 /// The README's report commands, in its order.
-const EXAMPLES: [Example; 9] = [
+const EXAMPLES: [Example; 10] = [
     Example {
         name: "nps",
         args: &["--input", "examples/data/nps.csv"],
@@ -102,6 +102,26 @@ const EXAMPLES: [Example; 9] = [
             "service-by-channel-first-contact-resolution",
         ],
     },
+    Example {
+        name: "experience",
+        args: &[
+            "--input",
+            "examples/data/transactions.csv",
+            "--table-input",
+            "experiences=examples/data/survey.csv",
+        ],
+        // The purchase log's own sections come with it.
+        charts: &[
+            "clv-p-alive",
+            "clv-expected-purchases",
+            "clv-repeat-purchases",
+            "clv-tracking",
+            "clv-tracking-incremental",
+            "clv-deciles",
+            "clv-lorenz",
+            "cx-outcomes-spend",
+        ],
+    },
 ];
 
 fn screenshots() -> PathBuf {
@@ -160,6 +180,11 @@ fn every_example_reports_with_its_charts() {
             assert!(page.contains("fix first: "), "no fix-first card");
             assert!(page.contains("Month by month (UTC)"));
             assert!(page.contains("really different?"));
+        }
+        // Experience to money says whether the tiers really differ.
+        if example.name == "experience" {
+            assert!(page.contains("What customers did after their answers"));
+            assert!(page.contains("Each tier against the reference tier"));
         }
         if example.name == "contacts" {
             assert!(page.contains("in business hours (08:00-18:00, mon-fri, Europe/Helsinki)"));
@@ -841,7 +866,7 @@ fn scorecard(out: &Path, extra: &[&str]) -> (PathBuf, String) {
     args.extend_from_slice(&["--output", html.to_str().unwrap()]);
     let (status, _, stderr) = run_cli(&args, &repo_root(), &[]);
     assert!(status.success(), "mittari {args:?}: {stderr}");
-    assert!(stderr.contains("(6 parts)"), "{stderr}");
+    assert!(stderr.contains("(8 parts)"), "{stderr}");
     let page = std::fs::read_to_string(&html).unwrap();
     (html, page)
 }

@@ -204,6 +204,31 @@ pub(crate) fn outcomes_section(
                 ]
             })
             .collect();
+        let names = table::texts(tiers, "tier");
+        let zero = |v: &[Option<f64>]| v.iter().map(|x| x.unwrap_or(0.0)).collect::<Vec<f64>>();
+        let mut series = vec![("spent".to_owned(), zero(&spend))];
+        if predicted.iter().any(Option::is_some) {
+            series.push(("predicted from history".to_owned(), zero(&predicted)));
+        }
+        let chart_id = format!("{id}-spend");
+        let chart = Chart {
+            svg: chart::bars(
+                &chart_id,
+                ("experience tier", "spend per customer in the window"),
+                &names,
+                &series,
+            )?,
+            id: chart_id,
+            title: "Spend after the experience, by tier".into(),
+            caption: format!(
+                "Mean spend per customer {span} (every customer of the tier counted, those who bought nothing with 0){}.",
+                if series.len() > 1 {
+                    ", beside what their purchase history predicted"
+                } else {
+                    ""
+                }
+            ),
+        };
         section.numbers(Numbers {
             caption: format!("Each tier, {split} to {end} (95 % intervals)"),
             header: [
@@ -221,6 +246,7 @@ pub(crate) fn outcomes_section(
             .to_vec(),
             rows,
         });
+        section.chart(chart);
     }
     let mut sentence = String::new();
     if let Some(comparisons) = table::result_table(&results, "comparisons") {
