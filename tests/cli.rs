@@ -3499,7 +3499,56 @@ fn survey_segments_are_compared_with_the_rest() {
         close("difference_p_value", 0.08229636093145361);
         close("difference_p_adjusted", 0.16459272186290722);
         assert_eq!(a["difference_significant"], false);
+
+        // --group-by segment says the same beside each segment's own figures.
+        let mut grouped = vec![
+            "compute",
+            "nps",
+            "--input",
+            &input,
+            "--group-by",
+            "segment",
+            "--format",
+            "json",
+        ];
+        if let Some(url) = remote {
+            grouped.extend(["--server", url]);
+        }
+        let out: serde_json::Value = serde_json::from_str(&mittari(dir.path(), &grouped)).unwrap();
+        let group = &out["groups"][0];
+        assert_eq!(group["key"]["segment"], "a");
+        let results = &group["results"];
+        assert_eq!(
+            (results["nps"].as_f64(), results["rest_nps"].as_f64()),
+            (Some(0.0), Some(-70.0))
+        );
+        assert_eq!(results["vs_rest"], 70.0);
+        let interval = &group["confidence_intervals"]["vs_rest"];
+        for (got, want) in [
+            (&interval["lower"], -6.893776591713767),
+            (&interval["upper"], 114.58608428402147),
+            (&results["vs_rest_p_adjusted"], 0.16459272186290722),
+        ] {
+            assert!(
+                (got.as_f64().unwrap() - want).abs() < 1e-6,
+                "{got} != {want}"
+            );
+        }
+        assert_eq!(results["vs_rest_significant"], 0);
+        assert_eq!(group["units"]["vs_rest_significant"], "flag");
     }
+    // In the table, the verdict reads as words.
+    let table = mittari(
+        dir.path(),
+        &["compute", "nps", "--input", &input, "--group-by", "segment"],
+    );
+    assert!(table.contains("vs_rest_significant"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("a ") && l.trim_end().ends_with("no")),
+        "{table}"
+    );
 }
 
 /// Experience to money from the logs as kept: survey answers and the contact log's

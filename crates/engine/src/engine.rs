@@ -849,6 +849,32 @@ impl Engine {
                 });
             }
         }
+        // With group-by over one column, a metric that compares its groups (nps, csat) also
+        // runs once on the whole input with that column as its comparison, unless the request
+        // asked for a comparison of its own.
+        let comparison = match (&descriptor.group_comparison, request.group_by.as_slice()) {
+            (Some(spec), [column]) if params.get(&spec.parameter).is_none() => {
+                let mut with = params.clone();
+                with.insert(spec.parameter.clone(), ParamValue::String(column.clone()));
+                let mut unexpected = Vec::new();
+                let whole = validate::input(descriptor, &request.input, &with, &mut unexpected)
+                    .map_err(assembly_failed)?;
+                if !unexpected.is_empty() {
+                    return Err(EngineError::InvalidArgument {
+                        violations: unexpected,
+                    });
+                }
+                let level = match with.get(&spec.level_parameter) {
+                    Some(ParamValue::Double(level)) => *level,
+                    _ => 0.95,
+                };
+                let json = serde_json::to_vec(&with).map_err(|e| {
+                    failed(format!("cannot encode the comparison's parameters: {e}"))
+                })?;
+                Some((spec, whole, json, level))
+            }
+            _ => None,
+        };
         let params = params_json;
         let run = |batch: &RecordBatch| -> Result<MetricResults, EngineError> {
             let output = entry
@@ -964,7 +990,21 @@ impl Engine {
                 joined.append(part);
             }
             let sizes = partition.sizes(0..count);
-            let grouped = GroupedResults::new(descriptor, partition.keys, sizes, joined.finish());
+            let mut grouped =
+                GroupedResults::new(descriptor, partition.keys, sizes, joined.finish());
+            if let Some((spec, whole, json, level)) = &comparison {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(EngineError::Cancelled);
+                }
+                let output = entry
+                    .plugin
+                    .compute(whole, json, &tables, cancel)
+                    .map_err(|e| metric_error(&descriptor.name, e, RowsOf::Request))?;
+                let results = check_results(descriptor, output).map_err(failed)?;
+                grouped
+                    .add_comparison(descriptor, spec, &results, *level)
+                    .map_err(failed)?;
+            }
             if let Some(limit) = request.max_result_bytes {
                 let at_least = grouped.wire_bytes_lower_bound();
                 if at_least > limit {

@@ -1,10 +1,19 @@
 //! Group-by results as the engine returns them: the SDK's columns ([`GroupedOutput`]) with the
 //! groups' keys and row counts, checked against the metric's descriptor.
 
+use std::collections::HashMap;
+
 use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef};
-use mittari_sdk::MetricDescriptor;
-use mittari_sdk::grouped::{GroupTable, GroupedOutput, GroupedWarning, ScalarColumn};
+use arrow_schema::DataType;
+use mittari_sdk::grouped::{
+    ConfidenceIntervals, GroupTable, GroupedOutput, GroupedWarning, ScalarColumn,
+};
+use mittari_sdk::survey::cell_label;
+use mittari_sdk::{GroupComparison, MetricDescriptor};
+
+use crate::engine::MetricResults;
 
 use crate::engine::{check_tables, declared_output, not_finite, table_bytes_lower_bound};
 
@@ -48,6 +57,114 @@ impl GroupedResults {
             warnings: output.warnings,
             tables: output.tables,
         }
+    }
+
+    /// Adds the group comparison's columns (`spec`) from `results`, the metric's result on
+    /// the whole input: each group gets the row of the comparison table whose key (its first
+    /// column) reads as the group's key. A group the table has no row for gets the columns
+    /// undefined, with the reason.
+    pub(crate) fn add_comparison(
+        &mut self,
+        descriptor: &MetricDescriptor,
+        spec: &GroupComparison,
+        results: &MetricResults,
+        level: f64,
+    ) -> Result<(), String> {
+        let Some((_, table)) = results.tables.iter().find(|(n, _)| *n == spec.table) else {
+            return Err(format!(
+                "the comparison of the groups returned no {} table",
+                spec.table
+            ));
+        };
+        let Some((_, keys)) = self.keys.first() else {
+            return Ok(());
+        };
+        if table.num_columns() == 0 {
+            return Err(format!("the {} table has no columns", spec.table));
+        }
+        let labels: HashMap<String, usize> = (0..table.num_rows())
+            .map(|row| (cell_label(table.column(0).as_ref(), row), row))
+            .collect();
+        let rows: Vec<Option<usize>> = (0..self.len())
+            .map(|group| labels.get(&cell_label(keys.as_ref(), group)).copied())
+            .collect();
+        let table_spec = descriptor.tables.iter().find(|t| t.name == spec.table);
+        for (column, output) in &spec.columns {
+            let Some(array) = table.column_by_name(column) else {
+                continue;
+            };
+            let values: Vec<Option<f64>> = match array.data_type() {
+                DataType::Float64 => {
+                    let numbers = array.as_primitive::<Float64Type>();
+                    rows.iter()
+                        .map(|r| r.filter(|&r| numbers.is_valid(r)).map(|r| numbers.value(r)))
+                        .collect()
+                }
+                DataType::Boolean => {
+                    let flags = array.as_boolean();
+                    rows.iter()
+                        .map(|r| {
+                            r.filter(|&r| flags.is_valid(r))
+                                .map(|r| f64::from(u8::from(flags.value(r))))
+                        })
+                        .collect()
+                }
+                other => {
+                    return Err(format!(
+                        "column {column} of the {} table is {other}, not a number or true/false",
+                        spec.table
+                    ));
+                }
+            };
+            let bound = |suffix: &str| {
+                table
+                    .column_by_name(&format!("{column}{suffix}"))
+                    .filter(|a| a.data_type() == &DataType::Float64)
+                    .map(|a| a.as_primitive::<Float64Type>().clone())
+            };
+            let intervals = match (bound("_lower"), bound("_upper")) {
+                (Some(lower), Some(upper)) => {
+                    let mut out = ConfidenceIntervals::default();
+                    for (group, row) in rows.iter().enumerate() {
+                        let at = row.filter(|&r| {
+                            values[group].is_some() && lower.is_valid(r) && upper.is_valid(r)
+                        });
+                        out.lower.push(at.map_or(0.0, |r| lower.value(r)));
+                        out.upper.push(at.map_or(0.0, |r| upper.value(r)));
+                        out.level.push(if at.is_some() { level } else { 0.0 });
+                    }
+                    Some(out)
+                }
+                _ => None,
+            };
+            let reason = format!(
+                "not compared: the {} table has no value for this group",
+                spec.table
+            );
+            // A true/false column's 1/0 says so in its unit, which clients show as yes/no.
+            let unit = if array.data_type() == &DataType::Boolean {
+                "flag".to_owned()
+            } else {
+                table_spec
+                    .and_then(|t| t.column(column))
+                    .map_or_else(String::new, |c| c.unit.clone())
+            };
+            let undefined: Vec<u32> = values.iter().map(|v| u32::from(v.is_none())).collect();
+            let any_undefined = undefined.iter().any(|&u| u != 0);
+            self.scalars.push(ScalarColumn {
+                name: output.clone(),
+                unit,
+                values: values.iter().map(|v| v.unwrap_or(0.0)).collect(),
+                undefined: if any_undefined { undefined } else { Vec::new() },
+                undefined_reasons: if any_undefined {
+                    vec![reason]
+                } else {
+                    Vec::new()
+                },
+                confidence_intervals: intervals,
+            });
+        }
+        Ok(())
     }
 
     /// The number of groups.

@@ -465,6 +465,10 @@ fn grouped_table(grouped: &pb::GroupedResults, width: Option<usize>) -> String {
         for g in &views {
             let scalar = &g.results.scalars[c];
             cells.push(match scalar.value {
+                // A true/false output (a group comparison's verdict) reads as words.
+                Some(value) if column.unit == "flag" => {
+                    if value == 1.0 { "yes" } else { "no" }.to_owned()
+                }
                 Some(value) => human(value),
                 None => {
                     let reason = &scalar.undefined_reason;

@@ -372,6 +372,30 @@ pub struct MetricDescriptor {
     /// in the descriptors of plugins built before ABI version 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fitting: Option<FittingSpec>,
+    /// How the metric compares the groups of a group-by; see [`GroupComparison`]. Absent in
+    /// the descriptors of plugins built before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_comparison: Option<GroupComparison>,
+}
+
+/// How a metric compares the groups of a group-by with each other
+/// ([`MetricDescriptor::compares_groups`]): NPS's each segment against all other answers. With
+/// group-by over one column, the engine also computes the whole input once with `parameter`
+/// set to that column, takes the `table` it returns (one row per segment, keyed by its first
+/// column) and adds its `columns` to each group's outputs — every output format then shows
+/// them beside the group's own figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupComparison {
+    /// The parameter that names the column to compare by (`compare`).
+    pub parameter: String,
+    /// The table the comparison returns (`segments`), declared with its columns.
+    pub table: String,
+    /// (table column, output name): each added to the groups' outputs under its name, with
+    /// the table's `{column}_lower` and `{column}_upper` as its interval where it has them;
+    /// a true/false column as 1/0.
+    pub columns: Vec<(String, String)>,
+    /// The parameter whose value is the intervals' level (`confidence`).
+    pub level_parameter: String,
 }
 
 /// How a fittable metric's stored models behave ([`MetricDescriptor::fitted`]).
@@ -400,7 +424,30 @@ impl MetricDescriptor {
             rfm_summary: None,
             table_inputs: Vec::new(),
             fitting: None,
+            group_comparison: None,
         }
+    }
+    /// Declares that group-by compares the groups; see [`GroupComparison`]. `parameter` and
+    /// `table` must be declared (the table with its columns), `columns` pairs a table column
+    /// with the output name it gets in grouped results.
+    #[must_use]
+    pub fn compares_groups(
+        mut self,
+        parameter: &str,
+        table: &str,
+        columns: &[(&str, &str)],
+        level_parameter: &str,
+    ) -> Self {
+        self.group_comparison = Some(GroupComparison {
+            parameter: parameter.to_owned(),
+            table: table.to_owned(),
+            columns: columns
+                .iter()
+                .map(|(c, o)| ((*c).to_owned(), (*o).to_owned()))
+                .collect(),
+            level_parameter: level_parameter.to_owned(),
+        });
+        self
     }
     /// Declares the metric fittable: [`crate::Metric::fit`] returns a state the host stores,
     /// [`crate::Metric::score`] scores with it. `model_parameters` are the parameters the fit
@@ -671,6 +718,38 @@ impl MetricDescriptor {
                 return Err(format!(
                     "a metric that reads an RFM summary declares the summary's columns; {missing:?} is not declared"
                 ));
+            }
+        }
+        if let Some(comparison) = &self.group_comparison {
+            for parameter in [&comparison.parameter, &comparison.level_parameter] {
+                if self.parameter_spec(parameter).is_none() {
+                    return Err(format!(
+                        "the group comparison uses parameter {parameter:?}, which is not declared"
+                    ));
+                }
+            }
+            let table = self
+                .tables
+                .iter()
+                .find(|t| t.name == comparison.table)
+                .ok_or_else(|| {
+                    format!(
+                        "the group comparison reads table {:?}, which is not declared",
+                        comparison.table
+                    )
+                })?;
+            for (column, output) in &comparison.columns {
+                if table.column(column).is_none() {
+                    return Err(format!(
+                        "the group comparison reads column {column:?} of table {:?}, which does not declare it",
+                        comparison.table
+                    ));
+                }
+                if !valid_name(output) || self.outputs.iter().any(|o| o.name == *output) {
+                    return Err(format!(
+                        "the group comparison's output {output:?} is not snake_case or is also a declared output"
+                    ));
+                }
             }
         }
         Ok(())

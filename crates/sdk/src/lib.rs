@@ -53,8 +53,8 @@ pub use arrow_array;
 pub use arrow_array::RecordBatch;
 pub use arrow_schema;
 pub use descriptor::{
-    ColumnSpec, DataType, FittingSpec, MAX_QUANTITY, MetricDescriptor, OutputSpec, ParameterSpec,
-    Range, RfmSummaryInput, TableInputSpec, TableSpec,
+    ColumnSpec, DataType, FittingSpec, GroupComparison, MAX_QUANTITY, MetricDescriptor, OutputSpec,
+    ParameterSpec, Range, RfmSummaryInput, TableInputSpec, TableSpec,
 };
 pub use error::MetricError;
 pub use input::Input;

@@ -319,6 +319,83 @@ mod tests {
     }
 
     #[test]
+    fn a_group_comparison_names_what_is_declared() {
+        let comparing = |d: MetricDescriptor| {
+            d.parameter(ParameterSpec::columns(
+                "compare",
+                "the column to compare by",
+            ))
+            .table_with_columns(
+                "segments",
+                "each segment against the rest",
+                [
+                    OutputSpec::new("segment", "id", "the segment"),
+                    OutputSpec::new("difference", "count", "its orders minus the rest's"),
+                ],
+            )
+        };
+        check(
+            |d| {
+                comparing(d).compares_groups(
+                    "compare",
+                    "segments",
+                    &[("difference", "vs_rest")],
+                    "threshold",
+                )
+            },
+            &[],
+        );
+        check(
+            |d| {
+                comparing(d).compares_groups(
+                    "compare",
+                    "segment",
+                    &[("difference", "vs_rest")],
+                    "threshold",
+                )
+            },
+            &["the group comparison reads table \"segment\", which is not declared"],
+        );
+        check(
+            |d| {
+                comparing(d).compares_groups(
+                    "compare",
+                    "segments",
+                    &[("gap", "vs_rest")],
+                    "threshold",
+                )
+            },
+            &[
+                "the group comparison reads column \"gap\" of table \"segments\", which does not declare it",
+            ],
+        );
+        check(
+            |d| {
+                comparing(d).compares_groups(
+                    "compare",
+                    "segments",
+                    &[("difference", "orders")],
+                    "threshold",
+                )
+            },
+            &[
+                "the group comparison's output \"orders\" is not snake_case or is also a declared output",
+            ],
+        );
+        check(
+            |d| {
+                comparing(d).compares_groups(
+                    "by",
+                    "segments",
+                    &[("difference", "vs_rest")],
+                    "threshold",
+                )
+            },
+            &["the group comparison uses parameter \"by\", which is not declared"],
+        );
+    }
+
+    #[test]
     fn check_problems_come_first() {
         check(
             |d| d.parameter(ParameterSpec::double("cap", 5.0, "upper cap").range(0.0, 1.0)),

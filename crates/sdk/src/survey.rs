@@ -422,7 +422,8 @@ impl<const K: usize> Comparing<'_, K> {
 
     /// `descriptor` with the comparisons' input (`timestamp`), parameters (`compare`,
     /// `pairwise`, `period`, `trend_periods`) and tables (`segments`, `pairs`, `periods`,
-    /// `trend`), for [`Comparing::tables`].
+    /// `trend`), for [`Comparing::tables`]; and group-by comparing each group with the rest
+    /// ([`MetricDescriptor::compares_groups`]). The metric declares `confidence`.
     pub fn declare(&self, descriptor: MetricDescriptor) -> MetricDescriptor {
         let score = self.score;
         descriptor
@@ -472,6 +473,20 @@ impl<const K: usize> Comparing<'_, K> {
                 "trend",
                 &format!("with period: the line through the last trend_periods periods' {score}"),
                 self.trend_columns(),
+            )
+            // group_by COLUMN compares each group with the rest, as compare=COLUMN does,
+            // beside the group's own figures.
+            .compares_groups(
+                "compare",
+                "segments",
+                &[
+                    (&format!("rest_{score}"), &format!("rest_{score}")),
+                    ("difference", "vs_rest"),
+                    ("difference_p_value", "vs_rest_p_value"),
+                    ("difference_p_adjusted", "vs_rest_p_adjusted"),
+                    ("difference_significant", "vs_rest_significant"),
+                ],
+                "confidence",
             )
     }
 

@@ -291,6 +291,8 @@ pub fn descriptor_from_proto(d: &pb::MetricDescriptor) -> MetricDescriptor {
                 required: t.required,
             })
             .collect(),
+        // The server compares the groups; a client renders the columns it returns.
+        group_comparison: None,
     }
 }
 

@@ -277,8 +277,8 @@ fn worked_example_by_hand() {
     // 3 × 0.230884 = 0.692652 for all three.
     close(p[3], 0.230_884, 1e-6);
     close(p[4], 0.449_692, 1e-6);
-    for i in 3..6 {
-        close(adjusted[i], 0.692_652, 1e-6);
+    for &p in &adjusted[3..6] {
+        close(p, 0.692_652, 1e-6);
     }
     let codes: Vec<&str> = output.warnings.iter().map(|w| w.code.as_str()).collect();
     assert_eq!(
