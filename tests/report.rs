@@ -945,7 +945,11 @@ fn the_scorecard_opens_cleanly_in_chromium() {
     let example = Example {
         name: "scorecard",
         args: SCORECARD,
-        charts: &["key-drivers-importance"],
+        charts: &[
+            "key-drivers-importance",
+            "cx-outcomes-answers-spend",
+            "cx-outcomes-resolution-spend",
+        ],
     };
     check_page(&browser.open(&html, Some(example.name)), &example);
 }
