@@ -330,15 +330,19 @@ fn rfm_sql_speaks_each_dialect() {
             "FROM \"shop\".\"orders\"",
             "EXTRACT(EPOCH FROM \"pvm\")",
             "(micros) % 86400000000",
-            "s.end_period - s.first_period AS \"T\"",
-            "d.micros >= 1719792000000000",
+            "b.end_period - c.first_period AS \"T\"",
+            "micros >= 1719792000000000 AS in_holdout",
+            "(MIN(ARRAY[CASE WHEN in_holdout THEN 1 ELSE 0 END, CAST(period AS DOUBLE PRECISION), amount]))[3]",
             // 2024-07-01 is day 19 905, a Monday: week (19 905 + 3) / 7 = 2 844.
             "CAST(2844 AS BIGINT) AS end_period",
         ],
     );
     check(
         SqlDialect::DataFusion,
-        &["CAST(CAST(\"pvm\" AS TIMESTAMP(6)) AS BIGINT)"],
+        &[
+            "CAST(CAST(\"pvm\" AS TIMESTAMP(6)) AS BIGINT)",
+            "WHEN c.period > s.first_period THEN c.amount",
+        ],
     );
     check(
         SqlDialect::Spark,
@@ -347,6 +351,7 @@ fn rfm_sql_speaks_each_dialect() {
             "FROM `shop`.`orders`",
             "unix_micros(CAST(`pvm` AS TIMESTAMP))",
             ") div 86400000000",
+            "min_by(amount, CASE WHEN in_holdout THEN 9223372036854775807 ELSE period END)",
         ],
     );
     check(
