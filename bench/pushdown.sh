@@ -54,8 +54,8 @@ measure() {
     done
 }
 echo "log: $rows rows, $(wc -c <"$work/log.csv") bytes as CSV"
-measure "PostgreSQL, summary in the database" --input "$url" --table orders
+measure "PostgreSQL, summary in the database" --input "$url" --table orders --pushdown always
 measure "PostgreSQL, rows read (--no-pushdown)" --input "$url" --table orders --no-pushdown
-measure "Parquet pattern, summary in DataFusion" --input "$work/lake/*.parquet"
+measure "Parquet pattern, summary in DataFusion" --input "$work/lake/*.parquet" --pushdown always
 measure "Parquet pattern, rows read (--no-pushdown)" --input "$work/lake/*.parquet" --no-pushdown
 measure "one Parquet file, rows read" --input "$work/log.parquet"

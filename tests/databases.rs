@@ -115,15 +115,29 @@ fn the_summary_is_pushed_down_to_postgres_with_the_same_result() {
         {
             args.extend(["--param", param]);
         }
-        let env = [("PGPASSWORD", PASSWORD), ("RUST_LOG", "mittari_io=info")];
-        let (status, pushed, log) = run_cli(&args, dir.path(), &env);
-        assert!(status.success(), "{args:?}: {log}");
-        assert!(log.contains(PUSHED_DOWN), "{args:?}: {log}");
-        args.push("--no-pushdown");
-        let (status, read, log) = run_cli(&args, dir.path(), &env);
-        assert!(status.success(), "{args:?}: {log}");
-        assert!(!log.contains(PUSHED_DOWN), "{args:?}: {log}");
+        let env = [
+            ("PGPASSWORD", PASSWORD),
+            ("RUST_LOG", "mittari_io=info,mittari=info"),
+        ];
+        let mut always = args.clone();
+        always.extend(["--pushdown", "always"]);
+        let (status, pushed, log) = run_cli(&always, dir.path(), &env);
+        assert!(status.success(), "{always:?}: {log}");
+        assert!(log.contains(PUSHED_DOWN), "{always:?}: {log}");
+        let mut never = args.clone();
+        never.push("--no-pushdown");
+        let (status, read, log) = run_cli(&never, dir.path(), &env);
+        assert!(status.success(), "{never:?}: {log}");
+        assert!(!log.contains(PUSHED_DOWN), "{never:?}: {log}");
         mittari_e2e::assert_same_result(&pushed, &read);
+        // By default, a database on this machine has its rows read: faster without a network.
+        let (status, auto, log) = run_cli(&args, dir.path(), &env);
+        assert!(status.success(), "{args:?}: {log}");
+        assert!(
+            !log.contains(PUSHED_DOWN) && log.contains("the database is on this machine"),
+            "{args:?}: {log}"
+        );
+        mittari_e2e::assert_same_result(&auto, &read);
     }
 }
 
@@ -832,6 +846,9 @@ fn a_parquet_pattern_gives_the_results_of_the_csv() {
     const SUMMARIZED: &str = "summarizing the transaction log in DataFusion";
     let run = |input: &str, params: &[&str], renamed: bool| {
         let mut args = vec!["compute", "clv", "--format", "json", "--input", input];
+        if input.contains('*') {
+            args.extend(["--pushdown", "always"]);
+        }
         if renamed {
             args.extend(columns);
         }
@@ -859,6 +876,19 @@ fn a_parquet_pattern_gives_the_results_of_the_csv() {
     }
     let (lake, summarized) = run("orders/*.parquet", &["model=historic"], true);
     assert!(!summarized);
+    // By default DataFusion reads the rows and Mittari summarizes them: faster in one process.
+    let mut auto = vec![
+        "compute",
+        "clv",
+        "--format",
+        "json",
+        "--input",
+        "orders/*.parquet",
+    ];
+    auto.extend(columns);
+    auto.extend(["--param", "model=bgnbd"]);
+    let (status, _, stderr) = run_cli(&auto, dir.path(), &[("RUST_LOG", "mittari_lake=info")]);
+    assert!(status.success() && !stderr.contains(SUMMARIZED), "{stderr}");
     let (here, _) = run(csv, &["model=historic"], false);
     mittari_e2e::assert_same_result(&lake, &here);
     let (status, _, stderr) = run_cli(

@@ -30,7 +30,9 @@ pub use cells::{DateFormat, DecimalSeparator};
 pub use columns::ColumnMapping;
 pub use error::{Location, ReadError};
 pub use mittari_models::rfm::TimeUnit;
-pub use pg::{PostgresQuery, is_pattern, is_postgres_url, postgres_client, redact_url};
+pub use pg::{
+    PostgresQuery, is_local_database, is_pattern, is_postgres_url, postgres_client, redact_url,
+};
 pub use sql::{Relation, RfmPeriods, RfmQuery, SqlDialect, rfm_query};
 pub use write::{OutputFormat, WriteError, write_batch};
 

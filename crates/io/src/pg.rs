@@ -83,6 +83,29 @@ pub fn is_postgres_url(input: &str) -> bool {
     input.starts_with("postgres://") || input.starts_with("postgresql://")
 }
 
+/// Whether every host `url` names is this machine: a Unix socket, `localhost` or a loopback
+/// address. There reading a log's rows costs no network, and is faster than summarizing it
+/// in the database (BENCHMARKS.md, Step 12), so `--pushdown auto` reads them.
+pub fn is_local_database(url: &str) -> bool {
+    let Ok(config) = url.parse::<postgres::Config>() else {
+        return false;
+    };
+    let hosts = config.get_hosts();
+    !hosts.is_empty()
+        && hosts.iter().all(|host| match host {
+            postgres::config::Host::Tcp(name) => {
+                name.eq_ignore_ascii_case("localhost")
+                    || name
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            #[cfg(unix)]
+            postgres::config::Host::Unix(_) => true,
+        })
+}
+
 /// The URL without its password, as errors and logs name the input.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

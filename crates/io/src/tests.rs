@@ -462,3 +462,19 @@ fn error_lines_are_the_same_for_every_line_end() {
         }
     }
 }
+
+#[test]
+fn a_database_on_this_machine_is_told_apart() {
+    for (url, local) in [
+        ("postgres://u@127.0.0.1:5432/db", true),
+        ("postgres://u@localhost/db", true),
+        ("postgres://u@[::1]:5432/db", true),
+        ("postgresql://u@db.example.com/db", false),
+        ("postgres://u@10.0.0.7/db", false),
+        ("host=/var/run/postgresql user=u", true),
+        ("postgres://u@localhost,db.example.com/db", false),
+        ("not a url", false),
+    ] {
+        assert_eq!(crate::is_local_database(url), local, "{url}");
+    }
+}

@@ -209,12 +209,25 @@ struct InputArgs {
     #[arg(long, value_name = "NAME")]
     table: Option<String>,
     /// With a postgres:// input or a Parquet pattern and a metric that reads an RFM summary
-    /// (clv's predictive models), read the rows and summarize them here instead of in the
-    /// database or DataFusion.
-    #[arg(long)]
+    /// (clv's predictive models): where the summary is computed. always: in the database or
+    /// DataFusion; never: the rows are read and summarized here; auto: in a database on
+    /// another machine, here for one on this machine or a Parquet pattern (reading the rows is
+    /// faster where no network is crossed).
+    #[arg(long, value_enum, default_value_t = Pushdown::Auto)]
+    pushdown: Pushdown,
+    /// The same as --pushdown never.
+    #[arg(long, conflicts_with = "pushdown")]
     no_pushdown: bool,
     #[command(flatten)]
     reading: ReadingArgs,
+}
+
+/// Where an RFM summary is computed (`--pushdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Pushdown {
+    Auto,
+    Always,
+    Never,
 }
 
 /// `mittari report`'s input: one file.
