@@ -30,7 +30,9 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
     .unwrap()
 }
 
-fn purchases(rows: &[(&str, i64, f64)]) -> RecordBatch {
+/// customer_id and timestamp of `rows`, and one more column: a purchase's amount, an
+/// experience's score or outcome.
+fn timed<T>(rows: &[(&str, i64, T)], name: &str, values: ArrayRef) -> RecordBatch {
     batch(vec![
         (
             "customer_id",
@@ -42,49 +44,23 @@ fn purchases(rows: &[(&str, i64, f64)]) -> RecordBatch {
                 rows.iter().map(|r| r.1),
             )),
         ),
-        (
-            "amount",
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
-        ),
+        (name, values),
     ])
+}
+
+fn purchases(rows: &[(&str, i64, f64)]) -> RecordBatch {
+    let amounts = Float64Array::from_iter_values(rows.iter().map(|r| r.2));
+    timed(rows, "amount", Arc::new(amounts))
 }
 
 fn scores(rows: &[(&str, i64, Option<f64>)]) -> RecordBatch {
-    batch(vec![
-        (
-            "customer_id",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-        ),
-        (
-            "timestamp",
-            Arc::new(TimestampMicrosecondArray::from_iter_values(
-                rows.iter().map(|r| r.1),
-            )),
-        ),
-        (
-            "score",
-            Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
-        ),
-    ])
+    let scores: Float64Array = rows.iter().map(|r| r.2).collect();
+    timed(rows, "score", Arc::new(scores))
 }
 
 fn outcomes(rows: &[(&str, i64, &str)]) -> RecordBatch {
-    batch(vec![
-        (
-            "customer_id",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-        ),
-        (
-            "timestamp",
-            Arc::new(TimestampMicrosecondArray::from_iter_values(
-                rows.iter().map(|r| r.1),
-            )),
-        ),
-        (
-            "outcome",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
-        ),
-    ])
+    let outcomes = StringArray::from_iter_values(rows.iter().map(|r| r.2));
+    timed(rows, "outcome", Arc::new(outcomes))
 }
 
 /// The descriptor's defaults, then `given`.
