@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
-use mittari_engine::{ColumnSpec, DataType, MetricDescriptor, ParamValue};
+use mittari_engine::{ColumnSpec, DataType, GroupedResults, MetricDescriptor, ParamValue};
 
 use crate::chart::{self, Chart};
 use crate::context::{Context, Skip};
@@ -148,7 +148,7 @@ fn survey(cx: &Context<'_>, survey: &Survey) -> Result<Vec<Section>, Skip> {
         let Some(grouped) = cx.compute_by(descriptor, &params, &segments, segment)? else {
             continue;
         };
-        let against = against_the_rest(cx, survey, &params, &segments.input, segment)?;
+        let against = against_the_rest(&grouped, alpha(&params));
         let mut points: Vec<(String, Interval, Option<f64>)> = table::group_labels(&grouped)
             .into_iter()
             .zip(table::group_intervals(&grouped, survey.headline))
@@ -261,27 +261,31 @@ fn significance_text(tested: &BTreeMap<String, Tested>) -> String {
     format!("{} %", crate::page::grouped(100.0 * alpha, 0))
 }
 
-/// The plugin's `segments` table for `segment`: each value against all other answers.
-fn against_the_rest(
-    cx: &Context<'_>,
-    survey: &Survey,
-    params: &Params,
-    input: &RecordBatch,
-    segment: &str,
-) -> Result<BTreeMap<String, Tested>, Skip> {
-    let mut params = params.clone();
-    params.insert("compare".to_owned(), ParamValue::String(segment.to_owned()));
-    let outcome = cx.compute(survey.metric, &params, input.clone(), &[])?;
-    let Some(table) = outcome
-        .results
-        .as_ref()
-        .and_then(|r| table::result_table(r, "segments"))
-    else {
-        return Ok(BTreeMap::new());
-    };
-    Ok(tested_rows(table, "segment", "difference", alpha(&params))
+/// Each group against all other answers, as group-by gives it beside the group's score
+/// (the metric's group comparison: `vs_rest` with its interval, the Holm-adjusted p-value
+/// and the verdict), by group label.
+fn against_the_rest(grouped: &GroupedResults, alpha: f64) -> BTreeMap<String, Tested> {
+    let intervals = table::group_intervals(grouped, "vs_rest");
+    let adjusted = table::group_values(grouped, "vs_rest_p_adjusted");
+    let significant = table::group_values(grouped, "vs_rest_significant");
+    table::group_labels(grouped)
         .into_iter()
-        .collect())
+        .enumerate()
+        .filter_map(|(group, label)| {
+            let (lower, difference, upper) = intervals[group]?;
+            Some((
+                label,
+                Tested {
+                    difference,
+                    lower,
+                    upper,
+                    p_adjusted: adjusted[group]?,
+                    significant: significant[group]? > 0.5,
+                    alpha,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// 1 − the confidence level the parameters ask for.

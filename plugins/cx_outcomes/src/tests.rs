@@ -32,11 +32,13 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
 
 /// customer_id and timestamp of `rows`, and one more column: a purchase's amount, an
 /// experience's score or outcome.
-fn timed<T>(rows: &[(&str, i64, T)], name: &str, values: ArrayRef) -> RecordBatch {
+fn timed<S: AsRef<str>, T>(rows: &[(S, i64, T)], name: &str, values: ArrayRef) -> RecordBatch {
     batch(vec![
         (
             "customer_id",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_ref()),
+            )),
         ),
         (
             "timestamp",
@@ -48,12 +50,12 @@ fn timed<T>(rows: &[(&str, i64, T)], name: &str, values: ArrayRef) -> RecordBatc
     ])
 }
 
-fn purchases(rows: &[(&str, i64, f64)]) -> RecordBatch {
+fn purchases<S: AsRef<str>>(rows: &[(S, i64, f64)]) -> RecordBatch {
     let amounts = Float64Array::from_iter_values(rows.iter().map(|r| r.2));
     timed(rows, "amount", Arc::new(amounts))
 }
 
-fn scores(rows: &[(&str, i64, Option<f64>)]) -> RecordBatch {
+fn scores<S: AsRef<str>>(rows: &[(S, i64, Option<f64>)]) -> RecordBatch {
     let scores: Float64Array = rows.iter().map(|r| r.2).collect();
     timed(rows, "score", Arc::new(scores))
 }
@@ -461,18 +463,8 @@ fn simulate(rng: &mut Rng, customers: usize, days: f64, change: f64, factor: f64
         }
     }
     rows.sort_by_key(|r| r.1);
-    let log = purchases(
-        &rows
-            .iter()
-            .map(|(id, t, v)| (id.as_str(), *t, *v))
-            .collect::<Vec<_>>(),
-    );
-    let answers = scores(
-        &answers
-            .iter()
-            .map(|(id, t, s)| (id.as_str(), *t, *s))
-            .collect::<Vec<_>>(),
-    );
+    let log = purchases(&rows);
+    let answers = scores(&answers);
     Base { log, answers }
 }
 
@@ -564,18 +556,8 @@ fn gap_intervals_cover_at_their_level() {
             }
         }
         rows.push(("last".into(), at("2024-07-01"), 1.0));
-        let log = purchases(
-            &rows
-                .iter()
-                .map(|(id, t, v)| (id.as_str(), *t, *v))
-                .collect::<Vec<_>>(),
-        );
-        let answers = scores(
-            &answers
-                .iter()
-                .map(|(id, t, s)| (id.as_str(), *t, *s))
-                .collect::<Vec<_>>(),
-        );
+        let log = purchases(&rows);
+        let answers = scores(&answers);
         let output = run(
             &log,
             Some(answers),
