@@ -20,7 +20,8 @@
 //! The query aggregates twice and joins nothing: each customer's periods, then each customer
 //! (the first period's total taken with the dialect's "value at the minimum" aggregate), so it
 //! costs about two `GROUP BY`s of the log; the end of observation, when not given, is the
-//! latest period of any customer. Amounts are summed as doubles, as Mittari sums them, and the
+//! latest period of any customer. DataFusion, whose order-sensitive aggregates cost more than
+//! a join, gets the periods joined back to each customer's first instead (`joined_query`). Amounts are summed as doubles, as Mittari sums them, and the
 //! repeat periods' total is the customer's total less the first period's: with amounts that
 //! are not exact binary fractions (cents), monetary_value may differ from Mittari's by a few
 //! units in the last place of the customer's total, as any two sums in another order may.
