@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
 use mittari_models::testing::Rng;
+use mittari_sdk::arrow_array::cast::AsArray;
+use mittari_sdk::arrow_array::types::{Float64Type, Int64Type};
 use mittari_sdk::arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
 use mittari_sdk::arrow_schema::{DataType as ArrowType, Field, Schema, TimeUnit as ArrowUnit};
 
@@ -101,20 +103,14 @@ fn table<'a>(output: &'a Output, name: &str) -> &'a RecordBatch {
 
 fn numbers(table: &RecordBatch, column: &str) -> Vec<Option<f64>> {
     let column = table.column_by_name(column).unwrap();
-    if let Some(ints) = column.as_any().downcast_ref::<Int64Array>() {
-        return ints.iter().map(|v| v.map(|v| v as f64)).collect();
+    match column.as_primitive_opt::<Int64Type>() {
+        Some(ints) => ints.iter().map(|v| v.map(|v| v as f64)).collect(),
+        None => column.as_primitive::<Float64Type>().iter().collect(),
     }
-    column
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .unwrap()
-        .iter()
-        .collect()
 }
 
 fn texts(table: &RecordBatch, column: &str) -> Vec<String> {
-    let column = table.column_by_name(column).unwrap();
-    let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+    let column = table.column_by_name(column).unwrap().as_string::<i32>();
     column.iter().map(|v| v.unwrap().to_owned()).collect()
 }
 
@@ -522,10 +518,7 @@ fn history_explains_the_gap_when_experience_changes_nothing_and_not_when_it_does
     let significant = comparisons
         .column_by_name("significant")
         .unwrap()
-        .as_any()
-        .downcast_ref::<BooleanArray>()
-        .unwrap()
-        .clone();
+        .as_boolean();
     let row = (0..figures.len())
         .find(|&i| figures[i] == "beyond_history" && tiers[i] == "promoter")
         .unwrap();

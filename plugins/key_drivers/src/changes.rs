@@ -160,6 +160,8 @@ mod tests {
 
     use super::*;
     use mittari_models::special::{student_t_quantile, student_t_two_sided_p};
+    use mittari_sdk::arrow_array::cast::AsArray;
+    use mittari_sdk::arrow_array::types::Float64Type;
 
     #[test]
     fn welch_by_hand() {
@@ -183,9 +185,7 @@ mod tests {
             table
                 .column_by_name(name)
                 .unwrap()
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .unwrap()
+                .as_primitive::<Float64Type>()
                 .clone()
         };
         assert_eq!(table.num_rows(), 2);

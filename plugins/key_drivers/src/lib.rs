@@ -491,6 +491,8 @@ mod tests {
     use mittari_sdk::arrow_array::RecordBatch;
 
     use super::*;
+    use mittari_sdk::arrow_array::cast::AsArray;
+    use mittari_sdk::arrow_array::types::Float64Type;
 
     /// Answers whose score is driven by speed (0.6), reliability (0.3) and not friendliness,
     /// with ratings correlated through a common halo.
@@ -577,18 +579,11 @@ mod tests {
     fn importances_recover_the_drivers_and_sum_to_100() {
         let output = run(&survey(4000, 7), RATINGS, 200).unwrap();
         let (_, table) = &output.tables[0];
-        let names = table
-            .column_by_name("rating")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let names = table.column_by_name("rating").unwrap().as_string::<i32>();
         let importance = table
             .column_by_name("importance")
             .unwrap()
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
+            .as_primitive::<Float64Type>();
         // Speed first, reliability second, friendliness (no direct effect, only the halo) last.
         assert_eq!(
             (0..3).map(|i| names.value(i)).collect::<Vec<_>>(),
@@ -609,15 +604,11 @@ mod tests {
         let lower = table
             .column_by_name("importance_lower")
             .unwrap()
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
+            .as_primitive::<Float64Type>();
         let upper = table
             .column_by_name("importance_upper")
             .unwrap()
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
+            .as_primitive::<Float64Type>();
         for i in 0..3 {
             assert!(lower.value(i) <= importance.value(i) && importance.value(i) <= upper.value(i));
         }

@@ -857,6 +857,8 @@ mod tests {
     use mittari_sdk::arrow_schema::{DataType, Field, Schema, TimeUnit};
 
     use super::*;
+    use mittari_sdk::arrow_array::cast::AsArray;
+    use mittari_sdk::arrow_array::types::Float64Type;
 
     /// One contact: customer, opened, first response, resolved (ISO times, `""` for none).
     type Row = (&'static str, &'static str, &'static str, &'static str);
@@ -1139,15 +1141,11 @@ mod tests {
         let labels = segments
             .column_by_name("channel")
             .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+            .as_string::<i32>();
         let fcr = segments
             .column_by_name("first_contact_resolution")
             .unwrap()
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
+            .as_primitive::<Float64Type>();
         assert_eq!((labels.value(0), fcr.value(0)), ("chat", 0.0));
         assert_eq!((labels.value(1), fcr.value(1)), ("phone", 100.0));
     }
@@ -1160,18 +1158,11 @@ mod tests {
         ];
         let output = run(rows, vec![], &[]).unwrap();
         let (_, periods) = output.tables.iter().find(|(n, _)| n == "periods").unwrap();
-        let labels = periods
-            .column_by_name("period")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let labels = periods.column_by_name("period").unwrap().as_string::<i32>();
         let backlog = periods
             .column_by_name("backlog")
             .unwrap()
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
+            .as_primitive::<Float64Type>();
         let months: Vec<_> = (0..periods.num_rows())
             .map(|i| (labels.value(i), backlog.value(i)))
             .collect();
@@ -1183,9 +1174,7 @@ mod tests {
         let contacts = periods
             .column_by_name("contacts")
             .unwrap()
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
+            .as_primitive::<Float64Type>();
         assert_eq!(contacts.values().to_vec(), [1.0, 0.0, 1.0]);
         // Periods are the calendar's: 22:30Z on 31 December is January in Helsinki, and the
         // next period after December is January.
@@ -1195,12 +1184,7 @@ mod tests {
         ];
         let output = run(rows, vec![], &[("timezone", text("Europe/Helsinki"))]).unwrap();
         let (_, periods) = output.tables.iter().find(|(n, _)| n == "periods").unwrap();
-        let labels = periods
-            .column_by_name("period")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let labels = periods.column_by_name("period").unwrap().as_string::<i32>();
         assert_eq!((labels.value(0), labels.value(1)), ("2024-12", "2025-01"));
         // Weeks start on Monday: 2024-02-01 (a Thursday) is in ISO week 5.
         let output = run(
@@ -1210,12 +1194,7 @@ mod tests {
         )
         .unwrap();
         let (_, periods) = output.tables.iter().find(|(n, _)| n == "periods").unwrap();
-        let labels = periods
-            .column_by_name("period")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let labels = periods.column_by_name("period").unwrap().as_string::<i32>();
         assert_eq!(labels.value(0), "2024-W05");
     }
 
@@ -1236,9 +1215,7 @@ mod tests {
             periods
                 .column_by_name(name)
                 .unwrap()
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .unwrap()
+                .as_primitive::<Float64Type>()
                 .clone()
         };
         let tally = mittari_sdk::survey::Tally::proportion;
