@@ -266,12 +266,6 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
         TimeUnit::Year => dialect.floor_div(&month_of_day(dialect, day), 12),
     };
     let period_of_micros = |micros: i64| unit.period(micros);
-    let unit_name = unit.name();
-    let mut sql = String::new();
-    let (described, from) = match query.from {
-        Relation::Table(table) => (table, dialect.table(table)),
-        Relation::Query(sql) => ("a query", format!("(\n{sql}\n  ) AS mittari_log")),
-    };
     let double = dialect.double();
     // The repeat periods' total: the customer's total less the first calibration period's,
     // taken with the dialect's "value at the least (in_holdout, period)" aggregate.
@@ -292,25 +286,10 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
         }
         SqlDialect::DataFusion => return Ok(joined_query(dialect, query, &period)),
     };
-    let _ = writeln!(
-        sql,
-        "-- Mittari's RFM summary of {described} by {unit_name}: one row per customer, as the clv metric's transaction log summary.",
-    );
-    if dialect == SqlDialect::Spark {
-        sql.push_str("SET spark.sql.session.timeZone = UTC;\n");
-    }
     // Two aggregations and no join: the customer's periods (distinct periods are what the
     // models count), then the customer. Amounts are summed as doubles, as Mittari sums them
     // (an engine's exact decimal sums cost several times more per group).
-    let _ = writeln!(
-        sql,
-        "WITH tx AS (\n  SELECT {} AS customer_id, {} AS micros, CAST({} AS {double}) AS amount\n  FROM {}\n  WHERE {} IS NOT NULL\n),",
-        q(query.customer_id),
-        dialect.micros(&q(query.timestamp)),
-        q(query.amount),
-        from,
-        q(query.timestamp),
-    );
+    let mut sql = preamble(dialect, query, Some(double));
     let in_holdout = match holdout_start {
         Some(start) => format!("micros >= {start}"),
         None => "FALSE".to_owned(),
@@ -370,6 +349,38 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
     Ok(sql)
 }
 
+/// The query's comment, Spark's session zone and the `tx` CTE: each row's customer, instant in
+/// UTC microseconds and amount (cast to `amount_type` where given), timestamps that are null
+/// left out.
+fn preamble(dialect: SqlDialect, query: &RfmQuery<'_>, amount_type: Option<&str>) -> String {
+    let q = |name: &str| dialect.quote(name);
+    let (described, from) = match query.from {
+        Relation::Table(table) => (table, dialect.table(table)),
+        Relation::Query(sql) => ("a query", format!("(\n{sql}\n  ) AS mittari_log")),
+    };
+    let mut sql = String::new();
+    let _ = writeln!(
+        sql,
+        "-- Mittari's RFM summary of {described} by {}: one row per customer, as the clv metric's transaction log summary.",
+        query.periods.unit.name(),
+    );
+    if dialect == SqlDialect::Spark {
+        sql.push_str("SET spark.sql.session.timeZone = UTC;\n");
+    }
+    let amount = match amount_type {
+        Some(kind) => format!("CAST({} AS {kind})", q(query.amount)),
+        None => q(query.amount),
+    };
+    let _ = writeln!(
+        sql,
+        "WITH tx AS (\n  SELECT {} AS customer_id, {} AS micros, {amount} AS amount\n  FROM {from}\n  WHERE {} IS NOT NULL\n),",
+        q(query.customer_id),
+        dialect.micros(&q(query.timestamp)),
+        q(query.timestamp),
+    );
+    sql
+}
+
 /// The summary as two aggregations joined back (each customer's periods against their first
 /// period): what DataFusion runs fastest of the forms measured (3.3 s on 5M rows, where the
 /// single-pass form took 22 s with FIRST_VALUE … ORDER BY and 38 s with its periods re-read).
@@ -385,28 +396,7 @@ fn joined_query(
     } = query.periods;
     let q = |name: &str| dialect.quote(name);
     let period_of_micros = |micros: i64| unit.period(micros);
-    let unit_name = unit.name();
-    let mut sql = String::new();
-    let (described, from) = match query.from {
-        Relation::Table(table) => (table, dialect.table(table)),
-        Relation::Query(sql) => ("a query", format!("(\n{sql}\n  ) AS mittari_log")),
-    };
-    let _ = writeln!(
-        sql,
-        "-- Mittari's RFM summary of {described} by {unit_name}: one row per customer, as the clv metric's transaction log summary.",
-    );
-    if dialect == SqlDialect::Spark {
-        sql.push_str("SET spark.sql.session.timeZone = UTC;\n");
-    }
-    let _ = writeln!(
-        sql,
-        "WITH tx AS (\n  SELECT {} AS customer_id, {} AS micros, {} AS amount\n  FROM {}\n  WHERE {} IS NOT NULL\n),",
-        q(query.customer_id),
-        dialect.micros(&q(query.timestamp)),
-        q(query.amount),
-        from,
-        q(query.timestamp),
-    );
+    let mut sql = preamble(dialect, query, None);
     let _ = writeln!(
         sql,
         "days AS (\n  SELECT customer_id, micros, {} AS day, amount\n  FROM tx\n),",
