@@ -712,7 +712,7 @@ fn write_parquet(batch: &RecordBatch, path: &std::path::Path) {
 }
 
 /// The summary Mittari's DataFusion computes over a pattern of Parquet files (the log split
-/// in three) equals Mittari's own summary, case by case.
+/// in three) equals Mittari's own summary, case by case, with and without a memory limit.
 #[test]
 fn the_rfm_summary_runs_in_process_in_datafusion_over_a_parquet_pattern() {
     use arrow_array::cast::AsArray;
@@ -740,8 +740,10 @@ fn the_rfm_summary_runs_in_process_in_datafusion_over_a_parquet_pattern() {
         .input(ColumnSpec::double("frequency_holdout", ""))
         .input(ColumnSpec::double("duration_holdout", ""));
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Without a memory limit (a hash join), and with one (a sort-merge join, which spills).
+    for limit in [None, Some(1 << 20)] {
     let lake = runtime
-        .block_on(mittari_lake::Lake::open(&pattern))
+        .block_on(mittari_lake::Lake::open(&pattern, limit))
         .unwrap();
     for case in rfm_cases() {
         let options = ReadOptions {
@@ -791,7 +793,8 @@ fn the_rfm_summary_runs_in_process_in_datafusion_over_a_parquet_pattern() {
                 )
             })
             .collect();
-        case.check(got, &case.expected(&log), &format!("{case:?}"));
+        case.check(got, &case.expected(&log), &format!("{case:?}, memory limit {limit:?}"));
+    }
     }
 }
 

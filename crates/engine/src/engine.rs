@@ -1,8 +1,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
@@ -297,6 +297,78 @@ struct MetricEntry {
     /// The plugin's descriptor with the admin's defaults applied.
     descriptor: MetricDescriptor,
     plugin: PluginMetric,
+    /// Whether this metric's small computations may run in place (see [`InPlace`]).
+    in_place: Arc<InPlace>,
+}
+
+/// Whether a metric's small, light computations run on the calling (async) thread.
+///
+/// A 10-row NPS takes a few microseconds, and handing it to a blocking thread and back (two
+/// futex wake-ups and context switches) cost more than the computation: measured with h2load,
+/// the hand-off was a third of the server's time per call (BENCHMARKS.md, Step 12). So a light
+/// request of at most [`IN_PLACE_MAX_CELLS`] input cells runs in place while the metric's
+/// computations in place stay quick. One taking longer than [`IN_PLACE_STALL`], or
+/// [`IN_PLACE_STRIKES`] in a row taking longer than [`IN_PLACE_SLOW`] (wall time, so a run
+/// preempted once by other work is not taken for slow), sends the metric's computations back
+/// to blocking threads for [`IN_PLACE_PAUSE`]: a metric that asks for much work on few rows
+/// (a parameter, or a plugin's bug) stalls the runtime's thread a few times per pause at most.
+#[derive(Debug, Default)]
+struct InPlace {
+    /// Until when (µs since [`InPlace::epoch`]) computations run on blocking threads; 0: none.
+    paused_until: AtomicU64,
+    /// Slow computations in place in a row.
+    strikes: AtomicU32,
+}
+
+/// Input cells (rows × columns, table inputs included) of the largest computation run in place.
+const IN_PLACE_MAX_CELLS: usize = 4 * 1024;
+/// A computation in place taking longer is a strike against running the metric in place.
+const IN_PLACE_SLOW: Duration = Duration::from_millis(1);
+/// Strikes in a row that pause running the metric in place.
+const IN_PLACE_STRIKES: u32 = 3;
+/// A computation in place taking longer pauses running the metric in place at once.
+const IN_PLACE_STALL: Duration = Duration::from_millis(20);
+/// How long a pause sends the metric to blocking threads.
+const IN_PLACE_PAUSE: Duration = Duration::from_secs(30);
+
+impl InPlace {
+    /// The instant the pause deadlines count from.
+    fn epoch() -> Instant {
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    fn now() -> u64 {
+        Self::epoch().elapsed().as_micros() as u64
+    }
+
+    fn allowed(&self) -> bool {
+        let until = self.paused_until.load(Ordering::Relaxed);
+        until == 0 || Self::now() >= until
+    }
+
+    /// Notes how long a computation in place took; see the type's docs.
+    fn took(&self, metric: &str, elapsed: Duration) {
+        if elapsed <= IN_PLACE_SLOW {
+            if self.strikes.load(Ordering::Relaxed) != 0 {
+                self.strikes.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        let strikes = self.strikes.fetch_add(1, Ordering::Relaxed) + 1;
+        if elapsed > IN_PLACE_STALL || strikes >= IN_PLACE_STRIKES {
+            self.strikes.store(0, Ordering::Relaxed);
+            let until = Self::now() + IN_PLACE_PAUSE.as_micros() as u64;
+            self.paused_until.store(until, Ordering::Relaxed);
+            tracing::info!(
+                metric,
+                elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                strikes,
+                pause_s = IN_PLACE_PAUSE.as_secs(),
+                "small computations of this metric took long; they run on blocking threads for a while"
+            );
+        }
+    }
 }
 
 /// What every generation of the engine shares: the computation slots (a reload must not let
@@ -686,6 +758,22 @@ impl Engine {
         let queued_at = Instant::now();
         let permit = self.shared.limiter.acquire(lane).await?;
         let queued = queued_at.elapsed();
+        let entry = self.entry(&request.metric)?;
+        if lane == Lane::Light
+            && !matches!(request.mode, Mode::Fit)
+            && input_cells(&request) <= IN_PLACE_MAX_CELLS
+            && entry.in_place.allowed()
+        {
+            let _permit: OwnedSemaphorePermit = permit;
+            let started = Instant::now();
+            let result = self.compute_blocking_in(request, lane);
+            let computing = started.elapsed();
+            entry.in_place.took(&entry.descriptor.name, computing);
+            return result.map(|mut outcome| {
+                outcome.timings = Timings { queued, computing };
+                outcome
+            });
+        }
         let engine = Arc::clone(self);
         // The request's span (its request id) follows the work onto the blocking thread.
         let span = tracing::Span::current();
@@ -1162,6 +1250,14 @@ fn metric_error(metric: &str, error: MetricError, rows_of: RowsOf<'_>) -> Engine
     }
 }
 
+/// The cells of a request's input and table inputs (rows × columns).
+fn input_cells(request: &ComputeRequest) -> usize {
+    std::iter::once(&request.input)
+        .chain(request.tables.iter().map(|(_, t)| t))
+        .map(|t| t.num_rows().saturating_mul(t.num_columns()))
+        .fold(0, usize::saturating_add)
+}
+
 /// Sets a computation's cancellation flag if the future awaiting it is dropped before it
 /// finished: the client gave up, so the work stops instead of running on for nobody.
 struct AbandonOnDrop {
@@ -1390,7 +1486,11 @@ fn load_library(
             library: Arc::clone(&library),
             index,
         };
-        metrics.insert(descriptor.name.clone(), MetricEntry { descriptor, plugin });
+        metrics.insert(descriptor.name.clone(), MetricEntry {
+                descriptor,
+                plugin,
+                in_place: Arc::default(),
+            });
     }
     LibraryStatus::Loaded {
         metrics: names,
@@ -1516,6 +1616,52 @@ impl Drop for WaitingGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs in place after each of `runs` (milliseconds each computation took, in order).
+    fn in_place_after(runs: &[u64]) -> Vec<bool> {
+        let in_place = InPlace::default();
+        runs.iter()
+            .map(|&ms| {
+                in_place.took("m", Duration::from_millis(ms));
+                in_place.allowed()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn slow_computations_in_place_pause_it() {
+        // Quick ones never pause; two slow ones in a row do not, a quick one clears them.
+        assert_eq!(in_place_after(&[0, 0, 0]), [true, true, true]);
+        assert_eq!(in_place_after(&[2, 2, 0, 2, 2]), [true; 5]);
+        // Three slow ones in a row do, and the pause holds.
+        assert_eq!(
+            in_place_after(&[2, 2, 2, 0]),
+            [true, true, false, false]
+        );
+        // One that stalls the thread does at once.
+        assert_eq!(in_place_after(&[0, 25, 0]), [true, false, false]);
+    }
+
+    #[test]
+    fn input_cells_count_every_table() {
+        let column = |n: i64| -> arrow_array::ArrayRef {
+            Arc::new(arrow_array::Int64Array::from_iter_values(0..n))
+        };
+        let batch = |rows: i64, columns: usize| {
+            let fields: Vec<_> = (0..columns)
+                .map(|i| arrow_schema::Field::new(format!("c{i}"), arrow_schema::DataType::Int64, false))
+                .collect();
+            RecordBatch::try_new(
+                Arc::new(arrow_schema::Schema::new(fields)),
+                (0..columns).map(|_| column(rows)).collect(),
+            )
+            .unwrap()
+        };
+        let mut request = ComputeRequest::new("m", BTreeMap::new(), batch(10, 3), Vec::new());
+        assert_eq!(input_cells(&request), 30);
+        request.tables.push(("t".to_owned(), batch(100, 2)));
+        assert_eq!(input_cells(&request), 230);
+    }
 
     #[tokio::test]
     async fn limiter_queues_then_refuses() {

@@ -56,14 +56,38 @@ impl std::fmt::Debug for Lake {
 impl Lake {
     /// Finds the files `pattern` matches and reads their schemas (merged: a column missing
     /// from some files is null there). No file is an error.
-    pub async fn open(pattern: &str) -> Result<Lake, ReadError> {
+    ///
+    /// With `memory_limit` (bytes), the summary's query holds at most that much and spills
+    /// what does not fit to the system's temporary directory: its aggregations and sorts
+    /// spill, and its join is a sort-merge join, which does too (a hash join cannot, and
+    /// fails at the limit instead). Without one it takes what it needs (about 1 GB for
+    /// 5 000 000 rows) and runs faster (BENCHMARKS.md, Step 12).
+    pub async fn open(pattern: &str, memory_limit: Option<usize>) -> Result<Lake, ReadError> {
         let error = |message: String| ReadError::Input {
             input: pattern.to_owned(),
             message,
         };
         let url = ListingTableUrl::parse(pattern)
             .map_err(|e| error(format!("not a file pattern: {}", first_line(&e))))?;
-        let context = SessionContext::new();
+        let context = match memory_limit {
+            None => SessionContext::new(),
+            Some(limit) => {
+                let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+                    .with_memory_pool(Arc::new(
+                        datafusion::execution::memory_pool::FairSpillPool::new(limit),
+                    ))
+                    .build_arc()
+                    .map_err(|e| {
+                        error(format!(
+                            "cannot set DataFusion's memory limit: {}",
+                            first_line(&e)
+                        ))
+                    })?;
+                let mut config = datafusion::prelude::SessionConfig::new();
+                config.options_mut().optimizer.prefer_hash_join = false;
+                SessionContext::new_with_config_rt(config, runtime)
+            }
+        };
         let ordered = SessionContext::new_with_config(
             datafusion::prelude::SessionConfig::new().with_target_partitions(1),
         );

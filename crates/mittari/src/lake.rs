@@ -21,7 +21,7 @@ mod without {
     pub(crate) enum Lake {}
 
     impl Lake {
-        pub(crate) async fn open(pattern: &str) -> anyhow::Result<Lake> {
+        pub(crate) async fn open(pattern: &str, _: Option<usize>) -> anyhow::Result<Lake> {
             anyhow::bail!(
                 "--input {pattern}: this mittari was built without DataFusion, which reads patterns of Parquet files; build it with `cargo build --workspace` (or `cargo build -p mittari --features lake`), or read one file"
             )

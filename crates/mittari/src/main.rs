@@ -218,6 +218,11 @@ struct InputArgs {
     /// The same as --pushdown never.
     #[arg(long, conflicts_with = "pushdown")]
     no_pushdown: bool,
+    /// With a Parquet pattern: the memory, in MiB, DataFusion's summary of the log may hold;
+    /// beyond it the query spills to the temporary directory (slower: it sorts to join).
+    /// Default: no limit.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(16..=(1 << 30)))]
+    lake_memory_mib: Option<u64>,
     #[command(flatten)]
     reading: ReadingArgs,
 }
@@ -294,6 +299,12 @@ impl InputArgs {
         })
     }
 
+    /// DataFusion's memory limit in bytes (`--lake-memory-mib`).
+    fn lake_memory_limit(&self) -> Option<usize> {
+        self.lake_memory_mib
+            .map(|mib| usize::try_from(mib << 20).unwrap_or(usize::MAX))
+    }
+
     /// The pattern of Parquet files (`orders/*.parquet`) the input names, if it is one.
     fn pattern(&self) -> Option<&str> {
         let input = self.input.to_str()?;
@@ -341,7 +352,8 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(cli.log_format, default_level);
+    // Held to the end of main: dropping it writes the log lines still queued.
+    let _log_writer = init_logging(cli.log_format, default_level);
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -351,14 +363,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
+/// Sets up logging to standard error; the returned guard writes what is still queued when
+/// dropped.
+fn init_logging(format: LogFormat, default_level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // A server logs a line per call (the audit line): written by a thread of its own, in one
+    // write per batch of lines, instead of a write system call on the async runtime per call.
+    // Never lossy: when the queue is full a caller waits, as it would for the write.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("mittari-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     // Colours only on a terminal: escape codes in log files and pipes are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -374,6 +398,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
         let message = mittari_engine::panic_message(info.payload());
         tracing::error!(%location, message, "panic");
     }));
+    guard
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -228,7 +228,10 @@ pub(crate) fn run(
         .map_err(|e| anyhow::anyhow!("--param {e}"))?
     };
     let lake = match input.pattern() {
-        Some(pattern) => Some(rt.block_on(lake::Lake::open(pattern))?),
+        Some(pattern) => Some(rt.block_on(lake::Lake::open(
+            pattern,
+            input.lake_memory_limit(),
+        ))?),
         None => None,
     };
     let summary = match (periods, &lake) {
