@@ -1486,11 +1486,14 @@ fn load_library(
             library: Arc::clone(&library),
             index,
         };
-        metrics.insert(descriptor.name.clone(), MetricEntry {
+        metrics.insert(
+            descriptor.name.clone(),
+            MetricEntry {
                 descriptor,
                 plugin,
                 in_place: Arc::default(),
-            });
+            },
+        );
     }
     LibraryStatus::Loaded {
         metrics: names,
@@ -1634,10 +1637,7 @@ mod tests {
         assert_eq!(in_place_after(&[0, 0, 0]), [true, true, true]);
         assert_eq!(in_place_after(&[2, 2, 0, 2, 2]), [true; 5]);
         // Three slow ones in a row do, and the pause holds.
-        assert_eq!(
-            in_place_after(&[2, 2, 2, 0]),
-            [true, true, false, false]
-        );
+        assert_eq!(in_place_after(&[2, 2, 2, 0]), [true, true, false, false]);
         // One that stalls the thread does at once.
         assert_eq!(in_place_after(&[0, 25, 0]), [true, false, false]);
     }
@@ -1649,7 +1649,9 @@ mod tests {
         };
         let batch = |rows: i64, columns: usize| {
             let fields: Vec<_> = (0..columns)
-                .map(|i| arrow_schema::Field::new(format!("c{i}"), arrow_schema::DataType::Int64, false))
+                .map(|i| {
+                    arrow_schema::Field::new(format!("c{i}"), arrow_schema::DataType::Int64, false)
+                })
                 .collect();
             RecordBatch::try_new(
                 Arc::new(arrow_schema::Schema::new(fields)),

@@ -365,7 +365,10 @@ fn main() -> ExitCode {
 
 /// Sets up logging to standard error; the returned guard writes what is still queued when
 /// dropped.
-fn init_logging(format: LogFormat, default_level: &str) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(
+    format: LogFormat,
+    default_level: &str,
+) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     // A server logs a line per call (the audit line): written by a thread of its own, in one

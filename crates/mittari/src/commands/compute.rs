@@ -228,14 +228,13 @@ pub(crate) fn run(
         .map_err(|e| anyhow::anyhow!("--param {e}"))?
     };
     let lake = match input.pattern() {
-        Some(pattern) => Some(rt.block_on(lake::Lake::open(
-            pattern,
-            input.lake_memory_limit(),
-        ))?),
+        Some(pattern) => Some(rt.block_on(lake::Lake::open(pattern, input.lake_memory_limit()))?),
         None => None,
     };
     // The limit holds DataFusion's summary only: elsewhere it changes nothing, and says so.
-    let lake_memory_unused = input.lake_memory_mib.filter(|_| periods.is_none() || lake.is_none());
+    let lake_memory_unused = input
+        .lake_memory_mib
+        .filter(|_| periods.is_none() || lake.is_none());
     let summary = match (periods, &lake) {
         (None, _) => None,
         (Some(periods), Some(lake)) => {
