@@ -317,13 +317,7 @@ pub fn rfm_query(dialect: SqlDialect, query: &RfmQuery<'_>) -> Result<String, St
     // from its start's period to the end's.
     let bounds = match (observation_end, holdout_start) {
         (Some(end), start) => {
-            let end_period = period_of_micros(start.unwrap_or(end));
-            let duration = start.map_or(String::new(), |_| {
-                format!(
-                    ", CAST({} AS BIGINT) AS duration_holdout",
-                    period_of_micros(end) - end_period
-                )
-            });
+            let (end_period, duration) = given_bounds(unit, end, start);
             format!("SELECT CAST({end_period} AS BIGINT) AS end_period{duration}")
         }
         (None, Some(start)) => {
@@ -406,13 +400,7 @@ fn joined_query(
     // from its start's period to the end's.
     let bounds = match (observation_end, holdout_start) {
         (Some(end), start) => {
-            let end_period = period_of_micros(start.unwrap_or(end));
-            let duration = start.map_or(String::new(), |_| {
-                format!(
-                    ", CAST({} AS BIGINT) AS duration_holdout",
-                    period_of_micros(end) - end_period
-                )
-            });
+            let (end_period, duration) = given_bounds(unit, end, start);
             format!(
                 "SELECT CAST({end} AS BIGINT) AS observation_end, CAST({end_period} AS BIGINT) AS end_period{duration}"
             )
@@ -470,4 +458,18 @@ fn joined_query(
         }
     }
     sql
+}
+
+/// With the end of observation given: the period T is measured to (the holdout's start, or
+/// the end), and with a holdout its `duration_holdout` column (the periods from its start's to
+/// the end's) as the bounds' SELECT lists it, leading comma included.
+fn given_bounds(unit: TimeUnit, end: i64, holdout_start: Option<i64>) -> (i64, String) {
+    let end_period = unit.period(holdout_start.unwrap_or(end));
+    let duration = holdout_start.map_or(String::new(), |_| {
+        format!(
+            ", CAST({} AS BIGINT) AS duration_holdout",
+            unit.period(end) - end_period
+        )
+    });
+    (end_period, duration)
 }
