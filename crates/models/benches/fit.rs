@@ -380,7 +380,7 @@ impl Fitted {
 /// (`rfm::ChunkedSummary`), then fitted by BG/NBD; reports time and peak memory of each step.
 fn summarize_in_chunks(path: &str, chunk_rows: usize) {
     let start = Instant::now();
-    let mut summary = rfm::ChunkedSummary::new(TimeUnit::Day, None);
+    let mut summary = rfm::ChunkedSummary::new(TimeUnit::Day, None, None);
     let mut lines = BufReader::with_capacity(1 << 20, File::open(path).unwrap()).lines();
     lines.next();
     let (mut ids, mut ends, mut timestamps, mut amounts) =
@@ -407,18 +407,18 @@ fn summarize_in_chunks(path: &str, chunk_rows: usize) {
         summary.push(id, &timestamps, &amounts).unwrap();
     }
     let customers = summary.customers();
-    let summaries = summary.finish();
+    let summaries = summary.finish().unwrap();
     let summarized = start.elapsed().as_secs_f64();
     println!(
         r#"{{"step": "rfm_chunked", "rows": {rows}, "chunk_rows": {chunk_rows}, "customers": {customers}, "seconds": {summarized:.2}, "peak_rss_mib": {:.0}}}"#,
         peak_rss_mib()
     );
     // Days to weeks, as the summaries the other measurements fit.
-    let histories = Histories::compress(summaries.iter().map(|s| {
+    let histories = Histories::compress((0..summaries.len()).map(|i| {
         (
-            f64::from(s.frequency),
-            f64::from(s.recency) / 7.0,
-            f64::from(s.t) / 7.0,
+            summaries.frequency[i],
+            summaries.recency[i] / 7.0,
+            summaries.t[i] / 7.0,
             1.0,
         )
     }));

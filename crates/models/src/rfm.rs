@@ -350,7 +350,9 @@ where
                 group_by_customer(partition_rows, seen.len(), grouped)
                     .zip(seen.iter())
                     .filter_map(|(rows, seen)| {
-                        rows.sort_unstable_by_key(|r| r.1);
+                        // Stable: a period's amounts are summed in input order, as a log read in
+                        // chunks sums them ([`ChunkedSummary`] gives the same bits).
+                        rows.sort_by_key(|r| r.1);
                         summarize_customer(rows, end_period, holdout, seen.first_row, scratch)
                     })
                     .collect()
@@ -435,6 +437,12 @@ fn group_by_customer<'g>(
     })
 }
 
+/// A sum in the order given, from −0.0 (the sum's identity: adding it changes no value), so
+/// that the whole and the chunked summary add the same numbers in the same order.
+fn sum_in_order(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(-0.0, |sum, value| sum + value)
+}
+
 /// One customer's summary from their rows sorted by period; `scratch` is reused between
 /// customers to save allocations.
 fn summarize_customer(
@@ -466,7 +474,7 @@ fn summarize_customer(
     let monetary_value = if repeats.is_empty() {
         0.0
     } else {
-        repeats.iter().map(|(_, a)| a).sum::<f64>() / repeats.len() as f64
+        sum_in_order(repeats.iter().map(|(_, a)| *a)) / repeats.len() as f64
     };
     // Periods are days or weeks since 1970 in an i32 and `first` ≤ `last` ≤ `end_period`,
     // so the differences fit a u32.
@@ -480,166 +488,429 @@ fn summarize_customer(
     })
 }
 
-/// An RFM summary built a chunk of rows at a time, for logs too large to hold in memory: it
-/// keeps each customer's state (first and last purchase period, repeat periods, repeat
-/// spend), never their rows, so memory grows with the customers, not the transactions.
+/// An RFM summary built a chunk of rows at a time, for logs larger than memory: it keeps each
+/// customer's running state (first and last purchase period, the last period's total, the sum
+/// of the repeat periods before it, the holdout's periods), never their rows, so memory grows
+/// with the customers, not the transactions.
 ///
-/// Each customer's rows must come in time order, as in a log sorted by time (or grouped by
-/// customer and sorted within); a row earlier than its customer's last purchase period is
-/// refused with [`ChunkError::OutOfOrder`], since counting distinct periods would otherwise need
-/// every period kept. With that order, the result equals [`summarize`]'s without a holdout.
+/// Each customer's rows must come in time order (by period of the time unit), as in a log
+/// sorted by time or grouped by customer and sorted within; a row earlier than its customer's
+/// last period is refused with [`ChunkError::OutOfOrder`], since counting distinct periods
+/// would otherwise need every period kept. With that order the result equals [`summarize`]'s
+/// to the bit: the same customers in the same order (of first appearance), each period's
+/// amounts summed in input order and the repeat periods' totals in period order.
+///
+/// A chunk is spread over partitions by the hash of its ids, and the partitions are updated
+/// on all cores, each in input order.
 pub struct ChunkedSummary {
     unit: TimeUnit,
     observation_end: Option<i64>,
-    /// The latest transaction read, the end of observation when none was given.
-    latest: i64,
-    table: HashTable<u32>,
-    customers: Vec<Customer>,
-    /// Ids longer than 16 bytes, whole: their [`IdKey`] holds only a prefix and a hash.
-    long_ids: Vec<Box<str>>,
+    holdout_start: Option<i64>,
+    /// The latest transaction read (of those up to `observation_end`).
+    latest: Option<i64>,
+    partitions: Vec<Partition>,
+    /// The partition of each customer, in order of first appearance: each partition holds its
+    /// own customers in that order, so this interleaves them.
+    order: Vec<u16>,
     rows: u64,
 }
 
 impl std::fmt::Debug for ChunkedSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChunkedSummary")
-            .field("customers", &self.customers.len())
+            .field("customers", &self.order.len())
             .field("rows", &self.rows)
             .finish()
     }
 }
 
-/// One customer's running summary.
-struct Customer {
-    key: IdKey,
-    /// Index into [`ChunkedSummary::long_ids`] for a long id.
-    long_id: u32,
-    first_row: u32,
-    first_period: i32,
-    last_period: i32,
-    repeat_periods: u32,
-    repeat_spend: f64,
+/// Partitions of a chunked summary: enough for both cores to share the work evenly, few
+/// enough that a chunk of a million rows gives each thousands of rows.
+const CHUNK_PARTITIONS: usize = 64;
+/// A customer without a calibration purchase yet (their first rows are in the holdout).
+const NO_PERIOD: i32 = i32::MIN;
+
+/// One partition's customers, a column each (about 50 bytes a customer).
+#[derive(Default)]
+struct Partition {
+    table: HashTable<u32>,
+    words: Vec<[u64; 2]>,
+    lens: Vec<u8>,
+    /// Ids longer than 16 bytes, whole: their key holds only a prefix and a hash.
+    long_ids: std::collections::HashMap<u32, Box<str>>,
+    first_period: Vec<i32>,
+    last_period: Vec<i32>,
+    /// The amounts of the last period so far.
+    last_total: Vec<f64>,
+    /// The totals of the repeat periods before the last one, in period order.
+    repeat_sum: Vec<f64>,
+    repeats: Vec<u32>,
+    /// With a holdout: each customer's distinct holdout periods and the latest of them.
+    holdout_periods: Vec<u32>,
+    last_holdout: Vec<i32>,
+    /// Rows of the chunk being added that brought a new customer to this partition.
+    new_rows: Vec<u32>,
 }
 
-/// Why a chunk cannot be added.
+/// A row of a chunk on its way to its partition.
+struct Routed {
+    key: IdKey,
+    row: u32,
+    period: i32,
+    amount: f64,
+    in_holdout: bool,
+}
+
+/// Why a chunk cannot be added, or the summary not finished.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ChunkError {
+    /// `row` counts from 0 over the whole log; `chunk_row` within the chunk that held it.
     #[error(
-        "row {row}: customer {customer} has a purchase before one already read; a log read in chunks must be sorted by time"
+        "row {row}: customer {customer} has a purchase in an earlier period than one already read; a log read in chunks must be in time order for each customer"
     )]
-    OutOfOrder { row: u64, customer: String },
-    #[error("the transaction log has more than 4294967295 rows")]
-    TooManyRows,
+    OutOfOrder {
+        row: u64,
+        chunk_row: usize,
+        customer: String,
+    },
+    #[error("a chunk holds at most 4294967295 rows")]
+    ChunkTooLarge,
+    #[error(
+        "holdout_start must be before the end of observation (observation_end, or the last transaction)"
+    )]
+    HoldoutAfterEnd,
+    #[error("the customer ids add up to more than 2 GiB of text")]
+    IdsTooLong,
+}
+
+/// A finished summary as columns, customer `i` in entry `i` of each, in order of first
+/// appearance: the columns of the summary input the clv metric reads.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SummaryColumns {
+    /// The ids' text, concatenated; customer `i`'s is `id_bytes[id_offsets[i]..id_offsets[i + 1]]`
+    /// (offsets as Arrow's `Utf8` holds them).
+    pub id_bytes: Vec<u8>,
+    pub id_offsets: Vec<i32>,
+    pub frequency: Vec<f64>,
+    pub recency: Vec<f64>,
+    pub t: Vec<f64>,
+    pub monetary_value: Vec<f64>,
+    /// With a holdout: each customer's purchase periods in it, and its length in periods.
+    pub holdout_frequency: Option<Vec<f64>>,
+    pub holdout_length: Option<f64>,
+    /// Rows read, including those after the end of observation.
+    pub rows: u64,
+}
+
+impl SummaryColumns {
+    /// Customer `i`'s id.
+    pub fn id(&self, i: usize) -> &str {
+        let (start, end) = (self.id_offsets[i] as usize, self.id_offsets[i + 1] as usize);
+        std::str::from_utf8(&self.id_bytes[start..end]).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.frequency.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frequency.is_empty()
+    }
+}
+
+impl IdKey {
+    /// The id of a key of at most 16 bytes, which holds it whole.
+    fn write_short(self, out: &mut Vec<u8>) {
+        let len = usize::from(self.len);
+        let [first, second] = self.words.map(u64::to_le_bytes);
+        match len {
+            0 => {}
+            1..=3 => {
+                let spread = self.words[0];
+                let byte = |shift: u32| (spread >> shift) as u8;
+                // Bytes 0, len / 2 and len − 1: every byte of an id of up to 3.
+                let bytes = [byte(0), byte(8), byte(16)];
+                match len {
+                    1 => out.push(bytes[0]),
+                    2 => out.extend_from_slice(&[bytes[0], bytes[2]]),
+                    _ => out.extend_from_slice(&bytes),
+                }
+            }
+            4..=7 => {
+                out.extend_from_slice(&first[..4]);
+                out.extend_from_slice(&second[8 - len..4]);
+            }
+            _ => {
+                out.extend_from_slice(&first);
+                out.extend_from_slice(&second[16 - len..]);
+            }
+        }
+    }
+}
+
+impl Partition {
+    fn add<'a>(
+        &mut self,
+        routed: &Routed,
+        customer: &impl Fn(usize) -> &'a str,
+        holdout: bool,
+    ) -> Result<(), u32> {
+        let key = routed.key;
+        let (words, lens, long_ids) = (&self.words, &self.lens, &self.long_ids);
+        let same = |&slot: &u32| {
+            let at = slot as usize;
+            words[at] == key.words
+                && lens[at] == key.len
+                && (key.len != LONG
+                    || long_ids
+                        .get(&slot)
+                        .is_some_and(|id| **id == *customer(routed.row as usize)))
+        };
+        let rehash = |&slot: &u32| {
+            IdKey {
+                words: words[slot as usize],
+                len: lens[slot as usize],
+            }
+            .hash()
+        };
+        let at = match self.table.entry(key.hash(), same, rehash) {
+            Entry::Occupied(entry) => *entry.get() as usize,
+            Entry::Vacant(entry) => {
+                let at = self.words.len();
+                entry.insert(at as u32);
+                self.words.push(key.words);
+                self.lens.push(key.len);
+                if key.len == LONG {
+                    self.long_ids
+                        .insert(at as u32, customer(routed.row as usize).into());
+                }
+                self.first_period.push(NO_PERIOD);
+                self.last_period.push(NO_PERIOD);
+                self.last_total.push(0.0);
+                self.repeat_sum.push(-0.0);
+                self.repeats.push(0);
+                if holdout {
+                    self.holdout_periods.push(0);
+                    self.last_holdout.push(NO_PERIOD);
+                }
+                self.new_rows.push(routed.row);
+                at
+            }
+        };
+        let period = routed.period;
+        if routed.in_holdout {
+            let last = &mut self.last_holdout[at];
+            if period < *last {
+                return Err(routed.row);
+            }
+            if period > *last {
+                *last = period;
+                self.holdout_periods[at] += 1;
+            }
+            return Ok(());
+        }
+        let last = self.last_period[at];
+        if last == NO_PERIOD {
+            self.first_period[at] = period;
+            self.last_period[at] = period;
+            self.last_total[at] = routed.amount;
+        } else if period == last {
+            self.last_total[at] += routed.amount;
+        } else if period > last {
+            if last != self.first_period[at] {
+                self.repeat_sum[at] += self.last_total[at];
+            }
+            self.repeats[at] += 1;
+            self.last_period[at] = period;
+            self.last_total[at] = routed.amount;
+        } else {
+            return Err(routed.row);
+        }
+        Ok(())
+    }
 }
 
 impl ChunkedSummary {
     /// A summary counting periods of `unit`, ignoring transactions after `observation_end`
     /// (µs since the epoch, UTC), to which T is measured; without one, T is measured to the
-    /// latest transaction of the log.
-    pub fn new(unit: TimeUnit, observation_end: Option<i64>) -> ChunkedSummary {
+    /// latest transaction of the log. With `holdout_start`, as [`summarize`] splits.
+    pub fn new(
+        unit: TimeUnit,
+        observation_end: Option<i64>,
+        holdout_start: Option<i64>,
+    ) -> ChunkedSummary {
         ChunkedSummary {
             unit,
             observation_end,
-            latest: i64::MIN,
-            table: HashTable::new(),
-            customers: Vec::new(),
-            long_ids: Vec::new(),
+            holdout_start,
+            latest: None,
+            partitions: (0..CHUNK_PARTITIONS)
+                .map(|_| Partition::default())
+                .collect(),
+            order: Vec::new(),
             rows: 0,
         }
     }
 
     /// Adds the next rows of the log: row `i` of the chunk is customer `customer(i)`, at
-    /// `timestamps[i]`, for `amounts[i]`.
-    pub fn push<'a>(
+    /// `timestamps[i]`, for `amounts[i]`. After an error the summary is unusable.
+    pub fn push<'a, C>(
         &mut self,
-        customer: impl Fn(usize) -> &'a str,
+        customer: C,
         timestamps: &[i64],
         amounts: &[f64],
-    ) -> Result<(), ChunkError> {
+    ) -> Result<(), ChunkError>
+    where
+        C: Fn(usize) -> &'a str + Sync,
+    {
+        let rows = timestamps.len().min(amounts.len());
+        u32::try_from(rows).map_err(|_| ChunkError::ChunkTooLarge)?;
         let unit = self.unit;
-        for (i, (&at, &amount)) in timestamps.iter().zip(amounts).enumerate() {
-            let row = self.rows + i as u64;
-            if self.observation_end.is_some_and(|end| at > end) {
-                continue;
-            }
-            self.latest = self.latest.max(at);
-            let first_row = u32::try_from(row).map_err(|_| ChunkError::TooManyRows)?;
-            let period = unit.period(at) as i32;
-            let id = customer(i);
-            let key = IdKey::new(id);
-            let (customers, long_ids) = (&self.customers, &self.long_ids);
-            let same = |slot: &u32| {
-                let known = &customers[*slot as usize];
-                known.key == key && (key.len != LONG || &*long_ids[known.long_id as usize] == id)
-            };
-            match self.table.entry(key.hash(), same, |slot| {
-                customers[*slot as usize].key.hash()
-            }) {
-                Entry::Occupied(entry) => {
-                    let known = &mut self.customers[*entry.get() as usize];
-                    if period < known.last_period {
-                        return Err(ChunkError::OutOfOrder {
-                            row,
-                            customer: id.to_owned(),
-                        });
+        let end = self.observation_end.unwrap_or(i64::MAX);
+        let calibration_end = self.holdout_start.unwrap_or(i64::MAX);
+        let holdout = self.holdout_start.is_some();
+        let part_rows = (rows / (4 * rayon::current_num_threads())).max(16_384);
+        let partition_of = |key: &IdKey| ((key.hash() >> 32) as usize) % CHUNK_PARTITIONS;
+        let routed: Vec<(Vec<Vec<Routed>>, Option<i64>)> = (0..rows)
+            .into_par_iter()
+            .step_by(part_rows)
+            .map(|start| {
+                let expected = part_rows / CHUNK_PARTITIONS + part_rows / CHUNK_PARTITIONS / 8;
+                let mut lists: Vec<Vec<Routed>> = (0..CHUNK_PARTITIONS)
+                    .map(|_| Vec::with_capacity(expected))
+                    .collect();
+                let mut latest: Option<i64> = None;
+                for row in start..(start + part_rows).min(rows) {
+                    let at = timestamps[row];
+                    if at > end {
+                        continue;
                     }
-                    if period > known.last_period {
-                        known.repeat_periods += 1;
-                        known.last_period = period;
-                    }
-                    if period != known.first_period {
-                        known.repeat_spend += amount;
-                    }
-                }
-                Entry::Vacant(entry) => {
-                    let long_id = if key.len == LONG {
-                        self.long_ids.push(id.into());
-                        (self.long_ids.len() - 1) as u32
-                    } else {
-                        u32::MAX
-                    };
-                    entry.insert(self.customers.len() as u32);
-                    self.customers.push(Customer {
+                    latest = Some(latest.map_or(at, |l| l.max(at)));
+                    let key = IdKey::new(customer(row));
+                    lists[partition_of(&key)].push(Routed {
                         key,
-                        long_id,
-                        first_row,
-                        first_period: period,
-                        last_period: period,
-                        repeat_periods: 0,
-                        repeat_spend: 0.0,
+                        row: row as u32,
+                        period: unit.period(at) as i32,
+                        amount: amounts[row],
+                        in_holdout: at >= calibration_end,
                     });
                 }
+                (lists, latest)
+            })
+            .collect();
+        for latest in routed.iter().filter_map(|(_, latest)| *latest) {
+            self.latest = Some(self.latest.map_or(latest, |l| l.max(latest)));
+        }
+        let customer = &customer;
+        let refused: Option<u32> = self
+            .partitions
+            .par_iter_mut()
+            .enumerate()
+            .filter_map(|(index, partition)| {
+                partition.new_rows.clear();
+                routed
+                    .iter()
+                    .flat_map(|(lists, _)| &lists[index])
+                    .try_for_each(|r| partition.add(r, customer, holdout))
+                    .err()
+            })
+            .min();
+        if let Some(row) = refused {
+            return Err(ChunkError::OutOfOrder {
+                row: self.rows + u64::from(row),
+                chunk_row: row as usize,
+                customer: customer(row as usize).to_owned(),
+            });
+        }
+        // New customers in the order of their first rows, whichever partition took them.
+        let mut new_at = vec![u16::MAX; rows];
+        for (index, partition) in self.partitions.iter().enumerate() {
+            for &row in &partition.new_rows {
+                new_at[row as usize] = index as u16;
             }
         }
-        self.rows += timestamps.len().min(amounts.len()) as u64;
+        self.order
+            .extend(new_at.into_iter().filter(|&index| index != u16::MAX));
+        self.rows += rows as u64;
         Ok(())
     }
 
-    /// The customers read so far.
+    /// The customers read so far (with those seen only in the holdout).
     pub fn customers(&self) -> usize {
-        self.customers.len()
+        self.order.len()
     }
 
-    /// The summaries, customers in order of first appearance.
-    pub fn finish(self) -> Vec<CustomerSummary> {
+    /// The rows read so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The summary, customers in order of first appearance; those whose first purchase is in
+    /// the holdout are left out, as [`summarize`] leaves them.
+    pub fn finish(self) -> Result<SummaryColumns, ChunkError> {
         let unit = self.unit;
-        let end = unit.period(self.observation_end.unwrap_or(self.latest)) as i32;
-        drop(self.table);
-        self.customers
-            .into_iter()
-            .map(|c| CustomerSummary {
-                first_row: c.first_row,
-                frequency: c.repeat_periods,
-                recency: (c.last_period - c.first_period) as u32,
-                t: (end - c.first_period) as u32,
-                monetary_value: if c.repeat_periods == 0 {
-                    0.0
-                } else {
-                    c.repeat_spend / f64::from(c.repeat_periods)
-                },
-                holdout_frequency: None,
-            })
-            .collect()
+        let Some(end) = self.observation_end.or(self.latest) else {
+            return Ok(SummaryColumns {
+                id_offsets: vec![0],
+                holdout_frequency: self.holdout_start.map(|_| Vec::new()),
+                rows: self.rows,
+                ..SummaryColumns::default()
+            });
+        };
+        if self.holdout_start.is_some_and(|start| start >= end) {
+            return Err(ChunkError::HoldoutAfterEnd);
+        }
+        let end_period = unit.period(self.holdout_start.unwrap_or(end));
+        let customers = self.order.len();
+        let mut columns = SummaryColumns {
+            id_bytes: Vec::new(),
+            id_offsets: Vec::with_capacity(customers + 1),
+            frequency: Vec::with_capacity(customers),
+            recency: Vec::with_capacity(customers),
+            t: Vec::with_capacity(customers),
+            monetary_value: Vec::with_capacity(customers),
+            holdout_frequency: self.holdout_start.map(|_| Vec::with_capacity(customers)),
+            holdout_length: self
+                .holdout_start
+                .map(|start| (unit.period(end) - unit.period(start)) as f64),
+            rows: self.rows,
+        };
+        columns.id_offsets.push(0);
+        let mut next = vec![0usize; self.partitions.len()];
+        for &index in &self.order {
+            let p = &self.partitions[usize::from(index)];
+            let at = next[usize::from(index)];
+            next[usize::from(index)] += 1;
+            let first = p.first_period[at];
+            if first == NO_PERIOD {
+                continue;
+            }
+            let key = IdKey {
+                words: p.words[at],
+                len: p.lens[at],
+            };
+            match p.long_ids.get(&(at as u32)) {
+                Some(id) => columns.id_bytes.extend_from_slice(id.as_bytes()),
+                None => key.write_short(&mut columns.id_bytes),
+            }
+            let offset =
+                i32::try_from(columns.id_bytes.len()).map_err(|_| ChunkError::IdsTooLong)?;
+            columns.id_offsets.push(offset);
+            let (last, repeats) = (p.last_period[at], p.repeats[at]);
+            let monetary_value = if repeats == 0 {
+                0.0
+            } else {
+                (p.repeat_sum[at] + p.last_total[at]) / f64::from(repeats)
+            };
+            columns.frequency.push(f64::from(repeats));
+            columns.recency.push(f64::from(last - first));
+            columns.t.push((end_period - i64::from(first)) as f64);
+            columns.monetary_value.push(monetary_value);
+            if let Some(holdout) = &mut columns.holdout_frequency {
+                holdout.push(f64::from(p.holdout_periods[at]));
+            }
+        }
+        Ok(columns)
     }
 }
 
@@ -770,54 +1041,90 @@ mod tests {
         }
     }
 
-    /// A log sorted by time, read in chunks of every size, gives the summary of the whole;
-    /// a row out of time order for its customer is refused.
+    /// A log in time order, read in chunks of every size, gives the summary of the whole to
+    /// the bit, with and without a holdout and an end of observation; a row out of time order
+    /// for its customer is refused, naming it.
     #[test]
     fn chunked_summary_equals_the_whole_one() {
         let mut rng = crate::testing::Rng::new(11);
         let ids: Vec<String> = (0..800)
-            .map(|i| match i % 3 {
+            .map(|i| match i % 5 {
                 0 => format!("c{i}"),
                 1 => format!("customer-{i:0>12}"),
+                2 => format!("{}", i % 97),
+                3 => format!("k{}", i % 9),
                 _ => format!("customer-{:0>20}-{}", i % 5, i),
             })
+            .chain([String::new()])
             .collect();
         let mut rows: Vec<(&str, i64, f64)> = (0..20_000)
             .map(|_| {
                 let id = &ids[(rng.uniform() * ids.len() as f64) as usize];
                 let at = (rng.uniform() * 200.0 * MICROS_PER_DAY as f64) as i64;
-                (id.as_str(), at, (rng.uniform() * 100.0).round() / 4.0)
+                // Amounts whose sums depend on their order, so the order is checked too.
+                (id.as_str(), at, rng.uniform() * 100.0)
             })
             .collect();
         rows.sort_by_key(|r| r.1);
-        for (unit, end) in [
-            (TimeUnit::Day, day(190)),
-            (TimeUnit::Week, day(200)),
-            (TimeUnit::Month, day(200)),
-            (TimeUnit::Hour, day(150)),
+        let latest = rows.iter().map(|r| r.1).max().unwrap();
+        for (unit, end, holdout) in [
+            (TimeUnit::Day, Some(day(190)), None),
+            (TimeUnit::Week, None, None),
+            (TimeUnit::Week, Some(day(200)), Some(day(150))),
+            (TimeUnit::Month, None, Some(day(120))),
+            (TimeUnit::Hour, Some(day(150)), None),
         ] {
-            let whole = summarize_rows(&rows, unit, end, None);
+            let whole = summarize_rows(&rows, unit, end.unwrap_or(latest), holdout);
             for chunk in [1, 7, 4096, rows.len()] {
-                let mut chunked = ChunkedSummary::new(unit, Some(end));
+                let mut chunked = ChunkedSummary::new(unit, end, holdout);
                 for part in rows.chunks(chunk) {
                     let timestamps: Vec<i64> = part.iter().map(|r| r.1).collect();
                     let amounts: Vec<f64> = part.iter().map(|r| r.2).collect();
                     chunked.push(|i| part[i].0, &timestamps, &amounts).unwrap();
                 }
-                assert_eq!(chunked.customers(), whole.len());
-                assert_eq!(chunked.finish(), whole, "chunks of {chunk}");
+                let columns = chunked.finish().unwrap();
+                assert_eq!(columns.len(), whole.len(), "chunks of {chunk}");
+                assert_eq!(columns.rows, rows.len() as u64);
+                for (i, s) in whole.iter().enumerate() {
+                    assert_eq!(columns.id(i), rows[s.first_row as usize].0);
+                    assert_eq!(
+                        (
+                            columns.frequency[i],
+                            columns.recency[i],
+                            columns.t[i],
+                            columns.monetary_value[i].to_bits(),
+                            columns.holdout_frequency.as_ref().map(|h| h[i]),
+                        ),
+                        (
+                            f64::from(s.frequency),
+                            f64::from(s.recency),
+                            f64::from(s.t),
+                            s.monetary_value.to_bits(),
+                            s.holdout_frequency.map(f64::from),
+                        ),
+                        "customer {i}, chunks of {chunk}, {unit:?}"
+                    );
+                }
+                assert_eq!(
+                    columns.holdout_length,
+                    holdout.map(|h| (unit.period(end.unwrap_or(latest)) - unit.period(h)) as f64)
+                );
             }
         }
-        let mut chunked = ChunkedSummary::new(TimeUnit::Day, None);
+        let mut chunked = ChunkedSummary::new(TimeUnit::Day, None, None);
         chunked.push(|_| "a", &[day(5)], &[1.0]).unwrap();
         chunked.push(|_| "b", &[day(1)], &[1.0]).unwrap();
         assert_eq!(
-            chunked.push(|_| "a", &[day(4)], &[1.0]),
+            chunked.push(|i| ["b", "a"][i], &[day(2), day(4)], &[1.0, 1.0]),
             Err(ChunkError::OutOfOrder {
-                row: 2,
+                row: 3,
+                chunk_row: 1,
                 customer: "a".to_owned()
             })
         );
+        let mut chunked = ChunkedSummary::new(TimeUnit::Day, None, Some(day(9)));
+        chunked.push(|_| "a", &[day(5)], &[1.0]).unwrap();
+        assert_eq!(chunked.finish(), Err(ChunkError::HoldoutAfterEnd));
     }
 
     /// Calendar periods against dates counted by hand: months of 28 to 31 days, leap years
