@@ -312,12 +312,33 @@ pub(crate) struct Batches {
     pub(crate) batches: Vec<RecordBatch>,
 }
 
-/// Reads a Parquet file (opened once per row group), only the read columns, its row groups in
-/// parallel.
+/// A reader's conformed batches, each with its first row (1-based) in the input.
+pub(crate) type BatchSink<'s> = dyn FnMut(RecordBatch, u64) -> Result<(), ReadError> + 's;
+
+impl Batches {
+    /// Runs a reader that hands its batches to a sink, keeping them all.
+    pub(crate) fn collect(
+        read: impl FnOnce(&mut BatchSink<'_>) -> Result<SchemaRef, ReadError>,
+    ) -> Result<Batches, ReadError> {
+        let mut batches = Vec::new();
+        let schema = read(&mut |batch, _| {
+            batches.push(batch);
+            Ok(())
+        })?;
+        Ok(Batches { schema, batches })
+    }
+}
+
+/// Reads a Parquet file (opened once per row group), only the read columns, as many row
+/// groups at a time as there are threads, in parallel, handing `sink` their batches in file
+/// order; `done_bytes` is told each row group's compressed size once it is read. Returns the
+/// conformed schema.
 pub(crate) fn read_parquet<T: ChunkReader + 'static>(
     open: impl Fn() -> Result<T, ReadError> + Sync,
     wanted: Wanted<'_>,
-) -> Result<Batches, ReadError> {
+    done_bytes: &(dyn Fn(u64) + Sync),
+    sink: &mut BatchSink<'_>,
+) -> Result<SchemaRef, ReadError> {
     let source = wanted.source;
     let fail = |e: parquet::errors::ParquetError| {
         ReadError::input(source, format!("cannot read the file as Parquet: {e}"))
@@ -336,37 +357,38 @@ pub(crate) fn read_parquet<T: ChunkReader + 'static>(
         first_rows.push(rows);
         rows += group.num_rows().max(0) as u64;
     }
-    let parts: Vec<Result<Vec<RecordBatch>, ReadError>> = first_rows
-        .par_iter()
-        .enumerate()
-        .map(|(group, &first_row)| {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
-                .map_err(fail)?
-                .with_row_groups(vec![group])
-                .with_projection(mask.clone())
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(fail)?;
-            let mut row = first_row;
-            let mut batches = Vec::new();
-            for batch in reader {
-                let batch = batch.map_err(|e| {
-                    ReadError::input(source, format!("cannot read row group {group}: {e}"))
-                })?;
-                batches.push(conformer.conform(&batch, row)?);
-                row += batch.num_rows() as u64;
+    let groups: Vec<(usize, u64)> = first_rows.into_iter().enumerate().collect();
+    for window in groups.chunks(rayon::current_num_threads().max(1)) {
+        let parts: Vec<Result<Vec<(RecordBatch, u64)>, ReadError>> = window
+            .par_iter()
+            .map(|&(group, first_row)| {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(open()?)
+                    .map_err(fail)?
+                    .with_row_groups(vec![group])
+                    .with_projection(mask.clone())
+                    .with_batch_size(BATCH_ROWS)
+                    .build()
+                    .map_err(fail)?;
+                let mut row = first_row;
+                let mut batches = Vec::new();
+                for batch in reader {
+                    let batch = batch.map_err(|e| {
+                        ReadError::input(source, format!("cannot read row group {group}: {e}"))
+                    })?;
+                    batches.push((conformer.conform(&batch, row)?, row));
+                    row += batch.num_rows() as u64;
+                }
+                done_bytes(metadata.row_group(group).compressed_size().max(0) as u64);
+                Ok(batches)
+            })
+            .collect();
+        for part in parts {
+            for (batch, row) in part? {
+                sink(batch, row)?;
             }
-            Ok(batches)
-        })
-        .collect();
-    let mut batches = Vec::new();
-    for part in parts {
-        batches.extend(part?);
+        }
     }
-    Ok(Batches {
-        schema: conformer.schema(),
-        batches,
-    })
+    Ok(conformer.schema())
 }
 
 /// Reads an Arrow IPC file (random access, `ARROW1` magic) or stream.
@@ -374,7 +396,8 @@ pub(crate) fn read_ipc(
     reader: impl Read,
     file: bool,
     wanted: Wanted<'_>,
-) -> Result<Batches, ReadError> {
+    sink: &mut BatchSink<'_>,
+) -> Result<SchemaRef, ReadError> {
     let source = wanted.source;
     let fail = |e: arrow_schema::ArrowError| {
         ReadError::input(source, format!("cannot read the input as Arrow IPC: {e}"))
@@ -396,22 +419,55 @@ pub(crate) fn read_ipc(
     };
     let schema = reader.schema();
     let conformer = Conformer::new(wanted, &schema)?;
-    let mut batches = Vec::new();
     let mut row = 1;
     for batch in reader {
         let batch = batch.map_err(fail)?;
-        batches.push(conformer.conform(&batch, row)?);
+        sink(conformer.conform(&batch, row)?, row)?;
         row += batch.num_rows() as u64;
     }
-    Ok(Batches {
-        schema: conformer.schema(),
-        batches,
-    })
+    Ok(conformer.schema())
+}
+
+/// Whether an opened file is an Arrow IPC file (its `ARROW1` magic), read from the start
+/// without moving the file's own position.
+pub(crate) fn is_ipc_file(file: &File) -> bool {
+    use std::os::unix::fs::FileExt as _;
+    let mut head = [0u8; 6];
+    file.read_exact_at(&mut head, 0).is_ok() && &head == b"ARROW1"
+}
+
+/// Reads an Arrow IPC file a batch at a time (it is seekable: its footer says where each
+/// batch is), handing `sink` each; `done_bytes` is told the bytes of each batch read.
+pub(crate) fn read_ipc_file(
+    file: File,
+    wanted: Wanted<'_>,
+    done_bytes: &dyn Fn(u64),
+    sink: &mut BatchSink<'_>,
+) -> Result<SchemaRef, ReadError> {
+    let source = wanted.source;
+    let fail = |e: arrow_schema::ArrowError| {
+        ReadError::input(source, format!("cannot read the input as Arrow IPC: {e}"))
+    };
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None).map_err(fail)?;
+    let conformer = Conformer::new(wanted, &reader.schema())?;
+    let mut row = 1;
+    for batch in reader {
+        let batch = batch.map_err(fail)?;
+        done_bytes(batch.get_array_memory_size() as u64);
+        sink(conformer.conform(&batch, row)?, row)?;
+        row += batch.num_rows() as u64;
+    }
+    Ok(conformer.schema())
 }
 
 /// Reads JSON Lines: one object per line, its column types inferred from the first records
 /// and then set to the declared types; a declared column that holds text is parsed.
-pub(crate) fn read_json_lines(reader: impl Read, wanted: Wanted<'_>) -> Result<Batches, ReadError> {
+pub(crate) fn read_json_lines(
+    reader: impl Read,
+    wanted: Wanted<'_>,
+    sink: &mut BatchSink<'_>,
+) -> Result<SchemaRef, ReadError> {
     let Wanted {
         source,
         descriptor,
@@ -463,7 +519,6 @@ pub(crate) fn read_json_lines(reader: impl Read, wanted: Wanted<'_>) -> Result<B
         .map_err(|e| {
             ReadError::input(source, format!("cannot read the input as JSON Lines: {e}"))
         })?;
-    let mut batches = Vec::new();
     let mut row = 1;
     for batch in decoder {
         let batch = batch.map_err(|e| {
@@ -472,13 +527,10 @@ pub(crate) fn read_json_lines(reader: impl Read, wanted: Wanted<'_>) -> Result<B
                 format!("cannot read the records from record {row} on as JSON Lines: {e}"),
             )
         })?;
-        batches.push(conformer.conform(&batch, row)?);
+        sink(conformer.conform(&batch, row)?, row)?;
         row += batch.num_rows() as u64;
     }
-    Ok(Batches {
-        schema: conformer.schema(),
-        batches,
-    })
+    Ok(conformer.schema())
 }
 
 /// Opens a file for the columnar readers.

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use crate::cells::{Cells, DateFormat, DecimalSeparator, Dialect};
 use crate::columns::{ColumnMapping, select};
 use crate::error::{Location, ReadError};
-use crate::{Origins, Table};
+use crate::{Chunk, Origins, Table};
 
 /// How a CSV input is read; `None` is "from the file".
 #[derive(Debug, Clone, Default)]
@@ -380,6 +380,112 @@ pub(crate) fn read(
     group_by: &[String],
     options: &CsvOptions<'_>,
 ) -> Result<Table, ReadError> {
+    let mut cells: Option<Vec<Cells>> = None;
+    let mut lines: Vec<u64> = Vec::new();
+    let (columns, dialect) = parse_blocks(
+        reader,
+        source,
+        descriptor,
+        group_by,
+        options,
+        &mut |columns, parts| {
+            let cells = cells.get_or_insert_with(|| {
+                columns.iter().map(|c| Cells::new(c.data_type, 0)).collect()
+            });
+            for part in parts {
+                for ((cells, array), column) in cells.iter_mut().zip(&part.arrays).zip(columns) {
+                    cells.append(array).map_err(|why| {
+                        ReadError::input(source, format!("column {}: {why}", column.name))
+                    })?;
+                }
+                lines.extend_from_slice(&part.lines);
+            }
+            Ok(())
+        },
+    )?;
+    let cells =
+        cells.unwrap_or_else(|| columns.iter().map(|c| Cells::new(c.data_type, 0)).collect());
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (column, cells) in columns.iter().zip(cells) {
+        let mut array = cells.finish();
+        if column.inferred {
+            array = integers_if_all_are(array);
+        }
+        if column.named {
+            array = numbers_if_all_are(array, &dialect);
+        }
+        fields.push(Field::new(&column.name, array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(lines.len()));
+    let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
+        .map_err(|e| ReadError::input(source, format!("cannot assemble the table: {e}")))?;
+    Ok(Table {
+        batch,
+        origins: Origins::Lines(lines),
+    })
+}
+
+/// Reads CSV text a block at a time (about 32 MiB of text), handing `sink` each block's rows
+/// as a batch of the columns `descriptor` declares, typed as [`read`] types them, with each
+/// row's line: the text and its rows are never held whole.
+pub(crate) fn read_chunks(
+    reader: impl Read,
+    source: &str,
+    descriptor: &MetricDescriptor,
+    options: &CsvOptions<'_>,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let mut first_row = 1u64;
+    parse_blocks(
+        reader,
+        source,
+        descriptor,
+        &[],
+        options,
+        &mut |columns, parts| {
+            let mut fields = Vec::with_capacity(columns.len());
+            let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+            for (i, column) in columns.iter().enumerate() {
+                let pieces: Vec<&dyn Array> = parts.iter().map(|p| p.arrays[i].as_ref()).collect();
+                let array = arrow_select::concat::concat(&pieces).map_err(|e| {
+                    ReadError::input(source, format!("column {}: {e}", column.name))
+                })?;
+                fields.push(Field::new(&column.name, array.data_type().clone(), true));
+                arrays.push(array);
+            }
+            let lines: Vec<u64> = parts.iter().flat_map(|p| p.lines.iter().copied()).collect();
+            let rows = lines.len();
+            let options = RecordBatchOptions::new().with_row_count(Some(rows));
+            let batch =
+                RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
+                    .map_err(|e| {
+                        ReadError::input(source, format!("cannot assemble the rows: {e}"))
+                    })?;
+            let chunk = Chunk {
+                batch,
+                first_row,
+                lines: Some(lines),
+            };
+            first_row += rows as u64;
+            sink(chunk)
+        },
+    )?;
+    Ok(())
+}
+
+/// The shared part of [`read`] and [`read_chunks`]: reads the header, then each block, whose
+/// pieces are parsed in parallel and handed to `each` in file order. Returns the columns read
+/// and the dialect of their cells.
+fn parse_blocks(
+    reader: impl Read,
+    source: &str,
+    descriptor: &MetricDescriptor,
+    group_by: &[String],
+    options: &CsvOptions<'_>,
+    each: &mut dyn FnMut(&[Column], Vec<Parsed>) -> Result<(), ReadError>,
+) -> Result<(Vec<Column>, Dialect), ReadError> {
     let mut blocks = Blocks::new(reader, source);
     let (delimiter, headers, header_end, body_line) = header_of(&mut blocks, options.delimiter)?;
     let columns: Vec<Column> = select(
@@ -415,8 +521,6 @@ pub(crate) fn read(
             date_format: options.date_format.cloned(),
         },
     };
-    let mut cells: Vec<Cells> = columns.iter().map(|c| Cells::new(c.data_type, 0)).collect();
-    let mut lines: Vec<u64> = Vec::new();
     let mut header_pending = true;
     while let Some((block, first_line)) = blocks.next_block()? {
         let (body, first_line) = if std::mem::take(&mut header_pending) {
@@ -429,36 +533,15 @@ pub(crate) fn read(
             .map(|(piece, first_line)| shape.parse(piece, first_line))
             .collect();
         // The first bad line of the block, whichever piece it is in.
-        for part in parsed {
-            let part = part?;
-            for ((cells, array), column) in cells.iter_mut().zip(&part.arrays).zip(&columns) {
-                cells.append(array).map_err(|why| {
-                    ReadError::input(source, format!("column {}: {why}", column.name))
-                })?;
-            }
-            lines.extend_from_slice(&part.lines);
+        let parts = parsed
+            .into_iter()
+            .collect::<Result<Vec<Parsed>, ReadError>>()?;
+        if parts.iter().any(|p| !p.lines.is_empty()) {
+            each(&columns, parts)?;
         }
     }
-    let mut fields = Vec::new();
-    let mut arrays: Vec<ArrayRef> = Vec::new();
-    for (column, cells) in columns.iter().zip(cells) {
-        let mut array = cells.finish();
-        if column.inferred {
-            array = integers_if_all_are(array);
-        }
-        if column.named {
-            array = numbers_if_all_are(array, &shape.dialect);
-        }
-        fields.push(Field::new(&column.name, array.data_type().clone(), true));
-        arrays.push(array);
-    }
-    let options = RecordBatchOptions::new().with_row_count(Some(lines.len()));
-    let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
-        .map_err(|e| ReadError::input(source, format!("cannot assemble the table: {e}")))?;
-    Ok(Table {
-        batch,
-        origins: Origins::Lines(lines),
-    })
+    let dialect = shape.dialect;
+    Ok((columns, dialect))
 }
 
 /// Cuts the body of the file (after the header, which ends before line `first_line`) into

@@ -22,6 +22,7 @@ mod write;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use mittari_sdk::MetricDescriptor;
@@ -306,20 +307,13 @@ pub fn read(
     let name = source.name();
     match source {
         Source::Path(path) => {
-            let format = match options.format.or_else(|| Format::from_path(path)) {
-                Some(format) => format,
-                None => {
-                    let mut head = [0u8; 8];
-                    let read = columnar::open(path, &name)?
-                        .read(&mut head)
-                        .map_err(|e| ReadError::io(&name, "cannot read the file", e))?;
-                    Format::sniff(&head[..read])
-                }
-            };
+            let format = path_format(path, options, &name)?;
             if format == Format::Parquet {
                 let dialect = dialect(options);
                 let wanted = wanted(&name, descriptor, group_by, options, &dialect);
-                let batches = columnar::read_parquet(|| columnar::open(path, &name), wanted)?;
+                let batches = columnar::Batches::collect(|sink| {
+                    columnar::read_parquet(|| columnar::open(path, &name), wanted, &|_| {}, sink)
+                })?;
                 return assemble(&name, batches);
             }
             let file = columnar::open(path, &name)?;
@@ -327,32 +321,230 @@ pub fn read(
         }
         Source::Stdin => {
             let mut stdin = BufReader::with_capacity(1 << 20, std::io::stdin().lock());
-            let format = match options.format {
-                Some(format) => format,
-                None => Format::sniff(
-                    stdin
-                        .fill_buf()
-                        .map_err(|e| ReadError::io(&name, "cannot read", e))?,
-                ),
-            };
+            let format = stdin_format(&mut stdin, options, &name)?;
             if format == Format::Parquet {
-                // Parquet's footer is at the end: standard input is read whole first.
-                let mut bytes = Vec::new();
-                stdin
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| ReadError::io(&name, "cannot read", e))?;
-                let bytes = bytes::Bytes::from(bytes);
+                let bytes = read_whole(stdin, &name)?;
                 let dialect = dialect(options);
                 let wanted = wanted(&name, descriptor, group_by, options, &dialect);
-                let batches = columnar::read_parquet(|| Ok(bytes.clone()), wanted)?;
+                let batches = columnar::Batches::collect(|sink| {
+                    columnar::read_parquet(|| Ok(bytes.clone()), wanted, &|_| {}, sink)
+                })?;
                 return assemble(&name, batches);
             }
             read_stream(stdin, format, &name, descriptor, group_by, options)
         }
         Source::Postgres { url, query } => {
-            let batches = pg::read(url, &query, descriptor, group_by, options)?;
+            let batches = columnar::Batches::collect(|sink| {
+                pg::read(url, &query, descriptor, group_by, options, sink)
+            })?;
             assemble(&name, batches)
         }
+    }
+}
+
+/// A part of an input read in chunks ([`read_chunks`]): its rows, typed as [`read`] types
+/// them, and where they came from.
+#[derive(Debug)]
+pub struct Chunk {
+    pub batch: RecordBatch,
+    /// The input's row (1-based) of the chunk's first row.
+    pub first_row: u64,
+    /// For a text file, the line of each row.
+    pub lines: Option<Vec<u64>>,
+}
+
+impl Chunk {
+    /// Where row `row` (0-based) of the chunk came from.
+    pub fn location(&self, row: usize) -> Location {
+        match self.lines.as_ref().and_then(|lines| lines.get(row)) {
+            Some(&line) => Location::Line(line),
+            None => Location::Row(self.first_row + row as u64),
+        }
+    }
+}
+
+/// How far a chunked read has come, for a progress display on another thread.
+#[derive(Debug, Default)]
+pub struct ReadProgress {
+    /// Bytes of the input read so far (none for a database).
+    pub bytes: AtomicU64,
+    /// The input's size in bytes; 0 when it is not known (standard input, a database).
+    pub total_bytes: AtomicU64,
+    /// Rows handed on so far.
+    pub rows: AtomicU64,
+}
+
+/// Reads `source` a part at a time, handing `sink` each part's rows as a batch of the columns
+/// `descriptor` declares (typed and renamed as [`read`] does), in input order: CSV a block of
+/// about 32 MiB of text at a time, Parquet a row group, Arrow IPC and JSON Lines their batches,
+/// PostgreSQL as COPY streams the rows. Memory holds a part, not the input: the way to read a
+/// log larger than memory. An Arrow IPC stream is read as it comes; Parquet from standard
+/// input, whose footer is at the end, is read whole first.
+pub fn read_chunks(
+    source: Source<'_>,
+    descriptor: &MetricDescriptor,
+    options: &ReadOptions,
+    progress: &ReadProgress,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let name = source.name();
+    let mut counted_sink = |chunk: Chunk| {
+        progress
+            .rows
+            .fetch_add(chunk.batch.num_rows() as u64, Ordering::Relaxed);
+        sink(chunk)
+    };
+    let mut batch_sink = |batch: RecordBatch, first_row: u64| {
+        counted_sink(Chunk {
+            batch,
+            first_row,
+            lines: None,
+        })
+    };
+    let bytes_done = |bytes: u64| {
+        progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+    };
+    let dialect = dialect(options);
+    match source {
+        Source::Path(path) => {
+            let format = path_format(path, options, &name)?;
+            let file = columnar::open(path, &name)?;
+            if let Ok(metadata) = file.metadata() {
+                progress
+                    .total_bytes
+                    .store(metadata.len(), Ordering::Relaxed);
+            }
+            let wanted = wanted(&name, descriptor, &[], options, &dialect);
+            match format {
+                Format::Parquet => {
+                    columnar::read_parquet(
+                        || columnar::open(path, &name),
+                        wanted,
+                        &bytes_done,
+                        &mut batch_sink,
+                    )?;
+                }
+                Format::Arrow if columnar::is_ipc_file(&file) => {
+                    columnar::read_ipc_file(file, wanted, &bytes_done, &mut batch_sink)?;
+                }
+                Format::Csv => csv::read_chunks(
+                    Counted {
+                        inner: file,
+                        progress,
+                    },
+                    &name,
+                    descriptor,
+                    &csv_options(options),
+                    &mut counted_sink,
+                )?,
+                _ => {
+                    read_columnar_stream(
+                        Counted {
+                            inner: file,
+                            progress,
+                        },
+                        format,
+                        wanted,
+                        &mut batch_sink,
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        Source::Stdin => {
+            let mut stdin = BufReader::with_capacity(
+                1 << 20,
+                Counted {
+                    inner: std::io::stdin().lock(),
+                    progress,
+                },
+            );
+            let format = stdin_format(&mut stdin, options, &name)?;
+            let wanted = wanted(&name, descriptor, &[], options, &dialect);
+            match format {
+                Format::Parquet => {
+                    let bytes = read_whole(stdin, &name)?;
+                    columnar::read_parquet(|| Ok(bytes.clone()), wanted, &|_| {}, &mut batch_sink)?;
+                }
+                Format::Csv => csv::read_chunks(
+                    stdin,
+                    &name,
+                    descriptor,
+                    &csv_options(options),
+                    &mut counted_sink,
+                )?,
+                _ => {
+                    read_columnar_stream(stdin, format, wanted, &mut batch_sink)?;
+                }
+            }
+            Ok(())
+        }
+        Source::Postgres { url, query } => {
+            pg::read(url, &query, descriptor, &[], options, &mut batch_sink).map(|_| ())
+        }
+    }
+}
+
+/// A reader that counts the bytes read into a [`ReadProgress`].
+struct Counted<'p, R> {
+    inner: R,
+    progress: &'p ReadProgress,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.progress
+            .bytes
+            .fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
+    }
+}
+
+/// A file's format: the one given, else its extension's, else its first bytes'.
+fn path_format(path: &Path, options: &ReadOptions, name: &str) -> Result<Format, ReadError> {
+    if let Some(format) = options.format.or_else(|| Format::from_path(path)) {
+        return Ok(format);
+    }
+    let mut head = [0u8; 8];
+    let read = columnar::open(path, name)?
+        .read(&mut head)
+        .map_err(|e| ReadError::io(name, "cannot read the file", e))?;
+    Ok(Format::sniff(&head[..read]))
+}
+
+/// Standard input's format: the one given, else its first bytes'.
+fn stdin_format(
+    stdin: &mut impl BufRead,
+    options: &ReadOptions,
+    name: &str,
+) -> Result<Format, ReadError> {
+    match options.format {
+        Some(format) => Ok(format),
+        None => Ok(Format::sniff(
+            stdin
+                .fill_buf()
+                .map_err(|e| ReadError::io(name, "cannot read", e))?,
+        )),
+    }
+}
+
+/// The rest of a reader, for Parquet from standard input (its footer is at the end).
+fn read_whole(mut reader: impl Read, name: &str) -> Result<bytes::Bytes, ReadError> {
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::io(name, "cannot read", e))?;
+    Ok(bytes::Bytes::from(bytes))
+}
+
+fn csv_options(options: &ReadOptions) -> csv::CsvOptions<'_> {
+    csv::CsvOptions {
+        delimiter: options.delimiter,
+        decimal: options.decimal,
+        date_format: options.date_format.as_ref(),
+        mappings: &options.columns,
+        named: &options.named_columns,
     }
 }
 
@@ -527,27 +719,32 @@ pub fn read_batches(
 
 /// Reads a format that streams: CSV, Arrow IPC, JSON Lines.
 fn read_stream(
-    mut reader: impl Read,
+    reader: impl Read,
     format: Format,
     name: &str,
     descriptor: &MetricDescriptor,
     group_by: &[String],
     options: &ReadOptions,
 ) -> Result<Table, ReadError> {
+    if format == Format::Csv {
+        return csv::read(reader, name, descriptor, group_by, &csv_options(options));
+    }
+    let dialect = dialect(options);
+    let wanted = wanted(name, descriptor, group_by, options, &dialect);
+    let batches =
+        columnar::Batches::collect(|sink| read_columnar_stream(reader, format, wanted, sink))?;
+    assemble(name, batches)
+}
+
+/// Reads Arrow IPC (either form) or JSON Lines as it comes, handing `sink` each batch.
+fn read_columnar_stream(
+    mut reader: impl Read,
+    format: Format,
+    wanted: columnar::Wanted<'_>,
+    sink: &mut columnar::BatchSink<'_>,
+) -> Result<arrow_schema::SchemaRef, ReadError> {
+    let name = wanted.source;
     match format {
-        Format::Csv => csv::read(
-            reader,
-            name,
-            descriptor,
-            group_by,
-            &csv::CsvOptions {
-                delimiter: options.delimiter,
-                decimal: options.decimal,
-                date_format: options.date_format.as_ref(),
-                mappings: &options.columns,
-                named: &options.named_columns,
-            },
-        ),
         Format::Arrow | Format::ArrowStream => {
             // `.arrow` names both IPC forms: the file form starts with its magic.
             let mut head = [0u8; 6];
@@ -561,23 +758,18 @@ fn read_stream(
                 }
             }
             let file = &head[..filled] == b"ARROW1";
-            let dialect = dialect(options);
-            let batches = columnar::read_ipc(
+            columnar::read_ipc(
                 std::io::Cursor::new(head[..filled].to_vec()).chain(reader),
                 file,
-                wanted(name, descriptor, group_by, options, &dialect),
-            )?;
-            assemble(name, batches)
+                wanted,
+                sink,
+            )
         }
-        Format::JsonLines => {
-            let dialect = dialect(options);
-            let batches = columnar::read_json_lines(
-                reader,
-                wanted(name, descriptor, group_by, options, &dialect),
-            )?;
-            assemble(name, batches)
-        }
-        Format::Parquet => Err(ReadError::input(name, "parquet is not read as a stream")),
+        Format::JsonLines => columnar::read_json_lines(reader, wanted, sink),
+        Format::Csv | Format::Parquet => Err(ReadError::input(
+            name,
+            "only Arrow IPC and JSON Lines are read here",
+        )),
     }
 }
 

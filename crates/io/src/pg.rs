@@ -29,7 +29,7 @@ use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::{Kind, Type};
 
 use crate::cells::Dialect;
-use crate::columnar::{Batches, Conformer, Wanted};
+use crate::columnar::{BatchSink, Batches, Conformer, Wanted};
 use crate::columns::{ColumnMapping, select};
 use crate::error::{Location, ReadError};
 use crate::sql::{Relation, RfmPeriods, RfmQuery, SqlDialect, rfm_query};
@@ -229,14 +229,15 @@ impl Connection {
 }
 
 /// Reads `query` from the database `url` names into batches of the columns `descriptor`
-/// declares and `group_by` names.
+/// declares and `group_by` names, handing them to `sink` as COPY streams them.
 pub(crate) fn read(
     url: &str,
     query: &PostgresQuery,
     descriptor: &MetricDescriptor,
     group_by: &[String],
     options: &ReadOptions,
-) -> Result<Batches, ReadError> {
+    sink: &mut BatchSink<'_>,
+) -> Result<SchemaRef, ReadError> {
     let mut connection = Connection::open(url)?;
     let source = query.sql();
     let statement = connection.prepare(&source)?;
@@ -248,6 +249,7 @@ pub(crate) fn read(
         group_by,
         &options.columns,
         &options.named_columns,
+        sink,
     )
 }
 
@@ -300,15 +302,18 @@ pub(crate) fn read_rfm_summary(
     let statement = connection
         .prepare(&summary)
         .map_err(|e| e.with_hint(PUSHDOWN_HINT))?;
-    read_statement(
-        &mut connection,
-        &summary,
-        &statement,
-        descriptor,
-        &[],
-        &[],
-        &[],
-    )
+    Batches::collect(|sink| {
+        read_statement(
+            &mut connection,
+            &summary,
+            &statement,
+            descriptor,
+            &[],
+            &[],
+            &[],
+            sink,
+        )
+    })
     .map(Some)
     .map_err(|e| e.with_hint(PUSHDOWN_HINT))
 }
@@ -327,6 +332,7 @@ fn column_names(statement: &postgres::Statement) -> Vec<String> {
 
 /// Streams the rows of the prepared `source` as batches of the columns `descriptor` declares
 /// and `group_by` names, renamed by `mappings`.
+#[allow(clippy::too_many_arguments)] // the statement, what to read of it, and where to
 fn read_statement(
     connection: &mut Connection,
     source: &str,
@@ -335,7 +341,8 @@ fn read_statement(
     group_by: &[String],
     mappings: &[ColumnMapping],
     named: &[(String, String)],
-) -> Result<Batches, ReadError> {
+    sink: &mut BatchSink<'_>,
+) -> Result<SchemaRef, ReadError> {
     let name = connection.name.clone();
     let header = column_names(statement);
     let wanted_columns = select(&header, descriptor, group_by, mappings, named)
@@ -359,15 +366,10 @@ fn read_statement(
         dialect: &dialect,
     };
     let conformer = Conformer::new(wanted, &schema_of(&columns))?;
-    let mut batches = Vec::new();
     connection.copy_out(source, &columns, |batch, first_row| {
-        batches.push(conformer.conform(&batch, first_row)?);
-        Ok(())
+        sink(conformer.conform(&batch, first_row)?, first_row)
     })?;
-    Ok(Batches {
-        schema: conformer.schema(),
-        batches,
-    })
+    Ok(conformer.schema())
 }
 
 /// A column as it is read: its name, the type it crosses the wire as, and its Arrow type.
