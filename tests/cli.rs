@@ -3712,3 +3712,123 @@ fn experience_outcomes_join_answers_and_contacts_to_purchases() {
         "{stderr}"
     );
 }
+
+/// A transaction log in time order is summarized as it is read (`--in-chunks auto`, the
+/// default) from a CSV file, JSON Lines in several batches and standard input, and the result
+/// is the one reading it whole gives, to the byte, with the log's rows counted; a log out of
+/// time order is read whole and gives the same; a bad cell names its file, line and column.
+#[test]
+fn a_log_summarized_as_it_is_read_equals_the_whole_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 150_000u64;
+    let day = 86_400u64;
+    let mut log: Vec<(String, u64, String)> = (0..rows)
+        .map(|i| {
+            let customer = format!("c{}", (i * 2_654_435_761) % 30_011);
+            // 2021-01-01 on, 37 s apart: three months of weekly periods.
+            let at = 1_609_459_200 + i * 37;
+            (customer, at, format!("{}.{:02}", i * 7919 % 400, i % 100))
+        })
+        .collect();
+    let iso = |seconds: u64| {
+        let (days, rest) = (seconds / day, seconds % day);
+        // Days since 1970 to a date, as the harness has no calendar crate: 2021 only.
+        let mut day_of_year = days - 18_628;
+        let lengths = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        let mut month = 0;
+        while day_of_year >= lengths[month] {
+            day_of_year -= lengths[month];
+            month += 1;
+        }
+        format!(
+            "2021-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            month + 1,
+            day_of_year + 1,
+            rest / 3600,
+            rest % 3600 / 60,
+            rest % 60
+        )
+    };
+    let csv_of = |log: &[(String, u64, String)]| {
+        let mut text = String::from("customer_id,timestamp,amount\n");
+        for (customer, at, amount) in log {
+            text.push_str(&format!("{customer},{},{amount}\n", iso(*at)));
+        }
+        text
+    };
+    let sorted = write(dir.path(), "sorted.csv", &csv_of(&log));
+    let jsonl: String = log
+        .iter()
+        .map(|(customer, at, amount)| {
+            format!(
+                "{{\"customer_id\": \"{customer}\", \"timestamp\": \"{}\", \"amount\": {amount}}}\n",
+                iso(*at)
+            )
+        })
+        .collect();
+    let jsonl = write(dir.path(), "sorted.jsonl", &jsonl);
+    let model = [
+        "--param",
+        "model=bgnbd",
+        "--param",
+        "holdout_start=2021-03-01",
+        "--param",
+        "top=20",
+        "--format",
+        "json",
+    ];
+    let run = |input: &str, extra: &[&str], stdin: Option<&str>| {
+        let mut args = vec!["compute", "clv", "--input", input];
+        args.extend_from_slice(&model);
+        args.extend_from_slice(extra);
+        let mut command = std::process::Command::new(mittari_e2e::mittari_bin());
+        command
+            .args(&args)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "mittari=info,mittari_io=info")
+            .stdin(match stdin {
+                Some(path) => std::fs::File::open(path).unwrap().into(),
+                None => std::process::Stdio::null(),
+            });
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "mittari {args:?}: {stderr}");
+        (String::from_utf8(output.stdout).unwrap(), stderr)
+    };
+    let (whole, _) = run(&sorted, &["--in-chunks", "never"], None);
+    let parsed: serde_json::Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(parsed["rows"], rows, "{whole}");
+    for (input, stdin) in [
+        (sorted.as_str(), None),
+        (jsonl.as_str(), None),
+        ("-", Some(sorted.as_str())),
+    ] {
+        let (chunked, log) = run(input, &[], stdin);
+        assert!(
+            log.contains("summarized the log as it was read"),
+            "{input}: {log}"
+        );
+        assert_eq!(chunked, whole, "{input} in chunks");
+    }
+    // Out of time order: read whole, the same result.
+    log.reverse();
+    let reversed = write(dir.path(), "reversed.csv", &csv_of(&log));
+    let (out_of_order, read) = run(&reversed, &[], None);
+    assert!(read.contains("not in time order"), "{read}");
+    let (reversed_whole, _) = run(&reversed, &["--in-chunks", "never"], None);
+    assert_eq!(out_of_order, reversed_whole);
+    // A bad cell deep in the log names its line.
+    log.reverse();
+    log[120_000].2 = "-5".to_owned();
+    let bad = write(dir.path(), "bad.csv", &csv_of(&log));
+    let (status, _, stderr) = run_cli(
+        &["compute", "clv", "--input", &bad, "--param", "model=bgnbd"],
+        dir.path(),
+        &[],
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("line 120002") && stderr.contains("column amount") && stderr.contains("-5"),
+        "{stderr}"
+    );
+}

@@ -41,3 +41,4 @@ pub use mittari_sdk::{
     ColumnSpec, ConfidenceInterval, DataType, FittingSpec, MetricDescriptor, OutputSpec,
     ParamValue, ParameterSpec, Range, RfmSummaryInput, TableInputSpec, TableSpec, Warning,
 };
+pub use validate::check_part;

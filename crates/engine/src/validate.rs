@@ -175,7 +175,7 @@ pub(crate) fn input(
             }
             continue;
         };
-        if let Some(column) = conform_column(spec, column, violations) {
+        if let Some(column) = conform_column(spec, column, None, violations) {
             fields.push(ArrowField::new(
                 &spec.name,
                 spec.data_type.arrow_type(),
@@ -207,7 +207,12 @@ pub(crate) fn input(
         match column_type(column.data_type()) {
             Some(data_type) => {
                 if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
-                    check_finite(&ColumnSpec::double(&name, "a named column"), doubles, violations);
+                    check_finite(
+                        &ColumnSpec::double(&name, "a named column"),
+                        doubles,
+                        0,
+                        violations,
+                    );
                 }
                 // Timestamps in the UTC the SDK documents, as for declared columns.
                 let column: ArrayRef = if data_type == DataType::Timestamp {
@@ -327,14 +332,40 @@ pub(crate) fn named_columns(
     }))
 }
 
+/// Checks the columns `columns` of a part of an input read in chunks, `rows_before` rows into
+/// it, as a whole input's are checked: their type, empty cells where a value is required,
+/// finite numbers, timestamps, ranges. Rows are numbered over the whole input (0-based).
+pub fn check_part(
+    descriptor: &MetricDescriptor,
+    batch: &RecordBatch,
+    columns: &[&str],
+    rows_before: u64,
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for spec in descriptor
+        .inputs
+        .iter()
+        .filter(|spec| columns.contains(&spec.name.as_str()))
+    {
+        if let Some(column) = batch.column_by_name(&spec.name) {
+            conform_column(spec, column, Some(rows_before), &mut violations);
+        }
+    }
+    violations
+}
+
+/// `rows_before`: the rows of the input before `column`'s when it is a part of it read in
+/// chunks (then counts of further faults are not given: they would be the part's only).
 fn conform_column(
     spec: &ColumnSpec,
     column: &ArrayRef,
+    rows_before: Option<u64>,
     violations: &mut Vec<Violation>,
 ) -> Option<ArrayRef> {
+    let offset = rows_before.unwrap_or(0);
     let field = |row: Option<usize>| Field::Column {
         name: spec.name.clone(),
-        row: row.map(|r| r as u64),
+        row: row.map(|r| r as u64 + offset),
     };
     let actual = column_type(column.data_type());
     let column: ArrayRef = match (spec.data_type, actual) {
@@ -369,21 +400,25 @@ fn conform_column(
     };
     if spec.required && column.null_count() > 0 {
         let first = (0..column.len()).find(|&i| column.is_null(i)).unwrap_or(0);
+        let in_all = match rows_before {
+            None => format!(" ({} empty rows in all)", column.null_count()),
+            Some(_) => String::new(),
+        };
         violations.push(Violation::new(
             field(Some(first)),
             format!(
-                "column {} is required but row {first} is empty ({} empty rows in all); give every row a value",
+                "column {} is required but row {} is empty{in_all}; give every row a value",
                 spec.name,
-                column.null_count()
+                first as u64 + offset
             ),
         ));
         return None;
     }
     if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
-        check_finite(spec, doubles, violations);
+        check_finite(spec, doubles, offset, violations);
     }
     if let Some(timestamps) = column.as_primitive_opt::<TimestampMicrosecondType>() {
-        check_timestamps(spec, timestamps, violations);
+        check_timestamps(spec, timestamps, offset, violations);
     }
     if let (Some(range), true) = (spec.range, spec.data_type.is_numeric()) {
         let values: Box<dyn Iterator<Item = (usize, f64)>> =
@@ -404,7 +439,7 @@ fn conform_column(
         let mut outside = values.filter(|&(_, v)| v.is_finite() && !range.contains(v));
         if let Some((row, value)) = outside.next() {
             let more = outside.count();
-            let also = if more > 0 {
+            let also = if more > 0 && rows_before.is_none() {
                 format!(" ({more} more rows are outside it too)")
             } else {
                 String::new()
@@ -412,8 +447,10 @@ fn conform_column(
             violations.push(Violation::new(
                 field(Some(row)),
                 format!(
-                    "{} {value} at row {row} is outside the allowed range {range}{also}; {}",
-                    spec.name, spec.description
+                    "{} {value} at row {} is outside the allowed range {range}{also}; {}",
+                    spec.name,
+                    row as u64 + offset,
+                    spec.description
                 ),
             ));
         }
@@ -421,16 +458,22 @@ fn conform_column(
     Some(column)
 }
 
-fn check_finite(spec: &ColumnSpec, column: &Float64Array, violations: &mut Vec<Violation>) {
+fn check_finite(
+    spec: &ColumnSpec,
+    column: &Float64Array,
+    offset: u64,
+    violations: &mut Vec<Violation>,
+) {
     let mut bad = column
         .iter()
         .enumerate()
         .filter_map(|(i, v)| v.filter(|v| !v.is_finite()).map(|v| (i, v)));
     if let Some((row, value)) = bad.next() {
+        let row = row as u64 + offset;
         violations.push(Violation::new(
             Field::Column {
                 name: spec.name.clone(),
-                row: Some(row as u64),
+                row: Some(row),
             },
             format!(
                 "{} is {value} at row {row}; every value must be a finite number",
@@ -445,6 +488,7 @@ fn check_finite(spec: &ColumnSpec, column: &Float64Array, violations: &mut Vec<V
 fn check_timestamps(
     spec: &ColumnSpec,
     column: &TimestampMicrosecondArray,
+    offset: u64,
     violations: &mut Vec<Violation>,
 ) {
     let bad = column
@@ -452,10 +496,11 @@ fn check_timestamps(
         .enumerate()
         .find_map(|(i, v)| Some((i, time::check_timestamp(v?).err()?)));
     if let Some((row, why)) = bad {
+        let row = row as u64 + offset;
         violations.push(Violation::new(
             Field::Column {
                 name: spec.name.clone(),
-                row: Some(row as u64),
+                row: Some(row),
             },
             format!("{} at row {row}: {why}", spec.name),
         ));

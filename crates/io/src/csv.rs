@@ -59,7 +59,11 @@ struct Column {
 }
 
 /// Pieces smaller than this are not worth a thread.
+#[cfg(not(test))]
 const MIN_PIECE_BYTES: usize = 1 << 20;
+/// Small pieces in tests, so that the tests' blocks are cut into pieces too.
+#[cfg(test)]
+const MIN_PIECE_BYTES: usize = 512;
 /// The header line must end within this many bytes.
 const MAX_HEADER_BYTES: usize = 1 << 20;
 /// The file is read and parsed in blocks of about this size: the text in memory at once.
@@ -98,8 +102,22 @@ struct Blocks<R> {
     /// Bytes of a byte order mark skipped at the start (0 or 3): `consumed` is this until the
     /// first block is handed out.
     bom_bytes: u64,
+    /// Record starts in `pending` about [`MIN_PIECE_BYTES`] apart, found by the quote scan of
+    /// text with quotes: where such a block can be cut into pieces parsed in parallel.
+    cuts: Vec<usize>,
     done: bool,
 }
+
+/// Whole records of the input: their bytes, the file line they start on, and record starts
+/// within them where they may be cut (found for text with quotes).
+struct Block {
+    bytes: Vec<u8>,
+    first_line: u64,
+    cuts: Vec<usize>,
+}
+
+/// What takes each block's pieces, parsed, in file order.
+type PartsSink<'s> = dyn FnMut(&[Column], Vec<Parsed>) -> Result<(), ReadError> + 's;
 
 /// The csv parser's quoting, byte by byte: a quote quotes only at the start of a cell, `""`
 /// inside a quoted cell is a quote, and a quote elsewhere is text.
@@ -137,6 +155,7 @@ impl<R: Read> Blocks<R> {
             first_line: 1,
             consumed: 0,
             bom_bytes: 0,
+            cuts: Vec::new(),
             done: false,
         }
     }
@@ -194,6 +213,20 @@ impl<R: Read> Blocks<R> {
                     self.header_end = Some((self.scanned + first + 1, start_line + 1));
                 }
             }
+            // Every line end here ends a record: note some, for cutting a block that also
+            // holds quotes elsewhere.
+            let mut next = self.cuts.last().copied().unwrap_or(0) + MIN_PIECE_BYTES;
+            while next < self.pending.len() {
+                let from = next.max(self.scanned);
+                match self.pending[from..].iter().position(|&b| b == b'\n') {
+                    Some(at) => {
+                        self.cuts.push(from + at + 1);
+                        next = from + at + 1 + MIN_PIECE_BYTES;
+                    }
+                    None => break,
+                }
+            }
+            let new = &self.pending[self.scanned..];
             if let Some(&last) = new.last() {
                 q.state = if last == b'\n' || last == delimiter {
                     QuoteState::CellStart
@@ -224,6 +257,9 @@ impl<R: Read> Blocks<R> {
             if b == b'\n' && q.state == QuoteState::CellStart {
                 self.boundary = self.scanned + i + 1;
                 self.boundary_line = q.line;
+                if self.boundary - self.cuts.last().copied().unwrap_or(0) >= MIN_PIECE_BYTES {
+                    self.cuts.push(self.boundary);
+                }
                 if self.header_end.is_none() && at_start {
                     self.header_end = Some((self.boundary, q.line));
                 }
@@ -274,8 +310,9 @@ impl<R: Read> Blocks<R> {
         Ok(delimiter)
     }
 
-    /// The next block of whole records and the file line it starts on; `None` at the end.
-    fn next_block(&mut self) -> Result<Option<(Vec<u8>, u64)>, ReadError> {
+    /// The next block of whole records, the file line it starts on, and record starts within
+    /// it where it may be cut (for text with quotes); `None` at the end.
+    fn next_block(&mut self) -> Result<Option<Block>, ReadError> {
         while !self.done && self.boundary < BLOCK_BYTES {
             if self.pending.len() - self.boundary > MAX_RECORD_BYTES {
                 return Err(ReadError::at(
@@ -307,8 +344,18 @@ impl<R: Read> Blocks<R> {
         self.consumed += block.len() as u64;
         self.first_line = self.boundary_line;
         self.scanned -= self.boundary;
+        let later = self.cuts.partition_point(|&cut| cut < self.boundary);
+        let mut cuts: Vec<usize> = self.cuts.drain(..later).collect();
+        cuts.retain(|&cut| cut > 0);
+        for cut in &mut self.cuts {
+            *cut -= self.boundary;
+        }
         self.boundary = 0;
-        Ok(Some((block, first_line)))
+        Ok(Some(Block {
+            bytes: block,
+            first_line,
+            cuts,
+        }))
     }
 }
 
@@ -484,7 +531,7 @@ fn parse_blocks(
     descriptor: &MetricDescriptor,
     group_by: &[String],
     options: &CsvOptions<'_>,
-    each: &mut dyn FnMut(&[Column], Vec<Parsed>) -> Result<(), ReadError>,
+    each: &mut PartsSink<'_>,
 ) -> Result<(Vec<Column>, Dialect), ReadError> {
     let mut blocks = Blocks::new(reader, source);
     let (delimiter, headers, header_end, body_line) = header_of(&mut blocks, options.delimiter)?;
@@ -522,13 +569,23 @@ fn parse_blocks(
         },
     };
     let mut header_pending = true;
-    while let Some((block, first_line)) = blocks.next_block()? {
+    while let Some(Block {
+        bytes: block,
+        first_line,
+        mut cuts,
+    }) = blocks.next_block()?
+    {
         let (body, first_line) = if std::mem::take(&mut header_pending) {
-            (&block[header_end.min(block.len())..], body_line)
+            let skip = header_end.min(block.len());
+            cuts.retain(|&cut| cut > skip);
+            for cut in &mut cuts {
+                *cut -= skip;
+            }
+            (&block[skip..], body_line)
         } else {
             (&block[..], first_line)
         };
-        let parsed: Vec<Result<Parsed, ReadError>> = pieces(body, first_line)
+        let parsed: Vec<Result<Parsed, ReadError>> = pieces(body, first_line, &cuts)
             .into_par_iter()
             .map(|(piece, first_line)| shape.parse(piece, first_line))
             .collect();
@@ -545,21 +602,28 @@ fn parse_blocks(
 }
 
 /// Cuts the body of the file (after the header, which ends before line `first_line`) into
-/// pieces of whole records, each with the file line it starts on: at line ends when the file
-/// has no quotes, else one piece.
-fn pieces(body: &[u8], first_line: u64) -> Vec<(&[u8], u64)> {
+/// pieces of whole records, each with the file line it starts on: at line ends when the block
+/// has no quotes, else at `cuts`, the record starts the quote scan found (a quoted cell may
+/// hold a line end).
+fn pieces<'b>(body: &'b [u8], first_line: u64, cuts: &[usize]) -> Vec<(&'b [u8], u64)> {
     let wanted = body.len() / MIN_PIECE_BYTES;
-    if wanted < 2 || body.contains(&b'"') {
+    if wanted < 2 {
         return vec![(body, first_line)];
     }
     let count = wanted.min(4 * rayon::current_num_threads());
+    let quoted = body.contains(&b'"');
     let mut pieces = Vec::with_capacity(count);
     let mut start = 0;
     for i in 1..=count {
+        let target = (body.len() * i / count).max(start);
         let end = if i == count {
             body.len()
+        } else if quoted {
+            // The first record start at or after the target.
+            cuts.get(cuts.partition_point(|&cut| cut < target))
+                .copied()
+                .unwrap_or(body.len())
         } else {
-            let target = (body.len() * i / count).max(start);
             body[target..]
                 .iter()
                 .position(|&b| b == b'\n')
@@ -888,7 +952,7 @@ mod tests {
         for i in 0..rows {
             csv.push_str(&format!("{i},n{i},2024-01-{:02}\n", 1 + i % 28));
         }
-        assert!(pieces(csv.as_bytes(), 2).len() > 1);
+        assert!(pieces(csv.as_bytes(), 2, &[]).len() > 1);
         let input = read_from(csv.as_bytes(), "in.csv", &descriptor(), &[]).unwrap();
         check_counting_scores(&input, rows);
         assert!(

@@ -61,12 +61,8 @@ impl ReadError {
         }
     }
 
-    pub(crate) fn cell(
-        input: &str,
-        at: Location,
-        column: &str,
-        message: impl Into<String>,
-    ) -> ReadError {
+    /// A fault in one cell: the input, where, the column and what is wrong.
+    pub fn cell(input: &str, at: Location, column: &str, message: impl Into<String>) -> ReadError {
         ReadError::At {
             input: input.to_owned(),
             at,

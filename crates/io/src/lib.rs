@@ -12,6 +12,7 @@
 //! The CLI and the server share these readers, so a file reads the same wherever it is sent.
 
 mod cells;
+mod chunked;
 mod columnar;
 mod columns;
 mod csv;
@@ -28,6 +29,7 @@ use arrow_array::RecordBatch;
 use mittari_sdk::MetricDescriptor;
 
 pub use cells::{DateFormat, DecimalSeparator};
+pub use chunked::{ChunkedRead, KEEP_BYTES, LOG_COLUMNS, summarize_in_chunks};
 pub use columns::ColumnMapping;
 pub use error::{Location, ReadError};
 pub use mittari_models::rfm::TimeUnit;

@@ -218,6 +218,14 @@ struct InputArgs {
     /// The same as --pushdown never.
     #[arg(long, conflicts_with = "pushdown")]
     no_pushdown: bool,
+    /// With a metric that reads an RFM summary (clv's predictive models) and a transaction
+    /// log read here: auto reads the log a part at a time (CSV about 32 MiB of text, Parquet a
+    /// row group, …) into each customer's running summary, so a log larger than memory can be
+    /// summarized; the result is the one reading it whole gives. It needs each customer's
+    /// rows in time order (as a log sorted by time has them); a log that is not is read whole
+    /// instead (standard input only while its first 512 MiB are kept). never: read it whole.
+    #[arg(long, value_enum, default_value_t = InChunks::Auto)]
+    in_chunks: InChunks,
     /// With a Parquet pattern: the memory, in MiB, DataFusion's summary of the log may hold;
     /// beyond it the query spills to the temporary directory (slower: it sorts to join).
     /// Default: no limit.
@@ -225,6 +233,13 @@ struct InputArgs {
     lake_memory_mib: Option<u64>,
     #[command(flatten)]
     reading: ReadingArgs,
+}
+
+/// Whether a transaction log is summarized as it is read (`--in-chunks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InChunks {
+    Auto,
+    Never,
 }
 
 /// Where an RFM summary is computed (`--pushdown`).

@@ -249,15 +249,61 @@ pub(crate) fn run(
     if join.is_some() {
         main_options.named_columns.clear();
     }
-    let table = match (summary, &lake) {
-        (Some(summary), _) => {
+    // A log read here for a metric that reads its summary is summarized as it is read, so
+    // its size is not bounded by memory (--in-chunks). A fit keeps the log's first and last
+    // transaction with the model, and what needs rows (groups, skipped cells, covariates,
+    // table inputs) needs the log itself: those read it whole.
+    let in_chunks = match (&purpose, input.in_chunks, &summary, &lake) {
+        (Purpose::Compute, InChunks::Auto, None, None)
+            if group_by.is_empty()
+                && on_missing == OnMissing::Error
+                && options.named_columns.is_empty()
+                && tables.is_empty()
+                && join.is_none() =>
+        {
+            mittari_io::RfmPeriods::of_request(&descriptor, |name| {
+                params.get(name).and_then(convert::value_from_proto)
+            })
+            .map_err(|e| anyhow::anyhow!("--param {e}"))?
+        }
+        _ => None,
+    };
+    let mut log_rows = None;
+    let table = match (summary, &lake, in_chunks) {
+        (Some(summary), _, _) => {
             // The summary has applied them.
             params.remove("observation_end");
             params.remove("holdout_start");
             summary
         }
-        (None, Some(lake)) => rt.block_on(lake.read(&descriptor, &group_by, &main_options))?,
-        (None, None) => mittari_io::read(source, &descriptor, &group_by, &main_options)?,
+        (None, Some(lake), _) => rt.block_on(lake.read(&descriptor, &group_by, &main_options))?,
+        (None, None, Some(periods)) => {
+            let counters = Arc::new(mittari_io::ReadProgress::default());
+            progress.counting(Arc::clone(&counters));
+            let check =
+                |chunk: &mittari_io::Chunk| check_log_part(&descriptor, &source_name, chunk);
+            match mittari_io::summarize_in_chunks(
+                &source,
+                &descriptor,
+                &main_options,
+                periods,
+                &counters,
+                &check,
+            )? {
+                mittari_io::ChunkedRead::Summary { table, rows } => {
+                    tracing::info!(input = %source_name, rows, customers = table.batch.num_rows(), "summarized the log as it was read");
+                    params.remove("observation_end");
+                    params.remove("holdout_start");
+                    log_rows = Some(rows);
+                    table
+                }
+                mittari_io::ChunkedRead::Whole { table, why } => {
+                    tracing::info!(input = %source_name, why, "read the input whole");
+                    table
+                }
+            }
+        }
+        (None, None, None) => mittari_io::read(source, &descriptor, &group_by, &main_options)?,
     };
     let table = match &join {
         Some(path) => join_columns(table, &source_name, path, &options.named_columns)?,
@@ -369,6 +415,10 @@ pub(crate) fn run(
         }
     };
     let mut response = response;
+    // The metric saw one summary row per customer; the input was the log's rows.
+    if let Some(rows) = log_rows {
+        response.rows = rows;
+    }
     if let Some(skipped) = skipped.filter(|s| s.rows > 0) {
         add_warning(&mut response, rows_skipped_warning(&source_name, &skipped));
     }
@@ -402,6 +452,52 @@ pub(crate) fn run(
         )),
         Format::Json => print_with(|out| render::write_json(&response, out)),
         Format::Csv => print(&render::csv(&response)),
+    }
+}
+
+/// The checks the metric makes of a log's cells, made of each part of a log summarized as it
+/// is read (the metric sees only the summary): no empty cell in the log's columns, and each
+/// column's type, finite numbers, timestamps and range as its descriptor declares them.
+fn check_log_part(
+    descriptor: &MetricDescriptor,
+    source_name: &str,
+    chunk: &mittari_io::Chunk,
+) -> Result<(), mittari_io::ReadError> {
+    use arrow_array::Array as _;
+    for column in mittari_io::LOG_COLUMNS {
+        if let Some(values) = chunk.batch.column_by_name(column)
+            && let Some(row) = (0..values.len()).find(|&row| values.is_null(row))
+        {
+            return Err(mittari_io::ReadError::cell(
+                source_name,
+                chunk.location(row),
+                column,
+                format!("{column} is empty; give every row a value"),
+            ));
+        }
+    }
+    let rows_before = chunk.first_row.saturating_sub(1);
+    let violations = mittari_engine::check_part(
+        descriptor,
+        &chunk.batch,
+        &mittari_io::LOG_COLUMNS,
+        rows_before,
+    );
+    match violations.into_iter().next() {
+        None => Ok(()),
+        Some(violation) => {
+            let (column, row) = match &violation.field {
+                mittari_engine::Field::Column { name, row } => (name.clone(), *row),
+                _ => (String::new(), None),
+            };
+            let at = chunk.location(row.map_or(0, |row| row.saturating_sub(rows_before) as usize));
+            Err(mittari_io::ReadError::cell(
+                source_name,
+                at,
+                &column,
+                violation.description,
+            ))
+        }
     }
 }
 

@@ -1,0 +1,328 @@
+//! A transaction log read a part at a time into its RFM summary, for metrics that read a
+//! summary in place of the log (clv's predictive models): memory holds each customer's
+//! running summary ([`ChunkedSummary`]) and one part of the input, never the whole log, so a
+//! log larger than memory can be summarized from any source [`read_chunks`] reads.
+//!
+//! The summary equals the one the metric makes of the whole log, to the bit and in the same
+//! customer order, when each customer's rows come in time order (a log sorted by time, or
+//! grouped by customer and sorted within). A log that is not is found out at its first row
+//! out of order; the parts read so far are kept (up to [`KEEP_BYTES`]) so that such a log is
+//! then read whole instead, as it would have been without chunks. Past that a file or a
+//! database is read again, whole; standard input cannot be, and the error says to sort it.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{Field, Schema};
+use mittari_models::rfm::{ChunkError, ChunkedSummary, SummaryColumns};
+use mittari_sdk::MetricDescriptor;
+
+use crate::{
+    Chunk, Origins, ReadError, ReadOptions, ReadProgress, RfmPeriods, Source, Table, read,
+    read_chunks,
+};
+
+/// Parts of the log kept while it is not known to be in time order: about 14 million rows of
+/// a typical log.
+pub const KEEP_BYTES: usize = 512 << 20;
+
+/// The log's columns the summary reads.
+pub const LOG_COLUMNS: [&str; 3] = ["customer_id", "timestamp", "amount"];
+
+/// What [`summarize_in_chunks`] read.
+#[derive(Debug)]
+pub enum ChunkedRead {
+    /// The log's summary, one row per customer in order of first purchase, and the rows of
+    /// the log read.
+    Summary { table: Table, rows: u64 },
+    /// The input read whole: not a transaction log (a summary already), or a log not in time
+    /// order; why, for the log.
+    Whole { table: Table, why: &'static str },
+}
+
+enum State {
+    /// No rows seen yet.
+    Undecided,
+    Summarizing {
+        summary: ChunkedSummary,
+        /// The parts read so far, while they fit in [`KEEP_BYTES`].
+        kept: Option<Vec<Chunk>>,
+        kept_bytes: usize,
+    },
+    Collecting(Vec<Chunk>),
+}
+
+/// Reads the transaction log `source` a part at a time into its RFM summary by `periods`;
+/// `check` sees each part's rows first (the metric's checks of the log's cells, which the
+/// metric never sees), and its error ends the read.
+pub fn summarize_in_chunks(
+    source: &Source<'_>,
+    descriptor: &MetricDescriptor,
+    options: &ReadOptions,
+    periods: RfmPeriods,
+    progress: &ReadProgress,
+    check: &dyn Fn(&Chunk) -> Result<(), ReadError>,
+) -> Result<ChunkedRead, ReadError> {
+    let name = source.name();
+    let mut state = State::Undecided;
+    let mut out_of_order = false;
+    let mut why_whole = "the input is not a transaction log";
+    let outcome = read_chunks(
+        source.clone(),
+        descriptor,
+        options,
+        progress,
+        &mut |chunk| {
+            state = match std::mem::replace(&mut state, State::Undecided) {
+                State::Undecided if log_columns(&chunk.batch).is_some() => summarizing(
+                    &mut out_of_order,
+                    &mut why_whole,
+                    &name,
+                    periods,
+                    ChunkedSummary::new(
+                        periods.unit,
+                        periods.observation_end,
+                        periods.holdout_start,
+                    ),
+                    Some(Vec::new()),
+                    0,
+                    chunk,
+                    check,
+                )?,
+                State::Undecided => State::Collecting(vec![chunk]),
+                State::Collecting(mut chunks) => {
+                    chunks.push(chunk);
+                    State::Collecting(chunks)
+                }
+                State::Summarizing {
+                    summary,
+                    kept,
+                    kept_bytes,
+                } => summarizing(
+                    &mut out_of_order,
+                    &mut why_whole,
+                    &name,
+                    periods,
+                    summary,
+                    kept,
+                    kept_bytes,
+                    chunk,
+                    check,
+                )?,
+            };
+            Ok(())
+        },
+    );
+    match outcome {
+        Ok(()) => {}
+        Err(_) if out_of_order && !matches!(source, Source::Stdin) => {
+            tracing::info!(input = %name, "the log is not in time order for each customer: reading it whole");
+            let table = read(source.clone(), descriptor, &[], options)?;
+            return Ok(ChunkedRead::Whole {
+                table,
+                why: "not in time order for each customer",
+            });
+        }
+        Err(error) => return Err(error),
+    }
+    match state {
+        State::Undecided => match source {
+            // No rows: read again whole, for the metric to say what it lacks.
+            Source::Stdin => Ok(ChunkedRead::Whole {
+                table: Table {
+                    batch: RecordBatch::new_empty(Arc::new(Schema::empty())),
+                    origins: Origins::Rows,
+                },
+                why: "no rows",
+            }),
+            _ => Ok(ChunkedRead::Whole {
+                table: read(source.clone(), descriptor, &[], options)?,
+                why: "no rows",
+            }),
+        },
+        State::Collecting(chunks) => Ok(ChunkedRead::Whole {
+            table: assemble(&name, chunks)?,
+            why: why_whole,
+        }),
+        State::Summarizing { summary, .. } => {
+            let columns = summary.finish().map_err(|e| match e {
+                ChunkError::HoldoutAfterEnd => {
+                    ReadError::input(&name, format!("holdout_start: {e}"))
+                }
+                other => ReadError::input(&name, other.to_string()),
+            })?;
+            let rows = columns.rows;
+            Ok(ChunkedRead::Summary {
+                table: summary_table(&name, columns)?,
+                rows,
+            })
+        }
+    }
+}
+
+/// Adds a part of a log to its summary, or, at its first row out of time order, goes on
+/// collecting the parts while they were all kept.
+#[allow(clippy::too_many_arguments)] // the state's fields, and what a part is checked with
+fn summarizing(
+    out_of_order: &mut bool,
+    why_whole: &mut &'static str,
+    name: &str,
+    periods: RfmPeriods,
+    mut summary: ChunkedSummary,
+    mut kept: Option<Vec<Chunk>>,
+    mut kept_bytes: usize,
+    chunk: Chunk,
+    check: &dyn Fn(&Chunk) -> Result<(), ReadError>,
+) -> Result<State, ReadError> {
+    let Some((ids, timestamps, amounts)) = log_columns(&chunk.batch) else {
+        return Err(ReadError::input(
+            name,
+            "a part of the log lacks the log's columns",
+        ));
+    };
+    check(&chunk)?;
+    match summary.push(|i| ids.value(i), timestamps.values(), amounts.values()) {
+        Ok(()) => {
+            if let Some(chunks) = &mut kept {
+                kept_bytes += chunk.batch.get_array_memory_size();
+                if kept_bytes > KEEP_BYTES {
+                    kept = None;
+                } else {
+                    chunks.push(chunk);
+                }
+            }
+            Ok(State::Summarizing {
+                summary,
+                kept,
+                kept_bytes,
+            })
+        }
+        Err(ChunkError::OutOfOrder {
+            chunk_row,
+            customer,
+            ..
+        }) => match kept {
+            Some(mut chunks) => {
+                tracing::info!(input = %name, "the log is not in time order for each customer: reading it whole");
+                *why_whole = "not in time order for each customer";
+                chunks.push(chunk);
+                Ok(State::Collecting(chunks))
+            }
+            None => {
+                *out_of_order = true;
+                Err(ReadError::at(
+                    name,
+                    chunk.location(chunk_row),
+                    format!(
+                        "customer {customer:?} has a purchase in an earlier {} than one read before: the log is summarized as it is read, which needs each customer's rows in time order; sort it by timestamp, or give --in-chunks never to read it whole",
+                        periods.unit.name()
+                    ),
+                ))
+            }
+        },
+        Err(other) => Err(ReadError::input(name, other.to_string())),
+    }
+}
+
+/// The log's three columns in the types the summary reads; `None` when the input is not a
+/// log (it lacks one, or it is a summary already: frequency, recency and T).
+fn log_columns(
+    batch: &RecordBatch,
+) -> Option<(&StringArray, &TimestampMicrosecondArray, &Float64Array)> {
+    if ["frequency", "recency", "T"]
+        .iter()
+        .all(|c| batch.column_by_name(c).is_some())
+    {
+        return None;
+    }
+    Some((
+        batch
+            .column_by_name("customer_id")?
+            .as_any()
+            .downcast_ref()?,
+        batch.column_by_name("timestamp")?.as_any().downcast_ref()?,
+        batch.column_by_name("amount")?.as_any().downcast_ref()?,
+    ))
+}
+
+/// The summary as the table the metric reads: `customer_id`, `frequency`, `recency`, `T`,
+/// `monetary_value` and with a holdout `frequency_holdout` and `duration_holdout`, as
+/// Python's lifetimes names them (and the database summary writes them).
+fn summary_table(name: &str, columns: SummaryColumns) -> Result<Table, ReadError> {
+    let SummaryColumns {
+        id_bytes,
+        id_offsets,
+        frequency,
+        recency,
+        t,
+        monetary_value,
+        holdout_frequency,
+        holdout_length,
+        ..
+    } = columns;
+    let customers = frequency.len();
+    let ids = StringArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(id_offsets)),
+        Buffer::from_vec(id_bytes),
+        None,
+    )
+    .map_err(|e| ReadError::input(name, format!("cannot assemble the customer ids: {e}")))?;
+    let mut named: Vec<(&str, ArrayRef)> = vec![
+        ("customer_id", Arc::new(ids)),
+        ("frequency", Arc::new(Float64Array::from(frequency))),
+        ("recency", Arc::new(Float64Array::from(recency))),
+        ("T", Arc::new(Float64Array::from(t))),
+        (
+            "monetary_value",
+            Arc::new(Float64Array::from(monetary_value)),
+        ),
+    ];
+    if let (Some(holdout), Some(length)) = (holdout_frequency, holdout_length) {
+        named.push(("frequency_holdout", Arc::new(Float64Array::from(holdout))));
+        named.push((
+            "duration_holdout",
+            Arc::new(Float64Array::from(vec![length; customers])),
+        ));
+    }
+    let schema = Schema::new(
+        named
+            .iter()
+            .map(|(column, array)| {
+                Field::new(*column, array.data_type().clone(), *column == "customer_id")
+            })
+            .collect::<Vec<_>>(),
+    );
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        named.into_iter().map(|(_, array)| array).collect(),
+    )
+    .map_err(|e| ReadError::input(name, format!("cannot assemble the summary: {e}")))?;
+    Ok(Table {
+        batch,
+        origins: Origins::Rows,
+    })
+}
+
+/// Parts read whole, as one table with each row's line or row.
+fn assemble(name: &str, chunks: Vec<Chunk>) -> Result<Table, ReadError> {
+    let Some(first) = chunks.first() else {
+        return Err(ReadError::input(name, "no rows were read"));
+    };
+    let schema = first.batch.schema();
+    let lines: Option<Vec<u64>> = chunks
+        .iter()
+        .map(|c| c.lines.as_deref())
+        .collect::<Option<Vec<&[u64]>>>()
+        .map(|parts| parts.concat());
+    let batches: Vec<&RecordBatch> = chunks.iter().map(|c| &c.batch).collect();
+    let batch = arrow_select::concat::concat_batches(&schema, batches)
+        .map_err(|e| ReadError::input(name, format!("cannot assemble the table: {e}")))?;
+    Ok(Table {
+        batch,
+        origins: match lines {
+            Some(lines) => Origins::Lines(lines),
+            None => Origins::Rows,
+        },
+    })
+}
