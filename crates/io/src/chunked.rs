@@ -53,14 +53,16 @@ enum State {
     Collecting(Vec<Chunk>),
 }
 
-/// Reads the transaction log `source` a part at a time into its RFM summary by `periods`;
-/// `check` sees each part's rows first (the metric's checks of the log's cells, which the
-/// metric never sees), and its error ends the read.
+/// Reads the transaction log `source` a part at a time into its RFM summary by `periods`,
+/// keeping the parts read while they take at most `keep_bytes` ([`KEEP_BYTES`]) in case the
+/// log turns out not to be in time order; `check` sees each part's rows first (the metric's
+/// checks of the log's cells, which the metric never sees), and its error ends the read.
 pub fn summarize_in_chunks(
     source: &Source<'_>,
     descriptor: &MetricDescriptor,
     options: &ReadOptions,
     periods: RfmPeriods,
+    keep_bytes: usize,
     progress: &ReadProgress,
     check: &dyn Fn(&Chunk) -> Result<(), ReadError>,
 ) -> Result<ChunkedRead, ReadError> {
@@ -78,8 +80,7 @@ pub fn summarize_in_chunks(
                 State::Undecided if log_columns(&chunk.batch).is_some() => summarizing(
                     &mut out_of_order,
                     &mut why_whole,
-                    &name,
-                    periods,
+                    (&name, periods, keep_bytes),
                     ChunkedSummary::new(
                         periods.unit,
                         periods.observation_end,
@@ -102,8 +103,7 @@ pub fn summarize_in_chunks(
                 } => summarizing(
                     &mut out_of_order,
                     &mut why_whole,
-                    &name,
-                    periods,
+                    (&name, periods, keep_bytes),
                     summary,
                     kept,
                     kept_bytes,
@@ -167,8 +167,7 @@ pub fn summarize_in_chunks(
 fn summarizing(
     out_of_order: &mut bool,
     why_whole: &mut &'static str,
-    name: &str,
-    periods: RfmPeriods,
+    (name, periods, keep_bytes): (&str, RfmPeriods, usize),
     mut summary: ChunkedSummary,
     mut kept: Option<Vec<Chunk>>,
     mut kept_bytes: usize,
@@ -186,7 +185,7 @@ fn summarizing(
         Ok(()) => {
             if let Some(chunks) = &mut kept {
                 kept_bytes += chunk.batch.get_array_memory_size();
-                if kept_bytes > KEEP_BYTES {
+                if kept_bytes > keep_bytes {
                     kept = None;
                 } else {
                     chunks.push(chunk);

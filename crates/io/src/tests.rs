@@ -528,3 +528,127 @@ fn a_database_on_this_machine_is_told_apart() {
         assert_eq!(crate::is_local_database(url), local, "{url}");
     }
 }
+
+/// A log in time order is summarized part by part (the tests' CSV blocks are 4 KiB) into the
+/// summary of the whole, customers in order of first purchase; one out of order is read
+/// whole, from the parts kept or, past them, read again; a summary is read as it is.
+#[test]
+fn a_log_in_chunks_is_summarized_or_read_whole() {
+    use mittari_models::rfm;
+    // clv's: a log or a summary, neither's columns required.
+    let summary_descriptor = MetricDescriptor::new("clv", "1", "test")
+        .input(ColumnSpec::string("customer_id", ""))
+        .input(ColumnSpec::timestamp("timestamp", ""))
+        .input(ColumnSpec::double("amount", ""))
+        .input(ColumnSpec::double("frequency", ""))
+        .input(ColumnSpec::double("recency", ""))
+        .input(ColumnSpec::double("T", ""));
+    let day = 86_400_000_000i64;
+    let rows: Vec<(String, i64, f64)> = (0..3_000i64)
+        .map(|i| {
+            (
+                format!("c{}", i * 7919 % 401),
+                1_700_000_000_000_000 + i * day / 7,
+                (i % 97) as f64 * 1.25 + 0.1,
+            )
+        })
+        .collect();
+    let csv = |rows: &[(String, i64, f64)]| {
+        let mut text = String::from("customer_id,timestamp,amount\n");
+        for (id, at, amount) in rows {
+            text.push_str(&format!(
+                "{id},{},{amount}\n",
+                mittari_sdk::time::format_timestamp(*at)
+            ));
+        }
+        text
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sorted = dir.path().join("sorted.csv");
+    std::fs::write(&sorted, csv(&rows)).unwrap();
+    let periods = RfmPeriods {
+        unit: TimeUnit::Week,
+        observation_end: None,
+        holdout_start: Some(1_700_000_000_000_000 + 300 * day),
+    };
+    let no_check = |_: &Chunk| Ok(());
+    let read_log = |path: &Path, keep: usize| {
+        summarize_in_chunks(
+            &Source::Path(path),
+            &summary_descriptor,
+            &ReadOptions::default(),
+            periods,
+            keep,
+            &ReadProgress::default(),
+            &no_check,
+        )
+        .unwrap()
+    };
+    let ChunkedRead::Summary { table, rows: read } = read_log(&sorted, 0) else {
+        panic!("a log in time order is summarized");
+    };
+    assert_eq!(read, rows.len() as u64);
+    let latest = rows.iter().map(|r| r.1).max().unwrap();
+    let timestamps: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let amounts: Vec<f64> = rows.iter().map(|r| r.2).collect();
+    let whole = rfm::summarize(
+        |i| &rows[i].0,
+        &timestamps,
+        &amounts,
+        periods.unit,
+        latest,
+        periods.holdout_start,
+    )
+    .unwrap();
+    assert_eq!(table.batch.num_rows(), whole.len());
+    let column = |name: &str| {
+        table
+            .batch
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone()
+    };
+    let ids = table
+        .batch
+        .column_by_name("customer_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .clone();
+    for (i, s) in whole.iter().enumerate() {
+        assert_eq!(ids.value(i), rows[s.first_row as usize].0);
+        assert_eq!(column("frequency").value(i), f64::from(s.frequency));
+        assert_eq!(column("T").value(i), f64::from(s.t));
+        assert_eq!(
+            column("monetary_value").value(i).to_bits(),
+            s.monetary_value.to_bits()
+        );
+        assert_eq!(
+            column("frequency_holdout").value(i),
+            f64::from(s.holdout_frequency.unwrap())
+        );
+    }
+    // Out of order: read whole, from the kept parts or read again.
+    let mut shuffled = rows.clone();
+    shuffled.swap(10, 2_900);
+    let unsorted = dir.path().join("unsorted.csv");
+    std::fs::write(&unsorted, csv(&shuffled)).unwrap();
+    for keep in [0, KEEP_BYTES] {
+        let ChunkedRead::Whole { table, why } = read_log(&unsorted, keep) else {
+            panic!("a log out of order is read whole");
+        };
+        assert_eq!(why, "not in time order for each customer");
+        assert_eq!(table.batch.num_rows(), rows.len());
+        assert_eq!(table.origins.of(2_999), Some(Location::Line(3_001)));
+    }
+    let summary = dir.path().join("summary.csv");
+    std::fs::write(&summary, "customer_id,frequency,recency,T\na,1,2,3\n").unwrap();
+    let ChunkedRead::Whole { why, .. } = read_log(&summary, 0) else {
+        panic!("a summary is read as it is");
+    };
+    assert_eq!(why, "the input is not a transaction log");
+}

@@ -287,6 +287,7 @@ pub(crate) fn run(
                 &descriptor,
                 &main_options,
                 periods,
+                mittari_io::KEEP_BYTES,
                 &counters,
                 &check,
             )? {
