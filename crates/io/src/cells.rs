@@ -98,6 +98,12 @@ pub(crate) struct Dialect {
 impl Dialect {
     pub(crate) fn number(&self, cell: &str) -> Result<f64, String> {
         if !self.decimal.is_comma() {
+            // The common case directly; ParamValue says why anything else is no number.
+            if let Ok(x) = cell.parse::<f64>()
+                && x.is_finite()
+            {
+                return Ok(x);
+            }
             return match ParamValue::parse(cell, DataType::Double)? {
                 ParamValue::Double(x) => Ok(x),
                 _ => Err(format!("{cell:?} is not a number")),

@@ -70,50 +70,73 @@ pub fn summarize_in_chunks(
     let mut state = State::Undecided;
     let mut out_of_order = false;
     let mut why_whole = "the input is not a transaction log";
-    let outcome = read_chunks(
-        source.clone(),
-        descriptor,
-        options,
-        progress,
-        &mut |chunk| {
-            state = match std::mem::replace(&mut state, State::Undecided) {
-                State::Undecided if log_columns(&chunk.batch).is_some() => summarizing(
-                    &mut out_of_order,
-                    &mut why_whole,
-                    (&name, periods, keep_bytes),
-                    ChunkedSummary::new(
-                        periods.unit,
-                        periods.observation_end,
-                        periods.holdout_start,
-                    ),
-                    Some(Vec::new()),
-                    0,
-                    chunk,
-                    check,
-                )?,
-                State::Undecided => State::Collecting(vec![chunk]),
-                State::Collecting(mut chunks) => {
-                    chunks.push(chunk);
-                    State::Collecting(chunks)
-                }
-                State::Summarizing {
-                    summary,
-                    kept,
-                    kept_bytes,
-                } => summarizing(
-                    &mut out_of_order,
-                    &mut why_whole,
-                    (&name, periods, keep_bytes),
-                    summary,
-                    kept,
-                    kept_bytes,
-                    chunk,
-                    check,
-                )?,
-            };
-            Ok(())
-        },
-    );
+    let mut consume = |chunk: Chunk| -> Result<(), ReadError> {
+        state = match std::mem::replace(&mut state, State::Undecided) {
+            State::Undecided if log_columns(&chunk.batch).is_some() => summarizing(
+                &mut out_of_order,
+                &mut why_whole,
+                (&name, periods, keep_bytes),
+                ChunkedSummary::new(periods.unit, periods.observation_end, periods.holdout_start),
+                Some(Vec::new()),
+                0,
+                chunk,
+                check,
+            )?,
+            State::Undecided => State::Collecting(vec![chunk]),
+            State::Collecting(mut chunks) => {
+                chunks.push(chunk);
+                State::Collecting(chunks)
+            }
+            State::Summarizing {
+                summary,
+                kept,
+                kept_bytes,
+            } => summarizing(
+                &mut out_of_order,
+                &mut why_whole,
+                (&name, periods, keep_bytes),
+                summary,
+                kept,
+                kept_bytes,
+                chunk,
+                check,
+            )?,
+        };
+        Ok(())
+    };
+    // The next part is read and parsed while this one is summarized: each side has steps
+    // that run on one thread (reading the file, checking the cells, putting new customers
+    // in order), which the other side's parallel work fills.
+    let (parts, received) = std::sync::mpsc::sync_channel::<Chunk>(1);
+    let outcome = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let parts = parts;
+            read_chunks(
+                source.clone(),
+                descriptor,
+                options,
+                progress,
+                &mut |chunk| {
+                    // The summary has stopped (on an error of its own, which it reports).
+                    parts
+                        .send(chunk)
+                        .map_err(|_| ReadError::input(&name, "the summary stopped"))
+                },
+            )
+        });
+        let mut summarized = Ok(());
+        for chunk in received.iter() {
+            summarized = consume(chunk);
+            if summarized.is_err() {
+                break;
+            }
+        }
+        drop(received);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(ReadError::input(&name, "the reader failed")));
+        summarized.and(read)
+    });
     match outcome {
         Ok(()) => {}
         Err(_) if out_of_order && !matches!(source, Source::Stdin) => {

@@ -102,6 +102,9 @@ struct Blocks<R> {
     /// Bytes of a byte order mark skipped at the start (0 or 3): `consumed` is this until the
     /// first block is handed out.
     bom_bytes: u64,
+    /// A block handed out before and given back ([`Blocks::recycle`]): the next block's
+    /// buffer, so reading a large file does not map and fault in fresh memory per block.
+    spare: Vec<u8>,
     /// Record starts in `pending` about [`MIN_PIECE_BYTES`] apart, found by the quote scan of
     /// text with quotes: where such a block can be cut into pieces parsed in parallel.
     cuts: Vec<usize>,
@@ -155,6 +158,7 @@ impl<R: Read> Blocks<R> {
             first_line: 1,
             consumed: 0,
             bom_bytes: 0,
+            spare: Vec::new(),
             cuts: Vec::new(),
             done: false,
         }
@@ -310,6 +314,13 @@ impl<R: Read> Blocks<R> {
         Ok(delimiter)
     }
 
+    /// Takes back a block's buffer for a later block.
+    fn recycle(&mut self, block: Vec<u8>) {
+        if block.capacity() > self.spare.capacity() {
+            self.spare = block;
+        }
+    }
+
     /// The next block of whole records, the file line it starts on, and record starts within
     /// it where it may be cut (for text with quotes); `None` at the end.
     fn next_block(&mut self) -> Result<Option<Block>, ReadError> {
@@ -338,7 +349,10 @@ impl<R: Read> Blocks<R> {
         if self.boundary == 0 {
             return Ok(None);
         }
-        let rest = self.pending.split_off(self.boundary);
+        let mut rest = std::mem::take(&mut self.spare);
+        rest.clear();
+        rest.extend_from_slice(&self.pending[self.boundary..]);
+        self.pending.truncate(self.boundary);
         let block = std::mem::replace(&mut self.pending, rest);
         let first_line = self.first_line;
         self.consumed += block.len() as u64;
@@ -596,6 +610,7 @@ fn parse_blocks(
         if parts.iter().any(|p| !p.lines.is_empty()) {
             each(&columns, parts)?;
         }
+        blocks.recycle(block);
     }
     let dialect = shape.dialect;
     Ok((columns, dialect))

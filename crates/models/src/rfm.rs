@@ -530,26 +530,33 @@ const CHUNK_PARTITIONS: usize = 64;
 /// A customer without a calibration purchase yet (their first rows are in the holdout).
 const NO_PERIOD: i32 = i32::MIN;
 
-/// One partition's customers, a column each (about 50 bytes a customer).
+/// One partition's customers, each one's running summary in one place (48 bytes, so an update
+/// touches one or two cache lines of a table far larger than the cache).
 #[derive(Default)]
 struct Partition {
     table: HashTable<u32>,
-    words: Vec<[u64; 2]>,
-    lens: Vec<u8>,
+    customers: Vec<Running>,
     /// Ids longer than 16 bytes, whole: their key holds only a prefix and a hash.
     long_ids: std::collections::HashMap<u32, Box<str>>,
-    first_period: Vec<i32>,
-    last_period: Vec<i32>,
-    /// The amounts of the last period so far.
-    last_total: Vec<f64>,
-    /// The totals of the repeat periods before the last one, in period order.
-    repeat_sum: Vec<f64>,
-    repeats: Vec<u32>,
     /// With a holdout: each customer's distinct holdout periods and the latest of them.
-    holdout_periods: Vec<u32>,
-    last_holdout: Vec<i32>,
+    holdout: Vec<(u32, i32)>,
     /// Rows of the chunk being added that brought a new customer to this partition.
     new_rows: Vec<u32>,
+}
+
+/// A customer's running summary.
+#[derive(Clone, Copy)]
+struct Running {
+    words: [u64; 2],
+    len: u8,
+    /// [`NO_PERIOD`] until the first calibration purchase.
+    first_period: i32,
+    last_period: i32,
+    repeats: u32,
+    /// The amounts of the last period so far.
+    last_total: f64,
+    /// The totals of the repeat periods before the last one, in period order.
+    repeat_sum: f64,
 }
 
 /// A row of a chunk on its way to its partition.
@@ -656,42 +663,44 @@ impl Partition {
         holdout: bool,
     ) -> Result<(), u32> {
         let key = routed.key;
-        let (words, lens, long_ids) = (&self.words, &self.lens, &self.long_ids);
+        let (customers, long_ids) = (&self.customers, &self.long_ids);
         let same = |&slot: &u32| {
-            let at = slot as usize;
-            words[at] == key.words
-                && lens[at] == key.len
+            let known = &customers[slot as usize];
+            known.words == key.words
+                && known.len == key.len
                 && (key.len != LONG
                     || long_ids
                         .get(&slot)
                         .is_some_and(|id| **id == *customer(routed.row as usize)))
         };
         let rehash = |&slot: &u32| {
+            let known = &customers[slot as usize];
             IdKey {
-                words: words[slot as usize],
-                len: lens[slot as usize],
+                words: known.words,
+                len: known.len,
             }
             .hash()
         };
         let at = match self.table.entry(key.hash(), same, rehash) {
             Entry::Occupied(entry) => *entry.get() as usize,
             Entry::Vacant(entry) => {
-                let at = self.words.len();
+                let at = self.customers.len();
                 entry.insert(at as u32);
-                self.words.push(key.words);
-                self.lens.push(key.len);
+                self.customers.push(Running {
+                    words: key.words,
+                    len: key.len,
+                    first_period: NO_PERIOD,
+                    last_period: NO_PERIOD,
+                    repeats: 0,
+                    last_total: 0.0,
+                    repeat_sum: -0.0,
+                });
                 if key.len == LONG {
                     self.long_ids
                         .insert(at as u32, customer(routed.row as usize).into());
                 }
-                self.first_period.push(NO_PERIOD);
-                self.last_period.push(NO_PERIOD);
-                self.last_total.push(0.0);
-                self.repeat_sum.push(-0.0);
-                self.repeats.push(0);
                 if holdout {
-                    self.holdout_periods.push(0);
-                    self.last_holdout.push(NO_PERIOD);
+                    self.holdout.push((0, NO_PERIOD));
                 }
                 self.new_rows.push(routed.row);
                 at
@@ -699,30 +708,31 @@ impl Partition {
         };
         let period = routed.period;
         if routed.in_holdout {
-            let last = &mut self.last_holdout[at];
+            let (periods, last) = &mut self.holdout[at];
             if period < *last {
                 return Err(routed.row);
             }
             if period > *last {
                 *last = period;
-                self.holdout_periods[at] += 1;
+                *periods += 1;
             }
             return Ok(());
         }
-        let last = self.last_period[at];
+        let running = &mut self.customers[at];
+        let last = running.last_period;
         if last == NO_PERIOD {
-            self.first_period[at] = period;
-            self.last_period[at] = period;
-            self.last_total[at] = routed.amount;
+            running.first_period = period;
+            running.last_period = period;
+            running.last_total = routed.amount;
         } else if period == last {
-            self.last_total[at] += routed.amount;
+            running.last_total += routed.amount;
         } else if period > last {
-            if last != self.first_period[at] {
-                self.repeat_sum[at] += self.last_total[at];
+            if last != running.first_period {
+                running.repeat_sum += running.last_total;
             }
-            self.repeats[at] += 1;
-            self.last_period[at] = period;
-            self.last_total[at] = routed.amount;
+            running.repeats += 1;
+            running.last_period = period;
+            running.last_total = routed.amount;
         } else {
             return Err(routed.row);
         }
@@ -881,13 +891,14 @@ impl ChunkedSummary {
             let p = &self.partitions[usize::from(index)];
             let at = next[usize::from(index)];
             next[usize::from(index)] += 1;
-            let first = p.first_period[at];
+            let c = &p.customers[at];
+            let first = c.first_period;
             if first == NO_PERIOD {
                 continue;
             }
             let key = IdKey {
-                words: p.words[at],
-                len: p.lens[at],
+                words: c.words,
+                len: c.len,
             };
             match p.long_ids.get(&(at as u32)) {
                 Some(id) => columns.id_bytes.extend_from_slice(id.as_bytes()),
@@ -896,18 +907,17 @@ impl ChunkedSummary {
             let offset =
                 i32::try_from(columns.id_bytes.len()).map_err(|_| ChunkError::IdsTooLong)?;
             columns.id_offsets.push(offset);
-            let (last, repeats) = (p.last_period[at], p.repeats[at]);
-            let monetary_value = if repeats == 0 {
+            let monetary_value = if c.repeats == 0 {
                 0.0
             } else {
-                (p.repeat_sum[at] + p.last_total[at]) / f64::from(repeats)
+                (c.repeat_sum + c.last_total) / f64::from(c.repeats)
             };
-            columns.frequency.push(f64::from(repeats));
-            columns.recency.push(f64::from(last - first));
+            columns.frequency.push(f64::from(c.repeats));
+            columns.recency.push(f64::from(c.last_period - first));
             columns.t.push((end_period - i64::from(first)) as f64);
             columns.monetary_value.push(monetary_value);
             if let Some(holdout) = &mut columns.holdout_frequency {
-                holdout.push(f64::from(p.holdout_periods[at]));
+                holdout.push(f64::from(p.holdout[at].0));
             }
         }
         Ok(columns)

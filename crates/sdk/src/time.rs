@@ -89,6 +89,51 @@ pub fn date_micros(year: i64, month: u32, day: u32) -> i64 {
 /// Parses an ISO 8601 date or timestamp into microseconds since the Unix epoch.
 pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     let text = text.trim();
+    match parse_common(text.as_bytes()) {
+        Some(micros) => Ok(micros),
+        None => parse_any(text),
+    }
+}
+
+/// `YYYY-MM-DD`, `YYYY-MM-DD[T ]HH:MM:SS` and the same with `Z`: the shapes of nearly every
+/// exported log, read a byte at a fixed place without splitting (a log of 100 million rows
+/// spends seconds here). `None` for anything else, which [`parse_any`] reads or explains.
+fn parse_common(text: &[u8]) -> Option<i64> {
+    let timed = match text.len() {
+        10 => false,
+        19 => true,
+        20 if matches!(text[19], b'Z' | b'z') => true,
+        _ => return None,
+    };
+    let digit = |i: usize| {
+        let b = text[i];
+        b.is_ascii_digit().then(|| u32::from(b - b'0'))
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    if text[4] != b'-' || text[7] != b'-' {
+        return None;
+    }
+    let year = i64::from(two(0)? * 100 + two(2)?);
+    let (month, day) = (two(5)?, two(8)?);
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let mut seconds = days_from_civil(year, month, day) * SECONDS_PER_DAY;
+    if timed {
+        if !matches!(text[10], b'T' | b't' | b' ') || text[13] != b':' || text[16] != b':' {
+            return None;
+        }
+        let (h, m, s) = (two(11)?, two(14)?, two(17)?);
+        if h > 23 || m > 59 || s > 59 {
+            return None;
+        }
+        seconds += i64::from(h * 3600 + m * 60 + s);
+    }
+    Some(seconds * MICROS_PER_SECOND)
+}
+
+/// Any ISO 8601 date or timestamp [`parse_timestamp`] takes, or why the text is not one.
+fn parse_any(text: &str) -> Result<i64, String> {
     let fail = |why: String| {
         format!(
             "{text:?} is not an ISO 8601 date or timestamp ({why}); write 2024-01-31 or 2024-01-31T12:00:00Z"
@@ -189,6 +234,45 @@ pub fn format_timestamp(micros: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fixed-place reading of the common shapes gives what the general parser gives, and
+    /// leaves to it whatever it cannot read exactly.
+    #[test]
+    fn common_shapes_read_as_the_general_parser_reads_them() {
+        let mut seen = 0;
+        for year in [
+            "1970", "2000", "2023", "2024", "1900", "0001", "9999", "20x4",
+        ] {
+            for month in ["01", "02", "12", "13", "00", "1a"] {
+                for day in ["01", "28", "29", "30", "31", "00", "32"] {
+                    for time in [
+                        "",
+                        "T00:00:00",
+                        " 23:59:59",
+                        "t12:34:56Z",
+                        "T24:00:00",
+                        "T12:60:00",
+                        "T12:00:61",
+                        "T1:00:00",
+                        "T12:00:00z",
+                        "T12:00:00+02:00",
+                        "T12:00",
+                    ] {
+                        let text = format!("{year}-{month}-{day}{time}");
+                        let common = parse_common(text.as_bytes());
+                        if common.is_some() {
+                            seen += 1;
+                        }
+                        if let Some(micros) = common {
+                            assert_eq!(parse_any(&text), Ok(micros), "{text}");
+                        }
+                        assert_eq!(parse_timestamp(&text).ok(), parse_any(&text).ok(), "{text}");
+                    }
+                }
+            }
+        }
+        assert!(seen > 300, "{seen}");
+    }
 
     fn check(text: &str, expect: Result<i64, &str>) {
         match (parse_timestamp(text), expect) {
