@@ -3817,6 +3817,29 @@ fn a_log_summarized_as_it_is_read_equals_the_whole_one() {
     assert!(read.contains("not in time order"), "{read}");
     let (reversed_whole, _) = run(&reversed, &["--in-chunks", "never"], None);
     assert_eq!(out_of_order, reversed_whole);
+    // Where the log is read whole anyway, --in-chunks never changes nothing and says so.
+    let historic: serde_json::Value = serde_json::from_str(&mittari(
+        dir.path(),
+        &[
+            "compute",
+            "clv",
+            "--input",
+            &sorted,
+            "--format",
+            "json",
+            "--in-chunks",
+            "never",
+        ],
+    ))
+    .unwrap();
+    assert!(
+        warnings_of(&historic)
+            .iter()
+            .any(|(code, _)| code == "in_chunks_unused"),
+        "{historic}"
+    );
+    let (chunked, _) = run(&sorted, &[], None);
+    assert!(!chunked.contains("in_chunks_unused"));
     // A bad cell deep in the log names its line.
     log.reverse();
     log[120_000].2 = "-5".to_owned();

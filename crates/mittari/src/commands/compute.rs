@@ -253,8 +253,8 @@ pub(crate) fn run(
     // its size is not bounded by memory (--in-chunks). A fit keeps the log's first and last
     // transaction with the model, and what needs rows (groups, skipped cells, covariates,
     // table inputs) needs the log itself: those read it whole.
-    let in_chunks = match (&purpose, input.in_chunks, &summary, &lake) {
-        (Purpose::Compute, InChunks::Auto, None, None)
+    let chunkable = match (&purpose, &summary, &lake) {
+        (Purpose::Compute, None, None)
             if group_by.is_empty()
                 && on_missing == OnMissing::Error
                 && options.named_columns.is_empty()
@@ -268,6 +268,9 @@ pub(crate) fn run(
         }
         _ => None,
     };
+    // `--in-chunks never` changes nothing where the log would be read whole anyway.
+    let in_chunks_unused = input.in_chunks == InChunks::Never && chunkable.is_none();
+    let in_chunks = chunkable.filter(|_| input.in_chunks == InChunks::Auto);
     let mut log_rows = None;
     let table = match (summary, &lake, in_chunks) {
         (Some(summary), _, _) => {
@@ -431,6 +434,15 @@ pub(crate) fn run(
                 message: format!(
                     "--lake-memory-mib {mib} changed nothing: it limits DataFusion's summary of a Parquet pattern, and this input was read as rows"
                 ),
+            },
+        );
+    }
+    if in_chunks_unused {
+        add_warning(
+            &mut response,
+            pb::Warning {
+                code: "in_chunks_unused".to_owned(),
+                message: "--in-chunks never changed nothing: a log is summarized as it is read only for a metric that reads its summary (clv's bgnbd, mbgnbd, pareto_nbd) and without --group-by, --on-missing skip, covariates, --join or --table-input; this input was read whole anyway".to_owned(),
             },
         );
     }
