@@ -3810,6 +3810,11 @@ fn a_log_summarized_as_it_is_read_equals_the_whole_one() {
         );
         assert_eq!(chunked, whole, "{input} in chunks");
     }
+    // Summarized here, computed on a server: the same.
+    let server = Server::start();
+    let (remote, _) = run(&sorted, &["--server", &server.url()], None);
+    assert_eq!(remote, whole, "--server");
+    drop(server);
     // Out of time order: read whole, the same result.
     log.reverse();
     let reversed = write(dir.path(), "reversed.csv", &csv_of(&log));

@@ -39,6 +39,12 @@ pub enum ChunkedRead {
     /// The input read whole: not a transaction log (a summary already), or a log not in time
     /// order; why, for the log.
     Whole { table: Table, why: &'static str },
+    /// A parameter the log turned out not to allow (`holdout_start` at or after its last
+    /// transaction), as the metric would refuse it.
+    BadParameter {
+        parameter: &'static str,
+        message: String,
+    },
 }
 
 enum State {
@@ -169,12 +175,16 @@ pub fn summarize_in_chunks(
             why: why_whole,
         }),
         State::Summarizing { summary, .. } => {
-            let columns = summary.finish().map_err(|e| match e {
-                ChunkError::HoldoutAfterEnd => {
-                    ReadError::input(&name, format!("holdout_start: {e}"))
+            let columns = match summary.finish() {
+                Ok(columns) => columns,
+                Err(ChunkError::HoldoutAfterEnd) => {
+                    return Ok(ChunkedRead::BadParameter {
+                        parameter: "holdout_start",
+                        message: ChunkError::HoldoutAfterEnd.to_string(),
+                    });
                 }
-                other => ReadError::input(&name, other.to_string()),
-            })?;
+                Err(other) => return Err(ReadError::input(&name, other.to_string())),
+            };
             let rows = columns.rows;
             Ok(ChunkedRead::Summary {
                 table: summary_table(&name, columns)?,

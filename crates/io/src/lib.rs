@@ -429,27 +429,16 @@ pub fn read_chunks(
                 Format::Arrow if columnar::is_ipc_file(&file) => {
                     columnar::read_ipc_file(file, wanted, &bytes_done, &mut batch_sink)?;
                 }
-                Format::Csv => csv::read_chunks(
+                _ => stream_chunks(
                     Counted {
                         inner: file,
                         progress,
                     },
-                    &name,
-                    descriptor,
-                    &csv_options(options),
+                    format,
+                    wanted,
+                    options,
                     &mut counted_sink,
                 )?,
-                _ => {
-                    read_columnar_stream(
-                        Counted {
-                            inner: file,
-                            progress,
-                        },
-                        format,
-                        wanted,
-                        &mut batch_sink,
-                    )?;
-                }
             }
             Ok(())
         }
@@ -468,22 +457,40 @@ pub fn read_chunks(
                     let bytes = read_whole(stdin, &name)?;
                     columnar::read_parquet(|| Ok(bytes.clone()), wanted, &|_| {}, &mut batch_sink)?;
                 }
-                Format::Csv => csv::read_chunks(
-                    stdin,
-                    &name,
-                    descriptor,
-                    &csv_options(options),
-                    &mut counted_sink,
-                )?,
-                _ => {
-                    read_columnar_stream(stdin, format, wanted, &mut batch_sink)?;
-                }
+                _ => stream_chunks(stdin, format, wanted, options, &mut counted_sink)?,
             }
             Ok(())
         }
         Source::Postgres { url, query } => {
             pg::read(url, &query, descriptor, &[], options, &mut batch_sink).map(|_| ())
         }
+    }
+}
+
+/// A format read as it comes (CSV, Arrow IPC, JSON Lines), a part at a time.
+fn stream_chunks(
+    reader: impl Read,
+    format: Format,
+    wanted: columnar::Wanted<'_>,
+    options: &ReadOptions,
+    sink: &mut dyn FnMut(Chunk) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    match format {
+        Format::Csv => csv::read_chunks(
+            reader,
+            wanted.source,
+            wanted.descriptor,
+            &csv_options(options),
+            sink,
+        ),
+        _ => read_columnar_stream(reader, format, wanted, &mut |batch, first_row| {
+            sink(Chunk {
+                batch,
+                first_row,
+                lines: None,
+            })
+        })
+        .map(|_| ()),
     }
 }
 

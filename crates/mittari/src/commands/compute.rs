@@ -305,6 +305,19 @@ pub(crate) fn run(
                     tracing::info!(input = %source_name, why, "read the input whole");
                     table
                 }
+                mittari_io::ChunkedRead::BadParameter { parameter, message } => {
+                    drop(progress);
+                    let violation = mittari_engine::Violation::new(
+                        mittari_engine::Field::Parameter {
+                            name: parameter.to_owned(),
+                        },
+                        message,
+                    );
+                    let error = mittari_engine::EngineError::InvalidArgument {
+                        violations: vec![violation],
+                    };
+                    return Ok(report(&to_status(&ServiceError::Engine(error)), None));
+                }
             }
         }
         (None, None, None) => mittari_io::read(source, &descriptor, &group_by, &main_options)?,
