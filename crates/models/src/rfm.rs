@@ -271,37 +271,16 @@ where
     let partition_bits = (rows / 4096).max(1).ilog2().min(12);
     let partitions = 1usize << partition_bits;
     let partition_of = |hash: u64| ((hash >> 32) as usize) & (partitions - 1);
-    let chunk_rows = (rows / (4 * rayon::current_num_threads())).max(16_384);
     let calibration_end = holdout_start.unwrap_or(i64::MAX);
 
-    // Each chunk of rows lists its rows by partition, in row order, so a partition reads its
-    // rows in the order of the input by going through the chunks in order.
-    let chunks: Vec<Vec<Vec<Transaction>>> = (0..rows)
-        .into_par_iter()
-        .step_by(chunk_rows)
-        .map(|start| {
-            let expected = chunk_rows / partitions + chunk_rows / partitions / 8;
-            let mut lists: Vec<Vec<Transaction>> = (0..partitions)
-                .map(|_| Vec::with_capacity(expected))
-                .collect();
-            for row in start..(start + chunk_rows).min(rows) {
-                let timestamp = timestamps[row];
-                if timestamp > observation_end {
-                    continue;
-                }
-                let key = IdKey::new(customer(row));
-                lists[partition_of(key.hash())].push(Transaction {
-                    key,
-                    in_holdout: timestamp >= calibration_end,
-                    row: row as u32,
-                    // Days since 1970 fit an i32 for any i64 of microseconds.
-                    period: unit.period(timestamp) as i32,
-                    amount: amounts[row],
-                });
-            }
-            lists
-        })
-        .collect();
+    let chunks = route(
+        &customer,
+        timestamps,
+        amounts,
+        (unit, observation_end, calibration_end),
+        partitions,
+        partition_of,
+    );
 
     let end_period = unit.period(holdout_start.unwrap_or(observation_end));
     let holdout = holdout_start.is_some();
@@ -405,6 +384,51 @@ where
                 })
         })
         .collect::<Vec<_>>())
+}
+
+/// Lists the rows of a log by partition (`partition_of` an id's hash), in parallel parts of
+/// the rows, each part's lists in row order: a partition reads its rows in input order by going
+/// through the parts in order. Rows after `observation_end` are left out; a row at or after
+/// `calibration_end` is in the holdout.
+fn route<'a, C>(
+    customer: &C,
+    timestamps: &[i64],
+    amounts: &[f64],
+    (unit, observation_end, calibration_end): (TimeUnit, i64, i64),
+    partitions: usize,
+    partition_of: impl Fn(u64) -> usize + Sync,
+) -> Vec<Vec<Vec<Transaction>>>
+where
+    C: Fn(usize) -> &'a str + Sync,
+{
+    let rows = timestamps.len().min(amounts.len());
+    let part_rows = (rows / (4 * rayon::current_num_threads())).max(16_384);
+    (0..rows)
+        .into_par_iter()
+        .step_by(part_rows)
+        .map(|start| {
+            let expected = part_rows / partitions + part_rows / partitions / 8;
+            let mut lists: Vec<Vec<Transaction>> = (0..partitions)
+                .map(|_| Vec::with_capacity(expected))
+                .collect();
+            for row in start..(start + part_rows).min(rows) {
+                let timestamp = timestamps[row];
+                if timestamp > observation_end {
+                    continue;
+                }
+                let key = IdKey::new(customer(row));
+                lists[partition_of(key.hash())].push(Transaction {
+                    key,
+                    in_holdout: timestamp >= calibration_end,
+                    row: row as u32,
+                    // Days since 1970 fit an i32 for any i64 of microseconds.
+                    period: unit.period(timestamp) as i32,
+                    amount: amounts[row],
+                });
+            }
+            lists
+        })
+        .collect()
 }
 
 /// Groups `rows` by customer index (dense, `0..customers`) with a counting sort into
@@ -559,15 +583,6 @@ struct Running {
     repeat_sum: f64,
 }
 
-/// A row of a chunk on its way to its partition.
-struct Routed {
-    key: IdKey,
-    row: u32,
-    period: i32,
-    amount: f64,
-    in_holdout: bool,
-}
-
 /// Why a chunk cannot be added, or the summary not finished.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ChunkError {
@@ -658,7 +673,7 @@ impl IdKey {
 impl Partition {
     fn add<'a>(
         &mut self,
-        routed: &Routed,
+        routed: &Transaction,
         customer: &impl Fn(usize) -> &'a str,
         holdout: bool,
     ) -> Result<(), u32> {
@@ -775,40 +790,23 @@ impl ChunkedSummary {
     {
         let rows = timestamps.len().min(amounts.len());
         u32::try_from(rows).map_err(|_| ChunkError::ChunkTooLarge)?;
-        let unit = self.unit;
         let end = self.observation_end.unwrap_or(i64::MAX);
         let calibration_end = self.holdout_start.unwrap_or(i64::MAX);
         let holdout = self.holdout_start.is_some();
-        let part_rows = (rows / (4 * rayon::current_num_threads())).max(16_384);
-        let partition_of = |key: &IdKey| ((key.hash() >> 32) as usize) % CHUNK_PARTITIONS;
-        let routed: Vec<(Vec<Vec<Routed>>, Option<i64>)> = (0..rows)
-            .into_par_iter()
-            .step_by(part_rows)
-            .map(|start| {
-                let expected = part_rows / CHUNK_PARTITIONS + part_rows / CHUNK_PARTITIONS / 8;
-                let mut lists: Vec<Vec<Routed>> = (0..CHUNK_PARTITIONS)
-                    .map(|_| Vec::with_capacity(expected))
-                    .collect();
-                let mut latest: Option<i64> = None;
-                for row in start..(start + part_rows).min(rows) {
-                    let at = timestamps[row];
-                    if at > end {
-                        continue;
-                    }
-                    latest = Some(latest.map_or(at, |l| l.max(at)));
-                    let key = IdKey::new(customer(row));
-                    lists[partition_of(&key)].push(Routed {
-                        key,
-                        row: row as u32,
-                        period: unit.period(at) as i32,
-                        amount: amounts[row],
-                        in_holdout: at >= calibration_end,
-                    });
-                }
-                (lists, latest)
-            })
-            .collect();
-        for latest in routed.iter().filter_map(|(_, latest)| *latest) {
+        let routed = route(
+            &customer,
+            timestamps,
+            amounts,
+            (self.unit, end, calibration_end),
+            CHUNK_PARTITIONS,
+            |hash| ((hash >> 32) as usize) % CHUNK_PARTITIONS,
+        );
+        if let Some(latest) = timestamps[..rows]
+            .iter()
+            .copied()
+            .filter(|&at| at <= end)
+            .max()
+        {
             self.latest = Some(self.latest.map_or(latest, |l| l.max(latest)));
         }
         let customer = &customer;
@@ -820,7 +818,7 @@ impl ChunkedSummary {
                 partition.new_rows.clear();
                 routed
                     .iter()
-                    .flat_map(|(lists, _)| &lists[index])
+                    .flat_map(|lists| &lists[index])
                     .try_for_each(|r| partition.add(r, customer, holdout))
                     .err()
             })

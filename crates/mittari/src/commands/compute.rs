@@ -492,6 +492,7 @@ fn check_log_part(
     use arrow_array::Array as _;
     for column in mittari_io::LOG_COLUMNS {
         if let Some(values) = chunk.batch.column_by_name(column)
+            && values.null_count() > 0
             && let Some(row) = (0..values.len()).find(|&row| values.is_null(row))
         {
             return Err(mittari_io::ReadError::cell(
