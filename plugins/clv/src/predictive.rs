@@ -1,6 +1,7 @@
 //! The predictive CLV models: BG/NBD, MBG/NBD or Pareto/NBD for purchases, Gamma-Gamma for
 //! their value.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -47,9 +48,11 @@ const CURVE_POINTS: f64 = 200.0;
 struct History<'a> {
     /// The input row that names the customer: its first transaction, or its summary row.
     row: Vec<usize>,
-    x: Vec<f64>,
-    t_x: Vec<f64>,
-    t: Vec<f64>,
+    /// A summary's own columns where every row is a customer (no weight 0): a summary of
+    /// tens of millions of customers is not copied.
+    x: Cow<'a, [f64]>,
+    t_x: Cow<'a, [f64]>,
+    t: Cow<'a, [f64]>,
     monetary_value: Vec<Option<f64>>,
     weight: Vec<f64>,
     /// With a holdout: purchase periods in the holdout.
@@ -100,11 +103,15 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
     let weight = input.optional_double("weight")?;
     let holdout = summary_holdout(input)?;
     let rows = input.num_rows();
+    // Rows of weight 0 stand for no customer: only then are the columns copied, without them.
+    let skips = weight.is_some_and(|w| (0..rows).any(|row| w.is_valid(row) && w.value(row) == 0.0));
+    let (x_column, t_x_column, t_column) = (x, t_x, t);
+    let (mut kept_x, mut kept_t_x, mut kept_t) = (Vec::new(), Vec::new(), Vec::new());
     let mut history = History {
         row: Vec::with_capacity(rows),
-        x: Vec::with_capacity(rows),
-        t_x: Vec::with_capacity(rows),
-        t: Vec::with_capacity(rows),
+        x: Cow::Borrowed(&[]),
+        t_x: Cow::Borrowed(&[]),
+        t: Cow::Borrowed(&[]),
         monetary_value: Vec::with_capacity(rows),
         weight: Vec::with_capacity(rows),
         ids: input.optional_string("customer_id")?,
@@ -145,9 +152,11 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
             continue;
         }
         history.row.push(row);
-        history.x.push(x);
-        history.t_x.push(t_x);
-        history.t.push(t);
+        if skips {
+            kept_x.push(x);
+            kept_t_x.push(t_x);
+            kept_t.push(t);
+        }
         history
             .monetary_value
             .push(monetary.filter(|m| m.is_valid(row)).map(|m| m.value(row)));
@@ -163,6 +172,16 @@ fn from_summary<'a>(input: &Input<'a>, params: &Params) -> Result<History<'a>, M
             }
             frequencies.push(frequency);
         }
+    }
+    if skips {
+        (history.x, history.t_x, history.t) =
+            (Cow::Owned(kept_x), Cow::Owned(kept_t_x), Cow::Owned(kept_t));
+    } else {
+        (history.x, history.t_x, history.t) = (
+            Cow::Borrowed(&x_column.values()[..]),
+            Cow::Borrowed(&t_x_column.values()[..]),
+            Cow::Borrowed(&t_column.values()[..]),
+        );
     }
     Ok(history)
 }
@@ -218,9 +237,9 @@ fn from_transactions<'a>(
     .map_err(|e| MetricError::invalid_input(e.to_string()))?;
     Ok(History {
         row: summaries.iter().map(|s| s.first_row as usize).collect(),
-        x: summaries.iter().map(|s| f64::from(s.frequency)).collect(),
-        t_x: summaries.iter().map(|s| f64::from(s.recency)).collect(),
-        t: summaries.iter().map(|s| f64::from(s.t)).collect(),
+        x: Cow::Owned(summaries.iter().map(|s| f64::from(s.frequency)).collect()),
+        t_x: Cow::Owned(summaries.iter().map(|s| f64::from(s.recency)).collect()),
+        t: Cow::Owned(summaries.iter().map(|s| f64::from(s.t)).collect()),
         monetary_value: summaries.iter().map(|s| Some(s.monetary_value)).collect(),
         weight: vec![1.0; summaries.len()],
         holdout_frequency: holdout_start.map(|_| {
