@@ -1119,6 +1119,33 @@ mod tests {
                 );
             }
         }
+        // Enough customers that each partition's table grows several times.
+        let many: Vec<String> = (0..150_000).map(|i| format!("customer-{i}")).collect();
+        let rows: Vec<(&str, i64, f64)> = (0..300_000)
+            .map(|i| {
+                let id = &many[(rng.uniform() * many.len() as f64) as usize];
+                (id.as_str(), i * 60_000_000, rng.uniform() * 10.0)
+            })
+            .collect();
+        let latest = rows.last().unwrap().1;
+        let whole = summarize_rows(&rows, TimeUnit::Day, latest, None);
+        let mut chunked = ChunkedSummary::new(TimeUnit::Day, None, None);
+        for part in rows.chunks(70_000) {
+            let timestamps: Vec<i64> = part.iter().map(|r| r.1).collect();
+            let amounts: Vec<f64> = part.iter().map(|r| r.2).collect();
+            chunked.push(|i| part[i].0, &timestamps, &amounts).unwrap();
+        }
+        let columns = chunked.finish().unwrap();
+        assert_eq!(columns.len(), whole.len());
+        for (i, s) in whole.iter().enumerate() {
+            assert_eq!(columns.id(i), rows[s.first_row as usize].0);
+            assert_eq!(columns.frequency[i], f64::from(s.frequency));
+            assert_eq!(
+                columns.monetary_value[i].to_bits(),
+                s.monetary_value.to_bits()
+            );
+        }
+
         let mut chunked = ChunkedSummary::new(TimeUnit::Day, None, None);
         chunked.push(|_| "a", &[day(5)], &[1.0]).unwrap();
         chunked.push(|_| "b", &[day(1)], &[1.0]).unwrap();
