@@ -499,7 +499,7 @@ pub(crate) fn read_chunks(
     sink: &mut dyn FnMut(Chunk) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     let mut first_row = 1u64;
-    parse_blocks(
+    let (columns, _) = parse_blocks(
         reader,
         source,
         descriptor,
@@ -533,6 +533,27 @@ pub(crate) fn read_chunks(
             sink(chunk)
         },
     )?;
+    if first_row == 1 {
+        // No rows: one empty part, so that what reads it still sees the columns.
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .map(|c| Cells::new(c.data_type, 0).finish())
+            .collect();
+        let fields: Vec<Field> = columns
+            .iter()
+            .zip(&arrays)
+            .map(|(c, a)| Field::new(&c.name, a.data_type().clone(), true))
+            .collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(0));
+        let batch =
+            RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
+                .map_err(|e| ReadError::input(source, format!("cannot assemble the rows: {e}")))?;
+        sink(Chunk {
+            batch,
+            first_row,
+            lines: Some(Vec::new()),
+        })?;
+    }
     Ok(())
 }
 

@@ -390,7 +390,9 @@ pub fn read_chunks(
     sink: &mut dyn FnMut(Chunk) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     let name = source.name();
+    let mut parts = 0u64;
     let mut counted_sink = |chunk: Chunk| {
+        parts += 1;
         progress
             .rows
             .fetch_add(chunk.batch.num_rows() as u64, Ordering::Relaxed);
@@ -407,7 +409,7 @@ pub fn read_chunks(
         progress.bytes.fetch_add(bytes, Ordering::Relaxed);
     };
     let dialect = dialect(options);
-    match source {
+    let schema = match source {
         Source::Path(path) => {
             let format = path_format(path, options, &name)?;
             let file = columnar::open(path, &name)?;
@@ -418,17 +420,18 @@ pub fn read_chunks(
             }
             let wanted = wanted(&name, descriptor, &[], options, &dialect);
             match format {
-                Format::Parquet => {
-                    columnar::read_parquet(
-                        || columnar::open(path, &name),
-                        wanted,
-                        &bytes_done,
-                        &mut batch_sink,
-                    )?;
-                }
-                Format::Arrow if columnar::is_ipc_file(&file) => {
-                    columnar::read_ipc_file(file, wanted, &bytes_done, &mut batch_sink)?;
-                }
+                Format::Parquet => Some(columnar::read_parquet(
+                    || columnar::open(path, &name),
+                    wanted,
+                    &bytes_done,
+                    &mut batch_sink,
+                )?),
+                Format::Arrow if columnar::is_ipc_file(&file) => Some(columnar::read_ipc_file(
+                    file,
+                    wanted,
+                    &bytes_done,
+                    &mut batch_sink,
+                )?),
                 _ => stream_chunks(
                     Counted {
                         inner: file,
@@ -440,7 +443,6 @@ pub fn read_chunks(
                     &mut counted_sink,
                 )?,
             }
-            Ok(())
         }
         Source::Stdin => {
             let mut stdin = BufReader::with_capacity(
@@ -455,26 +457,48 @@ pub fn read_chunks(
             match format {
                 Format::Parquet => {
                     let bytes = read_whole(stdin, &name)?;
-                    columnar::read_parquet(|| Ok(bytes.clone()), wanted, &|_| {}, &mut batch_sink)?;
+                    Some(columnar::read_parquet(
+                        || Ok(bytes.clone()),
+                        wanted,
+                        &|_| {},
+                        &mut batch_sink,
+                    )?)
                 }
                 _ => stream_chunks(stdin, format, wanted, options, &mut counted_sink)?,
             }
-            Ok(())
         }
-        Source::Postgres { url, query } => {
-            pg::read(url, &query, descriptor, &[], options, &mut batch_sink).map(|_| ())
-        }
+        Source::Postgres { url, query } => Some(pg::read(
+            url,
+            &query,
+            descriptor,
+            &[],
+            options,
+            &mut batch_sink,
+        )?),
+    };
+    // No rows: one empty part, so that what reads it still sees the columns (CSV's reader
+    // hands its own).
+    if parts == 0
+        && let Some(schema) = schema
+    {
+        sink(Chunk {
+            batch: RecordBatch::new_empty(schema),
+            first_row: 1,
+            lines: None,
+        })?;
     }
+    Ok(())
 }
 
-/// A format read as it comes (CSV, Arrow IPC, JSON Lines), a part at a time.
+/// A format read as it comes (CSV, Arrow IPC, JSON Lines), a part at a time; the schema of
+/// a columnar one.
 fn stream_chunks(
     reader: impl Read,
     format: Format,
     wanted: columnar::Wanted<'_>,
     options: &ReadOptions,
     sink: &mut dyn FnMut(Chunk) -> Result<(), ReadError>,
-) -> Result<(), ReadError> {
+) -> Result<Option<arrow_schema::SchemaRef>, ReadError> {
     match format {
         Format::Csv => csv::read_chunks(
             reader,
@@ -482,7 +506,8 @@ fn stream_chunks(
             wanted.descriptor,
             &csv_options(options),
             sink,
-        ),
+        )
+        .map(|()| None),
         _ => read_columnar_stream(reader, format, wanted, &mut |batch, first_row| {
             sink(Chunk {
                 batch,
@@ -490,7 +515,7 @@ fn stream_chunks(
                 lines: None,
             })
         })
-        .map(|_| ()),
+        .map(Some),
     }
 }
 

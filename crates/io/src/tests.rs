@@ -645,6 +645,14 @@ fn a_log_in_chunks_is_summarized_or_read_whole() {
         assert_eq!(table.batch.num_rows(), rows.len());
         assert_eq!(table.origins.of(2_999), Some(Location::Line(3_001)));
     }
+    // A log without rows is a summary without customers, its columns known.
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "customer_id,timestamp,amount\n").unwrap();
+    let ChunkedRead::Summary { table, rows: 0 } = read_log(&empty, 0) else {
+        panic!("a log without rows is an empty summary");
+    };
+    assert_eq!(table.batch.num_rows(), 0);
+    assert!(table.batch.column_by_name("frequency").is_some());
     let summary = dir.path().join("summary.csv");
     std::fs::write(&summary, "customer_id,frequency,recency,T\na,1,2,3\n").unwrap();
     let ChunkedRead::Whole { why, .. } = read_log(&summary, 0) else {
