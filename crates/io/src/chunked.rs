@@ -52,12 +52,112 @@ enum State {
     Undecided,
     Summarizing {
         summary: ChunkedSummary,
-        /// The parts read so far, while they fit in [`KEEP_BYTES`].
+        /// The parts read so far, while they fit in `keep_bytes`.
         kept: Option<Vec<Chunk>>,
         kept_bytes: usize,
     },
-    Collecting(Vec<Chunk>),
+    /// The parts, to be read whole, and why.
+    Collecting(Vec<Chunk>, &'static str),
 }
+
+/// Why the parts stopped being taken.
+enum Stop {
+    /// A fault of the input, or of reading it.
+    Read(ReadError),
+    /// A row out of time order after the kept parts: the log must be read again, whole.
+    OutOfOrder(ReadError),
+}
+
+/// How the parts are taken: what the summary counts in, what is kept, and the cells' check.
+struct Taking<'a> {
+    name: &'a str,
+    periods: RfmPeriods,
+    keep_bytes: usize,
+    check: &'a dyn Fn(&Chunk) -> Result<(), ReadError>,
+}
+
+impl State {
+    /// The state after one more part: summarized, kept, or collected to be read whole.
+    fn take(self, chunk: Chunk, taking: &Taking<'_>) -> Result<State, Stop> {
+        let (mut summary, mut kept, mut kept_bytes) = match self {
+            State::Collecting(mut chunks, why) => {
+                chunks.push(chunk);
+                return Ok(State::Collecting(chunks, why));
+            }
+            State::Undecided if log_columns(&chunk.batch).is_none() => {
+                return Ok(State::Collecting(
+                    vec![chunk],
+                    "the input is not a transaction log",
+                ));
+            }
+            State::Undecided => {
+                let RfmPeriods {
+                    unit,
+                    observation_end,
+                    holdout_start,
+                } = taking.periods;
+                (
+                    ChunkedSummary::new(unit, observation_end, holdout_start),
+                    Some(Vec::new()),
+                    0,
+                )
+            }
+            State::Summarizing {
+                summary,
+                kept,
+                kept_bytes,
+            } => (summary, kept, kept_bytes),
+        };
+        let name = taking.name;
+        let Some((ids, timestamps, amounts)) = log_columns(&chunk.batch) else {
+            return Err(Stop::Read(ReadError::input(
+                name,
+                "a part of the log lacks the log's columns",
+            )));
+        };
+        (taking.check)(&chunk).map_err(Stop::Read)?;
+        match summary.push(|i| ids.value(i), timestamps.values(), amounts.values()) {
+            Ok(()) => {
+                if let Some(chunks) = &mut kept {
+                    kept_bytes += chunk.batch.get_array_memory_size();
+                    if kept_bytes > taking.keep_bytes {
+                        kept = None;
+                    } else {
+                        chunks.push(chunk);
+                    }
+                }
+                Ok(State::Summarizing {
+                    summary,
+                    kept,
+                    kept_bytes,
+                })
+            }
+            Err(ChunkError::OutOfOrder {
+                chunk_row,
+                customer,
+                ..
+            }) => match kept {
+                Some(mut chunks) => {
+                    tracing::info!(input = %name, "the log is not in time order for each customer: reading it whole");
+                    chunks.push(chunk);
+                    Ok(State::Collecting(chunks, OUT_OF_ORDER))
+                }
+                None => Err(Stop::OutOfOrder(ReadError::at(
+                    name,
+                    chunk.location(chunk_row),
+                    format!(
+                        "customer {customer:?} has a purchase in an earlier {} than one read before: the log is summarized as it is read, which needs each customer's rows in time order; sort it by timestamp, or give --in-chunks never to read it whole",
+                        taking.periods.unit.name()
+                    ),
+                ))),
+            },
+            Err(other) => Err(Stop::Read(ReadError::input(name, other.to_string()))),
+        }
+    }
+}
+
+/// Why a log read in chunks is read whole after all.
+const OUT_OF_ORDER: &str = "not in time order for each customer";
 
 /// Reads the transaction log `source` a part at a time into its RFM summary by `periods`,
 /// keeping the parts read while they take at most `keep_bytes` ([`KEEP_BYTES`]) in case the
@@ -73,48 +173,17 @@ pub fn summarize_in_chunks(
     check: &dyn Fn(&Chunk) -> Result<(), ReadError>,
 ) -> Result<ChunkedRead, ReadError> {
     let name = source.name();
-    let mut state = State::Undecided;
-    let mut out_of_order = false;
-    let mut why_whole = "the input is not a transaction log";
-    let mut consume = |chunk: Chunk| -> Result<(), ReadError> {
-        state = match std::mem::replace(&mut state, State::Undecided) {
-            State::Undecided if log_columns(&chunk.batch).is_some() => summarizing(
-                &mut out_of_order,
-                &mut why_whole,
-                (&name, periods, keep_bytes),
-                ChunkedSummary::new(periods.unit, periods.observation_end, periods.holdout_start),
-                Some(Vec::new()),
-                0,
-                chunk,
-                check,
-            )?,
-            State::Undecided => State::Collecting(vec![chunk]),
-            State::Collecting(mut chunks) => {
-                chunks.push(chunk);
-                State::Collecting(chunks)
-            }
-            State::Summarizing {
-                summary,
-                kept,
-                kept_bytes,
-            } => summarizing(
-                &mut out_of_order,
-                &mut why_whole,
-                (&name, periods, keep_bytes),
-                summary,
-                kept,
-                kept_bytes,
-                chunk,
-                check,
-            )?,
-        };
-        Ok(())
+    let taking = Taking {
+        name: &name,
+        periods,
+        keep_bytes,
+        check,
     };
     // The next part is read and parsed while this one is summarized: each side has steps
     // that run on one thread (reading the file, checking the cells, putting new customers
     // in order), which the other side's parallel work fills.
     let (parts, received) = std::sync::mpsc::sync_channel::<Chunk>(1);
-    let outcome = std::thread::scope(|scope| {
+    let (state, reading) = std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
             let parts = parts;
             read_chunks(
@@ -130,49 +199,42 @@ pub fn summarize_in_chunks(
                 },
             )
         });
-        let mut summarized = Ok(());
+        let mut state = Ok(State::Undecided);
         for chunk in received.iter() {
-            summarized = consume(chunk);
-            if summarized.is_err() {
+            state = match state {
+                Ok(taken) => taken.take(chunk, &taking),
+                stopped => stopped,
+            };
+            if state.is_err() {
                 break;
             }
         }
         drop(received);
-        let read = reader
+        let reading = reader
             .join()
             .unwrap_or_else(|_| Err(ReadError::input(&name, "the reader failed")));
-        summarized.and(read)
+        (state, reading)
     });
-    match outcome {
-        Ok(()) => {}
-        Err(_) if out_of_order && !matches!(source, Source::Stdin) => {
+    let state = match state {
+        Ok(state) => state,
+        // Too late to read whole from the kept parts: read again, where that can be done.
+        Err(Stop::OutOfOrder(error)) if matches!(source, Source::Stdin) => return Err(error),
+        Err(Stop::OutOfOrder(_)) => {
             tracing::info!(input = %name, "the log is not in time order for each customer: reading it whole");
-            let table = read(source.clone(), descriptor, &[], options)?;
             return Ok(ChunkedRead::Whole {
-                table,
-                why: "not in time order for each customer",
+                table: read(source.clone(), descriptor, &[], options)?,
+                why: OUT_OF_ORDER,
             });
         }
-        Err(error) => return Err(error),
-    }
+        Err(Stop::Read(error)) => return Err(error),
+    };
+    reading?;
     match state {
-        State::Undecided => match source {
-            // No rows: read again whole, for the metric to say what it lacks.
-            Source::Stdin => Ok(ChunkedRead::Whole {
-                table: Table {
-                    batch: RecordBatch::new_empty(Arc::new(Schema::empty())),
-                    origins: Origins::Rows,
-                },
-                why: "no rows",
-            }),
-            _ => Ok(ChunkedRead::Whole {
-                table: read(source.clone(), descriptor, &[], options)?,
-                why: "no rows",
-            }),
-        },
-        State::Collecting(chunks) => Ok(ChunkedRead::Whole {
+        // `read_chunks` hands on at least one part, empty for an input without rows.
+        State::Undecided => Err(ReadError::input(&name, "no part of the input was read")),
+        State::Collecting(chunks, why) => Ok(ChunkedRead::Whole {
             table: assemble(&name, chunks)?,
-            why: why_whole,
+            why,
         }),
         State::Summarizing { summary, .. } => {
             let columns = match summary.finish() {
@@ -191,69 +253,6 @@ pub fn summarize_in_chunks(
                 rows,
             })
         }
-    }
-}
-
-/// Adds a part of a log to its summary, or, at its first row out of time order, goes on
-/// collecting the parts while they were all kept.
-#[allow(clippy::too_many_arguments)] // the state's fields, and what a part is checked with
-fn summarizing(
-    out_of_order: &mut bool,
-    why_whole: &mut &'static str,
-    (name, periods, keep_bytes): (&str, RfmPeriods, usize),
-    mut summary: ChunkedSummary,
-    mut kept: Option<Vec<Chunk>>,
-    mut kept_bytes: usize,
-    chunk: Chunk,
-    check: &dyn Fn(&Chunk) -> Result<(), ReadError>,
-) -> Result<State, ReadError> {
-    let Some((ids, timestamps, amounts)) = log_columns(&chunk.batch) else {
-        return Err(ReadError::input(
-            name,
-            "a part of the log lacks the log's columns",
-        ));
-    };
-    check(&chunk)?;
-    match summary.push(|i| ids.value(i), timestamps.values(), amounts.values()) {
-        Ok(()) => {
-            if let Some(chunks) = &mut kept {
-                kept_bytes += chunk.batch.get_array_memory_size();
-                if kept_bytes > keep_bytes {
-                    kept = None;
-                } else {
-                    chunks.push(chunk);
-                }
-            }
-            Ok(State::Summarizing {
-                summary,
-                kept,
-                kept_bytes,
-            })
-        }
-        Err(ChunkError::OutOfOrder {
-            chunk_row,
-            customer,
-            ..
-        }) => match kept {
-            Some(mut chunks) => {
-                tracing::info!(input = %name, "the log is not in time order for each customer: reading it whole");
-                *why_whole = "not in time order for each customer";
-                chunks.push(chunk);
-                Ok(State::Collecting(chunks))
-            }
-            None => {
-                *out_of_order = true;
-                Err(ReadError::at(
-                    name,
-                    chunk.location(chunk_row),
-                    format!(
-                        "customer {customer:?} has a purchase in an earlier {} than one read before: the log is summarized as it is read, which needs each customer's rows in time order; sort it by timestamp, or give --in-chunks never to read it whole",
-                        periods.unit.name()
-                    ),
-                ))
-            }
-        },
-        Err(other) => Err(ReadError::input(name, other.to_string())),
     }
 }
 

@@ -214,8 +214,10 @@ pub(crate) fn run(
             }
         },
     };
-    let periods = if !pushdown
-        || !group_by.is_empty()
+    // A summary stands for the log where the metric reads one for these parameters and
+    // nothing needs the rows themselves (groups, skipped cells, covariates, table inputs);
+    // `--join` takes covariates, so it needs the rows too.
+    let summarizable = if !group_by.is_empty()
         || on_missing == OnMissing::Skip
         || !options.named_columns.is_empty()
         || !tables.is_empty()
@@ -227,6 +229,7 @@ pub(crate) fn run(
         })
         .map_err(|e| anyhow::anyhow!("--param {e}"))?
     };
+    let periods = summarizable.filter(|_| pushdown);
     let lake = match input.pattern() {
         Some(pattern) => Some(rt.block_on(lake::Lake::open(pattern, input.lake_memory_limit()))?),
         None => None,
@@ -249,23 +252,11 @@ pub(crate) fn run(
     if join.is_some() {
         main_options.named_columns.clear();
     }
-    // A log read here for a metric that reads its summary is summarized as it is read, so
-    // its size is not bounded by memory (--in-chunks). A fit keeps the log's first and last
-    // transaction with the model, and what needs rows (groups, skipped cells, covariates,
-    // table inputs) needs the log itself: those read it whole.
+    // A log read here (not summarized at its source) whose summary can stand for it is
+    // summarized as it is read, so its size is not bounded by memory (--in-chunks). A fit
+    // keeps the log's first and last transaction with the model: it reads the log whole.
     let chunkable = match (&purpose, &summary, &lake) {
-        (Purpose::Compute, None, None)
-            if group_by.is_empty()
-                && on_missing == OnMissing::Error
-                && options.named_columns.is_empty()
-                && tables.is_empty()
-                && join.is_none() =>
-        {
-            mittari_io::RfmPeriods::of_request(&descriptor, |name| {
-                params.get(name).and_then(convert::value_from_proto)
-            })
-            .map_err(|e| anyhow::anyhow!("--param {e}"))?
-        }
+        (Purpose::Compute, None, None) => summarizable,
         _ => None,
     };
     // `--in-chunks never` changes nothing where the log would be read whole anyway.
