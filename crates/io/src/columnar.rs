@@ -219,10 +219,16 @@ fn convert(
 
 /// Timestamps of any unit and zone, and dates, as UTC microseconds. Arrow stores every
 /// timestamp as an instant since the epoch in UTC (the zone only says how to show it), so this
-/// is a change of unit; nanoseconds are rounded down to the microsecond.
+/// is a change of unit; nanoseconds are rounded down to the microsecond. Microseconds keep
+/// their buffer: only the zone's label changes, once every value is checked in range.
 fn instants(array: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
     use arrow_array::types::*;
-    let micros: Vec<Option<Option<i64>>> = match array.data_type() {
+    match array.data_type() {
+        Arrow::Timestamp(TimeUnit::Microsecond, _) => {
+            let micros = array.as_primitive::<TimestampMicrosecondType>();
+            in_range(micros, Some)?;
+            Ok(Arc::new(micros.clone().with_timezone("UTC")))
+        }
         Arrow::Timestamp(TimeUnit::Second, _) => {
             scaled(array.as_primitive::<TimestampSecondType>(), |s| {
                 s.checked_mul(1_000_000)
@@ -232,9 +238,6 @@ fn instants(array: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
             scaled(array.as_primitive::<TimestampMillisecondType>(), |ms| {
                 ms.checked_mul(1_000)
             })
-        }
-        Arrow::Timestamp(TimeUnit::Microsecond, _) => {
-            scaled(array.as_primitive::<TimestampMicrosecondType>(), Some)
         }
         Arrow::Timestamp(TimeUnit::Nanosecond, _) => {
             scaled(array.as_primitive::<TimestampNanosecondType>(), |ns| {
@@ -247,29 +250,62 @@ fn instants(array: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
         Arrow::Date64 => scaled(array.as_primitive::<Date64Type>(), |ms| {
             ms.checked_mul(1_000)
         }),
-        other => return Err((0, format!("{other} is not a timestamp or a date"))),
-    };
-    let mut stamps = arrow_array::builder::TimestampMicrosecondBuilder::with_capacity(micros.len())
-        .with_timezone("UTC");
-    for (row, value) in micros.into_iter().enumerate() {
-        match value {
-            Some(Some(micros)) => {
-                mittari_sdk::time::check_timestamp(micros).map_err(|why| (row, why))?;
-                stamps.append_value(micros);
-            }
-            Some(None) => return Err((row, "the timestamp is out of range".to_owned())),
-            None => stamps.append_null(),
-        }
+        other => Err((0, format!("{other} is not a timestamp or a date"))),
     }
-    Ok(Arc::new(stamps.finish()))
 }
 
-/// Each valid value through `f` (`None` inside when it overflows); nulls stay `None`.
+/// Checks that every valid value of `array`, through `f` (`None` when it overflows), is a
+/// timestamp in range; the error is the first row that is not.
+fn in_range<T: arrow_array::types::ArrowPrimitiveType>(
+    array: &arrow_array::PrimitiveArray<T>,
+    f: impl Fn(T::Native) -> Option<i64>,
+) -> Result<(), (usize, String)> {
+    let check = |row: usize, value: T::Native| match f(value) {
+        Some(micros) => mittari_sdk::time::check_timestamp(micros).map_err(|why| (row, why)),
+        None => Err((row, "the timestamp is out of range".to_owned())),
+    };
+    match array.nulls() {
+        None => array
+            .values()
+            .iter()
+            .enumerate()
+            .try_for_each(|(row, &value)| check(row, value)),
+        Some(nulls) => nulls
+            .valid_indices()
+            .try_for_each(|row| check(row, array.value(row))),
+    }
+}
+
+/// Each value of `array` through `f` into UTC microseconds, checked in range; nulls stay
+/// null (their slots hold 0).
 fn scaled<T: arrow_array::types::ArrowPrimitiveType>(
     array: &arrow_array::PrimitiveArray<T>,
     f: impl Fn(T::Native) -> Option<i64>,
-) -> Vec<Option<Option<i64>>> {
-    array.iter().map(|value| value.map(&f)).collect()
+) -> Result<ArrayRef, (usize, String)> {
+    in_range(array, &f)?;
+    let micros: Vec<i64> = match array.nulls() {
+        None => array
+            .values()
+            .iter()
+            .map(|&value| f(value).unwrap_or_default())
+            .collect(),
+        Some(nulls) => array
+            .values()
+            .iter()
+            .enumerate()
+            .map(|(row, &value)| {
+                if nulls.is_valid(row) {
+                    f(value).unwrap_or_default()
+                } else {
+                    0
+                }
+            })
+            .collect(),
+    };
+    Ok(Arc::new(
+        arrow_array::TimestampMicrosecondArray::new(micros.into(), array.nulls().cloned())
+            .with_timezone("UTC"),
+    ))
 }
 
 /// Text cells parsed as `declared`, as CSV cells are: trimmed, empty is null.
@@ -536,4 +572,90 @@ pub(crate) fn read_json_lines(
 /// Opens a file for the columnar readers.
 pub(crate) fn open(path: &std::path::Path, source: &str) -> Result<File, ReadError> {
     File::open(path).map_err(|e| ReadError::io(source, "cannot open the file", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::types::*;
+    use arrow_array::{Date32Array, PrimitiveArray, TimestampMicrosecondArray};
+
+    /// `instants` of `array`: the UTC microseconds, or the first bad row and its message.
+    fn check(array: ArrayRef, expect: Result<&[Option<i64>], (usize, &str)>) {
+        let got = instants(&array).map(|converted| {
+            assert_eq!(
+                converted.data_type(),
+                &Arrow::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            );
+            converted
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .collect::<Vec<_>>()
+        });
+        match (got, expect) {
+            (Ok(got), Ok(expect)) => assert_eq!(got, expect),
+            (Err((row, message)), Err((expect_row, expect_message))) => {
+                assert_eq!(row, expect_row);
+                assert!(message.contains(expect_message), "{message}");
+            }
+            (got, expect) => panic!("got {got:?}, expected {expect:?}"),
+        }
+    }
+
+    #[test]
+    fn timestamps_of_every_unit_become_utc_microseconds() {
+        let day = 86_400_000_000_i64;
+        check(
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Some(day), None, Some(-1)])
+                    .with_timezone("Europe/Helsinki"),
+            ),
+            Ok(&[Some(day), None, Some(-1)]),
+        );
+        check(
+            Arc::new(PrimitiveArray::<TimestampSecondType>::from(vec![
+                Some(86_400),
+                None,
+            ])),
+            Ok(&[Some(day), None]),
+        );
+        check(
+            Arc::new(PrimitiveArray::<TimestampMillisecondType>::from(vec![
+                None,
+                Some(-1),
+            ])),
+            Ok(&[None, Some(-1_000)]),
+        );
+        // Nanoseconds round down, before the epoch too.
+        check(
+            Arc::new(PrimitiveArray::<TimestampNanosecondType>::from(vec![
+                1_999, -1,
+            ])),
+            Ok(&[Some(1), Some(-1)]),
+        );
+        check(
+            Arc::new(Date32Array::from(vec![Some(1), None])),
+            Ok(&[Some(day), None]),
+        );
+        // Out of years 1 to 9999, or overflowing the unit change: the row is named; a null
+        // slot's value is never looked at.
+        check(
+            Arc::new(TimestampMicrosecondArray::from(vec![0, i64::MAX])),
+            Err((1, "outside years 1 to 9999")),
+        );
+        check(
+            Arc::new(PrimitiveArray::<TimestampSecondType>::new(
+                vec![0, i64::MAX, i64::MAX].into(),
+                Some(vec![true, false, true].into()),
+            )),
+            Err((2, "out of range")),
+        );
+        check(
+            Arc::new(TimestampMicrosecondArray::new(
+                vec![0, i64::MAX].into(),
+                Some(vec![true, false].into()),
+            )),
+            Ok(&[Some(0), None]),
+        );
+    }
 }

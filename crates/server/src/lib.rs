@@ -36,7 +36,7 @@ mod state;
 mod status;
 mod telemetry;
 
-pub use allocator::return_freed_memory;
+pub use allocator::{HugePages, return_freed_memory};
 pub use auth::{AuthSettings, Scope, TokenSettings, new_token};
 pub use model_service::{model_info_of, new_model, summary_info};
 pub use models::stored_fit;

@@ -116,6 +116,11 @@ pub async fn serve(
         server_settings.max_input_memory_bytes,
         server_settings.max_input_memory_bytes_per_caller,
     );
+    // Freed input buffers stay for the next request to reuse, up to what requests may hold
+    // at once, and go back to the system seconds after the last use.
+    crate::allocator::HugePages::retain_at_most(
+        usize::try_from(server_settings.max_input_memory_bytes).unwrap_or(usize::MAX),
+    );
     let trimmer = Trimmer::start();
     let metric_service = MetricServiceServer::new(MetricServer::new(
         Arc::clone(&state),
