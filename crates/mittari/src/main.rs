@@ -11,8 +11,8 @@
 //! Each command is a module of `commands/`; this file parses the command line, dispatches, and
 //! holds what the commands share.
 
-/// Large buffers on huge pages: far fewer page faults for the server's uploads and the
-/// CLI's logs (`mittari_server::HugePages`).
+/// The server's large buffers on huge pages, reused across requests: far fewer page faults
+/// for its uploads (`mittari_server::HugePages`). Other commands use the system allocator.
 #[global_allocator]
 static ALLOCATOR: mittari_server::HugePages = mittari_server::HugePages;
 
@@ -367,6 +367,12 @@ fn parse_delimiter(text: &str) -> Result<u8, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any large allocation, which fixes the allocator's way for the process.
+    if matches!(cli.command, Command::Serve { .. })
+        && !mittari_server::HugePages::map_large_blocks()
+    {
+        eprintln!("warning: large blocks could not be mapped on their own; memory is reused less");
+    }
     let default_level = if matches!(cli.command, Command::Serve { .. }) {
         "info"
     } else {

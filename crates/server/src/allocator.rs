@@ -23,16 +23,19 @@
 //! (the kernel's entry, cgroup and LRU bookkeeping, zeroing memory the host backs lazily)
 //! cost more than the copies that touch the memory: profiling a 290 MB Arrow upload put
 //! half the server's time under page faults, and the zeroing of fresh pages alone took
-//! nine-tenths of joining its chunks. So blocks of 1 MiB and more are mapped on their own,
-//! those of 4 MiB and more in whole 2 MiB transparent huge pages (one fault instead of
-//! 512), and freed blocks are retained, up to the input memory budget, for the next
-//! request to reuse already backed; the [`Trimmer`]'s tick returns them once none was
-//! used for a tick. The same upload went from 0.93–1.05 s to 0.58–0.72 s per call, and
-//! its page faults from 9 500 to 1 500 per call. Where the kernel has transparent huge
-//! pages off (`never`), the advice is ignored and only the reuse remains.
+//! nine-tenths of joining its chunks. So the server ([`HugePages::map_large_blocks`]) maps
+//! blocks of 1 MiB and more on their own, those of 4 MiB and more in whole 2 MiB
+//! transparent huge pages (one fault instead of 512), and retains freed blocks, up to the
+//! input memory budget, for the next request to reuse already backed; the [`Trimmer`]'s
+//! tick returns them once none was used for a tick. The same upload went from 0.93–1.05 s
+//! to 0.58–0.72 s per call, and its page faults from 9 500 to 1 500 per call. Where the
+//! kernel has transparent huge pages off (`never`), the advice is ignored and only the
+//! reuse remains. Other commands leave every block to the system allocator: the CLI uses a
+//! block once, and a huge page is zeroed whole when first touched (the CLI summarizing a
+//! 10M-row log took 4.5–5.6 s with huge pages instead of 3.7–4.1 s).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -89,6 +92,12 @@ static RETAINED: Mutex<Retained> = Mutex::new(Retained {
     count: 0,
     bytes: 0,
 });
+/// How large blocks are allocated: not yet decided, by the system allocator (the CLI, which
+/// uses each block once and gains nothing from mapping them itself), or mapped here.
+static MODE: AtomicU8 = AtomicU8::new(MODE_UNDECIDED);
+const MODE_UNDECIDED: u8 = 0;
+const MODE_SYSTEM: u8 = 1;
+const MODE_MAPPED: u8 = 2;
 /// The most freed bytes [`RETAINED`] may keep (0: return every block at once).
 static RETAINED_AT_MOST: AtomicUsize = AtomicUsize::new(0);
 /// Set when a retained block is kept or reused; cleared by [`HugePages::release_if_idle`].
@@ -175,6 +184,37 @@ impl HugePages {
                 } else {
                     Self::PAGE
                 }
+            && Self::mode() == MODE_MAPPED
+    }
+
+    /// The process's way with large blocks, fixed by the first one: mapped if
+    /// [`Self::map_large_blocks`] came before it, the system allocator's otherwise.
+    fn mode() -> u8 {
+        match MODE.compare_exchange(
+            MODE_UNDECIDED,
+            MODE_SYSTEM,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => MODE_SYSTEM,
+            Err(decided) => decided,
+        }
+    }
+
+    /// Maps large blocks on their own from now on (the server; see the module docs). Call it
+    /// before the process allocates a block of [`Self::MIN_BYTES`] or more: the way is fixed
+    /// by the first such block, so that every block is freed the way it was allocated.
+    /// Returns whether large blocks are mapped.
+    pub fn map_large_blocks() -> bool {
+        match MODE.compare_exchange(
+            MODE_UNDECIDED,
+            MODE_MAPPED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => true,
+            Err(decided) => decided == MODE_MAPPED,
+        }
     }
 
     /// The mapping's length for a block of `size` bytes: whole huge pages from
@@ -432,6 +472,7 @@ mod tests {
     #[test]
     fn large_blocks_keep_their_contents_and_come_zeroed() {
         let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(HugePages::map_large_blocks());
         HugePages::retain_at_most(256 << 20);
         let allocator = HugePages;
         unsafe {
