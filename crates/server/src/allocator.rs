@@ -148,8 +148,10 @@ impl HugePages {
         retained().bytes
     }
 
-    /// A block of `length` bytes (a multiple of 2 MiB): a retained one if one fits, else a
-    /// new mapping; null when the system refuses.
+    /// A block of `length` bytes ([`Self::length`]): a retained one if one fits (a longer
+    /// one has its tail unmapped), else a new mapping; null when the system refuses. A block
+    /// of whole huge pages starts on a 2 MiB boundary either way: blocks shorter than
+    /// [`Self::MIN_HUGE_BYTES`] never hold a request that long.
     fn obtain(length: usize) -> *mut u8 {
         if RETAINED_AT_MOST.load(Ordering::Relaxed) > 0 {
             let reused = retained().take(length);
@@ -190,6 +192,10 @@ impl HugePages {
     /// The process's way with large blocks, fixed by the first one: mapped if
     /// [`Self::map_large_blocks`] came before it, the system allocator's otherwise.
     fn mode() -> u8 {
+        let decided = MODE.load(Ordering::Relaxed);
+        if decided != MODE_UNDECIDED {
+            return decided;
+        }
         match MODE.compare_exchange(
             MODE_UNDECIDED,
             MODE_SYSTEM,
@@ -290,8 +296,9 @@ impl HugePages {
 }
 
 // SAFETY: small blocks are the system allocator's; large ones are whole private mappings,
-// aligned to 2 MiB (at least any alignment they are given for), zeroed when fresh, unmapped
-// exactly once on deallocation, and moved with their contents on reallocation.
+// aligned to a page, or to 2 MiB from `MIN_HUGE_BYTES` (`mapped` leaves stricter alignments
+// to the system allocator), zeroed when handed out zeroed, unmapped or retained exactly once
+// on deallocation, and moved with their contents on reallocation.
 unsafe impl GlobalAlloc for HugePages {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if Self::mapped(layout.size(), layout.align()) {
