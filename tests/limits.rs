@@ -159,13 +159,13 @@ async fn memory_of_a_large_request_is_returned() {
     let idle = server.resident_bytes();
     /// Resident bytes above `idle` once they fall under 24 MiB, or after 10 s.
     async fn settled(server: &Server, idle: u64) -> u64 {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let retained = server.resident_bytes().saturating_sub(idle);
-            if retained < 24 << 20 || std::time::Instant::now() > deadline {
+            if retained < 24 << 20 || Instant::now() > deadline {
                 return retained;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     const CHUNKS: usize = 16;

@@ -276,34 +276,29 @@ fn in_range<T: arrow_array::types::ArrowPrimitiveType>(
     }
 }
 
-/// Each value of `array` through `f` into UTC microseconds, checked in range; nulls stay
-/// null (their slots hold 0).
+/// Each value of `array` through `f` into UTC microseconds, checked in range, in one pass;
+/// nulls stay null (their slots hold 0). The error is the first row out of range.
 fn scaled<T: arrow_array::types::ArrowPrimitiveType>(
     array: &arrow_array::PrimitiveArray<T>,
     f: impl Fn(T::Native) -> Option<i64>,
 ) -> Result<ArrayRef, (usize, String)> {
-    in_range(array, &f)?;
-    let micros: Vec<i64> = match array.nulls() {
-        None => array
-            .values()
-            .iter()
-            .map(|&value| f(value).unwrap_or_default())
-            .collect(),
-        Some(nulls) => array
-            .values()
-            .iter()
-            .enumerate()
-            .map(|(row, &value)| {
-                if nulls.is_valid(row) {
-                    f(value).unwrap_or_default()
-                } else {
-                    0
-                }
-            })
-            .collect(),
-    };
+    let nulls = array.nulls();
+    let micros = array
+        .values()
+        .iter()
+        .enumerate()
+        .map(|(row, &value)| {
+            if nulls.is_some_and(|nulls| nulls.is_null(row)) {
+                return Ok(0);
+            }
+            let micros =
+                f(value).ok_or_else(|| (row, "the timestamp is out of range".to_owned()))?;
+            mittari_sdk::time::check_timestamp(micros).map_err(|why| (row, why))?;
+            Ok(micros)
+        })
+        .collect::<Result<Vec<i64>, _>>()?;
     Ok(Arc::new(
-        arrow_array::TimestampMicrosecondArray::new(micros.into(), array.nulls().cloned())
+        arrow_array::TimestampMicrosecondArray::new(micros.into(), nulls.cloned())
             .with_timezone("UTC"),
     ))
 }

@@ -367,17 +367,12 @@ fn parse_delimiter(text: &str) -> Result<u8, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve { .. });
     // Before any large allocation, which fixes the allocator's way for the process.
-    if matches!(cli.command, Command::Serve { .. })
-        && !mittari_server::HugePages::map_large_blocks()
-    {
+    if serving && !mittari_server::HugePages::map_large_blocks() {
         eprintln!("warning: large blocks could not be mapped on their own; memory is reused less");
     }
-    let default_level = if matches!(cli.command, Command::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
-    };
+    let default_level = if serving { "info" } else { "warn" };
     // Held to the end of main: dropping it writes the log lines still queued.
     let _log_writer = init_logging(cli.log_format, default_level);
     match run(cli) {

@@ -148,11 +148,12 @@ impl HugePages {
         retained().bytes
     }
 
-    /// A block of `length` bytes ([`Self::length`]): a retained one if one fits (a longer
-    /// one has its tail unmapped), else a new mapping; null when the system refuses. A block
-    /// of whole huge pages starts on a 2 MiB boundary either way: blocks shorter than
+    /// A block of `length` bytes ([`Self::length`]) and whether it is a reused one (which
+    /// holds what its last user wrote): a retained one if one fits (a longer one has its
+    /// tail unmapped), else a new mapping, null when the system refuses. A block of whole
+    /// huge pages starts on a 2 MiB boundary either way: blocks shorter than
     /// [`Self::MIN_HUGE_BYTES`] never hold a request that long.
-    fn obtain(length: usize) -> *mut u8 {
+    fn obtain(length: usize) -> (*mut u8, bool) {
         if RETAINED_AT_MOST.load(Ordering::Relaxed) > 0 {
             let reused = retained().take(length);
             if let Some((address, kept)) = reused {
@@ -160,10 +161,10 @@ impl HugePages {
                 if kept > length {
                     Self::unmap_length((address + length) as *mut u8, kept - length);
                 }
-                return address as *mut u8;
+                return (address as *mut u8, true);
             }
         }
-        Self::map(length)
+        (Self::map(length), false)
     }
 
     /// Retains a freed block of `length` bytes, or unmaps it.
@@ -233,12 +234,14 @@ impl HugePages {
         }
     }
 
-    /// Maps `length` bytes; a multiple of 2 MiB at a 2 MiB boundary, advised as huge pages.
+    /// Maps `length` bytes; from [`Self::MIN_HUGE_BYTES`] (whole huge pages) at a 2 MiB
+    /// boundary, advised as huge pages.
     /// Null when the system refuses. Fresh anonymous memory reads as zeros.
     #[cfg(target_os = "linux")]
     fn map(length: usize) -> *mut u8 {
         use libc::{MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
-        let huge = length.is_multiple_of(Self::HUGE_PAGE);
+        // `length` is whole huge pages from MIN_HUGE_BYTES ([`Self::length`]).
+        let huge = length >= Self::MIN_HUGE_BYTES;
         // One huge page more than needed, so that an aligned start lies inside; the ends
         // beyond it are unmapped at once.
         let Some(padded) = length.checked_add(if huge { Self::HUGE_PAGE } else { 0 }) else {
@@ -302,7 +305,7 @@ impl HugePages {
 unsafe impl GlobalAlloc for HugePages {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if Self::mapped(layout.size(), layout.align()) {
-            return Self::obtain(Self::length(layout.size()));
+            return Self::obtain(Self::length(layout.size())).0;
         }
         // SAFETY: forwarded with the caller's guarantees.
         unsafe { System.alloc(layout) }
@@ -310,12 +313,12 @@ unsafe impl GlobalAlloc for HugePages {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if Self::mapped(layout.size(), layout.align()) {
-            let length = Self::length(layout.size());
-            let ptr = Self::obtain(length);
-            if !ptr.is_null() && RETAINED_AT_MOST.load(Ordering::Relaxed) > 0 {
-                // It may be a reused block; a fresh mapping is zeroed already, and clearing
-                // backed memory costs far less than the faults it saves.
-                // SAFETY: `ptr` is a block of `length` bytes just obtained.
+            let (ptr, reused) = Self::obtain(Self::length(layout.size()));
+            if reused {
+                // A fresh mapping reads as zeros without being touched (clearing it would
+                // fault in pages a sparse user never writes); a reused block is cleared, which
+                // costs far less than the faults its reuse saves.
+                // SAFETY: `ptr` is a block of at least `layout.size()` bytes just obtained.
                 unsafe { std::ptr::write_bytes(ptr, 0, layout.size()) };
             }
             return ptr;
