@@ -469,7 +469,7 @@ impl Engine {
         // that provide a metric of one name.
         let staged: Vec<Result<Staged, String>> = paths
             .par_iter()
-            .map(|path| crate::staging::stage(path, shared.staging.path()))
+            .map(|path| crate::staging::stage(path, &shared.staging))
             .collect();
         let mut metrics = BTreeMap::new();
         let mut libraries = Vec::new();

@@ -9,12 +9,24 @@
 //! then change or vanish without affecting the server; a changed library has another hash, so
 //! another path, which `dlopen` (caching by path) loads as a new library.
 //!
-//! On Unix the copy is unlinked as soon as `dlopen` has mapped it (`release`): the mapping
-//! keeps the contents alive, and a process that is killed (SIGKILL, the OOM killer) leaves no
-//! copies behind — a debug build's plugins take hundreds of megabytes, and test suites that kill
-//! servers filled CI's disk with them. The directory itself is removed when the engine is
-//! dropped; it holds a lock for its owner's lifetime, and each start removes the directories
-//! whose owner is gone (and, on other platforms, the copies in them).
+//! Writing the copies was two thirds of a start (190 MB of release plugins, 0.2 s of a CLI
+//! run that computes in milliseconds), so on Unix they are kept for the next run in the user's
+//! cache (`$XDG_CACHE_HOME/mittari/plugins`, else `~/.cache/mittari/plugins`; a directory only
+//! its owner can write, or it is not used): a library whose copy is there, with the same hash
+//! and length, is loaded from it without writing anything. Cached copies are written under a
+//! temporary name and renamed, so a half-written one is never seen, and never changed once
+//! there: a process that has one mapped keeps it whatever another does. Copies unused for
+//! [`CACHE_MAX_IDLE`] are removed (each use renews its time), and the least recently used
+//! while the cache is over [`CACHE_MAX_BYTES`]. `MITTARI_PLUGIN_CACHE=off`
+//! turns the cache off.
+//!
+//! Without the cache (off, no home, or another platform) each process copies into a private
+//! directory. On Unix that copy is unlinked as soon as `dlopen` has mapped it (`release`): the
+//! mapping keeps the contents alive, and a process that is killed (SIGKILL, the OOM killer)
+//! leaves no copies behind — a debug build's plugins take hundreds of megabytes, and test
+//! suites that kill servers filled CI's disk with them. The directory itself is removed when
+//! the engine is dropped; it holds a lock for its owner's lifetime, and each start removes the
+//! directories whose owner is gone (and, on other platforms, the copies in them).
 
 use std::fs::File;
 use std::io::Write as _;
@@ -32,12 +44,25 @@ const LOCK_FILE: &str = ".owner.lock";
 /// created its own has not locked it yet.
 const SWEEP_MIN_AGE: Duration = Duration::from_secs(60);
 
-/// The private directory this process loads libraries from, removed on drop.
+/// A cached copy not used for this long is removed by the next start's sweep.
+const CACHE_MAX_IDLE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The cache is trimmed to this size, least recently used copies first.
+const CACHE_MAX_BYTES: u64 = 2 << 30;
+/// A copy used this recently is never trimmed.
+const CACHE_MIN_KEEP: Duration = Duration::from_secs(600);
+/// A temporary file in the cache this old was left by a process that died while writing it.
+const CACHE_TEMP_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Turns the shared cache of copies off (`off`).
+const CACHE_VARIABLE: &str = "MITTARI_PLUGIN_CACHE";
+
+/// The private directory this process loads libraries from, removed on drop, and the user's
+/// cache of copies, when there is one.
 #[derive(Debug)]
 pub(crate) struct StagingDir {
     dir: tempfile::TempDir,
     /// Locked while this process lives; the lock dies with it, however it ends.
     _lock: File,
+    cache: Option<PathBuf>,
 }
 
 impl StagingDir {
@@ -46,15 +71,27 @@ impl StagingDir {
     pub(crate) fn create() -> std::io::Result<StagingDir> {
         // In the background: after many killed runs there may be gigabytes to delete, and a
         // restart after a crash should not wait for them.
+        let cache = user_cache();
+        let swept_cache = cache.clone();
         let sweeper = std::thread::Builder::new()
             .name("staging-sweep".to_owned())
-            .spawn(|| {
+            .spawn(move || {
                 let removed = sweep_stale(&std::env::temp_dir());
                 if removed > 0 {
                     tracing::info!(
                         directories = removed,
                         "removed plugin staging directories left by processes that ended without cleaning up"
                     );
+                }
+                if let Some(cache) = swept_cache {
+                    let removed = sweep_cache(&cache, std::time::SystemTime::now());
+                    if removed > 0 {
+                        tracing::info!(
+                            copies = removed,
+                            cache = %cache.display(),
+                            "removed cached plugin copies unused for 30 days"
+                        );
+                    }
                 }
             });
         if let Err(e) = sweeper {
@@ -63,12 +100,125 @@ impl StagingDir {
         let dir = tempfile::Builder::new().prefix(STAGING_PREFIX).tempdir()?;
         let lock = File::create(dir.path().join(LOCK_FILE))?;
         lock.try_lock().map_err(std::io::Error::from)?;
-        Ok(StagingDir { dir, _lock: lock })
+        Ok(StagingDir {
+            dir,
+            _lock: lock,
+            cache,
+        })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
+    /// Where a copy goes: the shared cache when there is one, else the private directory.
+    fn copies(&self) -> (&Path, bool) {
+        match &self.cache {
+            Some(cache) => (cache, true),
+            None => (self.dir.path(), false),
+        }
     }
+
+    #[cfg(test)]
+    fn with_cache(cache: Option<PathBuf>) -> StagingDir {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let lock = File::create(dir.path().join(LOCK_FILE)).unwrap_or_else(|e| panic!("{e}"));
+        StagingDir {
+            dir,
+            _lock: lock,
+            cache,
+        }
+    }
+}
+
+/// The user's cache of library copies, created if missing (mode 0700), or `None` when it is
+/// turned off, there is no home, or the directory is not one only this user can write: a
+/// library another user could place there would run in this process.
+#[cfg(unix)]
+fn user_cache() -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    if std::env::var_os(CACHE_VARIABLE).is_some_and(|v| v == "off") {
+        return None;
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|home| home.join(".cache"))
+        })?;
+    let dir = base.join("mittari").join("plugins");
+    let usable = || -> std::io::Result<bool> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let meta = std::fs::symlink_metadata(&dir)?;
+        // A file this process creates has its user: the directory must be that user's.
+        let mine = tempfile::tempfile_in(&dir)?.metadata()?.uid();
+        Ok(meta.is_dir() && meta.uid() == mine && meta.mode() & 0o022 == 0)
+    };
+    match usable() {
+        Ok(true) => Some(dir),
+        Ok(false) => {
+            tracing::warn!(cache = %dir.display(), "the plugin cache is not a directory only this user can write; copying plugins privately instead");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(cache = %dir.display(), error = %e, "no plugin cache; copying plugins privately");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn user_cache() -> Option<PathBuf> {
+    None
+}
+
+/// Removes the cached copies unused for [`CACHE_MAX_IDLE`], then the least recently used
+/// while all of them take more than [`CACHE_MAX_BYTES`] (each build of the plugins has new
+/// hashes), and temporary files left by writers that died; returns how many copies. Copies
+/// used in the last [`CACHE_MIN_KEEP`] are kept whatever the size: a process may be about to
+/// load them. A process that has a copy mapped keeps it after it is removed.
+fn sweep_cache(cache: &Path, now: std::time::SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return 0;
+    };
+    let mut copies = Vec::new();
+    for entry in entries.flatten() {
+        let Some((modified, len)) = entry
+            .metadata()
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())))
+        else {
+            continue;
+        };
+        let idle = now.duration_since(modified).unwrap_or_default();
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(std::env::consts::DLL_SUFFIX)
+        {
+            copies.push((idle, len, entry.path()));
+        } else if idle >= CACHE_TEMP_MAX_AGE {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    // Longest unused first.
+    copies.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let mut total: u64 = copies.iter().map(|c| c.1).sum();
+    let mut removed = 0;
+    for (idle, len, path) in copies {
+        let unused = idle >= CACHE_MAX_IDLE;
+        let over = total > CACHE_MAX_BYTES && idle >= CACHE_MIN_KEEP;
+        if !(unused || over) {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+            total -= len;
+        }
+    }
+    removed
 }
 
 /// Removes the staging directories in `temp` whose owner has ended (their lock is free) and
@@ -122,14 +272,18 @@ const MAX_LIBRARY_BYTES: u64 = 1 << 30;
 /// A library as staged for loading.
 #[derive(Debug, Clone)]
 pub(crate) struct Staged {
-    /// The private copy to load.
+    /// The copy to load.
     pub(crate) path: PathBuf,
     /// SHA-256 of the contents, hex.
     pub(crate) sha256: String,
+    /// In the user's cache, kept for later runs; else private, removed once mapped.
+    cached: bool,
 }
 
-/// Checks `original` and copies it into `dir` under its content hash.
-pub(crate) fn stage(original: &Path, dir: &Path) -> Result<Staged, String> {
+/// Checks `original` and copies it, under its content hash, into the cache (unless a copy is
+/// there already) or the private directory.
+pub(crate) fn stage(original: &Path, staging: &StagingDir) -> Result<Staged, String> {
+    let (dir, cached) = staging.copies();
     let size = std::fs::metadata(original)
         .map_err(|e| format!("cannot read the library: {e}"))?
         .len();
@@ -150,7 +304,15 @@ pub(crate) fn stage(original: &Path, dir: &Path) -> Result<Staged, String> {
         std::env::consts::DLL_SUFFIX
     );
     let path = dir.join(name);
-    if !path.exists() {
+    // A cached copy is only ever written whole, under its hash: one of the same length is
+    // these bytes. Its time is renewed, so the sweep keeps what is used.
+    let reusable = cached
+        && std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64)
+        && File::open(&path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+            .is_ok();
+    if !reusable {
         // Written under a temporary name and renamed, so a half-written copy is never loaded.
         let mut file = tempfile::NamedTempFile::new_in(dir)
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
@@ -161,7 +323,11 @@ pub(crate) fn stage(original: &Path, dir: &Path) -> Result<Staged, String> {
         file.persist(&path)
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
     }
-    Ok(Staged { path, sha256 })
+    Ok(Staged {
+        path,
+        sha256,
+        cached,
+    })
 }
 
 /// Removes the staged copy once `dlopen` has mapped it (or refused it). On Unix a mapped file
@@ -170,7 +336,7 @@ pub(crate) fn stage(original: &Path, dir: &Path) -> Result<Staged, String> {
 /// it already holds. Windows cannot delete a loaded library, so there the copy stays until the
 /// directory is removed.
 pub(crate) fn release(staged: &Staged) {
-    if !cfg!(unix) {
+    if !cfg!(unix) || staged.cached {
         return;
     }
     if let Err(e) = std::fs::remove_file(&staged.path) {
@@ -326,8 +492,8 @@ mod tests {
 
     #[test]
     fn copies_are_content_addressed() {
-        let dir = tempfile::tempdir().unwrap();
-        let staged = stage(&libc_path(), dir.path()).unwrap();
+        let dir = StagingDir::with_cache(None);
+        let staged = stage(&libc_path(), &dir).unwrap();
         assert_eq!(staged.sha256.len(), 64);
         assert!(staged.path.ends_with(format!("lib{}.so", staged.sha256)));
         assert_eq!(
@@ -335,23 +501,106 @@ mod tests {
             std::fs::read(libc_path()).unwrap()
         );
         // Staging the same contents again reuses the copy.
-        assert_eq!(stage(&libc_path(), dir.path()).unwrap().path, staged.path);
+        assert_eq!(stage(&libc_path(), &dir).unwrap().path, staged.path);
     }
 
     #[test]
     fn a_released_copy_is_gone_from_disk_and_still_loaded() {
-        let dir = tempfile::tempdir().unwrap();
-        let staged = stage(&libc_path(), dir.path()).unwrap();
+        let dir = StagingDir::with_cache(None);
+        let staged = stage(&libc_path(), &dir).unwrap();
         // SAFETY: the C library is already loaded in this process; this maps it once more.
         let library = unsafe { libloading::Library::new(&staged.path) }.unwrap();
         release(&staged);
         assert!(!staged.path.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Only the owner's lock is left.
+        assert_eq!(std::fs::read_dir(dir.dir.path()).unwrap().count(), 1);
         // SAFETY: getpid has this signature and no preconditions.
         let getpid = unsafe { library.get::<unsafe extern "C" fn() -> i32>(b"getpid") }.unwrap();
         // SAFETY: as above.
         assert_eq!(unsafe { getpid() } as u32, std::process::id());
         // Staged again after release, the same contents get the same name back.
-        assert_eq!(stage(&libc_path(), dir.path()).unwrap().path, staged.path);
+        assert_eq!(stage(&libc_path(), &dir).unwrap().path, staged.path);
+    }
+
+    #[test]
+    fn cached_copies_are_kept_reused_and_rewritten_when_damaged() {
+        use std::os::unix::fs::MetadataExt as _;
+        let cache = tempfile::tempdir().unwrap();
+        let dir = StagingDir::with_cache(Some(cache.path().to_owned()));
+        let staged = stage(&libc_path(), &dir).unwrap();
+        assert!(staged.path.starts_with(cache.path()));
+        release(&staged);
+        assert!(staged.path.exists(), "a cached copy outlives its loading");
+        let written = std::fs::metadata(&staged.path).unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        File::open(&staged.path).unwrap().set_modified(old).unwrap();
+
+        // Another run (another staging directory) loads the same copy, written once; its use
+        // renews its time.
+        let next = StagingDir::with_cache(Some(cache.path().to_owned()));
+        let again = stage(&libc_path(), &next).unwrap();
+        assert_eq!(again.path, staged.path);
+        let reused = std::fs::metadata(&again.path).unwrap();
+        assert_eq!(reused.ino(), written.ino());
+        assert!(reused.modified().unwrap() > old + Duration::from_secs(1800));
+
+        // A copy of another length (cut short) is written again, whole.
+        std::fs::write(&staged.path, b"cut").unwrap();
+        let mended = stage(&libc_path(), &next).unwrap();
+        assert_eq!(
+            std::fs::read(&mended.path).unwrap(),
+            std::fs::read(libc_path()).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_cache_sweep_removes_only_long_unused_copies_and_dead_writers_files() {
+        let cache = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        let file = |name: &str, age: Duration| {
+            let path = cache.path().join(name);
+            std::fs::write(&path, b"x").unwrap();
+            File::open(&path).unwrap().set_modified(now - age).unwrap();
+            path
+        };
+        let day = Duration::from_secs(24 * 3600);
+        let unused = file("libaaaa.so", CACHE_MAX_IDLE + day);
+        let used = file("libbbbb.so", CACHE_MAX_IDLE - day);
+        let dead_writer = file(".tmp1234", CACHE_TEMP_MAX_AGE * 2);
+        let writing = file(".tmp5678", Duration::from_secs(5));
+        assert_eq!(sweep_cache(cache.path(), now), 1);
+        assert!(!unused.exists());
+        assert!(!dead_writer.exists());
+        assert!(used.exists());
+        assert!(writing.exists());
+    }
+
+    #[test]
+    fn an_oversized_cache_loses_its_least_recently_used_copies_first() {
+        let cache = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        let third = CACHE_MAX_BYTES / 3 + 1;
+        let copy = |name: &str, age: Duration| {
+            let path = cache.path().join(name);
+            // Sparse: the length counts, not the blocks.
+            File::create(&path).unwrap().set_len(third).unwrap();
+            File::open(&path).unwrap().set_modified(now - age).unwrap();
+            path
+        };
+        let hour = Duration::from_secs(3600);
+        let oldest = copy("liba.so", 3 * hour);
+        let older = copy("libb.so", 2 * hour);
+        let recent = copy("libc.so", hour);
+        let in_use = copy("libd.so", Duration::from_secs(1));
+        // Four thirds: the oldest two go, then the cache is under its size.
+        assert_eq!(sweep_cache(cache.path(), now), 2);
+        assert!(!oldest.exists() && !older.exists());
+        assert!(recent.exists() && in_use.exists());
+        // Copies used within minutes stay even when the cache is over its size.
+        let fresh = copy("libe.so", Duration::from_secs(2));
+        let fresher = copy("libf.so", Duration::from_secs(1));
+        assert_eq!(sweep_cache(cache.path(), now), 1);
+        assert!(!recent.exists());
+        assert!(in_use.exists() && fresh.exists() && fresher.exists());
     }
 }
