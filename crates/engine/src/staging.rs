@@ -13,7 +13,9 @@
 //! run that computes in milliseconds), so on Unix they are kept for the next run in the user's
 //! cache (`$XDG_CACHE_HOME/mittari/plugins`, else `~/.cache/mittari/plugins`; a directory only
 //! its owner can write, or it is not used): a library whose copy is there, with the same hash
-//! and length, is loaded from it without writing anything. Cached copies are written under a
+//! and length, is loaded from it without writing anything, and a file unchanged since it was
+//! last hashed (device, inode, length, modification and change times: [`identity`]) is not
+//! even read again. Cached copies are written under a
 //! temporary name and renamed, so a half-written one is never seen, and never changed once
 //! there: a process that has one mapped keeps it whatever another does. Copies unused for
 //! [`CACHE_MAX_IDLE`] are removed (each use renews its time), and the least recently used
@@ -52,6 +54,8 @@ const CACHE_MAX_BYTES: u64 = 2 << 30;
 const CACHE_MIN_KEEP: Duration = Duration::from_secs(600);
 /// A temporary file in the cache this old was left by a process that died while writing it.
 const CACHE_TEMP_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Names the files that remember the hash of a plugin file as it was (see [`identity`]).
+const IDENTITY_PREFIX: &str = "id-";
 /// Turns the shared cache of copies off (`off`).
 const CACHE_VARIABLE: &str = "MITTARI_PLUGIN_CACHE";
 
@@ -193,13 +197,17 @@ fn sweep_cache(cache: &Path, now: std::time::SystemTime) -> usize {
             continue;
         };
         let idle = now.duration_since(modified).unwrap_or_default();
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .ends_with(std::env::consts::DLL_SUFFIX)
-        {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(std::env::consts::DLL_SUFFIX) {
             copies.push((idle, len, entry.path()));
-        } else if idle >= CACHE_TEMP_MAX_AGE {
+        } else if idle
+            >= if name.starts_with(IDENTITY_PREFIX) {
+                CACHE_MAX_IDLE
+            } else {
+                CACHE_TEMP_MAX_AGE
+            }
+        {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -284,9 +292,18 @@ pub(crate) struct Staged {
 /// there already) or the private directory.
 pub(crate) fn stage(original: &Path, staging: &StagingDir) -> Result<Staged, String> {
     let (dir, cached) = staging.copies();
-    let size = std::fs::metadata(original)
-        .map_err(|e| format!("cannot read the library: {e}"))?
-        .len();
+    let before =
+        std::fs::metadata(original).map_err(|e| format!("cannot read the library: {e}"))?;
+    let size = before.len();
+    let known = identity(&before)
+        .filter(|_| cached)
+        .map(|name| dir.join(name));
+    if let Some(staged) = known
+        .as_deref()
+        .and_then(|known| cached_copy(dir, known, size))
+    {
+        return Ok(staged);
+    }
     if size > MAX_LIBRARY_BYTES {
         return Err(format!(
             "the file is {size} bytes, more than a plugin library may be ({MAX_LIBRARY_BYTES})"
@@ -323,10 +340,71 @@ pub(crate) fn stage(original: &Path, staging: &StagingDir) -> Result<Staged, Str
         file.persist(&path)
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
     }
+    // Remembered for the next start, unless the file changed while it was read.
+    if let Some(known) = known
+        && bytes.len() as u64 == size
+        && std::fs::metadata(original).is_ok_and(|after| identity(&after) == identity(&before))
+    {
+        let remembered = tempfile::NamedTempFile::new_in(dir).and_then(|mut file| {
+            file.write_all(sha256.as_bytes())?;
+            file.persist(&known).map_err(std::io::Error::from)
+        });
+        if let Err(e) = remembered {
+            tracing::debug!(cache = %dir.display(), error = %e, "cannot remember a plugin's hash");
+        }
+    }
     Ok(Staged {
         path,
         sha256,
         cached,
+    })
+}
+
+/// Names a file's contents without reading them, as git's index and ccache's direct mode
+/// do: device, inode, length, and the modification and status-change times to the
+/// nanosecond. Any write or replacement changes the change time, which no user can set back,
+/// so an unchanged name means unchanged contents. `None` where there are no such times.
+#[cfg(unix)]
+fn identity(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    Some(format!(
+        "{IDENTITY_PREFIX}{:x}-{:x}-{:x}-{}.{}-{}.{}",
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    ))
+}
+
+#[cfg(not(unix))]
+fn identity(_meta: &std::fs::Metadata) -> Option<String> {
+    None
+}
+
+/// The cached copy of a library whose file is as it was when `known` was written (`known`
+/// holds its hash), if that copy is still there; its use renews the times of both.
+fn cached_copy(dir: &Path, known: &Path, size: u64) -> Option<Staged> {
+    let sha256 = std::fs::read_to_string(known).ok()?;
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let path = dir.join(format!(
+        "{}{sha256}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let now = std::time::SystemTime::now();
+    let whole = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == size);
+    (whole
+        && File::open(&path).and_then(|f| f.set_modified(now)).is_ok()
+        && File::open(known).and_then(|f| f.set_modified(now)).is_ok())
+    .then_some(Staged {
+        path,
+        sha256,
+        cached: true,
     })
 }
 
@@ -554,6 +632,42 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_file_is_known_by_its_identity_and_a_changed_one_read_again() {
+        let cache = tempfile::tempdir().unwrap();
+        let staging = StagingDir::with_cache(Some(cache.path().to_owned()));
+        let plugins = tempfile::tempdir().unwrap();
+        let original = plugins.path().join("libplugin.so");
+        std::fs::copy(libc_path(), &original).unwrap();
+        let first = stage(&original, &staging).unwrap();
+        let known = cache
+            .path()
+            .join(identity(&std::fs::metadata(&original).unwrap()).unwrap());
+        assert_eq!(std::fs::read_to_string(&known).unwrap(), first.sha256);
+        let again = stage(&original, &staging).unwrap();
+        assert_eq!((&again.path, &again.sha256), (&first.path, &first.sha256));
+
+        // Other contents copied over the same file: another identity, read and hashed anew.
+        // Another library this process has loaded (libm, libgcc_s…), written in place.
+        let other = std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5).map(PathBuf::from))
+            .find(|p| {
+                (p.starts_with("/usr") || p.starts_with("/lib"))
+                    && p.to_string_lossy().contains(".so")
+                    && *p != libc_path()
+            })
+            .unwrap();
+        std::fs::write(&original, std::fs::read(&other).unwrap()).unwrap();
+        let changed = stage(&original, &staging).unwrap();
+        assert_ne!(changed.sha256, first.sha256);
+        assert_eq!(
+            std::fs::read(&changed.path).unwrap(),
+            std::fs::read(&other).unwrap()
+        );
+    }
+
+    #[test]
     fn the_cache_sweep_removes_only_long_unused_copies_and_dead_writers_files() {
         let cache = tempfile::tempdir().unwrap();
         let now = std::time::SystemTime::now();
@@ -568,11 +682,15 @@ mod tests {
         let used = file("libbbbb.so", CACHE_MAX_IDLE - day);
         let dead_writer = file(".tmp1234", CACHE_TEMP_MAX_AGE * 2);
         let writing = file(".tmp5678", Duration::from_secs(5));
+        let forgotten = file("id-1-2-3-4.5-6.7", CACHE_MAX_IDLE + day);
+        let remembered = file("id-1-2-3-4.5-6.8", CACHE_TEMP_MAX_AGE * 2);
         assert_eq!(sweep_cache(cache.path(), now), 1);
         assert!(!unused.exists());
         assert!(!dead_writer.exists());
+        assert!(!forgotten.exists());
         assert!(used.exists());
         assert!(writing.exists());
+        assert!(remembered.exists());
     }
 
     #[test]
