@@ -427,7 +427,9 @@ impl Engine {
             ),
             staging,
         });
-        Self::load_into(config, shared, &[])
+        let engine = Self::load_into(config, Arc::clone(&shared), &[]);
+        shared.staging.trim_cache();
+        engine
     }
 
     /// A new engine from `config`, for a reload: the plugin directory is read again, new and

@@ -19,7 +19,9 @@
 //! temporary name and renamed, so a half-written one is never seen, and never changed once
 //! there: a process that has one mapped keeps it whatever another does. Copies unused for
 //! [`CACHE_MAX_IDLE`] are removed (each use renews its time), and the least recently used
-//! while the cache is over [`CACHE_MAX_BYTES`]. `MITTARI_PLUGIN_CACHE=off`
+//! while the cache is over [`CACHE_MAX_BYTES`], by a sweep each start runs once it has loaded
+//! its own; the sweep looks at a copy's time again just before removing it, so one another
+//! process has just chosen is kept. `MITTARI_PLUGIN_CACHE=off`
 //! turns the cache off.
 //!
 //! Without the cache (off, no home, or another platform) each process copies into a private
@@ -76,26 +78,15 @@ impl StagingDir {
         // In the background: after many killed runs there may be gigabytes to delete, and a
         // restart after a crash should not wait for them.
         let cache = user_cache();
-        let swept_cache = cache.clone();
         let sweeper = std::thread::Builder::new()
             .name("staging-sweep".to_owned())
-            .spawn(move || {
+            .spawn(|| {
                 let removed = sweep_stale(&std::env::temp_dir());
                 if removed > 0 {
                     tracing::info!(
                         directories = removed,
                         "removed plugin staging directories left by processes that ended without cleaning up"
                     );
-                }
-                if let Some(cache) = swept_cache {
-                    let removed = sweep_cache(&cache, std::time::SystemTime::now());
-                    if removed > 0 {
-                        tracing::info!(
-                            copies = removed,
-                            cache = %cache.display(),
-                            "removed cached plugin copies unused for 30 days"
-                        );
-                    }
                 }
             });
         if let Err(e) = sweeper {
@@ -109,6 +100,29 @@ impl StagingDir {
             _lock: lock,
             cache,
         })
+    }
+
+    /// Trims the cache in the background. Called once this process has loaded its libraries,
+    /// so the sweep never removes a copy between this process's choosing it and mapping it.
+    pub(crate) fn trim_cache(&self) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let sweeper = std::thread::Builder::new()
+            .name("plugin-cache-sweep".to_owned())
+            .spawn(move || {
+                let removed = sweep_cache(&cache, std::time::SystemTime::now());
+                if removed > 0 {
+                    tracing::info!(
+                        copies = removed,
+                        cache = %cache.display(),
+                        "removed cached plugin copies unused for 30 days, or the least recently used beyond the cache's size"
+                    );
+                }
+            });
+        if let Err(e) = sweeper {
+            tracing::debug!(error = %e, "cannot start the plugin cache sweep");
+        }
     }
 
     /// Where a copy goes: the shared cache when there is one, else the private directory.
@@ -218,7 +232,17 @@ fn sweep_cache(cache: &Path, now: std::time::SystemTime) -> usize {
     for (idle, len, path) in copies {
         let unused = idle >= CACHE_MAX_IDLE;
         let over = total > CACHE_MAX_BYTES && idle >= CACHE_MIN_KEEP;
-        if !(unused || over) {
+        // Looked at again just before: another process may have chosen it since the listing
+        // (its use renews the time).
+        let chosen_since = std::fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| {
+                std::time::SystemTime::now()
+                    .duration_since(modified)
+                    .unwrap_or_default()
+                    < CACHE_MIN_KEEP
+            });
+        if !(unused || over) || chosen_since {
             continue;
         }
         if std::fs::remove_file(&path).is_ok() {
@@ -315,21 +339,8 @@ pub(crate) fn stage(original: &Path, staging: &StagingDir) -> Result<Staged, Str
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let name = format!(
-        "{}{sha256}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    let path = dir.join(name);
-    // A cached copy is only ever written whole, under its hash: one of the same length is
-    // these bytes. Its time is renewed, so the sweep keeps what is used.
-    let reusable = cached
-        && std::fs::symlink_metadata(&path)
-            .is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64)
-        && File::open(&path)
-            .and_then(|f| f.set_modified(std::time::SystemTime::now()))
-            .is_ok();
-    if !reusable {
+    let path = dir.join(copy_name(&sha256));
+    if !(cached && reuse(&path, bytes.len() as u64)) {
         // Written under a temporary name and renamed, so a half-written copy is never loaded.
         let mut file = tempfile::NamedTempFile::new_in(dir)
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
@@ -391,21 +402,35 @@ fn cached_copy(dir: &Path, known: &Path, size: u64) -> Option<Staged> {
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let path = dir.join(format!(
-        "{}{sha256}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ));
-    let now = std::time::SystemTime::now();
-    let whole = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == size);
-    (whole
-        && File::open(&path).and_then(|f| f.set_modified(now)).is_ok()
-        && File::open(known).and_then(|f| f.set_modified(now)).is_ok())
-    .then_some(Staged {
+    let path = dir.join(copy_name(&sha256));
+    (reuse(&path, size) && renew(known)).then_some(Staged {
         path,
         sha256,
         cached: true,
     })
+}
+
+/// A copy's file name: the library's SHA-256.
+fn copy_name(sha256: &str) -> String {
+    format!(
+        "{}{sha256}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Whether the cached copy at `path` can be loaded for a library of `size` bytes, renewing its
+/// time if so (the sweep keeps what is used). A cached copy is only ever written whole under
+/// its hash, so one of the right length holds those bytes; one cut short is written again.
+fn reuse(path: &Path, size: u64) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == size) && renew(path)
+}
+
+/// Sets a cache file's time to now.
+fn renew(path: &Path) -> bool {
+    File::open(path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        .is_ok()
 }
 
 /// Removes the staged copy once `dlopen` has mapped it (or refused it). On Unix a mapped file
