@@ -344,10 +344,17 @@ pub(crate) fn stage(original: &Path, staging: &StagingDir) -> Result<Staged, Str
         // Written under a temporary name and renamed, so a half-written copy is never loaded.
         let mut file = tempfile::NamedTempFile::new_in(dir)
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
-        // No fsync: the copy is loaded from the page cache at once and deleted at exit; it
-        // never needs to survive a crash.
         file.write_all(&bytes)
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
+        // A cached copy is trusted by its length in later runs, so it is on disk before it
+        // gets its name: after a crash, a file system may otherwise keep a renamed file's
+        // length without its contents. A private copy is loaded at once and deleted at exit:
+        // it never needs to survive a crash.
+        if cached {
+            file.as_file()
+                .sync_all()
+                .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
+        }
         file.persist(&path)
             .map_err(|e| format!("cannot stage a copy in {}: {e}", dir.display()))?;
     }
