@@ -11,6 +11,7 @@ use arrow_array::{
     Array, ArrayRef, Float64Array, RecordBatch, RecordBatchOptions, TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType as Arrow, Field as ArrowField, Schema, TimeUnit};
+use mittari_sdk::scan::{count_refused, first_refused};
 use mittari_sdk::{ColumnSpec, DataType, MetricDescriptor, ParamValue, Params, time};
 
 use crate::error::{Field, Violation};
@@ -421,25 +422,44 @@ fn conform_column(
         check_timestamps(spec, timestamps, offset, violations);
     }
     if let (Some(range), true) = (spec.range, spec.data_type.is_numeric()) {
-        let values: Box<dyn Iterator<Item = (usize, f64)>> =
-            match column.as_primitive_opt::<Int64Type>() {
-                Some(ints) => Box::new(
-                    ints.iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| Some((i, v? as f64))),
-                ),
-                None => Box::new(
-                    column
-                        .as_primitive::<Float64Type>()
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| Some((i, v?))),
-                ),
+        // Values that are not finite are reported by check_finite, not as outside the range.
+        let (min, max) = (
+            range.min.unwrap_or(f64::NEG_INFINITY),
+            range.max.unwrap_or(f64::INFINITY),
+        );
+        let inside = |v: f64| !v.is_finite() || (v >= min && v <= max);
+        // The first row outside and how many more are (counted when the whole column is here).
+        fn first_and_more<T: Copy>(
+            values: &[T],
+            nulls: Option<&arrow_buffer::NullBuffer>,
+            inside: impl Fn(T) -> bool + Copy,
+            count_more: bool,
+        ) -> Option<(usize, usize)> {
+            let row = first_refused(values, nulls, inside)?;
+            let more = if count_more {
+                count_refused(values, nulls, row + 1, inside)
+            } else {
+                0
             };
-        let mut outside = values.filter(|&(_, v)| v.is_finite() && !range.contains(v));
-        if let Some((row, value)) = outside.next() {
-            let more = outside.count();
-            let also = if more > 0 && rows_before.is_none() {
+            Some((row, more))
+        }
+        let count_more = rows_before.is_none();
+        let found = match column.as_primitive_opt::<Int64Type>() {
+            Some(ints) => first_and_more(
+                ints.values(),
+                ints.nulls(),
+                |v| inside(v as f64),
+                count_more,
+            )
+            .map(|(row, more)| (row, ints.value(row) as f64, more)),
+            None => {
+                let doubles = column.as_primitive::<Float64Type>();
+                first_and_more(doubles.values(), doubles.nulls(), inside, count_more)
+                    .map(|(row, more)| (row, doubles.value(row), more))
+            }
+        };
+        if let Some((row, value, more)) = found {
+            let also = if more > 0 {
                 format!(" ({more} more rows are outside it too)")
             } else {
                 String::new()
@@ -464,11 +484,8 @@ fn check_finite(
     offset: u64,
     violations: &mut Vec<Violation>,
 ) {
-    let mut bad = column
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| v.filter(|v| !v.is_finite()).map(|v| (i, v)));
-    if let Some((row, value)) = bad.next() {
+    if let Some(row) = first_refused(column.values(), column.nulls(), f64::is_finite) {
+        let value = column.value(row);
         let row = row as u64 + offset;
         violations.push(Violation::new(
             Field::Column {
@@ -491,11 +508,11 @@ fn check_timestamps(
     offset: u64,
     violations: &mut Vec<Violation>,
 ) {
-    let bad = column
-        .iter()
-        .enumerate()
-        .find_map(|(i, v)| Some((i, time::check_timestamp(v?).err()?)));
-    if let Some((row, why)) = bad {
+    let bad = first_refused(column.values(), column.nulls(), time::is_accepted_timestamp);
+    if let Some(row) = bad {
+        let why = time::check_timestamp(column.value(row))
+            .err()
+            .unwrap_or_default();
         let row = row as u64 + offset;
         violations.push(Violation::new(
             Field::Column {
@@ -631,6 +648,30 @@ mod tests {
             Err(vec![(
                 "input.amount[1]",
                 "amount is inf at row 1; every value must be a finite number",
+            )]),
+        );
+        // What an empty slot holds means nothing: an infinity under a null is not reported,
+        // the next value out of range is.
+        let mut amounts = vec![1.0; 3000];
+        amounts[1500] = f64::INFINITY;
+        let mut valid = vec![true; 3000];
+        valid[1500] = false;
+        let mut scores = vec![Some(5); 3000];
+        scores[2999] = Some(-3);
+        check_input(
+            vec![
+                ("score", ints(scores)),
+                (
+                    "amount",
+                    Arc::new(Float64Array::new(
+                        amounts.into(),
+                        Some(arrow_buffer::NullBuffer::from(valid)),
+                    )),
+                ),
+            ],
+            Err(vec![(
+                "input.score[2999]",
+                "score -3 at row 2999 is outside the allowed range 0..=10; a score",
             )]),
         );
     }

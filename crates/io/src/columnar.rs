@@ -260,19 +260,18 @@ fn in_range<T: arrow_array::types::ArrowPrimitiveType>(
     array: &arrow_array::PrimitiveArray<T>,
     f: impl Fn(T::Native) -> Option<i64>,
 ) -> Result<(), (usize, String)> {
-    let check = |row: usize, value: T::Native| match f(value) {
-        Some(micros) => mittari_sdk::time::check_timestamp(micros).map_err(|why| (row, why)),
-        None => Err((row, "the timestamp is out of range".to_owned())),
-    };
-    match array.nulls() {
-        None => array
-            .values()
-            .iter()
-            .enumerate()
-            .try_for_each(|(row, &value)| check(row, value)),
-        Some(nulls) => nulls
-            .valid_indices()
-            .try_for_each(|row| check(row, array.value(row))),
+    let accept = |value: T::Native| f(value).is_some_and(mittari_sdk::time::is_accepted_timestamp);
+    match mittari_sdk::scan::first_refused(array.values(), array.nulls(), accept) {
+        None => Ok(()),
+        Some(row) => Err((
+            row,
+            match f(array.value(row)) {
+                Some(micros) => mittari_sdk::time::check_timestamp(micros)
+                    .err()
+                    .unwrap_or_default(),
+                None => "the timestamp is out of range".to_owned(),
+            },
+        )),
     }
 }
 

@@ -44,6 +44,7 @@ mod lint;
 mod metric;
 mod output;
 mod params;
+pub mod scan;
 pub mod state;
 pub mod stats;
 pub mod survey;

@@ -63,9 +63,15 @@ pub const MIN_TIMESTAMP: i64 = -62_135_596_800_000_000;
 /// 9999-12-31T23:59:59.999999Z, the latest timestamp a metric receives (see [`MIN_TIMESTAMP`]).
 pub const MAX_TIMESTAMP: i64 = 253_402_300_799_999_999;
 
+/// Whether `micros` is within the timestamps a metric accepts: years 1 to 9999.
+#[inline]
+pub fn is_accepted_timestamp(micros: i64) -> bool {
+    (MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&micros)
+}
+
 /// Why `micros` is outside the timestamps a metric accepts, if it is.
 pub fn check_timestamp(micros: i64) -> Result<(), String> {
-    if (MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&micros) {
+    if is_accepted_timestamp(micros) {
         Ok(())
     } else {
         Err(format!(
