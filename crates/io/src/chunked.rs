@@ -237,6 +237,7 @@ pub fn summarize_in_chunks(
             why,
         }),
         State::Summarizing { summary, .. } => {
+            let started = std::time::Instant::now();
             let columns = match summary.finish() {
                 Ok(columns) => columns,
                 Err(ChunkError::HoldoutAfterEnd) => {
@@ -248,10 +249,13 @@ pub fn summarize_in_chunks(
                 Err(other) => return Err(ReadError::input(&name, other.to_string())),
             };
             let rows = columns.rows;
-            Ok(ChunkedRead::Summary {
-                table: summary_table(&name, columns)?,
-                rows,
-            })
+            let table = summary_table(&name, columns)?;
+            tracing::debug!(
+                customers = table.batch.num_rows(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "assembled the summary"
+            );
+            Ok(ChunkedRead::Summary { table, rows })
         }
     }
 }
