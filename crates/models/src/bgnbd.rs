@@ -444,8 +444,19 @@ impl PurchaseModel for BgNbd {
 
     /// FHL 2005, eq. 10, by [`BgNbd::expected_purchases_into`].
     fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
+        self.expected_purchases_with_p_alive(self.p_alive(x, t_x, t), horizon, x, t_x, t)
+    }
+
+    fn expected_purchases_with_p_alive(
+        &self,
+        p_alive: f64,
+        horizon: f64,
+        x: f64,
+        _t_x: f64,
+        t: f64,
+    ) -> Option<f64> {
         let mut value = [0.0];
-        self.expected_purchases_into(&[horizon], x, t, self.p_alive(x, t_x, t), &mut value)?;
+        self.expected_purchases_into(&[horizon], x, t, p_alive, &mut value)?;
         Some(value[0])
     }
 
@@ -472,7 +483,17 @@ impl PurchaseModel for BgNbd {
     /// E[e^(−λw)]. Dropping out happens only at purchases, so it does not enter (under
     /// MBG/NBD neither, with its posterior of λ unchanged).
     fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        let alive = self.p_alive(x, t_x, t);
+        self.p_no_purchase_with_p_alive(self.p_alive(x, t_x, t), window, x, t_x, t)
+    }
+
+    fn p_no_purchase_with_p_alive(
+        &self,
+        alive: f64,
+        window: f64,
+        x: f64,
+        _t_x: f64,
+        t: f64,
+    ) -> Option<f64> {
         let buys = -(-(self.r + x) * (window.max(0.0) / (self.alpha + t)).ln_1p()).exp_m1();
         let value = 1.0 - alive * buys;
         value.is_finite().then(|| value.clamp(0.0, 1.0))
@@ -484,7 +505,17 @@ impl PurchaseModel for BgNbd {
     /// (b+x+1 under MBG/NBD) given survival so far, ₂F₁(r+x, a; a+b+x; −w/(α+T)): by Pfaff's
     /// transformation ((α+T)/(α+T+w))^a ₂F₁(a+b−r, a; a+b+x; z), z = w/(α+T+w).
     fn p_alive_at(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        let alive = self.p_alive(x, t_x, t);
+        self.p_alive_at_with_p_alive(self.p_alive(x, t_x, t), window, x, t_x, t)
+    }
+
+    fn p_alive_at_with_p_alive(
+        &self,
+        alive: f64,
+        window: f64,
+        x: f64,
+        _t_x: f64,
+        t: f64,
+    ) -> Option<f64> {
         if window <= 0.0 {
             return Some(alive);
         }

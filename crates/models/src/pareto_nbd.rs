@@ -684,7 +684,21 @@ impl PurchaseModel for ParetoNbd {
         if horizon <= 0.0 {
             return Some(0.0);
         }
-        let value = self.expected_if_alive(horizon, x, t) * self.p_alive(x, t_x, t);
+        self.expected_purchases_with_p_alive(self.p_alive(x, t_x, t), horizon, x, t_x, t)
+    }
+
+    fn expected_purchases_with_p_alive(
+        &self,
+        p_alive: f64,
+        horizon: f64,
+        x: f64,
+        _t_x: f64,
+        t: f64,
+    ) -> Option<f64> {
+        if horizon <= 0.0 {
+            return Some(0.0);
+        }
+        let value = self.expected_if_alive(horizon, x, t) * p_alive;
         value.is_finite().then_some(value)
     }
 
@@ -705,8 +719,18 @@ impl PurchaseModel for ParetoNbd {
     /// the same at (α+T+w, β+T+w): e^(−(λ+μ)w) tilts each gamma to a rate larger by w
     /// ([`purchase_share`]).
     fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
+        self.p_no_purchase_with_p_alive(self.p_alive(x, t_x, t), window, x, t_x, t)
+    }
+
+    fn p_no_purchase_with_p_alive(
+        &self,
+        alive: f64,
+        window: f64,
+        x: f64,
+        _t_x: f64,
+        t: f64,
+    ) -> Option<f64> {
         let ParetoNbd { r, alpha, s, beta } = *self;
-        let alive = self.p_alive(x, t_x, t);
         let w = window.max(0.0);
         let now = purchase_share(r + x, alpha + t, s, beta + t)?;
         let tilt = -(r + x) * (w / (alpha + t)).ln_1p() - s * (w / (beta + t)).ln_1p();
@@ -718,7 +742,17 @@ impl PurchaseModel for ParetoNbd {
     /// P(alive) · ((β+T)/(β+T+w))^s: given alive at T, μ ~ Gamma(s, β+T), and the customer
     /// lives on through w with probability E[e^(−μw)].
     fn p_alive_at(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        let alive = self.p_alive(x, t_x, t);
+        self.p_alive_at_with_p_alive(self.p_alive(x, t_x, t), window, x, t_x, t)
+    }
+
+    fn p_alive_at_with_p_alive(
+        &self,
+        alive: f64,
+        window: f64,
+        _x: f64,
+        _t_x: f64,
+        t: f64,
+    ) -> Option<f64> {
         let value = alive * (-self.s * (window.max(0.0) / (self.beta + t)).ln_1p()).exp();
         value.is_finite().then_some(value)
     }

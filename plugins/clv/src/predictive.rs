@@ -772,17 +772,18 @@ impl Predictor<'_> {
         };
         let histories = self.histories;
         let (x, t_x, t) = (histories.x[h], histories.t_x[h], histories.t[h]);
+        // Computed once: every prediction below is weighed by it.
+        let p_alive = model.p_alive(x, t_x, t);
         // Discounting steps to the horizon, so it gives the undiscounted total as well.
         let (expected_purchases, discounted_purchases) = match self.steps {
             Some(steps) => steps.purchases(model, (x, t_x, t)).ok_or_else(failed)?,
             None => (
                 model
-                    .expected_purchases(self.horizon, x, t_x, t)
+                    .expected_purchases_with_p_alive(p_alive, self.horizon, x, t_x, t)
                     .ok_or_else(failed)?,
                 0.0,
             ),
         };
-        let p_alive = model.p_alive(x, t_x, t);
         // Never below 0: churn only takes purchases away (rounding could show a hair less).
         let purchases_lost = (p_alive * model.purchase_rate_if_alive(x, t) * self.horizon
             - expected_purchases)
@@ -795,16 +796,16 @@ impl Predictor<'_> {
             predicted_holdout: match self.holdout_length {
                 Some(length) => Some(
                     model
-                        .expected_purchases(length, x, t_x, t)
+                        .expected_purchases_with_p_alive(p_alive, length, x, t_x, t)
                         .ok_or_else(failed)?,
                 ),
                 None => None,
             },
             p_no_purchase: model
-                .p_no_purchase(self.window, x, t_x, t)
+                .p_no_purchase_with_p_alive(p_alive, self.window, x, t_x, t)
                 .ok_or_else(failed)?,
             p_alive_at_window_end: model
-                .p_alive_at(self.window, x, t_x, t)
+                .p_alive_at_with_p_alive(p_alive, self.window, x, t_x, t)
                 .ok_or_else(failed)?,
             dert: dert_if_alive.map(|d| p_alive * d[h]),
         })
