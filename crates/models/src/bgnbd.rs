@@ -443,10 +443,6 @@ impl PurchaseModel for BgNbd {
     }
 
     /// FHL 2005, eq. 10, by [`BgNbd::expected_purchases_into`].
-    fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        self.expected_purchases_with_p_alive(self.p_alive(x, t_x, t), horizon, x, t_x, t)
-    }
-
     fn expected_purchases_with_p_alive(
         &self,
         p_alive: f64,
@@ -482,10 +478,6 @@ impl PurchaseModel for BgNbd {
     /// with λ ~ Gamma(r+x, α+T) given the history, buys nothing in w with probability
     /// E[e^(−λw)]. Dropping out happens only at purchases, so it does not enter (under
     /// MBG/NBD neither, with its posterior of λ unchanged).
-    fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        self.p_no_purchase_with_p_alive(self.p_alive(x, t_x, t), window, x, t_x, t)
-    }
-
     fn p_no_purchase_with_p_alive(
         &self,
         alive: f64,
@@ -504,10 +496,6 @@ impl PurchaseModel for BgNbd {
     /// λ ~ Gamma(r+x, α+T) that is (1 + pw/(α+T))^(−(r+x)), and over p ~ Beta(a, b+x)
     /// (b+x+1 under MBG/NBD) given survival so far, ₂F₁(r+x, a; a+b+x; −w/(α+T)): by Pfaff's
     /// transformation ((α+T)/(α+T+w))^a ₂F₁(a+b−r, a; a+b+x; z), z = w/(α+T+w).
-    fn p_alive_at(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        self.p_alive_at_with_p_alive(self.p_alive(x, t_x, t), window, x, t_x, t)
-    }
-
     fn p_alive_at_with_p_alive(
         &self,
         alive: f64,

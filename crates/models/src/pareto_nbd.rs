@@ -680,13 +680,6 @@ impl PurchaseModel for ParetoNbd {
 
     /// (r+x)(β+T) / ((α+T)(s−1)) · [1 − ((β+T)/(β+T+t))^(s−1)] · P(alive) (FHL 2005 note,
     /// eq. 41), by [`ParetoNbd::expected_if_alive`].
-    fn expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        if horizon <= 0.0 {
-            return Some(0.0);
-        }
-        self.expected_purchases_with_p_alive(self.p_alive(x, t_x, t), horizon, x, t_x, t)
-    }
-
     fn expected_purchases_with_p_alive(
         &self,
         p_alive: f64,
@@ -718,10 +711,6 @@ impl PurchaseModel for ParetoNbd {
     /// E[λ/(λ+μ)] at the rates (α+T, β+T) less ((α+T)/(α+T+w))^(r+x) ((β+T)/(β+T+w))^s times
     /// the same at (α+T+w, β+T+w): e^(−(λ+μ)w) tilts each gamma to a rate larger by w
     /// ([`purchase_share`]).
-    fn p_no_purchase(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        self.p_no_purchase_with_p_alive(self.p_alive(x, t_x, t), window, x, t_x, t)
-    }
-
     fn p_no_purchase_with_p_alive(
         &self,
         alive: f64,
@@ -741,10 +730,6 @@ impl PurchaseModel for ParetoNbd {
 
     /// P(alive) · ((β+T)/(β+T+w))^s: given alive at T, μ ~ Gamma(s, β+T), and the customer
     /// lives on through w with probability E[e^(−μw)].
-    fn p_alive_at(&self, window: f64, x: f64, t_x: f64, t: f64) -> Option<f64> {
-        self.p_alive_at_with_p_alive(self.p_alive(x, t_x, t), window, x, t_x, t)
-    }
-
     fn p_alive_at_with_p_alive(
         &self,
         alive: f64,
