@@ -1221,7 +1221,14 @@ mod tests {
         fn purchase_rate_if_alive(&self, _: f64, _: f64) -> f64 {
             1.0
         }
-        fn expected_purchases(&self, horizon: f64, _: f64, _: f64, _: f64) -> Option<f64> {
+        fn expected_purchases_with_p_alive(
+            &self,
+            _: f64,
+            horizon: f64,
+            _: f64,
+            _: f64,
+            _: f64,
+        ) -> Option<f64> {
             Some(horizon)
         }
         fn expected_purchases_if_alive_at(
@@ -1232,10 +1239,17 @@ mod tests {
         ) -> Option<Vec<f64>> {
             Some(horizons.to_vec())
         }
-        fn p_no_purchase(&self, window: f64, _: f64, _: f64, _: f64) -> Option<f64> {
+        fn p_no_purchase_with_p_alive(
+            &self,
+            _: f64,
+            window: f64,
+            _: f64,
+            _: f64,
+            _: f64,
+        ) -> Option<f64> {
             Some((-window).exp())
         }
-        fn p_alive_at(&self, _: f64, _: f64, _: f64, _: f64) -> Option<f64> {
+        fn p_alive_at_with_p_alive(&self, _: f64, _: f64, _: f64, _: f64, _: f64) -> Option<f64> {
             Some(1.0)
         }
         fn p_alive_back_at(&self, _: f64, _: f64, _: f64, _: f64) -> f64 {
