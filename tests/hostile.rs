@@ -385,7 +385,9 @@ async fn slowloris_sockets_keep_no_client_out_beyond_the_handshake_timeout() {
 async fn stalled_uploads_give_their_memory_back() {
     let mut server = start(&[
         ("MITTARI__SERVER__MAX_INPUT_MEMORY_BYTES", "134217728"),
-        ("MITTARI__SERVER__UPLOAD_IDLE_TIMEOUT_SECONDS", "2"),
+        // Long enough that the first stalled upload still holds its memory when the large
+        // one is first tried on a loaded machine (1.4 s after it, more when conversions wait).
+        ("MITTARI__SERVER__UPLOAD_IDLE_TIMEOUT_SECONDS", "3"),
     ]);
     let header = pb::ComputeStreamRequest {
         message: Some(Message::Header(pb::ComputeStreamHeader {
@@ -404,20 +406,35 @@ async fn stalled_uploads_give_their_memory_back() {
         })),
     };
     // Three uploads send 2.5 M rows (20 MB as Arrow) each and pause, never ending: 61 MB of
-    // the 128 MiB budget held.
+    // the 128 MiB budget held. While the previous one's chunk is still being converted (its
+    // message and its columns both held) there may not be room for the next: that one is
+    // refused at once, with a time to retry, and is sent again; a stalled one stays open.
     let mut stalled = Vec::new();
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        sender.send(header.clone()).await.unwrap();
-        sender.send(chunk(2_500_000)).await.unwrap();
-        let mut client = server.client().await;
-        let call = tokio::spawn(async move {
-            client
-                .compute_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
-                .await
-        });
-        stalled.push((sender, call));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (sender, receiver) = tokio::sync::mpsc::channel(4);
+            sender.send(header.clone()).await.unwrap();
+            sender.send(chunk(2_500_000)).await.unwrap();
+            let mut client = server.client().await;
+            let call = tokio::spawn(async move {
+                client
+                    .compute_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                    .await
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if !call.is_finished() {
+                stalled.push((sender, call));
+                break;
+            }
+            let status = call.await.unwrap().unwrap_err();
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert!(
+                attempts < 10,
+                "a stalled upload was refused {attempts} times: {status:?}"
+            );
+        }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // An upload of 4 M rows (about 96 MB while its message is converted) does not fit beside
@@ -443,7 +460,7 @@ async fn stalled_uploads_give_their_memory_back() {
                 );
                 refused += 1;
                 assert!(
-                    started.elapsed() < Duration::from_secs(6),
+                    started.elapsed() < Duration::from_secs(7),
                     "still refused after {:?}: {}",
                     started.elapsed(),
                     status.message()
