@@ -456,15 +456,16 @@ impl PurchaseModel for BgNbd {
         Some(value[0])
     }
 
-    fn expected_purchases_at(
+    fn expected_purchases_at_with_p_alive(
         &self,
+        p_alive: f64,
         horizons: &[f64],
         x: f64,
-        t_x: f64,
+        _t_x: f64,
         t: f64,
     ) -> Option<Vec<f64>> {
         let mut values = vec![0.0; horizons.len()];
-        self.expected_purchases_into(horizons, x, t, self.p_alive(x, t_x, t), &mut values)?;
+        self.expected_purchases_into(horizons, x, t, p_alive, &mut values)?;
         Some(values)
     }
 

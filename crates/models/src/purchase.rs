@@ -481,9 +481,21 @@ pub trait PurchaseModel: Sync {
         t_x: f64,
         t: f64,
     ) -> Option<Vec<f64>> {
+        self.expected_purchases_at_with_p_alive(self.p_alive(x, t_x, t), horizons, x, t_x, t)
+    }
+    /// [`Self::expected_purchases_at`] with the history's P(alive) known, as in
+    /// [`Self::expected_purchases_with_p_alive`]: one P(alive) for all the horizons.
+    fn expected_purchases_at_with_p_alive(
+        &self,
+        p_alive: f64,
+        horizons: &[f64],
+        x: f64,
+        t_x: f64,
+        t: f64,
+    ) -> Option<Vec<f64>> {
         horizons
             .iter()
-            .map(|&h| self.expected_purchases(h, x, t_x, t))
+            .map(|&h| self.expected_purchases_with_p_alive(p_alive, h, x, t_x, t))
             .collect()
     }
     /// E[purchases in (T, T + horizon] | alive at T, x, T] at each horizon: the conditional

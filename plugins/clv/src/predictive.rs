@@ -776,7 +776,9 @@ impl Predictor<'_> {
         let p_alive = model.p_alive(x, t_x, t);
         // Discounting steps to the horizon, so it gives the undiscounted total as well.
         let (expected_purchases, discounted_purchases) = match self.steps {
-            Some(steps) => steps.purchases(model, (x, t_x, t)).ok_or_else(failed)?,
+            Some(steps) => steps
+                .purchases(model, p_alive, (x, t_x, t))
+                .ok_or_else(failed)?,
             None => (
                 model
                     .expected_purchases_with_p_alive(p_alive, self.horizon, x, t_x, t)
@@ -875,9 +877,11 @@ impl DiscountSteps {
     fn purchases(
         &self,
         model: &dyn PurchaseModel,
+        p_alive: f64,
         (x, t_x, t): (f64, f64, f64),
     ) -> Option<(f64, f64)> {
-        let cumulative = model.expected_purchases_at(&self.ends, x, t_x, t)?;
+        let cumulative =
+            model.expected_purchases_at_with_p_alive(p_alive, &self.ends, x, t_x, t)?;
         Some(self.discount(&cumulative))
     }
 
