@@ -469,16 +469,33 @@ async fn stalled_uploads_give_their_memory_back() {
             }
         }
     }
+    // Each stalled upload ends by the idle timeout, or (on a loaded machine, its chunk reaching
+    // the budget while another's was still being converted) was refused before it held
+    // anything, with a time to retry. The budget holds two of them whatever the timing.
+    let mut timed_out = 0;
     for (sender, call) in stalled {
         let status = call.await.unwrap().unwrap_err();
-        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-        assert!(
-            status.message().contains("upload_idle_timeout_seconds"),
-            "{}",
-            status.message()
-        );
+        match status.code() {
+            Code::DeadlineExceeded => {
+                assert!(
+                    status.message().contains("upload_idle_timeout_seconds"),
+                    "{}",
+                    status.message()
+                );
+                timed_out += 1;
+            }
+            Code::ResourceExhausted => assert!(
+                tonic_types::StatusExt::get_details_retry_info(&status).is_some(),
+                "{status:?}"
+            ),
+            _ => panic!("a stalled upload ended otherwise: {status:?}"),
+        }
         drop(sender);
     }
+    assert!(
+        timed_out >= 2,
+        "only {timed_out} stalled uploads held memory until their timeout"
+    );
     assert_healthy(&mut server).await;
 }
 
