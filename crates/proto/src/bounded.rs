@@ -119,8 +119,12 @@ pub enum Shape {
     /// `DoubleValues`: packed or single 8-byte doubles.
     Doubles,
     StringValues,
-    /// A map entry of parameters (`string` key, `Value`), or anything else small.
-    Opaque,
+    /// An entry of a `tables` map: a `string` key and a `Table`.
+    TableEntry,
+    /// An entry of a `parameters` map: a `string` key and a `Value`.
+    ParameterEntry,
+    /// A message of scalars and strings (`Value`, `ColumnSchema`): each string costs its bytes.
+    Strings,
 }
 
 /// Bytes a `Vec` element costs at most, growth by doubling included.
@@ -142,120 +146,184 @@ const fn text(len: u64) -> u64 {
 }
 /// A `Column` struct in `Table.columns`.
 const COLUMN: u64 = 128;
+/// Bytes one entry of `size` bytes costs a `HashMap` at most: hashbrown keeps its buckets at
+/// most 7/8 full in a power-of-two table (so up to 16/7 buckets an entry), each bucket with a
+/// control byte, and holds the old table beside the new one while it grows (3 × 8/7 ≈ 3.43
+/// buckets an entry at the peak); 16 more for a small map's control group.
+const fn hashed(size: u64) -> u64 {
+    4 * (size + 1) + 16
+}
+/// A `parameters` entry as a `HashMap` holds it.
+const PARAMETER: u64 = std::mem::size_of::<(String, crate::v1::Value)>() as u64;
+/// A `tables` entry as a `HashMap` holds it.
+const NAMED_TABLE: u64 = std::mem::size_of::<(String, crate::v1::Table)>() as u64;
 
 /// Bytes a message of `shape` takes once prost has decoded it: its own heap data (strings,
 /// vectors, nested messages), not its inline size. Malformed input gets an estimate of what
-/// was read so far; prost then refuses it.
+/// prost decodes before it refuses the message.
+///
+/// The walk reads the bytes as prost does, not as a well-formed message nests them: prost
+/// checks a nested field's length against the whole buffer rather than its parent's, decodes
+/// it, and only then finds it ran past its parent's end; it skips an unknown field's group and
+/// goes on; it reads a map field's entry whatever (valid) wire type its key gives. Walking each
+/// nested payload as a slice of its own would let a forged length, a group or a map key hide
+/// the bytes prost then decodes as something else (the decoding fuzzer found all three).
 pub fn decoded_size(bytes: &[u8], shape: Shape) -> u64 {
-    let mut total = 0u64;
-    let mut reader = Reader { bytes, at: 0 };
-    while let Some((field, wire)) = reader.key() {
-        match wire {
-            // Varint
-            0 => {
-                if reader.varint().is_none() {
-                    break;
-                }
-                if let Shape::Numbers(size) = shape {
-                    total += grown(size);
-                }
-            }
-            // 64-bit
-            1 => {
-                if reader.skip(8).is_none() {
-                    break;
-                }
-                if shape == Shape::Doubles {
-                    total += grown(8);
-                }
-            }
-            // 32-bit
-            5 => {
-                if reader.skip(4).is_none() {
-                    break;
-                }
-            }
-            // Length-delimited
-            2 => {
-                let Some(payload) = reader.length_delimited() else {
-                    break;
-                };
-                let len = payload.len() as u64;
-                total += match (shape, field) {
-                    (Shape::ComputeRequest, 3) => decoded_size(payload, Shape::Table),
-                    (Shape::ComputeRequest, 4) | (Shape::StreamHeader, 3) => grown(STRING) + len,
-                    (Shape::ComputeRequest | Shape::StreamHeader, 2) => {
-                        // A parameter: key and value, strings at most as long as the entry.
-                        2 * STRING + 2 * text(len) + 64
-                    }
-                    (Shape::ComputeStreamRequest, 1) => decoded_size(payload, Shape::StreamHeader),
-                    (Shape::ComputeStreamRequest, 2) => decoded_size(payload, Shape::Table),
-                    (Shape::StreamHeader, 4) => grown(64) + text(len),
-                    (Shape::Table, 1) => grown(COLUMN) + decoded_size(payload, Shape::Column),
-                    // arrow_ipc: a slice of the received buffer.
-                    (Shape::Table, 2) => 0,
-                    (Shape::Column, 1 | 7) => text(len),
-                    (Shape::Column, 2 | 6) => decoded_size(payload, Shape::Numbers(8)),
-                    (Shape::Column, 3) => decoded_size(payload, Shape::Doubles),
-                    (Shape::Column, 4) => decoded_size(payload, Shape::StringValues),
-                    (Shape::Column, 5) => decoded_size(payload, Shape::Numbers(1)),
-                    (Shape::StringValues, 1) => grown(STRING) + text(len),
-                    // Packed numbers: one value per varint (a byte below 0x80 ends one), or
-                    // per 8 bytes of doubles.
-                    (Shape::Numbers(size), 1) => {
-                        grown(size) * payload.iter().filter(|b| **b < 0x80).count() as u64
-                    }
-                    (Shape::Doubles, 1) => grown(8) * (len / 8),
-                    _ => text(len),
-                };
-            }
-            _ => break,
-        }
-    }
-    total
+    let mut walk = Walk {
+        bytes,
+        at: 0,
+        total: 0,
+    };
+    // An error is where prost stops too: the total so far is what it decoded.
+    let _ = walk.message(bytes.len(), shape);
+    walk.total
 }
 
-struct Reader<'a> {
+/// prost refuses the message here.
+struct Refused;
+
+/// The deepest group nesting prost skips (its recursion limit).
+const GROUP_DEPTH: u32 = 100;
+
+struct Walk<'a> {
     bytes: &'a [u8],
     at: usize,
+    total: u64,
 }
 
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Option<u64> {
+impl Walk<'_> {
+    /// The fields of one message of `shape`, up to `end`, as prost's merge loop takes them.
+    fn message(&mut self, end: usize, shape: Shape) -> Result<(), Refused> {
+        while self.at < end {
+            let key = self.varint()?;
+            let (field, wire) = (key >> 3, key & 7);
+            // prost merges a map entry without looking at the wire type the key gave.
+            let map = matches!(
+                (shape, field),
+                (Shape::ComputeRequest | Shape::StreamHeader, 2 | 6)
+            );
+            match if map && wire <= 5 { 2 } else { wire } {
+                0 => {
+                    self.varint()?;
+                    if let Shape::Numbers(size) = shape {
+                        self.total += grown(size);
+                    }
+                }
+                1 => {
+                    self.skip(8)?;
+                    if shape == Shape::Doubles {
+                        self.total += grown(8);
+                    }
+                }
+                5 => self.skip(4)?,
+                3 => self.group(field, 0)?,
+                2 => self.length_delimited(shape, field)?,
+                _ => return Err(Refused),
+            }
+        }
+        Ok(())
+    }
+
+    fn length_delimited(&mut self, shape: Shape, field: u64) -> Result<(), Refused> {
+        let len = usize::try_from(self.varint()?).map_err(|_| Refused)?;
+        // prost's check: against all that is left, not the parent's end.
+        if len > self.bytes.len() - self.at {
+            return Err(Refused);
+        }
+        let end = self.at + len;
+        let nested = |walk: &mut Self, extra: u64, inner: Shape| {
+            walk.total += extra;
+            walk.message(end, inner)?;
+            if walk.at == end { Ok(()) } else { Err(Refused) }
+        };
+        match (shape, field) {
+            (Shape::ComputeRequest, 3) | (Shape::ComputeStreamRequest, 2) => {
+                return nested(self, 0, Shape::Table);
+            }
+            (Shape::ComputeStreamRequest, 1) => return nested(self, 0, Shape::StreamHeader),
+            (Shape::ComputeRequest | Shape::StreamHeader, 2) => {
+                return nested(self, hashed(PARAMETER), Shape::ParameterEntry);
+            }
+            (Shape::ComputeRequest | Shape::StreamHeader, 6) => {
+                return nested(self, hashed(NAMED_TABLE), Shape::TableEntry);
+            }
+            (Shape::TableEntry, 2) => return nested(self, 0, Shape::Table),
+            (Shape::ParameterEntry, 2) => return nested(self, 0, Shape::Strings),
+            (Shape::StreamHeader, 4) => return nested(self, grown(64), Shape::Strings),
+            (Shape::Table, 1) => return nested(self, grown(COLUMN), Shape::Column),
+            (Shape::Column, 2 | 6) => return nested(self, 0, Shape::Numbers(8)),
+            (Shape::Column, 3) => return nested(self, 0, Shape::Doubles),
+            (Shape::Column, 4) => return nested(self, 0, Shape::StringValues),
+            (Shape::Column, 5) => return nested(self, 0, Shape::Numbers(1)),
+            _ => {}
+        }
+        let payload = &self.bytes[self.at..end];
+        let len = len as u64;
+        self.total += match (shape, field) {
+            (Shape::ComputeRequest, 4) | (Shape::StreamHeader, 3) => grown(STRING) + len,
+            // arrow_ipc: a slice of the received buffer.
+            (Shape::Table, 2) => 0,
+            (Shape::StringValues, 1) => grown(STRING) + text(len),
+            // Packed numbers: one value per varint (a byte below 0x80 ends one; the last may
+            // end beyond the field, prost reading on), or per 8 bytes of doubles.
+            (Shape::Numbers(size), 1) => {
+                let ended = payload.iter().filter(|b| **b < 0x80).count() as u64;
+                let straddling = u64::from(payload.last().is_some_and(|b| *b >= 0x80));
+                grown(size) * (ended + straddling)
+            }
+            (Shape::Doubles, 1) => grown(8) * len.div_ceil(8),
+            // A string, bytes, or a field prost skips.
+            _ => text(len),
+        };
+        self.at = end;
+        Ok(())
+    }
+
+    /// Skips a group of `field` as prost does an unknown field's: to its matching end.
+    fn group(&mut self, field: u64, depth: u32) -> Result<(), Refused> {
+        if depth >= GROUP_DEPTH {
+            return Err(Refused);
+        }
+        loop {
+            let key = self.varint()?;
+            let (inner, wire) = (key >> 3, key & 7);
+            match wire {
+                0 => {
+                    self.varint()?;
+                }
+                1 => self.skip(8)?,
+                5 => self.skip(4)?,
+                2 => {
+                    let len = usize::try_from(self.varint()?).map_err(|_| Refused)?;
+                    self.skip(len)?;
+                }
+                3 => self.group(inner, depth + 1)?,
+                4 if inner == field => return Ok(()),
+                _ => return Err(Refused),
+            }
+        }
+    }
+
+    fn varint(&mut self) -> Result<u64, Refused> {
         let mut value = 0u64;
         for shift in (0..70).step_by(7) {
-            let byte = *self.bytes.get(self.at)?;
+            let byte = *self.bytes.get(self.at).ok_or(Refused)?;
             self.at += 1;
             value |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
             if byte < 0x80 {
-                return Some(value);
+                return Ok(value);
             }
         }
-        None
+        Err(Refused)
     }
 
-    fn key(&mut self) -> Option<(u64, u64)> {
-        if self.at >= self.bytes.len() {
-            return None;
-        }
-        let key = self.varint()?;
-        Some((key >> 3, key & 7))
-    }
-
-    fn skip(&mut self, n: usize) -> Option<()> {
-        let end = self.at.checked_add(n)?;
+    fn skip(&mut self, n: usize) -> Result<(), Refused> {
+        let end = self.at.checked_add(n).ok_or(Refused)?;
         if end > self.bytes.len() {
-            return None;
+            return Err(Refused);
         }
         self.at = end;
-        Some(())
-    }
-
-    fn length_delimited(&mut self) -> Option<&'a [u8]> {
-        let len = usize::try_from(self.varint()?).ok()?;
-        let start = self.at;
-        self.skip(len)?;
-        Some(&self.bytes[start..self.at])
+        Ok(())
     }
 }
 

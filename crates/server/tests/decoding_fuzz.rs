@@ -255,27 +255,47 @@ fn request_strategy() -> impl Strategy<Value = pb::ComputeRequest> {
             values: Some(values),
             null_mask,
         });
+    let value = prop_oneof![
+        any::<i64>().prop_map(pb::value::Kind::Int64Value),
+        any::<f64>().prop_map(pb::value::Kind::DoubleValue),
+        ".{0,6}".prop_map(pb::value::Kind::StringValue),
+        any::<bool>().prop_map(pb::value::Kind::BoolValue),
+    ]
+    .prop_map(|kind| pb::Value { kind: Some(kind) });
+    let columns = proptest::collection::vec(column, 0..5);
+    let table = columns.clone().prop_map(|columns| pb::Table {
+        columns,
+        ..Default::default()
+    });
     (
         "[a-z_]{0,12}",
-        proptest::collection::vec(column, 0..5),
+        columns,
         proptest::collection::vec("[a-z]{0,6}", 0..5),
+        proptest::collection::hash_map("[a-z]{0,4}", value, 0..200),
+        proptest::collection::hash_map("[a-z]{0,4}", table, 0..3),
     )
-        .prop_map(|(metric, columns, group_by)| pb::ComputeRequest {
-            metric,
-            input: Some(pb::Table {
-                columns,
+        .prop_map(
+            |(metric, columns, group_by, parameters, tables)| pb::ComputeRequest {
+                metric,
+                parameters,
+                input: Some(pb::Table {
+                    columns,
+                    ..Default::default()
+                }),
+                group_by,
+                tables,
                 ..Default::default()
-            }),
-            group_by,
-            ..Default::default()
-        })
+            },
+        )
 }
 
 /// Decodes `bytes` as `M` the way the server's codec does, after estimating it; the decode
 /// never takes more than the estimate. Decodable tables then convert or are refused.
 fn decode_within_estimate<M: prost::Message + Default>(bytes: &[u8], shape: Shape) -> Option<M> {
     let estimate = decoded_size(bytes, shape);
-    let (decoded, peak) = measured(|| M::decode(bytes).ok());
+    // tonic hands prost a buffer whose `bytes` fields (Arrow IPC) are slices of it, not copies.
+    let received = bytes::Bytes::copy_from_slice(bytes);
+    let (decoded, peak) = measured(|| M::decode(received).ok());
     assert!(
         peak <= estimate + 4096,
         "decoding {} bytes took {peak} bytes, above the estimate of {estimate}",
@@ -345,4 +365,124 @@ fn empty_strings_decode_within_their_estimate() {
     };
     let bytes = prost::Message::encode_to_vec(&request);
     let _: pb::ComputeRequest = decode_within_estimate(&bytes, Shape::ComputeRequest).unwrap();
+}
+
+/// Named tables and parameters are maps: their entries cost a hash table's buckets, and a named
+/// table's columns cost what the input's do (the estimate once counted a named table as its
+/// bytes: 20 000 empty strings took 24 times what was reserved).
+#[test]
+fn named_tables_and_parameters_decode_within_their_estimate() {
+    let empty_strings = pb::Table {
+        columns: vec![pb::Column {
+            name: "comment".into(),
+            values: Some(pb::column::Values::StringValues(pb::StringValues {
+                values: vec![String::new(); 20_000],
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let request = pb::ComputeRequest {
+        metric: "nps".into(),
+        parameters: (0..5_000)
+            .map(|i| {
+                let value = pb::Value {
+                    kind: Some(pb::value::Kind::BoolValue(true)),
+                };
+                (i.to_string(), value)
+            })
+            .collect(),
+        tables: [("survey".to_string(), empty_strings.clone())].into(),
+        ..Default::default()
+    };
+    let bytes = prost::Message::encode_to_vec(&request);
+    let _: pb::ComputeRequest = decode_within_estimate(&bytes, Shape::ComputeRequest).unwrap();
+    let header = pb::ComputeStreamRequest {
+        message: Some(pb::compute_stream_request::Message::Header(
+            pb::ComputeStreamHeader {
+                metric: "nps".into(),
+                tables: [("survey".to_string(), empty_strings)].into(),
+                ..Default::default()
+            },
+        )),
+    };
+    let bytes = prost::Message::encode_to_vec(&header);
+    let _: pb::ComputeStreamRequest =
+        decode_within_estimate(&bytes, Shape::ComputeStreamRequest).unwrap();
+}
+
+fn empty_strings_table(rows: usize) -> pb::Table {
+    pb::Table {
+        columns: vec![pb::Column {
+            name: "comment".into(),
+            values: Some(pb::column::Values::StringValues(pb::StringValues {
+                values: vec![String::new(); rows],
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn varint(mut value: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while value >= 0x80 {
+        bytes.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    bytes.push(value as u8);
+    bytes
+}
+
+/// prost checks a nested length against the whole buffer, not its parent's: a `tables` entry
+/// claiming 4 bytes holds a table running to the end, which prost decodes (20 000 empty
+/// strings) before it finds the entry overran. The fuzzer found this shape in CI.
+#[test]
+fn a_table_running_past_its_entry_is_counted_as_prost_decodes_it() {
+    let table = prost::Message::encode_to_vec(&empty_strings_table(20_000));
+    let length = varint(table.len() as u64);
+    let mut bytes = vec![0x32, 1 + length.len() as u8, 0x12];
+    bytes.extend_from_slice(&length);
+    bytes.extend_from_slice(&table);
+    let decoded: Option<pb::ComputeRequest> = decode_within_estimate(&bytes, Shape::ComputeRequest);
+    assert!(
+        decoded.is_none(),
+        "prost refuses the overrun, after decoding the table"
+    );
+}
+
+/// prost skips an unknown field's group and decodes what follows: the rows after it count.
+#[test]
+fn rows_after_an_unknown_group_are_counted() {
+    let request = pb::ComputeRequest {
+        metric: "nps".into(),
+        input: Some(empty_strings_table(20_000)),
+        ..Default::default()
+    };
+    // Field 15: a group start (wire type 3), a varint inside, its end (wire type 4).
+    let mut bytes = vec![15 << 3 | 3, 1 << 3, 7, 15 << 3 | 4];
+    bytes.extend(prost::Message::encode_to_vec(&request));
+    let decoded: pb::ComputeRequest =
+        decode_within_estimate(&bytes, Shape::ComputeRequest).expect("prost skips the group");
+    assert_eq!(decoded.metric, "nps");
+}
+
+/// prost reads a map field's entry whatever wire type its key gives (a fixed32 key here): the
+/// entries count as parameters, not as the four bytes a fixed32 would skip.
+#[test]
+fn map_entries_under_any_wire_type_are_counted() {
+    let mut bytes = Vec::new();
+    for i in 0..2_000u32 {
+        let entry = prost::Message::encode_to_vec(&pb::ComputeRequest {
+            parameters: [(i.to_string(), pb::Value::default())].into(),
+            ..Default::default()
+        });
+        // The entry's key, field 2, as wire type 5.
+        assert_eq!(entry[0], 2 << 3 | 2);
+        bytes.push(2 << 3 | 5);
+        bytes.extend_from_slice(&entry[1..]);
+    }
+    let decoded: pb::ComputeRequest =
+        decode_within_estimate(&bytes, Shape::ComputeRequest).expect("prost takes the entries");
+    assert_eq!(decoded.parameters.len(), 2_000);
 }
