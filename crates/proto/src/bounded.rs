@@ -260,7 +260,7 @@ impl Walk<'_> {
         let payload = &self.bytes[self.at..end];
         let len = len as u64;
         self.total += match (shape, field) {
-            (Shape::ComputeRequest, 4) | (Shape::StreamHeader, 3) => grown(STRING) + len,
+            (Shape::ComputeRequest, 4) | (Shape::StreamHeader, 3) => grown(STRING) + text(len),
             // arrow_ipc: a slice of the received buffer.
             (Shape::Table, 2) => 0,
             (Shape::StringValues, 1) => grown(STRING) + text(len),

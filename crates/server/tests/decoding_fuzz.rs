@@ -486,3 +486,17 @@ fn map_entries_under_any_wire_type_are_counted() {
         decode_within_estimate(&bytes, Shape::ComputeRequest).expect("prost takes the entries");
     assert_eq!(decoded.parameters.len(), 2_000);
 }
+
+/// A one-byte group-by name takes a 24-byte `String` in a doubling `Vec` and 8 bytes of heap
+/// (a `Vec<u8>` reserves at least 8): the estimate once counted its bytes instead, which one
+/// name past a power of two (the `Vec` just doubled) showed.
+#[test]
+fn short_group_by_names_decode_within_their_estimate() {
+    let request = pb::ComputeRequest {
+        metric: "nps".into(),
+        group_by: vec!["r".to_string(); (1 << 16) + 1],
+        ..Default::default()
+    };
+    let bytes = prost::Message::encode_to_vec(&request);
+    let _: pb::ComputeRequest = decode_within_estimate(&bytes, Shape::ComputeRequest).unwrap();
+}
