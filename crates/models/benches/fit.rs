@@ -6,6 +6,7 @@
 //! cargo bench -p mittari-models --bench fit -- rfm LOG.csv
 //! cargo bench -p mittari-models --bench fit -- limits
 //! cargo bench -p mittari-models --bench fit -- rfm-chunked LOG.csv [CHUNK_ROWS]
+//! cargo bench -p mittari-models --bench fit -- rfm-push ROWS CUSTOMERS
 //! ```
 //!
 //! `simulate` draws customers from BG/NBD and Gamma-Gamma at CDNOW-like parameters and writes
@@ -72,6 +73,7 @@ fn main() {
             &args[1],
             args.get(2).map_or(1_000_000, |n| n.parse().unwrap()),
         ),
+        Some("rfm-push") => push_in_memory(args[1].parse().unwrap(), args[2].parse().unwrap()),
         _ => eprintln!(
             "usage: fit.rs simulate N SUMMARY.csv LOG.csv [LOG_ROWS] | fit SUMMARY.csv [MODELS] | covariates SUMMARY.csv | rfm LOG.csv"
         ),
@@ -374,6 +376,48 @@ impl Fitted {
             converged: fit.converged,
         }
     }
+}
+
+/// The chunked summary alone, on a log drawn in memory first: ROWS purchases of CUSTOMERS
+/// customers (ids like `C000123456`, drawn uniformly), one a second in time order, pushed a
+/// million rows at a time. Reports the seconds of the pushes and of `finish`, apart from the
+/// drawing and any parsing.
+fn push_in_memory(rows: usize, customers: u64) {
+    let mut rng = Rng::new(7);
+    let (mut ids, mut ends) = (String::with_capacity(rows * 10), Vec::with_capacity(rows));
+    for _ in 0..rows {
+        let who = ((rng.uniform() * customers as f64) as u64).min(customers - 1);
+        ids.push_str(&format!("C{who:09}"));
+        ends.push(ids.len());
+    }
+    let start_second = START_DAY * 86_400;
+    let timestamps: Vec<i64> = (0..rows as i64)
+        .map(|i| (start_second + i) * 1_000_000)
+        .collect();
+    let amounts: Vec<f64> = (0..rows).map(|i| (i % 997) as f64 + 0.5).collect();
+    let chunk = 1_000_000;
+    let mut summary = rfm::ChunkedSummary::new(TimeUnit::Day, None, None);
+    let started = Instant::now();
+    for from in (0..rows).step_by(chunk) {
+        let to = (from + chunk).min(rows);
+        let id = |i: usize| {
+            let row = from + i;
+            &ids[if row == 0 { 0 } else { ends[row - 1] }..ends[row]]
+        };
+        summary
+            .push(id, &timestamps[from..to], &amounts[from..to])
+            .unwrap();
+    }
+    let pushed = started.elapsed().as_secs_f64();
+    let found = summary.customers();
+    let finished = Instant::now();
+    let summaries = summary.finish().unwrap();
+    let finish = finished.elapsed().as_secs_f64();
+    println!(
+        r#"{{"step": "rfm_push", "rows": {rows}, "customers": {found}, "push_seconds": {pushed:.2}, "finish_seconds": {finish:.2}, "summaries": {}, "peak_rss_mib": {:.0}}}"#,
+        summaries.len(),
+        peak_rss_mib()
+    );
 }
 
 /// A log far larger than memory: read in chunks of `chunk_rows`, summarized chunk by chunk

@@ -554,14 +554,13 @@ const CHUNK_PARTITIONS: usize = 64;
 /// A customer without a calibration purchase yet (their first rows are in the holdout).
 const NO_PERIOD: i32 = i32::MIN;
 
-/// One partition's customers, each one's running summary in the table's own slot (48 bytes):
-/// a row's update finds and changes it with one miss of a table far larger than the cache,
-/// where a table of indices into a list of summaries took two.
+/// One partition's customers, each one's running summary in one place (48 bytes, so an update
+/// touches one or two cache lines of a table far larger than the cache).
 #[derive(Default)]
 struct Partition {
-    table: HashTable<Running>,
-    /// Ids longer than 16 bytes, whole, by customer index: their key holds only a prefix and a
-    /// hash.
+    table: HashTable<u32>,
+    customers: Vec<Running>,
+    /// Ids longer than 16 bytes, whole: their key holds only a prefix and a hash.
     long_ids: std::collections::HashMap<u32, Box<str>>,
     /// With a holdout: each customer's distinct holdout periods and the latest of them.
     holdout: Vec<(u32, i32)>,
@@ -573,35 +572,15 @@ struct Partition {
 #[derive(Clone, Copy)]
 struct Running {
     words: [u64; 2],
+    len: u8,
+    /// [`NO_PERIOD`] until the first calibration purchase.
+    first_period: i32,
+    last_period: i32,
+    repeats: u32,
     /// The amounts of the last period so far.
     last_total: f64,
     /// The totals of the repeat periods before the last one, in period order.
     repeat_sum: f64,
-    /// [`NO_PERIOD`] until the first calibration purchase.
-    first_period: i32,
-    last_period: i32,
-    /// The customer's place among its partition's, in order of first appearance.
-    index: u32,
-    /// The repeat periods (the low [`REPEAT_BITS`]) and the id's length, [`IdKey::len`] (the
-    /// high bits), sharing a word to keep the summary at 48 bytes.
-    repeats_and_len: u32,
-}
-
-/// Bits of [`Running::repeats_and_len`] counting repeat periods: periods are distinct and
-/// ordered, and years 1–9999 hold fewer than 88 M hours, the finest unit.
-const REPEAT_BITS: u32 = 27;
-
-impl Running {
-    fn key(&self) -> IdKey {
-        IdKey {
-            words: self.words,
-            len: (self.repeats_and_len >> REPEAT_BITS) as u8,
-        }
-    }
-
-    fn repeats(&self) -> u32 {
-        self.repeats_and_len & ((1 << REPEAT_BITS) - 1)
-    }
 }
 
 /// Why a chunk cannot be added, or the summary not finished.
@@ -624,9 +603,6 @@ pub enum ChunkError {
     HoldoutAfterEnd,
     #[error("the customer ids add up to more than 2 GiB of text")]
     IdsTooLong,
-    /// A customer counted in the order of first appearance has no running summary: a bug.
-    #[error("customer {index} of summary partition {partition} has no running summary (a bug)")]
-    SummaryMissing { partition: usize, index: usize },
 }
 
 /// A finished summary as columns, customer `i` in entry `i` of each, in order of first
@@ -702,46 +678,52 @@ impl Partition {
         holdout: bool,
     ) -> Result<(), u32> {
         let key = routed.key;
-        let long_ids = &self.long_ids;
-        let same = |known: &Running| {
-            known.key() == key
+        let (customers, long_ids) = (&self.customers, &self.long_ids);
+        let same = |&slot: &u32| {
+            let known = &customers[slot as usize];
+            known.words == key.words
+                && known.len == key.len
                 && (key.len != LONG
                     || long_ids
-                        .get(&known.index)
+                        .get(&slot)
                         .is_some_and(|id| **id == *customer(routed.row as usize)))
         };
-        let count = self.table.len();
-        let running = match self
-            .table
-            .entry(key.hash(), same, |known| known.key().hash())
-        {
-            Entry::Occupied(entry) => entry.into_mut(),
+        let rehash = |&slot: &u32| {
+            let known = &customers[slot as usize];
+            IdKey {
+                words: known.words,
+                len: known.len,
+            }
+            .hash()
+        };
+        let at = match self.table.entry(key.hash(), same, rehash) {
+            Entry::Occupied(entry) => *entry.get() as usize,
             Entry::Vacant(entry) => {
-                let index = count as u32;
+                let at = self.customers.len();
+                entry.insert(at as u32);
+                self.customers.push(Running {
+                    words: key.words,
+                    len: key.len,
+                    first_period: NO_PERIOD,
+                    last_period: NO_PERIOD,
+                    repeats: 0,
+                    last_total: 0.0,
+                    repeat_sum: -0.0,
+                });
                 if key.len == LONG {
                     self.long_ids
-                        .insert(index, customer(routed.row as usize).into());
+                        .insert(at as u32, customer(routed.row as usize).into());
                 }
                 if holdout {
                     self.holdout.push((0, NO_PERIOD));
                 }
                 self.new_rows.push(routed.row);
-                entry
-                    .insert(Running {
-                        words: key.words,
-                        last_total: 0.0,
-                        repeat_sum: -0.0,
-                        first_period: NO_PERIOD,
-                        last_period: NO_PERIOD,
-                        index,
-                        repeats_and_len: u32::from(key.len) << REPEAT_BITS,
-                    })
-                    .into_mut()
+                at
             }
         };
         let period = routed.period;
         if routed.in_holdout {
-            let (periods, last) = &mut self.holdout[running.index as usize];
+            let (periods, last) = &mut self.holdout[at];
             if period < *last {
                 return Err(routed.row);
             }
@@ -751,6 +733,7 @@ impl Partition {
             }
             return Ok(());
         }
+        let running = &mut self.customers[at];
         let last = running.last_period;
         if last == NO_PERIOD {
             running.first_period = period;
@@ -762,8 +745,7 @@ impl Partition {
             if last != running.first_period {
                 running.repeat_sum += running.last_total;
             }
-            // Below 2^REPEAT_BITS (see there): the length's bits are left alone.
-            running.repeats_and_len += 1;
+            running.repeats += 1;
             running.last_period = period;
             running.last_total = routed.amount;
         } else {
@@ -902,37 +884,20 @@ impl ChunkedSummary {
             rows: self.rows,
         };
         columns.id_offsets.push(0);
-        // Each partition's table slots in order of first appearance (4 bytes a customer).
-        let slots: Vec<Vec<u32>> = self
-            .partitions
-            .par_iter()
-            .map(|p| {
-                let mut slots = vec![u32::MAX; p.table.len()];
-                for slot in p.table.iter_buckets() {
-                    if let Some(c) = p.table.get_bucket(slot) {
-                        slots[c.index as usize] = slot as u32;
-                    }
-                }
-                slots
-            })
-            .collect();
         let mut next = vec![0usize; self.partitions.len()];
         for &index in &self.order {
             let p = &self.partitions[usize::from(index)];
             let at = next[usize::from(index)];
             next[usize::from(index)] += 1;
-            let c = slots[usize::from(index)]
-                .get(at)
-                .and_then(|&slot| p.table.get_bucket(slot as usize))
-                .ok_or(ChunkError::SummaryMissing {
-                    partition: usize::from(index),
-                    index: at,
-                })?;
+            let c = &p.customers[at];
             let first = c.first_period;
             if first == NO_PERIOD {
                 continue;
             }
-            let key = c.key();
+            let key = IdKey {
+                words: c.words,
+                len: c.len,
+            };
             match p.long_ids.get(&(at as u32)) {
                 Some(id) => columns.id_bytes.extend_from_slice(id.as_bytes()),
                 None => key.write_short(&mut columns.id_bytes),
@@ -940,13 +905,12 @@ impl ChunkedSummary {
             let offset =
                 i32::try_from(columns.id_bytes.len()).map_err(|_| ChunkError::IdsTooLong)?;
             columns.id_offsets.push(offset);
-            let repeats = c.repeats();
-            let monetary_value = if repeats == 0 {
+            let monetary_value = if c.repeats == 0 {
                 0.0
             } else {
-                (c.repeat_sum + c.last_total) / f64::from(repeats)
+                (c.repeat_sum + c.last_total) / f64::from(c.repeats)
             };
-            columns.frequency.push(f64::from(repeats));
+            columns.frequency.push(f64::from(c.repeats));
             columns.recency.push(f64::from(c.last_period - first));
             columns.t.push((end_period - i64::from(first)) as f64);
             columns.monetary_value.push(monetary_value);
