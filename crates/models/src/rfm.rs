@@ -554,13 +554,14 @@ const CHUNK_PARTITIONS: usize = 64;
 /// A customer without a calibration purchase yet (their first rows are in the holdout).
 const NO_PERIOD: i32 = i32::MIN;
 
-/// One partition's customers, each one's running summary in one place (48 bytes, so an update
-/// touches one or two cache lines of a table far larger than the cache).
+/// One partition's customers, each one's running summary in the table's own slot (48 bytes):
+/// a row's update finds and changes it with one miss of a table far larger than the cache,
+/// where a table of indices into a list of summaries took two.
 #[derive(Default)]
 struct Partition {
-    table: HashTable<u32>,
-    customers: Vec<Running>,
-    /// Ids longer than 16 bytes, whole: their key holds only a prefix and a hash.
+    table: HashTable<Running>,
+    /// Ids longer than 16 bytes, whole, by customer index: their key holds only a prefix and a
+    /// hash.
     long_ids: std::collections::HashMap<u32, Box<str>>,
     /// With a holdout: each customer's distinct holdout periods and the latest of them.
     holdout: Vec<(u32, i32)>,
@@ -572,15 +573,54 @@ struct Partition {
 #[derive(Clone, Copy)]
 struct Running {
     words: [u64; 2],
-    len: u8,
-    /// [`NO_PERIOD`] until the first calibration purchase.
-    first_period: i32,
-    last_period: i32,
-    repeats: u32,
     /// The amounts of the last period so far.
     last_total: f64,
     /// The totals of the repeat periods before the last one, in period order.
     repeat_sum: f64,
+    /// [`NO_PERIOD`] until the first calibration purchase.
+    first_period: i32,
+    last_period: i32,
+    /// The customer's place among its partition's, in order of first appearance.
+    index: u32,
+    /// The repeat periods (the low [`REPEAT_BITS`]) and the id's length, [`IdKey::len`] (the
+    /// high bits), sharing a word to keep the summary at 48 bytes.
+    repeats_and_len: u32,
+}
+
+/// Bits of [`Running::repeats_and_len`] counting repeat periods: periods are distinct and
+/// ordered, and years 1–9999 hold fewer than 88 M hours, the finest unit.
+const REPEAT_BITS: u32 = 27;
+
+/// A partition's customers once no more rows come: their summaries in order of first
+/// appearance.
+struct Finished {
+    customers: Vec<Running>,
+    long_ids: std::collections::HashMap<u32, Box<str>>,
+    holdout: Vec<(u32, i32)>,
+}
+
+impl Running {
+    /// A placeholder, overwritten before it is read.
+    const EMPTY: Running = Running {
+        words: [0; 2],
+        last_total: 0.0,
+        repeat_sum: 0.0,
+        first_period: NO_PERIOD,
+        last_period: NO_PERIOD,
+        index: 0,
+        repeats_and_len: 0,
+    };
+
+    fn key(&self) -> IdKey {
+        IdKey {
+            words: self.words,
+            len: (self.repeats_and_len >> REPEAT_BITS) as u8,
+        }
+    }
+
+    fn repeats(&self) -> u32 {
+        self.repeats_and_len & ((1 << REPEAT_BITS) - 1)
+    }
 }
 
 /// Why a chunk cannot be added, or the summary not finished.
@@ -678,52 +718,46 @@ impl Partition {
         holdout: bool,
     ) -> Result<(), u32> {
         let key = routed.key;
-        let (customers, long_ids) = (&self.customers, &self.long_ids);
-        let same = |&slot: &u32| {
-            let known = &customers[slot as usize];
-            known.words == key.words
-                && known.len == key.len
+        let long_ids = &self.long_ids;
+        let same = |known: &Running| {
+            known.key() == key
                 && (key.len != LONG
                     || long_ids
-                        .get(&slot)
+                        .get(&known.index)
                         .is_some_and(|id| **id == *customer(routed.row as usize)))
         };
-        let rehash = |&slot: &u32| {
-            let known = &customers[slot as usize];
-            IdKey {
-                words: known.words,
-                len: known.len,
-            }
-            .hash()
-        };
-        let at = match self.table.entry(key.hash(), same, rehash) {
-            Entry::Occupied(entry) => *entry.get() as usize,
+        let count = self.table.len();
+        let running = match self
+            .table
+            .entry(key.hash(), same, |known| known.key().hash())
+        {
+            Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
-                let at = self.customers.len();
-                entry.insert(at as u32);
-                self.customers.push(Running {
-                    words: key.words,
-                    len: key.len,
-                    first_period: NO_PERIOD,
-                    last_period: NO_PERIOD,
-                    repeats: 0,
-                    last_total: 0.0,
-                    repeat_sum: -0.0,
-                });
+                let index = count as u32;
                 if key.len == LONG {
                     self.long_ids
-                        .insert(at as u32, customer(routed.row as usize).into());
+                        .insert(index, customer(routed.row as usize).into());
                 }
                 if holdout {
                     self.holdout.push((0, NO_PERIOD));
                 }
                 self.new_rows.push(routed.row);
-                at
+                entry
+                    .insert(Running {
+                        words: key.words,
+                        last_total: 0.0,
+                        repeat_sum: -0.0,
+                        first_period: NO_PERIOD,
+                        last_period: NO_PERIOD,
+                        index,
+                        repeats_and_len: u32::from(key.len) << REPEAT_BITS,
+                    })
+                    .into_mut()
             }
         };
         let period = routed.period;
         if routed.in_holdout {
-            let (periods, last) = &mut self.holdout[at];
+            let (periods, last) = &mut self.holdout[running.index as usize];
             if period < *last {
                 return Err(routed.row);
             }
@@ -733,7 +767,6 @@ impl Partition {
             }
             return Ok(());
         }
-        let running = &mut self.customers[at];
         let last = running.last_period;
         if last == NO_PERIOD {
             running.first_period = period;
@@ -745,7 +778,8 @@ impl Partition {
             if last != running.first_period {
                 running.repeat_sum += running.last_total;
             }
-            running.repeats += 1;
+            // Below 2^REPEAT_BITS (see there): the length's bits are left alone.
+            running.repeats_and_len += 1;
             running.last_period = period;
             running.last_total = routed.amount;
         } else {
@@ -884,9 +918,28 @@ impl ChunkedSummary {
             rows: self.rows,
         };
         columns.id_offsets.push(0);
-        let mut next = vec![0usize; self.partitions.len()];
+        // Each partition's summaries back in a list in order of first appearance, its table
+        // read in slot order and freed (reading the tables' random slots in the order below
+        // took twice as long as this and the list together).
+        let partitions: Vec<Finished> = self
+            .partitions
+            .into_par_iter()
+            .map(|p| {
+                let mut customers = vec![Running::EMPTY; p.table.len()];
+                // Indices are 0..len, each given once when its customer was inserted.
+                for c in p.table {
+                    customers[c.index as usize] = c;
+                }
+                Finished {
+                    customers,
+                    long_ids: p.long_ids,
+                    holdout: p.holdout,
+                }
+            })
+            .collect();
+        let mut next = vec![0usize; partitions.len()];
         for &index in &self.order {
-            let p = &self.partitions[usize::from(index)];
+            let p = &partitions[usize::from(index)];
             let at = next[usize::from(index)];
             next[usize::from(index)] += 1;
             let c = &p.customers[at];
@@ -894,10 +947,7 @@ impl ChunkedSummary {
             if first == NO_PERIOD {
                 continue;
             }
-            let key = IdKey {
-                words: c.words,
-                len: c.len,
-            };
+            let key = c.key();
             match p.long_ids.get(&(at as u32)) {
                 Some(id) => columns.id_bytes.extend_from_slice(id.as_bytes()),
                 None => key.write_short(&mut columns.id_bytes),
@@ -905,12 +955,13 @@ impl ChunkedSummary {
             let offset =
                 i32::try_from(columns.id_bytes.len()).map_err(|_| ChunkError::IdsTooLong)?;
             columns.id_offsets.push(offset);
-            let monetary_value = if c.repeats == 0 {
+            let repeats = c.repeats();
+            let monetary_value = if repeats == 0 {
                 0.0
             } else {
-                (c.repeat_sum + c.last_total) / f64::from(c.repeats)
+                (c.repeat_sum + c.last_total) / f64::from(repeats)
             };
-            columns.frequency.push(f64::from(c.repeats));
+            columns.frequency.push(f64::from(repeats));
             columns.recency.push(f64::from(c.last_period - first));
             columns.t.push((end_period - i64::from(first)) as f64);
             columns.monetary_value.push(monetary_value);
