@@ -75,7 +75,7 @@ fn main() {
         ),
         Some("rfm-push") => push_in_memory(args[1].parse().unwrap(), args[2].parse().unwrap()),
         _ => eprintln!(
-            "usage: fit.rs simulate N SUMMARY.csv LOG.csv [LOG_ROWS] | fit SUMMARY.csv [MODELS] | covariates SUMMARY.csv | rfm LOG.csv"
+            "usage: fit.rs simulate N SUMMARY.csv LOG.csv [LOG_ROWS] | fit SUMMARY.csv [MODELS] | covariates SUMMARY.csv | rfm LOG.csv | rfm-chunked LOG.csv [CHUNK_ROWS] | rfm-push ROWS CUSTOMERS | limits"
         ),
     }
 }
