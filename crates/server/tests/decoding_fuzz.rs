@@ -351,16 +351,7 @@ proptest! {
 fn empty_strings_decode_within_their_estimate() {
     let request = pb::ComputeRequest {
         metric: "nps".into(),
-        input: Some(pb::Table {
-            columns: vec![pb::Column {
-                name: "comment".into(),
-                values: Some(pb::column::Values::StringValues(pb::StringValues {
-                    values: vec![String::new(); 20_000],
-                })),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+        input: Some(empty_strings_table(20_000)),
         ..Default::default()
     };
     let bytes = prost::Message::encode_to_vec(&request);
@@ -372,16 +363,7 @@ fn empty_strings_decode_within_their_estimate() {
 /// bytes: 20 000 empty strings took 24 times what was reserved).
 #[test]
 fn named_tables_and_parameters_decode_within_their_estimate() {
-    let empty_strings = pb::Table {
-        columns: vec![pb::Column {
-            name: "comment".into(),
-            values: Some(pb::column::Values::StringValues(pb::StringValues {
-                values: vec![String::new(); 20_000],
-            })),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let empty_strings = empty_strings_table(20_000);
     let request = pb::ComputeRequest {
         metric: "nps".into(),
         parameters: (0..5_000)
