@@ -176,11 +176,7 @@ impl<R: Read> Blocks<R> {
             .read_to_end(&mut self.pending)
             .map_err(|e| ReadError::io(&self.source, "cannot read the file", e))?;
         if let Some(at) = memchr::memchr(0, &self.pending[start..]) {
-            let line = self.quotes.line
-                + self.pending[self.scanned..start + at]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count() as u64;
+            let line = self.quotes.line + count_newlines(&self.pending[self.scanned..start + at]);
             let offset = self.consumed + (start + at) as u64;
             return Err(ReadError::at(
                 &self.source,
@@ -729,10 +725,7 @@ impl<'a> LineCounter<'a> {
             start += 1;
         }
         if start > self.counted_to {
-            self.line += self.piece[self.counted_to..start]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count() as u64;
+            self.line += count_newlines(&self.piece[self.counted_to..start]);
             self.counted_to = start;
         }
         self.line

@@ -27,6 +27,7 @@
     clippy::print_stderr
 )]
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::sync::atomic::AtomicBool;
@@ -387,7 +388,7 @@ fn push_in_memory(rows: usize, customers: u64) {
     let (mut ids, mut ends) = (String::with_capacity(rows * 10), Vec::with_capacity(rows));
     for _ in 0..rows {
         let who = ((rng.uniform() * customers as f64) as u64).min(customers - 1);
-        ids.push_str(&format!("C{who:09}"));
+        write!(ids, "C{who:09}").unwrap();
         ends.push(ids.len());
     }
     let start_second = START_DAY * 86_400;

@@ -167,7 +167,8 @@ const NAMED_TABLE: u64 = std::mem::size_of::<(String, crate::v1::Table)>() as u6
 /// it, and only then finds it ran past its parent's end; it skips an unknown field's group and
 /// goes on; it reads a map field's entry whatever (valid) wire type its key gives. Walking each
 /// nested payload as a slice of its own would let a forged length, a group or a map key hide
-/// the bytes prost then decodes as something else (the decoding fuzzer found all three).
+/// the bytes prost then decodes as something else (the decoding fuzzer found the length and
+/// the map key; prost's `skip_field` showed the group).
 pub fn decoded_size(bytes: &[u8], shape: Shape) -> u64 {
     let mut walk = Walk {
         bytes,
